@@ -1,0 +1,2 @@
+//! The `berth` command (work in progress).
+fn main() {}

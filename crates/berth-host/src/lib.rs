@@ -1,0 +1,1 @@
+//! berth-host (work in progress).

@@ -1,0 +1,393 @@
+//! The app manifest: what the vendor ships (`berth.toml` plus templates).
+//!
+//! The types mirror the file one to one and reject unknown keys. Semantic checks
+//! (dependency cycles, references to undeclared settings, services or components)
+//! live in [`crate::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole app manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Name, version and description of the app.
+    pub app: AppMeta,
+    /// Where each part of the app comes from.
+    #[serde(default)]
+    pub components: BTreeMap<String, Component>,
+    /// Settings the administrator may set, grouped: `settings.<group>.<key>`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, BTreeMap<String, SettingDecl>>,
+    /// Named sets of setting values (`profile = "small"` in the site config).
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    /// Secrets generated once per instance and kept in the secret store.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretDecl>,
+    /// Config files rendered from templates.
+    #[serde(default)]
+    pub files: Vec<FileDecl>,
+    /// Long-running services.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceDecl>,
+    /// Periodic jobs.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobDecl>,
+    /// One-shot lifecycle steps (database init, migrations, first admin user).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, HookDecl>,
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppMeta {
+    /// Short machine name, `[a-z][a-z0-9-]*`: used in paths, user names and archive names.
+    pub name: String,
+    /// The app's version (what the bundled components are pinned to).
+    pub version: String,
+    /// One line saying what the app is.
+    #[serde(default)]
+    pub summary: String,
+    /// The URL the administrator is sent to by default (`http://127.0.0.1:8080/`).
+    #[serde(default)]
+    pub default_external_url: Option<String>,
+    /// Where the app answers once up, relative to `external_url`, e.g. `/login/`.
+    #[serde(default)]
+    pub health_path: Option<String>,
+    /// Lines printed after `berth up` succeeds (templates, e.g. naming a secret's file).
+    #[serde(default)]
+    pub next_steps: Vec<String>,
+}
+
+/// `[components.<name>]`: where a part of the app comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// `system` (distribution packages) or `bundled` (built into the app's release).
+    pub source: ComponentSource,
+    /// Distribution packages that provide it (`system`), e.g. `["postgresql-15"]`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Named programs it provides: name → absolute path (checked after install).
+    #[serde(default)]
+    pub binaries: BTreeMap<String, String>,
+    /// How a `bundled` component is built.
+    #[serde(default)]
+    pub build: Option<BundleBuild>,
+    /// System user its services run as, and owner of its data directories.
+    /// Only used when berth runs as root; otherwise everything runs as the invoking user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Data directories it owns, relative to `<prefix>/data` (kept across upgrades, backed up).
+    #[serde(default)]
+    pub data_dirs: Vec<String>,
+    /// Whether the administrator may switch it off (`[<component>] enabled = false`).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Where a component comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentSource {
+    /// Installed from the host's package manager.
+    System,
+    /// Built into the app's release directory by berth.
+    Bundled,
+}
+
+/// How a bundled component is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BundleBuild {
+    /// A Python virtual environment made from pinned requirements.
+    PythonVenv {
+        /// Interpreter versions accepted, PEP 440 style: `>=3.12`, `>=3.12,<3.14`.
+        python: String,
+        /// Pinned requirements, e.g. `["netbox==4.7.3", "gunicorn==23.0.0"]`.
+        requirements: Vec<String>,
+    },
+}
+
+/// `[settings.<group>.<key>]`: one typed setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingDecl {
+    /// The value's type.
+    #[serde(rename = "type")]
+    pub kind: SettingType,
+    /// What it does, for `berth config show` and the docs.
+    #[serde(default)]
+    pub description: String,
+    /// A literal default.
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+    /// A default derived from host facts: a minijinja *expression* such as
+    /// `[facts.cpus * 2 + 1, 9] | min`. Used when `default` is absent.
+    #[serde(default)]
+    pub derive: Option<String>,
+    /// Smallest allowed value (`int`, `port`, `size` in bytes, `duration` in seconds).
+    #[serde(default)]
+    pub min: Option<i64>,
+    /// Largest allowed value.
+    #[serde(default)]
+    pub max: Option<i64>,
+    /// Allowed values (`string`).
+    #[serde(default, rename = "enum")]
+    pub choices: Option<Vec<String>>,
+    /// Regular expression the whole value must match (`string`).
+    #[serde(default)]
+    pub pattern: Option<String>,
+}
+
+/// Types a setting can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingType {
+    /// Any string (see `enum` and `pattern`).
+    String,
+    /// A 64-bit integer (see `min`/`max`).
+    Int,
+    /// `true` or `false`.
+    Bool,
+    /// A TCP port, 1–65535.
+    Port,
+    /// A byte size: an integer or a string such as `"128MB"`, `"1GiB"`.
+    Size,
+    /// A duration: a string such as `"30s"`, `"5m"`.
+    Duration,
+    /// An absolute `http://` or `https://` URL.
+    Url,
+    /// A list of strings.
+    StringList,
+}
+
+/// `[profiles.<name>]`: preset values for settings, `"<group>.<key>" = value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// What the profile is for.
+    #[serde(default)]
+    pub description: String,
+    /// `"<group>.<key>" = value`.
+    #[serde(default)]
+    pub values: BTreeMap<String, toml::Value>,
+}
+
+/// `[secrets.<name>]`: a value generated once and stored mode 0600.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDecl {
+    /// What it protects.
+    #[serde(default)]
+    pub description: String,
+    /// Number of characters.
+    #[serde(default = "default_secret_length")]
+    pub length: usize,
+    /// `alphanumeric`, `hex`, `ascii-printable` (no quotes or backslash), or a literal set of characters.
+    #[serde(default = "default_alphabet")]
+    pub alphabet: String,
+    /// Component whose user may read it (owner of the stored file); none means root/self.
+    #[serde(default)]
+    pub readable_by: Option<String>,
+}
+
+fn default_secret_length() -> usize {
+    32
+}
+
+fn default_alphabet() -> String {
+    "alphanumeric".to_owned()
+}
+
+/// `[[files]]`: a config file rendered from a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDecl {
+    /// Destination, relative to `<prefix>/etc`.
+    pub path: String,
+    /// Template, relative to the manifest's directory.
+    pub template: String,
+    /// Component whose user owns the file; none means root/self.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Octal mode as a string, e.g. `"0640"`.
+    #[serde(default = "default_file_mode")]
+    pub mode: String,
+    /// Services restarted when the file changes.
+    #[serde(default)]
+    pub restarts: Vec<String>,
+    /// Services reloaded (their reload signal) when the file changes.
+    #[serde(default)]
+    pub reloads: Vec<String>,
+    /// Only rendered when this component is enabled.
+    #[serde(default)]
+    pub component: Option<String>,
+}
+
+fn default_file_mode() -> String {
+    "0644".to_owned()
+}
+
+/// `[services.<name>]`: a long-running process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    /// The component it belongs to (decides user and whether it runs).
+    pub component: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Program and arguments; each a template.
+    pub command: Vec<String>,
+    /// Environment; values are templates.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Working directory (template).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Services that must be ready first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Readiness probe.
+    #[serde(default)]
+    pub ready: Option<ReadyDecl>,
+    /// Stop signal, default `SIGTERM`.
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+    /// Wait this long after the stop signal before SIGKILL, default `30s`.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: String,
+    /// Signal that reloads config; absent means a config change restarts the service.
+    #[serde(default)]
+    pub reload_signal: Option<String>,
+    /// `always` (default), `on-failure` or `never`.
+    #[serde(default = "default_restart")]
+    pub restart: RestartDecl,
+}
+
+/// What the supervisor does when the service exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartDecl {
+    /// Restart on any exit.
+    Always,
+    /// Restart on a non-zero exit or a signal.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+fn default_stop_signal() -> String {
+    "SIGTERM".to_owned()
+}
+
+fn default_stop_timeout() -> String {
+    "30s".to_owned()
+}
+
+fn default_restart() -> RestartDecl {
+    RestartDecl::Always
+}
+
+/// A readiness probe: exactly one of `tcp`, `http`, `command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyDecl {
+    /// `host:port` to connect to (template).
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// URL to GET (template); ready on a status below 500.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Command that exits 0 when ready (templates).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Give up after this long, default `60s`.
+    #[serde(default = "default_ready_timeout")]
+    pub timeout: String,
+}
+
+fn default_ready_timeout() -> String {
+    "60s".to_owned()
+}
+
+/// `[jobs.<name>]`: a periodic job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDecl {
+    /// The component it belongs to.
+    pub component: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Program and arguments (templates).
+    pub command: Vec<String>,
+    /// Environment (templates).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Working directory (template).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Interval, e.g. `"1h"`; a template, so a setting can drive it.
+    pub every: String,
+    /// Kill a run after this long, default `1h`.
+    #[serde(default = "default_job_timeout")]
+    pub timeout: String,
+    /// Services that must be ready for a run.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+fn default_job_timeout() -> String {
+    "1h".to_owned()
+}
+
+/// `[hooks.<name>]`: a one-shot step run by `berth up`/`reconfigure`/`upgrade`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookDecl {
+    /// The component it belongs to (user, enabled).
+    pub component: String,
+    /// What it does, shown in progress and history.
+    #[serde(default)]
+    pub description: String,
+    /// Program and arguments (templates).
+    pub command: Vec<String>,
+    /// Environment (templates).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Working directory (template).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `once` (per instance), `release` (once per app version), or `always`.
+    pub when: HookWhen,
+    /// Services that must be ready before the hook runs.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Services that must not start until the hook has succeeded.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Kill the hook after this long, default `30m`.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: String,
+}
+
+fn default_hook_timeout() -> String {
+    "30m".to_owned()
+}
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookWhen {
+    /// Once in the life of an instance (e.g. `initdb`, first admin user).
+    Once,
+    /// Once per app version (e.g. migrations, collecting static files).
+    Release,
+    /// On every `up` and every `reconfigure` that changes something.
+    Always,
+}

@@ -1,0 +1,1 @@
+//! berth-render (work in progress).

@@ -1,0 +1,1 @@
+//! berth-state (work in progress).

@@ -1,0 +1,1 @@
+//! berth-supervisor (work in progress).
