@@ -1,0 +1,158 @@
+//! The desired state: everything converge must make true on the host, fully rendered.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_supervisor_protocol::{JobSpec, ServiceSpec};
+use serde::{Deserialize, Serialize};
+
+/// Output of [`crate::render`]: a pure value, serialisable for `berth plan` and snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// App name and version.
+    pub app: AppId,
+    /// The instance's directory layout.
+    pub paths: Paths,
+    /// System users to create (only when running as root).
+    pub users: Vec<UserSpec>,
+    /// Directories to create, parents first.
+    pub dirs: Vec<DirSpec>,
+    /// Rendered config files.
+    pub files: Vec<FileSpec>,
+    /// Distribution packages the enabled components need.
+    pub packages: Vec<String>,
+    /// Programs that must exist after the packages are installed: `component.binary` → path.
+    pub binaries: BTreeMap<String, PathBuf>,
+    /// Bundled components to build into the release directory.
+    pub bundles: Vec<BundleSpec>,
+    /// Secrets the instance needs (generated once by converge).
+    pub secrets: Vec<SecretSpec>,
+    /// Services and jobs for the supervisor.
+    pub services: Vec<ServiceSpec>,
+    /// Periodic jobs.
+    pub jobs: Vec<JobSpec>,
+    /// One-shot lifecycle steps, in the order they are declared.
+    pub hooks: Vec<HookSpec>,
+    /// Where the app answers once up (`external_url` + the manifest's `health_path`).
+    pub health_url: String,
+    /// Rendered `next_steps` lines.
+    pub next_steps: Vec<String>,
+}
+
+/// App identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppId {
+    /// Manifest `app.name`.
+    pub name: String,
+    /// Manifest `app.version`.
+    pub version: String,
+}
+
+/// The instance's directory layout, all absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paths {
+    /// Root of the instance.
+    pub prefix: PathBuf,
+    /// Rendered config files: `<prefix>/etc`.
+    pub etc: PathBuf,
+    /// Component data: `<prefix>/data`.
+    pub data: PathBuf,
+    /// Sockets and pid files: `<prefix>/run`.
+    pub run: PathBuf,
+    /// Service logs: `<prefix>/log`.
+    pub log: PathBuf,
+    /// Secret store (0700): `<prefix>/secrets`.
+    pub secrets: PathBuf,
+    /// State database and journal: `<prefix>/state`.
+    pub state: PathBuf,
+    /// The current release (bundled components): `<prefix>/releases/<version>`.
+    pub release: PathBuf,
+}
+
+/// A system user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    /// User (and group) name.
+    pub name: String,
+    /// Home directory.
+    pub home: PathBuf,
+}
+
+/// A directory with owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirSpec {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Owning user; `None` = the user running berth.
+    pub owner: Option<String>,
+    /// Permission bits, e.g. `0o750`.
+    pub mode: u32,
+}
+
+/// A rendered config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Rendered content. May contain secret values: mask before showing.
+    pub content: String,
+    /// Owning user; `None` = the user running berth.
+    pub owner: Option<String>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Services restarted when this file changes.
+    pub restarts: Vec<String>,
+    /// Services reloaded when this file changes.
+    pub reloads: Vec<String>,
+}
+
+/// A secret to generate once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    /// Name (`secrets.<name>` in templates); stored as `<prefix>/secrets/<name>`.
+    pub name: String,
+    /// Number of characters.
+    pub length: usize,
+    /// Characters to draw from (already expanded from names like `alphanumeric`).
+    pub alphabet: String,
+    /// Owner of the stored file; `None` = the user running berth.
+    pub owner: Option<String>,
+}
+
+/// A bundled component to build into the release directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleSpec {
+    /// Component name.
+    pub component: String,
+    /// Where it is built: `<release>/<component>`.
+    pub dest: PathBuf,
+    /// What to build.
+    pub build: berth_model::manifest::BundleBuild,
+}
+
+/// A rendered one-shot lifecycle step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookSpec {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment (may hold secrets).
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// When it runs.
+    pub when: berth_model::manifest::HookWhen,
+    /// Services that must be ready first.
+    pub after: Vec<String>,
+    /// Services that wait for it.
+    pub before: Vec<String>,
+    /// Kill after this long.
+    pub timeout: std::time::Duration,
+    /// Output goes to `<log>/hooks/<name>.log`.
+    pub log_file: PathBuf,
+}
