@@ -85,7 +85,8 @@ pub struct DirSpec {
     pub path: PathBuf,
     /// Owning user; `None` = the user running berth.
     pub owner: Option<String>,
-    /// Permission bits, e.g. `0o750`.
+    /// Permission bits, e.g. `0o750` (serialised as `"0750"`).
+    #[serde(with = "octal_mode")]
     pub mode: u32,
 }
 
@@ -98,7 +99,8 @@ pub struct FileSpec {
     pub content: String,
     /// Owning user; `None` = the user running berth.
     pub owner: Option<String>,
-    /// Permission bits.
+    /// Permission bits (serialised as `"0640"`).
+    #[serde(with = "octal_mode")]
     pub mode: u32,
     /// Services restarted when this file changes.
     pub restarts: Vec<String>,
@@ -155,4 +157,18 @@ pub struct HookSpec {
     pub timeout: std::time::Duration,
     /// Output goes to `<log>/hooks/<name>.log`.
     pub log_file: PathBuf,
+}
+
+/// Modes read as `"0750"` in plans and snapshots, not as decimal 488.
+mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(d)?;
+        u32::from_str_radix(&text, 8).map_err(serde::de::Error::custom)
+    }
 }

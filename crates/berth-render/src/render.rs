@@ -1,0 +1,549 @@
+//! Rendering: builds the template context, then every file, service, job and hook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_model::manifest::{
+    ComponentSource, HookDecl, JobDecl, ReadyDecl, RestartDecl, ServiceDecl,
+};
+use berth_model::{Facts, LoadedManifest, ResolvedConfig};
+use berth_supervisor_protocol::{JobSpec, Probe, Readiness, RestartPolicy, ServiceSpec};
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use crate::{
+    AppId, BundleSpec, DesiredState, DirSpec, FileSpec, HookSpec, Paths, RenderError, SecretSpec,
+    UserSpec,
+};
+
+/// Rotate a service's log when it passes this size.
+const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Rotated log files kept per service.
+const LOG_KEEP: u32 = 5;
+
+/// Everything rendering depends on. Rendering is a pure function of this.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderInput<'a> {
+    /// The app manifest with its templates.
+    pub manifest: &'a LoadedManifest,
+    /// The effective configuration.
+    pub config: &'a ResolvedConfig,
+    /// Host facts.
+    pub facts: &'a Facts,
+    /// Secret values by name (every declared secret).
+    pub secrets: &'a BTreeMap<String, String>,
+    /// Directory layout of the instance.
+    pub paths: &'a Paths,
+}
+
+/// The secrets the instance needs, with their owners: known before rendering,
+/// because converge must create them before anything can be rendered.
+pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec> {
+    let m = &manifest.manifest;
+    m.secrets
+        .iter()
+        .map(|(name, decl)| SecretSpec {
+            name: name.clone(),
+            length: decl.length,
+            alphabet: expand_alphabet(&decl.alphabet),
+            owner: decl
+                .readable_by
+                .as_deref()
+                .and_then(|c| component_user(manifest, c, facts)),
+        })
+        .collect()
+}
+
+/// Named alphabets; anything else is a literal set of characters.
+fn expand_alphabet(name: &str) -> String {
+    const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+    const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const DIGITS: &str = "0123456789";
+    match name {
+        "alphanumeric" => format!("{LOWER}{UPPER}{DIGITS}"),
+        "hex" => "0123456789abcdef".to_owned(),
+        // Printable ASCII without quotes, backslash or `$`, so the value is safe
+        // inside quoted strings of every config language we render.
+        "ascii-printable" => (0x21u8..0x7f)
+            .map(char::from)
+            .filter(|c| !matches!(c, '"' | '\'' | '\\' | '`' | '$'))
+            .collect(),
+        literal => literal.to_owned(),
+    }
+}
+
+/// The system user a component's processes run as.
+///
+/// As a normal user everything runs as that user (`None`). As root, a component runs
+/// as its declared `user`, or as a user named after the app when it declares none:
+/// services never run as root unless the manifest says `user = "root"`.
+fn component_user(manifest: &LoadedManifest, component: &str, facts: &Facts) -> Option<String> {
+    if !facts.is_root {
+        return None;
+    }
+    let m = &manifest.manifest;
+    let user = m
+        .components
+        .get(component)
+        .and_then(|c| c.user.clone())
+        .unwrap_or_else(|| m.app.name.clone());
+    (user != "root").then_some(user)
+}
+
+#[derive(Serialize)]
+struct ComponentCtx {
+    enabled: bool,
+    user: String,
+    bin: BTreeMap<String, String>,
+    dir: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UrlCtx {
+    url: String,
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// Build the template context described in `docs/manifest.md`.
+fn context(input: &RenderInput<'_>) -> Value {
+    let m = &input.manifest.manifest;
+    let p = input.paths;
+    let path = |b: &PathBuf| b.display().to_string();
+    let paths: BTreeMap<&str, String> = [
+        ("prefix", path(&p.prefix)),
+        ("etc", path(&p.etc)),
+        ("data", path(&p.data)),
+        ("run", path(&p.run)),
+        ("log", path(&p.log)),
+        ("secrets", path(&p.secrets)),
+        ("state", path(&p.state)),
+        ("release", path(&p.release)),
+    ]
+    .into_iter()
+    .collect();
+    let components: BTreeMap<&str, ComponentCtx> = m
+        .components
+        .iter()
+        .map(|(name, c)| {
+            let ctx = ComponentCtx {
+                enabled: input.config.enabled_components.contains(name),
+                user: component_user(input.manifest, name, input.facts)
+                    .unwrap_or_else(|| input.facts.user.clone()),
+                bin: c.binaries.clone(),
+                dir: (c.source == ComponentSource::Bundled)
+                    .then(|| path(&p.release.join(name))),
+            };
+            (name.as_str(), ctx)
+        })
+        .collect();
+    let settings: BTreeMap<&str, BTreeMap<&str, &berth_model::SettingValue>> = input
+        .config
+        .settings
+        .iter()
+        .map(|(g, keys)| {
+            (
+                g.as_str(),
+                keys.iter().map(|(k, r)| (k.as_str(), &r.value)).collect(),
+            )
+        })
+        .collect();
+    let u = &input.config.external_url;
+    let url = UrlCtx {
+        url: u.to_string(),
+        scheme: u.scheme().to_owned(),
+        host: u.host_str().unwrap_or_default().to_owned(),
+        port: u.port_or_known_default().unwrap_or(80),
+        path: u.path().to_owned(),
+    };
+    let app: BTreeMap<&str, &str> = [("name", m.app.name.as_str()), ("version", m.app.version.as_str())]
+        .into_iter()
+        .collect();
+    minijinja::context! {
+        app => Value::from(Serde(&app)),
+        paths => Value::from(Serde(&paths)),
+        settings => Value::from(Serde(&settings)),
+        secrets => Value::from(Serde(input.secrets)),
+        components => Value::from(Serde(&components)),
+        facts => Value::from(Serde(input.facts)),
+        external_url => Value::from(Serde(&url)),
+        profile => Value::from(Serde(&input.config.profile)),
+    }
+}
+
+/// The renderer: one minijinja environment with every template loaded, plus the context.
+struct Renderer<'a> {
+    env: Environment<'a>,
+    ctx: Value,
+}
+
+impl<'a> Renderer<'a> {
+    fn new(input: &RenderInput<'a>) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        // A typo must fail loudly, never render as an empty string.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Config files end with a newline; Jinja would drop it by default.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        for (name, source) in &input.manifest.templates {
+            env.add_template_owned(name.clone(), source.clone())
+                .map_err(|source| RenderError::Template {
+                    what: format!("template `{name}`"),
+                    source,
+                })?;
+        }
+        Ok(Self {
+            env,
+            ctx: context(input),
+        })
+    }
+
+    fn template(&self, name: &str) -> Result<String, RenderError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|_| RenderError::MissingTemplate(name.to_owned()))?;
+        t.render(&self.ctx).map_err(|source| RenderError::Template {
+            what: format!("template `{name}`"),
+            source,
+        })
+    }
+
+    /// Render one inline string (a command argument, an env value …).
+    fn string(&self, what: &str, s: &str) -> Result<String, RenderError> {
+        if !s.contains("{{") && !s.contains("{%") {
+            return Ok(s.to_owned());
+        }
+        self.env
+            .render_str(s, &self.ctx)
+            .map_err(|source| RenderError::Template {
+                what: format!("`{what}`"),
+                source,
+            })
+    }
+
+    fn strings(&self, what: &str, v: &[String]) -> Result<Vec<String>, RenderError> {
+        v.iter()
+            .enumerate()
+            .map(|(i, s)| self.string(&format!("{what}[{i}]"), s))
+            .collect()
+    }
+
+    fn env_map(
+        &self,
+        what: &str,
+        m: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
+        m.iter()
+            .map(|(k, v)| Ok((k.clone(), self.string(&format!("{what}.{k}"), v)?)))
+            .collect()
+    }
+
+    fn duration(&self, field: &str, s: &str) -> Result<Duration, RenderError> {
+        let value = self.string(field, s)?;
+        humantime::parse_duration(value.trim()).map_err(|_| RenderError::Duration {
+            field: field.to_owned(),
+            value,
+        })
+    }
+
+    fn path(&self, what: &str, s: Option<&String>) -> Result<Option<PathBuf>, RenderError> {
+        s.map(|s| self.string(what, s).map(PathBuf::from))
+            .transpose()
+    }
+}
+
+/// Render the desired state.
+///
+/// Only enabled components contribute packages, directories, files, services, jobs
+/// and hooks; dependencies on services of disabled components are dropped.
+pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
+    let m = &input.manifest.manifest;
+    let r = Renderer::new(input)?;
+    let enabled = &input.config.enabled_components;
+    let p = input.paths;
+    let user_of = |c: &str| component_user(input.manifest, c, input.facts);
+
+    for name in m.secrets.keys() {
+        if !input.secrets.contains_key(name) {
+            return Err(RenderError::MissingSecret(name.clone()));
+        }
+    }
+
+    // Users: one per distinct component user, home in the data dir.
+    let mut users: Vec<UserSpec> = Vec::new();
+    for name in enabled {
+        if let Some(u) = user_of(name) {
+            if !users.iter().any(|x| x.name == u) {
+                users.push(UserSpec {
+                    name: u,
+                    home: p.data.clone(),
+                });
+            }
+        }
+    }
+
+    // Directories, parents first.
+    let mut dirs = vec![
+        dir(&p.prefix, None, 0o755),
+        dir(&p.etc, None, 0o755),
+        dir(&p.data, None, 0o755),
+        dir(&p.run, None, 0o755),
+        dir(&p.log, None, 0o755),
+        dir(&p.log.join("hooks"), None, 0o755),
+        dir(&p.secrets, None, 0o700),
+        dir(&p.state, None, 0o700),
+    ];
+    for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
+        let owner = user_of(name);
+        // A per-component runtime directory for sockets and pid files.
+        dirs.push(dir(&p.run.join(name), owner.clone(), 0o755));
+        for d in &c.data_dirs {
+            dirs.push(dir(&p.data.join(d), owner.clone(), 0o750));
+        }
+    }
+
+    // Files. Parent directories of rendered files are created too.
+    let mut files = Vec::new();
+    for f in &m.files {
+        if f.component.as_ref().is_some_and(|c| !enabled.contains(c)) {
+            continue;
+        }
+        let content = r.template(&f.template)?;
+        let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8).map_err(|_| {
+            RenderError::Mode {
+                path: f.path.clone(),
+                mode: f.mode.clone(),
+            }
+        })?;
+        let path = p.etc.join(&f.path);
+        if let Some(parent) = path.parent() {
+            if parent != p.etc && !dirs.iter().any(|d| d.path == parent) {
+                dirs.push(dir(parent, None, 0o755));
+            }
+        }
+        let keep = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .filter(|s| service_enabled(m, enabled, s))
+                .cloned()
+                .collect()
+        };
+        files.push(FileSpec {
+            path,
+            content,
+            owner: f.owner.as_deref().and_then(&user_of),
+            mode,
+            restarts: keep(&f.restarts),
+            reloads: keep(&f.reloads),
+        });
+    }
+
+    let mut packages = BTreeSet::new();
+    let mut binaries = BTreeMap::new();
+    let mut bundles = Vec::new();
+    for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
+        packages.extend(c.packages.iter().cloned());
+        for (bin, path) in &c.binaries {
+            binaries.insert(format!("{name}.{bin}"), PathBuf::from(path));
+        }
+        if let (ComponentSource::Bundled, Some(build)) = (c.source, &c.build) {
+            bundles.push(BundleSpec {
+                component: name.clone(),
+                dest: p.release.join(name),
+                build: build.clone(),
+            });
+        }
+    }
+
+    let mut services = Vec::new();
+    for (name, s) in m.services.iter().filter(|(_, s)| enabled.contains(&s.component)) {
+        services.push(service(&r, m, enabled, p, name, s, user_of(&s.component))?);
+    }
+    let mut jobs = Vec::new();
+    for (name, j) in m.jobs.iter().filter(|(_, j)| enabled.contains(&j.component)) {
+        jobs.push(job(&r, m, enabled, p, name, j, user_of(&j.component))?);
+    }
+    let mut hooks = Vec::new();
+    for (name, h) in m.hooks.iter().filter(|(_, h)| enabled.contains(&h.component)) {
+        hooks.push(hook(&r, m, enabled, p, name, h, user_of(&h.component))?);
+    }
+
+    let health_path = m.app.health_path.as_deref().unwrap_or("");
+    let health_url = input
+        .config
+        .external_url
+        .join(health_path.trim_start_matches('/'))
+        .map_or_else(|_| input.config.external_url.to_string(), |u| u.to_string());
+    let next_steps = m
+        .app
+        .next_steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| r.string(&format!("app.next_steps[{i}]"), s))
+        .collect::<Result<_, _>>()?;
+
+    Ok(DesiredState {
+        app: AppId {
+            name: m.app.name.clone(),
+            version: m.app.version.clone(),
+        },
+        paths: p.clone(),
+        users,
+        dirs,
+        files,
+        packages: packages.into_iter().collect(),
+        binaries,
+        bundles,
+        secrets: secret_specs(input.manifest, input.facts),
+        services,
+        jobs,
+        hooks,
+        health_url,
+        next_steps,
+    })
+}
+
+fn dir(path: &std::path::Path, owner: Option<String>, mode: u32) -> DirSpec {
+    DirSpec {
+        path: path.to_path_buf(),
+        owner,
+        mode,
+    }
+}
+
+fn service_enabled(
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    service: &str,
+) -> bool {
+    m.services
+        .get(service)
+        .is_some_and(|s| enabled.contains(&s.component))
+}
+
+fn enabled_services(
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    list: &[String],
+) -> Vec<String> {
+    list.iter()
+        .filter(|s| service_enabled(m, enabled, s))
+        .cloned()
+        .collect()
+}
+
+fn probe(r: &Renderer<'_>, what: &str, ready: &ReadyDecl) -> Result<Readiness, RenderError> {
+    let probe = if let Some(addr) = &ready.tcp {
+        Probe::Tcp {
+            address: r.string(&format!("{what}.tcp"), addr)?,
+        }
+    } else if let Some(url) = &ready.http {
+        Probe::Http {
+            url: r.string(&format!("{what}.http"), url)?,
+            status: None,
+        }
+    } else {
+        Probe::Command {
+            argv: r.strings(
+                &format!("{what}.command"),
+                ready.command.as_deref().unwrap_or_default(),
+            )?,
+        }
+    };
+    Ok(Readiness {
+        probe,
+        timeout: r.duration(&format!("{what}.timeout"), &ready.timeout)?,
+    })
+}
+
+fn service(
+    r: &Renderer<'_>,
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    p: &Paths,
+    name: &str,
+    s: &ServiceDecl,
+    user: Option<String>,
+) -> Result<ServiceSpec, RenderError> {
+    let w = format!("services.{name}");
+    Ok(ServiceSpec {
+        name: name.to_owned(),
+        argv: r.strings(&format!("{w}.command"), &s.command)?,
+        env: r.env_map(&format!("{w}.environment"), &s.environment)?,
+        cwd: r.path(&format!("{w}.working_dir"), s.working_dir.as_ref())?,
+        user,
+        depends_on: enabled_services(m, enabled, &s.depends_on),
+        readiness: s
+            .ready
+            .as_ref()
+            .map(|ready| probe(r, &format!("{w}.ready"), ready))
+            .transpose()?,
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout: r.duration(&format!("{w}.stop_timeout"), &s.stop_timeout)?,
+        reload_signal: s.reload_signal.clone(),
+        restart: match s.restart {
+            RestartDecl::Always => RestartPolicy::Always,
+            RestartDecl::OnFailure => RestartPolicy::OnFailure,
+            RestartDecl::Never => RestartPolicy::Never,
+        },
+        log_dir: p.log.join(name),
+        log_max_bytes: LOG_MAX_BYTES,
+        log_keep: LOG_KEEP,
+    })
+}
+
+fn job(
+    r: &Renderer<'_>,
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    p: &Paths,
+    name: &str,
+    j: &JobDecl,
+    user: Option<String>,
+) -> Result<JobSpec, RenderError> {
+    let w = format!("jobs.{name}");
+    Ok(JobSpec {
+        name: name.to_owned(),
+        argv: r.strings(&format!("{w}.command"), &j.command)?,
+        env: r.env_map(&format!("{w}.environment"), &j.environment)?,
+        cwd: r.path(&format!("{w}.working_dir"), j.working_dir.as_ref())?,
+        user,
+        every: r.duration(&format!("{w}.every"), &j.every)?,
+        timeout: r.duration(&format!("{w}.timeout"), &j.timeout)?,
+        requires: enabled_services(m, enabled, &j.requires),
+        log_dir: p.log.join("jobs").join(name),
+    })
+}
+
+fn hook(
+    r: &Renderer<'_>,
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    p: &Paths,
+    name: &str,
+    h: &HookDecl,
+    user: Option<String>,
+) -> Result<HookSpec, RenderError> {
+    let w = format!("hooks.{name}");
+    Ok(HookSpec {
+        name: name.to_owned(),
+        description: h.description.clone(),
+        argv: r.strings(&format!("{w}.command"), &h.command)?,
+        env: r.env_map(&format!("{w}.environment"), &h.environment)?,
+        cwd: r.path(&format!("{w}.working_dir"), h.working_dir.as_ref())?,
+        user,
+        when: h.when,
+        after: enabled_services(m, enabled, &h.after),
+        before: enabled_services(m, enabled, &h.before),
+        timeout: r.duration(&format!("{w}.timeout"), &h.timeout)?,
+        log_file: p.log.join("hooks").join(format!("{name}.log")),
+    })
+}
