@@ -1,0 +1,50 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+//!
+//! Never edit a migration that has shipped: append a new one.
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: runs, their journal, hook runs, applied state.
+    "
+    CREATE TABLE runs (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind               TEXT NOT NULL,
+        detail             TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT,
+        duration_ms        INTEGER,
+        status             TEXT,
+        error              TEXT,
+        files_changed      TEXT,
+        services_restarted TEXT,
+        services_reloaded  TEXT,
+        hooks_run          TEXT
+    );
+    CREATE INDEX runs_unfinished ON runs (id) WHERE finished_at IS NULL;
+
+    CREATE TABLE steps (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER NOT NULL REFERENCES runs (id),
+        name        TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        status      TEXT,
+        error       TEXT
+    );
+    CREATE INDEX steps_by_run ON steps (run_id, id);
+
+    CREATE TABLE hooks (
+        name    TEXT NOT NULL,
+        scope   TEXT NOT NULL,
+        run_id  INTEGER REFERENCES runs (id),
+        ran_at  TEXT NOT NULL,
+        PRIMARY KEY (name, scope)
+    );
+
+    CREATE TABLE applied (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    ",
+];
