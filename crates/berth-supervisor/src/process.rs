@@ -1,0 +1,203 @@
+//! Spawning a service or job process: clean environment, own process group,
+//! optional privilege drop, and signalling the whole group.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+
+use berth_supervisor_protocol::{JobSpec, ServiceSpec};
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{Gid, Pid, Uid, User};
+use tokio::process::Command;
+
+/// `PATH` of the clean environment every child starts with.
+pub(crate) const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to run and as whom: the part of a service or job spec that makes a process.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+}
+
+impl Launch {
+    pub(crate) fn service(spec: &ServiceSpec) -> Self {
+        Self { argv: spec.argv.clone(), env: spec.env.clone(), cwd: spec.cwd.clone(), user: spec.user.clone() }
+    }
+
+    pub(crate) fn job(spec: &JobSpec) -> Self {
+        Self { argv: spec.argv.clone(), env: spec.env.clone(), cwd: spec.cwd.clone(), user: spec.user.clone() }
+    }
+
+    /// The same identity and environment, running another program (readiness commands).
+    pub(crate) fn with_argv(&self, argv: &[String]) -> Self {
+        Self { argv: argv.to_vec(), ..self.clone() }
+    }
+
+    /// A command ready to spawn: stdin from `/dev/null`, a new session (so the child
+    /// leads its own process group), and when running as root with a `user`, that
+    /// user's uid, gid and supplementary groups.
+    pub(crate) fn command(&self) -> io::Result<Command> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the command line is empty"));
+        };
+        let identity = Identity::resolve(self.user.as_deref())?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", CLEAN_PATH)
+            .env("LANG", "C.UTF-8")
+            .env("HOME", &identity.home)
+            .env("USER", &identity.name)
+            .env("LOGNAME", &identity.name)
+            .envs(&self.env)
+            .stdin(Stdio::null());
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        let switch = identity.switch;
+        // SAFETY: the closure only makes async-signal-safe system calls (setsid,
+        // setgroups, setgid, setuid) on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(switch) = &switch
+                    && (libc::setgroups(switch.groups.len(), switch.groups.as_ptr()) == -1
+                        || libc::setgid(switch.gid) == -1
+                        || libc::setuid(switch.uid) == -1)
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+/// Who the child runs as.
+struct Identity {
+    name: String,
+    home: PathBuf,
+    switch: Option<Switch>,
+}
+
+/// Credentials to switch to in the child (only when the supervisor is root).
+struct Switch {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+impl Identity {
+    fn resolve(user: Option<&str>) -> io::Result<Self> {
+        let running_as_root = Uid::effective().is_root();
+        if let Some(name) = user
+            && running_as_root
+        {
+            let entry = User::from_name(name)
+                .map_err(io::Error::from)?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("there is no system user `{name}`")))?;
+            let cname = CString::new(name)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the user name contains a NUL byte"))?;
+            let groups = nix::unistd::getgrouplist(&cname, entry.gid)
+                .map_err(io::Error::from)?
+                .into_iter()
+                .map(Gid::as_raw)
+                .collect();
+            return Ok(Self {
+                name: entry.name,
+                home: entry.dir,
+                switch: Some(Switch { uid: entry.uid.as_raw(), gid: entry.gid.as_raw(), groups }),
+            });
+        }
+        // Not root (or no user asked for): run as ourselves.
+        let me = User::from_uid(Uid::effective()).ok().flatten();
+        let name = me.as_ref().map_or_else(|| Uid::effective().to_string(), |u| u.name.clone());
+        let home = me.map_or_else(|| PathBuf::from("/"), |u| u.dir);
+        Ok(Self { name, home, switch: None })
+    }
+}
+
+/// `exit 1`, `signal SIGKILL`: how a process ended, as status and logs show it.
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit {code}")
+    } else if let Some(number) = status.signal() {
+        match Signal::try_from(number) {
+            Ok(sig) => format!("signal {}", sig.as_str()),
+            Err(_) => format!("signal {number}"),
+        }
+    } else {
+        "unknown exit".to_owned()
+    }
+}
+
+/// Parse `SIGTERM`, `TERM` or `term`.
+pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    Signal::from_str(&full).map_err(|_| format!("`{name}` is not a signal name"))
+}
+
+/// Send `sig` to the process group led by `pgid` (falling back to the process itself
+/// in the instant before it called `setsid`). A group that is already gone is fine.
+pub(crate) fn signal_group(pgid: u32, sig: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    if signal::killpg(Pid::from_raw(raw), sig) == Err(Errno::ESRCH) {
+        let _ = signal::kill(Pid::from_raw(raw), sig);
+    }
+}
+
+/// Send `sig` to one process.
+pub(crate) fn signal_process(pid: u32, sig: Signal) -> Result<(), String> {
+    let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} is out of range"))?;
+    signal::kill(Pid::from_raw(raw), sig).map_err(|err| format!("failed to send {} to pid {pid}: {err}", sig.as_str()))
+}
+
+/// Whether any live (non-zombie) process remains in the group `pgid`.
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else { return false };
+    if signal::killpg(Pid::from_raw(raw), None).is_err() {
+        return false;
+    }
+    // `kill(-pgid, 0)` also succeeds for zombies nobody has reaped yet; on Linux,
+    // look closer so an orphaned zombie does not hold up a stop.
+    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // Fields after the `(comm)`: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return false };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1);
+        state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("hup"), Ok(Signal::SIGHUP));
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn exit_descriptions() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit 1");
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "signal SIGKILL");
+    }
+}

@@ -1,0 +1,321 @@
+//! The coordinator: holds every service and job task and answers control requests.
+//!
+//! It never blocks on a service: it computes an order from the dependency graph,
+//! sends commands to the service tasks level by level and awaits their answers,
+//! holding its registry lock only to look things up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use berth_supervisor_protocol::{Request, Response, ServiceState, SupervisionPlan, Target};
+use tokio::task::JoinSet;
+
+use crate::config::BackoffConfig;
+use crate::graph::{self, Deps};
+use crate::jobs::{JobHandle, ReadyCheck};
+use crate::say::say;
+use crate::service::{ServiceHandle, lock};
+
+#[derive(Default)]
+struct Registry {
+    services: BTreeMap<String, ServiceHandle>,
+    jobs: BTreeMap<String, JobHandle>,
+}
+
+/// Shared by every connection task.
+pub(crate) struct Supervisor {
+    registry: Mutex<Registry>,
+    backoff: BackoffConfig,
+    me: Weak<Supervisor>,
+}
+
+impl Supervisor {
+    /// Create the tasks for a validated plan (all services stopped). Needs a runtime.
+    pub(crate) fn new(plan: SupervisionPlan, backoff: BackoffConfig) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Self>| {
+            let mut registry = Registry::default();
+            for spec in plan.services {
+                registry.services.insert(spec.name.clone(), ServiceHandle::spawn(spec, backoff));
+            }
+            let ready = ready_check(me);
+            for spec in plan.jobs {
+                registry.jobs.insert(spec.name.clone(), JobHandle::spawn(spec, Arc::clone(&ready)));
+            }
+            Self { registry: Mutex::new(registry), backoff, me: me.clone() }
+        })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answer one request.
+    pub(crate) async fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return self.status(),
+            Request::Start { target } => self.start_target(&target).await,
+            Request::Stop { target } => self.stop_target(&target).await,
+            Request::Restart { target } => self.restart_target(&target).await,
+            Request::Reload { target } => self.reload_target(&target).await,
+            Request::Apply { plan, restart, reload } => return self.apply(plan, &restart, &reload).await,
+            Request::Shutdown => {
+                self.stop_all().await;
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => Response::Ok,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    fn status(&self) -> Response {
+        let registry = self.registry();
+        Response::Status {
+            supervisor_pid: process::id(),
+            services: registry.services.iter().map(|(name, handle)| handle.lock().status(name)).collect(),
+            jobs: registry.jobs.values().map(JobHandle::status).collect(),
+        }
+    }
+
+    /// Every service name.
+    pub(crate) fn all_names(&self) -> Vec<String> {
+        self.registry().services.keys().cloned().collect()
+    }
+
+    fn resolve(&self, target: &Target) -> Result<Vec<String>, String> {
+        let registry = self.registry();
+        match target {
+            Target::All => Ok(registry.services.keys().cloned().collect()),
+            Target::One(name) if registry.services.contains_key(name) => Ok(vec![name.clone()]),
+            Target::One(name) => Err(graph::unknown("service", name, registry.services.keys())),
+        }
+    }
+
+    /// The dependency graph and handles, copied out of the lock.
+    fn snapshot(&self) -> (Deps, BTreeMap<String, ServiceHandle>) {
+        let registry = self.registry();
+        let deps = registry.services.iter().map(|(n, h)| (n.clone(), h.spec.depends_on.clone())).collect();
+        (deps, registry.services.clone())
+    }
+
+    async fn start_target(&self, target: &Target) -> Result<(), String> {
+        let names = self.resolve(target)?;
+        self.start(&names).await
+    }
+
+    /// Start `names` and their dependencies, a level at a time.
+    pub(crate) async fn start(&self, names: &[String]) -> Result<(), String> {
+        let (deps, handles) = self.snapshot();
+        let levels = graph::start_levels(&deps, names);
+        let waiting: Vec<&ServiceHandle> = levels.iter().skip(1).flatten().filter_map(|n| handles.get(n)).collect();
+        for handle in &waiting {
+            let mut shared = handle.lock();
+            if matches!(shared.state, ServiceState::Stopped | ServiceState::Failed) {
+                shared.state = ServiceState::Waiting;
+            }
+        }
+        for level in &levels {
+            let mut tasks = JoinSet::new();
+            for name in level {
+                if let Some(handle) = handles.get(name).cloned() {
+                    tasks.spawn(async move { (handle.spec.name.clone(), handle.start().await) });
+                }
+            }
+            let failures = collect_failures(tasks).await;
+            if !failures.is_empty() {
+                for handle in &waiting {
+                    let mut shared = handle.lock();
+                    if shared.state == ServiceState::Waiting {
+                        shared.state = ServiceState::Stopped;
+                    }
+                }
+                return Err(failures.join("; "));
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_target(&self, target: &Target) -> Result<(), String> {
+        let names = self.resolve(target)?;
+        self.stop(&names).await;
+        Ok(())
+    }
+
+    /// Stop `names` and everything depending on them, dependents first.
+    pub(crate) async fn stop(&self, names: &[String]) {
+        let (deps, handles) = self.snapshot();
+        for level in graph::stop_levels(&deps, names) {
+            let mut tasks = JoinSet::new();
+            for name in level {
+                if let Some(handle) = handles.get(&name).cloned() {
+                    tasks.spawn(async move { handle.stop().await });
+                }
+            }
+            tasks.join_all().await;
+        }
+    }
+
+    /// Stop every service, in reverse dependency order.
+    pub(crate) async fn stop_all(&self) {
+        let names: Vec<String> = self.registry().services.keys().cloned().collect();
+        self.stop(&names).await;
+    }
+
+    /// Restart `names` one by one in dependency order, starting their dependencies first.
+    async fn restart_target(&self, target: &Target) -> Result<(), String> {
+        let names = self.resolve(target)?;
+        self.restart(&names).await
+    }
+
+    async fn restart(&self, names: &[String]) -> Result<(), String> {
+        let (deps, handles) = self.snapshot();
+        let chosen: BTreeSet<&String> = names.iter().collect();
+        let dependencies: Vec<String> =
+            graph::start_levels(&deps, names).into_iter().flatten().filter(|n| !chosen.contains(n)).collect();
+        self.start(&dependencies).await?;
+        for name in graph::start_levels(&deps, names).into_iter().flatten().filter(|n| chosen.contains(n)) {
+            if let Some(handle) = handles.get(&name) {
+                handle.restart().await.map_err(|err| format!("Failed to restart service `{name}`: {err}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload_target(&self, target: &Target) -> Result<(), String> {
+        let names = self.resolve(target)?;
+        let (_, handles) = self.snapshot();
+        for name in names {
+            if let Some(handle) = handles.get(&name) {
+                handle.reload().await.map_err(|err| format!("Failed to reload service `{name}`: {err}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the plan; see [`Request::Apply`].
+    async fn apply(&self, plan: SupervisionPlan, restart: &[String], reload: &[String]) -> Response {
+        match self.try_apply(plan, restart, reload).await {
+            Ok(response) => response,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    async fn try_apply(&self, plan: SupervisionPlan, restart: &[String], reload: &[String]) -> Result<Response, String> {
+        graph::validate(&plan).map_err(|reason| format!("The new plan is invalid: {reason}"))?;
+        let new_names: BTreeSet<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+        if let Some(name) = restart.iter().chain(reload).find(|n| !new_names.contains(n.as_str())) {
+            return Err(graph::unknown("service", name, &new_names));
+        }
+        let (_, old) = self.snapshot();
+        let was_active: BTreeSet<String> = old.iter().filter(|(_, h)| h.is_active()).map(|(n, _)| n.clone()).collect();
+        let removed: Vec<String> = old.keys().filter(|n| !new_names.contains(n.as_str())).cloned().collect();
+        let changed: BTreeSet<String> = plan
+            .services
+            .iter()
+            .filter(|spec| old.get(&spec.name).is_some_and(|h| h.spec != **spec))
+            .map(|spec| spec.name.clone())
+            .collect();
+
+        // Removed services go first, in the old plan's reverse dependency order.
+        self.stop(&removed).await;
+        let (dropped_services, dropped_jobs) = self.swap_plan(plan, &removed);
+        for handle in dropped_services {
+            handle.shutdown().await;
+        }
+        for job in dropped_jobs {
+            job.cancel().await;
+        }
+
+        let (deps, handles) = self.snapshot();
+        let mut restarted = Vec::new();
+        let mut reloaded = Vec::new();
+        let order: Vec<String> = graph::start_levels(&deps, &deps.keys().cloned().collect::<Vec<_>>()).concat();
+        for name in &order {
+            let Some(handle) = handles.get(name) else { continue };
+            if !was_active.contains(name) {
+                continue;
+            }
+            let outcome = if changed.contains(name) || restart.contains(name) {
+                restarted.push(name.clone());
+                handle.restart().await
+            } else if reload.contains(name) {
+                if handle.spec.reload_signal.is_some() {
+                    reloaded.push(name.clone());
+                } else {
+                    restarted.push(name.clone());
+                }
+                handle.reload().await
+            } else {
+                continue;
+            };
+            outcome.map_err(|err| format!("Failed to restart service `{name}` with its new configuration: {err}"))?;
+        }
+        say!("applied a new plan: {} restarted, {} reloaded, {} removed", restarted.len(), reloaded.len(), removed.len());
+        Ok(Response::Applied { restarted, reloaded, removed })
+    }
+
+    /// Install `plan` in the registry; return the tasks that left it.
+    fn swap_plan(&self, plan: SupervisionPlan, removed: &[String]) -> (Vec<ServiceHandle>, Vec<JobHandle>) {
+        let mut registry = self.registry();
+        let dropped_services = removed.iter().filter_map(|name| registry.services.remove(name)).collect();
+        for spec in plan.services {
+            match registry.services.get_mut(&spec.name) {
+                Some(handle) if handle.spec != spec => handle.update(spec),
+                Some(_) => {}
+                None => {
+                    registry.services.insert(spec.name.clone(), ServiceHandle::spawn(spec, self.backoff));
+                }
+            }
+        }
+        let mut old_jobs = std::mem::take(&mut registry.jobs);
+        let ready = ready_check(&self.me);
+        for spec in plan.jobs {
+            let handle = match old_jobs.remove(&spec.name) {
+                Some(handle) if handle.spec == spec => handle,
+                _ => JobHandle::spawn(spec, Arc::clone(&ready)),
+            };
+            registry.jobs.insert(handle.spec.name.clone(), handle);
+        }
+        (dropped_services, old_jobs.into_values().collect())
+    }
+
+    /// Stop every service and job and end their tasks (daemon exit).
+    pub(crate) async fn close(&self) {
+        self.stop_all().await;
+        let (services, jobs) = {
+            let mut registry = self.registry();
+            (std::mem::take(&mut registry.services), std::mem::take(&mut registry.jobs))
+        };
+        for handle in services.into_values() {
+            handle.shutdown().await;
+        }
+        for job in jobs.into_values() {
+            job.cancel().await;
+        }
+    }
+}
+
+/// A readiness lookup for jobs that does not keep the supervisor alive.
+fn ready_check(me: &Weak<Supervisor>) -> ReadyCheck {
+    let me = me.clone();
+    Arc::new(move |name: &str| {
+        me.upgrade().is_some_and(|sup| {
+            sup.registry().services.get(name).is_some_and(|h| lock(&h.shared).state == ServiceState::Ready)
+        })
+    })
+}
+
+async fn collect_failures(mut tasks: JoinSet<(String, Result<(), String>)>) -> Vec<String> {
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(err))) => failures.push(format!("Failed to start service `{name}`: {err}")),
+            Err(err) => failures.push(format!("A start task failed: {err}")),
+        }
+    }
+    failures.sort();
+    failures
+}
