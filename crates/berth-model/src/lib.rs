@@ -1,22 +1,78 @@
-//! berth's model: the app manifest (vendor) and the site config (administrator).
+//! berth's model: the app manifest (vendor) and the site config (administrator),
+//! parsed, validated and resolved into one effective configuration.
 //!
-//! - [`manifest`]: the manifest types, one to one with `berth.toml`.
-//! - [`site`]: the site config and the effective, resolved configuration.
-//! - [`facts`]: host facts that settings may derive their defaults from.
+//! Everything here is pure: text in, types or [`Diagnostics`] out. Every diagnostic
+//! names the file, line and column, shows the source line, and says how to fix it
+//! (with a did-you-mean for misspelt names). Nothing stops at the first error.
 //!
-//! Parsing and validation are pure: they take text and return types or
-//! [`Diagnostics`] that name file, line and column.
+//! # Capabilities
+//!
+//! - **Load a manifest**: [`LoadedManifest::load`] (from a directory) or
+//!   [`LoadedManifest::from_sources`] (embedded text), types in [`manifest`].
+//! - **Check it**: [`validate`] finds dangling references, dependency cycles, bad
+//!   signals, durations, modes, setting declarations and templates that use names the
+//!   render context does not have.
+//! - **Read the administrator's `site.toml`**: [`parse_site`] into a [`SiteConfig`].
+//! - **Resolve**: [`resolve`] merges default < derived from [`Facts`] < profile < site
+//!   into a [`ResolvedConfig`].
+//! - **Show it**: [`render_effective`] prints the effective config as a `site.toml`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use berth_model::{Facts, LoadedManifest, Origin, SettingValue, parse_site, resolve, validate};
+//!
+//! let manifest = r#"
+//! [app]
+//! name = "demo"
+//! version = "1.0"
+//!
+//! [settings.web.workers]
+//! type = "int"
+//! description = "Worker processes"
+//! derive = "facts.cpus * 2 + 1"
+//! min = 1
+//! max = 16
+//! "#;
+//! let m = LoadedManifest::from_sources("berth.toml", manifest, BTreeMap::new())?;
+//! validate(&m)?;
+//!
+//! let site = parse_site("site.toml", "[web]\nworkers = 3\n", &m)?;
+//! let r = resolve(&m, &site, &Facts::fixture())?;
+//! assert_eq!(r.settings["web"]["workers"].value, SettingValue::Int(3));
+//! assert_eq!(r.settings["web"]["workers"].origin, Origin::Site);
+//!
+//! let err = parse_site("site.toml", "[web]\nwrokers = 3\n", &m).unwrap_err();
+//! assert!(err.to_string().contains("did you mean `workers`?"));
+//! # Ok::<(), berth_model::Diagnostics>(())
+//! ```
 
+mod effective;
 pub mod facts;
+mod load;
+mod locate;
 pub mod manifest;
+mod resolve;
 pub mod site;
+mod site_parse;
+mod span;
+pub mod suggest;
+mod templates;
+mod validate;
+mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 pub use facts::Facts;
 pub use manifest::Manifest;
-pub use site::{Origin, Resolved, ResolvedConfig, SettingValue};
+pub use effective::render_effective;
+pub use resolve::resolve;
+pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};
+pub use site_parse::parse_site;
+pub use validate::validate;
+pub use value::{format_size, parse_size};
 
 /// A manifest together with the template sources it refers to, so rendering never reads files.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +83,8 @@ pub struct LoadedManifest {
     pub source_name: String,
     /// Template path (as written in `[[files]]`) → template source.
     pub templates: BTreeMap<String, String>,
+    /// The manifest's text, so later checks can point at lines; empty when unknown.
+    pub source: String,
 }
 
 /// One problem found in a config file, with its position.
@@ -51,6 +109,103 @@ pub struct Diagnostic {
 /// Every problem found in one pass: validation never stops at the first error.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostic {
+    /// A diagnostic pointing at the byte range `span` of `text` (the contents of `file`).
+    pub fn at(
+        file: impl Into<String>,
+        text: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, column, source_line, width) = span::locate(text, &span);
+        Self {
+            file: file.into(),
+            line,
+            column,
+            message: message.into(),
+            source_line: Some(source_line),
+            width,
+            help: None,
+        }
+    }
+
+    /// A diagnostic about a whole file (e.g. it could not be read).
+    pub fn without_position(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            source_line: None,
+            width: 0,
+            help: None,
+        }
+    }
+
+    /// The same diagnostic with a `help:` line.
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// The same diagnostic with an optional `help:` line.
+    #[must_use]
+    pub fn with_help_opt(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+}
+
+impl Diagnostics {
+    /// Adds one diagnostic.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of diagnostics.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The diagnostics in reading order (file, line, column).
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+
+    /// `Ok(value)` when empty, else the diagnostics sorted by file and position,
+    /// without duplicates.
+    pub fn into_result<T>(mut self, value: T) -> Result<T, Diagnostics> {
+        if self.0.is_empty() {
+            return Ok(value);
+        }
+        self.0.sort_by(|a, b| {
+            (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
+        });
+        self.0.dedup();
+        Err(self)
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Self(vec![d])
+    }
+}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+    type Item = &'a Diagnostic;
+    type IntoIter = std::slice::Iter<'a, Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

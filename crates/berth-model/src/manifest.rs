@@ -391,3 +391,37 @@ pub enum HookWhen {
     /// On every `up` and every `reconfigure` that changes something.
     Always,
 }
+
+/// One value of a profile, however it was written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProfileEntry<'a> {
+    /// The settings group.
+    pub group: &'a str,
+    /// The key in the group (empty when the entry names no key).
+    pub key: &'a str,
+    /// The value.
+    pub value: &'a toml::Value,
+    /// Whether it was written as one quoted key (`"web.workers" = 4`) rather than as a
+    /// dotted key or a table (`web.workers = 4`, `[profiles.small.values.web]`).
+    pub quoted: bool,
+}
+
+impl Profile {
+    /// Every value as (group, key, value). Accepts `"web.workers" = 4`, `web.workers = 4`
+    /// and `[profiles.<name>.values.web]` tables alike.
+    pub fn entries(&self) -> Vec<ProfileEntry<'_>> {
+        let mut out = Vec::new();
+        for (name, value) in &self.values {
+            match (name.split_once('.'), value) {
+                (Some((group, key)), _) => out.push(ProfileEntry { group, key, value, quoted: true }),
+                (None, toml::Value::Table(table)) => {
+                    for (key, value) in table {
+                        out.push(ProfileEntry { group: name, key, value, quoted: false });
+                    }
+                }
+                (None, _) => out.push(ProfileEntry { group: name, key: "", value, quoted: true }),
+            }
+        }
+        out
+    }
+}

@@ -13,9 +13,13 @@
 //!
 //! Top-level keys: `external_url`, `profile`. Every table is a settings group from the
 //! manifest (or a component name, for `enabled`). Unknown keys are errors with a
-//! did-you-mean; every error is reported at once.
+//! did-you-mean; every error is reported at once. Parsing is [`crate::parse_site`];
+//! merging with the manifest is [`crate::resolve`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use toml::Spanned;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,4 +72,33 @@ pub struct ResolvedConfig {
     pub settings: BTreeMap<String, BTreeMap<String, Resolved>>,
     /// Components switched on (all non-optional ones plus enabled optional ones).
     pub enabled_components: BTreeSet<String>,
+}
+
+/// One value the administrator set in `site.toml`, already checked against its declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteSetting {
+    /// The value as written.
+    pub raw: toml::Value,
+    /// The typed value (sizes in bytes).
+    pub value: SettingValue,
+    /// Byte range of the value in the site file.
+    pub span: Range<usize>,
+}
+
+/// A parsed, checked `site.toml`. An empty file gives [`SiteConfig::default`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteConfig {
+    /// File name as the administrator named it, for diagnostics.
+    pub file: String,
+    /// The file's text, so later steps can point into it.
+    pub source: String,
+    /// `external_url`, checked to be an absolute http(s) URL with a host (not yet
+    /// normalised: [`crate::resolve`] adds the trailing `/`).
+    pub external_url: Option<Spanned<url::Url>>,
+    /// `profile`, checked to name one of the manifest's profiles.
+    pub profile: Option<Spanned<String>>,
+    /// `group → key → value` for every setting the file sets.
+    pub settings: BTreeMap<String, BTreeMap<String, SiteSetting>>,
+    /// `[<component>] enabled = …` for optional components.
+    pub components: BTreeMap<String, Spanned<bool>>,
 }

@@ -1,0 +1,250 @@
+//! Resolution: manifest defaults < derived from host facts < profile < site values.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use minijinja::Value;
+
+use crate::locate::Seg;
+use crate::manifest::{SettingDecl, SettingType};
+use crate::site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig};
+use crate::span::Source;
+use crate::validate::manifest_diag;
+use crate::value::{check_http_url, check_value, parse_duration, parse_size};
+use crate::{Diagnostics, Facts, LoadedManifest};
+
+/// Where the app is reached when neither the site nor the manifest says.
+pub const FALLBACK_EXTERNAL_URL: &str = "http://127.0.0.1:8080/";
+
+/// Merges the manifest's defaults, `derive` expressions (evaluated against `facts`),
+/// the selected profile and the site's values into the effective configuration.
+///
+/// Each layer overrides the one before it: default < derived < profile < site, and
+/// each value records its [`Origin`]. Derived values are converted to the declared type
+/// and clamped to `min`/`max`. A setting with neither a default nor a `derive` must be
+/// set by the profile or the site.
+pub fn resolve(
+    m: &LoadedManifest,
+    site: &SiteConfig,
+    facts: &Facts,
+) -> Result<ResolvedConfig, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let profile = site.profile.as_ref().map(|p| p.get_ref().clone());
+    let profile_entries = profile
+        .as_ref()
+        .and_then(|p| m.manifest.profiles.get(p))
+        .map(crate::manifest::Profile::entries)
+        .unwrap_or_default();
+    let facts_value = Value::from(minijinja::value::Serde(facts));
+
+    let mut settings: BTreeMap<String, BTreeMap<String, Resolved>> = BTreeMap::new();
+    for (group, keys) in &m.manifest.settings {
+        for (key, decl) in keys {
+            let name = format!("{group}.{key}");
+            let path = [Seg::Key("settings"), Seg::Key(group), Seg::Key(key)];
+            let mut resolved: Option<Resolved> = None;
+
+            if let Some(default) = &decl.default {
+                match check_value(&name, decl, default) {
+                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Default }),
+                    Err(p) => diags.push(
+                        manifest_diag(m, &[path[0], path[1], path[2], Seg::Key("default")], p.message)
+                            .with_help_opt(p.help),
+                    ),
+                }
+            } else if let Some(expr) = &decl.derive {
+                match derive(&name, decl, expr, &facts_value) {
+                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Derived }),
+                    Err((message, help)) => diags.push(
+                        manifest_diag(m, &[path[0], path[1], path[2], Seg::Key("derive")], message)
+                            .with_help_opt(help),
+                    ),
+                }
+            }
+
+            if let Some(p) = &profile
+                && let Some(e) = profile_entries.iter().find(|e| e.group == group && e.key == key)
+            {
+                match check_value(&name, decl, e.value) {
+                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Profile }),
+                    Err(problem) => diags.push(
+                        manifest_diag(
+                            m,
+                            &[Seg::Key("profiles"), Seg::Key(p), Seg::Key("values")],
+                            format!("profile `{p}`: {}", problem.message),
+                        )
+                        .with_help_opt(problem.help),
+                    ),
+                }
+            }
+
+            if let Some(v) = site.settings.get(group).and_then(|g| g.get(key)) {
+                resolved = Some(Resolved { value: v.value.clone(), origin: Origin::Site });
+            }
+
+            match resolved {
+                Some(r) => {
+                    settings.entry(group.clone()).or_default().insert(key.clone(), r);
+                }
+                None if decl.default.is_none() && decl.derive.is_none() => diags.push(
+                    Source::new(&site.file, &site.source)
+                        .diag(None, format!("`{name}` has no default and is not set"))
+                        .with_help(format!(
+                            "set it in the site config:\n\n    [{group}]\n    {key} = ...\n\n{}",
+                            if decl.description.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  ({})", decl.description)
+                            }
+                        ).trim_end().to_owned()),
+                ),
+                None => {} // already reported
+            }
+        }
+    }
+
+    let external_url = external_url(m, site, &mut diags);
+    let enabled_components: BTreeSet<String> = m
+        .manifest
+        .components
+        .iter()
+        .filter(|(name, c)| {
+            !c.optional || site.components.get(*name).is_none_or(|e| *e.get_ref())
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+
+    diags.into_result(ResolvedConfig {
+        external_url: external_url.unwrap_or_else(fallback_url),
+        profile,
+        settings,
+        enabled_components,
+    })
+}
+
+fn fallback_url() -> url::Url {
+    // A constant known to parse; `resolve` never fails on it.
+    url::Url::parse(FALLBACK_EXTERNAL_URL).unwrap_or_else(|_| unreachable!())
+}
+
+fn external_url(m: &LoadedManifest, site: &SiteConfig, diags: &mut Diagnostics) -> Option<url::Url> {
+    let mut url = if let Some(u) = &site.external_url {
+        u.get_ref().clone()
+    } else if let Some(default) = &m.manifest.app.default_external_url {
+        match check_http_url(default) {
+            Ok(u) => u,
+            Err(why) => {
+                diags.push(manifest_diag(
+                    m,
+                    &[Seg::Key("app"), Seg::Key("default_external_url")],
+                    format!("`{default}` is not a valid `app.default_external_url`: {why}"),
+                ));
+                return None;
+            }
+        }
+    } else {
+        fallback_url()
+    };
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
+}
+
+/// Evaluates a `derive` expression, converts the result to the declared type and
+/// clamps it to `min`/`max`.
+fn derive(
+    name: &str,
+    decl: &SettingDecl,
+    expr: &str,
+    facts: &Value,
+) -> Result<SettingValue, (String, Option<String>)> {
+    let env = minijinja::Environment::new();
+    let fail = |why: String| {
+        (
+            format!("the `derive` expression of `{name}` failed: {why}"),
+            Some("fix the expression in the manifest, or set the value in site.toml".to_owned()),
+        )
+    };
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| fail(e.detail().unwrap_or("syntax error").to_owned()))?;
+    let out = compiled
+        .eval(minijinja::context! { facts => facts.clone() })
+        .map_err(|e| fail(e.detail().map_or_else(|| e.to_string(), str::to_owned)))?;
+    if out.is_undefined() || out.is_none() {
+        return Err(fail("it gave no value".to_owned()));
+    }
+    let value = to_toml(decl.kind, &out).map_err(fail)?;
+    let value = clamp(decl, value);
+    check_value(name, decl, &value).map_err(|p| {
+        (
+            format!("the `derive` expression of `{name}` gave an invalid value: {}", p.message),
+            p.help,
+        )
+    })
+}
+
+/// A minijinja result as the TOML value a site config would hold for `kind`.
+fn to_toml(kind: SettingType, v: &Value) -> Result<toml::Value, String> {
+    let number = || -> Result<i64, String> {
+        if let Ok(n) = i64::try_from(v.clone()) {
+            return Ok(n);
+        }
+        match f64::try_from(v.clone()) {
+            #[allow(clippy::cast_possible_truncation)] // clamped to the i64 range first
+            Ok(f) if f.is_finite() => Ok(f.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+            _ => Err(format!("expected a number, got `{v}`")),
+        }
+    };
+    Ok(match kind {
+        SettingType::Bool => toml::Value::Boolean(v.is_true()),
+        SettingType::Int | SettingType::Port => toml::Value::Integer(number()?),
+        SettingType::Size => match v.as_str() {
+            Some(s) => toml::Value::Integer(parse_size(s)?),
+            None => toml::Value::Integer(number()?),
+        },
+        SettingType::Duration => match v.as_str() {
+            Some(s) => toml::Value::String(s.to_owned()),
+            None => toml::Value::String(format!("{}s", number()?)),
+        },
+        SettingType::String | SettingType::Url => toml::Value::String(
+            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+        ),
+        SettingType::StringList => {
+            let items = v
+                .try_iter()
+                .map_err(|_| format!("expected a list, got `{v}`"))?;
+            toml::Value::Array(
+                items
+                    .map(|i| toml::Value::String(i.as_str().map_or_else(|| i.to_string(), str::to_owned)))
+                    .collect(),
+            )
+        }
+    })
+}
+
+/// Brings a numeric value inside the declaration's `min`/`max`.
+fn clamp(decl: &SettingDecl, value: toml::Value) -> toml::Value {
+    let lo = decl.min.unwrap_or(i64::MIN);
+    let hi = decl.max.unwrap_or(i64::MAX).max(lo);
+    match (decl.kind, value) {
+        (SettingType::Int | SettingType::Port | SettingType::Size, toml::Value::Integer(n)) => {
+            toml::Value::Integer(n.clamp(lo, hi))
+        }
+        (SettingType::Duration, toml::Value::String(s)) => match parse_duration(&s) {
+            Ok(d) => {
+                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                if (lo..=hi).contains(&secs) {
+                    toml::Value::String(s)
+                } else {
+                    toml::Value::String(format!("{}s", secs.clamp(lo, hi)))
+                }
+            }
+            Err(_) => toml::Value::String(s),
+        },
+        (_, v) => v,
+    }
+}

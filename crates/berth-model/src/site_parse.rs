@@ -1,0 +1,239 @@
+//! Parsing `site.toml` against a manifest: every error at once, each with a position.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::load::syntax_errors;
+use crate::manifest::Manifest;
+use crate::site::{SiteConfig, SiteSetting};
+use crate::span::Source;
+use crate::suggest;
+use crate::value::{check_http_url, check_value, found_phrase};
+use crate::{Diagnostics, LoadedManifest};
+
+/// Top-level keys that are not settings groups.
+const EXTERNAL_URL: &str = "external_url";
+const PROFILE: &str = "profile";
+const ENABLED: &str = "enabled";
+
+/// Parses and checks the administrator's site config against the manifest.
+///
+/// An empty file is valid. Reports every problem at once: TOML syntax, unknown keys
+/// and groups (with a did-you-mean), values of the wrong type, out of range, not among
+/// the allowed values or not matching the pattern, an invalid `external_url` and an
+/// unknown `profile`.
+pub fn parse_site(
+    file_name: &str,
+    text: &str,
+    m: &LoadedManifest,
+) -> Result<SiteConfig, Diagnostics> {
+    let source = Source::new(file_name, text);
+    syntax_errors(source)?;
+    let (root, _) = DeTable::parse_recoverable(text);
+    let mut parser = SiteParser {
+        source,
+        manifest: &m.manifest,
+        diags: Diagnostics::default(),
+        site: SiteConfig {
+            file: file_name.to_owned(),
+            source: text.to_owned(),
+            ..SiteConfig::default()
+        },
+    };
+    for (key, value) in root.get_ref() {
+        parser.top_level(key, value);
+    }
+    let SiteParser { diags, site, .. } = parser;
+    diags.into_result(site)
+}
+
+struct SiteParser<'a> {
+    source: Source<'a>,
+    manifest: &'a Manifest,
+    diags: Diagnostics,
+    site: SiteConfig,
+}
+
+impl SiteParser<'_> {
+    fn error(&mut self, span: Range<usize>, message: String, help: Option<String>) {
+        self.diags
+            .push(self.source.diag(Some(span), message).with_help_opt(help));
+    }
+
+    fn top_level(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, value: &Spanned<DeValue<'_>>) {
+        let name = key.get_ref().as_ref();
+        match name {
+            EXTERNAL_URL => self.external_url(value),
+            PROFILE => self.profile(value),
+            _ => self.group(name, key.span(), value),
+        }
+    }
+
+    fn external_url(&mut self, value: &Spanned<DeValue<'_>>) {
+        let Some(s) = value.get_ref().as_str() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a string for `external_url`, found {found}"),
+                Some("write it as a quoted URL: external_url = \"https://app.example.com/\"".to_owned()),
+            );
+            return;
+        };
+        match check_http_url(s) {
+            Ok(url) => self.site.external_url = Some(Spanned::new(value.span(), url)),
+            Err(why) => self.error(
+                value.span(),
+                format!("`{s}` is not a valid `external_url`: {why}"),
+                Some(
+                    "write the absolute URL people use to reach the app, e.g. \
+                     \"https://app.example.com/\""
+                        .to_owned(),
+                ),
+            ),
+        }
+    }
+
+    fn profile(&mut self, value: &Spanned<DeValue<'_>>) {
+        let profiles = &self.manifest.profiles;
+        let Some(s) = value.get_ref().as_str() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a string for `profile`, found {found}"),
+                Some("write the profile's name in quotes: profile = \"small\"".to_owned()),
+            );
+            return;
+        };
+        if profiles.contains_key(s) {
+            self.site.profile = Some(Spanned::new(value.span(), s.to_owned()));
+            return;
+        }
+        let names = profiles.keys().map(String::as_str);
+        let help = if profiles.is_empty() {
+            "this app defines no profiles; remove the `profile` line".to_owned()
+        } else {
+            let list = profiles
+                .iter()
+                .map(|(n, p)| {
+                    if p.description.is_empty() {
+                        format!("`{n}`")
+                    } else {
+                        format!("`{n}` ({})", p.description)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            match suggest::closest(s, names) {
+                Some(c) => format!("did you mean `{c}`? profiles: {list}"),
+                None => format!("profiles: {list}"),
+            }
+        };
+        self.error(value.span(), format!("unknown profile `{s}`"), Some(help));
+    }
+
+    fn group(&mut self, name: &str, key_span: Range<usize>, value: &Spanned<DeValue<'_>>) {
+        let manifest = self.manifest;
+        let group = manifest.settings.get(name);
+        let component = manifest.components.get(name);
+        if group.is_none() && component.is_none() {
+            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE];
+            known.extend(manifest.settings.keys().map(String::as_str));
+            known.extend(
+                manifest
+                    .components
+                    .iter()
+                    .filter(|(_, c)| c.optional)
+                    .map(|(n, _)| n.as_str()),
+            );
+            let help = suggest::help(name, known, "top-level keys and groups");
+            self.error(key_span, format!("unknown key or group `{name}`"), help);
+            return;
+        }
+        let DeValue::Table(table) = value.get_ref() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a table for `{name}`, found {found}"),
+                Some(format!("`{name}` is a group: write `[{name}]` and put its keys below it")),
+            );
+            return;
+        };
+        for (key, value) in table {
+            let key_name = key.get_ref().as_ref();
+            let qualified = format!("{name}.{key_name}");
+            if let Some(decl) = group.and_then(|g| g.get(key_name)) {
+                match check_value(&qualified, decl, &to_value(value.get_ref())) {
+                    Ok(v) => {
+                        self.site.settings.entry(name.to_owned()).or_default().insert(
+                            key_name.to_owned(),
+                            SiteSetting {
+                                raw: to_value(value.get_ref()),
+                                value: v,
+                                span: value.span(),
+                            },
+                        );
+                    }
+                    Err(p) => self.error(value.span(), p.message, p.help),
+                }
+            } else if key_name == ENABLED
+                && let Some(c) = component
+            {
+                if !c.optional {
+                    self.error(
+                        key.span(),
+                        format!("component `{name}` cannot be switched off"),
+                        Some(format!(
+                            "the app needs `{name}`; remove this `enabled` line"
+                        )),
+                    );
+                } else if let Some(b) = value.get_ref().as_bool() {
+                    self.site
+                        .components
+                        .insert(name.to_owned(), Spanned::new(value.span(), b));
+                } else {
+                    let found = found_phrase(&to_value(value.get_ref()));
+                    self.error(
+                        value.span(),
+                        format!("expected `true` or `false` for `{qualified}`, found {found}"),
+                        Some(format!("write `enabled = false` to switch `{name}` off")),
+                    );
+                }
+            } else {
+                let mut known: Vec<&str> = group
+                    .map(|g| g.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                if component.is_some_and(|c| c.optional) {
+                    known.push(ENABLED);
+                }
+                let help = suggest::help(key_name, known, &format!("keys in `[{name}]`"));
+                self.error(key.span(), format!("unknown setting `{qualified}`"), help);
+            }
+        }
+    }
+}
+
+/// A spanned TOML value as a plain [`toml::Value`].
+fn to_value(v: &DeValue<'_>) -> toml::Value {
+    match v {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).map_or_else(
+            // Too large for i64: keep it numeric so range checks report it.
+            |_| toml::Value::Float(i.as_str().parse().unwrap_or(f64::MAX)),
+            toml::Value::Integer,
+        ),
+        DeValue::Float(f) => toml::Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(a) => toml::Value::Array(a.iter().map(|v| to_value(v.get_ref())).collect()),
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), to_value(v.get_ref())))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        ),
+    }
+}

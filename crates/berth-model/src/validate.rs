@@ -1,0 +1,801 @@
+//! Semantic checks of a manifest: everything serde cannot see.
+//!
+//! References between services, jobs, hooks, files, secrets and components; dependency
+//! cycles; signals, durations and file modes; setting declarations and profiles; and
+//! templates, which must parse and use only names the render context has. Every problem
+//! is reported, each pointing at the key or value in `berth.toml` (or the template).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+
+use crate::locate::{Locator, Seg};
+use crate::manifest::{Manifest, SettingDecl, SettingType};
+use crate::span::Source;
+use crate::suggest;
+use crate::templates::{derive_context, render_context, unknown_names};
+use crate::value::{anchored, check_value, parse_duration};
+use crate::{Diagnostic, Diagnostics, LoadedManifest};
+
+/// Signals a service may name for stopping or reloading.
+pub const SIGNALS: [&str; 11] = [
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGWINCH",
+    "SIGABRT", "SIGCONT", "SIGALRM",
+];
+
+/// Checks everything about `m` that parsing cannot, and reports every problem at once.
+pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
+    let mut v = Validator {
+        m,
+        man: &m.manifest,
+        loc: Locator::new(&m.source),
+        src: Source::new(&m.source_name, &m.source),
+        diags: Diagnostics::default(),
+    };
+    v.app();
+    v.components_and_secrets();
+    v.settings();
+    v.profiles();
+    v.services();
+    v.jobs();
+    v.hooks();
+    v.files();
+    v.cycles();
+    v.templates();
+    v.diags.into_result(())
+}
+
+struct Validator<'a> {
+    m: &'a LoadedManifest,
+    man: &'a Manifest,
+    loc: Locator<'a>,
+    src: Source<'a>,
+    diags: Diagnostics,
+}
+
+/// `services.web.depends_on[1]`.
+fn dotted(path: &[Seg<'_>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl<'a> Validator<'a> {
+    /// An error pointing at the value at `path`.
+    fn at_value(&mut self, path: &[Seg<'_>], message: String, help: Option<String>) {
+        let span = self.loc.value(path);
+        self.diags.push(self.src.diag(span, message).with_help_opt(help));
+    }
+
+    /// An error pointing at the key at `path`.
+    fn at_key(&mut self, path: &[Seg<'_>], message: String, help: Option<String>) {
+        let span = self.loc.key(path);
+        self.diags.push(self.src.diag(span, message).with_help_opt(help));
+    }
+
+    /// Checks that `name` (found at `path`) is one of `known`, things of kind `what`.
+    fn reference<'k>(
+        &mut self,
+        path: &[Seg<'_>],
+        name: &str,
+        what: &str,
+        known: impl Iterator<Item = &'k str> + Clone,
+    ) {
+        if known.clone().any(|k| k == name) {
+            return;
+        }
+        let help = suggest::help(name, known, &format!("declared {what}s"));
+        self.at_value(
+            path,
+            format!("`{}` names {what} `{name}`, which is not declared", dotted(path)),
+            help,
+        );
+    }
+
+    fn component_ref(&mut self, path: &[Seg<'_>], name: &str) {
+        let known = self.man.components.keys().map(String::as_str);
+        self.reference(path, name, "component", known);
+    }
+
+    fn service_ref(&mut self, path: &[Seg<'_>], name: &str) {
+        let known = self.man.services.keys().map(String::as_str);
+        self.reference(path, name, "service", known);
+    }
+
+    fn duration(&mut self, path: &[Seg<'_>], s: &str) {
+        if s.contains("{{") {
+            return;
+        }
+        if let Err(why) = parse_duration(s) {
+            self.at_value(
+                path,
+                format!("`{s}` is not a valid duration for `{}`: {why}", dotted(path)),
+                Some("write a number and a unit, e.g. `30s`, `5m`, `1h`".to_owned()),
+            );
+        }
+    }
+
+    fn signal(&mut self, path: &[Seg<'_>], s: &str) {
+        if SIGNALS.contains(&s) {
+            return;
+        }
+        let prefixed = format!("SIG{}", s.to_ascii_uppercase());
+        let help = if SIGNALS.contains(&prefixed.as_str()) {
+            Some(format!("write it with the prefix: `{prefixed}`"))
+        } else {
+            suggest::help(s, SIGNALS, "signals")
+        };
+        self.at_value(path, format!("`{s}` is not a signal berth knows"), help);
+    }
+
+    fn app(&mut self) {
+        let name = &self.man.app.name;
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            self.at_value(
+                &[Seg::Key("app"), Seg::Key("name")],
+                format!("app name `{name}` is not a valid name"),
+                Some(
+                    "use a lowercase letter followed by lowercase letters, digits and `-` \
+                     (it becomes part of paths, user names and package names)"
+                        .to_owned(),
+                ),
+            );
+        }
+        if self.man.app.version.trim().is_empty() {
+            self.at_value(
+                &[Seg::Key("app"), Seg::Key("version")],
+                "`app.version` is empty".to_owned(),
+                Some("set the version the bundled components are pinned to".to_owned()),
+            );
+        }
+        if let Some(url) = &self.man.app.default_external_url
+            && let Err(why) = crate::value::check_http_url(url)
+        {
+            self.at_value(
+                &[Seg::Key("app"), Seg::Key("default_external_url")],
+                format!("`{url}` is not a valid `app.default_external_url`: {why}"),
+                Some("write an absolute URL such as `http://127.0.0.1:8080/`".to_owned()),
+            );
+        }
+    }
+
+    fn components_and_secrets(&mut self) {
+        for (name, c) in &self.man.components {
+            for (bin, path) in &c.binaries {
+                if !path.starts_with('/') && !path.contains("{{") {
+                    self.at_value(
+                        &[Seg::Key("components"), Seg::Key(name), Seg::Key("binaries"), Seg::Key(bin)],
+                        format!("binary `{bin}` of component `{name}` has a relative path `{path}`"),
+                        Some("write the absolute path the package installs it at".to_owned()),
+                    );
+                }
+            }
+        }
+        for (name, s) in &self.man.secrets {
+            let path = [Seg::Key("secrets"), Seg::Key(name)];
+            if let Some(c) = &s.readable_by {
+                self.component_ref(&[path[0], path[1], Seg::Key("readable_by")], c);
+            }
+            if s.length == 0 {
+                self.at_value(
+                    &[path[0], path[1], Seg::Key("length")],
+                    format!("secret `{name}` has length 0"),
+                    Some("use at least 16 characters".to_owned()),
+                );
+            }
+            if s.alphabet.is_empty() {
+                self.at_value(
+                    &[path[0], path[1], Seg::Key("alphabet")],
+                    format!("secret `{name}` has an empty alphabet"),
+                    Some("use `alphanumeric`, `hex`, `ascii-printable` or a set of characters".to_owned()),
+                );
+            }
+        }
+    }
+
+    fn settings(&mut self) {
+        for (group, keys) in &self.man.settings {
+            let gpath = [Seg::Key("settings"), Seg::Key(group)];
+            if !is_identifier(group) || matches!(group.as_str(), "external_url" | "profile") {
+                self.at_key(
+                    &gpath,
+                    format!("`{group}` cannot be a settings group name"),
+                    Some(
+                        "use lowercase letters, digits and `_` (templates write \
+                         `settings.<group>.<key>`), and not `external_url` or `profile`"
+                            .to_owned(),
+                    ),
+                );
+            }
+            let optional_component = self.man.components.get(group).is_some_and(|c| c.optional);
+            for (key, decl) in keys {
+                let path = [gpath[0], gpath[1], Seg::Key(key)];
+                if !is_identifier(key) {
+                    self.at_key(
+                        &path,
+                        format!("`{key}` cannot be a setting name"),
+                        Some("use lowercase letters, digits and `_`".to_owned()),
+                    );
+                }
+                if key == "enabled" && optional_component {
+                    self.at_key(
+                        &path,
+                        format!("setting `{group}.enabled` clashes with the optional component `{group}`"),
+                        Some("`[<component>] enabled` switches the component; rename the setting".to_owned()),
+                    );
+                }
+                self.setting_decl(group, key, decl, &path);
+            }
+        }
+    }
+
+    fn setting_decl(&mut self, group: &str, key: &str, decl: &SettingDecl, path: &[Seg<'_>]) {
+        let name = format!("{group}.{key}");
+        let sub = |k: &'static str| [path[0], path[1], path[2], Seg::Key(k)];
+        let numeric = matches!(
+            decl.kind,
+            SettingType::Int | SettingType::Port | SettingType::Size | SettingType::Duration
+        );
+        let stringy = matches!(decl.kind, SettingType::String | SettingType::StringList);
+        for (field, present, ok, applies) in [
+            ("min", decl.min.is_some(), numeric, "int, port, size and duration"),
+            ("max", decl.max.is_some(), numeric, "int, port, size and duration"),
+            ("enum", decl.choices.is_some(), stringy, "string and string_list"),
+            ("pattern", decl.pattern.is_some(), stringy, "string and string_list"),
+        ] {
+            if present && !ok {
+                self.at_key(
+                    &sub(field),
+                    format!("`{field}` does not apply to `{name}`, a {:?} setting", decl.kind),
+                    Some(format!("`{field}` only applies to {applies} settings; remove it")),
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (decl.min, decl.max)
+            && min > max
+        {
+            self.at_value(
+                &sub("min"),
+                format!("`{name}` has `min` {min} greater than `max` {max}"),
+                Some("swap them, or fix the one that is wrong".to_owned()),
+            );
+        }
+        if let Some(pattern) = &decl.pattern
+            && let Err(e) = anchored(pattern)
+        {
+            let why = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            self.at_value(
+                &sub("pattern"),
+                format!("the `pattern` of `{name}` is not a valid regular expression: {why}"),
+                Some("see https://docs.rs/regex for the syntax".to_owned()),
+            );
+        }
+        if let Some(choices) = &decl.choices
+            && choices.is_empty()
+        {
+            self.at_value(
+                &sub("enum"),
+                format!("`{name}` has an empty `enum`, so no value is allowed"),
+                Some("list the allowed values, or remove `enum`".to_owned()),
+            );
+        }
+        match (&decl.default, &decl.derive) {
+            (Some(_), Some(_)) => self.at_key(
+                &sub("derive"),
+                format!("`{name}` has both `default` and `derive`"),
+                Some("keep one: `default` for a fixed value, `derive` to compute it from host facts".to_owned()),
+            ),
+            (Some(default), None) => {
+                if let Err(p) = check_value(&name, decl, default) {
+                    self.at_value(
+                        &sub("default"),
+                        format!("the default of `{name}` is invalid: {}", p.message),
+                        p.help,
+                    );
+                }
+            }
+            (None, Some(expr)) => self.derive_expr(&name, expr, &sub("derive")),
+            (None, None) => {}
+        }
+    }
+
+    fn derive_expr(&mut self, name: &str, expr: &str, path: &[Seg<'_>]) {
+        let env = minijinja::Environment::new();
+        match env.compile_expression(expr) {
+            Ok(compiled) => {
+                let used: HashSet<String> = compiled.undeclared_variables(true);
+                for u in unknown_names(&derive_context(), &used) {
+                    self.at_value(
+                        path,
+                        format!("the `derive` expression of `{name}` uses `{}`, {}", u.name, u.why),
+                        u.help.or_else(|| Some("`derive` may only use `facts.*`".to_owned())),
+                    );
+                }
+            }
+            Err(e) => self.at_value(
+                path,
+                format!(
+                    "the `derive` expression of `{name}` does not parse: {}",
+                    e.detail().unwrap_or("syntax error")
+                ),
+                Some("write a minijinja expression, e.g. `[facts.cpus * 2 + 1, 8] | min`".to_owned()),
+            ),
+        }
+    }
+
+    fn profiles(&mut self) {
+        for (profile, p) in &self.man.profiles {
+            for e in p.entries() {
+                let name = format!("{}.{}", e.group, e.key);
+                let quoted = [Seg::Key("profiles"), Seg::Key(profile), Seg::Key("values"), Seg::Key(&name)];
+                let nested = [
+                    Seg::Key("profiles"),
+                    Seg::Key(profile),
+                    Seg::Key("values"),
+                    Seg::Key(e.group),
+                    Seg::Key(e.key),
+                ];
+                let path: &[Seg<'_>] = if e.quoted { &quoted } else { &nested };
+                let decl = self.man.settings.get(e.group).and_then(|keys| keys.get(e.key));
+                let Some(decl) = decl else {
+                    let all: Vec<String> = self
+                        .man
+                        .settings
+                        .iter()
+                        .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
+                        .collect();
+                    let shown = if e.key.is_empty() { e.group } else { &name };
+                    let help = suggest::help(shown, all.iter().map(String::as_str), "settings");
+                    self.at_key(
+                        path,
+                        format!("profile `{profile}` sets `{shown}`, which is not a declared setting"),
+                        help.map(|h| format!("{h} (keys are written `\"<group>.<key>\"`)")),
+                    );
+                    continue;
+                };
+                if let Err(p) = check_value(&name, decl, e.value) {
+                    self.at_value(path, format!("profile `{profile}`: {}", p.message), p.help);
+                }
+            }
+        }
+    }
+
+    fn services(&mut self) {
+        for (name, s) in &self.man.services {
+            let base = [Seg::Key("services"), Seg::Key(name)];
+            let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+            self.component_ref(&p("component"), &s.component);
+            for (i, dep) in s.depends_on.iter().enumerate() {
+                if dep == name {
+                    self.at_value(
+                        &[base[0], base[1], Seg::Key("depends_on"), Seg::Index(i)],
+                        format!("service `{name}` depends on itself"),
+                        Some("remove it from its own `depends_on`".to_owned()),
+                    );
+                } else {
+                    self.service_ref(&[base[0], base[1], Seg::Key("depends_on"), Seg::Index(i)], dep);
+                }
+            }
+            if s.command.is_empty() {
+                self.at_value(
+                    &p("command"),
+                    format!("service `{name}` has an empty `command`"),
+                    Some("give the program and its arguments, e.g. `[\"{{ components.app.bin.server }}\"]`".to_owned()),
+                );
+            }
+            self.signal(&p("stop_signal"), &s.stop_signal);
+            if let Some(sig) = &s.reload_signal {
+                self.signal(&p("reload_signal"), sig);
+            }
+            self.duration(&p("stop_timeout"), &s.stop_timeout);
+            if let Some(ready) = &s.ready {
+                let ready_path = p("ready");
+                let probes = [ready.tcp.is_some(), ready.http.is_some(), ready.command.is_some()]
+                    .into_iter()
+                    .filter(|b| *b)
+                    .count();
+                if probes != 1 {
+                    self.at_key(
+                        &ready_path,
+                        format!("the readiness probe of service `{name}` sets {probes} of `tcp`, `http`, `command`"),
+                        Some("set exactly one of them".to_owned()),
+                    );
+                }
+                self.duration(
+                    &[base[0], base[1], Seg::Key("ready"), Seg::Key("timeout")],
+                    &ready.timeout,
+                );
+            }
+        }
+    }
+
+    fn jobs(&mut self) {
+        for (name, j) in &self.man.jobs {
+            let base = [Seg::Key("jobs"), Seg::Key(name)];
+            let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+            self.component_ref(&p("component"), &j.component);
+            for (i, r) in j.requires.iter().enumerate() {
+                self.service_ref(&[base[0], base[1], Seg::Key("requires"), Seg::Index(i)], r);
+            }
+            self.duration(&p("every"), &j.every);
+            self.duration(&p("timeout"), &j.timeout);
+        }
+    }
+
+    fn hooks(&mut self) {
+        for (name, h) in &self.man.hooks {
+            let base = [Seg::Key("hooks"), Seg::Key(name)];
+            let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+            self.component_ref(&p("component"), &h.component);
+            for (field, list) in [("after", &h.after), ("before", &h.before)] {
+                for (i, s) in list.iter().enumerate() {
+                    self.service_ref(&[base[0], base[1], Seg::Key(field), Seg::Index(i)], s);
+                }
+            }
+            self.duration(&p("timeout"), &h.timeout);
+        }
+    }
+
+    fn files(&mut self) {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, f) in self.man.files.iter().enumerate() {
+            let p = |k: &'static str| [Seg::Key("files"), Seg::Index(i), Seg::Key(k)];
+            if let Some(first) = seen.insert(f.path.as_str(), i) {
+                self.at_value(
+                    &p("path"),
+                    format!("file `{}` is declared twice (also `files[{first}]`)", f.path),
+                    Some("render each file from one `[[files]]` entry".to_owned()),
+                );
+            }
+            if f.path.starts_with('/') || Path::new(&f.path).components().any(|c| c.as_os_str() == "..") {
+                self.at_value(
+                    &p("path"),
+                    format!("file path `{}` leaves `<prefix>/etc`", f.path),
+                    Some("write a relative path without `..`, e.g. `nginx/site.conf`".to_owned()),
+                );
+            }
+            if !self.m.templates.contains_key(&f.template) {
+                self.at_value(
+                    &p("template"),
+                    format!("template `{}` was not loaded", f.template),
+                    Some("check that the file exists next to the manifest".to_owned()),
+                );
+            }
+            let mode_ok = (3..=4).contains(&f.mode.len())
+                && u32::from_str_radix(&f.mode, 8).is_ok_and(|m| m <= 0o7777);
+            if !mode_ok {
+                self.at_value(
+                    &p("mode"),
+                    format!("`{}` is not an octal file mode", f.mode),
+                    Some("write three or four octal digits as a string, e.g. \"0640\"".to_owned()),
+                );
+            }
+            if let Some(owner) = &f.owner {
+                self.component_ref(&p("owner"), owner);
+            }
+            if let Some(c) = &f.component {
+                self.component_ref(&p("component"), c);
+            }
+            for (j, s) in f.restarts.iter().enumerate() {
+                self.service_ref(&[Seg::Key("files"), Seg::Index(i), Seg::Key("restarts"), Seg::Index(j)], s);
+            }
+            for (j, s) in f.reloads.iter().enumerate() {
+                let path = [Seg::Key("files"), Seg::Index(i), Seg::Key("reloads"), Seg::Index(j)];
+                match self.man.services.get(s) {
+                    None => self.service_ref(&path, s),
+                    Some(svc) if svc.reload_signal.is_none() => self.at_value(
+                        &path,
+                        format!("file `{}` reloads service `{s}`, which has no `reload_signal`", f.path),
+                        Some(format!(
+                            "add `reload_signal = \"SIGHUP\"` to `[services.{s}]` if it reloads on a signal, \
+                             or move it to `restarts`"
+                        )),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Cycles in "waits for": a service waits for its `depends_on`, a hook for its
+    /// `after`, and a hook's `before` services wait for the hook.
+    fn cycles(&mut self) {
+        let graph = WaitGraph::new(self.man);
+        for cycle in graph.cycles() {
+            let shown: Vec<String> = cycle.iter().map(WaitNode::to_string).collect();
+            let edge_path = graph.edge_path(&cycle[0], &cycle[1]);
+            let path: Vec<Seg<'_>> = edge_path.iter().map(|s| s.as_seg()).collect();
+            self.at_value(
+                &path,
+                format!("dependency cycle: {}", shown.join(" -> ")),
+                Some(
+                    "nothing in a cycle can ever start; remove one of these `depends_on` \
+                     (or hook `after`/`before`) entries"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+
+    fn templates(&mut self) {
+        let spec = render_context(self.man);
+        let dir = Path::new(&self.m.source_name).parent().unwrap_or(Path::new(""));
+        let names: BTreeSet<&String> = self.man.files.iter().map(|f| &f.template).collect();
+        for name in names {
+            let Some(text) = self.m.templates.get(name) else { continue };
+            let display = dir.join(name).display().to_string();
+            let src = Source::new(&display, text);
+            let env = minijinja::Environment::new();
+            match env.template_from_str(text) {
+                Ok(t) => {
+                    for u in unknown_names(&spec, &t.undeclared_variables(true)) {
+                        let span = text.find(&u.name).map(|at| at..at + u.name.len());
+                        self.diags.push(
+                            src.diag(span, format!("template `{name}` uses `{}`, {}", u.name, u.why))
+                                .with_help_opt(u.help),
+                        );
+                    }
+                }
+                Err(e) => self.diags.push(
+                    src.diag(
+                        e.range(),
+                        format!(
+                            "template `{name}` does not parse: {}",
+                            e.detail().unwrap_or("syntax error")
+                        ),
+                    )
+                    .with_help("see https://docs.rs/minijinja for the template syntax"),
+                ),
+            }
+        }
+        for (path, text) in inline_templates(self.man) {
+            let segs: Vec<Seg<'_>> = path.iter().map(Owned::as_seg).collect();
+            let env = minijinja::Environment::new();
+            match env.template_from_str(&text) {
+                Ok(t) => {
+                    for u in unknown_names(&spec, &t.undeclared_variables(true)) {
+                        self.at_value(
+                            &segs,
+                            format!("`{}` uses `{}`, {}", dotted(&segs), u.name, u.why),
+                            u.help,
+                        );
+                    }
+                }
+                Err(e) => self.at_value(
+                    &segs,
+                    format!(
+                        "`{}` is not a valid template: {}",
+                        dotted(&segs),
+                        e.detail().unwrap_or("syntax error")
+                    ),
+                    Some("see https://docs.rs/minijinja for the template syntax".to_owned()),
+                ),
+            }
+        }
+    }
+}
+
+/// An owned path segment, for paths built in loops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    Key(String),
+    Index(usize),
+}
+
+impl Owned {
+    fn as_seg(&self) -> Seg<'_> {
+        match self {
+            Owned::Key(k) => Seg::Key(k),
+            Owned::Index(i) => Seg::Index(*i),
+        }
+    }
+}
+
+fn key(k: &str) -> Owned {
+    Owned::Key(k.to_owned())
+}
+
+/// Every string in the manifest that is rendered as a template, with its path.
+fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
+    let mut out = Vec::new();
+    for (i, line) in m.app.next_steps.iter().enumerate() {
+        out.push((vec![key("app"), key("next_steps"), Owned::Index(i)], line.clone()));
+    }
+    let mut process = |table: &str,
+                       name: &str,
+                       command: &[String],
+                       env: &BTreeMap<String, String>,
+                       working_dir: &Option<String>,
+                       extra: Vec<(&str, &String)>| {
+        let base = vec![key(table), key(name)];
+        let with = |more: &[Owned]| {
+            let mut p = base.clone();
+            p.extend_from_slice(more);
+            p
+        };
+        for (i, arg) in command.iter().enumerate() {
+            out.push((with(&[key("command"), Owned::Index(i)]), arg.clone()));
+        }
+        for (k, v) in env {
+            out.push((with(&[key("environment"), key(k)]), v.clone()));
+        }
+        if let Some(wd) = working_dir {
+            out.push((with(&[key("working_dir")]), wd.clone()));
+        }
+        for (k, v) in extra {
+            out.push((with(&[key(k)]), v.clone()));
+        }
+    };
+    for (name, s) in &m.services {
+        process("services", name, &s.command, &s.environment, &s.working_dir, vec![
+            ("stop_timeout", &s.stop_timeout),
+        ]);
+    }
+    for (name, j) in &m.jobs {
+        process("jobs", name, &j.command, &j.environment, &j.working_dir, vec![
+            ("every", &j.every),
+            ("timeout", &j.timeout),
+        ]);
+    }
+    for (name, h) in &m.hooks {
+        process("hooks", name, &h.command, &h.environment, &h.working_dir, vec![
+            ("timeout", &h.timeout),
+        ]);
+    }
+    for (name, s) in &m.services {
+        if let Some(ready) = &s.ready {
+            let base = vec![key("services"), key(name), key("ready")];
+            let with = |k: Owned| {
+                let mut p = base.clone();
+                p.push(k);
+                p
+            };
+            if let Some(t) = &ready.tcp {
+                out.push((with(key("tcp")), t.clone()));
+            }
+            if let Some(h) = &ready.http {
+                out.push((with(key("http")), h.clone()));
+            }
+            for (i, arg) in ready.command.iter().flatten().enumerate() {
+                let mut p = with(key("command"));
+                p.push(Owned::Index(i));
+                out.push((p, arg.clone()));
+            }
+            out.push((with(key("timeout")), ready.timeout.clone()));
+        }
+    }
+    out
+}
+
+/// A thing that can wait for another: a service or a hook.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum WaitNode {
+    Service(String),
+    Hook(String),
+}
+
+impl std::fmt::Display for WaitNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitNode::Service(s) => write!(f, "{s}"),
+            WaitNode::Hook(h) => write!(f, "hook {h}"),
+        }
+    }
+}
+
+/// "X waits for Y" edges, each with the manifest path that declares it.
+struct WaitGraph {
+    edges: BTreeMap<WaitNode, Vec<(WaitNode, Vec<Owned>)>>,
+}
+
+impl WaitGraph {
+    fn new(m: &Manifest) -> Self {
+        let mut edges: BTreeMap<WaitNode, Vec<(WaitNode, Vec<Owned>)>> = BTreeMap::new();
+        for (name, s) in &m.services {
+            let from = WaitNode::Service(name.clone());
+            let list = edges.entry(from).or_default();
+            for (i, dep) in s.depends_on.iter().enumerate() {
+                if m.services.contains_key(dep) && dep != name {
+                    let path = vec![key("services"), key(name), key("depends_on"), Owned::Index(i)];
+                    list.push((WaitNode::Service(dep.clone()), path));
+                }
+            }
+        }
+        for (name, h) in &m.hooks {
+            let hook = WaitNode::Hook(name.clone());
+            for (i, s) in h.after.iter().enumerate() {
+                if m.services.contains_key(s) {
+                    let path = vec![key("hooks"), key(name), key("after"), Owned::Index(i)];
+                    edges
+                        .entry(hook.clone())
+                        .or_default()
+                        .push((WaitNode::Service(s.clone()), path));
+                }
+            }
+            for (i, s) in h.before.iter().enumerate() {
+                if m.services.contains_key(s) {
+                    let path = vec![key("hooks"), key(name), key("before"), Owned::Index(i)];
+                    edges
+                        .entry(WaitNode::Service(s.clone()))
+                        .or_default()
+                        .push((hook.clone(), path));
+                }
+            }
+        }
+        Self { edges }
+    }
+
+    fn edge_path(&self, from: &WaitNode, to: &WaitNode) -> Vec<Owned> {
+        self.edges
+            .get(from)
+            .and_then(|list| list.iter().find(|(n, _)| n == to))
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Each elementary cycle found by depth-first search, once, starting at its smallest
+    /// node and ending where it started (`a -> b -> a`).
+    fn cycles(&self) -> Vec<Vec<WaitNode>> {
+        let mut found: BTreeSet<Vec<WaitNode>> = BTreeSet::new();
+        let mut done: BTreeSet<&WaitNode> = BTreeSet::new();
+        for start in self.edges.keys() {
+            let mut stack: Vec<&WaitNode> = Vec::new();
+            self.dfs(start, &mut stack, &mut done, &mut found);
+        }
+        found.into_iter().collect()
+    }
+
+    fn dfs<'g>(
+        &'g self,
+        node: &'g WaitNode,
+        stack: &mut Vec<&'g WaitNode>,
+        done: &mut BTreeSet<&'g WaitNode>,
+        found: &mut BTreeSet<Vec<WaitNode>>,
+    ) {
+        if let Some(at) = stack.iter().position(|n| *n == node) {
+            let ring = &stack[at..];
+            let min = ring
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, n)| **n)
+                .map_or(0, |(i, _)| i);
+            let mut cycle: Vec<WaitNode> =
+                ring[min..].iter().chain(&ring[..min]).map(|n| (*n).clone()).collect();
+            cycle.push(cycle[0].clone());
+            found.insert(cycle);
+            return;
+        }
+        if done.contains(node) {
+            return;
+        }
+        stack.push(node);
+        for (next, _) in self.edges.get(node).into_iter().flatten() {
+            self.dfs(next, stack, done, found);
+        }
+        stack.pop();
+        done.insert(node);
+    }
+}
+
+/// A diagnostic about the manifest at `path`, for other modules (e.g. resolution).
+pub(crate) fn manifest_diag(m: &LoadedManifest, path: &[Seg<'_>], message: String) -> Diagnostic {
+    let loc = Locator::new(&m.source);
+    Source::new(&m.source_name, &m.source).diag(loc.value(path), message)
+}

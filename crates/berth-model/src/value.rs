@@ -1,0 +1,342 @@
+//! Typed setting values: checking a TOML value against a [`SettingDecl`], and the
+//! size, duration and URL syntaxes shared by the site config, profiles and defaults.
+
+use std::time::Duration;
+
+use crate::manifest::{SettingDecl, SettingType};
+use crate::site::SettingValue;
+use crate::suggest;
+
+/// Why a value does not fit its declaration: a sentence plus how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    fn new(message: String, help: Option<String>) -> Self {
+        Self { message, help }
+    }
+}
+
+/// What a [`SettingType`] is called in messages, with its article.
+pub(crate) fn type_phrase(kind: SettingType) -> &'static str {
+    match kind {
+        SettingType::String => "a string",
+        SettingType::Int => "an integer",
+        SettingType::Bool => "a boolean (`true` or `false`)",
+        SettingType::Port => "a port number (an integer from 1 to 65535)",
+        SettingType::Size => "a size (an integer number of bytes or a string such as \"512MB\")",
+        SettingType::Duration => "a duration (a string such as \"30s\")",
+        SettingType::Url => "a URL string",
+        SettingType::StringList => "an array of strings",
+    }
+}
+
+/// What a TOML value is, with its article ("a string", "an integer").
+pub(crate) fn found_phrase(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// Checks `v` against `decl` (type, range, allowed values, pattern) and returns the
+/// typed value. `name` is the setting's `group.key`, used in messages.
+pub(crate) fn check_value(
+    name: &str,
+    decl: &SettingDecl,
+    v: &toml::Value,
+) -> Result<SettingValue, Problem> {
+    let wrong_type = || {
+        Problem::new(
+            format!(
+                "expected {} for `{name}`, found {}",
+                type_phrase(decl.kind),
+                found_phrase(v)
+            ),
+            type_hint(decl.kind, v),
+        )
+    };
+    match decl.kind {
+        SettingType::Bool => v.as_bool().map(SettingValue::Bool).ok_or_else(wrong_type),
+        SettingType::Int => {
+            let n = v.as_integer().ok_or_else(wrong_type)?;
+            check_range(name, decl, n, &n.to_string(), |x| x.to_string())?;
+            Ok(SettingValue::Int(n))
+        }
+        SettingType::Port => {
+            let n = v.as_integer().ok_or_else(wrong_type)?;
+            if !(1..=65535).contains(&n) {
+                return Err(Problem::new(
+                    format!("`{name}` = {n} is not a valid port"),
+                    Some("a port is an integer from 1 to 65535".to_owned()),
+                ));
+            }
+            check_range(name, decl, n, &n.to_string(), |x| x.to_string())?;
+            Ok(SettingValue::Int(n))
+        }
+        SettingType::Size => {
+            let bytes = match v {
+                toml::Value::Integer(n) if *n >= 0 => *n,
+                toml::Value::Integer(n) => {
+                    return Err(Problem::new(
+                        format!("`{name}` = {n} is negative"),
+                        Some("a size is a number of bytes, 0 or more".to_owned()),
+                    ));
+                }
+                toml::Value::String(s) => parse_size(s).map_err(|why| {
+                    Problem::new(
+                        format!("`{s}` is not a valid size for `{name}`: {why}"),
+                        Some(SIZE_HELP.to_owned()),
+                    )
+                })?,
+                _ => return Err(wrong_type()),
+            };
+            check_range(name, decl, bytes, &format_size(bytes), format_size)?;
+            Ok(SettingValue::Int(bytes))
+        }
+        SettingType::Duration => {
+            let s = v.as_str().ok_or_else(wrong_type)?;
+            let d = parse_duration(s).map_err(|why| {
+                Problem::new(
+                    format!("`{s}` is not a valid duration for `{name}`: {why}"),
+                    Some(DURATION_HELP.to_owned()),
+                )
+            })?;
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            check_range(name, decl, secs, s, |x| format!("{x}s"))?;
+            Ok(SettingValue::String(s.to_owned()))
+        }
+        SettingType::Url => {
+            let s = v.as_str().ok_or_else(wrong_type)?;
+            check_http_url(s).map_err(|why| {
+                Problem::new(
+                    format!("`{s}` is not a valid URL for `{name}`: {why}"),
+                    Some("write an absolute URL such as `https://example.com/`".to_owned()),
+                )
+            })?;
+            Ok(SettingValue::String(s.to_owned()))
+        }
+        SettingType::String => {
+            let s = v.as_str().ok_or_else(wrong_type)?;
+            check_string(name, decl, s)?;
+            Ok(SettingValue::String(s.to_owned()))
+        }
+        SettingType::StringList => {
+            let items = v.as_array().ok_or_else(wrong_type)?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let s = item.as_str().ok_or_else(|| {
+                    Problem::new(
+                        format!(
+                            "expected an array of strings for `{name}`, found {} in it",
+                            found_phrase(item)
+                        ),
+                        Some("quote every element: `[\"a\", \"b\"]`".to_owned()),
+                    )
+                })?;
+                check_string(name, decl, s)?;
+                out.push(s.to_owned());
+            }
+            Ok(SettingValue::List(out))
+        }
+    }
+}
+
+/// A hint for a value of the wrong type that is probably the right value mistyped.
+fn type_hint(kind: SettingType, v: &toml::Value) -> Option<String> {
+    match (kind, v) {
+        (SettingType::Int | SettingType::Port, toml::Value::String(s))
+            if s.trim().parse::<i64>().is_ok() =>
+        {
+            Some(format!("write the number without quotes: {}", s.trim()))
+        }
+        (SettingType::Bool, toml::Value::String(s))
+            if matches!(s.as_str(), "true" | "false") =>
+        {
+            Some(format!("write the boolean without quotes: {s}"))
+        }
+        (SettingType::Duration, toml::Value::Integer(n)) => {
+            Some(format!("write it as a string with a unit: \"{n}s\""))
+        }
+        (SettingType::String | SettingType::Url | SettingType::Duration, _) => {
+            Some(format!("quote the value: \"{}\"", v.to_string().trim_matches('"')))
+        }
+        (SettingType::StringList, toml::Value::String(s)) => {
+            Some(format!("write a list: [\"{s}\"]"))
+        }
+        _ => None,
+    }
+}
+
+fn check_range(
+    name: &str,
+    decl: &SettingDecl,
+    n: i64,
+    shown: &str,
+    fmt: impl Fn(i64) -> String,
+) -> Result<(), Problem> {
+    let below = decl.min.is_some_and(|min| n < min);
+    let above = decl.max.is_some_and(|max| n > max);
+    if !below && !above {
+        return Ok(());
+    }
+    let allowed = match (decl.min, decl.max) {
+        (Some(min), Some(max)) => format!("from {} to {}", fmt(min), fmt(max)),
+        (Some(min), None) => format!("at least {}", fmt(min)),
+        (None, Some(max)) => format!("at most {}", fmt(max)),
+        (None, None) => String::new(),
+    };
+    let side = if below { "too small" } else { "too large" };
+    Err(Problem::new(
+        format!("`{name}` = {shown} is out of range ({side})"),
+        Some(format!("`{name}` must be {allowed}")),
+    ))
+}
+
+fn check_string(name: &str, decl: &SettingDecl, s: &str) -> Result<(), Problem> {
+    if let Some(choices) = &decl.choices
+        && !choices.iter().any(|c| c == s)
+    {
+        let mut help = format!(
+            "allowed values: {}",
+            suggest::backticked(choices.iter().map(String::as_str))
+        );
+        if let Some(c) = suggest::closest(s, choices.iter().map(String::as_str)) {
+            help = format!("did you mean `{c}`? {help}");
+        }
+        return Err(Problem::new(
+            format!("`{s}` is not an allowed value for `{name}`"),
+            Some(help),
+        ));
+    }
+    if let Some(pattern) = &decl.pattern {
+        // An invalid pattern is reported by `validate`; it accepts nothing here.
+        let matches = anchored(pattern).is_ok_and(|re| re.is_match(s));
+        if !matches {
+            return Err(Problem::new(
+                format!("`{s}` does not have the form `{name}` requires"),
+                Some(format!("the whole value must match the regular expression `{pattern}`")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `pattern` compiled to match a whole value.
+pub(crate) fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
+const SIZE_HELP: &str =
+    "write a number of bytes (`1048576`) or a number and a unit: `512kB`, `128MB`, `1GiB` \
+     (kB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024)";
+
+const DURATION_HELP: &str =
+    "write a number and a unit, e.g. `30s`, `5m`, `1h 30m`, `500ms` (units: ms, s, m, h, d)";
+
+/// Parses a size: `"1048576"`, `"512kB"`, `"128 MB"`, `"1GiB"` (no fractions).
+///
+/// `B`; `kB`/`KB`, `MB`, `GB`, `TB` (powers of 1000); `KiB`, `MiB`, `GiB`, `TiB`
+/// (powers of 1024). Units are case-insensitive.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    if num.is_empty() {
+        return Err("it does not start with a number".to_owned());
+    }
+    let n: i64 = num
+        .parse()
+        .map_err(|_| "the number is too large".to_owned())?;
+    let factor: i64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown unit `{other}`")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| "the size is too large".to_owned())
+}
+
+/// Formats bytes with the largest binary or decimal unit that divides them exactly
+/// (`1073741824` → `1GiB`, `128000000` → `128MB`), else as a plain number.
+pub fn format_size(bytes: i64) -> String {
+    const UNITS: [(i64, &str); 8] = [
+        (1 << 40, "TiB"),
+        (1_000_000_000_000, "TB"),
+        (1 << 30, "GiB"),
+        (1_000_000_000, "GB"),
+        (1 << 20, "MiB"),
+        (1_000_000, "MB"),
+        (1 << 10, "KiB"),
+        (1_000, "kB"),
+    ];
+    if bytes != 0 {
+        for (factor, unit) in UNITS {
+            if bytes % factor == 0 {
+                return format!("{}{unit}", bytes / factor);
+            }
+        }
+    }
+    bytes.to_string()
+}
+
+/// Parses a duration with humantime (`30s`, `5m`, `1h 30m`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+}
+
+/// Checks that `s` is an absolute `http`/`https` URL with a host; returns it parsed.
+pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            "it has no scheme (it must start with `http://` or `https://`)".to_owned()
+        }
+        url::ParseError::EmptyHost => "it has no host".to_owned(),
+        other => other.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is `{}`, but only `http` and `https` are supported",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".to_owned());
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_size, parse_size};
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128MB"), Ok(128_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512kB"), Ok(512_000));
+        assert_eq!(parse_size(" 64 mib "), Ok(64 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1.5GB").is_err());
+        assert!(parse_size("GB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+        assert_eq!(format_size(1 << 30), "1GiB");
+        assert_eq!(format_size(128_000_000), "128MB");
+        assert_eq!(format_size(1234), "1234");
+    }
+}
