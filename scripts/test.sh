@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs berth's whole test suite on a Debian 12 machine, installing first what the
+# tests need: PostgreSQL, Redis and nginx from Debian (the tests run them for real).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -p berth-model   arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postgresql-15 redis-server nginx-light procps iproute2 curl)
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing test dependencies: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked --no-fail-fast "$@"
