@@ -52,8 +52,7 @@ impl<'a> Locator<'a> {
         let mut current: Option<&Spanned<DeValue<'a>>> = None;
         for seg in path {
             let next = match (seg, current.map(Spanned::get_ref)) {
-                (Seg::Key(k), None) => find(table, k),
-                (Seg::Key(k), Some(DeValue::Table(_))) => find(table, k),
+                (Seg::Key(k), None | Some(DeValue::Table(_))) => find(table, k),
                 (Seg::Index(i), Some(DeValue::Array(a))) => {
                     a.get(*i).map(|v| (None, v))
                 }

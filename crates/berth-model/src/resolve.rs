@@ -194,8 +194,9 @@ fn to_toml(kind: SettingType, v: &Value) -> Result<toml::Value, String> {
             return Ok(n);
         }
         match f64::try_from(v.clone()) {
-            #[allow(clippy::cast_possible_truncation)] // clamped to the i64 range first
-            Ok(f) if f.is_finite() => Ok(f.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+            // `as` saturates at the i64 range, which is what a clamp wants.
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(f) if f.is_finite() => Ok(f.round() as i64),
             _ => Err(format!("expected a number, got `{v}`")),
         }
     };

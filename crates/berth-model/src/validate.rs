@@ -6,6 +6,7 @@
 //! is reported, each pointing at the key or value in `berth.toml` (or the template).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::locate::{Locator, Seg};
@@ -63,7 +64,9 @@ fn dotted(path: &[Seg<'_>]) -> String {
                 }
                 s.push_str(k);
             }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            Seg::Index(i) => {
+                let _ = write!(s, "[{i}]");
+            }
         }
     }
     s
@@ -75,7 +78,7 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-impl<'a> Validator<'a> {
+impl Validator<'_> {
     /// An error pointing at the value at `path`.
     fn at_value(&mut self, path: &[Seg<'_>], message: String, help: Option<String>) {
         let span = self.loc.value(path);
@@ -280,7 +283,7 @@ impl<'a> Validator<'a> {
         if let Some(pattern) = &decl.pattern
             && let Err(e) = anchored(pattern)
         {
-            let why = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            let why = e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_owned();
             self.at_value(
                 &sub("pattern"),
                 format!("the `pattern` of `{name}` is not a valid regular expression: {why}"),

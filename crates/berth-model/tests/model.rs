@@ -1,0 +1,268 @@
+//! Snapshot tests of berth-model's diagnostics, resolution and effective config.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use berth_model::{
+    Diagnostics, Facts, LoadedManifest, ResolvedConfig, SiteConfig, parse_site, render_effective,
+    resolve, validate,
+};
+use insta::assert_snapshot;
+
+fn demo() -> LoadedManifest {
+    let m = LoadedManifest::load(Path::new("tests/fixtures/demo")).expect("demo manifest loads");
+    validate(&m).expect("demo manifest is valid");
+    m
+}
+
+/// The diagnostics `parse_site` reports for `text`.
+fn site_errors(text: &str) -> String {
+    match parse_site("site.toml", text, &demo()) {
+        Ok(site) => panic!("expected errors, got {site:?}"),
+        Err(d) => d.to_string(),
+    }
+}
+
+fn show(r: &ResolvedConfig) -> String {
+    let mut out = format!(
+        "external_url = {}\nprofile = {:?}\nenabled = {:?}\n",
+        r.external_url, r.profile, r.enabled_components
+    );
+    for (group, keys) in &r.settings {
+        for (key, v) in keys {
+            let _ = writeln!(out, "{group}.{key} = {:?} ({:?})", v.value, v.origin);
+        }
+    }
+    out
+}
+
+fn manifest_errors(text: &str) -> Diagnostics {
+    match LoadedManifest::from_sources("berth.toml", text, BTreeMap::new()) {
+        Ok(m) => validate(&m).expect_err("expected validation errors"),
+        Err(d) => d,
+    }
+}
+
+const APP: &str = "[app]\nname = \"demo\"\nversion = \"1\"\n";
+
+// ---- site config ----------------------------------------------------------------
+
+#[test]
+fn empty_site_is_valid() {
+    let site = parse_site("site.toml", "", &demo()).unwrap();
+    assert_eq!(site.settings.len(), 0);
+    assert!(site.profile.is_none());
+}
+
+#[test]
+fn site_syntax_error() {
+    assert_snapshot!(site_errors("[web]\nworkers = = 4\nport = 80\n[redis\n"));
+}
+
+#[test]
+fn site_unknown_key_with_did_you_mean() {
+    assert_snapshot!(site_errors("[web]\nwrokers = 4\n"));
+}
+
+#[test]
+fn site_unknown_group_and_top_level_key() {
+    assert_snapshot!(site_errors("externl_url = \"http://x/\"\n\n[wbe]\nworkers = 4\n"));
+}
+
+#[test]
+fn site_wrong_type() {
+    assert_snapshot!(site_errors("[web]\nworkers = \"4\"\n"));
+}
+
+#[test]
+fn site_out_of_range() {
+    assert_snapshot!(site_errors("[web]\nworkers = 64\nport = 70000\n"));
+}
+
+#[test]
+fn site_bad_enum() {
+    assert_snapshot!(site_errors("[web]\nlog_level = \"warn\"\n"));
+}
+
+#[test]
+fn site_bad_pattern() {
+    assert_snapshot!(site_errors("[web]\nadmin_email = \"root at example\"\n"));
+}
+
+#[test]
+fn site_bad_url() {
+    assert_snapshot!(site_errors("external_url = \"netbox.example.com\"\n"));
+}
+
+#[test]
+fn site_bad_url_scheme() {
+    assert_snapshot!(site_errors("external_url = \"ftp://files.example.com/\"\n"));
+}
+
+#[test]
+fn site_unknown_profile() {
+    assert_snapshot!(site_errors("profile = \"smal\"\n"));
+}
+
+#[test]
+fn site_component_switch() {
+    // `redis` is optional and a settings group: both `enabled` and its settings are accepted.
+    let site = parse_site("site.toml", "[redis]\nenabled = false\npersist = true\n", &demo()).unwrap();
+    assert!(!*site.components["redis"].get_ref());
+    // `app` is not optional.
+    assert_snapshot!(site_errors("[app]\nenabled = false\n"));
+}
+
+#[test]
+fn site_several_errors_at_once() {
+    assert_snapshot!(site_errors(
+        r#"external_url = "https://"
+profile = "huge"
+
+[web]
+workers = 1
+log_level = "loud"
+timeout = 30
+wrokers = 3
+
+[redis]
+maxmemory = "lots"
+enabled = "no"
+"#
+    ));
+}
+
+#[test]
+fn site_sizes_and_durations() {
+    let site = parse_site(
+        "site.toml",
+        "[redis]\nmaxmemory = \"128MB\"\n[web]\ntimeout = \"2m\"\n",
+        &demo(),
+    )
+    .unwrap();
+    assert_eq!(
+        site.settings["redis"]["maxmemory"].value,
+        berth_model::SettingValue::Int(128_000_000)
+    );
+}
+
+// ---- manifest -------------------------------------------------------------------
+
+#[test]
+fn manifest_syntax_error() {
+    assert_snapshot!(manifest_errors("[app]\nname = \"demo\nversion = 1\n").to_string());
+}
+
+#[test]
+fn manifest_unknown_key_with_did_you_mean() {
+    let text = format!("{APP}\n[services.web]\ncomponent = \"app\"\ncommand = [\"x\"]\ndepends = [\"db\"]\n");
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn manifest_wrong_enum_value() {
+    let text = format!("{APP}\n[components.app]\nsource = \"bundle\"\n");
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn manifest_semantic_errors() {
+    let m = LoadedManifest::load(Path::new("tests/fixtures/broken")).expect("parses");
+    assert_snapshot!(validate(&m).unwrap_err().to_string());
+}
+
+#[test]
+fn manifest_service_cycle() {
+    let text = format!(
+        "{APP}\n[components.app]\nsource = \"system\"\n\n\
+         [services.a]\ncomponent = \"app\"\ncommand = [\"a\"]\ndepends_on = [\"b\"]\n\n\
+         [services.b]\ncomponent = \"app\"\ncommand = [\"b\"]\ndepends_on = [\"c\"]\n\n\
+         [services.c]\ncomponent = \"app\"\ncommand = [\"c\"]\ndepends_on = [\"a\"]\n"
+    );
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn missing_manifest_directory() {
+    let err = LoadedManifest::load(Path::new("tests/fixtures/nope")).unwrap_err();
+    assert!(err.to_string().contains("Failed to read the manifest"), "{err}");
+}
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let m = demo();
+    for text in ["\u{feff}", "[[web]]\n", "web = 3", "[web.workers]\nx=1", "a.b.c.d = 1", "\"\"\"", "[web]\nworkers = 99999999999999999999999"] {
+        let _ = parse_site("site.toml", text, &m);
+        let _ = LoadedManifest::from_sources("berth.toml", text, BTreeMap::new());
+    }
+}
+
+// ---- resolution -----------------------------------------------------------------
+
+fn small_host() -> Facts {
+    Facts {
+        cpus: 1,
+        memory_bytes: 512 << 20,
+        physical_memory_bytes: 512 << 20,
+        ..Facts::fixture()
+    }
+}
+
+fn big_host() -> Facts {
+    Facts {
+        cpus: 32,
+        memory_bytes: 64 << 30,
+        physical_memory_bytes: 64 << 30,
+        ..Facts::fixture()
+    }
+}
+
+#[test]
+fn resolve_derived_defaults_on_a_small_host() {
+    let m = demo();
+    let r = resolve(&m, &SiteConfig::default(), &small_host()).unwrap();
+    assert_snapshot!(show(&r));
+}
+
+#[test]
+fn resolve_derived_defaults_on_a_big_host() {
+    let m = demo();
+    let r = resolve(&m, &SiteConfig::default(), &big_host()).unwrap();
+    assert_snapshot!(show(&r));
+}
+
+#[test]
+fn resolve_profile_then_site() {
+    let m = demo();
+    let site = parse_site(
+        "site.toml",
+        "external_url = \"https://demo.example.com/app\"\nprofile = \"small\"\n\n[web]\nport = 9000\n\n[redis]\nenabled = false\n",
+        &m,
+    )
+    .unwrap();
+    let r = resolve(&m, &site, &big_host()).unwrap();
+    assert_snapshot!(show(&r));
+}
+
+#[test]
+fn render_effective_config() {
+    let m = demo();
+    let site = parse_site(
+        "site.toml",
+        "profile = \"small\"\n[web]\nlog_level = \"debug\"\n",
+        &m,
+    )
+    .unwrap();
+    let r = resolve(&m, &site, &Facts::fixture()).unwrap();
+    let text = render_effective(&m, &r);
+    // What it prints is itself a valid site config that resolves to the same values.
+    let again = parse_site("effective.toml", &text, &m).unwrap();
+    let r2 = resolve(&m, &again, &Facts::fixture()).unwrap();
+    for (group, keys) in &r.settings {
+        for (key, v) in keys {
+            assert_eq!(v.value, r2.settings[group][key].value, "{group}.{key}");
+        }
+    }
+    assert_snapshot!(text);
+}
