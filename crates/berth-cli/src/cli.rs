@@ -1,0 +1,111 @@
+//! Command-line arguments. Parsing only: no behaviour lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// berth: install, configure, supervise and upgrade a multi-service app from one config file.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the instance lives and which app it runs.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Root directory of the instance [default: /var/opt/berth/<app> as root, ~/.local/share/berth/<app> otherwise].
+    #[arg(long, global = true, env = "BERTH_PREFIX", value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+    /// App manifest directory (with berth.toml) [default: the one the instance was set up with, else the built-in one].
+    #[arg(long, global = true, env = "BERTH_MANIFEST", value_name = "DIR")]
+    pub manifest: Option<PathBuf>,
+    /// Site config file [default: <prefix>/site.toml].
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print less: only errors and the final result.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install what is missing, configure, start everything and wait until the app answers.
+    Up,
+    /// Apply the site config: rewrite changed files, restart or reload only what they affect.
+    Reconfigure {
+        /// Show every file diff (secrets masked) and the services that would restart, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check or show the site config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show every service: state, pid, uptime, restarts, last exit, readiness.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a service (and what it depends on), or all of them.
+    Start(ServiceArg),
+    /// Stop a service (and what depends on it), or all of them.
+    Stop(ServiceArg),
+    /// Restart a service, or all of them.
+    Restart(ServiceArg),
+    /// Make a service re-read its config (restart if it cannot reload), or all of them.
+    Reload(ServiceArg),
+    /// Show a service's log (all services when none is named).
+    Tail {
+        /// Service name.
+        service: Option<String>,
+        /// Lines to show from the end of each log.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+        /// Keep printing new lines as they are written.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop every service and the supervisor.
+    Down,
+    /// Show past `up` and `reconfigure` runs: when, what changed, what restarted, how long.
+    History {
+        /// How many runs to show.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the desired state rendered from the manifest and site config (secrets masked).
+    Plan,
+    /// Run the supervisor in the foreground (used by `berth up` and by the systemd unit).
+    #[command(hide = true)]
+    Supervise {
+        /// Start every service as soon as the supervisor is up.
+        #[arg(long)]
+        autostart: bool,
+    },
+}
+
+/// `berth config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the manifest and the site config; touches nothing.
+    Check,
+    /// Print the effective config: every setting with its value and where it came from.
+    Show,
+}
+
+/// An optional service name.
+#[derive(Debug, Args)]
+pub struct ServiceArg {
+    /// Service name; all services when omitted.
+    pub service: Option<String>,
+}

@@ -1,0 +1,40 @@
+//! `berth config check|show`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_lifecycle::{Locate, instance};
+
+pub fn check(loc: &Locate) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let what = if inst.config_exists {
+        format!("`{}`", inst.config_path.display())
+    } else {
+        format!("no site config at `{}` (all defaults)", inst.config_path.display())
+    };
+    println!(
+        "ok: manifest {} {} and {what} are valid",
+        inst.manifest.manifest.app.name, inst.manifest.manifest.app.version
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(loc: &Locate) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    println!("# Effective config of {} at {}", inst.manifest.manifest.app.name, inst.paths.prefix.display());
+    println!("external_url = {:?}", inst.config.external_url.as_str());
+    if let Some(p) = &inst.config.profile {
+        println!("profile = {p:?}");
+    }
+    println!();
+    print!("{}", berth_model::render_effective(&inst.manifest, &inst.config));
+    let secrets = &inst.manifest.manifest.secrets;
+    if !secrets.is_empty() {
+        println!();
+        println!("# Secrets (values never shown; each is a mode 0600 file):");
+        for name in secrets.keys() {
+            println!("#   {name} = ********  ({})", inst.paths.secrets.join(name).display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,175 @@
+//! Finding an instance: its prefix, its manifest and its site config, then loading,
+//! validating and resolving them. Nothing here writes to the host.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use berth_model::{Facts, LoadedManifest, ResolvedConfig};
+use berth_render::Paths;
+
+/// How to find the instance: the command line's `--prefix`, `--manifest`, `--config`.
+#[derive(Debug, Clone, Default)]
+pub struct Locate {
+    /// `--prefix`.
+    pub prefix: Option<PathBuf>,
+    /// `--manifest`.
+    pub manifest: Option<PathBuf>,
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// The manifest built into the binary: `berth.toml` text and the other files by relative path.
+    pub embedded: Option<(String, BTreeMap<String, String>)>,
+}
+
+/// Where the manifest came from.
+#[derive(Debug, Clone)]
+pub enum ManifestOrigin {
+    /// `--manifest DIR`.
+    Dir(PathBuf),
+    /// The copy kept in `<prefix>/manifest` when the instance was set up.
+    Stored(PathBuf),
+    /// Built into the binary.
+    Embedded,
+}
+
+/// A located instance with its validated manifest and resolved config.
+pub struct Instance {
+    /// Directory layout.
+    pub paths: Paths,
+    /// The manifest.
+    pub manifest: LoadedManifest,
+    /// Where it came from.
+    pub origin: ManifestOrigin,
+    /// The site config file (may not exist yet).
+    pub config_path: PathBuf,
+    /// Whether the site config file exists.
+    pub config_exists: bool,
+    /// The effective config.
+    pub config: ResolvedConfig,
+    /// Host facts.
+    pub facts: Facts,
+}
+
+/// The stored manifest directory of a prefix.
+pub fn stored_manifest_dir(prefix: &Path) -> PathBuf {
+    prefix.join("manifest")
+}
+
+/// The default prefix for an app.
+pub fn default_prefix(app: &str, is_root: bool) -> PathBuf {
+    if is_root {
+        return PathBuf::from("/var/opt/berth").join(app);
+    }
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data_home.join("berth").join(app)
+}
+
+fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
+    let Some((text, files)) = &loc.embedded else {
+        anyhow::bail!("No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)");
+    };
+    Ok(LoadedManifest::from_sources("<built-in>/berth.toml", text, files.clone())?)
+}
+
+fn load_dir(dir: &Path) -> Result<LoadedManifest> {
+    if !dir.join("berth.toml").is_file() {
+        anyhow::bail!(
+            "No app manifest at `{}`: the directory must contain `berth.toml`",
+            dir.join("berth.toml").display()
+        );
+    }
+    Ok(LoadedManifest::load(dir)?)
+}
+
+/// Find the prefix and the manifest, without resolving the site config.
+pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest, ManifestOrigin)> {
+    let (manifest, origin) = match (&global.manifest, &global.prefix) {
+        (Some(dir), _) => (load_dir(dir)?, ManifestOrigin::Dir(dir.clone())),
+        (None, Some(prefix)) if stored_manifest_dir(prefix).join("berth.toml").is_file() => {
+            let dir = stored_manifest_dir(prefix);
+            (load_dir(&dir)?, ManifestOrigin::Stored(dir))
+        }
+        (None, _) => {
+            let embedded = load_embedded(global)?;
+            let prefix = default_prefix(&embedded.manifest.app.name, facts.is_root);
+            let dir = stored_manifest_dir(&prefix);
+            if global.prefix.is_none() && dir.join("berth.toml").is_file() {
+                (load_dir(&dir)?, ManifestOrigin::Stored(dir))
+            } else {
+                (embedded, ManifestOrigin::Embedded)
+            }
+        }
+    };
+    berth_model::validate(&manifest)?;
+    let prefix = match &global.prefix {
+        Some(p) => absolute(p)?,
+        None => default_prefix(&manifest.manifest.app.name, facts.is_root),
+    };
+    Ok((prefix, manifest, origin))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("Failed to read the current directory")?
+            .join(p))
+    }
+}
+
+/// Locate, load and resolve everything. Pure apart from reading files.
+pub fn open(global: &Locate) -> Result<Instance> {
+    let facts = berth_host::facts::probe();
+    let (prefix, manifest, origin) = locate(global, &facts)?;
+    let config_path = match &global.config {
+        Some(c) => absolute(c)?,
+        None => prefix.join("site.toml"),
+    };
+    let (text, config_exists) = match std::fs::read_to_string(&config_path) {
+        Ok(t) => (t, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
+        Err(e) => {
+            return Err(e).with_context(|| format!("Failed to read site config `{}`", config_path.display()));
+        }
+    };
+    let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
+    let config = berth_model::resolve(&manifest, &site, &facts)?;
+    let paths = Paths::for_prefix(&prefix, &manifest.manifest.app.version);
+    Ok(Instance {
+        paths,
+        manifest,
+        origin,
+        config_path,
+        config_exists,
+        config,
+        facts,
+    })
+}
+
+impl Instance {
+    /// Every file of the manifest directory (berth.toml + templates), for storing a copy.
+    pub fn manifest_files(&self, loc: &Locate) -> Result<BTreeMap<String, String>> {
+        match &self.origin {
+            ManifestOrigin::Embedded => {
+                let (text, mut files) = loc.embedded.clone().unwrap_or_default();
+                files.insert("berth.toml".to_owned(), text);
+                Ok(files)
+            }
+            ManifestOrigin::Dir(dir) | ManifestOrigin::Stored(dir) => {
+                let mut files = BTreeMap::new();
+                let text = std::fs::read_to_string(dir.join("berth.toml"))
+                    .with_context(|| format!("Failed to read `{}`", dir.join("berth.toml").display()))?;
+                files.insert("berth.toml".to_owned(), text);
+                for (name, src) in &self.manifest.templates {
+                    files.insert(name.clone(), src.clone());
+                }
+                Ok(files)
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! How lifecycle steps report progress, so the library never prints.
+
+/// Receives progress from lifecycle operations. The CLI shows it on the terminal.
+pub trait Progress {
+    /// A step starts, e.g. "Installing packages".
+    fn begin(&self, step: &str);
+    /// The current step finished; `detail` says what it did (may be empty).
+    fn end(&self, detail: &str);
+    /// A line of information outside any step.
+    fn note(&self, line: &str);
+}
+
+/// Progress that goes nowhere (tests, `--quiet`).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn begin(&self, _: &str) {}
+    fn end(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+}

@@ -1,0 +1,207 @@
+//! The whole life of a small real stack (PostgreSQL, Redis, nginx, a Python app in a
+//! bundled virtualenv) under one prefix: up, no-op reconfigure, targeted restarts and
+//! reloads, crash recovery, secrets. The tests share one instance and take turns.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use berth_tests::{Berth, fixture, http_get, prefix_dir, snapshot_tree};
+
+const NGINX_PORT: u16 = 18080;
+/// Tests in this file; the last one to finish shuts the stack down.
+const TESTS: usize = 5;
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    berth: Berth,
+}
+
+static STACK: OnceLock<Mutex<Stack>> = OnceLock::new();
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Take the shared stack (bringing it up the first time).
+fn stack() -> MutexGuard<'static, Stack> {
+    let m = STACK.get_or_init(|| {
+        let dir = prefix_dir("stack");
+        let berth = Berth::new(dir.path(), &fixture("ministack"));
+        let r = berth.run(&["up"]).expect(0);
+        assert!(r.stdout.contains(&format!("http://127.0.0.1:{NGINX_PORT}/")), "{}", r.stdout);
+        Mutex::new(Stack { _dir: dir, berth })
+    });
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts finished tests, even failed ones; the last one stops the stack.
+struct Finish;
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == TESTS {
+            if let Some(m) = STACK.get() {
+                let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.berth.run(&["down"]);
+            }
+        }
+    }
+}
+
+fn get(path: &str) -> (u16, String) {
+    http_get(NGINX_PORT, path, "127.0.0.1").unwrap()
+}
+
+fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn up_serves_the_app_through_nginx() {
+    let _f = Finish;
+    let s = stack();
+    let (code, body) = get("/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"greeting\""), "{body}");
+    let st = s.berth.status();
+    for svc in st["services"].as_array().unwrap() {
+        assert_eq!(svc["state"], "ready", "{st:#}");
+    }
+    // A second `up` is safe and changes nothing.
+    let pids = s.berth.pids();
+    s.berth.run(&["up"]).expect(0);
+    assert_eq!(s.berth.pids(), pids);
+    let hist = s.berth.run(&["history", "--json"]).expect(0);
+    assert!(hist.stdout.contains("\"up\""), "{}", hist.stdout);
+}
+
+#[test]
+fn a_second_reconfigure_changes_no_file_and_restarts_nothing() {
+    let _f = Finish;
+    let s = stack();
+    s.berth.run(&["reconfigure"]).expect(0);
+    let pids = s.berth.pids();
+    let etc = snapshot_tree(&s.berth.prefix.join("etc"));
+    let mtimes: Vec<_> = walk(&s.berth.prefix.join("etc"));
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
+    assert_eq!(s.berth.pids(), pids);
+    assert_eq!(snapshot_tree(&s.berth.prefix.join("etc")), etc);
+    assert_eq!(walk(&s.berth.prefix.join("etc")), mtimes, "a no-op reconfigure rewrote files");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push((p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn one_setting_restarts_or_reloads_only_what_it_affects() {
+    let _f = Finish;
+    let s = stack();
+    let before = s.berth.pids();
+
+    // The greeting is in the app's config file only: the app restarts, nothing else.
+    s.berth.write_site("[app]\ngreeting = \"good morning\"\n");
+    let dry = s.berth.run(&["reconfigure", "--dry-run"]).expect(0);
+    assert!(dry.stdout.contains("good morning"), "{}", dry.stdout);
+    assert_eq!(s.berth.pids(), before, "--dry-run restarted something");
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("restarted: app"), "{}", r.stdout);
+    s.berth.wait_all_ready(Duration::from_secs(30));
+    let after = s.berth.pids();
+    assert_ne!(after["app"], before["app"]);
+    for svc in ["postgresql", "redis", "nginx"] {
+        assert_eq!(after[svc], before[svc], "{svc} was restarted");
+    }
+    let (_, body) = get("/");
+    assert!(body.contains("good morning"), "{body}");
+
+    // nginx can reload: its pid stays, and so do the others'.
+    s.berth.write_site("[app]\ngreeting = \"good morning\"\n[nginx]\nclient_max_body_size = \"20m\"\n");
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("reloaded: nginx"), "{}", r.stdout);
+    assert_eq!(s.berth.pids(), after);
+    let conf = std::fs::read_to_string(s.berth.prefix.join("etc/nginx/nginx.conf")).unwrap();
+    assert!(conf.contains("client_max_body_size 20m;"));
+}
+
+#[test]
+fn kill_9_of_a_service_is_restarted_and_the_app_recovers() {
+    let _f = Finish;
+    let s = stack();
+    let before = s.berth.pids();
+    let pid = before["app"];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("app restarted", Duration::from_secs(30), || {
+        s.berth.pids().get("app").is_some_and(|p| *p != pid)
+    });
+    s.berth.wait_all_ready(Duration::from_secs(30));
+    let st = s.berth.status();
+    let app = st["services"].as_array().unwrap().iter().find(|x| x["name"] == "app").unwrap().clone();
+    assert!(app["restarts"].as_u64().unwrap() >= 1, "{app:#}");
+    assert!(app["last_exit"].as_str().unwrap().contains("SIGKILL"), "{app:#}");
+    assert_eq!(get("/").0, 200);
+    let after = s.berth.pids();
+    assert_eq!(after["postgresql"], before["postgresql"]);
+}
+
+#[test]
+fn secrets_are_0600_and_never_appear_in_output_or_logs() {
+    let _f = Finish;
+    let s = stack();
+    let dir = s.berth.prefix.join("secrets");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let mut values = Vec::new();
+    for name in ["db_password", "redis_password"] {
+        let p = dir.join(name);
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+        let v = std::fs::read_to_string(&p).unwrap();
+        assert!(v.trim().len() >= 32);
+        values.push(v.trim().to_owned());
+    }
+    // Output of every command that ran, including a dry run with a diff of a file holding secrets.
+    s.berth.run(&["config", "show"]).expect(0);
+    // A pending change to the file that holds the database password: its diff is masked.
+    let site = std::fs::read_to_string(s.berth.site()).unwrap_or_default();
+    s.berth.write_site("[app]\ngreeting = \"masked check\"\n");
+    let plan = s.berth.run(&["plan"]);
+    s.berth.write_site(&site);
+    let plan = plan.expect(0);
+    assert!(plan.stdout.contains("masked check"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("********"), "the diff shows no masked secret:\n{}", plan.stdout);
+    s.berth.run(&["history"]).expect(0);
+    let mut haystack = s.berth.transcript.lock().unwrap().clone();
+    // Logs: the supervisor's, every service's and every hook's.
+    for f in files(&s.berth.prefix.join("log")) {
+        haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+    }
+    for v in &values {
+        assert!(!haystack.contains(v.as_str()), "a secret value appears in berth's output or logs");
+    }
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(files(&p)) } else { out.push(p) }
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! Helpers for berth's end-to-end tests: run the real `berth` binary against a
+//! prefix of its own, read the supervisor's status, snapshot a prefix's files.
+#![allow(clippy::missing_panics_doc, missing_docs)] // test support: panicking is the point
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `berth` binary built by `cargo build` next to this test binary.
+pub fn berth_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/berth
+    let bin = exe.parent().unwrap().parent().unwrap().join("berth");
+    assert!(
+        bin.exists(),
+        "`{}` is missing: build it first with `cargo build --workspace` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fixture manifest directory under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// Whether the tests run as root (system install: service users are created).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A fresh prefix directory that service users can traverse.
+pub fn prefix_dir(tag: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(&format!("berth-{tag}-")).tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The result of one `berth` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Panic with both streams unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "berth exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `berth` with a fixed prefix and manifest, and keeps every output it produced.
+pub struct Berth {
+    pub prefix: PathBuf,
+    pub manifest: PathBuf,
+    pub transcript: std::sync::Mutex<String>,
+}
+
+impl Berth {
+    pub fn new(prefix: &Path, manifest: &Path) -> Self {
+        Self { prefix: prefix.to_path_buf(), manifest: manifest.to_path_buf(), transcript: std::sync::Mutex::new(String::new()) }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(berth_bin())
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .arg("--manifest")
+            .arg(&self.manifest)
+            .args(args)
+            .env_remove("BERTH_PREFIX")
+            .env_remove("BERTH_MANIFEST")
+            .env_remove("BERTH_CONFIG")
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        self.transcript.lock().unwrap().push_str(&format!("$ berth {}\n{}{}", args.join(" "), run.stdout, run.stderr));
+        run
+    }
+
+    /// The site config file.
+    pub fn site(&self) -> PathBuf {
+        self.prefix.join("site.toml")
+    }
+
+    /// Write the site config.
+    pub fn write_site(&self, text: &str) {
+        std::fs::write(self.site(), text).unwrap();
+    }
+
+    /// `berth status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let r = self.run(&["status", "--json"]);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}\n{}", r.stdout, r.stderr))
+    }
+
+    /// Service name → pid, for running services.
+    pub fn pids(&self) -> BTreeMap<String, u64> {
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["pid"].as_u64()?)))
+            .collect()
+    }
+
+    /// Wait until every service is ready (or panic with the status after `deadline`).
+    pub fn wait_all_ready(&self, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let st = self.status();
+            let all = st["services"].as_array().unwrap().iter().all(|s| s["state"] == "ready");
+            if all {
+                return;
+            }
+            assert!(start.elapsed() < deadline, "services not ready after {deadline:?}: {st:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// GET a URL on 127.0.0.1 with HTTP/1.0: (status, body).
+pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Every file, directory and symlink under `dir` with its mode and content hash:
+/// two equal snapshots mean nothing under `dir` changed.
+pub fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode();
+            let desc = if meta.is_dir() {
+                stack.push(p.clone());
+                format!("dir {mode:o}")
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                format!("file {mode:o} {}", hex::encode(Sha256::digest(&bytes)))
+            } else {
+                format!("other {mode:o}")
+            };
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), desc);
+        }
+    }
+    out
+}
