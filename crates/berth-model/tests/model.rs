@@ -266,3 +266,22 @@ fn render_effective_config() {
     }
     assert_snapshot!(text);
 }
+
+// ---- docs -------------------------------------------------------------------------
+
+/// The example in docs/manifest.md is a valid manifest.
+#[test]
+fn manifest_doc_example_is_valid() {
+    let doc = std::fs::read_to_string("../../docs/manifest.md").expect("docs/manifest.md");
+    let start = doc.find("## Example").expect("an example section");
+    let body = &doc[start..];
+    let toml_start = body.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let toml_end = toml_start + body[toml_start..].find("```").expect("end of block");
+    let templates = BTreeMap::from([(
+        "templates/redis.conf.j2".to_owned(),
+        "maxmemory {{ settings.redis.maxmemory }}\n".to_owned(),
+    )]);
+    let m = LoadedManifest::from_sources("docs/manifest.md", &body[toml_start..toml_end], templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+}
