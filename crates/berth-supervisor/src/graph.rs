@@ -139,9 +139,9 @@ pub(crate) fn unknown(kind: &str, name: &str, known: impl IntoIterator<Item = im
         })
         .filter(|(edits, similarity, _)| (*edits <= 2 && *edits < name.len()) || *similarity > 0.9)
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
-        .map(|(_, _, k)| ((), k));
+        .map(|(_, _, k)| k);
     match best {
-        Some((_, suggestion)) => format!("Unknown {kind} `{name}`; did you mean `{suggestion}`?"),
+        Some(suggestion) => format!("Unknown {kind} `{name}`; did you mean `{suggestion}`?"),
         None => format!("Unknown {kind} `{name}`"),
     }
 }

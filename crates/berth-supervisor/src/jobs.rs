@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use crate::logs::{RotatingLog, pump};
-use crate::process::{Launch, describe_exit, signal_group};
+use crate::process::{Launch, describe_exit, signal_child_group, signal_leftovers};
 use crate::say::say;
 
 /// Job logs rotate at this size (a job spec has no log limits of its own).
@@ -129,18 +129,18 @@ async fn run_once(spec: &JobSpec, cancelled: &mut watch::Receiver<()>) -> Option
         },
         () = tokio::time::sleep(spec.timeout) => {
             say!("job `{}`: still running after {}; killing it", spec.name, humantime::format_duration(spec.timeout));
-            signal_group(pid, Signal::SIGKILL);
+            signal_child_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
             "timeout".to_owned()
         },
         _ = cancelled.changed() => {
-            signal_group(pid, Signal::SIGKILL);
+            signal_child_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
             return None;
         },
     };
     // Children the job left behind do not outlive the run.
-    signal_group(pid, Signal::SIGKILL);
+    signal_leftovers(pid, Signal::SIGKILL);
     say!("job `{}`: {result}", spec.name);
     Some(result)
 }

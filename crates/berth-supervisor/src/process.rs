@@ -149,13 +149,21 @@ pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
     Signal::from_str(&full).map_err(|_| format!("`{name}` is not a signal name"))
 }
 
-/// Send `sig` to the process group led by `pgid` (falling back to the process itself
-/// in the instant before it called `setsid`). A group that is already gone is fine.
-pub(crate) fn signal_group(pgid: u32, sig: Signal) {
-    let Ok(raw) = i32::try_from(pgid) else { return };
+/// Send `sig` to the process group of a child we have *not reaped yet*, falling back
+/// to the child itself in the instant before it called `setsid`.
+pub(crate) fn signal_child_group(pid: u32, sig: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
     if signal::killpg(Pid::from_raw(raw), sig) == Err(Errno::ESRCH) {
         let _ = signal::kill(Pid::from_raw(raw), sig);
     }
+}
+
+/// Send `sig` to what is left of the process group `pgid` after its leader was
+/// reaped. Never signals a single pid, which may have been reused by then.
+/// A group that is already gone is fine.
+pub(crate) fn signal_leftovers(pgid: u32, sig: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    let _ = signal::killpg(Pid::from_raw(raw), sig);
 }
 
 /// Send `sig` to one process.

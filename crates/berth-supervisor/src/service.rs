@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::config::BackoffConfig;
-use crate::logs::{RotatingLog, pump};
+use crate::logs::{RotatingLog, SharedLog, pump};
 use crate::probe::wait_ready;
-use crate::process::{Launch, describe_exit, group_alive, parse_signal, signal_group, signal_process};
+use crate::process::{Launch, describe_exit, group_alive, parse_signal, signal_child_group, signal_leftovers, signal_process};
 use crate::say::say;
 
 /// What other tasks may read about a service at any time.
@@ -96,6 +96,7 @@ impl ServiceHandle {
             attempt: 0,
             waiters: Vec::new(),
             phase: Phase::Down,
+            log: None,
         };
         tokio::spawn(actor.run());
         Self { spec, shared, tx }
@@ -195,6 +196,8 @@ struct Actor {
     /// Callers waiting for the current start to become ready (or fail).
     waiters: Vec<Reply<Outcome>>,
     phase: Phase,
+    /// The open log, kept across restarts so one writer tracks its size.
+    log: Option<SharedLog>,
 }
 
 impl Actor {
@@ -281,7 +284,14 @@ impl Actor {
                     }
                 }
             }
-            Command::Update(spec) => self.spec = *spec,
+            Command::Update(spec) => {
+                if (&spec.log_dir, spec.log_max_bytes, spec.log_keep)
+                    != (&self.spec.log_dir, self.spec.log_max_bytes, self.spec.log_keep)
+                {
+                    self.log = None;
+                }
+                self.spec = *spec;
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -314,8 +324,14 @@ impl Actor {
     /// Spawn the process, its log pumps and its readiness probe.
     fn spawn(&mut self) -> Outcome {
         let spec = &self.spec;
-        let log = RotatingLog::open_shared(&spec.log_dir, spec.log_max_bytes, spec.log_keep)
-            .map_err(|err| format!("failed to open log directory `{}`: {err}", spec.log_dir.display()))?;
+        let log = if let Some(log) = &self.log {
+            Arc::clone(log)
+        } else {
+            let log = RotatingLog::open_shared(&spec.log_dir, spec.log_max_bytes, spec.log_keep)
+                .map_err(|err| format!("failed to open log directory `{}`: {err}", spec.log_dir.display()))?;
+            self.log = Some(Arc::clone(&log));
+            log
+        };
         let launch = Launch::service(spec);
         let program = spec.argv.first().map_or("", String::as_str);
         let mut cmd = launch.command().map_err(|err| format!("failed to prepare `{program}`: {err}"))?;
@@ -356,7 +372,7 @@ impl Actor {
             Err(err) => (format!("lost track of the process: {err}"), false),
         };
         // Like systemd's control-group kill: whatever the main process left behind goes too.
-        signal_group(running.pid, Signal::SIGKILL);
+        signal_leftovers(running.pid, Signal::SIGKILL);
         {
             let mut shared = lock(&self.shared);
             shared.last_exit = Some(description.clone());
@@ -432,13 +448,13 @@ impl Actor {
         let sig = parse_signal(&self.spec.stop_signal).unwrap_or(Signal::SIGTERM);
         let deadline = Instant::now() + self.spec.stop_timeout;
         say!("service `{}`: sending {} to process group {pid}", self.spec.name, sig.as_str());
-        signal_group(pid, sig);
+        signal_child_group(pid, sig);
         let status = tokio::select! {
             status = child.wait() => status,
             () = sleep_until(deadline) => {
                 say!("service `{}`: still running after {}; sending SIGKILL", self.spec.name,
                     humantime::format_duration(self.spec.stop_timeout));
-                signal_group(pid, Signal::SIGKILL);
+                signal_child_group(pid, Signal::SIGKILL);
                 child.wait().await
             }
         };
@@ -458,18 +474,29 @@ impl Actor {
     }
 }
 
-/// Give the rest of the group until `deadline` to exit on its own, then SIGKILL it.
+/// Give the rest of the group until `deadline` to exit on its own, then SIGKILL it
+/// and allow a moment for the kernel to finish it off.
 ///
 /// Processes that are not our children cannot be waited on, so this checks the group
 /// at a slowly growing interval; it returns at once in the common case (group gone).
 async fn wait_group_gone(pgid: u32, deadline: Instant) {
-    let mut pause = Duration::from_millis(10);
+    const KILL_GRACE: Duration = Duration::from_secs(1);
+    let mut pause = Duration::from_millis(5);
+    let mut killed_at = None;
     while group_alive(pgid) {
-        if Instant::now() >= deadline {
-            signal_group(pgid, Signal::SIGKILL);
-            return;
+        let now = Instant::now();
+        match killed_at {
+            None if now >= deadline => {
+                signal_leftovers(pgid, Signal::SIGKILL);
+                killed_at = Some(now);
+            }
+            Some(at) if now >= at + KILL_GRACE => {
+                say!("process group {pgid} still has processes after SIGKILL");
+                return;
+            }
+            _ => {}
         }
-        sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }

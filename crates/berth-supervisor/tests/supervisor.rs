@@ -28,7 +28,7 @@ fn fast_backoff() -> BackoffConfig {
     BackoffConfig {
         initial: Duration::from_millis(100),
         max: Duration::from_secs(5),
-        reset_after: Duration::from_secs(60),
+        reset_after: Duration::from_mins(1),
     }
 }
 
@@ -135,11 +135,11 @@ fn service(dir: &Path, name: &str, script: &str) -> ServiceSpec {
     }
 }
 
-fn file_ready(path: &Path) -> Option<Readiness> {
-    Some(Readiness {
+fn file_ready(path: &Path) -> Readiness {
+    Readiness {
         probe: Probe::Command { argv: vec!["/bin/sh".into(), "-c".into(), format!("test -f {}", path.display())] },
         timeout: Duration::from_secs(5),
-    })
+    }
 }
 
 fn plan(services: Vec<ServiceSpec>) -> SupervisionPlan {
@@ -270,7 +270,7 @@ fn killed_service_is_restarted_with_a_new_pid() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     let mut web = service(d, "web", "rm -f ready; sleep 0.1; touch ready; exec sleep 1000");
-    web.readiness = file_ready(&d.join("ready"));
+    web.readiness = Some(file_ready(&d.join("ready")));
     let daemon = Daemon::start(dir, &plan(vec![web]));
     daemon.ok(&Request::Start { target: Target::All });
     let old = daemon.pid("web");
@@ -293,7 +293,7 @@ fn stop_escalates_to_sigkill_after_the_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     let mut stubborn = service(d, "stubborn", "trap '' TERM; touch ready; while :; do sleep 0.05; done");
-    stubborn.readiness = file_ready(&d.join("ready"));
+    stubborn.readiness = Some(file_ready(&d.join("ready")));
     stubborn.stop_timeout = Duration::from_millis(300);
     let daemon = Daemon::start(dir, &plan(vec![stubborn]));
     daemon.ok(&Request::Start { target: Target::All });
@@ -315,9 +315,9 @@ fn stop_reaches_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     let mut forker = service(d, "forker", "sleep 1000 & echo $! > child.pid; wait");
-    forker.readiness = file_ready(&d.join("child.pid"));
+    forker.readiness = Some(file_ready(&d.join("child.pid")));
     let mut orphaner = service(d, "orphaner", "sleep 1000 & echo $! > orphan.pid; sleep 0.3; exit 3");
-    orphaner.readiness = file_ready(&d.join("orphan.pid"));
+    orphaner.readiness = Some(file_ready(&d.join("orphan.pid")));
     orphaner.restart = RestartPolicy::Never;
     let daemon = Daemon::start(dir, &plan(vec![forker, orphaner]));
     daemon.ok(&Request::Start { target: Target::All });
@@ -384,7 +384,7 @@ fn apply_restarts_changed_reloads_asked_and_stops_removed() {
     a.env.insert("SETTING".into(), "1".into());
     let b = service(d, "b", "exec sleep 1000");
     let mut c = service(d, "c", "trap 'echo reloaded >> hup_marker' HUP; touch c_ready; while :; do sleep 0.05; done");
-    c.readiness = file_ready(&d.join("c_ready"));
+    c.readiness = Some(file_ready(&d.join("c_ready")));
     c.reload_signal = Some("SIGHUP".into());
     let gone = service(d, "gone", "exec sleep 1000");
     let daemon = Daemon::start(dir, &plan(vec![a.clone(), b.clone(), c.clone(), gone]));
@@ -433,7 +433,7 @@ fn jobs_run_periodically_and_skip_when_a_requirement_is_down() {
         name: name.to_owned(),
         argv: vec!["/bin/sh".into(), "-c".into(), script.to_owned()],
         env: BTreeMap::new(),
-        cwd: Some(d.to_path_buf()),
+        cwd: Some(d.clone()),
         user: None,
         every: Duration::from_millis(200),
         timeout: Duration::from_secs(5),
@@ -496,4 +496,84 @@ fn socket_is_private_single_and_removed_on_shutdown() {
     assert!(!socket.exists());
     assert!(!pid_file.exists());
     assert!(!is_running(&socket));
+}
+
+#[test]
+fn invalid_plans_and_unsafe_forks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let mut a = service(d, "a", "exec sleep 1000");
+    a.depends_on = vec!["b".into()];
+    let mut b = service(d, "b", "exec sleep 1000");
+    b.depends_on = vec!["a".into()];
+    let plan_path = d.join("plan.json");
+    fs::write(&plan_path, serde_json::to_vec(&plan(vec![a, b])).unwrap()).unwrap();
+    let cfg = DaemonConfig {
+        socket: d.join("supervisor.sock"),
+        plan_path: plan_path.clone(),
+        pid_file: d.join("supervisor.pid"),
+        log_file: d.join("supervisor.log"),
+        autostart: true,
+        backoff: BackoffConfig::default(),
+    };
+    let err = run_daemon(cfg.clone()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Supervision plan `{}` is invalid: services depend on each other in a cycle: a -> b -> a", plan_path.display())
+    );
+    assert!(!cfg.socket.exists());
+
+    // This test process runs several threads: forking it is refused.
+    let err = berth_supervisor::daemonize_and_run(cfg).unwrap_err();
+    assert!(matches!(err, SupervisorError::NotSingleThreaded { .. }), "{err:?}");
+}
+
+#[test]
+fn autostart_and_restart_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let mut db = service(d, "db", "rm -f db_ready; sleep 0.1; touch db_ready; exec sleep 1000");
+    db.readiness = Some(file_ready(&d.join("db_ready")));
+    let mut web = service(d, "web", "exec sleep 1000");
+    web.depends_on = vec!["db".into()];
+    fs::write(d.join("plan.json"), serde_json::to_vec(&plan(vec![db, web])).unwrap()).unwrap();
+    let cfg = DaemonConfig {
+        socket: d.join("supervisor.sock"),
+        plan_path: d.join("plan.json"),
+        pid_file: d.join("supervisor.pid"),
+        log_file: d.join("supervisor.log"),
+        autostart: true,
+        backoff: fast_backoff(),
+    };
+    let thread = {
+        let cfg = cfg.clone();
+        thread::spawn(move || run_daemon(cfg))
+    };
+    wait_for("the socket", || is_running(&cfg.socket));
+    let mut client = Client::connect(&cfg.socket).unwrap();
+    let status = |client: &mut Client| match client.request(&Request::Status).unwrap() {
+        Response::Status { services, .. } => services,
+        other => panic!("{other:?}"),
+    };
+    wait_for("autostart", || status(&mut client).iter().all(|s| s.state == ServiceState::Ready));
+    let before = status(&mut client);
+
+    // Restarting `db` leaves `web` alone; stopping `db` stops `web` first.
+    assert_eq!(client.request(&Request::Restart { target: Target::One("db".into()) }).unwrap(), Response::Ok);
+    let after = status(&mut client);
+    assert_ne!(after[0].pid, before[0].pid);
+    assert_eq!(after[0].restarts, 1);
+    assert_eq!(after[1].pid, before[1].pid);
+    assert_eq!(client.request(&Request::Stop { target: Target::One("db".into()) }).unwrap(), Response::Ok);
+    assert!(status(&mut client).iter().all(|s| s.state == ServiceState::Stopped && s.pid.is_none()));
+
+    // A bad request line gets an error, and the connection keeps working.
+    let mut raw = std::os::unix::net::UnixStream::connect(&cfg.socket).unwrap();
+    std::io::Write::write_all(&mut raw, b"{\"op\":\"explode\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&raw), &mut line).unwrap();
+    assert!(line.contains("\"result\":\"error\"") && line.contains("Failed to parse the request"), "{line}");
+
+    assert_eq!(client.request(&Request::Shutdown).unwrap(), Response::Ok);
+    thread.join().unwrap().unwrap();
 }
