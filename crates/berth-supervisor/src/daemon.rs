@@ -205,7 +205,15 @@ pub fn daemonize_and_run(cfg: DaemonConfig) -> Result<u32, SupervisorError> {
 }
 
 /// The forked child: detach, redirect, run, exit. Never returns.
-fn daemon_child(cfg: DaemonConfig, log: &File, null: &File) -> ! {
+fn daemon_child(mut cfg: DaemonConfig, log: &File, null: &File) -> ! {
+    // Like any daemon, do not pin the caller's working directory; paths in the
+    // config stay valid because they are made absolute first.
+    for path in [&mut cfg.socket, &mut cfg.plan_path, &mut cfg.pid_file, &mut cfg.log_file] {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
+    let _ = std::env::set_current_dir("/");
     let _ = setsid();
     let _ = nix::unistd::dup2_stdin(null);
     let _ = nix::unistd::dup2_stdout(log);
