@@ -27,10 +27,17 @@ pub struct Client {
 impl Client {
     /// Connect to the supervisor listening on `socket`.
     pub fn connect(socket: &Path) -> Result<Self, SupervisorError> {
-        let connect_err = |source| SupervisorError::Connect { socket: socket.to_path_buf(), source };
+        let connect_err = |source| SupervisorError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        };
         let stream = UnixStream::connect(socket).map_err(connect_err)?;
         let writer = stream.try_clone().map_err(connect_err)?;
-        let client = Self { socket: socket.to_path_buf(), reader: BufReader::new(stream), writer };
+        let client = Self {
+            socket: socket.to_path_buf(),
+            reader: BufReader::new(stream),
+            writer,
+        };
         client.set_timeout(DEFAULT_REQUEST_TIMEOUT)?;
         Ok(client)
     }
@@ -45,31 +52,51 @@ impl Client {
     }
 
     fn exchange_err(&self, source: std::io::Error) -> SupervisorError {
-        SupervisorError::Exchange { socket: self.socket.clone(), source }
+        SupervisorError::Exchange {
+            socket: self.socket.clone(),
+            source,
+        }
     }
 
     /// Send `req` and wait for its answer.
     ///
     /// A [`Response::Error`] is a successful exchange: the caller decides what it means.
     pub fn request(&mut self, req: &Request) -> Result<Response, SupervisorError> {
-        let mut line = serde_json::to_vec(req)
-            .map_err(|source| SupervisorError::Protocol { socket: self.socket.clone(), source })?;
+        let mut line = serde_json::to_vec(req).map_err(|source| SupervisorError::Protocol {
+            socket: self.socket.clone(),
+            source,
+        })?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|source| self.exchange_err(source))?;
+        self.writer
+            .write_all(&line)
+            .map_err(|source| self.exchange_err(source))?;
         let mut answer = String::new();
-        let read = self.reader.read_line(&mut answer).map_err(|source| self.exchange_err(source))?;
+        let read = self
+            .reader
+            .read_line(&mut answer)
+            .map_err(|source| self.exchange_err(source))?;
         if read == 0 {
-            return Err(SupervisorError::NoAnswer { socket: self.socket.clone() });
+            return Err(SupervisorError::NoAnswer {
+                socket: self.socket.clone(),
+            });
         }
-        serde_json::from_str(&answer).map_err(|source| SupervisorError::Protocol { socket: self.socket.clone(), source })
+        serde_json::from_str(&answer).map_err(|source| SupervisorError::Protocol {
+            socket: self.socket.clone(),
+            source,
+        })
     }
 }
 
 /// Whether a supervisor answers a `Status` request on `socket` (within 2 s).
 pub fn is_running(socket: &Path) -> bool {
-    let Ok(mut client) = Client::connect(socket) else { return false };
+    let Ok(mut client) = Client::connect(socket) else {
+        return false;
+    };
     if client.set_timeout(PING_TIMEOUT).is_err() {
         return false;
     }
-    matches!(client.request(&Request::Status), Ok(Response::Status { .. }))
+    matches!(
+        client.request(&Request::Status),
+        Ok(Response::Status { .. })
+    )
 }

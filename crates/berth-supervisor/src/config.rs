@@ -34,14 +34,20 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        Self { initial: Duration::from_secs(1), max: Duration::from_mins(1), reset_after: Duration::from_mins(1) }
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_mins(1),
+            reset_after: Duration::from_mins(1),
+        }
     }
 }
 
 impl BackoffConfig {
     /// The delay before restart number `attempt` (0-based).
     pub fn delay(&self, attempt: u32) -> Duration {
-        self.initial.saturating_mul(1_u32 << attempt.min(30)).min(self.max)
+        self.initial
+            .saturating_mul(1_u32 << attempt.min(30))
+            .min(self.max)
     }
 }
 

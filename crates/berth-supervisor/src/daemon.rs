@@ -1,7 +1,7 @@
 //! The daemon: control socket, pid file, signals, and daemonizing.
 
-use std::fs::{self, File, OpenOptions};
 use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -52,10 +52,19 @@ pub fn run_daemon(cfg: DaemonConfig) -> Result<(), SupervisorError> {
 }
 
 fn load_plan(path: &Path) -> Result<SupervisionPlan, SupervisorError> {
-    let text = fs::read_to_string(path).map_err(|source| SupervisorError::ReadPlan { path: path.to_path_buf(), source })?;
-    let plan: SupervisionPlan = serde_json::from_str(&text)
-        .map_err(|source| SupervisorError::ParsePlan { path: path.to_path_buf(), source })?;
-    graph::validate(&plan).map_err(|reason| SupervisorError::InvalidPlan { path: path.to_path_buf(), reason })?;
+    let text = fs::read_to_string(path).map_err(|source| SupervisorError::ReadPlan {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let plan: SupervisionPlan =
+        serde_json::from_str(&text).map_err(|source| SupervisorError::ParsePlan {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    graph::validate(&plan).map_err(|reason| SupervisorError::InvalidPlan {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     Ok(plan)
 }
 
@@ -65,31 +74,48 @@ fn take_over_socket(socket: &Path) -> Result<(), SupervisorError> {
         return Ok(());
     }
     if is_running(socket) {
-        return Err(SupervisorError::AlreadyRunning { socket: socket.to_path_buf() });
+        return Err(SupervisorError::AlreadyRunning {
+            socket: socket.to_path_buf(),
+        });
     }
-    fs::remove_file(socket).map_err(|source| SupervisorError::RemoveStaleSocket { socket: socket.to_path_buf(), source })
+    fs::remove_file(socket).map_err(|source| SupervisorError::RemoveStaleSocket {
+        socket: socket.to_path_buf(),
+        source,
+    })
 }
 
 fn bind(socket: &Path) -> Result<UnixListener, SupervisorError> {
-    let bind_err = |source| SupervisorError::Bind { socket: socket.to_path_buf(), source };
+    let bind_err = |source| SupervisorError::Bind {
+        socket: socket.to_path_buf(),
+        source,
+    };
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(bind_err)?;
     }
     let listener = UnixListener::bind(socket).map_err(bind_err)?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
-        .map_err(|source| SupervisorError::SocketMode { socket: socket.to_path_buf(), source })?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600)).map_err(|source| {
+        SupervisorError::SocketMode {
+            socket: socket.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(listener)
 }
 
 /// Write the pid file atomically (temp file, then rename).
 fn write_pid_file(path: &Path) -> Result<(), SupervisorError> {
-    let pid_err = |source| SupervisorError::PidFile { path: path.to_path_buf(), source };
+    let pid_err = |source| SupervisorError::PidFile {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(pid_err)?;
     }
     let temp = path.with_extension("pid.tmp");
     let mut file = File::create(&temp).map_err(pid_err)?;
-    writeln!(file, "{}", std::process::id()).and_then(|()| file.sync_all()).map_err(pid_err)?;
+    writeln!(file, "{}", std::process::id())
+        .and_then(|()| file.sync_all())
+        .map_err(pid_err)?;
     fs::rename(&temp, path).map_err(pid_err)
 }
 
@@ -154,10 +180,16 @@ async fn connection(stream: UnixStream, supervisor: Arc<Supervisor>, quit: Arc<N
                 let shutting_down = request == Request::Shutdown;
                 (supervisor.handle(request).await, shutting_down)
             }
-            Err(err) => (Response::Error { message: format!("Failed to parse the request: {err}") }, false),
+            Err(err) => (
+                Response::Error {
+                    message: format!("Failed to parse the request: {err}"),
+                },
+                false,
+            ),
         };
         let mut bytes = serde_json::to_vec(&response).unwrap_or_else(|err| {
-            format!(r#"{{"result":"error","message":"Failed to encode the answer: {err}"}}"#).into_bytes()
+            format!(r#"{{"result":"error","message":"Failed to encode the answer: {err}"}}"#)
+                .into_bytes()
         });
         bytes.push(b'\n');
         let written = write.write_all(&bytes).await;
@@ -185,7 +217,9 @@ pub fn daemonize_and_run(cfg: DaemonConfig) -> Result<u32, SupervisorError> {
         return Err(SupervisorError::NotSingleThreaded { threads });
     }
     if is_running(&cfg.socket) {
-        return Err(SupervisorError::AlreadyRunning { socket: cfg.socket.clone() });
+        return Err(SupervisorError::AlreadyRunning {
+            socket: cfg.socket.clone(),
+        });
     }
     let log_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -194,7 +228,11 @@ pub fn daemonize_and_run(cfg: DaemonConfig) -> Result<u32, SupervisorError> {
     if let Some(parent) = cfg.log_file.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(log_err(&cfg.log_file))?;
     }
-    let log = OpenOptions::new().create(true).append(true).open(&cfg.log_file).map_err(log_err(&cfg.log_file))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg.log_file)
+        .map_err(log_err(&cfg.log_file))?;
     let null = File::open("/dev/null").map_err(log_err(Path::new("/dev/null")))?;
     // SAFETY: the process is single-threaded (checked above), so the child may run
     // arbitrary code, including building a tokio runtime.
@@ -208,7 +246,12 @@ pub fn daemonize_and_run(cfg: DaemonConfig) -> Result<u32, SupervisorError> {
 fn daemon_child(mut cfg: DaemonConfig, log: &File, null: &File) -> ! {
     // Like any daemon, do not pin the caller's working directory; paths in the
     // config stay valid because they are made absolute first.
-    for path in [&mut cfg.socket, &mut cfg.plan_path, &mut cfg.pid_file, &mut cfg.log_file] {
+    for path in [
+        &mut cfg.socket,
+        &mut cfg.plan_path,
+        &mut cfg.pid_file,
+        &mut cfg.log_file,
+    ] {
         if let Ok(absolute) = std::path::absolute(&*path) {
             *path = absolute;
         }
@@ -249,7 +292,11 @@ fn wait_until_answering(cfg: &DaemonConfig, child: Pid) -> Result<u32, Superviso
             Err(err) => Some(format!("lost track of the daemon: {err}")),
         };
         if let Some(status) = ended {
-            return Err(SupervisorError::DaemonDied { status, log_file: cfg.log_file.clone(), tail: log_tail(&cfg.log_file) });
+            return Err(SupervisorError::DaemonDied {
+                status,
+                log_file: cfg.log_file.clone(),
+                tail: log_tail(&cfg.log_file),
+            });
         }
         if Instant::now() >= deadline {
             return Err(SupervisorError::DaemonTimeout {
@@ -265,7 +312,9 @@ fn wait_until_answering(cfg: &DaemonConfig, child: Pid) -> Result<u32, Superviso
 }
 
 fn log_tail(path: &Path) -> String {
-    let Ok(text) = fs::read_to_string(path) else { return String::from("(the log file cannot be read)") };
+    let Ok(text) = fs::read_to_string(path) else {
+        return String::from("(the log file cannot be read)");
+    };
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }

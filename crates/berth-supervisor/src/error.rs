@@ -94,7 +94,9 @@ pub enum SupervisorError {
         source: io::Error,
     },
     /// `daemonize_and_run` was called from a process that already runs other threads.
-    #[error("Failed to start the supervisor daemon: the calling process already runs {threads} threads and cannot fork safely")]
+    #[error(
+        "Failed to start the supervisor daemon: the calling process already runs {threads} threads and cannot fork safely"
+    )]
     NotSingleThreaded {
         /// Threads seen in the calling process.
         threads: usize,
@@ -107,7 +109,9 @@ pub enum SupervisorError {
         source: nix::Error,
     },
     /// The daemon process died before its control socket answered.
-    #[error("The supervisor daemon exited during startup ({status}); last lines of `{log_file}`:\n{tail}")]
+    #[error(
+        "The supervisor daemon exited during startup ({status}); last lines of `{log_file}`:\n{tail}"
+    )]
     DaemonDied {
         /// How it ended, e.g. `exit 1`.
         status: String,
@@ -117,7 +121,9 @@ pub enum SupervisorError {
         tail: String,
     },
     /// The daemon did not answer on its control socket before the deadline.
-    #[error("The supervisor daemon did not answer on `{socket}` within {secs} s; last lines of `{log_file}`:\n{tail}")]
+    #[error(
+        "The supervisor daemon did not answer on `{socket}` within {secs} s; last lines of `{log_file}`:\n{tail}"
+    )]
     DaemonTimeout {
         /// The control socket.
         socket: PathBuf,

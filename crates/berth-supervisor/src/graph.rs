@@ -18,20 +18,30 @@ pub(crate) fn validate(plan: &SupervisionPlan) -> Result<(), String> {
     let mut deps = Deps::new();
     for service in &plan.services {
         if service.argv.is_empty() {
-            return Err(format!("service `{}` has an empty command line", service.name));
+            return Err(format!(
+                "service `{}` has an empty command line",
+                service.name
+            ));
         }
-        if deps.insert(service.name.clone(), service.depends_on.clone()).is_some() {
+        if deps
+            .insert(service.name.clone(), service.depends_on.clone())
+            .is_some()
+        {
             return Err(format!("service `{}` is defined twice", service.name));
         }
-        parse_signal(&service.stop_signal).map_err(|err| format!("service `{}`: stop_signal {err}", service.name))?;
+        parse_signal(&service.stop_signal)
+            .map_err(|err| format!("service `{}`: stop_signal {err}", service.name))?;
         if let Some(reload) = &service.reload_signal {
-            parse_signal(reload).map_err(|err| format!("service `{}`: reload_signal {err}", service.name))?;
+            parse_signal(reload)
+                .map_err(|err| format!("service `{}`: reload_signal {err}", service.name))?;
         }
     }
     for (name, wants) in &deps {
         for dep in wants {
             if !deps.contains_key(dep) {
-                return Err(format!("service `{name}` depends on `{dep}`, which is not in the plan"));
+                return Err(format!(
+                    "service `{name}` depends on `{dep}`, which is not in the plan"
+                ));
             }
         }
     }
@@ -47,7 +57,10 @@ pub(crate) fn validate(plan: &SupervisionPlan) -> Result<(), String> {
             return Err(format!("job `{}` has a zero interval", job.name));
         }
         if let Some(missing) = job.requires.iter().find(|r| !deps.contains_key(*r)) {
-            return Err(format!("job `{}` requires `{missing}`, which is not in the plan", job.name));
+            return Err(format!(
+                "job `{}` requires `{missing}`, which is not in the plan",
+                job.name
+            ));
         }
     }
     depths(&deps).map(drop)
@@ -67,7 +80,10 @@ fn depths(deps: &Deps) -> Result<BTreeMap<&str, usize>, String> {
         if let Some(at) = path.iter().position(|p| *p == name) {
             let mut cycle: Vec<&str> = path[at..].to_vec();
             cycle.push(name);
-            return Err(format!("services depend on each other in a cycle: {}", cycle.join(" -> ")));
+            return Err(format!(
+                "services depend on each other in a cycle: {}",
+                cycle.join(" -> ")
+            ));
         }
         path.push(name);
         let mut depth = 0;
@@ -92,7 +108,10 @@ fn group_by_depth(deps: &Deps, chosen: &BTreeSet<String>) -> Vec<Vec<String>> {
     let depth = depths(deps).unwrap_or_default();
     let mut levels: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for name in chosen {
-        levels.entry(depth.get(name.as_str()).copied().unwrap_or(0)).or_default().push(name.clone());
+        levels
+            .entry(depth.get(name.as_str()).copied().unwrap_or(0))
+            .or_default()
+            .push(name.clone());
     }
     levels.into_values().collect()
 }
@@ -115,7 +134,9 @@ pub(crate) fn stop_levels(deps: &Deps, targets: &[String]) -> Vec<Vec<String>> {
     loop {
         let more: Vec<String> = deps
             .iter()
-            .filter(|(name, wants)| !chosen.contains(*name) && wants.iter().any(|w| chosen.contains(w)))
+            .filter(|(name, wants)| {
+                !chosen.contains(*name) && wants.iter().any(|w| chosen.contains(w))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         if more.is_empty() {
@@ -129,13 +150,21 @@ pub(crate) fn stop_levels(deps: &Deps, targets: &[String]) -> Vec<Vec<String>> {
 }
 
 /// "Unknown service `wbe`; did you mean `web`?"
-pub(crate) fn unknown(kind: &str, name: &str, known: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+pub(crate) fn unknown(
+    kind: &str,
+    name: &str,
+    known: impl IntoIterator<Item = impl AsRef<str>>,
+) -> String {
     // Close means a couple of edits (a swap counts as one) or a shared long prefix.
     let best = known
         .into_iter()
         .map(|k| {
             let k = k.as_ref();
-            (strsim::damerau_levenshtein(name, k), strsim::jaro_winkler(name, k), k.to_owned())
+            (
+                strsim::damerau_levenshtein(name, k),
+                strsim::jaro_winkler(name, k),
+                k.to_owned(),
+            )
         })
         .filter(|(edits, similarity, _)| (*edits <= 2 && *edits < name.len()) || *similarity > 0.9)
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
@@ -151,21 +180,39 @@ mod tests {
     use super::*;
 
     fn deps(pairs: &[(&str, &[&str])]) -> Deps {
-        pairs.iter().map(|(n, d)| ((*n).to_owned(), d.iter().map(|s| (*s).to_owned()).collect())).collect()
+        pairs
+            .iter()
+            .map(|(n, d)| ((*n).to_owned(), d.iter().map(|s| (*s).to_owned()).collect()))
+            .collect()
     }
 
     #[test]
     fn orders() {
-        let d = deps(&[("db", &[]), ("cache", &[]), ("web", &["db", "cache"]), ("proxy", &["web"]), ("other", &[])]);
-        assert_eq!(start_levels(&d, &["proxy".into()]), vec![vec!["cache", "db"], vec!["web"], vec!["proxy"]]);
-        assert_eq!(stop_levels(&d, &["db".into()]), vec![vec!["proxy"], vec!["web"], vec!["db"]]);
+        let d = deps(&[
+            ("db", &[]),
+            ("cache", &[]),
+            ("web", &["db", "cache"]),
+            ("proxy", &["web"]),
+            ("other", &[]),
+        ]);
+        assert_eq!(
+            start_levels(&d, &["proxy".into()]),
+            vec![vec!["cache", "db"], vec!["web"], vec!["proxy"]]
+        );
+        assert_eq!(
+            stop_levels(&d, &["db".into()]),
+            vec![vec!["proxy"], vec!["web"], vec!["db"]]
+        );
     }
 
     #[test]
     fn cycles_and_suggestions() {
         let d = deps(&[("a", &["b"]), ("b", &["a"])]);
         assert!(depths(&d).unwrap_err().contains("cycle"));
-        assert_eq!(unknown("service", "wbe", ["web", "db"]), "Unknown service `wbe`; did you mean `web`?");
+        assert_eq!(
+            unknown("service", "wbe", ["web", "db"]),
+            "Unknown service `wbe`; did you mean `web`?"
+        );
         assert_eq!(unknown("service", "zzz", ["web"]), "Unknown service `zzz`");
     }
 }

@@ -51,14 +51,22 @@ impl JobHandle {
         }));
         let (cancel, cancelled) = watch::channel(());
         let task = tokio::spawn(run(spec.clone(), Arc::clone(&record), ready, cancelled));
-        Self { spec, record, cancel, task }
+        Self {
+            spec,
+            record,
+            cancel,
+            task,
+        }
     }
 
     pub(crate) fn status(&self) -> JobStatus {
         let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
         JobStatus {
             name: self.spec.name.clone(),
-            next_run_in_secs: record.next_run.saturating_duration_since(Instant::now()).as_secs(),
+            next_run_in_secs: record
+                .next_run
+                .saturating_duration_since(Instant::now())
+                .as_secs(),
             last_run_unix: record.last_run_unix,
             last_result: record.last_result.clone(),
             runs: record.runs,
@@ -72,7 +80,12 @@ impl JobHandle {
     }
 }
 
-async fn run(spec: JobSpec, record: Arc<Mutex<Record>>, ready: ReadyCheck, mut cancelled: watch::Receiver<()>) {
+async fn run(
+    spec: JobSpec,
+    record: Arc<Mutex<Record>>,
+    ready: ReadyCheck,
+    mut cancelled: watch::Receiver<()>,
+) {
     let mut ticks = interval_at(Instant::now() + spec.every, spec.every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -91,7 +104,10 @@ async fn run(spec: JobSpec, record: Arc<Mutex<Record>>, ready: ReadyCheck, mut c
         let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
         if !result.starts_with("skipped") {
             record.runs += 1;
-            record.last_run_unix = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+            record.last_run_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
         }
         record.last_result = Some(result);
         // Ticks are `every` apart; after an overrun the next run starts right away
@@ -104,7 +120,12 @@ async fn run(spec: JobSpec, record: Arc<Mutex<Record>>, ready: ReadyCheck, mut c
 async fn run_once(spec: &JobSpec, cancelled: &mut watch::Receiver<()>) -> Option<String> {
     let log = match RotatingLog::open_shared(&spec.log_dir, JOB_LOG_MAX_BYTES, JOB_LOG_KEEP) {
         Ok(log) => log,
-        Err(err) => return Some(format!("failed to open log directory `{}`: {err}", spec.log_dir.display())),
+        Err(err) => {
+            return Some(format!(
+                "failed to open log directory `{}`: {err}",
+                spec.log_dir.display()
+            ));
+        }
     };
     let mut cmd = match Launch::job(spec).command() {
         Ok(cmd) => cmd,

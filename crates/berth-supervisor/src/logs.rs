@@ -34,7 +34,13 @@ impl RotatingLog {
         fs::create_dir_all(dir)?;
         let file = open_append(&dir.join("current"))?;
         let size = file.metadata()?.len();
-        Ok(Self { dir: dir.to_path_buf(), file, size, max_bytes: max_bytes.max(1), keep })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            size,
+            max_bytes: max_bytes.max(1),
+            keep,
+        })
     }
 
     /// Open and wrap for sharing between reader tasks.
@@ -62,7 +68,10 @@ impl RotatingLog {
     fn rotate(&mut self) -> io::Result<()> {
         let current = self.dir.join("current");
         if self.keep == 0 {
-            self.file = OpenOptions::new().write(true).truncate(true).open(&current)?;
+            self.file = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&current)?;
         } else {
             ignore_missing(fs::remove_file(self.rotated(self.keep)))?;
             for index in (1..self.keep).rev() {
@@ -102,7 +111,10 @@ where
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let result = log.lock().unwrap_or_else(PoisonError::into_inner).write(&buf[..n]);
+                    let result = log
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .write(&buf[..n]);
                     if let Err(err) = result
                         && !reported
                     {
@@ -124,7 +136,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = RotatingLog::open(dir.path(), 100, 2).unwrap();
         for i in 0..100 {
-            log.write(format!("line number {i:04}\n").as_bytes()).unwrap();
+            log.write(format!("line number {i:04}\n").as_bytes())
+                .unwrap();
         }
         let mut names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()

@@ -22,7 +22,9 @@ pub(crate) async fn wait_ready(readiness: Readiness, launch: Launch) -> Result<(
     let deadline = Instant::now() + readiness.timeout;
     let mut pause = FIRST_RETRY;
     loop {
-        let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(50));
         let last = match timeout(budget, probe_once(&readiness.probe, &launch)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(err)) => err,
@@ -52,16 +54,31 @@ async fn probe_once(probe: &Probe, launch: &Launch) -> Result<(), String> {
                 Some(expected) => got == *expected,
                 None => got < 500,
             };
-            if ok { Ok(()) } else { Err(format!("GET {url} answered {got}")) }
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("GET {url} answered {got}"))
+            }
         }
         Probe::Command { argv } => {
-            let mut cmd = launch.with_argv(argv).command().map_err(|err| format!("readiness command: {err}"))?;
-            cmd.stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
-            let status = cmd.status().await.map_err(|err| format!("readiness command: {err}"))?;
+            let mut cmd = launch
+                .with_argv(argv)
+                .command()
+                .map_err(|err| format!("readiness command: {err}"))?;
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            let status = cmd
+                .status()
+                .await
+                .map_err(|err| format!("readiness command: {err}"))?;
             if status.success() {
                 Ok(())
             } else {
-                Err(format!("readiness command ended with {}", describe_exit(status)))
+                Err(format!(
+                    "readiness command ended with {}",
+                    describe_exit(status)
+                ))
             }
         }
     }
@@ -69,7 +86,9 @@ async fn probe_once(probe: &Probe, launch: &Launch) -> Result<(), String> {
 
 /// Split `http://host[:port][/path]` into `host:port`, `host` and `/path`.
 fn split_url(url: &str) -> Result<(String, String, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("`{url}` is not a plain http:// URL"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{url}` is not a plain http:// URL"))?;
     let (authority, path) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
@@ -77,21 +96,37 @@ fn split_url(url: &str) -> Result<(String, String, String), String> {
     if authority.is_empty() {
         return Err(format!("`{url}` has no host"));
     }
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
-    let address = if has_port { authority.to_owned() } else { format!("{authority}:80") };
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let address = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
     Ok((address, authority.to_owned(), path.to_owned()))
 }
 
 /// A minimal HTTP/1.0 GET; returns the status code.
 async fn http_status(url: &str) -> Result<u16, String> {
     let (address, host, path) = split_url(url)?;
-    let mut stream = TcpStream::connect(address.as_str()).await.map_err(|err| format!("GET {url}: {err}"))?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: berth-supervisor\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|err| format!("GET {url}: {err}"))?;
+    let mut stream = TcpStream::connect(address.as_str())
+        .await
+        .map_err(|err| format!("GET {url}: {err}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: berth-supervisor\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|err| format!("GET {url}: {err}"))?;
     let mut head = Vec::with_capacity(128);
     let mut buf = [0_u8; 512];
     while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = stream.read(&mut buf).await.map_err(|err| format!("GET {url}: {err}"))?;
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|err| format!("GET {url}: {err}"))?;
         if n == 0 {
             break;
         }
@@ -115,9 +150,16 @@ mod tests {
     fn urls() {
         assert_eq!(
             split_url("http://127.0.0.1:8080/health").unwrap(),
-            ("127.0.0.1:8080".into(), "127.0.0.1:8080".into(), "/health".into())
+            (
+                "127.0.0.1:8080".into(),
+                "127.0.0.1:8080".into(),
+                "/health".into()
+            )
         );
-        assert_eq!(split_url("http://localhost").unwrap(), ("localhost:80".into(), "localhost".into(), "/".into()));
+        assert_eq!(
+            split_url("http://localhost").unwrap(),
+            ("localhost:80".into(), "localhost".into(), "/".into())
+        );
         assert!(split_url("https://x").is_err());
     }
 
@@ -135,8 +177,19 @@ mod tests {
         });
         let url = format!("http://127.0.0.1:{port}/");
         assert_eq!(http_status(&url).await.unwrap(), 204);
-        let launch = Launch { argv: vec![], env: std::collections::BTreeMap::default(), cwd: None, user: None };
-        let ready = Readiness { probe: Probe::Http { url: url.clone(), status: Some(200) }, timeout: Duration::from_millis(200) };
+        let launch = Launch {
+            argv: vec![],
+            env: std::collections::BTreeMap::default(),
+            cwd: None,
+            user: None,
+        };
+        let ready = Readiness {
+            probe: Probe::Http {
+                url: url.clone(),
+                status: Some(200),
+            },
+            timeout: Duration::from_millis(200),
+        };
         let err = wait_ready(ready, launch).await.unwrap_err();
         assert!(err.contains("answered 204"), "{err}");
     }

@@ -29,16 +29,29 @@ pub(crate) struct Launch {
 
 impl Launch {
     pub(crate) fn service(spec: &ServiceSpec) -> Self {
-        Self { argv: spec.argv.clone(), env: spec.env.clone(), cwd: spec.cwd.clone(), user: spec.user.clone() }
+        Self {
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            user: spec.user.clone(),
+        }
     }
 
     pub(crate) fn job(spec: &JobSpec) -> Self {
-        Self { argv: spec.argv.clone(), env: spec.env.clone(), cwd: spec.cwd.clone(), user: spec.user.clone() }
+        Self {
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            user: spec.user.clone(),
+        }
     }
 
     /// The same identity and environment, running another program (readiness commands).
     pub(crate) fn with_argv(&self, argv: &[String]) -> Self {
-        Self { argv: argv.to_vec(), ..self.clone() }
+        Self {
+            argv: argv.to_vec(),
+            ..self.clone()
+        }
     }
 
     /// A command ready to spawn: stdin from `/dev/null`, a new session (so the child
@@ -46,7 +59,10 @@ impl Launch {
     /// user's uid, gid and supplementary groups.
     pub(crate) fn command(&self) -> io::Result<Command> {
         let Some((program, args)) = self.argv.split_first() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the command line is empty"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the command line is empty",
+            ));
         };
         let identity = Identity::resolve(self.user.as_deref())?;
         let mut cmd = Command::new(program);
@@ -106,9 +122,18 @@ impl Identity {
         {
             let entry = User::from_name(name)
                 .map_err(io::Error::from)?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("there is no system user `{name}`")))?;
-            let cname = CString::new(name)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the user name contains a NUL byte"))?;
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("there is no system user `{name}`"),
+                    )
+                })?;
+            let cname = CString::new(name).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the user name contains a NUL byte",
+                )
+            })?;
             let groups = nix::unistd::getgrouplist(&cname, entry.gid)
                 .map_err(io::Error::from)?
                 .into_iter()
@@ -117,14 +142,24 @@ impl Identity {
             return Ok(Self {
                 name: entry.name,
                 home: entry.dir,
-                switch: Some(Switch { uid: entry.uid.as_raw(), gid: entry.gid.as_raw(), groups }),
+                switch: Some(Switch {
+                    uid: entry.uid.as_raw(),
+                    gid: entry.gid.as_raw(),
+                    groups,
+                }),
             });
         }
         // Not root (or no user asked for): run as ourselves.
         let me = User::from_uid(Uid::effective()).ok().flatten();
-        let name = me.as_ref().map_or_else(|| Uid::effective().to_string(), |u| u.name.clone());
+        let name = me
+            .as_ref()
+            .map_or_else(|| Uid::effective().to_string(), |u| u.name.clone());
         let home = me.map_or_else(|| PathBuf::from("/"), |u| u.dir);
-        Ok(Self { name, home, switch: None })
+        Ok(Self {
+            name,
+            home,
+            switch: None,
+        })
     }
 }
 
@@ -145,7 +180,11 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
 /// Parse `SIGTERM`, `TERM` or `term`.
 pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&full).map_err(|_| format!("`{name}` is not a signal name"))
 }
 
@@ -169,22 +208,31 @@ pub(crate) fn signal_leftovers(pgid: u32, sig: Signal) {
 /// Send `sig` to one process.
 pub(crate) fn signal_process(pid: u32, sig: Signal) -> Result<(), String> {
     let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} is out of range"))?;
-    signal::kill(Pid::from_raw(raw), sig).map_err(|err| format!("failed to send {} to pid {pid}: {err}", sig.as_str()))
+    signal::kill(Pid::from_raw(raw), sig)
+        .map_err(|err| format!("failed to send {} to pid {pid}: {err}", sig.as_str()))
 }
 
 /// Whether any live (non-zombie) process remains in the group `pgid`.
 pub(crate) fn group_alive(pgid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pgid) else { return false };
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
     if signal::killpg(Pid::from_raw(raw), None).is_err() {
         return false;
     }
     // `kill(-pgid, 0)` also succeeds for zombies nobody has reaped yet; on Linux,
     // look closer so an orphaned zombie does not hold up a stop.
-    let Ok(entries) = std::fs::read_dir("/proc") else { return true };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
     entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
         // Fields after the `(comm)`: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return false };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            return false;
+        };
         let mut fields = rest.split_whitespace();
         let state = fields.next();
         let pgrp = fields.nth(1);

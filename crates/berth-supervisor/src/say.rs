@@ -10,7 +10,10 @@ use std::time::SystemTime;
 /// Write one timestamped line to the daemon log (stderr).
 #[allow(clippy::print_stderr)] // stderr is the daemon's log file, see the module docs
 pub(crate) fn line(args: fmt::Arguments<'_>) {
-    eprintln!("{} berth-supervisor: {args}", humantime::format_rfc3339_seconds(SystemTime::now()));
+    eprintln!(
+        "{} berth-supervisor: {args}",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
 }
 
 /// `say!("service `{}` is ready", name)`: one line in the daemon log.

@@ -28,7 +28,10 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::config::BackoffConfig;
 use crate::logs::{RotatingLog, SharedLog, pump};
 use crate::probe::wait_ready;
-use crate::process::{Launch, describe_exit, group_alive, parse_signal, signal_child_group, signal_leftovers, signal_process};
+use crate::process::{
+    Launch, describe_exit, group_alive, parse_signal, signal_child_group, signal_leftovers,
+    signal_process,
+};
 use crate::say::say;
 
 /// What other tasks may read about a service at any time.
@@ -114,7 +117,10 @@ impl ServiceHandle {
     pub(crate) fn is_active(&self) -> bool {
         matches!(
             self.state(),
-            ServiceState::Starting | ServiceState::Ready | ServiceState::Backoff | ServiceState::Stopping
+            ServiceState::Starting
+                | ServiceState::Ready
+                | ServiceState::Backoff
+                | ServiceState::Stopping
         )
     }
 
@@ -130,7 +136,9 @@ impl ServiceHandle {
 
     /// Start (if needed) and wait until ready or failed.
     pub(crate) async fn start(&self) -> Outcome {
-        self.ask(Command::Start).await.unwrap_or_else(|| Err(self.gone()))
+        self.ask(Command::Start)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
     }
 
     /// Stop (if running) and wait until the process group is gone.
@@ -140,12 +148,16 @@ impl ServiceHandle {
 
     /// Stop, then start and wait until ready.
     pub(crate) async fn restart(&self) -> Outcome {
-        self.ask(Command::Restart).await.unwrap_or_else(|| Err(self.gone()))
+        self.ask(Command::Restart)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
     }
 
     /// Send the reload signal, or restart when there is none. No-op when not running.
     pub(crate) async fn reload(&self) -> Outcome {
-        self.ask(Command::Reload).await.unwrap_or_else(|| Err(self.gone()))
+        self.ask(Command::Reload)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
     }
 
     /// Use `spec` from the next start on.
@@ -279,14 +291,23 @@ impl Actor {
                         let _ = reply.send(Err(err));
                     }
                     Some(Ok(sig)) => {
-                        say!("service `{}`: sending {} to pid {}", self.spec.name, sig.as_str(), running.pid);
+                        say!(
+                            "service `{}`: sending {} to pid {}",
+                            self.spec.name,
+                            sig.as_str(),
+                            running.pid
+                        );
                         let _ = reply.send(signal_process(running.pid, sig));
                     }
                 }
             }
             Command::Update(spec) => {
                 if (&spec.log_dir, spec.log_max_bytes, spec.log_keep)
-                    != (&self.spec.log_dir, self.spec.log_max_bytes, self.spec.log_keep)
+                    != (
+                        &self.spec.log_dir,
+                        self.spec.log_max_bytes,
+                        self.spec.log_keep,
+                    )
                 {
                     self.log = None;
                 }
@@ -328,15 +349,24 @@ impl Actor {
             Arc::clone(log)
         } else {
             let log = RotatingLog::open_shared(&spec.log_dir, spec.log_max_bytes, spec.log_keep)
-                .map_err(|err| format!("failed to open log directory `{}`: {err}", spec.log_dir.display()))?;
+                .map_err(|err| {
+                    format!(
+                        "failed to open log directory `{}`: {err}",
+                        spec.log_dir.display()
+                    )
+                })?;
             self.log = Some(Arc::clone(&log));
             log
         };
         let launch = Launch::service(spec);
         let program = spec.argv.first().map_or("", String::as_str);
-        let mut cmd = launch.command().map_err(|err| format!("failed to prepare `{program}`: {err}"))?;
+        let mut cmd = launch
+            .command()
+            .map_err(|err| format!("failed to prepare `{program}`: {err}"))?;
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|err| format!("failed to spawn `{program}`: {err}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|err| format!("failed to spawn `{program}`: {err}"))?;
         let pid = child.id().unwrap_or_default();
         if let Some(out) = child.stdout.take() {
             pump(out, Arc::clone(&log), spec.name.clone());
@@ -352,13 +382,22 @@ impl Actor {
         let started = Instant::now();
         {
             let mut shared = lock(&self.shared);
-            shared.state = if ready { ServiceState::Ready } else { ServiceState::Starting };
+            shared.state = if ready {
+                ServiceState::Ready
+            } else {
+                ServiceState::Starting
+            };
             shared.pid = Some(pid);
             shared.started = Some(started);
             shared.ready = ready;
         }
         say!("service `{}`: started, pid {pid}", spec.name);
-        self.phase = Phase::Running(Box::new(Running { child, pid, started, probe }));
+        self.phase = Phase::Running(Box::new(Running {
+            child,
+            pid,
+            started,
+            probe,
+        }));
         if ready {
             self.answer_waiters(&Ok(()));
         }
@@ -366,7 +405,9 @@ impl Actor {
     }
 
     fn on_exit(&mut self, status: io::Result<ExitStatus>) {
-        let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Down) else { return };
+        let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Down) else {
+            return;
+        };
         let (description, success) = match status {
             Ok(status) => (describe_exit(status), status.success()),
             Err(err) => (format!("lost track of the process: {err}"), false),
@@ -380,7 +421,11 @@ impl Actor {
             shared.started = None;
             shared.ready = false;
         }
-        say!("service `{}`: pid {} ended with {description}", self.spec.name, running.pid);
+        say!(
+            "service `{}`: pid {} ended with {description}",
+            self.spec.name,
+            running.pid
+        );
         if !self.waiters.is_empty() {
             self.answer_waiters(&Err(format!("exited during start with {description}")));
         }
@@ -402,9 +447,17 @@ impl Actor {
             self.attempt = self.attempt.saturating_add(1);
             shared.state = ServiceState::Backoff;
             self.phase = Phase::Backoff(Instant::now() + delay);
-            say!("service `{}`: restarting in {}", self.spec.name, humantime::format_duration(delay));
+            say!(
+                "service `{}`: restarting in {}",
+                self.spec.name,
+                humantime::format_duration(delay)
+            );
         } else {
-            shared.state = if success { ServiceState::Stopped } else { ServiceState::Failed };
+            shared.state = if success {
+                ServiceState::Stopped
+            } else {
+                ServiceState::Failed
+            };
             self.phase = Phase::Down;
         }
     }
@@ -447,7 +500,11 @@ impl Actor {
         lock(&self.shared).state = ServiceState::Stopping;
         let sig = parse_signal(&self.spec.stop_signal).unwrap_or(Signal::SIGTERM);
         let deadline = Instant::now() + self.spec.stop_timeout;
-        say!("service `{}`: sending {} to process group {pid}", self.spec.name, sig.as_str());
+        say!(
+            "service `{}`: sending {} to process group {pid}",
+            self.spec.name,
+            sig.as_str()
+        );
         signal_child_group(pid, sig);
         let status = tokio::select! {
             status = child.wait() => status,
@@ -459,7 +516,10 @@ impl Actor {
             }
         };
         wait_group_gone(pid, deadline).await;
-        let description = status.map_or_else(|err| format!("lost track of the process: {err}"), describe_exit);
+        let description = status.map_or_else(
+            |err| format!("lost track of the process: {err}"),
+            describe_exit,
+        );
         say!("service `{}`: stopped ({description})", self.spec.name);
         {
             let mut shared = lock(&self.shared);

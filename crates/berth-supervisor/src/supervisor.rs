@@ -36,13 +36,22 @@ impl Supervisor {
         Arc::new_cyclic(|me: &Weak<Self>| {
             let mut registry = Registry::default();
             for spec in plan.services {
-                registry.services.insert(spec.name.clone(), ServiceHandle::spawn(spec, backoff));
+                registry
+                    .services
+                    .insert(spec.name.clone(), ServiceHandle::spawn(spec, backoff));
             }
             let ready = ready_check(me);
             for spec in plan.jobs {
-                registry.jobs.insert(spec.name.clone(), JobHandle::spawn(spec, Arc::clone(&ready)));
+                registry.jobs.insert(
+                    spec.name.clone(),
+                    JobHandle::spawn(spec, Arc::clone(&ready)),
+                );
             }
-            Self { registry: Mutex::new(registry), backoff, me: me.clone() }
+            Self {
+                registry: Mutex::new(registry),
+                backoff,
+                me: me.clone(),
+            }
         })
     }
 
@@ -58,7 +67,11 @@ impl Supervisor {
             Request::Stop { target } => self.stop_target(&target).await,
             Request::Restart { target } => self.restart_target(&target).await,
             Request::Reload { target } => self.reload_target(&target).await,
-            Request::Apply { plan, restart, reload } => return self.apply(plan, &restart, &reload).await,
+            Request::Apply {
+                plan,
+                restart,
+                reload,
+            } => return self.apply(plan, &restart, &reload).await,
             Request::Shutdown => {
                 self.stop_all().await;
                 Ok(())
@@ -74,7 +87,11 @@ impl Supervisor {
         let registry = self.registry();
         Response::Status {
             supervisor_pid: process::id(),
-            services: registry.services.iter().map(|(name, handle)| handle.lock().status(name)).collect(),
+            services: registry
+                .services
+                .iter()
+                .map(|(name, handle)| handle.lock().status(name))
+                .collect(),
             jobs: registry.jobs.values().map(JobHandle::status).collect(),
         }
     }
@@ -96,7 +113,11 @@ impl Supervisor {
     /// The dependency graph and handles, copied out of the lock.
     fn snapshot(&self) -> (Deps, BTreeMap<String, ServiceHandle>) {
         let registry = self.registry();
-        let deps = registry.services.iter().map(|(n, h)| (n.clone(), h.spec.depends_on.clone())).collect();
+        let deps = registry
+            .services
+            .iter()
+            .map(|(n, h)| (n.clone(), h.spec.depends_on.clone()))
+            .collect();
         (deps, registry.services.clone())
     }
 
@@ -109,7 +130,12 @@ impl Supervisor {
     pub(crate) async fn start(&self, names: &[String]) -> Result<(), String> {
         let (deps, handles) = self.snapshot();
         let levels = graph::start_levels(&deps, names);
-        let waiting: Vec<&ServiceHandle> = levels.iter().skip(1).flatten().filter_map(|n| handles.get(n)).collect();
+        let waiting: Vec<&ServiceHandle> = levels
+            .iter()
+            .skip(1)
+            .flatten()
+            .filter_map(|n| handles.get(n))
+            .collect();
         for handle in &waiting {
             let mut shared = handle.lock();
             if matches!(shared.state, ServiceState::Stopped | ServiceState::Failed) {
@@ -172,12 +198,22 @@ impl Supervisor {
     async fn restart(&self, names: &[String]) -> Result<(), String> {
         let (deps, handles) = self.snapshot();
         let chosen: BTreeSet<&String> = names.iter().collect();
-        let dependencies: Vec<String> =
-            graph::start_levels(&deps, names).into_iter().flatten().filter(|n| !chosen.contains(n)).collect();
+        let dependencies: Vec<String> = graph::start_levels(&deps, names)
+            .into_iter()
+            .flatten()
+            .filter(|n| !chosen.contains(n))
+            .collect();
         self.start(&dependencies).await?;
-        for name in graph::start_levels(&deps, names).into_iter().flatten().filter(|n| chosen.contains(n)) {
+        for name in graph::start_levels(&deps, names)
+            .into_iter()
+            .flatten()
+            .filter(|n| chosen.contains(n))
+        {
             if let Some(handle) = handles.get(&name) {
-                handle.restart().await.map_err(|err| format!("Failed to restart service `{name}`: {err}"))?;
+                handle
+                    .restart()
+                    .await
+                    .map_err(|err| format!("Failed to restart service `{name}`: {err}"))?;
             }
         }
         Ok(())
@@ -188,29 +224,54 @@ impl Supervisor {
         let (_, handles) = self.snapshot();
         for name in names {
             if let Some(handle) = handles.get(&name) {
-                handle.reload().await.map_err(|err| format!("Failed to reload service `{name}`: {err}"))?;
+                handle
+                    .reload()
+                    .await
+                    .map_err(|err| format!("Failed to reload service `{name}`: {err}"))?;
             }
         }
         Ok(())
     }
 
     /// Replace the plan; see [`Request::Apply`].
-    async fn apply(&self, plan: SupervisionPlan, restart: &[String], reload: &[String]) -> Response {
+    async fn apply(
+        &self,
+        plan: SupervisionPlan,
+        restart: &[String],
+        reload: &[String],
+    ) -> Response {
         match self.try_apply(plan, restart, reload).await {
             Ok(response) => response,
             Err(message) => Response::Error { message },
         }
     }
 
-    async fn try_apply(&self, plan: SupervisionPlan, restart: &[String], reload: &[String]) -> Result<Response, String> {
+    async fn try_apply(
+        &self,
+        plan: SupervisionPlan,
+        restart: &[String],
+        reload: &[String],
+    ) -> Result<Response, String> {
         graph::validate(&plan).map_err(|reason| format!("The new plan is invalid: {reason}"))?;
         let new_names: BTreeSet<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
-        if let Some(name) = restart.iter().chain(reload).find(|n| !new_names.contains(n.as_str())) {
+        if let Some(name) = restart
+            .iter()
+            .chain(reload)
+            .find(|n| !new_names.contains(n.as_str()))
+        {
             return Err(graph::unknown("service", name, &new_names));
         }
         let (_, old) = self.snapshot();
-        let was_active: BTreeSet<String> = old.iter().filter(|(_, h)| h.is_active()).map(|(n, _)| n.clone()).collect();
-        let removed: Vec<String> = old.keys().filter(|n| !new_names.contains(n.as_str())).cloned().collect();
+        let was_active: BTreeSet<String> = old
+            .iter()
+            .filter(|(_, h)| h.is_active())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let removed: Vec<String> = old
+            .keys()
+            .filter(|n| !new_names.contains(n.as_str()))
+            .cloned()
+            .collect();
         let changed: BTreeSet<String> = plan
             .services
             .iter()
@@ -231,9 +292,12 @@ impl Supervisor {
         let (deps, handles) = self.snapshot();
         let mut restarted = Vec::new();
         let mut reloaded = Vec::new();
-        let order: Vec<String> = graph::start_levels(&deps, &deps.keys().cloned().collect::<Vec<_>>()).concat();
+        let order: Vec<String> =
+            graph::start_levels(&deps, &deps.keys().cloned().collect::<Vec<_>>()).concat();
         for name in &order {
-            let Some(handle) = handles.get(name) else { continue };
+            let Some(handle) = handles.get(name) else {
+                continue;
+            };
             if !was_active.contains(name) {
                 continue;
             }
@@ -250,22 +314,42 @@ impl Supervisor {
             } else {
                 continue;
             };
-            outcome.map_err(|err| format!("Failed to restart service `{name}` with its new configuration: {err}"))?;
+            outcome.map_err(|err| {
+                format!("Failed to restart service `{name}` with its new configuration: {err}")
+            })?;
         }
-        say!("applied a new plan: {} restarted, {} reloaded, {} removed", restarted.len(), reloaded.len(), removed.len());
-        Ok(Response::Applied { restarted, reloaded, removed })
+        say!(
+            "applied a new plan: {} restarted, {} reloaded, {} removed",
+            restarted.len(),
+            reloaded.len(),
+            removed.len()
+        );
+        Ok(Response::Applied {
+            restarted,
+            reloaded,
+            removed,
+        })
     }
 
     /// Install `plan` in the registry; return the tasks that left it.
-    fn swap_plan(&self, plan: SupervisionPlan, removed: &[String]) -> (Vec<ServiceHandle>, Vec<JobHandle>) {
+    fn swap_plan(
+        &self,
+        plan: SupervisionPlan,
+        removed: &[String],
+    ) -> (Vec<ServiceHandle>, Vec<JobHandle>) {
         let mut registry = self.registry();
-        let dropped_services = removed.iter().filter_map(|name| registry.services.remove(name)).collect();
+        let dropped_services = removed
+            .iter()
+            .filter_map(|name| registry.services.remove(name))
+            .collect();
         for spec in plan.services {
             match registry.services.get_mut(&spec.name) {
                 Some(handle) if handle.spec != spec => handle.update(spec),
                 Some(_) => {}
                 None => {
-                    registry.services.insert(spec.name.clone(), ServiceHandle::spawn(spec, self.backoff));
+                    registry
+                        .services
+                        .insert(spec.name.clone(), ServiceHandle::spawn(spec, self.backoff));
                 }
             }
         }
@@ -286,7 +370,10 @@ impl Supervisor {
         self.stop_all().await;
         let (services, jobs) = {
             let mut registry = self.registry();
-            (std::mem::take(&mut registry.services), std::mem::take(&mut registry.jobs))
+            (
+                std::mem::take(&mut registry.services),
+                std::mem::take(&mut registry.jobs),
+            )
         };
         for handle in services.into_values() {
             handle.shutdown().await;
@@ -302,7 +389,10 @@ fn ready_check(me: &Weak<Supervisor>) -> ReadyCheck {
     let me = me.clone();
     Arc::new(move |name: &str| {
         me.upgrade().is_some_and(|sup| {
-            sup.registry().services.get(name).is_some_and(|h| lock(&h.shared).state == ServiceState::Ready)
+            sup.registry()
+                .services
+                .get(name)
+                .is_some_and(|h| lock(&h.shared).state == ServiceState::Ready)
         })
     })
 }
@@ -312,7 +402,9 @@ async fn collect_failures(mut tasks: JoinSet<(String, Result<(), String>)>) -> V
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((_, Ok(()))) => {}
-            Ok((name, Err(err))) => failures.push(format!("Failed to start service `{name}`: {err}")),
+            Ok((name, Err(err))) => {
+                failures.push(format!("Failed to start service `{name}`: {err}"))
+            }
             Err(err) => failures.push(format!("A start task failed: {err}")),
         }
     }

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use berth_supervisor::{BackoffConfig, Client, DaemonConfig, SupervisorError, is_running, run_daemon};
+use berth_supervisor::{
+    BackoffConfig, Client, DaemonConfig, SupervisorError, is_running, run_daemon,
+};
 use berth_supervisor_protocol::{
-    JobSpec, JobStatus, Probe, Readiness, Request, Response, RestartPolicy, ServiceSpec, ServiceState,
-    ServiceStatus, SupervisionPlan, Target,
+    JobSpec, JobStatus, Probe, Readiness, Request, Response, RestartPolicy, ServiceSpec,
+    ServiceState, ServiceStatus, SupervisionPlan, Target,
 };
 use tempfile::TempDir;
 
@@ -47,9 +49,16 @@ impl Daemon {
             let cfg = cfg.clone();
             thread::spawn(move || run_daemon(cfg))
         };
-        let daemon = Self { dir, cfg, thread: Some(thread) };
+        let daemon = Self {
+            dir,
+            cfg,
+            thread: Some(thread),
+        };
         wait_for("the control socket to answer", || {
-            assert!(!daemon.thread.as_ref().unwrap().is_finished(), "the daemon thread ended early");
+            assert!(
+                !daemon.thread.as_ref().unwrap().is_finished(),
+                "the daemon thread ended early"
+            );
             is_running(&daemon.cfg.socket)
         });
         daemon
@@ -60,7 +69,10 @@ impl Daemon {
     }
 
     fn request(&self, req: &Request) -> Response {
-        Client::connect(&self.cfg.socket).unwrap().request(req).unwrap()
+        Client::connect(&self.cfg.socket)
+            .unwrap()
+            .request(req)
+            .unwrap()
     }
 
     fn ok(&self, req: &Request) {
@@ -69,7 +81,11 @@ impl Daemon {
 
     fn status(&self) -> (Vec<ServiceStatus>, Vec<JobStatus>) {
         match self.request(&Request::Status) {
-            Response::Status { services, jobs, supervisor_pid } => {
+            Response::Status {
+                services,
+                jobs,
+                supervisor_pid,
+            } => {
                 assert_eq!(supervisor_pid, std::process::id());
                 (services, jobs)
             }
@@ -78,15 +94,25 @@ impl Daemon {
     }
 
     fn service(&self, name: &str) -> ServiceStatus {
-        self.status().0.into_iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no service {name}"))
+        self.status()
+            .0
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
     }
 
     fn job(&self, name: &str) -> JobStatus {
-        self.status().1.into_iter().find(|j| j.name == name).unwrap_or_else(|| panic!("no job {name}"))
+        self.status()
+            .1
+            .into_iter()
+            .find(|j| j.name == name)
+            .unwrap_or_else(|| panic!("no job {name}"))
     }
 
     fn pid(&self, name: &str) -> u32 {
-        self.service(name).pid.unwrap_or_else(|| panic!("{name} has no pid"))
+        self.service(name)
+            .pid
+            .unwrap_or_else(|| panic!("{name} has no pid"))
     }
 
     /// Ask for shutdown and wait for the daemon thread.
@@ -137,20 +163,32 @@ fn service(dir: &Path, name: &str, script: &str) -> ServiceSpec {
 
 fn file_ready(path: &Path) -> Readiness {
     Readiness {
-        probe: Probe::Command { argv: vec!["/bin/sh".into(), "-c".into(), format!("test -f {}", path.display())] },
+        probe: Probe::Command {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("test -f {}", path.display()),
+            ],
+        },
         timeout: Duration::from_secs(5),
     }
 }
 
 fn plan(services: Vec<ServiceSpec>) -> SupervisionPlan {
-    SupervisionPlan { services, jobs: vec![] }
+    SupervisionPlan {
+        services,
+        jobs: vec![],
+    }
 }
 
 /// A live (not zombie) process.
 fn alive(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().next() != Some("Z")))
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
+        })
         .unwrap_or(false)
 }
 
@@ -161,8 +199,12 @@ fn group_members(pgid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
         })
@@ -170,11 +212,17 @@ fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 fn nanos(text: &str) -> u128 {
-    text.trim().parse().unwrap_or_else(|_| panic!("not a timestamp: {text:?}"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a timestamp: {text:?}"))
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -191,40 +239,61 @@ fn dependencies_are_ready_before_dependents_spawn() {
              f=open('db_listening','w'); f.write(str(time.time_ns())); f.close(); s.listen(); time.sleep(1000)\""
         ),
     );
-    db.readiness = Some(Readiness { probe: Probe::Tcp { address: format!("127.0.0.1:{port}") }, timeout: Duration::from_secs(5) });
+    db.readiness = Some(Readiness {
+        probe: Probe::Tcp {
+            address: format!("127.0.0.1:{port}"),
+        },
+        timeout: Duration::from_secs(5),
+    });
     let mut web = service(d, "web", "date +%s%N > web_spawned; exec sleep 1000");
     web.depends_on = vec!["db".into()];
     let mut never = service(d, "never", "exec sleep 1000");
     never.readiness = Some(Readiness {
-        probe: Probe::Command { argv: vec!["/bin/false".into()] },
+        probe: Probe::Command {
+            argv: vec!["/bin/false".into()],
+        },
         timeout: Duration::from_millis(300),
     });
     let mut after_never = service(d, "after-never", "exec sleep 1000");
     after_never.depends_on = vec!["never".into()];
     let daemon = Daemon::start(dir, &plan(vec![web, db, never, after_never]));
 
-    daemon.ok(&Request::Start { target: Target::One("web".into()) });
+    daemon.ok(&Request::Start {
+        target: Target::One("web".into()),
+    });
     // No probe: `web` is ready once spawned, so its marker may still be on its way.
-    wait_for("web's marker", || fs::read_to_string(daemon.path("web_spawned")).is_ok_and(|s| s.ends_with('\n')));
+    wait_for("web's marker", || {
+        fs::read_to_string(daemon.path("web_spawned")).is_ok_and(|s| s.ends_with('\n'))
+    });
     let listening = nanos(&fs::read_to_string(daemon.path("db_listening")).unwrap());
     let spawned = nanos(&fs::read_to_string(daemon.path("web_spawned")).unwrap());
-    assert!(spawned > listening, "web spawned {spawned} before db listened {listening}");
+    assert!(
+        spawned > listening,
+        "web spawned {spawned} before db listened {listening}"
+    );
     assert_eq!(daemon.service("db").state, ServiceState::Ready);
     assert_eq!(daemon.service("web").state, ServiceState::Ready);
 
     // A dependency that never becomes ready fails the start, and its dependent never spawns.
     let started = Instant::now();
-    let Response::Error { message } = daemon.request(&Request::Start { target: Target::One("after-never".into()) }) else {
+    let Response::Error { message } = daemon.request(&Request::Start {
+        target: Target::One("after-never".into()),
+    }) else {
         panic!("start should fail")
     };
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(message.contains("`never`") && message.contains("timed out"), "{message}");
+    assert!(
+        message.contains("`never`") && message.contains("timed out"),
+        "{message}"
+    );
     assert_eq!(daemon.service("never").state, ServiceState::Failed);
     assert_eq!(daemon.service("after-never").state, ServiceState::Stopped);
     assert_eq!(daemon.service("after-never").pid, None);
 
     // Unknown names get a suggestion.
-    let Response::Error { message } = daemon.request(&Request::Start { target: Target::One("wbe".into()) }) else {
+    let Response::Error { message } = daemon.request(&Request::Start {
+        target: Target::One("wbe".into()),
+    }) else {
         panic!("unknown service should fail")
     };
     assert_eq!(message, "Unknown service `wbe`; did you mean `web`?");
@@ -237,45 +306,78 @@ fn crashing_service_backs_off_while_others_stay_up() {
     let crasher = service(d, "crasher", "date +%s%N >> starts; exit 1");
     let healthy = service(d, "healthy", "exec sleep 1000");
     let daemon = Daemon::start(dir, &plan(vec![crasher, healthy]));
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     let healthy_pid = daemon.pid("healthy");
 
     wait_for("three restarts", || daemon.service("crasher").restarts >= 3);
     let crasher = daemon.service("crasher");
     assert_eq!(crasher.last_exit.as_deref(), Some("exit 1"));
-    assert!(matches!(crasher.state, ServiceState::Backoff | ServiceState::Ready), "{crasher:?}");
+    assert!(
+        matches!(crasher.state, ServiceState::Backoff | ServiceState::Ready),
+        "{crasher:?}"
+    );
 
     // Gaps of about 100, 200, 400 ms: each longer than the one before.
     wait_for("four starts on record", || {
-        fs::read_to_string(daemon.path("starts")).unwrap_or_default().lines().count() >= 4
+        fs::read_to_string(daemon.path("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 4
     });
-    let starts: Vec<u128> = fs::read_to_string(daemon.path("starts")).unwrap().lines().map(nanos).collect();
-    let gaps: Vec<u128> = starts.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    let starts: Vec<u128> = fs::read_to_string(daemon.path("starts"))
+        .unwrap()
+        .lines()
+        .map(nanos)
+        .collect();
+    let gaps: Vec<u128> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
     assert!(gaps[0] >= 90, "gaps {gaps:?}");
     assert!(gaps[1] > gaps[0] && gaps[2] > gaps[1], "gaps {gaps:?}");
 
     let healthy = daemon.service("healthy");
-    assert_eq!((healthy.state, healthy.pid, healthy.restarts), (ServiceState::Ready, Some(healthy_pid), 0));
+    assert_eq!(
+        (healthy.state, healthy.pid, healthy.restarts),
+        (ServiceState::Ready, Some(healthy_pid), 0)
+    );
 
     // A stopped service stays stopped.
-    daemon.ok(&Request::Stop { target: Target::One("crasher".into()) });
+    daemon.ok(&Request::Stop {
+        target: Target::One("crasher".into()),
+    });
     let restarts = daemon.service("crasher").restarts;
     thread::sleep(Duration::from_millis(300));
     let crasher = daemon.service("crasher");
-    assert_eq!((crasher.state, crasher.restarts), (ServiceState::Stopped, restarts));
+    assert_eq!(
+        (crasher.state, crasher.restarts),
+        (ServiceState::Stopped, restarts)
+    );
 }
 
 #[test]
 fn killed_service_is_restarted_with_a_new_pid() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
-    let mut web = service(d, "web", "rm -f ready; sleep 0.1; touch ready; exec sleep 1000");
+    let mut web = service(
+        d,
+        "web",
+        "rm -f ready; sleep 0.1; touch ready; exec sleep 1000",
+    );
     web.readiness = Some(file_ready(&d.join("ready")));
     let daemon = Daemon::start(dir, &plan(vec![web]));
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     let old = daemon.pid("web");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.try_into().unwrap()), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.try_into().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
 
     wait_for("a new ready process", || {
         let web = daemon.service("web");
@@ -292,17 +394,28 @@ fn killed_service_is_restarted_with_a_new_pid() {
 fn stop_escalates_to_sigkill_after_the_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
-    let mut stubborn = service(d, "stubborn", "trap '' TERM; touch ready; while :; do sleep 0.05; done");
+    let mut stubborn = service(
+        d,
+        "stubborn",
+        "trap '' TERM; touch ready; while :; do sleep 0.05; done",
+    );
     stubborn.readiness = Some(file_ready(&d.join("ready")));
     stubborn.stop_timeout = Duration::from_millis(300);
     let daemon = Daemon::start(dir, &plan(vec![stubborn]));
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     let pid = daemon.pid("stubborn");
 
     let started = Instant::now();
-    daemon.ok(&Request::Stop { target: Target::One("stubborn".into()) });
+    daemon.ok(&Request::Stop {
+        target: Target::One("stubborn".into()),
+    });
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(300), "stop took only {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "stop took only {took:?}"
+    );
     assert!(took < Duration::from_millis(2300), "stop took {took:?}");
     let status = daemon.service("stubborn");
     assert_eq!((status.state, status.pid), (ServiceState::Stopped, None));
@@ -316,26 +429,53 @@ fn stop_reaches_the_whole_process_group() {
     let d = &dir.path().to_path_buf();
     let mut forker = service(d, "forker", "sleep 1000 & echo $! > child.pid; wait");
     forker.readiness = Some(file_ready(&d.join("child.pid")));
-    let mut orphaner = service(d, "orphaner", "sleep 1000 & echo $! > orphan.pid; sleep 0.3; exit 3");
+    let mut orphaner = service(
+        d,
+        "orphaner",
+        "sleep 1000 & echo $! > orphan.pid; sleep 0.3; exit 3",
+    );
     orphaner.readiness = Some(file_ready(&d.join("orphan.pid")));
     orphaner.restart = RestartPolicy::Never;
     let daemon = Daemon::start(dir, &plan(vec![forker, orphaner]));
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     let pgid = daemon.pid("forker");
-    wait_for("the child pid", || fs::read_to_string(daemon.path("child.pid")).is_ok_and(|s| s.ends_with('\n')));
-    let child: u32 = fs::read_to_string(daemon.path("child.pid")).unwrap().trim().parse().unwrap();
+    wait_for("the child pid", || {
+        fs::read_to_string(daemon.path("child.pid")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let child: u32 = fs::read_to_string(daemon.path("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(alive(child));
     assert_eq!(group_members(pgid).len(), 2, "sh and its sleep");
 
-    daemon.ok(&Request::Stop { target: Target::One("forker".into()) });
-    assert!(group_members(pgid).is_empty(), "left behind: {:?}", group_members(pgid));
+    daemon.ok(&Request::Stop {
+        target: Target::One("forker".into()),
+    });
+    assert!(
+        group_members(pgid).is_empty(),
+        "left behind: {:?}",
+        group_members(pgid)
+    );
     assert!(!alive(child));
 
     // A main process that dies on its own takes its leftovers with it.
     let orphaner_pgid = daemon.service("orphaner").pid;
-    wait_for("the orphaner to fail", || daemon.service("orphaner").state == ServiceState::Failed);
-    assert_eq!(daemon.service("orphaner").last_exit.as_deref(), Some("exit 3"));
-    let orphan: u32 = fs::read_to_string(daemon.path("orphan.pid")).unwrap().trim().parse().unwrap();
+    wait_for("the orphaner to fail", || {
+        daemon.service("orphaner").state == ServiceState::Failed
+    });
+    assert_eq!(
+        daemon.service("orphaner").last_exit.as_deref(),
+        Some("exit 3")
+    );
+    let orphan: u32 = fs::read_to_string(daemon.path("orphan.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     wait_for("the orphan to be killed", || !alive(orphan));
     if let Some(pgid) = orphaner_pgid {
         assert!(group_members(pgid).is_empty());
@@ -356,13 +496,18 @@ fn logs_are_rotated_by_size() {
     chatty.log_keep = 3;
     let log_dir = chatty.log_dir.clone();
     let daemon = Daemon::start(dir, &plan(vec![chatty]));
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     wait_for("all output", || {
-        fs::read_to_string(log_dir.join("current")).is_ok_and(|s| s.contains("line 1499 of some chatty output\n"))
+        fs::read_to_string(log_dir.join("current"))
+            .is_ok_and(|s| s.contains("line 1499 of some chatty output\n"))
     });
 
-    let mut names: Vec<String> =
-        fs::read_dir(&log_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["current", "current.1", "current.2", "current.3"]);
     for name in &names {
@@ -371,8 +516,14 @@ fn logs_are_rotated_by_size() {
     }
     let newest = fs::read_to_string(log_dir.join("current")).unwrap();
     assert!(newest.contains("line 1499 of some chatty output\n"));
-    let kept: String = names.iter().map(|name| fs::read_to_string(log_dir.join(name)).unwrap()).collect();
-    assert!(!kept.contains("line 0 of"), "the oldest output should have been dropped");
+    let kept: String = names
+        .iter()
+        .map(|name| fs::read_to_string(log_dir.join(name)).unwrap())
+        .collect();
+    assert!(
+        !kept.contains("line 0 of"),
+        "the oldest output should have been dropped"
+    );
     drop(daemon);
 }
 
@@ -383,13 +534,24 @@ fn apply_restarts_changed_reloads_asked_and_stops_removed() {
     let mut a = service(d, "a", "exec sleep 1000");
     a.env.insert("SETTING".into(), "1".into());
     let b = service(d, "b", "exec sleep 1000");
-    let mut c = service(d, "c", "trap 'echo reloaded >> hup_marker' HUP; touch c_ready; while :; do sleep 0.05; done");
+    let mut c = service(
+        d,
+        "c",
+        "trap 'echo reloaded >> hup_marker' HUP; touch c_ready; while :; do sleep 0.05; done",
+    );
     c.readiness = Some(file_ready(&d.join("c_ready")));
     c.reload_signal = Some("SIGHUP".into());
     let gone = service(d, "gone", "exec sleep 1000");
     let daemon = Daemon::start(dir, &plan(vec![a.clone(), b.clone(), c.clone(), gone]));
-    daemon.ok(&Request::Start { target: Target::All });
-    let (pa, pb, pc, pgone) = (daemon.pid("a"), daemon.pid("b"), daemon.pid("c"), daemon.pid("gone"));
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let (pa, pb, pc, pgone) = (
+        daemon.pid("a"),
+        daemon.pid("b"),
+        daemon.pid("c"),
+        daemon.pid("gone"),
+    );
 
     a.env.insert("SETTING".into(), "2".into());
     let answer = daemon.request(&Request::Apply {
@@ -399,10 +561,17 @@ fn apply_restarts_changed_reloads_asked_and_stops_removed() {
     });
     assert_eq!(
         answer,
-        Response::Applied { restarted: vec!["a".into()], reloaded: vec!["c".into()], removed: vec!["gone".into()] }
+        Response::Applied {
+            restarted: vec!["a".into()],
+            reloaded: vec!["c".into()],
+            removed: vec!["gone".into()]
+        }
     );
     let (services, _) = daemon.status();
-    assert_eq!(services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(
+        services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
     assert_ne!(daemon.pid("a"), pa);
     assert_eq!(daemon.service("a").state, ServiceState::Ready);
     assert_eq!(daemon.pid("b"), pb);
@@ -418,7 +587,12 @@ fn apply_restarts_changed_reloads_asked_and_stops_removed() {
         restart: vec!["b".into()],
         reload: vec![],
     });
-    let Response::Applied { restarted, removed, .. } = answer else { panic!("{answer:?}") };
+    let Response::Applied {
+        restarted, removed, ..
+    } = answer
+    else {
+        panic!("{answer:?}")
+    };
     assert_eq!(restarted, ["b"]);
     assert_eq!(removed, ["a", "c"]);
     assert_ne!(daemon.pid("b"), pb);
@@ -446,22 +620,45 @@ fn jobs_run_periodically_and_skip_when_a_requirement_is_down() {
     let mut slow = job("slow", "echo $$ >> slow_running; sleep 30");
     slow.timeout = Duration::from_millis(200);
     let tick_log = tick.log_dir.join("current");
-    let daemon = Daemon::start(dir, &SupervisionPlan { services: vec![down], jobs: vec![tick, needs_down, slow] });
+    let daemon = Daemon::start(
+        dir,
+        &SupervisionPlan {
+            services: vec![down],
+            jobs: vec![tick, needs_down, slow],
+        },
+    );
 
     wait_for("three runs of `tick`", || daemon.job("tick").runs >= 3);
     let tick = daemon.job("tick");
     assert_eq!(tick.last_result.as_deref(), Some("exit 0"));
     assert!(tick.last_run_unix.is_some());
-    assert!(fs::read_to_string(&tick_log).unwrap().starts_with("tick\ntick\n"));
+    assert!(
+        fs::read_to_string(&tick_log)
+            .unwrap()
+            .starts_with("tick\ntick\n")
+    );
 
     let needs_down = daemon.job("needs-down");
-    assert_eq!(needs_down.last_result.as_deref(), Some("skipped: down not ready"));
+    assert_eq!(
+        needs_down.last_result.as_deref(),
+        Some("skipped: down not ready")
+    );
     assert_eq!(needs_down.runs, 0);
     assert!(!daemon.path("should_not_run").exists());
 
-    wait_for("a timed-out run", || daemon.job("slow").last_result.as_deref() == Some("timeout"));
-    let timed_out: u32 = fs::read_to_string(daemon.path("slow_running")).unwrap().lines().next().unwrap().parse().unwrap();
-    wait_for("the first slow run's group to be gone", || group_members(timed_out).is_empty());
+    wait_for("a timed-out run", || {
+        daemon.job("slow").last_result.as_deref() == Some("timeout")
+    });
+    let timed_out: u32 = fs::read_to_string(daemon.path("slow_running"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for("the first slow run's group to be gone", || {
+        group_members(timed_out).is_empty()
+    });
 }
 
 #[test]
@@ -479,17 +676,31 @@ fn socket_is_private_single_and_removed_on_shutdown() {
     let pid_file = daemon.cfg.pid_file.clone();
     let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert_eq!(fs::read_to_string(&pid_file).unwrap().trim(), std::process::id().to_string());
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        std::process::id().to_string()
+    );
 
     let second = run_daemon(daemon.cfg.clone()).unwrap_err();
-    assert!(matches!(second, SupervisorError::AlreadyRunning { .. }), "{second:?}");
+    assert!(
+        matches!(second, SupervisorError::AlreadyRunning { .. }),
+        "{second:?}"
+    );
     assert_eq!(
         second.to_string(),
-        format!("Another supervisor is already running on control socket `{}`", socket.display())
+        format!(
+            "Another supervisor is already running on control socket `{}`",
+            socket.display()
+        )
     );
-    assert!(is_running(&socket), "the refused second daemon must not disturb the first");
+    assert!(
+        is_running(&socket),
+        "the refused second daemon must not disturb the first"
+    );
 
-    daemon.ok(&Request::Start { target: Target::All });
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
     let pids = [daemon.pid("web"), daemon.pid("worker")];
     daemon.shutdown().unwrap();
     assert!(pids.iter().all(|pid| !alive(*pid)));
@@ -519,24 +730,38 @@ fn invalid_plans_and_unsafe_forks_are_refused() {
     let err = run_daemon(cfg.clone()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("Supervision plan `{}` is invalid: services depend on each other in a cycle: a -> b -> a", plan_path.display())
+        format!(
+            "Supervision plan `{}` is invalid: services depend on each other in a cycle: a -> b -> a",
+            plan_path.display()
+        )
     );
     assert!(!cfg.socket.exists());
 
     // This test process runs several threads: forking it is refused.
     let err = berth_supervisor::daemonize_and_run(cfg).unwrap_err();
-    assert!(matches!(err, SupervisorError::NotSingleThreaded { .. }), "{err:?}");
+    assert!(
+        matches!(err, SupervisorError::NotSingleThreaded { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn autostart_and_restart_requests() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
-    let mut db = service(d, "db", "rm -f db_ready; sleep 0.1; touch db_ready; exec sleep 1000");
+    let mut db = service(
+        d,
+        "db",
+        "rm -f db_ready; sleep 0.1; touch db_ready; exec sleep 1000",
+    );
     db.readiness = Some(file_ready(&d.join("db_ready")));
     let mut web = service(d, "web", "exec sleep 1000");
     web.depends_on = vec!["db".into()];
-    fs::write(d.join("plan.json"), serde_json::to_vec(&plan(vec![db, web])).unwrap()).unwrap();
+    fs::write(
+        d.join("plan.json"),
+        serde_json::to_vec(&plan(vec![db, web])).unwrap(),
+    )
+    .unwrap();
     let cfg = DaemonConfig {
         socket: d.join("supervisor.sock"),
         plan_path: d.join("plan.json"),
@@ -555,24 +780,49 @@ fn autostart_and_restart_requests() {
         Response::Status { services, .. } => services,
         other => panic!("{other:?}"),
     };
-    wait_for("autostart", || status(&mut client).iter().all(|s| s.state == ServiceState::Ready));
+    wait_for("autostart", || {
+        status(&mut client)
+            .iter()
+            .all(|s| s.state == ServiceState::Ready)
+    });
     let before = status(&mut client);
 
     // Restarting `db` leaves `web` alone; stopping `db` stops `web` first.
-    assert_eq!(client.request(&Request::Restart { target: Target::One("db".into()) }).unwrap(), Response::Ok);
+    assert_eq!(
+        client
+            .request(&Request::Restart {
+                target: Target::One("db".into())
+            })
+            .unwrap(),
+        Response::Ok
+    );
     let after = status(&mut client);
     assert_ne!(after[0].pid, before[0].pid);
     assert_eq!(after[0].restarts, 1);
     assert_eq!(after[1].pid, before[1].pid);
-    assert_eq!(client.request(&Request::Stop { target: Target::One("db".into()) }).unwrap(), Response::Ok);
-    assert!(status(&mut client).iter().all(|s| s.state == ServiceState::Stopped && s.pid.is_none()));
+    assert_eq!(
+        client
+            .request(&Request::Stop {
+                target: Target::One("db".into())
+            })
+            .unwrap(),
+        Response::Ok
+    );
+    assert!(
+        status(&mut client)
+            .iter()
+            .all(|s| s.state == ServiceState::Stopped && s.pid.is_none())
+    );
 
     // A bad request line gets an error, and the connection keeps working.
     let mut raw = std::os::unix::net::UnixStream::connect(&cfg.socket).unwrap();
     std::io::Write::write_all(&mut raw, b"{\"op\":\"explode\"}\n").unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(&raw), &mut line).unwrap();
-    assert!(line.contains("\"result\":\"error\"") && line.contains("Failed to parse the request"), "{line}");
+    assert!(
+        line.contains("\"result\":\"error\"") && line.contains("Failed to parse the request"),
+        "{line}"
+    );
 
     assert_eq!(client.request(&Request::Shutdown).unwrap(), Response::Ok);
     thread.join().unwrap().unwrap();
