@@ -403,7 +403,7 @@ async fn collect_failures(mut tasks: JoinSet<(String, Result<(), String>)>) -> V
         match joined {
             Ok((_, Ok(()))) => {}
             Ok((name, Err(err))) => {
-                failures.push(format!("Failed to start service `{name}`: {err}"))
+                failures.push(format!("Failed to start service `{name}`: {err}"));
             }
             Err(err) => failures.push(format!("A start task failed: {err}")),
         }
