@@ -83,8 +83,6 @@ pub struct LoadedManifest {
     pub source_name: String,
     /// Template path (as written in `[[files]]`) → template source.
     pub templates: BTreeMap<String, String>,
-    /// The manifest's text, so later checks can point at lines; empty when unknown.
-    pub source: String,
 }
 
 /// One problem found in a config file, with its position.

@@ -27,7 +27,7 @@ impl LoadedManifest {
                     "an app directory holds its manifest in `{MANIFEST_FILE}`"
                 ))
         })?;
-        let manifest = parse_manifest(&source_name, &text)?;
+        let mut manifest = parse_manifest(&source_name, &text)?;
 
         let mut diags = Diagnostics::default();
         let mut templates = BTreeMap::new();
@@ -52,12 +52,8 @@ impl LoadedManifest {
                 }
             }
         }
-        diags.into_result(LoadedManifest {
-            manifest,
-            source_name,
-            templates,
-            source: text,
-        })
+        manifest.source_text = text;
+        diags.into_result(LoadedManifest { manifest, source_name, templates })
     }
 
     /// Parses a manifest held in memory (e.g. embedded in the binary), with its templates
@@ -67,13 +63,9 @@ impl LoadedManifest {
         manifest_text: &str,
         templates: BTreeMap<String, String>,
     ) -> Result<LoadedManifest, Diagnostics> {
-        let manifest = parse_manifest(source_name, manifest_text)?;
-        Ok(LoadedManifest {
-            manifest,
-            source_name: source_name.to_owned(),
-            templates,
-            source: manifest_text.to_owned(),
-        })
+        let mut manifest = parse_manifest(source_name, manifest_text)?;
+        manifest_text.clone_into(&mut manifest.source_text);
+        Ok(LoadedManifest { manifest, source_name: source_name.to_owned(), templates })
     }
 }
 

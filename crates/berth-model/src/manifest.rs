@@ -38,6 +38,12 @@ pub struct Manifest {
     /// One-shot lifecycle steps (database init, migrations, first admin user).
     #[serde(default)]
     pub hooks: BTreeMap<String, HookDecl>,
+    /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
+    /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
+    /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
+    /// diagnostics name the file without a position).
+    #[serde(skip)]
+    pub source_text: String,
 }
 
 /// `[app]`.

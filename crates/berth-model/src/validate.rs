@@ -28,8 +28,8 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     let mut v = Validator {
         m,
         man: &m.manifest,
-        loc: Locator::new(&m.source),
-        src: Source::new(&m.source_name, &m.source),
+        loc: Locator::new(&m.manifest.source_text),
+        src: Source::new(&m.source_name, &m.manifest.source_text),
         diags: Diagnostics::default(),
     };
     v.app();
@@ -799,6 +799,6 @@ impl WaitGraph {
 
 /// A diagnostic about the manifest at `path`, for other modules (e.g. resolution).
 pub(crate) fn manifest_diag(m: &LoadedManifest, path: &[Seg<'_>], message: String) -> Diagnostic {
-    let loc = Locator::new(&m.source);
-    Source::new(&m.source_name, &m.source).diag(loc.value(path), message)
+    let loc = Locator::new(&m.manifest.source_text);
+    Source::new(&m.source_name, &m.manifest.source_text).diag(loc.value(path), message)
 }
