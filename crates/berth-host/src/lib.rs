@@ -1,1 +1,47 @@
-//! berth-host (work in progress).
+//! The host side of berth: the only crate that changes the machine.
+//!
+//! Everything else in berth is a pure function of its inputs; this crate probes the
+//! host and makes it match a rendered [`berth_render::DesiredState`], changing only
+//! what differs:
+//!
+//! - [`facts::probe`]: CPUs (affinity, cgroup quota), memory (cgroup limit), host name,
+//!   user, OS and whether systemd runs, as [`berth_model::facts::Facts`].
+//! - [`secrets::SecretStore`]: secrets generated once from the OS random generator,
+//!   stored one per file with mode 0600, never regenerated.
+//! - [`converge::plan`] and [`converge::apply`]: users, directories and files. The plan
+//!   is serialisable and prints as a masked diff (`reconfigure --dry-run`); applying
+//!   it is all-or-nothing for directories and files.
+//! - [`fsutil::write_atomic`]: temp file, fsync, mode and owner, rename, fsync the directory.
+//! - [`users`]: look up and create system users.
+//! - [`packages`]: find missing distribution packages and install them with apt.
+//! - [`python`]: find a Python matching a version requirement and build a venv.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # fn demo(state: &berth_render::DesiredState) -> Result<(), berth_host::HostError> {
+//! use berth_host::{converge, secrets::SecretStore, users};
+//!
+//! let store = SecretStore::open(&state.paths.secrets)?;
+//! let secrets = store.ensure(&state.secrets)?;
+//! let mask: Vec<String> = secrets.values().cloned().collect();
+//!
+//! let plan = converge::plan(state, &mask, users::is_root())?;
+//! if !plan.is_empty() {
+//!     let report = converge::apply(&plan, state)?;
+//!     // restart report.restart, reload report.reload
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod converge;
+mod error;
+pub mod facts;
+pub mod fsutil;
+pub mod packages;
+pub mod python;
+pub mod secrets;
+pub mod users;
+
+pub use error::{HostError, Result};

@@ -1,0 +1,755 @@
+//! Converge: compare the desired state with the host ([`plan`]), then make the host
+//! match it ([`apply`]), changing only what differs and undoing everything if a step
+//! fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use berth_render::{DesiredState, FileSpec};
+use serde::{Deserialize, Serialize};
+use similar::TextDiff;
+
+use crate::{HostError, Result, fsutil, users};
+
+/// What replaces a secret value in diffs.
+pub const SECRET_MASK: &str = "********";
+
+/// Everything [`apply`] would change, computed without touching the host.
+///
+/// It holds no file content (only hashes and masked diffs), so it is safe to print,
+/// log and store.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConvergePlan {
+    /// Whether owners are managed (berth runs as root). Without root, owners are ignored.
+    pub manage_owners: bool,
+    /// System users to create.
+    pub users: Vec<String>,
+    /// Directories to create, or to give another mode or owner; parents first.
+    pub dirs: Vec<DirChange>,
+    /// Files to create or update, or to give another mode or owner.
+    pub files: Vec<FileChange>,
+    /// Services to restart because a file they read changed.
+    pub restart: Vec<String>,
+    /// Services to reload because a file they read changed (never also in `restart`).
+    pub reload: Vec<String>,
+}
+
+/// What happens to a file or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// It does not exist yet.
+    Create,
+    /// Its content changes (and maybe its mode or owner).
+    Update,
+    /// Only its mode or owner changes.
+    Metadata,
+}
+
+/// A directory change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirChange {
+    /// The directory.
+    pub path: PathBuf,
+    /// Create it, or change its mode or owner ([`ChangeKind::Metadata`]).
+    pub kind: ChangeKind,
+    /// The mode it gets.
+    pub mode: u32,
+    /// Its current mode, when that differs.
+    pub old_mode: Option<u32>,
+    /// The owner it gets, when owners are managed.
+    pub owner: Option<String>,
+    /// Its current uid and gid, when the owner changes.
+    pub old_owner: Option<(u32, u32)>,
+}
+
+/// A file change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// The file.
+    pub path: PathBuf,
+    /// Create, update, or change only mode or owner.
+    pub kind: ChangeKind,
+    /// The mode it gets.
+    pub mode: u32,
+    /// Its current mode, when that differs.
+    pub old_mode: Option<u32>,
+    /// The owner it gets, when owners are managed.
+    pub owner: Option<String>,
+    /// Its current uid and gid, when the owner changes.
+    pub old_owner: Option<(u32, u32)>,
+    /// SHA-256 of the new content.
+    pub sha256: String,
+    /// SHA-256 of the current content, when the file exists.
+    pub old_sha256: Option<String>,
+    /// Unified diff from the current content, secrets masked; `None` for metadata changes.
+    pub diff: Option<String>,
+    /// Services restarted because of this change.
+    pub restarts: Vec<String>,
+    /// Services reloaded because of this change.
+    pub reloads: Vec<String>,
+}
+
+impl ConvergePlan {
+    /// Whether there is nothing to do: no user, directory or file changes.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.dirs.is_empty() && self.files.is_empty()
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Users created.
+    pub users_created: Vec<String>,
+    /// Directories and files created or changed, in the order they were changed.
+    pub changed: Vec<PathBuf>,
+    /// Services to restart.
+    pub restart: Vec<String>,
+    /// Services to reload.
+    pub reload: Vec<String>,
+}
+
+/// Compares the desired state with the host and returns what must change.
+///
+/// Files are compared by SHA-256 of their content; unchanged files appear nowhere.
+/// Diffs show every value of `secrets_to_mask` as [`SECRET_MASK`]. When `as_root` is
+/// false, users are not created and owners are ignored.
+pub fn plan(
+    state: &DesiredState,
+    secrets_to_mask: &[String],
+    as_root: bool,
+) -> Result<ConvergePlan> {
+    let users: Vec<String> = if as_root {
+        state
+            .users
+            .iter()
+            .filter(|u| users::lookup(&u.name).is_none())
+            .map(|u| u.name.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let owners = Owners {
+        manage: as_root,
+        to_create: &users,
+        default: (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        ),
+    };
+
+    let mut dirs = Vec::new();
+    for spec in &state.dirs {
+        if let Some(change) = plan_dir(&spec.path, spec.mode, spec.owner.as_deref(), &owners)? {
+            dirs.push(change);
+        }
+    }
+
+    let masker = Masker::new(secrets_to_mask);
+    let mut files = Vec::new();
+    for spec in &state.files {
+        if let Some(change) = plan_file(spec, &owners, &masker)? {
+            files.push(change);
+        }
+    }
+
+    let (restart, reload) = services_of(&files);
+    Ok(ConvergePlan {
+        manage_owners: as_root,
+        users,
+        dirs,
+        files,
+        restart,
+        reload,
+    })
+}
+
+/// How owners are resolved while planning.
+struct Owners<'a> {
+    manage: bool,
+    to_create: &'a [String],
+    default: (u32, u32),
+}
+
+impl Owners<'_> {
+    /// Whether `current` differs from the wanted owner; `None` when owners are not managed.
+    fn differs(&self, wanted: Option<&str>, current: (u32, u32)) -> Result<Option<String>> {
+        if !self.manage {
+            return Ok(None);
+        }
+        let (name, ids) = match wanted {
+            Some(user) => match users::lookup(user) {
+                Some(ids) => (user.to_owned(), Some(ids)),
+                None if self.to_create.iter().any(|u| u == user) => (user.to_owned(), None),
+                None => {
+                    return Err(HostError::UnknownUser {
+                        user: user.to_owned(),
+                    });
+                }
+            },
+            None => (self.default.0.to_string(), Some(self.default)),
+        };
+        Ok((ids != Some(current)).then_some(name))
+    }
+}
+
+fn plan_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<&str>,
+    owners: &Owners<'_>,
+) -> Result<Option<DirChange>> {
+    let mode = mode & 0o7777;
+    let wanted_owner = owner.map(str::to_owned).filter(|_| owners.manage);
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Ok(Some(DirChange {
+                path: path.to_path_buf(),
+                kind: ChangeKind::Create,
+                mode,
+                old_mode: None,
+                owner: wanted_owner,
+                old_owner: None,
+            }));
+        }
+        Err(source) => {
+            return Err(HostError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !meta.is_dir() {
+        return Err(HostError::NotADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let current_mode = meta.mode() & 0o7777;
+    let current_owner = (meta.uid(), meta.gid());
+    let owner_change = owners.differs(owner, current_owner)?;
+    if current_mode == mode && owner_change.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(DirChange {
+        path: path.to_path_buf(),
+        kind: ChangeKind::Metadata,
+        mode,
+        old_mode: (current_mode != mode).then_some(current_mode),
+        owner: wanted_owner,
+        old_owner: owner_change.map(|_| current_owner),
+    }))
+}
+
+fn plan_file(spec: &FileSpec, owners: &Owners<'_>, masker: &Masker) -> Result<Option<FileChange>> {
+    let path = &spec.path;
+    let mode = spec.mode & 0o7777;
+    let sha256 = fsutil::sha256_hex(spec.content.as_bytes());
+    let wanted_owner = spec.owner.clone().filter(|_| owners.manage);
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(HostError::Read {
+                path: path.clone(),
+                source,
+            });
+        }
+    };
+    let Some(meta) = meta else {
+        return Ok(Some(FileChange {
+            path: path.clone(),
+            kind: ChangeKind::Create,
+            mode,
+            old_mode: None,
+            owner: wanted_owner,
+            old_owner: None,
+            sha256,
+            old_sha256: None,
+            diff: Some(masker.diff(path, None, &spec.content)),
+            restarts: spec.restarts.clone(),
+            reloads: spec.reloads.clone(),
+        }));
+    };
+    if !meta.is_file() {
+        return Err(HostError::NotAFile { path: path.clone() });
+    }
+    let current = std::fs::read(path).map_err(|source| HostError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let old_sha256 = fsutil::sha256_hex(&current);
+    let current_mode = meta.mode() & 0o7777;
+    let current_owner = (meta.uid(), meta.gid());
+    let owner_change = owners.differs(spec.owner.as_deref(), current_owner)?;
+    let content_changed = old_sha256 != sha256;
+    if !content_changed && current_mode == mode && owner_change.is_none() {
+        return Ok(None);
+    }
+    let (kind, diff, restarts, reloads) = if content_changed {
+        let old_text = String::from_utf8_lossy(&current);
+        (
+            ChangeKind::Update,
+            Some(masker.diff(path, Some(&old_text), &spec.content)),
+            spec.restarts.clone(),
+            spec.reloads.clone(),
+        )
+    } else {
+        (ChangeKind::Metadata, None, Vec::new(), Vec::new())
+    };
+    Ok(Some(FileChange {
+        path: path.clone(),
+        kind,
+        mode,
+        old_mode: (current_mode != mode).then_some(current_mode),
+        owner: wanted_owner,
+        old_owner: owner_change.map(|_| current_owner),
+        sha256,
+        old_sha256: Some(old_sha256),
+        diff,
+        restarts,
+        reloads,
+    }))
+}
+
+/// The services to restart and to reload for `files`, sorted; restart wins over reload.
+fn services_of(files: &[FileChange]) -> (Vec<String>, Vec<String>) {
+    let restart: BTreeSet<&String> = files.iter().flat_map(|f| &f.restarts).collect();
+    let reload: BTreeSet<&String> = files
+        .iter()
+        .flat_map(|f| &f.reloads)
+        .filter(|s| !restart.contains(s))
+        .collect();
+    (
+        restart.into_iter().cloned().collect(),
+        reload.into_iter().cloned().collect(),
+    )
+}
+
+/// Replaces secret values in text shown to people.
+struct Masker {
+    /// Longest first, so a secret that contains another is masked whole.
+    secrets: Vec<String>,
+}
+
+impl Masker {
+    fn new(secrets: &[String]) -> Self {
+        let mut secrets: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    fn mask(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), SECRET_MASK)
+        })
+    }
+
+    /// A unified diff from `old` (`None`: the file does not exist) to `new`, masked.
+    fn diff(&self, path: &Path, old: Option<&str>, new: &str) -> String {
+        let old_masked = self.mask(old.unwrap_or(""));
+        let new_masked = self.mask(new);
+        let shown = path.display().to_string();
+        let old_label = if old.is_some() {
+            shown.as_str()
+        } else {
+            "/dev/null"
+        };
+        TextDiff::from_lines(&old_masked, &new_masked)
+            .unified_diff()
+            .context_radius(3)
+            .header(old_label, &shown)
+            .to_string()
+    }
+}
+
+impl fmt::Display for ConvergePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "Nothing to change");
+        }
+        for user in &self.users {
+            writeln!(f, "+ create user {user}")?;
+        }
+        for dir in &self.dirs {
+            let (sign, verb) = sign_and_verb(dir.kind);
+            write!(f, "{sign} {verb} directory {}", dir.path.display())?;
+            write_metadata(
+                f,
+                dir.kind,
+                dir.mode,
+                dir.old_mode,
+                dir.owner.as_deref(),
+                dir.old_owner,
+            )?;
+            writeln!(f)?;
+        }
+        for file in &self.files {
+            let (sign, verb) = sign_and_verb(file.kind);
+            write!(f, "{sign} {verb} {}", file.path.display())?;
+            write_metadata(
+                f,
+                file.kind,
+                file.mode,
+                file.old_mode,
+                file.owner.as_deref(),
+                file.old_owner,
+            )?;
+            writeln!(f)?;
+            if let Some(diff) = &file.diff {
+                for line in diff.lines() {
+                    writeln!(f, "    {line}")?;
+                }
+            }
+        }
+        if !self.restart.is_empty() {
+            writeln!(f, "restart: {}", self.restart.join(", "))?;
+        }
+        if !self.reload.is_empty() {
+            writeln!(f, "reload: {}", self.reload.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+fn sign_and_verb(kind: ChangeKind) -> (char, &'static str) {
+    match kind {
+        ChangeKind::Create => ('+', "create"),
+        ChangeKind::Update | ChangeKind::Metadata => ('~', "update"),
+    }
+}
+
+fn write_metadata(
+    f: &mut fmt::Formatter<'_>,
+    kind: ChangeKind,
+    mode: u32,
+    old_mode: Option<u32>,
+    owner: Option<&str>,
+    old_owner: Option<(u32, u32)>,
+) -> fmt::Result {
+    let mut parts = Vec::new();
+    match (kind, old_mode) {
+        (ChangeKind::Create, _) => parts.push(format!("mode {mode:04o}")),
+        (_, Some(old)) => parts.push(format!("mode {old:04o} -> {mode:04o}")),
+        (_, None) => {}
+    }
+    match (kind, owner, old_owner) {
+        (ChangeKind::Create, Some(owner), _) => parts.push(format!("owner {owner}")),
+        (_, owner, Some((uid, gid))) => {
+            parts.push(format!(
+                "owner {uid}:{gid} -> {}",
+                owner.unwrap_or("berth's user")
+            ));
+        }
+        _ => {}
+    }
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        write!(f, " ({})", parts.join(", "))
+    }
+}
+
+/// Something [`apply`] did, and how to undo it.
+enum Undo {
+    RemoveDir(PathBuf),
+    RemoveFile(PathBuf),
+    RestoreFile {
+        path: PathBuf,
+        content: Vec<u8>,
+        mode: u32,
+        owner: (u32, u32),
+    },
+    RestoreMetadata {
+        path: PathBuf,
+        mode: u32,
+        owner: (u32, u32),
+    },
+}
+
+/// Makes the host match `plan`, taking content from `state` (the desired state the
+/// plan was made from).
+///
+/// Directories come first (parents first), then files, each written atomically with
+/// its mode (and owner, when the plan manages owners). If any step fails, every
+/// directory and file changed so far is put back as it was, and the error says so.
+/// Created users are not removed.
+pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<ApplyReport> {
+    let mut report = ApplyReport {
+        restart: plan.restart.clone(),
+        reload: plan.reload.clone(),
+        ..ApplyReport::default()
+    };
+    for name in &plan.users {
+        let spec = state
+            .users
+            .iter()
+            .find(|u| &u.name == name)
+            .ok_or_else(|| HostError::UnknownUser { user: name.clone() })?;
+        if users::ensure_user(spec)? {
+            report.users_created.push(name.clone());
+        }
+    }
+
+    let files: BTreeMap<&Path, &FileSpec> =
+        state.files.iter().map(|f| (f.path.as_path(), f)).collect();
+    let mut undo = Vec::new();
+    let result = apply_dirs(plan, &mut undo, &mut report).and_then(|()| {
+        for change in &plan.files {
+            apply_file(plan, change, &files, &mut undo)?;
+            report.changed.push(change.path.clone());
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(report),
+        Err(error) => Err(roll_back(undo, plan.manage_owners, error)),
+    }
+}
+
+fn apply_dirs(plan: &ConvergePlan, undo: &mut Vec<Undo>, report: &mut ApplyReport) -> Result<()> {
+    for change in &plan.dirs {
+        let owner = resolve_owner(plan.manage_owners, change.owner.as_deref())?;
+        match change.kind {
+            ChangeKind::Create => {
+                // Create missing parents one by one, so each can be undone.
+                let missing: Vec<&Path> = change
+                    .path
+                    .ancestors()
+                    .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+                    .collect();
+                for dir in missing.into_iter().rev() {
+                    std::fs::create_dir(dir).map_err(|source| HostError::CreateDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                    undo.push(Undo::RemoveDir(dir.to_path_buf()));
+                }
+            }
+            ChangeKind::Update | ChangeKind::Metadata => {
+                let meta = metadata(&change.path)?;
+                undo.push(Undo::RestoreMetadata {
+                    path: change.path.clone(),
+                    mode: meta.mode() & 0o7777,
+                    owner: (meta.uid(), meta.gid()),
+                });
+            }
+        }
+        fsutil::set_mode(&change.path, change.mode)?;
+        if let Some(owner) = owner {
+            fsutil::set_owner(&change.path, owner)?;
+        }
+        report.changed.push(change.path.clone());
+    }
+    Ok(())
+}
+
+fn apply_file(
+    plan: &ConvergePlan,
+    change: &FileChange,
+    files: &BTreeMap<&Path, &FileSpec>,
+    undo: &mut Vec<Undo>,
+) -> Result<()> {
+    let stale = || HostError::StalePlan {
+        path: change.path.clone(),
+    };
+    let spec = files.get(change.path.as_path()).ok_or_else(stale)?;
+    if fsutil::sha256_hex(spec.content.as_bytes()) != change.sha256 {
+        return Err(stale());
+    }
+    let owner = resolve_owner(plan.manage_owners, change.owner.as_deref())?;
+    match change.kind {
+        ChangeKind::Create | ChangeKind::Update => {
+            match std::fs::symlink_metadata(&change.path) {
+                Ok(meta) if meta.is_file() => {
+                    let content =
+                        std::fs::read(&change.path).map_err(|source| HostError::Read {
+                            path: change.path.clone(),
+                            source,
+                        })?;
+                    undo.push(Undo::RestoreFile {
+                        path: change.path.clone(),
+                        content,
+                        mode: meta.mode() & 0o7777,
+                        owner: (meta.uid(), meta.gid()),
+                    });
+                }
+                // Not there (or not a file, which the write below refuses): nothing to keep.
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    undo.push(Undo::RemoveFile(change.path.clone()));
+                }
+                Err(source) => {
+                    return Err(HostError::Read {
+                        path: change.path.clone(),
+                        source,
+                    });
+                }
+            }
+            let written =
+                fsutil::write_atomic(&change.path, spec.content.as_bytes(), change.mode, owner);
+            if written.is_err()
+                && matches!(undo.last(), Some(Undo::RemoveFile(p)) if *p == change.path)
+            {
+                // Nothing was created, so there is nothing to remove.
+                undo.pop();
+            }
+            written
+        }
+        ChangeKind::Metadata => {
+            let meta = metadata(&change.path)?;
+            undo.push(Undo::RestoreMetadata {
+                path: change.path.clone(),
+                mode: meta.mode() & 0o7777,
+                owner: (meta.uid(), meta.gid()),
+            });
+            fsutil::set_mode(&change.path, change.mode)?;
+            if let Some(owner) = owner {
+                fsutil::set_owner(&change.path, owner)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The uid and gid to give a path: the named user, or berth's own user; `None` when
+/// owners are not managed.
+fn resolve_owner(manage: bool, owner: Option<&str>) -> Result<Option<(u32, u32)>> {
+    if !manage {
+        return Ok(None);
+    }
+    match owner {
+        Some(user) => users::lookup(user)
+            .map(Some)
+            .ok_or_else(|| HostError::UnknownUser {
+                user: user.to_owned(),
+            }),
+        None => Ok(Some((
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        ))),
+    }
+}
+
+fn metadata(path: &Path) -> Result<std::fs::Metadata> {
+    std::fs::symlink_metadata(path).map_err(|source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Undoes `undo` newest first and wraps `error` to say whether that worked.
+fn roll_back(undo: Vec<Undo>, manage_owners: bool, error: HostError) -> HostError {
+    let undone = undo.len();
+    let mut not_restored = Vec::new();
+    for step in undo.into_iter().rev() {
+        let (path, result) = match step {
+            Undo::RemoveDir(path) => {
+                let r = std::fs::remove_dir(&path).map_err(|source| HostError::Remove {
+                    path: path.clone(),
+                    source,
+                });
+                (path, r)
+            }
+            Undo::RemoveFile(path) => {
+                let r = std::fs::remove_file(&path).map_err(|source| HostError::Remove {
+                    path: path.clone(),
+                    source,
+                });
+                (path, r)
+            }
+            Undo::RestoreFile {
+                path,
+                content,
+                mode,
+                owner,
+            } => {
+                let r = fsutil::write_atomic(&path, &content, mode, manage_owners.then_some(owner));
+                (path, r)
+            }
+            Undo::RestoreMetadata { path, mode, owner } => {
+                let r = fsutil::set_mode(&path, mode).and_then(|()| {
+                    if manage_owners {
+                        fsutil::set_owner(&path, owner)
+                    } else {
+                        Ok(())
+                    }
+                });
+                (path, r)
+            }
+        };
+        if let Err(e) = result {
+            not_restored.push(format!("`{}` ({e})", path.display()));
+        }
+    }
+    let source = Box::new(error);
+    if not_restored.is_empty() {
+        HostError::ApplyFailed { undone, source }
+    } else {
+        HostError::RollbackFailed {
+            not_restored,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(path: &str, restarts: &[&str], reloads: &[&str]) -> FileChange {
+        FileChange {
+            path: path.into(),
+            kind: ChangeKind::Update,
+            mode: 0o644,
+            old_mode: None,
+            owner: None,
+            old_owner: None,
+            sha256: String::new(),
+            old_sha256: None,
+            diff: None,
+            restarts: restarts.iter().map(|s| (*s).to_owned()).collect(),
+            reloads: reloads.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn restart_wins_over_reload() {
+        let files = [
+            change("/a", &["web"], &["nginx"]),
+            change("/b", &["nginx"], &["worker"]),
+            change("/c", &[], &["worker", "redis"]),
+        ];
+        let (restart, reload) = services_of(&files);
+        assert_eq!(restart, ["nginx", "web"]);
+        assert_eq!(reload, ["redis", "worker"]);
+    }
+
+    #[test]
+    fn masking_replaces_longest_secrets_first() {
+        let masker = Masker::new(&["abc".to_owned(), "abcdef".to_owned(), String::new()]);
+        assert_eq!(masker.mask("x=abcdef y=abc"), "x=******** y=********");
+    }
+
+    #[test]
+    fn diff_of_a_new_file_and_an_update() {
+        let masker = Masker::new(&["s3cret".to_owned()]);
+        let created = masker.diff(Path::new("/etc/app.conf"), None, "a\npassword=s3cret\n");
+        assert_eq!(
+            created,
+            "--- /dev/null\n+++ /etc/app.conf\n@@ -0,0 +1,2 @@\n+a\n+password=********\n"
+        );
+        let updated = masker.diff(Path::new("/etc/app.conf"), Some("a\nb\n"), "a\nc\n");
+        assert!(updated.contains("-b\n+c\n"), "{updated}");
+    }
+
+    #[test]
+    fn empty_plan_renders_as_nothing_to_change() {
+        assert_eq!(ConvergePlan::default().to_string(), "Nothing to change\n");
+    }
+}

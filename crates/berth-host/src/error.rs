@@ -1,0 +1,263 @@
+//! The error type of every host operation.
+
+use std::path::PathBuf;
+
+/// A `Result` whose error is [`HostError`].
+pub type Result<T, E = HostError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while probing or changing the host.
+///
+/// Variants name the path, user, package or program they are about. None of them
+/// ever carries a secret value or file content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// A directory could not be created.
+    #[error("Failed to create the directory `{path}`")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or directory could not be read or inspected.
+    #[error("Failed to read `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("Failed to write `{path}`")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be removed.
+    #[error("Failed to remove `{path}`")]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Permission bits could not be set.
+    #[error("Failed to set mode {mode:04o} on `{path}`")]
+    SetMode {
+        /// The file or directory.
+        path: PathBuf,
+        /// The mode wanted.
+        mode: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Ownership could not be set.
+    #[error("Failed to give `{path}` to uid {uid}, gid {gid}")]
+    SetOwner {
+        /// The file or directory.
+        path: PathBuf,
+        /// The owner wanted.
+        uid: u32,
+        /// The group wanted.
+        gid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something that should be a directory is not one.
+    #[error("`{path}` exists but is not a directory; move it away and run berth again")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something that should be a regular file is not one.
+    #[error("`{path}` exists but is not a regular file; move it away and run berth again")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A secret file can be read by other users.
+    #[error(
+        "The secret file `{path}` is readable by group or others (mode {mode:04o}); check who may have read it, then run `chmod 600 {path}`"
+    )]
+    SecretExposed {
+        /// The secret file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A secret file is empty.
+    #[error(
+        "The secret file `{path}` is empty; restore it from a backup, or remove it to generate a new secret (which invalidates data protected by the old one)"
+    )]
+    SecretEmpty {
+        /// The secret file.
+        path: PathBuf,
+    },
+    /// A secret file is not UTF-8 text.
+    #[error("The secret file `{path}` is not UTF-8 text")]
+    SecretNotText {
+        /// The secret file.
+        path: PathBuf,
+    },
+    /// A secret cannot be generated as declared.
+    #[error("Cannot generate the secret `{name}`: {reason}")]
+    InvalidSecretSpec {
+        /// The secret's name.
+        name: String,
+        /// What is wrong with its declaration.
+        reason: String,
+    },
+    /// The operating system's random number generator failed.
+    #[error("Failed to read random bytes from the operating system for the secret `{name}`")]
+    Random {
+        /// The secret being generated.
+        name: String,
+        /// The RNG error.
+        #[source]
+        source: rand::rngs::SysError,
+    },
+    /// A user named in the desired state does not exist and will not be created.
+    #[error("The user `{user}` does not exist; create it, or run berth as root so it creates it")]
+    UnknownUser {
+        /// The user name.
+        user: String,
+    },
+    /// An operation needs root.
+    #[error(
+        "Creating the user `{user}` needs root; run `sudo berth up`, or install without system users"
+    )]
+    UserNeedsRoot {
+        /// The user name.
+        user: String,
+    },
+    /// A program could not be started.
+    #[error("Failed to run `{program}`")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `useradd` failed.
+    #[error("Failed to create the user `{user}` with useradd ({status}): {stderr}")]
+    UserAdd {
+        /// The user name.
+        user: String,
+        /// How useradd exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// `dpkg-query` failed in an unexpected way.
+    #[error("Failed to query the package database for `{package}` ({status}): {stderr}")]
+    PackageQuery {
+        /// The package.
+        package: String,
+        /// How dpkg-query exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// `apt-get install` failed.
+    #[error("Failed to install {packages} with apt-get ({status}): {stderr}")]
+    PackageInstall {
+        /// The packages, space separated.
+        packages: String,
+        /// How apt-get exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// Installing packages needs root.
+    #[error("Installing {packages} needs root; run `{hint}`")]
+    PackagesNeedRoot {
+        /// The packages, space separated.
+        packages: String,
+        /// The exact command to run.
+        hint: String,
+    },
+    /// A Python version requirement could not be parsed.
+    #[error("Cannot understand the Python version requirement `{spec}`: {reason}")]
+    InvalidPythonSpec {
+        /// The requirement, e.g. `>=3.12,<3.14`.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No interpreter matches the requirement.
+    #[error("No Python interpreter matching `{spec}` was found ({found}); {hint}")]
+    NoPython {
+        /// The requirement.
+        spec: String,
+        /// What was found, e.g. `/usr/bin/python3.11 (3.11.2)`, or `none`.
+        found: String,
+        /// What to install.
+        hint: String,
+    },
+    /// A step of building a virtual environment failed.
+    #[error("Failed to {step} for `{dest}` ({status}): {stderr}")]
+    Venv {
+        /// The venv being built.
+        dest: PathBuf,
+        /// The step, e.g. `create the virtual environment`.
+        step: String,
+        /// How the program exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// A plan does not match the desired state it is applied with.
+    #[error("The plan for `{path}` does not match the desired state; plan again before applying")]
+    StalePlan {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// Applying failed; everything changed so far was put back.
+    #[error("Failed to apply the changes; the {undone} changes already made were put back")]
+    ApplyFailed {
+        /// How many changes were undone.
+        undone: usize,
+        /// What failed.
+        #[source]
+        source: Box<HostError>,
+    },
+    /// Applying failed, and putting some changes back failed too.
+    #[error("Failed to apply the changes, and could not put back: {}", .not_restored.join(", "))]
+    RollbackFailed {
+        /// Paths that could not be put back, with why.
+        not_restored: Vec<String>,
+        /// What failed in the first place.
+        #[source]
+        source: Box<HostError>,
+    },
+}
+
+/// The last `max_lines` lines of a program's standard error, for an error message.
+pub(crate) fn stderr_tail(stderr: &[u8], max_lines: usize) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(max_lines);
+    lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stderr_tail;
+
+    #[test]
+    fn stderr_tail_keeps_the_last_non_empty_lines() {
+        assert_eq!(stderr_tail(b"a\n\nb\nc\n", 2), "b\nc");
+        assert_eq!(stderr_tail(b"", 3), "");
+        assert_eq!(stderr_tail(b"only", 3), "only");
+    }
+}

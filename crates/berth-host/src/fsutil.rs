@@ -1,0 +1,147 @@
+//! Atomic, durable file writes and small file-system helpers.
+
+use std::fs::{File, Permissions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::{HostError, Result};
+
+/// Writes `bytes` to `path` so that readers see either the old file or the new one,
+/// never a part: a temporary file in the same directory is written, flushed to disk,
+/// given `mode` (and `owner` as `(uid, gid)`, when given), then renamed over `path`,
+/// and the directory is flushed so the rename survives a crash.
+///
+/// The temporary file is created with mode 0600, so content is never visible to
+/// others before its mode is set.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let write_err = |source| HostError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".berth-tmp")
+        .tempfile_in(dir)
+        .map_err(write_err)?;
+    tmp.write_all(bytes).map_err(write_err)?;
+    let file = tmp.as_file();
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|source| HostError::SetMode {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        })?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| {
+            HostError::SetOwner {
+                path: path.to_path_buf(),
+                uid,
+                gid,
+                source,
+            }
+        })?;
+    }
+    file.sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    sync_dir(dir)
+}
+
+/// Flushes a directory's entries (new names, renames) to disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| HostError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Sets the permission bits of `path`.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|source| {
+        HostError::SetMode {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        }
+    })
+}
+
+/// Sets the owner and group of `path` (not following a final symlink).
+pub(crate) fn set_owner(path: &Path, (uid, gid): (u32, u32)) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|source| HostError::SetOwner {
+        path: path.to_path_buf(),
+        uid,
+        gid,
+        source,
+    })
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn writes_content_and_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.conf");
+        write_atomic(&path, b"one\n", 0o640, None).unwrap();
+        write_atomic(&path, b"two\n", 0o600, None).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn sets_owner_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned");
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        write_atomic(&path, b"x", 0o644, Some(me)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), me);
+    }
+
+    #[test]
+    fn fails_with_the_path_when_the_directory_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/app.conf");
+        let err = write_atomic(&path, b"x", 0o644, None).unwrap_err();
+        assert!(err.to_string().contains("missing/app.conf"), "{err}");
+    }
+
+    #[test]
+    fn sha256_is_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The secret store: one file per secret under `<prefix>/secrets`, generated once.
+
+use std::collections::BTreeMap;
+use std::fs::{DirBuilder, Permissions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use berth_render::SecretSpec;
+use rand::TryRng;
+use rand::rngs::SysRng;
+
+use crate::{HostError, Result, fsutil, users};
+
+/// The instance's secrets: `<dir>/<name>`, each mode 0600, in a directory of mode 0700.
+///
+/// A secret is generated once, from the operating system's random number generator,
+/// and never regenerated: losing it would lock the app out of its own data. Values
+/// never appear in errors.
+#[derive(Debug)]
+pub struct SecretStore {
+    dir: PathBuf,
+}
+
+impl SecretStore {
+    /// Opens the store at `dir`, creating it with mode 0700 (and tightening an
+    /// existing directory to 0700).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| HostError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        let meta = std::fs::metadata(&dir).map_err(|source| HostError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(HostError::NotADirectory { path: dir });
+        }
+        if meta.mode() & 0o7777 != 0o700 {
+            std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).map_err(|source| {
+                HostError::SetMode {
+                    path: dir.clone(),
+                    mode: 0o700,
+                    source,
+                }
+            })?;
+        }
+        Ok(Self { dir })
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads every secret in `specs`, generating (and storing) the missing ones.
+    /// Existing secrets are never regenerated. When running as root, each file is
+    /// given to the spec's owner.
+    ///
+    /// Refuses a secret file that is readable by group or others, or empty.
+    pub fn ensure(&self, specs: &[SecretSpec]) -> Result<BTreeMap<String, String>> {
+        let as_root = users::is_root();
+        let mut values = BTreeMap::new();
+        for spec in specs {
+            let path = self.path_of(&spec.name)?;
+            let owner = match (&spec.owner, as_root) {
+                (Some(user), true) => Some(
+                    users::lookup(user)
+                        .ok_or_else(|| HostError::UnknownUser { user: user.clone() })?,
+                ),
+                _ => None,
+            };
+            let value = if let Some((value, meta)) = read_secret(&path)? {
+                if let Some((uid, gid)) = owner
+                    && (meta.uid(), meta.gid()) != (uid, gid)
+                {
+                    fsutil::set_owner(&path, (uid, gid))?;
+                }
+                value
+            } else {
+                let value = generate(spec)?;
+                fsutil::write_atomic(&path, value.as_bytes(), 0o600, owner)?;
+                value
+            };
+            values.insert(spec.name.clone(), value);
+        }
+        Ok(values)
+    }
+
+    /// The stored value of secret `name`, if it exists.
+    pub fn get(&self, name: &str) -> Result<Option<String>> {
+        let path = self.path_of(name)?;
+        Ok(read_secret(&path)?.map(|(value, _)| value))
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf> {
+        let valid = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains('/')
+            && !name.starts_with('.');
+        if !valid {
+            return Err(HostError::InvalidSecretSpec {
+                name: name.to_owned(),
+                reason: "the name must be a plain file name".to_owned(),
+            });
+        }
+        Ok(self.dir.join(name))
+    }
+}
+
+/// Reads and checks one secret file; `None` when it does not exist.
+fn read_secret(path: &Path) -> Result<Option<(String, std::fs::Metadata)>> {
+    let read_err = |source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    if !meta.is_file() {
+        return Err(HostError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(HostError::SecretExposed {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|_| HostError::SecretNotText {
+        path: path.to_path_buf(),
+    })?;
+    // Tolerate a trailing newline left by an editor or `echo`.
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(HostError::SecretEmpty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Some((value.to_owned(), meta)))
+}
+
+/// A new random value for `spec`: `spec.length` characters drawn uniformly from
+/// `spec.alphabet`.
+fn generate(spec: &SecretSpec) -> Result<String> {
+    let alphabet: Vec<char> = spec.alphabet.chars().collect();
+    let invalid = |reason: &str| HostError::InvalidSecretSpec {
+        name: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    if alphabet.len() < 2 {
+        return Err(invalid("its alphabet needs at least two characters"));
+    }
+    if spec.length == 0 {
+        return Err(invalid("its length must be at least 1"));
+    }
+    let mut rng = SysRng;
+    let mut next = || {
+        rng.try_next_u32().map_err(|source| HostError::Random {
+            name: spec.name.clone(),
+            source,
+        })
+    };
+    (0..spec.length)
+        .map(|_| pick_uniform(&alphabet, &mut next))
+        .collect()
+}
+
+/// Picks one element of `alphabet` uniformly using 32-bit random draws, rejecting
+/// the draws that would bias the result.
+fn pick_uniform(alphabet: &[char], next: &mut impl FnMut() -> Result<u32>) -> Result<char> {
+    let n = u32::try_from(alphabet.len()).unwrap_or(u32::MAX);
+    // The largest multiple of n that fits: draws at or above it are rejected.
+    let zone = u32::MAX - (u32::MAX % n);
+    loop {
+        let draw = next()?;
+        if draw < zone {
+            return Ok(alphabet[(draw % n) as usize]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_uniform_rejects_biased_draws() {
+        // 2^32 - 1 = 3 * 613566756 + 3 when drawing from 7 characters.
+        let alphabet = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+        let zone = u32::MAX - 3;
+        let mut draws = vec![u32::MAX, zone, 8].into_iter();
+        let mut next = || Ok(draws.next().unwrap());
+        assert_eq!(pick_uniform(&alphabet, &mut next).unwrap(), 'b');
+    }
+
+    #[test]
+    fn generate_uses_only_the_alphabet_and_the_length() {
+        let spec = SecretSpec {
+            name: "k".to_owned(),
+            length: 64,
+            alphabet: "xyz".to_owned(),
+            owner: None,
+        };
+        let value = generate(&spec).unwrap();
+        assert_eq!(value.chars().count(), 64);
+        assert!(value.chars().all(|c| "xyz".contains(c)));
+    }
+
+    #[test]
+    fn generate_refuses_a_bad_spec() {
+        let spec = SecretSpec {
+            name: "k".to_owned(),
+            length: 8,
+            alphabet: "x".to_owned(),
+            owner: None,
+        };
+        assert!(matches!(
+            generate(&spec),
+            Err(HostError::InvalidSecretSpec { .. })
+        ));
+    }
+}

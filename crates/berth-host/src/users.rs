@@ -1,0 +1,85 @@
+//! System users: look up, and create when running as root.
+
+use std::process::Command;
+
+use berth_render::UserSpec;
+
+use crate::error::stderr_tail;
+use crate::{HostError, Result};
+
+/// The uid and primary gid of user `name`, if it exists.
+pub fn lookup(name: &str) -> Option<(u32, u32)> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// Whether berth runs as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Makes sure the system user `spec.name` exists, creating it (with a group of the
+/// same name, home `spec.home` not created, no login shell) when `getent passwd`
+/// does not know it. Returns whether it was created.
+///
+/// Needs root when the user is missing.
+pub fn ensure_user(spec: &UserSpec) -> Result<bool> {
+    let known = Command::new("getent")
+        .args(["passwd", &spec.name])
+        .output()
+        .map_err(|source| HostError::Spawn {
+            program: "getent".to_owned(),
+            source,
+        })?;
+    if known.status.success() {
+        return Ok(false);
+    }
+    if !is_root() {
+        return Err(HostError::UserNeedsRoot {
+            user: spec.name.clone(),
+        });
+    }
+    let out = Command::new("useradd")
+        .arg("--system")
+        .arg("--user-group")
+        .arg("--home-dir")
+        .arg(&spec.home)
+        .arg("--no-create-home")
+        .args(["--shell", "/usr/sbin/nologin"])
+        .arg(&spec.name)
+        .output()
+        .map_err(|source| HostError::Spawn {
+            program: "useradd".to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(HostError::UserAdd {
+            user: spec.name.clone(),
+            status: out.status,
+            stderr: stderr_tail(&out.stderr, 10),
+        });
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_exists_and_nonsense_does_not() {
+        assert_eq!(lookup("root"), Some((0, 0)));
+        assert_eq!(lookup("berth-no-such-user-x9"), None);
+    }
+
+    #[test]
+    fn existing_user_is_left_alone() {
+        let spec = UserSpec {
+            name: "root".to_owned(),
+            home: "/root".into(),
+        };
+        assert!(!ensure_user(&spec).unwrap());
+    }
+}
