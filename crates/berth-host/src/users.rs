@@ -82,4 +82,26 @@ mod tests {
         };
         assert!(!ensure_user(&spec).unwrap());
     }
+
+    #[test]
+    fn creates_a_missing_system_user_as_root() {
+        if !is_root() {
+            return;
+        }
+        let name = format!("berth-t{}", std::process::id());
+        let spec = UserSpec {
+            name: name.clone(),
+            home: "/nonexistent/berth".into(),
+        };
+        let created = ensure_user(&spec);
+        let found = lookup(&name);
+        let _ = Command::new("userdel").arg(&name).status();
+        assert!(created.unwrap(), "the user is new");
+        let (uid, gid) = found.expect("the user exists afterwards");
+        assert!(uid > 0 && gid > 0);
+        assert!(
+            !std::path::Path::new("/nonexistent/berth").exists(),
+            "no home created"
+        );
+    }
 }

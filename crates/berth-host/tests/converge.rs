@@ -65,7 +65,7 @@ fn desired(prefix: &Path) -> DesiredState {
             ),
         ],
         packages: Vec::new(),
-        binaries: Default::default(),
+        binaries: std::collections::BTreeMap::default(),
         bundles: Vec::new(),
         secrets: Vec::new(),
         services: Vec::new(),
@@ -324,4 +324,41 @@ fn owners_are_managed_only_as_root() {
     state.files[1].owner = Some("berth-no-such-user-x9".to_owned());
     let err = converge::plan(&state, &mask(), true).unwrap_err();
     assert!(matches!(err, HostError::UnknownUser { .. }), "{err}");
+}
+
+#[test]
+fn dry_run_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = desired(tmp.path());
+    up(&state);
+    state.files[0].content = "workers = 5\nport = 8001\n".to_owned();
+    state.files[2].mode = 0o640;
+    state.files.push(file(
+        &state.paths.etc.join("extra.conf"),
+        &format!("token={SECRET}\n"),
+        0o600,
+        &[],
+        &["nginx"],
+    ));
+    let plan = converge::plan(&state, &mask(), false).unwrap();
+    let prefix = tmp.path().display().to_string();
+    insta::with_settings!({ filters => vec![(prefix.as_str(), "[PREFIX]")] }, {
+        insta::assert_snapshot!(plan.to_string(), @r"
+        ~ update [PREFIX]/etc/app.conf
+            --- [PREFIX]/etc/app.conf
+            +++ [PREFIX]/etc/app.conf
+            @@ -1,2 +1,2 @@
+            -workers = 3
+            +workers = 5
+             port = 8001
+        ~ update [PREFIX]/etc/secret.env (mode 0600 -> 0640)
+        + create [PREFIX]/etc/extra.conf (mode 0600)
+            --- /dev/null
+            +++ [PREFIX]/etc/extra.conf
+            @@ -0,0 +1 @@
+            +token=********
+        restart: web, worker
+        reload: nginx
+        ");
+    });
 }

@@ -108,3 +108,26 @@ fn tightens_a_loose_store_directory_and_refuses_bad_names() {
         );
     }
 }
+
+#[test]
+fn secret_files_belong_to_their_owner_as_root() {
+    use std::os::unix::fs::MetadataExt;
+    if !berth_host::users::is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(tmp.path()).unwrap();
+    let mut owned = spec("worker_key", 16);
+    owned.owner = Some("nobody".to_owned());
+    let value = store.ensure(&[owned.clone()]).unwrap()["worker_key"].clone();
+    let ids = berth_host::users::lookup("nobody").unwrap();
+    let path = tmp.path().join("worker_key");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), ids);
+
+    // An existing secret handed to root is given back to its owner, unchanged.
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    assert_eq!(store.ensure(&[owned]).unwrap()["worker_key"], value);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), ids);
+}
