@@ -26,7 +26,12 @@ fn stack() -> MutexGuard<'static, Stack> {
     let m = STACK.get_or_init(|| {
         let dir = prefix_dir("stack");
         let berth = Berth::new(dir.path(), &fixture("ministack"));
-        let r = berth.run(&["up"]).expect(0);
+        let r = berth.run(&["up"]);
+        if r.code != 0 {
+            // Leave nothing running behind a failed start.
+            berth.run(&["down"]);
+        }
+        let r = r.expect(0);
         assert!(r.stdout.contains(&format!("http://127.0.0.1:{NGINX_PORT}/")), "{}", r.stdout);
         Mutex::new(Stack { _dir: dir, berth })
     });

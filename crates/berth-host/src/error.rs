@@ -204,6 +204,16 @@ pub enum HostError {
         /// What to install.
         hint: String,
     },
+    /// An interpreter could not be copied into the release.
+    #[error("Failed to copy the Python interpreter `{python}` into `{dest}`: {reason}")]
+    PrivateInterpreter {
+        /// The interpreter.
+        python: PathBuf,
+        /// Where it was being copied.
+        dest: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// A step of building a virtual environment failed.
     #[error("Failed to {step} for `{dest}` ({status}): {stderr}")]
     Venv {

@@ -39,6 +39,7 @@ pub mod converge;
 mod error;
 pub mod facts;
 pub mod fsutil;
+pub mod interpreter;
 pub mod packages;
 pub mod python;
 pub mod secrets;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use berth_host::converge::ConvergePlan;
 use berth_model::manifest::HookWhen;
 use berth_render::{DesiredState, RenderInput};
-use berth_state::{RunOutcome, StateDb, StepStatus};
+use berth_state::{RunOutcome, RunStatus, StateDb, StepStatus};
 use berth_supervisor_protocol::{Probe, Request, Response, SupervisionPlan, Target};
 
 use crate::instance::{Instance, Locate, stored_manifest_dir};
@@ -44,6 +44,25 @@ impl Outcome {
     }
 }
 
+/// How a successful run is recorded in the history.
+fn recorded(o: &Outcome) -> RunOutcome {
+    RunOutcome {
+        status: if o.is_noop() { RunStatus::NoChange } else { RunStatus::Succeeded },
+        files_changed: o.files_changed.iter().map(|p| p.display().to_string()).collect(),
+        services_restarted: o.restarted.clone(),
+        services_reloaded: o.reloaded.clone(),
+        hooks_run: o.hooks_run.clone(),
+    }
+}
+
+/// How a failed run is recorded.
+fn failed(error: &str) -> RunOutcome {
+    RunOutcome {
+        status: RunStatus::Failed { error: error.to_owned() },
+        ..RunOutcome::default()
+    }
+}
+
 /// Placeholder shown in dry runs for secrets that do not exist yet.
 const NOT_YET_GENERATED: &str = "<generated on first up>";
 
@@ -52,7 +71,7 @@ const NOT_YET_GENERATED: &str = "<generated on first up>";
 fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
     let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
     if create {
-        let mut store = berth_host::secrets::SecretStore::open(&inst.paths.secrets)?;
+        let store = berth_host::secrets::SecretStore::open(&inst.paths.secrets)?;
         return Ok(store.ensure(&specs)?);
     }
     let mut out = BTreeMap::new();
@@ -258,11 +277,20 @@ fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> Result<()> {
         }
         match &b.build {
             berth_model::manifest::BundleBuild::PythonVenv { python, requirements } => {
-                let interpreter = berth_host::python::find_interpreter(python)?;
+                let found = berth_host::python::find_interpreter(python)?;
+                // Service users must be able to run it: copy a private one into the release.
+                let interpreter = berth_host::interpreter::shareable_interpreter(
+                    &found,
+                    &b.dest.with_file_name(format!("{}-python", b.component)),
+                )?;
+                let what = if requirements.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", requirements.join(" "))
+                };
                 progress.begin(&format!(
-                    "Building `{}` ({} with {})",
+                    "Building `{}` ({what}with {})",
                     b.component,
-                    requirements.join(" "),
                     interpreter.display()
                 ));
                 berth_host::python::build_venv(&interpreter, requirements, &b.dest)?;
@@ -332,7 +360,7 @@ fn run_hooks(
     progress: &dyn Progress,
 ) -> Result<Vec<String>> {
     let mut ran = Vec::new();
-    for hook in &state.hooks {
+    for hook in hook_order(state) {
         let scope = hook_scope(hook, &state.app.version);
         let due = match &scope {
             Some(scope) => !db.hook_ran(&hook.name, scope)?,
@@ -351,7 +379,7 @@ fn run_hooks(
         let started = Instant::now();
         match hooks::run(hook) {
             Ok(()) => {
-                db.finish_step(step, StepStatus::Done)?;
+                db.finish_step(step, &StepStatus::Done)?;
                 if let Some(scope) = &scope {
                     db.record_hook(&hook.name, scope, run)?;
                 }
@@ -359,7 +387,7 @@ fn run_hooks(
                 ran.push(hook.name.clone());
             }
             Err(e) => {
-                db.finish_step(step, StepStatus::Failed { error: format!("{e:#}") })?;
+                db.finish_step(step, &StepStatus::Failed { error: format!("{e:#}") })?;
                 return Err(e);
             }
         }
@@ -367,16 +395,54 @@ fn run_hooks(
     Ok(ran)
 }
 
+/// Hooks in the order they must run: a hook whose `before` services are needed
+/// (directly or through `depends_on`) by another hook's `after` runs first. Ties keep
+/// the manifest's (alphabetical) order. The manifest's validation rejects cycles.
+fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
+    let deps: BTreeMap<&str, &[String]> = state
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+        .collect();
+    let needed = |hook: &'_ berth_render::HookSpec| -> BTreeSet<String> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<&str> = hook.after.iter().map(String::as_str).collect();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s.to_owned()) {
+                stack.extend(deps.get(s).into_iter().flat_map(|d| d.iter().map(String::as_str)));
+            }
+        }
+        seen
+    };
+    let hooks = &state.hooks;
+    let must_precede = |a: &berth_render::HookSpec, b: &berth_render::HookSpec| {
+        let n = needed(b);
+        a.before.iter().any(|s| n.contains(s))
+    };
+    let mut done = vec![false; hooks.len()];
+    let mut order = Vec::with_capacity(hooks.len());
+    while order.len() < hooks.len() {
+        let next = (0..hooks.len()).find(|&i| {
+            !done[i] && (0..hooks.len()).all(|j| j == i || done[j] || !must_precede(&hooks[j], &hooks[i]))
+        });
+        // A cycle cannot pass validation; if one did, fall back to declared order.
+        let i = next.unwrap_or_else(|| (0..hooks.len()).find(|&i| !done[i]).unwrap_or(0));
+        done[i] = true;
+        order.push(&hooks[i]);
+    }
+    order
+}
+
 /// Run one journaled step.
 fn step<T>(db: &StateDb, run: berth_state::RunId, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let id = db.begin_step(run, name)?;
     match f() {
         Ok(v) => {
-            db.finish_step(id, StepStatus::Done)?;
+            db.finish_step(id, &StepStatus::Done)?;
             Ok(v)
         }
         Err(e) => {
-            db.finish_step(id, StepStatus::Failed { error: format!("{e:#}") })?;
+            db.finish_step(id, &StepStatus::Failed { error: format!("{e:#}") })?;
             Err(e)
         }
     }
@@ -424,12 +490,12 @@ pub fn up(inst: &Instance, loc: &Locate, berth_exe: &Path, progress: &dyn Progre
     let mut outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            db.finish_run(run, RunOutcome::failed(&format!("{e:#}")))?;
+            db.finish_run(run, &failed(&format!("{e:#}")))?;
             return Err(e);
         }
     };
     outcome.duration = started.elapsed();
-    db.finish_run(run, RunOutcome::from_outcome(&outcome))?;
+    db.finish_run(run, &recorded(&outcome))?;
     Ok(UpReport {
         url: inst.config.external_url.to_string(),
         next_steps: render(inst, &secrets(inst, false)?)?.next_steps,
@@ -549,11 +615,11 @@ pub fn reconfigure(inst: &Instance, loc: &Locate, progress: &dyn Progress) -> Re
     match reconfigure_steps(inst, loc, &db, run, progress) {
         Ok(mut outcome) => {
             outcome.duration = started.elapsed();
-            db.finish_run(run, RunOutcome::from_outcome(&outcome))?;
+            db.finish_run(run, &recorded(&outcome))?;
             Ok(outcome)
         }
         Err(e) => {
-            db.finish_run(run, RunOutcome::failed(&format!("{e:#}")))?;
+            db.finish_run(run, &failed(&format!("{e:#}")))?;
             Err(e)
         }
     }

@@ -46,7 +46,8 @@ pub fn run(hook: &HookSpec) -> Result<()> {
             .ok()
             .flatten()
             .with_context(|| format!("Hook `{}` runs as user `{user}`, which does not exist", hook.name))?;
-        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw()).groups(&[u.gid.as_raw()]);
+        // std drops supplementary groups when it changes the uid.
+        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         cmd.env("USER", user).env("LOGNAME", user);
         home = Some(u.dir);
     }

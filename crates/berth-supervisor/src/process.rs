@@ -79,12 +79,23 @@ impl Launch {
             cmd.current_dir(cwd);
         }
         let switch = identity.switch;
-        // SAFETY: the closure only makes async-signal-safe system calls (setsid,
-        // setgroups, setgid, setuid) on data prepared before the fork.
+        // SAFETY: the closure only makes async-signal-safe system calls (setsid, fstat,
+        // fchown, setgroups, setgid, setuid) on data prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setsid() == -1 {
                     return Err(io::Error::last_os_error());
+                }
+                if let Some(switch) = &switch {
+                    // Hand the stdout/stderr pipes to the service user, so a program
+                    // that reopens `/dev/stdout` (nginx's access_log, many 12-factor
+                    // apps) may do so. Only pipes: never chown /dev/null or a file.
+                    for fd in [1, 2] {
+                        let mut st: libc::stat = std::mem::zeroed();
+                        if libc::fstat(fd, &raw mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO {
+                            libc::fchown(fd, switch.uid, switch.gid);
+                        }
+                    }
                 }
                 if let Some(switch) = &switch
                     && (libc::setgroups(switch.groups.len(), switch.groups.as_ptr()) == -1

@@ -1,0 +1,170 @@
+//! Making a Python interpreter usable by service users.
+//!
+//! An interpreter under a private directory (pyenv's `~/.pyenv` under a 0700 home,
+//! say) cannot be run by a service user, and neither can a virtualenv made from it.
+//! [`shareable_interpreter`] copies such an interpreter into the release, next to the
+//! virtualenv, and points its library search path at the copy (`$ORIGIN/../lib`), so
+//! the release carries its own Python the way an omnibus package does.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{HostError, Result};
+
+/// What the copy leaves out: the interpreter's own test suite (about 40 % of its size).
+const SKIP_DIRS: &[&str] = &["test", "idlelib", "__pycache__"];
+
+/// The interpreter to build a venv from: `python` itself when every user can run it,
+/// otherwise a copy under `dest` (made once, reused afterwards).
+pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
+    let fail = |reason: String| HostError::PrivateInterpreter {
+        python: python.to_path_buf(),
+        dest: dest.to_path_buf(),
+        reason,
+    };
+    let real = std::fs::canonicalize(python).map_err(|e| fail(e.to_string()))?;
+    if world_usable(&real) {
+        return Ok(python.to_path_buf());
+    }
+    let prefix = base_prefix(python).map_err(fail)?;
+    let relative = real
+        .strip_prefix(&prefix)
+        .map_err(|_| fail(format!("it is not under its own prefix `{}`", prefix.display())))?
+        .to_path_buf();
+    let copied = dest.join(&relative);
+    if copied.exists() {
+        return Ok(copied);
+    }
+    let partial = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    copy_tree(&prefix, &partial).map_err(|e| fail(format!("copying failed: {e}")))?;
+    let old_libdir = format!("{}/lib", prefix.display());
+    for entry in std::fs::read_dir(partial.join("bin")).map_err(|e| fail(e.to_string()))? {
+        let path = entry.map_err(|e| fail(e.to_string()))?.path();
+        if path.is_file() && !path.is_symlink() {
+            rewrite_runpath(&path, &old_libdir, "$ORIGIN/../lib").map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
+        }
+    }
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(&partial, dest).map_err(|e| fail(e.to_string()))?;
+    Ok(copied)
+}
+
+/// Whether every directory above `path` can be traversed, and `path` run, by any user.
+fn world_usable(path: &Path) -> bool {
+    let runnable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    runnable
+        && path
+            .ancestors()
+            .skip(1)
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// `sys.base_prefix` of an interpreter.
+fn base_prefix(python: &Path) -> std::result::Result<PathBuf, String> {
+    let out = Command::new(python)
+        .args(["-I", "-c", "import sys; print(sys.base_prefix)"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("it could not be run ({})", out.status));
+    }
+    let prefix = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    // Copying a system prefix such as `/usr` makes no sense: such an interpreter is usable.
+    if prefix.components().count() < 3 {
+        return Err(format!("its prefix `{}` is a system directory", prefix.display()));
+    }
+    Ok(prefix)
+}
+
+/// Copy a directory tree, keeping symlinks as symlinks and file modes, skipping [`SKIP_DIRS`].
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let src = entry.path();
+        let dst = to.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if kind.is_dir() {
+            if SKIP_DIRS.iter().any(|s| name == *s) {
+                continue;
+            }
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replace the NUL-terminated string `old` (an ELF `DT_RUNPATH`) with `new` in place,
+/// padding with NULs. Files that do not contain `old` are left alone.
+fn rewrite_runpath(path: &Path, old: &str, new: &str) -> std::io::Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    if new.len() > old.len() {
+        return Err(std::io::Error::other("the new library path is longer than the old one"));
+    }
+    let mut needle = Vec::with_capacity(old.len() + 2);
+    needle.push(0);
+    needle.extend_from_slice(old.as_bytes());
+    needle.push(0);
+    let mut changed = false;
+    let mut i = 0;
+    while let Some(pos) = find(&bytes[i..], &needle).map(|p| p + i) {
+        let start = pos + 1;
+        let mut replacement = new.as_bytes().to_vec();
+        replacement.resize(old.len(), 0);
+        bytes[start..start + old.len()].copy_from_slice(&replacement);
+        changed = true;
+        i = start + old.len();
+    }
+    if changed {
+        let mode = std::fs::metadata(path)?.permissions();
+        let tmp = path.with_extension("berth-tmp");
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::set_permissions(&tmp, mode)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runpath_is_rewritten_in_place_and_padded() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("python3");
+        let mut bytes = b"\x7fELF....\0/opt/py/3.12/lib\0other\0".to_vec();
+        bytes.extend_from_slice(b"/opt/py/3.12/lib/python3.12\0");
+        std::fs::write(&f, &bytes).unwrap();
+        rewrite_runpath(&f, "/opt/py/3.12/lib", "$ORIGIN/../lib").unwrap();
+        let out = std::fs::read(&f).unwrap();
+        assert_eq!(out.len(), bytes.len());
+        assert!(find(&out, b"\0$ORIGIN/../lib\0\0\0other\0").is_some());
+        // A longer string that merely starts with the old path is not touched.
+        assert!(find(&out, b"/opt/py/3.12/lib/python3.12\0").is_some());
+    }
+
+    #[test]
+    fn non_elf_files_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("script");
+        std::fs::write(&f, b"#!/bin/sh\n\0/opt/py/lib\0").unwrap();
+        rewrite_runpath(&f, "/opt/py/lib", "$ORIGIN/../lib").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"#!/bin/sh\n\0/opt/py/lib\0");
+    }
+}
