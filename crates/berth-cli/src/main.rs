@@ -19,6 +19,11 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // `berth config show | head` must end quietly, not panic on a closed pipe.
+    // SAFETY: restoring the default disposition before any thread exists.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
     let args = cli::Cli::parse();
     match commands::run(args) {
         Ok(code) => code,

@@ -476,9 +476,8 @@ pub fn up(inst: &Instance, loc: &Locate, berth_exe: &Path, progress: &dyn Progre
     progress.end("");
     if !inst.facts.is_root {
         for b in &preview.bundles {
-            if let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build {
-                berth_host::python::find_interpreter(python)?;
-            }
+            let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;
+            berth_host::python::find_interpreter(python)?;
         }
     }
 

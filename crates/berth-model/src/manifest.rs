@@ -88,11 +88,47 @@ pub struct Component {
     #[serde(default)]
     pub user: Option<String>,
     /// Data directories it owns, relative to `<prefix>/data` (kept across upgrades, backed up).
+    /// Each is a path (mode 0750) or `{ path = "static", mode = "0755" }`.
     #[serde(default)]
-    pub data_dirs: Vec<String>,
+    pub data_dirs: Vec<DataDir>,
     /// Whether the administrator may switch it off (`[<component>] enabled = false`).
     #[serde(default)]
     pub optional: bool,
+}
+
+/// A data directory a component owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DataDir {
+    /// A path relative to `<prefix>/data`, created with mode 0750.
+    Path(String),
+    /// A path with its own mode, e.g. files another component's user must read.
+    WithMode {
+        /// Relative to `<prefix>/data`.
+        path: String,
+        /// Octal mode as a string, e.g. `"0755"`.
+        mode: String,
+    },
+}
+
+impl DataDir {
+    /// The default mode of a data directory: owner and group only.
+    pub const DEFAULT_MODE: &str = "0750";
+
+    /// The path relative to `<prefix>/data`.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Path(p) | Self::WithMode { path: p, .. } => p,
+        }
+    }
+
+    /// The mode as written (default `0750`).
+    pub fn mode(&self) -> &str {
+        match self {
+            Self::Path(_) => Self::DEFAULT_MODE,
+            Self::WithMode { mode, .. } => mode,
+        }
+    }
 }
 
 /// Where a component comes from.

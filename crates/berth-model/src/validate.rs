@@ -181,6 +181,27 @@ impl Validator<'_> {
 
     fn components_and_secrets(&mut self) {
         for (name, c) in &self.man.components {
+            for (i, d) in c.data_dirs.iter().enumerate() {
+                let at = [Seg::Key("components"), Seg::Key(name), Seg::Key("data_dirs"), Seg::Index(i)];
+                let path = d.path();
+                if path.is_empty()
+                    || path.starts_with('/')
+                    || Path::new(path).components().any(|c| c.as_os_str() == "..")
+                {
+                    self.at_value(
+                        &at,
+                        format!("data directory `{path}` of component `{name}` leaves `<prefix>/data`"),
+                        Some("write a relative path without `..`, e.g. `media`".to_owned()),
+                    );
+                }
+                if !is_octal_mode(d.mode()) {
+                    self.at_value(
+                        &at,
+                        format!("data directory `{path}` has mode `{}`, which is not an octal mode", d.mode()),
+                        Some("write three or four octal digits as a string, e.g. \"0755\"".to_owned()),
+                    );
+                }
+            }
             for (bin, path) in &c.binaries {
                 if !path.starts_with('/') && !path.contains("{{") {
                     self.at_value(
@@ -481,9 +502,7 @@ impl Validator<'_> {
                     Some("check that the file exists next to the manifest".to_owned()),
                 );
             }
-            let mode_ok = (3..=4).contains(&f.mode.len())
-                && u32::from_str_radix(&f.mode, 8).is_ok_and(|m| m <= 0o7777);
-            if !mode_ok {
+            if !is_octal_mode(&f.mode) {
                 self.at_value(
                     &p("mode"),
                     format!("`{}` is not an octal file mode", f.mode),
@@ -801,4 +820,9 @@ impl WaitGraph {
 pub(crate) fn manifest_diag(m: &LoadedManifest, path: &[Seg<'_>], message: String) -> Diagnostic {
     let loc = Locator::new(&m.manifest.source_text);
     Source::new(&m.source_name, &m.manifest.source_text).diag(loc.value(path), message)
+}
+
+/// Three or four octal digits, at most `7777`.
+fn is_octal_mode(mode: &str) -> bool {
+    (3..=4).contains(&mode.len()) && u32::from_str_radix(mode, 8).is_ok_and(|m| m <= 0o7777)
 }

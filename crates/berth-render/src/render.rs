@@ -307,7 +307,11 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         // A per-component runtime directory for sockets and pid files.
         dirs.push(dir(&p.run.join(name), owner.clone(), 0o755));
         for d in &c.data_dirs {
-            dirs.push(dir(&p.data.join(d), owner.clone(), 0o750));
+            let mode = u32::from_str_radix(d.mode(), 8).map_err(|_| RenderError::Mode {
+                path: d.path().to_owned(),
+                mode: d.mode().to_owned(),
+            })?;
+            dirs.push(dir(&p.data.join(d.path()), owner.clone(), mode));
         }
     }
 

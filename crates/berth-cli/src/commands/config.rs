@@ -21,12 +21,6 @@ pub fn check(loc: &Locate) -> Result<ExitCode> {
 
 pub fn show(loc: &Locate) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
-    println!("# Effective config of {} at {}", inst.manifest.manifest.app.name, inst.paths.prefix.display());
-    println!("external_url = {:?}", inst.config.external_url.as_str());
-    if let Some(p) = &inst.config.profile {
-        println!("profile = {p:?}");
-    }
-    println!();
     print!("{}", berth_model::render_effective(&inst.manifest, &inst.config));
     let secrets = &inst.manifest.manifest.secrets;
     if !secrets.is_empty() {
