@@ -185,3 +185,66 @@ pub fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
     }
     out
 }
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`: (status, body).
+pub fn http_request(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Run a command as a service's user, with that service's environment and working
+/// directory, as the supervisor would (read from the instance's supervision plan).
+pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(prefix.join("state/supervision-plan.json")).unwrap()).unwrap();
+    let spec = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == service)
+        .unwrap_or_else(|| panic!("no service `{service}` in the plan"))
+        .clone();
+    let mut cmd = match spec["user"].as_str() {
+        Some(user) if is_root() => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).args(argv);
+            c
+        }
+        _ => {
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
+    for (k, v) in spec["env"].as_object().unwrap() {
+        cmd.env(k, v.as_str().unwrap());
+    }
+    if let Some(cwd) = spec["cwd"].as_str() {
+        cmd.current_dir(cwd);
+    }
+    cmd.output().unwrap()
+}

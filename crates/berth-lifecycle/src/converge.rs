@@ -550,7 +550,13 @@ fn up_steps(
         }
     } else {
         progress.begin("Starting the supervisor");
-        step(db, run, "start supervisor", || supervisor::spawn(&inst.paths, berth_exe))?;
+        step(db, run, "start supervisor", || {
+            if inst.facts.systemd && inst.facts.is_root {
+                crate::systemd::install_and_start(&state.app.name, &inst.paths, berth_exe)
+            } else {
+                supervisor::spawn(&inst.paths, berth_exe)
+            }
+        })?;
         progress.end("");
     }
 
@@ -574,7 +580,16 @@ fn up_steps(
         })
     })?;
     progress.end("");
+    // From now on a supervisor started at boot (the systemd unit) starts everything.
+    berth_host::fsutil::write_atomic(&autostart_marker(&inst.paths), b"", 0o644, None)?;
     Ok(outcome)
+}
+
+/// Present once `up` has succeeded and until `down`: a supervisor started with
+/// `--autostart` (at boot) starts the services only then, never before the first
+/// `up` has run its hooks.
+pub fn autostart_marker(paths: &berth_render::Paths) -> PathBuf {
+    paths.state.join("autostart")
 }
 
 /// Plan and apply the file/dir/user changes; returns the plan and the paths written.

@@ -5,6 +5,7 @@
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
 //! - [`progress`]: how steps are reported without printing.
+//! - [`systemd`]: the supervisor as a systemd unit, where systemd is PID 1.
 
 pub mod converge;
 pub mod hooks;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod instance;
 pub mod progress;
 pub mod supervisor;
+pub mod systemd;
 
 pub use converge::{Outcome, UpReport};
 pub use instance::{Instance, Locate};

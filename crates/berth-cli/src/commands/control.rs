@@ -110,6 +110,8 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
         println!("Nothing to stop: the supervisor of {} is not running.", paths.prefix.display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Stopped on purpose: a supervisor started at boot leaves the services stopped.
+    let _ = std::fs::remove_file(berth_lifecycle::converge::autostart_marker(&paths));
     supervisor::request(&paths, &Request::Shutdown)?;
     // Shutdown answers before the daemon has exited; wait for its socket to go away.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -124,8 +126,9 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     let Some(prefix) = &loc.prefix else {
         bail!("`berth supervise` needs `--prefix`");
     };
-    let manifest_version = "current";
-    let paths = Paths::for_prefix(prefix, manifest_version);
+    // Only the socket, plan, pid and log paths matter here, not the release.
+    let paths = Paths::for_prefix(prefix, "current");
+    let autostart = autostart && berth_lifecycle::converge::autostart_marker(&paths).exists();
     berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(&paths, autostart))?;
     Ok(ExitCode::SUCCESS)
 }

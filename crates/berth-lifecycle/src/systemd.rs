@@ -1,0 +1,94 @@
+//! Where systemd is PID 1, the supervisor runs as a systemd unit instead of a
+//! background process, so it comes back after a reboot and systemd's tools see it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_render::Paths;
+
+/// Where unit files written by berth go.
+const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// The unit's name for an app: `berth-<app>.service`.
+pub fn unit_name(app: &str) -> String {
+    format!("berth-{app}.service")
+}
+
+/// The unit file text (pure, so it is snapshot-tested).
+pub fn unit_text(app: &str, paths: &Paths, berth_exe: &Path) -> String {
+    format!(
+        "# Written by `berth up`; rewritten on every `berth up`.\n\
+         [Unit]\n\
+         Description=berth supervisor of {app} ({prefix})\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={exe} --prefix {prefix} supervise --autostart\n\
+         # The supervisor stops the services itself, each with its own signal and timeout;\n\
+         # systemd only signals the supervisor, then kills what is left.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=300\n\
+         Restart=on-failure\n\
+         RestartSec=2\n\
+         LimitNOFILE=65536\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        prefix = paths.prefix.display(),
+        exe = berth_exe.display(),
+    )
+}
+
+/// Write the unit (if it changed), enable it and start it, then wait for the socket.
+pub fn install_and_start(app: &str, paths: &Paths, berth_exe: &Path) -> Result<()> {
+    let name = unit_name(app);
+    let path = PathBuf::from(UNIT_DIR).join(&name);
+    let text = unit_text(app, paths, berth_exe);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
+        systemctl(&["daemon-reload"])?;
+    }
+    systemctl(&["enable", "--now", &name])?;
+    let start = Instant::now();
+    while !crate::supervisor::is_running(paths) {
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("`{name}` started but the supervisor does not answer\nhint: `systemctl status {name}` and `journalctl -u {name}` show why");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn systemctl(args: &[&str]) -> Result<()> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .with_context(|| format!("Failed to run `systemctl {}`", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`systemctl {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_runs_the_supervisor_of_the_prefix() {
+        let paths = Paths::for_prefix(Path::new("/var/opt/berth/demo"), "1.0.0");
+        let text = unit_text("demo", &paths, Path::new("/usr/bin/berth"));
+        assert!(text.contains("ExecStart=/usr/bin/berth --prefix /var/opt/berth/demo supervise --autostart\n"));
+        assert!(text.contains("KillMode=mixed\n"));
+        assert_eq!(unit_name("demo"), "berth-demo.service");
+    }
+}
