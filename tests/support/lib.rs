@@ -229,7 +229,7 @@ pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
         .clone();
     let mut cmd = match spec["user"].as_str() {
         Some(user) if is_root() => {
-            let mut c = Command::new("runuser");
+            let mut c = Command::new("/usr/sbin/runuser");
             c.args(["-u", user, "--"]).args(argv);
             c
         }
