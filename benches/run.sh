@@ -111,6 +111,8 @@ s = next(s for s in plan["services"] if s["name"] == sys.argv[2])
 print(s["readiness"]["probe"]["http"]["url"])' "$P/state/supervision-plan.json" "$SERVICE"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- first up (builds the bundled release if needed) ------------------------------------
 say "berth up (first, builds the release)"
 timed_up "$DATA/first-up.tsv"
@@ -197,7 +199,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ctx_switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }
 {
   printf 'pid\t%s\n' "$SUP"
-  grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads):' "/proc/$SUP/status" | tr -s ' \t' '\t'
+  grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads):' "/proc/$SUP/status" | sed 's/:[[:space:]]*/\t/; s/[[:space:]]*kB$/ kB/'
   printf 'clk_tck\t%s\n' "$CLK"
   printf 'idle_secs\t%s\n' "$IDLE_SECS"
   c0=$(cpu_ticks "$SUP"); x0=$(ctx_switches "$SUP"); t0=$EPOCHREALTIME
@@ -254,7 +256,8 @@ say "writing benches/RESULTS.md"
   printf 'site_b\t%s\n' "${SITE_B//$'\n'/ ⏎ }"
   printf 'service\t%s\n' "$SERVICE"
   printf 'health_url\t%s\n' "$URL"
-  printf 'prefix\t%s\n' "<tmp>/p"
+  printf 'load_start\t%s\n' "$LOAD_START"
+  printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$DATA/meta.tsv"
 "$PY" "$ROOT/benches/lib/report.py" "$DATA" "$P" >"$ROOT/benches/RESULTS.md"
 say "done: benches/RESULTS.md"

@@ -43,12 +43,11 @@ struct Finish;
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == TESTS {
-            if let Some(m) = STACK.get() {
+        if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == TESTS
+            && let Some(m) = STACK.get() {
                 let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 s.berth.run(&["down"]);
             }
-        }
     }
 }
 

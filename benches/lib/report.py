@@ -81,14 +81,16 @@ w(f"| manifest | `{meta['manifest']}` |")
 w(f"| machine | {meta['nproc']} CPUs ({meta['cpu']}), {meta['memory']} RAM |")
 w(f"| kernel / OS | {meta['kernel']} / {meta['os']} |")
 w(f"| tools | {meta['berth_version']} (release build), {meta['hyperfine']} |")
+w(f"| load average (1/5/15 min) at start / at end | {meta.get('load_start', '?')} / {meta.get('load_end', '?')} |")
 w("")
 
 # ---------------------------------------------------------------------------------------
 first = tsv("first-up.tsv")
 first_total = (float(first[-1][0]) - float(first[0][0])) * 1000
 build = next((ln for _, ln in first if ln.startswith("✓ Building")), None)
+build = re.sub(r"/tmp/berth-bench\.[^/]+/p", "<prefix>", build or "no build step printed")
 w(f"The run starts with one `berth up` into an empty prefix ({ms(first_total)} ms, "
-  f"including building the bundled release: `{build or 'no build step printed'}`).")
+  f"including building the bundled release: `{build}`).")
 w("")
 
 # === 1 ==================================================================================
@@ -203,7 +205,7 @@ for rep in reps:
     db = sqlite3.connect(f"file:{path(f'cold-{n}.db')}?mode=ro", uri=True)
     run_id, rs, rf = db.execute("SELECT id, started_at, finished_at FROM runs WHERE kind='up' ORDER BY id LIMIT 1").fetchone()
     steps = db.execute("SELECT name, started_at, finished_at FROM steps WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
-    j = {"total": total, "hooks": 0.0, "hook service starts": 0.0}
+    j = {"total": total, "hooks": 0.0, "svc starts for hooks": 0.0}
     prev_end = None
     first_start = None
     for name, s, f in steps:
@@ -214,11 +216,11 @@ for rep in reps:
         if name.startswith("hook "):
             j["hooks"] += d
             if prev_end is not None:
-                j["hook service starts"] += (s - prev_end) * 1000
+                j["svc starts for hooks"] += (s - prev_end) * 1000
         prev_end = f
     j["before first step"] = (first_start - t_start) * 1000
     j["after last step"] = (t_end - prev_end) * 1000
-    j["berth itself"] = total - j["hooks"] - j["hook service starts"] - j.get("start services", 0) - j.get("health", 0)
+    j["berth itself"] = total - j["hooks"] - j["svc starts for hooks"] - j.get("start services", 0) - j.get("health", 0)
     journal_rows.append(j)
 
 w(f"### Breakdown ({len(reps)} repetitions, median; ms)")
@@ -244,11 +246,11 @@ line("start the supervisor", "Starting the supervisor", "start supervisor")
 hook_names = [k for k in journal_rows[0] if k.startswith("hook ")] if journal_rows else []
 for h in hook_names:
     line(f"hook `{h[5:]}`", h, h)
-line("start services the hooks need (between hook steps; not printed)", None, "hook service starts")
+line("start services the hooks need (between hook steps; not printed)", None, "svc starts for hooks")
 line("start services + readiness (`Starting services`)", "Starting services", "start services")
 line("wait for the health URL", "wait health", "health")
 line("last step → exit", None, "after last step")
-line("**berth itself** = total − hooks − service starts − health wait", None, "berth itself", bold=True)
+line("berth itself = total − hooks − service starts − health wait", None, "berth itself", bold=True)
 w("")
 
 raw = [dict((k, v * 1000) for k, v in json.load(open(p))["steps"])
@@ -261,7 +263,7 @@ if raw:
     jm = lambda k: med([r.get(k) for r in journal_rows])
     counterpart = {
         "initdb": ("hook `initdb`", jm("hook initdb")),
-        "postgresql start (pg_isready)": ("starting postgresql before `createdb`", jm("hook service starts")),
+        "postgresql start (pg_isready)": ("starting postgresql before `createdb`", jm("svc starts for hooks")),
         "createdb (psql)": ("hook `createdb`", jm("hook createdb")),
     }
     svc_keys = [k for k in raw[0] if k not in counterpart]
@@ -299,17 +301,21 @@ w(f"After each kill, `{meta['health_url']}` is polled every 20 ms until it answe
   f"(\"health\"), then `berth status --json` until the supervisor reports a new pid `ready` "
   f"(\"status\"). The backoff is the delay the supervisor logged (`restarting in …`).")
 w("")
-w("| kill | uptime before (s) | old → new pid | backoff logged | crash → health 200 | crash → status ready | health − backoff |")
-w("| ---: | ---: | --- | ---: | ---: | ---: | ---: |")
-rest = []
+w("| kill | uptime before (s) | old → new pid | backoff logged | crash → health 200 | crash → status ready | health − backoff | status − health |")
+w("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+rest, lag = [], []
 for k, up, old, new, backoff, t_health, t_status in kills:
     bo = humantime(backoff) * 1000
     rest.append(float(t_health) - bo)
-    w(f"| {k} | {up} | {old} → {new} | {backoff} | {ms(float(t_health))} | {ms(float(t_status))} | {ms(float(t_health) - bo)} |")
+    lag.append(float(t_status) - float(t_health))
+    w(f"| {k} | {up} | {old} → {new} | {backoff} | {ms(float(t_health))} | {ms(float(t_status))} | "
+      f"{ms(float(t_health) - bo)} | {ms(float(t_status) - float(t_health))} |")
 w("")
 if rest:
     w(f"Median crash-to-health minus the backoff (the supervisor noticing the exit, spawning, the "
-      f"app starting, polling): **{ms(med(rest))} ms**.")
+      f"app starting until it answers): **{ms(med(rest))} ms**. Median delay from the app answering "
+      f"to the supervisor reporting it ready (its readiness probe retries at 50 ms, doubling up to "
+      f"1 s, plus the ~20–60 ms of one `berth status --json` poll): **{ms(med(lag))} ms**.")
     w("")
 w("Supervisor log around the kills:")
 w("")

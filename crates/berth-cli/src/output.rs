@@ -73,11 +73,10 @@ impl Progress for Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        if let Ok(mut cur) = self.current.lock() {
-            if let Some((bar, step, _)) = cur.take() {
+        if let Ok(mut cur) = self.current.lock()
+            && let Some((bar, step, _)) = cur.take() {
                 bar.finish_and_clear();
                 eprintln!("✗ {step}");
             }
-        }
     }
 }

@@ -460,7 +460,7 @@ pub struct UpReport {
 }
 
 /// How long `up` waits for the app to answer through its front door.
-const HEALTH_DEADLINE: Duration = Duration::from_secs(180);
+const HEALTH_DEADLINE: Duration = Duration::from_mins(3);
 
 /// `berth up`: install what is missing, converge, start the supervisor and every
 /// service (running hooks in order), and wait until the app answers.
@@ -483,7 +483,7 @@ pub fn up(inst: &Instance, loc: &Locate, berth_exe: &Path, progress: &dyn Progre
 
     std::fs::create_dir_all(&inst.paths.state)
         .with_context(|| format!("Failed to create `{}`", inst.paths.state.display()))?;
-    let db = StateDb::open(&inst.paths.state_db())?;
+    let db = StateDb::open(inst.paths.state_db())?;
     let run = db.begin_run("up", &format!("{} {}", preview.app.name, preview.app.version))?;
     let result = up_steps(inst, loc, berth_exe, &db, run, progress);
     let mut outcome = match result {
@@ -537,17 +537,16 @@ fn up_steps(
     progress.end(&format!("{} file(s) changed", applied.len()));
 
     if supervisor::is_running(&inst.paths) {
-        let restart: Vec<String> = plan.restart.iter().cloned().collect();
-        let reload: Vec<String> = plan.reload.iter().cloned().collect();
-        if old_plan.as_ref() != Some(&new_plan) || !restart.is_empty() || !reload.is_empty() {
-            if let Response::Applied { restarted, reloaded, .. } = supervisor::request(
+        let restart: Vec<String> = plan.restart.clone();
+        let reload: Vec<String> = plan.reload.clone();
+        if (old_plan.as_ref() != Some(&new_plan) || !restart.is_empty() || !reload.is_empty())
+            && let Response::Applied { restarted, reloaded, .. } = supervisor::request(
                 &inst.paths,
                 &Request::Apply { plan: new_plan, restart, reload },
             )? {
                 outcome.restarted = restarted;
                 outcome.reloaded = reloaded;
             }
-        }
     } else {
         progress.begin("Starting the supervisor");
         step(db, run, "start supervisor", || {
@@ -624,7 +623,7 @@ pub fn reconfigure(inst: &Instance, loc: &Locate, progress: &dyn Progress) -> Re
             inst.paths.prefix.display()
         );
     }
-    let db = StateDb::open(&inst.paths.state_db())?;
+    let db = StateDb::open(inst.paths.state_db())?;
     let run = db.begin_run("reconfigure", "")?;
     match reconfigure_steps(inst, loc, &db, run, progress) {
         Ok(mut outcome) => {
@@ -658,8 +657,8 @@ fn reconfigure_steps(
     if (plan_changed || !plan.restart.is_empty() || !plan.reload.is_empty()) && running {
         let req = Request::Apply {
             plan: new_plan,
-            restart: plan.restart.iter().cloned().collect(),
-            reload: plan.reload.iter().cloned().collect(),
+            restart: plan.restart.clone(),
+            reload: plan.reload.clone(),
         };
         if let Response::Applied { restarted, reloaded, .. } =
             step(db, run, "apply to supervisor", || supervisor::request(&inst.paths, &req))?

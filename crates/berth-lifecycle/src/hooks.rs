@@ -69,20 +69,17 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = match rx.recv_timeout(hook.timeout) {
-        Ok(status) => status.with_context(|| format!("Failed to wait for hook `{}`", hook.name))?,
-        Err(_) => {
-            #[allow(clippy::cast_possible_wrap)]
-            let pgid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            let _ = rx.recv();
-            bail!(
-                "Hook `{}` did not finish within {:?} and was killed; its output is in `{}`",
-                hook.name,
-                hook.timeout,
-                hook.log_file.display()
-            );
-        }
+    let status = if let Ok(status) = rx.recv_timeout(hook.timeout) { status.with_context(|| format!("Failed to wait for hook `{}`", hook.name))? } else {
+        #[allow(clippy::cast_possible_wrap)]
+        let pgid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = rx.recv();
+        bail!(
+            "Hook `{}` did not finish within {:?} and was killed; its output is in `{}`",
+            hook.name,
+            hook.timeout,
+            hook.log_file.display()
+        );
     };
     if !status.success() {
         bail!(

@@ -281,14 +281,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     // Users: one per distinct component user, home in the data dir.
     let mut users: Vec<UserSpec> = Vec::new();
     for name in enabled {
-        if let Some(u) = user_of(name) {
-            if !users.iter().any(|x| x.name == u) {
+        if let Some(u) = user_of(name)
+            && !users.iter().any(|x| x.name == u) {
                 users.push(UserSpec {
                     name: u,
                     home: p.data.clone(),
                 });
             }
-        }
     }
 
     // Directories, parents first.
@@ -329,11 +328,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
             }
         })?;
         let path = p.etc.join(&f.path);
-        if let Some(parent) = path.parent() {
-            if parent != p.etc && !dirs.iter().any(|d| d.path == parent) {
+        if let Some(parent) = path.parent()
+            && parent != p.etc && !dirs.iter().any(|d| d.path == parent) {
                 dirs.push(dir(parent, None, 0o755));
             }
-        }
         let keep = |list: &[String]| -> Vec<String> {
             list.iter()
                 .filter(|s| service_enabled(m, enabled, s))

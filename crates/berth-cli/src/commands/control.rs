@@ -114,7 +114,7 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
     let _ = std::fs::remove_file(berth_lifecycle::converge::autostart_marker(&paths));
     supervisor::request(&paths, &Request::Shutdown)?;
     // Shutdown answers before the daemon has exited; wait for its socket to go away.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
     while supervisor::is_running(&paths) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -14,7 +14,7 @@ pub fn history(loc: &Locate, limit: usize, json: bool) -> Result<ExitCode> {
         println!("No history: `{}` has not been set up yet.", prefix.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let db = StateDb::open(&paths.state_db())?;
+    let db = StateDb::open(paths.state_db())?;
     let runs = db.history(limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
