@@ -108,3 +108,47 @@ fn a_port_already_taken_is_reported_before_anything_starts() {
     let site = format!("[postgresql]\nport = {port}\n");
     rejects(&stack(), &site, &["up"], 1, &[&format!("127.0.0.1:{port}"), "postgresql", "already in use"]);
 }
+
+/// As a normal user berth cannot install packages: it stops with the exact command to
+/// run, before changing anything.
+#[test]
+fn missing_packages_as_a_normal_user_name_the_apt_get_line() {
+    use std::os::unix::fs::PermissionsExt;
+    if !berth_tests::is_root() {
+        eprintln!("skipped: needs root to run berth as another user");
+        return;
+    }
+    // Everything the unprivileged user runs or reads is copied where it can reach it.
+    let dir = prefix_dir("user");
+    let bin = dir.path().join("berth");
+    std::fs::copy(berth_tests::berth_bin(), &bin).unwrap();
+    let manifest = dir.path().join("manifest");
+    std::fs::create_dir(&manifest).unwrap();
+    std::fs::write(
+        manifest.join("berth.toml"),
+        "[app]\nname = \"needs\"\nversion = \"1.0.0\"\n\n\
+         [components.tool]\nsource = \"system\"\npackages = [\"berth-test-absent-package\"]\n",
+    )
+    .unwrap();
+    let prefix = dir.path().join("prefix");
+    std::fs::create_dir(&prefix).unwrap();
+    for p in [dir.path(), &manifest, &prefix] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let before = snapshot_tree(&prefix);
+    let out = std::process::Command::new("/usr/sbin/runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("up")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("sudo apt-get install -y berth-test-absent-package"), "{stderr}");
+    assert_eq!(snapshot_tree(&prefix), before, "the prefix changed");
+}
