@@ -563,7 +563,9 @@ fn up_steps(
 
     progress.begin("Starting services");
     step(db, run, "start services", || {
-        supervisor::request(&inst.paths, &Request::Start { target: Target::All }).map(|_| ())
+        supervisor::request(&inst.paths, &Request::Start { target: Target::All })
+            .map(|_| ())
+            .map_err(|e| with_failed_logs(inst, e))
     })?;
     progress.end("");
 
@@ -589,6 +591,25 @@ fn up_steps(
 /// `up` has run its hooks.
 pub fn autostart_marker(paths: &berth_render::Paths) -> PathBuf {
     paths.state.join("autostart")
+}
+
+/// Add the last log lines of every service that is not ready to a start error.
+fn with_failed_logs(inst: &Instance, err: anyhow::Error) -> anyhow::Error {
+    let Ok(Response::Status { services, .. }) = supervisor::request(&inst.paths, &Request::Status) else {
+        return err;
+    };
+    let mut text = String::new();
+    for s in services.iter().filter(|s| !s.ready) {
+        let log = inst.paths.log.join(&s.name).join("current");
+        if log.exists() {
+            text.push_str(&format!("\nlast lines of `{}`:\n{}", log.display(), hooks::tail(&log, 10)));
+        }
+    }
+    if text.is_empty() {
+        err
+    } else {
+        anyhow::anyhow!("{err:#}{text}\nhint: fix the cause, then run `berth up` again; it resumes where it stopped")
+    }
 }
 
 /// Plan and apply the file/dir/user changes; returns the plan and the paths written.
