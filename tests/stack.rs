@@ -9,7 +9,15 @@ use std::time::{Duration, Instant};
 
 use berth_tests::{Berth, fixture, http_get, prefix_dir, snapshot_tree};
 
-const NGINX_PORT: u16 = 18080;
+const NGINX_PORT: u16 = 48080;
+/// Ports of this test's instance, away from the fixture's defaults (which benchmarks use).
+const BASE_SITE: &str = "external_url = \"http://127.0.0.1:48080/\"\n\
+    [postgresql]\nport = 45432\n[redis]\nport = 46379\n";
+
+/// The site config: the base ports plus `app` and `nginx` settings.
+fn site(app: &str, nginx: &str) -> String {
+    format!("{BASE_SITE}[app]\nport = 48001\n{app}[nginx]\n{nginx}")
+}
 /// Tests in this file; the last one to finish shuts the stack down.
 const TESTS: usize = 5;
 
@@ -26,6 +34,7 @@ fn stack() -> MutexGuard<'static, Stack> {
     let m = STACK.get_or_init(|| {
         let dir = prefix_dir("stack");
         let berth = Berth::new(dir.path(), &fixture("ministack"));
+        berth.write_site(&site("", ""));
         let r = berth.run(&["up"]);
         if r.code != 0 {
             // Leave nothing running behind a failed start.
@@ -118,7 +127,7 @@ fn one_setting_restarts_or_reloads_only_what_it_affects() {
     let before = s.berth.pids();
 
     // The greeting is in the app's config file only: the app restarts, nothing else.
-    s.berth.write_site("[app]\ngreeting = \"good morning\"\n");
+    s.berth.write_site(&site("greeting = \"good morning\"\n", ""));
     let dry = s.berth.run(&["reconfigure", "--dry-run"]).expect(0);
     assert!(dry.stdout.contains("good morning"), "{}", dry.stdout);
     assert_eq!(s.berth.pids(), before, "--dry-run restarted something");
@@ -134,7 +143,7 @@ fn one_setting_restarts_or_reloads_only_what_it_affects() {
     assert!(body.contains("good morning"), "{body}");
 
     // nginx can reload: its pid stays, and so do the others'.
-    s.berth.write_site("[app]\ngreeting = \"good morning\"\n[nginx]\nclient_max_body_size = \"20m\"\n");
+    s.berth.write_site(&site("greeting = \"good morning\"\n", "client_max_body_size = \"20m\"\n"));
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("reloaded: nginx"), "{}", r.stdout);
     assert_eq!(s.berth.pids(), after);
@@ -183,10 +192,10 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
     // Output of every command that ran, including a dry run with a diff of a file holding secrets.
     s.berth.run(&["config", "show"]).expect(0);
     // A pending change to the file that holds the database password: its diff is masked.
-    let site = std::fs::read_to_string(s.berth.site()).unwrap_or_default();
-    s.berth.write_site("[app]\ngreeting = \"masked check\"\n");
+    let saved = std::fs::read_to_string(s.berth.site()).unwrap_or_default();
+    s.berth.write_site(&site("greeting = \"masked check\"\n", ""));
     let plan = s.berth.run(&["plan"]);
-    s.berth.write_site(&site);
+    s.berth.write_site(&saved);
     let plan = plan.expect(0);
     assert!(plan.stdout.contains("masked check"), "{}", plan.stdout);
     assert!(plan.stdout.contains("********"), "the diff shows no masked secret:\n{}", plan.stdout);

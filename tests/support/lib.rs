@@ -151,8 +151,9 @@ pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, Stri
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes)?;
+    let buf = String::from_utf8_lossy(&bytes);
     let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
@@ -208,8 +209,9 @@ pub fn http_request(
         req.push_str(b);
     }
     s.write_all(req.as_bytes())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes)?;
+    let buf = String::from_utf8_lossy(&bytes);
     let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))

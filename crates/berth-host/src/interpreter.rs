@@ -13,7 +13,9 @@ use std::process::Command;
 use crate::{HostError, Result};
 
 /// What the copy leaves out: the interpreter's own test suite (about 40 % of its size).
-const SKIP_DIRS: &[&str] = &["test", "idlelib", "__pycache__"];
+/// Compiled `__pycache__` files are kept: the release is read-only to service users,
+/// who could never write them back, and every start would recompile the standard library.
+const SKIP_DIRS: &[&str] = &["test", "idlelib"];
 
 /// The interpreter to build a venv from: `python` itself when every user can run it,
 /// otherwise a copy under `dest` (made once, reused afterwards).

@@ -70,6 +70,7 @@ fn desired(prefix: &Path) -> DesiredState {
         secrets: Vec::new(),
         services: Vec::new(),
         jobs: Vec::new(),
+        listen: std::collections::BTreeMap::new(),
         hooks: Vec::new(),
         health_url: "http://127.0.0.1:8080/".to_owned(),
         next_steps: Vec::new(),

@@ -184,6 +184,13 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
 /// Ports the services will listen on, from their readiness probes.
 fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
     let mut out = Vec::new();
+    for (service, addrs) in &state.listen {
+        for a in addrs {
+            if let Some(a) = a.to_socket_addrs().ok().and_then(|mut i| i.next()) {
+                out.push((service.clone(), a));
+            }
+        }
+    }
     for s in &state.services {
         let addr = match s.readiness.as_ref().map(|r| &r.probe) {
             Some(Probe::Tcp { address }) => address.clone(),
@@ -201,6 +208,8 @@ fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
             out.push((s.name.clone(), a));
         }
     }
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -376,14 +385,13 @@ fn run_hooks(
         let label = if hook.description.is_empty() { hook.name.clone() } else { hook.description.clone() };
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));
         let step = db.begin_step(run, &format!("hook {}", hook.name))?;
-        let started = Instant::now();
         match hooks::run(hook) {
             Ok(()) => {
                 db.finish_step(step, &StepStatus::Done)?;
                 if let Some(scope) = &scope {
                     db.record_hook(&hook.name, scope, run)?;
                 }
-                progress.end(&format!("{:.1} s", started.elapsed().as_secs_f64()));
+                progress.end("");
                 ran.push(hook.name.clone());
             }
             Err(e) => {

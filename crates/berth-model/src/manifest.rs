@@ -297,6 +297,10 @@ pub struct ServiceDecl {
     /// Readiness probe.
     #[serde(default)]
     pub ready: Option<ReadyDecl>,
+    /// Addresses (`host:port`, templates) the service listens on. `berth up` checks they
+    /// are free before starting anything; `tcp` and `http` readiness addresses count too.
+    #[serde(default)]
+    pub listen: Vec<String>,
     /// Stop signal, default `SIGTERM`.
     #[serde(default = "default_stop_signal")]
     pub stop_signal: String,

@@ -682,6 +682,9 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
         ]);
     }
     for (name, s) in &m.services {
+        for (i, addr) in s.listen.iter().enumerate() {
+            out.push((vec![key("services"), key(name), key("listen"), Owned::Index(i)], addr.clone()));
+        }
         if let Some(ready) = &s.ready {
             let base = vec![key("services"), key(name), key("ready")];
             let with = |k: Owned| {

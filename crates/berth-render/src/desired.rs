@@ -31,6 +31,8 @@ pub struct DesiredState {
     pub services: Vec<ServiceSpec>,
     /// Periodic jobs.
     pub jobs: Vec<JobSpec>,
+    /// Addresses each service listens on (declared `listen` entries), by service.
+    pub listen: BTreeMap<String, Vec<String>>,
     /// One-shot lifecycle steps, in the order they are declared.
     pub hooks: Vec<HookSpec>,
     /// Where the app answers once up (`external_url` + the manifest's `health_path`).

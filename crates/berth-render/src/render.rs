@@ -366,8 +366,12 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     }
 
     let mut services = Vec::new();
+    let mut listen = BTreeMap::new();
     for (name, s) in m.services.iter().filter(|(_, s)| enabled.contains(&s.component)) {
         services.push(service(&r, m, enabled, p, name, s, user_of(&s.component))?);
+        if !s.listen.is_empty() {
+            listen.insert(name.clone(), r.strings(&format!("services.{name}.listen"), &s.listen)?);
+        }
     }
     let mut jobs = Vec::new();
     for (name, j) in m.jobs.iter().filter(|(_, j)| enabled.contains(&j.component)) {
@@ -407,6 +411,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         secrets: secret_specs(input.manifest, input.facts),
         services,
         jobs,
+        listen,
         hooks,
         health_url,
         next_steps,

@@ -13,7 +13,7 @@ use crate::process::{Launch, describe_exit};
 /// First pause between failed attempts; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// Longest pause between attempts.
-const MAX_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_millis(200);
 
 /// Probe until the service answers or `readiness.timeout` passes.
 ///
