@@ -378,9 +378,14 @@ fn run_hooks(
         if !due {
             continue;
         }
-        for svc in &hook.after {
-            supervisor::request(&inst.paths, &Request::Start { target: Target::One(svc.clone()) })
-                .with_context(|| format!("Failed to start `{svc}`, which hook `{}` needs", hook.name))?;
+        if !hook.after.is_empty() {
+            progress.begin(&format!("Starting {} for hook `{}`", hook.after.join(", "), hook.name));
+            for svc in &hook.after {
+                supervisor::request(&inst.paths, &Request::Start { target: Target::One(svc.clone()) })
+                    .map_err(|e| with_failed_logs(inst, e))
+                    .with_context(|| format!("Failed to start `{svc}`, which hook `{}` needs", hook.name))?;
+            }
+            progress.end("");
         }
         let label = if hook.description.is_empty() { hook.name.clone() } else { hook.description.clone() };
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));

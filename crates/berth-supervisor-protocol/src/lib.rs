@@ -261,7 +261,8 @@ pub struct ServiceStatus {
     pub pid: Option<u32>,
     /// Seconds since the current process started.
     pub uptime_secs: Option<u64>,
-    /// Restarts since the supervisor started (crashes and requested restarts).
+    /// Automatic restarts after the process exited on its own (crashes), since the
+    /// supervisor started. Restarts that were asked for are not counted.
     pub restarts: u32,
     /// How the last process ended, e.g. `exit 1` or `signal SIGKILL`.
     pub last_exit: Option<String>,

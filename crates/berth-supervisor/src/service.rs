@@ -318,8 +318,9 @@ impl Actor {
     }
 
     async fn restart(&mut self, reply: Reply<Outcome>) {
+        // A restart someone asked for is not a crash: `restarts` counts only the
+        // supervisor's own restarts after an exit, so crashes stand out in `status`.
         self.stop_process().await;
-        lock(&self.shared).restarts += 1;
         self.waiters.push(reply);
         self.start_now();
     }
