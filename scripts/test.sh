@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 redis-server nginx-light procps iproute2 curl)
+# python3-venv: the per-user test builds its virtualenv with Debian's python3.
+packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
