@@ -39,11 +39,19 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     ));
     let _down = Down(&b);
     let up = b.run(&["up"]).expect(0);
-    assert!(up.stdout.contains(&format!("http://127.0.0.1:{PORT}/")), "{}", up.stdout);
+    assert!(
+        up.stdout.contains(&format!("http://127.0.0.1:{PORT}/")),
+        "{}",
+        up.stdout
+    );
 
     // The admin password is in a 0600 file whose path `up` printed, never the password.
     let pw_file = dir.path().join("secrets/admin_password");
-    assert!(up.stdout.contains(&pw_file.display().to_string()), "{}", up.stdout);
+    assert!(
+        up.stdout.contains(&pw_file.display().to_string()),
+        "{}",
+        up.stdout
+    );
     let password = std::fs::read_to_string(&pw_file).unwrap();
     assert!(!up.stdout.contains(password.trim()) && !up.stderr.contains(password.trim()));
 
@@ -56,14 +64,32 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
 
     // An API token for the initial admin creates an object, and reads it back.
     let netbox = dir.path().join("releases/4.7.3/netbox/bin/netbox");
-    let out = run_as_service(dir.path(), "worker", &[netbox.to_str().unwrap(), "nbshell", "--command", CREATE_TOKEN]);
+    let out = run_as_service(
+        dir.path(),
+        "worker",
+        &[
+            netbox.to_str().unwrap(),
+            "nbshell",
+            "--command",
+            CREATE_TOKEN,
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let auth = stdout
         .lines()
         .find_map(|l| l.strip_prefix("TOKEN="))
-        .unwrap_or_else(|| panic!("no token: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|| {
+            panic!(
+                "no token: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
         .to_owned();
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Accept", "application/json")];
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
     let (code, body) = http_request(
         "POST",
         PORT,
@@ -73,7 +99,14 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     )
     .unwrap();
     assert_eq!(code, 201, "{body}");
-    let (code, body) = http_request("GET", PORT, "/api/dcim/sites/?slug=berth-test-site", &headers, None).unwrap();
+    let (code, body) = http_request(
+        "GET",
+        PORT,
+        "/api/dcim/sites/?slug=berth-test-site",
+        &headers,
+        None,
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["count"], 1, "{body}");
@@ -81,7 +114,13 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
 
     // The worker is supervised, and NetBox sees it registered with Redis.
     let status = b.status();
-    let worker = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "worker").unwrap().clone();
+    let worker = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "worker")
+        .unwrap()
+        .clone();
     assert_eq!(worker["state"], "ready", "{status:#}");
     let start = Instant::now();
     loop {
@@ -90,7 +129,10 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
         if v["rq-workers-running"].as_u64().unwrap_or(0) >= 1 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_mins(2), "no RQ worker registered: {body}");
+        assert!(
+            start.elapsed() < Duration::from_mins(2),
+            "no RQ worker registered: {body}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 

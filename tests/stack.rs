@@ -41,7 +41,12 @@ fn stack() -> MutexGuard<'static, Stack> {
             berth.run(&["down"]);
         }
         let r = r.expect(0);
-        assert!(r.stdout.contains(&format!("http://127.0.0.1:{NGINX_PORT}/")), "{}", r.stdout);
+        assert!(
+            r.stdout
+                .contains(&format!("http://127.0.0.1:{NGINX_PORT}/")),
+            "{}",
+            r.stdout
+        );
         Mutex::new(Stack { _dir: dir, berth })
     });
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -53,10 +58,11 @@ struct Finish;
 impl Drop for Finish {
     fn drop(&mut self) {
         if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == TESTS
-            && let Some(m) = STACK.get() {
-                let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                s.berth.run(&["down"]);
-            }
+            && let Some(m) = STACK.get()
+        {
+            let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.berth.run(&["down"]);
+        }
     }
 }
 
@@ -103,7 +109,11 @@ fn a_second_reconfigure_changes_no_file_and_restarts_nothing() {
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
     assert_eq!(s.berth.pids(), pids);
     assert_eq!(snapshot_tree(&s.berth.prefix.join("etc")), etc);
-    assert_eq!(walk(&s.berth.prefix.join("etc")), mtimes, "a no-op reconfigure rewrote files");
+    assert_eq!(
+        walk(&s.berth.prefix.join("etc")),
+        mtimes,
+        "a no-op reconfigure rewrote files"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
@@ -113,7 +123,10 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime
         if p.is_dir() {
             out.extend(walk(&p));
         } else {
-            out.push((p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap()));
+            out.push((
+                p.clone(),
+                std::fs::metadata(&p).unwrap().modified().unwrap(),
+            ));
         }
     }
     out.sort();
@@ -127,7 +140,8 @@ fn one_setting_restarts_or_reloads_only_what_it_affects() {
     let before = s.berth.pids();
 
     // The greeting is in the app's config file only: the app restarts, nothing else.
-    s.berth.write_site(&site("greeting = \"good morning\"\n", ""));
+    s.berth
+        .write_site(&site("greeting = \"good morning\"\n", ""));
     let dry = s.berth.run(&["reconfigure", "--dry-run"]).expect(0);
     assert!(dry.stdout.contains("good morning"), "{}", dry.stdout);
     assert_eq!(s.berth.pids(), before, "--dry-run restarted something");
@@ -143,7 +157,10 @@ fn one_setting_restarts_or_reloads_only_what_it_affects() {
     assert!(body.contains("good morning"), "{body}");
 
     // nginx can reload: its pid stays, and so do the others'.
-    s.berth.write_site(&site("greeting = \"good morning\"\n", "client_max_body_size = \"20m\"\n"));
+    s.berth.write_site(&site(
+        "greeting = \"good morning\"\n",
+        "client_max_body_size = \"20m\"\n",
+    ));
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("reloaded: nginx"), "{}", r.stdout);
     assert_eq!(s.berth.pids(), after);
@@ -167,9 +184,18 @@ fn kill_9_of_a_service_is_restarted_and_the_app_recovers() {
     });
     s.berth.wait_all_ready(Duration::from_secs(30));
     let st = s.berth.status();
-    let app = st["services"].as_array().unwrap().iter().find(|x| x["name"] == "app").unwrap().clone();
+    let app = st["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "app")
+        .unwrap()
+        .clone();
     assert!(app["restarts"].as_u64().unwrap() >= 1, "{app:#}");
-    assert!(app["last_exit"].as_str().unwrap().contains("SIGKILL"), "{app:#}");
+    assert!(
+        app["last_exit"].as_str().unwrap().contains("SIGKILL"),
+        "{app:#}"
+    );
     assert_eq!(get("/").0, 200);
     let after = s.berth.pids();
     assert_eq!(after["postgresql"], before["postgresql"]);
@@ -180,11 +206,18 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
     let _f = Finish;
     let s = stack();
     let dir = s.berth.prefix.join("secrets");
-    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let mut values = Vec::new();
     for name in ["db_password", "redis_password"] {
         let p = dir.join(name);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{name}"
+        );
         let v = std::fs::read_to_string(&p).unwrap();
         assert!(v.trim().len() >= 32);
         values.push(v.trim().to_owned());
@@ -193,12 +226,17 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
     s.berth.run(&["config", "show"]).expect(0);
     // A pending change to the file that holds the database password: its diff is masked.
     let saved = std::fs::read_to_string(s.berth.site()).unwrap_or_default();
-    s.berth.write_site(&site("greeting = \"masked check\"\n", ""));
+    s.berth
+        .write_site(&site("greeting = \"masked check\"\n", ""));
     let plan = s.berth.run(&["plan"]);
     s.berth.write_site(&saved);
     let plan = plan.expect(0);
     assert!(plan.stdout.contains("masked check"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("********"), "the diff shows no masked secret:\n{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("********"),
+        "the diff shows no masked secret:\n{}",
+        plan.stdout
+    );
     s.berth.run(&["history"]).expect(0);
     let mut haystack = s.berth.transcript.lock().unwrap().clone();
     // Logs: the supervisor's, every service's and every hook's.
@@ -206,7 +244,10 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
         haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
     }
     for v in &values {
-        assert!(!haystack.contains(v.as_str()), "a secret value appears in berth's output or logs");
+        assert!(
+            !haystack.contains(v.as_str()),
+            "a secret value appears in berth's output or logs"
+        );
     }
 }
 
@@ -214,7 +255,11 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(files(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(files(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }

@@ -9,7 +9,11 @@ use berth_tests::{berth_bin, fixture, http_get, is_root, prefix_dir};
 const USER: &str = "nobody";
 const PORT: u16 = 58080;
 
-fn berth_as_user(bin: &std::path::Path, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+fn berth_as_user(
+    bin: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
     Command::new("/usr/sbin/runuser")
         .args(["-u", USER, "--", "env"])
         .arg(format!("HOME={}", home.display()))
@@ -47,7 +51,14 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     )
     .unwrap();
     let uid = nix::unistd::User::from_name(USER).unwrap().unwrap().uid;
-    for p in [home.to_path_buf(), bin.clone(), manifest.clone(), manifest.join("templates"), prefix.clone(), prefix.join("site.toml")] {
+    for p in [
+        home.to_path_buf(),
+        bin.clone(),
+        manifest.clone(),
+        manifest.join("templates"),
+        prefix.clone(),
+        prefix.join("site.toml"),
+    ] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         nix::unistd::chown(&p, Some(uid), None).unwrap();
     }
@@ -57,7 +68,11 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     let down = || berth_as_user(&bin, home, &["--prefix", p, "down"]);
     if !up.status.success() {
         down();
-        panic!("up failed: {}\n{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+        panic!(
+            "up failed: {}\n{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
     }
     let status = berth_as_user(&bin, home, &["--prefix", p, "status", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -66,7 +81,15 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     for s in st["services"].as_array().unwrap() {
         let pid = s["pid"].as_u64().unwrap();
         let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let real_uid: u32 = text.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let real_uid: u32 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         owners.push((s["name"].as_str().unwrap().to_owned(), real_uid));
     }
     let d = down();
@@ -74,12 +97,21 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     assert_eq!(code, 200);
     assert!(!owners.is_empty());
     for (name, owner) in owners {
-        assert_eq!(owner, uid.as_raw(), "service `{name}` does not run as `{USER}`");
+        assert_eq!(
+            owner,
+            uid.as_raw(),
+            "service `{name}` does not run as `{USER}`"
+        );
     }
     // Every file berth wrote belongs to the user.
     for f in walk(&prefix) {
         let meta = std::fs::symlink_metadata(&f).unwrap();
-        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid.as_raw(), "{}", f.display());
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            uid.as_raw(),
+            "{}",
+            f.display()
+        );
     }
 }
 

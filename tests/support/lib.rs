@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `berth` binary built by `cargo build` next to this test binary.
@@ -42,7 +45,10 @@ pub fn is_root() -> bool {
 
 /// A fresh prefix directory that service users can traverse.
 pub fn prefix_dir(tag: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix(&format!("berth-{tag}-")).tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("berth-{tag}-"))
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -85,7 +91,11 @@ pub struct Berth {
 
 impl Berth {
     pub fn new(prefix: &Path, manifest: &Path) -> Self {
-        Self { prefix: prefix.to_path_buf(), manifest: manifest.to_path_buf(), transcript: std::sync::Mutex::new(String::new()) }
+        Self {
+            prefix: prefix.to_path_buf(),
+            manifest: manifest.to_path_buf(),
+            transcript: std::sync::Mutex::new(String::new()),
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -101,7 +111,12 @@ impl Berth {
             .output()
             .unwrap();
         let run = Run::from(out);
-        self.transcript.lock().unwrap().push_str(&format!("$ berth {}\n{}{}", args.join(" "), run.stdout, run.stderr));
+        self.transcript.lock().unwrap().push_str(&format!(
+            "$ berth {}\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        ));
         run
     }
 
@@ -118,7 +133,8 @@ impl Berth {
     /// `berth status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
         let r = self.run(&["status", "--json"]);
-        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}\n{}", r.stdout, r.stderr))
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}\n{}\n{}", r.stdout, r.stderr))
     }
 
     /// Service name → pid, for running services.
@@ -136,11 +152,18 @@ impl Berth {
         let start = Instant::now();
         loop {
             let st = self.status();
-            let all = st["services"].as_array().unwrap().iter().all(|s| s["state"] == "ready");
+            let all = st["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["state"] == "ready");
             if all {
                 return;
             }
-            assert!(start.elapsed() < deadline, "services not ready after {deadline:?}: {st:#}");
+            assert!(
+                start.elapsed() < deadline,
+                "services not ready after {deadline:?}: {st:#}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -150,12 +173,22 @@ impl Berth {
 pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut bytes = Vec::new();
     s.read_to_end(&mut bytes)?;
     let buf = String::from_utf8_lossy(&bytes);
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -197,7 +230,8 @@ pub fn http_request(
 ) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_mins(1)))?;
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -212,8 +246,15 @@ pub fn http_request(
     let mut bytes = Vec::new();
     s.read_to_end(&mut bytes)?;
     let buf = String::from_utf8_lossy(&bytes);
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -221,7 +262,8 @@ pub fn http_request(
 /// directory, as the supervisor would (read from the instance's supervision plan).
 pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
     let plan: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(prefix.join("state/supervision-plan.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(prefix.join("state/supervision-plan.json")).unwrap())
+            .unwrap();
     let spec = plan["services"]
         .as_array()
         .unwrap()
@@ -241,7 +283,9 @@ pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
             c
         }
     };
-    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8");
     for (k, v) in spec["env"].as_object().unwrap() {
         cmd.env(k, v.as_str().unwrap());
     }

@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     // `berth config show | head` must end quietly, not panic on a closed pipe.
     // SAFETY: restoring the default disposition before any thread exists.
     unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
     let args = cli::Cli::parse();
     match commands::run(args) {

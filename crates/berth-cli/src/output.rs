@@ -25,7 +25,9 @@ impl Terminal {
     }
 
     fn finish_current(&self, detail: &str) {
-        let Ok(mut cur) = self.current.lock() else { return };
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
         if let Some((bar, step, started)) = cur.take() {
             let secs = started.elapsed().as_secs_f64();
             let line = if detail.is_empty() {
@@ -48,7 +50,10 @@ impl Progress for Terminal {
         self.finish_current("");
         let bar = if self.tty && !self.quiet {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.set_message(step.to_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -74,9 +79,10 @@ impl Progress for Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         if let Ok(mut cur) = self.current.lock()
-            && let Some((bar, step, _)) = cur.take() {
-                bar.finish_and_clear();
-                eprintln!("✗ {step}");
-            }
+            && let Some((bar, step, _)) = cur.take()
+        {
+            bar.finish_and_clear();
+            eprintln!("✗ {step}");
+        }
     }
 }

@@ -32,7 +32,12 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
     let prefix = base_prefix(python).map_err(fail)?;
     let relative = real
         .strip_prefix(&prefix)
-        .map_err(|_| fail(format!("it is not under its own prefix `{}`", prefix.display())))?
+        .map_err(|_| {
+            fail(format!(
+                "it is not under its own prefix `{}`",
+                prefix.display()
+            ))
+        })?
         .to_path_buf();
     let copied = dest.join(&relative);
     if copied.exists() {
@@ -45,10 +50,12 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
     for entry in std::fs::read_dir(partial.join("bin")).map_err(|e| fail(e.to_string()))? {
         let path = entry.map_err(|e| fail(e.to_string()))?.path();
         if path.is_file() && !path.is_symlink() {
-            rewrite_runpath(&path, &old_libdir, "$ORIGIN/../lib").map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
+            rewrite_runpath(&path, &old_libdir, "$ORIGIN/../lib")
+                .map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
         }
     }
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).map_err(|e| fail(e.to_string()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&partial, dest).map_err(|e| fail(e.to_string()))?;
     Ok(copied)
 }
@@ -75,7 +82,10 @@ fn base_prefix(python: &Path) -> std::result::Result<PathBuf, String> {
     let prefix = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     // Copying a system prefix such as `/usr` makes no sense: such an interpreter is usable.
     if prefix.components().count() < 3 {
-        return Err(format!("its prefix `{}` is a system directory", prefix.display()));
+        return Err(format!(
+            "its prefix `{}` is a system directory",
+            prefix.display()
+        ));
     }
     Ok(prefix)
 }
@@ -112,7 +122,9 @@ fn rewrite_runpath(path: &Path, old: &str, new: &str) -> std::io::Result<()> {
         return Ok(());
     }
     if new.len() > old.len() {
-        return Err(std::io::Error::other("the new library path is longer than the old one"));
+        return Err(std::io::Error::other(
+            "the new library path is longer than the old one",
+        ));
     }
     let mut needle = Vec::with_capacity(old.len() + 2);
     needle.push(0);

@@ -47,8 +47,16 @@ impl Outcome {
 /// How a successful run is recorded in the history.
 fn recorded(o: &Outcome) -> RunOutcome {
     RunOutcome {
-        status: if o.is_noop() { RunStatus::NoChange } else { RunStatus::Succeeded },
-        files_changed: o.files_changed.iter().map(|p| p.display().to_string()).collect(),
+        status: if o.is_noop() {
+            RunStatus::NoChange
+        } else {
+            RunStatus::Succeeded
+        },
+        files_changed: o
+            .files_changed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         services_restarted: o.restarted.clone(),
         services_reloaded: o.reloaded.clone(),
         hooks_run: o.hooks_run.clone(),
@@ -58,7 +66,9 @@ fn recorded(o: &Outcome) -> RunOutcome {
 /// How a failed run is recorded.
 fn failed(error: &str) -> RunOutcome {
     RunOutcome {
-        status: RunStatus::Failed { error: error.to_owned() },
+        status: RunStatus::Failed {
+            error: error.to_owned(),
+        },
         ..RunOutcome::default()
     }
 }
@@ -85,7 +95,10 @@ fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
             Some(store) => store.get(&s.name)?,
             None => None,
         };
-        out.insert(s.name.clone(), value.unwrap_or_else(|| NOT_YET_GENERATED.to_owned()));
+        out.insert(
+            s.name.clone(),
+            value.unwrap_or_else(|| NOT_YET_GENERATED.to_owned()),
+        );
     }
     Ok(out)
 }
@@ -140,7 +153,12 @@ fn changed_services(old: Option<&SupervisionPlan>, new: &SupervisionPlan) -> Vec
     };
     new.services
         .iter()
-        .filter(|s| old.services.iter().find(|o| o.name == s.name).is_some_and(|o| o != *s))
+        .filter(|s| {
+            old.services
+                .iter()
+                .find(|o| o.name == s.name)
+                .is_some_and(|o| o != *s)
+        })
         .map(|s| s.name.clone())
         .collect()
 }
@@ -285,7 +303,10 @@ fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> Result<()> {
             continue;
         }
         match &b.build {
-            berth_model::manifest::BundleBuild::PythonVenv { python, requirements } => {
+            berth_model::manifest::BundleBuild::PythonVenv {
+                python,
+                requirements,
+            } => {
                 let found = berth_host::python::find_interpreter(python)?;
                 // Service users must be able to run it: copy a private one into the release.
                 let interpreter = berth_host::interpreter::shareable_interpreter(
@@ -314,9 +335,9 @@ fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> Result<()> {
 fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     let dir = stored_manifest_dir(&inst.paths.prefix);
     let files = inst.manifest_files(loc)?;
-    let unchanged = files.iter().all(|(name, text)| {
-        std::fs::read_to_string(dir.join(name)).is_ok_and(|t| &t == text)
-    });
+    let unchanged = files
+        .iter()
+        .all(|(name, text)| std::fs::read_to_string(dir.join(name)).is_ok_and(|t| &t == text));
     if unchanged && dir.is_dir() {
         return Ok(());
     }
@@ -327,7 +348,8 @@ fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, text).with_context(|| format!("Failed to write `{}`", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("Failed to write `{}`", path.display()))?;
     }
     let old = inst.paths.prefix.join(".manifest.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -379,15 +401,30 @@ fn run_hooks(
             continue;
         }
         if !hook.after.is_empty() {
-            progress.begin(&format!("Starting {} for hook `{}`", hook.after.join(", "), hook.name));
+            progress.begin(&format!(
+                "Starting {} for hook `{}`",
+                hook.after.join(", "),
+                hook.name
+            ));
             for svc in &hook.after {
-                supervisor::request(&inst.paths, &Request::Start { target: Target::One(svc.clone()) })
-                    .map_err(|e| with_failed_logs(inst, e))
-                    .with_context(|| format!("Failed to start `{svc}`, which hook `{}` needs", hook.name))?;
+                supervisor::request(
+                    &inst.paths,
+                    &Request::Start {
+                        target: Target::One(svc.clone()),
+                    },
+                )
+                .map_err(|e| with_failed_logs(inst, e))
+                .with_context(|| {
+                    format!("Failed to start `{svc}`, which hook `{}` needs", hook.name)
+                })?;
             }
             progress.end("");
         }
-        let label = if hook.description.is_empty() { hook.name.clone() } else { hook.description.clone() };
+        let label = if hook.description.is_empty() {
+            hook.name.clone()
+        } else {
+            hook.description.clone()
+        };
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));
         let step = db.begin_step(run, &format!("hook {}", hook.name))?;
         match hooks::run(hook) {
@@ -400,7 +437,12 @@ fn run_hooks(
                 ran.push(hook.name.clone());
             }
             Err(e) => {
-                db.finish_step(step, &StepStatus::Failed { error: format!("{e:#}") })?;
+                db.finish_step(
+                    step,
+                    &StepStatus::Failed {
+                        error: format!("{e:#}"),
+                    },
+                )?;
                 return Err(e);
             }
         }
@@ -422,7 +464,11 @@ fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
         let mut stack: Vec<&str> = hook.after.iter().map(String::as_str).collect();
         while let Some(s) = stack.pop() {
             if seen.insert(s.to_owned()) {
-                stack.extend(deps.get(s).into_iter().flat_map(|d| d.iter().map(String::as_str)));
+                stack.extend(
+                    deps.get(s)
+                        .into_iter()
+                        .flat_map(|d| d.iter().map(String::as_str)),
+                );
             }
         }
         seen
@@ -436,7 +482,9 @@ fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
     let mut order = Vec::with_capacity(hooks.len());
     while order.len() < hooks.len() {
         let next = (0..hooks.len()).find(|&i| {
-            !done[i] && (0..hooks.len()).all(|j| j == i || done[j] || !must_precede(&hooks[j], &hooks[i]))
+            !done[i]
+                && (0..hooks.len())
+                    .all(|j| j == i || done[j] || !must_precede(&hooks[j], &hooks[i]))
         });
         // A cycle cannot pass validation; if one did, fall back to declared order.
         let i = next.unwrap_or_else(|| (0..hooks.len()).find(|&i| !done[i]).unwrap_or(0));
@@ -447,7 +495,12 @@ fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
 }
 
 /// Run one journaled step.
-fn step<T>(db: &StateDb, run: berth_state::RunId, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn step<T>(
+    db: &StateDb,
+    run: berth_state::RunId,
+    name: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let id = db.begin_step(run, name)?;
     match f() {
         Ok(v) => {
@@ -455,7 +508,12 @@ fn step<T>(db: &StateDb, run: berth_state::RunId, name: &str, f: impl FnOnce() -
             Ok(v)
         }
         Err(e) => {
-            db.finish_step(id, &StepStatus::Failed { error: format!("{e:#}") })?;
+            db.finish_step(
+                id,
+                &StepStatus::Failed {
+                    error: format!("{e:#}"),
+                },
+            )?;
             Err(e)
         }
     }
@@ -477,7 +535,12 @@ const HEALTH_DEADLINE: Duration = Duration::from_mins(3);
 
 /// `berth up`: install what is missing, converge, start the supervisor and every
 /// service (running hooks in order), and wait until the app answers.
-pub fn up(inst: &Instance, loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<UpReport> {
+pub fn up(
+    inst: &Instance,
+    loc: &Locate,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+) -> Result<UpReport> {
     let started = Instant::now();
     // Checks that change nothing come first: a failure leaves the host as it was.
     let preview_secrets = secrets(inst, false)?;
@@ -497,7 +560,10 @@ pub fn up(inst: &Instance, loc: &Locate, berth_exe: &Path, progress: &dyn Progre
     std::fs::create_dir_all(&inst.paths.state)
         .with_context(|| format!("Failed to create `{}`", inst.paths.state.display()))?;
     let db = StateDb::open(inst.paths.state_db())?;
-    let run = db.begin_run("up", &format!("{} {}", preview.app.name, preview.app.version))?;
+    let run = db.begin_run(
+        "up",
+        &format!("{} {}", preview.app.name, preview.app.version),
+    )?;
     let result = up_steps(inst, loc, berth_exe, &db, run, progress);
     let mut outcome = match result {
         Ok(o) => o,
@@ -553,13 +619,22 @@ fn up_steps(
         let restart: Vec<String> = plan.restart.clone();
         let reload: Vec<String> = plan.reload.clone();
         if (old_plan.as_ref() != Some(&new_plan) || !restart.is_empty() || !reload.is_empty())
-            && let Response::Applied { restarted, reloaded, .. } = supervisor::request(
+            && let Response::Applied {
+                restarted,
+                reloaded,
+                ..
+            } = supervisor::request(
                 &inst.paths,
-                &Request::Apply { plan: new_plan, restart, reload },
-            )? {
-                outcome.restarted = restarted;
-                outcome.reloaded = reloaded;
-            }
+                &Request::Apply {
+                    plan: new_plan,
+                    restart,
+                    reload,
+                },
+            )?
+        {
+            outcome.restarted = restarted;
+            outcome.reloaded = reloaded;
+        }
     } else {
         progress.begin("Starting the supervisor");
         step(db, run, "start supervisor", || {
@@ -576,9 +651,14 @@ fn up_steps(
 
     progress.begin("Starting services");
     step(db, run, "start services", || {
-        supervisor::request(&inst.paths, &Request::Start { target: Target::All })
-            .map(|_| ())
-            .map_err(|e| with_failed_logs(inst, e))
+        supervisor::request(
+            &inst.paths,
+            &Request::Start {
+                target: Target::All,
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| with_failed_logs(inst, e))
     })?;
     progress.end("");
 
@@ -608,20 +688,27 @@ pub fn autostart_marker(paths: &berth_render::Paths) -> PathBuf {
 
 /// Add the last log lines of every service that is not ready to a start error.
 fn with_failed_logs(inst: &Instance, err: anyhow::Error) -> anyhow::Error {
-    let Ok(Response::Status { services, .. }) = supervisor::request(&inst.paths, &Request::Status) else {
+    let Ok(Response::Status { services, .. }) = supervisor::request(&inst.paths, &Request::Status)
+    else {
         return err;
     };
     let mut text = String::new();
     for s in services.iter().filter(|s| !s.ready) {
         let log = inst.paths.log.join(&s.name).join("current");
         if log.exists() {
-            text.push_str(&format!("\nlast lines of `{}`:\n{}", log.display(), hooks::tail(&log, 10)));
+            text.push_str(&format!(
+                "\nlast lines of `{}`:\n{}",
+                log.display(),
+                hooks::tail(&log, 10)
+            ));
         }
     }
     if text.is_empty() {
         err
     } else {
-        anyhow::anyhow!("{err:#}{text}\nhint: fix the cause, then run `berth up` again; it resumes where it stopped")
+        anyhow::anyhow!(
+            "{err:#}{text}\nhint: fix the cause, then run `berth up` again; it resumes where it stopped"
+        )
     }
 }
 
@@ -694,14 +781,23 @@ fn reconfigure_steps(
             restart: plan.restart.clone(),
             reload: plan.reload.clone(),
         };
-        if let Response::Applied { restarted, reloaded, .. } =
-            step(db, run, "apply to supervisor", || supervisor::request(&inst.paths, &req))?
-        {
+        if let Response::Applied {
+            restarted,
+            reloaded,
+            ..
+        } = step(db, run, "apply to supervisor", || {
+            supervisor::request(&inst.paths, &req)
+        })? {
             outcome.restarted = restarted;
             outcome.reloaded = reloaded;
         }
         // Services new in the plan are started; running ones are left alone.
-        supervisor::request(&inst.paths, &Request::Start { target: Target::All })?;
+        supervisor::request(
+            &inst.paths,
+            &Request::Start {
+                target: Target::All,
+            },
+        )?;
     } else if !running {
         progress.note("The supervisor is not running: files were updated, nothing was restarted (start with `berth up`)");
     }

@@ -17,7 +17,8 @@ pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 /// Run a hook to completion. Fails with the log's last lines when it exits non-zero or times out.
 pub fn run(hook: &HookSpec) -> Result<()> {
     if let Some(dir) = hook.log_file.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("Failed to create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create `{}`", dir.display()))?;
     }
     let mut log = OpenOptions::new()
         .create(true)
@@ -45,7 +46,12 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         let u = nix::unistd::User::from_name(user)
             .ok()
             .flatten()
-            .with_context(|| format!("Hook `{}` runs as user `{user}`, which does not exist", hook.name))?;
+            .with_context(|| {
+                format!(
+                    "Hook `{}` runs as user `{user}`, which does not exist",
+                    hook.name
+                )
+            })?;
         // std drops supplementary groups when it changes the uid.
         cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         cmd.env("USER", user).env("LOGNAME", user);
@@ -69,7 +75,9 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = if let Ok(status) = rx.recv_timeout(hook.timeout) { status.with_context(|| format!("Failed to wait for hook `{}`", hook.name))? } else {
+    let status = if let Ok(status) = rx.recv_timeout(hook.timeout) {
+        status.with_context(|| format!("Failed to wait for hook `{}`", hook.name))?
+    } else {
         #[allow(clippy::cast_possible_wrap)]
         let pgid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);

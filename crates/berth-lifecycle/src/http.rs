@@ -19,7 +19,10 @@ pub fn get_status(url: &url::Url, timeout: Duration) -> std::io::Result<u16> {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: berth\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: berth\r\nConnection: close\r\n\r\n"
+    )?;
     let mut head = [0u8; 64];
     let n = s.read(&mut head)?;
     let line = String::from_utf8_lossy(&head[..n]);

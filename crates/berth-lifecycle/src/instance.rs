@@ -70,9 +70,15 @@ pub fn default_prefix(app: &str, is_root: bool) -> PathBuf {
 
 fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
     let Some((text, files)) = &loc.embedded else {
-        anyhow::bail!("No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)");
+        anyhow::bail!(
+            "No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)"
+        );
     };
-    Ok(LoadedManifest::from_sources("<built-in>/berth.toml", text, files.clone())?)
+    Ok(LoadedManifest::from_sources(
+        "<built-in>/berth.toml",
+        text,
+        files.clone(),
+    )?)
 }
 
 fn load_dir(dir: &Path) -> Result<LoadedManifest> {
@@ -134,7 +140,9 @@ pub fn open(global: &Locate) -> Result<Instance> {
         Ok(t) => (t, true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
         Err(e) => {
-            return Err(e).with_context(|| format!("Failed to read site config `{}`", config_path.display()));
+            return Err(e).with_context(|| {
+                format!("Failed to read site config `{}`", config_path.display())
+            });
         }
     };
     let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
@@ -162,8 +170,9 @@ impl Instance {
             }
             ManifestOrigin::Dir(dir) | ManifestOrigin::Stored(dir) => {
                 let mut files = BTreeMap::new();
-                let text = std::fs::read_to_string(dir.join("berth.toml"))
-                    .with_context(|| format!("Failed to read `{}`", dir.join("berth.toml").display()))?;
+                let text = std::fs::read_to_string(dir.join("berth.toml")).with_context(|| {
+                    format!("Failed to read `{}`", dir.join("berth.toml").display())
+                })?;
                 files.insert("berth.toml".to_owned(), text);
                 for (name, src) in &self.manifest.templates {
                     files.insert(name.clone(), src.clone());

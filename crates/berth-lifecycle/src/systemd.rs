@@ -56,7 +56,9 @@ pub fn install_and_start(app: &str, paths: &Paths, berth_exe: &Path) -> Result<(
     let start = Instant::now();
     while !crate::supervisor::is_running(paths) {
         if start.elapsed() > Duration::from_secs(15) {
-            bail!("`{name}` started but the supervisor does not answer\nhint: `systemctl status {name}` and `journalctl -u {name}` show why");
+            bail!(
+                "`{name}` started but the supervisor does not answer\nhint: `systemctl status {name}` and `journalctl -u {name}` show why"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -87,7 +89,9 @@ mod tests {
     fn unit_runs_the_supervisor_of_the_prefix() {
         let paths = Paths::for_prefix(Path::new("/var/opt/berth/demo"), "1.0.0");
         let text = unit_text("demo", &paths, Path::new("/usr/bin/berth"));
-        assert!(text.contains("ExecStart=/usr/bin/berth --prefix /var/opt/berth/demo supervise --autostart\n"));
+        assert!(text.contains(
+            "ExecStart=/usr/bin/berth --prefix /var/opt/berth/demo supervise --autostart\n"
+        ));
         assert!(text.contains("KillMode=mixed\n"));
         assert_eq!(unit_name("demo"), "berth-demo.service");
     }

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
+use crate::LoadedManifest;
 use crate::manifest::SettingType;
 use crate::site::{Origin, ResolvedConfig, SettingValue};
 use crate::value::format_size;
-use crate::LoadedManifest;
 
 /// Renders `r` as valid TOML: `external_url`, `profile`, then one table per settings
 /// group with every setting, each preceded by its description and where its value
@@ -13,8 +13,15 @@ use crate::LoadedManifest;
 pub fn render_effective(m: &LoadedManifest, r: &ResolvedConfig) -> String {
     let mut out = String::new();
     let app = &m.manifest.app;
-    let _ = writeln!(out, "# Effective configuration of {} {}", app.name, app.version);
-    let _ = writeln!(out, "# Precedence: default < derived from host facts < profile < site.toml");
+    let _ = writeln!(
+        out,
+        "# Effective configuration of {} {}",
+        app.name, app.version
+    );
+    let _ = writeln!(
+        out,
+        "# Precedence: default < derived from host facts < profile < site.toml"
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "external_url = {}", quote(r.external_url.as_str()));
     if let Some(p) = &r.profile {
@@ -80,7 +87,11 @@ fn format_value(kind: SettingType, v: &SettingValue) -> String {
     match (kind, v) {
         (SettingType::Size, SettingValue::Int(n)) => {
             let human = format_size(*n);
-            if human == n.to_string() { human } else { quote(&human) }
+            if human == n.to_string() {
+                human
+            } else {
+                quote(&human)
+            }
         }
         (_, SettingValue::Bool(b)) => b.to_string(),
         (_, SettingValue::Int(n)) => n.to_string(),

@@ -65,9 +65,9 @@ mod value;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use effective::render_effective;
 pub use facts::Facts;
 pub use manifest::Manifest;
-pub use effective::render_effective;
 pub use resolve::resolve;
 pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};
 pub use site_parse::parse_site;
@@ -215,7 +215,13 @@ impl fmt::Display for Diagnostic {
                 writeln!(f, "{:gutter$} |", "")?;
                 writeln!(f, "{} | {}", self.line, src)?;
                 let pad = self.column.saturating_sub(1);
-                writeln!(f, "{:gutter$} | {:pad$}{}", "", "", "^".repeat(self.width.max(1)))?;
+                writeln!(
+                    f,
+                    "{:gutter$} | {:pad$}{}",
+                    "",
+                    "",
+                    "^".repeat(self.width.max(1))
+                )?;
             }
         } else {
             writeln!(f, "error: {}", self.message)?;

@@ -46,14 +46,21 @@ impl LoadedManifest {
                         locator.value(&[Seg::Key("files"), Seg::Index(i), Seg::Key("template")]);
                     diags.push(
                         source
-                            .diag(span, format!("Failed to read template `{}`: {e}", file.template))
+                            .diag(
+                                span,
+                                format!("Failed to read template `{}`: {e}", file.template),
+                            )
                             .with_help("template paths are relative to the manifest's directory"),
                     );
                 }
             }
         }
         manifest.source_text = text;
-        diags.into_result(LoadedManifest { manifest, source_name, templates })
+        diags.into_result(LoadedManifest {
+            manifest,
+            source_name,
+            templates,
+        })
     }
 
     /// Parses a manifest held in memory (e.g. embedded in the binary), with its templates
@@ -65,7 +72,11 @@ impl LoadedManifest {
     ) -> Result<LoadedManifest, Diagnostics> {
         let mut manifest = parse_manifest(source_name, manifest_text)?;
         manifest_text.clone_into(&mut manifest.source_text);
-        Ok(LoadedManifest { manifest, source_name: source_name.to_owned(), templates })
+        Ok(LoadedManifest {
+            manifest,
+            source_name: source_name.to_owned(),
+            templates,
+        })
     }
 }
 
@@ -92,24 +103,32 @@ pub(crate) fn syntax_errors(source: Source<'_>) -> Result<(), Diagnostics> {
 /// A serde error (unknown key, wrong type, missing key) as a diagnostic with a hint.
 fn serde_diagnostic(source: Source<'_>, e: &toml::de::Error) -> Diagnostic {
     let msg = e.message();
-    let span = e.span().filter(|s| !(s.start == 0 && s.end == 0 && msg.starts_with("missing")));
+    let span = e
+        .span()
+        .filter(|s| !(s.start == 0 && s.end == 0 && msg.starts_with("missing")));
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or_default();
         let expected = expected_names(rest);
         let help = suggest::help(name, expected.iter().copied(), "keys allowed here");
-        return source.diag(span, format!("unknown key `{name}`")).with_help_opt(help);
+        return source
+            .diag(span, format!("unknown key `{name}`"))
+            .with_help_opt(help);
     }
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         let name = rest.split('`').next().unwrap_or_default();
         let expected = expected_names(rest);
         let help = suggest::help(name, expected.iter().copied(), "allowed values");
-        return source.diag(span, format!("unknown value `{name}`")).with_help_opt(help);
+        return source
+            .diag(span, format!("unknown value `{name}`"))
+            .with_help_opt(help);
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or_default();
         return source
             .diag(span, format!("missing required key `{name}`"))
-            .with_help(format!("add `{name} = ...` to this table (see docs/manifest.md)"));
+            .with_help(format!(
+                "add `{name} = ...` to this table (see docs/manifest.md)"
+            ));
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         return source.diag(span, format!("wrong type: {}", plain_types(rest)));
@@ -143,7 +162,8 @@ fn plain_types(msg: &str) -> String {
         out.truncate(i);
         out.push_str("expected a table");
     }
-    out.replace(" sequence", " array").replace(" map,", " table,")
+    out.replace(" sequence", " array")
+        .replace(" map,", " table,")
 }
 
 #[cfg(test)]
@@ -152,7 +172,10 @@ mod tests {
 
     #[test]
     fn extracts_expected_names() {
-        assert_eq!(expected_names("x`, expected one of `a`, `b`, `c`"), ["a", "b", "c"]);
+        assert_eq!(
+            expected_names("x`, expected one of `a`, `b`, `c`"),
+            ["a", "b", "c"]
+        );
         assert_eq!(expected_names("x`, expected `a` or `b`"), ["a", "b"]);
         assert!(expected_names("x`, there are no fields").is_empty());
     }

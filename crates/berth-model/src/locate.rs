@@ -53,9 +53,7 @@ impl<'a> Locator<'a> {
         for seg in path {
             let next = match (seg, current.map(Spanned::get_ref)) {
                 (Seg::Key(k), None | Some(DeValue::Table(_))) => find(table, k),
-                (Seg::Index(i), Some(DeValue::Array(a))) => {
-                    a.get(*i).map(|v| (None, v))
-                }
+                (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i).map(|v| (None, v)),
                 _ => None,
             };
             let Some((k, v)) = next else { break };
@@ -90,15 +88,30 @@ mod tests {
         let text = "[services.web]\ndepends_on = [\"db\", \"cache\"]\n\n[[files]]\npath = \"a\"\n[[files]]\npath = \"b\"\n";
         let loc = Locator::new(text);
         let span = loc
-            .value(&[Seg::Key("services"), Seg::Key("web"), Seg::Key("depends_on"), Seg::Index(1)])
+            .value(&[
+                Seg::Key("services"),
+                Seg::Key("web"),
+                Seg::Key("depends_on"),
+                Seg::Index(1),
+            ])
             .unwrap();
         assert_eq!(&text[span], "\"cache\"");
-        let span = loc.key(&[Seg::Key("services"), Seg::Key("web"), Seg::Key("depends_on")]).unwrap();
+        let span = loc
+            .key(&[
+                Seg::Key("services"),
+                Seg::Key("web"),
+                Seg::Key("depends_on"),
+            ])
+            .unwrap();
         assert_eq!(&text[span], "depends_on");
-        let span = loc.value(&[Seg::Key("files"), Seg::Index(1), Seg::Key("path")]).unwrap();
+        let span = loc
+            .value(&[Seg::Key("files"), Seg::Index(1), Seg::Key("path")])
+            .unwrap();
         assert_eq!(&text[span], "\"b\"");
         // A missing leaf falls back to its parent.
-        let span = loc.key(&[Seg::Key("services"), Seg::Key("web"), Seg::Key("nope")]).unwrap();
+        let span = loc
+            .key(&[Seg::Key("services"), Seg::Key("web"), Seg::Key("nope")])
+            .unwrap();
         assert_eq!(&text[span], "web");
     }
 }

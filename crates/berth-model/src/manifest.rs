@@ -459,13 +459,28 @@ impl Profile {
         let mut out = Vec::new();
         for (name, value) in &self.values {
             match (name.split_once('.'), value) {
-                (Some((group, key)), _) => out.push(ProfileEntry { group, key, value, quoted: true }),
+                (Some((group, key)), _) => out.push(ProfileEntry {
+                    group,
+                    key,
+                    value,
+                    quoted: true,
+                }),
                 (None, toml::Value::Table(table)) => {
                     for (key, value) in table {
-                        out.push(ProfileEntry { group: name, key, value, quoted: false });
+                        out.push(ProfileEntry {
+                            group: name,
+                            key,
+                            value,
+                            quoted: false,
+                        });
                     }
                 }
-                (None, _) => out.push(ProfileEntry { group: name, key: "", value, quoted: true }),
+                (None, _) => out.push(ProfileEntry {
+                    group: name,
+                    key: "",
+                    value,
+                    quoted: true,
+                }),
             }
         }
         out

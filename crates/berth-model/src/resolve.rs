@@ -45,15 +45,29 @@ pub fn resolve(
 
             if let Some(default) = &decl.default {
                 match check_value(&name, decl, default) {
-                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Default }),
+                    Ok(value) => {
+                        resolved = Some(Resolved {
+                            value,
+                            origin: Origin::Default,
+                        })
+                    }
                     Err(p) => diags.push(
-                        manifest_diag(m, &[path[0], path[1], path[2], Seg::Key("default")], p.message)
-                            .with_help_opt(p.help),
+                        manifest_diag(
+                            m,
+                            &[path[0], path[1], path[2], Seg::Key("default")],
+                            p.message,
+                        )
+                        .with_help_opt(p.help),
                     ),
                 }
             } else if let Some(expr) = &decl.derive {
                 match derive(&name, decl, expr, &facts_value) {
-                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Derived }),
+                    Ok(value) => {
+                        resolved = Some(Resolved {
+                            value,
+                            origin: Origin::Derived,
+                        })
+                    }
                     Err((message, help)) => diags.push(
                         manifest_diag(m, &[path[0], path[1], path[2], Seg::Key("derive")], message)
                             .with_help_opt(help),
@@ -62,10 +76,17 @@ pub fn resolve(
             }
 
             if let Some(p) = &profile
-                && let Some(e) = profile_entries.iter().find(|e| e.group == group && e.key == key)
+                && let Some(e) = profile_entries
+                    .iter()
+                    .find(|e| e.group == group && e.key == key)
             {
                 match check_value(&name, decl, e.value) {
-                    Ok(value) => resolved = Some(Resolved { value, origin: Origin::Profile }),
+                    Ok(value) => {
+                        resolved = Some(Resolved {
+                            value,
+                            origin: Origin::Profile,
+                        })
+                    }
                     Err(problem) => diags.push(
                         manifest_diag(
                             m,
@@ -78,7 +99,10 @@ pub fn resolve(
             }
 
             if let Some(v) = site.settings.get(group).and_then(|g| g.get(key)) {
-                resolved = Some(Resolved { value: v.value.clone(), origin: Origin::Site });
+                resolved = Some(Resolved {
+                    value: v.value.clone(),
+                    origin: Origin::Site,
+                });
             }
 
             match resolved {
@@ -107,9 +131,7 @@ pub fn resolve(
         .manifest
         .components
         .iter()
-        .filter(|(name, c)| {
-            !c.optional || site.components.get(*name).is_none_or(|e| *e.get_ref())
-        })
+        .filter(|(name, c)| !c.optional || site.components.get(*name).is_none_or(|e| *e.get_ref()))
         .map(|(name, _)| name.clone())
         .collect();
 
@@ -126,7 +148,11 @@ fn fallback_url() -> url::Url {
     url::Url::parse(FALLBACK_EXTERNAL_URL).unwrap_or_else(|_| unreachable!())
 }
 
-fn external_url(m: &LoadedManifest, site: &SiteConfig, diags: &mut Diagnostics) -> Option<url::Url> {
+fn external_url(
+    m: &LoadedManifest,
+    site: &SiteConfig,
+    diags: &mut Diagnostics,
+) -> Option<url::Url> {
     let mut url = if let Some(u) = &site.external_url {
         u.get_ref().clone()
     } else if let Some(default) = &m.manifest.app.default_external_url {
@@ -181,7 +207,10 @@ fn derive(
     let value = clamp(decl, value);
     check_value(name, decl, &value).map_err(|p| {
         (
-            format!("the `derive` expression of `{name}` gave an invalid value: {}", p.message),
+            format!(
+                "the `derive` expression of `{name}` gave an invalid value: {}",
+                p.message
+            ),
             p.help,
         )
     })
@@ -211,16 +240,18 @@ fn to_toml(kind: SettingType, v: &Value) -> Result<toml::Value, String> {
             Some(s) => toml::Value::String(s.to_owned()),
             None => toml::Value::String(format!("{}s", number()?)),
         },
-        SettingType::String | SettingType::Url => toml::Value::String(
-            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-        ),
+        SettingType::String | SettingType::Url => {
+            toml::Value::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        }
         SettingType::StringList => {
             let items = v
                 .try_iter()
                 .map_err(|_| format!("expected a list, got `{v}`"))?;
             toml::Value::Array(
                 items
-                    .map(|i| toml::Value::String(i.as_str().map_or_else(|| i.to_string(), str::to_owned)))
+                    .map(|i| {
+                        toml::Value::String(i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    })
                     .collect(),
             )
         }

@@ -63,7 +63,11 @@ impl SiteParser<'_> {
             .push(self.source.diag(Some(span), message).with_help_opt(help));
     }
 
-    fn top_level(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, value: &Spanned<DeValue<'_>>) {
+    fn top_level(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        value: &Spanned<DeValue<'_>>,
+    ) {
         let name = key.get_ref().as_ref();
         match name {
             EXTERNAL_URL => self.external_url(value),
@@ -78,7 +82,10 @@ impl SiteParser<'_> {
             self.error(
                 value.span(),
                 format!("expected a string for `external_url`, found {found}"),
-                Some("write it as a quoted URL: external_url = \"https://app.example.com/\"".to_owned()),
+                Some(
+                    "write it as a quoted URL: external_url = \"https://app.example.com/\""
+                        .to_owned(),
+                ),
             );
             return;
         };
@@ -157,7 +164,9 @@ impl SiteParser<'_> {
             self.error(
                 value.span(),
                 format!("expected a table for `{name}`, found {found}"),
-                Some(format!("`{name}` is a group: write `[{name}]` and put its keys below it")),
+                Some(format!(
+                    "`{name}` is a group: write `[{name}]` and put its keys below it"
+                )),
             );
             return;
         };
@@ -167,14 +176,18 @@ impl SiteParser<'_> {
             if let Some(decl) = group.and_then(|g| g.get(key_name)) {
                 match check_value(&qualified, decl, &to_value(value.get_ref())) {
                     Ok(v) => {
-                        self.site.settings.entry(name.to_owned()).or_default().insert(
-                            key_name.to_owned(),
-                            SiteSetting {
-                                raw: to_value(value.get_ref()),
-                                value: v,
-                                span: value.span(),
-                            },
-                        );
+                        self.site
+                            .settings
+                            .entry(name.to_owned())
+                            .or_default()
+                            .insert(
+                                key_name.to_owned(),
+                                SiteSetting {
+                                    raw: to_value(value.get_ref()),
+                                    value: v,
+                                    span: value.span(),
+                                },
+                            );
                     }
                     Err(p) => self.error(value.span(), p.message, p.help),
                 }

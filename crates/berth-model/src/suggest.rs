@@ -17,7 +17,11 @@ where
             continue;
         }
         let other = candidate.to_lowercase();
-        let score = if other == lower { 1.0 } else { strsim::jaro_winkler(&lower, &other) };
+        let score = if other == lower {
+            1.0
+        } else {
+            strsim::jaro_winkler(&lower, &other)
+        };
         let edits = strsim::osa_distance(&lower, &other);
         let close = score >= 0.8 || edits <= (lower.chars().count() / 4).max(1);
         if close && best.is_none_or(|(s, _)| score > s) {

@@ -30,7 +30,12 @@ pub(crate) enum Node {
 }
 
 fn map<'a>(names: impl IntoIterator<Item = &'a str>) -> Node {
-    Node::Map(names.into_iter().map(|n| (n.to_owned(), Node::Leaf)).collect())
+    Node::Map(
+        names
+            .into_iter()
+            .map(|n| (n.to_owned(), Node::Leaf))
+            .collect(),
+    )
 }
 
 /// The names of [`Facts`]' fields, taken from its serialised form so they never drift.
@@ -58,7 +63,9 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
     top.insert("app".to_owned(), map(["name", "version"]));
     top.insert(
         "paths".to_owned(),
-        map(["prefix", "etc", "data", "run", "log", "secrets", "state", "release"]),
+        map([
+            "prefix", "etc", "data", "run", "log", "secrets", "state", "release",
+        ]),
     );
     top.insert(
         "settings".to_owned(),
@@ -69,7 +76,10 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
                 .collect(),
         ),
     );
-    top.insert("secrets".to_owned(), map(m.secrets.keys().map(String::as_str)));
+    top.insert(
+        "secrets".to_owned(),
+        map(m.secrets.keys().map(String::as_str)),
+    );
     top.insert(
         "components".to_owned(),
         Node::Map(
@@ -173,11 +183,16 @@ mod tests {
 
     #[test]
     fn flags_unknown_facts_but_not_builtins() {
-        let used: HashSet<String> =
-            ["facts.cpus", "facts.cpuz", "range", "fact"].iter().map(|s| (*s).to_owned()).collect();
+        let used: HashSet<String> = ["facts.cpus", "facts.cpuz", "range", "fact"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         let unknown = unknown_names(&derive_context(), &used);
         let names: Vec<&str> = unknown.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["fact", "facts.cpuz"]);
-        assert_eq!(unknown[1].help.as_deref(), Some("did you mean `facts.cpus`?"));
+        assert_eq!(
+            unknown[1].help.as_deref(),
+            Some("did you mean `facts.cpus`?")
+        );
     }
 }

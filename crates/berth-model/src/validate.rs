@@ -74,7 +74,9 @@ fn dotted(path: &[Seg<'_>]) -> String {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
@@ -82,13 +84,15 @@ impl Validator<'_> {
     /// An error pointing at the value at `path`.
     fn at_value(&mut self, path: &[Seg<'_>], message: String, help: Option<String>) {
         let span = self.loc.value(path);
-        self.diags.push(self.src.diag(span, message).with_help_opt(help));
+        self.diags
+            .push(self.src.diag(span, message).with_help_opt(help));
     }
 
     /// An error pointing at the key at `path`.
     fn at_key(&mut self, path: &[Seg<'_>], message: String, help: Option<String>) {
         let span = self.loc.key(path);
-        self.diags.push(self.src.diag(span, message).with_help_opt(help));
+        self.diags
+            .push(self.src.diag(span, message).with_help_opt(help));
     }
 
     /// Checks that `name` (found at `path`) is one of `known`, things of kind `what`.
@@ -105,7 +109,10 @@ impl Validator<'_> {
         let help = suggest::help(name, known, &format!("declared {what}s"));
         self.at_value(
             path,
-            format!("`{}` names {what} `{name}`, which is not declared", dotted(path)),
+            format!(
+                "`{}` names {what} `{name}`, which is not declared",
+                dotted(path)
+            ),
             help,
         );
     }
@@ -127,7 +134,10 @@ impl Validator<'_> {
         if let Err(why) = parse_duration(s) {
             self.at_value(
                 path,
-                format!("`{s}` is not a valid duration for `{}`: {why}", dotted(path)),
+                format!(
+                    "`{s}` is not a valid duration for `{}`: {why}",
+                    dotted(path)
+                ),
                 Some("write a number and a unit, e.g. `30s`, `5m`, `1h`".to_owned()),
             );
         }
@@ -149,7 +159,9 @@ impl Validator<'_> {
     fn app(&mut self) {
         let name = &self.man.app.name;
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
             self.at_value(
                 &[Seg::Key("app"), Seg::Key("name")],
@@ -182,7 +194,12 @@ impl Validator<'_> {
     fn components_and_secrets(&mut self) {
         for (name, c) in &self.man.components {
             for (i, d) in c.data_dirs.iter().enumerate() {
-                let at = [Seg::Key("components"), Seg::Key(name), Seg::Key("data_dirs"), Seg::Index(i)];
+                let at = [
+                    Seg::Key("components"),
+                    Seg::Key(name),
+                    Seg::Key("data_dirs"),
+                    Seg::Index(i),
+                ];
                 let path = d.path();
                 if path.is_empty()
                     || path.starts_with('/')
@@ -190,23 +207,38 @@ impl Validator<'_> {
                 {
                     self.at_value(
                         &at,
-                        format!("data directory `{path}` of component `{name}` leaves `<prefix>/data`"),
+                        format!(
+                            "data directory `{path}` of component `{name}` leaves `<prefix>/data`"
+                        ),
                         Some("write a relative path without `..`, e.g. `media`".to_owned()),
                     );
                 }
                 if !is_octal_mode(d.mode()) {
                     self.at_value(
                         &at,
-                        format!("data directory `{path}` has mode `{}`, which is not an octal mode", d.mode()),
-                        Some("write three or four octal digits as a string, e.g. \"0755\"".to_owned()),
+                        format!(
+                            "data directory `{path}` has mode `{}`, which is not an octal mode",
+                            d.mode()
+                        ),
+                        Some(
+                            "write three or four octal digits as a string, e.g. \"0755\""
+                                .to_owned(),
+                        ),
                     );
                 }
             }
             for (bin, path) in &c.binaries {
                 if !path.starts_with('/') && !path.contains("{{") {
                     self.at_value(
-                        &[Seg::Key("components"), Seg::Key(name), Seg::Key("binaries"), Seg::Key(bin)],
-                        format!("binary `{bin}` of component `{name}` has a relative path `{path}`"),
+                        &[
+                            Seg::Key("components"),
+                            Seg::Key(name),
+                            Seg::Key("binaries"),
+                            Seg::Key(bin),
+                        ],
+                        format!(
+                            "binary `{bin}` of component `{name}` has a relative path `{path}`"
+                        ),
                         Some("write the absolute path the package installs it at".to_owned()),
                     );
                 }
@@ -228,7 +260,10 @@ impl Validator<'_> {
                 self.at_value(
                     &[path[0], path[1], Seg::Key("alphabet")],
                     format!("secret `{name}` has an empty alphabet"),
-                    Some("use `alphanumeric`, `hex`, `ascii-printable` or a set of characters".to_owned()),
+                    Some(
+                        "use `alphanumeric`, `hex`, `ascii-printable` or a set of characters"
+                            .to_owned(),
+                    ),
                 );
             }
         }
@@ -279,16 +314,41 @@ impl Validator<'_> {
         );
         let stringy = matches!(decl.kind, SettingType::String | SettingType::StringList);
         for (field, present, ok, applies) in [
-            ("min", decl.min.is_some(), numeric, "int, port, size and duration"),
-            ("max", decl.max.is_some(), numeric, "int, port, size and duration"),
-            ("enum", decl.choices.is_some(), stringy, "string and string_list"),
-            ("pattern", decl.pattern.is_some(), stringy, "string and string_list"),
+            (
+                "min",
+                decl.min.is_some(),
+                numeric,
+                "int, port, size and duration",
+            ),
+            (
+                "max",
+                decl.max.is_some(),
+                numeric,
+                "int, port, size and duration",
+            ),
+            (
+                "enum",
+                decl.choices.is_some(),
+                stringy,
+                "string and string_list",
+            ),
+            (
+                "pattern",
+                decl.pattern.is_some(),
+                stringy,
+                "string and string_list",
+            ),
         ] {
             if present && !ok {
                 self.at_key(
                     &sub(field),
-                    format!("`{field}` does not apply to `{name}`, a {:?} setting", decl.kind),
-                    Some(format!("`{field}` only applies to {applies} settings; remove it")),
+                    format!(
+                        "`{field}` does not apply to `{name}`, a {:?} setting",
+                        decl.kind
+                    ),
+                    Some(format!(
+                        "`{field}` only applies to {applies} settings; remove it"
+                    )),
                 );
             }
         }
@@ -304,7 +364,14 @@ impl Validator<'_> {
         if let Some(pattern) = &decl.pattern
             && let Err(e) = anchored(pattern)
         {
-            let why = e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_owned();
+            let why = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches("error: ")
+                .to_owned();
             self.at_value(
                 &sub("pattern"),
                 format!("the `pattern` of `{name}` is not a valid regular expression: {why}"),
@@ -324,7 +391,10 @@ impl Validator<'_> {
             (Some(_), Some(_)) => self.at_key(
                 &sub("derive"),
                 format!("`{name}` has both `default` and `derive`"),
-                Some("keep one: `default` for a fixed value, `derive` to compute it from host facts".to_owned()),
+                Some(
+                    "keep one: `default` for a fixed value, `derive` to compute it from host facts"
+                        .to_owned(),
+                ),
             ),
             (Some(default), None) => {
                 if let Err(p) = check_value(&name, decl, default) {
@@ -348,8 +418,12 @@ impl Validator<'_> {
                 for u in unknown_names(&derive_context(), &used) {
                     self.at_value(
                         path,
-                        format!("the `derive` expression of `{name}` uses `{}`, {}", u.name, u.why),
-                        u.help.or_else(|| Some("`derive` may only use `facts.*`".to_owned())),
+                        format!(
+                            "the `derive` expression of `{name}` uses `{}`, {}",
+                            u.name, u.why
+                        ),
+                        u.help
+                            .or_else(|| Some("`derive` may only use `facts.*`".to_owned())),
                     );
                 }
             }
@@ -359,7 +433,9 @@ impl Validator<'_> {
                     "the `derive` expression of `{name}` does not parse: {}",
                     e.detail().unwrap_or("syntax error")
                 ),
-                Some("write a minijinja expression, e.g. `[facts.cpus * 2 + 1, 8] | min`".to_owned()),
+                Some(
+                    "write a minijinja expression, e.g. `[facts.cpus * 2 + 1, 8] | min`".to_owned(),
+                ),
             ),
         }
     }
@@ -368,7 +444,12 @@ impl Validator<'_> {
         for (profile, p) in &self.man.profiles {
             for e in p.entries() {
                 let name = format!("{}.{}", e.group, e.key);
-                let quoted = [Seg::Key("profiles"), Seg::Key(profile), Seg::Key("values"), Seg::Key(&name)];
+                let quoted = [
+                    Seg::Key("profiles"),
+                    Seg::Key(profile),
+                    Seg::Key("values"),
+                    Seg::Key(&name),
+                ];
                 let nested = [
                     Seg::Key("profiles"),
                     Seg::Key(profile),
@@ -377,7 +458,11 @@ impl Validator<'_> {
                     Seg::Key(e.key),
                 ];
                 let path: &[Seg<'_>] = if e.quoted { &quoted } else { &nested };
-                let decl = self.man.settings.get(e.group).and_then(|keys| keys.get(e.key));
+                let decl = self
+                    .man
+                    .settings
+                    .get(e.group)
+                    .and_then(|keys| keys.get(e.key));
                 let Some(decl) = decl else {
                     let all: Vec<String> = self
                         .man
@@ -389,7 +474,9 @@ impl Validator<'_> {
                     let help = suggest::help(shown, all.iter().map(String::as_str), "settings");
                     self.at_key(
                         path,
-                        format!("profile `{profile}` sets `{shown}`, which is not a declared setting"),
+                        format!(
+                            "profile `{profile}` sets `{shown}`, which is not a declared setting"
+                        ),
                         help.map(|h| format!("{h} (keys are written `\"<group>.<key>\"`)")),
                     );
                     continue;
@@ -414,7 +501,10 @@ impl Validator<'_> {
                         Some("remove it from its own `depends_on`".to_owned()),
                     );
                 } else {
-                    self.service_ref(&[base[0], base[1], Seg::Key("depends_on"), Seg::Index(i)], dep);
+                    self.service_ref(
+                        &[base[0], base[1], Seg::Key("depends_on"), Seg::Index(i)],
+                        dep,
+                    );
                 }
             }
             if s.command.is_empty() {
@@ -431,10 +521,14 @@ impl Validator<'_> {
             self.duration(&p("stop_timeout"), &s.stop_timeout);
             if let Some(ready) = &s.ready {
                 let ready_path = p("ready");
-                let probes = [ready.tcp.is_some(), ready.http.is_some(), ready.command.is_some()]
-                    .into_iter()
-                    .filter(|b| *b)
-                    .count();
+                let probes = [
+                    ready.tcp.is_some(),
+                    ready.http.is_some(),
+                    ready.command.is_some(),
+                ]
+                .into_iter()
+                .filter(|b| *b)
+                .count();
                 if probes != 1 {
                     self.at_key(
                         &ready_path,
@@ -484,11 +578,18 @@ impl Validator<'_> {
             if let Some(first) = seen.insert(f.path.as_str(), i) {
                 self.at_value(
                     &p("path"),
-                    format!("file `{}` is declared twice (also `files[{first}]`)", f.path),
+                    format!(
+                        "file `{}` is declared twice (also `files[{first}]`)",
+                        f.path
+                    ),
                     Some("render each file from one `[[files]]` entry".to_owned()),
                 );
             }
-            if f.path.starts_with('/') || Path::new(&f.path).components().any(|c| c.as_os_str() == "..") {
+            if f.path.starts_with('/')
+                || Path::new(&f.path)
+                    .components()
+                    .any(|c| c.as_os_str() == "..")
+            {
                 self.at_value(
                     &p("path"),
                     format!("file path `{}` leaves `<prefix>/etc`", f.path),
@@ -516,10 +617,23 @@ impl Validator<'_> {
                 self.component_ref(&p("component"), c);
             }
             for (j, s) in f.restarts.iter().enumerate() {
-                self.service_ref(&[Seg::Key("files"), Seg::Index(i), Seg::Key("restarts"), Seg::Index(j)], s);
+                self.service_ref(
+                    &[
+                        Seg::Key("files"),
+                        Seg::Index(i),
+                        Seg::Key("restarts"),
+                        Seg::Index(j),
+                    ],
+                    s,
+                );
             }
             for (j, s) in f.reloads.iter().enumerate() {
-                let path = [Seg::Key("files"), Seg::Index(i), Seg::Key("reloads"), Seg::Index(j)];
+                let path = [
+                    Seg::Key("files"),
+                    Seg::Index(i),
+                    Seg::Key("reloads"),
+                    Seg::Index(j),
+                ];
                 match self.man.services.get(s) {
                     None => self.service_ref(&path, s),
                     Some(svc) if svc.reload_signal.is_none() => self.at_value(
@@ -558,10 +672,14 @@ impl Validator<'_> {
 
     fn templates(&mut self) {
         let spec = render_context(self.man);
-        let dir = Path::new(&self.m.source_name).parent().unwrap_or(Path::new(""));
+        let dir = Path::new(&self.m.source_name)
+            .parent()
+            .unwrap_or(Path::new(""));
         let names: BTreeSet<&String> = self.man.files.iter().map(|f| &f.template).collect();
         for name in names {
-            let Some(text) = self.m.templates.get(name) else { continue };
+            let Some(text) = self.m.templates.get(name) else {
+                continue;
+            };
             let display = dir.join(name).display().to_string();
             let src = Source::new(&display, text);
             let env = minijinja::Environment::new();
@@ -570,8 +688,11 @@ impl Validator<'_> {
                     for u in unknown_names(&spec, &t.undeclared_variables(true)) {
                         let span = text.find(&u.name).map(|at| at..at + u.name.len());
                         self.diags.push(
-                            src.diag(span, format!("template `{name}` uses `{}`, {}", u.name, u.why))
-                                .with_help_opt(u.help),
+                            src.diag(
+                                span,
+                                format!("template `{name}` uses `{}`, {}", u.name, u.why),
+                            )
+                            .with_help_opt(u.help),
                         );
                     }
                 }
@@ -638,7 +759,10 @@ fn key(k: &str) -> Owned {
 fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
     let mut out = Vec::new();
     for (i, line) in m.app.next_steps.iter().enumerate() {
-        out.push((vec![key("app"), key("next_steps"), Owned::Index(i)], line.clone()));
+        out.push((
+            vec![key("app"), key("next_steps"), Owned::Index(i)],
+            line.clone(),
+        ));
     }
     let mut process = |table: &str,
                        name: &str,
@@ -666,24 +790,41 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
         }
     };
     for (name, s) in &m.services {
-        process("services", name, &s.command, &s.environment, &s.working_dir, vec![
-            ("stop_timeout", &s.stop_timeout),
-        ]);
+        process(
+            "services",
+            name,
+            &s.command,
+            &s.environment,
+            &s.working_dir,
+            vec![("stop_timeout", &s.stop_timeout)],
+        );
     }
     for (name, j) in &m.jobs {
-        process("jobs", name, &j.command, &j.environment, &j.working_dir, vec![
-            ("every", &j.every),
-            ("timeout", &j.timeout),
-        ]);
+        process(
+            "jobs",
+            name,
+            &j.command,
+            &j.environment,
+            &j.working_dir,
+            vec![("every", &j.every), ("timeout", &j.timeout)],
+        );
     }
     for (name, h) in &m.hooks {
-        process("hooks", name, &h.command, &h.environment, &h.working_dir, vec![
-            ("timeout", &h.timeout),
-        ]);
+        process(
+            "hooks",
+            name,
+            &h.command,
+            &h.environment,
+            &h.working_dir,
+            vec![("timeout", &h.timeout)],
+        );
     }
     for (name, s) in &m.services {
         for (i, addr) in s.listen.iter().enumerate() {
-            out.push((vec![key("services"), key(name), key("listen"), Owned::Index(i)], addr.clone()));
+            out.push((
+                vec![key("services"), key(name), key("listen"), Owned::Index(i)],
+                addr.clone(),
+            ));
         }
         if let Some(ready) = &s.ready {
             let base = vec![key("services"), key(name), key("ready")];
@@ -738,7 +879,12 @@ impl WaitGraph {
             let list = edges.entry(from).or_default();
             for (i, dep) in s.depends_on.iter().enumerate() {
                 if m.services.contains_key(dep) && dep != name {
-                    let path = vec![key("services"), key(name), key("depends_on"), Owned::Index(i)];
+                    let path = vec![
+                        key("services"),
+                        key(name),
+                        key("depends_on"),
+                        Owned::Index(i),
+                    ];
                     list.push((WaitNode::Service(dep.clone()), path));
                 }
             }
@@ -801,8 +947,11 @@ impl WaitGraph {
                 .enumerate()
                 .min_by_key(|(_, n)| **n)
                 .map_or(0, |(i, _)| i);
-            let mut cycle: Vec<WaitNode> =
-                ring[min..].iter().chain(&ring[..min]).map(|n| (*n).clone()).collect();
+            let mut cycle: Vec<WaitNode> = ring[min..]
+                .iter()
+                .chain(&ring[..min])
+                .map(|n| (*n).clone())
+                .collect();
             cycle.push(cycle[0].clone());
             found.insert(cycle);
             return;

@@ -158,17 +158,16 @@ fn type_hint(kind: SettingType, v: &toml::Value) -> Option<String> {
         {
             Some(format!("write the number without quotes: {}", s.trim()))
         }
-        (SettingType::Bool, toml::Value::String(s))
-            if matches!(s.as_str(), "true" | "false") =>
-        {
+        (SettingType::Bool, toml::Value::String(s)) if matches!(s.as_str(), "true" | "false") => {
             Some(format!("write the boolean without quotes: {s}"))
         }
         (SettingType::Duration, toml::Value::Integer(n)) => {
             Some(format!("write it as a string with a unit: \"{n}s\""))
         }
-        (SettingType::String | SettingType::Url | SettingType::Duration, _) => {
-            Some(format!("quote the value: \"{}\"", v.to_string().trim_matches('"')))
-        }
+        (SettingType::String | SettingType::Url | SettingType::Duration, _) => Some(format!(
+            "quote the value: \"{}\"",
+            v.to_string().trim_matches('"')
+        )),
         (SettingType::StringList, toml::Value::String(s)) => {
             Some(format!("write a list: [\"{s}\"]"))
         }
@@ -223,7 +222,9 @@ fn check_string(name: &str, decl: &SettingDecl, s: &str) -> Result<(), Problem> 
         if !matches {
             return Err(Problem::new(
                 format!("`{s}` does not have the form `{name}` requires"),
-                Some(format!("the whole value must match the regular expression `{pattern}`")),
+                Some(format!(
+                    "the whole value must match the regular expression `{pattern}`"
+                )),
             ));
         }
     }
@@ -235,8 +236,7 @@ pub(crate) fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
-const SIZE_HELP: &str =
-    "write a number of bytes (`1048576`) or a number and a unit: `512kB`, `128MB`, `1GiB` \
+const SIZE_HELP: &str = "write a number of bytes (`1048576`) or a number and a unit: `512kB`, `128MB`, `1GiB` \
      (kB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024)";
 
 const DURATION_HELP: &str =

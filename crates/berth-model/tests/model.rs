@@ -67,7 +67,9 @@ fn site_unknown_key_with_did_you_mean() {
 
 #[test]
 fn site_unknown_group_and_top_level_key() {
-    assert_snapshot!(site_errors("externl_url = \"http://x/\"\n\n[wbe]\nworkers = 4\n"));
+    assert_snapshot!(site_errors(
+        "externl_url = \"http://x/\"\n\n[wbe]\nworkers = 4\n"
+    ));
 }
 
 #[test]
@@ -108,7 +110,12 @@ fn site_unknown_profile() {
 #[test]
 fn site_component_switch() {
     // `redis` is optional and a settings group: both `enabled` and its settings are accepted.
-    let site = parse_site("site.toml", "[redis]\nenabled = false\npersist = true\n", &demo()).unwrap();
+    let site = parse_site(
+        "site.toml",
+        "[redis]\nenabled = false\npersist = true\n",
+        &demo(),
+    )
+    .unwrap();
     assert!(!*site.components["redis"].get_ref());
     // `app` is not optional.
     assert_snapshot!(site_errors("[app]\nenabled = false\n"));
@@ -156,7 +163,9 @@ fn manifest_syntax_error() {
 
 #[test]
 fn manifest_unknown_key_with_did_you_mean() {
-    let text = format!("{APP}\n[services.web]\ncomponent = \"app\"\ncommand = [\"x\"]\ndepends = [\"db\"]\n");
+    let text = format!(
+        "{APP}\n[services.web]\ncomponent = \"app\"\ncommand = [\"x\"]\ndepends = [\"db\"]\n"
+    );
     assert_snapshot!(manifest_errors(&text).to_string());
 }
 
@@ -186,13 +195,24 @@ fn manifest_service_cycle() {
 #[test]
 fn missing_manifest_directory() {
     let err = LoadedManifest::load(Path::new("tests/fixtures/nope")).unwrap_err();
-    assert!(err.to_string().contains("Failed to read the manifest"), "{err}");
+    assert!(
+        err.to_string().contains("Failed to read the manifest"),
+        "{err}"
+    );
 }
 
 #[test]
 fn hostile_inputs_do_not_panic() {
     let m = demo();
-    for text in ["\u{feff}", "[[web]]\n", "web = 3", "[web.workers]\nx=1", "a.b.c.d = 1", "\"\"\"", "[web]\nworkers = 99999999999999999999999"] {
+    for text in [
+        "\u{feff}",
+        "[[web]]\n",
+        "web = 3",
+        "[web.workers]\nx=1",
+        "a.b.c.d = 1",
+        "\"\"\"",
+        "[web]\nworkers = 99999999999999999999999",
+    ] {
         let _ = parse_site("site.toml", text, &m);
         let _ = LoadedManifest::from_sources("berth.toml", text, BTreeMap::new());
     }
@@ -281,7 +301,8 @@ fn manifest_doc_example_is_valid() {
         "templates/redis.conf.j2".to_owned(),
         "maxmemory {{ settings.redis.maxmemory }}\n".to_owned(),
     )]);
-    let m = LoadedManifest::from_sources("docs/manifest.md", &body[toml_start..toml_end], templates)
-        .unwrap_or_else(|d| panic!("{d}"));
+    let m =
+        LoadedManifest::from_sources("docs/manifest.md", &body[toml_start..toml_end], templates)
+            .unwrap_or_else(|d| panic!("{d}"));
     validate(&m).unwrap_or_else(|d| panic!("{d}"));
 }

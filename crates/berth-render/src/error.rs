@@ -15,7 +15,9 @@ pub enum RenderError {
         source: minijinja::Error,
     },
     /// A rendered duration is not a duration.
-    #[error("`{field}` rendered to `{value}`, which is not a duration (write e.g. `30s`, `5m`, `1h`)")]
+    #[error(
+        "`{field}` rendered to `{value}`, which is not a duration (write e.g. `30s`, `5m`, `1h`)"
+    )]
     Duration {
         /// Manifest field, e.g. `jobs.housekeeping.every`.
         field: String,

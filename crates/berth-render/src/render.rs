@@ -135,8 +135,7 @@ fn context(input: &RenderInput<'_>) -> Value {
                 user: component_user(input.manifest, name, input.facts)
                     .unwrap_or_else(|| input.facts.user.clone()),
                 bin: c.binaries.clone(),
-                dir: (c.source == ComponentSource::Bundled)
-                    .then(|| path(&p.release.join(name))),
+                dir: (c.source == ComponentSource::Bundled).then(|| path(&p.release.join(name))),
             };
             (name.as_str(), ctx)
         })
@@ -160,9 +159,12 @@ fn context(input: &RenderInput<'_>) -> Value {
         port: u.port_or_known_default().unwrap_or(80),
         path: u.path().to_owned(),
     };
-    let app: BTreeMap<&str, &str> = [("name", m.app.name.as_str()), ("version", m.app.version.as_str())]
-        .into_iter()
-        .collect();
+    let app: BTreeMap<&str, &str> = [
+        ("name", m.app.name.as_str()),
+        ("version", m.app.version.as_str()),
+    ]
+    .into_iter()
+    .collect();
     minijinja::context! {
         app => Value::from(Serde(&app)),
         paths => Value::from(Serde(&paths)),
@@ -282,12 +284,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let mut users: Vec<UserSpec> = Vec::new();
     for name in enabled {
         if let Some(u) = user_of(name)
-            && !users.iter().any(|x| x.name == u) {
-                users.push(UserSpec {
-                    name: u,
-                    home: p.data.clone(),
-                });
-            }
+            && !users.iter().any(|x| x.name == u)
+        {
+            users.push(UserSpec {
+                name: u,
+                home: p.data.clone(),
+            });
+        }
     }
 
     // Directories, parents first.
@@ -329,9 +332,11 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         })?;
         let path = p.etc.join(&f.path);
         if let Some(parent) = path.parent()
-            && parent != p.etc && !dirs.iter().any(|d| d.path == parent) {
-                dirs.push(dir(parent, None, 0o755));
-            }
+            && parent != p.etc
+            && !dirs.iter().any(|d| d.path == parent)
+        {
+            dirs.push(dir(parent, None, 0o755));
+        }
         let keep = |list: &[String]| -> Vec<String> {
             list.iter()
                 .filter(|s| service_enabled(m, enabled, s))
@@ -367,18 +372,33 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
 
     let mut services = Vec::new();
     let mut listen = BTreeMap::new();
-    for (name, s) in m.services.iter().filter(|(_, s)| enabled.contains(&s.component)) {
+    for (name, s) in m
+        .services
+        .iter()
+        .filter(|(_, s)| enabled.contains(&s.component))
+    {
         services.push(service(&r, m, enabled, p, name, s, user_of(&s.component))?);
         if !s.listen.is_empty() {
-            listen.insert(name.clone(), r.strings(&format!("services.{name}.listen"), &s.listen)?);
+            listen.insert(
+                name.clone(),
+                r.strings(&format!("services.{name}.listen"), &s.listen)?,
+            );
         }
     }
     let mut jobs = Vec::new();
-    for (name, j) in m.jobs.iter().filter(|(_, j)| enabled.contains(&j.component)) {
+    for (name, j) in m
+        .jobs
+        .iter()
+        .filter(|(_, j)| enabled.contains(&j.component))
+    {
         jobs.push(job(&r, m, enabled, p, name, j, user_of(&j.component))?);
     }
     let mut hooks = Vec::new();
-    for (name, h) in m.hooks.iter().filter(|(_, h)| enabled.contains(&h.component)) {
+    for (name, h) in m
+        .hooks
+        .iter()
+        .filter(|(_, h)| enabled.contains(&h.component))
+    {
         hooks.push(hook(&r, m, enabled, p, name, h, user_of(&h.component))?);
     }
 
@@ -426,11 +446,7 @@ fn dir(path: &std::path::Path, owner: Option<String>, mode: u32) -> DirSpec {
     }
 }
 
-fn service_enabled(
-    m: &berth_model::Manifest,
-    enabled: &BTreeSet<String>,
-    service: &str,
-) -> bool {
+fn service_enabled(m: &berth_model::Manifest, enabled: &BTreeSet<String>, service: &str) -> bool {
     m.services
         .get(service)
         .is_some_and(|s| enabled.contains(&s.component))

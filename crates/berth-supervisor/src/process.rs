@@ -92,7 +92,9 @@ impl Launch {
                     // apps) may do so. Only pipes: never chown /dev/null or a file.
                     for fd in [1, 2] {
                         let mut st: libc::stat = std::mem::zeroed();
-                        if libc::fstat(fd, &raw mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO {
+                        if libc::fstat(fd, &raw mut st) == 0
+                            && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
+                        {
                             libc::fchown(fd, switch.uid, switch.gid);
                         }
                     }

@@ -798,7 +798,10 @@ fn autostart_and_restart_requests() {
     );
     let after = status(&mut client);
     assert_ne!(after[0].pid, before[0].pid);
-    assert_eq!(after[0].restarts, 0, "a requested restart is not a crash restart");
+    assert_eq!(
+        after[0].restarts, 0,
+        "a requested restart is not a crash restart"
+    );
     assert_eq!(after[1].pid, before[1].pid);
     assert_eq!(
         client

@@ -10,7 +10,10 @@ pub fn check(loc: &Locate) -> Result<ExitCode> {
     let what = if inst.config_exists {
         format!("`{}`", inst.config_path.display())
     } else {
-        format!("no site config at `{}` (all defaults)", inst.config_path.display())
+        format!(
+            "no site config at `{}` (all defaults)",
+            inst.config_path.display()
+        )
     };
     println!(
         "ok: manifest {} {} and {what} are valid",
@@ -21,13 +24,19 @@ pub fn check(loc: &Locate) -> Result<ExitCode> {
 
 pub fn show(loc: &Locate) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
-    print!("{}", berth_model::render_effective(&inst.manifest, &inst.config));
+    print!(
+        "{}",
+        berth_model::render_effective(&inst.manifest, &inst.config)
+    );
     let secrets = &inst.manifest.manifest.secrets;
     if !secrets.is_empty() {
         println!();
         println!("# Secrets (values never shown; each is a mode 0600 file):");
         for name in secrets.keys() {
-            println!("#   {name} = ********  ({})", inst.paths.secrets.join(name).display());
+            println!(
+                "#   {name} = ********  ({})",
+                inst.paths.secrets.join(name).display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

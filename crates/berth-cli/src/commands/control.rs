@@ -25,7 +25,12 @@ fn target(service: Option<String>) -> Target {
 pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     let paths = paths(loc)?;
     let resp = supervisor::request(&paths, &Request::Status)?;
-    let Response::Status { supervisor_pid, services, jobs } = resp else {
+    let Response::Status {
+        supervisor_pid,
+        services,
+        jobs,
+    } = resp
+    else {
         bail!("The supervisor sent an unexpected answer to `status`");
     };
     if json {
@@ -33,7 +38,10 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} LAST EXIT", "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "READY");
+    println!(
+        "{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} LAST EXIT",
+        "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "READY"
+    );
     let mut unhealthy = false;
     for s in &services {
         let state = format!("{:?}", s.state).to_lowercase();
@@ -51,7 +59,10 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     }
     if !jobs.is_empty() {
         println!();
-        println!("{:<14} {:>10} {:>6}  LAST RESULT", "JOB", "NEXT RUN", "RUNS");
+        println!(
+            "{:<14} {:>10} {:>6}  LAST RESULT",
+            "JOB", "NEXT RUN", "RUNS"
+        );
         for j in &jobs {
             println!(
                 "{:<14} {:>10} {:>6}  {}",
@@ -63,9 +74,16 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         }
     }
     println!();
-    println!("supervisor pid {supervisor_pid}, {}", paths.prefix.display());
+    println!(
+        "supervisor pid {supervisor_pid}, {}",
+        paths.prefix.display()
+    );
     // Exit 3 when something is not ready, so scripts can check health with `berth status`.
-    Ok(if unhealthy { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if unhealthy {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn human_secs(s: u64) -> String {
@@ -86,28 +104,59 @@ fn simple(loc: &Locate, req: Request, verb: &str, service: Option<&str>) -> Resu
 
 pub fn start(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
     let s = service.clone();
-    simple(loc, Request::Start { target: target(service) }, "started", s.as_deref())
+    simple(
+        loc,
+        Request::Start {
+            target: target(service),
+        },
+        "started",
+        s.as_deref(),
+    )
 }
 
 pub fn stop(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
     let s = service.clone();
-    simple(loc, Request::Stop { target: target(service) }, "stopped", s.as_deref())
+    simple(
+        loc,
+        Request::Stop {
+            target: target(service),
+        },
+        "stopped",
+        s.as_deref(),
+    )
 }
 
 pub fn restart(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
     let s = service.clone();
-    simple(loc, Request::Restart { target: target(service) }, "restarted", s.as_deref())
+    simple(
+        loc,
+        Request::Restart {
+            target: target(service),
+        },
+        "restarted",
+        s.as_deref(),
+    )
 }
 
 pub fn reload(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
     let s = service.clone();
-    simple(loc, Request::Reload { target: target(service) }, "reloaded", s.as_deref())
+    simple(
+        loc,
+        Request::Reload {
+            target: target(service),
+        },
+        "reloaded",
+        s.as_deref(),
+    )
 }
 
 pub fn down(loc: &Locate) -> Result<ExitCode> {
     let paths = paths(loc)?;
     if !supervisor::is_running(&paths) {
-        println!("Nothing to stop: the supervisor of {} is not running.", paths.prefix.display());
+        println!(
+            "Nothing to stop: the supervisor of {} is not running.",
+            paths.prefix.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // Stopped on purpose: a supervisor started at boot leaves the services stopped.
@@ -118,7 +167,10 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
     while supervisor::is_running(&paths) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("Stopped every service and the supervisor of {}.", paths.prefix.display());
+    println!(
+        "Stopped every service and the supervisor of {}.",
+        paths.prefix.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,7 +181,9 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     // Only the socket, plan, pid and log paths matter here, not the release.
     let paths = Paths::for_prefix(prefix, "current");
     let autostart = autostart && berth_lifecycle::converge::autostart_marker(&paths).exists();
-    berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(&paths, autostart))?;
+    berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(
+        &paths, autostart,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -143,7 +197,8 @@ fn log_files(paths: &Paths, service: Option<&str>) -> Result<Vec<(String, PathBu
         return Ok(vec![(s.to_owned(), f)]);
     }
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(&paths.log).with_context(|| format!("Failed to read `{}`", paths.log.display()))?;
+    let entries = std::fs::read_dir(&paths.log)
+        .with_context(|| format!("Failed to read `{}`", paths.log.display()))?;
     for e in entries.flatten() {
         let f = e.path().join("current");
         if f.is_file() {
@@ -192,7 +247,9 @@ pub fn tail(loc: &Locate, service: Option<&str>, n: usize, follow: bool) -> Resu
     loop {
         std::thread::sleep(Duration::from_millis(250));
         for ((name, f), off) in files.iter().zip(offsets.iter_mut()) {
-            let Ok(meta) = std::fs::metadata(f) else { continue };
+            let Ok(meta) = std::fs::metadata(f) else {
+                continue;
+            };
             if meta.len() < *off {
                 *off = 0; // rotated
             }

@@ -11,7 +11,10 @@ pub fn history(loc: &Locate, limit: usize, json: bool) -> Result<ExitCode> {
     let (prefix, manifest, _) = instance::locate(loc, &facts)?;
     let paths = berth_render::Paths::for_prefix(&prefix, &manifest.manifest.app.version);
     if !paths.state_db().exists() {
-        println!("No history: `{}` has not been set up yet.", prefix.display());
+        println!(
+            "No history: `{}` has not been set up yet.",
+            prefix.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let db = StateDb::open(paths.state_db())?;
@@ -29,7 +32,9 @@ pub fn history(loc: &Locate, limit: usize, json: bool) -> Result<ExitCode> {
 /// One run as a line: `#12 2026-11-25 14:02:11Z reconfigure  succeeded 31 ms  restarted: web`.
 fn line(r: &berth_state::RunRecord) -> String {
     let when = r.started_at.strftime("%Y-%m-%d %H:%M:%SZ");
-    let dur = r.duration_ms.map_or_else(|| "-".to_owned(), |d| format!("{d} ms"));
+    let dur = r
+        .duration_ms
+        .map_or_else(|| "-".to_owned(), |d| format!("{d} ms"));
     let mut s = format!("#{:<4} {when} {:<12}", r.id.0, r.kind);
     let Some(o) = &r.outcome else {
         return format!("{s} unfinished (interrupted)");
@@ -37,13 +42,19 @@ fn line(r: &berth_state::RunRecord) -> String {
     let status = match &o.status {
         RunStatus::Succeeded => "succeeded".to_owned(),
         RunStatus::NoChange => "no change".to_owned(),
-        RunStatus::Failed { error } => format!("failed: {}", error.lines().next().unwrap_or_default()),
+        RunStatus::Failed { error } => {
+            format!("failed: {}", error.lines().next().unwrap_or_default())
+        }
     };
     s.push_str(&format!(" {status:<10} {dur:>8}"));
     if !o.files_changed.is_empty() {
         s.push_str(&format!("  files: {}", o.files_changed.len()));
     }
-    for (label, list) in [("restarted", &o.services_restarted), ("reloaded", &o.services_reloaded), ("hooks", &o.hooks_run)] {
+    for (label, list) in [
+        ("restarted", &o.services_restarted),
+        ("reloaded", &o.services_reloaded),
+        ("hooks", &o.hooks_run),
+    ] {
         if !list.is_empty() {
             s.push_str(&format!("  {label}: {}", list.join(", ")));
         }

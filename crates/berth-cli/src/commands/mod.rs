@@ -38,7 +38,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stop(s) => control::stop(&loc, s.service),
         Command::Restart(s) => control::restart(&loc, s.service),
         Command::Reload(s) => control::reload(&loc, s.service),
-        Command::Tail { service, lines, follow } => control::tail(&loc, service.as_deref(), lines, follow),
+        Command::Tail {
+            service,
+            lines,
+            follow,
+        } => control::tail(&loc, service.as_deref(), lines, follow),
         Command::Down => control::down(&loc),
         Command::History { limit, json } => history::history(&loc, limit, json),
         Command::Supervise { autostart } => control::supervise(&loc, autostart),

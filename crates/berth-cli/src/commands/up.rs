@@ -14,13 +14,18 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     let report = converge::up(&inst, loc, &exe, &progress)?;
     drop(progress);
     println!();
-    println!("{} {} is up at {}", inst.manifest.manifest.app.name, inst.manifest.manifest.app.version, report.url);
+    println!(
+        "{} {} is up at {}",
+        inst.manifest.manifest.app.name, inst.manifest.manifest.app.version, report.url
+    );
     println!("  site config: {}", inst.config_path.display());
     for line in &report.next_steps {
         println!("  {line}");
     }
     println!();
-    println!("Next: edit the site config, then `berth reconfigure`; `berth status` shows every service.");
+    println!(
+        "Next: edit the site config, then `berth reconfigure`; `berth status` shows every service."
+    );
     Ok(ExitCode::SUCCESS)
 }
 
