@@ -169,27 +169,9 @@ impl Berth {
     }
 }
 
-/// GET a URL on 127.0.0.1 with HTTP/1.0: (status, body).
+/// GET a path on 127.0.0.1:`port` with HTTP/1.0 and a `Host` header: (status, body).
 pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut bytes = Vec::new();
-    s.read_to_end(&mut bytes)?;
-    let buf = String::from_utf8_lossy(&bytes);
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    http_request("GET", port, path, &[("Host", host)], None)
 }
 
 /// Every file, directory and symlink under `dir` with its mode and content hash:
@@ -230,8 +212,10 @@ pub fn http_request(
 ) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_mins(1)))?;
-    let mut req =
-        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
