@@ -31,17 +31,23 @@ fn main() -> ExitCode {
     match commands::run(args) {
         Ok(code) => code,
         Err(err) => {
-            if let Some(d) = err.downcast_ref::<berth_model::Diagnostics>() {
+            if let Some(d) = err.downcast_ref::<berth_model::Diagnostics>().or_else(|| {
+                match err.downcast_ref::<berth_lifecycle::LifecycleError>() {
+                    Some(berth_lifecycle::LifecycleError::Invalid(d)) => Some(d),
+                    _ => None,
+                }
+            }) {
                 eprintln!("{d}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
-            // The message, its causes, then hints on their own lines.
-            let text = format!("{err:#}");
-            let (message, hints): (Vec<&str>, Vec<&str>) =
-                text.lines().partition(|l| !l.starts_with("hint:"));
-            eprintln!("error: {}", message.join("\n"));
-            for h in hints {
-                eprintln!("{h}");
+            // The message and its causes, then what to do next on a line of its own.
+            eprintln!("error: {err:#}");
+            let hint = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<berth_lifecycle::LifecycleError>())
+                .and_then(berth_lifecycle::LifecycleError::hint);
+            if let Some(h) = hint {
+                eprintln!("hint: {h}");
             }
             ExitCode::from(EXIT_FAILURE)
         }

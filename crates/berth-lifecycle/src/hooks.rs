@@ -8,26 +8,44 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use anyhow::{Context, Result, bail};
-use berth_render::HookSpec;
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_model::manifest::HookWhen;
+use berth_render::{DesiredState, HookSpec};
+use berth_state::{StateDb, StepStatus};
+use berth_supervisor_protocol::{Request, Target};
+
+use crate::error::{LifecycleError, Result};
+use crate::instance::Instance;
+use crate::progress::Progress;
+use crate::supervisor;
 
 /// The clean environment every hook and service starts from.
 pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Run a hook to completion. Fails with the log's last lines when it exits non-zero or times out.
 pub fn run(hook: &HookSpec) -> Result<()> {
+    let failed = |why: String| LifecycleError::Hook {
+        name: hook.name.clone(),
+        why,
+        log: hook.log_file.clone(),
+        tail: tail(&hook.log_file, 15),
+    };
     if let Some(dir) = hook.log_file.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("Failed to create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(LifecycleError::io("create", dir))?;
     }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&hook.log_file)
-        .with_context(|| format!("Failed to open hook log `{}`", hook.log_file.display()))?;
+        .map_err(LifecycleError::io("open hook log", &hook.log_file))?;
     let _ = writeln!(log, "--- berth: running hook `{}`", hook.name);
     let Some((program, args)) = hook.argv.split_first() else {
-        bail!("Hook `{}` has an empty command", hook.name);
+        return Err(failed("has an empty command".to_owned()));
+    };
+    let clone = |f: &std::fs::File| {
+        f.try_clone()
+            .map_err(LifecycleError::io("open hook log", &hook.log_file))
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -36,8 +54,8 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         .env("LANG", "C.UTF-8")
         .envs(&hook.env)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log.try_clone()?);
+        .stdout(clone(&log)?)
+        .stderr(clone(&log)?);
     if let Some(cwd) = &hook.cwd {
         cmd.current_dir(cwd);
     }
@@ -46,12 +64,7 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         let u = nix::unistd::User::from_name(user)
             .ok()
             .flatten()
-            .with_context(|| {
-                format!(
-                    "Hook `{}` runs as user `{user}`, which does not exist",
-                    hook.name
-                )
-            })?;
+            .ok_or_else(|| failed(format!("runs as user `{user}`, which does not exist")))?;
         // std drops supplementary groups when it changes the uid.
         cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         cmd.env("USER", user).env("LOGNAME", user);
@@ -69,33 +82,26 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     }
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("Failed to start hook `{}` (`{program}`)", hook.name))?;
+        .map_err(|e| failed(format!("could not be started (`{program}`: {e})")))?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
     let status = if let Ok(status) = rx.recv_timeout(hook.timeout) {
-        status.with_context(|| format!("Failed to wait for hook `{}`", hook.name))?
+        status.map_err(|e| failed(format!("could not be waited for: {e}")))?
     } else {
         #[allow(clippy::cast_possible_wrap)]
         let pgid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = rx.recv();
-        bail!(
-            "Hook `{}` did not finish within {:?} and was killed; its output is in `{}`",
-            hook.name,
-            hook.timeout,
-            hook.log_file.display()
-        );
+        return Err(failed(format!(
+            "did not finish within {} and was killed",
+            humantime::format_duration(hook.timeout)
+        )));
     };
     if !status.success() {
-        bail!(
-            "Hook `{}` failed ({status}); last lines of `{}`:\n{}",
-            hook.name,
-            hook.log_file.display(),
-            tail(&hook.log_file, 15)
-        );
+        return Err(failed(format!("failed ({status})")));
     }
     Ok(())
 }
@@ -109,4 +115,225 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether a hook is due, and the scope it is recorded under.
+fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
+    match hook.when {
+        HookWhen::Once => Some("instance".to_owned()),
+        HookWhen::Release => Some(format!("release {version}")),
+        HookWhen::Always => None,
+    }
+}
+
+/// Run the hooks that are due, starting the services each needs first.
+pub(crate) fn run_hooks(
+    inst: &Instance,
+    state: &DesiredState,
+    db: &StateDb,
+    run: berth_state::RunId,
+    include_always: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<String>> {
+    let mut ran = Vec::new();
+    for hook in hook_order(state) {
+        let scope = hook_scope(hook, &state.app.version);
+        let due = match &scope {
+            Some(scope) => !db.hook_ran(&hook.name, scope)?,
+            None => include_always,
+        };
+        if !due {
+            continue;
+        }
+        if !hook.after.is_empty() {
+            progress.begin(&format!(
+                "Starting {} for hook `{}`",
+                hook.after.join(", "),
+                hook.name
+            ));
+            for svc in &hook.after {
+                supervisor::request(
+                    &inst.paths,
+                    &Request::Start {
+                        target: Target::One(svc.clone()),
+                    },
+                )
+                .map_err(|e| LifecycleError::HookNeeds {
+                    hook: hook.name.clone(),
+                    service: svc.clone(),
+                    source: Box::new(crate::up::with_failed_logs(inst, e)),
+                })?;
+            }
+            progress.end("");
+        }
+        let label = if hook.description.is_empty() {
+            hook.name.clone()
+        } else {
+            hook.description.clone()
+        };
+        progress.begin(&format!("Running hook `{}`: {label}", hook.name));
+        let step = db.begin_step(run, &format!("hook {}", hook.name))?;
+        match self::run(hook) {
+            Ok(()) => {
+                db.finish_step(step, &StepStatus::Done)?;
+                if let Some(scope) = &scope {
+                    db.record_hook(&hook.name, scope, run)?;
+                }
+                progress.end("");
+                ran.push(hook.name.clone());
+            }
+            Err(e) => {
+                db.finish_step(
+                    step,
+                    &StepStatus::Failed {
+                        error: crate::converge::error_text(&e),
+                    },
+                )?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(ran)
+}
+
+/// Hooks in the order they must run: a hook whose `before` services are needed
+/// (directly or through `depends_on`) by another hook's `after` runs first. Ties keep
+/// the manifest's (alphabetical) order. The manifest's validation rejects cycles.
+pub(crate) fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
+    let deps: BTreeMap<&str, &[String]> = state
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+        .collect();
+    let needed = |hook: &'_ berth_render::HookSpec| -> BTreeSet<String> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<&str> = hook.after.iter().map(String::as_str).collect();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s.to_owned()) {
+                stack.extend(
+                    deps.get(s)
+                        .into_iter()
+                        .flat_map(|d| d.iter().map(String::as_str)),
+                );
+            }
+        }
+        seen
+    };
+    let hooks = &state.hooks;
+    let must_precede = |a: &berth_render::HookSpec, b: &berth_render::HookSpec| {
+        let n = needed(b);
+        a.before.iter().any(|s| n.contains(s))
+    };
+    let mut done = vec![false; hooks.len()];
+    let mut order = Vec::with_capacity(hooks.len());
+    while order.len() < hooks.len() {
+        let next = (0..hooks.len()).find(|&i| {
+            !done[i]
+                && (0..hooks.len())
+                    .all(|j| j == i || done[j] || !must_precede(&hooks[j], &hooks[i]))
+        });
+        // A cycle cannot pass validation; if one did, fall back to declared order.
+        let i = next.unwrap_or_else(|| (0..hooks.len()).find(|&i| !done[i]).unwrap_or(0));
+        done[i] = true;
+        order.push(&hooks[i]);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use berth_model::manifest::HookWhen;
+    use berth_render::{AppId, DesiredState, HookSpec, Paths};
+    use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
+
+    use super::hook_order;
+
+    fn service(name: &str, deps: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+            readiness: None,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout: Duration::from_secs(1),
+            reload_signal: None,
+            restart: RestartPolicy::Always,
+            log_dir: PathBuf::from("/l"),
+            log_max_bytes: 1,
+            log_keep: 1,
+        }
+    }
+
+    fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
+        HookSpec {
+            name: name.into(),
+            description: String::new(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            when: HookWhen::Once,
+            after: after.iter().map(|s| (*s).to_owned()).collect(),
+            before: before.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: Duration::from_secs(1),
+            log_file: PathBuf::from("/l/h.log"),
+        }
+    }
+
+    fn state(services: Vec<ServiceSpec>, hooks: Vec<HookSpec>) -> DesiredState {
+        DesiredState {
+            app: AppId {
+                name: "a".into(),
+                version: "1".into(),
+            },
+            paths: Paths::for_prefix("/p".as_ref(), "1"),
+            users: vec![],
+            dirs: vec![],
+            files: vec![],
+            packages: vec![],
+            binaries: BTreeMap::new(),
+            bundles: vec![],
+            secrets: vec![],
+            services,
+            jobs: vec![],
+            listen: BTreeMap::new(),
+            hooks,
+            health_url: String::new(),
+            next_steps: vec![],
+        }
+    }
+
+    #[test]
+    fn a_hook_runs_before_hooks_that_need_the_services_it_gates() {
+        // Declared (alphabetical) order would run `a_admin` and `b_createdb` before
+        // `z_initdb`, whose `before` gates the database every other hook needs.
+        let s = state(
+            vec![service("db", &[]), service("web", &["db"])],
+            vec![
+                hook("a_admin", &["web"], &[]),
+                hook("b_createdb", &["db"], &["web"]),
+                hook("m_migrate", &["db"], &["web"]),
+                hook("z_initdb", &[], &["db"]),
+            ],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["z_initdb", "b_createdb", "m_migrate", "a_admin"]);
+    }
+
+    #[test]
+    fn unrelated_hooks_keep_their_declared_order() {
+        let s = state(
+            vec![service("db", &[])],
+            vec![hook("one", &["db"], &[]), hook("two", &["db"], &[])],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["one", "two"]);
+    }
 }

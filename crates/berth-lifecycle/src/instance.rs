@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use berth_model::{Facts, LoadedManifest, ResolvedConfig};
 use berth_render::Paths;
+
+use crate::error::{LifecycleError, Result};
 
 /// How to find the instance: the command line's `--prefix`, `--manifest`, `--config`.
 #[derive(Debug, Clone, Default)]
@@ -70,9 +71,7 @@ pub fn default_prefix(app: &str, is_root: bool) -> PathBuf {
 
 fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
     let Some((text, files)) = &loc.embedded else {
-        anyhow::bail!(
-            "No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)"
-        );
+        return Err(LifecycleError::NoDefaultManifest);
     };
     Ok(LoadedManifest::from_sources(
         "<built-in>/berth.toml",
@@ -83,10 +82,7 @@ fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
 
 fn load_dir(dir: &Path) -> Result<LoadedManifest> {
     if !dir.join("berth.toml").is_file() {
-        anyhow::bail!(
-            "No app manifest at `{}`: the directory must contain `berth.toml`",
-            dir.join("berth.toml").display()
-        );
+        return Err(LifecycleError::NoManifest(dir.join("berth.toml")));
     }
     Ok(LoadedManifest::load(dir)?)
 }
@@ -123,7 +119,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         Ok(p.to_path_buf())
     } else {
         Ok(std::env::current_dir()
-            .context("Failed to read the current directory")?
+            .map_err(LifecycleError::io("read the current directory", "."))?
             .join(p))
     }
 }
@@ -139,11 +135,7 @@ pub fn open(global: &Locate) -> Result<Instance> {
     let (text, config_exists) = match std::fs::read_to_string(&config_path) {
         Ok(t) => (t, true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!("Failed to read site config `{}`", config_path.display())
-            });
-        }
+        Err(e) => return Err(LifecycleError::io("read the site config", &config_path)(e)),
     };
     let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
     let config = berth_model::resolve(&manifest, &site, &facts)?;
@@ -170,9 +162,9 @@ impl Instance {
             }
             ManifestOrigin::Dir(dir) | ManifestOrigin::Stored(dir) => {
                 let mut files = BTreeMap::new();
-                let text = std::fs::read_to_string(dir.join("berth.toml")).with_context(|| {
-                    format!("Failed to read `{}`", dir.join("berth.toml").display())
-                })?;
+                let path = dir.join("berth.toml");
+                let text = std::fs::read_to_string(&path)
+                    .map_err(LifecycleError::io("read the manifest", &path))?;
                 files.insert("berth.toml".to_owned(), text);
                 for (name, src) in &self.manifest.templates {
                     files.insert(name.clone(), src.clone());

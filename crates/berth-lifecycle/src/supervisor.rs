@@ -6,10 +6,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use berth_render::Paths;
 use berth_supervisor::{Client, DaemonConfig};
 use berth_supervisor_protocol::{Request, Response};
+
+use crate::error::{LifecycleError, Result};
 
 /// The supervisor's configuration for an instance.
 pub fn daemon_config(paths: &Paths, autostart: bool) -> DaemonConfig {
@@ -30,11 +31,9 @@ pub fn is_running(paths: &Paths) -> bool {
 
 /// Connect to the running supervisor, or explain how to start it.
 pub fn connect(paths: &Paths) -> Result<Client> {
-    Client::connect(&paths.supervisor_socket()).with_context(|| {
-        format!(
-            "The supervisor of `{}` is not running\nhint: start it with `berth up`",
-            paths.prefix.display()
-        )
+    Client::connect(&paths.supervisor_socket()).map_err(|source| LifecycleError::SupervisorDown {
+        prefix: paths.prefix.clone(),
+        source,
     })
 }
 
@@ -42,7 +41,7 @@ pub fn connect(paths: &Paths) -> Result<Client> {
 pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
     let mut client = connect(paths)?;
     match client.request(req)? {
-        Response::Error { message } => bail!("{message}"),
+        Response::Error { message } => Err(LifecycleError::SupervisorRefused(message)),
         other => Ok(other),
     }
 }
@@ -55,13 +54,16 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
         .create(true)
         .append(true)
         .open(&cfg.log_file)
-        .with_context(|| format!("Failed to open `{}`", cfg.log_file.display()))?;
+        .map_err(LifecycleError::io("open", &cfg.log_file))?;
+    let out = log
+        .try_clone()
+        .map_err(LifecycleError::io("open", &cfg.log_file))?;
     let mut cmd = Command::new(berth_exe);
     cmd.arg("--prefix")
         .arg(&paths.prefix)
         .arg("supervise")
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(out)
         .stderr(log);
     // A new session: the supervisor outlives this command and its terminal.
     unsafe {
@@ -70,7 +72,9 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("Failed to start the supervisor")?;
+    let mut child = cmd
+        .spawn()
+        .map_err(LifecycleError::io("start the supervisor", berth_exe))?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(10);
     while start.elapsed() < Duration::from_secs(10) {
@@ -80,18 +84,17 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "The supervisor exited at start ({status}); last lines of `{}`:\n{}",
-                cfg.log_file.display(),
-                crate::hooks::tail(&cfg.log_file, 15)
-            );
+            return Err(LifecycleError::SupervisorExited {
+                status,
+                tail: crate::hooks::tail(&cfg.log_file, 15),
+                log: cfg.log_file,
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(200));
     }
-    bail!(
-        "The supervisor did not answer on `{}` within 10 s; see `{}`",
-        cfg.socket.display(),
-        cfg.log_file.display()
-    )
+    Err(LifecycleError::SupervisorSilent {
+        socket: cfg.socket,
+        log: cfg.log_file,
+    })
 }

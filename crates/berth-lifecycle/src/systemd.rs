@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use berth_render::Paths;
+
+use crate::error::{LifecycleError, Result};
 
 /// Where unit files written by berth go.
 const UNIT_DIR: &str = "/etc/systemd/system";
@@ -56,9 +57,7 @@ pub fn install_and_start(app: &str, paths: &Paths, berth_exe: &Path) -> Result<(
     let start = Instant::now();
     while !crate::supervisor::is_running(paths) {
         if start.elapsed() > Duration::from_secs(15) {
-            bail!(
-                "`{name}` started but the supervisor does not answer\nhint: `systemctl status {name}` and `journalctl -u {name}` show why"
-            );
+            return Err(LifecycleError::UnitSilent(name));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -66,17 +65,20 @@ pub fn install_and_start(app: &str, paths: &Paths, berth_exe: &Path) -> Result<(
 }
 
 fn systemctl(args: &[&str]) -> Result<()> {
+    let failed = |status: String, stderr: String| LifecycleError::Systemctl {
+        args: args.join(" "),
+        status,
+        stderr,
+    };
     let out = Command::new("systemctl")
         .args(args)
         .output()
-        .with_context(|| format!("Failed to run `systemctl {}`", args.join(" ")))?;
+        .map_err(|e| failed("not run".to_owned(), e.to_string()))?;
     if !out.status.success() {
-        bail!(
-            "`systemctl {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(failed(
+            out.status.to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
     }
     Ok(())
 }

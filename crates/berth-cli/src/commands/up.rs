@@ -11,7 +11,7 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
     let progress = Terminal::new(quiet);
     let exe = std::env::current_exe().context("Failed to find the berth executable")?;
-    let report = converge::up(&inst, loc, &exe, &progress)?;
+    let report = berth_lifecycle::up(&inst, loc, &exe, &progress)?;
     drop(progress);
     println!();
     println!(
@@ -36,7 +36,7 @@ pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     let progress = Terminal::new(quiet);
-    let o = converge::reconfigure(&inst, loc, &progress)?;
+    let o = berth_lifecycle::reconfigure(&inst, loc, &progress)?;
     drop(progress);
     if o.is_noop() {
         println!("Nothing changed ({} ms).", o.duration.as_millis());

@@ -1,0 +1,197 @@
+//! Why a lifecycle operation failed. Every variant names what it is about; [`LifecycleError::hint`]
+//! names the command to run next, so the CLI can print it on a line of its own.
+
+use std::path::PathBuf;
+
+/// Result of lifecycle operations.
+pub type Result<T, E = LifecycleError> = std::result::Result<T, E>;
+
+/// A failed lifecycle operation.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The manifest or the site config is invalid (nothing was changed).
+    #[error(transparent)]
+    Invalid(#[from] berth_model::Diagnostics),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] berth_render::RenderError),
+    /// A change to the host failed.
+    #[error(transparent)]
+    Host(#[from] berth_host::HostError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] berth_state::StateError),
+    /// Talking to the supervisor failed.
+    #[error(transparent)]
+    Supervisor(#[from] berth_supervisor::SupervisorError),
+    /// The supervision plan could not be encoded.
+    #[error("Failed to encode the supervision plan")]
+    Encode(#[from] serde_json::Error),
+    /// A file operation failed.
+    #[error("Failed to {action} `{path}`")]
+    Io {
+        /// What berth was doing, e.g. `read the site config`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--manifest DIR` has no `berth.toml`.
+    #[error("No app manifest at `{0}`: the directory must contain `berth.toml`")]
+    NoManifest(PathBuf),
+    /// No manifest given and none built in.
+    #[error("No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)")]
+    NoDefaultManifest,
+    /// `reconfigure` before the first `up`.
+    #[error("`{0}` has not been set up yet")]
+    NotSetUp(PathBuf),
+    /// The supervisor is not running.
+    #[error("The supervisor of `{prefix}` is not running")]
+    SupervisorDown {
+        /// The instance.
+        prefix: PathBuf,
+        /// Why connecting failed.
+        #[source]
+        source: berth_supervisor::SupervisorError,
+    },
+    /// The supervisor answered with an error (its message is a sentence).
+    #[error("{0}")]
+    SupervisorRefused(String),
+    /// The supervisor answered something else than the request calls for.
+    #[error("The supervisor sent an unexpected answer to `{0}`")]
+    UnexpectedAnswer(&'static str),
+    /// The supervisor process exited right after being started.
+    #[error("The supervisor exited at start ({status}); last lines of `{log}`:\n{tail}")]
+    SupervisorExited {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// The supervisor did not answer on its socket in time.
+    #[error("The supervisor did not answer on `{socket}` within 10 s; see `{log}`")]
+    SupervisorSilent {
+        /// The control socket.
+        socket: PathBuf,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// A port a service listens on is taken by another program.
+    #[error("Ports needed by the app are already in use, nothing was started:\n{}", .0.join("\n"))]
+    PortsInUse(Vec<String>),
+    /// Distribution packages are missing and berth may not install them.
+    #[error("These packages are needed and not installed: {}", .missing.join(", "))]
+    PackagesMissing {
+        /// Package names.
+        missing: Vec<String>,
+        /// The exact command to run.
+        install: String,
+    },
+    /// Programs the manifest names do not exist after installing its packages.
+    #[error("Programs the manifest names are missing after installing its packages: {}", .0.join(", "))]
+    BinariesMissing(Vec<String>),
+    /// A hook could not run or failed.
+    #[error("Hook `{name}` {why}; last lines of `{log}`:\n{tail}")]
+    Hook {
+        /// Hook name.
+        name: String,
+        /// What happened, e.g. `failed (exit status: 1)`.
+        why: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// A service a hook needs did not start.
+    #[error("Failed to start `{service}`, which hook `{hook}` needs")]
+    HookNeeds {
+        /// The hook.
+        hook: String,
+        /// The service.
+        service: String,
+        /// Why it did not start.
+        #[source]
+        source: Box<LifecycleError>,
+    },
+    /// Services did not start; `logs` holds the last lines of each one that is not ready.
+    #[error("{cause}{logs}")]
+    ServicesFailed {
+        /// What the supervisor said (part of the message, so not a `source`).
+        cause: Box<LifecycleError>,
+        /// Log excerpts, each introduced by its file name.
+        logs: String,
+    },
+    /// The app did not answer at its health URL.
+    #[error("The app did not answer at `{url}` within {secs} s (last: {last})")]
+    Health {
+        /// The health URL.
+        url: String,
+        /// How long berth waited.
+        secs: u64,
+        /// The last status or error seen.
+        last: String,
+    },
+    /// The rendered health URL is not a URL.
+    #[error("The health URL `{0}` is not a URL")]
+    HealthUrl(String),
+    /// A `systemctl` command failed.
+    #[error("`systemctl {args}` failed ({status}): {stderr}")]
+    Systemctl {
+        /// Its arguments.
+        args: String,
+        /// How it exited.
+        status: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// The systemd unit started but its supervisor does not answer.
+    #[error("`{0}` started but the supervisor does not answer")]
+    UnitSilent(String),
+}
+
+impl LifecycleError {
+    /// What to do next, as a command line or a short instruction.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NotSetUp(_) | Self::SupervisorDown { .. } => {
+                Some("run `berth up` first".to_owned())
+            }
+            Self::PortsInUse(_) => Some(
+                "stop the program using them, or change the port in the site config and run `berth up` again"
+                    .to_owned(),
+            ),
+            Self::PackagesMissing { install, .. } => {
+                Some(format!("run `{install}`, then `berth up` again"))
+            }
+            Self::Hook { .. } | Self::ServicesFailed { .. } => Some(
+                "fix the cause, then run `berth up` again; it resumes where it stopped".to_owned(),
+            ),
+            Self::HookNeeds { source, .. } => source.hint(),
+            Self::Health { .. } => Some(
+                "`berth status` shows which service is unhealthy, `berth tail SERVICE` shows its log"
+                    .to_owned(),
+            ),
+            Self::UnitSilent(unit) => Some(format!(
+                "`systemctl status {unit}` and `journalctl -u {unit}` show why"
+            )),
+            _ => None,
+        }
+    }
+
+    /// Wrap an I/O error with what was being done and to which path.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

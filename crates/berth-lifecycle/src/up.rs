@@ -1,0 +1,207 @@
+//! `berth up`: install what is missing, converge, start the supervisor and every
+//! service (running hooks in order), and wait until the app answers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_state::StateDb;
+use berth_supervisor_protocol::{Request, Response, Target};
+
+use crate::converge::{
+    Outcome, applied_plan, autostart_marker, converge, error_text, failed, recorded, render,
+    secrets, step, supervision_plan, write_plan, write_site_template,
+};
+use crate::error::{LifecycleError, Result};
+use crate::instance::{Instance, Locate};
+use crate::progress::Progress;
+use crate::{hooks, http, preflight, release, supervisor};
+
+/// What `up` reports when it succeeds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpReport {
+    /// Where the app answers.
+    pub url: String,
+    /// The manifest's next-steps lines, rendered.
+    pub next_steps: Vec<String>,
+    /// What changed.
+    pub outcome: Outcome,
+}
+
+/// How long `up` waits for the app to answer through its front door.
+const HEALTH_DEADLINE: Duration = Duration::from_mins(3);
+
+/// `berth up`: install what is missing, converge, start the supervisor and every
+/// service (running hooks in order), and wait until the app answers.
+pub fn up(
+    inst: &Instance,
+    loc: &Locate,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+) -> Result<UpReport> {
+    let started = Instant::now();
+    // Checks that change nothing come first: a failure leaves the host as it was.
+    let preview_secrets = secrets(inst, false)?;
+    let preview = render(inst, &preview_secrets)?;
+    let running = preflight::running_services(inst);
+    preflight::check_ports(&preview, &running)?;
+    progress.begin("Checking system packages");
+    preflight::ensure_packages(&preview, inst.facts.is_root, progress)?;
+    progress.end("");
+    if !inst.facts.is_root {
+        for b in &preview.bundles {
+            let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;
+            berth_host::python::find_interpreter(python)?;
+        }
+    }
+
+    std::fs::create_dir_all(&inst.paths.state)
+        .map_err(LifecycleError::io("create", &inst.paths.state))?;
+    let db = StateDb::open(inst.paths.state_db())?;
+    let run = db.begin_run(
+        "up",
+        &format!("{} {}", preview.app.name, preview.app.version),
+    )?;
+    let result = up_steps(inst, loc, berth_exe, &db, run, progress);
+    let mut outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            db.finish_run(run, &failed(&error_text(&e)))?;
+            return Err(e);
+        }
+    };
+    outcome.duration = started.elapsed();
+    db.finish_run(run, &recorded(&outcome))?;
+    Ok(UpReport {
+        url: inst.config.external_url.to_string(),
+        next_steps: render(inst, &secrets(inst, false)?)?.next_steps,
+        outcome,
+    })
+}
+
+fn up_steps(
+    inst: &Instance,
+    loc: &Locate,
+    berth_exe: &Path,
+    db: &StateDb,
+    run: berth_state::RunId,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let preview = render(inst, &secrets(inst, false)?)?;
+    if inst.facts.is_root {
+        step(db, run, "users", || {
+            for u in &preview.users {
+                berth_host::users::ensure_user(u)?;
+            }
+            Ok(())
+        })?;
+    }
+    let secrets = step(db, run, "secrets", || secrets(inst, true))?;
+    step(db, run, "bundles", || {
+        release::ensure_bundles(&preview, progress)
+    })?;
+    let state = render(inst, &secrets)?;
+
+    progress.begin("Writing configuration");
+    let (plan, applied) = step(db, run, "converge", || converge(inst, &state, &secrets))?;
+    outcome.files_changed = applied.clone();
+    release::store_manifest(inst, loc)?;
+    if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {
+        write_site_template(&inst.config_path)?;
+    }
+    let new_plan = supervision_plan(&state);
+    let old_plan = applied_plan(&inst.paths.supervision_plan());
+    write_plan(inst, &new_plan)?;
+    progress.end(&format!("{} file(s) changed", applied.len()));
+
+    if supervisor::is_running(&inst.paths) {
+        let restart: Vec<String> = plan.restart.clone();
+        let reload: Vec<String> = plan.reload.clone();
+        if (old_plan.as_ref() != Some(&new_plan) || !restart.is_empty() || !reload.is_empty())
+            && let Response::Applied {
+                restarted,
+                reloaded,
+                ..
+            } = supervisor::request(
+                &inst.paths,
+                &Request::Apply {
+                    plan: new_plan,
+                    restart,
+                    reload,
+                },
+            )?
+        {
+            outcome.restarted = restarted;
+            outcome.reloaded = reloaded;
+        }
+    } else {
+        progress.begin("Starting the supervisor");
+        step(db, run, "start supervisor", || {
+            if inst.facts.systemd && inst.facts.is_root {
+                crate::systemd::install_and_start(&state.app.name, &inst.paths, berth_exe)
+            } else {
+                supervisor::spawn(&inst.paths, berth_exe)
+            }
+        })?;
+        progress.end("");
+    }
+
+    outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
+
+    progress.begin("Starting services");
+    step(db, run, "start services", || {
+        supervisor::request(
+            &inst.paths,
+            &Request::Start {
+                target: Target::All,
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| with_failed_logs(inst, e))
+    })?;
+    progress.end("");
+
+    progress.begin(&format!("Waiting for {}", state.health_url));
+    let url = url::Url::parse(&state.health_url)
+        .map_err(|_| LifecycleError::HealthUrl(state.health_url.clone()))?;
+    step(db, run, "health", || {
+        http::wait_ok(&url, HEALTH_DEADLINE)
+            .map(|_| ())
+            .map_err(|last| LifecycleError::Health {
+                url: url.to_string(),
+                secs: HEALTH_DEADLINE.as_secs(),
+                last,
+            })
+    })?;
+    progress.end("");
+    // From now on a supervisor started at boot (the systemd unit) starts everything.
+    berth_host::fsutil::write_atomic(&autostart_marker(&inst.paths), b"", 0o644, None)?;
+    Ok(outcome)
+}
+
+/// Add the last log lines of every service that is not ready to a start error.
+pub(crate) fn with_failed_logs(inst: &Instance, err: LifecycleError) -> LifecycleError {
+    let Ok(Response::Status { services, .. }) = supervisor::request(&inst.paths, &Request::Status)
+    else {
+        return err;
+    };
+    let mut text = String::new();
+    for s in services.iter().filter(|s| !s.ready) {
+        let log = inst.paths.log.join(&s.name).join("current");
+        if log.exists() {
+            text.push_str(&format!(
+                "\nlast lines of `{}`:\n{}",
+                log.display(),
+                hooks::tail(&log, 10)
+            ));
+        }
+    }
+    if text.is_empty() {
+        err
+    } else {
+        LifecycleError::ServicesFailed {
+            cause: Box::new(err),
+            logs: text,
+        }
+    }
+}
