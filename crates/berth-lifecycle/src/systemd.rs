@@ -44,43 +44,64 @@ pub fn unit_text(app: &str, paths: &Paths, berth_exe: &Path) -> String {
     )
 }
 
-/// Write the unit (if it changed), enable it and start it, then wait for the socket.
-pub fn install_and_start(app: &str, paths: &Paths, berth_exe: &Path) -> Result<()> {
-    let name = unit_name(app);
-    let path = PathBuf::from(UNIT_DIR).join(&name);
-    let text = unit_text(app, paths, berth_exe);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
-        systemctl(&["daemon-reload"])?;
-    }
-    systemctl(&["enable", "--now", &name])?;
-    let start = Instant::now();
-    while !crate::supervisor::is_running(paths) {
-        if start.elapsed() > Duration::from_secs(15) {
-            return Err(LifecycleError::UnitSilent(name));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+/// The systemd this host has: where unit files go and which `systemctl` drives them.
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    /// Directory for unit files, normally `/etc/systemd/system`.
+    pub unit_dir: PathBuf,
+    /// The `systemctl` program.
+    pub systemctl: PathBuf,
 }
 
-fn systemctl(args: &[&str]) -> Result<()> {
-    let failed = |status: String, stderr: String| LifecycleError::Systemctl {
-        args: args.join(" "),
-        status,
-        stderr,
-    };
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .map_err(|e| failed("not run".to_owned(), e.to_string()))?;
-    if !out.status.success() {
-        return Err(failed(
-            out.status.to_string(),
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
+impl Default for Systemd {
+    fn default() -> Self {
+        Self {
+            unit_dir: PathBuf::from(UNIT_DIR),
+            systemctl: PathBuf::from("systemctl"),
+        }
     }
-    Ok(())
+}
+
+impl Systemd {
+    /// Write the unit (if it changed), enable it and start it, then wait until the
+    /// supervisor answers on its socket.
+    pub fn install_and_start(&self, app: &str, paths: &Paths, berth_exe: &Path) -> Result<()> {
+        let name = unit_name(app);
+        let path = self.unit_dir.join(&name);
+        let text = unit_text(app, paths, berth_exe);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
+            self.systemctl(&["daemon-reload"])?;
+        }
+        self.systemctl(&["enable", "--now", &name])?;
+        let start = Instant::now();
+        while !crate::supervisor::is_running(paths) {
+            if start.elapsed() > Duration::from_secs(15) {
+                return Err(LifecycleError::UnitSilent(name));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Result<()> {
+        let failed = |status: String, stderr: String| LifecycleError::Systemctl {
+            args: args.join(" "),
+            status,
+            stderr,
+        };
+        let out = Command::new(&self.systemctl)
+            .args(args)
+            .output()
+            .map_err(|e| failed("not run".to_owned(), e.to_string()))?;
+        if !out.status.success() {
+            return Err(failed(
+                out.status.to_string(),
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

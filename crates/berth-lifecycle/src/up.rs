@@ -138,7 +138,11 @@ fn up_steps(
         progress.begin("Starting the supervisor");
         step(db, run, "start supervisor", || {
             if inst.facts.systemd && inst.facts.is_root {
-                crate::systemd::install_and_start(&state.app.name, &inst.paths, berth_exe)
+                crate::systemd::Systemd::default().install_and_start(
+                    &state.app.name,
+                    &inst.paths,
+                    berth_exe,
+                )
             } else {
                 supervisor::spawn(&inst.paths, berth_exe)
             }
