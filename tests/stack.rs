@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, fixture, http_get, prefix_dir, snapshot_tree};
+use berth_tests::{Berth, files_under, fixture, http_get, prefix_dir, snapshot_tree};
 
 const NGINX_PORT: u16 = 48080;
 /// Ports of this test's instance, away from the fixture's defaults (which benchmarks use).
@@ -104,33 +104,16 @@ fn a_second_reconfigure_changes_no_file_and_restarts_nothing() {
     s.berth.run(&["reconfigure"]).expect(0);
     let pids = s.berth.pids();
     let etc = snapshot_tree(&s.berth.prefix.join("etc"));
-    let mtimes: Vec<_> = walk(&s.berth.prefix.join("etc"));
+    let before: Vec<_> = mtimes(&s.berth.prefix.join("etc"));
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
     assert_eq!(s.berth.pids(), pids);
     assert_eq!(snapshot_tree(&s.berth.prefix.join("etc")), etc);
     assert_eq!(
-        walk(&s.berth.prefix.join("etc")),
-        mtimes,
+        mtimes(&s.berth.prefix.join("etc")),
+        before,
         "a no-op reconfigure rewrote files"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push((
-                p.clone(),
-                std::fs::metadata(&p).unwrap().modified().unwrap(),
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -240,7 +223,7 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
     s.berth.run(&["history"]).expect(0);
     let mut haystack = s.berth.transcript.lock().unwrap().clone();
     // Logs: the supervisor's, every service's and every hook's.
-    for f in files(&s.berth.prefix.join("log")) {
+    for f in files_under(&s.berth.prefix.join("log")) {
         haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
     }
     for v in &values {
@@ -251,15 +234,13 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
     }
 }
 
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
+/// Each file under `dir` with its modification time.
+fn mtimes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+            (p, t)
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use berth_tests::{berth_bin, fixture, http_get, is_root, prefix_dir};
+use berth_tests::{berth_bin, files_under, fixture, http_get, is_root, prefix_dir};
 
 const USER: &str = "nobody";
 const PORT: u16 = 58080;
@@ -37,7 +37,7 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     let manifest = home.join("manifest");
     std::fs::create_dir_all(manifest.join("templates")).unwrap();
     let src = fixture("ministack");
-    for e in walk(&src) {
+    for e in files_under(&src) {
         let rel = e.strip_prefix(&src).unwrap();
         std::fs::copy(&e, manifest.join(rel)).unwrap();
     }
@@ -104,7 +104,7 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
         );
     }
     // Every file berth wrote belongs to the user.
-    for f in walk(&prefix) {
+    for f in files_under(&prefix) {
         let meta = std::fs::symlink_metadata(&f).unwrap();
         assert_eq!(
             std::os::unix::fs::MetadataExt::uid(&meta),
@@ -113,17 +113,4 @@ fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
             f.display()
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -174,6 +174,24 @@ pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, Stri
     http_request("GET", port, path, &[("Host", host)], None)
 }
 
+/// Every file (and symlink) below `dir`, sorted; directories are descended, links are not.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Every file, directory and symlink under `dir` with its mode and content hash:
 /// two equal snapshots mean nothing under `dir` changed.
 pub fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, String> {

@@ -20,9 +20,6 @@ use crate::instance::Instance;
 use crate::progress::Progress;
 use crate::supervisor;
 
-/// The clean environment every hook and service starts from.
-pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Run a hook to completion. Fails with the log's last lines when it exits non-zero or times out.
 pub fn run(hook: &HookSpec) -> Result<()> {
     let failed = |why: String| LifecycleError::Hook {
@@ -50,7 +47,7 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env("PATH", BASE_PATH)
+        .env("PATH", berth_supervisor_protocol::BASE_PATH)
         .env("LANG", "C.UTF-8")
         .envs(&hook.env)
         .stdin(Stdio::null())
@@ -74,12 +71,7 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         cmd.env("HOME", h);
     }
     // Own process group, so a timeout kills the hook and everything it started.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    crate::supervisor::in_new_session(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("could not be started (`{program}`: {e})")))?;
@@ -120,7 +112,7 @@ pub fn tail(path: &std::path::Path, n: usize) -> String {
 /// Whether a hook is due, and the scope it is recorded under.
 fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
     match hook.when {
-        HookWhen::Once => Some("instance".to_owned()),
+        HookWhen::Once => Some(berth_state::INSTANCE_SCOPE.to_owned()),
         HookWhen::Release => Some(format!("release {version}")),
         HookWhen::Always => None,
     }

@@ -46,6 +46,17 @@ pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
     }
 }
 
+/// Start the child in a session (and process group) of its own.
+pub(crate) fn in_new_session(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
 /// Start `berth supervise` in the background (its own session, output to
 /// `<log>/supervisor.log`) and wait until it answers.
 pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
@@ -66,12 +77,7 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
         .stdout(out)
         .stderr(log);
     // A new session: the supervisor outlives this command and its terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    in_new_session(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(LifecycleError::io("start the supervisor", berth_exe))?;

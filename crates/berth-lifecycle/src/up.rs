@@ -61,9 +61,9 @@ pub fn up(
         "up",
         &format!("{} {}", preview.app.name, preview.app.version),
     )?;
-    let result = up_steps(inst, loc, berth_exe, &db, run, progress);
-    let mut outcome = match result {
-        Ok(o) => o,
+    let result = up_steps(inst, loc, berth_exe, &preview, &db, run, progress);
+    let (mut outcome, next_steps) = match result {
+        Ok(done) => done,
         Err(e) => {
             db.finish_run(run, &failed(&error_text(&e)))?;
             return Err(e);
@@ -73,7 +73,7 @@ pub fn up(
     db.finish_run(run, &recorded(&outcome))?;
     Ok(UpReport {
         url: inst.config.external_url.to_string(),
-        next_steps: render(inst, &secrets(inst, false)?)?.next_steps,
+        next_steps,
         outcome,
     })
 }
@@ -82,12 +82,12 @@ fn up_steps(
     inst: &Instance,
     loc: &Locate,
     berth_exe: &Path,
+    preview: &berth_render::DesiredState,
     db: &StateDb,
     run: berth_state::RunId,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<(Outcome, Vec<String>)> {
     let mut outcome = Outcome::default();
-    let preview = render(inst, &secrets(inst, false)?)?;
     if inst.facts.is_root {
         step(db, run, "users", || {
             for u in &preview.users {
@@ -98,7 +98,7 @@ fn up_steps(
     }
     let secrets = step(db, run, "secrets", || secrets(inst, true))?;
     step(db, run, "bundles", || {
-        release::ensure_bundles(&preview, progress)
+        release::ensure_bundles(preview, progress)
     })?;
     let state = render(inst, &secrets)?;
 
@@ -180,7 +180,7 @@ fn up_steps(
     progress.end("");
     // From now on a supervisor started at boot (the systemd unit) starts everything.
     berth_host::fsutil::write_atomic(&autostart_marker(&inst.paths), b"", 0o644, None)?;
-    Ok(outcome)
+    Ok((outcome, state.next_steps))
 }
 
 /// Add the last log lines of every service that is not ready to a start error.

@@ -15,9 +15,6 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
 use tokio::process::Command;
 
-/// `PATH` of the clean environment every child starts with.
-pub(crate) const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// What to run and as whom: the part of a service or job spec that makes a process.
 #[derive(Debug, Clone)]
 pub(crate) struct Launch {
@@ -68,7 +65,7 @@ impl Launch {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .env("PATH", CLEAN_PATH)
+            .env("PATH", berth_supervisor_protocol::BASE_PATH)
             .env("LANG", "C.UTF-8")
             .env("HOME", &identity.home)
             .env("USER", &identity.name)
