@@ -17,10 +17,44 @@ pub fn daemon_config(paths: &Paths, autostart: bool) -> DaemonConfig {
     DaemonConfig {
         socket: paths.supervisor_socket(),
         plan_path: paths.supervision_plan(),
-        pid_file: paths.run.join("supervisor.pid"),
+        pid_file: pid_file(paths),
         log_file: paths.log.join("supervisor.log"),
         autostart,
         backoff: berth_supervisor::BackoffConfig::default(),
+    }
+}
+
+/// Where the supervisor writes its pid; it removes the file last on its way out.
+pub fn pid_file(paths: &Paths) -> std::path::PathBuf {
+    paths.run.join("supervisor.pid")
+}
+
+/// Wait until the supervisor process whose pid file is at hand has exited (its pid
+/// file removed, or the process gone or a zombie), at most `timeout`.
+///
+/// The socket stops answering before the daemon has removed its socket and pid
+/// files; callers that go on to touch the prefix must wait for this instead.
+pub fn wait_exited(paths: &Paths, timeout: Duration) -> bool {
+    let file = pid_file(paths);
+    let pid = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alive = file.exists()
+            && pid.is_none_or(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+                    .unwrap_or(false)
+            });
+        if !alive {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

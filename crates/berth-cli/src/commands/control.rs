@@ -162,10 +162,13 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
     // Stopped on purpose: a supervisor started at boot leaves the services stopped.
     let _ = std::fs::remove_file(berth_lifecycle::converge::autostart_marker(&paths));
     supervisor::request(&paths, &Request::Shutdown)?;
-    // Shutdown answers before the daemon has exited; wait for its socket to go away.
-    let deadline = std::time::Instant::now() + Duration::from_mins(2);
-    while supervisor::is_running(&paths) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    // Shutdown answers once the services are stopped, before the daemon has removed
+    // its socket and pid file: wait for the process itself to be gone.
+    if !supervisor::wait_exited(&paths, Duration::from_mins(2)) {
+        bail!(
+            "The supervisor of {} did not exit within 2 minutes of stopping its services",
+            paths.prefix.display()
+        );
     }
     println!(
         "Stopped every service and the supervisor of {}.",
