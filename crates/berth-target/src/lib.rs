@@ -1,0 +1,1 @@
+//! berth backup targets and retention.
