@@ -48,6 +48,7 @@
 //! # Ok::<(), berth_model::Diagnostics>(())
 //! ```
 
+pub mod builtin;
 mod effective;
 pub mod facts;
 mod load;

@@ -83,7 +83,19 @@ impl LoadedManifest {
 fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
     let source = Source::new(name, text);
     syntax_errors(source)?;
-    toml::from_str::<Manifest>(text).map_err(|e| serde_diagnostic(source, &e).into())
+    let mut manifest =
+        toml::from_str::<Manifest>(text).map_err(|e| serde_diagnostic(source, &e))?;
+    if let Err(group) = crate::builtin::add_builtin_settings(&mut manifest) {
+        let span = Locator::new(text).key(&[Seg::Key("settings"), Seg::Key(group)]);
+        return Err(source
+            .diag(
+                span,
+                format!("the settings group `{group}` is berth's own (backup target, schedule, retention)"),
+            )
+            .with_help("rename the group; its keys are documented in docs/site-config.md")
+            .into());
+    }
+    Ok(manifest)
 }
 
 /// Every TOML syntax error in `source` (the parser recovers and keeps going).

@@ -38,6 +38,9 @@ pub struct Manifest {
     /// One-shot lifecycle steps (database init, migrations, first admin user).
     #[serde(default)]
     pub hooks: BTreeMap<String, HookDecl>,
+    /// What a backup holds and how writers are quiesced while it is taken.
+    #[serde(default)]
+    pub backup: Option<BackupDecl>,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -436,6 +439,58 @@ pub enum HookWhen {
     Release,
     /// On every `up` and every `reconfigure` that changes something.
     Always,
+}
+
+/// `[backup]`: what `berth backup create` puts in an archive besides the site config
+/// and the secrets, and how it keeps the copy consistent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupDecl {
+    /// Data directories (relative to `<prefix>/data`, each a declared data directory or
+    /// inside one) copied into the archive, e.g. uploaded media. Directories that can be
+    /// rebuilt (static files, caches) or that the database dump covers stay out.
+    #[serde(default)]
+    pub data_dirs: Vec<String>,
+    /// Services paused while the data directories are copied, so no file is caught
+    /// half-written; they are resumed as soon as the copy is done.
+    #[serde(default)]
+    pub quiesce: Vec<String>,
+    /// The database, dumped as one consistent snapshot.
+    #[serde(default)]
+    pub database: Option<DatabaseBackupDecl>,
+}
+
+/// `[backup.database]`: how to reach the app's database for dump and restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseBackupDecl {
+    /// The database engine.
+    pub kind: DatabaseKind,
+    /// The service that serves it; dump and restore run as its component's user
+    /// (the cluster's superuser through the local socket).
+    pub service: String,
+    /// Host or socket directory (template), e.g. `{{ paths.run }}/postgresql`.
+    pub host: String,
+    /// Port (template), e.g. `{{ settings.postgresql.port }}`.
+    pub port: String,
+    /// Name of the app's database.
+    pub name: String,
+    /// Role that owns the database (created by a hook before the restore runs).
+    pub owner: String,
+    /// Directory holding `pg_dump`, `pg_restore` and `psql` of the server's version.
+    pub bin_dir: String,
+    /// Hooks that must have run before a dump is restored into a new instance (e.g.
+    /// the one creating the owner role); hooks and services after them wait for it.
+    #[serde(default)]
+    pub restore_after: Vec<String>,
+}
+
+/// Database engines berth can dump and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseKind {
+    /// PostgreSQL: `pg_dump --format=directory` (parallel), `pg_restore --jobs`.
+    Postgresql,
 }
 
 /// One value of a profile, however it was written.

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::locate::{Locator, Seg};
-use crate::manifest::{Manifest, SettingDecl, SettingType};
+use crate::manifest::{DataDir, Manifest, SettingDecl, SettingType};
 use crate::span::Source;
 use crate::suggest;
 use crate::templates::{derive_context, render_context, unknown_names};
@@ -40,6 +40,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.jobs();
     v.hooks();
     v.files();
+    v.backup();
     v.cycles();
     v.templates();
     v.diags.into_result(())
@@ -571,6 +572,70 @@ impl Validator<'_> {
         }
     }
 
+    fn backup(&mut self) {
+        let Some(b) = &self.man.backup else {
+            return;
+        };
+        let declared: Vec<&str> = self
+            .man
+            .components
+            .values()
+            .flat_map(|c| c.data_dirs.iter().map(DataDir::path))
+            .collect();
+        for (i, dir) in b.data_dirs.iter().enumerate() {
+            let inside = declared.iter().any(|d| {
+                Path::new(dir).starts_with(d)
+                    && !Path::new(dir).components().any(|c| c.as_os_str() == "..")
+            });
+            if !inside {
+                let help =
+                    suggest::help(dir, declared.iter().copied(), "declared data directories");
+                self.at_value(
+                    &[Seg::Key("backup"), Seg::Key("data_dirs"), Seg::Index(i)],
+                    format!("`{dir}` is not a declared data directory nor inside one"),
+                    help.or_else(|| {
+                        Some("list directories from the components' `data_dirs`".to_owned())
+                    }),
+                );
+            }
+        }
+        for (i, s) in b.quiesce.iter().enumerate() {
+            self.service_ref(&[Seg::Key("backup"), Seg::Key("quiesce"), Seg::Index(i)], s);
+        }
+        if let Some(db) = &b.database {
+            let base = [Seg::Key("backup"), Seg::Key("database")];
+            self.service_ref(&[base[0], base[1], Seg::Key("service")], &db.service);
+            if b.quiesce.contains(&db.service) {
+                self.at_value(
+                    &[base[0], base[1], Seg::Key("service")],
+                    format!(
+                        "service `{}` serves the database and is also in `backup.quiesce`",
+                        db.service
+                    ),
+                    Some(
+                        "the dump needs the database running: remove it from `quiesce`".to_owned(),
+                    ),
+                );
+            }
+            for (i, h) in db.restore_after.iter().enumerate() {
+                let known = self.man.hooks.keys().map(String::as_str);
+                self.reference(
+                    &[base[0], base[1], Seg::Key("restore_after"), Seg::Index(i)],
+                    h,
+                    "hook",
+                    known,
+                );
+            }
+            if !db.bin_dir.starts_with('/') {
+                self.at_value(
+                    &[base[0], base[1], Seg::Key("bin_dir")],
+                    format!("`bin_dir` `{}` is not an absolute path", db.bin_dir),
+                    Some("e.g. \"/usr/lib/postgresql/15/bin\"".to_owned()),
+                );
+            }
+        }
+    }
+
     fn files(&mut self) {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, f) in self.man.files.iter().enumerate() {
@@ -818,6 +883,17 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
             &h.working_dir,
             vec![("timeout", &h.timeout)],
         );
+    }
+    if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {
+        let base = [key("backup"), key("database")];
+        out.push((
+            vec![base[0].clone(), base[1].clone(), key("host")],
+            db.host.clone(),
+        ));
+        out.push((
+            vec![base[0].clone(), base[1].clone(), key("port")],
+            db.port.clone(),
+        ));
     }
     for (name, s) in &m.services {
         for (i, addr) in s.listen.iter().enumerate() {

@@ -193,6 +193,34 @@ fn manifest_service_cycle() {
 }
 
 #[test]
+fn manifest_backup_section_errors() {
+    let text = format!(
+        "{APP}\n[components.db]\nsource = \"system\"\ndata_dirs = [\"pg\"]\n\n\
+         [components.app]\nsource = \"system\"\ndata_dirs = [\"app/media\"]\n\n\
+         [services.db]\ncomponent = \"db\"\ncommand = [\"db\"]\n\n\
+         [services.worker]\ncomponent = \"app\"\ncommand = [\"w\"]\n\n\
+         [backup]\ndata_dirs = [\"app/media/photos\", \"app/medai\", \"../etc\"]\nquiesce = [\"wroker\", \"db\"]\n\n\
+         [backup.database]\nkind = \"postgresql\"\nservice = \"db\"\nhost = \"{{{{ paths.run }}}}/db\"\n\
+         port = \"{{{{ settings.db.port }}}}\"\nname = \"app\"\nowner = \"app\"\nbin_dir = \"bin\"\n\
+         restore_after = [\"createdb\"]\n"
+    );
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn manifest_may_not_declare_the_backup_settings_group() {
+    let text = format!("{APP}\n[settings.backup.target]\ntype = \"string\"\n");
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn site_backup_settings_are_checked() {
+    assert_snapshot!(site_errors(
+        "[backup]\nkeep_last = -1\nschedule = \"daily\"\ntarget_dir = \"/srv\"\n"
+    ));
+}
+
+#[test]
 fn missing_manifest_directory() {
     let err = LoadedManifest::load(Path::new("tests/fixtures/nope")).unwrap_err();
     assert!(

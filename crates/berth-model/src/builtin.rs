@@ -1,0 +1,150 @@
+//! Settings berth itself reads, present in every app's site config: `[backup]`.
+//!
+//! They are ordinary typed settings (same validation, did-you-mean and `config show`
+//! as the manifest's own), added to the manifest when it is loaded. A manifest may not
+//! declare a group of the same name.
+
+use std::collections::BTreeMap;
+
+use crate::manifest::{Manifest, SettingDecl, SettingType};
+
+/// The settings group berth reserves for backups.
+pub const BACKUP_GROUP: &str = "backup";
+
+fn decl(kind: SettingType, default: Option<toml::Value>, description: &str) -> SettingDecl {
+    SettingDecl {
+        kind,
+        description: description.to_owned(),
+        default,
+        derive: None,
+        min: None,
+        max: None,
+        choices: None,
+        pattern: None,
+    }
+}
+
+fn int(default: i64, min: i64, max: i64, description: &str) -> SettingDecl {
+    SettingDecl {
+        min: Some(min),
+        max: Some(max),
+        ..decl(
+            SettingType::Int,
+            Some(toml::Value::Integer(default)),
+            description,
+        )
+    }
+}
+
+fn string(default: &str, pattern: Option<&str>, description: &str) -> SettingDecl {
+    SettingDecl {
+        pattern: pattern.map(str::to_owned),
+        ..decl(
+            SettingType::String,
+            Some(toml::Value::String(default.to_owned())),
+            description,
+        )
+    }
+}
+
+/// The `[backup]` settings.
+pub fn backup_settings() -> BTreeMap<String, SettingDecl> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "target".to_owned(),
+        string(
+            "",
+            None,
+            "Where archives are kept: an absolute directory, or `sftp://user@host[:port]/dir` \
+             (empty: `<prefix>/backups`)",
+        ),
+    );
+    m.insert(
+        "schedule".to_owned(),
+        string(
+            "off",
+            Some("off|[1-9][0-9]*[mhd]"),
+            "How often the supervisor takes a backup and prunes old ones, e.g. `24h`; `off` for never",
+        ),
+    );
+    m.insert(
+        "keep_last".to_owned(),
+        int(
+            7,
+            0,
+            100_000,
+            "`backup prune` keeps this many newest archives",
+        ),
+    );
+    m.insert(
+        "keep_daily".to_owned(),
+        int(
+            7,
+            0,
+            100_000,
+            "`backup prune` keeps the newest archive of each of this many most recent days",
+        ),
+    );
+    m.insert(
+        "keep_weekly".to_owned(),
+        int(
+            4,
+            0,
+            100_000,
+            "`backup prune` keeps the newest archive of each of this many most recent ISO weeks",
+        ),
+    );
+    m.insert(
+        "jobs".to_owned(),
+        SettingDecl {
+            derive: Some("[facts.cpus, 8] | min".to_owned()),
+            min: Some(1),
+            max: Some(64),
+            ..decl(
+                SettingType::Int,
+                None,
+                "Parallel jobs of the database dump and restore; defaults to the CPU count (at most 8)",
+            )
+        },
+    );
+    m.insert(
+        "compression_level".to_owned(),
+        int(3, 1, 19, "zstd compression level of archives"),
+    );
+    m.insert(
+        "recipient".to_owned(),
+        string(
+            "",
+            Some("(age1[0-9a-z]{58})?"),
+            "age public key the archive's secrets are encrypted to (empty: the key made by `berth backup key`)",
+        ),
+    );
+    m.insert(
+        "ssh_identity".to_owned(),
+        string(
+            "",
+            None,
+            "Private key file for an `sftp://` target (empty: ssh's default)",
+        ),
+    );
+    m.insert(
+        "ssh_known_hosts".to_owned(),
+        string(
+            "",
+            None,
+            "known_hosts file for an `sftp://` target (empty: ssh's default); host keys are always checked",
+        ),
+    );
+    m
+}
+
+/// Adds berth's own settings groups to `m`. Returns the name of a group the manifest
+/// declared itself that clashes with one of them.
+pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str> {
+    if m.settings.contains_key(BACKUP_GROUP) {
+        return Err(BACKUP_GROUP);
+    }
+    m.settings
+        .insert(BACKUP_GROUP.to_owned(), backup_settings());
+    Ok(())
+}
