@@ -39,6 +39,8 @@ pub struct DesiredState {
     pub health_url: String,
     /// Rendered `next_steps` lines.
     pub next_steps: Vec<String>,
+    /// What a backup holds (the manifest's `[backup]`, rendered), if it declares one.
+    pub backup: Option<BackupPlan>,
 }
 
 /// App identity.
@@ -159,6 +161,41 @@ pub struct HookSpec {
     pub timeout: std::time::Duration,
     /// Output goes to `<log>/hooks/<name>.log`.
     pub log_file: PathBuf,
+}
+
+/// The manifest's `[backup]`, rendered against the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPlan {
+    /// Data directories copied into the archive: (path relative to `<prefix>/data`,
+    /// absolute path).
+    pub data_dirs: Vec<(String, PathBuf)>,
+    /// Services paused while the data directories are copied (enabled ones only).
+    pub quiesce: Vec<String>,
+    /// The database, if the app has one.
+    pub database: Option<DatabasePlan>,
+}
+
+/// How to reach the app's database for dump and restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabasePlan {
+    /// Engine.
+    pub kind: berth_model::manifest::DatabaseKind,
+    /// The service that serves it.
+    pub service: String,
+    /// Host or socket directory.
+    pub host: String,
+    /// Port.
+    pub port: String,
+    /// Database name.
+    pub name: String,
+    /// Owning role.
+    pub owner: String,
+    /// Directory of `pg_dump`, `pg_restore`, `psql`.
+    pub bin_dir: PathBuf,
+    /// User the tools run as (the service's component user; `None`: berth's own).
+    pub user: Option<String>,
+    /// Hooks that must have run before a dump is restored.
+    pub restore_after: Vec<String>,
 }
 
 /// Modes read as `"0750"` in plans and snapshots, not as decimal 488.

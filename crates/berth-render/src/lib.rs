@@ -14,7 +14,8 @@ mod paths;
 mod render;
 
 pub use desired::{
-    AppId, BundleSpec, DesiredState, DirSpec, FileSpec, HookSpec, Paths, SecretSpec, UserSpec,
+    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
+    SecretSpec, UserSpec,
 };
 pub use error::RenderError;
 pub use render::{RenderInput, render, secret_specs};

@@ -14,8 +14,8 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::{
-    AppId, BundleSpec, DesiredState, DirSpec, FileSpec, HookSpec, Paths, RenderError, SecretSpec,
-    UserSpec,
+    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
+    RenderError, SecretSpec, UserSpec,
 };
 
 /// Rotate a service's log when it passes this size.
@@ -416,6 +416,11 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         .map(|(i, s)| r.string(&format!("app.next_steps[{i}]"), s))
         .collect::<Result<_, _>>()?;
 
+    let backup = match &m.backup {
+        Some(b) => Some(backup_plan(&r, m, enabled, p, b, &user_of)?),
+        None => None,
+    };
+
     Ok(DesiredState {
         app: AppId {
             name: m.app.name.clone(),
@@ -435,6 +440,48 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         hooks,
         health_url,
         next_steps,
+        backup,
+    })
+}
+
+fn backup_plan(
+    r: &Renderer<'_>,
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    p: &Paths,
+    b: &berth_model::manifest::BackupDecl,
+    user_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<BackupPlan, RenderError> {
+    let database = match &b.database {
+        Some(db) if service_enabled(m, enabled, &db.service) => {
+            let component = &m.services[&db.service].component;
+            Some(DatabasePlan {
+                kind: db.kind,
+                service: db.service.clone(),
+                host: r.string("backup.database.host", &db.host)?,
+                port: r.string("backup.database.port", &db.port)?,
+                name: db.name.clone(),
+                owner: db.owner.clone(),
+                bin_dir: PathBuf::from(&db.bin_dir),
+                user: user_of(component),
+                restore_after: db.restore_after.clone(),
+            })
+        }
+        _ => None,
+    };
+    Ok(BackupPlan {
+        data_dirs: b
+            .data_dirs
+            .iter()
+            .map(|d| (d.clone(), p.data.join(d)))
+            .collect(),
+        quiesce: b
+            .quiesce
+            .iter()
+            .filter(|s| service_enabled(m, enabled, s))
+            .cloned()
+            .collect(),
+        database,
     })
 }
 
