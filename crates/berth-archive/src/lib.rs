@@ -1,1 +1,107 @@
-//! berth backup archives.
+//! berth backup archives: one file per backup, a zstd-compressed tar with a checksummed
+//! manifest and an index at its end, plus the age encryption of the backup's secrets.
+//!
+//! The caller decides what goes into a backup (a database dump directory, data
+//! directories, the site config, the encrypted secrets); this crate writes
+//! ([`ArchiveWriter`]), lists ([`read_index`]), checks ([`verify`]) and restores
+//! ([`extract`]) archives, and encrypts and decrypts the secrets ([`secrets`]).
+//! Everything streams: file content is read once, hashed on the way in and on the way
+//! out, and compressed by several threads.
+//!
+//! # Archive format (version 1)
+//!
+//! This is a public contract: archives outlive the berth that wrote them.
+//!
+//! An archive is named `<app>-<version>-<YYYYMMDDTHHMMSSZ>.berth.tar.zst`, the time in
+//! UTC ([`archive_name`], [`parse_archive_name`]). Its content is, in this order:
+//!
+//! 1. **zstd frames** (RFC 8878) with the content checksum flag set, so any damaged byte
+//!    fails decompression. Decompressed and concatenated, they are
+//! 2. **a tar stream** (POSIX ustar headers, with GNU `././@LongLink` entries of type `L`
+//!    and `K` for paths and symlink targets longer than 100 bytes), ended by two zero
+//!    blocks. Its entries are:
+//!    - regular files, directories (named with a trailing `/`) and symlinks only, with their
+//!      permission bits and mtime (whole seconds). Owner ids are recorded but never trusted:
+//!      whoever restores decides ownership;
+//!    - paths are relative and `/`-separated, with no empty, `.` or `..` component;
+//!    - symlink targets are relative, with `..` components only at their start and never
+//!      more of them than the link has parent directories, so a link cannot point outside
+//!      the archive;
+//!    - the **last** entry is `berth-backup.json`, the archive manifest
+//!      ([`ArchiveManifest`]), described below.
+//! 3. **one zstd skippable frame**: the 4 bytes `5B 2A 4D 18` (magic `0x184D2A5B`, little
+//!    endian), the payload length as 4 bytes little endian, then the payload: the manifest
+//!    JSON, byte for byte the content of `berth-backup.json`; its length in bytes as 8 bytes
+//!    little endian; and the 8 ASCII bytes `BERTHIDX`. Nothing follows.
+//!
+//! Standard tools ignore skippable frames, so `zstd -dc x.berth.tar.zst | tar -x` restores
+//! an archive without berth. The index makes listing cheap: [`read_index`] reads the last
+//! 16 bytes, then the manifest just before them, whatever the archive's size.
+//!
+//! The manifest is a pretty-printed JSON object followed by a newline:
+//!
+//! ```json
+//! {
+//!   "format": 1,
+//!   "meta": { "app": "netbox", "app_version": "4.2.1", "created": "2025-03-04T05:06:07Z" },
+//!   "entries": [
+//!     { "path": "data", "kind": "dir", "size": 0, "mode": "0755" },
+//!     { "path": "data/a.txt", "kind": "file", "size": 3, "sha256": "ba7816bf…", "mode": "0640" },
+//!     { "path": "data/l", "kind": "symlink", "size": 0, "mode": "0777", "target": "a.txt" }
+//!   ]
+//! }
+//! ```
+//!
+//! - `format`: 1. A reader refuses other numbers.
+//! - `meta`: the caller's free-form object ([`Meta`]); berth always sets `app`,
+//!   `app_version` and `created` (RFC 3339, UTC).
+//! - `entries`: every tar entry before the manifest, in archive order: `path`; `kind`
+//!   (`file`, `dir` or `symlink`); `size` (bytes of content, 0 for the other kinds);
+//!   `sha256` of the content, lowercase hex (files only); `mode`, the permission bits as a
+//!   4-digit octal string; `target` (symlinks only).
+//!
+//! An archive is valid when its zstd frames decompress with their checksums, each tar
+//! entry matches its manifest entry in order (path, kind, mode, size, SHA-256, target)
+//! with none missing or extra, the `berth-backup.json` entry equals the index, and only
+//! zero bytes follow the tar's end ([`verify`]).
+//!
+//! # Example
+//!
+//! ```
+//! use berth_archive::{ArchiveWriter, Meta, WriteOptions, archive_name, extract, read_index, verify};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let created = jiff::Timestamp::now();
+//! let path = tmp.path().join(archive_name("netbox", "4.2.1", created));
+//!
+//! let mut writer = ArchiveWriter::create(&path, WriteOptions::default())?;
+//! writer.add_bytes("site/berth.toml", b"[site]\n", 0o640)?;
+//! let written = writer.finish(Meta::new("netbox", "4.2.1", created))?;
+//!
+//! assert_eq!(read_index(&written.path)?.meta.app(), Some("netbox"));
+//! verify(&written.path, &mut |_| {})?;
+//! let dest = tmp.path().join("restore");
+//! std::fs::create_dir(&dest)?;
+//! extract(&written.path, &dest, &|_| true, &mut |_| {})?;
+//! assert_eq!(std::fs::read(dest.join("site/berth.toml"))?, b"[site]\n");
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod index;
+mod manifest;
+mod name;
+mod path;
+mod reader;
+pub mod secrets;
+mod tarfmt;
+mod writer;
+
+pub use error::ArchiveError;
+pub use index::{INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, read_index};
+pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
+pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
+pub use reader::{VerifyReport, extract, verify};
+pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};

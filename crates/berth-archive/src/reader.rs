@@ -1,0 +1,656 @@
+//! Reading an archive in full: [`verify`] and [`extract`].
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+
+use crate::error::ArchiveError;
+use crate::index::{Index, read_index_of};
+use crate::manifest::{ArchiveManifest, Entry, EntryKind, MANIFEST_ENTRY};
+use crate::path::{path_problem, symlink_problem};
+use crate::writer::BUF_SIZE;
+
+/// What [`verify`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The number of entries (files, directories and symlinks), the manifest not counted.
+    pub entries: usize,
+    /// The number of regular files.
+    pub files: usize,
+    /// The total size of the files' content, in bytes.
+    pub bytes: u64,
+    /// The size of the archive file, in bytes.
+    pub archive_bytes: u64,
+    /// How long the verification took.
+    pub duration: Duration,
+}
+
+/// Reads the whole archive and checks everything in it, writing nothing.
+///
+/// Checks the zstd frames (their checksums included), that every tar entry has the path,
+/// kind, mode, size, SHA-256 and symlink target its manifest lists, in the same order,
+/// with no entry missing or extra, that the manifest stored in the tar is byte for byte the
+/// index, and that nothing follows the end of the tar stream. Also refuses archives with
+/// entries [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
+///
+/// `progress` receives the cumulative number of bytes of file content checked so far,
+/// whose total is [`ArchiveManifest::total_size`].
+pub fn verify(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, ArchiveError> {
+    let start = Instant::now();
+    let index = scan(path, None, progress)?;
+    Ok(VerifyReport {
+        entries: index.manifest.entries.len(),
+        files: index.manifest.file_count(),
+        bytes: index.manifest.total_size(),
+        archive_bytes: index.file_len,
+        duration: start.elapsed(),
+    })
+}
+
+/// Extracts the archive into the existing directory `dest`, verifying it on the way.
+///
+/// One pass: each file is written, hashed and compared with the manifest as it streams,
+/// and the whole archive is checked as [`verify`] does, including the entries `filter`
+/// rejects, which are read and checked but not written. Files, directories and symlinks
+/// get their mode and (except symlinks) their mtime; their owner is the caller's.
+///
+/// Nothing is ever written outside `dest`, no symlink is ever followed, and no existing
+/// file is ever replaced. On error, `dest` may hold part of the archive and even files
+/// that fail their check: the caller removes it.
+pub fn extract(
+    path: &Path,
+    dest: &Path,
+    filter: &dyn Fn(&str) -> bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ArchiveManifest, ArchiveError> {
+    let meta = fs::metadata(dest).map_err(|e| ArchiveError::io("open", dest, e))?;
+    if !meta.is_dir() {
+        return Err(ArchiveError::io(
+            "extract into",
+            dest,
+            io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    let mut out = Extractor {
+        archive: path.to_owned(),
+        dest: dest.to_owned(),
+        filter,
+        dirs: HashSet::new(),
+        fixups: Vec::new(),
+    };
+    let index = scan(path, Some(&mut out), progress)?;
+    out.finish()?;
+    Ok(index.manifest)
+}
+
+/// Where the entries go while an archive is read.
+struct Extractor<'a> {
+    archive: PathBuf,
+    dest: PathBuf,
+    filter: &'a dyn Fn(&str) -> bool,
+    /// Relative directories known to be real directories (not symlinks) under `dest`.
+    dirs: HashSet<String>,
+    /// Directories whose mode and mtime are set at the end, once their content is written.
+    fixups: Vec<(PathBuf, u32, u64)>,
+}
+
+impl Extractor<'_> {
+    fn wants(&self, path: &str) -> bool {
+        (self.filter)(path)
+    }
+
+    /// Makes sure every parent of `path` is a real directory under `dest`, creating the
+    /// missing ones, and refusing to go through anything else (a symlink, above all).
+    fn parents(&mut self, path: &str) -> Result<(), ArchiveError> {
+        let Some((parent, _)) = path.rsplit_once('/') else {
+            return Ok(());
+        };
+        if self.dirs.contains(parent) {
+            return Ok(());
+        }
+        let mut prefix_end = 0;
+        for component in parent.split('/') {
+            prefix_end += component.len();
+            let prefix = &parent[..prefix_end];
+            prefix_end += 1;
+            if self.dirs.contains(prefix) {
+                continue;
+            }
+            let full = self.dest.join(prefix);
+            match fs::symlink_metadata(&full) {
+                Ok(meta) if meta.file_type().is_dir() => {}
+                Ok(_) => {
+                    return Err(ArchiveError::UnsafeEntry {
+                        archive: self.archive.clone(),
+                        entry: path.to_owned(),
+                        reason: format!("`{prefix}` is not a directory"),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(|e| ArchiveError::io("create the directory", &full, e))?;
+                }
+                Err(e) => return Err(ArchiveError::io("inspect", &full, e)),
+            }
+            self.dirs.insert(prefix.to_owned());
+        }
+        Ok(())
+    }
+
+    fn dir(&mut self, entry: &Entry, mtime: u64) -> Result<(), ArchiveError> {
+        self.parents(&entry.path)?;
+        let full = self.dest.join(&entry.path);
+        // Private until its final mode is set at the end.
+        match fs::DirBuilder::new().mode(0o700).create(&full) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = fs::symlink_metadata(&full)
+                    .map_err(|e| ArchiveError::io("inspect", &full, e))?;
+                if !meta.file_type().is_dir() {
+                    return Err(exists(&full));
+                }
+            }
+            Err(e) => return Err(ArchiveError::io("create the directory", &full, e)),
+        }
+        self.dirs.insert(entry.path.clone());
+        self.fixups.push((full, entry.mode, mtime));
+        Ok(())
+    }
+
+    fn file(&mut self, entry: &Entry) -> Result<(File, PathBuf), ArchiveError> {
+        self.parents(&entry.path)?;
+        let full = self.dest.join(&entry.path);
+        // `create_new` never follows a symlink in the last component and never replaces.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&full)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    exists(&full)
+                } else {
+                    ArchiveError::io("create", &full, e)
+                }
+            })?;
+        Ok((file, full))
+    }
+
+    fn symlink(&mut self, entry: &Entry, target: &str) -> Result<(), ArchiveError> {
+        self.parents(&entry.path)?;
+        let full = self.dest.join(&entry.path);
+        std::os::unix::fs::symlink(target, &full).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                exists(&full)
+            } else {
+                ArchiveError::io("create the symlink", &full, e)
+            }
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), ArchiveError> {
+        // Children before parents, so a read-only directory is made read-only last and
+        // writing into a directory does not change its mtime after it was set.
+        for (dir, mode, mtime) in self.fixups.drain(..).rev() {
+            let handle = File::open(&dir).map_err(|e| ArchiveError::io("open", &dir, e))?;
+            handle
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| ArchiveError::io("set the mode of", &dir, e))?;
+            handle
+                .set_modified(system_time(mtime))
+                .map_err(|e| ArchiveError::io("set the mtime of", &dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn exists(path: &Path) -> ArchiveError {
+    ArchiveError::AlreadyExists {
+        path: path.to_owned(),
+        reason: "extraction never replaces a file".to_owned(),
+    }
+}
+
+fn system_time(mtime: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(mtime)
+}
+
+/// Counts the bytes read from the archive file and remembers whether reading it failed,
+/// so errors coming out of the decompressor can be told apart and located.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed.store(true, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+type Decoder = zstd::stream::read::Decoder<'static, BufReader<Counting<io::Take<File>>>>;
+
+/// Checks that the manifest describes a sound archive before anything is read or written.
+fn check_manifest(manifest: &ArchiveManifest, path: &Path) -> Result<(), ArchiveError> {
+    let unsafe_entry = |entry: &Entry, reason: &str| ArchiveError::UnsafeEntry {
+        archive: path.to_owned(),
+        entry: entry.path.clone(),
+        reason: reason.to_owned(),
+    };
+    let corrupt = |entry: &Entry, reason: &str| {
+        ArchiveError::corrupt(
+            path,
+            format!("its manifest lists `{}` {reason}", entry.path),
+        )
+    };
+    let mut kinds: HashMap<&str, EntryKind> = HashMap::new();
+    for entry in &manifest.entries {
+        if let Some(problem) = path_problem(&entry.path) {
+            return Err(unsafe_entry(entry, problem));
+        }
+        if entry.path == MANIFEST_ENTRY {
+            return Err(corrupt(entry, "under the manifest's own name"));
+        }
+        // A parent that is a symlink or a file would make extraction go through it.
+        let mut end = 0;
+        while let Some(slash) = entry.path[end..].find('/') {
+            end += slash;
+            match kinds.get(&entry.path[..end]) {
+                Some(EntryKind::Dir) | None => {}
+                Some(_) => {
+                    return Err(unsafe_entry(
+                        entry,
+                        &format!("`{}` is not a directory", &entry.path[..end]),
+                    ));
+                }
+            }
+            end += 1;
+        }
+        if kinds.insert(&entry.path, entry.kind).is_some() {
+            return Err(corrupt(entry, "twice"));
+        }
+        if entry.mode > 0o7777 {
+            return Err(corrupt(entry, "with an invalid mode"));
+        }
+        let sha_ok = entry.sha256.as_deref().is_some_and(|s| {
+            s.len() == 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        match entry.kind {
+            EntryKind::File if !sha_ok || entry.target.is_some() => {
+                return Err(corrupt(entry, "as a file without a valid SHA-256"));
+            }
+            EntryKind::Dir | EntryKind::Symlink if entry.size != 0 || entry.sha256.is_some() => {
+                return Err(corrupt(
+                    entry,
+                    "with a size or SHA-256, which only files have",
+                ));
+            }
+            EntryKind::Dir if entry.target.is_some() => {
+                return Err(corrupt(entry, "as a directory with a symlink target"));
+            }
+            EntryKind::Symlink => {
+                let Some(target) = &entry.target else {
+                    return Err(corrupt(entry, "as a symlink without a target"));
+                };
+                if let Some(problem) = symlink_problem(&entry.path, target) {
+                    return Err(unsafe_entry(entry, problem));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole archive, checking it, and hands its entries to `out` if there is one.
+fn scan(
+    path: &Path,
+    out: Option<&mut Extractor<'_>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Index, ArchiveError> {
+    let mut file = File::open(path).map_err(|e| ArchiveError::io("open", path, e))?;
+    let index = read_index_of(&file, path)?;
+    check_manifest(&index.manifest, path)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| ArchiveError::io("read", path, e))?;
+
+    let count = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let counting = Counting {
+        inner: file.take(index.frame_start),
+        count: Arc::clone(&count),
+        failed: Arc::clone(&failed),
+    };
+    let decoder = Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, counting))
+        .map_err(|e| ArchiveError::io("start decompressing", path, e))?;
+    let mut archive = tar::Archive::new(decoder);
+
+    let mut state = ScanState {
+        path,
+        index: &index,
+        buf: vec![0; BUF_SIZE],
+        done: 0,
+        progress,
+        seen_manifest: false,
+        position: 0,
+    };
+    let result = state.entries(&mut archive, out);
+    let mut decoder = archive.into_inner();
+    // Where the decompressor is in the file: what it read minus what it has buffered.
+    let position =
+        |decoder: &Decoder| count.load(Ordering::Relaxed) - decoder.get_ref().buffer().len() as u64;
+    let stream_error = |e: io::Error, at: u64| {
+        if failed.load(Ordering::Relaxed) {
+            ArchiveError::io("read", path, e)
+        } else if e.to_string().contains("checksum") {
+            ArchiveError::corrupt(
+                path,
+                format!("the compressed stream fails its checksum at byte {at}"),
+            )
+        } else {
+            ArchiveError::corrupt(
+                path,
+                format!("the compressed stream is damaged near byte {at}: {e}"),
+            )
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(ScanError::Archive(e)) => return Err(e),
+        Err(ScanError::Stream(e)) => return Err(stream_error(e, position(&decoder))),
+    }
+
+    // Past the end-of-archive block only zeros may follow; reading to the end also makes
+    // the decompressor check the frame checksum.
+    let mut tail = std::mem::take(&mut state.buf);
+    loop {
+        match decoder.read(&mut tail) {
+            Ok(0) => break,
+            Ok(n) => {
+                if tail[..n].iter().any(|&b| b != 0) {
+                    return Err(ArchiveError::corrupt(
+                        path,
+                        "there is data after the end of its tar stream",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(stream_error(e, position(&decoder))),
+        }
+    }
+    if count.load(Ordering::Relaxed) != index.frame_start {
+        return Err(ArchiveError::corrupt(
+            path,
+            "its compressed stream ends before its index frame",
+        ));
+    }
+    Ok(index)
+}
+
+/// An error while reading entries: either about the archive's content, or an error of
+/// the underlying stream, which is located afterwards.
+enum ScanError {
+    Archive(ArchiveError),
+    Stream(io::Error),
+}
+
+impl From<ArchiveError> for ScanError {
+    fn from(e: ArchiveError) -> Self {
+        Self::Archive(e)
+    }
+}
+
+struct ScanState<'a, 'p> {
+    path: &'a Path,
+    index: &'a Index,
+    buf: Vec<u8>,
+    done: u64,
+    progress: &'p mut dyn FnMut(u64),
+    seen_manifest: bool,
+    position: usize,
+}
+
+impl ScanState<'_, '_> {
+    fn corrupt(&self, reason: String) -> ScanError {
+        ScanError::Archive(ArchiveError::corrupt(self.path, reason))
+    }
+
+    fn entries(
+        &mut self,
+        archive: &mut tar::Archive<Decoder>,
+        mut out: Option<&mut Extractor<'_>>,
+    ) -> Result<(), ScanError> {
+        let listed = &self.index.manifest.entries;
+        for tar_entry in archive.entries().map_err(ScanError::Stream)? {
+            let mut tar_entry = tar_entry.map_err(ScanError::Stream)?;
+            let raw = tar_entry.path_bytes();
+            let Ok(name) = std::str::from_utf8(&raw) else {
+                return Err(self.corrupt(format!(
+                    "entry #{} has a path that is not valid UTF-8",
+                    self.position + 1
+                )));
+            };
+            let entry_type = tar_entry.header().entry_type();
+            let name = if entry_type == EntryType::Directory {
+                name.strip_suffix('/').unwrap_or(name)
+            } else {
+                name
+            }
+            .to_owned();
+            drop(raw);
+
+            if self.seen_manifest {
+                return Err(self.corrupt(format!(
+                    "entry `{name}` follows the manifest, which must be the last entry"
+                )));
+            }
+            let Some(expected) = listed.get(self.position) else {
+                self.manifest_entry(&name, entry_type, &mut tar_entry)?;
+                continue;
+            };
+            self.position += 1;
+            if name != expected.path {
+                return Err(self.corrupt(format!(
+                    "entry #{} is `{name}` but the archive manifest lists `{}` there",
+                    self.position, expected.path
+                )));
+            }
+            let (kind, mtime) = self.check_header(&name, entry_type, &tar_entry, expected)?;
+            let wanted = out.as_deref().is_some_and(|o| o.wants(&name));
+            match kind {
+                EntryKind::Dir => {
+                    if let (true, Some(out)) = (wanted, out.as_deref_mut()) {
+                        out.dir(expected, mtime)?;
+                    }
+                }
+                EntryKind::Symlink => {
+                    let target = tar_entry.link_name_bytes();
+                    let target = target.as_deref().map(std::str::from_utf8);
+                    let Some(Ok(target)) = target else {
+                        return Err(self.corrupt(format!("symlink `{name}` has no valid target")));
+                    };
+                    if Some(target) != expected.target.as_deref() {
+                        return Err(self.corrupt(format!(
+                            "symlink `{name}` points to `{target}` but the archive manifest says `{}`",
+                            expected.target.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    if let (true, Some(out)) = (wanted, out.as_deref_mut()) {
+                        out.symlink(expected, target)?;
+                    }
+                }
+                EntryKind::File => {
+                    let dest = match (wanted, out.as_deref_mut()) {
+                        (true, Some(out)) => Some(out.file(expected)?),
+                        _ => None,
+                    };
+                    self.file(expected, &mut tar_entry, dest, mtime)?;
+                }
+            }
+        }
+        if !self.seen_manifest {
+            return Err(self.corrupt(if self.position < listed.len() {
+                format!(
+                    "its tar stream ends at entry #{}, but its manifest lists {} entries (`{}` is missing)",
+                    self.position + 1,
+                    listed.len(),
+                    listed[self.position].path
+                )
+            } else {
+                format!("its tar stream ends without the manifest entry `{MANIFEST_ENTRY}`")
+            }));
+        }
+        Ok(())
+    }
+
+    /// Checks an entry's header against its manifest entry; returns its kind and mtime.
+    fn check_header(
+        &self,
+        name: &str,
+        entry_type: EntryType,
+        tar_entry: &tar::Entry<'_, Decoder>,
+        expected: &Entry,
+    ) -> Result<(EntryKind, u64), ScanError> {
+        let kind = match entry_type {
+            EntryType::Regular | EntryType::Continuous => EntryKind::File,
+            EntryType::Directory => EntryKind::Dir,
+            EntryType::Symlink => EntryKind::Symlink,
+            other => {
+                return Err(self.corrupt(format!(
+                    "entry `{name}` is of tar type {other:?}, which berth archives never contain"
+                )));
+            }
+        };
+        if kind != expected.kind {
+            return Err(self.corrupt(format!(
+                "entry `{name}` is a {kind:?} but the archive manifest says {:?}",
+                expected.kind
+            )));
+        }
+        let header = tar_entry.header();
+        let mode = header
+            .mode()
+            .map_err(|e| self.corrupt(format!("entry `{name}` has an invalid mode: {e}")))?
+            & 0o7777;
+        if mode != expected.mode {
+            return Err(self.corrupt(format!(
+                "entry `{name}` has mode {mode:04o} but the archive manifest says {:04o}",
+                expected.mode
+            )));
+        }
+        let mtime = header.mtime().unwrap_or(0);
+        let size = tar_entry.size();
+        if size != expected.size {
+            return Err(self.corrupt(format!(
+                "entry `{name}` has {size} bytes but the archive manifest says {}",
+                expected.size
+            )));
+        }
+        Ok((kind, mtime))
+    }
+
+    /// Checks the entry after the last listed one: the manifest, equal to the index.
+    fn manifest_entry(
+        &mut self,
+        name: &str,
+        entry_type: EntryType,
+        tar_entry: &mut tar::Entry<'_, Decoder>,
+    ) -> Result<(), ScanError> {
+        if name != MANIFEST_ENTRY || entry_type != EntryType::Regular {
+            return Err(self.corrupt(format!("entry `{name}` is not in the archive manifest")));
+        }
+        let json = &self.index.json;
+        if tar_entry.size() != json.len() as u64 {
+            return Err(self.corrupt(format!(
+                "the `{MANIFEST_ENTRY}` inside the archive differs from its index"
+            )));
+        }
+        let mut stored = Vec::with_capacity(json.len());
+        tar_entry
+            .read_to_end(&mut stored)
+            .map_err(ScanError::Stream)?;
+        if &stored != json {
+            return Err(self.corrupt(format!(
+                "the `{MANIFEST_ENTRY}` inside the archive differs from its index"
+            )));
+        }
+        self.seen_manifest = true;
+        Ok(())
+    }
+
+    /// Streams one file's content through the hash, and into `dest` if given.
+    fn file(
+        &mut self,
+        expected: &Entry,
+        tar_entry: &mut tar::Entry<'_, Decoder>,
+        mut dest: Option<(File, PathBuf)>,
+        mtime: u64,
+    ) -> Result<(), ScanError> {
+        let mut hasher = Sha256::new();
+        let mut remaining = expected.size;
+        while remaining > 0 {
+            let want = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+            let n = match tar_entry.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    return Err(ScanError::Stream(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("entry `{}` ends early", expected.path),
+                    )));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ScanError::Stream(e)),
+            };
+            let chunk = &self.buf[..n];
+            hasher.update(chunk);
+            if let Some((file, full)) = &mut dest {
+                file.write_all(chunk)
+                    .map_err(|e| ArchiveError::io("write", full.as_path(), e))?;
+            }
+            remaining -= n as u64;
+            self.done += n as u64;
+            (self.progress)(self.done);
+        }
+        let actual = hex::encode(hasher.finalize());
+        let listed = expected.sha256.as_deref().unwrap_or_default();
+        if actual != listed {
+            return Err(self.corrupt(format!(
+                "entry `{}` has SHA-256 {}… but the archive manifest says {}…",
+                expected.path,
+                &actual[..12],
+                &listed[..12.min(listed.len())]
+            )));
+        }
+        if let Some((file, full)) = dest {
+            file.set_permissions(fs::Permissions::from_mode(expected.mode))
+                .map_err(|e| ArchiveError::io("set the mode of", &full, e))?;
+            file.set_modified(system_time(mtime))
+                .map_err(|e| ArchiveError::io("set the mtime of", &full, e))?;
+        }
+        Ok(())
+    }
+}
