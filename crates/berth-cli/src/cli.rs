@@ -85,12 +85,100 @@ pub enum Command {
     },
     /// Print the desired state rendered from the manifest and site config (secrets masked).
     Plan,
+    /// Back up the instance; list, verify and prune archives; make the backup key.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Bring the instance back from an archive (verified first), here or in a new prefix.
+    Restore {
+        /// The archive: a file, or a name in the target (`berth backup list`).
+        #[arg(required_unless_present_any = ["resume", "abort"])]
+        archive: Option<String>,
+        /// Target to fetch a named archive from [default: `backup.target`].
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// Backup key file that decrypts the archive's secrets [default: this instance's key].
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Restore an archive that holds no secrets; new ones are generated.
+        #[arg(long)]
+        without_secrets: bool,
+        /// Finish a restore that was interrupted.
+        #[arg(long, conflicts_with_all = ["abort", "archive"])]
+        resume: bool,
+        /// Undo a restore that was interrupted.
+        #[arg(long, conflicts_with = "archive")]
+        abort: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the supervisor in the foreground (used by `berth up` and by the systemd unit).
     #[command(hide = true)]
     Supervise {
         /// Start every service as soon as the supervisor is up.
         #[arg(long)]
         autostart: bool,
+    },
+}
+
+/// `berth backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup: database dump, data directories, site config, encrypted secrets.
+    Create {
+        /// Where to keep it: a directory or `sftp://user@host[:port]/dir` [default: `backup.target`].
+        #[arg(long, value_name = "TARGET")]
+        to: Option<String>,
+        /// Then delete the archives the retention policy does not keep.
+        #[arg(long)]
+        prune: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this app's archives in the target, newest first.
+    List {
+        /// Target [default: `backup.target`].
+        #[arg(long, value_name = "TARGET")]
+        to: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an archive: checksums, compression, database dump, and the key if given.
+    Verify {
+        /// The archive: a file, or a name in the target.
+        archive: String,
+        /// Target to fetch a named archive from [default: `backup.target`].
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// Also check that this backup key opens the archive's secrets.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the archives the retention policy (`backup.keep_*`) does not keep.
+    Prune {
+        /// Target [default: `backup.target`].
+        #[arg(long, value_name = "TARGET")]
+        to: Option<String>,
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create the backup key (once) and optionally export a copy of it.
+    Key {
+        /// Also write a copy of the key to this new file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -74,6 +74,51 @@ impl Progress for Terminal {
             eprintln!("{line}");
         }
     }
+
+    fn bytes(&self, total: Option<u64>) {
+        let Ok(cur) = self.current.lock() else {
+            return;
+        };
+        if let Some((bar, step, _)) = cur.as_ref()
+            && self.tty
+            && !self.quiet
+        {
+            let template = if total.is_some() {
+                "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}"
+            } else {
+                "{spinner} {msg} {binary_bytes} {binary_bytes_per_sec} {elapsed}"
+            };
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(step.clone());
+        }
+    }
+
+    fn byte_sink(&self) -> Box<dyn FnMut(u64) + Send> {
+        let bar = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|cur| cur.as_ref().map(|(bar, _, _)| bar.clone()));
+        match bar {
+            Some(bar) => Box::new(move |done| bar.set_position(done)),
+            None => Box::new(|_| {}),
+        }
+    }
+
+    fn advance(&self, done: u64) {
+        if let Ok(cur) = self.current.lock()
+            && let Some((bar, _, _)) = cur.as_ref()
+        {
+            bar.set_position(done);
+        }
+    }
 }
 
 impl Drop for Terminal {

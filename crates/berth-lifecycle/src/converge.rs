@@ -112,10 +112,12 @@ pub fn render(inst: &Instance, secrets: &BTreeMap<String, String>) -> Result<Des
 }
 
 /// The supervision plan of a desired state.
-pub(crate) fn supervision_plan(state: &DesiredState) -> SupervisionPlan {
+pub(crate) fn supervision_plan(inst: &Instance, state: &DesiredState) -> SupervisionPlan {
+    let mut jobs = state.jobs.clone();
+    jobs.extend(crate::backup::scheduled_job(inst, state));
     SupervisionPlan {
         services: state.services.clone(),
-        jobs: state.jobs.clone(),
+        jobs,
     }
 }
 
@@ -165,7 +167,7 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
     let secrets = secrets(inst, false)?;
     let state = render(inst, &secrets)?;
     let plan = berth_host::converge::plan(&state, &mask_list(&secrets), inst.facts.is_root)?;
-    let new_plan = supervision_plan(&state);
+    let new_plan = supervision_plan(inst, &state);
     let old_plan = applied_plan(&inst.paths.supervision_plan());
     let mut out = String::new();
     if plan.is_empty() {

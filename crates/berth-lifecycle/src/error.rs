@@ -148,6 +148,28 @@ pub enum LifecycleError {
         /// What it said.
         stderr: String,
     },
+    /// A database tool failed during a backup or restore.
+    #[error("Database: {what}{}", if .stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Database {
+        /// What was being done.
+        what: String,
+        /// The tool's own message.
+        stderr: String,
+    },
+    /// A backup archive is unreadable, corrupt, truncated or not berth's.
+    #[error(transparent)]
+    Archive(#[from] berth_archive::ArchiveError),
+    /// A backup target is unreachable, full or refused the operation.
+    #[error(transparent)]
+    Target(#[from] berth_target::TargetError),
+    /// A backup or restore cannot go on; `hint` says what to do.
+    #[error("{what}")]
+    Backup {
+        /// What is wrong.
+        what: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// The systemd unit started but its supervisor does not answer.
     #[error("`{0}` started but the supervisor does not answer")]
     UnitSilent(String),
@@ -173,6 +195,11 @@ impl LifecycleError {
             Self::HookNeeds { source, .. } => source.hint(),
             Self::Health { .. } => Some(
                 "`berth status` shows which service is unhealthy, `berth tail SERVICE` shows its log"
+                    .to_owned(),
+            ),
+            Self::Backup { hint, .. } => Some(hint.clone()),
+            Self::Archive(_) => Some(
+                "the archive cannot be trusted: use another one (`berth backup list`); nothing was changed"
                     .to_owned(),
             ),
             Self::UnitSilent(unit) => Some(format!(

@@ -127,14 +127,29 @@ pub(crate) fn run_hooks(
     include_always: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<String>> {
+    run_selected(inst, state, db, run, progress, &|_, scheduled| {
+        scheduled.unwrap_or(include_always)
+    })
+}
+
+/// Run the hooks `select` picks, in [`hook_order`]. `select` gets each hook and whether
+/// its schedule makes it due (`None` for `always` hooks, which have no record).
+pub(crate) fn run_selected(
+    inst: &Instance,
+    state: &DesiredState,
+    db: &StateDb,
+    run: berth_state::RunId,
+    progress: &dyn Progress,
+    select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
+) -> Result<Vec<String>> {
     let mut ran = Vec::new();
     for hook in hook_order(state) {
         let scope = hook_scope(hook, &state.app.version);
-        let due = match &scope {
-            Some(scope) => !db.hook_ran(&hook.name, scope)?,
-            None => include_always,
+        let scheduled = match &scope {
+            Some(scope) => Some(!db.hook_ran(&hook.name, scope)?),
+            None => None,
         };
-        if !due {
+        if !select(hook, scheduled) {
             continue;
         }
         if !hook.after.is_empty() {
@@ -186,6 +201,47 @@ pub(crate) fn run_hooks(
         }
     }
     Ok(ran)
+}
+
+/// The hooks that must run before `targets` can: those whose `before` services are
+/// needed (directly or through `depends_on`) by a target's `after` services, and so on.
+pub(crate) fn prerequisites(state: &DesiredState, targets: &[String]) -> BTreeSet<String> {
+    let deps: BTreeMap<&str, &[String]> = state
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+        .collect();
+    let mut hooks: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Vec<&HookSpec> = state
+        .hooks
+        .iter()
+        .filter(|h| targets.contains(&h.name))
+        .collect();
+    while let Some(h) = pending.pop() {
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<&str> = h.after.iter().map(String::as_str).collect();
+        while let Some(s) = stack.pop() {
+            if needed.insert(s) {
+                stack.extend(
+                    deps.get(s)
+                        .copied()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(String::as_str),
+                );
+            }
+        }
+        for other in &state.hooks {
+            if !hooks.contains(&other.name)
+                && !targets.contains(&other.name)
+                && other.before.iter().any(|b| needed.contains(b.as_str()))
+            {
+                hooks.insert(other.name.clone());
+                pending.push(other);
+            }
+        }
+    }
+    hooks
 }
 
 /// Hooks in the order they must run: a hook whose `before` services are needed

@@ -8,7 +8,9 @@
 //! - [`progress`]: how steps are reported without printing.
 //! - [`systemd`]: the supervisor as a systemd unit, where systemd is PID 1.
 
+pub mod backup;
 pub mod converge;
+mod database;
 mod error;
 pub mod hooks;
 pub mod http;
@@ -17,6 +19,7 @@ mod preflight;
 pub mod progress;
 pub mod reconfigure;
 mod release;
+pub mod restore;
 pub mod supervisor;
 pub mod systemd;
 pub mod up;

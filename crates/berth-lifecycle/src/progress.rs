@@ -8,6 +8,15 @@ pub trait Progress {
     fn end(&self, detail: &str);
     /// A line of information outside any step.
     fn note(&self, line: &str);
+    /// The current step moves bytes: show a bar with throughput (`total` when known).
+    fn bytes(&self, _total: Option<u64>) {}
+    /// Bytes done so far in the current step (cumulative).
+    fn advance(&self, _done: u64) {}
+    /// A callback that reports bytes done in the current step from anywhere (byte
+    /// streams call it from deep inside their loops).
+    fn byte_sink(&self) -> Box<dyn FnMut(u64) + Send> {
+        Box::new(|_| {})
+    }
 }
 
 /// Progress that goes nowhere (tests, `--quiet`).

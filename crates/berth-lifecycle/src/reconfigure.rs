@@ -48,7 +48,7 @@ fn reconfigure_steps(
     let (plan, applied) = step(db, run, "converge", || converge(inst, &state, &secrets))?;
     outcome.files_changed = applied;
     release::store_manifest(inst, loc)?;
-    let new_plan = supervision_plan(&state);
+    let new_plan = supervision_plan(inst, &state);
     let plan_changed = write_plan(inst, &new_plan)?;
     let running = supervisor::is_running(&inst.paths);
     if (plan_changed || !plan.restart.is_empty() || !plan.reload.is_empty()) && running {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use berth_state::StateDb;
 use berth_supervisor_protocol::{Request, Response, Target};
 
+use berth_render::DesiredState;
+
 use crate::converge::{
     Outcome, applied_plan, autostart_marker, converge, error_text, failed, recorded, render,
     secrets, step, supervision_plan, write_plan, write_site_template,
@@ -78,7 +80,10 @@ pub fn up(
     })
 }
 
-fn up_steps(
+/// The first half of `up`: users, secrets, release, configuration written, and the
+/// supervisor running with the new plan (started or told to apply it). No service is
+/// started here that was not running.
+pub(crate) fn prepare(
     inst: &Instance,
     loc: &Locate,
     berth_exe: &Path,
@@ -86,7 +91,7 @@ fn up_steps(
     db: &StateDb,
     run: berth_state::RunId,
     progress: &dyn Progress,
-) -> Result<(Outcome, Vec<String>)> {
+) -> Result<(DesiredState, Outcome)> {
     let mut outcome = Outcome::default();
     if inst.facts.is_root {
         step(db, run, "users", || {
@@ -109,7 +114,7 @@ fn up_steps(
     if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {
         write_site_template(&inst.config_path)?;
     }
-    let new_plan = supervision_plan(&state);
+    let new_plan = supervision_plan(inst, &state);
     let old_plan = applied_plan(&inst.paths.supervision_plan());
     write_plan(inst, &new_plan)?;
     progress.end(&format!("{} file(s) changed", applied.len()));
@@ -150,6 +155,19 @@ fn up_steps(
         progress.end("");
     }
 
+    Ok((state, outcome))
+}
+
+fn up_steps(
+    inst: &Instance,
+    loc: &Locate,
+    berth_exe: &Path,
+    preview: &berth_render::DesiredState,
+    db: &StateDb,
+    run: berth_state::RunId,
+    progress: &dyn Progress,
+) -> Result<(Outcome, Vec<String>)> {
+    let (state, mut outcome) = prepare(inst, loc, berth_exe, preview, db, run, progress)?;
     outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
 
     progress.begin("Starting services");

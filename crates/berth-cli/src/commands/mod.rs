@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use berth_lifecycle::Locate;
 
-use crate::cli::{Cli, Command, ConfigCommand, GlobalArgs};
+use crate::cli::{BackupCommand, Cli, Command, ConfigCommand, GlobalArgs};
 use crate::embedded;
 
+mod backup;
 mod config;
 mod control;
 mod history;
@@ -46,5 +47,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down => control::down(&loc),
         Command::History { limit, json } => history::history(&loc, limit, json),
         Command::Supervise { autostart } => control::supervise(&loc, autostart),
+        Command::Backup(BackupCommand::Create { to, prune, json }) => {
+            backup::create(&loc, to, prune, json, quiet)
+        }
+        Command::Backup(BackupCommand::List { to, json }) => {
+            backup::list(&loc, to.as_deref(), json)
+        }
+        Command::Backup(BackupCommand::Verify {
+            archive,
+            from,
+            key,
+            json,
+        }) => backup::verify(&loc, &archive, from.as_deref(), key.as_deref(), json, quiet),
+        Command::Backup(BackupCommand::Prune { to, dry_run, json }) => {
+            backup::prune(&loc, to.as_deref(), dry_run, json)
+        }
+        Command::Backup(BackupCommand::Key { export, json }) => {
+            backup::key(&loc, export.as_deref(), json)
+        }
+        Command::Restore {
+            archive,
+            from,
+            key,
+            without_secrets,
+            resume,
+            abort,
+            json,
+        } => backup::restore(
+            &loc,
+            berth_lifecycle::restore::RestoreOptions {
+                archive,
+                from,
+                key,
+                without_secrets,
+                resume,
+            },
+            abort,
+            json,
+            quiet,
+        ),
     }
 }
