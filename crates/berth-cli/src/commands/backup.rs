@@ -1,0 +1,240 @@
+//! `berth backup …` and `berth restore`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use berth_lifecycle::backup::{self, human};
+use berth_lifecycle::restore::{self, RestoreOptions};
+use berth_lifecycle::{Locate, instance};
+
+use crate::output::Terminal;
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn rate(bytes: u64, seconds: f64) -> String {
+    if seconds <= 0.0 {
+        return String::new();
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let per_sec = (bytes as f64 / seconds) as u64;
+    format!(", {}/s", human(per_sec))
+}
+
+pub fn create(
+    loc: &Locate,
+    to: Option<String>,
+    prune: bool,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let progress = Terminal::new(quiet || json);
+    let report = backup::create(&inst, &backup::CreateOptions { to: to.clone() }, &progress)?;
+    let pruned = if prune {
+        Some(backup::prune(&inst, to.as_deref(), false)?)
+    } else {
+        None
+    };
+    drop(progress);
+    if json {
+        print_json(&serde_json::json!({ "backup": report, "prune": pruned }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Backup {} written to {}: {} ({} of data{}) in {:.1} s",
+        report.archive,
+        report.target,
+        human(report.bytes),
+        human(report.input_bytes),
+        rate(report.input_bytes, report.seconds),
+        report.seconds
+    );
+    if report.dump_seconds > 0.0 {
+        println!("  database dump: {:.1} s", report.dump_seconds);
+    }
+    if !report.quiesced.is_empty() {
+        println!(
+            "  {} paused for {} ms while data directories were copied",
+            report.quiesced.join(", "),
+            report.quiesce_ms
+        );
+    }
+    if report.secrets_included {
+        println!("  secrets: included, encrypted to the backup key");
+    }
+    for w in &report.warnings {
+        eprintln!("\n{w}\n");
+    }
+    if let Some(p) = pruned {
+        if p.deleted.is_empty() {
+            println!("  prune: nothing to delete");
+        } else {
+            println!("  pruned: {}", p.deleted.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(loc: &Locate, to: Option<&str>, json: bool) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let (target, archives) = backup::list(&inst, to)?;
+    if json {
+        print_json(&serde_json::json!({ "target": target, "archives": archives }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if archives.is_empty() {
+        println!(
+            "No archives of {} in {target}.",
+            inst.manifest.manifest.app.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Archives in {target}, newest first:");
+    for a in &archives {
+        let secrets = match a.secrets_included {
+            Some(true) => "secrets included",
+            Some(false) => "NO SECRETS",
+            None => "",
+        };
+        let problem = a
+            .problem
+            .as_deref()
+            .map(|p| format!("  !! {p}"))
+            .unwrap_or_default();
+        println!("  {}  {:>10}  {}{problem}", a.name, human(a.size), secrets);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(
+    loc: &Locate,
+    archive: &str,
+    from: Option<&str>,
+    key: Option<&Path>,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let progress = Terminal::new(quiet || json);
+    let r = backup::verify(&inst, archive, from, key, &progress)?;
+    drop(progress);
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} is intact: {} {} of {}, {} entries ({}) checked in {:.1} s{}",
+        r.archive.display(),
+        r.app,
+        r.app_version,
+        r.created,
+        r.entries,
+        human(r.bytes),
+        r.seconds,
+        rate(r.bytes, r.seconds)
+    );
+    if let Some(n) = r.dump_toc_entries {
+        println!("  database dump readable: {n} entries in its table of contents");
+    }
+    match (r.secrets_included, r.key_opens_secrets) {
+        (true, Some(true)) => println!("  secrets: included, and the key opens them"),
+        (true, _) => println!("  secrets: included (pass --key FILE to check the key opens them)"),
+        (false, _) => println!("  secrets: NOT included (made without a backup key)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn prune(loc: &Locate, to: Option<&str>, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let r = backup::prune(&inst, to, dry_run)?;
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = backup::policy(&inst);
+    println!(
+        "Retention in {}: keep last {}, daily {}, weekly {}",
+        r.target, p.keep_last, p.keep_daily, p.keep_weekly
+    );
+    for d in &r.decisions {
+        if d.keep {
+            println!("  keep    {}  ({})", d.name, d.reasons.join(", "));
+        } else if dry_run {
+            println!("  would delete  {}", d.name);
+        } else {
+            println!("  deleted {}", d.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn key(loc: &Locate, export: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let r = backup::key(&inst, export)?;
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if r.created {
+        println!("Created the backup key: {}", r.path.display());
+    } else {
+        println!("The backup key is {}", r.path.display());
+    }
+    println!(
+        "  public key (archives' secrets are encrypted to it): {}",
+        r.recipient
+    );
+    if let Some(e) = &r.exported {
+        println!("  exported a copy to {} (mode 0600)", e.display());
+    }
+    println!();
+    println!(
+        "Keep a copy of the key file OFF this machine (a password manager, an offline medium): \
+         a backup's secrets can only be restored with it, and a lost machine takes this copy with it. \
+         Restore with `berth restore ARCHIVE --key FILE`."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(
+    loc: &Locate,
+    opts: RestoreOptions,
+    abort: bool,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let progress = Terminal::new(quiet || json);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    if abort {
+        restore::abort(loc, &exe, &progress)?;
+        drop(progress);
+        if json {
+            print_json(&serde_json::json!({ "aborted": true }))?;
+        } else {
+            println!("The interrupted restore was undone.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = restore::restore(loc, &opts, &exe, &progress)?;
+    drop(progress);
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Restored {} {} from {} in {:.1} s; it answers at {}",
+        r.app, r.app_version, r.archive, r.seconds, r.url
+    );
+    if !r.secrets_restored {
+        println!("  secrets: NOT restored (the archive had none): new ones were generated");
+    }
+    Ok(ExitCode::SUCCESS)
+}

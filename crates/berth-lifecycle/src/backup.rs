@@ -1,0 +1,846 @@
+//! `berth backup`: create, list, verify and prune archives, and the backup key.
+//!
+//! An archive holds the database dump (`database/<name>/`, pg_dump's directory
+//! format), the manifest's backup data directories (`data/<dir>/`), the site config
+//! (`config/site.toml`), the app manifest the instance runs (`manifest/`) and the
+//! secrets encrypted to the backup key (`secrets.age`). See `docs/backup.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_archive::{ArchiveWriter, Meta, WriteOptions};
+use berth_model::SettingValue;
+use berth_render::{BackupPlan, DesiredState};
+use berth_supervisor_protocol::{Request, Target};
+use berth_target::{SshOptions, TargetSpec};
+use serde::Serialize;
+
+use crate::converge::{render, secrets};
+use crate::error::{LifecycleError, Result};
+use crate::instance::Instance;
+use crate::progress::Progress;
+use crate::{database, supervisor};
+
+/// The current step's byte counter, for archive reads and writes.
+pub(crate) fn progress_fn(progress: &dyn Progress) -> Box<dyn FnMut(u64) + Send> {
+    progress.byte_sink()
+}
+
+/// Where the backup key (an age identity) is kept on the instance.
+pub fn key_path(inst: &Instance) -> PathBuf {
+    inst.paths.state.join("backup-key.txt")
+}
+
+/// Directory for temporary files of backups and restores, on the prefix's filesystem.
+pub fn tmp_dir(inst: &Instance) -> PathBuf {
+    inst.paths.prefix.join("tmp")
+}
+
+/// Default local target: `<prefix>/backups`.
+pub fn default_target(inst: &Instance) -> PathBuf {
+    inst.paths.prefix.join("backups")
+}
+
+/// The longest writers stay paused if berth dies while copying: the supervisor then
+/// resumes them by itself.
+const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
+
+/// A byte count for people, e.g. `12.3 MiB`.
+pub fn human(bytes: u64) -> String {
+    berth_model::format_size(i64::try_from(bytes).unwrap_or(i64::MAX))
+}
+
+fn setting<'a>(inst: &'a Instance, key: &str) -> Option<&'a SettingValue> {
+    inst.config
+        .settings
+        .get(berth_model::builtin::BACKUP_GROUP)
+        .and_then(|g| g.get(key))
+        .map(|r| &r.value)
+}
+
+fn setting_str(inst: &Instance, key: &str) -> String {
+    match setting(inst, key) {
+        Some(SettingValue::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn setting_int(inst: &Instance, key: &str, default: i64) -> i64 {
+    match setting(inst, key) {
+        Some(SettingValue::Int(i)) => *i,
+        _ => default,
+    }
+}
+
+/// Parallel jobs for pg_dump and pg_restore (`backup.jobs`).
+pub fn jobs(inst: &Instance) -> u32 {
+    u32::try_from(setting_int(inst, "jobs", 2))
+        .unwrap_or(2)
+        .max(1)
+}
+
+/// The target named on the command line, else `backup.target`, else the default.
+pub fn target_spec(inst: &Instance, to: Option<&str>) -> Result<TargetSpec> {
+    let configured = setting_str(inst, "target");
+    let text = match to {
+        Some(t) => t.to_owned(),
+        None if !configured.is_empty() => configured,
+        None => return Ok(TargetSpec::Local(default_target(inst))),
+    };
+    Ok(TargetSpec::parse(&text)?)
+}
+
+/// SSH options from `backup.ssh_identity` and `backup.ssh_known_hosts`.
+pub fn ssh_options(inst: &Instance) -> SshOptions {
+    let path = |k: &str| {
+        Some(setting_str(inst, k))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    SshOptions {
+        identity_file: path("ssh_identity"),
+        known_hosts: path("ssh_known_hosts"),
+        ..SshOptions::default()
+    }
+}
+
+/// The recipient secrets are encrypted to: `backup.recipient`, else the instance's key.
+fn recipient(inst: &Instance) -> Result<Option<String>> {
+    let configured = setting_str(inst, "recipient");
+    if !configured.is_empty() {
+        return Ok(Some(configured));
+    }
+    let path = key_path(inst);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            berth_archive::secrets::parse_identity(&text)?
+                .recipient()
+                .to_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LifecycleError::io("read the backup key", &path)(e)),
+    }
+}
+
+/// What `berth backup key` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyReport {
+    /// The identity file on this instance.
+    pub path: PathBuf,
+    /// Its public half: archives' secrets are encrypted to it.
+    pub recipient: String,
+    /// Whether it was created now.
+    pub created: bool,
+    /// Where a copy was exported, if asked.
+    pub exported: Option<PathBuf>,
+}
+
+/// Create the backup key if the instance has none; export a copy if asked.
+pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
+    let path = key_path(inst);
+    let (text, created) = match std::fs::read_to_string(&path) {
+        Ok(text) => (text, false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&inst.paths.state)
+                .map_err(LifecycleError::io("create", &inst.paths.state))?;
+            let (identity, recipient) = berth_archive::secrets::generate_identity();
+            let text = berth_archive::secrets::identity_file_text(
+                &identity,
+                &recipient,
+                jiff::Timestamp::now(),
+            );
+            berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o600, None)?;
+            (text, true)
+        }
+        Err(e) => return Err(LifecycleError::io("read the backup key", &path)(e)),
+    };
+    let recipient = berth_archive::secrets::parse_identity(&text)?
+        .recipient()
+        .to_owned();
+    if let Some(dest) = export {
+        if dest.exists() {
+            return Err(LifecycleError::Backup {
+                what: format!("`{}` already exists", dest.display()),
+                hint: "name a new file: the key is never written over another file".to_owned(),
+            });
+        }
+        berth_host::fsutil::write_atomic(dest, text.as_bytes(), 0o600, None)?;
+    }
+    Ok(KeyReport {
+        path,
+        recipient,
+        created,
+        exported: export.map(Path::to_path_buf),
+    })
+}
+
+/// Name of the supervisor job that takes scheduled backups.
+pub const SCHEDULED_JOB: &str = "berth-backup";
+
+/// The supervisor job for `backup.schedule` (`None` when it is `off`): `berth backup
+/// create --prune` every interval, as the user berth runs as.
+pub fn scheduled_job(
+    inst: &Instance,
+    state: &DesiredState,
+) -> Option<berth_supervisor_protocol::JobSpec> {
+    let schedule = setting_str(inst, "schedule");
+    if schedule.is_empty() || schedule == "off" {
+        return None;
+    }
+    let every = humantime::parse_duration(&schedule).ok()?;
+    let exe = std::env::current_exe().ok()?;
+    let mut argv = vec![
+        exe.display().to_string(),
+        "--prefix".to_owned(),
+        inst.paths.prefix.display().to_string(),
+    ];
+    if inst.config_path != inst.paths.prefix.join("site.toml") {
+        argv.push("--config".to_owned());
+        argv.push(inst.config_path.display().to_string());
+    }
+    argv.extend(["--quiet", "backup", "create", "--prune"].map(str::to_owned));
+    Some(berth_supervisor_protocol::JobSpec {
+        name: SCHEDULED_JOB.to_owned(),
+        argv,
+        env: std::collections::BTreeMap::new(),
+        cwd: Some(inst.paths.prefix.clone()),
+        user: None,
+        every,
+        // A backup that takes longer than its interval is stuck, or the next one would
+        // pile up behind it.
+        timeout: every,
+        requires: state
+            .backup
+            .as_ref()
+            .and_then(|b| b.database.as_ref())
+            .map(|d| vec![d.service.clone()])
+            .unwrap_or_default(),
+        log_dir: inst.paths.log.join(SCHEDULED_JOB),
+    })
+}
+
+/// Options of `berth backup create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Target (directory or `sftp://…`); default from the site config.
+    pub to: Option<String>,
+}
+
+/// What `berth backup create` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateReport {
+    /// Archive file name.
+    pub archive: String,
+    /// Where it is kept.
+    pub target: String,
+    /// Size of the archive in bytes.
+    pub bytes: u64,
+    /// Bytes of data that went in (before compression).
+    pub input_bytes: u64,
+    /// Entries in the archive.
+    pub entries: usize,
+    /// Whole duration in seconds.
+    pub seconds: f64,
+    /// Duration of the database dump in seconds (0 without a database).
+    pub dump_seconds: f64,
+    /// How long writers were paused, in milliseconds.
+    pub quiesce_ms: u64,
+    /// Services that were paused.
+    pub quiesced: Vec<String>,
+    /// Whether the secrets are in the archive (encrypted).
+    pub secrets_included: bool,
+    /// Loud warnings (e.g. secrets left out).
+    pub warnings: Vec<String>,
+}
+
+/// The warning given when there is no backup key.
+pub const NO_KEY_WARNING: &str = "WARNING: this backup does NOT contain the instance's secrets (no backup key). \
+     Restored from it alone, the app cannot read what those secrets protect (sessions, tokens, encrypted fields). \
+     Run `berth backup key`, keep the key file somewhere safe off this machine, and back up again.";
+
+fn plan(inst: &Instance) -> Result<DesiredState> {
+    let secret_values = secrets(inst, false)?;
+    render(inst, &secret_values)
+}
+
+/// Removes a directory tree when dropped (temporary staging).
+struct TempTree(PathBuf);
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh private directory under `<prefix>/tmp`, removed when dropped.
+fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
+    let root = tmp_dir(inst);
+    std::fs::create_dir_all(&root).map_err(LifecycleError::io("create", &root))?;
+    // Traversable, so the database user can reach its own dump directory below.
+    set_mode(&root, 0o711)?;
+    let dir = root.join(format!(
+        "{label}-{}-{}",
+        jiff::Timestamp::now().as_second(),
+        std::process::id()
+    ));
+    std::fs::create_dir(&dir).map_err(LifecycleError::io("create", &dir))?;
+    set_mode(&dir, 0o700)?;
+    Ok(TempTree(dir))
+}
+
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(LifecycleError::io("set the mode of", path))
+}
+
+fn chown_to(path: &Path, user: Option<&str>) -> Result<()> {
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let (uid, gid) = berth_host::users::lookup(user).ok_or_else(|| LifecycleError::Backup {
+        what: format!("user `{user}` does not exist"),
+        hint: "run `berth up` first".to_owned(),
+    })?;
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| LifecycleError::io("change the owner of", path)(e.into()))
+}
+
+fn ready_services(inst: &Instance) -> Vec<String> {
+    match supervisor::request(&inst.paths, &Request::Status) {
+        Ok(berth_supervisor_protocol::Response::Status { services, .. }) => services
+            .into_iter()
+            .filter(|s| s.ready)
+            .map(|s| s.name)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Size of every regular file under `dir` (0 when it does not exist).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// `berth backup create`.
+#[allow(clippy::too_many_lines)] // one sequence of steps, each short
+pub fn create(
+    inst: &Instance,
+    opts: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<CreateReport> {
+    let started = Instant::now();
+    let state = plan(inst)?;
+    let empty = BackupPlan {
+        data_dirs: Vec::new(),
+        quiesce: Vec::new(),
+        database: None,
+    };
+    let backup = state.backup.as_ref().unwrap_or(&empty);
+    let spec = target_spec(inst, opts.to.as_deref())?;
+    let target = berth_target::open(&spec, &ssh_options(inst));
+
+    // Checks that change nothing come first.
+    progress.begin(&format!("Checking {}", target.describe()));
+    let ready = ready_services(inst);
+    if let Some(db) = &backup.database
+        && !ready.contains(&db.service)
+    {
+        return Err(LifecycleError::Backup {
+            what: format!(
+                "The database service `{}` is not running: a backup needs it to dump the database",
+                db.service
+            ),
+            hint: "start the instance with `berth up` (or `berth start`), then back up".to_owned(),
+        });
+    }
+    let db_size = match &backup.database {
+        Some(db) => database::size(db)?,
+        None => 0,
+    };
+    let files_size: u64 = backup.data_dirs.iter().map(|(_, p)| tree_size(p)).sum();
+    // The compressed size is unknown before compressing; a third of the raw size is
+    // a floor that catches a target that is plainly full without refusing tight ones.
+    let space = target.check(Some((db_size + files_size) / 3))?;
+    let _ = space;
+    progress.end("");
+
+    let recipient = recipient(inst)?;
+    let mut warnings = Vec::new();
+    if recipient.is_none() {
+        progress.note(NO_KEY_WARNING);
+        warnings.push(NO_KEY_WARNING.to_owned());
+    }
+
+    let tmp = staging(inst, "backup")?;
+    let created = jiff::Timestamp::now();
+    let name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
+    let local_archive = target
+        .local_path(&name)
+        .unwrap_or_else(|| tmp.0.join(&name));
+    if let Some(dir) = local_archive.parent() {
+        std::fs::create_dir_all(dir).map_err(LifecycleError::io("create", dir))?;
+    }
+
+    // 1. The database: one snapshot shared by every pg_dump job.
+    let mut dump_seconds = 0.0;
+    let mut server_version = String::new();
+    let dump_dir = tmp.0.join("dump").join("db");
+    if let Some(db) = &backup.database {
+        progress.begin(&format!(
+            "Dumping database `{}` ({} jobs)",
+            db.name,
+            jobs(inst)
+        ));
+        let parent = tmp.0.join("dump");
+        std::fs::create_dir(&parent).map_err(LifecycleError::io("create", &parent))?;
+        chown_to(&parent, db.user.as_deref())?;
+        chown_to(&tmp.0, db.user.as_deref())?;
+        let t = Instant::now();
+        server_version = database::server_version(db)?;
+        database::dump(db, &dump_dir, jobs(inst))?;
+        dump_seconds = t.elapsed().as_secs_f64();
+        progress.end(&format!("{}", human(tree_size(&dump_dir))));
+    }
+
+    // 2. The archive: data directories first, while writers are paused.
+    let level = i32::try_from(setting_int(inst, "compression_level", 3)).unwrap_or(3);
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
+    let mut writer = ArchiveWriter::create(&local_archive, WriteOptions { level, threads })?;
+    let total = db_size + files_size;
+    progress.begin(&format!("Writing {name}"));
+    progress.bytes(Some(total));
+    writer.on_progress(progress_fn(progress));
+
+    let paused: Vec<String> = backup
+        .quiesce
+        .iter()
+        .filter(|s| ready.contains(s))
+        .cloned()
+        .collect();
+    let quiesce_started = Instant::now();
+    if !paused.is_empty() {
+        supervisor::request(
+            &inst.paths,
+            &Request::Pause {
+                target: Target::Many(paused.clone()),
+                timeout_ms: u64::try_from(PAUSE_DEADLINE.as_millis()).unwrap_or(u64::MAX),
+            },
+        )?;
+    }
+    let copied = (|| -> Result<()> {
+        for (rel, abs) in &backup.data_dirs {
+            if abs.is_dir() {
+                writer.add_tree(&format!("data/{rel}"), abs)?;
+            }
+        }
+        Ok(())
+    })();
+    if !paused.is_empty() {
+        // Resume even when the copy failed; the supervisor's deadline is the backstop.
+        let resumed = supervisor::request(
+            &inst.paths,
+            &Request::Resume {
+                target: Target::Many(paused.clone()),
+            },
+        );
+        copied?;
+        resumed?;
+    } else {
+        copied?;
+    }
+    let quiesce_ms = if paused.is_empty() {
+        0
+    } else {
+        u64::try_from(quiesce_started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    };
+
+    if let Some(db) = &backup.database {
+        writer.add_tree(&format!("database/{}", db.name), &dump_dir)?;
+    }
+    if inst.config_exists {
+        writer.add_file("config/site.toml", &inst.config_path)?;
+    } else {
+        writer.add_bytes("config/site.toml", b"", 0o644)?;
+    }
+    let manifest_dir = crate::instance::stored_manifest_dir(&inst.paths.prefix);
+    if manifest_dir.is_dir() {
+        writer.add_tree("manifest", &manifest_dir)?;
+    }
+    let secrets_included = if let Some(r) = &recipient {
+        let blob = berth_archive::secrets::encrypt_dir(&inst.paths.secrets, r)?;
+        writer.add_bytes("secrets.age", &blob, 0o600)?;
+        true
+    } else {
+        false
+    };
+
+    let mut meta = Meta::new(&state.app.name, &state.app.version, created);
+    meta.insert("berth_version", env!("CARGO_PKG_VERSION"));
+    meta.insert(
+        "hostname",
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    meta.insert(
+        "components",
+        inst.config
+            .enabled_components
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    meta.insert(
+        "data_dirs",
+        backup
+            .data_dirs
+            .iter()
+            .map(|(rel, _)| rel.clone())
+            .collect::<Vec<_>>(),
+    );
+    meta.insert(
+        "database",
+        match &backup.database {
+            Some(db) => serde_json::json!({
+                "kind": db.kind,
+                "name": db.name,
+                "format": "directory",
+                "path": format!("database/{}", db.name),
+                "jobs": jobs(inst),
+                "server_version": server_version,
+                "dump_seconds": dump_seconds,
+            }),
+            None => serde_json::Value::Null,
+        },
+    );
+    meta.insert(
+        "quiesce",
+        serde_json::json!({ "services": paused, "milliseconds": quiesce_ms }),
+    );
+    meta.insert(
+        "secrets",
+        match &recipient {
+            Some(r) => serde_json::json!({ "included": true, "encryption": "age", "recipient": r }),
+            None => serde_json::json!({ "included": false, "warning": NO_KEY_WARNING }),
+        },
+    );
+    let written = writer.finish(meta)?;
+    progress.end(&human(written.size));
+
+    if target.local_path(&name).is_none() {
+        progress.begin(&format!("Uploading to {}", target.describe()));
+        progress.bytes(Some(written.size));
+        let mut advance = |n: u64| progress.advance(n);
+        target.put(&written.path, &name, &mut advance)?;
+        progress.end("");
+    }
+
+    Ok(CreateReport {
+        archive: name,
+        target: target.describe(),
+        bytes: written.size,
+        input_bytes: written.manifest.total_size(),
+        entries: written.manifest.entries.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        dump_seconds,
+        quiesce_ms,
+        quiesced: paused,
+        secrets_included,
+        warnings,
+    })
+}
+
+/// One archive in a target, as `berth backup list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was taken (from its name).
+    pub created: Option<String>,
+    /// App version it holds.
+    pub app_version: Option<String>,
+    /// Whether its secrets are in it (local targets, read from the index).
+    pub secrets_included: Option<bool>,
+    /// Why its index cannot be read (local targets), e.g. truncated.
+    pub problem: Option<String>,
+}
+
+/// `berth backup list`: this app's archives in the target, newest first.
+pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> {
+    let spec = target_spec(inst, to)?;
+    let target = berth_target::open(&spec, &ssh_options(inst));
+    let app = &inst.manifest.manifest.app.name;
+    let mut out = Vec::new();
+    for e in target.list()? {
+        let Some((a, version, created)) = berth_archive::parse_archive_name(&e.name) else {
+            continue;
+        };
+        if &a != app {
+            continue;
+        }
+        let mut listed = Listed {
+            name: e.name.clone(),
+            size: e.size,
+            created: Some(created.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()),
+            app_version: Some(version),
+            secrets_included: None,
+            problem: None,
+        };
+        if let Some(path) = target.local_path(&e.name) {
+            match berth_archive::read_index(&path) {
+                Ok(m) => {
+                    listed.secrets_included = m
+                        .meta
+                        .get("secrets")
+                        .and_then(|s| s.get("included"))
+                        .and_then(serde_json::Value::as_bool);
+                }
+                Err(err) => listed.problem = Some(err.to_string()),
+            }
+        }
+        out.push((created, listed));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok((target.describe(), out.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// An archive ready to read: a local file, downloaded into staging when remote.
+pub(crate) struct Fetched {
+    /// The local file.
+    pub path: PathBuf,
+    /// Keeps a downloaded copy alive until dropped.
+    _staging: Option<TempTree>,
+}
+
+/// Find `archive`: an existing file path, else a name in the target.
+pub(crate) fn fetch(
+    inst: &Instance,
+    archive: &str,
+    to: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
+    let as_path = Path::new(archive);
+    if as_path.is_file() {
+        return Ok(Fetched {
+            path: as_path.to_path_buf(),
+            _staging: None,
+        });
+    }
+    let spec = target_spec(inst, to)?;
+    let target = berth_target::open(&spec, &ssh_options(inst));
+    if let Some(p) = target.local_path(archive)
+        && p.is_file()
+    {
+        return Ok(Fetched {
+            path: p,
+            _staging: None,
+        });
+    }
+    if archive.contains('/') || matches!(spec, TargetSpec::Local(_)) {
+        return Err(LifecycleError::Backup {
+            what: format!(
+                "No archive `{archive}` (neither a file nor in {})",
+                target.describe()
+            ),
+            hint: "`berth backup list` shows the archives in the target".to_owned(),
+        });
+    }
+    let tmp = staging(inst, "fetch")?;
+    let dest = tmp.0.join(archive);
+    progress.begin(&format!("Downloading {archive} from {}", target.describe()));
+    progress.bytes(None);
+    let mut advance = |n: u64| progress.advance(n);
+    target.get(archive, &dest, &mut advance)?;
+    progress.end("");
+    Ok(Fetched {
+        path: dest,
+        _staging: Some(tmp),
+    })
+}
+
+/// What `berth backup verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The archive.
+    pub archive: PathBuf,
+    /// App and version it holds.
+    pub app: String,
+    /// App version.
+    pub app_version: String,
+    /// When it was taken.
+    pub created: String,
+    /// Entries checked (size and SHA-256 each).
+    pub entries: usize,
+    /// Bytes of data checked.
+    pub bytes: u64,
+    /// Entries in the database dump's table of contents (`pg_restore --list`).
+    pub dump_toc_entries: Option<usize>,
+    /// Whether the secrets are in the archive.
+    pub secrets_included: bool,
+    /// Whether the given key opens them (`None`: no key given).
+    pub key_opens_secrets: Option<bool>,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+/// `berth backup verify`: every checksum, the compression's integrity, the dump
+/// readable by `pg_restore --list`, and with `key` the secrets decryptable.
+pub fn verify(
+    inst: &Instance,
+    archive: &str,
+    to: Option<&str>,
+    key: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let fetched = fetch(inst, archive, to, progress)?;
+    let path = &fetched.path;
+    let index = berth_archive::read_index(path)?;
+    let tmp = staging(inst, "verify")?;
+    let out = tmp.0.join("x");
+    std::fs::create_dir(&out).map_err(LifecycleError::io("create", &out))?;
+    let db_path = index
+        .meta
+        .get("database")
+        .and_then(|d| d.get("path"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let toc = db_path.as_ref().map(|p| format!("{p}/toc.dat"));
+    progress.begin(&format!("Verifying {}", path.display()));
+    progress.bytes(Some(index.total_size()));
+    let toc_filter = toc.clone();
+    let filter = move |entry: &str| toc_filter.as_deref() == Some(entry) || entry == "secrets.age";
+    berth_archive::extract(path, &out, &filter, &mut progress_fn(progress))?;
+    progress.end("");
+    let dump_toc_entries = match &db_path {
+        Some(p) => {
+            let bin = state_bin_dir(inst);
+            Some(database::list(&bin, &out.join(p))?)
+        }
+        None => None,
+    };
+    let secrets_included = out.join("secrets.age").is_file();
+    let key_opens_secrets = match (key, secrets_included) {
+        (Some(k), true) => {
+            let identity = read_identity(k)?;
+            let blob = std::fs::read(out.join("secrets.age"))
+                .map_err(LifecycleError::io("read", out.join("secrets.age")))?;
+            let dest = tmp.0.join("secrets");
+            berth_archive::secrets::decrypt_to_dir(&blob, &identity, &dest)?;
+            Some(true)
+        }
+        _ => None,
+    };
+    Ok(VerifyReport {
+        archive: path.clone(),
+        app: index.meta.app().unwrap_or_default().to_owned(),
+        app_version: index.meta.app_version().unwrap_or_default().to_owned(),
+        created: index
+            .meta
+            .get("created")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        entries: index.entries.len(),
+        bytes: index.total_size(),
+        dump_toc_entries,
+        secrets_included,
+        key_opens_secrets,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.
+fn state_bin_dir(inst: &Instance) -> PathBuf {
+    inst.manifest
+        .manifest
+        .backup
+        .as_ref()
+        .and_then(|b| b.database.as_ref())
+        .map_or_else(|| PathBuf::from("/usr/bin"), |d| PathBuf::from(&d.bin_dir))
+}
+
+/// Read an identity file given on the command line.
+pub(crate) fn read_identity(path: &Path) -> Result<berth_archive::secrets::Identity> {
+    let text =
+        std::fs::read_to_string(path).map_err(LifecycleError::io("read the backup key", path))?;
+    Ok(berth_archive::secrets::parse_identity(&text)?)
+}
+
+/// What `berth backup prune` decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// The target.
+    pub target: String,
+    /// Every archive with the decision and its reasons.
+    pub decisions: Vec<berth_target::retention::Decision>,
+    /// Archives deleted (none on a dry run).
+    pub deleted: Vec<String>,
+}
+
+/// The retention policy from the site config.
+pub fn policy(inst: &Instance) -> berth_target::retention::Policy {
+    let n = |k: &str, d: i64| u32::try_from(setting_int(inst, k, d)).unwrap_or(0);
+    berth_target::retention::Policy {
+        keep_last: n("keep_last", 7),
+        keep_daily: n("keep_daily", 7),
+        keep_weekly: n("keep_weekly", 4),
+    }
+}
+
+/// `berth backup prune`: delete this app's archives the retention policy does not keep.
+pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneReport> {
+    let spec = target_spec(inst, to)?;
+    let target = berth_target::open(&spec, &ssh_options(inst));
+    let app = &inst.manifest.manifest.app.name;
+    let backups: Vec<(String, jiff::Timestamp)> = target
+        .list()?
+        .into_iter()
+        .filter_map(|e| {
+            let (a, _, created) = berth_archive::parse_archive_name(&e.name)?;
+            (&a == app).then_some((e.name, created))
+        })
+        .collect();
+    let decisions = berth_target::retention::decide(&backups, &policy(inst)).map_err(|e| {
+        LifecycleError::Backup {
+            what: e.to_string(),
+            hint:
+                "set `keep_last`, `keep_daily` or `keep_weekly` under [backup] in the site config"
+                    .to_owned(),
+        }
+    })?;
+    let mut deleted = Vec::new();
+    if !dry_run {
+        for d in decisions.iter().filter(|d| !d.keep) {
+            target.delete(&d.name)?;
+            deleted.push(d.name.clone());
+        }
+    }
+    Ok(PruneReport {
+        target: target.describe(),
+        decisions,
+        deleted,
+    })
+}

@@ -1,0 +1,283 @@
+//! The app's database as backups see it: size, dump, dump listing, restore into a
+//! fresh database and the rename swap that makes a restore reversible.
+//!
+//! PostgreSQL only for now. Every tool runs as the database service's user, which
+//! is the cluster's superuser through the local socket (peer authentication), so no
+//! password is needed and none is ever put on a command line.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use berth_render::DatabasePlan;
+
+use crate::error::{LifecycleError, Result};
+
+/// Run one of the server's tools as the database user; stdout on success.
+fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
+    let path = db.bin_dir.join(program);
+    let mut cmd = Command::new(&path);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", berth_supervisor_protocol::BASE_PATH)
+        .env("LANG", "C.UTF-8")
+        .env("PGHOST", &db.host)
+        .env("PGPORT", &db.port)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(user) = &db.user {
+        let u = nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| LifecycleError::Database {
+                what: format!("{program} must run as `{user}`, which does not exist"),
+                stderr: String::new(),
+            })?;
+        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+        cmd.env("USER", user).env("HOME", &u.dir);
+        // The tools' own working directory must be readable by that user.
+        cmd.current_dir("/");
+    }
+    let out = cmd.output().map_err(|e| LifecycleError::Database {
+        what: format!("could not run `{}`: {e}", path.display()),
+        stderr: String::new(),
+    })?;
+    if !out.status.success() {
+        return Err(LifecycleError::Database {
+            what: format!("`{program} {}` failed ({})", args.join(" "), out.status),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One SQL statement through psql against `database`; its unaligned output.
+fn sql(db: &DatabasePlan, database: &str, statement: &str) -> Result<String> {
+    tool(
+        db,
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            "-c",
+            statement,
+        ],
+    )
+    .map(|s| s.trim().to_owned())
+}
+
+/// A SQL identifier, quoted.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Size of the app's database in bytes.
+pub fn size(db: &DatabasePlan) -> Result<u64> {
+    let out = sql(
+        db,
+        "postgres",
+        &format!("SELECT pg_database_size({})", literal(&db.name)),
+    )?;
+    out.parse().map_err(|_| LifecycleError::Database {
+        what: format!("unexpected answer to the database size query: `{out}`"),
+        stderr: String::new(),
+    })
+}
+
+/// The server's version, e.g. `15.10`.
+pub fn server_version(db: &DatabasePlan) -> Result<String> {
+    sql(db, "postgres", "SHOW server_version")
+        .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+/// Whether a database of that name exists.
+pub fn exists(db: &DatabasePlan, name: &str) -> Result<bool> {
+    let out = sql(
+        db,
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            literal(name)
+        ),
+    )?;
+    Ok(out == "1")
+}
+
+/// `pg_dump --format=directory --jobs=N` into `dest` (which must not exist and whose
+/// parent the database user can write). All jobs share one snapshot, so the dump is
+/// consistent. Table data is left uncompressed: the archive compresses it once.
+pub fn dump(db: &DatabasePlan, dest: &Path, jobs: u32) -> Result<()> {
+    let dest = dest.to_string_lossy();
+    tool(
+        db,
+        "pg_dump",
+        &[
+            "--format=directory",
+            &format!("--jobs={jobs}"),
+            "--compress=0",
+            "--no-sync",
+            "-f",
+            &dest,
+            "-d",
+            &db.name,
+        ],
+    )
+    .map(|_| ())
+}
+
+/// `pg_restore --list` of a dump directory: proves it is readable. Returns the
+/// number of entries in its table of contents.
+pub fn list(bin_dir: &Path, dump_dir: &Path) -> Result<usize> {
+    let path = bin_dir.join("pg_restore");
+    let out = Command::new(&path)
+        .arg("--list")
+        .arg(dump_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LifecycleError::Database {
+            what: format!("could not run `{}`: {e}", path.display()),
+            stderr: String::new(),
+        })?;
+    if !out.status.success() {
+        return Err(LifecycleError::Database {
+            what: format!(
+                "`pg_restore --list` cannot read the dump in `{}`",
+                dump_dir.display()
+            ),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count())
+}
+
+/// Name of the database a restore fills before it is swapped in.
+pub fn incoming_name(db: &DatabasePlan) -> String {
+    format!("{}__restoring", db.name)
+}
+
+/// Name the app's database is kept under while a restore is not committed.
+pub fn previous_name(db: &DatabasePlan) -> String {
+    format!("{}__before_restore", db.name)
+}
+
+/// Create the incoming database (dropping a leftover of an interrupted restore) and
+/// `pg_restore --jobs=N` the dump into it, objects owned by the app's role.
+pub fn restore_into_incoming(db: &DatabasePlan, dump_dir: &Path, jobs: u32) -> Result<()> {
+    let incoming = incoming_name(db);
+    sql(
+        db,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
+    )?;
+    sql(
+        db,
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'",
+            ident(&incoming),
+            ident(&db.owner)
+        ),
+    )?;
+    let dir = dump_dir.to_string_lossy();
+    tool(
+        db,
+        "pg_restore",
+        &[
+            &format!("--jobs={jobs}"),
+            "--exit-on-error",
+            "--no-owner",
+            &format!("--role={}", db.owner),
+            "-d",
+            &incoming,
+            &dir,
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Swap the incoming database in: the current one (if any) becomes the previous one.
+///
+/// Safe to run again after an interruption: `previous` exists only once the current
+/// database has been moved aside by this swap (a restore refuses to begin while one
+/// is left over), and a missing `incoming` means the swap is complete.
+pub fn swap_in(db: &DatabasePlan) -> Result<()> {
+    let (incoming, previous) = (incoming_name(db), previous_name(db));
+    if !exists(db, &incoming)? {
+        return Ok(());
+    }
+    let rename = |from: &str, to: &str| {
+        let statement = format!("ALTER DATABASE {} RENAME TO {}", ident(from), ident(to));
+        sql(db, "postgres", &statement).or_else(|_| {
+            // Open sessions keep a database from being renamed: end them, then retry.
+            sql(
+                db,
+                "postgres",
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}",
+                    literal(from)
+                ),
+            )?;
+            sql(db, "postgres", &statement)
+        })
+    };
+    if !exists(db, &previous)? && exists(db, &db.name)? {
+        rename(&db.name, &previous)?;
+    }
+    rename(&incoming, &db.name).map(|_| ())
+}
+
+/// Undo [`swap_in`] and drop the incoming database: the app's database is the one it
+/// had before the restore began.
+pub fn swap_back(db: &DatabasePlan) -> Result<()> {
+    let (incoming, previous) = (incoming_name(db), previous_name(db));
+    if exists(db, &previous)? {
+        sql(
+            db,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&db.name)),
+        )?;
+        sql(
+            db,
+            "postgres",
+            &format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(&previous),
+                ident(&db.name)
+            ),
+        )?;
+    }
+    sql(
+        db,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
+    )
+    .map(|_| ())
+}
+
+/// Drop the database kept from before the restore (the restore is committed).
+pub fn drop_previous(db: &DatabasePlan) -> Result<()> {
+    sql(
+        db,
+        "postgres",
+        &format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&previous_name(db))
+        ),
+    )
+    .map(|_| ())
+}

@@ -1,0 +1,763 @@
+//! `berth restore`: bring an instance back from an archive, on this prefix or a new one.
+//!
+//! Journaled in `<prefix>/tmp/restore.json`, written before each step is taken and
+//! after it is done. Every step can run again after an interruption, so `--resume`
+//! after a kill -9 continues where it stopped, and `--abort` undoes whatever was done:
+//!
+//! 1. `stage`: verify and extract the whole archive into `<prefix>/tmp/restore-<id>`,
+//!    decrypt the secrets with the key. Nothing outside that directory changes, and it
+//!    is removed if anything is wrong (corrupt, truncated, other app, other version,
+//!    wrong key).
+//! 2. `stop`: stop every service but the database (and what it needs).
+//! 3. `files`: the site config, the secrets and each data directory are moved aside
+//!    (into the staging directory) and the archive's moved in: renames, on one
+//!    filesystem.
+//! 4. `prepare-database`: configuration rewritten from the restored site config and
+//!    secrets, the supervisor running, the database service started and the hooks
+//!    the manifest names in `restore_after` run (e.g. the one creating the owner role).
+//! 5. `load-database`: `pg_restore --jobs` into a new database beside the app's.
+//! 6. `swap-database`: the app's database renamed aside, the restored one renamed in.
+//! 7. `start`: `berth up`: remaining hooks, every service, health through the front door.
+//! 8. `commit`: the database and files kept from before are deleted, the journal removed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use berth_render::DesiredState;
+use berth_state::StateDb;
+use berth_supervisor_protocol::{Request, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{self, Fetched};
+use crate::converge::{failed, render, secrets};
+use crate::error::{LifecycleError, Result};
+use crate::instance::{self, Instance, Locate};
+use crate::progress::Progress;
+use crate::{database, hooks, supervisor, up};
+
+/// The steps of a restore, in order.
+pub const STEPS: [&str; 8] = [
+    "stage",
+    "stop",
+    "files",
+    "prepare-database",
+    "load-database",
+    "swap-database",
+    "start",
+    "commit",
+];
+
+/// Environment variable that makes berth kill itself (SIGKILL) right after doing the
+/// named restore step and before recording it: how the tests prove that every step
+/// can be resumed and aborted. Never set it in production.
+pub const CRASH_AT_ENV: &str = "BERTH_TEST_CRASH_AT";
+
+/// What `berth restore` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Archive: a file, or a name in the target.
+    pub archive: Option<String>,
+    /// Target to find a named archive in.
+    pub from: Option<String>,
+    /// Backup key (age identity file) to decrypt the secrets.
+    pub key: Option<PathBuf>,
+    /// Restore an archive without secrets: new ones are generated.
+    pub without_secrets: bool,
+    /// Continue an interrupted restore.
+    pub resume: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The archive restored.
+    pub archive: String,
+    /// App and version.
+    pub app: String,
+    /// App version.
+    pub app_version: String,
+    /// Where the app answers.
+    pub url: String,
+    /// Seconds per step.
+    pub steps: Vec<(String, f64)>,
+    /// Whole duration.
+    pub seconds: f64,
+    /// Whether the secrets came back from the archive.
+    pub secrets_restored: bool,
+}
+
+/// The restore journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    /// The archive as named on the command line, the target it came from, the key.
+    source: String,
+    from: Option<String>,
+    key: Option<PathBuf>,
+    without_secrets: bool,
+    /// The local file read.
+    archive: String,
+    /// The prefix did not exist before.
+    was_new: bool,
+    staging: PathBuf,
+    app: String,
+    app_version: String,
+    /// The prefix held no instance before the restore.
+    new_instance: bool,
+    /// Entries of the prefix before the restore (a new instance's abort removes the rest).
+    existed: Vec<String>,
+    /// The supervisor was running before.
+    was_running: bool,
+    secrets_restored: bool,
+    /// Archive data directories, relative to `<prefix>/data`.
+    data_dirs: Vec<String>,
+    done: Vec<String>,
+}
+
+impl Journal {
+    fn has(&self, step: &str) -> bool {
+        self.done.iter().any(|d| d == step)
+    }
+}
+
+fn journal_path(prefix: &Path) -> PathBuf {
+    prefix.join("tmp").join("restore.json")
+}
+
+fn save(prefix: &Path, j: &Journal) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(j)?;
+    berth_host::fsutil::write_atomic(&journal_path(prefix), &bytes, 0o600, None)?;
+    Ok(())
+}
+
+fn load(prefix: &Path) -> Result<Option<Journal>> {
+    let path = journal_path(prefix);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LifecycleError::io("read the restore journal", &path)(e)),
+    }
+}
+
+fn crash_point(step: &str) {
+    if std::env::var(CRASH_AT_ENV).is_ok_and(|v| v == step) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// The live path, the staged path and the aside path of every item a restore swaps.
+fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
+    let x = j.staging.join("x");
+    let aside = j.staging.join("previous");
+    let mut out = vec![(
+        inst.config_path.clone(),
+        x.join("config/site.toml"),
+        aside.join("site.toml"),
+    )];
+    if j.secrets_restored {
+        out.push((
+            inst.paths.secrets.clone(),
+            j.staging.join("secrets"),
+            aside.join("secrets"),
+        ));
+    }
+    for d in &j.data_dirs {
+        out.push((
+            inst.paths.data.join(d),
+            x.join("data").join(d),
+            aside.join("data").join(d),
+        ));
+    }
+    out
+}
+
+/// Whether a prefix holds an instance: a state database or a site config.
+fn has_instance(prefix: &Path) -> bool {
+    prefix.join("state/berth.db").exists() || prefix.join("site.toml").exists()
+}
+
+/// `berth restore`.
+pub fn restore(
+    loc: &Locate,
+    opts: &RestoreOptions,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let inst = instance::open(loc)?;
+    let prefix = inst.paths.prefix.clone();
+    let existing = load(&prefix)?;
+    let mut j = match (existing, opts.resume) {
+        (Some(j), true) if !j.has("stage") => {
+            // Interrupted while unpacking: unpack again from the start.
+            let _ = std::fs::remove_dir_all(&j.staging);
+            let again = RestoreOptions {
+                archive: Some(j.source.clone()),
+                from: j.from.clone(),
+                key: j.key.clone(),
+                without_secrets: j.without_secrets,
+                resume: false,
+            };
+            stage(
+                &inst,
+                &j.source,
+                &again,
+                Some((j.was_new, j.existed.clone())),
+                progress,
+            )?
+        }
+        (Some(j), true) => j,
+        (Some(j), false) => {
+            return Err(LifecycleError::Backup {
+                what: format!(
+                    "A restore of `{}` into {} was interrupted ({} of {} steps done)",
+                    j.archive,
+                    prefix.display(),
+                    j.done.len(),
+                    STEPS.len()
+                ),
+                hint: "run `berth restore --resume` to finish it or `berth restore --abort` to undo it"
+                    .to_owned(),
+            });
+        }
+        (None, true) => {
+            return Err(LifecycleError::Backup {
+                what: format!("No interrupted restore in {}", prefix.display()),
+                hint: "start one with `berth restore ARCHIVE`".to_owned(),
+            });
+        }
+        (None, false) => {
+            let Some(archive) = &opts.archive else {
+                return Err(LifecycleError::Backup {
+                    what: "No archive named".to_owned(),
+                    hint: "`berth restore ARCHIVE`; `berth backup list` shows the archives"
+                        .to_owned(),
+                });
+            };
+            stage(&inst, archive, opts, None, progress)?
+        }
+    };
+    let mut timings = Vec::new();
+    run_steps(loc, &mut j, berth_exe, progress, &mut timings)?;
+    let inst = instance::open(loc)?;
+    Ok(RestoreReport {
+        archive: j.archive.clone(),
+        app: j.app.clone(),
+        app_version: j.app_version.clone(),
+        url: inst.config.external_url.to_string(),
+        steps: timings,
+        seconds: started.elapsed().as_secs_f64(),
+        secrets_restored: j.secrets_restored,
+    })
+}
+
+/// Step 1: everything that can fail without touching the instance. `origin` is what
+/// an earlier, interrupted attempt recorded about the prefix before it began.
+#[allow(clippy::too_many_lines)] // one sequence of checks
+fn stage(
+    inst: &Instance,
+    archive: &str,
+    opts: &RestoreOptions,
+    origin: Option<(bool, Vec<String>)>,
+    progress: &dyn Progress,
+) -> Result<Journal> {
+    let prefix = &inst.paths.prefix;
+    let (was_new, existed) = match origin {
+        Some(o) => o,
+        None if !prefix.exists() => (true, Vec::new()),
+        None => (
+            false,
+            std::fs::read_dir(prefix)
+                .map_err(LifecycleError::io("read", prefix))?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect(),
+        ),
+    };
+    let staging_root = backup::tmp_dir(inst);
+    let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
+    // On any failure: nothing of this attempt stays behind.
+    let forget = |e: LifecycleError| {
+        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_file(journal_path(prefix));
+        if was_new {
+            let _ = std::fs::remove_dir_all(prefix);
+        } else if !existed.iter().any(|n| n == "tmp") {
+            let _ = std::fs::remove_dir_all(&staging_root);
+        }
+        e
+    };
+    let fetched: Fetched =
+        backup::fetch(inst, archive, opts.from.as_deref(), progress).map_err(forget)?;
+    let index = berth_archive::read_index(&fetched.path).map_err(|e| forget(e.into()))?;
+    let app = &inst.manifest.manifest.app;
+    let archived_app = index.meta.app().unwrap_or_default().to_owned();
+    let archived_version = index.meta.app_version().unwrap_or_default().to_owned();
+    if archived_app != app.name {
+        return Err(forget(LifecycleError::Backup {
+            what: format!(
+                "`{}` is a backup of `{archived_app}`, not of `{}`",
+                fetched.path.display(),
+                app.name
+            ),
+            hint: format!(
+                "restore it with the manifest of `{archived_app}` (`--manifest DIR`) into its own prefix"
+            ),
+        }));
+    }
+    if archived_version != app.version {
+        return Err(forget(LifecycleError::Backup {
+            what: format!(
+                "`{}` holds {} {archived_version}, but this manifest installs {} {}",
+                fetched.path.display(),
+                app.name,
+                app.name,
+                app.version
+            ),
+            hint: format!(
+                "a restore only goes into the same version: 1. install {name} {archived_version} \
+                 (`berth --manifest DIR-OF-{archived_version} --prefix {p} restore ARCHIVE`; the archive \
+                 carries that manifest in its `manifest/` entry), 2. let that restore finish, 3. upgrade \
+                 to {} by running `berth up` with the newer manifest",
+                app.version,
+                name = app.name,
+                p = prefix.display()
+            ),
+        }));
+    }
+    let secrets_in_archive = index.entry("secrets.age").is_some();
+    let key_file = match (&opts.key, secrets_in_archive) {
+        (Some(k), true) => Some(k.clone()),
+        (None, true) => {
+            let own = backup::key_path(inst);
+            if own.is_file() {
+                Some(own)
+            } else {
+                return Err(forget(LifecycleError::Backup {
+                    what: "The archive's secrets are encrypted and no backup key was given".to_owned(),
+                    hint: "pass the key file the backup was made with: `berth restore ARCHIVE --key FILE`"
+                        .to_owned(),
+                }));
+            }
+        }
+        (_, false) if !opts.without_secrets => {
+            return Err(forget(LifecycleError::Backup {
+                what: format!(
+                    "`{}` does not contain the instance's secrets (it was made without a backup key)",
+                    fetched.path.display()
+                ),
+                hint: "restoring it generates new secrets, so whatever they protected (sessions, tokens, \
+                       encrypted fields) is lost; pass `--without-secrets` to restore anyway"
+                    .to_owned(),
+            }));
+        }
+        (_, false) => None,
+    };
+    let identity = match &key_file {
+        Some(k) => Some(backup::read_identity(k).map_err(forget)?),
+        None => None,
+    };
+
+    // From here on the journal exists, so an interruption can be resumed or aborted.
+    std::fs::create_dir_all(&staging_root)
+        .map_err(LifecycleError::io("create", &staging_root))
+        .map_err(forget)?;
+    backup::set_mode(&staging_root, 0o711).map_err(forget)?;
+    let x = staging.join("x");
+    std::fs::create_dir_all(&x)
+        .map_err(LifecycleError::io("create", &x))
+        .map_err(forget)?;
+    backup::set_mode(&staging, 0o711).map_err(forget)?;
+    let mut j = Journal {
+        source: archive.to_owned(),
+        from: opts.from.clone(),
+        key: opts.key.clone(),
+        without_secrets: opts.without_secrets,
+        archive: fetched.path.display().to_string(),
+        was_new,
+        staging: staging.clone(),
+        app: archived_app,
+        app_version: archived_version,
+        new_instance: !has_instance(prefix),
+        existed: existed.clone(),
+        was_running: supervisor::is_running(&inst.paths),
+        secrets_restored: identity.is_some(),
+        data_dirs: Vec::new(),
+        done: Vec::new(),
+    };
+    save(prefix, &j).map_err(forget)?;
+
+    progress.begin(&format!(
+        "Verifying and unpacking {}",
+        fetched.path.display()
+    ));
+    progress.bytes(Some(index.total_size()));
+    let all = |_: &str| true;
+    berth_archive::extract(&fetched.path, &x, &all, &mut backup::progress_fn(progress))
+        .map_err(|e| forget(e.into()))?;
+    progress.end("");
+
+    let db_path = index
+        .meta
+        .get("database")
+        .and_then(|d| d.get("path"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    if let (Some(p), Some(db)) = (
+        &db_path,
+        inst.manifest
+            .manifest
+            .backup
+            .as_ref()
+            .and_then(|b| b.database.as_ref()),
+    ) {
+        database::list(Path::new(&db.bin_dir), &x.join(p)).map_err(forget)?;
+    }
+    if let Some(identity) = &identity {
+        let blob = std::fs::read(x.join("secrets.age"))
+            .map_err(LifecycleError::io("read", x.join("secrets.age")))
+            .map_err(forget)?;
+        berth_archive::secrets::decrypt_to_dir(&blob, identity, &staging.join("secrets"))
+            .map_err(|e| forget(e.into()))?;
+    }
+    j.data_dirs = index
+        .meta
+        .get("data_dirs")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_str)
+                .filter(|d| x.join("data").join(d).is_dir())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    crash_point("stage");
+    j.done.push("stage".to_owned());
+    save(prefix, &j).map_err(forget)?;
+    Ok(j)
+}
+
+fn run_steps(
+    loc: &Locate,
+    j: &mut Journal,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+    timings: &mut Vec<(String, f64)>,
+) -> Result<()> {
+    for step in STEPS {
+        if j.has(step) {
+            continue;
+        }
+        let t = Instant::now();
+        let inst = instance::open(loc)?;
+        match step {
+            "stop" => stop_writers(&inst, progress)?,
+            "files" => swap_files(&inst, j, progress)?,
+            "prepare-database" => prepare_database(loc, &inst, berth_exe, progress)?,
+            "load-database" => {
+                if let Some(db) = db_plan(&inst)? {
+                    progress.begin(&format!(
+                        "Restoring database `{}` ({} jobs)",
+                        db.name,
+                        backup::jobs(&inst)
+                    ));
+                    let dump = j.staging.join("x/database").join(&db.name);
+                    chown_tree(&j.staging.join("x/database"), db.user.as_deref())?;
+                    database::restore_into_incoming(&db, &dump, backup::jobs(&inst))?;
+                    progress.end("");
+                }
+            }
+            "swap-database" => {
+                if let Some(db) = db_plan(&inst)? {
+                    database::swap_in(&db)?;
+                }
+            }
+            "start" => {
+                up::up(&inst, loc, berth_exe, progress)?;
+            }
+            "commit" => commit(&inst, j)?,
+            _ => {}
+        }
+        crash_point(step);
+        timings.push((step.to_owned(), t.elapsed().as_secs_f64()));
+        j.done.push(step.to_owned());
+        if step == "commit" {
+            let _ = std::fs::remove_file(journal_path(&inst.paths.prefix));
+        } else {
+            save(&inst.paths.prefix, j)?;
+        }
+    }
+    Ok(())
+}
+
+fn db_plan(inst: &Instance) -> Result<Option<berth_render::DatabasePlan>> {
+    Ok(desired(inst)?.backup.and_then(|b| b.database))
+}
+
+fn desired(inst: &Instance) -> Result<DesiredState> {
+    render(inst, &secrets(inst, false)?)
+}
+
+/// Step 2: stop every service but the database and what it depends on.
+fn stop_writers(inst: &Instance, progress: &dyn Progress) -> Result<()> {
+    if !supervisor::is_running(&inst.paths) {
+        return Ok(());
+    }
+    let state = desired(inst)?;
+    let keep = keep_running(&state);
+    progress.begin("Stopping the services that write");
+    for s in state.services.iter().rev() {
+        if !keep.contains(&s.name) {
+            supervisor::request(
+                &inst.paths,
+                &Request::Stop {
+                    target: Target::One(s.name.clone()),
+                },
+            )?;
+        }
+    }
+    progress.end("");
+    Ok(())
+}
+
+/// The database service and everything it depends on.
+fn keep_running(state: &DesiredState) -> Vec<String> {
+    let Some(db) = state.backup.as_ref().and_then(|b| b.database.as_ref()) else {
+        return Vec::new();
+    };
+    let mut keep = vec![db.service.clone()];
+    let mut i = 0;
+    while i < keep.len() {
+        if let Some(s) = state.services.iter().find(|s| s.name == keep[i]) {
+            for d in &s.depends_on {
+                if !keep.contains(d) {
+                    keep.push(d.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    keep
+}
+
+/// Give a whole tree to `user` (root only; a no-op otherwise).
+fn chown_tree(root: &Path, user: Option<&str>) -> Result<()> {
+    let Some(user) = user else {
+        return Ok(());
+    };
+    if !berth_host::users::is_root() {
+        return Ok(());
+    }
+    let Some((uid, gid)) = berth_host::users::lookup(user) else {
+        return Ok(());
+    };
+    let (uid, gid) = (
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    );
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            uid,
+            gid,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| LifecycleError::io("change the owner of", &p)(e.into()))?;
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(&p)
+                .map_err(LifecycleError::io("read", &p))?
+                .flatten()
+            {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Owner of a data directory: the closest declared directory at or above it.
+fn data_owner(state: &DesiredState, path: &Path) -> Option<String> {
+    state
+        .dirs
+        .iter()
+        .filter(|d| path.starts_with(&d.path))
+        .max_by_key(|d| d.path.components().count())
+        .and_then(|d| d.owner.clone())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(LifecycleError::io("create", parent))?;
+    }
+    std::fs::rename(from, to).map_err(LifecycleError::io("move into place", to))
+}
+
+/// Step 3: move the live items aside and the restored ones in.
+fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<()> {
+    progress.begin("Putting the site config, secrets and data in place");
+    let state = desired(inst)?;
+    for (live, staged, aside) in items(inst, j) {
+        if !staged.exists() && !live.exists() {
+            continue;
+        }
+        if staged.exists() {
+            if live.is_dir() && live.starts_with(&inst.paths.data) {
+                chown_tree(&staged, data_owner(&state, &live).as_deref())?;
+            }
+            if live.exists() && !aside.exists() {
+                rename(&live, &aside)?;
+            }
+            rename(&staged, &live)?;
+        }
+    }
+    progress.end("");
+    Ok(())
+}
+
+/// Step 4: configuration from the restored site config and secrets, the database
+/// service running, and the hooks the restored dump needs.
+fn prepare_database(
+    loc: &Locate,
+    inst: &Instance,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let preview = desired(inst)?;
+    let Some(db) = preview.backup.as_ref().and_then(|b| b.database.clone()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(&inst.paths.state)
+        .map_err(LifecycleError::io("create", &inst.paths.state))?;
+    let sdb = StateDb::open(inst.paths.state_db())?;
+    let run = sdb.begin_run("restore", "prepare the database")?;
+    let result = (|| -> Result<()> {
+        let (state, _) = up::prepare(inst, loc, berth_exe, &preview, &sdb, run, progress)?;
+        let prereqs = hooks::prerequisites(&state, &db.restore_after);
+        hooks::run_selected(inst, &state, &sdb, run, progress, &|h, scheduled| {
+            db.restore_after.contains(&h.name)
+                || (prereqs.contains(&h.name) && scheduled.unwrap_or(true))
+        })?;
+        progress.begin(&format!("Starting `{}`", db.service));
+        supervisor::request(
+            &inst.paths,
+            &Request::Start {
+                target: Target::One(db.service.clone()),
+            },
+        )?;
+        progress.end("");
+        Ok(())
+    })();
+    match &result {
+        Ok(()) => sdb.finish_run(run, &berth_state::RunOutcome::default())?,
+        Err(e) => sdb.finish_run(run, &failed(&crate::converge::error_text(e)))?,
+    }
+    result
+}
+
+/// Step 8: forget what was kept from before.
+fn commit(inst: &Instance, j: &Journal) -> Result<()> {
+    if let Some(db) = db_plan(inst)? {
+        database::drop_previous(&db)?;
+    }
+    std::fs::remove_dir_all(&j.staging)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(LifecycleError::io("remove", &j.staging))
+}
+
+/// `berth restore --abort`: undo an interrupted restore, leaving the instance as it
+/// was before it began (a prefix that held none is emptied of what the restore made).
+pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<()> {
+    let inst = instance::open(loc)?;
+    let prefix = inst.paths.prefix.clone();
+    let Some(j) = load(&prefix)? else {
+        return Err(LifecycleError::Backup {
+            what: format!("No interrupted restore in {}", prefix.display()),
+            hint: "nothing to abort".to_owned(),
+        });
+    };
+    let (inst, j) = (&inst, &j);
+    progress.begin("Undoing the interrupted restore");
+    if j.new_instance || !j.has("stage") && j.was_new {
+        // Nothing to keep: stop what the restore started and remove what it created.
+        if supervisor::is_running(&inst.paths) {
+            let _ = supervisor::request(&inst.paths, &Request::Shutdown);
+            supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
+        }
+        for e in std::fs::read_dir(&prefix)
+            .map_err(LifecycleError::io("read", &prefix))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !j.existed.contains(&name) {
+                let p = e.path();
+                let removed = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                removed.map_err(LifecycleError::io("remove", &p))?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&j.staging);
+        let _ = std::fs::remove_file(journal_path(&prefix));
+        if j.was_new {
+            let _ = std::fs::remove_dir_all(&prefix);
+        }
+        progress.end("");
+        return Ok(());
+    }
+    // The database: put the app's own back (it needs its service running).
+    if j.has("prepare-database") {
+        if let Some(db) = db_plan(inst)? {
+            if !supervisor::is_running(&inst.paths) {
+                supervisor::spawn(&inst.paths, berth_exe)?;
+            }
+            supervisor::request(
+                &inst.paths,
+                &Request::Start {
+                    target: Target::One(db.service.clone()),
+                },
+            )?;
+            database::swap_back(&db)?;
+        }
+    }
+    // Files: the restored ones out, the kept ones back.
+    for (live, _, aside) in items(inst, j) {
+        if aside.exists() {
+            if live.exists() {
+                let removed = if live.is_dir() {
+                    std::fs::remove_dir_all(&live)
+                } else {
+                    std::fs::remove_file(&live)
+                };
+                removed.map_err(LifecycleError::io("remove", &live))?;
+            }
+            rename(&aside, &live)?;
+        }
+    }
+    std::fs::remove_dir_all(&j.staging)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(LifecycleError::io("remove", &j.staging))?;
+    std::fs::remove_file(journal_path(&prefix))
+        .map_err(LifecycleError::io("remove", journal_path(&prefix)))?;
+    progress.end("");
+    if j.was_running {
+        // The instance's own config and secrets are back: bring it up as it was.
+        let inst = instance::open(loc)?;
+        up::up(&inst, loc, berth_exe, progress)?;
+    }
+    Ok(())
+}
