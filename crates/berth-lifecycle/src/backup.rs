@@ -46,8 +46,20 @@ pub fn default_target(inst: &Instance) -> PathBuf {
 const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
 
 /// A byte count for people, e.g. `12.3 MiB`.
+#[allow(clippy::cast_precision_loss)] // a display value
 pub fn human(bytes: u64) -> String {
-    berth_model::format_size(i64::try_from(bytes).unwrap_or(i64::MAX))
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn setting<'a>(inst: &'a Instance, key: &str) -> Option<&'a SettingValue> {
