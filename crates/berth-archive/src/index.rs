@@ -68,13 +68,13 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
         path: path.to_owned(),
         reason: reason.to_owned(),
     };
+    // A file cut within its first 4 bytes still starts like zstd if what is left of it
+    // matches the magic.
     let starts_like_zstd = || -> Result<bool, ArchiveError> {
-        if file_len < 4 {
-            return Ok(false);
-        }
+        let len = usize::try_from(file_len.min(4)).expect("at most 4");
         let mut magic = [0; 4];
-        read_at(&mut magic, 0)?;
-        Ok(magic == ZSTD_MAGIC)
+        read_at(&mut magic[..len], 0)?;
+        Ok(magic[..len] == ZSTD_MAGIC[..len])
     };
 
     if file_len == 0 {

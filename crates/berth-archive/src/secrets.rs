@@ -127,7 +127,13 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, ArchiveError> {
         .parse()
         .map(Recipient)
         .map_err(|e: &str| ArchiveError::InvalidKey {
-            reason: format!("`{}` is not a valid age recipient ({e})", s.trim()),
+            // Only echo what looks like a recipient: a secret key pasted by mistake
+            // must not end up in an error message.
+            reason: if s.trim().starts_with("age1") {
+                format!("`{}` is not a valid age recipient ({e})", s.trim())
+            } else {
+                format!("not an age recipient (expected `age1...`): {e}")
+            },
         })
 }
 
