@@ -291,12 +291,22 @@ impl SshTarget {
         }
         let dir = self.dir_arg();
         let _ = write!(script, "mkdir {dir}\nchmod 700 {dir}\n");
-        let run = self.run_quiet(&script)?;
+        let mut run = self.run_quiet(&script)?;
         if run.ok() {
-            Ok(())
-        } else {
-            Err(self.failure("creating the directory", &run))
+            return Ok(());
         }
+        if run.status.code() != Some(255) {
+            // The batch stops at the first failure that counts, which sftp reports last;
+            // the ignored ones before it are parents that exist already.
+            run.stderr = run
+                .stderr
+                .trim_end()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_owned();
+        }
+        Err(self.failure("creating the directory", &run))
     }
 
     /// Runs `upload_cmd` (a `put` or `reput` into `partial`) followed by an `ls` of
@@ -749,7 +759,15 @@ fn clean_stderr(stderr: &str) -> String {
         .copied()
         .filter(|l| *l != "Connection closed" && *l != "Connection closed.")
         .collect();
-    if useful.is_empty() { lines } else { useful }.join("; ")
+    let mut out = String::new();
+    for line in if useful.is_empty() { lines } else { useful } {
+        if !out.is_empty() {
+            // ssh writes sentences; sftp writes bare messages.
+            out.push_str(if out.ends_with(['.', ':']) { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Splits sftp's stdout into the echoed batch commands (`sftp> cmd`) and their output.
@@ -952,6 +970,14 @@ mod tests {
             "ssh: connect to host h port 1: Connection refused"
         );
         assert_eq!(clean_stderr("Connection closed\n"), "Connection closed");
+        assert_eq!(
+            clean_stderr("No key is known.\nHost key verification failed.\nConnection closed\n"),
+            "No key is known. Host key verification failed."
+        );
+        assert_eq!(
+            clean_stderr("a: Failure\nb: Failure\n"),
+            "a: Failure; b: Failure"
+        );
     }
 
     #[test]

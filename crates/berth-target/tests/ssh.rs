@@ -330,6 +330,12 @@ fn a_directory_the_user_cannot_write_is_reported() {
     );
 
     let err = as_nobody(&root_owned.join("sub")).check(None).unwrap_err();
+    // Only the mkdir that mattered, not the parents that exist already.
+    assert!(
+        err.to_string()
+            .ends_with("root only/sub\": Permission denied"),
+        "{err}"
+    );
     assert!(
         matches!(err, TargetError::PermissionDenied { .. }),
         "{err:?}"
