@@ -4,11 +4,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use crate::{ARCHIVE_SUFFIX, PARTIAL_SUFFIX, RemoteEntry, Space, Target, TargetError};
+
+/// Numbers the write checks of this process, so concurrent checks never share a file.
+static CHECKS: AtomicU64 = AtomicU64::new(0);
 
 /// Large enough that copying a multi-gigabyte archive is not syscall-bound.
 const COPY_BUFFER: usize = 1 << 20;
@@ -141,9 +145,11 @@ impl Target for LocalTarget {
         }
         // Writing a file is the only test that catches read-only mounts, immutable
         // directories and ACLs alike, whoever we run as.
-        let probe = self
-            .dir
-            .join(format!(".berth-check-{}", std::process::id()));
+        let probe = self.dir.join(format!(
+            ".berth-check-{}-{}",
+            std::process::id(),
+            CHECKS.fetch_add(1, Ordering::Relaxed)
+        ));
         File::create(&probe).map_err(self.io("creating a file in the directory"))?;
         fs::remove_file(&probe).map_err(self.io("removing the check file"))?;
 
@@ -209,8 +215,8 @@ impl Target for LocalTarget {
             });
         }
         let read_context = || format!("reading {}", local.display());
+        let size = source_size(local).map_err(self.io(read_context()))?;
         let mut source = File::open(local).map_err(self.io(read_context()))?;
-        let size = source.metadata().map_err(self.io(read_context()))?.len();
         let partial = self.dir.join(format!("{name}{PARTIAL_SUFFIX}"));
         let (mut out, offset) = self.open_partial(&partial, &mut source, size)?;
         progress(offset);
@@ -260,9 +266,7 @@ impl Target for LocalTarget {
     ) -> Result<(), TargetError> {
         let dest = self.archive(name)?;
         self.require_dir()?;
-        let size = fs::metadata(local)
-            .map_err(self.io(format!("reading {}", local.display())))?
-            .len();
+        let size = source_size(local).map_err(self.io(format!("reading {}", local.display())))?;
         progress(0);
         match rename_noreplace(local, &dest) {
             Ok(()) => {
@@ -338,6 +342,19 @@ impl LocalTarget {
         } else {
             self.io_error(format!("renaming into {name}"), e)
         }
+    }
+}
+
+/// The size of a file to upload, which must be a regular file.
+pub(crate) fn source_size(local: &Path) -> io::Result<u64> {
+    let meta = fs::metadata(local)?;
+    if meta.is_file() {
+        Ok(meta.len())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{
 const SFTP: &str = "sftp";
 
 /// How often a running transfer is checked for completion and progress.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(50);
 
 /// How often the remote size of an upload is polled for progress.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -309,29 +309,70 @@ impl SshTarget {
         Err(self.failure("creating the directory", &run))
     }
 
-    /// Runs `upload_cmd` (a `put` or `reput` into `partial`) followed by an `ls` of
-    /// `partial`, reporting the remote size as it grows for large files.
+    /// Runs `upload_cmd` (a `put` or `reput` into `partial`, starting at `start` of
+    /// `size` bytes) followed by an `ls` of `partial`, reporting the remote size as it
+    /// grows for large files.
     fn upload(
         &self,
         partial: &str,
         upload_cmd: &str,
-        size: u64,
+        (start, size): (u64, u64),
         progress: &mut dyn FnMut(u64),
     ) -> Result<Run, TargetError> {
         let script = format!("{}{upload_cmd}\nls -ln {}\n", self.cd(), sftp_arg(partial));
-        let poller = (size >= POLL_THRESHOLD)
-            .then(|| SizePoller::start(self, &format!("{}/{}", self.dir_arg(), sftp_arg(partial))))
-            .flatten();
-        let mut last = 0;
+        let poller = if size - start >= POLL_THRESHOLD {
+            let path = format!("{}/{}", self.dir_arg(), sftp_arg(partial));
+            SizePoller::start(self, &path)
+        } else {
+            None
+        };
+        let mut last = start;
         let mut tick = || {
-            if let Some(size) = poller.as_ref().and_then(SizePoller::latest)
-                && size > last
+            // Sizes outside the range are a stale partial about to be replaced.
+            if let Some(now) = poller.as_ref().and_then(SizePoller::latest)
+                && now > last
+                && now <= size
             {
-                last = size;
-                progress(size);
+                last = now;
+                progress(now);
             }
         };
         self.run(&script, &mut tick)
+    }
+
+    /// [`Self::upload`], then the partial's size as sftp lists it; a failure on a
+    /// target that has run out of space becomes [`TargetError::Full`] and removes the
+    /// partial.
+    fn upload_checked(
+        &self,
+        name: &str,
+        partial: &str,
+        upload_cmd: &str,
+        (start, size): (u64, u64),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, TargetError> {
+        let run = self.upload(partial, upload_cmd, (start, size), progress)?;
+        if !run.ok() {
+            let error = self.failure("upload", &run);
+            if matches!(error, TargetError::Remote { .. })
+                && let Ok(Some(free)) = self.free_space()
+                && free < size - start
+            {
+                // Best effort: the full target is the error to report, not this cleanup.
+                let _ = self.run_quiet(&format!("{}-rm {}\n", self.cd(), sftp_arg(partial)));
+                return Err(TargetError::Full {
+                    target: self.describe(),
+                    name: name.to_owned(),
+                });
+            }
+            return Err(error);
+        }
+        let now = Timestamp::now();
+        Ok(run
+            .output_of("ls ")
+            .into_iter()
+            .find_map(|line| parse_ls_line(line, now))
+            .map_or(0, |e| e.size))
     }
 }
 
@@ -396,13 +437,11 @@ impl Target for SshTarget {
     ) -> Result<(), TargetError> {
         validate_name(name)?;
         let local_arg = self.local_arg(local)?;
-        let size = fs::metadata(local)
-            .map_err(|source| TargetError::Io {
-                target: self.describe(),
-                context: format!("reading {}", local.display()),
-                source,
-            })?
-            .len();
+        let size = crate::local::source_size(local).map_err(|source| TargetError::Io {
+            target: self.describe(),
+            context: format!("reading {}", local.display()),
+            source,
+        })?;
         let partial = format!("{name}{PARTIAL_SUFFIX}");
         let entries = self.raw_list()?;
         if entries.iter().any(|e| e.name == name) {
@@ -431,31 +470,11 @@ impl Target for SshTarget {
             ),
         };
         progress(start);
-        let run = match &upload_cmd {
-            Some(cmd) => self.upload(&partial, cmd, size, progress)?,
-            None => self.run_quiet(&format!("{}ls -ln {}\n", self.cd(), sftp_arg(&partial)))?,
+        let uploaded = match &upload_cmd {
+            // A complete partial: an earlier upload stopped just before its rename.
+            None => size,
+            Some(cmd) => self.upload_checked(name, &partial, cmd, (start, size), progress)?,
         };
-        if !run.ok() {
-            let error = self.failure("upload", &run);
-            if matches!(error, TargetError::Remote { .. })
-                && let Ok(Some(free)) = self.free_space()
-                && free < size - start
-            {
-                // Best effort: the full target is the error to report, not this cleanup.
-                let _ = self.run_quiet(&format!("{}-rm {}\n", self.cd(), sftp_arg(&partial)));
-                return Err(TargetError::Full {
-                    target: self.describe(),
-                    name: name.to_owned(),
-                });
-            }
-            return Err(error);
-        }
-        let now = Timestamp::now();
-        let uploaded = run
-            .output_of("ls ")
-            .into_iter()
-            .find_map(|line| parse_ls_line(line, now))
-            .map_or(0, |e| e.size);
         if uploaded != size {
             return Err(TargetError::SizeMismatch {
                 target: self.describe(),
@@ -581,8 +600,8 @@ impl Target for SshTarget {
             return Ok(());
         }
         let error = self.failure("deleting", &run);
-        if matches!(error, TargetError::Remote { ref message, .. } if message.contains("No such file"))
-        {
+        let missing = matches!(&error, TargetError::Remote { message, .. } if message.contains("No such file"));
+        if missing {
             return Err(TargetError::NotFound {
                 target: self.describe(),
                 name: name.to_owned(),
