@@ -59,7 +59,8 @@ impl TargetSpec {
         if s.starts_with('/') {
             return Ok(Self::Local(PathBuf::from(s)));
         }
-        if let Some((scheme, _)) = s.split_once("://") {
+        // Only a real scheme counts, so `host:dir://x` stays an scp-like path.
+        if let Some((scheme, _)) = s.split_once("://").filter(|(scheme, _)| is_scheme(scheme)) {
             return match scheme.to_ascii_lowercase().as_str() {
                 "file" => parse_file_url(s).map_err(invalid),
                 "sftp" | "ssh" => parse_ssh_url(s).map(Self::Ssh).map_err(invalid),
@@ -94,14 +95,15 @@ impl fmt::Display for TargetSpec {
 
 impl fmt::Display for SshSpec {
     /// scp-like `user@host:path` when that is unambiguous (no port, the path not
-    /// starting with `~`), else an `sftp://` URL.
+    /// starting with `~` or `//`), else an `sftp://` URL.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port.is_none() && !self.path.starts_with('~') {
+        // `host://x` would read as a URL, and `host:~/x` as a path under home.
+        if self.port.is_none() && !self.path.starts_with('~') && !self.path.starts_with("//") {
             if let Some(user) = &self.user {
                 write!(f, "{user}@")?;
             }
@@ -136,6 +138,13 @@ impl<'de> serde::Deserialize<'de> for TargetSpec {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// RFC 3986: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 fn parse_file_url(s: &str) -> Result<TargetSpec, String> {
@@ -398,11 +407,38 @@ mod tests {
             ssh(None, "::1", Some(2200), "/d e/%f~"),
             ssh(Some("a@b"), "h", Some(1), "/x"),
             ssh(None, "h", None, "/with:colon @at"),
+            ssh(None, "h", None, "rel://x"),
+            ssh(None, "h", Some(3), "rel://x"),
         ];
         for spec in specs {
             let text = spec.to_string();
             let back = TargetSpec::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(back, spec, "{text}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips_awkward_paths() {
+        // Every pairing of awkward characters at every position.
+        let pieces = [
+            "", "a", " ", "%", "%2F", "~", "~/", ":", "@", "/", "//", "[", "]", "é", "#", "?", "-",
+        ];
+        for first in pieces {
+            for second in pieces {
+                for lead in ["", "/"] {
+                    let path = format!("{lead}{first}x{second}");
+                    for port in [None, Some(2222)] {
+                        for user in [None, Some("u"), Some("a@b"), Some("a%b.é")] {
+                            for host in ["h", "::1", "nas.example"] {
+                                let spec = ssh(user, host, port, &path);
+                                let text = spec.to_string();
+                                let back = TargetSpec::parse(&text);
+                                assert_eq!(back.ok(), Some(spec), "{text}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
