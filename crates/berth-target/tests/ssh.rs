@@ -41,7 +41,9 @@ fn source(dir: &Path, bytes: &[u8]) -> std::path::PathBuf {
 fn put_list_get_round_trip() {
     let sshd = sshd_or_skip!();
     let work = tempfile::tempdir().unwrap();
-    let remote = work.path().join("remote/nested/backups");
+    // Awkward characters in the remote directory too, some of them glob patterns.
+    let remote = work.path().join("remote/ne sted*[x]?/backups");
+    fs::create_dir_all(work.path().join("remote/ne sted_x_!")).unwrap();
     let target = sshd.target(&remote);
 
     let space = target.check(None).expect("check creates the directory");
