@@ -99,7 +99,13 @@ impl Berth {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// [`Berth::run`] with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(berth_bin())
+            .envs(env.iter().copied())
             .arg("--prefix")
             .arg(&self.prefix)
             .arg("--manifest")
@@ -295,4 +301,120 @@ pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
         cmd.current_dir(cwd);
     }
     cmd.output().unwrap()
+}
+
+/// A throwaway sshd on 127.0.0.1:`port` with its own host and client keys, for SFTP
+/// backup targets; killed on drop. `None` when not root or sshd is not installed.
+pub struct Sshd {
+    child: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Sshd {
+    pub fn start(port: u16) -> Option<Self> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !is_root() || !sshd.exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path();
+        std::fs::set_permissions(keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let host_key = keys.join("host_ed25519");
+        let identity = keys.join("client_ed25519");
+        for key in [&host_key, &identity] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(key)
+                .stdin(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen failed");
+        }
+        let authorized = keys.join("authorized_keys");
+        std::fs::copy(identity.with_extension("pub"), &authorized).unwrap();
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        let known_hosts = keys.join("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
+        )
+        .unwrap();
+        let config = keys.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 StrictModes no\nPidFile none\nUsePAM no\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 Subsystem sftp internal-sftp\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(keys.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            port,
+            dir,
+            identity,
+            known_hosts,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small tmpfs mounted at `path` (root only), unmounted on drop; `None` where
+/// mounting is not allowed.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }

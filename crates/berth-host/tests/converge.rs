@@ -74,6 +74,7 @@ fn desired(prefix: &Path) -> DesiredState {
         hooks: Vec::new(),
         health_url: "http://127.0.0.1:8080/".to_owned(),
         next_steps: Vec::new(),
+        backup: None,
         paths,
     }
 }

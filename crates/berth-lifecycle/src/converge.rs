@@ -182,6 +182,14 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
             spec_changes.join(", ")
         ));
     }
+    let jobs: Vec<String> = new_plan
+        .jobs
+        .iter()
+        .map(|j| format!("{} every {}", j.name, humantime::format_duration(j.every)))
+        .collect();
+    if !jobs.is_empty() {
+        out.push_str(&format!("periodic jobs: {}\n", jobs.join(", ")));
+    }
     if let Some(old) = &old_plan {
         let added: Vec<_> = new_plan
             .services

@@ -298,7 +298,7 @@ mod tests {
     use berth_render::{AppId, DesiredState, HookSpec, Paths};
     use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
 
-    use super::hook_order;
+    use super::{hook_order, prerequisites};
 
     fn service(name: &str, deps: &[&str]) -> ServiceSpec {
         ServiceSpec {
@@ -355,6 +355,7 @@ mod tests {
             hooks,
             health_url: String::new(),
             next_steps: vec![],
+            backup: None,
         }
     }
 
@@ -383,5 +384,33 @@ mod tests {
         );
         let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
         assert_eq!(order, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_restore_point_needs_the_hooks_that_gate_its_services() {
+        // Restoring after `createdb` needs the database, which `initdb` gates; the
+        // migration and the admin user come after the restore.
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("web", &["db"]),
+                service("proxy", &["web"]),
+            ],
+            vec![
+                hook("admin", &["web"], &[]),
+                hook("createdb", &["db"], &["web"]),
+                hook("initdb", &[], &["db"]),
+                hook("migrate", &["db"], &["web"]),
+                hook("static", &[], &["proxy"]),
+            ],
+        );
+        let pre: Vec<String> = prerequisites(&s, &["createdb".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["initdb"]);
+        let pre: Vec<String> = prerequisites(&s, &["admin".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["createdb", "initdb", "migrate"]);
     }
 }

@@ -170,9 +170,10 @@ fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
     out
 }
 
-/// Whether a prefix holds an instance: a state database or a site config.
+/// Whether a prefix holds an instance (a site config alone, e.g. one written to
+/// reach an SFTP target, does not make one).
 fn has_instance(prefix: &Path) -> bool {
-    prefix.join("state/berth.db").exists() || prefix.join("site.toml").exists()
+    prefix.join("state/berth.db").exists()
 }
 
 /// `berth restore`.
@@ -683,6 +684,15 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         });
     };
     let (inst, j) = (&inst, &j);
+    if j.has("start") {
+        // Only the commit was left: the restored instance is running and what was kept
+        // from before may already be gone, so the way out is forward.
+        progress.begin("The restore was interrupted while committing: finishing it");
+        commit(inst, j)?;
+        let _ = std::fs::remove_file(journal_path(&prefix));
+        progress.end("");
+        return Ok(());
+    }
     progress.begin("Undoing the interrupted restore");
     if j.new_instance || !j.has("stage") && j.was_new {
         // Nothing to keep: stop what the restore started and remove what it created.

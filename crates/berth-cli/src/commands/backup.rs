@@ -45,6 +45,10 @@ pub fn create(
     };
     drop(progress);
     if json {
+        // Loud even for scripts: on stderr, beside the JSON.
+        for w in &report.warnings {
+            eprintln!("{w}");
+        }
         print_json(&serde_json::json!({ "backup": report, "prune": pruned }))?;
         return Ok(ExitCode::SUCCESS);
     }
