@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-venv: the per-user test builds its virtualenv with Debian's python3.
-packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl)
+# openssh-server and openssh-client: backups to an SFTP target go to a throwaway sshd
+# on 127.0.0.1; zstd and tar: archives are checked with the standard tools too.
+packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
+  openssh-server openssh-client zstd tar)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -19,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "Installing test dependencies: ${missing[*]}"
   $sudo apt-get update -qq
+  # The tests start the daemons they need on 127.0.0.1 themselves: packages must not
+  # start theirs (sshd on port 22, a system PostgreSQL) where no init system decides.
+  if [ ! -e /usr/sbin/policy-rc.d ] && [ ! -d /run/systemd/system ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
