@@ -227,7 +227,7 @@ pub fn scheduled_job(
             .and_then(|b| b.database.as_ref())
             .map(|d| vec![d.service.clone()])
             .unwrap_or_default(),
-        log_dir: inst.paths.log.join(SCHEDULED_JOB),
+        log_dir: inst.paths.log.join("jobs").join(SCHEDULED_JOB),
     })
 }
 
