@@ -102,6 +102,9 @@ pub enum Command {
         /// Restore an archive that holds no secrets; new ones are generated.
         #[arg(long)]
         without_secrets: bool,
+        /// Restoring over a running instance backs it up first; skip that.
+        #[arg(long)]
+        no_safety_backup: bool,
         /// Finish a restore that was interrupted.
         #[arg(long, conflicts_with_all = ["abort", "archive"])]
         resume: bool,

@@ -8,17 +8,19 @@
 //!    decrypt the secrets with the key. Nothing outside that directory changes, and it
 //!    is removed if anything is wrong (corrupt, truncated, other app, other version,
 //!    wrong key).
-//! 2. `stop`: stop every service but the database (and what it needs).
-//! 3. `files`: the site config, the secrets and each data directory are moved aside
+//! 2. `safety-backup`: restoring over a running instance, back it up first
+//!    (`--no-safety-backup` skips it).
+//! 3. `stop`: stop every service but the database (and what it needs).
+//! 4. `files`: the site config, the secrets and each data directory are moved aside
 //!    (into the staging directory) and the archive's moved in: renames, on one
 //!    filesystem.
-//! 4. `prepare-database`: configuration rewritten from the restored site config and
+//! 5. `prepare-database`: configuration rewritten from the restored site config and
 //!    secrets, the supervisor running, the database service started and the hooks
 //!    the manifest names in `restore_after` run (e.g. the one creating the owner role).
-//! 5. `load-database`: `pg_restore --jobs` into a new database beside the app's.
-//! 6. `swap-database`: the app's database renamed aside, the restored one renamed in.
-//! 7. `start`: `berth up`: remaining hooks, every service, health through the front door.
-//! 8. `commit`: the database and files kept from before are deleted, the journal removed.
+//! 6. `load-database`: `pg_restore --jobs` into a new database beside the app's.
+//! 7. `swap-database`: the app's database renamed aside, the restored one renamed in.
+//! 8. `start`: `berth up`: remaining hooks, every service, health through the front door.
+//! 9. `commit`: the database and files kept from before are deleted, the journal removed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,8 +38,9 @@ use crate::progress::Progress;
 use crate::{database, hooks, supervisor, up};
 
 /// The steps of a restore, in order.
-pub const STEPS: [&str; 8] = [
+pub const STEPS: [&str; 9] = [
     "stage",
+    "safety-backup",
     "stop",
     "files",
     "prepare-database",
@@ -65,6 +68,8 @@ pub struct RestoreOptions {
     pub without_secrets: bool,
     /// Continue an interrupted restore.
     pub resume: bool,
+    /// Skip the backup of the current instance an in-place restore takes first.
+    pub no_safety_backup: bool,
 }
 
 /// What a restore did.
@@ -84,6 +89,8 @@ pub struct RestoreReport {
     pub seconds: f64,
     /// Whether the secrets came back from the archive.
     pub secrets_restored: bool,
+    /// The backup of the instance taken before restoring over it.
+    pub safety_backup: Option<String>,
 }
 
 /// The restore journal.
@@ -108,6 +115,12 @@ struct Journal {
     /// The supervisor was running before.
     was_running: bool,
     secrets_restored: bool,
+    /// Skip the safety backup.
+    #[serde(default)]
+    no_safety_backup: bool,
+    /// The backup of the instance taken before an in-place restore.
+    #[serde(default)]
+    safety_backup: Option<String>,
     /// Archive data directories, relative to `<prefix>/data`.
     data_dirs: Vec<String>,
     done: Vec<String>,
@@ -197,6 +210,7 @@ pub fn restore(
                 key: j.key.clone(),
                 without_secrets: j.without_secrets,
                 resume: false,
+                no_safety_backup: j.no_safety_backup,
             };
             stage(
                 &inst,
@@ -248,6 +262,7 @@ pub fn restore(
         steps: timings,
         seconds: started.elapsed().as_secs_f64(),
         secrets_restored: j.secrets_restored,
+        safety_backup: j.safety_backup.clone(),
     })
 }
 
@@ -381,6 +396,8 @@ fn stage(
         existed: existed.clone(),
         was_running: supervisor::is_running(&inst.paths),
         secrets_restored: identity.is_some(),
+        no_safety_backup: opts.no_safety_backup,
+        safety_backup: None,
         data_dirs: Vec::new(),
         done: Vec::new(),
     };
@@ -451,6 +468,20 @@ fn run_steps(
         let t = Instant::now();
         let inst = instance::open(loc)?;
         match step {
+            "safety-backup" => {
+                // Restoring over a running instance replaces it: back it up first, so
+                // even the restore of a wrong archive loses nothing.
+                if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) {
+                    progress.note("Backing up the current instance before restoring over it");
+                    let report = backup::create(&inst, &backup::CreateOptions::default(), progress)
+                        .map_err(|e| LifecycleError::Backup {
+                            what: format!("The backup of the current instance failed: {e}"),
+                            hint: "fix the cause and `berth restore --resume`, or `berth restore --abort`"
+                                .to_owned(),
+                        })?;
+                    j.safety_backup = Some(format!("{}/{}", report.target, report.archive));
+                }
+            }
             "stop" => stop_writers(&inst, progress)?,
             "files" => swap_files(&inst, j, progress)?,
             "prepare-database" => prepare_database(loc, &inst, berth_exe, progress)?,

@@ -237,6 +237,9 @@ pub fn restore(
         "Restored {} {} from {} in {:.1} s; it answers at {}",
         r.app, r.app_version, r.archive, r.seconds, r.url
     );
+    if let Some(b) = &r.safety_backup {
+        println!("  the instance as it was before: {b}");
+    }
     if !r.secrets_restored {
         println!("  secrets: NOT restored (the archive had none): new ones were generated");
     }
