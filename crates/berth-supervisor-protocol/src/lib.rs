@@ -150,6 +150,8 @@ pub struct JobSpec {
 }
 
 /// Which services a control request is about.
+///
+/// JSON: `"all"`, `{"one":"web"}` or `{"many":["web","worker"]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
@@ -157,6 +159,9 @@ pub enum Target {
     All,
     /// One service by name.
     One(String),
+    /// Several services by name, in one request (duplicates count once). Every name
+    /// must exist; an empty list is a request about no service.
+    Many(Vec<String>),
 }
 
 /// A control request: one JSON object per line.
@@ -200,6 +205,34 @@ pub enum Request {
     },
     /// Stop every service in reverse dependency order, then exit.
     Shutdown,
+    /// Freeze services: `SIGSTOP` to each one's whole process group, e.g. to quiesce
+    /// writers while their data is copied. Answers once the signals are sent and the
+    /// processes are seen stopped (or after a short grace when one is stuck in a
+    /// system call).
+    ///
+    /// A named service must be running (`starting`, `ready` or already `paused`);
+    /// with [`Target::All`], stopped and failed services are skipped. When one service
+    /// cannot be paused, the ones this request paused are resumed and the answer is
+    /// an error. Pausing a paused service moves its deadline later, never earlier.
+    ///
+    /// The supervisor resumes a service by itself `timeout_ms` after the pause, so
+    /// a caller that dies cannot leave it frozen. Stop, restart and shutdown resume
+    /// it right after sending the stop signal. A reload signal sent meanwhile takes
+    /// effect on resume. A pause ends with its process: one killed while paused is
+    /// restarted (policy permitting) unpaused. A readiness probe under way is
+    /// dropped and starts over on resume.
+    Pause {
+        /// Which.
+        target: Target,
+        /// Resume automatically after this many milliseconds (at least 1).
+        timeout_ms: u64,
+    },
+    /// `SIGCONT` to paused services and cancel their deadlines. Services that are not
+    /// paused are left alone, so resuming twice (or resuming `all`) is fine.
+    Resume {
+        /// Which.
+        target: Target,
+    },
 }
 
 /// Answer to a [`Request`].
@@ -251,6 +284,24 @@ pub enum ServiceState {
     Backoff,
     /// Gave up: readiness timed out, or exited under `never`/`on-failure` policy.
     Failed,
+    /// Frozen by [`Request::Pause`] until resumed or its deadline passes.
+    Paused,
+}
+
+impl ServiceState {
+    /// The name as serialized, e.g. `ready` or `paused`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Waiting => "waiting",
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Stopping => "stopping",
+            Self::Backoff => "backoff",
+            Self::Failed => "failed",
+            Self::Paused => "paused",
+        }
+    }
 }
 
 /// Status of one service.
@@ -271,6 +322,12 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Whether the readiness probe last succeeded.
     pub ready: bool,
+    /// Unix time (seconds) the current pause began, when `paused`.
+    #[serde(default)]
+    pub paused_since_unix: Option<u64>,
+    /// Milliseconds until the supervisor resumes the service by itself, when `paused`.
+    #[serde(default)]
+    pub resume_in_ms: Option<u64>,
 }
 
 /// Status of one periodic job.
@@ -286,4 +343,61 @@ pub struct JobStatus {
     pub last_result: Option<String>,
     /// Runs so far.
     pub runs: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
+    #[test]
+    fn pause_and_resume_requests() {
+        let pause = Request::Pause {
+            target: Target::Many(vec!["web".into(), "worker".into()]),
+            timeout_ms: 60_000,
+        };
+        let line = r#"{"op":"pause","target":{"many":["web","worker"]},"timeout_ms":60000}"#;
+        assert_eq!(json(&pause), line);
+        assert_eq!(serde_json::from_str::<Request>(line).unwrap(), pause);
+        let resume = Request::Resume {
+            target: Target::All,
+        };
+        assert_eq!(json(&resume), r#"{"op":"resume","target":"all"}"#);
+        // What existing clients send is unchanged.
+        assert_eq!(
+            json(&Request::Stop {
+                target: Target::One("web".into())
+            }),
+            r#"{"op":"stop","target":{"one":"web"}}"#
+        );
+    }
+
+    #[test]
+    fn state_names_match_their_json() {
+        for state in [
+            ServiceState::Stopped,
+            ServiceState::Waiting,
+            ServiceState::Starting,
+            ServiceState::Ready,
+            ServiceState::Stopping,
+            ServiceState::Backoff,
+            ServiceState::Failed,
+            ServiceState::Paused,
+        ] {
+            assert_eq!(json(&state), format!("\"{}\"", state.as_str()));
+        }
+    }
+
+    #[test]
+    fn status_from_a_supervisor_without_pause_fields() {
+        let old = r#"{"name":"web","state":"ready","pid":7,"uptime_secs":3,"restarts":0,"last_exit":null,"ready":true}"#;
+        let status: ServiceStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (status.paused_since_unix, status.resume_in_ms),
+            (None, None)
+        );
+    }
 }

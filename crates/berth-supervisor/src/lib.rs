@@ -16,6 +16,9 @@
 //!   size to `current.1` … `current.<keep>`.
 //! - **Jobs**: periodic commands, one run at a time, killed after their timeout and
 //!   skipped while a service they require is not ready.
+//! - **Pause**: `SIGSTOP` to a service's whole process group (e.g. while a backup
+//!   copies its data) and `SIGCONT` on resume, on stop, or when the pause's own
+//!   timeout passes, so a caller that dies cannot leave the service frozen.
 //! - **Control** ([`Client`], [`is_running`]): one JSON
 //!   [`Request`](berth_supervisor_protocol::Request) line and one
 //!   [`Response`](berth_supervisor_protocol::Response) line over a Unix socket with

@@ -232,22 +232,52 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
     }
     // `kill(-pgid, 0)` also succeeds for zombies nobody has reaped yet; on Linux,
     // look closer so an orphaned zombie does not hold up a stop.
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // Fields after the `(comm)`: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1);
-        state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+    group_members(pgid).is_none_or(|members| members.iter().any(|m| m.state != 'Z'))
+}
+
+/// Whether no process of the group `pgid` can run until continued: each one is
+/// stopped (`SIGSTOP`) or dead. True when that cannot be known (no `/proc`).
+///
+/// A process in uninterruptible sleep (`D`) is usually finishing a system call, a
+/// write perhaps, and is waited for; but a shell that vforked stays in `D` until its
+/// child execs, which a stopped child never does, so that one counts as stopped.
+pub(crate) fn group_stopped(pgid: u32) -> bool {
+    let stopped = |state: char| matches!(state, 'T' | 't');
+    group_members(pgid).is_none_or(|members| {
+        members.iter().all(|m| {
+            stopped(m.state)
+                || matches!(m.state, 'Z' | 'X')
+                || (m.state == 'D' && members.iter().any(|c| c.parent == m.id && stopped(c.state)))
+        })
     })
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+struct Member {
+    id: u32,
+    parent: u32,
+    /// `R`, `S`, `D`, `T`, `Z`, ...
+    state: char,
+}
+
+/// The processes of the group `group`, read from `/proc`; `None` without a readable `/proc`.
+fn group_members(group: u32) -> Option<Vec<Member>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let members = entries
+        .flatten()
+        .filter_map(|entry| {
+            let id: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // Fields after the `(comm)`: state ppid pgrp ...
+            let (_, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let parent = fields.next()?.parse().ok()?;
+            let pgrp: u32 = fields.next()?.parse().ok()?;
+            (pgrp == group).then_some(Member { id, parent, state })
+        })
+        .collect();
+    Some(members)
 }
 
 #[cfg(test)]

@@ -6,20 +6,25 @@
 //!    ▲                  │ probe timeout          │ exit (policy restarts)
 //!    │ stop             ▼                        ▼
 //!    └─────────────── Failed ◄──(policy gives up)─ Backoff ──(delay)──► Starting
+//!
+//! Starting, Ready ──pause──► Paused ──resume or deadline──► Starting (probe anew), Ready
 //! ```
 //!
-//! The task owns the child process and waits on three things at once: the child's
-//! exit, the readiness probe, and control commands. A flapping service therefore only
-//! ever delays itself. Other tasks see its state through [`Shared`].
+//! The task owns the child process and waits on four things at once: the child's
+//! exit, the readiness probe, the end of a pause, and control commands. A flapping
+//! service therefore only ever delays itself. Other tasks see its state through
+//! [`Shared`].
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_supervisor_protocol::{RestartPolicy, ServiceSpec, ServiceState, ServiceStatus};
+use berth_supervisor_protocol::{
+    Readiness, RestartPolicy, ServiceSpec, ServiceState, ServiceStatus,
+};
 use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
@@ -29,8 +34,8 @@ use crate::config::BackoffConfig;
 use crate::logs::{RotatingLog, SharedLog, pump};
 use crate::probe::wait_ready;
 use crate::process::{
-    Launch, describe_exit, group_alive, parse_signal, signal_child_group, signal_leftovers,
-    signal_process,
+    Launch, describe_exit, group_alive, group_stopped, parse_signal, signal_child_group,
+    signal_leftovers, signal_process,
 };
 use crate::say::say;
 
@@ -43,6 +48,25 @@ pub(crate) struct Shared {
     pub(crate) restarts: u32,
     pub(crate) last_exit: Option<String>,
     pub(crate) ready: bool,
+    pub(crate) pause: Option<Pause>,
+}
+
+/// A pause in progress: when it began, and when it ends by itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pause {
+    since: SystemTime,
+    until: Instant,
+}
+
+/// What a pause request did to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PauseOutcome {
+    /// It was running and is now paused.
+    Paused,
+    /// It was paused already; its deadline is now the later of the two.
+    Extended,
+    /// It has no process to pause; this is its state.
+    NotRunning(ServiceState),
 }
 
 impl Shared {
@@ -55,6 +79,15 @@ impl Shared {
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             ready: self.ready,
+            paused_since_unix: self.pause.map(|p| {
+                p.since
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            }),
+            resume_in_ms: self.pause.map(|p| {
+                let left = p.until.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            }),
         }
     }
 }
@@ -68,6 +101,12 @@ enum Command {
     Restart(Reply<Outcome>),
     Reload(Reply<Outcome>),
     Update(Box<ServiceSpec>),
+    Pause {
+        until: Instant,
+        timeout: Duration,
+        reply: Reply<PauseOutcome>,
+    },
+    Resume(Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -89,6 +128,7 @@ impl ServiceHandle {
             restarts: 0,
             last_exit: None,
             ready: false,
+            pause: None,
         }));
         let (tx, rx) = mpsc::unbounded_channel();
         let actor = Actor {
@@ -121,6 +161,7 @@ impl ServiceHandle {
                 | ServiceState::Ready
                 | ServiceState::Backoff
                 | ServiceState::Stopping
+                | ServiceState::Paused
         )
     }
 
@@ -166,6 +207,26 @@ impl ServiceHandle {
         let _ = self.tx.send(Command::Update(Box::new(spec)));
     }
 
+    /// Freeze the process group until `until` at the latest; `timeout` is only for the log.
+    pub(crate) async fn pause(
+        &self,
+        until: Instant,
+        timeout: Duration,
+    ) -> Result<PauseOutcome, String> {
+        self.ask(|reply| Command::Pause {
+            until,
+            timeout,
+            reply,
+        })
+        .await
+        .ok_or_else(|| self.gone())
+    }
+
+    /// Continue a paused process group; no-op when not paused.
+    pub(crate) async fn resume(&self) {
+        self.ask(Command::Resume).await;
+    }
+
     /// Stop and end the task.
     pub(crate) async fn shutdown(&self) {
         self.ask(Command::Shutdown).await;
@@ -182,7 +243,12 @@ struct Running {
     child: Child,
     pid: u32,
     started: Instant,
+    /// `Some` until readiness is confirmed.
     probe: Option<ProbeFuture>,
+    /// What the probe was made from, to probe anew after a pause.
+    readiness: Option<Readiness>,
+    launch: Launch,
+    pause: Option<Pause>,
 }
 
 enum Phase {
@@ -196,6 +262,7 @@ enum Event {
     Exited(io::Result<ExitStatus>),
     Probed(Outcome),
     BackoffOver,
+    PauseOver,
 }
 
 struct Actor {
@@ -228,6 +295,7 @@ impl Actor {
                 Event::Command(Some(command)) => self.handle(command).await,
                 Event::Exited(status) => self.on_exit(status),
                 Event::Probed(outcome) => self.on_probe(outcome).await,
+                Event::PauseOver => self.resume("its pause timed out; "),
                 Event::BackoffOver => {
                     lock(&self.shared).restarts += 1;
                     if let Err(err) = self.spawn() {
@@ -247,16 +315,30 @@ impl Actor {
                 command = self.rx.recv() => Event::Command(command),
             },
             Phase::Running(running) => {
-                let Running { child, probe, .. } = &mut **running;
+                let Running {
+                    child,
+                    probe,
+                    pause,
+                    ..
+                } = &mut **running;
                 let probed = async {
                     match probe {
                         Some(probe) => probe.as_mut().await,
                         None => std::future::pending().await,
                     }
                 };
+                // The deadline that keeps a caller that died from leaving the service frozen.
+                let resume_at = pause.as_ref().map(|p| p.until);
+                let pause_over = async move {
+                    match resume_at {
+                        Some(at) => sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     status = child.wait() => Event::Exited(status),
                     outcome = probed => Event::Probed(outcome),
+                    () = pause_over => Event::PauseOver,
                     command = self.rx.recv() => Event::Command(command),
                 }
             }
@@ -313,8 +395,98 @@ impl Actor {
                 }
                 self.spec = *spec;
             }
+            Command::Pause {
+                until,
+                timeout,
+                reply,
+            } => {
+                let outcome = self.pause(until, timeout).await;
+                let _ = reply.send(outcome);
+            }
+            Command::Resume(reply) => {
+                self.resume("");
+                let _ = reply.send(());
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
+    }
+
+    /// `SIGSTOP` to the whole group, then wait until it has taken effect.
+    async fn pause(&mut self, until: Instant, timeout: Duration) -> PauseOutcome {
+        let Phase::Running(running) = &mut self.phase else {
+            return PauseOutcome::NotRunning(lock(&self.shared).state);
+        };
+        let pid = running.pid;
+        // Also when already paused: a process continued from outside is frozen again.
+        signal_child_group(pid, Signal::SIGSTOP);
+        let outcome = if let Some(pause) = &mut running.pause {
+            pause.until = pause.until.max(until);
+            PauseOutcome::Extended
+        } else {
+            running.pause = Some(Pause {
+                since: SystemTime::now(),
+                until,
+            });
+            // A probe would only time out against a frozen process: drop it (and the
+            // probe command it may be running) and probe anew on resume.
+            if let Some(probe) = &mut running.probe {
+                *probe = Box::pin(std::future::pending());
+            }
+            PauseOutcome::Paused
+        };
+        {
+            let mut shared = lock(&self.shared);
+            shared.state = ServiceState::Paused;
+            shared.pause = running.pause;
+        }
+        if outcome == PauseOutcome::Paused {
+            say!(
+                "service `{}`: paused (SIGSTOP to process group {pid}); resuming it in {} at the latest",
+                self.spec.name,
+                humantime::format_duration(timeout)
+            );
+        }
+        if !wait_group_stopped(pid).await {
+            say!(
+                "service `{}`: process group {pid} is not all stopped yet; a process in a system call stops when it returns",
+                self.spec.name
+            );
+        }
+        outcome
+    }
+
+    /// `SIGCONT` to the group if paused; `why` prefixes the log line.
+    fn resume(&mut self, why: &str) {
+        let Phase::Running(running) = &mut self.phase else {
+            return;
+        };
+        let Some(pause) = running.pause.take() else {
+            return;
+        };
+        signal_child_group(running.pid, Signal::SIGCONT);
+        if running.probe.is_some() {
+            running.probe = running.readiness.clone().map(|readiness| {
+                Box::pin(wait_ready(readiness, running.launch.clone())) as ProbeFuture
+            });
+        }
+        {
+            let mut shared = lock(&self.shared);
+            shared.state = if running.probe.is_some() {
+                ServiceState::Starting
+            } else {
+                ServiceState::Ready
+            };
+            shared.pause = None;
+        }
+        let paused_for = pause.since.elapsed().unwrap_or_default();
+        say!(
+            "service `{}`: {why}resumed (SIGCONT to process group {}) after {}",
+            self.spec.name,
+            running.pid,
+            humantime::format_duration(Duration::from_millis(
+                u64::try_from(paused_for.as_millis()).unwrap_or(u64::MAX)
+            ))
+        );
     }
 
     async fn restart(&mut self, reply: Reply<Outcome>) {
@@ -375,10 +547,10 @@ impl Actor {
         if let Some(err) = child.stderr.take() {
             pump(err, log, spec.name.clone());
         }
-        let probe = spec
-            .readiness
+        let readiness = spec.readiness.clone();
+        let probe = readiness
             .clone()
-            .map(|readiness| Box::pin(wait_ready(readiness, launch)) as ProbeFuture);
+            .map(|readiness| Box::pin(wait_ready(readiness, launch.clone())) as ProbeFuture);
         let ready = probe.is_none();
         let started = Instant::now();
         {
@@ -398,6 +570,9 @@ impl Actor {
             pid,
             started,
             probe,
+            readiness,
+            launch,
+            pause: None,
         }));
         if ready {
             self.answer_waiters(&Ok(()));
@@ -421,6 +596,7 @@ impl Actor {
             shared.pid = None;
             shared.started = None;
             shared.ready = false;
+            shared.pause = None;
         }
         say!(
             "service `{}`: pid {} ended with {description}",
@@ -497,8 +673,17 @@ impl Actor {
                 return;
             }
         };
-        let Running { mut child, pid, .. } = *running;
-        lock(&self.shared).state = ServiceState::Stopping;
+        let Running {
+            mut child,
+            pid,
+            pause,
+            ..
+        } = *running;
+        {
+            let mut shared = lock(&self.shared);
+            shared.state = ServiceState::Stopping;
+            shared.pause = None;
+        }
         let sig = parse_signal(&self.spec.stop_signal).unwrap_or(Signal::SIGTERM);
         let deadline = Instant::now() + self.spec.stop_timeout;
         say!(
@@ -507,6 +692,15 @@ impl Actor {
             sig.as_str()
         );
         signal_child_group(pid, sig);
+        if pause.is_some() {
+            // A stopped process acts on the stop signal only once continued; sent after
+            // it, so the stop signal is the first thing the process sees.
+            say!(
+                "service `{}`: sending SIGCONT to paused process group {pid}",
+                self.spec.name
+            );
+            signal_child_group(pid, Signal::SIGCONT);
+        }
         let status = tokio::select! {
             status = child.wait() => status,
             () = sleep_until(deadline) => {
@@ -533,6 +727,24 @@ impl Actor {
         self.attempt = 0;
         self.answer_waiters(&Err("it was stopped before it became ready".to_owned()));
     }
+}
+
+/// Wait until every process of the paused group `pgid` is stopped, so that when a
+/// pause is answered none of them is still in the middle of a write. A process in
+/// uninterruptible sleep stops only once its system call returns: give up after a
+/// second then (returns false).
+async fn wait_group_stopped(pgid: u32) -> bool {
+    const LIMIT: Duration = Duration::from_secs(1);
+    let deadline = Instant::now() + LIMIT;
+    let mut pause = Duration::from_millis(1);
+    while !group_stopped(pgid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Give the rest of the group until `deadline` to exit on its own, then SIGKILL it

@@ -5,17 +5,20 @@
 //! holding its registry lock only to look things up.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::process;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use berth_supervisor_protocol::{Request, Response, ServiceState, SupervisionPlan, Target};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::BackoffConfig;
 use crate::graph::{self, Deps};
 use crate::jobs::{JobHandle, ReadyCheck};
 use crate::say::say;
-use crate::service::{ServiceHandle, lock};
+use crate::service::{PauseOutcome, ServiceHandle, lock};
 
 #[derive(Default)]
 struct Registry {
@@ -76,6 +79,8 @@ impl Supervisor {
                 self.stop_all().await;
                 Ok(())
             }
+            Request::Pause { target, timeout_ms } => self.pause_target(&target, timeout_ms).await,
+            Request::Resume { target } => self.resume_target(&target).await,
         };
         match result {
             Ok(()) => Response::Ok,
@@ -107,6 +112,18 @@ impl Supervisor {
             Target::All => Ok(registry.services.keys().cloned().collect()),
             Target::One(name) if registry.services.contains_key(name) => Ok(vec![name.clone()]),
             Target::One(name) => Err(graph::unknown("service", name, registry.services.keys())),
+            Target::Many(names) => {
+                let mut unique = Vec::with_capacity(names.len());
+                for name in names {
+                    if !registry.services.contains_key(name) {
+                        return Err(graph::unknown("service", name, registry.services.keys()));
+                    }
+                    if !unique.contains(name) {
+                        unique.push(name.clone());
+                    }
+                }
+                Ok(unique)
+            }
         }
     }
 
@@ -230,6 +247,80 @@ impl Supervisor {
                     .map_err(|err| format!("Failed to reload service `{name}`: {err}"))?;
             }
         }
+        Ok(())
+    }
+
+    /// Pause every target at once; all or nothing, see [`Request::Pause`].
+    async fn pause_target(&self, target: &Target, timeout_ms: u64) -> Result<(), String> {
+        if timeout_ms == 0 {
+            return Err("A pause needs a timeout: `timeout_ms` must be at least 1".to_owned());
+        }
+        let timeout = Duration::from_millis(timeout_ms);
+        let until = Instant::now()
+            .checked_add(timeout)
+            .ok_or_else(|| format!("A pause timeout of {timeout_ms} ms is too long"))?;
+        let names = self.resolve(target)?;
+        let (_, handles) = self.snapshot();
+        let mut tasks = JoinSet::new();
+        for name in names {
+            if let Some(handle) = handles.get(&name).cloned() {
+                tasks.spawn(async move { (name, handle.pause(until, timeout).await) });
+            }
+        }
+        let mut paused = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, Ok(PauseOutcome::Paused))) => paused.push(name),
+                Ok((_, Ok(PauseOutcome::Extended))) => {}
+                // `all` means whatever runs; nothing starts these without a request.
+                Ok((
+                    _,
+                    Ok(PauseOutcome::NotRunning(ServiceState::Stopped | ServiceState::Failed)),
+                )) if *target == Target::All => {}
+                Ok((name, Ok(PauseOutcome::NotRunning(state)))) => failures.push(format!(
+                    "Failed to pause service `{name}`: it is not running (state `{}`)",
+                    state.as_str()
+                )),
+                Ok((name, Err(err))) => {
+                    failures.push(format!("Failed to pause service `{name}`: {err}"));
+                }
+                Err(err) => failures.push(format!("A pause task failed: {err}")),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        // A caller that gets an error may not send `Resume`: undo what this request did.
+        for name in &paused {
+            if let Some(handle) = handles.get(name) {
+                handle.resume().await;
+            }
+        }
+        failures.sort();
+        let mut message = failures.join("; ");
+        if !paused.is_empty() {
+            paused.sort();
+            let _ = write!(
+                message,
+                "; resumed the services this request had paused ({})",
+                paused.join(", ")
+            );
+        }
+        Err(message)
+    }
+
+    /// Resume the paused ones among the targets.
+    async fn resume_target(&self, target: &Target) -> Result<(), String> {
+        let names = self.resolve(target)?;
+        let (_, handles) = self.snapshot();
+        let mut tasks = JoinSet::new();
+        for name in names {
+            if let Some(handle) = handles.get(&name).cloned() {
+                tasks.spawn(async move { handle.resume().await });
+            }
+        }
+        tasks.join_all().await;
         Ok(())
     }
 

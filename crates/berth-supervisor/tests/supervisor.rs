@@ -830,3 +830,364 @@ fn autostart_and_restart_requests() {
     assert_eq!(client.request(&Request::Shutdown).unwrap(), Response::Ok);
     thread.join().unwrap().unwrap();
 }
+
+/// The state letter of a process (`S`, `R`, `T` for stopped, ...).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Stopped by `SIGSTOP`: state `T`, or `D` for a shell the stop caught between
+/// vfork and exec, which waits on its stopped child until continued.
+fn frozen(pid: u32) -> bool {
+    match proc_state(pid) {
+        Some('T') => true,
+        Some('D') => fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() == Some(&"T") && fields.get(1) == Some(&pid.to_string().as_str())
+        }),
+        _ => false,
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn read_pid(path: &Path) -> u32 {
+    fs::read_to_string(path).unwrap().trim().parse().unwrap()
+}
+
+fn pause(target: Target, timeout_ms: u64) -> Request {
+    Request::Pause { target, timeout_ms }
+}
+
+fn one(name: &str) -> Target {
+    Target::One(name.to_owned())
+}
+
+/// A parent shell and a child shell in one process group, each appending a counter
+/// to `counter` every 50 ms.
+fn writer(dir: &Path) -> ServiceSpec {
+    let mut writer = service(
+        dir,
+        "writer",
+        "tick() { i=0; while :; do i=$((i+1)); echo \"$1 $i\" >> counter; sleep 0.05; done; }; \
+         tick child & echo $! > child.pid; tick parent",
+    );
+    writer.readiness = Some(file_ready(&dir.join("child.pid")));
+    writer
+}
+
+/// Start `writer` and return the pids of its parent and child once both have written.
+fn start_writer(daemon: &Daemon) -> (u32, u32) {
+    daemon.ok(&Request::Start {
+        target: one("writer"),
+    });
+    wait_for("the child pid", || {
+        fs::read_to_string(daemon.path("child.pid")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    wait_for("both to write", || {
+        let text = fs::read_to_string(daemon.path("counter")).unwrap_or_default();
+        text.contains("parent 2\n") && text.contains("child 2\n")
+    });
+    (daemon.pid("writer"), read_pid(&daemon.path("child.pid")))
+}
+
+#[test]
+fn pause_freezes_the_whole_process_group_until_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path());
+    let daemon = Daemon::start(dir, &plan(vec![w]));
+    let (parent, child) = start_writer(&daemon);
+    let counter = daemon.path("counter");
+
+    // One name in a list: the shape a backup uses for its writers.
+    daemon.ok(&pause(Target::Many(vec!["writer".into()]), 10_000));
+    // The answer comes once the group is seen stopped.
+    assert!(
+        frozen(parent) && frozen(child),
+        "states {:?} {:?}",
+        proc_state(parent),
+        proc_state(child)
+    );
+    let status = daemon.service("writer");
+    assert_eq!(
+        (status.state, status.pid, status.ready),
+        (ServiceState::Paused, Some(parent), true)
+    );
+    assert!(status.paused_since_unix.is_some());
+    assert!(
+        status
+            .resume_in_ms
+            .is_some_and(|ms| (5_000..=10_000).contains(&ms)),
+        "{status:?}"
+    );
+    let length = file_len(&counter);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(file_len(&counter), length, "a paused service wrote");
+
+    // Pausing again moves the deadline later.
+    daemon.ok(&pause(one("writer"), 60_000));
+    assert!(
+        daemon
+            .service("writer")
+            .resume_in_ms
+            .is_some_and(|ms| ms > 10_000)
+    );
+
+    daemon.ok(&Request::Resume {
+        target: one("writer"),
+    });
+    wait_for("the counter to grow again", || file_len(&counter) > length);
+    assert!(!frozen(parent) && !frozen(child));
+    // Neither crashed nor restarted: the same processes carry on.
+    let status = daemon.service("writer");
+    assert_eq!(
+        (
+            status.state,
+            status.pid,
+            status.restarts,
+            status.last_exit,
+            status.paused_since_unix,
+            status.resume_in_ms
+        ),
+        (ServiceState::Ready, Some(parent), 0, None, None, None)
+    );
+    assert!(alive(child));
+    // Resuming what is not paused is fine (a backup's cleanup resumes everything).
+    daemon.ok(&Request::Resume {
+        target: Target::All,
+    });
+    assert_eq!(daemon.service("writer").state, ServiceState::Ready);
+}
+
+#[test]
+fn a_paused_service_resumes_by_itself_after_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path());
+    let daemon = Daemon::start(dir, &plan(vec![w]));
+    let (parent, child) = start_writer(&daemon);
+    let counter = daemon.path("counter");
+
+    let asked = Instant::now();
+    daemon.ok(&pause(one("writer"), 300));
+    let (state, child_frozen) = (daemon.service("writer").state, frozen(child));
+    let length = file_len(&counter);
+    // Read before the deadline (timed after reading, so a stalled machine cannot fool it).
+    if asked.elapsed() < Duration::from_millis(300) {
+        assert_eq!((state, child_frozen), (ServiceState::Paused, true));
+    }
+
+    // Nobody resumes it: the supervisor does.
+    wait_for("the automatic resume", || {
+        daemon.service("writer").state == ServiceState::Ready
+    });
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_millis(300), "resumed after {took:?}");
+    assert!(took < Duration::from_secs(2), "resumed after {took:?}");
+    wait_for("the counter to grow again", || file_len(&counter) > length);
+    assert!(!frozen(parent) && !frozen(child));
+    assert_eq!(daemon.service("writer").pid, Some(parent));
+}
+
+#[test]
+fn stop_restart_and_shutdown_of_a_paused_service_use_its_stop_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let mut graceful = service(
+        d,
+        "graceful",
+        "trap 'echo $$ >> got_term; exit 0' TERM; touch ready; while :; do sleep 0.05; done",
+    );
+    graceful.readiness = Some(file_ready(&d.join("ready")));
+    // Long enough that an escalation to SIGKILL would show in the timings.
+    graceful.stop_timeout = Duration::from_secs(5);
+    let daemon = Daemon::start(dir, &plan(vec![graceful]));
+    let terms = || fs::read_to_string(daemon.path("got_term")).unwrap_or_default();
+    let quick = Duration::from_secs(1);
+
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let first = daemon.pid("graceful");
+    // The next process is ready only once its trap is set.
+    let unready = || fs::remove_file(daemon.path("ready")).unwrap();
+    unready();
+    daemon.ok(&pause(Target::All, 10_000));
+    let asked = Instant::now();
+    daemon.ok(&Request::Restart {
+        target: one("graceful"),
+    });
+    assert!(
+        asked.elapsed() < quick,
+        "restart took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(terms(), format!("{first}\n"));
+    let status = daemon.service("graceful");
+    assert_eq!(
+        (status.state, status.last_exit.as_deref(), status.restarts),
+        (ServiceState::Ready, Some("exit 0"), 0)
+    );
+    let second = status.pid.unwrap();
+    assert_ne!(second, first);
+
+    daemon.ok(&pause(Target::All, 10_000));
+    let asked = Instant::now();
+    daemon.ok(&Request::Stop {
+        target: one("graceful"),
+    });
+    assert!(asked.elapsed() < quick, "stop took {:?}", asked.elapsed());
+    assert_eq!(terms(), format!("{first}\n{second}\n"));
+    let status = daemon.service("graceful");
+    assert_eq!(
+        (status.state, status.pid, status.last_exit.as_deref()),
+        (ServiceState::Stopped, None, Some("exit 0"))
+    );
+    assert!(group_members(second).is_empty());
+
+    unready();
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let third = daemon.pid("graceful");
+    daemon.ok(&pause(Target::All, 10_000));
+    let asked = Instant::now();
+    // `Shutdown` answers once every service is stopped.
+    daemon.ok(&Request::Shutdown);
+    assert!(
+        asked.elapsed() < quick,
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(terms(), format!("{first}\n{second}\n{third}\n"));
+    assert!(!alive(third));
+}
+
+#[test]
+fn pausing_an_unknown_or_stopped_service_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let up = service(d, "up", "exec sleep 1000");
+    let down = service(d, "down", "exec sleep 1000");
+    let daemon = Daemon::start(dir, &plan(vec![up, down]));
+    daemon.ok(&Request::Start { target: one("up") });
+    let pid = daemon.pid("up");
+    let error = |req: Request| match daemon.request(&req) {
+        Response::Error { message } => message,
+        other => panic!("{req:?} answered {other:?}"),
+    };
+
+    assert_eq!(
+        error(pause(one("upp"), 1_000)),
+        "Unknown service `upp`; did you mean `up`?"
+    );
+    assert_eq!(
+        error(pause(one("down"), 1_000)),
+        "Failed to pause service `down`: it is not running (state `stopped`)"
+    );
+    assert_eq!(
+        error(pause(Target::Many(vec!["up".into(), "nope".into()]), 1_000)),
+        "Unknown service `nope`"
+    );
+    assert!(
+        error(pause(one("up"), 0)).contains("`timeout_ms` must be at least 1"),
+        "a pause without a deadline is refused"
+    );
+    assert_eq!(daemon.service("up").state, ServiceState::Ready);
+
+    // All or nothing: `up` was paused by the request, and is resumed when `down` fails.
+    assert_eq!(
+        error(pause(
+            Target::Many(vec!["up".into(), "down".into()]),
+            10_000
+        )),
+        "Failed to pause service `down`: it is not running (state `stopped`); \
+         resumed the services this request had paused (up)"
+    );
+    let status = daemon.service("up");
+    assert_eq!(
+        (status.state, status.paused_since_unix),
+        (ServiceState::Ready, None)
+    );
+    assert_ne!(proc_state(pid), Some('T'));
+
+    // `all` pauses what runs and skips what is stopped.
+    daemon.ok(&pause(Target::All, 10_000));
+    assert_eq!(daemon.service("up").state, ServiceState::Paused);
+    assert_eq!(proc_state(pid), Some('T'));
+    assert_eq!(daemon.service("down").state, ServiceState::Stopped);
+    assert_eq!(
+        error(Request::Resume {
+            target: one("nope")
+        }),
+        "Unknown service `nope`"
+    );
+    daemon.ok(&Request::Resume {
+        target: Target::Many(vec!["down".into(), "up".into()]),
+    });
+    assert_eq!(daemon.service("up").state, ServiceState::Ready);
+    assert_ne!(proc_state(pid), Some('T'));
+}
+
+#[test]
+fn a_service_paused_while_starting_is_not_probed_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let mut slow = service(d, "slow", "exec sleep 1000");
+    slow.readiness = Some(Readiness {
+        probe: Probe::Command {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo probe >> probes; test -f ready".into(),
+            ],
+        },
+        timeout: Duration::from_secs(5),
+    });
+    let daemon = Daemon::start(dir, &plan(vec![slow]));
+    let socket = daemon.cfg.socket.clone();
+    let start = thread::spawn(move || {
+        Client::connect(&socket).unwrap().request(&Request::Start {
+            target: one("slow"),
+        })
+    });
+    let probes = || {
+        fs::read_to_string(daemon.path("probes"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("a first probe", || probes() >= 1);
+
+    daemon.ok(&pause(one("slow"), 10_000));
+    assert_eq!(daemon.service("slow").state, ServiceState::Paused);
+    // Let a probe that was under way finish dying, then watch: probes run every
+    // 50 to 200 ms while starting, and none should now.
+    thread::sleep(Duration::from_millis(50));
+    let seen = probes();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(probes(), seen, "a paused service was probed");
+    assert!(!start.is_finished(), "start answered before readiness");
+
+    fs::write(daemon.path("ready"), "").unwrap();
+    daemon.ok(&Request::Resume {
+        target: one("slow"),
+    });
+    assert_eq!(start.join().unwrap().unwrap(), Response::Ok);
+    let status = daemon.service("slow");
+    assert_eq!((status.state, status.ready), (ServiceState::Ready, true));
+    assert!(probes() > seen);
+}
