@@ -47,6 +47,19 @@ fn rows(prefix: &Path) -> String {
     )
 }
 
+/// Bytes that do not compress (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
+
 fn sha(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -287,15 +300,20 @@ fn backup_and_restore_the_stack() {
     } else {
         eprintln!("skipped the full-target case: tmpfs cannot be mounted here");
     }
-    if let Some(small) = Tmpfs::mount(&scratch.join("small"), "1200k") {
-        // Passes the up-front space check, then runs out of space while writing.
+    // 16 MiB that do not compress: the archive outgrows an 11 MiB target that passes
+    // the up-front check (a third of the raw size), so the disk fills while writing.
+    let big = uploads.join("big.bin");
+    std::fs::write(&big, noise(16 << 20)).unwrap();
+    if let Some(small) = Tmpfs::mount(&scratch.join("small"), "11m") {
         let r = a.run(&["backup", "create", "--to", small.0.to_str().unwrap()]);
         assert_ne!(r.code, 0, "a backup bigger than its target succeeded");
+        assert!(r.stderr.contains("full") || r.stderr.contains("space"), "{}", r.stderr);
         assert!(
             std::fs::read_dir(&small.0).unwrap().next().is_none(),
             "left a partial archive"
         );
     }
+    std::fs::remove_file(&big).unwrap();
     assert_eq!(snapshot_tree(&a.prefix.join("backups")), kept);
     assert_eq!(a.pids(), pids);
 

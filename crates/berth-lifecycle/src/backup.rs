@@ -430,7 +430,7 @@ pub fn create(
         server_version = database::server_version(db)?;
         database::dump(db, &dump_dir, jobs(inst))?;
         dump_seconds = t.elapsed().as_secs_f64();
-        progress.end(&format!("{}", human(tree_size(&dump_dir))));
+        progress.end(&human(tree_size(&dump_dir)));
     }
 
     // 2. The archive: data directories first, while writers are paused.
@@ -467,7 +467,9 @@ pub fn create(
         }
         Ok(())
     })();
-    if !paused.is_empty() {
+    if paused.is_empty() {
+        copied?;
+    } else {
         // Resume even when the copy failed; the supervisor's deadline is the backstop.
         let resumed = supervisor::request(
             &inst.paths,
@@ -477,8 +479,6 @@ pub fn create(
         );
         copied?;
         resumed?;
-    } else {
-        copied?;
     }
     let quiesce_ms = if paused.is_empty() {
         0
@@ -634,7 +634,7 @@ pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> 
         }
         out.push((created, listed));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
     Ok((target.describe(), out.into_iter().map(|(_, l)| l).collect()))
 }
 

@@ -95,6 +95,7 @@ pub struct RestoreReport {
 
 /// The restore journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)] // a record of independent facts
 struct Journal {
     /// The archive as named on the command line, the target it came from, the key.
     source: String,
@@ -468,19 +469,22 @@ fn run_steps(
         let t = Instant::now();
         let inst = instance::open(loc)?;
         match step {
-            "safety-backup" => {
-                // Restoring over a running instance replaces it: back it up first, so
-                // even the restore of a wrong archive loses nothing.
-                if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) {
-                    progress.note("Backing up the current instance before restoring over it");
-                    let report = backup::create(&inst, &backup::CreateOptions::default(), progress)
-                        .map_err(|e| LifecycleError::Backup {
-                            what: format!("The backup of the current instance failed: {e}"),
-                            hint: "fix the cause and `berth restore --resume`, or `berth restore --abort`"
+            // Restoring over a running instance replaces it: back it up first, so even
+            // the restore of a wrong archive loses nothing.
+            "safety-backup"
+                if !j.new_instance
+                    && !j.no_safety_backup
+                    && supervisor::is_running(&inst.paths) =>
+            {
+                progress.note("Backing up the current instance before restoring over it");
+                let report = backup::create(&inst, &backup::CreateOptions::default(), progress)
+                    .map_err(|e| LifecycleError::Backup {
+                        what: format!("The backup of the current instance failed: {e}"),
+                        hint:
+                            "fix the cause and `berth restore --resume`, or `berth restore --abort`"
                                 .to_owned(),
-                        })?;
-                    j.safety_backup = Some(format!("{}/{}", report.target, report.archive));
-                }
+                    })?;
+                j.safety_backup = Some(format!("{}/{}", report.target, report.archive));
             }
             "stop" => stop_writers(&inst, progress)?,
             "files" => swap_files(&inst, j, progress)?,
@@ -755,19 +759,19 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         return Ok(());
     }
     // The database: put the app's own back (it needs its service running).
-    if j.has("prepare-database") {
-        if let Some(db) = db_plan(inst)? {
-            if !supervisor::is_running(&inst.paths) {
-                supervisor::spawn(&inst.paths, berth_exe)?;
-            }
-            supervisor::request(
-                &inst.paths,
-                &Request::Start {
-                    target: Target::One(db.service.clone()),
-                },
-            )?;
-            database::swap_back(&db)?;
+    if j.has("prepare-database")
+        && let Some(db) = db_plan(inst)?
+    {
+        if !supervisor::is_running(&inst.paths) {
+            supervisor::spawn(&inst.paths, berth_exe)?;
         }
+        supervisor::request(
+            &inst.paths,
+            &Request::Start {
+                target: Target::One(db.service.clone()),
+            },
+        )?;
+        database::swap_back(&db)?;
     }
     // Files: the restored ones out, the kept ones back.
     for (live, _, aside) in items(inst, j) {
