@@ -352,9 +352,42 @@ fn tree_size(dir: &Path) -> u64 {
     total
 }
 
-/// `berth backup create`.
-#[allow(clippy::too_many_lines)] // one sequence of steps, each short
+/// `berth backup create`, recorded in the instance's history (`berth history`).
 pub fn create(
+    inst: &Instance,
+    opts: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<CreateReport> {
+    let db_path = inst.paths.state_db();
+    if !db_path.exists() {
+        return create_archive(inst, opts, progress);
+    }
+    let db = berth_state::StateDb::open(&db_path)?;
+    let run = db.begin_run("backup", opts.to.as_deref().unwrap_or(""))?;
+    match create_archive(inst, opts, progress) {
+        Ok(report) => {
+            db.finish_run(
+                run,
+                &berth_state::RunOutcome {
+                    status: berth_state::RunStatus::Succeeded,
+                    files_changed: vec![format!("{}/{}", report.target, report.archive)],
+                    ..berth_state::RunOutcome::default()
+                },
+            )?;
+            Ok(report)
+        }
+        Err(e) => {
+            db.finish_run(
+                run,
+                &crate::converge::failed(&crate::converge::error_text(&e)),
+            )?;
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one sequence of steps, each short
+fn create_archive(
     inst: &Instance,
     opts: &CreateOptions,
     progress: &dyn Progress,
