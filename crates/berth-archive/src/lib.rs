@@ -89,6 +89,7 @@
 //! # }
 //! ```
 
+mod decode;
 mod error;
 mod index;
 mod manifest;

@@ -2,16 +2,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+use crate::decode::{Decompressed, StreamFailure};
 use crate::error::ArchiveError;
 use crate::index::{Index, read_index_of};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, MANIFEST_ENTRY};
@@ -225,33 +224,6 @@ fn system_time(mtime: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(mtime)
 }
 
-/// Counts the bytes read from the archive file and remembers whether reading it failed,
-/// so errors coming out of the decompressor can be told apart and located.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.count.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed.store(true, Ordering::Relaxed);
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-type Decoder = zstd::stream::read::Decoder<'static, BufReader<Counting<io::Take<File>>>>;
-
 /// Checks that the manifest describes a sound archive before anything is read or written.
 fn check_manifest(manifest: &ArchiveManifest, path: &Path) -> Result<(), ArchiveError> {
     let unsafe_entry = |entry: &Entry, reason: &str| ArchiveError::UnsafeEntry {
@@ -338,14 +310,7 @@ fn scan(
     file.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("read", path, e))?;
 
-    let count = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicBool::new(false));
-    let counting = Counting {
-        inner: file.take(index.frame_start),
-        count: Arc::clone(&count),
-        failed: Arc::clone(&failed),
-    };
-    let decoder = Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, counting))
+    let decoder = Decompressed::spawn(file, index.frame_start)
         .map_err(|e| ArchiveError::io("start decompressing", path, e))?;
     let mut archive = tar::Archive::new(decoder);
 
@@ -360,28 +325,26 @@ fn scan(
     };
     let result = state.entries(&mut archive, out);
     let mut decoder = archive.into_inner();
-    // Where the decompressor is in the file: what it read minus what it has buffered.
-    let position =
-        |decoder: &Decoder| count.load(Ordering::Relaxed) - decoder.get_ref().buffer().len() as u64;
-    let stream_error = |e: io::Error, at: u64| {
-        if failed.load(Ordering::Relaxed) {
-            ArchiveError::io("read", path, e)
-        } else if e.to_string().contains("checksum") {
+    let stream_error = |e: io::Error, decoder: &mut Decompressed| match decoder.take_failure() {
+        Some(StreamFailure {
+            error, io: true, ..
+        }) => ArchiveError::io("read", path, error),
+        Some(StreamFailure { error, at, .. }) if error.to_string().contains("checksum") => {
             ArchiveError::corrupt(
                 path,
                 format!("the compressed stream fails its checksum at byte {at}"),
             )
-        } else {
-            ArchiveError::corrupt(
-                path,
-                format!("the compressed stream is damaged near byte {at}: {e}"),
-            )
         }
+        Some(StreamFailure { error, at, .. }) => ArchiveError::corrupt(
+            path,
+            format!("the compressed stream is damaged near byte {at}: {error}"),
+        ),
+        None => ArchiveError::corrupt(path, format!("its tar stream is damaged: {e}")),
     };
     match result {
         Ok(()) => {}
         Err(ScanError::Archive(e)) => return Err(e),
-        Err(ScanError::Stream(e)) => return Err(stream_error(e, position(&decoder))),
+        Err(ScanError::Stream(e)) => return Err(stream_error(e, &mut decoder)),
     }
 
     // Past the end-of-archive block only zeros may follow; reading to the end also makes
@@ -399,10 +362,10 @@ fn scan(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(stream_error(e, position(&decoder))),
+            Err(e) => return Err(stream_error(e, &mut decoder)),
         }
     }
-    if count.load(Ordering::Relaxed) != index.frame_start {
+    if decoder.consumed() != Some(index.frame_start) {
         return Err(ArchiveError::corrupt(
             path,
             "its compressed stream ends before its index frame",
@@ -441,7 +404,7 @@ impl ScanState<'_, '_> {
 
     fn entries(
         &mut self,
-        archive: &mut tar::Archive<Decoder>,
+        archive: &mut tar::Archive<Decompressed>,
         mut out: Option<&mut Extractor<'_>>,
     ) -> Result<(), ScanError> {
         let listed = &self.index.manifest.entries;
@@ -532,7 +495,7 @@ impl ScanState<'_, '_> {
         &self,
         name: &str,
         entry_type: EntryType,
-        tar_entry: &tar::Entry<'_, Decoder>,
+        tar_entry: &tar::Entry<'_, Decompressed>,
         expected: &Entry,
     ) -> Result<(EntryKind, u64), ScanError> {
         let kind = match entry_type {
@@ -578,7 +541,7 @@ impl ScanState<'_, '_> {
         &mut self,
         name: &str,
         entry_type: EntryType,
-        tar_entry: &mut tar::Entry<'_, Decoder>,
+        tar_entry: &mut tar::Entry<'_, Decompressed>,
     ) -> Result<(), ScanError> {
         if name != MANIFEST_ENTRY || entry_type != EntryType::Regular {
             return Err(self.corrupt(format!("entry `{name}` is not in the archive manifest")));
@@ -606,7 +569,7 @@ impl ScanState<'_, '_> {
     fn file(
         &mut self,
         expected: &Entry,
-        tar_entry: &mut tar::Entry<'_, Decoder>,
+        tar_entry: &mut tar::Entry<'_, Decompressed>,
         mut dest: Option<(File, PathBuf)>,
         mtime: u64,
     ) -> Result<(), ScanError> {
