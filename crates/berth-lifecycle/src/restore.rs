@@ -488,7 +488,7 @@ fn run_steps(
             }
             "stop" => stop_writers(&inst, progress)?,
             "files" => swap_files(&inst, j, progress)?,
-            "prepare-database" => prepare_database(loc, &inst, berth_exe, progress)?,
+            "prepare-database" => prepare_database(loc, &inst, j, berth_exe, progress)?,
             "load-database" => {
                 if let Some(db) = db_plan(&inst)? {
                     progress.begin(&format!(
@@ -656,19 +656,26 @@ fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<(
 fn prepare_database(
     loc: &Locate,
     inst: &Instance,
+    j: &Journal,
     berth_exe: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
     let preview = desired(inst)?;
-    let Some(db) = preview.backup.as_ref().and_then(|b| b.database.clone()) else {
-        return Ok(());
-    };
     std::fs::create_dir_all(&inst.paths.state)
         .map_err(LifecycleError::io("create", &inst.paths.state))?;
     let sdb = StateDb::open(inst.paths.state_db())?;
-    let run = sdb.begin_run("restore", "prepare the database")?;
+    let run = sdb.begin_run("restore", &j.archive)?;
     let result = (|| -> Result<()> {
         let (state, _) = up::prepare(inst, loc, berth_exe, &preview, &sdb, run, progress)?;
+        // On a new machine the service users exist only now: the restored data
+        // directories become theirs before any service reads them.
+        for d in &j.data_dirs {
+            let live = inst.paths.data.join(d);
+            chown_tree(&live, data_owner(&state, &live).as_deref())?;
+        }
+        let Some(db) = state.backup.as_ref().and_then(|b| b.database.clone()) else {
+            return Ok(());
+        };
         let prereqs = hooks::prerequisites(&state, &db.restore_after);
         hooks::run_selected(inst, &state, &sdb, run, progress, &|h, scheduled| {
             db.restore_after.contains(&h.name)
