@@ -766,12 +766,7 @@ pub fn verify(
     let tmp = staging(inst, "verify")?;
     let out = tmp.0.join("x");
     std::fs::create_dir(&out).map_err(LifecycleError::io("create", &out))?;
-    let db_path = index
-        .meta
-        .get("database")
-        .and_then(|d| d.get("path"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned);
+    let db_path = dump_path(&index);
     let toc = db_path.as_ref().map(|p| format!("{p}/toc.dat"));
     progress.begin(&format!("Verifying {}", path.display()));
     progress.bytes(Some(index.total_size()));
@@ -815,6 +810,26 @@ pub fn verify(
         key_opens_secrets,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The archive entry of the database dump directory, if the archive has one.
+pub(crate) fn dump_path(index: &berth_archive::ArchiveManifest) -> Option<String> {
+    index
+        .meta
+        .get("database")
+        .and_then(|d| d.get("path"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Remove a directory tree; one that is already gone is fine.
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LifecycleError::io("remove", dir)(e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.

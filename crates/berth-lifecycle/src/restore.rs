@@ -414,12 +414,7 @@ fn stage(
         .map_err(|e| forget(e.into()))?;
     progress.end("");
 
-    let db_path = index
-        .meta
-        .get("database")
-        .and_then(|d| d.get("path"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned);
+    let db_path = backup::dump_path(&index);
     if let (Some(p), Some(db)) = (
         &db_path,
         inst.manifest
@@ -703,15 +698,7 @@ fn commit(inst: &Instance, j: &Journal) -> Result<()> {
     if let Some(db) = db_plan(inst)? {
         database::drop_previous(&db)?;
     }
-    std::fs::remove_dir_all(&j.staging)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(LifecycleError::io("remove", &j.staging))
+    backup::remove_tree(&j.staging)
 }
 
 /// `berth restore --abort`: undo an interrupted restore, leaving the instance as it
@@ -794,15 +781,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             rename(&aside, &live)?;
         }
     }
-    std::fs::remove_dir_all(&j.staging)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(LifecycleError::io("remove", &j.staging))?;
+    backup::remove_tree(&j.staging)?;
     std::fs::remove_file(journal_path(&prefix))
         .map_err(LifecycleError::io("remove", journal_path(&prefix)))?;
     progress.end("");
