@@ -412,11 +412,17 @@ impl ArchiveWriter {
             gid,
             target: entry.target.as_deref(),
         };
+        // Trees can bring paths that were added before: two entries with one path would
+        // make extraction fail.
+        if !self.paths.insert(entry.path.clone()) {
+            return Err(ArchiveError::invalid_path(
+                &entry.path,
+                "it is already in the archive",
+            ));
+        }
         let partial = self.partial_path.clone();
         tarfmt::write_header(self.stream()?, &spec)
-            .map_err(|e| ArchiveError::io("write", partial, e))?;
-        self.paths.insert(entry.path.clone());
-        Ok(())
+            .map_err(|e| ArchiveError::io("write", partial, e))
     }
 
     fn walk(

@@ -556,6 +556,26 @@ fn bad_archive_paths_are_refused_on_write() {
 }
 
 #[test]
+fn a_tree_bringing_a_path_already_added_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tree");
+    common::write_file(&src.join("a"), b"a", 0o644);
+    let path = tmp.path().join("app-1-20250101T000000Z.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    writer.add_bytes("t/a", b"x", 0o644).unwrap();
+    let err = writer.add_tree("t", &src).unwrap_err();
+    match &err {
+        ArchiveError::InvalidPath { path, .. } => assert_eq!(path, "t/a"),
+        other => panic!("expected InvalidPath, got {other:?}"),
+    }
+    assert!(matches!(
+        writer.finish(Meta::default()),
+        Err(ArchiveError::Abandoned { .. })
+    ));
+    assert!(!path.exists());
+}
+
+#[test]
 fn extraction_never_replaces_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (written, _) = sample_archive(tmp.path());
