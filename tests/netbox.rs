@@ -3,11 +3,13 @@
 //!
 //! This is the slow test of the suite (a virtualenv from PyPI and NetBox's first
 //! migration, several minutes on two cores), so everything that needs a running
-//! NetBox happens on this one instance.
+//! NetBox happens on this one instance: at the end it is backed up, destroyed, and
+//! restored into a new prefix, where the same objects, the same uploaded files and
+//! the original admin token must all be back.
 
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service};
+use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service, snapshot_tree};
 
 const PORT: u16 = 38080;
 
@@ -141,4 +143,175 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     let r = b.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
     assert_eq!(b.pids(), pids);
+
+    backup_destroy_restore(&b, &auth);
+}
+
+/// A small valid PNG (NetBox checks uploads with Pillow), made with the standard library.
+const MAKE_PNG: &str = "\
+import struct, sys, zlib
+w = h = 48
+raw = b''.join(b'\\x00' + bytes((x * 5 + y * 3) % 256 for x in range(w * 3)) for y in range(h))
+def chunk(t, d):
+    return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+png = b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+png += chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
+open(sys.argv[1], 'wb').write(png)
+";
+
+/// What must survive a backup and restore, read through the API with `auth`.
+fn api_state(auth: &str) -> serde_json::Value {
+    let headers = [("Authorization", auth), ("Accept", "application/json")];
+    let mut out = serde_json::Map::new();
+    for (what, path) in [
+        ("sites", "/api/dcim/sites/?limit=0&ordering=id"),
+        ("tenants", "/api/tenancy/tenants/?limit=0&ordering=id"),
+        (
+            "images",
+            "/api/extras/image-attachments/?limit=0&ordering=id",
+        ),
+    ] {
+        let (code, body) = http_request("GET", PORT, path, &headers, None).unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let items: Vec<serde_json::Value> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "id": o["id"], "name": o["name"], "slug": o["slug"],
+                    "image": o["image"], "status": o["status"]["value"],
+                    "tenant": o["tenant"]["id"],
+                })
+            })
+            .collect();
+        out.insert(what.to_owned(), items.into());
+    }
+    out.into()
+}
+
+fn backup_destroy_restore(b: &Berth, auth: &str) {
+    let headers = [
+        ("Authorization", auth),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    // Data: objects through the REST API, and uploaded images.
+    let (code, body) = http_request(
+        "POST",
+        PORT,
+        "/api/tenancy/tenants/",
+        &headers,
+        Some(r#"{"name": "Berth Tenant", "slug": "berth-tenant"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 201, "{body}");
+    let tenant: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut site_ids = Vec::new();
+    for i in 0..5 {
+        let (code, body) = http_request(
+            "POST",
+            PORT,
+            "/api/dcim/sites/",
+            &headers,
+            Some(&format!(
+                r#"{{"name": "Backup Site {i}", "slug": "backup-site-{i}", "status": "planned", "tenant": {}}}"#,
+                tenant["id"]
+            )),
+        )
+        .unwrap();
+        assert_eq!(code, 201, "{body}");
+        let site: serde_json::Value = serde_json::from_str(&body).unwrap();
+        site_ids.push(site["id"].as_u64().unwrap());
+    }
+    let scratch = prefix_dir("netbox-backup");
+    let png = scratch.path().join("floorplan.png");
+    let made = std::process::Command::new("python3")
+        .args(["-c", MAKE_PNG])
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (i, id) in site_ids.iter().take(2).enumerate() {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: {auth}"))
+            .args(["-F", "object_type=dcim.site", "-F"])
+            .arg(format!("object_id={id}"))
+            .args(["-F"])
+            .arg(format!("name=floor plan {i}"))
+            .args(["-F"])
+            .arg(format!("image=@{};type=image/png", png.display()))
+            .arg(format!(
+                "http://127.0.0.1:{PORT}/api/extras/image-attachments/"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.trim_end().ends_with("201"), "image upload: {text}");
+    }
+    let media = b.prefix.join("data/netbox/media");
+    let before_api = api_state(auth);
+    let before_media = snapshot_tree(&media);
+    assert!(
+        before_media
+            .keys()
+            .any(|p| p.to_string_lossy().ends_with(".png")),
+        "no uploaded image in {}: {before_media:?}",
+        media.display()
+    );
+    assert_eq!(before_api["images"].as_array().unwrap().len(), 2);
+
+    // Back up with a key, verify, and keep the archive and the key elsewhere.
+    let key = scratch.path().join("backup.key");
+    b.run(&["backup", "key", "--export", key.to_str().unwrap()])
+        .expect(0);
+    let r = b.run(&["backup", "create", "--json"]).expect(0);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let name = report["backup"]["archive"].as_str().unwrap().to_owned();
+    assert_eq!(
+        report["backup"]["quiesced"],
+        serde_json::json!(["web", "worker"])
+    );
+    let archive = scratch.path().join(&name);
+    std::fs::copy(b.prefix.join("backups").join(&name), &archive).unwrap();
+    b.run(&[
+        "backup",
+        "verify",
+        archive.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ])
+    .expect(0);
+
+    // The instance is destroyed.
+    b.run(&["down"]).expect(0);
+    std::fs::remove_dir_all(&b.prefix).unwrap();
+    assert!(http_request("GET", PORT, "/login/", &[], None).is_err());
+
+    // Restored into a new prefix, as on a new machine.
+    let dir2 = prefix_dir("netbox-restored");
+    let b2 = Berth::new(dir2.path(), &root().join("examples/netbox"));
+    let _down = Down(&b2);
+    let r = b2
+        .run(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert!(r.stdout.contains("Restored netbox 4.7.3"), "{}", r.stdout);
+    let (code, body) = http_request("GET", PORT, "/login/", &[], None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    // The original admin token still works: the secrets came back with the data.
+    assert_eq!(api_state(auth), before_api);
+    assert_eq!(
+        snapshot_tree(&dir2.path().join("data/netbox/media")),
+        before_media
+    );
+    let (code, _) = http_request("GET", PORT, "/static/netbox.ico", &[], None).unwrap();
+    assert_eq!(code, 200, "static files are not served after the restore");
+    b2.wait_all_ready(Duration::from_mins(2));
 }
