@@ -236,15 +236,21 @@ impl ArchiveWriter {
     /// Adds the regular file `src` as `archive_path`, following `src` if it is a symlink.
     pub fn add_file(&mut self, archive_path: &str, src: &Path) -> Result<(), ArchiveError> {
         self.check_new_path(archive_path)?;
+        let not_a_file = || ArchiveError::InvalidSource {
+            path: src.to_owned(),
+            reason: "it is not a regular file".to_owned(),
+        };
+        // Checked before opening, since opening a FIFO blocks.
+        let meta = fs::metadata(src).map_err(|e| ArchiveError::io("inspect", src, e))?;
+        if !meta.is_file() {
+            return Err(not_a_file());
+        }
         let file = File::open(src).map_err(|e| ArchiveError::io("open", src, e))?;
         let meta = file
             .metadata()
             .map_err(|e| ArchiveError::io("inspect", src, e))?;
         if !meta.is_file() {
-            return Err(ArchiveError::InvalidSource {
-                path: src.to_owned(),
-                reason: "it is not a regular file".to_owned(),
-            });
+            return Err(not_a_file());
         }
         self.guard(|w| w.write_file(archive_path, src, file, &meta))
     }

@@ -483,6 +483,15 @@ fn add_tree_skips_what_it_cannot_store() {
     std::os::unix::fs::symlink("/etc/passwd", src.join("abs-link")).unwrap();
     std::os::unix::fs::symlink("../../outside", src.join("up-link")).unwrap();
 
+    // add_file refuses what is not a regular file (without blocking on a socket or FIFO).
+    let other = tmp.path().join("other.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&other, WriteOptions::default()).unwrap();
+    for not_a_file in [src.join("sock"), src.clone()] {
+        let err = writer.add_file("x", &not_a_file).unwrap_err();
+        assert!(matches!(err, ArchiveError::InvalidSource { .. }), "{err:?}");
+    }
+    drop(writer);
+
     // The archive is written inside the tree it backs up.
     let path = src.join("app-1-20250101T000000Z.berth.tar.zst");
     let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
@@ -644,4 +653,13 @@ fn the_index_format_is_stable() {
     );
     let json = std::str::from_utf8(&frame[8..8 + json_len]).unwrap();
     insta::assert_snapshot!(json);
+}
+
+#[test]
+fn writers_and_errors_can_cross_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Send + Sync>() {}
+    assert_send::<ArchiveWriter>();
+    assert_sync::<ArchiveError>();
+    assert_sync::<berth_archive::ArchiveManifest>();
 }

@@ -62,7 +62,7 @@ fn craft(path: &Path, tar_items: &[Item<'_>], listed_items: &[Item<'_>]) {
     common::craft_archive(path, &tar, &json);
 }
 
-/// Extracts into `<tmp>/root/dest` and checks nothing appeared outside `dest`.
+/// Extracts into `<tmp>/<name>/dest` and checks nothing appeared outside `dest`.
 fn extract_refused(
     tmp: &Path,
     name: &str,
