@@ -307,7 +307,11 @@ fn backup_and_restore_the_stack() {
     if let Some(small) = Tmpfs::mount(&scratch.join("small"), "11m") {
         let r = a.run(&["backup", "create", "--to", small.0.to_str().unwrap()]);
         assert_ne!(r.code, 0, "a backup bigger than its target succeeded");
-        assert!(r.stderr.contains("full") || r.stderr.contains("space"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("full") || r.stderr.contains("space"),
+            "{}",
+            r.stderr
+        );
         assert!(
             std::fs::read_dir(&small.0).unwrap().next().is_none(),
             "left a partial archive"
