@@ -514,8 +514,8 @@ w("Raw: `zstd -dc | tar -x`, then `createdb` and `pg_restore --jobs=N --exit-on-
   "berth: `berth restore ARCHIVE --key KEY --json` into a new prefix, the source instance stopped "
   "(same ports). The comparable part is **stage** (verify every checksum while extracting, "
   "`pg_restore --list`, decrypt the secrets) + **load-database** (create the database, `pg_restore "
-  "--jobs=N`). berth's JSON lists every step but `stage`, so stage = its `seconds` − the listed "
-  "steps. Outside the comparable part: *prepare-database* (configuration, the app's virtualenv, "
+  "--jobs=N`), both from berth's JSON (a build whose JSON leaves out `stage` gets it as its "
+  "`seconds` − the listed steps). Outside the comparable part: *prepare-database* (configuration, the app's virtualenv, "
   "initdb, PostgreSQL start, the `createdb` hook) and *swap + start + commit* (rename the database "
   "into place, start the stack until its health URL answers, drop the staging).\n")
 w("| run | raw zstd -dc \\| tar -x | raw createdb | raw pg_restore | **raw total** | berth stage | berth load-database | **berth stage + load** | berth prepare-database | berth swap + start + commit | berth whole restore | load at start (raw / berth) |")

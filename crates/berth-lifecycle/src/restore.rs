@@ -201,7 +201,8 @@ pub fn restore(
     let inst = instance::open(loc)?;
     let prefix = inst.paths.prefix.clone();
     let existing = load(&prefix)?;
-    let mut j = match (existing, opts.resume) {
+    let staging_started = Instant::now();
+    let (mut j, staged_now) = match (existing, opts.resume) {
         (Some(j), true) if !j.has("stage") => {
             // Interrupted while unpacking: unpack again from the start.
             let _ = std::fs::remove_dir_all(&j.staging);
@@ -213,15 +214,16 @@ pub fn restore(
                 resume: false,
                 no_safety_backup: j.no_safety_backup,
             };
-            stage(
+            let staged = stage(
                 &inst,
                 &j.source,
                 &again,
                 Some((j.was_new, j.existed.clone())),
                 progress,
-            )?
+            )?;
+            (staged, true)
         }
-        (Some(j), true) => j,
+        (Some(j), true) => (j, false),
         (Some(j), false) => {
             return Err(LifecycleError::Backup {
                 what: format!(
@@ -249,10 +251,13 @@ pub fn restore(
                         .to_owned(),
                 });
             };
-            stage(&inst, archive, opts, None, progress)?
+            (stage(&inst, archive, opts, None, progress)?, true)
         }
     };
     let mut timings = Vec::new();
+    if staged_now {
+        timings.push(("stage".to_owned(), staging_started.elapsed().as_secs_f64()));
+    }
     run_steps(loc, &mut j, berth_exe, progress, &mut timings)?;
     let inst = instance::open(loc)?;
     Ok(RestoreReport {
