@@ -366,6 +366,42 @@ fn backup_and_restore_the_stack() {
     assert_eq!(snapshot_tree(&a.prefix.join("data/app")), d0_files);
     assert!(healthy());
 
+    // The schedule: the supervisor's job takes a backup by itself.
+    let archives = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".berth.tar.zst"))
+            .collect()
+    };
+    let before = archives(&a.prefix.join("backups"));
+    a.write_site(&format!(
+        "{}[backup]\nschedule = \"1m\"\nkeep_last = 100\n",
+        site()
+    ));
+    a.run(&["reconfigure"]).expect(0);
+    let deadline = std::time::Instant::now() + Duration::from_mins(3);
+    let scheduled = loop {
+        let now = archives(&a.prefix.join("backups"));
+        if let Some(n) = now.into_iter().find(|n| !before.contains(n)) {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup after 3 minutes"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    // Written whole (never a partial under the final name): it verifies.
+    let path = a.prefix.join("backups").join(&scheduled);
+    a.run(&["backup", "verify", path.to_str().unwrap()])
+        .expect(0);
+    let log = std::fs::read_to_string(a.prefix.join("log/jobs/berth-backup/current")).unwrap();
+    assert!(log.contains("written to"), "{log}");
+    a.write_site(&site());
+    a.run(&["reconfigure"]).expect(0);
+
     // SFTP: back up to a real sshd, list it there.
     let sshd = Sshd::start(SSHD);
     let remote = scratch.join("remote");
