@@ -272,7 +272,7 @@ pub fn restore(
     })
 }
 
-/// Step 1: everything that can fail without touching the instance. `origin` is what
+/// Step `stage`: everything that can fail without touching the instance. `origin` is what
 /// an earlier, interrupted attempt recorded about the prefix before it began.
 #[allow(clippy::too_many_lines)] // one sequence of checks
 fn stage(
@@ -533,7 +533,7 @@ fn desired(inst: &Instance) -> Result<DesiredState> {
     render(inst, &secrets(inst, false)?)
 }
 
-/// Step 2: stop every service but the database and what it depends on.
+/// Step `stop`: stop every service but the database and what it depends on.
 fn stop_writers(inst: &Instance, progress: &dyn Progress) -> Result<()> {
     if !supervisor::is_running(&inst.paths) {
         return Ok(());
@@ -629,7 +629,7 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(LifecycleError::io("move into place", to))
 }
 
-/// Step 3: move the live items aside and the restored ones in.
+/// Step `files`: move the live items aside and the restored ones in.
 fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<()> {
     progress.begin("Putting the site config, secrets and data in place");
     let state = desired(inst)?;
@@ -651,7 +651,7 @@ fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<(
     Ok(())
 }
 
-/// Step 4: configuration from the restored site config and secrets, the database
+/// Step `prepare-database`: configuration from the restored site config and secrets, the database
 /// service running, and the hooks the restored dump needs.
 fn prepare_database(
     loc: &Locate,
@@ -698,7 +698,7 @@ fn prepare_database(
     result
 }
 
-/// Step 8: forget what was kept from before.
+/// Step `commit`: forget what was kept from before.
 fn commit(inst: &Instance, j: &Journal) -> Result<()> {
     if let Some(db) = db_plan(inst)? {
         database::drop_previous(&db)?;
