@@ -120,6 +120,8 @@ pub fn ssh_options(inst: &Instance) -> SshOptions {
 fn recipient(inst: &Instance) -> Result<Option<String>> {
     let configured = setting_str(inst, "recipient");
     if !configured.is_empty() {
+        // Checked before anything is dumped, not when the secrets are encrypted.
+        berth_archive::secrets::parse_recipient(&configured)?;
         return Ok(Some(configured));
     }
     let path = key_path(inst);
