@@ -183,6 +183,13 @@ fn backup_and_restore_the_stack() {
     assert_eq!(report["quiesced"], serde_json::json!(["app"]));
     let name = report["archive"].as_str().unwrap().to_owned();
     let archive = scratch.join(&name);
+    // Two backups in a row (names have whole seconds) never collide.
+    let one = json(&a.run(&["backup", "create", "--json"]).expect(0))["backup"]["archive"].clone();
+    let two = json(&a.run(&["backup", "create", "--json"]).expect(0))["backup"]["archive"].clone();
+    assert_ne!(one, two);
+    for n in [&one, &two] {
+        std::fs::remove_file(a.prefix.join("backups").join(n.as_str().unwrap())).unwrap();
+    }
     std::fs::copy(a.prefix.join("backups").join(&name), &archive).unwrap();
     for secret in ["db_password", "redis_password"] {
         let value = std::fs::read_to_string(a.prefix.join("secrets").join(secret)).unwrap();

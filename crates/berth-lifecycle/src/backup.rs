@@ -438,8 +438,27 @@ fn create_archive(
     }
 
     let tmp = staging(inst, "backup")?;
-    let created = jiff::Timestamp::now();
-    let name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
+    // Names have whole seconds: a second backup within the same second (a scheduled
+    // one beside a manual one, a restore's safety backup) waits for the next one
+    // rather than collide with, or ever replace, the first.
+    let remote_names: Vec<String> = if target.local_path("x").is_some() {
+        Vec::new()
+    } else {
+        target.list()?.into_iter().map(|e| e.name).collect()
+    };
+    let taken = |name: &str| {
+        remote_names.iter().any(|n| n == name)
+            || target.local_path(name).is_some_and(|p| {
+                p.exists() || p.with_file_name(format!("{name}.partial")).exists()
+            })
+    };
+    let mut created = jiff::Timestamp::now();
+    let mut name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
+    while taken(&name) {
+        std::thread::sleep(Duration::from_millis(200));
+        created = jiff::Timestamp::now();
+        name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
+    }
     let local_archive = target
         .local_path(&name)
         .unwrap_or_else(|| tmp.0.join(&name));
