@@ -46,21 +46,7 @@ pub fn default_target(inst: &Instance) -> PathBuf {
 const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
 
 /// A byte count for people, e.g. `12.3 MiB`.
-#[allow(clippy::cast_precision_loss)] // a display value
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use berth_target::human_bytes as human;
 
 fn setting<'a>(inst: &'a Instance, key: &str) -> Option<&'a SettingValue> {
     inst.config
@@ -426,8 +412,7 @@ fn create_archive(
     let files_size: u64 = backup.data_dirs.iter().map(|(_, p)| tree_size(p)).sum();
     // The compressed size is unknown before compressing; a third of the raw size is
     // a floor that catches a target that is plainly full without refusing tight ones.
-    let space = target.check(Some((db_size + files_size) / 3))?;
-    let _ = space;
+    target.check(Some((db_size + files_size) / 3))?;
     progress.end("");
 
     let recipient = recipient(inst)?;
@@ -441,16 +426,15 @@ fn create_archive(
     // Names have whole seconds: a second backup within the same second (a scheduled
     // one beside a manual one, a restore's safety backup) waits for the next one
     // rather than collide with, or ever replace, the first.
-    let remote_names: Vec<String> = if target.local_path("x").is_some() {
-        Vec::new()
-    } else {
-        target.list()?.into_iter().map(|e| e.name).collect()
+    let remote_names: Vec<String> = match spec {
+        TargetSpec::Local(_) => Vec::new(),
+        TargetSpec::Ssh(_) => target.list()?.into_iter().map(|e| e.name).collect(),
     };
     let taken = |name: &str| {
         remote_names.iter().any(|n| n == name)
-            || target.local_path(name).is_some_and(|p| {
-                p.exists() || p.with_file_name(format!("{name}.partial")).exists()
-            })
+            || target
+                .local_path(name)
+                .is_some_and(|p| p.exists() || p.with_file_name(format!("{name}.partial")).exists())
     };
     let mut created = jiff::Timestamp::now();
     let mut name = berth_archive::archive_name(&state.app.name, &state.app.version, created);

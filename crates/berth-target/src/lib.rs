@@ -165,7 +165,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TargetError> {
 }
 
 /// Bytes in binary units with one decimal, for messages: `512 B`, `1.5 GiB`.
-pub(crate) fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
