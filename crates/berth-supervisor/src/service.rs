@@ -655,10 +655,22 @@ impl Actor {
             Err(err) => {
                 say!("service `{}`: {err}; stopping it", self.spec.name);
                 let waiters = std::mem::take(&mut self.waiters);
+                let asked = !waiters.is_empty();
+                let attempt = self.attempt;
                 self.stop_process().await;
-                lock(&self.shared).state = ServiceState::Failed;
+                self.attempt = attempt;
+                lock(&self.shared).last_exit = Some(err.clone());
                 self.waiters = waiters;
                 self.answer_waiters(&Err(err));
+                if asked {
+                    // Someone is waiting on this start (`up`, `start`): they get the error
+                    // and the service stays down until asked again.
+                    lock(&self.shared).state = ServiceState::Failed;
+                } else {
+                    // A restart after a crash that never got ready is one more failed
+                    // attempt: back off and try again, as the restart policy says.
+                    self.schedule_restart_or_give_up(false);
+                }
             }
         }
     }

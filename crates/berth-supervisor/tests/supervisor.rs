@@ -391,6 +391,44 @@ fn killed_service_is_restarted_with_a_new_pid() {
 }
 
 #[test]
+fn a_restart_that_never_gets_ready_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    // The second start (the restart after the kill below) never becomes ready; the third does.
+    let mut web = service(
+        d,
+        "web",
+        "n=$(cat starts 2>/dev/null || echo 0); n=$((n+1)); echo $n > starts; \
+         [ $n -ne 2 ] && touch ready; exec sleep 1000",
+    );
+    web.readiness = Some(Readiness {
+        timeout: Duration::from_millis(500),
+        ..file_ready(&d.join("ready"))
+    });
+    let daemon = Daemon::start(dir, &plan(vec![web]));
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let first = daemon.pid("web");
+    // Gone before the restart, so its probe cannot see the first start's file.
+    fs::remove_file(daemon.path("ready")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.try_into().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    wait_for("the third start to be ready", || {
+        fs::read_to_string(daemon.path("starts")).is_ok_and(|n| n.trim() == "3")
+            && daemon.service("web").state == ServiceState::Ready
+    });
+    let web = daemon.service("web");
+    assert!(web.ready);
+    assert!(web.restarts >= 2, "restarts: {}", web.restarts);
+    assert!(!alive(first));
+}
+
+#[test]
 fn stop_escalates_to_sigkill_after_the_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
