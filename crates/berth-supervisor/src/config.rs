@@ -12,7 +12,9 @@ pub struct DaemonConfig {
     pub plan_path: PathBuf,
     /// Where the daemon writes its pid.
     pub pid_file: PathBuf,
-    /// The daemon's own log (stdout and stderr after [`daemonize_and_run`](crate::daemonize_and_run)).
+    /// The daemon's own log. [`run_daemon`](crate::run_daemon) writes to stderr and
+    /// never opens this file: whoever starts the daemon points its stdout and stderr
+    /// here.
     pub log_file: PathBuf,
     /// Start every service (in dependency order) as soon as the daemon is up.
     pub autostart: bool,

@@ -1,16 +1,16 @@
-//! The daemon: control socket, pid file, signals, and daemonizing.
+//! The daemon: control socket, pid file and signals.
+//!
+//! It runs in the foreground; whoever starts it (`berth supervise`, spawned by
+//! berth-lifecycle in a session of its own) detaches it and redirects its output.
 
-use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, setsid};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,11 +22,6 @@ use crate::error::SupervisorError;
 use crate::graph;
 use crate::say::say;
 use crate::supervisor::Supervisor;
-
-/// How long [`daemonize_and_run`] waits for the daemon to answer.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
-/// Lines of the daemon log shown when it fails to start.
-const LOG_TAIL_LINES: usize = 20;
 
 /// Run the supervisor in this process until `Shutdown`, SIGTERM or SIGINT.
 ///
@@ -201,125 +196,4 @@ async fn connection(stream: UnixStream, supervisor: Arc<Supervisor>, quit: Arc<N
             return;
         }
     }
-}
-
-/// Fork a daemon that runs [`run_daemon`] in a new session; return its pid once its
-/// control socket answers.
-///
-/// The child's stdin is `/dev/null` and its stdout and stderr append to
-/// `cfg.log_file`. If the child dies or does not answer within 10 s, the error
-/// carries the tail of that log.
-///
-/// Must be called while the process has a single thread (before any tokio runtime
-/// exists); on Linux this is checked and refused otherwise.
-pub fn daemonize_and_run(cfg: DaemonConfig) -> Result<u32, SupervisorError> {
-    if let Some(threads) = thread_count().filter(|n| *n > 1) {
-        return Err(SupervisorError::NotSingleThreaded { threads });
-    }
-    if is_running(&cfg.socket) {
-        return Err(SupervisorError::AlreadyRunning {
-            socket: cfg.socket.clone(),
-        });
-    }
-    let log_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SupervisorError::LogFile { path, source }
-    };
-    if let Some(parent) = cfg.log_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(log_err(&cfg.log_file))?;
-    }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg.log_file)
-        .map_err(log_err(&cfg.log_file))?;
-    let null = File::open("/dev/null").map_err(log_err(Path::new("/dev/null")))?;
-    // SAFETY: the process is single-threaded (checked above), so the child may run
-    // arbitrary code, including building a tokio runtime.
-    match unsafe { fork() }.map_err(|source| SupervisorError::Fork { source })? {
-        ForkResult::Child => daemon_child(cfg, &log, &null),
-        ForkResult::Parent { child } => wait_until_answering(&cfg, child),
-    }
-}
-
-/// The forked child: detach, redirect, run, exit. Never returns.
-fn daemon_child(mut cfg: DaemonConfig, log: &File, null: &File) -> ! {
-    // Like any daemon, do not pin the caller's working directory; paths in the
-    // config stay valid because they are made absolute first.
-    for path in [
-        &mut cfg.socket,
-        &mut cfg.plan_path,
-        &mut cfg.pid_file,
-        &mut cfg.log_file,
-    ] {
-        if let Ok(absolute) = std::path::absolute(&*path) {
-            *path = absolute;
-        }
-    }
-    let _ = std::env::set_current_dir("/");
-    let _ = setsid();
-    let _ = nix::unistd::dup2_stdin(null);
-    let _ = nix::unistd::dup2_stdout(log);
-    let _ = nix::unistd::dup2_stderr(log);
-    let code = match run_daemon(cfg) {
-        Ok(()) => 0,
-        Err(err) => {
-            let mut message = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                let _ = write!(message, "\n  Caused by: {cause}");
-                source = cause.source();
-            }
-            say!("{message}");
-            1
-        }
-    };
-    #[allow(clippy::exit)] // the forked daemon process ends here; nothing above it may run
-    std::process::exit(code)
-}
-
-fn wait_until_answering(cfg: &DaemonConfig, child: Pid) -> Result<u32, SupervisorError> {
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    let mut pause = Duration::from_millis(10);
-    loop {
-        if is_running(&cfg.socket) {
-            return Ok(child.as_raw().unsigned_abs());
-        }
-        let ended = match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(format!("exit {code}")),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("signal {}", sig.as_str())),
-            Ok(_) => None,
-            Err(err) => Some(format!("lost track of the daemon: {err}")),
-        };
-        if let Some(status) = ended {
-            return Err(SupervisorError::DaemonDied {
-                status,
-                log_file: cfg.log_file.clone(),
-                tail: log_tail(&cfg.log_file),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(SupervisorError::DaemonTimeout {
-                socket: cfg.socket.clone(),
-                secs: STARTUP_DEADLINE.as_secs(),
-                log_file: cfg.log_file.clone(),
-                tail: log_tail(&cfg.log_file),
-            });
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    let Ok(text) = fs::read_to_string(path) else {
-        return String::from("(the log file cannot be read)");
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-}
-
-/// Threads in this process (Linux), or `None` when that cannot be known.
-fn thread_count() -> Option<usize> {
-    fs::read_dir("/proc/self/task").ok().map(Iterator::count)
 }

@@ -84,56 +84,6 @@ pub enum SupervisorError {
         #[source]
         source: io::Error,
     },
-    /// The daemon's log file (or `/dev/null`) could not be opened.
-    #[error("Failed to open log file `{path}`")]
-    LogFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// `daemonize_and_run` was called from a process that already runs other threads.
-    #[error(
-        "Failed to start the supervisor daemon: the calling process already runs {threads} threads and cannot fork safely"
-    )]
-    NotSingleThreaded {
-        /// Threads seen in the calling process.
-        threads: usize,
-    },
-    /// `fork` failed.
-    #[error("Failed to fork the supervisor daemon")]
-    Fork {
-        /// Why.
-        #[source]
-        source: nix::Error,
-    },
-    /// The daemon process died before its control socket answered.
-    #[error(
-        "The supervisor daemon exited during startup ({status}); last lines of `{log_file}`:\n{tail}"
-    )]
-    DaemonDied {
-        /// How it ended, e.g. `exit 1`.
-        status: String,
-        /// The daemon's log file.
-        log_file: PathBuf,
-        /// Its last lines.
-        tail: String,
-    },
-    /// The daemon did not answer on its control socket before the deadline.
-    #[error(
-        "The supervisor daemon did not answer on `{socket}` within {secs} s; last lines of `{log_file}`:\n{tail}"
-    )]
-    DaemonTimeout {
-        /// The control socket.
-        socket: PathBuf,
-        /// The deadline in seconds.
-        secs: u64,
-        /// The daemon's log file.
-        log_file: PathBuf,
-        /// Its last lines.
-        tail: String,
-    },
     /// The control socket could not be reached.
     #[error("Failed to connect to control socket `{socket}`")]
     Connect {

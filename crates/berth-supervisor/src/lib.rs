@@ -4,8 +4,8 @@
 //! from the app manifest and site config; this crate keeps it running, the way
 //! runit or systemd would, but driven by that one plan:
 //!
-//! - **Daemon** ([`run_daemon`], [`daemonize_and_run`], [`DaemonConfig`]): one
-//!   process owning every service. Each service runs in its own process group with a
+//! - **Daemon** ([`run_daemon`], [`DaemonConfig`]): one foreground process owning
+//!   every service (its caller detaches it and redirects its output). Each service runs in its own process group with a
 //!   clean environment (and its own user when the daemon is root), starts only once
 //!   its dependencies are ready, is restarted with exponential backoff
 //!   ([`BackoffConfig`]) when it crashes, and is stopped with its stop signal, then
@@ -27,7 +27,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use berth_supervisor::{Client, DaemonConfig, BackoffConfig, daemonize_and_run};
+//! use berth_supervisor::{Client, DaemonConfig, BackoffConfig, is_running, run_daemon};
 //! use berth_supervisor_protocol::{Request, Response, Target};
 //!
 //! # fn main() -> Result<(), berth_supervisor::SupervisorError> {
@@ -39,13 +39,23 @@
 //!     autostart: false,
 //!     backoff: BackoffConfig::default(),
 //! };
-//! let pid = daemonize_and_run(cfg.clone())?; // returns once the socket answers
+//! // The daemon runs until `Shutdown`; berth runs it as a separate process
+//! // (`berth supervise`), a thread does for this example.
+//! let daemon = std::thread::spawn({
+//!     let cfg = cfg.clone();
+//!     move || run_daemon(cfg)
+//! });
+//! while !is_running(&cfg.socket) {
+//!     std::thread::sleep(std::time::Duration::from_millis(20));
+//! }
 //! let mut client = Client::connect(&cfg.socket)?;
 //! match client.request(&Request::Start { target: Target::All })? {
-//!     Response::Ok => eprintln!("supervisor {pid}: everything is ready"),
+//!     Response::Ok => eprintln!("everything is ready"),
 //!     Response::Error { message } => eprintln!("{message}"),
 //!     _ => {}
 //! }
+//! client.request(&Request::Shutdown)?;
+//! daemon.join().expect("the daemon thread panicked")?;
 //! # Ok(())
 //! # }
 //! ```
@@ -65,5 +75,5 @@ mod supervisor;
 
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
-pub use daemon::{daemonize_and_run, run_daemon};
+pub use daemon::run_daemon;
 pub use error::SupervisorError;

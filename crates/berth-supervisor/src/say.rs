@@ -1,6 +1,6 @@
 //! The daemon's own log lines.
 //!
-//! The daemon's stderr *is* its log file (`daemonize_and_run` redirects it), so
+//! The daemon's stderr *is* its log file (whoever starts it redirects it there), so
 //! writing a timestamped line to stderr is how the supervisor logs. Never pass
 //! environment values here: they may hold secrets.
 

@@ -748,7 +748,7 @@ fn socket_is_private_single_and_removed_on_shutdown() {
 }
 
 #[test]
-fn invalid_plans_and_unsafe_forks_are_refused() {
+fn invalid_plans_and_unwritable_pid_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     let mut a = service(d, "a", "exec sleep 1000");
@@ -774,13 +774,20 @@ fn invalid_plans_and_unsafe_forks_are_refused() {
         )
     );
     assert!(!cfg.socket.exists());
+    assert!(!cfg.pid_file.exists());
 
-    // This test process runs several threads: forking it is refused.
-    let err = berth_supervisor::daemonize_and_run(cfg).unwrap_err();
-    assert!(
-        matches!(err, SupervisorError::NotSingleThreaded { .. }),
-        "{err:?}"
-    );
+    // A pid file that cannot be written: refused, and the socket is not left behind.
+    let web = service(d, "web", "exec sleep 1000");
+    fs::write(&plan_path, serde_json::to_vec(&plan(vec![web])).unwrap()).unwrap();
+    fs::write(d.join("not-a-dir"), "").unwrap();
+    let cfg = DaemonConfig {
+        pid_file: d.join("not-a-dir/supervisor.pid"),
+        ..cfg
+    };
+    let err = run_daemon(cfg.clone()).unwrap_err();
+    assert!(matches!(err, SupervisorError::PidFile { .. }), "{err:?}");
+    assert!(!cfg.socket.exists());
+    assert!(!is_running(&cfg.socket));
 }
 
 #[test]
