@@ -13,8 +13,8 @@ use crate::schema::MIGRATIONS;
 /// How long a writer waits for another berth process holding the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The instance's state database: run history, the step journal, hook runs and the
-/// last applied state. One SQLite file in WAL mode, readable by its owner only.
+/// The instance's state database: run history, the step journal and hook runs. One
+/// SQLite file in WAL mode, readable by its owner only.
 #[derive(Debug)]
 pub struct StateDb {
     pub(crate) conn: Connection,
@@ -61,12 +61,6 @@ impl StateDb {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The schema version the database is at.
-    pub fn schema_version(&self) -> Result<u32, StateError> {
-        read_user_version(&self.conn)
-            .map_err(|source| self.query_err("read the schema version", source))
     }
 
     /// Applies every migration the database has not seen, each in its own transaction.

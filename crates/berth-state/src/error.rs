@@ -103,13 +103,4 @@ pub enum StateError {
         /// The step id.
         id: i64,
     },
-    /// An applied-state value could not be encoded as JSON.
-    #[error("Failed to encode the applied state `{key}` as JSON")]
-    Encode {
-        /// The applied-state key.
-        key: String,
-        /// The serde error.
-        #[source]
-        source: serde_json::Error,
-    },
 }

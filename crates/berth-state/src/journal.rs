@@ -1,7 +1,9 @@
-//! The journal: the steps of a run, each written before it is taken.
+//! The journal: the steps of a run, each written before it is taken, so a run that
+//! never finished shows how far it got. berth only writes it; `berth history` shows
+//! the runs, and the benchmarks read the step timestamps with SQL.
 
 use jiff::Timestamp;
-use rusqlite::{Row, params};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::{RunId, StateDb, StateError};
@@ -39,47 +41,6 @@ impl StepStatus {
             Self::Failed { .. } => "failed",
             Self::RolledBack => "rolled_back",
         }
-    }
-}
-
-/// A journal step as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// Its id; later steps have larger ids.
-    pub id: StepId,
-    /// The run it belongs to.
-    pub run: RunId,
-    /// What it does, e.g. `write /srv/app/etc/nginx.conf` or `migrate database`.
-    pub name: String,
-    /// When it was journaled, just before it was taken.
-    pub started_at: Timestamp,
-    /// When it ended.
-    pub finished_at: Option<Timestamp>,
-    /// How it ended; `None` if it was begun and never finished (the crash point).
-    pub status: Option<StepStatus>,
-}
-
-struct RawStep {
-    id: i64,
-    run: i64,
-    name: String,
-    started_at: String,
-    finished_at: Option<String>,
-    status: Option<String>,
-    error: Option<String>,
-}
-
-impl RawStep {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            run: row.get(1)?,
-            name: row.get(2)?,
-            started_at: row.get(3)?,
-            finished_at: row.get(4)?,
-            status: row.get(5)?,
-            error: row.get(6)?,
-        })
     }
 }
 
@@ -127,53 +88,5 @@ impl StateDb {
             });
         }
         Ok(())
-    }
-
-    /// The steps of `run`, in the order they were journaled.
-    pub fn steps(&self, run: RunId) -> Result<Vec<StepRecord>, StateError> {
-        let raws = self
-            .conn
-            .prepare(
-                "SELECT id, run_id, name, started_at, finished_at, status, error
-                 FROM steps WHERE run_id = ?1 ORDER BY id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([run.0], RawStep::from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(|e| self.query_err(format!("read the journal of run {run}"), e))?;
-        raws.into_iter().map(|raw| self.decode_step(raw)).collect()
-    }
-
-    fn decode_step(&self, raw: RawStep) -> Result<StepRecord, StateError> {
-        let id = raw.id;
-        let started_at = self.parse_time(&raw.started_at, || format!("start time of step {id}"))?;
-        let finished_at = raw
-            .finished_at
-            .as_deref()
-            .map(|t| self.parse_time(t, || format!("end time of step {id}")))
-            .transpose()?;
-        let status = match raw.status.as_deref() {
-            None => None,
-            Some("done") => Some(StepStatus::Done),
-            Some("rolled_back") => Some(StepStatus::RolledBack),
-            Some("failed") => Some(StepStatus::Failed {
-                error: raw.error.unwrap_or_default(),
-            }),
-            Some(other) => {
-                return Err(self.corrupt(
-                    format!("status of step {id}"),
-                    &format!("unknown status `{other}`"),
-                ));
-            }
-        };
-        Ok(StepRecord {
-            id: StepId(id),
-            run: RunId(raw.run),
-            name: raw.name,
-            started_at,
-            finished_at,
-            status,
-        })
     }
 }

@@ -1,18 +1,19 @@
 //! The embedded state database of a berth instance: one SQLite file under
 //! `<prefix>/state`, private to its owner (mode 0600), in WAL mode.
 //!
-//! It remembers what berth did, so the next run can do only what changed and can
-//! finish or roll back what a crash interrupted:
+//! It is a record of what berth did, not something it replays:
 //!
 //! - **Runs** ([`StateDb::begin_run`], [`StateDb::finish_run`], [`StateDb::history`]):
-//!   one record per `up`, `reconfigure`, `upgrade`, `restore`, with its outcome.
-//!   [`StateDb::unfinished_runs`] finds runs that were begun and never finished.
-//! - **Journal** ([`StateDb::begin_step`], [`StateDb::finish_step`], [`StateDb::steps`]):
-//!   each step of a run is written *before* it is taken.
+//!   one record per `up`, `reconfigure`, `backup` and `restore`, with its
+//!   outcome; `berth history` shows them. A run berth never finished (it crashed or was
+//!   killed) stays without an outcome and is shown as interrupted.
+//! - **Journal** ([`StateDb::begin_step`], [`StateDb::finish_step`]): each step of a
+//!   run is written *before* it is taken and finished after, so the `steps` table
+//!   shows how far each run got and how long each step took. berth does not read it
+//!   back to finish or undo an interrupted run; the benchmarks read it with SQL.
 //! - **Hooks** ([`StateDb::hook_ran`], [`StateDb::record_hook`]): `once` hooks run once per
-//!   instance ([`INSTANCE_SCOPE`]), `release` hooks once per app version.
-//! - **Applied state** ([`StateDb::set_applied`], [`StateDb::applied`]): JSON values by key,
-//!   such as the per-service spec fingerprints of the last reconfigure.
+//!   instance ([`INSTANCE_SCOPE`]), `release` hooks once per app version. This is the
+//!   part berth reads back to decide what to do.
 //!
 //! The schema is migrated on [`StateDb::open`] (`PRAGMA user_version`), each migration in
 //! its own transaction.
@@ -37,13 +38,13 @@
 //!     ..RunOutcome::default()
 //! })?;
 //!
-//! assert!(db.unfinished_runs()?.is_empty());
-//! assert_eq!(db.history(10)?[0].kind, "reconfigure");
+//! let history = db.history(10)?;
+//! assert_eq!(history[0].kind, "reconfigure");
+//! assert!(history[0].outcome.is_some());
 //! # Ok(())
 //! # }
 //! ```
 
-mod applied;
 mod db;
 mod error;
 mod hooks;
@@ -54,7 +55,7 @@ mod schema;
 pub use db::StateDb;
 pub use error::StateError;
 pub use hooks::INSTANCE_SCOPE;
-pub use journal::{StepId, StepRecord, StepStatus};
+pub use journal::{StepId, StepStatus};
 pub use runs::{RunId, RunOutcome, RunRecord, RunStatus};
 
 /// The schema version this build of berth writes.

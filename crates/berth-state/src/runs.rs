@@ -1,4 +1,4 @@
-//! Runs: one record per `up`, `reconfigure`, `upgrade`, `restore` …
+//! Runs: one record per `up`, `reconfigure`, `backup`, `restore` …
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
@@ -70,7 +70,7 @@ pub struct RunOutcome {
 pub struct RunRecord {
     /// Its id; later runs have larger ids.
     pub id: RunId,
-    /// `up`, `reconfigure`, `upgrade`, `restore` …
+    /// `up`, `reconfigure`, `backup`, `restore` …
     pub kind: String,
     /// Free text, e.g. `4.7.0 -> 4.7.3`.
     pub detail: String,
@@ -82,13 +82,6 @@ pub struct RunRecord {
     pub duration_ms: Option<i64>,
     /// What it did, once finished.
     pub outcome: Option<RunOutcome>,
-}
-
-impl RunRecord {
-    /// Whether the run was begun but never finished.
-    pub fn is_unfinished(&self) -> bool {
-        self.outcome.is_none()
-    }
 }
 
 const RUN_COLUMNS: &str = "id, kind, detail, started_at, finished_at, duration_ms, status, error, \
@@ -125,7 +118,7 @@ impl RawRun {
 
 impl StateDb {
     /// Records the start of a run and returns its id. Call [`StateDb::finish_run`] when
-    /// it ends; a run never finished shows up in [`StateDb::unfinished_runs`].
+    /// it ends; a run never finished stays in the history without an outcome.
     pub fn begin_run(&self, kind: &str, detail: &str) -> Result<RunId, StateError> {
         let now = Timestamp::now();
         self.conn
@@ -182,7 +175,7 @@ impl StateDb {
     }
 
     /// One run, if it exists.
-    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StateError> {
+    fn run(&self, id: RunId) -> Result<Option<RunRecord>, StateError> {
         let raw = self
             .conn
             .query_row(
@@ -202,16 +195,6 @@ impl StateDb {
             &format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"),
             [limit],
             "read the run history",
-        )
-    }
-
-    /// Runs that were begun and never finished, oldest first: berth crashed or was
-    /// killed during them, and their journal says how far they got.
-    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StateError> {
-        self.select_runs(
-            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE finished_at IS NULL ORDER BY id"),
-            [],
-            "look for unfinished runs",
         )
     }
 

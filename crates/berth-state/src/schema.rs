@@ -47,4 +47,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     ",
+    // 2: no applied state and no index of unfinished runs: nothing reads them.
+    "
+    DROP TABLE IF EXISTS applied;
+    DROP INDEX IF EXISTS runs_unfinished;
+    ",
 ];

@@ -2,10 +2,52 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use std::path::Path;
+
 use berth_state::{
     INSTANCE_SCOPE, RunId, RunOutcome, RunStatus, SCHEMA_VERSION, StateDb, StateError, StepId,
     StepStatus,
 };
+
+/// The schema version of the file, read the way any SQLite client would.
+fn user_version(path: &Path) -> u32 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+/// The journal of `run` as `(name, status, error, finished)`, read with SQL the way
+/// the benchmarks read it.
+fn journal(path: &Path, run: RunId) -> Vec<(String, Option<String>, Option<String>, bool)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, status, error, finished_at IS NOT NULL, started_at
+             FROM steps WHERE run_id = ?1 ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([run.0], |r| {
+        let started: String = r.get(4)?;
+        assert!(started.parse::<jiff::Timestamp>().is_ok(), "{started}");
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+fn schema_has(path: &Path, name: &str) -> bool {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        > 0
+}
 
 fn open_temp() -> (tempfile::TempDir, StateDb) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -50,24 +92,105 @@ fn reopening_keeps_data_and_migrates_idempotently() {
     let path = dir.path().join("berth.db");
     let run = {
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
         let run = db.begin_run("up", "first install").unwrap();
         db.finish_run(run, &RunOutcome::default()).unwrap();
-        db.set_applied("fingerprints", &serde_json::json!({"web": "abc"}))
-            .unwrap();
         run
     };
     for _ in 0..2 {
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
         let history = db.history(10).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].id, run);
-        assert_eq!(
-            db.applied("fingerprints").unwrap(),
-            Some(serde_json::json!({"web": "abc"}))
-        );
     }
+    assert!(!schema_has(&path, "applied"));
+}
+
+/// Schema version 1 as the first berth releases created it.
+const SCHEMA_V1: &str = "
+    CREATE TABLE runs (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind               TEXT NOT NULL,
+        detail             TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT,
+        duration_ms        INTEGER,
+        status             TEXT,
+        error              TEXT,
+        files_changed      TEXT,
+        services_restarted TEXT,
+        services_reloaded  TEXT,
+        hooks_run          TEXT
+    );
+    CREATE INDEX runs_unfinished ON runs (id) WHERE finished_at IS NULL;
+    CREATE TABLE steps (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER NOT NULL REFERENCES runs (id),
+        name        TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        status      TEXT,
+        error       TEXT
+    );
+    CREATE INDEX steps_by_run ON steps (run_id, id);
+    CREATE TABLE hooks (
+        name    TEXT NOT NULL,
+        scope   TEXT NOT NULL,
+        run_id  INTEGER REFERENCES runs (id),
+        ran_at  TEXT NOT NULL,
+        PRIMARY KEY (name, scope)
+    );
+    CREATE TABLE applied (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    PRAGMA user_version = 1;
+";
+
+#[test]
+fn a_version_1_database_opens_and_loses_its_applied_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (kind, detail, started_at, finished_at, duration_ms, status,
+                               files_changed, services_restarted, services_reloaded, hooks_run)
+                 VALUES ('up', '4.7.0', '2026-01-02T03:04:05Z', '2026-01-02T03:04:06Z', 1000,
+                         'succeeded', '[]', '[]', '[]', '[\"migrate\"]');
+             INSERT INTO steps (run_id, name, started_at, finished_at, status)
+                 VALUES (1, 'hook migrate', '2026-01-02T03:04:05Z', '2026-01-02T03:04:06Z', 'done');
+             INSERT INTO hooks (name, scope, run_id, ran_at)
+                 VALUES ('migrate', '4.7.0', 1, '2026-01-02T03:04:06Z');
+             INSERT INTO applied (key, value, updated_at)
+                 VALUES ('services', '{}', '2026-01-02T03:04:06Z');",
+        )
+        .unwrap();
+    }
+    assert_eq!(user_version(&path), 1);
+
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    const { assert!(SCHEMA_VERSION >= 2) };
+    assert!(!schema_has(&path, "applied"));
+    assert!(!schema_has(&path, "runs_unfinished"));
+
+    // Everything else is kept and still readable and writable.
+    let history = db.history(10).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].detail, "4.7.0");
+    assert_eq!(history[0].outcome.as_ref().unwrap().hooks_run, ["migrate"]);
+    assert_eq!(journal(&path, RunId(1)).len(), 1);
+    assert!(db.hook_ran("migrate", "4.7.0").unwrap());
+    let run = db.begin_run("reconfigure", "").unwrap();
+    assert!(run.0 > 1);
+    db.finish_run(run, &RunOutcome::default()).unwrap();
+    drop(db);
+    StateDb::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
 }
 
 #[test]
@@ -113,13 +236,13 @@ fn finished_run_keeps_its_outcome_and_duration() {
         hooks_run: vec!["migrate".to_owned()],
     };
     db.finish_run(run, &outcome).unwrap();
-    let record = db.run(run).unwrap().unwrap();
+    let record = db.history(1).unwrap().remove(0);
+    assert_eq!(record.id, run);
     assert_eq!(record.detail, "site.toml changed");
     assert_eq!(record.outcome.as_ref(), Some(&outcome));
     let finished = record.finished_at.unwrap();
     assert!(finished >= record.started_at);
     assert!(record.duration_ms.unwrap() >= 0);
-    assert!(!record.is_unfinished());
 
     let again = db.finish_run(run, &RunOutcome::default()).unwrap_err();
     assert!(matches!(again, StateError::RunAlreadyFinished { .. }));
@@ -127,38 +250,44 @@ fn finished_run_keeps_its_outcome_and_duration() {
         .finish_run(RunId(999), &RunOutcome::default())
         .unwrap_err();
     assert!(matches!(unknown, StateError::UnknownRun { id: 999, .. }));
-    assert!(db.run(RunId(999)).unwrap().is_none());
 }
 
 #[test]
-fn a_run_never_finished_is_found_after_reopening() {
+fn a_run_never_finished_keeps_its_journal_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
-    let (crashed, step) = {
+    let crashed = {
         let db = StateDb::open(&path).unwrap();
         let done = db.begin_run("up", "").unwrap();
         db.finish_run(done, &RunOutcome::default()).unwrap();
-        let crashed = db.begin_run("upgrade", "4.7.0 -> 4.7.3").unwrap();
-        let first = db.begin_step(crashed, "backup").unwrap();
+        let crashed = db.begin_run("restore", "backup-1.tar.zst").unwrap();
+        let first = db.begin_step(crashed, "stop services").unwrap();
         db.finish_step(first, &StepStatus::Done).unwrap();
-        let step = db.begin_step(crashed, "switch release").unwrap();
+        db.begin_step(crashed, "load database").unwrap();
         // The process dies here: neither the step nor the run is finished.
-        (crashed, step)
+        crashed
     };
     let db = StateDb::open(&path).unwrap();
-    let unfinished = db.unfinished_runs().unwrap();
-    assert_eq!(unfinished.len(), 1);
-    assert_eq!(unfinished[0].id, crashed);
-    assert_eq!(unfinished[0].detail, "4.7.0 -> 4.7.3");
-    assert!(unfinished[0].is_unfinished());
+    let history = db.history(10).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].id, crashed);
+    assert_eq!(history[0].detail, "backup-1.tar.zst");
+    assert_eq!(history[0].outcome, None);
+    assert_eq!(history[0].finished_at, None);
+    assert!(history[1].outcome.is_some());
 
-    let steps = db.steps(crashed).unwrap();
-    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["backup", "switch release"]);
-    assert_eq!(steps[0].status, Some(StepStatus::Done));
-    assert_eq!(steps[1].id, step);
-    assert_eq!(steps[1].status, None);
-    assert_eq!(steps[1].finished_at, None);
+    assert_eq!(
+        journal(&path, crashed),
+        [
+            (
+                "stop services".to_owned(),
+                Some("done".to_owned()),
+                None,
+                true
+            ),
+            ("load database".to_owned(), None, None, false),
+        ]
+    );
 
     db.finish_run(
         crashed,
@@ -170,7 +299,7 @@ fn a_run_never_finished_is_found_after_reopening() {
         },
     )
     .unwrap();
-    assert!(db.unfinished_runs().unwrap().is_empty());
+    assert!(db.history(10).unwrap().iter().all(|r| r.outcome.is_some()));
 }
 
 #[test]
@@ -188,15 +317,23 @@ fn steps_can_be_rolled_back_and_failed() {
     )
     .unwrap();
     db.finish_step(a, &StepStatus::RolledBack).unwrap();
-    let steps = db.steps(run).unwrap();
-    assert_eq!(steps[0].status, Some(StepStatus::RolledBack));
     assert_eq!(
-        steps[1].status,
-        Some(StepStatus::Failed {
-            error: "disk full".to_owned()
-        })
+        journal(db.path(), run),
+        [
+            (
+                "write a".to_owned(),
+                Some("rolled_back".to_owned()),
+                None,
+                true
+            ),
+            (
+                "write b".to_owned(),
+                Some("failed".to_owned()),
+                Some("disk full".to_owned()),
+                true
+            ),
+        ]
     );
-    assert!(steps.iter().all(|s| s.run == run));
 
     assert!(matches!(
         db.finish_step(StepId(4242), &StepStatus::Done).unwrap_err(),
@@ -207,7 +344,7 @@ fn steps_can_be_rolled_back_and_failed() {
         StateError::UnknownRun { id: 4242, .. }
     ));
     let other = db.begin_run("up", "").unwrap();
-    assert!(db.steps(other).unwrap().is_empty());
+    assert!(journal(db.path(), other).is_empty());
 }
 
 #[test]
@@ -225,23 +362,6 @@ fn hooks_run_once_per_scope() {
     assert!(db.hook_ran("migrate", "4.7.0").unwrap());
     assert!(!db.hook_ran("migrate", "4.7.3").unwrap());
     assert!(!db.hook_ran("migrate", INSTANCE_SCOPE).unwrap());
-}
-
-#[test]
-fn applied_state_round_trips_and_replaces() {
-    let (_dir, db) = open_temp();
-    assert_eq!(db.applied("services").unwrap(), None);
-    db.set_applied("services", &serde_json::json!({"web": "1", "worker": "2"}))
-        .unwrap();
-    db.set_applied("services", &serde_json::json!({"web": "3"}))
-        .unwrap();
-    assert_eq!(
-        db.applied("services").unwrap(),
-        Some(serde_json::json!({"web": "3"}))
-    );
-    db.clear_applied("services").unwrap();
-    db.clear_applied("services").unwrap();
-    assert_eq!(db.applied("services").unwrap(), None);
 }
 
 #[test]
