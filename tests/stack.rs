@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, files_under, fixture, http_get, prefix_dir, snapshot_tree};
+use berth_tests::{Berth, files_under, fixture, http_get, is_root, prefix_dir, snapshot_tree};
 
 const NGINX_PORT: u16 = 48080;
 /// Ports of this test's instance, away from the fixture's defaults (which benchmarks use).
@@ -19,7 +19,7 @@ fn site(app: &str, nginx: &str) -> String {
     format!("{BASE_SITE}[app]\nport = 48001\n{app}[nginx]\n{nginx}")
 }
 /// Tests in this file; the last one to finish shuts the stack down.
-const TESTS: usize = 5;
+const TESTS: usize = 8;
 
 struct Stack {
     _dir: tempfile::TempDir,
@@ -232,6 +232,123 @@ fn secrets_are_0600_and_never_appear_in_output_or_logs() {
             "a secret value appears in berth's output or logs"
         );
     }
+}
+
+#[test]
+fn a_change_that_breaks_a_service_is_rolled_back_whole() {
+    let _f = Finish;
+    let s = stack();
+    s.berth.write_site(&site("", ""));
+    s.berth.run(&["reconfigure"]).expect(0);
+    s.berth.wait_all_ready(Duration::from_secs(30));
+    if !is_root() {
+        // As a normal user the port check below refuses port 81 up front instead.
+        return;
+    }
+    let etc = snapshot_tree(&s.berth.prefix.join("etc"));
+    let before = s.berth.pids();
+
+    // Port 81 is free, but the app runs as its own unprivileged user and cannot bind
+    // it: the app's restart fails, after its config and nginx's were rewritten.
+    s.berth.write_site(&format!(
+        "{BASE_SITE}[app]\nport = 81\ngreeting = \"broken\"\n[nginx]\n"
+    ));
+    let r = s.berth.run(&["reconfigure"]).expect(1);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert!(r.stderr.contains("`app`"), "{}", r.stderr);
+
+    assert_eq!(
+        snapshot_tree(&s.berth.prefix.join("etc")),
+        etc,
+        "the old files are back"
+    );
+    s.berth.wait_all_ready(Duration::from_secs(30));
+    let after = s.berth.pids();
+    assert_ne!(
+        after["app"], before["app"],
+        "the app runs again, with its old config"
+    );
+    for svc in ["postgresql", "redis", "nginx"] {
+        assert_eq!(after[svc], before[svc], "{svc} was restarted");
+    }
+    let (code, body) = get("/");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("broken"), "{body}");
+    let hist = s.berth.run(&["history", "--json"]).expect(0);
+    assert!(hist.stdout.contains("rolled back"), "{}", hist.stdout);
+
+    // The next reconfigure with a good config applies cleanly.
+    s.berth.write_site(&site("", ""));
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
+}
+
+#[test]
+fn a_port_taken_by_another_program_is_refused_before_any_change() {
+    let _f = Finish;
+    let s = stack();
+    s.berth.write_site(&site("", ""));
+    s.berth.run(&["reconfigure"]).expect(0);
+    let etc = snapshot_tree(&s.berth.prefix.join("etc"));
+    let before = s.berth.pids();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+
+    s.berth
+        .write_site(&format!("{BASE_SITE}[app]\nport = {port}\n[nginx]\n"));
+    let r = s.berth.run(&["reconfigure"]).expect(1);
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{port}")) && r.stderr.contains("`app`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(snapshot_tree(&s.berth.prefix.join("etc")), etc);
+    assert_eq!(s.berth.pids(), before);
+    drop(squatter);
+    s.berth.write_site(&site("", ""));
+}
+
+#[test]
+fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stopped() {
+    let _f = Finish;
+    let s = stack();
+    s.berth.write_site(&site("", ""));
+    s.berth.run(&["reconfigure"]).expect(0);
+    s.berth.wait_all_ready(Duration::from_secs(30));
+
+    let off = site("", "").replace("[redis]\n", "[redis]\nenabled = false\n");
+    s.berth.write_site(&off);
+    let dry = s.berth.run(&["reconfigure", "--dry-run"]).expect(0);
+    assert!(
+        dry.stdout.contains("leaving the plan (stop): redis"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        s.berth.pids().contains_key("redis"),
+        "--dry-run stopped redis"
+    );
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("stopped: redis"), "{}", r.stdout);
+    assert!(!s.berth.pids().contains_key("redis"));
+
+    // An administrator stops nginx; a reconfigure that changes the app leaves it stopped.
+    s.berth.run(&["stop", "nginx"]).expect(0);
+    s.berth.write_site(&site("", ""));
+    let r = s.berth.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("started: redis"), "{}", r.stdout);
+    let st = s.berth.status();
+    let nginx = st["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "nginx")
+        .unwrap()
+        .clone();
+    assert_eq!(nginx["state"], "stopped", "{st:#}");
+    s.berth.run(&["start", "nginx"]).expect(0);
+    s.berth.wait_all_ready(Duration::from_secs(30));
+    assert_eq!(get("/").0, 200);
 }
 
 /// Each file under `dir` with its modification time.

@@ -455,6 +455,43 @@ fn write_metadata(
     }
 }
 
+/// What [`apply`] changed, kept so that the whole change can be put back later, e.g.
+/// when a service fails to start with the new files ([`Applied::roll_back`]).
+pub struct Applied {
+    /// What was done.
+    pub report: ApplyReport,
+    undo: Vec<Undo>,
+    manage_owners: bool,
+}
+
+// Not derived: the undo log holds old file contents, secrets among them.
+impl fmt::Debug for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Applied")
+            .field("report", &self.report)
+            .field("undo_steps", &self.undo.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Applied {
+    /// Puts every directory and file [`apply`] changed back as it was, newest first.
+    /// Directories it created that are no longer empty are kept: what a service wrote
+    /// there is never deleted. Returns how many changes were undone.
+    ///
+    /// # Errors
+    /// [`HostError::UndoFailed`] naming every path that could not be put back.
+    pub fn roll_back(self) -> Result<usize> {
+        let undone = self.undo.len();
+        let not_restored = undo_all(self.undo, self.manage_owners);
+        if not_restored.is_empty() {
+            Ok(undone)
+        } else {
+            Err(HostError::UndoFailed { not_restored })
+        }
+    }
+}
+
 /// Something [`apply`] did, and how to undo it.
 enum Undo {
     RemoveDir(PathBuf),
@@ -479,7 +516,7 @@ enum Undo {
 /// its mode (and owner, when the plan manages owners). If any step fails, every
 /// directory and file changed so far is put back as it was, and the error says so.
 /// Created users are not removed.
-pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<ApplyReport> {
+pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
     let mut report = ApplyReport {
         restart: plan.restart.clone(),
         reload: plan.reload.clone(),
@@ -507,7 +544,11 @@ pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<ApplyReport> {
         Ok(())
     });
     match result {
-        Ok(()) => Ok(report),
+        Ok(()) => Ok(Applied {
+            report,
+            undo,
+            manage_owners: plan.manage_owners,
+        }),
         Err(error) => Err(roll_back(undo, plan.manage_owners, error)),
     }
 }
@@ -646,14 +687,32 @@ fn metadata(path: &Path) -> Result<std::fs::Metadata> {
 /// Undoes `undo` newest first and wraps `error` to say whether that worked.
 fn roll_back(undo: Vec<Undo>, manage_owners: bool, error: HostError) -> HostError {
     let undone = undo.len();
+    let not_restored = undo_all(undo, manage_owners);
+    let source = Box::new(error);
+    if not_restored.is_empty() {
+        HostError::ApplyFailed { undone, source }
+    } else {
+        HostError::RollbackFailed {
+            not_restored,
+            source,
+        }
+    }
+}
+
+/// Undoes `undo` newest first; returns the paths that could not be put back.
+fn undo_all(undo: Vec<Undo>, manage_owners: bool) -> Vec<String> {
     let mut not_restored = Vec::new();
     for step in undo.into_iter().rev() {
         let (path, result) = match step {
             Undo::RemoveDir(path) => {
-                let r = std::fs::remove_dir(&path).map_err(|source| HostError::Remove {
-                    path: path.clone(),
-                    source,
-                });
+                let r = match std::fs::remove_dir(&path) {
+                    // Something was written there since: keep it, nothing is lost.
+                    Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => Ok(()),
+                    r => r.map_err(|source| HostError::Remove {
+                        path: path.clone(),
+                        source,
+                    }),
+                };
                 (path, r)
             }
             Undo::RemoveFile(path) => {
@@ -687,15 +746,7 @@ fn roll_back(undo: Vec<Undo>, manage_owners: bool, error: HostError) -> HostErro
             not_restored.push(format!("`{}` ({e})", path.display()));
         }
     }
-    let source = Box::new(error);
-    if not_restored.is_empty() {
-        HostError::ApplyFailed { undone, source }
-    } else {
-        HostError::RollbackFailed {
-            not_restored,
-            source,
-        }
-    }
+    not_restored
 }
 
 #[cfg(test)]

@@ -250,6 +250,12 @@ pub enum HostError {
         #[source]
         source: Box<HostError>,
     },
+    /// Putting a whole applied change back failed for some paths.
+    #[error("Could not put back: {}", .not_restored.join(", "))]
+    UndoFailed {
+        /// Paths that could not be put back, with why.
+        not_restored: Vec<String>,
+    },
 }
 
 /// The last `max_lines` lines of a program's standard error, for an error message.

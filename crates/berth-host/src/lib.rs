@@ -28,7 +28,7 @@
 //!
 //! let plan = converge::plan(state, &mask, users::is_root())?;
 //! if !plan.is_empty() {
-//!     let report = converge::apply(&plan, state)?;
+//!     let report = converge::apply(&plan, state)?.report;
 //!     // restart report.restart, reload report.reload
 //! }
 //! # Ok(())

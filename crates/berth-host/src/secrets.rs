@@ -54,6 +54,14 @@ impl SecretStore {
         Ok(Self { dir })
     }
 
+    /// The store at `dir` if it exists, changing nothing (for dry runs and reads).
+    pub fn existing(dir: impl AsRef<Path>) -> Option<Self> {
+        let dir = dir.as_ref();
+        dir.is_dir().then(|| Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// The directory of the store.
     pub fn dir(&self) -> &Path {
         &self.dir

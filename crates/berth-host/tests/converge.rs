@@ -103,7 +103,7 @@ fn first_apply_creates_everything_and_second_plan_is_empty() {
     assert_eq!(plan.restart, ["web", "worker"]);
     assert_eq!(plan.reload, ["nginx"]);
 
-    let report = converge::apply(&plan, &state).unwrap();
+    let report = converge::apply(&plan, &state).unwrap().report;
     // etc, data (missing parent of data/db), then files.
     assert_eq!(report.changed.len(), 2 + 3);
     for spec in &state.files {
@@ -156,7 +156,7 @@ fn changing_one_file_plans_exactly_that_file_and_its_services() {
     assert!(text.contains("reload: nginx"), "{text}");
     assert!(!text.contains("restart:"), "{text}");
 
-    let report = converge::apply(&plan, &state).unwrap();
+    let report = converge::apply(&plan, &state).unwrap().report;
     assert_eq!(report.changed, [state.files[1].path.clone()]);
     assert_eq!(report.reload, ["nginx"]);
     assert_eq!(
@@ -363,4 +363,55 @@ fn dry_run_text() {
         reload: nginx
         ");
     });
+}
+
+#[test]
+fn an_applied_change_can_be_put_back_whole_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = desired(tmp.path());
+    up(&state);
+    let before = |s: &DesiredState| -> Vec<(String, u32)> {
+        s.files
+            .iter()
+            .map(|f| (std::fs::read_to_string(&f.path).unwrap(), mode_of(&f.path)))
+            .collect()
+    };
+    let old = before(&state);
+
+    // One file changed (and its mode), one new file in a new directory.
+    let mut next = desired(tmp.path());
+    next.files[0].content = "workers = 5\nport = 8001\n".to_owned();
+    next.files[1].mode = 0o640;
+    let cache = next.paths.data.join("cache");
+    next.dirs.push(berth_render::DirSpec {
+        path: cache.clone(),
+        owner: None,
+        mode: 0o750,
+    });
+    next.dirs.push(berth_render::DirSpec {
+        path: next.paths.data.join("spool"),
+        owner: None,
+        mode: 0o750,
+    });
+    next.files
+        .push(file(&cache.join("new.conf"), "x\n", 0o644, &["web"], &[]));
+    let plan = converge::plan(&next, &mask(), false).unwrap();
+    let applied = converge::apply(&plan, &next).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&next.files[0].path).unwrap(),
+        next.files[0].content
+    );
+    // A service writes into the new spool directory before the change is put back.
+    std::fs::write(next.paths.data.join("spool/job"), "queued").unwrap();
+
+    let undone = applied.roll_back().unwrap();
+    assert!(undone >= 4, "{undone}");
+    assert_eq!(before(&state), old);
+    assert!(!cache.exists(), "the new directory and its file are gone");
+    assert_eq!(
+        std::fs::read_to_string(next.paths.data.join("spool/job")).unwrap(),
+        "queued",
+        "what a service wrote is kept"
+    );
+    assert!(converge::plan(&state, &mask(), false).unwrap().is_empty());
 }

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_host::converge::ConvergePlan;
 use berth_render::{DesiredState, RenderInput};
 use berth_state::{RunOutcome, RunStatus, StateDb, StepStatus};
 use berth_supervisor_protocol::SupervisionPlan;
@@ -25,6 +24,10 @@ pub struct Outcome {
     pub restarted: Vec<String>,
     /// Services reloaded.
     pub reloaded: Vec<String>,
+    /// Services stopped because they left the plan (e.g. a component switched off).
+    pub stopped: Vec<String>,
+    /// Services started because they are new to the plan.
+    pub started: Vec<String>,
     /// Hooks run.
     pub hooks_run: Vec<String>,
     /// How long the run took.
@@ -37,6 +40,8 @@ impl Outcome {
         self.files_changed.is_empty()
             && self.restarted.is_empty()
             && self.reloaded.is_empty()
+            && self.stopped.is_empty()
+            && self.started.is_empty()
             && self.hooks_run.is_empty()
     }
 }
@@ -82,11 +87,8 @@ pub(crate) fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, 
         return Ok(store.ensure(&specs)?);
     }
     let mut out = BTreeMap::new();
-    let existing = if inst.paths.secrets.is_dir() {
-        Some(berth_host::secrets::SecretStore::open(&inst.paths.secrets)?)
-    } else {
-        None
-    };
+    // Read only: a dry run changes nothing, not even the directory's mode.
+    let existing = berth_host::secrets::SecretStore::existing(&inst.paths.secrets);
     for s in &specs {
         let value = match &existing {
             Some(store) => store.get(&s.name)?,
@@ -200,6 +202,18 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
         if !added.is_empty() {
             out.push_str(&format!("new services (start): {}\n", added.join(", ")));
         }
+        let leaving: Vec<_> = old
+            .services
+            .iter()
+            .filter(|o| !new_plan.services.iter().any(|s| s.name == o.name))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !leaving.is_empty() {
+            out.push_str(&format!(
+                "services leaving the plan (stop): {}\n",
+                leaving.join(", ")
+            ));
+        }
     } else {
         out.push_str("The instance has not been set up yet: `berth up` would install and start everything.\n");
     }
@@ -258,20 +272,6 @@ pub(crate) fn step<T>(
 /// `up` has run its hooks.
 pub fn autostart_marker(paths: &berth_render::Paths) -> PathBuf {
     paths.state.join("autostart")
-}
-
-/// Plan and apply the file/dir/user changes; returns the plan and the paths written.
-pub(crate) fn converge(
-    inst: &Instance,
-    state: &DesiredState,
-    secrets: &BTreeMap<String, String>,
-) -> Result<(ConvergePlan, Vec<PathBuf>)> {
-    let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?;
-    if plan.is_empty() {
-        return Ok((plan, Vec::new()));
-    }
-    let report = berth_host::converge::apply(&plan, state)?;
-    Ok((plan, report.changed))
 }
 
 /// The first site config: empty apart from comments saying how to use it.

@@ -170,6 +170,25 @@ pub enum LifecycleError {
         /// What to do about it.
         hint: String,
     },
+    /// A change failed part-way and was put back whole: files, plan and services are
+    /// as they were before it.
+    #[error(
+        "{cause}\nThe change was rolled back: the previous configuration is back in place ({files} file(s) restored) and its services run as before"
+    )]
+    RolledBack {
+        /// Why the change failed (part of the message, so not a `source`).
+        cause: Box<LifecycleError>,
+        /// How many files were put back.
+        files: usize,
+    },
+    /// A change failed part-way, and putting it back failed too.
+    #[error("{cause}\nPutting the previous configuration back failed too: {undo}")]
+    RollbackFailed {
+        /// Why the change failed.
+        cause: Box<LifecycleError>,
+        /// Why putting it back failed.
+        undo: Box<LifecycleError>,
+    },
     /// The systemd unit started but its supervisor does not answer.
     #[error("`{0}` started but the supervisor does not answer")]
     UnitSilent(String),
@@ -183,7 +202,7 @@ impl LifecycleError {
                 Some("run `berth up` first".to_owned())
             }
             Self::PortsInUse(_) => Some(
-                "stop the program using them, or change the port in the site config and run `berth up` again"
+                "stop the program using them, or change the port in the site config, then run the command again"
                     .to_owned(),
             ),
             Self::PackagesMissing { install, .. } => {
@@ -193,6 +212,14 @@ impl LifecycleError {
                 "fix the cause, then run `berth up` again; it resumes where it stopped".to_owned(),
             ),
             Self::HookNeeds { source, .. } => source.hint(),
+            Self::RolledBack { .. } => Some(
+                "nothing changed: fix the cause (`berth reconfigure --dry-run` shows the change), then run the command again"
+                    .to_owned(),
+            ),
+            Self::RollbackFailed { .. } => Some(
+                "`berth status` shows what runs; `berth reconfigure` writes the configuration of the site config again"
+                    .to_owned(),
+            ),
             Self::Health { .. } => Some(
                 "`berth status` shows which service is unhealthy, `berth tail SERVICE` shows its log"
                     .to_owned(),

@@ -9,6 +9,7 @@
 //! - [`systemd`]: the supervisor as a systemd unit, where systemd is PID 1.
 
 pub mod backup;
+mod change;
 pub mod converge;
 mod database;
 mod error;

@@ -43,11 +43,36 @@ fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
     out
 }
 
-/// Refuse to start anything if a port a service needs is taken by another program.
-pub(crate) fn check_ports(state: &DesiredState, running: &BTreeSet<String>) -> Result<()> {
+/// Where the addresses of the last configuration that came up are kept.
+fn ports_file(inst: &Instance) -> std::path::PathBuf {
+    inst.paths.state.join("ports.json")
+}
+
+/// Remember the addresses `state` listens on, once it has come up: a later check
+/// knows which taken ports are the running services' own.
+pub(crate) fn record_ports(inst: &Instance, state: &DesiredState) -> Result<()> {
+    let bytes = serde_json::to_vec(&listen_addresses(state))?;
+    berth_host::fsutil::write_atomic(&ports_file(inst), &bytes, 0o644, None)?;
+    Ok(())
+}
+
+/// Refuse to start or change anything if a port a service needs is taken by another
+/// program. A running service's own address is not "taken"; a running service that
+/// moves to another address needs that one free.
+pub(crate) fn check_ports(
+    inst: &Instance,
+    state: &DesiredState,
+    running: &BTreeSet<String>,
+) -> Result<()> {
+    let recorded: Option<Vec<(String, SocketAddr)>> = std::fs::read(ports_file(inst))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let mut taken = Vec::new();
     for (service, addr) in listen_addresses(state) {
-        if running.contains(&service) {
+        let own = recorded
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|(s, a)| *s == service && *a == addr));
+        if running.contains(&service) && own {
             continue;
         }
         if let Err(e) = TcpListener::bind(addr) {

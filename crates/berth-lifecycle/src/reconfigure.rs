@@ -2,17 +2,13 @@
 
 use std::time::Instant;
 
-use berth_state::StateDb;
-use berth_supervisor_protocol::{Request, Response, Target};
-
-use crate::converge::{
-    Outcome, converge, error_text, failed, recorded, render, secrets, step, supervision_plan,
-    write_plan,
-};
+use crate::change::Change;
+use crate::converge::{Outcome, error_text, failed, recorded, render, secrets, step};
 use crate::error::{LifecycleError, Result};
 use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
-use crate::{hooks, release, supervisor};
+use crate::{hooks, preflight, release, supervisor};
+use berth_state::StateDb;
 
 /// `berth reconfigure`: apply the site config, touching only what changed.
 pub fn reconfigure(inst: &Instance, loc: &Locate, progress: &dyn Progress) -> Result<Outcome> {
@@ -45,40 +41,48 @@ fn reconfigure_steps(
     let mut outcome = Outcome::default();
     let secrets = secrets(inst, true)?;
     let state = render(inst, &secrets)?;
-    let (plan, applied) = step(db, run, "converge", || converge(inst, &state, &secrets))?;
-    outcome.files_changed = applied;
+    preflight::check_ports(inst, &state, &preflight::running_services(inst))?;
+    let mut change = Change::write(inst, &state, &secrets, db, run)?;
+    outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
-    let new_plan = supervision_plan(inst, &state);
-    let plan_changed = write_plan(inst, &new_plan)?;
     let running = supervisor::is_running(&inst.paths);
-    if (plan_changed || !plan.restart.is_empty() || !plan.reload.is_empty()) && running {
-        let req = Request::Apply {
-            plan: new_plan,
-            restart: plan.restart.clone(),
-            reload: plan.reload.clone(),
-        };
-        if let Response::Applied {
-            restarted,
-            reloaded,
-            ..
-        } = step(db, run, "apply to supervisor", || {
-            supervisor::request(&inst.paths, &req)
-        })? {
-            outcome.restarted = restarted;
-            outcome.reloaded = reloaded;
-        }
-        // Services new in the plan are started; running ones are left alone.
-        supervisor::request(
-            &inst.paths,
-            &Request::Start {
-                target: Target::All,
-            },
-        )?;
-    } else if !running {
+    if !running {
         progress.note("The supervisor is not running: files were updated, nothing was restarted (start with `berth up`)");
+        return Ok(outcome);
     }
-    if !outcome.is_noop() && running {
-        outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
-    }
+    change.guard(inst, db, run, |change| {
+        change.apply_to_supervisor(inst, db, run, &mut outcome)?;
+        if !outcome.is_noop() {
+            outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
+            // The change is kept only if the app still answers; unless a service is
+            // stopped on purpose, when it may well not.
+            let stopped = stopped_services(inst);
+            if stopped.is_empty() {
+                progress.begin(&format!("Waiting for {}", state.health_url));
+                step(db, run, "health", || crate::up::wait_healthy(&state))?;
+                progress.end("");
+            } else {
+                progress.note(&format!(
+                    "Not waiting for {}: {} stopped",
+                    state.health_url,
+                    stopped.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    preflight::record_ports(inst, &state)?;
     Ok(outcome)
+}
+
+/// Services of the plan that are stopped (by an administrator).
+fn stopped_services(inst: &Instance) -> Vec<String> {
+    match supervisor::request(&inst.paths, &berth_supervisor_protocol::Request::Status) {
+        Ok(berth_supervisor_protocol::Response::Status { services, .. }) => services
+            .into_iter()
+            .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
+            .map(|s| s.name)
+            .collect(),
+        _ => Vec::new(),
+    }
 }

@@ -666,7 +666,7 @@ fn prepare_database(
     let sdb = StateDb::open(inst.paths.state_db())?;
     let run = sdb.begin_run("restore", &j.archive)?;
     let result = (|| -> Result<()> {
-        let (state, _) = up::prepare(inst, loc, berth_exe, &preview, &sdb, run, progress)?;
+        let (state, _, _) = up::prepare(inst, loc, berth_exe, &preview, &sdb, run, progress)?;
         // On a new machine the service users exist only now: the restored data
         // directories become theirs before any service reads them.
         for d in &j.data_dirs {

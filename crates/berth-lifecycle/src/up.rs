@@ -9,9 +9,10 @@ use berth_supervisor_protocol::{Request, Response, Target};
 
 use berth_render::DesiredState;
 
+use crate::change::Change;
 use crate::converge::{
-    Outcome, applied_plan, autostart_marker, converge, error_text, failed, recorded, render,
-    secrets, step, supervision_plan, write_plan, write_site_template,
+    Outcome, autostart_marker, error_text, failed, recorded, render, secrets, step,
+    write_site_template,
 };
 use crate::error::{LifecycleError, Result};
 use crate::instance::{Instance, Locate};
@@ -45,7 +46,7 @@ pub fn up(
     let preview_secrets = secrets(inst, false)?;
     let preview = render(inst, &preview_secrets)?;
     let running = preflight::running_services(inst);
-    preflight::check_ports(&preview, &running)?;
+    preflight::check_ports(inst, &preview, &running)?;
     progress.begin("Checking system packages");
     preflight::ensure_packages(&preview, inst.facts.is_root, progress)?;
     progress.end("");
@@ -82,7 +83,7 @@ pub fn up(
 
 /// The first half of `up`: users, secrets, release, configuration written, and the
 /// supervisor running with the new plan (started or told to apply it). No service is
-/// started here that was not running.
+/// started here that was not running, apart from services new to the plan.
 pub(crate) fn prepare(
     inst: &Instance,
     loc: &Locate,
@@ -91,7 +92,7 @@ pub(crate) fn prepare(
     db: &StateDb,
     run: berth_state::RunId,
     progress: &dyn Progress,
-) -> Result<(DesiredState, Outcome)> {
+) -> Result<(DesiredState, Outcome, Change)> {
     let mut outcome = Outcome::default();
     if inst.facts.is_root {
         step(db, run, "users", || {
@@ -108,54 +109,38 @@ pub(crate) fn prepare(
     let state = render(inst, &secrets)?;
 
     progress.begin("Writing configuration");
-    let (plan, applied) = step(db, run, "converge", || converge(inst, &state, &secrets))?;
-    outcome.files_changed = applied.clone();
+    let mut change = Change::write(inst, &state, &secrets, db, run)?;
+    outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
     if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {
         write_site_template(&inst.config_path)?;
     }
-    let new_plan = supervision_plan(inst, &state);
-    let old_plan = applied_plan(&inst.paths.supervision_plan());
-    write_plan(inst, &new_plan)?;
-    progress.end(&format!("{} file(s) changed", applied.len()));
+    progress.end(&format!("{} file(s) changed", outcome.files_changed.len()));
 
     if supervisor::is_running(&inst.paths) {
-        let restart: Vec<String> = plan.restart.clone();
-        let reload: Vec<String> = plan.reload.clone();
-        if (old_plan.as_ref() != Some(&new_plan) || !restart.is_empty() || !reload.is_empty())
-            && let Response::Applied {
-                restarted,
-                reloaded,
-                ..
-            } = supervisor::request(
-                &inst.paths,
-                &Request::Apply {
-                    plan: new_plan,
-                    restart,
-                    reload,
-                },
-            )?
-        {
-            outcome.restarted = restarted;
-            outcome.reloaded = reloaded;
-        }
+        change.guard(inst, db, run, |change| {
+            change.apply_to_supervisor(inst, db, run, &mut outcome)
+        })?;
     } else {
         progress.begin("Starting the supervisor");
-        step(db, run, "start supervisor", || {
-            if inst.facts.systemd && inst.facts.is_root {
-                crate::systemd::Systemd::default().install_and_start(
-                    &state.app.name,
-                    &inst.paths,
-                    berth_exe,
-                )
-            } else {
-                supervisor::spawn(&inst.paths, berth_exe)
-            }
+        change.guard(inst, db, run, |_| {
+            step(db, run, "start supervisor", || {
+                if inst.facts.systemd && inst.facts.is_root {
+                    crate::systemd::Systemd::default().install_and_start(
+                        &state.app.name,
+                        &inst.paths,
+                        berth_exe,
+                    )
+                } else {
+                    supervisor::spawn(&inst.paths, berth_exe)
+                }
+            })
         })?;
+        change.started_supervisor = true;
         progress.end("");
     }
 
-    Ok((state, outcome))
+    Ok((state, outcome, change))
 }
 
 fn up_steps(
@@ -167,38 +152,46 @@ fn up_steps(
     run: berth_state::RunId,
     progress: &dyn Progress,
 ) -> Result<(Outcome, Vec<String>)> {
-    let (state, mut outcome) = prepare(inst, loc, berth_exe, preview, db, run, progress)?;
-    outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
+    let (state, mut outcome, mut change) =
+        prepare(inst, loc, berth_exe, preview, db, run, progress)?;
+    change.guard(inst, db, run, |_| {
+        outcome.hooks_run = hooks::run_hooks(inst, &state, db, run, true, progress)?;
 
-    progress.begin("Starting services");
-    step(db, run, "start services", || {
-        supervisor::request(
-            &inst.paths,
-            &Request::Start {
-                target: Target::All,
-            },
-        )
-        .map(|_| ())
-        .map_err(|e| with_failed_logs(inst, e))
-    })?;
-    progress.end("");
-
-    progress.begin(&format!("Waiting for {}", state.health_url));
-    let url = url::Url::parse(&state.health_url)
-        .map_err(|_| LifecycleError::HealthUrl(state.health_url.clone()))?;
-    step(db, run, "health", || {
-        http::wait_ok(&url, HEALTH_DEADLINE)
+        progress.begin("Starting services");
+        step(db, run, "start services", || {
+            supervisor::request(
+                &inst.paths,
+                &Request::Start {
+                    target: Target::All,
+                },
+            )
             .map(|_| ())
-            .map_err(|last| LifecycleError::Health {
-                url: url.to_string(),
-                secs: HEALTH_DEADLINE.as_secs(),
-                last,
-            })
+            .map_err(|e| with_failed_logs(inst, e))
+        })?;
+        progress.end("");
+
+        progress.begin(&format!("Waiting for {}", state.health_url));
+        step(db, run, "health", || wait_healthy(&state))?;
+        progress.end("");
+        Ok(())
     })?;
-    progress.end("");
+    preflight::record_ports(inst, &state)?;
     // From now on a supervisor started at boot (the systemd unit) starts everything.
     berth_host::fsutil::write_atomic(&autostart_marker(&inst.paths), b"", 0o644, None)?;
     Ok((outcome, state.next_steps))
+}
+
+/// Wait until the app answers at its health URL (at most [`HEALTH_DEADLINE`]).
+pub(crate) fn wait_healthy(state: &DesiredState) -> Result<()> {
+    let url = url::Url::parse(&state.health_url)
+        .map_err(|_| LifecycleError::HealthUrl(state.health_url.clone()))?;
+    http::wait_ok(&url, HEALTH_DEADLINE)
+        .map(|_| ())
+        .map_err(|last| LifecycleError::Health {
+            url: url.to_string(),
+            secs: HEALTH_DEADLINE.as_secs(),
+            last,
+        })
 }
 
 /// Add the last log lines of every service that is not ready to a start error.

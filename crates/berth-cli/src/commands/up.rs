@@ -50,6 +50,12 @@ pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode>
         if !o.reloaded.is_empty() {
             println!("reloaded: {}", o.reloaded.join(", "));
         }
+        if !o.stopped.is_empty() {
+            println!("stopped: {}", o.stopped.join(", "));
+        }
+        if !o.started.is_empty() {
+            println!("started: {}", o.started.join(", "));
+        }
         if !o.hooks_run.is_empty() {
             println!("hooks run: {}", o.hooks_run.join(", "));
         }

@@ -1,0 +1,260 @@
+//! A new desired state applied to an instance as one change: config files, the
+//! supervision plan and the services running with them. When a later part of `up` or
+//! `reconfigure` fails (a service that does not get ready, a failing hook, no answer
+//! at the health URL), the whole change is put back and the services run with the
+//! configuration they had before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use berth_host::converge::{Applied, ConvergePlan};
+use berth_render::DesiredState;
+use berth_state::StateDb;
+use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
+
+use crate::converge::{Outcome, applied_plan, mask_list, step, supervision_plan};
+use crate::error::{LifecycleError, Result};
+use crate::instance::Instance;
+use crate::{preflight, supervisor};
+
+/// Files written and the plan stored, with what it takes to put them back.
+pub(crate) struct Change {
+    /// The file changes, and the services they restart or reload.
+    pub plan: ConvergePlan,
+    applied: Option<Applied>,
+    /// The plan file as it was (`None`: there was none).
+    old_plan_bytes: Option<Vec<u8>>,
+    old_plan: Option<SupervisionPlan>,
+    new_plan: SupervisionPlan,
+    plan_changed: bool,
+    /// Services that had a process before the change.
+    running_before: BTreeSet<String>,
+    /// Whether the supervisor was started for this change (it is stopped again on
+    /// roll back, so the instance is down as it was).
+    pub started_supervisor: bool,
+}
+
+impl Change {
+    /// Write the files (journaled step `converge`) and the supervision plan.
+    pub fn write(
+        inst: &Instance,
+        state: &DesiredState,
+        secrets: &BTreeMap<String, String>,
+        db: &StateDb,
+        run: berth_state::RunId,
+    ) -> Result<Self> {
+        let running_before = preflight::running_services(inst);
+        let plan_path = inst.paths.supervision_plan();
+        let old_plan_bytes = std::fs::read(&plan_path).ok();
+        let old_plan = applied_plan(&plan_path);
+        let new_plan = supervision_plan(inst, state);
+        let (plan, applied) = step(db, run, "converge", || {
+            let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?;
+            let applied = if plan.is_empty() {
+                None
+            } else {
+                Some(berth_host::converge::apply(&plan, state)?)
+            };
+            Ok((plan, applied))
+        })?;
+        let mut change = Self {
+            plan,
+            applied,
+            old_plan_bytes,
+            old_plan,
+            plan_changed: false,
+            new_plan,
+            running_before,
+            started_supervisor: false,
+        };
+        match crate::converge::write_plan(inst, &change.new_plan) {
+            Ok(changed) => change.plan_changed = changed,
+            Err(e) => return Err(change.undo_files_after(e)),
+        }
+        Ok(change)
+    }
+
+    /// The config files written.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.applied
+            .as_ref()
+            .map(|a| a.report.changed.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether nothing was written: then there is nothing to put back.
+    pub fn is_empty(&self) -> bool {
+        self.applied.is_none() && !self.plan_changed
+    }
+
+    /// Whether there is an earlier configuration to go back to. A first `up` has
+    /// none: what it did is kept, and running `berth up` again carries on.
+    fn has_previous(&self) -> bool {
+        self.old_plan.is_some()
+    }
+
+    /// Hand the new plan to a running supervisor (journaled step `apply to
+    /// supervisor`): services whose files or command changed restart or reload,
+    /// services that left the plan stop, services new to it start. Services stopped
+    /// by the administrator stay stopped.
+    pub fn apply_to_supervisor(
+        &self,
+        inst: &Instance,
+        db: &StateDb,
+        run: berth_state::RunId,
+        outcome: &mut Outcome,
+    ) -> Result<()> {
+        if !supervisor::is_running(&inst.paths) {
+            return Ok(());
+        }
+        if self.plan_changed || !self.plan.restart.is_empty() || !self.plan.reload.is_empty() {
+            let req = Request::Apply {
+                plan: self.new_plan.clone(),
+                restart: self.plan.restart.clone(),
+                reload: self.plan.reload.clone(),
+            };
+            let answer = step(db, run, "apply to supervisor", || {
+                supervisor::request(&inst.paths, &req)
+                    .map_err(|e| crate::up::with_failed_logs(inst, e))
+            })?;
+            if let Response::Applied {
+                restarted,
+                reloaded,
+                removed,
+            } = answer
+            {
+                outcome.restarted = restarted;
+                outcome.reloaded = reloaded;
+                outcome.stopped = removed;
+            }
+        }
+        let new = self.new_services();
+        if !new.is_empty() {
+            step(db, run, "start new services", || {
+                supervisor::request(
+                    &inst.paths,
+                    &Request::Start {
+                        target: Target::Many(new.clone()),
+                    },
+                )
+                .map_err(|e| crate::up::with_failed_logs(inst, e))
+            })?;
+            outcome.started = new;
+        }
+        Ok(())
+    }
+
+    /// Services in the new plan that the old one did not have.
+    fn new_services(&self) -> Vec<String> {
+        let Some(old) = &self.old_plan else {
+            return Vec::new();
+        };
+        self.new_plan
+            .services
+            .iter()
+            .filter(|s| !old.services.iter().any(|o| o.name == s.name))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Run `f`; when it fails, put the change back and say so in the error.
+    pub fn guard<T>(
+        &mut self,
+        inst: &Instance,
+        db: &StateDb,
+        run: berth_state::RunId,
+        f: impl FnOnce(&Self) -> Result<T>,
+    ) -> Result<T> {
+        match f(self) {
+            Ok(v) => Ok(v),
+            // Nothing to put back, or nothing to go back to.
+            Err(e) if (self.is_empty() && !self.started_supervisor) || !self.has_previous() => {
+                Err(e)
+            }
+            Err(e) => Err(self.roll_back(inst, db, run, e)),
+        }
+    }
+
+    fn undo_files_after(self, cause: LifecycleError) -> LifecycleError {
+        match self.applied.map(Applied::roll_back) {
+            None | Some(Ok(_)) => cause,
+            Some(Err(undo)) => LifecycleError::RollbackFailed {
+                cause: Box::new(cause),
+                undo: Box::new(undo.into()),
+            },
+        }
+    }
+
+    /// Put files and plan back, give the supervisor the old plan (restarting what the
+    /// change restarted or reloaded), and start again what was running before.
+    fn roll_back(
+        &mut self,
+        inst: &Instance,
+        db: &StateDb,
+        run: berth_state::RunId,
+        cause: LifecycleError,
+    ) -> LifecycleError {
+        let files = self.files().len();
+        let result = step(db, run, "roll back", || self.put_back(inst));
+        match result {
+            Ok(()) => LifecycleError::RolledBack {
+                cause: Box::new(cause),
+                files,
+            },
+            Err(undo) => LifecycleError::RollbackFailed {
+                cause: Box::new(cause),
+                undo: Box::new(undo),
+            },
+        }
+    }
+
+    fn put_back(&mut self, inst: &Instance) -> Result<()> {
+        if let Some(applied) = self.applied.take() {
+            applied.roll_back()?;
+        }
+        let plan_path = inst.paths.supervision_plan();
+        match &self.old_plan_bytes {
+            Some(bytes) => berth_host::fsutil::write_atomic(&plan_path, bytes, 0o600, None)?,
+            None => {
+                let _ = std::fs::remove_file(&plan_path);
+            }
+        }
+        if !supervisor::is_running(&inst.paths) {
+            return Ok(());
+        }
+        if self.started_supervisor {
+            // It was down before this change: down it is again.
+            supervisor::request(&inst.paths, &Request::Shutdown)?;
+            supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
+            return Ok(());
+        }
+        if let Some(old) = &self.old_plan {
+            // What restarted or reloaded for the new files does so again for the old.
+            let known = |names: &[String]| -> Vec<String> {
+                names
+                    .iter()
+                    .filter(|s| old.services.iter().any(|o| &o.name == *s))
+                    .cloned()
+                    .collect()
+            };
+            supervisor::request(
+                &inst.paths,
+                &Request::Apply {
+                    plan: old.clone(),
+                    restart: known(&self.plan.restart),
+                    reload: known(&self.plan.reload),
+                },
+            )?;
+        }
+        let before: Vec<String> = self.running_before.iter().cloned().collect();
+        if !before.is_empty() {
+            supervisor::request(
+                &inst.paths,
+                &Request::Start {
+                    target: Target::Many(before),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
