@@ -547,6 +547,11 @@ impl Actor {
         if let Some(err) = child.stderr.take() {
             pump(err, log, spec.name.clone());
         }
+        // A readiness command can ask about the process it probes (like systemd's $MAINPID).
+        let mut launch = launch;
+        launch
+            .env
+            .insert("BERTH_MAIN_PID".to_owned(), pid.to_string());
         let readiness = spec.readiness.clone();
         let probe = readiness
             .clone()

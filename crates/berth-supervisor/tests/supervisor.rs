@@ -429,6 +429,30 @@ fn a_restart_that_never_gets_ready_is_retried_with_backoff() {
 }
 
 #[test]
+fn a_readiness_command_knows_the_pid_it_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let mut web = service(d, "web", "echo $$ > main.pid; exec sleep 1000");
+    web.readiness = Some(Readiness {
+        probe: Probe::Command {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "test \"$BERTH_MAIN_PID\" = \"$(cat main.pid)\"".into(),
+            ],
+        },
+        timeout: Duration::from_secs(5),
+    });
+    let daemon = Daemon::start(dir, &plan(vec![web]));
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let web = daemon.service("web");
+    assert!(web.ready);
+    assert_eq!(Some(read_pid(&daemon.path("main.pid"))), web.pid);
+}
+
+#[test]
 fn stop_escalates_to_sigkill_after_the_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
