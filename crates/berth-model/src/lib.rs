@@ -180,15 +180,21 @@ impl Diagnostics {
 
     /// `Ok(value)` when empty, else the diagnostics sorted by file and position,
     /// without duplicates.
-    pub fn into_result<T>(mut self, value: T) -> Result<T, Diagnostics> {
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
         if self.0.is_empty() {
             return Ok(value);
         }
+        Err(self.sorted())
+    }
+
+    /// The diagnostics sorted by file and position, without duplicates.
+    #[must_use]
+    pub fn sorted(mut self) -> Self {
         self.0.sort_by(|a, b| {
             (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
         });
         self.0.dedup();
-        Err(self)
+        self
     }
 }
 

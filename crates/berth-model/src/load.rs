@@ -2,7 +2,14 @@
 //! syntax errors and for keys or values serde rejects.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
+
+use serde::Deserialize as _;
+use std::borrow::Cow;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::locate::{Locator, Seg};
 use crate::manifest::Manifest;
@@ -16,8 +23,9 @@ pub const MANIFEST_FILE: &str = "berth.toml";
 impl LoadedManifest {
     /// Reads `dir/berth.toml` and every template its `[[files]]` name (relative to `dir`).
     ///
-    /// Reports syntax errors, unknown keys (with a did-you-mean), values of the wrong
-    /// type and templates that cannot be read. Semantic checks are [`crate::validate`]'s.
+    /// Reports every syntax error and every unknown key (with a did-you-mean), a value
+    /// of the wrong type (naming the key and how to write it) and templates that cannot
+    /// be read. Semantic checks are [`crate::validate`]'s.
     pub fn load(dir: &Path) -> Result<LoadedManifest, Diagnostics> {
         let path = dir.join(MANIFEST_FILE);
         let source_name = path.display().to_string();
@@ -80,13 +88,16 @@ impl LoadedManifest {
     }
 }
 
+/// At most this many unknown keys are reported from one manifest (each costs a parse).
+const MAX_UNKNOWN_KEYS: usize = 50;
+
 fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
     let source = Source::new(name, text);
     syntax_errors(source)?;
-    let mut manifest =
-        toml::from_str::<Manifest>(text).map_err(|e| serde_diagnostic(source, &e))?;
+    let locator = Locator::new(text);
+    let mut manifest = deserialize_all(source, &locator)?;
     if let Err(group) = crate::builtin::add_builtin_settings(&mut manifest) {
-        let span = Locator::new(text).key(&[Seg::Key("settings"), Seg::Key(group)]);
+        let span = locator.key(&[Seg::Key("settings"), Seg::Key(group)]);
         return Err(source
             .diag(
                 span,
@@ -96,6 +107,82 @@ fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
             .into());
     }
     Ok(manifest)
+}
+
+/// Deserializes the manifest, reporting every unknown key at once. serde stops at the
+/// first one, so each is reported and then read as the key its did-you-mean names (or
+/// dropped when there is none), and the rest is read again. The first error of another
+/// kind (wrong type, missing key) ends the search.
+fn deserialize_all(source: Source<'_>, locator: &Locator<'_>) -> Result<Manifest, Diagnostics> {
+    let (mut root, _) = DeTable::parse_recoverable(source.text);
+    let mut diags = Diagnostics::default();
+    loop {
+        let e = match Manifest::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(manifest) => return diags.into_result(manifest),
+            Err(e) => e,
+        };
+        let Some((key, span)) = unknown_key(&e, locator) else {
+            diags.push(serde_diagnostic(source, locator, &e));
+            return Err(diags.sorted());
+        };
+        let allowed = expected_names(e.message());
+        let meant = suggest::closest(key, allowed.iter().copied());
+        let help = suggest::help(key, allowed.iter().copied(), "keys allowed here");
+        diags.push(
+            source
+                .diag(Some(span.clone()), format!("unknown key `{key}`"))
+                .with_help_opt(help),
+        );
+        let fixed = diags.len() < MAX_UNKNOWN_KEYS && fix_key(root.get_mut(), key, &span, meant);
+        if !fixed {
+            return Err(diags.sorted());
+        }
+    }
+}
+
+/// The name and key span of an "unknown field" error. The span is narrowed to the key
+/// when serde points at a whole inline table (as it does inside tagged enums).
+fn unknown_key<'e>(
+    e: &'e toml::de::Error,
+    locator: &Locator<'_>,
+) -> Option<(&'e str, Range<usize>)> {
+    let rest = e.message().strip_prefix("unknown field `")?;
+    let name = rest.split('`').next()?;
+    let span = e.span()?;
+    let span = locator.key_within(name, &span).unwrap_or(span);
+    Some((name, span))
+}
+
+/// Renames the key `name` whose span lies within `span`, somewhere below `table`, to
+/// `to` (or removes it when `to` is `None` or already taken); whether it was found.
+fn fix_key(table: &mut DeTable<'_>, name: &str, span: &Range<usize>, to: Option<&str>) -> bool {
+    let inside = |s: Range<usize>| span.start <= s.start && s.end <= span.end;
+    // Keys compare by name only, and a table holds a name once.
+    if table
+        .keys()
+        .any(|k| k.get_ref() == name && inside(k.span()))
+    {
+        let Some((key, value)) = table.remove_entry(name) else {
+            return false;
+        };
+        if let Some(to) = to.filter(|to| !table.contains_key(*to)) {
+            table.insert(Spanned::new(key.span(), Cow::Owned(to.to_owned())), value);
+        }
+        return true;
+    }
+    table
+        .iter_mut()
+        .any(|(_, v)| fix_key_in(v.get_mut(), name, span, to))
+}
+
+fn fix_key_in(value: &mut DeValue<'_>, name: &str, span: &Range<usize>, to: Option<&str>) -> bool {
+    match value {
+        DeValue::Table(t) => fix_key(t, name, span, to),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .any(|v| fix_key_in(v.get_mut(), name, span, to)),
+        _ => false,
+    }
 }
 
 /// Every TOML syntax error in `source` (the parser recovers and keeps going).
@@ -112,20 +199,12 @@ pub(crate) fn syntax_errors(source: Source<'_>) -> Result<(), Diagnostics> {
     diags.into_result(())
 }
 
-/// A serde error (unknown key, wrong type, missing key) as a diagnostic with a hint.
-fn serde_diagnostic(source: Source<'_>, e: &toml::de::Error) -> Diagnostic {
+/// A serde error (unknown value, wrong type, missing key) as a diagnostic with a hint.
+fn serde_diagnostic(source: Source<'_>, locator: &Locator<'_>, e: &toml::de::Error) -> Diagnostic {
     let msg = e.message();
     let span = e
         .span()
         .filter(|s| !(s.start == 0 && s.end == 0 && msg.starts_with("missing")));
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        let expected = expected_names(rest);
-        let help = suggest::help(name, expected.iter().copied(), "keys allowed here");
-        return source
-            .diag(span, format!("unknown key `{name}`"))
-            .with_help_opt(help);
-    }
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         let name = rest.split('`').next().unwrap_or_default();
         let expected = expected_names(rest);
@@ -143,9 +222,70 @@ fn serde_diagnostic(source: Source<'_>, e: &toml::de::Error) -> Diagnostic {
             ));
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        return source.diag(span, format!("wrong type: {}", plain_types(rest)));
+        let rest = plain_types(rest);
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((&rest, ""));
+        let path = span.as_ref().and_then(|s| locator.path_at(s));
+        let what = path.map_or_else(String::new, |p| format!(" for `{p}`"));
+        let message = if expected.is_empty() {
+            format!("wrong type{what}: {found}")
+        } else {
+            format!("wrong type{what}: expected {expected}, found {found}")
+        };
+        return source
+            .diag(span, message)
+            .with_help_opt(wrong_type_help(expected, found));
     }
     source.diag(span, plain_types(msg))
+}
+
+/// How to write a value serde found of the wrong type, from the words of its message
+/// (`expected` "a string", `found` "integer `640`").
+fn wrong_type_help(expected: &str, found: &str) -> Option<String> {
+    // serde shows a scalar as `kind \`literal\`` (a string as `string "text"`).
+    let literal = found
+        .split_once(['`', '"'])
+        .map(|(_, l)| l.trim_end_matches(['`', '"']));
+    let quoted = found.starts_with("string");
+    if expected.contains("string") && !expected.contains("array") {
+        return Some(match literal {
+            Some(l) if !quoted => format!("quote the value: \"{l}\""),
+            _ => "write one string in double quotes".to_owned(),
+        });
+    }
+    if expected.contains("integer") {
+        let whole = if expected.contains("non-negative") {
+            "a whole number, 0 or more,"
+        } else {
+            "a whole number"
+        };
+        return Some(match literal {
+            Some(l) if quoted && l.trim().parse::<i64>().is_ok() => {
+                format!("write the number without quotes: {}", l.trim())
+            }
+            _ => format!("write {whole} without quotes"),
+        });
+    }
+    if expected.contains("`true` or `false`") {
+        return Some(match literal {
+            Some(l @ ("true" | "false")) if quoted => {
+                format!("write the boolean without quotes: {l}")
+            }
+            _ => "write `true` or `false`, without quotes".to_owned(),
+        });
+    }
+    if expected.contains("an array") {
+        return Some(match literal {
+            Some(l) if quoted => format!("write a list, even of one: [\"{l}\"]"),
+            _ => "write a list in brackets: [\"a\", \"b\"]".to_owned(),
+        });
+    }
+    if expected.contains("a table") {
+        return Some(
+            "write a table: `{ key = value, ... }`, or a `[section]` with its keys below it"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// The backticked names after "expected" in a serde message.

@@ -4,6 +4,7 @@
 //! asks a [`Locator`] for the span to point at. The locator walks the spanned tree
 //! from `toml::de::DeTable`, so it agrees byte for byte with the parser.
 
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -69,6 +70,84 @@ impl<'a> Locator<'a> {
     }
 }
 
+impl Locator<'_> {
+    /// The dotted path (`files[2].mode`) of the key or value whose span is exactly
+    /// `span`, for naming what a parser error points at.
+    pub fn path_at(&self, span: &Range<usize>) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let mut found = None;
+        let mut path = String::new();
+        visit_table(root.get_ref(), &mut path, &mut |path, key, value| {
+            let hit = key.is_some_and(|k| k.span() == *span) || value.span() == *span;
+            if hit && found.is_none() {
+                found = Some(path.to_owned());
+            }
+        });
+        found
+    }
+
+    /// The span of a key called `name` inside `within` (the first in the text), to
+    /// narrow an error that points at a whole inline table down to one of its keys.
+    pub fn key_within(&self, name: &str, within: &Range<usize>) -> Option<Range<usize>> {
+        let root = self.root.as_ref()?;
+        let mut best: Option<Range<usize>> = None;
+        let mut path = String::new();
+        visit_table(root.get_ref(), &mut path, &mut |_, key, _| {
+            let Some(key) = key.filter(|k| k.get_ref() == name) else {
+                return;
+            };
+            let span = key.span();
+            let inside = within.start <= span.start && span.end <= within.end;
+            if inside && best.as_ref().is_none_or(|b| span.start < b.start) {
+                best = Some(span);
+            }
+        });
+        best
+    }
+}
+
+/// A key as the spanned parser gives it.
+type Key<'a> = Spanned<std::borrow::Cow<'a, str>>;
+
+/// Calls `f(path, key, value)` for every key and array element below `table`,
+/// parents before children. `path` is the dotted path of `table` on entry.
+fn visit_table<'a>(
+    table: &DeTable<'a>,
+    path: &mut String,
+    f: &mut impl FnMut(&str, Option<&Key<'a>>, &Spanned<DeValue<'a>>),
+) {
+    for (k, v) in table {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(k.get_ref());
+        f(path, Some(k), v);
+        visit_value(v, path, f);
+        path.truncate(len);
+    }
+}
+
+fn visit_value<'a>(
+    value: &Spanned<DeValue<'a>>,
+    path: &mut String,
+    f: &mut impl FnMut(&str, Option<&Key<'a>>, &Spanned<DeValue<'a>>),
+) {
+    match value.get_ref() {
+        DeValue::Table(t) => visit_table(t, path, f),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                f(path, None, item);
+                visit_value(item, path, f);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn find<'t, 'a>(
     table: &'t DeTable<'a>,
     key: &str,
@@ -113,5 +192,20 @@ mod tests {
             .key(&[Seg::Key("services"), Seg::Key("web"), Seg::Key("nope")])
             .unwrap();
         assert_eq!(&text[span], "web");
+    }
+
+    #[test]
+    fn names_what_a_span_points_at() {
+        let text = "[[files]]\npath = \"a\"\n[[files]]\nmode = 640\n\n[c]\nb = { kind = \"x\", pyton = 1 }\n";
+        let loc = Locator::new(text);
+        let at = text.find("640").unwrap();
+        assert_eq!(loc.path_at(&(at..at + 3)).as_deref(), Some("files[1].mode"));
+        let at = text.find("mode").unwrap();
+        assert_eq!(loc.path_at(&(at..at + 4)).as_deref(), Some("files[1].mode"));
+        assert_eq!(loc.path_at(&(0..1)), None);
+        let table = text.find('{').unwrap()..text.find('}').unwrap() + 1;
+        let key = loc.key_within("pyton", &table).unwrap();
+        assert_eq!(&text[key], "pyton");
+        assert_eq!(loc.key_within("path", &table), None);
     }
 }

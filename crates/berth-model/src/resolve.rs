@@ -10,7 +10,7 @@ use crate::site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig};
 use crate::span::Source;
 use crate::validate::manifest_diag;
 use crate::value::{check_http_url, check_value, parse_duration, parse_size};
-use crate::{Diagnostics, Facts, LoadedManifest};
+use crate::{Diagnostic, Diagnostics, Facts, LoadedManifest};
 
 /// Where the app is reached when neither the site nor the manifest says.
 pub const FALLBACK_EXTERNAL_URL: &str = "http://127.0.0.1:8080/";
@@ -40,40 +40,7 @@ pub fn resolve(
     for (group, keys) in &m.manifest.settings {
         for (key, decl) in keys {
             let name = format!("{group}.{key}");
-            let path = [Seg::Key("settings"), Seg::Key(group), Seg::Key(key)];
-            let mut resolved: Option<Resolved> = None;
-
-            if let Some(default) = &decl.default {
-                match check_value(&name, decl, default) {
-                    Ok(value) => {
-                        resolved = Some(Resolved {
-                            value,
-                            origin: Origin::Default,
-                        })
-                    }
-                    Err(p) => diags.push(
-                        manifest_diag(
-                            m,
-                            &[path[0], path[1], path[2], Seg::Key("default")],
-                            p.message,
-                        )
-                        .with_help_opt(p.help),
-                    ),
-                }
-            } else if let Some(expr) = &decl.derive {
-                match derive(&name, decl, expr, &facts_value) {
-                    Ok(value) => {
-                        resolved = Some(Resolved {
-                            value,
-                            origin: Origin::Derived,
-                        })
-                    }
-                    Err((message, help)) => diags.push(
-                        manifest_diag(m, &[path[0], path[1], path[2], Seg::Key("derive")], message)
-                            .with_help_opt(help),
-                    ),
-                }
-            }
+            let mut resolved = base_value(m, (group, key), decl, &facts_value, &mut diags);
 
             if let Some(p) = &profile
                 && let Some(e) = profile_entries
@@ -85,7 +52,7 @@ pub fn resolve(
                         resolved = Some(Resolved {
                             value,
                             origin: Origin::Profile,
-                        })
+                        });
                     }
                     Err(problem) => diags.push(
                         manifest_diag(
@@ -107,20 +74,14 @@ pub fn resolve(
 
             match resolved {
                 Some(r) => {
-                    settings.entry(group.clone()).or_default().insert(key.clone(), r);
+                    settings
+                        .entry(group.clone())
+                        .or_default()
+                        .insert(key.clone(), r);
                 }
-                None if decl.default.is_none() && decl.derive.is_none() => diags.push(
-                    Source::new(&site.file, &site.source)
-                        .diag(None, format!("`{name}` has no default and is not set"))
-                        .with_help(format!(
-                            "set it in the site config:\n\n    [{group}]\n    {key} = ...\n\n{}",
-                            if decl.description.is_empty() {
-                                String::new()
-                            } else {
-                                format!("  ({})", decl.description)
-                            }
-                        ).trim_end().to_owned()),
-                ),
+                None if decl.default.is_none() && decl.derive.is_none() => {
+                    diags.push(not_set(site, group, key, decl));
+                }
                 None => {} // already reported
             }
         }
@@ -177,6 +138,57 @@ fn external_url(
     url.set_query(None);
     url.set_fragment(None);
     Some(url)
+}
+
+/// The value a setting has before any profile or site: its `default`, or its `derive`
+/// expression evaluated against the facts.
+fn base_value(
+    m: &LoadedManifest,
+    (group, key): (&str, &str),
+    decl: &SettingDecl,
+    facts: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Resolved> {
+    let name = format!("{group}.{key}");
+    let (result, origin, field) = if let Some(default) = &decl.default {
+        let r = check_value(&name, decl, default).map_err(|p| (p.message, p.help));
+        (r, Origin::Default, "default")
+    } else {
+        let expr = decl.derive.as_ref()?;
+        (derive(&name, decl, expr, facts), Origin::Derived, "derive")
+    };
+    match result {
+        Ok(value) => Some(Resolved { value, origin }),
+        Err((message, help)) => {
+            let path = [
+                Seg::Key("settings"),
+                Seg::Key(group),
+                Seg::Key(key),
+                Seg::Key(field),
+            ];
+            diags.push(manifest_diag(m, &path, message).with_help_opt(help));
+            None
+        }
+    }
+}
+
+/// A setting with no default, no `derive` and no value: where and how to set it.
+fn not_set(site: &SiteConfig, group: &str, key: &str, decl: &SettingDecl) -> Diagnostic {
+    let about = if decl.description.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", decl.description)
+    };
+    Source::new(&site.file, &site.source)
+        .diag(
+            None,
+            format!("`{group}.{key}` has no default and is not set"),
+        )
+        .with_help(
+            format!("set it in the site config:\n\n    [{group}]\n    {key} = ...\n\n{about}")
+                .trim_end()
+                .to_owned(),
+        )
 }
 
 /// Evaluates a `derive` expression, converts the result to the declared type and

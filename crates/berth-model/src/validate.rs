@@ -309,50 +309,7 @@ impl Validator<'_> {
     fn setting_decl(&mut self, group: &str, key: &str, decl: &SettingDecl, path: &[Seg<'_>]) {
         let name = format!("{group}.{key}");
         let sub = |k: &'static str| [path[0], path[1], path[2], Seg::Key(k)];
-        let numeric = matches!(
-            decl.kind,
-            SettingType::Int | SettingType::Port | SettingType::Size | SettingType::Duration
-        );
-        let stringy = matches!(decl.kind, SettingType::String | SettingType::StringList);
-        for (field, present, ok, applies) in [
-            (
-                "min",
-                decl.min.is_some(),
-                numeric,
-                "int, port, size and duration",
-            ),
-            (
-                "max",
-                decl.max.is_some(),
-                numeric,
-                "int, port, size and duration",
-            ),
-            (
-                "enum",
-                decl.choices.is_some(),
-                stringy,
-                "string and string_list",
-            ),
-            (
-                "pattern",
-                decl.pattern.is_some(),
-                stringy,
-                "string and string_list",
-            ),
-        ] {
-            if present && !ok {
-                self.at_key(
-                    &sub(field),
-                    format!(
-                        "`{field}` does not apply to `{name}`, a {:?} setting",
-                        decl.kind
-                    ),
-                    Some(format!(
-                        "`{field}` only applies to {applies} settings; remove it"
-                    )),
-                );
-            }
-        }
+        self.fields_apply(&name, decl, path);
         if let (Some(min), Some(max)) = (decl.min, decl.max)
             && min > max
         {
@@ -408,6 +365,55 @@ impl Validator<'_> {
             }
             (None, Some(expr)) => self.derive_expr(&name, expr, &sub("derive")),
             (None, None) => {}
+        }
+    }
+
+    /// `min`/`max` only on numeric settings, `enum`/`pattern` only on string ones.
+    fn fields_apply(&mut self, name: &str, decl: &SettingDecl, path: &[Seg<'_>]) {
+        let sub = |k: &'static str| [path[0], path[1], path[2], Seg::Key(k)];
+        let numeric = matches!(
+            decl.kind,
+            SettingType::Int | SettingType::Port | SettingType::Size | SettingType::Duration
+        );
+        let stringy = matches!(decl.kind, SettingType::String | SettingType::StringList);
+        for (field, present, ok, applies) in [
+            (
+                "min",
+                decl.min.is_some(),
+                numeric,
+                "int, port, size and duration",
+            ),
+            (
+                "max",
+                decl.max.is_some(),
+                numeric,
+                "int, port, size and duration",
+            ),
+            (
+                "enum",
+                decl.choices.is_some(),
+                stringy,
+                "string and string_list",
+            ),
+            (
+                "pattern",
+                decl.pattern.is_some(),
+                stringy,
+                "string and string_list",
+            ),
+        ] {
+            if present && !ok {
+                self.at_key(
+                    &sub(field),
+                    format!(
+                        "`{field}` does not apply to `{name}`, a {:?} setting",
+                        decl.kind
+                    ),
+                    Some(format!(
+                        "`{field}` only applies to {applies} settings; remove it"
+                    )),
+                );
+            }
         }
     }
 
@@ -723,16 +729,34 @@ impl Validator<'_> {
             let shown: Vec<String> = cycle.iter().map(WaitNode::to_string).collect();
             let edge_path = graph.edge_path(&cycle[0], &cycle[1]);
             let path: Vec<Seg<'_>> = edge_path.iter().map(|s| s.as_seg()).collect();
+            let entries: Vec<String> = cycle
+                .windows(2)
+                .map(|pair| self.edge_entry(&graph.edge_path(&pair[0], &pair[1])))
+                .collect();
             self.at_value(
                 &path,
                 format!("dependency cycle: {}", shown.join(" -> ")),
-                Some(
-                    "nothing in a cycle can ever start; remove one of these `depends_on` \
-                     (or hook `after`/`before`) entries"
-                        .to_owned(),
-                ),
+                Some(format!(
+                    "nothing in a cycle can ever start; remove one of these entries: {}",
+                    entries.join(", ")
+                )),
             );
         }
+    }
+
+    /// One edge of a cycle as the manifest declares it, for the fix:
+    /// `"b" in [services.a] depends_on (line 12)`.
+    fn edge_entry(&self, path: &[Owned]) -> String {
+        let segs: Vec<Seg<'_>> = path.iter().map(Owned::as_seg).collect();
+        let (Some(span), [Owned::Key(section), Owned::Key(name), Owned::Key(list), ..]) =
+            (self.loc.value(&segs), path)
+        else {
+            return String::from("?");
+        };
+        let text = self.src.text;
+        let entry = text.get(span.clone()).unwrap_or_default();
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        format!("{entry} in `[{section}.{name}] {list}` (line {line})")
     }
 
     fn templates(&mut self) {
@@ -885,15 +909,9 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
         );
     }
     if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {
-        let base = [key("backup"), key("database")];
-        out.push((
-            vec![base[0].clone(), base[1].clone(), key("host")],
-            db.host.clone(),
-        ));
-        out.push((
-            vec![base[0].clone(), base[1].clone(), key("port")],
-            db.port.clone(),
-        ));
+        for (k, v) in [("host", &db.host), ("port", &db.port)] {
+            out.push((vec![key("backup"), key("database"), key(k)], v.clone()));
+        }
     }
     for (name, s) in &m.services {
         for (i, addr) in s.listen.iter().enumerate() {

@@ -61,7 +61,7 @@ pub(crate) fn check_value(
                 type_phrase(decl.kind),
                 found_phrase(v)
             ),
-            type_hint(decl.kind, v),
+            Some(type_hint(decl, v)),
         )
     };
     match decl.kind {
@@ -150,28 +150,62 @@ pub(crate) fn check_value(
     }
 }
 
-/// A hint for a value of the wrong type that is probably the right value mistyped.
-fn type_hint(kind: SettingType, v: &toml::Value) -> Option<String> {
-    match (kind, v) {
+/// How to write a value of the wrong type: the value itself fixed when it is probably
+/// the right value mistyped (`"4"` for an integer), else what to write instead.
+fn type_hint(decl: &SettingDecl, v: &toml::Value) -> String {
+    let scalar = !matches!(v, toml::Value::Array(_) | toml::Value::Table(_));
+    match (decl.kind, v) {
         (SettingType::Int | SettingType::Port, toml::Value::String(s))
             if s.trim().parse::<i64>().is_ok() =>
         {
-            Some(format!("write the number without quotes: {}", s.trim()))
+            format!("write the number without quotes: {}", s.trim())
         }
         (SettingType::Bool, toml::Value::String(s)) if matches!(s.as_str(), "true" | "false") => {
-            Some(format!("write the boolean without quotes: {s}"))
+            format!("write the boolean without quotes: {s}")
         }
         (SettingType::Duration, toml::Value::Integer(n)) => {
-            Some(format!("write it as a string with a unit: \"{n}s\""))
+            format!("write it as a string with a unit: \"{n}s\"")
         }
-        (SettingType::String | SettingType::Url | SettingType::Duration, _) => Some(format!(
-            "quote the value: \"{}\"",
+        (SettingType::String | SettingType::Url | SettingType::Duration, _) if scalar => {
+            format!("quote the value: \"{}\"", v.to_string().trim_matches('"'))
+        }
+        (SettingType::StringList, toml::Value::String(s)) => format!("write a list: [\"{s}\"]"),
+        (SettingType::StringList, _) if scalar => format!(
+            "write a list of quoted strings: [\"{}\"]",
             v.to_string().trim_matches('"')
-        )),
-        (SettingType::StringList, toml::Value::String(s)) => {
-            Some(format!("write a list: [\"{s}\"]"))
+        ),
+        (SettingType::Int, _) => format!(
+            "write a whole number{}, without quotes",
+            allowed_range(decl.min, decl.max)
+        ),
+        (SettingType::Port, _) => format!(
+            "write a whole number{}, without quotes",
+            allowed_range(decl.min.or(Some(1)), decl.max.or(Some(65535)))
+        ),
+        (SettingType::Bool, _) => "write `true` or `false`, without quotes".to_owned(),
+        (SettingType::Size, _) => {
+            "write a number of bytes without quotes (`1048576`), or a number and a unit in \
+             quotes (`\"512MB\"`)"
+                .to_owned()
         }
-        _ => None,
+        (SettingType::Duration, _) => {
+            "write a number and a unit in quotes, e.g. \"30s\" or \"5m\"".to_owned()
+        }
+        (SettingType::Url, _) => {
+            "write an absolute URL in quotes, e.g. \"https://example.com/\"".to_owned()
+        }
+        (SettingType::String, _) => "write one value in double quotes".to_owned(),
+        (SettingType::StringList, _) => "write a list of quoted strings: [\"a\", \"b\"]".to_owned(),
+    }
+}
+
+/// ` between 1 and 8`, ` of at least 1`, ` of at most 8`, or nothing.
+fn allowed_range(min: Option<i64>, max: Option<i64>) -> String {
+    match (min, max) {
+        (Some(min), Some(max)) => format!(" between {min} and {max}"),
+        (Some(min), None) => format!(" of at least {min}"),
+        (None, Some(max)) => format!(" of at most {max}"),
+        (None, None) => String::new(),
     }
 }
 
@@ -324,6 +358,56 @@ pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
 #[cfg(test)]
 mod tests {
     use super::{format_size, parse_size};
+
+    #[test]
+    fn a_wrong_type_always_says_what_to_write() {
+        use crate::manifest::{SettingDecl, SettingType};
+        let decl = |kind, min, max| SettingDecl {
+            kind,
+            description: String::new(),
+            default: None,
+            derive: None,
+            min,
+            max,
+            choices: None,
+            pattern: None,
+        };
+        let hint = |d: &SettingDecl, v: &str| {
+            let doc: toml::Table = format!("v = {v}").parse().unwrap();
+            super::type_hint(d, &doc["v"])
+        };
+        let port = decl(SettingType::Port, None, None);
+        assert_eq!(
+            hint(&port, "\"eighty\""),
+            "write a whole number between 1 and 65535, without quotes"
+        );
+        assert_eq!(hint(&port, "\"80\""), "write the number without quotes: 80");
+        let int = decl(SettingType::Int, Some(1), Some(8));
+        assert_eq!(
+            hint(&int, "2.5"),
+            "write a whole number between 1 and 8, without quotes"
+        );
+        assert_eq!(
+            hint(&decl(SettingType::Int, None, None), "[1]"),
+            "write a whole number, without quotes"
+        );
+        assert_eq!(
+            hint(&decl(SettingType::Bool, None, None), "\"yes\""),
+            "write `true` or `false`, without quotes"
+        );
+        assert_eq!(
+            hint(&decl(SettingType::String, None, None), "5"),
+            "quote the value: \"5\""
+        );
+        assert_eq!(
+            hint(&decl(SettingType::String, None, None), "[\"a\"]"),
+            "write one value in double quotes"
+        );
+        assert_eq!(
+            hint(&decl(SettingType::StringList, None, None), "5"),
+            "write a list of quoted strings: [\"5\"]"
+        );
+    }
 
     #[test]
     fn sizes() {

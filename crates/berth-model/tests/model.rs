@@ -78,6 +78,13 @@ fn site_wrong_type() {
 }
 
 #[test]
+fn site_wrong_type_without_an_obvious_fix() {
+    assert_snapshot!(site_errors(
+        "[web]\nport = \"eighty\"\nworkers = 2.5\npersist = \"yes\"\n[redis]\npersist = \"no\"\n"
+    ));
+}
+
+#[test]
 fn site_out_of_range() {
     assert_snapshot!(site_errors("[web]\nworkers = 64\nport = 70000\n"));
 }
@@ -167,6 +174,47 @@ fn manifest_unknown_key_with_did_you_mean() {
         "{APP}\n[services.web]\ncomponent = \"app\"\ncommand = [\"x\"]\ndepends = [\"db\"]\n"
     );
     assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn manifest_every_unknown_key_at_once() {
+    let text = format!(
+        "{APP}summry = \"x\"\n\n[components.app]\nsource = \"bundled\"\n\
+         build = {{ kind = \"python-venv\", pyton = \">=3.11\", requirements = [] }}\n\n\
+         [services.web]\ncomponent = \"app\"\ncomand = [\"x\"]\ndepends = [\"db\"]\n\n\
+         [[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nowner = \"web\"\nmod = \"0644\"\n\n\
+         [servces.db]\ncomponent = \"app\"\n"
+    );
+    assert_snapshot!(manifest_errors(&text).to_string());
+}
+
+#[test]
+fn manifest_wrong_types_name_the_key_and_the_fix() {
+    for (line, what) in [
+        (
+            "[[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nowner = \"x\"\nmode = 640\n",
+            "mode",
+        ),
+        (
+            "[components.app]\nsource = \"system\"\noptional = \"yes\"\n",
+            "optional",
+        ),
+        (
+            "[components.app]\nsource = \"system\"\npackages = \"redis\"\n",
+            "packages",
+        ),
+        ("[secrets.key]\nlength = \"32\"\n", "length"),
+        (
+            "[components.app]\nsource = \"system\"\ndata_dirs = 5\n",
+            "data_dirs",
+        ),
+    ] {
+        let err = manifest_errors(&format!("{APP}\n{line}")).to_string();
+        assert!(err.contains("= help: "), "{what}: no help in\n{err}");
+        insta::with_settings!({ snapshot_suffix => what }, {
+            assert_snapshot!(err);
+        });
+    }
 }
 
 #[test]
