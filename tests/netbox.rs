@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service, snapshot_tree};
+use berth_tests::{
+    Berth, files_under, http_request, prefix_dir, root, run_as_service, snapshot_tree,
+};
 
 const PORT: u16 = 38080;
 
@@ -23,6 +25,9 @@ t.save()
 print('TOKEN=' + t.get_auth_header_prefix() + t.token)
 ";
 
+const SITE: &str = "external_url = \"http://127.0.0.1:38080/\"\n\
+    [postgresql]\nport = 35433\n[redis]\nport = 36380\n[web]\nport = 38001\nworkers = 2\n";
+
 struct Down<'a>(&'a Berth);
 
 impl Drop for Down<'_> {
@@ -35,10 +40,7 @@ impl Drop for Down<'_> {
 fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     let dir = prefix_dir("netbox");
     let b = Berth::new(dir.path(), &root().join("examples/netbox"));
-    b.write_site(&format!(
-        "external_url = \"http://127.0.0.1:{PORT}/\"\n\
-         [postgresql]\nport = 35433\n[redis]\nport = 36380\n[web]\nport = 38001\nworkers = 2\n"
-    ));
+    b.write_site(SITE);
     let _down = Down(&b);
     let up = b.run(&["up"]).expect(0);
     assert!(
@@ -144,7 +146,92 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
     assert_eq!(b.pids(), pids);
 
+    one_setting_restarts_only_web_and_worker(&b, &headers);
+    killed_services_come_back(&b, &headers);
+    secrets_are_private_and_never_shown(&b);
+
     backup_destroy_restore(&b, &auth);
+}
+
+fn api_status(headers: &[(&str, &str)]) -> serde_json::Value {
+    let (code, body) = http_request("GET", PORT, "/api/status/", headers, None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// NetBox's time zone is in `configuration.py`, which only web and worker read.
+fn one_setting_restarts_only_web_and_worker(b: &Berth, headers: &[(&str, &str)]) {
+    let before = b.pids();
+    b.write_site(&format!("{SITE}[netbox]\ntime_zone = \"Europe/Berlin\"\n"));
+    let r = b.run(&["reconfigure"]).expect(0);
+    assert!(r.stdout.contains("configuration.py"), "{}", r.stdout);
+    let after = b.pids();
+    for svc in ["web", "worker"] {
+        assert_ne!(after[svc], before[svc], "{svc} was not restarted");
+    }
+    for svc in ["postgresql", "redis", "nginx"] {
+        assert_eq!(after[svc], before[svc], "{svc} was restarted");
+    }
+    let conf = std::fs::read_to_string(b.prefix.join("etc/netbox/configuration.py")).unwrap();
+    assert!(conf.contains("Europe/Berlin"), "{conf}");
+    assert!(api_status(headers)["rq-workers-running"].as_u64() >= Some(1));
+}
+
+/// kill -9 of gunicorn's master and of the worker: each comes back, ready, and the app
+/// answers. The worker is ready only once the new process registered with Redis (the
+/// killed one's registration is still there: its pid is not the new one).
+fn killed_services_come_back(b: &Berth, headers: &[(&str, &str)]) {
+    for svc in ["web", "worker"] {
+        let before = b.pids();
+        let old = before[svc];
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(old).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let start = Instant::now();
+        while b.pids().get(svc).is_none_or(|p| *p == old) {
+            assert!(start.elapsed() < Duration::from_mins(1), "{svc} not restarted");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        b.wait_all_ready(Duration::from_mins(4));
+        let after = b.pids();
+        for (other, pid) in &before {
+            if other != svc {
+                assert_eq!(after[other], *pid, "{other} was restarted");
+            }
+        }
+        let (code, body) = http_request("GET", PORT, "/login/", &[], None).unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert!(api_status(headers)["rq-workers-running"].as_u64() >= Some(1));
+    }
+}
+
+/// Every secret file is 0600 in a 0700 directory, and no value appears in berth's
+/// output (every command this test ran) or in any log under the prefix.
+fn secrets_are_private_and_never_shown(b: &Berth) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = b.prefix.join("secrets");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let mut values = Vec::new();
+    for f in files_under(&dir) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+        values.push(std::fs::read_to_string(&f).unwrap().trim().to_owned());
+    }
+    assert!(values.len() >= 5, "{values:?}");
+    b.run(&["config", "show"]).expect(0);
+    b.run(&["history"]).expect(0);
+    let mut haystack = b.transcript.lock().unwrap().clone();
+    for f in files_under(&b.prefix.join("log")) {
+        haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+    }
+    for (i, v) in values.iter().enumerate() {
+        assert!(
+            !haystack.contains(v.as_str()),
+            "secret #{i} appears in berth's output or a log"
+        );
+    }
 }
 
 /// A small valid PNG (NetBox checks uploads with Pillow), made with the standard library.

@@ -331,6 +331,8 @@ fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stoppe
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("stopped: redis"), "{}", r.stdout);
     assert!(!s.berth.pids().contains_key("redis"));
+    let hist = s.berth.run(&["history", "-n", "1"]).expect(0);
+    assert!(hist.stdout.contains("stopped: redis"), "{}", hist.stdout);
 
     // An administrator stops nginx; a reconfigure that changes the app leaves it stopped.
     s.berth.run(&["stop", "nginx"]).expect(0);

@@ -1,5 +1,6 @@
 //! Distribution packages (Debian family): which are missing, and installing them.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::error::stderr_tail;
@@ -36,12 +37,26 @@ pub fn missing(packages: &[String]) -> Result<Vec<String>> {
     Ok(missing)
 }
 
+/// What [`install`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The distribution's own service units of the new packages, disabled (and
+    /// stopped) because berth supervises these programs itself.
+    pub units_disabled: Vec<String>,
+}
+
 /// Installs `packages` with `apt-get install -y --no-install-recommends`, without
 /// questions. When apt does not know a package, it updates its lists and tries once
 /// more. Needs root.
-pub fn install(packages: &[String]) -> Result<()> {
+///
+/// The packages' own daemons are not started (a `policy-rc.d` that denies every
+/// start is in place during the install, as Debian's policy provides for), and where
+/// systemd runs, the service units they bring are disabled: otherwise the
+/// distribution's nginx or PostgreSQL would take the ports of the app's own at the
+/// next boot.
+pub fn install(packages: &[String]) -> Result<Installed> {
     if packages.is_empty() {
-        return Ok(());
+        return Ok(Installed::default());
     }
     if !users::is_root() {
         return Err(HostError::PackagesNeedRoot {
@@ -49,6 +64,104 @@ pub fn install(packages: &[String]) -> Result<()> {
             hint: install_hint(packages),
         });
     }
+    {
+        let _guard = NoAutostart::engage(Path::new(POLICY_RC_D))?;
+        apt_install(packages)?;
+    }
+    let mut units = Vec::new();
+    for package in packages {
+        units.extend(service_units(package)?);
+    }
+    if !units.is_empty() && Path::new("/run/systemd/system").is_dir() {
+        let out = Command::new("systemctl")
+            .args(["disable", "--now", "--quiet"])
+            .args(&units)
+            .output()
+            .map_err(|source| HostError::Spawn {
+                program: "systemctl".to_owned(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(HostError::PackageInstall {
+                packages: format!("(disabling {})", units.join(" ")),
+                status: out.status,
+                stderr: stderr_tail(&out.stderr, 10),
+            });
+        }
+        return Ok(Installed {
+            units_disabled: units,
+        });
+    }
+    Ok(Installed::default())
+}
+
+/// Where Debian's `invoke-rc.d` looks for the local start policy.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A `policy-rc.d` denying every daemon start (exit 101) while it lives. An existing
+/// one is left alone: the administrator's policy applies then.
+struct NoAutostart {
+    path: PathBuf,
+    created: bool,
+}
+
+impl NoAutostart {
+    fn engage(path: &Path) -> Result<Self> {
+        if path.exists() {
+            return Ok(Self {
+                path: path.to_path_buf(),
+                created: false,
+            });
+        }
+        crate::fsutil::write_atomic(
+            path,
+            b"#!/bin/sh\n# Written by berth while it installs packages: start no daemon.\nexit 101\n",
+            0o755,
+            None,
+        )?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            created: true,
+        })
+    }
+}
+
+impl Drop for NoAutostart {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The systemd service units (not templates) a package installed.
+fn service_units(package: &str) -> Result<Vec<String>> {
+    let out = Command::new("dpkg-query")
+        .args(["-L", package])
+        .output()
+        .map_err(|source| HostError::Spawn {
+            program: "dpkg-query".to_owned(),
+            source,
+        })?;
+    Ok(units_in_file_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn units_in_file_list(list: &str) -> Vec<String> {
+    let mut units: Vec<String> = list
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("/lib/systemd/system/")
+                .or_else(|| l.strip_prefix("/usr/lib/systemd/system/"))
+        })
+        .filter(|name| name.ends_with(".service") && !name.contains('/') && !name.contains('@'))
+        .map(str::to_owned)
+        .collect();
+    units.sort();
+    units.dedup();
+    units
+}
+
+fn apt_install(packages: &[String]) -> Result<()> {
     let out = apt_get(&["install", "-y", "--no-install-recommends"], packages)?;
     if out.status.success() {
         return Ok(());
@@ -141,6 +254,36 @@ mod tests {
 
     #[test]
     fn installing_nothing_does_nothing() {
-        install(&[]).unwrap();
+        assert_eq!(install(&[]).unwrap(), Installed::default());
+    }
+
+    #[test]
+    fn service_units_are_found_in_a_file_list() {
+        let list = "/.\n/lib/systemd/system\n/lib/systemd/system/nginx.service\n\
+                    /lib/systemd/system/postgresql@.service\n/usr/lib/systemd/system/redis-server.service\n\
+                    /lib/systemd/system/redis-server.service\n/lib/systemd/system/x.socket\n\
+                    /etc/init.d/nginx\n/lib/systemd/system/nginx.service.d/override.conf\n";
+        assert_eq!(
+            units_in_file_list(list),
+            ["nginx.service", "redis-server.service"]
+        );
+    }
+
+    #[test]
+    fn no_autostart_policy_denies_and_goes_away_but_keeps_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy-rc.d");
+        {
+            let _guard = NoAutostart::engage(&path).unwrap();
+            let out = Command::new(&path).status().unwrap();
+            assert_eq!(out.code(), Some(101), "denies every start");
+        }
+        assert!(!path.exists());
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+        drop(NoAutostart::engage(&path).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "#!/bin/sh\nexit 0\n"
+        );
     }
 }

@@ -62,6 +62,8 @@ pub(crate) fn recorded(o: &Outcome) -> RunOutcome {
         services_restarted: o.restarted.clone(),
         services_reloaded: o.reloaded.clone(),
         hooks_run: o.hooks_run.clone(),
+        services_stopped: o.stopped.clone(),
+        services_started: o.started.clone(),
     }
 }
 

@@ -115,8 +115,14 @@ pub(crate) fn ensure_packages(
             });
         }
         progress.begin(&format!("Installing packages: {}", missing.join(", ")));
-        berth_host::packages::install(&missing)?;
+        let installed = berth_host::packages::install(&missing)?;
         progress.end("");
+        if !installed.units_disabled.is_empty() {
+            progress.note(&format!(
+                "Disabled the packages' own services ({}): berth runs these programs itself",
+                installed.units_disabled.join(", ")
+            ));
+        }
     }
     let absent: Vec<String> = state
         .binaries

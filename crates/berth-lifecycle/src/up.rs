@@ -50,6 +50,8 @@ pub fn up(
     progress.begin("Checking system packages");
     preflight::ensure_packages(&preview, inst.facts.is_root, progress)?;
     progress.end("");
+    // Again: a package's own daemon may have been started by a local start policy.
+    preflight::check_ports(inst, &preview, &running)?;
     if !inst.facts.is_root {
         for b in &preview.bundles {
             let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;

@@ -63,6 +63,12 @@ pub struct RunOutcome {
     pub services_reloaded: Vec<String>,
     /// Hooks run.
     pub hooks_run: Vec<String>,
+    /// Services stopped because they left the plan.
+    #[serde(default)]
+    pub services_stopped: Vec<String>,
+    /// Services started because they are new to the plan.
+    #[serde(default)]
+    pub services_started: Vec<String>,
 }
 
 /// A run as stored.
@@ -85,7 +91,8 @@ pub struct RunRecord {
 }
 
 const RUN_COLUMNS: &str = "id, kind, detail, started_at, finished_at, duration_ms, status, error, \
-     files_changed, services_restarted, services_reloaded, hooks_run";
+     files_changed, services_restarted, services_reloaded, hooks_run, services_stopped, \
+     services_started";
 
 /// A row of `runs`, before its text columns are decoded.
 struct RawRun {
@@ -97,7 +104,7 @@ struct RawRun {
     duration_ms: Option<i64>,
     status: Option<String>,
     error: Option<String>,
-    lists: [Option<String>; 4],
+    lists: [Option<String>; 6],
 }
 
 impl RawRun {
@@ -111,7 +118,14 @@ impl RawRun {
             duration_ms: row.get(5)?,
             status: row.get(6)?,
             error: row.get(7)?,
-            lists: [row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?],
+            lists: [
+                row.get(8)?,
+                row.get(9)?,
+                row.get(10)?,
+                row.get(11)?,
+                row.get(12)?,
+                row.get(13)?,
+            ],
         })
     }
 }
@@ -150,13 +164,15 @@ impl StateDb {
             &outcome.services_restarted,
             &outcome.services_reloaded,
             &outcome.hooks_run,
+            &outcome.services_stopped,
+            &outcome.services_started,
         ]
         .map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned()));
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, duration_ms = ?3, status = ?4, error = ?5,
                      files_changed = ?6, services_restarted = ?7, services_reloaded = ?8,
-                     hooks_run = ?9
+                     hooks_run = ?9, services_stopped = ?10, services_started = ?11
                  WHERE id = ?1 AND finished_at IS NULL",
                 params![
                     id.0,
@@ -168,6 +184,8 @@ impl StateDb {
                     lists[1],
                     lists[2],
                     lists[3],
+                    lists[4],
+                    lists[5],
                 ],
             )
             .map_err(|e| self.query_err(format!("record the end of run {id}"), e))?;
@@ -239,7 +257,7 @@ impl StateDb {
                         ));
                     }
                 };
-                let [files, restarted, reloaded, hooks] = raw.lists;
+                let [files, restarted, reloaded, hooks, stopped, started] = raw.lists;
                 let list = |text: Option<String>, what: &str| -> Result<Vec<String>, StateError> {
                     text.map_or(Ok(Vec::new()), |t| {
                         serde_json::from_str(&t)
@@ -252,6 +270,8 @@ impl StateDb {
                     services_restarted: list(restarted, "restarted services")?,
                     services_reloaded: list(reloaded, "reloaded services")?,
                     hooks_run: list(hooks, "hooks run")?,
+                    services_stopped: list(stopped, "stopped services")?,
+                    services_started: list(started, "started services")?,
                 })
             }
         };

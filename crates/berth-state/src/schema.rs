@@ -52,4 +52,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE IF EXISTS applied;
     DROP INDEX IF EXISTS runs_unfinished;
     ",
+    // 3: services a run stopped (they left the plan) and started (new to it).
+    "
+    ALTER TABLE runs ADD COLUMN services_stopped TEXT;
+    ALTER TABLE runs ADD COLUMN services_started TEXT;
+    ",
 ];

@@ -234,6 +234,8 @@ fn finished_run_keeps_its_outcome_and_duration() {
         services_restarted: vec!["web".to_owned()],
         services_reloaded: vec!["nginx".to_owned()],
         hooks_run: vec!["migrate".to_owned()],
+        services_stopped: vec!["redis".to_owned()],
+        services_started: vec!["cache".to_owned()],
     };
     db.finish_run(run, &outcome).unwrap();
     let record = db.history(1).unwrap().remove(0);

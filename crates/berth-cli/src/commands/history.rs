@@ -53,6 +53,8 @@ fn line(r: &berth_state::RunRecord) -> String {
     for (label, list) in [
         ("restarted", &o.services_restarted),
         ("reloaded", &o.services_reloaded),
+        ("stopped", &o.services_stopped),
+        ("started", &o.services_started),
         ("hooks", &o.hooks_run),
     ] {
         if !list.is_empty() {
