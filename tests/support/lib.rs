@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -198,32 +198,48 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every file, directory and symlink under `dir` with its mode and content hash:
-/// two equal snapshots mean nothing under `dir` changed.
+/// `dir` itself and every file, directory and symlink under it, each with its owner
+/// (uid:gid), mode and content (a file's hash, a symlink's target): two equal
+/// snapshots mean nothing under `dir` changed, not even an owner or a permission bit.
+/// `dir` itself is the entry with the empty path.
 pub fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     if !dir.exists() {
         return out;
     }
+    out.insert(PathBuf::new(), describe(dir));
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let p = e.path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let mode = meta.permissions().mode();
-            let desc = if meta.is_dir() {
+            if p.is_dir() && !p.is_symlink() {
                 stack.push(p.clone());
-                format!("dir {mode:o}")
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                format!("file {mode:o} {}", hex::encode(Sha256::digest(&bytes)))
-            } else {
-                format!("other {mode:o}")
-            };
-            out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), desc);
+            }
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), describe(&p));
         }
     }
     out
+}
+
+/// One [`snapshot_tree`] entry: kind, owner, mode and content of `p` (not followed).
+fn describe(p: &Path) -> String {
+    let meta = std::fs::symlink_metadata(p).unwrap();
+    let mode = meta.permissions().mode();
+    let owner = format!("{}:{}", meta.uid(), meta.gid());
+    if meta.is_dir() {
+        format!("dir {owner} {mode:o}")
+    } else if meta.is_file() {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        format!(
+            "file {owner} {mode:o} {}",
+            hex::encode(Sha256::digest(&bytes))
+        )
+    } else if meta.is_symlink() {
+        let target = std::fs::read_link(p).unwrap_or_default();
+        format!("symlink {owner} {mode:o} -> {}", target.display())
+    } else {
+        format!("other {owner} {mode:o}")
+    }
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`: (status, body).
