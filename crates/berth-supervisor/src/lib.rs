@@ -77,3 +77,4 @@ pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
+pub use probe::http_get_status;

@@ -84,6 +84,26 @@ async fn probe_once(probe: &Probe, launch: &Launch) -> Result<(), String> {
     }
 }
 
+/// One GET of `url` from outside the daemon (`berth up` waiting for the app's front
+/// door): the request the readiness probe makes, given at most `within`.
+///
+/// # Errors
+/// What went wrong, as a sentence naming the URL.
+pub fn http_get_status(url: &str, within: Duration) -> Result<u16, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("GET {url}: {err}"))?;
+    rt.block_on(async {
+        timeout(within, http_status(url)).await.map_err(|_| {
+            format!(
+                "GET {url}: no answer within {}",
+                humantime::format_duration(within)
+            )
+        })?
+    })
+}
+
 /// Split `http://host[:port][/path]` into `host:port`, `host` and `/path`.
 fn split_url(url: &str) -> Result<(String, String, String), String> {
     let rest = url
@@ -145,6 +165,28 @@ async fn http_status(url: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocking_get_reads_the_status_and_gives_up_in_time() {
+        use std::io::{Read, Write};
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health?x=1", server.local_addr().unwrap());
+        let answer = std::thread::spawn(move || {
+            let (mut conn, _) = server.accept().unwrap();
+            let mut req = [0_u8; 256];
+            let n = conn.read(&mut req).unwrap();
+            conn.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").unwrap();
+            // Silent on the second connection, which stays open past the client's limit.
+            let (silent, _) = server.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            drop(silent);
+            String::from_utf8_lossy(&req[..n]).into_owned()
+        });
+        assert_eq!(http_get_status(&url, Duration::from_secs(5)), Ok(204));
+        let err = http_get_status(&url, Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("no answer within 200ms"), "{err}");
+        assert!(answer.join().unwrap().starts_with("GET /health?x=1 HTTP/1.0\r\n"));
+    }
 
     #[test]
     fn urls() {
