@@ -57,21 +57,25 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         cmd.current_dir(cwd);
     }
     let mut home = None;
+    let mut switch = None;
     if let Some(user) = &hook.user {
         let u = nix::unistd::User::from_name(user)
             .ok()
             .flatten()
             .ok_or_else(|| failed(format!("runs as user `{user}`, which does not exist")))?;
-        // std drops supplementary groups when it changes the uid.
-        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         cmd.env("USER", user).env("LOGNAME", user);
-        home = Some(u.dir);
+        home = Some(u.dir.clone());
+        switch = Some(u);
     }
     if let Some(h) = home.or_else(|| std::env::var_os("HOME").map(Into::into)) {
         cmd.env("HOME", h);
     }
     // Own process group, so a timeout kills the hook and everything it started.
     crate::supervisor::in_new_session(&mut cmd);
+    if let Some(u) = switch {
+        as_user(&mut cmd, &u)
+            .map_err(|e| failed(format!("could not switch to `{}`: {e}", u.name)))?;
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("could not be started (`{program}`: {e})")))?;
@@ -286,6 +290,32 @@ pub(crate) fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
         order.push(&hooks[i]);
     }
     order
+}
+
+/// Run `cmd` as `user` with the user's supplementary groups, as the supervisor runs
+/// services (std's `uid()` would drop every supplementary group).
+fn as_user(cmd: &mut Command, user: &nix::unistd::User) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(user.name.as_str())
+        .map_err(|_| std::io::Error::other("the user name contains a NUL byte"))?;
+    let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, user.gid)?
+        .into_iter()
+        .map(nix::unistd::Gid::as_raw)
+        .collect();
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) on data prepared
+    // before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) == -1
+                || libc::setgid(gid) == -1
+                || libc::setuid(uid) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
