@@ -1,5 +1,8 @@
 //! Bad input gets a precise error, exit status 2, and changes nothing: every case
-//! compares the whole prefix before and after.
+//! compares the whole prefix (contents, modes and owners) before and after.
+//!
+//! Each case checks the whole message: what is wrong, `file:line:column`, the source
+//! line and the `help:` line that says how to fix it.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -8,6 +11,8 @@ use berth_tests::{Berth, fixture, prefix_dir, snapshot_tree};
 
 /// Write `site` into a fresh prefix, run `berth <args>`, and check that it fails with
 /// `code`, that stderr holds every `expected` fragment, and that the prefix is unchanged.
+/// Returns stderr with the prefix and manifest directories written `<prefix>` and
+/// `<manifest>`.
 fn rejects(manifest: &Path, site: &str, args: &[&str], code: i32, expected: &[&str]) -> String {
     let dir = prefix_dir("bad");
     let b = Berth::new(dir.path(), manifest);
@@ -20,115 +25,274 @@ fn rejects(manifest: &Path, site: &str, args: &[&str], code: i32, expected: &[&s
         "exit status for {site:?}\nstdout: {}\nstderr: {}",
         r.stdout, r.stderr
     );
+    let stderr = r
+        .stderr
+        .replace(&manifest.display().to_string(), "<manifest>")
+        .replace(&dir.path().display().to_string(), "<prefix>");
     for e in expected {
-        assert!(r.stderr.contains(e), "stderr lacks {e:?}:\n{}", r.stderr);
+        assert!(stderr.contains(e), "stderr lacks {e:?}:\n{stderr}");
     }
+    assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(
         before, after,
         "the prefix changed although berth refused the input"
     );
-    r.stderr
+    stderr
+}
+
+/// [`rejects`] with exit status 2 and exactly `lines` on stderr.
+fn rejects_with(manifest: &Path, site: &str, args: &[&str], lines: &[&str]) {
+    let stderr = rejects(manifest, site, args, 2, &[]);
+    assert_eq!(stderr.trim_end(), lines.join("\n"), "\n{stderr}");
+}
+
+/// [`rejects`] with exit status 2 and each of `lines`, whole and in this order, on
+/// stderr (for files whose line numbers the test does not fix).
+fn rejects_with_lines(manifest: &Path, site: &str, args: &[&str], lines: &[&str]) {
+    let stderr = rejects(manifest, site, args, 2, &[]);
+    let mut rest = stderr.lines();
+    for want in lines {
+        assert!(
+            rest.any(|l| l == *want),
+            "stderr lacks the line {want:?} (or has it out of order):\n{stderr}"
+        );
+    }
 }
 
 fn stack() -> std::path::PathBuf {
     fixture("ministack")
 }
 
+/// 1-based line and column (in characters) where `needle` first occurs in `text` after
+/// the first occurrence of `after`.
+fn position(text: &str, after: &str, needle: &str) -> (usize, usize) {
+    let from = text.find(after).unwrap_or_else(|| panic!("no {after:?}"));
+    let at = from
+        + text[from..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} after {after:?}"));
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..at].matches('\n').count() + 1;
+    (line, text[line_start..at].chars().count() + 1)
+}
+
+// ---- site.toml --------------------------------------------------------------------
+
 #[test]
 fn toml_syntax_error_names_line_and_column() {
-    let err = rejects(
+    rejects_with(
         &stack(),
         "[app\ngreeting = \"hi\"\n",
         &["up"],
-        2,
-        &["site.toml:1:"],
+        &[
+            "error: invalid TOML: unclosed table, expected `]`",
+            "  --> <prefix>/site.toml:1:5",
+            "  |",
+            "1 | [app",
+            "  |     ^",
+            "  = help: see https://toml.io for the syntax",
+            "",
+            "1 error found",
+        ],
     );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn unknown_key_gets_did_you_mean() {
-    rejects(
+    rejects_with(
         &stack(),
         "[app]\ngreting = \"hi\"\n",
         &["up"],
-        2,
-        &["site.toml:2:1", "greting", "did you mean `greeting`"],
+        &[
+            "error: unknown setting `app.greting`",
+            "  --> <prefix>/site.toml:2:1",
+            "  |",
+            "2 | greting = \"hi\"",
+            "  | ^^^^^^^",
+            "  = help: did you mean `greeting`?",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn unknown_group_gets_did_you_mean() {
-    rejects(
+    rejects_with(
         &stack(),
         "[postgres]\nport = 5433\n",
         &["reconfigure"],
-        2,
-        &["site.toml:1:", "did you mean `postgresql`"],
+        &[
+            "error: unknown key or group `postgres`",
+            "  --> <prefix>/site.toml:1:2",
+            "  |",
+            "1 | [postgres]",
+            "  |  ^^^^^^^^",
+            "  = help: did you mean `postgresql`?",
+            "",
+            "1 error found",
+        ],
+    );
+}
+
+/// A value of the wrong type that is not the right value mistyped still gets a fix.
+#[test]
+fn wrong_type_is_reported_with_the_expected_type() {
+    rejects_with(
+        &stack(),
+        "[app]\nport = \"eighty\"\n",
+        &["config", "check"],
+        &[
+            "error: expected a port number (an integer from 1 to 65535) for `app.port`, found a string",
+            "  --> <prefix>/site.toml:2:8",
+            "  |",
+            "2 | port = \"eighty\"",
+            "  |        ^^^^^^^^",
+            "  = help: write a whole number between 1 and 65535, without quotes",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
-fn wrong_type_is_reported_with_the_expected_type() {
-    rejects(
+fn wrong_type_that_is_the_right_value_quoted() {
+    rejects_with(
         &stack(),
-        "[app]\nport = \"eighty\"\n",
-        &["config", "check"],
-        2,
-        &["site.toml:2:8", "app.port"],
+        "[app]\nthreads = \"4\"\n",
+        &["up"],
+        &[
+            "error: expected an integer for `app.threads`, found a string",
+            "  --> <prefix>/site.toml:2:11",
+            "  |",
+            "2 | threads = \"4\"",
+            "  |           ^^^",
+            "  = help: write the number without quotes: 4",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn out_of_range_port() {
-    rejects(
+    rejects_with(
         &stack(),
         "[postgresql]\nport = 70000\n",
         &["up"],
-        2,
-        &["site.toml:2:8", "70000"],
+        &[
+            "error: `postgresql.port` = 70000 is not a valid port",
+            "  --> <prefix>/site.toml:2:8",
+            "  |",
+            "2 | port = 70000",
+            "  |        ^^^^^",
+            "  = help: a port is an integer from 1 to 65535",
+            "",
+            "1 error found",
+        ],
+    );
+}
+
+#[test]
+fn out_of_the_declared_range() {
+    rejects_with(
+        &stack(),
+        "[app]\nthreads = 9\n",
+        &["up"],
+        &[
+            "error: `app.threads` = 9 is out of range (too large)",
+            "  --> <prefix>/site.toml:2:11",
+            "  |",
+            "2 | threads = 9",
+            "  |           ^",
+            "  = help: `app.threads` must be from 1 to 8",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn pattern_mismatch() {
-    rejects(
+    rejects_with(
         &stack(),
         "[app]\ngreeting = \"HELLO!\"\n",
         &["up"],
-        2,
-        &["site.toml:2:", "[a-z ]+"],
+        &[
+            "error: `HELLO!` does not have the form `app.greeting` requires",
+            "  --> <prefix>/site.toml:2:12",
+            "  |",
+            "2 | greeting = \"HELLO!\"",
+            "  |            ^^^^^^^^",
+            "  = help: the whole value must match the regular expression `[a-z ]+`",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn invalid_external_url() {
-    rejects(
+    rejects_with(
         &stack(),
         "external_url = \"not a url\"\n",
         &["up"],
-        2,
-        &["site.toml:1:16", "external_url"],
+        &[
+            "error: `not a url` is not a valid `external_url`: it has no scheme (it must start with `http://` or `https://`)",
+            "  --> <prefix>/site.toml:1:16",
+            "  |",
+            "1 | external_url = \"not a url\"",
+            "  |                ^^^^^^^^^^^",
+            "  = help: write the absolute URL people use to reach the app, e.g. \"https://app.example.com/\"",
+            "",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn every_error_is_reported_at_once() {
     let site = "[app]\ngreting = \"hi\"\nport = 0\n[nginx]\nlisten = 5\n";
-    rejects(
+    rejects_with(
         &stack(),
         site,
         &["up"],
-        2,
-        &["site.toml:2:1", "site.toml:3:", "site.toml:5:", "3 errors"],
+        &[
+            "error: unknown setting `app.greting`",
+            "  --> <prefix>/site.toml:2:1",
+            "  |",
+            "2 | greting = \"hi\"",
+            "  | ^^^^^^^",
+            "  = help: did you mean `greeting`?",
+            "",
+            "error: `app.port` = 0 is not a valid port",
+            "  --> <prefix>/site.toml:3:8",
+            "  |",
+            "3 | port = 0",
+            "  |        ^",
+            "  = help: a port is an integer from 1 to 65535",
+            "",
+            "error: expected a string for `nginx.listen`, found an integer",
+            "  --> <prefix>/site.toml:5:10",
+            "  |",
+            "5 | listen = 5",
+            "  |          ^",
+            "  = help: quote the value: \"5\"",
+            "",
+            "3 errors found",
+        ],
     );
 }
 
-/// Copy the fixture manifest into a temp dir, with `edit` applied to one of its files.
-fn edited_manifest(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+// ---- the manifest and its templates -------------------------------------------------
+
+/// Copy the fixture manifest into a temp dir, with `edit` applied to one of its files;
+/// also returns the edited file's text.
+fn edited_manifest(file: &str, edit: impl Fn(&str) -> String) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let src = stack();
     std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    let mut edited = None;
     for entry in ["berth.toml"].into_iter().map(String::from).chain(
         std::fs::read_dir(src.join("templates"))
             .unwrap()
@@ -136,36 +300,142 @@ fn edited_manifest(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempD
             .map(|e| format!("templates/{}", e.file_name().to_string_lossy())),
     ) {
         let text = std::fs::read_to_string(src.join(&entry)).unwrap();
-        let text = if entry == file { edit(&text) } else { text };
+        let text = if entry == file {
+            let new = edit(&text);
+            assert_ne!(new, text, "the edit of {file} changed nothing");
+            edited = Some(new.clone());
+            new
+        } else {
+            text
+        };
         std::fs::write(dir.path().join(&entry), text).unwrap();
     }
-    dir
+    (
+        dir,
+        edited.unwrap_or_else(|| panic!("no {file} in the fixture")),
+    )
 }
 
 #[test]
 fn template_using_an_undeclared_setting() {
-    let m = edited_manifest("templates/app.json.j2", |t| {
+    let (m, text) = edited_manifest("templates/app.json.j2", |t| {
         t.replace("settings.app.threads", "settings.app.thrads")
     });
-    rejects(
+    let (line, col) = position(&text, "", "settings.app.thrads");
+    let source = text.lines().nth(line - 1).unwrap();
+    rejects_with_lines(
         m.path(),
         "",
         &["up"],
-        2,
-        &["settings.app.thrads", "templates/app.json.j2"],
+        &[
+            "error: template `templates/app.json.j2` uses `settings.app.thrads`, which the manifest does not declare",
+            &format!("  --> <manifest>/templates/app.json.j2:{line}:{col}"),
+            &format!("{line} | {source}"),
+            "  = help: did you mean `settings.app.threads`?",
+            "1 error found",
+        ],
     );
 }
 
 #[test]
 fn dependency_cycle_in_the_manifest() {
-    let m = edited_manifest("berth.toml", |t| {
+    let (m, text) = edited_manifest("berth.toml", |t| {
         t.replace(
             "[services.postgresql]\ncomponent = \"postgresql\"\n",
             "[services.postgresql]\ncomponent = \"postgresql\"\ndepends_on = [\"nginx\"]\n",
         )
     });
-    rejects(m.path(), "", &["up"], 2, &["cycle", "postgresql"]);
+    // The cycle is reported at its first edge, and the fix names all three.
+    let (app, col) = position(&text, "[services.app]", "\"postgresql\"");
+    let (pg, _) = position(&text, "[services.postgresql]", "depends_on = [\"nginx\"]");
+    let (nginx, _) = position(&text, "[services.nginx]", "depends_on = [\"app\"]");
+    rejects_with_lines(
+        m.path(),
+        "",
+        &["up"],
+        &[
+            "error: dependency cycle: app -> postgresql -> nginx -> app",
+            &format!("  --> <manifest>/berth.toml:{app}:{col}"),
+            &format!("{app} | depends_on = [\"postgresql\", \"redis\"]"),
+            &format!(
+                "  = help: nothing in a cycle can ever start; remove one of these entries: \
+                 \"postgresql\" in `[services.app] depends_on` (line {app}), \
+                 \"nginx\" in `[services.postgresql] depends_on` (line {pg}), \
+                 \"app\" in `[services.nginx] depends_on` (line {nginx})"
+            ),
+            "1 error found",
+        ],
+    );
 }
+
+#[test]
+fn manifest_toml_syntax_error() {
+    let (m, text) = edited_manifest("berth.toml", |t| t.replacen("[app]\n", "[app\n", 1));
+    let (line, _) = position(&text, "", "[app\n");
+    rejects_with_lines(
+        m.path(),
+        "",
+        &["up"],
+        &[
+            "error: invalid TOML: unclosed table, expected `]`",
+            &format!("  --> <manifest>/berth.toml:{line}:5"),
+            &format!("{line} | [app"),
+            "  = help: see https://toml.io for the syntax",
+            "1 error found",
+        ],
+    );
+}
+
+/// Every unknown key is reported, not only the first.
+#[test]
+fn manifest_unknown_keys_get_did_you_mean() {
+    let (m, text) = edited_manifest("berth.toml", |t| {
+        t.replacen("summary = ", "sumary = ", 1).replacen(
+            "data_dirs = [\"nginx\"]",
+            "data_dir = [\"nginx\"]",
+            1,
+        )
+    });
+    let (summary, _) = position(&text, "", "sumary = ");
+    let (data_dir, _) = position(&text, "", "data_dir = ");
+    rejects_with_lines(
+        m.path(),
+        "",
+        &["up"],
+        &[
+            "error: unknown key `sumary`",
+            &format!("  --> <manifest>/berth.toml:{summary}:1"),
+            "  = help: did you mean `summary`?",
+            "error: unknown key `data_dir`",
+            &format!("  --> <manifest>/berth.toml:{data_dir}:1"),
+            &format!("{data_dir} | data_dir = [\"nginx\"]"),
+            "  = help: did you mean `data_dirs`?",
+            "2 errors found",
+        ],
+    );
+}
+
+#[test]
+fn manifest_wrong_type() {
+    let (m, text) = edited_manifest("berth.toml", |t| {
+        t.replacen("health_path = \"/health\"", "health_path = 5", 1)
+    });
+    let (line, col) = position(&text, "health_path = ", "5");
+    rejects_with_lines(
+        m.path(),
+        "",
+        &["up"],
+        &[
+            "error: wrong type for `app.health_path`: expected a string, found integer `5`",
+            &format!("  --> <manifest>/berth.toml:{line}:{col}"),
+            &format!("{line} | health_path = 5"),
+            "  = help: quote the value: \"5\"",
+            "1 error found",
+        ],
+    );
+}
+
+// ---- the host ---------------------------------------------------------------------
 
 #[test]
 fn a_port_already_taken_is_reported_before_anything_starts() {
@@ -184,6 +454,7 @@ fn a_port_already_taken_is_reported_before_anything_starts() {
 /// As a normal user berth cannot install packages: it stops with the exact command to
 /// run, before changing anything.
 #[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
 fn missing_packages_as_a_normal_user_name_the_apt_get_line() {
     use std::os::unix::fs::PermissionsExt;
     if !berth_tests::is_root() {
