@@ -89,6 +89,14 @@ fn up_serves_the_app_through_nginx() {
     for svc in st["services"].as_array().unwrap() {
         assert_eq!(svc["state"], "ready", "{st:#}");
     }
+    // The supervisor runs the instance's own copy of berth, not the build's.
+    let own = s.berth.prefix.join("bin/berth");
+    let sup = st["supervisor_pid"].as_u64().unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{sup}/exe")).unwrap(),
+        own,
+        "{st:#}"
+    );
     // A second `up` is safe and changes nothing.
     let pids = s.berth.pids();
     s.berth.run(&["up"]).expect(0);

@@ -188,7 +188,13 @@ pub fn scheduled_job(
         return None;
     }
     let every = humantime::parse_duration(&schedule).ok()?;
-    let exe = std::env::current_exe().ok()?;
+    // The instance's own copy (what its supervisor runs), once `up` has put it there.
+    let installed = crate::release::installed_berth(&inst.paths);
+    let exe = if installed.exists() {
+        installed
+    } else {
+        std::env::current_exe().ok()?
+    };
     let mut argv = vec![
         exe.display().to_string(),
         "--prefix".to_owned(),

@@ -108,6 +108,10 @@ pub(crate) fn prepare(
     step(db, run, "bundles", || {
         release::ensure_bundles(preview, progress)
     })?;
+    let installed = step(db, run, "install berth", || {
+        release::install_berth(&inst.paths, berth_exe)
+    })?;
+    let berth_exe = installed.as_path();
     let state = render(inst, &secrets)?;
 
     progress.begin("Writing configuration");
