@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// berth: install, configure, supervise and upgrade a multi-service app from one config file.
+/// berth: install, configure, supervise, upgrade and back up a multi-service app from one manifest.
+///
+/// `about` shows the package description (Cargo.toml), which this line repeats.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {

@@ -395,7 +395,10 @@ fn default_job_timeout() -> String {
     "1h".to_owned()
 }
 
-/// `[hooks.<name>]`: a one-shot step run by `berth up`/`reconfigure`/`upgrade`.
+/// `[hooks.<name>]`: a one-shot step, run when due by `berth up` and by a
+/// `berth reconfigure` that changed something (there is no `upgrade` command: `up`
+/// installs a new app `version` and runs its `release` hooks); `berth restore` runs the
+/// ones `[backup.database] restore_after` names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookDecl {
