@@ -332,6 +332,14 @@ fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stoppe
         "{}",
         dry.stdout
     );
+    let redis_conf = s.berth.prefix.join("etc/redis/redis.conf");
+    assert!(
+        dry.stdout
+            .contains(&format!("- remove {}", redis_conf.display())),
+        "{}",
+        dry.stdout
+    );
+    assert!(redis_conf.exists(), "--dry-run removed a file");
     assert!(
         s.berth.pids().contains_key("redis"),
         "--dry-run stopped redis"
@@ -339,6 +347,14 @@ fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stoppe
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("stopped: redis"), "{}", r.stdout);
     assert!(!s.berth.pids().contains_key("redis"));
+    assert!(
+        !redis_conf.exists(),
+        "the config of a switched-off component stays"
+    );
+    assert!(
+        s.berth.prefix.join("data/redis").is_dir(),
+        "its data must stay"
+    );
     let hist = s.berth.run(&["history", "-n", "1"]).expect(0);
     assert!(hist.stdout.contains("stopped: redis"), "{}", hist.stdout);
 
@@ -347,6 +363,7 @@ fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stoppe
     s.berth.write_site(&site("", ""));
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("started: redis"), "{}", r.stdout);
+    assert!(redis_conf.exists());
     let st = s.berth.status();
     let nginx = st["services"]
         .as_array()

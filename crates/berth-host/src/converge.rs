@@ -31,6 +31,10 @@ pub struct ConvergePlan {
     pub dirs: Vec<DirChange>,
     /// Files to create or update, or to give another mode or owner.
     pub files: Vec<FileChange>,
+    /// Files berth wrote before that the desired state no longer has (e.g. the config
+    /// of a component switched off): they are removed. See [`ConvergePlan::remove_stale`].
+    #[serde(default)]
+    pub removed: Vec<PathBuf>,
     /// Services to restart because a file they read changed.
     pub restart: Vec<String>,
     /// Services to reload because a file they read changed (never also in `restart`).
@@ -96,7 +100,25 @@ pub struct FileChange {
 impl ConvergePlan {
     /// Whether there is nothing to do: no user, directory or file changes.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.dirs.is_empty() && self.files.is_empty()
+        self.users.is_empty()
+            && self.dirs.is_empty()
+            && self.files.is_empty()
+            && self.removed.is_empty()
+    }
+
+    /// Plan the removal of the files of `previous` (what berth wrote last time) that
+    /// `state` no longer has and that still exist. Only config files berth wrote are
+    /// ever removed; directories and data stay.
+    #[must_use]
+    pub fn remove_stale(mut self, state: &DesiredState, previous: &[PathBuf]) -> Self {
+        let wanted: BTreeSet<&Path> = state.files.iter().map(|f| f.path.as_path()).collect();
+        self.removed = previous
+            .iter()
+            .filter(|p| !wanted.contains(p.as_path()))
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+            .cloned()
+            .collect();
+        self
     }
 }
 
@@ -163,6 +185,7 @@ pub fn plan(
         users,
         dirs,
         files,
+        removed: Vec::new(),
         restart,
         reload,
     })
@@ -407,6 +430,9 @@ impl fmt::Display for ConvergePlan {
                 }
             }
         }
+        for path in &self.removed {
+            writeln!(f, "- remove {}", path.display())?;
+        }
         if !self.restart.is_empty() {
             writeln!(f, "restart: {}", self.restart.join(", "))?;
         }
@@ -541,6 +567,10 @@ pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
             apply_file(plan, change, &files, &mut undo)?;
             report.changed.push(change.path.clone());
         }
+        for path in &plan.removed {
+            remove_file(path, &mut undo)?;
+            report.changed.push(path.clone());
+        }
         Ok(())
     });
     match result {
@@ -656,6 +686,26 @@ fn apply_file(
             Ok(())
         }
     }
+}
+
+/// Remove a file berth wrote, keeping its content to put it back.
+fn remove_file(path: &Path, undo: &mut Vec<Undo>) -> Result<()> {
+    let meta = metadata(path)?;
+    let content = std::fs::read(path).map_err(|source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::remove_file(path).map_err(|source| HostError::Remove {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    undo.push(Undo::RestoreFile {
+        path: path.to_path_buf(),
+        content,
+        mode: meta.mode() & 0o7777,
+        owner: (meta.uid(), meta.gid()),
+    });
+    Ok(())
 }
 
 /// The uid and gid to give a path: the named user, or berth's own user; `None` when

@@ -415,3 +415,38 @@ fn an_applied_change_can_be_put_back_whole_later() {
     );
     assert!(converge::plan(&state, &mask(), false).unwrap().is_empty());
 }
+
+#[test]
+fn files_berth_no_longer_wants_are_removed_and_come_back_on_roll_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = desired(tmp.path());
+    up(&state);
+    let previous: Vec<std::path::PathBuf> = state.files.iter().map(|f| f.path.clone()).collect();
+    let mut next = desired(tmp.path());
+    let gone = next.files.remove(1);
+    // A file berth never wrote is never touched.
+    let foreign = next.paths.etc.join("admin-notes.txt");
+    std::fs::write(&foreign, "mine").unwrap();
+
+    let plan = converge::plan(&next, &mask(), false)
+        .unwrap()
+        .remove_stale(&next, &previous);
+    assert_eq!(plan.removed, [gone.path.clone()]);
+    assert!(!plan.is_empty());
+    assert!(
+        plan.to_string()
+            .contains(&format!("- remove {}", gone.path.display())),
+        "{plan}"
+    );
+    let applied = converge::apply(&plan, &next).unwrap();
+    assert!(!gone.path.exists());
+    assert!(foreign.exists());
+    let again = converge::plan(&next, &mask(), false)
+        .unwrap()
+        .remove_stale(&next, &previous);
+    assert!(again.is_empty(), "{again}");
+
+    applied.roll_back().unwrap();
+    assert_eq!(std::fs::read_to_string(&gone.path).unwrap(), gone.content);
+    assert_eq!(mode_of(&gone.path), gone.mode);
+}

@@ -12,7 +12,10 @@ use berth_render::DesiredState;
 use berth_state::StateDb;
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
-use crate::converge::{Outcome, applied_plan, mask_list, step, supervision_plan};
+use crate::converge::{
+    Outcome, applied_plan, managed_files, managed_files_path, mask_list, step, supervision_plan,
+    write_managed_files,
+};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::{preflight, supervisor};
@@ -22,6 +25,8 @@ pub(crate) struct Change {
     /// The file changes, and the services they restart or reload.
     pub plan: ConvergePlan,
     applied: Option<Applied>,
+    /// The list of files berth wrote, as it was.
+    old_managed: Option<Vec<u8>>,
     /// The plan file as it was (`None`: there was none).
     old_plan_bytes: Option<Vec<u8>>,
     old_plan: Option<SupervisionPlan>,
@@ -48,8 +53,10 @@ impl Change {
         let old_plan_bytes = std::fs::read(&plan_path).ok();
         let old_plan = applied_plan(&plan_path);
         let new_plan = supervision_plan(inst, state);
+        let old_managed = std::fs::read(managed_files_path(inst)).ok();
         let (plan, applied) = step(db, run, "converge", || {
-            let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?;
+            let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?
+                .remove_stale(state, &managed_files(inst));
             let applied = if plan.is_empty() {
                 None
             } else {
@@ -60,6 +67,7 @@ impl Change {
         let mut change = Self {
             plan,
             applied,
+            old_managed,
             old_plan_bytes,
             old_plan,
             plan_changed: false,
@@ -67,9 +75,11 @@ impl Change {
             running_before,
             started_supervisor: false,
         };
-        match crate::converge::write_plan(inst, &change.new_plan) {
+        let written = write_managed_files(inst, state)
+            .and_then(|()| crate::converge::write_plan(inst, &change.new_plan));
+        match written {
             Ok(changed) => change.plan_changed = changed,
-            Err(e) => return Err(change.undo_files_after(e)),
+            Err(e) => return Err(change.undo_files_after(inst, e)),
         }
         Ok(change)
     }
@@ -175,7 +185,8 @@ impl Change {
         }
     }
 
-    fn undo_files_after(self, cause: LifecycleError) -> LifecycleError {
+    fn undo_files_after(self, inst: &Instance, cause: LifecycleError) -> LifecycleError {
+        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
         match self.applied.map(Applied::roll_back) {
             None | Some(Ok(_)) => cause,
             Some(Err(undo)) => LifecycleError::RollbackFailed {
@@ -212,6 +223,7 @@ impl Change {
         if let Some(applied) = self.applied.take() {
             applied.roll_back()?;
         }
+        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
         let plan_path = inst.paths.supervision_plan();
         match &self.old_plan_bytes {
             Some(bytes) => berth_host::fsutil::write_atomic(&plan_path, bytes, 0o600, None)?,
@@ -257,4 +269,13 @@ impl Change {
         }
         Ok(())
     }
+}
+
+/// Put a small state file back as it was (`None`: it did not exist). Best effort: a
+/// stale list only means a file is not removed, or removed one converge later.
+fn restore_file(path: &std::path::Path, old: Option<&[u8]>) {
+    let _ = match old {
+        Some(bytes) => berth_host::fsutil::write_atomic(path, bytes, 0o644, None).map(drop),
+        None => std::fs::remove_file(path).or(Ok(())),
+    };
 }

@@ -143,6 +143,32 @@ pub fn mask(text: &str, secrets: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Where the list of config files berth wrote last is kept.
+pub(crate) fn managed_files_path(inst: &Instance) -> PathBuf {
+    inst.paths.state.join("managed-files.json")
+}
+
+/// The config files berth wrote last (none before the first converge).
+pub(crate) fn managed_files(inst: &Instance) -> Vec<PathBuf> {
+    std::fs::read(managed_files_path(inst))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Remember the config files of `state`, so that a later converge removes those
+/// it no longer has.
+pub(crate) fn write_managed_files(inst: &Instance, state: &DesiredState) -> Result<()> {
+    let files: Vec<&Path> = state.files.iter().map(|f| f.path.as_path()).collect();
+    let bytes = serde_json::to_vec_pretty(&files)?;
+    let path = managed_files_path(inst);
+    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    berth_host::fsutil::write_atomic(&path, &bytes, 0o644, None)?;
+    Ok(())
+}
+
 /// The currently applied supervision plan, if any.
 pub(crate) fn applied_plan(path: &Path) -> Option<SupervisionPlan> {
     let bytes = std::fs::read(path).ok()?;
@@ -170,7 +196,8 @@ fn changed_services(old: Option<&SupervisionPlan>, new: &SupervisionPlan) -> Vec
 pub fn dry_run(inst: &Instance) -> Result<String> {
     let secrets = secrets(inst, false)?;
     let state = render(inst, &secrets)?;
-    let plan = berth_host::converge::plan(&state, &mask_list(&secrets), inst.facts.is_root)?;
+    let plan = berth_host::converge::plan(&state, &mask_list(&secrets), inst.facts.is_root)?
+        .remove_stale(&state, &managed_files(inst));
     let new_plan = supervision_plan(inst, &state);
     let old_plan = applied_plan(&inst.paths.supervision_plan());
     let mut out = String::new();
