@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # python3-venv: the per-user test builds its virtualenv with Debian's python3.
 # openssh-server and openssh-client: backups to an SFTP target go to a throwaway sshd
 # on 127.0.0.1; zstd and tar: archives are checked with the standard tools too.
+# gcc and libc6-dev: the build compiles the C of bundled SQLite and zstd; the NetBox
+# example compiles psycopg's C extension (berth installs its libpq-dev itself).
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
-  openssh-server openssh-client zstd tar)
+  openssh-server openssh-client zstd tar gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
