@@ -19,7 +19,7 @@ fn site(app: &str, nginx: &str) -> String {
     format!("{BASE_SITE}[app]\nport = 48001\n{app}[nginx]\n{nginx}")
 }
 /// Tests in this file; the last one to finish shuts the stack down.
-const TESTS: usize = 8;
+const TESTS: usize = 9;
 
 struct Stack {
     _dir: tempfile::TempDir,
@@ -47,9 +47,28 @@ fn stack() -> MutexGuard<'static, Stack> {
             "{}",
             r.stdout
         );
+        // Also when only some of the tests run (a filter), nothing is left behind.
+        // SAFETY: registers a plain function; it runs once, at process exit.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
         Mutex::new(Stack { _dir: dir, berth })
     });
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Stops the stack (if a last test has not) and removes its prefix, at process exit.
+extern "C" fn stop_at_exit() {
+    if let Some(m) = STACK.get() {
+        let s = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if berth_lifecycle::supervisor::is_running(&berth_render::Paths::for_prefix(
+            &s.berth.prefix,
+            "",
+        )) {
+            s.berth.run(&["down"]);
+        }
+        let _ = std::fs::remove_dir_all(&s.berth.prefix);
+    }
 }
 
 /// Counts finished tests, even failed ones; the last one stops the stack.
@@ -376,6 +395,59 @@ fn a_component_switched_off_stops_and_on_starts_and_stopped_services_stay_stoppe
     s.berth.run(&["start", "nginx"]).expect(0);
     s.berth.wait_all_ready(Duration::from_secs(30));
     assert_eq!(get("/").0, 200);
+}
+
+#[test]
+fn bad_input_and_dry_runs_leave_a_running_instance_untouched() {
+    let _f = Finish;
+    let s = stack();
+    s.berth.write_site(&site("", ""));
+    s.berth.run(&["reconfigure"]).expect(0);
+    let snapshot = || {
+        let mut all = snapshot_tree(&s.berth.prefix.join("etc"));
+        all.extend(snapshot_tree(&s.berth.prefix.join("secrets")));
+        all.extend(snapshot_tree(&s.berth.prefix.join("state")));
+        all.extend(snapshot_tree(&s.berth.prefix.join("manifest")));
+        all
+    };
+    let before = snapshot();
+    let pids = s.berth.pids();
+
+    let cases = [
+        ("syntax", format!("{BASE_SITE}[app\n"), "site.toml:6:5"),
+        (
+            "unknown key",
+            format!("{BASE_SITE}[app]\ngreting = \"x\"\n"),
+            "greeting",
+        ),
+        (
+            "range",
+            format!("{BASE_SITE}[app]\nthreads = 99\n"),
+            "threads",
+        ),
+        (
+            "url",
+            "external_url = \"ftp://x\"\n".to_owned(),
+            "external_url",
+        ),
+    ];
+    for (what, text, expect) in cases {
+        s.berth.write_site(&text);
+        for cmd in [&["reconfigure"][..], &["up"], &["reconfigure", "--dry-run"]] {
+            let r = s.berth.run(cmd).expect(2);
+            assert!(r.stderr.contains(expect), "{what} {cmd:?}: {}", r.stderr);
+        }
+        assert_eq!(snapshot(), before, "{what} changed the instance");
+        assert_eq!(s.berth.pids(), pids, "{what} restarted something");
+    }
+
+    // A dry run of a real change writes nothing, not even a mode.
+    s.berth.write_site(&site("greeting = \"dry run\"\n", ""));
+    let dry = s.berth.run(&["reconfigure", "--dry-run"]).expect(0);
+    assert!(dry.stdout.contains("dry run"), "{}", dry.stdout);
+    assert_eq!(snapshot(), before);
+    assert_eq!(s.berth.pids(), pids);
+    s.berth.write_site(&site("", ""));
 }
 
 /// Each file under `dir` with its modification time.
