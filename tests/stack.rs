@@ -308,6 +308,22 @@ fn a_change_that_breaks_a_service_is_rolled_back_whole() {
     s.berth.write_site(&site("", ""));
     let r = s.berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
+
+    // The same broken change through `up` after a `down`: rolled back, and down again.
+    s.berth.run(&["down"]).expect(0);
+    s.berth.write_site(&format!(
+        "{BASE_SITE}[app]\nport = 81\ngreeting = \"broken\"\n[nginx]\n"
+    ));
+    let r = s.berth.run(&["up"]).expect(1);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert_eq!(snapshot_tree(&s.berth.prefix.join("etc")), etc);
+    assert!(
+        !s.berth.prefix.join("run/supervisor.sock").exists(),
+        "the supervisor `up` started is stopped again"
+    );
+    s.berth.write_site(&site("", ""));
+    s.berth.run(&["up"]).expect(0);
+    assert_eq!(get("/").0, 200);
 }
 
 #[test]
