@@ -202,6 +202,8 @@ pub struct DatabasePlan {
 mod octal_mode {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    // serde's `serialize_with` passes the field by reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
     pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{mode:04o}"))
     }

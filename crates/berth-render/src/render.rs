@@ -274,84 +274,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let p = input.paths;
     let user_of = |c: &str| component_user(input.manifest, c, input.facts);
 
-    for name in m.secrets.keys() {
-        if !input.secrets.contains_key(name) {
-            return Err(RenderError::MissingSecret(name.clone()));
-        }
-    }
-
-    // Users: one per distinct component user, home in the data dir.
-    let mut users: Vec<UserSpec> = Vec::new();
-    for name in enabled {
-        if let Some(u) = user_of(name)
-            && !users.iter().any(|x| x.name == u)
-        {
-            users.push(UserSpec {
-                name: u,
-                home: p.data.clone(),
-            });
-        }
-    }
-
-    // Directories, parents first.
-    let mut dirs = vec![
-        dir(&p.prefix, None, 0o755),
-        dir(&p.etc, None, 0o755),
-        dir(&p.data, None, 0o755),
-        dir(&p.run, None, 0o755),
-        dir(&p.log, None, 0o755),
-        dir(&p.log.join("hooks"), None, 0o755),
-        dir(&p.secrets, None, 0o700),
-        dir(&p.state, None, 0o700),
-    ];
-    for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
-        let owner = user_of(name);
-        // A per-component runtime directory for sockets and pid files.
-        dirs.push(dir(&p.run.join(name), owner.clone(), 0o755));
-        for d in &c.data_dirs {
-            let mode = u32::from_str_radix(d.mode(), 8).map_err(|_| RenderError::Mode {
-                path: d.path().to_owned(),
-                mode: d.mode().to_owned(),
-            })?;
-            dirs.push(dir(&p.data.join(d.path()), owner.clone(), mode));
-        }
-    }
-
-    // Files. Parent directories of rendered files are created too.
-    let mut files = Vec::new();
-    for f in &m.files {
-        if f.component.as_ref().is_some_and(|c| !enabled.contains(c)) {
-            continue;
-        }
-        let content = r.template(&f.template)?;
-        let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8).map_err(|_| {
-            RenderError::Mode {
-                path: f.path.clone(),
-                mode: f.mode.clone(),
-            }
-        })?;
-        let path = p.etc.join(&f.path);
-        if let Some(parent) = path.parent()
-            && parent != p.etc
-            && !dirs.iter().any(|d| d.path == parent)
-        {
-            dirs.push(dir(parent, None, 0o755));
-        }
-        let keep = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .filter(|s| service_enabled(m, enabled, s))
-                .cloned()
-                .collect()
-        };
-        files.push(FileSpec {
-            path,
-            content,
-            owner: f.owner.as_deref().and_then(&user_of),
-            mode,
-            restarts: keep(&f.restarts),
-            reloads: keep(&f.reloads),
-        });
-    }
+    check_secrets(input)?;
+    let users = users(input);
+    let mut dirs = dirs(input)?;
+    let files = files(input, &r, &mut dirs)?;
 
     let mut packages = BTreeSet::new();
     let mut binaries = BTreeMap::new();
@@ -442,6 +368,107 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         next_steps,
         backup,
     })
+}
+
+/// Every declared secret must have a value.
+fn check_secrets(input: &RenderInput<'_>) -> Result<(), RenderError> {
+    for name in input.manifest.manifest.secrets.keys() {
+        if !input.secrets.contains_key(name) {
+            return Err(RenderError::MissingSecret(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Users: one per distinct component user, home in the data dir.
+fn users(input: &RenderInput<'_>) -> Vec<UserSpec> {
+    let mut users: Vec<UserSpec> = Vec::new();
+    for name in &input.config.enabled_components {
+        if let Some(u) = component_user(input.manifest, name, input.facts)
+            && !users.iter().any(|x| x.name == u)
+        {
+            users.push(UserSpec {
+                name: u,
+                home: input.paths.data.clone(),
+            });
+        }
+    }
+    users
+}
+
+/// Directories, parents first: the instance layout, then each enabled component's
+/// runtime directory and data directories.
+fn dirs(input: &RenderInput<'_>) -> Result<Vec<DirSpec>, RenderError> {
+    let m = &input.manifest.manifest;
+    let enabled = &input.config.enabled_components;
+    let p = input.paths;
+    let mut dirs = vec![
+        dir(&p.prefix, None, 0o755),
+        dir(&p.etc, None, 0o755),
+        dir(&p.data, None, 0o755),
+        dir(&p.run, None, 0o755),
+        dir(&p.log, None, 0o755),
+        dir(&p.log.join("hooks"), None, 0o755),
+        dir(&p.secrets, None, 0o700),
+        dir(&p.state, None, 0o700),
+    ];
+    for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
+        let owner = component_user(input.manifest, name, input.facts);
+        // A per-component runtime directory for sockets and pid files.
+        dirs.push(dir(&p.run.join(name), owner.clone(), 0o755));
+        for d in &c.data_dirs {
+            let mode = u32::from_str_radix(d.mode(), 8).map_err(|_| RenderError::Mode {
+                path: d.path().to_owned(),
+                mode: d.mode().to_owned(),
+            })?;
+            dirs.push(dir(&p.data.join(d.path()), owner.clone(), mode));
+        }
+    }
+    Ok(dirs)
+}
+
+/// Files of enabled components. Parent directories of rendered files are added to
+/// `dirs` too.
+fn files(
+    input: &RenderInput<'_>,
+    r: &Renderer<'_>,
+    dirs: &mut Vec<DirSpec>,
+) -> Result<Vec<FileSpec>, RenderError> {
+    let m = &input.manifest.manifest;
+    let enabled = &input.config.enabled_components;
+    let p = input.paths;
+    let mut files = Vec::new();
+    for f in &m.files {
+        if f.component.as_ref().is_some_and(|c| !enabled.contains(c)) {
+            continue;
+        }
+        let content = r.template(&f.template)?;
+        let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8).map_err(|_| {
+            RenderError::Mode {
+                path: f.path.clone(),
+                mode: f.mode.clone(),
+            }
+        })?;
+        let path = p.etc.join(&f.path);
+        if let Some(parent) = path.parent()
+            && parent != p.etc
+            && !dirs.iter().any(|d| d.path == parent)
+        {
+            dirs.push(dir(parent, None, 0o755));
+        }
+        files.push(FileSpec {
+            path,
+            content,
+            owner: f
+                .owner
+                .as_deref()
+                .and_then(|c| component_user(input.manifest, c, input.facts)),
+            mode,
+            restarts: enabled_services(m, enabled, &f.restarts),
+            reloads: enabled_services(m, enabled, &f.reloads),
+        });
+    }
+    Ok(files)
 }
 
 fn backup_plan(
@@ -543,21 +570,21 @@ fn service(
     s: &ServiceDecl,
     user: Option<String>,
 ) -> Result<ServiceSpec, RenderError> {
-    let w = format!("services.{name}");
+    let field = format!("services.{name}");
     Ok(ServiceSpec {
         name: name.to_owned(),
-        argv: r.strings(&format!("{w}.command"), &s.command)?,
-        env: r.env_map(&format!("{w}.environment"), &s.environment)?,
-        cwd: r.path(&format!("{w}.working_dir"), s.working_dir.as_ref())?,
+        argv: r.strings(&format!("{field}.command"), &s.command)?,
+        env: r.env_map(&format!("{field}.environment"), &s.environment)?,
+        cwd: r.path(&format!("{field}.working_dir"), s.working_dir.as_ref())?,
         user,
         depends_on: enabled_services(m, enabled, &s.depends_on),
         readiness: s
             .ready
             .as_ref()
-            .map(|ready| probe(r, &format!("{w}.ready"), ready))
+            .map(|ready| probe(r, &format!("{field}.ready"), ready))
             .transpose()?,
         stop_signal: s.stop_signal.clone(),
-        stop_timeout: r.duration(&format!("{w}.stop_timeout"), &s.stop_timeout)?,
+        stop_timeout: r.duration(&format!("{field}.stop_timeout"), &s.stop_timeout)?,
         reload_signal: s.reload_signal.clone(),
         restart: match s.restart {
             RestartDecl::Always => RestartPolicy::Always,
@@ -579,15 +606,15 @@ fn job(
     j: &JobDecl,
     user: Option<String>,
 ) -> Result<JobSpec, RenderError> {
-    let w = format!("jobs.{name}");
+    let field = format!("jobs.{name}");
     Ok(JobSpec {
         name: name.to_owned(),
-        argv: r.strings(&format!("{w}.command"), &j.command)?,
-        env: r.env_map(&format!("{w}.environment"), &j.environment)?,
-        cwd: r.path(&format!("{w}.working_dir"), j.working_dir.as_ref())?,
+        argv: r.strings(&format!("{field}.command"), &j.command)?,
+        env: r.env_map(&format!("{field}.environment"), &j.environment)?,
+        cwd: r.path(&format!("{field}.working_dir"), j.working_dir.as_ref())?,
         user,
-        every: r.duration(&format!("{w}.every"), &j.every)?,
-        timeout: r.duration(&format!("{w}.timeout"), &j.timeout)?,
+        every: r.duration(&format!("{field}.every"), &j.every)?,
+        timeout: r.duration(&format!("{field}.timeout"), &j.timeout)?,
         requires: enabled_services(m, enabled, &j.requires),
         log_dir: p.log.join("jobs").join(name),
     })
@@ -602,18 +629,18 @@ fn hook(
     h: &HookDecl,
     user: Option<String>,
 ) -> Result<HookSpec, RenderError> {
-    let w = format!("hooks.{name}");
+    let field = format!("hooks.{name}");
     Ok(HookSpec {
         name: name.to_owned(),
         description: h.description.clone(),
-        argv: r.strings(&format!("{w}.command"), &h.command)?,
-        env: r.env_map(&format!("{w}.environment"), &h.environment)?,
-        cwd: r.path(&format!("{w}.working_dir"), h.working_dir.as_ref())?,
+        argv: r.strings(&format!("{field}.command"), &h.command)?,
+        env: r.env_map(&format!("{field}.environment"), &h.environment)?,
+        cwd: r.path(&format!("{field}.working_dir"), h.working_dir.as_ref())?,
         user,
         when: h.when,
         after: enabled_services(m, enabled, &h.after),
         before: enabled_services(m, enabled, &h.before),
-        timeout: r.duration(&format!("{w}.timeout"), &h.timeout)?,
+        timeout: r.duration(&format!("{field}.timeout"), &h.timeout)?,
         log_file: p.log.join("hooks").join(format!("{name}.log")),
     })
 }
