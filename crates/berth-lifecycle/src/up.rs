@@ -52,11 +52,11 @@ pub fn up(
     progress.end("");
     // Again: a package's own daemon may have been started by a local start policy.
     preflight::check_ports(inst, &preview, &running)?;
-    if !inst.facts.is_root {
-        for b in &preview.bundles {
-            let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;
-            berth_host::python::find_interpreter(python)?;
-        }
+    // A bundle still to build needs its interpreter: say which is missing before
+    // anything is created (packages, which may bring one, are installed by now).
+    for b in preview.bundles.iter().filter(|b| !b.dest.is_dir()) {
+        let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;
+        berth_host::python::find_interpreter(python)?;
     }
 
     std::fs::create_dir_all(&inst.paths.state)
