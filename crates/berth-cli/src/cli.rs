@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// berth: install, configure, supervise, upgrade and back up a multi-service app from one manifest.
+/// berth: install, configure, supervise, back up and restore a multi-service app from one manifest.
 ///
 /// `about` shows the package description (Cargo.toml), which this line repeats.
 #[derive(Debug, Parser)]
