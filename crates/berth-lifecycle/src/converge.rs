@@ -5,6 +5,7 @@
 //! crash leaves a record of exactly how far a run got.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -208,10 +209,11 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
     }
     let spec_changes = changed_services(old_plan.as_ref(), &new_plan);
     if !spec_changes.is_empty() {
-        out.push_str(&format!(
-            "services whose command or environment changed (restart): {}\n",
+        let _ = writeln!(
+            out,
+            "services whose command or environment changed (restart): {}",
             spec_changes.join(", ")
-        ));
+        );
     }
     let jobs: Vec<String> = new_plan
         .jobs
@@ -219,7 +221,7 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
         .map(|j| format!("{} every {}", j.name, humantime::format_duration(j.every)))
         .collect();
     if !jobs.is_empty() {
-        out.push_str(&format!("periodic jobs: {}\n", jobs.join(", ")));
+        let _ = writeln!(out, "periodic jobs: {}", jobs.join(", "));
     }
     if let Some(old) = &old_plan {
         let added: Vec<_> = new_plan
@@ -229,7 +231,7 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
             .map(|s| s.name.as_str())
             .collect();
         if !added.is_empty() {
-            out.push_str(&format!("new services (start): {}\n", added.join(", ")));
+            let _ = writeln!(out, "new services (start): {}", added.join(", "));
         }
         let leaving: Vec<_> = old
             .services
@@ -238,10 +240,11 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
             .map(|s| s.name.as_str())
             .collect();
         if !leaving.is_empty() {
-            out.push_str(&format!(
-                "services leaving the plan (stop): {}\n",
+            let _ = writeln!(
+                out,
+                "services leaving the plan (stop): {}",
                 leaving.join(", ")
-            ));
+            );
         }
     } else {
         out.push_str("The instance has not been set up yet: `berth up` would install and start everything.\n");
@@ -265,7 +268,7 @@ pub(crate) fn error_text(e: &LifecycleError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
+        let _ = write!(text, ": {s}");
         source = s.source();
     }
     text

@@ -88,8 +88,8 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         status.map_err(|e| failed(format!("could not be waited for: {e}")))?
     } else {
         #[allow(clippy::cast_possible_wrap)]
-        let pgid = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let group = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = rx.recv();
         return Err(failed(format!(
             "did not finish within {} and was killed",

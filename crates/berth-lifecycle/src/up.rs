@@ -1,6 +1,7 @@
 //! `berth up`: install what is missing, converge, start the supervisor and every
 //! service (running hooks in order), and wait until the app answers.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -210,11 +211,12 @@ pub(crate) fn with_failed_logs(inst: &Instance, err: LifecycleError) -> Lifecycl
     for s in services.iter().filter(|s| !s.ready) {
         let log = inst.paths.log.join(&s.name).join("current");
         if log.exists() {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 "\nlast lines of `{}`:\n{}",
                 log.display(),
                 hooks::tail(&log, 10)
-            ));
+            );
         }
     }
     if text.is_empty() {
