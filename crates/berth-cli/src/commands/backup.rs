@@ -37,9 +37,10 @@ pub fn create(
 ) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
     let progress = Terminal::new(quiet || json);
-    let report = backup::create(&inst, &backup::CreateOptions { to: to.clone() }, &progress)?;
+    let opts = backup::CreateOptions { to };
+    let report = backup::create(&inst, &opts, &progress)?;
     let pruned = if prune {
-        Some(backup::prune(&inst, to.as_deref(), false)?)
+        Some(backup::prune(&inst, opts.to.as_deref(), false)?)
     } else {
         None
     };
@@ -210,7 +211,7 @@ pub fn key(loc: &Locate, export: Option<&Path>, json: bool) -> Result<ExitCode> 
 
 pub fn restore(
     loc: &Locate,
-    opts: RestoreOptions,
+    opts: &RestoreOptions,
     abort: bool,
     json: bool,
     quiet: bool,
@@ -227,7 +228,7 @@ pub fn restore(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let r = restore::restore(loc, &opts, &exe, &progress)?;
+    let r = restore::restore(loc, opts, &exe, &progress)?;
     drop(progress);
     if json {
         print_json(&r)?;

@@ -1,5 +1,6 @@
 //! `berth history`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -46,9 +47,9 @@ fn line(r: &berth_state::RunRecord) -> String {
             format!("failed: {}", error.lines().next().unwrap_or_default())
         }
     };
-    s.push_str(&format!(" {status:<10} {dur:>8}"));
+    let _ = write!(s, " {status:<10} {dur:>8}");
     if !o.files_changed.is_empty() {
-        s.push_str(&format!("  files: {}", o.files_changed.len()));
+        let _ = write!(s, "  files: {}", o.files_changed.len());
     }
     for (label, list) in [
         ("restarted", &o.services_restarted),
@@ -58,7 +59,7 @@ fn line(r: &berth_state::RunRecord) -> String {
         ("hooks", &o.hooks_run),
     ] {
         if !list.is_empty() {
-            s.push_str(&format!("  {label}: {}", list.join(", ")));
+            let _ = write!(s, "  {label}: {}", list.join(", "));
         }
     }
     s
