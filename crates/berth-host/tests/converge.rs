@@ -431,7 +431,7 @@ fn files_berth_no_longer_wants_are_removed_and_come_back_on_roll_back() {
     let plan = converge::plan(&next, &mask(), false)
         .unwrap()
         .remove_stale(&next, &previous);
-    assert_eq!(plan.removed, [gone.path.clone()]);
+    assert_eq!(plan.removed, std::slice::from_ref(&gone.path));
     assert!(!plan.is_empty());
     assert!(
         plan.to_string()
