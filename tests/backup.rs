@@ -109,6 +109,7 @@ impl Drop for Stack<'_> {
 
 #[test]
 #[allow(clippy::too_many_lines)] // one instance, one story
+#[allow(clippy::print_stderr)] // a skipped test or part says why
 fn backup_and_restore_the_stack() {
     if !is_root() {
         eprintln!("skipped: the stack test installs service users and needs root");
@@ -132,7 +133,7 @@ fn backup_and_restore_the_stack() {
     let uploads = a.prefix.join("data/app/uploads");
     std::fs::create_dir_all(uploads.join("2026/11")).unwrap();
     let blob: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     std::fs::write(uploads.join("2026/11/photo.bin"), &blob).unwrap();
     std::fs::write(uploads.join("notes.txt"), "hello\n").unwrap();
@@ -187,8 +188,8 @@ fn backup_and_restore_the_stack() {
     let one = json(&a.run(&["backup", "create", "--json"]).expect(0))["backup"]["archive"].clone();
     let two = json(&a.run(&["backup", "create", "--json"]).expect(0))["backup"]["archive"].clone();
     assert_ne!(one, two);
-    for n in [&one, &two] {
-        std::fs::remove_file(a.prefix.join("backups").join(n.as_str().unwrap())).unwrap();
+    for created in [&one, &two] {
+        std::fs::remove_file(a.prefix.join("backups").join(created.as_str().unwrap())).unwrap();
     }
     std::fs::copy(a.prefix.join("backups").join(&name), &archive).unwrap();
     for secret in ["db_password", "redis_password"] {
@@ -206,9 +207,12 @@ fn backup_and_restore_the_stack() {
             "--json",
         ])
         .expect(0);
-    let v = json(&r);
-    assert_eq!(v["key_opens_secrets"], true);
-    assert!(v["dump_toc_entries"].as_u64().unwrap() >= 3, "{v}");
+    let verified = json(&r);
+    assert_eq!(verified["key_opens_secrets"], true);
+    assert!(
+        verified["dump_toc_entries"].as_u64().unwrap() >= 3,
+        "{verified}"
+    );
     let listed = json(&a.run(&["backup", "list", "--json"]).expect(0));
     assert_eq!(listed["archives"][0]["name"], name.as_str());
     assert_eq!(listed["archives"][0]["secrets_included"], true);
@@ -231,18 +235,18 @@ fn backup_and_restore_the_stack() {
     for (tag, content, word) in &bad {
         let path = scratch.join(format!("{tag}.berth.tar.zst"));
         std::fs::write(&path, content).unwrap();
-        let p = path.to_str().unwrap();
-        let r = a.run(&["backup", "verify", p]);
+        let bad_path = path.to_str().unwrap();
+        let r = a.run(&["backup", "verify", bad_path]);
         assert_ne!(r.code, 0, "verify accepted {tag}");
         assert!(r.stderr.contains(word), "{tag}: {}", r.stderr);
-        let r = c.run(&["restore", p, "--key", key.to_str().unwrap()]);
+        let r = c.run(&["restore", bad_path, "--key", key.to_str().unwrap()]);
         assert_ne!(r.code, 0, "restore accepted {tag}");
         assert!(
             !dir_c.exists(),
             "{tag}: a refused restore left {}",
             dir_c.display()
         );
-        let r = a.run(&["restore", p, "--key", key.to_str().unwrap()]);
+        let r = a.run(&["restore", bad_path, "--key", key.to_str().unwrap()]);
         assert_ne!(r.code, 0, "in-place restore accepted {tag}");
         assert_eq!(state_of(&a.prefix), before, "{tag} changed the instance");
         assert_eq!(a.pids(), pids, "{tag} touched a service");
@@ -427,8 +431,8 @@ fn backup_and_restore_the_stack() {
         let r = a
             .run(&["backup", "create", "--to", &sftp_url, "--json"])
             .expect(0);
-        let n = json(&r)["backup"]["archive"].as_str().unwrap().to_owned();
-        assert!(remote.join(&n).is_file());
+        let sftp_archive = json(&r)["backup"]["archive"].as_str().unwrap().to_owned();
+        assert!(remote.join(&sftp_archive).is_file());
         assert!(
             std::fs::read_dir(&remote)
                 .unwrap()
@@ -439,8 +443,8 @@ fn backup_and_restore_the_stack() {
             &a.run(&["backup", "list", "--to", &sftp_url, "--json"])
                 .expect(0),
         );
-        assert_eq!(listed["archives"][0]["name"], n.as_str());
-        sftp_name = Some(n);
+        assert_eq!(listed["archives"][0]["name"], sftp_archive.as_str());
+        sftp_name = Some(sftp_archive);
     } else {
         eprintln!("skipped the SFTP part: needs root and /usr/sbin/sshd");
     }

@@ -24,6 +24,7 @@ fn berth_as_user(
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
 fn a_normal_user_runs_the_stack_as_itself_under_its_own_prefix() {
     if !is_root() {
         eprintln!("skipped: needs root to switch to the `{USER}` user");

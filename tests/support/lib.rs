@@ -3,6 +3,7 @@
 #![allow(clippy::missing_panics_doc, missing_docs)] // test support: panicking is the point
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -62,7 +63,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output) -> Self {
+    fn from(o: &Output) -> Self {
         Self {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -72,6 +73,7 @@ impl Run {
 
     /// Panic with both streams unless the exit code is `code`.
     #[track_caller]
+    #[allow(clippy::return_self_not_must_use)] // an assertion: most callers drop the run
     pub fn expect(self, code: i32) -> Self {
         assert_eq!(
             self.code, code,
@@ -116,13 +118,14 @@ impl Berth {
             .env_remove("BERTH_CONFIG")
             .output()
             .unwrap();
-        let run = Run::from(out);
-        self.transcript.lock().unwrap().push_str(&format!(
+        let run = Run::from(&out);
+        let _ = write!(
+            self.transcript.lock().unwrap(),
             "$ berth {}\n{}{}",
             args.join(" "),
             run.stdout,
             run.stderr
-        ));
+        );
         run
     }
 
@@ -254,13 +257,13 @@ pub fn http_request(
     s.set_read_timeout(Some(Duration::from_mins(1)))?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+        let _ = write!(req, "Host: 127.0.0.1:{port}\r\n");
     }
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        let _ = write!(req, "{k}: {v}\r\n");
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        let _ = write!(req, "Content-Length: {}\r\n", b.len());
     }
     req.push_str("\r\n");
     if let Some(b) = body {
