@@ -67,28 +67,7 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     assert_eq!(code, 200, "static files are not served");
 
     // An API token for the initial admin creates an object, and reads it back.
-    let netbox = dir.path().join("releases/4.7.3/netbox/bin/netbox");
-    let out = run_as_service(
-        dir.path(),
-        "worker",
-        &[
-            netbox.to_str().unwrap(),
-            "nbshell",
-            "--command",
-            CREATE_TOKEN,
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let auth = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("TOKEN="))
-        .unwrap_or_else(|| {
-            panic!(
-                "no token: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .to_owned();
+    let auth = admin_token(dir.path());
     let headers = [
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
@@ -191,7 +170,10 @@ fn killed_services_come_back(b: &Berth, headers: &[(&str, &str)]) {
         .unwrap();
         let start = Instant::now();
         while b.pids().get(svc).is_none_or(|p| *p == old) {
-            assert!(start.elapsed() < Duration::from_mins(1), "{svc} not restarted");
+            assert!(
+                start.elapsed() < Duration::from_mins(1),
+                "{svc} not restarted"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         b.wait_all_ready(Duration::from_mins(4));
@@ -284,60 +266,8 @@ fn backup_destroy_restore(b: &Berth, auth: &str) {
         ("Content-Type", "application/json"),
         ("Accept", "application/json"),
     ];
-    // Data: objects through the REST API, and uploaded images.
-    let (code, body) = http_request(
-        "POST",
-        PORT,
-        "/api/tenancy/tenants/",
-        &headers,
-        Some(r#"{"name": "Berth Tenant", "slug": "berth-tenant"}"#),
-    )
-    .unwrap();
-    assert_eq!(code, 201, "{body}");
-    let tenant: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut site_ids = Vec::new();
-    for i in 0..5 {
-        let (code, body) = http_request(
-            "POST",
-            PORT,
-            "/api/dcim/sites/",
-            &headers,
-            Some(&format!(
-                r#"{{"name": "Backup Site {i}", "slug": "backup-site-{i}", "status": "planned", "tenant": {}}}"#,
-                tenant["id"]
-            )),
-        )
-        .unwrap();
-        assert_eq!(code, 201, "{body}");
-        let site: serde_json::Value = serde_json::from_str(&body).unwrap();
-        site_ids.push(site["id"].as_u64().unwrap());
-    }
     let scratch = prefix_dir("netbox-backup");
-    let png = scratch.path().join("floorplan.png");
-    let made = std::process::Command::new("python3")
-        .args(["-c", MAKE_PNG])
-        .arg(&png)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    for (i, id) in site_ids.iter().take(2).enumerate() {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-H"])
-            .arg(format!("Authorization: {auth}"))
-            .args(["-F", "object_type=dcim.site", "-F"])
-            .arg(format!("object_id={id}"))
-            .args(["-F"])
-            .arg(format!("name=floor plan {i}"))
-            .args(["-F"])
-            .arg(format!("image=@{};type=image/png", png.display()))
-            .arg(format!(
-                "http://127.0.0.1:{PORT}/api/extras/image-attachments/"
-            ))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.trim_end().ends_with("201"), "image upload: {text}");
-    }
+    add_tenant_sites_and_images(&headers, auth, scratch.path());
     let media = b.prefix.join("data/netbox/media");
     let before_api = api_state(auth);
     let before_media = snapshot_tree(&media);
@@ -401,4 +331,87 @@ fn backup_destroy_restore(b: &Berth, auth: &str) {
     let (code, _) = http_request("GET", PORT, "/static/netbox.ico", &[], None).unwrap();
     assert_eq!(code, 200, "static files are not served after the restore");
     b2.wait_all_ready(Duration::from_mins(2));
+}
+
+/// A tenant and 5 sites through the REST API, and an image uploaded to 2 of them.
+fn add_tenant_sites_and_images(headers: &[(&str, &str)], auth: &str, scratch: &std::path::Path) {
+    // Data: objects through the REST API, and uploaded images.
+    let (code, body) = http_request(
+        "POST",
+        PORT,
+        "/api/tenancy/tenants/",
+        headers,
+        Some(r#"{"name": "Berth Tenant", "slug": "berth-tenant"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 201, "{body}");
+    let tenant: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut site_ids = Vec::new();
+    for i in 0..5 {
+        let (code, body) = http_request(
+            "POST",
+            PORT,
+            "/api/dcim/sites/",
+            headers,
+            Some(&format!(
+                r#"{{"name": "Backup Site {i}", "slug": "backup-site-{i}", "status": "planned", "tenant": {}}}"#,
+                tenant["id"]
+            )),
+        )
+        .unwrap();
+        assert_eq!(code, 201, "{body}");
+        let site: serde_json::Value = serde_json::from_str(&body).unwrap();
+        site_ids.push(site["id"].as_u64().unwrap());
+    }
+    let png = scratch.join("floorplan.png");
+    let made = std::process::Command::new("python3")
+        .args(["-c", MAKE_PNG])
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (i, id) in site_ids.iter().take(2).enumerate() {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: {auth}"))
+            .args(["-F", "object_type=dcim.site", "-F"])
+            .arg(format!("object_id={id}"))
+            .args(["-F"])
+            .arg(format!("name=floor plan {i}"))
+            .args(["-F"])
+            .arg(format!("image=@{};type=image/png", png.display()))
+            .arg(format!(
+                "http://127.0.0.1:{PORT}/api/extras/image-attachments/"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.trim_end().ends_with("201"), "image upload: {text}");
+    }
+}
+
+/// A new API token of the initial admin, made through NetBox's own shell.
+fn admin_token(prefix: &std::path::Path) -> String {
+    let netbox = prefix.join("releases/4.7.3/netbox/bin/netbox");
+    let out = run_as_service(
+        prefix,
+        "worker",
+        &[
+            netbox.to_str().unwrap(),
+            "nbshell",
+            "--command",
+            CREATE_TOKEN,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .unwrap_or_else(|| {
+            panic!(
+                "no token: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_owned()
 }
