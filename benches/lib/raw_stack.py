@@ -124,8 +124,13 @@ def main():
                                  stdout=log, stderr=log, process_group=0, **ids)
             started.append((p, svc.get("stop_signal", "SIGTERM")))
             if is_pg:
-                port = probe["tcp"]["address"].rsplit(":", 1)[1] if "tcp" in probe else "5432"
-                isready = [os.path.join(bindir, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", port]
+                if "command" in probe:
+                    # the manifest's own readiness command: pg_isready with `-p PORT`
+                    isready = list(probe["command"]["argv"])
+                    port = isready[isready.index("-p") + 1] if "-p" in isready else "5432"
+                else:
+                    port = probe["tcp"]["address"].rsplit(":", 1)[1] if "tcp" in probe else "5432"
+                    isready = [os.path.join(bindir, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", port]
                 wait(lambda: subprocess.run(isready).returncode == 0, "postgresql", p)
                 steps.append(["postgresql start (pg_isready)", time.monotonic() - t])
                 sock = None
