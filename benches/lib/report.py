@@ -172,7 +172,8 @@ try:
     delta = int(ra) - int(rb)
 except ValueError:
     delta = "?"
-w(f"- `{meta['service']}` restarts counter: {rb} → {ra} (+{delta} for {len(full)} runs)")
+w(f"- `{meta['service']}` restarts counter: {rb} → {ra} (+{delta} for {len(full)} runs; it counts "
+  "only the supervisor's restarts after a crash, not restarts berth asks for)")
 before = dict(x.split("=") for x in chk.get("pids_before", "").split())
 after = dict(x.split("=") for x in chk.get("pids_after", "").split())
 others = [n for n in before if n != meta["service"]]
@@ -336,7 +337,7 @@ w(f"Medians: the supervisor spawns the new process **{ms(med(spawn_lag))} ms** a
   f"supervisor's children once per loop, i.e. every ~40–60 ms with the curl and the 20 ms sleep, so "
   f"this is an upper bound); the app then needs **{ms(med(app_start))} ms** until it answers; "
   f"the supervisor reports it ready **{ms(med(lag))} ms** after that (its readiness probe retries at "
-  f"50 ms, doubling up to 1 s, plus the ~20–60 ms one `berth status --json` poll takes).")
+  f"50 ms, doubling up to 200 ms, plus the ~20–60 ms one `berth status --json` poll takes).")
 w("")
 w("Supervisor log around the kills:")
 w("")
