@@ -137,6 +137,9 @@ fn backup_and_restore_the_stack() {
         .collect();
     std::fs::write(uploads.join("2026/11/photo.bin"), &blob).unwrap();
     std::fs::write(uploads.join("notes.txt"), "hello\n").unwrap();
+    // The app's files are the app's, as if it had written them (a restore gives them
+    // back to the directory's owner, and the comparison includes owners).
+    same_owner_as(&a.prefix.join("data/app"), &uploads);
     let d0_rows = rows(&a.prefix);
     let d0_files = snapshot_tree(&a.prefix.join("data/app"));
     let d0_secret = sha(&a.prefix.join("secrets/db_password"));
@@ -338,6 +341,7 @@ fn backup_and_restore_the_stack() {
         "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1001, 1100) g",
     );
     std::fs::write(uploads.join("later.txt"), "after the backup\n").unwrap();
+    same_owner_as(&a.prefix.join("data/app"), &uploads);
     let d1_rows = rows(&a.prefix);
     let d1_files = snapshot_tree(&a.prefix.join("data/app"));
 
@@ -570,4 +574,18 @@ fn retention_keeps_exactly_what_the_policy_says() {
             "otherstack-1.0.0-20261101T030000Z.berth.tar.zst",
         ]
     );
+}
+
+/// Give `tree` (recursively) the owner of `dir`.
+fn same_owner_as(dir: &std::path::Path, tree: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).unwrap();
+    let (uid, gid) = (Some(meta.uid()), Some(meta.gid()));
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, uid, gid).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
 }

@@ -80,11 +80,14 @@ pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
     }
 }
 
-/// Start the child in a session (and process group) of its own.
+/// Start the child in a session (and process group) of its own, with every signal at
+/// its default action.
 pub(crate) fn in_new_session(cmd: &mut Command) {
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: signal, sigprocmask and setsid are async-signal-safe and touch no memory
+    // of the parent.
     unsafe {
         cmd.pre_exec(|| {
+            berth_supervisor::reset_signals_in_child();
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             Ok(())
         });

@@ -185,7 +185,12 @@ mod tests {
         assert_eq!(http_get_status(&url, Duration::from_secs(5)), Ok(204));
         let err = http_get_status(&url, Duration::from_millis(200)).unwrap_err();
         assert!(err.contains("no answer within 200ms"), "{err}");
-        assert!(answer.join().unwrap().starts_with("GET /health?x=1 HTTP/1.0\r\n"));
+        assert!(
+            answer
+                .join()
+                .unwrap()
+                .starts_with("GET /health?x=1 HTTP/1.0\r\n")
+        );
     }
 
     #[test]

@@ -76,10 +76,12 @@ impl Launch {
             cmd.current_dir(cwd);
         }
         let switch = identity.switch;
-        // SAFETY: the closure only makes async-signal-safe system calls (setsid, fstat,
-        // fchown, setgroups, setgid, setuid) on data prepared before the fork.
+        // SAFETY: the closure only makes async-signal-safe system calls (signal,
+        // sigprocmask, setsid, fstat, fchown, setgroups, setgid, setuid) on data
+        // prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                crate::reset_signals_in_child();
                 if libc::setsid() == -1 {
                     return Err(io::Error::last_os_error());
                 }

@@ -591,6 +591,12 @@ fn logs_are_rotated_by_size() {
 
 #[test]
 fn apply_restarts_changed_reloads_asked_and_stops_removed() {
+    // As under `nohup`: whoever started the supervisor ignores SIGHUP. Services must
+    // still get their reload signal (and a shell must be able to trap it).
+    // SAFETY: setting a signal's disposition; nothing in this process uses SIGHUP.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     let mut a = service(d, "a", "exec sleep 1000");
