@@ -53,6 +53,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u3
     sync_dir(dir)
 }
 
+/// [`write_atomic`] unless `path` already holds exactly `bytes` (then nothing is
+/// written, so a run that changes nothing touches no file and waits on no disk flush);
+/// whether it wrote. Only for content: the mode of an existing file is not checked.
+pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    write_atomic(path, bytes, mode, None)?;
+    Ok(true)
+}
+
 /// Flushes a directory's entries (new names, renames) to disk.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -102,6 +113,18 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    #[test]
+    fn same_content_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert!(write_if_changed(&path, b"[1]", 0o644).unwrap());
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        assert!(!write_if_changed(&path, b"[1]", 0o644).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "rewritten");
+        assert!(write_if_changed(&path, b"[2]", 0o644).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"[2]");
+    }
 
     #[test]
     fn writes_content_and_mode_and_leaves_no_temp_file() {

@@ -13,12 +13,11 @@ use berth_state::StateDb;
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
 use crate::converge::{
-    Outcome, applied_plan, managed_files, managed_files_path, mask_list, step, supervision_plan,
-    write_managed_files,
+    Outcome, managed_files_path, mask_list, step, supervision_plan, write_managed_files,
 };
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
-use crate::{preflight, supervisor};
+use crate::supervisor;
 
 /// Files written and the plan stored, with what it takes to put them back.
 pub(crate) struct Change {
@@ -41,22 +40,28 @@ pub(crate) struct Change {
 
 impl Change {
     /// Write the files (journaled step `converge`) and the supervision plan.
+    /// `running_before`: the services that have a process now.
     pub fn write(
         inst: &Instance,
         state: &DesiredState,
         secrets: &BTreeMap<String, String>,
+        running_before: BTreeSet<String>,
         db: &StateDb,
         run: berth_state::RunId,
     ) -> Result<Self> {
-        let running_before = preflight::running_services(inst);
-        let plan_path = inst.paths.supervision_plan();
-        let old_plan_bytes = std::fs::read(&plan_path).ok();
-        let old_plan = applied_plan(&plan_path);
+        let old_plan_bytes = std::fs::read(inst.paths.supervision_plan()).ok();
+        let old_plan = old_plan_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok());
         let new_plan = supervision_plan(inst, state);
         let old_managed = std::fs::read(managed_files_path(inst)).ok();
+        let previous: Vec<PathBuf> = old_managed
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
         let (plan, applied) = step(db, run, "converge", || {
             let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?
-                .remove_stale(state, &managed_files(inst));
+                .remove_stale(state, &previous);
             let applied = if plan.is_empty() {
                 None
             } else {

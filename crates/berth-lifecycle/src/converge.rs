@@ -162,11 +162,7 @@ pub(crate) fn managed_files(inst: &Instance) -> Vec<PathBuf> {
 pub(crate) fn write_managed_files(inst: &Instance, state: &DesiredState) -> Result<()> {
     let files: Vec<&Path> = state.files.iter().map(|f| f.path.as_path()).collect();
     let bytes = serde_json::to_vec_pretty(&files)?;
-    let path = managed_files_path(inst);
-    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    berth_host::fsutil::write_atomic(&path, &bytes, 0o644, None)?;
+    berth_host::fsutil::write_if_changed(&managed_files_path(inst), &bytes, 0o644)?;
     Ok(())
 }
 
@@ -254,13 +250,12 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
 
 /// Write the supervision plan (mode 0600: service environments hold secrets).
 pub(crate) fn write_plan(inst: &Instance, plan: &SupervisionPlan) -> Result<bool> {
-    let path = inst.paths.supervision_plan();
     let bytes = serde_json::to_vec_pretty(plan)?;
-    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
-        return Ok(false);
-    }
-    berth_host::fsutil::write_atomic(&path, &bytes, 0o600, None)?;
-    Ok(true)
+    Ok(berth_host::fsutil::write_if_changed(
+        &inst.paths.supervision_plan(),
+        &bytes,
+        0o600,
+    )?)
 }
 
 /// An error and its causes on one line each, as stored in the journal and history.

@@ -73,8 +73,13 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     // Own process group, so a timeout kills the hook and everything it started.
     crate::supervisor::in_new_session(&mut cmd);
     if let Some(u) = switch {
-        as_user(&mut cmd, &u)
+        // The user's supplementary groups too, as services get them.
+        let credentials = berth_supervisor::Credentials::of(&u)
             .map_err(|e| failed(format!("could not switch to `{}`: {e}", u.name)))?;
+        // SAFETY: `switch` makes only async-signal-safe calls on data prepared here.
+        unsafe {
+            cmd.pre_exec(move || credentials.switch());
+        }
     }
     let mut child = cmd
         .spawn()
@@ -290,32 +295,6 @@ pub(crate) fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
         order.push(&hooks[i]);
     }
     order
-}
-
-/// Run `cmd` as `user` with the user's supplementary groups, as the supervisor runs
-/// services (std's `uid()` would drop every supplementary group).
-fn as_user(cmd: &mut Command, user: &nix::unistd::User) -> std::io::Result<()> {
-    let name = std::ffi::CString::new(user.name.as_str())
-        .map_err(|_| std::io::Error::other("the user name contains a NUL byte"))?;
-    let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, user.gid)?
-        .into_iter()
-        .map(nix::unistd::Gid::as_raw)
-        .collect();
-    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
-    // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) on data prepared
-    // before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setgroups(groups.len(), groups.as_ptr()) == -1
-                || libc::setgid(gid) == -1
-                || libc::setuid(uid) == -1
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

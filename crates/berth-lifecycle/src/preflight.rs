@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use berth_render::DesiredState;
-use berth_supervisor_protocol::{Probe, Request, Response};
+use berth_supervisor_protocol::{Probe, Request, Response, ServiceStatus};
 
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
@@ -52,7 +52,7 @@ fn ports_file(inst: &Instance) -> std::path::PathBuf {
 /// knows which taken ports are the running services' own.
 pub(crate) fn record_ports(inst: &Instance, state: &DesiredState) -> Result<()> {
     let bytes = serde_json::to_vec(&listen_addresses(state))?;
-    berth_host::fsutil::write_atomic(&ports_file(inst), &bytes, 0o644, None)?;
+    berth_host::fsutil::write_if_changed(&ports_file(inst), &bytes, 0o644)?;
     Ok(())
 }
 
@@ -85,19 +85,24 @@ pub(crate) fn check_ports(
     Ok(())
 }
 
-/// Services the supervisor currently runs (any state but stopped/failed).
-pub(crate) fn running_services(inst: &Instance) -> BTreeSet<String> {
+/// Every service's status, as the supervisor reports it (none when it is not running).
+pub(crate) fn service_statuses(inst: &Instance) -> Vec<ServiceStatus> {
     if !supervisor::is_running(&inst.paths) {
-        return BTreeSet::new();
+        return Vec::new();
     }
     match supervisor::request(&inst.paths, &Request::Status) {
-        Ok(Response::Status { services, .. }) => services
-            .into_iter()
-            .filter(|s| s.pid.is_some())
-            .map(|s| s.name)
-            .collect(),
-        _ => BTreeSet::new(),
+        Ok(Response::Status { services, .. }) => services,
+        _ => Vec::new(),
     }
+}
+
+/// Services the supervisor currently runs (any state but stopped/failed).
+pub(crate) fn running_services(inst: &Instance) -> BTreeSet<String> {
+    service_statuses(inst)
+        .into_iter()
+        .filter(|s| s.pid.is_some())
+        .map(|s| s.name)
+        .collect()
 }
 
 /// Install missing distribution packages (root), or say exactly what to run.

@@ -41,8 +41,9 @@ fn reconfigure_steps(
     let mut outcome = Outcome::default();
     let secrets = secrets(inst, true)?;
     let state = render(inst, &secrets)?;
-    preflight::check_ports(inst, &state, &preflight::running_services(inst))?;
-    let mut change = Change::write(inst, &state, &secrets, db, run)?;
+    let running = preflight::running_services(inst);
+    preflight::check_ports(inst, &state, &running)?;
+    let mut change = Change::write(inst, &state, &secrets, running, db, run)?;
     outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
     let running = supervisor::is_running(&inst.paths);
@@ -77,12 +78,9 @@ fn reconfigure_steps(
 
 /// Services of the plan that are stopped (by an administrator).
 fn stopped_services(inst: &Instance) -> Vec<String> {
-    match supervisor::request(&inst.paths, &berth_supervisor_protocol::Request::Status) {
-        Ok(berth_supervisor_protocol::Response::Status { services, .. }) => services
-            .into_iter()
-            .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
-            .map(|s| s.name)
-            .collect(),
-        _ => Vec::new(),
-    }
+    preflight::service_statuses(inst)
+        .into_iter()
+        .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
+        .map(|s| s.name)
+        .collect()
 }

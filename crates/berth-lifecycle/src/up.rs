@@ -116,7 +116,8 @@ pub(crate) fn prepare(
     let state = render(inst, &secrets)?;
 
     progress.begin("Writing configuration");
-    let mut change = Change::write(inst, &state, &secrets, db, run)?;
+    let running = preflight::running_services(inst);
+    let mut change = Change::write(inst, &state, &secrets, running, db, run)?;
     outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
     if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {

@@ -78,6 +78,7 @@ pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
 pub use probe::http_get_status;
+pub use process::Credentials;
 
 /// For a forked child, before `exec`: every signal back to its default action and none
 /// blocked, whatever the process that started berth had. A `nohup` leaves SIGHUP

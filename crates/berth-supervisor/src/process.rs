@@ -98,12 +98,8 @@ impl Launch {
                         }
                     }
                 }
-                if let Some(switch) = &switch
-                    && (libc::setgroups(switch.groups.len(), switch.groups.as_ptr()) == -1
-                        || libc::setgid(switch.gid) == -1
-                        || libc::setuid(switch.uid) == -1)
-                {
-                    return Err(io::Error::last_os_error());
+                if let Some(switch) = &switch {
+                    switch.switch()?;
                 }
                 Ok(())
             });
@@ -116,14 +112,60 @@ impl Launch {
 struct Identity {
     name: String,
     home: PathBuf,
-    switch: Option<Switch>,
+    switch: Option<Credentials>,
 }
 
-/// Credentials to switch to in the child (only when the supervisor is root).
-struct Switch {
+/// A user's uid, gid and supplementary groups, to switch to in a forked child (only
+/// possible as root). Services and hooks both run through it, so both get the user's
+/// groups (std's `Command::uid` would drop every supplementary group).
+pub struct Credentials {
     uid: libc::uid_t,
     gid: libc::gid_t,
     groups: Vec<libc::gid_t>,
+}
+
+impl Credentials {
+    /// The credentials of `user`, its supplementary groups looked up now (before a fork).
+    ///
+    /// # Errors
+    /// The name holds a NUL byte, or the group database cannot be read.
+    pub fn of(user: &User) -> io::Result<Self> {
+        let cname = CString::new(user.name.as_str()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the user name contains a NUL byte",
+            )
+        })?;
+        let groups = nix::unistd::getgrouplist(&cname, user.gid)
+            .map_err(io::Error::from)?
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        Ok(Self {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups,
+        })
+    }
+
+    /// Switch the calling process to these credentials: groups, then gid, then uid.
+    /// Only async-signal-safe calls, so it may run in `pre_exec`.
+    ///
+    /// # Errors
+    /// The system call's error (e.g. not running as root).
+    pub fn switch(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on memory owned by `self`.
+        let failed = unsafe {
+            libc::setgroups(self.groups.len(), self.groups.as_ptr()) == -1
+                || libc::setgid(self.gid) == -1
+                || libc::setuid(self.uid) == -1
+        };
+        if failed {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Identity {
@@ -140,25 +182,11 @@ impl Identity {
                         format!("there is no system user `{name}`"),
                     )
                 })?;
-            let cname = CString::new(name).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the user name contains a NUL byte",
-                )
-            })?;
-            let groups = nix::unistd::getgrouplist(&cname, entry.gid)
-                .map_err(io::Error::from)?
-                .into_iter()
-                .map(Gid::as_raw)
-                .collect();
+            let switch = Credentials::of(&entry)?;
             return Ok(Self {
                 name: entry.name,
                 home: entry.dir,
-                switch: Some(Switch {
-                    uid: entry.uid.as_raw(),
-                    gid: entry.gid.as_raw(),
-                    groups,
-                }),
+                switch: Some(switch),
             });
         }
         // Not root (or no user asked for): run as ourselves.
