@@ -84,6 +84,74 @@ pub enum HostError {
         /// The path.
         path: PathBuf,
     },
+    /// A symlink was found where a directory or file was expected, beneath a directory
+    /// someone else may change.
+    #[error(
+        "`{path}` is a symbolic link where berth expects a directory or a file: someone replaced it, and berth, running as root, does not follow it; check who made it and what it points to (`ls -l {path}`), remove it, and run berth again"
+    )]
+    SymlinkRefused {
+        /// The path, as far as it was resolved.
+        path: PathBuf,
+    },
+    /// A path to act on is absolute or has `..`.
+    #[error(
+        "`{path}` is not a plain path beneath `{base}` (it is absolute, empty or has `..`); berth only acts beneath the directory it opened"
+    )]
+    NotBeneath {
+        /// The directory it had to be beneath.
+        base: PathBuf,
+        /// The path.
+        path: PathBuf,
+    },
+    /// What is at a path is no longer what berth looked at (or planned for) before.
+    #[error(
+        "`{path}` was replaced while berth was working on it (it is no longer the directory or file berth inspected); nothing was changed there; find out who replaced it, then run berth again"
+    )]
+    Replaced {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A tree to remove has another file system mounted in it.
+    #[error(
+        "`{path}` is a mount point; berth does not remove anything across file systems: unmount it (`umount {path}`), then run berth again"
+    )]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+    },
+    /// A device node in a tree to give to a service user.
+    #[error(
+        "`{path}` is a device node; berth does not give devices to a service user: remove it, then run berth again"
+    )]
+    DeviceRefused {
+        /// The device node.
+        path: PathBuf,
+    },
+    /// A file with several hard links in a tree to give to a service user.
+    #[error(
+        "`{path}` has more than one hard link, and the other could be any file on this file system; berth does not give it to a service user: replace it with a copy (`cp --remove-destination`), then run berth again"
+    )]
+    HardLinked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Something exists where berth only creates new files.
+    #[error("`{path}` already exists; name a new file: berth never writes over it")]
+    AlreadyExists {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file or directory could not be moved.
+    #[error("Failed to move `{from}` to `{to}`")]
+    Rename {
+        /// Where it was.
+        from: PathBuf,
+        /// Where it was going.
+        to: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A secret file can be read by other users.
     #[error(
         "The secret file `{path}` is readable by group or others (mode {mode:04o}); check who may have read it, then run `chmod 600 {path}`"

@@ -11,6 +11,8 @@
 //! - [`converge::plan`] and [`converge::apply`]: users, directories and files. The plan
 //!   is serialisable and prints as a masked diff (`reconfigure --dry-run`); applying
 //!   it is all-or-nothing for directories and files.
+//! - [`beneath::SafeDir`]: acting as root beneath a directory someone else owns, by
+//!   descriptors, never following a symlink (chown, chmod, remove, rename, write).
 //! - [`fsutil::write_atomic`]: temp file, fsync, mode and owner, rename, fsync the directory.
 //! - [`users`]: look up and create system users.
 //! - [`packages`]: find missing distribution packages and install them with apt.
@@ -35,6 +37,7 @@
 //! # }
 //! ```
 
+pub mod beneath;
 pub mod converge;
 mod error;
 pub mod facts;
