@@ -516,7 +516,7 @@ impl SafeDir {
     pub fn create_dir_all(&self, rel: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<Self> {
         let rel = plain(&self.path, rel)?;
         let mut dir = self.open_dir(Path::new(""))?;
-        for part in rel.iter() {
+        for part in &rel {
             dir = match dir.create_dir(Path::new(part), mode, owner) {
                 Ok(d) => d,
                 Err(HostError::CreateDir { source, .. })
@@ -890,6 +890,12 @@ pub fn locate(base: &Path, path: &Path) -> Result<(SafeDir, PathBuf)> {
     {
         return Ok((SafeDir::open_trusted(base)?, rel.to_path_buf()));
     }
+    in_parent(path)
+}
+
+/// The directory holding `path`, trusted as it is (root's own), and `path`'s name:
+/// for acting on a file root trusts the directory of, never following the file itself.
+pub fn in_parent(path: &Path) -> Result<(SafeDir, PathBuf)> {
     let parent = crate::fsutil::parent_dir(path);
     let name = path.file_name().ok_or_else(|| HostError::NotBeneath {
         base: parent.to_path_buf(),

@@ -12,6 +12,7 @@ use berth_render::{DesiredState, FileSpec};
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
+use crate::beneath::{self, Node};
 use crate::{HostError, Result, fsutil, users};
 
 /// What replaces a secret value in diffs.
@@ -68,6 +69,10 @@ pub struct DirChange {
     pub owner: Option<String>,
     /// Its current uid and gid, when the owner changes.
     pub old_owner: Option<(u32, u32)>,
+    /// Device and inode of the directory the change was planned for (when it exists):
+    /// applying refuses to touch anything else put in its place since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_inode: Option<(u64, u64)>,
 }
 
 /// A file change.
@@ -91,6 +96,10 @@ pub struct FileChange {
     pub old_sha256: Option<String>,
     /// Unified diff from the current content, secrets masked; `None` for metadata changes.
     pub diff: Option<String>,
+    /// Device and inode of the file the change was planned for (when it exists): a
+    /// mode or owner change refuses to touch anything else put in its place since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_inode: Option<(u64, u64)>,
     /// Services restarted because of this change.
     pub restarts: Vec<String>,
     /// Services reloaded because of this change.
@@ -174,7 +183,7 @@ pub fn plan(
     let masker = Masker::new(secrets_to_mask);
     let mut files = Vec::new();
     for spec in &state.files {
-        if let Some(change) = plan_file(spec, &owners, &masker)? {
+        if let Some(change) = plan_file(spec, &state.paths.prefix, &owners, &masker)? {
             files.push(change);
         }
     }
@@ -238,6 +247,7 @@ fn plan_dir(
                 old_mode: None,
                 owner: wanted_owner,
                 old_owner: None,
+                planned_inode: None,
             }));
         }
         Err(source) => {
@@ -247,6 +257,11 @@ fn plan_dir(
             });
         }
     };
+    if meta.is_symlink() {
+        return Err(HostError::SymlinkRefused {
+            path: path.to_path_buf(),
+        });
+    }
     if !meta.is_dir() {
         return Err(HostError::NotADirectory {
             path: path.to_path_buf(),
@@ -265,10 +280,16 @@ fn plan_dir(
         old_mode: (current_mode != mode).then_some(current_mode),
         owner: wanted_owner,
         old_owner: owner_change.map(|_| current_owner),
+        planned_inode: Some((meta.dev(), meta.ino())),
     }))
 }
 
-fn plan_file(spec: &FileSpec, owners: &Owners<'_>, masker: &Masker) -> Result<Option<FileChange>> {
+fn plan_file(
+    spec: &FileSpec,
+    prefix: &Path,
+    owners: &Owners<'_>,
+    masker: &Masker,
+) -> Result<Option<FileChange>> {
     let path = &spec.path;
     let mode = spec.mode & 0o7777;
     let sha256 = fsutil::sha256_hex(spec.content.as_bytes());
@@ -296,15 +317,18 @@ fn plan_file(spec: &FileSpec, owners: &Owners<'_>, masker: &Masker) -> Result<Op
             diff: Some(masker.diff(path, None, &spec.content)),
             restarts: spec.restarts.clone(),
             reloads: spec.reloads.clone(),
+            planned_inode: None,
         }));
     };
+    if meta.is_symlink() {
+        return Err(HostError::SymlinkRefused { path: path.clone() });
+    }
     if !meta.is_file() {
         return Err(HostError::NotAFile { path: path.clone() });
     }
-    let current = std::fs::read(path).map_err(|source| HostError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    // Read without following a link someone put there since (its content would be shown).
+    let (dir, rel) = beneath::locate(prefix, path)?;
+    let current = dir.read(&rel)?;
     let old_sha256 = fsutil::sha256_hex(&current);
     let current_mode = meta.mode() & 0o7777;
     let current_owner = (meta.uid(), meta.gid());
@@ -336,6 +360,7 @@ fn plan_file(spec: &FileSpec, owners: &Owners<'_>, masker: &Masker) -> Result<Op
         diff,
         restarts,
         reloads,
+        planned_inode: Some((meta.dev(), meta.ino())),
     }))
 }
 
@@ -488,6 +513,7 @@ pub struct Applied {
     pub report: ApplyReport,
     undo: Vec<Undo>,
     manage_owners: bool,
+    prefix: PathBuf,
 }
 
 // Not derived: the undo log holds old file contents, secrets among them.
@@ -509,7 +535,7 @@ impl Applied {
     /// [`HostError::UndoFailed`] naming every path that could not be put back.
     pub fn roll_back(self) -> Result<usize> {
         let undone = self.undo.len();
-        let not_restored = undo_all(self.undo, self.manage_owners);
+        let not_restored = undo_all(self.undo, self.manage_owners, &self.prefix);
         if not_restored.is_empty() {
             Ok(undone)
         } else {
@@ -528,8 +554,10 @@ enum Undo {
         mode: u32,
         owner: (u32, u32),
     },
+    /// The directory or file whose mode or owner changed, still open: undoing acts on
+    /// it, never on whatever its path leads to by then.
     RestoreMetadata {
-        path: PathBuf,
+        node: Node,
         mode: u32,
         owner: (u32, u32),
     },
@@ -542,6 +570,12 @@ enum Undo {
 /// its mode (and owner, when the plan manages owners). If any step fails, every
 /// directory and file changed so far is put back as it was, and the error says so.
 /// Created users are not removed.
+///
+/// Every path beneath the instance's prefix is resolved without following symlinks
+/// ([`beneath`]), and modes and owners are changed through the descriptor of what the
+/// plan was made for: a directory replaced since it was planned (by a service user
+/// who owns the directory holding it) is refused with [`HostError::Replaced`] or
+/// [`HostError::SymlinkRefused`], never followed.
 pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
     let mut report = ApplyReport {
         restart: plan.restart.clone(),
@@ -559,16 +593,17 @@ pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
         }
     }
 
+    let prefix = state.paths.prefix.as_path();
     let files: BTreeMap<&Path, &FileSpec> =
         state.files.iter().map(|f| (f.path.as_path(), f)).collect();
     let mut undo = Vec::new();
-    let result = apply_dirs(plan, &mut undo, &mut report).and_then(|()| {
+    let result = apply_dirs(plan, prefix, &mut undo, &mut report).and_then(|()| {
         for change in &plan.files {
-            apply_file(plan, change, &files, &mut undo)?;
+            apply_file(plan, prefix, change, &files, &mut undo)?;
             report.changed.push(change.path.clone());
         }
         for path in &plan.removed {
-            remove_file(path, &mut undo)?;
+            remove_file(prefix, path, &mut undo)?;
             report.changed.push(path.clone());
         }
         Ok(())
@@ -578,42 +613,69 @@ pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
             report,
             undo,
             manage_owners: plan.manage_owners,
+            prefix: prefix.to_path_buf(),
         }),
-        Err(error) => Err(roll_back(undo, plan.manage_owners, error)),
+        Err(error) => Err(roll_back(undo, plan.manage_owners, prefix, error)),
     }
 }
 
-fn apply_dirs(plan: &ConvergePlan, undo: &mut Vec<Undo>, report: &mut ApplyReport) -> Result<()> {
+/// Opens `path` (a directory or regular file) for a mode or owner change, checking it
+/// is still what the plan was made for.
+fn open_planned(prefix: &Path, path: &Path, planned: Option<(u64, u64)>) -> Result<Node> {
+    let (dir, rel) = beneath::locate(prefix, path)?;
+    let node = dir.open_node(&rel)?;
+    if planned.is_some_and(|id| id != node.stat().id()) {
+        return Err(HostError::Replaced {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(node)
+}
+
+fn apply_dirs(
+    plan: &ConvergePlan,
+    prefix: &Path,
+    undo: &mut Vec<Undo>,
+    report: &mut ApplyReport,
+) -> Result<()> {
     for change in &plan.dirs {
         let owner = resolve_owner(plan.manage_owners, change.owner.as_deref())?;
-        match change.kind {
+        let planned = match change.kind {
             ChangeKind::Create => {
                 // Create missing parents one by one, so each can be undone.
                 let missing: Vec<&Path> = change
                     .path
                     .ancestors()
-                    .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+                    .take_while(|p| {
+                        !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err()
+                    })
                     .collect();
                 for dir in missing.into_iter().rev() {
-                    std::fs::create_dir(dir).map_err(|source| HostError::CreateDir {
-                        path: dir.to_path_buf(),
-                        source,
-                    })?;
+                    let (at, rel) = beneath::locate(prefix, dir)?;
+                    at.create_dir(&rel, 0o700, None)?;
                     undo.push(Undo::RemoveDir(dir.to_path_buf()));
                 }
+                None
             }
-            ChangeKind::Update | ChangeKind::Metadata => {
-                let meta = metadata(&change.path)?;
-                undo.push(Undo::RestoreMetadata {
-                    path: change.path.clone(),
-                    mode: meta.mode() & 0o7777,
-                    owner: (meta.uid(), meta.gid()),
-                });
-            }
+            ChangeKind::Update | ChangeKind::Metadata => Some(change.planned_inode),
+        };
+        let node = open_planned(prefix, &change.path, planned.flatten())?;
+        if !node.stat().is_dir() {
+            return Err(HostError::NotADirectory {
+                path: change.path.clone(),
+            });
         }
-        fsutil::set_mode(&change.path, change.mode)?;
+        let (mode, ids) = (node.stat().perm(), (node.stat().uid, node.stat().gid));
+        node.set_mode(change.mode)?;
         if let Some(owner) = owner {
-            fsutil::set_owner(&change.path, owner)?;
+            node.set_owner(owner)?;
+        }
+        if planned.is_some() {
+            undo.push(Undo::RestoreMetadata {
+                node,
+                mode,
+                owner: ids,
+            });
         }
         report.changed.push(change.path.clone());
     }
@@ -622,6 +684,7 @@ fn apply_dirs(plan: &ConvergePlan, undo: &mut Vec<Undo>, report: &mut ApplyRepor
 
 fn apply_file(
     plan: &ConvergePlan,
+    prefix: &Path,
     change: &FileChange,
     files: &BTreeMap<&Path, &FileSpec>,
     undo: &mut Vec<Undo>,
@@ -636,34 +699,22 @@ fn apply_file(
     let owner = resolve_owner(plan.manage_owners, change.owner.as_deref())?;
     match change.kind {
         ChangeKind::Create | ChangeKind::Update => {
-            match std::fs::symlink_metadata(&change.path) {
-                Ok(meta) if meta.is_file() => {
-                    let content =
-                        std::fs::read(&change.path).map_err(|source| HostError::Read {
-                            path: change.path.clone(),
-                            source,
-                        })?;
+            let (dir, rel) = beneath::locate(prefix, &change.path)?;
+            match dir.stat(&rel)? {
+                Some(st) if st.is_file() => {
+                    let content = dir.read(&rel)?;
                     undo.push(Undo::RestoreFile {
                         path: change.path.clone(),
                         content,
-                        mode: meta.mode() & 0o7777,
-                        owner: (meta.uid(), meta.gid()),
+                        mode: st.perm(),
+                        owner: (st.uid, st.gid),
                     });
                 }
-                // Not there (or not a file, which the write below refuses): nothing to keep.
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    undo.push(Undo::RemoveFile(change.path.clone()));
-                }
-                Err(source) => {
-                    return Err(HostError::Read {
-                        path: change.path.clone(),
-                        source,
-                    });
-                }
+                // Not a file, which the write below replaces only if it is a link.
+                Some(_) => {}
+                None => undo.push(Undo::RemoveFile(change.path.clone())),
             }
-            let written =
-                fsutil::write_atomic(&change.path, spec.content.as_bytes(), change.mode, owner);
+            let written = dir.write_atomic(&rel, spec.content.as_bytes(), change.mode, owner);
             if written.is_err()
                 && matches!(undo.last(), Some(Undo::RemoveFile(p)) if *p == change.path)
             {
@@ -673,37 +724,43 @@ fn apply_file(
             written
         }
         ChangeKind::Metadata => {
-            let meta = metadata(&change.path)?;
-            undo.push(Undo::RestoreMetadata {
-                path: change.path.clone(),
-                mode: meta.mode() & 0o7777,
-                owner: (meta.uid(), meta.gid()),
-            });
-            fsutil::set_mode(&change.path, change.mode)?;
-            if let Some(owner) = owner {
-                fsutil::set_owner(&change.path, owner)?;
+            let node = open_planned(prefix, &change.path, change.planned_inode)?;
+            if !node.stat().is_file() {
+                return Err(HostError::NotAFile {
+                    path: change.path.clone(),
+                });
             }
+            let (mode, ids) = (node.stat().perm(), (node.stat().uid, node.stat().gid));
+            node.set_mode(change.mode)?;
+            if let Some(owner) = owner {
+                node.set_owner(owner)?;
+            }
+            undo.push(Undo::RestoreMetadata {
+                node,
+                mode,
+                owner: ids,
+            });
             Ok(())
         }
     }
 }
 
 /// Remove a file berth wrote, keeping its content to put it back.
-fn remove_file(path: &Path, undo: &mut Vec<Undo>) -> Result<()> {
-    let meta = metadata(path)?;
-    let content = std::fs::read(path).map_err(|source| HostError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::remove_file(path).map_err(|source| HostError::Remove {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn remove_file(prefix: &Path, path: &Path, undo: &mut Vec<Undo>) -> Result<()> {
+    let (dir, rel) = beneath::locate(prefix, path)?;
+    let node = dir.open_node(&rel)?;
+    if !node.stat().is_file() {
+        return Err(HostError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let content = dir.read(&rel)?;
+    dir.remove_file(&rel)?;
     undo.push(Undo::RestoreFile {
         path: path.to_path_buf(),
         content,
-        mode: meta.mode() & 0o7777,
-        owner: (meta.uid(), meta.gid()),
+        mode: node.stat().perm(),
+        owner: (node.stat().uid, node.stat().gid),
     });
     Ok(())
 }
@@ -727,17 +784,10 @@ fn resolve_owner(manage: bool, owner: Option<&str>) -> Result<Option<(u32, u32)>
     }
 }
 
-fn metadata(path: &Path) -> Result<std::fs::Metadata> {
-    std::fs::symlink_metadata(path).map_err(|source| HostError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Undoes `undo` newest first and wraps `error` to say whether that worked.
-fn roll_back(undo: Vec<Undo>, manage_owners: bool, error: HostError) -> HostError {
+fn roll_back(undo: Vec<Undo>, manage_owners: bool, prefix: &Path, error: HostError) -> HostError {
     let undone = undo.len();
-    let not_restored = undo_all(undo, manage_owners);
+    let not_restored = undo_all(undo, manage_owners, prefix);
     let source = Box::new(error);
     if not_restored.is_empty() {
         HostError::ApplyFailed { undone, source }
@@ -749,27 +799,46 @@ fn roll_back(undo: Vec<Undo>, manage_owners: bool, error: HostError) -> HostErro
     }
 }
 
+/// Puts the old mode and owner back on `node` (what was changed, through its
+/// descriptor), then checks that its path still leads to it: if someone replaced it
+/// in the meantime, that is an error naming the path, and what is there now was not
+/// touched.
+fn restore_metadata(
+    node: &Node,
+    mode: u32,
+    owner: (u32, u32),
+    manage_owners: bool,
+    prefix: &Path,
+) -> Result<()> {
+    node.set_mode(mode)?;
+    if manage_owners {
+        node.set_owner(owner)?;
+    }
+    match open_planned(prefix, node.path(), Some(node.stat().id())) {
+        Err(e @ (HostError::SymlinkRefused { .. } | HostError::Replaced { .. })) => {
+            Err(HostError::ReplacedBeforeUndo {
+                path: node.path().to_path_buf(),
+                found: Box::new(e),
+            })
+        }
+        // Still there, or gone: the old mode is back on what was changed.
+        _ => Ok(()),
+    }
+}
+
 /// Undoes `undo` newest first; returns the paths that could not be put back.
-fn undo_all(undo: Vec<Undo>, manage_owners: bool) -> Vec<String> {
+fn undo_all(undo: Vec<Undo>, manage_owners: bool, prefix: &Path) -> Vec<String> {
     let mut not_restored = Vec::new();
     for step in undo.into_iter().rev() {
         let (path, result) = match step {
             Undo::RemoveDir(path) => {
-                let r = match std::fs::remove_dir(&path) {
-                    // Something was written there since: keep it, nothing is lost.
-                    Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => Ok(()),
-                    r => r.map_err(|source| HostError::Remove {
-                        path: path.clone(),
-                        source,
-                    }),
-                };
+                // Something written there since is kept: nothing is lost.
+                let r = beneath::locate(prefix, &path)
+                    .and_then(|(dir, rel)| dir.remove_empty_dir(&rel).map(drop));
                 (path, r)
             }
             Undo::RemoveFile(path) => {
-                let r = std::fs::remove_file(&path).map_err(|source| HostError::Remove {
-                    path: path.clone(),
-                    source,
-                });
+                let r = beneath::locate(prefix, &path).and_then(|(dir, rel)| dir.remove_file(&rel));
                 (path, r)
             }
             Undo::RestoreFile {
@@ -778,18 +847,14 @@ fn undo_all(undo: Vec<Undo>, manage_owners: bool) -> Vec<String> {
                 mode,
                 owner,
             } => {
-                let r = fsutil::write_atomic(&path, &content, mode, manage_owners.then_some(owner));
-                (path, r)
-            }
-            Undo::RestoreMetadata { path, mode, owner } => {
-                let r = fsutil::set_mode(&path, mode).and_then(|()| {
-                    if manage_owners {
-                        fsutil::set_owner(&path, owner)
-                    } else {
-                        Ok(())
-                    }
+                let r = beneath::locate(prefix, &path).and_then(|(dir, rel)| {
+                    dir.write_atomic(&rel, &content, mode, manage_owners.then_some(owner))
                 });
                 (path, r)
+            }
+            Undo::RestoreMetadata { node, mode, owner } => {
+                let r = restore_metadata(&node, mode, owner, manage_owners, prefix);
+                (node.path().to_path_buf(), r)
             }
         };
         if let Err(e) = result {
@@ -816,6 +881,7 @@ mod tests {
             diff: None,
             restarts: restarts.iter().map(|s| (*s).to_owned()).collect(),
             reloads: reloads.iter().map(|s| (*s).to_owned()).collect(),
+            planned_inode: None,
         }
     }
 

@@ -141,6 +141,16 @@ pub enum HostError {
         /// The path.
         path: PathBuf,
     },
+    /// A directory or file berth changed was replaced before the change was undone.
+    #[error(
+        "`{path}` was replaced after berth changed it ({found}); berth put the old mode and owner back on the directory or file it had changed, through the descriptor it held, and left what is at `{path}` now untouched"
+    )]
+    ReplacedBeforeUndo {
+        /// The path.
+        path: PathBuf,
+        /// What berth found there.
+        found: Box<HostError>,
+    },
     /// A file or directory could not be moved.
     #[error("Failed to move `{from}` to `{to}`")]
     Rename {

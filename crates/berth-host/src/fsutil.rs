@@ -1,12 +1,11 @@
 //! Atomic, durable file writes and small file-system helpers.
 
-use std::fs::{File, Permissions};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::beneath::SafeDir;
 use crate::{HostError, Result};
 
 /// Writes `bytes` to `path` so that readers see either the old file or the new one,
@@ -14,50 +13,40 @@ use crate::{HostError, Result};
 /// given `mode` (and `owner` as `(uid, gid)`, when given), then renamed over `path`,
 /// and the directory is flushed so the rename survives a crash.
 ///
-/// The temporary file is created with mode 0600, so content is never visible to
-/// others before its mode is set.
+/// The directory holding `path` is trusted as it is; the file itself is never
+/// followed if it is a symlink (the link is replaced), and the temporary file is
+/// created new (`O_EXCL`) with mode 0600, so content is never visible to others
+/// before its mode is set. See [`crate::beneath::SafeDir::write_atomic`].
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
-    let write_err = |source| HostError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".berth-tmp")
-        .tempfile_in(dir)
-        .map_err(write_err)?;
-    tmp.write_all(bytes).map_err(write_err)?;
-    let file = tmp.as_file();
-    file.set_permissions(Permissions::from_mode(mode))
-        .map_err(|source| HostError::SetMode {
+    let (dir, name) = trusted_parent(path)?;
+    dir.write_atomic(&name, bytes, mode, owner)
+}
+
+/// Like [`write_atomic`], but never replaces anything already at `path`, not even a
+/// dangling symlink ([`HostError::AlreadyExists`]); the check is the rename itself.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let (dir, name) = trusted_parent(path)?;
+    dir.write_new(&name, bytes, mode, owner)
+}
+
+fn trusted_parent(path: &Path) -> Result<(SafeDir, PathBuf)> {
+    crate::beneath::in_parent(path).map_err(|e| match e {
+        HostError::Read { source, .. } => HostError::Write {
             path: path.to_path_buf(),
-            mode,
             source,
-        })?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| {
-            HostError::SetOwner {
-                path: path.to_path_buf(),
-                uid,
-                gid,
-                source,
-            }
-        })?;
-    }
-    file.sync_all().map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
-    sync_dir(dir)
+        },
+        e => e,
+    })
 }
 
 /// [`write_atomic`] unless `path` already holds exactly `bytes` (then nothing is
 /// written, so a run that changes nothing touches no file and waits on no disk flush);
 /// whether it wrote. Only for content: the mode of an existing file is not checked.
 pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+    let same = trusted_parent(path)
+        .and_then(|(dir, name)| dir.read(&name))
+        .is_ok_and(|old| old == bytes);
+    if same {
         return Ok(false);
     }
     write_atomic(path, bytes, mode, None)?;
@@ -77,27 +66,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// The lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Sets the permission bits of `path`.
-pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    std::fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|source| {
-        HostError::SetMode {
-            path: path.to_path_buf(),
-            mode,
-            source,
-        }
-    })
-}
-
-/// Sets the owner and group of `path` (not following a final symlink).
-pub(crate) fn set_owner(path: &Path, (uid, gid): (u32, u32)) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|source| HostError::SetOwner {
-        path: path.to_path_buf(),
-        uid,
-        gid,
-        source,
-    })
 }
 
 /// The directory holding `path` (`.` for a bare file name).

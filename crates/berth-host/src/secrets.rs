@@ -1,15 +1,16 @@
 //! The secret store: one file per secret under `<prefix>/secrets`, generated once.
 
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, Permissions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::fs::DirBuilder;
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use berth_render::SecretSpec;
 use rand::TryRng;
 use rand::rngs::SysRng;
 
+use crate::beneath::{self, SafeDir, Stat};
 use crate::{HostError, Result, fsutil, users};
 
 /// The instance's secrets: `<dir>/<name>`, each mode 0600, in a directory of mode 0700.
@@ -35,21 +36,12 @@ impl SecretStore {
                 path: dir.clone(),
                 source,
             })?;
-        let meta = std::fs::metadata(&dir).map_err(|source| HostError::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        if !meta.is_dir() {
-            return Err(HostError::NotADirectory { path: dir });
-        }
-        if meta.mode() & 0o7777 != 0o700 {
-            std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).map_err(|source| {
-                HostError::SetMode {
-                    path: dir.clone(),
-                    mode: 0o700,
-                    source,
-                }
-            })?;
+        // The store's directory is the prefix's, root's: opened as it is, then
+        // tightened through its descriptor.
+        let store = SafeDir::open_trusted(&dir)?;
+        let node = store.open_node(Path::new(""))?;
+        if node.stat().perm() != 0o700 {
+            node.set_mode(0o700)?;
         }
         Ok(Self { dir })
     }
@@ -84,11 +76,13 @@ impl SecretStore {
                 ),
                 _ => None,
             };
-            let value = if let Some((value, meta)) = read_secret(&path)? {
+            let value = if let Some((value, stat)) = read_secret(&path)? {
                 if let Some((uid, gid)) = owner
-                    && (meta.uid(), meta.gid()) != (uid, gid)
+                    && (stat.uid, stat.gid) != (uid, gid)
                 {
-                    fsutil::set_owner(&path, (uid, gid))?;
+                    // By descriptor: the file is the one just read, never a link.
+                    SafeDir::open_trusted(&self.dir)?
+                        .set_owner(Path::new(&spec.name), (uid, gid))?;
                 }
                 value
             } else {
@@ -123,30 +117,38 @@ impl SecretStore {
     }
 }
 
-/// Reads and checks one secret file; `None` when it does not exist.
-fn read_secret(path: &Path) -> Result<Option<(String, std::fs::Metadata)>> {
-    let read_err = |source| HostError::Read {
-        path: path.to_path_buf(),
-        source,
+/// Reads and checks one secret file; `None` when it does not exist. A symlink in its
+/// place is refused, not followed.
+fn read_secret(path: &Path) -> Result<Option<(String, Stat)>> {
+    let (dir, name) = beneath::in_parent(path)?;
+    let Some(stat) = dir.stat(&name)? else {
+        return Ok(None);
     };
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
-    };
-    if !meta.is_file() {
+    if stat.is_symlink() {
+        return Err(HostError::SymlinkRefused {
+            path: path.to_path_buf(),
+        });
+    }
+    if !stat.is_file() {
         return Err(HostError::NotAFile {
             path: path.to_path_buf(),
         });
     }
-    let mode = meta.mode() & 0o7777;
+    let mut file = dir.open_file(&name)?;
+    let stat = dir.stat(&name)?.unwrap_or(stat);
+    let mode = stat.perm();
     if mode & 0o077 != 0 {
         return Err(HostError::SecretExposed {
             path: path.to_path_buf(),
             mode,
         });
     }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| HostError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let text = String::from_utf8(bytes).map_err(|_| HostError::SecretNotText {
         path: path.to_path_buf(),
     })?;
@@ -157,7 +159,7 @@ fn read_secret(path: &Path) -> Result<Option<(String, std::fs::Metadata)>> {
             path: path.to_path_buf(),
         });
     }
-    Ok(Some((value.to_owned(), meta)))
+    Ok(Some((value.to_owned(), stat)))
 }
 
 /// A new random value for `spec`: `spec.length` characters drawn uniformly from

@@ -1,5 +1,6 @@
 //! Converge against real directories in a temporary prefix.
 
+use std::error::Error as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -449,4 +450,85 @@ fn files_berth_no_longer_wants_are_removed_and_come_back_on_roll_back() {
     applied.roll_back().unwrap();
     assert_eq!(std::fs::read_to_string(&gone.path).unwrap(), gone.content);
     assert_eq!(mode_of(&gone.path), gone.mode);
+}
+
+/// A service user's data directory given an odd mode, so converge plans a mode
+/// change; `victim` is a root file outside the prefix the user wants chmodded.
+fn odd_data_dir(tmp: &Path) -> (DesiredState, std::path::PathBuf) {
+    let state = desired(tmp);
+    up(&state);
+    let db = state.paths.data.join("db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let victim = tmp.join("victim");
+    std::fs::write(&victim, "root's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (state, victim)
+}
+
+fn swap_for_symlink(dir: &Path, target: &Path) {
+    std::fs::rename(dir, dir.with_extension("moved")).unwrap();
+    std::os::unix::fs::symlink(target, dir).unwrap();
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_between_plan_and_apply_is_refused() {
+    // Stops: finding 2 (issue 7), the swap made before berth applies its plan.
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, victim) = odd_data_dir(tmp.path());
+    let plan = converge::plan(&state, &mask(), false).unwrap();
+    assert_eq!(plan.dirs[0].old_mode, Some(0o750));
+    swap_for_symlink(&state.paths.data.join("db"), &victim);
+    let err = converge::apply(&plan, &state).unwrap_err();
+    let HostError::ApplyFailed { source, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        matches!(**source, HostError::SymlinkRefused { .. }),
+        "{source}"
+    );
+    assert_eq!(mode_of(&victim), 0o644);
+}
+
+#[test]
+fn a_directory_replaced_by_another_between_plan_and_apply_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, _) = odd_data_dir(tmp.path());
+    let plan = converge::plan(&state, &mask(), false).unwrap();
+    let db = state.paths.data.join("db");
+    std::fs::rename(&db, db.with_extension("moved")).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = converge::apply(&plan, &state).unwrap_err();
+    assert!(
+        err.source().unwrap().to_string().contains("was replaced"),
+        "{err}"
+    );
+    assert_eq!(mode_of(&db), 0o755, "what was put there is not touched");
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_before_roll_back_is_reported_not_followed() {
+    // Stops: finding 2 (issue 7): the rollback of a failed reconfigure chmodded the
+    // target of the symlink the service user put in place of its directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, victim) = odd_data_dir(tmp.path());
+    let plan = converge::plan(&state, &mask(), false).unwrap();
+    let applied = converge::apply(&plan, &state).unwrap();
+    let db = state.paths.data.join("db");
+    assert_eq!(mode_of(&db), 0o700);
+    swap_for_symlink(&db, &victim);
+
+    let err = applied.roll_back().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("was replaced after berth changed it"),
+        "{text}"
+    );
+    assert!(text.contains("symbolic link"), "{text}");
+    assert_eq!(mode_of(&victim), 0o644, "the symlink's target is untouched");
+    assert_eq!(
+        mode_of(&db.with_extension("moved")),
+        0o750,
+        "the old mode is back on the directory berth changed"
+    );
 }
