@@ -5,6 +5,7 @@
 //! (`config/site.toml`), the app manifest the instance runs (`manifest/`) and the
 //! secrets encrypted to the backup key (`secrets.age`). See `docs/backup.md`.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -141,7 +142,11 @@ pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
     let (text, created) = match std::fs::read_to_string(&path) {
         Ok(text) => (text, false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&inst.paths.state)
+            // 0700 as `up` makes it: the key decrypts every archive's secrets.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&inst.paths.state)
                 .map_err(LifecycleError::io("create", &inst.paths.state))?;
             let (identity, recipient) = berth_archive::secrets::generate_identity();
             let text = berth_archive::secrets::identity_file_text(
@@ -158,13 +163,16 @@ pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
         .recipient()
         .to_owned();
     if let Some(dest) = export {
-        if dest.exists() {
-            return Err(LifecycleError::Backup {
-                what: format!("`{}` already exists", dest.display()),
-                hint: "name a new file: the key is never written over another file".to_owned(),
-            });
+        // Checked by the rename itself: nothing can be slipped in between.
+        match berth_host::fsutil::write_new(dest, text.as_bytes(), 0o600, None) {
+            Err(berth_host::HostError::AlreadyExists { .. }) => {
+                return Err(LifecycleError::Backup {
+                    what: format!("`{}` already exists", dest.display()),
+                    hint: "name a new file: the key is never written over another file".to_owned(),
+                });
+            }
+            other => other?,
         }
-        berth_host::fsutil::write_atomic(dest, text.as_bytes(), 0o600, None)?;
     }
     Ok(KeyReport {
         path,
@@ -269,51 +277,68 @@ fn plan(inst: &Instance) -> Result<DesiredState> {
     render(inst, &secret_values)
 }
 
-/// Removes a directory tree when dropped (temporary staging).
+/// Removes a directory tree when dropped (temporary staging), by descriptors: what a
+/// database user left in its dump directory (symlinks included) is removed, never
+/// followed.
 struct TempTree(PathBuf);
 
 impl Drop for TempTree {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = berth_host::beneath::remove_tree_at(&self.0);
     }
 }
 
-/// A fresh private directory under `<prefix>/tmp`, removed when dropped.
+/// A fresh private directory under `<prefix>/tmp`, root's, mode 0700, removed when
+/// dropped.
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
     let root = tmp_dir(inst);
     std::fs::create_dir_all(&root).map_err(LifecycleError::io("create", &root))?;
+    let tmp = berth_host::beneath::SafeDir::open_trusted(&root)?;
     // Traversable, so the database user can reach its own dump directory below.
-    set_mode(&root, 0o711)?;
-    let dir = root.join(format!(
+    tmp.set_mode(Path::new(""), 0o711)?;
+    let name = format!(
         "{label}-{}-{}",
         jiff::Timestamp::now().as_second(),
         std::process::id()
-    ));
-    std::fs::create_dir(&dir).map_err(LifecycleError::io("create", &dir))?;
-    set_mode(&dir, 0o700)?;
-    Ok(TempTree(dir))
+    );
+    // Created here, so never an existing directory or a link someone planted.
+    tmp.create_dir(Path::new(&name), 0o700, None)?;
+    Ok(TempTree(root.join(name)))
 }
 
-pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(LifecycleError::io("set the mode of", path))
-}
-
+/// Gives `path` (a directory berth just created in its staging) to `user`.
 fn chown_to(path: &Path, user: Option<&str>) -> Result<()> {
     let Some(user) = user else {
         return Ok(());
     };
-    let (uid, gid) = berth_host::users::lookup(user).ok_or_else(|| LifecycleError::Backup {
+    let owner = berth_host::users::lookup(user).ok_or_else(|| LifecycleError::Backup {
         what: format!("user `{user}` does not exist"),
         hint: "run `berth up` first".to_owned(),
     })?;
-    nix::unistd::chown(
-        path,
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    )
-    .map_err(|e| LifecycleError::io("change the owner of", path)(e.into()))
+    let (dir, name) = berth_host::beneath::in_parent(path)?;
+    dir.set_owner(&name, owner)?;
+    Ok(())
+}
+
+/// Opens a directory to back up, beneath the prefix and without following a symlink
+/// anywhere on the way: a service user who replaced its data directory (or one above
+/// it) with a link to root's files gets a refusal, not root's files in the archive.
+/// `None` when it does not exist.
+fn open_backup_dir(base: &Path, path: &Path) -> Result<Option<berth_host::beneath::SafeDir>> {
+    let (dir, rel) = berth_host::beneath::locate(base, path)?;
+    let refused = |e: berth_host::HostError| {
+        LifecycleError::Backup {
+        what: format!("Refusing to back up `{}`: {e}", path.display()),
+        hint: "nothing was backed up; put the real directory back in place (as root), then back up again"
+            .to_owned(),
+    }
+    };
+    match dir.stat(&rel) {
+        Ok(None) => return Ok(None),
+        Ok(Some(_)) => {}
+        Err(e) => return Err(refused(e)),
+    }
+    dir.open_dir(&rel).map(Some).map_err(refused)
 }
 
 fn ready_services(inst: &Instance) -> Vec<String> {
@@ -327,8 +352,11 @@ fn ready_services(inst: &Instance) -> Vec<String> {
     }
 }
 
-/// Size of every regular file under `dir` (0 when it does not exist).
+/// Size of every regular file under `dir` (0 when it does not exist or is a symlink).
 fn tree_size(dir: &Path) -> u64 {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) {
+        return 0;
+    }
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -428,6 +456,8 @@ fn create_archive(
         warnings.push(NO_KEY_WARNING.to_owned());
     }
 
+    // The archive waits for its upload in root's own 0700 directory; only the
+    // database dump gets a directory the database user owns.
     let tmp = staging(inst, "backup")?;
     // Names have whole seconds: a second backup within the same second (a scheduled
     // one beside a manual one, a restore's safety backup) waits for the next one
@@ -459,17 +489,15 @@ fn create_archive(
     // 1. The database: one snapshot shared by every pg_dump job.
     let mut dump_seconds = 0.0;
     let mut server_version = String::new();
-    let dump_dir = tmp.0.join("dump").join("db");
+    let dump_tmp = staging(inst, "dump")?;
+    let dump_dir = dump_tmp.0.join("db");
     if let Some(db) = &backup.database {
         progress.begin(&format!(
             "Dumping database `{}` ({} jobs)",
             db.name,
             jobs(inst)
         ));
-        let parent = tmp.0.join("dump");
-        std::fs::create_dir(&parent).map_err(LifecycleError::io("create", &parent))?;
-        chown_to(&parent, db.user.as_deref())?;
-        chown_to(&tmp.0, db.user.as_deref())?;
+        chown_to(&dump_tmp.0, db.user.as_deref())?;
         let t = Instant::now();
         server_version = database::server_version(db)?;
         database::dump(db, &dump_dir, jobs(inst))?;
@@ -505,8 +533,10 @@ fn create_archive(
     }
     let copied = (|| -> Result<()> {
         for (rel, abs) in &backup.data_dirs {
-            if abs.is_dir() {
-                writer.add_tree(&format!("data/{rel}"), abs)?;
+            if let Some(dir) = open_backup_dir(&inst.paths.prefix, abs)? {
+                // Read through the descriptor just opened: a swap of the path from
+                // now on changes nothing about what is read.
+                writer.add_tree(&format!("data/{rel}"), &dir.fd_path())?;
             }
         }
         Ok(())
@@ -531,7 +561,13 @@ fn create_archive(
     };
 
     if let Some(db) = &backup.database {
-        writer.add_tree(&format!("database/{}", db.name), &dump_dir)?;
+        // The database user owns this directory: read it like a data directory.
+        let dump =
+            open_backup_dir(&dump_tmp.0, &dump_dir)?.ok_or_else(|| LifecycleError::Backup {
+                what: format!("pg_dump left no dump in `{}`", dump_dir.display()),
+                hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
+            })?;
+        writer.add_tree(&format!("database/{}", db.name), &dump.fd_path())?;
     }
     if inst.config_exists {
         writer.add_file("config/site.toml", &inst.config_path)?;
@@ -831,16 +867,6 @@ pub(crate) fn dump_path(index: &berth_archive::ArchiveManifest) -> Option<String
         .and_then(|d| d.get("path"))
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
-}
-
-/// Remove a directory tree; one that is already gone is fine.
-pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(LifecycleError::io("remove", dir)(e))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.

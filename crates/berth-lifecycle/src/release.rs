@@ -1,6 +1,8 @@
 //! The release: bundled components built once per version, and the copy of the
 //! manifest the instance runs.
 
+use std::path::Path;
+
 use berth_render::DesiredState;
 
 use crate::error::{LifecycleError, Result};
@@ -52,22 +54,26 @@ pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     if unchanged && dir.is_dir() {
         return Ok(());
     }
-    let tmp = inst.paths.prefix.join(".manifest.new");
-    let _ = std::fs::remove_dir_all(&tmp);
+    // All beneath the prefix, by descriptors: no name on the way is followed.
+    let prefix = berth_host::beneath::SafeDir::open_trusted(&inst.paths.prefix)?;
+    let tmp = Path::new(".manifest.new");
+    let old = Path::new(".manifest.old");
+    let stored = Path::new("manifest");
+    prefix.remove_tree(tmp)?;
+    prefix.create_dir(tmp, 0o755, None)?;
     for (name, text) in &files {
-        let path = tmp.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(LifecycleError::io("create", parent))?;
+        let rel = tmp.join(name);
+        if let Some(parent) = rel.parent() {
+            prefix.create_dir_all(parent, 0o755, None)?;
         }
-        std::fs::write(&path, text).map_err(LifecycleError::io("write", &path))?;
+        prefix.write_atomic(&rel, text.as_bytes(), 0o644, None)?;
     }
-    let old = inst.paths.prefix.join(".manifest.old");
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(&dir, &old).map_err(LifecycleError::io("move aside", &dir))?;
+    prefix.remove_tree(old)?;
+    if prefix.stat(stored)?.is_some() {
+        prefix.rename(stored, &prefix, old)?;
     }
-    std::fs::rename(&tmp, &dir).map_err(LifecycleError::io("move into place", &dir))?;
-    let _ = std::fs::remove_dir_all(&old);
+    prefix.rename(tmp, &prefix, stored)?;
+    prefix.remove_tree(old)?;
     Ok(())
 }
 

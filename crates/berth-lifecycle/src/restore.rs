@@ -205,7 +205,7 @@ pub fn restore(
     let (mut j, staged_now) = match (existing, opts.resume) {
         (Some(j), true) if !j.has("stage") => {
             // Interrupted while unpacking: unpack again from the start.
-            let _ = std::fs::remove_dir_all(&j.staging);
+            let _ = remove_tree_at(&j.staging);
             let again = RestoreOptions {
                 archive: Some(j.source.clone()),
                 from: j.from.clone(),
@@ -298,12 +298,12 @@ fn stage(
     let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
     // On any failure: nothing of this attempt stays behind.
     let forget = |e: LifecycleError| {
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = remove_tree_at(&staging);
         let _ = std::fs::remove_file(journal_path(prefix));
         if was_new {
-            let _ = std::fs::remove_dir_all(prefix);
+            let _ = remove_tree_at(prefix);
         } else if !existed.iter().any(|n| n == "tmp") {
-            let _ = std::fs::remove_dir_all(&staging_root);
+            let _ = remove_tree_at(&staging_root);
         }
         e
     };
@@ -379,15 +379,8 @@ fn stage(
     };
 
     // From here on the journal exists, so an interruption can be resumed or aborted.
-    std::fs::create_dir_all(&staging_root)
-        .map_err(LifecycleError::io("create", &staging_root))
-        .map_err(forget)?;
-    backup::set_mode(&staging_root, 0o711).map_err(forget)?;
     let x = staging.join("x");
-    std::fs::create_dir_all(&x)
-        .map_err(LifecycleError::io("create", &x))
-        .map_err(forget)?;
-    backup::set_mode(&staging, 0o711).map_err(forget)?;
+    make_staging(&staging_root, &staging).map_err(forget)?;
     let mut j = Journal {
         source: archive.to_owned(),
         from: opts.from.clone(),
@@ -416,6 +409,10 @@ fn stage(
     progress.bytes(Some(index.total_size()));
     let all = |_: &str| true;
     berth_archive::extract(&fetched.path, &x, &all, &mut backup::progress_fn(progress))
+        .map_err(|e| forget(e.into()))?;
+    // No setuid or setgid file ever comes out of an archive, whatever the extractor let by.
+    berth_host::beneath::SafeDir::open_trusted(&staging)
+        .and_then(|d| d.clear_setid_tree(Path::new("x")))
         .map_err(|e| forget(e.into()))?;
     progress.end("");
 
@@ -496,8 +493,7 @@ fn run_steps(
                         db.name,
                         backup::jobs(&inst)
                     ));
-                    let dump = j.staging.join("x/database").join(&db.name);
-                    chown_tree(&j.staging.join("x/database"), db.user.as_deref())?;
+                    let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
                     database::restore_into_incoming(&db, &dump, backup::jobs(&inst))?;
                     progress.end("");
                 }
@@ -575,40 +571,90 @@ fn keep_running(state: &DesiredState) -> Vec<String> {
     keep
 }
 
-/// Give a whole tree to `user` (root only; a no-op otherwise).
-fn chown_tree(root: &Path, user: Option<&str>) -> Result<()> {
+/// Give a whole tree to `user` (root only; a no-op otherwise), by descriptors beneath
+/// `base`: a symlink on the way or inside is never followed, setuid and setgid bits are
+/// cleared, and a `..` in `root` is refused, so nothing outside `base` is ever touched.
+fn chown_tree(base: &Path, root: &Path, user: Option<&str>) -> Result<()> {
     let Some(user) = user else {
         return Ok(());
     };
     if !berth_host::users::is_root() {
         return Ok(());
     }
-    let Some((uid, gid)) = berth_host::users::lookup(user) else {
+    let Some(owner) = berth_host::users::lookup(user) else {
         return Ok(());
     };
-    let (uid, gid) = (
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    );
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            &p,
-            uid,
-            gid,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| LifecycleError::io("change the owner of", &p)(e.into()))?;
-        if p.is_dir() && !p.is_symlink() {
-            for e in std::fs::read_dir(&p)
-                .map_err(LifecycleError::io("read", &p))?
-                .flatten()
-            {
-                stack.push(e.path());
-            }
+    let (dir, rel) = berth_host::beneath::locate(base, root)?;
+    dir.chown_tree(&rel, owner)?;
+    Ok(())
+}
+
+/// The staging directories of a restore: `<prefix>/tmp` (0711, root's) and in it
+/// `restore-<id>` (0711: the database user must reach the dump moved into its
+/// `database/` for `pg_restore`, and nothing else) holding `x/`, where the archive is
+/// unpacked, 0700, so no one but root ever reaches what an archive brings.
+fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
+    std::fs::create_dir_all(staging_root).map_err(LifecycleError::io("create", staging_root))?;
+    let root = berth_host::beneath::SafeDir::open_trusted(staging_root)?;
+    root.set_mode(Path::new(""), 0o711)?;
+    let name = Path::new(staging.file_name().unwrap_or_default());
+    let dir = match root.create_dir(name, 0o711, Some((0, 0))) {
+        Err(berth_host::HostError::CreateDir { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            root.open_dir(name)?
         }
+        other => other?,
+    };
+    let node = dir.open_node(Path::new(""))?;
+    node.set_owner((0, 0))?;
+    node.set_mode(0o711)?;
+    match dir.create_dir(Path::new("x"), 0o700, Some((0, 0))) {
+        Err(berth_host::HostError::CreateDir { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            dir.set_mode(Path::new("x"), 0o700)?;
+        }
+        other => drop(other?),
     }
+    Ok(())
+}
+
+/// The unpacked dump, moved out of the private `x/` into the staging directory's
+/// `database/` and given to the database user, who runs `pg_restore` on it.
+fn dump_for_database_user(j: &Journal, user: Option<&str>) -> Result<PathBuf> {
+    let staging = berth_host::beneath::SafeDir::open_trusted(&j.staging)?;
+    let moved = Path::new("database");
+    if staging.stat(moved)?.is_none() {
+        staging.rename(Path::new("x/database"), &staging, moved)?;
+    }
+    staging.set_mode(moved, 0o700)?;
+    chown_tree(&j.staging, &j.staging.join(moved), user)?;
+    Ok(j.staging.join(moved))
+}
+
+/// Remove a tree by descriptors, trusting only its parent directory.
+fn remove_tree_at(path: &Path) -> Result<()> {
+    berth_host::beneath::remove_tree_at(path)?;
+    Ok(())
+}
+
+/// Whether `path` exists (not following a symlink at its end), looking beneath `base`.
+fn exists(base: &Path, path: &Path) -> Result<bool> {
+    let (dir, rel) = berth_host::beneath::locate(base, path)?;
+    Ok(dir.stat(&rel)?.is_some())
+}
+
+/// Whether `path` is a directory (a symlink is not), looking beneath `base`.
+fn is_dir(base: &Path, path: &Path) -> Result<bool> {
+    let (dir, rel) = berth_host::beneath::locate(base, path)?;
+    Ok(dir.stat(&rel)?.is_some_and(|s| s.is_dir()))
+}
+
+/// Remove `path` and what is under it by descriptors beneath `base`.
+fn remove_beneath(base: &Path, path: &Path) -> Result<()> {
+    let (dir, rel) = berth_host::beneath::locate(base, path)?;
+    dir.remove_tree(&rel)?;
     Ok(())
 }
 
@@ -622,30 +668,34 @@ fn data_owner(state: &DesiredState, path: &Path) -> Option<String> {
         .and_then(|d| d.owner.clone())
 }
 
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(LifecycleError::io("create", parent))?;
+/// Move `from` to `to` (both resolved beneath `base`, never through a symlink, never
+/// over something), creating `to`'s missing parents with `parent_mode`.
+fn rename(base: &Path, from: &Path, to: &Path, parent_mode: u32) -> Result<()> {
+    let (from_dir, from_rel) = berth_host::beneath::locate(base, from)?;
+    let (to_dir, to_rel) = berth_host::beneath::locate(base, to)?;
+    if let Some(parent) = to_rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        to_dir.create_dir_all(parent, parent_mode, None)?;
     }
-    std::fs::rename(from, to).map_err(LifecycleError::io("move into place", to))
+    from_dir.rename(&from_rel, &to_dir, &to_rel)?;
+    Ok(())
 }
 
 /// Step `files`: move the live items aside and the restored ones in.
 fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<()> {
     progress.begin("Putting the site config, secrets and data in place");
     let state = desired(inst)?;
+    let prefix = &inst.paths.prefix;
     for (live, staged, aside) in items(inst, j) {
-        if !staged.exists() && !live.exists() {
+        if !exists(prefix, &staged)? {
             continue;
         }
-        if staged.exists() {
-            if live.is_dir() && live.starts_with(&inst.paths.data) {
-                chown_tree(&staged, data_owner(&state, &live).as_deref())?;
-            }
-            if live.exists() && !aside.exists() {
-                rename(&live, &aside)?;
-            }
-            rename(&staged, &live)?;
+        if is_dir(prefix, &staged)? && live.starts_with(&inst.paths.data) {
+            chown_tree(prefix, &staged, data_owner(&state, &live).as_deref())?;
         }
+        if exists(prefix, &live)? && !exists(prefix, &aside)? {
+            rename(prefix, &live, &aside, 0o700)?;
+        }
+        rename(prefix, &staged, &live, 0o755)?;
     }
     progress.end("");
     Ok(())
@@ -671,7 +721,11 @@ fn prepare_database(
         // directories become theirs before any service reads them.
         for d in &j.data_dirs {
             let live = inst.paths.data.join(d);
-            chown_tree(&live, data_owner(&state, &live).as_deref())?;
+            chown_tree(
+                &inst.paths.data,
+                &live,
+                data_owner(&state, &live).as_deref(),
+            )?;
         }
         let Some(db) = state.backup.as_ref().and_then(|b| b.database.clone()) else {
             return Ok(());
@@ -703,7 +757,33 @@ fn commit(inst: &Instance, j: &Journal) -> Result<()> {
     if let Some(db) = db_plan(inst)? {
         database::drop_previous(&db)?;
     }
-    backup::remove_tree(&j.staging)
+    remove_tree_at(&j.staging)
+}
+
+/// The files of an interrupted restore out, the kept ones back. After `stage`, an
+/// item whose staged copy is gone was moved in by the restore: it is removed (and
+/// what was there before, moved aside, comes back). Removal is by descriptors beneath
+/// the prefix, so a symlink a service user put in a data directory's place is removed
+/// itself, never followed.
+fn undo_files(inst: &Instance, j: &Journal) -> Result<()> {
+    if !j.has("stage") {
+        return Ok(());
+    }
+    let prefix = &inst.paths.prefix;
+    if !prefix.is_dir() {
+        return Ok(());
+    }
+    for (live, staged, aside) in items(inst, j) {
+        let kept = exists(prefix, &aside)?;
+        let restored = !exists(prefix, &staged)?;
+        if (kept || restored) && exists(prefix, &live)? {
+            remove_beneath(prefix, &live)?;
+        }
+        if kept {
+            rename(prefix, &aside, &live, 0o755)?;
+        }
+    }
+    Ok(())
 }
 
 /// `berth restore --abort`: undo an interrupted restore, leaving the instance as it
@@ -734,25 +814,23 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             let _ = supervisor::request(&inst.paths, &Request::Shutdown);
             supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
         }
+        // What the restore moved into entries that were there before (a `data/` made
+        // ready for it, say) goes too, and what it moved aside comes back.
+        undo_files(inst, j)?;
+        let root = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
         for e in std::fs::read_dir(&prefix)
             .map_err(LifecycleError::io("read", &prefix))?
             .flatten()
         {
             let name = e.file_name().to_string_lossy().into_owned();
             if !j.existed.contains(&name) {
-                let p = e.path();
-                let removed = if p.is_dir() && !p.is_symlink() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                removed.map_err(LifecycleError::io("remove", &p))?;
+                root.remove_tree(Path::new(&e.file_name()))?;
             }
         }
-        let _ = std::fs::remove_dir_all(&j.staging);
+        let _ = remove_tree_at(&j.staging);
         let _ = std::fs::remove_file(journal_path(&prefix));
         if j.was_new {
-            let _ = std::fs::remove_dir_all(&prefix);
+            let _ = remove_tree_at(&prefix);
         }
         progress.end("");
         return Ok(());
@@ -772,21 +850,8 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         )?;
         database::swap_back(&db)?;
     }
-    // Files: the restored ones out, the kept ones back.
-    for (live, _, aside) in items(inst, j) {
-        if aside.exists() {
-            if live.exists() {
-                let removed = if live.is_dir() {
-                    std::fs::remove_dir_all(&live)
-                } else {
-                    std::fs::remove_file(&live)
-                };
-                removed.map_err(LifecycleError::io("remove", &live))?;
-            }
-            rename(&aside, &live)?;
-        }
-    }
-    backup::remove_tree(&j.staging)?;
+    undo_files(inst, j)?;
+    remove_tree_at(&j.staging)?;
     std::fs::remove_file(journal_path(&prefix))
         .map_err(LifecycleError::io("remove", journal_path(&prefix)))?;
     progress.end("");
