@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use berth_render::{DesiredState, FileSpec};
@@ -175,7 +174,13 @@ pub fn plan(
 
     let mut dirs = Vec::new();
     for spec in &state.dirs {
-        if let Some(change) = plan_dir(&spec.path, spec.mode, spec.owner.as_deref(), &owners)? {
+        if let Some(change) = plan_dir(
+            &state.paths.prefix,
+            &spec.path,
+            spec.mode,
+            spec.owner.as_deref(),
+            &owners,
+        )? {
             dirs.push(change);
         }
     }
@@ -230,6 +235,7 @@ impl Owners<'_> {
 }
 
 fn plan_dir(
+    prefix: &Path,
     path: &Path,
     mode: u32,
     owner: Option<&str>,
@@ -237,25 +243,16 @@ fn plan_dir(
 ) -> Result<Option<DirChange>> {
     let mode = mode & 0o7777;
     let wanted_owner = owner.map(str::to_owned).filter(|_| owners.manage);
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Ok(Some(DirChange {
-                path: path.to_path_buf(),
-                kind: ChangeKind::Create,
-                mode,
-                old_mode: None,
-                owner: wanted_owner,
-                old_owner: None,
-                planned_inode: None,
-            }));
-        }
-        Err(source) => {
-            return Err(HostError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let Some(meta) = stat_beneath(prefix, path)? else {
+        return Ok(Some(DirChange {
+            path: path.to_path_buf(),
+            kind: ChangeKind::Create,
+            mode,
+            old_mode: None,
+            owner: wanted_owner,
+            old_owner: None,
+            planned_inode: None,
+        }));
     };
     if meta.is_symlink() {
         return Err(HostError::SymlinkRefused {
@@ -267,8 +264,8 @@ fn plan_dir(
             path: path.to_path_buf(),
         });
     }
-    let current_mode = meta.mode() & 0o7777;
-    let current_owner = (meta.uid(), meta.gid());
+    let current_mode = meta.perm();
+    let current_owner = (meta.uid, meta.gid);
     let owner_change = owners.differs(owner, current_owner)?;
     if current_mode == mode && owner_change.is_none() {
         return Ok(None);
@@ -280,8 +277,18 @@ fn plan_dir(
         old_mode: (current_mode != mode).then_some(current_mode),
         owner: wanted_owner,
         old_owner: owner_change.map(|_| current_owner),
-        planned_inode: Some((meta.dev(), meta.ino())),
+        planned_inode: Some(meta.id()),
     }))
+}
+
+/// What is at `path`, looked at beneath `prefix` without following a symlink anywhere
+/// on the way; `None` when it (or the prefix) does not exist.
+fn stat_beneath(prefix: &Path, path: &Path) -> Result<Option<beneath::Stat>> {
+    match beneath::locate(prefix, path) {
+        Ok((dir, rel)) => dir.stat(&rel),
+        Err(HostError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn plan_file(
@@ -294,16 +301,7 @@ fn plan_file(
     let mode = spec.mode & 0o7777;
     let sha256 = fsutil::sha256_hex(spec.content.as_bytes());
     let wanted_owner = spec.owner.clone().filter(|_| owners.manage);
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => Some(meta),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(HostError::Read {
-                path: path.clone(),
-                source,
-            });
-        }
-    };
+    let meta = stat_beneath(prefix, path)?;
     let Some(meta) = meta else {
         return Ok(Some(FileChange {
             path: path.clone(),
@@ -330,8 +328,8 @@ fn plan_file(
     let (dir, rel) = beneath::locate(prefix, path)?;
     let current = dir.read(&rel)?;
     let old_sha256 = fsutil::sha256_hex(&current);
-    let current_mode = meta.mode() & 0o7777;
-    let current_owner = (meta.uid(), meta.gid());
+    let current_mode = meta.perm();
+    let current_owner = (meta.uid, meta.gid);
     let owner_change = owners.differs(spec.owner.as_deref(), current_owner)?;
     let content_changed = old_sha256 != sha256;
     if !content_changed && current_mode == mode && owner_change.is_none() {
@@ -360,7 +358,7 @@ fn plan_file(
         diff,
         restarts,
         reloads,
-        planned_inode: Some((meta.dev(), meta.ino())),
+        planned_inode: Some(meta.id()),
     }))
 }
 
@@ -652,7 +650,8 @@ fn apply_dirs(
                     .collect();
                 for dir in missing.into_iter().rev() {
                     let (at, rel) = beneath::locate(prefix, dir)?;
-                    at.create_dir(&rel, 0o700, None)?;
+                    // Parents get the usual 0755 (the final mode follows below).
+                    at.create_dir(&rel, 0o755, None)?;
                     undo.push(Undo::RemoveDir(dir.to_path_buf()));
                 }
                 None

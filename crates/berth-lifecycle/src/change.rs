@@ -225,9 +225,17 @@ impl Change {
     }
 
     fn put_back(&mut self, inst: &Instance) -> Result<()> {
-        if let Some(applied) = self.applied.take() {
-            applied.roll_back()?;
+        // A path that could not be put back (one a service user replaced, say) does not
+        // stop the rest: the old plan and services come back, then it is reported.
+        let undo = self.applied.take().map(Applied::roll_back);
+        let rest = self.put_back_plan_and_services(inst);
+        if let Some(Err(e)) = undo {
+            return Err(e.into());
         }
+        rest
+    }
+
+    fn put_back_plan_and_services(&mut self, inst: &Instance) -> Result<()> {
         restore_file(&managed_files_path(inst), self.old_managed.as_deref());
         let plan_path = inst.paths.supervision_plan();
         match &self.old_plan_bytes {

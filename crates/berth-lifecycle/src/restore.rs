@@ -778,9 +778,27 @@ fn undo_files(inst: &Instance, j: &Journal) -> Result<()> {
         let restored = !exists(prefix, &staged)?;
         if (kept || restored) && exists(prefix, &live)? {
             remove_beneath(prefix, &live)?;
+            if !kept && j.new_instance {
+                remove_empty_parents(prefix, &inst.paths.data, &live)?;
+            }
         }
         if kept {
             rename(prefix, &aside, &live, 0o755)?;
+        }
+    }
+    Ok(())
+}
+
+/// The directories a restore made to hold `path` in a new instance (empty ones, up
+/// to `data`, which stays): abort leaves no trace of them.
+fn remove_empty_parents(prefix: &Path, data: &Path, path: &Path) -> Result<()> {
+    for parent in path.ancestors().skip(1) {
+        if !parent.starts_with(data) || parent == data {
+            break;
+        }
+        let (dir, rel) = berth_host::beneath::locate(prefix, parent)?;
+        if !dir.remove_empty_dir(&rel)? {
+            break;
         }
     }
     Ok(())
