@@ -156,8 +156,8 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
     // The app's user cannot bind port 81: the restart fails after the files changed.
     b.write_site(&site(81));
     let r = b.run(&["reconfigure"]);
-    let swapped = swapper.wait_with_output().unwrap();
-    assert!(swapped.status.success(), "{swapped:?}");
+    let swap = swapper.wait_with_output().unwrap();
+    assert!(swap.status.success(), "{swap:?}");
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
         r.stderr.contains("was replaced after berth changed it"),
@@ -177,7 +177,7 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
     b.write_site(&site(51001));
     b.run(&["reconfigure"]).expect(0);
     assert_eq!(mode_of(&cache), 0o750);
-    b.wait_all_ready(Duration::from_secs(60));
+    b.wait_all_ready(Duration::from_mins(1));
 
     // (b) Finding 4: a data directory replaced with a symlink to a root-only directory
     // before a backup. It used to go into the archive (and back to the user on restore).
@@ -242,7 +242,7 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
     std::fs::remove_file(&media).unwrap();
     std::fs::rename(media.with_extension("real"), &media).unwrap();
     b.run(&["restore", "--abort"]).expect(0);
-    b.wait_all_ready(Duration::from_secs(60));
+    b.wait_all_ready(Duration::from_mins(1));
     assert!(!b.prefix.join("tmp/restore.json").exists());
 
     // (d) `restore --abort` into a prefix that has a `data/` but no instance removes
