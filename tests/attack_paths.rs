@@ -265,6 +265,20 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
         r.stdout, r.stderr
     );
     assert!(fresh.join("data/app/media/photos/pic").exists());
+    // Finding 3: what the archive brought waits where only root can go.
+    let staging = std::fs::read_dir(fresh.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("restore-")
+        })
+        .unwrap();
+    assert_eq!(mode_of(&staging.join("x")), 0o700);
+    assert_eq!(owner_of(&staging.join("x")), (0, 0));
     f.run(&["restore", "--abort"]).expect(0);
     assert!(fresh.join("data").is_dir(), "what was there before stays");
     assert_eq!(

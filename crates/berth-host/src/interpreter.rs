@@ -44,7 +44,7 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
         return Ok(copied);
     }
     let partial = dest.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
+    let _ = crate::beneath::remove_tree_at(&partial);
     copy_tree(&prefix, &partial).map_err(|e| fail(format!("copying failed: {e}")))?;
     let old_libdir = format!("{}/lib", prefix.display());
     for entry in std::fs::read_dir(partial.join("bin")).map_err(|e| fail(e.to_string()))? {
@@ -54,7 +54,8 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
                 .map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
         }
     }
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+    crate::beneath::in_parent(&partial)
+        .and_then(|(dir, name)| dir.set_mode(&name, 0o755))
         .map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&partial, dest).map_err(|e| fail(e.to_string()))?;
     Ok(copied)
@@ -141,11 +142,9 @@ fn rewrite_runpath(path: &Path, old: &str, new: &str) -> std::io::Result<()> {
         i = start + old.len();
     }
     if changed {
-        let mode = std::fs::metadata(path)?.permissions();
-        let tmp = path.with_extension("berth-tmp");
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::set_permissions(&tmp, mode)?;
-        std::fs::rename(&tmp, path)?;
+        let mode = std::fs::symlink_metadata(path)?.permissions().mode();
+        crate::fsutil::write_atomic(path, &bytes, mode & 0o7777, None)
+            .map_err(std::io::Error::other)?;
     }
     Ok(())
 }

@@ -370,15 +370,10 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Removes a venv tree by descriptors (what an installer left there, symlinks
+/// included, is removed, never followed).
 fn remove_dir_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(HostError::Remove {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    crate::beneath::remove_tree_at(path).map(drop)
 }
 
 #[cfg(test)]
