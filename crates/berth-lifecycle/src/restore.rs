@@ -598,7 +598,9 @@ fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
     let root = berth_host::beneath::SafeDir::open_trusted(staging_root)?;
     root.set_mode(Path::new(""), 0o711)?;
     let name = Path::new(staging.file_name().unwrap_or_default());
-    let dir = match root.create_dir(name, 0o711, Some((0, 0))) {
+    // Made here by berth (root when root runs it); an existing one (a resumed
+    // restore) is tightened again.
+    let dir = match root.create_dir(name, 0o711, None) {
         Err(berth_host::HostError::CreateDir { source, .. })
             if source.kind() == std::io::ErrorKind::AlreadyExists =>
         {
@@ -606,10 +608,8 @@ fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
         }
         other => other?,
     };
-    let node = dir.open_node(Path::new(""))?;
-    node.set_owner((0, 0))?;
-    node.set_mode(0o711)?;
-    match dir.create_dir(Path::new("x"), 0o700, Some((0, 0))) {
+    dir.set_mode(Path::new(""), 0o711)?;
+    match dir.create_dir(Path::new("x"), 0o700, None) {
         Err(berth_host::HostError::CreateDir { source, .. })
             if source.kind() == std::io::ErrorKind::AlreadyExists =>
         {
