@@ -288,3 +288,19 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
     );
     assert!(!fresh.join("tmp").exists());
 }
+
+#[test]
+fn the_backup_key_stays_private_and_is_never_exported_through_a_link() {
+    // From the findings: `backup key` before `up` left `state/` at 0755, and
+    // `--export` checked for the file, then renamed over whatever was there by then.
+    let scratch = prefix_dir("attack-key");
+    let b = Berth::new(&scratch.path().join("prefix"), &fixture("ministack"));
+    let planted = scratch.path().join("planted");
+    std::os::unix::fs::symlink("/nonexistent/elsewhere", &planted).unwrap();
+    let r = b.run(&["backup", "key", "--export", planted.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    assert_eq!(mode_of(&b.prefix.join("state")), 0o700);
+    assert_eq!(mode_of(&b.prefix.join("state/backup-key.txt")), 0o600);
+}
