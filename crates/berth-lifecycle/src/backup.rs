@@ -320,6 +320,27 @@ fn chown_to(path: &Path, user: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Adds the tree of an opened directory, read through its descriptor (the
+/// `/proc/self/fd/N` path leads to exactly what was opened, whatever happens to its
+/// name); errors name the directory's real path.
+fn add_opened_tree(
+    writer: &mut ArchiveWriter,
+    archive_dir: &str,
+    dir: &berth_host::beneath::SafeDir,
+) -> Result<()> {
+    let via = dir.fd_path();
+    writer.add_tree(archive_dir, &via).map(drop).map_err(|e| {
+        let shown = dir.path().display().to_string();
+        LifecycleError::Backup {
+            what: format!(
+                "Failed to archive `{shown}`: {}",
+                crate::converge::error_text(&e.into()).replace(&via.display().to_string(), &shown)
+            ),
+            hint: "nothing was kept of this backup; fix the cause and back up again".to_owned(),
+        }
+    })
+}
+
 /// Opens a directory to back up, beneath the prefix and without following a symlink
 /// anywhere on the way: a service user who replaced its data directory (or one above
 /// it) with a link to root's files gets a refusal, not root's files in the archive.
@@ -536,7 +557,7 @@ fn create_archive(
             if let Some(dir) = open_backup_dir(&inst.paths.prefix, abs)? {
                 // Read through the descriptor just opened: a swap of the path from
                 // now on changes nothing about what is read.
-                writer.add_tree(&format!("data/{rel}"), &dir.fd_path())?;
+                add_opened_tree(&mut writer, &format!("data/{rel}"), &dir)?;
             }
         }
         Ok(())
@@ -567,7 +588,7 @@ fn create_archive(
                 what: format!("pg_dump left no dump in `{}`", dump_dir.display()),
                 hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
             })?;
-        writer.add_tree(&format!("database/{}", db.name), &dump.fd_path())?;
+        add_opened_tree(&mut writer, &format!("database/{}", db.name), &dump)?;
     }
     if inst.config_exists {
         writer.add_file("config/site.toml", &inst.config_path)?;
