@@ -84,7 +84,8 @@ pub fn parse_identity(text: &str) -> Result<Identity, ArchiveError> {
             if let Some(key) = comment.trim().strip_prefix("public key:") {
                 public = Some(key.trim());
             }
-        } else if !line.is_empty() {
+        } else if !line.is_empty() && !line.starts_with(crate::signing::SIGNING_KEY_PREFIX) {
+            // A key file may also hold the archive signing key, which is not age's.
             keys.push(line);
         }
     }
