@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -264,7 +264,7 @@ impl ArchiveWriter {
         let mut shown = base.to_path_buf();
         for component in rel.split('/') {
             shown.push(component);
-            dir = open_dir_nofollow(&dir, Path::new(component), &shown)?;
+            dir = open_dir_nofollow(dir.as_fd(), Path::new(component), &shown)?;
         }
         self.add_tree_fd(archive_dir, &dir, &shown)
     }
@@ -743,7 +743,15 @@ impl SourceMeta {
 
 /// Opens the directory `path` (relative to `at`) without following a symlink at its
 /// last component.
-fn open_dir_nofollow(at: impl AsFd, path: &Path, shown: &Path) -> Result<OwnedFd, ArchiveError> {
+fn open_dir_nofollow(
+    at: BorrowedFd<'_>,
+    path: &Path,
+    shown: &Path,
+) -> Result<OwnedFd, ArchiveError> {
+    let is_symlink = || {
+        rustix::fs::statat(at, path, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
     rustix::fs::openat(
         at,
         path,
@@ -751,12 +759,15 @@ fn open_dir_nofollow(at: impl AsFd, path: &Path, shown: &Path) -> Result<OwnedFd
         Mode::empty(),
     )
     .map_err(|e| match e {
-        rustix::io::Errno::LOOP => ArchiveError::InvalidSource {
-            path: shown.to_owned(),
-            reason: "it is a symlink, which berth never follows when it backs up (someone \
+        // Linux says ENOTDIR for a symlink opened with O_DIRECTORY | O_NOFOLLOW.
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR if is_symlink() => {
+            ArchiveError::InvalidSource {
+                path: shown.to_owned(),
+                reason: "it is a symlink, which berth never follows when it backs up (someone \
                      replaced a directory with a link: check who can write to its parent)"
-                .to_owned(),
-        },
+                    .to_owned(),
+            }
+        }
         rustix::io::Errno::NOTDIR => ArchiveError::InvalidSource {
             path: shown.to_owned(),
             reason: "it is not a directory".to_owned(),
