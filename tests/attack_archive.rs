@@ -124,6 +124,36 @@ impl Parts {
     }
 }
 
+/// The archive's parts with the content of the file `path` replaced by `data`.
+fn replace_file(archive: &[u8], path: &str, data: &[u8]) -> Parts {
+    let genuine = split(archive);
+    let mut out = Parts {
+        tar: Vec::new(),
+        manifest: genuine.manifest.clone(),
+    };
+    out.manifest["entries"] = serde_json::json!([]);
+    let mut stream = tar::Archive::new(&genuine.tar[..]);
+    let mut found = false;
+    for entry in stream.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mode = entry.header().mode().unwrap();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => out.add_dir(name.trim_end_matches('/'), mode),
+            tar::EntryType::Regular if name == path => {
+                found = true;
+                out.add_file(&name, data, mode);
+            }
+            tar::EntryType::Regular => out.add_file(&name, &content, mode),
+            other => panic!("unexpected {other:?} in the genuine archive"),
+        }
+    }
+    assert!(found, "no `{path}` in the genuine archive");
+    out
+}
+
 fn instance_key(prefix: &Path) -> SigningKey {
     let text = std::fs::read_to_string(prefix.join("state/signing-key.txt")).unwrap();
     berth_archive::signing::parse_key_file(&text)
@@ -245,32 +275,43 @@ fn crafted_archives_change_nothing() {
 
     // 4. Attack: a site config the host would reject (signed by the instance's key): it
     //    goes through the model's validation before it is used.
-    let genuine_parts = split(&genuine);
-    let mut bad_site = Parts {
-        tar: Vec::new(),
-        manifest: genuine_parts.manifest.clone(),
-    };
-    bad_site.manifest["entries"] = serde_json::json!([]);
-    let mut stream = tar::Archive::new(&genuine_parts.tar[..]);
-    for entry in stream.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mode = entry.header().mode().unwrap();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => bad_site.add_dir(path.trim_end_matches('/'), mode),
-            tar::EntryType::Regular if path == "config/site.toml" => {
-                bad_site.add_file(&path, b"external_url = 42\n", mode);
-            }
-            tar::EntryType::Regular => bad_site.add_file(&path, &data, mode),
-            other => panic!("unexpected {other:?} in the genuine archive"),
-        }
-    }
+    let bad_site = replace_file(&genuine, "config/site.toml", b"external_url = 42\n");
     let path = write(scratch, "bad-site.berth.tar.zst", &bad_site.build(&key));
     refused(&path, &["external_url"]);
 
-    // 5. A setuid file (signed by the instance's key): `verify` refuses it, and a restore
+    // 5. Attack: secrets that are not the manifest's (signed, and encrypted to the
+    //    instance's own backup key): a value with a quote and a newline, which a template
+    //    would put into a config file as is, and a secret the manifest does not declare.
+    let recipient =
+        berth_archive::signing::parse_key_file(&std::fs::read_to_string(&key_file).unwrap())
+            .unwrap()
+            .identity
+            .unwrap()
+            .recipient()
+            .to_owned();
+    for (name, value) in [
+        ("db_password", "x'\nlisten 0.0.0.0:80;"),
+        ("not_declared", "abc"),
+    ] {
+        let secrets = scratch.join(format!("secrets-{name}"));
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::copy(
+            a.prefix.join("secrets/redis_password"),
+            secrets.join("redis_password"),
+        )
+        .unwrap();
+        std::fs::write(secrets.join(name), value).unwrap();
+        let blob = berth_archive::secrets::encrypt_dir(&secrets, &recipient).unwrap();
+        let crafted = replace_file(&genuine, "secrets.age", &blob);
+        let path = write(
+            scratch,
+            &format!("secrets-{name}.berth.tar.zst"),
+            &crafted.build(&key),
+        );
+        refused(&path, &["secrets are not this app's"]);
+    }
+
+    // 6. A setuid file (signed by the instance's key): `verify` refuses it, and a restore
     //    brings the file back without the bit.
     let mut setuid = split(&genuine);
     setuid.add_file("data/app/uploads/suid", b"#!/bin/sh\nid\n", 0o4755);

@@ -149,10 +149,11 @@ pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
 
 /// The instance's signing key, created (and reported as created) if it has none.
 pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
+    // Tightened every time: `state/` may have been made by an older berth, or by hand.
+    private_state_dir(inst)?;
     if let Some(key) = signing_key(inst)? {
         return Ok((key, false));
     }
-    private_state_dir(inst)?;
     let key = SigningKey::generate()?;
     let text = signing_key_file_text(&key, jiff::Timestamp::now());
     if publish_private(&signing_key_path(inst), text.as_bytes())? {
@@ -168,10 +169,10 @@ pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
 
 /// The text of the instance's backup key file (age identity), created if missing.
 pub(crate) fn ensure_identity_text(inst: &Instance, path: &Path) -> Result<(String, bool)> {
+    private_state_dir(inst)?;
     if let Some(text) = read_private(path, "backup key")? {
         return Ok((text, false));
     }
-    private_state_dir(inst)?;
     let (identity, recipient) = berth_archive::secrets::generate_identity();
     let text =
         berth_archive::secrets::identity_file_text(&identity, &recipient, jiff::Timestamp::now());
@@ -366,9 +367,10 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
 }
 
 /// Checks decrypted secrets: only regular files named after the manifest's secrets,
-/// each a value the secret's alphabet can produce.
+/// each a value the secret's alphabet can produce (so a crafted value cannot bring quotes,
+/// newlines or other characters the generated ones never have into a rendered file).
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
-    let declared = &inst.manifest.manifest.secrets;
+    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
     let bad = |what: String| LifecycleError::Backup {
         what: format!("The archive's secrets are not this app's: {what}"),
         hint: "do not restore this archive (or restore it with `--without-secrets`)".to_owned(),
@@ -376,7 +378,7 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(LifecycleError::io("read", dir))? {
         let entry = entry.map_err(LifecycleError::io("read", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(decl) = declared.get(&name) else {
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
             return Err(bad(format!(
                 "`{}` is not a secret the manifest declares",
                 name.escape_debug()
@@ -391,16 +393,9 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
         let bytes = std::fs::read(&path).map_err(LifecycleError::io("read", &path))?;
         let text = String::from_utf8(bytes).map_err(|_| bad(format!("`{name}` is not text")))?;
         let value = text.trim_end_matches(['\n', '\r']);
-        let allowed = |c: char| match decl.alphabet.as_str() {
-            "alphanumeric" => c.is_ascii_alphanumeric(),
-            "hex" => c.is_ascii_hexdigit(),
-            "ascii-printable" => c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '\\'),
-            literal => literal.contains(c),
-        };
-        if value.is_empty() || !value.chars().all(allowed) {
+        if value.is_empty() || !value.chars().all(|c| spec.alphabet.contains(c)) {
             return Err(bad(format!(
-                "the value of `{name}` is empty or has characters outside its alphabet ({})",
-                decl.alphabet
+                "the value of `{name}` is empty or has characters its alphabet never produces"
             )));
         }
     }
