@@ -392,6 +392,9 @@ fn stage(
         .map_err(LifecycleError::io("create", &x))
         .map_err(forget)?;
     backup::set_mode(&staging, 0o711).map_err(forget)?;
+    // Where the archive is unpacked: not listable by anyone but root (the database's
+    // user only needs to reach its dump below).
+    backup::set_mode(&x, 0o711).map_err(forget)?;
     let mut j = Journal {
         source: archive.to_owned(),
         from: opts.from.clone(),

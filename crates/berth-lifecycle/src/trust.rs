@@ -475,3 +475,29 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
         .count())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::plain_relative;
+
+    #[test]
+    fn data_dirs_must_be_plain_relative_paths() {
+        for ok in ["app", "netbox/media", "a..b", "..."] {
+            assert!(plain_relative(ok), "{ok}");
+        }
+        // Each of these could name a directory outside `<prefix>/data`.
+        for bad in [
+            "",
+            "/etc",
+            "app/../../victim",
+            "..",
+            "app/..",
+            "./app",
+            "app//x",
+            "app/",
+            "a\0b",
+        ] {
+            assert!(!plain_relative(bad), "{bad:?}");
+        }
+    }
+}
