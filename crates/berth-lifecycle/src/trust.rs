@@ -478,7 +478,32 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
 
 #[cfg(test)]
 mod tests {
-    use super::plain_relative;
+    use super::{list_dump, plain_relative};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run
+    /// as nobody, not root, and without root's environment.
+    #[test]
+    fn the_dump_is_listed_unprivileged_with_a_clean_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Lists two entries only if it is not root and does not see root's environment
+        // (HOME); it can read its copy of the TOC.
+        let script = "#!/bin/sh\n[ \"$(id -u)\" != 0 ] || exit 3\n\
+                      [ -z \"$HOME\" ] || exit 4\n\
+                      cat \"$2/toc.dat\" >/dev/null || exit 5\necho one\necho two\n";
+        let tool = bin.join("pg_restore");
+        std::fs::write(&tool, script).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let toc = tmp.path().join("toc.dat");
+        std::fs::write(&toc, "toc").unwrap();
+        std::fs::set_permissions(&toc, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let listed = list_dump(&bin, &toc, &tmp.path().join("scratch"));
+        assert_eq!(listed.unwrap(), 2);
+    }
 
     #[test]
     fn data_dirs_must_be_plain_relative_paths() {
