@@ -335,3 +335,38 @@ fn crafted_archives_change_nothing() {
     }
     assert_eq!(victim_state(), victim_before);
 }
+
+/// `backup key` on a prefix that was never brought up made `state/` with the default
+/// mode (0755): the keys' directory must be 0700 whoever makes it, and a key file another
+/// user could read or replace is refused.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn keys_are_private_from_the_start() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = prefix_dir("attack-archive-keys");
+    let b = Berth::new(dir.path(), &fixture("ministack"));
+    b.run(&["backup", "key"]).expect(0);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+    for key in ["backup-key.txt", "signing-key.txt"] {
+        let path = dir.path().join("state").join(key);
+        assert_eq!(mode(&path), 0o600, "{key}");
+        // Readable by others: refused, not used.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = b.run(&["backup", "key"]);
+        assert_ne!(r.code, 0, "{key} readable by others was used");
+        assert!(r.stderr.contains("is not private"), "{}", r.stderr);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // A state directory someone opened up is closed again.
+    std::fs::set_permissions(
+        dir.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    b.run(&["backup", "key"]).expect(0);
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+}
