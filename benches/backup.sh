@@ -213,8 +213,9 @@ port = $APP_PORT
 EOF
 b --manifest "$MANIFEST" up >"$DATA/up.txt" 2>&1 || { cat "$DATA/up.txt" >&2; die "berth up failed"; }
 chown "$PG_USER" "$RAW/d"
-b backup key >/dev/null
-KEY=$P/state/backup-key.txt
+# Both keys in one file: its signing key is what a new prefix trusts the archive by.
+KEY=$WORK/backup.keys
+b backup key --export "$KEY" >/dev/null
 JOBS=$(b config show | awk '/^\[backup\]/ { s = 1; next } /^\[/ { s = 0 } s && $1 == "jobs" { print $3 }')
 [ -n "$JOBS" ] || die "could not read backup.jobs from \`berth config show\`"
 

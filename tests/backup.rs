@@ -155,9 +155,66 @@ fn backup_and_restore_the_stack() {
     let no_key = json(&r)["backup"]["archive"].as_str().unwrap().to_owned();
     assert_eq!(json(&r)["backup"]["secrets_included"], false);
     let no_key_path = a.prefix.join("backups").join(&no_key);
+    // Signed all the same: the signing key was made by that first backup.
+    assert!(a.prefix.join("state/signing-key.txt").is_file());
     let dir_c = scratch.join("c");
     let c = Berth::new(&dir_c, &fixture("ministack"));
+    // A new prefix trusts no archive without a key file.
     let r = c.run(&["restore", no_key_path.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--key FILE"), "{}", r.stderr);
+    assert!(
+        !dir_c.exists(),
+        "a refused restore left {}",
+        dir_c.display()
+    );
+
+    // The keys: created once, exported together 0600, never printed, never over a file.
+    let key = scratch.join("backup.key");
+    let r = a
+        .run(&["backup", "key", "--export", key.to_str().unwrap()])
+        .expect(0);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(key_text.contains("AGE-SECRET-KEY-1"));
+    assert!(key_text.contains("BERTH-SIGNING-KEY-1"));
+    for secret in ["AGE-SECRET-KEY", "BERTH-SIGNING-KEY"] {
+        assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    }
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    for (file, mode) in [
+        ("state", 0o700),
+        ("state/backup-key.txt", 0o600),
+        ("state/signing-key.txt", 0o600),
+    ] {
+        let meta = std::fs::metadata(a.prefix.join(file)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+            mode,
+            "{file}"
+        );
+    }
+    // The export never replaces a file, nor writes through a symlink.
+    let planted = scratch.join("planted.key");
+    std::os::unix::fs::symlink(scratch.join("elsewhere"), &planted).unwrap();
+    for dest in [&key, &planted] {
+        let r = a.run(&["backup", "key", "--export", dest.to_str().unwrap()]);
+        assert_ne!(r.code, 0, "exported over {}", dest.display());
+    }
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+    assert!(!scratch.join("elsewhere").exists());
+
+    // The archive without secrets: with the key file, it authenticates, and a restore
+    // refuses unless told to go without them.
+    let r = c.run(&[
+        "restore",
+        no_key_path.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("--without-secrets"), "{}", r.stderr);
     assert!(
@@ -166,20 +223,6 @@ fn backup_and_restore_the_stack() {
         dir_c.display()
     );
     std::fs::remove_file(&no_key_path).unwrap();
-
-    // The key: created once, exported 0600, never printed.
-    let key = scratch.join("backup.key");
-    let r = a
-        .run(&["backup", "key", "--export", key.to_str().unwrap()])
-        .expect(0);
-    let key_text = std::fs::read_to_string(&key).unwrap();
-    assert!(key_text.contains("AGE-SECRET-KEY-1"));
-    assert!(!r.stdout.contains("AGE-SECRET-KEY") && !r.stderr.contains("AGE-SECRET-KEY"));
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions())
-            & 0o777,
-        0o600
-    );
 
     let r = a.run(&["backup", "create", "--json"]).expect(0);
     let report = json(&r)["backup"].clone();
@@ -254,7 +297,7 @@ fn backup_and_restore_the_stack() {
         assert_eq!(state_of(&a.prefix), before, "{tag} changed the instance");
         assert_eq!(a.pids(), pids, "{tag} touched a service");
     }
-    // A key that is not the backup's.
+    // Another instance's keys: its signing key does not vouch for this archive.
     let other_key = scratch.join("other.key");
     Berth::new(&scratch.join("z"), &fixture("ministack"))
         .run(&["backup", "key", "--export", other_key.to_str().unwrap()])
@@ -266,11 +309,39 @@ fn backup_and_restore_the_stack() {
         other_key.to_str().unwrap(),
     ]);
     assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not a trusted key"), "{}", r.stderr);
+    assert!(!dir_c.exists());
+    // This instance's signing key with another backup key: the secrets do not open.
+    let mixed_key = scratch.join("mixed.key");
+    let other_text = std::fs::read_to_string(&other_key).unwrap();
+    // The one line of each kind: the age identity of the other instance, and this
+    // instance's signing key.
+    let line = |text: &str, prefix: &str| -> String {
+        let l = text.lines().find(|l| l.starts_with(prefix)).unwrap();
+        format!("{l}\n")
+    };
+    std::fs::write(
+        &mixed_key,
+        line(&other_text, "AGE-SECRET-KEY-1") + &line(&key_text, "BERTH-SIGNING-KEY-1"),
+    )
+    .unwrap();
+    let r = c.run(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--key",
+        mixed_key.to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, 0);
     assert!(r.stderr.contains("different backup key"), "{}", r.stderr);
     assert!(!dir_c.exists());
     // Another app's archive, and another version of this one.
     let other_app = manifest_variant(scratch, "name = \"ministack\"", "name = \"otherstack\"");
-    let r = Berth::new(&dir_c, &other_app).run(&["restore", archive.to_str().unwrap()]);
+    let r = Berth::new(&dir_c, &other_app).run(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr

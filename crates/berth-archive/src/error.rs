@@ -61,6 +61,52 @@ pub enum ArchiveError {
         /// The format number this crate reads and writes.
         supported: u32,
     },
+    /// The archive is of format 1, which had no signature: nothing proves who wrote it.
+    #[error(
+        "`{}` is an unsigned archive (format 1): this berth accepts only signed archives \
+         (format 2), since an unsigned one may have been written by anyone with access to the \
+         backup target; take a new backup with this berth",
+        path.display()
+    )]
+    Unsigned {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// No key to check the archive's signature against was given.
+    #[error(
+        "cannot authenticate `{}`: no trusted signing key (pass the key file exported by \
+         `berth backup key --export` with `--key FILE`, or run on the instance that made it)",
+        path.display()
+    )]
+    NoTrustedKey {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// The index's signature does not match its content: it was altered or forged.
+    #[error(
+        "`{}` has an invalid signature: its index was altered or forged after it was \
+         signed; do not restore it",
+        path.display()
+    )]
+    BadSignature {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// The archive is validly signed, but by a key that is not trusted.
+    #[error(
+        "`{}` is signed by {signer}, which is not a trusted key (trusted: {}); if you made \
+         it, pass that instance's key file with `--key FILE`, otherwise do not restore it",
+        path.display(),
+        trusted.join(", ")
+    )]
+    UntrustedSigner {
+        /// The archive.
+        path: PathBuf,
+        /// The key that signed it.
+        signer: String,
+        /// The keys that were trusted.
+        trusted: Vec<String>,
+    },
     /// An entry would be written outside the extraction directory, or through a symlink.
     #[error("`{}` contains an unsafe entry `{entry}`: {reason}; nothing was extracted from it", archive.display())]
     UnsafeEntry {

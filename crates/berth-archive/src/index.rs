@@ -6,28 +6,38 @@ use std::path::Path;
 
 use crate::error::ArchiveError;
 use crate::manifest::{ArchiveManifest, FORMAT};
+use crate::signing::{PublicKey, SigningKey};
 
 /// The magic number of the zstd skippable frame that holds the index.
 pub const INDEX_FRAME_MAGIC: u32 = 0x184D_2A5B;
 
-/// The last 8 bytes of every archive.
-pub const INDEX_TRAILER_MAGIC: &[u8; 8] = b"BERTHIDX";
+/// The last 8 bytes of every (format 2, signed) archive.
+pub const INDEX_TRAILER_MAGIC: &[u8; 8] = b"BERTHSIG";
+
+/// The last 8 bytes of a format 1 archive, which had no signature: recognised only to
+/// refuse it with a clear reason.
+const FORMAT1_TRAILER_MAGIC: &[u8; 8] = b"BERTHIDX";
 
 /// The magic number that starts a (non-skippable) zstd frame, as it appears in the file.
 const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528_u32.to_le_bytes();
 
 /// Skippable frame header (magic and length) before the manifest JSON.
 const FRAME_HEADER_LEN: usize = 8;
-/// JSON length and trailer magic after the manifest JSON.
-const TRAILER_LEN: usize = 16;
+/// After the manifest JSON: signature (64), signer's public key (32), JSON length (8),
+/// trailer magic (8).
+const TRAILER_LEN: usize = 64 + 32 + 8 + 8;
 
-/// The index frame for a manifest serialized as `json`.
-pub(crate) fn index_frame(json: &[u8]) -> Option<Vec<u8>> {
+/// The index frame that ends an archive whose manifest JSON is `json`, signed with `key`;
+/// `None` if `json` is 4 GiB or more. For tools and tests that assemble archives
+/// themselves: [`crate::ArchiveWriter`] writes it.
+pub fn index_frame(json: &[u8], key: &SigningKey) -> Option<Vec<u8>> {
     let payload_len = u32::try_from(json.len() + TRAILER_LEN).ok()?;
-    let mut frame = Vec::with_capacity(json.len() + 24);
+    let mut frame = Vec::with_capacity(json.len() + FRAME_HEADER_LEN + TRAILER_LEN);
     frame.extend_from_slice(&INDEX_FRAME_MAGIC.to_le_bytes());
     frame.extend_from_slice(&payload_len.to_le_bytes());
     frame.extend_from_slice(json);
+    frame.extend_from_slice(&key.sign_index(json));
+    frame.extend_from_slice(&key.public_key().to_bytes());
     frame.extend_from_slice(&(json.len() as u64).to_le_bytes());
     frame.extend_from_slice(INDEX_TRAILER_MAGIC);
     Some(frame)
@@ -38,21 +48,107 @@ pub(crate) struct Index {
     pub manifest: ArchiveManifest,
     /// The manifest JSON exactly as stored.
     pub json: Vec<u8>,
+    /// The key whose signature over `json` the index carries (checked only by
+    /// [`Index::authenticate`]).
+    pub signer: PublicKey,
+    signature: [u8; 64],
     /// Where the index frame starts: the compressed tar stream is everything before.
     pub frame_start: u64,
     /// The size of the whole file.
     pub file_len: u64,
 }
 
-/// Reads an archive's manifest from its index, reading only the end of the file.
+impl Index {
+    /// Checks that the index is signed by one of `trusted`; nothing in it may be believed
+    /// before this succeeds.
+    pub fn authenticate(&self, path: &Path, trusted: &[PublicKey]) -> Result<(), ArchiveError> {
+        if trusted.is_empty() {
+            return Err(ArchiveError::NoTrustedKey {
+                path: path.to_owned(),
+            });
+        }
+        if !self.signer.verifies_index(&self.json, &self.signature) {
+            return Err(ArchiveError::BadSignature {
+                path: path.to_owned(),
+            });
+        }
+        if !trusted.contains(&self.signer) {
+            return Err(ArchiveError::UntrustedSigner {
+                path: path.to_owned(),
+                signer: self.signer.to_string(),
+                trusted: trusted.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An archive's index as read by [`read_index`]: **not authenticated**.
+///
+/// Its signature has not been checked against any trusted key, so everything in it may
+/// have been written by whoever could write the file. Use it to list archives, never to
+/// decide what to restore or where: [`read_signed_index`], [`crate::verify`] and
+/// [`crate::extract`] authenticate it first.
+#[derive(Debug, Clone)]
+pub struct UnverifiedIndex {
+    /// The manifest, as the file claims it.
+    pub manifest: ArchiveManifest,
+    /// The key the file claims signed it.
+    pub claimed_signer: PublicKey,
+}
+
+/// Reads an archive's manifest from its index, reading only the end of the file,
+/// **without authenticating it** (see [`UnverifiedIndex`]).
 ///
 /// This is cheap whatever the archive's size, which is what listing backups relies on.
-/// It checks that the file is a berth archive, that it is complete (its index is there)
-/// and that the index parses; it does not check the archive's content, which
-/// [`crate::verify`] does.
-pub fn read_index(path: &Path) -> Result<ArchiveManifest, ArchiveError> {
-    let file = File::open(path).map_err(|e| ArchiveError::io("open", path, e))?;
-    Ok(read_index_of(&file, path)?.manifest)
+/// It checks that the file is a berth archive of this format, that it is complete (its
+/// index is there) and that the index parses; it does not check the signature nor the
+/// archive's content.
+pub fn read_index(path: &Path) -> Result<UnverifiedIndex, ArchiveError> {
+    let file = open_archive(path)?;
+    let index = read_index_of(&file, path)?;
+    Ok(UnverifiedIndex {
+        manifest: index.manifest,
+        claimed_signer: index.signer,
+    })
+}
+
+/// Reads an archive's index and checks its signature against `trusted`, reading only the
+/// end of the file: the manifest returned is the one the key holder wrote, though the
+/// content has not been checked against it yet ([`crate::verify`] and [`crate::extract`]
+/// do that).
+pub fn read_signed_index(
+    path: &Path,
+    trusted: &[PublicKey],
+) -> Result<ArchiveManifest, ArchiveError> {
+    let file = open_archive(path)?;
+    let index = read_index_of(&file, path)?;
+    index.authenticate(path, trusted)?;
+    Ok(index.manifest)
+}
+
+/// Opens an archive for reading; a FIFO or device is refused before it could block.
+pub(crate) fn open_archive(path: &Path) -> Result<File, ArchiveError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nonblock())
+        .open(path)
+        .map_err(|e| ArchiveError::io("open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ArchiveError::io("inspect", path, e))?;
+    if !meta.is_file() {
+        return Err(ArchiveError::NotAnArchive {
+            path: path.to_owned(),
+            reason: "it is not a regular file".to_owned(),
+        });
+    }
+    Ok(file)
+}
+
+fn libc_nonblock() -> i32 {
+    i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0)
 }
 
 pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveError> {
@@ -81,9 +177,18 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
         return Err(truncated("it is empty"));
     }
     let mut trailer = [0; TRAILER_LEN];
+    let mut magic = [0; 8];
+    if file_len >= 8 {
+        read_at(&mut magic, file_len - 8)?;
+    }
+    if &magic == FORMAT1_TRAILER_MAGIC {
+        return Err(ArchiveError::Unsigned {
+            path: path.to_owned(),
+        });
+    }
     let trailer_ok = file_len >= TRAILER_LEN as u64 && {
         read_at(&mut trailer, file_len - TRAILER_LEN as u64)?;
-        &trailer[8..] == INDEX_TRAILER_MAGIC
+        &trailer[TRAILER_LEN - 8..] == INDEX_TRAILER_MAGIC
     };
     if !trailer_ok {
         return if starts_like_zstd()? {
@@ -96,7 +201,9 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
         };
     }
 
-    let json_len = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
+    let signature: [u8; 64] = trailer[..64].try_into().expect("64 bytes");
+    let signer: [u8; 32] = trailer[64..96].try_into().expect("32 bytes");
+    let json_len = u64::from_le_bytes(trailer[96..104].try_into().expect("8 bytes"));
     let frame_len = json_len
         .checked_add((FRAME_HEADER_LEN + TRAILER_LEN) as u64)
         .filter(|&len| len <= file_len)
@@ -127,10 +234,15 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
         .map_err(|_| ArchiveError::corrupt(path, "its index is too large for this machine"))?;
     let mut json = vec![0; json_len];
     read_at(&mut json, frame_start + FRAME_HEADER_LEN as u64)?;
+    let signer = PublicKey::from_bytes(&signer).ok_or_else(|| ArchiveError::BadSignature {
+        path: path.to_owned(),
+    })?;
     let manifest = parse_manifest(&json, path)?;
     Ok(Index {
         manifest,
         json,
+        signer,
+        signature,
         frame_start,
         file_len,
     })
@@ -146,6 +258,11 @@ fn parse_manifest(json: &[u8], path: &Path) -> Result<ArchiveManifest, ArchiveEr
     let format = serde_json::from_slice::<FormatOnly>(json)
         .map_err(|e| ArchiveError::corrupt(path, format!("its index is not valid: {e}")))?
         .format;
+    if format < FORMAT {
+        return Err(ArchiveError::Unsigned {
+            path: path.to_owned(),
+        });
+    }
     if format != FORMAT {
         return Err(ArchiveError::UnsupportedFormat {
             path: path.to_owned(),

@@ -1,14 +1,26 @@
 //! berth backup archives: one file per backup, a zstd-compressed tar with a checksummed
-//! manifest and an index at its end, plus the age encryption of the backup's secrets.
+//! manifest and a signed index at its end, plus the age encryption of the backup's secrets.
 //!
 //! The caller decides what goes into a backup (a database dump directory, data
 //! directories, the site config, the encrypted secrets); this crate writes
 //! ([`ArchiveWriter`]), lists ([`read_index`]), checks ([`verify`]) and restores
-//! ([`extract`]) archives, and encrypts and decrypts the secrets ([`secrets`]).
+//! ([`extract`]) archives, signs them ([`signing`]), and encrypts and decrypts the
+//! secrets ([`secrets`]).
+//!
+//! # What an archive is trusted for
+//!
+//! Whoever can write to a backup target can write an archive, so nothing in one is
+//! believed before its index's ed25519 signature checks out against a key the caller
+//! trusts ([`verify`], [`extract`], [`read_signed_index`]). Even then, extraction never
+//! takes ownership or setuid, setgid and sticky bits from it ([`EXTRACTED_MODE_MASK`]),
+//! creates every entry relative to directory descriptors with `O_EXCL | O_NOFOLLOW`, and
+//! never writes outside its destination. The writer reads every source through a
+//! descriptor opened with `O_NOFOLLOW`, so a symlink swapped in while a tree is backed up
+//! is never followed.
 //! Everything streams: file content is read once, hashed on the way in and on the way
 //! out, and compressed by several threads.
 //!
-//! # Archive format (version 1)
+//! # Archive format (version 2)
 //!
 //! This is a public contract: archives outlive the berth that wrote them.
 //!
@@ -21,8 +33,9 @@
 //!    and `K` for paths and symlink targets longer than 100 bytes), ended by two zero
 //!    blocks. Its entries are:
 //!    - regular files, directories (named with a trailing `/`) and symlinks only, with their
-//!      permission bits and mtime (whole seconds). Owner ids are recorded but never trusted:
-//!      whoever restores decides ownership;
+//!      permission bits (never setuid, setgid or sticky: the writer leaves them out and
+//!      extraction ignores them) and mtime (whole seconds). Owner ids are recorded but never
+//!      trusted: whoever restores decides ownership;
 //!    - paths are relative and `/`-separated, with no empty, `.` or `..` component;
 //!    - symlink targets are relative, with `..` components only at their start and never
 //!      more of them than the link has parent directories, so a link cannot point outside
@@ -31,8 +44,16 @@
 //!      ([`ArchiveManifest`]), described below.
 //! 3. **one zstd skippable frame**: the 4 bytes `5B 2A 4D 18` (magic `0x184D2A5B`, little
 //!    endian), the payload length as 4 bytes little endian, then the payload: the manifest
-//!    JSON, byte for byte the content of `berth-backup.json`; its length in bytes as 8 bytes
-//!    little endian; and the 8 ASCII bytes `BERTHIDX`. Nothing follows.
+//!    JSON, byte for byte the content of `berth-backup.json`; the 64-byte ed25519
+//!    signature (RFC 8032) over the bytes `berth archive index v2` and a NUL followed by
+//!    that JSON; the signer's 32-byte public key; the JSON's length in bytes as 8 bytes
+//!    little endian; and the 8 ASCII bytes `BERTHSIG`. Nothing follows.
+//!
+//! The signature covers the manifest, which lists every entry's SHA-256, so it
+//! authenticates the whole archive once the content is checked against the manifest. The
+//! public key in the frame only says which key claims to have signed: it is trusted only
+//! if it is one of the caller's keys. Format 1 (the same without signature and public
+//! key, ending in `BERTHIDX`) is refused: it cannot be authenticated.
 //!
 //! Standard tools ignore skippable frames, so `zstd -dc x.berth.tar.zst | tar -x` restores
 //! an archive without berth. The index makes listing cheap: [`read_index`] reads the last
@@ -42,7 +63,7 @@
 //!
 //! ```json
 //! {
-//!   "format": 1,
+//!   "format": 2,
 //!   "meta": { "app": "netbox", "app_version": "4.2.1", "created": "2025-03-04T05:06:07Z" },
 //!   "entries": [
 //!     { "path": "data", "kind": "dir", "size": 0, "mode": "0755" },
@@ -52,7 +73,7 @@
 //! }
 //! ```
 //!
-//! - `format`: 1. A reader refuses other numbers.
+//! - `format`: 2. A reader refuses other numbers.
 //! - `meta`: the caller's free-form object ([`Meta`]); berth always sets `app`,
 //!   `app_version` and `created` (RFC 3339, UTC).
 //! - `entries`: every tar entry before the manifest, in archive order: `path`; `kind`
@@ -60,7 +81,8 @@
 //!   `sha256` of the content, lowercase hex (files only); `mode`, the permission bits as a
 //!   4-digit octal string; `target` (symlinks only).
 //!
-//! An archive is valid when its zstd frames decompress with their checksums, each tar
+//! An archive is valid when its index is signed by a trusted key, its zstd frames
+//! decompress with their checksums, each tar
 //! entry matches its manifest entry in order (path, kind, mode, size, SHA-256, target)
 //! with none missing or extra, the `berth-backup.json` entry equals the index, and only
 //! zero bytes follow the tar's end ([`verify`]).
@@ -68,22 +90,25 @@
 //! # Example
 //!
 //! ```
-//! use berth_archive::{ArchiveWriter, Meta, WriteOptions, archive_name, extract, read_index, verify};
+//! use berth_archive::{ArchiveWriter, Meta, SigningKey, WriteOptions, archive_name, extract, read_index, verify};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tmp = tempfile::tempdir()?;
+//! let key = SigningKey::generate()?;
+//! let trusted = [key.public_key()];
 //! let created = jiff::Timestamp::now();
 //! let path = tmp.path().join(archive_name("netbox", "4.2.1", created));
 //!
 //! let mut writer = ArchiveWriter::create(&path, WriteOptions::default())?;
 //! writer.add_bytes("site/berth.toml", b"[site]\n", 0o640)?;
-//! let written = writer.finish(Meta::new("netbox", "4.2.1", created))?;
+//! let written = writer.finish(Meta::new("netbox", "4.2.1", created), &key)?;
 //!
-//! assert_eq!(read_index(&written.path)?.meta.app(), Some("netbox"));
-//! verify(&written.path, &mut |_| {})?;
+//! // Listing only: not authenticated.
+//! assert_eq!(read_index(&written.path)?.manifest.meta.app(), Some("netbox"));
+//! verify(&written.path, &trusted, &mut |_| {})?;
 //! let dest = tmp.path().join("restore");
 //! std::fs::create_dir(&dest)?;
-//! extract(&written.path, &dest, &|_| true, &mut |_| {})?;
+//! extract(&written.path, &dest, &trusted, &|_| true, &mut |_| {})?;
 //! assert_eq!(std::fs::read(dest.join("site/berth.toml"))?, b"[site]\n");
 //! # Ok(())
 //! # }
@@ -97,12 +122,17 @@ mod name;
 mod path;
 mod reader;
 pub mod secrets;
+pub mod signing;
 mod tarfmt;
 mod writer;
 
 pub use error::ArchiveError;
-pub use index::{INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, read_index};
+pub use index::{
+    INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, UnverifiedIndex, index_frame, read_index,
+    read_signed_index,
+};
 pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
-pub use reader::{VerifyReport, extract, verify};
+pub use reader::{EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
+pub use signing::{PublicKey, SigningKey};
 pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};

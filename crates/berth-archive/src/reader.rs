@@ -1,9 +1,13 @@
 //! Reading an archive in full: [`verify`] and [`extract`].
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,9 +16,10 @@ use tar::EntryType;
 
 use crate::decode::{Decompressed, StreamFailure};
 use crate::error::ArchiveError;
-use crate::index::{Index, read_index_of};
+use crate::index::{Index, open_archive, read_index_of};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, MANIFEST_ENTRY};
 use crate::path::{path_problem, symlink_problem};
+use crate::signing::PublicKey;
 use crate::writer::BUF_SIZE;
 
 /// What [`verify`] checked.
@@ -30,75 +35,93 @@ pub struct VerifyReport {
     pub archive_bytes: u64,
     /// How long the verification took.
     pub duration: Duration,
+    /// The trusted key that signed the archive.
+    pub signer: PublicKey,
 }
 
 /// Reads the whole archive and checks everything in it, writing nothing.
 ///
-/// Checks the zstd frames (their checksums included), that every tar entry has the path,
-/// kind, mode, size, SHA-256 and symlink target its manifest lists, in the same order,
-/// with no entry missing or extra, that the manifest stored in the tar is byte for byte the
-/// index, and that nothing follows the end of the tar stream. Also refuses archives with
-/// entries [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
+/// First checks that the index is signed by one of the `trusted` keys: nothing in an
+/// archive is believed before that (an empty `trusted` is an error). Then checks the zstd
+/// frames (their checksums included), that every tar entry has the path, kind, mode,
+/// size, SHA-256 and symlink target its manifest lists, in the same order, with no entry
+/// missing or extra, that the manifest stored in the tar is byte for byte the index, and
+/// that nothing follows the end of the tar stream. Also refuses archives with entries
+/// [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
 ///
 /// `progress` receives the cumulative number of bytes of file content checked so far,
 /// whose total is [`ArchiveManifest::total_size`].
-pub fn verify(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, ArchiveError> {
+pub fn verify(
+    path: &Path,
+    trusted: &[PublicKey],
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, ArchiveError> {
     let start = Instant::now();
-    let index = scan(path, None, progress)?;
+    let index = scan(path, trusted, None, progress)?;
     Ok(VerifyReport {
         entries: index.manifest.entries.len(),
         files: index.manifest.file_count(),
         bytes: index.manifest.total_size(),
         archive_bytes: index.file_len,
         duration: start.elapsed(),
+        signer: index.signer,
     })
 }
 
 /// Extracts the archive into the existing directory `dest`, verifying it on the way.
 ///
-/// One pass: each file is written, hashed and compared with the manifest as it streams,
+/// The index's signature is checked against `trusted` before anything is written. Then
+/// one pass: each file is written, hashed and compared with the manifest as it streams,
 /// and the whole archive is checked as [`verify`] does, including the entries `filter`
-/// rejects, which are read and checked but not written. Files, directories and symlinks
-/// get their mode and (except symlinks) their mtime; their owner is the caller's.
+/// rejects, which are read and checked but not written.
 ///
-/// Nothing is ever written outside `dest`, no symlink is ever followed, and no existing
-/// file is ever replaced. On error, `dest` may hold part of the archive and even files
-/// that fail their check: the caller removes it.
+/// Nothing from the archive is trusted to decide ownership or privileges: every entry is
+/// created by the caller (so owned by it), with the setuid, setgid and sticky bits
+/// cleared from its mode (directories are 0700 until their final mode is set at the
+/// end). Entries are created relative to directory descriptors with
+/// `O_EXCL | O_NOFOLLOW`, so nothing is ever written outside `dest`, no symlink is ever
+/// followed, and no existing file is ever replaced. On error, `dest` may hold part of the
+/// archive and even files that fail their check: the caller removes it.
 pub fn extract(
     path: &Path,
     dest: &Path,
+    trusted: &[PublicKey],
     filter: &dyn Fn(&str) -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ArchiveManifest, ArchiveError> {
-    let meta = fs::metadata(dest).map_err(|e| ArchiveError::io("open", dest, e))?;
-    if !meta.is_dir() {
-        return Err(ArchiveError::io(
-            "extract into",
-            dest,
-            io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-        ));
-    }
+    let root = rustix::fs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ArchiveError::io("open the directory", dest, e.into()))?;
     let mut out = Extractor {
         archive: path.to_owned(),
         dest: dest.to_owned(),
+        root,
         filter,
-        dirs: HashSet::new(),
+        last_parent: None,
         fixups: Vec::new(),
     };
-    let index = scan(path, Some(&mut out), progress)?;
+    let index = scan(path, trusted, Some(&mut out), progress)?;
     out.finish()?;
     Ok(index.manifest)
 }
+
+/// The permission bits extraction ever sets: never setuid, setgid or sticky.
+pub const EXTRACTED_MODE_MASK: u32 = 0o777;
 
 /// Where the entries go while an archive is read.
 struct Extractor<'a> {
     archive: PathBuf,
     dest: PathBuf,
+    /// `dest`, open.
+    root: OwnedFd,
     filter: &'a dyn Fn(&str) -> bool,
-    /// Relative directories known to be real directories (not symlinks) under `dest`.
-    dirs: HashSet<String>,
+    /// The parent directory of the last entry, open (consecutive entries mostly share it).
+    last_parent: Option<(String, OwnedFd)>,
     /// Directories whose mode and mtime are set at the end, once their content is written.
-    fixups: Vec<(PathBuf, u32, u64)>,
+    fixups: Vec<(String, u32, u64)>,
 }
 
 impl Extractor<'_> {
@@ -106,108 +129,127 @@ impl Extractor<'_> {
         (self.filter)(path)
     }
 
-    /// Makes sure every parent of `path` is a real directory under `dest`, creating the
-    /// missing ones, and refusing to go through anything else (a symlink, above all).
-    fn parents(&mut self, path: &str) -> Result<(), ArchiveError> {
-        let Some((parent, _)) = path.rsplit_once('/') else {
-            return Ok(());
-        };
-        if self.dirs.contains(parent) {
-            return Ok(());
+    fn unsafe_entry(&self, entry: &str, reason: String) -> ArchiveError {
+        ArchiveError::UnsafeEntry {
+            archive: self.archive.clone(),
+            entry: entry.to_owned(),
+            reason,
         }
-        let mut prefix_end = 0;
-        for component in parent.split('/') {
-            prefix_end += component.len();
-            let prefix = &parent[..prefix_end];
-            prefix_end += 1;
-            if self.dirs.contains(prefix) {
-                continue;
-            }
-            let full = self.dest.join(prefix);
-            match fs::symlink_metadata(&full) {
-                Ok(meta) if meta.file_type().is_dir() => {}
-                Ok(_) => {
-                    return Err(ArchiveError::UnsafeEntry {
-                        archive: self.archive.clone(),
-                        entry: path.to_owned(),
-                        reason: format!("`{prefix}` is not a directory"),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&full)
-                        .map_err(|e| ArchiveError::io("create the directory", &full, e))?;
-                }
-                Err(e) => return Err(ArchiveError::io("inspect", &full, e)),
-            }
-            self.dirs.insert(prefix.to_owned());
+    }
+
+    /// Opens the directory `rel` under `dest`, one component at a time and never through
+    /// a symlink, creating missing components (0700) when `create` is set.
+    fn open_dir(&self, rel: &str, entry: &str, create: bool) -> Result<OwnedFd, ArchiveError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut dir = rustix::fs::openat(&self.root, ".", flags, Mode::empty())
+            .map_err(|e| ArchiveError::io("open", &self.dest, e.into()))?;
+        if rel.is_empty() {
+            return Ok(dir);
         }
-        Ok(())
+        let mut done = 0;
+        for component in rel.split('/') {
+            done += component.len() + 1;
+            let prefix = &rel[..done - 1];
+            let full = || self.dest.join(prefix);
+            let next = match rustix::fs::openat(&dir, component, flags, Mode::empty()) {
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(0o700)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(ArchiveError::io("create the directory", full(), e.into()));
+                        }
+                    }
+                    rustix::fs::openat(&dir, component, flags, Mode::empty())
+                }
+                other => other,
+            };
+            dir = match next {
+                Ok(fd) => fd,
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Err(self.unsafe_entry(entry, format!("`{prefix}` is not a directory")));
+                }
+                Err(e) => return Err(ArchiveError::io("open", full(), e.into())),
+            };
+        }
+        Ok(dir)
+    }
+
+    /// The open parent directory of `path` (created if missing) and `path`'s last name.
+    fn parent<'p>(&mut self, path: &'p str) -> Result<(&OwnedFd, &'p str), ArchiveError> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if self.last_parent.as_ref().is_none_or(|(p, _)| p != parent) {
+            let fd = self.open_dir(parent, path, true)?;
+            self.last_parent = Some((parent.to_owned(), fd));
+        }
+        let (_, fd) = self.last_parent.as_ref().expect("just set");
+        Ok((fd, name))
     }
 
     fn dir(&mut self, entry: &Entry, mtime: u64) -> Result<(), ArchiveError> {
-        self.parents(&entry.path)?;
         let full = self.dest.join(&entry.path);
+        let (parent, name) = self.parent(&entry.path)?;
         // Private until its final mode is set at the end.
-        match fs::DirBuilder::new().mode(0o700).create(&full) {
+        match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let meta = fs::symlink_metadata(&full)
-                    .map_err(|e| ArchiveError::io("inspect", &full, e))?;
-                if !meta.file_type().is_dir() {
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| ArchiveError::io("inspect", &full, e.into()))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                     return Err(exists(&full));
                 }
             }
-            Err(e) => return Err(ArchiveError::io("create the directory", &full, e)),
+            Err(e) => return Err(ArchiveError::io("create the directory", &full, e.into())),
         }
-        self.dirs.insert(entry.path.clone());
-        self.fixups.push((full, entry.mode, mtime));
+        self.fixups
+            .push((entry.path.clone(), entry.mode & EXTRACTED_MODE_MASK, mtime));
         Ok(())
     }
 
     fn file(&mut self, entry: &Entry) -> Result<(File, PathBuf), ArchiveError> {
-        self.parents(&entry.path)?;
         let full = self.dest.join(&entry.path);
-        // `create_new` never follows a symlink in the last component and never replaces.
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&full)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    exists(&full)
-                } else {
-                    ArchiveError::io("create", &full, e)
-                }
-            })?;
-        Ok((file, full))
+        let (parent, name) = self.parent(&entry.path)?;
+        // O_EXCL never follows a symlink in the last component and never replaces.
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| {
+            if e == Errno::EXIST {
+                exists(&full)
+            } else {
+                ArchiveError::io("create", &full, e.into())
+            }
+        })?;
+        Ok((File::from(fd), full))
     }
 
     fn symlink(&mut self, entry: &Entry, target: &str) -> Result<(), ArchiveError> {
-        self.parents(&entry.path)?;
         let full = self.dest.join(&entry.path);
-        std::os::unix::fs::symlink(target, &full).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
+        let (parent, name) = self.parent(&entry.path)?;
+        rustix::fs::symlinkat(target, parent, name).map_err(|e| {
+            if e == Errno::EXIST {
                 exists(&full)
             } else {
-                ArchiveError::io("create the symlink", &full, e)
+                ArchiveError::io("create the symlink", &full, e.into())
             }
         })
     }
 
     fn finish(&mut self) -> Result<(), ArchiveError> {
+        self.last_parent = None;
         // Children before parents, so a read-only directory is made read-only last and
         // writing into a directory does not change its mtime after it was set.
-        for (dir, mode, mtime) in self.fixups.drain(..).rev() {
-            let handle = File::open(&dir).map_err(|e| ArchiveError::io("open", &dir, e))?;
-            handle
-                .set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|e| ArchiveError::io("set the mode of", &dir, e))?;
-            handle
+        let fixups = std::mem::take(&mut self.fixups);
+        for (rel, mode, mtime) in fixups.into_iter().rev() {
+            let full = self.dest.join(&rel);
+            let dir = self.open_dir(&rel, &rel, false)?;
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))
+                .map_err(|e| ArchiveError::io("set the mode of", &full, e.into()))?;
+            File::from(dir)
                 .set_modified(system_time(mtime))
-                .map_err(|e| ArchiveError::io("set the mtime of", &dir, e))?;
+                .map_err(|e| ArchiveError::io("set the mtime of", &full, e))?;
         }
         Ok(())
     }
@@ -301,11 +343,14 @@ fn check_manifest(manifest: &ArchiveManifest, path: &Path) -> Result<(), Archive
 /// Reads the whole archive, checking it, and hands its entries to `out` if there is one.
 fn scan(
     path: &Path,
+    trusted: &[PublicKey],
     out: Option<&mut Extractor<'_>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Index, ArchiveError> {
-    let mut file = File::open(path).map_err(|e| ArchiveError::io("open", path, e))?;
+    let mut file = open_archive(path)?;
     let index = read_index_of(&file, path)?;
+    // Before anything in the index is believed, even its entry list.
+    index.authenticate(path, trusted)?;
     check_manifest(&index.manifest, path)?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("read", path, e))?;
@@ -609,8 +654,10 @@ impl ScanState<'_, '_> {
             )));
         }
         if let Some((file, full)) = dest {
-            file.set_permissions(fs::Permissions::from_mode(expected.mode))
-                .map_err(|e| ArchiveError::io("set the mode of", &full, e))?;
+            file.set_permissions(fs::Permissions::from_mode(
+                expected.mode & EXTRACTED_MODE_MASK,
+            ))
+            .map_err(|e| ArchiveError::io("set the mode of", &full, e))?;
             file.set_modified(system_time(mtime))
                 .map_err(|e| ArchiveError::io("set the mtime of", &full, e))?;
         }

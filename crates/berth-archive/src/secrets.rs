@@ -84,7 +84,8 @@ pub fn parse_identity(text: &str) -> Result<Identity, ArchiveError> {
             if let Some(key) = comment.trim().strip_prefix("public key:") {
                 public = Some(key.trim());
             }
-        } else if !line.is_empty() {
+        } else if !line.is_empty() && !line.starts_with(crate::signing::SIGNING_KEY_PREFIX) {
+            // A key file may also hold the archive signing key, which is not age's.
             keys.push(line);
         }
     }
@@ -193,7 +194,7 @@ fn add_dir<W: Write>(
         let path = format!("{prefix}{name}");
         let meta = fs::symlink_metadata(&src).map_err(|e| ArchiveError::io("inspect", &src, e))?;
         let mut header = tar::Header::new_gnu();
-        header.set_mode(meta.mode() & 0o7777);
+        header.set_mode(meta.mode() & 0o777);
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
@@ -206,8 +207,28 @@ fn add_dir<W: Write>(
             add_dir(builder, &src, &format!("{path}/"))?;
         } else if meta.is_file() {
             // Read whole, so the size in the header is the size of what follows it even
-            // if the file changes meanwhile (secrets are small).
-            let data = fs::read(&src).map_err(|e| ArchiveError::io("read", &src, e))?;
+            // if the file changes meanwhile (secrets are small); through a descriptor that
+            // is not a symlink swapped in since the look above.
+            let mut file = OpenOptions::new()
+                .read(true)
+                .custom_flags(crate::writer::oflag(
+                    rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK,
+                ))
+                .open(&src)
+                .map_err(|e| ArchiveError::io("open", &src, e))?;
+            if !file
+                .metadata()
+                .map_err(|e| ArchiveError::io("inspect", &src, e))?
+                .is_file()
+            {
+                return Err(ArchiveError::InvalidSource {
+                    path: src,
+                    reason: "secrets must be regular files or directories".to_owned(),
+                });
+            }
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut file, &mut data)
+                .map_err(|e| ArchiveError::io("read", &src, e))?;
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(data.len() as u64);
             builder

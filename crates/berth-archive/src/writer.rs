@@ -5,7 +5,10 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -14,6 +17,7 @@ use crate::error::ArchiveError;
 use crate::index::index_frame;
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 use crate::path::{path_problem, symlink_problem};
+use crate::signing::SigningKey;
 use crate::tarfmt::{self, HeaderSpec};
 
 /// The size of the buffers between the files, the compressor and the archive file.
@@ -146,10 +150,12 @@ impl ArchiveWriter {
         let mut partial = final_path.as_os_str().to_owned();
         partial.push(".partial");
         let partial_path = PathBuf::from(partial);
+        // O_EXCL never follows nor replaces; O_NOFOLLOW says so twice.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(oflag(OFlags::NOFOLLOW))
             .open(&partial_path)
             .map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
@@ -210,47 +216,97 @@ impl ArchiveWriter {
     /// Adds the directory `src` as `archive_dir`, with everything under it.
     ///
     /// Entries are added depth first, sorted by name, starting with the directory itself.
-    /// `src` itself may be a symlink to a directory; below it, symlinks are stored as
-    /// symlinks, never followed. Sockets, FIFOs and devices, files that disappear while
-    /// the tree is walked, symlinks pointing outside the archive and the archive itself are
-    /// left out and returned. A file that changes size while it is read is an error.
+    /// No symlink is ever followed: `src` itself must be a real directory (a symlink is
+    /// refused), and below it every entry is opened relative to its parent's descriptor
+    /// with `O_NOFOLLOW`, its kind, size and mode taken from the open descriptor, so
+    /// swapping a file for a symlink while the tree is read cannot make the archive hold
+    /// the link's target. Symlinks are stored as symlinks. Sockets, FIFOs and devices,
+    /// files that disappear or change kind while the tree is walked, symlinks pointing
+    /// outside the archive and the archive itself are left out and returned. A file that
+    /// changes size while it is read is an error.
     pub fn add_tree(
         &mut self,
         archive_dir: &str,
         src: &Path,
     ) -> Result<Vec<Skipped>, ArchiveError> {
         self.check_new_path(archive_dir)?;
-        let meta = fs::metadata(src).map_err(|e| ArchiveError::io("read", src, e))?;
-        if !meta.is_dir() {
+        let dir = open_dir_nofollow(rustix::fs::CWD, src, src)?;
+        self.add_tree_fd(archive_dir, &dir, src)
+    }
+
+    /// Adds the directory `rel` under `base` as `archive_dir`, as [`add_tree`](Self::add_tree)
+    /// does, refusing a symlink at **every** component of `rel`.
+    ///
+    /// `base` is trusted (it may itself be reached through a symlink); `rel` is relative,
+    /// `/`-separated, without `.` or `..`, and walked one component at a time with
+    /// `O_NOFOLLOW`, so whoever owns a directory below `base` cannot redirect the backup
+    /// elsewhere by replacing it with a symlink.
+    pub fn add_tree_beneath(
+        &mut self,
+        archive_dir: &str,
+        base: &Path,
+        rel: &str,
+    ) -> Result<Vec<Skipped>, ArchiveError> {
+        self.check_new_path(archive_dir)?;
+        if let Some(problem) = path_problem(rel) {
             return Err(ArchiveError::InvalidSource {
-                path: src.to_owned(),
-                reason: "it is not a directory".to_owned(),
+                path: base.join(rel),
+                reason: problem.to_owned(),
             });
         }
-        let children = list_dir(src).map_err(|e| ArchiveError::io("list", src, e))?;
+        let base_fd = rustix::fs::open(
+            base,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::io("open", base, e.into()))?;
+        let mut dir = base_fd;
+        let mut shown = base.to_path_buf();
+        for component in rel.split('/') {
+            shown.push(component);
+            dir = open_dir_nofollow(dir.as_fd(), Path::new(component), &shown)?;
+        }
+        self.add_tree_fd(archive_dir, &dir, &shown)
+    }
+
+    fn add_tree_fd(
+        &mut self,
+        archive_dir: &str,
+        dir: &OwnedFd,
+        shown: &Path,
+    ) -> Result<Vec<Skipped>, ArchiveError> {
+        let meta = SourceMeta::of_fd(dir).map_err(|e| ArchiveError::io("inspect", shown, e))?;
+        let children = list_dir(dir).map_err(|e| ArchiveError::io("list", shown, e))?;
         let mut skipped = Vec::new();
-        self.guard(|w| w.walk(archive_dir, src, &meta, children, &mut skipped))?;
+        self.guard(|w| w.walk(archive_dir, dir, shown, &meta, children, &mut skipped))?;
         Ok(skipped)
     }
 
-    /// Adds the regular file `src` as `archive_path`, following `src` if it is a symlink.
+    /// Adds the regular file `src` as `archive_path`. A symlink is refused, not followed;
+    /// the kind, size and mode come from the opened file.
     pub fn add_file(&mut self, archive_path: &str, src: &Path) -> Result<(), ArchiveError> {
         self.check_new_path(archive_path)?;
-        let not_a_file = || ArchiveError::InvalidSource {
+        let not_a_file = |what: &str| ArchiveError::InvalidSource {
             path: src.to_owned(),
-            reason: "it is not a regular file".to_owned(),
+            reason: format!("it is not a regular file ({what})"),
         };
-        // Checked before opening, since opening a FIFO blocks.
-        let meta = fs::metadata(src).map_err(|e| ArchiveError::io("inspect", src, e))?;
-        if !meta.is_file() {
-            return Err(not_a_file());
-        }
-        let file = File::open(src).map_err(|e| ArchiveError::io("open", src, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| ArchiveError::io("inspect", src, e))?;
-        if !meta.is_file() {
-            return Err(not_a_file());
+        // O_NONBLOCK: opening a FIFO must not block; it is refused just after.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(oflag(OFlags::NOFOLLOW | OFlags::NONBLOCK))
+            .open(src)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    not_a_file("a symlink, which berth does not follow")
+                } else if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+                    not_a_file("a socket")
+                } else {
+                    ArchiveError::io("open", src, e)
+                }
+            })?;
+        let meta = SourceMeta::of_fd(&file).map_err(|e| ArchiveError::io("inspect", src, e))?;
+        if meta.kind != FileType::RegularFile {
+            return Err(not_a_file("a directory, socket, FIFO or device"));
         }
         self.guard(|w| w.write_file(archive_path, src, file, &meta))
     }
@@ -269,7 +325,7 @@ impl ArchiveWriter {
             kind: EntryKind::File,
             size: data.len() as u64,
             sha256: Some(sha256),
-            mode: mode & 0o7777,
+            mode: mode & 0o777,
             target: None,
         };
         let now = self.now;
@@ -285,12 +341,13 @@ impl ArchiveWriter {
         })
     }
 
-    /// Completes the archive and gives it its final name.
+    /// Completes the archive, signs it with `key` and gives it its final name.
     ///
     /// Appends the manifest (`meta` and the list of entries) as the last tar entry, ends
-    /// the tar and zstd streams, appends the index frame, syncs the file, renames it to its
-    /// final path (refusing to replace an existing file) and syncs the directory.
-    pub fn finish(mut self, meta: Meta) -> Result<Written, ArchiveError> {
+    /// the tar and zstd streams, appends the index frame (the manifest, its signature by
+    /// `key` and `key`'s public half), syncs the file, renames it to its final path
+    /// (refusing to replace an existing file) and syncs the directory.
+    pub fn finish(mut self, meta: Meta, key: &SigningKey) -> Result<Written, ArchiveError> {
         if self.failed {
             return Err(ArchiveError::Abandoned {
                 path: self.final_path.clone(),
@@ -303,7 +360,7 @@ impl ArchiveWriter {
         };
         let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
         json.push(b'\n');
-        let frame = index_frame(&json).ok_or_else(|| ArchiveError::InvalidSource {
+        let frame = index_frame(&json, key).ok_or_else(|| ArchiveError::InvalidSource {
             path: self.final_path.clone(),
             reason: "its manifest is larger than 4 GiB".to_owned(),
         })?;
@@ -434,8 +491,9 @@ impl ArchiveWriter {
     fn walk(
         &mut self,
         archive_dir: &str,
-        src: &Path,
-        meta: &fs::Metadata,
+        dir: &OwnedFd,
+        shown: &Path,
+        meta: &SourceMeta,
         children: Vec<OsString>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<(), ArchiveError> {
@@ -444,27 +502,22 @@ impl ArchiveWriter {
             kind: EntryKind::Dir,
             size: 0,
             sha256: None,
-            mode: meta.mode() & 0o7777,
+            mode: meta.mode,
             target: None,
         };
-        self.write_header(
-            &entry,
-            mtime_of(meta),
-            u64::from(meta.uid()),
-            u64::from(meta.gid()),
-        )?;
+        self.write_header(&entry, meta.mtime, meta.uid, meta.gid)?;
         self.entries.push(entry);
 
         for name in children {
-            let child_src = src.join(&name);
-            let Some(name) = name.to_str() else {
+            let child_src = shown.join(&name);
+            let Some(name_str) = name.to_str() else {
                 return Err(ArchiveError::InvalidSource {
                     path: child_src,
                     reason: "its name is not valid UTF-8".to_owned(),
                 });
             };
-            let child = format!("{archive_dir}/{name}");
-            if let Some(reason) = self.walk_child(&child, &child_src, skipped)? {
+            let child = format!("{archive_dir}/{name_str}");
+            if let Some(reason) = self.walk_child(&child, dir, &name, &child_src, skipped)? {
                 skipped.push(Skipped {
                     path: child_src,
                     archive_path: child,
@@ -475,77 +528,103 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Adds one thing found in a tree, or tells why it is left out.
+    /// Adds one thing found in a tree, or tells why it is left out. Everything is looked
+    /// at relative to `dir` and never through a symlink.
     fn walk_child(
         &mut self,
         child: &str,
+        dir: &OwnedFd,
+        name: &OsString,
         child_src: &Path,
         skipped: &mut Vec<Skipped>,
     ) -> Result<Option<SkipReason>, ArchiveError> {
-        let vanished = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
-        let meta = match fs::symlink_metadata(child_src) {
-            Ok(meta) => meta,
-            Err(e) if vanished(&e) => return Ok(Some(SkipReason::Vanished)),
-            Err(e) => return Err(ArchiveError::io("inspect", child_src, e)),
+        use rustix::io::Errno;
+        // Gone, or replaced by something of another kind since it was listed.
+        let changed = |e: Errno| matches!(e, Errno::NOENT | Errno::LOOP | Errno::NOTDIR);
+        let listed = match rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => SourceMeta::from_stat(&st),
+            Err(e) if e == Errno::NOENT => return Ok(Some(SkipReason::Vanished)),
+            Err(e) => return Err(ArchiveError::io("inspect", child_src, e.into())),
         };
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            match list_dir(child_src) {
-                Ok(grandchildren) => self.walk(child, child_src, &meta, grandchildren, skipped)?,
-                Err(e) if vanished(&e) => return Ok(Some(SkipReason::Vanished)),
-                Err(e) => return Err(ArchiveError::io("list", child_src, e)),
+        match listed.kind {
+            FileType::Directory => {
+                let sub = match rustix::fs::openat(
+                    dir,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(e) if changed(e) => return Ok(Some(SkipReason::Vanished)),
+                    Err(e) => return Err(ArchiveError::io("open", child_src, e.into())),
+                };
+                let meta = SourceMeta::of_fd(&sub)
+                    .map_err(|e| ArchiveError::io("inspect", child_src, e))?;
+                match list_dir(&sub) {
+                    Ok(grandchildren) => {
+                        self.walk(child, &sub, child_src, &meta, grandchildren, skipped)?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Ok(Some(SkipReason::Vanished));
+                    }
+                    Err(e) => return Err(ArchiveError::io("list", child_src, e)),
+                }
             }
-        } else if kind.is_file() {
-            if (meta.dev(), meta.ino()) == self.partial_id {
-                return Ok(Some(SkipReason::ArchiveItself));
+            FileType::RegularFile => {
+                if (listed.dev, listed.ino) == self.partial_id {
+                    return Ok(Some(SkipReason::ArchiveItself));
+                }
+                let fd = match rustix::fs::openat(
+                    dir,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(e) if changed(e) => return Ok(Some(SkipReason::Vanished)),
+                    Err(e) => return Err(ArchiveError::io("open", child_src, e.into())),
+                };
+                let meta = SourceMeta::of_fd(&fd)
+                    .map_err(|e| ArchiveError::io("inspect", child_src, e))?;
+                if meta.kind != FileType::RegularFile {
+                    return Ok(Some(SkipReason::Vanished));
+                }
+                if (meta.dev, meta.ino) == self.partial_id {
+                    return Ok(Some(SkipReason::ArchiveItself));
+                }
+                self.write_file(child, child_src, File::from(fd), &meta)?;
             }
-            let file = match File::open(child_src) {
-                Ok(file) => file,
-                Err(e) if vanished(&e) => return Ok(Some(SkipReason::Vanished)),
-                Err(e) => return Err(ArchiveError::io("open", child_src, e)),
-            };
-            let meta = file
-                .metadata()
-                .map_err(|e| ArchiveError::io("inspect", child_src, e))?;
-            if !meta.is_file() {
-                // Replaced by something else since it was listed.
-                return Ok(Some(SkipReason::Vanished));
+            FileType::Symlink => {
+                let target = match rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new()) {
+                    Ok(target) => target,
+                    Err(e) if changed(e) || e == Errno::INVAL => {
+                        return Ok(Some(SkipReason::Vanished));
+                    }
+                    Err(e) => {
+                        return Err(ArchiveError::io("read the symlink", child_src, e.into()));
+                    }
+                };
+                let Ok(target) = target.into_string() else {
+                    return Err(ArchiveError::InvalidSource {
+                        path: child_src.to_owned(),
+                        reason: "its target is not valid UTF-8".to_owned(),
+                    });
+                };
+                if symlink_problem(child, &target).is_some() {
+                    return Ok(Some(SkipReason::UnsafeSymlink { target }));
+                }
+                let entry = Entry {
+                    path: child.to_owned(),
+                    kind: EntryKind::Symlink,
+                    size: 0,
+                    sha256: None,
+                    mode: listed.mode,
+                    target: Some(target),
+                };
+                self.write_header(&entry, listed.mtime, listed.uid, listed.gid)?;
+                self.entries.push(entry);
             }
-            self.write_file(child, child_src, file, &meta)?;
-        } else if kind.is_symlink() {
-            let target = match fs::read_link(child_src) {
-                Ok(target) => target,
-                Err(e) if vanished(&e) => return Ok(Some(SkipReason::Vanished)),
-                Err(e) => return Err(ArchiveError::io("read the symlink", child_src, e)),
-            };
-            let Some(target) = target.to_str() else {
-                return Err(ArchiveError::InvalidSource {
-                    path: child_src.to_owned(),
-                    reason: "its target is not valid UTF-8".to_owned(),
-                });
-            };
-            if symlink_problem(child, target).is_some() {
-                return Ok(Some(SkipReason::UnsafeSymlink {
-                    target: target.to_owned(),
-                }));
-            }
-            let entry = Entry {
-                path: child.to_owned(),
-                kind: EntryKind::Symlink,
-                size: 0,
-                sha256: None,
-                mode: meta.mode() & 0o7777,
-                target: Some(target.to_owned()),
-            };
-            self.write_header(
-                &entry,
-                mtime_of(&meta),
-                u64::from(meta.uid()),
-                u64::from(meta.gid()),
-            )?;
-            self.entries.push(entry);
-        } else {
-            return Ok(Some(SkipReason::Special));
+            _ => return Ok(Some(SkipReason::Special)),
         }
         Ok(None)
     }
@@ -556,23 +635,18 @@ impl ArchiveWriter {
         archive_path: &str,
         src: &Path,
         mut file: File,
-        meta: &fs::Metadata,
+        meta: &SourceMeta,
     ) -> Result<(), ArchiveError> {
-        let size = meta.len();
+        let size = meta.size;
         let mut entry = Entry {
             path: archive_path.to_owned(),
             kind: EntryKind::File,
             size,
             sha256: None,
-            mode: meta.mode() & 0o7777,
+            mode: meta.mode,
             target: None,
         };
-        self.write_header(
-            &entry,
-            mtime_of(meta),
-            u64::from(meta.uid()),
-            u64::from(meta.gid()),
-        )?;
+        self.write_header(&entry, meta.mtime, meta.uid, meta.gid)?;
 
         let mut hasher = Sha256::new();
         let mut remaining = size;
@@ -632,13 +706,94 @@ impl Drop for ArchiveWriter {
     }
 }
 
-/// The names in a directory, sorted.
-fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
-    let mut names = fs::read_dir(dir)?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<io::Result<Vec<_>>>()?;
+/// What the writer needs to know about a source, from `fstat` or `fstatat`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SourceMeta {
+    kind: FileType,
+    size: u64,
+    /// Permission bits, with setuid, setgid and sticky.
+    mode: u32,
+    mtime: u64,
+    uid: u64,
+    gid: u64,
+    dev: u64,
+    ino: u64,
+}
+
+impl SourceMeta {
+    fn from_stat(st: &rustix::fs::Stat) -> Self {
+        Self {
+            kind: FileType::from_raw_mode(st.st_mode),
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            // Setuid, setgid and sticky bits are never stored: no archive berth writes
+            // asks for them back.
+            mode: st.st_mode & 0o777,
+            mtime: u64::try_from(st.st_mtime).unwrap_or(0),
+            uid: u64::from(st.st_uid),
+            gid: u64::from(st.st_gid),
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+
+    fn of_fd(fd: &impl AsFd) -> io::Result<Self> {
+        Ok(Self::from_stat(&rustix::fs::fstat(fd)?))
+    }
+}
+
+/// Opens the directory `path` (relative to `at`) without following a symlink at its
+/// last component.
+fn open_dir_nofollow(
+    at: BorrowedFd<'_>,
+    path: &Path,
+    shown: &Path,
+) -> Result<OwnedFd, ArchiveError> {
+    let is_symlink = || {
+        rustix::fs::statat(at, path, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
+    rustix::fs::openat(
+        at,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        // Linux says ENOTDIR for a symlink opened with O_DIRECTORY | O_NOFOLLOW.
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR if is_symlink() => {
+            ArchiveError::InvalidSource {
+                path: shown.to_owned(),
+                reason: "it is a symlink, which berth never follows when it backs up (someone \
+                     replaced a directory with a link: check who can write to its parent)"
+                    .to_owned(),
+            }
+        }
+        rustix::io::Errno::NOTDIR => ArchiveError::InvalidSource {
+            path: shown.to_owned(),
+            reason: "it is not a directory".to_owned(),
+        },
+        e => ArchiveError::io("open", shown, e.into()),
+    })
+}
+
+/// The names in the directory open as `dir`, sorted.
+fn list_dir(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsStr::from_bytes(name).to_owned());
+        }
+    }
     names.sort();
     Ok(names)
+}
+
+/// An `O_*` flag for `OpenOptionsExt::custom_flags`.
+pub(crate) fn oflag(flags: OFlags) -> i32 {
+    i32::try_from(flags.bits()).unwrap_or(0)
 }
 
 fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -648,10 +803,6 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
             other => return other,
         }
     }
-}
-
-fn mtime_of(meta: &fs::Metadata) -> u64 {
-    u64::try_from(meta.mtime()).unwrap_or(0)
 }
 
 fn already_exists(path: &Path) -> ArchiveError {

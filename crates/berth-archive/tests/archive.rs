@@ -39,9 +39,9 @@ fn round_trip() {
     assert!(!tmp.path().join(format!("{name}.partial")).exists());
 
     // The index, read from the tail, is the manifest returned by finish.
-    let index = read_index(&written.path).unwrap();
+    let index = read_index(&written.path).unwrap().manifest;
     assert_eq!(index, written.manifest);
-    assert_eq!(index.format, 1);
+    assert_eq!(index.format, 2);
     assert_eq!(index.meta.app(), Some("netbox"));
     assert_eq!(index.meta.app_version(), Some("4.2.1"));
     assert_eq!(index.meta.get("hostname").unwrap(), "box1");
@@ -70,7 +70,7 @@ fn round_trip() {
 
     // Verify reads everything.
     let mut last = 0;
-    let report = verify(&written.path, &mut |done| {
+    let report = verify(&written.path, &common::trusted(), &mut |done| {
         assert!(done >= last);
         last = done;
     })
@@ -83,7 +83,14 @@ fn round_trip() {
 
     // Extract restores content, modes, mtimes and symlinks.
     let dest = restore_dir(tmp.path(), "restore");
-    let manifest = extract(&written.path, &dest, &everything, &mut |_| {}).unwrap();
+    let manifest = extract(
+        &written.path,
+        &dest,
+        &common::trusted(),
+        &everything,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(manifest, index);
     assert_same_tree(&src, &dest.join("data"));
     assert_eq!(
@@ -105,6 +112,7 @@ fn extract_with_filter_writes_only_what_passes_but_checks_everything() {
     extract(
         &written.path,
         &dest,
+        &common::trusted(),
         &|p| p == "database/netbox/toc.dat",
         &mut |d| done = d,
     )
@@ -130,6 +138,7 @@ fn extract_with_filter_writes_only_what_passes_but_checks_everything() {
     let err = extract(
         &damaged,
         &dest,
+        &common::trusted(),
         &|p| p == "database/netbox/toc.dat",
         &mut |_| {},
     )
@@ -227,7 +236,7 @@ fn truncated_archives_are_never_ok() {
             matches!(listed, Err(ArchiveError::Truncated { .. })),
             "read_index, cut at {cut}: {listed:?}"
         );
-        let verified = verify(&path, &mut |_| {});
+        let verified = verify(&path, &common::trusted(), &mut |_| {});
         assert!(
             matches!(verified, Err(ArchiveError::Truncated { .. })),
             "verify, cut at {cut}: {verified:?}"
@@ -263,7 +272,8 @@ fn a_damaged_byte_anywhere_is_detected() {
         j.push(b'\n');
         j
     };
-    let index_start = bytes.len() - json.len() - 24;
+    // Frame header (8), JSON, signature (64), public key (32), length (8), magic (8).
+    let index_start = bytes.len() - json.len() - 120;
     let json_start = index_start + 8;
     // A hex digit of the big file's hash in the index.
     let sha = written
@@ -287,19 +297,25 @@ fn a_damaged_byte_anywhere_is_detected() {
         ("index JSON syntax", json_start),
         ("index hash", sha_at + 3),
         ("index length", bytes.len() - 12),
+        ("signature", bytes.len() - 112 + 3),
+        ("signer's public key", bytes.len() - 48 + 3),
     ];
     for (what, at) in cases {
         let mut damaged = bytes.clone();
         damaged[at] ^= 0x01;
         let path = tmp.path().join(format!("flip-{at}.berth.tar.zst"));
         fs::write(&path, &damaged).unwrap();
-        let verified = verify(&path, &mut |_| {});
+        let verified = verify(&path, &common::trusted(), &mut |_| {});
+        // Inside the index frame, the signature no longer matches: that is found first.
         assert!(
-            matches!(verified, Err(ArchiveError::Corrupt { .. })),
+            matches!(
+                verified,
+                Err(ArchiveError::Corrupt { .. } | ArchiveError::BadSignature { .. })
+            ),
             "{what} (byte {at}): {verified:?}"
         );
         let dest = restore_dir(tmp.path(), &format!("restore-{at}"));
-        let extracted = extract(&path, &dest, &everything, &mut |_| {});
+        let extracted = extract(&path, &dest, &common::trusted(), &everything, &mut |_| {});
         assert!(extracted.is_err(), "{what} (byte {at}): extract succeeded");
     }
 
@@ -307,6 +323,7 @@ fn a_damaged_byte_anywhere_is_detected() {
     let path = tmp.path().join("flip-middle.berth.tar.zst");
     let message = verify(
         &path.with_file_name(format!("flip-{}.berth.tar.zst", index_start / 2)),
+        &common::trusted(),
         &mut |_| {},
     )
     .unwrap_err()
@@ -321,7 +338,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
     common::raw_file(&mut tar, "a.png", b"picture");
     let wrong = common::sha256_hex(b"other");
     let manifest = serde_json::json!({
-        "format": 1,
+        "format": 2,
         "meta": {},
         "entries": [{"path": "a.png", "kind": "file", "size": 7, "sha256": wrong, "mode": "0644"}],
     });
@@ -330,7 +347,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
     tar.extend([0; 1024]);
     let path = tmp.path().join("x.berth.tar.zst");
     common::craft_archive(&path, &tar, &json);
-    let err = verify(&path, &mut |_| {}).unwrap_err();
+    let err = verify(&path, &common::trusted(), &mut |_| {}).unwrap_err();
     let actual = common::sha256_hex(b"picture");
     assert_eq!(
         err.to_string(),
@@ -344,7 +361,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
 
     // The same archive with the right hash is fine: the crafting is sound.
     let manifest = serde_json::json!({
-        "format": 1,
+        "format": 2,
         "meta": {},
         "entries": [{"path": "a.png", "kind": "file", "size": 7, "sha256": actual, "mode": "0644"}],
     });
@@ -354,7 +371,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
     common::raw_file(&mut tar, "berth-backup.json", &json);
     tar.extend([0; 1024]);
     common::craft_archive(&path, &tar, &json);
-    verify(&path, &mut |_| {}).unwrap();
+    verify(&path, &common::trusted(), &mut |_| {}).unwrap();
 }
 
 #[test]
@@ -372,7 +389,7 @@ fn other_files_are_not_archives() {
         )
     );
     assert!(matches!(
-        verify(&path, &mut |_| {}),
+        verify(&path, &common::trusted(), &mut |_| {}),
         Err(ArchiveError::NotAnArchive { .. })
     ));
 
@@ -390,12 +407,12 @@ fn other_files_are_not_archives() {
     assert!(matches!(read_index(&missing), Err(ArchiveError::Io { .. })));
 
     // A newer format is refused with its own error.
-    let json = br#"{"format": 2, "meta": {}, "entries": [], "new": true}"#;
+    let json = br#"{"format": 3, "meta": {}, "entries": [], "new": true}"#;
     let newer = tmp.path().join("newer.berth.tar.zst");
     common::craft_archive(&newer, &[0; 1024], json);
     let err = read_index(&newer).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::UnsupportedFormat { format: 2, .. }),
+        matches!(err, ArchiveError::UnsupportedFormat { format: 3, .. }),
         "{err:?}"
     );
 }
@@ -414,7 +431,7 @@ fn finish_never_replaces_an_archive() {
     assert_eq!(mode_of(&partial), 0o600);
     // Another backup got the same name meanwhile.
     fs::write(&path, b"earlier archive").unwrap();
-    let err = writer.finish(Meta::default()).unwrap_err();
+    let err = writer.finish(Meta::default(), common::key()).unwrap_err();
     assert!(matches!(err, ArchiveError::AlreadyExists { .. }), "{err:?}");
     assert_eq!(fs::read(&path).unwrap(), b"earlier archive");
     assert!(!partial.exists());
@@ -467,7 +484,7 @@ fn a_file_that_changes_while_read_fails_the_backup() {
         Err(ArchiveError::Abandoned { .. })
     ));
     assert!(matches!(
-        writer.finish(Meta::default()),
+        writer.finish(Meta::default(), common::key()),
         Err(ArchiveError::Abandoned { .. })
     ));
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
@@ -523,7 +540,7 @@ fn add_tree_skips_what_it_cannot_store() {
         ]
     );
     assert_eq!(skipped[2].path, src.join("sock"));
-    let written = writer.finish(Meta::default()).unwrap();
+    let written = writer.finish(Meta::default(), common::key()).unwrap();
     let paths: Vec<_> = written
         .manifest
         .entries
@@ -531,7 +548,7 @@ fn add_tree_skips_what_it_cannot_store() {
         .map(|e| e.path.as_str())
         .collect();
     assert_eq!(paths, ["data", "data/a"]);
-    verify(&written.path, &mut |_| {}).unwrap();
+    verify(&written.path, &common::trusted(), &mut |_| {}).unwrap();
 }
 
 #[test]
@@ -559,9 +576,9 @@ fn bad_archive_paths_are_refused_on_write() {
     let err = writer.add_bytes("a", b"y", 0o644).unwrap_err();
     assert!(matches!(err, ArchiveError::InvalidPath { .. }), "{err:?}");
     // Refused paths do not abandon the archive.
-    let written = writer.finish(Meta::default()).unwrap();
+    let written = writer.finish(Meta::default(), common::key()).unwrap();
     assert_eq!(written.manifest.entries.len(), 1);
-    verify(&written.path, &mut |_| {}).unwrap();
+    verify(&written.path, &common::trusted(), &mut |_| {}).unwrap();
 }
 
 #[test]
@@ -578,7 +595,7 @@ fn a_tree_bringing_a_path_already_added_fails() {
         other => panic!("expected InvalidPath, got {other:?}"),
     }
     assert!(matches!(
-        writer.finish(Meta::default()),
+        writer.finish(Meta::default(), common::key()),
         Err(ArchiveError::Abandoned { .. })
     ));
     assert!(!path.exists());
@@ -590,7 +607,14 @@ fn extraction_never_replaces_files() {
     let (written, _) = sample_archive(tmp.path());
     let dest = restore_dir(tmp.path(), "restore");
     common::write_file(&dest.join("site/run.sh"), b"mine", 0o644);
-    let err = extract(&written.path, &dest, &everything, &mut |_| {}).unwrap_err();
+    let err = extract(
+        &written.path,
+        &dest,
+        &common::trusted(),
+        &everything,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, ArchiveError::AlreadyExists { .. }), "{err:?}");
     assert_eq!(fs::read(dest.join("site/run.sh")).unwrap(), b"mine");
 }
@@ -620,9 +644,9 @@ fn single_threaded_and_other_levels_write_the_same_content() {
         writer
             .add_bytes("a", &b"abc".repeat(100_000), 0o644)
             .unwrap();
-        let written = writer.finish(Meta::default()).unwrap();
+        let written = writer.finish(Meta::default(), common::key()).unwrap();
         assert!(written.size < 10_000, "{}", written.size);
-        let report = verify(&written.path, &mut |_| {}).unwrap();
+        let report = verify(&written.path, &common::trusted(), &mut |_| {}).unwrap();
         assert_eq!(report.bytes, 300_000);
     }
 }
@@ -639,19 +663,22 @@ fn the_index_format_is_stable() {
     writer.add_bytes("secrets.age", b"", 0o600).unwrap();
     let mut meta = Meta::new("netbox", "4.2.1", created);
     meta.insert("berth_version", "0.1.0");
-    let written = writer.finish(meta).unwrap();
+    let written = writer.finish(meta, common::key()).unwrap();
 
     let bytes = fs::read(&written.path).unwrap();
-    assert_eq!(&bytes[bytes.len() - 8..], b"BERTHIDX");
+    assert_eq!(&bytes[bytes.len() - 8..], b"BERTHSIG");
     let json_len = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap());
     let json_len = usize::try_from(json_len).unwrap();
-    let frame = &bytes[bytes.len() - 24 - json_len..];
+    let frame = &bytes[bytes.len() - 120 - json_len..];
     assert_eq!(&frame[..4], &[0x5B, 0x2A, 0x4D, 0x18]);
     assert_eq!(
         u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize,
-        json_len + 16
+        json_len + 112
     );
     let json = std::str::from_utf8(&frame[8..8 + json_len]).unwrap();
+    // The signer's public key follows the 64-byte signature.
+    let signer = &frame[8 + json_len + 64..8 + json_len + 96];
+    assert_eq!(signer, common::key().public_key().to_bytes());
     insta::assert_snapshot!(json);
 }
 

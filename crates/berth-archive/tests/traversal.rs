@@ -31,7 +31,7 @@ fn craft(path: &Path, tar_items: &[Item<'_>], listed_items: &[Item<'_>]) {
             }),
         })
         .collect();
-    let manifest = json!({"format": 1, "meta": {}, "entries": entries});
+    let manifest = json!({"format": 2, "meta": {}, "entries": entries});
     let json = serde_json::to_vec_pretty(&manifest).unwrap();
     let mut tar = Vec::new();
     for item in tar_items {
@@ -74,7 +74,7 @@ fn extract_refused(
     let root = tmp.join(name);
     let dest = root.join("dest");
     fs::create_dir_all(&dest).unwrap();
-    let err = extract(&archive, &dest, &|_| true, &mut |_| {}).unwrap_err();
+    let err = extract(&archive, &dest, &common::trusted(), &|_| true, &mut |_| {}).unwrap_err();
     let outside: Vec<_> = fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -83,7 +83,7 @@ fn extract_refused(
     assert!(!Path::new("/tmp/berth-archive-escape").exists());
     // verify refuses the same archives.
     assert!(
-        verify(&archive, &mut |_| {}).is_err(),
+        verify(&archive, &common::trusted(), &mut |_| {}).is_err(),
         "{name}: verify accepted it"
     );
     err
@@ -109,7 +109,7 @@ fn the_crafting_itself_is_sound() {
     craft(&archive, &items, &items);
     let dest = tmp.path().join("dest");
     fs::create_dir(&dest).unwrap();
-    extract(&archive, &dest, &|_| true, &mut |_| {}).unwrap();
+    extract(&archive, &dest, &common::trusted(), &|_| true, &mut |_| {}).unwrap();
     assert_eq!(fs::read(dest.join("d/up")).unwrap(), b"data");
 }
 
@@ -164,13 +164,13 @@ fn writing_through_a_symlink_is_refused() {
     let archive = tmp.path().join("pre.berth.tar.zst");
     let items = [Item::File("d/f", b"x")];
     craft(&archive, &items, &items);
-    verify(&archive, &mut |_| {}).unwrap();
+    verify(&archive, &common::trusted(), &mut |_| {}).unwrap();
     let root = tmp.path().join("pre");
     let dest = root.join("dest");
     fs::create_dir_all(&dest).unwrap();
     fs::create_dir(root.join("elsewhere")).unwrap();
     std::os::unix::fs::symlink("../elsewhere", dest.join("d")).unwrap();
-    let err = extract(&archive, &dest, &|_| true, &mut |_| {}).unwrap_err();
+    let err = extract(&archive, &dest, &common::trusted(), &|_| true, &mut |_| {}).unwrap_err();
     assert_unsafe(&err, "d/f");
     assert_eq!(fs::read_dir(root.join("elsewhere")).unwrap().count(), 0);
 }

@@ -98,7 +98,8 @@ pub enum Command {
         /// Target to fetch a named archive from [default: `backup.target`].
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
-        /// Backup key file that decrypts the archive's secrets [default: this instance's key].
+        /// Key file (from `berth backup key --export`): its signing key vouches for the
+        /// archive and its backup key decrypts the secrets [default: this instance's keys].
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Restore an archive that holds no secrets; new ones are generated.
@@ -150,14 +151,16 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check an archive: checksums, compression, database dump, and the key if given.
+    /// Check an archive: signature, metadata, checksums, compression, site config,
+    /// database dump, and the secrets if a key file is given.
     Verify {
         /// The archive: a file, or a name in the target.
         archive: String,
         /// Target to fetch a named archive from [default: `backup.target`].
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
-        /// Also check that this backup key opens the archive's secrets.
+        /// Key file (from `berth backup key --export`): trust its signing key, and check
+        /// that its backup key opens the archive's secrets.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Machine-readable output.
@@ -176,9 +179,10 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Create the backup key (once) and optionally export a copy of it.
+    /// Create the backup key and the archive signing key (once) and optionally export
+    /// a copy of both.
     Key {
-        /// Also write a copy of the key to this new file (mode 0600).
+        /// Also write both keys to this new file (mode 0600; never over an existing path).
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
         /// Machine-readable output.

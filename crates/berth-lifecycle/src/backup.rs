@@ -132,52 +132,41 @@ pub struct KeyReport {
     pub recipient: String,
     /// Whether it was created now.
     pub created: bool,
-    /// Where a copy was exported, if asked.
+    /// The archive signing key file on this instance.
+    pub signing_path: PathBuf,
+    /// Its public half (`ed25519:…`): archives signed by it are trusted.
+    pub signing_public_key: String,
+    /// Whether the signing key was created now.
+    pub signing_created: bool,
+    /// Where a copy of both keys was exported, if asked.
     pub exported: Option<PathBuf>,
 }
 
-/// Create the backup key if the instance has none; export a copy if asked.
+/// Create the backup key and the archive signing key if the instance lacks them; export
+/// both into one new file if asked (never over an existing path, never through a
+/// symlink).
 pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
     let path = key_path(inst);
-    let (text, created) = match std::fs::read_to_string(&path) {
-        Ok(text) => (text, false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // 0700 as `up` makes it: the key decrypts every archive's secrets.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&inst.paths.state)
-                .map_err(LifecycleError::io("create", &inst.paths.state))?;
-            let (identity, recipient) = berth_archive::secrets::generate_identity();
-            let text = berth_archive::secrets::identity_file_text(
-                &identity,
-                &recipient,
-                jiff::Timestamp::now(),
-            );
-            berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o600, None)?;
-            (text, true)
-        }
-        Err(e) => return Err(LifecycleError::io("read the backup key", &path)(e)),
-    };
+    let (text, created) = crate::trust::ensure_identity_text(inst, &path)?;
     let recipient = berth_archive::secrets::parse_identity(&text)?
         .recipient()
         .to_owned();
+    let (signing, signing_created) = crate::trust::ensure_signing_key(inst)?;
     if let Some(dest) = export {
-        // Checked by the rename itself: nothing can be slipped in between.
-        match berth_host::fsutil::write_new(dest, text.as_bytes(), 0o600, None) {
-            Err(berth_host::HostError::AlreadyExists { .. }) => {
-                return Err(LifecycleError::Backup {
-                    what: format!("`{}` already exists", dest.display()),
-                    hint: "name a new file: the key is never written over another file".to_owned(),
-                });
-            }
-            other => other?,
-        }
+        let both = format!(
+            "{}{}",
+            text.trim_end().to_owned() + "\n",
+            berth_archive::signing::signing_key_file_text(&signing, jiff::Timestamp::now())
+        );
+        crate::trust::create_private(dest, both.as_bytes())?;
     }
     Ok(KeyReport {
         path,
         recipient,
         created,
+        signing_path: crate::trust::signing_key_path(inst),
+        signing_public_key: signing.public_key().to_string(),
+        signing_created,
         exported: export.map(Path::to_path_buf),
     })
 }
@@ -320,46 +309,27 @@ fn chown_to(path: &Path, user: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Adds the tree of an opened directory, read through its descriptor (the
-/// `/proc/self/fd/N` path leads to exactly what was opened, whatever happens to its
-/// name); errors name the directory's real path.
-fn add_opened_tree(
+/// Adds the directory `rel` beneath `base` to the archive, walking it by descriptors and
+/// refusing a symlink at any component: a service user who replaced its data directory
+/// (or one above it) with a link to root's files gets a refusal, not root's files in the
+/// archive.
+fn add_tree_beneath(
     writer: &mut ArchiveWriter,
     archive_dir: &str,
-    dir: &berth_host::beneath::SafeDir,
+    base: &Path,
+    rel: &str,
 ) -> Result<()> {
-    let via = dir.fd_path();
-    writer.add_tree(archive_dir, &via).map(drop).map_err(|e| {
-        let shown = dir.path().display().to_string();
-        LifecycleError::Backup {
+    writer
+        .add_tree_beneath(archive_dir, base, rel)
+        .map(drop)
+        .map_err(|e| LifecycleError::Backup {
             what: format!(
-                "Failed to archive `{shown}`: {}",
-                crate::converge::error_text(&e.into()).replace(&via.display().to_string(), &shown)
+                "Refusing to back up `{}`: {}",
+                base.join(rel).display(),
+                crate::converge::error_text(&e.into())
             ),
-            hint: "nothing was kept of this backup; fix the cause and back up again".to_owned(),
-        }
-    })
-}
-
-/// Opens a directory to back up, beneath the prefix and without following a symlink
-/// anywhere on the way: a service user who replaced its data directory (or one above
-/// it) with a link to root's files gets a refusal, not root's files in the archive.
-/// `None` when it does not exist.
-fn open_backup_dir(base: &Path, path: &Path) -> Result<Option<berth_host::beneath::SafeDir>> {
-    let (dir, rel) = berth_host::beneath::locate(base, path)?;
-    let refused = |e: berth_host::HostError| {
-        LifecycleError::Backup {
-        what: format!("Refusing to back up `{}`: {e}", path.display()),
-        hint: "nothing was backed up; put the real directory back in place (as root), then back up again"
-            .to_owned(),
-    }
-    };
-    match dir.stat(&rel) {
-        Ok(None) => return Ok(None),
-        Ok(Some(_)) => {}
-        Err(e) => return Err(refused(e)),
-    }
-    dir.open_dir(&rel).map(Some).map_err(refused)
+            hint: "nothing was kept of this backup; if a directory was replaced by a link, put the real directory back in place (as root), then back up again".to_owned(),
+        })
 }
 
 fn ready_services(inst: &Instance) -> Vec<String> {
@@ -471,6 +441,8 @@ fn create_archive(
     progress.end("");
 
     let recipient = recipient(inst)?;
+    // Every archive is signed; the key is made on the first backup if need be.
+    let (signing_key, _) = crate::trust::ensure_signing_key(inst)?;
     let mut warnings = Vec::new();
     if recipient.is_none() {
         progress.note(NO_KEY_WARNING);
@@ -500,8 +472,15 @@ fn create_archive(
         created = jiff::Timestamp::now();
         name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
     }
+    // A remote target's archive waits for its upload in a directory of its own that only
+    // root can enter: the dump's directory belongs to the database's user.
+    let upload = match target.local_path(&name) {
+        Some(_) => None,
+        None => Some(staging(inst, "upload")?),
+    };
     let local_archive = target
         .local_path(&name)
+        .or_else(|| upload.as_ref().map(|u| u.0.join(&name)))
         .unwrap_or_else(|| tmp.0.join(&name));
     if let Some(dir) = local_archive.parent() {
         std::fs::create_dir_all(dir).map_err(LifecycleError::io("create", dir))?;
@@ -554,10 +533,10 @@ fn create_archive(
     }
     let copied = (|| -> Result<()> {
         for (rel, abs) in &backup.data_dirs {
-            if let Some(dir) = open_backup_dir(&inst.paths.prefix, abs)? {
-                // Read through the descriptor just opened: a swap of the path from
-                // now on changes nothing about what is read.
-                add_opened_tree(&mut writer, &format!("data/{rel}"), &dir)?;
+            // Not followed if it is a symlink: `add_tree_beneath` refuses a link at any
+            // component below `data/`, whose directories service users own.
+            if std::fs::symlink_metadata(abs).is_ok() {
+                add_tree_beneath(&mut writer, &format!("data/{rel}"), &inst.paths.data, rel)?;
             }
         }
         Ok(())
@@ -583,12 +562,13 @@ fn create_archive(
 
     if let Some(db) = &backup.database {
         // The database user owns this directory: read it like a data directory.
-        let dump =
-            open_backup_dir(&dump_tmp.0, &dump_dir)?.ok_or_else(|| LifecycleError::Backup {
+        if std::fs::symlink_metadata(&dump_dir).is_err() {
+            return Err(LifecycleError::Backup {
                 what: format!("pg_dump left no dump in `{}`", dump_dir.display()),
                 hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
-            })?;
-        add_opened_tree(&mut writer, &format!("database/{}", db.name), &dump)?;
+            });
+        }
+        add_tree_beneath(&mut writer, &format!("database/{}", db.name), &dump_tmp.0, "db")?;
     }
     if inst.config_exists {
         writer.add_file("config/site.toml", &inst.config_path)?;
@@ -650,6 +630,7 @@ fn create_archive(
         "quiesce",
         serde_json::json!({ "services": paused, "milliseconds": quiesce_ms }),
     );
+    meta.insert("signed_by", signing_key.public_key().to_string());
     meta.insert(
         "secrets",
         match &recipient {
@@ -657,7 +638,7 @@ fn create_archive(
             None => serde_json::json!({ "included": false, "warning": NO_KEY_WARNING }),
         },
     );
-    let written = writer.finish(meta)?;
+    let written = writer.finish(meta, &signing_key)?;
     progress.end(&human(written.size));
 
     if target.local_path(&name).is_none() {
@@ -722,9 +703,11 @@ pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> 
             problem: None,
         };
         if let Some(path) = target.local_path(&e.name) {
+            // Unauthenticated: only shown, never acted upon.
             match berth_archive::read_index(&path) {
-                Ok(m) => {
-                    listed.secrets_included = m
+                Ok(index) => {
+                    listed.secrets_included = index
+                        .manifest
                         .meta
                         .get("secrets")
                         .and_then(|s| s.get("included"))
@@ -818,8 +801,11 @@ pub struct VerifyReport {
     pub seconds: f64,
 }
 
-/// `berth backup verify`: every checksum, the compression's integrity, the dump
-/// readable by `pg_restore --list`, and with `key` the secrets decryptable.
+/// `berth backup verify`: the signature against the trusted keys (the one in `key`, the
+/// instance's own), the metadata against the manifest, every checksum, the compression's
+/// integrity, the site config through the host's validation, the dump readable by
+/// `pg_restore --list` (run unprivileged), and with `key` the secrets decryptable and the
+/// manifest's.
 pub fn verify(
     inst: &Instance,
     archive: &str,
@@ -828,35 +814,65 @@ pub fn verify(
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
+    let trusted = crate::trust::trusted_keys(inst, key)?;
     let fetched = fetch(inst, archive, to, progress)?;
     let path = &fetched.path;
-    let index = berth_archive::read_index(path)?;
+    // Authenticated before anything in it is looked at.
+    let index = berth_archive::read_signed_index(path, &trusted)?;
+    let facts = crate::trust::check_meta(inst, &index, path)?;
+    if !facts.privileged_entries.is_empty() {
+        return Err(LifecycleError::Backup {
+            what: format!(
+                "`{}` has entries with setuid, setgid or sticky bits, which berth never writes: {}",
+                path.display(),
+                facts.privileged_entries.join(", ")
+            ),
+            hint:
+                "a restore would drop those bits; check who made this archive before restoring it"
+                    .to_owned(),
+        });
+    }
     let tmp = staging(inst, "verify")?;
+    // Traversable, so the unprivileged `pg_restore` reaches its own directory below.
+    set_mode(&tmp.0, 0o711)?;
     let out = tmp.0.join("x");
     std::fs::create_dir(&out).map_err(LifecycleError::io("create", &out))?;
-    let db_path = dump_path(&index);
-    let toc = db_path.as_ref().map(|p| format!("{p}/toc.dat"));
+    let toc = facts.dump_path.as_ref().map(|p| format!("{p}/toc.dat"));
     progress.begin(&format!("Verifying {}", path.display()));
     progress.bytes(Some(index.total_size()));
     let toc_filter = toc.clone();
-    let filter = move |entry: &str| toc_filter.as_deref() == Some(entry) || entry == "secrets.age";
-    berth_archive::extract(path, &out, &filter, &mut progress_fn(progress))?;
+    let filter = move |entry: &str| {
+        toc_filter.as_deref() == Some(entry)
+            || entry == "secrets.age"
+            || entry == "config/site.toml"
+    };
+    let index = berth_archive::extract(path, &out, &trusted, &filter, &mut progress_fn(progress))?;
     progress.end("");
-    let dump_toc_entries = match &db_path {
-        Some(p) => {
-            let bin = state_bin_dir(inst);
-            Some(database::list(&bin, &out.join(p))?)
+    crate::trust::check_site_config(inst, &out.join("config/site.toml"))?;
+    let dump_toc_entries = match &toc {
+        Some(t) => Some(crate::trust::list_dump(
+            &state_bin_dir(inst),
+            &out.join(t),
+            &tmp.0.join("toc-check"),
+        )?),
+        None => None,
+    };
+    let secrets_included = index.entry("secrets.age").is_some();
+    let identity = match key {
+        Some(k) => {
+            let text =
+                std::fs::read_to_string(k).map_err(LifecycleError::io("read the backup key", k))?;
+            berth_archive::signing::parse_key_file(&text)?.identity
         }
         None => None,
     };
-    let secrets_included = out.join("secrets.age").is_file();
-    let key_opens_secrets = match (key, secrets_included) {
-        (Some(k), true) => {
-            let identity = read_identity(k)?;
+    let key_opens_secrets = match (identity, secrets_included) {
+        (Some(identity), true) => {
             let blob = std::fs::read(out.join("secrets.age"))
                 .map_err(LifecycleError::io("read", out.join("secrets.age")))?;
             let dest = tmp.0.join("secrets");
             berth_archive::secrets::decrypt_to_dir(&blob, &identity, &dest)?;
+            crate::trust::check_secrets(inst, &dest)?;
             Some(true)
         }
         _ => None,
@@ -880,14 +896,6 @@ pub fn verify(
     })
 }
 
-/// The archive entry of the database dump directory, if the archive has one.
-pub(crate) fn dump_path(index: &berth_archive::ArchiveManifest) -> Option<String> {
-    index
-        .meta
-        .get("database")
-        .and_then(|d| d.get("path"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
 }
 
 /// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.

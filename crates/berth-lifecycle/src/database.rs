@@ -137,34 +137,6 @@ pub fn dump(db: &DatabasePlan, dest: &Path, jobs: u32) -> Result<()> {
     .map(|_| ())
 }
 
-/// `pg_restore --list` of a dump directory: proves it is readable. Returns the
-/// number of entries in its table of contents.
-pub fn list(bin_dir: &Path, dump_dir: &Path) -> Result<usize> {
-    let path = bin_dir.join("pg_restore");
-    let out = Command::new(&path)
-        .arg("--list")
-        .arg(dump_dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| LifecycleError::Database {
-            what: format!("could not run `{}`: {e}", path.display()),
-            stderr: String::new(),
-        })?;
-    if !out.status.success() {
-        return Err(LifecycleError::Database {
-            what: format!(
-                "`pg_restore --list` cannot read the dump in `{}`",
-                dump_dir.display()
-            ),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count())
-}
-
 /// Name of the database a restore fills before it is swapped in.
 pub fn incoming_name(db: &DatabasePlan) -> String {
     format!("{}__restoring", db.name)

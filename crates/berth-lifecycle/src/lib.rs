@@ -23,6 +23,7 @@ mod release;
 pub mod restore;
 pub mod supervisor;
 pub mod systemd;
+pub mod trust;
 pub mod up;
 
 pub use converge::{Outcome, autostart_marker, dry_run};

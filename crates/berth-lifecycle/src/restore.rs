@@ -309,7 +309,10 @@ fn stage(
     };
     let fetched: Fetched =
         backup::fetch(inst, archive, opts.from.as_deref(), progress).map_err(forget)?;
-    let index = berth_archive::read_index(&fetched.path).map_err(|e| forget(e.into()))?;
+    // Nothing in the archive is looked at before its signature checks out.
+    let trusted = crate::trust::trusted_keys(inst, opts.key.as_deref()).map_err(forget)?;
+    let index =
+        berth_archive::read_signed_index(&fetched.path, &trusted).map_err(|e| forget(e.into()))?;
     let app = &inst.manifest.manifest.app;
     let archived_app = index.meta.app().unwrap_or_default().to_owned();
     let archived_version = index.meta.app_version().unwrap_or_default().to_owned();
@@ -345,6 +348,7 @@ fn stage(
             ),
         }));
     }
+    let facts = crate::trust::check_meta(inst, &index, &fetched.path).map_err(forget)?;
     let secrets_in_archive = index.entry("secrets.age").is_some();
     let key_file = match (&opts.key, secrets_in_archive) {
         (Some(k), true) => Some(k.clone()),
@@ -408,15 +412,28 @@ fn stage(
     ));
     progress.bytes(Some(index.total_size()));
     let all = |_: &str| true;
-    berth_archive::extract(&fetched.path, &x, &all, &mut backup::progress_fn(progress))
-        .map_err(|e| forget(e.into()))?;
+    berth_archive::extract(
+        &fetched.path,
+        &x,
+        &trusted,
+        &all,
+        &mut backup::progress_fn(progress),
+    )
+    .map_err(|e| forget(e.into()))?;
     // No setuid or setgid file ever comes out of an archive, whatever the extractor let by.
     berth_host::beneath::SafeDir::open_trusted(&staging)
         .and_then(|d| d.clear_setid_tree(Path::new("x")))
         .map_err(|e| forget(e.into()))?;
     progress.end("");
+    if !facts.privileged_entries.is_empty() {
+        progress.note(&format!(
+            "The archive asks for setuid, setgid or sticky bits, which were dropped: {}",
+            facts.privileged_entries.join(", ")
+        ));
+    }
+    crate::trust::check_site_config(inst, &x.join("config/site.toml")).map_err(forget)?;
 
-    let db_path = backup::dump_path(&index);
+    let db_path = facts.dump_path.clone();
     if let (Some(p), Some(db)) = (
         &db_path,
         inst.manifest
@@ -425,7 +442,12 @@ fn stage(
             .as_ref()
             .and_then(|b| b.database.as_ref()),
     ) {
-        database::list(Path::new(&db.bin_dir), &x.join(p)).map_err(forget)?;
+        crate::trust::list_dump(
+            Path::new(&db.bin_dir),
+            &x.join(p).join("toc.dat"),
+            &staging.join("toc-check"),
+        )
+        .map_err(forget)?;
     }
     if let Some(identity) = &identity {
         let blob = std::fs::read(x.join("secrets.age"))
@@ -433,19 +455,15 @@ fn stage(
             .map_err(forget)?;
         berth_archive::secrets::decrypt_to_dir(&blob, identity, &staging.join("secrets"))
             .map_err(|e| forget(e.into()))?;
+        crate::trust::check_secrets(inst, &staging.join("secrets")).map_err(forget)?;
     }
-    j.data_dirs = index
-        .meta
-        .get("data_dirs")
-        .and_then(serde_json::Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(serde_json::Value::as_str)
-                .filter(|d| x.join("data").join(d).is_dir())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Only the data directories the manifest declares (checked above), and only those
+    // the archive really holds as directories.
+    j.data_dirs = facts
+        .data_dirs
+        .into_iter()
+        .filter(|d| std::fs::symlink_metadata(x.join("data").join(d)).is_ok_and(|m| m.is_dir()))
+        .collect();
     crash_point("stage");
     j.done.push("stage".to_owned());
     save(prefix, &j).map_err(forget)?;

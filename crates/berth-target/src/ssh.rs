@@ -39,14 +39,14 @@ pub struct SshOptions {
     /// Private key to log in with (`-i`, with `IdentitiesOnly=yes`); `None` leaves it
     /// to ssh's config and agent.
     pub identity_file: Option<PathBuf>,
-    /// Known hosts file to check the server's key against, with
-    /// `StrictHostKeyChecking=yes`; `None` uses ssh's default files.
+    /// Known hosts file to check the server's key against; `None` uses ssh's default
+    /// files. Either way the key is checked (`StrictHostKeyChecking=yes`, always).
     pub known_hosts: Option<PathBuf>,
     /// TCP connect timeout (`ConnectTimeout`, whole seconds, at least one).
     pub connect_timeout: Duration,
     /// More ssh options, each passed as `-o OPTION` (`"Compression=yes"`). They come
-    /// after `BatchMode=yes` and before berth's other defaults, so they can override
-    /// everything but batch mode.
+    /// after `BatchMode=yes` and `StrictHostKeyChecking=yes` and before berth's other
+    /// defaults, so they can override everything but batch mode and host key checking.
     pub extra: Vec<String>,
 }
 
@@ -103,7 +103,12 @@ impl SshTarget {
 
     /// The `-o` options given to ssh, in order (ssh keeps the first value of each).
     fn ssh_options(&self) -> Vec<String> {
-        let mut options = vec!["BatchMode=yes".to_owned()];
+        // Host keys are always checked: an unknown or changed key is refused, never
+        // accepted on first use. First, so nothing after can turn it off.
+        let mut options = vec![
+            "BatchMode=yes".to_owned(),
+            "StrictHostKeyChecking=yes".to_owned(),
+        ];
         options.extend(self.options.extra.iter().cloned());
         options.push(format!(
             "ConnectTimeout={}",
@@ -120,7 +125,6 @@ impl SshTarget {
                 "UserKnownHostsFile={}",
                 ssh_config_value(&known_hosts.to_string_lossy())
             ));
-            options.push("StrictHostKeyChecking=yes".to_owned());
         }
         if let Some(user) = &self.spec.user {
             options.push(format!("User={}", ssh_config_value(user)));
@@ -1020,6 +1024,44 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        insta::assert_snapshot!(args.join(" "), @r#"-b - -o BatchMode=yes -o Compression=yes -o ConnectTimeout=1 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o IdentitiesOnly=yes -o UserKnownHostsFile="/k/known hosts" -o StrictHostKeyChecking=yes -o User="backup" -i /k/id -P 2222 [::1]"#);
+        insta::assert_snapshot!(args.join(" "), @r#"-b - -o BatchMode=yes -o StrictHostKeyChecking=yes -o Compression=yes -o ConnectTimeout=1 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o IdentitiesOnly=yes -o UserKnownHostsFile="/k/known hosts" -o User="backup" -i /k/id -P 2222 [::1]"#);
+    }
+
+    /// Attack: a man in the middle presents its own host key. Host key checking used to be
+    /// forced only with `backup.ssh_known_hosts`, so whatever ssh's own configuration
+    /// said (`accept-new` or `no` in root's `~/.ssh/config`, or an extra option) could
+    /// let an unknown key through. ssh itself
+    /// (`ssh -G`, which prints the configuration it would use) must see strict checking
+    /// with no known hosts file given and even when an extra option tries to turn it off.
+    #[test]
+    fn host_keys_are_always_checked() {
+        let target = SshTarget::new(
+            SshSpec {
+                user: None,
+                host: "backup.invalid".to_owned(),
+                port: None,
+                path: "/srv".to_owned(),
+            },
+            SshOptions {
+                extra: vec!["StrictHostKeyChecking=no".to_owned()],
+                ..SshOptions::default()
+            },
+        );
+        let options = target.ssh_options();
+        assert_eq!(options[1], "StrictHostKeyChecking=yes");
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-G");
+        for option in &options {
+            ssh.arg("-o").arg(option);
+        }
+        let out = match ssh.arg("backup.invalid").output() {
+            Ok(out) => out,
+            Err(e) => panic!("the OpenSSH client is needed for SFTP targets: {e}"),
+        };
+        let config = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            config.lines().any(|l| l == "stricthostkeychecking true"),
+            "{config}"
+        );
     }
 }

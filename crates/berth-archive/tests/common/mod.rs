@@ -7,7 +7,20 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use berth_archive::{ArchiveWriter, Meta, WriteOptions, Written, archive_name};
+use berth_archive::{
+    ArchiveWriter, Meta, PublicKey, SigningKey, WriteOptions, Written, archive_name,
+};
+
+/// The key the tests sign with (one per test process).
+pub fn key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap())
+}
+
+/// The keys the tests trust: [`key`]'s public half.
+pub fn trusted() -> Vec<PublicKey> {
+    vec![key().public_key()]
+}
 
 /// Deterministic pseudo-random bytes (xorshift), incompressible enough for the tests.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -79,7 +92,7 @@ pub fn sample_archive(dir: &Path) -> (Written, PathBuf) {
         .unwrap();
     let mut meta = Meta::new("netbox", "4.2.1", created);
     meta.insert("hostname", "box1");
-    (writer.finish(meta).unwrap(), src)
+    (writer.finish(meta, key()).unwrap(), src)
 }
 
 /// Compares every file, directory and symlink under `a` and `b`: content, mode, mtime of
@@ -129,12 +142,21 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 }
 
 /// Builds an archive by hand: `tar` compressed with a checksum, then an index frame
-/// holding `manifest_json`.
+/// holding `manifest_json`, signed with the tests' [`key`].
 pub fn craft_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
-    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
-    encoder.include_checksum(true).unwrap();
-    encoder.write_all(tar).unwrap();
-    let mut out = encoder.finish().unwrap();
+    craft_archive_signed_by(path, tar, manifest_json, key());
+}
+
+/// As [`craft_archive`], signed by `signer`.
+pub fn craft_archive_signed_by(path: &Path, tar: &[u8], manifest_json: &[u8], signer: &SigningKey) {
+    let mut out = compress(tar);
+    out.extend_from_slice(&berth_archive::index_frame(manifest_json, signer).unwrap());
+    fs::write(path, out).unwrap();
+}
+
+/// An archive in the old, unsigned format 1.
+pub fn craft_format1_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
+    let mut out = compress(tar);
     out.extend_from_slice(&0x184D_2A5B_u32.to_le_bytes());
     out.extend_from_slice(
         &u32::try_from(manifest_json.len() + 16)
@@ -145,6 +167,13 @@ pub fn craft_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
     out.extend_from_slice(&(manifest_json.len() as u64).to_le_bytes());
     out.extend_from_slice(b"BERTHIDX");
     fs::write(path, out).unwrap();
+}
+
+fn compress(tar: &[u8]) -> Vec<u8> {
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.include_checksum(true).unwrap();
+    encoder.write_all(tar).unwrap();
+    encoder.finish().unwrap()
 }
 
 /// A raw tar header block, with the name and link name written as given (no checks).

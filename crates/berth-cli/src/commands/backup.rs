@@ -136,7 +136,7 @@ pub fn verify(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} is intact: {} {} of {}, {} entries ({}) checked in {:.1} s{}",
+        "{} is intact and signed by a trusted key: {} {} of {}, {} entries ({}) checked in {:.1} s{}",
         r.archive.display(),
         r.app,
         r.app_version,
@@ -197,14 +197,26 @@ pub fn key(loc: &Locate, export: Option<&Path>, json: bool) -> Result<ExitCode> 
         "  public key (archives' secrets are encrypted to it): {}",
         r.recipient
     );
+    if r.signing_created {
+        println!(
+            "Created the archive signing key: {}",
+            r.signing_path.display()
+        );
+    } else {
+        println!("The archive signing key is {}", r.signing_path.display());
+    }
+    println!(
+        "  public key (archives signed by it are trusted): {}",
+        r.signing_public_key
+    );
     if let Some(e) = &r.exported {
-        println!("  exported a copy to {} (mode 0600)", e.display());
+        println!("  exported both keys to {} (mode 0600)", e.display());
     }
     println!();
     println!(
-        "Keep a copy of the key file OFF this machine (a password manager, an offline medium): \
-         a backup's secrets can only be restored with it, and a lost machine takes this copy with it. \
-         Restore with `berth restore ARCHIVE --key FILE`."
+        "Keep a copy of the exported key file OFF this machine (a password manager, an offline medium): \
+         a backup can only be verified and its secrets restored with it on another machine, and a lost \
+         machine takes this copy with it. Restore with `berth restore ARCHIVE --key FILE`."
     );
     Ok(ExitCode::SUCCESS)
 }

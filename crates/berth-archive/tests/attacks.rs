@@ -1,0 +1,397 @@
+//! Archives written by an attacker: whoever can write to a backup target can put any file
+//! there, and whoever owns a directory being backed up can change it while it is read.
+//! Each test names the attack it stops.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use berth_archive::{
+    ArchiveError, ArchiveWriter, Meta, SigningKey, WriteOptions, extract, read_index,
+    read_signed_index, verify,
+};
+use common::sha256_hex;
+
+fn small_archive(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("app-1-20250101T000000Z.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    writer.add_bytes("data/app/a.txt", b"hello", 0o644).unwrap();
+    let mut meta = Meta::new("app", "1", jiff::Timestamp::UNIX_EPOCH);
+    meta.insert("data_dirs", vec!["app"]);
+    writer.finish(meta, common::key()).unwrap();
+    path
+}
+
+/// Splits an archive into its compressed tar and its index JSON.
+fn split(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let json_len = usize::try_from(u64::from_le_bytes(
+        bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap(),
+    ))
+    .unwrap();
+    let frame_start = bytes.len() - 120 - json_len;
+    (
+        bytes[..frame_start].to_vec(),
+        bytes[frame_start + 8..frame_start + 8 + json_len].to_vec(),
+    )
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    fs::read_dir(dir).unwrap().next().is_none()
+}
+
+/// Attack: rewrite the index (here: point a data directory at `../../victim`) and keep the
+/// original signature. The signature no longer matches: refused before anything is used.
+#[test]
+fn a_forged_index_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (_, json) = split(&bytes);
+    let forged_json = String::from_utf8(json.clone())
+        .unwrap()
+        .replace("      \"app\"\n", "      \"app/../../victim\"\n");
+    assert_ne!(forged_json.as_bytes(), json.as_slice());
+    // The frame is rebuilt around the original signature and public key.
+    let json_pos = bytes.len() - 112 - json.len();
+    let mut forged = bytes[..json_pos - 8].to_vec();
+    forged.extend_from_slice(&0x184D_2A5B_u32.to_le_bytes());
+    forged.extend_from_slice(
+        &u32::try_from(forged_json.len() + 112)
+            .unwrap()
+            .to_le_bytes(),
+    );
+    forged.extend_from_slice(forged_json.as_bytes());
+    forged.extend_from_slice(&bytes[bytes.len() - 112..bytes.len() - 16]);
+    forged.extend_from_slice(&(forged_json.len() as u64).to_le_bytes());
+    forged.extend_from_slice(b"BERTHSIG");
+    let forged_path = tmp.path().join("forged.berth.tar.zst");
+    fs::write(&forged_path, &forged).unwrap();
+
+    // Listing reads it (unauthenticated, and says so), but nothing that acts on it does.
+    assert!(read_index(&forged_path).is_ok());
+    let trusted = common::trusted();
+    for err in [
+        verify(&forged_path, &trusted, &mut |_| {}).unwrap_err(),
+        read_signed_index(&forged_path, &trusted).unwrap_err(),
+    ] {
+        assert!(matches!(err, ArchiveError::BadSignature { .. }), "{err:?}");
+    }
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let err = extract(&forged_path, &dest, &trusted, &|_| true, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ArchiveError::BadSignature { .. }), "{err:?}");
+    assert!(is_empty_dir(&dest));
+}
+
+/// Attack: build a whole new archive and sign it with a key of one's own. It is validly
+/// signed, but not by a trusted key.
+#[test]
+fn an_archive_signed_by_another_key_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, json) = split(&bytes);
+    let attacker = SigningKey::generate().unwrap();
+    let mut resigned = compressed;
+    resigned.extend(berth_archive::index_frame(&json, &attacker).unwrap());
+    let resigned_path = tmp.path().join("resigned.berth.tar.zst");
+    fs::write(&resigned_path, &resigned).unwrap();
+
+    let trusted = common::trusted();
+    let err = verify(&resigned_path, &trusted, &mut |_| {}).unwrap_err();
+    match &err {
+        ArchiveError::UntrustedSigner { signer, .. } => {
+            assert_eq!(*signer, attacker.public_key().to_string());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("--key FILE"), "{err}");
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let err = extract(&resigned_path, &dest, &trusted, &|_| true, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::UntrustedSigner { .. }),
+        "{err:?}"
+    );
+    assert!(is_empty_dir(&dest));
+
+    // The attacker's key trusted, the same archive is fine: only the key made it fail.
+    verify(&resigned_path, &[attacker.public_key()], &mut |_| {}).unwrap();
+    // With no trusted key at all, nothing is accepted.
+    let err = verify(&path, &[], &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ArchiveError::NoTrustedKey { .. }), "{err:?}");
+}
+
+/// Attack: hand over an archive in the old unsigned format, which nothing authenticates.
+#[test]
+fn unsigned_format_1_archives_are_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    let manifest = serde_json::json!({"format": 1, "meta": {}, "entries": []});
+    let json = serde_json::to_vec_pretty(&manifest).unwrap();
+    common::raw_file(&mut tar, "berth-backup.json", &json);
+    tar.extend([0; 1024]);
+    let path = tmp.path().join("old.berth.tar.zst");
+    common::craft_format1_archive(&path, &tar, &json);
+    for err in [
+        read_index(&path).unwrap_err(),
+        verify(&path, &common::trusted(), &mut |_| {}).unwrap_err(),
+    ] {
+        assert!(matches!(err, ArchiveError::Unsigned { .. }), "{err:?}");
+        assert!(err.to_string().contains("format 1"), "{err}");
+        assert!(err.to_string().contains("take a new backup"), "{err}");
+    }
+}
+
+/// Attack: an archive (signed by the trusted key, e.g. made from a data directory where a
+/// service user planted them) carries setuid/setgid/sticky entries. Restored as root,
+/// they would be root-owned setuid files. Extraction drops the bits.
+#[test]
+fn setuid_setgid_and_sticky_bits_never_come_out_of_an_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    let exe = b"#!/bin/sh\nid\n";
+    tar.extend(common::raw_header(
+        "d/",
+        tar::EntryType::Directory,
+        0,
+        0o3777,
+        "",
+    ));
+    tar.extend(common::raw_header(
+        "d/suid",
+        tar::EntryType::Regular,
+        exe.len() as u64,
+        0o4755,
+        "",
+    ));
+    tar.extend_from_slice(exe);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    tar.extend(common::raw_header(
+        "d/sgid",
+        tar::EntryType::Regular,
+        exe.len() as u64,
+        0o2755,
+        "",
+    ));
+    tar.extend_from_slice(exe);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    let manifest = serde_json::json!({"format": 2, "meta": {}, "entries": [
+        {"path": "d", "kind": "dir", "size": 0, "mode": "3777"},
+        {"path": "d/suid", "kind": "file", "size": exe.len(), "sha256": sha256_hex(exe), "mode": "4755"},
+        {"path": "d/sgid", "kind": "file", "size": exe.len(), "sha256": sha256_hex(exe), "mode": "2755"},
+    ]});
+    let json = serde_json::to_vec_pretty(&manifest).unwrap();
+    common::raw_file(&mut tar, "berth-backup.json", &json);
+    tar.extend([0; 1024]);
+    let path = tmp.path().join("suid.berth.tar.zst");
+    common::craft_archive(&path, &tar, &json);
+
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    extract(&path, &dest, &common::trusted(), &|_| true, &mut |_| {}).unwrap();
+    assert_eq!(common::mode_of(&dest.join("d")), 0o777);
+    assert_eq!(common::mode_of(&dest.join("d/suid")), 0o755);
+    assert_eq!(common::mode_of(&dest.join("d/sgid")), 0o755);
+}
+
+/// Attack: the owner of a directory being backed up replaces a subdirectory with a
+/// symlink to a root-only directory while the backup reads the tree. Walking by path
+/// would then read the root-only files into the archive (and a restore would give them
+/// to that user). Walking by directory descriptors keeps reading the real directory.
+#[test]
+fn a_directory_swapped_for_a_symlink_while_writing_is_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let secret = tmp.path().join("root-only");
+    common::write_file(&secret.join("b"), b"SECRET", 0o600);
+    // `a-big` is copied first and takes several progress callbacks; `b` comes after.
+    common::write_file(
+        &src.join("d/a-big"),
+        &common::random_bytes(4 << 20, 3),
+        0o644,
+    );
+    common::write_file(&src.join("d/b"), b"ordinary", 0o644);
+
+    let path = tmp.path().join("app-1-20250101T000000Z.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    let swapped = Arc::new(AtomicBool::new(false));
+    let (flag, d, moved, target) = (
+        swapped.clone(),
+        src.join("d"),
+        src.join("d-moved"),
+        secret.clone(),
+    );
+    writer.on_progress(move |_| {
+        if !flag.swap(true, Ordering::SeqCst) {
+            fs::rename(&d, &moved).unwrap();
+            std::os::unix::fs::symlink(&target, &d).unwrap();
+        }
+    });
+    writer.add_tree("data", &src).unwrap();
+    let written = writer.finish(Meta::default(), common::key()).unwrap();
+    assert!(swapped.load(Ordering::SeqCst), "the swap happened");
+
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    extract(
+        &written.path,
+        &dest,
+        &common::trusted(),
+        &|_| true,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(fs::read(dest.join("data/d/b")).unwrap(), b"ordinary");
+}
+
+/// Attack: replace the data directory itself, or a directory above it, with a symlink
+/// before the backup starts. The writer refuses rather than follow it.
+#[test]
+fn symlinked_tree_roots_and_parents_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("root-only");
+    common::write_file(&secret.join("shadow"), b"SECRET", 0o600);
+    let base = tmp.path().join("data");
+    fs::create_dir_all(base.join("app")).unwrap();
+    std::os::unix::fs::symlink(&secret, base.join("app/media")).unwrap();
+    std::os::unix::fs::symlink(&secret, base.join("linked-app")).unwrap();
+    fs::create_dir_all(secret.join("media")).unwrap();
+    std::os::unix::fs::symlink(secret.join("shadow"), base.join("app/file-link")).unwrap();
+
+    let path = tmp.path().join("app-1-20250101T000000Z.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    let err = writer
+        .add_tree("data/a", &base.join("app/media"))
+        .unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    drop(writer);
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    // `linked-app/media` exists behind the link, but the link is a component of the path.
+    let err = writer
+        .add_tree_beneath("data/b", &base, "linked-app/media")
+        .unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    drop(writer);
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    let err = writer
+        .add_file("x", &base.join("app/file-link"))
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::InvalidSource { .. }), "{err:?}");
+    drop(writer);
+    // Without links, `add_tree_beneath` adds the tree.
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    common::write_file(&base.join("app/real/f"), b"f", 0o644);
+    writer
+        .add_tree_beneath("data/c", &base, "app/real")
+        .unwrap();
+    let written = writer.finish(Meta::default(), common::key()).unwrap();
+    assert!(written.manifest.entry("data/c/f").is_some());
+}
+
+/// The file being written is never opened through a symlink planted at its name.
+#[test]
+fn the_partial_file_is_never_a_planted_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, b"keep").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+    let path = tmp.path().join("app-1-20250101T000000Z.berth.tar.zst");
+    std::os::unix::fs::symlink(
+        &victim,
+        tmp.path()
+            .join("app-1-20250101T000000Z.berth.tar.zst.partial"),
+    )
+    .unwrap();
+    let err = ArchiveWriter::create(&path, WriteOptions::default()).unwrap_err();
+    assert!(matches!(err, ArchiveError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(fs::read(&victim).unwrap(), b"keep");
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_archive() -> &'static [u8] {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = small_archive(tmp.path());
+            fs::read(path).unwrap()
+        })
+    }
+
+    /// Runs every reader on `bytes`; none may panic, whatever they return.
+    fn read_all_ways(bytes: &[u8]) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.berth.tar.zst");
+        fs::write(&path, bytes).unwrap();
+        let trusted = common::trusted();
+        let _ = read_index(&path);
+        let _ = read_signed_index(&path, &trusted);
+        let _ = verify(&path, &trusted, &mut |_| {});
+        let dest = tmp.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        let _ = extract(&path, &dest, &trusted, &|_| true, &mut |_| {});
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Damaged archives: bytes flipped, cut or inserted anywhere.
+        #[test]
+        fn mutated_archives_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            insert in proptest::option::of((any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..64))),
+        ) {
+            let mut bytes = valid_archive().to_vec();
+            for (at, value) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= value;
+            }
+            if let Some((at, data)) = insert {
+                let i = at.index(bytes.len());
+                bytes.splice(i..i, data);
+            }
+            if let Some(at) = cut {
+                bytes.truncate(at.index(bytes.len()));
+            }
+            read_all_ways(&bytes);
+        }
+
+        /// Random bytes, with and without a well-formed trailer.
+        #[test]
+        fn random_files_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096), trailer in any::<bool>()) {
+            let mut bytes = data;
+            if trailer {
+                bytes.extend_from_slice(&(bytes.len() as u64 / 2).to_le_bytes());
+                bytes.extend_from_slice(b"BERTHSIG");
+            }
+            read_all_ways(&bytes);
+        }
+
+        /// Indexes the trusted key signed, but with any JSON in them: the checks after the
+        /// signature must hold too (a signer's bug must not become a panic).
+        #[test]
+        fn signed_garbage_indexes_never_panic(json in "\\PC{0,200}", entries in proptest::collection::vec(("[a-z./]{0,12}", "(file|dir|symlink|x)", 0u64..10, "[0-7]{1,5}", proptest::option::of("[a-z./]{0,8}")), 0..5)) {
+            let (compressed, _) = split(valid_archive());
+            for body in [json.into_bytes(), serde_json::to_vec(&serde_json::json!({
+                "format": 2,
+                "meta": {},
+                "entries": entries.iter().map(|(p, k, s, m, t)| serde_json::json!({
+                    "path": p, "kind": k, "size": s, "mode": m, "target": t,
+                    "sha256": "00".repeat(32),
+                })).collect::<Vec<_>>(),
+            })).unwrap()] {
+                let mut bytes = compressed.clone();
+                bytes.extend(berth_archive::index_frame(&body, common::key()).unwrap());
+                read_all_ways(&bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! What a backup archive is trusted for, and the keys that decide it.
+//!
+//! Whoever can write to a backup target can put an archive there, so `backup verify` and
+//! `restore` believe nothing in one before its signature checks out against a trusted
+//! key (the instance's own signing key, or the one in the key file given with `--key`),
+//! and even then validate its metadata against the **manifest** this berth runs: the data
+//! directories it names must be ones the manifest backs up, the site config goes through
+//! the same validation as on the host, and the secrets must be the manifest's.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_archive::signing::{KeyFile, SigningKey, parse_key_file, signing_key_file_text};
+use berth_archive::{ArchiveManifest, PublicKey};
+
+use crate::error::{LifecycleError, Result};
+use crate::instance::Instance;
+
+/// Where the archive signing key is kept on the instance (mode 0600, in `state/`, 0700).
+pub fn signing_key_path(inst: &Instance) -> PathBuf {
+    inst.paths.state.join("signing-key.txt")
+}
+
+/// Creates `<prefix>/state` if missing, and makes sure it is mode 0700 whoever made it:
+/// it holds the keys.
+pub(crate) fn private_state_dir(inst: &Instance) -> Result<()> {
+    let dir = &inst.paths.state;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(LifecycleError::io("create", dir))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(LifecycleError::io("inspect", dir))?;
+    if !meta.is_dir() {
+        return Err(LifecycleError::Backup {
+            what: format!("`{}` is not a directory", dir.display()),
+            hint: "it must be a real directory owned by root: move whatever is there away"
+                .to_owned(),
+        });
+    }
+    if meta.mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(LifecycleError::io("set the mode of", dir))?;
+    }
+    Ok(())
+}
+
+/// Reads a key file that must be private: a regular file (not a symlink), owned by the
+/// user berth runs as, readable by nobody else.
+fn read_private(path: &Path, what: &str) -> Result<Option<String>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LifecycleError::io("read", path)(e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(LifecycleError::io("inspect", path))?;
+    if !meta.is_file() || meta.mode() & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw()
+    {
+        return Err(LifecycleError::Backup {
+            what: format!(
+                "The {what} `{}` is not private (mode {:04o}, owner uid {}): someone else may have read or replaced it",
+                path.display(),
+                meta.mode() & 0o7777,
+                meta.uid()
+            ),
+            hint: format!(
+                "check who changed it; if it is yours, `chown root: {p}; chmod 600 {p}`",
+                p = path.display()
+            ),
+        });
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut text)
+        .map_err(LifecycleError::io("read", path))?;
+    Ok(Some(text))
+}
+
+/// Writes `bytes` to the new file `path`, mode 0600: never over an existing path and
+/// never through a symlink (`O_EXCL | O_NOFOLLOW`).
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                LifecycleError::Backup {
+                    what: format!("`{}` already exists", path.display()),
+                    hint: "name a new file: a key is never written over another file".to_owned(),
+                }
+            } else {
+                LifecycleError::io("create", path)(e)
+            }
+        })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(LifecycleError::io("write", path))
+}
+
+/// Writes a new key file atomically: to a private temporary name, then linked to `path`
+/// only if `path` does not exist (two backups starting at once keep one key).
+fn publish_private(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    create_private(&tmp, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(LifecycleError::io("create", path)(e)),
+    }
+}
+
+/// The instance's signing key, if it has one.
+pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
+    let path = signing_key_path(inst);
+    let Some(text) = read_private(&path, "archive signing key")? else {
+        return Ok(None);
+    };
+    match parse_key_file(&text) {
+        Ok(KeyFile {
+            signing: Some(key), ..
+        }) => Ok(Some(key)),
+        Ok(_) => Err(LifecycleError::Backup {
+            what: format!("`{}` holds no signing key", path.display()),
+            hint: "move it away; `berth backup key` then creates a new one".to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The instance's signing key, created (and reported as created) if it has none.
+pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
+    // Tightened every time: `state/` may have been made by an older berth, or by hand.
+    private_state_dir(inst)?;
+    if let Some(key) = signing_key(inst)? {
+        return Ok((key, false));
+    }
+    let key = SigningKey::generate()?;
+    let text = signing_key_file_text(&key, jiff::Timestamp::now());
+    if publish_private(&signing_key_path(inst), text.as_bytes())? {
+        return Ok((key, true));
+    }
+    // Another berth made one meanwhile: use it.
+    let key = signing_key(inst)?.ok_or_else(|| LifecycleError::Backup {
+        what: "the archive signing key vanished while it was created".to_owned(),
+        hint: "run the command again".to_owned(),
+    })?;
+    Ok((key, false))
+}
+
+/// The text of the instance's backup key file (age identity), created if missing.
+pub(crate) fn ensure_identity_text(inst: &Instance, path: &Path) -> Result<(String, bool)> {
+    private_state_dir(inst)?;
+    if let Some(text) = read_private(path, "backup key")? {
+        return Ok((text, false));
+    }
+    let (identity, recipient) = berth_archive::secrets::generate_identity();
+    let text =
+        berth_archive::secrets::identity_file_text(&identity, &recipient, jiff::Timestamp::now());
+    if publish_private(path, text.as_bytes())? {
+        return Ok((text, true));
+    }
+    let text = read_private(path, "backup key")?.unwrap_or_default();
+    Ok((text, false))
+}
+
+/// The keys an archive may be signed with: the signing key in `key_file` (given with
+/// `--key`) and the instance's own. Refuses when there is none, or when `key_file` holds
+/// no signing key.
+pub fn trusted_keys(inst: &Instance, key_file: Option<&Path>) -> Result<Vec<PublicKey>> {
+    let mut trusted = Vec::new();
+    if let Some(path) = key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(LifecycleError::io("read the backup key", path))?;
+        match parse_key_file(&text)? {
+            KeyFile {
+                signing: Some(key), ..
+            } => trusted.push(key.public_key()),
+            KeyFile { signing: None, .. } => {
+                return Err(LifecycleError::Backup {
+                    what: format!(
+                        "`{}` holds no archive signing key, so it cannot vouch for an archive",
+                        path.display()
+                    ),
+                    hint: "on the instance that made the backups, export its keys again: \
+                           `berth backup key --export NEW-FILE`"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    if let Some(own) = signing_key(inst)? {
+        let own = own.public_key();
+        if !trusted.contains(&own) {
+            trusted.push(own);
+        }
+    }
+    if trusted.is_empty() {
+        return Err(LifecycleError::Backup {
+            what:
+                "No trusted archive signing key: this instance has none, and no key file was given"
+                    .to_owned(),
+            hint: "pass the key file exported on the instance that made the backup: \
+                   `--key FILE` (`berth backup key --export FILE` writes it)"
+                .to_owned(),
+        });
+    }
+    Ok(trusted)
+}
+
+/// What an authenticated archive's metadata says, once checked against the manifest.
+#[derive(Debug, Clone)]
+pub(crate) struct ArchiveFacts {
+    /// Data directories to restore, relative to `<prefix>/data`: each one the manifest's
+    /// `[backup] data_dirs` declares.
+    pub data_dirs: Vec<String>,
+    /// The dump directory's entry (`database/<name>`), if there is a dump.
+    pub dump_path: Option<String>,
+    /// Entries whose mode carries setuid, setgid or sticky bits (which berth never
+    /// writes, and a restore drops).
+    pub privileged_entries: Vec<String>,
+}
+
+fn crafted(archive: &Path, what: &str) -> LifecycleError {
+    LifecycleError::Backup {
+        what: format!("`{}` cannot be restored: {what}", archive.display()),
+        hint: "berth never writes such an archive: do not restore it, and check who can write to the backup target"
+            .to_owned(),
+    }
+}
+
+/// Whether `rel` is a plain relative path: components that are not empty, `.` or `..`.
+fn plain_relative(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && !rel.contains('\0')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Checks an authenticated archive's metadata against the manifest this berth runs.
+pub(crate) fn check_meta(
+    inst: &Instance,
+    manifest: &ArchiveManifest,
+    archive: &Path,
+) -> Result<ArchiveFacts> {
+    let declared = inst
+        .manifest
+        .manifest
+        .backup
+        .as_ref()
+        .map(|b| b.data_dirs.clone())
+        .unwrap_or_default();
+    let mut data_dirs = Vec::new();
+    match manifest.meta.get("data_dirs") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(dirs)) => {
+            for d in dirs {
+                let Some(d) = d.as_str() else {
+                    return Err(crafted(
+                        archive,
+                        &format!("its `data_dirs` holds {d}, not a directory name"),
+                    ));
+                };
+                if !plain_relative(d) {
+                    return Err(crafted(
+                        archive,
+                        &format!(
+                            "its data directory `{}` is not a plain relative path (it could reach outside {})",
+                            d.escape_debug(),
+                            inst.paths.data.display()
+                        ),
+                    ));
+                }
+                if !declared.iter().any(|x| x == d) {
+                    return Err(crafted(
+                        archive,
+                        &format!(
+                            "its data directory `{}` is not one the manifest backs up ({})",
+                            d.escape_debug(),
+                            if declared.is_empty() {
+                                "it declares none".to_owned()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                if !data_dirs.iter().any(|x| x == d) {
+                    data_dirs.push(d.to_owned());
+                }
+            }
+        }
+        Some(other) => {
+            return Err(crafted(
+                archive,
+                &format!("its `data_dirs` is {other}, not a list"),
+            ));
+        }
+    }
+    let dump_path = match manifest.meta.get("database").and_then(|d| d.get("path")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(p))
+            if plain_relative(p)
+                && p.strip_prefix("database/")
+                    .is_some_and(|name| !name.contains('/')) =>
+        {
+            Some(p.clone())
+        }
+        Some(other) => {
+            return Err(crafted(
+                archive,
+                &format!("its database dump path {other} is not `database/<name>`"),
+            ));
+        }
+    };
+    let privileged_entries = manifest
+        .entries
+        .iter()
+        .filter(|e| e.mode & 0o7000 != 0)
+        .map(|e| format!("{} ({:04o})", e.path, e.mode))
+        .collect();
+    Ok(ArchiveFacts {
+        data_dirs,
+        dump_path,
+        privileged_entries,
+    })
+}
+
+/// Checks a site config taken from an archive the way the host checks its own: parsed
+/// and resolved against the manifest.
+pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| LifecycleError::Backup {
+            what: format!(
+                "the archive's site config `{}` is not UTF-8 text",
+                path.display()
+            ),
+            hint: "do not restore this archive".to_owned(),
+        })?,
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(LifecycleError::io("read", path)(e)),
+    };
+    let site = berth_model::parse_site("site.toml (from the archive)", &text, &inst.manifest)?;
+    berth_model::resolve(&inst.manifest, &site, &inst.facts)?;
+    Ok(())
+}
+
+/// Checks decrypted secrets: only regular files named after the manifest's secrets,
+/// each a value the secret's alphabet can produce (so a crafted value cannot bring quotes,
+/// newlines or other characters the generated ones never have into a rendered file).
+pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
+    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
+    let bad = |what: String| LifecycleError::Backup {
+        what: format!("The archive's secrets are not this app's: {what}"),
+        hint: "do not restore this archive (or restore it with `--without-secrets`)".to_owned(),
+    };
+    for entry in std::fs::read_dir(dir).map_err(LifecycleError::io("read", dir))? {
+        let entry = entry.map_err(LifecycleError::io("read", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            return Err(bad(format!(
+                "`{}` is not a secret the manifest declares",
+                name.escape_debug()
+            )));
+        };
+        let path = entry.path();
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(LifecycleError::io("inspect", &path))?;
+        if !meta.is_file() {
+            return Err(bad(format!("`{name}` is not a regular file")));
+        }
+        let bytes = std::fs::read(&path).map_err(LifecycleError::io("read", &path))?;
+        let text = String::from_utf8(bytes).map_err(|_| bad(format!("`{name}` is not text")))?;
+        let value = text.trim_end_matches(['\n', '\r']);
+        if value.is_empty() || !value.chars().all(|c| spec.alphabet.contains(c)) {
+            return Err(bad(format!(
+                "the value of `{name}` is empty or has characters its alphabet never produces"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The user untrusted parsers run as: `nobody`.
+fn unprivileged_user() -> (u32, u32) {
+    berth_host::users::lookup("nobody").unwrap_or((65_534, 65_534))
+}
+
+/// `pg_restore --list` of the dump whose table of contents is `toc`, as an unprivileged
+/// user with a clean environment: it parses a file from the archive, so a bug in it must
+/// not run as root. The TOC is copied into a private directory `scratch` (created here)
+/// that only that user can read. Returns the number of entries.
+pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<usize> {
+    let root = berth_host::users::is_root();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(scratch)
+        .map_err(LifecycleError::io("create", scratch))?;
+    let copy = scratch.join("toc.dat");
+    let mut src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(toc)
+        .map_err(LifecycleError::io("open", toc))?;
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&copy)
+        .map_err(LifecycleError::io("create", &copy))?;
+    std::io::copy(&mut src, &mut dst).map_err(LifecycleError::io("copy", toc))?;
+    let (uid, gid) = unprivileged_user();
+    if root {
+        let chown = |f: &File, p: &Path| {
+            std::os::unix::fs::fchown(f, Some(uid), Some(gid))
+                .map_err(LifecycleError::io("change the owner of", p))
+        };
+        chown(&dst, &copy)?;
+        chown(
+            &File::open(scratch).map_err(LifecycleError::io("open", scratch))?,
+            scratch,
+        )?;
+    }
+    drop(dst);
+    let program = bin_dir.join("pg_restore");
+    let mut cmd = Command::new(&program);
+    cmd.arg("--list")
+        .arg(scratch)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .current_dir(scratch)
+        .stdin(Stdio::null());
+    if root {
+        // std drops the supplementary groups too.
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().map_err(|e| LifecycleError::Database {
+        what: format!("could not run `{}`: {e}", program.display()),
+        stderr: String::new(),
+    })?;
+    if !out.status.success() {
+        return Err(LifecycleError::Database {
+            what: format!(
+                "`pg_restore --list` cannot read the dump's table of contents `{}`",
+                toc.display()
+            ),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{list_dump, plain_relative};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run
+    /// as nobody, not root, and without root's environment.
+    #[test]
+    fn the_dump_is_listed_unprivileged_with_a_clean_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Lists two entries only if it is not root and does not see root's environment
+        // (HOME); it can read its copy of the TOC.
+        let script = "#!/bin/sh\n[ \"$(id -u)\" != 0 ] || exit 3\n\
+                      [ -z \"$HOME\" ] || exit 4\n\
+                      cat \"$2/toc.dat\" >/dev/null || exit 5\necho one\necho two\n";
+        let tool = bin.join("pg_restore");
+        std::fs::write(&tool, script).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let toc = tmp.path().join("toc.dat");
+        std::fs::write(&toc, "toc").unwrap();
+        std::fs::set_permissions(&toc, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let listed = list_dump(&bin, &toc, &tmp.path().join("scratch"));
+        assert_eq!(listed.unwrap(), 2);
+    }
+
+    #[test]
+    fn data_dirs_must_be_plain_relative_paths() {
+        for ok in ["app", "netbox/media", "a..b", "..."] {
+            assert!(plain_relative(ok), "{ok}");
+        }
+        // Each of these could name a directory outside `<prefix>/data`.
+        for bad in [
+            "",
+            "/etc",
+            "app/../../victim",
+            "..",
+            "app/..",
+            "./app",
+            "app//x",
+            "app/",
+            "a\0b",
+        ] {
+            assert!(!plain_relative(bad), "{bad:?}");
+        }
+    }
+}
