@@ -304,6 +304,15 @@ pub enum HostError {
         /// The end of its standard error.
         stderr: String,
     },
+    /// A virtual environment could not be built safely (the build user, the hand-over
+    /// of its work to root, the interpreter it must run).
+    #[error("Failed to build the virtual environment `{dest}`: {reason}")]
+    VenvBuild {
+        /// The venv being built.
+        dest: PathBuf,
+        /// What went wrong and what to do, as a sentence fragment.
+        reason: String,
+    },
     /// A plan does not match the desired state it is applied with.
     #[error("The plan for `{path}` does not match the desired state; plan again before applying")]
     StalePlan {

@@ -62,7 +62,7 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
 }
 
 /// Whether every directory above `path` can be traversed, and `path` run, by any user.
-fn world_usable(path: &Path) -> bool {
+pub(crate) fn world_usable(path: &Path) -> bool {
     let runnable = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
     runnable
         && path

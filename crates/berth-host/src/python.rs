@@ -2,6 +2,8 @@
 //! requirement, and build a virtual environment from pinned requirements.
 
 use std::cmp::Ordering;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,54 +58,459 @@ pub fn find_interpreter(spec: &str) -> Result<PathBuf> {
     })
 }
 
-/// Builds a virtual environment at `dest` with `python`, installing `requirements`.
+/// The unprivileged system user that creates virtual environments and runs pip (and
+/// so every build backend a package brings) when berth runs as root. Created on first
+/// use; it owns nothing once a build is over.
+pub const BUILD_USER: &str = "berth-build";
+
+/// Where builds as root take turns: the build user's leftover processes are killed
+/// after each build, which must not hit another instance's build.
+const BUILD_LOCK: &str = "/run/berth-build.lock";
+
+/// The only `PATH` pip and build backends get: system directories (compilers such as
+/// `gcc` for C extensions live there), nothing from berth's own environment.
+const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Builds a virtual environment at `dest` with `python`, installing `requirements`
+/// (lines of a pip requirements file).
 ///
-/// The venv is built in `<dest>.partial` (removed first), then moved to `dest` in one
-/// rename (swapping with an existing `dest`, which is then removed), so `dest` is
-/// always either the old venv or the complete new one. Script paths inside the venv
-/// are rewritten to `dest` before the move.
+/// Neither the venv creation nor pip runs as root: as root, both run as [`BUILD_USER`]
+/// in a staging directory it owns, with a clean environment (a base `PATH`, `LANG`,
+/// and `HOME`/`TMPDIR` in a private directory removed afterwards; nothing of berth's
+/// environment, no `PIP_*` or `PYTHON*`; Python in isolated mode), so code from the
+/// package index never runs as root. pip runs with `--no-input`,
+/// `--disable-pip-version-check` and `--no-cache-dir`, and with `--require-hashes`
+/// when any requirement pins a `--hash`. pip still reads the administrator's
+/// `/etc/pip.conf` (an index mirror, a proxy).
+///
+/// Then root kills whatever the build user left running and takes the tree over by
+/// descriptor, never following a symlink: every entry must belong to the build user,
+/// and becomes root's, mode 0755 (directories and executables) or 0644, no
+/// setuid/setgid bits. Script paths are rewritten to `dest`, and the tree is moved to
+/// `dest` in one rename (swapping with an existing `dest`, which is then removed), so
+/// `dest` is always the old venv or the complete new one. Not as root, everything runs
+/// as the calling user with the same clean environment.
+///
+/// `python` must be runnable by the build user (see
+/// [`shareable_interpreter`](crate::interpreter::shareable_interpreter)).
 pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result<()> {
     let partial = sibling(dest, ".partial");
+    let home = sibling(dest, ".build-home");
+    let parent = fsutil::parent_dir(dest);
+    std::fs::create_dir_all(parent).map_err(|source| HostError::CreateDir {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    let builder = Builder::for_this_process(python, dest)?;
+    let _turn = builder.as_ref().map(|_| take_turn(dest)).transpose()?;
+    if let Some(b) = &builder {
+        b.kill_leftovers(dest)?;
+    }
     remove_dir_if_exists(&partial)?;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| HostError::CreateDir {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+    remove_dir_if_exists(&home)?;
+    let result = build_in(
+        builder.as_ref(),
+        python,
+        requirements,
+        dest,
+        &partial,
+        &home,
+    );
+    if let Some(b) = &builder {
+        b.kill_leftovers(dest)?;
+    }
+    remove_dir_if_exists(&home)?;
+    if result.is_err() {
+        remove_dir_if_exists(&partial)?;
+    }
+    result
+}
+
+fn build_in(
+    builder: Option<&Builder>,
+    python: &Path,
+    requirements: &[String],
+    dest: &Path,
+    partial: &Path,
+    home: &Path,
+) -> Result<()> {
+    // The requirements go into the build user's home before it is handed over: root
+    // never writes into a directory the build user owns.
+    private_dir(home, None, dest)?;
+    let requirements_file = home.join("requirements.txt");
+    let mut text = requirements.join("\n");
+    text.push('\n');
+    fsutil::write_atomic(&requirements_file, text.as_bytes(), 0o644, None)?;
+    private_dir(partial, builder, dest)?;
+    if let Some(b) = builder {
+        give_dir(home, b, dest)?;
     }
 
     run_venv_step(
         dest,
         "create the virtual environment",
-        Command::new(python).arg("-m").arg("venv").arg(&partial),
+        build_command(python, builder, home)
+            .args(["-I", "-m", "venv"])
+            .arg(partial),
     )?;
-    let requirements_file = partial.join("requirements.txt");
-    let mut text = requirements.join("\n");
-    text.push('\n');
-    fsutil::write_atomic(&requirements_file, text.as_bytes(), 0o644, None)?;
     run_venv_step(
         dest,
         "install the requirements with pip",
-        Command::new(partial.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-            ])
-            .arg(&requirements_file)
-            .env("PIP_NO_COLOR", "1"),
+        build_command(&partial.join("bin/python"), builder, home)
+            .args(["-I", "-m", "pip"])
+            .args(pip_install_args(requirements))
+            .arg(&requirements_file),
     )?;
-    relocate_scripts(&partial, dest)?;
-    swap_into_place(&partial, dest)
+    if let Some(b) = builder {
+        // Nothing of the build user may run on while its tree becomes root's.
+        b.kill_leftovers(dest)?;
+        take_over(partial, b.uid, dest)?;
+    }
+    // Kept with the venv: what it was built from.
+    fsutil::write_atomic(
+        &partial.join("requirements.txt"),
+        text.as_bytes(),
+        0o644,
+        None,
+    )?;
+    relocate_scripts(partial, dest)?;
+    set_dir_mode(partial, 0o755, dest)?;
+    swap_into_place(partial, dest)
+}
+
+/// `pip install` arguments before the requirements file.
+fn pip_install_args(requirements: &[String]) -> Vec<&'static str> {
+    let mut args = vec![
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "--no-color",
+    ];
+    // pinned hashes: every requirement must then carry one, and every download match it.
+    if requirements.iter().any(|r| r.contains("--hash")) {
+        args.push("--require-hashes");
+    }
+    args.push("-r");
+    args
+}
+
+/// A command for a build step: clean environment, its own session, running as the
+/// build user when there is one.
+fn build_command(program: &Path, builder: Option<&Builder>, home: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    let name = builder.map_or_else(current_user_name, |_| BUILD_USER.to_owned());
+    cmd.env_clear()
+        .env("PATH", BUILD_PATH)
+        .env("LANG", "C.UTF-8")
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .env("USER", &name)
+        .env("LOGNAME", &name)
+        .current_dir(home)
+        .stdin(std::process::Stdio::null());
+    let ids = builder.map(|b| (b.uid, b.gid));
+    // SAFETY: only async-signal-safe system calls (setsid, umask, setgroups, setgid,
+    // setuid) on values copied before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::umask(0o022);
+            if let Some((uid, gid)) = ids
+                && (libc::setgroups(1, &raw const gid) == -1
+                    || libc::setgid(gid) == -1
+                    || libc::setuid(uid) == -1)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn current_user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name)
+}
+
+/// The build user, when berth runs as root.
+struct Builder {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+}
+
+impl Builder {
+    /// As root: [`BUILD_USER`] (created if missing), after checking it can run
+    /// `python`. Otherwise `None`: the build runs as the calling user.
+    fn for_this_process(python: &Path, dest: &Path) -> Result<Option<Self>> {
+        if !crate::users::is_root() {
+            return Ok(None);
+        }
+        crate::users::ensure_user(&berth_render::UserSpec {
+            name: BUILD_USER.to_owned(),
+            home: PathBuf::from("/nonexistent"),
+        })?;
+        let (uid, gid) = crate::users::lookup(BUILD_USER).ok_or_else(|| HostError::VenvBuild {
+            dest: dest.to_path_buf(),
+            reason: format!("the build user `{BUILD_USER}` was created but cannot be found"),
+        })?;
+        if uid == 0 {
+            return Err(HostError::VenvBuild {
+                dest: dest.to_path_buf(),
+                reason: format!(
+                    "the build user `{BUILD_USER}` has uid 0; give it an unprivileged uid (`usermod`)"
+                ),
+            });
+        }
+        let real = std::fs::canonicalize(python).unwrap_or_else(|_| python.to_path_buf());
+        if !crate::interpreter::world_usable(&real) {
+            return Err(HostError::VenvBuild {
+                dest: dest.to_path_buf(),
+                reason: format!(
+                    "the build user `{BUILD_USER}` cannot run `{}` (it, or a directory above it, is private); \
+                     copy it into the release first (`interpreter::shareable_interpreter`) or install a system-wide Python",
+                    python.display()
+                ),
+            });
+        }
+        Ok(Some(Self { uid, gid }))
+    }
+
+    /// SIGKILL every process of the build user (a build backend that daemonized, a
+    /// compiler still running), from a child that becomes the build user: `kill(-1)`
+    /// reaches exactly the processes of its own uid.
+    fn kill_leftovers(&self, dest: &Path) -> Result<()> {
+        let (uid, gid) = (self.uid, self.gid);
+        let mut cmd = Command::new("/bin/true");
+        cmd.env_clear().current_dir("/");
+        // SAFETY: async-signal-safe system calls only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(1, &raw const gid) == -1
+                    || libc::setgid(gid) == -1
+                    || libc::setuid(uid) == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::kill(-1, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let status = cmd.status().map_err(|e| HostError::VenvBuild {
+            dest: dest.to_path_buf(),
+            reason: format!("cannot stop what the build user `{BUILD_USER}` left running: {e}"),
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HostError::VenvBuild {
+                dest: dest.to_path_buf(),
+                reason: format!("stopping the build user's processes failed ({status})"),
+            })
+        }
+    }
+}
+
+/// Wait for other builds as root to finish (the lock is held until dropped).
+fn take_turn(dest: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |reason: String| HostError::VenvBuild {
+        dest: dest.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(BUILD_LOCK)
+        .map_err(|e| fail(format!("cannot open the build lock `{BUILD_LOCK}`: {e}")))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| fail(format!("cannot lock `{BUILD_LOCK}`: {e}")))
+}
+
+/// Create `path` (it must not exist) as a private directory: mode 0700, root's, or the
+/// build user's when `builder` is given.
+fn private_dir(path: &Path, builder: Option<&Builder>, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| HostError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if let Some(b) = builder {
+        give_dir(path, b, dest)?;
+    }
+    Ok(())
+}
+
+/// Give the directory root just made to the build user, on its descriptor.
+fn give_dir(path: &Path, b: &Builder, dest: &Path) -> Result<()> {
+    let fd = open_dir_nofollow(path, dest)?;
+    nix::unistd::fchown(
+        &fd,
+        Some(nix::unistd::Uid::from_raw(b.uid)),
+        Some(nix::unistd::Gid::from_raw(b.gid)),
+    )
+    .map_err(|e| HostError::SetOwner {
+        path: path.to_path_buf(),
+        uid: b.uid,
+        gid: b.gid,
+        source: e.into(),
+    })
+}
+
+fn set_dir_mode(path: &Path, mode: u32, dest: &Path) -> Result<()> {
+    let fd = open_dir_nofollow(path, dest)?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| {
+        HostError::SetMode {
+            path: path.to_path_buf(),
+            mode,
+            source: e.into(),
+        }
+    })
+}
+
+fn open_dir_nofollow(path: &Path, dest: &Path) -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::openat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| HostError::VenvBuild {
+        dest: dest.to_path_buf(),
+        reason: format!("cannot open `{}` as a directory: {e}", path.display()),
+    })
+}
+
+/// Make the tree the build user made at `partial` root's, by descriptor and without
+/// following any symlink: the top directory first (mode 0700, so nobody else can enter
+/// while the rest is walked), then every entry, which must belong to `uid` (anything
+/// else, e.g. a hard link to someone else's file, is refused). Symlinks are given to
+/// root as they are; files and directories get mode 0755 or 0644 and lose any
+/// setuid/setgid bit; other kinds of file (FIFOs, sockets) are refused.
+fn take_over(partial: &Path, uid: libc::uid_t, dest: &Path) -> Result<()> {
+    let top = open_dir_nofollow(partial, dest)?;
+    let fail = |path: &Path, reason: String| HostError::VenvBuild {
+        dest: dest.to_path_buf(),
+        reason: format!("`{}` {reason}", path.display()),
+    };
+    let st = nix::sys::stat::fstat(&top).map_err(|e| fail(partial, e.to_string()))?;
+    if st.st_uid != uid {
+        return Err(fail(
+            partial,
+            format!("does not belong to the build user `{BUILD_USER}`"),
+        ));
+    }
+    to_root(&top, 0o700).map_err(|e| fail(partial, e.to_string()))?;
+    take_over_dir(&top, partial, uid, &fail)
+}
+
+fn to_root(fd: &impl std::os::fd::AsFd, mode: u32) -> nix::Result<()> {
+    nix::unistd::fchown(
+        fd.as_fd(),
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(0)),
+    )?;
+    nix::sys::stat::fchmod(fd.as_fd(), nix::sys::stat::Mode::from_bits_truncate(mode))
+}
+
+fn take_over_dir(
+    dir: &std::os::fd::OwnedFd,
+    path: &Path,
+    uid: libc::uid_t,
+    fail: &dyn Fn(&Path, String) -> HostError,
+) -> Result<()> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+    let listing = nix::dir::Dir::from_fd(
+        dir.try_clone()
+            .map_err(|e| fail(path, format!("cannot be listed: {e}")))?,
+    )
+    .map_err(|e| fail(path, format!("cannot be listed: {e}")))?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| fail(path, format!("cannot be listed: {e}")))?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let err = |e: nix::Error| fail(&child, e.to_string());
+        let st = fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(err)?;
+        if st.st_uid != uid {
+            return Err(fail(
+                &child,
+                format!(
+                    "belongs to uid {}, not to the build user `{BUILD_USER}`; nothing but the build's own files is taken over",
+                    st.st_uid
+                ),
+            ));
+        }
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            nix::unistd::fchownat(
+                dir,
+                name.as_c_str(),
+                Some(nix::unistd::Uid::from_raw(0)),
+                Some(nix::unistd::Gid::from_raw(0)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(err)?;
+            continue;
+        }
+        let flags = match kind {
+            SFlag::S_IFDIR => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            SFlag::S_IFREG => OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            _ => {
+                return Err(fail(
+                    &child,
+                    "is neither a file, a directory nor a symlink".to_owned(),
+                ));
+            }
+        };
+        let fd = nix::fcntl::openat(
+            dir,
+            name.as_c_str(),
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        // The same inode that was checked, not something swapped in since.
+        let opened = fstat(&fd).map_err(err)?;
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) || opened.st_uid != uid {
+            return Err(fail(&child, "changed while it was taken over".to_owned()));
+        }
+        if kind == SFlag::S_IFDIR {
+            to_root(&fd, 0o700).map_err(err)?;
+            take_over_dir(&fd, &child, uid, fail)?;
+            to_root(&fd, 0o755).map_err(err)?;
+        } else {
+            let mode = if st.st_mode & 0o111 == 0 {
+                0o644
+            } else {
+                0o755
+            };
+            to_root(&fd, mode).map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// Asks `python` for its version; `None` if it does not run or answers oddly.
 fn interpreter_version(python: &Path) -> Option<PythonVersion> {
     let out = Command::new(python)
-        .args(["-c", "import sys;print(sys.version_info[:3])"])
+        .args(["-I", "-c", "import sys;print(sys.version_info[:3])"])
         .env_remove("PYTHONPATH")
         .output()
         .ok()?;
@@ -438,6 +845,79 @@ mod tests {
         let hint = VersionSpec::parse(">=3.12,<3.14").unwrap().install_hint();
         assert!(hint.contains("pyenv install 3.12"), "{hint}");
         assert!(hint.contains("`python3.12`"), "{hint}");
+    }
+
+    #[test]
+    fn pip_gets_require_hashes_only_with_pinned_hashes() {
+        let plain = pip_install_args(&["six==1.16.0".to_owned()]);
+        assert!(!plain.contains(&"--require-hashes"));
+        assert!(plain.contains(&"--no-input"));
+        assert!(plain.contains(&"--disable-pip-version-check"));
+        assert_eq!(plain.last(), Some(&"-r"));
+        let pinned = pip_install_args(&["six==1.16.0 --hash=sha256:1e61c3".to_owned()]);
+        assert!(pinned.contains(&"--require-hashes"));
+    }
+
+    /// Root takes over what the build user made by descriptor: setuid bits and write
+    /// access for others go, a symlink is given to root itself (its target untouched),
+    /// and an entry the build user does not own (a hard link to a root file) is refused
+    /// with that file left as it was.
+    #[test]
+    fn taking_over_a_build_tree_strips_privileges_and_follows_nothing() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !crate::users::is_root() {
+            return;
+        }
+        let Some((uid, gid)) = crate::users::lookup("nobody") else {
+            return;
+        };
+        let chown = |p: &Path| std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "root's\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::write(tree.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            tree.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o6777),
+        )
+        .unwrap();
+        std::fs::set_permissions(tree.join("bin"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(&victim, tree.join("bin/link")).unwrap();
+        for p in [
+            &tree,
+            &tree.join("bin"),
+            &tree.join("bin/tool"),
+            &tree.join("bin/link"),
+        ] {
+            chown(p);
+        }
+        take_over(&tree, uid, &tmp.path().join("dest")).unwrap();
+        for p in [
+            &tree,
+            &tree.join("bin"),
+            &tree.join("bin/tool"),
+            &tree.join("bin/link"),
+        ] {
+            let meta = std::fs::symlink_metadata(p).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", p.display());
+        }
+        assert_eq!(mode(&tree.join("bin")), 0o755);
+        assert_eq!(mode(&tree.join("bin/tool")), 0o755);
+        assert_eq!(mode(&victim), 0o600);
+
+        let tree = tmp.path().join("tree2");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::hard_link(&victim, tree.join("shadow")).unwrap();
+        chown(&tree);
+        let err = take_over(&tree, uid, &tmp.path().join("dest")).unwrap_err();
+        assert!(err.to_string().contains("not to the build user"), "{err}");
+        assert_eq!(mode(&victim), 0o600);
+        assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! component's user, with their output in `<log>/hooks/<name>.log` and a timeout
 //! that kills the whole process group.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -28,13 +27,10 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         log: hook.log_file.clone(),
         tail: tail(&hook.log_file, 15),
     };
-    if let Some(dir) = hook.log_file.parent() {
-        std::fs::create_dir_all(dir).map_err(LifecycleError::io("create", dir))?;
-    }
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&hook.log_file)
+    // 0640, root and the hook user's group, never through a symlink: hook output
+    // carries passwords being set, tracebacks and the like.
+    let mut log = berth_supervisor::log_group(hook.user.as_deref())
+        .and_then(|group| berth_supervisor::open_log_file(&hook.log_file, group))
         .map_err(LifecycleError::io("open hook log", &hook.log_file))?;
     let _ = writeln!(log, "--- berth: running hook `{}`", hook.name);
     let Some((program, args)) = hook.argv.split_first() else {
@@ -49,27 +45,37 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         .env_clear()
         .env("PATH", berth_supervisor_protocol::BASE_PATH)
         .env("LANG", "C.UTF-8")
-        .envs(&hook.env)
         .stdin(Stdio::null())
         .stdout(clone(&log)?)
         .stderr(clone(&log)?);
     if let Some(cwd) = &hook.cwd {
         cmd.current_dir(cwd);
     }
-    let mut home = None;
+    // Nothing of berth's own environment reaches a hook (root's HOME, a proxy, an
+    // `SSH_AUTH_SOCK`): the manifest's variables, plus who it runs as and a base PATH.
     let mut switch = None;
-    if let Some(user) = &hook.user {
-        let u = nix::unistd::User::from_name(user)
+    let identity = match &hook.user {
+        Some(user) => {
+            let u = nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .ok_or_else(|| failed(format!("runs as user `{user}`, which does not exist")))?;
+            switch = Some(u.clone());
+            Some(u)
+        }
+        None => nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
-            .flatten()
-            .ok_or_else(|| failed(format!("runs as user `{user}`, which does not exist")))?;
-        cmd.env("USER", user).env("LOGNAME", user);
-        home = Some(u.dir.clone());
-        switch = Some(u);
-    }
-    if let Some(h) = home.or_else(|| std::env::var_os("HOME").map(Into::into)) {
-        cmd.env("HOME", h);
-    }
+            .flatten(),
+    };
+    let (name, home) = identity.map_or_else(
+        || (nix::unistd::geteuid().to_string(), "/".into()),
+        |u| (u.name, u.dir),
+    );
+    cmd.env("USER", &name)
+        .env("LOGNAME", &name)
+        .env("HOME", home)
+        // The manifest's own variables win.
+        .envs(&hook.env);
     // Own process group, so a timeout kills the hook and everything it started.
     crate::supervisor::in_new_session(&mut cmd);
     if let Some(u) = switch {
@@ -308,6 +314,76 @@ mod tests {
     use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
 
     use super::{hook_order, prerequisites};
+
+    /// A hook's log is 0640, root's and the hook user's group's (it was 0644: any local
+    /// user read hook output, which carries passwords being set), and the hook sees only
+    /// the manifest's variables plus PATH, LANG, USER, LOGNAME and HOME from the passwd
+    /// entry (root's HOME used to come from berth's own environment).
+    #[test]
+    fn hook_logs_are_private_and_hooks_get_a_clean_environment() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        let user = root.then(|| "nobody".to_owned());
+        let out = tmp.path().join("env.txt");
+        if root {
+            // `nobody` writes its environment here.
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let log_file = tmp.path().join("hooks/check.log");
+        std::fs::create_dir(tmp.path().join("hooks")).unwrap();
+        std::fs::write(&log_file, "from before\n").unwrap();
+        std::fs::set_permissions(&log_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut h = hook("check", &[], &[]);
+        h.argv = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("env > {}; echo done", out.display()),
+        ];
+        h.env = BTreeMap::from([("FROM_MANIFEST".to_owned(), "yes".to_owned())]);
+        h.user = user.clone();
+        h.log_file = log_file.clone();
+        super::run(&h).unwrap();
+
+        let meta = std::fs::metadata(&log_file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        if root {
+            let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (0, nobody.gid.as_raw()));
+        }
+        assert!(
+            std::fs::read_to_string(&log_file)
+                .unwrap()
+                .ends_with("done\n")
+        );
+
+        let env = std::fs::read_to_string(&out).unwrap();
+        let names: BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+        let allowed = [
+            "PATH",
+            "LANG",
+            "USER",
+            "LOGNAME",
+            "HOME",
+            "FROM_MANIFEST",
+            "PWD",
+            "SHLVL",
+            "_",
+        ];
+        for name in names.keys() {
+            assert!(allowed.contains(name), "the hook saw `{name}`:\n{env}");
+        }
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap();
+        let expected = match &user {
+            Some(u) => nix::unistd::User::from_name(u).unwrap().unwrap(),
+            None => me,
+        };
+        assert_eq!(names["HOME"], expected.dir.to_str().unwrap());
+        assert_eq!(names["USER"], expected.name);
+        assert_eq!(names["FROM_MANIFEST"], "yes");
+    }
 
     fn service(name: &str, deps: &[&str]) -> ServiceSpec {
         ServiceSpec {

@@ -1,6 +1,5 @@
 //! Starting and talking to the instance's supervisor.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -98,10 +97,9 @@ pub(crate) fn in_new_session(cmd: &mut Command) {
 /// `<log>/supervisor.log`) and wait until it answers.
 pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
     let cfg = daemon_config(paths, false);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg.log_file)
+    // Root's and the supervisor's own only (0640), never through a symlink.
+    let log = berth_supervisor::log_group(None)
+        .and_then(|group| berth_supervisor::open_log_file(&cfg.log_file, group))
         .map_err(LifecycleError::io("open", &cfg.log_file))?;
     let out = log
         .try_clone()

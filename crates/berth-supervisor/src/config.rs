@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Everything [`run_daemon`](crate::run_daemon) needs to know.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// The control socket (created with mode 0600).
+    /// The control socket (created with mode 0600; only root and the daemon's own
+    /// user may talk to it).
     pub socket: PathBuf,
     /// The JSON [`SupervisionPlan`](berth_supervisor_protocol::SupervisionPlan) to run.
     pub plan_path: PathBuf,
@@ -14,7 +15,8 @@ pub struct DaemonConfig {
     pub pid_file: PathBuf,
     /// The daemon's own log. [`run_daemon`](crate::run_daemon) writes to stderr and
     /// never opens this file: whoever starts the daemon points its stdout and stderr
-    /// here.
+    /// here (opened with [`open_log_file`](crate::open_log_file), so it is not
+    /// world-readable).
     pub log_file: PathBuf,
     /// Start every service (in dependency order) as soon as the daemon is up.
     pub autostart: bool,

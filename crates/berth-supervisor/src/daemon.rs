@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
@@ -79,22 +79,55 @@ fn take_over_socket(socket: &Path) -> Result<(), SupervisorError> {
     })
 }
 
+/// Bind the control socket so that it is never reachable by other users, not even for
+/// an instant: bound inside a fresh 0700 directory next to it, given mode 0600 there,
+/// then renamed into place (a socket keeps working under its new name).
 fn bind(socket: &Path) -> Result<UnixListener, SupervisorError> {
     let bind_err = |source| SupervisorError::Bind {
         socket: socket.to_path_buf(),
         source,
     };
-    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(bind_err)?;
-    }
-    let listener = UnixListener::bind(socket).map_err(bind_err)?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o600)).map_err(|source| {
+    let parent = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(bind_err)?;
+    let private = tempfile::Builder::new()
+        .prefix(".supervisor-bind.")
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(bind_err)?;
+    let staged = private.path().join("sock");
+    let listener = std::os::unix::net::UnixListener::bind(&staged).map_err(bind_err)?;
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o600)).map_err(|source| {
         SupervisorError::SocketMode {
             socket: socket.to_path_buf(),
             source,
         }
     })?;
-    Ok(listener)
+    fs::rename(&staged, socket).map_err(bind_err)?;
+    drop(private);
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    UnixListener::from_std(listener).map_err(bind_err)
+}
+
+/// Whether the peer of a control connection may talk to the supervisor: root, or the
+/// user the supervisor runs as. The socket's mode already keeps others out; this holds
+/// even if its mode or directory were changed behind the supervisor's back.
+fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == 0 || cred.uid() == me => Ok(()),
+        Ok(cred) => Err(format!(
+            "refused a control connection from uid {} (pid {}): only root and uid {me} may control the supervisor",
+            cred.uid(),
+            cred.pid()
+                .map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
+        )),
+        Err(err) => Err(format!(
+            "refused a control connection whose peer could not be identified: {err}"
+        )),
+    }
 }
 
 /// Write the pid file atomically (temp file, then rename).
@@ -144,9 +177,15 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, Arc::clone(&supervisor), Arc::clone(&quit)));
-                }
+                Ok((stream, _)) => match peer_allowed(&stream) {
+                    Ok(()) => {
+                        tokio::spawn(connection(stream, Arc::clone(&supervisor), Arc::clone(&quit)));
+                    }
+                    Err(why) => {
+                        say!("{why}");
+                        tokio::spawn(refuse(stream));
+                    }
+                },
                 Err(err) => say!("failed to accept a control connection: {err}"),
             },
             () = quit.notified() => break,
@@ -160,6 +199,29 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
     let _ = fs::remove_file(&cfg.pid_file);
     say!("stopped");
     Ok(())
+}
+
+/// Answer a refused peer with one error line, so its user sees why, then hang up.
+///
+/// Its first request line is read (and ignored) first: hanging up on unread data would
+/// reset the connection, and the client would see a broken pipe instead of the reason.
+async fn refuse(stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut first = Vec::new();
+    let mut limited = BufReader::new(read.take(64 * 1024));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        limited.read_until(b'\n', &mut first),
+    )
+    .await;
+    let answer = Response::Error {
+        message: "Permission denied: only root and the user the supervisor runs as may control it"
+            .to_owned(),
+    };
+    if let Ok(mut bytes) = serde_json::to_vec(&answer) {
+        bytes.push(b'\n');
+        let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(&bytes)).await;
+    }
 }
 
 /// Serve one client: any number of requests, one JSON line each.

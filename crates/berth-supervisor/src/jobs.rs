@@ -118,7 +118,9 @@ async fn run(
 
 /// One run; `None` when the job was cancelled meanwhile.
 async fn run_once(spec: &JobSpec, cancelled: &mut watch::Receiver<()>) -> Option<String> {
-    let log = match RotatingLog::open_shared(&spec.log_dir, JOB_LOG_MAX_BYTES, JOB_LOG_KEEP) {
+    let log = match crate::logs::log_group(spec.user.as_deref()).and_then(|group| {
+        RotatingLog::open_shared(&spec.log_dir, JOB_LOG_MAX_BYTES, JOB_LOG_KEEP, group)
+    }) {
         Ok(log) => log,
         Err(err) => {
             return Some(format!(

@@ -13,7 +13,8 @@
 //! - **Readiness**: a TCP connect, an HTTP GET or a command, retried with backoff
 //!   until the service's readiness timeout.
 //! - **Logs**: each service's stdout and stderr go to `<log_dir>/current`, rotated by
-//!   size to `current.1` … `current.<keep>`.
+//!   size to `current.1` … `current.<keep>`; as root the directory is 0750 and the files
+//!   0640, owned by root and the service's group ([`open_log_file`] for other logs).
 //! - **Jobs**: periodic commands, one run at a time, killed after their timeout and
 //!   skipped while a service they require is not ready.
 //! - **Pause**: `SIGSTOP` to a service's whole process group (e.g. while a backup
@@ -22,7 +23,9 @@
 //! - **Control** ([`Client`], [`is_running`]): one JSON
 //!   [`Request`](berth_supervisor_protocol::Request) line and one
 //!   [`Response`](berth_supervisor_protocol::Response) line over a Unix socket with
-//!   mode 0600.
+//!   mode 0600 (bound in a private directory, then moved into place, so it is never
+//!   open to others); each connection's peer must be root or the daemon's own user
+//!   (`SO_PEERCRED`), others are refused and the refusal logged.
 //!
 //! # Example
 //!
@@ -77,6 +80,7 @@ pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
+pub use logs::{LOG_DIR_MODE, LOG_FILE_MODE, log_group, open_log_file};
 pub use probe::http_get_status;
 pub use process::Credentials;
 

@@ -521,7 +521,15 @@ impl Actor {
         let log = if let Some(log) = &self.log {
             Arc::clone(log)
         } else {
-            let log = RotatingLog::open_shared(&spec.log_dir, spec.log_max_bytes, spec.log_keep)
+            let log = crate::logs::log_group(spec.user.as_deref())
+                .and_then(|group| {
+                    RotatingLog::open_shared(
+                        &spec.log_dir,
+                        spec.log_max_bytes,
+                        spec.log_keep,
+                        group,
+                    )
+                })
                 .map_err(|err| {
                     format!(
                         "failed to open log directory `{}`: {err}",

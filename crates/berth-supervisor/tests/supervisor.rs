@@ -1266,3 +1266,108 @@ fn a_service_paused_while_starting_is_not_probed_until_resumed() {
     assert_eq!((status.state, status.ready), (ServiceState::Ready, true));
     assert!(probes() > seen);
 }
+
+/// Run a tiny control client as `nobody` (only possible as root): it connects to
+/// `socket`, sends one `Status` request and prints the connect error or the answer line.
+/// `None` when not root or when there is no `nobody` or `python3` to do it with.
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn as_nobody_request(socket: &Path) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching to `nobody` needs root");
+        return None;
+    }
+    let Some(nobody) = nix::unistd::User::from_name("nobody").ok().flatten() else {
+        eprintln!("skipped: there is no user `nobody`");
+        return None;
+    };
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped: no /usr/bin/python3 to act as the other user's client");
+        return None;
+    }
+    let request = serde_json::to_string(&Request::Status).unwrap();
+    let script = r"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print('connect failed: errno', e.errno)
+    sys.exit(0)
+s.sendall(sys.argv[2].encode() + b'\n')
+print('answer:', s.makefile().readline().strip())
+";
+    let out = std::process::Command::new(python)
+        .args(["-I", "-c", script])
+        .arg(socket)
+        .arg(request)
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// The control socket is bound 0600 (it used to be bound with the default mode, then
+/// chmodded: in between any local user could connect and stop every service).
+#[test]
+fn the_control_socket_is_never_open_to_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let web = service(&d, "web", "exec sleep 1000");
+    let daemon = Daemon::start(dir, &plan(vec![web]));
+    let mode = fs::symlink_metadata(&daemon.cfg.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // No staging directory is left next to it.
+    let names: Vec<String> = fs::read_dir(daemon.path("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".supervisor-bind")),
+        "{names:?}"
+    );
+    // Let `nobody` reach the socket's directory: the socket's own mode keeps it out.
+    for p in [daemon.path(""), daemon.path("run")] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    if let Some(out) = as_nobody_request(&daemon.cfg.socket) {
+        assert!(out.starts_with("connect failed: errno 13"), "{out}");
+    }
+}
+
+/// Every connection's peer credentials are checked: with the socket opened to everyone
+/// (by mistake, or by someone who could change its mode), a user other than root and
+/// the supervisor's own is still refused (there was no check at all).
+#[test]
+fn a_peer_that_is_not_root_or_the_supervisor_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let web = service(&d, "web", "exec sleep 1000");
+    let daemon = Daemon::start(dir, &plan(vec![web]));
+    for p in [daemon.path(""), daemon.path("run")] {
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(&daemon.cfg.socket, fs::Permissions::from_mode(0o666)).unwrap();
+    if let Some(out) = as_nobody_request(&daemon.cfg.socket) {
+        assert!(out.starts_with("answer: "), "{out}");
+        assert!(out.contains("Permission denied"), "{out}");
+        assert!(!out.contains("\"status\""), "{out}");
+    }
+    // Root still gets its answers.
+    assert!(matches!(
+        daemon.request(&Request::Status),
+        Response::Status { .. }
+    ));
+}
