@@ -355,13 +355,17 @@ fn services_of(files: &[FileChange]) -> (Vec<String>, Vec<String>) {
 
 /// Replaces secret values in text shown to people.
 struct Masker {
-    /// Longest first, so a secret that contains another is masked whole.
+    /// Every form each secret takes once a template escaped it (JSON, Python, shell ...),
+    /// longest first, so a secret that contains another is masked whole.
     secrets: Vec<String>,
 }
 
 impl Masker {
     fn new(secrets: &[String]) -> Self {
-        let mut secrets: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let mut secrets: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| berth_render::secret_encodings(s))
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Self { secrets }
@@ -835,6 +839,24 @@ mod tests {
     fn masking_replaces_longest_secrets_first() {
         let masker = Masker::new(&["abc".to_owned(), "abcdef".to_owned(), String::new()]);
         assert_eq!(masker.mask("x=abcdef y=abc"), "x=******** y=********");
+    }
+
+    /// A secret full of characters that escaping changes is masked in every form a
+    /// template gives it (the old literal replace missed `tojson`'s `\u003c`, so `plan`
+    /// printed the key).
+    #[test]
+    fn masking_covers_every_escaped_form_of_a_secret() {
+        let secret = "k<e>y&'\"\\é";
+        let masker = Masker::new(&[secret.to_owned()]);
+        // As minijinja's `tojson` writes it, and as the `python` format writes it.
+        for rendered in [
+            r#"SECRET_KEY = "k\u003ce\u003ey\u0026\u0027\"\\é""#,
+            r#"SECRET_KEY = 'k<e>y&\'"\\\xe9'"#,
+        ] {
+            let masked = masker.mask(rendered);
+            assert!(!masked.contains('k'), "{masked}");
+            assert!(masked.contains(SECRET_MASK), "{masked}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use berth_model::manifest::{
 use berth_model::{Facts, LoadedManifest, ResolvedConfig};
 use berth_supervisor_protocol::{JobSpec, Probe, Readiness, RestartPolicy, ServiceSpec};
 use minijinja::value::Serde;
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::{
@@ -194,6 +194,40 @@ impl<'a> Renderer<'a> {
             .build()
         {
             env.set_syntax(syntax);
+        }
+        // Each template is escaped for the format of the file it renders.
+        let formats: BTreeMap<String, berth_model::FileFormat> = input
+            .manifest
+            .manifest
+            .files
+            .iter()
+            .map(|f| (f.template.clone(), f.format))
+            .collect();
+        env.set_auto_escape_callback(move |name| match formats.get(name) {
+            Some(berth_model::FileFormat::Plain) | None => AutoEscape::None,
+            Some(f) => AutoEscape::Custom(f.name().into()),
+        });
+        env.set_formatter(|out, state, value| match state.auto_escape() {
+            AutoEscape::Custom(name) => {
+                let format = berth_model::FileFormat::from_name(name).ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("unknown file format `{name}`"),
+                    )
+                })?;
+                let text = if value.is_safe() {
+                    value.to_string()
+                } else {
+                    crate::escape::escape(format, value)?
+                };
+                out.write_str(&text).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        });
+        for (filter, format) in crate::escape::FILTERS {
+            env.add_filter(filter, move |value: Value| {
+                crate::escape::escape(format, &value).map(Value::from_safe_string)
+            });
         }
         for (name, source) in &input.manifest.templates {
             env.add_template_owned(name.clone(), source.clone())
