@@ -42,6 +42,13 @@ fn main() -> ExitCode {
             }
             // The message and its causes, then what to do next on a line of its own.
             eprintln!("error: {err:#}");
+            let bad_input = matches!(
+                err.downcast_ref::<berth_lifecycle::LifecycleError>(),
+                Some(
+                    berth_lifecycle::LifecycleError::NoManifest(_)
+                        | berth_lifecycle::LifecycleError::NoDefaultManifest
+                )
+            );
             let hint = err
                 .chain()
                 .find_map(|e| e.downcast_ref::<berth_lifecycle::LifecycleError>())
@@ -49,7 +56,11 @@ fn main() -> ExitCode {
             if let Some(h) = hint {
                 eprintln!("hint: {h}");
             }
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(if bad_input {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }
