@@ -137,10 +137,12 @@ pub(crate) fn relative_inside(path: &str) -> Result<(), &'static str> {
     if path.chars().any(crate::is_unsafe_char) {
         return Err("has a control character");
     }
-    if Path::new(path)
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
-    {
+    if Path::new(path).components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
         return Err("leaves its directory (`..`)");
     }
     Ok(())

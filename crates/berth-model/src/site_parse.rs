@@ -185,11 +185,7 @@ impl SiteParser<'_> {
                             "the number `{}` for `{qualified}` is too large",
                             crate::shown(n)
                         ),
-                        Some(format!(
-                            "integers go from {} to {}",
-                            i64::MIN,
-                            i64::MAX
-                        )),
+                        Some(format!("integers go from {} to {}", i64::MIN, i64::MAX)),
                     );
                     continue;
                 }

@@ -186,7 +186,10 @@ impl Validator<'_> {
             // The version names a directory (`<prefix>/releases/<version>`).
             self.at_value(
                 &[Seg::Key("app"), Seg::Key("version")],
-                format!("`app.version` `{}` is not a valid version", crate::shown(version)),
+                format!(
+                    "`app.version` `{}` is not a valid version",
+                    crate::shown(version)
+                ),
                 Some(
                     "use letters, digits and `.`, `_`, `+`, `~`, `-`, starting with a letter or \
                      digit, e.g. \"4.7.3\" (it becomes a directory name)"
@@ -315,7 +318,10 @@ impl Validator<'_> {
                 self.at_key(
                     &path,
                     format!("`{}` cannot be a secret name", crate::shown(name)),
-                    Some("use lowercase letters, digits and `_` (the name is a file name)".to_owned()),
+                    Some(
+                        "use lowercase letters, digits and `_` (the name is a file name)"
+                            .to_owned(),
+                    ),
                 );
             }
             if let Some(c) = &s.readable_by {
@@ -747,7 +753,10 @@ impl Validator<'_> {
                 self.at_value(
                     &p("template"),
                     format!("template path `{}` {why}", crate::shown(&f.template)),
-                    Some("write a path relative to the manifest's directory, without `..`".to_owned()),
+                    Some(
+                        "write a path relative to the manifest's directory, without `..`"
+                            .to_owned(),
+                    ),
                 );
             }
             if let Some(&(first, other)) = formats.get(f.template.as_str())
@@ -761,14 +770,20 @@ impl Validator<'_> {
                         f.format.name(),
                         other.name()
                     ),
-                    Some("a template is escaped for one format: use one format, or two templates".to_owned()),
+                    Some(
+                        "a template is escaped for one format: use one format, or two templates"
+                            .to_owned(),
+                    ),
                 );
             }
             formats.entry(f.template.as_str()).or_insert((i, f.format));
             if is_octal_mode(&f.mode) && special_bits(&f.mode) != 0 {
                 self.at_value(
                     &p("mode"),
-                    format!("file mode `{}` has the setuid, setgid or sticky bit", f.mode),
+                    format!(
+                        "file mode `{}` has the setuid, setgid or sticky bit",
+                        f.mode
+                    ),
                     Some("a config file needs read and write bits only, e.g. \"0640\"".to_owned()),
                 );
             }
@@ -1182,8 +1197,7 @@ fn special_bits(mode: &str) -> u32 {
 fn is_version(v: &str) -> bool {
     v.len() <= 64
         && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '~' | '-'))
         && !v.contains("..")
 }
@@ -1191,17 +1205,21 @@ fn is_version(v: &str) -> bool {
 /// A name used as a file name: `[A-Za-z0-9_][A-Za-z0-9_-]*`.
 fn is_name(n: &str) -> bool {
     n.len() <= 64
-        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A POSIX-portable user name as `useradd` accepts it: `[a-z_][a-z0-9_-]{0,31}`
 /// (so never an option such as `-o`).
 fn is_user_name(n: &str) -> bool {
     n.len() <= 32
-        && n.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && n
-            .chars()
+        && n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 

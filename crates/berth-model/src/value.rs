@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::manifest::{SettingDecl, SettingType};
-use crate::site::SettingValue;
 use crate::shown;
+use crate::site::SettingValue;
 use crate::suggest;
 
 /// Why a value does not fit its declaration: a sentence plus how to fix it.
@@ -107,7 +107,11 @@ pub(crate) fn check_value(
             let s = v.as_str().ok_or_else(wrong_type)?;
             let d = parse_duration(s).map_err(|why| {
                 Problem::new(
-                    format!("`{}` is not a valid duration for `{name}`: {}", shown(s), shown(&why)),
+                    format!(
+                        "`{}` is not a valid duration for `{name}`: {}",
+                        shown(s),
+                        shown(&why)
+                    ),
                     Some(DURATION_HELP.to_owned()),
                 )
             })?;
@@ -168,7 +172,10 @@ fn type_hint(decl: &SettingDecl, v: &toml::Value) -> String {
             format!("write it as a string with a unit: \"{n}s\"")
         }
         (SettingType::String | SettingType::Url | SettingType::Duration, _) if scalar => {
-            format!("quote the value: \"{}\"", shown(v.to_string().trim_matches('"')))
+            format!(
+                "quote the value: \"{}\"",
+                shown(v.to_string().trim_matches('"'))
+            )
         }
         (SettingType::StringList, toml::Value::String(s)) => {
             format!("write a list: [\"{}\"]", shown(s))
@@ -409,8 +416,25 @@ fn is_url_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
-            '-' | '.' | '_' | '~' | ':' | '/' | '?' | '#' | '[' | ']' | '@' | '!' | '&' | '('
-                | ')' | '*' | '+' | ',' | '=' | '%'
+            '-' | '.'
+                | '_'
+                | '~'
+                | ':'
+                | '/'
+                | '?'
+                | '#'
+                | '['
+                | ']'
+                | '@'
+                | '!'
+                | '&'
+                | '('
+                | ')'
+                | '*'
+                | '+'
+                | ','
+                | '='
+                | '%'
         )
 }
 

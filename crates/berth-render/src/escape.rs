@@ -64,7 +64,10 @@ fn is_plain_word(s: &str) -> bool {
 fn invalid(format: FileFormat, why: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
-        format!("cannot write this value to a `{}` file: {why}", format.name()),
+        format!(
+            "cannot write this value to a `{}` file: {why}",
+            format.name()
+        ),
     )
 }
 
@@ -80,7 +83,8 @@ fn word(
             ValueKind::Number => Ok(v.to_string()),
             ValueKind::String => {
                 let s = v.as_str().unwrap_or_default();
-                if matches!(format, FileFormat::Conf | FileFormat::Postgresql) || !is_plain_word(s) {
+                if matches!(format, FileFormat::Conf | FileFormat::Postgresql) || !is_plain_word(s)
+                {
                     quote(s).map_err(|why| invalid(format, why))
                 } else {
                     Ok(s.to_owned())
@@ -136,7 +140,10 @@ fn nginx_quote(s: &str) -> Result<String, String> {
             '\t' => out.push_str("\\t"),
             '$' => return Err("it contains `$`, which nginx reads as a variable".to_owned()),
             c if berth_model::is_unsafe_char(c) => {
-                return Err(format!("it contains the control character U+{:04X}", u32::from(c)));
+                return Err(format!(
+                    "it contains the control character U+{:04X}",
+                    u32::from(c)
+                ));
             }
             c => out.push(c),
         }
@@ -214,7 +221,11 @@ fn conf_text(s: &str) -> Result<String, String> {
 /// the Unicode line separators, which YAML 1.1 would read as line breaks.
 fn json(value: &Value) -> Result<String, Error> {
     let text = serde_json::to_string(value).map_err(|e| {
-        Error::new(ErrorKind::BadSerialization, "cannot write the value as JSON").with_source(e)
+        Error::new(
+            ErrorKind::BadSerialization,
+            "cannot write the value as JSON",
+        )
+        .with_source(e)
     })?;
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -348,4 +359,132 @@ pub fn secret_encodings(secret: &str) -> Vec<String> {
     inner.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     inner.dedup();
     inner
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_model::FileFormat;
+    use minijinja::Value;
+
+    use super::{escape, secret_encodings};
+
+    /// Strings an attacker would try: a new line or directive, quotes, backslashes,
+    /// command substitution, NUL, terminal escapes, non-ASCII and line separators.
+    const ADVERSARIAL: [&str; 10] = [
+        "a\nb",
+        "x; location /leak { alias /etc/; }",
+        "it's \"quoted\"",
+        "back\\slash\\",
+        "$(id)`id`${HOME}",
+        "nul\0byte",
+        "esc\u{1b}[2J",
+        "é 日本 \u{2028}\u{85}",
+        "",
+        "plain-word_1.0/x:y@z",
+    ];
+
+    fn esc(format: FileFormat, s: &str) -> Result<String, String> {
+        escape(format, &Value::from(s)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn word_formats_write_plain_words_bare_and_quote_the_rest() {
+        for f in [FileFormat::Nginx, FileFormat::Shell, FileFormat::Redis] {
+            assert_eq!(
+                esc(f, "/var/opt/berth/app/run").unwrap(),
+                "/var/opt/berth/app/run"
+            );
+            assert_eq!(esc(f, "127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
+        }
+        assert_eq!(esc(FileFormat::Nginx, "a b;{}").unwrap(), "\"a b;{}\"");
+        assert_eq!(esc(FileFormat::Nginx, "q\"\\").unwrap(), "\"q\\\"\\\\\"");
+        assert_eq!(esc(FileFormat::Nginx, "a\nb").unwrap(), "\"a\\nb\"");
+        assert!(esc(FileFormat::Nginx, "$host").unwrap_err().contains('$'));
+        assert!(esc(FileFormat::Nginx, "a\0").is_err());
+        assert_eq!(esc(FileFormat::Shell, "it's").unwrap(), "'it'\\''s'");
+        assert_eq!(esc(FileFormat::Shell, "$(id)").unwrap(), "'$(id)'");
+        assert_eq!(esc(FileFormat::Shell, "").unwrap(), "''");
+        assert!(esc(FileFormat::Shell, "a\0").is_err());
+        assert_eq!(
+            esc(FileFormat::Redis, "a \"b\"\n\0é").unwrap(),
+            "\"a \\\"b\\\"\\n\\x00\\xc3\\xa9\""
+        );
+        assert_eq!(
+            esc(FileFormat::Postgresql, "it's\\\n").unwrap(),
+            "'it''s\\\\\\n'"
+        );
+        assert_eq!(esc(FileFormat::Postgresql, "plain").unwrap(), "'plain'");
+        assert_eq!(esc(FileFormat::Postgresql, "\u{1b}").unwrap(), "'\\033'");
+        assert!(esc(FileFormat::Postgresql, "\0").is_err());
+        assert_eq!(esc(FileFormat::Conf, "a b;").unwrap(), "a b;");
+        assert!(esc(FileFormat::Conf, "a\nb").is_err());
+        assert!(esc(FileFormat::Conf, "\u{2028}").is_err());
+        assert_eq!(esc(FileFormat::Plain, "a\nb").unwrap(), "a\nb");
+    }
+
+    #[test]
+    fn literal_formats_write_one_literal() {
+        assert_eq!(
+            esc(FileFormat::Python, "it's\n\0é\u{1F600}").unwrap(),
+            "'it\\'s\\n\\x00\\xe9\\U0001f600'"
+        );
+        assert_eq!(
+            esc(FileFormat::Json, "a\"\n\u{2028}").unwrap(),
+            "\"a\\\"\\n\\u2028\""
+        );
+        assert_eq!(esc(FileFormat::Yaml, "\u{85}").unwrap(), "\"\\u0085\"");
+        let py = |v: Value| escape(FileFormat::Python, &v).unwrap();
+        assert_eq!(py(Value::from(true)), "True");
+        assert_eq!(py(Value::from(())), "None");
+        assert_eq!(py(Value::from(3)), "3");
+        assert_eq!(py(Value::from(1.5)), "1.5");
+        assert_eq!(py(Value::from(vec!["a", "b'"])), "['a', 'b\\'']");
+        let bools = |f| escape(f, &Value::from(true)).unwrap();
+        assert_eq!(bools(FileFormat::Nginx), "on");
+        assert_eq!(bools(FileFormat::Redis), "yes");
+        assert_eq!(bools(FileFormat::Postgresql), "on");
+        assert_eq!(bools(FileFormat::Shell), "true");
+        assert!(escape(FileFormat::Nginx, &Value::from(())).is_err());
+        assert!(escape(FileFormat::Python, &Value::UNDEFINED).is_err());
+    }
+
+    /// No adversarial string leaves its word or literal: a quoted result has no raw
+    /// line break and every quote inside is escaped (checked by the real programs in
+    /// `tests/consumers.rs`; here the shape).
+    #[test]
+    fn adversarial_strings_never_break_out() {
+        for s in ADVERSARIAL {
+            for f in FileFormat::ALL {
+                let Ok(out) = esc(f, s) else { continue };
+                if f == FileFormat::Plain {
+                    continue;
+                }
+                assert!(!out.contains('\0'), "{f:?} {s:?} -> {out:?}");
+                // Inside single quotes the shell takes every character but `'` as it is.
+                if f != FileFormat::Shell {
+                    assert!(!out.contains('\n'), "{f:?} {s:?} -> {out:?}");
+                    assert!(!out.contains('\u{1b}'), "{f:?} {s:?} -> {out:?}");
+                }
+                if f != FileFormat::Conf && !super::is_plain_word(s) {
+                    let q = out.chars().next().unwrap();
+                    assert!(matches!(q, '"' | '\''), "{f:?} {s:?} -> {out:?}");
+                    assert!(out.ends_with(q), "{f:?} {s:?} -> {out:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn secret_encodings_cover_tojson_and_every_format() {
+        let secret = "k<e>y&'\"\\é";
+        let forms = secret_encodings(secret);
+        assert!(forms.contains(&secret.to_owned()));
+        // tojson writes `<>&'` as \u003c ... (the form `plan` once printed unmasked).
+        assert!(forms.iter().any(|f| f.contains("\\u003c")), "{forms:?}");
+        assert!(forms.iter().any(|f| f.contains("\\xe9")), "{forms:?}");
+        for w in forms.windows(2) {
+            assert!(w[0].len() >= w[1].len(), "longest first: {forms:?}");
+        }
+        assert!(secret_encodings("").is_empty());
+    }
 }

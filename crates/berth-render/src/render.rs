@@ -186,6 +186,8 @@ struct Renderer<'a> {
 impl<'a> Renderer<'a> {
     fn new(input: &RenderInput<'a>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
+        // Debug info would put every referenced variable, secrets included, into errors.
+        env.set_debug(false);
         // A typo must fail loudly, never render as an empty string.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Config files end with a newline; Jinja would drop it by default.
