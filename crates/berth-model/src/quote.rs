@@ -51,15 +51,13 @@ pub fn is_unsafe_char(c: char) -> bool {
 /// ```
 pub fn shown(s: &str) -> String {
     let mut out = String::new();
-    let mut count = 0;
-    for c in s.chars() {
+    for (count, c) in s.chars().enumerate() {
         if count == SHOWN_CHARS {
             let rest = s.chars().count() - SHOWN_CHARS;
             let _ = write!(out, "… ({rest} more characters)");
             return out;
         }
         escape_char(c, &mut out);
-        count += 1;
     }
     out
 }

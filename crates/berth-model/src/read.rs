@@ -116,7 +116,7 @@ pub fn read_input(path: &Path, what: &str, fix: &str) -> Result<String, InputErr
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let valid = &e.as_bytes()[..at];
-        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line = valid.split(|b| *b == b'\n').count();
         let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
         let mut d = Diagnostic::without_position(

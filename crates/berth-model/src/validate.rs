@@ -234,6 +234,7 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one check after another, each a few lines
     fn components_and_secrets(&mut self) {
         self.names();
         for (name, c) in &self.man.components {
@@ -727,6 +728,7 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one check after another, each a few lines
     fn files(&mut self) {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         let mut formats: BTreeMap<&str, (usize, crate::FileFormat)> = BTreeMap::new();

@@ -365,6 +365,13 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 /// strings), so nothing that is special there may pass: no whitespace, no `;{}$'"\\`,
 /// no user name or password, no query and no fragment.
 pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            "it has no scheme (it must start with `http://` or `https://`)".to_owned()
+        }
+        url::ParseError::EmptyHost => "it has no host".to_owned(),
+        other => other.to_string(),
+    })?;
     if let Some(c) = s.chars().find(|c| !is_url_char(*c)) {
         let mut shown_c = String::new();
         crate::quote::escape_char(c, &mut shown_c);
@@ -377,13 +384,6 @@ pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
             "it contains {what}, which is not allowed in a URL here (percent-encode it in the path)"
         ));
     }
-    let url = url::Url::parse(s).map_err(|e| match e {
-        url::ParseError::RelativeUrlWithoutBase => {
-            "it has no scheme (it must start with `http://` or `https://`)".to_owned()
-        }
-        url::ParseError::EmptyHost => "it has no host".to_owned(),
-        other => other.to_string(),
-    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the scheme is `{}`, but only `http` and `https` are supported",
