@@ -853,9 +853,9 @@ mod tests {
             r#"SECRET_KEY = "k\u003ce\u003ey\u0026\u0027\"\\é""#,
             r#"SECRET_KEY = 'k<e>y&\'"\\\xe9'"#,
         ] {
-            let masked = masker.mask(rendered);
-            assert!(!masked.contains('k'), "{masked}");
-            assert!(masked.contains(SECRET_MASK), "{masked}");
+            let shown = masker.mask(rendered);
+            assert!(!shown.contains('k'), "{shown}");
+            assert!(shown.contains(SECRET_MASK), "{shown}");
         }
     }
 
