@@ -219,13 +219,12 @@ fn nginx_accepts_a_prefix_that_needs_quotes() {
     assert!(ok, "{out}\n{conf}");
 }
 
-/// Runs `code` with python3, `configuration.py` at argv[1], the expected values as JSON
-/// on stdin; whether it succeeded and what it printed.
-fn python(code: &str, file: &Path, expected: &serde_json::Value) -> (bool, String) {
+/// Runs `code` with python3, the cases (files and expected values) as JSON on stdin;
+/// whether it succeeded and what it printed.
+fn python(code: &str, cases: &serde_json::Value) -> (bool, String) {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(code)
-        .arg(file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -235,7 +234,7 @@ fn python(code: &str, file: &Path, expected: &serde_json::Value) -> (bool, Strin
         .stdin
         .take()
         .unwrap()
-        .write_all(expected.to_string().as_bytes())
+        .write_all(cases.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     (
@@ -252,23 +251,22 @@ fn python(code: &str, file: &Path, expected: &serde_json::Value) -> (bool, Strin
 /// top-level assignment is a literal equal to the expected value.
 const PY_CHECK: &str = r#"
 import ast, json, sys
-src = open(sys.argv[1], encoding="utf-8").read()
-compile(src, sys.argv[1], "exec")
-tree = ast.parse(src)
-values = {}
-for node in tree.body:
-    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-        values[node.targets[0].id] = node.value
-calls = [n for n in ast.walk(tree) if isinstance(n, (ast.Call, ast.Import, ast.ImportFrom))]
-assert not calls, "code in the configuration: %r" % [ast.dump(c) for c in calls]
-expected = json.load(sys.stdin)
-for name, want in expected.items():
-    path = name.split("/")
-    node = values[path[0]]
-    got = ast.literal_eval(node)
-    for key in path[1:]:
-        got = got[int(key) if key.isdigit() else key]
-    assert got == want, "%s: %r != %r" % (name, got, want)
+for case in json.load(sys.stdin):
+    src = open(case["file"], encoding="utf-8").read()
+    compile(src, case["file"], "exec")
+    tree = ast.parse(src)
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node.value
+    calls = [n for n in ast.walk(tree) if isinstance(n, (ast.Call, ast.Import, ast.ImportFrom))]
+    assert not calls, "%s: code in the configuration: %r" % (case["file"], [ast.dump(c) for c in calls])
+    for name, want in case["expected"].items():
+        path = name.split("/")
+        got = ast.literal_eval(values[path[0]])
+        for key in path[1:]:
+            got = got[int(key) if key.isdigit() else key]
+        assert got == want, "%s: %s: %r != %r" % (case["file"], name, got, want)
 "#;
 
 /// Stops: a quote in `netbox.time_zone` or in a secret (from a crafted archive) ending
@@ -280,8 +278,8 @@ fn python_reads_every_injected_value_back_unchanged() {
     }
     let m = netbox();
     let dir = tempdir();
-    let file = dir.path().join("configuration.py");
     let prefix = Path::new("/var/opt/berth/it's \"netbox\"");
+    let mut checks = Vec::new();
     for p in PAYLOADS {
         let value = payload(p, dir.path());
         // Each setting alone, then every secret: another file (nginx, the shell script)
@@ -303,8 +301,10 @@ fn python_reads_every_injected_value_back_unchanged() {
                     continue;
                 }
             };
-            let text = r.file("netbox/configuration.py");
-            std::fs::write(&file, text).unwrap();
+            let file = dir
+                .path()
+                .join(format!("configuration-{}.py", checks.len()));
+            std::fs::write(&file, r.file("netbox/configuration.py")).unwrap();
             let time_zone = settings
                 .iter()
                 .find(|(n, _)| n == "netbox.time_zone")
@@ -317,10 +317,12 @@ fn python_reads_every_injected_value_back_unchanged() {
                 "API_TOKEN_PEPPERS/1": secret,
                 "MEDIA_ROOT": format!("{}/data/netbox/media", prefix.display()),
             });
-            let (ok, out) = python(PY_CHECK, &file, &expected);
-            assert!(ok, "{value:?}:\n{out}\n{text}");
+            checks.push(serde_json::json!({ "file": file, "expected": expected }));
         }
     }
+    // One interpreter for every case: starting Python per case takes most of the time.
+    let (ok, out) = python(PY_CHECK, &serde_json::Value::from(checks));
+    assert!(ok, "{out}");
 }
 
 /// Stops: a path or value breaking out of its quotes in postgresql.conf. `postgres -C`
