@@ -160,7 +160,9 @@ impl Validator<'_> {
 
     fn app(&mut self) {
         let name = &self.man.app.name;
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        // It is also the default user name, which POSIX caps at 32 characters.
+        let valid = name.len() <= 32
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -169,8 +171,8 @@ impl Validator<'_> {
                 &[Seg::Key("app"), Seg::Key("name")],
                 format!("app name `{name}` is not a valid name"),
                 Some(
-                    "use a lowercase letter followed by lowercase letters, digits and `-` \
-                     (it becomes part of paths, user names and package names)"
+                    "use a lowercase letter followed by lowercase letters, digits and `-`, at \
+                     most 32 characters (it becomes part of paths, user names and package names)"
                         .to_owned(),
                 ),
             );
