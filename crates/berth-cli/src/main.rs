@@ -41,7 +41,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
             // The message and its causes, then what to do next on a line of its own.
-            eprintln!("error: {err:#}");
+            // Paths and tool output in the message may hold escape sequences.
+            eprintln!("error: {}", berth_model::terminal_safe(&format!("{err:#}")));
             let bad_input = matches!(
                 err.downcast_ref::<berth_lifecycle::LifecycleError>(),
                 Some(

@@ -371,10 +371,13 @@ impl Masker {
         Self { secrets }
     }
 
+    /// `text` with every secret masked and control characters escaped: a file a
+    /// service user can write must not send escape sequences to the terminal.
     fn mask(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+        let masked = self.secrets.iter().fold(text.to_owned(), |text, secret| {
             text.replace(secret.as_str(), SECRET_MASK)
-        })
+        });
+        berth_model::terminal_safe(&masked)
     }
 
     /// A unified diff from `old` (`None`: the file does not exist) to `new`, masked.
@@ -857,6 +860,14 @@ mod tests {
             assert!(!shown.contains('k'), "{shown}");
             assert!(shown.contains(SECRET_MASK), "{shown}");
         }
+    }
+
+    /// Stops: a service user writing an escape sequence into a config file it owns,
+    /// which `plan` would print raw to the administrator's terminal.
+    #[test]
+    fn masked_text_has_no_terminal_escapes() {
+        let masker = Masker::new(&[]);
+        assert_eq!(masker.mask("a\u{1b}[2J\tb\n"), "a\\x1b[2J\tb\n");
     }
 
     #[test]

@@ -71,7 +71,7 @@ use std::fmt;
 pub use effective::render_effective;
 pub use facts::Facts;
 pub use manifest::{FileFormat, Manifest};
-pub use quote::{is_unsafe_char, shown};
+pub use quote::{is_unsafe_char, shown, terminal_safe};
 pub use read::{InputError, MAX_INPUT_BYTES, read_input};
 pub use resolve::resolve;
 pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};

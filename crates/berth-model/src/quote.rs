@@ -62,6 +62,31 @@ pub fn shown(s: &str) -> String {
     out
 }
 
+/// `s` made safe for a terminal: every unsafe character escaped except line breaks and
+/// tabs, nothing cut. For text shown as it is (diffs of files others can write, the
+/// output of a tool in an error).
+///
+/// ```
+/// assert_eq!(berth_model::terminal_safe("a\u{1b}]0;x\u{7}\nb"), "a\\x1b]0;x\\x07\nb");
+/// ```
+pub fn terminal_safe(s: &str) -> String {
+    if !s
+        .chars()
+        .any(|c| is_unsafe_char(c) && c != '\n' && c != '\t')
+    {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\n' || c == '\t' {
+            out.push(c);
+        } else {
+            escape_char(c, &mut out);
+        }
+    }
+    out
+}
+
 /// Every unsafe character of `s` escaped, nothing cut (for messages made of known text).
 pub(crate) fn escaped(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
