@@ -4,8 +4,9 @@
 //! auto-escaping for that format, so `{{ settings.web.listen }}` in an nginx file can
 //! never add a directive, and `{{ secrets.key }}` in a Python file is always one string
 //! literal. The same escapes are filters (`| nginx`, `| python`, `| shell`, `| pgconf`,
-//! `| redis`, `| yaml`, `| conf`) for templates that need one explicitly (a filter's
-//! result is not escaped again).
+//! `| redis`, `| json`, `| yaml`, `| conf`) for a value in another language inside the
+//! file: a filter's result is final in a file of its own format, and escaped again for
+//! the file otherwise (a shell word in a YAML file is a YAML string).
 //!
 //! Two families:
 //!

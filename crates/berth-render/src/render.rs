@@ -226,9 +226,21 @@ impl<'a> Renderer<'a> {
             }
             _ => minijinja::escape_formatter(out, state, value),
         });
+        // A filter's result is final in a file of its own format (or a plain one); in a
+        // file of another format it is a value like any other and is escaped again:
+        // a shell word in a YAML file is a YAML string.
         for (filter, format) in crate::escape::FILTERS {
-            env.add_filter(filter, move |value: Value| {
-                crate::escape::escape(format, &value).map(Value::from_safe_string)
+            env.add_filter(filter, move |state: &minijinja::State, value: Value| {
+                let text = crate::escape::escape(format, &value)?;
+                let own = match state.auto_escape() {
+                    AutoEscape::Custom(name) => *name == *format.name(),
+                    _ => true,
+                };
+                Ok::<_, minijinja::Error>(if own {
+                    Value::from_safe_string(text)
+                } else {
+                    Value::from(text)
+                })
             });
         }
         for (name, source) in &input.manifest.templates {

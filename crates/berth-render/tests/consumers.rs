@@ -449,7 +449,16 @@ fn redis_loads_every_injected_password_unchanged() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        // The socket file exists from bind(); connecting works once redis listens.
+        let mut s = loop {
+            match std::os::unix::net::UnixStream::connect(&socket) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("redis-server does not answer on its socket: {e}"),
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let auth = resp(&mut s, &[b"AUTH", secret.as_bytes()], b"+OK\r\n");
         let mut want = b"*2\r\n".to_vec();
