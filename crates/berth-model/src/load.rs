@@ -68,7 +68,7 @@ impl LoadedManifest {
                         .diag(
                             span(),
                             format!(
-                                "template `{}` is a symlink to `{}`, outside the manifest's directory",
+                                "template `{}` leads through a symlink to `{}`, outside the manifest's directory",
                                 file.template,
                                 resolved.display()
                             ),
