@@ -637,3 +637,23 @@ fn hostile_values_are_escaped_and_cut_in_errors() {
         "{stderr:?}"
     );
 }
+
+/// Stops: an escape sequence in a path (here the `--manifest` directory's name)
+/// reaching the terminal through an error message.
+#[test]
+fn escape_sequences_in_paths_are_shown_escaped() {
+    let parent = tempfile::tempdir().unwrap();
+    let manifest = parent.path().join("app\u{1b}]0;owned\u{7}");
+    std::fs::create_dir(&manifest).unwrap();
+    let stderr = rejects(
+        &manifest,
+        "",
+        &["config", "check"],
+        2,
+        &["No app manifest at `", "app\\x1b]0;owned\\x07"],
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+}

@@ -21,6 +21,30 @@ fn netbox() -> &'static LoadedManifest {
     M.get_or_init(|| LoadedManifest::load(netbox_dir()).unwrap_or_else(|d| panic!("{d}")))
 }
 
+/// The demo fixture declares every setting type (url, string_list, size, duration ...).
+fn demo() -> &'static LoadedManifest {
+    static M: OnceLock<LoadedManifest> = OnceLock::new();
+    M.get_or_init(|| {
+        LoadedManifest::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/demo"
+        )))
+        .unwrap_or_else(|d| panic!("{d}"))
+    })
+}
+
+const DEMO_SITE: &str = r#"external_url = "http://demo.example.com/x/"
+[web]
+workers = 3
+log_level = "debug"
+timeout = "1m 30s"
+admin_email = "ops@example.com"
+allowed_hosts = ["a.example.com", "b"]
+[redis]
+maxmemory = "64MiB"
+persist = true
+"#;
+
 fn netbox_text() -> &'static str {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| std::fs::read_to_string(netbox_dir().join("berth.toml")).unwrap())
@@ -155,6 +179,16 @@ proptest! {
     #[test]
     fn site_parser_survives_spliced_tokens(text in spliced(SITE)) {
         site_roundtrip(&text);
+    }
+
+    #[test]
+    fn every_setting_type_survives_mutations(text in prop_oneof![mutated(DEMO_SITE), spliced(DEMO_SITE)]) {
+        if let Ok(site) = parse_site("site.toml", &text, demo()) {
+            let _ = resolve(demo(), &site, &Facts::fixture());
+        } else if let Err(d) = parse_site("site.toml", &text, demo()) {
+            let shown = d.to_string();
+            assert!(!shown.contains('\0') && !shown.contains('\u{1b}'), "{shown}");
+        }
     }
 
     #[test]
