@@ -895,6 +895,32 @@ impl Validator<'_> {
             };
             let display = dir.join(name).display().to_string();
             let src = Source::new(&display, text);
+            let format = self
+                .man
+                .files
+                .iter()
+                .find(|f| &f.template == name)
+                .map(|f| f.format);
+            if let Some(format) = format
+                && !matches!(format, crate::FileFormat::Conf | crate::FileFormat::Plain)
+                && let Some(at) = own_quotes(text)
+            {
+                // berth quotes the value itself: quotes of the template's own around it
+                // would end up doubled (`''/path'/x'`), a broken file at best.
+                self.diags.push(
+                    src.diag(
+                        Some(at..at + 3),
+                        format!(
+                            "template `{name}` puts a value inside quotes of its own, but values in a `{}` file are quoted by berth",
+                            format.name()
+                        ),
+                    )
+                    .with_help(
+                        "remove the quotes and build the whole value in one expression, \
+                         e.g. `{{ paths.run ~ \"/app.sock\" }}` (see Escaping in docs/manifest.md)",
+                    ),
+                );
+            }
             let env = minijinja::Environment::new();
             match env.template_from_str(text) {
                 Ok(t) => {
@@ -1190,6 +1216,14 @@ impl WaitGraph {
 pub(crate) fn manifest_diag(m: &LoadedManifest, path: &[Seg<'_>], message: String) -> Diagnostic {
     let loc = Locator::new(&m.manifest.source_text);
     Source::new(&m.source_name, &m.manifest.source_text).diag(loc.value(path), message)
+}
+
+/// Where a template opens quotes of its own right before a `{{` (`'{{`, `"{{`).
+fn own_quotes(text: &str) -> Option<usize> {
+    text.match_indices("{{")
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && matches!(text.as_bytes()[i - 1], b'"' | b'\''))
+        .map(|i| i - 1)
 }
 
 /// The setuid, setgid and sticky bits of a valid octal mode.

@@ -265,3 +265,22 @@ fn every_file_has_one_format() {
         "{e}"
     );
 }
+
+/// A vendor's own quotes around a value that berth quotes too are caught when the
+/// manifest is checked, not when the service fails to read its file.
+#[test]
+fn quotes_of_the_template_around_a_value_are_refused() {
+    let text = BASE.replace("format = \"conf\"", "format = \"postgresql\"");
+    let templates = BTreeMap::from([(
+        "t.j2".to_owned(),
+        "# ok\nunix_socket_directories = '{{ paths.run }}/pg'\n".to_owned(),
+    )]);
+    let m = LoadedManifest::from_sources("berth.toml", &text, templates).unwrap();
+    let e = validate(&m).unwrap_err().to_string();
+    assert!(e.contains("puts a value inside quotes of its own"), "{e}");
+    assert!(e.contains("t.j2:2:27"), "{e}");
+    // In a `conf` file there is no quoting by berth: quotes are the template's business.
+    let templates = BTreeMap::from([("t.j2".to_owned(), "url = \"{{ app.name }}\"\n".to_owned())]);
+    let m = LoadedManifest::from_sources("berth.toml", BASE, templates).unwrap();
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+}
