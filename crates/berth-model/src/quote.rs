@@ -42,7 +42,7 @@ pub fn is_unsafe_char(c: char) -> bool {
         )
 }
 
-/// `s` with every unsafe character escaped and cut after [`SHOWN_CHARS`] characters
+/// `s` with every unsafe character escaped and cut after 60 characters
 /// (saying how much was left out), ready to put between backticks in a message.
 ///
 /// ```
