@@ -16,6 +16,11 @@
 //! - **Resolve**: [`resolve`] merges default < derived from [`Facts`] < profile < site
 //!   into a [`ResolvedConfig`].
 //! - **Show it**: [`render_effective`] prints the effective config as a `site.toml`.
+//! - **Read input files safely**: [`read_input`] refuses what is not a regular UTF-8 file
+//!   of sane size (a FIFO, a device, a dangling symlink) without blocking.
+//! - **Echo input safely**: [`shown`] and [`terminal_safe`] escape control characters
+//!   (and cut long values) before anything typed or planted reaches a terminal;
+//!   [`is_unsafe_char`] is the set of characters string settings refuse.
 //!
 //! # Example
 //!
