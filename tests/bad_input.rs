@@ -498,3 +498,162 @@ fn missing_packages_as_a_normal_user_name_the_apt_get_line() {
     );
     assert_eq!(snapshot_tree(&prefix), before, "the prefix changed");
 }
+
+// ---- unreadable inputs (exit 2, the path named, never "all defaults") ---------------
+
+/// Runs `berth config check` on the fixture with `--config config`, failing the test
+/// if berth does not exit within 20 s (a FIFO once made it wait forever).
+fn check_with_config(prefix: &Path, config: &Path) -> (i32, String) {
+    let mut child = std::process::Command::new(berth_tests::berth_bin())
+        .arg("--prefix")
+        .arg(prefix)
+        .arg("--manifest")
+        .arg(stack())
+        .arg("--config")
+        .arg(config)
+        .args(["config", "check"])
+        .env_remove("BERTH_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth hung on --config {}", config.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Stops: a typo in `reconfigure --config …` silently meaning "all defaults" and
+/// resetting a live instance; a FIFO hanging berth; `/dev/zero` filling memory; and
+/// unreadable inputs exiting 1 (the operation failed) instead of 2 (bad input).
+#[test]
+fn an_explicit_config_that_is_not_a_readable_file_is_bad_input() {
+    let dir = prefix_dir("config");
+    let d = dir.path();
+    let fifo = d.join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere.toml"), d.join("dangling.toml")).unwrap();
+    std::os::unix::fs::symlink(d.join("loop.toml"), d.join("loop.toml")).unwrap();
+    std::fs::write(d.join("latin1.toml"), b"[app]\ngreeting = \"caf\xe9\"\n").unwrap();
+    std::fs::create_dir(d.join("dir.toml")).unwrap();
+    let before = snapshot_tree(d);
+    for (config, why) in [
+        (d.join("typo.toml"), "no such file"),
+        (
+            d.join("dangling.toml"),
+            "it is a symlink to `<dir>/nowhere.toml` that points at nothing (a dangling symlink)",
+        ),
+        (d.join("loop.toml"), "it is a symlink loop"),
+        (d.join("dir.toml"), "it is a directory, not a regular file"),
+        (
+            fifo.clone(),
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            Path::new("/dev/zero").to_path_buf(),
+            "it is a character device",
+        ),
+        (
+            d.join("latin1.toml"),
+            "it is not UTF-8 text (invalid byte 0xe9 at line 2, column 16)",
+        ),
+    ] {
+        let (code, stderr) = check_with_config(&d.join("prefix"), &config);
+        let stderr = stderr.replace(&d.display().to_string(), "<dir>");
+        let config = Path::new("<dir>").join(config.strip_prefix(d).unwrap_or(&config));
+        assert_eq!(code, 2, "--config {}:\n{stderr}", config.display());
+        assert!(
+            stderr.contains(&format!("Failed to read the site config: {why}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+        let help = if why.contains("UTF-8") {
+            "help: save the file as UTF-8"
+        } else {
+            "help: check the path given to `--config`"
+        };
+        assert!(stderr.contains(help), "{stderr}");
+    }
+    assert_eq!(before, snapshot_tree(d), "bad input changed files");
+}
+
+/// Stops: a manifest directory without `berth.toml` exiting 1 like a failed operation.
+#[test]
+fn a_manifest_directory_without_berth_toml_is_bad_input() {
+    let empty = tempfile::tempdir().unwrap();
+    let stderr = rejects(
+        empty.path(),
+        "",
+        &["config", "check"],
+        2,
+        &[
+            "No app manifest at `",
+            "the directory must contain `berth.toml`",
+        ],
+    );
+    assert!(stderr.contains("berth.toml"), "{stderr}");
+}
+
+/// Stops: a number too large for 64 bits reported as "found a float".
+#[test]
+fn an_integer_overflow_is_reported_as_too_large() {
+    let stderr = rejects(
+        &stack(),
+        "[app]\nport = 99999999999999999999\n",
+        &["config", "check"],
+        2,
+        &[
+            "error: the number `99999999999999999999` for `app.port` is too large",
+            "  --> <prefix>/site.toml:2:8",
+        ],
+    );
+    assert!(!stderr.contains("float"), "{stderr}");
+}
+
+/// Stops: NUL and terminal escape sequences echoed raw, and a 1 MiB value echoed in
+/// full three times (message, help, source line).
+#[test]
+fn hostile_values_are_escaped_and_cut_in_errors() {
+    let huge = "x".repeat(1 << 20);
+    let stderr = rejects(
+        &stack(),
+        &format!("[nginx]\nlisten = \"{huge}\\u001b[2J\\u0000\"\n"),
+        &["config", "check"],
+        2,
+        &["has a control character", "help: remove line breaks"],
+    );
+    assert!(stderr.len() < 2_000, "{} bytes of error", stderr.len());
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\0'),
+        "{stderr:?}"
+    );
+}
+
+/// Stops: an escape sequence in a path (here the `--manifest` directory's name)
+/// reaching the terminal through an error message.
+#[test]
+fn escape_sequences_in_paths_are_shown_escaped() {
+    let parent = tempfile::tempdir().unwrap();
+    let manifest = parent.path().join("app\u{1b}]0;owned\u{7}");
+    std::fs::create_dir(&manifest).unwrap();
+    let stderr = rejects(
+        &manifest,
+        "",
+        &["config", "check"],
+        2,
+        &["No app manifest at `", "app\\x1b]0;owned\\x07"],
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+}

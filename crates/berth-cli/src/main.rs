@@ -41,7 +41,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
             // The message and its causes, then what to do next on a line of its own.
-            eprintln!("error: {err:#}");
+            // Paths and tool output in the message may hold escape sequences.
+            eprintln!("error: {}", berth_model::terminal_safe(&format!("{err:#}")));
+            let bad_input = matches!(
+                err.downcast_ref::<berth_lifecycle::LifecycleError>(),
+                Some(
+                    berth_lifecycle::LifecycleError::NoManifest(_)
+                        | berth_lifecycle::LifecycleError::NoDefaultManifest
+                )
+            );
             let hint = err
                 .chain()
                 .find_map(|e| e.downcast_ref::<berth_lifecycle::LifecycleError>())
@@ -49,7 +57,11 @@ fn main() -> ExitCode {
             if let Some(h) = hint {
                 eprintln!("hint: {h}");
             }
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(if bad_input {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }

@@ -378,22 +378,29 @@ fn services_of(files: &[FileChange]) -> (Vec<String>, Vec<String>) {
 
 /// Replaces secret values in text shown to people.
 struct Masker {
-    /// Longest first, so a secret that contains another is masked whole.
+    /// Every form each secret takes once a template escaped it (JSON, Python, shell ...),
+    /// longest first, so a secret that contains another is masked whole.
     secrets: Vec<String>,
 }
 
 impl Masker {
     fn new(secrets: &[String]) -> Self {
-        let mut secrets: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let mut secrets: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| berth_render::secret_encodings(s))
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Self { secrets }
     }
 
+    /// `text` with every secret masked and control characters escaped: a file a
+    /// service user can write must not send escape sequences to the terminal.
     fn mask(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+        let masked = self.secrets.iter().fold(text.to_owned(), |text, secret| {
             text.replace(secret.as_str(), SECRET_MASK)
-        })
+        });
+        berth_model::terminal_safe(&masked)
     }
 
     /// A unified diff from `old` (`None`: the file does not exist) to `new`, masked.
@@ -900,6 +907,32 @@ mod tests {
     fn masking_replaces_longest_secrets_first() {
         let masker = Masker::new(&["abc".to_owned(), "abcdef".to_owned(), String::new()]);
         assert_eq!(masker.mask("x=abcdef y=abc"), "x=******** y=********");
+    }
+
+    /// A secret full of characters that escaping changes is masked in every form a
+    /// template gives it (the old literal replace missed `tojson`'s `\u003c`, so `plan`
+    /// printed the key).
+    #[test]
+    fn masking_covers_every_escaped_form_of_a_secret() {
+        let secret = "k<e>y&'\"\\é";
+        let masker = Masker::new(&[secret.to_owned()]);
+        // As minijinja's `tojson` writes it, and as the `python` format writes it.
+        for rendered in [
+            r#"SECRET_KEY = "k\u003ce\u003ey\u0026\u0027\"\\é""#,
+            r#"SECRET_KEY = 'k<e>y&\'"\\\xe9'"#,
+        ] {
+            let shown = masker.mask(rendered);
+            assert!(!shown.contains('k'), "{shown}");
+            assert!(shown.contains(SECRET_MASK), "{shown}");
+        }
+    }
+
+    /// Stops: a service user writing an escape sequence into a config file it owns,
+    /// which `plan` would print raw to the administrator's terminal.
+    #[test]
+    fn masked_text_has_no_terminal_escapes() {
+        let masker = Masker::new(&[]);
+        assert_eq!(masker.mask("a\u{1b}[2J\tb\n"), "a\\x1b[2J\tb\n");
     }
 
     #[test]

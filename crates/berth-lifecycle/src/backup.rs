@@ -5,7 +5,6 @@
 //! (`config/site.toml`), the app manifest the instance runs (`manifest/`) and the
 //! secrets encrypted to the backup key (`secrets.age`). See `docs/backup.md`.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -568,7 +567,12 @@ fn create_archive(
                 hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
             });
         }
-        add_tree_beneath(&mut writer, &format!("database/{}", db.name), &dump_tmp.0, "db")?;
+        add_tree_beneath(
+            &mut writer,
+            &format!("database/{}", db.name),
+            &dump_tmp.0,
+            "db",
+        )?;
     }
     if inst.config_exists {
         writer.add_file("config/site.toml", &inst.config_path)?;
@@ -834,7 +838,8 @@ pub fn verify(
     }
     let tmp = staging(inst, "verify")?;
     // Traversable, so the unprivileged `pg_restore` reaches its own directory below.
-    set_mode(&tmp.0, 0o711)?;
+    let (parent, name) = berth_host::beneath::in_parent(&tmp.0)?;
+    parent.set_mode(&name, 0o711)?;
     let out = tmp.0.join("x");
     std::fs::create_dir(&out).map_err(LifecycleError::io("create", &out))?;
     let toc = facts.dump_path.as_ref().map(|p| format!("{p}/toc.dat"));
@@ -894,8 +899,6 @@ pub fn verify(
         key_opens_secrets,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
 }
 
 /// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.

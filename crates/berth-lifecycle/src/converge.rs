@@ -138,7 +138,13 @@ pub(crate) fn mask_list(secrets: &BTreeMap<String, String>) -> Vec<String> {
 /// Replace every secret value in `text` with `********`.
 pub fn mask(text: &str, secrets: &BTreeMap<String, String>) -> String {
     let mut out = text.to_owned();
-    for v in mask_list(secrets) {
+    // Every form a template can give a secret (escaped for Python, JSON, the shell ...).
+    let mut forms: Vec<String> = mask_list(secrets)
+        .iter()
+        .flat_map(|v| berth_render::secret_encodings(v))
+        .collect();
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    for v in forms {
         out = out.replace(&v, "********");
     }
     out

@@ -81,7 +81,8 @@ fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
 }
 
 fn load_dir(dir: &Path) -> Result<LoadedManifest> {
-    if !dir.join("berth.toml").is_file() {
+    // Anything at that path (a directory, a FIFO ...) is `load`'s to report.
+    if std::fs::symlink_metadata(dir.join("berth.toml")).is_err() {
         return Err(LifecycleError::NoManifest(dir.join("berth.toml")));
     }
     Ok(LoadedManifest::load(dir)?)
@@ -132,10 +133,21 @@ pub fn open(global: &Locate) -> Result<Instance> {
         Some(c) => absolute(c)?,
         None => prefix.join("site.toml"),
     };
-    let (text, config_exists) = match std::fs::read_to_string(&config_path) {
+    // A missing default `site.toml` means "all defaults"; a `--config` that names
+    // nothing is a typo, and must not reset a live instance to the defaults.
+    let fix = if global.config.is_some() {
+        "check the path given to `--config` (or `BERTH_CONFIG`); leave it out to use \
+         `<prefix>/site.toml`"
+    } else {
+        "the site config must be a regular UTF-8 file"
+    };
+    let (text, config_exists) = match berth_model::read_input(&config_path, "the site config", fix)
+    {
         Ok(t) => (t, true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
-        Err(e) => return Err(LifecycleError::io("read the site config", &config_path)(e)),
+        Err(berth_model::InputError::Missing(_)) if global.config.is_none() => {
+            (String::new(), false)
+        }
+        Err(e) => return Err(e.into_diagnostics().into()),
     };
     let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
     let config = berth_model::resolve(&manifest, &site, &facts)?;

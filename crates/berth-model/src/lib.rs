@@ -16,6 +16,11 @@
 //! - **Resolve**: [`resolve`] merges default < derived from [`Facts`] < profile < site
 //!   into a [`ResolvedConfig`].
 //! - **Show it**: [`render_effective`] prints the effective config as a `site.toml`.
+//! - **Read input files safely**: [`read_input`] refuses what is not a regular UTF-8 file
+//!   of sane size (a FIFO, a device, a dangling symlink) without blocking.
+//! - **Echo input safely**: [`shown`] and [`terminal_safe`] escape control characters
+//!   (and cut long values) before anything typed or planted reaches a terminal;
+//!   [`is_unsafe_char`] is the set of characters string settings refuse.
 //!
 //! # Example
 //!
@@ -54,6 +59,8 @@ pub mod facts;
 mod load;
 mod locate;
 pub mod manifest;
+mod quote;
+mod read;
 mod resolve;
 pub mod site;
 mod site_parse;
@@ -68,7 +75,9 @@ use std::fmt;
 
 pub use effective::render_effective;
 pub use facts::Facts;
-pub use manifest::Manifest;
+pub use manifest::{FileFormat, Manifest};
+pub use quote::{is_unsafe_char, shown, terminal_safe};
+pub use read::{InputError, MAX_INPUT_BYTES, read_input};
 pub use resolve::resolve;
 pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};
 pub use site_parse::parse_site;
@@ -214,28 +223,24 @@ impl<'a> IntoIterator for &'a Diagnostics {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Everything shown is escaped: a message or a source line may hold input
+        // with terminal escape sequences, and a source line may be very long.
+        let file = quote::escaped(&self.file);
+        writeln!(f, "error: {}", quote::escaped(&self.message))?;
         if self.line > 0 {
-            writeln!(f, "error: {}", self.message)?;
-            writeln!(f, "  --> {}:{}:{}", self.file, self.line, self.column)?;
+            writeln!(f, "  --> {file}:{}:{}", self.line, self.column)?;
             if let Some(src) = &self.source_line {
+                let (text, pad, width) = quote::source_window(src, self.column, self.width);
                 let gutter = self.line.to_string().len();
                 writeln!(f, "{:gutter$} |", "")?;
-                writeln!(f, "{} | {}", self.line, src)?;
-                let pad = self.column.saturating_sub(1);
-                writeln!(
-                    f,
-                    "{:gutter$} | {:pad$}{}",
-                    "",
-                    "",
-                    "^".repeat(self.width.max(1))
-                )?;
+                writeln!(f, "{} | {text}", self.line)?;
+                writeln!(f, "{:gutter$} | {:pad$}{}", "", "", "^".repeat(width))?;
             }
         } else {
-            writeln!(f, "error: {}", self.message)?;
-            writeln!(f, "  --> {}", self.file)?;
+            writeln!(f, "  --> {file}")?;
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            writeln!(f, "  = help: {}", quote::escaped(help))?;
         }
         Ok(())
     }

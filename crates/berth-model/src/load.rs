@@ -29,35 +29,73 @@ impl LoadedManifest {
     pub fn load(dir: &Path) -> Result<LoadedManifest, Diagnostics> {
         let path = dir.join(MANIFEST_FILE);
         let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Diagnostic::without_position(&source_name, format!("Failed to read the manifest: {e}"))
-                .with_help(format!(
-                    "an app directory holds its manifest in `{MANIFEST_FILE}`"
-                ))
-        })?;
+        let text = crate::read_input(
+            &path,
+            "the manifest",
+            &format!(
+                "an app directory holds its manifest in `{MANIFEST_FILE}`: check the directory \
+                 given to `--manifest`"
+            ),
+        )
+        .map_err(crate::InputError::into_diagnostics)?;
         let mut manifest = parse_manifest(&source_name, &text)?;
 
         let mut diags = Diagnostics::default();
         let mut templates = BTreeMap::new();
         let locator = Locator::new(&text);
         let source = Source::new(&source_name, &text);
+        // Templates are read as root: each must be a file inside the manifest's
+        // directory, also once symlinks are followed, or `plan` could print any file.
+        let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         for (i, file) in manifest.files.iter().enumerate() {
             if templates.contains_key(&file.template) {
                 continue;
             }
-            match std::fs::read_to_string(dir.join(&file.template)) {
+            let span = || locator.value(&[Seg::Key("files"), Seg::Index(i), Seg::Key("template")]);
+            if let Err(why) = relative_inside(&file.template) {
+                diags.push(
+                    source
+                        .diag(span(), format!("template path `{}` {why}", crate::shown(&file.template)))
+                        .with_help("write a path relative to the manifest's directory, without `..`, e.g. `templates/app.conf.j2`"),
+                );
+                continue;
+            }
+            let full = dir.join(&file.template);
+            let resolved = std::fs::canonicalize(&full).unwrap_or(full);
+            if !resolved.starts_with(&root) {
+                diags.push(
+                    source
+                        .diag(
+                            span(),
+                            format!(
+                                "template `{}` leads through a symlink to `{}`, outside the manifest's directory",
+                                file.template,
+                                resolved.display()
+                            ),
+                        )
+                        .with_help("copy the template into the manifest's directory"),
+                );
+                continue;
+            }
+            match crate::read_input(
+                &resolved,
+                &format!("template `{}`", file.template),
+                "template paths are relative to the manifest's directory",
+            ) {
                 Ok(body) => {
                     templates.insert(file.template.clone(), body);
                 }
                 Err(e) => {
-                    let span =
-                        locator.value(&[Seg::Key("files"), Seg::Index(i), Seg::Key("template")]);
+                    let why = e
+                        .into_diagnostics()
+                        .0
+                        .into_iter()
+                        .next()
+                        .map(|d| d.message)
+                        .unwrap_or_default();
                     diags.push(
                         source
-                            .diag(
-                                span,
-                                format!("Failed to read template `{}`: {e}", file.template),
-                            )
+                            .diag(span(), why)
                             .with_help("template paths are relative to the manifest's directory"),
                     );
                 }
@@ -86,6 +124,28 @@ impl LoadedManifest {
             templates,
         })
     }
+}
+
+/// Why `path` is not a plain relative path that stays below its base directory.
+pub(crate) fn relative_inside(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.starts_with('/') {
+        return Err("is absolute");
+    }
+    if path.chars().any(crate::is_unsafe_char) {
+        return Err("has a control character");
+    }
+    if Path::new(path).components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
+        return Err("leaves its directory (`..`)");
+    }
+    Ok(())
 }
 
 /// At most this many unknown keys are reported from one manifest (each costs a parse).

@@ -256,6 +256,8 @@ pub struct FileDecl {
     pub path: String,
     /// Template, relative to the manifest's directory.
     pub template: String,
+    /// The file's syntax: decides how every value the template prints is escaped.
+    pub format: FileFormat,
     /// Component whose user owns the file; none means root/self.
     #[serde(default)]
     pub owner: Option<String>,
@@ -271,6 +273,74 @@ pub struct FileDecl {
     /// Only rendered when this component is enabled.
     #[serde(default)]
     pub component: Option<String>,
+}
+
+/// The syntax of a rendered file. Every value a template prints with `{{ ... }}` is
+/// escaped for it, so a setting cannot add a directive, a line or code to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// nginx configuration: a string is written bare when it is a plain word, else in
+    /// double quotes; `$` is refused (nginx cannot escape it).
+    Nginx,
+    /// Python source: every value is a Python literal (`'text'`, `3`, `True`, `None`).
+    Python,
+    /// JSON: every value is a JSON literal.
+    Json,
+    /// YAML: every value is a JSON literal, which YAML reads as the same value.
+    Yaml,
+    /// POSIX shell: a string is written bare when it is a plain word, else in single quotes.
+    Shell,
+    /// `postgresql.conf`: a string is written bare when it is a plain word, else in
+    /// single quotes.
+    Postgresql,
+    /// `redis.conf`: a string is written bare when it is a plain word, else in double
+    /// quotes with `\x` escapes.
+    Redis,
+    /// Line-based `key = value` text without quoting (`ini`, `pg_hba.conf`): values are
+    /// written as they are, but a control character (a line break) is refused.
+    #[serde(alias = "ini")]
+    Conf,
+    /// No escaping at all: the template is responsible for every value (use a filter).
+    Plain,
+}
+
+impl FileFormat {
+    /// Every format, in the order the docs list them.
+    pub const ALL: [FileFormat; 9] = [
+        FileFormat::Nginx,
+        FileFormat::Python,
+        FileFormat::Json,
+        FileFormat::Yaml,
+        FileFormat::Shell,
+        FileFormat::Postgresql,
+        FileFormat::Redis,
+        FileFormat::Conf,
+        FileFormat::Plain,
+    ];
+
+    /// The name written in `format = "..."`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Nginx => "nginx",
+            FileFormat::Python => "python",
+            FileFormat::Json => "json",
+            FileFormat::Yaml => "yaml",
+            FileFormat::Shell => "shell",
+            FileFormat::Postgresql => "postgresql",
+            FileFormat::Redis => "redis",
+            FileFormat::Conf => "conf",
+            FileFormat::Plain => "plain",
+        }
+    }
+
+    /// The format named `name` (`ini` is `conf`).
+    pub fn from_name(name: &str) -> Option<FileFormat> {
+        if name == "ini" {
+            return Some(FileFormat::Conf);
+        }
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 fn default_file_mode() -> String {

@@ -93,7 +93,7 @@ impl SiteParser<'_> {
             Ok(url) => self.site.external_url = Some(Spanned::new(value.span(), url)),
             Err(why) => self.error(
                 value.span(),
-                format!("`{s}` is not a valid `external_url`: {why}"),
+                format!("`{}` is not a valid `external_url`: {why}", crate::shown(s)),
                 Some(
                     "write the absolute URL people use to reach the app, e.g. \
                      \"https://app.example.com/\""
@@ -138,7 +138,11 @@ impl SiteParser<'_> {
                 None => format!("profiles: {list}"),
             }
         };
-        self.error(value.span(), format!("unknown profile `{s}`"), Some(help));
+        self.error(
+            value.span(),
+            format!("unknown profile `{}`", crate::shown(s)),
+            Some(help),
+        );
     }
 
     fn group(&mut self, name: &str, key_span: Range<usize>, value: &Spanned<DeValue<'_>>) {
@@ -174,6 +178,17 @@ impl SiteParser<'_> {
             let key_name = key.get_ref().as_ref();
             let qualified = format!("{name}.{key_name}");
             if let Some(decl) = group.and_then(|g| g.get(key_name)) {
+                if let Some(n) = too_large(value.get_ref()) {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "the number `{}` for `{qualified}` is too large",
+                            crate::shown(n)
+                        ),
+                        Some(format!("integers go from {} to {}", i64::MIN, i64::MAX)),
+                    );
+                    continue;
+                }
                 match check_value(&qualified, decl, &to_value(value.get_ref())) {
                     Ok(v) => {
                         self.site
@@ -225,6 +240,17 @@ impl SiteParser<'_> {
                 self.error(key.span(), format!("unknown setting `{qualified}`"), help);
             }
         }
+    }
+}
+
+/// The text of an integer (also inside an array) too large for 64 bits.
+fn too_large<'v>(v: &'v DeValue<'_>) -> Option<&'v str> {
+    match v {
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .is_err()
+            .then(|| i.as_str()),
+        DeValue::Array(a) => a.iter().find_map(|v| too_large(v.get_ref())),
+        _ => None,
     }
 }
 

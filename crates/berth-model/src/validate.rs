@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::load::relative_inside;
 use crate::locate::{Locator, Seg};
 use crate::manifest::{DataDir, Manifest, SettingDecl, SettingType};
 use crate::span::Source;
@@ -159,7 +160,9 @@ impl Validator<'_> {
 
     fn app(&mut self) {
         let name = &self.man.app.name;
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        // It is also the default user name, which POSIX caps at 32 characters.
+        let valid = name.len() <= 32
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -168,17 +171,32 @@ impl Validator<'_> {
                 &[Seg::Key("app"), Seg::Key("name")],
                 format!("app name `{name}` is not a valid name"),
                 Some(
-                    "use a lowercase letter followed by lowercase letters, digits and `-` \
-                     (it becomes part of paths, user names and package names)"
+                    "use a lowercase letter followed by lowercase letters, digits and `-`, at \
+                     most 32 characters (it becomes part of paths, user names and package names)"
                         .to_owned(),
                 ),
             );
         }
-        if self.man.app.version.trim().is_empty() {
+        let version = &self.man.app.version;
+        if version.trim().is_empty() {
             self.at_value(
                 &[Seg::Key("app"), Seg::Key("version")],
                 "`app.version` is empty".to_owned(),
                 Some("set the version the bundled components are pinned to".to_owned()),
+            );
+        } else if !is_version(version) {
+            // The version names a directory (`<prefix>/releases/<version>`).
+            self.at_value(
+                &[Seg::Key("app"), Seg::Key("version")],
+                format!(
+                    "`app.version` `{}` is not a valid version",
+                    crate::shown(version)
+                ),
+                Some(
+                    "use letters, digits and `.`, `_`, `+`, `~`, `-`, starting with a letter or \
+                     digit, e.g. \"4.7.3\" (it becomes a directory name)"
+                        .to_owned(),
+                ),
             );
         }
         if let Some(url) = &self.man.app.default_external_url
@@ -192,8 +210,49 @@ impl Validator<'_> {
         }
     }
 
+    /// Names of components, services, jobs and hooks become file and directory names.
+    fn names(&mut self) {
+        let man = self.man;
+        let tables = [
+            ("components", man.components.keys().collect::<Vec<_>>()),
+            ("services", man.services.keys().collect()),
+            ("jobs", man.jobs.keys().collect()),
+            ("hooks", man.hooks.keys().collect()),
+        ];
+        for (table, names) in tables {
+            for name in names {
+                if !is_name(name) {
+                    self.at_key(
+                        &[Seg::Key(table), Seg::Key(name)],
+                        format!("`{}` cannot be a name in `[{table}]`", crate::shown(name)),
+                        Some(
+                            "use letters, digits, `_` and `-`, starting with a letter, digit or `_` \
+                             (names become file and directory names)"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // one check after another, each a few lines
     fn components_and_secrets(&mut self) {
+        self.names();
         for (name, c) in &self.man.components {
+            if let Some(user) = &c.user
+                && !is_user_name(user)
+            {
+                self.at_value(
+                    &[Seg::Key("components"), Seg::Key(name), Seg::Key("user")],
+                    format!("`{}` is not a valid user name", crate::shown(user)),
+                    Some(
+                        "use a POSIX user name: a lowercase letter or `_`, then lowercase letters, \
+                         digits, `_` and `-`, at most 32 characters"
+                            .to_owned(),
+                    ),
+                );
+            }
             for (i, d) in c.data_dirs.iter().enumerate() {
                 let at = [
                     Seg::Key("components"),
@@ -202,16 +261,26 @@ impl Validator<'_> {
                     Seg::Index(i),
                 ];
                 let path = d.path();
-                if path.is_empty()
-                    || path.starts_with('/')
-                    || Path::new(path).components().any(|c| c.as_os_str() == "..")
-                {
+                if let Err(why) = relative_inside(path) {
                     self.at_value(
                         &at,
                         format!(
-                            "data directory `{path}` of component `{name}` leaves `<prefix>/data`"
+                            "data directory `{}` of component `{name}` {why}",
+                            crate::shown(path)
                         ),
                         Some("write a relative path without `..`, e.g. `media`".to_owned()),
+                    );
+                }
+                if is_octal_mode(d.mode()) && special_bits(d.mode()) & 0o6000 != 0 {
+                    // A setgid directory passes its group to everything created in it;
+                    // berth never asks for that. Sticky is harmless and allowed.
+                    self.at_value(
+                        &at,
+                        format!(
+                            "data directory `{path}` has mode `{}`, with the setuid or setgid bit",
+                            d.mode()
+                        ),
+                        Some("drop the leading 2, 4 or 6, e.g. \"0750\"".to_owned()),
                     );
                 }
                 if !is_octal_mode(d.mode()) {
@@ -247,6 +316,17 @@ impl Validator<'_> {
         }
         for (name, s) in &self.man.secrets {
             let path = [Seg::Key("secrets"), Seg::Key(name)];
+            if !is_identifier(name) && !name.chars().all(|c| c.is_ascii_digit() || c == '_') {
+                // The name is the file name in the secret store.
+                self.at_key(
+                    &path,
+                    format!("`{}` cannot be a secret name", crate::shown(name)),
+                    Some(
+                        "use lowercase letters, digits and `_` (the name is a file name)"
+                            .to_owned(),
+                    ),
+                );
+            }
             if let Some(c) = &s.readable_by {
                 self.component_ref(&[path[0], path[1], Seg::Key("readable_by")], c);
             }
@@ -589,6 +669,14 @@ impl Validator<'_> {
             .flat_map(|c| c.data_dirs.iter().map(DataDir::path))
             .collect();
         for (i, dir) in b.data_dirs.iter().enumerate() {
+            if let Err(why) = relative_inside(dir) {
+                self.at_value(
+                    &[Seg::Key("backup"), Seg::Key("data_dirs"), Seg::Index(i)],
+                    format!("backup data directory `{}` {why}", crate::shown(dir)),
+                    Some("write a path relative to `<prefix>/data` without `..`".to_owned()),
+                );
+                continue;
+            }
             let inside = declared.iter().any(|d| {
                 Path::new(dir).starts_with(d)
                     && !Path::new(dir).components().any(|c| c.as_os_str() == "..")
@@ -642,8 +730,10 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one check after another, each a few lines
     fn files(&mut self) {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut formats: BTreeMap<&str, (usize, crate::FileFormat)> = BTreeMap::new();
         for (i, f) in self.man.files.iter().enumerate() {
             let p = |k: &'static str| [Seg::Key("files"), Seg::Index(i), Seg::Key(k)];
             if let Some(first) = seen.insert(f.path.as_str(), i) {
@@ -656,15 +746,49 @@ impl Validator<'_> {
                     Some("render each file from one `[[files]]` entry".to_owned()),
                 );
             }
-            if f.path.starts_with('/')
-                || Path::new(&f.path)
-                    .components()
-                    .any(|c| c.as_os_str() == "..")
-            {
+            if let Err(why) = relative_inside(&f.path) {
                 self.at_value(
                     &p("path"),
-                    format!("file path `{}` leaves `<prefix>/etc`", f.path),
-                    Some("write a relative path without `..`, e.g. `nginx/site.conf`".to_owned()),
+                    format!("file path `{}` {why}", crate::shown(&f.path)),
+                    Some("write a path relative to `<prefix>/etc` without `..`, e.g. `nginx/site.conf`".to_owned()),
+                );
+            }
+            if let Err(why) = relative_inside(&f.template) {
+                self.at_value(
+                    &p("template"),
+                    format!("template path `{}` {why}", crate::shown(&f.template)),
+                    Some(
+                        "write a path relative to the manifest's directory, without `..`"
+                            .to_owned(),
+                    ),
+                );
+            }
+            if let Some(&(first, other)) = formats.get(f.template.as_str())
+                && other != f.format
+            {
+                self.at_value(
+                    &p("format"),
+                    format!(
+                        "template `{}` is rendered as `{}` here and as `{}` by `files[{first}]`",
+                        f.template,
+                        f.format.name(),
+                        other.name()
+                    ),
+                    Some(
+                        "a template is escaped for one format: use one format, or two templates"
+                            .to_owned(),
+                    ),
+                );
+            }
+            formats.entry(f.template.as_str()).or_insert((i, f.format));
+            if is_octal_mode(&f.mode) && special_bits(&f.mode) != 0 {
+                self.at_value(
+                    &p("mode"),
+                    format!(
+                        "file mode `{}` has the setuid, setgid or sticky bit",
+                        f.mode
+                    ),
+                    Some("a config file needs read and write bits only, e.g. \"0640\"".to_owned()),
                 );
             }
             if !self.m.templates.contains_key(&f.template) {
@@ -771,6 +895,32 @@ impl Validator<'_> {
             };
             let display = dir.join(name).display().to_string();
             let src = Source::new(&display, text);
+            let format = self
+                .man
+                .files
+                .iter()
+                .find(|f| &f.template == name)
+                .map(|f| f.format);
+            if let Some(format) = format
+                && !matches!(format, crate::FileFormat::Conf | crate::FileFormat::Plain)
+                && let Some(at) = own_quotes(text)
+            {
+                // berth quotes the value itself: quotes of the template's own around it
+                // would end up doubled (`''/path'/x'`), a broken file at best.
+                self.diags.push(
+                    src.diag(
+                        Some(at..at + 3),
+                        format!(
+                            "template `{name}` puts a value inside quotes of its own, but values in a `{}` file are quoted by berth",
+                            format.name()
+                        ),
+                    )
+                    .with_help(
+                        "remove the quotes and build the whole value in one expression, \
+                         e.g. `{{ paths.run ~ \"/app.sock\" }}` (see Escaping in docs/manifest.md)",
+                    ),
+                );
+            }
             let env = minijinja::Environment::new();
             match env.template_from_str(text) {
                 Ok(t) => {
@@ -1066,6 +1216,49 @@ impl WaitGraph {
 pub(crate) fn manifest_diag(m: &LoadedManifest, path: &[Seg<'_>], message: String) -> Diagnostic {
     let loc = Locator::new(&m.manifest.source_text);
     Source::new(&m.source_name, &m.manifest.source_text).diag(loc.value(path), message)
+}
+
+/// Where a template opens quotes of its own right before a `{{` (`'{{`, `"{{`).
+fn own_quotes(text: &str) -> Option<usize> {
+    text.match_indices("{{")
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && matches!(text.as_bytes()[i - 1], b'"' | b'\''))
+        .map(|i| i - 1)
+}
+
+/// The setuid, setgid and sticky bits of a valid octal mode.
+fn special_bits(mode: &str) -> u32 {
+    u32::from_str_radix(mode, 8).unwrap_or(0) & 0o7000
+}
+
+/// A version usable as a directory name: `[A-Za-z0-9][A-Za-z0-9._+~-]*`, no `..`.
+fn is_version(v: &str) -> bool {
+    v.len() <= 64
+        && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '~' | '-'))
+        && !v.contains("..")
+}
+
+/// A name used as a file name: `[A-Za-z0-9_][A-Za-z0-9_-]*`.
+fn is_name(n: &str) -> bool {
+    n.len() <= 64
+        && n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A POSIX-portable user name as `useradd` accepts it: `[a-z_][a-z0-9_-]{0,31}`
+/// (so never an option such as `-o`).
+fn is_user_name(n: &str) -> bool {
+    n.len() <= 32
+        && n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// Three or four octal digits, at most `7777`.

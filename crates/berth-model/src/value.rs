@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::manifest::{SettingDecl, SettingType};
+use crate::shown;
 use crate::site::SettingValue;
 use crate::suggest;
 
@@ -93,7 +94,7 @@ pub(crate) fn check_value(
                 }
                 toml::Value::String(s) => parse_size(s).map_err(|why| {
                     Problem::new(
-                        format!("`{s}` is not a valid size for `{name}`: {why}"),
+                        format!("`{}` is not a valid size for `{name}`: {why}", shown(s)),
                         Some(SIZE_HELP.to_owned()),
                     )
                 })?,
@@ -106,7 +107,11 @@ pub(crate) fn check_value(
             let s = v.as_str().ok_or_else(wrong_type)?;
             let d = parse_duration(s).map_err(|why| {
                 Problem::new(
-                    format!("`{s}` is not a valid duration for `{name}`: {why}"),
+                    format!(
+                        "`{}` is not a valid duration for `{name}`: {}",
+                        shown(s),
+                        shown(&why)
+                    ),
                     Some(DURATION_HELP.to_owned()),
                 )
             })?;
@@ -118,7 +123,7 @@ pub(crate) fn check_value(
             let s = v.as_str().ok_or_else(wrong_type)?;
             check_http_url(s).map_err(|why| {
                 Problem::new(
-                    format!("`{s}` is not a valid URL for `{name}`: {why}"),
+                    format!("`{}` is not a valid URL for `{name}`: {why}", shown(s)),
                     Some("write an absolute URL such as `https://example.com/`".to_owned()),
                 )
             })?;
@@ -167,12 +172,17 @@ fn type_hint(decl: &SettingDecl, v: &toml::Value) -> String {
             format!("write it as a string with a unit: \"{n}s\"")
         }
         (SettingType::String | SettingType::Url | SettingType::Duration, _) if scalar => {
-            format!("quote the value: \"{}\"", v.to_string().trim_matches('"'))
+            format!(
+                "quote the value: \"{}\"",
+                shown(v.to_string().trim_matches('"'))
+            )
         }
-        (SettingType::StringList, toml::Value::String(s)) => format!("write a list: [\"{s}\"]"),
+        (SettingType::StringList, toml::Value::String(s)) => {
+            format!("write a list: [\"{}\"]", shown(s))
+        }
         (SettingType::StringList, _) if scalar => format!(
             "write a list of quoted strings: [\"{}\"]",
-            v.to_string().trim_matches('"')
+            shown(v.to_string().trim_matches('"'))
         ),
         (SettingType::Int, _) => format!(
             "write a whole number{}, without quotes",
@@ -235,6 +245,20 @@ fn check_range(
 }
 
 fn check_string(name: &str, decl: &SettingDecl, s: &str) -> Result<(), Problem> {
+    // Config files are line based: a line break would start a directive of its own,
+    // and NUL or escape sequences have no business in a setting.
+    if let Some((i, c)) = s.char_indices().find(|(_, c)| crate::is_unsafe_char(*c)) {
+        let mut escaped = String::new();
+        crate::quote::escape_char(c, &mut escaped);
+        return Err(Problem::new(
+            format!(
+                "`{name}` has a control character (`{escaped}` at character {}): `{}`",
+                s[..i].chars().count() + 1,
+                shown(s)
+            ),
+            Some("remove line breaks, tabs and other control characters from the value".to_owned()),
+        ));
+    }
     if let Some(choices) = &decl.choices
         && !choices.iter().any(|c| c == s)
     {
@@ -246,7 +270,7 @@ fn check_string(name: &str, decl: &SettingDecl, s: &str) -> Result<(), Problem> 
             help = format!("did you mean `{c}`? {help}");
         }
         return Err(Problem::new(
-            format!("`{s}` is not an allowed value for `{name}`"),
+            format!("`{}` is not an allowed value for `{name}`", shown(s)),
             Some(help),
         ));
     }
@@ -255,7 +279,7 @@ fn check_string(name: &str, decl: &SettingDecl, s: &str) -> Result<(), Problem> 
         let matches = anchored(pattern).is_ok_and(|re| re.is_match(s));
         if !matches {
             return Err(Problem::new(
-                format!("`{s}` does not have the form `{name}` requires"),
+                format!("`{}` does not have the form `{name}` requires", shown(s)),
                 Some(format!(
                     "the whole value must match the regular expression `{pattern}`"
                 )),
@@ -334,7 +358,12 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
 }
 
-/// Checks that `s` is an absolute `http`/`https` URL with a host; returns it parsed.
+/// Checks that `s` is an absolute `http`/`https` URL whose host is a DNS name or an IP
+/// literal and whose path uses only plain URL characters; returns it parsed.
+///
+/// The URL's parts land in config files (nginx's `server_name` and `location`, Python
+/// strings), so nothing that is special there may pass: no whitespace, no `;{}$'"\\`,
+/// no user name or password, no query and no fragment.
 pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| match e {
         url::ParseError::RelativeUrlWithoutBase => {
@@ -343,16 +372,85 @@ pub(crate) fn check_http_url(s: &str) -> Result<url::Url, String> {
         url::ParseError::EmptyHost => "it has no host".to_owned(),
         other => other.to_string(),
     })?;
+    if let Some(c) = s.chars().find(|c| !is_url_char(*c)) {
+        let mut shown_c = String::new();
+        crate::quote::escape_char(c, &mut shown_c);
+        let what = if c.is_whitespace() {
+            "whitespace".to_owned()
+        } else {
+            format!("`{shown_c}`")
+        };
+        return Err(format!(
+            "it contains {what}, which is not allowed in a URL here (percent-encode it in the path)"
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the scheme is `{}`, but only `http` and `https` are supported",
             url.scheme()
         ));
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("it has no host".to_owned());
+    match url.host() {
+        None => return Err("it has no host".to_owned()),
+        Some(url::Host::Domain(d)) if !is_dns_name(d) => {
+            return Err(format!(
+                "the host `{}` is not a DNS name (letters, digits and `-` in dot-separated labels) nor an IP address",
+                crate::shown(d)
+            ));
+        }
+        Some(_) => {}
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it has a user name or password; remove the `user@` part".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it has a query (`?`) or fragment (`#`); give the base URL only".to_owned());
     }
     Ok(url)
+}
+
+/// Characters a URL may have here: unreserved, `%`, `/`, `:`, `@`, `[]` (IPv6) and the
+/// sub-delimiters that no config language treats specially. Not `;`, `$`, `'` or
+/// anything outside ASCII's printable range.
+fn is_url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.'
+                | '_'
+                | '~'
+                | ':'
+                | '/'
+                | '?'
+                | '#'
+                | '['
+                | ']'
+                | '@'
+                | '!'
+                | '&'
+                | '('
+                | ')'
+                | '*'
+                | '+'
+                | ','
+                | '='
+                | '%'
+        )
+}
+
+/// A DNS name: dot-separated labels of letters, digits and `-` (not at either end),
+/// each 1 to 63 characters, 253 in all.
+fn is_dns_name(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 #[cfg(test)]

@@ -182,7 +182,7 @@ fn manifest_every_unknown_key_at_once() {
         "{APP}summry = \"x\"\n\n[components.app]\nsource = \"bundled\"\n\
          build = {{ kind = \"python-venv\", pyton = \">=3.11\", requirements = [] }}\n\n\
          [services.web]\ncomponent = \"app\"\ncomand = [\"x\"]\ndepends = [\"db\"]\n\n\
-         [[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nowner = \"web\"\nmod = \"0644\"\n\n\
+         [[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nformat = \"conf\"\nowner = \"web\"\nmod = \"0644\"\n\n\
          [servces.db]\ncomponent = \"app\"\n"
     );
     assert_snapshot!(manifest_errors(&text).to_string());
@@ -192,7 +192,7 @@ fn manifest_every_unknown_key_at_once() {
 fn manifest_wrong_types_name_the_key_and_the_fix() {
     for (line, what) in [
         (
-            "[[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nowner = \"x\"\nmode = 640\n",
+            "[[files]]\npath = \"a\"\ntemplate = \"a.j2\"\nformat = \"conf\"\nowner = \"x\"\nmode = 640\n",
             "mode",
         ),
         (

@@ -7,9 +7,13 @@
 //! - [`render`]: the whole desired state (files, services, jobs, hooks, dirs, users).
 //! - [`secret_specs`]: the secrets to create before rendering (their values feed templates).
 //! - [`Paths`]: the instance directory layout.
+//! - [`escape`]: every value a template prints is escaped for its file's format
+//!   (`[[files]] format`); [`secret_encodings`] lists what a secret can look like once
+//!   escaped, so output shown to people can mask it.
 
 mod desired;
 mod error;
+mod escape;
 mod paths;
 mod render;
 
@@ -18,4 +22,5 @@ pub use desired::{
     SecretSpec, UserSpec,
 };
 pub use error::RenderError;
+pub use escape::{escape, secret_encodings};
 pub use render::{RenderInput, render, secret_specs};

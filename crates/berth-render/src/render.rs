@@ -10,7 +10,7 @@ use berth_model::manifest::{
 use berth_model::{Facts, LoadedManifest, ResolvedConfig};
 use berth_supervisor_protocol::{JobSpec, Probe, Readiness, RestartPolicy, ServiceSpec};
 use minijinja::value::Serde;
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::{
@@ -186,6 +186,8 @@ struct Renderer<'a> {
 impl<'a> Renderer<'a> {
     fn new(input: &RenderInput<'a>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
+        // Debug info would put every referenced variable, secrets included, into errors.
+        env.set_debug(false);
         // A typo must fail loudly, never render as an empty string.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Config files end with a newline; Jinja would drop it by default.
@@ -194,6 +196,52 @@ impl<'a> Renderer<'a> {
             .build()
         {
             env.set_syntax(syntax);
+        }
+        // Each template is escaped for the format of the file it renders.
+        let formats: BTreeMap<String, berth_model::FileFormat> = input
+            .manifest
+            .manifest
+            .files
+            .iter()
+            .map(|f| (f.template.clone(), f.format))
+            .collect();
+        env.set_auto_escape_callback(move |name| match formats.get(name) {
+            Some(berth_model::FileFormat::Plain) | None => AutoEscape::None,
+            Some(f) => AutoEscape::Custom(f.name().into()),
+        });
+        env.set_formatter(|out, state, value| match state.auto_escape() {
+            AutoEscape::Custom(name) => {
+                let format = berth_model::FileFormat::from_name(name).ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("unknown file format `{name}`"),
+                    )
+                })?;
+                let text = if value.is_safe() {
+                    value.to_string()
+                } else {
+                    crate::escape::escape(format, value)?
+                };
+                out.write_str(&text).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        });
+        // A filter's result is final in a file of its own format (or a plain one); in a
+        // file of another format it is a value like any other and is escaped again:
+        // a shell word in a YAML file is a YAML string.
+        for (filter, format) in crate::escape::FILTERS {
+            env.add_filter(filter, move |state: &minijinja::State, value: Value| {
+                let text = crate::escape::escape(format, &value)?;
+                let own = match state.auto_escape() {
+                    AutoEscape::Custom(name) => *name == *format.name(),
+                    _ => true,
+                };
+                Ok::<_, minijinja::Error>(if own {
+                    Value::from_safe_string(text)
+                } else {
+                    Value::from(text)
+                })
+            });
         }
         for (name, source) in &input.manifest.templates {
             env.add_template_owned(name.clone(), source.clone())

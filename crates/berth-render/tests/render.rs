@@ -184,3 +184,88 @@ fn secret_specs_expand_alphabets_and_owners() {
     assert_eq!(db.alphabet.len(), 62);
     assert_eq!(db.owner, None);
 }
+
+/// Renders `template` as a file of `format` with one secret `key` set to `secret`.
+fn render_one(format: &str, template: &str, secret: &str) -> Result<String, String> {
+    let manifest = format!(
+        "[app]\nname = \"one\"\nversion = \"1\"\n\n[secrets.key]\n\n\
+         [[files]]\npath = \"out\"\ntemplate = \"t.j2\"\nformat = \"{format}\"\n"
+    );
+    let templates = BTreeMap::from([("t.j2".to_owned(), template.to_owned())]);
+    let m = LoadedManifest::from_sources("berth.toml", &manifest, templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    berth_model::validate(&m).unwrap_or_else(|d| panic!("{d}"));
+    let cfg = ResolvedConfig {
+        external_url: "http://demo.example.com/".parse().unwrap(),
+        profile: None,
+        settings: BTreeMap::new(),
+        enabled_components: BTreeSet::new(),
+    };
+    let secrets = BTreeMap::from([("key".to_owned(), secret.to_owned())]);
+    render(&RenderInput {
+        manifest: &m,
+        config: &cfg,
+        facts: &Facts::fixture(),
+        secrets: &secrets,
+        paths: &Paths::for_prefix(Path::new("/p"), "1"),
+    })
+    .map(|s| s.files[0].content.clone())
+    .map_err(|e| {
+        format!(
+            "{e}: {}",
+            std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )
+    })
+}
+
+/// Each format auto-escapes what a template prints; each filter escapes for its
+/// format, and its result is not escaped again by the file's own format.
+#[test]
+fn files_are_escaped_for_their_format_and_filters_for_theirs() {
+    let s = "a'b\"c\nd";
+    for (format, template, want) in [
+        ("python", "X = {{ secrets.key }}", "X = 'a\\'b\"c\\nd'"),
+        (
+            "json",
+            "{\"x\": {{ secrets.key }}}",
+            "{\"x\": \"a'b\\\"c\\nd\"}",
+        ),
+        ("yaml", "x: {{ secrets.key }}", "x: \"a'b\\\"c\\nd\""),
+        ("nginx", "x {{ secrets.key }};", "x \"a'b\\\"c\\nd\";"),
+        ("redis", "x {{ secrets.key }}", "x \"a'b\\\"c\\nd\""),
+        ("shell", "X={{ secrets.key }}", "X='a'\\''b\"c\nd'"),
+        ("postgresql", "x = {{ secrets.key }}", "x = 'a''b\"c\\nd'"),
+        ("plain", "{{ secrets.key }}", s),
+        // Filters: inside a file of another format, and not escaped twice.
+        (
+            "yaml",
+            "cmd: {{ (\"echo \" ~ (secrets.key | shell)) }}",
+            "cmd: \"echo 'a'\\\\''b\\\"c\\nd'\"",
+        ),
+        ("plain", "{{ secrets.key | python }}", "'a\\'b\"c\\nd'"),
+        ("nginx", "# {{ app.name | conf }}", "# one"),
+        (
+            "python",
+            "X = {{ secrets.key | tojson }}",
+            "X = \"a\\u0027b\\\"c\\nd\"",
+        ),
+        (
+            "plain",
+            "{{ secrets.key | pgconf }} {{ secrets.key | redis }} {{ secrets.key | nginx }}",
+            "'a''b\"c\\nd' \"a'b\\\"c\\nd\" \"a'b\\\"c\\nd\"",
+        ),
+    ] {
+        assert_eq!(
+            render_one(format, template, s).unwrap(),
+            want,
+            "{format}: {template}"
+        );
+    }
+    // Refused values fail the render, naming the template and the reason.
+    let e = render_one("conf", "x = {{ secrets.key }}", s).unwrap_err();
+    assert!(e.contains("t.j2") && e.contains("control character"), "{e}");
+    let e = render_one("nginx", "x {{ secrets.key }};", "$host").unwrap_err();
+    assert!(e.contains("nginx reads as a variable"), "{e}");
+}
