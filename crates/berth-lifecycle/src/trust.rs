@@ -8,7 +8,7 @@
 //! the same validation as on the host, and the secrets must be the manifest's.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -86,46 +86,25 @@ fn read_private(path: &Path, what: &str) -> Result<Option<String>> {
 }
 
 /// Writes `bytes` to the new file `path`, mode 0600: never over an existing path and
-/// never through a symlink (`O_EXCL | O_NOFOLLOW`).
+/// never through a symlink (the no-replace rename of [`berth_host::fsutil::write_new`]).
 pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == ErrorKind::AlreadyExists {
-                LifecycleError::Backup {
-                    what: format!("`{}` already exists", path.display()),
-                    hint: "name a new file: a key is never written over another file".to_owned(),
-                }
-            } else {
-                LifecycleError::io("create", path)(e)
-            }
-        })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(LifecycleError::io("write", path))
+    if publish_private(path, bytes)? {
+        Ok(())
+    } else {
+        Err(LifecycleError::Backup {
+            what: format!("`{}` already exists", path.display()),
+            hint: "name a new file: a key is never written over another file".to_owned(),
+        })
+    }
 }
 
-/// Writes a new key file atomically: to a private temporary name, then linked to `path`
-/// only if `path` does not exist (two backups starting at once keep one key).
+/// Writes a new key file atomically, only if nothing is at `path` yet (two backups
+/// starting at once keep one key): whether it was written.
 fn publish_private(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    create_private(&tmp, bytes)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            if let Some(dir) = path.parent() {
-                let _ = File::open(dir).and_then(|d| d.sync_all());
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(LifecycleError::io("create", path)(e)),
+    match berth_host::fsutil::write_new(path, bytes, 0o600, None) {
+        Ok(()) => Ok(true),
+        Err(berth_host::HostError::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
