@@ -89,8 +89,12 @@ fn load_dir(dir: &Path) -> Result<LoadedManifest> {
 }
 
 /// Find the prefix and the manifest, without resolving the site config.
+///
+/// The prefix (given, or the default) must pass [`berth_model::check_prefix`]; it is
+/// checked before anything is read from it, and returned normalised.
 pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest, ManifestOrigin)> {
-    let (manifest, origin) = match (&global.manifest, &global.prefix) {
+    let given = global.prefix.as_deref().map(checked_prefix).transpose()?;
+    let (manifest, origin) = match (&global.manifest, &given) {
         (Some(dir), _) => (load_dir(dir)?, ManifestOrigin::Dir(dir.clone())),
         (None, Some(prefix)) if stored_manifest_dir(prefix).join("berth.toml").is_file() => {
             let dir = stored_manifest_dir(prefix);
@@ -100,7 +104,7 @@ pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest
             let embedded = load_embedded(global)?;
             let prefix = default_prefix(&embedded.manifest.app.name, facts.is_root);
             let dir = stored_manifest_dir(&prefix);
-            if global.prefix.is_none() && dir.join("berth.toml").is_file() {
+            if given.is_none() && dir.join("berth.toml").is_file() {
                 (load_dir(&dir)?, ManifestOrigin::Stored(dir))
             } else {
                 (embedded, ManifestOrigin::Embedded)
@@ -108,11 +112,20 @@ pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest
         }
     };
     berth_model::validate(&manifest)?;
-    let prefix = match &global.prefix {
-        Some(p) => absolute(p)?,
-        None => default_prefix(&manifest.manifest.app.name, facts.is_root),
+    let prefix = match given {
+        Some(p) => p,
+        None => checked_prefix(&default_prefix(&manifest.manifest.app.name, facts.is_root))?,
     };
     Ok((prefix, manifest, origin))
+}
+
+/// `p` made absolute (against the current directory), then checked and normalised.
+///
+/// # Errors
+///
+/// [`LifecycleError::Invalid`] naming the prefix and how to choose one berth accepts.
+pub fn checked_prefix(p: &Path) -> Result<PathBuf> {
+    Ok(berth_model::check_prefix(&absolute(p)?)?)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -21,6 +21,8 @@
 //! - **Echo input safely**: [`shown`] and [`terminal_safe`] escape control characters
 //!   (and cut long values) before anything typed or planted reaches a terminal;
 //!   [`is_unsafe_char`] is the set of characters string settings refuse.
+//! - **Check the prefix**: [`check_prefix`] accepts an absolute, normalised path of
+//!   letters, digits and `._/+-` only, since every path berth derives starts with it.
 //!
 //! # Example
 //!
@@ -59,6 +61,7 @@ pub mod facts;
 mod load;
 mod locate;
 pub mod manifest;
+mod prefix;
 mod quote;
 mod read;
 mod resolve;
@@ -76,6 +79,7 @@ use std::fmt;
 pub use effective::render_effective;
 pub use facts::Facts;
 pub use manifest::{FileFormat, Manifest};
+pub use prefix::check_prefix;
 pub use quote::{is_unsafe_char, shown, terminal_safe};
 pub use read::{InputError, MAX_INPUT_BYTES, read_input};
 pub use resolve::resolve;

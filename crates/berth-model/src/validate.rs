@@ -40,6 +40,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.services();
     v.jobs();
     v.hooks();
+    v.shell_scripts();
     v.files();
     v.backup();
     v.cycles();
@@ -658,6 +659,59 @@ impl Validator<'_> {
         }
     }
 
+    /// No template inside the script of a `sh -c` (or `bash -c` …) command: the
+    /// rendered value would become shell syntax (a prefix or setting with a space,
+    /// a quote or `$(…)` would change what the script does). Values go in through
+    /// `environment` and are used as `"$NAME"`; positional arguments after the
+    /// script are fine too, since they are never parsed as shell.
+    fn shell_scripts(&mut self) {
+        let mut commands: Vec<(Vec<Owned>, &[String])> = Vec::new();
+        for (name, s) in &self.man.services {
+            commands.push((vec![key("services"), key(name), key("command")], &s.command));
+            if let Some(argv) = s.ready.as_ref().and_then(|r| r.command.as_ref()) {
+                commands.push((
+                    vec![key("services"), key(name), key("ready"), key("command")],
+                    argv,
+                ));
+            }
+        }
+        for (name, j) in &self.man.jobs {
+            commands.push((vec![key("jobs"), key(name), key("command")], &j.command));
+        }
+        for (name, h) in &self.man.hooks {
+            commands.push((vec![key("hooks"), key(name), key("command")], &h.command));
+        }
+        for (base, argv) in commands {
+            let Some(i) = shell_script_index(argv) else {
+                continue;
+            };
+            let script = &argv[i];
+            if !(script.contains("{{") || script.contains("{%")) {
+                continue;
+            }
+            let mut path = base;
+            path.push(Owned::Index(i));
+            let segs: Vec<Seg<'_>> = path.iter().map(Owned::as_seg).collect();
+            let shell = Path::new(&argv[0])
+                .file_name()
+                .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+            self.at_value(
+                &segs,
+                format!(
+                    "`{}` is a `{shell} -c` script with a template in its text: the rendered value \
+                     would be read as shell code (a space, a quote or `$(…)` in it changes what the script does)",
+                    dotted(&segs)
+                ),
+                Some(
+                    "pass the value through the command's `environment` (e.g. \
+                     `environment = { PSQL = \"{{ components.postgresql.bin.psql }}\" }`) and write \
+                     `\"$PSQL\"` in the script"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+
     fn backup(&mut self) {
         let Some(b) = &self.man.backup else {
             return;
@@ -1094,6 +1148,40 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
     out
 }
 
+/// Shells whose `-c` takes a script: the argument parsed as shell code.
+const SHELLS: [&str; 7] = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"];
+
+/// The index of the script in `argv` when it runs a shell with `-c` (`["/bin/sh",
+/// "-c", SCRIPT, …]`, `["bash", "-euc", SCRIPT]`, `["sh", "-e", "-o", "pipefail", "-c",
+/// SCRIPT]`): the first argument after the shell's options. `None` for anything else,
+/// including a shell running a script file.
+fn shell_script_index(argv: &[String]) -> Option<usize> {
+    let program = Path::new(argv.first()?).file_name()?.to_str()?;
+    if !SHELLS.contains(&program) {
+        return None;
+    }
+    let mut has_c = false;
+    let mut i = 1;
+    while let Some(arg) = argv.get(i) {
+        if arg == "--" || arg == "-" {
+            i += 1;
+            break;
+        }
+        let Some(flags) = arg.strip_prefix('-').or_else(|| arg.strip_prefix('+')) else {
+            break;
+        };
+        if arg.starts_with("--") {
+            // bash's long options (`--norc`, `--login`) take no value.
+            i += 1;
+            continue;
+        }
+        has_c |= arg.starts_with('-') && flags.contains('c');
+        // `-o NAME` (also at the end of a group, `-eo pipefail`) takes the next argument.
+        i += if flags.ends_with('o') { 2 } else { 1 };
+    }
+    (has_c && i < argv.len()).then_some(i)
+}
+
 /// A thing that can wait for another: a service or a hook.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum WaitNode {
@@ -1264,4 +1352,31 @@ fn is_user_name(n: &str) -> bool {
 /// Three or four octal digits, at most `7777`.
 fn is_octal_mode(mode: &str) -> bool {
     (3..=4).contains(&mode.len()) && u32::from_str_radix(mode, 8).is_ok_and(|m| m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_script_index;
+
+    fn index(argv: &[&str]) -> Option<usize> {
+        let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
+        shell_script_index(&argv)
+    }
+
+    #[test]
+    fn finds_the_script_of_a_shell_dash_c() {
+        assert_eq!(index(&["/bin/sh", "-c", "s"]), Some(2));
+        assert_eq!(index(&["bash", "-euc", "s", "name", "arg"]), Some(2));
+        assert_eq!(index(&["/usr/bin/dash", "-e", "-c", "s"]), Some(3));
+        assert_eq!(index(&["sh", "-eo", "pipefail", "-c", "s"]), Some(4));
+        assert_eq!(index(&["sh", "-c", "+o", "errexit", "s"]), Some(4));
+        assert_eq!(index(&["bash", "--norc", "-c", "s"]), Some(3));
+        assert_eq!(index(&["sh", "-c", "--", "s"]), Some(3));
+        // A script file, not a script: its arguments are never parsed as shell.
+        assert_eq!(index(&["/bin/sh", "/etc/x.sh", "-c"]), None);
+        assert_eq!(index(&["/bin/sh", "-e", "/etc/x.sh"]), None);
+        assert_eq!(index(&["/usr/bin/python3", "-c", "s"]), None);
+        assert_eq!(index(&["sh", "-c"]), None);
+        assert_eq!(index(&[]), None);
+    }
 }

@@ -255,6 +255,46 @@ fn manifest_backup_section_errors() {
     assert_snapshot!(manifest_errors(&text).to_string());
 }
 
+/// A hook pasted `{{ paths.run }}` into its `sh -c` script: a prefix (or any value)
+/// with a space, a quote or `$(…)` changed what the script ran. Templates in a shell
+/// script are refused; in `environment`, in a plain argv or after the script they are not.
+#[test]
+fn manifest_templates_inside_shell_scripts_are_refused() {
+    let text = format!(
+        "{APP}\n[components.db]\nsource = \"system\"\n\n\
+         [services.db]\ncomponent = \"db\"\ncommand = [\"/bin/bash\", \"-euc\", \"exec db {{{{ paths.data }}}}\"]\n\
+         ready = {{ command = [\"sh\", \"-e\", \"-o\", \"pipefail\", \"-c\", \"test -S {{{{ paths.run }}}}/s\"] }}\n\n\
+         [jobs.ok]\ncomponent = \"db\"\nevery = \"1h\"\n\
+         command = [\"/bin/sh\", \"-c\", \"exec \\\"$DB\\\" \\\"$1\\\"\", \"sh\", \"{{{{ paths.data }}}}\"]\n\
+         environment = {{ DB = \"{{{{ paths.run }}}}/db\" }}\n\n\
+         [jobs.file]\ncomponent = \"db\"\nevery = \"1h\"\ncommand = [\"/bin/sh\", \"{{{{ paths.etc }}}}/job.sh\"]\n\n\
+         [hooks.init]\ncomponent = \"db\"\n\
+         when = \"once\"\ncommand = [\"/bin/sh\", \"-c\", \"{{% if true %}}initdb {{{{ paths.data }}}}{{% endif %}}\"]\n"
+    );
+    let errors = manifest_errors(&text);
+    let shown = errors.to_string();
+    let refused: Vec<&str> = errors
+        .iter()
+        .filter(|d| d.message.contains("-c` script with a template"))
+        .map(|d| d.message.split('`').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "services.db.command[2]",
+            "services.db.ready.command[5]",
+            "hooks.init.command[2]",
+        ],
+        "{shown}"
+    );
+    assert!(shown.contains("`bash -c` script"), "{shown}");
+    assert!(
+        shown.contains("help: pass the value through the command's `environment`"),
+        "{shown}"
+    );
+    assert_eq!(errors.len(), 3, "{shown}");
+}
+
 #[test]
 fn manifest_may_not_declare_the_backup_settings_group() {
     let text = format!("{APP}\n[settings.backup.target]\ntype = \"string\"\n");
