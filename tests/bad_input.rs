@@ -657,3 +657,64 @@ fn escape_sequences_in_paths_are_shown_escaped() {
         "{stderr:?}"
     );
 }
+
+/// Stops: a `--prefix` with a space breaking the hooks that pasted its paths into
+/// `sh -c` scripts, and one with `$(…)` running code (as the postgresql user) when
+/// they ran; `..` and `/` naming some other directory than the one read. Refused with
+/// exit status 2 before anything is read or written, naming the value and the fix.
+#[test]
+fn a_prefix_that_is_not_a_plain_absolute_path_is_bad_input() {
+    let dir = prefix_dir("prefix");
+    let d = dir.path();
+    let marker = d.join("pwned");
+    let before = snapshot_tree(d);
+    let cases = [
+        (
+            format!("{}/$(touch {})", d.display(), marker.display()),
+            "has `$`",
+        ),
+        (format!("{}/my app", d.display()), "has a space"),
+        (format!("{}/a'b", d.display()), "has `'`"),
+        (format!("{}/a\u{1b}[2Jb", d.display()), "`\\x1b`"),
+        (format!("{}/x/../etc", d.display()), "has a `..` component"),
+        ("/".to_owned(), "is the root directory"),
+    ];
+    for (prefix, why) in &cases {
+        // Not `up`: should this check ever regress, the test must not install into `/`.
+        for args in [&["config", "check"][..], &["plan"]] {
+            let out = std::process::Command::new(berth_tests::berth_bin())
+                .arg("--prefix")
+                .arg(prefix)
+                .arg("--manifest")
+                .arg(stack())
+                .args(args)
+                .env_remove("BERTH_PREFIX")
+                .env_remove("BERTH_CONFIG")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{prefix:?} {args:?}:\n{stderr}");
+            assert!(stderr.contains("error: The prefix `"), "{stderr}");
+            assert!(stderr.contains(why), "{prefix:?}: {stderr}");
+            assert!(
+                stderr.contains(
+                    "help: pass `--prefix DIR` (or `BERTH_PREFIX`) with an absolute directory"
+                ),
+                "{stderr}"
+            );
+            assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+        }
+    }
+    // The same through the environment variable.
+    let out = std::process::Command::new(berth_tests::berth_bin())
+        .arg("--manifest")
+        .arg(stack())
+        .args(["config", "check"])
+        .env("BERTH_PREFIX", &cases[1].0)
+        .env_remove("BERTH_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!marker.exists(), "the prefix's `$(…)` ran");
+    assert_eq!(before, snapshot_tree(d), "a refused prefix changed files");
+}

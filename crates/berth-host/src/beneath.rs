@@ -728,6 +728,31 @@ impl SafeDir {
         }
         Ok(())
     }
+
+    /// Hands the directory `rel`, made by the unprivileged user `maker` (a build, say),
+    /// to root, walking by descriptors and following nothing. Every entry must belong to
+    /// `maker` ([`HostError::ForeignOwner`] otherwise: a hard link to someone else's
+    /// file is never taken over); each becomes root's: directories mode 0755, files
+    /// 0755 when any execute bit was set and 0644 otherwise (so no setuid, setgid or
+    /// write bit for others survives), symlinks as they are (`AT_SYMLINK_NOFOLLOW`).
+    /// Refused: a FIFO, socket or device node, a mount point, an entry replaced while
+    /// it is walked. `rel` itself becomes root's with mode 0700 first, so no one else
+    /// can enter while the rest is walked, and keeps it: the caller opens it up when
+    /// it is done with the tree.
+    pub fn take_over_tree(&self, rel: &Path, maker: u32) -> Result<()> {
+        let top = self.open_node(rel)?;
+        if !top.stat.is_dir() {
+            return Err(HostError::NotADirectory { path: top.path });
+        }
+        owned_by(&top.path, &top.stat, maker)?;
+        to_root(&top, 0o700)?;
+        let dev = top.stat.dev;
+        let dir = Self {
+            fd: top.fd,
+            path: top.path,
+        };
+        take_over_entries(&dir, dev, maker)
+    }
 }
 
 impl AsFd for SafeDir {
@@ -808,6 +833,87 @@ fn fix_tree(dir: &SafeDir, dev: u64, owner: Option<(u32, u32)>) -> Result<()> {
                 gid,
                 source: e.into(),
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `st` (of `path`) unless it belongs to `maker`.
+fn owned_by(path: &Path, st: &Stat, maker: u32) -> Result<()> {
+    if st.uid == maker {
+        Ok(())
+    } else {
+        Err(HostError::ForeignOwner {
+            path: path.to_path_buf(),
+            uid: st.uid,
+            maker,
+        })
+    }
+}
+
+/// Gives an opened node to root with `mode` (chown first: it clears setuid/setgid).
+fn to_root(node: &Node, mode: u32) -> Result<()> {
+    node.set_owner((0, 0))?;
+    node.set_mode(mode)
+}
+
+/// [`SafeDir::take_over_tree`] for everything in `dir`.
+fn take_over_entries(dir: &SafeDir, dev: u64, maker: u32) -> Result<()> {
+    for name in names(dir.fd.as_fd(), &dir.path)? {
+        let name = PathBuf::from(OsStr::from_bytes(&name));
+        let path = dir.path.join(&name);
+        let st = nix::sys::stat::fstatat(dir.fd.as_fd(), &name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map(|st| Stat::from_raw(&st))
+            .map_err(|e| HostError::Read {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        owned_by(&path, &st, maker)?;
+        if st.dev != dev {
+            return Err(HostError::MountPoint { path });
+        }
+        if st.is_symlink() {
+            nix::unistd::fchownat(
+                dir.fd.as_fd(),
+                &name,
+                Some(Uid::from_raw(0)),
+                Some(Gid::from_raw(0)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| HostError::SetOwner {
+                path,
+                uid: 0,
+                gid: 0,
+                source: e.into(),
+            })?;
+            continue;
+        }
+        if st.is_device() {
+            return Err(HostError::DeviceRefused { path });
+        }
+        if !st.is_dir() && !st.is_file() {
+            return Err(HostError::NotAFile { path });
+        }
+        let node = dir.open_node(&name)?;
+        // The very entry checked above, still the maker's.
+        if node.stat.id() != st.id() || node.stat.uid != maker {
+            return Err(HostError::Replaced { path });
+        }
+        if node.stat.is_dir() {
+            to_root(&node, 0o700)?;
+            let child = SafeDir {
+                fd: node.fd,
+                path: node.path,
+            };
+            take_over_entries(&child, dev, maker)?;
+            fchmod(child.fd.as_fd(), &child.path, 0o755)?;
+        } else {
+            let mode = if node.stat.perm() & 0o111 == 0 {
+                0o644
+            } else {
+                0o755
+            };
+            to_root(&node, mode)?;
         }
     }
     Ok(())

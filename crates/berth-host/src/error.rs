@@ -135,6 +135,19 @@ pub enum HostError {
         /// The file.
         path: PathBuf,
     },
+    /// An entry of a tree root takes over from an unprivileged user belongs to someone
+    /// else (a hard link to root's file, say).
+    #[error(
+        "`{path}` belongs to uid {uid}, not to uid {maker} whose tree berth is taking over; berth takes over nothing but that user's own files: remove it, then run berth again"
+    )]
+    ForeignOwner {
+        /// The entry.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The user who made the tree.
+        maker: u32,
+    },
     /// Something exists where berth only creates new files.
     #[error("`{path}` already exists; name a new file: berth never writes over it")]
     AlreadyExists {

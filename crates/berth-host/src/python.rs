@@ -2,11 +2,11 @@
 //! requirement, and build a virtual environment from pinned requirements.
 
 use std::cmp::Ordering;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::beneath::{in_parent, remove_tree_at};
 use crate::error::stderr_tail;
 use crate::{HostError, Result, fsutil};
 
@@ -106,8 +106,8 @@ pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result
     if let Some(b) = &builder {
         b.kill_leftovers(dest)?;
     }
-    remove_dir_if_exists(&partial)?;
-    remove_dir_if_exists(&home)?;
+    remove_tree_at(&partial)?;
+    remove_tree_at(&home)?;
     let result = build_in(
         builder.as_ref(),
         python,
@@ -119,9 +119,9 @@ pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result
     if let Some(b) = &builder {
         b.kill_leftovers(dest)?;
     }
-    remove_dir_if_exists(&home)?;
+    remove_tree_at(&home)?;
     if result.is_err() {
-        remove_dir_if_exists(&partial)?;
+        remove_tree_at(&partial)?;
     }
     result
 }
@@ -136,14 +136,14 @@ fn build_in(
 ) -> Result<()> {
     // The requirements go into the build user's home before it is handed over: root
     // never writes into a directory the build user owns.
-    private_dir(home, None, dest)?;
+    private_dir(home, None)?;
     let requirements_file = home.join("requirements.txt");
     let mut text = requirements.join("\n");
     text.push('\n');
     fsutil::write_atomic(&requirements_file, text.as_bytes(), 0o644, None)?;
-    private_dir(partial, builder, dest)?;
+    private_dir(partial, builder)?;
     if let Some(b) = builder {
-        give_dir(home, b, dest)?;
+        give_dir(home, b)?;
     }
 
     run_venv_step(
@@ -164,7 +164,7 @@ fn build_in(
     if let Some(b) = builder {
         // Nothing of the build user may run on while its tree becomes root's.
         b.kill_leftovers(dest)?;
-        take_over(partial, b.uid, dest)?;
+        take_over(partial, b.uid)?;
     }
     // Kept with the venv: what it was built from.
     fsutil::write_atomic(
@@ -174,7 +174,7 @@ fn build_in(
         None,
     )?;
     relocate_scripts(partial, dest)?;
-    set_dir_mode(partial, 0o755, dest)?;
+    set_dir_mode(partial, 0o755)?;
     swap_into_place(partial, dest)
 }
 
@@ -334,177 +334,32 @@ fn take_turn(dest: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
 }
 
 /// Create `path` (it must not exist) as a private directory: mode 0700, root's, or the
-/// build user's when `builder` is given.
-fn private_dir(path: &Path, builder: Option<&Builder>, dest: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| HostError::CreateDir {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if let Some(b) = builder {
-        give_dir(path, b, dest)?;
-    }
+/// build user's when `builder` is given (set on its descriptor, never by name).
+fn private_dir(path: &Path, builder: Option<&Builder>) -> Result<()> {
+    let (parent, name) = in_parent(path)?;
+    parent.create_dir(&name, 0o700, builder.map(|b| (b.uid, b.gid)))?;
     Ok(())
 }
 
 /// Give the directory root just made to the build user, on its descriptor.
-fn give_dir(path: &Path, b: &Builder, dest: &Path) -> Result<()> {
-    let fd = open_dir_nofollow(path, dest)?;
-    nix::unistd::fchown(
-        &fd,
-        Some(nix::unistd::Uid::from_raw(b.uid)),
-        Some(nix::unistd::Gid::from_raw(b.gid)),
-    )
-    .map_err(|e| HostError::SetOwner {
-        path: path.to_path_buf(),
-        uid: b.uid,
-        gid: b.gid,
-        source: e.into(),
-    })
+fn give_dir(path: &Path, b: &Builder) -> Result<()> {
+    let (parent, name) = in_parent(path)?;
+    parent.open_dir(&name)?;
+    parent.set_owner(&name, (b.uid, b.gid))
 }
 
-fn set_dir_mode(path: &Path, mode: u32, dest: &Path) -> Result<()> {
-    let fd = open_dir_nofollow(path, dest)?;
-    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| {
-        HostError::SetMode {
-            path: path.to_path_buf(),
-            mode,
-            source: e.into(),
-        }
-    })
+fn set_dir_mode(path: &Path, mode: u32) -> Result<()> {
+    let (parent, name) = in_parent(path)?;
+    parent.open_dir(&name)?;
+    parent.set_mode(&name, mode)
 }
 
-fn open_dir_nofollow(path: &Path, dest: &Path) -> Result<std::os::fd::OwnedFd> {
-    use nix::fcntl::OFlag;
-    nix::fcntl::openat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| HostError::VenvBuild {
-        dest: dest.to_path_buf(),
-        reason: format!("cannot open `{}` as a directory: {e}", path.display()),
-    })
-}
-
-/// Make the tree the build user made at `partial` root's, by descriptor and without
-/// following any symlink: the top directory first (mode 0700, so nobody else can enter
-/// while the rest is walked), then every entry, which must belong to `uid` (anything
-/// else, e.g. a hard link to someone else's file, is refused). Symlinks are given to
-/// root as they are; files and directories get mode 0755 or 0644 and lose any
-/// setuid/setgid bit; other kinds of file (FIFOs, sockets) are refused.
-fn take_over(partial: &Path, uid: libc::uid_t, dest: &Path) -> Result<()> {
-    let top = open_dir_nofollow(partial, dest)?;
-    let fail = |path: &Path, reason: String| HostError::VenvBuild {
-        dest: dest.to_path_buf(),
-        reason: format!("`{}` {reason}", path.display()),
-    };
-    let st = nix::sys::stat::fstat(&top).map_err(|e| fail(partial, e.to_string()))?;
-    if st.st_uid != uid {
-        return Err(fail(
-            partial,
-            format!("does not belong to the build user `{BUILD_USER}`"),
-        ));
-    }
-    to_root(&top, 0o700).map_err(|e| fail(partial, e.to_string()))?;
-    take_over_dir(&top, partial, uid, &fail)
-}
-
-fn to_root(fd: &impl std::os::fd::AsFd, mode: u32) -> nix::Result<()> {
-    nix::unistd::fchown(
-        fd.as_fd(),
-        Some(nix::unistd::Uid::from_raw(0)),
-        Some(nix::unistd::Gid::from_raw(0)),
-    )?;
-    nix::sys::stat::fchmod(fd.as_fd(), nix::sys::stat::Mode::from_bits_truncate(mode))
-}
-
-fn take_over_dir(
-    dir: &std::os::fd::OwnedFd,
-    path: &Path,
-    uid: libc::uid_t,
-    fail: &dyn Fn(&Path, String) -> HostError,
-) -> Result<()> {
-    use nix::fcntl::{AtFlags, OFlag};
-    use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
-    let listing = nix::dir::Dir::from_fd(
-        dir.try_clone()
-            .map_err(|e| fail(path, format!("cannot be listed: {e}")))?,
-    )
-    .map_err(|e| fail(path, format!("cannot be listed: {e}")))?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|e| fail(path, format!("cannot be listed: {e}")))?;
-        let name = entry.file_name().to_owned();
-        if name.as_bytes() != b"." && name.as_bytes() != b".." {
-            names.push(name);
-        }
-    }
-    for name in names {
-        let child = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
-        let err = |e: nix::Error| fail(&child, e.to_string());
-        let st = fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(err)?;
-        if st.st_uid != uid {
-            return Err(fail(
-                &child,
-                format!(
-                    "belongs to uid {}, not to the build user `{BUILD_USER}`; nothing but the build's own files is taken over",
-                    st.st_uid
-                ),
-            ));
-        }
-        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-        if kind == SFlag::S_IFLNK {
-            nix::unistd::fchownat(
-                dir,
-                name.as_c_str(),
-                Some(nix::unistd::Uid::from_raw(0)),
-                Some(nix::unistd::Gid::from_raw(0)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(err)?;
-            continue;
-        }
-        let flags = match kind {
-            SFlag::S_IFDIR => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            SFlag::S_IFREG => OFlag::O_RDONLY | OFlag::O_NONBLOCK,
-            _ => {
-                return Err(fail(
-                    &child,
-                    "is neither a file, a directory nor a symlink".to_owned(),
-                ));
-            }
-        };
-        let fd = nix::fcntl::openat(
-            dir,
-            name.as_c_str(),
-            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(err)?;
-        // The same inode that was checked, not something swapped in since.
-        let opened = fstat(&fd).map_err(err)?;
-        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) || opened.st_uid != uid {
-            return Err(fail(&child, "changed while it was taken over".to_owned()));
-        }
-        if kind == SFlag::S_IFDIR {
-            to_root(&fd, 0o700).map_err(err)?;
-            take_over_dir(&fd, &child, uid, fail)?;
-            to_root(&fd, 0o755).map_err(err)?;
-        } else {
-            let mode = if st.st_mode & 0o111 == 0 {
-                0o644
-            } else {
-                0o755
-            };
-            to_root(&fd, mode).map_err(err)?;
-        }
-    }
-    Ok(())
+/// Make the tree the build user made at `partial` root's
+/// ([`SafeDir::take_over_tree`](crate::beneath::SafeDir::take_over_tree)): by
+/// descriptor, following no symlink, refusing anything the build user does not own.
+fn take_over(partial: &Path, uid: libc::uid_t) -> Result<()> {
+    let (parent, name) = in_parent(partial)?;
+    parent.take_over_tree(&name, uid)
 }
 
 /// Asks `python` for its version; `None` if it does not run or answers oddly.
@@ -763,7 +618,7 @@ fn swap_into_place(partial: &Path, dest: &Path) -> Result<()> {
         )
         .map_err(|e| rename_err(std::io::Error::from(e)))?;
         // `partial` now holds the old venv.
-        remove_dir_if_exists(partial)?;
+        remove_tree_at(partial)?;
     } else {
         std::fs::rename(partial, dest).map_err(rename_err)?;
     }
@@ -775,12 +630,6 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// Removes a venv tree by descriptors (what an installer left there, symlinks
-/// included, is removed, never followed).
-fn remove_dir_if_exists(path: &Path) -> Result<()> {
-    crate::beneath::remove_tree_at(path).map(drop)
 }
 
 #[cfg(test)]
@@ -856,68 +705,6 @@ mod tests {
         assert_eq!(plain.last(), Some(&"-r"));
         let pinned = pip_install_args(&["six==1.16.0 --hash=sha256:1e61c3".to_owned()]);
         assert!(pinned.contains(&"--require-hashes"));
-    }
-
-    /// Root takes over what the build user made by descriptor: setuid bits and write
-    /// access for others go, a symlink is given to root itself (its target untouched),
-    /// and an entry the build user does not own (a hard link to a root file) is refused
-    /// with that file left as it was.
-    #[test]
-    fn taking_over_a_build_tree_strips_privileges_and_follows_nothing() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        if !crate::users::is_root() {
-            return;
-        }
-        let Some((uid, gid)) = crate::users::lookup("nobody") else {
-            return;
-        };
-        let chown = |p: &Path| std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
-        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
-        let tmp = tempfile::tempdir().unwrap();
-        let victim = tmp.path().join("victim");
-        std::fs::write(&victim, "root's\n").unwrap();
-        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
-
-        let tree = tmp.path().join("tree");
-        std::fs::create_dir_all(tree.join("bin")).unwrap();
-        std::fs::write(tree.join("bin/tool"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(
-            tree.join("bin/tool"),
-            std::fs::Permissions::from_mode(0o6777),
-        )
-        .unwrap();
-        std::fs::set_permissions(tree.join("bin"), std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::os::unix::fs::symlink(&victim, tree.join("bin/link")).unwrap();
-        for p in [
-            &tree,
-            &tree.join("bin"),
-            &tree.join("bin/tool"),
-            &tree.join("bin/link"),
-        ] {
-            chown(p);
-        }
-        take_over(&tree, uid, &tmp.path().join("dest")).unwrap();
-        for p in [
-            &tree,
-            &tree.join("bin"),
-            &tree.join("bin/tool"),
-            &tree.join("bin/link"),
-        ] {
-            let meta = std::fs::symlink_metadata(p).unwrap();
-            assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", p.display());
-        }
-        assert_eq!(mode(&tree.join("bin")), 0o755);
-        assert_eq!(mode(&tree.join("bin/tool")), 0o755);
-        assert_eq!(mode(&victim), 0o600);
-
-        let tree = tmp.path().join("tree2");
-        std::fs::create_dir(&tree).unwrap();
-        std::fs::hard_link(&victim, tree.join("shadow")).unwrap();
-        chown(&tree);
-        let err = take_over(&tree, uid, &tmp.path().join("dest")).unwrap_err();
-        assert!(err.to_string().contains("not to the build user"), "{err}");
-        assert_eq!(mode(&victim), 0o600);
-        assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
     }
 
     #[test]

@@ -334,3 +334,91 @@ fn stat_does_not_follow_and_locate_splits_at_the_trusted_base() {
     assert_eq!(rel, Path::new("victim"));
     assert_eq!(d.path(), s.victim_file.parent().unwrap());
 }
+
+/// Root takes over what an unprivileged user made (a virtualenv build) by descriptor:
+/// setuid bits and write access for others go, a symlink becomes root's itself (its
+/// target untouched), and an entry the maker does not own (a hard link to a root file)
+/// or a FIFO is refused with that file left as it was.
+#[test]
+fn take_over_tree_gives_the_makers_tree_to_root_and_follows_nothing() {
+    const MAKER: u32 = 4242;
+    both(|| {
+        let s = setup();
+        let chown = |p: &Path| std::os::unix::fs::lchown(p, Some(MAKER), Some(MAKER)).unwrap();
+        let tree = s.base.join("data/app");
+        std::fs::create_dir(tree.join("bin")).unwrap();
+        std::fs::write(tree.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(tree.join("bin/data"), "x").unwrap();
+        std::fs::set_permissions(
+            tree.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o6777),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            tree.join("bin/data"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        std::fs::set_permissions(tree.join("bin"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        symlink(&s.victim_file, tree.join("bin/link")).unwrap();
+        let all = [
+            tree.clone(),
+            tree.join("bin"),
+            tree.join("bin/tool"),
+            tree.join("bin/data"),
+            tree.join("bin/link"),
+        ];
+        for p in &all {
+            chown(p);
+        }
+        let dir = SafeDir::open_trusted(&s.base).unwrap();
+        dir.take_over_tree(Path::new("data/app"), MAKER).unwrap();
+        for p in &all {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{}", p.display());
+        }
+        assert_eq!(mode_of(&tree), 0o700);
+        assert_eq!(mode_of(&tree.join("bin")), 0o755);
+        assert_eq!(mode_of(&tree.join("bin/tool")), 0o755);
+        assert_eq!(mode_of(&tree.join("bin/data")), 0o644);
+        assert_eq!(mode_of(&s.victim_file), 0o644);
+
+        // Not the maker's any more: a second take-over is refused at the top.
+        let err = dir
+            .take_over_tree(Path::new("data/app"), MAKER)
+            .unwrap_err();
+        assert!(
+            matches!(err, HostError::ForeignOwner { uid: 0, .. }),
+            "{err}"
+        );
+
+        std::fs::create_dir(s.base.join("data/two")).unwrap();
+        chown(&s.base.join("data/two"));
+        std::fs::hard_link(&s.victim_file, s.base.join("data/two/shadow")).unwrap();
+        let err = dir
+            .take_over_tree(Path::new("data/two"), MAKER)
+            .unwrap_err();
+        assert!(err.to_string().contains("not to uid 4242"), "{err}");
+        assert_eq!(mode_of(&s.victim_file), 0o644);
+        assert_eq!(std::fs::metadata(&s.victim_file).unwrap().uid(), 0);
+        std::fs::remove_file(s.base.join("data/two/shadow")).unwrap();
+        nix::unistd::mkfifo(
+            &s.base.join("data/two/fifo"),
+            Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        chown(&s.base.join("data/two/fifo"));
+        chown(&s.base.join("data/two"));
+        let err = dir
+            .take_over_tree(Path::new("data/two"), MAKER)
+            .unwrap_err();
+        assert!(matches!(err, HostError::NotAFile { .. }), "{err}");
+
+        // A symlink at the top is refused, not followed.
+        symlink(&s.victim_dir, s.base.join("data/three")).unwrap();
+        let err = dir
+            .take_over_tree(Path::new("data/three"), MAKER)
+            .unwrap_err();
+        assert!(matches!(err, HostError::SymlinkRefused { .. }), "{err}");
+    });
+}
