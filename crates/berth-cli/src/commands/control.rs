@@ -185,6 +185,7 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     let Some(prefix) = &loc.prefix else {
         bail!("`berth supervise` needs `--prefix`");
     };
+    let prefix = &berth_lifecycle::instance::checked_prefix(prefix)?;
     // The daemon needs the socket, plan, pid file, log and autostart marker, none of
     // which depend on the app version; only `paths.release` does, and nothing here
     // reads it, hence the placeholder. The version is in the stored manifest, but
