@@ -199,3 +199,33 @@ impl Instance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{LifecycleError, checked_prefix};
+
+    /// A relative `--prefix` is taken from the current directory and normalised; one
+    /// that climbs out with `..` or holds shell syntax is bad input.
+    #[test]
+    fn prefixes_are_made_absolute_normalised_and_checked() {
+        let cwd = std::env::current_dir().unwrap();
+        if berth_model::check_prefix(&cwd).is_err() {
+            return; // the checkout itself lives under an odd path
+        }
+        assert_eq!(
+            checked_prefix(Path::new("inst/./a//")).unwrap(),
+            cwd.join("inst/a")
+        );
+        for bad in ["../inst", "/srv/$(id)", "/"] {
+            assert!(
+                matches!(
+                    checked_prefix(Path::new(bad)),
+                    Err(LifecycleError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}
