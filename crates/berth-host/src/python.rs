@@ -343,15 +343,23 @@ fn private_dir(path: &Path, builder: Option<&Builder>) -> Result<()> {
 
 /// Give the directory root just made to the build user, on its descriptor.
 fn give_dir(path: &Path, b: &Builder) -> Result<()> {
-    let (parent, name) = in_parent(path)?;
-    parent.open_dir(&name)?;
-    parent.set_owner(&name, (b.uid, b.gid))
+    dir_node(path)?.set_owner((b.uid, b.gid))
 }
 
 fn set_dir_mode(path: &Path, mode: u32) -> Result<()> {
+    dir_node(path)?.set_mode(mode)
+}
+
+/// The directory `path`, opened without following a symlink at its last component.
+fn dir_node(path: &Path) -> Result<crate::beneath::Node> {
     let (parent, name) = in_parent(path)?;
-    parent.open_dir(&name)?;
-    parent.set_mode(&name, mode)
+    let node = parent.open_node(&name)?;
+    if !node.stat().is_dir() {
+        return Err(HostError::NotADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(node)
 }
 
 /// Make the tree the build user made at `partial` root's
