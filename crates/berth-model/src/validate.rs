@@ -41,6 +41,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.jobs();
     v.hooks();
     v.shell_scripts();
+    v.requirements();
     v.files();
     v.backup();
     v.cycles();
@@ -656,6 +657,59 @@ impl Validator<'_> {
                 }
             }
             self.duration(&p("timeout"), &h.timeout);
+        }
+    }
+
+    /// A virtualenv's requirements are hashed all or not at all: one `--hash` makes
+    /// berth run pip with `--require-hashes`, which refuses (minutes into the build)
+    /// every requirement without a hash or without an exact `==` pin.
+    fn requirements(&mut self) {
+        for (name, c) in &self.man.components {
+            let Some(crate::manifest::BundleBuild::PythonVenv { requirements, .. }) = &c.build
+            else {
+                continue;
+            };
+            // Option lines (`--index-url …`) and comments are not requirements.
+            let reqs: Vec<(usize, &String)> = requirements
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    let t = r.trim_start();
+                    !t.is_empty() && !t.starts_with('-') && !t.starts_with('#')
+                })
+                .collect();
+            if !reqs.iter().any(|(_, r)| r.contains("--hash")) {
+                continue;
+            }
+            for (i, r) in reqs {
+                let spec = r.split("--").next().unwrap_or_default().trim();
+                let why = if !r.contains("--hash") {
+                    "has no `--hash`, but other requirements do"
+                } else if !spec.contains("==") {
+                    "has a `--hash` but no exact `==` version"
+                } else {
+                    continue;
+                };
+                self.at_value(
+                    &[
+                        Seg::Key("components"),
+                        Seg::Key(name),
+                        Seg::Key("build"),
+                        Seg::Key("requirements"),
+                        Seg::Index(i),
+                    ],
+                    format!(
+                        "requirement `{}` of component `{name}` {why}: with any hash pinned, pip \
+                         runs with `--require-hashes` and refuses it",
+                        crate::shown(spec)
+                    ),
+                    Some(
+                        "pin every package with `==` and its hashes (`pip-compile --generate-hashes` \
+                         writes them all), or remove every `--hash`"
+                            .to_owned(),
+                    ),
+                );
+            }
         }
     }
 

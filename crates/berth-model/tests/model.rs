@@ -295,6 +295,39 @@ fn manifest_templates_inside_shell_scripts_are_refused() {
     assert_eq!(errors.len(), 3, "{shown}");
 }
 
+/// A requirements list with some hashes made pip refuse the rest only minutes into
+/// `berth up`; it is now caught by validation, pointing at each entry.
+#[test]
+fn manifest_requirements_are_hashed_all_or_not_at_all() {
+    let text = format!(
+        "{APP}\n[components.app]\nsource = \"bundled\"\n\
+         build = {{ kind = \"python-venv\", python = \">=3.11\", requirements = [\
+         \"--index-url https://pypi.org/simple\", \"six==1.16.0 --hash=sha256:1e61c3\", \
+         \"idna>=3 --hash=sha256:abc\", \"certifi\"] }}\n\n\
+         [components.plain]\nsource = \"bundled\"\n\
+         build = {{ kind = \"python-venv\", python = \">=3.11\", requirements = [\"netbox==4.7.3\", \"certifi\"] }}\n"
+    );
+    let errors = manifest_errors(&text);
+    let shown = errors.to_string();
+    assert_eq!(errors.len(), 2, "{shown}");
+    assert!(
+        shown.contains(
+            "requirement `idna>=3` of component `app` has a `--hash` but no exact `==` version"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "requirement `certifi` of component `app` has no `--hash`, but other requirements do"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("help: pin every package with `==` and its hashes"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn manifest_may_not_declare_the_backup_settings_group() {
     let text = format!("{APP}\n[settings.backup.target]\ntype = \"string\"\n");
