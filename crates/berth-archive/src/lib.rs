@@ -128,11 +128,11 @@ mod writer;
 
 pub use error::ArchiveError;
 pub use index::{
-    INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, UnverifiedIndex, index_frame, read_index,
-    read_signed_index,
+    INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, MAX_INDEX_BYTES, UnverifiedIndex, index_frame,
+    read_index, read_signed_index,
 };
 pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
-pub use reader::{EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
+pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
 pub use signing::{PublicKey, SigningKey};
 pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};
