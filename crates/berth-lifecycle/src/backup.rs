@@ -988,3 +988,27 @@ pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneRe
         deleted,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// Attack: `backup verify` unpacked the archive's site config and secrets into a
+    /// directory made with the umask's mode (0755), readable by every local user while
+    /// the verification ran. It is 0700 and the caller's, whatever the umask.
+    #[test]
+    fn verify_unpacks_into_a_private_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let made = super::private_subdir(tmp.path(), "x");
+        nix::sys::stat::umask(old);
+        let meta = std::fs::symlink_metadata(made.unwrap()).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.mode() & 0o7777, 0o700);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        // Never an existing directory or a link someone planted there.
+        std::os::unix::fs::symlink("/etc", tmp.path().join("y")).unwrap();
+        assert!(super::private_subdir(tmp.path(), "y").is_err());
+    }
+}
