@@ -197,8 +197,15 @@ fn crafted_archives_change_nothing() {
     let key = instance_key(&a.prefix);
     let key_arg = key_file.to_str().unwrap();
     // The genuine archive passes: the crafting below changes only what each case says.
-    a.run(&["backup", "verify", name, "--key", key_arg])
+    let r = a
+        .run(&["backup", "verify", name, "--key", key_arg])
         .expect(0);
+    // Which backup it is, from the signed metadata, and who signed it.
+    assert!(
+        r.stdout.contains("(signed metadata), signed by ed25519:"),
+        "{}",
+        r.stdout
+    );
 
     // The victim: a root-owned directory beside the instance's data, which a restore of
     // `data_dirs = ["app/../../victim"]` would give to the app's user, and an aborted one
@@ -311,7 +318,24 @@ fn crafted_archives_change_nothing() {
         refused(&path, &["secrets are not this app's"]);
     }
 
-    // 6. A setuid file (signed by the instance's key): `verify` refuses it, and a restore
+    // 6. Attack: a genuine but older archive copied over a newer archive's name, so that
+    //    "last night's backup" brings back old data: its signed metadata names it.
+    let stem = name.strip_suffix(berth_archive::ARCHIVE_SUFFIX).unwrap();
+    let (app_version, stamp) = stem.rsplit_once('-').unwrap();
+    let next_year = stamp[..4].parse::<u32>().unwrap() + 1;
+    let later = format!(
+        "{app_version}-{next_year}{}{}",
+        &stamp[4..],
+        berth_archive::ARCHIVE_SUFFIX
+    );
+    assert!(
+        berth_archive::parse_archive_name(&later).is_some(),
+        "{later}"
+    );
+    let path = write(scratch, &later, &genuine);
+    refused(&path, &["not what its name says"]);
+
+    // 7. A setuid file (signed by the instance's key): `verify` refuses it, and a restore
     //    brings the file back without the bit.
     let mut setuid = split(&genuine);
     setuid.add_file("data/app/uploads/suid", b"#!/bin/sh\nid\n", 0o4755);
@@ -369,4 +393,41 @@ fn keys_are_private_from_the_start() {
     .unwrap();
     b.run(&["backup", "key"]).expect(0);
     assert_eq!(mode(&dir.path().join("state")), 0o700);
+}
+
+/// A `--key` that is not a regular file: a FIFO hung `verify` and `restore` forever,
+/// `/dev/zero` filled memory, a directory exited 1. All are bad input (exit 2), refused
+/// at once, naming the file.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn key_files_that_are_not_regular_files_are_bad_input() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = prefix_dir("attack-archive-keyfile");
+    let scratch = prefix_dir("attack-archive-keyfile-scratch");
+    let b = Berth::new(dir.path(), &fixture("ministack"));
+    let fifo = scratch.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let archive = write(scratch.path(), "a.berth.tar.zst", b"not an archive");
+    let archive = archive.to_str().unwrap();
+    for key in [
+        fifo.to_str().unwrap(),
+        "/dev/zero",
+        scratch.path().to_str().unwrap(),
+    ] {
+        for args in [
+            vec!["backup", "verify", archive, "--key", key],
+            vec!["restore", archive, "--key", key],
+        ] {
+            let r = b.run(&args);
+            assert_eq!(r.code, 2, "`{}`: {}", args.join(" "), r.stderr);
+            assert!(
+                r.stderr.contains(key) && r.stderr.contains("not a regular file"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
 }

@@ -107,6 +107,20 @@ pub enum ArchiveError {
         /// The keys that were trusted.
         trusted: Vec<String>,
     },
+    /// A file named like an archive whose name is not the one its signed metadata gives.
+    #[error(
+        "`{}` is not what its name says: its signed metadata names it `{signed}`; an older \
+         or other archive may have been copied over this name, so it is not restored (check \
+         who can write to the backup target; if you renamed it yourself, give it back its \
+         name)",
+        path.display()
+    )]
+    NameMismatch {
+        /// The archive.
+        path: PathBuf,
+        /// The name its signed metadata gives.
+        signed: String,
+    },
     /// An entry would be written outside the extraction directory, or through a symlink.
     #[error("`{}` contains an unsafe entry `{entry}`: {reason}; nothing was extracted from it", archive.display())]
     UnsafeEntry {

@@ -43,25 +43,40 @@ pub fn index_frame(json: &[u8], key: &SigningKey) -> Option<Vec<u8>> {
     Some(frame)
 }
 
-/// An index as read from an archive's tail.
+/// The largest index (manifest JSON) a reader accepts: far more than any real backup's
+/// entry list needs, and small enough that a crafted length cannot make a reader
+/// allocate gigabytes before the signature is checked.
+pub const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An index as read from an archive's tail, before anything in it is parsed.
+pub(crate) struct RawIndex {
+    /// The manifest JSON exactly as stored.
+    json: Vec<u8>,
+    /// The key whose signature over `json` the index carries.
+    signer: PublicKey,
+    signature: [u8; 64],
+    frame_start: u64,
+    file_len: u64,
+}
+
+/// An index whose manifest was parsed: authenticated when it came from
+/// [`RawIndex::authenticate`].
 pub(crate) struct Index {
     pub manifest: ArchiveManifest,
     /// The manifest JSON exactly as stored.
     pub json: Vec<u8>,
-    /// The key whose signature over `json` the index carries (checked only by
-    /// [`Index::authenticate`]).
+    /// The key that signed `json` (a trusted one, once authenticated).
     pub signer: PublicKey,
-    signature: [u8; 64],
     /// Where the index frame starts: the compressed tar stream is everything before.
     pub frame_start: u64,
     /// The size of the whole file.
     pub file_len: u64,
 }
 
-impl Index {
-    /// Checks that the index is signed by one of `trusted`; nothing in it may be believed
-    /// before this succeeds.
-    pub fn authenticate(&self, path: &Path, trusted: &[PublicKey]) -> Result<(), ArchiveError> {
+impl RawIndex {
+    /// Checks that the index is signed by one of `trusted`, over the raw bytes, and only
+    /// then parses it: nothing in it, not even its JSON syntax, is looked at before.
+    pub fn authenticate(self, path: &Path, trusted: &[PublicKey]) -> Result<Index, ArchiveError> {
         if trusted.is_empty() {
             return Err(ArchiveError::NoTrustedKey {
                 path: path.to_owned(),
@@ -79,7 +94,19 @@ impl Index {
                 trusted: trusted.iter().map(ToString::to_string).collect(),
             });
         }
-        Ok(())
+        self.parse_unverified(path)
+    }
+
+    /// Parses the index without checking its signature: for listing only.
+    pub fn parse_unverified(self, path: &Path) -> Result<Index, ArchiveError> {
+        let manifest = parse_manifest(&self.json, path)?;
+        Ok(Index {
+            manifest,
+            json: self.json,
+            signer: self.signer,
+            frame_start: self.frame_start,
+            file_len: self.file_len,
+        })
     }
 }
 
@@ -106,7 +133,7 @@ pub struct UnverifiedIndex {
 /// archive's content.
 pub fn read_index(path: &Path) -> Result<UnverifiedIndex, ArchiveError> {
     let file = open_archive(path)?;
-    let index = read_index_of(&file, path)?;
+    let index = read_index_of(&file, path)?.parse_unverified(path)?;
     Ok(UnverifiedIndex {
         manifest: index.manifest,
         claimed_signer: index.signer,
@@ -121,10 +148,7 @@ pub fn read_signed_index(
     path: &Path,
     trusted: &[PublicKey],
 ) -> Result<ArchiveManifest, ArchiveError> {
-    let file = open_archive(path)?;
-    let index = read_index_of(&file, path)?;
-    index.authenticate(path, trusted)?;
-    Ok(index.manifest)
+    Ok(crate::Archive::open(path, trusted)?.into_manifest())
 }
 
 /// Opens an archive for reading; a FIFO or device is refused before it could block.
@@ -151,7 +175,7 @@ fn libc_nonblock() -> i32 {
     i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0)
 }
 
-pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveError> {
+pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<RawIndex, ArchiveError> {
     let read_at = |buf: &mut [u8], offset: u64| {
         file.read_exact_at(buf, offset)
             .map_err(|e| ArchiveError::io("read", path, e))
@@ -230,6 +254,15 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
         return Err(ArchiveError::corrupt(path, "it holds an index but no data"));
     }
 
+    if json_len > MAX_INDEX_BYTES {
+        return Err(ArchiveError::corrupt(
+            path,
+            format!(
+                "its index claims {json_len} bytes, more than the {MAX_INDEX_BYTES} a berth \
+                 archive's index may have"
+            ),
+        ));
+    }
     let json_len = usize::try_from(json_len)
         .map_err(|_| ArchiveError::corrupt(path, "its index is too large for this machine"))?;
     let mut json = vec![0; json_len];
@@ -237,9 +270,7 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<Index, ArchiveEr
     let signer = PublicKey::from_bytes(&signer).ok_or_else(|| ArchiveError::BadSignature {
         path: path.to_owned(),
     })?;
-    let manifest = parse_manifest(&json, path)?;
-    Ok(Index {
-        manifest,
+    Ok(RawIndex {
         json,
         signer,
         signature,

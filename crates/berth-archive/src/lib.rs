@@ -11,12 +11,19 @@
 //!
 //! Whoever can write to a backup target can write an archive, so nothing in one is
 //! believed before its index's ed25519 signature checks out against a key the caller
-//! trusts ([`verify`], [`extract`], [`read_signed_index`]). Even then, extraction never
+//! trusts ([`Archive::open`], and the shortcuts [`verify`], [`extract`],
+//! [`read_signed_index`]). The signature is checked over the index's raw bytes before they
+//! are parsed, and an index over [`MAX_INDEX_BYTES`] is refused from its length. An
+//! [`Archive`] is opened once: its verification and extraction read the open file, never
+//! the path again, so a file swapped in the target meanwhile is never the one extracted.
+//! A file named like an archive must carry the app, version and time of its name in its
+//! signed metadata ([`ArchiveError::NameMismatch`]). Even then, extraction never
 //! takes ownership or setuid, setgid and sticky bits from it ([`EXTRACTED_MODE_MASK`]),
 //! creates every entry relative to directory descriptors with `O_EXCL | O_NOFOLLOW`, and
 //! never writes outside its destination. The writer reads every source through a
 //! descriptor opened with `O_NOFOLLOW`, so a symlink swapped in while a tree is backed up
-//! is never followed.
+//! is never followed, and refuses a hard-linked file not owned by the owner of the tree's
+//! root (its other name could be a file that owner must not read).
 //! Everything streams: file content is read once, hashed on the way in and on the way
 //! out, and compressed by several threads.
 //!
@@ -128,11 +135,11 @@ mod writer;
 
 pub use error::ArchiveError;
 pub use index::{
-    INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, UnverifiedIndex, index_frame, read_index,
-    read_signed_index,
+    INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, MAX_INDEX_BYTES, UnverifiedIndex, index_frame,
+    read_index, read_signed_index,
 };
 pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
-pub use reader::{EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
+pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
 pub use signing::{PublicKey, SigningKey};
 pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};

@@ -43,6 +43,11 @@ pub fn parse_archive_name(name: &str) -> Option<(String, String, Timestamp)> {
     if app.is_empty() || version.is_empty() || stamp.len() != 16 {
         return None;
     }
+    // Only what `archive_name` writes: a name listed from a backup target (a network
+    // peer) is shown to people, so it cannot bring escape sequences or other bytes.
+    if sanitize(app, true) != app || sanitize(version, false) != version {
+        return None;
+    }
     let created = TimeZone::UTC
         .to_timestamp(DateTime::strptime(STAMP_FORMAT, stamp).ok()?)
         .ok()?;
@@ -119,6 +124,12 @@ mod tests {
             "netbox-4.2.1-20250304T0506Z.berth.tar.zst",
             "netbox-4.2.1-20251304T050607Z.berth.tar.zst",
             "netbox-4.2.1-20250304T050607Z.berth.tar.zst.partial",
+            // Attack: an SFTP server lists names with escape sequences or other bytes
+            // berth never writes, which `backup list` would print.
+            "net\u{1b}]0;pwned\u{7}box-4.2.1-20250304T050607Z.berth.tar.zst",
+            "netbox-4.2\n1-20250304T050607Z.berth.tar.zst",
+            "net box-4.2.1-20250304T050607Z.berth.tar.zst",
+            "nétbox-4.2.1-20250304T050607Z.berth.tar.zst",
         ] {
             assert_eq!(parse_archive_name(name), None, "{name}");
         }

@@ -39,6 +39,141 @@ pub struct VerifyReport {
     pub signer: PublicKey,
 }
 
+/// An archive opened once and authenticated: its index's signature checked against a
+/// trusted key, its manifest checked, and its file name tied to the signed metadata.
+///
+/// Everything afterwards ([`Archive::verify`], [`Archive::extract`]) reads the same open
+/// file, never the path again: whoever can write to the backup target cannot swap the
+/// file between the signature check and the extraction.
+#[derive(Debug)]
+pub struct Archive {
+    path: PathBuf,
+    file: File,
+    index: Index,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("signer", &self.signer)
+            .field("frame_start", &self.frame_start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Archive {
+    /// Opens `path` and authenticates it against `trusted` (an empty list is an error),
+    /// reading only the end of the file.
+    ///
+    /// Also refuses a file whose name is an archive name ([`crate::parse_archive_name`])
+    /// other than the one its signed metadata gives ([`crate::archive_name`] of its `app`,
+    /// `app_version` and `created`): a genuine older archive copied over last night's name
+    /// is not last night's backup. A file named otherwise, or metadata without those
+    /// three keys, makes no such claim.
+    pub fn open(path: &Path, trusted: &[PublicKey]) -> Result<Self, ArchiveError> {
+        let file = open_archive(path)?;
+        let index = read_index_of(&file, path)?.authenticate(path, trusted)?;
+        check_manifest(&index.manifest, path)?;
+        check_name(path, &index.manifest)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            index,
+        })
+    }
+
+    /// The signed manifest: what the key holder wrote, though the content has not been
+    /// checked against it until [`Archive::verify`] or [`Archive::extract`] succeeds.
+    pub fn manifest(&self) -> &ArchiveManifest {
+        &self.index.manifest
+    }
+
+    /// The manifest, consuming the archive.
+    pub fn into_manifest(self) -> ArchiveManifest {
+        self.index.manifest
+    }
+
+    /// The trusted key that signed the archive.
+    pub fn signer(&self) -> PublicKey {
+        self.index.signer
+    }
+
+    /// The path it was opened from (for messages: it is never opened again).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// [`verify`], on this open file.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, ArchiveError> {
+        let start = Instant::now();
+        scan(&self.path, &self.file, &self.index, None, progress)?;
+        Ok(VerifyReport {
+            entries: self.index.manifest.entries.len(),
+            files: self.index.manifest.file_count(),
+            bytes: self.index.manifest.total_size(),
+            archive_bytes: self.index.file_len,
+            duration: start.elapsed(),
+            signer: self.index.signer,
+        })
+    }
+
+    /// [`extract`], from this open file.
+    pub fn extract(
+        &self,
+        dest: &Path,
+        filter: &dyn Fn(&str) -> bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), ArchiveError> {
+        let root = rustix::fs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::io("open the directory", dest, e.into()))?;
+        let mut out = Extractor {
+            archive: self.path.clone(),
+            dest: dest.to_owned(),
+            root,
+            filter,
+            last_parent: None,
+            fixups: Vec::new(),
+        };
+        scan(
+            &self.path,
+            &self.file,
+            &self.index,
+            Some(&mut out),
+            progress,
+        )?;
+        out.finish()
+    }
+}
+
+/// Refuses a file named like an archive whose name disagrees with its signed metadata.
+fn check_name(path: &Path, manifest: &ArchiveManifest) -> Result<(), ArchiveError> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    if crate::parse_archive_name(name).is_none() {
+        return Ok(());
+    }
+    let meta = &manifest.meta;
+    // Metadata without them (not berth's: it always sets all three) names nothing.
+    let (Some(app), Some(version), Some(created)) =
+        (meta.app(), meta.app_version(), meta.created())
+    else {
+        return Ok(());
+    };
+    let signed = crate::archive_name(app, version, created);
+    if signed != name {
+        return Err(ArchiveError::NameMismatch {
+            path: path.to_owned(),
+            signed,
+        });
+    }
+    Ok(())
+}
+
 /// Reads the whole archive and checks everything in it, writing nothing.
 ///
 /// First checks that the index is signed by one of the `trusted` keys: nothing in an
@@ -56,16 +191,7 @@ pub fn verify(
     trusted: &[PublicKey],
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, ArchiveError> {
-    let start = Instant::now();
-    let index = scan(path, trusted, None, progress)?;
-    Ok(VerifyReport {
-        entries: index.manifest.entries.len(),
-        files: index.manifest.file_count(),
-        bytes: index.manifest.total_size(),
-        archive_bytes: index.file_len,
-        duration: start.elapsed(),
-        signer: index.signer,
-    })
+    Archive::open(path, trusted)?.verify(progress)
 }
 
 /// Extracts the archive into the existing directory `dest`, verifying it on the way.
@@ -89,23 +215,9 @@ pub fn extract(
     filter: &dyn Fn(&str) -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ArchiveManifest, ArchiveError> {
-    let root = rustix::fs::open(
-        dest,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ArchiveError::io("open the directory", dest, e.into()))?;
-    let mut out = Extractor {
-        archive: path.to_owned(),
-        dest: dest.to_owned(),
-        root,
-        filter,
-        last_parent: None,
-        fixups: Vec::new(),
-    };
-    let index = scan(path, trusted, Some(&mut out), progress)?;
-    out.finish()?;
-    Ok(index.manifest)
+    let archive = Archive::open(path, trusted)?;
+    archive.extract(dest, filter, progress)?;
+    Ok(archive.into_manifest())
 }
 
 /// The permission bits extraction ever sets: never setuid, setgid or sticky.
@@ -341,17 +453,18 @@ fn check_manifest(manifest: &ArchiveManifest, path: &Path) -> Result<(), Archive
 }
 
 /// Reads the whole archive, checking it, and hands its entries to `out` if there is one.
+/// `index` is the authenticated index of `file`, which is read again from its start
+/// through a duplicate of the same descriptor (never by path).
 fn scan(
     path: &Path,
-    trusted: &[PublicKey],
+    file: &File,
+    index: &Index,
     out: Option<&mut Extractor<'_>>,
     progress: &mut dyn FnMut(u64),
-) -> Result<Index, ArchiveError> {
-    let mut file = open_archive(path)?;
-    let index = read_index_of(&file, path)?;
-    // Before anything in the index is believed, even its entry list.
-    index.authenticate(path, trusted)?;
-    check_manifest(&index.manifest, path)?;
+) -> Result<(), ArchiveError> {
+    let mut file = file
+        .try_clone()
+        .map_err(|e| ArchiveError::io("read", path, e))?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("read", path, e))?;
 
@@ -361,7 +474,7 @@ fn scan(
 
     let mut state = ScanState {
         path,
-        index: &index,
+        index,
         buf: vec![0; BUF_SIZE],
         done: 0,
         progress,
@@ -416,7 +529,7 @@ fn scan(
             "its compressed stream ends before its index frame",
         ));
     }
-    Ok(index)
+    Ok(())
 }
 
 /// An error while reading entries: either about the archive's content, or an error of

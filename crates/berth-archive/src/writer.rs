@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::index::index_frame;
+use crate::index::{MAX_INDEX_BYTES, index_frame};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 use crate::path::{path_problem, symlink_problem};
 use crate::signing::SigningKey;
@@ -112,6 +112,9 @@ pub struct ArchiveWriter {
     out: Option<Stream>,
     /// The partial file's device and inode, so a tree containing it leaves it out.
     partial_id: (u64, u64),
+    /// The owner (uid) of the root of the tree being added: a hard-linked file of
+    /// another owner below it is refused.
+    tree_owner: Option<u64>,
     entries: Vec<Entry>,
     paths: HashSet<String>,
     progress: Option<ProgressFn>,
@@ -177,6 +180,7 @@ impl ArchiveWriter {
             partial_path,
             out: None,
             partial_id: (0, 0),
+            tree_owner: None,
             entries: Vec::new(),
             paths: HashSet::new(),
             progress: None,
@@ -278,7 +282,10 @@ impl ArchiveWriter {
         let meta = SourceMeta::of_fd(dir).map_err(|e| ArchiveError::io("inspect", shown, e))?;
         let children = list_dir(dir).map_err(|e| ArchiveError::io("list", shown, e))?;
         let mut skipped = Vec::new();
-        self.guard(|w| w.walk(archive_dir, dir, shown, &meta, children, &mut skipped))?;
+        self.tree_owner = Some(meta.uid);
+        let walked = self.guard(|w| w.walk(archive_dir, dir, shown, &meta, children, &mut skipped));
+        self.tree_owner = None;
+        walked?;
         Ok(skipped)
     }
 
@@ -360,10 +367,17 @@ impl ArchiveWriter {
         };
         let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
         json.push(b'\n');
-        let frame = index_frame(&json, key).ok_or_else(|| ArchiveError::InvalidSource {
-            path: self.final_path.clone(),
-            reason: "its manifest is larger than 4 GiB".to_owned(),
-        })?;
+        // Never write an archive no reader would open.
+        let frame = index_frame(&json, key)
+            .filter(|_| json.len() as u64 <= MAX_INDEX_BYTES)
+            .ok_or_else(|| ArchiveError::InvalidSource {
+                path: self.final_path.clone(),
+                reason: format!(
+                    "its manifest has {} bytes, more than the {MAX_INDEX_BYTES} an archive's \
+                     index may have (too many files: back up fewer directories per archive)",
+                    json.len()
+                ),
+            })?;
 
         let partial = self.partial_path.clone();
         let write_err = |e| ArchiveError::io("write", &partial, e);
@@ -592,6 +606,7 @@ impl ArchiveWriter {
                 if (meta.dev, meta.ino) == self.partial_id {
                     return Ok(Some(SkipReason::ArchiveItself));
                 }
+                self.refuse_foreign_hard_link(child_src, &meta)?;
                 self.write_file(child, child_src, File::from(fd), &meta)?;
             }
             FileType::Symlink => {
@@ -627,6 +642,29 @@ impl ArchiveWriter {
             _ => return Ok(Some(SkipReason::Special)),
         }
         Ok(None)
+    }
+
+    /// The rule `beneath::chown_tree` applies: whoever owns the tree can hard-link a file
+    /// it cannot read (`/etc/shadow`) into it, and a restore would hand the copy to them.
+    /// A file with more than one link, owned by someone else than the tree's root, is an
+    /// error (which abandons the whole archive).
+    fn refuse_foreign_hard_link(&self, src: &Path, meta: &SourceMeta) -> Result<(), ArchiveError> {
+        let Some(owner) = self.tree_owner else {
+            return Ok(());
+        };
+        if meta.nlink <= 1 || meta.uid == owner {
+            return Ok(());
+        }
+        Err(ArchiveError::InvalidSource {
+            path: src.to_owned(),
+            reason: format!(
+                "it is a hard link ({} links) owned by uid {}, not by the owner of the \
+                 directory backed up (uid {owner}): its other name may be a file that owner \
+                 must not read; nothing was kept of this archive (remove the link, as root, \
+                 after checking what it points to)",
+                meta.nlink, meta.uid
+            ),
+        })
     }
 
     /// Writes one file: header, content (hashed on the way) and padding.
@@ -718,6 +756,7 @@ pub(crate) struct SourceMeta {
     gid: u64,
     dev: u64,
     ino: u64,
+    nlink: u64,
 }
 
 impl SourceMeta {
@@ -733,6 +772,7 @@ impl SourceMeta {
             gid: u64::from(st.st_gid),
             dev: st.st_dev,
             ino: st.st_ino,
+            nlink: st.st_nlink,
         }
     }
 

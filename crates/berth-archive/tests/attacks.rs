@@ -395,3 +395,185 @@ mod fuzz {
         }
     }
 }
+
+fn archive_at(dir: &Path, created: &str, content: &[u8]) -> std::path::PathBuf {
+    let created: jiff::Timestamp = created.parse().unwrap();
+    let path = dir.join(berth_archive::archive_name("app", "1", created));
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    writer.add_bytes("data/app/a.txt", content, 0o644).unwrap();
+    writer
+        .finish(Meta::new("app", "1", created), common::key())
+        .unwrap();
+    path
+}
+
+/// Attack: whoever can write to the backup target swaps the archive file after its
+/// signature was checked and before it is extracted. The opened archive is read through
+/// its descriptor only, so what is extracted is what was authenticated.
+#[test]
+fn the_authenticated_file_is_the_one_extracted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checked = archive_at(tmp.path(), "2025-01-02T00:00:00Z", b"checked");
+    let other_dir = tmp.path().join("other");
+    fs::create_dir(&other_dir).unwrap();
+    let swapped = archive_at(&other_dir, "2025-01-02T00:00:00Z", b"swapped in");
+    let archive = berth_archive::Archive::open(&checked, &common::trusted()).unwrap();
+    fs::rename(&swapped, &checked).unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    archive.extract(&dest, &|_| true, &mut |_| {}).unwrap();
+    assert_eq!(fs::read(dest.join("data/app/a.txt")).unwrap(), b"checked");
+    archive.verify(&mut |_| {}).unwrap();
+}
+
+/// Attack: a genuine but older archive is copied over last night's name, so a restore of
+/// "the latest backup" silently brings back old data. The signed metadata says when it
+/// was made: a name that disagrees is refused everywhere an archive is trusted.
+#[test]
+fn an_older_archive_under_a_newer_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = archive_at(tmp.path(), "2025-01-01T00:00:00Z", b"old");
+    let newer_name = tmp.path().join(berth_archive::archive_name(
+        "app",
+        "1",
+        "2025-01-02T00:00:00Z".parse().unwrap(),
+    ));
+    fs::copy(&old, &newer_name).unwrap();
+    let trusted = common::trusted();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    for err in [
+        verify(&newer_name, &trusted, &mut |_| {}).unwrap_err(),
+        extract(&newer_name, &dest, &trusted, &|_| true, &mut |_| {}).unwrap_err(),
+        read_signed_index(&newer_name, &trusted).unwrap_err(),
+    ] {
+        match &err {
+            ArchiveError::NameMismatch { signed, .. } => {
+                assert_eq!(signed, "app-1-20250101T000000Z.berth.tar.zst");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(is_empty_dir(&dest));
+    // Another app or version in the name is refused the same way.
+    let other_app = tmp.path().join("other-1-20250101T000000Z.berth.tar.zst");
+    fs::copy(&old, &other_app).unwrap();
+    assert!(matches!(
+        verify(&other_app, &trusted, &mut |_| {}),
+        Err(ArchiveError::NameMismatch { .. })
+    ));
+    // Its own name, or a name that is no archive name (and so claims nothing), is fine.
+    verify(&old, &trusted, &mut |_| {}).unwrap();
+    let plain = tmp.path().join("copy.tar.zst");
+    fs::copy(&old, &plain).unwrap();
+    verify(&plain, &trusted, &mut |_| {}).unwrap();
+}
+
+/// Attack: an index whose JSON is not even valid, signed by another key. Nothing in it is
+/// parsed before the signature checks out, so the refusal is about the signer, not about
+/// a parse error a bug in the JSON parser could have turned into something worse.
+#[test]
+fn the_index_is_authenticated_before_it_is_parsed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let (compressed, _) = split(&fs::read(&path).unwrap());
+    let attacker = SigningKey::generate().unwrap();
+    for json in [&b"{\"format\": 99}"[..], b"not json at all \xff"] {
+        let mut crafted = compressed.clone();
+        crafted.extend(berth_archive::index_frame(json, &attacker).unwrap());
+        let crafted_path = tmp.path().join("crafted.berth.tar.zst");
+        fs::write(&crafted_path, &crafted).unwrap();
+        let err = verify(&crafted_path, &common::trusted(), &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::UntrustedSigner { .. }),
+            "{err:?}"
+        );
+    }
+}
+
+/// Attack: an index that claims to be 70 MiB long (up to 4 GiB fit in its length field),
+/// so that listing or verifying allocates and reads it all. Refused from its length alone.
+#[test]
+fn an_oversized_index_is_refused_before_it_is_read() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("huge.berth.tar.zst");
+    let json_len: u64 = 70 * 1024 * 1024;
+    let file_len = json_len + 8 + 112 + 1024;
+    let file = fs::File::create(&path).unwrap();
+    file.set_len(file_len).unwrap();
+    file.write_all_at(&[0x28, 0xB5, 0x2F, 0xFD], 0).unwrap();
+    let frame_start = file_len - json_len - 8 - 112;
+    let mut header = 0x184D_2A5B_u32.to_le_bytes().to_vec();
+    header.extend(u32::try_from(json_len + 112).unwrap().to_le_bytes());
+    file.write_all_at(&header, frame_start).unwrap();
+    let mut trailer = vec![0; 64];
+    trailer.extend(common::key().public_key().to_bytes());
+    trailer.extend(json_len.to_le_bytes());
+    trailer.extend(b"BERTHSIG");
+    file.write_all_at(&trailer, file_len - 112).unwrap();
+    drop(file);
+    for err in [
+        read_index(&path).unwrap_err(),
+        verify(&path, &common::trusted(), &mut |_| {}).unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("more than the {}", berth_archive::MAX_INDEX_BYTES)),
+            "{text}"
+        );
+    }
+}
+
+/// Attack: a service user hard-links a file it cannot read (`ln /etc/shadow
+/// data/app/media/x`, possible where `fs.protected_hardlinks=0`); root's backup would
+/// store the content and a restore would hand the copy to that user. A hard-linked file
+/// not owned by the owner of the tree is refused, and nothing is kept of the archive.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn a_hard_link_to_another_owners_file_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: making files of another owner needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("shadow");
+    fs::write(&secret, "root:secret\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let tree = tmp.path().join("media");
+    fs::create_dir(&tree).unwrap();
+    let user = (54_321, 54_321);
+    std::os::unix::fs::chown(&tree, Some(user.0), Some(user.1)).unwrap();
+    // The user's own hard links are fine.
+    fs::write(tree.join("mine"), "mine\n").unwrap();
+    std::os::unix::fs::chown(tree.join("mine"), Some(user.0), Some(user.1)).unwrap();
+    fs::hard_link(tree.join("mine"), tree.join("mine-too")).unwrap();
+    let ok = tmp.path().join(berth_archive::archive_name(
+        "app",
+        "1",
+        jiff::Timestamp::UNIX_EPOCH,
+    ));
+    let mut writer = ArchiveWriter::create(&ok, WriteOptions::default()).unwrap();
+    writer.add_tree("data/media", &tree).unwrap();
+    writer
+        .finish(
+            Meta::new("app", "1", jiff::Timestamp::UNIX_EPOCH),
+            common::key(),
+        )
+        .unwrap();
+
+    fs::hard_link(&secret, tree.join("x")).unwrap();
+    let path = tmp.path().join("app-1-20250101T000000Z.berth.tar.zst");
+    let mut writer = ArchiveWriter::create(&path, WriteOptions::default()).unwrap();
+    let err = writer.add_tree("data/media", &tree).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("hard link") && text.contains("/media/x"),
+        "{text}"
+    );
+    drop(writer);
+    assert!(!path.exists());
+    let mut partial = path.into_os_string();
+    partial.push(".partial");
+    assert!(!Path::new(&partial).exists());
+}

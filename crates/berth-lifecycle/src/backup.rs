@@ -789,8 +789,10 @@ pub struct VerifyReport {
     pub app: String,
     /// App version.
     pub app_version: String,
-    /// When it was taken.
+    /// When it was taken, from its signed metadata.
     pub created: String,
+    /// The trusted key that signed it (`ed25519:…`).
+    pub signer: String,
     /// Entries checked (size and SHA-256 each).
     pub entries: usize,
     /// Bytes of data checked.
@@ -818,12 +820,15 @@ pub fn verify(
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let trusted = crate::trust::trusted_keys(inst, key)?;
+    let key = key.map(crate::trust::read_key_file).transpose()?;
+    let trusted = crate::trust::trusted_keys(inst, key.as_ref())?;
     let fetched = fetch(inst, archive, to, progress)?;
     let path = &fetched.path;
-    // Authenticated before anything in it is looked at.
-    let index = berth_archive::read_signed_index(path, &trusted)?;
-    let facts = crate::trust::check_meta(inst, &index, path)?;
+    // Opened once and authenticated before anything in it is looked at; everything
+    // below reads that open file, never the path again.
+    let opened = berth_archive::Archive::open(path, &trusted)?;
+    let index = opened.manifest();
+    let facts = crate::trust::check_meta(inst, index, path)?;
     if !facts.privileged_entries.is_empty() {
         return Err(LifecycleError::Backup {
             what: format!(
@@ -840,8 +845,7 @@ pub fn verify(
     // Traversable, so the unprivileged `pg_restore` reaches its own directory below.
     let (parent, name) = berth_host::beneath::in_parent(&tmp.0)?;
     parent.set_mode(&name, 0o711)?;
-    let out = tmp.0.join("x");
-    std::fs::create_dir(&out).map_err(LifecycleError::io("create", &out))?;
+    let out = private_subdir(&tmp.0, "x")?;
     let toc = facts.dump_path.as_ref().map(|p| format!("{p}/toc.dat"));
     progress.begin(&format!("Verifying {}", path.display()));
     progress.bytes(Some(index.total_size()));
@@ -851,7 +855,7 @@ pub fn verify(
             || entry == "secrets.age"
             || entry == "config/site.toml"
     };
-    let index = berth_archive::extract(path, &out, &trusted, &filter, &mut progress_fn(progress))?;
+    opened.extract(&out, &filter, &mut progress_fn(progress))?;
     progress.end("");
     crate::trust::check_site_config(inst, &out.join("config/site.toml"))?;
     let dump_toc_entries = match &toc {
@@ -863,12 +867,8 @@ pub fn verify(
         None => None,
     };
     let secrets_included = index.entry("secrets.age").is_some();
-    let identity = match key {
-        Some(k) => {
-            let text =
-                std::fs::read_to_string(k).map_err(LifecycleError::io("read the backup key", k))?;
-            berth_archive::signing::parse_key_file(&text)?.identity
-        }
+    let identity = match &key {
+        Some(k) => berth_archive::signing::parse_key_file(&k.text)?.identity,
         None => None,
     };
     let key_opens_secrets = match (identity, secrets_included) {
@@ -886,12 +886,8 @@ pub fn verify(
         archive: path.clone(),
         app: index.meta.app().unwrap_or_default().to_owned(),
         app_version: index.meta.app_version().unwrap_or_default().to_owned(),
-        created: index
-            .meta
-            .get("created")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        created: signed_created(index),
+        signer: opened.signer().to_string(),
         entries: index.entries.len(),
         bytes: index.total_size(),
         dump_toc_entries,
@@ -899,6 +895,24 @@ pub fn verify(
         key_opens_secrets,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// When the archive was made, as its signed metadata says (not its file name).
+pub(crate) fn signed_created(index: &berth_archive::ArchiveManifest) -> String {
+    index
+        .meta
+        .get("created")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Creates `name` in the directory `parent` berth just made, mode 0700 and root's
+/// whatever the umask, by descriptor: what is unpacked there is nobody else's to read.
+fn private_subdir(parent: &Path, name: &str) -> Result<PathBuf> {
+    let dir = berth_host::beneath::SafeDir::open_trusted(parent)?;
+    dir.create_dir(Path::new(name), 0o700, None)?;
+    Ok(parent.join(name))
 }
 
 /// Where `pg_restore` is: the manifest's database `bin_dir`, else the PATH's.
@@ -911,11 +925,12 @@ fn state_bin_dir(inst: &Instance) -> PathBuf {
         .map_or_else(|| PathBuf::from("/usr/bin"), |d| PathBuf::from(&d.bin_dir))
 }
 
-/// Read an identity file given on the command line.
-pub(crate) fn read_identity(path: &Path) -> Result<berth_archive::secrets::Identity> {
-    let text =
-        std::fs::read_to_string(path).map_err(LifecycleError::io("read the backup key", path))?;
-    Ok(berth_archive::secrets::parse_identity(&text)?)
+/// The identity in a key file given on the command line, read once with
+/// [`crate::trust::read_key_file`].
+pub(crate) fn read_identity(
+    key: &crate::trust::KeyFileText,
+) -> Result<berth_archive::secrets::Identity> {
+    Ok(berth_archive::secrets::parse_identity(&key.text)?)
 }
 
 /// What `berth backup prune` decided.
@@ -972,4 +987,28 @@ pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneRe
         decisions,
         deleted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// Attack: `backup verify` unpacked the archive's site config and secrets into a
+    /// directory made with the umask's mode (0755), readable by every local user while
+    /// the verification ran. It is 0700 and the caller's, whatever the umask.
+    #[test]
+    fn verify_unpacks_into_a_private_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let made = super::private_subdir(tmp.path(), "x");
+        nix::sys::stat::umask(old);
+        let meta = std::fs::symlink_metadata(made.unwrap()).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.mode() & 0o7777, 0o700);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        // Never an existing directory or a link someone planted there.
+        std::os::unix::fs::symlink("/etc", tmp.path().join("y")).unwrap();
+        assert!(super::private_subdir(tmp.path(), "y").is_err());
+    }
 }

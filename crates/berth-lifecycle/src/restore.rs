@@ -309,10 +309,27 @@ fn stage(
     };
     let fetched: Fetched =
         backup::fetch(inst, archive, opts.from.as_deref(), progress).map_err(forget)?;
-    // Nothing in the archive is looked at before its signature checks out.
-    let trusted = crate::trust::trusted_keys(inst, opts.key.as_deref()).map_err(forget)?;
-    let index =
-        berth_archive::read_signed_index(&fetched.path, &trusted).map_err(|e| forget(e.into()))?;
+    // The key file is read once: the same text vouches for the archive and opens its
+    // secrets.
+    let key_text = opts
+        .key
+        .as_deref()
+        .map(crate::trust::read_key_file)
+        .transpose()
+        .map_err(forget)?;
+    // Nothing in the archive is looked at before its signature checks out, and the file
+    // is opened once: what is extracted below is what was authenticated here.
+    let trusted = crate::trust::trusted_keys(inst, key_text.as_ref()).map_err(forget)?;
+    let opened =
+        berth_archive::Archive::open(&fetched.path, &trusted).map_err(|e| forget(e.into()))?;
+    let index = opened.manifest();
+    // The signed creation time, not the file name's: an older genuine archive copied
+    // over a newer name is refused, and the administrator sees which backup this is.
+    progress.note(&format!(
+        "Restoring the backup made {} (signed metadata), signed by {}",
+        backup::signed_created(index),
+        opened.signer()
+    ));
     let app = &inst.manifest.manifest.app;
     let archived_app = index.meta.app().unwrap_or_default().to_owned();
     let archived_version = index.meta.app_version().unwrap_or_default().to_owned();
@@ -348,14 +365,14 @@ fn stage(
             ),
         }));
     }
-    let facts = crate::trust::check_meta(inst, &index, &fetched.path).map_err(forget)?;
+    let facts = crate::trust::check_meta(inst, index, &fetched.path).map_err(forget)?;
     let secrets_in_archive = index.entry("secrets.age").is_some();
-    let key_file = match (&opts.key, secrets_in_archive) {
-        (Some(k), true) => Some(k.clone()),
+    let key_file = match (key_text, secrets_in_archive) {
+        (Some(k), true) => Some(k),
         (None, true) => {
             let own = backup::key_path(inst);
             if own.is_file() {
-                Some(own)
+                Some(crate::trust::read_key_file(&own).map_err(forget)?)
             } else {
                 return Err(forget(LifecycleError::Backup {
                     what: "The archive's secrets are encrypted and no backup key was given".to_owned(),
@@ -412,14 +429,9 @@ fn stage(
     ));
     progress.bytes(Some(index.total_size()));
     let all = |_: &str| true;
-    berth_archive::extract(
-        &fetched.path,
-        &x,
-        &trusted,
-        &all,
-        &mut backup::progress_fn(progress),
-    )
-    .map_err(|e| forget(e.into()))?;
+    opened
+        .extract(&x, &all, &mut backup::progress_fn(progress))
+        .map_err(|e| forget(e.into()))?;
     // No setuid or setgid file ever comes out of an archive, whatever the extractor let by.
     berth_host::beneath::SafeDir::open_trusted(&staging)
         .and_then(|d| d.clear_setid_tree(Path::new("x")))

@@ -162,15 +162,39 @@ pub(crate) fn ensure_identity_text(inst: &Instance, path: &Path) -> Result<(Stri
     Ok((text, false))
 }
 
+/// A key file named on the command line (`--key`), read once: what it says is used for
+/// both the signature check and the secrets.
+#[derive(Debug, Clone)]
+pub struct KeyFileText {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+}
+
+/// Reads the key file given with `--key` the careful way ([`berth_model::read_input`]):
+/// a FIFO, a device, a directory, a huge or non-UTF-8 file is bad input (exit 2), never a
+/// hang or a memory blow-up.
+pub fn read_key_file(path: &Path) -> Result<KeyFileText> {
+    let text = berth_model::read_input(
+        path,
+        "the key file",
+        "pass the key file `berth backup key --export FILE` wrote: `--key FILE`",
+    )
+    .map_err(|e| LifecycleError::Invalid(e.into_diagnostics()))?;
+    Ok(KeyFileText {
+        path: path.to_owned(),
+        text,
+    })
+}
+
 /// The keys an archive may be signed with: the signing key in `key_file` (given with
 /// `--key`) and the instance's own. Refuses when there is none, or when `key_file` holds
 /// no signing key.
-pub fn trusted_keys(inst: &Instance, key_file: Option<&Path>) -> Result<Vec<PublicKey>> {
+pub fn trusted_keys(inst: &Instance, key_file: Option<&KeyFileText>) -> Result<Vec<PublicKey>> {
     let mut trusted = Vec::new();
-    if let Some(path) = key_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(LifecycleError::io("read the backup key", path))?;
-        match parse_key_file(&text)? {
+    if let Some(KeyFileText { path, text }) = key_file {
+        match parse_key_file(text)? {
             KeyFile {
                 signing: Some(key), ..
             } => trusted.push(key.public_key()),
@@ -381,9 +405,28 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The user untrusted parsers run as: `nobody`.
-fn unprivileged_user() -> (u32, u32) {
-    berth_host::users::lookup("nobody").unwrap_or((65_534, 65_534))
+/// The user untrusted parsers run as: berth's own unprivileged build user (created if
+/// missing), not the shared `nobody`, whose processes other daemons may also run as.
+fn unprivileged_user() -> Result<(u32, u32)> {
+    let name = berth_host::python::BUILD_USER;
+    berth_host::users::ensure_user(&berth_render::UserSpec {
+        name: name.to_owned(),
+        home: PathBuf::from("/nonexistent"),
+    })?;
+    match berth_host::users::lookup(name) {
+        Some((uid, gid)) if uid != 0 => Ok((uid, gid)),
+        found => Err(LifecycleError::Backup {
+            what: format!(
+                "the unprivileged user `{name}` that reads archives' dumps {}",
+                if found.is_some() {
+                    "has uid 0"
+                } else {
+                    "cannot be found after it was created"
+                }
+            ),
+            hint: format!("give `{name}` an unprivileged uid of its own (`usermod -u`)"),
+        }),
+    }
 }
 
 /// `pg_restore --list` of the dump whose table of contents is `toc`, as an unprivileged
@@ -410,8 +453,8 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
         .open(&copy)
         .map_err(LifecycleError::io("create", &copy))?;
     std::io::copy(&mut src, &mut dst).map_err(LifecycleError::io("copy", toc))?;
-    let (uid, gid) = unprivileged_user();
     if root {
+        let (uid, gid) = unprivileged_user()?;
         let chown = |f: &File, p: &Path| {
             std::os::unix::fs::fchown(f, Some(uid), Some(gid))
                 .map_err(LifecycleError::io("change the owner of", p))
@@ -433,6 +476,7 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
         .current_dir(scratch)
         .stdin(Stdio::null());
     if root {
+        let (uid, gid) = unprivileged_user()?;
         // std drops the supplementary groups too.
         cmd.uid(uid).gid(gid);
     }
@@ -461,7 +505,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run
-    /// as nobody, not root, and without root's environment.
+    /// as berth's own unprivileged user (not root, nor the `nobody` other daemons share),
+    /// and without root's environment.
     #[test]
     fn the_dump_is_listed_unprivileged_with_a_clean_environment() {
         let tmp = tempfile::tempdir().unwrap();
@@ -472,6 +517,7 @@ mod tests {
         // Lists two entries only if it is not root and does not see root's environment
         // (HOME); it can read its copy of the TOC.
         let script = "#!/bin/sh\n[ \"$(id -u)\" != 0 ] || exit 3\n\
+                      [ \"$(id -un)\" = berth-build ] || exit 6\n\
                       [ -z \"$HOME\" ] || exit 4\n\
                       cat \"$2/toc.dat\" >/dev/null || exit 5\necho one\necho two\n";
         let tool = bin.join("pg_restore");

@@ -102,21 +102,35 @@ pub fn list(loc: &Locate, to: Option<&str>, json: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Archives in {target}, newest first:");
+    println!(
+        "Archives in {}, newest first:",
+        berth_model::terminal_safe(&target)
+    );
     for a in &archives {
-        let secrets = match a.secrets_included {
-            Some(true) => "secrets included",
-            Some(false) => "NO SECRETS",
-            None => "",
-        };
-        let problem = a
-            .problem
-            .as_deref()
-            .map(|p| format!("  !! {p}"))
-            .unwrap_or_default();
-        println!("  {}  {:>10}  {}{problem}", a.name, human(a.size), secrets);
+        println!("{}", list_line(a));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `backup list`. The name and the problem come from the target (an SFTP
+/// server is a network peer) and from unauthenticated archives: escaped for the terminal.
+fn list_line(a: &backup::Listed) -> String {
+    let secrets = match a.secrets_included {
+        Some(true) => "secrets included",
+        Some(false) => "NO SECRETS",
+        None => "",
+    };
+    let problem = a
+        .problem
+        .as_deref()
+        .map(|p| format!("  !! {p}"))
+        .unwrap_or_default();
+    berth_model::terminal_safe(&format!(
+        "  {}  {:>10}  {}{problem}",
+        a.name,
+        human(a.size),
+        secrets
+    ))
 }
 
 pub fn verify(
@@ -145,6 +159,10 @@ pub fn verify(
         human(r.bytes),
         r.seconds,
         rate(r.bytes, r.seconds)
+    );
+    println!(
+        "  made {} (signed metadata), signed by {}",
+        r.created, r.signer
     );
     if let Some(n) = r.dump_toc_entries {
         println!("  database dump readable: {n} entries in its table of contents");
@@ -257,4 +275,29 @@ pub fn restore(
         println!("  secrets: NOT restored (the archive had none): new ones were generated");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack: an archive whose unauthenticated index holds an escape sequence, which the
+    /// parse error quotes: `backup list` prints it escaped, so it cannot rewrite the
+    /// terminal (title, colours, what the lines above say).
+    #[test]
+    fn list_lines_are_terminal_safe() {
+        let line = list_line(&backup::Listed {
+            name: "app-1-20250101T000000Z.berth.tar.zst".to_owned(),
+            size: 1,
+            created: None,
+            app_version: None,
+            secrets_included: None,
+            problem: Some("unknown variant `\u{1b}]0;pwned\u{7}\u{1b}[2J`".to_owned()),
+        });
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "{line:?}"
+        );
+        assert!(line.contains("pwned"), "{line}");
+    }
 }
