@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,22 +29,22 @@ pub fn signing_key_path(inst: &Instance) -> PathBuf {
 /// it holds the keys.
 pub(crate) fn private_state_dir(inst: &Instance) -> Result<()> {
     let dir = &inst.paths.state;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(LifecycleError::io("create", dir))?;
-    let meta = std::fs::symlink_metadata(dir).map_err(LifecycleError::io("inspect", dir))?;
-    if !meta.is_dir() {
-        return Err(LifecycleError::Backup {
-            what: format!("`{}` is not a directory", dir.display()),
-            hint: "it must be a real directory owned by root: move whatever is there away"
-                .to_owned(),
-        });
+    if let Some(prefix) = dir.parent() {
+        // The prefix itself: the administrator's path, made before any instance exists.
+        std::fs::create_dir_all(prefix).map_err(LifecycleError::io("create", prefix))?;
     }
-    if meta.mode() & 0o7777 != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(LifecycleError::io("set the mode of", dir))?;
+    let (parent, name) = berth_host::beneath::in_parent(dir)?;
+    match parent.stat(&name)? {
+        None => drop(parent.create_dir(&name, 0o700, None)?),
+        Some(st) if !st.is_dir() => {
+            return Err(LifecycleError::Backup {
+                what: format!("`{}` is not a directory", dir.display()),
+                hint: "it must be a real directory owned by root: move whatever is there away"
+                    .to_owned(),
+            });
+        }
+        Some(st) if st.perm() != 0o700 => parent.set_mode(&name, 0o700)?,
+        Some(_) => {}
     }
     Ok(())
 }
