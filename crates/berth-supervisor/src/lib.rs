@@ -76,30 +76,10 @@ mod say;
 mod service;
 mod supervisor;
 
+pub use berth_process::{Credentials, reset_signals_in_child};
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
 pub use logs::{LOG_DIR_MODE, LOG_FILE_MODE, log_group, open_log_file};
 pub use probe::http_get_status;
-pub use process::Credentials;
-
-/// For a forked child, before `exec`: every signal back to its default action and none
-/// blocked, whatever the process that started berth had. A `nohup` leaves SIGHUP
-/// ignored, and an ignored signal stays ignored across `exec`: a service's reload signal
-/// would do nothing, and a shell cannot even trap it.
-///
-/// Only async-signal-safe calls (`signal`, `sigprocmask`), so it may run in `pre_exec`.
-pub fn reset_signals_in_child() {
-    // SAFETY: plain system calls on a zeroed, then emptied, signal set.
-    unsafe {
-        for sig in 1..32 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
-    }
-}
