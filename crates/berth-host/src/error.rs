@@ -230,6 +230,19 @@ pub enum HostError {
         /// The user name.
         user: String,
     },
+    /// A process group an interrupted run left behind is still alive after `SIGKILL`.
+    #[error(
+        "Failed to stop `{what}` (process group {pgid}), left running by an interrupted run; hint: see what is stuck with `pgrep -a -g {pgid}`"
+    )]
+    Leftover {
+        /// What the child was for.
+        what: String,
+        /// Its process group.
+        pgid: u32,
+        /// Why it is still alive.
+        #[source]
+        source: std::io::Error,
+    },
     /// A program could not be started.
     #[error("Failed to run `{program}`")]
     Spawn {

@@ -17,6 +17,8 @@
 //! - [`users`]: look up and create system users.
 //! - [`packages`]: find missing distribution packages and install them with apt.
 //! - [`python`]: find a Python matching a version requirement and build a venv.
+//! - [`children::ChildRecords`]: the process groups of lifecycle steps' children,
+//!   recorded while they run, and killed by the next run when a killed berth left them.
 //!
 //! # Example
 //!
@@ -38,6 +40,7 @@
 //! ```
 
 pub mod beneath;
+pub mod children;
 pub mod converge;
 mod error;
 pub mod facts;

@@ -6,6 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use berth_process::{Account, ChildCommand, Credentials};
+
 use crate::beneath::{in_parent, remove_tree_at};
 use crate::error::stderr_tail;
 use crate::{HostError, Result, fsutil};
@@ -164,7 +166,7 @@ fn build_in(
     if let Some(b) = builder {
         // Nothing of the build user may run on while its tree becomes root's.
         b.kill_leftovers(dest)?;
-        take_over(partial, b.uid)?;
+        take_over(partial, b.credentials.uid())?;
     }
     // Kept with the venv: what it was built from.
     fsutil::write_atomic(
@@ -196,50 +198,22 @@ fn pip_install_args(requirements: &[String]) -> Vec<&'static str> {
 }
 
 /// A command for a build step: clean environment, its own session, running as the
-/// build user when there is one.
-fn build_command(program: &Path, builder: Option<&Builder>, home: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    let name = builder.map_or_else(current_user_name, |_| BUILD_USER.to_owned());
-    cmd.env_clear()
-        .env("PATH", BUILD_PATH)
-        .env("LANG", "C.UTF-8")
+/// build user when there is one, and killed if berth dies.
+fn build_command(program: &Path, builder: Option<&Builder>, home: &Path) -> ChildCommand {
+    let mut cmd = ChildCommand::new(program);
+    cmd.user(builder.map(|_| BUILD_USER))
+        .path(BUILD_PATH)
         .env("HOME", home)
         .env("TMPDIR", home)
-        .env("USER", &name)
-        .env("LOGNAME", &name)
         .current_dir(home)
-        .stdin(std::process::Stdio::null());
-    let ids = builder.map(|b| (b.uid, b.gid));
-    // SAFETY: only async-signal-safe system calls (setsid, umask, setgroups, setgid,
-    // setuid) on values copied before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::umask(0o022);
-            if let Some((uid, gid)) = ids
-                && (libc::setgroups(1, &raw const gid) == -1
-                    || libc::setgid(gid) == -1
-                    || libc::setuid(uid) == -1)
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .umask(0o022)
+        .die_with_parent();
     cmd
-}
-
-fn current_user_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name)
 }
 
 /// The build user, when berth runs as root.
 struct Builder {
-    uid: libc::uid_t,
-    gid: libc::gid_t,
+    credentials: Credentials,
 }
 
 impl Builder {
@@ -253,11 +227,15 @@ impl Builder {
             name: BUILD_USER.to_owned(),
             home: PathBuf::from("/nonexistent"),
         })?;
-        let (uid, gid) = crate::users::lookup(BUILD_USER).ok_or_else(|| HostError::VenvBuild {
-            dest: dest.to_path_buf(),
-            reason: format!("the build user `{BUILD_USER}` was created but cannot be found"),
-        })?;
-        if uid == 0 {
+        let credentials = Account::lookup(BUILD_USER)
+            .map_err(|e| HostError::VenvBuild {
+                dest: dest.to_path_buf(),
+                reason: format!(
+                    "the build user `{BUILD_USER}` was created but cannot be found: {e}"
+                ),
+            })?
+            .credentials;
+        if credentials.uid() == 0 {
             return Err(HostError::VenvBuild {
                 dest: dest.to_path_buf(),
                 reason: format!(
@@ -276,25 +254,20 @@ impl Builder {
                 ),
             });
         }
-        Ok(Some(Self { uid, gid }))
+        Ok(Some(Self { credentials }))
     }
 
     /// SIGKILL every process of the build user (a build backend that daemonized, a
     /// compiler still running), from a child that becomes the build user: `kill(-1)`
     /// reaches exactly the processes of its own uid.
     fn kill_leftovers(&self, dest: &Path) -> Result<()> {
-        let (uid, gid) = (self.uid, self.gid);
+        let credentials = self.credentials.clone();
         let mut cmd = Command::new("/bin/true");
         cmd.env_clear().current_dir("/");
-        // SAFETY: async-signal-safe system calls only.
+        // SAFETY: `switch` and `kill` are async-signal-safe system calls.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setgroups(1, &raw const gid) == -1
-                    || libc::setgid(gid) == -1
-                    || libc::setuid(uid) == -1
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                credentials.switch()?;
                 libc::kill(-1, libc::SIGKILL);
                 Ok(())
             });
@@ -337,13 +310,17 @@ fn take_turn(dest: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// build user's when `builder` is given (set on its descriptor, never by name).
 fn private_dir(path: &Path, builder: Option<&Builder>) -> Result<()> {
     let (parent, name) = in_parent(path)?;
-    parent.create_dir(&name, 0o700, builder.map(|b| (b.uid, b.gid)))?;
+    parent.create_dir(
+        &name,
+        0o700,
+        builder.map(|b| (b.credentials.uid(), b.credentials.gid())),
+    )?;
     Ok(())
 }
 
 /// Give the directory root just made to the build user, on its descriptor.
 fn give_dir(path: &Path, b: &Builder) -> Result<()> {
-    dir_node(path)?.set_owner((b.uid, b.gid))
+    dir_node(path)?.set_owner((b.credentials.uid(), b.credentials.gid()))
 }
 
 fn set_dir_mode(path: &Path, mode: u32) -> Result<()> {
@@ -559,11 +536,16 @@ impl VersionSpec {
 }
 
 /// Runs one step of building a venv; a failure carries the end of its stderr.
-fn run_venv_step(dest: &Path, step: &str, command: &mut Command) -> Result<()> {
-    let out = command.output().map_err(|source| HostError::Spawn {
-        program: command.get_program().to_string_lossy().into_owned(),
+fn run_venv_step(dest: &Path, step: &str, command: &mut ChildCommand) -> Result<()> {
+    let spawn_failed = |source: std::io::Error| HostError::Spawn {
+        program: command.program().to_string_lossy().into_owned(),
         source,
-    })?;
+    };
+    let out = command
+        .build()
+        .map_err(|e| spawn_failed(e.into()))?
+        .output()
+        .map_err(spawn_failed)?;
     if out.status.success() {
         return Ok(());
     }
