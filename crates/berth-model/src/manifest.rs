@@ -496,6 +496,13 @@ pub struct HookDecl {
     /// Kill the hook after this long, default `30m`.
     #[serde(default = "default_hook_timeout")]
     pub timeout: String,
+    /// What the hook makes (template), a path inside `{{ paths.data }}`, e.g. a
+    /// database cluster's directory. When berth started the hook with nothing there
+    /// and the hook did not finish (berth was killed, the hook failed or timed out),
+    /// what is there is partial: berth removes it before the hook runs again, so a
+    /// hook that skips when its output exists never skips on a half-made one.
+    #[serde(default)]
+    pub creates: Option<String>,
 }
 
 fn default_hook_timeout() -> String {

@@ -1157,13 +1157,17 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
         );
     }
     for (name, h) in &m.hooks {
+        let mut extra = vec![("timeout", &h.timeout)];
+        if let Some(creates) = &h.creates {
+            extra.push(("creates", creates));
+        }
         process(
             "hooks",
             name,
             &h.command,
             &h.environment,
             &h.working_dir,
-            vec![("timeout", &h.timeout)],
+            extra,
         );
     }
     if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {

@@ -161,6 +161,8 @@ pub struct HookSpec {
     pub timeout: std::time::Duration,
     /// Output goes to `<log>/hooks/<name>.log`.
     pub log_file: PathBuf,
+    /// What the hook makes, inside `<prefix>/data`: partial when the hook did not finish.
+    pub creates: Option<PathBuf>,
 }
 
 /// The manifest's `[backup]`, rendered against the instance.

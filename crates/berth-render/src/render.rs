@@ -690,5 +690,36 @@ fn hook(
         before: enabled_services(m, enabled, &h.before),
         timeout: r.duration(&format!("{field}.timeout"), &h.timeout)?,
         log_file: p.log.join("hooks").join(format!("{name}.log")),
+        creates: hook_output(r, p, &field, h.creates.as_ref())?,
     })
+}
+
+/// A hook's `creates`, which berth may remove: only strictly inside `<prefix>/data`.
+fn hook_output(
+    r: &Renderer<'_>,
+    p: &Paths,
+    field: &str,
+    creates: Option<&String>,
+) -> Result<Option<PathBuf>, RenderError> {
+    let what = format!("{field}.creates");
+    let Some(path) = r.path(&what, creates)? else {
+        return Ok(None);
+    };
+    let inside = path
+        .strip_prefix(&p.data)
+        .is_ok_and(|rest| {
+            rest.components().next().is_some()
+                && rest
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        });
+    if inside {
+        Ok(Some(path))
+    } else {
+        Err(RenderError::OutsideData {
+            field: what,
+            path,
+            data: p.data.clone(),
+        })
+    }
 }

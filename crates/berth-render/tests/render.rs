@@ -269,3 +269,36 @@ fn files_are_escaped_for_their_format_and_filters_for_theirs() {
     let e = render_one("nginx", "x {{ secrets.key }};", "$host").unwrap_err();
     assert!(e.contains("nginx reads as a variable"), "{e}");
 }
+
+/// A hook's `creates` is something berth may remove (a half-made cluster), so it
+/// must lie strictly inside the instance's data directory.
+#[test]
+fn a_hooks_output_must_lie_inside_the_data_directory() {
+    let facts = Facts::fixture();
+    let paths = Paths::for_prefix(Path::new("/p"), "1.0.0");
+    let secrets = secrets();
+    let cfg = config(3, true);
+    let render_with = |creates: &str| {
+        let mut m = fixture();
+        m.manifest.hooks.get_mut("migrate").unwrap().creates = Some(creates.to_owned());
+        render(&RenderInput {
+            manifest: &m,
+            config: &cfg,
+            facts: &facts,
+            secrets: &secrets,
+            paths: &paths,
+        })
+        .map(|state| state.hooks[0].creates.clone())
+    };
+    assert_eq!(
+        render_with("{{ paths.data }}/db/main").unwrap(),
+        Some("/p/data/db/main".into())
+    );
+    for outside in ["{{ paths.data }}", "{{ paths.data }}/../etc", "/p/etc", "db/main"] {
+        let err = render_with(outside).unwrap_err();
+        assert!(
+            err.to_string().contains("is not inside the data directory `/p/data`"),
+            "{outside}: {err}"
+        );
+    }
+}
