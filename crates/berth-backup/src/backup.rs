@@ -343,7 +343,12 @@ fn create_archive(
             hint: "start the instance with `berth up` (or `berth start`), then back up".to_owned(),
         });
     }
-    let db_size = match &backup.database {
+    let children = inst.children();
+    let database = backup.database.as_ref().map(|plan| database::Database {
+        plan,
+        children: &children,
+    });
+    let db_size = match &database {
         Some(db) => database::size(db)?,
         None => 0,
     };
@@ -404,7 +409,7 @@ fn create_archive(
     let mut server_version = String::new();
     let dump_tmp = staging(inst, "dump")?;
     let dump_dir = dump_tmp.0.join("db");
-    if let Some(db) = &backup.database {
+    if let Some(db) = &database {
         progress.begin(&format!(
             "Dumping database `{}` ({} jobs)",
             db.name,

@@ -5,44 +5,58 @@
 //! is the cluster's superuser through the local socket (peer authentication), so no
 //! password is needed and none is ever put on a command line.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use berth_host::children::ChildRecords;
+use berth_process::ChildCommand;
 use berth_render::DatabasePlan;
 
 use crate::error::{BackupError, Result};
 
-/// Run one of the server's tools as the database user; stdout on success.
-fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
+/// The app's database, and where the tools berth runs against it are recorded while
+/// they run (so a berth killed meanwhile leaves nothing running past the next command).
+#[derive(Debug, Clone, Copy)]
+pub struct Database<'a> {
+    /// How to reach it.
+    pub plan: &'a DatabasePlan,
+    /// The instance's child records.
+    pub children: &'a ChildRecords,
+}
+
+impl std::ops::Deref for Database<'_> {
+    type Target = DatabasePlan;
+
+    fn deref(&self) -> &DatabasePlan {
+        self.plan
+    }
+}
+
+/// Run one of the server's tools as the database user (with its supplementary
+/// groups), in a process group of its own that dies with berth; stdout on success.
+fn tool(db: &Database<'_>, program: &str, args: &[&str]) -> Result<String> {
     let path = db.bin_dir.join(program);
-    let mut cmd = Command::new(&path);
+    let failed = |what: String| BackupError::Database {
+        what,
+        stderr: String::new(),
+    };
+    let mut cmd = ChildCommand::new(&path);
     cmd.args(args)
-        .env_clear()
-        .env("PATH", berth_supervisor_protocol::BASE_PATH)
-        .env("LANG", "C.UTF-8")
+        .user(db.user.as_deref())
         .env("PGHOST", &db.host)
         .env("PGPORT", &db.port)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(user) = &db.user {
-        let u = nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
-            .ok_or_else(|| BackupError::Database {
-                what: format!("{program} must run as `{user}`, which does not exist"),
-                stderr: String::new(),
-            })?;
-        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-        cmd.env("USER", user).env("HOME", &u.dir);
         // The tools' own working directory must be readable by that user.
-        cmd.current_dir("/");
-    }
-    let out = cmd.output().map_err(|e| BackupError::Database {
-        what: format!("could not run `{}`: {e}", path.display()),
-        stderr: String::new(),
-    })?;
+        .current_dir("/")
+        .die_with_parent();
+    let mut cmd = cmd
+        .build()
+        .map_err(|e| failed(format!("{program} cannot be prepared: {e}")))?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (child, recorded) = db.children.spawn(&mut cmd, program)?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(format!("could not wait for `{}`: {e}", path.display())))?;
+    drop(recorded);
     if !out.status.success() {
         return Err(BackupError::Database {
             what: format!("`{program} {}` failed ({})", args.join(" "), out.status),
@@ -53,7 +67,7 @@ fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
 }
 
 /// One SQL statement through psql against `database`; its unaligned output.
-fn sql(db: &DatabasePlan, database: &str, statement: &str) -> Result<String> {
+fn sql(db: &Database<'_>, database: &str, statement: &str) -> Result<String> {
     tool(
         db,
         "psql",
@@ -84,7 +98,7 @@ fn literal(s: &str) -> String {
 }
 
 /// Size of the app's database in bytes.
-pub fn size(db: &DatabasePlan) -> Result<u64> {
+pub fn size(db: &Database<'_>) -> Result<u64> {
     let out = sql(
         db,
         "postgres",
@@ -97,13 +111,13 @@ pub fn size(db: &DatabasePlan) -> Result<u64> {
 }
 
 /// The server's version, e.g. `15.10`.
-pub fn server_version(db: &DatabasePlan) -> Result<String> {
+pub fn server_version(db: &Database<'_>) -> Result<String> {
     sql(db, "postgres", "SHOW server_version")
         .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
 /// Whether a database of that name exists.
-pub fn exists(db: &DatabasePlan, name: &str) -> Result<bool> {
+pub fn exists(db: &Database<'_>, name: &str) -> Result<bool> {
     let out = sql(
         db,
         "postgres",
@@ -118,7 +132,7 @@ pub fn exists(db: &DatabasePlan, name: &str) -> Result<bool> {
 /// `pg_dump --format=directory --jobs=N` into `dest` (which must not exist and whose
 /// parent the database user can write). All jobs share one snapshot, so the dump is
 /// consistent. Table data is left uncompressed: the archive compresses it once.
-pub fn dump(db: &DatabasePlan, dest: &Path, jobs: u32) -> Result<()> {
+pub fn dump(db: &Database<'_>, dest: &Path, jobs: u32) -> Result<()> {
     let dest = dest.to_string_lossy();
     tool(
         db,
@@ -149,7 +163,7 @@ pub fn previous_name(db: &DatabasePlan) -> String {
 
 /// Create the incoming database (dropping a leftover of an interrupted restore) and
 /// `pg_restore --jobs=N` the dump into it, objects owned by the app's role.
-pub fn restore_into_incoming(db: &DatabasePlan, dump_dir: &Path, jobs: u32) -> Result<()> {
+pub fn restore_into_incoming(db: &Database<'_>, dump_dir: &Path, jobs: u32) -> Result<()> {
     let incoming = incoming_name(db);
     sql(
         db,
@@ -187,7 +201,7 @@ pub fn restore_into_incoming(db: &DatabasePlan, dump_dir: &Path, jobs: u32) -> R
 /// Safe to run again after an interruption: `previous` exists only once the current
 /// database has been moved aside by this swap (a restore refuses to begin while one
 /// is left over), and a missing `incoming` means the swap is complete.
-pub fn swap_in(db: &DatabasePlan) -> Result<()> {
+pub fn swap_in(db: &Database<'_>) -> Result<()> {
     let (incoming, previous) = (incoming_name(db), previous_name(db));
     if !exists(db, &incoming)? {
         return Ok(());
@@ -215,7 +229,7 @@ pub fn swap_in(db: &DatabasePlan) -> Result<()> {
 
 /// Undo [`swap_in`] and drop the incoming database: the app's database is the one it
 /// had before the restore began.
-pub fn swap_back(db: &DatabasePlan) -> Result<()> {
+pub fn swap_back(db: &Database<'_>) -> Result<()> {
     let (incoming, previous) = (incoming_name(db), previous_name(db));
     if exists(db, &previous)? {
         sql(
@@ -242,7 +256,7 @@ pub fn swap_back(db: &DatabasePlan) -> Result<()> {
 }
 
 /// Drop the database kept from before the restore (the restore is committed).
-pub fn drop_previous(db: &DatabasePlan) -> Result<()> {
+pub fn drop_previous(db: &Database<'_>) -> Result<()> {
     sql(
         db,
         "postgres",

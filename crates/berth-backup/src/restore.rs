@@ -186,6 +186,8 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let inst = instance::open(loc)?;
+    // Before anything of an interrupted attempt is removed or redone.
+    berth_lifecycle::leftovers::stop_leftover_children(&inst, progress)?;
     let prefix = inst.paths.prefix.clone();
     let existing = load(&prefix)?;
     let staging_started = Instant::now();
@@ -600,13 +602,22 @@ fn restore_step(
                     backup::jobs(inst)
                 ));
                 let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
+                let children = inst.children();
+                let db = database::Database {
+                    plan: &db,
+                    children: &children,
+                };
                 database::restore_into_incoming(&db, &dump, backup::jobs(inst))?;
                 progress.end("");
             }
         }
         "swap-database" => {
             if let Some(db) = db_plan(inst)? {
-                database::swap_in(&db)?;
+                let children = inst.children();
+                database::swap_in(&database::Database {
+                    plan: &db,
+                    children: &children,
+                })?;
             }
         }
         "start" => {
@@ -841,7 +852,11 @@ fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> R
 /// Step `commit`: forget what was kept from before.
 fn commit(inst: &Instance, j: &Journal) -> Result<()> {
     if let Some(db) = db_plan(inst)? {
-        database::drop_previous(&db)?;
+        let children = inst.children();
+        database::drop_previous(&database::Database {
+            plan: &db,
+            children: &children,
+        })?;
     }
     remove_tree_at(&j.staging)
 }
@@ -894,6 +909,8 @@ fn remove_empty_parents(prefix: &Path, data: &Path, path: &Path) -> Result<()> {
 /// was before it began (a prefix that held none is emptied of what the restore made).
 pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<()> {
     let inst = instance::open(loc)?;
+    // Nothing of the interrupted attempt may still write while it is undone.
+    berth_lifecycle::leftovers::stop_leftover_children(&inst, progress)?;
     let prefix = inst.paths.prefix.clone();
     let Some(j) = load(&prefix)? else {
         return Err(BackupError::Cannot {
@@ -952,7 +969,11 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
                 target: Target::One(db.service.clone()),
             },
         )?;
-        database::swap_back(&db)?;
+        let children = inst.children();
+        database::swap_back(&database::Database {
+            plan: &db,
+            children: &children,
+        })?;
     }
     undo_files(inst, j)?;
     remove_tree_at(&j.staging)?;

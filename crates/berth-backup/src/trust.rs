@@ -10,12 +10,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use berth_archive::signing::{KeyFile, SigningKey, parse_key_file, signing_key_file_text};
 use berth_archive::{ArchiveManifest, PublicKey};
+use berth_process::ChildCommand;
 
 use crate::error::{BackupError, Result};
 use berth_lifecycle::Instance;
@@ -463,23 +462,23 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
     }
     drop(dst);
     let program = bin_dir.join("pg_restore");
-    let mut cmd = Command::new(&program);
-    cmd.arg("--list")
-        .arg(scratch)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("LC_ALL", "C")
-        .current_dir(scratch)
-        .stdin(Stdio::null());
-    if root {
-        let (uid, gid) = unprivileged_user()?;
-        // std drops the supplementary groups too.
-        cmd.uid(uid).gid(gid);
-    }
-    let out = cmd.output().map_err(|e| BackupError::Database {
+    let could_not = |e: std::io::Error| BackupError::Database {
         what: format!("could not run `{}`: {e}", program.display()),
         stderr: String::new(),
-    })?;
+    };
+    let mut cmd = ChildCommand::new(&program);
+    cmd.arg("--list")
+        .arg(scratch)
+        .user(root.then_some(berth_host::python::BUILD_USER))
+        .path("/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .current_dir(scratch)
+        .die_with_parent();
+    let out = cmd
+        .build()
+        .map_err(|e| could_not(e.into()))?
+        .output()
+        .map_err(could_not)?;
     if !out.status.success() {
         return Err(BackupError::Database {
             what: format!(

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use berth_process::{Killed, ProcessGroup};
+use berth_process::{Killed, ProcessGroup, ProcessStamp};
 
 use crate::{HostError, Result, fsutil};
 
@@ -96,8 +96,12 @@ impl ChildRecords {
         }
     }
 
-    /// Record `group`, started for `what`.
+    /// Record `group`, started by this process for `what`.
     pub fn record(&self, group: &ProcessGroup, what: &str) -> Result<Recorded> {
+        let owner = ProcessStamp::current().map_err(|source| HostError::Read {
+            path: PathBuf::from("/proc/self/stat"),
+            source,
+        })?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -112,15 +116,17 @@ impl ChildRecords {
         // One line, whatever `what` holds.
         let what = what.replace(['\n', '\r'], " ");
         let text = format!(
-            "{} {} {}\n{what}\n",
-            group.pgid, group.start_time, group.boot_id
+            "{} {} {} {} {}\n{what}\n",
+            group.pgid, group.start_time, group.boot_id, owner.pid, owner.start_time
         );
         fsutil::write_atomic(&path, text.as_bytes(), 0o600, None)?;
         Ok(Recorded { path })
     }
 
-    /// Kill every recorded group that is still alive, wait until it is gone, and drop
-    /// the records. Returns what was found, oldest records first.
+    /// Kill every recorded group whose berth process has ended (killed, crashed) and
+    /// that is still alive, wait until it is gone, and drop those records. Groups of a
+    /// berth that still runs (a scheduled backup next to an `up`) are left alone.
+    /// Returns what was found.
     ///
     /// # Errors
     /// The directory cannot be read, or a group is still alive after `SIGKILL` (a
@@ -155,7 +161,14 @@ impl ChildRecords {
                 path: path.clone(),
                 source,
             })?;
-            if let Some((group, what)) = parse(&text) {
+            let parsed = parse(&text);
+            if let Some((group, owner, _)) = &parsed
+                && owner.is_alive()
+                && berth_process::current_boot_id().is_ok_and(|b| b == group.boot_id)
+            {
+                continue;
+            }
+            if let Some((group, _, what)) = parsed {
                 let killed = group
                     .kill(KILL_WAIT)
                     .map_err(|source| HostError::Leftover {
@@ -178,8 +191,9 @@ impl ChildRecords {
     }
 }
 
-/// A record's group and what it was for; `None` for a file that is not a record.
-fn parse(text: &str) -> Option<(ProcessGroup, String)> {
+/// A record's group, the berth process that started it, and what it was for; `None`
+/// for a file that is not a record.
+fn parse(text: &str) -> Option<(ProcessGroup, ProcessStamp, String)> {
     let (ids, what) = text.split_once('\n')?;
     let mut ids = ids.split(' ');
     let group = ProcessGroup {
@@ -187,7 +201,11 @@ fn parse(text: &str) -> Option<(ProcessGroup, String)> {
         start_time: ids.next()?.parse().ok()?,
         boot_id: ids.next()?.to_owned(),
     };
-    Some((group, what.trim_end().to_owned()))
+    let owner = ProcessStamp {
+        pid: ids.next()?.parse().ok()?,
+        start_time: ids.next()?.parse().ok()?,
+    };
+    Some((group, owner, what.trim_end().to_owned()))
 }
 
 #[cfg(test)]
@@ -208,7 +226,7 @@ mod tests {
     /// A record that outlived its berth (the guard never dropped) names a group whose
     /// leader died with berth but whose own child did not: the next run kills that
     /// child, says what it was, and drops the record; a record whose child was
-    /// waited for is gone.
+    /// waited for is gone, and the group of a berth that still runs is left alone.
     #[test]
     fn leftovers_of_an_interrupted_run_are_killed() {
         let tmp = tempfile::tempdir().unwrap();
@@ -240,11 +258,25 @@ mod tests {
         )
         .unwrap();
         let grandchild: u32 = line.trim().parse().unwrap();
-        // berth is killed: its record stays, its direct child dies, the grandchild lives on.
+        // While the berth that started it runs, its group is not a leftover.
+        assert_eq!(records.stop_leftovers().unwrap(), []);
+        assert!(alive(grandchild));
+        // berth is killed: its record stays, its direct child dies, the grandchild lives
+        // on. (The record is made to name a berth that has ended: this test process runs on.)
         std::mem::forget(record);
         leader.kill().unwrap();
         leader.wait().unwrap();
         assert!(alive(grandchild));
+        let path = std::fs::read_dir(records.dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (ids, what) = text.split_once('\n').unwrap();
+        let ids: Vec<&str> = ids.split(' ').collect();
+        std::fs::write(&path, format!("{} 0 0\n{what}", ids[..3].join(" "))).unwrap();
 
         let found = records.stop_leftovers().unwrap();
         assert_eq!(

@@ -4,11 +4,12 @@
 use std::cmp::Ordering;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use berth_process::{Account, ChildCommand, Credentials};
 
 use crate::beneath::{in_parent, remove_tree_at};
+use crate::children::ChildRecords;
 use crate::error::stderr_tail;
 use crate::{HostError, Result, fsutil};
 
@@ -95,7 +96,17 @@ const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 ///
 /// `python` must be runnable by the build user (see
 /// [`shareable_interpreter`](crate::interpreter::shareable_interpreter)).
-pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result<()> {
+///
+/// Each step runs in a process group of its own that dies with berth, recorded in
+/// `children` while it runs, so what a killed berth left building is stopped by the
+/// next command ([`ChildRecords::stop_leftovers`]); an interrupted build leaves only
+/// `<dest>.partial`, which the next build removes first.
+pub fn build_venv(
+    python: &Path,
+    requirements: &[String],
+    dest: &Path,
+    children: &ChildRecords,
+) -> Result<()> {
     let partial = sibling(dest, ".partial");
     let home = sibling(dest, ".build-home");
     let parent = fsutil::parent_dir(dest);
@@ -111,6 +122,7 @@ pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result
     remove_tree_at(&partial)?;
     remove_tree_at(&home)?;
     let result = build_in(
+        children,
         builder.as_ref(),
         python,
         requirements,
@@ -129,6 +141,7 @@ pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result
 }
 
 fn build_in(
+    children: &ChildRecords,
     builder: Option<&Builder>,
     python: &Path,
     requirements: &[String],
@@ -149,6 +162,7 @@ fn build_in(
     }
 
     run_venv_step(
+        children,
         dest,
         "create the virtual environment",
         build_command(python, builder, home)
@@ -156,6 +170,7 @@ fn build_in(
             .arg(partial),
     )?;
     run_venv_step(
+        children,
         dest,
         "install the requirements with pip",
         build_command(&partial.join("bin/python"), builder, home)
@@ -536,16 +551,21 @@ impl VersionSpec {
 }
 
 /// Runs one step of building a venv; a failure carries the end of its stderr.
-fn run_venv_step(dest: &Path, step: &str, command: &mut ChildCommand) -> Result<()> {
+fn run_venv_step(
+    children: &ChildRecords,
+    dest: &Path,
+    step: &str,
+    command: &ChildCommand,
+) -> Result<()> {
     let spawn_failed = |source: std::io::Error| HostError::Spawn {
         program: command.program().to_string_lossy().into_owned(),
         source,
     };
-    let out = command
-        .build()
-        .map_err(|e| spawn_failed(e.into()))?
-        .output()
-        .map_err(spawn_failed)?;
+    let mut cmd = command.build().map_err(|e| spawn_failed(e.into()))?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (child, recorded) = children.spawn(&mut cmd, step)?;
+    let out = child.wait_with_output().map_err(spawn_failed)?;
+    drop(recorded);
     if out.status.success() {
         return Ok(());
     }

@@ -4,8 +4,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_host::HostError;
+use berth_host::children::ChildRecords;
 use berth_host::interpreter::shareable_interpreter;
 use berth_host::python::{build_venv, find_interpreter};
+
+/// Child records next to the venv being built.
+fn children(dest: &Path) -> ChildRecords {
+    ChildRecords::new(dest.with_file_name("children"))
+}
 
 fn version_of(python: &std::path::Path) -> String {
     let out = std::process::Command::new(python)
@@ -56,7 +62,13 @@ fn builds_a_venv_with_one_small_package() {
         return;
     };
     let dest = tmp.path().join("release/app");
-    build_venv(&python, &["six==1.16.0".to_owned()], &dest).unwrap();
+    build_venv(
+        &python,
+        &["six==1.16.0".to_owned()],
+        &dest,
+        &children(&dest),
+    )
+    .unwrap();
     assert!(!tmp.path().join("release/app.partial").exists());
 
     let out = std::process::Command::new(dest.join("bin/python"))
@@ -72,7 +84,13 @@ fn builds_a_venv_with_one_small_package() {
     );
 
     // Rebuilding replaces it whole.
-    build_venv(&python, &["six==1.17.0".to_owned()], &dest).unwrap();
+    build_venv(
+        &python,
+        &["six==1.17.0".to_owned()],
+        &dest,
+        &children(&dest),
+    )
+    .unwrap();
     let out = std::process::Command::new(dest.join("bin/python"))
         .args(["-c", "import six;print(six.__version__)"])
         .output()
@@ -80,7 +98,13 @@ fn builds_a_venv_with_one_small_package() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1.17.0");
     assert!(!tmp.path().join("release/app.partial").exists());
 
-    let err = build_venv(&python, &["berth-no-such-dist-x9==0.0.1".to_owned()], &dest).unwrap_err();
+    let err = build_venv(
+        &python,
+        &["berth-no-such-dist-x9==0.0.1".to_owned()],
+        &dest,
+        &children(&dest),
+    )
+    .unwrap_err();
     let HostError::Venv { stderr, .. } = &err else {
         panic!("unexpected error: {err}");
     };
@@ -207,7 +231,7 @@ fn pip_and_build_backends_run_unprivileged_with_a_clean_environment() {
         format!("--find-links {}", links.display()),
         "spy==1.0".to_owned(),
     ];
-    build_venv(&python, &requirements, &dest).unwrap();
+    build_venv(&python, &requirements, &dest, &children(&dest)).unwrap();
 
     let seen: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();

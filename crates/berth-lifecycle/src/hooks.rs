@@ -3,22 +3,25 @@
 //! that kills the whole process group.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::mpsc;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth_host::children::ChildRecords;
 use berth_model::manifest::HookWhen;
+use berth_process::ChildCommand;
 use berth_render::{DesiredState, HookSpec};
 use berth_supervisor_protocol::{Request, Target};
 
 use crate::error::{LifecycleError, Result};
-use crate::run::Run;
+use crate::instance::Instance;
+use crate::run::{Run, error_text};
 use crate::supervisor;
 
-/// Run a hook to completion. Fails with the log's last lines when it exits non-zero or times out.
-pub fn run(hook: &HookSpec) -> Result<()> {
+/// Run a hook to completion, its process group recorded in `children` while it runs.
+/// Fails with the log's last lines when it exits non-zero or times out.
+pub fn run(hook: &HookSpec, children: &ChildRecords) -> Result<()> {
     let failed = |why: String| LifecycleError::Hook {
         name: hook.name.clone(),
         why,
@@ -31,63 +34,35 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         .and_then(|group| berth_supervisor::open_log_file(&hook.log_file, group))
         .map_err(LifecycleError::io("open hook log", &hook.log_file))?;
     let _ = writeln!(log, "--- berth: running hook `{}`", hook.name);
-    let Some((program, args)) = hook.argv.split_first() else {
-        return Err(failed("has an empty command".to_owned()));
-    };
     let clone = |f: &std::fs::File| {
         f.try_clone()
             .map_err(LifecycleError::io("open hook log", &hook.log_file))
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", berth_supervisor_protocol::BASE_PATH)
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(clone(&log)?)
-        .stderr(clone(&log)?);
+    // Nothing of berth's own environment reaches a hook (root's HOME, a proxy, an
+    // `SSH_AUTH_SOCK`): the manifest's variables, plus who it runs as and a base PATH.
+    // Its own session, so a timeout kills the hook and everything it started; and it
+    // dies with berth.
+    let mut cmd = ChildCommand::from_argv(&hook.argv)
+        .map_err(|_| failed("has an empty command".to_owned()))?;
+    cmd.user(hook.user.as_deref())
+        .envs(&hook.env)
+        .die_with_parent();
     if let Some(cwd) = &hook.cwd {
         cmd.current_dir(cwd);
     }
-    // Nothing of berth's own environment reaches a hook (root's HOME, a proxy, an
-    // `SSH_AUTH_SOCK`): the manifest's variables, plus who it runs as and a base PATH.
-    let mut switch = None;
-    let identity = match &hook.user {
-        Some(user) => {
-            let u = nix::unistd::User::from_name(user)
-                .ok()
-                .flatten()
-                .ok_or_else(|| failed(format!("runs as user `{user}`, which does not exist")))?;
-            switch = Some(u.clone());
-            Some(u)
-        }
-        None => nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten(),
-    };
-    let (name, home) = identity.map_or_else(
-        || (nix::unistd::geteuid().to_string(), "/".into()),
-        |u| (u.name, u.dir),
-    );
-    cmd.env("USER", &name)
-        .env("LOGNAME", &name)
-        .env("HOME", home)
-        // The manifest's own variables win.
-        .envs(&hook.env);
-    // Own process group, so a timeout kills the hook and everything it started.
-    supervisor::in_new_session(&mut cmd);
-    if let Some(u) = switch {
-        // The user's supplementary groups too, as services get them.
-        let credentials = berth_supervisor::Credentials::of(&u)
-            .map_err(|e| failed(format!("could not switch to `{}`: {e}", u.name)))?;
-        // SAFETY: `switch` makes only async-signal-safe calls on data prepared here.
-        unsafe {
-            cmd.pre_exec(move || credentials.switch());
-        }
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| failed(format!("could not be started (`{program}`: {e})")))?;
+    let program = hook.argv[0].as_str();
+    let mut cmd = cmd
+        .build()
+        .map_err(|e| failed(format!("could not be started: {e}")))?;
+    cmd.stdout(clone(&log)?).stderr(clone(&log)?);
+    let (mut child, recorded) = children
+        .spawn(&mut cmd, &format!("hook {}", hook.name))
+        .map_err(|e| {
+            failed(format!(
+                "could not be started (`{program}`: {})",
+                error_text(&e)
+            ))
+        })?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -96,15 +71,19 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     let status = if let Ok(status) = rx.recv_timeout(hook.timeout) {
         status.map_err(|e| failed(format!("could not be waited for: {e}")))?
     } else {
-        #[allow(clippy::cast_possible_wrap)]
-        let group = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        if let Ok(group) = i32::try_from(pid) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = rx.recv();
         return Err(failed(format!(
             "did not finish within {} and was killed",
             humantime::format_duration(hook.timeout)
         )));
     };
+    drop(recorded);
     if !status.success() {
         return Err(failed(format!("failed ({status})")));
     }
@@ -171,8 +150,22 @@ pub fn run_selected(
         } else {
             hook.description.clone()
         };
+        let unfinished = Unfinished::of(inst, hook);
+        if let Some(removed) = unfinished.clear_partial_output(inst)? {
+            progress.begin(&format!(
+                "Removing `{}`, left half-made by hook `{}`, which did not finish",
+                removed.display(),
+                hook.name
+            ));
+            progress.end("");
+        }
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));
-        run.step(&format!("hook {}", hook.name), || self::run(hook))?;
+        let children = inst.children();
+        run.step(&format!("hook {}", hook.name), || {
+            unfinished.begin()?;
+            self::run(hook, &children)?;
+            unfinished.end()
+        })?;
         if let Some(scope) = &scope {
             db.record_hook(&hook.name, scope, run.id)?;
         }
@@ -180,6 +173,72 @@ pub fn run_selected(
         ran.push(hook.name.clone());
     }
     Ok(ran)
+}
+
+/// A hook's unfinished-output record: whether what is at its `creates` path was begun
+/// by an attempt that never finished. The record, `<state>/unfinished-hooks/<name>`, is
+/// written before the hook starts when nothing is at that path yet, and removed when
+/// the hook succeeds; so a record still there means whatever is at the path is
+/// partial (initdb killed half-way leaves a cluster with a `PG_VERSION` that makes the
+/// hook's own check skip). Output that was there before the hook ran never gets a
+/// record and is never removed.
+struct Unfinished<'a> {
+    /// What the hook makes, if it declares it.
+    creates: Option<&'a std::path::Path>,
+    /// The record's path.
+    record: std::path::PathBuf,
+}
+
+impl<'a> Unfinished<'a> {
+    fn of(inst: &Instance, hook: &'a HookSpec) -> Self {
+        Self {
+            creates: hook.creates.as_deref(),
+            record: inst.paths.state.join("unfinished-hooks").join(&hook.name),
+        }
+    }
+
+    /// If an earlier attempt did not finish, remove what it left at `creates` (never
+    /// following a symlink below the data directory); the path removed, if any.
+    fn clear_partial_output(&self, inst: &Instance) -> Result<Option<std::path::PathBuf>> {
+        let Some(creates) = self.creates else {
+            return Ok(None);
+        };
+        if !self.record.exists() {
+            return Ok(None);
+        }
+        let (dir, rel) = berth_host::beneath::locate(&inst.paths.data, creates)?;
+        Ok(dir.remove_tree(&rel)?.then(|| creates.to_path_buf()))
+    }
+
+    /// Before the hook runs: record that it is under way if it starts from nothing.
+    fn begin(&self) -> Result<()> {
+        let Some(creates) = self.creates else {
+            return Ok(());
+        };
+        if std::fs::symlink_metadata(creates).is_ok() {
+            return Ok(());
+        }
+        if let Some(dir) = self.record.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(LifecycleError::io("create", dir))?;
+        }
+        let text = format!("{}\n", creates.display());
+        berth_host::fsutil::write_atomic(&self.record, text.as_bytes(), 0o600, None)?;
+        Ok(())
+    }
+
+    /// The hook succeeded: its output is whole.
+    fn end(&self) -> Result<()> {
+        match std::fs::remove_file(&self.record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LifecycleError::io("remove", &self.record)(e))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The hooks that must run before `targets` can: those whose `before` services are
@@ -273,6 +332,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
+    use berth_host::children::ChildRecords;
     use berth_model::manifest::HookWhen;
     use berth_render::{AppId, DesiredState, HookSpec, Paths};
     use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
@@ -307,7 +367,10 @@ mod tests {
         h.env = BTreeMap::from([("FROM_MANIFEST".to_owned(), "yes".to_owned())]);
         h.user = user.clone();
         h.log_file = log_file.clone();
-        super::run(&h).unwrap();
+        let children = ChildRecords::new(tmp.path().join("children"));
+        super::run(&h, &children).unwrap();
+        // Waited for, so no longer recorded.
+        assert_eq!(children.stop_leftovers().unwrap(), []);
 
         let meta = std::fs::metadata(&log_file).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
@@ -381,6 +444,7 @@ mod tests {
             before: before.iter().map(|s| (*s).to_owned()).collect(),
             timeout: Duration::from_secs(1),
             log_file: PathBuf::from("/l/h.log"),
+            creates: None,
         }
     }
 

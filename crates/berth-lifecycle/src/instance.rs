@@ -177,6 +177,10 @@ pub fn open(global: &Locate) -> Result<Instance> {
 }
 
 impl Instance {
+    /// Where the children of this instance's lifecycle steps are recorded while they run.
+    pub fn children(&self) -> berth_host::children::ChildRecords {
+        berth_host::children::ChildRecords::new(self.paths.child_records())
+    }
     /// Every file of the manifest directory (berth.toml + templates), for storing a copy.
     pub fn manifest_files(&self, loc: &Locate) -> Result<BTreeMap<String, String>> {
         match &self.origin {

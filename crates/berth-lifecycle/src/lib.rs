@@ -22,6 +22,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod instance;
+pub mod leftovers;
 mod preflight;
 pub mod progress;
 pub mod reconfigure;

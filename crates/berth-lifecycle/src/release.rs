@@ -3,14 +3,20 @@
 
 use std::path::Path;
 
+use berth_host::children::ChildRecords;
 use berth_render::DesiredState;
 
 use crate::error::{LifecycleError, Result};
 use crate::instance::{Instance, Locate, stored_manifest_dir};
 use crate::progress::Progress;
 
-/// Build bundled components that are not built yet.
-pub(crate) fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> Result<()> {
+/// Build bundled components that are not built yet, their build steps recorded in
+/// `children` while they run.
+pub(crate) fn ensure_bundles(
+    state: &DesiredState,
+    children: &ChildRecords,
+    progress: &dyn Progress,
+) -> Result<()> {
     for b in &state.bundles {
         if b.dest.is_dir() {
             continue;
@@ -36,7 +42,7 @@ pub(crate) fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> R
                     b.component,
                     interpreter.display()
                 ));
-                berth_host::python::build_venv(&interpreter, requirements, &b.dest)?;
+                berth_host::python::build_venv(&interpreter, requirements, &b.dest, children)?;
                 progress.end("");
             }
         }

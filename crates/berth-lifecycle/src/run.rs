@@ -147,6 +147,7 @@ impl<'a> Run<'a> {
         detail: &str,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
+        crate::leftovers::stop_leftover_children(inst, progress)?;
         let db = StateDb::open(inst.paths.state_db())?;
         let id = db.begin_run(kind, detail)?;
         Ok(Self {

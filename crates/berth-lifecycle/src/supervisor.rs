@@ -1,9 +1,7 @@
 //! Starting and talking to the instance's supervisor.
 
 use std::fmt::Write as _;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_render::Paths;
@@ -80,20 +78,6 @@ pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
     }
 }
 
-/// Start the child in a session (and process group) of its own, with every signal at
-/// its default action.
-pub(crate) fn in_new_session(cmd: &mut Command) {
-    // SAFETY: signal, sigprocmask and setsid are async-signal-safe and touch no memory
-    // of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            berth_supervisor::reset_signals_in_child();
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-}
-
 /// Start `berth supervise` in the background (its own session, output to
 /// `<log>/supervisor.log`) and wait until it answers.
 pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
@@ -105,15 +89,14 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
     let out = log
         .try_clone()
         .map_err(LifecycleError::io("open", &cfg.log_file))?;
-    let mut cmd = Command::new(berth_exe);
-    cmd.arg("--prefix")
-        .arg(&paths.prefix)
-        .arg("supervise")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(log);
-    // A new session: the supervisor outlives this command and its terminal.
-    in_new_session(&mut cmd);
+    // A new session: the supervisor outlives this command and its terminal (so it
+    // does not die with berth). A clean environment, as systemd would give it.
+    let mut cmd = berth_process::ChildCommand::new(berth_exe);
+    cmd.arg("--prefix").arg(&paths.prefix).arg("supervise");
+    let mut cmd = cmd
+        .build()
+        .map_err(|e| LifecycleError::io("start the supervisor", berth_exe)(e.into()))?;
+    cmd.stdout(out).stderr(log);
     let mut child = cmd
         .spawn()
         .map_err(LifecycleError::io("start the supervisor", berth_exe))?;

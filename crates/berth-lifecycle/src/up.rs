@@ -99,7 +99,9 @@ pub fn prepare(
         })?;
     }
     let secrets = run.step("secrets", || secrets(inst, true))?;
-    run.step("bundles", || release::ensure_bundles(preview, progress))?;
+    run.step("bundles", || {
+        release::ensure_bundles(preview, &run.inst.children(), progress)
+    })?;
     let installed = run.step("install berth", || {
         release::install_berth(&inst.paths, berth_exe)
     })?;

@@ -176,6 +176,47 @@ impl ProcessGroup {
     }
 }
 
+/// A process told apart from any later one that gets its pid: the pid and the
+/// process's start time (within one boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessStamp {
+    /// The pid.
+    pub pid: u32,
+    /// Its start time, in clock ticks after boot.
+    pub start_time: u64,
+}
+
+impl ProcessStamp {
+    /// The calling process.
+    ///
+    /// # Errors
+    /// `/proc/self/stat` cannot be read.
+    pub fn current() -> io::Result<Self> {
+        let pid = std::process::id();
+        read_stat(pid)
+            .map(|stat| Self {
+                pid,
+                start_time: stat.start_time,
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "cannot read /proc/self/stat"))
+    }
+
+    /// Whether this very process still runs (not a zombie), in the boot it started in
+    /// (checked by the caller, see [`ProcessGroup::boot_id`]).
+    pub fn is_alive(&self) -> bool {
+        read_stat(self.pid)
+            .is_some_and(|stat| stat.start_time == self.start_time && stat.state != 'Z')
+    }
+}
+
+/// This boot's id, as [`ProcessGroup::boot_id`] records it.
+///
+/// # Errors
+/// `/proc/sys/kernel/random/boot_id` cannot be read.
+pub fn current_boot_id() -> io::Result<String> {
+    boot_id()
+}
+
 /// This boot's id: start times count from boot, so a record from an earlier boot
 /// names nothing alive.
 fn boot_id() -> io::Result<String> {

@@ -45,7 +45,9 @@ mod group;
 
 pub use account::{Account, Credentials};
 pub use command::{ChildCommand, Detach};
-pub use group::{Killed, Member, ProcessGroup, group_alive, group_members};
+pub use group::{
+    Killed, Member, ProcessGroup, ProcessStamp, current_boot_id, group_alive, group_members,
+};
 
 /// Why a child could not be prepared.
 #[derive(Debug, thiserror::Error)]

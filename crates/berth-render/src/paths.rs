@@ -39,4 +39,9 @@ impl Paths {
     pub fn state_db(&self) -> PathBuf {
         self.state.join("berth.db")
     }
+
+    /// Where the process groups of lifecycle steps' children are recorded while they run.
+    pub fn child_records(&self) -> PathBuf {
+        self.state.join("children")
+    }
 }

@@ -705,14 +705,12 @@ fn hook_output(
     let Some(path) = r.path(&what, creates)? else {
         return Ok(None);
     };
-    let inside = path
-        .strip_prefix(&p.data)
-        .is_ok_and(|rest| {
-            rest.components().next().is_some()
-                && rest
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_)))
-        });
+    let inside = path.strip_prefix(&p.data).is_ok_and(|rest| {
+        rest.components().next().is_some()
+            && rest
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    });
     if inside {
         Ok(Some(path))
     } else {

@@ -294,10 +294,16 @@ fn a_hooks_output_must_lie_inside_the_data_directory() {
         render_with("{{ paths.data }}/db/main").unwrap(),
         Some("/p/data/db/main".into())
     );
-    for outside in ["{{ paths.data }}", "{{ paths.data }}/../etc", "/p/etc", "db/main"] {
+    for outside in [
+        "{{ paths.data }}",
+        "{{ paths.data }}/../etc",
+        "/p/etc",
+        "db/main",
+    ] {
         let err = render_with(outside).unwrap_err();
         assert!(
-            err.to_string().contains("is not inside the data directory `/p/data`"),
+            err.to_string()
+                .contains("is not inside the data directory `/p/data`"),
             "{outside}: {err}"
         );
     }

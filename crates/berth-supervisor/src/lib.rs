@@ -76,7 +76,6 @@ mod say;
 mod service;
 mod supervisor;
 
-pub use berth_process::{Credentials, reset_signals_in_child};
 pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
