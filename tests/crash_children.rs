@@ -68,7 +68,7 @@ fn wait_for_pid(path: &Path, berth: &mut std::process::Child) -> u32 {
             panic!("berth ended ({status}) before the hook got going:\n{out}");
         }
         assert!(
-            start.elapsed() < Duration::from_secs(300),
+            start.elapsed() < Duration::from_mins(5),
             "the hook never got going"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -183,7 +183,7 @@ fn a_hooks_children_do_not_outlive_a_killed_berth() {
     assert_eq!(entries(&state.join("children")), 0);
     assert!(!state.join("unfinished-hooks/initdb").exists());
     assert!(cluster.join("global/pg_control").exists());
-    berth.wait_all_ready(Duration::from_secs(60));
+    berth.wait_all_ready(Duration::from_mins(1));
     // And the command after that has nothing left to stop.
     let third = berth.run(&["reconfigure"]).expect(0);
     assert!(!third.stdout.contains("Stopped"), "{}", third.stdout);
