@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_process::process_alive as alive;
 use berth_tests::{Berth, berth_bin, fixture, prefix_dir};
 
 const BASE_SITE: &str = "external_url = \"http://127.0.0.1:47080/\"\n\
@@ -73,14 +74,6 @@ fn wait_for_pid(path: &Path, berth: &mut std::process::Child) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 fn wait_until(what: &str, done: impl Fn() -> bool) {

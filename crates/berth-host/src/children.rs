@@ -212,16 +212,9 @@ fn parse(text: &str) -> Option<(ProcessGroup, ProcessStamp, String)> {
 mod tests {
     use std::process::Stdio;
 
-    use berth_process::ChildCommand;
+    use berth_process::{ChildCommand, process_alive as alive};
 
     use super::*;
-
-    fn alive(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        })
-    }
 
     /// A record that outlived its berth (the guard never dropped) names a group whose
     /// leader died with berth but whose own child did not: the next run kills that

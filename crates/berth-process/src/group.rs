@@ -60,6 +60,12 @@ pub fn group_members(pgid: u32) -> Option<Vec<Member>> {
     Some(members)
 }
 
+/// Whether a process with this pid runs (exists and is not a zombie). The pid may
+/// have been reused: see [`ProcessStamp`] to ask about one process.
+pub fn process_alive(pid: u32) -> bool {
+    read_stat(pid).is_some_and(|stat| stat.state != 'Z')
+}
+
 /// Whether any live (non-zombie) process remains in the group `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {

@@ -47,6 +47,7 @@ pub use account::{Account, Credentials};
 pub use command::{ChildCommand, Detach};
 pub use group::{
     Killed, Member, ProcessGroup, ProcessStamp, current_boot_id, group_alive, group_members,
+    process_alive,
 };
 
 /// Why a child could not be prepared.

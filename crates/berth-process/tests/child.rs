@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_process::{Account, ChildCommand, Detach, Killed, ProcessGroup};
+use berth_process::{Account, ChildCommand, Detach, Killed, ProcessGroup, process_alive as alive};
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -185,17 +185,6 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 const HELPER_OUT: &str = "BERTH_PROCESS_HELPER_OUT";
