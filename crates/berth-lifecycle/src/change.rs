@@ -222,7 +222,7 @@ impl Change {
         match &self.old_plan_bytes {
             Some(bytes) => berth_host::fsutil::write_atomic(&plan_path, bytes, 0o600, None)?,
             None => {
-                let _ = std::fs::remove_file(&plan_path);
+                berth_host::fsutil::remove_file_if_exists(&plan_path)?;
             }
         }
         if !supervisor::is_running(&inst.paths) {
@@ -270,6 +270,6 @@ impl Change {
 fn restore_file(path: &std::path::Path, old: Option<&[u8]>) {
     let _ = match old {
         Some(bytes) => berth_host::fsutil::write_atomic(path, bytes, 0o644, None).map(drop),
-        None => std::fs::remove_file(path).or(Ok(())),
+        None => berth_host::fsutil::remove_file_if_exists(path).map(drop),
     };
 }

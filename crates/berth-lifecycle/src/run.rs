@@ -110,8 +110,7 @@ impl<'a> Run<'a> {
         detail: &str,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
-        std::fs::create_dir_all(&inst.paths.state)
-            .map_err(LifecycleError::io("create", &inst.paths.state))?;
+        berth_host::fsutil::ensure_dir(&inst.paths.state, 0o755)?;
         Self::open(inst, kind, detail, progress)
     }
 
