@@ -167,7 +167,7 @@ fn a_hooks_children_do_not_outlive_a_killed_berth() {
     );
     assert!(
         said.contains(&format!(
-            "Removing `{}`, left half-made by hook `initdb`",
+            "Removed `{}`, left half-made by hook `initdb`",
             cluster.display()
         )),
         "{said}"

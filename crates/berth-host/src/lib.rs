@@ -19,6 +19,8 @@
 //! - [`python`]: find a Python matching a version requirement and build a venv.
 //! - [`children::ChildRecords`]: the process groups of lifecycle steps' children,
 //!   recorded while they run, and killed by the next run when a killed berth left them.
+//! - [`unfinished::UnfinishedOutput`]: a step's half-made output told apart from a
+//!   finished one, and removed before the step runs again.
 //!
 //! # Example
 //!
@@ -49,6 +51,7 @@ pub mod interpreter;
 pub mod packages;
 pub mod python;
 pub mod secrets;
+pub mod unfinished;
 pub mod users;
 
 pub use error::{HostError, Result};

@@ -3,12 +3,12 @@
 //! that kills the whole process group.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::sync::mpsc;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_host::children::ChildRecords;
+use berth_host::unfinished::UnfinishedOutput;
 use berth_model::manifest::HookWhen;
 use berth_process::ChildCommand;
 use berth_render::{DesiredState, HookSpec};
@@ -150,21 +150,27 @@ pub fn run_selected(
         } else {
             hook.description.clone()
         };
-        let unfinished = Unfinished::of(inst, hook);
-        if let Some(removed) = unfinished.clear_partial_output(inst)? {
-            progress.begin(&format!(
-                "Removing `{}`, left half-made by hook `{}`, which did not finish",
-                removed.display(),
+        let unfinished = unfinished_output(inst, hook);
+        if let Some(output) = &unfinished
+            && output.clear_partial()?
+        {
+            progress.note(&format!(
+                "Removed `{}`, left half-made by hook `{}`, which did not finish",
+                output.output().display(),
                 hook.name
             ));
-            progress.end("");
         }
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));
         let children = inst.children();
         run.step(&format!("hook {}", hook.name), || {
-            unfinished.begin()?;
+            if let Some(output) = &unfinished {
+                output.begin()?;
+            }
             self::run(hook, &children)?;
-            unfinished.end()
+            if let Some(output) = &unfinished {
+                output.finish()?;
+            }
+            Ok::<_, LifecycleError>(())
         })?;
         if let Some(scope) = &scope {
             db.record_hook(&hook.name, scope, run.id)?;
@@ -175,70 +181,16 @@ pub fn run_selected(
     Ok(ran)
 }
 
-/// A hook's unfinished-output record: whether what is at its `creates` path was begun
-/// by an attempt that never finished. The record, `<state>/unfinished-hooks/<name>`, is
-/// written before the hook starts when nothing is at that path yet, and removed when
-/// the hook succeeds; so a record still there means whatever is at the path is
-/// partial (initdb killed half-way leaves a cluster with a `PG_VERSION` that makes the
-/// hook's own check skip). Output that was there before the hook ran never gets a
-/// record and is never removed.
-struct Unfinished<'a> {
-    /// What the hook makes, if it declares it.
-    creates: Option<&'a std::path::Path>,
-    /// The record's path.
-    record: std::path::PathBuf,
-}
-
-impl<'a> Unfinished<'a> {
-    fn of(inst: &Instance, hook: &'a HookSpec) -> Self {
-        Self {
-            creates: hook.creates.as_deref(),
-            record: inst.paths.state.join("unfinished-hooks").join(&hook.name),
-        }
-    }
-
-    /// If an earlier attempt did not finish, remove what it left at `creates` (never
-    /// following a symlink below the data directory); the path removed, if any.
-    fn clear_partial_output(&self, inst: &Instance) -> Result<Option<std::path::PathBuf>> {
-        let Some(creates) = self.creates else {
-            return Ok(None);
-        };
-        if !self.record.exists() {
-            return Ok(None);
-        }
-        let (dir, rel) = berth_host::beneath::locate(&inst.paths.data, creates)?;
-        Ok(dir.remove_tree(&rel)?.then(|| creates.to_path_buf()))
-    }
-
-    /// Before the hook runs: record that it is under way if it starts from nothing.
-    fn begin(&self) -> Result<()> {
-        let Some(creates) = self.creates else {
-            return Ok(());
-        };
-        if std::fs::symlink_metadata(creates).is_ok() {
-            return Ok(());
-        }
-        if let Some(dir) = self.record.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(LifecycleError::io("create", dir))?;
-        }
-        let text = format!("{}\n", creates.display());
-        berth_host::fsutil::write_atomic(&self.record, text.as_bytes(), 0o600, None)?;
-        Ok(())
-    }
-
-    /// The hook succeeded: its output is whole.
-    fn end(&self) -> Result<()> {
-        match std::fs::remove_file(&self.record) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(LifecycleError::io("remove", &self.record)(e))
-            }
-            _ => Ok(()),
-        }
-    }
+/// What a hook declares it makes (`creates`), told apart from a half-made one by a
+/// record in `<state>/unfinished-hooks/<name>` while the hook runs from nothing.
+fn unfinished_output(inst: &Instance, hook: &HookSpec) -> Option<UnfinishedOutput> {
+    hook.creates.as_ref().map(|creates| {
+        UnfinishedOutput::new(
+            inst.paths.state.join("unfinished-hooks").join(&hook.name),
+            creates.clone(),
+            inst.paths.data.clone(),
+        )
+    })
 }
 
 /// The hooks that must run before `targets` can: those whose `before` services are
