@@ -8,9 +8,10 @@ use berth_host::children::ChildRecords;
 use berth_host::interpreter::shareable_interpreter;
 use berth_host::python::{build_venv, find_interpreter};
 
-/// Child records next to the venv being built.
+/// Child records beside the release the venv is built in (`<tmp>/release/app`).
 fn children(dest: &Path) -> ChildRecords {
-    ChildRecords::new(dest.with_file_name("children"))
+    let release = dest.parent().unwrap();
+    ChildRecords::new(release.with_file_name("children"))
 }
 
 fn version_of(python: &std::path::Path) -> String {
