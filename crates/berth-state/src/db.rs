@@ -5,7 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::StateError;
 use crate::schema::MIGRATIONS;
@@ -56,6 +56,26 @@ impl StateDb {
         let mut db = Self { conn, path };
         db.migrate()?;
         Ok(db)
+    }
+
+    /// Opens an existing database to read only: nothing is created, tightened or
+    /// migrated (a dry run changes nothing). `None` when there is no database yet.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Option<Self>, StateError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open_err = |source| StateError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        Ok(Some(Self { conn, path }))
     }
 
     /// The database file.
