@@ -93,7 +93,7 @@ fn a_reconfigure_killed_between_writing_and_restarting_is_finished_by_the_next()
         r.stdout,
         r.stderr
     );
-    berth.wait_all_ready(Duration::from_secs(60));
+    berth.wait_all_ready(Duration::from_mins(1));
     let after = berth.pids();
     assert_ne!(after["app"], before["app"], "the app was not restarted");
     for svc in ["postgresql", "redis", "nginx"] {

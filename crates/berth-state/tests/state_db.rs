@@ -456,6 +456,20 @@ fn read_only_opening_changes_nothing() {
     let run = db.begin_run("up", "").unwrap();
     db.record_pending_services(run, &pending(&[], &["web"]))
         .unwrap();
+    // Read while the writer has it open (as after a kill: `-wal` and `-shm` are there).
     let reader = StateDb::open_read_only(&path).unwrap().unwrap();
     assert_eq!(reader.pending_services(None).unwrap()[0].run, run);
+    drop((reader, db));
+
+    // Closed cleanly: read as it is, with no `-wal` or `-shm` made beside it.
+    let wal = dir.path().join("state/berth.db-wal");
+    let shm = dir.path().join("state/berth.db-shm");
+    assert!(!wal.exists() && !shm.exists());
+    let reader = StateDb::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(reader.pending_services(None).unwrap()[0].run, run);
+    drop(reader);
+    assert!(
+        !wal.exists() && !shm.exists(),
+        "a read-only open made files"
+    );
 }
