@@ -305,7 +305,7 @@ mod tests {
     use berth_host::converge::ConvergePlan;
     use berth_supervisor_protocol::{Request, RestartPolicy, ServiceSpec, SupervisionPlan, Target};
 
-    use super::Change;
+    use super::{Change, service_changes};
 
     fn service(name: &str, port: &str) -> ServiceSpec {
         ServiceSpec {
@@ -339,21 +339,29 @@ mod tests {
         reload: &[&str],
         running: &[&str],
     ) -> Change {
+        let plan_of_files = ConvergePlan {
+            restart: restart.iter().map(|s| (*s).to_owned()).collect(),
+            reload: reload.iter().map(|s| (*s).to_owned()).collect(),
+            ..ConvergePlan::default()
+        };
+        let new_plan = plan(vec![
+            service("web", "2"),
+            service("db", "1"),
+            service("cache", "1"),
+        ]);
         Change {
-            plan: ConvergePlan {
-                restart: restart.iter().map(|s| (*s).to_owned()).collect(),
-                reload: reload.iter().map(|s| (*s).to_owned()).collect(),
-                ..ConvergePlan::default()
-            },
+            services: service_changes(
+                old_plan.as_ref(),
+                &new_plan,
+                &plan_of_files.restart,
+                &plan_of_files.reload,
+            ),
+            plan: plan_of_files,
             applied: None,
             old_managed: None,
             old_plan_bytes: None,
             old_plan,
-            new_plan: plan(vec![
-                service("web", "2"),
-                service("db", "1"),
-                service("cache", "1"),
-            ]),
+            new_plan,
             plan_changed: true,
             running_before: running
                 .iter()
