@@ -176,3 +176,89 @@ fn describe(runs: &str, done: &Outcome) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_state::RunId;
+    use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
+
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn unfinished(run: i64, restart: &[&str], reload: &[&str], start: &[&str]) -> Unfinished {
+        Unfinished {
+            run: RunId(run),
+            kind: "reconfigure".into(),
+            recorded_at: jiff::Timestamp::UNIX_EPOCH,
+            services: PendingServices {
+                restart: names(restart),
+                reload: names(reload),
+                start: names(start),
+                stop: Vec::new(),
+            },
+        }
+    }
+
+    fn plan(services: &[&str]) -> SupervisionPlan {
+        SupervisionPlan {
+            services: services
+                .iter()
+                .map(|name| ServiceSpec {
+                    name: (*name).to_owned(),
+                    argv: vec!["true".into()],
+                    env: std::collections::BTreeMap::new(),
+                    cwd: None,
+                    user: None,
+                    depends_on: Vec::new(),
+                    readiness: None,
+                    stop_signal: "SIGTERM".into(),
+                    stop_timeout: Duration::from_secs(1),
+                    reload_signal: None,
+                    restart: RestartPolicy::Always,
+                    log_dir: format!("/p/log/{name}").into(),
+                    log_max_bytes: 1,
+                    log_keep: 1,
+                })
+                .collect(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Two killed runs: what either meant to do is done once, a restart wins over a
+    /// reload, and services the plan on disk no longer has are left out.
+    #[test]
+    fn the_pending_work_of_several_runs_is_merged_against_the_plan_on_disk() {
+        let runs = [
+            unfinished(3, &["app"], &["nginx", "gone"], &[]),
+            unfinished(5, &["nginx", "app"], &["postgresql"], &["worker", "left"]),
+        ];
+        let wanted = merged(&runs, &plan(&["app", "nginx", "postgresql", "worker"]));
+        assert_eq!(wanted.restart, ["app", "nginx"]);
+        assert_eq!(wanted.reload, ["postgresql"]);
+        assert_eq!(wanted.start, ["worker"]);
+        assert!(wanted.stop.is_empty(), "the plan on disk stops what left");
+    }
+
+    #[test]
+    fn what_was_done_in_one_line() {
+        let done = Outcome {
+            restarted: names(&["app"]),
+            reloaded: names(&["nginx", "postgresql"]),
+            ..Outcome::default()
+        };
+        assert_eq!(
+            describe("7 (reconfigure)", &done),
+            "Run 7 (reconfigure) was interrupted before it acted on its services: \
+             restarted app; reloaded nginx, postgresql"
+        );
+        assert_eq!(
+            describe("7 (up)", &Outcome::default()),
+            "Run 7 (up) was interrupted before it acted on its services: nothing was left to do"
+        );
+    }
+}
