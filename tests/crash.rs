@@ -127,4 +127,27 @@ fn a_reconfigure_killed_between_writing_and_restarting_is_finished_by_the_next()
     let r = berth.run(&["reconfigure"]).expect(0);
     assert!(r.stdout.contains("Nothing changed"), "{}", r.stdout);
     assert_eq!(berth.pids(), after);
+
+    // `up` finishes such a run too (here one of its own kind, killed at the same moment).
+    berth.write_site(&site("hello from up"));
+    let killed = berth.run_env(&["up"], &[(fault::ENV, "change:written")]);
+    assert_eq!(killed.code, -1, "{}{}", killed.stdout, killed.stderr);
+    assert_eq!(
+        berth.pids(),
+        after,
+        "something was restarted before the kill"
+    );
+    let r = berth.run(&["up"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("(up) was interrupted before it acted on its services: restarted app"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    berth.wait_all_ready(Duration::from_mins(1));
+    let again = berth.pids();
+    assert_ne!(again["app"], after["app"], "the app was not restarted");
+    assert_eq!(again["postgresql"], after["postgresql"]);
+    assert_eq!(greeting()["greeting"], "hello from up");
 }
