@@ -161,6 +161,15 @@ impl Change {
             })?;
             add(&mut outcome.started, new);
         }
+        self.acted(run)
+    }
+
+    /// The services run with the new files and plan now (the supervisor applied it, or
+    /// was started with it): nothing is left pending for a later run to finish.
+    pub fn acted(&self, run: &Run) -> Result<()> {
+        if !self.services.is_empty() {
+            run.db.clear_pending_services(run.id)?;
+        }
         Ok(())
     }
 

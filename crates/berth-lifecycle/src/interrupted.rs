@@ -1,11 +1,12 @@
 //! Finishing what a killed run left undone.
 //!
 //! Before a run writes config files it records in the state database what it means to
-//! do to the services ([`Change::write`](crate::change::Change::write)); finishing the
-//! run clears that record. A run killed in between leaves files that are new while
+//! do to the services ([`Change::write`](crate::change::Change::write)); once the
+//! supervisor has acted on them ([`Change::acted`](crate::change::Change::acted)) the
+//! record is cleared. A run killed in between leaves files that are new while
 //! their services still run with the old ones, and nothing on disk says so any more:
 //! the next converge finds no file to change. So `up` and `reconfigure` first look
-//! for such records ([`finish`]) and do what those runs meant to: hand the
+//! for such records (`finish`) and do what those runs meant to: hand the
 //! supervisor the plan on disk with the restarts and reloads they recorded, start
 //! what they would have started, and wait for the app to answer.
 

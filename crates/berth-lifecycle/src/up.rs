@@ -135,6 +135,7 @@ pub fn prepare(
             })
         })?;
         change.started_supervisor = true;
+        change.acted(run)?;
         progress.end("");
     }
 

@@ -16,8 +16,9 @@
 //!   part berth reads back to decide what to do.
 //! - **Pending services** ([`StateDb::record_pending_services`],
 //!   [`StateDb::pending_services`]): what a run will restart, reload, start and stop,
-//!   recorded before it writes the files that call for it and cleared when it
-//!   finishes, so the next run can finish what a killed one left undone.
+//!   recorded before it writes the files that call for it and cleared once the
+//!   services have acted (at the latest when it finishes), so the next run can finish
+//!   what a killed one left undone.
 //!
 //! The schema is migrated on [`StateDb::open`] (`PRAGMA user_version`), each migration in
 //! its own transaction.

@@ -4,8 +4,9 @@
 //! A run killed after writing a file but before restarting the service that reads it
 //! leaves that service on the old value, and the next run sees no file to change. So
 //! the run records the restarts, reloads, starts and stops first
-//! ([`StateDb::record_pending_services`]); finishing it ([`StateDb::finish_run`])
-//! clears the record. A record whose run never finished is what the next mutating
+//! ([`StateDb::record_pending_services`]); once the services have acted on the new
+//! files ([`StateDb::clear_pending_services`]), or at the latest when the run finishes
+//! ([`StateDb::finish_run`]), the record is cleared. A record whose run never finished is what the next mutating
 //! command finishes first ([`StateDb::pending_services`]).
 
 use jiff::Timestamp;
