@@ -65,6 +65,20 @@ impl Paths {
         paths
     }
 
+    /// `path` relative to the prefix, for the descriptor-based API that opens
+    /// everything from the prefix and refuses absolute paths. A path not beneath the
+    /// prefix is returned as it is, so that API refuses it instead of acting elsewhere.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// let p = berth_layout::Paths::for_prefix(Path::new("/srv/app"), "1");
+    /// assert_eq!(p.beneath(&p.manifest_dir()), Path::new("manifest"));
+    /// assert_eq!(p.beneath(Path::new("/etc/passwd")), Path::new("/etc/passwd"));
+    /// ```
+    pub fn beneath<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.prefix).unwrap_or(path)
+    }
+
     /// Row `site.toml`: the administrator's site config.
     pub fn site_config(&self) -> PathBuf {
         self.prefix.join("site.toml")

@@ -12,8 +12,9 @@ const SOURCES: [&str; 2] = [
     include_str!("../src/paths.rs"),
     include_str!("../src/bundle.rs"),
 ];
-/// Public items that are not a row: the prefix itself and the constructors.
-const NOT_ROWS: [&str; 3] = ["prefix", "for_prefix", "unversioned"];
+/// Public items that are not a row: the prefix itself, the constructors, and the
+/// relative form of any path.
+const NOT_ROWS: [&str; 4] = ["prefix", "for_prefix", "unversioned", "beneath"];
 
 /// Every path the layout produces, by the item that produces it, relative to the
 /// prefix with the doc's placeholders; directories end in `/`.
