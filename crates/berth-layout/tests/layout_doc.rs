@@ -98,9 +98,13 @@ fn rows_in_sources() -> BTreeMap<String, Option<String>> {
             }
             let name = line
                 .strip_prefix("pub fn ")
-                .and_then(|rest| rest.split_once('('))
-                .or_else(|| line.strip_prefix("pub ").and_then(|r| r.split_once(": ")))
-                .map(|(name, _)| name);
+                .or_else(|| line.strip_prefix("pub ").filter(|r| r.contains(": ")))
+                .map(|rest| {
+                    let end = rest
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    &rest[..end]
+                });
             if let Some(name) = name {
                 let row = doc
                     .split_once("Row `")
