@@ -194,7 +194,7 @@ impl Drop for TempTree {
 /// dropped.
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
     let root = inst.paths.tmp();
-    std::fs::create_dir_all(&root).map_err(BackupError::io("create", &root))?;
+    berth_host::fsutil::ensure_dir(&root, 0o711)?;
     let tmp = berth_host::beneath::SafeDir::open_trusted(&root)?;
     // Traversable, so the database user can reach its own dump directory below.
     tmp.set_mode(Path::new(""), 0o711)?;
@@ -383,7 +383,7 @@ fn create_archive(
         .or_else(|| upload.as_ref().map(|u| u.0.join(&name)))
         .unwrap_or_else(|| tmp.0.join(&name));
     if let Some(dir) = local_archive.parent() {
-        std::fs::create_dir_all(dir).map_err(BackupError::io("create", dir))?;
+        berth_host::fsutil::ensure_dir(dir, 0o700)?;
     }
 
     // 1. The database: one snapshot shared by every pg_dump job.

@@ -286,7 +286,7 @@ fn stage(
     // On any failure: nothing of this attempt stays behind.
     let forget = |e: BackupError| {
         let _ = remove_tree_at(&staging);
-        let _ = std::fs::remove_file(journal_path(prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(prefix));
         if was_new {
             let _ = remove_tree_at(prefix);
         } else if !existed
@@ -550,7 +550,7 @@ fn run_pending_steps(
         timings.push((step.to_owned(), t.elapsed().as_secs_f64()));
         j.done.push(step.to_owned());
         if step == "commit" {
-            let _ = std::fs::remove_file(journal_path(&inst.paths.prefix));
+            let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&inst.paths.prefix));
         } else {
             save(&inst.paths.prefix, j)?;
         }
@@ -699,7 +699,7 @@ fn chown_tree(base: &Path, root: &Path, user: Option<&str>) -> Result<()> {
 /// `database/` for `pg_restore`, and nothing else) holding `x/`, where the archive is
 /// unpacked, 0700, so no one but root ever reaches what an archive brings.
 fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
-    std::fs::create_dir_all(staging_root).map_err(BackupError::io("create", staging_root))?;
+    berth_host::fsutil::ensure_dir(staging_root, 0o711)?;
     let root = berth_host::beneath::SafeDir::open_trusted(staging_root)?;
     root.set_mode(Path::new(""), 0o711)?;
     let name = Path::new(staging.file_name().unwrap_or_default());
@@ -910,7 +910,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         // from before may already be gone, so the way out is forward.
         progress.begin("The restore was interrupted while committing: finishing it");
         commit(inst, j)?;
-        let _ = std::fs::remove_file(journal_path(&prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix));
         progress.end("");
         return Ok(());
     }
@@ -935,7 +935,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             }
         }
         let _ = remove_tree_at(&j.staging);
-        let _ = std::fs::remove_file(journal_path(&prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix));
         if j.was_new {
             let _ = remove_tree_at(&prefix);
         }
@@ -959,8 +959,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     }
     undo_files(inst, j)?;
     remove_tree_at(&j.staging)?;
-    std::fs::remove_file(journal_path(&prefix))
-        .map_err(BackupError::io("remove", journal_path(&prefix)))?;
+    berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix))?;
     progress.end("");
     if j.was_running {
         // The instance's own config and secrets are back: bring it up as it was.

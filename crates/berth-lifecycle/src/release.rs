@@ -5,7 +5,7 @@ use std::path::Path;
 
 use berth_render::DesiredState;
 
-use crate::error::{LifecycleError, Result};
+use crate::error::Result;
 use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
 
@@ -87,37 +87,7 @@ pub(crate) fn install_berth(
     paths: &berth_render::Paths,
     berth_exe: &std::path::Path,
 ) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let dest = paths.installed_berth();
-    let same_file = std::fs::canonicalize(berth_exe)
-        .ok()
-        .zip(std::fs::canonicalize(&dest).ok())
-        .is_some_and(|(a, b)| a == b);
-    if same_file {
-        return Ok(dest);
-    }
-    let src = std::fs::metadata(berth_exe).map_err(LifecycleError::io("read", berth_exe))?;
-    let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
-    if std::fs::metadata(&dest).is_ok_and(|m| stamp(&m) == stamp(&src)) {
-        return Ok(dest);
-    }
-    let dir = paths.bin_dir();
-    std::fs::create_dir_all(&dir).map_err(LifecycleError::io("create", &dir))?;
-    let tmp = dir.join(".berth.new");
-    std::fs::copy(berth_exe, &tmp).map_err(LifecycleError::io("copy berth to", &tmp))?;
-    let file = std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .map_err(LifecycleError::io("open", &tmp))?;
-    // The source's time marks the copy as this build; the next `up` compares it.
-    if let Ok(t) = src.modified() {
-        file.set_modified(t)
-            .map_err(LifecycleError::io("stamp", &tmp))?;
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(0o755))
-        .map_err(LifecycleError::io("set the mode of", &tmp))?;
-    file.sync_all().map_err(LifecycleError::io("sync", &tmp))?;
-    // Atomic: a running supervisor keeps the old file's inode.
-    std::fs::rename(&tmp, &dest).map_err(LifecycleError::io("move into place", &dest))?;
+    berth_host::fsutil::install_copy(berth_exe, &dest, 0o755)?;
     Ok(dest)
 }
