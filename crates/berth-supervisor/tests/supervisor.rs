@@ -163,7 +163,7 @@ fn service(dir: &Path, name: &str, script: &str) -> ServiceSpec {
         stop_timeout: Duration::from_secs(2),
         reload_signal: None,
         restart: RestartPolicy::Always,
-        log_dir: dir.join("log").join(name),
+        log_dir: Paths::unversioned(dir).service_log_dir(name),
         log_max_bytes: 1 << 20,
         log_keep: 3,
     }
@@ -688,7 +688,7 @@ fn jobs_run_periodically_and_skip_when_a_requirement_is_down() {
         every: Duration::from_millis(200),
         timeout: Duration::from_secs(5),
         requires: vec![],
-        log_dir: d.join("log").join(name),
+        log_dir: Paths::unversioned(d).job_log_dir(name),
     };
     let tick = job("tick", "echo tick; echo $$ >> tick_runs");
     let mut needs_down = job("needs-down", "touch should_not_run");
