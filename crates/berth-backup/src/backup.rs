@@ -26,16 +26,6 @@ pub(crate) fn progress_fn(progress: &dyn Progress) -> Box<dyn FnMut(u64) + Send>
     progress.byte_sink()
 }
 
-/// Where the backup key (an age identity) is kept on the instance.
-pub fn key_path(inst: &Instance) -> PathBuf {
-    inst.paths.state.join("backup-key.txt")
-}
-
-/// Directory for temporary files of backups and restores, on the prefix's filesystem.
-pub fn tmp_dir(inst: &Instance) -> PathBuf {
-    inst.paths.prefix.join("tmp")
-}
-
 /// The longest writers stay paused if berth dies while copying: the supervisor then
 /// resumes them by itself.
 const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
@@ -80,7 +70,7 @@ fn recipient(inst: &Instance, policy: &BackupPolicy) -> Result<Option<String>> {
         berth_archive::secrets::parse_recipient(configured)?;
         return Ok(Some(configured.clone()));
     }
-    let path = key_path(inst);
+    let path = inst.paths.backup_key();
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(
             berth_archive::secrets::parse_identity(&text)?
@@ -115,7 +105,7 @@ pub struct KeyReport {
 /// both into one new file if asked (never over an existing path, never through a
 /// symlink).
 pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
-    let path = key_path(inst);
+    let path = inst.paths.backup_key();
     let (text, created) = crate::trust::ensure_identity_text(inst, &path)?;
     let recipient = berth_archive::secrets::parse_identity(&text)?
         .recipient()
@@ -133,7 +123,7 @@ pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
         path,
         recipient,
         created,
-        signing_path: crate::trust::signing_key_path(inst),
+        signing_path: inst.paths.signing_key(),
         signing_public_key: signing.public_key().to_string(),
         signing_created,
         exported: export.map(Path::to_path_buf),
@@ -197,7 +187,7 @@ impl Drop for TempTree {
 /// A fresh private directory under `<prefix>/tmp`, root's, mode 0700, removed when
 /// dropped.
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
-    let root = tmp_dir(inst);
+    let root = inst.paths.tmp();
     berth_host::fsutil::ensure_dir(&root, 0o711)?;
     let tmp = berth_host::beneath::SafeDir::open_trusted(&root)?;
     // Traversable, so the database user can reach its own dump directory below.
@@ -363,9 +353,11 @@ fn create_archive(
     };
     let taken = |name: &str| {
         remote_names.iter().any(|n| n == name)
-            || target
-                .local_path(name)
-                .is_some_and(|p| p.exists() || p.with_file_name(format!("{name}.partial")).exists())
+            || target.local_path(name).is_some_and(|p| {
+                p.exists()
+                    || p.with_file_name(format!("{name}{}", berth_target::PARTIAL_SUFFIX))
+                        .exists()
+            })
     };
     let mut created = jiff::Timestamp::now();
     let mut name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
@@ -481,7 +473,7 @@ fn create_archive(
     } else {
         writer.add_bytes("config/site.toml", b"", 0o644)?;
     }
-    let manifest_dir = berth_lifecycle::instance::stored_manifest_dir(&inst.paths.prefix);
+    let manifest_dir = inst.paths.manifest_dir();
     if manifest_dir.is_dir() {
         writer.add_tree("manifest", &manifest_dir)?;
     }

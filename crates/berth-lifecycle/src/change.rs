@@ -15,7 +15,7 @@ use crate::desired::{mask_list, supervision_plan};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::run::{Outcome, Run};
-use crate::state_files::{managed_files_path, write_managed_files, write_plan};
+use crate::state_files::{write_managed_files, write_plan};
 use crate::supervisor;
 
 /// Files written and the plan stored, with what it takes to put them back.
@@ -55,7 +55,7 @@ impl Change {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
         let new_plan = supervision_plan(inst, state);
-        let old_managed = std::fs::read(managed_files_path(inst)).ok();
+        let old_managed = std::fs::read(inst.paths.managed_files()).ok();
         let previous: Vec<PathBuf> = old_managed
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
@@ -195,7 +195,7 @@ impl Change {
     }
 
     fn undo_files_after(self, inst: &Instance, cause: LifecycleError) -> LifecycleError {
-        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
+        restore_file(&inst.paths.managed_files(), self.old_managed.as_deref());
         match self.applied.map(Applied::roll_back) {
             None | Some(Ok(_)) => cause,
             Some(Err(undo)) => LifecycleError::RollbackFailed {
@@ -234,7 +234,7 @@ impl Change {
     }
 
     fn put_back_plan_and_services(&mut self, inst: &Instance) -> Result<()> {
-        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
+        restore_file(&inst.paths.managed_files(), self.old_managed.as_deref());
         let plan_path = inst.paths.supervision_plan();
         match &self.old_plan_bytes {
             Some(bytes) => berth_host::fsutil::write_atomic(&plan_path, bytes, 0o600, None)?,

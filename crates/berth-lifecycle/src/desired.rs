@@ -57,7 +57,7 @@ pub fn preview(inst: &Instance) -> Result<DesiredState> {
 /// backup, which runs the instance's own copy of berth once `up` has put it there
 /// (this program until then).
 pub fn supervision_plan(inst: &Instance, state: &DesiredState) -> SupervisionPlan {
-    let installed = crate::release::installed_berth(&inst.paths);
+    let installed = inst.paths.installed_berth();
     let berth = if installed.exists() {
         installed
     } else {

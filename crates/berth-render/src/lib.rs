@@ -6,7 +6,8 @@
 //!
 //! - [`render`]: the whole desired state (files, services, jobs, hooks, dirs, users).
 //! - [`secret_specs`]: the secrets to create before rendering (their values feed templates).
-//! - [`Paths`]: the instance directory layout.
+//! - [`Paths`]: the instance directory layout (from `berth-layout`, re-exported so
+//!   a render input and its users name one type).
 //! - [`service_changes`]: which services restart, reload, start and stop when a new
 //!   supervision plan and changed files replace the old ones.
 //! - [`supervision_plan`]: what the supervisor runs, with the scheduled backup job.
@@ -19,14 +20,14 @@ mod changes;
 mod desired;
 mod error;
 mod escape;
-mod paths;
 mod policy;
 mod render;
 mod supervision;
 
+pub use berth_layout::Paths;
 pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
-    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
+    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
     SecretSpec, UserSpec,
 };
 pub use error::RenderError;

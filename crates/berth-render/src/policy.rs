@@ -72,7 +72,7 @@ pub fn backup_policy(
     };
     let target = match text("target")? {
         Some(t) => BackupTarget::Configured(t),
-        None => BackupTarget::Default(paths.prefix.join("backups")),
+        None => BackupTarget::Default(paths.default_backups()),
     };
     let schedule = match settings.string("schedule")?.as_str() {
         "" | "off" => Schedule::Off,

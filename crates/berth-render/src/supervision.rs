@@ -39,7 +39,7 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
     ];
     // The default location needs no flag; anything else must be named, or the job
     // would back up with another config than the instance runs.
-    if config != prefix.join("site.toml") {
+    if config != state.paths.site_config() {
         argv.push("--config".to_owned());
         argv.push(config.display().to_string());
     }
@@ -60,6 +60,6 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
             .and_then(|b| b.database.as_ref())
             .map(|d| vec![d.service.clone()])
             .unwrap_or_default(),
-        log_dir: state.paths.log.join("jobs").join(SCHEDULED_BACKUP_JOB),
+        log_dir: state.paths.job_log_dir(SCHEDULED_BACKUP_JOB),
     })
 }
