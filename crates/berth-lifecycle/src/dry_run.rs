@@ -82,3 +82,35 @@ fn write_pending(out: &mut String, u: &berth_state::Unfinished) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_state::{PendingServices, RunId, Unfinished};
+
+    use super::write_pending;
+
+    #[test]
+    fn an_interrupted_run_is_listed_with_what_it_left() {
+        let mut out = String::new();
+        write_pending(
+            &mut out,
+            &Unfinished {
+                run: RunId(12),
+                kind: "reconfigure".into(),
+                recorded_at: jiff::Timestamp::UNIX_EPOCH,
+                services: PendingServices {
+                    restart: vec!["app".into()],
+                    reload: vec!["nginx".into(), "postgresql".into()],
+                    start: Vec::new(),
+                    stop: vec!["redis".into()],
+                },
+            },
+        );
+        assert_eq!(
+            out,
+            "run 12 (reconfigure) was interrupted before it acted on its services; \
+             the next `berth reconfigure` or `berth up` finishes it:\n  \
+             restart: app\n  reload: nginx, postgresql\n  stop: redis\n"
+        );
+    }
+}
