@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth_render::DesiredState;
+use berth_render::{DesiredState, Paths};
 use berth_supervisor_protocol::{Request, Target};
 use serde::{Deserialize, Serialize};
 
@@ -127,7 +127,7 @@ impl Journal {
 }
 
 fn journal_path(prefix: &Path) -> PathBuf {
-    prefix.join("tmp").join("restore.json")
+    Paths::unversioned(prefix).restore_journal()
 }
 
 fn save(prefix: &Path, j: &Journal) -> Result<()> {
@@ -163,7 +163,7 @@ fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
     }
     for d in &j.data_dirs {
         out.push((
-            inst.paths.data.join(d),
+            inst.paths.data_dir(d),
             x.join("data").join(d),
             aside.join("data").join(d),
         ));
@@ -174,7 +174,7 @@ fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
 /// Whether a prefix holds an instance (a site config alone, e.g. one written to
 /// reach an SFTP target, does not make one).
 fn has_instance(prefix: &Path) -> bool {
-    prefix.join("state/berth.db").exists()
+    Paths::unversioned(prefix).state_db().exists()
 }
 
 /// `berth restore`.
@@ -283,7 +283,7 @@ fn stage(
                 .collect(),
         ),
     };
-    let staging_root = backup::tmp_dir(inst);
+    let staging_root = inst.paths.tmp();
     let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
     // On any failure: nothing of this attempt stays behind.
     let forget = |e: BackupError| {
@@ -291,7 +291,10 @@ fn stage(
         let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(prefix));
         if was_new {
             let _ = remove_tree_at(prefix);
-        } else if !existed.iter().any(|n| n == "tmp") {
+        } else if !existed
+            .iter()
+            .any(|n| Path::new(n) == inst.paths.beneath(&staging_root))
+        {
             let _ = remove_tree_at(&staging_root);
         }
         e
@@ -360,7 +363,7 @@ fn stage(
     let key_file = match (key_text, secrets_in_archive) {
         (Some(k), true) => Some(k),
         (None, true) => {
-            let own = backup::key_path(inst);
+            let own = inst.paths.backup_key();
             if own.is_file() {
                 Some(crate::trust::read_key_file(&own).map_err(forget)?)
             } else {
@@ -596,18 +599,15 @@ fn restore_step(
         }
         "load-database" => {
             if let Some(db) = db_plan(inst)? {
-                progress.begin(&format!(
-                    "Restoring database `{}` ({} jobs)",
-                    db.name,
-                    backup::jobs(inst)
-                ));
+                let jobs = backup::jobs(inst)?;
+                progress.begin(&format!("Restoring database `{}` ({jobs} jobs)", db.name));
                 let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
                 let children = inst.children();
                 let db = database::Database {
                     plan: &db,
                     children: &children,
                 };
-                database::restore_into_incoming(&db, &dump, backup::jobs(inst))?;
+                database::restore_into_incoming(&db, &dump, jobs)?;
                 progress.end("");
             }
         }
@@ -823,7 +823,7 @@ fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> R
     // On a new machine the service users exist only now: the restored data
     // directories become theirs before any service reads them.
     for d in &j.data_dirs {
-        let live = inst.paths.data.join(d);
+        let live = inst.paths.data_dir(d);
         chown_tree(
             &inst.paths.data,
             &live,

@@ -21,11 +21,6 @@ use berth_lifecycle::Instance;
 
 use crate::meta::BackupMeta;
 
-/// Where the archive signing key is kept on the instance (mode 0600, in `state/`, 0700).
-pub fn signing_key_path(inst: &Instance) -> PathBuf {
-    inst.paths.state.join("signing-key.txt")
-}
-
 /// Creates `<prefix>/state` if missing, and makes sure it is mode 0700 whoever made it:
 /// it holds the keys.
 pub(crate) fn private_state_dir(inst: &Instance) -> Result<()> {
@@ -108,7 +103,7 @@ fn publish_private(path: &Path, bytes: &[u8]) -> Result<bool> {
 
 /// The instance's signing key, if it has one.
 pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
-    let path = signing_key_path(inst);
+    let path = inst.paths.signing_key();
     let Some(text) = read_private(&path, "archive signing key")? else {
         return Ok(None);
     };
@@ -133,7 +128,7 @@ pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
     }
     let key = SigningKey::generate()?;
     let text = signing_key_file_text(&key, jiff::Timestamp::now());
-    if publish_private(&signing_key_path(inst), text.as_bytes())? {
+    if publish_private(&inst.paths.signing_key(), text.as_bytes())? {
         return Ok((key, true));
     }
     // Another berth made one meanwhile: use it.

@@ -70,7 +70,7 @@ fn builds_a_venv_with_one_small_package() {
         &children(&dest),
     )
     .unwrap();
-    assert!(!tmp.path().join("release/app.partial").exists());
+    assert!(!berth_layout::bundle::partial(&dest).exists());
 
     let out = std::process::Command::new(dest.join("bin/python"))
         .args(["-c", "import six;print(six.__version__)"])
@@ -97,7 +97,7 @@ fn builds_a_venv_with_one_small_package() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1.17.0");
-    assert!(!tmp.path().join("release/app.partial").exists());
+    assert!(!berth_layout::bundle::partial(&dest).exists());
 
     let err = build_venv(
         &python,

@@ -186,7 +186,7 @@ pub fn run_selected(
 fn unfinished_output(inst: &Instance, hook: &HookSpec) -> Option<UnfinishedOutput> {
     hook.creates.as_ref().map(|creates| {
         UnfinishedOutput::new(
-            inst.paths.state.join("unfinished-hooks").join(&hook.name),
+            inst.paths.unfinished_hook(&hook.name),
             creates.clone(),
             inst.paths.data.clone(),
         )
@@ -306,8 +306,9 @@ mod tests {
             // `nobody` writes its environment here.
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        let log_file = tmp.path().join("hooks/check.log");
-        std::fs::create_dir(tmp.path().join("hooks")).unwrap();
+        let paths = berth_render::Paths::unversioned(tmp.path());
+        let log_file = paths.hook_log("check");
+        std::fs::create_dir_all(paths.hooks_log_dir()).unwrap();
         std::fs::write(&log_file, "from before\n").unwrap();
         std::fs::set_permissions(&log_file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut h = hook("check", &[], &[]);
@@ -421,6 +422,18 @@ mod tests {
             health_url: String::new(),
             next_steps: vec![],
             backup: None,
+            backup_policy: berth_render::BackupPolicy {
+                target: berth_render::BackupTarget::Default("/p/backups".into()),
+                schedule: berth_render::Schedule::Off,
+                jobs: 1,
+                compression_level: 3,
+                keep_last: 7,
+                keep_daily: 7,
+                keep_weekly: 4,
+                ssh_identity: None,
+                ssh_known_hosts: None,
+                recipient: None,
+            },
         }
     }
 

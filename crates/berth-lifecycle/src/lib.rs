@@ -5,6 +5,7 @@
 //! - [`desired`]: secrets, rendering, the supervision plan, masking.
 //! - [`up`] and [`reconfigure`]: the two converging commands; [`dry_run`] shows what
 //!   they would change.
+//! - [`interrupted`]: finish what a killed `up` or `reconfigure` left undone.
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
 //! - [`progress`]: how steps are reported without printing.
@@ -22,13 +23,13 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod instance;
+pub mod interrupted;
 pub mod leftovers;
 mod preflight;
 pub mod progress;
 pub mod reconfigure;
 pub mod release;
 pub mod run;
-pub mod schedule;
 pub mod state_files;
 pub mod supervisor;
 pub mod systemd;
@@ -40,5 +41,4 @@ pub use instance::{Instance, Locate};
 pub use progress::{Progress, Silent};
 pub use reconfigure::reconfigure;
 pub use run::{Outcome, Run};
-pub use state_files::autostart_marker;
 pub use up::{UpReport, up};

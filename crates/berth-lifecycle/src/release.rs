@@ -7,7 +7,7 @@ use berth_host::children::ChildRecords;
 use berth_render::DesiredState;
 
 use crate::error::Result;
-use crate::instance::{Instance, Locate, stored_manifest_dir};
+use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
 
 /// Build bundled components that are not built yet, their build steps recorded in
@@ -30,7 +30,7 @@ pub(crate) fn ensure_bundles(
                 // Service users must be able to run it: copy a private one into the release.
                 let interpreter = berth_host::interpreter::shareable_interpreter(
                     &found,
-                    &b.dest.with_file_name(format!("{}-python", b.component)),
+                    &berth_layout::bundle::interpreter_copy(&b.dest),
                 )?;
                 let what = if requirements.is_empty() {
                     String::new()
@@ -52,7 +52,7 @@ pub(crate) fn ensure_bundles(
 
 /// Keep a copy of the manifest the instance runs, so later commands need no `--manifest`.
 pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
-    let dir = stored_manifest_dir(&inst.paths.prefix);
+    let dir = inst.paths.manifest_dir();
     let files = inst.manifest_files(loc)?;
     let unchanged = files
         .iter()
@@ -64,7 +64,7 @@ pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     let prefix = berth_host::beneath::SafeDir::open_trusted(&inst.paths.prefix)?;
     let tmp = Path::new(".manifest.new");
     let old = Path::new(".manifest.old");
-    let stored = Path::new("manifest");
+    let stored = inst.paths.beneath(&dir);
     prefix.remove_tree(tmp)?;
     prefix.create_dir(tmp, 0o755, None)?;
     for (name, text) in &files {
@@ -83,20 +83,17 @@ pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     Ok(())
 }
 
-/// Where an instance keeps its own copy of berth: the supervisor, the systemd unit and
-/// the scheduled backup run it, so they do not depend on wherever `berth up` was run
-/// from (a build directory, a download).
-pub fn installed_berth(paths: &berth_render::Paths) -> std::path::PathBuf {
-    paths.prefix.join("bin").join("berth")
-}
-
-/// Copy `berth_exe` to [`installed_berth`] unless it is that file, or a copy of the
-/// same size and modification time is there already; returns the installed path.
+/// Copy `berth_exe` to the instance's own copy of berth
+/// ([`installed_berth`](berth_render::Paths::installed_berth)): the supervisor, the
+/// systemd unit and the scheduled backup run it, so they do not depend on wherever
+/// `berth up` was run from (a build directory, a download). Nothing is copied when
+/// `berth_exe` is that file, or a copy of the same size and modification time is there
+/// already; returns the installed path.
 pub(crate) fn install_berth(
     paths: &berth_render::Paths,
     berth_exe: &std::path::Path,
 ) -> Result<std::path::PathBuf> {
-    let dest = installed_berth(paths);
+    let dest = paths.installed_berth();
     berth_host::fsutil::install_copy(berth_exe, &dest, 0o755)?;
     Ok(dest)
 }

@@ -34,11 +34,12 @@
 //! use berth_supervisor_protocol::{Request, Response, Target};
 //!
 //! # fn main() -> Result<(), berth_supervisor::SupervisorError> {
+//! let paths = berth_layout::Paths::unversioned("/var/opt/berth/app".as_ref());
 //! let cfg = DaemonConfig {
-//!     socket: "/var/opt/app/run/supervisor.sock".into(),
-//!     plan_path: "/var/opt/app/supervision.json".into(),
-//!     pid_file: "/var/opt/app/run/supervisor.pid".into(),
-//!     log_file: "/var/log/app/supervisor.log".into(),
+//!     socket: paths.supervisor_socket(),
+//!     plan_path: paths.supervision_plan(),
+//!     pid_file: paths.supervisor_pid(),
+//!     log_file: paths.supervisor_log(),
 //!     autostart: false,
 //!     backoff: BackoffConfig::default(),
 //! };

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use berth_layout::logs::CURRENT;
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, SFlag, fchmod, fstat};
@@ -146,8 +147,6 @@ pub(crate) struct RotatingLog {
 /// A log shared by the stdout and stderr readers of one process.
 pub(crate) type SharedLog = Arc<Mutex<RotatingLog>>;
 
-const CURRENT: &str = "current";
-
 impl RotatingLog {
     /// Open (creating the directory) `<dir>/current` for appending.
     ///
@@ -235,7 +234,7 @@ impl RotatingLog {
 }
 
 fn rotated(index: u32) -> PathBuf {
-    PathBuf::from(format!("{CURRENT}.{index}"))
+    PathBuf::from(berth_layout::logs::rotated(index))
 }
 
 /// Give an existing rotated file the log mode and owner; a missing one, or anything

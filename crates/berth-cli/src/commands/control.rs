@@ -164,7 +164,7 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Stopped on purpose: a supervisor started at boot leaves the services stopped.
-    let _ = std::fs::remove_file(berth_lifecycle::autostart_marker(&paths));
+    let _ = std::fs::remove_file(paths.autostart_marker());
     supervisor::request(&paths, &Request::Shutdown)?;
     // Shutdown answers once the services are stopped, before the daemon has removed
     // its socket and pid file: wait for the process itself to be gone.
@@ -187,12 +187,11 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     };
     let prefix = &berth_lifecycle::instance::checked_prefix(prefix)?;
     // The daemon needs the socket, plan, pid file, log and autostart marker, none of
-    // which depend on the app version; only `paths.release` does, and nothing here
-    // reads it, hence the placeholder. The version is in the stored manifest, but
+    // which depend on the app version. The version is in the stored manifest, but
     // loading and validating that here would let a manifest problem keep the
     // supervisor from starting (at boot too) for a path it never uses.
-    let paths = Paths::for_prefix(prefix, "current");
-    let autostart = autostart && berth_lifecycle::autostart_marker(&paths).exists();
+    let paths = Paths::unversioned(prefix);
+    let autostart = autostart && paths.autostart_marker().exists();
     berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(
         &paths, autostart,
     ))?;
@@ -202,7 +201,7 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
 /// Log files to show: one service's `current`, or every service's.
 fn log_files(paths: &Paths, service: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
     if let Some(s) = service {
-        let f = paths.log.join(s).join("current");
+        let f = paths.service_log(s);
         if !f.exists() {
             bail!("No log for `{s}` at `{}`", f.display());
         }
@@ -212,9 +211,10 @@ fn log_files(paths: &Paths, service: Option<&str>) -> Result<Vec<(String, PathBu
     let entries = std::fs::read_dir(&paths.log)
         .with_context(|| format!("Failed to read `{}`", paths.log.display()))?;
     for e in entries.flatten() {
-        let f = e.path().join("current");
+        let name = e.file_name().to_string_lossy().into_owned();
+        let f = paths.service_log(&name);
         if f.is_file() {
-            out.push((e.file_name().to_string_lossy().into_owned(), f));
+            out.push((name, f));
         }
     }
     out.sort();
@@ -505,6 +505,8 @@ mod tests {
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Instant;
 
+    use berth_layout::logs;
+
     use super::*;
 
     /// Output shared with the follower's thread.
@@ -567,7 +569,7 @@ mod tests {
     #[test]
     fn follows_appends_rotation_and_truncation() {
         let dir = tempfile::tempdir().unwrap();
-        let current = dir.path().join("current");
+        let current = logs::current_in(dir.path());
         fs::write(&current, "old 1\nold 2\nhalf").unwrap();
         let out = follow(&[("web".to_owned(), current.clone())], 1);
         let mut expected = String::from("old 2\n");
@@ -585,7 +587,7 @@ mod tests {
         // second time with a moment in between when there is no `current`.
         for round in 1..=2 {
             append(&current, &format!("last in old {round}\n"));
-            fs::rename(&current, dir.path().join(format!("current.{round}"))).unwrap();
+            fs::rename(&current, dir.path().join(logs::rotated(round))).unwrap();
             if round == 2 {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -615,7 +617,7 @@ mod tests {
         let mut files = Vec::new();
         for name in ["db", "web"] {
             fs::create_dir(dir.path().join(name)).unwrap();
-            let current = dir.path().join(name).join("current");
+            let current = logs::current_in(&dir.path().join(name));
             fs::write(&current, format!("{name} started\n")).unwrap();
             files.push((name.to_owned(), current));
         }
