@@ -108,6 +108,14 @@ pub enum SupervisorError {
         /// The control socket.
         socket: PathBuf,
     },
+    /// The supervisor answered the request with an error.
+    #[error("The supervisor on `{socket}` refused the request: {message}")]
+    Refused {
+        /// The control socket.
+        socket: PathBuf,
+        /// The supervisor's reason, a sentence.
+        message: String,
+    },
     /// The supervisor's answer (or our request) is not valid protocol JSON.
     #[error("Failed to encode or decode a control message on `{socket}`")]
     Protocol {

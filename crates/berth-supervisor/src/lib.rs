@@ -17,8 +17,9 @@
 //!   0640, owned by root and the service's group ([`open_log_file`] for other logs).
 //! - **Jobs**: periodic commands, one run at a time, killed after their timeout and
 //!   skipped while a service they require is not ready.
-//! - **Pause**: `SIGSTOP` to a service's whole process group (e.g. while a backup
-//!   copies its data) and `SIGCONT` on resume, on stop, or when the pause's own
+//! - **Pause** ([`Client::pause`], [`Paused`]): `SIGSTOP` to a service's whole process
+//!   group (e.g. while a backup copies its data) and `SIGCONT` on resume, on stop, when
+//!   the control connection that asked for the pause closes, or when the pause's own
 //!   timeout passes, so a caller that dies cannot leave the service frozen.
 //! - **Control** ([`Client`], [`is_running`]): one JSON
 //!   [`Request`](berth_supervisor_protocol::Request) line and one
@@ -76,7 +77,7 @@ mod say;
 mod service;
 mod supervisor;
 
-pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
+pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, Paused, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
