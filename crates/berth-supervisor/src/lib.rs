@@ -15,6 +15,8 @@
 //! - **Logs**: each service's stdout and stderr go to `<log_dir>/current`, rotated by
 //!   size to `current.1` … `current.<keep>`; as root the directory is 0750 and the files
 //!   0640, owned by root and the service's group ([`open_log_file`] for other logs).
+//!   [`service_logs`], [`last_lines`] and [`Follower`] read them back, following the
+//!   rotation (`berth tail -f`).
 //! - **Jobs**: periodic commands, one run at a time, killed after their timeout and
 //!   skipped while a service they require is not ready.
 //! - **Pause** ([`Client::pause`], [`Paused`]): `SIGSTOP` to a service's whole process
@@ -81,7 +83,10 @@ pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, Paused, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
-pub use logs::{LOG_DIR_MODE, LOG_FILE_MODE, log_group, open_log_file};
+pub use logs::{
+    Follower, LOG_DIR_MODE, LOG_FILE_MODE, LineSink, ServiceLog, current_log, last_lines,
+    log_group, open_log_file, service_logs,
+};
 pub use probe::http_get_status;
 pub use process::Credentials;
 
