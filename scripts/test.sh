@@ -35,5 +35,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked --no-fail-fast "$@"
+# Fault points (`BERTH_FAULT`) let the tests kill berth at exact moments; only test
+# builds have them.
+features=(--features berth-cli/fault-injection)
+cargo build --workspace --all-targets --locked "${features[@]}"
+case " $* " in
+  # One package: the binary built above (with fault points) is the one its tests run.
+  *" -p "* | *" --package "*) cargo test --locked --no-fail-fast "$@" ;;
+  *) cargo test --workspace --locked --no-fail-fast "${features[@]}" "$@" ;;
+esac

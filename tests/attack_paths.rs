@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_lifecycle::restore::CRASH_AT_ENV;
+use berth_lifecycle::fault;
 use berth_tests::{Berth, fixture, is_root, prefix_dir};
 
 const WEB: u16 = 51080;
@@ -214,7 +214,7 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
     // root-only tree. Resuming used to give that tree to the user as root.
     let r = b.run_env(
         &["restore", archive.to_str().unwrap(), "--no-safety-backup"],
-        &[(CRASH_AT_ENV, "files")],
+        &[(fault::ENV, "restore:files")],
     );
     assert_eq!(
         r.code, -1,
@@ -257,7 +257,7 @@ fn a_service_user_cannot_turn_root_against_paths_it_controls() {
             "--key",
             key.to_str().unwrap(),
         ],
-        &[(CRASH_AT_ENV, "files")],
+        &[(fault::ENV, "restore:files")],
     );
     assert_eq!(
         r.code, -1,

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_lifecycle::restore::{CRASH_AT_ENV, STEPS};
+use berth_backup::restore::STEPS;
+use berth_lifecycle::fault;
 use berth_tests::{Berth, Sshd, Tmpfs, fixture, http_get, is_root, prefix_dir, snapshot_tree};
 use sha2::{Digest, Sha256};
 
@@ -334,6 +335,27 @@ fn backup_and_restore_the_stack() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("different backup key"), "{}", r.stderr);
     assert!(!dir_c.exists());
+    // `verify` with that key: the archive is intact, the key does not open its secrets,
+    // and it says so (it used to claim nothing either way), exiting non-zero.
+    let r = a.run(&[
+        "backup",
+        "verify",
+        archive.to_str().unwrap(),
+        "--key",
+        mixed_key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(json(&r)["key_opens_secrets"], false, "{}", r.stdout);
+    let r = a.run(&[
+        "backup",
+        "verify",
+        archive.to_str().unwrap(),
+        "--key",
+        mixed_key.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("does NOT open them"), "{}", r.stdout);
     // Another app's archive, and another version of this one.
     let other_app = manifest_variant(scratch, "name = \"ministack\"", "name = \"otherstack\"");
     let r = Berth::new(&dir_c, &other_app).run(&[
@@ -421,7 +443,7 @@ fn backup_and_restore_the_stack() {
     for step in &STEPS[..STEPS.len() - 1] {
         let r = a.run_env(
             &["restore", archive.to_str().unwrap(), "--key", key_arg],
-            &[(CRASH_AT_ENV, step)],
+            &[(fault::ENV, &format!("restore:{step}"))],
         );
         assert_eq!(
             r.code, -1,
@@ -451,6 +473,20 @@ fn backup_and_restore_the_stack() {
     assert_eq!(rows(&a.prefix), d0_rows);
     assert_eq!(snapshot_tree(&a.prefix.join("data/app")), d0_files);
     assert!(healthy());
+    // The history shows it as a restore that succeeded and what it put back (it used to
+    // record "no change").
+    let hist = json(&a.run(&["history", "--json", "-n", "1"]).expect(0));
+    let last = &hist[0];
+    assert_eq!(last["kind"], "restore", "{hist}");
+    assert!(
+        last["outcome"]["status"].to_string().contains("succeeded"),
+        "{hist}"
+    );
+    let restored = last["outcome"]["files_changed"].to_string();
+    assert!(
+        restored.contains("site.toml") && restored.contains("data/app"),
+        "{hist}"
+    );
 
     // The schedule: the supervisor's job takes a backup by itself.
     let archives = |dir: &Path| -> Vec<String> {
@@ -531,7 +567,7 @@ fn backup_and_restore_the_stack() {
         let b = Berth::new(&dir_b, &fixture("ministack"));
         let r = b.run_env(
             &["restore", archive.to_str().unwrap(), "--key", key_arg],
-            &[(CRASH_AT_ENV, step)],
+            &[(fault::ENV, &format!("restore:{step}"))],
         );
         assert_eq!(
             r.code, -1,
@@ -569,7 +605,7 @@ fn backup_and_restore_the_stack() {
     let b = Berth::new(&dir_b, &fixture("ministack"));
     let r = b.run_env(
         &["restore", archive.to_str().unwrap(), "--key", key_arg],
-        &[(CRASH_AT_ENV, "swap-database")],
+        &[(fault::ENV, "restore:swap-database")],
     );
     assert_eq!(r.code, -1);
     b.run(&["restore", "--abort"]).expect(0);

@@ -34,6 +34,28 @@ pub fn berth_bin() -> PathBuf {
     bin
 }
 
+/// Fails the test unless the `berth` binary was built with fault points (cargo feature
+/// `berth-cli/fault-injection`, which `scripts/test.sh` turns on): without them a test
+/// of an interrupted operation would pass without ever interrupting anything.
+pub fn require_fault_points() {
+    use std::os::unix::process::ExitStatusExt;
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let status = Command::new(berth_bin())
+            .arg("--version")
+            .env("BERTH_FAULT", "cli:start")
+            .output()
+            .unwrap()
+            .status;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "`{}` has no fault points: build it with `cargo build --workspace --features berth-cli/fault-injection` (scripts/test.sh does)",
+            berth_bin().display()
+        );
+    });
+}
+
 /// A fixture manifest directory under `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
@@ -106,6 +128,9 @@ impl Berth {
 
     /// [`Berth::run`] with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        if env.iter().any(|(k, _)| *k == "BERTH_FAULT") {
+            require_fault_points();
+        }
         let out = Command::new(berth_bin())
             .envs(env.iter().copied())
             .arg("--prefix")

@@ -27,16 +27,13 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
+    // Lets the test suite check that this build has fault points at all.
+    berth_lifecycle::fault::point("cli:start");
     let args = cli::Cli::parse();
     match commands::run(args) {
         Ok(code) => code,
         Err(err) => {
-            if let Some(d) = err.downcast_ref::<berth_model::Diagnostics>().or_else(|| {
-                match err.downcast_ref::<berth_lifecycle::LifecycleError>() {
-                    Some(berth_lifecycle::LifecycleError::Invalid(d)) => Some(d),
-                    _ => None,
-                }
-            }) {
+            if let Some(d) = invalid_input(&err) {
                 eprintln!("{d}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
@@ -44,17 +41,21 @@ fn main() -> ExitCode {
             // Paths and tool output in the message may hold escape sequences.
             eprintln!("error: {}", berth_model::terminal_safe(&format!("{err:#}")));
             let bad_input = matches!(
-                err.downcast_ref::<berth_lifecycle::LifecycleError>(),
+                lifecycle_error(&err),
                 Some(
                     berth_lifecycle::LifecycleError::NoManifest(_)
                         | berth_lifecycle::LifecycleError::NoDefaultManifest
                 )
             );
-            let hint = err
-                .chain()
-                .find_map(|e| e.downcast_ref::<berth_lifecycle::LifecycleError>())
-                .and_then(berth_lifecycle::LifecycleError::hint);
-            if let Some(h) = hint {
+            let hint = err.chain().find_map(|e| {
+                e.downcast_ref::<berth_backup::BackupError>()
+                    .map(berth_backup::BackupError::hint)
+                    .or_else(|| {
+                        e.downcast_ref::<berth_lifecycle::LifecycleError>()
+                            .map(berth_lifecycle::LifecycleError::hint)
+                    })
+            });
+            if let Some(h) = hint.flatten() {
                 eprintln!("hint: {h}");
             }
             ExitCode::from(if bad_input {
@@ -63,5 +64,31 @@ fn main() -> ExitCode {
                 EXIT_FAILURE
             })
         }
+    }
+}
+
+/// The lifecycle error at the top of `err`, whether a backup operation wrapped it or not.
+fn lifecycle_error(err: &anyhow::Error) -> Option<&berth_lifecycle::LifecycleError> {
+    err.downcast_ref::<berth_lifecycle::LifecycleError>()
+        .or_else(|| match err.downcast_ref::<berth_backup::BackupError>() {
+            Some(berth_backup::BackupError::Lifecycle(e)) => Some(e),
+            _ => None,
+        })
+}
+
+/// The diagnostics of bad input (a manifest, a site config, a key file), if that is
+/// what `err` is: they are printed whole, with positions, and berth exits with status 2.
+fn invalid_input(err: &anyhow::Error) -> Option<&berth_model::Diagnostics> {
+    if let Some(d) = err.downcast_ref::<berth_model::Diagnostics>() {
+        return Some(d);
+    }
+    if let Some(berth_backup::BackupError::Invalid(d)) =
+        err.downcast_ref::<berth_backup::BackupError>()
+    {
+        return Some(d);
+    }
+    match lifecycle_error(err) {
+        Some(berth_lifecycle::LifecycleError::Invalid(d)) => Some(d),
+        _ => None,
     }
 }

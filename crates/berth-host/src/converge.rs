@@ -376,15 +376,17 @@ fn services_of(files: &[FileChange]) -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// Replaces secret values in text shown to people.
-struct Masker {
+/// Replaces secret values in text shown to people: the one masking berth does.
+#[derive(Debug, Clone)]
+pub struct Masker {
     /// Every form each secret takes once a template escaped it (JSON, Python, shell ...),
     /// longest first, so a secret that contains another is masked whole.
     secrets: Vec<String>,
 }
 
 impl Masker {
-    fn new(secrets: &[String]) -> Self {
+    /// A masker for these secret values (empty ones are ignored).
+    pub fn new(secrets: &[String]) -> Self {
         let mut secrets: Vec<String> = secrets
             .iter()
             .flat_map(|s| berth_render::secret_encodings(s))
@@ -396,7 +398,7 @@ impl Masker {
 
     /// `text` with every secret masked and control characters escaped: a file a
     /// service user can write must not send escape sequences to the terminal.
-    fn mask(&self, text: &str) -> String {
+    pub fn mask(&self, text: &str) -> String {
         let masked = self.secrets.iter().fold(text.to_owned(), |text, secret| {
             text.replace(secret.as_str(), SECRET_MASK)
         });

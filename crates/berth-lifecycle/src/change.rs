@@ -9,18 +9,17 @@ use std::path::PathBuf;
 
 use berth_host::converge::{Applied, ConvergePlan};
 use berth_render::DesiredState;
-use berth_state::StateDb;
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
-use crate::converge::{
-    Outcome, managed_files_path, mask_list, step, supervision_plan, write_managed_files,
-};
+use crate::desired::{mask_list, supervision_plan};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
+use crate::run::{Outcome, Run};
+use crate::state_files::{managed_files_path, write_managed_files, write_plan};
 use crate::supervisor;
 
 /// Files written and the plan stored, with what it takes to put them back.
-pub(crate) struct Change {
+pub struct Change {
     /// The file changes, and the services they restart or reload.
     pub plan: ConvergePlan,
     applied: Option<Applied>,
@@ -42,13 +41,12 @@ impl Change {
     /// Write the files (journaled step `converge`) and the supervision plan.
     /// `running_before`: the services that have a process now.
     pub fn write(
-        inst: &Instance,
+        run: &Run,
         state: &DesiredState,
         secrets: &BTreeMap<String, String>,
         running_before: BTreeSet<String>,
-        db: &StateDb,
-        run: berth_state::RunId,
     ) -> Result<Self> {
+        let inst = run.inst;
         let old_plan_bytes = std::fs::read(inst.paths.supervision_plan()).ok();
         let old_plan = old_plan_bytes
             .as_deref()
@@ -59,7 +57,7 @@ impl Change {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or_default();
-        let (plan, applied) = step(db, run, "converge", || {
+        let (plan, applied) = run.step("converge", || {
             let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?
                 .remove_stale(state, &previous);
             let applied = if plan.is_empty() {
@@ -67,7 +65,7 @@ impl Change {
             } else {
                 Some(berth_host::converge::apply(&plan, state)?)
             };
-            Ok((plan, applied))
+            Ok::<_, LifecycleError>((plan, applied))
         })?;
         let mut change = Self {
             plan,
@@ -80,8 +78,8 @@ impl Change {
             running_before,
             started_supervisor: false,
         };
-        let written = write_managed_files(inst, state)
-            .and_then(|()| crate::converge::write_plan(inst, &change.new_plan));
+        let written =
+            write_managed_files(inst, state).and_then(|()| write_plan(inst, &change.new_plan));
         match written {
             Ok(changed) => change.plan_changed = changed,
             Err(e) => return Err(change.undo_files_after(inst, e)),
@@ -112,13 +110,8 @@ impl Change {
     /// supervisor`): services whose files or command changed restart or reload,
     /// services that left the plan stop, services new to it start. Services stopped
     /// by the administrator stay stopped.
-    pub fn apply_to_supervisor(
-        &self,
-        inst: &Instance,
-        db: &StateDb,
-        run: berth_state::RunId,
-        outcome: &mut Outcome,
-    ) -> Result<()> {
+    pub fn apply_to_supervisor(&self, run: &Run, outcome: &mut Outcome) -> Result<()> {
+        let inst = run.inst;
         if !supervisor::is_running(&inst.paths) {
             return Ok(());
         }
@@ -128,9 +121,9 @@ impl Change {
                 restart: self.plan.restart.clone(),
                 reload: self.plan.reload.clone(),
             };
-            let answer = step(db, run, "apply to supervisor", || {
+            let answer = run.step("apply to supervisor", || {
                 supervisor::request(&inst.paths, &req)
-                    .map_err(|e| crate::up::with_failed_logs(inst, e))
+                    .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
             })?;
             if let Response::Applied {
                 restarted,
@@ -145,14 +138,14 @@ impl Change {
         }
         let new = self.new_services();
         if !new.is_empty() {
-            step(db, run, "start new services", || {
+            run.step("start new services", || {
                 supervisor::request(
                     &inst.paths,
                     &Request::Start {
                         target: Target::Many(new.clone()),
                     },
                 )
-                .map_err(|e| crate::up::with_failed_logs(inst, e))
+                .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
             })?;
             outcome.started = new;
         }
@@ -173,20 +166,14 @@ impl Change {
     }
 
     /// Run `f`; when it fails, put the change back and say so in the error.
-    pub fn guard<T>(
-        &mut self,
-        inst: &Instance,
-        db: &StateDb,
-        run: berth_state::RunId,
-        f: impl FnOnce(&Self) -> Result<T>,
-    ) -> Result<T> {
+    pub fn guard<T>(&mut self, run: &Run, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         match f(self) {
             Ok(v) => Ok(v),
             // Nothing to put back, or nothing to go back to.
             Err(e) if (self.is_empty() && !self.started_supervisor) || !self.has_previous() => {
                 Err(e)
             }
-            Err(e) => Err(self.roll_back(inst, db, run, e)),
+            Err(e) => Err(self.roll_back(run, e)),
         }
     }
 
@@ -203,15 +190,9 @@ impl Change {
 
     /// Put files and plan back, give the supervisor the old plan (restarting what the
     /// change restarted or reloaded), and start again what was running before.
-    fn roll_back(
-        &mut self,
-        inst: &Instance,
-        db: &StateDb,
-        run: berth_state::RunId,
-        cause: LifecycleError,
-    ) -> LifecycleError {
+    fn roll_back(&mut self, run: &Run, cause: LifecycleError) -> LifecycleError {
         let files = self.files().len();
-        let result = step(db, run, "roll back", || self.put_back(inst));
+        let result = run.step("roll back", || self.put_back(run.inst));
         match result {
             Ok(()) => LifecycleError::RolledBack {
                 cause: Box::new(cause),

@@ -148,28 +148,6 @@ pub enum LifecycleError {
         /// What it said.
         stderr: String,
     },
-    /// A database tool failed during a backup or restore.
-    #[error("Database: {what}{}", if .stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
-    Database {
-        /// What was being done.
-        what: String,
-        /// The tool's own message.
-        stderr: String,
-    },
-    /// A backup archive is unreadable, corrupt, truncated or not berth's.
-    #[error(transparent)]
-    Archive(#[from] berth_archive::ArchiveError),
-    /// A backup target is unreachable, full or refused the operation.
-    #[error(transparent)]
-    Target(#[from] berth_target::TargetError),
-    /// A backup or restore cannot go on; `hint` says what to do.
-    #[error("{what}")]
-    Backup {
-        /// What is wrong.
-        what: String,
-        /// What to do about it.
-        hint: String,
-    },
     /// A change failed part-way and was put back whole: files, plan and services are
     /// as they were before it.
     #[error(
@@ -222,11 +200,6 @@ impl LifecycleError {
             ),
             Self::Health { .. } => Some(
                 "`berth status` shows which service is unhealthy, `berth tail SERVICE` shows its log"
-                    .to_owned(),
-            ),
-            Self::Backup { hint, .. } => Some(hint.clone()),
-            Self::Archive(_) => Some(
-                "the archive cannot be trusted: use another one (`berth backup list`); nothing was changed"
                     .to_owned(),
             ),
             Self::UnitSilent(unit) => Some(format!(

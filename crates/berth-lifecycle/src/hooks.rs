@@ -11,12 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_model::manifest::HookWhen;
 use berth_render::{DesiredState, HookSpec};
-use berth_state::{StateDb, StepStatus};
 use berth_supervisor_protocol::{Request, Target};
 
 use crate::error::{LifecycleError, Result};
-use crate::instance::Instance;
-use crate::progress::Progress;
+use crate::run::Run;
 use crate::supervisor;
 
 /// Run a hook to completion. Fails with the log's last lines when it exits non-zero or times out.
@@ -25,7 +23,7 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         name: hook.name.clone(),
         why,
         log: hook.log_file.clone(),
-        tail: tail(&hook.log_file, 15),
+        tail: supervisor::tail(&hook.log_file, 15),
     };
     // 0640, root and the hook user's group, never through a symlink: hook output
     // carries passwords being set, tracebacks and the like.
@@ -77,7 +75,7 @@ pub fn run(hook: &HookSpec) -> Result<()> {
         // The manifest's own variables win.
         .envs(&hook.env);
     // Own process group, so a timeout kills the hook and everything it started.
-    crate::supervisor::in_new_session(&mut cmd);
+    supervisor::in_new_session(&mut cmd);
     if let Some(u) = switch {
         // The user's supplementary groups too, as services get them.
         let credentials = berth_supervisor::Credentials::of(&u)
@@ -113,17 +111,6 @@ pub fn run(hook: &HookSpec) -> Result<()> {
     Ok(())
 }
 
-/// The last `n` lines of a file, indented, for error messages.
-pub fn tail(path: &std::path::Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Whether a hook is due, and the scope it is recorded under.
 fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
     match hook.when {
@@ -134,29 +121,20 @@ fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
 }
 
 /// Run the hooks that are due, starting the services each needs first.
-pub(crate) fn run_hooks(
-    inst: &Instance,
-    state: &DesiredState,
-    db: &StateDb,
-    run: berth_state::RunId,
-    include_always: bool,
-    progress: &dyn Progress,
-) -> Result<Vec<String>> {
-    run_selected(inst, state, db, run, progress, &|_, scheduled| {
+pub fn run_hooks(run: &Run, state: &DesiredState, include_always: bool) -> Result<Vec<String>> {
+    run_selected(run, state, &|_, scheduled| {
         scheduled.unwrap_or(include_always)
     })
 }
 
 /// Run the hooks `select` picks, in [`hook_order`]. `select` gets each hook and whether
 /// its schedule makes it due (`None` for `always` hooks, which have no record).
-pub(crate) fn run_selected(
-    inst: &Instance,
+pub fn run_selected(
+    run: &Run,
     state: &DesiredState,
-    db: &StateDb,
-    run: berth_state::RunId,
-    progress: &dyn Progress,
     select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
 ) -> Result<Vec<String>> {
+    let (inst, db, progress) = (run.inst, &run.db, run.progress);
     let mut ran = Vec::new();
     for hook in hook_order(state) {
         let scope = hook_scope(hook, &state.app.version);
@@ -183,7 +161,7 @@ pub(crate) fn run_selected(
                 .map_err(|e| LifecycleError::HookNeeds {
                     hook: hook.name.clone(),
                     service: svc.clone(),
-                    source: Box::new(crate::up::with_failed_logs(inst, e)),
+                    source: Box::new(supervisor::with_failed_logs(&inst.paths, e)),
                 })?;
             }
             progress.end("");
@@ -194,33 +172,19 @@ pub(crate) fn run_selected(
             hook.description.clone()
         };
         progress.begin(&format!("Running hook `{}`: {label}", hook.name));
-        let step = db.begin_step(run, &format!("hook {}", hook.name))?;
-        match self::run(hook) {
-            Ok(()) => {
-                db.finish_step(step, &StepStatus::Done)?;
-                if let Some(scope) = &scope {
-                    db.record_hook(&hook.name, scope, run)?;
-                }
-                progress.end("");
-                ran.push(hook.name.clone());
-            }
-            Err(e) => {
-                db.finish_step(
-                    step,
-                    &StepStatus::Failed {
-                        error: crate::converge::error_text(&e),
-                    },
-                )?;
-                return Err(e);
-            }
+        run.step(&format!("hook {}", hook.name), || self::run(hook))?;
+        if let Some(scope) = &scope {
+            db.record_hook(&hook.name, scope, run.id)?;
         }
+        progress.end("");
+        ran.push(hook.name.clone());
     }
     Ok(ran)
 }
 
 /// The hooks that must run before `targets` can: those whose `before` services are
 /// needed (directly or through `depends_on`) by a target's `after` services, and so on.
-pub(crate) fn prerequisites(state: &DesiredState, targets: &[String]) -> BTreeSet<String> {
+pub fn prerequisites(state: &DesiredState, targets: &[String]) -> BTreeSet<String> {
     let deps: BTreeMap<&str, &[String]> = state
         .services
         .iter()

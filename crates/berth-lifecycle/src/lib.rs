@@ -1,34 +1,43 @@
 //! berth's lifecycle orchestration: the imperative shell around the pure core.
 //!
 //! - [`instance`]: find an instance (prefix, manifest, site config) and resolve it.
-//! - [`up`] and [`reconfigure`]: the two converging commands, each step journaled in the state database.
-//! - [`converge`]: what they share (rendering, the file converge, the dry run, masking).
+//! - [`run`]: a lifecycle operation as the history records it: named, journaled steps.
+//! - [`desired`]: secrets, rendering, the supervision plan, masking.
+//! - [`up`] and [`reconfigure`]: the two converging commands; [`dry_run`] shows what
+//!   they would change.
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
 //! - [`progress`]: how steps are reported without printing.
 //! - [`systemd`]: the supervisor as a systemd unit, where systemd is PID 1.
+//! - [`fault`]: fault points for the tests of interrupted operations.
+//!
+//! Backups and restores build on these parts in the `berth-backup` crate.
 
-pub mod backup;
-mod change;
-pub mod converge;
-mod database;
+pub mod change;
+pub mod desired;
+pub mod dry_run;
 mod error;
+pub mod fault;
+pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod instance;
 mod preflight;
 pub mod progress;
 pub mod reconfigure;
-mod release;
-pub mod restore;
+pub mod release;
+pub mod run;
+pub mod schedule;
+pub mod state_files;
 pub mod supervisor;
 pub mod systemd;
-pub mod trust;
 pub mod up;
 
-pub use converge::{Outcome, autostart_marker, dry_run};
+pub use dry_run::dry_run;
 pub use error::{LifecycleError, Result};
 pub use instance::{Instance, Locate};
 pub use progress::{Progress, Silent};
 pub use reconfigure::reconfigure;
+pub use run::{Outcome, Run};
+pub use state_files::autostart_marker;
 pub use up::{UpReport, up};

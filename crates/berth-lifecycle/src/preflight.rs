@@ -4,12 +4,11 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use berth_render::DesiredState;
-use berth_supervisor_protocol::{Probe, Request, Response, ServiceStatus};
+use berth_supervisor_protocol::Probe;
 
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::progress::Progress;
-use crate::supervisor;
 
 /// Ports the services will listen on, from their readiness probes.
 fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
@@ -83,26 +82,6 @@ pub(crate) fn check_ports(
         return Err(LifecycleError::PortsInUse(taken));
     }
     Ok(())
-}
-
-/// Every service's status, as the supervisor reports it (none when it is not running).
-pub(crate) fn service_statuses(inst: &Instance) -> Vec<ServiceStatus> {
-    if !supervisor::is_running(&inst.paths) {
-        return Vec::new();
-    }
-    match supervisor::request(&inst.paths, &Request::Status) {
-        Ok(Response::Status { services, .. }) => services,
-        _ => Vec::new(),
-    }
-}
-
-/// Services the supervisor currently runs (any state but stopped/failed).
-pub(crate) fn running_services(inst: &Instance) -> BTreeSet<String> {
-    service_statuses(inst)
-        .into_iter()
-        .filter(|s| s.pid.is_some())
-        .map(|s| s.name)
-        .collect()
 }
 
 /// Install missing distribution packages (root), or say exactly what to run.

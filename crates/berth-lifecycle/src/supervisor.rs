@@ -1,5 +1,6 @@
 //! Starting and talking to the instance's supervisor.
 
+use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -127,7 +128,7 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(LifecycleError::SupervisorExited {
                 status,
-                tail: crate::hooks::tail(&cfg.log_file, 15),
+                tail: tail(&cfg.log_file, 15),
                 log: cfg.log_file,
             });
         }
@@ -138,4 +139,62 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
         socket: cfg.socket,
         log: cfg.log_file,
     })
+}
+
+/// The last `n` lines of a file, indented, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Add the last log lines of every service that is not ready to a start error.
+pub fn with_failed_logs(paths: &Paths, err: LifecycleError) -> LifecycleError {
+    let Ok(Response::Status { services, .. }) = request(paths, &Request::Status) else {
+        return err;
+    };
+    let mut text = String::new();
+    for s in services.iter().filter(|s| !s.ready) {
+        let log = paths.log.join(&s.name).join("current");
+        if log.exists() {
+            let _ = write!(
+                text,
+                "\nlast lines of `{}`:\n{}",
+                log.display(),
+                tail(&log, 10)
+            );
+        }
+    }
+    if text.is_empty() {
+        err
+    } else {
+        LifecycleError::ServicesFailed {
+            cause: Box::new(err),
+            logs: text,
+        }
+    }
+}
+
+/// Every service's status, as the supervisor reports it (none when it is not running).
+pub fn service_statuses(paths: &Paths) -> Vec<berth_supervisor_protocol::ServiceStatus> {
+    if !is_running(paths) {
+        return Vec::new();
+    }
+    match request(paths, &Request::Status) {
+        Ok(Response::Status { services, .. }) => services,
+        _ => Vec::new(),
+    }
+}
+
+/// Services the supervisor currently runs (any state but stopped/failed).
+pub fn running_services(paths: &Paths) -> std::collections::BTreeSet<String> {
+    service_statuses(paths)
+        .into_iter()
+        .filter(|s| s.pid.is_some())
+        .map(|s| s.name)
+        .collect()
 }

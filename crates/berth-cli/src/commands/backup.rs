@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use berth_lifecycle::backup::{self, human};
-use berth_lifecycle::restore::{self, RestoreOptions};
+use berth_backup::backup::{self, human};
+use berth_backup::restore::{self, RestoreOptions};
 use berth_lifecycle::{Locate, instance};
 
 use crate::output::Terminal;
@@ -145,9 +145,16 @@ pub fn verify(
     let progress = Terminal::new(quiet || json);
     let r = backup::verify(&inst, archive, from, key, &progress)?;
     drop(progress);
+    // An intact archive whose secrets the given key does not open fails the check: a
+    // restore with that key would be refused.
+    let code = if r.key_opens_secrets == Some(false) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if json {
         print_json(&r)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     println!(
         "{} is intact and signed by a trusted key: {} {} of {}, {} entries ({}) checked in {:.1} s{}",
@@ -169,10 +176,13 @@ pub fn verify(
     }
     match (r.secrets_included, r.key_opens_secrets) {
         (true, Some(true)) => println!("  secrets: included, and the key opens them"),
+        (true, Some(false)) => println!(
+            "  secrets: included, but the given key does NOT open them (they were encrypted to another backup key)"
+        ),
         (true, _) => println!("  secrets: included (pass --key FILE to check the key opens them)"),
         (false, _) => println!("  secrets: NOT included (made without a backup key)"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 pub fn prune(loc: &Locate, to: Option<&str>, dry_run: bool, json: bool) -> Result<ExitCode> {

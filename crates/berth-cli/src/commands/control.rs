@@ -159,7 +159,7 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Stopped on purpose: a supervisor started at boot leaves the services stopped.
-    let _ = std::fs::remove_file(berth_lifecycle::converge::autostart_marker(&paths));
+    let _ = std::fs::remove_file(berth_lifecycle::autostart_marker(&paths));
     supervisor::request(&paths, &Request::Shutdown)?;
     // Shutdown answers once the services are stopped, before the daemon has removed
     // its socket and pid file: wait for the process itself to be gone.
@@ -187,7 +187,7 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     // loading and validating that here would let a manifest problem keep the
     // supervisor from starting (at boot too) for a path it never uses.
     let paths = Paths::for_prefix(prefix, "current");
-    let autostart = autostart && berth_lifecycle::converge::autostart_marker(&paths).exists();
+    let autostart = autostart && berth_lifecycle::autostart_marker(&paths).exists();
     berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(
         &paths, autostart,
     ))?;

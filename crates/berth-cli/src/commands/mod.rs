@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => backup::restore(
             &loc,
-            &berth_lifecycle::restore::RestoreOptions {
+            &berth_backup::restore::RestoreOptions {
                 archive,
                 from,
                 key,

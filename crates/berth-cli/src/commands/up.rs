@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use berth_lifecycle::{Locate, converge, instance};
+use berth_lifecycle::{Locate, instance};
 
 use crate::output::Terminal;
 
@@ -32,7 +32,7 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
 pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
     if dry_run {
-        print!("{}", converge::dry_run(&inst)?);
+        print!("{}", berth_lifecycle::dry_run(&inst)?);
         return Ok(ExitCode::SUCCESS);
     }
     let progress = Terminal::new(quiet);
@@ -66,6 +66,6 @@ pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode>
 
 pub fn plan(loc: &Locate) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
-    print!("{}", converge::dry_run(&inst)?);
+    print!("{}", berth_lifecycle::dry_run(&inst)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,17 +9,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_archive::{ArchiveWriter, Meta, WriteOptions};
-use berth_model::SettingValue;
+
+use crate::meta::{BackupMeta, DatabaseMeta, QuiesceMeta, SecretsMeta};
 use berth_render::{BackupPlan, DesiredState};
 use berth_supervisor_protocol::{Request, Target};
 use berth_target::{SshOptions, TargetSpec};
 use serde::Serialize;
 
-use crate::converge::{render, secrets};
-use crate::error::{LifecycleError, Result};
-use crate::instance::Instance;
-use crate::progress::Progress;
-use crate::{database, supervisor};
+use berth_lifecycle::schedule::{
+    backup_setting_int as setting_int, backup_setting_str as setting_str,
+};
+use berth_lifecycle::{Instance, Progress, Run, supervisor};
+
+use crate::database;
+use crate::error::{BackupError, Result};
 
 /// The current step's byte counter, for archive reads and writes.
 pub(crate) fn progress_fn(progress: &dyn Progress) -> Box<dyn FnMut(u64) + Send> {
@@ -47,28 +50,6 @@ const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
 
 /// A byte count for people, e.g. `12.3 MiB`.
 pub use berth_target::human_bytes as human;
-
-fn setting<'a>(inst: &'a Instance, key: &str) -> Option<&'a SettingValue> {
-    inst.config
-        .settings
-        .get(berth_model::builtin::BACKUP_GROUP)
-        .and_then(|g| g.get(key))
-        .map(|r| &r.value)
-}
-
-fn setting_str(inst: &Instance, key: &str) -> String {
-    match setting(inst, key) {
-        Some(SettingValue::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn setting_int(inst: &Instance, key: &str, default: i64) -> i64 {
-    match setting(inst, key) {
-        Some(SettingValue::Int(i)) => *i,
-        _ => default,
-    }
-}
 
 /// Parallel jobs for pg_dump and pg_restore (`backup.jobs`).
 pub fn jobs(inst: &Instance) -> u32 {
@@ -118,7 +99,7 @@ fn recipient(inst: &Instance) -> Result<Option<String>> {
                 .to_owned(),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LifecycleError::io("read the backup key", &path)(e)),
+        Err(e) => Err(BackupError::io("read the backup key", &path)(e)),
     }
 }
 
@@ -170,57 +151,6 @@ pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
     })
 }
 
-/// Name of the supervisor job that takes scheduled backups.
-pub const SCHEDULED_JOB: &str = "berth-backup";
-
-/// The supervisor job for `backup.schedule` (`None` when it is `off`): `berth backup
-/// create --prune` every interval, as the user berth runs as.
-pub fn scheduled_job(
-    inst: &Instance,
-    state: &DesiredState,
-) -> Option<berth_supervisor_protocol::JobSpec> {
-    let schedule = setting_str(inst, "schedule");
-    if schedule.is_empty() || schedule == "off" {
-        return None;
-    }
-    let every = humantime::parse_duration(&schedule).ok()?;
-    // The instance's own copy (what its supervisor runs), once `up` has put it there.
-    let installed = crate::release::installed_berth(&inst.paths);
-    let exe = if installed.exists() {
-        installed
-    } else {
-        std::env::current_exe().ok()?
-    };
-    let mut argv = vec![
-        exe.display().to_string(),
-        "--prefix".to_owned(),
-        inst.paths.prefix.display().to_string(),
-    ];
-    if inst.config_path != inst.paths.prefix.join("site.toml") {
-        argv.push("--config".to_owned());
-        argv.push(inst.config_path.display().to_string());
-    }
-    argv.extend(["--quiet", "backup", "create", "--prune"].map(str::to_owned));
-    Some(berth_supervisor_protocol::JobSpec {
-        name: SCHEDULED_JOB.to_owned(),
-        argv,
-        env: std::collections::BTreeMap::new(),
-        cwd: Some(inst.paths.prefix.clone()),
-        user: None,
-        every,
-        // A backup that takes longer than its interval is stuck, or the next one would
-        // pile up behind it.
-        timeout: every,
-        requires: state
-            .backup
-            .as_ref()
-            .and_then(|b| b.database.as_ref())
-            .map(|d| vec![d.service.clone()])
-            .unwrap_or_default(),
-        log_dir: inst.paths.log.join("jobs").join(SCHEDULED_JOB),
-    })
-}
-
 /// Options of `berth backup create`.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -261,8 +191,7 @@ pub const NO_KEY_WARNING: &str = "WARNING: this backup does NOT contain the inst
      Run `berth backup key`, keep the key file somewhere safe off this machine, and back up again.";
 
 fn plan(inst: &Instance) -> Result<DesiredState> {
-    let secret_values = secrets(inst, false)?;
-    render(inst, &secret_values)
+    Ok(berth_lifecycle::desired::preview(inst)?)
 }
 
 /// Removes a directory tree when dropped (temporary staging), by descriptors: what a
@@ -280,7 +209,7 @@ impl Drop for TempTree {
 /// dropped.
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
     let root = tmp_dir(inst);
-    std::fs::create_dir_all(&root).map_err(LifecycleError::io("create", &root))?;
+    std::fs::create_dir_all(&root).map_err(BackupError::io("create", &root))?;
     let tmp = berth_host::beneath::SafeDir::open_trusted(&root)?;
     // Traversable, so the database user can reach its own dump directory below.
     tmp.set_mode(Path::new(""), 0o711)?;
@@ -299,7 +228,7 @@ fn chown_to(path: &Path, user: Option<&str>) -> Result<()> {
     let Some(user) = user else {
         return Ok(());
     };
-    let owner = berth_host::users::lookup(user).ok_or_else(|| LifecycleError::Backup {
+    let owner = berth_host::users::lookup(user).ok_or_else(|| BackupError::Cannot {
         what: format!("user `{user}` does not exist"),
         hint: "run `berth up` first".to_owned(),
     })?;
@@ -321,11 +250,11 @@ fn add_tree_beneath(
     writer
         .add_tree_beneath(archive_dir, base, rel)
         .map(drop)
-        .map_err(|e| LifecycleError::Backup {
+        .map_err(|e| BackupError::Cannot {
             what: format!(
                 "Refusing to back up `{}`: {}",
                 base.join(rel).display(),
-                crate::converge::error_text(&e.into())
+                berth_lifecycle::run::error_text(&BackupError::from(e))
             ),
             hint: "nothing was kept of this backup; if a directory was replaced by a link, put the real directory back in place (as root), then back up again".to_owned(),
         })
@@ -364,38 +293,23 @@ fn tree_size(dir: &Path) -> u64 {
     total
 }
 
-/// `berth backup create`, recorded in the instance's history (`berth history`).
+/// `berth backup create`, recorded in the instance's history (`berth history`) when
+/// it has one.
 pub fn create(
     inst: &Instance,
     opts: &CreateOptions,
     progress: &dyn Progress,
 ) -> Result<CreateReport> {
-    let db_path = inst.paths.state_db();
-    if !db_path.exists() {
+    if !inst.paths.state_db().exists() {
         return create_archive(inst, opts, progress);
     }
-    let db = berth_state::StateDb::open(&db_path)?;
-    let run = db.begin_run("backup", opts.to.as_deref().unwrap_or(""))?;
-    match create_archive(inst, opts, progress) {
-        Ok(report) => {
-            db.finish_run(
-                run,
-                &berth_state::RunOutcome {
-                    status: berth_state::RunStatus::Succeeded,
-                    files_changed: vec![format!("{}/{}", report.target, report.archive)],
-                    ..berth_state::RunOutcome::default()
-                },
-            )?;
-            Ok(report)
-        }
-        Err(e) => {
-            db.finish_run(
-                run,
-                &crate::converge::failed(&crate::converge::error_text(&e)),
-            )?;
-            Err(e)
-        }
-    }
+    let run = Run::begin_existing(inst, "backup", opts.to.as_deref().unwrap_or(""), progress)?;
+    let result = run.step("archive", || create_archive(inst, opts, progress));
+    run.finish(result, |report| berth_state::RunOutcome {
+        status: berth_state::RunStatus::Succeeded,
+        files_changed: vec![format!("{}/{}", report.target, report.archive)],
+        ..berth_state::RunOutcome::default()
+    })
 }
 
 #[allow(clippy::too_many_lines)] // one sequence of steps, each short
@@ -421,7 +335,7 @@ fn create_archive(
     if let Some(db) = &backup.database
         && !ready.contains(&db.service)
     {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what: format!(
                 "The database service `{}` is not running: a backup needs it to dump the database",
                 db.service
@@ -482,7 +396,7 @@ fn create_archive(
         .or_else(|| upload.as_ref().map(|u| u.0.join(&name)))
         .unwrap_or_else(|| tmp.0.join(&name));
     if let Some(dir) = local_archive.parent() {
-        std::fs::create_dir_all(dir).map_err(LifecycleError::io("create", dir))?;
+        std::fs::create_dir_all(dir).map_err(BackupError::io("create", dir))?;
     }
 
     // 1. The database: one snapshot shared by every pg_dump job.
@@ -562,7 +476,7 @@ fn create_archive(
     if let Some(db) = &backup.database {
         // The database user owns this directory: read it like a data directory.
         if std::fs::symlink_metadata(&dump_dir).is_err() {
-            return Err(LifecycleError::Backup {
+            return Err(BackupError::Cannot {
                 what: format!("pg_dump left no dump in `{}`", dump_dir.display()),
                 hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
             });
@@ -579,7 +493,7 @@ fn create_archive(
     } else {
         writer.add_bytes("config/site.toml", b"", 0o644)?;
     }
-    let manifest_dir = crate::instance::stored_manifest_dir(&inst.paths.prefix);
+    let manifest_dir = berth_lifecycle::instance::stored_manifest_dir(&inst.paths.prefix);
     if manifest_dir.is_dir() {
         writer.add_tree("manifest", &manifest_dir)?;
     }
@@ -591,57 +505,55 @@ fn create_archive(
         false
     };
 
-    let mut meta = Meta::new(&state.app.name, &state.app.version, created);
-    meta.insert("berth_version", env!("CARGO_PKG_VERSION"));
-    meta.insert(
-        "hostname",
-        nix::unistd::gethostname()
+    let created_text = Meta::new(&state.app.name, &state.app.version, created)
+        .get("created")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let meta = BackupMeta {
+        app: state.app.name.clone(),
+        app_version: state.app.version.clone(),
+        created: created_text,
+        berth_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
-    );
-    meta.insert(
-        "components",
-        inst.config
-            .enabled_components
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    meta.insert(
-        "data_dirs",
-        backup
+        components: inst.config.enabled_components.iter().cloned().collect(),
+        data_dirs: backup
             .data_dirs
             .iter()
             .map(|(rel, _)| rel.clone())
-            .collect::<Vec<_>>(),
-    );
-    meta.insert(
-        "database",
-        match &backup.database {
-            Some(db) => serde_json::json!({
-                "kind": db.kind,
-                "name": db.name,
-                "format": "directory",
-                "path": format!("database/{}", db.name),
-                "jobs": jobs(inst),
-                "server_version": server_version,
-                "dump_seconds": dump_seconds,
-            }),
-            None => serde_json::Value::Null,
+            .collect(),
+        database: backup.database.as_ref().map(|db| DatabaseMeta {
+            kind: db.kind,
+            name: db.name.clone(),
+            format: "directory".to_owned(),
+            path: format!("database/{}", db.name),
+            jobs: jobs(inst),
+            server_version: server_version.clone(),
+            dump_seconds,
+        }),
+        quiesce: QuiesceMeta {
+            services: paused.clone(),
+            milliseconds: quiesce_ms,
         },
-    );
-    meta.insert(
-        "quiesce",
-        serde_json::json!({ "services": paused, "milliseconds": quiesce_ms }),
-    );
-    meta.insert("signed_by", signing_key.public_key().to_string());
-    meta.insert(
-        "secrets",
-        match &recipient {
-            Some(r) => serde_json::json!({ "included": true, "encryption": "age", "recipient": r }),
-            None => serde_json::json!({ "included": false, "warning": NO_KEY_WARNING }),
+        signed_by: signing_key.public_key().to_string(),
+        secrets: match &recipient {
+            Some(r) => SecretsMeta {
+                included: true,
+                encryption: Some("age".to_owned()),
+                recipient: Some(r.clone()),
+                warning: None,
+            },
+            None => SecretsMeta {
+                included: false,
+                encryption: None,
+                recipient: None,
+                warning: Some(NO_KEY_WARNING.to_owned()),
+            },
         },
-    );
+    }
+    .to_meta()?;
     let written = writer.finish(meta, &signing_key)?;
     progress.end(&human(written.size));
 
@@ -709,14 +621,10 @@ pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> 
         if let Some(path) = target.local_path(&e.name) {
             // Unauthenticated: only shown, never acted upon.
             match berth_archive::read_index(&path) {
-                Ok(index) => {
-                    listed.secrets_included = index
-                        .manifest
-                        .meta
-                        .get("secrets")
-                        .and_then(|s| s.get("included"))
-                        .and_then(serde_json::Value::as_bool);
-                }
+                Ok(index) => match BackupMeta::from_meta(&index.manifest.meta) {
+                    Ok(meta) => listed.secrets_included = Some(meta.secrets.included),
+                    Err(err) => listed.problem = Some(format!("unreadable metadata: {err}")),
+                },
                 Err(err) => listed.problem = Some(err.to_string()),
             }
         }
@@ -759,7 +667,7 @@ pub(crate) fn fetch(
         });
     }
     if archive.contains('/') || matches!(spec, TargetSpec::Local(_)) {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what: format!(
                 "No archive `{archive}` (neither a file nor in {})",
                 target.describe()
@@ -801,7 +709,8 @@ pub struct VerifyReport {
     pub dump_toc_entries: Option<usize>,
     /// Whether the secrets are in the archive.
     pub secrets_included: bool,
-    /// Whether the given key opens them (`None`: no key given).
+    /// Whether the given key opens them: `Some(false)` when the archive is intact but
+    /// its secrets were encrypted to another key (`None`: no key given, or no secrets).
     pub key_opens_secrets: Option<bool>,
     /// Seconds taken.
     pub seconds: f64,
@@ -828,9 +737,10 @@ pub fn verify(
     // below reads that open file, never the path again.
     let opened = berth_archive::Archive::open(path, &trusted)?;
     let index = opened.manifest();
-    let facts = crate::trust::check_meta(inst, index, path)?;
+    let meta = crate::trust::read_meta(index, path)?;
+    let facts = crate::trust::check_meta(inst, &meta, index, path)?;
     if !facts.privileged_entries.is_empty() {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what: format!(
                 "`{}` has entries with setuid, setgid or sticky bits, which berth never writes: {}",
                 path.display(),
@@ -874,19 +784,25 @@ pub fn verify(
     let key_opens_secrets = match (identity, secrets_included) {
         (Some(identity), true) => {
             let blob = std::fs::read(out.join("secrets.age"))
-                .map_err(LifecycleError::io("read", out.join("secrets.age")))?;
+                .map_err(BackupError::io("read", out.join("secrets.age")))?;
             let dest = tmp.0.join("secrets");
-            berth_archive::secrets::decrypt_to_dir(&blob, &identity, &dest)?;
-            crate::trust::check_secrets(inst, &dest)?;
-            Some(true)
+            match berth_archive::secrets::decrypt_to_dir(&blob, &identity, &dest) {
+                Ok(_) => {
+                    crate::trust::check_secrets(inst, &dest)?;
+                    Some(true)
+                }
+                // The archive is intact; the key is not the one it was made with.
+                Err(berth_archive::ArchiveError::WrongKey { .. }) => Some(false),
+                Err(e) => return Err(e.into()),
+            }
         }
         _ => None,
     };
     Ok(VerifyReport {
         archive: path.clone(),
-        app: index.meta.app().unwrap_or_default().to_owned(),
-        app_version: index.meta.app_version().unwrap_or_default().to_owned(),
-        created: signed_created(index),
+        app: meta.app.clone(),
+        app_version: meta.app_version.clone(),
+        created: meta.created.clone(),
         signer: opened.signer().to_string(),
         entries: index.entries.len(),
         bytes: index.total_size(),
@@ -895,16 +811,6 @@ pub fn verify(
         key_opens_secrets,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// When the archive was made, as its signed metadata says (not its file name).
-pub(crate) fn signed_created(index: &berth_archive::ArchiveManifest) -> String {
-    index
-        .meta
-        .get("created")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Creates `name` in the directory `parent` berth just made, mode 0700 and root's
@@ -968,7 +874,7 @@ pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneRe
         })
         .collect();
     let decisions = berth_target::retention::decide(&backups, &policy(inst)).map_err(|e| {
-        LifecycleError::Backup {
+        BackupError::Cannot {
             what: e.to_string(),
             hint:
                 "set `keep_last`, `keep_daily` or `keep_weekly` under [backup] in the site config"

@@ -26,16 +26,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use berth_render::DesiredState;
-use berth_state::StateDb;
 use berth_supervisor_protocol::{Request, Target};
 use serde::{Deserialize, Serialize};
 
+use berth_lifecycle::{Instance, Locate, Progress, Run, fault, hooks, instance, supervisor, up};
+
 use crate::backup::{self, Fetched};
-use crate::converge::{failed, render, secrets};
-use crate::error::{LifecycleError, Result};
-use crate::instance::{self, Instance, Locate};
-use crate::progress::Progress;
-use crate::{database, hooks, supervisor, up};
+use crate::database;
+use crate::error::{BackupError, Result};
 
 /// The steps of a restore, in order.
 pub const STEPS: [&str; 9] = [
@@ -49,11 +47,6 @@ pub const STEPS: [&str; 9] = [
     "start",
     "commit",
 ];
-
-/// Environment variable that makes berth kill itself (SIGKILL) right after doing the
-/// named restore step and before recording it: how the tests prove that every step
-/// can be resumed and aborted. Never set it in production.
-pub const CRASH_AT_ENV: &str = "BERTH_TEST_CRASH_AT";
 
 /// What `berth restore` is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -148,13 +141,7 @@ fn load(prefix: &Path) -> Result<Option<Journal>> {
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LifecycleError::io("read the restore journal", &path)(e)),
-    }
-}
-
-fn crash_point(step: &str) {
-    if std::env::var(CRASH_AT_ENV).is_ok_and(|v| v == step) {
-        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+        Err(e) => Err(BackupError::io("read the restore journal", &path)(e)),
     }
 }
 
@@ -225,7 +212,7 @@ pub fn restore(
         }
         (Some(j), true) => (j, false),
         (Some(j), false) => {
-            return Err(LifecycleError::Backup {
+            return Err(BackupError::Cannot {
                 what: format!(
                     "A restore of `{}` into {} was interrupted ({} of {} steps done)",
                     j.archive,
@@ -238,14 +225,14 @@ pub fn restore(
             });
         }
         (None, true) => {
-            return Err(LifecycleError::Backup {
+            return Err(BackupError::Cannot {
                 what: format!("No interrupted restore in {}", prefix.display()),
                 hint: "start one with `berth restore ARCHIVE`".to_owned(),
             });
         }
         (None, false) => {
             let Some(archive) = &opts.archive else {
-                return Err(LifecycleError::Backup {
+                return Err(BackupError::Cannot {
                     what: "No archive named".to_owned(),
                     hint: "`berth restore ARCHIVE`; `berth backup list` shows the archives"
                         .to_owned(),
@@ -289,7 +276,7 @@ fn stage(
         None => (
             false,
             std::fs::read_dir(prefix)
-                .map_err(LifecycleError::io("read", prefix))?
+                .map_err(BackupError::io("read", prefix))?
                 .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
                 .collect(),
         ),
@@ -297,7 +284,7 @@ fn stage(
     let staging_root = backup::tmp_dir(inst);
     let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
     // On any failure: nothing of this attempt stays behind.
-    let forget = |e: LifecycleError| {
+    let forget = |e: BackupError| {
         let _ = remove_tree_at(&staging);
         let _ = std::fs::remove_file(journal_path(prefix));
         if was_new {
@@ -323,18 +310,19 @@ fn stage(
     let opened =
         berth_archive::Archive::open(&fetched.path, &trusted).map_err(|e| forget(e.into()))?;
     let index = opened.manifest();
+    let meta = crate::trust::read_meta(index, &fetched.path).map_err(forget)?;
     // The signed creation time, not the file name's: an older genuine archive copied
     // over a newer name is refused, and the administrator sees which backup this is.
     progress.note(&format!(
         "Restoring the backup made {} (signed metadata), signed by {}",
-        backup::signed_created(index),
+        meta.created,
         opened.signer()
     ));
     let app = &inst.manifest.manifest.app;
-    let archived_app = index.meta.app().unwrap_or_default().to_owned();
-    let archived_version = index.meta.app_version().unwrap_or_default().to_owned();
+    let archived_app = meta.app.clone();
+    let archived_version = meta.app_version.clone();
     if archived_app != app.name {
-        return Err(forget(LifecycleError::Backup {
+        return Err(forget(BackupError::Cannot {
             what: format!(
                 "`{}` is a backup of `{archived_app}`, not of `{}`",
                 fetched.path.display(),
@@ -346,7 +334,7 @@ fn stage(
         }));
     }
     if archived_version != app.version {
-        return Err(forget(LifecycleError::Backup {
+        return Err(forget(BackupError::Cannot {
             what: format!(
                 "`{}` holds {} {archived_version}, but this manifest installs {} {}",
                 fetched.path.display(),
@@ -365,7 +353,7 @@ fn stage(
             ),
         }));
     }
-    let facts = crate::trust::check_meta(inst, index, &fetched.path).map_err(forget)?;
+    let facts = crate::trust::check_meta(inst, &meta, index, &fetched.path).map_err(forget)?;
     let secrets_in_archive = index.entry("secrets.age").is_some();
     let key_file = match (key_text, secrets_in_archive) {
         (Some(k), true) => Some(k),
@@ -374,7 +362,7 @@ fn stage(
             if own.is_file() {
                 Some(crate::trust::read_key_file(&own).map_err(forget)?)
             } else {
-                return Err(forget(LifecycleError::Backup {
+                return Err(forget(BackupError::Cannot {
                     what: "The archive's secrets are encrypted and no backup key was given".to_owned(),
                     hint: "pass the key file the backup was made with: `berth restore ARCHIVE --key FILE`"
                         .to_owned(),
@@ -382,7 +370,7 @@ fn stage(
             }
         }
         (_, false) if !opts.without_secrets => {
-            return Err(forget(LifecycleError::Backup {
+            return Err(forget(BackupError::Cannot {
                 what: format!(
                     "`{}` does not contain the instance's secrets (it was made without a backup key)",
                     fetched.path.display()
@@ -463,7 +451,7 @@ fn stage(
     }
     if let Some(identity) = &identity {
         let blob = std::fs::read(x.join("secrets.age"))
-            .map_err(LifecycleError::io("read", x.join("secrets.age")))
+            .map_err(BackupError::io("read", x.join("secrets.age")))
             .map_err(forget)?;
         berth_archive::secrets::decrypt_to_dir(&blob, identity, &staging.join("secrets"))
             .map_err(|e| forget(e.into()))?;
@@ -476,10 +464,17 @@ fn stage(
         .into_iter()
         .filter(|d| std::fs::symlink_metadata(x.join("data").join(d)).is_ok_and(|m| m.is_dir()))
         .collect();
-    crash_point("stage");
+    fault::point("restore:stage");
     j.done.push("stage".to_owned());
     save(prefix, &j).map_err(forget)?;
     Ok(j)
+}
+
+/// What this invocation of a restore did, for the history.
+#[derive(Default)]
+struct Done {
+    hooks_run: Vec<String>,
+    started: Vec<String>,
 }
 
 fn run_steps(
@@ -489,57 +484,66 @@ fn run_steps(
     progress: &dyn Progress,
     timings: &mut Vec<(String, f64)>,
 ) -> Result<()> {
+    // The history records the restore as one run, from the first step at which the
+    // instance has a state database (a new prefix gets one in `prepare-database`).
+    let mut run_id = None;
+    let mut done = Done::default();
+    let result = run_pending_steps(loc, j, berth_exe, progress, timings, &mut run_id, &mut done);
+    let Some(id) = run_id else {
+        return result;
+    };
+    let inst = instance::open(loc)?;
+    let run = Run::attach(&inst, id, progress)?;
+    let restored: Vec<String> = items(&inst, j)
+        .into_iter()
+        .map(|(live, _, _)| live.display().to_string())
+        .collect();
+    run.finish(result, |()| berth_state::RunOutcome {
+        status: berth_state::RunStatus::Succeeded,
+        files_changed: restored,
+        hooks_run: done.hooks_run.clone(),
+        services_started: done.started.clone(),
+        ..berth_state::RunOutcome::default()
+    })
+}
+
+fn run_pending_steps(
+    loc: &Locate,
+    j: &mut Journal,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+    timings: &mut Vec<(String, f64)>,
+    run_id: &mut Option<berth_state::RunId>,
+    done: &mut Done,
+) -> Result<()> {
     for step in STEPS {
         if j.has(step) {
             continue;
         }
         let t = Instant::now();
         let inst = instance::open(loc)?;
-        match step {
-            // Restoring over a running instance replaces it: back it up first, so even
-            // the restore of a wrong archive loses nothing.
-            "safety-backup"
-                if !j.new_instance
-                    && !j.no_safety_backup
-                    && supervisor::is_running(&inst.paths) =>
-            {
-                progress.note("Backing up the current instance before restoring over it");
-                let report = backup::create(&inst, &backup::CreateOptions::default(), progress)
-                    .map_err(|e| LifecycleError::Backup {
-                        what: format!("The backup of the current instance failed: {e}"),
-                        hint:
-                            "fix the cause and `berth restore --resume`, or `berth restore --abort`"
-                                .to_owned(),
-                    })?;
-                j.safety_backup = Some(format!("{}/{}", report.target, report.archive));
-            }
-            "stop" => stop_writers(&inst, progress)?,
-            "files" => swap_files(&inst, j, progress)?,
-            "prepare-database" => prepare_database(loc, &inst, j, berth_exe, progress)?,
-            "load-database" => {
-                if let Some(db) = db_plan(&inst)? {
-                    progress.begin(&format!(
-                        "Restoring database `{}` ({} jobs)",
-                        db.name,
-                        backup::jobs(&inst)
-                    ));
-                    let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
-                    database::restore_into_incoming(&db, &dump, backup::jobs(&inst))?;
-                    progress.end("");
-                }
-            }
-            "swap-database" => {
-                if let Some(db) = db_plan(&inst)? {
-                    database::swap_in(&db)?;
-                }
-            }
-            "start" => {
-                up::up(&inst, loc, berth_exe, progress)?;
-            }
-            "commit" => commit(&inst, j)?,
-            _ => {}
+        if run_id.is_none() && (step == "prepare-database" || inst.paths.state_db().exists()) {
+            let resumed = if j.done.len() > 1 { " (resumed)" } else { "" };
+            let begun = Run::begin(
+                &inst,
+                "restore",
+                &format!("{}{resumed}", j.archive),
+                progress,
+            )?;
+            *run_id = Some(begun.id);
         }
-        crash_point(step);
+        let run = match run_id {
+            Some(id) => Some(Run::attach(&inst, *id, progress)?),
+            None => None,
+        };
+        let mut act = || -> Result<()> {
+            restore_step(step, loc, &inst, run.as_ref(), j, berth_exe, progress, done)
+        };
+        match &run {
+            Some(run) => run.step(step, act)?,
+            None => act()?,
+        }
+        fault::point(&format!("restore:{step}"));
         timings.push((step.to_owned(), t.elapsed().as_secs_f64()));
         j.done.push(step.to_owned());
         if step == "commit" {
@@ -551,12 +555,80 @@ fn run_steps(
     Ok(())
 }
 
+/// One step of a restore; see the module's documentation for what each does.
+#[allow(clippy::too_many_arguments)] // the step's whole context, passed through
+fn restore_step(
+    step: &str,
+    loc: &Locate,
+    inst: &Instance,
+    run: Option<&Run>,
+    j: &mut Journal,
+    berth_exe: &Path,
+    progress: &dyn Progress,
+    done: &mut Done,
+) -> Result<()> {
+    match step {
+        // Restoring over a running instance replaces it: back it up first, so even
+        // the restore of a wrong archive loses nothing.
+        "safety-backup"
+            if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) =>
+        {
+            progress.note("Backing up the current instance before restoring over it");
+            let report = backup::create(inst, &backup::CreateOptions::default(), progress)
+                .map_err(|e| BackupError::Cannot {
+                    what: format!("The backup of the current instance failed: {e}"),
+                    hint: "fix the cause and `berth restore --resume`, or `berth restore --abort`"
+                        .to_owned(),
+                })?;
+            j.safety_backup = Some(format!("{}/{}", report.target, report.archive));
+        }
+        "stop" => stop_writers(inst, progress)?,
+        "files" => swap_files(inst, j, progress)?,
+        "prepare-database" => {
+            let run = run.ok_or_else(|| BackupError::Cannot {
+                what: "The restore has no run in the state database".to_owned(),
+                hint: "`berth restore --abort`, then restore again".to_owned(),
+            })?;
+            done.hooks_run
+                .extend(prepare_database(loc, run, j, berth_exe)?);
+        }
+        "load-database" => {
+            if let Some(db) = db_plan(inst)? {
+                progress.begin(&format!(
+                    "Restoring database `{}` ({} jobs)",
+                    db.name,
+                    backup::jobs(inst)
+                ));
+                let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
+                database::restore_into_incoming(&db, &dump, backup::jobs(inst))?;
+                progress.end("");
+            }
+        }
+        "swap-database" => {
+            if let Some(db) = db_plan(inst)? {
+                database::swap_in(&db)?;
+            }
+        }
+        "start" => {
+            let report = match run {
+                Some(run) => up::up_within(run, loc, berth_exe)?,
+                None => up::up(inst, loc, berth_exe, progress)?,
+            };
+            done.hooks_run.extend(report.outcome.hooks_run);
+            done.started.extend(report.outcome.started);
+        }
+        "commit" => commit(inst, j)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 fn db_plan(inst: &Instance) -> Result<Option<berth_render::DatabasePlan>> {
     Ok(desired(inst)?.backup.and_then(|b| b.database))
 }
 
 fn desired(inst: &Instance) -> Result<DesiredState> {
-    render(inst, &secrets(inst, false)?)
+    Ok(berth_lifecycle::desired::preview(inst)?)
 }
 
 /// Step `stop`: stop every service but the database and what it depends on.
@@ -624,7 +696,7 @@ fn chown_tree(base: &Path, root: &Path, user: Option<&str>) -> Result<()> {
 /// `database/` for `pg_restore`, and nothing else) holding `x/`, where the archive is
 /// unpacked, 0700, so no one but root ever reaches what an archive brings.
 fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
-    std::fs::create_dir_all(staging_root).map_err(LifecycleError::io("create", staging_root))?;
+    std::fs::create_dir_all(staging_root).map_err(BackupError::io("create", staging_root))?;
     let root = berth_host::beneath::SafeDir::open_trusted(staging_root)?;
     root.set_mode(Path::new(""), 0o711)?;
     let name = Path::new(staging.file_name().unwrap_or_default());
@@ -732,54 +804,38 @@ fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<(
 }
 
 /// Step `prepare-database`: configuration from the restored site config and secrets, the database
-/// service running, and the hooks the restored dump needs.
-fn prepare_database(
-    loc: &Locate,
-    inst: &Instance,
-    j: &Journal,
-    berth_exe: &Path,
-    progress: &dyn Progress,
-) -> Result<()> {
+/// service running, and the hooks the restored dump needs. Returns the hooks run.
+fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> Result<Vec<String>> {
+    let (inst, progress) = (run.inst, run.progress);
     let preview = desired(inst)?;
-    std::fs::create_dir_all(&inst.paths.state)
-        .map_err(LifecycleError::io("create", &inst.paths.state))?;
-    let sdb = StateDb::open(inst.paths.state_db())?;
-    let run = sdb.begin_run("restore", &j.archive)?;
-    let result = (|| -> Result<()> {
-        let (state, _, _) = up::prepare(inst, loc, berth_exe, &preview, &sdb, run, progress)?;
-        // On a new machine the service users exist only now: the restored data
-        // directories become theirs before any service reads them.
-        for d in &j.data_dirs {
-            let live = inst.paths.data.join(d);
-            chown_tree(
-                &inst.paths.data,
-                &live,
-                data_owner(&state, &live).as_deref(),
-            )?;
-        }
-        let Some(db) = state.backup.as_ref().and_then(|b| b.database.clone()) else {
-            return Ok(());
-        };
-        let prereqs = hooks::prerequisites(&state, &db.restore_after);
-        hooks::run_selected(inst, &state, &sdb, run, progress, &|h, scheduled| {
-            db.restore_after.contains(&h.name)
-                || (prereqs.contains(&h.name) && scheduled.unwrap_or(true))
-        })?;
-        progress.begin(&format!("Starting `{}`", db.service));
-        supervisor::request(
-            &inst.paths,
-            &Request::Start {
-                target: Target::One(db.service.clone()),
-            },
+    let (state, _, _) = up::prepare(run, loc, berth_exe, &preview)?;
+    // On a new machine the service users exist only now: the restored data
+    // directories become theirs before any service reads them.
+    for d in &j.data_dirs {
+        let live = inst.paths.data.join(d);
+        chown_tree(
+            &inst.paths.data,
+            &live,
+            data_owner(&state, &live).as_deref(),
         )?;
-        progress.end("");
-        Ok(())
-    })();
-    match &result {
-        Ok(()) => sdb.finish_run(run, &berth_state::RunOutcome::default())?,
-        Err(e) => sdb.finish_run(run, &failed(&crate::converge::error_text(e)))?,
     }
-    result
+    let Some(db) = state.backup.as_ref().and_then(|b| b.database.clone()) else {
+        return Ok(Vec::new());
+    };
+    let prereqs = hooks::prerequisites(&state, &db.restore_after);
+    let ran = hooks::run_selected(run, &state, &|h, scheduled| {
+        db.restore_after.contains(&h.name)
+            || (prereqs.contains(&h.name) && scheduled.unwrap_or(true))
+    })?;
+    progress.begin(&format!("Starting `{}`", db.service));
+    supervisor::request(
+        &inst.paths,
+        &Request::Start {
+            target: Target::One(db.service.clone()),
+        },
+    )?;
+    progress.end("");
+    Ok(ran)
 }
 
 /// Step `commit`: forget what was kept from before.
@@ -840,7 +896,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     let inst = instance::open(loc)?;
     let prefix = inst.paths.prefix.clone();
     let Some(j) = load(&prefix)? else {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what: format!("No interrupted restore in {}", prefix.display()),
             hint: "nothing to abort".to_owned(),
         });
@@ -867,7 +923,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         undo_files(inst, j)?;
         let root = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
         for e in std::fs::read_dir(&prefix)
-            .map_err(LifecycleError::io("read", &prefix))?
+            .map_err(BackupError::io("read", &prefix))?
             .flatten()
         {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -901,7 +957,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     undo_files(inst, j)?;
     remove_tree_at(&j.staging)?;
     std::fs::remove_file(journal_path(&prefix))
-        .map_err(LifecycleError::io("remove", journal_path(&prefix)))?;
+        .map_err(BackupError::io("remove", journal_path(&prefix)))?;
     progress.end("");
     if j.was_running {
         // The instance's own config and secrets are back: bring it up as it was.

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use berth_render::DatabasePlan;
 
-use crate::error::{LifecycleError, Result};
+use crate::error::{BackupError, Result};
 
 /// Run one of the server's tools as the database user; stdout on success.
 fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
@@ -30,7 +30,7 @@ fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
         let u = nix::unistd::User::from_name(user)
             .ok()
             .flatten()
-            .ok_or_else(|| LifecycleError::Database {
+            .ok_or_else(|| BackupError::Database {
                 what: format!("{program} must run as `{user}`, which does not exist"),
                 stderr: String::new(),
             })?;
@@ -39,12 +39,12 @@ fn tool(db: &DatabasePlan, program: &str, args: &[&str]) -> Result<String> {
         // The tools' own working directory must be readable by that user.
         cmd.current_dir("/");
     }
-    let out = cmd.output().map_err(|e| LifecycleError::Database {
+    let out = cmd.output().map_err(|e| BackupError::Database {
         what: format!("could not run `{}`: {e}", path.display()),
         stderr: String::new(),
     })?;
     if !out.status.success() {
-        return Err(LifecycleError::Database {
+        return Err(BackupError::Database {
             what: format!("`{program} {}` failed ({})", args.join(" "), out.status),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
@@ -90,7 +90,7 @@ pub fn size(db: &DatabasePlan) -> Result<u64> {
         "postgres",
         &format!("SELECT pg_database_size({})", literal(&db.name)),
     )?;
-    out.parse().map_err(|_| LifecycleError::Database {
+    out.parse().map_err(|_| BackupError::Database {
         what: format!("unexpected answer to the database size query: `{out}`"),
         stderr: String::new(),
     })

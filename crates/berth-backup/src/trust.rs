@@ -17,8 +17,10 @@ use std::process::{Command, Stdio};
 use berth_archive::signing::{KeyFile, SigningKey, parse_key_file, signing_key_file_text};
 use berth_archive::{ArchiveManifest, PublicKey};
 
-use crate::error::{LifecycleError, Result};
-use crate::instance::Instance;
+use crate::error::{BackupError, Result};
+use berth_lifecycle::Instance;
+
+use crate::meta::BackupMeta;
 
 /// Where the archive signing key is kept on the instance (mode 0600, in `state/`, 0700).
 pub fn signing_key_path(inst: &Instance) -> PathBuf {
@@ -31,13 +33,13 @@ pub(crate) fn private_state_dir(inst: &Instance) -> Result<()> {
     let dir = &inst.paths.state;
     if let Some(prefix) = dir.parent() {
         // The prefix itself: the administrator's path, made before any instance exists.
-        std::fs::create_dir_all(prefix).map_err(LifecycleError::io("create", prefix))?;
+        std::fs::create_dir_all(prefix).map_err(BackupError::io("create", prefix))?;
     }
     let (parent, name) = berth_host::beneath::in_parent(dir)?;
     match parent.stat(&name)? {
         None => drop(parent.create_dir(&name, 0o700, None)?),
         Some(st) if !st.is_dir() => {
-            return Err(LifecycleError::Backup {
+            return Err(BackupError::Cannot {
                 what: format!("`{}` is not a directory", dir.display()),
                 hint: "it must be a real directory owned by root: move whatever is there away"
                     .to_owned(),
@@ -59,14 +61,12 @@ fn read_private(path: &Path, what: &str) -> Result<Option<String>> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(LifecycleError::io("read", path)(e)),
+        Err(e) => return Err(BackupError::io("read", path)(e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(LifecycleError::io("inspect", path))?;
+    let meta = file.metadata().map_err(BackupError::io("inspect", path))?;
     if !meta.is_file() || meta.mode() & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw()
     {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what: format!(
                 "The {what} `{}` is not private (mode {:04o}, owner uid {}): someone else may have read or replaced it",
                 path.display(),
@@ -80,8 +80,7 @@ fn read_private(path: &Path, what: &str) -> Result<Option<String>> {
         });
     }
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut &file, &mut text)
-        .map_err(LifecycleError::io("read", path))?;
+    std::io::Read::read_to_string(&mut &file, &mut text).map_err(BackupError::io("read", path))?;
     Ok(Some(text))
 }
 
@@ -91,7 +90,7 @@ pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> Result<()> {
     if publish_private(path, bytes)? {
         Ok(())
     } else {
-        Err(LifecycleError::Backup {
+        Err(BackupError::Cannot {
             what: format!("`{}` already exists", path.display()),
             hint: "name a new file: a key is never written over another file".to_owned(),
         })
@@ -118,7 +117,7 @@ pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
         Ok(KeyFile {
             signing: Some(key), ..
         }) => Ok(Some(key)),
-        Ok(_) => Err(LifecycleError::Backup {
+        Ok(_) => Err(BackupError::Cannot {
             what: format!("`{}` holds no signing key", path.display()),
             hint: "move it away; `berth backup key` then creates a new one".to_owned(),
         }),
@@ -139,7 +138,7 @@ pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
         return Ok((key, true));
     }
     // Another berth made one meanwhile: use it.
-    let key = signing_key(inst)?.ok_or_else(|| LifecycleError::Backup {
+    let key = signing_key(inst)?.ok_or_else(|| BackupError::Cannot {
         what: "the archive signing key vanished while it was created".to_owned(),
         hint: "run the command again".to_owned(),
     })?;
@@ -181,7 +180,7 @@ pub fn read_key_file(path: &Path) -> Result<KeyFileText> {
         "the key file",
         "pass the key file `berth backup key --export FILE` wrote: `--key FILE`",
     )
-    .map_err(|e| LifecycleError::Invalid(e.into_diagnostics()))?;
+    .map_err(|e| BackupError::Invalid(e.into_diagnostics()))?;
     Ok(KeyFileText {
         path: path.to_owned(),
         text,
@@ -199,7 +198,7 @@ pub fn trusted_keys(inst: &Instance, key_file: Option<&KeyFileText>) -> Result<V
                 signing: Some(key), ..
             } => trusted.push(key.public_key()),
             KeyFile { signing: None, .. } => {
-                return Err(LifecycleError::Backup {
+                return Err(BackupError::Cannot {
                     what: format!(
                         "`{}` holds no archive signing key, so it cannot vouch for an archive",
                         path.display()
@@ -218,7 +217,7 @@ pub fn trusted_keys(inst: &Instance, key_file: Option<&KeyFileText>) -> Result<V
         }
     }
     if trusted.is_empty() {
-        return Err(LifecycleError::Backup {
+        return Err(BackupError::Cannot {
             what:
                 "No trusted archive signing key: this instance has none, and no key file was given"
                     .to_owned(),
@@ -243,8 +242,8 @@ pub(crate) struct ArchiveFacts {
     pub privileged_entries: Vec<String>,
 }
 
-fn crafted(archive: &Path, what: &str) -> LifecycleError {
-    LifecycleError::Backup {
+fn crafted(archive: &Path, what: &str) -> BackupError {
+    BackupError::Cannot {
         what: format!("`{}` cannot be restored: {what}", archive.display()),
         hint: "berth never writes such an archive: do not restore it, and check who can write to the backup target"
             .to_owned(),
@@ -261,9 +260,21 @@ fn plain_relative(rel: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// The typed metadata of an authenticated archive; a signed archive whose metadata
+/// does not have berth's shape is refused by name.
+pub(crate) fn read_meta(manifest: &ArchiveManifest, archive: &Path) -> Result<BackupMeta> {
+    BackupMeta::from_meta(&manifest.meta).map_err(|e| {
+        crafted(
+            archive,
+            &format!("its metadata is not a berth backup's ({e})"),
+        )
+    })
+}
+
 /// Checks an authenticated archive's metadata against the manifest this berth runs.
 pub(crate) fn check_meta(
     inst: &Instance,
+    meta: &BackupMeta,
     manifest: &ArchiveManifest,
     archive: &Path,
 ) -> Result<ArchiveFacts> {
@@ -275,55 +286,38 @@ pub(crate) fn check_meta(
         .map(|b| b.data_dirs.clone())
         .unwrap_or_default();
     let mut data_dirs = Vec::new();
-    match manifest.meta.get("data_dirs") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::Array(dirs)) => {
-            for d in dirs {
-                let Some(d) = d.as_str() else {
-                    return Err(crafted(
-                        archive,
-                        &format!("its `data_dirs` holds {d}, not a directory name"),
-                    ));
-                };
-                if !plain_relative(d) {
-                    return Err(crafted(
-                        archive,
-                        &format!(
-                            "its data directory `{}` is not a plain relative path (it could reach outside {})",
-                            d.escape_debug(),
-                            inst.paths.data.display()
-                        ),
-                    ));
-                }
-                if !declared.iter().any(|x| x == d) {
-                    return Err(crafted(
-                        archive,
-                        &format!(
-                            "its data directory `{}` is not one the manifest backs up ({})",
-                            d.escape_debug(),
-                            if declared.is_empty() {
-                                "it declares none".to_owned()
-                            } else {
-                                declared.join(", ")
-                            }
-                        ),
-                    ));
-                }
-                if !data_dirs.iter().any(|x| x == d) {
-                    data_dirs.push(d.to_owned());
-                }
-            }
-        }
-        Some(other) => {
+    for d in &meta.data_dirs {
+        if !plain_relative(d) {
             return Err(crafted(
                 archive,
-                &format!("its `data_dirs` is {other}, not a list"),
+                &format!(
+                    "its data directory `{}` is not a plain relative path (it could reach outside {})",
+                    d.escape_debug(),
+                    inst.paths.data.display()
+                ),
             ));
         }
+        if !declared.iter().any(|x| x == d) {
+            return Err(crafted(
+                archive,
+                &format!(
+                    "its data directory `{}` is not one the manifest backs up ({})",
+                    d.escape_debug(),
+                    if declared.is_empty() {
+                        "it declares none".to_owned()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            ));
+        }
+        if !data_dirs.contains(d) {
+            data_dirs.push(d.clone());
+        }
     }
-    let dump_path = match manifest.meta.get("database").and_then(|d| d.get("path")) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(p))
+    let dump_path = match meta.database.as_ref().map(|d| &d.path) {
+        None => None,
+        Some(p)
             if plain_relative(p)
                 && p.strip_prefix("database/")
                     .is_some_and(|name| !name.contains('/')) =>
@@ -333,7 +327,10 @@ pub(crate) fn check_meta(
         Some(other) => {
             return Err(crafted(
                 archive,
-                &format!("its database dump path {other} is not `database/<name>`"),
+                &format!(
+                    "its database dump path `{}` is not `database/<name>`",
+                    other.escape_debug()
+                ),
             ));
         }
     };
@@ -354,7 +351,7 @@ pub(crate) fn check_meta(
 /// and resolved against the manifest.
 pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
     let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map_err(|_| LifecycleError::Backup {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| BackupError::Cannot {
             what: format!(
                 "the archive's site config `{}` is not UTF-8 text",
                 path.display()
@@ -362,7 +359,7 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
             hint: "do not restore this archive".to_owned(),
         })?,
         Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(LifecycleError::io("read", path)(e)),
+        Err(e) => return Err(BackupError::io("read", path)(e)),
     };
     let site = berth_model::parse_site("site.toml (from the archive)", &text, &inst.manifest)?;
     berth_model::resolve(&inst.manifest, &site, &inst.facts)?;
@@ -374,12 +371,12 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
 /// newlines or other characters the generated ones never have into a rendered file).
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
     let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
-    let bad = |what: String| LifecycleError::Backup {
+    let bad = |what: String| BackupError::Cannot {
         what: format!("The archive's secrets are not this app's: {what}"),
         hint: "do not restore this archive (or restore it with `--without-secrets`)".to_owned(),
     };
-    for entry in std::fs::read_dir(dir).map_err(LifecycleError::io("read", dir))? {
-        let entry = entry.map_err(LifecycleError::io("read", dir))?;
+    for entry in std::fs::read_dir(dir).map_err(BackupError::io("read", dir))? {
+        let entry = entry.map_err(BackupError::io("read", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(spec) = specs.iter().find(|s| s.name == name) else {
             return Err(bad(format!(
@@ -388,12 +385,11 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
             )));
         };
         let path = entry.path();
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(LifecycleError::io("inspect", &path))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(BackupError::io("inspect", &path))?;
         if !meta.is_file() {
             return Err(bad(format!("`{name}` is not a regular file")));
         }
-        let bytes = std::fs::read(&path).map_err(LifecycleError::io("read", &path))?;
+        let bytes = std::fs::read(&path).map_err(BackupError::io("read", &path))?;
         let text = String::from_utf8(bytes).map_err(|_| bad(format!("`{name}` is not text")))?;
         let value = text.trim_end_matches(['\n', '\r']);
         if value.is_empty() || !value.chars().all(|c| spec.alphabet.contains(c)) {
@@ -415,7 +411,7 @@ fn unprivileged_user() -> Result<(u32, u32)> {
     })?;
     match berth_host::users::lookup(name) {
         Some((uid, gid)) if uid != 0 => Ok((uid, gid)),
-        found => Err(LifecycleError::Backup {
+        found => Err(BackupError::Cannot {
             what: format!(
                 "the unprivileged user `{name}` that reads archives' dumps {}",
                 if found.is_some() {
@@ -438,30 +434,30 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(scratch)
-        .map_err(LifecycleError::io("create", scratch))?;
+        .map_err(BackupError::io("create", scratch))?;
     let copy = scratch.join("toc.dat");
     let mut src = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(toc)
-        .map_err(LifecycleError::io("open", toc))?;
+        .map_err(BackupError::io("open", toc))?;
     let mut dst = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&copy)
-        .map_err(LifecycleError::io("create", &copy))?;
-    std::io::copy(&mut src, &mut dst).map_err(LifecycleError::io("copy", toc))?;
+        .map_err(BackupError::io("create", &copy))?;
+    std::io::copy(&mut src, &mut dst).map_err(BackupError::io("copy", toc))?;
     if root {
         let (uid, gid) = unprivileged_user()?;
         let chown = |f: &File, p: &Path| {
             std::os::unix::fs::fchown(f, Some(uid), Some(gid))
-                .map_err(LifecycleError::io("change the owner of", p))
+                .map_err(BackupError::io("change the owner of", p))
         };
         chown(&dst, &copy)?;
         chown(
-            &File::open(scratch).map_err(LifecycleError::io("open", scratch))?,
+            &File::open(scratch).map_err(BackupError::io("open", scratch))?,
             scratch,
         )?;
     }
@@ -480,12 +476,12 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
         // std drops the supplementary groups too.
         cmd.uid(uid).gid(gid);
     }
-    let out = cmd.output().map_err(|e| LifecycleError::Database {
+    let out = cmd.output().map_err(|e| BackupError::Database {
         what: format!("could not run `{}`: {e}", program.display()),
         stderr: String::new(),
     })?;
     if !out.status.success() {
-        return Err(LifecycleError::Database {
+        return Err(BackupError::Database {
             what: format!(
                 "`pg_restore --list` cannot read the dump's table of contents `{}`",
                 toc.display()

@@ -1,0 +1,19 @@
+//! Backups and restores of a berth instance, built on the lifecycle's parts (the run
+//! context, rendering, hooks, the supervisor, `up`).
+//!
+//! - [`backup`]: create, list, verify and prune archives; the backup key.
+//! - [`restore`]: bring an instance back from an archive, journaled, resumable and
+//!   abortable.
+//! - [`trust`]: the keys archives are signed with and checked against, and the checks
+//!   of what an archive brings before anything of it is used.
+//! - [`meta`]: what an archive says about itself (its signed metadata, typed).
+//! - [`database`]: the app's database as backups see it (PostgreSQL's tools).
+
+pub mod backup;
+pub mod database;
+mod error;
+pub mod meta;
+pub mod restore;
+pub mod trust;
+
+pub use error::{BackupError, Result};

@@ -1,0 +1,80 @@
+//! The desired state of an instance: its secrets, the rendering, the supervision plan,
+//! and the masking of secrets in anything shown to a person.
+
+use std::collections::BTreeMap;
+
+use berth_render::{DesiredState, RenderInput};
+use berth_supervisor_protocol::SupervisionPlan;
+
+use crate::error::Result;
+use crate::instance::Instance;
+
+/// Placeholder shown in dry runs for secrets that do not exist yet.
+const NOT_YET_GENERATED: &str = "<generated on first up>";
+
+/// Secret values for rendering. With `create`, missing secrets are generated and stored
+/// (mode 0600); without, they render as a placeholder and nothing is written.
+pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
+    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
+    if create {
+        let store = berth_host::secrets::SecretStore::open(&inst.paths.secrets)?;
+        return Ok(store.ensure(&specs)?);
+    }
+    let mut out = BTreeMap::new();
+    // Read only: a dry run changes nothing, not even the directory's mode.
+    let existing = berth_host::secrets::SecretStore::existing(&inst.paths.secrets);
+    for s in &specs {
+        let value = match &existing {
+            Some(store) => store.get(&s.name)?,
+            None => None,
+        };
+        out.insert(
+            s.name.clone(),
+            value.unwrap_or_else(|| NOT_YET_GENERATED.to_owned()),
+        );
+    }
+    Ok(out)
+}
+
+/// Render the desired state of an instance.
+pub fn render(inst: &Instance, secrets: &BTreeMap<String, String>) -> Result<DesiredState> {
+    Ok(berth_render::render(&RenderInput {
+        manifest: &inst.manifest,
+        config: &inst.config,
+        facts: &inst.facts,
+        secrets,
+        paths: &inst.paths,
+    })?)
+}
+
+/// The desired state with the secrets as they are, generating none: what read-only
+/// commands (dry run, backup, restore's checks) look at.
+pub fn preview(inst: &Instance) -> Result<DesiredState> {
+    render(inst, &secrets(inst, false)?)
+}
+
+/// The supervision plan of a desired state: its services, its jobs and the scheduled
+/// backup.
+pub fn supervision_plan(inst: &Instance, state: &DesiredState) -> SupervisionPlan {
+    let mut jobs = state.jobs.clone();
+    jobs.extend(crate::schedule::scheduled_backup(inst, state));
+    SupervisionPlan {
+        services: state.services.clone(),
+        jobs,
+    }
+}
+
+/// The secret values to mask in anything shown to a person.
+pub(crate) fn mask_list(secrets: &BTreeMap<String, String>) -> Vec<String> {
+    secrets
+        .values()
+        .filter(|v| v.as_str() != NOT_YET_GENERATED && !v.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// Replace every secret value in `text` (in every form a template can give it) with
+/// `********`.
+pub fn mask(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    berth_host::converge::Masker::new(&mask_list(secrets)).mask(text)
+}
