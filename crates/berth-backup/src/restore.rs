@@ -118,6 +118,10 @@ struct Journal {
     /// Archive data directories, relative to `<prefix>/data`.
     data_dirs: Vec<String>,
     done: Vec<String>,
+    /// An abort has put the files and the database back; what is left of it is to
+    /// bring the instance up and forget the restore.
+    #[serde(default)]
+    undone: bool,
 }
 
 impl Journal {
@@ -188,8 +192,19 @@ pub fn restore(
     let inst = instance::open(loc)?;
     let prefix = inst.paths.prefix.clone();
     let existing = load(&prefix)?;
+    crate::leftovers::sweep(&inst, progress)?;
     let staging_started = Instant::now();
     let (mut j, staged_now) = match (existing, opts.resume) {
+        (Some(j), true) if j.undone => {
+            return Err(BackupError::Cannot {
+                what: format!(
+                    "An abort of the restore of `{}` into {} was begun and did not finish",
+                    j.archive,
+                    prefix.display()
+                ),
+                hint: "run `berth restore --abort` again to finish it".to_owned(),
+            });
+        }
         (Some(j), true) if !j.has("stage") => {
             // Interrupted while unpacking: unpack again from the start.
             let _ = remove_tree_at(&j.staging);
@@ -408,6 +423,7 @@ fn stage(
         safety_backup: None,
         data_dirs: Vec::new(),
         done: Vec::new(),
+        undone: false,
     };
     save(prefix, &j).map_err(forget)?;
 
@@ -895,13 +911,14 @@ fn remove_empty_parents(prefix: &Path, data: &Path, path: &Path) -> Result<()> {
 pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<()> {
     let inst = instance::open(loc)?;
     let prefix = inst.paths.prefix.clone();
-    let Some(j) = load(&prefix)? else {
+    let Some(mut j) = load(&prefix)? else {
         return Err(BackupError::Cannot {
             what: format!("No interrupted restore in {}", prefix.display()),
             hint: "nothing to abort".to_owned(),
         });
     };
-    let (inst, j) = (&inst, &j);
+    crate::leftovers::sweep(&inst, progress)?;
+    let (inst, j) = (&inst, &mut j);
     if j.has("start") {
         // Only the commit was left: the restored instance is running and what was kept
         // from before may already be gone, so the way out is forward.
@@ -939,30 +956,38 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         progress.end("");
         return Ok(());
     }
-    // The database: put the app's own back (it needs its service running).
-    if j.has("prepare-database")
-        && let Some(db) = db_plan(inst)?
-    {
-        if !supervisor::is_running(&inst.paths) {
-            supervisor::spawn(&inst.paths, berth_exe)?;
+    // Undone once only: a second pass would take what came back for what the restore
+    // moved in. The journal says so, and stays until the instance is up again, so an
+    // abort that fails after this point can be run again.
+    if !j.undone {
+        // The database: put the app's own back (it needs its service running).
+        if j.has("prepare-database")
+            && let Some(db) = db_plan(inst)?
+        {
+            if !supervisor::is_running(&inst.paths) {
+                supervisor::spawn(&inst.paths, berth_exe)?;
+            }
+            supervisor::request(
+                &inst.paths,
+                &Request::Start {
+                    target: Target::One(db.service.clone()),
+                },
+            )?;
+            database::swap_back(&db)?;
         }
-        supervisor::request(
-            &inst.paths,
-            &Request::Start {
-                target: Target::One(db.service.clone()),
-            },
-        )?;
-        database::swap_back(&db)?;
+        undo_files(inst, j)?;
+        j.undone = true;
+        save(&prefix, j)?;
     }
-    undo_files(inst, j)?;
-    remove_tree_at(&j.staging)?;
-    std::fs::remove_file(journal_path(&prefix))
-        .map_err(BackupError::io("remove", journal_path(&prefix)))?;
     progress.end("");
+    fault::point("restore-abort:undone");
     if j.was_running {
         // The instance's own config and secrets are back: bring it up as it was.
         let inst = instance::open(loc)?;
         up::up(&inst, loc, berth_exe, progress)?;
     }
+    remove_tree_at(&j.staging)?;
+    std::fs::remove_file(journal_path(&prefix))
+        .map_err(BackupError::io("remove", journal_path(&prefix)))?;
     Ok(())
 }

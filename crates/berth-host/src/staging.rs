@@ -99,11 +99,11 @@ pub struct Swept {
     pub label: String,
 }
 
-/// Removes the directories in `tmp` named like a [`StagingName`] with one of `labels`
-/// whose process is gone ([`StagingName::owner_alive`]); returns them, by name.
-/// Anything else in `tmp` (other names, files, a live process's directories) is left.
-pub fn sweep(tmp: &SafeDir, labels: &[&str]) -> Result<Vec<Swept>> {
-    let mut swept = Vec::new();
+/// The directories in `tmp` named like a [`StagingName`] with one of `labels` whose
+/// process is gone ([`StagingName::owner_alive`]), by name. Anything else in `tmp`
+/// (other names, files, a live process's directories) is not listed.
+pub fn abandoned(tmp: &SafeDir, labels: &[&str]) -> Result<Vec<StagingName>> {
+    let mut found = Vec::new();
     let mut names: Vec<String> = tmp
         .names()?
         .into_iter()
@@ -117,12 +117,21 @@ pub fn sweep(tmp: &SafeDir, labels: &[&str]) -> Result<Vec<Swept>> {
         if !labels.contains(&staging.label.as_str()) || staging.owner_alive() {
             continue;
         }
-        if !tmp
+        if tmp
             .stat(Path::new(&name))?
             .is_some_and(|stat| stat.is_dir())
         {
-            continue;
+            found.push(staging);
         }
+    }
+    Ok(found)
+}
+
+/// Removes the [`abandoned`] directories in `tmp`, by descriptors; returns those removed.
+pub fn sweep(tmp: &SafeDir, labels: &[&str]) -> Result<Vec<Swept>> {
+    let mut swept = Vec::new();
+    for staging in abandoned(tmp, labels)? {
+        let name = staging.to_string();
         if tmp.remove_tree(Path::new(&name))? {
             swept.push(Swept {
                 name,

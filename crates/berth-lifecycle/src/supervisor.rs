@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_render::Paths;
-use berth_supervisor::{Client, DaemonConfig};
-use berth_supervisor_protocol::{Request, Response};
+use berth_supervisor::{Client, DaemonConfig, Paused, SupervisorError};
+use berth_supervisor_protocol::{Request, Response, Target};
 
 use crate::error::{LifecycleError, Result};
 
@@ -78,6 +78,18 @@ pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
         Response::Error { message } => Err(LifecycleError::SupervisorRefused(message)),
         other => Ok(other),
     }
+}
+
+/// Freeze `services` until the returned [`Paused`] is resumed or dropped: the pause
+/// belongs to this process's connection, so it ends when this process does, however
+/// it ends (a `SIGKILL` too). `deadline` is the supervisor's own limit, a second guard.
+pub fn pause(paths: &Paths, services: Vec<String>, deadline: Duration) -> Result<Paused> {
+    connect(paths)?
+        .pause(Target::Many(services), deadline)
+        .map_err(|err| match err {
+            SupervisorError::Refused { message, .. } => LifecycleError::SupervisorRefused(message),
+            other => LifecycleError::Supervisor(other),
+        })
 }
 
 /// Start the child in a session (and process group) of its own, with every signal at
@@ -159,7 +171,7 @@ pub fn with_failed_logs(paths: &Paths, err: LifecycleError) -> LifecycleError {
     };
     let mut text = String::new();
     for s in services.iter().filter(|s| !s.ready) {
-        let log = paths.log.join(&s.name).join("current");
+        let log = berth_supervisor::current_log(&paths.log.join(&s.name));
         if log.exists() {
             let _ = write!(
                 text,
