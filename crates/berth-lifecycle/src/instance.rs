@@ -119,6 +119,24 @@ pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest
     Ok((prefix, manifest, origin))
 }
 
+/// The paths of the instance `global` names, without reading its site config: for
+/// commands that only look at it or talk to its supervisor (`status`, `tail`, `down`,
+/// `history`).
+pub fn paths(global: &Locate) -> Result<Paths> {
+    let facts = berth_host::facts::probe();
+    let (prefix, manifest, _) = locate(global, &facts)?;
+    Ok(Paths::for_prefix(&prefix, &manifest.manifest.app.version))
+}
+
+/// The paths the supervisor of the instance at `prefix` needs (checked first): its
+/// socket, plan, pid file, logs and autostart marker, none of which depend on the app
+/// version. Only `release` does, and the supervisor never reads it, hence a
+/// placeholder version: loading the stored manifest for it would let a manifest
+/// problem keep the supervisor from starting (at boot too) for a path it never uses.
+pub fn supervisor_paths(prefix: &Path) -> Result<Paths> {
+    Ok(Paths::for_prefix(&checked_prefix(prefix)?, "current"))
+}
+
 /// `p` made absolute (against the current directory), then checked and normalised.
 ///
 /// # Errors

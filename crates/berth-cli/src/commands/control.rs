@@ -3,19 +3,10 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
-use berth_lifecycle::{Locate, instance, supervisor};
-use berth_render::Paths;
+use berth_lifecycle::{Down, Locate, paths, supervisor};
 use berth_supervisor_protocol::{Request, Response, ServiceState, Target};
-
-/// The instance's paths, from `--prefix`/`--manifest` or the defaults.
-fn paths(loc: &Locate) -> Result<Paths> {
-    let facts = berth_host::facts::probe();
-    let (prefix, manifest, _) = instance::locate(loc, &facts)?;
-    Ok(Paths::for_prefix(&prefix, &manifest.manifest.app.version))
-}
 
 fn target(service: Option<String>) -> Target {
     service.map_or(Target::All, Target::One)
@@ -151,28 +142,13 @@ pub fn reload(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
 
 pub fn down(loc: &Locate) -> Result<ExitCode> {
     let paths = paths(loc)?;
-    if !supervisor::is_running(&paths) {
-        println!(
-            "Nothing to stop: the supervisor of {} is not running.",
-            paths.prefix.display()
-        );
-        return Ok(ExitCode::SUCCESS);
+    let prefix = paths.prefix.display();
+    match berth_lifecycle::down(&paths)? {
+        Down::NotRunning => {
+            println!("Nothing to stop: the supervisor of {prefix} is not running.");
+        }
+        Down::Stopped => println!("Stopped every service and the supervisor of {prefix}."),
     }
-    // Stopped on purpose: a supervisor started at boot leaves the services stopped.
-    let _ = std::fs::remove_file(berth_lifecycle::autostart_marker(&paths));
-    supervisor::request(&paths, &Request::Shutdown)?;
-    // Shutdown answers once the services are stopped, before the daemon has removed
-    // its socket and pid file: wait for the process itself to be gone.
-    if !supervisor::wait_exited(&paths, Duration::from_mins(2)) {
-        bail!(
-            "The supervisor of {} did not exit within 2 minutes of stopping its services",
-            paths.prefix.display()
-        );
-    }
-    println!(
-        "Stopped every service and the supervisor of {}.",
-        paths.prefix.display()
-    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,13 +156,7 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     let Some(prefix) = &loc.prefix else {
         bail!("`berth supervise` needs `--prefix`");
     };
-    let prefix = &berth_lifecycle::instance::checked_prefix(prefix)?;
-    // The daemon needs the socket, plan, pid file, log and autostart marker, none of
-    // which depend on the app version; only `paths.release` does, and nothing here
-    // reads it, hence the placeholder. The version is in the stored manifest, but
-    // loading and validating that here would let a manifest problem keep the
-    // supervisor from starting (at boot too) for a path it never uses.
-    let paths = Paths::for_prefix(prefix, "current");
+    let paths = berth_lifecycle::instance::supervisor_paths(prefix)?;
     let autostart = autostart && berth_lifecycle::autostart_marker(&paths).exists();
     berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(
         &paths, autostart,
