@@ -301,8 +301,10 @@ pub fn create(
     })
 }
 
+/// A backup that records no run of its own: a step of another operation's run (a
+/// restore's safety backup), so the history shows that operation as what it is.
 #[allow(clippy::too_many_lines)] // one sequence of steps, each short
-fn create_archive(
+pub(crate) fn create_archive(
     inst: &Instance,
     opts: &CreateOptions,
     progress: &dyn Progress,

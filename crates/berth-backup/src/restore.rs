@@ -590,7 +590,8 @@ fn restore_step(
             if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) =>
         {
             progress.note("Backing up the current instance before restoring over it");
-            let report = backup::create(inst, &backup::CreateOptions::default(), progress)
+            // A step of the restore's run, not a run of its own.
+            let report = backup::create_archive(inst, &backup::CreateOptions::default(), progress)
                 .map_err(|e| BackupError::Cannot {
                     what: format!("The backup of the current instance failed: {e}"),
                     hint: "fix the cause and `berth restore --resume`, or `berth restore --abort`"
