@@ -153,11 +153,11 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
     })
 }
 
-/// The last `n` lines of a file, indented, for error messages.
+/// The last `n` lines of a file, indented, for error messages (none when it cannot be
+/// read).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
+    berth_supervisor::last_lines(path, n)
+        .unwrap_or_default()
         .iter()
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
