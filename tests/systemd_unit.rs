@@ -85,7 +85,7 @@ fn the_unit_is_written_enabled_and_runs_the_supervisor() {
     );
 
     // Without the marker a successful `up` leaves, the boot-time supervisor starts nothing.
-    assert!(!berth_lifecycle::autostart_marker(&paths).exists());
+    assert!(!paths.autostart_marker().exists());
 
     // Unchanged unit: no daemon-reload the second time.
     stop();

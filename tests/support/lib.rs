@@ -154,9 +154,14 @@ impl Berth {
         run
     }
 
+    /// The instance's layout (every path but the release's).
+    pub fn paths(&self) -> berth_render::Paths {
+        berth_render::Paths::unversioned(&self.prefix)
+    }
+
     /// The site config file.
     pub fn site(&self) -> PathBuf {
-        self.prefix.join("site.toml")
+        self.paths().site_config()
     }
 
     /// Write the site config.
@@ -313,9 +318,10 @@ pub fn http_request(
 /// Run a command as a service's user, with that service's environment and working
 /// directory, as the supervisor would (read from the instance's supervision plan).
 pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
-    let plan: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(prefix.join("state/supervision-plan.json")).unwrap())
-            .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(berth_render::Paths::unversioned(prefix).supervision_plan()).unwrap(),
+    )
+    .unwrap();
     let spec = plan["services"]
         .as_array()
         .unwrap()

@@ -30,21 +30,6 @@ pub(crate) fn progress_fn(progress: &dyn Progress) -> Box<dyn FnMut(u64) + Send>
     progress.byte_sink()
 }
 
-/// Where the backup key (an age identity) is kept on the instance.
-pub fn key_path(inst: &Instance) -> PathBuf {
-    inst.paths.state.join("backup-key.txt")
-}
-
-/// Directory for temporary files of backups and restores, on the prefix's filesystem.
-pub fn tmp_dir(inst: &Instance) -> PathBuf {
-    inst.paths.prefix.join("tmp")
-}
-
-/// Default local target: `<prefix>/backups`.
-pub fn default_target(inst: &Instance) -> PathBuf {
-    inst.paths.prefix.join("backups")
-}
-
 /// The longest writers stay paused, should the supervisor not notice that berth is
 /// gone (it resumes them as soon as berth's connection closes, a kill included).
 const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
@@ -65,7 +50,7 @@ pub fn target_spec(inst: &Instance, to: Option<&str>) -> Result<TargetSpec> {
     let text = match to {
         Some(t) => t.to_owned(),
         None if !configured.is_empty() => configured,
-        None => return Ok(TargetSpec::Local(default_target(inst))),
+        None => return Ok(TargetSpec::Local(inst.paths.default_backups())),
     };
     Ok(TargetSpec::parse(&text)?)
 }
@@ -92,7 +77,7 @@ fn recipient(inst: &Instance) -> Result<Option<String>> {
         berth_archive::secrets::parse_recipient(&configured)?;
         return Ok(Some(configured));
     }
-    let path = key_path(inst);
+    let path = inst.paths.backup_key();
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(
             berth_archive::secrets::parse_identity(&text)?
@@ -127,7 +112,7 @@ pub struct KeyReport {
 /// both into one new file if asked (never over an existing path, never through a
 /// symlink).
 pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
-    let path = key_path(inst);
+    let path = inst.paths.backup_key();
     let (text, created) = crate::trust::ensure_identity_text(inst, &path)?;
     let recipient = berth_archive::secrets::parse_identity(&text)?
         .recipient()
@@ -145,7 +130,7 @@ pub fn key(inst: &Instance, export: Option<&Path>) -> Result<KeyReport> {
         path,
         recipient,
         created,
-        signing_path: crate::trust::signing_key_path(inst),
+        signing_path: inst.paths.signing_key(),
         signing_public_key: signing.public_key().to_string(),
         signing_created,
         exported: export.map(Path::to_path_buf),
@@ -367,9 +352,11 @@ pub(crate) fn create_archive(
     };
     let taken = |name: &str| {
         remote_names.iter().any(|n| n == name)
-            || target
-                .local_path(name)
-                .is_some_and(|p| p.exists() || p.with_file_name(format!("{name}.partial")).exists())
+            || target.local_path(name).is_some_and(|p| {
+                p.exists()
+                    || p.with_file_name(format!("{name}{}", berth_target::PARTIAL_SUFFIX))
+                        .exists()
+            })
     };
     let mut created = jiff::Timestamp::now();
     let mut name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
@@ -389,7 +376,7 @@ pub(crate) fn create_archive(
         .or_else(|| upload.as_ref().map(|u| u.0.join(&name)))
         .unwrap_or_else(|| tmp.0.join(&name));
     if let Some(dir) = local_archive.parent() {
-        std::fs::create_dir_all(dir).map_err(BackupError::io("create", dir))?;
+        berth_host::fsutil::ensure_dir(dir, 0o700)?;
     }
 
     // 1. The database: one snapshot shared by every pg_dump job.
@@ -487,7 +474,7 @@ pub(crate) fn create_archive(
     } else {
         writer.add_bytes("config/site.toml", b"", 0o644)?;
     }
-    let manifest_dir = berth_lifecycle::instance::stored_manifest_dir(&inst.paths.prefix);
+    let manifest_dir = inst.paths.manifest_dir();
     if manifest_dir.is_dir() {
         writer.add_tree("manifest", &manifest_dir)?;
     }

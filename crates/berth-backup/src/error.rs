@@ -23,17 +23,6 @@ pub enum BackupError {
     /// A journal or report could not be encoded or decoded.
     #[error("Failed to encode or decode JSON")]
     Json(#[from] serde_json::Error),
-    /// A file operation failed.
-    #[error("Failed to {action} `{path}`")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// To which path.
-        path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A database tool failed.
     #[error("Database: {what}{}", if .stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
     Database {
@@ -72,16 +61,13 @@ impl BackupError {
         }
     }
 
-    /// Wrap an I/O error with what was being done and to which path.
+    /// Wrap an I/O error with what was being done and to which path (the lifecycle's
+    /// own wording, so every file error reads alike).
     pub fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.into();
-        move |source| Self::Io {
-            action,
-            path,
-            source,
-        }
+        let wrap = berth_lifecycle::LifecycleError::io(action, path);
+        move |source| Self::Lifecycle(wrap(source))
     }
 }

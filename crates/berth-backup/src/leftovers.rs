@@ -15,7 +15,6 @@ use berth_host::staging::{self, StagingName};
 use berth_lifecycle::{Instance, Progress};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::tmp_dir;
 use crate::error::{BackupError, Result};
 
 /// Labels of the staging directories backups and verifies make.
@@ -35,8 +34,8 @@ struct Partial {
 /// A fresh private directory `<prefix>/tmp/<label>-<time>-<pid>`, root's, mode 0700;
 /// `tmp` itself is 0711 so the database user can reach its own dump directory below.
 pub(crate) fn make_staging(inst: &Instance, label: &str) -> Result<PathBuf> {
-    let root = tmp_dir(inst);
-    std::fs::create_dir_all(&root).map_err(BackupError::io("create", &root))?;
+    let root = inst.paths.tmp();
+    berth_host::fsutil::ensure_dir(&root, 0o711)?;
     let tmp = SafeDir::open_trusted(&root)?;
     tmp.set_mode(Path::new(""), 0o711)?;
     let name = StagingName::new(label).to_string();
@@ -66,7 +65,7 @@ pub(crate) fn record_partial(staging: &Path, partial: &Path) -> Result<()> {
 /// Remove what interrupted backups, restores and verifies of this instance left, and
 /// say what through `progress`.
 pub fn sweep(inst: &Instance, progress: &dyn Progress) -> Result<()> {
-    let root = tmp_dir(inst);
+    let root = inst.paths.tmp();
     if !root.is_dir() {
         return Ok(());
     }

@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth_render::DesiredState;
+use berth_render::{DesiredState, Paths};
 use berth_supervisor_protocol::{Request, Target};
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +131,7 @@ impl Journal {
 }
 
 fn journal_path(prefix: &Path) -> PathBuf {
-    prefix.join("tmp").join("restore.json")
+    Paths::unversioned(prefix).restore_journal()
 }
 
 fn save(prefix: &Path, j: &Journal) -> Result<()> {
@@ -167,7 +167,7 @@ fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
     }
     for d in &j.data_dirs {
         out.push((
-            inst.paths.data.join(d),
+            inst.paths.data_dir(d),
             x.join("data").join(d),
             aside.join("data").join(d),
         ));
@@ -178,7 +178,7 @@ fn items(inst: &Instance, j: &Journal) -> Vec<(PathBuf, PathBuf, PathBuf)> {
 /// Whether a prefix holds an instance (a site config alone, e.g. one written to
 /// reach an SFTP target, does not make one).
 fn has_instance(prefix: &Path) -> bool {
-    prefix.join("state/berth.db").exists()
+    Paths::unversioned(prefix).state_db().exists()
 }
 
 /// `berth restore`.
@@ -296,15 +296,18 @@ fn stage(
                 .collect(),
         ),
     };
-    let staging_root = backup::tmp_dir(inst);
+    let staging_root = inst.paths.tmp();
     let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
     // On any failure: nothing of this attempt stays behind.
     let forget = |e: BackupError| {
         let _ = remove_tree_at(&staging);
-        let _ = std::fs::remove_file(journal_path(prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(prefix));
         if was_new {
             let _ = remove_tree_at(prefix);
-        } else if !existed.iter().any(|n| n == "tmp") {
+        } else if !existed
+            .iter()
+            .any(|n| Path::new(n) == inst.paths.beneath(&staging_root))
+        {
             let _ = remove_tree_at(&staging_root);
         }
         e
@@ -373,7 +376,7 @@ fn stage(
     let key_file = match (key_text, secrets_in_archive) {
         (Some(k), true) => Some(k),
         (None, true) => {
-            let own = backup::key_path(inst);
+            let own = inst.paths.backup_key();
             if own.is_file() {
                 Some(crate::trust::read_key_file(&own).map_err(forget)?)
             } else {
@@ -563,7 +566,7 @@ fn run_pending_steps(
         timings.push((step.to_owned(), t.elapsed().as_secs_f64()));
         j.done.push(step.to_owned());
         if step == "commit" {
-            let _ = std::fs::remove_file(journal_path(&inst.paths.prefix));
+            let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&inst.paths.prefix));
         } else {
             save(&inst.paths.prefix, j)?;
         }
@@ -713,7 +716,7 @@ fn chown_tree(base: &Path, root: &Path, user: Option<&str>) -> Result<()> {
 /// `database/` for `pg_restore`, and nothing else) holding `x/`, where the archive is
 /// unpacked, 0700, so no one but root ever reaches what an archive brings.
 fn make_staging(staging_root: &Path, staging: &Path) -> Result<()> {
-    std::fs::create_dir_all(staging_root).map_err(BackupError::io("create", staging_root))?;
+    berth_host::fsutil::ensure_dir(staging_root, 0o711)?;
     let root = berth_host::beneath::SafeDir::open_trusted(staging_root)?;
     root.set_mode(Path::new(""), 0o711)?;
     let name = Path::new(staging.file_name().unwrap_or_default());
@@ -829,7 +832,7 @@ fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> R
     // On a new machine the service users exist only now: the restored data
     // directories become theirs before any service reads them.
     for d in &j.data_dirs {
-        let live = inst.paths.data.join(d);
+        let live = inst.paths.data_dir(d);
         chown_tree(
             &inst.paths.data,
             &live,
@@ -925,7 +928,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         // from before may already be gone, so the way out is forward.
         progress.begin("The restore was interrupted while committing: finishing it");
         commit(inst, j)?;
-        let _ = std::fs::remove_file(journal_path(&prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix));
         progress.end("");
         return Ok(());
     }
@@ -950,7 +953,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             }
         }
         let _ = remove_tree_at(&j.staging);
-        let _ = std::fs::remove_file(journal_path(&prefix));
+        let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix));
         if j.was_new {
             let _ = remove_tree_at(&prefix);
         }
@@ -988,7 +991,6 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         up::up(&inst, loc, berth_exe, progress)?;
     }
     remove_tree_at(&j.staging)?;
-    std::fs::remove_file(journal_path(&prefix))
-        .map_err(BackupError::io("remove", journal_path(&prefix)))?;
+    berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix))?;
     Ok(())
 }

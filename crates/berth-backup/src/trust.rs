@@ -7,9 +7,9 @@
 //! directories it names must be ones the manifest backs up, the site config goes through
 //! the same validation as on the host, and the secrets must be the manifest's.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,18 +22,13 @@ use berth_lifecycle::Instance;
 
 use crate::meta::BackupMeta;
 
-/// Where the archive signing key is kept on the instance (mode 0600, in `state/`, 0700).
-pub fn signing_key_path(inst: &Instance) -> PathBuf {
-    inst.paths.state.join("signing-key.txt")
-}
-
 /// Creates `<prefix>/state` if missing, and makes sure it is mode 0700 whoever made it:
 /// it holds the keys.
 pub(crate) fn private_state_dir(inst: &Instance) -> Result<()> {
     let dir = &inst.paths.state;
     if let Some(prefix) = dir.parent() {
         // The prefix itself: the administrator's path, made before any instance exists.
-        std::fs::create_dir_all(prefix).map_err(BackupError::io("create", prefix))?;
+        berth_host::fsutil::ensure_dir(prefix, 0o755)?;
     }
     let (parent, name) = berth_host::beneath::in_parent(dir)?;
     match parent.stat(&name)? {
@@ -109,7 +104,7 @@ fn publish_private(path: &Path, bytes: &[u8]) -> Result<bool> {
 
 /// The instance's signing key, if it has one.
 pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
-    let path = signing_key_path(inst);
+    let path = inst.paths.signing_key();
     let Some(text) = read_private(&path, "archive signing key")? else {
         return Ok(None);
     };
@@ -134,7 +129,7 @@ pub fn ensure_signing_key(inst: &Instance) -> Result<(SigningKey, bool)> {
     }
     let key = SigningKey::generate()?;
     let text = signing_key_file_text(&key, jiff::Timestamp::now());
-    if publish_private(&signing_key_path(inst), text.as_bytes())? {
+    if publish_private(&inst.paths.signing_key(), text.as_bytes())? {
         return Ok((key, true));
     }
     // Another berth made one meanwhile: use it.
@@ -431,37 +426,12 @@ fn unprivileged_user() -> Result<(u32, u32)> {
 /// that only that user can read. Returns the number of entries.
 pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<usize> {
     let root = berth_host::users::is_root();
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(scratch)
-        .map_err(BackupError::io("create", scratch))?;
-    let copy = scratch.join("toc.dat");
-    let mut src = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(toc)
-        .map_err(BackupError::io("open", toc))?;
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&copy)
-        .map_err(BackupError::io("create", &copy))?;
-    std::io::copy(&mut src, &mut dst).map_err(BackupError::io("copy", toc))?;
-    if root {
-        let (uid, gid) = unprivileged_user()?;
-        let chown = |f: &File, p: &Path| {
-            std::os::unix::fs::fchown(f, Some(uid), Some(gid))
-                .map_err(BackupError::io("change the owner of", p))
-        };
-        chown(&dst, &copy)?;
-        chown(
-            &File::open(scratch).map_err(BackupError::io("open", scratch))?,
-            scratch,
-        )?;
-    }
-    drop(dst);
+    let owner = if root {
+        Some(unprivileged_user()?)
+    } else {
+        None
+    };
+    berth_host::fsutil::private_copy(toc, scratch, "toc.dat", owner)?;
     let program = bin_dir.join("pg_restore");
     let mut cmd = Command::new(&program);
     cmd.arg("--list")
@@ -471,8 +441,7 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
         .env("LC_ALL", "C")
         .current_dir(scratch)
         .stdin(Stdio::null());
-    if root {
-        let (uid, gid) = unprivileged_user()?;
+    if let Some((uid, gid)) = owner {
         // std drops the supplementary groups too.
         cmd.uid(uid).gid(gid);
     }

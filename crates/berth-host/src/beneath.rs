@@ -549,7 +549,19 @@ impl SafeDir {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
-        self.write_new_or_replace(rel, bytes, mode, owner, false)
+        self.write_new_or_replace(rel, &mut |f| f.write_all(bytes), mode, owner, false)
+    }
+
+    /// Like [`SafeDir::write_atomic`], with the content written by `fill` into the new
+    /// file (a copy streamed from another file, say).
+    pub fn write_atomic_with(
+        &self,
+        rel: &Path,
+        fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        self.write_new_or_replace(rel, fill, mode, owner, false)
     }
 
     /// Like [`SafeDir::write_atomic`], but refuses to replace anything already at `rel`
@@ -561,13 +573,13 @@ impl SafeDir {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
-        self.write_new_or_replace(rel, bytes, mode, owner, true)
+        self.write_new_or_replace(rel, &mut |f| f.write_all(bytes), mode, owner, true)
     }
 
     fn write_new_or_replace(
         &self,
         rel: &Path,
-        bytes: &[u8],
+        content: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
         mode: u32,
         owner: Option<(u32, u32)>,
         no_replace: bool,
@@ -596,7 +608,7 @@ impl SafeDir {
         };
         let mut file = File::from(fd);
         let written = (|| {
-            file.write_all(bytes).map_err(write_err)?;
+            content(&mut file).map_err(write_err)?;
             if let Some(owner) = owner {
                 fchown(file.as_fd(), &path, owner)?;
             }

@@ -76,6 +76,106 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Makes the directory `path` and its missing parents, each new one with `mode`, in a
+/// tree berth itself owns (the prefix and what root made in it).
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|source| HostError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Removes the file (or symlink, never what it points to) at `path`; whether there was
+/// one. Its directory is trusted as it is.
+pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
+    let (dir, name) = trusted_parent(path)?;
+    match dir.remove_file(&name) {
+        Ok(()) => Ok(true),
+        Err(HostError::Remove { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies the executable `src` to `dest` (mode `mode`) unless `dest` is that file or
+/// already a copy of it (same size and modification time); whether it copied. The copy
+/// keeps the source's modification time, which marks it as this build, and replaces
+/// `dest` atomically: a process running the old file keeps its inode.
+pub fn install_copy(src: &Path, dest: &Path, mode: u32) -> Result<bool> {
+    let same_file = std::fs::canonicalize(src)
+        .ok()
+        .zip(std::fs::canonicalize(dest).ok())
+        .is_some_and(|(a, b)| a == b);
+    if same_file {
+        return Ok(false);
+    }
+    let read_err = |source| HostError::Read {
+        path: src.to_path_buf(),
+        source,
+    };
+    let src_meta = std::fs::metadata(src).map_err(read_err)?;
+    let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
+    if std::fs::metadata(dest).is_ok_and(|m| stamp(&m) == stamp(&src_meta)) {
+        return Ok(false);
+    }
+    if let Some(parent) = dest.parent() {
+        ensure_dir(parent, 0o755)?;
+    }
+    let (dir, name) = trusted_parent(dest)?;
+    let mut from = File::open(src).map_err(read_err)?;
+    let modified = src_meta.modified().ok();
+    dir.write_atomic_with(
+        &name,
+        &mut |to| {
+            std::io::copy(&mut from, to)?;
+            // The source's time marks the copy as this build; the next install compares it.
+            if let Some(t) = modified {
+                to.set_modified(t)?;
+            }
+            Ok(())
+        },
+        mode,
+        None,
+    )?;
+    Ok(true)
+}
+
+/// Makes the new directory `scratch` (mode 0700) and in it a private copy `name`
+/// (mode 0600) of the file `src`, never following a symlink at `src`; both are given to
+/// `owner` when set. For handing a file berth does not trust to an unprivileged reader:
+/// only that reader can open the copy, and the original stays out of its reach.
+pub fn private_copy(
+    src: &Path,
+    scratch: &Path,
+    name: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (parent, dir_name) = trusted_parent(scratch)?;
+    let dir = parent.create_dir(&dir_name, 0o700, owner)?;
+    let mut from = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(src)
+        .map_err(|source| HostError::Read {
+            path: src.to_path_buf(),
+            source,
+        })?;
+    dir.write_atomic_with(
+        Path::new(name),
+        &mut |to| std::io::copy(&mut from, to).map(drop),
+        0o600,
+        owner,
+    )?;
+    Ok(scratch.join(name))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;
@@ -134,5 +234,48 @@ mod tests {
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    /// The instance's copy of berth: copied once per build (same size and time: not
+    /// again), atomically, keeping the build's time, and a symlink planted at the
+    /// destination is replaced, never written through.
+    #[test]
+    fn install_copy_copies_once_per_build_and_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("berth");
+        std::fs::write(&src, b"build 1").unwrap();
+        let dest = dir.path().join("prefix/bin/berth");
+        assert!(install_copy(&src, &dest, 0o755).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"build 1");
+        let meta = std::fs::metadata(&dest).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o755);
+        assert_eq!(
+            meta.modified().unwrap(),
+            std::fs::metadata(&src).unwrap().modified().unwrap()
+        );
+        assert!(!install_copy(&src, &dest, 0o755).unwrap(), "copied again");
+        assert!(!install_copy(&dest, &dest, 0o755).unwrap());
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"root's").unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        std::os::unix::fs::symlink(&victim, &dest).unwrap();
+        std::fs::write(&src, b"build 2!").unwrap();
+        assert!(install_copy(&src, &dest, 0o755).unwrap());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's");
+        assert!(!std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"build 2!");
+        let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left");
+    }
+
+    #[test]
+    fn remove_file_if_exists_says_whether_there_was_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        assert!(!remove_file_if_exists(&path).unwrap());
+        std::fs::write(&path, b"{}").unwrap();
+        assert!(remove_file_if_exists(&path).unwrap());
+        assert!(!path.exists());
     }
 }

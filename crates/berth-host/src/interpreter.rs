@@ -43,7 +43,7 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
     if copied.exists() {
         return Ok(copied);
     }
-    let partial = dest.with_extension("partial");
+    let partial = berth_layout::bundle::partial(dest);
     let _ = crate::beneath::remove_tree_at(&partial);
     copy_tree(&prefix, &partial).map_err(|e| fail(format!("copying failed: {e}")))?;
     let old_libdir = format!("{}/lib", prefix.display());

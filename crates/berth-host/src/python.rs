@@ -94,8 +94,8 @@ const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 /// `python` must be runnable by the build user (see
 /// [`shareable_interpreter`](crate::interpreter::shareable_interpreter)).
 pub fn build_venv(python: &Path, requirements: &[String], dest: &Path) -> Result<()> {
-    let partial = sibling(dest, ".partial");
-    let home = sibling(dest, ".build-home");
+    let partial = berth_layout::bundle::partial(dest);
+    let home = berth_layout::bundle::build_home(dest);
     let parent = fsutil::parent_dir(dest);
     std::fs::create_dir_all(parent).map_err(|source| HostError::CreateDir {
         path: parent.to_path_buf(),
@@ -634,12 +634,6 @@ fn swap_into_place(partial: &Path, dest: &Path) -> Result<()> {
 }
 
 /// `<path><suffix>`, next to `path`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,13 +707,5 @@ mod tests {
         assert_eq!(plain.last(), Some(&"-r"));
         let pinned = pip_install_args(&["six==1.16.0 --hash=sha256:1e61c3".to_owned()]);
         assert!(pinned.contains(&"--require-hashes"));
-    }
-
-    #[test]
-    fn sibling_appends_to_the_name() {
-        assert_eq!(
-            sibling(Path::new("/r/netbox"), ".partial"),
-            Path::new("/r/netbox.partial")
-        );
     }
 }

@@ -37,7 +37,7 @@ fn desired(prefix: &Path) -> DesiredState {
                 mode: 0o755,
             },
             DirSpec {
-                path: paths.data.join("db"),
+                path: paths.data_dir("db"),
                 owner: None,
                 mode: 0o700,
             },
@@ -111,7 +111,7 @@ fn first_apply_creates_everything_and_second_plan_is_empty() {
         assert_eq!(std::fs::read_to_string(&spec.path).unwrap(), spec.content);
         assert_eq!(mode_of(&spec.path), spec.mode);
     }
-    assert_eq!(mode_of(&state.paths.data.join("db")), 0o700);
+    assert_eq!(mode_of(&state.paths.data_dir("db")), 0o700);
     assert_eq!(mode_of(&state.paths.etc), 0o755);
 
     let again = converge::plan(&state, &mask(), false).unwrap();
@@ -383,14 +383,14 @@ fn an_applied_change_can_be_put_back_whole_later() {
     let mut next = desired(tmp.path());
     next.files[0].content = "workers = 5\nport = 8001\n".to_owned();
     next.files[1].mode = 0o640;
-    let cache = next.paths.data.join("cache");
+    let cache = next.paths.data_dir("cache");
     next.dirs.push(berth_render::DirSpec {
         path: cache.clone(),
         owner: None,
         mode: 0o750,
     });
     next.dirs.push(berth_render::DirSpec {
-        path: next.paths.data.join("spool"),
+        path: next.paths.data_dir("spool"),
         owner: None,
         mode: 0o750,
     });
@@ -457,7 +457,7 @@ fn files_berth_no_longer_wants_are_removed_and_come_back_on_roll_back() {
 fn odd_data_dir(tmp: &Path) -> (DesiredState, std::path::PathBuf) {
     let state = desired(tmp);
     up(&state);
-    let db = state.paths.data.join("db");
+    let db = state.paths.data_dir("db");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o750)).unwrap();
     let victim = tmp.join("victim");
     std::fs::write(&victim, "root's\n").unwrap();
@@ -477,7 +477,7 @@ fn a_directory_swapped_for_a_symlink_between_plan_and_apply_is_refused() {
     let (state, victim) = odd_data_dir(tmp.path());
     let plan = converge::plan(&state, &mask(), false).unwrap();
     assert_eq!(plan.dirs[0].old_mode, Some(0o750));
-    swap_for_symlink(&state.paths.data.join("db"), &victim);
+    swap_for_symlink(&state.paths.data_dir("db"), &victim);
     let err = converge::apply(&plan, &state).unwrap_err();
     let HostError::ApplyFailed { source, .. } = &err else {
         panic!("{err}");
@@ -494,7 +494,7 @@ fn a_directory_replaced_by_another_between_plan_and_apply_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (state, _) = odd_data_dir(tmp.path());
     let plan = converge::plan(&state, &mask(), false).unwrap();
-    let db = state.paths.data.join("db");
+    let db = state.paths.data_dir("db");
     std::fs::rename(&db, db.with_extension("moved")).unwrap();
     std::fs::create_dir(&db).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -514,7 +514,7 @@ fn a_directory_swapped_for_a_symlink_before_roll_back_is_reported_not_followed()
     let (state, victim) = odd_data_dir(tmp.path());
     let plan = converge::plan(&state, &mask(), false).unwrap();
     let applied = converge::apply(&plan, &state).unwrap();
-    let db = state.paths.data.join("db");
+    let db = state.paths.data_dir("db");
     assert_eq!(mode_of(&db), 0o700);
     swap_for_symlink(&db, &victim);
 

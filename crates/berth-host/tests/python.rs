@@ -57,7 +57,7 @@ fn builds_a_venv_with_one_small_package() {
     };
     let dest = tmp.path().join("release/app");
     build_venv(&python, &["six==1.16.0".to_owned()], &dest).unwrap();
-    assert!(!tmp.path().join("release/app.partial").exists());
+    assert!(!berth_layout::bundle::partial(&dest).exists());
 
     let out = std::process::Command::new(dest.join("bin/python"))
         .args(["-c", "import six;print(six.__version__)"])
@@ -78,7 +78,7 @@ fn builds_a_venv_with_one_small_package() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1.17.0");
-    assert!(!tmp.path().join("release/app.partial").exists());
+    assert!(!berth_layout::bundle::partial(&dest).exists());
 
     let err = build_venv(&python, &["berth-no-such-dist-x9==0.0.1".to_owned()], &dest).unwrap_err();
     let HostError::Venv { stderr, .. } = &err else {

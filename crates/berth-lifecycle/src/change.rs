@@ -15,7 +15,7 @@ use crate::desired::{mask_list, supervision_plan};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::run::{Outcome, Run};
-use crate::state_files::{managed_files_path, write_managed_files, write_plan};
+use crate::state_files::{write_managed_files, write_plan};
 use crate::supervisor;
 
 /// Files written and the plan stored, with what it takes to put them back.
@@ -52,7 +52,7 @@ impl Change {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
         let new_plan = supervision_plan(inst, state);
-        let old_managed = std::fs::read(managed_files_path(inst)).ok();
+        let old_managed = std::fs::read(inst.paths.managed_files()).ok();
         let previous: Vec<PathBuf> = old_managed
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
@@ -178,7 +178,7 @@ impl Change {
     }
 
     fn undo_files_after(self, inst: &Instance, cause: LifecycleError) -> LifecycleError {
-        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
+        restore_file(&inst.paths.managed_files(), self.old_managed.as_deref());
         match self.applied.map(Applied::roll_back) {
             None | Some(Ok(_)) => cause,
             Some(Err(undo)) => LifecycleError::RollbackFailed {
@@ -217,25 +217,37 @@ impl Change {
     }
 
     fn put_back_plan_and_services(&mut self, inst: &Instance) -> Result<()> {
-        restore_file(&managed_files_path(inst), self.old_managed.as_deref());
+        restore_file(&inst.paths.managed_files(), self.old_managed.as_deref());
         let plan_path = inst.paths.supervision_plan();
         match &self.old_plan_bytes {
             Some(bytes) => berth_host::fsutil::write_atomic(&plan_path, bytes, 0o600, None)?,
             None => {
-                let _ = std::fs::remove_file(&plan_path);
+                berth_host::fsutil::remove_file_if_exists(&plan_path)?;
             }
         }
         if !supervisor::is_running(&inst.paths) {
             return Ok(());
         }
-        if self.started_supervisor {
-            // It was down before this change: down it is again.
-            supervisor::request(&inst.paths, &Request::Shutdown)?;
-            supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
-            return Ok(());
+        for req in self.put_back_requests() {
+            supervisor::request(&inst.paths, &req)?;
+            if matches!(req, Request::Shutdown) {
+                supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
+            }
         }
+        Ok(())
+    }
+
+    /// What the supervisor is asked, in order, to run the services as before the change.
+    /// A supervisor started for the change is shut down: the instance was down. Else it
+    /// gets the old plan back, restarting or reloading for the old files what the change
+    /// restarted or reloaded for the new ones (services the old plan does not have are
+    /// left to the plan), then starts again every service that was running before.
+    fn put_back_requests(&self) -> Vec<Request> {
+        if self.started_supervisor {
+            return vec![Request::Shutdown];
+        }
+        let mut out = Vec::new();
         if let Some(old) = &self.old_plan {
-            // What restarted or reloaded for the new files does so again for the old.
             let known = |names: &[String]| -> Vec<String> {
                 names
                     .iter()
@@ -243,25 +255,18 @@ impl Change {
                     .cloned()
                     .collect()
             };
-            supervisor::request(
-                &inst.paths,
-                &Request::Apply {
-                    plan: old.clone(),
-                    restart: known(&self.plan.restart),
-                    reload: known(&self.plan.reload),
-                },
-            )?;
+            out.push(Request::Apply {
+                plan: old.clone(),
+                restart: known(&self.plan.restart),
+                reload: known(&self.plan.reload),
+            });
         }
-        let before: Vec<String> = self.running_before.iter().cloned().collect();
-        if !before.is_empty() {
-            supervisor::request(
-                &inst.paths,
-                &Request::Start {
-                    target: Target::Many(before),
-                },
-            )?;
+        if !self.running_before.is_empty() {
+            out.push(Request::Start {
+                target: Target::Many(self.running_before.iter().cloned().collect()),
+            });
         }
-        Ok(())
+        out
     }
 }
 
@@ -270,6 +275,116 @@ impl Change {
 fn restore_file(path: &std::path::Path, old: Option<&[u8]>) {
     let _ = match old {
         Some(bytes) => berth_host::fsutil::write_atomic(path, bytes, 0o644, None).map(drop),
-        None => std::fs::remove_file(path).or(Ok(())),
+        None => berth_host::fsutil::remove_file_if_exists(path).map(drop),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use berth_host::converge::ConvergePlan;
+    use berth_supervisor_protocol::{Request, RestartPolicy, ServiceSpec, SupervisionPlan, Target};
+
+    use super::Change;
+
+    fn service(name: &str, port: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            argv: vec!["/bin/app".into(), port.into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            depends_on: vec![],
+            readiness: None,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout: Duration::from_secs(1),
+            reload_signal: None,
+            restart: RestartPolicy::Always,
+            log_dir: PathBuf::from("/l"),
+            log_max_bytes: 1,
+            log_keep: 1,
+        }
+    }
+
+    fn plan(services: Vec<ServiceSpec>) -> SupervisionPlan {
+        SupervisionPlan {
+            services,
+            jobs: vec![],
+        }
+    }
+
+    fn change(
+        old_plan: Option<SupervisionPlan>,
+        restart: &[&str],
+        reload: &[&str],
+        running: &[&str],
+    ) -> Change {
+        Change {
+            plan: ConvergePlan {
+                restart: restart.iter().map(|s| (*s).to_owned()).collect(),
+                reload: reload.iter().map(|s| (*s).to_owned()).collect(),
+                ..ConvergePlan::default()
+            },
+            applied: None,
+            old_managed: None,
+            old_plan_bytes: None,
+            old_plan,
+            new_plan: plan(vec![
+                service("web", "2"),
+                service("db", "1"),
+                service("cache", "1"),
+            ]),
+            plan_changed: true,
+            running_before: running
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<BTreeSet<_>>(),
+            started_supervisor: false,
+        }
+    }
+
+    /// A failed reconfigure puts the old plan back, restarting (for the old files) what
+    /// it restarted for the new ones, but not a service the old plan never had, and
+    /// starts what was running before, not what an administrator had stopped.
+    #[test]
+    fn rolling_back_gives_the_old_plan_and_restarts_what_was_restarted() {
+        let old = plan(vec![service("web", "1"), service("db", "1")]);
+        let c = change(
+            Some(old.clone()),
+            &["web", "cache"],
+            &["db"],
+            &["db", "web"],
+        );
+        assert_eq!(
+            c.put_back_requests(),
+            [
+                Request::Apply {
+                    plan: old,
+                    restart: vec!["web".to_owned()],
+                    reload: vec!["db".to_owned()],
+                },
+                Request::Start {
+                    target: Target::Many(vec!["db".to_owned(), "web".to_owned()]),
+                },
+            ]
+        );
+    }
+
+    /// An instance that was down before the change (its supervisor started for it) is
+    /// down again after the roll back.
+    #[test]
+    fn rolling_back_a_change_that_started_the_supervisor_shuts_it_down() {
+        let mut c = change(Some(plan(vec![service("web", "1")])), &["web"], &[], &[]);
+        c.started_supervisor = true;
+        assert_eq!(c.put_back_requests(), [Request::Shutdown]);
+    }
+
+    /// Nothing was running and there was no plan: nothing to ask.
+    #[test]
+    fn rolling_back_with_nothing_before_asks_nothing() {
+        assert_eq!(change(None, &["web"], &[], &[]).put_back_requests(), []);
+    }
 }

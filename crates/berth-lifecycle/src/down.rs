@@ -6,7 +6,7 @@ use berth_render::Paths;
 use berth_supervisor_protocol::Request;
 
 use crate::error::{LifecycleError, Result};
-use crate::{state_files, supervisor};
+use crate::supervisor;
 
 /// How long the supervisor may take to exit once its services are stopped.
 const EXIT_WAIT: Duration = Duration::from_mins(2);
@@ -28,11 +28,7 @@ pub fn down(paths: &Paths) -> Result<Down> {
     if !supervisor::is_running(paths) {
         return Ok(Down::NotRunning);
     }
-    let marker = state_files::autostart_marker(paths);
-    let (state, name) = berth_host::beneath::in_parent(&marker)?;
-    if state.stat(&name)?.is_some() {
-        state.remove_file(&name)?;
-    }
+    berth_host::fsutil::remove_file_if_exists(&paths.autostart_marker())?;
     supervisor::request(paths, &Request::Shutdown)?;
     // Shutdown answers once the services are stopped, before the daemon has removed
     // its socket and pid file: wait for the process itself to be gone.

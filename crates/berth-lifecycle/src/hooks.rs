@@ -294,8 +294,9 @@ mod tests {
             // `nobody` writes its environment here.
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        let log_file = tmp.path().join("hooks/check.log");
-        std::fs::create_dir(tmp.path().join("hooks")).unwrap();
+        let paths = berth_render::Paths::unversioned(tmp.path());
+        let log_file = paths.hook_log("check");
+        std::fs::create_dir_all(paths.hooks_log_dir()).unwrap();
         std::fs::write(&log_file, "from before\n").unwrap();
         std::fs::set_permissions(&log_file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut h = hook("check", &[], &[]);

@@ -51,11 +51,6 @@ pub struct Instance {
     pub facts: Facts,
 }
 
-/// The stored manifest directory of a prefix.
-pub fn stored_manifest_dir(prefix: &Path) -> PathBuf {
-    prefix.join("manifest")
-}
-
 /// The default prefix for an app.
 pub fn default_prefix(app: &str, is_root: bool) -> PathBuf {
     if is_root {
@@ -96,14 +91,14 @@ pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest
     let given = global.prefix.as_deref().map(checked_prefix).transpose()?;
     let (manifest, origin) = match (&global.manifest, &given) {
         (Some(dir), _) => (load_dir(dir)?, ManifestOrigin::Dir(dir.clone())),
-        (None, Some(prefix)) if stored_manifest_dir(prefix).join("berth.toml").is_file() => {
-            let dir = stored_manifest_dir(prefix);
+        (None, Some(prefix)) if stored_manifest(prefix).join("berth.toml").is_file() => {
+            let dir = stored_manifest(prefix);
             (load_dir(&dir)?, ManifestOrigin::Stored(dir))
         }
         (None, _) => {
             let embedded = load_embedded(global)?;
             let prefix = default_prefix(&embedded.manifest.app.name, facts.is_root);
-            let dir = stored_manifest_dir(&prefix);
+            let dir = stored_manifest(&prefix);
             if given.is_none() && dir.join("berth.toml").is_file() {
                 (load_dir(&dir)?, ManifestOrigin::Stored(dir))
             } else {
@@ -128,13 +123,10 @@ pub fn paths(global: &Locate) -> Result<Paths> {
     Ok(Paths::for_prefix(&prefix, &manifest.manifest.app.version))
 }
 
-/// The paths the supervisor of the instance at `prefix` needs (checked first): its
-/// socket, plan, pid file, logs and autostart marker, none of which depend on the app
-/// version. Only `release` does, and the supervisor never reads it, hence a
-/// placeholder version: loading the stored manifest for it would let a manifest
-/// problem keep the supervisor from starting (at boot too) for a path it never uses.
-pub fn supervisor_paths(prefix: &Path) -> Result<Paths> {
-    Ok(Paths::for_prefix(&checked_prefix(prefix)?, "current"))
+/// The copy of the manifest an instance at `prefix` was set up with (the version is
+/// not known before it is read).
+fn stored_manifest(prefix: &Path) -> PathBuf {
+    Paths::unversioned(prefix).manifest_dir()
 }
 
 /// `p` made absolute (against the current directory), then checked and normalised.
@@ -162,7 +154,7 @@ pub fn open(global: &Locate) -> Result<Instance> {
     let (prefix, manifest, origin) = locate(global, &facts)?;
     let config_path = match &global.config {
         Some(c) => absolute(c)?,
-        None => prefix.join("site.toml"),
+        None => Paths::unversioned(&prefix).site_config(),
     };
     // A missing default `site.toml` means "all defaults"; a `--config` that names
     // nothing is a typo, and must not reset a live instance to the defaults.

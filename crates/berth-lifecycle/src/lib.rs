@@ -41,5 +41,4 @@ pub use instance::{Instance, Locate, paths};
 pub use progress::{Progress, Silent};
 pub use reconfigure::reconfigure;
 pub use run::{Outcome, Run};
-pub use state_files::autostart_marker;
 pub use up::{UpReport, up};

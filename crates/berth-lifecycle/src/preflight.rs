@@ -42,16 +42,11 @@ fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
     out
 }
 
-/// Where the addresses of the last configuration that came up are kept.
-fn ports_file(inst: &Instance) -> std::path::PathBuf {
-    inst.paths.state.join("ports.json")
-}
-
 /// Remember the addresses `state` listens on, once it has come up: a later check
 /// knows which taken ports are the running services' own.
 pub(crate) fn record_ports(inst: &Instance, state: &DesiredState) -> Result<()> {
     let bytes = serde_json::to_vec(&listen_addresses(state))?;
-    berth_host::fsutil::write_if_changed(&ports_file(inst), &bytes, 0o644)?;
+    berth_host::fsutil::write_if_changed(&inst.paths.ports_file(), &bytes, 0o644)?;
     Ok(())
 }
 
@@ -63,7 +58,7 @@ pub(crate) fn check_ports(
     state: &DesiredState,
     running: &BTreeSet<String>,
 ) -> Result<()> {
-    let recorded: Option<Vec<(String, SocketAddr)>> = std::fs::read(ports_file(inst))
+    let recorded: Option<Vec<(String, SocketAddr)>> = std::fs::read(inst.paths.ports_file())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let mut taken = Vec::new();

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use berth_render::DesiredState;
 
-use crate::error::{LifecycleError, Result};
-use crate::instance::{Instance, Locate, stored_manifest_dir};
+use crate::error::Result;
+use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
 
 /// Build bundled components that are not built yet.
@@ -24,7 +24,7 @@ pub(crate) fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> R
                 // Service users must be able to run it: copy a private one into the release.
                 let interpreter = berth_host::interpreter::shareable_interpreter(
                     &found,
-                    &b.dest.with_file_name(format!("{}-python", b.component)),
+                    &berth_layout::bundle::interpreter_copy(&b.dest),
                 )?;
                 let what = if requirements.is_empty() {
                     String::new()
@@ -46,7 +46,7 @@ pub(crate) fn ensure_bundles(state: &DesiredState, progress: &dyn Progress) -> R
 
 /// Keep a copy of the manifest the instance runs, so later commands need no `--manifest`.
 pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
-    let dir = stored_manifest_dir(&inst.paths.prefix);
+    let dir = inst.paths.manifest_dir();
     let files = inst.manifest_files(loc)?;
     let unchanged = files
         .iter()
@@ -58,7 +58,7 @@ pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     let prefix = berth_host::beneath::SafeDir::open_trusted(&inst.paths.prefix)?;
     let tmp = Path::new(".manifest.new");
     let old = Path::new(".manifest.old");
-    let stored = Path::new("manifest");
+    let stored = inst.paths.beneath(&dir);
     prefix.remove_tree(tmp)?;
     prefix.create_dir(tmp, 0o755, None)?;
     for (name, text) in &files {
@@ -77,50 +77,17 @@ pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     Ok(())
 }
 
-/// Where an instance keeps its own copy of berth: the supervisor, the systemd unit and
-/// the scheduled backup run it, so they do not depend on wherever `berth up` was run
-/// from (a build directory, a download).
-pub fn installed_berth(paths: &berth_render::Paths) -> std::path::PathBuf {
-    paths.prefix.join("bin").join("berth")
-}
-
-/// Copy `berth_exe` to [`installed_berth`] unless it is that file, or a copy of the
-/// same size and modification time is there already; returns the installed path.
+/// Copy `berth_exe` to the instance's own copy of berth
+/// ([`installed_berth`](berth_render::Paths::installed_berth)): the supervisor, the
+/// systemd unit and the scheduled backup run it, so they do not depend on wherever
+/// `berth up` was run from (a build directory, a download). Nothing is copied when
+/// `berth_exe` is that file, or a copy of the same size and modification time is there
+/// already; returns the installed path.
 pub(crate) fn install_berth(
     paths: &berth_render::Paths,
     berth_exe: &std::path::Path,
 ) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let dest = installed_berth(paths);
-    let same_file = std::fs::canonicalize(berth_exe)
-        .ok()
-        .zip(std::fs::canonicalize(&dest).ok())
-        .is_some_and(|(a, b)| a == b);
-    if same_file {
-        return Ok(dest);
-    }
-    let src = std::fs::metadata(berth_exe).map_err(LifecycleError::io("read", berth_exe))?;
-    let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
-    if std::fs::metadata(&dest).is_ok_and(|m| stamp(&m) == stamp(&src)) {
-        return Ok(dest);
-    }
-    let dir = paths.prefix.join("bin");
-    std::fs::create_dir_all(&dir).map_err(LifecycleError::io("create", &dir))?;
-    let tmp = dir.join(".berth.new");
-    std::fs::copy(berth_exe, &tmp).map_err(LifecycleError::io("copy berth to", &tmp))?;
-    let file = std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .map_err(LifecycleError::io("open", &tmp))?;
-    // The source's time marks the copy as this build; the next `up` compares it.
-    if let Ok(t) = src.modified() {
-        file.set_modified(t)
-            .map_err(LifecycleError::io("stamp", &tmp))?;
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(0o755))
-        .map_err(LifecycleError::io("set the mode of", &tmp))?;
-    file.sync_all().map_err(LifecycleError::io("sync", &tmp))?;
-    // Atomic: a running supervisor keeps the old file's inode.
-    std::fs::rename(&tmp, &dest).map_err(LifecycleError::io("move into place", &dest))?;
+    let dest = paths.installed_berth();
+    berth_host::fsutil::install_copy(berth_exe, &dest, 0o755)?;
     Ok(dest)
 }

@@ -110,8 +110,7 @@ impl<'a> Run<'a> {
         detail: &str,
         progress: &'a dyn Progress,
     ) -> Result<Self> {
-        std::fs::create_dir_all(&inst.paths.state)
-            .map_err(LifecycleError::io("create", &inst.paths.state))?;
+        berth_host::fsutil::ensure_dir(&inst.paths.state, 0o755)?;
         Self::open(inst, kind, detail, progress)
     }
 
@@ -207,5 +206,140 @@ impl<'a> Run<'a> {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use berth_state::{RunStatus, StepStatus};
+
+    use super::{Outcome, Run};
+    use crate::{Instance, LifecycleError, Locate, Silent};
+
+    /// The small fixture app, on a prefix of its own (nothing is installed or started).
+    fn instance(prefix: &Path) -> Instance {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ministack");
+        crate::instance::open(&Locate {
+            prefix: Some(prefix.to_path_buf()),
+            manifest: Some(manifest),
+            ..Locate::default()
+        })
+        .unwrap()
+    }
+
+    fn boom() -> LifecycleError {
+        LifecycleError::io("read", "/nowhere")(std::io::Error::other("disk on fire"))
+    }
+
+    /// Each step is journaled with how it ended, a failure with its whole chain of
+    /// causes, and the run with the error that ended it.
+    #[test]
+    fn a_run_journals_each_step_and_the_error_that_ended_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = instance(&dir.path().join("inst"));
+        let run = Run::begin(&inst, "up", "ministack 1.0.0", &Silent).unwrap();
+        assert!(inst.paths.state_db().exists());
+        let id = run.id;
+        assert_eq!(run.step("first", || Ok::<_, LifecycleError>(7)).unwrap(), 7);
+        let failed = run.step("second", || Err::<(), _>(boom()));
+        assert!(failed.is_err());
+        assert!(
+            run.finish(failed, |()| Outcome::default().recorded())
+                .is_err()
+        );
+
+        let db = berth_state::StateDb::open(inst.paths.state_db()).unwrap();
+        let steps = db.steps(id).unwrap();
+        let cause = "Failed to read `/nowhere`: disk on fire".to_owned();
+        assert_eq!(
+            steps,
+            [
+                ("first".to_owned(), Some(StepStatus::Done)),
+                (
+                    "second".to_owned(),
+                    Some(StepStatus::Failed {
+                        error: cause.clone()
+                    })
+                ),
+            ]
+        );
+        let last = &db.history(1).unwrap()[0];
+        assert_eq!(
+            (last.kind.as_str(), last.detail.as_str()),
+            ("up", "ministack 1.0.0")
+        );
+        assert_eq!(
+            last.outcome.as_ref().unwrap().status,
+            RunStatus::Failed { error: cause }
+        );
+    }
+
+    /// What a run records is what it did: changes are "succeeded" with the services
+    /// and files, nothing changed is "no change".
+    #[test]
+    fn a_run_records_its_real_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = instance(&dir.path().join("inst"));
+        let changed = Outcome {
+            files_changed: vec![PathBuf::from("/p/etc/app.conf")],
+            restarted: vec!["web".to_owned()],
+            ..Outcome::default()
+        };
+        for (outcome, status) in [
+            (changed, RunStatus::Succeeded),
+            (Outcome::default(), RunStatus::NoChange),
+        ] {
+            let run = Run::begin(&inst, "reconfigure", "", &Silent).unwrap();
+            let expected = outcome.recorded();
+            run.finish(Ok::<_, LifecycleError>(outcome), Outcome::recorded)
+                .unwrap();
+            let db = berth_state::StateDb::open(inst.paths.state_db()).unwrap();
+            let recorded = db.history(1).unwrap()[0].outcome.clone().unwrap();
+            assert_eq!(recorded, expected);
+            assert_eq!(recorded.status, status);
+        }
+    }
+
+    /// `reconfigure` on a prefix that was never set up says so and creates nothing.
+    #[test]
+    fn an_instance_not_set_up_gets_no_run_and_no_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = instance(&dir.path().join("inst"));
+        let err = Run::begin_existing(&inst, "reconfigure", "", &Silent)
+            .err()
+            .unwrap();
+        assert!(matches!(err, LifecycleError::NotSetUp(_)), "{err}");
+        assert!(!inst.paths.state.exists());
+    }
+
+    /// An operation that opens its instance again between steps goes on recording the
+    /// same run.
+    #[test]
+    fn attach_goes_on_with_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = instance(&dir.path().join("inst"));
+        let run = Run::begin(&inst, "restore", "a.berth.tar.zst", &Silent).unwrap();
+        let id = run.id;
+        run.step("stage", || Ok::<_, LifecycleError>(())).unwrap();
+        drop(run);
+        let again = instance(&dir.path().join("inst"));
+        let run = Run::attach(&again, id, &Silent).unwrap();
+        run.step("files", || Ok::<_, LifecycleError>(())).unwrap();
+        run.finish(Ok::<_, LifecycleError>(()), |()| berth_state::RunOutcome {
+            status: RunStatus::Succeeded,
+            ..berth_state::RunOutcome::default()
+        })
+        .unwrap();
+        let db = berth_state::StateDb::open(again.paths.state_db()).unwrap();
+        let names: Vec<String> = db.steps(id).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["stage", "files"]);
+        let history = db.history(10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            history[0].outcome.as_ref().unwrap().status,
+            RunStatus::Succeeded
+        );
     }
 }

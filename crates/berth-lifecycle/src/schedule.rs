@@ -43,7 +43,7 @@ pub fn scheduled_backup(inst: &Instance, state: &DesiredState) -> Option<JobSpec
     }
     let every = humantime::parse_duration(&schedule).ok()?;
     // The instance's own copy (what its supervisor runs), once `up` has put it there.
-    let installed = crate::release::installed_berth(&inst.paths);
+    let installed = inst.paths.installed_berth();
     let exe = if installed.exists() {
         installed
     } else {
@@ -54,7 +54,7 @@ pub fn scheduled_backup(inst: &Instance, state: &DesiredState) -> Option<JobSpec
         "--prefix".to_owned(),
         inst.paths.prefix.display().to_string(),
     ];
-    if inst.config_path != inst.paths.prefix.join("site.toml") {
+    if inst.config_path != inst.paths.site_config() {
         argv.push("--config".to_owned());
         argv.push(inst.config_path.display().to_string());
     }
@@ -75,6 +75,6 @@ pub fn scheduled_backup(inst: &Instance, state: &DesiredState) -> Option<JobSpec
             .and_then(|b| b.database.as_ref())
             .map(|d| vec![d.service.clone()])
             .unwrap_or_default(),
-        log_dir: inst.paths.log.join("jobs").join(SCHEDULED_JOB),
+        log_dir: inst.paths.job_log_dir(SCHEDULED_JOB),
     })
 }

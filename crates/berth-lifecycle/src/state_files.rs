@@ -1,5 +1,5 @@
 //! The small files berth keeps about what it applied: the config files it wrote last,
-//! the supervision plan, the autostart marker, and the first site config.
+//! the supervision plan, and the first site config.
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +9,9 @@ use berth_supervisor_protocol::SupervisionPlan;
 use crate::error::Result;
 use crate::instance::Instance;
 
-/// Where the list of config files berth wrote last is kept.
-pub(crate) fn managed_files_path(inst: &Instance) -> PathBuf {
-    inst.paths.state.join("managed-files.json")
-}
-
 /// The config files berth wrote last (none before the first converge).
 pub(crate) fn managed_files(inst: &Instance) -> Vec<PathBuf> {
-    std::fs::read(managed_files_path(inst))
+    std::fs::read(inst.paths.managed_files())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
@@ -27,7 +22,7 @@ pub(crate) fn managed_files(inst: &Instance) -> Vec<PathBuf> {
 pub(crate) fn write_managed_files(inst: &Instance, state: &DesiredState) -> Result<()> {
     let files: Vec<&Path> = state.files.iter().map(|f| f.path.as_path()).collect();
     let bytes = serde_json::to_vec_pretty(&files)?;
-    berth_host::fsutil::write_if_changed(&managed_files_path(inst), &bytes, 0o644)?;
+    berth_host::fsutil::write_if_changed(&inst.paths.managed_files(), &bytes, 0o644)?;
     Ok(())
 }
 
@@ -45,13 +40,6 @@ pub(crate) fn write_plan(inst: &Instance, plan: &SupervisionPlan) -> Result<bool
         &bytes,
         0o600,
     )?)
-}
-
-/// Present once `up` has succeeded and until `down`: a supervisor started with
-/// `--autostart` (at boot) starts the services only then, never before the first
-/// `up` has run its hooks.
-pub fn autostart_marker(paths: &berth_render::Paths) -> PathBuf {
-    paths.state.join("autostart")
 }
 
 /// The first site config: empty apart from comments saying how to use it.

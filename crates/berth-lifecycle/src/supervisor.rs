@@ -17,16 +17,11 @@ pub fn daemon_config(paths: &Paths, autostart: bool) -> DaemonConfig {
     DaemonConfig {
         socket: paths.supervisor_socket(),
         plan_path: paths.supervision_plan(),
-        pid_file: pid_file(paths),
-        log_file: paths.log.join("supervisor.log"),
+        pid_file: paths.supervisor_pid(),
+        log_file: paths.supervisor_log(),
         autostart,
         backoff: berth_supervisor::BackoffConfig::default(),
     }
-}
-
-/// Where the supervisor writes its pid; it removes the file last on its way out.
-pub fn pid_file(paths: &Paths) -> std::path::PathBuf {
-    paths.run.join("supervisor.pid")
 }
 
 /// Wait until the supervisor process whose pid file is at hand has exited (its pid
@@ -35,7 +30,7 @@ pub fn pid_file(paths: &Paths) -> std::path::PathBuf {
 /// The socket stops answering before the daemon has removed its socket and pid
 /// files; callers that go on to touch the prefix must wait for this instead.
 pub fn wait_exited(paths: &Paths, timeout: Duration) -> bool {
-    let file = pid_file(paths);
+    let file = paths.supervisor_pid();
     let pid = std::fs::read_to_string(&file)
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok());
@@ -171,7 +166,7 @@ pub fn with_failed_logs(paths: &Paths, err: LifecycleError) -> LifecycleError {
     };
     let mut text = String::new();
     for s in services.iter().filter(|s| !s.ready) {
-        let log = berth_supervisor::current_log(&paths.log.join(&s.name));
+        let log = paths.service_log(&s.name);
         if log.exists() {
             let _ = write!(
                 text,

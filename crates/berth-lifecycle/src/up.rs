@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
 use crate::run::{Outcome, Run};
-use crate::state_files::{autostart_marker, write_site_template};
+use crate::state_files::write_site_template;
 use crate::{health, hooks, preflight, release, supervisor};
 
 /// What `up` reports when it succeeds.
@@ -166,7 +166,7 @@ fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -
     })?;
     preflight::record_ports(inst, &state)?;
     // From now on a supervisor started at boot (the systemd unit) starts everything.
-    berth_host::fsutil::write_atomic(&autostart_marker(&inst.paths), b"", 0o644, None)?;
+    berth_host::fsutil::write_atomic(&inst.paths.autostart_marker(), b"", 0o644, None)?;
     Ok(UpReport {
         url: inst.config.external_url.to_string(),
         next_steps: state.next_steps,

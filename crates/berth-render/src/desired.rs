@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use berth_layout::Paths;
 use berth_supervisor_protocol::{JobSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
@@ -50,27 +51,6 @@ pub struct AppId {
     pub name: String,
     /// Manifest `app.version`.
     pub version: String,
-}
-
-/// The instance's directory layout, all absolute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Paths {
-    /// Root of the instance.
-    pub prefix: PathBuf,
-    /// Rendered config files: `<prefix>/etc`.
-    pub etc: PathBuf,
-    /// Component data: `<prefix>/data`.
-    pub data: PathBuf,
-    /// Sockets and pid files: `<prefix>/run`.
-    pub run: PathBuf,
-    /// Service logs: `<prefix>/log`.
-    pub log: PathBuf,
-    /// Secret store (0700): `<prefix>/secrets`.
-    pub secrets: PathBuf,
-    /// State database and journal: `<prefix>/state`.
-    pub state: PathBuf,
-    /// The current release (bundled components): `<prefix>/releases/<version>`.
-    pub release: PathBuf,
 }
 
 /// A system user.

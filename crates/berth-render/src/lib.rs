@@ -6,7 +6,8 @@
 //!
 //! - [`render`]: the whole desired state (files, services, jobs, hooks, dirs, users).
 //! - [`secret_specs`]: the secrets to create before rendering (their values feed templates).
-//! - [`Paths`]: the instance directory layout.
+//! - [`Paths`]: the instance directory layout (from `berth-layout`, re-exported so
+//!   a render input and its users name one type).
 //! - [`escape`]: every value a template prints is escaped for its file's format
 //!   (`[[files]] format`); [`secret_encodings`] lists what a secret can look like once
 //!   escaped, so output shown to people can mask it.
@@ -14,11 +15,11 @@
 mod desired;
 mod error;
 mod escape;
-mod paths;
 mod render;
 
+pub use berth_layout::Paths;
 pub use desired::{
-    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
+    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
     SecretSpec, UserSpec,
 };
 pub use error::RenderError;

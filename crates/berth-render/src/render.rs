@@ -135,7 +135,7 @@ fn context(input: &RenderInput<'_>) -> Value {
                 user: component_user(input.manifest, name, input.facts)
                     .unwrap_or_else(|| input.facts.user.clone()),
                 bin: c.binaries.clone(),
-                dir: (c.source == ComponentSource::Bundled).then(|| path(&p.release.join(name))),
+                dir: (c.source == ComponentSource::Bundled).then(|| path(&p.bundle_dir(name))),
             };
             (name.as_str(), ctx)
         })
@@ -338,7 +338,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         if let (ComponentSource::Bundled, Some(build)) = (c.source, &c.build) {
             bundles.push(BundleSpec {
                 component: name.clone(),
-                dest: p.release.join(name),
+                dest: p.bundle_dir(name),
                 build: build.clone(),
             });
         }
@@ -456,20 +456,20 @@ fn dirs(input: &RenderInput<'_>) -> Result<Vec<DirSpec>, RenderError> {
         dir(&p.data, None, 0o755),
         dir(&p.run, None, 0o755),
         dir(&p.log, None, 0o755),
-        dir(&p.log.join("hooks"), None, 0o755),
+        dir(&p.hooks_log_dir(), None, 0o755),
         dir(&p.secrets, None, 0o700),
         dir(&p.state, None, 0o700),
     ];
     for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
         let owner = component_user(input.manifest, name, input.facts);
         // A per-component runtime directory for sockets and pid files.
-        dirs.push(dir(&p.run.join(name), owner.clone(), 0o755));
+        dirs.push(dir(&p.component_run_dir(name), owner.clone(), 0o755));
         for d in &c.data_dirs {
             let mode = u32::from_str_radix(d.mode(), 8).map_err(|_| RenderError::Mode {
                 path: d.path().to_owned(),
                 mode: d.mode().to_owned(),
             })?;
-            dirs.push(dir(&p.data.join(d.path()), owner.clone(), mode));
+            dirs.push(dir(&p.data_dir(d.path()), owner.clone(), mode));
         }
     }
     Ok(dirs)
@@ -548,7 +548,7 @@ fn backup_plan(
         data_dirs: b
             .data_dirs
             .iter()
-            .map(|d| (d.clone(), p.data.join(d)))
+            .map(|d| (d.clone(), p.data_dir(d)))
             .collect(),
         quiesce: b
             .quiesce
@@ -639,7 +639,7 @@ fn service(
             RestartDecl::OnFailure => RestartPolicy::OnFailure,
             RestartDecl::Never => RestartPolicy::Never,
         },
-        log_dir: p.log.join(name),
+        log_dir: p.service_log_dir(name),
         log_max_bytes: LOG_MAX_BYTES,
         log_keep: LOG_KEEP,
     })
@@ -664,7 +664,7 @@ fn job(
         every: r.duration(&format!("{field}.every"), &j.every)?,
         timeout: r.duration(&format!("{field}.timeout"), &j.timeout)?,
         requires: enabled_services(m, enabled, &j.requires),
-        log_dir: p.log.join("jobs").join(name),
+        log_dir: p.job_log_dir(name),
     })
 }
 
@@ -689,6 +689,6 @@ fn hook(
         after: enabled_services(m, enabled, &h.after),
         before: enabled_services(m, enabled, &h.before),
         timeout: r.duration(&format!("{field}.timeout"), &h.timeout)?,
-        log_file: p.log.join("hooks").join(format!("{name}.log")),
+        log_file: p.hook_log(name),
     })
 }

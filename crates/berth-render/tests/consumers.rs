@@ -167,8 +167,9 @@ fn payload(p: &str, dir: &Path) -> String {
 /// Creates what nginx -t needs under the instance prefix (temp paths' parents, the pid
 /// file's directory).
 fn nginx_dirs(prefix: &Path) {
-    std::fs::create_dir_all(prefix.join("data/nginx")).unwrap();
-    std::fs::create_dir_all(prefix.join("run/nginx")).unwrap();
+    let paths = Paths::unversioned(prefix);
+    std::fs::create_dir_all(paths.data_dir("nginx")).unwrap();
+    std::fs::create_dir_all(paths.component_run_dir("nginx")).unwrap();
 }
 
 /// Stops: a newline or `;` in `nginx.listen` (or any string setting, or the prefix)
@@ -412,7 +413,8 @@ fn redis_loads_every_injected_password_unchanged() {
     let m = netbox();
     let dir = tempdir();
     let prefix: PathBuf = dir.path().join("it's \"redis\"");
-    std::fs::create_dir_all(prefix.join("data/redis")).unwrap();
+    let redis_dir = Paths::unversioned(&prefix).data_dir("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
     for p in PAYLOADS.iter().filter(|p| !p.is_empty()) {
         let secret = payload(p, dir.path());
         let Ok(r) = render_netbox(&m, &prefix, &[], &secret) else {
@@ -467,9 +469,7 @@ fn redis_loads_every_injected_password_unchanged() {
         let got = resp(&mut s, &[b"CONFIG", b"GET", b"requirepass"], &want);
         let mut want_dir = b"*2\r\n".to_vec();
         want_dir.extend(bulk(b"dir"));
-        want_dir.extend(bulk(
-            prefix.join("data/redis").display().to_string().as_bytes(),
-        ));
+        want_dir.extend(bulk(redis_dir.display().to_string().as_bytes()));
         let got_dir = resp(&mut s, &[b"CONFIG", b"GET", b"dir"], &want_dir);
         let _ = child.kill();
         let _ = child.wait();

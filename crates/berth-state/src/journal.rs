@@ -89,4 +89,36 @@ impl StateDb {
         }
         Ok(())
     }
+
+    /// The steps of `run` in the order they were journaled, each with how it ended
+    /// (`None`: begun and never finished, e.g. the process was killed).
+    pub fn steps(&self, run: RunId) -> Result<Vec<(String, Option<StepStatus>)>, StateError> {
+        let what = || format!("read the journal of run {run}");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, status, error FROM steps WHERE run_id = ?1 ORDER BY id")
+            .map_err(|e| self.query_err(what(), e))?;
+        let rows = stmt
+            .query_map(params![run.0], |row| {
+                let name: String = row.get(0)?;
+                let status: Option<String> = row.get(1)?;
+                let error: Option<String> = row.get(2)?;
+                Ok((name, status, error))
+            })
+            .map_err(|e| self.query_err(what(), e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, status, error) = row.map_err(|e| self.query_err(what(), e))?;
+            let status = match status.as_deref() {
+                None => None,
+                Some("done") => Some(StepStatus::Done),
+                Some("rolled_back") => Some(StepStatus::RolledBack),
+                Some(_) => Some(StepStatus::Failed {
+                    error: error.unwrap_or_default(),
+                }),
+            };
+            out.push((name, status));
+        }
+        Ok(out)
+    }
 }

@@ -37,11 +37,12 @@
 //! use berth_supervisor_protocol::{Request, Response, Target};
 //!
 //! # fn main() -> Result<(), berth_supervisor::SupervisorError> {
+//! let paths = berth_layout::Paths::unversioned("/var/opt/berth/app".as_ref());
 //! let cfg = DaemonConfig {
-//!     socket: "/var/opt/app/run/supervisor.sock".into(),
-//!     plan_path: "/var/opt/app/supervision.json".into(),
-//!     pid_file: "/var/opt/app/run/supervisor.pid".into(),
-//!     log_file: "/var/log/app/supervisor.log".into(),
+//!     socket: paths.supervisor_socket(),
+//!     plan_path: paths.supervision_plan(),
+//!     pid_file: paths.supervisor_pid(),
+//!     log_file: paths.supervisor_log(),
 //!     autostart: false,
 //!     backoff: BackoffConfig::default(),
 //! };
@@ -84,8 +85,8 @@ pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
 pub use logs::{
-    Follower, LOG_DIR_MODE, LOG_FILE_MODE, LineSink, ServiceLog, current_log, last_lines,
-    log_group, open_log_file, service_logs,
+    Follower, LOG_DIR_MODE, LOG_FILE_MODE, LineSink, ServiceLog, last_lines, log_group,
+    open_log_file, service_logs,
 };
 pub use probe::http_get_status;
 pub use process::Credentials;

@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use berth_layout::logs::CURRENT;
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, SFlag, fchmod, fstat};
@@ -23,7 +24,7 @@ use crate::say::say;
 
 mod read;
 
-pub use read::{Follower, LineSink, ServiceLog, current_log, last_lines, service_logs};
+pub use read::{Follower, LineSink, ServiceLog, last_lines, service_logs};
 
 /// Mode of every log file: the administrator (root) writes and reads it, the service's
 /// group reads it, nobody else (logs carry request data, tokens, tracebacks).
@@ -151,8 +152,6 @@ pub(crate) struct RotatingLog {
 /// A log shared by the stdout and stderr readers of one process.
 pub(crate) type SharedLog = Arc<Mutex<RotatingLog>>;
 
-const CURRENT: &str = "current";
-
 impl RotatingLog {
     /// Open (creating the directory) `<dir>/current` for appending.
     ///
@@ -240,7 +239,7 @@ impl RotatingLog {
 }
 
 fn rotated(index: u32) -> PathBuf {
-    PathBuf::from(format!("{CURRENT}.{index}"))
+    PathBuf::from(berth_layout::logs::rotated(index))
 }
 
 /// Give an existing rotated file the log mode and owner; a missing one, or anything

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use berth_layout::Paths;
+use berth_layout::logs::current_in;
 use berth_supervisor::{
     BackoffConfig, Client, DaemonConfig, SupervisorError, is_running, run_daemon,
 };
@@ -26,6 +28,19 @@ struct Daemon {
     thread: Option<JoinHandle<Result<(), SupervisorError>>>,
 }
 
+/// The daemon's socket, pid file and log where an instance has them beneath `d`.
+fn config_in(d: &Path, autostart: bool, backoff: BackoffConfig) -> DaemonConfig {
+    let paths = Paths::unversioned(d);
+    DaemonConfig {
+        socket: paths.supervisor_socket(),
+        plan_path: d.join("plan.json"),
+        pid_file: paths.supervisor_pid(),
+        log_file: paths.supervisor_log(),
+        autostart,
+        backoff,
+    }
+}
+
 fn fast_backoff() -> BackoffConfig {
     BackoffConfig {
         initial: Duration::from_millis(100),
@@ -36,14 +51,7 @@ fn fast_backoff() -> BackoffConfig {
 
 impl Daemon {
     fn start(dir: TempDir, plan: &SupervisionPlan) -> Self {
-        let cfg = DaemonConfig {
-            socket: dir.path().join("run/supervisor.sock"),
-            plan_path: dir.path().join("plan.json"),
-            pid_file: dir.path().join("run/supervisor.pid"),
-            log_file: dir.path().join("supervisor.log"),
-            autostart: false,
-            backoff: fast_backoff(),
-        };
+        let cfg = config_in(dir.path(), false, fast_backoff());
         fs::write(&cfg.plan_path, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
         let thread = {
             let cfg = cfg.clone();
@@ -166,7 +174,7 @@ fn service(dir: &Path, name: &str, script: &str) -> ServiceSpec {
         stop_timeout: Duration::from_secs(2),
         reload_signal: None,
         restart: RestartPolicy::Always,
-        log_dir: dir.join("log").join(name),
+        log_dir: Paths::unversioned(dir).service_log_dir(name),
         log_max_bytes: 1 << 20,
         log_keep: 3,
     }
@@ -573,7 +581,7 @@ fn logs_are_rotated_by_size() {
         target: Target::All,
     });
     wait_for("all output", || {
-        fs::read_to_string(log_dir.join("current"))
+        fs::read_to_string(current_in(&log_dir))
             .is_ok_and(|s| s.contains("line 1499 of some chatty output\n"))
     });
 
@@ -587,7 +595,7 @@ fn logs_are_rotated_by_size() {
         let len = fs::metadata(log_dir.join(name)).unwrap().len();
         assert!(len <= 4096 + 40, "{name} has {len} bytes");
     }
-    let newest = fs::read_to_string(log_dir.join("current")).unwrap();
+    let newest = fs::read_to_string(current_in(&log_dir)).unwrap();
     assert!(newest.contains("line 1499 of some chatty output\n"));
     let kept: String = names
         .iter()
@@ -691,14 +699,14 @@ fn jobs_run_periodically_and_skip_when_a_requirement_is_down() {
         every: Duration::from_millis(200),
         timeout: Duration::from_secs(5),
         requires: vec![],
-        log_dir: d.join("log").join(name),
+        log_dir: Paths::unversioned(d).job_log_dir(name),
     };
     let tick = job("tick", "echo tick; echo $$ >> tick_runs");
     let mut needs_down = job("needs-down", "touch should_not_run");
     needs_down.requires = vec!["down".into()];
     let mut slow = job("slow", "echo $$ >> slow_running; sleep 30");
     slow.timeout = Duration::from_millis(200);
-    let tick_log = tick.log_dir.join("current");
+    let tick_log = current_in(&tick.log_dir);
     let daemon = Daemon::start(
         dir,
         &SupervisionPlan {
@@ -745,8 +753,9 @@ fn socket_is_private_single_and_removed_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().to_path_buf();
     // A stale socket left by a dead supervisor is replaced.
-    fs::create_dir_all(d.join("run")).unwrap();
-    drop(std::os::unix::net::UnixListener::bind(d.join("run/supervisor.sock")).unwrap());
+    let stale = Paths::unversioned(d).supervisor_socket();
+    fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let web = service(d, "web", "exec sleep 1000");
     let mut worker = service(d, "worker", "exec sleep 1000");
     worker.depends_on = vec!["web".into()];
@@ -798,14 +807,7 @@ fn invalid_plans_and_unwritable_pid_files_are_refused() {
     b.depends_on = vec!["a".into()];
     let plan_path = d.join("plan.json");
     fs::write(&plan_path, serde_json::to_vec(&plan(vec![a, b])).unwrap()).unwrap();
-    let cfg = DaemonConfig {
-        socket: d.join("supervisor.sock"),
-        plan_path: plan_path.clone(),
-        pid_file: d.join("supervisor.pid"),
-        log_file: d.join("supervisor.log"),
-        autostart: true,
-        backoff: BackoffConfig::default(),
-    };
+    let cfg = config_in(d, true, BackoffConfig::default());
     let err = run_daemon(cfg.clone()).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -822,7 +824,7 @@ fn invalid_plans_and_unwritable_pid_files_are_refused() {
     fs::write(&plan_path, serde_json::to_vec(&plan(vec![web])).unwrap()).unwrap();
     fs::write(d.join("not-a-dir"), "").unwrap();
     let cfg = DaemonConfig {
-        pid_file: d.join("not-a-dir/supervisor.pid"),
+        pid_file: d.join("not-a-dir/pid"),
         ..cfg
     };
     let err = run_daemon(cfg.clone()).unwrap_err();
@@ -848,14 +850,7 @@ fn autostart_and_restart_requests() {
         serde_json::to_vec(&plan(vec![db, web])).unwrap(),
     )
     .unwrap();
-    let cfg = DaemonConfig {
-        socket: d.join("supervisor.sock"),
-        plan_path: d.join("plan.json"),
-        pid_file: d.join("supervisor.pid"),
-        log_file: d.join("supervisor.log"),
-        autostart: true,
-        backoff: fast_backoff(),
-    };
+    let cfg = config_in(d, true, fast_backoff());
     let thread = {
         let cfg = cfg.clone();
         thread::spawn(move || run_daemon(cfg))

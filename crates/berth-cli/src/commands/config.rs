@@ -35,7 +35,7 @@ pub fn show(loc: &Locate) -> Result<ExitCode> {
         for name in secrets.keys() {
             println!(
                 "#   {name} = ********  ({})",
-                inst.paths.secrets.join(name).display()
+                inst.paths.secret(name).display()
             );
         }
     }

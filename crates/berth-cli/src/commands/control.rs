@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use berth_lifecycle::{Down, Locate, paths, supervisor};
+use berth_render::Paths;
 use berth_supervisor_protocol::{Request, Response, ServiceState, Target};
 
 fn target(service: Option<String>) -> Target {
@@ -156,8 +157,13 @@ pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
     let Some(prefix) = &loc.prefix else {
         bail!("`berth supervise` needs `--prefix`");
     };
-    let paths = berth_lifecycle::instance::supervisor_paths(prefix)?;
-    let autostart = autostart && berth_lifecycle::autostart_marker(&paths).exists();
+    let prefix = &berth_lifecycle::instance::checked_prefix(prefix)?;
+    // The daemon needs the socket, plan, pid file, log and autostart marker, none of
+    // which depend on the app version. The version is in the stored manifest, but
+    // loading and validating that here would let a manifest problem keep the
+    // supervisor from starting (at boot too) for a path it never uses.
+    let paths = Paths::unversioned(prefix);
+    let autostart = autostart && paths.autostart_marker().exists();
     berth_supervisor::run_daemon(berth_lifecycle::supervisor::daemon_config(
         &paths, autostart,
     ))?;

@@ -13,13 +13,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use super::CURRENT;
-use crate::error::SupervisorError;
+use berth_layout::logs::current_in;
 
-/// Where a service's or job's output is being written: `<log_dir>/current`.
-pub fn current_log(log_dir: &Path) -> PathBuf {
-    log_dir.join(CURRENT)
-}
+use crate::error::SupervisorError;
 
 /// One service's log, as found in an instance's log directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,7 +33,7 @@ pub fn service_logs(
     service: Option<&str>,
 ) -> Result<Vec<ServiceLog>, SupervisorError> {
     if let Some(service) = service {
-        let current = current_log(&log_root.join(service));
+        let current = current_in(&log_root.join(service));
         if !current.exists() {
             return Err(SupervisorError::NoLog {
                 service: service.to_owned(),
@@ -55,7 +51,7 @@ pub fn service_logs(
     };
     let mut logs = Vec::new();
     for entry in std::fs::read_dir(log_root).map_err(read_err)?.flatten() {
-        let current = current_log(&entry.path());
+        let current = current_in(&entry.path());
         if current.is_file() {
             logs.push(ServiceLog {
                 service: entry.file_name().to_string_lossy().into_owned(),
@@ -515,7 +511,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for name in ["web", "db"] {
             fs::create_dir(dir.path().join(name)).unwrap();
-            let current = current_log(&dir.path().join(name));
+            let current = current_in(&dir.path().join(name));
             fs::write(&current, format!("{name} started\n")).unwrap();
         }
         // A directory without `current` is not a log.
