@@ -11,14 +11,11 @@ use std::time::{Duration, Instant};
 use berth_archive::{ArchiveWriter, Meta, WriteOptions};
 
 use crate::meta::{BackupMeta, DatabaseMeta, QuiesceMeta, SecretsMeta};
-use berth_render::{BackupPlan, DesiredState};
+use berth_render::{BackupPlan, BackupPolicy, BackupTarget, DesiredState};
 use berth_supervisor_protocol::Request;
 use berth_target::{SshOptions, TargetSpec};
 use serde::Serialize;
 
-use berth_lifecycle::schedule::{
-    backup_setting_int as setting_int, backup_setting_str as setting_str,
-};
 use berth_lifecycle::{Instance, Progress, Run, fault, supervisor};
 
 use crate::database;
@@ -37,45 +34,42 @@ const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
 /// A byte count for people, e.g. `12.3 MiB`.
 pub use berth_target::human_bytes as human;
 
+/// The instance's backup policy (`[backup]` in its site config), typed.
+pub fn settings(inst: &Instance) -> Result<BackupPolicy> {
+    Ok(berth_lifecycle::desired::backup_policy(inst)?)
+}
+
 /// Parallel jobs for pg_dump and pg_restore (`backup.jobs`).
-pub fn jobs(inst: &Instance) -> u32 {
-    u32::try_from(setting_int(inst, "jobs", 2))
-        .unwrap_or(2)
-        .max(1)
+pub fn jobs(inst: &Instance) -> Result<u32> {
+    Ok(settings(inst)?.jobs)
 }
 
 /// The target named on the command line, else `backup.target`, else the default.
 pub fn target_spec(inst: &Instance, to: Option<&str>) -> Result<TargetSpec> {
-    let configured = setting_str(inst, "target");
-    let text = match to {
-        Some(t) => t.to_owned(),
-        None if !configured.is_empty() => configured,
-        None => return Ok(TargetSpec::Local(inst.paths.default_backups())),
+    let text = match (to, settings(inst)?.target) {
+        (Some(t), _) => t.to_owned(),
+        (None, BackupTarget::Configured(t)) => t,
+        (None, BackupTarget::Default(dir)) => return Ok(TargetSpec::Local(dir)),
     };
     Ok(TargetSpec::parse(&text)?)
 }
 
 /// SSH options from `backup.ssh_identity` and `backup.ssh_known_hosts`.
-pub fn ssh_options(inst: &Instance) -> SshOptions {
-    let path = |k: &str| {
-        Some(setting_str(inst, k))
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    };
-    SshOptions {
-        identity_file: path("ssh_identity"),
-        known_hosts: path("ssh_known_hosts"),
+pub fn ssh_options(inst: &Instance) -> Result<SshOptions> {
+    let policy = settings(inst)?;
+    Ok(SshOptions {
+        identity_file: policy.ssh_identity,
+        known_hosts: policy.ssh_known_hosts,
         ..SshOptions::default()
-    }
+    })
 }
 
 /// The recipient secrets are encrypted to: `backup.recipient`, else the instance's key.
-fn recipient(inst: &Instance) -> Result<Option<String>> {
-    let configured = setting_str(inst, "recipient");
-    if !configured.is_empty() {
+fn recipient(inst: &Instance, policy: &BackupPolicy) -> Result<Option<String>> {
+    if let Some(configured) = &policy.recipient {
         // Checked before anything is dumped, not when the secrets are encrypted.
-        berth_archive::secrets::parse_recipient(&configured)?;
-        return Ok(Some(configured));
+        berth_archive::secrets::parse_recipient(configured)?;
+        return Ok(Some(configured.clone()));
     }
     let path = inst.paths.backup_key();
     match std::fs::read_to_string(&path) {
@@ -303,7 +297,7 @@ pub(crate) fn create_archive(
     };
     let backup = state.backup.as_ref().unwrap_or(&empty);
     let spec = target_spec(inst, opts.to.as_deref())?;
-    let target = berth_target::open(&spec, &ssh_options(inst));
+    let target = berth_target::open(&spec, &ssh_options(inst)?);
 
     // What an interrupted backup left goes first: it takes room the checks count.
     leftovers::sweep(inst, progress)?;
@@ -331,7 +325,7 @@ pub(crate) fn create_archive(
     target.check(Some((db_size + files_size) / 3))?;
     progress.end("");
 
-    let recipient = recipient(inst)?;
+    let recipient = recipient(inst, &state.backup_policy)?;
     // Every archive is signed; the key is made on the first backup if need be.
     let (signing_key, _) = crate::trust::ensure_signing_key(inst)?;
     let mut warnings = Vec::new();
@@ -387,19 +381,18 @@ pub(crate) fn create_archive(
     if let Some(db) = &backup.database {
         progress.begin(&format!(
             "Dumping database `{}` ({} jobs)",
-            db.name,
-            jobs(inst)
+            db.name, state.backup_policy.jobs
         ));
         chown_to(&dump_tmp.0, db.user.as_deref())?;
         let t = Instant::now();
         server_version = database::server_version(db)?;
-        database::dump(db, &dump_dir, jobs(inst))?;
+        database::dump(db, &dump_dir, state.backup_policy.jobs)?;
         dump_seconds = t.elapsed().as_secs_f64();
         progress.end(&human(tree_size(&dump_dir)));
     }
 
     // 2. The archive: data directories first, while writers are paused.
-    let level = i32::try_from(setting_int(inst, "compression_level", 3)).unwrap_or(3);
+    let level = state.backup_policy.compression_level;
     let threads =
         std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     let mut writer = ArchiveWriter::create(&local_archive, WriteOptions { level, threads })?;
@@ -510,7 +503,7 @@ pub(crate) fn create_archive(
             name: db.name.clone(),
             format: "directory".to_owned(),
             path: format!("database/{}", db.name),
-            jobs: jobs(inst),
+            jobs: state.backup_policy.jobs,
             server_version: server_version.clone(),
             dump_seconds,
         }),
@@ -581,7 +574,7 @@ pub struct Listed {
 /// `berth backup list`: this app's archives in the target, newest first.
 pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> {
     let spec = target_spec(inst, to)?;
-    let target = berth_target::open(&spec, &ssh_options(inst));
+    let target = berth_target::open(&spec, &ssh_options(inst)?);
     let app = &inst.manifest.manifest.app.name;
     let mut out = Vec::new();
     for e in target.list()? {
@@ -638,7 +631,7 @@ pub(crate) fn fetch(
         });
     }
     let spec = target_spec(inst, to)?;
-    let target = berth_target::open(&spec, &ssh_options(inst));
+    let target = berth_target::open(&spec, &ssh_options(inst)?);
     if let Some(p) = target.local_path(archive)
         && p.is_file()
     {
@@ -832,19 +825,19 @@ pub struct PruneReport {
 }
 
 /// The retention policy from the site config.
-pub fn policy(inst: &Instance) -> berth_target::retention::Policy {
-    let n = |k: &str, d: i64| u32::try_from(setting_int(inst, k, d)).unwrap_or(0);
-    berth_target::retention::Policy {
-        keep_last: n("keep_last", 7),
-        keep_daily: n("keep_daily", 7),
-        keep_weekly: n("keep_weekly", 4),
-    }
+pub fn policy(inst: &Instance) -> Result<berth_target::retention::Policy> {
+    let p = settings(inst)?;
+    Ok(berth_target::retention::Policy {
+        keep_last: p.keep_last,
+        keep_daily: p.keep_daily,
+        keep_weekly: p.keep_weekly,
+    })
 }
 
 /// `berth backup prune`: delete this app's archives the retention policy does not keep.
 pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneReport> {
     let spec = target_spec(inst, to)?;
-    let target = berth_target::open(&spec, &ssh_options(inst));
+    let target = berth_target::open(&spec, &ssh_options(inst)?);
     let app = &inst.manifest.manifest.app.name;
     let backups: Vec<(String, jiff::Timestamp)> = target
         .list()?
@@ -854,7 +847,7 @@ pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneRe
             (&a == app).then_some((e.name, created))
         })
         .collect();
-    let decisions = berth_target::retention::decide(&backups, &policy(inst)).map_err(|e| {
+    let decisions = berth_target::retention::decide(&backups, &policy(inst)?).map_err(|e| {
         BackupError::Cannot {
             what: e.to_string(),
             hint:

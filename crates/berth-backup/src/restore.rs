@@ -614,13 +614,10 @@ fn restore_step(
         }
         "load-database" => {
             if let Some(db) = db_plan(inst)? {
-                progress.begin(&format!(
-                    "Restoring database `{}` ({} jobs)",
-                    db.name,
-                    backup::jobs(inst)
-                ));
+                let jobs = backup::jobs(inst)?;
+                progress.begin(&format!("Restoring database `{}` ({jobs} jobs)", db.name));
                 let dump = dump_for_database_user(j, db.user.as_deref())?.join(&db.name);
-                database::restore_into_incoming(&db, &dump, backup::jobs(inst))?;
+                database::restore_into_incoming(&db, &dump, jobs)?;
                 progress.end("");
             }
         }

@@ -362,18 +362,14 @@ fn plan_file(
     }))
 }
 
-/// The services to restart and to reload for `files`, sorted; restart wins over reload.
+/// The services to restart and to reload for `files`, by the one rule
+/// ([`berth_render::ServiceChanges::of_files`]): sorted, restart wins over reload.
 fn services_of(files: &[FileChange]) -> (Vec<String>, Vec<String>) {
-    let restart: BTreeSet<&String> = files.iter().flat_map(|f| &f.restarts).collect();
-    let reload: BTreeSet<&String> = files
-        .iter()
-        .flat_map(|f| &f.reloads)
-        .filter(|s| !restart.contains(s))
-        .collect();
-    (
-        restart.into_iter().cloned().collect(),
-        reload.into_iter().cloned().collect(),
-    )
+    let changes = berth_render::ServiceChanges::of_files(
+        files.iter().flat_map(|f| &f.restarts),
+        files.iter().flat_map(|f| &f.reloads),
+    );
+    (changes.restart, changes.reload)
 }
 
 /// Replaces secret values in text shown to people: the one masking berth does.

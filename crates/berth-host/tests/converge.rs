@@ -6,7 +6,9 @@ use std::path::Path;
 
 use berth_host::HostError;
 use berth_host::converge::{self, ChangeKind};
-use berth_render::{AppId, DesiredState, DirSpec, FileSpec, Paths};
+use berth_render::{
+    AppId, BackupPolicy, BackupTarget, DesiredState, DirSpec, FileSpec, Paths, Schedule,
+};
 
 const SECRET: &str = "Zq8sVbL0pM3xT7wR";
 
@@ -76,6 +78,18 @@ fn desired(prefix: &Path) -> DesiredState {
         health_url: "http://127.0.0.1:8080/".to_owned(),
         next_steps: Vec::new(),
         backup: None,
+        backup_policy: BackupPolicy {
+            target: BackupTarget::Default(paths.prefix.join("backups")),
+            schedule: Schedule::Off,
+            jobs: 1,
+            compression_level: 3,
+            keep_last: 7,
+            keep_daily: 7,
+            keep_weekly: 4,
+            ssh_identity: None,
+            ssh_known_hosts: None,
+            recipient: None,
+        },
         paths,
     }
 }

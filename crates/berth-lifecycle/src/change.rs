@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use berth_host::converge::{Applied, ConvergePlan};
-use berth_render::DesiredState;
+use berth_render::{DesiredState, ServiceChanges, service_changes};
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
 use crate::desired::{mask_list, supervision_plan};
@@ -30,6 +30,9 @@ pub struct Change {
     old_plan: Option<SupervisionPlan>,
     new_plan: SupervisionPlan,
     plan_changed: bool,
+    /// What the change does to the services (recorded as pending before any file is
+    /// written, so a killed run is finished by the next one).
+    services: ServiceChanges,
     /// Services that had a process before the change.
     running_before: BTreeSet<String>,
     /// Whether the supervisor was started for this change (it is stopped again on
@@ -57,15 +60,21 @@ impl Change {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or_default();
-        let (plan, applied) = run.step("converge", || {
+        let (plan, services, applied) = run.step("converge", || {
             let plan = berth_host::converge::plan(state, &mask_list(secrets), inst.facts.is_root)?
                 .remove_stale(state, &previous);
+            let services =
+                service_changes(old_plan.as_ref(), &new_plan, &plan.restart, &plan.reload);
+            if !services.is_empty() {
+                run.db
+                    .record_pending_services(run.id, &crate::interrupted::pending(&services))?;
+            }
             let applied = if plan.is_empty() {
                 None
             } else {
                 Some(berth_host::converge::apply(&plan, state)?)
             };
-            Ok::<_, LifecycleError>((plan, applied))
+            Ok::<_, LifecycleError>((plan, services, applied))
         })?;
         let mut change = Self {
             plan,
@@ -74,6 +83,7 @@ impl Change {
             old_plan_bytes,
             old_plan,
             plan_changed: false,
+            services,
             new_plan,
             running_before,
             started_supervisor: false,
@@ -84,6 +94,8 @@ impl Change {
             Ok(changed) => change.plan_changed = changed,
             Err(e) => return Err(change.undo_files_after(inst, e)),
         }
+        // Written, not yet acted on: what the pending record is for.
+        crate::fault::point("change:written");
         Ok(change)
     }
 
@@ -131,9 +143,9 @@ impl Change {
                 removed,
             } = answer
             {
-                outcome.restarted = restarted;
-                outcome.reloaded = reloaded;
-                outcome.stopped = removed;
+                add(&mut outcome.restarted, restarted);
+                add(&mut outcome.reloaded, reloaded);
+                add(&mut outcome.stopped, removed);
             }
         }
         let new = self.new_services();
@@ -147,22 +159,27 @@ impl Change {
                 )
                 .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
             })?;
-            outcome.started = new;
+            add(&mut outcome.started, new);
+        }
+        self.acted(run)
+    }
+
+    /// The services run with the new files and plan now (the supervisor applied it, or
+    /// was started with it): nothing is left pending for a later run to finish.
+    pub fn acted(&self, run: &Run) -> Result<()> {
+        if !self.services.is_empty() {
+            run.db.clear_pending_services(run.id)?;
         }
         Ok(())
     }
 
-    /// Services in the new plan that the old one did not have.
+    /// Services in the new plan that the old one did not have (none on a first `up`,
+    /// which starts everything).
     fn new_services(&self) -> Vec<String> {
-        let Some(old) = &self.old_plan else {
+        if self.old_plan.is_none() {
             return Vec::new();
-        };
-        self.new_plan
-            .services
-            .iter()
-            .filter(|s| !old.services.iter().any(|o| o.name == s.name))
-            .map(|s| s.name.clone())
-            .collect()
+        }
+        self.services.start.clone()
     }
 
     /// Run `f`; when it fails, put the change back and say so in the error.
@@ -270,6 +287,15 @@ impl Change {
     }
 }
 
+/// Add `names` to an outcome's list, each once.
+pub(crate) fn add(list: &mut Vec<String>, names: Vec<String>) {
+    for name in names {
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+}
+
 /// Put a small state file back as it was (`None`: it did not exist). Best effort: a
 /// stale list only means a file is not removed, or removed one converge later.
 fn restore_file(path: &std::path::Path, old: Option<&[u8]>) {
@@ -288,7 +314,7 @@ mod tests {
     use berth_host::converge::ConvergePlan;
     use berth_supervisor_protocol::{Request, RestartPolicy, ServiceSpec, SupervisionPlan, Target};
 
-    use super::Change;
+    use super::{Change, service_changes};
 
     fn service(name: &str, port: &str) -> ServiceSpec {
         ServiceSpec {
@@ -322,21 +348,29 @@ mod tests {
         reload: &[&str],
         running: &[&str],
     ) -> Change {
+        let plan_of_files = ConvergePlan {
+            restart: restart.iter().map(|s| (*s).to_owned()).collect(),
+            reload: reload.iter().map(|s| (*s).to_owned()).collect(),
+            ..ConvergePlan::default()
+        };
+        let new_plan = plan(vec![
+            service("web", "2"),
+            service("db", "1"),
+            service("cache", "1"),
+        ]);
         Change {
-            plan: ConvergePlan {
-                restart: restart.iter().map(|s| (*s).to_owned()).collect(),
-                reload: reload.iter().map(|s| (*s).to_owned()).collect(),
-                ..ConvergePlan::default()
-            },
+            services: service_changes(
+                old_plan.as_ref(),
+                &new_plan,
+                &plan_of_files.restart,
+                &plan_of_files.reload,
+            ),
+            plan: plan_of_files,
             applied: None,
             old_managed: None,
             old_plan_bytes: None,
             old_plan,
-            new_plan: plan(vec![
-                service("web", "2"),
-                service("db", "1"),
-                service("cache", "1"),
-            ]),
+            new_plan,
             plan_changed: true,
             running_before: running
                 .iter()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_render::{DesiredState, RenderInput};
+use berth_render::{BackupPolicy, DesiredState, RenderInput};
 use berth_supervisor_protocol::SupervisionPlan;
 
 use crate::error::Result;
@@ -54,14 +54,26 @@ pub fn preview(inst: &Instance) -> Result<DesiredState> {
 }
 
 /// The supervision plan of a desired state: its services, its jobs and the scheduled
-/// backup.
+/// backup, which runs the instance's own copy of berth once `up` has put it there
+/// (this program until then).
 pub fn supervision_plan(inst: &Instance, state: &DesiredState) -> SupervisionPlan {
-    let mut jobs = state.jobs.clone();
-    jobs.extend(crate::schedule::scheduled_backup(inst, state));
-    SupervisionPlan {
-        services: state.services.clone(),
-        jobs,
-    }
+    let installed = inst.paths.installed_berth();
+    let berth = if installed.exists() {
+        installed
+    } else {
+        std::env::current_exe().unwrap_or(installed)
+    };
+    berth_render::supervision_plan(state, &berth, &inst.config_path)
+}
+
+/// The instance's backup policy (`[backup]` in its site config), typed, without
+/// rendering anything else.
+pub fn backup_policy(inst: &Instance) -> Result<BackupPolicy> {
+    Ok(berth_render::backup_policy(
+        &inst.config,
+        &inst.facts,
+        &inst.paths,
+    )?)
 }
 
 /// The secret values to mask in anything shown to a person.

@@ -3,29 +3,13 @@
 
 use std::fmt::Write as _;
 
-use berth_supervisor_protocol::SupervisionPlan;
+use berth_render::service_changes;
 
 use crate::desired::{mask, mask_list, render, secrets, supervision_plan};
 use crate::error::Result;
 use crate::instance::Instance;
+use crate::interrupted::left_pending;
 use crate::state_files::{applied_plan, managed_files};
-
-/// Services whose rendered spec differs from the applied plan (they restart).
-fn changed_services(old: Option<&SupervisionPlan>, new: &SupervisionPlan) -> Vec<String> {
-    let Some(old) = old else {
-        return Vec::new();
-    };
-    new.services
-        .iter()
-        .filter(|s| {
-            old.services
-                .iter()
-                .find(|o| o.name == s.name)
-                .is_some_and(|o| o != *s)
-        })
-        .map(|s| s.name.clone())
-        .collect()
-}
 
 /// `berth reconfigure --dry-run` and `berth plan`: what would change, as text. Writes nothing.
 pub fn dry_run(inst: &Instance) -> Result<String> {
@@ -41,12 +25,14 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
     } else {
         out.push_str(&mask(&plan.to_string(), &secrets));
     }
-    let spec_changes = changed_services(old_plan.as_ref(), &new_plan);
-    if !spec_changes.is_empty() {
+    // The file changes' restarts and reloads are in the plan's text above; what the
+    // supervision plan changes comes here.
+    let services = service_changes(old_plan.as_ref(), &new_plan, &[], &[]);
+    if !services.restart.is_empty() {
         let _ = writeln!(
             out,
             "services whose command or environment changed (restart): {}",
-            spec_changes.join(", ")
+            services.restart.join(", ")
         );
     }
     let jobs: Vec<String> = new_plan
@@ -57,31 +43,74 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
     if !jobs.is_empty() {
         let _ = writeln!(out, "periodic jobs: {}", jobs.join(", "));
     }
-    if let Some(old) = &old_plan {
-        let added: Vec<_> = new_plan
-            .services
-            .iter()
-            .filter(|s| !old.services.iter().any(|o| o.name == s.name))
-            .map(|s| s.name.as_str())
-            .collect();
-        if !added.is_empty() {
-            let _ = writeln!(out, "new services (start): {}", added.join(", "));
+    if old_plan.is_some() {
+        if !services.start.is_empty() {
+            let _ = writeln!(out, "new services (start): {}", services.start.join(", "));
         }
-        let leaving: Vec<_> = old
-            .services
-            .iter()
-            .filter(|o| !new_plan.services.iter().any(|s| s.name == o.name))
-            .map(|s| s.name.as_str())
-            .collect();
-        if !leaving.is_empty() {
+        if !services.stop.is_empty() {
             let _ = writeln!(
                 out,
                 "services leaving the plan (stop): {}",
-                leaving.join(", ")
+                services.stop.join(", ")
             );
         }
     } else {
         out.push_str("The instance has not been set up yet: `berth up` would install and start everything.\n");
     }
+    for unfinished in left_pending(inst)? {
+        write_pending(&mut out, &unfinished);
+    }
     Ok(out)
+}
+
+/// What an interrupted run left for the next `up` or `reconfigure` to do.
+fn write_pending(out: &mut String, u: &berth_state::Unfinished) {
+    let _ = writeln!(
+        out,
+        "run {} ({}) was interrupted before it acted on its services; the next `berth reconfigure` or `berth up` finishes it:",
+        u.run, u.kind
+    );
+    let s = &u.services;
+    for (what, names) in [
+        ("restart", &s.restart),
+        ("reload", &s.reload),
+        ("start", &s.start),
+        ("stop", &s.stop),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "  {what}: {}", names.join(", "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_state::{PendingServices, RunId, Unfinished};
+
+    use super::write_pending;
+
+    #[test]
+    fn an_interrupted_run_is_listed_with_what_it_left() {
+        let mut out = String::new();
+        write_pending(
+            &mut out,
+            &Unfinished {
+                run: RunId(12),
+                kind: "reconfigure".into(),
+                recorded_at: jiff::Timestamp::UNIX_EPOCH,
+                services: PendingServices {
+                    restart: vec!["app".into()],
+                    reload: vec!["nginx".into(), "postgresql".into()],
+                    start: Vec::new(),
+                    stop: vec!["redis".into()],
+                },
+            },
+        );
+        assert_eq!(
+            out,
+            "run 12 (reconfigure) was interrupted before it acted on its services; \
+             the next `berth reconfigure` or `berth up` finishes it:\n  \
+             restart: app\n  reload: nginx, postgresql\n  stop: redis\n"
+        );
+    }
 }

@@ -406,6 +406,18 @@ mod tests {
             health_url: String::new(),
             next_steps: vec![],
             backup: None,
+            backup_policy: berth_render::BackupPolicy {
+                target: berth_render::BackupTarget::Default("/p/backups".into()),
+                schedule: berth_render::Schedule::Off,
+                jobs: 1,
+                compression_level: 3,
+                keep_last: 7,
+                keep_daily: 7,
+                keep_weekly: 4,
+                ssh_identity: None,
+                ssh_known_hosts: None,
+                recipient: None,
+            },
         }
     }
 

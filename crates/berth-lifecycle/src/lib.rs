@@ -5,6 +5,7 @@
 //! - [`desired`]: secrets, rendering, the supervision plan, masking.
 //! - [`up`] and [`reconfigure`]: the two converging commands; [`dry_run`] shows what
 //!   they would change; [`down`] stops the instance.
+//! - [`interrupted`]: finish what a killed `up` or `reconfigure` left undone.
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
 //! - [`progress`]: how steps are reported without printing.
@@ -23,12 +24,12 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod instance;
+pub mod interrupted;
 mod preflight;
 pub mod progress;
 pub mod reconfigure;
 pub mod release;
 pub mod run;
-pub mod schedule;
 pub mod state_files;
 pub mod supervisor;
 pub mod systemd;

@@ -23,6 +23,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let secrets = secrets(inst, true)?;
     let state = render(inst, &secrets)?;
+    crate::interrupted::finish(run, &state, &mut outcome)?;
     let running = supervisor::running_services(&inst.paths);
     preflight::check_ports(inst, &state, &running)?;
     let mut change = Change::write(run, &state, &secrets, running)?;
@@ -58,7 +59,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
 }
 
 /// Services of the plan that are stopped (by an administrator).
-fn stopped_services(inst: &Instance) -> Vec<String> {
+pub(crate) fn stopped_services(inst: &Instance) -> Vec<String> {
     supervisor::service_statuses(&inst.paths)
         .into_iter()
         .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)

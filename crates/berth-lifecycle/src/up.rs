@@ -105,6 +105,7 @@ pub fn prepare(
     })?;
     let berth_exe = installed.as_path();
     let state = render(inst, &secrets)?;
+    crate::interrupted::finish(run, &state, &mut outcome)?;
 
     progress.begin("Writing configuration");
     let running = supervisor::running_services(&inst.paths);
@@ -134,6 +135,7 @@ pub fn prepare(
             })
         })?;
         change.started_supervisor = true;
+        change.acted(run)?;
         progress.end("");
     }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::manifest::{Manifest, SettingDecl, SettingType};
+use crate::{Facts, SettingValue};
 
 /// The settings group berth reserves for backups.
 pub const BACKUP_GROUP: &str = "backup";
@@ -136,6 +137,18 @@ pub fn backup_settings() -> BTreeMap<String, SettingDecl> {
         ),
     );
     m
+}
+
+/// The value `backup.<key>` has when nobody set it (its declared default, or derived
+/// from `facts`); `None` for a key that is not a backup setting.
+///
+/// ```
+/// use berth_model::{Facts, SettingValue, builtin::backup_default};
+/// assert_eq!(backup_default("keep_weekly", &Facts::fixture()), Some(SettingValue::Int(4)));
+/// ```
+pub fn backup_default(key: &str, facts: &Facts) -> Option<SettingValue> {
+    let decl = backup_settings().remove(key)?;
+    crate::declared_default(&format!("{BACKUP_GROUP}.{key}"), &decl, facts)
 }
 
 /// Adds berth's own settings groups to `m`. Returns the name of a group the manifest

@@ -140,6 +140,17 @@ fn external_url(
     Some(url)
 }
 
+/// The value `decl` gives setting `name` when neither a profile nor the site sets it:
+/// its `default`, else its `derive` expression evaluated against `facts`. `None` when
+/// it has neither, or when that value is invalid (which [`resolve`] reports).
+pub fn declared_default(name: &str, decl: &SettingDecl, facts: &Facts) -> Option<SettingValue> {
+    if let Some(default) = &decl.default {
+        return check_value(name, decl, default).ok();
+    }
+    let facts = Value::from(minijinja::value::Serde(facts));
+    derive(name, decl, decl.derive.as_ref()?, &facts).ok()
+}
+
 /// The value a setting has before any profile or site: its `default`, or its `derive`
 /// expression evaluated against the facts.
 fn base_value(

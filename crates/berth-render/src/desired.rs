@@ -42,6 +42,8 @@ pub struct DesiredState {
     pub next_steps: Vec<String>,
     /// What a backup holds (the manifest's `[backup]`, rendered), if it declares one.
     pub backup: Option<BackupPlan>,
+    /// How, where and how often backups are taken and kept (the site's `[backup]`).
+    pub backup_policy: crate::BackupPolicy,
 }
 
 /// App identity.

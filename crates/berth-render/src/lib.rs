@@ -8,20 +8,30 @@
 //! - [`secret_specs`]: the secrets to create before rendering (their values feed templates).
 //! - [`Paths`]: the instance directory layout (from `berth-layout`, re-exported so
 //!   a render input and its users name one type).
+//! - [`service_changes`]: which services restart, reload, start and stop when a new
+//!   supervision plan and changed files replace the old ones.
+//! - [`supervision_plan`]: what the supervisor runs, with the scheduled backup job.
+//! - [`BackupPolicy`]: the site's `[backup]` settings, typed ([`DesiredState::backup_policy`]).
 //! - [`escape`]: every value a template prints is escaped for its file's format
 //!   (`[[files]] format`); [`secret_encodings`] lists what a secret can look like once
 //!   escaped, so output shown to people can mask it.
 
+mod changes;
 mod desired;
 mod error;
 mod escape;
+mod policy;
 mod render;
+mod supervision;
 
 pub use berth_layout::Paths;
+pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
     AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
     SecretSpec, UserSpec,
 };
 pub use error::RenderError;
 pub use escape::{escape, secret_encodings};
+pub use policy::{BackupPolicy, BackupTarget, Schedule, backup_policy};
 pub use render::{RenderInput, render, secret_specs};
+pub use supervision::{SCHEDULED_BACKUP_JOB, scheduled_backup_job, supervision_plan};

@@ -415,6 +415,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         health_url,
         next_steps,
         backup,
+        backup_policy: crate::backup_policy(input.config, input.facts, p)?,
     })
 }
 

@@ -5,7 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::StateError;
 use crate::schema::MIGRATIONS;
@@ -56,6 +56,38 @@ impl StateDb {
         let mut db = Self { conn, path };
         db.migrate()?;
         Ok(db)
+    }
+
+    /// Opens an existing database to read only: nothing is created, tightened or
+    /// migrated (a dry run changes nothing). `None` when there is no database yet.
+    ///
+    /// A database whose last writer closed it cleanly has everything in its main file
+    /// and is read as immutable, which creates no `-wal` or `-shm` file beside it. One a
+    /// writer still has open, or was killed with, is read through the `-wal` and `-shm`
+    /// files already there.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Option<Self>, StateError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open_err = |source| StateError::Open {
+            path: path.clone(),
+            source,
+        };
+        let beside = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name).exists()
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if beside("-wal") && beside("-shm") {
+            Connection::open_with_flags(&path, flags)
+        } else {
+            Connection::open_with_flags(immutable_uri(&path), flags | OpenFlags::SQLITE_OPEN_URI)
+        }
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        Ok(Some(Self { conn, path }))
     }
 
     /// The database file.
@@ -126,6 +158,21 @@ impl StateDb {
             detail: detail.to_string(),
         }
     }
+}
+
+/// `file:<path>?immutable=1`, with the characters a URI gives a meaning escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 fn read_user_version(conn: &Connection) -> rusqlite::Result<u32> {

@@ -14,6 +14,11 @@
 //! - **Hooks** ([`StateDb::hook_ran`], [`StateDb::record_hook`]): `once` hooks run once per
 //!   instance ([`INSTANCE_SCOPE`]), `release` hooks once per app version. This is the
 //!   part berth reads back to decide what to do.
+//! - **Pending services** ([`StateDb::record_pending_services`],
+//!   [`StateDb::pending_services`]): what a run will restart, reload, start and stop,
+//!   recorded before it writes the files that call for it and cleared once the
+//!   services have acted (at the latest when it finishes), so the next run can finish
+//!   what a killed one left undone.
 //!
 //! The schema is migrated on [`StateDb::open`] (`PRAGMA user_version`), each migration in
 //! its own transaction.
@@ -49,6 +54,7 @@ mod db;
 mod error;
 mod hooks;
 mod journal;
+mod pending;
 mod runs;
 mod schema;
 
@@ -56,6 +62,7 @@ pub use db::StateDb;
 pub use error::StateError;
 pub use hooks::INSTANCE_SCOPE;
 pub use journal::{StepId, StepStatus};
+pub use pending::{PendingServices, Unfinished};
 pub use runs::{RunId, RunOutcome, RunRecord, RunStatus};
 
 /// The schema version this build of berth writes.

@@ -144,7 +144,8 @@ impl StateDb {
         Ok(RunId(self.conn.last_insert_rowid()))
     }
 
-    /// Records how run `id` ended, with its end time and duration.
+    /// Records how run `id` ended, with its end time and duration, and clears what it
+    /// had recorded as pending ([`StateDb::record_pending_services`]).
     pub fn finish_run(&self, id: RunId, outcome: &RunOutcome) -> Result<(), StateError> {
         let run = self.run(id)?.ok_or_else(|| StateError::UnknownRun {
             path: self.path.clone(),
@@ -189,7 +190,9 @@ impl StateDb {
                 ],
             )
             .map_err(|e| self.query_err(format!("record the end of run {id}"), e))?;
-        Ok(())
+        // Finished, it has nothing pending any more (and `pending_services` ignores
+        // finished runs, so a crash right here loses nothing).
+        self.clear_pending_services(id)
     }
 
     /// One run, if it exists.

@@ -57,4 +57,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN services_stopped TEXT;
     ALTER TABLE runs ADD COLUMN services_started TEXT;
     ",
+    // 4: what a run means to do to the services, recorded before it writes the files
+    // that call for it and removed when it finishes.
+    "
+    CREATE TABLE pending_services (
+        run_id      INTEGER PRIMARY KEY REFERENCES runs (id),
+        services    TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );
+    ",
 ];

@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use berth_state::{
-    INSTANCE_SCOPE, RunId, RunOutcome, RunStatus, SCHEMA_VERSION, StateDb, StateError, StepId,
-    StepStatus,
+    INSTANCE_SCOPE, PendingServices, RunId, RunOutcome, RunStatus, SCHEMA_VERSION, StateDb,
+    StateError, StepId, StepStatus,
 };
 
 /// The schema version of the file, read the way any SQLite client would.
@@ -382,4 +382,94 @@ fn records_serialise_for_json_output() {
     assert_eq!(json["kind"], "up");
     assert_eq!(json["outcome"]["status"]["status"], "succeeded");
     assert!(json["started_at"].as_str().unwrap().ends_with('Z'));
+}
+
+fn pending(restart: &[&str], start: &[&str]) -> PendingServices {
+    PendingServices {
+        restart: restart.iter().map(|s| (*s).to_owned()).collect(),
+        start: start.iter().map(|s| (*s).to_owned()).collect(),
+        ..PendingServices::default()
+    }
+}
+
+#[test]
+fn pending_services_of_a_killed_run_outlive_it_until_cleared() {
+    let (_dir, db) = open_temp();
+    let path = db.path().to_path_buf();
+    let done = db.begin_run("reconfigure", "").unwrap();
+    db.record_pending_services(done, &pending(&["web"], &[]))
+        .unwrap();
+    db.finish_run(done, &RunOutcome::default()).unwrap();
+    assert!(
+        !db.pending_services(None)
+            .unwrap()
+            .iter()
+            .any(|u| u.run == done)
+    );
+
+    let killed = db.begin_run("reconfigure", "").unwrap();
+    db.record_pending_services(killed, &pending(&["db"], &[]))
+        .unwrap();
+    // Recording again replaces: the run's latest intent counts.
+    db.record_pending_services(killed, &pending(&["web"], &["worker"]))
+        .unwrap();
+    drop(db); // the kill
+
+    let db = StateDb::open(&path).unwrap();
+    let next = db.begin_run("reconfigure", "").unwrap();
+    db.record_pending_services(next, &pending(&["nginx"], &[]))
+        .unwrap();
+    let found = db.pending_services(Some(next)).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].run, killed);
+    assert_eq!(found[0].kind, "reconfigure");
+    assert_eq!(found[0].services, pending(&["web"], &["worker"]));
+    // Without `except`, the caller's own record shows as well (it is not finished).
+    assert_eq!(db.pending_services(None).unwrap().len(), 2);
+
+    db.clear_pending_services(killed).unwrap();
+    assert!(db.pending_services(Some(next)).unwrap().is_empty());
+    db.finish_run(next, &RunOutcome::default()).unwrap();
+    assert!(db.pending_services(None).unwrap().is_empty());
+}
+
+#[test]
+fn read_only_opening_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/berth.db");
+    assert!(StateDb::open_read_only(&path).unwrap().is_none());
+    assert!(!dir.path().join("state").exists());
+
+    // A database from before pending services were recorded: read, not migrated.
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(SCHEMA_V1)
+        .unwrap();
+    let db = StateDb::open_read_only(&path).unwrap().unwrap();
+    assert!(db.pending_services(None).unwrap().is_empty());
+    assert_eq!(user_version(&path), 1);
+    assert!(db.begin_run("up", "").is_err(), "read-only");
+    drop(db);
+
+    let db = StateDb::open(&path).unwrap();
+    let run = db.begin_run("up", "").unwrap();
+    db.record_pending_services(run, &pending(&[], &["web"]))
+        .unwrap();
+    // Read while the writer has it open (as after a kill: `-wal` and `-shm` are there).
+    let reader = StateDb::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(reader.pending_services(None).unwrap()[0].run, run);
+    drop((reader, db));
+
+    // Closed cleanly: read as it is, with no `-wal` or `-shm` made beside it.
+    let wal = dir.path().join("state/berth.db-wal");
+    let shm = dir.path().join("state/berth.db-shm");
+    assert!(!wal.exists() && !shm.exists());
+    let reader = StateDb::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(reader.pending_services(None).unwrap()[0].run, run);
+    drop(reader);
+    assert!(
+        !wal.exists() && !shm.exists(),
+        "a read-only open made files"
+    );
 }

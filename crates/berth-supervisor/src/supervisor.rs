@@ -369,17 +369,13 @@ impl Supervisor {
             .filter(|(_, h)| h.is_active())
             .map(|(n, _)| n.clone())
             .collect();
-        let removed: Vec<String> = old
-            .keys()
-            .filter(|n| !new_names.contains(n.as_str()))
-            .cloned()
-            .collect();
-        let changed: BTreeSet<String> = plan
-            .services
-            .iter()
-            .filter(|spec| old.get(&spec.name).is_some_and(|h| h.spec != **spec))
-            .map(|spec| spec.name.clone())
-            .collect();
+        // Decided from the plan the supervisor runs, by the rule everyone uses.
+        let running_plan = SupervisionPlan {
+            services: old.values().map(|h| h.spec.clone()).collect(),
+            jobs: Vec::new(),
+        };
+        let changes = berth_render::service_changes(Some(&running_plan), &plan, restart, reload);
+        let removed = changes.stop;
 
         // Removed services go first, in the old plan's reverse dependency order.
         self.stop(&removed).await;
@@ -403,10 +399,10 @@ impl Supervisor {
             if !was_active.contains(name) {
                 continue;
             }
-            let outcome = if changed.contains(name) || restart.contains(name) {
+            let outcome = if changes.restart.contains(name) {
                 restarted.push(name.clone());
                 handle.restart().await
-            } else if reload.contains(name) {
+            } else if changes.reload.contains(name) {
                 if handle.spec.reload_signal.is_some() {
                     reloaded.push(name.clone());
                 } else {

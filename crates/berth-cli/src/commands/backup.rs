@@ -192,7 +192,7 @@ pub fn prune(loc: &Locate, to: Option<&str>, dry_run: bool, json: bool) -> Resul
         print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let p = backup::policy(&inst);
+    let p = backup::policy(&inst)?;
     println!(
         "Retention in {}: keep last {}, daily {}, weekly {}",
         r.target, p.keep_last, p.keep_daily, p.keep_weekly

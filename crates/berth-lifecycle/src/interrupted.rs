@@ -1,0 +1,265 @@
+//! Finishing what a killed run left undone.
+//!
+//! Before a run writes config files it records in the state database what it means to
+//! do to the services ([`Change::write`](crate::change::Change::write)); once the
+//! supervisor has acted on them ([`Change::acted`](crate::change::Change::acted)) the
+//! record is cleared. A run killed in between leaves files that are new while
+//! their services still run with the old ones, and nothing on disk says so any more:
+//! the next converge finds no file to change. So `up` and `reconfigure` first look
+//! for such records (`finish`) and do what those runs meant to: hand the
+//! supervisor the plan on disk with the restarts and reloads they recorded, start
+//! what they would have started, and wait for the app to answer.
+
+use std::fmt::Write as _;
+
+use berth_render::{DesiredState, ServiceChanges};
+use berth_state::{PendingServices, Unfinished};
+use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
+
+use crate::change::add;
+use crate::error::Result;
+use crate::instance::Instance;
+use crate::run::{Outcome, Run};
+use crate::state_files::applied_plan;
+use crate::{health, supervisor};
+
+/// How a run's service changes are recorded.
+pub(crate) fn pending(changes: &ServiceChanges) -> PendingServices {
+    PendingServices {
+        restart: changes.restart.clone(),
+        reload: changes.reload.clone(),
+        start: changes.start.clone(),
+        stop: changes.stop.clone(),
+    }
+}
+
+/// What runs that never finished left pending, read without changing anything: for
+/// the dry run.
+pub fn left_pending(inst: &Instance) -> Result<Vec<Unfinished>> {
+    match berth_state::StateDb::open_read_only(inst.paths.state_db())? {
+        Some(db) => Ok(db.pending_services(None)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Finish what interrupted runs left pending (journaled step `finish interrupted
+/// run <id>`), adding what was done to `outcome` and saying so through the run's
+/// progress. With no supervisor running nothing runs the old configuration: the
+/// records are dropped, and the services read the new files when they start.
+pub(crate) fn finish(run: &Run, state: &DesiredState, outcome: &mut Outcome) -> Result<()> {
+    let unfinished = run.db.pending_services(Some(run.id))?;
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    let inst = run.inst;
+    let runs = unfinished
+        .iter()
+        .map(|u| format!("{} ({})", u.run, u.kind))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let plan = applied_plan(&inst.paths.supervision_plan());
+    if let (true, Some(plan)) = (supervisor::is_running(&inst.paths), plan) {
+        let wanted = merged(&unfinished, &plan);
+        let mut done = Outcome::default();
+        run.progress
+            .begin(&format!("Finishing interrupted run {runs}"));
+        run.step(&format!("finish interrupted run {runs}"), || {
+            act(run, plan, &wanted, &mut done)?;
+            if done.is_noop() {
+                return Ok(());
+            }
+            let stopped = crate::reconfigure::stopped_services(inst);
+            if stopped.is_empty() {
+                health::wait_healthy(state)?;
+            }
+            Ok::<_, crate::LifecycleError>(())
+        })?;
+        run.progress.end("");
+        run.progress.note(&describe(&runs, &done));
+        add(&mut outcome.restarted, done.restarted);
+        add(&mut outcome.reloaded, done.reloaded);
+        add(&mut outcome.stopped, done.stopped);
+        add(&mut outcome.started, done.started);
+    }
+    for u in &unfinished {
+        run.db.clear_pending_services(u.run)?;
+    }
+    Ok(())
+}
+
+/// What every unfinished run meant to do, limited to services of `plan` (the one on
+/// disk, which the last of them wrote).
+fn merged(unfinished: &[Unfinished], plan: &SupervisionPlan) -> PendingServices {
+    let known = |name: &String| plan.services.iter().any(|s| &s.name == name);
+    let mut all = PendingServices::default();
+    for u in unfinished {
+        let s = &u.services;
+        add(
+            &mut all.restart,
+            s.restart.iter().filter(|n| known(n)).cloned().collect(),
+        );
+        add(
+            &mut all.reload,
+            s.reload.iter().filter(|n| known(n)).cloned().collect(),
+        );
+        add(
+            &mut all.start,
+            s.start.iter().filter(|n| known(n)).cloned().collect(),
+        );
+    }
+    all.reload.retain(|n| !all.restart.contains(n));
+    all
+}
+
+/// Hand the supervisor `plan` with the pending restarts and reloads (it stops what
+/// left the plan and restarts what changed in it), then start the pending new services.
+fn act(
+    run: &Run,
+    plan: SupervisionPlan,
+    wanted: &PendingServices,
+    done: &mut Outcome,
+) -> Result<()> {
+    let paths = &run.inst.paths;
+    let answer = supervisor::request(
+        paths,
+        &Request::Apply {
+            plan,
+            restart: wanted.restart.clone(),
+            reload: wanted.reload.clone(),
+        },
+    )
+    .map_err(|e| supervisor::with_failed_logs(paths, e))?;
+    if let Response::Applied {
+        restarted,
+        reloaded,
+        removed,
+    } = answer
+    {
+        done.restarted = restarted;
+        done.reloaded = reloaded;
+        done.stopped = removed;
+    }
+    if !wanted.start.is_empty() {
+        supervisor::request(
+            paths,
+            &Request::Start {
+                target: Target::Many(wanted.start.clone()),
+            },
+        )
+        .map_err(|e| supervisor::with_failed_logs(paths, e))?;
+        done.started.clone_from(&wanted.start);
+    }
+    Ok(())
+}
+
+/// One line for the administrator: which run, and what was done for it.
+fn describe(runs: &str, done: &Outcome) -> String {
+    let mut text = format!("Run {runs} was interrupted before it acted on its services:");
+    let mut any = false;
+    for (verb, names) in [
+        ("restarted", &done.restarted),
+        ("reloaded", &done.reloaded),
+        ("started", &done.started),
+        ("stopped", &done.stopped),
+    ] {
+        if !names.is_empty() {
+            let _ = write!(
+                text,
+                "{} {verb} {}",
+                if any { ";" } else { "" },
+                names.join(", ")
+            );
+            any = true;
+        }
+    }
+    if !any {
+        text.push_str(" nothing was left to do");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_state::RunId;
+    use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
+
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn unfinished(run: i64, restart: &[&str], reload: &[&str], start: &[&str]) -> Unfinished {
+        Unfinished {
+            run: RunId(run),
+            kind: "reconfigure".into(),
+            recorded_at: jiff::Timestamp::UNIX_EPOCH,
+            services: PendingServices {
+                restart: names(restart),
+                reload: names(reload),
+                start: names(start),
+                stop: Vec::new(),
+            },
+        }
+    }
+
+    fn plan(services: &[&str]) -> SupervisionPlan {
+        SupervisionPlan {
+            services: services
+                .iter()
+                .map(|name| ServiceSpec {
+                    name: (*name).to_owned(),
+                    argv: vec!["true".into()],
+                    env: std::collections::BTreeMap::new(),
+                    cwd: None,
+                    user: None,
+                    depends_on: Vec::new(),
+                    readiness: None,
+                    stop_signal: "SIGTERM".into(),
+                    stop_timeout: Duration::from_secs(1),
+                    reload_signal: None,
+                    restart: RestartPolicy::Always,
+                    log_dir: format!("/p/log/{name}").into(),
+                    log_max_bytes: 1,
+                    log_keep: 1,
+                })
+                .collect(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Two killed runs: what either meant to do is done once, a restart wins over a
+    /// reload, and services the plan on disk no longer has are left out.
+    #[test]
+    fn the_pending_work_of_several_runs_is_merged_against_the_plan_on_disk() {
+        let runs = [
+            unfinished(3, &["app"], &["nginx", "gone"], &[]),
+            unfinished(5, &["nginx", "app"], &["postgresql"], &["worker", "left"]),
+        ];
+        let wanted = merged(&runs, &plan(&["app", "nginx", "postgresql", "worker"]));
+        assert_eq!(wanted.restart, ["app", "nginx"]);
+        assert_eq!(wanted.reload, ["postgresql"]);
+        assert_eq!(wanted.start, ["worker"]);
+        assert!(wanted.stop.is_empty(), "the plan on disk stops what left");
+    }
+
+    #[test]
+    fn what_was_done_in_one_line() {
+        let done = Outcome {
+            restarted: names(&["app"]),
+            reloaded: names(&["nginx", "postgresql"]),
+            ..Outcome::default()
+        };
+        assert_eq!(
+            describe("7 (reconfigure)", &done),
+            "Run 7 (reconfigure) was interrupted before it acted on its services: \
+             restarted app; reloaded nginx, postgresql"
+        );
+        assert_eq!(
+            describe("7 (up)", &Outcome::default()),
+            "Run 7 (up) was interrupted before it acted on its services: nothing was left to do"
+        );
+    }
+}
