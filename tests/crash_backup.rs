@@ -211,10 +211,16 @@ fn killed_backups_and_restores_leave_nothing_frozen_or_behind() {
         journal.exists(),
         "the journal went with an unfinished abort"
     );
-    // Not resumable now: what was undone stays undone.
-    let r = b.run(&["restore", "--resume"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("--abort"), "{}", r.stderr);
+    // Not resumable now, nor another restore begun: what was undone stays undone.
+    for args in [&["restore", "--resume"][..], &restore[..]] {
+        let r = b.run(args);
+        assert_ne!(r.code, 0);
+        assert!(
+            r.stderr.contains("run `berth restore --abort` again"),
+            "{}",
+            r.stderr
+        );
+    }
     b.run(&["restore", "--abort"]).expect(0);
     assert!(!journal.exists());
     b.wait_all_ready(Duration::from_mins(1));

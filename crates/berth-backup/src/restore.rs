@@ -195,7 +195,7 @@ pub fn restore(
     crate::leftovers::sweep(&inst, progress)?;
     let staging_started = Instant::now();
     let (mut j, staged_now) = match (existing, opts.resume) {
-        (Some(j), true) if j.undone => {
+        (Some(j), _) if j.undone => {
             return Err(BackupError::Cannot {
                 what: format!(
                     "An abort of the restore of `{}` into {} was begun and did not finish",
