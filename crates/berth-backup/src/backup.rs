@@ -12,22 +12,23 @@ use berth_archive::{ArchiveWriter, Meta, WriteOptions};
 
 use crate::meta::{BackupMeta, DatabaseMeta, QuiesceMeta, SecretsMeta};
 use berth_render::{BackupPlan, BackupPolicy, BackupTarget, DesiredState};
-use berth_supervisor_protocol::{Request, Target};
+use berth_supervisor_protocol::Request;
 use berth_target::{SshOptions, TargetSpec};
 use serde::Serialize;
 
-use berth_lifecycle::{Instance, Progress, Run, supervisor};
+use berth_lifecycle::{Instance, Progress, Run, fault, supervisor};
 
 use crate::database;
 use crate::error::{BackupError, Result};
+use crate::leftovers;
 
 /// The current step's byte counter, for archive reads and writes.
 pub(crate) fn progress_fn(progress: &dyn Progress) -> Box<dyn FnMut(u64) + Send> {
     progress.byte_sink()
 }
 
-/// The longest writers stay paused if berth dies while copying: the supervisor then
-/// resumes them by itself.
+/// The longest writers stay paused, should the supervisor not notice that berth is
+/// gone (it resumes them as soon as berth's connection closes, a kill included).
 const PAUSE_DEADLINE: Duration = Duration::from_mins(30);
 
 /// A byte count for people, e.g. `12.3 MiB`.
@@ -185,21 +186,9 @@ impl Drop for TempTree {
 }
 
 /// A fresh private directory under `<prefix>/tmp`, root's, mode 0700, removed when
-/// dropped.
+/// dropped (or, should this process be killed, by the next backup or restore).
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
-    let root = inst.paths.tmp();
-    berth_host::fsutil::ensure_dir(&root, 0o711)?;
-    let tmp = berth_host::beneath::SafeDir::open_trusted(&root)?;
-    // Traversable, so the database user can reach its own dump directory below.
-    tmp.set_mode(Path::new(""), 0o711)?;
-    let name = format!(
-        "{label}-{}-{}",
-        jiff::Timestamp::now().as_second(),
-        std::process::id()
-    );
-    // Created here, so never an existing directory or a link someone planted.
-    tmp.create_dir(Path::new(&name), 0o700, None)?;
-    Ok(TempTree(root.join(name)))
+    leftovers::make_staging(inst, label).map(TempTree)
 }
 
 /// Gives `path` (a directory berth just created in its staging) to `user`.
@@ -291,8 +280,10 @@ pub fn create(
     })
 }
 
+/// A backup that records no run of its own: a step of another operation's run (a
+/// restore's safety backup), so the history shows that operation as what it is.
 #[allow(clippy::too_many_lines)] // one sequence of steps, each short
-fn create_archive(
+pub(crate) fn create_archive(
     inst: &Instance,
     opts: &CreateOptions,
     progress: &dyn Progress,
@@ -308,6 +299,8 @@ fn create_archive(
     let spec = target_spec(inst, opts.to.as_deref())?;
     let target = berth_target::open(&spec, &ssh_options(inst)?);
 
+    // What an interrupted backup left goes first: it takes room the checks count.
+    leftovers::sweep(inst, progress)?;
     // Checks that change nothing come first.
     progress.begin(&format!("Checking {}", target.describe()));
     let ready = ready_services(inst);
@@ -408,6 +401,12 @@ fn create_archive(
     let threads =
         std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     let mut writer = ArchiveWriter::create(&local_archive, WriteOptions { level, threads })?;
+    if target.local_path(&name).is_some() {
+        // The writer's documented name for the archive until it is finished.
+        let mut partial = local_archive.clone().into_os_string();
+        partial.push(".partial");
+        leftovers::record_partial(&tmp.0, Path::new(&partial))?;
+    }
     let total = db_size + files_size;
     progress.begin(&format!("Writing {name}"));
     progress.bytes(Some(total));
@@ -420,15 +419,15 @@ fn create_archive(
         .cloned()
         .collect();
     let quiesce_started = Instant::now();
-    if !paused.is_empty() {
-        supervisor::request(
-            &inst.paths,
-            &Request::Pause {
-                target: Target::Many(paused.clone()),
-                timeout_ms: u64::try_from(PAUSE_DEADLINE.as_millis()).unwrap_or(u64::MAX),
-            },
-        )?;
-    }
+    // Held for the copy: should this process die, its connection closes and the
+    // supervisor resumes the services at once.
+    let pause = if paused.is_empty() {
+        None
+    } else {
+        let pause = supervisor::pause(&inst.paths, paused.clone(), PAUSE_DEADLINE)?;
+        fault::point("backup:paused");
+        Some(pause)
+    };
     let copied = (|| -> Result<()> {
         for (rel, abs) in &backup.data_dirs {
             // Not followed if it is a symlink: `add_tree_beneath` refuses a link at any
@@ -439,16 +438,11 @@ fn create_archive(
         }
         Ok(())
     })();
-    if paused.is_empty() {
-        copied?;
-    } else {
-        // Resume even when the copy failed; the supervisor's deadline is the backstop.
-        let resumed = supervisor::request(
-            &inst.paths,
-            &Request::Resume {
-                target: Target::Many(paused.clone()),
-            },
-        );
+    if let Some(pause) = pause {
+        // Resume even when the copy failed.
+        let resumed = pause
+            .resume()
+            .map_err(berth_lifecycle::LifecycleError::from);
         copied?;
         resumed?;
     }

@@ -6,12 +6,15 @@
 //!   abortable.
 //! - [`trust`]: the keys archives are signed with and checked against, and the checks
 //!   of what an archive brings before anything of it is used.
+//! - [`leftovers`]: staging directories named after their process, and the removal of
+//!   what an interrupted backup or restore left.
 //! - [`meta`]: what an archive says about itself (its signed metadata, typed).
 //! - [`database`]: the app's database as backups see it (PostgreSQL's tools).
 
 pub mod backup;
 pub mod database;
 mod error;
+pub mod leftovers;
 pub mod meta;
 pub mod restore;
 pub mod trust;

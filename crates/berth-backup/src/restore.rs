@@ -118,6 +118,10 @@ struct Journal {
     /// Archive data directories, relative to `<prefix>/data`.
     data_dirs: Vec<String>,
     done: Vec<String>,
+    /// An abort has put the files and the database back; what is left of it is to
+    /// bring the instance up and forget the restore.
+    #[serde(default)]
+    undone: bool,
 }
 
 impl Journal {
@@ -190,8 +194,19 @@ pub fn restore(
     berth_lifecycle::leftovers::stop_leftover_children(&inst, progress)?;
     let prefix = inst.paths.prefix.clone();
     let existing = load(&prefix)?;
+    crate::leftovers::sweep(&inst, progress)?;
     let staging_started = Instant::now();
     let (mut j, staged_now) = match (existing, opts.resume) {
+        (Some(j), _) if j.undone => {
+            return Err(BackupError::Cannot {
+                what: format!(
+                    "An abort of the restore of `{}` into {} was begun and did not finish",
+                    j.archive,
+                    prefix.display()
+                ),
+                hint: "run `berth restore --abort` again to finish it".to_owned(),
+            });
+        }
         (Some(j), true) if !j.has("stage") => {
             // Interrupted while unpacking: unpack again from the start.
             let _ = remove_tree_at(&j.staging);
@@ -413,6 +428,7 @@ fn stage(
         safety_backup: None,
         data_dirs: Vec::new(),
         done: Vec::new(),
+        undone: false,
     };
     save(prefix, &j).map_err(forget)?;
 
@@ -579,7 +595,8 @@ fn restore_step(
             if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) =>
         {
             progress.note("Backing up the current instance before restoring over it");
-            let report = backup::create(inst, &backup::CreateOptions::default(), progress)
+            // A step of the restore's run, not a run of its own.
+            let report = backup::create_archive(inst, &backup::CreateOptions::default(), progress)
                 .map_err(|e| BackupError::Cannot {
                     what: format!("The backup of the current instance failed: {e}"),
                     hint: "fix the cause and `berth restore --resume`, or `berth restore --abort`"
@@ -912,13 +929,14 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     // Nothing of the interrupted attempt may still write while it is undone.
     berth_lifecycle::leftovers::stop_leftover_children(&inst, progress)?;
     let prefix = inst.paths.prefix.clone();
-    let Some(j) = load(&prefix)? else {
+    let Some(mut j) = load(&prefix)? else {
         return Err(BackupError::Cannot {
             what: format!("No interrupted restore in {}", prefix.display()),
             hint: "nothing to abort".to_owned(),
         });
     };
-    let (inst, j) = (&inst, &j);
+    crate::leftovers::sweep(&inst, progress)?;
+    let (inst, j) = (&inst, &mut j);
     if j.has("start") {
         // Only the commit was left: the restored instance is running and what was kept
         // from before may already be gone, so the way out is forward.
@@ -956,33 +974,41 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         progress.end("");
         return Ok(());
     }
-    // The database: put the app's own back (it needs its service running).
-    if j.has("prepare-database")
-        && let Some(db) = db_plan(inst)?
-    {
-        if !supervisor::is_running(&inst.paths) {
-            supervisor::spawn(&inst.paths, berth_exe)?;
+    // Undone once only: a second pass would take what came back for what the restore
+    // moved in. The journal says so, and stays until the instance is up again, so an
+    // abort that fails after this point can be run again.
+    if !j.undone {
+        // The database: put the app's own back (it needs its service running).
+        if j.has("prepare-database")
+            && let Some(db) = db_plan(inst)?
+        {
+            if !supervisor::is_running(&inst.paths) {
+                supervisor::spawn(&inst.paths, berth_exe)?;
+            }
+            supervisor::request(
+                &inst.paths,
+                &Request::Start {
+                    target: Target::One(db.service.clone()),
+                },
+            )?;
+            let children = inst.children();
+            database::swap_back(&database::Database {
+                plan: &db,
+                children: &children,
+            })?;
         }
-        supervisor::request(
-            &inst.paths,
-            &Request::Start {
-                target: Target::One(db.service.clone()),
-            },
-        )?;
-        let children = inst.children();
-        database::swap_back(&database::Database {
-            plan: &db,
-            children: &children,
-        })?;
+        undo_files(inst, j)?;
+        j.undone = true;
+        save(&prefix, j)?;
     }
-    undo_files(inst, j)?;
-    remove_tree_at(&j.staging)?;
-    berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix))?;
     progress.end("");
+    fault::point("restore-abort:undone");
     if j.was_running {
         // The instance's own config and secrets are back: bring it up as it was.
         let inst = instance::open(loc)?;
         up::up(&inst, loc, berth_exe, progress)?;
     }
+    remove_tree_at(&j.staging)?;
+    berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix))?;
     Ok(())
 }

@@ -30,7 +30,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -347,6 +347,14 @@ impl SafeDir {
     /// happens to its name: `/proc/self/fd/N` (valid while `self` lives).
     pub fn fd_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+
+    /// The names in this directory (without `.` and `..`), in no particular order.
+    pub fn names(&self) -> Result<Vec<std::ffi::OsString>> {
+        Ok(names(self.fd.as_fd(), &self.path)?
+            .into_iter()
+            .map(std::ffi::OsString::from_vec)
+            .collect())
     }
 
     /// What this directory is.

@@ -13,6 +13,8 @@
 //!   it is all-or-nothing for directories and files.
 //! - [`beneath::SafeDir`]: acting as root beneath a directory someone else owns, by
 //!   descriptors, never following a symlink (chown, chmod, remove, rename, write).
+//! - [`staging`]: a berth process's working directories under `tmp/`, named after it,
+//!   and the sweep that removes those an interrupted process left.
 //! - [`fsutil::write_atomic`]: temp file, fsync, mode and owner, rename, fsync the directory.
 //! - [`users`]: look up and create system users.
 //! - [`packages`]: find missing distribution packages and install them with apt.
@@ -51,6 +53,7 @@ pub mod interpreter;
 pub mod packages;
 pub mod python;
 pub mod secrets;
+pub mod staging;
 pub mod unfinished;
 pub mod users;
 

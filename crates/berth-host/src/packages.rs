@@ -275,7 +275,17 @@ mod tests {
         let path = dir.path().join("policy-rc.d");
         {
             let _guard = NoAutostart::engage(&path).unwrap();
-            let out = Command::new(&path).status().unwrap();
+            // Another test thread forking while the script was being written holds its
+            // write descriptor until that child execs: "text file busy" for a moment.
+            let out = (0..100)
+                .find_map(|_| match Command::new(&path).status() {
+                    Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        None
+                    }
+                    other => Some(other.unwrap()),
+                })
+                .expect("the policy script stayed busy for a second");
             assert_eq!(out.code(), Some(101), "denies every start");
         }
         assert!(!path.exists());

@@ -56,6 +56,12 @@ pub enum LifecycleError {
         #[source]
         source: berth_supervisor::SupervisorError,
     },
+    /// The supervisor stopped its services but its process did not exit.
+    #[error("The supervisor of `{prefix}` did not exit within 2 minutes of stopping its services")]
+    SupervisorLingers {
+        /// The instance.
+        prefix: PathBuf,
+    },
     /// The supervisor answered with an error (its message is a sentence).
     #[error("{0}")]
     SupervisorRefused(String),

@@ -114,6 +114,15 @@ pub fn locate(global: &Locate, facts: &Facts) -> Result<(PathBuf, LoadedManifest
     Ok((prefix, manifest, origin))
 }
 
+/// The paths of the instance `global` names, without reading its site config: for
+/// commands that only look at it or talk to its supervisor (`status`, `tail`, `down`,
+/// `history`).
+pub fn paths(global: &Locate) -> Result<Paths> {
+    let facts = berth_host::facts::probe();
+    let (prefix, manifest, _) = locate(global, &facts)?;
+    Ok(Paths::for_prefix(&prefix, &manifest.manifest.app.version))
+}
+
 /// The copy of the manifest an instance at `prefix` was set up with (the version is
 /// not known before it is read).
 fn stored_manifest(prefix: &Path) -> PathBuf {

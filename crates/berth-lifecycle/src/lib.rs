@@ -4,7 +4,7 @@
 //! - [`run`]: a lifecycle operation as the history records it: named, journaled steps.
 //! - [`desired`]: secrets, rendering, the supervision plan, masking.
 //! - [`up`] and [`reconfigure`]: the two converging commands; [`dry_run`] shows what
-//!   they would change.
+//!   they would change; [`down`] stops the instance.
 //! - [`interrupted`]: finish what a killed `up` or `reconfigure` left undone.
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
@@ -16,6 +16,7 @@
 
 pub mod change;
 pub mod desired;
+pub mod down;
 pub mod dry_run;
 mod error;
 pub mod fault;
@@ -35,9 +36,10 @@ pub mod supervisor;
 pub mod systemd;
 pub mod up;
 
+pub use down::{Down, down};
 pub use dry_run::dry_run;
 pub use error::{LifecycleError, Result};
-pub use instance::{Instance, Locate};
+pub use instance::{Instance, Locate, paths};
 pub use progress::{Progress, Silent};
 pub use reconfigure::reconfigure;
 pub use run::{Outcome, Run};

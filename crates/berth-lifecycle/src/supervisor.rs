@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_render::Paths;
-use berth_supervisor::{Client, DaemonConfig};
-use berth_supervisor_protocol::{Request, Response};
+use berth_supervisor::{Client, DaemonConfig, Paused, SupervisorError};
+use berth_supervisor_protocol::{Request, Response, Target};
 
 use crate::error::{LifecycleError, Result};
 
@@ -73,6 +73,18 @@ pub fn request(paths: &Paths, req: &Request) -> Result<Response> {
     }
 }
 
+/// Freeze `services` until the returned [`Paused`] is resumed or dropped: the pause
+/// belongs to this process's connection, so it ends when this process does, however
+/// it ends (a `SIGKILL` too). `deadline` is the supervisor's own limit, a second guard.
+pub fn pause(paths: &Paths, services: Vec<String>, deadline: Duration) -> Result<Paused> {
+    connect(paths)?
+        .pause(Target::Many(services), deadline)
+        .map_err(|err| match err {
+            SupervisorError::Refused { message, .. } => LifecycleError::SupervisorRefused(message),
+            other => LifecycleError::Supervisor(other),
+        })
+}
+
 /// Start `berth supervise` in the background (its own session, output to
 /// `<log>/supervisor.log`) and wait until it answers.
 pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
@@ -119,11 +131,11 @@ pub fn spawn(paths: &Paths, berth_exe: &Path) -> Result<()> {
     })
 }
 
-/// The last `n` lines of a file, indented, for error messages.
+/// The last `n` lines of a file, indented, for error messages (none when it cannot be
+/// read).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
+    berth_supervisor::last_lines(path, n)
+        .unwrap_or_default()
         .iter()
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()

@@ -215,8 +215,12 @@ pub enum Request {
     /// cannot be paused, the ones this request paused are resumed and the answer is
     /// an error. Pausing a paused service moves its deadline later, never earlier.
     ///
-    /// The supervisor resumes a service by itself `timeout_ms` after the pause, so
-    /// a caller that dies cannot leave it frozen. Stop, restart and shutdown resume
+    /// A pause belongs to the connection that asked for it: when that connection
+    /// closes (its caller finished, or died), the supervisor resumes the services it
+    /// paused, except those another open connection has paused too. So keep the
+    /// connection open while the services must stay frozen. As a second guard, the
+    /// supervisor resumes a service by itself `timeout_ms` after the pause, even while
+    /// the connection stays open. Stop, restart and shutdown resume
     /// it right after sending the stop signal. A reload signal sent meanwhile takes
     /// effect on resume. A pause ends with its process: one killed while paused is
     /// restarted (policy permitting) unpaused. A readiness probe under way is
@@ -227,8 +231,9 @@ pub enum Request {
         /// Resume automatically after this many milliseconds (at least 1).
         timeout_ms: u64,
     },
-    /// `SIGCONT` to paused services and cancel their deadlines. Services that are not
-    /// paused are left alone, so resuming twice (or resuming `all`) is fine.
+    /// `SIGCONT` to paused services and cancel their deadlines, whichever connections
+    /// paused them. Services that are not paused are left alone, so resuming twice (or
+    /// resuming `all`) is fine.
     Resume {
         /// Which.
         target: Target,

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_supervisor_protocol::{Request, Response};
+use berth_supervisor_protocol::{Request, Response, Target};
 
 use crate::error::SupervisorError;
 
@@ -84,6 +84,72 @@ impl Client {
             socket: self.socket.clone(),
             source,
         })
+    }
+}
+
+impl Client {
+    /// Freeze `target` until the returned [`Paused`] is resumed or dropped, or until
+    /// `deadline` passes, whichever comes first.
+    ///
+    /// The pause belongs to this connection: the supervisor resumes the services as
+    /// soon as it closes, so a caller that dies (even by `SIGKILL`) cannot leave them
+    /// frozen. An error answer is [`SupervisorError::Refused`]; the supervisor has then
+    /// resumed whatever the request had paused.
+    pub fn pause(mut self, target: Target, deadline: Duration) -> Result<Paused, SupervisorError> {
+        let timeout_ms = u64::try_from(deadline.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        match self.request(&Request::Pause {
+            target: target.clone(),
+            timeout_ms,
+        })? {
+            Response::Ok => Ok(Paused {
+                client: self,
+                target,
+            }),
+            Response::Error { message } => Err(SupervisorError::Refused {
+                socket: self.socket.clone(),
+                message,
+            }),
+            _ => Err(SupervisorError::Refused {
+                socket: self.socket.clone(),
+                message: "it answered a pause request with something else than `ok`".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Services paused by [`Client::pause`]; they stay frozen while this value lives.
+///
+/// Dropping it closes the connection, and the supervisor resumes them;
+/// [`Paused::resume`] does the same and reports whether the supervisor answered.
+#[derive(Debug)]
+#[must_use = "dropping it resumes the services at once"]
+pub struct Paused {
+    client: Client,
+    target: Target,
+}
+
+impl Paused {
+    /// Which services this pause is about.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Resume the services and wait for the supervisor's answer.
+    pub fn resume(mut self) -> Result<(), SupervisorError> {
+        let target = self.target.clone();
+        match self.client.request(&Request::Resume { target })? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(SupervisorError::Refused {
+                socket: self.client.socket.clone(),
+                message,
+            }),
+            _ => Err(SupervisorError::Refused {
+                socket: self.client.socket.clone(),
+                message: "it answered a resume request with something else than `ok`".to_owned(),
+            }),
+        }
     }
 }
 

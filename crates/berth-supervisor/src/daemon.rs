@@ -21,6 +21,7 @@ use crate::config::DaemonConfig;
 use crate::error::SupervisorError;
 use crate::graph;
 use crate::say::say;
+use crate::service::Holder;
 use crate::supervisor::Supervisor;
 
 /// Run the supervisor in this process until `Shutdown`, SIGTERM or SIGINT.
@@ -165,6 +166,7 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
     );
     let supervisor = Supervisor::new(plan, cfg.backoff);
     let quit = Arc::new(Notify::new());
+    let mut next_holder = 0_u64;
     if cfg.autostart {
         let supervisor = Arc::clone(&supervisor);
         tokio::spawn(async move {
@@ -179,7 +181,9 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match peer_allowed(&stream) {
                     Ok(()) => {
-                        tokio::spawn(connection(stream, Arc::clone(&supervisor), Arc::clone(&quit)));
+                        next_holder += 1;
+                        let holder = Holder(next_holder);
+                        tokio::spawn(connection(stream, holder, Arc::clone(&supervisor), Arc::clone(&quit)));
                     }
                     Err(why) => {
                         say!("{why}");
@@ -224,10 +228,37 @@ async fn refuse(stream: UnixStream) {
     }
 }
 
-/// Serve one client: any number of requests, one JSON line each.
-async fn connection(stream: UnixStream, supervisor: Arc<Supervisor>, quit: Arc<Notify>) {
+/// Serve one client: any number of requests, one JSON line each. The pauses it asked
+/// for end with it, however it ends (the caller finished, hung up or was killed).
+async fn connection(
+    stream: UnixStream,
+    holder: Holder,
+    supervisor: Arc<Supervisor>,
+    quit: Arc<Notify>,
+) {
+    let paused = serve_requests(stream, holder, &supervisor, &quit).await;
+    if paused {
+        let resumed = supervisor.release(holder).await;
+        if !resumed.is_empty() {
+            say!(
+                "a control connection that had paused services closed; resumed {}",
+                resumed.join(", ")
+            );
+        }
+    }
+}
+
+/// Answer requests until the peer hangs up or asks for shutdown; returns whether it
+/// sent a pause.
+async fn serve_requests(
+    stream: UnixStream,
+    holder: Holder,
+    supervisor: &Supervisor,
+    quit: &Notify,
+) -> bool {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
+    let mut paused = false;
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim().is_empty() {
             continue;
@@ -235,7 +266,8 @@ async fn connection(stream: UnixStream, supervisor: Arc<Supervisor>, quit: Arc<N
         let (response, shutting_down) = match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
                 let shutting_down = request == Request::Shutdown;
-                (supervisor.handle(request).await, shutting_down)
+                paused |= matches!(request, Request::Pause { .. });
+                (supervisor.handle(request, holder).await, shutting_down)
             }
             Err(err) => (
                 Response::Error {
@@ -252,10 +284,11 @@ async fn connection(stream: UnixStream, supervisor: Arc<Supervisor>, quit: Arc<N
         let written = write.write_all(&bytes).await;
         if shutting_down {
             quit.notify_one();
-            return;
+            return paused;
         }
         if written.is_err() {
-            return;
+            return paused;
         }
     }
+    paused
 }

@@ -108,6 +108,45 @@ pub enum SupervisorError {
         /// The control socket.
         socket: PathBuf,
     },
+    /// A service has no log (yet).
+    #[error("No log for `{service}` at `{path}`")]
+    NoLog {
+        /// The service or job.
+        service: String,
+        /// Where its log would be.
+        path: PathBuf,
+    },
+    /// A log file or the log directory could not be read or watched.
+    #[error("Failed to read the log `{path}`")]
+    ReadLog {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for the logs to change failed.
+    #[error("Failed to follow the logs")]
+    FollowLogs {
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The line sink of a [`Follower`](crate::Follower) failed (e.g. a closed pipe).
+    #[error("Failed to print a log line")]
+    PrintLog {
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The supervisor answered the request with an error.
+    #[error("The supervisor on `{socket}` refused the request: {message}")]
+    Refused {
+        /// The control socket.
+        socket: PathBuf,
+        /// The supervisor's reason, a sentence.
+        message: String,
+    },
     /// The supervisor's answer (or our request) is not valid protocol JSON.
     #[error("Failed to encode or decode a control message on `{socket}`")]
     Protocol {

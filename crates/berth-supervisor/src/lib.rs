@@ -15,10 +15,13 @@
 //! - **Logs**: each service's stdout and stderr go to `<log_dir>/current`, rotated by
 //!   size to `current.1` … `current.<keep>`; as root the directory is 0750 and the files
 //!   0640, owned by root and the service's group ([`open_log_file`] for other logs).
+//!   [`service_logs`], [`last_lines`] and [`Follower`] read them back, following the
+//!   rotation (`berth tail -f`).
 //! - **Jobs**: periodic commands, one run at a time, killed after their timeout and
 //!   skipped while a service they require is not ready.
-//! - **Pause**: `SIGSTOP` to a service's whole process group (e.g. while a backup
-//!   copies its data) and `SIGCONT` on resume, on stop, or when the pause's own
+//! - **Pause** ([`Client::pause`], [`Paused`]): `SIGSTOP` to a service's whole process
+//!   group (e.g. while a backup copies its data) and `SIGCONT` on resume, on stop, when
+//!   the control connection that asked for the pause closes, or when the pause's own
 //!   timeout passes, so a caller that dies cannot leave the service frozen.
 //! - **Control** ([`Client`], [`is_running`]): one JSON
 //!   [`Request`](berth_supervisor_protocol::Request) line and one
@@ -77,9 +80,12 @@ mod say;
 mod service;
 mod supervisor;
 
-pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, is_running};
+pub use client::{Client, DEFAULT_REQUEST_TIMEOUT, Paused, is_running};
 pub use config::{BackoffConfig, DaemonConfig};
 pub use daemon::run_daemon;
 pub use error::SupervisorError;
-pub use logs::{LOG_DIR_MODE, LOG_FILE_MODE, log_group, open_log_file};
+pub use logs::{
+    Follower, LOG_DIR_MODE, LOG_FILE_MODE, LineSink, ServiceLog, last_lines, log_group,
+    open_log_file, service_logs,
+};
 pub use probe::http_get_status;

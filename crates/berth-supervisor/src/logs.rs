@@ -3,7 +3,8 @@
 //! Layout, as with runit's `svlogd`: `<log_dir>/current` is being written,
 //! `current.1` is the most recent rotated file, `current.<keep>` the oldest kept.
 //! Rotation happens at line boundaries, so a file only exceeds the limit when a
-//! single line is longer than the limit.
+//! single line is longer than the limit. Reading them back, following rotations, is
+//! in [`read`].
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -20,6 +21,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use crate::say::say;
+
+mod read;
+
+pub use read::{Follower, LineSink, ServiceLog, last_lines, service_logs};
 
 /// Mode of every log file: the administrator (root) writes and reads it, the service's
 /// group reads it, nobody else (logs carry request data, tokens, tracebacks).

@@ -7,14 +7,18 @@
 //!    │ stop             ▼                        ▼
 //!    └─────────────── Failed ◄──(policy gives up)─ Backoff ──(delay)──► Starting
 //!
-//! Starting, Ready ──pause──► Paused ──resume or deadline──► Starting (probe anew), Ready
+//! Starting, Ready ──pause──► Paused ──resume, deadline or last holder gone──► Starting (probe anew), Ready
 //! ```
+//!
+//! A pause is held by the control connections that asked for it ([`Holder`]); when
+//! the last of them closes, the service is resumed.
 //!
 //! The task owns the child process and waits on four things at once: the child's
 //! exit, the readiness probe, the end of a pause, and control commands. A flapping
 //! service therefore only ever delays itself. Other tasks see its state through
 //! [`Shared`].
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -57,6 +61,10 @@ pub(crate) struct Pause {
     since: SystemTime,
     until: Instant,
 }
+
+/// One control connection, as the holder of the pauses it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Holder(pub(crate) u64);
 
 /// What a pause request did to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +112,14 @@ enum Command {
     Pause {
         until: Instant,
         timeout: Duration,
+        holder: Holder,
         reply: Reply<PauseOutcome>,
     },
     Resume(Reply<()>),
+    Release {
+        holder: Holder,
+        reply: Reply<bool>,
+    },
     Shutdown(Reply<()>),
 }
 
@@ -207,19 +220,30 @@ impl ServiceHandle {
         let _ = self.tx.send(Command::Update(Box::new(spec)));
     }
 
-    /// Freeze the process group until `until` at the latest; `timeout` is only for the log.
+    /// Freeze the process group until `until` at the latest, on behalf of `holder`;
+    /// `timeout` is only for the log.
     pub(crate) async fn pause(
         &self,
         until: Instant,
         timeout: Duration,
+        holder: Holder,
     ) -> Result<PauseOutcome, String> {
         self.ask(|reply| Command::Pause {
             until,
             timeout,
+            holder,
             reply,
         })
         .await
         .ok_or_else(|| self.gone())
+    }
+
+    /// `holder` no longer holds the pause; resume when nobody else does. Returns
+    /// whether this resumed the service.
+    pub(crate) async fn release(&self, holder: Holder) -> bool {
+        self.ask(|reply| Command::Release { holder, reply })
+            .await
+            .unwrap_or(false)
     }
 
     /// Continue a paused process group; no-op when not paused.
@@ -249,6 +273,8 @@ struct Running {
     readiness: Option<Readiness>,
     launch: Launch,
     pause: Option<Pause>,
+    /// The connections holding the pause; empty when not paused.
+    holders: BTreeSet<Holder>,
 }
 
 enum Phase {
@@ -295,7 +321,9 @@ impl Actor {
                 Event::Command(Some(command)) => self.handle(command).await,
                 Event::Exited(status) => self.on_exit(status),
                 Event::Probed(outcome) => self.on_probe(outcome).await,
-                Event::PauseOver => self.resume("its pause timed out; "),
+                Event::PauseOver => {
+                    self.resume("its pause timed out; ");
+                }
                 Event::BackoffOver => {
                     lock(&self.shared).restarts += 1;
                     if let Err(err) = self.spawn() {
@@ -398,27 +426,32 @@ impl Actor {
             Command::Pause {
                 until,
                 timeout,
+                holder,
                 reply,
             } => {
-                let outcome = self.pause(until, timeout).await;
+                let outcome = self.pause(until, timeout, holder).await;
                 let _ = reply.send(outcome);
             }
             Command::Resume(reply) => {
                 self.resume("");
                 let _ = reply.send(());
             }
+            Command::Release { holder, reply } => {
+                let _ = reply.send(self.release(holder));
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
 
     /// `SIGSTOP` to the whole group, then wait until it has taken effect.
-    async fn pause(&mut self, until: Instant, timeout: Duration) -> PauseOutcome {
+    async fn pause(&mut self, until: Instant, timeout: Duration, holder: Holder) -> PauseOutcome {
         let Phase::Running(running) = &mut self.phase else {
             return PauseOutcome::NotRunning(lock(&self.shared).state);
         };
         let pid = running.pid;
         // Also when already paused: a process continued from outside is frozen again.
         signal_child_group(pid, Signal::SIGSTOP);
+        running.holders.insert(holder);
         let outcome = if let Some(pause) = &mut running.pause {
             pause.until = pause.until.max(until);
             PauseOutcome::Extended
@@ -455,14 +488,27 @@ impl Actor {
         outcome
     }
 
-    /// `SIGCONT` to the group if paused; `why` prefixes the log line.
-    fn resume(&mut self, why: &str) {
+    /// Drop `holder`'s hold on the pause; resume once no connection holds it.
+    fn release(&mut self, holder: Holder) -> bool {
         let Phase::Running(running) = &mut self.phase else {
-            return;
+            return false;
+        };
+        if !running.holders.remove(&holder) || !running.holders.is_empty() {
+            return false;
+        }
+        self.resume("the connection that paused it closed; ")
+    }
+
+    /// `SIGCONT` to the group if paused; `why` prefixes the log line. Returns whether
+    /// it was paused.
+    fn resume(&mut self, why: &str) -> bool {
+        let Phase::Running(running) = &mut self.phase else {
+            return false;
         };
         let Some(pause) = running.pause.take() else {
-            return;
+            return false;
         };
+        running.holders.clear();
         signal_child_group(running.pid, Signal::SIGCONT);
         if running.probe.is_some() {
             running.probe = running.readiness.clone().map(|readiness| {
@@ -487,6 +533,7 @@ impl Actor {
                 u64::try_from(paused_for.as_millis()).unwrap_or(u64::MAX)
             ))
         );
+        true
     }
 
     async fn restart(&mut self, reply: Reply<Outcome>) {
@@ -586,6 +633,7 @@ impl Actor {
             readiness,
             launch,
             pause: None,
+            holders: BTreeSet::new(),
         }));
         if ready {
             self.answer_waiters(&Ok(()));

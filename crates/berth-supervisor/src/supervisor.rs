@@ -18,7 +18,7 @@ use crate::config::BackoffConfig;
 use crate::graph::{self, Deps};
 use crate::jobs::{JobHandle, ReadyCheck};
 use crate::say::say;
-use crate::service::{PauseOutcome, ServiceHandle, lock};
+use crate::service::{Holder, PauseOutcome, ServiceHandle, lock};
 
 #[derive(Default)]
 struct Registry {
@@ -62,8 +62,8 @@ impl Supervisor {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Answer one request.
-    pub(crate) async fn handle(&self, request: Request) -> Response {
+    /// Answer one request that came over the connection `holder`.
+    pub(crate) async fn handle(&self, request: Request, holder: Holder) -> Response {
         let result = match request {
             Request::Status => return self.status(),
             Request::Start { target } => self.start_target(&target).await,
@@ -79,7 +79,9 @@ impl Supervisor {
                 self.stop_all().await;
                 Ok(())
             }
-            Request::Pause { target, timeout_ms } => self.pause_target(&target, timeout_ms).await,
+            Request::Pause { target, timeout_ms } => {
+                self.pause_target(&target, timeout_ms, holder).await
+            }
             Request::Resume { target } => self.resume_target(&target).await,
         };
         match result {
@@ -250,8 +252,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Pause every target at once; all or nothing, see [`Request::Pause`].
-    async fn pause_target(&self, target: &Target, timeout_ms: u64) -> Result<(), String> {
+    /// Pause every target at once for `holder`; all or nothing, see [`Request::Pause`].
+    async fn pause_target(
+        &self,
+        target: &Target,
+        timeout_ms: u64,
+        holder: Holder,
+    ) -> Result<(), String> {
         if timeout_ms == 0 {
             return Err("A pause needs a timeout: `timeout_ms` must be at least 1".to_owned());
         }
@@ -262,17 +269,16 @@ impl Supervisor {
         let names = self.resolve(target)?;
         let (_, handles) = self.snapshot();
         let mut tasks = JoinSet::new();
-        for name in names {
-            if let Some(handle) = handles.get(&name).cloned() {
-                tasks.spawn(async move { (name, handle.pause(until, timeout).await) });
+        for name in &names {
+            if let Some(handle) = handles.get(name).cloned() {
+                let name = name.clone();
+                tasks.spawn(async move { (name, handle.pause(until, timeout, holder).await) });
             }
         }
-        let mut paused = Vec::new();
         let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((name, Ok(PauseOutcome::Paused))) => paused.push(name),
-                Ok((_, Ok(PauseOutcome::Extended))) => {}
+                Ok((_, Ok(PauseOutcome::Paused | PauseOutcome::Extended))) => {}
                 // `all` means whatever runs; nothing starts these without a request.
                 Ok((
                     _,
@@ -291,23 +297,28 @@ impl Supervisor {
         if failures.is_empty() {
             return Ok(());
         }
-        // A caller that gets an error may not send `Resume`: undo what this request did.
-        for name in &paused {
-            if let Some(handle) = handles.get(name) {
-                handle.resume().await;
-            }
-        }
+        // A caller that gets an error may not send `Resume`: undo what this request did,
+        // leaving alone what another connection's pause still holds.
+        let mut resumed = release(&handles, &names, holder).await;
         failures.sort();
         let mut message = failures.join("; ");
-        if !paused.is_empty() {
-            paused.sort();
+        if !resumed.is_empty() {
+            resumed.sort();
             let _ = write!(
                 message,
                 "; resumed the services this request had paused ({})",
-                paused.join(", ")
+                resumed.join(", ")
             );
         }
         Err(message)
+    }
+
+    /// The connection `holder` closed: resume what it paused and no other connection
+    /// holds. Returns the services resumed.
+    pub(crate) async fn release(&self, holder: Holder) -> Vec<String> {
+        let (_, handles) = self.snapshot();
+        let names: Vec<String> = handles.keys().cloned().collect();
+        release(&handles, &names, holder).await
     }
 
     /// Resume the paused ones among the targets.
@@ -482,6 +493,28 @@ fn ready_check(me: &Weak<Supervisor>) -> ReadyCheck {
                 .is_some_and(|h| lock(&h.shared).state == ServiceState::Ready)
         })
     })
+}
+
+/// Drop `holder`'s pause of each of `names`; returns those this resumed.
+async fn release(
+    handles: &BTreeMap<String, ServiceHandle>,
+    names: &[String],
+    holder: Holder,
+) -> Vec<String> {
+    let mut tasks = JoinSet::new();
+    for name in names {
+        if let Some(handle) = handles.get(name).cloned() {
+            let name = name.clone();
+            tasks.spawn(async move { (name, handle.release(holder).await) });
+        }
+    }
+    let mut resumed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((name, true)) = joined {
+            resumed.push(name);
+        }
+    }
+    resumed
 }
 
 async fn collect_failures(mut tasks: JoinSet<(String, Result<(), String>)>) -> Vec<String> {

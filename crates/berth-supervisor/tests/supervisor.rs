@@ -87,6 +87,17 @@ impl Daemon {
         assert_eq!(self.request(req), Response::Ok, "request {req:?}");
     }
 
+    /// Send `req` (a pause) and keep its connection open: the pause lasts as long.
+    fn hold(&self, req: &Request) -> Client {
+        let mut client = Client::connect(&self.cfg.socket).unwrap();
+        assert_eq!(
+            client.request(req).unwrap(),
+            Response::Ok,
+            "request {req:?}"
+        );
+        client
+    }
+
     fn status(&self) -> (Vec<ServiceStatus>, Vec<JobStatus>) {
         match self.request(&Request::Status) {
             Response::Status {
@@ -984,7 +995,7 @@ fn pause_freezes_the_whole_process_group_until_resume() {
     let counter = daemon.path("counter");
 
     // One name in a list: the shape a backup uses for its writers.
-    daemon.ok(&pause(Target::Many(vec!["writer".into()]), 10_000));
+    let _first = daemon.hold(&pause(Target::Many(vec!["writer".into()]), 10_000));
     // The answer comes once the group is seen stopped.
     assert!(
         frozen(parent) && frozen(child),
@@ -1009,7 +1020,7 @@ fn pause_freezes_the_whole_process_group_until_resume() {
     assert_eq!(file_len(&counter), length, "a paused service wrote");
 
     // Pausing again moves the deadline later.
-    daemon.ok(&pause(one("writer"), 60_000));
+    let _second = daemon.hold(&pause(one("writer"), 60_000));
     assert!(
         daemon
             .service("writer")
@@ -1052,7 +1063,8 @@ fn a_paused_service_resumes_by_itself_after_its_timeout() {
     let counter = daemon.path("counter");
 
     let asked = Instant::now();
-    daemon.ok(&pause(one("writer"), 300));
+    // The connection stays open: only the deadline can end this pause.
+    let _held = daemon.hold(&pause(one("writer"), 300));
     let (state, child_frozen) = (daemon.service("writer").state, frozen(child));
     let length = file_len(&counter);
     // Read before the deadline (timed after reading, so a stalled machine cannot fool it).
@@ -1070,6 +1082,94 @@ fn a_paused_service_resumes_by_itself_after_its_timeout() {
     wait_for("the counter to grow again", || file_len(&counter) > length);
     assert!(!frozen(parent) && !frozen(child));
     assert_eq!(daemon.service("writer").pid, Some(parent));
+}
+
+/// Poll `cond` every 10 ms; fail unless it holds within `limit`.
+fn wait_within(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let since = Instant::now();
+    while !cond() {
+        assert!(since.elapsed() < limit, "{what} took longer than {limit:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_pause_ends_when_the_connection_that_asked_for_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path());
+    let daemon = Daemon::start(dir, &plan(vec![w]));
+    let (parent, child) = start_writer(&daemon);
+
+    // A deadline far away, as a backup sets it: only the connection can end the pause.
+    let paused = Client::connect(&daemon.cfg.socket)
+        .unwrap()
+        .pause(one("writer"), Duration::from_mins(30))
+        .unwrap();
+    assert_eq!(paused.target(), &one("writer"));
+    assert!(frozen(parent) && frozen(child));
+    assert_eq!(daemon.service("writer").state, ServiceState::Paused);
+
+    // The caller goes away without a word (as when it is killed).
+    drop(paused);
+    wait_within(
+        "the resume after the connection closed",
+        Duration::from_secs(1),
+        || !frozen(parent) && !frozen(child),
+    );
+    let status = daemon.service("writer");
+    assert_eq!(
+        (
+            status.state,
+            status.pid,
+            status.paused_since_unix,
+            status.restarts
+        ),
+        (ServiceState::Ready, Some(parent), None, 0)
+    );
+}
+
+#[test]
+fn a_pause_held_by_two_connections_lasts_until_both_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path());
+    let daemon = Daemon::start(dir, &plan(vec![w]));
+    let (parent, child) = start_writer(&daemon);
+
+    let first = daemon.hold(&pause(one("writer"), 60_000));
+    let second = daemon.hold(&pause(Target::All, 60_000));
+    drop(first);
+    // Nothing to wait for but time: the second connection still holds the pause.
+    thread::sleep(Duration::from_millis(300));
+    assert!(frozen(parent) && frozen(child));
+    assert_eq!(daemon.service("writer").state, ServiceState::Paused);
+
+    drop(second);
+    wait_within(
+        "the resume after the last holder closed",
+        Duration::from_secs(1),
+        || !frozen(parent) && !frozen(child),
+    );
+    assert_eq!(daemon.service("writer").state, ServiceState::Ready);
+
+    // A pause resumed on its own connection answers, and the next pause starts afresh.
+    let paused = Client::connect(&daemon.cfg.socket)
+        .unwrap()
+        .pause(one("writer"), Duration::from_mins(1))
+        .unwrap();
+    assert!(frozen(parent));
+    paused.resume().unwrap();
+    assert!(!frozen(parent) && !frozen(child));
+    assert_eq!(daemon.service("writer").state, ServiceState::Ready);
+
+    // A refused pause is an error naming the supervisor's reason.
+    let err = Client::connect(&daemon.cfg.socket)
+        .unwrap()
+        .pause(one("nope"), Duration::from_mins(1))
+        .unwrap_err();
+    assert!(
+        matches!(&err, SupervisorError::Refused { message, .. } if message == "Unknown service `nope`"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -1095,7 +1195,7 @@ fn stop_restart_and_shutdown_of_a_paused_service_use_its_stop_signal() {
     // The next process is ready only once its trap is set.
     let unready = || fs::remove_file(daemon.path("ready")).unwrap();
     unready();
-    daemon.ok(&pause(Target::All, 10_000));
+    let _held = daemon.hold(&pause(Target::All, 10_000));
     let asked = Instant::now();
     daemon.ok(&Request::Restart {
         target: one("graceful"),
@@ -1114,7 +1214,7 @@ fn stop_restart_and_shutdown_of_a_paused_service_use_its_stop_signal() {
     let second = status.pid.unwrap();
     assert_ne!(second, first);
 
-    daemon.ok(&pause(Target::All, 10_000));
+    let _held = daemon.hold(&pause(Target::All, 10_000));
     let asked = Instant::now();
     daemon.ok(&Request::Stop {
         target: one("graceful"),
@@ -1133,7 +1233,7 @@ fn stop_restart_and_shutdown_of_a_paused_service_use_its_stop_signal() {
         target: Target::All,
     });
     let third = daemon.pid("graceful");
-    daemon.ok(&pause(Target::All, 10_000));
+    let _held = daemon.hold(&pause(Target::All, 10_000));
     let asked = Instant::now();
     // `Shutdown` answers once every service is stopped.
     daemon.ok(&Request::Shutdown);
@@ -1195,7 +1295,7 @@ fn pausing_an_unknown_or_stopped_service_is_an_error() {
     assert_ne!(proc_state(pid), Some('T'));
 
     // `all` pauses what runs and skips what is stopped.
-    daemon.ok(&pause(Target::All, 10_000));
+    let _held = daemon.hold(&pause(Target::All, 10_000));
     assert_eq!(daemon.service("up").state, ServiceState::Paused);
     assert_eq!(proc_state(pid), Some('T'));
     assert_eq!(daemon.service("down").state, ServiceState::Stopped);
@@ -1242,7 +1342,7 @@ fn a_service_paused_while_starting_is_not_probed_until_resumed() {
     };
     wait_for("a first probe", || probes() >= 1);
 
-    daemon.ok(&pause(one("slow"), 10_000));
+    let _held = daemon.hold(&pause(one("slow"), 10_000));
     assert_eq!(daemon.service("slow").state, ServiceState::Paused);
     // Let a probe that was under way finish dying, then watch: probes run every
     // 50 to 200 ms while starting, and none should now.

@@ -4,17 +4,15 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use berth_lifecycle::{Locate, instance};
+use berth_lifecycle::Locate;
 use berth_state::{RunStatus, StateDb};
 
 pub fn history(loc: &Locate, limit: usize, json: bool) -> Result<ExitCode> {
-    let facts = berth_host::facts::probe();
-    let (prefix, manifest, _) = instance::locate(loc, &facts)?;
-    let paths = berth_render::Paths::for_prefix(&prefix, &manifest.manifest.app.version);
+    let paths = berth_lifecycle::paths(loc)?;
     if !paths.state_db().exists() {
         println!(
             "No history: `{}` has not been set up yet.",
-            prefix.display()
+            paths.prefix.display()
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -1,0 +1,127 @@
+//! What an interrupted backup or restore left behind, and its removal by the next one.
+//!
+//! A backup, restore or verify works in staging directories under `<prefix>/tmp`, each
+//! named after the process that made it ([`StagingName`]); a process killed outright
+//! removes none of them, nor the `<archive>.partial` it was writing to a local target.
+//! The next backup or restore removes what a gone process left, by descriptors, and
+//! says so. A restore's own staging (`restore-<id>`) belongs to its journal and is left
+//! to `--resume` or `--abort`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use berth_host::beneath::SafeDir;
+use berth_host::staging::{self, StagingName};
+use berth_lifecycle::{Instance, Progress};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BackupError, Result};
+
+/// Labels of the staging directories backups and verifies make.
+pub(crate) const LABELS: [&str; 5] = ["backup", "upload", "dump", "fetch", "verify"];
+
+/// In a backup's staging directory: the partial archive it is writing to a local target.
+const PARTIAL_MARKER: &str = "partial.json";
+
+/// The partial archive a backup is writing, as recorded for the next one.
+#[derive(Debug, Serialize, Deserialize)]
+struct Partial {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// A fresh private directory `<prefix>/tmp/<label>-<time>-<pid>`, root's, mode 0700;
+/// `tmp` itself is 0711 so the database user can reach its own dump directory below.
+pub(crate) fn make_staging(inst: &Instance, label: &str) -> Result<PathBuf> {
+    let root = inst.paths.tmp();
+    berth_host::fsutil::ensure_dir(&root, 0o711)?;
+    let tmp = SafeDir::open_trusted(&root)?;
+    tmp.set_mode(Path::new(""), 0o711)?;
+    let name = StagingName::new(label).to_string();
+    // Created here, so never an existing directory or a link someone planted.
+    tmp.create_dir(Path::new(&name), 0o700, None)?;
+    Ok(root.join(name))
+}
+
+/// Record in `staging` (a backup's) that this process is writing `partial`, created by
+/// it a moment ago, so that the next backup can remove it should this one be killed.
+pub(crate) fn record_partial(staging: &Path, partial: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(partial).map_err(BackupError::io("inspect", partial))?;
+    let record = Partial {
+        path: partial.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    berth_host::fsutil::write_atomic(
+        &staging.join(PARTIAL_MARKER),
+        &serde_json::to_vec(&record)?,
+        0o600,
+        None,
+    )?;
+    Ok(())
+}
+
+/// Remove what interrupted backups, restores and verifies of this instance left, and
+/// say what through `progress`.
+pub fn sweep(inst: &Instance, progress: &dyn Progress) -> Result<()> {
+    let root = inst.paths.tmp();
+    if !root.is_dir() {
+        return Ok(());
+    }
+    let tmp = SafeDir::open_trusted(&root)?;
+    for gone in staging::abandoned(&tmp, &LABELS)? {
+        let name = gone.to_string();
+        if gone.label == "backup"
+            && let Some(partial) = remove_partial(&tmp, &name)?
+        {
+            progress.note(&format!(
+                "Removed `{}`, the unfinished archive of an interrupted backup (pid {})",
+                partial.display(),
+                gone.pid
+            ));
+        }
+        if tmp.remove_tree(Path::new(&name))? {
+            progress.note(&format!(
+                "Removed `{}`, left by an interrupted {} (pid {})",
+                root.join(&name).display(),
+                what(&gone.label),
+                gone.pid
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn what(label: &str) -> &'static str {
+    match label {
+        "verify" => "verify",
+        "fetch" => "restore or verify",
+        _ => "backup",
+    }
+}
+
+/// The partial archive a gone backup recorded in its staging directory `name`, removed
+/// if it is still the very file it made (same device and inode, never through a
+/// symlink); returns its path then.
+fn remove_partial(tmp: &SafeDir, name: &str) -> Result<Option<PathBuf>> {
+    let dir = tmp.open_dir(Path::new(name))?;
+    if dir.stat(Path::new(PARTIAL_MARKER))?.is_none() {
+        return Ok(None);
+    }
+    // Written by root in a directory only root can enter: trusted as written.
+    let Ok(record) = serde_json::from_slice::<Partial>(&dir.read(Path::new(PARTIAL_MARKER))?)
+    else {
+        return Ok(None);
+    };
+    let Ok((parent, file)) = berth_host::beneath::in_parent(&record.path) else {
+        return Ok(None);
+    };
+    match parent.stat(&file)? {
+        Some(stat) if stat.is_file() && stat.id() == (record.dev, record.ino) => {
+            parent.remove_file(&file)?;
+            Ok(Some(record.path))
+        }
+        _ => Ok(None),
+    }
+}

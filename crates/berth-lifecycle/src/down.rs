@@ -1,0 +1,41 @@
+//! `berth down`: stop every service and the supervisor, and keep them stopped at boot.
+
+use std::time::Duration;
+
+use berth_render::Paths;
+use berth_supervisor_protocol::Request;
+
+use crate::error::{LifecycleError, Result};
+use crate::supervisor;
+
+/// How long the supervisor may take to exit once its services are stopped.
+const EXIT_WAIT: Duration = Duration::from_mins(2);
+
+/// What [`down`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// The supervisor was not running: nothing was done.
+    NotRunning,
+    /// Every service was stopped, in reverse dependency order, and the supervisor has
+    /// exited.
+    Stopped,
+}
+
+/// Stop the instance at `paths`: remove the autostart marker (stopped on purpose, a
+/// supervisor started at boot leaves the services stopped), ask the supervisor to
+/// stop every service and exit, and wait until its process is gone.
+pub fn down(paths: &Paths) -> Result<Down> {
+    if !supervisor::is_running(paths) {
+        return Ok(Down::NotRunning);
+    }
+    berth_host::fsutil::remove_file_if_exists(&paths.autostart_marker())?;
+    supervisor::request(paths, &Request::Shutdown)?;
+    // Shutdown answers once the services are stopped, before the daemon has removed
+    // its socket and pid file: wait for the process itself to be gone.
+    if !supervisor::wait_exited(paths, EXIT_WAIT) {
+        return Err(LifecycleError::SupervisorLingers {
+            prefix: paths.prefix.clone(),
+        });
+    }
+    Ok(Down::Stopped)
+}
