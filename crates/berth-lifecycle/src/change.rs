@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use berth_host::converge::{Applied, ConvergePlan};
 use berth_render::{DesiredState, ServiceChanges, service_changes};
+use berth_state::PendingServices;
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
 use crate::desired::{mask_list, supervision_plan};
@@ -67,7 +68,7 @@ impl Change {
                 service_changes(old_plan.as_ref(), &new_plan, &plan.restart, &plan.reload);
             if !services.is_empty() {
                 run.db
-                    .record_pending_services(run.id, &crate::interrupted::pending(&services))?;
+                    .record_pending_services(run.id, &pending(&services))?;
             }
             let applied = if plan.is_empty() {
                 None
@@ -284,6 +285,16 @@ impl Change {
             });
         }
         out
+    }
+}
+
+/// How a run's service changes are recorded.
+pub(crate) fn pending(changes: &ServiceChanges) -> PendingServices {
+    PendingServices {
+        restart: changes.restart.clone(),
+        reload: changes.reload.clone(),
+        start: changes.start.clone(),
+        stop: changes.stop.clone(),
     }
 }
 

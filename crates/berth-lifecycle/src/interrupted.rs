@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use berth_render::{DesiredState, ServiceChanges};
+use berth_render::DesiredState;
 use berth_state::{PendingServices, Unfinished};
 use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
 
@@ -22,16 +22,6 @@ use crate::instance::Instance;
 use crate::run::{Outcome, Run};
 use crate::state_files::applied_plan;
 use crate::{health, supervisor};
-
-/// How a run's service changes are recorded.
-pub(crate) fn pending(changes: &ServiceChanges) -> PendingServices {
-    PendingServices {
-        restart: changes.restart.clone(),
-        reload: changes.reload.clone(),
-        start: changes.start.clone(),
-        stop: changes.stop.clone(),
-    }
-}
 
 /// What runs that never finished left pending, read without changing anything: for
 /// the dry run.
@@ -68,7 +58,7 @@ pub(crate) fn finish(run: &Run, state: &DesiredState, outcome: &mut Outcome) -> 
             if done.is_noop() {
                 return Ok(());
             }
-            let stopped = crate::reconfigure::stopped_services(inst);
+            let stopped = supervisor::stopped_services(&inst.paths);
             if stopped.is_empty() {
                 health::wait_healthy(state)?;
             }

@@ -39,7 +39,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
             outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
             // The change is kept only if the app still answers; unless a service is
             // stopped on purpose, when it may well not.
-            let stopped = stopped_services(inst);
+            let stopped = supervisor::stopped_services(&inst.paths);
             if stopped.is_empty() {
                 progress.begin(&format!("Waiting for {}", state.health_url));
                 run.step("health", || health::wait_healthy(&state))?;
@@ -56,13 +56,4 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     })?;
     preflight::record_ports(inst, &state)?;
     Ok(outcome)
-}
-
-/// Services of the plan that are stopped (by an administrator).
-pub(crate) fn stopped_services(inst: &Instance) -> Vec<String> {
-    supervisor::service_statuses(&inst.paths)
-        .into_iter()
-        .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
-        .map(|s| s.name)
-        .collect()
 }

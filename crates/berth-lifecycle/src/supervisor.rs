@@ -180,6 +180,15 @@ pub fn service_statuses(paths: &Paths) -> Vec<berth_supervisor_protocol::Service
     }
 }
 
+/// Services of the plan that are stopped (by an administrator).
+pub(crate) fn stopped_services(paths: &Paths) -> Vec<String> {
+    service_statuses(paths)
+        .into_iter()
+        .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
+        .map(|s| s.name)
+        .collect()
+}
+
 /// Services the supervisor currently runs (any state but stopped/failed).
 pub fn running_services(paths: &Paths) -> std::collections::BTreeSet<String> {
     service_statuses(paths)
