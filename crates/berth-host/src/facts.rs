@@ -57,6 +57,8 @@ pub fn probe() -> Facts {
         os_version,
         arch: std::env::consts::ARCH.to_owned(),
         systemd: std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd"),
+        // Filled by the caller for the packages it needs (see `Facts::package_versions`).
+        package_versions: std::collections::BTreeMap::new(),
     }
 }
 

@@ -95,6 +95,7 @@ fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
     match hook.when {
         HookWhen::Once => Some(berth_state::INSTANCE_SCOPE.to_owned()),
         HookWhen::Release => Some(format!("release {version}")),
+        HookWhen::Change => hook.rerun_key.as_ref().map(|key| format!("change {key}")),
         HookWhen::Always => None,
     }
 }
@@ -395,6 +396,10 @@ mod tests {
             when: HookWhen::Once,
             after: after.iter().map(|s| (*s).to_owned()).collect(),
             before: before.iter().map(|s| (*s).to_owned()).collect(),
+            after_hooks: vec![],
+            before_hooks: vec![],
+            rerun_key: None,
+            rerun_inputs: vec![],
             timeout: Duration::from_secs(1),
             log_file: PathBuf::from("/l/h.log"),
             creates: None,

@@ -3,6 +3,8 @@
 //! Plain data, so rendering stays a pure function of (manifest, site config, facts,
 //! secrets) and tests can pin facts to fixed values.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Facts about the host that settings may derive defaults from (`facts.cpus` …).
@@ -30,6 +32,13 @@ pub struct Facts {
     pub arch: String,
     /// Whether systemd is PID 1.
     pub systemd: bool,
+    /// Installed version of distribution packages, by package name, as the package
+    /// manager reports it (e.g. `1:1.39.10-1`). Filled for the packages the enabled
+    /// components declare; a package missing here is not installed (or was not asked
+    /// about). Only `when = "change"` hooks read it (`on = ["package:…"]`): it is not
+    /// in the template context, so a package upgrade never changes a rendered file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_versions: BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -47,6 +56,7 @@ impl Facts {
             os_version: "12".to_owned(),
             arch: "x86_64".to_owned(),
             systemd: false,
+            package_versions: BTreeMap::new(),
         }
     }
 }

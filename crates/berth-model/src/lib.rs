@@ -82,7 +82,7 @@ pub use manifest::{FileFormat, Manifest};
 pub use prefix::check_prefix;
 pub use quote::{is_unsafe_char, shown, terminal_safe};
 pub use read::{InputError, MAX_INPUT_BYTES, read_input};
-pub use resolve::{declared_default, resolve};
+pub use resolve::{DerivePaths, declared_default, resolve, resolve_at};
 pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};
 pub use site_parse::parse_site;
 pub use validate::validate;

@@ -69,6 +69,10 @@ pub struct AppMeta {
     /// Lines printed after `berth up` succeeds (templates, e.g. naming a secret's file).
     #[serde(default)]
     pub next_steps: Vec<String>,
+    /// Environment every service, job and hook of the app gets (values are templates).
+    /// A component's `environment` wins over it, and a process's own over both.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }
 
 /// `[components.<name>]`: where a part of the app comes from.
@@ -97,6 +101,10 @@ pub struct Component {
     /// Whether the administrator may switch it off (`[<component>] enabled = false`).
     #[serde(default)]
     pub optional: bool,
+    /// Environment every service, job and hook of the component gets (templates). Wins
+    /// over `[app] environment`; a process's own `environment` wins over it.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }
 
 /// A data directory a component owns.
@@ -485,12 +493,19 @@ pub struct HookDecl {
     /// Working directory (template).
     #[serde(default)]
     pub working_dir: Option<String>,
-    /// `once` (per instance), `release` (once per app version), or `always`.
+    /// `once` (per instance), `release` (once per app version), `change` (when what
+    /// `on` names changes), or `always`.
     pub when: HookWhen,
-    /// Services that must be ready before the hook runs.
+    /// What a `when = "change"` hook follows: `package:<name>`, `file:<path>`,
+    /// `setting:<group>.<key>`, `app:version` (see [`RerunSource`]).
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Services that must be ready before the hook runs, and hooks (`hook:<name>`) that
+    /// run before it (see [`WaitRef`]).
     #[serde(default)]
     pub after: Vec<String>,
-    /// Services that must not start until the hook has succeeded.
+    /// Services that must not start until the hook has succeeded, and hooks
+    /// (`hook:<name>`) that run after it.
     #[serde(default)]
     pub before: Vec<String>,
     /// Kill the hook after this long, default `30m`.
@@ -517,8 +532,135 @@ pub enum HookWhen {
     Once,
     /// Once per app version (e.g. migrations, collecting static files).
     Release,
+    /// Once per value of a fingerprint of what `on` names: a package's installed
+    /// version, a rendered file, a setting (e.g. migrations of an app installed from
+    /// a distribution package).
+    Change,
     /// On every `up` and every `reconfigure` that changes something.
     Always,
+}
+
+/// An entry of a hook's `after` or `before`: a service (`"postgresql"`) or another hook
+/// (`"hook:createdb"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WaitRef<'a> {
+    /// A service, written as its name.
+    Service(&'a str),
+    /// A hook, written `hook:<name>`.
+    Hook(&'a str),
+}
+
+impl<'a> WaitRef<'a> {
+    /// The prefix that makes an entry name a hook.
+    pub const HOOK_PREFIX: &'static str = "hook:";
+
+    /// Reads one entry as written in the manifest.
+    pub fn parse(entry: &'a str) -> Self {
+        match entry.strip_prefix(Self::HOOK_PREFIX) {
+            Some(hook) => WaitRef::Hook(hook),
+            None => WaitRef::Service(entry),
+        }
+    }
+}
+
+impl HookDecl {
+    /// The services of `after` (entries without `hook:`).
+    pub fn after_services(&self) -> impl Iterator<Item = &str> {
+        services_of(&self.after)
+    }
+
+    /// The hooks of `after` (`hook:<name>`, without the prefix).
+    pub fn after_hooks(&self) -> impl Iterator<Item = &str> {
+        hooks_of(&self.after)
+    }
+
+    /// The services of `before`.
+    pub fn before_services(&self) -> impl Iterator<Item = &str> {
+        services_of(&self.before)
+    }
+
+    /// The hooks of `before` (without the prefix).
+    pub fn before_hooks(&self) -> impl Iterator<Item = &str> {
+        hooks_of(&self.before)
+    }
+}
+
+fn services_of(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter().filter_map(|e| match WaitRef::parse(e) {
+        WaitRef::Service(s) => Some(s),
+        WaitRef::Hook(_) => None,
+    })
+}
+
+fn hooks_of(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter().filter_map(|e| match WaitRef::parse(e) {
+        WaitRef::Hook(h) => Some(h),
+        WaitRef::Service(_) => None,
+    })
+}
+
+/// One entry of a `when = "change"` hook's `on`: something whose value goes into the
+/// hook's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RerunSource {
+    /// `package:<name>`: the installed version of a distribution package a component
+    /// declares in `packages`.
+    Package(String),
+    /// `file:<path>`: the rendered content of the `[[files]]` entry with that `path`.
+    File(String),
+    /// `setting:<group>.<key>`: the resolved value of a setting.
+    Setting {
+        /// The settings group.
+        group: String,
+        /// The key in the group.
+        key: String,
+    },
+    /// `app:version`: the manifest's `[app] version`.
+    AppVersion,
+}
+
+impl RerunSource {
+    /// The kinds an `on` entry may have, as written before the `:`.
+    pub const KINDS: [&'static str; 4] = ["package", "file", "setting", "app"];
+
+    /// Reads one `on` entry; the error says what is wrong with it.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let Some((kind, name)) = entry.split_once(':') else {
+            return Err("has no kind: write `package:<name>`, `file:<path>`, \
+                        `setting:<group>.<key>` or `app:version`"
+                .to_owned());
+        };
+        if name.is_empty() {
+            return Err(format!("names no {kind}"));
+        }
+        match kind {
+            "package" => Ok(RerunSource::Package(name.to_owned())),
+            "file" => Ok(RerunSource::File(name.to_owned())),
+            "setting" => match name.split_once('.') {
+                Some((group, key)) if !group.is_empty() && !key.is_empty() => {
+                    Ok(RerunSource::Setting {
+                        group: group.to_owned(),
+                        key: key.to_owned(),
+                    })
+                }
+                _ => Err("names no setting: write `setting:<group>.<key>`".to_owned()),
+            },
+            "app" if name == "version" => Ok(RerunSource::AppVersion),
+            "app" => Err("only `app:version` may be followed".to_owned()),
+            _ => Err(format!("has the unknown kind `{kind}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for RerunSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RerunSource::Package(p) => write!(f, "package:{p}"),
+            RerunSource::File(p) => write!(f, "file:{p}"),
+            RerunSource::Setting { group, key } => write!(f, "setting:{group}.{key}"),
+            RerunSource::AppVersion => write!(f, "app:version"),
+        }
+    }
 }
 
 /// `[backup]`: what `berth backup create` puts in an archive besides the site config

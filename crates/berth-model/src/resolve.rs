@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use minijinja::Value;
+use serde::Serialize;
 
 use crate::locate::Seg;
 use crate::manifest::{SettingDecl, SettingType};
@@ -22,10 +23,46 @@ pub const FALLBACK_EXTERNAL_URL: &str = "http://127.0.0.1:8080/";
 /// each value records its [`Origin`]. Derived values are converted to the declared type
 /// and clamped to `min`/`max`. A setting with neither a default nor a `derive` must be
 /// set by the profile or the site.
+///
+/// A `derive` expression that uses `paths.*` fails here, since the instance's
+/// directories are not known: call [`resolve_at`] with them.
 pub fn resolve(
     m: &LoadedManifest,
     site: &SiteConfig,
     facts: &Facts,
+) -> Result<ResolvedConfig, Diagnostics> {
+    resolve_at(m, site, facts, None)
+}
+
+/// The instance's directories as a `derive` expression sees them (`paths.<name>`):
+/// the same names and values as the render context's `paths`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DerivePaths {
+    /// The instance's root.
+    pub prefix: String,
+    /// `<prefix>/etc`.
+    pub etc: String,
+    /// `<prefix>/data`.
+    pub data: String,
+    /// `<prefix>/run`.
+    pub run: String,
+    /// `<prefix>/log`.
+    pub log: String,
+    /// `<prefix>/secrets`.
+    pub secrets: String,
+    /// `<prefix>/state`.
+    pub state: String,
+    /// `<prefix>/releases/<version>`.
+    pub release: String,
+}
+
+/// As [`resolve`], with the instance's directories for `derive` expressions that use
+/// `paths.*` (`None`: such an expression fails, naming the setting).
+pub fn resolve_at(
+    m: &LoadedManifest,
+    site: &SiteConfig,
+    facts: &Facts,
+    paths: Option<&DerivePaths>,
 ) -> Result<ResolvedConfig, Diagnostics> {
     let mut diags = Diagnostics::default();
     let profile = site.profile.as_ref().map(|p| p.get_ref().clone());
@@ -34,13 +71,13 @@ pub fn resolve(
         .and_then(|p| m.manifest.profiles.get(p))
         .map(crate::manifest::Profile::entries)
         .unwrap_or_default();
-    let facts_value = Value::from(minijinja::value::Serde(facts));
+    let inputs = DeriveInputs::new(facts, paths);
 
     let mut settings: BTreeMap<String, BTreeMap<String, Resolved>> = BTreeMap::new();
     for (group, keys) in &m.manifest.settings {
         for (key, decl) in keys {
             let name = format!("{group}.{key}");
-            let mut resolved = base_value(m, (group, key), decl, &facts_value, &mut diags);
+            let mut resolved = base_value(m, (group, key), decl, &inputs, &mut diags);
 
             if let Some(p) = &profile
                 && let Some(e) = profile_entries
@@ -140,24 +177,44 @@ fn external_url(
     Some(url)
 }
 
+/// What a `derive` expression evaluates against: `facts`, and `paths` when known.
+struct DeriveInputs {
+    facts: Value,
+    paths: Option<Value>,
+}
+
+impl DeriveInputs {
+    fn new(facts: &Facts, paths: Option<&DerivePaths>) -> Self {
+        Self {
+            facts: Value::from(minijinja::value::Serde(facts)),
+            paths: paths.map(|p| Value::from(minijinja::value::Serde(p))),
+        }
+    }
+}
+
 /// The value `decl` gives setting `name` when neither a profile nor the site sets it:
-/// its `default`, else its `derive` expression evaluated against `facts`. `None` when
-/// it has neither, or when that value is invalid (which [`resolve`] reports).
+/// its `default`, else its `derive` expression evaluated against `facts` (and `paths`).
+/// `None` when it has neither, or when that value is invalid (which [`resolve`] reports).
 pub fn declared_default(name: &str, decl: &SettingDecl, facts: &Facts) -> Option<SettingValue> {
     if let Some(default) = &decl.default {
         return check_value(name, decl, default).ok();
     }
-    let facts = Value::from(minijinja::value::Serde(facts));
-    derive(name, decl, decl.derive.as_ref()?, &facts).ok()
+    derive(
+        name,
+        decl,
+        decl.derive.as_ref()?,
+        &DeriveInputs::new(facts, None),
+    )
+    .ok()
 }
 
 /// The value a setting has before any profile or site: its `default`, or its `derive`
-/// expression evaluated against the facts.
+/// expression evaluated against the facts and paths.
 fn base_value(
     m: &LoadedManifest,
     (group, key): (&str, &str),
     decl: &SettingDecl,
-    facts: &Value,
+    inputs: &DeriveInputs,
     diags: &mut Diagnostics,
 ) -> Option<Resolved> {
     let name = format!("{group}.{key}");
@@ -166,7 +223,7 @@ fn base_value(
         (r, Origin::Default, "default")
     } else {
         let expr = decl.derive.as_ref()?;
-        (derive(&name, decl, expr, facts), Origin::Derived, "derive")
+        (derive(&name, decl, expr, inputs), Origin::Derived, "derive")
     };
     match result {
         Ok(value) => Some(Resolved { value, origin }),
@@ -208,7 +265,7 @@ fn derive(
     name: &str,
     decl: &SettingDecl,
     expr: &str,
-    facts: &Value,
+    inputs: &DeriveInputs,
 ) -> Result<SettingValue, (String, Option<String>)> {
     let env = minijinja::Environment::new();
     let fail = |why: String| {
@@ -220,8 +277,20 @@ fn derive(
     let compiled = env
         .compile_expression(expr)
         .map_err(|e| fail(e.detail().unwrap_or("syntax error").to_owned()))?;
+    let Some(paths) = inputs.paths.clone().or_else(|| {
+        // Without the instance's directories, an expression may only use facts.
+        (!compiled.undeclared_variables(false).contains("paths")).then(Value::default)
+    }) else {
+        return Err((
+            format!(
+                "the `derive` expression of `{name}` uses `paths`, which are not known \
+                 before the instance's prefix is"
+            ),
+            Some("resolve with the instance's directories (`resolve_at`)".to_owned()),
+        ));
+    };
     let out = compiled
-        .eval(minijinja::context! { facts => facts.clone() })
+        .eval(minijinja::context! { facts => inputs.facts.clone(), paths => paths })
         .map_err(|e| fail(e.detail().map_or_else(|| e.to_string(), str::to_owned)))?;
     if out.is_undefined() || out.is_none() {
         return Err(fail("it gave no value".to_owned()));

@@ -61,12 +61,7 @@ fn with_builtins(mut top: BTreeMap<String, Node>) -> Node {
 pub(crate) fn render_context(m: &Manifest) -> Node {
     let mut top = BTreeMap::new();
     top.insert("app".to_owned(), map(["name", "version"]));
-    top.insert(
-        "paths".to_owned(),
-        map([
-            "prefix", "etc", "data", "run", "log", "secrets", "state", "release",
-        ]),
-    );
+    top.insert("paths".to_owned(), paths_node());
     top.insert(
         "settings".to_owned(),
         Node::Map(
@@ -107,10 +102,19 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
     with_builtins(top)
 }
 
-/// The shape of the context a setting's `derive` expression evaluates in: `facts` only.
+/// The instance's directories: `paths.<name>`.
+fn paths_node() -> Node {
+    map([
+        "prefix", "etc", "data", "run", "log", "secrets", "state", "release",
+    ])
+}
+
+/// The shape of the context a setting's `derive` expression evaluates in: `facts` and
+/// `paths` (never settings, secrets or components: a default is known before them).
 pub(crate) fn derive_context() -> Node {
     let mut top = BTreeMap::new();
     top.insert("facts".to_owned(), facts_node());
+    top.insert("paths".to_owned(), paths_node());
     with_builtins(top)
 }
 

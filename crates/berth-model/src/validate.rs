@@ -11,7 +11,9 @@ use std::path::Path;
 
 use crate::load::relative_inside;
 use crate::locate::{Locator, Seg};
-use crate::manifest::{DataDir, Manifest, SettingDecl, SettingType};
+use crate::manifest::{
+    DataDir, HookWhen, Manifest, RerunSource, SettingDecl, SettingType, WaitRef,
+};
 use crate::span::Source;
 use crate::suggest;
 use crate::templates::{derive_context, render_context, unknown_names};
@@ -40,6 +42,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.services();
     v.jobs();
     v.hooks();
+    v.environments();
     v.shell_scripts();
     v.requirements();
     v.files();
@@ -511,8 +514,9 @@ impl Validator<'_> {
                             "the `derive` expression of `{name}` uses `{}`, {}",
                             u.name, u.why
                         ),
-                        u.help
-                            .or_else(|| Some("`derive` may only use `facts.*`".to_owned())),
+                        u.help.or_else(|| {
+                            Some("`derive` may only use `facts.*` and `paths.*`".to_owned())
+                        }),
                     );
                 }
             }
@@ -652,11 +656,200 @@ impl Validator<'_> {
             let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
             self.component_ref(&p("component"), &h.component);
             for (field, list) in [("after", &h.after), ("before", &h.before)] {
-                for (i, s) in list.iter().enumerate() {
-                    self.service_ref(&[base[0], base[1], Seg::Key(field), Seg::Index(i)], s);
+                for (i, entry) in list.iter().enumerate() {
+                    let at = [base[0], base[1], Seg::Key(field), Seg::Index(i)];
+                    match WaitRef::parse(entry) {
+                        WaitRef::Service(s) => self.service_ref(&at, s),
+                        WaitRef::Hook(other) if other == name => self.at_value(
+                            &at,
+                            format!("hook `{name}` names itself in its `{field}`"),
+                            Some(format!(
+                                "remove `hook:{name}` from `[hooks.{name}] {field}`"
+                            )),
+                        ),
+                        WaitRef::Hook(other) => self.hook_ref(&at, other),
+                    }
                 }
             }
             self.duration(&p("timeout"), &h.timeout);
+            self.rerun_sources(name, h);
+        }
+    }
+
+    /// `hook:<name>` in a hook's `after` or `before` names a declared hook.
+    fn hook_ref(&mut self, path: &[Seg<'_>], name: &str) {
+        let man = self.man;
+        if man.hooks.contains_key(name) {
+            return;
+        }
+        let help = suggest::help(name, man.hooks.keys().map(String::as_str), "declared hooks")
+            .map(|h| h.replace("did you mean `", "did you mean `hook:"));
+        self.at_value(
+            path,
+            format!(
+                "`{}` names hook `{name}`, which is not declared",
+                dotted(path)
+            ),
+            help,
+        );
+    }
+
+    /// `when = "change"` goes with a non-empty `on`, whose every entry names something
+    /// declared; any other `when` has no `on`.
+    fn rerun_sources(&mut self, name: &str, h: &crate::manifest::HookDecl) {
+        let man = self.man;
+        let base = [Seg::Key("hooks"), Seg::Key(name)];
+        if h.when != HookWhen::Change {
+            if !h.on.is_empty() {
+                self.at_key(
+                    &[base[0], base[1], Seg::Key("on")],
+                    format!(
+                        "hook `{name}` has `on`, but only a `when = \"change\"` hook follows what `on` names"
+                    ),
+                    Some("set `when = \"change\"`, or remove `on`".to_owned()),
+                );
+            }
+            return;
+        }
+        if h.on.is_empty() {
+            self.at_value(
+                &[base[0], base[1], Seg::Key("when")],
+                format!("hook `{name}` runs `when = \"change\"` but its `on` names nothing"),
+                Some(
+                    "list what it follows, e.g. `on = [\"package:mediawiki\", \"setting:db.name\"]`"
+                        .to_owned(),
+                ),
+            );
+            return;
+        }
+        let packages: BTreeSet<&str> = man
+            .components
+            .values()
+            .flat_map(|c| c.packages.iter().map(String::as_str))
+            .collect();
+        for (i, entry) in h.on.iter().enumerate() {
+            let at = [base[0], base[1], Seg::Key("on"), Seg::Index(i)];
+            let source = match RerunSource::parse(entry) {
+                Ok(source) => source,
+                Err(why) => {
+                    let kind = entry.split_once(':').map_or(entry.as_str(), |(k, _)| k);
+                    let help = suggest::closest(kind, RerunSource::KINDS).map_or_else(
+                        || {
+                            "write `package:<name>`, `file:<path>`, `setting:<group>.<key>` or \
+                             `app:version`"
+                                .to_owned()
+                        },
+                        |k| format!("did you mean `{k}:`?"),
+                    );
+                    self.at_value(
+                        &at,
+                        format!("`{}` `{}` {why}", dotted(&at), crate::shown(entry)),
+                        Some(help),
+                    );
+                    continue;
+                }
+            };
+            let (known, what): (Vec<String>, &str) = match &source {
+                RerunSource::Package(p) if !packages.contains(p.as_str()) => (
+                    packages.iter().map(|p| format!("package:{p}")).collect(),
+                    "a package no component declares in `packages`",
+                ),
+                RerunSource::File(f) if !man.files.iter().any(|d| &d.path == f) => (
+                    man.files
+                        .iter()
+                        .map(|d| format!("file:{}", d.path))
+                        .collect(),
+                    "a file no `[[files]]` entry renders",
+                ),
+                RerunSource::Setting { group, key }
+                    if !man.settings.get(group).is_some_and(|g| g.contains_key(key)) =>
+                {
+                    (
+                        man.settings
+                            .iter()
+                            .flat_map(|(g, keys)| {
+                                keys.keys().map(move |k| format!("setting:{g}.{k}"))
+                            })
+                            .collect(),
+                        "a setting the manifest does not declare",
+                    )
+                }
+                _ => continue,
+            };
+            let help = suggest::help(entry, known.iter().map(String::as_str), "candidates");
+            self.at_value(
+                &at,
+                format!("`{}` names {what}: `{}`", dotted(&at), crate::shown(entry)),
+                help,
+            );
+        }
+    }
+
+    /// Every `environment` table: variable names a program can read back, and a `PATH`
+    /// of absolute directories only (an empty or relative entry would look programs up
+    /// in whatever directory the process is in).
+    fn environments(&mut self) {
+        let man = self.man;
+        let mut tables: Vec<(Vec<Owned>, &BTreeMap<String, String>)> =
+            vec![(vec![key("app"), key("environment")], &man.app.environment)];
+        for (name, c) in &man.components {
+            tables.push((
+                vec![key("components"), key(name), key("environment")],
+                &c.environment,
+            ));
+        }
+        for (name, s) in &man.services {
+            tables.push((
+                vec![key("services"), key(name), key("environment")],
+                &s.environment,
+            ));
+        }
+        for (name, j) in &man.jobs {
+            tables.push((
+                vec![key("jobs"), key(name), key("environment")],
+                &j.environment,
+            ));
+        }
+        for (name, h) in &man.hooks {
+            tables.push((
+                vec![key("hooks"), key(name), key("environment")],
+                &h.environment,
+            ));
+        }
+        for (base, env) in tables {
+            for (var, value) in env {
+                let mut path = base.clone();
+                path.push(key(var));
+                let segs: Vec<Seg<'_>> = path.iter().map(Owned::as_seg).collect();
+                if !is_env_name(var) {
+                    self.at_key(
+                        &segs,
+                        format!("`{}` cannot be an environment variable name", crate::shown(var)),
+                        Some(
+                            "use letters, digits and `_`, not starting with a digit (e.g. `DJANGO_SETTINGS`)"
+                                .to_owned(),
+                        ),
+                    );
+                }
+                if var == "PATH"
+                    && let Some(entry) = relative_path_entry(value)
+                {
+                    self.at_value(
+                        &segs,
+                        format!(
+                            "`PATH` in `{}` has the entry `{}`, which is not an absolute directory",
+                            dotted(&segs[..segs.len() - 1]),
+                            crate::shown(entry)
+                        ),
+                        Some(
+                            "list absolute directories separated by `:`, e.g. \
+                             \"{{ components.app.dir }}/bin:/usr/bin:/bin\" (an empty or relative \
+                             entry looks programs up in the working directory)"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
         }
     }
 
@@ -1102,9 +1295,27 @@ fn key(k: &str) -> Owned {
     Owned::Key(k.to_owned())
 }
 
+/// The values of `[app] environment` and of each component's `environment`, with
+/// their paths.
+fn shared_environments(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
+    let mut out = Vec::new();
+    for (k, v) in &m.app.environment {
+        out.push((vec![key("app"), key("environment"), key(k)], v.clone()));
+    }
+    for (name, c) in &m.components {
+        for (k, v) in &c.environment {
+            out.push((
+                vec![key("components"), key(name), key("environment"), key(k)],
+                v.clone(),
+            ));
+        }
+    }
+    out
+}
+
 /// Every string in the manifest that is rendered as a template, with its path.
 fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
-    let mut out = Vec::new();
+    let mut out = shared_environments(m);
     for (i, line) in m.app.next_steps.iter().enumerate() {
         out.push((
             vec![key("app"), key("next_steps"), Owned::Index(i)],
@@ -1281,22 +1492,26 @@ impl WaitGraph {
         }
         for (name, h) in &m.hooks {
             let hook = WaitNode::Hook(name.clone());
-            for (i, s) in h.after.iter().enumerate() {
-                if m.services.contains_key(s) {
+            // A node of `after`/`before` that is declared (and not the hook itself).
+            let node = |entry: &str| match WaitRef::parse(entry) {
+                WaitRef::Service(s) if m.services.contains_key(s) => {
+                    Some(WaitNode::Service(s.to_owned()))
+                }
+                WaitRef::Hook(other) if other != name && m.hooks.contains_key(other) => {
+                    Some(WaitNode::Hook(other.to_owned()))
+                }
+                _ => None,
+            };
+            for (i, entry) in h.after.iter().enumerate() {
+                if let Some(other) = node(entry) {
                     let path = vec![key("hooks"), key(name), key("after"), Owned::Index(i)];
-                    edges
-                        .entry(hook.clone())
-                        .or_default()
-                        .push((WaitNode::Service(s.clone()), path));
+                    edges.entry(hook.clone()).or_default().push((other, path));
                 }
             }
-            for (i, s) in h.before.iter().enumerate() {
-                if m.services.contains_key(s) {
+            for (i, entry) in h.before.iter().enumerate() {
+                if let Some(other) = node(entry) {
                     let path = vec![key("hooks"), key(name), key("before"), Owned::Index(i)];
-                    edges
-                        .entry(WaitNode::Service(s.clone()))
-                        .or_default()
-                        .push((hook.clone(), path));
+                    edges.entry(other).or_default().push((hook.clone(), path));
                 }
             }
         }
@@ -1405,6 +1620,23 @@ fn is_user_name(n: &str) -> bool {
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A variable name as shells and `getenv` read it: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(n: &str) -> bool {
+    n.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The first entry of a `PATH` value that is empty or relative. A value with a
+/// template in it is checked once rendered (`berth-render`).
+fn relative_path_entry(value: &str) -> Option<&str> {
+    if value.contains("{{") || value.contains("{%") {
+        return None;
+    }
+    value.split(':').find(|e| !e.starts_with('/'))
 }
 
 /// Three or four octal digits, at most `7777`.

@@ -135,16 +135,40 @@ pub struct HookSpec {
     pub user: Option<String>,
     /// When it runs.
     pub when: berth_model::manifest::HookWhen,
-    /// Services that must be ready first.
+    /// Services that must be ready first (of enabled components).
     pub after: Vec<String>,
-    /// Services that wait for it.
+    /// Services that wait for it (of enabled components).
     pub before: Vec<String>,
+    /// Hooks that run before it (`after = ["hook:…"]`), among the hooks of this state:
+    /// one of a disabled component is dropped. See [`crate::hook_order`].
+    pub after_hooks: Vec<String>,
+    /// Hooks that run after it (`before = ["hook:…"]`), among the hooks of this state.
+    pub before_hooks: Vec<String>,
+    /// For a `when = "change"` hook, the fingerprint of what it follows:
+    /// `sha256:<hex>` of [`HookSpec::rerun_inputs`]. The hook is due when this differs
+    /// from the key it last ran with. `None` for every other `when`.
+    pub rerun_key: Option<String>,
+    /// What [`HookSpec::rerun_key`] is made of, one entry per distinct `on` entry,
+    /// sorted (empty unless `when = "change"`): shows *what* changed.
+    pub rerun_inputs: Vec<RerunInput>,
     /// Kill after this long.
     pub timeout: std::time::Duration,
     /// Output goes to `<log>/hooks/<name>.log`.
     pub log_file: PathBuf,
     /// What the hook makes, inside `<prefix>/data`: partial when the hook did not finish.
     pub creates: Option<PathBuf>,
+}
+
+/// One input of a hook's fingerprint: an `on` entry and the value it has now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunInput {
+    /// The `on` entry as written, e.g. `package:mediawiki`, `setting:db.name`.
+    pub source: String,
+    /// Its value: a package's installed version, `sha256:<hex>` of a rendered file's
+    /// content, a setting's value as JSON, the app version. `None` when there is none:
+    /// a package that is not installed, a file that is not rendered (its component is
+    /// off).
+    pub value: Option<String>,
 }
 
 /// The manifest's `[backup]`, rendered against the instance.

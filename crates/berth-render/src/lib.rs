@@ -11,6 +11,8 @@
 //! - [`service_changes`]: which services restart, reload, start and stop when a new
 //!   supervision plan and changed files replace the old ones.
 //! - [`supervision_plan`]: what the supervisor runs, with the scheduled backup job.
+//! - [`hook_order`]: the order the hooks of a desired state run in;
+//!   [`hook_prerequisites`]: the hooks some hooks need to have run first.
 //! - [`BackupPolicy`]: the site's `[backup]` settings, typed ([`DesiredState::backup_policy`]).
 //! - [`escape`]: every value a template prints is escaped for its file's format
 //!   (`[[files]] format`); [`secret_encodings`] lists what a secret can look like once
@@ -20,6 +22,7 @@ mod changes;
 mod desired;
 mod error;
 mod escape;
+mod order;
 mod policy;
 mod render;
 mod supervision;
@@ -28,10 +31,11 @@ pub use berth_layout::Paths;
 pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
     AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
-    SecretSpec, UserSpec,
+    RerunInput, SecretSpec, UserSpec,
 };
 pub use error::RenderError;
 pub use escape::{escape, secret_encodings};
+pub use order::{hook_order, hook_prerequisites};
 pub use policy::{BackupPolicy, BackupTarget, Schedule, backup_policy};
 pub use render::{RenderInput, render, secret_specs};
 pub use supervision::{SCHEDULED_BACKUP_JOB, scheduled_backup_job, supervision_plan};

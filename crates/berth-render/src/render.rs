@@ -1,11 +1,12 @@
 //! Rendering: builds the template context, then every file, service, job and hook.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_model::manifest::{
-    ComponentSource, HookDecl, JobDecl, ReadyDecl, RestartDecl, ServiceDecl,
+    ComponentSource, HookDecl, HookWhen, JobDecl, ReadyDecl, RerunSource, RestartDecl, ServiceDecl,
 };
 use berth_model::{Facts, LoadedManifest, ResolvedConfig};
 use berth_supervisor_protocol::{JobSpec, Probe, Readiness, RestartPolicy, ServiceSpec};
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use crate::{
     AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
-    RenderError, SecretSpec, UserSpec,
+    RenderError, RerunInput, SecretSpec, UserSpec,
 };
 
 /// Rotate a service's log when it passes this size.
@@ -165,13 +166,19 @@ fn context(input: &RenderInput<'_>) -> Value {
     ]
     .into_iter()
     .collect();
+    // Package versions are for hook fingerprints only: a package upgrade must not
+    // change a rendered file.
+    let template_facts = berth_model::Facts {
+        package_versions: BTreeMap::new(),
+        ..input.facts.clone()
+    };
     minijinja::context! {
         app => Value::from(Serde(&app)),
         paths => Value::from(Serde(&paths)),
         settings => Value::from(Serde(&settings)),
         secrets => Value::from(Serde(input.secrets)),
         components => Value::from(Serde(&components)),
-        facts => Value::from(Serde(input.facts)),
+        facts => Value::from(Serde(&template_facts)),
         external_url => Value::from(Serde(&url)),
         profile => Value::from(Serde(&input.config.profile)),
     }
@@ -287,14 +294,42 @@ impl<'a> Renderer<'a> {
             .collect()
     }
 
-    fn env_map(
+    /// The environment of a service, job or hook of `component`: `[app] environment`,
+    /// then the component's, then its own (`field`), each later one winning. A `PATH`
+    /// must hold absolute directories only.
+    fn process_env(
         &self,
-        what: &str,
-        m: &BTreeMap<String, String>,
+        m: &berth_model::Manifest,
+        component: &str,
+        field: &str,
+        own: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, RenderError> {
-        m.iter()
-            .map(|(k, v)| Ok((k.clone(), self.string(&format!("{what}.{k}"), v)?)))
-            .collect()
+        let mut layers: BTreeMap<&str, (String, &str)> = BTreeMap::new();
+        for (k, v) in &m.app.environment {
+            layers.insert(k, (format!("app.environment.{k}"), v));
+        }
+        if let Some(c) = m.components.get(component) {
+            for (k, v) in &c.environment {
+                layers.insert(k, (format!("components.{component}.environment.{k}"), v));
+            }
+        }
+        for (k, v) in own {
+            layers.insert(k, (format!("{field}.environment.{k}"), v));
+        }
+        let mut env = BTreeMap::new();
+        for (k, (what, v)) in layers {
+            let value = self.string(&what, v)?;
+            if k == "PATH"
+                && let Some(entry) = value.split(':').find(|e| !e.starts_with('/'))
+            {
+                return Err(RenderError::RelativePath {
+                    field: what,
+                    entry: entry.to_owned(),
+                });
+            }
+            env.insert(k.to_owned(), value);
+        }
+        Ok(env)
     }
 
     fn duration(&self, field: &str, s: &str) -> Result<Duration, RenderError> {
@@ -367,14 +402,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     {
         jobs.push(job(&r, m, enabled, p, name, j, user_of(&j.component))?);
     }
-    let mut hooks = Vec::new();
-    for (name, h) in m
-        .hooks
-        .iter()
-        .filter(|(_, h)| enabled.contains(&h.component))
-    {
-        hooks.push(hook(&r, m, enabled, p, name, h, user_of(&h.component))?);
-    }
+    let hooks = hooks(input, &r, &files)?;
 
     let health_path = m.app.health_path.as_deref().unwrap_or("");
     let health_url = input
@@ -417,6 +445,32 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         backup,
         backup_policy: crate::backup_policy(input.config, input.facts, p)?,
     })
+}
+
+/// Hooks of enabled components, with the fingerprint of each `when = "change"` one.
+fn hooks(
+    input: &RenderInput<'_>,
+    r: &Renderer<'_>,
+    files: &[FileSpec],
+) -> Result<Vec<HookSpec>, RenderError> {
+    let m = &input.manifest.manifest;
+    let enabled = &input.config.enabled_components;
+    let mut hooks = Vec::new();
+    for (name, h) in m
+        .hooks
+        .iter()
+        .filter(|(_, h)| enabled.contains(&h.component))
+    {
+        let user = component_user(input.manifest, &h.component, input.facts);
+        let mut spec = hook(r, m, enabled, input.paths, name, h, user)?;
+        if h.when == HookWhen::Change {
+            let (key, inputs) = rerun_key(input, files, h);
+            spec.rerun_key = Some(key);
+            spec.rerun_inputs = inputs;
+        }
+        hooks.push(spec);
+    }
+    Ok(hooks)
 }
 
 /// Every declared secret must have a value.
@@ -586,6 +640,84 @@ fn enabled_services(
         .collect()
 }
 
+fn enabled_services_of<'a>(
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    list: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    list.filter(|s| service_enabled(m, enabled, s))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The hooks of `list` that run in this configuration (their component is enabled).
+fn enabled_hooks<'a>(
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+    list: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    list.filter(|h| {
+        m.hooks
+            .get(*h)
+            .is_some_and(|h| enabled.contains(&h.component))
+    })
+    .map(str::to_owned)
+    .collect()
+}
+
+/// The fingerprint of a `when = "change"` hook: `sha256:<hex>` of its inputs (as
+/// JSON), and the inputs, one per distinct `on` entry in sorted order, so writing
+/// `on` in another order does not make the hook due.
+fn rerun_key(
+    input: &RenderInput<'_>,
+    files: &[FileSpec],
+    h: &HookDecl,
+) -> (String, Vec<RerunInput>) {
+    let sources: BTreeSet<RerunSource> =
+        h.on.iter()
+            .filter_map(|e| RerunSource::parse(e).ok())
+            .collect();
+    let inputs: Vec<RerunInput> = sources
+        .into_iter()
+        .map(|source| {
+            let value = match &source {
+                RerunSource::Package(name) => input.facts.package_versions.get(name).cloned(),
+                RerunSource::File(path) => {
+                    let path = input.paths.etc.join(path);
+                    files
+                        .iter()
+                        .find(|f| f.path == path)
+                        .map(|f| sha256_hex(f.content.as_bytes()))
+                }
+                RerunSource::Setting { group, key } => input
+                    .config
+                    .settings
+                    .get(group)
+                    .and_then(|g| g.get(key))
+                    .and_then(|r| serde_json::to_string(&r.value).ok()),
+                RerunSource::AppVersion => Some(input.manifest.manifest.app.version.clone()),
+            };
+            RerunInput {
+                source: source.to_string(),
+                value,
+            }
+        })
+        .collect();
+    let canonical = serde_json::to_string(&inputs).unwrap_or_default();
+    (sha256_hex(canonical.as_bytes()), inputs)
+}
+
+/// `sha256:<lowercase hex>`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::from("sha256:");
+    for b in &digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 fn probe(r: &Renderer<'_>, what: &str, ready: &ReadyDecl) -> Result<Readiness, RenderError> {
     let probe = if let Some(addr) = &ready.tcp {
         Probe::Tcp {
@@ -623,7 +755,7 @@ fn service(
     Ok(ServiceSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &s.command)?,
-        env: r.env_map(&format!("{field}.environment"), &s.environment)?,
+        env: r.process_env(m, &s.component, &field, &s.environment)?,
         cwd: r.path(&format!("{field}.working_dir"), s.working_dir.as_ref())?,
         user,
         depends_on: enabled_services(m, enabled, &s.depends_on),
@@ -659,7 +791,7 @@ fn job(
     Ok(JobSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &j.command)?,
-        env: r.env_map(&format!("{field}.environment"), &j.environment)?,
+        env: r.process_env(m, &j.component, &field, &j.environment)?,
         cwd: r.path(&format!("{field}.working_dir"), j.working_dir.as_ref())?,
         user,
         every: r.duration(&format!("{field}.every"), &j.every)?,
@@ -683,12 +815,16 @@ fn hook(
         name: name.to_owned(),
         description: h.description.clone(),
         argv: r.strings(&format!("{field}.command"), &h.command)?,
-        env: r.env_map(&format!("{field}.environment"), &h.environment)?,
+        env: r.process_env(m, &h.component, &field, &h.environment)?,
         cwd: r.path(&format!("{field}.working_dir"), h.working_dir.as_ref())?,
         user,
         when: h.when,
-        after: enabled_services(m, enabled, &h.after),
-        before: enabled_services(m, enabled, &h.before),
+        after: enabled_services_of(m, enabled, h.after_services()),
+        before: enabled_services_of(m, enabled, h.before_services()),
+        after_hooks: enabled_hooks(m, enabled, h.after_hooks()),
+        before_hooks: enabled_hooks(m, enabled, h.before_hooks()),
+        rerun_key: None,
+        rerun_inputs: Vec::new(),
         timeout: r.duration(&format!("{field}.timeout"), &h.timeout)?,
         log_file: p.hook_log(name),
         creates: hook_output(r, p, &field, h.creates.as_ref())?,
