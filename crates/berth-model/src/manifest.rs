@@ -623,15 +623,16 @@ impl RerunSource {
     /// The kinds an `on` entry may have, as written before the `:`.
     pub const KINDS: [&'static str; 4] = ["package", "file", "setting", "app"];
 
-    /// Reads one `on` entry; the error says what is wrong with it.
+    /// Reads one `on` entry; the error completes "`on[0]` is `…`, …".
     pub fn parse(entry: &str) -> Result<Self, String> {
         let Some((kind, name)) = entry.split_once(':') else {
-            return Err("has no kind: write `package:<name>`, `file:<path>`, \
-                        `setting:<group>.<key>` or `app:version`"
-                .to_owned());
+            return Err("which has no kind".to_owned());
         };
+        if !Self::KINDS.contains(&kind) {
+            return Err(format!("whose kind `{kind}` is unknown"));
+        }
         if name.is_empty() {
-            return Err(format!("names no {kind}"));
+            return Err(format!("which names no {kind}"));
         }
         match kind {
             "package" => Ok(RerunSource::Package(name.to_owned())),
@@ -643,11 +644,10 @@ impl RerunSource {
                         key: key.to_owned(),
                     })
                 }
-                _ => Err("names no setting: write `setting:<group>.<key>`".to_owned()),
+                _ => Err("which names no setting (`setting:<group>.<key>`)".to_owned()),
             },
-            "app" if name == "version" => Ok(RerunSource::AppVersion),
-            "app" => Err("only `app:version` may be followed".to_owned()),
-            _ => Err(format!("has the unknown kind `{kind}`")),
+            _ if name == "version" => Ok(RerunSource::AppVersion),
+            _ => Err("but only `app:version` may be followed".to_owned()),
         }
     }
 }

@@ -20,6 +20,10 @@ use crate::templates::{derive_context, render_context, unknown_names};
 use crate::value::{anchored, check_value, parse_duration};
 use crate::{Diagnostic, Diagnostics, LoadedManifest};
 
+/// The forms of a hook's `on` entries, for help lines.
+const FORMS: &str =
+    "write `package:<name>`, `file:<path>`, `setting:<group>.<key>` or `app:version`";
+
 /// Signals a service may name for stopping or reloading.
 pub const SIGNALS: [&str; 11] = [
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGWINCH",
@@ -660,6 +664,15 @@ impl Validator<'_> {
                     let at = [base[0], base[1], Seg::Key(field), Seg::Index(i)];
                     match WaitRef::parse(entry) {
                         WaitRef::Service(s) => self.service_ref(&at, s),
+                        WaitRef::Hook("") => self.at_value(
+                            &at,
+                            format!("`{}` is `hook:` without a hook name", dotted(&at)),
+                            suggest::help(
+                                "",
+                                self.man.hooks.keys().map(String::as_str),
+                                "declared hooks",
+                            ),
+                        ),
                         WaitRef::Hook(other) if other == name => self.at_value(
                             &at,
                             format!("hook `{name}` names itself in its `{field}`"),
@@ -727,55 +740,67 @@ impl Validator<'_> {
             .values()
             .flat_map(|c| c.packages.iter().map(String::as_str))
             .collect();
+        let candidates =
+            |kind: Option<&str>| -> Vec<String> {
+                let mut all: Vec<String> = Vec::new();
+                if kind.is_none_or(|k| k == "package") {
+                    all.extend(packages.iter().map(|p| format!("package:{p}")));
+                }
+                if kind.is_none_or(|k| k == "file") {
+                    all.extend(man.files.iter().map(|f| format!("file:{}", f.path)));
+                }
+                if kind.is_none_or(|k| k == "setting") {
+                    all.extend(man.settings.iter().flat_map(|(g, keys)| {
+                        keys.keys().map(move |k| format!("setting:{g}.{k}"))
+                    }));
+                }
+                if kind.is_none_or(|k| k == "app") {
+                    all.push("app:version".to_owned());
+                }
+                all
+            };
         for (i, entry) in h.on.iter().enumerate() {
             let at = [base[0], base[1], Seg::Key("on"), Seg::Index(i)];
             let source = match RerunSource::parse(entry) {
                 Ok(source) => source,
                 Err(why) => {
-                    let kind = entry.split_once(':').map_or(entry.as_str(), |(k, _)| k);
-                    let help = suggest::closest(kind, RerunSource::KINDS).map_or_else(
-                        || {
-                            "write `package:<name>`, `file:<path>`, `setting:<group>.<key>` or \
-                             `app:version`"
-                                .to_owned()
-                        },
-                        |k| format!("did you mean `{k}:`?"),
+                    // Suggest a whole entry, e.g. `package:mediawiki` for `mediawiki`
+                    // or `pakage:mediawiki`.
+                    let all = candidates(None);
+                    let written = entry.split_once(':').map_or(entry.as_str(), |(_, n)| n);
+                    let close =
+                        suggest::closest(entry, all.iter().map(String::as_str)).or_else(|| {
+                            all.iter()
+                                .map(String::as_str)
+                                .find(|c| c.split_once(':').is_some_and(|(_, n)| n == written))
+                        });
+                    let help = close.map_or_else(
+                        || FORMS.to_owned(),
+                        |c| format!("did you mean `{c}`? ({FORMS})"),
                     );
                     self.at_value(
                         &at,
-                        format!("`{}` `{}` {why}", dotted(&at), crate::shown(entry)),
+                        format!("`{}` is `{}`, {why}", dotted(&at), crate::shown(entry)),
                         Some(help),
                     );
                     continue;
                 }
             };
-            let (known, what): (Vec<String>, &str) = match &source {
-                RerunSource::Package(p) if !packages.contains(p.as_str()) => (
-                    packages.iter().map(|p| format!("package:{p}")).collect(),
-                    "a package no component declares in `packages`",
-                ),
-                RerunSource::File(f) if !man.files.iter().any(|d| &d.path == f) => (
-                    man.files
-                        .iter()
-                        .map(|d| format!("file:{}", d.path))
-                        .collect(),
-                    "a file no `[[files]]` entry renders",
-                ),
+            let (kind, what) = match &source {
+                RerunSource::Package(p) if !packages.contains(p.as_str()) => {
+                    ("package", "a package no component declares in `packages`")
+                }
+                RerunSource::File(f) if !man.files.iter().any(|d| &d.path == f) => {
+                    ("file", "a file no `[[files]]` entry renders")
+                }
                 RerunSource::Setting { group, key }
                     if !man.settings.get(group).is_some_and(|g| g.contains_key(key)) =>
                 {
-                    (
-                        man.settings
-                            .iter()
-                            .flat_map(|(g, keys)| {
-                                keys.keys().map(move |k| format!("setting:{g}.{k}"))
-                            })
-                            .collect(),
-                        "a setting the manifest does not declare",
-                    )
+                    ("setting", "a setting the manifest does not declare")
                 }
                 _ => continue,
             };
+            let known = candidates(Some(kind));
             let help = suggest::help(entry, known.iter().map(String::as_str), "candidates");
             self.at_value(
                 &at,

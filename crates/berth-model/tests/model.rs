@@ -455,3 +455,159 @@ fn manifest_doc_example_is_valid() {
             .unwrap_or_else(|d| panic!("{d}"));
     validate(&m).unwrap_or_else(|d| panic!("{d}"));
 }
+
+// ---- hooks after hooks, change-keyed hooks, environment -----------------------------
+
+const HOOKS_BASE: &str = r#"[app]
+name = "wiki"
+version = "1"
+
+[components.db]
+source = "system"
+packages = ["postgresql-15"]
+
+[components.wiki]
+source = "system"
+packages = ["mediawiki"]
+
+[settings.db.name]
+type = "string"
+default = "wiki"
+
+[[files]]
+path = "wiki/LocalSettings.php"
+template = "t.j2"
+format = "plain"
+
+[services.db]
+component = "db"
+command = ["db"]
+
+[services.web]
+component = "wiki"
+command = ["web"]
+depends_on = ["db"]
+"#;
+
+fn hook_errors(extra: &str) -> Diagnostics {
+    let templates = BTreeMap::from([("t.j2".to_owned(), "x\n".to_owned())]);
+    let text = format!("{HOOKS_BASE}\n{extra}");
+    let m = LoadedManifest::from_sources("berth.toml", &text, templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    validate(&m).expect_err("expected validation errors")
+}
+
+fn hooks_valid(extra: &str) -> LoadedManifest {
+    let templates = BTreeMap::from([("t.j2".to_owned(), "x\n".to_owned())]);
+    let text = format!("{HOOKS_BASE}\n{extra}");
+    let m = LoadedManifest::from_sources("berth.toml", &text, templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+    m
+}
+
+#[test]
+fn hooks_may_follow_hooks() {
+    hooks_valid(
+        "[hooks.createdb]\ncomponent = \"db\"\ncommand = [\"c\"]\nwhen = \"once\"\nafter = [\"db\"]\n\n\
+         [hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"release\"\n\
+         after = [\"hook:createdb\", \"db\"]\nbefore = [\"web\", \"hook:admin\"]\n\n\
+         [hooks.admin]\ncomponent = \"wiki\"\ncommand = [\"a\"]\nwhen = \"once\"\n",
+    );
+}
+
+#[test]
+fn manifest_hook_references_unknown_hooks_and_itself() {
+    assert_snapshot!(
+        hook_errors(
+            "[hooks.createdb]\ncomponent = \"db\"\ncommand = [\"c\"]\nwhen = \"once\"\n\n\
+             [hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"release\"\n\
+             after = [\"hook:create-db\", \"hook:migrate\", \"web\", \"hook:\"]\nbefore = [\"hook:nothing\", \"wbe\"]\n"
+        )
+        .to_string()
+    );
+}
+
+#[test]
+fn manifest_hook_cycle_through_hooks_and_services() {
+    assert_snapshot!(
+        hook_errors(
+            "[hooks.a]\ncomponent = \"db\"\ncommand = [\"a\"]\nwhen = \"once\"\nafter = [\"hook:b\"]\n\n\
+             [hooks.b]\ncomponent = \"db\"\ncommand = [\"b\"]\nwhen = \"once\"\nafter = [\"hook:a\"]\n\n\
+             [hooks.g]\ncomponent = \"wiki\"\ncommand = [\"g\"]\nwhen = \"once\"\nafter = [\"web\"]\n\n\
+             [hooks.h]\ncomponent = \"wiki\"\ncommand = [\"h\"]\nwhen = \"once\"\n\
+             after = [\"hook:g\"]\nbefore = [\"db\"]\n"
+        )
+        .to_string()
+    );
+}
+
+#[test]
+fn change_hooks_follow_declared_things() {
+    hooks_valid(
+        "[hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"change\"\n\
+         on = [\"package:mediawiki\", \"file:wiki/LocalSettings.php\", \"setting:db.name\", \"app:version\"]\n",
+    );
+}
+
+#[test]
+fn manifest_change_hook_errors() {
+    assert_snapshot!(
+        hook_errors(
+            "[hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"change\"\n\
+             on = [\"package:mediawik\", \"file:wiki/Localsettings.php\", \"setting:db.nmae\", \
+             \"app:name\", \"pakage:mediawiki\", \"mediawiki\", \"setting:db\"]\n\n\
+             [hooks.empty]\ncomponent = \"wiki\"\ncommand = [\"e\"]\nwhen = \"change\"\n\n\
+             [hooks.release]\ncomponent = \"wiki\"\ncommand = [\"r\"]\nwhen = \"release\"\non = [\"app:version\"]\n"
+        )
+        .to_string()
+    );
+}
+
+#[test]
+fn manifest_environment_errors() {
+    assert_snapshot!(
+        hook_errors(
+            "[app.environment]\nPATH = \"/usr/bin:bin\"\n\"BAD-NAME\" = \"x\"\n\n\
+             [components.wiki.environment]\nPATH = \"/usr/bin::/bin\"\nLANG = \"{{ settings.db.nmae }}\"\n\n\
+             [hooks.h]\ncomponent = \"wiki\"\ncommand = [\"h\"]\nwhen = \"once\"\n\
+             environment = { \"1X\" = \"y\", PATH = \"{{ paths.release }}/bin:/usr/bin\" }\n"
+        )
+        .to_string()
+    );
+}
+
+#[test]
+fn derive_may_use_paths_once_they_are_known() {
+    let m = hooks_valid(
+        "[settings.wiki.upload_dir]\ntype = \"string\"\nderive = \"paths.data ~ '/images'\"\n",
+    );
+    let err = resolve(&m, &SiteConfig::default(), &Facts::fixture()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the `derive` expression of `wiki.upload_dir` uses `paths`"),
+        "{err}"
+    );
+    let paths = berth_model::DerivePaths {
+        prefix: "/srv/wiki".into(),
+        etc: "/srv/wiki/etc".into(),
+        data: "/srv/wiki/data".into(),
+        run: "/srv/wiki/run".into(),
+        log: "/srv/wiki/log".into(),
+        secrets: "/srv/wiki/secrets".into(),
+        state: "/srv/wiki/state".into(),
+        release: "/srv/wiki/releases/1".into(),
+    };
+    let r = berth_model::resolve_at(&m, &SiteConfig::default(), &Facts::fixture(), Some(&paths))
+        .unwrap();
+    assert_eq!(
+        r.settings["wiki"]["upload_dir"].value,
+        berth_model::SettingValue::String("/srv/wiki/data/images".into())
+    );
+    // Settings, secrets and components are still not available to a default.
+    let errors = hook_errors(
+        "[settings.wiki.a]\ntype = \"string\"\nderive = \"paths.dat ~ '/x'\"\n\n\
+         [settings.wiki.b]\ntype = \"string\"\nderive = \"settings.db.name\"\n",
+    );
+    assert_snapshot!(errors.to_string());
+}

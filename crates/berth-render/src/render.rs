@@ -673,13 +673,15 @@ fn rerun_key(
     files: &[FileSpec],
     h: &HookDecl,
 ) -> (String, Vec<RerunInput>) {
-    let sources: BTreeSet<RerunSource> =
+    // Sorted by the entry as written: `file:…`, `package:…`, `setting:…`.
+    let sources: BTreeMap<String, RerunSource> =
         h.on.iter()
             .filter_map(|e| RerunSource::parse(e).ok())
+            .map(|source| (source.to_string(), source))
             .collect();
     let inputs: Vec<RerunInput> = sources
         .into_iter()
-        .map(|source| {
+        .map(|(written, source)| {
             let value = match &source {
                 RerunSource::Package(name) => input.facts.package_versions.get(name).cloned(),
                 RerunSource::File(path) => {
@@ -698,7 +700,7 @@ fn rerun_key(
                 RerunSource::AppVersion => Some(input.manifest.manifest.app.version.clone()),
             };
             RerunInput {
-                source: source.to_string(),
+                source: written,
                 value,
             }
         })

@@ -1,0 +1,257 @@
+//! Hooks: the order they run in, their fingerprints (`when = "change"`) and the
+//! environment every process of a component gets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_model::{Facts, LoadedManifest, parse_site, resolve, validate};
+use berth_render::{
+    DesiredState, Paths, RenderError, RenderInput, hook_order, hook_prerequisites, render,
+};
+
+const WIKI: &str = r#"[app]
+name = "wiki"
+version = "1.0"
+
+[app.environment]
+LANG = "en_US.UTF-8"
+TZ = "UTC"
+WIKI_ROOT = "{{ paths.data }}/wiki"
+
+[components.db]
+source = "system"
+packages = ["postgresql-15"]
+user = "postgres"
+
+[components.wiki]
+source = "system"
+packages = ["mediawiki"]
+user = "wiki"
+environment = { TZ = "Europe/Berlin", PATH = "/usr/share/mediawiki/bin:/usr/bin:/bin" }
+
+[components.search]
+source = "system"
+packages = ["elasticsearch"]
+optional = true
+
+[settings.db.name]
+type = "string"
+default = "wiki"
+
+[[files]]
+path = "wiki/LocalSettings.php"
+template = "templates/LocalSettings.php.j2"
+format = "plain"
+component = "wiki"
+
+[services.db]
+component = "db"
+command = ["/usr/lib/postgresql/15/bin/postgres"]
+
+[services.web]
+component = "wiki"
+command = ["/usr/bin/php-fpm"]
+depends_on = ["db"]
+environment = { TZ = "Asia/Tokyo" }
+
+[jobs.jobs]
+component = "wiki"
+command = ["/usr/bin/php", "runJobs.php"]
+every = "5m"
+
+[hooks.initdb]
+component = "db"
+command = ["initdb"]
+when = "once"
+before = ["db"]
+
+[hooks.createdb]
+component = "db"
+command = ["createdb"]
+when = "once"
+after = ["db"]
+
+[hooks.migrate]
+component = "wiki"
+command = ["/usr/bin/php", "update.php"]
+when = "change"
+on = ["setting:db.name", "package:mediawiki", "file:wiki/LocalSettings.php"]
+after = ["hook:createdb", "db"]
+before = ["web"]
+environment = { PATH = "/opt/wiki/bin:/usr/bin" }
+
+[hooks.admin]
+component = "wiki"
+command = ["/usr/bin/php", "createAndPromote.php"]
+when = "once"
+after = ["hook:migrate", "hook:a_index"]
+
+[hooks.a_index]
+component = "search"
+command = ["/usr/bin/php", "index.php"]
+when = "always"
+after = ["hook:migrate"]
+
+[hooks.z_cache]
+component = "wiki"
+command = ["/usr/bin/php", "rebuildLocalisationCache.php"]
+when = "always"
+before = ["hook:migrate"]
+
+[hooks.aa_warm]
+component = "wiki"
+command = ["/usr/bin/php", "warm.php"]
+when = "always"
+"#;
+
+const TEMPLATE: &str = "<?php $wgDBname = '{{ settings.db.name }}';\n";
+
+fn manifest(text: &str) -> LoadedManifest {
+    let templates = BTreeMap::from([(
+        "templates/LocalSettings.php.j2".to_owned(),
+        TEMPLATE.to_owned(),
+    )]);
+    let m = LoadedManifest::from_sources("berth.toml", text, templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+    m
+}
+
+fn facts(mediawiki: Option<&str>) -> Facts {
+    let mut facts = Facts {
+        is_root: true,
+        ..Facts::fixture()
+    };
+    if let Some(v) = mediawiki {
+        facts
+            .package_versions
+            .insert("mediawiki".to_owned(), v.to_owned());
+    }
+    facts
+        .package_versions
+        .insert("postgresql-15".to_owned(), "15.8-0+deb12u1".to_owned());
+    facts
+}
+
+fn state_with(text: &str, site: &str, facts: &Facts) -> Result<DesiredState, RenderError> {
+    let m = manifest(text);
+    let site = parse_site("site.toml", site, &m).unwrap_or_else(|d| panic!("{d}"));
+    let config = resolve(&m, &site, facts).unwrap_or_else(|d| panic!("{d}"));
+    let paths = Paths::for_prefix(Path::new("/srv/wiki"), "1.0");
+    render(&RenderInput {
+        manifest: &m,
+        config: &config,
+        facts,
+        secrets: &BTreeMap::new(),
+        paths: &paths,
+    })
+}
+
+fn state(site: &str, facts: &Facts) -> DesiredState {
+    state_with(WIKI, site, facts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn hook<'s>(s: &'s DesiredState, name: &str) -> &'s berth_render::HookSpec {
+    s.hooks.iter().find(|h| h.name == name).unwrap()
+}
+
+#[test]
+fn hooks_run_after_the_hooks_they_follow_ties_by_name() {
+    let s = state("", &facts(Some("1:1.39.10-1")));
+    insta::assert_yaml_snapshot!(hook_order(&s));
+    let admin = hook(&s, "admin");
+    assert_eq!(admin.after_hooks, ["migrate", "a_index"]);
+    assert_eq!(hook(&s, "z_cache").before_hooks, ["migrate"]);
+    assert_eq!(
+        hook_prerequisites(&s, &["admin".to_owned()])
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["a_index", "createdb", "initdb", "migrate", "z_cache"]
+    );
+    assert_eq!(
+        hook_prerequisites(&s, &["createdb".to_owned()])
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["initdb"],
+        "createdb needs the database, which initdb gates"
+    );
+}
+
+/// A hook after a hook of a disabled component: that hook does not run, and the
+/// ordering entry is dropped (as one on a service of a disabled component is).
+#[test]
+fn a_hook_of_a_disabled_component_drops_out_of_the_order() {
+    let s = state("[search]\nenabled = false\n", &facts(Some("1:1.39.10-1")));
+    assert_eq!(hook(&s, "admin").after_hooks, ["migrate"]);
+    assert_eq!(
+        hook_order(&s),
+        [
+            "aa_warm", "initdb", "createdb", "z_cache", "migrate", "admin"
+        ]
+    );
+}
+
+#[test]
+fn the_fingerprint_follows_what_on_names() {
+    let s = state("", &facts(Some("1:1.39.10-1")));
+    let migrate = hook(&s, "migrate");
+    insta::assert_yaml_snapshot!((&migrate.rerun_key, &migrate.rerun_inputs));
+    for other in ["initdb", "admin", "a_index"] {
+        assert_eq!(hook(&s, other).rerun_key, None, "{other}");
+        assert!(hook(&s, other).rerun_inputs.is_empty(), "{other}");
+    }
+    let key = |s: &DesiredState| hook(s, "migrate").rerun_key.clone().unwrap();
+    // The same inputs give the same key, whatever the order of `on`.
+    let reordered = WIKI.replace(
+        r#"on = ["setting:db.name", "package:mediawiki", "file:wiki/LocalSettings.php"]"#,
+        r#"on = ["file:wiki/LocalSettings.php", "package:mediawiki", "setting:db.name", "package:mediawiki"]"#,
+    );
+    assert_ne!(reordered, WIKI);
+    let same = state_with(&reordered, "", &facts(Some("1:1.39.10-1"))).unwrap();
+    assert_eq!(key(&same), key(&s));
+    // A package upgrade, a setting (and so the rendered file) change the key.
+    let upgraded = state("", &facts(Some("1:1.39.11-1")));
+    assert_ne!(key(&upgraded), key(&s));
+    let renamed = state("[db]\nname = \"wiki2\"\n", &facts(Some("1:1.39.10-1")));
+    assert_ne!(key(&renamed), key(&s));
+    // A package that is not installed has no value (and a key of its own).
+    let missing = state("", &facts(None));
+    let input = &hook(&missing, "migrate").rerun_inputs[1];
+    assert_eq!(
+        (input.source.as_str(), input.value.as_deref()),
+        ("package:mediawiki", None)
+    );
+    assert_ne!(key(&missing), key(&s));
+    // Package versions never reach a rendered file.
+    assert_eq!(upgraded.files, s.files);
+}
+
+#[test]
+fn every_process_gets_the_app_then_the_component_environment() {
+    let s = state("", &facts(Some("1")));
+    let web = s.services.iter().find(|x| x.name == "web").unwrap();
+    let job = s.jobs.iter().find(|x| x.name == "jobs").unwrap();
+    let db = s.services.iter().find(|x| x.name == "db").unwrap();
+    insta::assert_yaml_snapshot!(BTreeMap::from([
+        ("service db", &db.env),
+        ("service web", &web.env),
+        ("job jobs", &job.env),
+        ("hook migrate", &hook(&s, "migrate").env),
+        ("hook initdb", &hook(&s, "initdb").env),
+    ]));
+}
+
+#[test]
+fn a_rendered_path_must_hold_absolute_directories() {
+    let text = WIKI.replace(
+        "PATH = \"/opt/wiki/bin:/usr/bin\"",
+        "PATH = \"{{ app.name }}/bin:/usr/bin\"",
+    );
+    let err = state_with(&text, "", &facts(None)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`hooks.migrate.environment.PATH` rendered to a `PATH` with the entry `wiki/bin`, which \
+         is not an absolute directory (an empty or relative entry looks programs up in the \
+         working directory)"
+    );
+}
