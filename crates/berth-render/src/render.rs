@@ -39,6 +39,22 @@ pub struct RenderInput<'a> {
     pub paths: &'a Paths,
 }
 
+/// The instance's directories as a setting's `derive` expression sees them
+/// (`paths.*`), for [`berth_model::resolve_at`]: the same values templates get.
+pub fn derive_paths(p: &Paths) -> berth_model::DerivePaths {
+    let s = |b: &PathBuf| b.display().to_string();
+    berth_model::DerivePaths {
+        prefix: s(&p.prefix),
+        etc: s(&p.etc),
+        data: s(&p.data),
+        run: s(&p.run),
+        log: s(&p.log),
+        secrets: s(&p.secrets),
+        state: s(&p.state),
+        release: s(&p.release),
+    }
+}
+
 /// The secrets the instance needs, with their owners: known before rendering,
 /// because converge must create them before anything can be rendered.
 pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec> {

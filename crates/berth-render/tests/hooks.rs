@@ -255,3 +255,25 @@ fn a_rendered_path_must_hold_absolute_directories() {
          working directory)"
     );
 }
+
+/// A setting's default may be derived from the instance's directories, once known.
+#[test]
+fn derive_paths_gives_the_directories_templates_see() {
+    let text = format!(
+        "{WIKI}\n[settings.wiki.uploads]\ntype = \"string\"\nderive = \"paths.data ~ '/images'\"\n"
+    );
+    let m = manifest(&text);
+    let paths = Paths::for_prefix(Path::new("/srv/wiki"), "1.0");
+    let site = parse_site("site.toml", "", &m).unwrap();
+    let config = berth_model::resolve_at(
+        &m,
+        &site,
+        &Facts::fixture(),
+        Some(&berth_render::derive_paths(&paths)),
+    )
+    .unwrap();
+    assert_eq!(
+        config.settings["wiki"]["uploads"].value,
+        berth_model::SettingValue::String("/srv/wiki/data/images".to_owned())
+    );
+}
