@@ -67,6 +67,7 @@ fn desired(prefix: &Path) -> DesiredState {
                 &["nginx"],
             ),
         ],
+        host_files: Vec::new(),
         packages: Vec::new(),
         binaries: std::collections::BTreeMap::default(),
         bundles: Vec::new(),

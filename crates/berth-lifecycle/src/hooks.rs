@@ -416,6 +416,7 @@ mod tests {
             users: vec![],
             dirs: vec![],
             files: vec![],
+            host_files: Vec::new(),
             packages: vec![],
             binaries: BTreeMap::new(),
             bundles: vec![],

@@ -58,6 +58,7 @@
 pub mod builtin;
 mod effective;
 pub mod facts;
+mod host_path;
 mod load;
 mod locate;
 pub mod manifest;
@@ -78,6 +79,7 @@ use std::fmt;
 
 pub use effective::render_effective;
 pub use facts::Facts;
+pub use host_path::{REFUSED_TREES, check_host_path};
 pub use manifest::{FileFormat, Manifest};
 pub use prefix::check_prefix;
 pub use quote::{is_unsafe_char, shown, terminal_safe};

@@ -29,6 +29,9 @@ pub struct Manifest {
     /// Config files rendered from templates.
     #[serde(default)]
     pub files: Vec<FileDecl>,
+    /// Files and symlinks outside the prefix (`/etc/nginx/sites-enabled/app.conf`).
+    #[serde(default)]
+    pub host_files: Vec<HostFileDecl>,
     /// Long-running services.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceDecl>,
@@ -281,6 +284,29 @@ pub struct FileDecl {
     /// Only rendered when this component is enabled.
     #[serde(default)]
     pub component: Option<String>,
+}
+
+/// `[[host_files]]`: a symlink or a file outside the prefix, where another program
+/// looks for it (a web server's site directory, `/etc/cron.d`). It belongs to a
+/// component: it exists while that component is enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFileDecl {
+    /// Absolute path outside `<prefix>`, never a system directory (checked by
+    /// [`crate::validate`]).
+    pub path: String,
+    /// The component it belongs to.
+    pub component: String,
+    /// A symlink to this path (template), which must be inside `<prefix>`.
+    #[serde(default)]
+    pub link_to: Option<String>,
+    /// A regular file with the rendered content of the `[[files]]` entry whose `path`
+    /// this is.
+    #[serde(default)]
+    pub copy_of: Option<String>,
+    /// Mode of a `copy_of` file (octal string); default: that entry's mode.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// The syntax of a rendered file. Every value a template prints with `{{ ... }}` is

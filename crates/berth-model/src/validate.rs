@@ -50,6 +50,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.shell_scripts();
     v.requirements();
     v.files();
+    v.host_files();
     v.backup();
     v.cycles();
     v.templates();
@@ -1171,6 +1172,98 @@ impl Validator<'_> {
         }
     }
 
+    /// `[[host_files]]`: a plain absolute path outside the system's trees, once; a
+    /// declared component; a link or a copy of a `[[files]]` entry rendered whenever
+    /// the host file is.
+    fn host_files(&mut self) {
+        let man = self.man;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, h) in man.host_files.iter().enumerate() {
+            let p = |k: &'static str| [Seg::Key("host_files"), Seg::Index(i), Seg::Key(k)];
+            if let Err(why) = crate::check_host_path(&h.path) {
+                self.at_value(
+                    &p("path"),
+                    format!("host file path `{}` {why}", crate::shown(&h.path)),
+                    Some(
+                        "write the absolute path the other program reads, at least three levels \
+                         deep and outside the system's trees, e.g. \"/etc/nginx/sites-enabled/app.conf\""
+                            .to_owned(),
+                    ),
+                );
+            } else if let Some(first) = seen.insert(h.path.as_str(), i) {
+                self.at_value(
+                    &p("path"),
+                    format!(
+                        "host file `{}` is declared twice (also `host_files[{first}]`)",
+                        h.path
+                    ),
+                    Some("declare each host file once".to_owned()),
+                );
+            }
+            self.component_ref(&p("component"), &h.component);
+            match (&h.link_to, &h.copy_of) {
+                (Some(_), Some(_)) | (None, None) => self.at_key(
+                    &p("path"),
+                    format!(
+                        "host file `{}` sets {} of `link_to` and `copy_of`",
+                        crate::shown(&h.path),
+                        if h.link_to.is_some() { "both" } else { "neither" }
+                    ),
+                    Some(
+                        "set exactly one: `link_to` for a symlink into the prefix, `copy_of` for a \
+                         copy of a rendered `[[files]]` entry"
+                            .to_owned(),
+                    ),
+                ),
+                (Some(_), None) => {
+                    if h.mode.is_some() {
+                        self.at_key(
+                            &p("mode"),
+                            format!("host file `{}` is a symlink and has a `mode`", h.path),
+                            Some("a symlink has no mode of its own: remove `mode`".to_owned()),
+                        );
+                    }
+                }
+                (None, Some(copy)) => match man.files.iter().find(|f| &f.path == copy) {
+                    None => {
+                        let help = suggest::help(
+                            copy,
+                            man.files.iter().map(|f| f.path.as_str()),
+                            "`[[files]]` paths",
+                        );
+                        self.at_value(
+                            &p("copy_of"),
+                            format!("`host_files[{i}].copy_of` names file `{copy}`, which no `[[files]]` entry renders"),
+                            help,
+                        );
+                    }
+                    Some(f) if f.component.as_ref().is_some_and(|c| c != &h.component) => {
+                        self.at_value(
+                            &p("copy_of"),
+                            format!(
+                                "host file `{}` of component `{}` copies `{copy}`, which is only rendered with component `{}`",
+                                h.path,
+                                h.component,
+                                f.component.as_deref().unwrap_or_default()
+                            ),
+                            Some("copy a file of the same component, or of none".to_owned()),
+                        );
+                    }
+                    Some(_) => {}
+                },
+            }
+            if let Some(mode) = &h.mode
+                && (!is_octal_mode(mode) || special_bits(mode) != 0)
+            {
+                self.at_value(
+                    &p("mode"),
+                    format!("`{mode}` is not a mode for a host file"),
+                    Some("write three or four octal digits without setuid, setgid or sticky bits, e.g. \"0644\"".to_owned()),
+                );
+            }
+        }
+    }
+
     /// Cycles in "waits for": a service waits for its `depends_on`, a hook for its
     /// `after`, and a hook's `before` services wait for the hook.
     fn cycles(&mut self) {
@@ -1320,10 +1413,18 @@ fn key(k: &str) -> Owned {
     Owned::Key(k.to_owned())
 }
 
-/// The values of `[app] environment` and of each component's `environment`, with
-/// their paths.
-fn shared_environments(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
+/// The values of `[app] environment`, of each component's `environment` and of each
+/// host file's `link_to`, with their paths.
+fn shared_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
     let mut out = Vec::new();
+    for (i, h) in m.host_files.iter().enumerate() {
+        if let Some(target) = &h.link_to {
+            out.push((
+                vec![key("host_files"), Owned::Index(i), key("link_to")],
+                target.clone(),
+            ));
+        }
+    }
     for (k, v) in &m.app.environment {
         out.push((vec![key("app"), key("environment"), key(k)], v.clone()));
     }
@@ -1340,7 +1441,7 @@ fn shared_environments(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
 
 /// Every string in the manifest that is rendered as a template, with its path.
 fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
-    let mut out = shared_environments(m);
+    let mut out = shared_templates(m);
     for (i, line) in m.app.next_steps.iter().enumerate() {
         out.push((
             vec![key("app"), key("next_steps"), Owned::Index(i)],

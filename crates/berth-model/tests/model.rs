@@ -478,6 +478,7 @@ default = "wiki"
 path = "wiki/LocalSettings.php"
 template = "t.j2"
 format = "plain"
+component = "wiki"
 
 [services.db]
 component = "db"
@@ -610,4 +611,34 @@ fn derive_may_use_paths_once_they_are_known() {
          [settings.wiki.b]\ntype = \"string\"\nderive = \"settings.db.name\"\n",
     );
     assert_snapshot!(errors.to_string());
+}
+
+// ---- files outside the prefix -------------------------------------------------------
+
+#[test]
+fn host_files_link_into_the_prefix_or_copy_a_rendered_file() {
+    hooks_valid(
+        "[[host_files]]\npath = \"/etc/nginx/sites-enabled/wiki.conf\"\ncomponent = \"wiki\"\n\
+         link_to = \"{{ paths.etc }}/nginx/wiki.conf\"\n\n\
+         [[host_files]]\npath = \"/etc/cron.d/wiki\"\ncomponent = \"wiki\"\n\
+         copy_of = \"wiki/LocalSettings.php\"\nmode = \"0644\"\n",
+    );
+}
+
+#[test]
+fn manifest_host_file_errors() {
+    assert_snapshot!(
+        hook_errors(
+            "[[host_files]]\npath = \"/etc/passwd\"\ncomponent = \"wiki\"\nlink_to = \"{{ paths.etc }}/x\"\n\n\
+             [[host_files]]\npath = \"etc/cron.d/wiki\"\ncomponent = \"wki\"\ncopy_of = \"wiki/LocalSetings.php\"\n\n\
+             [[host_files]]\npath = \"/etc/../root/.ssh/authorized_keys\"\ncomponent = \"wiki\"\n\n\
+             [[host_files]]\npath = \"/usr/local/bin/wiki\"\ncomponent = \"wiki\"\nlink_to = \"{{ paths.release }}/bin/wiki\"\n\
+             copy_of = \"wiki/LocalSettings.php\"\n\n\
+             [[host_files]]\npath = \"/etc/nginx/sites-enabled/wiki.conf\"\ncomponent = \"db\"\n\
+             copy_of = \"wiki/LocalSettings.php\"\nmode = \"4755\"\n\n\
+             [[host_files]]\npath = \"/etc/nginx/sites-enabled/wiki.conf\"\ncomponent = \"wiki\"\n\
+             link_to = \"{{ paths.etc }}/nginx/{{ settings.db.nmae }}\"\nmode = \"0644\"\n"
+        )
+        .to_string()
+    );
 }

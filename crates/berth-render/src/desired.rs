@@ -20,6 +20,8 @@ pub struct DesiredState {
     pub dirs: Vec<DirSpec>,
     /// Rendered config files.
     pub files: Vec<FileSpec>,
+    /// Symlinks and files outside the prefix (`[[host_files]]`) of enabled components.
+    pub host_files: Vec<HostFileSpec>,
     /// Distribution packages the enabled components need.
     pub packages: Vec<String>,
     /// Programs that must exist after the packages are installed: `component.binary` → path.
@@ -92,6 +94,39 @@ pub struct FileSpec {
     pub restarts: Vec<String>,
     /// Services reloaded when this file changes.
     pub reloads: Vec<String>,
+}
+
+/// A symlink or a file outside the prefix, belonging to a component: present while
+/// the component is enabled, removed once it is not (or the entry is gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFileSpec {
+    /// Absolute path, outside the prefix (see [`berth_model::check_host_path`]).
+    pub path: PathBuf,
+    /// The component it belongs to.
+    pub component: String,
+    /// What is there.
+    pub kind: HostFileKind,
+}
+
+/// What a host file is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostFileKind {
+    /// A symlink to `target`, an absolute path inside the prefix.
+    Link {
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// A regular file owned by root (by the user running berth without root).
+    File {
+        /// The content: the rendered `[[files]]` entry it copies. May hold secrets.
+        content: String,
+        /// Permission bits (serialised as `"0644"`).
+        #[serde(with = "octal_mode")]
+        mode: u32,
+        /// The `[[files]]` path it copies (relative to `<prefix>/etc`).
+        copy_of: String,
+    },
 }
 
 /// A secret to generate once.

@@ -47,6 +47,16 @@ pub enum RenderError {
         /// `<prefix>/data`.
         data: std::path::PathBuf,
     },
+    /// A `[[host_files]]` entry is not where a host file may be.
+    #[error("`{field}` is `{path}`: {why}")]
+    HostFile {
+        /// Manifest field, e.g. `host_files[0].link_to`.
+        field: String,
+        /// The path.
+        path: std::path::PathBuf,
+        /// What is wrong, e.g. "it is inside the prefix `/srv/app`".
+        why: String,
+    },
     /// A rendered `PATH` has an empty or relative entry.
     #[error(
         "`{field}` rendered to a `PATH` with the entry `{entry}`, which is not an absolute directory (an empty or relative entry looks programs up in the working directory)"

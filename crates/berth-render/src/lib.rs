@@ -31,7 +31,7 @@ pub use berth_layout::Paths;
 pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
     AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
-    RerunInput, SecretSpec, UserSpec,
+    HostFileKind, HostFileSpec, RerunInput, SecretSpec, UserSpec,
 };
 pub use error::RenderError;
 pub use escape::{escape, secret_encodings};

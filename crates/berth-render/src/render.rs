@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_model::manifest::{
@@ -15,8 +15,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use crate::{
-    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec, Paths,
-    RenderError, RerunInput, SecretSpec, UserSpec,
+    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
+    HostFileKind, HostFileSpec, Paths, RenderError, RerunInput, SecretSpec, UserSpec,
 };
 
 /// Rotate a service's log when it passes this size.
@@ -377,6 +377,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let users = users(input);
     let mut dirs = dirs(input)?;
     let files = files(input, &r, &mut dirs)?;
+    let host_files = host_files(input, &r, &files)?;
 
     let mut packages = BTreeSet::new();
     let mut binaries = BTreeMap::new();
@@ -448,6 +449,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         users,
         dirs,
         files,
+        host_files,
         packages: packages.into_iter().collect(),
         binaries,
         bundles,
@@ -588,6 +590,95 @@ fn files(
         });
     }
     Ok(files)
+}
+
+/// `[[host_files]]` of enabled components: outside the prefix, each symlink pointing
+/// strictly inside it.
+fn host_files(
+    input: &RenderInput<'_>,
+    r: &Renderer<'_>,
+    files: &[FileSpec],
+) -> Result<Vec<HostFileSpec>, RenderError> {
+    let m = &input.manifest.manifest;
+    let p = input.paths;
+    let inside = |path: &Path| {
+        path.strip_prefix(&p.prefix).is_ok_and(|rest| {
+            rest.components().next().is_some()
+                && rest
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
+    };
+    let mut out = Vec::new();
+    for (i, h) in m.host_files.iter().enumerate() {
+        if !input.config.enabled_components.contains(&h.component) {
+            continue;
+        }
+        let path = PathBuf::from(&h.path);
+        let field = format!("host_files[{i}]");
+        if let Err(why) = berth_model::check_host_path(&h.path) {
+            return Err(RenderError::HostFile {
+                field: format!("{field}.path"),
+                path,
+                why,
+            });
+        }
+        if path.starts_with(&p.prefix) || p.prefix.starts_with(&path) {
+            return Err(RenderError::HostFile {
+                field: format!("{field}.path"),
+                path,
+                why: format!(
+                    "a host file is outside the prefix `{}` (and not above it); put the file in \
+                     `[[files]]`",
+                    p.prefix.display()
+                ),
+            });
+        }
+        let kind = if let Some(target) = &h.link_to {
+            let what = format!("{field}.link_to");
+            let target = PathBuf::from(r.string(&what, target)?);
+            if !inside(&target) {
+                return Err(RenderError::HostFile {
+                    field: what,
+                    path: target,
+                    why: format!(
+                        "a host file links to a path inside the prefix `{}`, written without \
+                         `.` or `..`",
+                        p.prefix.display()
+                    ),
+                });
+            }
+            HostFileKind::Link { target }
+        } else {
+            let copy_of = h.copy_of.clone().unwrap_or_default();
+            let source = p.etc.join(&copy_of);
+            let Some(file) = files.iter().find(|f| f.path == source) else {
+                return Err(RenderError::HostFile {
+                    field: format!("{field}.copy_of"),
+                    path: source,
+                    why: "no `[[files]]` entry renders it".to_owned(),
+                });
+            };
+            let mode = match &h.mode {
+                Some(mode) => u32::from_str_radix(mode, 8).map_err(|_| RenderError::Mode {
+                    path: h.path.clone(),
+                    mode: mode.clone(),
+                })?,
+                None => file.mode,
+            };
+            HostFileKind::File {
+                content: file.content.clone(),
+                mode,
+                copy_of,
+            }
+        };
+        out.push(HostFileSpec {
+            path,
+            component: h.component.clone(),
+            kind,
+        });
+    }
+    Ok(out)
 }
 
 fn backup_plan(
