@@ -181,8 +181,9 @@ pub struct SettingDecl {
     /// A literal default.
     #[serde(default)]
     pub default: Option<toml::Value>,
-    /// A default derived from host facts: a minijinja *expression* such as
-    /// `[facts.cpus * 2 + 1, 9] | min`. Used when `default` is absent.
+    /// A default derived from host facts and the instance's directories: a minijinja
+    /// *expression* such as `[facts.cpus * 2 + 1, 9] | min` or `paths.data ~ '/media'`
+    /// (only `facts.*` and `paths.*`). Used when `default` is absent.
     #[serde(default)]
     pub derive: Option<String>,
     /// Smallest allowed value (`int`, `port`, `size` in bytes, `duration` in seconds).
