@@ -664,7 +664,33 @@ impl Validator<'_> {
                 for (i, entry) in list.iter().enumerate() {
                     let at = [base[0], base[1], Seg::Key(field), Seg::Index(i)];
                     match WaitRef::parse(entry) {
+                        WaitRef::Service(s)
+                            if !self.man.services.contains_key(s)
+                                && self.man.hooks.contains_key(s) =>
+                        {
+                            self.at_value(
+                                &at,
+                                format!(
+                                    "`{}` names `{s}`, which is a hook, not a service",
+                                    dotted(&at)
+                                ),
+                                Some(format!("write a hook as `\"hook:{s}\"`")),
+                            );
+                        }
                         WaitRef::Service(s) => self.service_ref(&at, s),
+                        WaitRef::Hook(other)
+                            if !self.man.hooks.contains_key(other)
+                                && self.man.services.contains_key(other) =>
+                        {
+                            self.at_value(
+                                &at,
+                                format!(
+                                    "`{}` names hook `{other}`, but `{other}` is a service",
+                                    dotted(&at)
+                                ),
+                                Some(format!("write a service without `hook:`: `\"{other}\"`")),
+                            );
+                        }
                         WaitRef::Hook("") => self.at_value(
                             &at,
                             format!("`{}` is `hook:` without a hook name", dotted(&at)),

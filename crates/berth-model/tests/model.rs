@@ -523,7 +523,8 @@ fn manifest_hook_references_unknown_hooks_and_itself() {
         hook_errors(
             "[hooks.createdb]\ncomponent = \"db\"\ncommand = [\"c\"]\nwhen = \"once\"\n\n\
              [hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"release\"\n\
-             after = [\"hook:create-db\", \"hook:migrate\", \"web\", \"hook:\"]\nbefore = [\"hook:nothing\", \"wbe\"]\n"
+             after = [\"hook:create-db\", \"hook:migrate\", \"web\", \"hook:\", \"createdb\"]\n\
+             before = [\"hook:nothing\", \"wbe\", \"hook:web\"]\n"
         )
         .to_string()
     );

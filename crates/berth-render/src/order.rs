@@ -72,7 +72,7 @@ fn needed_services<'s>(
 /// the same state always gives the same order.
 ///
 /// The manifest's validation refuses cycles; should a state have one anyway, the hooks
-/// caught in it come last, in name order.
+/// that cannot be placed (in the cycle, or after it) come last, in name order.
 pub fn hook_order(state: &DesiredState) -> Vec<&str> {
     let mut preds = predecessors(state);
     let mut order = Vec::with_capacity(preds.len());

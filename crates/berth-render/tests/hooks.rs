@@ -277,3 +277,42 @@ fn derive_paths_gives_the_directories_templates_see() {
         berth_model::SettingValue::String("/srv/wiki/data/images".to_owned())
     );
 }
+
+/// A state with a cycle cannot come from a valid manifest; should one be built by
+/// hand, every hook still appears once: those in the cycle or after it last, in name
+/// order.
+#[test]
+fn a_cycle_puts_its_hooks_last_in_name_order() {
+    let mut s = state("", &facts(Some("1")));
+    for h in &mut s.hooks {
+        if h.name == "aa_warm" {
+            h.after_hooks = vec!["admin".to_owned()];
+        }
+        if h.name == "initdb" {
+            h.after_hooks = vec!["aa_warm".to_owned()];
+        }
+    }
+    assert_eq!(
+        hook_order(&s),
+        [
+            "z_cache", "a_index", "aa_warm", "admin", "createdb", "initdb", "migrate"
+        ]
+    );
+}
+
+/// Rule 2: a hook gating a service (`before`) runs before a hook that needs that
+/// service, also through `depends_on`.
+#[test]
+fn a_hook_gating_a_service_runs_before_the_hooks_needing_it() {
+    let text = WIKI.replace(
+        "[hooks.aa_warm]\ncomponent = \"wiki\"\ncommand = [\"/usr/bin/php\", \"warm.php\"]\nwhen = \"always\"\n",
+        "[hooks.aa_warm]\ncomponent = \"wiki\"\ncommand = [\"/usr/bin/php\", \"warm.php\"]\nwhen = \"always\"\nafter = [\"web\"]\n",
+    );
+    assert_ne!(text, WIKI);
+    let s = state_with(&text, "", &facts(Some("1"))).unwrap();
+    // `web` depends on `db`, which `initdb` gates; `migrate` gates `web` itself.
+    let order = hook_order(&s);
+    let at = |n: &str| order.iter().position(|h| *h == n).unwrap();
+    assert!(at("initdb") < at("aa_warm"), "{order:?}");
+    assert!(at("migrate") < at("aa_warm"), "{order:?}");
+}
