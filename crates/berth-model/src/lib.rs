@@ -14,7 +14,8 @@
 //!   render context does not have.
 //! - **Read the administrator's `site.toml`**: [`parse_site`] into a [`SiteConfig`].
 //! - **Resolve**: [`resolve`] merges default < derived from [`Facts`] < profile < site
-//!   into a [`ResolvedConfig`].
+//!   into a [`ResolvedConfig`]; [`resolve_at`] also gives `derive` expressions the
+//!   instance's directories ([`DerivePaths`]).
 //! - **Show it**: [`render_effective`] prints the effective config as a `site.toml`.
 //! - **Read input files safely**: [`read_input`] refuses what is not a regular UTF-8 file
 //!   of sane size (a FIFO, a device, a dangling symlink) without blocking.
@@ -23,6 +24,9 @@
 //!   [`is_unsafe_char`] is the set of characters string settings refuse.
 //! - **Check the prefix**: [`check_prefix`] accepts an absolute, normalised path of
 //!   letters, digits and `._/+-` only, since every path berth derives starts with it.
+//! - **Check a path outside the prefix**: [`check_host_path`] accepts where a
+//!   `[[host_files]]` entry may be (absolute, plain, deep enough, outside the system's
+//!   trees).
 //!
 //! # Example
 //!
