@@ -491,4 +491,79 @@ mod tests {
             .collect();
         assert_eq!(pre, ["createdb", "initdb", "migrate"]);
     }
+
+    /// `once` hooks are recorded for the instance, `release` hooks per version (so a new
+    /// version runs them again), `always` hooks not at all.
+    #[test]
+    fn a_hook_is_recorded_under_the_scope_its_schedule_gives() {
+        let mut h = hook("h", &[], &[]);
+        assert_eq!(
+            super::hook_scope(&h, "2.0").as_deref(),
+            Some(berth_state::INSTANCE_SCOPE)
+        );
+        h.when = HookWhen::Release;
+        assert_eq!(super::hook_scope(&h, "2.0").as_deref(), Some("release 2.0"));
+        assert_ne!(super::hook_scope(&h, "2.1"), super::hook_scope(&h, "2.0"));
+        h.when = HookWhen::Always;
+        assert_eq!(super::hook_scope(&h, "2.0"), None);
+    }
+
+    /// A hook needing a service only through a chain of `depends_on` still runs after
+    /// the hook that gates the end of that chain.
+    #[test]
+    fn a_hook_waits_for_what_its_services_need_through_depends_on() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("app", &["db"]),
+                service("proxy", &["app"]),
+            ],
+            vec![
+                hook("a_warm_cache", &["proxy"], &[]),
+                hook("b_initdb", &[], &["db"]),
+            ],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["b_initdb", "a_warm_cache"]);
+    }
+
+    /// A cycle cannot pass the manifest's validation; should one get here, every hook
+    /// still runs once, in declared order, and the ordering ends.
+    #[test]
+    fn a_cycle_falls_back_to_the_declared_order() {
+        let s = state(
+            vec![service("a", &[]), service("b", &[])],
+            vec![hook("one", &["a"], &["b"]), hook("two", &["b"], &["a"])],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["one", "two"]);
+    }
+
+    /// Prerequisites are followed through other prerequisites, and a hook already
+    /// among the targets is not listed as its own prerequisite.
+    #[test]
+    fn prerequisites_follow_chains_and_leave_out_the_targets() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("cache", &[]),
+                service("web", &["db"]),
+            ],
+            vec![
+                hook("migrate", &["web"], &[]),
+                hook("createdb", &["db"], &["web"]),
+                hook("initdb", &[], &["db"]),
+                hook("flush", &["cache"], &[]),
+            ],
+        );
+        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["createdb", "initdb"]);
+        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned(), "createdb".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["initdb"]);
+        assert!(prerequisites(&s, &["flush".to_owned()]).is_empty());
+    }
 }

@@ -252,4 +252,42 @@ mod tests {
             "Run 7 (up) was interrupted before it acted on its services: nothing was left to do"
         );
     }
+
+    /// Started and stopped services are named too, after the restarts and reloads.
+    #[test]
+    fn what_was_started_and_stopped_is_said_after_the_restarts() {
+        let done = Outcome {
+            stopped: names(&["redis"]),
+            started: names(&["worker", "mail"]),
+            restarted: names(&["app"]),
+            ..Outcome::default()
+        };
+        assert_eq!(
+            describe("3 (up), 5 (reconfigure)", &done),
+            "Run 3 (up), 5 (reconfigure) was interrupted before it acted on its services: \
+             restarted app; started worker, mail; stopped redis"
+        );
+    }
+
+    /// A run that recorded nothing the plan on disk still has leaves nothing to do: a
+    /// later run switched those services off.
+    #[test]
+    fn pending_work_for_services_no_longer_planned_is_dropped() {
+        let runs = [unfinished(2, &["gone"], &["old"], &["left"])];
+        let wanted = merged(&runs, &plan(&["app"]));
+        assert_eq!(wanted, PendingServices::default());
+    }
+
+    /// A reload recorded by a later run is dropped when an earlier one restarts the
+    /// same service: the restart reads the new files anyway.
+    #[test]
+    fn a_restart_of_an_earlier_run_wins_over_a_later_reload() {
+        let runs = [
+            unfinished(3, &["nginx"], &[], &[]),
+            unfinished(5, &[], &["nginx", "app"], &[]),
+        ];
+        let wanted = merged(&runs, &plan(&["app", "nginx"]));
+        assert_eq!(wanted.restart, ["nginx"]);
+        assert_eq!(wanted.reload, ["app"]);
+    }
 }

@@ -343,4 +343,80 @@ mod tests {
             RunStatus::Succeeded
         );
     }
+
+    /// The history's text of a failure carries every cause, outermost first: a hook
+    /// that could not start its service says which service, and what the supervisor
+    /// answered.
+    #[test]
+    fn an_error_is_recorded_with_its_whole_chain() {
+        let err = LifecycleError::HookNeeds {
+            hook: "createdb".into(),
+            service: "postgresql".into(),
+            source: Box::new(boom()),
+        };
+        assert_eq!(
+            super::error_text(&err),
+            "Failed to start `postgresql`, which hook `createdb` needs: \
+             Failed to read `/nowhere`: disk on fire"
+        );
+        assert_eq!(
+            super::failed("it broke").status,
+            RunStatus::Failed {
+                error: "it broke".into()
+            }
+        );
+    }
+
+    /// Any one thing done makes a run "succeeded": a run that only ran hooks, or only
+    /// started a service, is not recorded as "no change".
+    #[test]
+    fn a_run_that_did_any_one_thing_is_not_no_change() {
+        let one = || vec!["x".to_owned()];
+        let outcomes = [
+            Outcome {
+                files_changed: vec![PathBuf::from("/p/etc/x")],
+                ..Outcome::default()
+            },
+            Outcome {
+                restarted: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                reloaded: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                stopped: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                started: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                hooks_run: one(),
+                ..Outcome::default()
+            },
+        ];
+        for o in outcomes {
+            assert!(!o.is_noop(), "{o:?}");
+            let recorded = o.recorded();
+            assert_eq!(recorded.status, RunStatus::Succeeded, "{o:?}");
+            let listed = [
+                recorded.files_changed,
+                recorded.services_restarted,
+                recorded.services_reloaded,
+                recorded.services_stopped,
+                recorded.services_started,
+                recorded.hooks_run,
+            ];
+            assert_eq!(listed.iter().map(Vec::len).sum::<usize>(), 1, "{o:?}");
+        }
+        // How long it took is no change.
+        let slow = Outcome {
+            duration: std::time::Duration::from_secs(9),
+            ..Outcome::default()
+        };
+        assert_eq!(slow.recorded().status, RunStatus::NoChange);
+    }
 }
