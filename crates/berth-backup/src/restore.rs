@@ -281,7 +281,7 @@ pub fn restore(
     if staged_now {
         timings.push(("stage".to_owned(), staging_started.elapsed().as_secs_f64()));
     }
-    run_steps(loc, &mut j, berth_exe, progress, &mut timings)?;
+    run_steps(loc, &mut j, opts.resume, berth_exe, progress, &mut timings)?;
     let inst = instance::open(loc)?;
     Ok(RestoreReport {
         archive: j.archive.clone(),
@@ -520,6 +520,7 @@ struct Done {
 fn run_steps(
     loc: &Locate,
     j: &mut Journal,
+    resumed: bool,
     berth_exe: &Path,
     progress: &dyn Progress,
     timings: &mut Vec<(String, f64)>,
@@ -528,7 +529,16 @@ fn run_steps(
     // instance has a state database (a new prefix gets one in `prepare-database`).
     let mut run_id = None;
     let mut done = Done::default();
-    let result = run_pending_steps(loc, j, berth_exe, progress, timings, &mut run_id, &mut done);
+    let result = run_pending_steps(
+        loc,
+        j,
+        resumed,
+        berth_exe,
+        progress,
+        timings,
+        &mut run_id,
+        &mut done,
+    );
     let Some(id) = run_id else {
         return result;
     };
@@ -558,15 +568,19 @@ fn run_begins_at(step: &str, has_state_db: bool) -> bool {
     step == "prepare-database" || has_state_db
 }
 
-/// How the history names a restore's run: its archive, and whether it was resumed.
-fn run_detail(j: &Journal) -> String {
-    let resumed = if j.done.len() > 1 { " (resumed)" } else { "" };
+/// How the history names a restore's run: its archive, and whether this is a
+/// `--resume` of an interrupted one. (How many steps are done does not tell: a restore
+/// into a new prefix begins its run at `prepare-database`, four steps in.)
+fn run_detail(j: &Journal, resumed: bool) -> String {
+    let resumed = if resumed { " (resumed)" } else { "" };
     format!("{}{resumed}", j.archive)
 }
 
+#[allow(clippy::too_many_arguments)] // the restore's whole context, passed through
 fn run_pending_steps(
     loc: &Locate,
     j: &mut Journal,
+    resumed: bool,
     berth_exe: &Path,
     progress: &dyn Progress,
     timings: &mut Vec<(String, f64)>,
@@ -577,7 +591,7 @@ fn run_pending_steps(
         let t = Instant::now();
         let inst = instance::open(loc)?;
         if run_id.is_none() && run_begins_at(step, inst.paths.state_db().exists()) {
-            let begun = Run::begin(&inst, "restore", &run_detail(j), progress)?;
+            let begun = Run::begin(&inst, "restore", &run_detail(j, resumed), progress)?;
             *run_id = Some(begun.id);
         }
         let run = match run_id {
@@ -1098,24 +1112,13 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
 
-    use berth_lifecycle::{Instance, Locate};
+    use crate::testing::instance;
     use berth_render::{BackupPlan, DatabasePlan, DesiredState, DirSpec};
 
     use super::{
         AbortWay, Begin, Journal, STEPS, abort_way, data_owner, how_to_begin, items, keep_running,
-        remaining_steps, run_begins_at, wants_safety_backup, writers,
+        remaining_steps, run_begins_at, run_detail, wants_safety_backup, writers,
     };
-
-    /// The small fixture app, on a prefix of its own (nothing is installed or started).
-    fn instance(prefix: &Path) -> Instance {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ministack");
-        berth_lifecycle::instance::open(&Locate {
-            prefix: Some(prefix.to_path_buf()),
-            manifest: Some(manifest),
-            ..Locate::default()
-        })
-        .unwrap()
-    }
 
     fn journal(staging: &Path, done: &[&str]) -> Journal {
         Journal {
@@ -1432,6 +1435,24 @@ mod tests {
         assert!(
             super::load(prefix).is_err(),
             "a damaged journal is not `no restore`"
+        );
+    }
+
+    /// The history says a restore was resumed when it was, however many steps it had
+    /// done: a fresh restore into a new prefix, whose run begins four steps in, is not
+    /// "resumed", and a resume after the first step is.
+    #[test]
+    fn the_history_says_resumed_only_of_a_resumed_restore() {
+        let archive = "/backups/ministack-1.0.0-20260101T000000Z.berth.tar.zst";
+        let new_prefix = journal(
+            Path::new("/s"),
+            &["stage", "safety-backup", "stop", "files"],
+        );
+        assert_eq!(run_detail(&new_prefix, false), archive);
+        let after_staging = journal(Path::new("/s"), &["stage"]);
+        assert_eq!(
+            run_detail(&after_staging, true),
+            format!("{archive} (resumed)")
         );
     }
 }
