@@ -12,6 +12,7 @@ use berth_state::{RunId, RunOutcome, RunStatus, StateDb, StepStatus};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::progress::Progress;
+use crate::supervisor::{Socket, Supervisor};
 
 /// What a run changed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -98,6 +99,8 @@ pub struct Run<'a> {
     pub id: RunId,
     /// Where steps report progress.
     pub progress: &'a dyn Progress,
+    /// The instance's supervisor, as the steps talk to it.
+    supervisor: Box<dyn Supervisor + 'a>,
     started: Instant,
 }
 
@@ -136,6 +139,7 @@ impl<'a> Run<'a> {
             db: StateDb::open(inst.paths.state_db())?,
             id,
             progress,
+            supervisor: Box::new(Socket(&inst.paths)),
             started: Instant::now(),
         })
     }
@@ -154,8 +158,21 @@ impl<'a> Run<'a> {
             db,
             id,
             progress,
+            supervisor: Box::new(Socket(&inst.paths)),
             started: Instant::now(),
         })
+    }
+
+    /// The instance's supervisor, as the steps talk to it.
+    pub fn supervisor(&self) -> &dyn Supervisor {
+        self.supervisor.as_ref()
+    }
+
+    /// The same run with its steps talking to `supervisor` (a scripted one, in tests).
+    #[cfg(test)]
+    pub(crate) fn with_supervisor(mut self, supervisor: impl Supervisor + 'a) -> Self {
+        self.supervisor = Box::new(supervisor);
+        self
     }
 
     /// How long the run has taken so far.
