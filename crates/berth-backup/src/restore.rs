@@ -1455,4 +1455,70 @@ mod tests {
             format!("{archive} (resumed)")
         );
     }
+
+    fn put(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Step `files` moves the live site config and data aside and the archive's in;
+    /// `--abort` puts the live ones back and removes what the restore moved in.
+    #[test]
+    fn the_files_step_swaps_in_and_abort_puts_everything_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let prefix = inst.paths.prefix.clone();
+        let staging = inst.paths.tmp().join("restore-1");
+        put(&inst.config_path, "# live\n");
+        put(&inst.paths.data_dir("app").join("db.sqlite"), "live");
+        put(&staging.join("x/config/site.toml"), "# restored\n");
+        put(&staging.join("x/data/app/db.sqlite"), "restored");
+        let j = journal(&staging, &["stage", "safety-backup", "stop"]);
+
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&inst.config_path), "# restored\n");
+        assert_eq!(
+            read(&inst.paths.data_dir("app").join("db.sqlite")),
+            "restored"
+        );
+        assert_eq!(read(&staging.join("previous/site.toml")), "# live\n");
+        assert!(!staging.join("x/data/app").exists());
+        // Run again after a kill: what is in place stays, what was kept aside too.
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&staging.join("previous/data/app/db.sqlite")), "live");
+
+        super::undo_files(&inst, &j).unwrap();
+        assert_eq!(read(&inst.config_path), "# live\n");
+        assert_eq!(read(&inst.paths.data_dir("app").join("db.sqlite")), "live");
+        assert!(!staging.join("previous/site.toml").exists());
+        assert!(prefix.join("data").is_dir());
+    }
+
+    /// Aborting a restore into a new instance removes the data directories it moved in
+    /// and the empty parents it made for them, up to `data/`, which stays.
+    #[test]
+    fn abort_of_a_new_instance_leaves_no_directory_the_restore_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let staging = inst.paths.tmp().join("restore-1");
+        std::fs::create_dir_all(&inst.paths.data).unwrap();
+        put(&staging.join("x/data/app/media/a.png"), "png");
+        let mut j = journal(&staging, &["stage", "safety-backup", "stop"]);
+        j.new_instance = true;
+        j.data_dirs = vec!["app/media".into()];
+
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&inst.paths.data_dir("app/media").join("a.png")), "png");
+        super::undo_files(&inst, &j).unwrap();
+        assert!(!inst.paths.data_dir("app").exists());
+        assert!(inst.paths.data.is_dir());
+        // Before `stage` is done nothing was moved: nothing is touched.
+        put(&inst.paths.data_dir("app/keep"), "x");
+        super::undo_files(&inst, &journal(&staging, &[])).unwrap();
+        assert!(inst.paths.data_dir("app/keep").exists());
+    }
 }
