@@ -249,13 +249,21 @@ impl Change {
         if !supervisor.is_running() {
             return Ok(());
         }
+        // Every request is sent even when one is refused: a refused old plan must not
+        // leave the services that ran before stopped. The first refusal is the error.
+        let mut first_err = None;
         for req in self.put_back_requests() {
-            supervisor.request(&req)?;
-            if matches!(req, Request::Shutdown) {
-                supervisor.wait_exited(std::time::Duration::from_mins(2));
+            match supervisor.request(&req) {
+                Ok(_) if matches!(req, Request::Shutdown) => {
+                    supervisor.wait_exited(std::time::Duration::from_mins(2));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// What the supervisor is asked, in order, to run the services as before the change.
@@ -630,7 +638,8 @@ mod tests {
         }
 
         /// Putting back fails too (the supervisor refuses the old plan): both causes
-        /// are reported, and the files are back nonetheless.
+        /// are reported, the files are back nonetheless, and the services that ran
+        /// before are asked to start.
         #[test]
         fn a_roll_back_the_supervisor_refuses_still_puts_the_files_back() {
             let f = fixture(&["web", "db"]);
@@ -656,8 +665,10 @@ mod tests {
             };
             assert_eq!(undo.to_string(), "busy");
             assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
-            // The old plan was refused: nothing is started after it.
-            assert_eq!(sup.sent().len(), 2);
+            // The old plan was refused; what ran before is started all the same.
+            let sent = sup.sent();
+            assert_eq!(sent.len(), 3, "{sent:?}");
+            assert!(matches!(sent[2], Request::Start { .. }), "{sent:?}");
         }
 
         /// A first `up` has nothing to go back to: what it did is kept, the error is
