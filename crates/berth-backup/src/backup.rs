@@ -46,7 +46,13 @@ pub fn jobs(inst: &Instance) -> Result<u32> {
 
 /// The target named on the command line, else `backup.target`, else the default.
 pub fn target_spec(inst: &Instance, to: Option<&str>) -> Result<TargetSpec> {
-    let text = match (to, settings(inst)?.target) {
+    choose_target(to, settings(inst)?.target)
+}
+
+/// The target: `to` (named on the command line) wins over the site config's
+/// `backup.target`; without either, the instance's default directory.
+fn choose_target(to: Option<&str>, policy: BackupTarget) -> Result<TargetSpec> {
+    let text = match (to, policy) {
         (Some(t), _) => t.to_owned(),
         (None, BackupTarget::Configured(t)) => t,
         (None, BackupTarget::Default(dir)) => return Ok(TargetSpec::Local(dir)),
@@ -261,6 +267,26 @@ fn tree_size(dir: &Path) -> u64 {
     total
 }
 
+/// The name of a new archive of `app` `version` made at `now()`: while `taken` says
+/// that name is in use, `wait` and take the time again. Returns the name and the time
+/// it carries.
+fn free_archive_name(
+    app: &str,
+    version: &str,
+    taken: impl Fn(&str) -> bool,
+    mut now: impl FnMut() -> jiff::Timestamp,
+    mut wait: impl FnMut(),
+) -> (String, jiff::Timestamp) {
+    let mut created = now();
+    let mut name = berth_archive::archive_name(app, version, created);
+    while taken(&name) {
+        wait();
+        created = now();
+        name = berth_archive::archive_name(app, version, created);
+    }
+    (name, created)
+}
+
 /// `berth backup create`, recorded in the instance's history (`berth history`) when
 /// it has one.
 pub fn create(
@@ -357,13 +383,13 @@ pub(crate) fn create_archive(
                         .exists()
             })
     };
-    let mut created = jiff::Timestamp::now();
-    let mut name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
-    while taken(&name) {
-        std::thread::sleep(Duration::from_millis(200));
-        created = jiff::Timestamp::now();
-        name = berth_archive::archive_name(&state.app.name, &state.app.version, created);
-    }
+    let (name, created) = free_archive_name(
+        &state.app.name,
+        &state.app.version,
+        taken,
+        jiff::Timestamp::now,
+        || std::thread::sleep(Duration::from_millis(200)),
+    );
     // A remote target's archive waits for its upload in a directory of its own that only
     // root can enter: the dump's directory belongs to the database's user.
     let upload = match target.local_path(&name) {
@@ -895,5 +921,254 @@ mod tests {
         // Never an existing directory or a link someone planted there.
         std::os::unix::fs::symlink("/etc", tmp.path().join("y")).unwrap();
         assert!(super::private_subdir(tmp.path(), "y").is_err());
+    }
+
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use berth_render::BackupTarget;
+    use berth_target::TargetSpec;
+
+    use super::{choose_target, free_archive_name, tree_size};
+    use crate::BackupError;
+    use crate::testing::{Notes, instance};
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn name(created: &str) -> String {
+        berth_archive::archive_name("ministack", "1.0.0", at(created))
+    }
+
+    /// A backup never takes the name of an archive already there: it waits for the
+    /// next second and asks the clock again, and the name carries the time it got.
+    #[test]
+    fn a_backup_waits_for_a_name_no_archive_has() {
+        let times = [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:01Z",
+        ];
+        let asked = Cell::new(0);
+        let waited = Cell::new(0);
+        let taken = [name(times[0])];
+        let (chosen, created) = free_archive_name(
+            "ministack",
+            "1.0.0",
+            |n| taken.iter().any(|t| t == n),
+            || {
+                asked.set(asked.get() + 1);
+                at(times[asked.get() - 1])
+            },
+            || waited.set(waited.get() + 1),
+        );
+        assert_eq!(chosen, name(times[2]));
+        assert_eq!(created, at(times[2]));
+        assert_eq!((asked.get(), waited.get()), (3, 2));
+
+        // A free name is taken at once.
+        let (chosen, _) = free_archive_name(
+            "ministack",
+            "1.0.0",
+            |_| false,
+            || at(times[0]),
+            || panic!("no wait for a free name"),
+        );
+        assert_eq!(chosen, name(times[0]));
+    }
+
+    /// `--to` wins over the site config's target, which wins over the default
+    /// directory; a target that does not parse is refused, not replaced by another.
+    #[test]
+    fn the_target_is_the_command_lines_then_the_site_configs_then_the_default() {
+        let default = || BackupTarget::Default("/p/backups".into());
+        let configured = || BackupTarget::Configured("/srv/backups".into());
+        let local = |p: &str| TargetSpec::Local(p.into());
+        assert_eq!(
+            choose_target(Some("/mnt/usb"), configured()).unwrap(),
+            local("/mnt/usb")
+        );
+        assert_eq!(
+            choose_target(None, configured()).unwrap(),
+            local("/srv/backups")
+        );
+        assert_eq!(choose_target(None, default()).unwrap(), local("/p/backups"));
+        assert!(matches!(
+            choose_target(Some("ftp://host/dir"), default()),
+            Err(BackupError::Target(_))
+        ));
+        assert!(matches!(
+            choose_target(None, BackupTarget::Configured("ftp://host/dir".into())),
+            Err(BackupError::Target(_))
+        ));
+    }
+
+    /// What a backup's size check counts: regular files under the directory, not
+    /// what symlinks lead to (a data directory that is itself a link counts nothing).
+    #[test]
+    fn the_size_of_a_tree_counts_its_files_and_never_follows_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("one"), vec![0u8; 100]).unwrap();
+        std::fs::write(dir.join("a/b/two"), vec![0u8; 20]).unwrap();
+        let big = tmp.path().join("big");
+        std::fs::write(&big, vec![0u8; 5000]).unwrap();
+        std::os::unix::fs::symlink(&big, dir.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), dir.join("loop")).unwrap();
+        assert_eq!(tree_size(&dir), 120);
+        let linked = tmp.path().join("linked");
+        std::os::unix::fs::symlink(&dir, &linked).unwrap();
+        assert_eq!(tree_size(&linked), 0);
+        assert_eq!(tree_size(&tmp.path().join("missing")), 0);
+    }
+
+    fn archive_in(dir: &Path, app: &str, created: &str, content: &[u8]) -> String {
+        let name = berth_archive::archive_name(app, "1.0.0", at(created));
+        std::fs::write(dir.join(&name), content).unwrap();
+        name
+    }
+
+    /// `backup list` shows this app's archives only, newest first, and says of one whose
+    /// index cannot be read what is wrong with it.
+    #[test]
+    fn the_list_shows_this_apps_archives_newest_first_with_their_problems() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let dir = inst.paths.default_backups();
+        std::fs::create_dir_all(&dir).unwrap();
+        let older = archive_in(&dir, "ministack", "2026-01-01T10:00:00Z", b"truncated");
+        let newer = archive_in(&dir, "ministack", "2026-02-01T10:00:00Z", b"");
+        archive_in(&dir, "otherapp", "2026-03-01T10:00:00Z", b"");
+        std::fs::write(dir.join("notes.txt"), b"").unwrap();
+        let (target, listed) = super::list(&inst, None).unwrap();
+        assert!(target.contains(&dir.display().to_string()), "{target}");
+        let names: Vec<&str> = listed.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, [newer.as_str(), older.as_str()]);
+        assert_eq!(
+            listed[1].created.as_deref(),
+            Some("2026-01-01 10:00:00 UTC")
+        );
+        assert_eq!(listed[1].app_version.as_deref(), Some("1.0.0"));
+        assert!(
+            listed
+                .iter()
+                .all(|l| l.problem.is_some() && l.secrets_included.is_none())
+        );
+    }
+
+    /// `backup prune` deletes exactly the archives retention does not keep, never
+    /// another app's, and a dry run deletes nothing.
+    #[test]
+    fn prune_deletes_what_retention_drops_and_a_dry_run_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let dir = inst.paths.default_backups();
+        std::fs::create_dir_all(&dir).unwrap();
+        for day in 1..=28 {
+            archive_in(
+                &dir,
+                "ministack",
+                &format!("2026-02-{day:02}T03:00:00Z"),
+                b"",
+            );
+            archive_in(
+                &dir,
+                "ministack",
+                &format!("2026-02-{day:02}T15:00:00Z"),
+                b"",
+            );
+        }
+        let other = archive_in(&dir, "otherapp", "2026-01-01T00:00:00Z", b"");
+        let count = || std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(count(), 57);
+
+        let dry = super::prune(&inst, None, true).unwrap();
+        assert!(dry.deleted.is_empty());
+        assert_eq!(count(), 57);
+        assert_eq!(
+            dry.decisions.len(),
+            56,
+            "the other app's archive is not decided on"
+        );
+
+        let pruned = super::prune(&inst, None, false).unwrap();
+        let dropped: Vec<String> = pruned
+            .decisions
+            .iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.name.clone())
+            .collect();
+        assert!(!dropped.is_empty());
+        assert_eq!(pruned.deleted, dropped);
+        assert_eq!(count(), 57 - dropped.len());
+        assert!(dir.join(other).exists());
+        for d in &pruned.decisions {
+            assert_eq!(dir.join(&d.name).exists(), d.keep, "{}", d.name);
+        }
+    }
+
+    /// An archive is found as a file path, else by name in the target; a name found in
+    /// neither is refused with how to list what there is.
+    #[test]
+    fn an_archive_is_found_by_path_or_by_name_in_the_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let dir = inst.paths.default_backups();
+        std::fs::create_dir_all(&dir).unwrap();
+        let named = archive_in(&dir, "ministack", "2026-01-01T10:00:00Z", b"x");
+        let elsewhere = tmp.path().join("copy.berth.tar.zst");
+        std::fs::write(&elsewhere, b"x").unwrap();
+        let notes = Notes::default();
+
+        let by_path = super::fetch(&inst, elsewhere.to_str().unwrap(), None, &notes).unwrap();
+        assert_eq!(by_path.path, elsewhere);
+        let by_name = super::fetch(&inst, &named, None, &notes).unwrap();
+        assert_eq!(by_name.path, dir.join(&named));
+        let Err(BackupError::Cannot { what, hint }) = super::fetch(
+            &inst,
+            "ministack-1.0.0-20990101T000000Z.berth.tar.zst",
+            None,
+            &notes,
+        ) else {
+            panic!("a missing archive was found");
+        };
+        assert!(
+            what.starts_with("No archive `ministack-1.0.0-20990101T000000Z"),
+            "{what}"
+        );
+        assert!(hint.contains("berth backup list"), "{hint}");
+        // Nothing was staged for a local target.
+        assert!(!inst.paths.tmp().exists());
+    }
+
+    /// Secrets are encrypted to `backup.recipient` when set (checked before anything is
+    /// dumped), else to the instance's own key, else not at all.
+    #[test]
+    fn secrets_go_to_the_configured_recipient_else_the_instance_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let mut policy = super::settings(&inst).unwrap();
+        assert_eq!(super::recipient(&inst, &policy).unwrap(), None);
+
+        let made = super::key(&inst, None).unwrap();
+        assert!(made.created && made.signing_created);
+        assert_eq!(
+            super::recipient(&inst, &policy).unwrap().as_deref(),
+            Some(made.recipient.as_str())
+        );
+
+        let (_, other) = berth_archive::secrets::generate_identity();
+        policy.recipient = Some(other.clone());
+        assert_eq!(super::recipient(&inst, &policy).unwrap(), Some(other));
+        policy.recipient = Some("age1notakey".into());
+        assert!(super::recipient(&inst, &policy).is_err());
+
+        // A second `backup key` keeps both keys.
+        let again = super::key(&inst, None).unwrap();
+        assert!(!again.created && !again.signing_created);
+        assert_eq!(again.recipient, made.recipient);
+        assert_eq!(again.signing_public_key, made.signing_public_key);
     }
 }

@@ -125,3 +125,97 @@ fn remove_partial(tmp: &SafeDir, name: &str) -> Result<Option<PathBuf>> {
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use berth_host::staging::StagingName;
+
+    use crate::testing::{Notes, instance};
+
+    /// A process id that is certainly gone: a child that has been waited for.
+    fn gone_pid() -> u32 {
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// The next backup removes the staging directories of a gone process, and the
+    /// partial archive it recorded if that is still the very file it made; its own,
+    /// and a restore's (left to `--resume` or `--abort`), stay.
+    #[test]
+    fn what_a_gone_backup_left_is_removed_and_the_rest_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let mine = super::make_staging(&inst, "backup").unwrap();
+        let root = inst.paths.tmp();
+        let pid = gone_pid();
+        let gone = |label: &str, created: i64| {
+            let name = StagingName {
+                label: label.into(),
+                created,
+                pid,
+            }
+            .to_string();
+            std::fs::create_dir(root.join(&name)).unwrap();
+            root.join(name)
+        };
+        let target = tmp.path().join("backups");
+        std::fs::create_dir(&target).unwrap();
+        let backup = gone("backup", 1);
+        let partial = target.join("a.berth.tar.zst.partial");
+        std::fs::write(&partial, b"half").unwrap();
+        super::record_partial(&backup, &partial).unwrap();
+        let other = gone("verify", 1);
+        // A second gone backup whose partial file was replaced since it was recorded.
+        let replaced = target.join("b.berth.tar.zst.partial");
+        std::fs::write(&replaced, b"half").unwrap();
+        let second = gone("backup", 2);
+        super::record_partial(&second, &replaced).unwrap();
+        // Made while the first still exists, so it cannot get its inode number.
+        let other_file = target.join("other");
+        std::fs::write(&other_file, b"someone else's").unwrap();
+        std::fs::rename(&other_file, &replaced).unwrap();
+        let restore = root.join("restore-17");
+        std::fs::create_dir(&restore).unwrap();
+
+        let notes = Notes::default();
+        super::sweep(&inst, &notes).unwrap();
+        assert!(mine.is_dir());
+        assert!(restore.is_dir());
+        for left in [&backup, &other, &second] {
+            assert!(!left.exists(), "{}", left.display());
+        }
+        assert!(!partial.exists());
+        assert!(
+            replaced.exists(),
+            "a replaced file is not the partial archive"
+        );
+        let notes = notes.0.into_inner();
+        assert_eq!(notes.len(), 4, "{notes:#?}");
+        assert_eq!(
+            notes[0],
+            format!(
+                "Removed `{}`, the unfinished archive of an interrupted backup (pid {pid})",
+                partial.display()
+            )
+        );
+        assert!(
+            notes[1].contains("left by an interrupted backup"),
+            "{}",
+            notes[1]
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("left by an interrupted verify"))
+        );
+        assert_eq!(super::what("fetch"), "restore or verify");
+        // Nothing to sweep without a `tmp/`.
+        let bare = instance(&tmp.path().join("bare"));
+        super::sweep(&bare, &Notes::default()).unwrap();
+        assert!(!Path::new(&bare.paths.tmp()).exists());
+    }
+}

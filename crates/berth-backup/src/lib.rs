@@ -17,6 +17,8 @@ mod error;
 pub mod leftovers;
 pub mod meta;
 pub mod restore;
+#[cfg(test)]
+mod testing;
 pub mod trust;
 
 pub use error::{BackupError, Result};

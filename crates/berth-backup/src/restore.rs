@@ -181,6 +181,62 @@ fn has_instance(prefix: &Path) -> bool {
     Paths::unversioned(prefix).state_db().exists()
 }
 
+/// How a restore begins.
+#[derive(Debug)]
+enum Begin<'a> {
+    /// No journal: stage the archive named on the command line.
+    Fresh(&'a str),
+    /// `--resume` of a restore killed while it unpacked: unpack again from the start.
+    Restage(Box<Journal>),
+    /// `--resume`: go on after the last step done.
+    Resume(Box<Journal>),
+}
+
+/// How a restore begins, given the journal an earlier one left in `prefix` (if any),
+/// whether `--resume` was given and the archive named. Refuses to begin a new restore
+/// over an interrupted one, to resume what is not there, and to resume or begin
+/// anything while an abort is half done.
+fn how_to_begin<'a>(
+    existing: Option<Journal>,
+    resume: bool,
+    archive: Option<&'a str>,
+    prefix: &Path,
+) -> Result<Begin<'a>> {
+    match (existing, resume) {
+        (Some(j), _) if j.undone => Err(BackupError::Cannot {
+            what: format!(
+                "An abort of the restore of `{}` into {} was begun and did not finish",
+                j.archive,
+                prefix.display()
+            ),
+            hint: "run `berth restore --abort` again to finish it".to_owned(),
+        }),
+        (Some(j), true) if !j.has("stage") => Ok(Begin::Restage(Box::new(j))),
+        (Some(j), true) => Ok(Begin::Resume(Box::new(j))),
+        (Some(j), false) => Err(BackupError::Cannot {
+            what: format!(
+                "A restore of `{}` into {} was interrupted ({} of {} steps done)",
+                j.archive,
+                prefix.display(),
+                j.done.len(),
+                STEPS.len()
+            ),
+            hint: "run `berth restore --resume` to finish it or `berth restore --abort` to undo it"
+                .to_owned(),
+        }),
+        (None, true) => Err(BackupError::Cannot {
+            what: format!("No interrupted restore in {}", prefix.display()),
+            hint: "start one with `berth restore ARCHIVE`".to_owned(),
+        }),
+        (None, false) => archive
+            .map(Begin::Fresh)
+            .ok_or_else(|| BackupError::Cannot {
+                what: "No archive named".to_owned(),
+                hint: "`berth restore ARCHIVE`; `berth backup list` shows the archives".to_owned(),
+            }),
+    }
+}
+
 /// `berth restore`.
 pub fn restore(
     loc: &Locate,
@@ -196,73 +252,36 @@ pub fn restore(
     let existing = load(&prefix)?;
     crate::leftovers::sweep(&inst, progress)?;
     let staging_started = Instant::now();
-    let (mut j, staged_now) = match (existing, opts.resume) {
-        (Some(j), _) if j.undone => {
-            return Err(BackupError::Cannot {
-                what: format!(
-                    "An abort of the restore of `{}` into {} was begun and did not finish",
-                    j.archive,
-                    prefix.display()
-                ),
-                hint: "run `berth restore --abort` again to finish it".to_owned(),
-            });
-        }
-        (Some(j), true) if !j.has("stage") => {
-            // Interrupted while unpacking: unpack again from the start.
-            let _ = remove_tree_at(&j.staging);
-            let again = RestoreOptions {
-                archive: Some(j.source.clone()),
-                from: j.from.clone(),
-                key: j.key.clone(),
-                without_secrets: j.without_secrets,
-                resume: false,
-                no_safety_backup: j.no_safety_backup,
-            };
-            let staged = stage(
-                &inst,
-                &j.source,
-                &again,
-                Some((j.was_new, j.existed.clone())),
-                progress,
-            )?;
-            (staged, true)
-        }
-        (Some(j), true) => (j, false),
-        (Some(j), false) => {
-            return Err(BackupError::Cannot {
-                what: format!(
-                    "A restore of `{}` into {} was interrupted ({} of {} steps done)",
-                    j.archive,
-                    prefix.display(),
-                    j.done.len(),
-                    STEPS.len()
-                ),
-                hint: "run `berth restore --resume` to finish it or `berth restore --abort` to undo it"
-                    .to_owned(),
-            });
-        }
-        (None, true) => {
-            return Err(BackupError::Cannot {
-                what: format!("No interrupted restore in {}", prefix.display()),
-                hint: "start one with `berth restore ARCHIVE`".to_owned(),
-            });
-        }
-        (None, false) => {
-            let Some(archive) = &opts.archive else {
-                return Err(BackupError::Cannot {
-                    what: "No archive named".to_owned(),
-                    hint: "`berth restore ARCHIVE`; `berth backup list` shows the archives"
-                        .to_owned(),
-                });
-            };
-            (stage(&inst, archive, opts, None, progress)?, true)
-        }
-    };
+    let (mut j, staged_now) =
+        match how_to_begin(existing, opts.resume, opts.archive.as_deref(), &prefix)? {
+            Begin::Restage(j) => {
+                // Interrupted while unpacking: unpack again from the start.
+                let _ = remove_tree_at(&j.staging);
+                let again = RestoreOptions {
+                    archive: Some(j.source.clone()),
+                    from: j.from.clone(),
+                    key: j.key.clone(),
+                    without_secrets: j.without_secrets,
+                    resume: false,
+                    no_safety_backup: j.no_safety_backup,
+                };
+                let staged = stage(
+                    &inst,
+                    &j.source,
+                    &again,
+                    Some((j.was_new, j.existed.clone())),
+                    progress,
+                )?;
+                (staged, true)
+            }
+            Begin::Resume(j) => (*j, false),
+            Begin::Fresh(archive) => (stage(&inst, archive, opts, None, progress)?, true),
+        };
     let mut timings = Vec::new();
     if staged_now {
         timings.push(("stage".to_owned(), staging_started.elapsed().as_secs_f64()));
     }
-    run_steps(loc, &mut j, berth_exe, progress, &mut timings)?;
+    run_steps(loc, &mut j, opts.resume, berth_exe, progress, &mut timings)?;
     let inst = instance::open(loc)?;
     Ok(RestoreReport {
         archive: j.archive.clone(),
@@ -501,6 +520,7 @@ struct Done {
 fn run_steps(
     loc: &Locate,
     j: &mut Journal,
+    resumed: bool,
     berth_exe: &Path,
     progress: &dyn Progress,
     timings: &mut Vec<(String, f64)>,
@@ -509,7 +529,16 @@ fn run_steps(
     // instance has a state database (a new prefix gets one in `prepare-database`).
     let mut run_id = None;
     let mut done = Done::default();
-    let result = run_pending_steps(loc, j, berth_exe, progress, timings, &mut run_id, &mut done);
+    let result = run_pending_steps(
+        loc,
+        j,
+        resumed,
+        berth_exe,
+        progress,
+        timings,
+        &mut run_id,
+        &mut done,
+    );
     let Some(id) = run_id else {
         return result;
     };
@@ -528,29 +557,41 @@ fn run_steps(
     })
 }
 
+/// The steps of `j` still to take, in order.
+fn remaining_steps(j: &Journal) -> Vec<&'static str> {
+    STEPS.into_iter().filter(|step| !j.has(step)).collect()
+}
+
+/// Whether the restore's run in the history begins at `step`: at the first step taken
+/// on an instance that has a state database, or at `prepare-database`, which makes one.
+fn run_begins_at(step: &str, has_state_db: bool) -> bool {
+    step == "prepare-database" || has_state_db
+}
+
+/// How the history names a restore's run: its archive, and whether this is a
+/// `--resume` of an interrupted one. (How many steps are done does not tell: a restore
+/// into a new prefix begins its run at `prepare-database`, four steps in.)
+fn run_detail(j: &Journal, resumed: bool) -> String {
+    let resumed = if resumed { " (resumed)" } else { "" };
+    format!("{}{resumed}", j.archive)
+}
+
+#[allow(clippy::too_many_arguments)] // the restore's whole context, passed through
 fn run_pending_steps(
     loc: &Locate,
     j: &mut Journal,
+    resumed: bool,
     berth_exe: &Path,
     progress: &dyn Progress,
     timings: &mut Vec<(String, f64)>,
     run_id: &mut Option<berth_state::RunId>,
     done: &mut Done,
 ) -> Result<()> {
-    for step in STEPS {
-        if j.has(step) {
-            continue;
-        }
+    for step in remaining_steps(j) {
         let t = Instant::now();
         let inst = instance::open(loc)?;
-        if run_id.is_none() && (step == "prepare-database" || inst.paths.state_db().exists()) {
-            let resumed = if j.done.len() > 1 { " (resumed)" } else { "" };
-            let begun = Run::begin(
-                &inst,
-                "restore",
-                &format!("{}{resumed}", j.archive),
-                progress,
-            )?;
+        if run_id.is_none() && run_begins_at(step, inst.paths.state_db().exists()) {
+            let begun = Run::begin(&inst, "restore", &run_detail(j, resumed), progress)?;
             *run_id = Some(begun.id);
         }
         let run = match run_id {
@@ -591,9 +632,7 @@ fn restore_step(
     match step {
         // Restoring over a running instance replaces it: back it up first, so even
         // the restore of a wrong archive loses nothing.
-        "safety-backup"
-            if !j.new_instance && !j.no_safety_backup && supervisor::is_running(&inst.paths) =>
-        {
+        "safety-backup" if wants_safety_backup(j, supervisor::is_running(&inst.paths)) => {
             progress.note("Backing up the current instance before restoring over it");
             // A step of the restore's run, not a run of its own.
             let report = backup::create_archive(inst, &backup::CreateOptions::default(), progress)
@@ -651,6 +690,12 @@ fn restore_step(
     Ok(())
 }
 
+/// Whether step `safety-backup` backs the instance up: only a running instance that
+/// the restore replaces, unless `--no-safety-backup` was given.
+fn wants_safety_backup(j: &Journal, running: bool) -> bool {
+    !j.new_instance && !j.no_safety_backup && running
+}
+
 fn db_plan(inst: &Instance) -> Result<Option<berth_render::DatabasePlan>> {
     Ok(desired(inst)?.backup.and_then(|b| b.database))
 }
@@ -665,20 +710,30 @@ fn stop_writers(inst: &Instance, progress: &dyn Progress) -> Result<()> {
         return Ok(());
     }
     let state = desired(inst)?;
-    let keep = keep_running(&state);
     progress.begin("Stopping the services that write");
-    for s in state.services.iter().rev() {
-        if !keep.contains(&s.name) {
-            supervisor::request(
-                &inst.paths,
-                &Request::Stop {
-                    target: Target::One(s.name.clone()),
-                },
-            )?;
-        }
+    for name in writers(&state) {
+        supervisor::request(
+            &inst.paths,
+            &Request::Stop {
+                target: Target::One(name),
+            },
+        )?;
     }
     progress.end("");
     Ok(())
+}
+
+/// The services step `stop` stops, in the order it stops them: every one but the
+/// database and what it needs, last declared first.
+fn writers(state: &DesiredState) -> Vec<String> {
+    let keep = keep_running(state);
+    state
+        .services
+        .iter()
+        .rev()
+        .filter(|s| !keep.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// The database service and everything it depends on.
@@ -922,6 +977,41 @@ fn remove_empty_parents(prefix: &Path, data: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What `--abort` does with an interrupted restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbortWay {
+    /// Only the commit was left: it is finished instead.
+    Forward,
+    /// The prefix held no instance before: what the restore made is removed.
+    RemoveAll,
+    /// The instance's own files (`undo`: unless an earlier abort put them back) and
+    /// database (`swap_back_database`: once the restore may have touched it) are put
+    /// back, and it is brought up again if it was running (`bring_up`).
+    PutBack {
+        /// Put the files (and the database) back.
+        undo: bool,
+        /// Swap the app's own database back in.
+        swap_back_database: bool,
+        /// Run `up` once everything is back.
+        bring_up: bool,
+    },
+}
+
+/// What `--abort` does with the restore journaled in `j`.
+fn abort_way(j: &Journal) -> AbortWay {
+    if j.has("start") {
+        AbortWay::Forward
+    } else if j.new_instance || !j.has("stage") && j.was_new {
+        AbortWay::RemoveAll
+    } else {
+        AbortWay::PutBack {
+            undo: !j.undone,
+            swap_back_database: j.has("prepare-database"),
+            bring_up: j.was_running,
+        }
+    }
+}
+
 /// `berth restore --abort`: undo an interrupted restore, leaving the instance as it
 /// was before it began (a prefix that held none is emptied of what the restore made).
 pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<()> {
@@ -937,7 +1027,8 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     };
     crate::leftovers::sweep(&inst, progress)?;
     let (inst, j) = (&inst, &mut j);
-    if j.has("start") {
+    let way = abort_way(j);
+    if way == AbortWay::Forward {
         // Only the commit was left: the restored instance is running and what was kept
         // from before may already be gone, so the way out is forward.
         progress.begin("The restore was interrupted while committing: finishing it");
@@ -947,7 +1038,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
         return Ok(());
     }
     progress.begin("Undoing the interrupted restore");
-    if j.new_instance || !j.has("stage") && j.was_new {
+    if way == AbortWay::RemoveAll {
         // Nothing to keep: stop what the restore started and remove what it created.
         if supervisor::is_running(&inst.paths) {
             let _ = supervisor::request(&inst.paths, &Request::Shutdown);
@@ -977,11 +1068,14 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     // Undone once only: a second pass would take what came back for what the restore
     // moved in. The journal says so, and stays until the instance is up again, so an
     // abort that fails after this point can be run again.
-    if !j.undone {
+    if let AbortWay::PutBack {
+        undo: true,
+        swap_back_database,
+        ..
+    } = way
+    {
         // The database: put the app's own back (it needs its service running).
-        if j.has("prepare-database")
-            && let Some(db) = db_plan(inst)?
-        {
+        if swap_back_database && let Some(db) = db_plan(inst)? {
             if !supervisor::is_running(&inst.paths) {
                 supervisor::spawn(&inst.paths, berth_exe)?;
             }
@@ -1003,7 +1097,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     }
     progress.end("");
     fault::point("restore-abort:undone");
-    if j.was_running {
+    if matches!(way, AbortWay::PutBack { bring_up: true, .. }) {
         // The instance's own config and secrets are back: bring it up as it was.
         let inst = instance::open(loc)?;
         up::up(&inst, loc, berth_exe, progress)?;
@@ -1011,4 +1105,420 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
     remove_tree_at(&j.staging)?;
     berth_host::fsutil::remove_file_if_exists(&journal_path(&prefix))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+
+    use crate::testing::instance;
+    use berth_render::{BackupPlan, DatabasePlan, DesiredState, DirSpec};
+
+    use super::{
+        AbortWay, Begin, Journal, STEPS, abort_way, data_owner, how_to_begin, items, keep_running,
+        remaining_steps, run_begins_at, run_detail, wants_safety_backup, writers,
+    };
+
+    fn journal(staging: &Path, done: &[&str]) -> Journal {
+        Journal {
+            source: "ministack-1.0.0-20260101T000000Z.berth.tar.zst".into(),
+            from: None,
+            key: None,
+            without_secrets: false,
+            archive: "/backups/ministack-1.0.0-20260101T000000Z.berth.tar.zst".into(),
+            was_new: false,
+            staging: staging.to_path_buf(),
+            app: "ministack".into(),
+            app_version: "1.0.0".into(),
+            new_instance: false,
+            existed: vec!["site.toml".into(), "state".into()],
+            was_running: true,
+            secrets_restored: false,
+            no_safety_backup: false,
+            safety_backup: None,
+            data_dirs: vec!["app".into()],
+            done: done.iter().map(|s| (*s).to_owned()).collect(),
+            undone: false,
+        }
+    }
+
+    fn refusal(result: super::Result<Begin<'_>>) -> String {
+        match result {
+            Err(super::BackupError::Cannot { what, hint }) => format!("{what}\nhint: {hint}"),
+            other => panic!("not a refusal: {other:?}"),
+        }
+    }
+
+    /// Without a journal a restore stages the archive named; `--resume` goes on after
+    /// the last step done, or unpacks again when it was killed while unpacking.
+    #[test]
+    fn a_restore_begins_fresh_resumes_or_stages_again() {
+        let prefix = Path::new("/srv/app");
+        let staging = Path::new("/srv/app/tmp/restore-1");
+        assert!(matches!(
+            how_to_begin(None, false, Some("a.berth.tar.zst"), prefix),
+            Ok(Begin::Fresh("a.berth.tar.zst"))
+        ));
+        // `--resume` ignores an archive named again: the journal's is the one.
+        let resumed = how_to_begin(
+            Some(journal(staging, &["stage", "stop"])),
+            true,
+            Some("other"),
+            prefix,
+        );
+        let Ok(Begin::Resume(j)) = resumed else {
+            panic!("{resumed:?}");
+        };
+        assert_eq!(j.done, ["stage", "stop"]);
+        assert!(matches!(
+            how_to_begin(Some(journal(staging, &[])), true, None, prefix),
+            Ok(Begin::Restage(_))
+        ));
+    }
+
+    /// What a restore refuses to begin, and what it says to do instead.
+    #[test]
+    fn a_restore_refuses_to_begin_over_an_interrupted_one_or_a_half_done_abort() {
+        let prefix = Path::new("/srv/app");
+        let staging = Path::new("/srv/app/tmp/restore-1");
+        let mut undone = journal(staging, &["stage", "safety-backup", "stop", "files"]);
+        undone.undone = true;
+        let texts = [
+            refusal(how_to_begin(None, false, None, prefix)),
+            refusal(how_to_begin(None, true, None, prefix)),
+            refusal(how_to_begin(
+                Some(journal(staging, &["stage", "safety-backup"])),
+                false,
+                Some("b.berth.tar.zst"),
+                prefix,
+            )),
+            refusal(how_to_begin(Some(undone.clone()), false, None, prefix)),
+            refusal(how_to_begin(Some(undone), true, None, prefix)),
+        ];
+        insta::assert_snapshot!(texts.join("\n---\n"));
+    }
+
+    /// A resumed restore takes the steps not done yet, in order; the history's run
+    /// begins at the first of them on an instance with a state database, else at
+    /// `prepare-database`, which makes one.
+    #[test]
+    fn a_resumed_restore_goes_on_after_the_last_step_done() {
+        let staging = Path::new("/s");
+        assert_eq!(remaining_steps(&journal(staging, &[])), STEPS);
+        assert_eq!(
+            remaining_steps(&journal(staging, &["stage", "safety-backup", "stop"])),
+            [
+                "files",
+                "prepare-database",
+                "load-database",
+                "swap-database",
+                "start",
+                "commit"
+            ]
+        );
+        assert!(remaining_steps(&journal(staging, &STEPS)).is_empty());
+        assert!(run_begins_at("stop", true));
+        assert!(!run_begins_at("stop", false));
+        assert!(run_begins_at("prepare-database", false));
+    }
+
+    /// Only a running instance that the restore replaces is backed up first, and not
+    /// with `--no-safety-backup`.
+    #[test]
+    fn the_safety_backup_is_taken_only_of_a_running_instance_being_replaced() {
+        let mut j = journal(Path::new("/s"), &["stage"]);
+        assert!(wants_safety_backup(&j, true));
+        assert!(!wants_safety_backup(&j, false));
+        j.no_safety_backup = true;
+        assert!(!wants_safety_backup(&j, true));
+        j.no_safety_backup = false;
+        j.new_instance = true;
+        assert!(!wants_safety_backup(&j, true));
+    }
+
+    /// `--abort` goes forward once only the commit was left, removes everything from a
+    /// prefix that held no instance, and otherwise puts files and database back once,
+    /// then brings the instance up if it was running.
+    #[test]
+    fn abort_finishes_removes_or_puts_back_by_how_far_the_restore_got() {
+        let s = Path::new("/s");
+        let all_but_commit = &STEPS[..STEPS.len() - 1];
+        assert_eq!(abort_way(&journal(s, all_but_commit)), AbortWay::Forward);
+
+        let mut new = journal(s, &["stage", "files", "prepare-database"]);
+        new.new_instance = true;
+        assert_eq!(abort_way(&new), AbortWay::RemoveAll);
+        // Killed while unpacking into a prefix it created: nothing there is anyone's.
+        let mut unpacking = journal(s, &[]);
+        unpacking.was_new = true;
+        assert_eq!(abort_way(&unpacking), AbortWay::RemoveAll);
+        // A prefix that existed but held no instance is a new instance once staged.
+        unpacking.done = vec!["stage".into()];
+        assert_eq!(
+            abort_way(&unpacking),
+            AbortWay::PutBack {
+                undo: true,
+                swap_back_database: false,
+                bring_up: true
+            }
+        );
+
+        let mut existing = journal(
+            s,
+            &[
+                "stage",
+                "safety-backup",
+                "stop",
+                "files",
+                "prepare-database",
+            ],
+        );
+        assert_eq!(
+            abort_way(&existing),
+            AbortWay::PutBack {
+                undo: true,
+                swap_back_database: true,
+                bring_up: true
+            }
+        );
+        // A second abort after the first put everything back: only `up` is left.
+        existing.undone = true;
+        existing.was_running = false;
+        assert_eq!(
+            abort_way(&existing),
+            AbortWay::PutBack {
+                undo: false,
+                swap_back_database: true,
+                bring_up: false
+            }
+        );
+    }
+
+    fn with_database(mut state: DesiredState, service: &str) -> DesiredState {
+        state.backup = Some(BackupPlan {
+            data_dirs: Vec::new(),
+            quiesce: Vec::new(),
+            database: Some(DatabasePlan {
+                kind: berth_model::manifest::DatabaseKind::Postgresql,
+                service: service.into(),
+                host: "/run/pg".into(),
+                port: "5432".into(),
+                name: "app".into(),
+                owner: "app".into(),
+                bin_dir: "/usr/bin".into(),
+                user: None,
+                restore_after: Vec::new(),
+            }),
+        });
+        state
+    }
+
+    fn rendered(prefix: &Path) -> DesiredState {
+        berth_lifecycle::desired::preview(&instance(prefix)).unwrap()
+    }
+
+    /// Step `stop` keeps the database and what it needs (through `depends_on`, however
+    /// deep) and stops the rest, last declared first.
+    #[test]
+    fn the_stop_step_keeps_the_database_and_what_it_needs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = rendered(&tmp.path().join("inst"));
+        let spec = |name: &str, deps: &[&str]| {
+            let mut s = state.services[0].clone();
+            s.name = name.into();
+            s.depends_on = deps.iter().map(|d| (*d).to_owned()).collect();
+            s
+        };
+        state.services = vec![
+            spec("disk", &[]),
+            spec("db", &["vault"]),
+            spec("vault", &["disk"]),
+            spec("app", &["db"]),
+            spec("proxy", &["app"]),
+        ];
+        let state = with_database(state, "db");
+        assert_eq!(keep_running(&state), ["db", "vault", "disk"]);
+        assert_eq!(writers(&state), ["proxy", "app"]);
+        // An app without a database stops everything.
+        let mut none = state.clone();
+        none.backup = None;
+        assert!(keep_running(&none).is_empty());
+        assert_eq!(writers(&none), ["proxy", "app", "vault", "db", "disk"]);
+    }
+
+    /// A restored data directory goes to the owner of the closest declared directory
+    /// at or above it; one under no declared directory stays root's.
+    #[test]
+    fn a_restored_data_directory_goes_to_the_closest_declared_owner() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = rendered(&tmp.path().join("inst"));
+        let dir = |path: &str, owner: Option<&str>| DirSpec {
+            path: PathBuf::from(path),
+            owner: owner.map(str::to_owned),
+            mode: 0o750,
+        };
+        state.dirs = vec![
+            dir("/p/data", None),
+            dir("/p/data/app", Some("app")),
+            dir("/p/data/app/media", Some("media")),
+            dir("/p/data/pg", Some("postgres")),
+        ];
+        let owner = |p: &str| data_owner(&state, Path::new(p));
+        assert_eq!(owner("/p/data/app/media/x").as_deref(), Some("media"));
+        assert_eq!(owner("/p/data/app/cache").as_deref(), Some("app"));
+        assert_eq!(owner("/p/data/app").as_deref(), Some("app"));
+        // A sibling whose name only starts like a declared directory is not under it.
+        assert_eq!(owner("/p/data/application"), None);
+        assert_eq!(owner("/p/data/other"), None);
+    }
+
+    /// What a restore swaps: the site config always, the secrets only when they came
+    /// back from the archive, and each data directory of the archive; each with its
+    /// place in the staging directory and the place the live one is kept aside.
+    #[test]
+    fn a_restore_swaps_the_site_config_the_secrets_it_restores_and_its_data_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let staging = inst.paths.tmp().join("restore-1");
+        let mut j = journal(&staging, &["stage"]);
+        j.data_dirs = vec!["app".into(), "app/media".into()];
+        let swapped = items(&inst, &j);
+        let relative = |p: &PathBuf| {
+            p.strip_prefix(&inst.paths.prefix)
+                .unwrap()
+                .display()
+                .to_string()
+        };
+        let listed: Vec<[String; 3]> = swapped
+            .iter()
+            .map(|(live, staged, aside)| [relative(live), relative(staged), relative(aside)])
+            .collect();
+        insta::assert_debug_snapshot!(listed);
+        j.secrets_restored = true;
+        let with_secrets = items(&inst, &j);
+        assert_eq!(with_secrets.len(), swapped.len() + 1);
+        assert_eq!(with_secrets[1].0, inst.paths.secrets);
+        assert_eq!(with_secrets[1].1, staging.join("secrets"));
+    }
+
+    /// The journal reads back as written (mode 0600: it names the key file), and a
+    /// journal written before the newer fields existed still reads.
+    #[test]
+    fn the_journal_reads_back_and_older_journals_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = tmp.path();
+        assert!(super::load(prefix).unwrap().is_none());
+        std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+        let mut j = journal(&prefix.join("tmp/restore-1"), &["stage", "stop"]);
+        j.safety_backup = Some("/backups/x.berth.tar.zst".into());
+        super::save(prefix, &j).unwrap();
+        let path = super::journal_path(prefix);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let back = super::load(prefix).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&j).unwrap()
+        );
+
+        let mut old = serde_json::to_value(&j).unwrap();
+        let map = old.as_object_mut().unwrap();
+        for newer in ["no_safety_backup", "safety_backup", "undone"] {
+            map.remove(newer);
+        }
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        let back = super::load(prefix).unwrap().unwrap();
+        assert!(!back.undone && !back.no_safety_backup && back.safety_backup.is_none());
+        assert_eq!(back.done, ["stage", "stop"]);
+
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(
+            super::load(prefix).is_err(),
+            "a damaged journal is not `no restore`"
+        );
+    }
+
+    /// The history says a restore was resumed when it was, however many steps it had
+    /// done: a fresh restore into a new prefix, whose run begins four steps in, is not
+    /// "resumed", and a resume after the first step is.
+    #[test]
+    fn the_history_says_resumed_only_of_a_resumed_restore() {
+        let archive = "/backups/ministack-1.0.0-20260101T000000Z.berth.tar.zst";
+        let new_prefix = journal(
+            Path::new("/s"),
+            &["stage", "safety-backup", "stop", "files"],
+        );
+        assert_eq!(run_detail(&new_prefix, false), archive);
+        let after_staging = journal(Path::new("/s"), &["stage"]);
+        assert_eq!(
+            run_detail(&after_staging, true),
+            format!("{archive} (resumed)")
+        );
+    }
+
+    fn put(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Step `files` moves the live site config and data aside and the archive's in;
+    /// `--abort` puts the live ones back and removes what the restore moved in.
+    #[test]
+    fn the_files_step_swaps_in_and_abort_puts_everything_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let prefix = inst.paths.prefix.clone();
+        let staging = inst.paths.tmp().join("restore-1");
+        put(&inst.config_path, "# live\n");
+        put(&inst.paths.data_dir("app").join("db.sqlite"), "live");
+        put(&staging.join("x/config/site.toml"), "# restored\n");
+        put(&staging.join("x/data/app/db.sqlite"), "restored");
+        let j = journal(&staging, &["stage", "safety-backup", "stop"]);
+
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&inst.config_path), "# restored\n");
+        assert_eq!(
+            read(&inst.paths.data_dir("app").join("db.sqlite")),
+            "restored"
+        );
+        assert_eq!(read(&staging.join("previous/site.toml")), "# live\n");
+        assert!(!staging.join("x/data/app").exists());
+        // Run again after a kill: what is in place stays, what was kept aside too.
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&staging.join("previous/data/app/db.sqlite")), "live");
+
+        super::undo_files(&inst, &j).unwrap();
+        assert_eq!(read(&inst.config_path), "# live\n");
+        assert_eq!(read(&inst.paths.data_dir("app").join("db.sqlite")), "live");
+        assert!(!staging.join("previous/site.toml").exists());
+        assert!(prefix.join("data").is_dir());
+    }
+
+    /// Aborting a restore into a new instance removes the data directories it moved in
+    /// and the empty parents it made for them, up to `data/`, which stays.
+    #[test]
+    fn abort_of_a_new_instance_leaves_no_directory_the_restore_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let staging = inst.paths.tmp().join("restore-1");
+        std::fs::create_dir_all(&inst.paths.data).unwrap();
+        put(&staging.join("x/data/app/media/a.png"), "png");
+        let mut j = journal(&staging, &["stage", "safety-backup", "stop"]);
+        j.new_instance = true;
+        j.data_dirs = vec!["app/media".into()];
+
+        super::swap_files(&inst, &j, &berth_lifecycle::Silent).unwrap();
+        assert_eq!(read(&inst.paths.data_dir("app/media").join("a.png")), "png");
+        super::undo_files(&inst, &j).unwrap();
+        assert!(!inst.paths.data_dir("app").exists());
+        assert!(inst.paths.data.is_dir());
+        // Before `stage` is done nothing was moved: nothing is touched.
+        put(&inst.paths.data_dir("app/keep"), "x");
+        super::undo_files(&inst, &journal(&staging, &[])).unwrap();
+        assert!(inst.paths.data_dir("app/keep").exists());
+    }
 }

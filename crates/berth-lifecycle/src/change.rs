@@ -17,7 +17,7 @@ use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::run::{Outcome, Run};
 use crate::state_files::{write_managed_files, write_plan};
-use crate::supervisor;
+use crate::supervisor::Supervisor;
 
 /// Files written and the plan stored, with what it takes to put them back.
 pub struct Change {
@@ -124,8 +124,8 @@ impl Change {
     /// services that left the plan stop, services new to it start. Services stopped
     /// by the administrator stay stopped.
     pub fn apply_to_supervisor(&self, run: &Run, outcome: &mut Outcome) -> Result<()> {
-        let inst = run.inst;
-        if !supervisor::is_running(&inst.paths) {
+        let supervisor = run.supervisor();
+        if !supervisor.is_running() {
             return Ok(());
         }
         if self.plan_changed || !self.plan.restart.is_empty() || !self.plan.reload.is_empty() {
@@ -135,8 +135,9 @@ impl Change {
                 reload: self.plan.reload.clone(),
             };
             let answer = run.step("apply to supervisor", || {
-                supervisor::request(&inst.paths, &req)
-                    .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
+                supervisor
+                    .request(&req)
+                    .map_err(|e| supervisor.with_failed_logs(e))
             })?;
             if let Response::Applied {
                 restarted,
@@ -152,13 +153,11 @@ impl Change {
         let new = self.new_services();
         if !new.is_empty() {
             run.step("start new services", || {
-                supervisor::request(
-                    &inst.paths,
-                    &Request::Start {
+                supervisor
+                    .request(&Request::Start {
                         target: Target::Many(new.clone()),
-                    },
-                )
-                .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
+                    })
+                    .map_err(|e| supervisor.with_failed_logs(e))
             })?;
             add(&mut outcome.started, new);
         }
@@ -210,7 +209,7 @@ impl Change {
     /// change restarted or reloaded), and start again what was running before.
     fn roll_back(&mut self, run: &Run, cause: LifecycleError) -> LifecycleError {
         let files = self.files().len();
-        let result = run.step("roll back", || self.put_back(run.inst));
+        let result = run.step("roll back", || self.put_back(run));
         match result {
             Ok(()) => LifecycleError::RolledBack {
                 cause: Box::new(cause),
@@ -223,18 +222,22 @@ impl Change {
         }
     }
 
-    fn put_back(&mut self, inst: &Instance) -> Result<()> {
+    fn put_back(&mut self, run: &Run) -> Result<()> {
         // A path that could not be put back (one a service user replaced, say) does not
         // stop the rest: the old plan and services come back, then it is reported.
         let undo = self.applied.take().map(Applied::roll_back);
-        let rest = self.put_back_plan_and_services(inst);
+        let rest = self.put_back_plan_and_services(run.inst, run.supervisor());
         if let Some(Err(e)) = undo {
             return Err(e.into());
         }
         rest
     }
 
-    fn put_back_plan_and_services(&mut self, inst: &Instance) -> Result<()> {
+    fn put_back_plan_and_services(
+        &mut self,
+        inst: &Instance,
+        supervisor: &dyn Supervisor,
+    ) -> Result<()> {
         restore_file(&inst.paths.managed_files(), self.old_managed.as_deref());
         let plan_path = inst.paths.supervision_plan();
         match &self.old_plan_bytes {
@@ -243,16 +246,24 @@ impl Change {
                 berth_host::fsutil::remove_file_if_exists(&plan_path)?;
             }
         }
-        if !supervisor::is_running(&inst.paths) {
+        if !supervisor.is_running() {
             return Ok(());
         }
+        // Every request is sent even when one is refused: a refused old plan must not
+        // leave the services that ran before stopped. The first refusal is the error.
+        let mut first_err = None;
         for req in self.put_back_requests() {
-            supervisor::request(&inst.paths, &req)?;
-            if matches!(req, Request::Shutdown) {
-                supervisor::wait_exited(&inst.paths, std::time::Duration::from_mins(2));
+            match supervisor.request(&req) {
+                Ok(_) if matches!(req, Request::Shutdown) => {
+                    supervisor.wait_exited(std::time::Duration::from_mins(2));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// What the supervisor is asked, in order, to run the services as before the change.
@@ -431,5 +442,345 @@ mod tests {
     #[test]
     fn rolling_back_with_nothing_before_asks_nothing() {
         assert_eq!(change(None, &["web"], &[], &[]).put_back_requests(), []);
+    }
+
+    mod with_a_supervisor {
+        use std::collections::{BTreeMap, BTreeSet};
+        use std::path::PathBuf;
+
+        use berth_render::{DesiredState, FileSpec};
+        use berth_state::StepStatus;
+        use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
+
+        use crate::change::Change;
+        use crate::desired::supervision_plan;
+        use crate::testing::{Scripted, instance, names, service, state_on};
+        use crate::{Instance, LifecycleError, Outcome, Run, Silent};
+
+        /// An instance with one config file, `etc/app.conf`, that web restarts for; the
+        /// plan on disk has the services `before` (none: never set up), the new one web
+        /// and db.
+        struct Fixture {
+            _tmp: tempfile::TempDir,
+            inst: Instance,
+            state: DesiredState,
+            conf: PathBuf,
+            old_plan: Option<SupervisionPlan>,
+        }
+
+        fn fixture(before: &[&str]) -> Fixture {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            let prefix = inst.paths.prefix.clone();
+            let conf = prefix.join("etc/app.conf");
+            std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+            std::fs::create_dir_all(&inst.paths.state).unwrap();
+            std::fs::write(&conf, "old\n").unwrap();
+            let mut state = state_on(
+                &prefix,
+                vec![service("web", &[]), service("db", &[])],
+                vec![],
+            );
+            state.files = vec![FileSpec {
+                path: conf.clone(),
+                content: "new\n".into(),
+                owner: None,
+                mode: 0o644,
+                restarts: names(&["web"]),
+                reloads: vec![],
+            }];
+            let old_plan = (!before.is_empty()).then(|| {
+                let mut old = state.clone();
+                old.services = before.iter().map(|n| service(n, &[])).collect();
+                let plan = supervision_plan(&inst, &old);
+                std::fs::write(
+                    inst.paths.supervision_plan(),
+                    serde_json::to_vec_pretty(&plan).unwrap(),
+                )
+                .unwrap();
+                plan
+            });
+            Fixture {
+                _tmp: tmp,
+                inst,
+                state,
+                conf,
+                old_plan,
+            }
+        }
+
+        fn write(f: &Fixture, run: &Run, running: &[&str]) -> Change {
+            let running: BTreeSet<String> = names(running).into_iter().collect();
+            Change::write(run, &f.state, &BTreeMap::new(), running).unwrap()
+        }
+
+        fn steps(run: &Run) -> Vec<(String, bool)> {
+            run.db
+                .steps(run.id)
+                .unwrap()
+                .into_iter()
+                .map(|(name, status)| (name, status == Some(StepStatus::Done)))
+                .collect()
+        }
+
+        fn applied(restarted: &[&str]) -> Response {
+            Response::Applied {
+                restarted: names(restarted),
+                reloaded: vec![],
+                removed: vec![],
+            }
+        }
+
+        fn health_failed() -> LifecycleError {
+            LifecycleError::Health {
+                url: "http://127.0.0.1:1/health".into(),
+                secs: 180,
+                last: "connection refused".into(),
+            }
+        }
+
+        /// The health gate fails after the supervisor applied the change: the files
+        /// are put back, the supervisor gets the old plan with a restart of what the
+        /// change restarted, and what ran before is started again, in that order.
+        #[test]
+        fn a_failed_health_wait_rolls_the_change_back_and_asks_exactly_this() {
+            let f = fixture(&["web", "db"]);
+            let sup = Scripted::answering(vec![applied(&["web"])]);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["db", "web"]);
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "new\n");
+            let mut outcome = Outcome::default();
+            let err = change
+                .guard(&run, |c| {
+                    c.apply_to_supervisor(&run, &mut outcome)?;
+                    Err::<(), _>(health_failed())
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, LifecycleError::RolledBack { files: 1, cause } if matches!(**cause, LifecycleError::Health { .. })),
+                "{err}"
+            );
+            assert_eq!(outcome.restarted, ["web"]);
+            assert_eq!(
+                sup.sent(),
+                [
+                    Request::Apply {
+                        plan: supervision_plan(&f.inst, &f.state),
+                        restart: names(&["web"]),
+                        reload: vec![],
+                    },
+                    Request::Apply {
+                        plan: f.old_plan.clone().unwrap(),
+                        restart: names(&["web"]),
+                        reload: vec![],
+                    },
+                    Request::Start {
+                        target: Target::Many(names(&["db", "web"])),
+                    },
+                ]
+            );
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+            let on_disk: SupervisionPlan =
+                serde_json::from_slice(&std::fs::read(f.inst.paths.supervision_plan()).unwrap())
+                    .unwrap();
+            assert_eq!(Some(on_disk), f.old_plan);
+            assert!(
+                !f.inst.paths.managed_files().exists(),
+                "it did not exist before"
+            );
+            assert_eq!(
+                steps(&run),
+                [
+                    ("converge".to_owned(), true),
+                    ("apply to supervisor".to_owned(), true),
+                    ("roll back".to_owned(), true),
+                ]
+            );
+        }
+
+        /// The supervisor refuses the new plan: the journal shows the refusal, and the
+        /// files and the plan are put back all the same.
+        #[test]
+        fn a_refused_apply_leaves_the_files_put_back() {
+            let f = fixture(&["web", "db"]);
+            let sup = Scripted::answering(vec![Response::Error {
+                message: "service `web`: no such program".into(),
+            }]);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["web"]);
+            let mut outcome = Outcome::default();
+            let err = change
+                .guard(&run, |c| c.apply_to_supervisor(&run, &mut outcome))
+                .unwrap_err();
+            assert!(matches!(err, LifecycleError::RolledBack { .. }), "{err}");
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+            assert!(outcome.is_noop(), "{outcome:?}");
+            let sent = sup.sent();
+            assert_eq!(sent.len(), 3, "{sent:?}");
+            assert_eq!(
+                sent[2],
+                Request::Start {
+                    target: Target::Many(names(&["web"]))
+                }
+            );
+            let journal = run.db.steps(run.id).unwrap();
+            assert_eq!(journal[1].0, "apply to supervisor");
+            assert_eq!(
+                journal[1].1,
+                Some(StepStatus::Failed {
+                    error: "service `web`: no such program".into()
+                })
+            );
+        }
+
+        /// Putting back fails too (the supervisor refuses the old plan): both causes
+        /// are reported, the files are back nonetheless, and the services that ran
+        /// before are asked to start.
+        #[test]
+        fn a_roll_back_the_supervisor_refuses_still_puts_the_files_back() {
+            let f = fixture(&["web", "db"]);
+            let sup = Scripted::answering(vec![
+                applied(&["web"]),
+                Response::Error {
+                    message: "busy".into(),
+                },
+            ]);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["web"]);
+            let mut outcome = Outcome::default();
+            let err = change
+                .guard(&run, |c| {
+                    c.apply_to_supervisor(&run, &mut outcome)?;
+                    Err::<(), _>(health_failed())
+                })
+                .unwrap_err();
+            let LifecycleError::RollbackFailed { undo, .. } = &err else {
+                panic!("{err}");
+            };
+            assert_eq!(undo.to_string(), "busy");
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+            // The old plan was refused; what ran before is started all the same.
+            let sent = sup.sent();
+            assert_eq!(sent.len(), 3, "{sent:?}");
+            assert!(matches!(sent[2], Request::Start { .. }), "{sent:?}");
+        }
+
+        /// A first `up` has nothing to go back to: what it did is kept, the error is
+        /// passed on as it is, and the supervisor is asked nothing more.
+        #[test]
+        fn a_first_up_that_fails_keeps_what_it_did() {
+            let f = fixture(&[]);
+            let sup = Scripted::answering(vec![applied(&[])]);
+            let run = Run::begin(&f.inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &[]);
+            let mut outcome = Outcome::default();
+            let err = change
+                .guard(&run, |c| {
+                    c.apply_to_supervisor(&run, &mut outcome)?;
+                    Err::<(), _>(health_failed())
+                })
+                .unwrap_err();
+            assert!(matches!(err, LifecycleError::Health { .. }), "{err}");
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "new\n");
+            // No new service is started on a first up (`up` starts everything itself).
+            assert!(matches!(sup.sent()[..], [Request::Apply { .. }]));
+            assert!(f.inst.paths.supervision_plan().exists());
+        }
+
+        /// A service new to the plan is started after the supervisor applied it, and
+        /// once it has, nothing is left pending for a later run.
+        #[test]
+        fn new_services_start_after_the_apply_and_nothing_stays_pending() {
+            let f = fixture(&["web"]);
+            let sup = Scripted::answering(vec![applied(&["web"])]);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let change = write(&f, &run, &["web"]);
+            let pending = run.db.pending_services(None).unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].services.start, ["db"]);
+            assert_eq!(pending[0].services.restart, ["web"]);
+            let mut outcome = Outcome::default();
+            change.apply_to_supervisor(&run, &mut outcome).unwrap();
+            assert_eq!(
+                sup.sent()[1],
+                Request::Start {
+                    target: Target::Many(names(&["db"]))
+                }
+            );
+            assert_eq!(
+                (outcome.restarted, outcome.started),
+                (names(&["web"]), names(&["db"]))
+            );
+            assert!(run.db.pending_services(None).unwrap().is_empty());
+            let names: Vec<String> = steps(&run).into_iter().map(|(n, _)| n).collect();
+            assert_eq!(
+                names,
+                ["converge", "apply to supervisor", "start new services"]
+            );
+        }
+
+        /// With no supervisor running nothing is asked, and the change's pending
+        /// services stay recorded: the next `up` starts the services with the new files.
+        #[test]
+        fn without_a_supervisor_nothing_is_asked_and_the_record_stays() {
+            let f = fixture(&["web"]);
+            let sup = Scripted::default();
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let change = write(&f, &run, &[]);
+            let mut outcome = Outcome::default();
+            change.apply_to_supervisor(&run, &mut outcome).unwrap();
+            assert!(sup.requests.borrow().is_empty());
+            assert!(outcome.is_noop());
+            assert_eq!(run.db.pending_services(None).unwrap().len(), 1);
+        }
+
+        /// A change that started the supervisor (the instance was down) shuts it down
+        /// again when it is rolled back, and asks nothing else.
+        #[test]
+        fn rolling_back_a_change_that_started_the_supervisor_shuts_it_down_again() {
+            let f = fixture(&["web", "db"]);
+            let sup = Scripted::answering(vec![]);
+            let run = Run::begin(&f.inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &[]);
+            change.started_supervisor = true;
+            let err = change
+                .guard(&run, |_| Err::<(), _>(health_failed()))
+                .unwrap_err();
+            assert!(matches!(err, LifecycleError::RolledBack { .. }), "{err}");
+            assert_eq!(sup.sent(), [Request::Shutdown]);
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+        }
+
+        /// Writing what is already there changes nothing: no file, no plan, nothing to
+        /// put back, and no request.
+        #[test]
+        fn a_change_that_writes_nothing_asks_nothing() {
+            let f = fixture(&["web", "db"]);
+            let sup = Scripted::answering(vec![]);
+            let first = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let change = write(&f, &first, &[]);
+            change.acted(&first).unwrap();
+            let again = write(&f, &first, &["web", "db"]);
+            assert!(again.is_empty(), "{:?}", again.files());
+            let mut outcome = Outcome::default();
+            again.apply_to_supervisor(&first, &mut outcome).unwrap();
+            assert!(sup.requests.borrow().is_empty());
+        }
     }
 }

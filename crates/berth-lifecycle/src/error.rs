@@ -228,3 +228,49 @@ impl LifecycleError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LifecycleError;
+
+    fn refused(message: &str) -> LifecycleError {
+        LifecycleError::SupervisorRefused(message.to_owned())
+    }
+
+    /// What a person reads after a failed change: the cause first, then whether the
+    /// previous configuration is back, then what to do.
+    #[test]
+    fn a_rolled_back_change_says_what_is_back_and_what_to_do() {
+        let rolled = LifecycleError::RolledBack {
+            cause: Box::new(refused("service `web` did not become ready within 30s")),
+            files: 2,
+        };
+        let failed = LifecycleError::RollbackFailed {
+            cause: Box::new(refused("service `web` did not become ready within 30s")),
+            undo: Box::new(refused("no such service `web`")),
+        };
+        insta::assert_snapshot!(format!(
+            "{rolled}\nhint: {}\n---\n{failed}\nhint: {}",
+            rolled.hint().unwrap(),
+            failed.hint().unwrap()
+        ));
+    }
+
+    /// A hook whose service could not start gives the hint of why it could not: a
+    /// supervisor that is down says to run `berth up`.
+    #[test]
+    fn a_hook_that_needs_a_service_gives_the_hint_of_its_cause() {
+        let down = LifecycleError::HookNeeds {
+            hook: "createdb".into(),
+            service: "db".into(),
+            source: Box::new(LifecycleError::NotSetUp("/p".into())),
+        };
+        assert_eq!(down.hint().as_deref(), Some("run `berth up` first"));
+        let other = LifecycleError::HookNeeds {
+            hook: "createdb".into(),
+            service: "db".into(),
+            source: Box::new(refused("no")),
+        };
+        assert_eq!(other.hint(), None);
+    }
+}

@@ -131,18 +131,17 @@ pub fn run_selected(
                 hook.after.join(", "),
                 hook.name
             ));
+            let supervisor = run.supervisor();
             for svc in &hook.after {
-                supervisor::request(
-                    &inst.paths,
-                    &Request::Start {
+                supervisor
+                    .request(&Request::Start {
                         target: Target::One(svc.clone()),
-                    },
-                )
-                .map_err(|e| LifecycleError::HookNeeds {
-                    hook: hook.name.clone(),
-                    service: svc.clone(),
-                    source: Box::new(supervisor::with_failed_logs(&inst.paths, e)),
-                })?;
+                    })
+                    .map_err(|e| LifecycleError::HookNeeds {
+                        hook: hook.name.clone(),
+                        service: svc.clone(),
+                        source: Box::new(supervisor.with_failed_logs(e)),
+                    })?;
             }
             progress.end("");
         }
@@ -496,5 +495,205 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(pre, ["createdb", "initdb", "migrate"]);
+    }
+
+    /// `once` hooks are recorded for the instance, `release` hooks per version (so a new
+    /// version runs them again), `always` hooks not at all.
+    #[test]
+    fn a_hook_is_recorded_under_the_scope_its_schedule_gives() {
+        let mut h = hook("h", &[], &[]);
+        assert_eq!(
+            super::hook_scope(&h, "2.0").as_deref(),
+            Some(berth_state::INSTANCE_SCOPE)
+        );
+        h.when = HookWhen::Release;
+        assert_eq!(super::hook_scope(&h, "2.0").as_deref(), Some("release 2.0"));
+        assert_ne!(super::hook_scope(&h, "2.1"), super::hook_scope(&h, "2.0"));
+        h.when = HookWhen::Always;
+        assert_eq!(super::hook_scope(&h, "2.0"), None);
+    }
+
+    /// A hook needing a service only through a chain of `depends_on` still runs after
+    /// the hook that gates the end of that chain.
+    #[test]
+    fn a_hook_waits_for_what_its_services_need_through_depends_on() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("app", &["db"]),
+                service("proxy", &["app"]),
+            ],
+            vec![
+                hook("a_warm_cache", &["proxy"], &[]),
+                hook("b_initdb", &[], &["db"]),
+            ],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["b_initdb", "a_warm_cache"]);
+    }
+
+    /// A cycle cannot pass the manifest's validation; should one get here, every hook
+    /// still runs once, in declared order, and the ordering ends.
+    #[test]
+    fn a_cycle_falls_back_to_the_declared_order() {
+        let s = state(
+            vec![service("a", &[]), service("b", &[])],
+            vec![hook("one", &["a"], &["b"]), hook("two", &["b"], &["a"])],
+        );
+        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(order, ["one", "two"]);
+    }
+
+    /// Prerequisites are followed through other prerequisites, and a hook already
+    /// among the targets is not listed as its own prerequisite.
+    #[test]
+    fn prerequisites_follow_chains_and_leave_out_the_targets() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("cache", &[]),
+                service("web", &["db"]),
+            ],
+            vec![
+                hook("migrate", &["web"], &[]),
+                hook("createdb", &["db"], &["web"]),
+                hook("initdb", &[], &["db"]),
+                hook("flush", &["cache"], &[]),
+            ],
+        );
+        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["createdb", "initdb"]);
+        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned(), "createdb".to_owned()])
+            .into_iter()
+            .collect();
+        assert_eq!(pre, ["initdb"]);
+        assert!(prerequisites(&s, &["flush".to_owned()]).is_empty());
+    }
+
+    mod running {
+        use berth_model::manifest::HookWhen;
+        use berth_render::HookSpec;
+        use berth_supervisor_protocol::{Request, Response, Target};
+
+        use crate::testing::{Scripted, hook, instance, names, state_on};
+        use crate::{Instance, LifecycleError, Run, Silent};
+
+        fn hook_in(inst: &Instance, name: &str, when: HookWhen, after: &[&str]) -> HookSpec {
+            let mut h = hook(name, after, &[]);
+            h.when = when;
+            h.log_file = inst.paths.prefix.join(format!("log/hooks/{name}.log"));
+            h
+        }
+
+        fn ran(
+            inst: &Instance,
+            sup: &Scripted,
+            hooks: &[HookSpec],
+            version: &str,
+            always: bool,
+        ) -> Vec<String> {
+            let run = Run::begin(inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(sup);
+            let mut state = state_on(&inst.paths.prefix, vec![], hooks.to_vec());
+            state.app.version = version.into();
+            super::super::run_hooks(&run, &state, always).unwrap()
+        }
+
+        /// `once` hooks run once per instance, `release` hooks once per version,
+        /// `always` hooks whenever asked to; a hook's services are started before it.
+        #[test]
+        fn hooks_run_when_their_schedule_says() {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let hooks = [
+                hook_in(&inst, "a_once", HookWhen::Once, &["db"]),
+                hook_in(&inst, "b_release", HookWhen::Release, &[]),
+                hook_in(&inst, "c_always", HookWhen::Always, &[]),
+            ];
+            let sup = Scripted::answering(vec![]);
+            assert_eq!(
+                ran(&inst, &sup, &hooks, "1.0.0", true),
+                ["a_once", "b_release", "c_always"]
+            );
+            assert_eq!(
+                sup.sent(),
+                [Request::Start {
+                    target: Target::One("db".into())
+                }]
+            );
+            assert_eq!(ran(&inst, &sup, &hooks, "1.0.0", true), ["c_always"]);
+            assert_eq!(
+                ran(&inst, &sup, &hooks, "1.0.0", false),
+                Vec::<String>::new()
+            );
+            assert_eq!(ran(&inst, &sup, &hooks, "1.1.0", false), ["b_release"]);
+            assert_eq!(
+                sup.sent().len(),
+                1,
+                "the once hook's service was started once"
+            );
+        }
+
+        /// A hook that fails ends the run with its log's last lines and is not
+        /// recorded as run, so the next `up` runs it again.
+        #[test]
+        fn a_failed_hook_is_not_recorded_and_runs_again() {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let mut failing = hook_in(&inst, "migrate", HookWhen::Once, &[]);
+            failing.argv = names(&["/bin/sh", "-c", "echo no table; exit 3"]);
+            let sup = Scripted::answering(vec![]);
+            for _ in 0..2 {
+                let run = Run::begin(&inst, "up", "", &Silent)
+                    .unwrap()
+                    .with_supervisor(&sup);
+                let state = state_on(&inst.paths.prefix, vec![], vec![failing.clone()]);
+                let err = super::super::run_hooks(&run, &state, true).unwrap_err();
+                let LifecycleError::Hook {
+                    name, why, tail, ..
+                } = &err
+                else {
+                    panic!("{err}");
+                };
+                assert_eq!(name, "migrate");
+                assert!(why.contains("exit status: 3"), "{why}");
+                assert!(tail.contains("no table"), "{tail}");
+                assert!(
+                    !run.db
+                        .hook_ran("migrate", berth_state::INSTANCE_SCOPE)
+                        .unwrap()
+                );
+            }
+        }
+
+        /// A service the hook needs does not start: the hook does not run, and the
+        /// error names both.
+        #[test]
+        fn a_hook_whose_service_does_not_start_does_not_run() {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let mut h = hook_in(&inst, "createdb", HookWhen::Once, &["db"]);
+            let marker = tmp.path().join("ran");
+            h.argv = names(&["/bin/touch", marker.to_str().unwrap()]);
+            let sup = Scripted::answering(vec![Response::Error {
+                message: "service `db` failed".into(),
+            }]);
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], vec![h]);
+            let err = super::super::run_hooks(&run, &state, true).unwrap_err();
+            assert_eq!(
+                crate::run::error_text(&err),
+                "Failed to start `db`, which hook `createdb` needs: service `db` failed"
+            );
+            assert!(!marker.exists());
+        }
     }
 }

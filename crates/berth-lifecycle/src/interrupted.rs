@@ -48,7 +48,7 @@ pub(crate) fn finish(run: &Run, state: &DesiredState, outcome: &mut Outcome) -> 
         .collect::<Vec<_>>()
         .join(", ");
     let plan = applied_plan(&inst.paths.supervision_plan());
-    if let (true, Some(plan)) = (supervisor::is_running(&inst.paths), plan) {
+    if let (true, Some(plan)) = (run.supervisor().is_running(), plan) {
         let wanted = merged(&unfinished, &plan);
         let mut done = Outcome::default();
         run.progress
@@ -58,7 +58,7 @@ pub(crate) fn finish(run: &Run, state: &DesiredState, outcome: &mut Outcome) -> 
             if done.is_noop() {
                 return Ok(());
             }
-            let stopped = supervisor::stopped_services(&inst.paths);
+            let stopped = supervisor::stopped_services(run.supervisor());
             if stopped.is_empty() {
                 health::wait_healthy(state)?;
             }
@@ -109,16 +109,14 @@ fn act(
     wanted: &PendingServices,
     done: &mut Outcome,
 ) -> Result<()> {
-    let paths = &run.inst.paths;
-    let answer = supervisor::request(
-        paths,
-        &Request::Apply {
+    let supervisor = run.supervisor();
+    let answer = supervisor
+        .request(&Request::Apply {
             plan,
             restart: wanted.restart.clone(),
             reload: wanted.reload.clone(),
-        },
-    )
-    .map_err(|e| supervisor::with_failed_logs(paths, e))?;
+        })
+        .map_err(|e| supervisor.with_failed_logs(e))?;
     if let Response::Applied {
         restarted,
         reloaded,
@@ -130,13 +128,11 @@ fn act(
         done.stopped = removed;
     }
     if !wanted.start.is_empty() {
-        supervisor::request(
-            paths,
-            &Request::Start {
+        supervisor
+            .request(&Request::Start {
                 target: Target::Many(wanted.start.clone()),
-            },
-        )
-        .map_err(|e| supervisor::with_failed_logs(paths, e))?;
+            })
+            .map_err(|e| supervisor.with_failed_logs(e))?;
         done.started.clone_from(&wanted.start);
     }
     Ok(())
@@ -251,5 +247,233 @@ mod tests {
             describe("7 (up)", &Outcome::default()),
             "Run 7 (up) was interrupted before it acted on its services: nothing was left to do"
         );
+    }
+
+    /// Started and stopped services are named too, after the restarts and reloads.
+    #[test]
+    fn what_was_started_and_stopped_is_said_after_the_restarts() {
+        let done = Outcome {
+            stopped: names(&["redis"]),
+            started: names(&["worker", "mail"]),
+            restarted: names(&["app"]),
+            ..Outcome::default()
+        };
+        assert_eq!(
+            describe("3 (up), 5 (reconfigure)", &done),
+            "Run 3 (up), 5 (reconfigure) was interrupted before it acted on its services: \
+             restarted app; started worker, mail; stopped redis"
+        );
+    }
+
+    /// A run that recorded nothing the plan on disk still has leaves nothing to do: a
+    /// later run switched those services off.
+    #[test]
+    fn pending_work_for_services_no_longer_planned_is_dropped() {
+        let runs = [unfinished(2, &["gone"], &["old"], &["left"])];
+        let wanted = merged(&runs, &plan(&["app"]));
+        assert_eq!(wanted, PendingServices::default());
+    }
+
+    /// A reload recorded by a later run is dropped when an earlier one restarts the
+    /// same service: the restart reads the new files anyway.
+    #[test]
+    fn a_restart_of_an_earlier_run_wins_over_a_later_reload() {
+        let runs = [
+            unfinished(3, &["nginx"], &[], &[]),
+            unfinished(5, &[], &["nginx", "app"], &[]),
+        ];
+        let wanted = merged(&runs, &plan(&["app", "nginx"]));
+        assert_eq!(wanted.restart, ["nginx"]);
+        assert_eq!(wanted.reload, ["app"]);
+    }
+
+    mod finishing {
+        use std::cell::RefCell;
+
+        use berth_state::{PendingServices, StepStatus};
+        use berth_supervisor_protocol::{
+            Request, Response, ServiceState, ServiceStatus, SupervisionPlan, Target,
+        };
+
+        use crate::desired::supervision_plan;
+        use crate::progress::Progress;
+        use crate::testing::{Scripted, instance, names, service, state_on};
+        use crate::{Instance, LifecycleError, Outcome, Run, Silent};
+
+        #[derive(Default)]
+        struct Notes(RefCell<Vec<String>>);
+
+        impl Progress for Notes {
+            fn begin(&self, _: &str) {}
+            fn end(&self, _: &str) {}
+            fn note(&self, line: &str) {
+                self.0.borrow_mut().push(line.to_owned());
+            }
+        }
+
+        /// An instance whose plan on disk has web and db, and a `reconfigure` run
+        /// killed after it recorded `pending` (it never finished).
+        fn killed_run(
+            tmp: &tempfile::TempDir,
+            pending: &PendingServices,
+        ) -> (Instance, SupervisionPlan, berth_state::RunId) {
+            let inst = instance(&tmp.path().join("inst"));
+            let killed = {
+                let run = Run::begin(&inst, "reconfigure", "", &Silent).unwrap();
+                run.db.record_pending_services(run.id, pending).unwrap();
+                run.id
+            };
+            let state = state_on(
+                &inst.paths.prefix,
+                vec![service("web", &[]), service("db", &[])],
+                vec![],
+            );
+            let plan = supervision_plan(&inst, &state);
+            std::fs::write(
+                inst.paths.supervision_plan(),
+                serde_json::to_vec(&plan).unwrap(),
+            )
+            .unwrap();
+            (inst, plan, killed)
+        }
+
+        fn status(name: &str, state: ServiceState) -> ServiceStatus {
+            ServiceStatus {
+                name: name.into(),
+                state,
+                pid: None,
+                uptime_secs: None,
+                restarts: 0,
+                last_exit: None,
+                ready: false,
+                paused_since_unix: None,
+                resume_in_ms: None,
+            }
+        }
+
+        fn pending() -> PendingServices {
+            PendingServices {
+                restart: names(&["web"]),
+                reload: vec![],
+                start: names(&["db"]),
+                stop: vec![],
+            }
+        }
+
+        /// The next run hands the supervisor the plan on disk with the killed run's
+        /// restarts, starts what it would have started, says so, and clears the
+        /// record (here a service is stopped on purpose, so it does not wait for health).
+        #[test]
+        fn the_next_run_does_what_a_killed_one_left_and_clears_its_record() {
+            let tmp = tempfile::tempdir().unwrap();
+            let (inst, plan, killed) = killed_run(&tmp, &pending());
+            let mut sup = Scripted::answering(vec![Response::Applied {
+                restarted: names(&["web"]),
+                reloaded: vec![],
+                removed: vec![],
+            }]);
+            sup.status = Some(Response::Status {
+                supervisor_pid: 1,
+                services: vec![status("mail", ServiceState::Stopped)],
+                jobs: vec![],
+            });
+            let notes = Notes::default();
+            let run = Run::begin(&inst, "up", "", &notes)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], vec![]);
+            let mut outcome = Outcome::default();
+            super::super::finish(&run, &state, &mut outcome).unwrap();
+            assert_eq!(
+                sup.sent(),
+                [
+                    Request::Apply {
+                        plan,
+                        restart: names(&["web"]),
+                        reload: vec![],
+                    },
+                    Request::Start {
+                        target: Target::Many(names(&["db"]))
+                    },
+                ]
+            );
+            assert_eq!(outcome.restarted, ["web"]);
+            assert_eq!(outcome.started, ["db"]);
+            assert_eq!(
+                *notes.0.borrow(),
+                [format!(
+                    "Run {killed} (reconfigure) was interrupted before it acted on its services: \
+                     restarted web; started db"
+                )]
+            );
+            assert!(run.db.pending_services(None).unwrap().is_empty());
+            let steps = run.db.steps(run.id).unwrap();
+            assert_eq!(
+                steps,
+                [(
+                    format!("finish interrupted run {killed} (reconfigure)"),
+                    Some(StepStatus::Done)
+                )]
+            );
+        }
+
+        /// When the app does not answer after the killed run's work is done, the run
+        /// fails and the record stays: the next run tries again.
+        #[test]
+        fn a_finish_that_fails_its_health_check_keeps_the_record() {
+            let tmp = tempfile::tempdir().unwrap();
+            let (inst, _, killed) = killed_run(&tmp, &pending());
+            let sup = Scripted::answering(vec![Response::Applied {
+                restarted: names(&["web"]),
+                reloaded: vec![],
+                removed: vec![],
+            }]);
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            // No URL to answer at: the health check fails at once.
+            let state = state_on(&inst.paths.prefix, vec![], vec![]);
+            let err = super::super::finish(&run, &state, &mut Outcome::default()).unwrap_err();
+            assert!(matches!(err, LifecycleError::HealthUrl(_)), "{err}");
+            let left = run.db.pending_services(Some(run.id)).unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].run, killed);
+        }
+
+        /// Nothing runs the old configuration when no supervisor is running: the record
+        /// is dropped and nothing is asked (the services read the new files as they start).
+        #[test]
+        fn without_a_supervisor_the_record_is_dropped() {
+            let tmp = tempfile::tempdir().unwrap();
+            let (inst, _, _) = killed_run(&tmp, &pending());
+            let sup = Scripted::default();
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], vec![]);
+            let mut outcome = Outcome::default();
+            super::super::finish(&run, &state, &mut outcome).unwrap();
+            assert!(outcome.is_noop());
+            assert!(sup.requests.borrow().is_empty());
+            assert!(run.db.pending_services(None).unwrap().is_empty());
+        }
+
+        /// A refused apply fails the run with the supervisor's words and keeps the record.
+        #[test]
+        fn a_refused_finish_keeps_the_record() {
+            let tmp = tempfile::tempdir().unwrap();
+            let (inst, _, _) = killed_run(&tmp, &pending());
+            let sup = Scripted::answering(vec![Response::Error {
+                message: "no".into(),
+            }]);
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], vec![]);
+            let err = super::super::finish(&run, &state, &mut Outcome::default()).unwrap_err();
+            assert_eq!(err.to_string(), "no");
+            assert_eq!(sup.sent().len(), 1, "nothing is started after a refusal");
+            assert_eq!(run.db.pending_services(Some(run.id)).unwrap().len(), 1);
+        }
     }
 }

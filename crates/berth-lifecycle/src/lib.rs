@@ -34,6 +34,8 @@ pub mod run;
 pub mod state_files;
 pub mod supervisor;
 pub mod systemd;
+#[cfg(test)]
+mod testing;
 pub mod up;
 
 pub use down::{Down, down};

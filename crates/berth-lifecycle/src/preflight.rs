@@ -114,3 +114,132 @@ pub(crate) fn ensure_packages(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::Duration;
+
+    use berth_supervisor_protocol::{Probe, Readiness};
+
+    use super::{check_ports, listen_addresses, record_ports};
+    use crate::LifecycleError;
+    use crate::testing::{instance, names, service, state_on};
+
+    fn probing(name: &str, probe: Probe) -> berth_supervisor_protocol::ServiceSpec {
+        let mut s = service(name, &[]);
+        s.readiness = Some(Readiness {
+            probe,
+            timeout: Duration::from_secs(1),
+        });
+        s
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    /// The addresses come from the declared `listen` entries and from TCP and HTTP
+    /// readiness probes (an HTTP URL without a port is port 80); a command probe or a
+    /// URL that does not parse gives none, and each address is listed once.
+    #[test]
+    fn listen_addresses_come_from_listen_entries_and_probes() {
+        let mut state = state_on(
+            "/p".as_ref(),
+            vec![
+                probing(
+                    "db",
+                    Probe::Tcp {
+                        address: "127.0.0.1:5432".into(),
+                    },
+                ),
+                probing(
+                    "web",
+                    Probe::Http {
+                        url: "http://127.0.0.1:8080/health".into(),
+                        status: None,
+                    },
+                ),
+                probing(
+                    "proxy",
+                    Probe::Http {
+                        url: "http://127.0.0.1/".into(),
+                        status: Some(200),
+                    },
+                ),
+                probing(
+                    "worker",
+                    Probe::Command {
+                        argv: names(&["/bin/true"]),
+                    },
+                ),
+                probing(
+                    "odd",
+                    Probe::Http {
+                        url: "not a url".into(),
+                        status: None,
+                    },
+                ),
+            ],
+            vec![],
+        );
+        state.listen = BTreeMap::from([
+            (
+                "db".to_owned(),
+                names(&["127.0.0.1:5432", "127.0.0.1:5433"]),
+            ),
+            ("cache".to_owned(), names(&["127.0.0.1:6379"])),
+        ]);
+        assert_eq!(
+            listen_addresses(&state),
+            [
+                ("cache".to_owned(), addr("127.0.0.1:6379")),
+                ("db".to_owned(), addr("127.0.0.1:5432")),
+                ("db".to_owned(), addr("127.0.0.1:5433")),
+                ("proxy".to_owned(), addr("127.0.0.1:80")),
+                ("web".to_owned(), addr("127.0.0.1:8080")),
+            ]
+        );
+    }
+
+    /// A port taken by another program stops the operation and is named; a running
+    /// service's own port is not "taken" (with no record, every running service is
+    /// taken to hold its own), but once the record says the service held another
+    /// address, the new one must be free.
+    #[test]
+    fn a_taken_port_is_refused_unless_the_running_service_holds_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance(&tmp.path().join("inst"));
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap();
+        let mut state = state_on(&inst.paths.prefix, vec![service("web", &[])], vec![]);
+        state.listen = BTreeMap::from([("web".to_owned(), vec![taken.to_string()])]);
+
+        let err = check_ports(&inst, &state, &BTreeSet::new()).unwrap_err();
+        let LifecycleError::PortsInUse(lines) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with(&format!("  {taken} (service `web`): ")),
+            "{lines:?}"
+        );
+
+        let running = BTreeSet::from(["web".to_owned()]);
+        check_ports(&inst, &state, &running).unwrap();
+
+        // Recorded when the service held another address: this one is someone else's.
+        let mut before = state.clone();
+        before.listen = BTreeMap::from([("web".to_owned(), names(&["127.0.0.1:1"]))]);
+        std::fs::create_dir_all(&inst.paths.state).unwrap();
+        record_ports(&inst, &before).unwrap();
+        assert!(matches!(
+            check_ports(&inst, &state, &running),
+            Err(LifecycleError::PortsInUse(_))
+        ));
+        // Recorded with this address: it is the running service's own.
+        record_ports(&inst, &state).unwrap();
+        check_ports(&inst, &state, &running).unwrap();
+    }
+}

@@ -24,12 +24,12 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     let secrets = secrets(inst, true)?;
     let state = render(inst, &secrets)?;
     crate::interrupted::finish(run, &state, &mut outcome)?;
-    let running = supervisor::running_services(&inst.paths);
+    let running = supervisor::services_running(run.supervisor());
     preflight::check_ports(inst, &state, &running)?;
     let mut change = Change::write(run, &state, &secrets, running)?;
     outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
-    if !supervisor::is_running(&inst.paths) {
+    if !run.supervisor().is_running() {
         progress.note("The supervisor is not running: files were updated, nothing was restarted (start with `berth up`)");
         return Ok(outcome);
     }
@@ -39,7 +39,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
             outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
             // The change is kept only if the app still answers; unless a service is
             // stopped on purpose, when it may well not.
-            let stopped = supervisor::stopped_services(&inst.paths);
+            let stopped = supervisor::stopped_services(run.supervisor());
             if stopped.is_empty() {
                 progress.begin(&format!("Waiting for {}", state.health_url));
                 run.step("health", || health::wait_healthy(&state))?;

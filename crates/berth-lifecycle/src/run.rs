@@ -12,6 +12,7 @@ use berth_state::{RunId, RunOutcome, RunStatus, StateDb, StepStatus};
 use crate::error::{LifecycleError, Result};
 use crate::instance::Instance;
 use crate::progress::Progress;
+use crate::supervisor::{Socket, Supervisor};
 
 /// What a run changed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -98,6 +99,8 @@ pub struct Run<'a> {
     pub id: RunId,
     /// Where steps report progress.
     pub progress: &'a dyn Progress,
+    /// The instance's supervisor, as the steps talk to it.
+    supervisor: Box<dyn Supervisor + 'a>,
     started: Instant,
 }
 
@@ -136,6 +139,7 @@ impl<'a> Run<'a> {
             db: StateDb::open(inst.paths.state_db())?,
             id,
             progress,
+            supervisor: Box::new(Socket(&inst.paths)),
             started: Instant::now(),
         })
     }
@@ -154,8 +158,21 @@ impl<'a> Run<'a> {
             db,
             id,
             progress,
+            supervisor: Box::new(Socket(&inst.paths)),
             started: Instant::now(),
         })
+    }
+
+    /// The instance's supervisor, as the steps talk to it.
+    pub fn supervisor(&self) -> &dyn Supervisor {
+        self.supervisor.as_ref()
+    }
+
+    /// The same run with its steps talking to `supervisor` (a scripted one, in tests).
+    #[cfg(test)]
+    pub(crate) fn with_supervisor(mut self, supervisor: impl Supervisor + 'a) -> Self {
+        self.supervisor = Box::new(supervisor);
+        self
     }
 
     /// How long the run has taken so far.
@@ -342,5 +359,81 @@ mod tests {
             history[0].outcome.as_ref().unwrap().status,
             RunStatus::Succeeded
         );
+    }
+
+    /// The history's text of a failure carries every cause, outermost first: a hook
+    /// that could not start its service says which service, and what the supervisor
+    /// answered.
+    #[test]
+    fn an_error_is_recorded_with_its_whole_chain() {
+        let err = LifecycleError::HookNeeds {
+            hook: "createdb".into(),
+            service: "postgresql".into(),
+            source: Box::new(boom()),
+        };
+        assert_eq!(
+            super::error_text(&err),
+            "Failed to start `postgresql`, which hook `createdb` needs: \
+             Failed to read `/nowhere`: disk on fire"
+        );
+        assert_eq!(
+            super::failed("it broke").status,
+            RunStatus::Failed {
+                error: "it broke".into()
+            }
+        );
+    }
+
+    /// Any one thing done makes a run "succeeded": a run that only ran hooks, or only
+    /// started a service, is not recorded as "no change".
+    #[test]
+    fn a_run_that_did_any_one_thing_is_not_no_change() {
+        let one = || vec!["x".to_owned()];
+        let outcomes = [
+            Outcome {
+                files_changed: vec![PathBuf::from("/p/etc/x")],
+                ..Outcome::default()
+            },
+            Outcome {
+                restarted: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                reloaded: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                stopped: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                started: one(),
+                ..Outcome::default()
+            },
+            Outcome {
+                hooks_run: one(),
+                ..Outcome::default()
+            },
+        ];
+        for o in outcomes {
+            assert!(!o.is_noop(), "{o:?}");
+            let recorded = o.recorded();
+            assert_eq!(recorded.status, RunStatus::Succeeded, "{o:?}");
+            let listed = [
+                recorded.files_changed,
+                recorded.services_restarted,
+                recorded.services_reloaded,
+                recorded.services_stopped,
+                recorded.services_started,
+                recorded.hooks_run,
+            ];
+            assert_eq!(listed.iter().map(Vec::len).sum::<usize>(), 1, "{o:?}");
+        }
+        // How long it took is no change.
+        let slow = Outcome {
+            duration: std::time::Duration::from_secs(9),
+            ..Outcome::default()
+        };
+        assert_eq!(slow.recorded().status, RunStatus::NoChange);
     }
 }

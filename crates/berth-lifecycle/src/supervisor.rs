@@ -10,6 +10,54 @@ use berth_supervisor_protocol::{Request, Response, Target};
 
 use crate::error::{LifecycleError, Result};
 
+/// The instance's supervisor as a lifecycle step talks to it: [`Socket`], the running
+/// daemon, in every operation; in the unit tests, one that answers from a script.
+pub trait Supervisor {
+    /// Whether it answers.
+    fn is_running(&self) -> bool;
+    /// Send one request; an `Error` answer is [`LifecycleError::SupervisorRefused`].
+    fn request(&self, req: &Request) -> Result<Response>;
+    /// Wait until its process has exited (after a `Shutdown`), at most `timeout`.
+    fn wait_exited(&self, timeout: Duration) -> bool;
+    /// `err` (a start that failed) with the last log lines of every service that is
+    /// not ready.
+    fn with_failed_logs(&self, err: LifecycleError) -> LifecycleError;
+}
+
+impl<T: Supervisor + ?Sized> Supervisor for &T {
+    fn is_running(&self) -> bool {
+        (**self).is_running()
+    }
+    fn request(&self, req: &Request) -> Result<Response> {
+        (**self).request(req)
+    }
+    fn wait_exited(&self, timeout: Duration) -> bool {
+        (**self).wait_exited(timeout)
+    }
+    fn with_failed_logs(&self, err: LifecycleError) -> LifecycleError {
+        (**self).with_failed_logs(err)
+    }
+}
+
+/// The supervisor of the instance at `paths`, reached on its control socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Socket<'a>(pub &'a Paths);
+
+impl Supervisor for Socket<'_> {
+    fn is_running(&self) -> bool {
+        is_running(self.0)
+    }
+    fn request(&self, req: &Request) -> Result<Response> {
+        request(self.0, req)
+    }
+    fn wait_exited(&self, timeout: Duration) -> bool {
+        wait_exited(self.0, timeout)
+    }
+    fn with_failed_logs(&self, err: LifecycleError) -> LifecycleError {
+        with_failed_logs(self.0, err)
+    }
+}
+
 /// The supervisor's configuration for an instance.
 pub fn daemon_config(paths: &Paths, autostart: bool) -> DaemonConfig {
     DaemonConfig {
@@ -171,18 +219,23 @@ pub fn with_failed_logs(paths: &Paths, err: LifecycleError) -> LifecycleError {
 
 /// Every service's status, as the supervisor reports it (none when it is not running).
 pub fn service_statuses(paths: &Paths) -> Vec<berth_supervisor_protocol::ServiceStatus> {
-    if !is_running(paths) {
+    statuses(&Socket(paths))
+}
+
+/// Every service's status, as `supervisor` reports it (none when it is not running).
+fn statuses(supervisor: &dyn Supervisor) -> Vec<berth_supervisor_protocol::ServiceStatus> {
+    if !supervisor.is_running() {
         return Vec::new();
     }
-    match request(paths, &Request::Status) {
+    match supervisor.request(&Request::Status) {
         Ok(Response::Status { services, .. }) => services,
         _ => Vec::new(),
     }
 }
 
 /// Services of the plan that are stopped (by an administrator).
-pub(crate) fn stopped_services(paths: &Paths) -> Vec<String> {
-    service_statuses(paths)
+pub(crate) fn stopped_services(supervisor: &dyn Supervisor) -> Vec<String> {
+    statuses(supervisor)
         .into_iter()
         .filter(|s| s.state == berth_supervisor_protocol::ServiceState::Stopped)
         .map(|s| s.name)
@@ -191,7 +244,12 @@ pub(crate) fn stopped_services(paths: &Paths) -> Vec<String> {
 
 /// Services the supervisor currently runs (any state but stopped/failed).
 pub fn running_services(paths: &Paths) -> std::collections::BTreeSet<String> {
-    service_statuses(paths)
+    services_running(&Socket(paths))
+}
+
+/// Services `supervisor` currently runs (any state but stopped/failed).
+pub(crate) fn services_running(supervisor: &dyn Supervisor) -> std::collections::BTreeSet<String> {
+    statuses(supervisor)
         .into_iter()
         .filter(|s| s.pid.is_some())
         .map(|s| s.name)

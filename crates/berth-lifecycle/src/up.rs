@@ -110,7 +110,7 @@ pub fn prepare(
     crate::interrupted::finish(run, &state, &mut outcome)?;
 
     progress.begin("Writing configuration");
-    let running = supervisor::running_services(&inst.paths);
+    let running = supervisor::services_running(run.supervisor());
     let mut change = Change::write(run, &state, &secrets, running)?;
     outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
@@ -119,7 +119,7 @@ pub fn prepare(
     }
     progress.end(&format!("{} file(s) changed", outcome.files_changed.len()));
 
-    if supervisor::is_running(&inst.paths) {
+    if run.supervisor().is_running() {
         change.guard(run, |change| change.apply_to_supervisor(run, &mut outcome))?;
     } else {
         progress.begin("Starting the supervisor");
@@ -152,14 +152,13 @@ fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -
 
         progress.begin("Starting services");
         run.step("start services", || {
-            supervisor::request(
-                &inst.paths,
-                &Request::Start {
+            let supervisor = run.supervisor();
+            supervisor
+                .request(&Request::Start {
                     target: Target::All,
-                },
-            )
-            .map(|_| ())
-            .map_err(|e| supervisor::with_failed_logs(&inst.paths, e))
+                })
+                .map(|_| ())
+                .map_err(|e| supervisor.with_failed_logs(e))
         })?;
         progress.end("");
 

@@ -1,0 +1,175 @@
+//! What the unit tests of the lifecycle share: small desired states, the fixture
+//! instance on a prefix of its own, and a supervisor that answers from a script.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_model::manifest::HookWhen;
+use berth_render::{AppId, DesiredState, HookSpec, Paths};
+use berth_supervisor_protocol::{Request, Response, RestartPolicy, ServiceSpec};
+
+use crate::error::{LifecycleError, Result};
+use crate::instance::{Instance, Locate};
+use crate::supervisor::Supervisor;
+
+/// Owned names.
+pub fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A service that needs `deps`.
+pub fn service(name: &str, deps: &[&str]) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        argv: vec!["/bin/true".into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        user: None,
+        depends_on: names(deps),
+        readiness: None,
+        stop_signal: "SIGTERM".into(),
+        stop_timeout: Duration::from_secs(1),
+        reload_signal: None,
+        restart: RestartPolicy::Always,
+        log_dir: PathBuf::from("/l"),
+        log_max_bytes: 1,
+        log_keep: 1,
+    }
+}
+
+/// A `once` hook that runs after the services `after` and before `before`.
+pub fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
+    HookSpec {
+        name: name.into(),
+        description: String::new(),
+        argv: vec!["/bin/true".into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        user: None,
+        when: HookWhen::Once,
+        after: names(after),
+        before: names(before),
+        timeout: Duration::from_secs(10),
+        log_file: PathBuf::from("/l/h.log"),
+        creates: None,
+    }
+}
+
+/// A desired state of app `a` 1.0.0 on `prefix`, with nothing but `services` and `hooks`.
+pub fn state_on(prefix: &Path, services: Vec<ServiceSpec>, hooks: Vec<HookSpec>) -> DesiredState {
+    DesiredState {
+        app: AppId {
+            name: "a".into(),
+            version: "1.0.0".into(),
+        },
+        paths: Paths::for_prefix(prefix, "1.0.0"),
+        users: vec![],
+        dirs: vec![],
+        files: vec![],
+        packages: vec![],
+        binaries: BTreeMap::new(),
+        bundles: vec![],
+        secrets: vec![],
+        services,
+        jobs: vec![],
+        listen: BTreeMap::new(),
+        hooks,
+        health_url: String::new(),
+        next_steps: vec![],
+        backup: None,
+        backup_policy: berth_render::BackupPolicy {
+            target: berth_render::BackupTarget::Default(prefix.join("backups")),
+            schedule: berth_render::Schedule::Off,
+            jobs: 1,
+            compression_level: 3,
+            keep_last: 7,
+            keep_daily: 7,
+            keep_weekly: 4,
+            ssh_identity: None,
+            ssh_known_hosts: None,
+            recipient: None,
+        },
+    }
+}
+
+/// The small fixture app, on a prefix of its own (nothing is installed or started).
+pub fn instance(prefix: &Path) -> Instance {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ministack");
+    crate::instance::open(&Locate {
+        prefix: Some(prefix.to_path_buf()),
+        manifest: Some(manifest),
+        ..Locate::default()
+    })
+    .unwrap()
+}
+
+/// A supervisor that records every request and answers from a script: each request
+/// takes the next scripted answer (an `Error` answer is a refusal), and with the
+/// script used up it answers `Ok`.
+#[derive(Default)]
+pub struct Scripted {
+    /// Whether it answers at all.
+    pub running: bool,
+    /// The requests it got, in order.
+    pub requests: RefCell<Vec<Request>>,
+    answers: RefCell<VecDeque<Response>>,
+    /// Answers to `Status`, which are not taken from the script.
+    pub status: Option<Response>,
+}
+
+impl Scripted {
+    /// A running supervisor that answers `answers`, in order.
+    pub fn answering(answers: Vec<Response>) -> Self {
+        Self {
+            running: true,
+            answers: RefCell::new(answers.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The requests it got, `Status` left out.
+    pub fn sent(&self) -> Vec<Request> {
+        self.requests
+            .borrow()
+            .iter()
+            .filter(|r| !matches!(r, Request::Status))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Supervisor for Scripted {
+    fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn request(&self, req: &Request) -> Result<Response> {
+        assert!(
+            self.running,
+            "a request to a supervisor that is not running: {req:?}"
+        );
+        self.requests.borrow_mut().push(req.clone());
+        if matches!(req, Request::Status) {
+            return Ok(self.status.clone().unwrap_or(Response::Status {
+                supervisor_pid: 1,
+                services: Vec::new(),
+                jobs: Vec::new(),
+            }));
+        }
+        match self.answers.borrow_mut().pop_front() {
+            Some(Response::Error { message }) => Err(LifecycleError::SupervisorRefused(message)),
+            Some(answer) => Ok(answer),
+            None => Ok(Response::Ok),
+        }
+    }
+
+    fn wait_exited(&self, _timeout: Duration) -> bool {
+        true
+    }
+
+    fn with_failed_logs(&self, err: LifecycleError) -> LifecycleError {
+        err
+    }
+}
