@@ -905,7 +905,7 @@ fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> R
     let Some(db) = state.backup.as_ref().and_then(|b| b.database.clone()) else {
         return Ok(Vec::new());
     };
-    let prereqs = hooks::prerequisites(&state, &db.restore_after);
+    let prereqs = berth_render::hook_prerequisites(&state, &db.restore_after);
     let ran = hooks::run_selected(run, &state, &|h, scheduled| {
         db.restore_after.contains(&h.name)
             || (prereqs.contains(&h.name) && scheduled.unwrap_or(true))

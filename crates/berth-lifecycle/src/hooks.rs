@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::mpsc;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use berth_host::children::ChildRecords;
 use berth_host::unfinished::UnfinishedOutput;
@@ -107,7 +107,17 @@ pub fn run_hooks(run: &Run, state: &DesiredState, include_always: bool) -> Resul
     })
 }
 
-/// Run the hooks `select` picks, in [`hook_order`]. `select` gets each hook and whether
+/// The hooks of `state` in the order the renderer gives ([`berth_render::hook_order`]).
+fn in_order(state: &DesiredState) -> Vec<&HookSpec> {
+    let by_name: BTreeMap<&str, &HookSpec> =
+        state.hooks.iter().map(|h| (h.name.as_str(), h)).collect();
+    berth_render::hook_order(state)
+        .into_iter()
+        .filter_map(|name| by_name.get(name).copied())
+        .collect()
+}
+
+/// Run the hooks `select` picks, in [`berth_render::hook_order`]. `select` gets each hook and whether
 /// its schedule makes it due (`None` for `always` hooks, which have no record).
 pub fn run_selected(
     run: &Run,
@@ -116,7 +126,7 @@ pub fn run_selected(
 ) -> Result<Vec<String>> {
     let (inst, db, progress) = (run.inst, &run.db, run.progress);
     let mut ran = Vec::new();
-    for hook in hook_order(state) {
+    for hook in in_order(state) {
         let scope = hook_scope(hook, &state.app.version);
         let scheduled = match &scope {
             Some(scope) => Some(!db.hook_ran(&hook.name, scope)?),
@@ -193,103 +203,14 @@ fn unfinished_output(inst: &Instance, hook: &HookSpec) -> Option<UnfinishedOutpu
     })
 }
 
-/// The hooks that must run before `targets` can: those whose `before` services are
-/// needed (directly or through `depends_on`) by a target's `after` services, and so on.
-pub fn prerequisites(state: &DesiredState, targets: &[String]) -> BTreeSet<String> {
-    let deps: BTreeMap<&str, &[String]> = state
-        .services
-        .iter()
-        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
-        .collect();
-    let mut hooks: BTreeSet<String> = BTreeSet::new();
-    let mut pending: Vec<&HookSpec> = state
-        .hooks
-        .iter()
-        .filter(|h| targets.contains(&h.name))
-        .collect();
-    while let Some(h) = pending.pop() {
-        let mut needed: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> = h.after.iter().map(String::as_str).collect();
-        while let Some(s) = stack.pop() {
-            if needed.insert(s) {
-                stack.extend(
-                    deps.get(s)
-                        .copied()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(String::as_str),
-                );
-            }
-        }
-        for other in &state.hooks {
-            if !hooks.contains(&other.name)
-                && !targets.contains(&other.name)
-                && other.before.iter().any(|b| needed.contains(b.as_str()))
-            {
-                hooks.insert(other.name.clone());
-                pending.push(other);
-            }
-        }
-    }
-    hooks
-}
-
-/// Hooks in the order they must run: a hook whose `before` services are needed
-/// (directly or through `depends_on`) by another hook's `after` runs first. Ties keep
-/// the manifest's (alphabetical) order. The manifest's validation rejects cycles.
-pub(crate) fn hook_order(state: &DesiredState) -> Vec<&berth_render::HookSpec> {
-    let deps: BTreeMap<&str, &[String]> = state
-        .services
-        .iter()
-        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
-        .collect();
-    let needed = |hook: &'_ berth_render::HookSpec| -> BTreeSet<String> {
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut stack: Vec<&str> = hook.after.iter().map(String::as_str).collect();
-        while let Some(s) = stack.pop() {
-            if seen.insert(s.to_owned()) {
-                stack.extend(
-                    deps.get(s)
-                        .into_iter()
-                        .flat_map(|d| d.iter().map(String::as_str)),
-                );
-            }
-        }
-        seen
-    };
-    let hooks = &state.hooks;
-    let must_precede = |a: &berth_render::HookSpec, b: &berth_render::HookSpec| {
-        let n = needed(b);
-        a.before.iter().any(|s| n.contains(s))
-    };
-    let mut done = vec![false; hooks.len()];
-    let mut order = Vec::with_capacity(hooks.len());
-    while order.len() < hooks.len() {
-        let next = (0..hooks.len()).find(|&i| {
-            !done[i]
-                && (0..hooks.len())
-                    .all(|j| j == i || done[j] || !must_precede(&hooks[j], &hooks[i]))
-        });
-        // A cycle cannot pass validation; if one did, fall back to declared order.
-        let i = next.unwrap_or_else(|| (0..hooks.len()).find(|&i| !done[i]).unwrap_or(0));
-        done[i] = true;
-        order.push(&hooks[i]);
-    }
-    order
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::path::PathBuf;
-    use std::time::Duration;
 
     use berth_host::children::ChildRecords;
     use berth_model::manifest::HookWhen;
-    use berth_render::{AppId, DesiredState, HookSpec, Paths};
-    use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
 
-    use super::{hook_order, prerequisites};
+    use crate::testing::hook;
 
     /// A hook's log is 0640, root's and the hook user's group's (it was 0644: any local
     /// user read hook output, which carries passwords being set), and the hook sees only
@@ -365,138 +286,6 @@ mod tests {
         assert_eq!(names["FROM_MANIFEST"], "yes");
     }
 
-    fn service(name: &str, deps: &[&str]) -> ServiceSpec {
-        ServiceSpec {
-            name: name.into(),
-            argv: vec!["/bin/true".into()],
-            env: BTreeMap::new(),
-            cwd: None,
-            user: None,
-            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
-            readiness: None,
-            stop_signal: "SIGTERM".into(),
-            stop_timeout: Duration::from_secs(1),
-            reload_signal: None,
-            restart: RestartPolicy::Always,
-            log_dir: PathBuf::from("/l"),
-            log_max_bytes: 1,
-            log_keep: 1,
-        }
-    }
-
-    fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
-        HookSpec {
-            name: name.into(),
-            description: String::new(),
-            argv: vec!["/bin/true".into()],
-            env: BTreeMap::new(),
-            cwd: None,
-            user: None,
-            when: HookWhen::Once,
-            after: after.iter().map(|s| (*s).to_owned()).collect(),
-            before: before.iter().map(|s| (*s).to_owned()).collect(),
-            after_hooks: vec![],
-            before_hooks: vec![],
-            rerun_key: None,
-            rerun_inputs: vec![],
-            timeout: Duration::from_secs(1),
-            log_file: PathBuf::from("/l/h.log"),
-            creates: None,
-        }
-    }
-
-    fn state(services: Vec<ServiceSpec>, hooks: Vec<HookSpec>) -> DesiredState {
-        DesiredState {
-            app: AppId {
-                name: "a".into(),
-                version: "1".into(),
-            },
-            paths: Paths::for_prefix("/p".as_ref(), "1"),
-            users: vec![],
-            dirs: vec![],
-            files: vec![],
-            host_files: Vec::new(),
-            packages: vec![],
-            binaries: BTreeMap::new(),
-            bundles: vec![],
-            secrets: vec![],
-            services,
-            jobs: vec![],
-            listen: BTreeMap::new(),
-            hooks,
-            health_url: String::new(),
-            next_steps: vec![],
-            backup: None,
-            backup_policy: berth_render::BackupPolicy {
-                target: berth_render::BackupTarget::Default("/p/backups".into()),
-                schedule: berth_render::Schedule::Off,
-                jobs: 1,
-                compression_level: 3,
-                keep_last: 7,
-                keep_daily: 7,
-                keep_weekly: 4,
-                ssh_identity: None,
-                ssh_known_hosts: None,
-                recipient: None,
-            },
-        }
-    }
-
-    #[test]
-    fn a_hook_runs_before_hooks_that_need_the_services_it_gates() {
-        // Declared (alphabetical) order would run `a_admin` and `b_createdb` before
-        // `z_initdb`, whose `before` gates the database every other hook needs.
-        let s = state(
-            vec![service("db", &[]), service("web", &["db"])],
-            vec![
-                hook("a_admin", &["web"], &[]),
-                hook("b_createdb", &["db"], &["web"]),
-                hook("m_migrate", &["db"], &["web"]),
-                hook("z_initdb", &[], &["db"]),
-            ],
-        );
-        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(order, ["z_initdb", "b_createdb", "m_migrate", "a_admin"]);
-    }
-
-    #[test]
-    fn unrelated_hooks_keep_their_declared_order() {
-        let s = state(
-            vec![service("db", &[])],
-            vec![hook("one", &["db"], &[]), hook("two", &["db"], &[])],
-        );
-        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(order, ["one", "two"]);
-    }
-
-    #[test]
-    fn a_restore_point_needs_the_hooks_that_gate_its_services() {
-        // Restoring after `createdb` needs the database, which `initdb` gates; the
-        // migration and the admin user come after the restore.
-        let s = state(
-            vec![
-                service("db", &[]),
-                service("web", &["db"]),
-                service("proxy", &["web"]),
-            ],
-            vec![
-                hook("admin", &["web"], &[]),
-                hook("createdb", &["db"], &["web"]),
-                hook("initdb", &[], &["db"]),
-                hook("migrate", &["db"], &["web"]),
-                hook("static", &[], &["proxy"]),
-            ],
-        );
-        let pre: Vec<String> = prerequisites(&s, &["createdb".to_owned()])
-            .into_iter()
-            .collect();
-        assert_eq!(pre, ["initdb"]);
-        let pre: Vec<String> = prerequisites(&s, &["admin".to_owned()])
-            .into_iter()
-            .collect();
-        assert_eq!(pre, ["createdb", "initdb", "migrate"]);
-    }
-
     /// `once` hooks are recorded for the instance, `release` hooks per version (so a new
     /// version runs them again), `always` hooks not at all.
     #[test]
@@ -511,65 +300,6 @@ mod tests {
         assert_ne!(super::hook_scope(&h, "2.1"), super::hook_scope(&h, "2.0"));
         h.when = HookWhen::Always;
         assert_eq!(super::hook_scope(&h, "2.0"), None);
-    }
-
-    /// A hook needing a service only through a chain of `depends_on` still runs after
-    /// the hook that gates the end of that chain.
-    #[test]
-    fn a_hook_waits_for_what_its_services_need_through_depends_on() {
-        let s = state(
-            vec![
-                service("db", &[]),
-                service("app", &["db"]),
-                service("proxy", &["app"]),
-            ],
-            vec![
-                hook("a_warm_cache", &["proxy"], &[]),
-                hook("b_initdb", &[], &["db"]),
-            ],
-        );
-        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(order, ["b_initdb", "a_warm_cache"]);
-    }
-
-    /// A cycle cannot pass the manifest's validation; should one get here, every hook
-    /// still runs once, in declared order, and the ordering ends.
-    #[test]
-    fn a_cycle_falls_back_to_the_declared_order() {
-        let s = state(
-            vec![service("a", &[]), service("b", &[])],
-            vec![hook("one", &["a"], &["b"]), hook("two", &["b"], &["a"])],
-        );
-        let order: Vec<&str> = hook_order(&s).iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(order, ["one", "two"]);
-    }
-
-    /// Prerequisites are followed through other prerequisites, and a hook already
-    /// among the targets is not listed as its own prerequisite.
-    #[test]
-    fn prerequisites_follow_chains_and_leave_out_the_targets() {
-        let s = state(
-            vec![
-                service("db", &[]),
-                service("cache", &[]),
-                service("web", &["db"]),
-            ],
-            vec![
-                hook("migrate", &["web"], &[]),
-                hook("createdb", &["db"], &["web"]),
-                hook("initdb", &[], &["db"]),
-                hook("flush", &["cache"], &[]),
-            ],
-        );
-        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned()])
-            .into_iter()
-            .collect();
-        assert_eq!(pre, ["createdb", "initdb"]);
-        let pre: Vec<String> = prerequisites(&s, &["migrate".to_owned(), "createdb".to_owned()])
-            .into_iter()
-            .collect();
-        assert_eq!(pre, ["initdb"]);
-        assert!(prerequisites(&s, &["flush".to_owned()]).is_empty());
     }
 
     mod running {
@@ -635,6 +365,45 @@ mod tests {
                 sup.sent().len(),
                 1,
                 "the once hook's service was started once"
+            );
+        }
+
+        /// The hooks run in the renderer's order: one with `after = ["hook:x"]` after
+        /// `x`, and one gating a service (`before`) before the service is started for
+        /// a hook that needs it, whatever their names say.
+        #[test]
+        fn hooks_run_in_the_renderers_order_around_the_services_they_gate() {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let journal = tmp.path().join("journal");
+            let writing = |name: &str, after: &[&str], before: &[&str]| {
+                let mut h = hook_in(&inst, name, HookWhen::Once, after);
+                h.before = names(before);
+                h.argv = names(&[
+                    "/bin/sh",
+                    "-c",
+                    &format!("echo hook {name} >> {}", journal.display()),
+                ]);
+                h
+            };
+            let mut a_migrate = writing("a_migrate", &["db"], &[]);
+            a_migrate.after_hooks = names(&["m_createdb"]);
+            let hooks = vec![
+                a_migrate,
+                writing("m_createdb", &["db"], &[]),
+                writing("z_initdb", &[], &["db"]),
+            ];
+            let sup = Scripted::answering(vec![]).journaling(&journal);
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], hooks);
+            let ran = super::super::run_hooks(&run, &state, true).unwrap();
+            assert_eq!(ran, ["z_initdb", "m_createdb", "a_migrate"]);
+            assert_eq!(
+                std::fs::read_to_string(&journal).unwrap(),
+                "hook z_initdb\nstart db\nhook m_createdb\nstart db\nhook a_migrate\n"
             );
         }
 

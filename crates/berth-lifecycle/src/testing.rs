@@ -122,6 +122,41 @@ pub struct Scripted {
     answers: RefCell<VecDeque<Response>>,
     /// Answers to `Status`, which are not taken from the script.
     pub status: Option<Response>,
+    /// A file each request (`Status` left out) is appended to as one line
+    /// ([`request_line`]), so a test can tell its order against what hooks write there.
+    pub journal: Option<PathBuf>,
+}
+
+/// How [`Scripted::journal`] writes a request: `apply restart=a,b reload=c`,
+/// `start a,b`, and the request's debug form for the rest.
+pub fn request_line(req: &Request) -> String {
+    use berth_supervisor_protocol::Target;
+    let target = |t: &Target| match t {
+        Target::All => "*".to_owned(),
+        Target::One(n) => n.clone(),
+        Target::Many(n) => n.join(","),
+    };
+    match req {
+        Request::Apply {
+            plan,
+            restart,
+            reload,
+        } => {
+            let specs: Vec<String> = plan
+                .services
+                .iter()
+                .map(|s| format!("{}:{}", s.name, s.argv.join(" ")))
+                .collect();
+            format!(
+                "apply [{}] restart={} reload={}",
+                specs.join(";"),
+                restart.join(","),
+                reload.join(",")
+            )
+        }
+        Request::Start { target: t } => format!("start {}", target(t)),
+        other => format!("{other:?}"),
+    }
 }
 
 impl Scripted {
@@ -132,6 +167,12 @@ impl Scripted {
             answers: RefCell::new(answers.into()),
             ..Self::default()
         }
+    }
+
+    /// The same, appending each request to `journal` (see [`Scripted::journal`]).
+    pub fn journaling(mut self, journal: &Path) -> Self {
+        self.journal = Some(journal.to_path_buf());
+        self
     }
 
     /// The requests it got, `Status` left out.
@@ -156,6 +197,17 @@ impl Supervisor for Scripted {
             "a request to a supervisor that is not running: {req:?}"
         );
         self.requests.borrow_mut().push(req.clone());
+        if let Some(journal) = &self.journal
+            && !matches!(req, Request::Status)
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(journal)
+                .expect("open the request journal");
+            writeln!(f, "{}", request_line(req)).expect("write the request journal");
+        }
         if matches!(req, Request::Status) {
             return Ok(self.status.clone().unwrap_or(Response::Status {
                 supervisor_pid: 1,

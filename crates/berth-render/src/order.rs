@@ -108,3 +108,213 @@ pub fn hook_prerequisites(state: &DesiredState, targets: &[String]) -> BTreeSet<
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use berth_model::manifest::HookWhen;
+    use berth_supervisor_protocol::{RestartPolicy, ServiceSpec};
+
+    use super::{hook_order, hook_prerequisites};
+    use crate::{AppId, BackupPolicy, BackupTarget, DesiredState, HookSpec, Paths, Schedule};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn service(name: &str, deps: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            depends_on: names(deps),
+            readiness: None,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout: Duration::from_secs(1),
+            reload_signal: None,
+            restart: RestartPolicy::Always,
+            log_dir: PathBuf::from("/l"),
+            log_max_bytes: 1,
+            log_keep: 1,
+        }
+    }
+
+    fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
+        HookSpec {
+            name: name.into(),
+            description: String::new(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            when: HookWhen::Once,
+            after: names(after),
+            before: names(before),
+            after_hooks: vec![],
+            before_hooks: vec![],
+            rerun_key: None,
+            rerun_inputs: vec![],
+            timeout: Duration::from_secs(1),
+            log_file: PathBuf::from("/l/h.log"),
+            creates: None,
+        }
+    }
+
+    fn state(services: Vec<ServiceSpec>, hooks: Vec<HookSpec>) -> DesiredState {
+        DesiredState {
+            app: AppId {
+                name: "a".into(),
+                version: "1".into(),
+            },
+            paths: Paths::for_prefix("/p".as_ref(), "1"),
+            users: vec![],
+            dirs: vec![],
+            files: vec![],
+            host_files: Vec::new(),
+            packages: vec![],
+            binaries: BTreeMap::new(),
+            bundles: vec![],
+            secrets: vec![],
+            services,
+            jobs: vec![],
+            listen: BTreeMap::new(),
+            hooks,
+            health_url: String::new(),
+            next_steps: vec![],
+            backup: None,
+            backup_policy: BackupPolicy {
+                target: BackupTarget::Default("/p/backups".into()),
+                schedule: Schedule::Off,
+                jobs: 1,
+                compression_level: 3,
+                keep_last: 7,
+                keep_daily: 7,
+                keep_weekly: 4,
+                ssh_identity: None,
+                ssh_known_hosts: None,
+                recipient: None,
+            },
+        }
+    }
+
+    fn prereqs(s: &DesiredState, targets: &[&str]) -> Vec<String> {
+        hook_prerequisites(s, &names(targets)).into_iter().collect()
+    }
+
+    #[test]
+    fn a_hook_runs_before_hooks_that_need_the_services_it_gates() {
+        // Name order would run `a_admin` and `b_createdb` before `z_initdb`, whose
+        // `before` gates the database every other hook needs.
+        let s = state(
+            vec![service("db", &[]), service("web", &["db"])],
+            vec![
+                hook("a_admin", &["web"], &[]),
+                hook("b_createdb", &["db"], &["web"]),
+                hook("m_migrate", &["db"], &["web"]),
+                hook("z_initdb", &[], &["db"]),
+            ],
+        );
+        assert_eq!(
+            hook_order(&s),
+            ["z_initdb", "b_createdb", "m_migrate", "a_admin"]
+        );
+    }
+
+    #[test]
+    fn unrelated_hooks_run_in_name_order() {
+        let s = state(
+            vec![service("db", &[])],
+            vec![hook("two", &["db"], &[]), hook("one", &["db"], &[])],
+        );
+        assert_eq!(hook_order(&s), ["one", "two"]);
+    }
+
+    /// `after = ["hook:…"]` and `before = ["hook:…"]` order hooks that share no service.
+    #[test]
+    fn hook_entries_order_hooks_against_their_names() {
+        let mut a = hook("a_migrate", &[], &[]);
+        a.after_hooks = names(&["z_createdb"]);
+        let mut m = hook("m_admin", &[], &[]);
+        m.before_hooks = names(&["b_index"]);
+        let s = state(
+            vec![],
+            vec![
+                a,
+                hook("b_index", &[], &[]),
+                m,
+                hook("z_createdb", &[], &[]),
+            ],
+        );
+        assert_eq!(
+            hook_order(&s),
+            ["m_admin", "b_index", "z_createdb", "a_migrate"]
+        );
+    }
+
+    #[test]
+    fn a_restore_point_needs_the_hooks_that_gate_its_services() {
+        // Restoring after `createdb` needs the database, which `initdb` gates; the
+        // migration and the admin user come after the restore.
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("web", &["db"]),
+                service("proxy", &["web"]),
+            ],
+            vec![
+                hook("admin", &["web"], &[]),
+                hook("createdb", &["db"], &["web"]),
+                hook("initdb", &[], &["db"]),
+                hook("migrate", &["db"], &["web"]),
+                hook("static", &[], &["proxy"]),
+            ],
+        );
+        assert_eq!(prereqs(&s, &["createdb"]), ["initdb"]);
+        assert_eq!(prereqs(&s, &["admin"]), ["createdb", "initdb", "migrate"]);
+    }
+
+    /// A hook needing a service only through a chain of `depends_on` still runs after
+    /// the hook that gates the end of that chain.
+    #[test]
+    fn a_hook_waits_for_what_its_services_need_through_depends_on() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("app", &["db"]),
+                service("proxy", &["app"]),
+            ],
+            vec![
+                hook("a_warm_cache", &["proxy"], &[]),
+                hook("b_initdb", &[], &["db"]),
+            ],
+        );
+        assert_eq!(hook_order(&s), ["b_initdb", "a_warm_cache"]);
+    }
+
+    /// Prerequisites are followed through other prerequisites, and a hook already
+    /// among the targets is not listed as its own prerequisite.
+    #[test]
+    fn prerequisites_follow_chains_and_leave_out_the_targets() {
+        let s = state(
+            vec![
+                service("db", &[]),
+                service("cache", &[]),
+                service("web", &["db"]),
+            ],
+            vec![
+                hook("migrate", &["web"], &[]),
+                hook("createdb", &["db"], &["web"]),
+                hook("initdb", &[], &["db"]),
+                hook("flush", &["cache"], &[]),
+            ],
+        );
+        assert_eq!(prereqs(&s, &["migrate"]), ["createdb", "initdb"]);
+        assert_eq!(prereqs(&s, &["migrate", "createdb"]), ["initdb"]);
+        assert!(prereqs(&s, &["flush"]).is_empty());
+    }
+}
