@@ -891,7 +891,7 @@ fn swap_files(inst: &Instance, j: &Journal, progress: &dyn Progress) -> Result<(
 fn prepare_database(loc: &Locate, run: &Run, j: &Journal, berth_exe: &Path) -> Result<Vec<String>> {
     let (inst, progress) = (run.inst, run.progress);
     let preview = desired(inst)?;
-    let (state, _, _) = up::prepare(run, loc, berth_exe, &preview)?;
+    let (state, _, _) = up::prepare(run, loc, berth_exe, &preview, false)?;
     // On a new machine the service users exist only now: the restored data
     // directories become theirs before any service reads them.
     for d in &j.data_dirs {

@@ -39,6 +39,9 @@ pub struct Change {
     /// Whether the supervisor was started for this change (it is stopped again on
     /// roll back, so the instance is down as it was).
     pub started_supervisor: bool,
+    /// Services the change restarts, reloads or starts that wait for hooks
+    /// ([`Change::hold`]); sorted.
+    held: Vec<String>,
 }
 
 impl Change {
@@ -88,6 +91,7 @@ impl Change {
             new_plan,
             running_before,
             started_supervisor: false,
+            held: Vec::new(),
         };
         let written =
             write_managed_files(inst, state).and_then(|()| write_plan(inst, &change.new_plan));
@@ -119,48 +123,176 @@ impl Change {
         self.old_plan.is_some()
     }
 
+    /// Hold back what the change would restart, reload or start among `gated` (the
+    /// services due hooks must run before): [`Change::apply_to_supervisor`] leaves them
+    /// as they run, [`Change::release_held`] acts on them once the hooks succeeded.
+    /// A service the change restarts, reloads or starts that depends (through
+    /// `depends_on`) on a held one waits too: starting it would start what it needs.
+    /// On a first `up` nothing runs yet and nothing is held.
+    pub fn hold(&mut self, gated: &BTreeSet<String>) {
+        if self.old_plan.is_none() {
+            return;
+        }
+        let deps: BTreeMap<&str, &[String]> = self
+            .new_plan
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+            .collect();
+        let changing: BTreeSet<&String> = self
+            .services
+            .restart
+            .iter()
+            .chain(&self.services.reload)
+            .chain(&self.services.start)
+            .collect();
+        let mut held: BTreeSet<String> = changing
+            .iter()
+            .filter(|s| gated.contains(s.as_str()))
+            .map(|s| (*s).clone())
+            .collect();
+        let needs_held = |name: &str, held: &BTreeSet<String>| {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<&str> = deps
+                .get(name)
+                .copied()
+                .unwrap_or_default()
+                .iter()
+                .map(String::as_str)
+                .collect();
+            while let Some(d) = stack.pop() {
+                if held.contains(d) {
+                    return true;
+                }
+                if seen.insert(d) {
+                    stack.extend(
+                        deps.get(d)
+                            .copied()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(String::as_str),
+                    );
+                }
+            }
+            false
+        };
+        loop {
+            let more: Vec<String> = changing
+                .iter()
+                .filter(|s| !held.contains(s.as_str()) && needs_held(s, &held))
+                .map(|s| (*s).clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            held.extend(more);
+        }
+        self.held = held.into_iter().collect();
+    }
+
+    /// The services held back for hooks ([`Change::hold`]).
+    pub fn held(&self) -> &[String] {
+        &self.held
+    }
+
+    /// The plan the supervisor runs while services are held: the new one, but each
+    /// held service keeps the spec it runs with (so it is not restarted for a new
+    /// command), along with services it needs that leave the plan (stopped once the
+    /// held ones are released). A held service new to the plan is in it, not started.
+    fn plan_holding(&self) -> SupervisionPlan {
+        let Some(old) = &self.old_plan else {
+            return self.new_plan.clone();
+        };
+        let old_spec = |name: &str| old.services.iter().find(|s| s.name == name);
+        let mut plan = self.new_plan.clone();
+        for spec in &mut plan.services {
+            if self.held.contains(&spec.name)
+                && let Some(before) = old_spec(&spec.name)
+            {
+                *spec = before.clone();
+            }
+        }
+        let mut wanted: Vec<String> = plan
+            .services
+            .iter()
+            .flat_map(|s| s.depends_on.iter().cloned())
+            .collect();
+        while let Some(name) = wanted.pop() {
+            if plan.services.iter().any(|s| s.name == name) {
+                continue;
+            }
+            if let Some(gone) = old_spec(&name) {
+                wanted.extend(gone.depends_on.iter().cloned());
+                plan.services.push(gone.clone());
+            }
+        }
+        plan
+    }
+
     /// Hand the new plan to a running supervisor (journaled step `apply to
     /// supervisor`): services whose files or command changed restart or reload,
     /// services that left the plan stop, services new to it start. Services stopped
-    /// by the administrator stay stopped.
+    /// by the administrator stay stopped. Held services ([`Change::hold`]) are left as
+    /// they run until [`Change::release_held`].
     pub fn apply_to_supervisor(&self, run: &Run, outcome: &mut Outcome) -> Result<()> {
         let supervisor = run.supervisor();
         if !supervisor.is_running() {
             return Ok(());
         }
+        let not_held = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| !self.held.contains(n))
+                .cloned()
+                .collect()
+        };
         if self.plan_changed || !self.plan.restart.is_empty() || !self.plan.reload.is_empty() {
             let req = Request::Apply {
-                plan: self.new_plan.clone(),
-                restart: self.plan.restart.clone(),
-                reload: self.plan.reload.clone(),
+                plan: self.plan_holding(),
+                restart: not_held(&self.plan.restart),
+                reload: not_held(&self.plan.reload),
             };
-            let answer = run.step("apply to supervisor", || {
-                supervisor
-                    .request(&req)
-                    .map_err(|e| supervisor.with_failed_logs(e))
-            })?;
-            if let Response::Applied {
-                restarted,
-                reloaded,
-                removed,
-            } = answer
-            {
-                add(&mut outcome.restarted, restarted);
-                add(&mut outcome.reloaded, reloaded);
-                add(&mut outcome.stopped, removed);
-            }
+            send_apply(run, "apply to supervisor", &req, outcome)?;
         }
-        let new = self.new_services();
-        if !new.is_empty() {
-            run.step("start new services", || {
-                supervisor
-                    .request(&Request::Start {
-                        target: Target::Many(new.clone()),
-                    })
-                    .map_err(|e| supervisor.with_failed_logs(e))
-            })?;
-            add(&mut outcome.started, new);
+        start_new(
+            run,
+            "start new services",
+            not_held(&self.new_services()),
+            outcome,
+        )?;
+        if self.held.is_empty() {
+            self.acted(run)?;
         }
+        Ok(())
+    }
+
+    /// Act on the held services (journaled step `restart after hooks`): the supervisor
+    /// gets the whole new plan, restarting or reloading them, and the new ones start.
+    /// Only then is nothing left pending.
+    pub fn release_held(&self, run: &Run, outcome: &mut Outcome) -> Result<()> {
+        let supervisor = run.supervisor();
+        if self.held.is_empty() || !supervisor.is_running() {
+            return Ok(());
+        }
+        let held = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| self.held.contains(n))
+                .cloned()
+                .collect()
+        };
+        let req = Request::Apply {
+            plan: self.new_plan.clone(),
+            restart: held(&self.plan.restart),
+            reload: held(&self.plan.reload),
+        };
+        send_apply(run, "restart after hooks", &req, outcome)?;
+        start_new(
+            run,
+            "start held services",
+            held(&self.new_services()),
+            outcome,
+        )?;
         self.acted(run)
     }
 
@@ -299,6 +431,44 @@ impl Change {
     }
 }
 
+/// Send an `Apply` as journaled step `step`; add what it did to `outcome`.
+fn send_apply(run: &Run, step: &str, req: &Request, outcome: &mut Outcome) -> Result<()> {
+    let supervisor = run.supervisor();
+    let answer = run.step(step, || {
+        supervisor
+            .request(req)
+            .map_err(|e| supervisor.with_failed_logs(e))
+    })?;
+    if let Response::Applied {
+        restarted,
+        reloaded,
+        removed,
+    } = answer
+    {
+        add(&mut outcome.restarted, restarted);
+        add(&mut outcome.reloaded, reloaded);
+        add(&mut outcome.stopped, removed);
+    }
+    Ok(())
+}
+
+/// Start `new` (journaled step `step`) and add them to `outcome`.
+fn start_new(run: &Run, step: &str, new: Vec<String>, outcome: &mut Outcome) -> Result<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let supervisor = run.supervisor();
+    run.step(step, || {
+        supervisor
+            .request(&Request::Start {
+                target: Target::Many(new.clone()),
+            })
+            .map_err(|e| supervisor.with_failed_logs(e))
+    })?;
+    add(&mut outcome.started, new);
+    Ok(())
+}
+
 /// How a run's service changes are recorded.
 pub(crate) fn pending(changes: &ServiceChanges) -> PendingServices {
     PendingServices {
@@ -399,6 +569,7 @@ mod tests {
                 .map(|s| (*s).to_owned())
                 .collect::<BTreeSet<_>>(),
             started_supervisor: false,
+            held: vec![],
         }
     }
 
@@ -763,6 +934,166 @@ mod tests {
             assert!(matches!(err, LifecycleError::RolledBack { .. }), "{err}");
             assert_eq!(sup.sent(), [Request::Shutdown]);
             assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+        }
+
+        /// A `migrate` hook gating `web` (`before`) that appends to `journal`, as the
+        /// scripted supervisor does with each request; `fails` makes it exit 1.
+        fn with_migrate(f: &mut Fixture, journal: &std::path::Path, fails: bool) {
+            std::fs::create_dir_all(f.inst.paths.prefix.join("log/hooks")).unwrap();
+            let mut h = crate::testing::hook("migrate", &["db"], &["web"]);
+            h.log_file = f.inst.paths.prefix.join("log/hooks/migrate.log");
+            h.argv = names(&[
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "echo hook migrate >> {}; exit {}",
+                    journal.display(),
+                    u8::from(fails)
+                ),
+            ]);
+            f.state.hooks = vec![h];
+        }
+
+        /// Held, hooks, release: what `reconfigure` does with a change.
+        fn apply_hooks_release(
+            change: &mut Change,
+            run: &Run,
+            state: &DesiredState,
+            outcome: &mut Outcome,
+        ) -> crate::Result<()> {
+            let due = crate::hooks::due(run, state, &crate::hooks::every_due(true))?;
+            change.hold(&crate::hooks::gated_services(&due));
+            change.guard(run, |c| {
+                c.apply_to_supervisor(run, outcome)?;
+                outcome.hooks_run = crate::hooks::run_due(run, &due)?;
+                c.release_held(run, outcome)
+            })
+        }
+
+        fn lines(journal: &std::path::Path) -> Vec<String> {
+            std::fs::read_to_string(journal)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        /// A hook declared before `web` runs before `web` is restarted for the change:
+        /// the first apply leaves `web` alone (and on the command it ran with), the
+        /// hook runs, then the supervisor gets the whole new plan with `web`'s
+        /// restart. The change stays pending until then.
+        #[test]
+        fn a_service_a_due_hook_gates_restarts_only_after_the_hook() {
+            let mut f = fixture(&["web", "db"]);
+            let journal = f.inst.paths.prefix.with_file_name("journal");
+            with_migrate(&mut f, &journal, false);
+            // `web` gets a new command as well as a changed file.
+            f.state.services[0].argv = names(&["/bin/web", "--new"]);
+            // Answers: the first apply, the start of `db` for the hook, the release.
+            let sup = Scripted::answering(vec![applied(&[]), Response::Ok, applied(&["web"])])
+                .journaling(&journal);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["db", "web"]);
+            let mut outcome = Outcome::default();
+            apply_hooks_release(&mut change, &run, &f.state, &mut outcome).unwrap();
+            assert_eq!(change.held(), ["web"]);
+            assert_eq!(
+                lines(&journal),
+                [
+                    "apply [web:/bin/true;db:/bin/true] restart= reload=",
+                    "start db",
+                    "hook migrate",
+                    "apply [web:/bin/web --new;db:/bin/true] restart=web reload=",
+                ]
+            );
+            assert_eq!(outcome.restarted, ["web"]);
+            assert_eq!(outcome.hooks_run, ["migrate"]);
+            assert!(run.db.pending_services(None).unwrap().is_empty());
+            let names: Vec<String> = steps(&run).into_iter().map(|(n, _)| n).collect();
+            assert_eq!(
+                names,
+                [
+                    "converge",
+                    "apply to supervisor",
+                    "hook migrate",
+                    "restart after hooks"
+                ]
+            );
+        }
+
+        /// The gating hook fails: `web` was never restarted on the new config, and the
+        /// whole change is rolled back (files, plan, services) as for any failure.
+        #[test]
+        fn a_failed_gating_hook_rolls_back_before_the_service_restarts() {
+            let mut f = fixture(&["web", "db"]);
+            let journal = f.inst.paths.prefix.with_file_name("journal");
+            with_migrate(&mut f, &journal, true);
+            let sup = Scripted::answering(vec![applied(&[])]).journaling(&journal);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["db", "web"]);
+            let mut outcome = Outcome::default();
+            let err = apply_hooks_release(&mut change, &run, &f.state, &mut outcome).unwrap_err();
+            assert!(
+                matches!(&err, LifecycleError::RolledBack { cause, .. } if matches!(**cause, LifecycleError::Hook { .. })),
+                "{err}"
+            );
+            assert_eq!(
+                lines(&journal),
+                [
+                    "apply [web:/bin/true;db:/bin/true] restart= reload=",
+                    "start db",
+                    "hook migrate",
+                    "apply [web:/bin/true;db:/bin/true] restart=web reload=",
+                    "start db,web",
+                ]
+            );
+            assert!(outcome.restarted.is_empty(), "{outcome:?}");
+            assert_eq!(std::fs::read_to_string(&f.conf).unwrap(), "old\n");
+            assert_eq!(steps(&run).last(), Some(&("roll back".to_owned(), true)));
+        }
+
+        /// What the change restarts or starts that needs a held service waits with
+        /// it (starting it would start the held one); the rest goes ahead. A first
+        /// `up` holds nothing: nothing runs yet.
+        #[test]
+        fn what_needs_a_held_service_is_held_too() {
+            let mut f = fixture(&["web", "db"]);
+            f.state.services.push(service("proxy", &["web"]));
+            f.state.services.push(service("cache", &[]));
+            let sup = Scripted::answering(vec![]);
+            let run = Run::begin(&f.inst, "reconfigure", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&f, &run, &["db", "web"]);
+            change.hold(&names(&["web"]).into_iter().collect());
+            assert_eq!(change.held(), ["proxy", "web"]);
+            let mut outcome = Outcome::default();
+            change.apply_to_supervisor(&run, &mut outcome).unwrap();
+            assert_eq!(
+                sup.sent()[1],
+                Request::Start {
+                    target: Target::Many(names(&["cache"]))
+                }
+            );
+            change.release_held(&run, &mut outcome).unwrap();
+            assert_eq!(
+                sup.sent()[3],
+                Request::Start {
+                    target: Target::Many(names(&["proxy"]))
+                }
+            );
+
+            let first = fixture(&[]);
+            let run = Run::begin(&first.inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let mut change = write(&first, &run, &[]);
+            change.hold(&names(&["web"]).into_iter().collect());
+            assert!(change.held().is_empty());
         }
 
         /// Writing what is already there changes nothing: no file, no plan, nothing to

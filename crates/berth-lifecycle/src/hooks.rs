@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::mpsc;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_host::children::ChildRecords;
 use berth_host::unfinished::UnfinishedOutput;
@@ -102,9 +102,13 @@ fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
 
 /// Run the hooks that are due, starting the services each needs first.
 pub fn run_hooks(run: &Run, state: &DesiredState, include_always: bool) -> Result<Vec<String>> {
-    run_selected(run, state, &|_, scheduled| {
-        scheduled.unwrap_or(include_always)
-    })
+    run_due(run, &due(run, state, &every_due(include_always))?)
+}
+
+/// The selection of [`run_hooks`]: what its schedule makes due, and `always` hooks when
+/// `include_always`.
+pub fn every_due(include_always: bool) -> impl Fn(&HookSpec, Option<bool>) -> bool {
+    move |_, scheduled| scheduled.unwrap_or(include_always)
 }
 
 /// The hooks of `state` in the order the renderer gives ([`berth_render::hook_order`]).
@@ -117,24 +121,61 @@ fn in_order(state: &DesiredState) -> Vec<&HookSpec> {
         .collect()
 }
 
-/// Run the hooks `select` picks, in [`berth_render::hook_order`]. `select` gets each hook and whether
-/// its schedule makes it due (`None` for `always` hooks, which have no record).
+/// A hook picked to run, with the scope its success is recorded under (`None`:
+/// an `always` hook, never recorded).
+pub struct Due<'s> {
+    /// The hook.
+    pub hook: &'s HookSpec,
+    scope: Option<String>,
+}
+
+/// The hooks `select` picks, in [`berth_render::hook_order`]. `select` gets each hook
+/// and whether its schedule makes it due (`None` for `always` hooks, which have no
+/// record). Decided before any of them runs, so the services they gate can be held
+/// back first ([`gated_services`]).
+pub fn due<'s>(
+    run: &Run,
+    state: &'s DesiredState,
+    select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
+) -> Result<Vec<Due<'s>>> {
+    let mut picked = Vec::new();
+    for hook in in_order(state) {
+        let scope = hook_scope(hook, &state.app.version);
+        let scheduled = match &scope {
+            Some(scope) => Some(!run.db.hook_ran(&hook.name, scope)?),
+            None => None,
+        };
+        if select(hook, scheduled) {
+            picked.push(Due { hook, scope });
+        }
+    }
+    Ok(picked)
+}
+
+/// The services the hooks in `due` gate (their `before`): a change must not
+/// (re)start them until those hooks have succeeded.
+pub fn gated_services(due: &[Due<'_>]) -> BTreeSet<String> {
+    due.iter()
+        .flat_map(|d| d.hook.before.iter().cloned())
+        .collect()
+}
+
+/// Run the hooks `select` picks, in [`berth_render::hook_order`] (see [`due`]).
 pub fn run_selected(
     run: &Run,
     state: &DesiredState,
     select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
 ) -> Result<Vec<String>> {
+    run_due(run, &due(run, state, select)?)
+}
+
+/// Run `due` one after the other, each once the services it needs are started;
+/// record each success under its scope. Returns the names of the hooks run.
+pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
     let (inst, db, progress) = (run.inst, &run.db, run.progress);
     let mut ran = Vec::new();
-    for hook in in_order(state) {
-        let scope = hook_scope(hook, &state.app.version);
-        let scheduled = match &scope {
-            Some(scope) => Some(!db.hook_ran(&hook.name, scope)?),
-            None => None,
-        };
-        if !select(hook, scheduled) {
-            continue;
-        }
+    for Due { hook, scope } in due {
+        let hook = *hook;
         if !hook.after.is_empty() {
             progress.begin(&format!(
                 "Starting {} for hook `{}`",

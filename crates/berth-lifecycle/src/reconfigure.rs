@@ -33,10 +33,22 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
         progress.note("The supervisor is not running: files were updated, nothing was restarted (start with `berth up`)");
         return Ok(outcome);
     }
+    // Hooks run when something changed, and before the services they gate are
+    // restarted for it: those are held back until the hooks succeeded.
+    let changing = !outcome.is_noop() || !change.is_empty();
+    let due = if changing {
+        hooks::due(run, &state, &hooks::every_due(true))?
+    } else {
+        Vec::new()
+    };
+    change.hold(&hooks::gated_services(&due));
     change.guard(run, |change| {
         change.apply_to_supervisor(run, &mut outcome)?;
+        if changing {
+            outcome.hooks_run = hooks::run_due(run, &due)?;
+            change.release_held(run, &mut outcome)?;
+        }
         if !outcome.is_noop() {
-            outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
             // The change is kept only if the app still answers; unless a service is
             // stopped on purpose, when it may well not.
             let stopped = supervisor::stopped_services(run.supervisor());

@@ -82,11 +82,16 @@ fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
 /// The first half of `up`: users, secrets, release, configuration written, and the
 /// supervisor running with the new plan (started or told to apply it). No service is
 /// started here that was not running, apart from services new to the plan.
+///
+/// With `hold_for_hooks`, services that due hooks (as `up` picks them) must run
+/// before are not restarted, reloaded or started yet: the caller runs the hooks, then
+/// [`Change::release_held`].
 pub fn prepare(
     run: &Run,
     loc: &Locate,
     berth_exe: &Path,
     preview: &DesiredState,
+    hold_for_hooks: bool,
 ) -> Result<(DesiredState, Outcome, Change)> {
     let (inst, progress) = (run.inst, run.progress);
     let mut outcome = Outcome::default();
@@ -120,6 +125,10 @@ pub fn prepare(
     progress.end(&format!("{} file(s) changed", outcome.files_changed.len()));
 
     if run.supervisor().is_running() {
+        if hold_for_hooks {
+            let due = hooks::due(run, &state, &hooks::every_due(true))?;
+            change.hold(&hooks::gated_services(&due));
+        }
         change.guard(run, |change| change.apply_to_supervisor(run, &mut outcome))?;
     } else {
         progress.begin("Starting the supervisor");
@@ -146,9 +155,10 @@ pub fn prepare(
 
 fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -> Result<UpReport> {
     let (inst, progress) = (run.inst, run.progress);
-    let (state, mut outcome, mut change) = prepare(run, loc, berth_exe, preview)?;
-    change.guard(run, |_| {
+    let (state, mut outcome, mut change) = prepare(run, loc, berth_exe, preview, true)?;
+    change.guard(run, |change| {
         outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
+        change.release_held(run, &mut outcome)?;
 
         progress.begin("Starting services");
         run.step("start services", || {
