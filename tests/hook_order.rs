@@ -66,7 +66,9 @@ impl Drop for Down<'_> {
 
 /// A hook declared `before = ["app"]` runs before the app is started by `up`, and,
 /// on a `reconfigure` that changes the app's config (and so restarts it), before the
-/// app is restarted: the app's new process started after the hook's.
+/// app is restarted: the app's new process started after the hook's. As a
+/// `when = "change"` hook it runs again whenever its fingerprint differs from the
+/// last one it ran with, going back to an earlier one included, and not otherwise.
 #[test]
 fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
     let dir = prefix_dir("hook-order");
@@ -103,4 +105,23 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
     for svc in ["postgresql", "redis", "nginx"] {
         assert_eq!(second[svc], first[svc], "{svc} was restarted");
     }
+
+    // Back to the first greeting: the fingerprint is one the hook ran with before, but
+    // not the last one, so it is due again; the dry run says why.
+    berth.write_site(SITE);
+    let dry = berth.run(&["reconfigure", "--dry-run"]).expect(0);
+    assert!(
+        dry.stdout
+            .contains("  migrate: setting app.greeting \"good evening\" → \"hello\"\n"),
+        "{}",
+        dry.stdout
+    );
+    berth.run(&["reconfigure"]).expect(0);
+    assert_eq!(marks(&berth).len(), 3);
+
+    // Nothing changed: nothing is due, and nothing runs.
+    let dry = berth.run(&["reconfigure", "--dry-run"]).expect(0);
+    assert!(!dry.stdout.contains("migrate"), "{}", dry.stdout);
+    let r = berth.run(&["reconfigure"]).expect(0);
+    assert_eq!(marks(&berth).len(), 3, "{}", r.stdout);
 }

@@ -57,9 +57,22 @@ pub fn probe() -> Facts {
         os_version,
         arch: std::env::consts::ARCH.to_owned(),
         systemd: std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd"),
-        // Filled by the caller for the packages it needs (see `Facts::package_versions`).
+        // Filled by `probe_package_versions` for the packages the caller names, once
+        // they are installed (see `Facts::package_versions`).
         package_versions: std::collections::BTreeMap::new(),
     }
+}
+
+/// Fill `facts.package_versions` with the installed versions of `packages` (those of
+/// the enabled components): probe it after packages are installed, and before hooks
+/// that follow a package (`on = ["package:…"]`) are judged due.
+///
+/// # Errors
+///
+/// When `dpkg-query` fails other than by not knowing a package.
+pub fn probe_package_versions(facts: &mut Facts, packages: &[String]) -> crate::Result<()> {
+    facts.package_versions = crate::packages::installed_versions(packages)?;
+    Ok(())
 }
 
 /// The number of CPUs in this process's affinity mask.

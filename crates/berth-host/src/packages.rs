@@ -37,6 +37,56 @@ pub fn missing(packages: &[String]) -> Result<Vec<String>> {
     Ok(missing)
 }
 
+/// The installed version of each package of `packages` that is installed, as the
+/// package manager reports it (`1:1.39.10-1`); a package that is not installed (never,
+/// or removed with only its config files left) is absent. No `dpkg-query` on the host
+/// (not a Debian system) means nothing is known installed: an empty map.
+///
+/// Asks `dpkg-query -W -f='${db:Status-Status} ${Version}' NAME` for each package.
+pub fn installed_versions(
+    packages: &[String],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut versions = std::collections::BTreeMap::new();
+    for package in packages {
+        let out = match Command::new("dpkg-query")
+            .args(["-W", "-f=${db:Status-Status} ${Version}", package])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(versions),
+            Err(source) => {
+                return Err(HostError::Spawn {
+                    program: "dpkg-query".to_owned(),
+                    source,
+                });
+            }
+        };
+        if !out.status.success() {
+            // Exit status 1 is dpkg-query's "no packages found": not installed.
+            if out.status.code() == Some(1) {
+                continue;
+            }
+            return Err(HostError::PackageQuery {
+                package: package.clone(),
+                status: out.status,
+                stderr: stderr_tail(&out.stderr, 5),
+            });
+        }
+        if let Some(version) = installed_version(&out.stdout) {
+            versions.insert(package.clone(), version);
+        }
+    }
+    Ok(versions)
+}
+
+/// The version in `dpkg-query`'s `${db:Status-Status} ${Version}` output, when the
+/// status says installed.
+fn installed_version(stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let (status, version) = text.trim().split_once(' ')?;
+    (status == "installed" && !version.is_empty()).then(|| version.to_owned())
+}
+
 /// What [`install`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Installed {
@@ -222,6 +272,39 @@ fn needs_update(stderr: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only an installed package has a version; a removed one (its config files
+    /// left) and odd output have none.
+    #[test]
+    fn a_version_is_read_only_from_an_installed_package() {
+        assert_eq!(
+            super::installed_version(b"installed 1:1.39.10-1").as_deref(),
+            Some("1:1.39.10-1")
+        );
+        assert_eq!(super::installed_version(b"config-files 1:1.39.10-1"), None);
+        assert_eq!(super::installed_version(b"not-installed "), None);
+        assert_eq!(super::installed_version(b""), None);
+    }
+
+    /// On this host (Debian): a package that is there has the version dpkg says, one
+    /// that does not exist is absent.
+    #[test]
+    fn installed_versions_asks_dpkg() {
+        if !Path::new("/usr/bin/dpkg-query").exists() {
+            return;
+        }
+        let names = ["dpkg".to_owned(), "no-such-package-berth".to_owned()];
+        let versions = super::installed_versions(&names).unwrap();
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", "dpkg"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            versions.get("dpkg").map(String::as_bytes),
+            Some(out.stdout.as_slice())
+        );
+        assert!(!versions.contains_key("no-such-package-berth"));
+    }
 
     #[test]
     fn hint_is_the_exact_command() {

@@ -36,12 +36,24 @@ pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>
     Ok(out)
 }
 
-/// Render the desired state of an instance.
+/// Render the desired state of an instance, with the installed versions of the enabled
+/// components' packages as they are now (probed here, not when the instance was
+/// opened: `up` installs packages in between, and `change` hooks follow them).
 pub fn render(inst: &Instance, secrets: &BTreeMap<String, String>) -> Result<DesiredState> {
+    let mut facts = inst.facts.clone();
+    let packages: Vec<String> = inst
+        .manifest
+        .manifest
+        .components
+        .iter()
+        .filter(|(name, _)| inst.config.enabled_components.contains(*name))
+        .flat_map(|(_, c)| c.packages.iter().cloned())
+        .collect();
+    berth_host::facts::probe_package_versions(&mut facts, &packages)?;
     Ok(berth_render::render(&RenderInput {
         manifest: &inst.manifest,
         config: &inst.config,
-        facts: &inst.facts,
+        facts: &facts,
         secrets,
         paths: &inst.paths,
     })?)

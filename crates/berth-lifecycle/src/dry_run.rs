@@ -9,6 +9,7 @@ use berth_supervisor_protocol::JobSpec;
 
 use crate::desired::{mask, mask_list, render, secrets, supervision_plan};
 use crate::error::Result;
+use crate::hooks;
 use crate::instance::Instance;
 use crate::interrupted::left_pending;
 use crate::state_files::{applied_plan, managed_files};
@@ -25,13 +26,29 @@ pub fn dry_run(inst: &Instance) -> Result<String> {
     // The file changes' restarts and reloads are in the plan's text; what the
     // supervision plan changes is added to it.
     let services = service_changes(old_plan.as_ref(), &new_plan, &[], &[]);
-    Ok(describe(
+    let mut out = describe(
         files.as_deref(),
         &services,
         &new_plan.jobs,
         old_plan.is_some(),
         &left_pending(inst)?,
-    ))
+    );
+    let db = berth_state::StateDb::open_read_only(inst.paths.state_db())?;
+    write_hooks(&mut out, &hooks::due_with_reasons(db.as_ref(), &state)?);
+    Ok(out)
+}
+
+/// The hooks that are due, each with why, one a line.
+fn write_hooks(out: &mut String, due: &[(String, String)]) {
+    if due.is_empty() {
+        return;
+    }
+    out.push_str(
+        "hooks due (run by `berth up`, and by `berth reconfigure` when something changes):\n",
+    );
+    for (name, why) in due {
+        let _ = writeln!(out, "  {name}: {why}");
+    }
 }
 
 /// The dry run's text: the file changes (`None`: there are none, else the plan's text,
@@ -112,7 +129,29 @@ mod tests {
     use berth_state::{PendingServices, RunId, Unfinished};
     use berth_supervisor_protocol::JobSpec;
 
-    use super::{describe, write_pending};
+    use super::{describe, write_hooks, write_pending};
+
+    #[test]
+    fn due_hooks_are_listed_with_why() {
+        let mut out = String::new();
+        write_hooks(&mut out, &[]);
+        assert_eq!(out, "");
+        write_hooks(
+            &mut out,
+            &[
+                ("createdb".to_owned(), "has not run yet".to_owned()),
+                (
+                    "migrate".to_owned(),
+                    "package mediawiki 1:1.39.10-1 → 1:1.39.11-1".to_owned(),
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            "hooks due (run by `berth up`, and by `berth reconfigure` when something changes):\n  \
+             createdb: has not run yet\n  migrate: package mediawiki 1:1.39.10-1 → 1:1.39.11-1\n"
+        );
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -90,14 +90,74 @@ pub fn run(hook: &HookSpec, children: &ChildRecords) -> Result<()> {
     Ok(())
 }
 
-/// Whether a hook is due, and the scope it is recorded under.
-fn hook_scope(hook: &berth_render::HookSpec, version: &str) -> Option<String> {
-    match hook.when {
-        HookWhen::Once => Some(berth_state::INSTANCE_SCOPE.to_owned()),
-        HookWhen::Release => Some(format!("release {version}")),
-        HookWhen::Change => hook.rerun_key.as_ref().map(|key| format!("change {key}")),
-        HookWhen::Always => None,
+/// How a hook's success is recorded, which decides when it is due again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Record {
+    /// Once per scope: [`berth_state::INSTANCE_SCOPE`] or `release <version>`.
+    Scope(String),
+    /// `when = "change"`: the last fingerprint it ran with; due when it differs.
+    Change(String),
+    /// Never recorded: an `always` hook (or a change hook without a fingerprint,
+    /// which validation does not let through).
+    Never,
+}
+
+/// How `hook` is recorded for app version `version`.
+fn hook_record(hook: &HookSpec, version: &str) -> Record {
+    match (hook.when, &hook.rerun_key) {
+        (HookWhen::Once, _) => Record::Scope(berth_state::INSTANCE_SCOPE.to_owned()),
+        (HookWhen::Release, _) => Record::Scope(format!("release {version}")),
+        (HookWhen::Change, Some(key)) => Record::Change(key.clone()),
+        (HookWhen::Change, None) | (HookWhen::Always, _) => Record::Never,
     }
+}
+
+/// Why `hook` (a `when = "change"` hook) is due, against its last successful run
+/// (`None`: it never ran): the inputs whose value changed, as
+/// `package mediawiki 1:1.39.10-1 → 1:1.39.11-1`. `None` when it is not due.
+pub fn change_reason(hook: &HookSpec, last: Option<&berth_state::ChangeRecord>) -> Option<String> {
+    let key = hook.rerun_key.as_ref()?;
+    let Some(last) = last else {
+        return Some("has not run yet".to_owned());
+    };
+    if &last.key == key {
+        return None;
+    }
+    let before: Option<Vec<berth_render::RerunInput>> = last
+        .inputs
+        .as_deref()
+        .and_then(|i| serde_json::from_str(i).ok());
+    let Some(before) = before else {
+        return Some("what it follows changed".to_owned());
+    };
+    let shown = |v: Option<&String>| v.map_or_else(|| "(none)".to_owned(), Clone::clone);
+    let changed: Vec<String> = hook
+        .rerun_inputs
+        .iter()
+        .filter_map(|now| {
+            let was = before.iter().find(|b| b.source == now.source);
+            let was_value = was.and_then(|b| b.value.as_ref());
+            if was.is_some() && was_value == now.value.as_ref() {
+                return None;
+            }
+            let label = now.source.replacen(':', " ", 1);
+            Some(match was {
+                Some(_) => format!(
+                    "{label} {} → {}",
+                    shown(was_value),
+                    shown(now.value.as_ref())
+                ),
+                None => format!("{label} newly followed ({})", shown(now.value.as_ref())),
+            })
+        })
+        .chain(
+            before
+                .iter()
+                .filter(|b| !hook.rerun_inputs.iter().any(|n| n.source == b.source))
+                .map(|b| format!("{} no longer followed", b.source.replacen(':', " ", 1))),
+        )
+        .collect();
+    Some(changed.join(", "))
 }
 
 /// Run the hooks that are due, starting the services each needs first.
@@ -121,12 +181,11 @@ fn in_order(state: &DesiredState) -> Vec<&HookSpec> {
         .collect()
 }
 
-/// A hook picked to run, with the scope its success is recorded under (`None`:
-/// an `always` hook, never recorded).
+/// A hook picked to run, with how its success is recorded.
 pub struct Due<'s> {
     /// The hook.
     pub hook: &'s HookSpec,
-    scope: Option<String>,
+    record: Record,
 }
 
 /// The hooks `select` picks, in [`berth_render::hook_order`]. `select` gets each hook
@@ -138,18 +197,61 @@ pub fn due<'s>(
     state: &'s DesiredState,
     select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
 ) -> Result<Vec<Due<'s>>> {
+    due_in(Some(&run.db), state, select)
+}
+
+/// [`due`] against the state database `db` (`None`: there is none yet, so every
+/// hook's schedule makes it due).
+pub(crate) fn due_in<'s>(
+    db: Option<&berth_state::StateDb>,
+    state: &'s DesiredState,
+    select: &dyn Fn(&HookSpec, Option<bool>) -> bool,
+) -> Result<Vec<Due<'s>>> {
     let mut picked = Vec::new();
     for hook in in_order(state) {
-        let scope = hook_scope(hook, &state.app.version);
-        let scheduled = match &scope {
-            Some(scope) => Some(!run.db.hook_ran(&hook.name, scope)?),
-            None => None,
+        let record = hook_record(hook, &state.app.version);
+        let scheduled = match (&record, db) {
+            (Record::Never, _) => None,
+            (_, None) => Some(true),
+            (Record::Scope(scope), Some(db)) => Some(!db.hook_ran(&hook.name, scope)?),
+            (Record::Change(key), Some(db)) => Some(
+                db.last_change_hook(&hook.name)?
+                    .is_none_or(|last| &last.key != key),
+            ),
         };
         if select(hook, scheduled) {
-            picked.push(Due { hook, scope });
+            picked.push(Due { hook, record });
         }
     }
     Ok(picked)
+}
+
+/// The hooks that are due (as `up` picks them, `always` hooks included), each with why,
+/// for the dry run: `("migrate", "package mediawiki 1:1.39.10-1 → 1:1.39.11-1")`.
+/// `db`: the state database, `None` before the instance is set up.
+pub(crate) fn due_with_reasons(
+    db: Option<&berth_state::StateDb>,
+    state: &DesiredState,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for d in due_in(db, state, &every_due(true))? {
+        let why = match &d.record {
+            Record::Never => "always, when something changes".to_owned(),
+            Record::Scope(_) if d.hook.when == HookWhen::Release => {
+                format!("not yet run for version {}", state.app.version)
+            }
+            Record::Scope(_) => "has not run yet".to_owned(),
+            Record::Change(_) => {
+                let last = match db {
+                    Some(db) => db.last_change_hook(&d.hook.name)?,
+                    None => None,
+                };
+                change_reason(d.hook, last.as_ref()).unwrap_or_default()
+            }
+        };
+        out.push((d.hook.name.clone(), why));
+    }
+    Ok(out)
 }
 
 /// The services the hooks in `due` gate (their `before`): a change must not
@@ -174,7 +276,7 @@ pub fn run_selected(
 pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
     let (inst, db, progress) = (run.inst, &run.db, run.progress);
     let mut ran = Vec::new();
-    for Due { hook, scope } in due {
+    for Due { hook, record } in due {
         let hook = *hook;
         if !hook.after.is_empty() {
             progress.begin(&format!(
@@ -223,8 +325,14 @@ pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
             }
             Ok::<_, LifecycleError>(())
         })?;
-        if let Some(scope) = &scope {
-            db.record_hook(&hook.name, scope, run.id)?;
+        match record {
+            Record::Scope(scope) => db.record_hook(&hook.name, scope, run.id)?,
+            Record::Change(key) => {
+                let inputs =
+                    serde_json::to_string(&hook.rerun_inputs).expect("rerun inputs serialise");
+                db.record_change_hook(&hook.name, key, &inputs, run.id)?;
+            }
+            Record::Never => {}
         }
         progress.end("");
         ran.push(hook.name.clone());
@@ -328,19 +436,74 @@ mod tests {
     }
 
     /// `once` hooks are recorded for the instance, `release` hooks per version (so a new
-    /// version runs them again), `always` hooks not at all.
+    /// version runs them again), `change` hooks by fingerprint, `always` hooks not at all.
     #[test]
-    fn a_hook_is_recorded_under_the_scope_its_schedule_gives() {
+    fn a_hook_is_recorded_as_its_schedule_says() {
+        use super::{Record, hook_record};
         let mut h = hook("h", &[], &[]);
         assert_eq!(
-            super::hook_scope(&h, "2.0").as_deref(),
-            Some(berth_state::INSTANCE_SCOPE)
+            hook_record(&h, "2.0"),
+            Record::Scope(berth_state::INSTANCE_SCOPE.to_owned())
         );
         h.when = HookWhen::Release;
-        assert_eq!(super::hook_scope(&h, "2.0").as_deref(), Some("release 2.0"));
-        assert_ne!(super::hook_scope(&h, "2.1"), super::hook_scope(&h, "2.0"));
+        assert_eq!(
+            hook_record(&h, "2.0"),
+            Record::Scope("release 2.0".to_owned())
+        );
+        assert_ne!(hook_record(&h, "2.1"), hook_record(&h, "2.0"));
         h.when = HookWhen::Always;
-        assert_eq!(super::hook_scope(&h, "2.0"), None);
+        assert_eq!(hook_record(&h, "2.0"), Record::Never);
+        h.when = HookWhen::Change;
+        h.rerun_key = Some("sha256:ab".to_owned());
+        assert_eq!(
+            hook_record(&h, "2.0"),
+            Record::Change("sha256:ab".to_owned())
+        );
+    }
+
+    /// The dry run's reason names each input whose value changed, old → new.
+    #[test]
+    fn a_change_reason_names_what_changed() {
+        use berth_render::RerunInput;
+        use berth_state::ChangeRecord;
+        let input = |source: &str, value: Option<&str>| RerunInput {
+            source: source.to_owned(),
+            value: value.map(str::to_owned),
+        };
+        let mut h = hook("migrate", &[], &[]);
+        h.when = HookWhen::Change;
+        h.rerun_key = Some("sha256:new".to_owned());
+        h.rerun_inputs = vec![
+            input("package:mediawiki", Some("1:1.39.11-1")),
+            input("setting:db.name", Some("\"wiki\"")),
+        ];
+        let last = |key: &str, inputs: &[RerunInput]| ChangeRecord {
+            key: key.to_owned(),
+            inputs: Some(serde_json::to_string(inputs).unwrap()),
+        };
+        let before = [
+            input("package:mediawiki", Some("1:1.39.10-1")),
+            input("setting:db.name", Some("\"wiki\"")),
+        ];
+        assert_eq!(
+            super::change_reason(&h, Some(&last("sha256:old", &before))).as_deref(),
+            Some("package mediawiki 1:1.39.10-1 → 1:1.39.11-1")
+        );
+        assert_eq!(
+            super::change_reason(&h, Some(&last("sha256:new", &before))),
+            None
+        );
+        assert_eq!(
+            super::change_reason(&h, None).as_deref(),
+            Some("has not run yet")
+        );
+        let uninstalled = [input("package:mediawiki", None)];
+        assert_eq!(
+            super::change_reason(&h, Some(&last("sha256:old", &uninstalled))).as_deref(),
+            Some(
+                "package mediawiki (none) → 1:1.39.11-1, setting db.name newly followed (\"wiki\")"
+            )
+        );
     }
 
     mod running {
@@ -446,6 +609,27 @@ mod tests {
                 std::fs::read_to_string(&journal).unwrap(),
                 "hook z_initdb\nstart db\nhook m_createdb\nstart db\nhook a_migrate\n"
             );
+        }
+
+        /// A `change` hook runs when its fingerprint differs from the one it last
+        /// ran with: the first time, after a change, and after going back to an
+        /// earlier fingerprint; not again with the same one.
+        #[test]
+        fn a_change_hook_runs_when_its_last_fingerprint_differs() {
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let sup = Scripted::answering(vec![]);
+            let with_key = |key: &str| {
+                let mut h = hook_in(&inst, "migrate", HookWhen::Change, &[]);
+                h.rerun_key = Some(key.to_owned());
+                vec![h]
+            };
+            let mut runs = Vec::new();
+            for key in ["sha256:a", "sha256:a", "sha256:b", "sha256:a", "sha256:a"] {
+                runs.push(ran(&inst, &sup, &with_key(key), "1.0.0", false).len());
+            }
+            assert_eq!(runs, [1, 0, 1, 1, 0]);
         }
 
         /// A hook that fails ends the run with its log's last lines and is not

@@ -175,7 +175,7 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
-fn read_user_version(conn: &Connection) -> rusqlite::Result<u32> {
+pub(crate) fn read_user_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.pragma_query_value(None, "user_version", |row| row.get::<_, u32>(0))
 }
 

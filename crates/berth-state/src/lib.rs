@@ -12,7 +12,9 @@
 //!   shows how far each run got and how long each step took. berth does not read it
 //!   back to finish or undo an interrupted run; the benchmarks read it with SQL.
 //! - **Hooks** ([`StateDb::hook_ran`], [`StateDb::record_hook`]): `once` hooks run once per
-//!   instance ([`INSTANCE_SCOPE`]), `release` hooks once per app version. This is the
+//!   instance ([`INSTANCE_SCOPE`]), `release` hooks once per app version;
+//!   `change` hooks keep the last fingerprint they ran with and its inputs
+//!   ([`StateDb::last_change_hook`], [`StateDb::record_change_hook`]). This is the
 //!   part berth reads back to decide what to do.
 //! - **Pending services** ([`StateDb::record_pending_services`],
 //!   [`StateDb::pending_services`]): what a run will restart, reload, start and stop,
@@ -60,7 +62,7 @@ mod schema;
 
 pub use db::StateDb;
 pub use error::StateError;
-pub use hooks::INSTANCE_SCOPE;
+pub use hooks::{ChangeRecord, INSTANCE_SCOPE};
 pub use journal::{StepId, StepStatus};
 pub use pending::{PendingServices, Unfinished};
 pub use runs::{RunId, RunOutcome, RunRecord, RunStatus};

@@ -66,4 +66,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         recorded_at TEXT NOT NULL
     );
     ",
+    // 5: what a `when = "change"` hook's fingerprint was made of when it last ran (its
+    // key is in the scope, `change <key>`); older records have none.
+    "
+    ALTER TABLE hooks ADD COLUMN inputs TEXT;
+    ",
 ];

@@ -171,6 +171,11 @@ fn a_version_1_database_opens_and_loses_its_applied_table() {
         .unwrap();
     }
     assert_eq!(user_version(&path), 1);
+    // Read only (a dry run), the old schema is not migrated and still answers.
+    let read_only = StateDb::open_read_only(&path).unwrap().unwrap();
+    assert_eq!(read_only.last_change_hook("migrate").unwrap(), None);
+    drop(read_only);
+    assert_eq!(user_version(&path), 1);
 
     let db = StateDb::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
@@ -364,6 +369,35 @@ fn hooks_run_once_per_scope() {
     assert!(db.hook_ran("migrate", "4.7.0").unwrap());
     assert!(!db.hook_ran("migrate", "4.7.3").unwrap());
     assert!(!db.hook_ran("migrate", INSTANCE_SCOPE).unwrap());
+}
+
+/// A change hook keeps only its last fingerprint (so going back to an earlier one is
+/// a change again), with its inputs; a record made before inputs were kept (two
+/// `change <key>` scopes through `record_hook`) still reads, newest first.
+#[test]
+fn a_change_hook_keeps_its_last_key_and_inputs() {
+    let (_dir, db) = open_temp();
+    let run = db.begin_run("up", "").unwrap();
+    assert_eq!(db.last_change_hook("migrate").unwrap(), None);
+    db.record_hook("migrate", "change sha256:aa", run).unwrap();
+    db.record_hook("migrate", "change sha256:bb", run).unwrap();
+    db.record_hook("migrate", "1.0", run).unwrap();
+    let old = db.last_change_hook("migrate").unwrap().unwrap();
+    assert_eq!((old.key.as_str(), old.inputs), ("sha256:bb", None));
+
+    db.record_change_hook("migrate", "sha256:aa", "[1]", run)
+        .unwrap();
+    let last = db.last_change_hook("migrate").unwrap().unwrap();
+    assert_eq!(
+        (last.key.as_str(), last.inputs.as_deref()),
+        ("sha256:aa", Some("[1]"))
+    );
+    assert!(
+        !db.hook_ran("migrate", "change sha256:bb").unwrap(),
+        "replaced"
+    );
+    assert!(db.hook_ran("migrate", "1.0").unwrap(), "other scopes stay");
+    assert_eq!(db.last_change_hook("other").unwrap(), None);
 }
 
 #[test]
