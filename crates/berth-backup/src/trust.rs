@@ -356,7 +356,12 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
         Err(e) => return Err(BackupError::io("read", path)(e)),
     };
     let site = berth_model::parse_site("site.toml (from the archive)", &text, &inst.manifest)?;
-    berth_model::resolve(&inst.manifest, &site, &inst.facts)?;
+    berth_model::resolve_at(
+        &inst.manifest,
+        &site,
+        &inst.facts,
+        Some(&berth_render::derive_paths(&inst.paths)),
+    )?;
     Ok(())
 }
 
@@ -468,6 +473,44 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
 mod tests {
     use super::{list_dump, plain_relative};
     use std::os::unix::fs::PermissionsExt;
+
+    /// An archive's site config is checked against a manifest whose setting derives
+    /// from `paths.*`: it resolves with this instance's paths (and is not refused as
+    /// using paths that are not known), and a bad value is still refused.
+    #[test]
+    fn a_site_config_is_checked_with_settings_derived_from_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let from =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ministack");
+        let manifest = tmp.path().join("manifest");
+        std::fs::create_dir_all(manifest.join("templates")).unwrap();
+        for entry in std::fs::read_dir(from.join("templates")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                manifest.join("templates").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+        let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+        std::fs::write(
+            manifest.join("berth.toml"),
+            text + "\n[settings.app.uploads]\ntype = \"string\"\n\
+                    derive = \"paths.data ~ '/app/uploads'\"\n",
+        )
+        .unwrap();
+        let inst = berth_lifecycle::instance::open(&berth_lifecycle::Locate {
+            prefix: Some(tmp.path().join("inst")),
+            manifest: Some(manifest),
+            ..berth_lifecycle::Locate::default()
+        })
+        .unwrap();
+        let site = tmp.path().join("site.toml");
+        std::fs::write(&site, "[app]\ngreeting = \"good day\"\n").unwrap();
+        super::check_site_config(&inst, &site).unwrap();
+        std::fs::write(&site, "[app]\ngreeting = \"NOT LOWER\"\n").unwrap();
+        assert!(super::check_site_config(&inst, &site).is_err());
+    }
 
     /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run
     /// as berth's own unprivileged user (not root, nor the `nobody` other daemons share),

@@ -173,8 +173,14 @@ pub fn open(global: &Locate) -> Result<Instance> {
         Err(e) => return Err(e.into_diagnostics().into()),
     };
     let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
-    let config = berth_model::resolve(&manifest, &site, &facts)?;
+    // The paths first: a setting's `derive` may use them (`paths.data ~ '/images'`).
     let paths = Paths::for_prefix(&prefix, &manifest.manifest.app.version);
+    let config = berth_model::resolve_at(
+        &manifest,
+        &site,
+        &facts,
+        Some(&berth_render::derive_paths(&paths)),
+    )?;
     Ok(Instance {
         paths,
         manifest,
@@ -219,6 +225,46 @@ mod tests {
     use std::path::Path;
 
     use super::{LifecycleError, checked_prefix};
+
+    /// The fixture app's manifest with a setting derived from the instance's paths, in
+    /// `dir`.
+    pub(crate) fn manifest_deriving_from_paths(dir: &Path) -> std::path::PathBuf {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ministack");
+        let to = dir.join("manifest");
+        std::fs::create_dir_all(to.join("templates")).unwrap();
+        for entry in std::fs::read_dir(from.join("templates")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join("templates").join(entry.file_name())).unwrap();
+        }
+        let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+        std::fs::write(
+            to.join("berth.toml"),
+            text + "\n[settings.app.uploads]\ntype = \"string\"\n\
+                    derive = \"paths.data ~ '/app/uploads'\"\n",
+        )
+        .unwrap();
+        to
+    }
+
+    /// A setting whose default is derived from `paths.*` resolves when an instance is
+    /// opened, to the directory of that instance (it used to be refused: the paths
+    /// were not known when settings were resolved).
+    #[test]
+    fn a_setting_derived_from_paths_resolves_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = manifest_deriving_from_paths(tmp.path());
+        let prefix = tmp.path().join("inst");
+        let inst = super::open(&super::Locate {
+            prefix: Some(prefix.clone()),
+            manifest: Some(manifest),
+            ..super::Locate::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            inst.config.settings["app"]["uploads"].value,
+            berth_model::SettingValue::String(format!("{}/data/app/uploads", prefix.display()))
+        );
+    }
 
     /// A relative `--prefix` is taken from the current directory and normalised; one
     /// that climbs out with `..` or holds shell syntax is bad input.
