@@ -23,7 +23,16 @@ when = "change"
 on = ["setting:app.greeting"]
 after = ["postgresql"]
 before = ["app"]
+
+[[host_files]]
+path = "/etc/berth-e2e-hook-order/app.conf"
+component = "nginx"
+link_to = "{{ paths.etc }}/nginx/nginx.conf"
 "#;
+
+/// The directory of the host file (what a package would make), and the file.
+const HOST_DIR: &str = "/etc/berth-e2e-hook-order";
+const HOST_FILE: &str = "/etc/berth-e2e-hook-order/app.conf";
 
 /// The ministack manifest with [`MIGRATE`] added, in a directory of its own.
 fn manifest_with_migrate(dir: &Path) -> PathBuf {
@@ -78,8 +87,21 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
     let _down = Down(&berth);
     std::fs::create_dir_all(&prefix).unwrap();
     berth.write_site(SITE);
+    let _ = std::fs::remove_dir_all(HOST_DIR);
+    std::fs::create_dir(HOST_DIR).unwrap();
+    // Something berth did not make at the host file's path: refused before anything
+    // changes.
+    std::fs::write(HOST_FILE, "the administrator's\n").unwrap();
+    let r = berth.run(&["up"]).expect(1);
+    assert!(r.stderr.contains("did not make"), "{}", r.stderr);
+    assert!(!prefix.join("state").exists(), "up changed something");
+    std::fs::remove_file(HOST_FILE).unwrap();
 
     berth.run(&["up"]).expect(0);
+    assert_eq!(
+        std::fs::read_link(HOST_FILE).unwrap(),
+        prefix.join("etc/nginx/nginx.conf")
+    );
     let first = berth.pids();
     let ran = marks(&berth);
     assert_eq!(ran.len(), 1, "{ran:?}");
@@ -124,4 +146,16 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
     assert!(!dry.stdout.contains("migrate"), "{}", dry.stdout);
     let r = berth.run(&["reconfigure"]).expect(0);
     assert_eq!(marks(&berth).len(), 3, "{}", r.stdout);
+
+    // `down --purge` removes the host file berth made, and only that.
+    let r = berth.run(&["down", "--purge"]).expect(0);
+    assert!(
+        r.stdout.contains(&format!("Removed {HOST_FILE}")),
+        "{}",
+        r.stdout
+    );
+    assert!(std::fs::symlink_metadata(HOST_FILE).is_err());
+    assert!(Path::new(HOST_DIR).is_dir());
+    assert!(prefix.join("etc/nginx/nginx.conf").exists());
+    std::fs::remove_dir(HOST_DIR).unwrap();
 }

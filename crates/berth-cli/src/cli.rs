@@ -75,7 +75,12 @@ pub enum Command {
         follow: bool,
     },
     /// Stop every service and the supervisor.
-    Down,
+    Down {
+        /// Also remove the files berth made outside the prefix (`[[host_files]]`)
+        /// that are still as it made them; everything under the prefix is kept.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Show past `up` and `reconfigure` runs: when, what changed, what restarted, how long.
     History {
         /// How many runs to show.

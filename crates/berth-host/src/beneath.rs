@@ -662,6 +662,53 @@ impl SafeDir {
         to_dir.sync()
     }
 
+    /// Makes `rel` a symlink to `target`. With `replace`, what is at `rel` (a file or
+    /// symlink) is swapped for it in one rename; without, anything there is refused.
+    pub fn symlink(&self, rel: &Path, target: &Path, replace: bool) -> Result<()> {
+        let (parent, name) = self.parent_of(rel)?;
+        let path = parent.shown(&name);
+        let write_err = |e: Errno| HostError::Write {
+            path: path.clone(),
+            source: e.into(),
+        };
+        let tmp = loop {
+            let tmp = temp_name(name.as_os_str());
+            match nix::unistd::symlinkat(target, parent.fd.as_fd(), &tmp) {
+                Ok(()) => break tmp,
+                Err(Errno::EEXIST) => {}
+                Err(e) => return Err(write_err(e)),
+            }
+        };
+        let flags = if replace {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::RENAME_NOREPLACE
+        };
+        if let Err(e) =
+            nix::fcntl::renameat2(parent.fd.as_fd(), &tmp, parent.fd.as_fd(), &name, flags)
+        {
+            let _ = nix::unistd::unlinkat(parent.fd.as_fd(), &tmp, UnlinkatFlags::NoRemoveDir);
+            return Err(match e {
+                Errno::EEXIST => HostError::AlreadyExists { path },
+                e => write_err(e),
+            });
+        }
+        parent.sync()
+    }
+
+    /// Where the symlink `rel` points (`None`: `rel` is not a symlink).
+    pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
+        let (parent, name) = self.parent_of(rel)?;
+        match nix::fcntl::readlinkat(parent.fd.as_fd(), &name) {
+            Ok(target) => Ok(Some(PathBuf::from(target))),
+            Err(Errno::EINVAL | Errno::ENOENT) => Ok(None),
+            Err(e) => Err(HostError::Read {
+                path: parent.shown(&name),
+                source: e.into(),
+            }),
+        }
+    }
+
     /// Removes the file or symlink `rel` (never what a symlink points to).
     pub fn remove_file(&self, rel: &Path) -> Result<()> {
         let (parent, name) = self.parent_of(rel)?;

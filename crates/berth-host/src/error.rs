@@ -148,6 +148,14 @@ pub enum HostError {
         /// The user who made the tree.
         maker: u32,
     },
+    /// A host file (`[[host_files]]`) that berth cannot create, change or remove.
+    #[error("host file `{path}`: {why}")]
+    HostFile {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        why: String,
+    },
     /// Something exists where berth only creates new files.
     #[error("`{path}` already exists; name a new file: berth never writes over it")]
     AlreadyExists {

@@ -49,6 +49,7 @@ pub mod converge;
 mod error;
 pub mod facts;
 pub mod fsutil;
+pub mod host_files;
 pub mod interpreter;
 pub mod packages;
 pub mod python;

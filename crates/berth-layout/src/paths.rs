@@ -176,6 +176,11 @@ impl Paths {
         self.state.join("supervision-plan.json")
     }
 
+    /// Row `state/host-files.json`: the host files (`[[host_files]]`) berth made.
+    pub fn host_files_record(&self) -> PathBuf {
+        self.state.join("host-files.json")
+    }
+
     /// Row `state/managed-files.json`: the config files berth wrote last.
     pub fn managed_files(&self) -> PathBuf {
         self.state.join("managed-files.json")

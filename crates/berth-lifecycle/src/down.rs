@@ -39,3 +39,10 @@ pub fn down(paths: &Paths) -> Result<Down> {
     }
     Ok(Down::Stopped)
 }
+
+/// `berth down --purge`: remove the host files (`[[host_files]]`) berth made that are
+/// still as it made them; one changed since is left and listed. Nothing under the
+/// prefix is touched beyond the record of host files.
+pub fn remove_host_files(paths: &Paths) -> Result<berth_host::host_files::Report> {
+    Ok(berth_host::host_files::HostFiles::new(paths.host_files_record()).remove_all()?)
+}

@@ -26,6 +26,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     crate::interrupted::finish(run, &state, &mut outcome)?;
     let running = supervisor::services_running(run.supervisor());
     preflight::check_ports(inst, &state, &running)?;
+    crate::up::host_files(inst).check(&state.host_files)?;
     let mut change = Change::write(run, &state, &secrets, running)?;
     outcome.files_changed = change.files();
     release::store_manifest(inst, loc)?;
@@ -67,5 +68,6 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
         Ok(())
     })?;
     preflight::record_ports(inst, &state)?;
+    crate::up::converge_host_files(run, &state)?;
     Ok(outcome)
 }

@@ -70,6 +70,9 @@ fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
     progress.end("");
     // Again: a package's own daemon may have been started by a local start policy.
     preflight::check_ports(inst, &preview, &running)?;
+    // Host files: a path holding something berth did not make is refused now, before
+    // anything changes.
+    host_files(inst).check(&preview.host_files)?;
     // A bundle still to build needs its interpreter: say which is missing before
     // anything is created (packages, which may bring one, are installed by now).
     for b in preview.bundles.iter().filter(|b| !b.dest.is_dir()) {
@@ -178,6 +181,7 @@ fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -
         Ok(())
     })?;
     preflight::record_ports(inst, &state)?;
+    converge_host_files(run, &state)?;
     // From now on a supervisor started at boot (the systemd unit) starts everything.
     berth_host::fsutil::write_atomic(&inst.paths.autostart_marker(), b"", 0o644, None)?;
     Ok(UpReport {
@@ -185,4 +189,27 @@ fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -
         next_steps: state.next_steps,
         outcome,
     })
+}
+
+/// The host files of an instance and the record of what berth made.
+pub(crate) fn host_files(inst: &Instance) -> berth_host::host_files::HostFiles {
+    berth_host::host_files::HostFiles::new(inst.paths.host_files_record())
+}
+
+/// Make the host files of `state` and remove berth's own that left it (journaled step
+/// `host files`). After the change is kept: links point at the files it wrote, and
+/// nothing outside the prefix changes for a change that is rolled back.
+pub(crate) fn converge_host_files(run: &Run, state: &DesiredState) -> Result<()> {
+    let report = run.step("host files", || {
+        host_files(run.inst)
+            .converge(&state.host_files)
+            .map_err(crate::LifecycleError::from)
+    })?;
+    for path in &report.left {
+        run.progress.note(&format!(
+            "Left `{}`: no longer wanted, but changed since berth made it",
+            path.display()
+        ));
+    }
+    Ok(())
 }

@@ -141,7 +141,7 @@ pub fn reload(loc: &Locate, service: Option<String>) -> Result<ExitCode> {
     )
 }
 
-pub fn down(loc: &Locate) -> Result<ExitCode> {
+pub fn down(loc: &Locate, purge: bool) -> Result<ExitCode> {
     let paths = paths(loc)?;
     let prefix = paths.prefix.display();
     match berth_lifecycle::down(&paths)? {
@@ -149,6 +149,18 @@ pub fn down(loc: &Locate) -> Result<ExitCode> {
             println!("Nothing to stop: the supervisor of {prefix} is not running.");
         }
         Down::Stopped => println!("Stopped every service and the supervisor of {prefix}."),
+    }
+    if purge {
+        let report = berth_lifecycle::remove_host_files(&paths)?;
+        for path in &report.removed {
+            println!("Removed {}", path.display());
+        }
+        for path in &report.left {
+            println!(
+                "Left {}: changed since berth made it, so it is not berth's to remove",
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             lines,
             follow,
         } => control::tail(&loc, service.as_deref(), lines, follow),
-        Command::Down => control::down(&loc),
+        Command::Down { purge } => control::down(&loc, purge),
         Command::History { limit, json } => history::history(&loc, limit, json),
         Command::Supervise { autostart } => control::supervise(&loc, autostart),
         Command::Backup(BackupCommand::Create { to, prune, json }) => {
