@@ -523,6 +523,26 @@ fn scan(
             Err(e) => return Err(stream_error(e, &mut decoder)),
         }
     }
+    // Everything before the index frame, byte for byte as stored, must be what was signed:
+    // content checks alone pass bytes that decode to the same entries (tar header fields
+    // berth does not compare, padding, zstd frame fields).
+    let Some(raw) = decoder.raw_digest() else {
+        return Err(ArchiveError::corrupt(
+            path,
+            "its compressed stream could not be read to its end",
+        ));
+    };
+    if raw.len != index.frame_start || raw.sha256 != index.data_sha256 {
+        return Err(ArchiveError::corrupt(
+            path,
+            format!(
+                "its compressed data is not what was signed (SHA-256 {}… where its signed \
+                 index says {}…): it was damaged or altered after it was written",
+                &hex::encode(raw.sha256)[..12],
+                &hex::encode(index.data_sha256)[..12],
+            ),
+        ));
+    }
     if decoder.consumed() != Some(index.frame_start) {
         return Err(ArchiveError::corrupt(
             path,
