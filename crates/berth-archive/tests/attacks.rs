@@ -134,6 +134,119 @@ fn unsigned_format_1_archives_are_refused_with_the_reason() {
     }
 }
 
+/// An archive of format 2, whose signature covered the index but not the compressed bytes,
+/// is refused with the reason rather than trusted with bytes nothing authenticates.
+#[test]
+fn format_2_archives_are_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let (compressed, json) = split(&fs::read(&path).unwrap());
+    // Format 2's index frame: JSON, signature, public key, JSON length, `BERTHSIG`.
+    let mut old = compressed;
+    old.extend_from_slice(&0x184D_2A5B_u32.to_le_bytes());
+    old.extend_from_slice(&u32::try_from(json.len() + 112).unwrap().to_le_bytes());
+    old.extend_from_slice(&json);
+    old.extend_from_slice(&[0; 64]);
+    old.extend_from_slice(&common::key().public_key().to_bytes());
+    old.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    old.extend_from_slice(b"BERTHSIG");
+    let old_path = tmp.path().join("old.berth.tar.zst");
+    fs::write(&old_path, &old).unwrap();
+    for err in [
+        read_index(&old_path).unwrap_err(),
+        verify(&old_path, &common::trusted(), &mut |_| {}).unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, ArchiveError::ObsoleteFormat { format: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(err.to_string().contains("take a new backup"), "{err}");
+    }
+}
+
+/// The genuine archive's tar stream, decompressed.
+fn genuine_tar(bytes: &[u8]) -> Vec<u8> {
+    zstd::decode_all(&split(bytes).0[..]).unwrap()
+}
+
+/// Attack (or damage): bytes that decompress to the same entries, or to entries that
+/// differ only in what the manifest does not list (an mtime), under the genuine signed
+/// index. Checking the decoded content passes them; the signed digest of the stored bytes
+/// does not.
+#[test]
+fn data_that_decodes_alike_is_not_the_signed_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, _) = split(&bytes);
+    // The genuine index frame, signature and all.
+    let frame = &bytes[compressed.len()..];
+    let tar = genuine_tar(&bytes);
+
+    // The first entry's mtime changed (and its header checksum made right again).
+    let mut retimed = tar.clone();
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&retimed[..512]);
+    header.set_mtime(header.mtime().unwrap() + 3600);
+    header.set_cksum();
+    retimed[..512].copy_from_slice(header.as_bytes());
+    for (what, content) in [("recompressed", &tar), ("retimed", &retimed)] {
+        // Compressed harder, then padded with a skippable frame (which decoders skip) to
+        // the length the signed index gives.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_checksum(true).unwrap();
+        std::io::Write::write_all(&mut encoder, content).unwrap();
+        let mut forged = encoder.finish().unwrap();
+        let pad = compressed.len() - 8 - forged.len();
+        forged.extend_from_slice(&0x184D_2A50_u32.to_le_bytes());
+        forged.extend_from_slice(&u32::try_from(pad).unwrap().to_le_bytes());
+        forged.resize(compressed.len(), 0);
+        assert_ne!(forged, compressed);
+        assert_eq!(zstd::decode_all(&forged[..]).unwrap(), *content);
+        forged.extend_from_slice(frame);
+        let forged_path = tmp.path().join(format!("{what}.berth.tar.zst"));
+        fs::write(&forged_path, &forged).unwrap();
+        let err = verify(&forged_path, &common::trusted(), &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("not what was signed"),
+            "{what}: {err}"
+        );
+    }
+}
+
+/// Attack: a zstd skippable frame (ignored by every zstd decoder) slipped in between the
+/// compressed data and the index, to carry anything along with a genuine archive.
+#[test]
+fn bytes_between_the_data_and_the_index_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, _) = split(&bytes);
+    let mut stuffed = compressed.clone();
+    stuffed.extend_from_slice(&0x184D_2A50_u32.to_le_bytes());
+    stuffed.extend_from_slice(&4u32.to_le_bytes());
+    stuffed.extend_from_slice(b"evil");
+    stuffed.extend_from_slice(&bytes[compressed.len()..]);
+    let stuffed_path = tmp.path().join("stuffed.berth.tar.zst");
+    fs::write(&stuffed_path, &stuffed).unwrap();
+    assert_eq!(
+        zstd::decode_all(&stuffed[..compressed.len() + 12]).unwrap(),
+        genuine_tar(&bytes)
+    );
+    let err = verify(&stuffed_path, &common::trusted(), &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("bytes were inserted or removed"),
+        "{err}"
+    );
+    // Bytes after the index: the file no longer ends with it.
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let trailing_path = tmp.path().join("trailing.berth.tar.zst");
+    fs::write(&trailing_path, &trailing).unwrap();
+    assert!(verify(&trailing_path, &common::trusted(), &mut |_| {}).is_err());
+}
+
 /// Attack: an archive (signed by the trusted key, e.g. made from a data directory where a
 /// service user planted them) carries setuid/setgid/sticky entries. Restored as root,
 /// they would be root-owned setuid files. Extraction drops the bits.
