@@ -183,8 +183,9 @@ fn check_name(path: &Path, manifest: &ArchiveManifest) -> Result<(), ArchiveErro
 /// missing or extra, that the manifest stored in the tar is byte for byte the index, that
 /// nothing follows the end of the tar stream, and that the bytes before the index, exactly
 /// as stored, have the length and SHA-256 the signed index gives: a byte changed anywhere
-/// in the file is refused, even one that decompresses to the same entries. Also refuses archives with entries
-/// [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
+/// in the file is refused, even one that decompresses to the same entries. Also refuses
+/// archives with entries [`extract`] would refuse (paths leaving the root, symlinks
+/// pointing outside).
 ///
 /// `progress` receives the cumulative number of bytes of file content checked so far,
 /// whose total is [`ArchiveManifest::total_size`].
