@@ -268,6 +268,10 @@ fn backup_and_restore_the_stack() {
     let bytes = std::fs::read(&archive).unwrap();
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 3] ^= 0x20;
+    // Bit 0 of the zstd window descriptor: the content decompresses the same, only the
+    // signed digest of the stored bytes tells.
+    let mut flipped_header = bytes.clone();
+    flipped_header[5] ^= 0x01;
     let bad = [
         (
             "truncated-half",
@@ -275,7 +279,8 @@ fn backup_and_restore_the_stack() {
             "truncated",
         ),
         ("truncated-end", bytes[..bytes.len() - 10].to_vec(), ""),
-        ("flipped", flipped, ""),
+        ("flipped", flipped, "is corrupt"),
+        ("flipped-header", flipped_header, "is corrupt"),
     ];
     let before = state_of(&a.prefix);
     let pids = a.pids();

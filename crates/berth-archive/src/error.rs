@@ -64,13 +64,28 @@ pub enum ArchiveError {
     /// The archive is of format 1, which had no signature: nothing proves who wrote it.
     #[error(
         "`{}` is an unsigned archive (format 1): this berth accepts only signed archives \
-         (format 2), since an unsigned one may have been written by anyone with access to the \
+         (format 3), since an unsigned one may have been written by anyone with access to the \
          backup target; take a new backup with this berth",
         path.display()
     )]
     Unsigned {
         /// The archive.
         path: PathBuf,
+    },
+    /// The archive is of an earlier, signed format whose signature did not cover the
+    /// archive's bytes as stored (format 2): a damaged or altered archive could pass its
+    /// checks.
+    #[error(
+        "`{}` is an archive of format {format}, whose signature does not cover the \
+         archive's bytes as stored, so damage or tampering could go unnoticed: this berth \
+         accepts only format 3 archives; take a new backup with this berth",
+        path.display()
+    )]
+    ObsoleteFormat {
+        /// The archive.
+        path: PathBuf,
+        /// Its format number.
+        format: u32,
     },
     /// No key to check the archive's signature against was given.
     #[error(

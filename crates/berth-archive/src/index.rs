@@ -4,39 +4,68 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::ArchiveError;
 use crate::manifest::{ArchiveManifest, FORMAT};
-use crate::signing::{PublicKey, SigningKey};
+use crate::signing::{PublicKey, Signed, SigningKey};
 
 /// The magic number of the zstd skippable frame that holds the index.
 pub const INDEX_FRAME_MAGIC: u32 = 0x184D_2A5B;
 
-/// The last 8 bytes of every (format 2, signed) archive.
-pub const INDEX_TRAILER_MAGIC: &[u8; 8] = b"BERTHSIG";
+/// The last 8 bytes of every (format 3) archive.
+pub const INDEX_TRAILER_MAGIC: &[u8; 8] = b"BERTHSG3";
 
 /// The last 8 bytes of a format 1 archive, which had no signature: recognised only to
 /// refuse it with a clear reason.
 const FORMAT1_TRAILER_MAGIC: &[u8; 8] = b"BERTHIDX";
+
+/// The last 8 bytes of a format 2 archive, whose signature did not cover the compressed
+/// bytes: recognised only to refuse it with a clear reason.
+const FORMAT2_TRAILER_MAGIC: &[u8; 8] = b"BERTHSIG";
 
 /// The magic number that starts a (non-skippable) zstd frame, as it appears in the file.
 const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528_u32.to_le_bytes();
 
 /// Skippable frame header (magic and length) before the manifest JSON.
 const FRAME_HEADER_LEN: usize = 8;
-/// After the manifest JSON: signature (64), signer's public key (32), JSON length (8),
-/// trailer magic (8).
-const TRAILER_LEN: usize = 64 + 32 + 8 + 8;
+/// After the manifest JSON: length (8) and SHA-256 (32) of the data before the frame,
+/// signature (64), signer's public key (32), JSON length (8), trailer magic (8).
+const TRAILER_LEN: usize = 8 + 32 + 64 + 32 + 8 + 8;
 
-/// The index frame that ends an archive whose manifest JSON is `json`, signed with `key`;
-/// `None` if `json` is 4 GiB or more. For tools and tests that assemble archives
-/// themselves: [`crate::ArchiveWriter`] writes it.
-pub fn index_frame(json: &[u8], key: &SigningKey) -> Option<Vec<u8>> {
+/// The index frame that ends an archive whose compressed tar stream is `data` and whose
+/// manifest JSON is `json`, signed with `key`; `None` if `json` is over
+/// [`MAX_INDEX_BYTES`]. For tools and tests that assemble archives themselves:
+/// [`crate::ArchiveWriter`] writes it. The archive is `data` followed by this frame.
+pub fn index_frame(data: &[u8], json: &[u8], key: &SigningKey) -> Option<Vec<u8>> {
+    let sha256: [u8; 32] = Sha256::digest(data).into();
+    signed_frame(data.len() as u64, &sha256, json, key)
+}
+
+/// The index frame after `data_len` bytes of compressed data whose SHA-256 is
+/// `data_sha256`; `None` if `json` is over [`MAX_INDEX_BYTES`].
+pub(crate) fn signed_frame(
+    data_len: u64,
+    data_sha256: &[u8; 32],
+    json: &[u8],
+    key: &SigningKey,
+) -> Option<Vec<u8>> {
+    if json.len() as u64 > MAX_INDEX_BYTES {
+        return None;
+    }
     let payload_len = u32::try_from(json.len() + TRAILER_LEN).ok()?;
+    let signed = Signed {
+        data_len,
+        data_sha256,
+        json,
+    };
     let mut frame = Vec::with_capacity(json.len() + FRAME_HEADER_LEN + TRAILER_LEN);
     frame.extend_from_slice(&INDEX_FRAME_MAGIC.to_le_bytes());
     frame.extend_from_slice(&payload_len.to_le_bytes());
     frame.extend_from_slice(json);
-    frame.extend_from_slice(&key.sign_index(json));
+    frame.extend_from_slice(&data_len.to_le_bytes());
+    frame.extend_from_slice(data_sha256);
+    frame.extend_from_slice(&key.sign_index(signed));
     frame.extend_from_slice(&key.public_key().to_bytes());
     frame.extend_from_slice(&(json.len() as u64).to_le_bytes());
     frame.extend_from_slice(INDEX_TRAILER_MAGIC);
@@ -52,7 +81,11 @@ pub const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) struct RawIndex {
     /// The manifest JSON exactly as stored.
     json: Vec<u8>,
-    /// The key whose signature over `json` the index carries.
+    /// The length of the compressed data before the index frame, as the index records it.
+    data_len: u64,
+    /// The SHA-256 of that data, as the index records it.
+    data_sha256: [u8; 32],
+    /// The key whose signature over all of that the index carries.
     signer: PublicKey,
     signature: [u8; 64],
     frame_start: u64,
@@ -67,6 +100,9 @@ pub(crate) struct Index {
     pub json: Vec<u8>,
     /// The key that signed `json` (a trusted one, once authenticated).
     pub signer: PublicKey,
+    /// The SHA-256 of the compressed tar stream (every byte before the index frame), as
+    /// the index records it: once authenticated, what reading the stream must find.
+    pub data_sha256: [u8; 32],
     /// Where the index frame starts: the compressed tar stream is everything before.
     pub frame_start: u64,
     /// The size of the whole file.
@@ -82,7 +118,12 @@ impl RawIndex {
                 path: path.to_owned(),
             });
         }
-        if !self.signer.verifies_index(&self.json, &self.signature) {
+        let signed = Signed {
+            data_len: self.data_len,
+            data_sha256: &self.data_sha256,
+            json: &self.json,
+        };
+        if !self.signer.verifies_index(signed, &self.signature) {
             return Err(ArchiveError::BadSignature {
                 path: path.to_owned(),
             });
@@ -94,6 +135,16 @@ impl RawIndex {
                 trusted: trusted.iter().map(ToString::to_string).collect(),
             });
         }
+        if self.data_len != self.frame_start {
+            return Err(ArchiveError::corrupt(
+                path,
+                format!(
+                    "its signed index follows {} bytes of compressed data, but {} bytes \
+                     precede it in the file: bytes were inserted or removed",
+                    self.data_len, self.frame_start
+                ),
+            ));
+        }
         self.parse_unverified(path)
     }
 
@@ -104,6 +155,7 @@ impl RawIndex {
             manifest,
             json: self.json,
             signer: self.signer,
+            data_sha256: self.data_sha256,
             frame_start: self.frame_start,
             file_len: self.file_len,
         })
@@ -175,6 +227,23 @@ fn libc_nonblock() -> i32 {
     i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0)
 }
 
+/// Refuses an archive of an earlier format, told by the last 8 bytes of the file, with the
+/// reason it is not accepted.
+fn refuse_earlier_formats(magic: [u8; 8], path: &Path) -> Result<(), ArchiveError> {
+    if &magic == FORMAT1_TRAILER_MAGIC {
+        return Err(ArchiveError::Unsigned {
+            path: path.to_owned(),
+        });
+    }
+    if &magic == FORMAT2_TRAILER_MAGIC {
+        return Err(ArchiveError::ObsoleteFormat {
+            path: path.to_owned(),
+            format: 2,
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<RawIndex, ArchiveError> {
     let read_at = |buf: &mut [u8], offset: u64| {
         file.read_exact_at(buf, offset)
@@ -205,11 +274,7 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<RawIndex, Archiv
     if file_len >= 8 {
         read_at(&mut magic, file_len - 8)?;
     }
-    if &magic == FORMAT1_TRAILER_MAGIC {
-        return Err(ArchiveError::Unsigned {
-            path: path.to_owned(),
-        });
-    }
+    refuse_earlier_formats(magic, path)?;
     let trailer_ok = file_len >= TRAILER_LEN as u64 && {
         read_at(&mut trailer, file_len - TRAILER_LEN as u64)?;
         &trailer[TRAILER_LEN - 8..] == INDEX_TRAILER_MAGIC
@@ -225,9 +290,11 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<RawIndex, Archiv
         };
     }
 
-    let signature: [u8; 64] = trailer[..64].try_into().expect("64 bytes");
-    let signer: [u8; 32] = trailer[64..96].try_into().expect("32 bytes");
-    let json_len = u64::from_le_bytes(trailer[96..104].try_into().expect("8 bytes"));
+    let data_len = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
+    let data_sha256: [u8; 32] = trailer[8..40].try_into().expect("32 bytes");
+    let signature: [u8; 64] = trailer[40..104].try_into().expect("64 bytes");
+    let signer: [u8; 32] = trailer[104..136].try_into().expect("32 bytes");
+    let json_len = u64::from_le_bytes(trailer[136..144].try_into().expect("8 bytes"));
     let frame_len = json_len
         .checked_add((FRAME_HEADER_LEN + TRAILER_LEN) as u64)
         .filter(|&len| len <= file_len)
@@ -272,6 +339,8 @@ pub(crate) fn read_index_of(file: &File, path: &Path) -> Result<RawIndex, Archiv
     })?;
     Ok(RawIndex {
         json,
+        data_len,
+        data_sha256,
         signer,
         signature,
         frame_start,
@@ -289,9 +358,15 @@ fn parse_manifest(json: &[u8], path: &Path) -> Result<ArchiveManifest, ArchiveEr
     let format = serde_json::from_slice::<FormatOnly>(json)
         .map_err(|e| ArchiveError::corrupt(path, format!("its index is not valid: {e}")))?
         .format;
-    if format < FORMAT {
+    if format < 2 {
         return Err(ArchiveError::Unsigned {
             path: path.to_owned(),
+        });
+    }
+    if format < FORMAT {
+        return Err(ArchiveError::ObsoleteFormat {
+            path: path.to_owned(),
+            format,
         });
     }
     if format != FORMAT {

@@ -180,9 +180,12 @@ fn check_name(path: &Path, manifest: &ArchiveManifest) -> Result<(), ArchiveErro
 /// archive is believed before that (an empty `trusted` is an error). Then checks the zstd
 /// frames (their checksums included), that every tar entry has the path, kind, mode,
 /// size, SHA-256 and symlink target its manifest lists, in the same order, with no entry
-/// missing or extra, that the manifest stored in the tar is byte for byte the index, and
-/// that nothing follows the end of the tar stream. Also refuses archives with entries
-/// [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
+/// missing or extra, that the manifest stored in the tar is byte for byte the index, that
+/// nothing follows the end of the tar stream, and that the bytes before the index, exactly
+/// as stored, have the length and SHA-256 the signed index gives: a byte changed anywhere
+/// in the file is refused, even one that decompresses to the same entries. Also refuses
+/// archives with entries [`extract`] would refuse (paths leaving the root, symlinks
+/// pointing outside).
 ///
 /// `progress` receives the cumulative number of bytes of file content checked so far,
 /// whose total is [`ArchiveManifest::total_size`].
@@ -522,6 +525,26 @@ fn scan(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(stream_error(e, &mut decoder)),
         }
+    }
+    // Everything before the index frame, byte for byte as stored, must be what was signed:
+    // content checks alone pass bytes that decode to the same entries (tar header fields
+    // berth does not compare, padding, zstd frame fields).
+    let Some(raw) = decoder.raw_digest() else {
+        return Err(ArchiveError::corrupt(
+            path,
+            "its compressed stream could not be read to its end",
+        ));
+    };
+    if raw.len != index.frame_start || raw.sha256 != index.data_sha256 {
+        return Err(ArchiveError::corrupt(
+            path,
+            format!(
+                "its compressed data is not what was signed (SHA-256 {}… where its signed \
+                 index says {}…): it was damaged or altered after it was written",
+                &hex::encode(raw.sha256)[..12],
+                &hex::encode(index.data_sha256)[..12],
+            ),
+        ));
     }
     if decoder.consumed() != Some(index.frame_start) {
         return Err(ArchiveError::corrupt(
