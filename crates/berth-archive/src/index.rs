@@ -192,17 +192,6 @@ pub fn read_index(path: &Path) -> Result<UnverifiedIndex, ArchiveError> {
     })
 }
 
-/// Reads an archive's index and checks its signature against `trusted`, reading only the
-/// end of the file: the manifest returned is the one the key holder wrote, though the
-/// content has not been checked against it yet ([`crate::verify`] and [`crate::extract`]
-/// do that).
-pub fn read_signed_index(
-    path: &Path,
-    trusted: &[PublicKey],
-) -> Result<ArchiveManifest, ArchiveError> {
-    Ok(crate::Archive::open(path, trusted)?.into_manifest())
-}
-
 /// Opens an archive for reading; a FIFO or device is refused before it could block.
 pub(crate) fn open_archive(path: &Path) -> Result<File, ArchiveError> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -157,10 +157,10 @@ mod writer;
 pub use error::ArchiveError;
 pub use index::{
     INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, MAX_INDEX_BYTES, UnverifiedIndex, index_frame,
-    read_index, read_signed_index,
+    read_index,
 };
 pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
-pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
+pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, read_signed_index, verify};
 pub use signing::{PublicKey, SigningKey};
 pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};

@@ -800,3 +800,14 @@ impl ScanState<'_, '_> {
         Ok(())
     }
 }
+
+/// Reads an archive's index and checks its signature against `trusted`, reading only the
+/// end of the file: the manifest returned is the one the key holder wrote, though the
+/// content has not been checked against it yet ([`crate::verify`] and [`crate::extract`]
+/// do that).
+pub fn read_signed_index(
+    path: &Path,
+    trusted: &[PublicKey],
+) -> Result<ArchiveManifest, ArchiveError> {
+    Ok(Archive::open(path, trusted)?.into_manifest())
+}

@@ -21,8 +21,7 @@ use ed25519_dalek::Signer;
 use crate::error::ArchiveError;
 use crate::secrets::Identity;
 
-/// The prefix of a secret signing key's text form.
-pub const SIGNING_KEY_PREFIX: &str = "BERTH-SIGNING-KEY-1";
+pub use crate::secrets::SIGNING_KEY_PREFIX;
 
 /// The prefix of a public signing key's text form.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ArchiveError;
 use crate::index::{MAX_INDEX_BYTES, signed_frame};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
-use crate::path::{path_problem, symlink_problem};
+use crate::path::{oflag, path_problem, symlink_problem};
 use crate::signing::SigningKey;
 use crate::tarfmt::{self, HeaderSpec};
 
@@ -870,11 +870,6 @@ fn list_dir(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// An `O_*` flag for `OpenOptionsExt::custom_flags`.
-pub(crate) fn oflag(flags: OFlags) -> i32 {
-    i32::try_from(flags.bits()).unwrap_or(0)
 }
 
 fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
