@@ -570,6 +570,24 @@ fn backup_and_restore_the_stack() {
         eprintln!("skipped the SFTP part: needs root and /usr/sbin/sshd");
     }
     a.run(&["down"]).expect(0);
+    // After `down`, `status` lists the services as stopped (exit 3: not ready) and says
+    // the supervisor is not running, instead of failing on the socket.
+    let down = a.run(&["status"]).expect(3);
+    assert!(
+        down.stdout.contains("supervisor not running"),
+        "{}",
+        down.stdout
+    );
+    assert!(
+        down.stdout
+            .lines()
+            .any(|l| l.starts_with("postgresql") && l.contains("stopped")),
+        "{}",
+        down.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&a.run(&["status", "--json"]).expect(0).stdout).unwrap();
+    assert_eq!(json["supervisor_running"], false);
 
     // A new prefix (another machine): kill -9 after each step, then --resume.
     for step in STEPS {
