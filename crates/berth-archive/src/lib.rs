@@ -16,7 +16,8 @@
 //! are parsed, and an index over [`MAX_INDEX_BYTES`] is refused from its length. It also
 //! covers the length and SHA-256 of the compressed bytes before the index, which reading
 //! checks over exactly the bytes it reads: every byte of the file is authenticated as
-//! stored, not only what it decodes to. An
+//! stored, not only what it decodes to (in format 3; archives of the previous format 2,
+//! still read, have only what they decode to authenticated: see below). An
 //! [`Archive`] is opened once: its verification and extraction read the open file, never
 //! the path again, so a file swapped in the target meanwhile is never the one extracted.
 //! A file named like an archive must carry the app, version and time of its name in its
@@ -75,16 +76,29 @@
 //! such as mtimes, are still covered). The manifest lists every entry's SHA-256 as
 //! well, so each entry's content is also checked as it is decompressed. The public key
 //! in the frame only says which key claims to have signed: it is trusted only if it is
-//! one of the caller's keys. Earlier formats are refused with the reason: format 1 (no
-//! signature nor public key, ending in `BERTHIDX`) cannot be authenticated; format 2
-//! (ending in `BERTHSIG`, its signature over the JSON only) left the compressed bytes
-//! unauthenticated, so a damaged or altered byte that decoded to the same entries went
-//! unnoticed.
+//! one of the caller's keys.
+//!
+//! ## Earlier formats
+//!
+//! Archives are written in format 3 only. The previous berth wrote **format 2**, which is
+//! still read (listed, verified and extracted), so that its backups can be restored: its
+//! index frame is the same but for two fields. It has no data length nor data SHA-256,
+//! its trailer magic is `BERTHSIG`, the manifest's `format` is 2, and its signature is over
+//! the bytes `berth archive index v2` and a NUL, then the JSON. The signature therefore
+//! covers the manifest, hence every entry's path, kind, mode, size, SHA-256 of its content
+//! and symlink target, all checked as for format 3, but not the compressed bytes as
+//! stored: bytes that decode to the same entries (another zstd encoding, a changed mtime
+//! or owner in a tar header, a skippable frame) are not noticed. [`VerifyReport`] and
+//! [`Archive::format_note`] say so, advising a new backup. A reader tells the formats
+//! apart by the trailer magic; the manifest's `format` must be the same, and the
+//! contexts keep a signature of one format from being valid as the other's.
+//! **Format 1** (no signature nor public key, ending in `BERTHIDX`) cannot be
+//! authenticated and is refused with the reason ([`ArchiveError::Unsigned`]).
 //!
 //! Standard tools ignore skippable frames, so `zstd -dc x.berth.tar.zst | tar -x` restores
 //! an archive without berth. The index makes listing cheap: [`read_index`] reads the 152
-//! bytes that end the file, then the frame header and manifest before them, whatever the
-//! archive's size.
+//! bytes that end the file (112 in format 2), then the frame header and manifest before
+//! them, whatever the archive's size.
 //!
 //! The manifest is a pretty-printed JSON object followed by a newline:
 //!
@@ -100,7 +114,8 @@
 //! }
 //! ```
 //!
-//! - `format`: 3. A reader refuses other numbers.
+//! - `format`: 3 (2 in a format 2 archive). A reader refuses other numbers, and one that
+//!   is not its index frame's format.
 //! - `meta`: the caller's free-form object ([`Meta`]); berth always sets `app`,
 //!   `app_version` and `created` (RFC 3339, UTC).
 //! - `entries`: every tar entry before the manifest, in archive order: `path`; `kind`
@@ -109,7 +124,7 @@
 //!   4-digit octal string; `target` (symlinks only).
 //!
 //! An archive is valid when its index is signed by a trusted key, the bytes before the
-//! index frame have the signed length and SHA-256, its zstd frames decompress with their
+//! index frame have the signed length and SHA-256 (format 3), its zstd frames decompress with their
 //! checksums and use every one of those bytes, each tar entry matches its manifest entry
 //! in order (path, kind, mode, size, SHA-256, target) with none missing or extra, the
 //! `berth-backup.json` entry equals the index, and only zero bytes follow the tar's end

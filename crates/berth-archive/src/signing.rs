@@ -26,21 +26,29 @@ pub use crate::secrets::SIGNING_KEY_PREFIX;
 /// The prefix of a public signing key's text form.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 
-/// What is signed: this context, then the length of the compressed data before the index
-/// (8 bytes, little endian) and its SHA-256, then the index JSON byte for byte. The
-/// context keeps a signature over an index from ever being valid for anything else,
-/// including an index of another format.
-const CONTEXT: &[u8] = b"berth archive index v3\0";
-
-/// What an archive's signature covers: its index and the compressed bytes before it.
+/// What an archive's signature covers, as its format defines it: the format's context,
+/// then (format 3) the length of the compressed data before the index (8 bytes, little
+/// endian) and its SHA-256, then the index JSON byte for byte. The context keeps a
+/// signature over an index from ever being valid for anything else, including an index of
+/// another format.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Signed<'a> {
-    /// How many bytes come before the index frame.
-    pub data_len: u64,
-    /// The SHA-256 of those bytes, exactly as stored.
-    pub data_sha256: &'a [u8; 32],
+    /// The format's context, which starts the signed message.
+    pub context: &'static [u8],
+    /// The compressed bytes before the index frame, in the formats whose signature covers
+    /// them (format 3; `None` for format 2).
+    pub data: Option<DataDigest>,
     /// The index (manifest) JSON, exactly as stored.
     pub json: &'a [u8],
+}
+
+/// The length and SHA-256 of an archive's compressed data, exactly as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DataDigest {
+    /// How many bytes come before the index frame.
+    pub len: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
 }
 
 /// The secret key that signs archives. Its `Debug` output shows only its public key.
@@ -166,10 +174,12 @@ impl fmt::Debug for PublicKey {
 }
 
 fn signed_message(signed: Signed<'_>) -> Vec<u8> {
-    let mut message = Vec::with_capacity(CONTEXT.len() + 8 + 32 + signed.json.len());
-    message.extend_from_slice(CONTEXT);
-    message.extend_from_slice(&signed.data_len.to_le_bytes());
-    message.extend_from_slice(signed.data_sha256);
+    let mut message = Vec::with_capacity(signed.context.len() + 8 + 32 + signed.json.len());
+    message.extend_from_slice(signed.context);
+    if let Some(data) = signed.data {
+        message.extend_from_slice(&data.len.to_le_bytes());
+        message.extend_from_slice(&data.sha256);
+    }
     message.extend_from_slice(signed.json);
     message
 }
@@ -266,12 +276,16 @@ mod tests {
     }
 
     #[test]
-    fn signatures_bind_key_index_and_data() {
+    fn signatures_bind_key_context_index_and_data() {
         let key = SigningKey::generate().unwrap();
         let other = SigningKey::generate().unwrap();
+        let data = DataDigest {
+            len: 100,
+            sha256: [7; 32],
+        };
         let signed = Signed {
-            data_len: 100,
-            data_sha256: &[7; 32],
+            context: b"v3\0",
+            data: Some(data),
             json: b"{}",
         };
         let sig = key.sign_index(signed);
@@ -283,11 +297,22 @@ mod tests {
                 ..signed
             },
             Signed {
-                data_len: 101,
+                data: Some(DataDigest { len: 101, ..data }),
                 ..signed
             },
             Signed {
-                data_sha256: &[8; 32],
+                data: Some(DataDigest {
+                    sha256: [8; 32],
+                    ..data
+                }),
+                ..signed
+            },
+            Signed {
+                context: b"v2\0",
+                ..signed
+            },
+            Signed {
+                data: None,
                 ..signed
             },
         ] {

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::index::{MAX_INDEX_BYTES, signed_frame};
+use crate::index::{FORMAT_3, MAX_INDEX_BYTES, signed_frame};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 use crate::path::{oflag, path_problem, symlink_problem};
-use crate::signing::SigningKey;
+use crate::signing::{DataDigest, SigningKey};
 use crate::tarfmt::{self, HeaderSpec};
 
 /// The size of the buffers between the files, the compressor and the archive file.
@@ -437,8 +437,11 @@ impl ArchiveWriter {
             hasher,
             len,
         } = hashing;
-        let frame =
-            signed_frame(len, &hasher.finalize().into(), &json, key).ok_or_else(too_large)?;
+        let data = DataDigest {
+            len,
+            sha256: hasher.finalize().into(),
+        };
+        let frame = signed_frame(&FORMAT_3, Some(data), &json, key).ok_or_else(too_large)?;
         file.write_all(&frame).map_err(write_err)?;
         file.sync_all()
             .map_err(|e| ArchiveError::io("sync", &partial, e))?;
