@@ -1613,9 +1613,11 @@ fn a_service_up_for_the_reset_window_is_restarted_at_once() {
     thread::sleep(backoff.reset_after + Duration::from_millis(200));
     let killed_at = now_nanos();
     sigkill(first);
-    wait_for("a new process", || {
+    wait_for("a new process that has written its start", || {
         let web = daemon.service("web");
-        web.state == ServiceState::Ready && web.pid.is_some_and(|pid| pid != first)
+        web.state == ServiceState::Ready
+            && web.pid.is_some_and(|pid| pid != first)
+            && fs::read_to_string(daemon.path("starts")).is_ok_and(|s| s.lines().count() == 2)
     });
     let web = daemon.service("web");
     assert_eq!(web.restarts, 1);
