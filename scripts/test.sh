@@ -38,6 +38,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Fault points (`BERTH_FAULT`) let the tests kill berth at exact moments; only test
 # builds have them.
 features=(--features berth-cli/fault-injection)
+# Modules inside a crate stay layered like the crates (docs/architecture.md).
+python3 scripts/module-cycles.py
 cargo build --workspace --all-targets --locked "${features[@]}"
 case " $* " in
   # One package: the binary built above (with fault points) is the one its tests run.

@@ -47,7 +47,9 @@ fn split(bytes: &[u8]) -> Parts {
         bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap(),
     ))
     .unwrap();
-    let frame_start = bytes.len() - 120 - json_len;
+    // The frame: 8 bytes, the JSON, then data length, data SHA-256, signature, public
+    // key, JSON length and trailer.
+    let frame_start = bytes.len() - 8 - json_len - (8 + 32 + 64 + 32 + 8 + 8);
     let json = &bytes[frame_start + 8..frame_start + 8 + json_len];
     let tar = zstd::decode_all(&bytes[..frame_start]).unwrap();
     // The manifest is the last entry: its header, its padded content, two zero blocks.
@@ -119,7 +121,8 @@ impl Parts {
         encoder.include_checksum(true).unwrap();
         encoder.write_all(&tar).unwrap();
         let mut out = encoder.finish().unwrap();
-        out.extend(berth_archive::index_frame(&json, key).unwrap());
+        let frame = berth_archive::index_frame(&out, &json, key).unwrap();
+        out.extend(frame);
         out
     }
 }

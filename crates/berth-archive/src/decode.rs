@@ -1,10 +1,13 @@
 //! Decompressing an archive's tar stream on a thread of its own, so that decompression
-//! overlaps with hashing and writing the entries.
+//! overlaps with hashing and writing the entries. The same thread hashes the compressed
+//! bytes as they are read from the file, for the digest the signed index records.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
 
 use crate::writer::BUF_SIZE;
 
@@ -21,9 +24,19 @@ pub(crate) struct StreamFailure {
     pub io: bool,
 }
 
+/// What was read of the file: every byte up to the limit given to
+/// [`Decompressed::spawn`], whether the decompressor used it or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawDigest {
+    /// How many bytes were read.
+    pub len: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+}
+
 enum Msg {
     Data(Vec<u8>, usize),
-    End { consumed: u64 },
+    End { consumed: u64, raw: RawDigest },
     Failed(StreamFailure),
 }
 
@@ -36,6 +49,7 @@ pub(crate) struct Decompressed {
     pos: usize,
     failure: Option<StreamFailure>,
     consumed: Option<u64>,
+    raw: Option<RawDigest>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -46,6 +60,7 @@ impl Decompressed {
             inner: file.take(len),
             count: 0,
             failed: false,
+            hasher: Sha256::new(),
         };
         let decoder =
             zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, counting))?;
@@ -62,6 +77,7 @@ impl Decompressed {
             pos: 0,
             failure: None,
             consumed: None,
+            raw: None,
             thread: Some(thread),
         })
     }
@@ -71,9 +87,17 @@ impl Decompressed {
         self.failure.take()
     }
 
-    /// How many bytes of the file were read, once the end of the stream was reached.
+    /// How many bytes of the file the decompressor used, once the end of the stream was
+    /// reached.
     pub fn consumed(&self) -> Option<u64> {
         self.consumed
+    }
+
+    /// The length and SHA-256 of the bytes read from the file, once the end of the
+    /// stream was reached: all of them up to the limit, including any the decompressor
+    /// left unused.
+    pub fn raw_digest(&self) -> Option<RawDigest> {
+        self.raw
     }
 }
 
@@ -101,8 +125,9 @@ impl Read for Decompressed {
                     self.len = len;
                     self.pos = 0;
                 }
-                Ok(Msg::End { consumed }) => {
+                Ok(Msg::End { consumed, raw }) => {
                     self.consumed = Some(consumed);
+                    self.raw = Some(raw);
                     self.rx = None;
                 }
                 Ok(Msg::Failed(failure)) => {
@@ -163,19 +188,37 @@ fn pump(mut decoder: Decoder, tx: &SyncSender<Msg>, recycled: &Receiver<Vec<u8>>
             return;
         }
         if end {
-            let consumed = decoder.get_ref().get_ref().count;
-            let _ = tx.send(Msg::End { consumed });
+            let reader = decoder.get_mut();
+            let consumed = reader.get_ref().count - reader.buffer().len() as u64;
+            // Whatever the decompressor left unread is read (and hashed) too: the digest
+            // covers every byte up to the limit, not only those that decompressed.
+            let counting = reader.get_mut();
+            if let Err(error) = io::copy(counting, &mut io::sink()) {
+                let failure = StreamFailure {
+                    error,
+                    at: counting.count,
+                    io: true,
+                };
+                let _ = tx.send(Msg::Failed(failure));
+                return;
+            }
+            let raw = RawDigest {
+                len: counting.count,
+                sha256: counting.hasher.finalize_reset().into(),
+            };
+            let _ = tx.send(Msg::End { consumed, raw });
             return;
         }
     }
 }
 
-/// Counts the bytes read from the archive file and remembers whether reading it failed,
-/// so errors coming out of the decompressor can be told apart and located.
+/// Counts and hashes the bytes read from the archive file, and remembers whether reading
+/// it failed, so errors coming out of the decompressor can be told apart and located.
 struct Counting<R> {
     inner: R,
     count: u64,
     failed: bool,
+    hasher: Sha256,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -183,6 +226,7 @@ impl<R: Read> Read for Counting<R> {
         match self.inner.read(buf) {
             Ok(n) => {
                 self.count += n as u64;
+                self.hasher.update(&buf[..n]);
                 Ok(n)
             }
             Err(e) => {

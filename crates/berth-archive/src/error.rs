@@ -49,7 +49,7 @@ pub enum ArchiveError {
     },
     /// The archive was written by a newer berth, in a format this one does not read.
     #[error(
-        "`{}` uses archive format {format}, but this berth reads format {supported}: \
+        "`{}` uses archive format {format}, but this berth reads formats 2 to {supported}: \
          restore it with a newer berth",
         path.display()
     )]
@@ -58,14 +58,14 @@ pub enum ArchiveError {
         path: PathBuf,
         /// The format number in its index.
         format: u32,
-        /// The format number this crate reads and writes.
+        /// The newest format number this crate reads (the one it writes).
         supported: u32,
     },
     /// The archive is of format 1, which had no signature: nothing proves who wrote it.
     #[error(
         "`{}` is an unsigned archive (format 1): this berth accepts only signed archives \
-         (format 2), since an unsigned one may have been written by anyone with access to the \
-         backup target; take a new backup with this berth",
+         (formats 2 and 3), since an unsigned one may have been written by anyone with access \
+         to the backup target; take a new backup with this berth",
         path.display()
     )]
     Unsigned {

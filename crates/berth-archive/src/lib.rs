@@ -13,7 +13,11 @@
 //! believed before its index's ed25519 signature checks out against a key the caller
 //! trusts ([`Archive::open`], and the shortcuts [`verify`], [`extract`],
 //! [`read_signed_index`]). The signature is checked over the index's raw bytes before they
-//! are parsed, and an index over [`MAX_INDEX_BYTES`] is refused from its length. An
+//! are parsed, and an index over [`MAX_INDEX_BYTES`] is refused from its length. It also
+//! covers the length and SHA-256 of the compressed bytes before the index, which reading
+//! checks over exactly the bytes it reads: every byte of the file is authenticated as
+//! stored, not only what it decodes to (in format 3; archives of the previous format 2,
+//! still read, have only what they decode to authenticated: see below). An
 //! [`Archive`] is opened once: its verification and extraction read the open file, never
 //! the path again, so a file swapped in the target meanwhile is never the one extracted.
 //! A file named like an archive must carry the app, version and time of its name in its
@@ -27,7 +31,7 @@
 //! Everything streams: file content is read once, hashed on the way in and on the way
 //! out, and compressed by several threads.
 //!
-//! # Archive format (version 2)
+//! # Archive format (version 3)
 //!
 //! This is a public contract: archives outlive the berth that wrote them.
 //!
@@ -50,27 +54,57 @@
 //!    - the **last** entry is `berth-backup.json`, the archive manifest
 //!      ([`ArchiveManifest`]), described below.
 //! 3. **one zstd skippable frame**: the 4 bytes `5B 2A 4D 18` (magic `0x184D2A5B`, little
-//!    endian), the payload length as 4 bytes little endian, then the payload: the manifest
-//!    JSON, byte for byte the content of `berth-backup.json`; the 64-byte ed25519
-//!    signature (RFC 8032) over the bytes `berth archive index v2` and a NUL followed by
-//!    that JSON; the signer's 32-byte public key; the JSON's length in bytes as 8 bytes
-//!    little endian; and the 8 ASCII bytes `BERTHSIG`. Nothing follows.
+//!    endian), the payload length as 4 bytes little endian, then the payload:
+//!    - the manifest JSON, byte for byte the content of `berth-backup.json`;
+//!    - the **data length**: the number of bytes before this frame (all the zstd frames
+//!      of 1.), as 8 bytes little endian;
+//!    - the **data SHA-256**: the 32-byte SHA-256 of those bytes, exactly as stored;
+//!    - the 64-byte ed25519 signature (RFC 8032, checked strictly) over the bytes
+//!      `berth archive index v3` and a NUL, then the data length and data SHA-256 as
+//!      above, then the JSON;
+//!    - the signer's 32-byte public key;
+//!    - the JSON's length in bytes as 8 bytes little endian;
+//!    - the 8 ASCII bytes `BERTHSG3`.
 //!
-//! The signature covers the manifest, which lists every entry's SHA-256, so it
-//! authenticates the whole archive once the content is checked against the manifest. The
-//! public key in the frame only says which key claims to have signed: it is trusted only
-//! if it is one of the caller's keys. Format 1 (the same without signature and public
-//! key, ending in `BERTHIDX`) is refused: it cannot be authenticated.
+//!    Nothing follows.
+//!
+//! The signature covers every byte of the file: the compressed data through its length
+//! and SHA-256, the index itself directly, and the frame's remaining fields (magic,
+//! lengths, public key) must have the one value that goes with them. A changed byte
+//! anywhere is refused, including one that changes nothing once decompressed (zstd
+//! encodes the same content in many ways, and the tar fields berth does not compare,
+//! such as mtimes, are still covered). The manifest lists every entry's SHA-256 as
+//! well, so each entry's content is also checked as it is decompressed. The public key
+//! in the frame only says which key claims to have signed: it is trusted only if it is
+//! one of the caller's keys.
+//!
+//! ## Earlier formats
+//!
+//! Archives are written in format 3 only. The previous berth wrote **format 2**, which is
+//! still read (listed, verified and extracted), so that its backups can be restored: its
+//! index frame is the same but for two fields. It has no data length nor data SHA-256,
+//! its trailer magic is `BERTHSIG`, the manifest's `format` is 2, and its signature is over
+//! the bytes `berth archive index v2` and a NUL, then the JSON. The signature therefore
+//! covers the manifest, hence every entry's path, kind, mode, size, SHA-256 of its content
+//! and symlink target, all checked as for format 3, but not the compressed bytes as
+//! stored: bytes that decode to the same entries (another zstd encoding, a changed mtime
+//! or owner in a tar header, a skippable frame) are not noticed. [`VerifyReport`] and
+//! [`Archive::format_note`] say so, advising a new backup. A reader tells the formats
+//! apart by the trailer magic; the manifest's `format` must be the same, and the
+//! contexts keep a signature of one format from being valid as the other's.
+//! **Format 1** (no signature nor public key, ending in `BERTHIDX`) cannot be
+//! authenticated and is refused with the reason ([`ArchiveError::Unsigned`]).
 //!
 //! Standard tools ignore skippable frames, so `zstd -dc x.berth.tar.zst | tar -x` restores
-//! an archive without berth. The index makes listing cheap: [`read_index`] reads the last
-//! 16 bytes, then the manifest just before them, whatever the archive's size.
+//! an archive without berth. The index makes listing cheap: [`read_index`] reads the 152
+//! bytes that end the file (112 in format 2), then the frame header and manifest before
+//! them, whatever the archive's size.
 //!
 //! The manifest is a pretty-printed JSON object followed by a newline:
 //!
 //! ```json
 //! {
-//!   "format": 2,
+//!   "format": 3,
 //!   "meta": { "app": "netbox", "app_version": "4.2.1", "created": "2025-03-04T05:06:07Z" },
 //!   "entries": [
 //!     { "path": "data", "kind": "dir", "size": 0, "mode": "0755" },
@@ -80,7 +114,8 @@
 //! }
 //! ```
 //!
-//! - `format`: 2. A reader refuses other numbers.
+//! - `format`: 3 (2 in a format 2 archive). A reader refuses other numbers, and one that
+//!   is not its index frame's format.
 //! - `meta`: the caller's free-form object ([`Meta`]); berth always sets `app`,
 //!   `app_version` and `created` (RFC 3339, UTC).
 //! - `entries`: every tar entry before the manifest, in archive order: `path`; `kind`
@@ -88,11 +123,12 @@
 //!   `sha256` of the content, lowercase hex (files only); `mode`, the permission bits as a
 //!   4-digit octal string; `target` (symlinks only).
 //!
-//! An archive is valid when its index is signed by a trusted key, its zstd frames
-//! decompress with their checksums, each tar
-//! entry matches its manifest entry in order (path, kind, mode, size, SHA-256, target)
-//! with none missing or extra, the `berth-backup.json` entry equals the index, and only
-//! zero bytes follow the tar's end ([`verify`]).
+//! An archive is valid when its index is signed by a trusted key, the bytes before the
+//! index frame have the signed length and SHA-256 (format 3), its zstd frames decompress with their
+//! checksums and use every one of those bytes, each tar entry matches its manifest entry
+//! in order (path, kind, mode, size, SHA-256, target) with none missing or extra, the
+//! `berth-backup.json` entry equals the index, and only zero bytes follow the tar's end
+//! ([`verify`]).
 //!
 //! # Example
 //!
@@ -136,10 +172,10 @@ mod writer;
 pub use error::ArchiveError;
 pub use index::{
     INDEX_FRAME_MAGIC, INDEX_TRAILER_MAGIC, MAX_INDEX_BYTES, UnverifiedIndex, index_frame,
-    read_index, read_signed_index,
+    read_index,
 };
 pub use manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
 pub use name::{ARCHIVE_SUFFIX, archive_name, parse_archive_name};
-pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, verify};
+pub use reader::{Archive, EXTRACTED_MODE_MASK, VerifyReport, extract, read_signed_index, verify};
 pub use signing::{PublicKey, SigningKey};
 pub use writer::{ArchiveWriter, ProgressFn, SkipReason, Skipped, WriteOptions, Written};

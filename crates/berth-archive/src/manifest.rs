@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The archive format this crate writes and reads.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The name of the last tar entry, which holds the archive manifest.
 pub const MANIFEST_ENTRY: &str = "berth-backup.json";

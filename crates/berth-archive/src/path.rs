@@ -63,6 +63,11 @@ pub(crate) fn symlink_problem(path: &str, target: &str) -> Option<&'static str> 
     None
 }
 
+/// An `O_*` flag for `OpenOptionsExt::custom_flags` (how the archive's own files are opened).
+pub(crate) fn oflag(flags: rustix::fs::OFlags) -> i32 {
+    i32::try_from(flags.bits()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,11 @@ pub struct VerifyReport {
     pub duration: Duration,
     /// The trusted key that signed the archive.
     pub signer: PublicKey,
+    /// The archive's format: 3, or 2 for an archive written by an earlier berth.
+    pub format: u32,
+    /// For an archive of an earlier format (2), one line on what its signature does not
+    /// cover and the advice to take a new backup; `None` for a current archive.
+    pub format_note: Option<&'static str>,
 }
 
 /// An archive opened once and authenticated: its index's signature checked against a
@@ -55,6 +60,7 @@ pub struct Archive {
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index")
+            .field("format", &self.format.number)
             .field("signer", &self.signer)
             .field("frame_start", &self.frame_start)
             .finish_non_exhaustive()
@@ -98,6 +104,18 @@ impl Archive {
         self.index.signer
     }
 
+    /// The archive's format: 3, or 2 for an archive written by an earlier berth, which is
+    /// read with every check that format allows (see [`Archive::format_note`]).
+    pub fn format(&self) -> u32 {
+        self.index.format.number
+    }
+
+    /// For an archive of an earlier format (2), one line telling what its signature does
+    /// not cover and advising a new backup, for reports; `None` for a current archive.
+    pub fn format_note(&self) -> Option<&'static str> {
+        self.index.format.note
+    }
+
     /// The path it was opened from (for messages: it is never opened again).
     pub fn path(&self) -> &Path {
         &self.path
@@ -114,6 +132,8 @@ impl Archive {
             archive_bytes: self.index.file_len,
             duration: start.elapsed(),
             signer: self.index.signer,
+            format: self.format(),
+            format_note: self.format_note(),
         })
     }
 
@@ -180,9 +200,14 @@ fn check_name(path: &Path, manifest: &ArchiveManifest) -> Result<(), ArchiveErro
 /// archive is believed before that (an empty `trusted` is an error). Then checks the zstd
 /// frames (their checksums included), that every tar entry has the path, kind, mode,
 /// size, SHA-256 and symlink target its manifest lists, in the same order, with no entry
-/// missing or extra, that the manifest stored in the tar is byte for byte the index, and
-/// that nothing follows the end of the tar stream. Also refuses archives with entries
-/// [`extract`] would refuse (paths leaving the root, symlinks pointing outside).
+/// missing or extra, that the manifest stored in the tar is byte for byte the index, that
+/// nothing follows the end of the tar stream, and that the bytes before the index, exactly
+/// as stored, have the length and SHA-256 the signed index gives: a byte changed anywhere
+/// in the file is refused, even one that decompresses to the same entries. (An archive of
+/// format 2, which records no such digest, gets every check but that last one; the report
+/// says so in [`VerifyReport::format_note`].) Also refuses
+/// archives with entries [`extract`] would refuse (paths leaving the root, symlinks
+/// pointing outside).
 ///
 /// `progress` receives the cumulative number of bytes of file content checked so far,
 /// whose total is [`ArchiveManifest::total_size`].
@@ -523,6 +548,29 @@ fn scan(
             Err(e) => return Err(stream_error(e, &mut decoder)),
         }
     }
+    // Everything before the index frame, byte for byte as stored, must be what was signed
+    // (format 3): content checks alone pass bytes that decode to the same entries (tar
+    // header fields berth does not compare, padding, zstd frame fields). A format 2 index
+    // records no digest of them: its archives get the content checks only.
+    let Some(raw) = decoder.raw_digest() else {
+        return Err(ArchiveError::corrupt(
+            path,
+            "its compressed stream could not be read to its end",
+        ));
+    };
+    if let Some(signed) = index.data_sha256
+        && (raw.len != index.frame_start || raw.sha256 != signed)
+    {
+        return Err(ArchiveError::corrupt(
+            path,
+            format!(
+                "its compressed data is not what was signed (SHA-256 {}… where its signed \
+                 index says {}…): it was damaged or altered after it was written",
+                &hex::encode(raw.sha256)[..12],
+                &hex::encode(signed)[..12],
+            ),
+        ));
+    }
     if decoder.consumed() != Some(index.frame_start) {
         return Err(ArchiveError::corrupt(
             path,
@@ -776,4 +824,15 @@ impl ScanState<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Reads an archive's index and checks its signature against `trusted`, reading only the
+/// end of the file: the manifest returned is the one the key holder wrote, though the
+/// content has not been checked against it yet ([`crate::verify`] and [`crate::extract`]
+/// do that).
+pub fn read_signed_index(
+    path: &Path,
+    trusted: &[PublicKey],
+) -> Result<ArchiveManifest, ArchiveError> {
+    Ok(Archive::open(path, trusted)?.into_manifest())
 }

@@ -19,6 +19,11 @@ use jiff::Timestamp;
 use crate::error::ArchiveError;
 use crate::path::path_problem;
 
+/// The prefix of a secret signing key's text form.
+/// Defined here, not in `signing`, because a key file holds both keys and the age
+/// reader must skip this one.
+pub const SIGNING_KEY_PREFIX: &str = "BERTH-SIGNING-KEY-1";
+
 const SECRET_KEY_PREFIX: &str = "AGE-SECRET-KEY-1";
 
 /// An age X25519 identity (a backup key): what decrypts a backup's secrets.
@@ -84,7 +89,7 @@ pub fn parse_identity(text: &str) -> Result<Identity, ArchiveError> {
             if let Some(key) = comment.trim().strip_prefix("public key:") {
                 public = Some(key.trim());
             }
-        } else if !line.is_empty() && !line.starts_with(crate::signing::SIGNING_KEY_PREFIX) {
+        } else if !line.is_empty() && !line.starts_with(SIGNING_KEY_PREFIX) {
             // A key file may also hold the archive signing key, which is not age's.
             keys.push(line);
         }
@@ -211,7 +216,7 @@ fn add_dir<W: Write>(
             // is not a symlink swapped in since the look above.
             let mut file = OpenOptions::new()
                 .read(true)
-                .custom_flags(crate::writer::oflag(
+                .custom_flags(crate::path::oflag(
                     rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK,
                 ))
                 .open(&src)

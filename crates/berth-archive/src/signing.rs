@@ -21,15 +21,35 @@ use ed25519_dalek::Signer;
 use crate::error::ArchiveError;
 use crate::secrets::Identity;
 
-/// The prefix of a secret signing key's text form.
-pub const SIGNING_KEY_PREFIX: &str = "BERTH-SIGNING-KEY-1";
+pub use crate::secrets::SIGNING_KEY_PREFIX;
 
 /// The prefix of a public signing key's text form.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 
-/// What is signed: this context, then the index JSON byte for byte. The context keeps a
-/// signature over an index from ever being valid for anything else.
-const CONTEXT: &[u8] = b"berth archive index v2\0";
+/// What an archive's signature covers, as its format defines it: the format's context,
+/// then (format 3) the length of the compressed data before the index (8 bytes, little
+/// endian) and its SHA-256, then the index JSON byte for byte. The context keeps a
+/// signature over an index from ever being valid for anything else, including an index of
+/// another format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signed<'a> {
+    /// The format's context, which starts the signed message.
+    pub context: &'static [u8],
+    /// The compressed bytes before the index frame, in the formats whose signature covers
+    /// them (format 3; `None` for format 2).
+    pub data: Option<DataDigest>,
+    /// The index (manifest) JSON, exactly as stored.
+    pub json: &'a [u8],
+}
+
+/// The length and SHA-256 of an archive's compressed data, exactly as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DataDigest {
+    /// How many bytes come before the index frame.
+    pub len: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+}
 
 /// The secret key that signs archives. Its `Debug` output shows only its public key.
 pub struct SigningKey(ed25519_dalek::SigningKey);
@@ -82,9 +102,9 @@ impl SigningKey {
         Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
     }
 
-    /// The signature over an index's JSON.
-    pub(crate) fn sign_index(&self, json: &[u8]) -> [u8; 64] {
-        self.0.sign(&signed_message(json)).to_bytes()
+    /// The signature over an index and the data it follows.
+    pub(crate) fn sign_index(&self, signed: Signed<'_>) -> [u8; 64] {
+        self.0.sign(&signed_message(signed)).to_bytes()
     }
 }
 
@@ -131,12 +151,12 @@ impl PublicKey {
             .map(Self)
     }
 
-    /// Whether `signature` is this key's signature over an index's JSON.
-    pub(crate) fn verifies_index(&self, json: &[u8], signature: &[u8; 64]) -> bool {
+    /// Whether `signature` is this key's signature over an index and the data it follows.
+    pub(crate) fn verifies_index(&self, signed: Signed<'_>, signature: &[u8; 64]) -> bool {
         let signature = ed25519_dalek::Signature::from_bytes(signature);
         // Strict: no malleable or small-order signatures.
         self.0
-            .verify_strict(&signed_message(json), &signature)
+            .verify_strict(&signed_message(signed), &signature)
             .is_ok()
     }
 }
@@ -153,10 +173,14 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-fn signed_message(json: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(CONTEXT.len() + json.len());
-    message.extend_from_slice(CONTEXT);
-    message.extend_from_slice(json);
+fn signed_message(signed: Signed<'_>) -> Vec<u8> {
+    let mut message = Vec::with_capacity(signed.context.len() + 8 + 32 + signed.json.len());
+    message.extend_from_slice(signed.context);
+    if let Some(data) = signed.data {
+        message.extend_from_slice(&data.len.to_le_bytes());
+        message.extend_from_slice(&data.sha256);
+    }
+    message.extend_from_slice(signed.json);
     message
 }
 
@@ -252,13 +276,48 @@ mod tests {
     }
 
     #[test]
-    fn signatures_bind_key_and_content() {
+    fn signatures_bind_key_context_index_and_data() {
         let key = SigningKey::generate().unwrap();
         let other = SigningKey::generate().unwrap();
-        let sig = key.sign_index(b"{}");
-        assert!(key.public_key().verifies_index(b"{}", &sig));
-        assert!(!key.public_key().verifies_index(b"{ }", &sig));
-        assert!(!other.public_key().verifies_index(b"{}", &sig));
+        let data = DataDigest {
+            len: 100,
+            sha256: [7; 32],
+        };
+        let signed = Signed {
+            context: b"v3\0",
+            data: Some(data),
+            json: b"{}",
+        };
+        let sig = key.sign_index(signed);
+        assert!(key.public_key().verifies_index(signed, &sig));
+        assert!(!other.public_key().verifies_index(signed, &sig));
+        for changed in [
+            Signed {
+                json: b"{ }",
+                ..signed
+            },
+            Signed {
+                data: Some(DataDigest { len: 101, ..data }),
+                ..signed
+            },
+            Signed {
+                data: Some(DataDigest {
+                    sha256: [8; 32],
+                    ..data
+                }),
+                ..signed
+            },
+            Signed {
+                context: b"v2\0",
+                ..signed
+            },
+            Signed {
+                data: None,
+                ..signed
+            },
+        ] {
+            assert!(!key.public_key().verifies_index(changed, &sig));
+        }
     }
 
     #[test]

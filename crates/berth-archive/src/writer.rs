@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::index::{MAX_INDEX_BYTES, index_frame};
+use crate::index::{FORMAT_3, MAX_INDEX_BYTES, signed_frame};
 use crate::manifest::{ArchiveManifest, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Meta};
-use crate::path::{path_problem, symlink_problem};
-use crate::signing::SigningKey;
+use crate::path::{oflag, path_problem, symlink_problem};
+use crate::signing::{DataDigest, SigningKey};
 use crate::tarfmt::{self, HeaderSpec};
 
 /// The size of the buffers between the files, the compressor and the archive file.
@@ -98,7 +98,28 @@ impl fmt::Display for SkipReason {
     }
 }
 
-type Stream = BufWriter<zstd::stream::write::Encoder<'static, BufWriter<File>>>;
+type Stream = BufWriter<zstd::stream::write::Encoder<'static, BufWriter<Hashing>>>;
+
+/// The archive file, hashing what is written to it: the compressed bytes, whose SHA-256
+/// the signed index records.
+struct Hashing {
+    file: File,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// Writes one archive, entry by entry, then [`finish`](Self::finish)es it.
 ///
@@ -192,16 +213,23 @@ impl ArchiveWriter {
         };
         let meta = meta.map_err(|e| ArchiveError::io("inspect", &writer.partial_path, e))?;
         writer.partial_id = (meta.dev(), meta.ino());
-        let encoder =
-            zstd::stream::write::Encoder::new(BufWriter::with_capacity(BUF_SIZE, file), opts.level)
-                .and_then(|mut enc| {
-                    enc.include_checksum(true)?;
-                    if opts.threads > 0 {
-                        enc.multithread(opts.threads)?;
-                    }
-                    Ok(enc)
-                })
-                .map_err(|e| ArchiveError::io("start compressing", &writer.partial_path, e))?;
+        let hashing = Hashing {
+            file,
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        let encoder = zstd::stream::write::Encoder::new(
+            BufWriter::with_capacity(BUF_SIZE, hashing),
+            opts.level,
+        )
+        .and_then(|mut enc| {
+            enc.include_checksum(true)?;
+            if opts.threads > 0 {
+                enc.multithread(opts.threads)?;
+            }
+            Ok(enc)
+        })
+        .map_err(|e| ArchiveError::io("start compressing", &writer.partial_path, e))?;
         writer.out = Some(BufWriter::with_capacity(BUF_SIZE, encoder));
         Ok(writer)
     }
@@ -351,7 +379,8 @@ impl ArchiveWriter {
     /// Completes the archive, signs it with `key` and gives it its final name.
     ///
     /// Appends the manifest (`meta` and the list of entries) as the last tar entry, ends
-    /// the tar and zstd streams, appends the index frame (the manifest, its signature by
+    /// the tar and zstd streams, appends the index frame (the manifest, the length and
+    /// SHA-256 of the compressed bytes written before it, the signature of all that by
     /// `key` and `key`'s public half), syncs the file, renames it to its final path
     /// (refusing to replace an existing file) and syncs the directory.
     pub fn finish(mut self, meta: Meta, key: &SigningKey) -> Result<Written, ArchiveError> {
@@ -368,16 +397,18 @@ impl ArchiveWriter {
         let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
         json.push(b'\n');
         // Never write an archive no reader would open.
-        let frame = index_frame(&json, key)
-            .filter(|_| json.len() as u64 <= MAX_INDEX_BYTES)
-            .ok_or_else(|| ArchiveError::InvalidSource {
-                path: self.final_path.clone(),
-                reason: format!(
-                    "its manifest has {} bytes, more than the {MAX_INDEX_BYTES} an archive's \
-                     index may have (too many files: back up fewer directories per archive)",
-                    json.len()
-                ),
-            })?;
+        let (final_path, json_len) = (self.final_path.clone(), json.len());
+        let too_large = move || ArchiveError::InvalidSource {
+            path: final_path.clone(),
+            reason: format!(
+                "its manifest has {json_len} bytes, more than the {MAX_INDEX_BYTES} an \
+                 archive's index may have (too many files: back up fewer directories per \
+                 archive)"
+            ),
+        };
+        if json.len() as u64 > MAX_INDEX_BYTES {
+            return Err(too_large());
+        }
 
         let partial = self.partial_path.clone();
         let write_err = |e| ArchiveError::io("write", &partial, e);
@@ -396,9 +427,22 @@ impl ArchiveWriter {
         tarfmt::padding(&mut out, json.len() as u64).map_err(write_err)?;
         tarfmt::end_of_archive(&mut out).map_err(write_err)?;
         let encoder = out.into_inner().map_err(|e| write_err(e.into_error()))?;
-        let mut file = encoder.finish().map_err(write_err)?;
+        let hashing = encoder
+            .finish()
+            .map_err(write_err)?
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
+        let Hashing {
+            mut file,
+            hasher,
+            len,
+        } = hashing;
+        let data = DataDigest {
+            len,
+            sha256: hasher.finalize().into(),
+        };
+        let frame = signed_frame(&FORMAT_3, Some(data), &json, key).ok_or_else(too_large)?;
         file.write_all(&frame).map_err(write_err)?;
-        let file = file.into_inner().map_err(|e| write_err(e.into_error()))?;
         file.sync_all()
             .map_err(|e| ArchiveError::io("sync", &partial, e))?;
         let size = file
@@ -829,11 +873,6 @@ fn list_dir(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// An `O_*` flag for `OpenOptionsExt::custom_flags`.
-pub(crate) fn oflag(flags: OFlags) -> i32 {
-    i32::try_from(flags.bits()).unwrap_or(0)
 }
 
 fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {

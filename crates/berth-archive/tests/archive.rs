@@ -41,7 +41,7 @@ fn round_trip() {
     // The index, read from the tail, is the manifest returned by finish.
     let index = read_index(&written.path).unwrap().manifest;
     assert_eq!(index, written.manifest);
-    assert_eq!(index.format, 2);
+    assert_eq!(index.format, 3);
     assert_eq!(index.meta.app(), Some("netbox"));
     assert_eq!(index.meta.app_version(), Some("4.2.1"));
     assert_eq!(index.meta.get("hostname").unwrap(), "box1");
@@ -272,8 +272,9 @@ fn a_damaged_byte_anywhere_is_detected() {
         j.push(b'\n');
         j
     };
-    // Frame header (8), JSON, signature (64), public key (32), length (8), magic (8).
-    let index_start = bytes.len() - json.len() - 120;
+    // Frame header (8), JSON, data length (8), data SHA-256 (32), signature (64), public
+    // key (32), length (8), magic (8).
+    let index_start = bytes.len() - json.len() - 160;
     let json_start = index_start + 8;
     // A hex digit of the big file's hash in the index.
     let sha = written
@@ -284,11 +285,12 @@ fn a_damaged_byte_anywhere_is_detected() {
         .clone()
         .unwrap();
     let sha_at = json_start + json.windows(64).position(|w| w == sha.as_bytes()).unwrap();
-    // (Not byte 5: bit 0 of the window descriptor can change without changing the content,
-    // which is what the checksums protect.)
     let cases = [
         ("zstd frame magic", 1),
         ("zstd frame header", 4),
+        // Bit 0 of the window descriptor changes nothing in the content: only the
+        // digest of the stored bytes tells.
+        ("zstd window descriptor", 5),
         ("start of the data", 200),
         ("middle of the data", index_start / 2),
         ("end of the compressed stream", index_start - 2),
@@ -296,6 +298,8 @@ fn a_damaged_byte_anywhere_is_detected() {
         ("index frame length", index_start + 5),
         ("index JSON syntax", json_start),
         ("index hash", sha_at + 3),
+        ("data length", bytes.len() - 152 + 1),
+        ("data SHA-256", bytes.len() - 144 + 3),
         ("index length", bytes.len() - 12),
         ("signature", bytes.len() - 112 + 3),
         ("signer's public key", bytes.len() - 48 + 3),
@@ -338,7 +342,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
     common::raw_file(&mut tar, "a.png", b"picture");
     let wrong = common::sha256_hex(b"other");
     let manifest = serde_json::json!({
-        "format": 2,
+        "format": 3,
         "meta": {},
         "entries": [{"path": "a.png", "kind": "file", "size": 7, "sha256": wrong, "mode": "0644"}],
     });
@@ -361,7 +365,7 @@ fn a_wrong_hash_in_the_index_names_the_entry() {
 
     // The same archive with the right hash is fine: the crafting is sound.
     let manifest = serde_json::json!({
-        "format": 2,
+        "format": 3,
         "meta": {},
         "entries": [{"path": "a.png", "kind": "file", "size": 7, "sha256": actual, "mode": "0644"}],
     });
@@ -407,12 +411,12 @@ fn other_files_are_not_archives() {
     assert!(matches!(read_index(&missing), Err(ArchiveError::Io { .. })));
 
     // A newer format is refused with its own error.
-    let json = br#"{"format": 3, "meta": {}, "entries": [], "new": true}"#;
+    let json = br#"{"format": 4, "meta": {}, "entries": [], "new": true}"#;
     let newer = tmp.path().join("newer.berth.tar.zst");
     common::craft_archive(&newer, &[0; 1024], json);
     let err = read_index(&newer).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::UnsupportedFormat { format: 3, .. }),
+        matches!(err, ArchiveError::UnsupportedFormat { format: 4, .. }),
         "{err:?}"
     );
 }
@@ -666,19 +670,26 @@ fn the_index_format_is_stable() {
     let written = writer.finish(meta, common::key()).unwrap();
 
     let bytes = fs::read(&written.path).unwrap();
-    assert_eq!(&bytes[bytes.len() - 8..], b"BERTHSIG");
+    assert_eq!(&bytes[bytes.len() - 8..], b"BERTHSG3");
     let json_len = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap());
     let json_len = usize::try_from(json_len).unwrap();
-    let frame = &bytes[bytes.len() - 120 - json_len..];
+    let frame_start = bytes.len() - 8 - 152 - json_len;
+    let frame = &bytes[frame_start..];
     assert_eq!(&frame[..4], &[0x5B, 0x2A, 0x4D, 0x18]);
     assert_eq!(
         u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize,
-        json_len + 112
+        json_len + 152
     );
     let json = std::str::from_utf8(&frame[8..8 + json_len]).unwrap();
-    // The signer's public key follows the 64-byte signature.
-    let signer = &frame[8 + json_len + 64..8 + json_len + 96];
-    assert_eq!(signer, common::key().public_key().to_bytes());
+    // After the JSON: the length and SHA-256 of the bytes before the frame, the 64-byte
+    // signature, the signer's public key.
+    let after = &frame[8 + json_len..];
+    assert_eq!(
+        u64::from_le_bytes(after[..8].try_into().unwrap()),
+        frame_start as u64
+    );
+    assert_eq!(after[8..40], common::sha256_bytes(&bytes[..frame_start]));
+    assert_eq!(after[104..136], common::key().public_key().to_bytes());
     insta::assert_snapshot!(json);
 }
 

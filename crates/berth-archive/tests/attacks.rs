@@ -14,7 +14,7 @@ use berth_archive::{
     ArchiveError, ArchiveWriter, Meta, SigningKey, WriteOptions, extract, read_index,
     read_signed_index, verify,
 };
-use common::sha256_hex;
+use common::{TRAILER_LEN, sha256_hex, split};
 
 fn small_archive(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("app-1-20250101T000000Z.berth.tar.zst");
@@ -24,19 +24,6 @@ fn small_archive(dir: &Path) -> std::path::PathBuf {
     meta.insert("data_dirs", vec!["app"]);
     writer.finish(meta, common::key()).unwrap();
     path
-}
-
-/// Splits an archive into its compressed tar and its index JSON.
-fn split(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let json_len = usize::try_from(u64::from_le_bytes(
-        bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap(),
-    ))
-    .unwrap();
-    let frame_start = bytes.len() - 120 - json_len;
-    (
-        bytes[..frame_start].to_vec(),
-        bytes[frame_start + 8..frame_start + 8 + json_len].to_vec(),
-    )
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
@@ -55,19 +42,19 @@ fn a_forged_index_is_refused_before_anything_is_written() {
         .unwrap()
         .replace("      \"app\"\n", "      \"app/../../victim\"\n");
     assert_ne!(forged_json.as_bytes(), json.as_slice());
-    // The frame is rebuilt around the original signature and public key.
-    let json_pos = bytes.len() - 112 - json.len();
+    // The frame is rebuilt around the original data digest, signature and public key.
+    let json_pos = bytes.len() - TRAILER_LEN - json.len();
     let mut forged = bytes[..json_pos - 8].to_vec();
     forged.extend_from_slice(&0x184D_2A5B_u32.to_le_bytes());
     forged.extend_from_slice(
-        &u32::try_from(forged_json.len() + 112)
+        &u32::try_from(forged_json.len() + TRAILER_LEN)
             .unwrap()
             .to_le_bytes(),
     );
     forged.extend_from_slice(forged_json.as_bytes());
-    forged.extend_from_slice(&bytes[bytes.len() - 112..bytes.len() - 16]);
+    forged.extend_from_slice(&bytes[bytes.len() - TRAILER_LEN..bytes.len() - 16]);
     forged.extend_from_slice(&(forged_json.len() as u64).to_le_bytes());
-    forged.extend_from_slice(b"BERTHSIG");
+    forged.extend_from_slice(berth_archive::INDEX_TRAILER_MAGIC);
     let forged_path = tmp.path().join("forged.berth.tar.zst");
     fs::write(&forged_path, &forged).unwrap();
 
@@ -96,8 +83,8 @@ fn an_archive_signed_by_another_key_is_refused() {
     let bytes = fs::read(&path).unwrap();
     let (compressed, json) = split(&bytes);
     let attacker = SigningKey::generate().unwrap();
-    let mut resigned = compressed;
-    resigned.extend(berth_archive::index_frame(&json, &attacker).unwrap());
+    let mut resigned = compressed.clone();
+    resigned.extend(berth_archive::index_frame(&compressed, &json, &attacker).unwrap());
     let resigned_path = tmp.path().join("resigned.berth.tar.zst");
     fs::write(&resigned_path, &resigned).unwrap();
 
@@ -147,6 +134,120 @@ fn unsigned_format_1_archives_are_refused_with_the_reason() {
     }
 }
 
+/// Attack: a format 3 archive's signature carried over into a format 2 index frame (which
+/// records no digest of the compressed bytes, so these could then be changed at will). The
+/// signature does not validate as format 2's, and the manifest names format 3 anyway.
+#[test]
+fn a_format_3_signature_is_not_valid_in_a_format_2_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, json) = split(&bytes);
+    // Format 2's index frame: JSON, signature, public key, JSON length, `BERTHSIG`.
+    let signature = &bytes[bytes.len() - 112..bytes.len() - 48];
+    let mut old = compressed;
+    old.extend_from_slice(&0x184D_2A5B_u32.to_le_bytes());
+    old.extend_from_slice(&u32::try_from(json.len() + 112).unwrap().to_le_bytes());
+    old.extend_from_slice(&json);
+    old.extend_from_slice(signature);
+    old.extend_from_slice(&common::key().public_key().to_bytes());
+    old.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    old.extend_from_slice(b"BERTHSIG");
+    let old_path = tmp.path().join("old.berth.tar.zst");
+    fs::write(&old_path, &old).unwrap();
+    let err = verify(&old_path, &common::trusted(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ArchiveError::BadSignature { .. }), "{err:?}");
+    // Unauthenticated, the frame reads as format 2 but its manifest says 3.
+    let err = read_index(&old_path).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("its index says format 3, but its index frame is of format 2"),
+        "{err}"
+    );
+}
+
+/// The genuine archive's tar stream, decompressed.
+fn genuine_tar(bytes: &[u8]) -> Vec<u8> {
+    zstd::decode_all(&split(bytes).0[..]).unwrap()
+}
+
+/// Attack (or damage): bytes that decompress to the same entries, or to entries that
+/// differ only in what the manifest does not list (an mtime), under the genuine signed
+/// index. Checking the decoded content passes them; the signed digest of the stored bytes
+/// does not.
+#[test]
+fn data_that_decodes_alike_is_not_the_signed_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, _) = split(&bytes);
+    // The genuine index frame, signature and all.
+    let frame = &bytes[compressed.len()..];
+    let tar = genuine_tar(&bytes);
+
+    // The first entry's mtime changed (and its header checksum made right again).
+    let mut retimed = tar.clone();
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&retimed[..512]);
+    header.set_mtime(header.mtime().unwrap() + 3600);
+    header.set_cksum();
+    retimed[..512].copy_from_slice(header.as_bytes());
+    for (what, content) in [("recompressed", &tar), ("retimed", &retimed)] {
+        // Compressed harder, then padded with a skippable frame (which decoders skip) to
+        // the length the signed index gives.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        encoder.include_checksum(true).unwrap();
+        std::io::Write::write_all(&mut encoder, content).unwrap();
+        let mut forged = encoder.finish().unwrap();
+        let pad = compressed.len() - 8 - forged.len();
+        forged.extend_from_slice(&0x184D_2A50_u32.to_le_bytes());
+        forged.extend_from_slice(&u32::try_from(pad).unwrap().to_le_bytes());
+        forged.resize(compressed.len(), 0);
+        assert_ne!(forged, compressed);
+        assert_eq!(zstd::decode_all(&forged[..]).unwrap(), *content);
+        forged.extend_from_slice(frame);
+        let forged_path = tmp.path().join(format!("{what}.berth.tar.zst"));
+        fs::write(&forged_path, &forged).unwrap();
+        let err = verify(&forged_path, &common::trusted(), &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("not what was signed"),
+            "{what}: {err}"
+        );
+    }
+}
+
+/// Attack: a zstd skippable frame (ignored by every zstd decoder) slipped in between the
+/// compressed data and the index, to carry anything along with a genuine archive.
+#[test]
+fn bytes_between_the_data_and_the_index_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = small_archive(tmp.path());
+    let bytes = fs::read(&path).unwrap();
+    let (compressed, _) = split(&bytes);
+    let mut stuffed = compressed.clone();
+    stuffed.extend_from_slice(&0x184D_2A50_u32.to_le_bytes());
+    stuffed.extend_from_slice(&4u32.to_le_bytes());
+    stuffed.extend_from_slice(b"evil");
+    stuffed.extend_from_slice(&bytes[compressed.len()..]);
+    let stuffed_path = tmp.path().join("stuffed.berth.tar.zst");
+    fs::write(&stuffed_path, &stuffed).unwrap();
+    assert_eq!(
+        zstd::decode_all(&stuffed[..compressed.len() + 12]).unwrap(),
+        genuine_tar(&bytes)
+    );
+    let err = verify(&stuffed_path, &common::trusted(), &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("bytes were inserted or removed"),
+        "{err}"
+    );
+    // Bytes after the index: the file no longer ends with it.
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let trailing_path = tmp.path().join("trailing.berth.tar.zst");
+    fs::write(&trailing_path, &trailing).unwrap();
+    assert!(verify(&trailing_path, &common::trusted(), &mut |_| {}).is_err());
+}
+
 /// Attack: an archive (signed by the trusted key, e.g. made from a data directory where a
 /// service user planted them) carries setuid/setgid/sticky entries. Restored as root,
 /// they would be root-owned setuid files. Extraction drops the bits.
@@ -180,7 +281,7 @@ fn setuid_setgid_and_sticky_bits_never_come_out_of_an_archive() {
     ));
     tar.extend_from_slice(exe);
     tar.resize(tar.len().div_ceil(512) * 512, 0);
-    let manifest = serde_json::json!({"format": 2, "meta": {}, "entries": [
+    let manifest = serde_json::json!({"format": 3, "meta": {}, "entries": [
         {"path": "d", "kind": "dir", "size": 0, "mode": "3777"},
         {"path": "d/suid", "kind": "file", "size": exe.len(), "sha256": sha256_hex(exe), "mode": "4755"},
         {"path": "d/sgid", "kind": "file", "size": exe.len(), "sha256": sha256_hex(exe), "mode": "2755"},
@@ -370,7 +471,7 @@ mod fuzz {
             let mut bytes = data;
             if trailer {
                 bytes.extend_from_slice(&(bytes.len() as u64 / 2).to_le_bytes());
-                bytes.extend_from_slice(b"BERTHSIG");
+                bytes.extend_from_slice(berth_archive::INDEX_TRAILER_MAGIC);
             }
             read_all_ways(&bytes);
         }
@@ -381,7 +482,7 @@ mod fuzz {
         fn signed_garbage_indexes_never_panic(json in "\\PC{0,200}", entries in proptest::collection::vec(("[a-z./]{0,12}", "(file|dir|symlink|x)", 0u64..10, "[0-7]{1,5}", proptest::option::of("[a-z./]{0,8}")), 0..5)) {
             let (compressed, _) = split(valid_archive());
             for body in [json.into_bytes(), serde_json::to_vec(&serde_json::json!({
-                "format": 2,
+                "format": 3,
                 "meta": {},
                 "entries": entries.iter().map(|(p, k, s, m, t)| serde_json::json!({
                     "path": p, "kind": k, "size": s, "mode": m, "target": t,
@@ -389,7 +490,7 @@ mod fuzz {
                 })).collect::<Vec<_>>(),
             })).unwrap()] {
                 let mut bytes = compressed.clone();
-                bytes.extend(berth_archive::index_frame(&body, common::key()).unwrap());
+                bytes.extend(berth_archive::index_frame(&compressed, &body, common::key()).unwrap());
                 read_all_ways(&bytes);
             }
         }
@@ -480,7 +581,7 @@ fn the_index_is_authenticated_before_it_is_parsed() {
     let attacker = SigningKey::generate().unwrap();
     for json in [&b"{\"format\": 99}"[..], b"not json at all \xff"] {
         let mut crafted = compressed.clone();
-        crafted.extend(berth_archive::index_frame(json, &attacker).unwrap());
+        crafted.extend(berth_archive::index_frame(&compressed, json, &attacker).unwrap());
         let crafted_path = tmp.path().join("crafted.berth.tar.zst");
         fs::write(&crafted_path, &crafted).unwrap();
         let err = verify(&crafted_path, &common::trusted(), &mut |_| {}).unwrap_err();
@@ -499,19 +600,21 @@ fn an_oversized_index_is_refused_before_it_is_read() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("huge.berth.tar.zst");
     let json_len: u64 = 70 * 1024 * 1024;
-    let file_len = json_len + 8 + 112 + 1024;
+    let trailer_len = TRAILER_LEN as u64;
+    let file_len = json_len + 8 + trailer_len + 1024;
     let file = fs::File::create(&path).unwrap();
     file.set_len(file_len).unwrap();
     file.write_all_at(&[0x28, 0xB5, 0x2F, 0xFD], 0).unwrap();
-    let frame_start = file_len - json_len - 8 - 112;
+    let frame_start = file_len - json_len - 8 - trailer_len;
     let mut header = 0x184D_2A5B_u32.to_le_bytes().to_vec();
-    header.extend(u32::try_from(json_len + 112).unwrap().to_le_bytes());
+    header.extend(u32::try_from(json_len + trailer_len).unwrap().to_le_bytes());
     file.write_all_at(&header, frame_start).unwrap();
-    let mut trailer = vec![0; 64];
+    let mut trailer = frame_start.to_le_bytes().to_vec();
+    trailer.extend([0; 32 + 64]);
     trailer.extend(common::key().public_key().to_bytes());
     trailer.extend(json_len.to_le_bytes());
-    trailer.extend(b"BERTHSIG");
-    file.write_all_at(&trailer, file_len - 112).unwrap();
+    trailer.extend(berth_archive::INDEX_TRAILER_MAGIC);
+    file.write_all_at(&trailer, file_len - trailer_len).unwrap();
     drop(file);
     for err in [
         read_index(&path).unwrap_err(),

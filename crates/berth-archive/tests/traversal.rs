@@ -31,7 +31,7 @@ fn craft(path: &Path, tar_items: &[Item<'_>], listed_items: &[Item<'_>]) {
             }),
         })
         .collect();
-    let manifest = json!({"format": 2, "meta": {}, "entries": entries});
+    let manifest = json!({"format": 3, "meta": {}, "entries": entries});
     let json = serde_json::to_vec_pretty(&manifest).unwrap();
     let mut tar = Vec::new();
     for item in tar_items {

@@ -717,6 +717,11 @@ pub struct VerifyReport {
     /// Whether the given key opens them: `Some(false)` when the archive is intact but
     /// its secrets were encrypted to another key (`None`: no key given, or no secrets).
     pub key_opens_secrets: Option<bool>,
+    /// The archive's format number.
+    pub format: u32,
+    /// For an archive of an earlier format, what its signature does not cover and what
+    /// to do about it; `None` for the current format.
+    pub format_note: Option<String>,
     /// Seconds taken.
     pub seconds: f64,
 }
@@ -814,6 +819,8 @@ pub fn verify(
         dump_toc_entries,
         secrets_included,
         key_opens_secrets,
+        format: opened.format(),
+        format_note: opened.format_note().map(str::to_owned),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

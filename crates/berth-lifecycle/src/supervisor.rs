@@ -217,6 +217,63 @@ pub fn with_failed_logs(paths: &Paths, err: LifecycleError) -> LifecycleError {
     }
 }
 
+/// What `berth status` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The supervisor's pid; `None` when it is not running (after `berth down`).
+    pub supervisor_pid: Option<u32>,
+    /// Every service of the plan.
+    pub services: Vec<berth_supervisor_protocol::ServiceStatus>,
+    /// Periodic jobs (none while the supervisor is down: nothing runs them).
+    pub jobs: Vec<berth_supervisor_protocol::JobStatus>,
+}
+
+/// The instance's status: the supervisor's answer, or, when it is not running, the
+/// services of the last plan that came up, all stopped. An instance never brought up
+/// is [`LifecycleError::NotSetUp`].
+pub fn status(paths: &Paths) -> Result<Status> {
+    status_from(&Socket(paths), paths)
+}
+
+fn status_from(supervisor: &dyn Supervisor, paths: &Paths) -> Result<Status> {
+    if supervisor.is_running() {
+        return match supervisor.request(&Request::Status)? {
+            Response::Status {
+                supervisor_pid,
+                services,
+                jobs,
+            } => Ok(Status {
+                supervisor_pid: Some(supervisor_pid),
+                services,
+                jobs,
+            }),
+            _ => Err(LifecycleError::UnexpectedAnswer("status")),
+        };
+    }
+    let plan = crate::state_files::applied_plan(&paths.supervision_plan())
+        .ok_or_else(|| LifecycleError::NotSetUp(paths.prefix.clone()))?;
+    Ok(Status {
+        supervisor_pid: None,
+        services: plan.services.iter().map(|s| stopped(&s.name)).collect(),
+        jobs: Vec::new(),
+    })
+}
+
+/// The status of a service nothing runs.
+fn stopped(name: &str) -> berth_supervisor_protocol::ServiceStatus {
+    berth_supervisor_protocol::ServiceStatus {
+        name: name.to_owned(),
+        state: berth_supervisor_protocol::ServiceState::Stopped,
+        pid: None,
+        uptime_secs: None,
+        restarts: 0,
+        last_exit: None,
+        ready: false,
+        paused_since_unix: None,
+        resume_in_ms: None,
+    }
+}
+
 /// Every service's status, as the supervisor reports it (none when it is not running).
 pub fn service_statuses(paths: &Paths) -> Vec<berth_supervisor_protocol::ServiceStatus> {
     statuses(&Socket(paths))
@@ -254,4 +311,66 @@ pub(crate) fn services_running(supervisor: &dyn Supervisor) -> std::collections:
         .filter(|s| s.pid.is_some())
         .map(|s| s.name)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_render::Paths;
+    use berth_supervisor_protocol::{Response, ServiceState, SupervisionPlan};
+
+    use super::status_from;
+    use crate::error::LifecycleError;
+    use crate::testing::{Scripted, service};
+
+    fn paths(dir: &std::path::Path) -> Paths {
+        Paths::for_prefix(dir, "1.0.0")
+    }
+
+    /// After `berth down`: the services of the last plan, all stopped, and no pid.
+    #[test]
+    fn status_with_the_supervisor_down_lists_the_plans_services_as_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        let plan = SupervisionPlan {
+            services: vec![service("web", &[]), service("db", &[])],
+            jobs: vec![],
+        };
+        std::fs::create_dir_all(paths.supervision_plan().parent().unwrap()).unwrap();
+        std::fs::write(paths.supervision_plan(), serde_json::to_vec(&plan).unwrap()).unwrap();
+        let down = Scripted::default();
+        let status = status_from(&down, &paths).unwrap();
+        assert_eq!(status.supervisor_pid, None);
+        let names: Vec<_> = status.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert!(
+            status
+                .services
+                .iter()
+                .all(|s| s.state == ServiceState::Stopped && s.pid.is_none() && !s.ready)
+        );
+        assert!(down.requests.borrow().is_empty(), "nothing was asked");
+    }
+
+    /// An instance never brought up has no plan: "run `berth up` first".
+    #[test]
+    fn status_of_an_instance_never_brought_up_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = status_from(&Scripted::default(), &paths(dir.path())).unwrap_err();
+        assert!(matches!(err, LifecycleError::NotSetUp(_)), "{err}");
+        assert_eq!(err.hint().as_deref(), Some("run `berth up` first"));
+    }
+
+    /// A running supervisor's answer is passed on as it is.
+    #[test]
+    fn status_with_the_supervisor_up_is_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut up = Scripted::answering(vec![]);
+        up.status = Some(Response::Status {
+            supervisor_pid: 42,
+            services: vec![],
+            jobs: vec![],
+        });
+        let status = status_from(&up, &paths(dir.path())).unwrap();
+        assert_eq!(status.supervisor_pid, Some(42));
+    }
 }

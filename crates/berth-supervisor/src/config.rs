@@ -24,15 +24,18 @@ pub struct DaemonConfig {
     pub backoff: BackoffConfig,
 }
 
-/// Exponential restart backoff: `initial × 2^n`, capped at `max`; `n` goes back to
-/// zero once a service has stayed up for `reset_after`.
+/// When a crashed service is restarted. A service that had been up for `reset_after`
+/// is restarted at once (like runit, which restarts at once a service that ran for more
+/// than a second); one that crashes sooner waits `initial × 2^n`, capped at `max`, where
+/// `n` counts its quick crashes in a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffConfig {
     /// Delay before the first restart.
     pub initial: Duration,
     /// Longest delay.
     pub max: Duration,
-    /// Uptime after which a service counts as healthy again.
+    /// Uptime after which a service counts as healthy again: its next crash is
+    /// restarted at once and the count of quick crashes starts again from zero.
     pub reset_after: Duration,
 }
 
@@ -53,6 +56,17 @@ impl BackoffConfig {
             .saturating_mul(1_u32 << attempt.min(30))
             .min(self.max)
     }
+
+    /// How long to wait before restarting a service that crashed after running for
+    /// `uptime` (`None`: it never got going, e.g. it failed its readiness probe or
+    /// could not be spawned), when `attempt` quick crashes came before; and the count
+    /// of quick crashes after this one.
+    pub fn after_crash(&self, uptime: Option<Duration>, attempt: u32) -> (Duration, u32) {
+        match uptime {
+            Some(uptime) if uptime >= self.reset_after => (Duration::ZERO, 0),
+            _ => (self.delay(attempt), attempt.saturating_add(1)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +79,33 @@ mod tests {
         let secs: Vec<u64> = (0..8).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(b.delay(u32::MAX), Duration::from_mins(1));
+    }
+
+    #[test]
+    fn a_crash_after_the_reset_window_restarts_at_once() {
+        let b = BackoffConfig::default();
+        let long = Some(b.reset_after);
+        // Up for the whole window: no delay, and the crash count starts again.
+        assert_eq!(b.after_crash(long, 0), (Duration::ZERO, 0));
+        assert_eq!(b.after_crash(long, 5), (Duration::ZERO, 0));
+        // Quick crashes in a row: 1 s, 2 s, 4 s, … up to the cap.
+        let mut attempt = 0;
+        let mut secs = Vec::new();
+        for _ in 0..8 {
+            let (delay, next) = b.after_crash(Some(Duration::from_millis(300)), attempt);
+            secs.push(delay.as_secs());
+            attempt = next;
+        }
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        // A long run then a quick crash: the quick crash waits the first delay again.
+        let (delay, attempt) = b.after_crash(long, attempt);
+        assert_eq!((delay, attempt), (Duration::ZERO, 0));
+        assert_eq!(
+            b.after_crash(Some(Duration::ZERO), attempt).0,
+            Duration::from_secs(1)
+        );
+        // A start that never got going always backs off.
+        assert_eq!(b.after_crash(None, 0).0, Duration::from_secs(1));
+        assert_eq!(b.after_crash(None, 3).0, Duration::from_secs(8));
     }
 }

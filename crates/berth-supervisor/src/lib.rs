@@ -7,8 +7,9 @@
 //! - **Daemon** ([`run_daemon`], [`DaemonConfig`]): one foreground process owning
 //!   every service (its caller detaches it and redirects its output). Each service runs in its own process group with a
 //!   clean environment (and its own user when the daemon is root), starts only once
-//!   its dependencies are ready, is restarted with exponential backoff
-//!   ([`BackoffConfig`]) when it crashes, and is stopped with its stop signal, then
+//!   its dependencies are ready, is restarted when it crashes (at once after it had
+//!   been up for a while, with exponential backoff when it keeps crashing quickly:
+//!   [`BackoffConfig`]), and is stopped with its stop signal, then
 //!   `SIGKILL` of the whole group after its stop timeout.
 //! - **Readiness**: a TCP connect, an HTTP GET or a command, retried with backoff
 //!   until the service's readiness timeout.

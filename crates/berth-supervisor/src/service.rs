@@ -7,6 +7,9 @@
 //!    │ stop             ▼                        ▼
 //!    └─────────────── Failed ◄──(policy gives up)─ Backoff ──(delay)──► Starting
 //!
+//! An exit after the service had been up for the backoff's `reset_after` skips Backoff:
+//! the service is started again at once. Only quick crashes in a row back off.
+//!
 //! Starting, Ready ──pause──► Paused ──resume, deadline or last holder gone──► Starting (probe anew), Ready
 //! ```
 //!
@@ -324,13 +327,7 @@ impl Actor {
                 Event::PauseOver => {
                     self.resume("its pause timed out; ");
                 }
-                Event::BackoffOver => {
-                    lock(&self.shared).restarts += 1;
-                    if let Err(err) = self.spawn() {
-                        say!("service `{}`: {err}", self.spec.name);
-                        self.schedule_restart_or_give_up(false);
-                    }
-                }
+                Event::BackoffOver => self.restart_after_crash(),
             }
         }
     }
@@ -659,21 +656,26 @@ impl Actor {
             shared.ready = false;
             shared.pause = None;
         }
+        // Whole milliseconds: enough for the log, and humantime prints them short.
+        let uptime = Duration::from_millis(
+            u64::try_from(running.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
         say!(
-            "service `{}`: pid {} ended with {description}",
+            "service `{}`: pid {} ended with {description} after {}",
             self.spec.name,
-            running.pid
+            running.pid,
+            humantime::format_duration(uptime)
         );
         if !self.waiters.is_empty() {
             self.answer_waiters(&Err(format!("exited during start with {description}")));
         }
-        if running.started.elapsed() >= self.backoff.reset_after {
-            self.attempt = 0;
-        }
-        self.schedule_restart_or_give_up(success);
+        self.schedule_restart_or_give_up(success, Some(running.started.elapsed()));
     }
 
-    fn schedule_restart_or_give_up(&mut self, success: bool) {
+    /// After an exit: restart as the restart policy says, at once when the service had
+    /// been up for the reset window (`uptime`; `None` when it never got going), else
+    /// after the backoff of its quick crashes in a row.
+    fn schedule_restart_or_give_up(&mut self, success: bool, uptime: Option<Duration>) {
         let restart = match self.spec.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !success,
@@ -681,15 +683,21 @@ impl Actor {
         };
         let mut shared = lock(&self.shared);
         if restart {
-            let delay = self.backoff.delay(self.attempt);
-            self.attempt = self.attempt.saturating_add(1);
+            let (delay, attempt) = self.backoff.after_crash(uptime, self.attempt);
+            self.attempt = attempt;
             shared.state = ServiceState::Backoff;
-            self.phase = Phase::Backoff(Instant::now() + delay);
+            drop(shared);
             say!(
                 "service `{}`: restarting in {}",
                 self.spec.name,
                 humantime::format_duration(delay)
             );
+            if delay.is_zero() {
+                self.phase = Phase::Down;
+                self.restart_after_crash();
+            } else {
+                self.phase = Phase::Backoff(Instant::now() + delay);
+            }
         } else {
             shared.state = if success {
                 ServiceState::Stopped
@@ -697,6 +705,16 @@ impl Actor {
                 ServiceState::Failed
             };
             self.phase = Phase::Down;
+        }
+    }
+
+    /// The supervisor's own restart after an exit (counted in `restarts`); a spawn
+    /// failure backs off and tries again.
+    fn restart_after_crash(&mut self) {
+        lock(&self.shared).restarts += 1;
+        if let Err(err) = self.spawn() {
+            say!("service `{}`: {err}", self.spec.name);
+            self.schedule_restart_or_give_up(false, None);
         }
     }
 
@@ -730,7 +748,7 @@ impl Actor {
                 } else {
                     // A restart after a crash that never got ready is one more failed
                     // attempt: back off and try again, as the restart policy says.
-                    self.schedule_restart_or_give_up(false);
+                    self.schedule_restart_or_give_up(false, None);
                 }
             }
         }

@@ -1466,3 +1466,218 @@ fn a_peer_that_is_not_root_or_the_supervisor_user_is_refused() {
         Response::Status { .. }
     ));
 }
+
+/// A daemon in a process of its own (this test binary again, running only
+/// [`daemon_in_this_process`]), its stderr — the supervisor's log — in a file, as
+/// `berth supervise` has it. Shut down on drop.
+struct ChildDaemon {
+    dir: TempDir,
+    socket: PathBuf,
+    child: std::process::Child,
+}
+
+impl ChildDaemon {
+    fn start(dir: TempDir, plan: &SupervisionPlan, backoff: BackoffConfig) -> Self {
+        let cfg = config_in(dir.path(), false, backoff);
+        fs::write(&cfg.plan_path, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
+        let log = fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let ms = |d: Duration| d.as_millis().to_string();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "daemon_in_this_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("BERTH_TEST_DAEMON_DIR", dir.path())
+            .env("BERTH_TEST_BACKOFF_MS", {
+                let b = backoff;
+                format!("{},{},{}", ms(b.initial), ms(b.max), ms(b.reset_after))
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Self {
+            dir,
+            socket: cfg.socket,
+            child,
+        };
+        wait_for("the control socket to answer", || {
+            is_running(&daemon.socket)
+        });
+        daemon
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn request(&self, req: &Request) -> Response {
+        Client::connect(&self.socket).unwrap().request(req).unwrap()
+    }
+
+    fn service(&self, name: &str) -> ServiceStatus {
+        match self.request(&Request::Status) {
+            Response::Status { services, .. } => services
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no service {name}")),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// The supervisor's log lines about service `name`, without their timestamps.
+    fn log_of(&self, name: &str) -> Vec<String> {
+        let marker = format!("service `{name}`: ");
+        fs::read_to_string(self.path("daemon.log"))
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once(&marker).map(|(_, rest)| rest.to_owned()))
+            .collect()
+    }
+
+    /// The delays the supervisor logged before restarting service `name`.
+    fn restart_delays(&self, name: &str) -> Vec<String> {
+        self.log_of(name)
+            .iter()
+            .filter_map(|line| line.strip_prefix("restarting in "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        if let Ok(mut client) = Client::connect(&self.socket) {
+            let _ = client.request(&Request::Shutdown);
+        } else {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon of a [`ChildDaemon`]; does nothing when run on its own.
+#[test]
+#[ignore = "run by ChildDaemon in a process of its own"]
+fn daemon_in_this_process() {
+    let Some(dir) = std::env::var_os("BERTH_TEST_DAEMON_DIR") else {
+        return;
+    };
+    let ms: Vec<Duration> = std::env::var("BERTH_TEST_BACKOFF_MS")
+        .unwrap()
+        .split(',')
+        .map(|n| Duration::from_millis(n.parse().unwrap()))
+        .collect();
+    let backoff = BackoffConfig {
+        initial: ms[0],
+        max: ms[1],
+        reset_after: ms[2],
+    };
+    run_daemon(config_in(Path::new(&dir), false, backoff)).unwrap();
+}
+
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.try_into().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn a_service_up_for_the_reset_window_is_restarted_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let web = service(d, "web", "date +%s%N >> starts; exec sleep 1000");
+    // A first delay long enough that a restart within it cannot be the backoff's.
+    let backoff = BackoffConfig {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(10),
+        reset_after: Duration::from_secs(1),
+    };
+    let daemon = ChildDaemon::start(dir, &plan(vec![web]), backoff);
+    daemon.request(&Request::Start {
+        target: Target::All,
+    });
+    let first = daemon.service("web").pid.expect("web runs");
+    // Up for longer than the reset window, then killed.
+    thread::sleep(backoff.reset_after + Duration::from_millis(200));
+    let killed_at = now_nanos();
+    sigkill(first);
+    wait_for("a new process that has written its start", || {
+        let web = daemon.service("web");
+        web.state == ServiceState::Ready
+            && web.pid.is_some_and(|pid| pid != first)
+            && fs::read_to_string(daemon.path("starts")).is_ok_and(|s| s.lines().count() == 2)
+    });
+    let web = daemon.service("web");
+    assert_eq!(web.restarts, 1);
+    assert_eq!(web.last_exit.as_deref(), Some("signal SIGKILL"));
+    assert_eq!(
+        daemon.restart_delays("web"),
+        ["0s"],
+        "{:?}",
+        daemon.log_of("web")
+    );
+    let starts: Vec<u128> = fs::read_to_string(daemon.path("starts"))
+        .unwrap()
+        .lines()
+        .map(nanos)
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let restart_ms = (starts[1] - killed_at) / 1_000_000;
+    assert!(
+        restart_ms < 5000,
+        "restarted {restart_ms} ms after the kill: that is the backoff"
+    );
+
+    // Killed again at once, before the reset window: this one backs off.
+    let second = web.pid.unwrap();
+    sigkill(second);
+    wait_for("the backoff", || {
+        daemon.service("web").state == ServiceState::Backoff
+            && daemon.restart_delays("web").len() == 2
+    });
+    assert_eq!(daemon.restart_delays("web"), ["0s", "5s"]);
+    assert_eq!(daemon.service("web").restarts, 1);
+}
+
+#[test]
+fn a_service_crashing_quickly_in_a_loop_backs_off_1s_then_2s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let crasher = service(d, "crasher", "date +%s%N >> starts; exit 1");
+    let daemon = ChildDaemon::start(dir, &plan(vec![crasher]), BackoffConfig::default());
+    daemon.request(&Request::Start {
+        target: Target::All,
+    });
+    wait_for("the third start", || {
+        fs::read_to_string(daemon.path("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 3
+    });
+    let delays = daemon.restart_delays("crasher");
+    assert_eq!(delays[..2], ["1s", "2s"], "{:?}", daemon.log_of("crasher"));
+    let starts: Vec<u128> = fs::read_to_string(daemon.path("starts"))
+        .unwrap()
+        .lines()
+        .map(nanos)
+        .collect();
+    let gaps: Vec<u128> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
+    assert!(gaps[0] >= 1000 && gaps[1] >= 2000, "gaps {gaps:?}");
+    assert!(daemon.service("crasher").restarts >= 2);
+}

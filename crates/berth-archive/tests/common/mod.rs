@@ -142,7 +142,8 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 }
 
 /// Builds an archive by hand: `tar` compressed with a checksum, then an index frame
-/// holding `manifest_json`, signed with the tests' [`key`].
+/// holding `manifest_json` and the digest of the compressed bytes, signed with the tests'
+/// [`key`].
 pub fn craft_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
     craft_archive_signed_by(path, tar, manifest_json, key());
 }
@@ -150,7 +151,8 @@ pub fn craft_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
 /// As [`craft_archive`], signed by `signer`.
 pub fn craft_archive_signed_by(path: &Path, tar: &[u8], manifest_json: &[u8], signer: &SigningKey) {
     let mut out = compress(tar);
-    out.extend_from_slice(&berth_archive::index_frame(manifest_json, signer).unwrap());
+    let frame = berth_archive::index_frame(&out, manifest_json, signer).unwrap();
+    out.extend_from_slice(&frame);
     fs::write(path, out).unwrap();
 }
 
@@ -169,7 +171,23 @@ pub fn craft_format1_archive(path: &Path, tar: &[u8], manifest_json: &[u8]) {
     fs::write(path, out).unwrap();
 }
 
-fn compress(tar: &[u8]) -> Vec<u8> {
+/// The bytes after the manifest JSON in a (format 3) index frame.
+pub const TRAILER_LEN: usize = 8 + 32 + 64 + 32 + 8 + 8;
+
+/// Splits an archive into its compressed tar stream and its index JSON.
+pub fn split(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let json_len = usize::try_from(u64::from_le_bytes(
+        bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap(),
+    ))
+    .unwrap();
+    let frame_start = bytes.len() - 8 - TRAILER_LEN - json_len;
+    (
+        bytes[..frame_start].to_vec(),
+        bytes[frame_start + 8..frame_start + 8 + json_len].to_vec(),
+    )
+}
+
+pub fn compress(tar: &[u8]) -> Vec<u8> {
     let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
     encoder.include_checksum(true).unwrap();
     encoder.write_all(tar).unwrap();
@@ -206,4 +224,9 @@ pub fn raw_file(tar: &mut Vec<u8>, name: &str, data: &[u8]) {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+pub fn sha256_bytes(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
 }

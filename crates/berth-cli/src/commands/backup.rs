@@ -182,6 +182,9 @@ pub fn verify(
         (true, _) => println!("  secrets: included (pass --key FILE to check the key opens them)"),
         (false, _) => println!("  secrets: NOT included (made without a backup key)"),
     }
+    if let Some(note) = &r.format_note {
+        println!("  note: {note}");
+    }
     Ok(code)
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use berth_lifecycle::{Down, Locate, paths, supervisor};
 use berth_render::Paths;
-use berth_supervisor_protocol::{Request, Response, ServiceState, Target};
+use berth_supervisor_protocol::{Request, ServiceState, Target};
 
 fn target(service: Option<String>) -> Target {
     service.map_or(Target::All, Target::One)
@@ -15,17 +15,18 @@ fn target(service: Option<String>) -> Target {
 
 pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     let paths = paths(loc)?;
-    let resp = supervisor::request(&paths, &Request::Status)?;
-    let Response::Status {
+    let berth_lifecycle::supervisor::Status {
         supervisor_pid,
         services,
         jobs,
-    } = resp
-    else {
-        bail!("The supervisor sent an unexpected answer to `status`");
-    };
+    } = supervisor::status(&paths)?;
     if json {
-        let v = serde_json::json!({ "supervisor_pid": supervisor_pid, "services": services, "jobs": jobs });
+        let v = serde_json::json!({
+            "supervisor_running": supervisor_pid.is_some(),
+            "supervisor_pid": supervisor_pid,
+            "services": services,
+            "jobs": jobs,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -65,10 +66,13 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         }
     }
     println!();
-    println!(
-        "supervisor pid {supervisor_pid}, {}",
-        paths.prefix.display()
-    );
+    match supervisor_pid {
+        Some(pid) => println!("supervisor pid {pid}, {}", paths.prefix.display()),
+        None => println!(
+            "supervisor not running (`berth down`, or stopped), {}; `berth up` starts it",
+            paths.prefix.display()
+        ),
+    }
     // Exit 3 when something is not ready, so scripts can check health with `berth status`.
     Ok(if unhealthy {
         ExitCode::from(3)
