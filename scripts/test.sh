@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 # on 127.0.0.1; zstd and tar: archives are checked with the standard tools too.
 # gcc and libc6-dev: the build compiles the C of bundled SQLite and zstd; the NetBox
 # example compiles psycopg's C extension (berth installs its libpq-dev itself).
+# php8.2-cli: PHP reads back the values injected into a rendered LocalSettings.php; the
+# MediaWiki example's other packages (PHP-FPM, mediawiki) berth installs itself.
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
-  openssh-server openssh-client zstd tar gcc libc6-dev)
+  openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

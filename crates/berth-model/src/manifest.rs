@@ -320,6 +320,9 @@ pub enum FileFormat {
     Nginx,
     /// Python source: every value is a Python literal (`'text'`, `3`, `True`, `None`).
     Python,
+    /// PHP source: every value is a PHP literal (`"text"` with `$` escaped, `3`,
+    /// `true`, `null`, `[...]` arrays).
+    Php,
     /// JSON: every value is a JSON literal.
     Json,
     /// YAML: every value is a JSON literal, which YAML reads as the same value.
@@ -342,9 +345,10 @@ pub enum FileFormat {
 
 impl FileFormat {
     /// Every format, in the order the docs list them.
-    pub const ALL: [FileFormat; 9] = [
+    pub const ALL: [FileFormat; 10] = [
         FileFormat::Nginx,
         FileFormat::Python,
+        FileFormat::Php,
         FileFormat::Json,
         FileFormat::Yaml,
         FileFormat::Shell,
@@ -359,6 +363,7 @@ impl FileFormat {
         match self {
             FileFormat::Nginx => "nginx",
             FileFormat::Python => "python",
+            FileFormat::Php => "php",
             FileFormat::Json => "json",
             FileFormat::Yaml => "yaml",
             FileFormat::Shell => "shell",

@@ -3,14 +3,14 @@
 //! Every `[[files]]` entry names its [`FileFormat`]; the template is rendered with
 //! auto-escaping for that format, so `{{ settings.web.listen }}` in an nginx file can
 //! never add a directive, and `{{ secrets.key }}` in a Python file is always one string
-//! literal. The same escapes are filters (`| nginx`, `| python`, `| shell`, `| pgconf`,
-//! `| redis`, `| json`, `| yaml`, `| conf`) for a value in another language inside the
+//! literal. The same escapes are filters (`| nginx`, `| python`, `| php`, `| shell`,
+//! `| pgconf`, `| redis`, `| json`, `| yaml`, `| conf`) for a value in another language inside the
 //! file: a filter's result is final in a file of its own format, and escaped again for
 //! the file otherwise (a shell word in a YAML file is a YAML string).
 //!
 //! Two families:
 //!
-//! - **Literal formats** (`python`, `json`, `yaml`): every value is written as a literal
+//! - **Literal formats** (`python`, `php`, `json`, `yaml`): every value is written as a literal
 //!   of the language: strings quoted, numbers, booleans, lists and maps as such.
 //! - **Word formats** (`nginx`, `shell`, `redis`): a string made only of plain
 //!   characters (`A-Z a-z 0-9 _ . / : @ % + , = -`) is written as it is, so paths and
@@ -41,6 +41,11 @@ pub fn escape(format: FileFormat, value: &Value) -> Result<String, Error> {
         FileFormat::Python => {
             let mut out = String::new();
             python(&mut out, value)?;
+            Ok(out)
+        }
+        FileFormat::Php => {
+            let mut out = String::new();
+            php(&mut out, value)?;
             Ok(out)
         }
         FileFormat::Json | FileFormat::Yaml => json(value),
@@ -313,10 +318,79 @@ fn python_str(out: &mut String, s: &str) {
     out.push('\'');
 }
 
+/// A PHP literal: `"..."` strings (PHP reads escapes only inside double quotes) with
+/// `$` escaped so nothing is interpolated, every control and non-ASCII character as an
+/// escape; `true`/`false`/`null`, `[...]` arrays and `[k => v]` maps.
+fn php(out: &mut String, value: &Value) -> Result<(), Error> {
+    match value.kind() {
+        ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number => {
+            if value.is_integer() {
+                let _ = write!(out, "{value}");
+            } else {
+                let f = f64::try_from(value.clone())?;
+                if !f.is_finite() {
+                    return Err(invalid(FileFormat::Php, "it is not a finite number"));
+                }
+                let _ = write!(out, "{f:?}");
+            }
+        }
+        ValueKind::String => php_str(out, value.as_str().unwrap_or_default()),
+        ValueKind::Seq => {
+            out.push('[');
+            for (i, item) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                php(out, &item)?;
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('[');
+            for (i, key) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                php(out, &key)?;
+                out.push_str(" => ");
+                php(out, &value.get_item(&key)?)?;
+            }
+            out.push(']');
+        }
+        other => return Err(invalid(FileFormat::Php, format!("it is a {other}"))),
+    }
+    Ok(())
+}
+
+fn php_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("\\$"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            c if u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+}
+
 /// The filters templates may use, by name, and the format each applies.
-pub(crate) const FILTERS: [(&str, FileFormat); 8] = [
+pub(crate) const FILTERS: [(&str, FileFormat); 9] = [
     ("nginx", FileFormat::Nginx),
     ("python", FileFormat::Python),
+    ("php", FileFormat::Php),
     ("shell", FileFormat::Shell),
     ("pgconf", FileFormat::Postgresql),
     ("redis", FileFormat::Redis),
@@ -435,6 +509,14 @@ mod tests {
             "\"a\\\"\\n\\u2028\""
         );
         assert_eq!(esc(FileFormat::Yaml, "\u{85}").unwrap(), "\"\\u0085\"");
+        assert_eq!(
+            esc(FileFormat::Php, "a\"$b{$c}\\\n\0\u{1b}é\u{1F600}").unwrap(),
+            r#""a\"\$b{\$c}\\\n\x00\x1b\u{e9}\u{1f600}""#
+        );
+        let php = |v: Value| escape(FileFormat::Php, &v).unwrap();
+        assert_eq!(php(Value::from(false)), "false");
+        assert_eq!(php(Value::from(())), "null");
+        assert_eq!(php(Value::from(vec!["a", "$b"])), r#"["a", "\$b"]"#);
         let py = |v: Value| escape(FileFormat::Python, &v).unwrap();
         assert_eq!(py(Value::from(true)), "True");
         assert_eq!(py(Value::from(())), "None");

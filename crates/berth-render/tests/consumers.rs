@@ -1,6 +1,7 @@
-//! Injection strings in every string setting and every secret of the NetBox manifest,
-//! rendered and then read by the real programs that read those files: `nginx -t`,
-//! Python's compiler and `ast`, `postgres -C` and a `redis-server` that loads its file.
+//! Injection strings in every string setting and every secret of the NetBox and
+//! MediaWiki manifests, rendered and then read by the real programs that read those
+//! files: `nginx -t`, Python's compiler and `ast`, PHP, `postgres -C` and a
+//! `redis-server` that loads its file.
 //!
 //! Site validation refuses control characters, but a secret comes from an archive and a
 //! value may get past a check: the escaping is what must hold, so these tests set the
@@ -20,6 +21,7 @@ use berth_render::{DesiredState, Paths, RenderInput, render, secret_specs};
 const NGINX: &str = "/usr/sbin/nginx";
 const POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
 const REDIS: &str = "/usr/bin/redis-server";
+const PHP: &str = "/usr/bin/php";
 
 /// Values an attacker would try. `{PWNED}` becomes a path that a successful nginx
 /// injection makes `nginx -t` create (it opens every `error_log`).
@@ -40,7 +42,13 @@ const PAYLOADS: [&str; 11] = [
 ];
 
 fn netbox() -> LoadedManifest {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/netbox");
+    example("netbox")
+}
+
+fn example(name: &str) -> LoadedManifest {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
     let m = LoadedManifest::load(&dir).unwrap_or_else(|d| panic!("{d}"));
     validate(&m).unwrap_or_else(|d| panic!("{d}"));
     m
@@ -73,9 +81,9 @@ impl Rendered {
     }
 }
 
-/// NetBox rendered under `prefix` with `settings` (`group.key` → value) and `secret`
+/// The app rendered under `prefix` with `settings` (`group.key` → value) and `secret`
 /// as the value of every secret. `Err` when the renderer refuses a value.
-fn render_netbox(
+fn render_app(
     m: &LoadedManifest,
     prefix: &Path,
     settings: &[(&str, &str)],
@@ -122,7 +130,11 @@ fn string_settings(m: &LoadedManifest) -> Vec<String> {
             }
         }
     }
-    assert!(out.len() >= 5, "NetBox's string settings: {out:?}");
+    assert!(
+        out.len() >= 5,
+        "{}'s string settings: {out:?}",
+        m.manifest.app.name
+    );
     out
 }
 
@@ -184,13 +196,13 @@ fn nginx_reads_every_injected_value_as_one_word() {
     let prefix = dir.path().join("prefix");
     nginx_dirs(&prefix);
     // The defaults give a configuration nginx accepts.
-    let r = render_netbox(&m, &prefix, &[], "s3cret").unwrap();
+    let r = render_app(&m, &prefix, &[], "s3cret").unwrap();
     let (ok, out) = nginx_test(dir.path(), r.file("nginx/nginx.conf"));
     assert!(ok, "{out}\n{}", r.file("nginx/nginx.conf"));
     for name in string_settings(&m) {
         for p in PAYLOADS {
             let value = payload(p, dir.path());
-            let Ok(r) = render_netbox(&m, &prefix, &[(name.as_str(), value.as_str())], "s") else {
+            let Ok(r) = render_app(&m, &prefix, &[(name.as_str(), value.as_str())], "s") else {
                 continue; // refused by the escape: nothing written
             };
             let conf = r.file("nginx/nginx.conf");
@@ -214,7 +226,7 @@ fn nginx_accepts_a_prefix_that_needs_quotes() {
     let dir = tempdir();
     let prefix = dir.path().join("it's a \"prefix\"");
     nginx_dirs(&prefix);
-    let r = render_netbox(&m, &prefix, &[("nginx.listen", "127.0.0.1")], "s").unwrap();
+    let r = render_app(&m, &prefix, &[("nginx.listen", "127.0.0.1")], "s").unwrap();
     let conf = r.file("nginx/nginx.conf");
     let (ok, out) = nginx_test(dir.path(), conf);
     assert!(ok, "{out}\n{conf}");
@@ -295,7 +307,7 @@ fn python_reads_every_injected_value_back_unchanged() {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
-            let r = match render_netbox(&m, prefix, &pairs, &secret) {
+            let r = match render_app(&m, prefix, &pairs, &secret) {
                 Ok(r) => r,
                 Err(e) => {
                     assert!(!e.contains("configuration.py"), "{e}");
@@ -340,7 +352,7 @@ fn postgres_reads_quoted_paths_back_unchanged() {
         "/srv/it's a \\ \"strange\" prefix",
         "/srv/é日本/x\ny",
     ] {
-        let r = render_netbox(&m, Path::new(prefix), &[], "s").unwrap();
+        let r = render_app(&m, Path::new(prefix), &[], "s").unwrap();
         let conf = dir.path().join("postgresql.conf");
         std::fs::write(&conf, r.file("postgresql/postgresql.conf")).unwrap();
         std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -417,7 +429,7 @@ fn redis_loads_every_injected_password_unchanged() {
     std::fs::create_dir_all(&redis_dir).unwrap();
     for p in PAYLOADS.iter().filter(|p| !p.is_empty()) {
         let secret = payload(p, dir.path());
-        let Ok(r) = render_netbox(&m, &prefix, &[], &secret) else {
+        let Ok(r) = render_app(&m, &prefix, &[], &secret) else {
             // The shell script cannot hold a NUL; redis.conf could.
             assert!(secret.contains('\0'), "{secret:?}");
             continue;
@@ -495,7 +507,7 @@ fn shell_reads_every_injected_password_unchanged() {
     let dir = tempdir();
     for p in PAYLOADS {
         let secret = payload(p, dir.path());
-        let Ok(r) = render_netbox(&m, Path::new("/var/opt/berth/netbox"), &[], &secret) else {
+        let Ok(r) = render_app(&m, Path::new("/var/opt/berth/netbox"), &[], &secret) else {
             assert!(secret.contains('\0'), "only NUL is refused: {secret:?}");
             continue;
         };
@@ -520,4 +532,130 @@ fn shell_reads_every_injected_password_unchanged() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), secret, "{script}");
         assert!(!dir.path().join("pwned").exists(), "{script}");
     }
+}
+
+/// Loads each case's file the way MediaWiki does (`include` with `MEDIAWIKI` defined),
+/// after checking with PHP's own tokenizer that the file calls nothing but what the
+/// template calls and runs no shell; then compares the variables it set.
+const PHP_CHECK: &str = r#"<?php
+define('MEDIAWIKI', true);
+define('CACHE_DB', 1);
+function wfLoadSkin($name) {}
+function load($file) { include $file; return get_defined_vars(); }
+$allowed = ['defined', 'wfLoadSkin'];
+foreach (json_decode(stream_get_contents(STDIN), true) as $case) {
+    $tokens = token_get_all(file_get_contents($case['file']));
+    foreach ($tokens as $i => $t) {
+        if ($t === '`') {
+            fwrite(STDERR, "{$case['file']}: a shell command\n");
+            exit(1);
+        }
+        if (!is_array($t)) continue;
+        if (in_array($t[0], [T_EVAL, T_INCLUDE, T_INCLUDE_ONCE, T_REQUIRE, T_REQUIRE_ONCE])) {
+            fwrite(STDERR, "{$case['file']}: {$t[1]}\n");
+            exit(1);
+        }
+        if ($t[0] === T_STRING) {
+            $j = $i + 1;
+            while (isset($tokens[$j]) && is_array($tokens[$j]) && $tokens[$j][0] === T_WHITESPACE) $j++;
+            if (($tokens[$j] ?? null) === '(' && !in_array($t[1], $allowed)) {
+                fwrite(STDERR, "{$case['file']}: calls {$t[1]}()\n");
+                exit(1);
+            }
+        }
+    }
+    $vars = load($case['file']);
+    foreach ($case['expected'] as $name => $want) {
+        $got = $vars[$name] ?? null;
+        if ($got !== $want) {
+            fwrite(STDERR, "{$case['file']}: \$$name: " . var_export($got, true) . ' !== ' . var_export($want, true) . "\n");
+            exit(1);
+        }
+    }
+}
+"#;
+
+/// Stops: a quote, `$` or `{$…}` in a MediaWiki setting or secret ending the PHP string
+/// in LocalSettings.php or interpolating a variable, and running code as the wiki.
+#[test]
+fn php_reads_every_injected_value_back_unchanged() {
+    if !installed(PHP) {
+        return;
+    }
+    let m = example("mediawiki");
+    let dir = tempdir();
+    let prefix = Path::new("/var/opt/berth/it's \"wiki\" {x}");
+    let mut checks = Vec::new();
+    let mut payloads: Vec<&str> = PAYLOADS.to_vec();
+    payloads.extend([
+        "${wgDBpassword}",
+        "{$wgSecretKey}",
+        "\\$wgDBpassword \\\\\"",
+        "?><?php system('id');",
+    ]);
+    for p in payloads {
+        let value = payload(p, dir.path());
+        let mut cases: Vec<(Vec<(String, String)>, String)> = string_settings(&m)
+            .into_iter()
+            .map(|n| (vec![(n, value.clone())], "s3cret".to_owned()))
+            .collect();
+        cases.push((Vec::new(), value.clone()));
+        for (settings, secret) in cases {
+            let pairs: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let r = match render_app(&m, prefix, &pairs, &secret) {
+                Ok(r) => r,
+                Err(e) => {
+                    assert!(!e.contains("LocalSettings.php"), "{e}");
+                    continue;
+                }
+            };
+            let file = dir
+                .path()
+                .join(format!("LocalSettings-{}.php", checks.len()));
+            std::fs::write(&file, r.file("mediawiki/LocalSettings.php")).unwrap();
+            let setting = |name: &str, default: &str| {
+                settings
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(default.to_owned(), |(_, v)| v.clone())
+            };
+            let mut expected = serde_json::json!({
+                "wgSitename": setting("wiki.name", "Berth Wiki"),
+                "wgLanguageCode": setting("wiki.language", "en"),
+                "wgDBpassword": secret,
+                "wgSecretKey": secret,
+                "wgUpgradeKey": secret,
+                "wgUploadDirectory": format!("{}/data/mediawiki/images", prefix.display()),
+            });
+            let read_only = setting("wiki.read_only", "");
+            if !read_only.is_empty() {
+                expected["wgReadOnly"] = read_only.into();
+            }
+            checks.push(serde_json::json!({ "file": file, "expected": expected }));
+        }
+    }
+    assert!(checks.len() > 40, "{} cases", checks.len());
+    // The script and the cases in files: one PHP process checks every case.
+    let cases = dir.path().join("cases.json");
+    std::fs::write(&cases, serde_json::Value::from(checks).to_string()).unwrap();
+    let script = dir.path().join("check.php");
+    std::fs::write(&script, PHP_CHECK).unwrap();
+    let out = Command::new(PHP)
+        .arg(&script)
+        .stdin(std::fs::File::open(&cases).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("pwned").exists(),
+        "an injected command ran"
+    );
 }
