@@ -1,5 +1,6 @@
-//! Snapshot of everything the reference app, NetBox (`examples/netbox`), renders to:
-//! a change to its manifest or templates, or to the renderer, shows up here as a diff.
+//! Snapshots of everything the example apps (`examples/netbox`, the reference app, and
+//! `examples/mediawiki`) render to: a change to a manifest or its templates, or to the
+//! renderer, shows up here as a diff.
 //!
 //! Every input is pinned: the facts (`Facts::fixture`, as root), the prefix, an empty
 //! site config (so defaults and derived values), and secrets whose values name them
@@ -11,16 +12,19 @@ use std::path::Path;
 use berth_model::{Facts, LoadedManifest, parse_site, resolve, validate};
 use berth_render::{Paths, RenderInput, render, secret_specs};
 
-fn netbox() -> LoadedManifest {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/netbox");
+fn example(name: &str) -> LoadedManifest {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
     let m = LoadedManifest::load(&dir).unwrap_or_else(|d| panic!("{d}"));
     validate(&m).unwrap_or_else(|d| panic!("{d}"));
     m
 }
 
-#[test]
-fn renders_netbox_for_a_root_install() {
-    let m = netbox();
+/// `name` rendered for a root install under `/var/opt/berth/<name>`, each file as a
+/// list of lines, so a change shows as the lines it changed.
+fn rendered(name: &str) -> serde_json::Value {
+    let m = example(name);
     let facts = Facts {
         is_root: true,
         ..Facts::fixture()
@@ -34,7 +38,8 @@ fn renders_netbox_for_a_root_install() {
             (s.name, value)
         })
         .collect();
-    let paths = Paths::for_prefix(Path::new("/var/opt/berth/netbox"), &m.manifest.app.version);
+    let prefix = Path::new("/var/opt/berth").join(name);
+    let paths = Paths::for_prefix(&prefix, &m.manifest.app.version);
     let state = render(&RenderInput {
         manifest: &m,
         config: &config,
@@ -43,11 +48,20 @@ fn renders_netbox_for_a_root_install() {
         paths: &paths,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    // Each rendered file as a list of lines, so a change shows as the lines it changed.
     let mut state = serde_json::to_value(&state).unwrap();
     for file in state["files"].as_array_mut().unwrap() {
         let content = file["content"].as_str().unwrap();
         file["content"] = content.lines().collect::<Vec<_>>().into();
     }
-    insta::assert_yaml_snapshot!(state);
+    state
+}
+
+#[test]
+fn renders_netbox_for_a_root_install() {
+    insta::assert_yaml_snapshot!(rendered("netbox"));
+}
+
+#[test]
+fn renders_mediawiki_for_a_root_install() {
+    insta::assert_yaml_snapshot!(rendered("mediawiki"));
 }
