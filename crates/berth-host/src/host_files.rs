@@ -164,41 +164,41 @@ impl HostFiles {
         self.check(wanted)?;
         let mut recorded = self.recorded()?;
         let mut report = Report::default();
-        let gone: Vec<Entry> = recorded
-            .iter()
-            .filter(|e| !wanted.iter().any(|w| w.path == e.path))
-            .cloned()
+        let gone: Vec<PathBuf> = paths_of(&recorded)
+            .into_iter()
+            .filter(|p| !wanted.iter().any(|w| &w.path == p))
             .collect();
-        for entry in gone {
-            remove_one(&entry, &mut report)?;
-            recorded.retain(|e| e.path != entry.path);
+        for path in gone {
+            remove_one(&path, &recorded, &mut report)?;
+            recorded.retain(|e| e.path != path);
             self.save(&recorded)?;
         }
         for spec in wanted {
             let (dir, name) = parent_of(&spec.path)?;
             let made = made_of(spec);
             let now = found(&dir, &name)?;
+            let entry = Entry {
+                path: spec.path.clone(),
+                made: made.clone(),
+            };
             if now.as_ref() == Some(&made) {
-                if !recorded
-                    .iter()
-                    .any(|e| e.path == spec.path && e.made == made)
-                {
+                // Recorded as exactly this (a run killed after the write below leaves
+                // the old one recorded too).
+                let mine: Vec<&Entry> = recorded.iter().filter(|e| e.path == spec.path).collect();
+                if mine != [&entry] {
                     recorded.retain(|e| e.path != spec.path);
-                    recorded.push(Entry {
-                        path: spec.path.clone(),
-                        made,
-                    });
+                    recorded.push(entry);
                     self.save(&recorded)?;
                 }
                 continue;
             }
             let replace = now.is_some();
-            recorded.retain(|e| e.path != spec.path);
-            recorded.push(Entry {
-                path: spec.path.clone(),
-                made,
-            });
-            self.save(&recorded)?;
+            // Until the new one is in place both the old and the new are berth's: a run
+            // killed in between finds one of the two and still knows it as its own.
+            if !recorded.contains(&entry) {
+                recorded.push(entry.clone());
+                self.save(&recorded)?;
+            }
             match &spec.kind {
                 HostFileKind::Link { target } => dir.symlink(&name, target, replace)?,
                 HostFileKind::File { content, mode, .. } if replace => {
@@ -207,6 +207,10 @@ impl HostFiles {
                 HostFileKind::File { content, mode, .. } => {
                     dir.write_new(&name, content.as_bytes(), *mode, None)?;
                 }
+            }
+            if recorded.iter().any(|e| e.path == spec.path && e != &entry) {
+                recorded.retain(|e| e.path != spec.path || e == &entry);
+                self.save(&recorded)?;
             }
             if replace {
                 report.updated.push(spec.path.clone());
@@ -222,31 +226,44 @@ impl HostFiles {
     pub fn remove_all(&self) -> Result<Report> {
         let mut recorded = self.recorded()?;
         let mut report = Report::default();
-        while let Some(entry) = recorded.pop() {
-            remove_one(&entry, &mut report)?;
+        while let Some(path) = paths_of(&recorded).pop() {
+            remove_one(&path, &recorded, &mut report)?;
+            recorded.retain(|e| e.path != path);
             self.save(&recorded)?;
         }
         Ok(report)
     }
 }
 
-/// Remove `entry` if it is still as berth made it; else (changed, or its directory
-/// cannot be reached without a symlink) name it in `report.left`.
-fn remove_one(entry: &Entry, report: &mut Report) -> Result<()> {
-    let Ok((dir, name)) = parent_of(&entry.path) else {
+/// The recorded paths, each once, in the order first recorded.
+fn paths_of(recorded: &[Entry]) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for e in recorded {
+        if !paths.contains(&e.path) {
+            paths.push(e.path.clone());
+        }
+    }
+    paths
+}
+
+/// Remove `path` if it is still as berth made it (as one of its `recorded` entries);
+/// else (changed, or its directory cannot be reached without a symlink) name it in
+/// `report.left`.
+fn remove_one(path: &Path, recorded: &[Entry], report: &mut Report) -> Result<()> {
+    let Ok((dir, name)) = parent_of(path) else {
         // Its directory is gone (the package that reads it was removed) or is no
         // longer a plain one: nothing berth can tell is its own.
-        if std::fs::symlink_metadata(&entry.path).is_ok() {
-            report.left.push(entry.path.clone());
+        if std::fs::symlink_metadata(path).is_ok() {
+            report.left.push(path.to_path_buf());
         }
         return Ok(());
     };
     match found(&dir, &name)? {
-        Some(now) if now == entry.made => {
+        Some(now) if recorded.iter().any(|e| e.path == path && e.made == now) => {
             dir.remove_file(&name)?;
-            report.removed.push(entry.path.clone());
+            report.removed.push(path.to_path_buf());
         }
-        Some(_) => report.left.push(entry.path.clone()),
+        Some(_) => report.left.push(path.to_path_buf()),
         None => {}
     }
     Ok(())

@@ -150,3 +150,56 @@ fn an_edited_host_file_is_left_when_removing() {
     assert_eq!((r.removed.len(), r.left), (0, vec![cron.clone()]));
     assert_eq!(std::fs::read_to_string(&cron).unwrap(), "edited\n");
 }
+
+/// A run killed while it replaced a host file, before or after the new one was put
+/// in place: the record holds the old and the new, whichever is on disk is berth's,
+/// and the next run finishes the job (or `down --purge` removes it) without refusing.
+#[test]
+fn a_replacement_cut_short_is_finished_by_the_next_run() {
+    let (_tmp, root, files) = setup();
+    let cron = root.join("sites/app-cron");
+    let record = root.join("state/host-files.json");
+    let old = copy(&cron, "0 * * * * root true\n");
+    let new = copy(&cron, "5 * * * * root true\n");
+    files.converge(std::slice::from_ref(&old)).unwrap();
+    let only_old = std::fs::read(&record).unwrap();
+
+    // What a run replacing old with new records before it writes.
+    let mut both: serde_json::Value = serde_json::from_slice(&only_old).unwrap();
+    let mut new_entry = both[0].clone();
+    new_entry["made"]["file"] = hex_sha256("5 * * * * root true\n").into();
+    both.as_array_mut().unwrap().push(new_entry);
+    let both = serde_json::to_vec(&both).unwrap();
+
+    // Killed before the write: the old file is on disk.
+    std::fs::write(&record, &both).unwrap();
+    let r = files.converge(std::slice::from_ref(&new)).unwrap();
+    assert_eq!(r.updated, std::slice::from_ref(&cron));
+    assert_eq!(
+        std::fs::read_to_string(&cron).unwrap(),
+        "5 * * * * root true\n"
+    );
+    assert_eq!(files.recorded().unwrap().len(), 1);
+
+    // Killed after the write: the new file is on disk, the old still recorded.
+    std::fs::write(&record, &both).unwrap();
+    assert_eq!(
+        files.converge(std::slice::from_ref(&new)).unwrap(),
+        Report::default()
+    );
+    assert_eq!(files.recorded().unwrap().len(), 1);
+
+    // And purged from either state: removed once, never reported as left.
+    for disk in ["0 * * * * root true\n", "5 * * * * root true\n"] {
+        std::fs::write(&cron, disk).unwrap();
+        std::fs::write(&record, &both).unwrap();
+        let r = files.remove_all().unwrap();
+        assert_eq!((r.removed, r.left), (vec![cron.clone()], vec![]));
+        assert!(!cron.exists());
+    }
+}
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
