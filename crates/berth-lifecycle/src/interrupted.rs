@@ -10,6 +10,7 @@
 //! supervisor the plan on disk with the restarts and reloads they recorded, start
 //! what they would have started, and wait for the app to answer.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use berth_render::DesiredState;
@@ -21,7 +22,7 @@ use crate::error::Result;
 use crate::instance::Instance;
 use crate::run::{Outcome, Run};
 use crate::state_files::applied_plan;
-use crate::{health, supervisor};
+use crate::{health, hooks, supervisor};
 
 /// What runs that never finished left pending, read without changing anything: for
 /// the dry run.
@@ -50,31 +51,78 @@ pub(crate) fn finish(run: &Run, state: &DesiredState, outcome: &mut Outcome) -> 
     let plan = applied_plan(&inst.paths.supervision_plan());
     if let (true, Some(plan)) = (run.supervisor().is_running(), plan) {
         let wanted = merged(&unfinished, &plan);
+        // Hooks the killed run would have run before restarting the services they
+        // gate (a migration before the app server) are still due: those services
+        // wait for them here too, as they would have in the run itself.
+        let due = hooks::due(run, state, &hooks::every_due(false))?;
+        let (now, later) = split(&wanted, &hooks::gated_services(&due));
         let mut done = Outcome::default();
+        // The app is checked once the last of it is done (not at all when nothing was).
+        let healthy = |done: &Outcome| {
+            let stopped = supervisor::stopped_services(run.supervisor());
+            if !done.is_noop() && stopped.is_empty() {
+                health::wait_healthy(state)?;
+            }
+            Ok::<_, crate::LifecycleError>(())
+        };
         run.progress
             .begin(&format!("Finishing interrupted run {runs}"));
         run.step(&format!("finish interrupted run {runs}"), || {
-            act(run, plan, &wanted, &mut done)?;
-            if done.is_noop() {
-                return Ok(());
-            }
-            let stopped = supervisor::stopped_services(run.supervisor());
-            if stopped.is_empty() {
-                health::wait_healthy(state)?;
+            act(run, plan.clone(), &now, &mut done)?;
+            if later.is_empty() {
+                healthy(&done)?;
             }
             Ok::<_, crate::LifecycleError>(())
         })?;
         run.progress.end("");
+        if !later.is_empty() {
+            add(&mut outcome.hooks_run, hooks::run_due(run, &due)?);
+            run.step(
+                &format!("finish interrupted run {runs} after hooks"),
+                || {
+                    let mut after = Outcome::default();
+                    act(run, plan, &later, &mut after)?;
+                    merge(&mut done, after);
+                    healthy(&done)
+                },
+            )?;
+        }
         run.progress.note(&describe(&runs, &done));
-        add(&mut outcome.restarted, done.restarted);
-        add(&mut outcome.reloaded, done.reloaded);
-        add(&mut outcome.stopped, done.stopped);
-        add(&mut outcome.started, done.started);
+        merge(outcome, done);
     }
     for u in &unfinished {
         run.db.clear_pending_services(u.run)?;
     }
     Ok(())
+}
+
+fn merge(into: &mut Outcome, from: Outcome) {
+    add(&mut into.restarted, from.restarted);
+    add(&mut into.reloaded, from.reloaded);
+    add(&mut into.stopped, from.stopped);
+    add(&mut into.started, from.started);
+}
+
+/// `wanted` split into what can be done at once and what waits for due hooks (the
+/// services those hooks gate). Stops never wait.
+fn split(wanted: &PendingServices, gated: &BTreeSet<String>) -> (PendingServices, PendingServices) {
+    let waits = |n: &String| gated.contains(n);
+    let part = |list: &[String], later: bool| -> Vec<String> {
+        list.iter().filter(|n| waits(n) == later).cloned().collect()
+    };
+    let now = PendingServices {
+        restart: part(&wanted.restart, false),
+        reload: part(&wanted.reload, false),
+        start: part(&wanted.start, false),
+        stop: wanted.stop.clone(),
+    };
+    let later = PendingServices {
+        restart: part(&wanted.restart, true),
+        reload: part(&wanted.reload, true),
+        start: part(&wanted.start, true),
+        stop: Vec::new(),
+    };
+    (now, later)
 }
 
 /// What every unfinished run meant to do, limited to services of `plan` (the one on
@@ -415,6 +463,69 @@ mod tests {
                     Some(StepStatus::Done)
                 )]
             );
+        }
+
+        /// A killed run whose restart of `web` waited for a due hook (`migrate`,
+        /// `before = ["web"]`): the next run restarts what did not wait at once, runs
+        /// the hook, and only then restarts `web`, never early on the new files.
+        #[test]
+        fn a_service_held_for_a_due_hook_is_restarted_after_it() {
+            let tmp = tempfile::tempdir().unwrap();
+            let pending = PendingServices {
+                restart: names(&["web", "db"]),
+                reload: vec![],
+                start: vec![],
+                stop: vec![],
+            };
+            let (inst, _, _) = killed_run(&tmp, &pending);
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let journal = tmp.path().join("journal");
+            let mut migrate = crate::testing::hook("migrate", &[], &["web"]);
+            migrate.log_file = inst.paths.prefix.join("log/hooks/migrate.log");
+            migrate.argv = names(&[
+                "/bin/sh",
+                "-c",
+                &format!("echo hook migrate >> {}", journal.display()),
+            ]);
+            let mut sup = Scripted::answering(vec![
+                Response::Applied {
+                    restarted: names(&["db"]),
+                    reloaded: vec![],
+                    removed: vec![],
+                },
+                Response::Applied {
+                    restarted: names(&["web"]),
+                    reloaded: vec![],
+                    removed: vec![],
+                },
+            ])
+            .journaling(&journal);
+            sup.status = Some(Response::Status {
+                supervisor_pid: 1,
+                services: vec![status("mail", ServiceState::Stopped)],
+                jobs: vec![],
+            });
+            let run = Run::begin(&inst, "up", "", &Silent)
+                .unwrap()
+                .with_supervisor(&sup);
+            let state = state_on(&inst.paths.prefix, vec![], vec![migrate]);
+            let mut outcome = Outcome::default();
+            super::super::finish(&run, &state, &mut outcome).unwrap();
+            let lines: Vec<String> = std::fs::read_to_string(&journal)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    l.split_once("] ")
+                        .map_or(l.to_owned(), |(_, tail)| tail.to_owned())
+                })
+                .collect();
+            assert_eq!(
+                lines,
+                ["restart=db reload=", "hook migrate", "restart=web reload="]
+            );
+            assert_eq!(outcome.hooks_run, ["migrate"]);
+            assert_eq!(outcome.restarted, ["db", "web"]);
+            assert!(run.db.pending_services(None).unwrap().is_empty());
         }
 
         /// When the app does not answer after the killed run's work is done, the run
