@@ -147,6 +147,36 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
     let r = berth.run(&["reconfigure"]).expect(0);
     assert_eq!(marks(&berth).len(), 3, "{}", r.stdout);
 
+    // Killed after writing the app's new config, before anything ran: the next run
+    // finishes it, and still runs the hook before restarting the app.
+    berth_tests::require_fault_points();
+    let before = berth.pids();
+    berth.write_site(&format!("{SITE}greeting = \"good night\"\n"));
+    let killed = berth.run_env(
+        &["reconfigure"],
+        &[(berth_lifecycle::fault::ENV, "change:written")],
+    );
+    assert_eq!(killed.code, -1, "{killed:?}");
+    assert_eq!(
+        berth.pids()["app"],
+        before["app"],
+        "restarted before the kill"
+    );
+    let r = berth.run(&["reconfigure"]).expect(0);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("was interrupted"), "{said}");
+    berth.wait_all_ready(Duration::from_secs(30));
+    let after = berth.pids();
+    assert_ne!(after["app"], before["app"], "the app was not restarted");
+    let ran = marks(&berth);
+    assert_eq!(ran.len(), 4, "{ran:?}");
+    assert!(
+        start_ticks(after["app"]) >= ran[3],
+        "the app restarted (tick {}) before the hook ran (tick {})",
+        start_ticks(after["app"]),
+        ran[3]
+    );
+
     // `down --purge` removes the host file berth made, and only that.
     let r = berth.run(&["down", "--purge"]).expect(0);
     assert!(
