@@ -122,6 +122,12 @@ impl Berth {
         }
     }
 
+    /// The instance at `prefix` as set up: runs without `--manifest`, so berth uses the
+    /// manifest the instance keeps.
+    pub fn installed(prefix: &Path) -> Self {
+        Self::new(prefix, Path::new(""))
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
     }
@@ -131,12 +137,14 @@ impl Berth {
         if env.iter().any(|(k, _)| *k == "BERTH_FAULT") {
             require_fault_points();
         }
-        let out = Command::new(berth_bin())
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(berth_bin());
+        cmd.envs(env.iter().copied())
             .arg("--prefix")
-            .arg(&self.prefix)
-            .arg("--manifest")
-            .arg(&self.manifest)
+            .arg(&self.prefix);
+        if !self.manifest.as_os_str().is_empty() {
+            cmd.arg("--manifest").arg(&self.manifest);
+        }
+        let out = cmd
             .args(args)
             .env_remove("BERTH_PREFIX")
             .env_remove("BERTH_MANIFEST")

@@ -46,9 +46,13 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check or show the site config.
+    /// Check or show the site config; rewrite it for settings a new version renamed.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Plan an upgrade to a new version: the path through required stops, each hop's
+    /// steps and downtime, and the settings to change first.
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -203,6 +207,30 @@ pub enum ConfigCommand {
     Check,
     /// Print the effective config: every setting with its value and where it came from.
     Show,
+    /// Rewrite the site config for the settings the versions up to the target renamed,
+    /// keeping comments and layout (the old text is kept as `<file>.before-migrate`).
+    Migrate {
+        /// The new version's manifest directory (again for each required stop).
+        #[arg(long, value_name = "DIR", required = true)]
+        to: Vec<PathBuf>,
+        /// Print the rewritten file, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `berth upgrade …`.
+#[derive(Debug, Subcommand)]
+pub enum UpgradeCommand {
+    /// Print the upgrade's path, steps, downtime and settings to change; change nothing.
+    Plan {
+        /// The new version's manifest directory; give one per required stop too.
+        #[arg(long, value_name = "DIR", required = true)]
+        to: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// An optional service name.

@@ -47,6 +47,21 @@ pub enum LifecycleError {
     /// `reconfigure` before the first `up`.
     #[error("`{0}` has not been set up yet")]
     NotSetUp(PathBuf),
+    /// An upgrade of an instance that was never set up, or with `--manifest`.
+    #[error(
+        "no instance to upgrade at `{}`: upgrades start from the manifest an instance was set up with (leave out `--manifest`; name the new version with `--to DIR`)",
+        prefix.display()
+    )]
+    UpgradeNeedsInstance {
+        /// The prefix.
+        prefix: PathBuf,
+    },
+    /// The upgrade is refused before anything changes.
+    #[error(transparent)]
+    UpgradeRefused(#[from] berth_upgrade::Refused),
+    /// The site config cannot be rewritten for renamed settings.
+    #[error(transparent)]
+    Migrate(#[from] berth_upgrade::MigrateError),
     /// The supervisor is not running.
     #[error("The supervisor of `{prefix}` is not running")]
     SupervisorDown {

@@ -148,14 +148,19 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     }
 }
 
+/// The site config file of the instance at `prefix`: `--config`, else `<prefix>/site.toml`.
+pub fn config_path(global: &Locate, prefix: &Path) -> Result<PathBuf> {
+    match &global.config {
+        Some(c) => absolute(c),
+        None => Ok(Paths::unversioned(prefix).site_config()),
+    }
+}
+
 /// Locate, load and resolve everything. Pure apart from reading files.
 pub fn open(global: &Locate) -> Result<Instance> {
     let facts = berth_host::facts::probe();
     let (prefix, manifest, origin) = locate(global, &facts)?;
-    let config_path = match &global.config {
-        Some(c) => absolute(c)?,
-        None => Paths::unversioned(&prefix).site_config(),
-    };
+    let config_path = config_path(global, &prefix)?;
     // A missing default `site.toml` means "all defaults"; a `--config` that names
     // nothing is a typo, and must not reset a live instance to the defaults.
     let fix = if global.config.is_some() {

@@ -22,6 +22,8 @@
 //! - **Echo input safely**: [`shown`] and [`terminal_safe`] escape control characters
 //!   (and cut long values) before anything typed or planted reaches a terminal;
 //!   [`is_unsafe_char`] is the set of characters string settings refuse.
+//! - **Order versions**: [`version::compare_versions`] (Debian's order) and
+//!   [`version::in_series`], for upgrade rules.
 //! - **Check the prefix**: [`check_prefix`] accepts an absolute, normalised path of
 //!   letters, digits and `._/+-` only, since every path berth derives starts with it.
 //! - **Check a path outside the prefix**: [`check_host_path`] accepts where a
@@ -77,6 +79,7 @@ pub mod suggest;
 mod templates;
 mod validate;
 mod value;
+pub mod version;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -44,6 +44,11 @@ pub struct Manifest {
     /// What a backup holds and how writers are quiesced while it is taken.
     #[serde(default)]
     pub backup: Option<BackupDecl>,
+    /// How an instance gets to this version from older ones: required stops, the
+    /// oldest version it upgrades from, which hops are online, settings renamed or
+    /// removed.
+    #[serde(default)]
+    pub upgrade: UpgradeDecl,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -693,6 +698,44 @@ impl std::fmt::Display for RerunSource {
             RerunSource::AppVersion => write!(f, "app:version"),
         }
     }
+}
+
+/// `[upgrade]`: the upgrade rules of this version, as data. They are the vendor's
+/// knowledge of the app's history, so the newest manifest carries them all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeDecl {
+    /// Series every upgrade must pass through (`"3.7"`: some 3.7.x release must have
+    /// run before anything newer), oldest first.
+    #[serde(default)]
+    pub stops: Vec<String>,
+    /// The oldest version (or series) this one upgrades from directly.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Upgrading to this version from this version (or series) or newer only runs
+    /// online migrations: the old release keeps serving on the new schema. Older ones,
+    /// and every hop when this is unset, are offline.
+    #[serde(default)]
+    pub online_from: Option<String>,
+    /// Settings renamed or removed, each in the version that did it.
+    #[serde(default)]
+    pub settings: Vec<SettingChangeDecl>,
+}
+
+/// One `[[upgrade.settings]]` entry: a setting renamed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingChangeDecl {
+    /// The old setting, `group.key`.
+    pub key: String,
+    /// The version that renamed or removed it.
+    pub since: String,
+    /// Its new name, `group.key`, when it was renamed (the value carries over).
+    #[serde(default)]
+    pub renamed_to: Option<String>,
+    /// What the administrator should know or do.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// `[backup]`: what `berth backup create` puts in an archive besides the site config

@@ -52,6 +52,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.files();
     v.host_files();
     v.backup();
+    v.upgrade();
     v.cycles();
     v.templates();
     v.diags.into_result(())
@@ -1078,6 +1079,125 @@ impl Validator<'_> {
                     &[base[0], base[1], Seg::Key("bin_dir")],
                     format!("`bin_dir` `{}` is not an absolute path", db.bin_dir),
                     Some("e.g. \"/usr/lib/postgresql/15/bin\"".to_owned()),
+                );
+            }
+        }
+    }
+
+    /// A version of an `[upgrade]` rule: a valid version, not newer than this one.
+    fn upgrade_version(&mut self, path: &[Seg<'_>], value: &str, what: &str) -> bool {
+        let version = &self.man.app.version;
+        if !is_version(value) {
+            self.at_value(
+                path,
+                format!("{what} `{}` is not a valid version", crate::shown(value)),
+                Some("write a version such as `3.7` or `4.7.3`".to_owned()),
+            );
+            return false;
+        }
+        if !crate::version::at_least(version, value) {
+            self.at_value(
+                path,
+                format!("{what} `{value}` is newer than this manifest's version `{version}`"),
+                Some("upgrade rules speak of this version and older ones".to_owned()),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// `[upgrade]`: versions that are versions and older than this one, stops oldest
+    /// first, not in this version's own series.
+    fn upgrade(&mut self) {
+        use crate::version::{compare_versions, in_series};
+        let version = self.man.app.version.clone();
+        let u = &self.man.upgrade;
+        for (i, stop) in u.stops.iter().enumerate() {
+            let path = [Seg::Key("upgrade"), Seg::Key("stops"), Seg::Index(i)];
+            if !self.upgrade_version(&path, stop, "upgrade stop") {
+                continue;
+            }
+            if in_series(&version, stop) {
+                self.at_value(
+                    &path,
+                    format!("upgrade stop `{stop}` is this version's own series"),
+                    Some(
+                        "list the series an upgrade to this version must pass through first"
+                            .to_owned(),
+                    ),
+                );
+            } else if i > 0 && compare_versions(&u.stops[i - 1], stop) != std::cmp::Ordering::Less {
+                self.at_value(
+                    &path,
+                    format!("upgrade stop `{stop}` comes after `{}`", u.stops[i - 1]),
+                    Some("list the stops oldest first".to_owned()),
+                );
+            }
+        }
+        for (key, value) in [("from", &u.from), ("online_from", &u.online_from)] {
+            if let Some(value) = value {
+                self.upgrade_version(
+                    &[Seg::Key("upgrade"), Seg::Key(key)],
+                    value,
+                    &format!("`upgrade.{key}`"),
+                );
+            }
+        }
+        self.upgrade_settings();
+    }
+
+    /// `[[upgrade.settings]]`: renamed settings pointing at declared ones (or renamed
+    /// again), removed ones gone from the manifest.
+    fn upgrade_settings(&mut self) {
+        let u = &self.man.upgrade;
+        let declared: Vec<String> = self
+            .man
+            .settings
+            .iter()
+            .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
+            .collect();
+        for (i, c) in u.settings.iter().enumerate() {
+            let at = |k| {
+                [
+                    Seg::Key("upgrade"),
+                    Seg::Key("settings"),
+                    Seg::Index(i),
+                    Seg::Key(k),
+                ]
+            };
+            self.upgrade_version(&at("since"), &c.since, "`since`");
+            if c.key
+                .split_once('.')
+                .is_none_or(|(g, k)| !is_identifier(g) || !is_identifier(k))
+            {
+                self.at_value(
+                    &at("key"),
+                    format!("`{}` is not a setting's name", crate::shown(&c.key)),
+                    Some(
+                        "write `group.key`, as in the site config's `[group] key = ...`".to_owned(),
+                    ),
+                );
+            } else if declared.contains(&c.key) {
+                self.at_value(
+                    &at("key"),
+                    format!(
+                        "setting `{}` is renamed or removed, but still declared",
+                        c.key
+                    ),
+                    Some(format!("remove `[settings.{}]` from this manifest", c.key)),
+                );
+            }
+            // A name renamed again later (by another entry) is not declared any more.
+            let renamed_again = u
+                .settings
+                .iter()
+                .any(|o| c.renamed_to.as_ref() == Some(&o.key));
+            if let Some(to) = c.renamed_to.as_ref().filter(|_| !renamed_again) {
+                self.reference(
+                    &at("renamed_to"),
+                    to,
+                    "setting",
+                    declared.iter().map(String::as_str),
                 );
             }
         }

@@ -643,3 +643,31 @@ fn manifest_host_file_errors() {
         .to_string()
     );
 }
+
+/// Upgrade rules: versions that are not versions or are newer than the manifest's,
+/// stops out of order or in its own series, a renamed setting pointing nowhere (with a
+/// did-you-mean) and a removed one still declared.
+#[test]
+fn manifest_upgrade_rule_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"4.7.3\"\n\n\
+         [settings.web.request_timeout]\ntype = \"int\"\ndefault = 60\n\n\
+         [settings.web.workers]\ntype = \"int\"\ndefault = 2\n\n\
+         [upgrade]\nstops = [\"3.7\", \"2.11\", \"4.7\", \"5.0\", \"x y\"]\n\
+         from = \"3.7\"\nonline_from = \"4.8.0\"\n\n\
+         [[upgrade.settings]]\nkey = \"web.timeout\"\nsince = \"4.7.0\"\nrenamed_to = \"web.request_timout\"\n\n\
+         [[upgrade.settings]]\nkey = \"web.workers\"\nsince = \"4.7.0\"\nmessage = \"gone\"\n\n\
+         [[upgrade.settings]]\nkey = \"timeout\"\nsince = \"9\"\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+}
+
+/// Good rules pass: stops oldest first, `from`, `online_from` and settings in the past.
+#[test]
+fn manifest_upgrade_rules_that_are_right_pass() {
+    let text = "[app]\nname = \"demo\"\nversion = \"4.7.3\"\n\n\
+         [settings.web.request_timeout]\ntype = \"int\"\ndefault = 60\n\n\
+         [upgrade]\nstops = [\"2.11\", \"3.7\"]\nfrom = \"3.7\"\nonline_from = \"4.7\"\n\n\
+         [[upgrade.settings]]\nkey = \"web.timeout\"\nsince = \"4.7.0\"\nrenamed_to = \"web.request_timeout\"\n";
+    let m = LoadedManifest::from_sources("berth.toml", text, BTreeMap::new()).unwrap();
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(m.manifest.upgrade.stops, ["2.11", "3.7"]);
+}

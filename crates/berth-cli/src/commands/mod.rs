@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use berth_lifecycle::Locate;
 
-use crate::cli::{BackupCommand, Cli, Command, ConfigCommand, GlobalArgs};
+use crate::cli::{BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, UpgradeCommand};
 use crate::embedded;
 
 mod backup;
@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod history;
 mod up;
+mod upgrade;
 
 /// How commands find the instance.
 fn locate(g: &GlobalArgs) -> Locate {
@@ -34,6 +35,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan => up::plan(&loc),
         Command::Config(ConfigCommand::Check) => config::check(&loc),
         Command::Config(ConfigCommand::Show) => config::show(&loc),
+        Command::Config(ConfigCommand::Migrate { to, dry_run }) => {
+            upgrade::migrate(&loc, &to, dry_run)
+        }
+        Command::Upgrade(UpgradeCommand::Plan { to, json }) => upgrade::plan(&loc, &to, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),

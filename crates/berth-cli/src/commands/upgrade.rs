@@ -1,0 +1,125 @@
+//! `berth upgrade plan` and `berth config migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_lifecycle::{Locate, upgrade};
+use berth_upgrade::UpgradePlan;
+
+pub fn plan(loc: &Locate, to: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let inst = upgrade::installed(loc)?;
+    let targets = upgrade::load_targets(to)?;
+    let plan = upgrade::plan(&inst, &targets)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", describe(&plan, to));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan in words: each hop with its steps and downtime, then the settings to
+/// change and the versions given that are not needed.
+fn describe(plan: &UpgradePlan, to: &[PathBuf]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let hops = plan.hops.len();
+    let _ = writeln!(
+        out,
+        "Upgrade {} {} → {} in {hops} hop{}:",
+        plan.app,
+        plan.from,
+        plan.to,
+        if hops == 1 { "" } else { "s" }
+    );
+    for (n, hop) in plan.hops.iter().enumerate() {
+        let stop = if n + 1 < hops {
+            " (a required upgrade stop)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "\n{}. {} → {}{stop}: {} migrations",
+            n + 1,
+            hop.from,
+            hop.to,
+            match hop.migrations {
+                berth_upgrade::Migrations::Online => "online",
+                berth_upgrade::Migrations::Offline => "offline",
+            }
+        );
+        let _ = writeln!(out, "   downtime: {}", hop.downtime());
+        for (i, step) in hop.steps.iter().enumerate() {
+            let _ = writeln!(out, "   {}. {}", i + 1, step.describe());
+        }
+    }
+    if !plan.settings.is_empty() {
+        let dirs: Vec<String> = to.iter().map(|d| format!("--to {}", d.display())).collect();
+        let _ = writeln!(out, "\nSettings of the site config to change first:");
+        for s in &plan.settings {
+            match &s.renamed_to {
+                Some(new) => {
+                    let _ = writeln!(
+                        out,
+                        "  {} was renamed to {new} in {}: `berth config migrate {}` moves it",
+                        s.key,
+                        s.since,
+                        dirs.join(" ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  {} was removed in {}: remove it from the site config",
+                        s.key, s.since
+                    );
+                }
+            }
+            if !s.message.is_empty() {
+                let _ = writeln!(out, "    {}", berth_model::terminal_safe(&s.message));
+            }
+        }
+    }
+    if !plan.unused.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNot on the path (ignored): {}",
+            plan.unused.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nNothing was changed.");
+    out
+}
+
+pub fn migrate(loc: &Locate, to: &[PathBuf], dry_run: bool) -> Result<ExitCode> {
+    let inst = upgrade::installed(loc)?;
+    let targets = upgrade::load_targets(to)?;
+    let m = upgrade::migrate_config(&inst, &targets, dry_run)?;
+    if m.renames.is_empty() {
+        println!(
+            "Nothing to migrate: `{}` sets no setting renamed on the way to {}.",
+            m.path.display(),
+            targets
+                .iter()
+                .map(|t| t.manifest.app.version.as_str())
+                .max_by(|a, b| berth_model::version::compare_versions(a, b))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", m.diff());
+    for (old, new) in &m.renames {
+        println!("{old} → {new}");
+    }
+    match &m.kept {
+        Some(kept) => println!(
+            "Rewrote `{}`; the text before is in `{}`.",
+            m.path.display(),
+            kept.display()
+        ),
+        None => println!("Dry run: nothing was written."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
