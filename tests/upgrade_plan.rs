@@ -201,9 +201,7 @@ fn migrating_keeps_comments(
         SITE
     );
     // The new version's manifest reads the migrated site config.
-    Berth::new(prefix, v110)
-        .run(&["config", "check"])
-        .expect(0);
+    Berth::new(prefix, v110).run(&["config", "check"]).expect(0);
     let r = installed
         .run(&["config", "migrate", "--to", v110.to_str().unwrap()])
         .expect(0);

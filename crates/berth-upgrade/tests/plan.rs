@@ -2,6 +2,7 @@
 //! and removed settings, and every refusal.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use berth_model::LoadedManifest;
 use berth_upgrade::{Migrations, Refused, plan};
@@ -12,9 +13,10 @@ fn manifest(app: &str, version: &str, settings: &[&str], upgrade: &str) -> Loade
     let mut text = format!("[app]\nname = \"{app}\"\nversion = \"{version}\"\n\n");
     for s in settings {
         let (g, k) = s.split_once('.').unwrap();
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[settings.{g}.{k}]\ntype = \"string\"\ndefault = \"\"\n\n"
-        ));
+        );
     }
     text.push_str(upgrade);
     let m = LoadedManifest::from_sources(&format!("{version}/berth.toml"), &text, BTreeMap::new())
