@@ -126,17 +126,25 @@ impl Berth {
         self.run_env(args, &[])
     }
 
+    /// A runner with no `--manifest`: berth finds the manifest itself (the prefix's stored
+    /// copy; for a restore into a new prefix, the archive's).
+    pub fn without_manifest(prefix: &Path) -> Self {
+        Self::new(prefix, Path::new(""))
+    }
+
     /// [`Berth::run`] with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         if env.iter().any(|(k, _)| *k == "BERTH_FAULT") {
             require_fault_points();
         }
-        let out = Command::new(berth_bin())
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(berth_bin());
+        cmd.envs(env.iter().copied())
             .arg("--prefix")
-            .arg(&self.prefix)
-            .arg("--manifest")
-            .arg(&self.manifest)
+            .arg(&self.prefix);
+        if !self.manifest.as_os_str().is_empty() {
+            cmd.arg("--manifest").arg(&self.manifest);
+        }
+        let out = cmd
             .args(args)
             .env_remove("BERTH_PREFIX")
             .env_remove("BERTH_MANIFEST")
