@@ -120,7 +120,7 @@ pub fn prepare(
     progress.begin("Writing configuration");
     let running = supervisor::services_running(run.supervisor());
     let mut change = Change::write(run, &state, &secrets, running)?;
-    outcome.files_changed = change.files();
+    change.record_written(&mut outcome);
     release::store_manifest(inst, loc)?;
     if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {
         write_site_template(&inst.config_path)?;
