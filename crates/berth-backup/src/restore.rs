@@ -755,6 +755,8 @@ fn stage(
             (&**inst, facts)
         }
     };
+    // Before anything moves in: the service users must reach the prefix.
+    berth_lifecycle::up::check_reachable(inst).map_err(|e| forget(e.into()))?;
     if !facts.privileged_entries.is_empty() {
         progress.note(&format!(
             "The archive asks for setuid, setgid or sticky bits, which were dropped: {}",

@@ -26,6 +26,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     crate::interrupted::finish(run, &state, &mut outcome)?;
     let running = supervisor::services_running(run.supervisor());
     preflight::check_ports(inst, &state, &running)?;
+    preflight::check_reachable(inst, &state)?;
     crate::up::host_files(inst).check(&state.host_files)?;
     let mut change = Change::write(run, &state, &secrets, running)?;
     change.record_written(&mut outcome);
