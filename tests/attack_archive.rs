@@ -99,6 +99,21 @@ impl Parts {
         }));
     }
 
+    fn add_symlink(&mut self, path: &str, target: &str) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_mtime(0);
+        h.set_path(path).unwrap();
+        h.set_link_name(target).unwrap();
+        h.set_cksum();
+        self.tar.extend(h.as_bytes());
+        self.entries().push(serde_json::json!({
+            "path": path, "kind": "symlink", "size": 0, "mode": "0777", "target": target,
+        }));
+    }
+
     fn entries(&mut self) -> &mut Vec<serde_json::Value> {
         self.manifest["entries"].as_array_mut().unwrap()
     }
@@ -361,6 +376,66 @@ fn crafted_archives_change_nothing() {
         assert_ne!(meta.uid(), 0, "{file} is root's");
     }
     assert_eq!(victim_state(), victim_before);
+
+    // 8. The manifest an archive carries decides the app of a restore into a new prefix
+    //    without `--manifest`. Signed by the instance's key, it is checked all the same:
+    //    validated as one from disk, confined to its directory, capped in size, and of the
+    //    app its metadata names. Each is refused and leaves no prefix behind.
+    let fresh = scratch.join("fresh");
+    let b = Berth::without_manifest(&fresh);
+    let refused_new = |path: &Path, words: &[&str]| {
+        let r = b.run(&["restore", path.to_str().unwrap(), "--key", key_arg]);
+        assert_ne!(r.code, 0, "restored {}", path.display());
+        assert!(
+            words.iter().any(|w| r.stderr.contains(w)),
+            "{}: {}",
+            path.display(),
+            r.stderr
+        );
+        assert!(
+            !fresh.exists(),
+            "a refused restore left {}",
+            fresh.display()
+        );
+        assert_eq!(victim_state(), victim_before);
+    };
+    let manifest = std::fs::read_to_string(fixture("ministack").join("berth.toml")).unwrap();
+    let crafted = |name: &str, text: &str| {
+        let parts = replace_file(&genuine, "manifest/berth.toml", text.as_bytes());
+        write(scratch, name, &parts.build(&key))
+    };
+    // A template path out of the manifest's directory, to the archive's site config.
+    let escape = manifest.replacen(
+        "template = \"templates/postgresql.conf.j2\"",
+        "template = \"../config/site.toml\"",
+        1,
+    );
+    assert_ne!(escape, manifest);
+    refused_new(&crafted("escape.bin", &escape), &["template path"]);
+    // A template that is a symlink (to the site config beside it).
+    let mut linked = split(&genuine);
+    linked.add_symlink("manifest/templates/linked.j2", "../../config/site.toml");
+    let path = write(scratch, "linked.bin", &linked.build(&key));
+    refused_new(&path, &["neither a file nor a directory"]);
+    // Another app than the signed metadata names.
+    let other = manifest.replacen("name = \"ministack\"", "name = \"evilstack\"", 1);
+    refused_new(
+        &crafted("other-app.bin", &other),
+        &["its manifest installs evilstack 1.0.0, but its metadata says"],
+    );
+    // A manifest that does not validate.
+    refused_new(
+        &crafted(
+            "invalid.bin",
+            &format!("{manifest}\n[components.app.nonsense]\n"),
+        ),
+        &["nonsense"],
+    );
+    // A huge manifest (it would be read into memory whole).
+    let mut huge = split(&genuine);
+    huge.add_file("manifest/templates/huge.j2", &vec![b'x'; 17 << 20], 0o644);
+    let path = write(scratch, "huge.bin", &huge.build(&key));
+    refused_new(&path, &["more than the"]);
 }
 
 /// `backup key` on a prefix that was never brought up made `state/` with the default

@@ -158,8 +158,11 @@ fn backup_and_restore_the_stack() {
     let no_key_path = a.prefix.join("backups").join(&no_key);
     // Signed all the same: the signing key was made by that first backup.
     assert!(a.prefix.join("state/signing-key.txt").is_file());
+    // A new prefix, restored without `--manifest`: the archive's manifest is the one
+    // used (the binary's built-in one is another app's), and only once the archive is
+    // authenticated, so every refusal below comes first.
     let dir_c = scratch.join("c");
-    let c = Berth::new(&dir_c, &fixture("ministack"));
+    let c = Berth::without_manifest(&dir_c);
     // A new prefix trusts no archive without a key file.
     let r = c.run(&["restore", no_key_path.to_str().unwrap()]);
     assert_ne!(r.code, 0);
@@ -371,11 +374,14 @@ fn backup_and_restore_the_stack() {
     ]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr
-            .contains("is a backup of `ministack`, not of `otherstack`"),
+        r.stderr.contains(&format!(
+            "is a backup of `ministack`, but the manifest given with `--manifest {}` is of `otherstack`",
+            other_app.display()
+        )),
         "{}",
         r.stderr
     );
+    assert!(r.stderr.contains("leave out `--manifest`"), "{}", r.stderr);
     assert!(!dir_c.exists());
     let newer = manifest_variant(scratch, "version = \"1.0.0\"", "version = \"2.0.0\"");
     let r = Berth::new(&dir_c, &newer).run(&[
@@ -385,7 +391,11 @@ fn backup_and_restore_the_stack() {
         key.to_str().unwrap(),
     ]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("install ministack 1.0.0"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("manifest of ministack 1.0.0 is used"),
+        "{}",
+        r.stderr
+    );
     assert!(!dir_c.exists());
     // Unreachable and full targets: clear errors, earlier archives untouched.
     let kept = snapshot_tree(&a.prefix.join("backups"));
@@ -589,10 +599,46 @@ fn backup_and_restore_the_stack() {
         serde_json::from_str(&a.run(&["status", "--json"]).expect(0).stdout).unwrap();
     assert_eq!(json["supervisor_running"], false);
 
-    // A new prefix (another machine): kill -9 after each step, then --resume.
+    // A new prefix (another machine) without `--manifest`: the instance it makes runs
+    // the archive's app, from the manifest the archive carries, kept as its own.
+    let dir_b = scratch.join("b-plain");
+    let b = Berth::without_manifest(&dir_b);
+    let _down_b = Stack { b: &b };
+    let r = b
+        .run(&["restore", archive.to_str().unwrap(), "--key", key_arg])
+        .expect(0);
+    assert!(
+        r.stderr
+            .contains("Using the manifest the archive carries: ministack 1.0.0"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir_b.join("manifest/berth.toml")).unwrap(),
+        std::fs::read_to_string(fixture("ministack").join("berth.toml")).unwrap()
+    );
+    let services: std::collections::BTreeSet<String> = b.status()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        services,
+        ["app", "nginx", "postgresql", "redis"]
+            .map(str::to_owned)
+            .into(),
+        "{services:?}"
+    );
+    assert_eq!(rows(&dir_b), d0_rows);
+    assert_eq!(snapshot_tree(&dir_b.join("data/app")), d0_files);
+    assert!(healthy());
+    b.run(&["down"]).expect(0);
+
+    // kill -9 after each step, then --resume, all without `--manifest`.
     for step in STEPS {
         let dir_b = scratch.join(format!("b-{step}"));
-        let b = Berth::new(&dir_b, &fixture("ministack"));
+        let b = Berth::without_manifest(&dir_b);
         let r = b.run_env(
             &["restore", archive.to_str().unwrap(), "--key", key_arg],
             &[(fault::ENV, &format!("restore:{step}"))],
@@ -619,7 +665,7 @@ fn backup_and_restore_the_stack() {
     if let (Some(n), Some(text)) = (&sftp_name, &sftp_site) {
         let dir_b = scratch.join("b-sftp");
         std::fs::create_dir_all(&dir_b).unwrap();
-        let b = Berth::new(&dir_b, &fixture("ministack"));
+        let b = Berth::without_manifest(&dir_b);
         b.write_site(text);
         let _down_b = Stack { b: &b };
         b.run(&["restore", n, "--from", &sftp_url, "--key", key_arg])
@@ -630,7 +676,7 @@ fn backup_and_restore_the_stack() {
     }
     // A new prefix, aborted after the database was loaded: nothing is left.
     let dir_b = scratch.join("b-abort");
-    let b = Berth::new(&dir_b, &fixture("ministack"));
+    let b = Berth::without_manifest(&dir_b);
     let r = b.run_env(
         &["restore", archive.to_str().unwrap(), "--key", key_arg],
         &[(fault::ENV, "restore:swap-database")],

@@ -451,6 +451,58 @@ fn a_port_already_taken_is_reported_before_anything_starts() {
     );
 }
 
+/// A prefix inside a directory the service users cannot enter (a private 0700
+/// temporary directory, as `mktemp -d` makes) is refused before anything is created:
+/// the error names the directory, its mode and owner, the users it stops and the fix.
+/// It used to fail deep in a hook (`initdb: could not access directory …: Permission
+/// denied`), with users, secrets and files made.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn a_prefix_the_service_users_cannot_reach_is_refused_up_front() {
+    use std::os::unix::fs::PermissionsExt;
+    if !berth_tests::is_root() {
+        eprintln!("skipped: service users are only berth's business as root");
+        return;
+    }
+    let private = tempfile::Builder::new()
+        .prefix("berth-private-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let prefix = private.path().join("inst");
+    let b = Berth::new(&prefix, &stack());
+    let r = b.run(&["up"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let dir = private.path().display().to_string();
+    for expected in [
+        "Service users cannot reach the paths they use, nothing was changed",
+        &format!("{dir} (mode 0700, owner root:root): "),
+        "`ministack-pg`",
+        "`ministack-web`",
+        "cannot enter it, on the way to ",
+        &format!("hint: let them through with `chmod o+x {dir}`"),
+        "or choose a prefix outside it (`--prefix DIR`)",
+    ] {
+        assert!(
+            r.stderr.contains(expected),
+            "lacks {expected:?}:\n{}",
+            r.stderr
+        );
+    }
+    assert!(!prefix.exists(), "a refused `up` made {}", prefix.display());
+    assert_eq!(std::fs::read_dir(private.path()).unwrap().count(), 0);
+    // Let through (search only), the check passes: `up` gets as far as the ports.
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::fs::create_dir(&prefix).unwrap();
+    b.write_site(&format!("[postgresql]\nport = {port}\n"));
+    let r = b.run(&["up"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot reach"), "{}", r.stderr);
+}
+
 /// As a normal user berth cannot install packages: it stops with the exact command to
 /// run, before changing anything.
 #[test]

@@ -3,6 +3,7 @@
 //! reloads, crash recovery, secrets. The tests share one instance and take turns.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -120,8 +121,37 @@ fn up_serves_the_app_through_nginx() {
     let pids = s.berth.pids();
     s.berth.run(&["up"]).expect(0);
     assert_eq!(s.berth.pids(), pids);
-    let hist = s.berth.run(&["history", "--json"]).expect(0);
+    let hist = s.berth.run(&["history", "-n", "1000", "--json"]).expect(0);
     assert!(hist.stdout.contains("\"up\""), "{}", hist.stdout);
+    // The first `up` lists the directories it created apart from the files it wrote:
+    // no directory among the files.
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    let first = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|r| r["kind"] == "up")
+        .unwrap();
+    let list = |key: &str| -> Vec<String> {
+        first["outcome"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {first:#}"))
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (files, dirs) = (list("files_changed"), list("dirs_created"));
+    let app_data = s.berth.prefix.join("data/app").display().to_string();
+    assert!(dirs.contains(&app_data), "{dirs:?}");
+    assert!(!files.is_empty(), "{first:#}");
+    for f in &files {
+        assert!(
+            !Path::new(f).is_dir(),
+            "directory {f} listed as a changed file"
+        );
+    }
+    let text = s.berth.run(&["history"]).expect(0);
+    assert!(text.stdout.contains("dirs created: "), "{}", text.stdout);
 }
 
 #[test]

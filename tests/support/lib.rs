@@ -132,6 +132,12 @@ impl Berth {
         self.run_env(args, &[])
     }
 
+    /// A runner with no `--manifest`: berth finds the manifest itself (the prefix's stored
+    /// copy; for a restore into a new prefix, the archive's).
+    pub fn without_manifest(prefix: &Path) -> Self {
+        Self::new(prefix, Path::new(""))
+    }
+
     /// [`Berth::run`] with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         if env.iter().any(|(k, _)| *k == "BERTH_FAULT") {

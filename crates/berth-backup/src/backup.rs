@@ -194,7 +194,7 @@ impl Drop for TempTree {
 /// A fresh private directory under `<prefix>/tmp`, root's, mode 0700, removed when
 /// dropped (or, should this process be killed, by the next backup or restore).
 fn staging(inst: &Instance, label: &str) -> Result<TempTree> {
-    leftovers::make_staging(inst, label).map(TempTree)
+    leftovers::make_staging(&inst.paths, label).map(TempTree)
 }
 
 /// Gives `path` (a directory berth just created in its staging) to `user`.
@@ -326,7 +326,7 @@ pub(crate) fn create_archive(
     let target = berth_target::open(&spec, &ssh_options(inst)?);
 
     // What an interrupted backup left goes first: it takes room the checks count.
-    leftovers::sweep(inst, progress)?;
+    leftovers::sweep(&inst.paths, progress)?;
     // Checks that change nothing come first.
     progress.begin(&format!("Checking {}", target.describe()));
     let ready = ready_services(inst);
@@ -654,15 +654,36 @@ pub(crate) fn fetch(
     to: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
-    let as_path = Path::new(archive);
-    if as_path.is_file() {
-        return Ok(Fetched {
-            path: as_path.to_path_buf(),
-            _staging: None,
-        });
+    if let Some(local) = as_file(archive) {
+        return Ok(local);
     }
     let spec = target_spec(inst, to)?;
-    let target = berth_target::open(&spec, &ssh_options(inst)?);
+    fetch_from(&inst.paths, &spec, &ssh_options(inst)?, archive, progress)
+}
+
+/// `archive` itself, when it names an existing file.
+fn as_file(archive: &str) -> Option<Fetched> {
+    let as_path = Path::new(archive);
+    as_path.is_file().then(|| Fetched {
+        path: as_path.to_path_buf(),
+        _staging: None,
+    })
+}
+
+/// Find `archive` (an existing file path, else a name in the target `spec`), downloading
+/// it into a staging directory of the instance at `paths` when the target is remote.
+/// For a restore that has no instance to ask yet (the archive's manifest decides it).
+pub(crate) fn fetch_from(
+    paths: &berth_render::Paths,
+    spec: &TargetSpec,
+    ssh: &SshOptions,
+    archive: &str,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
+    if let Some(local) = as_file(archive) {
+        return Ok(local);
+    }
+    let target = berth_target::open(spec, ssh);
     if let Some(p) = target.local_path(archive)
         && p.is_file()
     {
@@ -680,7 +701,7 @@ pub(crate) fn fetch(
             hint: "`berth backup list` shows the archives in the target".to_owned(),
         });
     }
-    let tmp = staging(inst, "fetch")?;
+    let tmp = leftovers::make_staging(paths, "fetch").map(TempTree)?;
     let dest = tmp.0.join(archive);
     progress.begin(&format!("Downloading {archive} from {}", target.describe()));
     progress.bytes(None);

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use berth_host::beneath::SafeDir;
 use berth_host::staging::{self, StagingName};
-use berth_lifecycle::{Instance, Progress};
+use berth_lifecycle::Progress;
+use berth_render::Paths;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackupError, Result};
@@ -33,8 +34,8 @@ struct Partial {
 
 /// A fresh private directory `<prefix>/tmp/<label>-<time>-<pid>`, root's, mode 0700;
 /// `tmp` itself is 0711 so the database user can reach its own dump directory below.
-pub(crate) fn make_staging(inst: &Instance, label: &str) -> Result<PathBuf> {
-    let root = inst.paths.tmp();
+pub(crate) fn make_staging(paths: &Paths, label: &str) -> Result<PathBuf> {
+    let root = paths.tmp();
     berth_host::fsutil::ensure_dir(&root, 0o711)?;
     let tmp = SafeDir::open_trusted(&root)?;
     tmp.set_mode(Path::new(""), 0o711)?;
@@ -64,8 +65,8 @@ pub(crate) fn record_partial(staging: &Path, partial: &Path) -> Result<()> {
 
 /// Remove what interrupted backups, restores and verifies of this instance left, and
 /// say what through `progress`.
-pub fn sweep(inst: &Instance, progress: &dyn Progress) -> Result<()> {
-    let root = inst.paths.tmp();
+pub fn sweep(paths: &Paths, progress: &dyn Progress) -> Result<()> {
+    let root = paths.tmp();
     if !root.is_dir() {
         return Ok(());
     }
@@ -149,7 +150,7 @@ mod tests {
     fn what_a_gone_backup_left_is_removed_and_the_rest_stays() {
         let tmp = tempfile::tempdir().unwrap();
         let inst = instance(&tmp.path().join("inst"));
-        let mine = super::make_staging(&inst, "backup").unwrap();
+        let mine = super::make_staging(&inst.paths, "backup").unwrap();
         let root = inst.paths.tmp();
         let pid = gone_pid();
         let gone = |label: &str, created: i64| {
@@ -182,7 +183,7 @@ mod tests {
         std::fs::create_dir(&restore).unwrap();
 
         let notes = Notes::default();
-        super::sweep(&inst, &notes).unwrap();
+        super::sweep(&inst.paths, &notes).unwrap();
         assert!(mine.is_dir());
         assert!(restore.is_dir());
         for left in [&backup, &other, &second] {
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(super::what("fetch"), "restore or verify");
         // Nothing to sweep without a `tmp/`.
         let bare = instance(&tmp.path().join("bare"));
-        super::sweep(&bare, &Notes::default()).unwrap();
+        super::sweep(&bare.paths, &Notes::default()).unwrap();
         assert!(!Path::new(&bare.paths.tmp()).exists());
     }
 }

@@ -245,12 +245,22 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let inst = instance::open(loc)?;
+    // The manifest is the one `up` would use (`--manifest`, the prefix's stored copy),
+    // except in a prefix that has none: there it is the archive's own, read once the
+    // archive is authenticated and unpacked (never the one built into berth).
+    let inst = match archive_manifest_prefix(loc)? {
+        Some(prefix) => Known::FromArchive {
+            paths: Paths::unversioned(&prefix),
+            loc,
+        },
+        None => Known::Instance(Box::new(instance::open(loc)?)),
+    };
+    let paths = inst.paths();
     // Before anything of an interrupted attempt is removed or redone.
-    berth_lifecycle::leftovers::stop_leftover_children(&inst, progress)?;
-    let prefix = inst.paths.prefix.clone();
+    berth_lifecycle::leftovers::stop_leftover_children_at(paths, progress)?;
+    let prefix = paths.prefix.clone();
     let existing = load(&prefix)?;
-    crate::leftovers::sweep(&inst, progress)?;
+    crate::leftovers::sweep(paths, progress)?;
     let staging_started = Instant::now();
     let (mut j, staged_now) =
         match how_to_begin(existing, opts.resume, opts.archive.as_deref(), &prefix)? {
@@ -295,17 +305,288 @@ pub fn restore(
     })
 }
 
+/// What a restore knows of the instance before it unpacks the archive.
+enum Known<'a> {
+    /// Its manifest (`--manifest`, or the prefix's stored copy) and site config.
+    Instance(Box<Instance>),
+    /// Only where it goes: a prefix with no manifest of its own, restored without
+    /// `--manifest`, takes the one the archive carries.
+    FromArchive {
+        /// The prefix's paths (those that do not depend on the app's version).
+        paths: Paths,
+        /// How the command line locates the instance.
+        loc: &'a Locate,
+    },
+}
+
+impl Known<'_> {
+    fn paths(&self) -> &Paths {
+        match self {
+            Known::Instance(inst) => &inst.paths,
+            Known::FromArchive { paths, .. } => paths,
+        }
+    }
+}
+
+/// The prefix a restore takes the archive's manifest for: one without a stored
+/// manifest, restored without `--manifest`. `None` when the manifest is the one `up`
+/// would use (`--manifest`, or the prefix's stored copy).
+fn archive_manifest_prefix(loc: &Locate) -> Result<Option<PathBuf>> {
+    if loc.manifest.is_some() {
+        return Ok(None);
+    }
+    let prefix = if let Some(p) = &loc.prefix {
+        instance::checked_prefix(p)?
+    } else {
+        match instance::locate(loc, &berth_host::facts::probe())? {
+            (prefix, _, instance::ManifestOrigin::Embedded) => prefix,
+            _ => return Ok(None),
+        }
+    };
+    let stored = Paths::unversioned(&prefix)
+        .manifest_dir()
+        .join("berth.toml");
+    Ok((!stored.is_file()).then_some(prefix))
+}
+
+/// The most a restore reads of the manifest an archive carries (`manifest/`, from its
+/// signed index, before anything is unpacked): a real one is a few dozen KiB, and its
+/// files are read whole into memory.
+const MAX_ARCHIVE_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Checks what the signed index says of the archive's `manifest/` before a restore
+/// unpacks it to use it: there is one (`berth.toml`), it holds only files and
+/// directories (berth stores nothing else there) and it is small.
+fn check_archive_manifest(index: &berth_archive::ArchiveManifest, archive: &Path) -> Result<()> {
+    if index.entry("manifest/berth.toml").is_none() {
+        return Err(BackupError::Cannot {
+            what: format!(
+                "`{}` carries no app manifest (`manifest/berth.toml`), and the prefix has none",
+                archive.display(),
+            ),
+            hint: "restore it with the app's manifest: `berth restore ARCHIVE --manifest DIR`"
+                .to_owned(),
+        });
+    }
+    let mut total = 0u64;
+    for e in index
+        .entries
+        .iter()
+        .filter(|e| e.path == "manifest" || e.path.starts_with("manifest/"))
+    {
+        if !matches!(
+            e.kind,
+            berth_archive::EntryKind::File | berth_archive::EntryKind::Dir
+        ) {
+            return Err(crate::trust::crafted(
+                archive,
+                &format!(
+                    "its manifest holds `{}`, which is neither a file nor a directory",
+                    e.path.escape_debug()
+                ),
+            ));
+        }
+        total = total.saturating_add(e.size);
+    }
+    if total > MAX_ARCHIVE_MANIFEST_BYTES {
+        return Err(crate::trust::crafted(
+            archive,
+            &format!(
+                "its manifest has {total} bytes, more than the {MAX_ARCHIVE_MANIFEST_BYTES} a manifest may have"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The instance a restore into a prefix without a manifest becomes: the archive's
+/// manifest, unpacked into the private `x/` (so authenticated and checked entry by
+/// entry against the signed index), loaded and validated as one from disk would be
+/// (templates confined to its directory, sizes capped), checked to be of the app and
+/// version the signed metadata names, then kept as the prefix's stored copy (only
+/// `berth.toml` and the templates it names), which every later step, `--resume` and
+/// `--abort` read.
+fn adopt_archive_manifest(
+    loc: &Locate,
+    prefix: &Path,
+    x: &Path,
+    meta: &crate::meta::BackupMeta,
+    archive: &Path,
+) -> Result<Instance> {
+    let unpacked = Locate {
+        prefix: Some(prefix.to_owned()),
+        manifest: Some(x.join("manifest")),
+        config: loc.config.clone(),
+        embedded: None,
+    };
+    let inst = instance::open(&unpacked)?;
+    let app = &inst.manifest.manifest.app;
+    if app.name != meta.app || app.version != meta.app_version {
+        return Err(crate::trust::crafted(
+            archive,
+            &format!(
+                "its manifest installs {} {}, but its metadata says it holds {} {}",
+                app.name, app.version, meta.app, meta.app_version
+            ),
+        ));
+    }
+    berth_lifecycle::release::store_manifest(&inst, &unpacked)?;
+    let stored = Locate {
+        prefix: Some(prefix.to_owned()),
+        manifest: None,
+        config: loc.config.clone(),
+        embedded: None,
+    };
+    Ok(instance::open(&stored)?)
+}
+
+/// Refuses an archive of another app or version than the manifest of the instance,
+/// saying where that manifest came from and the way out.
+fn check_same_app(inst: &Instance, meta: &crate::meta::BackupMeta, archive: &Path) -> Result<()> {
+    let app = &inst.manifest.manifest.app;
+    let prefix = &inst.paths.prefix;
+    let (archived_app, archived_version) = (&meta.app, &meta.app_version);
+    let origin = match &inst.origin {
+        instance::ManifestOrigin::Dir(dir) => {
+            format!("the manifest given with `--manifest {}`", dir.display())
+        }
+        instance::ManifestOrigin::Stored(_) => format!("the instance in {}", prefix.display()),
+        instance::ManifestOrigin::Embedded => "the manifest built into berth".to_owned(),
+    };
+    if *archived_app != app.name {
+        let hint = match &inst.origin {
+            instance::ManifestOrigin::Dir(_) => format!(
+                "leave out `--manifest`: restored into a prefix of its own (`--prefix DIR`), an \
+                 archive brings its own manifest of `{archived_app}`"
+            ),
+            _ => format!(
+                "restore it into a prefix of its own (`--prefix DIR`): there the archive's own \
+                 manifest of `{archived_app}` is used"
+            ),
+        };
+        return Err(BackupError::Cannot {
+            what: format!(
+                "`{}` is a backup of `{archived_app}`, but {origin} is of `{}`",
+                archive.display(),
+                app.name
+            ),
+            hint,
+        });
+    }
+    if *archived_version != app.version {
+        return Err(BackupError::Cannot {
+            what: format!(
+                "`{}` holds {} {archived_version}, but {origin} installs {} {}",
+                archive.display(),
+                app.name,
+                app.name,
+                app.version
+            ),
+            hint: format!(
+                "a restore only goes into the same version: 1. restore it into a new prefix \
+                 (`berth --prefix NEW-DIR restore ARCHIVE`, without `--manifest`: the archive's own \
+                 manifest of {name} {archived_version} is used), 2. let that restore finish, 3. upgrade \
+                 to {} by running `berth --prefix NEW-DIR --manifest DIR up` with the newer manifest",
+                app.version,
+                name = app.name,
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Without `--prefix` a restore goes to the default prefix of the app: with the
+/// archive's manifest, that is the archive's app's default prefix, which berth only
+/// learns from the signed metadata, after it has looked for the archive and its keys in
+/// the default prefix of the app built into berth. Refused when the two differ, naming
+/// the prefix to give.
+fn check_default_prefix(
+    loc: &Locate,
+    prefix: &Path,
+    meta: &crate::meta::BackupMeta,
+    archive: &Path,
+) -> Result<()> {
+    if loc.prefix.is_some() {
+        return Ok(());
+    }
+    let wanted = instance::default_prefix(&meta.app, berth_host::users::is_root());
+    if wanted == prefix {
+        return Ok(());
+    }
+    Err(BackupError::Cannot {
+        what: format!(
+            "`{}` is a backup of `{}`, whose default prefix is {}, not {}",
+            archive.display(),
+            meta.app,
+            wanted.display(),
+            prefix.display()
+        ),
+        hint: format!(
+            "name the prefix to restore into: `berth --prefix {} restore ARCHIVE`",
+            wanted.display()
+        ),
+    })
+}
+
+/// The target and SSH options a restore fetches from before it knows the manifest:
+/// `--from`, else what `[backup]` of the site config says (`target`, `ssh_identity`,
+/// `ssh_known_hosts`; the file is validated whole against the archive's manifest once
+/// that is unpacked), else the prefix's default directory.
+fn target_before_manifest(
+    loc: &Locate,
+    paths: &Paths,
+    from: Option<&str>,
+) -> Result<(berth_target::TargetSpec, berth_target::SshOptions)> {
+    let config = loc
+        .config
+        .as_deref()
+        .map_or_else(|| paths.site_config(), Path::to_path_buf);
+    let text = match berth_model::read_input(
+        &config,
+        "the site config",
+        "the site config must be a regular UTF-8 file",
+    ) {
+        Ok(text) => text,
+        Err(berth_model::InputError::Missing(_)) if loc.config.is_none() => String::new(),
+        Err(e) => return Err(BackupError::Invalid(e.into_diagnostics())),
+    };
+    let site: toml::Table = toml::from_str(&text).map_err(|e| BackupError::Cannot {
+        what: format!("`{}` is not valid TOML: {}", config.display(), e.message()),
+        hint: "fix the site config (`berth config check` names the place once the instance exists)"
+            .to_owned(),
+    })?;
+    let backup = site.get("backup").and_then(toml::Value::as_table);
+    let text = |key: &str| {
+        backup
+            .and_then(|b| b.get(key))
+            .and_then(toml::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let spec = match from.map(str::to_owned).or_else(|| text("target")) {
+        Some(t) => berth_target::TargetSpec::parse(&t)?,
+        None => berth_target::TargetSpec::Local(paths.default_backups()),
+    };
+    let ssh = berth_target::SshOptions {
+        identity_file: text("ssh_identity").map(PathBuf::from),
+        known_hosts: text("ssh_known_hosts").map(PathBuf::from),
+        ..berth_target::SshOptions::default()
+    };
+    Ok((spec, ssh))
+}
+
 /// Step `stage`: everything that can fail without touching the instance. `origin` is what
 /// an earlier, interrupted attempt recorded about the prefix before it began.
 #[allow(clippy::too_many_lines)] // one sequence of checks
 fn stage(
-    inst: &Instance,
+    known: &Known<'_>,
     archive: &str,
     opts: &RestoreOptions,
     origin: Option<(bool, Vec<String>)>,
     progress: &dyn Progress,
 ) -> Result<Journal> {
-    let prefix = &inst.paths.prefix;
+    let paths = known.paths();
+    let prefix = &paths.prefix;
     let (was_new, existed) = match origin {
         Some(o) => o,
         None if !prefix.exists() => (true, Vec::new()),
@@ -317,24 +598,34 @@ fn stage(
                 .collect(),
         ),
     };
-    let staging_root = inst.paths.tmp();
+    let staging_root = paths.tmp();
     let staging = staging_root.join(format!("restore-{}", jiff::Timestamp::now().as_second()));
+    let stored_manifest = paths.manifest_dir();
     // On any failure: nothing of this attempt stays behind.
     let forget = |e: BackupError| {
         let _ = remove_tree_at(&staging);
         let _ = berth_host::fsutil::remove_file_if_exists(&journal_path(prefix));
         if was_new {
             let _ = remove_tree_at(prefix);
-        } else if !existed
-            .iter()
-            .any(|n| Path::new(n) == inst.paths.beneath(&staging_root))
-        {
-            let _ = remove_tree_at(&staging_root);
+        } else {
+            let made = |dir: &Path| !existed.iter().any(|n| Path::new(n) == paths.beneath(dir));
+            if made(&staging_root) {
+                let _ = remove_tree_at(&staging_root);
+            }
+            // The archive's manifest, kept as the prefix's copy before a later check
+            // failed.
+            if matches!(known, Known::FromArchive { .. }) && made(&stored_manifest) {
+                let _ = remove_tree_at(&stored_manifest);
+            }
         }
         e
     };
-    let fetched: Fetched =
-        backup::fetch(inst, archive, opts.from.as_deref(), progress).map_err(forget)?;
+    let fetched: Fetched = match known {
+        Known::Instance(inst) => backup::fetch(inst, archive, opts.from.as_deref(), progress),
+        Known::FromArchive { loc, .. } => target_before_manifest(loc, paths, opts.from.as_deref())
+            .and_then(|(spec, ssh)| backup::fetch_from(paths, &spec, &ssh, archive, progress)),
+    }
+    .map_err(forget)?;
     // The key file is read once: the same text vouches for the archive and opens its
     // secrets.
     let key_text = opts
@@ -345,7 +636,7 @@ fn stage(
         .map_err(forget)?;
     // Nothing in the archive is looked at before its signature checks out, and the file
     // is opened once: what is extracted below is what was authenticated here.
-    let trusted = crate::trust::trusted_keys(inst, key_text.as_ref()).map_err(forget)?;
+    let trusted = crate::trust::trusted_keys_at(paths, key_text.as_ref()).map_err(forget)?;
     let opened =
         berth_archive::Archive::open(&fetched.path, &trusted).map_err(|e| forget(e.into()))?;
     let index = opened.manifest();
@@ -357,47 +648,26 @@ fn stage(
         meta.created,
         opened.signer()
     ));
-    let app = &inst.manifest.manifest.app;
-    let archived_app = meta.app.clone();
-    let archived_version = meta.app_version.clone();
-    if archived_app != app.name {
-        return Err(forget(BackupError::Cannot {
-            what: format!(
-                "`{}` is a backup of `{archived_app}`, not of `{}`",
-                fetched.path.display(),
-                app.name
-            ),
-            hint: format!(
-                "restore it with the manifest of `{archived_app}` (`--manifest DIR`) into its own prefix"
-            ),
-        }));
+    // With the manifest known, the archive must be of its app and version before
+    // anything is unpacked; without, the archive's own manifest is checked from the
+    // signed index now and used once it is unpacked.
+    let mut facts = None;
+    match known {
+        Known::Instance(inst) => {
+            check_same_app(inst, &meta, &fetched.path).map_err(forget)?;
+            facts =
+                Some(crate::trust::check_meta(inst, &meta, index, &fetched.path).map_err(forget)?);
+        }
+        Known::FromArchive { loc, .. } => {
+            check_default_prefix(loc, prefix, &meta, &fetched.path).map_err(forget)?;
+            check_archive_manifest(index, &fetched.path).map_err(forget)?;
+        }
     }
-    if archived_version != app.version {
-        return Err(forget(BackupError::Cannot {
-            what: format!(
-                "`{}` holds {} {archived_version}, but this manifest installs {} {}",
-                fetched.path.display(),
-                app.name,
-                app.name,
-                app.version
-            ),
-            hint: format!(
-                "a restore only goes into the same version: 1. install {name} {archived_version} \
-                 (`berth --manifest DIR-OF-{archived_version} --prefix {p} restore ARCHIVE`; the archive \
-                 carries that manifest in its `manifest/` entry), 2. let that restore finish, 3. upgrade \
-                 to {} by running `berth up` with the newer manifest",
-                app.version,
-                name = app.name,
-                p = prefix.display()
-            ),
-        }));
-    }
-    let facts = crate::trust::check_meta(inst, &meta, index, &fetched.path).map_err(forget)?;
     let secrets_in_archive = index.entry("secrets.age").is_some();
     let key_file = match (key_text, secrets_in_archive) {
         (Some(k), true) => Some(k),
         (None, true) => {
-            let own = inst.paths.backup_key();
+            let own = paths.backup_key();
             if own.is_file() {
                 Some(crate::trust::read_key_file(&own).map_err(forget)?)
             } else {
@@ -437,11 +707,11 @@ fn stage(
         archive: fetched.path.display().to_string(),
         was_new,
         staging: staging.clone(),
-        app: archived_app,
-        app_version: archived_version,
+        app: meta.app.clone(),
+        app_version: meta.app_version.clone(),
         new_instance: !has_instance(prefix),
         existed: existed.clone(),
-        was_running: supervisor::is_running(&inst.paths),
+        was_running: supervisor::is_running(paths),
         secrets_restored: identity.is_some(),
         no_safety_backup: opts.no_safety_backup,
         safety_backup: None,
@@ -465,6 +735,28 @@ fn stage(
         .and_then(|d| d.clear_setid_tree(Path::new("x")))
         .map_err(|e| forget(e.into()))?;
     progress.end("");
+    let adopted;
+    let (inst, facts) = match (known, facts) {
+        (Known::Instance(inst), Some(facts)) => (&**inst, facts),
+        (Known::FromArchive { loc, .. }, _) => {
+            adopted =
+                adopt_archive_manifest(loc, prefix, &x, &meta, &fetched.path).map_err(forget)?;
+            progress.note(&format!(
+                "Using the manifest the archive carries: {} {}",
+                adopted.manifest.manifest.app.name, adopted.manifest.manifest.app.version
+            ));
+            let facts =
+                crate::trust::check_meta(&adopted, &meta, index, &fetched.path).map_err(forget)?;
+            (&adopted, facts)
+        }
+        (Known::Instance(inst), None) => {
+            let facts =
+                crate::trust::check_meta(inst, &meta, index, &fetched.path).map_err(forget)?;
+            (&**inst, facts)
+        }
+    };
+    // Before anything moves in: the service users must reach the prefix.
+    berth_lifecycle::up::check_reachable(inst).map_err(|e| forget(e.into()))?;
     if !facts.privileged_entries.is_empty() {
         progress.note(&format!(
             "The archive asks for setuid, setgid or sticky bits, which were dropped: {}",
@@ -1025,7 +1317,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             hint: "nothing to abort".to_owned(),
         });
     };
-    crate::leftovers::sweep(&inst, progress)?;
+    crate::leftovers::sweep(&inst.paths, progress)?;
     let (inst, j) = (&inst, &mut j);
     let way = abort_way(j);
     if way == AbortWay::Forward {
@@ -1175,6 +1467,62 @@ mod tests {
             how_to_begin(Some(journal(staging, &[])), true, None, prefix),
             Ok(Begin::Restage(_))
         ));
+    }
+
+    fn index(entries: &[(&str, &str, u64)]) -> berth_archive::ArchiveManifest {
+        let entries: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(path, kind, size)| {
+                serde_json::json!({"path": path, "kind": kind, "size": size, "mode": "0644"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "format": 3, "meta": {}, "entries": entries,
+        }))
+        .unwrap()
+    }
+
+    /// Before a restore unpacks an archive to use the manifest it carries, the signed
+    /// index must show one, made only of files and directories, and small.
+    #[test]
+    fn the_archive_manifest_is_checked_from_the_signed_index() {
+        let archive = Path::new("/b/a.berth.tar.zst");
+        let check = |entries: &[(&str, &str, u64)]| {
+            super::check_archive_manifest(&index(entries), archive).map_err(|e| e.to_string())
+        };
+        let honest = [
+            ("manifest", "dir", 0),
+            ("manifest/berth.toml", "file", 4000),
+            ("manifest/templates", "dir", 0),
+            ("manifest/templates/a.conf.j2", "file", 300),
+            // Big data elsewhere does not count.
+            ("data/app/big", "file", 1 << 40),
+        ];
+        check(&honest).unwrap();
+        let none = check(&[("data/app", "dir", 0)]).unwrap_err();
+        assert!(none.contains("carries no app manifest"), "{none}");
+        let link = check(&[
+            ("manifest/berth.toml", "file", 10),
+            ("manifest/templates/a.j2", "symlink", 0),
+        ])
+        .unwrap_err();
+        assert!(link.contains("neither a file nor a directory"), "{link}");
+        let huge = check(&[
+            ("manifest/berth.toml", "file", 10),
+            (
+                "manifest/templates/a.j2",
+                "file",
+                super::MAX_ARCHIVE_MANIFEST_BYTES,
+            ),
+        ])
+        .unwrap_err();
+        assert!(huge.contains("more than the"), "{huge}");
+        // A name that only begins like it is not part of it.
+        check(&[
+            ("manifest/berth.toml", "file", 10),
+            ("manifests/huge", "symlink", 0),
+        ])
+        .unwrap();
     }
 
     /// What a restore refuses to begin, and what it says to do instead.

@@ -103,7 +103,12 @@ fn publish_private(path: &Path, bytes: &[u8]) -> Result<bool> {
 
 /// The instance's signing key, if it has one.
 pub fn signing_key(inst: &Instance) -> Result<Option<SigningKey>> {
-    let path = inst.paths.signing_key();
+    signing_key_at(&inst.paths)
+}
+
+/// The signing key of the instance at `paths`, if it has one.
+fn signing_key_at(paths: &berth_render::Paths) -> Result<Option<SigningKey>> {
+    let path = paths.signing_key();
     let Some(text) = read_private(&path, "archive signing key")? else {
         return Ok(None);
     };
@@ -185,6 +190,14 @@ pub fn read_key_file(path: &Path) -> Result<KeyFileText> {
 /// `--key`) and the instance's own. Refuses when there is none, or when `key_file` holds
 /// no signing key.
 pub fn trusted_keys(inst: &Instance, key_file: Option<&KeyFileText>) -> Result<Vec<PublicKey>> {
+    trusted_keys_at(&inst.paths, key_file)
+}
+
+/// [`trusted_keys`] for the instance at `paths`, before its manifest is known.
+pub(crate) fn trusted_keys_at(
+    paths: &berth_render::Paths,
+    key_file: Option<&KeyFileText>,
+) -> Result<Vec<PublicKey>> {
     let mut trusted = Vec::new();
     if let Some(KeyFileText { path, text }) = key_file {
         match parse_key_file(text)? {
@@ -204,7 +217,7 @@ pub fn trusted_keys(inst: &Instance, key_file: Option<&KeyFileText>) -> Result<V
             }
         }
     }
-    if let Some(own) = signing_key(inst)? {
+    if let Some(own) = signing_key_at(paths)? {
         let own = own.public_key();
         if !trusted.contains(&own) {
             trusted.push(own);
@@ -236,7 +249,7 @@ pub(crate) struct ArchiveFacts {
     pub privileged_entries: Vec<String>,
 }
 
-fn crafted(archive: &Path, what: &str) -> BackupError {
+pub(crate) fn crafted(archive: &Path, what: &str) -> BackupError {
     BackupError::Cannot {
         what: format!("`{}` cannot be restored: {what}", archive.display()),
         hint: "berth never writes such an archive: do not restore it, and check who can write to the backup target"

@@ -135,8 +135,16 @@ impl ConvergePlan {
 pub struct ApplyReport {
     /// Users created.
     pub users_created: Vec<String>,
-    /// Directories and files created or changed, in the order they were changed.
+    /// Files created, rewritten, given another mode or owner, or removed, in that
+    /// order. Directories are in `dirs_created` and `dirs_changed`.
     pub changed: Vec<PathBuf>,
+    /// Directories created, parents first (the missing parents of a planned directory
+    /// included).
+    #[serde(default)]
+    pub dirs_created: Vec<PathBuf>,
+    /// Directories that existed and were given another mode or owner.
+    #[serde(default)]
+    pub dirs_changed: Vec<PathBuf>,
     /// Services to restart.
     pub restart: Vec<String>,
     /// Services to reload.
@@ -658,6 +666,7 @@ fn apply_dirs(
                     // Parents get the usual 0755 (the final mode follows below).
                     at.create_dir(&rel, 0o755, None)?;
                     undo.push(Undo::RemoveDir(dir.to_path_buf()));
+                    report.dirs_created.push(dir.to_path_buf());
                 }
                 None
             }
@@ -680,8 +689,8 @@ fn apply_dirs(
                 mode,
                 owner: ids,
             });
+            report.dirs_changed.push(change.path.clone());
         }
-        report.changed.push(change.path.clone());
     }
     Ok(())
 }

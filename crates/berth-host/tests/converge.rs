@@ -118,10 +118,33 @@ fn first_apply_creates_everything_and_second_plan_is_empty() {
     assert_eq!(plan.files.len(), 3);
     assert_eq!(plan.restart, ["web", "worker"]);
     assert_eq!(plan.reload, ["nginx"]);
+    // The dry run's text: directories to create apart from the files.
+    let text = plan.to_string();
+    for dir in [&state.paths.etc, &state.paths.data_dir("db")] {
+        assert!(
+            text.contains(&format!("+ create directory {} (mode", dir.display())),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!("+ create {} (mode", state.files[0].path.display())),
+        "{text}"
+    );
 
     let report = converge::apply(&plan, &state).unwrap().report;
-    // etc, data (missing parent of data/db), then files.
-    assert_eq!(report.changed.len(), 2 + 3);
+    // Directories apart from files: etc, then data (the missing parent of data/db)
+    // and data/db, parents first.
+    assert_eq!(
+        report.dirs_created,
+        [
+            state.paths.etc.clone(),
+            state.paths.data.clone(),
+            state.paths.data_dir("db")
+        ]
+    );
+    assert!(report.dirs_changed.is_empty());
+    let files: Vec<_> = state.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(report.changed, files);
     for spec in &state.files {
         assert_eq!(std::fs::read_to_string(&spec.path).unwrap(), spec.content);
         assert_eq!(mode_of(&spec.path), spec.mode);
@@ -202,8 +225,20 @@ fn a_mode_change_alone_re_modes_without_restarting() {
     let text = plan.to_string();
     assert!(text.contains("(mode 0644 -> 0640)"), "{text}");
 
+    assert!(
+        text.contains(&format!(
+            "~ update directory {} (mode 0755 -> 0750)",
+            state.paths.etc.display()
+        )),
+        "{text}"
+    );
+
     let inode_before = std::fs::metadata(&state.files[0].path).unwrap().ino();
-    converge::apply(&plan, &state).unwrap();
+    let report = converge::apply(&plan, &state).unwrap().report;
+    // The directory is a changed directory, not a changed file nor a created one.
+    assert_eq!(report.dirs_changed, [state.paths.etc.clone()]);
+    assert!(report.dirs_created.is_empty());
+    assert_eq!(report.changed, [state.files[0].path.clone()]);
     assert_eq!(mode_of(&state.files[0].path), 0o640);
     assert_eq!(mode_of(&state.paths.etc), 0o750);
     // Re-moded in place, not rewritten.

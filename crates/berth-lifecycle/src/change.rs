@@ -112,6 +112,17 @@ impl Change {
             .unwrap_or_default()
     }
 
+    /// Records in `outcome` what the change wrote: the files, the directories it
+    /// created and those it gave another mode or owner, each on its own list.
+    pub fn record_written(&self, outcome: &mut Outcome) {
+        let Some(a) = &self.applied else {
+            return;
+        };
+        outcome.files_changed.clone_from(&a.report.changed);
+        outcome.dirs_created.clone_from(&a.report.dirs_created);
+        outcome.dirs_changed.clone_from(&a.report.dirs_changed);
+    }
+
     /// Whether nothing was written: then there is nothing to put back.
     pub fn is_empty(&self) -> bool {
         self.applied.is_none() && !self.plan_changed

@@ -104,6 +104,14 @@ pub enum LifecycleError {
     /// A port a service listens on is taken by another program.
     #[error("Ports needed by the app are already in use, nothing was started:\n{}", .0.join("\n"))]
     PortsInUse(Vec<String>),
+    /// A service user cannot search a directory on the way to a path it uses.
+    #[error("Service users cannot reach the paths they use, nothing was changed:\n{}", .blocked.join("\n"))]
+    Unreachable {
+        /// Each directory, its mode and owner, the users it stops and a path beyond it.
+        blocked: Vec<String>,
+        /// What to do about it.
+        fix: String,
+    },
     /// Distribution packages are missing and berth may not install them.
     #[error("These packages are needed and not installed: {}", .missing.join(", "))]
     PackagesMissing {
@@ -204,6 +212,7 @@ impl LifecycleError {
                 "stop the program using them, or change the port in the site config, then run the command again"
                     .to_owned(),
             ),
+            Self::Unreachable { fix, .. } => Some(fix.clone()),
             Self::PackagesMissing { install, .. } => {
                 Some(format!("run `{install}`, then `berth up` again"))
             }

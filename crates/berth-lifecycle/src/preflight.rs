@@ -1,4 +1,7 @@
-//! Checks `up` makes before it changes anything: ports, packages, programs.
+//! Checks `up` makes before it changes anything: ports, packages, programs, and
+//! whether the service users can reach their paths ([`reach`]).
+
+mod reach;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -77,6 +80,22 @@ pub(crate) fn check_ports(
         return Err(LifecycleError::PortsInUse(taken));
     }
     Ok(())
+}
+
+/// Refuse to change anything when a service user cannot search a directory on the way
+/// to a path it uses (a prefix inside a 0700 directory): the error names each such
+/// directory, the users it stops and the fix. Without root every process runs as the
+/// invoking user, who reaches the prefix it named: nothing to check.
+pub(crate) fn check_reachable(inst: &Instance, state: &DesiredState) -> Result<()> {
+    if !inst.facts.is_root {
+        return Ok(());
+    }
+    let blocked = reach::blocked(state, true, &reach::lookup)?;
+    if blocked.is_empty() {
+        Ok(())
+    } else {
+        Err(reach::unreachable(&blocked))
+    }
 }
 
 /// Install missing distribution packages (root), or say exactly what to run.

@@ -26,9 +26,10 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     crate::interrupted::finish(run, &state, &mut outcome)?;
     let running = supervisor::services_running(run.supervisor());
     preflight::check_ports(inst, &state, &running)?;
+    preflight::check_reachable(inst, &state)?;
     crate::up::host_files(inst).check(&state.host_files)?;
     let mut change = Change::write(run, &state, &secrets, running)?;
-    outcome.files_changed = change.files();
+    change.record_written(&mut outcome);
     release::store_manifest(inst, loc)?;
     if !run.supervisor().is_running() {
         progress.note("The supervisor is not running: files were updated, nothing was restarted (start with `berth up`)");

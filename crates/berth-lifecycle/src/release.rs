@@ -51,7 +51,7 @@ pub(crate) fn ensure_bundles(
 }
 
 /// Keep a copy of the manifest the instance runs, so later commands need no `--manifest`.
-pub(crate) fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
+pub fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     let dir = inst.paths.manifest_dir();
     let files = inst.manifest_files(loc)?;
     let unchanged = files

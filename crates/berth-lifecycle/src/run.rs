@@ -17,8 +17,12 @@ use crate::supervisor::{Socket, Supervisor};
 /// What a run changed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Outcome {
-    /// Config files written.
+    /// Config files written (created, rewritten, re-moded or removed).
     pub files_changed: Vec<PathBuf>,
+    /// Directories created, parents first.
+    pub dirs_created: Vec<PathBuf>,
+    /// Directories given another mode or owner.
+    pub dirs_changed: Vec<PathBuf>,
     /// Services restarted.
     pub restarted: Vec<String>,
     /// Services reloaded.
@@ -37,6 +41,8 @@ impl Outcome {
     /// Whether the run changed nothing at all.
     pub fn is_noop(&self) -> bool {
         self.files_changed.is_empty()
+            && self.dirs_created.is_empty()
+            && self.dirs_changed.is_empty()
             && self.restarted.is_empty()
             && self.reloaded.is_empty()
             && self.stopped.is_empty()
@@ -53,11 +59,9 @@ impl Outcome {
             } else {
                 RunStatus::Succeeded
             },
-            files_changed: self
-                .files_changed
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
+            files_changed: shown(&self.files_changed),
+            dirs_created: shown(&self.dirs_created),
+            dirs_changed: shown(&self.dirs_changed),
             services_restarted: self.restarted.clone(),
             services_reloaded: self.reloaded.clone(),
             hooks_run: self.hooks_run.clone(),
@@ -65,6 +69,11 @@ impl Outcome {
             services_started: self.started.clone(),
         }
     }
+}
+
+/// Paths as the history shows them.
+fn shown(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.display().to_string()).collect()
 }
 
 /// How a failed run is recorded.

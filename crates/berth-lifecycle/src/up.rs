@@ -52,6 +52,14 @@ pub fn up(
     Ok(report)
 }
 
+/// Refuses an instance whose service users cannot reach the paths they use (a prefix
+/// inside a directory they cannot enter), before anything changes: `up` and
+/// `reconfigure` check it themselves, a restore into a new prefix before it moves
+/// anything in.
+pub fn check_reachable(inst: &Instance) -> Result<()> {
+    preflight::check_reachable(inst, &preview(inst)?)
+}
+
 /// `up` as part of another operation's run (a restore's last step): the same checks
 /// and steps, recorded in `run`.
 pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> {
@@ -63,6 +71,7 @@ pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> 
 /// root), interpreters. Returns the desired state as it renders before secrets exist.
 fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
     let preview = preview(inst)?;
+    preflight::check_reachable(inst, &preview)?;
     let running = supervisor::running_services(&inst.paths);
     preflight::check_ports(inst, &preview, &running)?;
     progress.begin("Checking system packages");
@@ -120,7 +129,7 @@ pub fn prepare(
     progress.begin("Writing configuration");
     let running = supervisor::services_running(run.supervisor());
     let mut change = Change::write(run, &state, &secrets, running)?;
-    outcome.files_changed = change.files();
+    change.record_written(&mut outcome);
     release::store_manifest(inst, loc)?;
     if !inst.config_exists && inst.config_path.starts_with(&inst.paths.prefix) {
         write_site_template(&inst.config_path)?;

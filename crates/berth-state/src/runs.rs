@@ -55,8 +55,15 @@ impl RunStatus {
 pub struct RunOutcome {
     /// How it ended.
     pub status: RunStatus,
-    /// Files written (absolute paths).
+    /// Files created, rewritten, given another mode or owner, or removed (absolute
+    /// paths); never a directory.
     pub files_changed: Vec<String>,
+    /// Directories created (absolute paths, parents first).
+    #[serde(default)]
+    pub dirs_created: Vec<String>,
+    /// Directories that existed and were given another mode or owner.
+    #[serde(default)]
+    pub dirs_changed: Vec<String>,
     /// Services restarted.
     pub services_restarted: Vec<String>,
     /// Services reloaded.
@@ -92,7 +99,7 @@ pub struct RunRecord {
 
 const RUN_COLUMNS: &str = "id, kind, detail, started_at, finished_at, duration_ms, status, error, \
      files_changed, services_restarted, services_reloaded, hooks_run, services_stopped, \
-     services_started";
+     services_started, dirs_created, dirs_changed";
 
 /// A row of `runs`, before its text columns are decoded.
 struct RawRun {
@@ -104,7 +111,7 @@ struct RawRun {
     duration_ms: Option<i64>,
     status: Option<String>,
     error: Option<String>,
-    lists: [Option<String>; 6],
+    lists: [Option<String>; 8],
 }
 
 impl RawRun {
@@ -125,6 +132,8 @@ impl RawRun {
                 row.get(11)?,
                 row.get(12)?,
                 row.get(13)?,
+                row.get(14)?,
+                row.get(15)?,
             ],
         })
     }
@@ -167,13 +176,16 @@ impl StateDb {
             &outcome.hooks_run,
             &outcome.services_stopped,
             &outcome.services_started,
+            &outcome.dirs_created,
+            &outcome.dirs_changed,
         ]
         .map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned()));
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, duration_ms = ?3, status = ?4, error = ?5,
                      files_changed = ?6, services_restarted = ?7, services_reloaded = ?8,
-                     hooks_run = ?9, services_stopped = ?10, services_started = ?11
+                     hooks_run = ?9, services_stopped = ?10, services_started = ?11,
+                     dirs_created = ?12, dirs_changed = ?13
                  WHERE id = ?1 AND finished_at IS NULL",
                 params![
                     id.0,
@@ -187,6 +199,8 @@ impl StateDb {
                     lists[3],
                     lists[4],
                     lists[5],
+                    lists[6],
+                    lists[7],
                 ],
             )
             .map_err(|e| self.query_err(format!("record the end of run {id}"), e))?;
@@ -260,7 +274,16 @@ impl StateDb {
                         ));
                     }
                 };
-                let [files, restarted, reloaded, hooks, stopped, started] = raw.lists;
+                let [
+                    files,
+                    restarted,
+                    reloaded,
+                    hooks,
+                    stopped,
+                    started,
+                    dirs_created,
+                    dirs_changed,
+                ] = raw.lists;
                 let list = |text: Option<String>, what: &str| -> Result<Vec<String>, StateError> {
                     text.map_or(Ok(Vec::new()), |t| {
                         serde_json::from_str(&t)
@@ -275,6 +298,8 @@ impl StateDb {
                     hooks_run: list(hooks, "hooks run")?,
                     services_stopped: list(stopped, "stopped services")?,
                     services_started: list(started, "started services")?,
+                    dirs_created: list(dirs_created, "created directories")?,
+                    dirs_changed: list(dirs_changed, "changed directories")?,
                 })
             }
         };

@@ -71,4 +71,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE hooks ADD COLUMN inputs TEXT;
     ",
+    // 6: directories a run created, and those whose mode or owner it changed (they were
+    // listed among the changed files before).
+    "
+    ALTER TABLE runs ADD COLUMN dirs_created TEXT;
+    ALTER TABLE runs ADD COLUMN dirs_changed TEXT;
+    ",
 ];

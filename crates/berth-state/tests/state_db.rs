@@ -241,6 +241,8 @@ fn finished_run_keeps_its_outcome_and_duration() {
         hooks_run: vec!["migrate".to_owned()],
         services_stopped: vec!["redis".to_owned()],
         services_started: vec!["cache".to_owned()],
+        dirs_created: vec!["data/cache".to_owned()],
+        dirs_changed: vec!["data/app".to_owned()],
     };
     db.finish_run(run, &outcome).unwrap();
     let record = db.history(1).unwrap().remove(0);

@@ -46,8 +46,15 @@ fn line(r: &berth_state::RunRecord) -> String {
         }
     };
     let _ = write!(s, " {status:<10} {dur:>8}");
-    if !o.files_changed.is_empty() {
-        let _ = write!(s, "  files: {}", o.files_changed.len());
+    // Counts: the paths are in `--json`. Directories are not files.
+    for (label, list) in [
+        ("files", &o.files_changed),
+        ("dirs created", &o.dirs_created),
+        ("dirs changed", &o.dirs_changed),
+    ] {
+        if !list.is_empty() {
+            let _ = write!(s, "  {label}: {}", list.len());
+        }
     }
     for (label, list) in [
         ("restarted", &o.services_restarted),
@@ -61,4 +68,76 @@ fn line(r: &berth_state::RunRecord) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_state::{RunId, RunOutcome, RunRecord, RunStatus};
+
+    fn run(id: i64, kind: &str, outcome: Option<RunOutcome>) -> RunRecord {
+        let at: jiff::Timestamp = "2026-11-25T14:02:11Z".parse().unwrap();
+        RunRecord {
+            id: RunId(id),
+            kind: kind.to_owned(),
+            detail: String::new(),
+            started_at: at,
+            finished_at: outcome.as_ref().map(|_| at),
+            duration_ms: outcome.as_ref().map(|_| 31),
+            outcome,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// A first `up` creates directories and files: the history counts them apart (the
+    /// directories used to be counted among the changed files), as does `--json`.
+    #[test]
+    fn created_directories_are_not_changed_files() {
+        let first_up = RunOutcome {
+            status: RunStatus::Succeeded,
+            files_changed: names(&["/p/etc/app.conf", "/p/etc/nginx.conf"]),
+            dirs_created: names(&["/p/etc", "/p/data", "/p/data/app"]),
+            services_started: names(&["app", "nginx"]),
+            hooks_run: names(&["initdb"]),
+            ..RunOutcome::default()
+        };
+        let re_moded = RunOutcome {
+            status: RunStatus::Succeeded,
+            dirs_changed: names(&["/p/data/app"]),
+            ..RunOutcome::default()
+        };
+        let failed = RunOutcome {
+            status: RunStatus::Failed {
+                error: "hook `migrate` failed\nexit status 1".to_owned(),
+            },
+            ..RunOutcome::default()
+        };
+        let runs = [
+            run(1, "up", Some(first_up)),
+            run(2, "reconfigure", Some(re_moded)),
+            run(3, "reconfigure", Some(failed)),
+            run(
+                4,
+                "up",
+                Some(RunOutcome {
+                    status: RunStatus::NoChange,
+                    ..RunOutcome::default()
+                }),
+            ),
+            run(5, "reconfigure", None),
+        ];
+        let text: Vec<String> = runs.iter().map(super::line).collect();
+        insta::assert_snapshot!(text.join("\n"));
+        let json = serde_json::to_value(&runs[0]).unwrap();
+        assert_eq!(
+            json["outcome"]["dirs_created"],
+            serde_json::json!(["/p/etc", "/p/data", "/p/data/app"])
+        );
+        assert_eq!(
+            json["outcome"]["files_changed"],
+            serde_json::json!(["/p/etc/app.conf", "/p/etc/nginx.conf"])
+        );
+    }
 }

@@ -41,6 +41,12 @@ pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode>
     if o.is_noop() {
         println!("Nothing changed ({} ms).", o.duration.as_millis());
     } else {
+        for d in &o.dirs_created {
+            println!("created directory {}", d.display());
+        }
+        for d in &o.dirs_changed {
+            println!("updated directory {}", d.display());
+        }
         for f in &o.files_changed {
             println!("updated {}", f.display());
         }
