@@ -366,8 +366,10 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
 }
 
 /// Checks decrypted secrets: only regular files named after the manifest's secrets,
-/// each a value the secret's alphabet can produce (so a crafted value cannot bring quotes,
-/// newlines or other characters the generated ones never have into a rendered file).
+/// each a value the secret can have ([`berth_render::SecretSpec::check_value`]): a
+/// generated one only the characters its alphabet produces, so a crafted value cannot
+/// bring quotes, newlines or other characters the generated ones never have into a
+/// rendered file; one a hook made, one line without control characters.
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
     let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
     let bad = |what: String| BackupError::Cannot {
@@ -391,9 +393,9 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
         let bytes = std::fs::read(&path).map_err(BackupError::io("read", &path))?;
         let text = String::from_utf8(bytes).map_err(|_| bad(format!("`{name}` is not text")))?;
         let value = text.trim_end_matches(['\n', '\r']);
-        if value.is_empty() || !value.chars().all(|c| spec.alphabet.contains(c)) {
+        if let Err(why) = spec.check_value(value) {
             return Err(bad(format!(
-                "the value of `{name}` is empty or has characters its alphabet never produces"
+                "the value of `{name}` is not one it can have: {why}"
             )));
         }
     }
