@@ -81,6 +81,15 @@ fn a_secret_the_hook_makes_is_kept_backed_up_and_restored_without_minting_again(
     assert!(r.stdout.contains("secrets/admin_api_key"), "{}", r.stdout);
     assert_eq!(holding(&a.prefix, &value, &file), Vec::<PathBuf>::new());
 
+    let shown = a.run(&["config", "show"]).expect(0);
+    assert!(
+        shown.stdout.contains("admin_api_key = ********")
+            && shown.stdout.contains("made by hook `bootstrap`")
+            && !shown.stdout.contains(&value),
+        "{}",
+        shown.stdout
+    );
+
     // Not again: another `up`, and nothing due in a dry run.
     a.run(&["up"]).expect(0);
     let dry = a.run(&["reconfigure", "--dry-run"]).expect(0);

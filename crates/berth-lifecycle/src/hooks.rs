@@ -826,7 +826,20 @@ mod tests {
             assert!(!inst.paths.hook_secrets_out("bootstrap").exists());
 
             let good = minting(r#"echo "tok_$$" > "$BERTH_SECRETS_OUT/admin_api_key""#);
+            // The dry run says why it is due.
+            let run = Run::begin(&inst, "up", "", &Silent).unwrap();
+            assert_eq!(
+                super::super::due_with_reasons(Some(&run.db), &good).unwrap(),
+                [(
+                    "bootstrap".to_owned(),
+                    "makes secret(s) not in the store yet: `admin_api_key`".to_owned()
+                )]
+            );
             assert_eq!(up(&good).unwrap(), ["bootstrap"]);
+            assert_eq!(
+                super::super::due_with_reasons(Some(&run.db), &good).unwrap(),
+                []
+            );
             let stored = std::fs::read_to_string(inst.paths.secret("admin_api_key")).unwrap();
             assert!(
                 stored.starts_with("tok_") && !stored.ends_with('\n'),
