@@ -514,6 +514,39 @@ mod tests {
         assert!(super::check_site_config(&inst, &site).is_err());
     }
 
+    /// Attack: an archive's secret that a hook makes (`from_hook`) carries a second line
+    /// or a terminal escape. It is refused like a generated secret outside its
+    /// alphabet, with the reason and never the value; one line of any other text (what
+    /// an app's key looks like) is accepted.
+    #[test]
+    fn a_hooks_secret_from_an_archive_is_one_line_of_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/minted");
+        let inst = berth_lifecycle::instance::open(&berth_lifecycle::Locate {
+            prefix: Some(tmp.path().join("inst")),
+            manifest: Some(manifest),
+            ..berth_lifecycle::Locate::default()
+        })
+        .unwrap();
+        let secrets = tmp.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(secrets.join("session_key"), "a".repeat(32)).unwrap();
+        std::fs::write(secrets.join("admin_api_key"), "c0ffee\n").unwrap();
+        super::check_secrets(&inst, &secrets).unwrap();
+        for bad in ["c0ffee\nlisten 0.0.0.0:80;", "\u{1b}]0;x\u{7}", "C0FFEE"] {
+            std::fs::write(secrets.join("admin_api_key"), bad).unwrap();
+            let err = super::check_secrets(&inst, &secrets)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`admin_api_key` is not one it can have"),
+                "{err}"
+            );
+            assert!(!err.contains("0.0.0.0") && !err.contains("C0FFEE"), "{err}");
+        }
+    }
+
     /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run
     /// as berth's own unprivileged user (not root, nor the `nobody` other daemons share),
     /// and without root's environment.
