@@ -379,8 +379,10 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
 }
 
 /// Checks decrypted secrets: only regular files named after the manifest's secrets,
-/// each a value the secret's alphabet can produce (so a crafted value cannot bring quotes,
-/// newlines or other characters the generated ones never have into a rendered file).
+/// each a value the secret can have ([`berth_render::SecretSpec::check_value`]): a
+/// generated one only the characters its alphabet produces, so a crafted value cannot
+/// bring quotes, newlines or other characters the generated ones never have into a
+/// rendered file; one a hook made, one line without control characters.
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
     let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
     let bad = |what: String| BackupError::Cannot {
@@ -404,9 +406,9 @@ pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
         let bytes = std::fs::read(&path).map_err(BackupError::io("read", &path))?;
         let text = String::from_utf8(bytes).map_err(|_| bad(format!("`{name}` is not text")))?;
         let value = text.trim_end_matches(['\n', '\r']);
-        if value.is_empty() || !value.chars().all(|c| spec.alphabet.contains(c)) {
+        if let Err(why) = spec.check_value(value) {
             return Err(bad(format!(
-                "the value of `{name}` is empty or has characters its alphabet never produces"
+                "the value of `{name}` is not one it can have: {why}"
             )));
         }
     }
@@ -523,6 +525,39 @@ mod tests {
         super::check_site_config(&inst, &site).unwrap();
         std::fs::write(&site, "[app]\ngreeting = \"NOT LOWER\"\n").unwrap();
         assert!(super::check_site_config(&inst, &site).is_err());
+    }
+
+    /// Attack: an archive's secret that a hook makes (`from_hook`) carries a second line
+    /// or a terminal escape. It is refused like a generated secret outside its
+    /// alphabet, with the reason and never the value; one line of any other text (what
+    /// an app's key looks like) is accepted.
+    #[test]
+    fn a_hooks_secret_from_an_archive_is_one_line_of_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/minted");
+        let inst = berth_lifecycle::instance::open(&berth_lifecycle::Locate {
+            prefix: Some(tmp.path().join("inst")),
+            manifest: Some(manifest),
+            ..berth_lifecycle::Locate::default()
+        })
+        .unwrap();
+        let secrets = tmp.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(secrets.join("session_key"), "a".repeat(32)).unwrap();
+        std::fs::write(secrets.join("admin_api_key"), "c0ffee\n").unwrap();
+        super::check_secrets(&inst, &secrets).unwrap();
+        for bad in ["c0ffee\nlisten 0.0.0.0:80;", "\u{1b}]0;x\u{7}", "C0FFEE"] {
+            std::fs::write(secrets.join("admin_api_key"), bad).unwrap();
+            let err = super::check_secrets(&inst, &secrets)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`admin_api_key` is not one it can have"),
+                "{err}"
+            );
+            assert!(!err.contains("0.0.0.0") && !err.contains("C0FFEE"), "{err}");
+        }
     }
 
     /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run

@@ -207,6 +207,17 @@ pub enum HostError {
         /// The secret file.
         path: PathBuf,
     },
+    /// A hook that makes secrets (`from_hook`) exited 0, but what it handed over for
+    /// one of them cannot be taken. Never carries the value.
+    #[error("Hook `{hook}` did not hand over the secret `{name}`: {why}")]
+    HookSecret {
+        /// The hook.
+        hook: String,
+        /// The secret.
+        name: String,
+        /// What is wrong (missing, a symlink, too big, not the hook user's, a bad value).
+        why: String,
+    },
     /// A secret cannot be generated as declared.
     #[error("Cannot generate the secret `{name}`: {reason}")]
     InvalidSecretSpec {

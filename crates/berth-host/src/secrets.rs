@@ -1,4 +1,7 @@
-//! The secret store: one file per secret under `<prefix>/secrets`, generated once.
+//! The secret store: one file per secret under `<prefix>/secrets`, generated once, or
+//! handed over once by the hook that makes it ([`handover`]).
+
+pub mod handover;
 
 use std::collections::BTreeMap;
 use std::fs::DirBuilder;
@@ -59,23 +62,17 @@ impl SecretStore {
         &self.dir
     }
 
-    /// Loads every secret in `specs`, generating (and storing) the missing ones.
-    /// Existing secrets are never regenerated. When running as root, each file is
-    /// given to the spec's owner.
+    /// Loads every secret in `specs`, generating (and storing) the missing ones that
+    /// berth generates; a missing one a hook makes (`from_hook`) is left out until the
+    /// hook has handed it over. Existing secrets are never regenerated. When running as
+    /// root, each file is given to the spec's owner.
     ///
     /// Refuses a secret file that is readable by group or others, or empty.
     pub fn ensure(&self, specs: &[SecretSpec]) -> Result<BTreeMap<String, String>> {
-        let as_root = users::is_root();
         let mut values = BTreeMap::new();
         for spec in specs {
             let path = self.path_of(&spec.name)?;
-            let owner = match (&spec.owner, as_root) {
-                (Some(user), true) => Some(
-                    users::lookup(user)
-                        .ok_or_else(|| HostError::UnknownUser { user: user.clone() })?,
-                ),
-                _ => None,
-            };
+            let owner = owner_of(spec)?;
             let value = if let Some((value, stat)) = read_secret(&path)? {
                 if let Some((uid, gid)) = owner
                     && (stat.uid, stat.gid) != (uid, gid)
@@ -85,6 +82,8 @@ impl SecretStore {
                         .set_owner(Path::new(&spec.name), (uid, gid))?;
                 }
                 value
+            } else if spec.from_hook.is_some() {
+                continue;
             } else {
                 let value = generate(spec)?;
                 fsutil::write_atomic(&path, value.as_bytes(), 0o600, owner)?;
@@ -93,6 +92,32 @@ impl SecretStore {
             values.insert(spec.name.clone(), value);
         }
         Ok(values)
+    }
+
+    /// Whether secret `name` is in the store (a symlink in its place is refused).
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        let path = self.path_of(name)?;
+        let (dir, file) = beneath::in_parent(&path)?;
+        match dir.stat(&file)? {
+            None => Ok(false),
+            Some(st) if st.is_symlink() => Err(HostError::SymlinkRefused { path }),
+            Some(_) => Ok(true),
+        }
+    }
+
+    /// Keeps `value` as secret `spec` (a value a hook handed over): checked against the
+    /// declaration, written to a new file (0600, the spec's owner when running as root)
+    /// renamed over the old one, so the store holds the old value or the new, never a
+    /// part.
+    pub fn put(&self, spec: &SecretSpec, value: &str) -> Result<()> {
+        spec.check_value(value)
+            .map_err(|reason| HostError::InvalidSecretSpec {
+                name: spec.name.clone(),
+                reason: format!("the value to keep is refused: {reason}"),
+            })?;
+        let path = self.path_of(&spec.name)?;
+        let (dir, file) = beneath::in_parent(&path)?;
+        dir.write_atomic(&file, value.as_bytes(), 0o600, owner_of(spec)?)
     }
 
     /// The stored value of secret `name`, if it exists.
@@ -114,6 +139,18 @@ impl SecretStore {
             });
         }
         Ok(self.dir.join(name))
+    }
+}
+
+/// The owner a secret file gets: its spec's user when running as root.
+fn owner_of(spec: &SecretSpec) -> Result<Option<(u32, u32)>> {
+    match &spec.owner {
+        Some(user) if users::is_root() => {
+            Ok(Some(users::lookup(user).ok_or_else(|| {
+                HostError::UnknownUser { user: user.clone() }
+            })?))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -223,6 +260,7 @@ mod tests {
             length: 64,
             alphabet: "xyz".to_owned(),
             owner: None,
+            from_hook: None,
         };
         let value = generate(&spec).unwrap();
         assert_eq!(value.chars().count(), 64);
@@ -236,6 +274,7 @@ mod tests {
             length: 8,
             alphabet: "x".to_owned(),
             owner: None,
+            from_hook: None,
         };
         assert!(matches!(
             generate(&spec),

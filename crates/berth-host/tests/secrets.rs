@@ -12,6 +12,7 @@ fn spec(name: &str, length: usize) -> SecretSpec {
         length,
         alphabet: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".to_owned(),
         owner: None,
+        from_hook: None,
     }
 }
 

@@ -240,6 +240,17 @@ impl Paths {
         self.prefix.join("tmp")
     }
 
+    /// Row `tmp/hook-secrets/`: the parent of the hooks' hand-over directories.
+    pub fn hook_secrets_dir(&self) -> PathBuf {
+        self.tmp().join("hook-secrets")
+    }
+
+    /// Row `tmp/hook-secrets/<hook>/`: where a hook that makes secrets (`from_hook`)
+    /// writes them (`BERTH_SECRETS_OUT`), while it runs.
+    pub fn hook_secrets_out(&self, hook: &str) -> PathBuf {
+        self.hook_secrets_dir().join(hook)
+    }
+
     /// Row `tmp/restore.json`: the journal of an unfinished restore.
     pub fn restore_journal(&self) -> PathBuf {
         self.tmp().join("restore.json")

@@ -70,6 +70,8 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("default_backups", dir(&p.default_backups())),
         ("tmp", dir(&p.tmp())),
         ("restore_journal", file(&p.restore_journal())),
+        ("hook_secrets_dir", dir(&p.hook_secrets_dir())),
+        ("hook_secrets_out", dir(&p.hook_secrets_out("<hook>"))),
     ]
     .into_iter()
     .collect()

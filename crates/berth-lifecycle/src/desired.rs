@@ -12,8 +12,10 @@ use crate::instance::Instance;
 /// Placeholder shown in dry runs for secrets that do not exist yet.
 const NOT_YET_GENERATED: &str = "<generated on first up>";
 
-/// Secret values for rendering. With `create`, missing secrets are generated and stored
-/// (mode 0600); without, they render as a placeholder and nothing is written.
+/// Secret values for rendering and masking. With `create`, missing secrets are generated
+/// and stored (mode 0600); without, they render as a placeholder and nothing is written.
+/// A secret a hook makes (`from_hook`) is in the map once it exists, for masking only
+/// (templates never see it), and never generated.
 pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
     let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
     if create {
@@ -28,10 +30,16 @@ pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>
             Some(store) => store.get(&s.name)?,
             None => None,
         };
-        out.insert(
-            s.name.clone(),
-            value.unwrap_or_else(|| NOT_YET_GENERATED.to_owned()),
-        );
+        match value {
+            Some(v) => {
+                out.insert(s.name.clone(), v);
+            }
+            // A hook's value has no placeholder: no template uses it.
+            None if s.from_hook.is_some() => {}
+            None => {
+                out.insert(s.name.clone(), NOT_YET_GENERATED.to_owned());
+            }
+        }
     }
     Ok(out)
 }

@@ -8,10 +8,12 @@ use std::sync::mpsc;
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_host::children::ChildRecords;
+use berth_host::secrets::SecretStore;
+use berth_host::secrets::handover::Handover;
 use berth_host::unfinished::UnfinishedOutput;
 use berth_model::manifest::HookWhen;
 use berth_process::ChildCommand;
-use berth_render::{DesiredState, HookSpec};
+use berth_render::{DesiredState, HookSpec, SecretSpec};
 use berth_supervisor_protocol::{Request, Target};
 
 use crate::error::{LifecycleError, Result};
@@ -186,6 +188,32 @@ pub struct Due<'s> {
     /// The hook.
     pub hook: &'s HookSpec,
     record: Record,
+    /// The secrets it makes (`from_hook`), which berth takes from it once it succeeded.
+    makes: Vec<&'s SecretSpec>,
+}
+
+/// The secrets `hook` makes (`from_hook`), as `state` declares them.
+fn made_by<'s>(state: &'s DesiredState, hook: &HookSpec) -> Vec<&'s SecretSpec> {
+    state
+        .secrets
+        .iter()
+        .filter(|s| hook.secrets_out.contains(&s.name))
+        .collect()
+}
+
+/// The secrets of `makes` the instance's store does not have (all of them when there
+/// is no store yet).
+fn missing_secrets(state: &DesiredState, makes: &[&SecretSpec]) -> Result<Vec<String>> {
+    let Some(store) = SecretStore::existing(&state.paths.secrets) else {
+        return Ok(makes.iter().map(|s| s.name.clone()).collect());
+    };
+    let mut missing = Vec::new();
+    for spec in makes {
+        if !store.contains(&spec.name)? {
+            missing.push(spec.name.clone());
+        }
+    }
+    Ok(missing)
 }
 
 /// The hooks `select` picks, in [`berth_render::hook_order`]. `select` gets each hook
@@ -210,9 +238,18 @@ pub(crate) fn due_in<'s>(
     let mut picked = Vec::new();
     for hook in in_order(state) {
         let record = hook_record(hook, &state.app.version);
+        let makes = made_by(state, hook);
         let scheduled = match (&record, db) {
             (Record::Never, _) => None,
             (_, None) => Some(true),
+            // A `once` hook that makes secrets: the store is its record. Due while one
+            // of them is missing (the first `up`, a secret added by a new version);
+            // not after a restore that brought them back, even into a new instance
+            // whose database never saw the hook run: it must not mint a new value over
+            // the one the restored data goes with.
+            (Record::Scope(_), Some(_)) if hook.when == HookWhen::Once && !makes.is_empty() => {
+                Some(!missing_secrets(state, &makes)?.is_empty())
+            }
             (Record::Scope(scope), Some(db)) => Some(!db.hook_ran(&hook.name, scope)?),
             (Record::Change(key), Some(db)) => Some(
                 db.last_change_hook(&hook.name)?
@@ -220,7 +257,11 @@ pub(crate) fn due_in<'s>(
             ),
         };
         if select(hook, scheduled) {
-            picked.push(Due { hook, record });
+            picked.push(Due {
+                hook,
+                record,
+                makes,
+            });
         }
     }
     Ok(picked)
@@ -239,6 +280,11 @@ pub(crate) fn due_with_reasons(
             Record::Never => "always, when something changes".to_owned(),
             Record::Scope(_) if d.hook.when == HookWhen::Release => {
                 format!("not yet run for version {}", state.app.version)
+            }
+            Record::Scope(_) if !d.makes.is_empty() => {
+                let missing = missing_secrets(state, &d.makes)?;
+                let names: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
+                format!("makes secret(s) not in the store yet: {}", names.join(", "))
             }
             Record::Scope(_) => "has not run yet".to_owned(),
             Record::Change(_) => {
@@ -276,7 +322,12 @@ pub fn run_selected(
 pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
     let (inst, db, progress) = (run.inst, &run.db, run.progress);
     let mut ran = Vec::new();
-    for Due { hook, record } in due {
+    for Due {
+        hook,
+        record,
+        makes,
+    } in due
+    {
         let hook = *hook;
         if !hook.after.is_empty() {
             progress.begin(&format!(
@@ -319,7 +370,11 @@ pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
             if let Some(output) = &unfinished {
                 output.begin()?;
             }
-            self::run(hook, &children)?;
+            if makes.is_empty() {
+                self::run(hook, &children)?;
+            } else {
+                run_handing_over(inst, hook, makes, &children)?;
+            }
             if let Some(output) = &unfinished {
                 output.finish()?;
             }
@@ -338,6 +393,49 @@ pub fn run_due(run: &Run, due: &[Due<'_>]) -> Result<Vec<String>> {
         ran.push(hook.name.clone());
     }
     Ok(ran)
+}
+
+/// Runs `hook`, which makes the secrets `makes`: in an empty hand-over directory of its
+/// user's (`BERTH_SECRETS_OUT`, which its rendered environment names), whose values are
+/// checked and kept in the secret store once the hook succeeded; the directory is
+/// removed either way. A value missing or refused fails the hook, naming the secret and
+/// why, never the value.
+fn run_handing_over(
+    inst: &Instance,
+    hook: &HookSpec,
+    makes: &[&SecretSpec],
+    children: &ChildRecords,
+) -> Result<()> {
+    let owner = match &hook.user {
+        Some(user) if inst.facts.is_root => Some(
+            berth_host::users::lookup(user)
+                .ok_or_else(|| berth_host::HostError::UnknownUser { user: user.clone() })?,
+        ),
+        _ => None,
+    };
+    let handover = Handover::prepare(&inst.paths.prefix, &hook.name, owner)?;
+    if let Err(e) = self::run(hook, children) {
+        let _ = handover.remove();
+        return Err(e);
+    }
+    let store = SecretStore::open(&inst.paths.secrets)?;
+    handover
+        .store_all(makes, &store)
+        .map_err(|e| LifecycleError::Hook {
+            name: hook.name.clone(),
+            why: match &e {
+                berth_host::HostError::HookSecret { name, why, .. } => {
+                    format!("exited 0, but did not hand over the secret `{name}`: {why}")
+                }
+                e => format!(
+                    "exited 0, but its secrets could not be kept: {}",
+                    error_text(e)
+                ),
+            },
+            log: hook.log_file.clone(),
+            tail: supervisor::tail(&hook.log_file, 15),
+        })?;
+    Ok(())
 }
 
 /// What a hook declares it makes (`creates`), told apart from a half-made one by a
@@ -663,6 +761,112 @@ mod tests {
                         .unwrap()
                 );
             }
+        }
+
+        /// A `once` hook that makes a secret: the value it writes to
+        /// `$BERTH_SECRETS_OUT/<name>` lands 0600 in the store and the hand-over
+        /// directory is gone. It is not due while the secret is in the store, even in a
+        /// new instance whose database never saw it run (a restore brought the secret
+        /// back); it is due again once the secret is missing. A hook that exits 0
+        /// without handing the value over fails and is not recorded.
+        #[test]
+        fn a_hook_that_makes_a_secret_hands_it_over_once() {
+            use std::os::unix::fs::PermissionsExt;
+            let tmp = tempfile::tempdir().unwrap();
+            let inst = instance(&tmp.path().join("inst"));
+            std::fs::create_dir_all(inst.paths.prefix.join("log/hooks")).unwrap();
+            let count = tmp.path().join("minted");
+            let minting = |script: &str| {
+                let mut h = hook_in(&inst, "bootstrap", HookWhen::Once, &[]);
+                h.secrets_out = names(&["admin_api_key"]);
+                h.env.insert(
+                    "BERTH_SECRETS_OUT".into(),
+                    inst.paths
+                        .hook_secrets_out("bootstrap")
+                        .display()
+                        .to_string(),
+                );
+                h.argv = names(&[
+                    "/bin/sh",
+                    "-c",
+                    &format!("echo x >> {}; {script}", count.display()),
+                ]);
+                let mut state = state_on(&inst.paths.prefix, vec![], vec![h]);
+                state.secrets = vec![berth_render::SecretSpec {
+                    name: "admin_api_key".into(),
+                    length: 0,
+                    alphabet: String::new(),
+                    owner: None,
+                    from_hook: Some("bootstrap".into()),
+                }];
+                state
+            };
+            let sup = Scripted::answering(vec![]);
+            let up = |state: &berth_render::DesiredState| {
+                let run = Run::begin(&inst, "up", "", &Silent)
+                    .unwrap()
+                    .with_supervisor(&sup);
+                super::super::run_hooks(&run, state, true)
+            };
+            let minted = || {
+                std::fs::read_to_string(&count)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            };
+
+            // Exits 0 without the value: a failure naming the secret, nothing stored.
+            let err = up(&minting("true")).unwrap_err();
+            let text = crate::run::error_text(&err);
+            assert!(
+                text.contains("exited 0, but did not hand over the secret `admin_api_key`"),
+                "{text}"
+            );
+            assert!(!inst.paths.secret("admin_api_key").exists());
+            assert!(!inst.paths.hook_secrets_out("bootstrap").exists());
+
+            let good = minting(r#"echo "tok_$$" > "$BERTH_SECRETS_OUT/admin_api_key""#);
+            // The dry run says why it is due.
+            let run = Run::begin(&inst, "up", "", &Silent).unwrap();
+            assert_eq!(
+                super::super::due_with_reasons(Some(&run.db), &good).unwrap(),
+                [(
+                    "bootstrap".to_owned(),
+                    "makes secret(s) not in the store yet: `admin_api_key`".to_owned()
+                )]
+            );
+            assert_eq!(up(&good).unwrap(), ["bootstrap"]);
+            assert_eq!(
+                super::super::due_with_reasons(Some(&run.db), &good).unwrap(),
+                []
+            );
+            let stored = std::fs::read_to_string(inst.paths.secret("admin_api_key")).unwrap();
+            assert!(
+                stored.starts_with("tok_") && !stored.ends_with('\n'),
+                "{stored:?}"
+            );
+            let mode = std::fs::metadata(inst.paths.secret("admin_api_key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o600);
+            assert!(!inst.paths.hook_secrets_out("bootstrap").exists());
+            assert_eq!(minted(), 2);
+
+            // Not again while the secret is there.
+            assert_eq!(up(&good).unwrap(), Vec::<String>::new());
+            // A new instance (no record of the hook) with the secret restored: not due.
+            std::fs::remove_file(inst.paths.state_db()).unwrap();
+            assert_eq!(up(&good).unwrap(), Vec::<String>::new());
+            assert_eq!(minted(), 2);
+            // The secret gone: due again, the new value kept.
+            std::fs::remove_file(inst.paths.secret("admin_api_key")).unwrap();
+            assert_eq!(up(&good).unwrap(), ["bootstrap"]);
+            assert_eq!(minted(), 3);
+            assert_ne!(
+                std::fs::read_to_string(inst.paths.secret("admin_api_key")).unwrap(),
+                stored
+            );
         }
 
         /// A service the hook needs does not start: the hook does not run, and the

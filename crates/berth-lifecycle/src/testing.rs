@@ -58,6 +58,7 @@ pub fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
         timeout: Duration::from_secs(10),
         log_file: PathBuf::from("/l/h.log"),
         creates: None,
+        secrets_out: Vec::new(),
     }
 }
 

@@ -239,30 +239,43 @@ pub struct Profile {
     pub values: BTreeMap<String, toml::Value>,
 }
 
-/// `[secrets.<name>]`: a value generated once and stored mode 0600.
+/// `[secrets.<name>]`: a value generated once (or handed over once by a hook) and
+/// stored mode 0600.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretDecl {
     /// What it protects.
     #[serde(default)]
     pub description: String,
-    /// Number of characters.
-    #[serde(default = "default_secret_length")]
-    pub length: usize,
-    /// `alphanumeric`, `hex`, `ascii-printable` (no quotes or backslash), or a literal set of characters.
-    #[serde(default = "default_alphabet")]
-    pub alphabet: String,
+    /// Number of characters berth generates (default [`SecretDecl::DEFAULT_LENGTH`]).
+    /// Not with `from_hook`: a hook's value has the length the hook gives it.
+    #[serde(default)]
+    pub length: Option<usize>,
+    /// `alphanumeric`, `hex`, `ascii-printable` (no quotes or backslash), or a literal set
+    /// of characters (default [`SecretDecl::DEFAULT_ALPHABET`]). With `from_hook`, the
+    /// characters the hook's value may have (default: any but control characters).
+    #[serde(default)]
+    pub alphabet: Option<String>,
     /// Component whose user may read it (owner of the stored file); none means root/self.
     #[serde(default)]
     pub readable_by: Option<String>,
+    /// The hook (`when = "once"`) that makes the value instead of berth: it writes it to
+    /// `$BERTH_SECRETS_OUT/<name>`, and berth moves it into the secret store. Templates
+    /// cannot use such a secret (it exists only once that hook has run).
+    #[serde(default)]
+    pub from_hook: Option<String>,
 }
 
-fn default_secret_length() -> usize {
-    32
-}
+impl SecretDecl {
+    /// Characters berth generates when `length` is not given.
+    pub const DEFAULT_LENGTH: usize = 32;
+    /// What berth generates from when `alphabet` is not given.
+    pub const DEFAULT_ALPHABET: &'static str = "alphanumeric";
 
-fn default_alphabet() -> String {
-    "alphanumeric".to_owned()
+    /// The number of characters berth generates.
+    pub fn length(&self) -> usize {
+        self.length.unwrap_or(Self::DEFAULT_LENGTH)
+    }
 }
 
 /// `[[files]]`: a config file rendered from a template.

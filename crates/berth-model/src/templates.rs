@@ -7,7 +7,7 @@
 //! | `app` | `name`, `version` |
 //! | `paths` | `prefix`, `etc`, `data`, `run`, `log`, `secrets`, `state`, `release` |
 //! | `settings` | `settings.<group>.<key>` for every declared setting |
-//! | `secrets` | `secrets.<name>` for every declared secret |
+//! | `secrets` | `secrets.<name>` for every declared secret berth generates (not those a hook makes, `from_hook`) |
 //! | `components` | `components.<name>`: `enabled`, `user`, `bin.<binary>`, `dir` (bundled only) |
 //! | `facts` | every field of [`Facts`] |
 //! | `external_url` | `url`, `scheme`, `host`, `port`, `path` |
@@ -27,6 +27,12 @@ const BUILTIN_FUNCTIONS: [&str; 4] = ["range", "dict", "namespace", "debug"];
 pub(crate) enum Node {
     Leaf,
     Map(BTreeMap<String, Node>),
+    /// A name that exists but is not in the context, with why and the fix: a secret a
+    /// hook makes (`from_hook`), which has no value when templates are rendered.
+    Withheld {
+        why: String,
+        help: String,
+    },
 }
 
 fn map<'a>(names: impl IntoIterator<Item = &'a str>) -> Node {
@@ -73,7 +79,27 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
     );
     top.insert(
         "secrets".to_owned(),
-        map(m.secrets.keys().map(String::as_str)),
+        Node::Map(
+            m.secrets
+                .iter()
+                .map(|(name, decl)| {
+                    let node = match &decl.from_hook {
+                        None => Node::Leaf,
+                        Some(hook) => Node::Withheld {
+                            why: format!(
+                                "which hook `{hook}` makes (`from_hook`): it has no value when templates are rendered"
+                            ),
+                            help: format!(
+                                "templates cannot use a secret a hook makes: its value is kept in the secret \
+                                 store (`{{{{ paths.secrets }}}}/{name}`, for the administrator and backups); \
+                                 or let berth generate it (remove `from_hook`)"
+                            ),
+                        },
+                    };
+                    (name.clone(), node)
+                })
+                .collect(),
+        ),
     );
     top.insert(
         "components".to_owned(),
@@ -123,8 +149,9 @@ pub(crate) fn derive_context() -> Node {
 pub(crate) struct UnknownName {
     /// The name as far as it exists plus the first unknown part, e.g. `settings.web.wrokers`.
     pub name: String,
-    /// "which the manifest does not declare" or "which is not in the render context".
-    pub why: &'static str,
+    /// "which the manifest does not declare", "which is not in the render context", or
+    /// why a declared name is withheld.
+    pub why: String,
     /// Did-you-mean or the names available at that point.
     pub help: Option<String>,
 }
@@ -138,9 +165,29 @@ pub(crate) fn unknown_names(spec: &Node, used: &HashSet<String>) -> Vec<UnknownN
         let segs: Vec<&str> = var.split('.').collect();
         let mut node = spec;
         for (i, seg) in segs.iter().enumerate() {
-            let Node::Map(children) = node else { break };
+            let children = match node {
+                Node::Map(children) => children,
+                Node::Withheld { why, help } => {
+                    out.push(UnknownName {
+                        name: segs[..i].join("."),
+                        why: why.clone(),
+                        help: Some(help.clone()),
+                    });
+                    break;
+                }
+                Node::Leaf => break,
+            };
             if let Some(child) = children.get(*seg) {
                 node = child;
+                if i + 1 == segs.len()
+                    && let Node::Withheld { why, help } = child
+                {
+                    out.push(UnknownName {
+                        name: var.clone(),
+                        why: why.clone(),
+                        help: Some(help.clone()),
+                    });
+                }
                 continue;
             }
             let prefix = segs[..i].join(".");
@@ -170,7 +217,8 @@ pub(crate) fn unknown_names(spec: &Node, used: &HashSet<String>) -> Vec<UnknownN
                     "which the manifest does not declare"
                 } else {
                     "which is not in the render context"
-                },
+                }
+                .to_owned(),
                 help,
             });
             break;

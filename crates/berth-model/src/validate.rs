@@ -341,14 +341,14 @@ impl Validator<'_> {
             if let Some(c) = &s.readable_by {
                 self.component_ref(&[path[0], path[1], Seg::Key("readable_by")], c);
             }
-            if s.length == 0 {
+            if s.length == Some(0) {
                 self.at_value(
                     &[path[0], path[1], Seg::Key("length")],
                     format!("secret `{name}` has length 0"),
                     Some("use at least 16 characters".to_owned()),
                 );
             }
-            if s.alphabet.is_empty() {
+            if s.alphabet.as_deref() == Some("") {
                 self.at_value(
                     &[path[0], path[1], Seg::Key("alphabet")],
                     format!("secret `{name}` has an empty alphabet"),
@@ -358,6 +358,47 @@ impl Validator<'_> {
                     ),
                 );
             }
+            if let Some(hook) = &s.from_hook {
+                self.secret_from_hook(name, s.length.is_some(), hook);
+            }
+        }
+    }
+
+    /// A secret a hook makes: the hook is declared and `once` (the value must stay what
+    /// the app made), and berth generates nothing, so there is no `length`.
+    fn secret_from_hook(&mut self, name: &str, has_length: bool, hook: &str) {
+        let at = [Seg::Key("secrets"), Seg::Key(name), Seg::Key("from_hook")];
+        let known = self.man.hooks.keys().map(String::as_str);
+        self.reference(&at, hook, "hook", known);
+        if let Some(h) = self.man.hooks.get(hook)
+            && h.when != HookWhen::Once
+        {
+            let when = match h.when {
+                HookWhen::Once => "once",
+                HookWhen::Release => "release",
+                HookWhen::Change => "change",
+                HookWhen::Always => "always",
+            };
+            self.at_value(
+                &at,
+                format!(
+                    "secret `{name}` is made by hook `{hook}`, which runs `when = \"{when}\"`: \
+                     a hook that runs again would replace the value the app uses"
+                ),
+                Some(format!(
+                    "make hook `{hook}` `when = \"once\"` (it runs again only while one of its \
+                     secrets is missing), or let berth generate the secret (remove `from_hook`)"
+                )),
+            );
+        }
+        if has_length {
+            self.at_key(
+                &[Seg::Key("secrets"), Seg::Key(name), Seg::Key("length")],
+                format!(
+                    "secret `{name}` is made by hook `{hook}`, so berth generates no `length` of it"
+                ),
+                Some("remove `length`; `alphabet` limits what the hook may hand over".to_owned()),
+            );
         }
     }
 
@@ -1066,13 +1107,32 @@ impl Validator<'_> {
                 );
             }
             for (i, h) in db.restore_after.iter().enumerate() {
+                let at = [base[0], base[1], Seg::Key("restore_after"), Seg::Index(i)];
                 let known = self.man.hooks.keys().map(String::as_str);
-                self.reference(
-                    &[base[0], base[1], Seg::Key("restore_after"), Seg::Index(i)],
-                    h,
-                    "hook",
-                    known,
-                );
+                self.reference(&at, h, "hook", known);
+                let made: Vec<&str> = self
+                    .man
+                    .secrets
+                    .iter()
+                    .filter(|(_, s)| s.from_hook.as_deref() == Some(h.as_str()))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if !made.is_empty() {
+                    let what = if made.len() == 1 { "secret" } else { "secrets" };
+                    self.at_value(
+                        &at,
+                        format!(
+                            "hook `{h}` makes {what} {} and so cannot run on a restore: it \
+                             would replace the restored value with a new one",
+                            suggest::backticked(made.iter().copied())
+                        ),
+                        Some(
+                            "a restore brings the secret back with the data; move what the \
+                             dump needs into a hook of its own"
+                                .to_owned(),
+                        ),
+                    );
+                }
             }
             if !db.bin_dir.starts_with('/') {
                 self.at_value(

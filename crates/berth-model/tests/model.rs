@@ -671,3 +671,53 @@ fn manifest_upgrade_rules_that_are_right_pass() {
     validate(&m).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(m.manifest.upgrade.stops, ["2.11", "3.7"]);
 }
+
+// ---- secrets a hook makes (`from_hook`) -------------------------------------------
+
+/// A hook that mints an admin API key, and the secret it makes.
+const MINTS: &str = "[hooks.bootstrap]\ncomponent = \"wiki\"\ncommand = [\"b\"]\nwhen = \"once\"\n\
+                     after = [\"db\"]\n\n\
+                     [secrets.admin_api_key]\ndescription = \"API key the app minted\"\n\
+                     from_hook = \"bootstrap\"\nreadable_by = \"wiki\"\n";
+
+#[test]
+fn a_secret_may_come_from_a_once_hook() {
+    let m = hooks_valid(&format!(
+        "{MINTS}alphabet = \"hex\"\n\n[secrets.db_password]\n"
+    ));
+    let s = &m.manifest.secrets["admin_api_key"];
+    assert_eq!(s.from_hook.as_deref(), Some("bootstrap"));
+    assert_eq!(s.length, None);
+    assert_eq!(s.alphabet.as_deref(), Some("hex"));
+    // A secret berth generates keeps its defaults.
+    let generated = &m.manifest.secrets["db_password"];
+    assert_eq!(generated.length(), 32);
+    assert_eq!(generated.from_hook, None);
+}
+
+/// `from_hook` names a declared `once` hook; such a secret has no `length`, no template
+/// may use it (it has no value when templates are rendered), and its hook may not run
+/// on a restore. Each error points at the key or value with the fix.
+#[test]
+fn manifest_secret_from_hook_errors() {
+    let templates = BTreeMap::from([
+        ("t.j2".to_owned(), "x\n".to_owned()),
+        (
+            "key.j2".to_owned(),
+            "key = {{ secrets.admin_api_key }}\n".to_owned(),
+        ),
+    ]);
+    let extra = "[hooks.bootstrap]\ncomponent = \"wiki\"\ncommand = [\"b\"]\nwhen = \"once\"\n\n\
+         [hooks.migrate]\ncomponent = \"wiki\"\ncommand = [\"m\"]\nwhen = \"release\"\n\
+         environment = { KEY = \"{{ secrets.admin_api_key }}\" }\n\n\
+         [secrets.admin_api_key]\nfrom_hook = \"bootstrap\"\n\n\
+         [secrets.typo]\nfrom_hook = \"bootstrp\"\n\n\
+         [secrets.migrated]\nfrom_hook = \"migrate\"\nlength = 40\n\n\
+         [[files]]\npath = \"wiki/key.conf\"\ntemplate = \"key.j2\"\nformat = \"conf\"\n\n\
+         [backup.database]\nkind = \"postgresql\"\nservice = \"db\"\nhost = \"h\"\nport = \"1\"\n\
+         name = \"wiki\"\nowner = \"wiki\"\nbin_dir = \"/usr/bin\"\nrestore_after = [\"bootstrap\"]\n";
+    let text = format!("{HOOKS_BASE}\n{extra}");
+    let m = LoadedManifest::from_sources("berth.toml", &text, templates)
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert_snapshot!(validate(&m).unwrap_err().to_string());
+}

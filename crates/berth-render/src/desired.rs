@@ -129,17 +129,57 @@ pub enum HostFileKind {
     },
 }
 
-/// A secret to generate once.
+/// A secret to generate once, or to take once from the hook that makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretSpec {
     /// Name (`secrets.<name>` in templates); stored as `<prefix>/secrets/<name>`.
     pub name: String,
-    /// Number of characters.
+    /// Number of characters berth generates (0 for a secret a hook makes).
     pub length: usize,
-    /// Characters to draw from (already expanded from names like `alphanumeric`).
+    /// Characters to draw from (already expanded from names like `alphanumeric`). For a
+    /// secret a hook makes: the characters its value may have, empty for any character
+    /// but control characters.
     pub alphabet: String,
     /// Owner of the stored file; `None` = the user running berth.
     pub owner: Option<String>,
+    /// The hook that makes it (`from_hook`): berth generates nothing, and takes the value
+    /// the hook hands over ([`HookSpec::secrets_out`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_hook: Option<String>,
+}
+
+impl SecretSpec {
+    /// The most bytes a hook may hand over for one secret.
+    pub const MAX_HOOK_VALUE: usize = 4096;
+
+    /// Whether `value` is one this secret can have, else why not (never quoting the
+    /// value): a generated one is non-empty and only has characters of its alphabet; a
+    /// hook's is one line of at most [`SecretSpec::MAX_HOOK_VALUE`] bytes, non-empty,
+    /// without control characters (no newline, tab, NUL, escape), and only characters
+    /// of its alphabet when it declares one.
+    pub fn check_value(&self, value: &str) -> Result<(), String> {
+        if value.is_empty() {
+            return Err("it is empty".to_owned());
+        }
+        if self.from_hook.is_some() {
+            if value.len() > Self::MAX_HOOK_VALUE {
+                return Err(format!("it is longer than {} bytes", Self::MAX_HOOK_VALUE));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(
+                    "it has a control character (a line break, a tab, NUL, an escape): \
+                     a secret is one line of text"
+                        .to_owned(),
+                );
+            }
+        }
+        if (self.from_hook.is_none() || !self.alphabet.is_empty())
+            && !value.chars().all(|c| self.alphabet.contains(c))
+        {
+            return Err("it has characters outside its alphabet".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// A bundled component to build into the release directory.
@@ -192,6 +232,11 @@ pub struct HookSpec {
     pub log_file: PathBuf,
     /// What the hook makes, inside `<prefix>/data`: partial when the hook did not finish.
     pub creates: Option<PathBuf>,
+    /// The secrets it makes (`from_hook`), by name: it writes each to
+    /// `$BERTH_SECRETS_OUT/<name>` ([`Paths::hook_secrets_out`]), and berth moves them
+    /// into the secret store once it succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_out: Vec<String>,
 }
 
 /// One input of a hook's fingerprint: an `on` entry and the value it has now.

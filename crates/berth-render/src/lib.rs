@@ -37,5 +37,5 @@ pub use error::RenderError;
 pub use escape::{escape, secret_encodings};
 pub use order::{hook_order, hook_prerequisites};
 pub use policy::{BackupPolicy, BackupTarget, Schedule, backup_policy};
-pub use render::{RenderInput, derive_paths, render, secret_specs};
+pub use render::{HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs};
 pub use supervision::{SCHEDULED_BACKUP_JOB, scheduled_backup_job, supervision_plan};

@@ -162,6 +162,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             log_file: PathBuf::from("/l/h.log"),
             creates: None,
+            secrets_out: Vec::new(),
         }
     }
 

@@ -19,6 +19,9 @@ use crate::{
     HostFileKind, HostFileSpec, Paths, RenderError, RerunInput, SecretSpec, UserSpec,
 };
 
+/// The variable naming the directory a hook that makes secrets writes them to.
+pub const HOOK_SECRETS_OUT: &str = "BERTH_SECRETS_OUT";
+
 /// Rotate a service's log when it passes this size.
 const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Rotated log files kept per service.
@@ -63,12 +66,23 @@ pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec>
         .iter()
         .map(|(name, decl)| SecretSpec {
             name: name.clone(),
-            length: decl.length,
-            alphabet: expand_alphabet(&decl.alphabet),
+            length: if decl.from_hook.is_some() {
+                0
+            } else {
+                decl.length()
+            },
+            alphabet: match (&decl.alphabet, &decl.from_hook) {
+                (Some(a), _) => expand_alphabet(a),
+                (None, Some(_)) => String::new(),
+                (None, None) => {
+                    expand_alphabet(berth_model::manifest::SecretDecl::DEFAULT_ALPHABET)
+                }
+            },
             owner: decl
                 .readable_by
                 .as_deref()
                 .and_then(|c| component_user(manifest, c, facts)),
+            from_hook: decl.from_hook.clone(),
         })
         .collect()
 }
@@ -192,7 +206,7 @@ fn context(input: &RenderInput<'_>) -> Value {
         app => Value::from(Serde(&app)),
         paths => Value::from(Serde(&paths)),
         settings => Value::from(Serde(&settings)),
-        secrets => Value::from(Serde(input.secrets)),
+        secrets => Value::from(Serde(rendered_secrets(input))),
         components => Value::from(Serde(&components)),
         facts => Value::from(Serde(&template_facts)),
         external_url => Value::from(Serde(&url)),
@@ -491,10 +505,24 @@ fn hooks(
     Ok(hooks)
 }
 
-/// Every declared secret must have a value.
+/// The secrets templates see: those berth generates. A value a hook made (`from_hook`)
+/// is never in the context, even once it exists: validation refuses templates using it,
+/// and a file must not render one way before the hook ran and another way after.
+fn rendered_secrets<'a>(input: &RenderInput<'a>) -> BTreeMap<&'a str, &'a str> {
+    let m = &input.manifest.manifest;
+    input
+        .secrets
+        .iter()
+        .filter(|(name, _)| m.secrets.get(*name).is_none_or(|d| d.from_hook.is_none()))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Every secret berth generates must have a value (one a hook makes has none until the
+/// hook has run, and templates cannot use it).
 fn check_secrets(input: &RenderInput<'_>) -> Result<(), RenderError> {
-    for name in input.manifest.manifest.secrets.keys() {
-        if !input.secrets.contains_key(name) {
+    for (name, decl) in &input.manifest.manifest.secrets {
+        if decl.from_hook.is_none() && !input.secrets.contains_key(name) {
             return Err(RenderError::MissingSecret(name.clone()));
         }
     }
@@ -920,11 +948,26 @@ fn hook(
     user: Option<String>,
 ) -> Result<HookSpec, RenderError> {
     let field = format!("hooks.{name}");
+    let secrets_out: Vec<String> = m
+        .secrets
+        .iter()
+        .filter(|(_, s)| s.from_hook.as_deref() == Some(name))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut env = r.process_env(m, &h.component, &field, &h.environment)?;
+    if !secrets_out.is_empty() {
+        // berth's, whatever the manifest sets: the directory the hook hands its values
+        // over in.
+        env.insert(
+            HOOK_SECRETS_OUT.to_owned(),
+            p.hook_secrets_out(name).display().to_string(),
+        );
+    }
     Ok(HookSpec {
         name: name.to_owned(),
         description: h.description.clone(),
         argv: r.strings(&format!("{field}.command"), &h.command)?,
-        env: r.process_env(m, &h.component, &field, &h.environment)?,
+        env,
         cwd: r.path(&format!("{field}.working_dir"), h.working_dir.as_ref())?,
         user,
         when: h.when,
@@ -937,6 +980,7 @@ fn hook(
         timeout: r.duration(&format!("{field}.timeout"), &h.timeout)?,
         log_file: p.hook_log(name),
         creates: hook_output(r, p, &field, h.creates.as_ref())?,
+        secrets_out,
     })
 }
 

@@ -316,3 +316,85 @@ fn a_hook_gating_a_service_runs_before_the_hooks_needing_it() {
     assert!(at("initdb") < at("aa_warm"), "{order:?}");
     assert!(at("migrate") < at("aa_warm"), "{order:?}");
 }
+
+/// A secret the `admin` hook makes (`from_hook`): the hook gets `BERTH_SECRETS_OUT`
+/// (berth's directory, whatever the manifest's environment says) and lists what it
+/// hands over; berth generates nothing for it and no template sees it, even once it
+/// has a value; a secret berth generates stays in the context.
+#[test]
+fn a_hook_that_makes_secrets_gets_its_hand_over_directory() {
+    let text = format!(
+        "{WIKI}\n[secrets.admin_api_key]\nfrom_hook = \"admin\"\nreadable_by = \"wiki\"\nalphabet = \"hex\"\n\n\
+         [secrets.bot_token]\nfrom_hook = \"admin\"\n\n\
+         [secrets.db_password]\nlength = 20\n"
+    )
+    .replace(
+        "command = [\"/usr/bin/php\", \"createAndPromote.php\"]",
+        "command = [\"/usr/bin/php\", \"createAndPromote.php\"]\nenvironment = { BERTH_SECRETS_OUT = \"/elsewhere\" }",
+    );
+    let m = manifest(&text);
+    let specs = berth_render::secret_specs(&m, &facts(None));
+    let facts = facts(Some("1:1.39.10-1"));
+    let site = parse_site("site.toml", "", &m).unwrap();
+    let config = resolve(&m, &site, &facts).unwrap();
+    let paths = Paths::for_prefix(Path::new("/srv/wiki"), "1.0");
+    // Rendered without the hook's values, and with them: the same state.
+    let generated = BTreeMap::from([("db_password".to_owned(), "pw".to_owned())]);
+    let mut with_made = generated.clone();
+    with_made.insert("admin_api_key".to_owned(), "c0ffee".to_owned());
+    let render_with = |secrets: &BTreeMap<String, String>| {
+        render(&RenderInput {
+            manifest: &m,
+            config: &config,
+            facts: &facts,
+            secrets,
+            paths: &paths,
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let s = render_with(&generated);
+    assert_eq!(s, render_with(&with_made));
+    let admin = hook(&s, "admin");
+    insta::assert_yaml_snapshot!((&specs, &admin.env, &admin.secrets_out));
+    assert!(hook(&s, "migrate").secrets_out.is_empty());
+    assert!(!hook(&s, "migrate").env.contains_key("BERTH_SECRETS_OUT"));
+    // Without the generated secret, rendering fails; without the hook's, it does not.
+    let err = render(&RenderInput {
+        manifest: &m,
+        config: &config,
+        facts: &facts,
+        secrets: &BTreeMap::new(),
+        paths: &paths,
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("db_password"), "{err}");
+}
+
+/// What a secret's value may be: a generated one only has its alphabet's characters; a
+/// hook's is one line without control characters, at most 4 KiB, in its alphabet if
+/// it declares one. The reasons never quote the value.
+#[test]
+fn secret_values_are_checked_against_their_declaration() {
+    let spec = |alphabet: &str, from_hook: Option<&str>| berth_render::SecretSpec {
+        name: "k".to_owned(),
+        length: 0,
+        alphabet: alphabet.to_owned(),
+        owner: None,
+        from_hook: from_hook.map(str::to_owned),
+    };
+    let generated = spec("abc", None);
+    assert_eq!(generated.check_value("abca"), Ok(()));
+    assert!(generated.check_value("abcd").is_err());
+    assert!(generated.check_value("").is_err());
+    let any = spec("", Some("admin"));
+    assert_eq!(any.check_value("tok_3f9a-Z.+/= é"), Ok(()));
+    for bad in ["", "a\nb", "a\tb", "a\0b", "\u{1b}[31m", "a\rb", "x\u{85}"] {
+        let why = any.check_value(bad).unwrap_err();
+        assert!(bad.is_empty() || !why.contains(bad), "{why}");
+    }
+    assert_eq!(any.check_value(&"a".repeat(4096)), Ok(()));
+    assert!(any.check_value(&"a".repeat(4097)).is_err());
+    let hex = spec("0123456789abcdef", Some("admin"));
+    assert_eq!(hex.check_value("c0ffee"), Ok(()));
+    assert!(hex.check_value("C0FFEE").is_err());
+}

@@ -32,9 +32,14 @@ pub fn show(loc: &Locate) -> Result<ExitCode> {
     if !secrets.is_empty() {
         println!();
         println!("# Secrets (values never shown; each is a mode 0600 file):");
-        for name in secrets.keys() {
+        for (name, decl) in secrets {
+            let made = decl
+                .from_hook
+                .as_ref()
+                .map(|hook| format!("; made by hook `{hook}`"))
+                .unwrap_or_default();
             println!(
-                "#   {name} = ********  ({})",
+                "#   {name} = ********  ({}{made})",
                 inst.paths.secret(name).display()
             );
         }
