@@ -177,7 +177,11 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
         ran[3]
     );
 
-    // `down --purge` removes the host file berth made, and only that.
+    purge_removes_the_host_file_and_says_what_it_keeps(&berth, &prefix);
+}
+
+/// `down --purge` removes the host file berth made, and only that, and says what it keeps.
+fn purge_removes_the_host_file_and_says_what_it_keeps(berth: &Berth, prefix: &Path) {
     let r = berth.run(&["down", "--purge"]).expect(0);
     assert!(
         r.stdout.contains(&format!("Removed {HOST_FILE}")),
@@ -185,6 +189,14 @@ fn a_hook_before_a_service_runs_before_that_service_restarts_on_reconfigure() {
         r.stdout
     );
     assert!(std::fs::symlink_metadata(HOST_FILE).is_err());
+    // And says what it keeps: the prefix, the users, the packages.
+    for kept in [
+        format!("  {}: site config, secrets, data", prefix.display()),
+        "  system users ministack, ministack-pg, ministack-redis, ministack-web:".to_owned(),
+        "  packages nginx-light postgresql-15 redis-server".to_owned(),
+    ] {
+        assert!(r.stdout.contains(&kept), "{kept}: {}", r.stdout);
+    }
     assert!(Path::new(HOST_DIR).is_dir());
     assert!(prefix.join("etc/nginx/nginx.conf").exists());
     std::fs::remove_dir(HOST_DIR).unwrap();

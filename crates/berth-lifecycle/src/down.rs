@@ -46,3 +46,42 @@ pub fn down(paths: &Paths) -> Result<Down> {
 pub fn remove_host_files(paths: &Paths) -> Result<berth_host::host_files::Report> {
     Ok(berth_host::host_files::HostFiles::new(paths.host_files_record()).remove_all()?)
 }
+
+/// What `berth down --purge` leaves, for it to say so: berth removes nothing it cannot
+/// tell is only the instance's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The prefix: site config, secrets, data, backups, logs.
+    pub prefix: std::path::PathBuf,
+    /// The system users the services ran as (from the last plan applied).
+    pub users: Vec<String>,
+    /// The distribution packages the manifest's components came from.
+    pub packages: Vec<String>,
+    /// The systemd unit that starts the supervisor at boot, when there is one.
+    pub unit: Option<std::path::PathBuf>,
+}
+
+/// What [`remove_host_files`] leaves behind for the instance at `paths` of `manifest`.
+pub fn kept(paths: &Paths, manifest: &berth_model::Manifest) -> Kept {
+    let mut users: Vec<String> = crate::state_files::applied_plan(&paths.supervision_plan())
+        .map(|plan| plan.services.into_iter().filter_map(|s| s.user).collect())
+        .unwrap_or_default();
+    users.retain(|u| u != "root");
+    users.sort();
+    users.dedup();
+    let mut packages: Vec<String> = manifest
+        .components
+        .values()
+        .flat_map(|c| c.packages.iter().cloned())
+        .collect();
+    packages.sort();
+    packages.dedup();
+    let unit = std::path::Path::new(crate::systemd::UNIT_DIR)
+        .join(crate::systemd::unit_name(&manifest.app.name));
+    Kept {
+        prefix: paths.prefix.clone(),
+        users,
+        packages,
+        unit: unit.exists().then_some(unit),
+    }
+}

@@ -39,7 +39,7 @@ mod testing;
 pub mod up;
 pub mod upgrade;
 
-pub use down::{Down, down, remove_host_files};
+pub use down::{Down, Kept, down, kept, remove_host_files};
 pub use dry_run::dry_run;
 pub use error::{LifecycleError, Result};
 pub use instance::{Instance, Locate, paths};

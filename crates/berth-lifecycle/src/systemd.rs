@@ -10,7 +10,7 @@ use berth_render::Paths;
 use crate::error::{LifecycleError, Result};
 
 /// Where unit files written by berth go.
-const UNIT_DIR: &str = "/etc/systemd/system";
+pub(crate) const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// The unit's name for an app: `berth-<app>.service`.
 pub fn unit_name(app: &str) -> String {

@@ -165,8 +165,48 @@ pub fn down(loc: &Locate, purge: bool) -> Result<ExitCode> {
                 path.display()
             );
         }
+        let facts = berth_host::facts::probe();
+        let (_, manifest, _) = berth_lifecycle::instance::locate(loc, &facts)?;
+        print!(
+            "{}",
+            describe_kept(&berth_lifecycle::kept(&paths, &manifest.manifest))
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `down --purge` keeps, each with how to remove it.
+fn describe_kept(k: &berth_lifecycle::Kept) -> String {
+    use std::fmt::Write as _;
+    let mut out =
+        String::from("Kept (berth removes nothing it cannot tell is only this instance's):\n");
+    let _ = writeln!(
+        out,
+        "  {}: site config, secrets, data, backups and logs; delete it yourself once you no longer need them",
+        k.prefix.display()
+    );
+    if !k.users.is_empty() {
+        let _ = writeln!(
+            out,
+            "  system users {}: `userdel NAME` once nothing they own is left",
+            k.users.join(", ")
+        );
+    }
+    if !k.packages.is_empty() {
+        let _ = writeln!(
+            out,
+            "  packages {}: the system may use them too (`apt-get purge` them yourself)",
+            k.packages.join(" ")
+        );
+    }
+    if let Some(unit) = &k.unit {
+        let _ = writeln!(
+            out,
+            "  {}: starts the supervisor at boot, which leaves the services stopped (`systemctl disable --now` and remove it)",
+            unit.display()
+        );
+    }
+    out
 }
 
 pub fn supervise(loc: &Locate, autostart: bool) -> Result<ExitCode> {
