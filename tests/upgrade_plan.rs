@@ -68,6 +68,25 @@ fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
     // From here on the instance's own (stored) manifest is the starting point.
     let installed = Berth::installed(&prefix);
 
+    // The one release installed is the current one, with its bundled virtualenv.
+    let r = installed.run(&["releases", "--json"]).expect(0);
+    let releases: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(releases[0]["version"], "1.0.0", "{releases:#}");
+    assert_eq!(releases[0]["current"], true);
+    assert!(
+        releases[0]["bytes"].as_u64().unwrap() > 1_000_000,
+        "{releases:#}"
+    );
+    let r = installed.run(&["releases"]).expect(0);
+    assert!(
+        r.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("1.0.0") && l.ends_with('*')),
+        "{}",
+        r.stdout
+    );
+
     let v110 = target(dir.path(), "1.1.0", true, RENAME);
     let v157 = target(dir.path(), "1.5.7", true, RENAME);
     let v200 = target(

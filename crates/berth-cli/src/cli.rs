@@ -49,6 +49,13 @@ pub enum Command {
     /// Check or show the site config; rewrite it for settings a new version renamed.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List the app's releases installed side by side: version, installed when, size,
+    /// which one runs.
+    Releases {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plan an upgrade to a new version: the path through required stops, each hop's
     /// steps and downtime, and the settings to change first.
     #[command(subcommand)]

@@ -97,3 +97,97 @@ pub(crate) fn install_berth(
     berth_host::fsutil::install_copy(berth_exe, &dest, 0o755)?;
     Ok(dest)
 }
+
+/// One release directory, for `berth releases`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseInfo {
+    /// Its version (the directory's name).
+    pub version: String,
+    /// When it was installed: the directory's modification time, seconds since the epoch.
+    pub installed_unix: i64,
+    /// Bytes in its regular files (symlinks not followed, hard links counted once).
+    pub bytes: u64,
+    /// Whether the instance runs it.
+    pub current: bool,
+}
+
+/// The releases under `releases_dir`, oldest version first; `current` is the version
+/// the instance runs. Reads only; a directory that vanishes meanwhile is left out.
+pub fn list(releases_dir: &Path, current: &str) -> Result<Vec<ReleaseInfo>> {
+    use std::os::unix::fs::MetadataExt;
+    let entries = match std::fs::read_dir(releases_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crate::LifecycleError::io("read the releases", releases_dir)(e));
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let version = entry.file_name().to_string_lossy().into_owned();
+        out.push(ReleaseInfo {
+            current: version == current,
+            version,
+            installed_unix: meta.mtime(),
+            bytes: tree_bytes(&entry.path()),
+        });
+    }
+    out.sort_by(|a, b| berth_model::version::compare_versions(&a.version, &b.version));
+    Ok(out)
+}
+
+/// Bytes of the regular files under `dir`, without following symlinks, each inode once.
+fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    /// Versions in version order, the current one marked, sizes counted without
+    /// following symlinks and hard links once; files beside the directories ignored.
+    #[test]
+    fn releases_are_listed_with_their_sizes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        for v in ["4.10.0", "4.9.3"] {
+            std::fs::create_dir_all(r.join(v).join("app")).unwrap();
+        }
+        std::fs::write(r.join("4.9.3/app/a"), vec![0u8; 1000]).unwrap();
+        std::fs::hard_link(r.join("4.9.3/app/a"), r.join("4.9.3/app/b")).unwrap();
+        std::os::unix::fs::symlink("/usr", r.join("4.9.3/app/usr")).unwrap();
+        std::fs::write(r.join("4.10.0/app/x"), b"12345").unwrap();
+        std::fs::write(r.join("stray-file"), b"x").unwrap();
+        let list = super::list(r, "4.10.0").unwrap();
+        let got: Vec<(&str, u64, bool)> = list
+            .iter()
+            .map(|i| (i.version.as_str(), i.bytes, i.current))
+            .collect();
+        assert_eq!(got, [("4.9.3", 1000, false), ("4.10.0", 5, true)]);
+        assert!(super::list(&r.join("none"), "1").unwrap().is_empty());
+    }
+}

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             upgrade::migrate(&loc, &to, dry_run)
         }
         Command::Upgrade(UpgradeCommand::Plan { to, json }) => upgrade::plan(&loc, &to, json),
+        Command::Releases { json } => upgrade::releases(&loc, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),

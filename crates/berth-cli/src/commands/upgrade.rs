@@ -123,3 +123,66 @@ pub fn migrate(loc: &Locate, to: &[PathBuf], dry_run: bool) -> Result<ExitCode> 
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn releases(loc: &Locate, json: bool) -> Result<ExitCode> {
+    let inst = upgrade::installed(loc)?;
+    let paths = berth_render::Paths::unversioned(&inst.prefix);
+    let list =
+        berth_lifecycle::release::list(&paths.releases(), &inst.manifest.manifest.app.version)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!(
+            "No release is installed under `{}`.",
+            paths.releases().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<20} {:>10}  CURRENT",
+        "VERSION", "INSTALLED (UTC)", "SIZE"
+    );
+    for r in &list {
+        println!(
+            "{:<20} {:<20} {:>10}  {}",
+            berth_model::terminal_safe(&r.version),
+            installed(r.installed_unix),
+            size(r.bytes),
+            if r.current { "*" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-12-03 14:31` for seconds since the epoch.
+fn installed(unix: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    text.replacen('T', " ", 1)
+        .trim_end_matches('Z')
+        .chars()
+        .take(16)
+        .collect()
+}
+
+/// `1.4 GiB`, `312.0 KiB`, `12 B`.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // a size shown with one decimal
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
