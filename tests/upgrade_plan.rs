@@ -52,23 +52,8 @@ fn config_tree(prefix: &Path) -> std::collections::BTreeMap<PathBuf, String> {
     tree
 }
 
-const RENAME: &str = "\n[upgrade]\nonline_from = \"1.0\"\n\n\
-    [[upgrade.settings]]\nkey = \"app.greeting\"\nsince = \"1.1.0\"\nrenamed_to = \"app.welcome\"\n\
-    message = \"The front page's text is now called the welcome.\"\n";
-
-#[test]
-fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
-    let dir = prefix_dir("upgrade-plan");
-    let prefix = dir.path().join("inst");
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(SITE);
-    berth.run(&["up"]).expect(0);
-    // From here on the instance's own (stored) manifest is the starting point.
-    let installed = Berth::installed(&prefix);
-
-    // The one release installed is the current one, with its bundled virtualenv.
+/// The one release installed is the current one, with its bundled virtualenv.
+fn one_current_release(installed: &Berth) {
     let r = installed.run(&["releases", "--json"]).expect(0);
     let releases: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(releases[0]["version"], "1.0.0", "{releases:#}");
@@ -86,6 +71,25 @@ fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
         "{}",
         r.stdout
     );
+}
+
+const RENAME: &str = "\n[upgrade]\nonline_from = \"1.0\"\n\n\
+    [[upgrade.settings]]\nkey = \"app.greeting\"\nsince = \"1.1.0\"\nrenamed_to = \"app.welcome\"\n\
+    message = \"The front page's text is now called the welcome.\"\n";
+
+#[test]
+fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
+    let dir = prefix_dir("upgrade-plan");
+    let prefix = dir.path().join("inst");
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(SITE);
+    berth.run(&["up"]).expect(0);
+    // From here on the instance's own (stored) manifest is the starting point.
+    let installed = Berth::installed(&prefix);
+
+    one_current_release(&installed);
 
     let v110 = target(dir.path(), "1.1.0", true, RENAME);
     let v157 = target(dir.path(), "1.5.7", true, RENAME);
