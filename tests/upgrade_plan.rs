@@ -73,6 +73,29 @@ fn one_current_release(installed: &Berth) {
     );
 }
 
+/// The plan as JSON: one online hop, the rename, and not ready until it is migrated
+/// (disk and database are fine).
+fn json_plan_is_not_ready_until_migrated(installed: &Berth, v110: &Path) {
+    let r = installed
+        .run(&["upgrade", "plan", "--json", "--to", v110.to_str().unwrap()])
+        .expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["hops"][0]["migrations"], "online");
+    assert_eq!(plan["settings"][0]["renamed_to"], "app.welcome");
+    // Not ready until the renamed setting is migrated; disk and database are fine.
+    assert_eq!(plan["ready"], false);
+    let checks: Vec<(&str, bool)> = plan["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["what"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        checks,
+        [("disk", true), ("settings", false), ("database", true)]
+    );
+}
+
 const RENAME: &str = "\n[upgrade]\nonline_from = \"1.0\"\n\n\
     [[upgrade.settings]]\nkey = \"app.greeting\"\nsince = \"1.1.0\"\nrenamed_to = \"app.welcome\"\n\
     message = \"The front page's text is now called the welcome.\"\n";
@@ -120,12 +143,7 @@ fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
         "{}",
         r.stdout
     );
-    let r = installed
-        .run(&["upgrade", "plan", "--json", "--to", v110.to_str().unwrap()])
-        .expect(0);
-    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(plan["hops"][0]["migrations"], "online");
-    assert_eq!(plan["settings"][0]["renamed_to"], "app.welcome");
+    json_plan_is_not_ready_until_migrated(&installed, &v110);
 
     // 2.0.0 needs a 1.5.x first: refused alone, planned through it when given.
     let r = installed

@@ -143,7 +143,7 @@ pub fn list(releases_dir: &Path, current: &str) -> Result<Vec<ReleaseInfo>> {
 }
 
 /// Bytes of the regular files under `dir`, without following symlinks, each inode once.
-fn tree_bytes(dir: &Path) -> u64 {
+pub(crate) fn tree_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::BTreeSet::new();
     let mut total = 0;

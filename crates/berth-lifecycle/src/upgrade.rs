@@ -93,6 +93,142 @@ pub fn plan(inst: &Installed, targets: &[LoadedManifest]) -> Result<UpgradePlan>
     )?)
 }
 
+/// One preflight check of an upgrade plan.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    /// What was checked: `disk`, `settings`, `database`.
+    pub what: &'static str,
+    /// Whether the upgrade can go ahead as far as this check goes.
+    pub ok: bool,
+    /// What was found, and the fix when not ok.
+    pub detail: String,
+}
+
+/// The checks an upgrade must pass before anything changes, as far as they can be made
+/// without running it: free disk for the new releases and the pre-upgrade backups, the
+/// settings to rename or remove first, the database server staying the same.
+pub fn preflight(inst: &Installed, plan: &UpgradePlan, targets: &[LoadedManifest]) -> Vec<Check> {
+    let paths = berth_render::Paths::unversioned(&inst.prefix);
+    let current = &inst.manifest.manifest.app.version;
+    let release = dir_bytes(&paths.releases().join(current));
+    let data = dir_bytes(&paths.data);
+    let hops = u64::try_from(plan.hops.len()).unwrap_or(u64::MAX);
+    // Each hop installs a release about the size of the current one and backs up
+    // the data (the database cluster's files bound its dump from above).
+    let need = hops.saturating_mul(release.saturating_add(data));
+    let free = nix::sys::statvfs::statvfs(&inst.prefix)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+        .ok();
+    let mut checks = vec![match free {
+        Some(free) => Check {
+            what: "disk",
+            ok: free >= need,
+            detail: format!(
+                "about {} needed ({hops} hop(s), each a release like the current one, {}, and a backup of the data, at most {}); {} free on the prefix's filesystem{}",
+                bytes(need),
+                bytes(release),
+                bytes(data),
+                bytes(free),
+                if free >= need {
+                    ""
+                } else {
+                    ": free some space, or back up to another target first"
+                }
+            ),
+        },
+        None => Check {
+            what: "disk",
+            ok: false,
+            detail: format!(
+                "the free space of `{}` cannot be read",
+                inst.prefix.display()
+            ),
+        },
+    }];
+    let renamed: Vec<&str> = plan
+        .settings
+        .iter()
+        .filter(|s| s.renamed_to.is_some())
+        .map(|s| s.key.as_str())
+        .collect();
+    let removed: Vec<&str> = plan
+        .settings
+        .iter()
+        .filter(|s| s.renamed_to.is_none())
+        .map(|s| s.key.as_str())
+        .collect();
+    let mut fix = Vec::new();
+    if !renamed.is_empty() {
+        fix.push(format!("`berth config migrate` for {}", renamed.join(", ")));
+    }
+    if !removed.is_empty() {
+        fix.push(format!(
+            "remove {} from the site config",
+            removed.join(", ")
+        ));
+    }
+    checks.push(Check {
+        what: "settings",
+        ok: fix.is_empty(),
+        detail: if fix.is_empty() {
+            "the site config sets nothing the new version renamed or removed".to_owned()
+        } else {
+            format!("first {}", fix.join("; "))
+        },
+    });
+    let db = |m: &berth_model::Manifest| {
+        m.backup
+            .as_ref()
+            .and_then(|b| b.database.as_ref())
+            .map(|d| d.bin_dir.clone())
+    };
+    let now = db(&inst.manifest.manifest);
+    let then = plan
+        .hops
+        .last()
+        .and_then(|h| targets.get(h.manifest))
+        .and_then(|m| db(&m.manifest));
+    checks.push(if now == then {
+        Check {
+            what: "database",
+            ok: true,
+            detail: match now {
+                Some(dir) => format!("the same server before and after ({dir})"),
+                None => "the app keeps no database berth manages".to_owned(),
+            },
+        }
+    } else {
+        Check {
+            what: "database",
+            ok: false,
+            detail: format!(
+                "the database server changes ({} → {}): berth does not move a cluster between server versions; back up, then restore into a new prefix set up with the new version",
+                now.as_deref().unwrap_or("none"),
+                then.as_deref().unwrap_or("none")
+            ),
+        }
+    });
+    checks
+}
+
+/// Bytes of the regular files under `dir` (see [`crate::release::list`]).
+fn dir_bytes(dir: &Path) -> u64 {
+    crate::release::tree_bytes(dir)
+}
+
+/// `1.4 GiB`.
+fn bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // shown with one decimal
+    let gib = n as f64 / f64::from(1u32 << 30);
+    if gib >= 1.0 {
+        format!("{gib:.1} GiB")
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        let mib = n as f64 / f64::from(1u32 << 20);
+        format!("{mib:.1} MiB")
+    }
+}
+
 /// What `berth config migrate` did or would do.
 #[derive(Debug, Clone)]
 pub struct Migrated {

@@ -11,10 +11,28 @@ pub fn plan(loc: &Locate, to: &[PathBuf], json: bool) -> Result<ExitCode> {
     let inst = upgrade::installed(loc)?;
     let targets = upgrade::load_targets(to)?;
     let plan = upgrade::plan(&inst, &targets)?;
+    let checks = upgrade::preflight(&inst, &plan, &targets);
+    let ready = checks.iter().all(|c| c.ok);
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        let mut v = serde_json::to_value(&plan)?;
+        v["preflight"] = serde_json::to_value(&checks)?;
+        v["ready"] = ready.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", describe(&plan, to));
+        println!("\nPreflight:");
+        for c in &checks {
+            println!(
+                "  {} {}: {}",
+                if c.ok { "✓" } else { "✗" },
+                c.what,
+                c.detail
+            );
+        }
+        if !ready {
+            println!("\nBefore the upgrade can run, fix what is marked ✗.");
+        }
+        println!("\nNothing was changed.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -89,7 +107,6 @@ fn describe(plan: &UpgradePlan, to: &[PathBuf]) -> String {
             plan.unused.join(", ")
         );
     }
-    let _ = writeln!(out, "\nNothing was changed.");
     out
 }
 
