@@ -1,9 +1,11 @@
-//! System users: look up, and create when running as root.
+//! System users: look up, and create when running as root; their homes.
 
+use std::path::Path;
 use std::process::Command;
 
 use berth_render::UserSpec;
 
+use crate::beneath::SafeDir;
 use crate::error::stderr_tail;
 use crate::{HostError, Result};
 
@@ -62,6 +64,38 @@ pub fn ensure_user(spec: &UserSpec) -> Result<bool> {
         });
     }
     Ok(true)
+}
+
+/// Makes `rel` beneath `prefix` (the instance's prefix, which only root can change;
+/// `rel` is `home/<user>`, [`berth_layout::Paths::user_home`]) the private home of a
+/// user: a directory of mode 0700 owned by `owner` (uid, gid), which that user can
+/// write. Missing parents are created 0755 and root's; an existing home is given that
+/// owner and mode again. Everything is reached through descriptors from `prefix`: a
+/// symlink at `rel` or on the way to it is refused ([`HostError::SymlinkRefused`]) and
+/// what it points to is left alone.
+pub fn ensure_home(prefix: &SafeDir, rel: &Path, owner: (u32, u32)) -> Result<()> {
+    let name = rel.file_name().ok_or_else(|| HostError::NotBeneath {
+        base: prefix.path().to_path_buf(),
+        path: rel.to_path_buf(),
+    })?;
+    let parent = prefix.create_dir_all(rel.parent().unwrap_or(Path::new("")), 0o755, None)?;
+    let home = match parent.create_dir(Path::new(name), 0o700, Some(owner)) {
+        Ok(home) => home,
+        Err(HostError::CreateDir { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            parent.open_dir(Path::new(name))?
+        }
+        Err(e) => return Err(e),
+    };
+    let stat = home.stat_self()?;
+    if (stat.uid, stat.gid) != owner {
+        home.set_owner(Path::new(""), owner)?;
+    }
+    if stat.perm() != 0o700 {
+        home.set_mode(Path::new(""), 0o700)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -106,6 +106,16 @@ impl Paths {
         self.data.join(dir)
     }
 
+    /// Row `home/`: the home directories of the users berth creates.
+    pub fn homes(&self) -> PathBuf {
+        self.prefix.join("home")
+    }
+
+    /// Row `home/<user>/`: the private, writable `HOME` of a user berth creates.
+    pub fn user_home(&self, user: &str) -> PathBuf {
+        self.homes().join(user)
+    }
+
     /// Row `run/<component>/`: a component's sockets and pid files.
     pub fn component_run_dir(&self, component: &str) -> PathBuf {
         self.run.join(component)

@@ -37,6 +37,8 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("bin_dir", dir(&p.bin_dir())),
         ("installed_berth", file(&p.installed_berth())),
         ("data_dir", dir(&p.data_dir("<dir>"))),
+        ("homes", dir(&p.homes())),
+        ("user_home", dir(&p.user_home("<user>"))),
         (
             "component_run_dir",
             dir(&p.component_run_dir("<component>")),
