@@ -1308,6 +1308,7 @@ mod tests {
                 owner: "app".into(),
                 bin_dir: "/usr/bin".into(),
                 user: None,
+                home: None,
                 restore_after: Vec::new(),
             }),
         });

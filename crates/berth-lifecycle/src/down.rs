@@ -46,3 +46,20 @@ pub fn down(paths: &Paths) -> Result<Down> {
 pub fn remove_host_files(paths: &Paths) -> Result<berth_host::host_files::Report> {
     Ok(berth_host::host_files::HostFiles::new(paths.host_files_record()).remove_all()?)
 }
+
+/// `berth down --purge`: remove the users' homes (`home/`, what their processes wrote
+/// in `HOME`: caches, dotfiles), by descriptors, never following a symlink a service
+/// user left in one. Whether there was one. The next `berth up` makes them again.
+pub fn remove_homes(paths: &Paths) -> Result<bool> {
+    let prefix = match berth_host::beneath::SafeDir::open_trusted(&paths.prefix) {
+        Ok(prefix) => prefix,
+        Err(berth_host::HostError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rel = paths.beneath(&paths.homes()).to_path_buf();
+    Ok(prefix.remove_tree(&rel)?)
+}

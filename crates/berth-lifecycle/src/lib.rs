@@ -38,7 +38,7 @@ pub mod systemd;
 mod testing;
 pub mod up;
 
-pub use down::{Down, down, remove_host_files};
+pub use down::{Down, down, remove_homes, remove_host_files};
 pub use dry_run::dry_run;
 pub use error::{LifecycleError, Result};
 pub use instance::{Instance, Locate, paths};

@@ -99,12 +99,22 @@ pub fn prepare(
     let (inst, progress) = (run.inst, run.progress);
     let mut outcome = Outcome::default();
     if inst.facts.is_root {
-        run.step("users", || {
-            for u in &preview.users {
-                berth_host::users::ensure_user(u)?;
-            }
-            Ok::<_, crate::LifecycleError>(())
+        let report = run.step("users", || {
+            Ok::<_, crate::LifecycleError>(berth_host::users::ensure_users(
+                &preview.paths,
+                &preview.users,
+                true,
+            )?)
         })?;
+        for user in &report.rehome_later {
+            progress.note(&format!(
+                "The passwd entry of `{user}` still names {} as its home: `usermod` cannot \
+                 change it while the user has processes running. berth gives its \
+                 processes HOME={} anyway; `berth down` then `berth up` changes the entry.",
+                inst.paths.data.display(),
+                inst.paths.user_home(user).display()
+            ));
+        }
     }
     let secrets = run.step("secrets", || secrets(inst, true))?;
     run.step("bundles", || {

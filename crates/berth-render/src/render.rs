@@ -310,16 +310,22 @@ impl<'a> Renderer<'a> {
             .collect()
     }
 
-    /// The environment of a service, job or hook of `component`: `[app] environment`,
-    /// then the component's, then its own (`field`), each later one winning. A `PATH`
-    /// must hold absolute directories only.
+    /// The environment of a service, job or hook of `component` running as `user`:
+    /// `HOME` in the user's home under the prefix (for a user other than berth's own),
+    /// then `[app] environment`, the component's, and its own (`field`), each later one
+    /// winning. A `PATH` must hold absolute directories only.
     fn process_env(
         &self,
-        m: &berth_model::Manifest,
-        component: &str,
+        p: &Paths,
+        user: Option<&str>,
+        (m, component): (&berth_model::Manifest, &str),
         field: &str,
         own: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, RenderError> {
+        let mut env = BTreeMap::new();
+        if let Some(user) = user {
+            env.insert("HOME".to_owned(), p.user_home(user).display().to_string());
+        }
         let mut layers: BTreeMap<&str, (String, &str)> = BTreeMap::new();
         for (k, v) in &m.app.environment {
             layers.insert(k, (format!("app.environment.{k}"), v));
@@ -332,7 +338,6 @@ impl<'a> Renderer<'a> {
         for (k, v) in own {
             layers.insert(k, (format!("{field}.environment.{k}"), v));
         }
-        let mut env = BTreeMap::new();
         for (k, (what, v)) in layers {
             let value = self.string(&what, v)?;
             if k == "PATH"
@@ -501,7 +506,8 @@ fn check_secrets(input: &RenderInput<'_>) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// Users: one per distinct component user, home in the data dir.
+/// Users: one per distinct component user, each with its home under the prefix
+/// (`home/<user>`).
 fn users(input: &RenderInput<'_>) -> Vec<UserSpec> {
     let mut users: Vec<UserSpec> = Vec::new();
     for name in &input.config.enabled_components {
@@ -509,8 +515,8 @@ fn users(input: &RenderInput<'_>) -> Vec<UserSpec> {
             && !users.iter().any(|x| x.name == u)
         {
             users.push(UserSpec {
+                home: input.paths.user_home(&u),
                 name: u,
-                home: input.paths.data.clone(),
             });
         }
     }
@@ -700,6 +706,7 @@ fn backup_plan(
                 name: db.name.clone(),
                 owner: db.owner.clone(),
                 bin_dir: PathBuf::from(&db.bin_dir),
+                home: user_of(component).map(|u| p.user_home(&u)),
                 user: user_of(component),
                 restore_after: db.restore_after.clone(),
             })
@@ -864,7 +871,13 @@ fn service(
     Ok(ServiceSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &s.command)?,
-        env: r.process_env(m, &s.component, &field, &s.environment)?,
+        env: r.process_env(
+            p,
+            user.as_deref(),
+            (m, &s.component),
+            &field,
+            &s.environment,
+        )?,
         cwd: r.path(&format!("{field}.working_dir"), s.working_dir.as_ref())?,
         user,
         depends_on: enabled_services(m, enabled, &s.depends_on),
@@ -900,7 +913,13 @@ fn job(
     Ok(JobSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &j.command)?,
-        env: r.process_env(m, &j.component, &field, &j.environment)?,
+        env: r.process_env(
+            p,
+            user.as_deref(),
+            (m, &j.component),
+            &field,
+            &j.environment,
+        )?,
         cwd: r.path(&format!("{field}.working_dir"), j.working_dir.as_ref())?,
         user,
         every: r.duration(&format!("{field}.every"), &j.every)?,
@@ -924,7 +943,13 @@ fn hook(
         name: name.to_owned(),
         description: h.description.clone(),
         argv: r.strings(&format!("{field}.command"), &h.command)?,
-        env: r.process_env(m, &h.component, &field, &h.environment)?,
+        env: r.process_env(
+            p,
+            user.as_deref(),
+            (m, &h.component),
+            &field,
+            &h.environment,
+        )?,
         cwd: r.path(&format!("{field}.working_dir"), h.working_dir.as_ref())?,
         user,
         when: h.when,

@@ -165,6 +165,9 @@ pub fn down(loc: &Locate, purge: bool) -> Result<ExitCode> {
                 path.display()
             );
         }
+        if berth_lifecycle::remove_homes(&paths)? {
+            println!("Removed {}", paths.homes().display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
