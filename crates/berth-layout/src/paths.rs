@@ -191,6 +191,11 @@ impl Paths {
         self.state.join("host-files.json")
     }
 
+    /// Row `state/users.json`: what the manifest's users are called on this host.
+    pub fn users_record(&self) -> PathBuf {
+        self.state.join("users.json")
+    }
+
     /// Row `state/managed-files.json`: the config files berth wrote last.
     pub fn managed_files(&self) -> PathBuf {
         self.state.join("managed-files.json")

@@ -15,7 +15,7 @@ const NOT_YET_GENERATED: &str = "<generated on first up>";
 /// Secret values for rendering. With `create`, missing secrets are generated and stored
 /// (mode 0600); without, they render as a placeholder and nothing is written.
 pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
-    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts);
+    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts, &inst.users);
     if create {
         let store = berth_host::secrets::SecretStore::open(&inst.paths.secrets)?;
         return Ok(store.ensure(&specs)?);
@@ -56,6 +56,7 @@ pub fn render(inst: &Instance, secrets: &BTreeMap<String, String>) -> Result<Des
         facts: &facts,
         secrets,
         paths: &inst.paths,
+        users: &inst.users,
     })?)
 }
 

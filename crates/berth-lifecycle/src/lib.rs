@@ -37,6 +37,7 @@ pub mod systemd;
 #[cfg(test)]
 mod testing;
 pub mod up;
+pub mod users;
 
 pub use down::{Down, down, remove_homes, remove_host_files};
 pub use dry_run::dry_run;

@@ -62,6 +62,8 @@ pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> 
 /// What `up` checks before it changes anything: ports, packages (installed here when
 /// root), interpreters. Returns the desired state as it renders before secrets exist.
 fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
+    // Users that cannot be named are refused before anything changes.
+    inst.naming.usable()?;
     let preview = preview(inst)?;
     let running = supervisor::running_services(&inst.paths);
     preflight::check_ports(inst, &preview, &running)?;
@@ -100,11 +102,10 @@ pub fn prepare(
     let mut outcome = Outcome::default();
     if inst.facts.is_root {
         let report = run.step("users", || {
-            Ok::<_, crate::LifecycleError>(berth_host::users::ensure_users(
-                &preview.paths,
-                &preview.users,
-                true,
-            )?)
+            crate::users::check_own(&inst.paths, &inst.naming)?;
+            let report = berth_host::users::ensure_users(&preview.paths, &preview.users, true)?;
+            crate::users::record(&inst.paths, &inst.users)?;
+            Ok::<_, crate::LifecycleError>(report)
         })?;
         for user in &report.rehome_later {
             progress.note(&format!(

@@ -37,6 +37,8 @@ pub struct RenderInput<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     /// Directory layout of the instance.
     pub paths: &'a Paths,
+    /// What the manifest's users are called on this host.
+    pub users: &'a crate::UserNames,
 }
 
 /// The instance's directories as a setting's `derive` expression sees them
@@ -57,7 +59,11 @@ pub fn derive_paths(p: &Paths) -> berth_model::DerivePaths {
 
 /// The secrets the instance needs, with their owners: known before rendering,
 /// because converge must create them before anything can be rendered.
-pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec> {
+pub fn secret_specs(
+    manifest: &LoadedManifest,
+    facts: &Facts,
+    users: &crate::UserNames,
+) -> Vec<SecretSpec> {
     let m = &manifest.manifest;
     m.secrets
         .iter()
@@ -68,7 +74,7 @@ pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec>
             owner: decl
                 .readable_by
                 .as_deref()
-                .and_then(|c| component_user(manifest, c, facts)),
+                .and_then(|c| component_user(manifest, c, facts, users)),
         })
         .collect()
 }
@@ -94,9 +100,15 @@ fn expand_alphabet(name: &str) -> String {
 /// The system user a component's processes run as.
 ///
 /// As a normal user everything runs as that user (`None`). As root, a component runs
-/// as its declared `user`, or as a user named after the app when it declares none:
+/// as its declared `user`, or as a user named after the app when it declares none, by
+/// the name that user has on this host (`users`: the instance's own, or shared):
 /// services never run as root unless the manifest says `user = "root"`.
-fn component_user(manifest: &LoadedManifest, component: &str, facts: &Facts) -> Option<String> {
+fn component_user(
+    manifest: &LoadedManifest,
+    component: &str,
+    facts: &Facts,
+    users: &crate::UserNames,
+) -> Option<String> {
     if !facts.is_root {
         return None;
     }
@@ -106,7 +118,7 @@ fn component_user(manifest: &LoadedManifest, component: &str, facts: &Facts) -> 
         .get(component)
         .and_then(|c| c.user.clone())
         .unwrap_or_else(|| m.app.name.clone());
-    (user != "root").then_some(user)
+    (user != "root").then(|| users.of(&user))
 }
 
 #[derive(Serialize)]
@@ -149,7 +161,7 @@ fn context(input: &RenderInput<'_>) -> Value {
         .map(|(name, c)| {
             let ctx = ComponentCtx {
                 enabled: input.config.enabled_components.contains(name),
-                user: component_user(input.manifest, name, input.facts)
+                user: component_user(input.manifest, name, input.facts, input.users)
                     .unwrap_or_else(|| input.facts.user.clone()),
                 bin: c.binaries.clone(),
                 dir: (c.source == ComponentSource::Bundled).then(|| path(&p.bundle_dir(name))),
@@ -376,7 +388,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let r = Renderer::new(input)?;
     let enabled = &input.config.enabled_components;
     let p = input.paths;
-    let user_of = |c: &str| component_user(input.manifest, c, input.facts);
+    let user_of = |c: &str| component_user(input.manifest, c, input.facts, input.users);
 
     check_secrets(input)?;
     let users = users(input);
@@ -458,7 +470,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         packages: packages.into_iter().collect(),
         binaries,
         bundles,
-        secrets: secret_specs(input.manifest, input.facts),
+        secrets: secret_specs(input.manifest, input.facts, input.users),
         services,
         jobs,
         listen,
@@ -484,7 +496,7 @@ fn hooks(
         .iter()
         .filter(|(_, h)| enabled.contains(&h.component))
     {
-        let user = component_user(input.manifest, &h.component, input.facts);
+        let user = component_user(input.manifest, &h.component, input.facts, input.users);
         let mut spec = hook(r, m, enabled, input.paths, name, h, user)?;
         if h.when == HookWhen::Change {
             let (key, inputs) = rerun_key(input, files, h);
@@ -511,7 +523,7 @@ fn check_secrets(input: &RenderInput<'_>) -> Result<(), RenderError> {
 fn users(input: &RenderInput<'_>) -> Vec<UserSpec> {
     let mut users: Vec<UserSpec> = Vec::new();
     for name in &input.config.enabled_components {
-        if let Some(u) = component_user(input.manifest, name, input.facts)
+        if let Some(u) = component_user(input.manifest, name, input.facts, input.users)
             && !users.iter().any(|x| x.name == u)
         {
             users.push(UserSpec {
@@ -540,7 +552,7 @@ fn dirs(input: &RenderInput<'_>) -> Result<Vec<DirSpec>, RenderError> {
         dir(&p.state, None, 0o700),
     ];
     for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
-        let owner = component_user(input.manifest, name, input.facts);
+        let owner = component_user(input.manifest, name, input.facts, input.users);
         // A per-component runtime directory for sockets and pid files.
         dirs.push(dir(&p.component_run_dir(name), owner.clone(), 0o755));
         for d in &c.data_dirs {
@@ -589,7 +601,7 @@ fn files(
             owner: f
                 .owner
                 .as_deref()
-                .and_then(|c| component_user(input.manifest, c, input.facts)),
+                .and_then(|c| component_user(input.manifest, c, input.facts, input.users)),
             mode,
             restarts: enabled_services(m, enabled, &f.restarts),
             reloads: enabled_services(m, enabled, &f.reloads),

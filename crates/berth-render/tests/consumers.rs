@@ -97,10 +97,11 @@ fn render_netbox(
             .unwrap()
             .value = SettingValue::String((*value).to_owned());
     }
-    let secrets: BTreeMap<String, String> = secret_specs(m, &facts)
-        .into_iter()
-        .map(|s| (s.name, secret.to_owned()))
-        .collect();
+    let secrets: BTreeMap<String, String> =
+        secret_specs(m, &facts, &berth_render::UserNames::shared())
+            .into_iter()
+            .map(|s| (s.name, secret.to_owned()))
+            .collect();
     let paths = Paths::for_prefix(prefix, &m.manifest.app.version);
     render(&RenderInput {
         manifest: m,
@@ -108,6 +109,7 @@ fn render_netbox(
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .map(|state| Rendered { state })
     .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))

@@ -144,6 +144,7 @@ fn state_with(text: &str, site: &str, facts: &Facts) -> Result<DesiredState, Ren
         facts,
         secrets: &BTreeMap::new(),
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
 }
 

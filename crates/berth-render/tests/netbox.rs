@@ -27,13 +27,14 @@ fn renders_netbox_for_a_root_install() {
     };
     let site = parse_site("site.toml", "", &m).unwrap_or_else(|d| panic!("{d}"));
     let config = resolve(&m, &site, &facts).unwrap_or_else(|d| panic!("{d}"));
-    let secrets: BTreeMap<String, String> = secret_specs(&m, &facts)
-        .into_iter()
-        .map(|s| {
-            let value = format!("test-{}", s.name);
-            (s.name, value)
-        })
-        .collect();
+    let secrets: BTreeMap<String, String> =
+        secret_specs(&m, &facts, &berth_render::UserNames::shared())
+            .into_iter()
+            .map(|s| {
+                let value = format!("test-{}", s.name);
+                (s.name, value)
+            })
+            .collect();
     let paths = Paths::for_prefix(Path::new("/var/opt/berth/netbox"), &m.manifest.app.version);
     let state = render(&RenderInput {
         manifest: &m,
@@ -41,6 +42,7 @@ fn renders_netbox_for_a_root_install() {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     // Each rendered file as a list of lines, so a change shows as the lines it changed.
