@@ -15,7 +15,24 @@ use berth_tests::{Berth, files_under, fixture, is_root, prefix_dir};
 const SITE: &str = "external_url = \"http://127.0.0.1:39080/\"\n\
     [postgresql]\nport = 39432\n[redis]\nport = 39379\n[app]\nport = 39001\n";
 
-/// The ministack fixture plus a hook that prints its environment into its log.
+/// A hook that prints its environment into its log and writes into its `HOME`, and a
+/// service that writes into its `HOME` (and is ready once it has).
+const HOME_WRITERS: &str = r#"
+[hooks.spy]
+component = "app"
+description = "Print the hook's environment, write into HOME"
+command = ["/bin/sh", "-c", 'env && echo hook > "$HOME/from-hook"']
+environment = { FROM_MANIFEST = "yes" }
+when = "once"
+
+[services.homebody]
+component = "app"
+description = "Writes into its HOME, then waits"
+command = ["/bin/sh", "-c", 'echo service > "$HOME/from-service" && exec sleep 1000000']
+ready = { command = ["/bin/sh", "-c", 'test -s "$HOME/from-service"'], timeout = "10s" }
+"#;
+
+/// The ministack fixture plus [`HOME_WRITERS`].
 fn manifest_with_spy_hook(dir: &Path) -> PathBuf {
     let manifest = dir.join("manifest");
     std::fs::create_dir_all(manifest.join("templates")).unwrap();
@@ -29,10 +46,7 @@ fn manifest_with_spy_hook(dir: &Path) -> PathBuf {
         .unwrap();
     }
     let mut text = std::fs::read_to_string(src.join("berth.toml")).unwrap();
-    text.push_str(
-        "\n[hooks.spy]\ncomponent = \"app\"\ndescription = \"Print the hook's environment\"\n\
-         command = [\"/usr/bin/env\"]\nenvironment = { FROM_MANIFEST = \"yes\" }\nwhen = \"once\"\n",
-    );
+    text.push_str(HOME_WRITERS);
     std::fs::write(manifest.join("berth.toml"), text).unwrap();
     manifest
 }
@@ -114,6 +128,58 @@ fn an_instance_gives_each_user_only_what_it_needs() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+    homes_are_never_followed(&berth, &prefix, dir.path());
+}
+
+/// A symlink where a user's home goes is refused, not followed, by `up`; a symlink a
+/// service user left inside its home is removed by `down --purge`, with the home,
+/// and what it points to is left alone.
+fn homes_are_never_followed(berth: &Berth, prefix: &Path, dir: &Path) {
+    let home = prefix.join("home/ministack");
+    let moved = prefix.join("home/ministack.moved");
+    let target = dir.join("target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&home, &moved).unwrap();
+    std::os::unix::fs::symlink(&target, &home).unwrap();
+    let r = berth.run(&["up"]);
+    if r.code == 0 {
+        berth.run(&["down"]);
+    }
+    assert_ne!(r.code, 0, "up followed a symlink for a home: {r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("`{}` is a symbolic link", home.display())),
+        "{}",
+        r.stderr
+    );
+    let m = meta(&target);
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o755, 0));
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+
+    // The service user links its home to a file of root's: purge removes the link.
+    std::fs::remove_file(&home).unwrap();
+    std::fs::rename(&moved, &home).unwrap();
+    let precious = dir.join("precious");
+    std::fs::write(&precious, "root's\n").unwrap();
+    let out = Command::new("/usr/sbin/runuser")
+        .args(["-u", "ministack", "--", "/bin/ln", "-s"])
+        .arg(&precious)
+        .arg(home.join("escape"))
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = berth.run(&["down", "--purge"]).expect(0);
+    assert!(
+        r.stdout
+            .contains(&format!("Removed {}", prefix.join("home").display())),
+        "{}",
+        r.stdout
+    );
+    assert!(!prefix.join("home").exists());
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "root's\n");
+    assert!(prefix.join("data/app").is_dir(), "purge removed data");
 }
 
 fn check(berth: &Berth, prefix: &Path) {
@@ -162,16 +228,40 @@ fn check(berth: &Berth, prefix: &Path) {
     let tail = berth.run(&["tail", "app", "-n", "5"]).expect(0);
     assert!(!tail.stdout.is_empty(), "{tail:?}");
 
-    // The hook saw the manifest's variables and its user's passwd home, nothing of
-    // berth's environment.
+    // The hook saw the manifest's variables and its user's home under the prefix,
+    // nothing of berth's environment.
     let spy = std::fs::read_to_string(log.join("hooks/spy.log")).unwrap();
     assert!(!spy.contains("root-secret"), "{spy}");
     assert!(spy.contains("FROM_MANIFEST=yes"), "{spy}");
-    let home = nix::unistd::User::from_name("ministack")
-        .unwrap()
-        .unwrap()
-        .dir;
+    let home = prefix.join("home/ministack");
     assert!(spy.contains(&format!("HOME={}\n", home.display())), "{spy}");
+
+    // That home is the user's own and private; the hook and a service wrote into it.
+    let m = meta(&prefix.join("home"));
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0));
+    let m = meta(&home);
+    let uid = nix::unistd::User::from_name("ministack")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.gid()),
+        (0o700, uid, gid_of("ministack"))
+    );
+    for (file, text) in [("from-hook", "hook\n"), ("from-service", "service\n")] {
+        let path = home.join(file);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(meta(&path).uid(), uid, "{}", path.display());
+    }
+    assert!(!can_read("ministack-web", &home.join("from-hook")));
+    // A user berth creates has that home in its passwd entry too.
+    for user in ["ministack", "ministack-pg", "ministack-web"] {
+        let passwd = nix::unistd::User::from_name(user).unwrap().unwrap().dir;
+        if passwd.starts_with(prefix) {
+            assert_eq!(passwd, prefix.join("home").join(user));
+        }
+    }
 
     // The control socket: 0600, and a user let in by a wrong mode is still refused.
     let socket = prefix.join("run/supervisor.sock");

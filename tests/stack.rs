@@ -460,7 +460,8 @@ fn bad_input_and_dry_runs_leave_a_running_instance_untouched() {
     let pids = s.berth.pids();
 
     let cases = [
-        ("syntax", format!("{BASE_SITE}[app\n"), "site.toml:6:5"),
+        // Line 7: `write_site` puts its `users` line first.
+        ("syntax", format!("{BASE_SITE}[app\n"), "site.toml:7:5"),
         (
             "unknown key",
             format!("{BASE_SITE}[app]\ngreting = \"x\"\n"),

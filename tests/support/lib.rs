@@ -178,8 +178,19 @@ impl Berth {
         self.paths().site_config()
     }
 
-    /// Write the site config.
+    /// Write the site config, with `users = "shared"` first unless `text` sets `users`:
+    /// the tests run the fixture in many prefixes, at once and run after run, and with
+    /// users of each instance's own (the default) the machine would gather a set of
+    /// users per test prefix, and prefixes named alike would claim the same names. A
+    /// test of per-instance users sets `users` itself; one that checks positions in the
+    /// file writes it with [`std::fs::write`].
     pub fn write_site(&self, text: &str) {
+        let sets_users = text.lines().any(|l| l.trim_start().starts_with("users ="));
+        let text = if sets_users {
+            text.to_owned()
+        } else {
+            format!("users = \"shared\"\n{text}")
+        };
         std::fs::write(self.site(), text).unwrap();
     }
 

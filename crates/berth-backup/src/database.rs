@@ -45,6 +45,7 @@ fn tool(db: &Database<'_>, program: &str, args: &[&str]) -> Result<String> {
         .user(db.user.as_deref())
         .env("PGHOST", &db.host)
         .env("PGPORT", &db.port)
+        .envs(db.home.iter().map(|home| ("HOME", home)))
         // The tools' own working directory must be readable by that user.
         .current_dir("/")
         .die_with_parent();

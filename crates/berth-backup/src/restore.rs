@@ -1656,6 +1656,7 @@ mod tests {
                 owner: "app".into(),
                 bin_dir: "/usr/bin".into(),
                 user: None,
+                home: None,
                 restore_after: Vec::new(),
             }),
         });

@@ -580,7 +580,8 @@ enum Undo {
 /// Directories come first (parents first), then files, each written atomically with
 /// its mode (and owner, when the plan manages owners). If any step fails, every
 /// directory and file changed so far is put back as it was, and the error says so.
-/// Created users are not removed.
+/// Created users and their homes (`home/<user>`, [`users::ensure_users`]) are not
+/// removed.
 ///
 /// Every path beneath the instance's prefix is resolved without following symlinks
 /// ([`beneath`]), and modes and owners are changed through the descriptor of what the
@@ -609,6 +610,10 @@ pub fn apply(plan: &ConvergePlan, state: &DesiredState) -> Result<Applied> {
         state.files.iter().map(|f| (f.path.as_path(), f)).collect();
     let mut undo = Vec::new();
     let result = apply_dirs(plan, prefix, &mut undo, &mut report).and_then(|()| {
+        // The users' homes under the prefix, which their processes get as `HOME`.
+        if plan.manage_owners {
+            users::ensure_users(&state.paths, &state.users, false)?;
+        }
         for change in &plan.files {
             apply_file(plan, prefix, change, &files, &mut undo)?;
             report.changed.push(change.path.clone());

@@ -281,6 +281,16 @@ pub enum HostError {
         /// The end of its standard error.
         stderr: String,
     },
+    /// `usermod` failed (for another reason than the user's running processes).
+    #[error("Failed to give the user `{user}` its new home with usermod ({status}): {stderr}")]
+    UserMod {
+        /// The user name.
+        user: String,
+        /// How usermod exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error.
+        stderr: String,
+    },
     /// `dpkg-query` failed in an unexpected way.
     #[error("Failed to query the package database for `{package}` ({status}): {stderr}")]
     PackageQuery {

@@ -106,6 +106,16 @@ impl Paths {
         self.data.join(dir)
     }
 
+    /// Row `home/`: the home directories of the users berth creates.
+    pub fn homes(&self) -> PathBuf {
+        self.prefix.join("home")
+    }
+
+    /// Row `home/<user>/`: the private, writable `HOME` of a user berth creates.
+    pub fn user_home(&self, user: &str) -> PathBuf {
+        self.homes().join(user)
+    }
+
     /// Row `run/<component>/`: a component's sockets and pid files.
     pub fn component_run_dir(&self, component: &str) -> PathBuf {
         self.run.join(component)
@@ -179,6 +189,11 @@ impl Paths {
     /// Row `state/host-files.json`: the host files (`[[host_files]]`) berth made.
     pub fn host_files_record(&self) -> PathBuf {
         self.state.join("host-files.json")
+    }
+
+    /// Row `state/users.json`: what the manifest's users are called on this host.
+    pub fn users_record(&self) -> PathBuf {
+        self.state.join("users.json")
     }
 
     /// Row `state/managed-files.json`: the config files berth wrote last.

@@ -37,6 +37,8 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("bin_dir", dir(&p.bin_dir())),
         ("installed_berth", file(&p.installed_berth())),
         ("data_dir", dir(&p.data_dir("<dir>"))),
+        ("homes", dir(&p.homes())),
+        ("user_home", dir(&p.user_home("<user>"))),
         (
             "component_run_dir",
             dir(&p.component_run_dir("<component>")),
@@ -55,6 +57,7 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("state_db", file(&p.state_db())),
         ("supervision_plan", file(&p.supervision_plan())),
         ("host_files_record", file(&p.host_files_record())),
+        ("users_record", file(&p.users_record())),
         ("managed_files", file(&p.managed_files())),
         ("ports_file", file(&p.ports_file())),
         ("autostart_marker", file(&p.autostart_marker())),

@@ -85,3 +85,20 @@ pub fn kept(paths: &Paths, manifest: &berth_model::Manifest) -> Kept {
         unit: unit.exists().then_some(unit),
     }
 }
+
+/// `berth down --purge`: remove the users' homes (`home/`, what their processes wrote
+/// in `HOME`: caches, dotfiles), by descriptors, never following a symlink a service
+/// user left in one. Whether there was one. The next `berth up` makes them again.
+pub fn remove_homes(paths: &Paths) -> Result<bool> {
+    let prefix = match berth_host::beneath::SafeDir::open_trusted(&paths.prefix) {
+        Ok(prefix) => prefix,
+        Err(berth_host::HostError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rel = paths.beneath(&paths.homes()).to_path_buf();
+    Ok(prefix.remove_tree(&rel)?)
+}

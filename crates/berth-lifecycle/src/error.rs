@@ -44,6 +44,14 @@ pub enum LifecycleError {
     /// No manifest given and none built in.
     #[error("No app manifest given: pass `--manifest DIR` (a directory with `berth.toml`)")]
     NoDefaultManifest,
+    /// The instance's user names cannot be what the site config asks.
+    #[error("{why}; hint: {hint}")]
+    Users {
+        /// What is wrong with the instance's user names.
+        why: String,
+        /// How to fix it.
+        hint: String,
+    },
     /// `reconfigure` before the first `up`.
     #[error("`{0}` has not been set up yet")]
     NotSetUp(PathBuf),

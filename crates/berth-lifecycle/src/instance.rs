@@ -49,6 +49,10 @@ pub struct Instance {
     pub config: ResolvedConfig,
     /// Host facts.
     pub facts: Facts,
+    /// What the manifest's users are called on this host ([`crate::users::names`]).
+    pub users: berth_render::UserNames,
+    /// Those names, and why they cannot be used for making users, if they cannot.
+    pub naming: crate::users::Naming,
 }
 
 /// The default prefix for an app.
@@ -186,6 +190,7 @@ pub fn open(global: &Locate) -> Result<Instance> {
         &facts,
         Some(&berth_render::derive_paths(&paths)),
     )?;
+    let naming = crate::users::names(&paths, &manifest, &config, facts.is_root)?;
     Ok(Instance {
         paths,
         manifest,
@@ -194,6 +199,8 @@ pub fn open(global: &Locate) -> Result<Instance> {
         config_exists,
         config,
         facts,
+        users: naming.names.clone(),
+        naming,
     })
 }
 

@@ -38,8 +38,9 @@ pub mod systemd;
 mod testing;
 pub mod up;
 pub mod upgrade;
+pub mod users;
 
-pub use down::{Down, Kept, down, kept, remove_host_files};
+pub use down::{Down, Kept, down, kept, remove_homes, remove_host_files};
 pub use dry_run::dry_run;
 pub use error::{LifecycleError, Result};
 pub use instance::{Instance, Locate, paths};

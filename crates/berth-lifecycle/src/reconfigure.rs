@@ -21,6 +21,11 @@ pub fn reconfigure(inst: &Instance, loc: &Locate, progress: &dyn Progress) -> Re
 fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
     let (inst, progress) = (run.inst, run.progress);
     let mut outcome = Outcome::default();
+    if inst.facts.is_root {
+        // A user a change brings (a component switched on) is created by converge: it
+        // must not be another instance's.
+        crate::users::check_own(&inst.paths, &inst.naming)?;
+    }
     let secrets = secrets(inst, true)?;
     let state = render(inst, &secrets)?;
     crate::interrupted::finish(run, &state, &mut outcome)?;

@@ -70,6 +70,8 @@ pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> 
 /// What `up` checks before it changes anything: ports, packages (installed here when
 /// root), interpreters. Returns the desired state as it renders before secrets exist.
 fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
+    // Users that cannot be named are refused before anything changes.
+    inst.naming.usable()?;
     let preview = preview(inst)?;
     preflight::check_reachable(inst, &preview)?;
     let running = supervisor::running_services(&inst.paths);
@@ -108,12 +110,21 @@ pub fn prepare(
     let (inst, progress) = (run.inst, run.progress);
     let mut outcome = Outcome::default();
     if inst.facts.is_root {
-        run.step("users", || {
-            for u in &preview.users {
-                berth_host::users::ensure_user(u)?;
-            }
-            Ok::<_, crate::LifecycleError>(())
+        let report = run.step("users", || {
+            crate::users::check_own(&inst.paths, &inst.naming)?;
+            let report = berth_host::users::ensure_users(&preview.paths, &preview.users, true)?;
+            crate::users::record(&inst.paths, &inst.users)?;
+            Ok::<_, crate::LifecycleError>(report)
         })?;
+        for user in &report.rehome_later {
+            progress.note(&format!(
+                "The passwd entry of `{user}` still names {} as its home: `usermod` cannot \
+                 change it while the user has processes running. berth gives its \
+                 processes HOME={} anyway; `berth down` then `berth up` changes the entry.",
+                inst.paths.data.display(),
+                inst.paths.user_home(user).display()
+            ));
+        }
     }
     let secrets = run.step("secrets", || secrets(inst, true))?;
     run.step("bundles", || {

@@ -27,6 +27,12 @@ pub fn render_effective(m: &LoadedManifest, r: &ResolvedConfig) -> String {
     if let Some(p) = &r.profile {
         let _ = writeln!(out, "profile = {}", quote(p));
     }
+    if let Some(i) = &r.instance {
+        let _ = writeln!(out, "instance = {}", quote(i));
+    }
+    if let Some(u) = r.users {
+        let _ = writeln!(out, "users = {}", quote(u.name()));
+    }
 
     let optional: Vec<&String> = m
         .manifest

@@ -92,8 +92,10 @@ pub use prefix::check_prefix;
 pub use quote::{is_unsafe_char, shown, terminal_safe};
 pub use read::{InputError, MAX_INPUT_BYTES, read_input};
 pub use resolve::{DerivePaths, declared_default, resolve, resolve_at};
-pub use site::{Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting};
-pub use site_parse::parse_site;
+pub use site::{
+    Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting, UserNaming,
+};
+pub use site_parse::{is_instance_name, parse_site};
 pub use validate::validate;
 pub use value::{format_size, parse_size};
 

@@ -138,6 +138,8 @@ pub fn resolve_at(
         profile,
         settings,
         enabled_components,
+        instance: site.instance.as_ref().map(|i| i.get_ref().clone()),
+        users: site.users.as_ref().map(|u| *u.get_ref()),
     })
 }
 

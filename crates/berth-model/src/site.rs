@@ -72,6 +72,10 @@ pub struct ResolvedConfig {
     pub settings: BTreeMap<String, BTreeMap<String, Resolved>>,
     /// Components switched on (all non-optional ones plus enabled optional ones).
     pub enabled_components: BTreeSet<String>,
+    /// `instance`, if `site.toml` sets it.
+    pub instance: Option<String>,
+    /// `users`, if `site.toml` sets it (the default depends on the instance's state).
+    pub users: Option<UserNaming>,
 }
 
 /// One value the administrator set in `site.toml`, already checked against its declaration.
@@ -101,4 +105,28 @@ pub struct SiteConfig {
     pub settings: BTreeMap<String, BTreeMap<String, SiteSetting>>,
     /// `[<component>] enabled = …` for optional components.
     pub components: BTreeMap<String, Spanned<bool>>,
+    /// `instance`: the instance's name, which per-instance user names start with.
+    pub instance: Option<Spanned<String>>,
+    /// `users`: one set of OS users per instance, or the manifest's names shared.
+    pub users: Option<Spanned<UserNaming>>,
+}
+
+/// How the OS users of an instance are named (`users` in `site.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UserNaming {
+    /// `<instance>-<user>`: no other instance on the host runs as them.
+    PerInstance,
+    /// The manifest's names as they are, shared by every instance of the app.
+    Shared,
+}
+
+impl UserNaming {
+    /// As written in `site.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PerInstance => "per-instance",
+            Self::Shared => "shared",
+        }
+    }
 }

@@ -17,6 +17,8 @@ use crate::{Diagnostics, LoadedManifest};
 /// Top-level keys that are not settings groups.
 const EXTERNAL_URL: &str = "external_url";
 const PROFILE: &str = "profile";
+const INSTANCE: &str = "instance";
+const USERS: &str = "users";
 const ENABLED: &str = "enabled";
 
 /// Parses and checks the administrator's site config against the manifest.
@@ -72,6 +74,8 @@ impl SiteParser<'_> {
         match name {
             EXTERNAL_URL => self.external_url(value),
             PROFILE => self.profile(value),
+            INSTANCE => self.instance(value),
+            USERS => self.users(value),
             _ => self.group(name, key.span(), value),
         }
     }
@@ -101,6 +105,57 @@ impl SiteParser<'_> {
                 ),
             ),
         }
+    }
+
+    fn instance(&mut self, value: &Spanned<DeValue<'_>>) {
+        let help = "name the instance with a lowercase letter, then lowercase letters, digits \
+                    and `-`, e.g. instance = \"prod\""
+            .to_owned();
+        let Some(s) = value.get_ref().as_str() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a string for `instance`, found {found}"),
+                Some(help),
+            );
+            return;
+        };
+        if is_instance_name(s) {
+            self.site.instance = Some(Spanned::new(value.span(), s.to_owned()));
+        } else {
+            self.error(
+                value.span(),
+                format!("`{}` is not a valid `instance`", crate::shown(s)),
+                Some(help),
+            );
+        }
+    }
+
+    fn users(&mut self, value: &Spanned<DeValue<'_>>) {
+        let naming = match value.get_ref().as_str() {
+            Some("per-instance") => crate::site::UserNaming::PerInstance,
+            Some("shared") => crate::site::UserNaming::Shared,
+            other => {
+                let found = match other {
+                    Some(s) => format!("`{}`", crate::shown(s)),
+                    None => found_phrase(&to_value(value.get_ref())).to_string(),
+                };
+                self.error(
+                    value.span(),
+                    format!(
+                        "expected `\"per-instance\"` or `\"shared\"` for `users`, found {found}"
+                    ),
+                    Some(
+                        "write users = \"per-instance\" (OS users of this instance's own) or \
+                         users = \"shared\" (the manifest's user names, shared with other \
+                         instances of the app)"
+                            .to_owned(),
+                    ),
+                );
+                return;
+            }
+        };
+        self.site.users = Some(Spanned::new(value.span(), naming));
     }
 
     fn profile(&mut self, value: &Spanned<DeValue<'_>>) {
@@ -150,7 +205,7 @@ impl SiteParser<'_> {
         let group = manifest.settings.get(name);
         let component = manifest.components.get(name);
         if group.is_none() && component.is_none() {
-            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE];
+            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS];
             known.extend(manifest.settings.keys().map(String::as_str));
             known.extend(
                 manifest
@@ -275,4 +330,13 @@ fn to_value(v: &DeValue<'_>) -> toml::Value {
                 .collect(),
         ),
     }
+}
+
+/// An instance name: a lowercase letter, then lowercase letters, digits and `-`, at
+/// most 31 characters (user names built from it are checked for length when made).
+pub fn is_instance_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.len() <= 31
 }

@@ -405,13 +405,19 @@ impl Validator<'_> {
     fn settings(&mut self) {
         for (group, keys) in &self.man.settings {
             let gpath = [Seg::Key("settings"), Seg::Key(group)];
-            if !is_identifier(group) || matches!(group.as_str(), "external_url" | "profile") {
+            if !is_identifier(group)
+                || matches!(
+                    group.as_str(),
+                    "external_url" | "profile" | "instance" | "users"
+                )
+            {
                 self.at_key(
                     &gpath,
                     format!("`{group}` cannot be a settings group name"),
                     Some(
                         "use lowercase letters, digits and `_` (templates write \
-                         `settings.<group>.<key>`), and not `external_url` or `profile`"
+                         `settings.<group>.<key>`), and not `external_url`, `profile`, `instance` \
+                         or `users`"
                             .to_owned(),
                     ),
                 );

@@ -110,6 +110,70 @@ fn site_bad_url_scheme() {
 }
 
 #[test]
+fn site_users_and_instance() {
+    let site = parse_site(
+        "site.toml",
+        "users = \"per-instance\"\ninstance = \"blue-2\"\n",
+        &demo(),
+    )
+    .unwrap();
+    let r = berth_model::resolve(&demo(), &site, &Facts::fixture()).unwrap();
+    assert_eq!(r.users, Some(berth_model::UserNaming::PerInstance));
+    assert_eq!(r.instance.as_deref(), Some("blue-2"));
+    assert!(
+        render_effective(&demo(), &r).contains("instance = \"blue-2\"\nusers = \"per-instance\"\n")
+    );
+    let r = berth_model::resolve(
+        &demo(),
+        &parse_site("site.toml", "users = \"shared\"\n", &demo()).unwrap(),
+        &Facts::fixture(),
+    )
+    .unwrap();
+    assert_eq!(r.users, Some(berth_model::UserNaming::Shared));
+    assert_eq!(r.instance, None);
+}
+
+#[test]
+fn site_bad_users_and_instance() {
+    let errors = site_errors("users = \"private\"\ninstance = \"Blue\"\n");
+    assert!(
+        errors.contains("expected `\"per-instance\"` or `\"shared\"` for `users`, found `private`"),
+        "{errors}"
+    );
+    assert!(errors.contains("site.toml:1:9"), "{errors}");
+    assert!(
+        errors.contains("`Blue` is not a valid `instance`"),
+        "{errors}"
+    );
+    assert!(errors.contains("site.toml:2:12"), "{errors}");
+    let errors = site_errors("users = true\ninstance = \"-x\"\n");
+    assert!(
+        errors.contains("found a boolean")
+            || errors.contains("found `true`")
+            || errors.contains("bool"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("`-x` is not a valid `instance`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn settings_groups_may_not_be_named_like_top_level_keys() {
+    for name in ["instance", "users"] {
+        let d = manifest_errors(&format!(
+            "{APP}[settings.{name}.x]\ntype = \"int\"\ndefault = 1\n"
+        ))
+        .to_string();
+        assert!(
+            d.contains(&format!("`{name}` cannot be a settings group name")),
+            "{d}"
+        );
+    }
+}
+
+#[test]
 fn site_unknown_profile() {
     assert_snapshot!(site_errors("profile = \"smal\"\n"));
 }

@@ -282,6 +282,10 @@ pub struct DatabasePlan {
     pub bin_dir: PathBuf,
     /// User the tools run as (the service's component user; `None`: berth's own).
     pub user: Option<String>,
+    /// The `HOME` the tools get: that user's home under the prefix (`None`: the
+    /// passwd entry's).
+    #[serde(default)]
+    pub home: Option<PathBuf>,
     /// Hooks that must have run before a dump is restored.
     pub restore_after: Vec<String>,
 }

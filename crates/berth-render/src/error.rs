@@ -32,6 +32,19 @@ pub enum RenderError {
         /// The mode as written.
         mode: String,
     },
+    /// A per-instance user name is longer than a user name may be.
+    #[error(
+        "the user name `{name}` (instance `{instance}`, the manifest's user `{user}`) is longer than 32 characters; set a shorter `instance = \"…\"` in site.toml (at most {} characters here), or `users = \"shared\"` to use the manifest's names",
+        32usize.saturating_sub(.user.len() + 1)
+    )]
+    UserNameTooLong {
+        /// The name it would be.
+        name: String,
+        /// The manifest's name.
+        user: String,
+        /// The instance's name.
+        instance: String,
+    },
     /// A template named in `[[files]]` was not loaded.
     #[error("template `{0}` is missing from the manifest's templates")]
     MissingTemplate(String),

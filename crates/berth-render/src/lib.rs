@@ -26,6 +26,7 @@ mod order;
 mod policy;
 mod render;
 mod supervision;
+mod users;
 
 pub use berth_layout::Paths;
 pub use changes::{ServiceChanges, service_changes};
@@ -39,3 +40,4 @@ pub use order::{hook_order, hook_prerequisites};
 pub use policy::{BackupPolicy, BackupTarget, Schedule, backup_policy};
 pub use render::{HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs};
 pub use supervision::{SCHEDULED_BACKUP_JOB, scheduled_backup_job, supervision_plan};
+pub use users::{MAX_USER_NAME, UserNames};

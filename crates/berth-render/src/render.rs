@@ -40,6 +40,8 @@ pub struct RenderInput<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     /// Directory layout of the instance.
     pub paths: &'a Paths,
+    /// What the manifest's users are called on this host.
+    pub users: &'a crate::UserNames,
 }
 
 /// The instance's directories as a setting's `derive` expression sees them
@@ -60,7 +62,11 @@ pub fn derive_paths(p: &Paths) -> berth_model::DerivePaths {
 
 /// The secrets the instance needs, with their owners: known before rendering,
 /// because converge must create them before anything can be rendered.
-pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec> {
+pub fn secret_specs(
+    manifest: &LoadedManifest,
+    facts: &Facts,
+    users: &crate::UserNames,
+) -> Vec<SecretSpec> {
     let m = &manifest.manifest;
     m.secrets
         .iter()
@@ -81,7 +87,7 @@ pub fn secret_specs(manifest: &LoadedManifest, facts: &Facts) -> Vec<SecretSpec>
             owner: decl
                 .readable_by
                 .as_deref()
-                .and_then(|c| component_user(manifest, c, facts)),
+                .and_then(|c| component_user(manifest, c, facts, users)),
             from_hook: decl.from_hook.clone(),
         })
         .collect()
@@ -108,9 +114,15 @@ fn expand_alphabet(name: &str) -> String {
 /// The system user a component's processes run as.
 ///
 /// As a normal user everything runs as that user (`None`). As root, a component runs
-/// as its declared `user`, or as a user named after the app when it declares none:
+/// as its declared `user`, or as a user named after the app when it declares none, by
+/// the name that user has on this host (`users`: the instance's own, or shared):
 /// services never run as root unless the manifest says `user = "root"`.
-fn component_user(manifest: &LoadedManifest, component: &str, facts: &Facts) -> Option<String> {
+fn component_user(
+    manifest: &LoadedManifest,
+    component: &str,
+    facts: &Facts,
+    users: &crate::UserNames,
+) -> Option<String> {
     if !facts.is_root {
         return None;
     }
@@ -120,7 +132,7 @@ fn component_user(manifest: &LoadedManifest, component: &str, facts: &Facts) -> 
         .get(component)
         .and_then(|c| c.user.clone())
         .unwrap_or_else(|| m.app.name.clone());
-    (user != "root").then_some(user)
+    (user != "root").then(|| users.of(&user))
 }
 
 #[derive(Serialize)]
@@ -163,7 +175,7 @@ fn context(input: &RenderInput<'_>) -> Value {
         .map(|(name, c)| {
             let ctx = ComponentCtx {
                 enabled: input.config.enabled_components.contains(name),
-                user: component_user(input.manifest, name, input.facts)
+                user: component_user(input.manifest, name, input.facts, input.users)
                     .unwrap_or_else(|| input.facts.user.clone()),
                 bin: c.binaries.clone(),
                 dir: (c.source == ComponentSource::Bundled).then(|| path(&p.bundle_dir(name))),
@@ -324,16 +336,22 @@ impl<'a> Renderer<'a> {
             .collect()
     }
 
-    /// The environment of a service, job or hook of `component`: `[app] environment`,
-    /// then the component's, then its own (`field`), each later one winning. A `PATH`
-    /// must hold absolute directories only.
+    /// The environment of a service, job or hook of `component` running as `user`:
+    /// `HOME` in the user's home under the prefix (for a user other than berth's own),
+    /// then `[app] environment`, the component's, and its own (`field`), each later one
+    /// winning. A `PATH` must hold absolute directories only.
     fn process_env(
         &self,
-        m: &berth_model::Manifest,
-        component: &str,
+        p: &Paths,
+        user: Option<&str>,
+        (m, component): (&berth_model::Manifest, &str),
         field: &str,
         own: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, RenderError> {
+        let mut env = BTreeMap::new();
+        if let Some(user) = user {
+            env.insert("HOME".to_owned(), p.user_home(user).display().to_string());
+        }
         let mut layers: BTreeMap<&str, (String, &str)> = BTreeMap::new();
         for (k, v) in &m.app.environment {
             layers.insert(k, (format!("app.environment.{k}"), v));
@@ -346,7 +364,6 @@ impl<'a> Renderer<'a> {
         for (k, v) in own {
             layers.insert(k, (format!("{field}.environment.{k}"), v));
         }
-        let mut env = BTreeMap::new();
         for (k, (what, v)) in layers {
             let value = self.string(&what, v)?;
             if k == "PATH"
@@ -385,7 +402,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let r = Renderer::new(input)?;
     let enabled = &input.config.enabled_components;
     let p = input.paths;
-    let user_of = |c: &str| component_user(input.manifest, c, input.facts);
+    let user_of = |c: &str| component_user(input.manifest, c, input.facts, input.users);
 
     check_secrets(input)?;
     let users = users(input);
@@ -467,7 +484,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         packages: packages.into_iter().collect(),
         binaries,
         bundles,
-        secrets: secret_specs(input.manifest, input.facts),
+        secrets: secret_specs(input.manifest, input.facts, input.users),
         services,
         jobs,
         listen,
@@ -493,7 +510,7 @@ fn hooks(
         .iter()
         .filter(|(_, h)| enabled.contains(&h.component))
     {
-        let user = component_user(input.manifest, &h.component, input.facts);
+        let user = component_user(input.manifest, &h.component, input.facts, input.users);
         let mut spec = hook(r, m, enabled, input.paths, name, h, user)?;
         if h.when == HookWhen::Change {
             let (key, inputs) = rerun_key(input, files, h);
@@ -529,16 +546,17 @@ fn check_secrets(input: &RenderInput<'_>) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// Users: one per distinct component user, home in the data dir.
+/// Users: one per distinct component user, each with its home under the prefix
+/// (`home/<user>`).
 fn users(input: &RenderInput<'_>) -> Vec<UserSpec> {
     let mut users: Vec<UserSpec> = Vec::new();
     for name in &input.config.enabled_components {
-        if let Some(u) = component_user(input.manifest, name, input.facts)
+        if let Some(u) = component_user(input.manifest, name, input.facts, input.users)
             && !users.iter().any(|x| x.name == u)
         {
             users.push(UserSpec {
+                home: input.paths.user_home(&u),
                 name: u,
-                home: input.paths.data.clone(),
             });
         }
     }
@@ -562,7 +580,7 @@ fn dirs(input: &RenderInput<'_>) -> Result<Vec<DirSpec>, RenderError> {
         dir(&p.state, None, 0o700),
     ];
     for (name, c) in m.components.iter().filter(|(n, _)| enabled.contains(*n)) {
-        let owner = component_user(input.manifest, name, input.facts);
+        let owner = component_user(input.manifest, name, input.facts, input.users);
         // A per-component runtime directory for sockets and pid files.
         dirs.push(dir(&p.component_run_dir(name), owner.clone(), 0o755));
         for d in &c.data_dirs {
@@ -611,7 +629,7 @@ fn files(
             owner: f
                 .owner
                 .as_deref()
-                .and_then(|c| component_user(input.manifest, c, input.facts)),
+                .and_then(|c| component_user(input.manifest, c, input.facts, input.users)),
             mode,
             restarts: enabled_services(m, enabled, &f.restarts),
             reloads: enabled_services(m, enabled, &f.reloads),
@@ -728,6 +746,7 @@ fn backup_plan(
                 name: db.name.clone(),
                 owner: db.owner.clone(),
                 bin_dir: PathBuf::from(&db.bin_dir),
+                home: user_of(component).map(|u| p.user_home(&u)),
                 user: user_of(component),
                 restore_after: db.restore_after.clone(),
             })
@@ -892,7 +911,13 @@ fn service(
     Ok(ServiceSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &s.command)?,
-        env: r.process_env(m, &s.component, &field, &s.environment)?,
+        env: r.process_env(
+            p,
+            user.as_deref(),
+            (m, &s.component),
+            &field,
+            &s.environment,
+        )?,
         cwd: r.path(&format!("{field}.working_dir"), s.working_dir.as_ref())?,
         user,
         depends_on: enabled_services(m, enabled, &s.depends_on),
@@ -928,7 +953,13 @@ fn job(
     Ok(JobSpec {
         name: name.to_owned(),
         argv: r.strings(&format!("{field}.command"), &j.command)?,
-        env: r.process_env(m, &j.component, &field, &j.environment)?,
+        env: r.process_env(
+            p,
+            user.as_deref(),
+            (m, &j.component),
+            &field,
+            &j.environment,
+        )?,
         cwd: r.path(&format!("{field}.working_dir"), j.working_dir.as_ref())?,
         user,
         every: r.duration(&format!("{field}.every"), &j.every)?,
@@ -954,7 +985,13 @@ fn hook(
         .filter(|(_, s)| s.from_hook.as_deref() == Some(name))
         .map(|(n, _)| n.clone())
         .collect();
-    let mut env = r.process_env(m, &h.component, &field, &h.environment)?;
+    let mut env = r.process_env(
+        p,
+        user.as_deref(),
+        (m, &h.component),
+        &field,
+        &h.environment,
+    )?;
     if !secrets_out.is_empty() {
         // berth's, whatever the manifest sets: the directory the hook hands its values
         // over in.

@@ -77,6 +77,7 @@ fn state(site: &str) -> DesiredState {
         facts: &facts(),
         secrets: &BTreeMap::new(),
         paths: &paths(),
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

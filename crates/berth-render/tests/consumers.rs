@@ -105,10 +105,11 @@ fn render_app(
             .unwrap()
             .value = SettingValue::String((*value).to_owned());
     }
-    let secrets: BTreeMap<String, String> = secret_specs(m, &facts)
-        .into_iter()
-        .map(|s| (s.name, secret.to_owned()))
-        .collect();
+    let secrets: BTreeMap<String, String> =
+        secret_specs(m, &facts, &berth_render::UserNames::shared())
+            .into_iter()
+            .map(|s| (s.name, secret.to_owned()))
+            .collect();
     let paths = Paths::for_prefix(prefix, &m.manifest.app.version);
     render(&RenderInput {
         manifest: m,
@@ -116,6 +117,7 @@ fn render_app(
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .map(|state| Rendered { state })
     .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))

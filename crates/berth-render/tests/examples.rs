@@ -31,13 +31,14 @@ fn rendered(name: &str) -> serde_json::Value {
     };
     let site = parse_site("site.toml", "", &m).unwrap_or_else(|d| panic!("{d}"));
     let config = resolve(&m, &site, &facts).unwrap_or_else(|d| panic!("{d}"));
-    let secrets: BTreeMap<String, String> = secret_specs(&m, &facts)
-        .into_iter()
-        .map(|s| {
-            let value = format!("test-{}", s.name);
-            (s.name, value)
-        })
-        .collect();
+    let secrets: BTreeMap<String, String> =
+        secret_specs(&m, &facts, &berth_render::UserNames::shared())
+            .into_iter()
+            .map(|s| {
+                let value = format!("test-{}", s.name);
+                (s.name, value)
+            })
+            .collect();
     let prefix = Path::new("/var/opt/berth").join(name);
     let paths = Paths::for_prefix(&prefix, &m.manifest.app.version);
     let state = render(&RenderInput {
@@ -46,6 +47,7 @@ fn rendered(name: &str) -> serde_json::Value {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let mut state = serde_json::to_value(&state).unwrap();

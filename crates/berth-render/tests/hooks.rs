@@ -144,6 +144,7 @@ fn state_with(text: &str, site: &str, facts: &Facts) -> Result<DesiredState, Ren
         facts,
         secrets: &BTreeMap::new(),
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
 }
 
@@ -333,7 +334,7 @@ fn a_hook_that_makes_secrets_gets_its_hand_over_directory() {
         "command = [\"/usr/bin/php\", \"createAndPromote.php\"]\nenvironment = { BERTH_SECRETS_OUT = \"/elsewhere\" }",
     );
     let m = manifest(&text);
-    let specs = berth_render::secret_specs(&m, &facts(None));
+    let specs = berth_render::secret_specs(&m, &facts(None), &berth_render::UserNames::shared());
     let facts = facts(Some("1:1.39.10-1"));
     let site = parse_site("site.toml", "", &m).unwrap();
     let config = resolve(&m, &site, &facts).unwrap();
@@ -349,6 +350,7 @@ fn a_hook_that_makes_secrets_gets_its_hand_over_directory() {
             facts: &facts,
             secrets,
             paths: &paths,
+            users: &berth_render::UserNames::shared(),
         })
         .unwrap_or_else(|e| panic!("{e}"))
     };
@@ -365,6 +367,7 @@ fn a_hook_that_makes_secrets_gets_its_hand_over_directory() {
         facts: &facts,
         secrets: &BTreeMap::new(),
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("db_password"), "{err}");

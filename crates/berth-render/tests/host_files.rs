@@ -72,6 +72,7 @@ fn render_with(text: &str, site: &str, prefix: &str) -> Result<DesiredState, Ren
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
 }
 

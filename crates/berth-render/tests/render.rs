@@ -58,6 +58,8 @@ fn config(workers: i64, cache: bool) -> ResolvedConfig {
         profile: None,
         settings,
         enabled_components: enabled,
+        instance: None,
+        users: None,
     }
 }
 
@@ -84,6 +86,7 @@ fn renders_everything_for_a_root_install() {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap();
     insta::assert_json_snapshot!(state);
@@ -102,6 +105,7 @@ fn disabled_component_drops_its_files_services_and_dependencies() {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap();
     assert!(state.services.iter().all(|s| s.name != "cache"));
@@ -142,6 +146,7 @@ fn same_inputs_render_the_same_state() {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     };
     let a = render(&input).unwrap();
     let b = render(&input).unwrap();
@@ -161,6 +166,7 @@ fn a_missing_secret_is_an_error_not_an_empty_string() {
         facts: &facts,
         secrets: &secrets,
         paths: &paths,
+        users: &berth_render::UserNames::shared(),
     })
     .unwrap_err();
     assert_eq!(
@@ -176,7 +182,7 @@ fn secret_specs_expand_alphabets_and_owners() {
         is_root: true,
         ..Facts::fixture()
     };
-    let specs = secret_specs(&m, &root);
+    let specs = secret_specs(&m, &root, &berth_render::UserNames::shared());
     let admin = specs.iter().find(|s| s.name == "admin_password").unwrap();
     assert_eq!(admin.alphabet, "0123456789abcdef");
     assert_eq!(admin.owner.as_deref(), Some("demo"));
@@ -200,6 +206,8 @@ fn render_one(format: &str, template: &str, secret: &str) -> Result<String, Stri
         profile: None,
         settings: BTreeMap::new(),
         enabled_components: BTreeSet::new(),
+        instance: None,
+        users: None,
     };
     let secrets = BTreeMap::from([("key".to_owned(), secret.to_owned())]);
     render(&RenderInput {
@@ -208,6 +216,7 @@ fn render_one(format: &str, template: &str, secret: &str) -> Result<String, Stri
         facts: &Facts::fixture(),
         secrets: &secrets,
         paths: &Paths::for_prefix(Path::new("/p"), "1"),
+        users: &berth_render::UserNames::shared(),
     })
     .map(|s| s.files[0].content.clone())
     .map_err(|e| {
@@ -287,6 +296,7 @@ fn a_hooks_output_must_lie_inside_the_data_directory() {
             facts: &facts,
             secrets: &secrets,
             paths: &paths,
+            users: &berth_render::UserNames::shared(),
         })
         .map(|state| state.hooks[0].creates.clone())
     };
@@ -307,4 +317,108 @@ fn a_hooks_output_must_lie_inside_the_data_directory() {
             "{outside}: {err}"
         );
     }
+}
+
+/// Who runs, owns and reads what, by name: users, services, jobs, hooks, directories,
+/// files, secrets, the database tools and each process's `HOME`.
+fn who(state: &berth_render::DesiredState) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let name = |u: &Option<String>| u.clone().unwrap_or_else(|| "-".to_owned());
+    for u in &state.users {
+        let _ = writeln!(out, "user {} home {}", u.name, u.home.display());
+    }
+    for s in &state.services {
+        let home = s.env.get("HOME").map_or("-", String::as_str);
+        let _ = writeln!(out, "service {} as {} HOME {home}", s.name, name(&s.user));
+    }
+    for j in &state.jobs {
+        let _ = writeln!(out, "job {} as {}", j.name, name(&j.user));
+    }
+    for h in &state.hooks {
+        let home = h.env.get("HOME").map_or("-", String::as_str);
+        let _ = writeln!(out, "hook {} as {} HOME {home}", h.name, name(&h.user));
+    }
+    for d in state.dirs.iter().filter(|d| d.owner.is_some()) {
+        let _ = writeln!(out, "dir {} owner {}", d.path.display(), name(&d.owner));
+    }
+    for f in state.files.iter().filter(|f| f.owner.is_some()) {
+        let _ = writeln!(out, "file {} owner {}", f.path.display(), name(&f.owner));
+    }
+    for s in &state.secrets {
+        let _ = writeln!(out, "secret {} owner {}", s.name, name(&s.owner));
+    }
+    if let Some(db) = state.backup.as_ref().and_then(|b| b.database.as_ref()) {
+        let _ = writeln!(out, "database tools as {}", name(&db.user));
+    }
+    out
+}
+
+/// An instance with users of its own: every user is `<instance>-<user>`, everywhere a
+/// user is named (templates see it as `components.<name>.user`), and `HOME` follows.
+#[test]
+fn per_instance_users_are_named_after_the_instance_everywhere() {
+    let m = fixture();
+    let facts = Facts {
+        is_root: true,
+        ..Facts::fixture()
+    };
+    let paths = Paths::for_prefix(Path::new("/srv/blue"), "1.0.0");
+    let users = berth_render::UserNames::per_instance("blue")
+        .complete(&m)
+        .unwrap();
+    assert_eq!(
+        users.names,
+        BTreeMap::from([
+            ("demo".to_owned(), "blue-demo".to_owned()),
+            ("demo-db".to_owned(), "blue-demo-db".to_owned()),
+        ])
+    );
+    let state = render(&RenderInput {
+        manifest: &m,
+        config: &config(3, true),
+        facts: &facts,
+        secrets: &secrets(),
+        paths: &paths,
+        users: &users,
+    })
+    .unwrap();
+    insta::assert_snapshot!(who(&state));
+}
+
+/// Names once recorded are kept, whatever the instance is called now; users the
+/// manifest added since are named the recorded way.
+#[test]
+fn recorded_names_are_kept_and_new_users_named_alike() {
+    let m = fixture();
+    let recorded = berth_render::UserNames {
+        instance: Some("blue".to_owned()),
+        names: BTreeMap::from([("demo".to_owned(), "old-demo".to_owned())]),
+    };
+    let users = recorded.complete(&m).unwrap();
+    assert_eq!(users.of("demo"), "old-demo");
+    assert_eq!(users.of("demo-db"), "blue-demo-db");
+    assert_eq!(users.of("root"), "root");
+    // Shared: the manifest's names.
+    let shared = berth_render::UserNames::shared().complete(&m).unwrap();
+    assert_eq!(shared.of("demo-db"), "demo-db");
+}
+
+/// `<instance>-<user>` longer than 32 characters is refused, naming the fix.
+#[test]
+fn a_per_instance_name_too_long_is_refused_with_the_fix() {
+    let m = fixture();
+    let err = berth_render::UserNames::per_instance("a-very-long-instance-name-x")
+        .complete(&m)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than 32 characters"), "{err}");
+    assert!(err.contains("set a shorter `instance"), "{err}");
+    assert!(err.contains("users = \"shared\""), "{err}");
+    // 32 exactly is fine: `<26 chars>-demo-db`.
+    let instance = "b".repeat(32 - "-demo-db".len());
+    let users = berth_render::UserNames::per_instance(&instance)
+        .complete(&m)
+        .unwrap();
+    assert_eq!(users.of("demo-db").len(), 32);
 }

@@ -7,6 +7,7 @@ use berth_lifecycle::{Locate, instance};
 
 pub fn check(loc: &Locate) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
+    inst.naming.usable()?;
     let what = if inst.config_exists {
         format!("`{}`", inst.config_path.display())
     } else {

@@ -165,6 +165,9 @@ pub fn down(loc: &Locate, purge: bool) -> Result<ExitCode> {
                 path.display()
             );
         }
+        if berth_lifecycle::remove_homes(&paths)? {
+            println!("Removed {}", paths.homes().display());
+        }
         let facts = berth_host::facts::probe();
         let (_, manifest, _) = berth_lifecycle::instance::locate(loc, &facts)?;
         print!(
