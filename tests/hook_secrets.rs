@@ -48,6 +48,8 @@ fn a_secret_the_hook_makes_is_kept_backed_up_and_restored_without_minting_again(
     let dir = prefix_dir("hook-secrets");
     let a = Berth::new(&dir.path().join("a"), &fixture("minted"));
     std::fs::create_dir_all(&a.prefix).unwrap();
+    // The fixture's user by its own name (`minted`), not a per-instance one.
+    a.write_site("");
     let down_a = Down(&a);
     let r = a.run(&["up"]).expect(0);
 
@@ -176,6 +178,8 @@ fn a_hook_handing_over_a_symlink_fails_up_and_nothing_is_taken() {
     std::fs::write(manifest.join("berth.toml"), text).unwrap();
     let a = Berth::new(&dir.path().join("a"), &manifest);
     std::fs::create_dir_all(&a.prefix).unwrap();
+    // A port of its own: the other test of this file may be running.
+    a.write_site("external_url = \"http://127.0.0.1:28081/\"\n");
     let _down = Down(&a);
     let r = a.run(&["up"]).expect(1);
     assert!(

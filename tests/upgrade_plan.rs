@@ -229,6 +229,7 @@ fn migrating_keeps_comments(
         before,
         "a dry run changed the instance"
     );
+    let before_text = std::fs::read_to_string(prefix.join("site.toml")).unwrap();
     installed
         .run(&["config", "migrate", "--to", v110.to_str().unwrap()])
         .expect(0);
@@ -239,7 +240,7 @@ fn migrating_keeps_comments(
     );
     assert_eq!(
         std::fs::read_to_string(prefix.join("site.toml.before-migrate")).unwrap(),
-        SITE
+        before_text
     );
     // The new version's manifest reads the migrated site config.
     Berth::new(prefix, v110).run(&["config", "check"]).expect(0);
