@@ -247,24 +247,7 @@ fn ready_services(inst: &Instance) -> Vec<String> {
 
 /// Size of every regular file under `dir` (0 when it does not exist or is a symlink).
 fn tree_size(dir: &Path) -> u64 {
-    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) {
-        return 0;
-    }
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
+    berth_host::fsutil::tree_size(dir)
 }
 
 /// The name of a new archive of `app` `version` made at `now()`: while `taken` says

@@ -63,6 +63,35 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         })
 }
 
+/// Bytes of the regular files under `dir`, for estimates and listings: symlinks are
+/// never followed (a `dir` that is itself one, or is missing, counts nothing), and a
+/// file with several hard links counts once. Entries that vanish meanwhile are skipped.
+pub fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) {
+        return 0;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
 /// The lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

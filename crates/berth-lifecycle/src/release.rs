@@ -135,35 +135,11 @@ pub fn list(releases_dir: &Path, current: &str) -> Result<Vec<ReleaseInfo>> {
             current: version == current,
             version,
             installed_unix: meta.mtime(),
-            bytes: tree_bytes(&entry.path()),
+            bytes: berth_host::fsutil::tree_size(&entry.path()),
         });
     }
     out.sort_by(|a, b| berth_model::version::compare_versions(&a.version, &b.version));
     Ok(out)
-}
-
-/// Bytes of the regular files under `dir`, without following symlinks, each inode once.
-pub(crate) fn tree_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-                total += meta.len();
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]

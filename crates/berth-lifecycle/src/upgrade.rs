@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use berth_model::LoadedManifest;
+use berth_target::human_bytes;
 use berth_upgrade::UpgradePlan;
 
 use crate::error::{LifecycleError, Result};
@@ -110,8 +111,8 @@ pub struct Check {
 pub fn preflight(inst: &Installed, plan: &UpgradePlan, targets: &[LoadedManifest]) -> Vec<Check> {
     let paths = berth_render::Paths::unversioned(&inst.prefix);
     let current = &inst.manifest.manifest.app.version;
-    let release = dir_bytes(&paths.releases().join(current));
-    let data = dir_bytes(&paths.data);
+    let release = berth_host::fsutil::tree_size(&paths.releases().join(current));
+    let data = berth_host::fsutil::tree_size(&paths.data);
     let hops = u64::try_from(plan.hops.len()).unwrap_or(u64::MAX);
     // Each hop installs a release about the size of the current one and backs up
     // the data (the database cluster's files bound its dump from above).
@@ -125,10 +126,10 @@ pub fn preflight(inst: &Installed, plan: &UpgradePlan, targets: &[LoadedManifest
             ok: free >= need,
             detail: format!(
                 "about {} needed ({hops} hop(s), each a release like the current one, {}, and a backup of the data, at most {}); {} free on the prefix's filesystem{}",
-                bytes(need),
-                bytes(release),
-                bytes(data),
-                bytes(free),
+                human_bytes(need),
+                human_bytes(release),
+                human_bytes(data),
+                human_bytes(free),
                 if free >= need {
                     ""
                 } else {
@@ -209,24 +210,6 @@ pub fn preflight(inst: &Installed, plan: &UpgradePlan, targets: &[LoadedManifest
         }
     });
     checks
-}
-
-/// Bytes of the regular files under `dir` (see [`crate::release::list`]).
-fn dir_bytes(dir: &Path) -> u64 {
-    crate::release::tree_bytes(dir)
-}
-
-/// `1.4 GiB`.
-fn bytes(n: u64) -> String {
-    #[allow(clippy::cast_precision_loss)] // shown with one decimal
-    let gib = n as f64 / f64::from(1u32 << 30);
-    if gib >= 1.0 {
-        format!("{gib:.1} GiB")
-    } else {
-        #[allow(clippy::cast_precision_loss)]
-        let mib = n as f64 / f64::from(1u32 << 20);
-        format!("{mib:.1} MiB")
-    }
 }
 
 /// What `berth config migrate` did or would do.

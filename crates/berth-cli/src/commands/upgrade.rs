@@ -166,7 +166,7 @@ pub fn releases(loc: &Locate, json: bool) -> Result<ExitCode> {
             "{:<20} {:<20} {:>10}  {}",
             berth_model::terminal_safe(&r.version),
             installed(r.installed_unix),
-            size(r.bytes),
+            berth_target::human_bytes(r.bytes),
             if r.current { "*" } else { "" }
         );
     }
@@ -183,23 +183,4 @@ fn installed(unix: i64) -> String {
         .chars()
         .take(16)
         .collect()
-}
-
-/// `1.4 GiB`, `312.0 KiB`, `12 B`.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    #[allow(clippy::cast_precision_loss)] // a size shown with one decimal
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
 }
