@@ -38,14 +38,14 @@ pub fn escape(format: FileFormat, value: &Value) -> Result<String, Error> {
         ));
     }
     match format {
-        FileFormat::Python => {
+        FileFormat::Python | FileFormat::Php => {
+            let lang = if format == FileFormat::Python {
+                &PYTHON
+            } else {
+                &PHP
+            };
             let mut out = String::new();
-            python(&mut out, value)?;
-            Ok(out)
-        }
-        FileFormat::Php => {
-            let mut out = String::new();
-            php(&mut out, value)?;
+            literal(&mut out, value, lang)?;
             Ok(out)
         }
         FileFormat::Json | FileFormat::Yaml => json(value),
@@ -249,47 +249,82 @@ fn json(value: &Value) -> Result<String, Error> {
     Ok(out)
 }
 
-/// A Python literal: `'...'` strings with every non-printable or non-ASCII character
-/// escaped, `True`/`False`/`None`, lists and dicts.
-fn python(out: &mut String, value: &Value) -> Result<(), Error> {
+/// How a literal format writes what is not a string: Python and PHP differ only in
+/// these words and brackets (and their string escapes).
+struct Literal {
+    format: FileFormat,
+    none: &'static str,
+    yes: &'static str,
+    no: &'static str,
+    /// Brackets of a map, and what joins a key to its value.
+    map: (char, char, &'static str),
+    string: fn(&mut String, &str),
+}
+
+/// Python: `'...'` strings with every non-printable or non-ASCII character escaped,
+/// `True`/`False`/`None`, lists and dicts.
+const PYTHON: Literal = Literal {
+    format: FileFormat::Python,
+    none: "None",
+    yes: "True",
+    no: "False",
+    map: ('{', '}', ": "),
+    string: python_str,
+};
+
+/// PHP: `"..."` strings (PHP reads escapes only inside double quotes) with `$` escaped
+/// so nothing is interpolated, every control and non-ASCII character as an escape;
+/// `true`/`false`/`null`, `[...]` arrays and `[k => v]` maps.
+const PHP: Literal = Literal {
+    format: FileFormat::Php,
+    none: "null",
+    yes: "true",
+    no: "false",
+    map: ('[', ']', " => "),
+    string: php_str,
+};
+
+/// `value` as a literal of `lang`: numbers as numbers (finite only), lists as `[...]`.
+fn literal(out: &mut String, value: &Value, lang: &Literal) -> Result<(), Error> {
     match value.kind() {
-        ValueKind::None => out.push_str("None"),
-        ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
+        ValueKind::None => out.push_str(lang.none),
+        ValueKind::Bool => out.push_str(if value.is_true() { lang.yes } else { lang.no }),
         ValueKind::Number => {
             if value.is_integer() {
                 let _ = write!(out, "{value}");
             } else {
                 let f = f64::try_from(value.clone())?;
                 if !f.is_finite() {
-                    return Err(invalid(FileFormat::Python, "it is not a finite number"));
+                    return Err(invalid(lang.format, "it is not a finite number"));
                 }
                 let _ = write!(out, "{f:?}");
             }
         }
-        ValueKind::String => python_str(out, value.as_str().unwrap_or_default()),
+        ValueKind::String => (lang.string)(out, value.as_str().unwrap_or_default()),
         ValueKind::Seq => {
             out.push('[');
             for (i, item) in value.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                python(out, &item)?;
+                literal(out, &item, lang)?;
             }
             out.push(']');
         }
         ValueKind::Map => {
-            out.push('{');
+            let (open, close, joint) = lang.map;
+            out.push(open);
             for (i, key) in value.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                python(out, &key)?;
-                out.push_str(": ");
-                python(out, &value.get_item(&key)?)?;
+                literal(out, &key, lang)?;
+                out.push_str(joint);
+                literal(out, &value.get_item(&key)?, lang)?;
             }
-            out.push('}');
+            out.push(close);
         }
-        other => return Err(invalid(FileFormat::Python, format!("it is a {other}"))),
+        other => return Err(invalid(lang.format, format!("it is a {other}"))),
     }
     Ok(())
 }
@@ -316,52 +351,6 @@ fn python_str(out: &mut String, s: &str) {
         }
     }
     out.push('\'');
-}
-
-/// A PHP literal: `"..."` strings (PHP reads escapes only inside double quotes) with
-/// `$` escaped so nothing is interpolated, every control and non-ASCII character as an
-/// escape; `true`/`false`/`null`, `[...]` arrays and `[k => v]` maps.
-fn php(out: &mut String, value: &Value) -> Result<(), Error> {
-    match value.kind() {
-        ValueKind::None => out.push_str("null"),
-        ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
-        ValueKind::Number => {
-            if value.is_integer() {
-                let _ = write!(out, "{value}");
-            } else {
-                let f = f64::try_from(value.clone())?;
-                if !f.is_finite() {
-                    return Err(invalid(FileFormat::Php, "it is not a finite number"));
-                }
-                let _ = write!(out, "{f:?}");
-            }
-        }
-        ValueKind::String => php_str(out, value.as_str().unwrap_or_default()),
-        ValueKind::Seq => {
-            out.push('[');
-            for (i, item) in value.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                php(out, &item)?;
-            }
-            out.push(']');
-        }
-        ValueKind::Map => {
-            out.push('[');
-            for (i, key) in value.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                php(out, &key)?;
-                out.push_str(" => ");
-                php(out, &value.get_item(&key)?)?;
-            }
-            out.push(']');
-        }
-        other => return Err(invalid(FileFormat::Php, format!("it is a {other}"))),
-    }
-    Ok(())
 }
 
 fn php_str(out: &mut String, s: &str) {
