@@ -168,6 +168,34 @@ impl Berth {
         run
     }
 
+    /// Every secret file is 0600 in a 0700 directory (at least `at_least` of them), and
+    /// no value appears in berth's output (every command this `Berth` ran, and
+    /// `commands`, run now) or in any log under the prefix.
+    pub fn assert_secrets_private_and_unshown(&self, at_least: usize, commands: &[&[&str]]) {
+        let dir = self.prefix.join("secrets");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let mut values = Vec::new();
+        for f in files_under(&dir) {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+            values.push(std::fs::read_to_string(&f).unwrap().trim().to_owned());
+        }
+        assert!(values.len() >= at_least, "{values:?}");
+        for args in commands {
+            self.run(args).expect(0);
+        }
+        let mut haystack = self.transcript.lock().unwrap().clone();
+        for f in files_under(&self.prefix.join("log")) {
+            haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+        }
+        for (i, v) in values.iter().enumerate() {
+            assert!(
+                !haystack.contains(v.as_str()),
+                "secret #{i} appears in berth's output or a log"
+            );
+        }
+    }
+
     /// The instance's layout (every path but the release's).
     pub fn paths(&self) -> berth_render::Paths {
         berth_render::Paths::unversioned(&self.prefix)
