@@ -662,6 +662,27 @@ impl SafeDir {
         to_dir.sync()
     }
 
+    /// Swaps `a` and `b` (both beneath this directory, both existing) in one step
+    /// (`RENAME_EXCHANGE`): a reader sees one or the other, never neither.
+    pub fn exchange(&self, a: &Path, b: &Path) -> Result<()> {
+        let (a_dir, a_name) = self.parent_of(a)?;
+        let (b_dir, b_name) = self.parent_of(b)?;
+        nix::fcntl::renameat2(
+            a_dir.fd.as_fd(),
+            &a_name,
+            b_dir.fd.as_fd(),
+            &b_name,
+            RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| HostError::Rename {
+            from: a_dir.shown(&a_name),
+            to: b_dir.shown(&b_name),
+            source: e.into(),
+        })?;
+        a_dir.sync()?;
+        b_dir.sync()
+    }
+
     /// Makes `rel` a symlink to `target`. With `replace`, what is at `rel` (a file or
     /// symlink) is swapped for it in one rename; without, anything there is refused.
     pub fn symlink(&self, rel: &Path, target: &Path, replace: bool) -> Result<()> {

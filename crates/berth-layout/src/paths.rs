@@ -270,6 +270,24 @@ impl Paths {
     pub fn restore_journal(&self) -> PathBuf {
         self.tmp().join("restore.json")
     }
+
+    /// Row `state/upgrade.json`: the journal of an unfinished upgrade. While it is
+    /// there, every other command that changes the instance refuses.
+    pub fn upgrade_journal(&self) -> PathBuf {
+        self.state.join("upgrade.json")
+    }
+
+    /// Row `state/upgrade/`: the manifests an unfinished upgrade goes from and to
+    /// (`<version>/`), copied when it began so `resume` and `abort` need nothing else.
+    pub fn upgrade_manifests(&self) -> PathBuf {
+        self.state.join("upgrade")
+    }
+
+    /// Row `run/maintenance.html`: the page a front end serves (HTTP 503) while it
+    /// exists, which is while an offline migration runs.
+    pub fn maintenance_page(&self) -> PathBuf {
+        self.run.join("maintenance.html")
+    }
 }
 
 fn releases_in(prefix: &Path) -> PathBuf {

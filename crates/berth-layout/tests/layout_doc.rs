@@ -73,6 +73,9 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("default_backups", dir(&p.default_backups())),
         ("tmp", dir(&p.tmp())),
         ("restore_journal", file(&p.restore_journal())),
+        ("upgrade_journal", file(&p.upgrade_journal())),
+        ("upgrade_manifests", dir(&p.upgrade_manifests())),
+        ("maintenance_page", file(&p.maintenance_page())),
         ("hook_secrets_dir", dir(&p.hook_secrets_dir())),
         ("hook_secrets_out", dir(&p.hook_secrets_out("<hook>"))),
     ]

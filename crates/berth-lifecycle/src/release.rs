@@ -63,7 +63,6 @@ pub fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
     // All beneath the prefix, by descriptors: no name on the way is followed.
     let prefix = berth_host::beneath::SafeDir::open_trusted(&inst.paths.prefix)?;
     let tmp = Path::new(".manifest.new");
-    let old = Path::new(".manifest.old");
     let stored = inst.paths.beneath(&dir);
     prefix.remove_tree(tmp)?;
     prefix.create_dir(tmp, 0o755, None)?;
@@ -74,12 +73,14 @@ pub fn store_manifest(inst: &Instance, loc: &Locate) -> Result<()> {
         }
         prefix.write_atomic(&rel, text.as_bytes(), 0o644, None)?;
     }
-    prefix.remove_tree(old)?;
+    // The switch between versions: one exchange, so the instance has a manifest at
+    // every moment (the old one until the exchange, the new one after).
     if prefix.stat(stored)?.is_some() {
-        prefix.rename(stored, &prefix, old)?;
+        prefix.exchange(tmp, stored)?;
+    } else {
+        prefix.rename(tmp, &prefix, stored)?;
     }
-    prefix.rename(tmp, &prefix, stored)?;
-    prefix.remove_tree(old)?;
+    prefix.remove_tree(tmp)?;
     Ok(())
 }
 

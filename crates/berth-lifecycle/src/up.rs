@@ -45,7 +45,7 @@ pub fn up(
         &format!("{} {}", preview.app.name, preview.app.version),
         progress,
     )?;
-    let result = up_steps(&run, loc, berth_exe, &preview);
+    let result = up_steps(&run, loc, berth_exe, &preview, &mut || Ok(()));
     let duration = run.elapsed();
     let mut report = run.finish(result, |r| r.outcome.recorded())?;
     report.outcome.duration = duration;
@@ -63,8 +63,20 @@ pub fn check_reachable(inst: &Instance) -> Result<()> {
 /// `up` as part of another operation's run (a restore's last step): the same checks
 /// and steps, recorded in `run`.
 pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> {
+    up_within_then(run, loc, berth_exe, &mut || Ok(()))
+}
+
+/// As [`up_within`], with `started` run once every service has been started and
+/// before the health gate: an upgrade takes its maintenance page down there (the
+/// gate asks through the front end, which answers 503 while the page is up).
+pub fn up_within_then(
+    run: &Run,
+    loc: &Locate,
+    berth_exe: &Path,
+    started: &mut dyn FnMut() -> Result<()>,
+) -> Result<UpReport> {
     let preview = checks(run.inst, run.progress)?;
-    up_steps(run, loc, berth_exe, &preview)
+    up_steps(run, loc, berth_exe, &preview, started)
 }
 
 /// What `up` checks before it changes anything: ports, packages (installed here when
@@ -176,7 +188,13 @@ pub fn prepare(
     Ok((state, outcome, change))
 }
 
-fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -> Result<UpReport> {
+fn up_steps(
+    run: &Run,
+    loc: &Locate,
+    berth_exe: &Path,
+    preview: &DesiredState,
+    started: &mut dyn FnMut() -> Result<()>,
+) -> Result<UpReport> {
     let (inst, progress) = (run.inst, run.progress);
     let (state, mut outcome, mut change) = prepare(run, loc, berth_exe, preview, true)?;
     change.guard(run, |change| {
@@ -194,6 +212,7 @@ fn up_steps(run: &Run, loc: &Locate, berth_exe: &Path, preview: &DesiredState) -
                 .map_err(|e| supervisor.with_failed_logs(e))
         })?;
         progress.end("");
+        started()?;
 
         progress.begin(&format!("Waiting for {}", state.health_url));
         run.step("health", || health::wait_healthy(&state))?;

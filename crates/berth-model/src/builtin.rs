@@ -1,4 +1,5 @@
-//! Settings berth itself reads, present in every app's site config: `[backup]`.
+//! Settings berth itself reads, present in every app's site config: `[backup]` and
+//! `[upgrade]`.
 //!
 //! They are ordinary typed settings (same validation, did-you-mean and `config show`
 //! as the manifest's own), added to the manifest when it is loaded. A manifest may not
@@ -11,6 +12,9 @@ use crate::{Facts, SettingValue};
 
 /// The settings group berth reserves for backups.
 pub const BACKUP_GROUP: &str = "backup";
+
+/// The settings group berth reserves for upgrades.
+pub const UPGRADE_GROUP: &str = "upgrade";
 
 fn decl(kind: SettingType, default: Option<toml::Value>, description: &str) -> SettingDecl {
     SettingDecl {
@@ -139,6 +143,28 @@ pub fn backup_settings() -> BTreeMap<String, SettingDecl> {
     m
 }
 
+/// The `[upgrade]` settings.
+pub fn upgrade_settings() -> BTreeMap<String, SettingDecl> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "keep_releases".to_owned(),
+        int(
+            2,
+            1,
+            100,
+            "Release directories kept after an upgrade, the current one included (1: only the current one; 2: also the one before, to go back to)",
+        ),
+    );
+    m
+}
+
+/// The value `upgrade.<key>` has when nobody set it; `None` for a key that is not an
+/// upgrade setting.
+pub fn upgrade_default(key: &str, facts: &Facts) -> Option<SettingValue> {
+    let decl = upgrade_settings().remove(key)?;
+    crate::declared_default(&format!("{UPGRADE_GROUP}.{key}"), &decl, facts)
+}
+
 /// The value `backup.<key>` has when nobody set it (its declared default, or derived
 /// from `facts`); `None` for a key that is not a backup setting.
 ///
@@ -154,10 +180,14 @@ pub fn backup_default(key: &str, facts: &Facts) -> Option<SettingValue> {
 /// Adds berth's own settings groups to `m`. Returns the name of a group the manifest
 /// declared itself that clashes with one of them.
 pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str> {
-    if m.settings.contains_key(BACKUP_GROUP) {
-        return Err(BACKUP_GROUP);
+    for group in [BACKUP_GROUP, UPGRADE_GROUP] {
+        if m.settings.contains_key(group) {
+            return Err(group);
+        }
     }
     m.settings
         .insert(BACKUP_GROUP.to_owned(), backup_settings());
+    m.settings
+        .insert(UPGRADE_GROUP.to_owned(), upgrade_settings());
     Ok(())
 }

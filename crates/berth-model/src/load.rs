@@ -161,7 +161,7 @@ fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
         return Err(source
             .diag(
                 span,
-                format!("the settings group `{group}` is berth's own (backup target, schedule, retention)"),
+                format!("the settings group `{group}` is berth's own (backups: target, schedule, retention; upgrades: releases kept)"),
             )
             .with_help("rename the group; its keys are documented in docs/site-config.md")
             .into());

@@ -180,6 +180,12 @@ pub enum Request {
         /// Which.
         target: Target,
     },
+    /// Stop these services alone, dependents of theirs left running: for a backend
+    /// stopped while its proxy answers with a maintenance page (an offline migration).
+    StopOnly {
+        /// Which.
+        target: Target,
+    },
     /// Stop then start.
     Restart {
         /// Which.

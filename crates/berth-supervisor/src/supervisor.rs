@@ -68,6 +68,16 @@ impl Supervisor {
             Request::Status => return self.status(),
             Request::Start { target } => self.start_target(&target).await,
             Request::Stop { target } => self.stop_target(&target).await,
+            Request::StopOnly { target } => {
+                let names = self.resolve(&target);
+                match names {
+                    Ok(names) => {
+                        self.stop_only(&names).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Request::Restart { target } => self.restart_target(&target).await,
             Request::Reload { target } => self.reload_target(&target).await,
             Request::Apply {
@@ -194,6 +204,22 @@ impl Supervisor {
         for level in graph::stop_levels(&deps, names) {
             let mut tasks = JoinSet::new();
             for name in level {
+                if let Some(handle) = handles.get(&name).cloned() {
+                    tasks.spawn(async move { handle.stop().await });
+                }
+            }
+            tasks.join_all().await;
+        }
+    }
+
+    /// Stop `names` alone (the services depending on them keep running), dependents
+    /// among them first.
+    pub(crate) async fn stop_only(&self, names: &[String]) {
+        let (deps, handles) = self.snapshot();
+        let chosen: BTreeSet<&String> = names.iter().collect();
+        for level in graph::stop_levels(&deps, names) {
+            let mut tasks = JoinSet::new();
+            for name in level.into_iter().filter(|n| chosen.contains(n)) {
                 if let Some(handle) = handles.get(&name).cloned() {
                     tasks.spawn(async move { handle.stop().await });
                 }

@@ -1681,3 +1681,39 @@ fn a_service_crashing_quickly_in_a_loop_backs_off_1s_then_2s() {
     assert!(gaps[0] >= 1000 && gaps[1] >= 2000, "gaps {gaps:?}");
     assert!(daemon.service("crasher").restarts >= 2);
 }
+
+/// `stop` takes the services depending on the one stopped with it; `stop_only` leaves
+/// them running, same pid (a proxy keeps answering while its backend is stopped for
+/// an offline migration), and a later start brings the backend alone back.
+#[test]
+fn stop_only_leaves_dependents_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().to_path_buf();
+    let back = service(d, "back", "exec sleep 1000");
+    let mut front = service(d, "front", "exec sleep 1000");
+    front.depends_on = vec!["back".into()];
+    let daemon = Daemon::start(dir, &plan(vec![back, front]));
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    let front_pid = daemon.pid("front");
+    daemon.ok(&Request::StopOnly {
+        target: Target::One("back".into()),
+    });
+    assert_eq!(daemon.service("back").state, ServiceState::Stopped);
+    let front = daemon.service("front");
+    assert_eq!(
+        (front.state, front.pid),
+        (ServiceState::Ready, Some(front_pid))
+    );
+    daemon.ok(&Request::Start {
+        target: Target::All,
+    });
+    assert_eq!(daemon.service("back").state, ServiceState::Ready);
+    assert_eq!(daemon.pid("front"), front_pid);
+    // The plain stop takes the dependent with it.
+    daemon.ok(&Request::Stop {
+        target: Target::One("back".into()),
+    });
+    assert_eq!(daemon.service("front").state, ServiceState::Stopped);
+}

@@ -422,3 +422,40 @@ fn take_over_tree_gives_the_makers_tree_to_root_and_follows_nothing() {
         assert!(matches!(err, HostError::SymlinkRefused { .. }), "{err}");
     });
 }
+
+/// `exchange` swaps two directories in one step; a missing side, or a symlink on the
+/// way to one, is refused and nothing moves.
+#[test]
+fn exchange_swaps_two_entries_and_refuses_a_link_on_the_way() {
+    both(|| {
+        let s = setup();
+        std::fs::create_dir_all(s.base.join("a")).unwrap();
+        std::fs::write(s.base.join("a/which"), "a").unwrap();
+        std::fs::create_dir_all(s.base.join("b")).unwrap();
+        std::fs::write(s.base.join("b/which"), "b").unwrap();
+        let dir = SafeDir::open_trusted(&s.base).unwrap();
+        dir.exchange(Path::new("a"), Path::new("b")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.base.join("a/which")).unwrap(),
+            "b"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.base.join("b/which")).unwrap(),
+            "a"
+        );
+        assert!(dir.exchange(Path::new("a"), Path::new("none")).is_err());
+        symlink(&s.victim_dir, s.base.join("link")).unwrap();
+        assert!(
+            dir.exchange(Path::new("a"), Path::new("link/secret"))
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.victim_dir.join("secret")).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.base.join("a/which")).unwrap(),
+            "b"
+        );
+    });
+}
