@@ -238,6 +238,29 @@ pub enum UpgradeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Carry out the upgrade, hop by hop: backup, new release beside the old one,
+    /// migrations (behind a maintenance page when offline), switch, health gate.
+    /// A failing hop is rolled back by itself.
+    Apply {
+        /// The new version's manifest directory; give one per required stop too.
+        #[arg(long, value_name = "DIR", required = true)]
+        to: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish an upgrade that was interrupted (berth killed, power lost).
+    Resume {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back from an interrupted upgrade to the version its current hop began from.
+    Abort {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// An optional service name.

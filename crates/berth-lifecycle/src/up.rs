@@ -79,6 +79,15 @@ pub fn up_within_then(
     up_steps(run, loc, berth_exe, &preview, started)
 }
 
+/// What `up` checks and installs before it changes the instance (ports, system
+/// packages, host files, interpreters), then the bundled components built: an upgrade
+/// readies the new release this way while the old one keeps serving.
+pub fn prepare_release(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
+    let preview = checks(inst, progress)?;
+    release::ensure_bundles(&preview, &inst.children(), progress)?;
+    Ok(preview)
+}
+
 /// What `up` checks before it changes anything: ports, packages (installed here when
 /// root), interpreters. Returns the desired state as it renders before secrets exist.
 fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {

@@ -110,4 +110,14 @@ impl StateDb {
         .map_err(err)?;
         tx.commit().map_err(err)
     }
+
+    /// Forgets every hook record made by run `run` or a later one: after the data
+    /// those hooks changed was put back from a backup taken before `run` (an upgrade
+    /// rolled back), they must run again when their turn comes. Returns how many
+    /// records were forgotten.
+    pub fn forget_hooks_since(&self, run: RunId) -> Result<usize, StateError> {
+        self.conn
+            .execute("DELETE FROM hooks WHERE run_id >= ?1", params![run.0])
+            .map_err(|e| self.query_err(format!("forget the hooks of run {run} and later"), e))
+    }
 }

@@ -509,3 +509,25 @@ fn read_only_opening_changes_nothing() {
         "a read-only open made files"
     );
 }
+
+/// After a rollback the hooks of the rolled-back runs are forgotten (they run again),
+/// those of earlier runs are kept.
+#[test]
+fn hooks_since_a_run_are_forgotten() {
+    let (_dir, db) = open_temp();
+    let first = db.begin_run("up", "").unwrap();
+    db.record_hook("initdb", INSTANCE_SCOPE, first).unwrap();
+    db.record_hook("migrate", "release 1.0.0", first).unwrap();
+    let upgrade = db.begin_run("upgrade", "1.0.0 → 1.1.0").unwrap();
+    db.record_hook("migrate", "release 1.1.0", upgrade).unwrap();
+    db.record_hook("seed", INSTANCE_SCOPE, upgrade).unwrap();
+    let later = db.begin_run("restore", "").unwrap();
+    db.record_change_hook("update", "sha256:1", "{}", later)
+        .unwrap();
+    assert_eq!(db.forget_hooks_since(upgrade).unwrap(), 3);
+    assert!(db.hook_ran("initdb", INSTANCE_SCOPE).unwrap());
+    assert!(db.hook_ran("migrate", "release 1.0.0").unwrap());
+    assert!(!db.hook_ran("migrate", "release 1.1.0").unwrap());
+    assert!(!db.hook_ran("seed", INSTANCE_SCOPE).unwrap());
+    assert_eq!(db.last_change_hook("update").unwrap(), None);
+}

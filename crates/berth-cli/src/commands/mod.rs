@@ -25,10 +25,36 @@ fn locate(g: &GlobalArgs) -> Locate {
     }
 }
 
+/// The name of `command` when it changes the instance: refused while an upgrade is
+/// unfinished (the upgrade's own `resume` and `abort` excepted).
+fn changes_instance(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Up => "up",
+        Command::Reconfigure { dry_run: false } => "reconfigure",
+        Command::Down { .. } => "down",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Restart(_) => "restart",
+        Command::Reload(_) => "reload",
+        Command::Restore { .. } => "restore",
+        Command::Backup(BackupCommand::Create { .. }) => "backup create",
+        Command::Backup(BackupCommand::Prune { dry_run: false, .. }) => "backup prune",
+        Command::Config(ConfigCommand::Migrate { dry_run: false, .. }) => "config migrate",
+        Command::Upgrade(UpgradeCommand::Apply { .. }) => "upgrade apply",
+        _ => return None,
+    })
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let loc = locate(&cli.global);
     let quiet = cli.global.quiet;
+    if let Some(name) = changes_instance(&cli.command) {
+        // An instance that cannot be found is the command's own error to report.
+        if let Ok(paths) = berth_lifecycle::paths(&loc) {
+            berth_upgrade_apply::refuse_if_unfinished(&paths.prefix, name)?;
+        }
+    }
     match cli.command {
         Command::Up => up::up(&loc, quiet),
         Command::Reconfigure { dry_run } => up::reconfigure(&loc, dry_run, quiet),
@@ -39,6 +65,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             upgrade::migrate(&loc, &to, dry_run)
         }
         Command::Upgrade(UpgradeCommand::Plan { to, json }) => upgrade::plan(&loc, &to, json),
+        Command::Upgrade(UpgradeCommand::Apply { to, json }) => {
+            upgrade::apply(&loc, &to, json, quiet)
+        }
+        Command::Upgrade(UpgradeCommand::Resume { json }) => upgrade::resume(&loc, json, quiet),
+        Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),

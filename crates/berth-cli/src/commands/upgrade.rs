@@ -1,9 +1,9 @@
-//! `berth upgrade plan` and `berth config migrate`.
+//! `berth upgrade plan|apply|resume|abort`, `berth releases` and `berth config migrate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use berth_lifecycle::{Locate, upgrade};
 use berth_upgrade::UpgradePlan;
 
@@ -183,4 +183,94 @@ fn installed(unix: i64) -> String {
         .chars()
         .take(16)
         .collect()
+}
+
+/// `berth upgrade apply`.
+pub fn apply(loc: &Locate, to: &[PathBuf], json: bool, quiet: bool) -> Result<ExitCode> {
+    let progress = crate::output::Terminal::new(quiet || json);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    let ctx = berth_upgrade_apply::Context {
+        loc,
+        berth_exe: &exe,
+        progress: &progress,
+    };
+    let report = berth_upgrade_apply::apply(&ctx, to)?;
+    drop(progress);
+    print_report(&report, json)
+}
+
+/// `berth upgrade resume`.
+pub fn resume(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
+    let progress = crate::output::Terminal::new(quiet || json);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    let ctx = berth_upgrade_apply::Context {
+        loc,
+        berth_exe: &exe,
+        progress: &progress,
+    };
+    let report = berth_upgrade_apply::resume(&ctx)?;
+    drop(progress);
+    print_report(&report, json)
+}
+
+/// `berth upgrade abort`.
+pub fn abort(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
+    let progress = crate::output::Terminal::new(quiet || json);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    let ctx = berth_upgrade_apply::Context {
+        loc,
+        berth_exe: &exe,
+        progress: &progress,
+    };
+    let report = berth_upgrade_apply::abort(&ctx)?;
+    drop(progress);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "The upgrade was undone: version {} runs again{}.",
+            berth_model::terminal_safe(&report.version),
+            if report.restored {
+                ", its database and data restored from the pre-upgrade backup"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &berth_upgrade_apply::ApplyReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let safe = berth_model::terminal_safe;
+    println!(
+        "Upgraded {} {} → {}.",
+        safe(&r.app),
+        safe(&r.from),
+        safe(&r.to)
+    );
+    for h in &r.hops {
+        let steps: Vec<String> = h
+            .steps
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.1} s"))
+            .collect();
+        println!(
+            "  {} → {} in {:.1} s ({})",
+            safe(&h.from),
+            safe(&h.to),
+            h.seconds,
+            steps.join(", ")
+        );
+        if let Some(m) = h.maintenance_seconds {
+            println!("    maintenance page up for {m:.1} s");
+        }
+        if let Some(b) = &h.backup {
+            println!("    backup taken before: {}", safe(b));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

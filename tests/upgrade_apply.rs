@@ -1,0 +1,603 @@
+//! `berth upgrade apply`, `resume` and `abort` on the ministack fixture, from 1.0.0
+//! through versions made from it that add a real migration (a hook that writes to the
+//! app's PostgreSQL database):
+//!
+//! - an offline hop under a client requesting every 50 ms: only 200s and maintenance
+//!   pages (503 with `Retry-After`), never a refused connection, the pages only while
+//!   the maintenance page was up; data and uploads kept, both releases listed;
+//! - a migration that fails after writing, and a release whose app never gets ready:
+//!   rolled back by itself, database restored (the half-done write gone), the old
+//!   version serving, the history saying why; the next attempt runs the migration again;
+//! - berth killed (SIGKILL) after every journaled step, then `abort` (old version) and,
+//!   killed there again, `resume` (new version): healthy every time, data intact; while
+//!   the upgrade is unfinished every other command that changes the instance refuses.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_lifecycle::fault;
+use berth_tests::{Berth, fixture, prefix_dir, run_as_service};
+
+/// Ports of one test's instance: nginx, PostgreSQL, Redis, the app.
+#[derive(Clone, Copy)]
+struct Ports(u16, u16, u16, u16);
+
+impl Ports {
+    fn site(self) -> String {
+        format!(
+            "external_url = \"http://127.0.0.1:{}/\"\n\
+             [postgresql]\nport = {}\n[redis]\nport = {}\n[app]\nport = {}\n",
+            self.0, self.1, self.2, self.3
+        )
+    }
+}
+
+/// Stops the instance however the test ends.
+struct Down<'b>(&'b Berth);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        self.0.run(&["down"]);
+    }
+}
+
+/// How a made version's migration behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Migration {
+    /// Records the version, waits `secs`, succeeds.
+    Good { secs: u32 },
+    /// Writes a row, then fails.
+    Fails,
+}
+
+/// ministack at `version` with a `release` hook that migrates its database, and an
+/// app that never gets ready when `never_ready`.
+fn version(dir: &Path, version: &str, migration: Migration, never_ready: bool) -> PathBuf {
+    let from = fixture("ministack");
+    let to = dir.join(format!("ministack-{version}"));
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for entry in std::fs::read_dir(from.join("templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("templates").join(entry.file_name())).unwrap();
+    }
+    let mut text = std::fs::read_to_string(from.join("berth.toml"))
+        .unwrap()
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    if never_ready {
+        let ready = "ready = { http = \"http://127.0.0.1:{{ settings.app.port }}/health\", timeout = \"30s\" }";
+        assert!(text.contains(ready));
+        text = text.replace(
+            ready,
+            "ready = { command = [\"/bin/false\"], timeout = \"4s\" }",
+        );
+    }
+    let (sql, tail) = match migration {
+        Migration::Good { secs } => (
+            "CREATE TABLE IF NOT EXISTS migrations (version text PRIMARY KEY); \
+             INSERT INTO migrations VALUES (:'v') ON CONFLICT DO NOTHING;",
+            format!("sleep {secs}"),
+        ),
+        Migration::Fails => (
+            "INSERT INTO items VALUES ('poison');",
+            "echo 'migration 7 of 9 failed' >&2; exit 1".to_owned(),
+        ),
+    };
+    let _ = write!(
+        text,
+        r#"
+[hooks.migrate]
+component = "postgresql"
+description = "The release's database migrations"
+command = ["/bin/sh", "-c", '''
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -v v="$VERSION" -h "$PGHOST" -p "$PGPORT" -d app <<'SQL' || exit 1
+{sql}
+SQL
+{tail}
+''']
+environment = {{ PSQL = "{{{{ components.postgresql.bin.psql }}}}", PGHOST = "{{{{ paths.run }}}}/postgresql", PGPORT = "{{{{ settings.postgresql.port }}}}", VERSION = "{{{{ app.version }}}}" }}
+when = "release"
+after = ["postgresql"]
+before = ["app"]
+"#
+    );
+    std::fs::write(to.join("berth.toml"), text).unwrap();
+    to
+}
+
+/// One SQL statement against the app's database, as the database's user; its output.
+fn sql(prefix: &Path, port: u16, statement: &str) -> String {
+    let host = prefix.join("run/postgresql");
+    let port = port.to_string();
+    let out = run_as_service(
+        prefix,
+        "postgresql",
+        &[
+            "/usr/lib/postgresql/15/bin/psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host.to_str().unwrap(),
+            "-p",
+            &port,
+            "-d",
+            "app",
+            "-c",
+            statement,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The data every step must keep: rows in the database and an upload.
+fn seed(prefix: &Path, ports: Ports) {
+    sql(
+        prefix,
+        ports.1,
+        "CREATE TABLE items (name text); INSERT INTO items SELECT 'item ' || n FROM generate_series(1, 500) n;",
+    );
+    std::fs::write(prefix.join("data/app/upload.bin"), upload()).unwrap();
+}
+
+fn upload() -> Vec<u8> {
+    (0..100_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// The data is all there, and nothing a failed migration wrote.
+fn assert_data(prefix: &Path, ports: Ports) {
+    assert_eq!(sql(prefix, ports.1, "SELECT count(*) FROM items"), "500");
+    assert_eq!(
+        sql(
+            prefix,
+            ports.1,
+            "SELECT count(*) FROM items WHERE name = 'poison'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        std::fs::read(prefix.join("data/app/upload.bin")).unwrap(),
+        upload()
+    );
+}
+
+/// The versions the migrations recorded (empty when none ran yet).
+fn migrated(prefix: &Path, ports: Ports) -> String {
+    if sql(
+        prefix,
+        ports.1,
+        "SELECT to_regclass('migrations') IS NOT NULL",
+    ) != "t"
+    {
+        return String::new();
+    }
+    sql(
+        prefix,
+        ports.1,
+        "SELECT string_agg(version, ',' ORDER BY version) FROM migrations",
+    )
+}
+
+/// One answer of the front door.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// Status, whether `Retry-After` was there, the body.
+    Http(u16, bool, String),
+    /// No HTTP answer at all (the error, shown when an assertion fails).
+    Refused(#[allow(dead_code)] String),
+}
+
+/// GET / through nginx: the status, whether `Retry-After` came, and the body.
+fn get(port: u16) -> Answer {
+    let attempt = || -> std::io::Result<(u16, bool, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let retry = head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("retry-after:"));
+        Ok((status, retry, body.to_owned()))
+    };
+    match attempt() {
+        Ok((s, r, b)) => Answer::Http(s, r, b),
+        Err(e) => Answer::Refused(e.to_string()),
+    }
+}
+
+/// The version the app answers with.
+fn serving(port: u16) -> String {
+    match get(port) {
+        Answer::Http(200, _, body) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["version"].as_str().unwrap().to_owned()
+        }
+        other => panic!("not serving: {other:?}"),
+    }
+}
+
+/// `berth releases --json`: (version, current) pairs.
+fn releases(b: &Berth) -> Vec<(String, bool)> {
+    let r = b.run(&["releases", "--json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_owned(),
+                r["current"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn current(b: &Berth) -> String {
+    releases(b)
+        .into_iter()
+        .find(|(_, c)| *c)
+        .map(|(v, _)| v)
+        .unwrap()
+}
+
+/// The newest run of the history, as JSON.
+fn last_run(b: &Berth, kind: &str) -> serde_json::Value {
+    let r = b.run(&["history", "--json", "--limit", "20"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no `{kind}` run in {v:#}"))
+}
+
+/// A client requesting the front door every 50 ms until stopped: every answer with
+/// the time it came.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<(Duration, Answer)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), answers.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !s.load(Ordering::Relaxed) {
+                let answer = get(port);
+                a.lock().unwrap().push((t0.elapsed(), answer));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self {
+            stop,
+            answers,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(Duration, Answer)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+/// The answers seen during an offline hop: never a refused connection or a gateway
+/// error; 503s only as the maintenance page (with `Retry-After`), in one window no
+/// longer than the page was up, with 200s before and after it.
+fn assert_only_pages_while_up(answers: &[(Duration, Answer)], maintenance: f64) {
+    // Never a refused connection or a gateway error; 503s only as the page.
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| !matches!(a, Answer::Http(200 | 503, ..)))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    let pages: Vec<Duration> = answers
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Answer::Http(503, retry, body) => {
+                assert!(*retry, "503 without Retry-After");
+                assert!(body.contains("ministack is being upgraded"), "{body}");
+                assert!(body.contains("1.1.0"), "{body}");
+                Some(*t)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(pages.len() >= 10, "{} maintenance answers", pages.len());
+    let window = pages.last().unwrap().checked_sub(pages[0]).unwrap();
+    assert!(
+        window.as_secs_f64() <= maintenance + 0.2,
+        "pages for {window:?}, page up {maintenance} s"
+    );
+    // 200s before the window and after it, and nothing else in between.
+    let first = answers.iter().position(|(t, _)| *t == pages[0]).unwrap();
+    let last = answers
+        .iter()
+        .position(|(t, _)| t == pages.last().unwrap())
+        .unwrap();
+    assert!(
+        answers[first..=last]
+            .iter()
+            .all(|(_, a)| matches!(a, Answer::Http(503, ..))),
+        "an answer other than the page while it was up"
+    );
+    assert!(first > 0 && last + 1 < answers.len());
+}
+
+/// An offline hop under load: 200s, then maintenance pages (503, `Retry-After`, the
+/// page) only while the page was up, then 200s from the new version; never a refused
+/// connection. The data, the upload and both releases are there afterwards.
+#[test]
+fn an_offline_hop_answers_with_the_maintenance_page_and_keeps_the_data() {
+    let ports = Ports(41080, 41432, 41379, 41001);
+    let dir = prefix_dir("upgrade-offline");
+    let prefix = dir.path().join("inst");
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(&ports.site());
+    berth.run(&["up"]).expect(0);
+    seed(&prefix, ports);
+    let installed = Berth::installed(&prefix);
+    let v110 = version(dir.path(), "1.1.0", Migration::Good { secs: 2 }, false);
+
+    let poller = Poller::start(ports.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = installed
+        .run(&["upgrade", "apply", "--json", "--to", v110.to_str().unwrap()])
+        .expect(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let answers = poller.finish();
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&report["from"], &report["to"]),
+        (&"1.0.0".into(), &"1.1.0".into())
+    );
+    let hop = &report["hops"][0];
+    let steps: Vec<&str> = hop["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "backup",
+            "install",
+            "maintenance",
+            "switch",
+            "health-gate",
+            "record"
+        ]
+    );
+    let maintenance = hop["maintenance_seconds"].as_f64().unwrap();
+    assert!(
+        maintenance >= 2.0,
+        "the migration sleeps 2 s: {maintenance}"
+    );
+
+    assert_only_pages_while_up(&answers, maintenance);
+
+    assert_eq!(serving(ports.0), "1.1.0");
+    assert_data(&prefix, ports);
+    assert_eq!(migrated(&prefix, ports), "1.1.0");
+    assert_eq!(
+        releases(&installed),
+        [("1.0.0".to_owned(), false), ("1.1.0".to_owned(), true)]
+    );
+    assert!(!prefix.join("state/upgrade.json").exists());
+    assert!(!prefix.join("run/maintenance.html").exists());
+    let run = last_run(&installed, "upgrade");
+    assert_eq!(run["detail"], "ministack 1.0.0 → 1.1.0");
+    assert_eq!(run["outcome"]["status"]["status"], "succeeded", "{run:#}");
+    // A second upgrade keeps two releases (upgrade.keep_releases = 2): 1.0.0 goes.
+    let v120 = version(dir.path(), "1.2.0", Migration::Good { secs: 0 }, false);
+    installed
+        .run(&["upgrade", "apply", "--to", v120.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(
+        releases(&installed),
+        [("1.1.0".to_owned(), false), ("1.2.0".to_owned(), true)]
+    );
+    assert_eq!(migrated(&prefix, ports), "1.1.0,1.2.0");
+}
+
+/// A failing migration and an app that never gets ready: each rolled back by itself,
+/// the database restored (the failed migration's row is gone), the old version
+/// serving, the reason in the output and the history. The next attempt, with a good
+/// release, runs its migration again.
+#[test]
+fn failures_roll_back_by_themselves() {
+    let ports = Ports(42080, 42432, 42379, 42001);
+    let dir = prefix_dir("upgrade-rollback");
+    let prefix = dir.path().join("inst");
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(&ports.site());
+    berth.run(&["up"]).expect(0);
+    seed(&prefix, ports);
+    let installed = Berth::installed(&prefix);
+
+    let bad = version(dir.path(), "1.1.0", Migration::Fails, false);
+    let r = installed
+        .run(&["upgrade", "apply", "--to", bad.to_str().unwrap()])
+        .expect(1);
+    assert!(
+        r.stderr.contains("failed and was rolled back")
+            && r.stderr.contains("ministack 1.0.0 is running again")
+            && r.stderr.contains("migrate"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: `berth history`"), "{}", r.stderr);
+    assert_eq!(serving(ports.0), "1.0.0");
+    assert_data(&prefix, ports);
+    assert_eq!(releases(&installed), [("1.0.0".to_owned(), true)]);
+    let run = last_run(&installed, "upgrade");
+    let error = run["outcome"]["status"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("migrate") && error.contains("rolled back to 1.0.0"),
+        "{run:#}"
+    );
+    assert!(!prefix.join("state/upgrade.json").exists());
+
+    let stuck = version(
+        &dir.path().join("stuck"),
+        "1.1.0",
+        Migration::Good { secs: 0 },
+        true,
+    );
+    let r = installed
+        .run(&["upgrade", "apply", "--to", stuck.to_str().unwrap()])
+        .expect(1);
+    assert!(
+        r.stderr.contains("failed and was rolled back"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(serving(ports.0), "1.0.0");
+    assert_data(&prefix, ports);
+    assert_eq!(
+        migrated(&prefix, ports),
+        "",
+        "the migration's write was put back"
+    );
+    assert_eq!(current(&installed), "1.0.0");
+
+    // The migration ran during the failed attempt; it runs again now.
+    let good = version(
+        &dir.path().join("good"),
+        "1.1.0",
+        Migration::Good { secs: 0 },
+        false,
+    );
+    installed
+        .run(&["upgrade", "apply", "--to", good.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(serving(ports.0), "1.1.0");
+    assert_eq!(migrated(&prefix, ports), "1.1.0");
+    assert_data(&prefix, ports);
+}
+
+/// Killed after every journaled step: every other command that changes the instance
+/// refuses, naming `resume` and `abort`; `abort` goes back to the old version and,
+/// after the same kill again, `resume` reaches the new one. Data intact every time.
+#[test]
+fn killed_at_every_step_then_resumed_or_aborted() {
+    let ports = Ports(43080, 43432, 43379, 43001);
+    let dir = prefix_dir("upgrade-crash");
+    let prefix = dir.path().join("inst");
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(&ports.site());
+    berth.run(&["up"]).expect(0);
+    seed(&prefix, ports);
+    let installed = Berth::installed(&prefix);
+
+    let points = [
+        "upgrade:journal",
+        "upgrade:preflight",
+        "upgrade:backup",
+        "upgrade:install",
+        "upgrade:maintenance",
+        "change:written",
+        "upgrade:switch",
+        "upgrade:health-gate",
+        "upgrade:record",
+    ];
+    let mut now = (1, 0);
+    for point in points {
+        let from = format!("{}.{}.0", now.0, now.1);
+        let next = (now.0, now.1 + 1);
+        let to = format!("{}.{}.0", next.0, next.1);
+        let target = version(dir.path(), &to, Migration::Good { secs: 0 }, false);
+        let apply = ["upgrade", "apply", "--to", target.to_str().unwrap()];
+
+        let killed = installed.run_env(&apply, &[(fault::ENV, point)]);
+        assert_eq!(killed.code, -1, "{point}: not killed\n{}", killed.stderr);
+        for refused in [
+            &["up"][..],
+            &["reconfigure"],
+            &["backup", "create"],
+            &["stop"],
+        ] {
+            let r = installed.run(refused).expect(1);
+            assert!(
+                r.stderr.contains("is unfinished") && r.stderr.contains("berth upgrade resume"),
+                "{point}: {refused:?}: {}",
+                r.stderr
+            );
+        }
+        let r = installed.run(&["upgrade", "abort"]).expect(0);
+        assert!(
+            r.stdout.contains(&format!("version {from} runs again")),
+            "{point}: {}",
+            r.stdout
+        );
+        assert_eq!(serving(ports.0), from, "{point}: after abort");
+        assert_eq!(current(&installed), from, "{point}");
+        assert!(
+            !releases(&installed).iter().any(|(v, _)| *v == to),
+            "{point}"
+        );
+        assert_data(&prefix, ports);
+        assert!(!prefix.join("state/upgrade.json").exists());
+
+        let killed = installed.run_env(&apply, &[(fault::ENV, point)]);
+        assert_eq!(killed.code, -1, "{point}: not killed again");
+        installed.run(&["upgrade", "resume"]).expect(0);
+        assert_eq!(serving(ports.0), to, "{point}: after resume");
+        assert_eq!(current(&installed), to, "{point}");
+        assert!(migrated(&prefix, ports).ends_with(&to), "{point}");
+        assert_data(&prefix, ports);
+        assert!(!prefix.join("state/upgrade.json").exists());
+        assert!(!prefix.join("run/maintenance.html").exists());
+        now = next;
+    }
+
+    // A rollback killed half way is finished by `abort`.
+    let to = format!("{}.{}.0", now.0, now.1 + 1);
+    let from = format!("{}.{}.0", now.0, now.1);
+    let target = version(dir.path(), &to, Migration::Good { secs: 0 }, false);
+    let apply = ["upgrade", "apply", "--to", target.to_str().unwrap()];
+    let killed = installed.run_env(&apply, &[(fault::ENV, "upgrade:switch")]);
+    assert_eq!(killed.code, -1);
+    let killed = installed.run_env(&["upgrade", "abort"], &[(fault::ENV, "upgrade-abort:back")]);
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    let r = installed.run(&["up"]).expect(1);
+    assert!(r.stderr.contains("berth upgrade abort"), "{}", r.stderr);
+    installed.run(&["upgrade", "abort"]).expect(0);
+    assert_eq!(serving(ports.0), from);
+    assert_data(&prefix, ports);
+}
