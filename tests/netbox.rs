@@ -1,12 +1,17 @@
-//! The reference app end to end: `berth up` with the NetBox manifest from
-//! `examples/netbox` gives a working NetBox behind nginx, with its worker running.
+//! The reference app end to end: `berth up` with the NetBox manifest gives a working
+//! NetBox behind nginx, with its worker running.
 //!
-//! This is the slow test of the suite (a virtualenv from PyPI and NetBox's first
-//! migration, several minutes on two cores), so everything that needs a running
-//! NetBox happens on this one instance: at the end it is backed up, destroyed, and
-//! restored into a new prefix, where the same objects, the same uploaded files and
-//! the original admin token must all be back.
+//! This is the slow test of the suite (virtualenvs from PyPI and NetBox's
+//! migrations, several minutes on two cores), so everything that needs a running
+//! NetBox happens on this one instance. It is set up on NetBox 4.7.0 (the manifest of
+//! `examples/netbox` at that version), given objects and uploaded images through the
+//! API, then upgraded with `berth upgrade apply` to the 4.7.3 of `examples/netbox`
+//! across NetBox's real migrations: every object and file is still there and the
+//! admin token still works. At the end it is backed up, destroyed, and restored into a
+//! new prefix, where the same objects, the same uploaded files and the original admin
+//! token must all be back.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service, snapshot_tree};
@@ -26,20 +31,44 @@ print('TOKEN=' + t.get_auth_header_prefix() + t.token)
 const SITE: &str = "external_url = \"http://127.0.0.1:38080/\"\n\
     [postgresql]\nport = 35433\n[redis]\nport = 36380\n[web]\nport = 38001\nworkers = 2\n";
 
-struct Down<'a>(&'a Berth);
+struct Down(Berth);
 
-impl Drop for Down<'_> {
+impl Drop for Down {
     fn drop(&mut self) {
         self.0.run(&["down"]);
     }
 }
 
+/// `examples/netbox` as it would be at NetBox `version`, in `dir`.
+fn netbox_at(dir: &Path, version: &str) -> PathBuf {
+    let from = root().join("examples/netbox");
+    let to = dir.join(format!("netbox-{version}"));
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for entry in std::fs::read_dir(from.join("templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("templates").join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+    let (current, pin) = ("version = \"4.7.3\"", "netbox==4.7.3");
+    assert!(
+        text.contains(current) && text.contains(pin),
+        "examples/netbox moved on"
+    );
+    let text = text
+        .replace(current, &format!("version = \"{version}\""))
+        .replace(pin, &format!("netbox=={version}"));
+    std::fs::write(to.join("berth.toml"), text).unwrap();
+    to
+}
+
 #[test]
 fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     let dir = prefix_dir("netbox");
-    let b = Berth::new(dir.path(), &root().join("examples/netbox"));
+    let scratch = prefix_dir("netbox-scratch");
+    let old = netbox_at(scratch.path(), "4.7.0");
+    let b = Berth::new(dir.path(), &old);
     b.write_site(SITE);
-    let _down = Down(&b);
+    let _down = Down(Berth::installed(dir.path()));
     let up = b.run(&["up"]).expect(0);
     assert!(
         up.stdout.contains(&format!("http://127.0.0.1:{PORT}/")),
@@ -65,7 +94,7 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     assert_eq!(code, 200, "static files are not served");
 
     // An API token for the initial admin creates an object, and reads it back.
-    let auth = admin_token(dir.path());
+    let auth = admin_token(dir.path(), "4.7.0");
     let headers = [
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
@@ -117,6 +146,8 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    let b = upgrade_keeps_objects_files_and_token(dir.path(), &auth, scratch.path());
+
     // A second reconfigure changes nothing and restarts nothing.
     let pids = b.pids();
     let r = b.run(&["reconfigure"]).expect(0);
@@ -128,6 +159,67 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     b.assert_secrets_private_and_unshown(5, &[&["config", "show"], &["history"]]);
 
     backup_destroy_restore(&b, &auth);
+}
+
+/// Objects and uploaded images made on 4.7.0, then `berth upgrade apply` to the 4.7.3
+/// of `examples/netbox`: an offline hop (NetBox declares no online migrations) behind
+/// the maintenance page, NetBox's migrations run, every object and file still there,
+/// the admin token still working, both releases listed. Returns the runner for 4.7.3.
+fn upgrade_keeps_objects_files_and_token(prefix: &Path, auth: &str, scratch: &Path) -> Berth {
+    let headers = [
+        ("Authorization", auth),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    add_tenant_sites_and_images(&headers, auth, scratch);
+    let before_api = api_state(auth);
+    let media = prefix.join("data/netbox/media");
+    let before_media = snapshot_tree(&media);
+    assert_eq!(api_status(&headers)["netbox-version"], "4.7.0");
+
+    let installed = Berth::installed(prefix);
+    let target = root().join("examples/netbox");
+    let r = installed
+        .run(&[
+            "upgrade",
+            "apply",
+            "--json",
+            "--to",
+            target.to_str().unwrap(),
+        ])
+        .expect(0);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let hop = &report["hops"][0];
+    assert_eq!(
+        (&hop["from"], &hop["to"]),
+        (&"4.7.0".into(), &"4.7.3".into())
+    );
+    assert_eq!(hop["offline"], true);
+    assert!(hop["maintenance_seconds"].as_f64().is_some(), "{report:#}");
+    let hooks = std::fs::read_to_string(prefix.join("log/hooks/migrate.log")).unwrap_or_default();
+    assert!(!hooks.is_empty(), "the migrations did not run");
+
+    assert_eq!(api_status(&headers)["netbox-version"], "4.7.3");
+    assert_eq!(api_state(auth), before_api);
+    assert_eq!(snapshot_tree(&media), before_media);
+    let (code, _) = http_request("GET", PORT, "/static/netbox.ico", &[], None).unwrap();
+    assert_eq!(code, 200, "static files are not served after the upgrade");
+    let r = installed.run(&["releases", "--json"]).expect(0);
+    let releases: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let listed: Vec<(&str, bool)> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap(),
+                r["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("4.7.0", false), ("4.7.3", true)]);
+    assert!(!prefix.join("run/maintenance.html").exists());
+    Berth::new(prefix, &target)
 }
 
 fn api_status(headers: &[(&str, &str)]) -> serde_json::Value {
@@ -232,13 +324,7 @@ fn api_state(auth: &str) -> serde_json::Value {
 }
 
 fn backup_destroy_restore(b: &Berth, auth: &str) {
-    let headers = [
-        ("Authorization", auth),
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json"),
-    ];
     let scratch = prefix_dir("netbox-backup");
-    add_tenant_sites_and_images(&headers, auth, scratch.path());
     let media = b.prefix.join("data/netbox/media");
     let before_api = api_state(auth);
     let before_media = snapshot_tree(&media);
@@ -281,7 +367,7 @@ fn backup_destroy_restore(b: &Berth, auth: &str) {
     // Restored into a new prefix, as on a new machine.
     let dir2 = prefix_dir("netbox-restored");
     let b2 = Berth::new(dir2.path(), &root().join("examples/netbox"));
-    let _down = Down(&b2);
+    let _down = Down(Berth::installed(dir2.path()));
     let r = b2
         .run(&[
             "restore",
@@ -362,8 +448,8 @@ fn add_tenant_sites_and_images(headers: &[(&str, &str)], auth: &str, scratch: &s
 }
 
 /// A new API token of the initial admin, made through NetBox's own shell.
-fn admin_token(prefix: &std::path::Path) -> String {
-    let netbox = prefix.join("releases/4.7.3/netbox/bin/netbox");
+fn admin_token(prefix: &std::path::Path, version: &str) -> String {
+    let netbox = prefix.join(format!("releases/{version}/netbox/bin/netbox"));
     let out = run_as_service(
         prefix,
         "worker",

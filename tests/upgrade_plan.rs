@@ -198,8 +198,58 @@ fn upgrade_plans_refuse_what_they_must_and_migrate_keeps_comments() {
         before,
         "planning changed the instance"
     );
+    applying_what_is_refused_changes_nothing(
+        &installed,
+        &prefix,
+        dir.path(),
+        &[&v110, &v200, &v090],
+    );
 
     migrating_keeps_comments(&installed, &prefix, &v110, &before);
+}
+
+/// `upgrade apply` refuses, before anything changes (the tree under the prefix is
+/// compared), what `plan` refuses and what its preflight fails: a skipped required stop,
+/// a downgrade, a renamed setting not migrated yet, a truncated manifest and one whose
+/// template is missing.
+fn applying_what_is_refused_changes_nothing(
+    installed: &Berth,
+    prefix: &Path,
+    dir: &Path,
+    [v110, v200, v090]: &[&Path; 3],
+) {
+    let before = config_tree(prefix);
+    let apply = |to: &Path, code: i32| {
+        installed
+            .run(&["upgrade", "apply", "--to", to.to_str().unwrap()])
+            .expect(code)
+            .stderr
+    };
+    let e = apply(v200, 1);
+    assert!(e.contains("must pass through a 1.5.x release"), "{e}");
+    let e = apply(v090, 1);
+    assert!(e.contains("downgrades are refused"), "{e}");
+    let e = apply(v110, 1);
+    assert!(
+        e.contains("The upgrade cannot begin; nothing was changed")
+            && e.contains("settings: first `berth config migrate` for app.greeting"),
+        "{e}"
+    );
+    let truncated = target(dir, "1.1.1", true, RENAME);
+    let text = std::fs::read_to_string(truncated.join("berth.toml")).unwrap();
+    std::fs::write(truncated.join("berth.toml"), &text[..text.len() / 2]).unwrap();
+    let e = apply(&truncated, 2);
+    assert!(e.contains("berth.toml:"), "{e}");
+    let missing = target(dir, "1.1.2", true, RENAME);
+    std::fs::remove_file(missing.join("templates/app.py.j2")).unwrap();
+    let e = apply(&missing, 2);
+    assert!(e.contains("app.py.j2"), "{e}");
+    assert_eq!(
+        config_tree(prefix),
+        before,
+        "a refused upgrade changed the instance"
+    );
+    assert!(!prefix.join("state/upgrade.json").exists());
 }
 
 /// A dry run shows the diff and writes nothing; then the rename, with the administrator's

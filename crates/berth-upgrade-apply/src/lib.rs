@@ -184,6 +184,8 @@ pub struct AbortReport {
     pub version: String,
     /// Whether the pre-upgrade backup was restored (migrations may have run).
     pub restored: bool,
+    /// Whether the old release had stopped and was started again.
+    pub restarted: bool,
 }
 
 /// `berth upgrade abort`: put the current hop back (hops finished before it stay).

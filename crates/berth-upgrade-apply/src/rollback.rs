@@ -39,6 +39,7 @@ pub(crate) fn rollback(
     berth_lifecycle::leftovers::stop_leftover_children_at(&paths, progress)?;
     let loc_from = ctx.locate(prefix, &hop.from);
     let restored = j.has_begun("switch");
+    let restarted = restored || j.has_begun("maintenance");
     if restored {
         let archive = j.backup.clone().ok_or_else(|| BackupError::Cannot {
             what: "The upgrade switched releases but recorded no pre-upgrade backup".to_owned(),
@@ -63,13 +64,15 @@ pub(crate) fn rollback(
             ..RestoreOptions::default()
         };
         berth_backup::restore::restore(&loc_from, &opts, ctx.berth_exe, progress)?;
-    } else {
+    } else if j.has_begun("maintenance") {
         // Nothing of the old release changed: start what the maintenance step
         // stopped (and anything else down), with the old manifest.
         remove_maintenance_page(&paths)?;
         let inst = berth_lifecycle::instance::open(&loc_from)?;
         berth_lifecycle::up(&inst, &loc_from, ctx.berth_exe, progress)?;
     }
+    // Else the old release never stopped serving: only the new release's directory
+    // and the journal are to go.
     berth_lifecycle::fault::point("upgrade-abort:back");
     if hop.to != hop.from {
         berth_host::beneath::remove_tree_at(&paths.releases().join(&hop.to))?;
@@ -91,5 +94,6 @@ pub(crate) fn rollback(
     Ok(AbortReport {
         version: hop.from,
         restored,
+        restarted,
     })
 }

@@ -171,7 +171,7 @@ fn hop_steps(
             let inst_to = instance::open(loc_to)?;
             write_maintenance_page(paths, &j.app, &hop.to)?;
             page_up.set(Some(Instant::now()));
-            let stop = bundled_services(&inst_to, paths);
+            let stop = bundled_services([inst_from, &inst_to], paths);
             if !stop.is_empty() {
                 progress.begin(&format!("Stopping {}", stop.join(", ")));
                 request(
@@ -215,6 +215,18 @@ fn hop_steps(
     })
 }
 
+/// The releases beyond the `keep` newest (the current one always kept and counted),
+/// oldest first. `list` is in version order, as [`berth_lifecycle::release::list`] gives it.
+fn to_prune(list: &[berth_lifecycle::release::ReleaseInfo], keep: usize) -> Vec<&str> {
+    let others: Vec<&str> = list
+        .iter()
+        .filter(|r| !r.current)
+        .map(|r| r.version.as_str())
+        .collect();
+    let drop_n = others.len().saturating_sub(keep.max(1) - 1);
+    others[..drop_n].to_vec()
+}
+
 /// One request to the instance's supervisor; an error answer is an error.
 pub(crate) fn request(paths: &Paths, req: &Request) -> Result<Response> {
     match berth_lifecycle::supervisor::request(paths, req)? {
@@ -227,21 +239,27 @@ pub(crate) fn request(paths: &Paths, req: &Request) -> Result<Response> {
     }
 }
 
-/// The running services of bundled components: their code is the release's, so an
-/// offline migration stops them (the front end, a system package, keeps answering).
-fn bundled_services(inst: &Instance, paths: &Paths) -> Vec<String> {
-    let m = &inst.manifest.manifest;
+/// The running services of bundled components, in the old manifest or the new: their
+/// code is the release's, so an offline migration stops them (the front end, a system
+/// package, keeps answering).
+fn bundled_services(manifests: [&Instance; 2], paths: &Paths) -> Vec<String> {
     let running = berth_lifecycle::supervisor::running_services(paths);
-    m.services
-        .iter()
-        .filter(|(name, svc)| {
-            running.contains(*name)
-                && m.components
-                    .get(&svc.component)
-                    .is_some_and(|c| c.source == berth_model::manifest::ComponentSource::Bundled)
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
+    let mut names = std::collections::BTreeSet::new();
+    for inst in manifests {
+        let m = &inst.manifest.manifest;
+        names.extend(
+            m.services
+                .iter()
+                .filter(|(name, svc)| {
+                    running.contains(*name)
+                        && m.components.get(&svc.component).is_some_and(|c| {
+                            c.source == berth_model::manifest::ComponentSource::Bundled
+                        })
+                })
+                .map(|(name, _)| name.clone()),
+        );
+    }
+    names.into_iter().collect()
 }
 
 /// Every service of the supervisor's plan must be ready.
@@ -321,17 +339,58 @@ fn prune_releases(
     };
     let releases = inst.paths.releases();
     let list = berth_lifecycle::release::list(&releases, current)?;
-    let others: Vec<&str> = list
-        .iter()
-        .filter(|r| !r.current)
-        .map(|r| r.version.as_str())
-        .collect();
-    let drop_n = others.len().saturating_sub(keep - 1);
-    for version in &others[..drop_n] {
+    for version in to_prune(&list, keep) {
         progress.note(&format!(
             "Removing release {version} (upgrade.keep_releases = {keep})"
         ));
         berth_host::beneath::remove_tree_at(&releases.join(version))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_lifecycle::release::ReleaseInfo;
+
+    fn release(version: &str, current: bool) -> ReleaseInfo {
+        ReleaseInfo {
+            version: version.to_owned(),
+            installed_unix: 0,
+            bytes: 0,
+            current,
+        }
+    }
+
+    /// The current release always stays and counts; the oldest others go first.
+    #[test]
+    fn releases_beyond_keep_are_pruned_oldest_first() {
+        let list = [
+            release("1.0.0", false),
+            release("1.1.0", false),
+            release("1.2.0", true),
+            release("1.3.0", false),
+        ];
+        assert_eq!(super::to_prune(&list, 1), ["1.0.0", "1.1.0", "1.3.0"]);
+        assert_eq!(super::to_prune(&list, 2), ["1.0.0", "1.1.0"]);
+        assert_eq!(super::to_prune(&list, 4), Vec::<&str>::new());
+        assert_eq!(super::to_prune(&list, 0), ["1.0.0", "1.1.0", "1.3.0"]);
+    }
+
+    /// The page names the app and version, escaped for HTML.
+    #[test]
+    fn the_maintenance_page_escapes_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = berth_render::Paths::unversioned(dir.path());
+        super::write_maintenance_page(&paths, "a<b>&\"c", "2.0~rc1").unwrap();
+        let page = std::fs::read_to_string(paths.maintenance_page()).unwrap();
+        assert!(
+            page.contains("a&lt;b&gt;&amp;&quot;c is being upgraded"),
+            "{page}"
+        );
+        assert!(page.contains("version 2.0~rc1"), "{page}");
+        assert!(!page.contains("<b>"));
+        super::remove_maintenance_page(&paths).unwrap();
+        super::remove_maintenance_page(&paths).unwrap();
+        assert!(!paths.maintenance_page().exists());
+    }
 }

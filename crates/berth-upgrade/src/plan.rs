@@ -98,15 +98,13 @@ pub enum Step {
     Install,
     /// Online migrations, with the old release serving.
     MigrateOnline,
-    /// The new release started beside the old one, ready before traffic moves.
-    StartBeside,
     /// The maintenance page up, the old release stopped.
     Maintenance,
     /// Offline migrations, while the maintenance page answers.
     MigrateOffline,
     /// The current release switched, atomically.
     Switch,
-    /// Services restarted on the new release (the old one drained and stopped).
+    /// The app's services started on the new release.
     Restart,
     /// The app must answer through its front door, or everything goes back.
     HealthGate,
@@ -124,13 +122,14 @@ impl Step {
             Step::Backup => "back up the instance (verified) before anything changes",
             Step::Install => "install the new release beside the running one",
             Step::MigrateOnline => "run the online migrations while the old release serves",
-            Step::StartBeside => "start the new release beside the old one, wait until it is ready",
             Step::Maintenance => "serve the maintenance page (HTTP 503), stop the old release",
             Step::MigrateOffline => "run the migrations",
             Step::Switch => "switch the current release (one atomic rename)",
-            Step::Restart => "move traffic to the new release, drain and stop the old one",
+            Step::Restart => "start the app's services on the new release",
             Step::HealthGate => "health gate: the app must answer, or everything goes back",
-            Step::PostDeploy => "run the post-deploy migrations",
+            Step::PostDeploy => {
+                "run the release hooks that come after the app's services (post-deploy migrations)"
+            }
             Step::Record => "record the new version, keep the old release for rollback",
         }
     }
@@ -157,7 +156,7 @@ impl Hop {
     pub fn downtime(&self) -> &'static str {
         match self.migrations {
             Migrations::Online => {
-                "none expected: the old release serves until the new one is ready"
+                "a restart of the app's services: the old release serves while the migrations run"
             }
             Migrations::Offline => {
                 "the maintenance page (HTTP 503, Retry-After) while the migrations run"
@@ -393,7 +392,6 @@ fn steps(migrations: Migrations) -> Vec<Step> {
             Step::Backup,
             Step::Install,
             Step::MigrateOnline,
-            Step::StartBeside,
             Step::Switch,
             Step::Restart,
             Step::HealthGate,

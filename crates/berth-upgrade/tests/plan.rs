@@ -62,7 +62,7 @@ fn a_patch_upgrade_within_a_minor_is_one_online_hop() {
     assert_eq!(p.hops.len(), 1);
     assert_eq!(p.hops[0].migrations, Migrations::Online);
     assert!(p.settings.is_empty());
-    assert!(p.hops[0].downtime().starts_with("none"));
+    assert!(p.hops[0].downtime().starts_with("a restart"));
 }
 
 #[test]
