@@ -601,3 +601,96 @@ fn killed_at_every_step_then_resumed_or_aborted() {
     assert_eq!(serving(ports.0), from);
     assert_data(&prefix, ports);
 }
+
+/// `HH:MM-HH:MM` (UTC) from `from` to `to` minutes away from now.
+fn window(from: i64, to: i64) -> String {
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 86_400
+            / 60,
+    )
+    .unwrap();
+    let hm = |m: i64| {
+        let m = m.rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", hm(now + from), hm(now + to))
+}
+
+/// Automatic upgrades: the supervisor gets the `berth-upgrade` job; `upgrade auto`
+/// does nothing outside the window, goes to the newest patch release of the source
+/// (not the next minor, not a broken directory), says when it is up to date, and a
+/// failing automatic upgrade is rolled back and recorded as automatic and failed.
+#[test]
+fn automatic_upgrades_follow_the_policy() {
+    let ports = Ports(44080, 44432, 44379, 44001);
+    let dir = prefix_dir("upgrade-auto");
+    let prefix = dir.path().join("inst");
+    let source = dir.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let site = |window: &str| {
+        format!(
+            "{}[upgrade]\nauto = \"patch\"\nsource = \"{}\"\nwindow = \"{window}\"\n",
+            ports.site(),
+            source.display()
+        )
+    };
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(&site(&window(120, 180)));
+    berth.run(&["up"]).expect(0);
+    seed(&prefix, ports);
+    let installed = Berth::installed(&prefix);
+    let jobs = installed.status()["jobs"].clone();
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["name"] == "berth-upgrade"),
+        "{jobs:#}"
+    );
+
+    version(&source, "1.0.1", Migration::Good { secs: 0 }, false);
+    version(&source, "1.1.0", Migration::Good { secs: 0 }, false);
+    std::fs::create_dir_all(source.join("half-copied")).unwrap();
+    std::fs::write(source.join("half-copied/berth.toml"), "[app]\nname = ").unwrap();
+
+    let auto = |code: i32| {
+        let r = installed.run(&["upgrade", "auto", "--json"]).expect(code);
+        if code == 0 {
+            serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+        } else {
+            serde_json::Value::String(r.stderr)
+        }
+    };
+    assert_eq!(auto(0)["outcome"], "outside-window");
+    assert_eq!(serving(ports.0), "1.0.0");
+
+    berth.write_site(&site(&window(-30, 30)));
+    installed.run(&["reconfigure"]).expect(0);
+    let done = auto(0);
+    assert_eq!(done["outcome"], "upgraded", "{done:#}");
+    assert_eq!(done["to"], "1.0.1", "{done:#}");
+    assert_eq!(serving(ports.0), "1.0.1");
+    assert_eq!(
+        last_run(&installed, "upgrade")["detail"],
+        "ministack 1.0.0 → 1.0.1 (automatic)"
+    );
+    assert_eq!(auto(0)["outcome"], "up-to-date");
+
+    version(&source, "1.0.2", Migration::Fails, false);
+    let err = auto(1);
+    assert!(
+        err.as_str().unwrap().contains("failed and was rolled back"),
+        "{err}"
+    );
+    assert_eq!(serving(ports.0), "1.0.1");
+    assert_data(&prefix, ports);
+    let run = last_run(&installed, "upgrade");
+    assert_eq!(run["detail"], "ministack 1.0.1 → 1.0.2 (automatic)");
+    assert_eq!(run["outcome"]["status"]["status"], "failed", "{run:#}");
+}

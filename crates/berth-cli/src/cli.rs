@@ -261,6 +261,13 @@ pub enum UpgradeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Upgrade to the newest version in `upgrade.source` that `upgrade.auto` allows, if
+    /// now is inside `upgrade.window` (what the supervisor's `berth-upgrade` job runs).
+    Auto {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// An optional service name.

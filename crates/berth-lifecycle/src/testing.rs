@@ -97,6 +97,13 @@ pub fn state_on(prefix: &Path, services: Vec<ServiceSpec>, hooks: Vec<HookSpec>)
             ssh_known_hosts: None,
             recipient: None,
         },
+        upgrade_policy: berth_render::UpgradePolicy {
+            auto: berth_render::AutoUpgrade::Off,
+            source: None,
+            window: (180, 300),
+            check_every: std::time::Duration::from_hours(1),
+            keep_releases: 2,
+        },
     }
 }
 

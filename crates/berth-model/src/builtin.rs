@@ -155,6 +155,41 @@ pub fn upgrade_settings() -> BTreeMap<String, SettingDecl> {
             "Release directories kept after an upgrade, the current one included (1: only the current one; 2: also the one before, to go back to)",
         ),
     );
+    m.insert(
+        "auto".to_owned(),
+        SettingDecl {
+            choices: Some(vec!["off".to_owned(), "patch".to_owned(), "minor".to_owned()]),
+            ..string(
+                "off",
+                None,
+                "Automatic upgrades: `off`; `patch` to the newest release of the running minor series (4.7.x); `minor` to the newest of the running major series (4.x)",
+            )
+        },
+    );
+    m.insert(
+        "source".to_owned(),
+        string(
+            "",
+            None,
+            "Where automatic upgrades look for new versions: an absolute directory holding one manifest directory per version",
+        ),
+    );
+    m.insert(
+        "window".to_owned(),
+        string(
+            "03:00-05:00",
+            Some("([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]"),
+            "When automatic upgrades may begin, `HH:MM-HH:MM` in UTC (a window may pass midnight: `23:00-01:00`)",
+        ),
+    );
+    m.insert(
+        "check_every".to_owned(),
+        string(
+            "1h",
+            Some("[1-9][0-9]*[mhd]"),
+            "How often the supervisor looks for a new version when `auto` is on",
+        ),
+    );
     m
 }
 

@@ -46,6 +46,8 @@ pub struct DesiredState {
     pub backup: Option<BackupPlan>,
     /// How, where and how often backups are taken and kept (the site's `[backup]`).
     pub backup_policy: crate::BackupPolicy,
+    /// Automatic upgrades and release retention (`[upgrade]` in the site config).
+    pub upgrade_policy: crate::UpgradePolicy,
 }
 
 /// App identity.

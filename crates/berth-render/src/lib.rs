@@ -37,7 +37,12 @@ pub use desired::{
 pub use error::RenderError;
 pub use escape::{escape, secret_encodings};
 pub use order::{hook_order, hook_prerequisites};
-pub use policy::{BackupPolicy, BackupTarget, Schedule, backup_policy};
+pub use policy::{
+    AutoUpgrade, BackupPolicy, BackupTarget, Schedule, UpgradePolicy, backup_policy, upgrade_policy,
+};
 pub use render::{HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs};
-pub use supervision::{SCHEDULED_BACKUP_JOB, scheduled_backup_job, supervision_plan};
+pub use supervision::{
+    SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB, scheduled_backup_job, scheduled_upgrade_job,
+    supervision_plan,
+};
 pub use users::{MAX_USER_NAME, UserNames};

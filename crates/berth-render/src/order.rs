@@ -200,6 +200,13 @@ mod tests {
                 ssh_known_hosts: None,
                 recipient: None,
             },
+            upgrade_policy: crate::UpgradePolicy {
+                auto: crate::AutoUpgrade::Off,
+                source: None,
+                window: (180, 300),
+                check_every: std::time::Duration::from_hours(1),
+                keep_releases: 2,
+            },
         }
     }
 

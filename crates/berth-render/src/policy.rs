@@ -1,4 +1,4 @@
-//! The backup policy: the site's `[backup]` settings, typed.
+//! The backup and upgrade policies: the site's `[backup]` and `[upgrade]` settings, typed.
 //!
 //! The values come from the resolved config; a setting missing from it (a config
 //! resolved without berth's own settings) takes the default declared in
@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_model::builtin::{BACKUP_GROUP, backup_default};
+use berth_model::builtin::{BACKUP_GROUP, UPGRADE_GROUP, backup_default, upgrade_default};
 use berth_model::{Facts, ResolvedConfig, SettingValue};
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,11 @@ pub fn backup_policy(
     facts: &Facts,
     paths: &Paths,
 ) -> Result<BackupPolicy, RenderError> {
-    let settings = Settings { config, facts };
+    let settings = Settings {
+        group: BACKUP_GROUP,
+        config,
+        facts,
+    };
     let text = |key: &str| -> Result<Option<String>, RenderError> {
         Ok(Some(settings.string(key)?).filter(|s| !s.is_empty()))
     };
@@ -97,8 +101,91 @@ pub fn backup_policy(
     })
 }
 
-/// The `[backup]` values of a resolved config, with the built-in defaults behind them.
+/// How far automatic upgrades go (`upgrade.auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoUpgrade {
+    /// Never.
+    Off,
+    /// To the newest release of the running minor series (4.7.x).
+    Patch,
+    /// To the newest release of the running major series (4.x).
+    Minor,
+}
+
+/// Automatic upgrades (`[upgrade]` in the site config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradePolicy {
+    /// How far (`upgrade.auto`).
+    pub auto: AutoUpgrade,
+    /// Where new versions are looked for (`upgrade.source`; `None` when empty).
+    pub source: Option<PathBuf>,
+    /// When an automatic upgrade may begin: minutes after midnight UTC, from and to
+    /// (`upgrade.window`; the window passes midnight when `to` < `from`).
+    pub window: (u16, u16),
+    /// How often the supervisor looks (`upgrade.check_every`).
+    #[serde(with = "human_duration")]
+    pub check_every: Duration,
+    /// Release directories kept (`upgrade.keep_releases`).
+    pub keep_releases: u32,
+}
+
+impl UpgradePolicy {
+    /// Whether `minute` (after midnight UTC) is inside the window.
+    pub fn in_window(&self, minute: u16) -> bool {
+        let (from, to) = self.window;
+        if from <= to {
+            (from..to).contains(&minute)
+        } else {
+            minute >= from || minute < to
+        }
+    }
+}
+
+/// The upgrade policy of `config`.
+pub fn upgrade_policy(
+    config: &ResolvedConfig,
+    facts: &Facts,
+) -> Result<UpgradePolicy, RenderError> {
+    let settings = Settings {
+        group: UPGRADE_GROUP,
+        config,
+        facts,
+    };
+    let auto = match settings.string("auto")?.as_str() {
+        "patch" => AutoUpgrade::Patch,
+        "minor" => AutoUpgrade::Minor,
+        _ => AutoUpgrade::Off,
+    };
+    let window_text = settings.string("window")?;
+    let minute = |hhmm: &str| -> Option<u16> {
+        let (h, m) = hhmm.split_once(':')?;
+        Some(h.parse::<u16>().ok()? * 60 + m.parse::<u16>().ok()?)
+    };
+    let window = window_text
+        .split_once('-')
+        .and_then(|(a, b)| Some((minute(a)?, minute(b)?)))
+        .ok_or_else(|| settings.unusable("window", "`HH:MM-HH:MM`"))?;
+    let every = settings.string("check_every")?;
+    let check_every = humantime::parse_duration(&every).map_err(|_| RenderError::Duration {
+        field: format!("{UPGRADE_GROUP}.check_every"),
+        value: every.clone(),
+    })?;
+    Ok(UpgradePolicy {
+        auto,
+        source: Some(settings.string("source")?)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        window,
+        check_every,
+        keep_releases: settings.number("keep_releases")?,
+    })
+}
+
+/// The values of one of berth's own settings groups in a resolved config, with the
+/// built-in defaults behind them.
 struct Settings<'a> {
+    group: &'static str,
     config: &'a ResolvedConfig,
     facts: &'a Facts,
 }
@@ -107,35 +194,41 @@ impl Settings<'_> {
     fn value(&self, key: &str) -> Option<SettingValue> {
         self.config
             .settings
-            .get(BACKUP_GROUP)
+            .get(self.group)
             .and_then(|group| group.get(key))
             .map(|r| r.value.clone())
-            .or_else(|| backup_default(key, self.facts))
+            .or_else(|| {
+                if self.group == UPGRADE_GROUP {
+                    upgrade_default(key, self.facts)
+                } else {
+                    backup_default(key, self.facts)
+                }
+            })
     }
 
     fn string(&self, key: &str) -> Result<String, RenderError> {
         match self.value(key) {
             Some(SettingValue::String(s)) => Ok(s),
-            _ => Err(unusable(key, "a string")),
+            _ => Err(self.unusable(key, "a string")),
         }
     }
 
     fn number<T: TryFrom<i64>>(&self, key: &str) -> Result<T, RenderError> {
         match self.value(key) {
-            Some(SettingValue::Int(n)) => T::try_from(n).map_err(|_| unusable(key, NUMBER)),
-            _ => Err(unusable(key, NUMBER)),
+            Some(SettingValue::Int(n)) => T::try_from(n).map_err(|_| self.unusable(key, NUMBER)),
+            _ => Err(self.unusable(key, NUMBER)),
+        }
+    }
+
+    fn unusable(&self, key: &str, expected: &str) -> RenderError {
+        RenderError::Setting {
+            name: format!("{}.{key}", self.group),
+            expected: expected.to_owned(),
         }
     }
 }
 
 const NUMBER: &str = "a whole number in its declared range";
-
-fn unusable(key: &str, expected: &str) -> RenderError {
-    RenderError::Setting {
-        name: format!("{BACKUP_GROUP}.{key}"),
-        expected: expected.to_owned(),
-    }
-}
 
 /// Durations read as `1day` or `30m` in plans and snapshots.
 mod human_duration {

@@ -493,6 +493,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         next_steps,
         backup,
         backup_policy: crate::backup_policy(input.config, input.facts, p)?,
+        upgrade_policy: crate::upgrade_policy(input.config, input.facts)?,
     })
 }
 

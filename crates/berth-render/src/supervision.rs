@@ -1,5 +1,5 @@
-//! The supervision plan of a desired state: its services and jobs, and the job that
-//! takes scheduled backups.
+//! The supervision plan of a desired state: its services and jobs, and berth's own
+//! jobs: scheduled backups and automatic upgrades.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +11,9 @@ use crate::{DesiredState, Schedule};
 /// Name of the supervisor job that takes scheduled backups.
 pub const SCHEDULED_BACKUP_JOB: &str = "berth-backup";
 
+/// Name of the supervisor job that looks for and applies automatic upgrades.
+pub const SCHEDULED_UPGRADE_JOB: &str = "berth-upgrade";
+
 /// What the supervisor runs for `state`: its services, its jobs and, when
 /// `backup.schedule` is on, [`scheduled_backup_job`].
 ///
@@ -19,6 +22,7 @@ pub const SCHEDULED_BACKUP_JOB: &str = "berth-backup";
 pub fn supervision_plan(state: &DesiredState, berth: &Path, config: &Path) -> SupervisionPlan {
     let mut jobs = state.jobs.clone();
     jobs.extend(scheduled_backup_job(state, berth, config));
+    jobs.extend(scheduled_upgrade_job(state, berth, config));
     SupervisionPlan {
         services: state.services.clone(),
         jobs,
@@ -32,18 +36,7 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
         return None;
     };
     let prefix = &state.paths.prefix;
-    let mut argv = vec![
-        berth.display().to_string(),
-        "--prefix".to_owned(),
-        prefix.display().to_string(),
-    ];
-    // The default location needs no flag; anything else must be named, or the job
-    // would back up with another config than the instance runs.
-    if config != state.paths.site_config() {
-        argv.push("--config".to_owned());
-        argv.push(config.display().to_string());
-    }
-    argv.extend(["--quiet", "backup", "create", "--prune"].map(str::to_owned));
+    let argv = berth_argv(state, berth, config, &["backup", "create", "--prune"]);
     Some(JobSpec {
         name: SCHEDULED_BACKUP_JOB.to_owned(),
         argv,
@@ -61,5 +54,45 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
             .map(|d| vec![d.service.clone()])
             .unwrap_or_default(),
         log_dir: state.paths.job_log_dir(SCHEDULED_BACKUP_JOB),
+    })
+}
+
+/// `berth --prefix P [--config C] --quiet <command>` for one of berth's own jobs.
+fn berth_argv(state: &DesiredState, berth: &Path, config: &Path, command: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        berth.display().to_string(),
+        "--prefix".to_owned(),
+        state.paths.prefix.display().to_string(),
+    ];
+    // The default location needs no flag; anything else must be named, or the job
+    // would act with another config than the instance runs.
+    if config != state.paths.site_config() {
+        argv.push("--config".to_owned());
+        argv.push(config.display().to_string());
+    }
+    argv.push("--quiet".to_owned());
+    argv.extend(command.iter().map(|s| (*s).to_owned()));
+    argv
+}
+
+/// The job for `upgrade.auto` (`None` when it is `off`): `berth upgrade auto` every
+/// `upgrade.check_every`; the command itself keeps to the window.
+pub fn scheduled_upgrade_job(state: &DesiredState, berth: &Path, config: &Path) -> Option<JobSpec> {
+    let policy = &state.upgrade_policy;
+    if policy.auto == crate::AutoUpgrade::Off {
+        return None;
+    }
+    Some(JobSpec {
+        name: SCHEDULED_UPGRADE_JOB.to_owned(),
+        argv: berth_argv(state, berth, config, &["upgrade", "auto"]),
+        env: BTreeMap::new(),
+        cwd: Some(state.paths.prefix.clone()),
+        user: None,
+        every: policy.check_every,
+        // An upgrade builds a release and migrates a database: hours, not minutes,
+        // before it counts as stuck.
+        timeout: std::time::Duration::from_hours(6),
+        requires: Vec::new(),
+        log_dir: state.paths.job_log_dir(SCHEDULED_UPGRADE_JOB),
     })
 }

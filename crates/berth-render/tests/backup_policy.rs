@@ -1,13 +1,15 @@
-//! The typed backup policy and the scheduled backup job, rendered from real site
-//! configs through the model's resolution (defaults from its built-in declarations).
+//! The typed backup and upgrade policies and berth's own jobs (scheduled backups,
+//! automatic upgrades), rendered from real site configs through the model's
+//! resolution (defaults from its built-in declarations).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use berth_model::{Facts, LoadedManifest, parse_site, resolve};
 use berth_render::{
-    BackupTarget, DesiredState, Paths, RenderInput, SCHEDULED_BACKUP_JOB, Schedule, backup_policy,
-    render, scheduled_backup_job, supervision_plan,
+    AutoUpgrade, BackupTarget, DesiredState, Paths, RenderInput, SCHEDULED_BACKUP_JOB,
+    SCHEDULED_UPGRADE_JOB, Schedule, backup_policy, render, scheduled_backup_job,
+    scheduled_upgrade_job, supervision_plan,
 };
 
 const MANIFEST: &str = r#"
@@ -174,4 +176,47 @@ fn scheduled_job_names_a_config_elsewhere() {
     - "--prune"
     "#);
     assert_eq!(job.every, std::time::Duration::from_mins(90));
+}
+
+/// Automatic upgrades are off by default: no job. Switched on, the job runs `berth
+/// upgrade auto` every `check_every`, beside the backup job; the window and source are
+/// the policy's, typed.
+#[test]
+fn automatic_upgrades_add_their_job() {
+    let berth = Path::new("/var/opt/berth/shop/bin/berth");
+    let config = Path::new("/var/opt/berth/shop/site.toml");
+    let off = state("");
+    assert_eq!(off.upgrade_policy.auto, AutoUpgrade::Off);
+    assert_eq!(off.upgrade_policy.window, (180, 300));
+    assert_eq!(scheduled_upgrade_job(&off, berth, config), None);
+
+    let on = state(
+        "[backup]\nschedule = \"1d\"\n[upgrade]\nauto = \"minor\"\nsource = \"/srv/releases\"\n\
+         window = \"23:30-01:15\"\ncheck_every = \"30m\"\n",
+    );
+    let p = &on.upgrade_policy;
+    assert_eq!(p.auto, AutoUpgrade::Minor);
+    assert_eq!(p.source.as_deref(), Some(Path::new("/srv/releases")));
+    assert_eq!(p.window, (23 * 60 + 30, 75));
+    assert!(p.in_window(0) && !p.in_window(120));
+    let plan = supervision_plan(&on, berth, config);
+    let names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cleanup", SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB]
+    );
+    let job = &plan.jobs[2];
+    assert_eq!(
+        job.argv,
+        [
+            "/var/opt/berth/shop/bin/berth",
+            "--prefix",
+            "/var/opt/berth/shop",
+            "--quiet",
+            "upgrade",
+            "auto"
+        ]
+    );
+    assert_eq!(job.every, std::time::Duration::from_mins(30));
+    assert_eq!(job.user, None);
 }

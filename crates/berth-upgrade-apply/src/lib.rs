@@ -22,6 +22,7 @@
 //! release simply starts again; after, the pre-upgrade backup is restored in place
 //! (database, data, site config) with the old manifest.
 
+pub mod auto;
 pub mod journal;
 mod rollback;
 mod steps;
@@ -75,6 +76,8 @@ pub struct Context<'a> {
     pub berth_exe: &'a Path,
     /// Where progress goes.
     pub progress: &'a dyn Progress,
+    /// Whether this is an automatic upgrade (the supervisor's job): said in the history.
+    pub automatic: bool,
 }
 
 impl Context<'_> {

@@ -91,7 +91,13 @@ pub(crate) fn hop(ctx: &Context<'_>, prefix: &Path, j: &mut Journal) -> Result<H
         let run = Run::begin_existing(
             &inst_from,
             "upgrade",
-            &format!("{} {} → {}", j.app, hop.from, hop.to),
+            &format!(
+                "{} {} → {}{}",
+                j.app,
+                hop.from,
+                hop.to,
+                if ctx.automatic { " (automatic)" } else { "" }
+            ),
             ctx.progress,
         )?;
         j.run = Some(run.id.0);

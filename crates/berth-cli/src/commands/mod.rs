@@ -41,6 +41,7 @@ fn changes_instance(command: &Command) -> Option<&'static str> {
         Command::Backup(BackupCommand::Prune { dry_run: false, .. }) => "backup prune",
         Command::Config(ConfigCommand::Migrate { dry_run: false, .. }) => "config migrate",
         Command::Upgrade(UpgradeCommand::Apply { .. }) => "upgrade apply",
+        Command::Upgrade(UpgradeCommand::Auto { .. }) => "upgrade auto",
         _ => return None,
     })
 }
@@ -70,6 +71,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Upgrade(UpgradeCommand::Resume { json }) => upgrade::resume(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
+        Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),

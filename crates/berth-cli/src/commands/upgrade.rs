@@ -193,6 +193,7 @@ pub fn apply(loc: &Locate, to: &[PathBuf], json: bool, quiet: bool) -> Result<Ex
         loc,
         berth_exe: &exe,
         progress: &progress,
+        automatic: false,
     };
     let report = berth_upgrade_apply::apply(&ctx, to)?;
     drop(progress);
@@ -207,6 +208,7 @@ pub fn resume(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
         loc,
         berth_exe: &exe,
         progress: &progress,
+        automatic: false,
     };
     let report = berth_upgrade_apply::resume(&ctx)?;
     drop(progress);
@@ -221,6 +223,7 @@ pub fn abort(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
         loc,
         berth_exe: &exe,
         progress: &progress,
+        automatic: false,
     };
     let report = berth_upgrade_apply::abort(&ctx)?;
     drop(progress);
@@ -271,6 +274,37 @@ fn print_report(r: &berth_upgrade_apply::ApplyReport, json: bool) -> Result<Exit
         if let Some(b) = &h.backup {
             println!("    backup taken before: {}", safe(b));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth upgrade auto`.
+pub fn auto(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
+    use berth_upgrade_apply::auto::AutoOutcome;
+    let progress = crate::output::Terminal::new(quiet || json);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    let ctx = berth_upgrade_apply::Context {
+        loc,
+        berth_exe: &exe,
+        progress: &progress,
+        automatic: true,
+    };
+    let outcome = berth_upgrade_apply::auto::auto(&ctx, berth_upgrade_apply::auto::minute_now())?;
+    drop(progress);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &outcome {
+        AutoOutcome::Off => println!("Automatic upgrades are off (`upgrade.auto`)."),
+        AutoOutcome::OutsideWindow { window } => {
+            println!("Outside the upgrade window ({window}): nothing done.");
+        }
+        AutoOutcome::UpToDate { version } => println!(
+            "Up to date: no newer version `upgrade.auto` allows than {}.",
+            berth_model::terminal_safe(version)
+        ),
+        AutoOutcome::Upgraded(r) => return print_report(r, false),
     }
     Ok(ExitCode::SUCCESS)
 }
