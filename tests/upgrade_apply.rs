@@ -694,3 +694,83 @@ fn automatic_upgrades_follow_the_policy() {
     assert_eq!(run["detail"], "ministack 1.0.1 → 1.0.2 (automatic)");
     assert_eq!(run["outcome"]["status"]["status"], "failed", "{run:#}");
 }
+
+/// Not enough disk for the release and the pre-upgrade backup: refused before anything
+/// changes (the tree under the prefix is compared), naming the check and the fix; with
+/// the space back, the same upgrade goes through.
+#[test]
+fn not_enough_disk_is_refused_before_anything_changes() {
+    let ports = Ports(45080, 45432, 45379, 45001);
+    let dir = prefix_dir("upgrade-disk");
+    let fs = dir.path().join("fs");
+    let Some(_tmpfs) = berth_tests::Tmpfs::mount(&fs, "1200m") else {
+        // Only root mounts; the end-to-end tests run as root, where this must work.
+        assert!(
+            !berth_tests::is_root(),
+            "a tmpfs could not be mounted as root"
+        );
+        return;
+    };
+    std::fs::set_permissions(&fs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prefix = fs.join("inst");
+    let berth = Berth::new(&prefix, &fixture("ministack"));
+    let _down = Down(&berth);
+    std::fs::create_dir_all(&prefix).unwrap();
+    berth.write_site(&ports.site());
+    berth.run(&["up"]).expect(0);
+    seed(&prefix, ports);
+    let installed = Berth::installed(&prefix);
+    let target = version(dir.path(), "1.1.0", Migration::Good { secs: 0 }, false);
+
+    // Leave about 1 MiB free on the prefix's filesystem.
+    let avail = |p: &Path| {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let filler = fs.join("filler");
+    let size = avail(&fs).saturating_sub(1 << 20);
+    let status = std::process::Command::new("fallocate")
+        .args(["-l", &size.to_string()])
+        .arg(&filler)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = berth_tests::snapshot_tree(&prefix.join("releases"));
+    let state_before = std::fs::read_dir(prefix.join("state")).unwrap().count();
+    let r = installed
+        .run(&["upgrade", "apply", "--to", target.to_str().unwrap()])
+        .expect(1);
+    assert!(
+        r.stderr
+            .contains("The upgrade cannot begin; nothing was changed")
+            && r.stderr.contains("disk: about")
+            && r.stderr.contains("free some space"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(berth_tests::snapshot_tree(&prefix.join("releases")), before);
+    assert_eq!(
+        std::fs::read_dir(prefix.join("state")).unwrap().count(),
+        state_before
+    );
+    assert!(!prefix.join("state/upgrade.json").exists());
+    assert!(std::fs::read_dir(prefix.join("backups")).map_or(true, |mut d| d.next().is_none()));
+    assert_eq!(serving(ports.0), "1.0.0");
+
+    std::fs::remove_file(&filler).unwrap();
+    installed
+        .run(&["upgrade", "apply", "--to", target.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(serving(ports.0), "1.1.0");
+    assert_data(&prefix, ports);
+}
