@@ -546,6 +546,13 @@ fn killed_at_every_step_then_resumed_or_aborted() {
 
         let killed = installed.run_env(&apply, &[(fault::ENV, point)]);
         assert_eq!(killed.code, -1, "{point}: not killed\n{}", killed.stderr);
+        let r = installed.run(&["status"]).expect(3);
+        assert!(
+            r.stdout
+                .contains(&format!("UPGRADE UNFINISHED: ministack {from} → {to}")),
+            "{point}: {}",
+            r.stdout
+        );
         for refused in [
             &["up"][..],
             &["reconfigure"],
@@ -693,6 +700,19 @@ fn automatic_upgrades_follow_the_policy() {
     let run = last_run(&installed, "upgrade");
     assert_eq!(run["detail"], "ministack 1.0.1 → 1.0.2 (automatic)");
     assert_eq!(run["outcome"]["status"]["status"], "failed", "{run:#}");
+    // `berth status` says so too.
+    let last = installed.status()["upgrade"]["last"].clone();
+    assert_eq!(
+        last["detail"], "ministack 1.0.1 → 1.0.2 (automatic)",
+        "{last:#}"
+    );
+    let r = installed.run(&["status"]).expect(0);
+    assert!(
+        r.stdout
+            .contains("last upgrade: ministack 1.0.1 → 1.0.2 (automatic) FAILED at"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Not enough disk for the release and the pre-upgrade backup: refused before anything

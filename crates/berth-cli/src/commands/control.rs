@@ -20,12 +20,19 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         services,
         jobs,
     } = supervisor::status(&paths)?;
+    let unfinished =
+        berth_upgrade_apply::journal::load(&berth_render::Paths::unversioned(&paths.prefix))?;
+    let last_upgrade = last_upgrade(&paths);
     if json {
         let v = serde_json::json!({
             "supervisor_running": supervisor_pid.is_some(),
             "supervisor_pid": supervisor_pid,
             "services": services,
             "jobs": jobs,
+            "upgrade": {
+                "unfinished": unfinished,
+                "last": last_upgrade,
+            },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -65,6 +72,39 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
             );
         }
     }
+    if let Some(j) = &unfinished {
+        unhealthy = true;
+        let to = j.hops.last().map_or("?", |h| h.to.as_str());
+        println!();
+        println!(
+            "UPGRADE UNFINISHED: {} {} → {} ({}); run `berth upgrade {}`",
+            safe(&j.app),
+            safe(&j.started_from),
+            safe(to),
+            match &j.rolling_back {
+                Some(why) => format!("rolling back: {}", safe(why)),
+                None => format!("{} step(s) of the current hop done", j.done.len()),
+            },
+            if j.rolling_back.is_some() {
+                "abort`"
+            } else {
+                "resume` or `berth upgrade abort"
+            }
+        );
+    } else if let Some(last) = &last_upgrade {
+        println!();
+        let when = last
+            .finished_at
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        match last.outcome.as_ref().map(|o| &o.status) {
+            Some(berth_state::RunStatus::Failed { error }) => println!(
+                "last upgrade: {} FAILED at {when}: {}",
+                safe(&last.detail),
+                safe(error)
+            ),
+            _ => println!("last upgrade: {} at {when}", safe(&last.detail)),
+        }
+    }
     println!();
     match supervisor_pid {
         Some(pid) => println!("supervisor pid {pid}, {}", paths.prefix.display()),
@@ -79,6 +119,20 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn safe(s: &str) -> String {
+    berth_model::terminal_safe(s)
+}
+
+/// The newest `upgrade` run of the instance's history (read only; none when there is
+/// no history yet).
+fn last_upgrade(paths: &berth_render::Paths) -> Option<berth_state::RunRecord> {
+    let db = berth_state::StateDb::open_read_only(paths.state_db()).ok()??;
+    db.history(50)
+        .ok()?
+        .into_iter()
+        .find(|r| r.kind == "upgrade")
 }
 
 fn human_secs(s: u64) -> String {
