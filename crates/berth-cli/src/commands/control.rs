@@ -72,39 +72,7 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
             );
         }
     }
-    if let Some(j) = &unfinished {
-        unhealthy = true;
-        let to = j.hops.last().map_or("?", |h| h.to.as_str());
-        println!();
-        println!(
-            "UPGRADE UNFINISHED: {} {} → {} ({}); run `berth upgrade {}`",
-            safe(&j.app),
-            safe(&j.started_from),
-            safe(to),
-            match &j.rolling_back {
-                Some(why) => format!("rolling back: {}", safe(why)),
-                None => format!("{} step(s) of the current hop done", j.done.len()),
-            },
-            if j.rolling_back.is_some() {
-                "abort`"
-            } else {
-                "resume` or `berth upgrade abort"
-            }
-        );
-    } else if let Some(last) = &last_upgrade {
-        println!();
-        let when = last
-            .finished_at
-            .map_or_else(|| "-".to_owned(), |t| t.to_string());
-        match last.outcome.as_ref().map(|o| &o.status) {
-            Some(berth_state::RunStatus::Failed { error }) => println!(
-                "last upgrade: {} FAILED at {when}: {}",
-                safe(&last.detail),
-                safe(error)
-            ),
-            _ => println!("last upgrade: {} at {when}", safe(&last.detail)),
-        }
-    }
+    unhealthy |= print_upgrade(unfinished.as_ref(), last_upgrade.as_ref());
     println!();
     match supervisor_pid {
         Some(pid) => println!("supervisor pid {pid}, {}", paths.prefix.display()),
@@ -119,6 +87,47 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The upgrade lines of `status`: an unfinished upgrade (then true: the instance is not
+/// healthy until it is resumed or aborted), else the last upgrade.
+fn print_upgrade(
+    unfinished: Option<&berth_upgrade_apply::Journal>,
+    last: Option<&berth_state::RunRecord>,
+) -> bool {
+    if let Some(j) = unfinished {
+        let to = j.hops.last().map_or("?", |h| h.to.as_str());
+        println!();
+        println!(
+            "UPGRADE UNFINISHED: {} {} → {} ({}); run {}",
+            safe(&j.app),
+            safe(&j.started_from),
+            safe(to),
+            match &j.rolling_back {
+                Some(why) => format!("rolling back: {}", safe(why)),
+                None => format!("{} step(s) of the current hop done", j.done.len()),
+            },
+            if j.rolling_back.is_some() {
+                "`berth upgrade abort`"
+            } else {
+                "`berth upgrade resume` or `berth upgrade abort`"
+            }
+        );
+    } else if let Some(last) = last {
+        println!();
+        let when = last
+            .finished_at
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        match last.outcome.as_ref().map(|o| &o.status) {
+            Some(berth_state::RunStatus::Failed { error }) => println!(
+                "last upgrade: {} FAILED at {when}: {}",
+                safe(&last.detail),
+                safe(error)
+            ),
+            _ => println!("last upgrade: {} at {when}", safe(&last.detail)),
+        }
+    }
+    unfinished.is_some()
 }
 
 fn safe(s: &str) -> String {
