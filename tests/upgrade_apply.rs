@@ -37,12 +37,31 @@ impl Ports {
     }
 }
 
-/// Stops the instance however the test ends.
-struct Down<'b>(&'b Berth);
+/// ministack 1.0.0 up under a prefix with the seed data; stopped however the test ends.
+struct Stack {
+    /// The runner of every later command: the instance's own manifest.
+    installed: Berth,
+}
 
-impl Drop for Down<'_> {
+impl Stack {
+    /// Set up at `prefix` with the ports' site config followed by `extra`.
+    fn up(prefix: &Path, ports: Ports, extra: &str) -> Self {
+        let berth = Berth::new(prefix, &fixture("ministack"));
+        std::fs::create_dir_all(prefix).unwrap();
+        berth.write_site(&format!("{}{extra}", ports.site()));
+        // The guard exists before `up` runs, so a failed `up` is stopped too.
+        let stack = Self {
+            installed: Berth::installed(prefix),
+        };
+        berth.run(&["up"]).expect(0);
+        seed(prefix, ports);
+        stack
+    }
+}
+
+impl Drop for Stack {
     fn drop(&mut self) {
-        self.0.run(&["down"]);
+        self.installed.run(&["down"]);
     }
 }
 
@@ -357,13 +376,8 @@ fn an_offline_hop_answers_with_the_maintenance_page_and_keeps_the_data() {
     let ports = Ports(41080, 41432, 41379, 41001);
     let dir = prefix_dir("upgrade-offline");
     let prefix = dir.path().join("inst");
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(&ports.site());
-    berth.run(&["up"]).expect(0);
-    seed(&prefix, ports);
-    let installed = Berth::installed(&prefix);
+    let stack = Stack::up(&prefix, ports, "");
+    let installed = &stack.installed;
     let v110 = version(dir.path(), "1.1.0", Migration::Good { secs: 2 }, false);
 
     let poller = Poller::start(ports.0);
@@ -409,12 +423,12 @@ fn an_offline_hop_answers_with_the_maintenance_page_and_keeps_the_data() {
     assert_data(&prefix, ports);
     assert_eq!(migrated(&prefix, ports), "1.1.0");
     assert_eq!(
-        releases(&installed),
+        releases(installed),
         [("1.0.0".to_owned(), false), ("1.1.0".to_owned(), true)]
     );
     assert!(!prefix.join("state/upgrade.json").exists());
     assert!(!prefix.join("run/maintenance.html").exists());
-    let run = last_run(&installed, "upgrade");
+    let run = last_run(installed, "upgrade");
     assert_eq!(run["detail"], "ministack 1.0.0 → 1.1.0");
     assert_eq!(run["outcome"]["status"]["status"], "succeeded", "{run:#}");
     // A second upgrade keeps two releases (upgrade.keep_releases = 2): 1.0.0 goes.
@@ -423,7 +437,7 @@ fn an_offline_hop_answers_with_the_maintenance_page_and_keeps_the_data() {
         .run(&["upgrade", "apply", "--to", v120.to_str().unwrap()])
         .expect(0);
     assert_eq!(
-        releases(&installed),
+        releases(installed),
         [("1.1.0".to_owned(), false), ("1.2.0".to_owned(), true)]
     );
     assert_eq!(migrated(&prefix, ports), "1.1.0,1.2.0");
@@ -438,13 +452,8 @@ fn failures_roll_back_by_themselves() {
     let ports = Ports(42080, 42432, 42379, 42001);
     let dir = prefix_dir("upgrade-rollback");
     let prefix = dir.path().join("inst");
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(&ports.site());
-    berth.run(&["up"]).expect(0);
-    seed(&prefix, ports);
-    let installed = Berth::installed(&prefix);
+    let stack = Stack::up(&prefix, ports, "");
+    let installed = &stack.installed;
 
     let bad = version(dir.path(), "1.1.0", Migration::Fails, false);
     let r = installed
@@ -460,8 +469,8 @@ fn failures_roll_back_by_themselves() {
     assert!(r.stderr.contains("hint: `berth history`"), "{}", r.stderr);
     assert_eq!(serving(ports.0), "1.0.0");
     assert_data(&prefix, ports);
-    assert_eq!(releases(&installed), [("1.0.0".to_owned(), true)]);
-    let run = last_run(&installed, "upgrade");
+    assert_eq!(releases(installed), [("1.0.0".to_owned(), true)]);
+    let run = last_run(installed, "upgrade");
     let error = run["outcome"]["status"]["error"]
         .as_str()
         .unwrap_or_default();
@@ -471,14 +480,14 @@ fn failures_roll_back_by_themselves() {
     );
     assert!(!prefix.join("state/upgrade.json").exists());
 
-    let stuck = version(
+    let never_ready = version(
         &dir.path().join("stuck"),
         "1.1.0",
         Migration::Good { secs: 0 },
         true,
     );
     let r = installed
-        .run(&["upgrade", "apply", "--to", stuck.to_str().unwrap()])
+        .run(&["upgrade", "apply", "--to", never_ready.to_str().unwrap()])
         .expect(1);
     assert!(
         r.stderr.contains("failed and was rolled back"),
@@ -492,7 +501,7 @@ fn failures_roll_back_by_themselves() {
         "",
         "the migration's write was put back"
     );
-    assert_eq!(current(&installed), "1.0.0");
+    assert_eq!(current(installed), "1.0.0");
 
     // The migration ran during the failed attempt; it runs again now.
     let good = version(
@@ -517,13 +526,8 @@ fn killed_at_every_step_then_resumed_or_aborted() {
     let ports = Ports(43080, 43432, 43379, 43001);
     let dir = prefix_dir("upgrade-crash");
     let prefix = dir.path().join("inst");
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(&ports.site());
-    berth.run(&["up"]).expect(0);
-    seed(&prefix, ports);
-    let installed = Berth::installed(&prefix);
+    let stack = Stack::up(&prefix, ports, "");
+    let installed = &stack.installed;
 
     let points = [
         "upgrade:journal",
@@ -573,9 +577,9 @@ fn killed_at_every_step_then_resumed_or_aborted() {
             r.stdout
         );
         assert_eq!(serving(ports.0), from, "{point}: after abort");
-        assert_eq!(current(&installed), from, "{point}");
+        assert_eq!(current(installed), from, "{point}");
         assert!(
-            !releases(&installed).iter().any(|(v, _)| *v == to),
+            !releases(installed).iter().any(|(v, _)| *v == to),
             "{point}"
         );
         assert_data(&prefix, ports);
@@ -585,7 +589,7 @@ fn killed_at_every_step_then_resumed_or_aborted() {
         assert_eq!(killed.code, -1, "{point}: not killed again");
         installed.run(&["upgrade", "resume"]).expect(0);
         assert_eq!(serving(ports.0), to, "{point}: after resume");
-        assert_eq!(current(&installed), to, "{point}");
+        assert_eq!(current(installed), to, "{point}");
         assert!(migrated(&prefix, ports).ends_with(&to), "{point}");
         assert_data(&prefix, ports);
         assert!(!prefix.join("state/upgrade.json").exists());
@@ -638,20 +642,14 @@ fn automatic_upgrades_follow_the_policy() {
     let prefix = dir.path().join("inst");
     let source = dir.path().join("source");
     std::fs::create_dir_all(&source).unwrap();
-    let site = |window: &str| {
+    let upgrade = |window: &str| {
         format!(
-            "{}[upgrade]\nauto = \"patch\"\nsource = \"{}\"\nwindow = \"{window}\"\n",
-            ports.site(),
+            "[upgrade]\nauto = \"patch\"\nsource = \"{}\"\nwindow = \"{window}\"\n",
             source.display()
         )
     };
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(&site(&window(120, 180)));
-    berth.run(&["up"]).expect(0);
-    seed(&prefix, ports);
-    let installed = Berth::installed(&prefix);
+    let stack = Stack::up(&prefix, ports, &upgrade(&window(120, 180)));
+    let installed = &stack.installed;
     let jobs = installed.status()["jobs"].clone();
     assert!(
         jobs.as_array()
@@ -677,14 +675,14 @@ fn automatic_upgrades_follow_the_policy() {
     assert_eq!(auto(0)["outcome"], "outside-window");
     assert_eq!(serving(ports.0), "1.0.0");
 
-    berth.write_site(&site(&window(-30, 30)));
+    installed.write_site(&format!("{}{}", ports.site(), upgrade(&window(-30, 30))));
     installed.run(&["reconfigure"]).expect(0);
     let done = auto(0);
     assert_eq!(done["outcome"], "upgraded", "{done:#}");
     assert_eq!(done["to"], "1.0.1", "{done:#}");
     assert_eq!(serving(ports.0), "1.0.1");
     assert_eq!(
-        last_run(&installed, "upgrade")["detail"],
+        last_run(installed, "upgrade")["detail"],
         "ministack 1.0.0 → 1.0.1 (automatic)"
     );
     assert_eq!(auto(0)["outcome"], "up-to-date");
@@ -697,7 +695,7 @@ fn automatic_upgrades_follow_the_policy() {
     );
     assert_eq!(serving(ports.0), "1.0.1");
     assert_data(&prefix, ports);
-    let run = last_run(&installed, "upgrade");
+    let run = last_run(installed, "upgrade");
     assert_eq!(run["detail"], "ministack 1.0.1 → 1.0.2 (automatic)");
     assert_eq!(run["outcome"]["status"]["status"], "failed", "{run:#}");
     // `berth status` says so too.
@@ -733,13 +731,8 @@ fn not_enough_disk_is_refused_before_anything_changes() {
     };
     std::fs::set_permissions(&fs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let prefix = fs.join("inst");
-    let berth = Berth::new(&prefix, &fixture("ministack"));
-    let _down = Down(&berth);
-    std::fs::create_dir_all(&prefix).unwrap();
-    berth.write_site(&ports.site());
-    berth.run(&["up"]).expect(0);
-    seed(&prefix, ports);
-    let installed = Berth::installed(&prefix);
+    let stack = Stack::up(&prefix, ports, "");
+    let installed = &stack.installed;
     let target = version(dir.path(), "1.1.0", Migration::Good { secs: 0 }, false);
 
     // Leave about 1 MiB free on the prefix's filesystem.

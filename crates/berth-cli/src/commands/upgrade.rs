@@ -187,46 +187,42 @@ fn installed(unix: i64) -> String {
 
 /// `berth upgrade apply`.
 pub fn apply(loc: &Locate, to: &[PathBuf], json: bool, quiet: bool) -> Result<ExitCode> {
-    let progress = crate::output::Terminal::new(quiet || json);
+    let report = with_context(loc, json || quiet, false, |ctx| {
+        berth_upgrade_apply::apply(ctx, to)
+    })?;
+    print_report(&report, json)
+}
+
+/// Run `f` with the context every upgrade command gives: the instance, this binary and
+/// progress on stderr (silent when `quiet`), the progress ended before the caller prints.
+fn with_context<T>(
+    loc: &Locate,
+    quiet: bool,
+    automatic: bool,
+    f: impl FnOnce(&berth_upgrade_apply::Context<'_>) -> berth_backup::Result<T>,
+) -> Result<T> {
+    let progress = crate::output::Terminal::new(quiet);
     let exe = std::env::current_exe().context("Failed to find the berth executable")?;
     let ctx = berth_upgrade_apply::Context {
         loc,
         berth_exe: &exe,
         progress: &progress,
-        automatic: false,
+        automatic,
     };
-    let report = berth_upgrade_apply::apply(&ctx, to)?;
+    let out = f(&ctx)?;
     drop(progress);
-    print_report(&report, json)
+    Ok(out)
 }
 
 /// `berth upgrade resume`.
 pub fn resume(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
-    let progress = crate::output::Terminal::new(quiet || json);
-    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
-    let ctx = berth_upgrade_apply::Context {
-        loc,
-        berth_exe: &exe,
-        progress: &progress,
-        automatic: false,
-    };
-    let report = berth_upgrade_apply::resume(&ctx)?;
-    drop(progress);
+    let report = with_context(loc, json || quiet, false, berth_upgrade_apply::resume)?;
     print_report(&report, json)
 }
 
 /// `berth upgrade abort`.
 pub fn abort(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
-    let progress = crate::output::Terminal::new(quiet || json);
-    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
-    let ctx = berth_upgrade_apply::Context {
-        loc,
-        berth_exe: &exe,
-        progress: &progress,
-        automatic: false,
-    };
-    let report = berth_upgrade_apply::abort(&ctx)?;
-    drop(progress);
+    let report = with_context(loc, json || quiet, false, berth_upgrade_apply::abort)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -281,16 +277,9 @@ fn print_report(r: &berth_upgrade_apply::ApplyReport, json: bool) -> Result<Exit
 /// `berth upgrade auto`.
 pub fn auto(loc: &Locate, json: bool, quiet: bool) -> Result<ExitCode> {
     use berth_upgrade_apply::auto::AutoOutcome;
-    let progress = crate::output::Terminal::new(quiet || json);
-    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
-    let ctx = berth_upgrade_apply::Context {
-        loc,
-        berth_exe: &exe,
-        progress: &progress,
-        automatic: true,
-    };
-    let outcome = berth_upgrade_apply::auto::auto(&ctx, berth_upgrade_apply::auto::minute_now())?;
-    drop(progress);
+    let outcome = with_context(loc, json || quiet, true, |ctx| {
+        berth_upgrade_apply::auto::auto(ctx, berth_upgrade_apply::auto::minute_now())
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(ExitCode::SUCCESS);
