@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_archive::{ArchiveWriter, Meta, WriteOptions};
+use berth_host::fsutil::tree_size;
 
 use crate::meta::{BackupMeta, DatabaseMeta, QuiesceMeta, SecretsMeta};
 use berth_render::{BackupPlan, BackupPolicy, BackupTarget, DesiredState};
@@ -243,11 +244,6 @@ fn ready_services(inst: &Instance) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// Size of every regular file under `dir` (0 when it does not exist or is a symlink).
-fn tree_size(dir: &Path) -> u64 {
-    berth_host::fsutil::tree_size(dir)
 }
 
 /// The name of a new archive of `app` `version` made at `now()`: while `taken` says

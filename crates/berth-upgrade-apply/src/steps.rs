@@ -155,6 +155,8 @@ fn hop_steps(
         }
         Ok(())
     })?;
+    // The new version's instance, read once: the steps below only act on it.
+    let inst_to = instance::open(loc_to)?;
     step(paths, j, run, "backup", timings, |j| {
         progress.note("Backing up before the upgrade");
         let report = berth_backup::backup::create(
@@ -166,7 +168,6 @@ fn hop_steps(
         Ok(())
     })?;
     step(paths, j, run, "install", timings, |_| {
-        let inst_to = instance::open(loc_to)?;
         berth_lifecycle::up::prepare_release(&inst_to, progress)?;
         Ok(())
     })?;
@@ -174,7 +175,6 @@ fn hop_steps(
     let page_down: Cell<Option<Instant>> = Cell::new(None);
     if hop.offline {
         step(paths, j, run, "maintenance", timings, |j| {
-            let inst_to = instance::open(loc_to)?;
             write_maintenance_page(paths, &j.app, &hop.to)?;
             page_up.set(Some(Instant::now()));
             let stop = bundled_services([inst_from, &inst_to], paths);
@@ -192,7 +192,6 @@ fn hop_steps(
         })?;
     }
     step(paths, j, run, "switch", timings, |_| {
-        let inst_to = instance::open(loc_to)?;
         let run_to = Run::attach(&inst_to, run.id, progress)?;
         berth_lifecycle::up::up_within_then(&run_to, loc_to, ctx.berth_exe, &mut || {
             remove_maintenance_page(paths)?;
@@ -205,14 +204,12 @@ fn hop_steps(
     })?;
     step(paths, j, run, "health-gate", timings, |_| {
         remove_maintenance_page(paths)?;
-        let inst_to = instance::open(loc_to)?;
         all_ready(paths)?;
         let state = berth_lifecycle::desired::preview(&inst_to)?;
         berth_lifecycle::health::wait_healthy(&state)?;
         Ok(())
     })?;
     step(paths, j, run, "record", timings, |_| {
-        let inst_to = instance::open(loc_to)?;
         prune_releases(&inst_to, &hop.to, progress)
     })?;
     Ok(match (page_up.get(), page_down.get()) {
@@ -333,16 +330,10 @@ fn prune_releases(
     current: &str,
     progress: &dyn berth_lifecycle::Progress,
 ) -> Result<()> {
-    let keep = match inst
-        .config
-        .settings
-        .get(berth_model::builtin::UPGRADE_GROUP)
-        .and_then(|g| g.get("keep_releases"))
-        .map(|r| &r.value)
-    {
-        Some(berth_model::SettingValue::Int(n)) => usize::try_from(*n).unwrap_or(1).max(1),
-        _ => 2,
-    };
+    // The site's `[upgrade]` settings, typed, with the built-in default behind them.
+    let policy = berth_render::upgrade_policy(&inst.config, &inst.facts)
+        .map_err(berth_lifecycle::LifecycleError::from)?;
+    let keep = usize::try_from(policy.keep_releases).unwrap_or(usize::MAX);
     let releases = inst.paths.releases();
     let list = berth_lifecycle::release::list(&releases, current)?;
     for version in to_prune(&list, keep) {
