@@ -443,6 +443,112 @@ fn an_offline_hop_answers_with_the_maintenance_page_and_keeps_the_data() {
     assert_eq!(migrated(&prefix, ports), "1.1.0,1.2.0");
 }
 
+/// An online hop (`online_from`) under a client requesting every 50 ms: every answer is
+/// a 200, the old version's until the first of the new one's and the new one's after
+/// it. The new release first answers from its process on the spare port (started
+/// beside the old one, traffic moved by an nginx reload), then from the service
+/// restarted on its own port; the spare process is gone afterwards and nginx points
+/// at the app's own port again.
+#[test]
+fn an_online_hop_moves_traffic_without_a_failed_request() {
+    let ports = Ports(46080, 46432, 46379, 46001);
+    let dir = prefix_dir("upgrade-online");
+    let prefix = dir.path().join("inst");
+    let stack = Stack::up(&prefix, ports, "spare_port = 46002\n");
+    let installed = &stack.installed;
+    let v101 = version(dir.path(), "1.0.1", Migration::Good { secs: 1 }, false);
+    let manifest = v101.join("berth.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[upgrade]\nonline_from = \"1.0\"\n"),
+    )
+    .unwrap();
+
+    let poller = Poller::start(ports.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = installed
+        .run(&["upgrade", "apply", "--json", "--to", v101.to_str().unwrap()])
+        .expect(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = poller.finish();
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let hop = &report["hops"][0];
+    assert_eq!(hop["offline"], false, "{report:#}");
+    let steps: Vec<&str> = hop["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "backup",
+            "install",
+            "switch",
+            "health-gate",
+            "record"
+        ]
+    );
+
+    // Every answer a 200: (version, pid) of the process that gave it.
+    let seen: Vec<(String, u64)> = answers
+        .iter()
+        .map(|(t, a)| match a {
+            Answer::Http(200, _, body) => {
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                (
+                    v["version"].as_str().unwrap().to_owned(),
+                    v["pid"].as_u64().unwrap(),
+                )
+            }
+            other => panic!("at {t:?}: {other:?} (of {} answers)", answers.len()),
+        })
+        .collect();
+    let first_new = seen
+        .iter()
+        .position(|(v, _)| v == "1.0.1")
+        .expect("never 1.0.1");
+    assert!(first_new >= 5, "{first_new} answers from 1.0.0");
+    assert!(seen[..first_new].iter().all(|(v, _)| v == "1.0.0"));
+    assert!(
+        seen[first_new..].iter().all(|(v, _)| v == "1.0.1"),
+        "1.0.0 answered after 1.0.1: {seen:?}"
+    );
+    // Two processes of the new release answered: the one beside, then the service.
+    let new_pids: Vec<u64> = seen[first_new..].iter().map(|(_, p)| *p).collect();
+    let last_pid = *new_pids.last().unwrap();
+    assert_ne!(new_pids[0], last_pid, "only one process of 1.0.1 answered");
+    assert!(new_pids.len() > 10, "{} answers from 1.0.1", new_pids.len());
+
+    let status = installed.run(&["status", "--json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"app@next"), "{names:?}");
+    assert!(prefix.join("log/app@next").is_dir());
+    let nginx = std::fs::read_to_string(prefix.join("etc/nginx/nginx.conf")).unwrap();
+    assert!(
+        nginx.contains("127.0.0.1:46001") && !nginx.contains("46002"),
+        "{nginx}"
+    );
+    assert_eq!(serving(ports.0), "1.0.1");
+    assert_data(&prefix, ports);
+    assert_eq!(migrated(&prefix, ports), "1.0.1");
+    assert_eq!(
+        releases(installed),
+        [("1.0.0".to_owned(), false), ("1.0.1".to_owned(), true)]
+    );
+    let run = last_run(installed, "upgrade");
+    assert_eq!(run["outcome"]["status"]["status"], "succeeded", "{run:#}");
+}
+
 /// A failing migration and an app that never gets ready: each rolled back by itself,
 /// the database restored (the failed migration's row is gone), the old version
 /// serving, the reason in the output and the history. The next attempt, with a good

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use berth_host::converge::{Applied, ConvergePlan};
 use berth_render::{DesiredState, ServiceChanges, service_changes};
 use berth_state::PendingServices;
-use berth_supervisor_protocol::{Request, Response, SupervisionPlan, Target};
+use berth_supervisor_protocol::{Request, Response, ServiceSpec, SupervisionPlan, Target};
 
 use crate::desired::{mask_list, supervision_plan};
 use crate::error::{LifecycleError, Result};
@@ -210,7 +210,7 @@ impl Change {
     /// held service keeps the spec it runs with (so it is not restarted for a new
     /// command), along with services it needs that leave the plan (stopped once the
     /// held ones are released). A held service new to the plan is in it, not started.
-    fn plan_holding(&self) -> SupervisionPlan {
+    pub(crate) fn plan_holding(&self) -> SupervisionPlan {
         let Some(old) = &self.old_plan else {
             return self.new_plan.clone();
         };
@@ -281,6 +281,25 @@ impl Change {
     /// gets the whole new plan, restarting or reloading them, and the new ones start.
     /// Only then is nothing left pending.
     pub fn release_held(&self, run: &Run, outcome: &mut Outcome) -> Result<()> {
+        self.release_held_beside(run, outcome, &[])
+    }
+
+    /// The new plan the supervisor runs once nothing is held, with `extra` services
+    /// (processes started beside their service) in it too.
+    pub(crate) fn new_plan_with(&self, extra: &[ServiceSpec]) -> SupervisionPlan {
+        let mut plan = self.new_plan.clone();
+        plan.services.extend(extra.iter().cloned());
+        plan
+    }
+
+    /// As [`Change::release_held`], with `extra` services (processes started beside
+    /// their service) kept running meanwhile.
+    pub(crate) fn release_held_beside(
+        &self,
+        run: &Run,
+        outcome: &mut Outcome,
+        extra: &[ServiceSpec],
+    ) -> Result<()> {
         let supervisor = run.supervisor();
         if self.held.is_empty() || !supervisor.is_running() {
             return Ok(());
@@ -293,7 +312,7 @@ impl Change {
                 .collect()
         };
         let req = Request::Apply {
-            plan: self.new_plan.clone(),
+            plan: self.new_plan_with(extra),
             restart: held(&self.plan.restart),
             reload: held(&self.plan.reload),
         };
@@ -443,7 +462,12 @@ impl Change {
 }
 
 /// Send an `Apply` as journaled step `step`; add what it did to `outcome`.
-fn send_apply(run: &Run, step: &str, req: &Request, outcome: &mut Outcome) -> Result<()> {
+pub(crate) fn send_apply(
+    run: &Run,
+    step: &str,
+    req: &Request,
+    outcome: &mut Outcome,
+) -> Result<()> {
     let supervisor = run.supervisor();
     let answer = run.step(step, || {
         supervisor

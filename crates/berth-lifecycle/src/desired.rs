@@ -48,19 +48,29 @@ pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>
 /// components' packages as they are now (probed here, not when the instance was
 /// opened: `up` installs packages in between, and `change` hooks follow them).
 pub fn render(inst: &Instance, secrets: &BTreeMap<String, String>) -> Result<DesiredState> {
+    render_with(inst, &inst.config, secrets)
+}
+
+/// As [`render`], with `config` in place of the instance's own (the same config with
+/// other values, e.g. the ports of services started beside themselves).
+pub fn render_with(
+    inst: &Instance,
+    config: &berth_model::ResolvedConfig,
+    secrets: &BTreeMap<String, String>,
+) -> Result<DesiredState> {
     let mut facts = inst.facts.clone();
     let packages: Vec<String> = inst
         .manifest
         .manifest
         .components
         .iter()
-        .filter(|(name, _)| inst.config.enabled_components.contains(*name))
+        .filter(|(name, _)| config.enabled_components.contains(*name))
         .flat_map(|(_, c)| c.packages.iter().cloned())
         .collect();
     berth_host::facts::probe_package_versions(&mut facts, &packages)?;
     Ok(berth_render::render(&RenderInput {
         manifest: &inst.manifest,
-        config: &inst.config,
+        config,
         facts: &facts,
         secrets,
         paths: &inst.paths,

@@ -8,6 +8,8 @@
 //! - [`interrupted`]: finish what a killed `up` or `reconfigure` left undone.
 //! - [`supervisor`]: start the supervisor daemon and talk to it.
 //! - [`hooks`]: run one-shot hooks with a timeout and a log file.
+//! - [`handover`]: an online upgrade's services started beside themselves, traffic
+//!   moved to them and back by reloading the front end.
 //! - [`progress`]: how steps are reported without printing.
 //! - [`systemd`]: the supervisor as a systemd unit, where systemd is PID 1.
 //! - [`fault`]: fault points for the tests of interrupted operations.
@@ -20,6 +22,7 @@ pub mod down;
 pub mod dry_run;
 mod error;
 pub mod fault;
+pub mod handover;
 pub mod health;
 pub mod hooks;
 pub mod http;

@@ -45,7 +45,7 @@ pub fn up(
         &format!("{} {}", preview.app.name, preview.app.version),
         progress,
     )?;
-    let result = up_steps(&run, loc, berth_exe, &preview, &mut || Ok(()));
+    let result = up_steps(&run, loc, berth_exe, &preview, false, &mut || Ok(()));
     let duration = run.elapsed();
     let mut report = run.finish(result, |r| r.outcome.recorded())?;
     report.outcome.duration = duration;
@@ -63,20 +63,24 @@ pub fn check_reachable(inst: &Instance) -> Result<()> {
 /// `up` as part of another operation's run (a restore's last step): the same checks
 /// and steps, recorded in `run`.
 pub fn up_within(run: &Run, loc: &Locate, berth_exe: &Path) -> Result<UpReport> {
-    up_within_then(run, loc, berth_exe, &mut || Ok(()))
+    up_within_then(run, loc, berth_exe, false, &mut || Ok(()))
 }
 
 /// As [`up_within`], with `started` run once every service has been started and
 /// before the health gate: an upgrade takes its maintenance page down there (the
 /// gate asks through the front end, which answers 503 while the page is up).
+///
+/// With `beside`, services that declare `beside` and are restarted once the hooks ran
+/// are handed over instead ([`crate::handover`]): an online upgrade hop.
 pub fn up_within_then(
     run: &Run,
     loc: &Locate,
     berth_exe: &Path,
+    beside: bool,
     started: &mut dyn FnMut() -> Result<()>,
 ) -> Result<UpReport> {
     let preview = checks(run.inst, run.progress)?;
-    up_steps(run, loc, berth_exe, &preview, started)
+    up_steps(run, loc, berth_exe, &preview, beside, started)
 }
 
 /// What `up` checks and installs before it changes the instance (ports, system
@@ -202,13 +206,33 @@ fn up_steps(
     loc: &Locate,
     berth_exe: &Path,
     preview: &DesiredState,
+    beside: bool,
     started: &mut dyn FnMut() -> Result<()>,
 ) -> Result<UpReport> {
     let (inst, progress) = (run.inst, run.progress);
     let (state, mut outcome, mut change) = prepare(run, loc, berth_exe, preview, true)?;
+    let handover = if beside {
+        match crate::handover::plan(inst, &secrets(inst, false)?, &state)? {
+            Ok(h) => Some(h),
+            Err(why) => {
+                progress.note(&format!(
+                    "The app's services restart instead of starting beside themselves: {why}"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     change.guard(run, |change| {
         outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
-        change.release_held(run, &mut outcome)?;
+        let handed = match &handover {
+            Some(h) => crate::handover::run(run, change, &state, h, &mut outcome)?,
+            None => false,
+        };
+        if !handed {
+            change.release_held(run, &mut outcome)?;
+        }
 
         progress.begin("Starting services");
         run.step("start services", || {

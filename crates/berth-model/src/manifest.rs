@@ -444,6 +444,33 @@ pub struct ServiceDecl {
     /// `always` (default), `on-failure` or `never`.
     #[serde(default = "default_restart")]
     pub restart: RestartDecl,
+    /// How an online upgrade starts the new release beside the running one, so that
+    /// traffic moves without a failed request.
+    #[serde(default)]
+    pub beside: Option<BesideDecl>,
+}
+
+/// `beside = { port = "web.port", spare = "web.spare_port" }` on a service: on an
+/// online upgrade hop the new release runs first on the `spare` setting's port, the
+/// front end is pointed at it (the files that change with the port rewritten, their
+/// services reloaded), then the service restarts on its own port and the front end
+/// is pointed back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BesideDecl {
+    /// The `port` setting (`group.key`) the service listens on.
+    pub port: String,
+    /// Another `port` setting, free while no upgrade runs: where the new release
+    /// listens while the old one drains.
+    pub spare: String,
+    /// How long requests already on their way to the old process may take once the
+    /// front end was reloaded, before it is stopped (default `2s`).
+    #[serde(default = "default_drain")]
+    pub drain: String,
+}
+
+fn default_drain() -> String {
+    "2s".to_owned()
 }
 
 /// What the supervisor does when the service exits.

@@ -687,7 +687,70 @@ impl Validator<'_> {
                     &ready.timeout,
                 );
             }
+            if let Some(beside) = &s.beside {
+                self.beside(name, s, beside);
+            }
         }
+    }
+
+    /// `beside` on service `name`: two distinct `port` settings, a readiness probe to
+    /// know when the new release can take traffic, a drain duration.
+    fn beside(
+        &mut self,
+        name: &str,
+        s: &crate::manifest::ServiceDecl,
+        b: &crate::manifest::BesideDecl,
+    ) {
+        let at = |k: &'static str| {
+            [
+                Seg::Key("services"),
+                Seg::Key(name),
+                Seg::Key("beside"),
+                Seg::Key(k),
+            ]
+        };
+        let declared: Vec<String> = self
+            .man
+            .settings
+            .iter()
+            .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
+            .collect();
+        for (key, setting) in [("port", &b.port), ("spare", &b.spare)] {
+            let decl = setting
+                .split_once('.')
+                .and_then(|(g, k)| self.man.settings.get(g)?.get(k));
+            match decl {
+                None => self.reference(
+                    &at(key),
+                    setting,
+                    "setting",
+                    declared.iter().map(String::as_str),
+                ),
+                Some(d) if d.kind != crate::manifest::SettingType::Port => self.at_value(
+                    &at(key),
+                    format!("setting `{setting}` is not a `port` setting"),
+                    Some(format!(
+                        "`beside.{key}` names the setting holding a TCP port (`type = \"port\"`)"
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+        if b.port == b.spare {
+            self.at_value(
+                &at("spare"),
+                format!("`beside.spare` of service `{name}` is its `port` setting"),
+                Some("declare a second port setting for the new release to listen on while the old one drains".to_owned()),
+            );
+        }
+        if s.ready.is_none() {
+            self.at_key(
+                &[Seg::Key("services"), Seg::Key(name), Seg::Key("beside")],
+                format!("service `{name}` has `beside` but no readiness probe"),
+                Some("give it `ready = { http = \"...\" }`: traffic moves to the new release only once it is ready".to_owned()),
+            );
+        }
+        self.duration(&at("drain"), &b.drain);
     }
 
     fn jobs(&mut self) {

@@ -736,6 +736,41 @@ fn manifest_upgrade_rules_that_are_right_pass() {
     assert_eq!(m.manifest.upgrade.stops, ["2.11", "3.7"]);
 }
 
+/// `beside` on a service: settings that are not declared (did-you-mean) or not ports,
+/// the spare being the port itself, no readiness probe, a bad drain.
+#[test]
+fn manifest_beside_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.web]\nsource = \"system\"\nuser = \"web\"\n\n\
+         [settings.web.port]\ntype = \"port\"\ndefault = 8001\n\n\
+         [settings.web.spare_port]\ntype = \"port\"\ndefault = 8002\n\n\
+         [settings.web.workers]\ntype = \"int\"\ndefault = 2\n\n\
+         [services.a]\ncomponent = \"web\"\ncommand = [\"a\"]\n\
+         beside = { port = \"web.prot\", spare = \"web.workers\", drain = \"soon\" }\n\n\
+         [services.b]\ncomponent = \"web\"\ncommand = [\"b\"]\n\
+         beside = { port = \"web.port\", spare = \"web.port\" }\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+}
+
+/// A right `beside`: two port settings, a readiness probe; `drain` defaults to 2 s.
+#[test]
+fn manifest_beside_that_is_right_passes() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.web]\nsource = \"system\"\nuser = \"web\"\n\n\
+         [settings.web.port]\ntype = \"port\"\ndefault = 8001\n\n\
+         [settings.web.spare_port]\ntype = \"port\"\ndefault = 8002\n\n\
+         [services.a]\ncomponent = \"web\"\ncommand = [\"a\"]\n\
+         ready = { tcp = \"127.0.0.1:{{ settings.web.port }}\" }\n\
+         beside = { port = \"web.port\", spare = \"web.spare_port\" }\n";
+    let m = LoadedManifest::from_sources("berth.toml", text, BTreeMap::new()).unwrap();
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+    let b = m.manifest.services["a"].beside.as_ref().unwrap();
+    assert_eq!(
+        (b.port.as_str(), b.spare.as_str(), b.drain.as_str()),
+        ("web.port", "web.spare_port", "2s")
+    );
+}
+
 // ---- secrets a hook makes (`from_hook`) -------------------------------------------
 
 /// A hook that mints an admin API key, and the secret it makes.

@@ -14,10 +14,13 @@
 //! - [`hook_order`]: the order the hooks of a desired state run in;
 //!   [`hook_prerequisites`]: the hooks some hooks need to have run first.
 //! - [`BackupPolicy`]: the site's `[backup]` settings, typed ([`DesiredState::backup_policy`]).
+//! - [`beside_config`], [`handover`]: a service started beside itself on a spare port
+//!   for an online upgrade, and the front end's files that move traffic to it.
 //! - [`escape`]: every value a template prints is escaped for its file's format
 //!   (`[[files]] format`); [`secret_encodings`] lists what a secret can look like once
 //!   escaped, so output shown to people can mask it.
 
+mod beside;
 mod changes;
 mod desired;
 mod error;
@@ -29,6 +32,7 @@ mod supervision;
 mod users;
 
 pub use berth_layout::Paths;
+pub use beside::{BesideService, Handover, beside_config, beside_name, handover};
 pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
     AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,

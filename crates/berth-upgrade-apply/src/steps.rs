@@ -193,13 +193,19 @@ fn hop_steps(
     }
     step(paths, j, run, "switch", timings, |_| {
         let run_to = Run::attach(&inst_to, run.id, progress)?;
-        berth_lifecycle::up::up_within_then(&run_to, loc_to, ctx.berth_exe, &mut || {
-            remove_maintenance_page(paths)?;
-            if page_up.get().is_some() {
-                page_down.set(Some(Instant::now()));
-            }
-            Ok(())
-        })?;
+        berth_lifecycle::up::up_within_then(
+            &run_to,
+            loc_to,
+            ctx.berth_exe,
+            !hop.offline,
+            &mut || {
+                remove_maintenance_page(paths)?;
+                if page_up.get().is_some() {
+                    page_down.set(Some(Instant::now()));
+                }
+                Ok(())
+            },
+        )?;
         Ok(())
     })?;
     step(paths, j, run, "health-gate", timings, |_| {
