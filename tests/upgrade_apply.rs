@@ -465,6 +465,15 @@ fn an_online_hop_moves_traffic_without_a_failed_request() {
     )
     .unwrap();
 
+    // Something else on the spare port: refused before anything changes.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:46002").unwrap();
+    let r = installed.run(&["upgrade", "apply", "--to", v101.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("127.0.0.1:46002"), "{}", r.stderr);
+    assert!(!prefix.join("state/upgrade.json").exists());
+    assert_eq!(current(installed), "1.0.0");
+    drop(squatter);
+
     let poller = Poller::start(ports.0);
     std::thread::sleep(Duration::from_millis(300));
     let r = installed

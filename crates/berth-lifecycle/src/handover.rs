@@ -40,6 +40,29 @@ pub fn plan(
     ))
 }
 
+/// Before an online upgrade hop changes anything (`inst`: the new version's
+/// instance): the spare ports of the services that will start beside themselves must
+/// be free. When they cannot start beside themselves, a note says why (they restart).
+pub fn preflight(inst: &Instance, progress: &dyn crate::Progress) -> Result<()> {
+    let m = &inst.manifest.manifest;
+    if !m.services.values().any(|s| s.beside.is_some()) {
+        return Ok(());
+    }
+    let state = crate::desired::preview(inst)?;
+    match plan(inst, &crate::desired::secrets(inst, false)?, &state)? {
+        Ok(h) => {
+            let names: Vec<String> = h.services.iter().map(|s| s.spec.name.clone()).collect();
+            check_free(&h, &names)
+        }
+        Err(why) => {
+            progress.note(&format!(
+                "The app's services will restart instead of starting beside themselves: {why}"
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// Restart the held services of `change`, moving traffic as `h` says for those of
 /// its services that run and are held. Returns `false`, having done nothing, when
 /// none is: the caller releases the held services as usual.
@@ -125,15 +148,21 @@ pub(crate) fn run(
 fn check_free(h: &Handover, names: &[String]) -> Result<()> {
     let mut taken = Vec::new();
     for s in h.services.iter().filter(|s| names.contains(&s.spec.name)) {
-        for addr in &s.listen {
-            let Some(sock) = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
-                .ok()
-                .and_then(|mut a| a.next())
-            else {
-                continue;
-            };
-            if let Err(e) = std::net::TcpListener::bind(sock) {
-                taken.push(format!("  {addr} (service `{}`, beside): {e}", s.name));
+        let mut addrs: Vec<std::net::SocketAddr> = s
+            .listen
+            .iter()
+            .filter_map(|a| {
+                std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
+                    .ok()?
+                    .next()
+            })
+            .collect();
+        addrs.extend(crate::preflight::probe_address(&s.spec));
+        addrs.sort();
+        addrs.dedup();
+        for addr in addrs {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                taken.push(format!("  {addr} (service `{}`, beside): {e}", s.spec.name));
             }
         }
     }

@@ -24,25 +24,30 @@ fn listen_addresses(state: &DesiredState) -> Vec<(String, SocketAddr)> {
         }
     }
     for s in &state.services {
-        let addr = match s.readiness.as_ref().map(|r| &r.probe) {
-            Some(Probe::Tcp { address }) => address.clone(),
-            Some(Probe::Http { url, .. }) => match url::Url::parse(url) {
-                Ok(u) => format!(
-                    "{}:{}",
-                    u.host_str().unwrap_or("127.0.0.1"),
-                    u.port_or_known_default().unwrap_or(80)
-                ),
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        if let Some(a) = addr.to_socket_addrs().ok().and_then(|mut i| i.next()) {
+        if let Some(a) = probe_address(s) {
             out.push((s.name.clone(), a));
         }
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// The address a service's `tcp` or `http` readiness probe asks: one it listens on.
+pub(crate) fn probe_address(s: &berth_supervisor_protocol::ServiceSpec) -> Option<SocketAddr> {
+    let addr = match s.readiness.as_ref().map(|r| &r.probe) {
+        Some(Probe::Tcp { address }) => address.clone(),
+        Some(Probe::Http { url, .. }) => {
+            let u = url::Url::parse(url).ok()?;
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("127.0.0.1"),
+                u.port_or_known_default().unwrap_or(80)
+            )
+        }
+        _ => return None,
+    };
+    addr.to_socket_addrs().ok().and_then(|mut i| i.next())
 }
 
 /// Remember the addresses `state` listens on, once it has come up: a later check

@@ -153,6 +153,10 @@ fn hop_steps(
                 hint: "start it with `berth up`, then `berth upgrade resume`".to_owned(),
             });
         }
+        if !hop.offline {
+            // The spare ports the new release starts on beside the old one.
+            berth_lifecycle::handover::preflight(&inst_to, progress)?;
+        }
         Ok(())
     })?;
     // The new version's instance, read once: the steps below only act on it.

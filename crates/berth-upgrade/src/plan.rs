@@ -106,6 +106,10 @@ pub enum Step {
     Switch,
     /// The app's services started on the new release.
     Restart,
+    /// Services that declare `beside` started on their spare port beside the old
+    /// release, traffic moved to them by reloading the front end, then restarted on
+    /// their own port and traffic moved back; the others restarted.
+    Handover,
     /// The app must answer through its front door, or everything goes back.
     HealthGate,
     /// Migrations the new release runs once it serves.
@@ -126,6 +130,9 @@ impl Step {
             Step::MigrateOffline => "run the migrations",
             Step::Switch => "switch the current release (one atomic rename)",
             Step::Restart => "start the app's services on the new release",
+            Step::Handover => {
+                "start the new release beside the old one on a spare port, reload the front end to move traffic to it, restart on the own port, move traffic back"
+            }
             Step::HealthGate => "health gate: the app must answer, or everything goes back",
             Step::PostDeploy => {
                 "run the release hooks that come after the app's services (post-deploy migrations)"
@@ -147,19 +154,28 @@ pub struct Hop {
     pub manifest: usize,
     /// How its migrations run.
     pub migrations: Migrations,
+    /// The target's services that start beside themselves on an online hop
+    /// (`beside`), enabled or not.
+    pub beside: Vec<String>,
     /// What it does, in order.
     pub steps: Vec<Step>,
 }
 
 impl Hop {
     /// The expected downtime, in words.
-    pub fn downtime(&self) -> &'static str {
+    pub fn downtime(&self) -> String {
         match self.migrations {
+            Migrations::Online if !self.beside.is_empty() => format!(
+                "none: the old release serves while the migrations run, then {} start(s) \
+                 beside it and a reload of the front end moves traffic; other services restart",
+                self.beside.join(", ")
+            ),
             Migrations::Online => {
                 "a restart of the app's services: the old release serves while the migrations run"
+                    .to_owned()
             }
             Migrations::Offline => {
-                "the maintenance page (HTTP 503, Retry-After) while the migrations run"
+                "the maintenance page (HTTP 503, Retry-After) while the migrations run".to_owned()
             }
         }
     }
@@ -368,12 +384,20 @@ fn hops(
                 });
             }
         }
+        let beside: Vec<String> = targets[i]
+            .manifest
+            .services
+            .iter()
+            .filter(|(_, s)| s.beside.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
         hops.push(Hop {
             from: from.to_owned(),
             to: hop_to.to_owned(),
             manifest: i,
             migrations,
-            steps: steps(migrations),
+            steps: steps(migrations, !beside.is_empty()),
+            beside,
         });
         from = hop_to;
     }
@@ -385,7 +409,7 @@ fn is_past(version: &str, series: &str) -> bool {
     !in_series(version, series) && compare_versions(version, series).is_gt()
 }
 
-fn steps(migrations: Migrations) -> Vec<Step> {
+fn steps(migrations: Migrations, beside: bool) -> Vec<Step> {
     match migrations {
         Migrations::Online => vec![
             Step::Preflight,
@@ -393,7 +417,11 @@ fn steps(migrations: Migrations) -> Vec<Step> {
             Step::Install,
             Step::MigrateOnline,
             Step::Switch,
-            Step::Restart,
+            if beside {
+                Step::Handover
+            } else {
+                Step::Restart
+            },
             Step::HealthGate,
             Step::PostDeploy,
             Step::Record,
