@@ -52,7 +52,7 @@ fn render_as(m: &LoadedManifest, config: &berth_model::ResolvedConfig) -> Desire
         ..Facts::fixture()
     };
     let secrets: BTreeMap<String, String> =
-        secret_specs(&m, &facts, &berth_render::UserNames::shared())
+        secret_specs(m, &facts, &berth_render::UserNames::shared())
             .into_iter()
             .map(|s| {
                 let value = format!("test-{}", s.name);
