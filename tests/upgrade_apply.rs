@@ -5,6 +5,10 @@
 //! - an offline hop under a client requesting every 50 ms: only 200s and maintenance
 //!   pages (503 with `Retry-After`), never a refused connection, the pages only while
 //!   the maintenance page was up; data and uploads kept, both releases listed;
+//! - an online hop under the same client: every answer a 200, the new release first
+//!   from its process started beside the old one on the spare port, then from the
+//!   service restarted on its own port; a taken spare port refused before anything
+//!   changes; killed half way through the handover, then resumed or aborted;
 //! - a migration that fails after writing, and a release whose app never gets ready:
 //!   rolled back by itself, database restored (the half-done write gone), the old
 //!   version serving, the history saying why; the next attempt runs the migration again;
@@ -456,14 +460,12 @@ fn an_online_hop_moves_traffic_without_a_failed_request() {
     let prefix = dir.path().join("inst");
     let stack = Stack::up(&prefix, ports, "spare_port = 46002\n");
     let installed = &stack.installed;
-    let v101 = version(dir.path(), "1.0.1", Migration::Good { secs: 1 }, false);
-    let manifest = v101.join("berth.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text}\n[upgrade]\nonline_from = \"1.0\"\n"),
-    )
-    .unwrap();
+    let v101 = online(&version(
+        dir.path(),
+        "1.0.1",
+        Migration::Good { secs: 1 },
+        false,
+    ));
 
     // Something else on the spare port: refused before anything changes.
     let squatter = std::net::TcpListener::bind("127.0.0.1:46002").unwrap();
@@ -556,6 +558,54 @@ fn an_online_hop_moves_traffic_without_a_failed_request() {
     );
     let run = last_run(installed, "upgrade");
     assert_eq!(run["outcome"]["status"]["status"], "succeeded", "{run:#}");
+}
+
+/// An online hop killed while traffic is on the spare process, or once it is back but
+/// the spare process still runs; then resumed or aborted: one version serving on the
+/// app's own port, the spare process gone, its port free, the data intact.
+#[test]
+fn an_online_hop_killed_half_way_is_resumed_or_aborted() {
+    let ports = Ports(47080, 47432, 47379, 47001);
+    let dir = prefix_dir("upgrade-online-crash");
+    let prefix = dir.path().join("inst");
+    let stack = Stack::up(&prefix, ports, "spare_port = 47002\n");
+    let installed = &stack.installed;
+    for (to, point, finish, after) in [
+        ("1.0.1", "handover:moved", "resume", "1.0.1"),
+        ("1.0.2", "handover:back", "resume", "1.0.2"),
+        ("1.0.3", "handover:moved", "abort", "1.0.2"),
+    ] {
+        let v = online(&version(dir.path(), to, Migration::Good { secs: 0 }, false));
+        let apply = ["upgrade", "apply", "--to", v.to_str().unwrap()];
+        let killed = installed.run_env(&apply, &[(fault::ENV, point)]);
+        assert_eq!(killed.code, -1, "{point}: not killed\n{}", killed.stderr);
+        assert_eq!(serving(ports.0), to, "{point}: the new release serves");
+        installed.run(&["upgrade", finish]).expect(0);
+        assert_eq!(serving(ports.0), after, "{point}, {finish}");
+        let status = installed.run(&["status", "--json"]).expect(0);
+        assert!(
+            !status.stdout.contains("app@next"),
+            "{point}, {finish}: {}",
+            status.stdout
+        );
+        let nginx = std::fs::read_to_string(prefix.join("etc/nginx/nginx.conf")).unwrap();
+        assert!(!nginx.contains("47002"), "{point}, {finish}: {nginx}");
+        std::net::TcpListener::bind("127.0.0.1:47002")
+            .unwrap_or_else(|e| panic!("{point}, {finish}: the spare port: {e}"));
+        assert_data(&prefix, ports);
+    }
+}
+
+/// `dir`'s manifest with `online_from = "1.0"`: a hop from 1.0.x is online.
+fn online(dir: &Path) -> PathBuf {
+    let manifest = dir.join("berth.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[upgrade]\nonline_from = \"1.0\"\n"),
+    )
+    .unwrap();
+    dir.to_owned()
 }
 
 /// A failing migration and an app that never gets ready: each rolled back by itself,

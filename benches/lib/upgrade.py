@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-PORTS = {"nginx": 19080, "postgresql": 19432, "redis": 19379, "app": 19001}
+PORTS = {"nginx": 19080, "postgresql": 19432, "redis": 19379, "app": 19001, "spare": 19002}
 
 
 def args():
@@ -172,7 +172,7 @@ def main():
         'users = "shared"\n'
         f'external_url = "http://127.0.0.1:{PORTS["nginx"]}/"\n'
         f'[postgresql]\nport = {PORTS["postgresql"]}\n[redis]\nport = {PORTS["redis"]}\n'
-        f'[app]\nport = {PORTS["app"]}\n')
+        f'[app]\nport = {PORTS["app"]}\nspare_port = {PORTS["spare"]}\n')
     v100 = os.path.join(a.root, "tests/fixtures/ministack")
     v110 = make_version(a.root, work, "1.1.0",
                         "ALTER TABLE items ADD COLUMN note text;\n"
@@ -204,7 +204,9 @@ def write(a, results, releases, load):
         "",
         f"The ministack fixture with a table of {a.rows:,} rows, upgraded 1.0.0 → 1.1.0 "
         "(offline: the migration adds a column and rewrites every row) → 1.2.0 (online: the "
-        f"migration adds an index), while a client requested `/` through nginx every "
+        "migration adds an index while 1.1.0 serves, then the app's new release starts beside "
+        "the old one on its spare port and nginx is reloaded to send traffic to it, and back "
+        f"once the app restarted on its own port), while a client requested `/` through nginx every "
         f"{a.poll_ms} ms. \"Migration\" is the time psql took inside the hook, the raw "
         "tool doing the same work in the same run.",
         "",

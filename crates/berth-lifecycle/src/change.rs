@@ -257,7 +257,17 @@ impl Change {
                 .cloned()
                 .collect()
         };
-        if self.plan_changed || !self.plan.restart.is_empty() || !self.plan.reload.is_empty() {
+        // A process the plan does not have (a service started beside itself by an
+        // upgrade that was killed) leaves with the plan.
+        let stray = self
+            .running_before
+            .iter()
+            .any(|name| !self.new_plan.services.iter().any(|s| &s.name == name));
+        if self.plan_changed
+            || stray
+            || !self.plan.restart.is_empty()
+            || !self.plan.reload.is_empty()
+        {
             let req = Request::Apply {
                 plan: self.plan_holding(),
                 restart: not_held(&self.plan.restart),

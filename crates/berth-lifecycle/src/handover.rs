@@ -130,6 +130,7 @@ pub(crate) fn run(
     write_files(run, state, &usual)?;
     reload(run, "move traffic back", &h.reload)?;
     std::thread::sleep(drain);
+    crate::fault::point("handover:back");
     send_apply(
         run,
         "stop beside",
