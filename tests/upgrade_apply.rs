@@ -596,6 +596,106 @@ fn an_online_hop_killed_half_way_is_resumed_or_aborted() {
     }
 }
 
+/// An attack on the handover: something else (another service's user, say) binds the
+/// spare port once berth found it free, before the new release listens, and answers
+/// every request with 200. The new release
+/// cannot listen there and the readiness probe is answered by the squatter; berth sees
+/// that the port is not the new release's, moves no traffic and rolls back. The
+/// squatter gets nothing but probes, the client never sees its answer, the old version
+/// serves again.
+#[test]
+fn a_squatter_on_the_spare_port_gets_no_traffic() {
+    let ports = Ports(48080, 48432, 48379, 48001);
+    let dir = prefix_dir("upgrade-squatter");
+    let prefix = dir.path().join("inst");
+    let stack = Stack::up(&prefix, ports, "spare_port = 48002\n");
+    let installed = &stack.installed;
+    let v101 = online(&version(
+        dir.path(),
+        "1.0.1",
+        Migration::Good { secs: 0 },
+        false,
+    ));
+    // The new release takes 3 s before it listens: the squatter's moment, once berth
+    // found the spare port free and started the process beside.
+    let app = v101.join("templates/app.py.j2");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let serve = "ThreadingHTTPServer((";
+    assert!(text.contains(serve));
+    std::fs::write(
+        &app,
+        text.replace(serve, &format!("__import__('time').sleep(3)\n{serve}")),
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let squatter = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        let beside_log = prefix.join("log/app@next");
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !beside_log.exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(120),
+                    "never started beside"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let l = std::net::TcpListener::bind("127.0.0.1:48002").unwrap();
+            l.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        let mut buf = [0u8; 1024];
+                        let n = s.read(&mut buf).unwrap_or(0);
+                        let head = String::from_utf8_lossy(&buf[..n]);
+                        seen.lock()
+                            .unwrap()
+                            .push(head.lines().next().unwrap_or("").to_owned());
+                        let _ =
+                            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nsquatted");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })
+    };
+    let poller = Poller::start(ports.0);
+    let r = installed.run(&["upgrade", "apply", "--to", v101.to_str().unwrap()]);
+    let answers = poller.finish();
+    stop.store(true, Ordering::Relaxed);
+    squatter.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`127.0.0.1:48002` of `app@next` is not the new release's alone"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert!(!seen.is_empty(), "the squatter was never asked");
+    assert!(
+        seen.iter().all(|l| l.starts_with("GET /health ")),
+        "the squatter got more than probes: {seen:?}"
+    );
+    assert!(
+        !answers
+            .iter()
+            .any(|(_, a)| matches!(a, Answer::Http(_, _, body) if body.contains("squatted"))),
+        "the client saw the squatter"
+    );
+    assert_eq!(serving(ports.0), "1.0.0");
+    assert_eq!(current(installed), "1.0.0");
+    let nginx = std::fs::read_to_string(prefix.join("etc/nginx/nginx.conf")).unwrap();
+    assert!(!nginx.contains("48002"), "{nginx}");
+    assert_data(&prefix, ports);
+}
+
 /// `dir`'s manifest with `online_from = "1.0"`: a hop from 1.0.x is online.
 fn online(dir: &Path) -> PathBuf {
     let manifest = dir.join("berth.toml");

@@ -19,6 +19,8 @@
 //! - [`users`]: look up and create system users.
 //! - [`packages`]: find missing distribution packages and install them with apt.
 //! - [`python`]: find a Python matching a version requirement and build a venv.
+//! - [`listeners::held_only_by_group`]: whether a TCP port is listened on by one
+//!   process group alone (before traffic is sent to it).
 //! - [`children::ChildRecords`]: the process groups of lifecycle steps' children,
 //!   recorded while they run, and killed by the next run when a killed berth left them.
 //! - [`unfinished::UnfinishedOutput`]: a step's half-made output told apart from a
@@ -51,6 +53,7 @@ pub mod facts;
 pub mod fsutil;
 pub mod host_files;
 pub mod interpreter;
+pub mod listeners;
 pub mod packages;
 pub mod python;
 pub mod secrets;

@@ -109,6 +109,19 @@ pub enum LifecycleError {
         /// Its log file.
         log: PathBuf,
     },
+    /// A service started beside itself answers its probe, but its port is not (only)
+    /// its own: traffic is not moved there.
+    #[error(
+        "`{addr}` of `{service}` is not the new release's alone ({detail}): traffic was not moved to it"
+    )]
+    NotTheService {
+        /// The process started beside its service (`web@next`).
+        service: String,
+        /// The address its probe asked.
+        addr: String,
+        /// What holds it.
+        detail: String,
+    },
     /// A port a service listens on is taken by another program.
     #[error("Ports needed by the app are already in use, nothing was started:\n{}", .0.join("\n"))]
     PortsInUse(Vec<String>),

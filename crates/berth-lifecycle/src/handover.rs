@@ -104,7 +104,8 @@ pub(crate) fn run(
         },
         outcome,
     )
-    .and_then(|()| start(run, &names));
+    .and_then(|()| start(run, &names))
+    .and_then(|()| check_own(run, h, &names));
     if let Err(e) = started {
         return Err(undo(run, change, state, h, e, false));
     }
@@ -143,6 +144,44 @@ pub(crate) fn run(
     )?;
     run.progress.end("");
     Ok(true)
+}
+
+/// Each process started beside its service must be what listens on its addresses: a
+/// probe that answered proves only that something does (a service user could have
+/// bound the spare port after the preflight).
+fn check_own(run: &Run, h: &Handover, names: &[String]) -> Result<()> {
+    let statuses = crate::supervisor::statuses(run.supervisor());
+    for s in h.services.iter().filter(|s| names.contains(&s.spec.name)) {
+        let pid = statuses
+            .iter()
+            .find(|st| st.name == s.spec.name)
+            .and_then(|st| st.pid);
+        let mut addrs: Vec<std::net::SocketAddr> = s
+            .listen
+            .iter()
+            .filter_map(|a| {
+                std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
+                    .ok()?
+                    .next()
+            })
+            .collect();
+        addrs.extend(crate::preflight::probe_address(&s.spec));
+        for addr in addrs {
+            let verdict = match pid {
+                // The supervisor starts each service in a process group of its own.
+                Some(pid) => berth_host::listeners::held_only_by_group(addr, pid),
+                None => Err("it has no process".to_owned()),
+            };
+            if let Err(detail) = verdict {
+                return Err(LifecycleError::NotTheService {
+                    service: s.spec.name.clone(),
+                    addr: addr.to_string(),
+                    detail,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The spare ports must be free: something else on one would take the traffic.

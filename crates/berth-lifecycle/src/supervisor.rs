@@ -280,7 +280,9 @@ pub fn service_statuses(paths: &Paths) -> Vec<berth_supervisor_protocol::Service
 }
 
 /// Every service's status, as `supervisor` reports it (none when it is not running).
-fn statuses(supervisor: &dyn Supervisor) -> Vec<berth_supervisor_protocol::ServiceStatus> {
+pub(crate) fn statuses(
+    supervisor: &dyn Supervisor,
+) -> Vec<berth_supervisor_protocol::ServiceStatus> {
     if !supervisor.is_running() {
         return Vec::new();
     }
