@@ -39,7 +39,7 @@ fn group_sockets(pgid: u32) -> std::io::Result<BTreeSet<u64>> {
     let mut out = BTreeSet::new();
     for entry in std::fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
+        let Some(proc_pid) = entry
             .file_name()
             .to_str()
             .and_then(|s| s.parse::<u32>().ok())
@@ -47,13 +47,13 @@ fn group_sockets(pgid: u32) -> std::io::Result<BTreeSet<u64>> {
             continue;
         };
         // A process that left meanwhile is simply not counted.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{proc_pid}/stat")) else {
             continue;
         };
         if process_group(&stat) != Some(pgid) {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{proc_pid}/fd")) else {
             continue;
         };
         for fd in fds.flatten() {
