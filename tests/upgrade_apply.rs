@@ -598,11 +598,10 @@ fn an_online_hop_killed_half_way_is_resumed_or_aborted() {
 
 /// An attack on the handover: something else (another service's user, say) binds the
 /// spare port once berth found it free, before the new release listens, and answers
-/// every request with 200. The new release
-/// cannot listen there and the readiness probe is answered by the squatter; berth sees
-/// that the port is not the new release's, moves no traffic and rolls back. The
-/// squatter gets nothing but probes, the client never sees its answer, the old version
-/// serves again.
+/// every request with 200. The new release cannot listen there and the readiness probe
+/// is answered by the squatter; berth sees that the port is not the new release's,
+/// moves no traffic and rolls back. The squatter gets nothing but probes, the client
+/// never sees its answer, the old version serves again.
 #[test]
 fn a_squatter_on_the_spare_port_gets_no_traffic() {
     let ports = Ports(48080, 48432, 48379, 48001);

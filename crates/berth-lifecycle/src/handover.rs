@@ -156,17 +156,7 @@ fn check_own(run: &Run, h: &Handover, names: &[String]) -> Result<()> {
             .iter()
             .find(|st| st.name == s.spec.name)
             .and_then(|st| st.pid);
-        let mut addrs: Vec<std::net::SocketAddr> = s
-            .listen
-            .iter()
-            .filter_map(|a| {
-                std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
-                    .ok()?
-                    .next()
-            })
-            .collect();
-        addrs.extend(crate::preflight::probe_address(&s.spec));
-        for addr in addrs {
+        for addr in addresses(s) {
             let verdict = match pid {
                 // The supervisor starts each service in a process group of its own.
                 Some(pid) => berth_host::listeners::held_only_by_group(addr, pid),
@@ -184,23 +174,29 @@ fn check_own(run: &Run, h: &Handover, names: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Where a process started beside its service listens: its `listen` entries and the
+/// address its readiness probe asks.
+fn addresses(s: &berth_render::BesideService) -> Vec<std::net::SocketAddr> {
+    let mut addrs: Vec<std::net::SocketAddr> = s
+        .listen
+        .iter()
+        .filter_map(|a| {
+            std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
+                .ok()?
+                .next()
+        })
+        .collect();
+    addrs.extend(crate::preflight::probe_address(&s.spec));
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
 /// The spare ports must be free: something else on one would take the traffic.
 fn check_free(h: &Handover, names: &[String]) -> Result<()> {
     let mut taken = Vec::new();
     for s in h.services.iter().filter(|s| names.contains(&s.spec.name)) {
-        let mut addrs: Vec<std::net::SocketAddr> = s
-            .listen
-            .iter()
-            .filter_map(|a| {
-                std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
-                    .ok()?
-                    .next()
-            })
-            .collect();
-        addrs.extend(crate::preflight::probe_address(&s.spec));
-        addrs.sort();
-        addrs.dedup();
-        for addr in addrs {
+        for addr in addresses(s) {
             if let Err(e) = std::net::TcpListener::bind(addr) {
                 taken.push(format!("  {addr} (service `{}`, beside): {e}", s.spec.name));
             }

@@ -709,12 +709,7 @@ impl Validator<'_> {
                 Seg::Key(k),
             ]
         };
-        let declared: Vec<String> = self
-            .man
-            .settings
-            .iter()
-            .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
-            .collect();
+        let declared = self.declared_settings();
         for (key, setting) in [("port", &b.port), ("spare", &b.spare)] {
             let decl = setting
                 .split_once('.')
@@ -1275,16 +1270,20 @@ impl Validator<'_> {
         self.upgrade_settings();
     }
 
+    /// Every declared setting, as `group.key`.
+    fn declared_settings(&self) -> Vec<String> {
+        self.man
+            .settings
+            .iter()
+            .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
+            .collect()
+    }
+
     /// `[[upgrade.settings]]`: renamed settings pointing at declared ones (or renamed
     /// again), removed ones gone from the manifest.
     fn upgrade_settings(&mut self) {
         let u = &self.man.upgrade;
-        let declared: Vec<String> = self
-            .man
-            .settings
-            .iter()
-            .flat_map(|(g, keys)| keys.keys().map(move |k| format!("{g}.{k}")))
-            .collect();
+        let declared = self.declared_settings();
         for (i, c) in u.settings.iter().enumerate() {
             let at = |k| {
                 [
