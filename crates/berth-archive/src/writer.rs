@@ -31,13 +31,32 @@ pub struct WriteOptions {
     /// The number of compression threads; 0 compresses on the calling thread.
     /// By default, the number of CPUs available.
     pub threads: u32,
+    /// `SOURCE_DATE_EPOCH`: write what two runs over the same content write alike, on
+    /// any machine. Every mtime is this time (a file's own mtime says when it was
+    /// copied or built, not what it holds), owners are 0, modes are 0755 for directories and executable files, 0644 for
+    /// other files; compression runs on one worker thread, whatever `threads` says.
+    pub source_date_epoch: Option<u64>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-        Self { level: 3, threads }
+        Self {
+            level: 3,
+            threads,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// The mode a reproducible archive gives an entry of `kind` whose mode is `mode`.
+fn normalized_mode(kind: EntryKind, mode: u32) -> u32 {
+    match kind {
+        EntryKind::Dir => 0o755,
+        EntryKind::File if mode & 0o111 != 0 => 0o755,
+        EntryKind::File => 0o644,
+        EntryKind::Symlink => 0o777,
     }
 }
 
@@ -143,6 +162,8 @@ pub struct ArchiveWriter {
     buf: Vec<u8>,
     /// The mtime of entries that have no source file.
     now: u64,
+    /// [`WriteOptions::source_date_epoch`].
+    epoch: Option<u64>,
     /// Set when an error may have left the tar stream inconsistent.
     failed: bool,
     /// Set once the archive has its final name.
@@ -207,7 +228,10 @@ impl ArchiveWriter {
             progress: None,
             consumed: 0,
             buf: vec![0; BUF_SIZE],
-            now: u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0),
+            now: opts.source_date_epoch.unwrap_or_else(|| {
+                u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)
+            }),
+            epoch: opts.source_date_epoch,
             failed: false,
             published: false,
         };
@@ -224,8 +248,15 @@ impl ArchiveWriter {
         )
         .and_then(|mut enc| {
             enc.include_checksum(true)?;
-            if opts.threads > 0 {
-                enc.multithread(opts.threads)?;
+            // zstd's output depends on whether workers are used, not on how many: one
+            // worker thread gives the bytes any machine gives.
+            let threads = if opts.source_date_epoch.is_some() {
+                1
+            } else {
+                opts.threads
+            };
+            if threads > 0 {
+                enc.multithread(threads)?;
             }
             Ok(enc)
         })
@@ -355,7 +386,7 @@ impl ArchiveWriter {
     ) -> Result<(), ArchiveError> {
         self.check_new_path(archive_path)?;
         let sha256 = hex::encode(Sha256::digest(data));
-        let entry = Entry {
+        let mut entry = Entry {
             path: archive_path.to_owned(),
             kind: EntryKind::File,
             size: data.len() as u64,
@@ -365,7 +396,7 @@ impl ArchiveWriter {
         };
         let now = self.now;
         self.guard(|w| {
-            w.write_header(&entry, now, 0, 0)?;
+            w.write_header(&mut entry, now, 0, 0)?;
             let out = w.stream()?;
             out.write_all(data)
                 .and_then(|()| tarfmt::padding(out, entry.size))
@@ -412,7 +443,7 @@ impl ArchiveWriter {
 
         let partial = self.partial_path.clone();
         let write_err = |e| ArchiveError::io("write", &partial, e);
-        let manifest_entry = Entry {
+        let mut manifest_entry = Entry {
             path: MANIFEST_ENTRY.to_owned(),
             kind: EntryKind::File,
             size: json.len() as u64,
@@ -421,7 +452,7 @@ impl ArchiveWriter {
             target: None,
         };
         let now = self.now;
-        self.write_header(&manifest_entry, now, 0, 0)?;
+        self.write_header(&mut manifest_entry, now, 0, 0)?;
         let mut out = self.out.take().expect("not finished yet");
         out.write_all(&json).map_err(write_err)?;
         tarfmt::padding(&mut out, json.len() as u64).map_err(write_err)?;
@@ -518,11 +549,18 @@ impl ArchiveWriter {
 
     fn write_header(
         &mut self,
-        entry: &Entry,
+        entry: &mut Entry,
         mtime: u64,
         uid: u64,
         gid: u64,
     ) -> Result<(), ArchiveError> {
+        let (mtime, uid, gid) = match self.epoch {
+            Some(epoch) => {
+                entry.mode = normalized_mode(entry.kind, entry.mode);
+                (epoch, 0, 0)
+            }
+            None => (mtime, uid, gid),
+        };
         let spec = HeaderSpec {
             path: &entry.path,
             kind: entry.kind,
@@ -555,7 +593,7 @@ impl ArchiveWriter {
         children: Vec<OsString>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<(), ArchiveError> {
-        let entry = Entry {
+        let mut entry = Entry {
             path: archive_dir.to_owned(),
             kind: EntryKind::Dir,
             size: 0,
@@ -563,7 +601,7 @@ impl ArchiveWriter {
             mode: meta.mode,
             target: None,
         };
-        self.write_header(&entry, meta.mtime, meta.uid, meta.gid)?;
+        self.write_header(&mut entry, meta.mtime, meta.uid, meta.gid)?;
         self.entries.push(entry);
 
         for name in children {
@@ -672,7 +710,7 @@ impl ArchiveWriter {
                 if symlink_problem(child, &target).is_some() {
                     return Ok(Some(SkipReason::UnsafeSymlink { target }));
                 }
-                let entry = Entry {
+                let mut entry = Entry {
                     path: child.to_owned(),
                     kind: EntryKind::Symlink,
                     size: 0,
@@ -680,7 +718,7 @@ impl ArchiveWriter {
                     mode: listed.mode,
                     target: Some(target),
                 };
-                self.write_header(&entry, listed.mtime, listed.uid, listed.gid)?;
+                self.write_header(&mut entry, listed.mtime, listed.uid, listed.gid)?;
                 self.entries.push(entry);
             }
             _ => return Ok(Some(SkipReason::Special)),
@@ -728,7 +766,7 @@ impl ArchiveWriter {
             mode: meta.mode,
             target: None,
         };
-        self.write_header(&entry, meta.mtime, meta.uid, meta.gid)?;
+        self.write_header(&mut entry, meta.mtime, meta.uid, meta.gid)?;
 
         let mut hasher = Sha256::new();
         let mut remaining = size;

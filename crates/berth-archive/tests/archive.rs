@@ -630,10 +630,12 @@ fn single_threaded_and_other_levels_write_the_same_content() {
         WriteOptions {
             level: 1,
             threads: 0,
+            source_date_epoch: None,
         },
         WriteOptions {
             level: 19,
             threads: 1,
+            source_date_epoch: None,
         },
     ]
     .into_iter()
@@ -700,4 +702,82 @@ fn writers_and_errors_can_cross_threads() {
     assert_send::<ArchiveWriter>();
     assert_sync::<ArchiveError>();
     assert_sync::<berth_archive::ArchiveManifest>();
+}
+
+/// With `source_date_epoch`, the same content gives the same bytes: trees at other
+/// paths, with other mtimes, owners' umasks (0664 against 0644) and thread counts.
+/// Every mtime is the epoch, owners are 0, modes 0644/0755.
+#[test]
+fn a_reproducible_archive_is_the_same_bytes_from_another_tree() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = berth_archive::SigningKey::generate().unwrap();
+    let epoch = 1_700_000_000;
+    let mut bytes = Vec::new();
+    for (i, (file_mode, exe_mode, threads)) in [(0o644, 0o755, 0), (0o664, 0o775, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        let src = tmp.path().join(format!("build-{i}/tree"));
+        std::fs::create_dir_all(src.join("bin")).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha\n").unwrap();
+        std::fs::write(src.join("bin/run"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(file_mode))
+            .unwrap();
+        std::fs::set_permissions(src.join("bin/run"), std::fs::Permissions::from_mode(exe_mode))
+            .unwrap();
+        // The second tree's files are newer than the epoch, the first's older.
+        let mtime = if i == 0 { epoch - 1000 } else { epoch + 1000 };
+        for f in ["a.txt", "bin/run"] {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+            std::fs::File::options()
+                .write(true)
+                .open(src.join(f))
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        let path = tmp.path().join(format!("out-{i}.tar.zst"));
+        let mut w = ArchiveWriter::create(
+            &path,
+            WriteOptions {
+                level: 3,
+                threads,
+                source_date_epoch: Some(epoch),
+            },
+        )
+        .unwrap();
+        w.add_tree("tree", &src).unwrap();
+        w.add_bytes("note", b"n", 0o600).unwrap();
+        let created = jiff::Timestamp::from_second(epoch.cast_signed()).unwrap();
+        w.finish(Meta::new("app", "1", created), &key).unwrap();
+        bytes.push(std::fs::read(&path).unwrap());
+    }
+    if bytes[0] != bytes[1] {
+        let at = bytes[0].iter().zip(&bytes[1]).position(|(a, b)| a != b);
+        let keep = tmp.keep();
+        panic!(
+            "the two archives differ (sizes {} and {}, first at {at:?}; kept in {})",
+            bytes[0].len(),
+            bytes[1].len(),
+            keep.display()
+        );
+    }
+    let index = read_index(&tmp.path().join("out-0.tar.zst")).unwrap();
+    let modes: Vec<(String, u32)> = index
+        .manifest
+        .entries
+        .iter()
+        .map(|e| (e.path.clone(), e.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("tree".to_owned(), 0o755),
+            ("tree/a.txt".to_owned(), 0o644),
+            ("tree/bin".to_owned(), 0o755),
+            ("tree/bin/run".to_owned(), 0o755),
+            ("note".to_owned(), 0o644),
+        ]
+    );
 }
