@@ -228,9 +228,9 @@ impl ArchiveWriter {
             progress: None,
             consumed: 0,
             buf: vec![0; BUF_SIZE],
-            now: opts.source_date_epoch.unwrap_or_else(|| {
-                u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)
-            }),
+            now: opts
+                .source_date_epoch
+                .unwrap_or_else(|| u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)),
             epoch: opts.source_date_epoch,
             failed: false,
             published: false,

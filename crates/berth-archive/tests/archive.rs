@@ -722,10 +722,16 @@ fn a_reproducible_archive_is_the_same_bytes_from_another_tree() {
         std::fs::create_dir_all(src.join("bin")).unwrap();
         std::fs::write(src.join("a.txt"), b"alpha\n").unwrap();
         std::fs::write(src.join("bin/run"), b"#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(file_mode))
-            .unwrap();
-        std::fs::set_permissions(src.join("bin/run"), std::fs::Permissions::from_mode(exe_mode))
-            .unwrap();
+        std::fs::set_permissions(
+            src.join("a.txt"),
+            std::fs::Permissions::from_mode(file_mode),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            src.join("bin/run"),
+            std::fs::Permissions::from_mode(exe_mode),
+        )
+        .unwrap();
         // The second tree's files are newer than the epoch, the first's older.
         let mtime = if i == 0 { epoch - 1000 } else { epoch + 1000 };
         for f in ["a.txt", "bin/run"] {

@@ -405,11 +405,14 @@ pub(crate) fn create_archive(
     let level = state.backup_policy.compression_level;
     let threads =
         std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
-    let mut writer = ArchiveWriter::create(&local_archive, WriteOptions {
-        level,
-        threads,
-        source_date_epoch: None,
-    })?;
+    let mut writer = ArchiveWriter::create(
+        &local_archive,
+        WriteOptions {
+            level,
+            threads,
+            source_date_epoch: None,
+        },
+    )?;
     if target.local_path(&name).is_some() {
         // The writer's documented name for the archive until it is finished.
         let mut partial = local_archive.clone().into_os_string();

@@ -60,6 +60,9 @@ pub enum Command {
     /// steps and downtime, and the settings to change first.
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
+    /// Make a vendor signing key, build a signed release bundle from a manifest, check one.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -201,6 +204,54 @@ pub enum BackupCommand {
         /// Also write both keys to this new file (mode 0600; never over an existing path).
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `berth release …`: the vendor's side.
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Make a signing key for release bundles: the secret key file (mode 0600, never over
+    /// an existing path) and its public key in `<FILE>.pub`.
+    Key {
+        /// The secret key file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the release bundle of the manifest given with `--manifest`: validated, then
+    /// written reproducibly (the same inputs give the same bytes) and signed.
+    Build {
+        /// The secret key file (`berth release key`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write `<app>-<version>.berth-release.tar.zst`.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Every entry's time and the bundle's; without it (or `SOURCE_DATE_EPOCH`) the
+        /// current time, and two builds differ.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
+        /// The berth binary the bundle carries [default: this one]; e.g. a stripped
+        /// release build.
+        #[arg(long, value_name = "FILE")]
+        berth: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle: signed by the given key, a release of the app and version its
+    /// name says, every byte as signed.
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The vendor's public key (`ed25519:…`) or a file holding it (`<key>.pub`).
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

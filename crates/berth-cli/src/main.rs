@@ -87,6 +87,11 @@ fn invalid_input(err: &anyhow::Error) -> Option<&berth_model::Diagnostics> {
     {
         return Some(d);
     }
+    if let Some(berth_release::ReleaseError::Manifest(d)) =
+        err.downcast_ref::<berth_release::ReleaseError>()
+    {
+        return Some(d);
+    }
     match lifecycle_error(err) {
         Some(berth_lifecycle::LifecycleError::Invalid(d)) => Some(d),
         _ => None,

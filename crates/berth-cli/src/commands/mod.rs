@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use berth_lifecycle::Locate;
 
-use crate::cli::{BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, UpgradeCommand};
+use crate::cli::{
+    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, ReleaseCommand, UpgradeCommand,
+};
 use crate::embedded;
 
 mod backup;
 mod config;
 mod control;
 mod history;
+mod release;
 mod up;
 mod upgrade;
 
@@ -73,6 +76,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
+        Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
+        Command::Release(ReleaseCommand::Build {
+            key,
+            out,
+            source_date_epoch,
+            berth,
+            json,
+        }) => release::build(
+            cli.global.manifest.as_deref(),
+            &key,
+            &out,
+            source_date_epoch,
+            berth.as_deref(),
+            json,
+        ),
+        Command::Release(ReleaseCommand::Verify {
+            bundle,
+            public_key,
+            json,
+        }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),

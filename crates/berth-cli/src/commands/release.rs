@@ -1,0 +1,145 @@
+//! `berth release key|build|verify`: the vendor's side.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use berth_archive::PublicKey;
+use berth_archive::signing::{SigningKey, parse_key_file, signing_key_file_text};
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Make a signing key: `out` (0600) and `out.pub`, neither over an existing path.
+pub fn key(out: &Path, json: bool) -> Result<ExitCode> {
+    let key = SigningKey::generate()?;
+    let public = key.public_key().to_string();
+    let mut pub_path = out.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = std::path::PathBuf::from(pub_path);
+    if std::fs::symlink_metadata(&pub_path).is_ok() {
+        bail!(
+            "`{}` already exists: choose another name for the key",
+            pub_path.display()
+        );
+    }
+    let text = signing_key_file_text(&key, jiff::Timestamp::now());
+    berth_host::fsutil::write_new(out, text.as_bytes(), 0o600, None)?;
+    berth_host::fsutil::write_new(&pub_path, format!("{public}\n").as_bytes(), 0o644, None)?;
+    if json {
+        print_json(&serde_json::json!({
+            "key": out,
+            "public_key_file": pub_path,
+            "public_key": public,
+        }))?;
+    } else {
+        println!(
+            "Created the release signing key {} (mode 0600)",
+            out.display()
+        );
+        println!("  public key: {public}");
+        println!(
+            "  (also in {}: give it to administrators)",
+            pub_path.display()
+        );
+        println!(
+            "Keep the secret key off machines that do not build releases: whoever holds it \
+             can sign a release every administrator who trusts this public key installs."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Build the bundle of `manifest` into `out`.
+pub fn build(
+    manifest: Option<&Path>,
+    key_file: &Path,
+    out: &Path,
+    source_date_epoch: Option<u64>,
+    berth: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
+    let Some(manifest) = manifest else {
+        bail!("give the app's manifest directory: `berth --manifest DIR release build …`");
+    };
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
+    let Some(key) = parse_key_file(&text)?.signing else {
+        bail!(
+            "`{}` holds no signing key: make one with `berth release key --out FILE`",
+            key_file.display()
+        );
+    };
+    let epoch = if let Some(e) = source_date_epoch {
+        e
+    } else {
+        if !json {
+            eprintln!(
+                "note: SOURCE_DATE_EPOCH is not set: the bundle carries the current time, \
+                 and another build of the same inputs will differ"
+            );
+        }
+        u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)
+    };
+    let exe = match berth {
+        Some(b) => b.to_owned(),
+        None => std::env::current_exe().context("Failed to find the running berth binary")?,
+    };
+    let built = berth_release::build(&berth_release::BuildInput {
+        manifest_dir: manifest,
+        berth_exe: &exe,
+        key: &key,
+        source_date_epoch: epoch,
+        out_dir: out,
+    })?;
+    if json {
+        print_json(&built)?;
+    } else {
+        println!(
+            "Built {} {}: {} ({} bytes)",
+            built.app,
+            built.version,
+            built.path.display(),
+            built.bytes
+        );
+        println!("  sha256: {}", built.sha256);
+        println!("  signed by: {}", built.signer);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The public key given as text or as a file holding it.
+fn public_key(given: &str) -> Result<PublicKey> {
+    if given.starts_with(berth_archive::signing::PUBLIC_KEY_PREFIX) {
+        return Ok(PublicKey::parse(given)?);
+    }
+    let text = std::fs::read_to_string(given)
+        .with_context(|| format!("Failed to read the public key file `{given}`"))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
+    Ok(PublicKey::parse(line)?)
+}
+
+/// Verify `bundle` against `key`.
+pub fn verify(bundle: &Path, key: &str, json: bool) -> Result<ExitCode> {
+    let trusted = [public_key(key)?];
+    let info = berth_release::verify(bundle, &trusted)?;
+    if json {
+        print_json(&info)?;
+    } else {
+        println!(
+            "{} {}: a good release bundle ({} entries, built by berth {}, {})",
+            info.app, info.version, info.entries, info.berth_version, info.created
+        );
+        println!("  signed by: {}", info.signer);
+        if let Some(sha) = &info.sha256 {
+            println!("  sha256: {sha}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

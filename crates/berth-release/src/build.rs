@@ -1,0 +1,128 @@
+//! `berth release build`: a bundle from a manifest directory and a berth binary.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use berth_archive::{ArchiveWriter, Meta, SigningKey, WriteOptions};
+use berth_model::LoadedManifest;
+use sha2::{Digest, Sha256};
+
+use crate::{BUNDLE_FORMAT, BUNDLE_SUFFIX, KIND, ReleaseError};
+
+/// What a bundle is built from.
+#[derive(Debug)]
+pub struct BuildInput<'a> {
+    /// The app's manifest directory (`berth.toml` and its templates).
+    pub manifest_dir: &'a Path,
+    /// The berth binary the bundle carries.
+    pub berth_exe: &'a Path,
+    /// The vendor's signing key.
+    pub key: &'a SigningKey,
+    /// `SOURCE_DATE_EPOCH`: every entry's mtime and the bundle's `created`.
+    pub source_date_epoch: u64,
+    /// The directory the bundle is written to (never over an existing file).
+    pub out_dir: &'a Path,
+}
+
+/// A bundle written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Built {
+    /// Where.
+    pub path: PathBuf,
+    /// The app.
+    pub app: String,
+    /// Its version.
+    pub version: String,
+    /// The bundle's size in bytes.
+    pub bytes: u64,
+    /// The SHA-256 of the whole file, hex.
+    pub sha256: String,
+    /// The public key that verifies it (`ed25519:…`).
+    pub signer: String,
+}
+
+/// The file name of the bundle of `app` at `version`.
+pub fn bundle_name(app: &str, version: &str) -> String {
+    format!("{app}-{version}{BUNDLE_SUFFIX}")
+}
+
+/// Build the bundle of the manifest in `input.manifest_dir`: validated first (its
+/// errors are the manifest's, positioned), then written reproducibly and signed.
+/// Nothing is left behind when it fails.
+pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
+    let dir = input.manifest_dir;
+    let file = dir.join("berth.toml");
+    let text = berth_model::read_input(
+        &file,
+        "the manifest",
+        "give the app's manifest directory with `--manifest`",
+    )
+    .map_err(berth_model::InputError::into_diagnostics)?;
+    let loaded = LoadedManifest::load(dir)?;
+    berth_model::validate(&loaded)?;
+    // The bundle carries the text read here; it must be the manifest just validated.
+    let again = LoadedManifest::from_sources(&loaded.source_name, &text, loaded.templates.clone())?;
+    if again.manifest != loaded.manifest {
+        return Err(ReleaseError::Input {
+            what: format!(
+                "`{}` changed while it was read: build again once it is complete",
+                file.display()
+            ),
+        });
+    }
+    let app = loaded.manifest.app.name.clone();
+    let version = loaded.manifest.app.version.clone();
+    let path = input.out_dir.join(bundle_name(&app, &version));
+    let epoch = input.source_date_epoch;
+    let mut writer = ArchiveWriter::create(
+        &path,
+        WriteOptions {
+            level: 9,
+            threads: 1,
+            source_date_epoch: Some(epoch),
+        },
+    )?;
+    writer.add_bytes("manifest/berth.toml", text.as_bytes(), 0o644)?;
+    for (template, source) in &loaded.templates {
+        writer.add_bytes(&format!("manifest/{template}"), source.as_bytes(), 0o644)?;
+    }
+    writer.add_file("bin/berth", input.berth_exe)?;
+    let created =
+        jiff::Timestamp::from_second(i64::try_from(epoch).unwrap_or(i64::MAX)).map_err(|e| {
+            ReleaseError::Input {
+                what: format!("SOURCE_DATE_EPOCH {epoch} is not a time berth can write: {e}"),
+            }
+        })?;
+    let mut meta = Meta::new(&app, &version, created);
+    meta.insert("kind", KIND)
+        .insert("bundle_format", BUNDLE_FORMAT)
+        .insert("berth_version", env!("CARGO_PKG_VERSION"));
+    let written = writer.finish(meta, input.key)?;
+    Ok(Built {
+        sha256: sha256_of(&written.path)?,
+        path: written.path,
+        app,
+        version,
+        bytes: written.size,
+        signer: input.key.public_key().to_string(),
+    })
+}
+
+/// The SHA-256 of a file, hex.
+pub(crate) fn sha256_of(path: &Path) -> Result<String, ReleaseError> {
+    let io = |e| berth_host::HostError::Read {
+        path: path.to_owned(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,38 @@
+//! Release bundles: what a vendor ships of one version of an app, in one signed,
+//! reproducible archive, and the checks an administrator's berth makes before using
+//! anything in one.
+//!
+//! A bundle is a berth archive ([`berth_archive`], format 3: a zstd-compressed tar with
+//! a checksummed manifest and an ed25519-signed index) written reproducibly
+//! ([`berth_archive::WriteOptions::source_date_epoch`]): the same inputs give the same
+//! bytes on any machine and at any path. It is named `<app>-<version>.berth-release.tar.zst`
+//! ([`bundle_name`]) and holds:
+//!
+//! - `manifest/berth.toml` and `manifest/<template>` for every template it uses: the app
+//!   manifest, validated before anything is written;
+//! - `bin/berth`: the berth that built it, which the bundle's instance runs;
+//!
+//! and its signed index's `meta` says `kind = "release"`, the app and version, the
+//! bundle format ([`BUNDLE_FORMAT`]), the berth version, and the epoch as `created`.
+//!
+//! A bundle is believed only once [`open`] has checked its signature against the
+//! vendor's public key, its meta (a release of the app and version its name says) and
+//! every byte ([`verify`]). Keys are berth's archive signing keys
+//! ([`berth_archive::SigningKey`]): `berth release key` makes one.
+
+mod build;
+mod error;
+mod open;
+
+pub use build::{BuildInput, Built, build, bundle_name};
+pub use error::ReleaseError;
+pub use open::{BundleInfo, open, verify};
+
+/// The version of the bundle layout (what entries it has and what they mean).
+pub const BUNDLE_FORMAT: u64 = 1;
+
+/// The suffix of a bundle's file name.
+pub const BUNDLE_SUFFIX: &str = ".berth-release.tar.zst";
+
+/// The `kind` a bundle's meta has (backups have none).
+pub const KIND: &str = "release";

@@ -1,0 +1,104 @@
+//! Opening a bundle: nothing in it is believed before its signature, its meta and (for
+//! [`verify`]) every byte check out.
+
+use std::path::{Path, PathBuf};
+
+use berth_archive::{Archive, PublicKey};
+
+use crate::{BUNDLE_FORMAT, BUNDLE_SUFFIX, KIND, ReleaseError, bundle_name};
+
+/// What an authenticated bundle says it is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BundleInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// The app.
+    pub app: String,
+    /// Its version.
+    pub version: String,
+    /// The berth that built it.
+    pub berth_version: String,
+    /// When it says it was built (its `SOURCE_DATE_EPOCH`), RFC 3339.
+    pub created: String,
+    /// The trusted key that signed it.
+    pub signer: String,
+    /// The SHA-256 of the whole file, hex (filled by [`verify`]).
+    pub sha256: Option<String>,
+    /// The number of entries.
+    pub entries: usize,
+}
+
+/// The entries every bundle has.
+const REQUIRED: [&str; 2] = ["manifest/berth.toml", "bin/berth"];
+
+/// Open `path` as a bundle signed by one of `trusted`: the signature over its index,
+/// then what the index says (a release bundle of the format this berth reads, of the
+/// app and version its file name says, with the entries every bundle has). The content
+/// is not read yet: [`verify`] does, and so does extracting it.
+pub fn open(path: &Path, trusted: &[PublicKey]) -> Result<(Archive, BundleInfo), ReleaseError> {
+    let archive = Archive::open(path, trusted)?;
+    let not = |reason: String| ReleaseError::NotABundle {
+        path: path.to_owned(),
+        reason,
+    };
+    let manifest = archive.manifest();
+    let meta = &manifest.meta;
+    let text = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    if text("kind").as_deref() != Some(KIND) {
+        return Err(not(
+            "its signed index does not say it is a release (a backup archive?)".to_owned(),
+        ));
+    }
+    match meta
+        .get("bundle_format")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(BUNDLE_FORMAT) => {}
+        other => {
+            return Err(not(format!(
+                "its bundle format is {}; this berth reads format {BUNDLE_FORMAT}: use a \
+                 berth at least as new as the one that built it",
+                other.map_or_else(|| "missing".to_owned(), |f| f.to_string())
+            )));
+        }
+    }
+    let (Some(app), Some(version)) = (
+        meta.app().map(str::to_owned),
+        meta.app_version().map(str::to_owned),
+    ) else {
+        return Err(not("its index names no app or version".to_owned()));
+    };
+    if let Some(name) = path.file_name().and_then(|n| n.to_str())
+        && name.ends_with(BUNDLE_SUFFIX)
+        && name != bundle_name(&app, &version)
+    {
+        return Err(not(format!(
+            "it is named `{name}` but holds {app} {version} (`{}`)",
+            bundle_name(&app, &version)
+        )));
+    }
+    for required in REQUIRED {
+        if !manifest.entries.iter().any(|e| e.path == required) {
+            return Err(not(format!("it has no `{required}`")));
+        }
+    }
+    let info = BundleInfo {
+        path: path.to_owned(),
+        app,
+        version,
+        berth_version: text("berth_version").unwrap_or_default(),
+        created: text("created").unwrap_or_default(),
+        signer: archive.signer().to_string(),
+        sha256: None,
+        entries: manifest.entries.len(),
+    };
+    Ok((archive, info))
+}
+
+/// [`open`], then every byte of the bundle checked against its signed index.
+pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<BundleInfo, ReleaseError> {
+    let (archive, mut info) = open(path, trusted)?;
+    archive.verify(&mut |_| {})?;
+    info.sha256 = Some(crate::build::sha256_of(path)?);
+    Ok(info)
+}
