@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service, snapshot_tree};
 
-const PORT: u16 = 38080;
+const PORT: u16 = 38180;
 
 /// Creates an API token for the initial admin through NetBox's own shell.
 const CREATE_TOKEN: &str = "\
@@ -28,8 +28,8 @@ t.save()
 print('TOKEN=' + t.get_auth_header_prefix() + t.token)
 ";
 
-const SITE: &str = "external_url = \"http://127.0.0.1:38080/\"\n\
-    [postgresql]\nport = 35433\n[redis]\nport = 36380\n[web]\nport = 38001\nworkers = 2\n";
+const SITE: &str = "external_url = \"http://127.0.0.1:38180/\"\n\
+    [postgresql]\nport = 35533\n[redis]\nport = 36480\n[web]\nport = 38101\nworkers = 2\n";
 
 struct Down(Berth);
 
