@@ -43,6 +43,16 @@ features=(--features berth-cli/fault-injection)
 # Modules inside a crate stay layered like the crates (docs/architecture.md).
 python3 scripts/module-cycles.py
 cargo build --workspace --all-targets --locked "${features[@]}"
+# The tests listen on fixed ports between 33000 and 58500, inside Linux's ephemeral
+# range (32768-60999): an outgoing connection may get one of them as its local port
+# for a while, and a test's `up` then finds its port taken. Reserve them for the run
+# (as root; the setting is put back when the run ends).
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [ "$(id -u)" -eq 0 ] && [ -w "$reserved" ]; then
+  reserved_before=$(cat "$reserved")
+  trap 'echo "$reserved_before" > "$reserved"' EXIT
+  echo "33000-33500,35000-39500,41000-49500,51000-51500,55000-58500${reserved_before:+,$reserved_before}" > "$reserved"
+fi
 case " $* " in
   # One package: the binary built above (with fault points) is the one its tests run.
   *" -p "* | *" --package "*) cargo test --locked --no-fail-fast "$@" ;;

@@ -631,10 +631,10 @@ fn an_online_hop_killed_half_way_is_resumed_or_aborted() {
 /// never sees its answer, the old version serves again.
 #[test]
 fn a_squatter_on_the_spare_port_gets_no_traffic() {
-    let ports = Ports(48080, 48432, 48379, 48001);
+    let ports = Ports(49080, 49432, 49379, 49001);
     let dir = prefix_dir("upgrade-squatter");
     let prefix = dir.path().join("inst");
-    let stack = Stack::up(&prefix, ports, "spare_port = 48002\n");
+    let stack = Stack::up(&prefix, ports, "spare_port = 49002\n");
     let installed = &stack.installed;
     let v101 = online(&version(
         dir.path(),
@@ -668,7 +668,7 @@ fn a_squatter_on_the_spare_port_gets_no_traffic() {
                 );
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let l = std::net::TcpListener::bind("127.0.0.1:48002").unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:49002").unwrap();
             l.set_nonblocking(true).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 match l.accept() {
@@ -699,7 +699,7 @@ fn a_squatter_on_the_spare_port_gets_no_traffic() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr
-            .contains("`127.0.0.1:48002` of `app@next` is not the new release's alone"),
+            .contains("`127.0.0.1:49002` of `app@next` is not the new release's alone"),
         "{}",
         r.stderr
     );
@@ -718,7 +718,7 @@ fn a_squatter_on_the_spare_port_gets_no_traffic() {
     assert_eq!(serving(ports.0), "1.0.0");
     assert_eq!(current(installed), "1.0.0");
     let nginx = std::fs::read_to_string(prefix.join("etc/nginx/nginx.conf")).unwrap();
-    assert!(!nginx.contains("48002"), "{nginx}");
+    assert!(!nginx.contains("49002"), "{nginx}");
     assert_data(&prefix, ports);
 }
 
