@@ -52,6 +52,20 @@ fn release(manifest: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Run 
     b.run_env(&all, env)
 }
 
+/// `berth --manifest MANIFEST release build --key KEY --out OUT` at [`EPOCH`], with
+/// `extra` arguments.
+fn build(manifest: &Path, key: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "build",
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    release(Some(manifest), &args, &[("SOURCE_DATE_EPOCH", EPOCH)])
+}
+
 fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -86,19 +100,7 @@ fn a_bundle_is_the_same_bytes_from_another_checkout_and_verifies() {
         let manifest = manifest_copy(&dir, mtime);
         let out = tmp.path().join(format!("out-{i}"));
         std::fs::create_dir(&out).unwrap();
-        let r = release(
-            Some(&manifest),
-            &[
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--json",
-            ],
-            &[("SOURCE_DATE_EPOCH", EPOCH)],
-        )
-        .expect(0);
+        let r = build(&manifest, &key, &out, &["--json"]).expect(0);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         let path = out.join("ministack-1.0.0.berth-release.tar.zst");
         assert_eq!(v["path"], path.to_str().unwrap());
@@ -174,18 +176,7 @@ fn bad_bundles_are_refused() {
     let manifest = manifest_copy(&tmp.path().join("src"), 1_600_000_000);
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    release(
-        Some(&manifest),
-        &[
-            "build",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[("SOURCE_DATE_EPOCH", EPOCH)],
-    )
-    .expect(0);
+    build(&manifest, &key, &out, &[]).expect(0);
     let good = out.join("ministack-1.0.0.berth-release.tar.zst");
     let pub_key = format!("{}.pub", key.display());
     let other_pub = format!("{}.pub", other.display());
@@ -294,33 +285,18 @@ fn bad_keys_and_manifests_are_refused() {
     .unwrap();
     let out2 = tmp.path().join("out2");
     std::fs::create_dir(&out2).unwrap();
-    let r = release(
-        Some(&manifest),
-        &[
-            "build",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out2.to_str().unwrap(),
-        ],
-        &[("SOURCE_DATE_EPOCH", EPOCH)],
-    );
+    let r = build(&manifest, &key, &out2, &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("berth.toml:"), "{}", r.stderr);
     assert!(r.stderr.contains("did you mean `app`?"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&out2).unwrap().count(), 0);
 
     // A file that is not a key file.
-    let r = release(
-        Some(&fixture("ministack")),
-        &[
-            "build",
-            "--key",
-            pub_key.as_str(),
-            "--out",
-            out2.to_str().unwrap(),
-        ],
-        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    let r = build(
+        &fixture("ministack"),
+        Path::new(pub_key.as_str()),
+        &out2,
+        &[],
     );
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read_dir(&out2).unwrap().count(), 0);

@@ -131,7 +131,7 @@ impl Step {
             Step::Switch => "switch the current release (one atomic rename)",
             Step::Restart => "start the app's services on the new release",
             Step::Handover => {
-                "start the new release beside the old one on a spare port, reload the front end to move traffic to it, restart on the own port, move traffic back"
+                "start the new release beside the old one on a spare port, reload the front end to move traffic to it, restart the service on its own port, move traffic back"
             }
             Step::HealthGate => "health gate: the app must answer, or everything goes back",
             Step::PostDeploy => {
