@@ -45,15 +45,14 @@ pub fn shareable_interpreter(python: &Path, dest: &Path) -> Result<PathBuf> {
     }
     let partial = berth_layout::bundle::partial(dest);
     let _ = crate::beneath::remove_tree_at(&partial);
-    copy_tree(&prefix, &partial).map_err(|e| fail(format!("copying failed: {e}")))?;
-    let old_libdir = format!("{}/lib", prefix.display());
-    for entry in std::fs::read_dir(partial.join("bin")).map_err(|e| fail(e.to_string()))? {
-        let path = entry.map_err(|e| fail(e.to_string()))?.path();
-        if path.is_file() && !path.is_symlink() {
-            rewrite_runpath(&path, &old_libdir, "$ORIGIN/../lib")
-                .map_err(|e| fail(format!("`{}`: {e}", path.display())))?;
-        }
-    }
+    copy_tree(&prefix, &partial, &|rel, is_dir| {
+        is_dir
+            && rel
+                .file_name()
+                .is_some_and(|n| SKIP_DIRS.iter().any(|s| n == *s))
+    })
+    .map_err(|e| fail(format!("copying failed: {e}")))?;
+    relocate_runpaths(&partial, &prefix.join("lib")).map_err(fail)?;
     crate::beneath::in_parent(&partial)
         .and_then(|(dir, name)| dir.set_mode(&name, 0o755))
         .map_err(|e| fail(e.to_string()))?;
@@ -71,8 +70,9 @@ pub(crate) fn world_usable(path: &Path) -> bool {
             .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
-/// `sys.base_prefix` of an interpreter.
-fn base_prefix(python: &Path) -> std::result::Result<PathBuf, String> {
+/// `sys.base_prefix` of an interpreter: the directory a copy of it is made from.
+/// Refused for a system prefix such as `/usr`, which cannot be copied.
+pub fn base_prefix(python: &Path) -> std::result::Result<PathBuf, String> {
     let out = Command::new(python)
         .args(["-I", "-c", "import sys; print(sys.base_prefix)"])
         .output()
@@ -91,8 +91,22 @@ fn base_prefix(python: &Path) -> std::result::Result<PathBuf, String> {
     Ok(prefix)
 }
 
-/// Copy a directory tree, keeping symlinks as symlinks and file modes, skipping [`SKIP_DIRS`].
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copy a directory tree, keeping symlinks as symlinks and file modes, leaving out
+/// what `skip` says (given the path relative to `from` and whether it is a directory).
+pub fn copy_tree(
+    from: &Path,
+    to: &Path,
+    skip: &dyn Fn(&Path, bool) -> bool,
+) -> std::io::Result<()> {
+    copy_tree_at(from, to, Path::new(""), skip)
+}
+
+fn copy_tree_at(
+    from: &Path,
+    to: &Path,
+    rel: &Path,
+    skip: &dyn Fn(&Path, bool) -> bool,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
     for entry in std::fs::read_dir(from)? {
@@ -100,19 +114,65 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         let name = entry.file_name();
         let src = entry.path();
         let dst = to.join(&name);
+        let rel = rel.join(&name);
         let kind = entry.file_type()?;
+        if skip(&rel, kind.is_dir()) {
+            continue;
+        }
         if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
         } else if kind.is_dir() {
-            if SKIP_DIRS.iter().any(|s| name == *s) {
-                continue;
-            }
-            copy_tree(&src, &dst)?;
+            copy_tree_at(&src, &dst, &rel, skip)?;
         } else if kind.is_file() {
             std::fs::copy(&src, &dst)?;
         }
     }
     Ok(())
+}
+
+/// Points every ELF file of `tree` whose library search path is `old_libdir` (the
+/// copied interpreter's `<prefix>/lib`) at `tree/lib` relative to itself
+/// (`$ORIGIN/../lib` from `bin/`, `$ORIGIN/../..` from `lib/python3.N/lib-dynload/`):
+/// the copy then runs wherever it is moved, and keeps no path of the machine it came
+/// from (a search path naming a directory that does not exist on the target is a
+/// place someone could put a library).
+pub fn relocate_runpaths(tree: &Path, old_libdir: &Path) -> Result<(), String> {
+    let old = old_libdir.to_string_lossy().into_owned();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        let dir = tree.join(&rel_dir);
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("`{}`: {e}", dir.display()))?;
+            let kind = entry.file_type().map_err(|e| e.to_string())?;
+            let rel = rel_dir.join(entry.file_name());
+            if kind.is_dir() {
+                stack.push(rel);
+            } else if kind.is_file() {
+                let new = origin_path(&rel_dir, Path::new("lib"));
+                rewrite_runpath(&tree.join(&rel), &old, &new)
+                    .map_err(|e| format!("`{}`: {e}", tree.join(&rel).display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `$ORIGIN`-relative path from the directory `from` to `to`, both relative to the
+/// same root: `bin` → `lib` is `$ORIGIN/../lib`, `lib` → `lib` is `$ORIGIN`.
+fn origin_path(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = "$ORIGIN".to_owned();
+    for _ in common..from.len() {
+        out.push_str("/..");
+    }
+    for c in &to[common..] {
+        out.push('/');
+        out.push_str(&c.as_os_str().to_string_lossy());
+    }
+    out
 }
 
 /// Replace the NUL-terminated string `old` (an ELF `DT_RUNPATH`) with `new` in place,
@@ -170,6 +230,18 @@ mod tests {
         assert!(find(&out, b"\0$ORIGIN/../lib\0\0\0other\0").is_some());
         // A longer string that merely starts with the old path is not touched.
         assert!(find(&out, b"/opt/py/3.12/lib/python3.12\0").is_some());
+    }
+
+    #[test]
+    fn origin_paths_lead_to_the_library_directory() {
+        let lib = Path::new("lib");
+        assert_eq!(origin_path(Path::new("bin"), lib), "$ORIGIN/../lib");
+        assert_eq!(origin_path(lib, lib), "$ORIGIN");
+        assert_eq!(
+            origin_path(Path::new("lib/python3.12/lib-dynload"), lib),
+            "$ORIGIN/../.."
+        );
+        assert_eq!(origin_path(Path::new(""), lib), "$ORIGIN/lib");
     }
 
     #[test]

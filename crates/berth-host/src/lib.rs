@@ -55,6 +55,7 @@ pub mod host_files;
 pub mod interpreter;
 pub mod listeners;
 pub mod packages;
+pub mod portable;
 pub mod python;
 pub mod secrets;
 pub mod staging;

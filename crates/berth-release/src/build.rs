@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use crate::{BUNDLE_FORMAT, BUNDLE_SUFFIX, KIND, ReleaseError};
 
 /// What a bundle is built from.
-#[derive(Debug)]
 pub struct BuildInput<'a> {
     /// The app's manifest directory (`berth.toml` and its templates).
     pub manifest_dir: &'a Path,
@@ -22,6 +21,8 @@ pub struct BuildInput<'a> {
     pub source_date_epoch: u64,
     /// The directory the bundle is written to (never over an existing file).
     pub out_dir: &'a Path,
+    /// Told what is being done, one line at a time (building a component takes minutes).
+    pub say: &'a dyn Fn(&str),
 }
 
 /// A bundle written.
@@ -39,6 +40,8 @@ pub struct Built {
     pub sha256: String,
     /// The public key that verifies it (`ed25519:…`).
     pub signer: String,
+    /// The bundled components it carries, built (`payload/<component>/`).
+    pub components: Vec<String>,
 }
 
 /// The file name of the bundle of `app` at `version`.
@@ -73,9 +76,45 @@ pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
     let app = loaded.manifest.app.name.clone();
     let version = loaded.manifest.app.version.clone();
     let path = input.out_dir.join(bundle_name(&app, &version));
+    if path.exists() {
+        return Err(ReleaseError::Input {
+            what: format!(
+                "`{}` exists already: a bundle is never overwritten; move it away first",
+                path.display()
+            ),
+        });
+    }
+    // Components are built next to where the bundle goes, then archived from there.
+    // Absolute: the build's steps run in a directory of their own.
+    let staging = std::path::absolute(input.out_dir)
+        .map_err(|e| ReleaseError::Input {
+            what: format!("`{}` cannot be used: {e}", input.out_dir.display()),
+        })?
+        .join(format!(".{}.staging", bundle_name(&app, &version)));
+    berth_host::beneath::remove_tree_at(&staging)?;
+    std::fs::create_dir_all(&staging).map_err(|source| berth_host::HostError::CreateDir {
+        path: staging.clone(),
+        source,
+    })?;
+    let result = write_bundle(input, &loaded, &text, &path, &staging);
+    berth_host::beneath::remove_tree_at(&staging)?;
+    result
+}
+
+fn write_bundle(
+    input: &BuildInput<'_>,
+    loaded: &LoadedManifest,
+    text: &str,
+    path: &Path,
+    staging: &Path,
+) -> Result<Built, ReleaseError> {
+    let app = loaded.manifest.app.name.clone();
+    let version = loaded.manifest.app.version.clone();
     let epoch = input.source_date_epoch;
+    let components = crate::payload::build_all(&loaded.manifest, staging, epoch, input.say)?;
+    (input.say)("Writing the bundle");
     let mut writer = ArchiveWriter::create(
-        &path,
+        path,
         WriteOptions {
             level: 9,
             threads: 1,
@@ -87,6 +126,22 @@ pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
         writer.add_bytes(&format!("manifest/{template}"), source.as_bytes(), 0o644)?;
     }
     writer.add_file("bin/berth", input.berth_exe)?;
+    for c in &components {
+        let skipped = writer.add_tree(&crate::payload::payload_dir(&c.name), &c.tree)?;
+        // A tree the build just made holds nothing to leave out; if it does, the
+        // bundle would not run what was built.
+        if let Some(s) = skipped.first() {
+            return Err(ReleaseError::Input {
+                what: format!(
+                    "`{}` (built from {}) holds `{}`, which a bundle cannot carry ({:?})",
+                    c.name,
+                    c.python.display(),
+                    s.path.display(),
+                    s.reason
+                ),
+            });
+        }
+    }
     let created =
         jiff::Timestamp::from_second(i64::try_from(epoch).unwrap_or(i64::MAX)).map_err(|e| {
             ReleaseError::Input {
@@ -96,8 +151,25 @@ pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
     let mut meta = Meta::new(&app, &version, created);
     meta.insert("kind", KIND)
         .insert("bundle_format", BUNDLE_FORMAT)
-        .insert("berth_version", env!("CARGO_PKG_VERSION"));
+        .insert("berth_version", env!("CARGO_PKG_VERSION"))
+        .insert(
+            "payload",
+            components
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        );
     let written = writer.finish(meta, input.key)?;
+    // A release is published, not kept secret (archives are written 0600 for backups).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&written.path, std::fs::Permissions::from_mode(0o644)).map_err(
+            |source| berth_host::HostError::Write {
+                path: written.path.clone(),
+                source,
+            },
+        )?;
+    }
     Ok(Built {
         sha256: sha256_of(&written.path)?,
         path: written.path,
@@ -105,6 +177,7 @@ pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
         version,
         bytes: written.size,
         signer: input.key.public_key().to_string(),
+        components: components.into_iter().map(|c| c.name).collect(),
     })
 }
 

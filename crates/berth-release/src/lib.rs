@@ -23,10 +23,12 @@
 mod build;
 mod error;
 mod open;
+mod payload;
 
 pub use build::{BuildInput, Built, build, bundle_name};
 pub use error::ReleaseError;
 pub use open::{BundleInfo, open, verify};
+pub use payload::payload_dir;
 
 /// The version of the bundle layout (what entries it has and what they mean).
 pub const BUNDLE_FORMAT: u64 = 1;

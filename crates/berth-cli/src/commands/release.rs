@@ -93,6 +93,11 @@ pub fn build(
         key: &key,
         source_date_epoch: epoch,
         out_dir: out,
+        say: &|line| {
+            if !json {
+                eprintln!("{line}");
+            }
+        },
     })?;
     if json {
         print_json(&built)?;
