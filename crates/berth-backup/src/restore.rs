@@ -418,6 +418,7 @@ fn adopt_archive_manifest(
         manifest: Some(x.join("manifest")),
         config: loc.config.clone(),
         embedded: None,
+        payload: None,
     };
     let inst = instance::open(&unpacked)?;
     let app = &inst.manifest.manifest.app;
@@ -436,6 +437,7 @@ fn adopt_archive_manifest(
         manifest: None,
         config: loc.config.clone(),
         embedded: None,
+        payload: None,
     };
     Ok(instance::open(&stored)?)
 }

@@ -39,7 +39,16 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install what is missing, configure, start everything and wait until the app answers.
-    Up,
+    Up {
+        /// Install this release bundle (`berth release build`): its manifest, and its
+        /// components already built, once its signature and every byte check out.
+        #[arg(long, value_name = "BUNDLE", requires = "public_key")]
+        bundle: Option<PathBuf>,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY|FILE", requires = "bundle")]
+        public_key: Option<String>,
+    },
     /// Apply the site config: rewrite changed files, restart or reload only what they affect.
     Reconfigure {
         /// Show every file diff (secrets masked) and the services that would restart, change nothing.

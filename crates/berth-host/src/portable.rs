@@ -94,6 +94,38 @@ fn build_in(
                 .map_err(|e| fail(e.to_string()))?;
         }
     }
+    install_and_compile(
+        python,
+        requirements,
+        dest,
+        partial,
+        home,
+        epoch,
+        &prefix,
+        &exe,
+    )
+}
+
+/// The Python steps of [`build_in`], run by the copy `exe` of the interpreter at
+/// `prefix`: pip in, the requirements installed, pip out, scripts made relocatable,
+/// modules compiled; then `partial` renamed to `dest`.
+#[allow(clippy::too_many_arguments)] // one caller, every value a different path
+fn install_and_compile(
+    python: &Path,
+    requirements: &[String],
+    dest: &Path,
+    partial: &Path,
+    home: &Path,
+    epoch: u64,
+    prefix: &Path,
+    exe: &Path,
+) -> Result<()> {
+    let fail = |reason: String| HostError::PrivateInterpreter {
+        python: python.to_path_buf(),
+        dest: dest.to_path_buf(),
+        reason,
+    };
+    let bin = partial.join("bin");
     std::fs::create_dir_all(home).map_err(|e| fail(e.to_string()))?;
     std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| fail(e.to_string()))?;
@@ -103,7 +135,7 @@ fn build_in(
         "install pip into the copy",
         (home, home),
         epoch,
-        &exe,
+        exe,
         &["-I", "-B", "-m", "ensurepip", "--default-pip"],
     )?;
     let mut text = requirements.join("\n");
@@ -134,7 +166,7 @@ fn build_in(
             "install the requirements with pip",
             (home, home),
             epoch,
-            &exe,
+            exe,
             &args,
         )?;
     }
@@ -144,7 +176,7 @@ fn build_in(
         "remove pip from the copy",
         (home, home),
         epoch,
-        &exe,
+        exe,
         &[
             "-I",
             "-B",
@@ -157,7 +189,7 @@ fn build_in(
         ],
     )?;
     remove_pycache(partial)?;
-    trampoline_scripts(&bin, &[partial, &prefix])?;
+    trampoline_scripts(&bin, &[partial, prefix])?;
     fsutil::write_atomic(
         &partial.join(REQUIREMENTS_FILE),
         text.as_bytes(),
@@ -182,7 +214,7 @@ fn build_in(
         "compile the modules",
         (home, short_tmp.path()),
         epoch,
-        &exe,
+        exe,
         &["-I", "-B", "-c", COMPILE, &lib, &partial_text],
     )?;
     crate::beneath::in_parent(partial)

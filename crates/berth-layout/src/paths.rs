@@ -255,6 +255,12 @@ impl Paths {
         self.prefix.join("tmp")
     }
 
+    /// Row `tmp/release-<version>/`: a release bundle being installed, extracted
+    /// (every byte checked) before `up` moves its built components into the release.
+    pub fn release_staging(&self, version: &str) -> PathBuf {
+        self.tmp().join(format!("release-{version}"))
+    }
+
     /// Row `tmp/hook-secrets/`: the parent of the hooks' hand-over directories.
     pub fn hook_secrets_dir(&self) -> PathBuf {
         self.tmp().join("hook-secrets")

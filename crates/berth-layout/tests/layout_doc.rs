@@ -72,6 +72,7 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("interpreter_copy", dir(&bundle::interpreter_copy(&bundle))),
         ("default_backups", dir(&p.default_backups())),
         ("tmp", dir(&p.tmp())),
+        ("release_staging", dir(&p.release_staging("<version>"))),
         ("restore_journal", file(&p.restore_journal())),
         ("upgrade_journal", file(&p.upgrade_journal())),
         ("upgrade_manifests", dir(&p.upgrade_manifests())),

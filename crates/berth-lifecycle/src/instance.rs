@@ -20,6 +20,10 @@ pub struct Locate {
     pub config: Option<PathBuf>,
     /// The manifest built into the binary: `berth.toml` text and the other files by relative path.
     pub embedded: Option<(String, BTreeMap<String, String>)>,
+    /// Bundled components built already (one directory each, named after the
+    /// component), from a verified release bundle: moved into the release instead of
+    /// being built here. On the prefix's filesystem.
+    pub payload: Option<PathBuf>,
 }
 
 /// Where the manifest came from.

@@ -11,14 +11,25 @@ use crate::instance::{Instance, Locate};
 use crate::progress::Progress;
 
 /// Build bundled components that are not built yet, their build steps recorded in
-/// `children` while they run.
+/// `children` while they run. A component found built in `payload` (from a verified
+/// release bundle) is moved into place instead.
 pub(crate) fn ensure_bundles(
     state: &DesiredState,
+    payload: Option<&Path>,
     children: &ChildRecords,
     progress: &dyn Progress,
 ) -> Result<()> {
     for b in &state.bundles {
         if b.dest.is_dir() {
+            continue;
+        }
+        if let Some(built) = prebuilt(payload, &b.component) {
+            progress.begin(&format!(
+                "Installing `{}` from the release bundle",
+                b.component
+            ));
+            move_into_place(&built, &b.dest)?;
+            progress.end("");
             continue;
         }
         match &b.build {
@@ -47,6 +58,25 @@ pub(crate) fn ensure_bundles(
             }
         }
     }
+    Ok(())
+}
+
+/// The built tree of `component` in `payload`, if there is one (a real directory).
+pub(crate) fn prebuilt(payload: Option<&Path>, component: &str) -> Option<std::path::PathBuf> {
+    let dir = payload?.join(component);
+    std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(dir)
+}
+
+/// Moves a built tree to `dest` (which does not exist) in one rename: `dest` is
+/// never half there.
+fn move_into_place(built: &Path, dest: &Path) -> Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(crate::LifecycleError::io("create", parent))?;
+    std::fs::rename(built, dest)
+        .map_err(crate::LifecycleError::io("move the component to", dest))?;
+    berth_host::fsutil::sync_dir(parent)?;
     Ok(())
 }
 

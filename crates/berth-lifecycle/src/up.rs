@@ -38,7 +38,7 @@ pub fn up(
 ) -> Result<UpReport> {
     // Checks that change nothing come first: a failure leaves the host as it was
     // (not even a state directory is made).
-    let preview = checks(inst, progress)?;
+    let preview = checks(inst, loc.payload.as_deref(), progress)?;
     let run = Run::begin(
         inst,
         "up",
@@ -79,7 +79,7 @@ pub fn up_within_then(
     beside: bool,
     started: &mut dyn FnMut() -> Result<()>,
 ) -> Result<UpReport> {
-    let preview = checks(run.inst, run.progress)?;
+    let preview = checks(run.inst, loc.payload.as_deref(), run.progress)?;
     up_steps(run, loc, berth_exe, &preview, beside, started)
 }
 
@@ -87,14 +87,18 @@ pub fn up_within_then(
 /// packages, host files, interpreters), then the bundled components built: an upgrade
 /// readies the new release this way while the old one keeps serving.
 pub fn prepare_release(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
-    let preview = checks(inst, progress)?;
-    release::ensure_bundles(&preview, &inst.children(), progress)?;
+    let preview = checks(inst, None, progress)?;
+    release::ensure_bundles(&preview, None, &inst.children(), progress)?;
     Ok(preview)
 }
 
 /// What `up` checks before it changes anything: ports, packages (installed here when
 /// root), interpreters. Returns the desired state as it renders before secrets exist.
-fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
+fn checks(
+    inst: &Instance,
+    payload: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<DesiredState> {
     // Users that cannot be named are refused before anything changes.
     inst.naming.usable()?;
     let preview = preview(inst)?;
@@ -111,7 +115,11 @@ fn checks(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
     host_files(inst).check(&preview.host_files)?;
     // A bundle still to build needs its interpreter: say which is missing before
     // anything is created (packages, which may bring one, are installed by now).
-    for b in preview.bundles.iter().filter(|b| !b.dest.is_dir()) {
+    for b in preview
+        .bundles
+        .iter()
+        .filter(|b| !b.dest.is_dir() && release::prebuilt(payload, &b.component).is_none())
+    {
         let berth_model::manifest::BundleBuild::PythonVenv { python, .. } = &b.build;
         berth_host::python::find_interpreter(python)?;
     }
@@ -153,7 +161,12 @@ pub fn prepare(
     }
     let secrets = run.step("secrets", || secrets(inst, true))?;
     run.step("bundles", || {
-        release::ensure_bundles(preview, &run.inst.children(), progress)
+        release::ensure_bundles(
+            preview,
+            loc.payload.as_deref(),
+            &run.inst.children(),
+            progress,
+        )
     })?;
     let installed = run.step("install berth", || {
         release::install_berth(&inst.paths, berth_exe)

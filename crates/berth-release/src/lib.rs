@@ -27,7 +27,7 @@ mod payload;
 
 pub use build::{BuildInput, Built, build, bundle_name};
 pub use error::ReleaseError;
-pub use open::{BundleInfo, open, verify};
+pub use open::{BundleInfo, Extracted, extract, open, verify};
 pub use payload::payload_dir;
 
 /// The version of the bundle layout (what entries it has and what they mean).

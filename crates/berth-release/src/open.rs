@@ -26,6 +26,19 @@ pub struct BundleInfo {
     pub sha256: Option<String>,
     /// The number of entries.
     pub entries: usize,
+    /// The bundled components it carries built (`payload/<component>/`).
+    pub payload: Vec<String>,
+}
+
+/// A bundle extracted by [`extract`].
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// What it is.
+    pub info: BundleInfo,
+    /// Its manifest directory (`berth.toml` and the templates).
+    pub manifest_dir: PathBuf,
+    /// The directory holding its built components, one directory each.
+    pub payload_dir: PathBuf,
 }
 
 /// The entries every bundle has.
@@ -82,6 +95,25 @@ pub fn open(path: &Path, trusted: &[PublicKey]) -> Result<(Archive, BundleInfo),
             return Err(not(format!("it has no `{required}`")));
         }
     }
+    let mut payload = Vec::new();
+    if let Some(list) = meta.get("payload") {
+        let names = list
+            .as_array()
+            .ok_or_else(|| not("its `payload` is not a list".to_owned()))?;
+        for name in names {
+            let name = name
+                .as_str()
+                .filter(|n| is_component_name(n))
+                .ok_or_else(|| not(format!("its payload names `{name}`, not a component")))?;
+            let dir = crate::payload_dir(name);
+            if !manifest.entries.iter().any(|e| e.path == dir) {
+                return Err(not(format!(
+                    "its payload names `{name}` but it has no `{dir}/`"
+                )));
+            }
+            payload.push(name.to_owned());
+        }
+    }
     let info = BundleInfo {
         path: path.to_owned(),
         app,
@@ -91,6 +123,7 @@ pub fn open(path: &Path, trusted: &[PublicKey]) -> Result<(Archive, BundleInfo),
         signer: archive.signer().to_string(),
         sha256: None,
         entries: manifest.entries.len(),
+        payload,
     };
     Ok((archive, info))
 }
@@ -101,4 +134,52 @@ pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<BundleInfo, ReleaseE
     archive.verify(&mut |_| {})?;
     info.sha256 = Some(crate::build::sha256_of(path)?);
     Ok(info)
+}
+
+/// [`open`], then everything in the bundle extracted into `dest` (an empty directory
+/// the caller made and no one else can write), every byte checked against the signed
+/// index on the way ([`berth_archive::extract`]: nothing outside `dest` is written, no
+/// symlink followed, no setuid bit kept). The manifest inside must be of the app and
+/// version the index says, and every component it carries built a bundled component of
+/// that manifest. On error `dest` may hold part of the bundle: the caller removes it.
+pub fn extract(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Extracted, ReleaseError> {
+    let (archive, info) = open(path, trusted)?;
+    archive.extract(dest, &|_| true, &mut |_| {})?;
+    let not = |reason: String| ReleaseError::NotABundle {
+        path: path.to_owned(),
+        reason,
+    };
+    let manifest_dir = dest.join("manifest");
+    let loaded = berth_model::LoadedManifest::load(&manifest_dir)?;
+    let app = &loaded.manifest.app;
+    if app.name != info.app || app.version != info.version {
+        return Err(not(format!(
+            "its index says {} {} but its manifest is of {} {}",
+            info.app, info.version, app.name, app.version
+        )));
+    }
+    for name in &info.payload {
+        let bundled = loaded.manifest.components.get(name).is_some_and(|c| {
+            c.source == berth_model::manifest::ComponentSource::Bundled && c.build.is_some()
+        });
+        if !bundled {
+            return Err(not(format!(
+                "it carries `{name}` built, which its manifest does not build"
+            )));
+        }
+    }
+    Ok(Extracted {
+        info,
+        manifest_dir,
+        payload_dir: dest.join("payload"),
+    })
+}
+
+/// A name that is one plain path component: what component names are.
+fn is_component_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }

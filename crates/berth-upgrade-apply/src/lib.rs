@@ -88,6 +88,7 @@ impl Context<'_> {
             manifest: Some(kept_manifest(prefix, version)),
             config: self.loc.config.clone(),
             embedded: None,
+            payload: None,
         }
     }
 }

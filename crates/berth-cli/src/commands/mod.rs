@@ -25,6 +25,7 @@ fn locate(g: &GlobalArgs) -> Locate {
         manifest: g.manifest.clone(),
         config: g.config.clone(),
         embedded: Some(embedded::default_manifest()),
+        payload: None,
     }
 }
 
@@ -32,7 +33,7 @@ fn locate(g: &GlobalArgs) -> Locate {
 /// unfinished (the upgrade's own `resume` and `abort` excepted).
 fn changes_instance(command: &Command) -> Option<&'static str> {
     Some(match command {
-        Command::Up => "up",
+        Command::Up { .. } => "up",
         Command::Reconfigure { dry_run: false } => "reconfigure",
         Command::Down { .. } => "down",
         Command::Start(_) => "start",
@@ -49,8 +50,31 @@ fn changes_instance(command: &Command) -> Option<&'static str> {
     })
 }
 
+/// `up --bundle` with `--manifest` (a global option: clap cannot see the conflict
+/// itself) is a usage error.
+fn refuse_manifest_with_bundle(cli: &Cli) {
+    if matches!(
+        cli.command,
+        Command::Up {
+            bundle: Some(_),
+            ..
+        }
+    ) && cli.global.manifest.is_some()
+    {
+        <Cli as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`up --bundle` installs the manifest the bundle carries: give `--manifest` or \
+                 `--bundle`, not both",
+            )
+            .exit();
+    }
+}
+
 /// Run the parsed command line.
+#[allow(clippy::too_many_lines)] // one arm per command
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    refuse_manifest_with_bundle(&cli);
     let loc = locate(&cli.global);
     let quiet = cli.global.quiet;
     if let Some(name) = changes_instance(&cli.command) {
@@ -60,7 +84,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     match cli.command {
-        Command::Up => up::up(&loc, quiet),
+        Command::Up {
+            bundle: Some(bundle),
+            public_key: Some(key),
+        } => up::up_from_bundle(&loc, &bundle, &key, quiet),
+        Command::Up { .. } => up::up(&loc, quiet),
         Command::Reconfigure { dry_run } => up::reconfigure(&loc, dry_run, quiet),
         Command::Plan => up::plan(&loc),
         Command::Config(ConfigCommand::Check) => config::check(&loc),

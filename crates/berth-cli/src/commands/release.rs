@@ -116,7 +116,7 @@ pub fn build(
 }
 
 /// The public key given as text or as a file holding it.
-fn public_key(given: &str) -> Result<PublicKey> {
+pub(crate) fn public_key(given: &str) -> Result<PublicKey> {
     if given.starts_with(berth_archive::signing::PUBLIC_KEY_PREFIX) {
         return Ok(PublicKey::parse(given)?);
     }

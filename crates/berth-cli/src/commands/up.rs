@@ -1,9 +1,11 @@
 //! `berth up`, `berth reconfigure`, `berth plan`.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use berth_lifecycle::{Locate, instance};
+use berth_lifecycle::{Locate, Progress, instance};
 
 use crate::output::Terminal;
 
@@ -27,6 +29,69 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
         "Next: edit the site config, then `berth reconfigure`; `berth status` shows every service."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `berth up --bundle`: the bundle's signature checked first (nothing is touched
+/// before), then the bundle extracted under the prefix with every byte checked, and
+/// `up` run with its manifest and its built components. The extracted copy is removed
+/// afterwards, whatever happened; a prefix this made is removed again if `up` failed
+/// before putting anything in it.
+pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Result<ExitCode> {
+    let trusted = [super::release::public_key(key)?];
+    let (_, info) = berth_release::open(bundle, &trusted)?;
+    let prefix = match &loc.prefix {
+        Some(p) => p.clone(),
+        None => instance::default_prefix(&info.app, berth_host::users::is_root()),
+    };
+    let made_prefix = !prefix.exists();
+    let paths = berth_render::Paths::for_prefix(&prefix, &info.version);
+    let staging = paths.release_staging(&info.version);
+    let made = (|| -> Result<()> {
+        let dir = |p: &Path, mode: u32| -> Result<()> {
+            std::fs::create_dir_all(p)
+                .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)))
+                .with_context(|| format!("Failed to create `{}`", p.display()))
+        };
+        if made_prefix {
+            dir(&prefix, 0o755)?;
+        }
+        let top = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
+        let tmp = paths.beneath(&paths.tmp()).to_owned();
+        if top.stat(&tmp)?.is_none() {
+            top.create_dir(&tmp, 0o711, None)?;
+        }
+        let rel = paths.beneath(&staging).to_owned();
+        top.remove_tree(&rel)?;
+        top.create_dir(&rel, 0o700, None)?;
+        Ok(())
+    })();
+    let result = made.and_then(|()| {
+        let progress = Terminal::new(quiet);
+        progress.begin(&format!(
+            "Checking and unpacking {} {} ({})",
+            info.app,
+            info.version,
+            bundle.display()
+        ));
+        let extracted = berth_release::extract(bundle, &trusted, &staging)?;
+        progress.end(&format!("signed by {}", extracted.info.signer));
+        drop(progress);
+        let from_bundle = Locate {
+            prefix: Some(prefix.clone()),
+            manifest: Some(extracted.manifest_dir),
+            payload: Some(extracted.payload_dir),
+            ..loc.clone()
+        };
+        up(&from_bundle, quiet)
+    });
+    if let Ok(top) = berth_host::beneath::SafeDir::open_trusted(&prefix) {
+        let _ = top.remove_tree(paths.beneath(&staging));
+        if made_prefix && result.is_err() {
+            let _ = top.remove_empty_dir(paths.beneath(&paths.tmp()));
+            let _ = std::fs::remove_dir(&prefix);
+        }
+    }
+    result
 }
 
 pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode> {

@@ -1,0 +1,281 @@
+//! `berth up --bundle`: an instance installed from a signed release bundle runs the
+//! components the vendor built, with the interpreter the bundle carries, and builds
+//! nothing. A bundle that is not the vendor's, or has a changed byte anywhere, is
+//! refused before anything is made.
+//!
+//! The bundle is of the ministack fixture with one more requirement: a wheel this
+//! test writes (`berthtool`, with a console script), so pip runs at build time
+//! without a network and the console script's start line is checked where it lands.
+//! Its berth binary is a stand-in (`/bin/true`): `up` runs the berth that is called.
+//!
+//! Ports 558xx are this file's.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_tests::{Berth, Run, fixture, http_get, is_root, prefix_dir, run_as_service};
+
+const EPOCH: &str = "1700000000";
+const SITE: &str = "external_url = \"http://127.0.0.1:55880/\"\n\
+                    [postgresql]\nport = 55832\n[redis]\nport = 55863\n\
+                    [app]\nport = 55801\nspare_port = 55802\n";
+
+/// A wheel of `berthtool` 1.0 with the console script `berthtool`, written by hand (a
+/// wheel is a zip with a `.dist-info`).
+fn write_wheel(dir: &Path) -> PathBuf {
+    let wheel = dir.join("berthtool-1.0-py3-none-any.whl");
+    let script = r#"
+import sys, zipfile
+files = {
+    "berthtool/__init__.py": "import sys\ndef main():\n    print('berthtool runs on', sys.prefix)\n",
+    "berthtool-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: berthtool\nVersion: 1.0\n",
+    "berthtool-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "berthtool-1.0.dist-info/entry_points.txt": "[console_scripts]\nberthtool = berthtool:main\n",
+}
+files["berthtool-1.0.dist-info/RECORD"] = "".join(f"{n},,\n" for n in files) + "berthtool-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&wheel)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wheel
+}
+
+/// The ministack manifest under `dir`, its app also requiring `wheel`.
+fn manifest_with(dir: &Path, wheel: &Path) -> PathBuf {
+    let from = fixture("ministack");
+    let to = dir.join("ministack");
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for e in std::fs::read_dir(from.join("templates")).unwrap() {
+        let name = e.unwrap().file_name();
+        std::fs::copy(
+            from.join("templates").join(&name),
+            to.join("templates").join(&name),
+        )
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+    let old = "requirements = [] }";
+    assert!(text.contains(old));
+    let text = text.replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()));
+    std::fs::write(to.join("berth.toml"), text).unwrap();
+    to
+}
+
+/// `berth release …` (no instance).
+fn release(manifest: Option<&Path>, args: &[&str]) -> Run {
+    let b = Berth::new(
+        Path::new("/nonexistent-prefix"),
+        manifest.unwrap_or(Path::new("")),
+    );
+    let mut all = vec!["release"];
+    all.extend_from_slice(args);
+    b.run_env(&all, &[("SOURCE_DATE_EPOCH", EPOCH)])
+}
+
+/// A vendor key and the bundle, built once for the file's tests.
+struct Vendor {
+    _dir: tempfile::TempDir,
+    public: String,
+    other_public: String,
+    bundle: PathBuf,
+}
+
+fn vendor() -> Vendor {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vendor.key");
+    let other = dir.path().join("other.key");
+    release(None, &["key", "--out", key.to_str().unwrap()]).expect(0);
+    release(None, &["key", "--out", other.to_str().unwrap()]).expect(0);
+    let wheel = write_wheel(dir.path());
+    let manifest = manifest_with(&dir.path().join("src"), &wheel);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = release(
+        Some(&manifest),
+        &[
+            "build",
+            "--key",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--berth",
+            "/bin/true",
+        ],
+    )
+    .expect(0);
+    assert!(r.stderr.contains("Building `app`"), "{}", r.stderr);
+    Vendor {
+        public: format!("{}.pub", key.display()),
+        other_public: format!("{}.pub", other.display()),
+        bundle: out.join("ministack-1.0.0.berth-release.tar.zst"),
+        _dir: dir,
+    }
+}
+
+/// Runs `down` when dropped: the instance stops however the test ends.
+struct Down<'a>(&'a Berth);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        self.0.run(&["down"]);
+    }
+}
+
+/// Every file below `dir` (symlinks not followed) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    berth_tests::files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            std::fs::symlink_metadata(f).is_ok_and(|m| m.is_file())
+                && std::fs::read(f)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+        })
+        .collect()
+}
+
+/// Installed from the bundle: nothing built, the app answers, runs the bundle's
+/// interpreter as its service user, the console script runs from where it landed, the
+/// tree is root's and unwritable by others, and the unpacked bundle is gone.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn an_instance_installs_from_a_bundle_without_building() {
+    if !is_root() {
+        eprintln!("skipped: installing from a bundle makes service users (root only)");
+        return;
+    }
+    let v = vendor();
+    let dir = prefix_dir("bundle-up");
+    let prefix = dir.path();
+    let berth = Berth::without_manifest(prefix);
+    berth.write_site(SITE);
+    let bundle = v.bundle.to_str().unwrap();
+    let r = berth.run(&["up", "--bundle", bundle, "--public-key", &v.public]);
+    // Stopped however the test ends.
+    let _down = Down(&berth);
+    let r = r.expect(0);
+    assert!(
+        r.stderr
+            .contains("Installing `app` from the release bundle"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("Building"), "{}", r.stderr);
+    let (code, body) = http_get(55880, "/health", "127.0.0.1").unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    let app = prefix.join("releases/1.0.0/app");
+    // The service runs the bundled interpreter.
+    let pids = berth.pids();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", pids["app"])).unwrap();
+    assert!(exe.starts_with(&app), "{}", exe.display());
+    // Relocated and complete: the standard library's C modules load from the copy, and
+    // the console script finds the interpreter next to it.
+    let python = app.join("bin/python");
+    let out = run_as_service(
+        prefix,
+        "app",
+        &[
+            python.to_str().unwrap(),
+            "-c",
+            "import sys, ssl, sqlite3, ctypes, json; print(sys.prefix)",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        app.to_str().unwrap()
+    );
+    let tool = app.join("bin/berthtool");
+    let head = std::fs::read_to_string(&tool).unwrap();
+    assert!(head.starts_with("#!/bin/sh\n"), "{head}");
+    let out = run_as_service(prefix, "app", &[tool.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("berthtool runs on {}", app.display())
+    );
+    // Nothing of the build machine's paths: no staging directory, no pip.
+    assert!(files_containing(&app, b".staging/").is_empty());
+    assert!(!app.join("bin/pip").exists() && !app.join("bin/pip3").exists());
+    // Root's, nothing writable by anyone else, no setuid bit.
+    for f in berth_tests::files_under(&app) {
+        let m = std::fs::symlink_metadata(&f).unwrap();
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        assert_eq!((m.uid(), m.mode() & 0o7022), (0, 0), "{}", f.display());
+    }
+    // Compiled once, at build time: the modules it imports have their compiled files.
+    let compiled = |module: &str| {
+        berth_tests::files_under(&app.join("lib")).iter().any(|f| {
+            let f = f.to_string_lossy();
+            f.contains(&format!("/__pycache__/{module}.cpython-3")) && f.ends_with(".pyc")
+        })
+    };
+    assert!(compiled("os") && compiled("__init__"));
+    // The unpacked bundle is gone; the manifest is the instance's own now.
+    assert!(!prefix.join("tmp/release-1.0.0").exists());
+    let kept = std::fs::read_to_string(prefix.join("manifest/berth.toml")).unwrap();
+    assert!(kept.contains("berthtool-1.0-py3-none-any.whl"), "{kept}");
+    berth.run(&["status"]).expect(0);
+}
+
+/// Another vendor's key, a byte changed in the data (in a built component) and in the
+/// index: refused with the reason, and the prefix that was to be made does not exist.
+#[test]
+fn a_bundle_that_is_not_the_vendors_changes_nothing() {
+    let v = vendor();
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&v.bundle).unwrap();
+    let mut data = bytes.clone();
+    data[bytes.len() / 3] ^= 0x01;
+    let mut index = bytes.clone();
+    let n = index.len();
+    index[n - 400] ^= 0x01;
+    let cases: [(&str, Vec<u8>, &str, &str); 3] = [
+        (
+            "another vendor's key",
+            bytes.clone(),
+            &v.other_public,
+            "trusted",
+        ),
+        ("a byte changed in the data", data, &v.public, ""),
+        ("a byte changed in the index", index, &v.public, ""),
+    ];
+    for (i, (what, content, key, expect)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(i.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        let bundle = dir.join("ministack-1.0.0.berth-release.tar.zst");
+        std::fs::write(&bundle, content).unwrap();
+        let prefix = tmp.path().join(format!("prefix-{i}"));
+        let r = Berth::without_manifest(&prefix).run(&[
+            "up",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            key,
+        ]);
+        assert_eq!(r.code, 1, "{what}: {r:?}");
+        assert!(r.stderr.contains(expect), "{what}: {}", r.stderr);
+        assert!(!prefix.exists(), "{what}: the prefix was made");
+    }
+    // `--bundle` takes the manifest from the bundle: giving another is refused.
+    let r = Berth::new(&tmp.path().join("p"), &fixture("ministack")).run(&[
+        "up",
+        "--bundle",
+        v.bundle.to_str().unwrap(),
+        "--public-key",
+        &v.public,
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--manifest"), "{}", r.stderr);
+}
