@@ -11,6 +11,10 @@
 //! - `manifest/berth.toml` and `manifest/<template>` for every template it uses: the app
 //!   manifest, validated before anything is written;
 //! - `bin/berth`: the berth that built it, which the bundle's instance runs;
+//! - `payload/<component>/`: every bundled component built, relocatable (for Python:
+//!   a copy of the interpreter with the requirements installed into it,
+//!   [`berth_host::portable`]), which `berth up --bundle` moves into the release
+//!   instead of building;
 //!
 //! and its signed index's `meta` says `kind = "release"`, the app and version, the
 //! bundle format ([`BUNDLE_FORMAT`]), the berth version, and the epoch as `created`.

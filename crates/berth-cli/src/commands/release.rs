@@ -111,6 +111,9 @@ pub fn build(
         );
         println!("  sha256: {}", built.sha256);
         println!("  signed by: {}", built.signer);
+        if !built.components.is_empty() {
+            println!("  built components: {}", built.components.join(", "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -142,6 +145,9 @@ pub fn verify(bundle: &Path, key: &str, json: bool) -> Result<ExitCode> {
             info.app, info.version, info.entries, info.berth_version, info.created
         );
         println!("  signed by: {}", info.signer);
+        if !info.payload.is_empty() {
+            println!("  built components: {}", info.payload.join(", "));
+        }
         if let Some(sha) = &info.sha256 {
             println!("  sha256: {sha}");
         }
