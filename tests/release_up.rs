@@ -47,10 +47,10 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
     wheel
 }
 
-/// The ministack manifest under `dir`, its app also requiring `wheel`.
-fn manifest_with(dir: &Path, wheel: &Path) -> PathBuf {
+/// The ministack manifest at `version` under `dir`, its app also requiring `wheel`.
+fn manifest_with(dir: &Path, wheel: &Path, version: &str) -> PathBuf {
     let from = fixture("ministack");
-    let to = dir.join("ministack");
+    let to = dir.join(format!("ministack-{version}"));
     std::fs::create_dir_all(to.join("templates")).unwrap();
     for e in std::fs::read_dir(from.join("templates")).unwrap() {
         let name = e.unwrap().file_name();
@@ -63,7 +63,9 @@ fn manifest_with(dir: &Path, wheel: &Path) -> PathBuf {
     let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
     let old = "requirements = [] }";
     assert!(text.contains(old));
-    let text = text.replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()));
+    let text = text
+        .replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()))
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
     std::fs::write(to.join("berth.toml"), text).unwrap();
     to
 }
@@ -79,42 +81,48 @@ fn release(manifest: Option<&Path>, args: &[&str]) -> Run {
     b.run_env(&all, &[("SOURCE_DATE_EPOCH", EPOCH)])
 }
 
-/// A vendor key and the bundle, built once for the file's tests.
+/// A vendor key and its bundles of ministack.
 struct Vendor {
     _dir: tempfile::TempDir,
     public: String,
     other_public: String,
-    bundle: PathBuf,
+    /// One bundle per version asked for, in that order.
+    bundles: Vec<PathBuf>,
 }
 
-fn vendor() -> Vendor {
+/// The bundles of ministack at `versions`, signed by a new vendor key.
+fn vendor(versions: &[&str]) -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("vendor.key");
     let other = dir.path().join("other.key");
     release(None, &["key", "--out", key.to_str().unwrap()]).expect(0);
     release(None, &["key", "--out", other.to_str().unwrap()]).expect(0);
     let wheel = write_wheel(dir.path());
-    let manifest = manifest_with(&dir.path().join("src"), &wheel);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let r = release(
-        Some(&manifest),
-        &[
-            "build",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--berth",
-            "/bin/true",
-        ],
-    )
-    .expect(0);
-    assert!(r.stderr.contains("Building `app`"), "{}", r.stderr);
+    let mut bundles = Vec::new();
+    for version in versions {
+        let manifest = manifest_with(&dir.path().join("src"), &wheel, version);
+        let r = release(
+            Some(&manifest),
+            &[
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+        )
+        .expect(0);
+        assert!(r.stderr.contains("Building `app`"), "{}", r.stderr);
+        bundles.push(out.join(format!("ministack-{version}.berth-release.tar.zst")));
+    }
     Vendor {
         public: format!("{}.pub", key.display()),
         other_public: format!("{}.pub", other.display()),
-        bundle: out.join("ministack-1.0.0.berth-release.tar.zst"),
+        bundles,
         _dir: dir,
     }
 }
@@ -144,7 +152,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 /// Installed from the bundle: nothing built, the app answers, runs the bundle's
 /// interpreter as its service user, the console script runs from where it landed, the
-/// tree is root's and unwritable by others, and the unpacked bundle is gone.
+/// tree is root's and unwritable by others, and the unpacked bundle is gone. Then
+/// upgraded from the next version's bundle, again without building.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test says why
 fn an_instance_installs_from_a_bundle_without_building() {
@@ -152,12 +161,12 @@ fn an_instance_installs_from_a_bundle_without_building() {
         eprintln!("skipped: installing from a bundle makes service users (root only)");
         return;
     }
-    let v = vendor();
+    let v = vendor(&["1.0.0", "1.1.0"]);
     let dir = prefix_dir("bundle-up");
     let prefix = dir.path();
     let berth = Berth::without_manifest(prefix);
     berth.write_site(SITE);
-    let bundle = v.bundle.to_str().unwrap();
+    let bundle = v.bundles[0].to_str().unwrap();
     let r = berth.run(&["up", "--bundle", bundle, "--public-key", &v.public]);
     // Stopped however the test ends.
     let _down = Down(&berth);
@@ -227,15 +236,44 @@ fn an_instance_installs_from_a_bundle_without_building() {
     let kept = std::fs::read_to_string(prefix.join("manifest/berth.toml")).unwrap();
     assert!(kept.contains("berthtool-1.0-py3-none-any.whl"), "{kept}");
     berth.run(&["status"]).expect(0);
+
+    // The next version, from its bundle: the hop installs the release from it (nothing
+    // built), the app runs its interpreter, and the unpacked bundle is gone after.
+    let r = berth
+        .run(&[
+            "upgrade",
+            "apply",
+            "--bundle",
+            v.bundles[1].to_str().unwrap(),
+            "--public-key",
+            &v.public,
+        ])
+        .expect(0);
+    assert!(
+        r.stderr
+            .contains("Installing `app` from the release bundle"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("Building"), "{}", r.stderr);
+    let next = prefix.join("releases/1.1.0/app");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", berth.pids()["app"])).unwrap();
+    assert!(exe.starts_with(&next), "{}", exe.display());
+    let (code, body) = http_get(55880, "/health", "127.0.0.1").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(!prefix.join("tmp/release-1.1.0").exists());
+    assert!(!prefix.join("state/upgrade.json").exists());
+    let kept = std::fs::read_to_string(prefix.join("manifest/berth.toml")).unwrap();
+    assert!(kept.contains("version = \"1.1.0\""), "{kept}");
 }
 
 /// Another vendor's key, a byte changed in the data (in a built component) and in the
 /// index: refused with the reason, and the prefix that was to be made does not exist.
 #[test]
 fn a_bundle_that_is_not_the_vendors_changes_nothing() {
-    let v = vendor();
+    let v = vendor(&["1.0.0"]);
     let tmp = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(&v.bundle).unwrap();
+    let bytes = std::fs::read(&v.bundles[0]).unwrap();
     let mut data = bytes.clone();
     data[bytes.len() / 3] ^= 0x01;
     let mut index = bytes.clone();
@@ -272,7 +310,7 @@ fn a_bundle_that_is_not_the_vendors_changes_nothing() {
     let r = Berth::new(&tmp.path().join("p"), &fixture("ministack")).run(&[
         "up",
         "--bundle",
-        v.bundle.to_str().unwrap(),
+        v.bundles[0].to_str().unwrap(),
         "--public-key",
         &v.public,
     ]);

@@ -303,8 +303,21 @@ pub enum UpgradeCommand {
     /// A failing hop is rolled back by itself.
     Apply {
         /// The new version's manifest directory; give one per required stop too.
-        #[arg(long, value_name = "DIR", required = true)]
+        #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
         to: Vec<PathBuf>,
+        /// The new version's release bundle instead (one per required stop too): its
+        /// manifest, and its components already built.
+        #[arg(
+            long,
+            value_name = "BUNDLE",
+            conflicts_with = "to",
+            requires = "public_key"
+        )]
+        bundle: Vec<PathBuf>,
+        /// The vendor's public key the bundles must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY|FILE", requires = "bundle")]
+        public_key: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

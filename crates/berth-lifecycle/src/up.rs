@@ -84,11 +84,16 @@ pub fn up_within_then(
 }
 
 /// What `up` checks and installs before it changes the instance (ports, system
-/// packages, host files, interpreters), then the bundled components built: an upgrade
-/// readies the new release this way while the old one keeps serving.
-pub fn prepare_release(inst: &Instance, progress: &dyn Progress) -> Result<DesiredState> {
-    let preview = checks(inst, None, progress)?;
-    release::ensure_bundles(&preview, None, &inst.children(), progress)?;
+/// packages, host files, interpreters), then the bundled components built (or moved
+/// from `payload`, a release bundle's): an upgrade readies the new release this way
+/// while the old one keeps serving.
+pub fn prepare_release(
+    inst: &Instance,
+    payload: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<DesiredState> {
+    let preview = checks(inst, payload, progress)?;
+    release::ensure_bundles(&preview, payload, &inst.children(), progress)?;
     Ok(preview)
 }
 

@@ -109,6 +109,15 @@ pub fn remove(paths: &Paths) -> Result<()> {
         }
     }
     berth_host::beneath::remove_tree_at(&paths.upgrade_manifests())?;
+    // Release bundles unpacked for it (`upgrade apply --bundle`), kept for `resume`.
+    let tmp = paths.tmp();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("release-") {
+                berth_host::beneath::remove_tree_at(&e.path())?;
+            }
+        }
+    }
     Ok(())
 }
 

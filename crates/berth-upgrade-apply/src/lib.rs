@@ -88,9 +88,20 @@ impl Context<'_> {
             manifest: Some(kept_manifest(prefix, version)),
             config: self.loc.config.clone(),
             embedded: None,
-            payload: None,
+            payload: staged_payload(prefix, version),
         }
     }
+}
+
+/// The built components of `version` when it came in a release bundle, unpacked (and
+/// checked) by `upgrade apply --bundle` into `tmp/release-<version>/payload/`.
+fn staged_payload(prefix: &Path, version: &str) -> Option<PathBuf> {
+    let dir = Paths::unversioned(prefix)
+        .release_staging(version)
+        .join("payload");
+    std::fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(dir)
 }
 
 /// Where an unfinished upgrade keeps the manifest of `version`.

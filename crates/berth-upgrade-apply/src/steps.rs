@@ -172,7 +172,7 @@ fn hop_steps(
         Ok(())
     })?;
     step(paths, j, run, "install", timings, |_| {
-        berth_lifecycle::up::prepare_release(&inst_to, progress)?;
+        berth_lifecycle::up::prepare_release(&inst_to, loc_to.payload.as_deref(), progress)?;
         Ok(())
     })?;
     let page_up: Cell<Option<Instant>> = Cell::new(None);

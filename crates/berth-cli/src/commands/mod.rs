@@ -97,9 +97,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             upgrade::migrate(&loc, &to, dry_run)
         }
         Command::Upgrade(UpgradeCommand::Plan { to, json }) => upgrade::plan(&loc, &to, json),
-        Command::Upgrade(UpgradeCommand::Apply { to, json }) => {
-            upgrade::apply(&loc, &to, json, quiet)
-        }
+        Command::Upgrade(UpgradeCommand::Apply {
+            to,
+            bundle,
+            public_key,
+            json,
+        }) => match public_key {
+            Some(key) if !bundle.is_empty() => {
+                upgrade::apply_bundles(&loc, &bundle, &key, json, quiet)
+            }
+            _ => upgrade::apply(&loc, &to, json, quiet),
+        },
         Command::Upgrade(UpgradeCommand::Resume { json }) => upgrade::resume(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),

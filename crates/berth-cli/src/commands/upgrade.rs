@@ -193,6 +193,52 @@ pub fn apply(loc: &Locate, to: &[PathBuf], json: bool, quiet: bool) -> Result<Ex
     print_report(&report, json)
 }
 
+/// `berth upgrade apply --bundle B… --public-key KEY`: every bundle's signature checked
+/// before anything is made, each unpacked into `tmp/release-<version>/` with every byte
+/// checked, then the upgrade applied to their manifests; each hop installs its
+/// release from its bundle's built components. The unpacked bundles stay while the
+/// upgrade is unfinished (`resume` needs them) and go when it is over.
+pub fn apply_bundles(
+    loc: &Locate,
+    bundles: &[PathBuf],
+    key: &str,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let trusted = [super::release::public_key(key)?];
+    let paths = berth_lifecycle::paths(loc)?;
+    let mut infos = Vec::new();
+    for b in bundles {
+        infos.push(berth_release::open(b, &trusted)?.1);
+    }
+    let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
+    let tmp = paths.beneath(&paths.tmp()).to_owned();
+    if top.stat(&tmp)?.is_none() {
+        top.create_dir(&tmp, 0o711, None)?;
+    }
+    let mut staged = Vec::new();
+    let result = (|| -> Result<ExitCode> {
+        let mut to = Vec::new();
+        for (bundle, info) in bundles.iter().zip(&infos) {
+            let staging = paths.release_staging(&info.version);
+            let rel = paths.beneath(&staging).to_owned();
+            top.remove_tree(&rel)?;
+            top.create_dir(&rel, 0o700, None)?;
+            staged.push(rel);
+            let extracted = berth_release::extract(bundle, &trusted, &staging)?;
+            to.push(extracted.manifest_dir);
+        }
+        apply(loc, &to, json, quiet)
+    })();
+    // Kept for `resume` while the upgrade is unfinished; `resume` or `abort` removes them.
+    if !paths.upgrade_journal().exists() {
+        for rel in &staged {
+            let _ = top.remove_tree(rel);
+        }
+    }
+    result
+}
+
 /// Run `f` with the context every upgrade command gives: the instance, this binary and
 /// progress on stderr (silent when `quiet`), the progress ended before the caller prints.
 fn with_context<T>(
