@@ -317,3 +317,169 @@ fn a_bundle_that_is_not_the_vendors_changes_nothing() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--manifest"), "{}", r.stderr);
 }
+
+/// ministack at 1.0.0 with a `migrate` hook that records where it ran (its database
+/// socket directory) and a `[seed]` naming it.
+fn seeded_manifest(dir: &Path) -> PathBuf {
+    let from = fixture("ministack");
+    let to = dir.join("ministack-seeded");
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for e in std::fs::read_dir(from.join("templates")).unwrap() {
+        let name = e.unwrap().file_name();
+        std::fs::copy(
+            from.join("templates").join(&name),
+            to.join("templates").join(&name),
+        )
+        .unwrap();
+    }
+    let mut text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+    text.push_str(
+        r#"
+[hooks.migrate]
+component = "postgresql"
+description = "The release's database migrations"
+command = ["/bin/sh", "-c", '''
+exec "$PSQL" -X -q -v ON_ERROR_STOP=1 -v here="$PGHOST" -h "$PGHOST" -p "$PGPORT" -d app <<'SQL'
+CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY, ran_at text);
+INSERT INTO migrations VALUES ('0001', :'here') ON CONFLICT DO NOTHING;
+SQL
+''']
+environment = { PSQL = "{{ components.postgresql.bin.psql }}", PGHOST = "{{ paths.run }}/postgresql", PGPORT = "{{ settings.postgresql.port }}" }
+when = "release"
+after = ["postgresql"]
+before = ["app"]
+
+[seed]
+hook = "migrate"
+"#,
+    );
+    std::fs::write(to.join("berth.toml"), text).unwrap();
+    to
+}
+
+/// A bundle with a seed: made at build time on a throwaway instance; a first install
+/// loads it where the database is created, and its own `migrate` then finds the work
+/// done (the one row is the build's, naming the throwaway instance's socket directory).
+/// The throwaway instance leaves nothing running.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+fn a_first_install_loads_the_seed_and_migrates_nothing() {
+    if !is_root() {
+        eprintln!("skipped: installing from a bundle makes service users (root only)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vendor.key");
+    release(None, &["key", "--out", key.to_str().unwrap()]).expect(0);
+    let manifest = seeded_manifest(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = release(
+        Some(&manifest),
+        &[
+            "build",
+            "--key",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--berth",
+            "/bin/true",
+        ],
+    )
+    .expect(0);
+    assert!(r.stderr.contains("Seeding the database"), "{}", r.stderr);
+    assert!(r.stdout.contains("seed: hook `migrate`"), "{}", r.stdout);
+    // Nothing of the throwaway instance runs on.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(!ps.contains("berth-seed."), "{ps}");
+    let bundle = out.join("ministack-1.0.0.berth-release.tar.zst");
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc {} | tar -t", bundle.display()))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().any(|l| l == "seed/toc.dat"), "{listing}");
+
+    let pdir = prefix_dir("bundle-seed");
+    let prefix = pdir.path();
+    let berth = Berth::without_manifest(prefix);
+    berth.write_site(
+        "external_url = \"http://127.0.0.1:55980/\"\n\
+         [postgresql]\nport = 55932\n[redis]\nport = 55963\n\
+         [app]\nport = 55901\nspare_port = 55902\n",
+    );
+    let r = berth.run(&[
+        "up",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let _down = Down(&berth);
+    let r = r.expect(0);
+    assert!(
+        r.stderr.contains("Loading the seed into database `app`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Running hook `migrate`"), "{}", r.stderr);
+    let rows = sql(
+        prefix,
+        55932,
+        "SELECT name || ' ' || ran_at FROM migrations",
+    );
+    let (name, ran_at) = rows.split_once(' ').unwrap();
+    assert_eq!(name, "0001", "{rows}");
+    assert!(ran_at.contains("/berth-seed."), "{rows}");
+    assert!(!ran_at.starts_with(prefix.to_str().unwrap()), "{rows}");
+    // The database is the app's, as a migrated one would be.
+    let owner = sql(
+        prefix,
+        55932,
+        "SELECT tableowner FROM pg_tables WHERE tablename = 'migrations'",
+    );
+    assert_eq!(owner, "app");
+    let (code, body) = http_get(55980, "/health", "127.0.0.1").unwrap();
+    assert_eq!(code, 200, "{body}");
+    // Only the new instance's database is there (no leftover of the load).
+    let dbs = sql(
+        prefix,
+        55932,
+        "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE NOT datistemplate",
+    );
+    assert_eq!(dbs, "app,postgres");
+}
+
+/// One SQL statement against the instance's database `app`, as the database's user.
+fn sql(prefix: &Path, port: u16, statement: &str) -> String {
+    let host = prefix.join("run/postgresql");
+    let port = port.to_string();
+    let out = run_as_service(
+        prefix,
+        "postgresql",
+        &[
+            "/usr/lib/postgresql/15/bin/psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host.to_str().unwrap(),
+            "-p",
+            &port,
+            "-d",
+            "app",
+            "-c",
+            statement,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

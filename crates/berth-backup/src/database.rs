@@ -117,6 +117,22 @@ pub fn server_version(db: &Database<'_>) -> Result<String> {
         .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
+/// The number of relations (tables, views, sequences …) outside the system schemas of
+/// the app's database: 0 for one just created.
+pub fn relation_count(db: &Database<'_>) -> Result<u64> {
+    let out = sql(
+        db,
+        &db.name,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'",
+    )?;
+    out.parse().map_err(|_| BackupError::Database {
+        what: format!("unexpected answer to the relation count query: `{out}`"),
+        stderr: String::new(),
+    })
+}
+
 /// Whether a database of that name exists.
 pub fn exists(db: &Database<'_>, name: &str) -> Result<bool> {
     let out = sql(

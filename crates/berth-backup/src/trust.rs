@@ -384,7 +384,12 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
 /// bring quotes, newlines or other characters the generated ones never have into a
 /// rendered file; one a hook made, one line without control characters.
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
-    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts, &inst.users);
+    let specs = berth_render::secret_specs_enabled(
+        &inst.manifest,
+        &inst.facts,
+        &inst.users,
+        &inst.config.enabled_components,
+    );
     let bad = |what: String| BackupError::Cannot {
         what: format!("The archive's secrets are not this app's: {what}"),
         hint: "do not restore this archive (or restore it with `--without-secrets`)".to_owned(),

@@ -17,7 +17,12 @@ const NOT_YET_GENERATED: &str = "<generated on first up>";
 /// A secret a hook makes (`from_hook`) is in the map once it exists, for masking only
 /// (templates never see it), and never generated.
 pub fn secrets(inst: &Instance, create: bool) -> Result<BTreeMap<String, String>> {
-    let specs = berth_render::secret_specs(&inst.manifest, &inst.facts, &inst.users);
+    let specs = berth_render::secret_specs_enabled(
+        &inst.manifest,
+        &inst.facts,
+        &inst.users,
+        &inst.config.enabled_components,
+    );
     if create {
         let store = berth_host::secrets::SecretStore::open(&inst.paths.secrets)?;
         return Ok(store.ensure(&specs)?);

@@ -49,6 +49,10 @@ pub struct Manifest {
     /// removed.
     #[serde(default)]
     pub upgrade: UpgradeDecl,
+    /// A database migrated once, at release-build time, that first installs from a
+    /// release bundle load instead of migrating from nothing.
+    #[serde(default)]
+    pub seed: Option<SeedDecl>,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -738,6 +742,18 @@ impl std::fmt::Display for RerunSource {
             RerunSource::AppVersion => write!(f, "app:version"),
         }
     }
+}
+
+/// `[seed]`: the database a release bundle carries already migrated. `berth release
+/// build` runs `hook` (and the hooks it needs, and `backup.database.restore_after`) on
+/// a throwaway instance and ships a dump of `[backup.database]` taken right after it; a
+/// first `berth up --bundle` loads that dump where the database is created, then runs
+/// `hook` as usual, which then has nothing left to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedDecl {
+    /// The hook whose work the dump holds (the migrations).
+    pub hook: String,
 }
 
 /// `[upgrade]`: the upgrade rules of this version, as data. They are the vendor's

@@ -53,6 +53,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.host_files();
     v.backup();
     v.upgrade();
+    v.seed();
     v.cycles();
     v.templates();
     v.diags.into_result(())
@@ -1008,6 +1009,27 @@ impl Validator<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// `[seed]`: a declared hook, and a database to dump and load.
+    fn seed(&mut self) {
+        let Some(seed) = &self.man.seed else { return };
+        let at = [Seg::Key("seed"), Seg::Key("hook")];
+        let known = self.man.hooks.keys().map(String::as_str);
+        self.reference(&at, &seed.hook, "hook", known);
+        if self
+            .man
+            .backup
+            .as_ref()
+            .is_none_or(|b| b.database.is_none())
+        {
+            self.at_key(
+                &[Seg::Key("seed")],
+                "a seed is a dump of the app's database, and `[backup.database]` declares none"
+                    .to_owned(),
+                Some("declare the database in `[backup.database]`, or remove `[seed]`".to_owned()),
+            );
         }
     }
 

@@ -820,3 +820,13 @@ fn manifest_secret_from_hook_errors() {
         .unwrap_or_else(|d| panic!("{d}"));
     assert_snapshot!(validate(&m).unwrap_err().to_string());
 }
+
+/// `[seed]` names a hook that exists (did-you-mean) and needs `[backup.database]`.
+#[test]
+fn manifest_seed_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.web]\nsource = \"system\"\nuser = \"web\"\n\n\
+         [hooks.migrate]\ncomponent = \"web\"\ncommand = [\"m\"]\nwhen = \"release\"\n\n\
+         [seed]\nhook = \"migrat\"\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+}

@@ -23,7 +23,15 @@ pub struct BuildInput<'a> {
     pub out_dir: &'a Path,
     /// Told what is being done, one line at a time (building a component takes minutes).
     pub say: &'a dyn Fn(&str),
+    /// Makes the seed of a manifest that declares `[seed]`: given the directory of the
+    /// built components (one per component) and a directory to create, it writes the
+    /// database dump there.
+    pub seed: Option<&'a SeedFn<'a>>,
 }
+
+/// See [`BuildInput::seed`].
+pub type SeedFn<'a> =
+    dyn Fn(&Path, &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + 'a;
 
 /// A bundle written.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,6 +50,8 @@ pub struct Built {
     pub signer: String,
     /// The bundled components it carries, built (`payload/<component>/`).
     pub components: Vec<String>,
+    /// The hook whose work its seed holds, if it carries one.
+    pub seed: Option<String>,
 }
 
 /// The file name of the bundle of `app` at `version`.
@@ -111,7 +121,10 @@ fn write_bundle(
     let app = loaded.manifest.app.name.clone();
     let version = loaded.manifest.app.version.clone();
     let epoch = input.source_date_epoch;
-    let components = crate::payload::build_all(&loaded.manifest, staging, epoch, input.say)?;
+    let payload = staging.join("payload");
+    let components = crate::payload::build_all(&loaded.manifest, &payload, epoch, input.say)?;
+    let seed_dir = staging.join("seed");
+    let seed = make_seed(input, loaded, &payload, &seed_dir)?;
     (input.say)("Writing the bundle");
     let mut writer = ArchiveWriter::create(
         path,
@@ -126,6 +139,17 @@ fn write_bundle(
         writer.add_bytes(&format!("manifest/{template}"), source.as_bytes(), 0o644)?;
     }
     writer.add_file("bin/berth", input.berth_exe)?;
+    if seed.is_some() {
+        let skipped = writer.add_tree(crate::SEED_DIR, &seed_dir)?;
+        if let Some(s) = skipped.first() {
+            return Err(ReleaseError::Input {
+                what: format!(
+                    "the seed holds `{}`, which a bundle cannot carry",
+                    s.path.display()
+                ),
+            });
+        }
+    }
     for c in &components {
         let skipped = writer.add_tree(&crate::payload::payload_dir(&c.name), &c.tree)?;
         // A tree the build just made holds nothing to leave out; if it does, the
@@ -159,6 +183,9 @@ fn write_bundle(
                 .map(|c| c.name.clone())
                 .collect::<Vec<_>>(),
         );
+    if let Some(hook) = &seed {
+        meta.insert("seed", hook.as_str());
+    }
     let written = writer.finish(meta, input.key)?;
     // A release is published, not kept secret (archives are written 0600 for backups).
     {
@@ -178,6 +205,35 @@ fn write_bundle(
         bytes: written.size,
         signer: input.key.public_key().to_string(),
         components: components.into_iter().map(|c| c.name).collect(),
+        seed,
+    })
+}
+
+/// The seed of a manifest that declares one, made into `seed_dir` by the build's
+/// [`SeedFn`] from the components in `payload`; its hook.
+fn make_seed(
+    input: &BuildInput<'_>,
+    loaded: &LoadedManifest,
+    payload: &Path,
+    seed_dir: &Path,
+) -> Result<Option<String>, ReleaseError> {
+    Ok(match (&loaded.manifest.seed, input.seed) {
+        (Some(decl), Some(capture)) => {
+            (input.say)(&format!(
+                "Seeding the database: hook `{}` on a throwaway instance",
+                decl.hook
+            ));
+            capture(payload, seed_dir).map_err(|e| ReleaseError::Input {
+                what: format!("The seed could not be made: {e}"),
+            })?;
+            Some(decl.hook.clone())
+        }
+        (Some(_), None) => {
+            return Err(ReleaseError::Input {
+                what: "the manifest declares `[seed]`, and this build cannot make one".to_owned(),
+            });
+        }
+        (None, _) => None,
     })
 }
 

@@ -15,6 +15,9 @@
 //!   a copy of the interpreter with the requirements installed into it,
 //!   [`berth_host::portable`]), which `berth up --bundle` moves into the release
 //!   instead of building;
+//! - `seed/`: for a manifest with `[seed]`, the app's database dumped right after the
+//!   seed hook ran on a throwaway instance at build time, which a first
+//!   `berth up --bundle` loads instead of migrating from nothing;
 //!
 //! and its signed index's `meta` says `kind = "release"`, the app and version, the
 //! bundle format ([`BUNDLE_FORMAT`]), the berth version, and the epoch as `created`.
@@ -29,7 +32,7 @@ mod error;
 mod open;
 mod payload;
 
-pub use build::{BuildInput, Built, build, bundle_name};
+pub use build::{BuildInput, Built, SeedFn, build, bundle_name};
 pub use error::ReleaseError;
 pub use open::{BundleInfo, Extracted, extract, open, verify};
 pub use payload::payload_dir;
@@ -39,6 +42,9 @@ pub const BUNDLE_FORMAT: u64 = 1;
 
 /// The suffix of a bundle's file name.
 pub const BUNDLE_SUFFIX: &str = ".berth-release.tar.zst";
+
+/// Where a bundle keeps its seed: the database dump (`pg_dump --format=directory`).
+pub const SEED_DIR: &str = "seed";
 
 /// The `kind` a bundle's meta has (backups have none).
 pub const KIND: &str = "release";

@@ -28,6 +28,8 @@ pub struct BundleInfo {
     pub entries: usize,
     /// The bundled components it carries built (`payload/<component>/`).
     pub payload: Vec<String>,
+    /// The hook whose work its seed holds, if it carries one (`seed/`).
+    pub seed: Option<String>,
 }
 
 /// A bundle extracted by [`extract`].
@@ -39,6 +41,8 @@ pub struct Extracted {
     pub manifest_dir: PathBuf,
     /// The directory holding its built components, one directory each.
     pub payload_dir: PathBuf,
+    /// Its seed (a database dump directory), if it carries one.
+    pub seed_dir: Option<PathBuf>,
 }
 
 /// The entries every bundle has.
@@ -124,7 +128,14 @@ pub fn open(path: &Path, trusted: &[PublicKey]) -> Result<(Archive, BundleInfo),
         sha256: None,
         entries: manifest.entries.len(),
         payload,
+        seed: text("seed"),
     };
+    if info.seed.is_some() && !manifest.entries.iter().any(|e| e.path == crate::SEED_DIR) {
+        return Err(not(format!(
+            "its index names a seed but it has no `{}/`",
+            crate::SEED_DIR
+        )));
+    }
     Ok((archive, info))
 }
 
@@ -168,7 +179,13 @@ pub fn extract(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Extrac
             )));
         }
     }
+    if info.seed.is_some() && loaded.manifest.seed.as_ref().map(|s| &s.hook) != info.seed.as_ref() {
+        return Err(not(
+            "it carries a seed its manifest does not declare".to_owned()
+        ));
+    }
     Ok(Extracted {
+        seed_dir: info.seed.is_some().then(|| dest.join(crate::SEED_DIR)),
         info,
         manifest_dir,
         payload_dir: dest.join("payload"),

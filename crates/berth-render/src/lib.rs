@@ -44,7 +44,9 @@ pub use order::{hook_order, hook_prerequisites};
 pub use policy::{
     AutoUpgrade, BackupPolicy, BackupTarget, Schedule, UpgradePolicy, backup_policy, upgrade_policy,
 };
-pub use render::{HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs};
+pub use render::{
+    HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs, secret_specs_enabled,
+};
 pub use supervision::{
     SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB, scheduled_backup_job, scheduled_upgrade_job,
     supervision_plan,

@@ -93,6 +93,29 @@ pub fn secret_specs(
         .collect()
 }
 
+/// [`secret_specs`] for an instance whose enabled components are `enabled`: a secret
+/// read by a component that is switched off is still made (a template may name it),
+/// but belongs to root, since that component's user is not made either.
+pub fn secret_specs_enabled(
+    manifest: &LoadedManifest,
+    facts: &Facts,
+    users: &crate::UserNames,
+    enabled: &std::collections::BTreeSet<String>,
+) -> Vec<SecretSpec> {
+    let mut specs = secret_specs(manifest, facts, users);
+    for spec in &mut specs {
+        let reader = manifest
+            .manifest
+            .secrets
+            .get(&spec.name)
+            .and_then(|d| d.readable_by.as_ref());
+        if reader.is_some_and(|c| !enabled.contains(c)) {
+            spec.owner = None;
+        }
+    }
+    specs
+}
+
 /// Named alphabets; anything else is a literal set of characters.
 fn expand_alphabet(name: &str) -> String {
     const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
@@ -484,7 +507,12 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         packages: packages.into_iter().collect(),
         binaries,
         bundles,
-        secrets: secret_specs(input.manifest, input.facts, input.users),
+        secrets: secret_specs_enabled(
+            input.manifest,
+            input.facts,
+            input.users,
+            &input.config.enabled_components,
+        ),
         services,
         jobs,
         listen,

@@ -191,6 +191,29 @@ fn secret_specs_expand_alphabets_and_owners() {
     assert_eq!(db.owner, None);
 }
 
+/// A secret read by a component that is switched off is still made, but root's: that
+/// component's user is not made (an `up` as root failed on the missing user).
+#[test]
+fn a_secret_of_a_component_switched_off_belongs_to_root() {
+    let m = fixture();
+    let root = Facts {
+        is_root: true,
+        ..Facts::fixture()
+    };
+    let users = berth_render::UserNames::shared();
+    let all: std::collections::BTreeSet<String> = m.manifest.components.keys().cloned().collect();
+    let owner = |enabled: &std::collections::BTreeSet<String>| {
+        berth_render::secret_specs_enabled(&m, &root, &users, enabled)
+            .into_iter()
+            .find(|s| s.name == "admin_password")
+            .unwrap()
+            .owner
+    };
+    assert_eq!(owner(&all).as_deref(), Some("demo"));
+    let without_app = all.iter().filter(|c| *c != "app").cloned().collect();
+    assert_eq!(owner(&without_app), None);
+}
+
 /// Renders `template` as a file of `format` with one secret `key` set to `secret`.
 fn render_one(format: &str, template: &str, secret: &str) -> Result<String, String> {
     let manifest = format!(

@@ -98,6 +98,11 @@ pub fn build(
                 eprintln!("{line}");
             }
         },
+        seed: Some(&|payload: &Path, dest: &Path| {
+            let running = std::env::current_exe()?;
+            let progress = crate::output::Terminal::new(json);
+            berth_seed::capture(manifest, payload, dest, &running, &progress).map_err(Into::into)
+        }),
     })?;
     if json {
         print_json(&built)?;
@@ -113,6 +118,9 @@ pub fn build(
         println!("  signed by: {}", built.signer);
         if !built.components.is_empty() {
             println!("  built components: {}", built.components.join(", "));
+        }
+        if let Some(hook) = &built.seed {
+            println!("  seed: hook `{hook}`");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -147,6 +155,9 @@ pub fn verify(bundle: &Path, key: &str, json: bool) -> Result<ExitCode> {
         println!("  signed by: {}", info.signer);
         if !info.payload.is_empty() {
             println!("  built components: {}", info.payload.join(", "));
+        }
+        if let Some(hook) = &info.seed {
+            println!("  seed: hook `{hook}`");
         }
         if let Some(sha) = &info.sha256 {
             println!("  sha256: {sha}");

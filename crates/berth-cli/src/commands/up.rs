@@ -15,6 +15,22 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("Failed to find the berth executable")?;
     let report = berth_lifecycle::up(&inst, loc, &exe, &progress)?;
     drop(progress);
+    print_up(&inst, &report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `up` of a new instance from a bundle that carries a seed ([`berth_seed::up_seeded`]).
+fn up_seeded(loc: &Locate, seed: &Path, quiet: bool) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let progress = Terminal::new(quiet);
+    let exe = std::env::current_exe().context("Failed to find the berth executable")?;
+    let report = berth_seed::up_seeded(&inst, loc, seed, &exe, &progress)?;
+    drop(progress);
+    print_up(&inst, &report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_up(inst: &berth_lifecycle::Instance, report: &berth_lifecycle::UpReport) {
     println!();
     println!(
         "{} {} is up at {}",
@@ -28,7 +44,6 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     println!(
         "Next: edit the site config, then `berth reconfigure`; `berth status` shows every service."
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `berth up --bundle`: the bundle's signature checked first (nothing is touched
@@ -82,7 +97,11 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
             payload: Some(extracted.payload_dir),
             ..loc.clone()
         };
-        up(&from_bundle, quiet)
+        match &extracted.seed_dir {
+            // A new instance starts from the bundle's migrated database.
+            Some(seed) if !paths.state_db().exists() => up_seeded(&from_bundle, seed, quiet),
+            _ => up(&from_bundle, quiet),
+        }
     });
     if let Ok(top) = berth_host::beneath::SafeDir::open_trusted(&prefix) {
         let _ = top.remove_tree(paths.beneath(&staging));
