@@ -66,6 +66,12 @@ fn manifest_with(dir: &Path, wheel: &Path, version: &str) -> PathBuf {
     let text = text
         .replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()))
         .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    // 1.2 must be reached through a 1.1 release.
+    let text = if version.starts_with("1.2.") {
+        format!("{text}\n[upgrade]\nstops = [\"1.1\"]\n")
+    } else {
+        text
+    };
     std::fs::write(to.join("berth.toml"), text).unwrap();
     to
 }
@@ -84,6 +90,8 @@ fn release(manifest: Option<&Path>, args: &[&str]) -> Run {
 /// A vendor key and its bundles of ministack.
 struct Vendor {
     _dir: tempfile::TempDir,
+    /// The secret key file.
+    key: PathBuf,
     public: String,
     other_public: String,
     /// One bundle per version asked for, in that order.
@@ -120,6 +128,7 @@ fn vendor(versions: &[&str]) -> Vendor {
         bundles.push(out.join(format!("ministack-{version}.berth-release.tar.zst")));
     }
     Vendor {
+        key: key.clone(),
         public: format!("{}.pub", key.display()),
         other_public: format!("{}.pub", other.display()),
         bundles,
@@ -482,4 +491,165 @@ fn sql(prefix: &Path, port: u16, statement: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A channel: three bundles published under one signed index. `up --channel
+/// --version` installs the version asked for; `upgrade apply --channel` goes to the
+/// newest through the required stop (1.2.0 is reached through 1.1.0). A changed index,
+/// a changed bundle and another vendor's key are refused before anything is made.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
+#[allow(clippy::too_many_lines)] // one channel, its refusals, then an install and an upgrade
+fn a_channel_installs_and_upgrades_through_the_required_stop() {
+    if !is_root() {
+        eprintln!("skipped: installing from a bundle makes service users (root only)");
+        return;
+    }
+    let v = vendor(&["1.0.0", "1.1.0", "1.2.0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let channel = tmp.path().join("channel");
+    let key = v.key.to_str().unwrap();
+    for b in &v.bundles {
+        let r = release(
+            None,
+            &[
+                "publish",
+                b.to_str().unwrap(),
+                "--channel",
+                channel.to_str().unwrap(),
+                "--key",
+                key,
+            ],
+        )
+        .expect(0);
+        assert!(r.stdout.contains("Published"), "{}", r.stdout);
+    }
+    // Again: the same bytes, nothing changes.
+    let again = release(
+        None,
+        &[
+            "publish",
+            v.bundles[0].to_str().unwrap(),
+            "--channel",
+            channel.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    )
+    .expect(0);
+    assert!(again.stdout.contains("already"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("versions: 1.0.0, 1.1.0, 1.2.0"),
+        "{}",
+        again.stdout
+    );
+
+    // Refused before anything is made: a changed index, a changed bundle, another key.
+    let copy = |name: &str| {
+        let to = tmp.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for e in std::fs::read_dir(&channel).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    };
+    let changed_index = copy("changed-index");
+    let index = changed_index.join("channel.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, text.replacen("\"1.1\"", "\"1.0\"", 1)).unwrap();
+    let changed_bundle = copy("changed-bundle");
+    let bundle = changed_bundle.join("ministack-1.0.0.berth-release.tar.zst");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&bundle, bytes).unwrap();
+    for (what, dir, public, expect) in [
+        (
+            "a changed index",
+            &changed_index,
+            &v.public,
+            "not by a trusted key",
+        ),
+        ("a changed bundle", &changed_bundle, &v.public, "SHA-256"),
+        (
+            "another vendor's key",
+            &channel,
+            &v.other_public,
+            "not by a trusted key",
+        ),
+    ] {
+        let prefix = tmp.path().join(format!("never-{}", what.len()));
+        let r = Berth::without_manifest(&prefix).run(&[
+            "up",
+            "--channel",
+            dir.to_str().unwrap(),
+            "--app-version",
+            "1.0.0",
+            "--public-key",
+            public,
+        ]);
+        assert_eq!(r.code, 1, "{what}: {r:?}");
+        assert!(r.stderr.contains(expect), "{what}: {}", r.stderr);
+        assert!(!prefix.exists(), "{what}: the prefix was made");
+    }
+
+    let pdir = prefix_dir("bundle-channel");
+    let prefix = pdir.path();
+    let berth = Berth::without_manifest(prefix);
+    berth.write_site(
+        "external_url = \"http://127.0.0.1:55780/\"\n\
+         [postgresql]\nport = 55732\n[redis]\nport = 55763\n\
+         [app]\nport = 55701\nspare_port = 55702\n",
+    );
+    let r = berth.run(&[
+        "up",
+        "--channel",
+        channel.to_str().unwrap(),
+        "--app-version",
+        "1.0.0",
+        "--public-key",
+        &v.public,
+    ]);
+    let _down = Down(&berth);
+    r.expect(0);
+    let r = berth
+        .run(&[
+            "upgrade",
+            "apply",
+            "--channel",
+            channel.to_str().unwrap(),
+            "--public-key",
+            &v.public,
+            "--json",
+        ])
+        .expect(0);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let hops: Vec<(String, String)> = report["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["from"].as_str().unwrap().to_owned(),
+                h["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("1.0.0".to_owned(), "1.1.0".to_owned()),
+            ("1.1.0".to_owned(), "1.2.0".to_owned())
+        ]
+    );
+    assert!(!r.stderr.contains("Building"), "{}", r.stderr);
+    let exe = std::fs::read_link(format!("/proc/{}/exe", berth.pids()["app"])).unwrap();
+    assert!(
+        exe.starts_with(prefix.join("releases/1.2.0/app")),
+        "{}",
+        exe.display()
+    );
+    let (code, body) = http_get(55780, "/health", "127.0.0.1").unwrap();
+    assert_eq!(code, 200, "{body}");
 }

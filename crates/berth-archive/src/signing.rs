@@ -102,6 +102,17 @@ impl SigningKey {
         Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
     }
 
+    /// The signature over `document` for the purpose `context` (a fixed, NUL-ended
+    /// label of the format, e.g. `b"berth release channel v1\0"`): a signature made for
+    /// one purpose never verifies for another, nor as an archive's.
+    pub fn sign_document(&self, context: &'static [u8], document: &[u8]) -> [u8; 64] {
+        self.sign_index(Signed {
+            context,
+            data: None,
+            json: document,
+        })
+    }
+
     /// The signature over an index and the data it follows.
     pub(crate) fn sign_index(&self, signed: Signed<'_>) -> [u8; 64] {
         self.0.sign(&signed_message(signed)).to_bytes()
@@ -149,6 +160,24 @@ impl PublicKey {
             .ok()
             .filter(|k| !k.is_weak())
             .map(Self)
+    }
+
+    /// Whether `signature` is this key's [`SigningKey::sign_document`] over `document`
+    /// for `context`.
+    pub fn verifies_document(
+        &self,
+        context: &'static [u8],
+        document: &[u8],
+        signature: &[u8; 64],
+    ) -> bool {
+        self.verifies_index(
+            Signed {
+                context,
+                data: None,
+                json: document,
+            },
+            signature,
+        )
     }
 
     /// Whether `signature` is this key's signature over an index and the data it follows.

@@ -46,8 +46,20 @@ pub enum Command {
         bundle: Option<PathBuf>,
         /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
         /// file holding it).
-        #[arg(long, value_name = "KEY|FILE", requires = "bundle")]
+        #[arg(long, value_name = "KEY|FILE")]
         public_key: Option<String>,
+        /// Install from this channel (`berth release publish`) instead: the newest
+        /// release, or `--app-version`.
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "bundle",
+            requires = "public_key"
+        )]
+        channel: Option<PathBuf>,
+        /// The app version to install from `--channel` [default: the newest].
+        #[arg(long, value_name = "VERSION", requires = "channel")]
+        app_version: Option<String>,
     },
     /// Apply the site config: rewrite changed files, restart or reload only what they affect.
     Reconfigure {
@@ -253,6 +265,21 @@ pub enum ReleaseCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Add a bundle to a channel (a directory of bundles with an index signed by the
+    /// vendor's key); the releases published before stay.
+    Publish {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The channel's directory (made if missing).
+        #[arg(long, value_name = "DIR")]
+        channel: PathBuf,
+        /// The secret key file the bundle is signed with; it signs the index too.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a bundle: signed by the given key, a release of the app and version its
     /// name says, every byte as signed.
     Verify {
@@ -303,7 +330,7 @@ pub enum UpgradeCommand {
     /// A failing hop is rolled back by itself.
     Apply {
         /// The new version's manifest directory; give one per required stop too.
-        #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
+        #[arg(long, value_name = "DIR", required_unless_present_any = ["bundle", "channel"])]
         to: Vec<PathBuf>,
         /// The new version's release bundle instead (one per required stop too): its
         /// manifest, and its components already built.
@@ -314,10 +341,17 @@ pub enum UpgradeCommand {
             requires = "public_key"
         )]
         bundle: Vec<PathBuf>,
-        /// The vendor's public key the bundles must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY|FILE", requires = "bundle")]
+        /// The vendor's public key the bundles (or the channel) must be signed with
+        /// (`ed25519:…`, or a file holding it).
+        #[arg(long, value_name = "KEY|FILE")]
         public_key: Option<String>,
+        /// Upgrade from this channel instead: to its newest release (or
+        /// `--app-version`), through the newest release of every required stop.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["to", "bundle"], requires = "public_key")]
+        channel: Option<PathBuf>,
+        /// The app version to upgrade to from `--channel` [default: the newest].
+        #[arg(long, value_name = "VERSION", requires = "channel")]
+        app_version: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -348,4 +382,13 @@ pub enum UpgradeCommand {
 pub struct ServiceArg {
     /// Service name; all services when omitted.
     pub service: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the command line's definition (names used twice, say).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -28,6 +28,7 @@
 //! ([`berth_archive::SigningKey`]): `berth release key` makes one.
 
 mod build;
+pub mod channel;
 mod error;
 mod open;
 mod payload;

@@ -58,6 +58,9 @@ fn refuse_manifest_with_bundle(cli: &Cli) {
         Command::Up {
             bundle: Some(_),
             ..
+        } | Command::Up {
+            channel: Some(_),
+            ..
         }
     ) && cli.global.manifest.is_some()
     {
@@ -87,7 +90,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up {
             bundle: Some(bundle),
             public_key: Some(key),
+            ..
         } => up::up_from_bundle(&loc, &bundle, &key, quiet),
+        Command::Up {
+            channel: Some(channel),
+            public_key: Some(key),
+            app_version,
+            ..
+        } => up::up_from_channel(&loc, &channel, app_version.as_deref(), &key, quiet),
         Command::Up { .. } => up::up(&loc, quiet),
         Command::Reconfigure { dry_run } => up::reconfigure(&loc, dry_run, quiet),
         Command::Plan => up::plan(&loc),
@@ -101,9 +111,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             to,
             bundle,
             public_key,
+            channel,
+            app_version,
             json,
-        }) => match public_key {
-            Some(key) if !bundle.is_empty() => {
+        }) => match (public_key, channel) {
+            (Some(key), Some(channel)) => {
+                upgrade::apply_channel(&loc, &channel, app_version.as_deref(), &key, json, quiet)
+            }
+            (Some(key), None) if !bundle.is_empty() => {
                 upgrade::apply_bundles(&loc, &bundle, &key, json, quiet)
             }
             _ => upgrade::apply(&loc, &to, json, quiet),
@@ -113,6 +128,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
+        Command::Release(ReleaseCommand::Publish {
+            bundle,
+            channel,
+            key,
+            json,
+        }) => release::publish(&bundle, &channel, &key, json),
         Command::Release(ReleaseCommand::Build {
             key,
             out,

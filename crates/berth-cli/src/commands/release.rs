@@ -64,14 +64,7 @@ pub fn build(
     let Some(manifest) = manifest else {
         bail!("give the app's manifest directory: `berth --manifest DIR release build …`");
     };
-    let text = std::fs::read_to_string(key_file)
-        .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
-    let Some(key) = parse_key_file(&text)?.signing else {
-        bail!(
-            "`{}` holds no signing key: make one with `berth release key --out FILE`",
-            key_file.display()
-        );
-    };
+    let key = signing_key(key_file)?;
     let epoch = if let Some(e) = source_date_epoch {
         e
     } else {
@@ -124,6 +117,47 @@ pub fn build(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `berth release publish`.
+pub fn publish(bundle: &Path, channel: &Path, key_file: &Path, json: bool) -> Result<ExitCode> {
+    let key = signing_key(key_file)?;
+    let published = berth_release::channel::publish(bundle, channel, &key)?;
+    if json {
+        print_json(&published)?;
+    } else {
+        let r = &published.release;
+        if published.already {
+            println!(
+                "{} is in {} already (the same bytes)",
+                r.version,
+                channel.display()
+            );
+        } else {
+            println!(
+                "Published {} in {}: {}",
+                r.version,
+                channel.display(),
+                r.file
+            );
+        }
+        println!("  sha256: {}", r.sha256);
+        println!("  versions: {}", published.versions.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The signing key in a key file made by `berth release key`.
+fn signing_key(key_file: &Path) -> Result<berth_archive::SigningKey> {
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
+    let Some(key) = parse_key_file(&text)?.signing else {
+        bail!(
+            "`{}` holds no signing key: make one with `berth release key --out FILE`",
+            key_file.display()
+        );
+    };
+    Ok(key)
 }
 
 /// The public key given as text or as a file holding it.

@@ -113,6 +113,23 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
     result
 }
 
+/// `berth up --channel DIR [--version V]`: the channel's index checked against the key,
+/// the release picked, its bundle's bytes checked against the index, then
+/// [`up_from_bundle`].
+pub fn up_from_channel(
+    loc: &Locate,
+    channel: &Path,
+    version: Option<&str>,
+    key: &str,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let trusted = [super::release::public_key(key)?];
+    let index = berth_release::channel::open_channel(channel, &trusted)?;
+    let release = index.pick(version)?;
+    let bundle = berth_release::channel::bundle_path(channel, release)?;
+    up_from_bundle(loc, &bundle, key, quiet)
+}
+
 pub fn reconfigure(loc: &Locate, dry_run: bool, quiet: bool) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
     if dry_run {

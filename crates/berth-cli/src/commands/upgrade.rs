@@ -1,6 +1,6 @@
 //! `berth upgrade plan|apply|resume|abort`, `berth releases` and `berth config migrate`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -237,6 +237,30 @@ pub fn apply_bundles(
         }
     }
     result
+}
+
+/// `berth upgrade apply --channel DIR [--version V]`: the channel's index checked
+/// against the key, the path from the running version picked from it (the newest
+/// release of every required stop, then the target), each bundle's bytes checked
+/// against the index, then [`apply_bundles`].
+pub fn apply_channel(
+    loc: &Locate,
+    channel: &Path,
+    version: Option<&str>,
+    key: &str,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let trusted = [super::release::public_key(key)?];
+    let index = berth_release::channel::open_channel(channel, &trusted)?;
+    let inst = berth_lifecycle::instance::open(loc)?;
+    let running = &inst.manifest.manifest.app.version;
+    let target = index.pick(version)?.version.clone();
+    let mut bundles = Vec::new();
+    for release in index.upgrade_path(running, &target)? {
+        bundles.push(berth_release::channel::bundle_path(channel, release)?);
+    }
+    apply_bundles(loc, &bundles, key, json, quiet)
 }
 
 /// Run `f` with the context every upgrade command gives: the instance, this binary and
