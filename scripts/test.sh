@@ -14,6 +14,11 @@ cd "$(dirname "$0")/.."
 # example compiles psycopg's C extension (berth installs its libpq-dev itself).
 # php8.2-cli: PHP reads back the values injected into a rendered LocalSettings.php; the
 # MediaWiki example's other packages (PHP-FPM, mediawiki) berth installs itself.
+# What to undo when the script ends, however it ends (one EXIT trap runs them all).
+on_exit=()
+run_on_exit() { local c; for c in "${on_exit[@]}"; do eval "$c"; done; }
+trap run_on_exit EXIT
+
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli)
 missing=()
@@ -31,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e /usr/sbin/policy-rc.d ] && [ ! -d /run/systemd/system ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod 755 /usr/sbin/policy-rc.d
-    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+    on_exit+=('$sudo rm -f /usr/sbin/policy-rc.d')
   fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
@@ -50,7 +55,7 @@ cargo build --workspace --all-targets --locked "${features[@]}"
 reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
 if [ "$(id -u)" -eq 0 ] && [ -w "$reserved" ]; then
   reserved_before=$(cat "$reserved")
-  trap 'echo "$reserved_before" > "$reserved"' EXIT
+  on_exit+=('echo "$reserved_before" > "$reserved"')
   echo "33000-33500,35000-39500,41000-49500,51000-51500,55000-58500${reserved_before:+,$reserved_before}" > "$reserved"
 fi
 case " $* " in

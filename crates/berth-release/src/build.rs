@@ -122,6 +122,10 @@ fn write_bundle(
     let version = loaded.manifest.app.version.clone();
     let epoch = input.source_date_epoch;
     let payload = staging.join("payload");
+    std::fs::create_dir_all(&payload).map_err(|source| berth_host::HostError::CreateDir {
+        path: payload.clone(),
+        source,
+    })?;
     let components = crate::payload::build_all(&loaded.manifest, &payload, epoch, input.say)?;
     let seed_dir = staging.join("seed");
     let seed = make_seed(input, loaded, &payload, &seed_dir)?;
