@@ -369,7 +369,7 @@ hook = "migrate"
 /// A bundle with a seed: made at build time on a throwaway instance; a first install
 /// loads it where the database is created, and its own `migrate` then finds the work
 /// done (the one row is the build's, naming the throwaway instance's socket directory).
-/// The throwaway instance leaves nothing running.
+/// The throwaway instance leaves nothing running, even when a build was killed.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test says why
 fn a_first_install_loads_the_seed_and_migrates_nothing() {
@@ -383,25 +383,50 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     let manifest = seeded_manifest(dir.path());
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let r = release(
-        Some(&manifest),
-        &[
-            "build",
-            "--key",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--berth",
-            "/bin/true",
-        ],
-    )
-    .expect(0);
+    let build = |env: &[(&str, &str)]| {
+        let b = Berth::new(Path::new("/nonexistent-prefix"), &manifest);
+        let mut all = vec![("SOURCE_DATE_EPOCH", EPOCH)];
+        all.extend_from_slice(env);
+        b.run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+            &all,
+        )
+    };
+    let throwaways = || {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .filter(|l| l.contains("/berth-seed."))
+            .count()
+    };
+    // A build killed while its throwaway instance runs leaves it running (and its
+    // users); the next build stops and removes both before making its own.
+    berth_tests::require_fault_points();
+    let killed = build(&[("BERTH_FAULT", "seed:dumped")]);
+    assert_ne!(killed.code, 0, "{killed:?}");
+    assert!(throwaways() > 0, "the killed build left nothing running");
+    let r = build(&[]).expect(0);
+    assert!(
+        r.stderr
+            .contains("Removing a throwaway instance a killed build left"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("Seeding the database"), "{}", r.stderr);
     assert!(r.stdout.contains("seed: hook `migrate`"), "{}", r.stdout);
-    // Nothing of the throwaway instance runs on.
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(!ps.contains("berth-seed."), "{ps}");
+    // Nothing of the throwaway instances runs on, and their users are gone.
+    assert_eq!(throwaways(), 0);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(!passwd.contains("berth-seed-"), "{passwd}");
     let bundle = out.join("ministack-1.0.0.berth-release.tar.zst");
     let listing = Command::new("sh")
         .arg("-c")

@@ -31,12 +31,20 @@ pub fn capture(
     berth_exe: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
+    stop_orphans(progress);
     // Short: PostgreSQL's socket lives under it, and socket paths are limited.
     let tmp = tempfile::Builder::new()
-        .prefix("berth-seed.")
+        .prefix(TMP_PREFIX)
         .tempdir()
         .map_err(BackupError::io("create a temporary directory", "/tmp"))?;
     set_mode(tmp.path(), 0o755)?;
+    let owner = tmp.path().join(OWNER_FILE);
+    berth_host::fsutil::write_atomic(
+        &owner,
+        std::process::id().to_string().as_bytes(),
+        0o644,
+        None,
+    )?;
     let prefix = tmp.path().join("i");
     std::fs::create_dir(&prefix).map_err(BackupError::io("create", &prefix))?;
     set_mode(&prefix, 0o755)?;
@@ -83,6 +91,46 @@ pub fn capture(
     result?;
     stopped?;
     Ok(())
+}
+
+/// How the throwaway instances' directories are named (in the temporary directory).
+const TMP_PREFIX: &str = "berth-seed.";
+
+/// The file in such a directory naming the process that made it.
+const OWNER_FILE: &str = "owner";
+
+/// Stops and removes the throwaway instances of captures that were killed: directories
+/// named [`TMP_PREFIX`]… of this user (no one else's is touched) whose [`OWNER_FILE`]
+/// names a process that is gone.
+fn stop_orphans(progress: &dyn Progress) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if !ours {
+            continue;
+        }
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        let alive = owner.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        });
+        if alive {
+            continue;
+        }
+        progress.note(&format!(
+            "Removing a throwaway instance a killed build left: {}",
+            dir.display()
+        ));
+        let _ = berth_lifecycle::down(&berth_render::Paths::unversioned(&dir.join("i")));
+        let _ = berth_host::beneath::remove_tree_at(&dir);
+    }
 }
 
 /// The instance name of the throwaway instance when berth runs as root.
@@ -174,6 +222,7 @@ fn capture_in(
             children: &children,
         };
         database::dump(&handle, &work.join("db"), JOBS)?;
+        berth_lifecycle::fault::point("seed:dumped");
         berth_host::interpreter::copy_tree(&work.join("db"), dest, &|_, _| false)
             .map_err(BackupError::io("copy the dump to", dest))?;
         progress.end("");
