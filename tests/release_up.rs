@@ -372,6 +372,7 @@ hook = "migrate"
 /// The throwaway instance leaves nothing running, even when a build was killed.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test says why
+#[allow(clippy::too_many_lines)] // a killed build, a build, then the install it makes
 fn a_first_install_loads_the_seed_and_migrates_nothing() {
     if !is_root() {
         eprintln!("skipped: installing from a bundle makes service users (root only)");
