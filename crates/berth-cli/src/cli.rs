@@ -84,6 +84,9 @@ pub enum Command {
     /// Make a vendor signing key, build a signed release bundle from a manifest, check one.
     #[command(subcommand)]
     Release(ReleaseCommand),
+    /// Build an operating-system package of a release bundle.
+    #[command(subcommand)]
+    Package(PackageCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -288,6 +291,37 @@ pub enum ReleaseCommand {
         /// The vendor's public key (`ed25519:…`) or a file holding it (`<key>.pub`).
         #[arg(long, value_name = "KEY")]
         public_key: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `berth package …`.
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// A `.deb` that installs the bundle under `/opt/<app>/` and whose maintainer
+    /// scripts run `berth up` or `berth upgrade apply` with it.
+    Deb {
+        /// The release bundle.
+        bundle: PathBuf,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it); the package ships it to check the bundle again.
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: String,
+        /// `Maintainer:` of the package, `Name <address>`.
+        #[arg(long, value_name = "NAME <ADDRESS>")]
+        maintainer: String,
+        /// Where to write `<app>_<version>_<arch>.deb`.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// `Architecture:` [default: this machine's, as dpkg names it]: the machine
+        /// the bundle's components were built for.
+        #[arg(long, value_name = "ARCH")]
+        architecture: Option<String>,
+        /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -111,7 +111,9 @@ fn checks(
     let running = supervisor::running_services(&inst.paths);
     preflight::check_ports(inst, &preview, &running)?;
     progress.begin("Checking system packages");
-    preflight::ensure_packages(&preview, inst.facts.is_root, progress)?;
+    let mut needed = preview.clone();
+    needed.packages = packages_needed(inst, &preview, payload);
+    preflight::ensure_packages(&needed, inst.facts.is_root, progress)?;
     progress.end("");
     // Again: a package's own daemon may have been started by a local start policy.
     preflight::check_ports(inst, &preview, &running)?;
@@ -129,6 +131,25 @@ fn checks(
         berth_host::python::find_interpreter(python)?;
     }
     Ok(preview)
+}
+
+/// The distribution packages the enabled components need now: a bundled component's
+/// are what building it needs (a compiler, headers), so they are left out once it is
+/// built, or comes built from a release bundle (`payload`).
+fn packages_needed(inst: &Instance, preview: &DesiredState, payload: Option<&Path>) -> Vec<String> {
+    let built: std::collections::BTreeSet<&str> = preview
+        .bundles
+        .iter()
+        .filter(|b| b.dest.is_dir() || release::prebuilt(payload, &b.component).is_some())
+        .map(|b| b.component.as_str())
+        .collect();
+    let mut out = std::collections::BTreeSet::new();
+    for (name, c) in &inst.manifest.manifest.components {
+        if inst.config.enabled_components.contains(name) && !built.contains(name.as_str()) {
+            out.extend(c.packages.iter().cloned());
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The first half of `up`: users, secrets, release, configuration written, and the

@@ -6,7 +6,8 @@ use anyhow::Result;
 use berth_lifecycle::Locate;
 
 use crate::cli::{
-    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, ReleaseCommand, UpgradeCommand,
+    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, PackageCommand, ReleaseCommand,
+    UpgradeCommand,
 };
 use crate::embedded;
 
@@ -127,6 +128,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
+        Command::Package(PackageCommand::Deb {
+            bundle,
+            public_key,
+            maintainer,
+            out,
+            architecture,
+            source_date_epoch,
+            json,
+        }) => release::package_deb(&release::DebArgs {
+            bundle: &bundle,
+            key: &public_key,
+            maintainer: &maintainer,
+            out: &out,
+            architecture: architecture.as_deref(),
+            source_date_epoch,
+            json,
+        }),
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
         Command::Release(ReleaseCommand::Publish {
             bundle,

@@ -119,6 +119,63 @@ pub fn build(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The arguments of `berth package deb`.
+pub struct DebArgs<'a> {
+    pub bundle: &'a Path,
+    pub key: &'a str,
+    pub maintainer: &'a str,
+    pub out: &'a Path,
+    pub architecture: Option<&'a str>,
+    pub source_date_epoch: Option<u64>,
+    pub json: bool,
+}
+
+/// `berth package deb`.
+pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
+    let key = public_key(a.key)?;
+    let architecture = if let Some(arch) = a.architecture {
+        arch.to_owned()
+    } else {
+        let out = std::process::Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .context("Failed to run `dpkg --print-architecture`: give `--architecture`")?;
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let epoch = if let Some(e) = a.source_date_epoch {
+        e
+    } else {
+        // The bundle's own time: the package of one bundle is then always the same.
+        let (_, info) = berth_release::open(a.bundle, &[key])?;
+        info.created
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| u64::try_from(t.as_second()).ok())
+            .unwrap_or(0)
+    };
+    let built = berth_package::debian::build(&berth_package::debian::DebInput {
+        bundle: a.bundle,
+        key: &key,
+        maintainer: a.maintainer,
+        architecture: &architecture,
+        source_date_epoch: epoch,
+        out_dir: a.out,
+    })?;
+    if a.json {
+        print_json(&built)?;
+    } else {
+        println!(
+            "Built {} {}: {} ({} bytes)",
+            built.package,
+            built.version,
+            built.path.display(),
+            built.bytes
+        );
+        println!("  depends: {}", built.depends.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `berth release publish`.
 pub fn publish(bundle: &Path, channel: &Path, key_file: &Path, json: bool) -> Result<ExitCode> {
     let key = signing_key(key_file)?;

@@ -1,0 +1,444 @@
+//! The `.deb` of a release bundle: what it installs, its control file and its
+//! maintainer scripts (see the crate's documentation).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_archive::PublicKey;
+use berth_model::manifest::{ComponentSource, Manifest};
+
+use crate::PackageError;
+use crate::deb::{Content, DataFile, Deb};
+
+/// What a package is made from.
+#[derive(Debug)]
+pub struct DebInput<'a> {
+    /// The release bundle.
+    pub bundle: &'a Path,
+    /// The vendor's public key it must be signed with (shipped, to check it again).
+    pub key: &'a PublicKey,
+    /// `Maintainer:` (`Name <address>`).
+    pub maintainer: &'a str,
+    /// `Architecture:` (`amd64`, `arm64`): the machine the bundle's components were built for.
+    pub architecture: &'a str,
+    /// Every entry's time (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+    /// The directory the package is written to.
+    pub out_dir: &'a Path,
+}
+
+/// A package written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuiltDeb {
+    /// Where.
+    pub path: PathBuf,
+    /// `Package:`.
+    pub package: String,
+    /// `Version:`.
+    pub version: String,
+    /// `Depends:`.
+    pub depends: Vec<String>,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// Where the instance of a packaged app lives: berth's default prefix for root.
+pub fn prefix(app: &str) -> String {
+    format!("/var/opt/berth/{app}")
+}
+
+/// Writes the `.deb` of `input.bundle`, once the bundle checks out against the key.
+pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
+    let info = berth_release::verify(input.bundle, &[*input.key])?;
+    let tmp = tempfile::tempdir().map_err(PackageError::io("create", std::env::temp_dir()))?;
+    let (archive, _) = berth_release::open(input.bundle, &[*input.key])?;
+    archive.extract(
+        tmp.path(),
+        &|p| p.starts_with("manifest/") || p == "bin/berth",
+        &mut |_| {},
+    )?;
+    let manifest = berth_model::LoadedManifest::load(&tmp.path().join("manifest"))?.manifest;
+    let app = &manifest.app.name;
+    if !valid_package_name(app) {
+        return Err(PackageError::Input {
+            what: format!(
+                "`{app}` is not a Debian package name (lowercase letters, digits, `+`, `-`, `.`; at least two characters)"
+            ),
+        });
+    }
+    check_plain("version", &manifest.app.version, true)?;
+    for stop in &manifest.upgrade.stops {
+        check_plain("required stop", stop, true)?;
+    }
+    if input.maintainer.contains(['\n', '\r']) || !input.maintainer.contains('<') {
+        return Err(PackageError::Input {
+            what: format!(
+                "the maintainer `{}` is not `Name <address>` on one line",
+                input.maintainer.escape_debug()
+            ),
+        });
+    }
+    check_plain("architecture", input.architecture, false)?;
+    let bundle_file = berth_release::bundle_name(app, &manifest.app.version);
+    let depends = depends(&manifest);
+    let deb = Deb {
+        control: control(&manifest, input, &depends),
+        conffiles: vec![format!("/etc/{app}/site.toml")],
+        scripts: scripts(&manifest, &bundle_file),
+        files: vec![
+            DataFile {
+                path: format!("/opt/{app}/bin/berth"),
+                mode: 0o755,
+                content: Content::File(tmp.path().join("bin/berth")),
+            },
+            DataFile {
+                path: format!("/opt/{app}/releases/{bundle_file}"),
+                mode: 0o644,
+                content: Content::File(input.bundle.to_owned()),
+            },
+            DataFile {
+                path: format!("/opt/{app}/vendor.pub"),
+                mode: 0o644,
+                content: Content::Bytes(format!("{}\n", input.key).into_bytes()),
+            },
+            DataFile {
+                path: format!("/usr/bin/{app}-ctl"),
+                mode: 0o755,
+                content: Content::Bytes(ctl(app).into_bytes()),
+            },
+            DataFile {
+                path: format!("/etc/{app}/site.toml"),
+                mode: 0o644,
+                content: Content::Bytes(site_template(app).into_bytes()),
+            },
+            DataFile {
+                path: format!("/usr/share/doc/{app}/copyright"),
+                mode: 0o644,
+                content: Content::Bytes(copyright(&manifest).into_bytes()),
+            },
+        ],
+        epoch: input.source_date_epoch,
+    };
+    let arch = input.architecture;
+    let path = input
+        .out_dir
+        .join(format!("{app}_{}_{arch}.deb", info.version));
+    if path.exists() {
+        return Err(PackageError::Input {
+            what: format!(
+                "`{}` exists already: a package is never overwritten; move it away first",
+                path.display()
+            ),
+        });
+    }
+    crate::deb::write(&deb, &path)?;
+    Ok(BuiltDeb {
+        bytes: std::fs::metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or_default(),
+        path,
+        package: app.clone(),
+        version: info.version,
+        depends,
+    })
+}
+
+/// A value that goes into the maintainer scripts and file names as it is: letters,
+/// digits and `.+~` (and, when it need not be a Debian version, `-`), starting with a
+/// digit when it is a version.
+fn check_plain(what: &str, value: &str, version: bool) -> Result<(), PackageError> {
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~".contains(c) || (!version && c == '-'))
+        && (!version || value.starts_with(|c: char| c.is_ascii_digit()));
+    if ok {
+        return Ok(());
+    }
+    Err(PackageError::Input {
+        what: format!(
+            "the {what} `{}` cannot be a Debian package's: use letters, digits and `.+~`{}",
+            value.escape_debug(),
+            if version {
+                ", starting with a digit"
+            } else {
+                ""
+            }
+        ),
+    })
+}
+
+/// Debian's rule for package names.
+fn valid_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+/// The packages of the system components an instance runs by default: the bundled
+/// components' packages are what building them needs, and the package carries them
+/// built. Optional components' packages are installed by `up` when switched on.
+fn depends(manifest: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = manifest
+        .components
+        .values()
+        .filter(|c| c.source == ComponentSource::System && !c.optional)
+        .flat_map(|c| c.packages.iter().cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec<(String, String)> {
+    let app = &manifest.app;
+    let summary = if app.summary.is_empty() {
+        format!("{} (installed and run by berth)", app.name)
+    } else {
+        app.summary.clone()
+    };
+    let mut fields = vec![
+        ("Package".to_owned(), app.name.clone()),
+        ("Version".to_owned(), app.version.clone()),
+        ("Architecture".to_owned(), input.architecture.to_owned()),
+        ("Maintainer".to_owned(), input.maintainer.to_owned()),
+    ];
+    if !depends.is_empty() {
+        fields.push(("Depends".to_owned(), depends.join(", ")));
+    }
+    fields.extend([
+        ("Section".to_owned(), "misc".to_owned()),
+        ("Priority".to_owned(), "optional".to_owned()),
+        (
+            "Description".to_owned(),
+            format!(
+                "{}\n{}",
+                one_line(&summary),
+                wrap(&format!(
+                    "{} {} with its own interpreter and libraries under /opt/{}, installed, \
+                     configured and kept running by berth. The instance lives in {}; its \
+                     site config is /etc/{}/site.toml; {}-ctl runs berth for it.",
+                    app.name,
+                    app.version,
+                    app.name,
+                    prefix(&app.name),
+                    app.name,
+                    app.name
+                ))
+            ),
+        ),
+    ]);
+    fields
+}
+
+/// The extended description: lines of at most 79 characters, each after one space.
+fn wrap(text: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 78 {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+        .iter()
+        .map(|l| format!(" {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A control field's first line: one line, no leading space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `/usr/bin/<app>-ctl`.
+fn ctl(app: &str) -> String {
+    format!(
+        "#!/bin/sh\n# berth for the {app} instance this package installed.\n\
+         exec /opt/{app}/bin/berth --prefix {} --config /etc/{app}/site.toml \"$@\"\n",
+        prefix(app)
+    )
+}
+
+fn site_template(app: &str) -> String {
+    format!(
+        "# Site config of {app}: every setting you change from the defaults goes here.\n\
+         # `{app}-ctl config show` prints every setting with its value;\n\
+         # `{app}-ctl reconfigure` applies this file.\n"
+    )
+}
+
+fn copyright(manifest: &Manifest) -> String {
+    format!(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+         Upstream-Name: {}\n\n\
+         Files: *\n\
+         Copyright: the vendor of {}\n\
+         License: other\n \
+         The licences of the components this package carries are listed by the vendor.\n",
+        manifest.app.name, manifest.app.name
+    )
+}
+
+/// The maintainer scripts. Values in them are the app's name and version and the
+/// bundle's file name, all checked to be plain (`[a-z0-9+.-]`, the bundle's name
+/// berth made).
+fn scripts(manifest: &Manifest, bundle_file: &str) -> BTreeMap<String, String> {
+    let app = &manifest.app.name;
+    let version = &manifest.app.version;
+    let stops = manifest.upgrade.stops.join(" ");
+    let ctl = format!("/usr/bin/{app}-ctl");
+    let bundle = format!("/opt/{app}/releases/{bundle_file}");
+    let key = format!("/opt/{app}/vendor.pub");
+    let skip = format!("/etc/{app}/skip-auto-reconfigure");
+    let mut out = BTreeMap::new();
+    out.insert(
+        "preinst".to_owned(),
+        format!(
+            r#"#!/bin/sh
+# Before dpkg changes anything: refuse a downgrade, and a required stop skipped.
+set -e
+new={version}
+stops="{stops}"
+if [ "$1" = upgrade ] && [ -n "$2" ]; then
+    old="$2"
+    if dpkg --compare-versions "$new" lt "$old"; then
+        echo "{app}: $new is older than the installed $old; berth does not downgrade (restore a backup of $new instead)" >&2
+        exit 1
+    fi
+    for stop in $stops; do
+        case "$old" in "$stop" | "$stop".*) continue ;; esac
+        case "$new" in "$stop" | "$stop".*) continue ;; esac
+        if dpkg --compare-versions "$old" lt "$stop"; then
+            echo "{app}: $new must be reached through a $stop release: install the newest $stop first, then $new" >&2
+            exit 1
+        fi
+    done
+fi
+exit 0
+"#
+        ),
+    );
+    out.insert(
+        "postinst".to_owned(),
+        format!(
+            r#"#!/bin/sh
+# berth installs or upgrades the instance from the bundle this package carries.
+set -e
+if [ "$1" != configure ]; then
+    exit 0
+fi
+if [ -e {skip} ]; then
+    echo "{app}: {skip} exists: run \`{app}-ctl up --bundle {bundle} --public-key {key}\` yourself" >&2
+    exit 0
+fi
+if [ -n "$2" ] && [ -d {prefix}/state ]; then
+    {ctl} upgrade apply --bundle {bundle} --public-key {key}
+else
+    {ctl} up --bundle {bundle} --public-key {key}
+fi
+"#,
+            prefix = prefix(app)
+        ),
+    );
+    out.insert(
+        "prerm".to_owned(),
+        format!(
+            r#"#!/bin/sh
+# The instance stops when the package is removed; its data stays.
+set -e
+if [ "$1" = remove ] && [ -x {ctl} ]; then
+    {ctl} down || true
+fi
+exit 0
+"#
+        ),
+    );
+    out.insert(
+        "postrm".to_owned(),
+        format!(
+            r#"#!/bin/sh
+# Purge removes the package's configuration (dpkg removes the conffiles);
+# the instance's data in {prefix} is never removed by the package.
+set -e
+if [ "$1" = purge ]; then
+    rm -f {skip}
+    rmdir /etc/{app} 2>/dev/null || true
+    echo "{app}: the instance's data stays in {prefix}; remove it yourself once it is no longer needed" >&2
+fi
+exit 0
+"#,
+            prefix = prefix(app)
+        ),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The preinst, run by `sh` as dpkg runs it: a downgrade and a skipped required
+    /// stop are refused with the reason; an upgrade through the stop, a first install
+    /// and a reinstall pass.
+    #[test]
+    fn the_preinst_refuses_a_downgrade_and_a_skipped_stop() {
+        let text = "[app]\nname = \"demo\"\nversion = \"1.2.0\"\n\n[upgrade]\nstops = [\"1.1\"]\n";
+        let m: Manifest = toml::from_str(text).unwrap();
+        let preinst = scripts(&m, "demo-1.2.0.berth-release.tar.zst")["preinst"].clone();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&preinst)
+                .arg("preinst")
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, err) = run(&["upgrade", "1.0.5"]);
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("must be reached through a 1.1 release"),
+            "{err}"
+        );
+        let (code, err) = run(&["upgrade", "1.3.0"]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("does not downgrade"), "{err}");
+        for ok in [
+            &["upgrade", "1.1.4"][..],
+            &["upgrade", "1.2.0"],
+            &["install"],
+            &["upgrade", "1.1"],
+        ] {
+            assert_eq!(run(ok).0, Some(0), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn descriptions_wrap_and_names_are_checked() {
+        let long = "word ".repeat(40);
+        assert!(
+            wrap(&long)
+                .lines()
+                .all(|l| l.len() <= 80 && l.starts_with(' '))
+        );
+        assert!(valid_package_name("netbox") && !valid_package_name("NetBox"));
+        assert!(check_plain("version", "4.7.3", true).is_ok());
+        assert!(check_plain("version", "4.7.3\"; rm -rf /", true).is_err());
+        assert!(check_plain("version", "v1", true).is_err());
+    }
+}

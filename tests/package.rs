@@ -1,0 +1,207 @@
+//! `berth package deb`: the `.deb` of a release bundle, read back by dpkg's own tools.
+//! Its control fields and files are what docs/packages.md says; every file's MD5 in
+//! `md5sums` matches; the maintainer scripts are valid `sh`; two builds are the same
+//! bytes; a bundle that is not the vendor's gives no package.
+//!
+//! The bundle is ministack's, carrying a stand-in berth (`/bin/true`). Installing the
+//! package into a Debian root is not tested here yet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_tests::{Berth, Run, fixture};
+use sha2::{Digest, Sha256};
+
+const EPOCH: &str = "1700000000";
+
+fn berth(args: &[&str]) -> Run {
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+        .run_env(args, &[("SOURCE_DATE_EPOCH", EPOCH)])
+}
+
+/// A vendor key and ministack's bundle under `dir`.
+fn bundle(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("vendor.key");
+    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
+    let out = dir.join("dist");
+    std::fs::create_dir(&out).unwrap();
+    Berth::new(Path::new("/nonexistent-prefix"), &fixture("ministack"))
+        .run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+            &[("SOURCE_DATE_EPOCH", EPOCH)],
+        )
+        .expect(0);
+    (
+        out.join("ministack-1.0.0.berth-release.tar.zst"),
+        format!("{}.pub", key.display()),
+    )
+}
+
+fn package(bundle: &Path, key: &str, out: &Path) -> Run {
+    std::fs::create_dir_all(out).unwrap();
+    berth(&[
+        "package",
+        "deb",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        key,
+        "--maintainer",
+        "Vendor <vendor@example.org>",
+        "--architecture",
+        "amd64",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn dpkg_deb(args: &[&str]) -> String {
+    let out = Command::new("dpkg-deb").args(args).output().unwrap();
+    assert!(out.status.success(), "dpkg-deb {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_deb_dpkg_reads_back_the_same_every_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, key) = bundle(tmp.path());
+    let r = package(&bundle, &key, &tmp.path().join("a")).expect(0);
+    assert!(
+        r.stdout.contains("depends: nginx-light, postgresql-15"),
+        "{}",
+        r.stdout
+    );
+    let deb = tmp.path().join("a/ministack_1.0.0_amd64.deb");
+    let d = deb.to_str().unwrap();
+
+    // The control fields dpkg sees.
+    let field = |name: &str| dpkg_deb(&["--field", d, name]).trim().to_owned();
+    assert_eq!(field("Package"), "ministack");
+    assert_eq!(field("Version"), "1.0.0");
+    assert_eq!(field("Architecture"), "amd64");
+    assert_eq!(field("Depends"), "nginx-light, postgresql-15");
+    assert_eq!(field("Maintainer"), "Vendor <vendor@example.org>");
+    assert!(field("Installed-Size").parse::<u64>().unwrap() > 20_000);
+    let info = dpkg_deb(&["--info", d]);
+    for script in [
+        "preinst",
+        "postinst",
+        "prerm",
+        "postrm",
+        "conffiles",
+        "md5sums",
+    ] {
+        assert!(info.contains(script), "{info}");
+    }
+    for line in info.lines().filter(|l| l.starts_with("  ")) {
+        assert!(line.len() <= 81, "a description line too long: {line:?}");
+    }
+
+    // The files, root's, with their modes.
+    let contents = dpkg_deb(&["--contents", d]);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./opt/ministack/bin/berth"),
+        (
+            "-rw-r--r--",
+            "./opt/ministack/releases/ministack-1.0.0.berth-release.tar.zst",
+        ),
+        ("-rw-r--r--", "./opt/ministack/vendor.pub"),
+        ("-rwxr-xr-x", "./usr/bin/ministack-ctl"),
+        ("-rw-r--r--", "./etc/ministack/site.toml"),
+        ("-rw-r--r--", "./usr/share/doc/ministack/copyright"),
+    ] {
+        assert!(
+            contents
+                .lines()
+                .any(|l| l.starts_with(mode) && l.contains("root/root") && l.ends_with(path)),
+            "{path} ({mode}) in\n{contents}"
+        );
+    }
+
+    // Unpacked: every MD5 matches, the bundle is the one given, the scripts are sh.
+    let x = tmp.path().join("x");
+    dpkg_deb(&["--extract", d, x.to_str().unwrap()]);
+    let ctrl = tmp.path().join("ctrl");
+    dpkg_deb(&["--control", d, ctrl.to_str().unwrap()]);
+    let check = Command::new("md5sum")
+        .arg("--check")
+        .arg("--quiet")
+        .arg(ctrl.join("md5sums"))
+        .current_dir(&x)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert_eq!(
+        std::fs::read(x.join("opt/ministack/releases/ministack-1.0.0.berth-release.tar.zst"))
+            .unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctrl.join("conffiles")).unwrap(),
+        "/etc/ministack/site.toml\n"
+    );
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        let status = Command::new("sh")
+            .arg("-n")
+            .arg(ctrl.join(script))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+    }
+    let wrapper = std::fs::read_to_string(x.join("usr/bin/ministack-ctl")).unwrap();
+    assert!(
+        wrapper.contains(
+            "exec /opt/ministack/bin/berth --prefix /var/opt/berth/ministack --config /etc/ministack/site.toml"
+        ),
+        "{wrapper}"
+    );
+
+    // Reproducible: another build of the same bundle is the same bytes.
+    package(&bundle, &key, &tmp.path().join("b")).expect(0);
+    let sha = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
+    assert_eq!(
+        sha(&deb),
+        sha(&tmp.path().join("b/ministack_1.0.0_amd64.deb"))
+    );
+    // Never over an existing package.
+    let again = package(&bundle, &key, &tmp.path().join("a"));
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+}
+
+/// Another key, a changed byte: no package, nothing written.
+#[test]
+fn a_bundle_that_is_not_the_vendors_gives_no_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, _) = bundle(tmp.path());
+    let other = tmp.path().join("other.key");
+    berth(&["release", "key", "--out", other.to_str().unwrap()]).expect(0);
+    let r = package(
+        &bundle,
+        &format!("{}.pub", other.display()),
+        &tmp.path().join("o"),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("trusted"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(tmp.path().join("o")).unwrap().count(), 0);
+
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir(&bad_dir).unwrap();
+    let bad = bad_dir.join("ministack-1.0.0.berth-release.tar.zst");
+    std::fs::write(&bad, bytes).unwrap();
+    let key = format!("{}.pub", tmp.path().join("vendor.key").display());
+    let r = package(&bad, &key, &tmp.path().join("p"));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(std::fs::read_dir(tmp.path().join("p")).unwrap().count(), 0);
+}
