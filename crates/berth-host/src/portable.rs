@@ -73,14 +73,20 @@ fn build_in(
     let site = stdlib.join("site-packages");
     interpreter::copy_tree(&prefix, partial, &|rel, is_dir| {
         let name = rel.file_name().unwrap_or_default();
-        // The test suite and IDE, compiled files (made again below), the static
-        // library, and anything the build machine added to site-packages (its pip,
-        // `.pth` files of its own).
+        // The test suite, the IDE and Tk (a server has no display, and Tk would make
+        // a package depend on X11 libraries), compiled files (made again below), the
+        // static library, and anything the build machine added to site-packages (its
+        // pip, `.pth` files of its own).
+        let text = name.to_string_lossy();
         (is_dir
-            && (rel == stdlib.join("test")
-                || rel == stdlib.join("idlelib")
+            && (["test", "idlelib", "tkinter", "turtledemo"]
+                .iter()
+                .any(|d| rel == stdlib.join(d))
                 || name == "__pycache__"))
-            || (!is_dir && Path::new(name).extension().is_some_and(|e| e == "a"))
+            || (!is_dir
+                && (Path::new(name).extension().is_some_and(|e| e == "a")
+                    || text.starts_with("_tkinter")
+                    || (rel.parent() == Some(Path::new("bin")) && text.starts_with("idle"))))
             || rel.parent() == Some(site.as_path())
     })
     .map_err(|e| fail(format!("copying `{}` failed: {e}", prefix.display())))?;

@@ -54,7 +54,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
     let (archive, _) = berth_release::open(input.bundle, &[*input.key])?;
     archive.extract(
         tmp.path(),
-        &|p| p.starts_with("manifest/") || p == "bin/berth",
+        &|p| p.starts_with("manifest/") || p == "bin/berth" || p.starts_with("payload/"),
         &mut |_| {},
     )?;
     let manifest = berth_model::LoadedManifest::load(&tmp.path().join("manifest"))?.manifest;
@@ -80,7 +80,13 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
     }
     check_plain("architecture", input.architecture, false)?;
     let bundle_file = berth_release::bundle_name(app, &manifest.app.version);
-    let depends = depends(&manifest);
+    let payload = tmp.path().join("payload");
+    let libraries = if payload.is_dir() {
+        crate::shlibs::library_packages(&payload)?
+    } else {
+        Vec::new()
+    };
+    let depends = depends(&manifest, &libraries);
     let deb = Deb {
         control: control(&manifest, input, &depends),
         conffiles: vec![format!("/etc/{app}/site.toml")],
@@ -177,15 +183,17 @@ fn valid_package_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
-/// The packages of the system components an instance runs by default: the bundled
-/// components' packages are what building them needs, and the package carries them
-/// built. Optional components' packages are installed by `up` when switched on.
-fn depends(manifest: &Manifest) -> Vec<String> {
+/// The packages of the system components an instance runs by default, and those of
+/// the shared libraries the built components need (`libraries`): the bundled
+/// components' own `packages` are what building them needs, and the package carries
+/// them built. Optional components' packages are installed by `up` when switched on.
+fn depends(manifest: &Manifest, libraries: &[String]) -> Vec<String> {
     let mut out: Vec<String> = manifest
         .components
         .values()
         .filter(|c| c.source == ComponentSource::System && !c.optional)
         .flat_map(|c| c.packages.iter().cloned())
+        .chain(libraries.iter().cloned())
         .collect();
     out.sort();
     out.dedup();

@@ -19,6 +19,7 @@
 
 pub mod deb;
 pub mod debian;
+pub mod shlibs;
 
 use std::path::PathBuf;
 
