@@ -85,7 +85,7 @@ fn needed_in<Elf: FileHeader<Endian = Endianness>>(
     let sections = header.sections(endian, data)?;
     let table = sections.dynamic_table(endian, data)?;
     let mut out = Vec::new();
-    for d in table.iter() {
+    for d in &table {
         if d.tag == DT_NEEDED {
             out.push(String::from_utf8_lossy(table.string(d)?).into_owned());
         }
