@@ -14,7 +14,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_tests::{Berth, Run, fixture, http_get, is_root, prefix_dir, run_as_service};
+use berth_tests::{
+    Berth, Run, app_sql as sql, fixture, http_get, is_root, prefix_dir, run_as_service,
+};
 
 const EPOCH: &str = "1700000000";
 const SITE: &str = "external_url = \"http://127.0.0.1:55880/\"\n\
@@ -485,38 +487,6 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
         "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE NOT datistemplate",
     );
     assert_eq!(dbs, "app,postgres");
-}
-
-/// One SQL statement against the instance's database `app`, as the database's user.
-fn sql(prefix: &Path, port: u16, statement: &str) -> String {
-    let host = prefix.join("run/postgresql");
-    let port = port.to_string();
-    let out = run_as_service(
-        prefix,
-        "postgresql",
-        &[
-            "/usr/lib/postgresql/15/bin/psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            host.to_str().unwrap(),
-            "-p",
-            &port,
-            "-d",
-            "app",
-            "-c",
-            statement,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{statement}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A channel: three bundles published under one signed index. `up --channel

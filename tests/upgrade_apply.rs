@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_lifecycle::fault;
-use berth_tests::{Berth, fixture, prefix_dir, run_as_service};
+use berth_tests::{Berth, app_sql as sql, fixture, prefix_dir};
 
 /// Ports of one test's instance: nginx, PostgreSQL, Redis, the app.
 #[derive(Clone, Copy)]
@@ -130,38 +130,6 @@ before = ["app"]
     );
     std::fs::write(to.join("berth.toml"), text).unwrap();
     to
-}
-
-/// One SQL statement against the app's database, as the database's user; its output.
-fn sql(prefix: &Path, port: u16, statement: &str) -> String {
-    let host = prefix.join("run/postgresql");
-    let port = port.to_string();
-    let out = run_as_service(
-        prefix,
-        "postgresql",
-        &[
-            "/usr/lib/postgresql/15/bin/psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            host.to_str().unwrap(),
-            "-p",
-            &port,
-            "-d",
-            "app",
-            "-c",
-            statement,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{statement}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The data every step must keep: rows in the database and an upload.

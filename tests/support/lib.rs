@@ -521,3 +521,36 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// One SQL statement against the database `app` of a ministack instance at `prefix`
+/// (PostgreSQL on `port`), as the database's user; its output, trimmed.
+pub fn app_sql(prefix: &Path, port: u16, statement: &str) -> String {
+    let host = prefix.join("run/postgresql");
+    let port = port.to_string();
+    let out = run_as_service(
+        prefix,
+        "postgresql",
+        &[
+            "/usr/lib/postgresql/15/bin/psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host.to_str().unwrap(),
+            "-p",
+            &port,
+            "-d",
+            "app",
+            "-c",
+            statement,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

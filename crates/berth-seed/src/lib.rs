@@ -349,11 +349,9 @@ fn make_database(
 
 /// Gives the directory `path` (made by this process) to `user`.
 fn give_to(path: &Path, user: Option<&str>) -> Result<()> {
-    let Some(user) = user else { return Ok(()) };
-    let owner = berth_host::users::lookup(user).ok_or_else(|| BackupError::Cannot {
-        what: format!("user `{user}` does not exist"),
-        hint: "it is made by `up`".to_owned(),
-    })?;
+    let Some(owner) = user.map(existing_user).transpose()? else {
+        return Ok(());
+    };
     let (dir, name) = berth_host::beneath::in_parent(path)?;
     dir.set_owner(&name, owner)?;
     Ok(())
@@ -362,15 +360,21 @@ fn give_to(path: &Path, user: Option<&str>) -> Result<()> {
 /// Makes the tree `path` (this process's) the database user's, and its parent
 /// traversable, so pg_restore can read it.
 fn readable_by(path: &Path, user: Option<&str>) -> Result<()> {
-    let Some(user) = user else { return Ok(()) };
-    let owner = berth_host::users::lookup(user).ok_or_else(|| BackupError::Cannot {
-        what: format!("user `{user}` does not exist"),
-        hint: "it is made by `up`".to_owned(),
-    })?;
+    let Some(owner) = user.map(existing_user).transpose()? else {
+        return Ok(());
+    };
     let (dir, name) = berth_host::beneath::in_parent(path)?;
     dir.chown_tree(&name, owner)?;
     dir.set_mode(Path::new(""), 0o711)?;
     Ok(())
+}
+
+/// The uid and gid of `user`, which `up` made.
+fn existing_user(user: &str) -> Result<(u32, u32)> {
+    berth_host::users::lookup(user).ok_or_else(|| BackupError::Cannot {
+        what: format!("user `{user}` does not exist"),
+        hint: "it is made by `up`".to_owned(),
+    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
