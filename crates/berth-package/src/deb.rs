@@ -1,7 +1,8 @@
 //! A Debian binary package, written reproducibly: an `ar` archive of `debian-binary`,
-//! `control.tar.zst` and `data.tar.zst` (dpkg reads zstd members since 1.21.18, the
-//! version of Debian 12), every entry owned by root, timed at the epoch, in path order,
-//! so the same inputs give the same bytes.
+//! `control.tar.gz` and `data.tar.gz` (the members every dpkg reads and Debian's
+//! policy checker accepts), every entry owned by root, timed at the epoch, in path
+//! order, with a gzip header that carries no time or name, so the same inputs give the
+//! same bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -68,7 +69,7 @@ pub fn write(deb: &Deb, out: &Path) -> Result<(), PackageError> {
         ar.append(&member("debian-binary", 4), &b"2.0\n"[..])
             .map_err(io)?;
         ar.append(
-            &member("control.tar.zst", control.len() as u64),
+            &member("control.tar.gz", control.len() as u64),
             &control[..],
         )
         .map_err(PackageError::io("write", out))?;
@@ -79,7 +80,7 @@ pub fn write(deb: &Deb, out: &Path) -> Result<(), PackageError> {
             .len();
         let reader =
             std::fs::File::open(data.path()).map_err(PackageError::io("read", data.path()))?;
-        ar.append(&member("data.tar.zst", size), reader)
+        ar.append(&member("data.tar.gz", size), reader)
             .map_err(PackageError::io("write", out))?;
         ar.into_inner()
             .and_then(|w| w.into_inner().map_err(std::io::IntoInnerError::into_error))
@@ -97,7 +98,7 @@ pub fn write(deb: &Deb, out: &Path) -> Result<(), PackageError> {
     Ok(())
 }
 
-/// `data.tar.zst` into `dest`; returns the `md5sums` text and the installed size in KiB.
+/// `data.tar.gz` into `dest`; returns the `md5sums` text and the installed size in KiB.
 fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
     let mut files: Vec<&DataFile> = deb.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -113,9 +114,8 @@ fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
         }
     }
     let out = std::fs::File::create(dest).map_err(PackageError::io("create", dest))?;
-    // Level 3: most of the data is a release bundle, compressed already.
-    let zst = zstd::Encoder::new(out, 3).map_err(PackageError::io("compress", dest))?;
-    let mut tar = tar::Builder::new(zst);
+    let gz = flate2::GzBuilder::new().write(out, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     // Entries in path order, each directory before what it holds ("./" first).
     let mut entries: Vec<(String, Option<&DataFile>)> =
@@ -153,8 +153,8 @@ fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
             }
         }
     }
-    let zst = tar.into_inner().map_err(PackageError::io("write", dest))?;
-    zst.finish()
+    let gz = tar.into_inner().map_err(PackageError::io("write", dest))?;
+    gz.finish()
         .and_then(|f| f.sync_all())
         .map_err(PackageError::io("write", dest))?;
     // dpkg's own estimate: bytes in KiB, rounded up, plus one per entry.
@@ -202,7 +202,7 @@ fn append<W: Write>(
     }
 }
 
-/// `control.tar.zst`: `control`, `md5sums`, `conffiles` and the maintainer scripts.
+/// `control.tar.gz`: `control`, `md5sums`, `conffiles` and the maintainer scripts.
 fn control_tar(deb: &Deb, md5sums: &str, installed_kib: u64) -> Result<Vec<u8>, PackageError> {
     let mut control = String::new();
     for (key, value) in &deb.control {
@@ -222,15 +222,14 @@ fn control_tar(deb: &Deb, md5sums: &str, installed_kib: u64) -> Result<Vec<u8>, 
     for (name, text) in &deb.scripts {
         members.insert(name.clone(), (0o755, text.as_bytes().to_vec()));
     }
-    let zst =
-        zstd::Encoder::new(Vec::new(), 19).map_err(PackageError::io("compress", "control"))?;
-    let mut tar = tar::Builder::new(zst);
+    let gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::best());
+    let mut tar = tar::Builder::new(gz);
     append(&mut tar, deb.epoch, "./", 0o755, None)?;
     for (name, (mode, data)) in &members {
         append(&mut tar, deb.epoch, &format!("./{name}"), *mode, Some(data))?;
     }
     tar.into_inner()
-        .and_then(zstd::Encoder::finish)
+        .and_then(flate2::write::GzEncoder::finish)
         .map_err(PackageError::io("write", "control"))
 }
 
@@ -247,4 +246,12 @@ fn check_path(path: &str) -> Result<(), PackageError> {
             what: format!("`{path}` is not a path a package can install"),
         })
     }
+}
+
+/// `text` gzip-compressed, with no time or name in the header (for `changelog.gz`).
+pub fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::best());
+    // Writing into memory cannot fail.
+    let _ = gz.write_all(text);
+    gz.finish().unwrap_or_default()
 }

@@ -120,7 +120,17 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
             DataFile {
                 path: format!("/usr/share/doc/{app}/copyright"),
                 mode: 0o644,
-                content: Content::Bytes(copyright(&manifest).into_bytes()),
+                content: Content::Bytes(copyright(&manifest, input).into_bytes()),
+            },
+            DataFile {
+                path: format!("/usr/share/doc/{app}/changelog.gz"),
+                mode: 0o644,
+                content: Content::Bytes(crate::deb::gzip(changelog(&manifest, input).as_bytes())),
+            },
+            DataFile {
+                path: format!("/usr/share/lintian/overrides/{app}"),
+                mode: 0o644,
+                content: Content::Bytes(lintian_overrides(app).into_bytes()),
             },
         ],
         epoch: input.source_date_epoch,
@@ -286,15 +296,50 @@ fn site_template(app: &str) -> String {
     )
 }
 
-fn copyright(manifest: &Manifest) -> String {
+/// The year of the epoch, and the epoch as RFC 2822 (`Tue, 14 Nov 2023 22:13:20 +0000`).
+fn dates(epoch: u64) -> (i16, String) {
+    let t = jiff::Timestamp::from_second(i64::try_from(epoch).unwrap_or(0))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let zoned = t.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    (
+        zoned.year(),
+        zoned.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string(),
+    )
+}
+
+fn copyright(manifest: &Manifest, input: &DebInput<'_>) -> String {
+    let (year, _) = dates(input.source_date_epoch);
     format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
          Upstream-Name: {}\n\n\
          Files: *\n\
-         Copyright: the vendor of {}\n\
+         Copyright: {year} {}\n\
          License: other\n \
          The licences of the components this package carries are listed by the vendor.\n",
-        manifest.app.name, manifest.app.name
+        manifest.app.name, input.maintainer
+    )
+}
+
+/// A native package's changelog: one entry, this release.
+fn changelog(manifest: &Manifest, input: &DebInput<'_>) -> String {
+    let (_, date) = dates(input.source_date_epoch);
+    format!(
+        "{} ({}) unstable; urgency=medium\n\n  \
+         * Release {}, packaged by berth from the vendor's release bundle.\n\n \
+         -- {}  {date}\n",
+        manifest.app.name, manifest.app.version, manifest.app.version, input.maintainer
+    )
+}
+
+/// What Debian's policy checker reports of this package that is so on purpose.
+fn lintian_overrides(app: &str) -> String {
+    format!(
+        "# An add-on package from the app's vendor, self-contained under /opt as the\n\
+         # FHS has it for add-on software (its own interpreter and libraries).\n\
+         {app}: dir-or-file-in-opt [opt/{app}/*]\n\
+         {app}: dir-or-file-in-opt [opt/{app}/]\n\
+         # {app}-ctl is berth bound to this instance; `{app}-ctl --help` documents it.\n\
+         {app}: no-manual-page [usr/bin/{app}-ctl]\n"
     )
 }
 
@@ -305,7 +350,7 @@ fn scripts(manifest: &Manifest, bundle_file: &str) -> BTreeMap<String, String> {
     let app = &manifest.app.name;
     let version = &manifest.app.version;
     let stops = manifest.upgrade.stops.join(" ");
-    let ctl = format!("/usr/bin/{app}-ctl");
+    let ctl = format!("{app}-ctl");
     let bundle = format!("/opt/{app}/releases/{bundle_file}");
     let key = format!("/opt/{app}/vendor.pub");
     let skip = format!("/etc/{app}/skip-auto-reconfigure");
@@ -365,7 +410,7 @@ fi
             r#"#!/bin/sh
 # The instance stops when the package is removed; its data stays.
 set -e
-if [ "$1" = remove ] && [ -x {ctl} ]; then
+if [ "$1" = remove ] && command -v {ctl} >/dev/null; then
     {ctl} down || true
 fi
 exit 0

@@ -10,6 +10,7 @@
 //!   (`--prefix /var/opt/berth/<app> --config /etc/<app>/site.toml`);
 //! - `/etc/<app>/site.toml`: the site config, a conffile (dpkg keeps the
 //!   administrator's edits across upgrades);
+//! - the copyright file, changelog and lintian overrides Debian's policy asks for;
 //!
 //! with maintainer scripts that run berth's own entry points: `preinst` refuses a
 //! downgrade or a skipped required stop before dpkg changes anything; `postinst` runs
