@@ -91,48 +91,12 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
         control: control(&manifest, input, &depends),
         conffiles: vec![format!("/etc/{app}/site.toml")],
         scripts: scripts(&manifest, &bundle_file),
-        files: vec![
-            DataFile {
-                path: format!("/opt/{app}/bin/berth"),
-                mode: 0o755,
-                content: Content::File(tmp.path().join("bin/berth")),
-            },
-            DataFile {
-                path: format!("/opt/{app}/releases/{bundle_file}"),
-                mode: 0o644,
-                content: Content::File(input.bundle.to_owned()),
-            },
-            DataFile {
-                path: format!("/opt/{app}/vendor.pub"),
-                mode: 0o644,
-                content: Content::Bytes(format!("{}\n", input.key).into_bytes()),
-            },
-            DataFile {
-                path: format!("/usr/bin/{app}-ctl"),
-                mode: 0o755,
-                content: Content::Bytes(ctl(app).into_bytes()),
-            },
-            DataFile {
-                path: format!("/etc/{app}/site.toml"),
-                mode: 0o644,
-                content: Content::Bytes(site_template(app).into_bytes()),
-            },
-            DataFile {
-                path: format!("/usr/share/doc/{app}/copyright"),
-                mode: 0o644,
-                content: Content::Bytes(copyright(&manifest, input).into_bytes()),
-            },
-            DataFile {
-                path: format!("/usr/share/doc/{app}/changelog.gz"),
-                mode: 0o644,
-                content: Content::Bytes(crate::deb::gzip(changelog(&manifest, input).as_bytes())),
-            },
-            DataFile {
-                path: format!("/usr/share/lintian/overrides/{app}"),
-                mode: 0o644,
-                content: Content::Bytes(lintian_overrides(app).into_bytes()),
-            },
-        ],
+        files: files(
+            &manifest,
+            input,
+            &tmp.path().join("bin/berth"),
+            &bundle_file,
+        ),
         epoch: input.source_date_epoch,
     };
     let arch = input.architecture;
@@ -157,6 +121,58 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
         version: info.version,
         depends,
     })
+}
+
+/// The files the package installs.
+fn files(
+    manifest: &Manifest,
+    input: &DebInput<'_>,
+    berth: &Path,
+    bundle_file: &str,
+) -> Vec<DataFile> {
+    let app = &manifest.app.name;
+    vec![
+        DataFile {
+            path: format!("/opt/{app}/bin/berth"),
+            mode: 0o755,
+            content: Content::File(berth.to_owned()),
+        },
+        DataFile {
+            path: format!("/opt/{app}/releases/{bundle_file}"),
+            mode: 0o644,
+            content: Content::File(input.bundle.to_owned()),
+        },
+        DataFile {
+            path: format!("/opt/{app}/vendor.pub"),
+            mode: 0o644,
+            content: Content::Bytes(format!("{}\n", input.key).into_bytes()),
+        },
+        DataFile {
+            path: format!("/usr/bin/{app}-ctl"),
+            mode: 0o755,
+            content: Content::Bytes(ctl(app).into_bytes()),
+        },
+        DataFile {
+            path: format!("/etc/{app}/site.toml"),
+            mode: 0o644,
+            content: Content::Bytes(site_template(app).into_bytes()),
+        },
+        DataFile {
+            path: format!("/usr/share/doc/{app}/copyright"),
+            mode: 0o644,
+            content: Content::Bytes(copyright(manifest, input).into_bytes()),
+        },
+        DataFile {
+            path: format!("/usr/share/doc/{app}/changelog.gz"),
+            mode: 0o644,
+            content: Content::Bytes(crate::deb::gzip(changelog(manifest, input).as_bytes())),
+        },
+        DataFile {
+            path: format!("/usr/share/lintian/overrides/{app}"),
+            mode: 0o644,
+            content: Content::Bytes(lintian_overrides(app).into_bytes()),
+        },
+    ]
 }
 
 /// A value that goes into the maintainer scripts and file names as it is: letters,
