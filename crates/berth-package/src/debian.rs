@@ -228,11 +228,7 @@ fn depends(manifest: &Manifest, libraries: &[String]) -> Vec<String> {
 
 fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec<(String, String)> {
     let app = &manifest.app;
-    let summary = if app.summary.is_empty() {
-        format!("{} (installed and run by berth)", app.name)
-    } else {
-        app.summary.clone()
-    };
+    let summary = synopsis(&app.name, &app.summary);
     let mut fields = vec![
         ("Package".to_owned(), app.name.clone()),
         ("Version".to_owned(), app.version.clone()),
@@ -288,6 +284,23 @@ fn wrap(text: &str) -> String {
         .map(|l| format!(" {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The description's first line: the summary without the app's name in front (Debian's
+/// policy: the synopsis does not repeat the package name), or a line of berth's.
+fn synopsis(name: &str, summary: &str) -> String {
+    let summary = one_line(summary);
+    let rest = summary
+        .get(..name.len())
+        .filter(|head| head.eq_ignore_ascii_case(name))
+        .map_or(summary.as_str(), |_| {
+            summary[name.len()..].trim_start_matches([':', '-', ',', ' '])
+        });
+    if rest.is_empty() {
+        format!("{name} (installed and run by berth)")
+    } else {
+        rest.to_owned()
+    }
 }
 
 /// A control field's first line: one line, no leading space.
@@ -495,6 +508,20 @@ mod tests {
         ] {
             assert_eq!(run(ok).0, Some(0), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn the_synopsis_does_not_start_with_the_name() {
+        assert_eq!(
+            synopsis("netbox", "NetBox: network source of truth"),
+            "network source of truth"
+        );
+        assert_eq!(synopsis("demo", "A demo app"), "A demo app");
+        assert_eq!(synopsis("demo", ""), "demo (installed and run by berth)");
+        assert_eq!(
+            synopsis("demo", "Demo"),
+            "demo (installed and run by berth)"
+        );
     }
 
     #[test]
