@@ -290,12 +290,18 @@ fn wrap(text: &str) -> String {
 /// policy: the synopsis does not repeat the package name), or a line of berth's.
 fn synopsis(name: &str, summary: &str) -> String {
     let summary = one_line(summary);
-    let rest = summary
+    let starts_with_name = summary
         .get(..name.len())
-        .filter(|head| head.eq_ignore_ascii_case(name))
-        .map_or(summary.as_str(), |_| {
-            summary[name.len()..].trim_start_matches([':', '-', ',', ' '])
-        });
+        .is_some_and(|head| head.eq_ignore_ascii_case(name))
+        && summary[name.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| ":-, ".contains(c));
+    let rest = if starts_with_name {
+        summary[name.len()..].trim_start_matches([':', '-', ',', ' '])
+    } else {
+        summary.as_str()
+    };
     if rest.is_empty() {
         format!("{name} (installed and run by berth)")
     } else {
@@ -521,6 +527,10 @@ mod tests {
         assert_eq!(
             synopsis("demo", "Demo"),
             "demo (installed and run by berth)"
+        );
+        assert_eq!(
+            synopsis("demo", "Democracy, as a service"),
+            "Democracy, as a service"
         );
     }
 
