@@ -38,13 +38,22 @@ pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-/// A free TCP port on 127.0.0.1 (free when probed; nothing else here races for it).
+/// A free TCP port on 127.0.0.1, free when probed and never handed out before in
+/// this process: tests run in parallel, and two sshd started at once must not be
+/// given the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Records what a progress callback was given.
@@ -207,12 +216,17 @@ impl Sshd {
                 log,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
+            // Listening, and this sshd is the one listening: something else on the
+            // port would answer a connection too (with another host key).
+            let listening = format!("Server listening on 127.0.0.1 port {port}.");
             while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(server);
-                }
                 if server.child.try_wait().unwrap().is_some() {
                     break;
+                }
+                if server.log().contains(&listening)
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    return Ok(server);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
