@@ -576,6 +576,18 @@ impl SafeDir {
         self.write_new_or_replace(rel, &mut |f| f.write_all(bytes), mode, owner, true)
     }
 
+    /// Like [`SafeDir::write_new`], with the content written by `fill` (a file too large
+    /// to hold in memory).
+    pub fn write_new_with(
+        &self,
+        rel: &Path,
+        fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        self.write_new_or_replace(rel, fill, mode, owner, true)
+    }
+
     fn write_new_or_replace(
         &self,
         rel: &Path,

@@ -132,7 +132,8 @@ pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
     }
 }
 
-/// Copies the executable `src` to `dest` (mode `mode`) unless `dest` is that file or
+/// Copies the file `src` (berth itself, a release bundle) to `dest` (mode `mode`)
+/// unless `dest` is that file or
 /// already a copy of it (same size and modification time); whether it copied. The copy
 /// keeps the source's modification time, which marks it as this build, and replaces
 /// `dest` atomically: a process running the old file keeps its inode.

@@ -62,11 +62,7 @@ fn build_in(
     home: &Path,
     epoch: u64,
 ) -> Result<()> {
-    let fail = |reason: String| HostError::PrivateInterpreter {
-        python: python.to_path_buf(),
-        dest: dest.to_path_buf(),
-        reason,
-    };
+    let fail = failure(python, dest);
     let prefix = interpreter::base_prefix(python).map_err(fail)?;
     let (major, minor) = python_version(python).map_err(fail)?;
     let stdlib = PathBuf::from(format!("lib/python{major}.{minor}"));
@@ -126,11 +122,7 @@ fn install_and_compile(
     prefix: &Path,
     exe: &Path,
 ) -> Result<()> {
-    let fail = |reason: String| HostError::PrivateInterpreter {
-        python: python.to_path_buf(),
-        dest: dest.to_path_buf(),
-        reason,
-    };
+    let fail = failure(python, dest);
     let bin = partial.join("bin");
     std::fs::create_dir_all(home).map_err(|e| fail(e.to_string()))?;
     std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
@@ -231,6 +223,15 @@ fn install_and_compile(
         source,
     })?;
     fsutil::sync_dir(fsutil::parent_dir(dest))
+}
+
+/// The error of a build of `dest` from `python` that failed for `reason`.
+fn failure<'a>(python: &'a Path, dest: &'a Path) -> impl Fn(String) -> HostError + Copy + 'a {
+    move |reason| HostError::PrivateInterpreter {
+        python: python.to_path_buf(),
+        dest: dest.to_path_buf(),
+        reason,
+    }
 }
 
 /// `(major, minor)` of an interpreter.

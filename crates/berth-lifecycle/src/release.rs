@@ -72,11 +72,10 @@ pub(crate) fn prebuilt(payload: Option<&Path>, component: &str) -> Option<std::p
 /// Moves a built tree to `dest` (which does not exist) in one rename: `dest` is
 /// never half there.
 fn move_into_place(built: &Path, dest: &Path) -> Result<()> {
-    let parent = dest.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(crate::LifecycleError::io("create", parent))?;
-    std::fs::rename(built, dest)
-        .map_err(crate::LifecycleError::io("move the component to", dest))?;
-    berth_host::fsutil::sync_dir(parent)?;
+    berth_host::fsutil::ensure_dir(dest.parent().unwrap_or(Path::new("/")), 0o755)?;
+    let (from_dir, from) = berth_host::beneath::in_parent(built)?;
+    let (to_dir, to) = berth_host::beneath::in_parent(dest)?;
+    from_dir.rename(&from, &to_dir, &to)?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use md5::Digest;
@@ -48,58 +48,50 @@ pub struct Deb {
     pub epoch: u64,
 }
 
-/// Writes `deb` to `out` (a new file, made through a temporary one beside it).
+/// Writes `deb` to `out` (a new file: one there already is never replaced), in one
+/// rename once it is complete.
 pub fn write(deb: &Deb, out: &Path) -> Result<(), PackageError> {
     let dir = out.parent().unwrap_or(Path::new("."));
-    let data = tempfile::NamedTempFile::new_in(dir).map_err(PackageError::io("create", dir))?;
-    let (md5sums, installed_kib) = write_data(deb, data.path())?;
+    // An anonymous file: `data.tar.gz` is measured before it goes into the `ar`.
+    let mut data = tempfile::tempfile_in(dir).map_err(PackageError::io("create", dir))?;
+    let (md5sums, installed_kib) = write_data(deb, &mut data)?;
     let control = control_tar(deb, &md5sums, installed_kib)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(PackageError::io("create", dir))?;
-    {
-        let mut ar = ar::Builder::new(std::io::BufWriter::new(tmp.as_file()));
-        let member = |name: &str, size: u64| {
-            let mut h = ar::Header::new(name.as_bytes().to_vec(), size);
-            h.set_mtime(deb.epoch);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mode(0o100_644);
-            h
-        };
-        let io = PackageError::io("write", out);
-        ar.append(&member("debian-binary", 4), &b"2.0\n"[..])
-            .map_err(io)?;
-        ar.append(
-            &member("control.tar.gz", control.len() as u64),
-            &control[..],
-        )
-        .map_err(PackageError::io("write", out))?;
-        let size = data
-            .as_file()
-            .metadata()
-            .map_err(PackageError::io("read", data.path()))?
-            .len();
-        let reader =
-            std::fs::File::open(data.path()).map_err(PackageError::io("read", data.path()))?;
-        ar.append(&member("data.tar.gz", size), reader)
-            .map_err(PackageError::io("write", out))?;
-        ar.into_inner()
-            .and_then(|w| w.into_inner().map_err(std::io::IntoInnerError::into_error))
-            .and_then(std::fs::File::sync_all)
-            .map_err(PackageError::io("write", out))?;
-    }
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(PackageError::io("write", out))?;
-    tmp.persist_noclobber(out).map_err(|e| PackageError::Io {
-        action: "write",
-        path: out.to_owned(),
-        source: e.error,
-    })?;
+    let size = data
+        .metadata()
+        .map_err(PackageError::io("read", out))?
+        .len();
+    data.seek(std::io::SeekFrom::Start(0))
+        .map_err(PackageError::io("read", out))?;
+    let (parent, name) = berth_host::beneath::in_parent(out)?;
+    parent.write_new_with(
+        &name,
+        &mut |file| {
+            let mut ar = ar::Builder::new(std::io::BufWriter::new(file));
+            let member = |name: &str, size: u64| {
+                let mut h = ar::Header::new(name.as_bytes().to_vec(), size);
+                h.set_mtime(deb.epoch);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mode(0o100_644);
+                h
+            };
+            ar.append(&member("debian-binary", 4), &b"2.0\n"[..])?;
+            ar.append(
+                &member("control.tar.gz", control.len() as u64),
+                &control[..],
+            )?;
+            ar.append(&member("data.tar.gz", size), &mut data)?;
+            ar.into_inner()?.flush()
+        },
+        0o644,
+        None,
+    )?;
     Ok(())
 }
 
 /// `data.tar.gz` into `dest`; returns the `md5sums` text and the installed size in KiB.
-fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
+fn write_data(deb: &Deb, out: &mut std::fs::File) -> Result<(String, u64), PackageError> {
+    let dest = Path::new("data.tar.gz");
     let mut files: Vec<&DataFile> = deb.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut dirs = BTreeSet::new();
@@ -113,7 +105,6 @@ fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
             p = d.parent();
         }
     }
-    let out = std::fs::File::create(dest).map_err(PackageError::io("create", dest))?;
     let gz = flate2::GzBuilder::new().write(out, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -154,9 +145,7 @@ fn write_data(deb: &Deb, dest: &Path) -> Result<(String, u64), PackageError> {
         }
     }
     let gz = tar.into_inner().map_err(PackageError::io("write", dest))?;
-    gz.finish()
-        .and_then(|f| f.sync_all())
-        .map_err(PackageError::io("write", dest))?;
+    gz.finish().map_err(PackageError::io("write", dest))?;
     // dpkg's own estimate: bytes in KiB, rounded up, plus one per entry.
     Ok((md5sums, bytes.div_ceil(1024) + count))
 }

@@ -33,6 +33,9 @@ pub enum PackageError {
     /// The archive layer failed.
     #[error(transparent)]
     Archive(#[from] berth_archive::ArchiveError),
+    /// A file could not be written safely.
+    #[error(transparent)]
+    Host(#[from] berth_host::HostError),
     /// The bundle's manifest is invalid.
     #[error(transparent)]
     Manifest(#[from] berth_model::Diagnostics),

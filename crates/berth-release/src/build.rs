@@ -102,10 +102,7 @@ pub fn build(input: &BuildInput<'_>) -> Result<Built, ReleaseError> {
         })?
         .join(format!(".{}.staging", bundle_name(&app, &version)));
     berth_host::beneath::remove_tree_at(&staging)?;
-    std::fs::create_dir_all(&staging).map_err(|source| berth_host::HostError::CreateDir {
-        path: staging.clone(),
-        source,
-    })?;
+    berth_host::fsutil::ensure_dir(&staging, 0o755)?;
     let result = write_bundle(input, &loaded, &text, &path, &staging);
     berth_host::beneath::remove_tree_at(&staging)?;
     result
@@ -122,10 +119,7 @@ fn write_bundle(
     let version = loaded.manifest.app.version.clone();
     let epoch = input.source_date_epoch;
     let payload = staging.join("payload");
-    std::fs::create_dir_all(&payload).map_err(|source| berth_host::HostError::CreateDir {
-        path: payload.clone(),
-        source,
-    })?;
+    berth_host::fsutil::ensure_dir(&payload, 0o755)?;
     let components = crate::payload::build_all(&loaded.manifest, &payload, epoch, input.say)?;
     let seed_dir = staging.join("seed");
     let seed = make_seed(input, loaded, &payload, &seed_dir)?;
@@ -192,15 +186,8 @@ fn write_bundle(
     }
     let written = writer.finish(meta, input.key)?;
     // A release is published, not kept secret (archives are written 0600 for backups).
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&written.path, std::fs::Permissions::from_mode(0o644)).map_err(
-            |source| berth_host::HostError::Write {
-                path: written.path.clone(),
-                source,
-            },
-        )?;
-    }
+    let (dir, name) = berth_host::beneath::in_parent(&written.path)?;
+    dir.set_mode(&name, 0o644)?;
     Ok(Built {
         sha256: sha256_of(&written.path)?,
         path: written.path,

@@ -76,13 +76,10 @@ pub struct Published {
 /// same bytes. Older releases stay.
 pub fn publish(bundle: &Path, dir: &Path, key: &SigningKey) -> Result<Published, ReleaseError> {
     let public = key.public_key();
-    let info = crate::verify(bundle, &[public])?;
-    let sha256 = info.sha256.clone().unwrap_or_default();
-    let manifest = read_manifest(bundle, &public)?;
-    std::fs::create_dir_all(dir).map_err(|source| berth_host::HostError::CreateDir {
-        path: dir.to_owned(),
-        source,
-    })?;
+    // Reading the manifest out checks every byte of the bundle on the way.
+    let (info, manifest) = read_manifest(bundle, &public)?;
+    let sha256 = crate::build::sha256_of(bundle)?;
+    berth_host::fsutil::ensure_dir(dir, 0o755)?;
     let mut index = if dir.join(INDEX).exists() {
         open_channel(dir, &[public])?
     } else {
@@ -139,7 +136,8 @@ pub fn publish(bundle: &Path, dir: &Path, key: &SigningKey) -> Result<Published,
     if !already {
         // Another file under that name, not in the index (an interrupted publish):
         // replaced, since nothing refers to it.
-        copy_atomic(bundle, &dest)?;
+        berth_host::fsutil::remove_file_if_exists(&dest)?;
+        berth_host::fsutil::install_copy(bundle, &dest, 0o644)?;
         index.releases.retain(|r| r.version != info.version);
         index.releases.push(release.clone());
         index
@@ -155,18 +153,20 @@ pub fn publish(bundle: &Path, dir: &Path, key: &SigningKey) -> Result<Published,
     })
 }
 
-/// The manifest inside a bundle signed by `key` (read once its index is trusted).
+/// What a bundle signed by `key` is, and its manifest: read once its index is
+/// trusted, every entry checked against it on the way.
 fn read_manifest(
     bundle: &Path,
     key: &PublicKey,
-) -> Result<berth_model::manifest::Manifest, ReleaseError> {
+) -> Result<(crate::BundleInfo, berth_model::manifest::Manifest), ReleaseError> {
     let tmp = tempfile::tempdir().map_err(|source| berth_host::HostError::CreateDir {
         path: std::env::temp_dir(),
         source,
     })?;
-    let (archive, _) = crate::open(bundle, &[*key])?;
+    let (archive, info) = crate::open(bundle, &[*key])?;
     archive.extract(tmp.path(), &|p| p.starts_with("manifest/"), &mut |_| {})?;
-    Ok(berth_model::LoadedManifest::load(&tmp.path().join("manifest"))?.manifest)
+    let manifest = berth_model::LoadedManifest::load(&tmp.path().join("manifest"))?.manifest;
+    Ok((info, manifest))
 }
 
 /// Reads the channel in `dir`: its index must be signed by one of `trusted`, of this
@@ -308,21 +308,6 @@ fn write_index(dir: &Path, index: &ChannelIndex, key: &SigningKey) -> Result<(),
     let mut text = format!("{SIGNATURE_PREFIX}{}\n", hex::encode(signature)).into_bytes();
     text.extend_from_slice(&document);
     berth_host::fsutil::write_atomic(&dir.join(INDEX), &text, 0o644, None)?;
-    Ok(())
-}
-
-/// Copies `from` to `to` through a temporary file beside it and one rename.
-fn copy_atomic(from: &Path, to: &Path) -> Result<(), ReleaseError> {
-    let tmp = to.with_extension("partial");
-    let io = |source| berth_host::HostError::Write {
-        path: to.to_owned(),
-        source,
-    };
-    std::fs::copy(from, &tmp).map_err(io)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, to).map_err(io)?;
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub fn capture(
         None,
     )?;
     let prefix = tmp.path().join("i");
-    std::fs::create_dir(&prefix).map_err(BackupError::io("create", &prefix))?;
+    berth_host::fsutil::ensure_dir(&prefix, 0o755)?;
     set_mode(&prefix, 0o755)?;
     // The instance moves the components it is given into its release: give it copies.
     let copies = tmp.path().join("payload");
@@ -377,8 +377,9 @@ fn existing_user(user: &str) -> Result<(u32, u32)> {
     })
 }
 
+/// Sets the mode of `path` (a directory this process made), by descriptor.
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(BackupError::io("set the mode of", path))
+    let (dir, name) = berth_host::beneath::in_parent(path)?;
+    dir.set_mode(&name, mode)?;
+    Ok(())
 }

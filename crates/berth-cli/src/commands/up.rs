@@ -1,6 +1,5 @@
 //! `berth up`, `berth reconfigure`, `berth plan`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -62,13 +61,8 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
     let paths = berth_render::Paths::for_prefix(&prefix, &info.version);
     let staging = paths.release_staging(&info.version);
     let made = (|| -> Result<()> {
-        let dir = |p: &Path, mode: u32| -> Result<()> {
-            std::fs::create_dir_all(p)
-                .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)))
-                .with_context(|| format!("Failed to create `{}`", p.display()))
-        };
         if made_prefix {
-            dir(&prefix, 0o755)?;
+            berth_host::fsutil::ensure_dir(&prefix, 0o755)?;
         }
         let top = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
         let tmp = paths.beneath(&paths.tmp()).to_owned();
@@ -107,7 +101,9 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
         let _ = top.remove_tree(paths.beneath(&staging));
         if made_prefix && result.is_err() {
             let _ = top.remove_empty_dir(paths.beneath(&paths.tmp()));
-            let _ = std::fs::remove_dir(&prefix);
+            if let Ok((parent, name)) = berth_host::beneath::in_parent(&prefix) {
+                let _ = parent.remove_empty_dir(&name);
+            }
         }
     }
     result
