@@ -19,8 +19,9 @@ on_exit=()
 run_on_exit() { local c; for c in "${on_exit[@]}"; do eval "$c"; done; }
 trap run_on_exit EXIT
 
+# lintian checks the .deb packages berth writes.
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
-  openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli)
+  openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
