@@ -87,6 +87,9 @@ pub enum Command {
     /// Build an operating-system package of a release bundle.
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Make a repository signing key, and add packages to a signed apt repository.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -322,6 +325,58 @@ pub enum PackageCommand {
         /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
         #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
         source_date_epoch: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `berth repo …`.
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Make the OpenPGP key a repository is signed with: `OUT` (the secret key, mode
+    /// 0600), `OUT.gpg` (the keyring for apt's `signed-by`) and `OUT.asc` (the same,
+    /// armored).
+    Key {
+        /// The secret key file to write (never over an existing file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The key's user id, `Name <address>`.
+        #[arg(long, value_name = "NAME <ADDRESS>")]
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add `.deb` packages to the apt repository in `DIR` (made if missing) and sign
+    /// it; the versions it holds already stay.
+    Apt {
+        /// The repository's directory (what clients fetch, over HTTP or as a directory).
+        dir: PathBuf,
+        /// The packages to add.
+        #[arg(required = true)]
+        debs: Vec<PathBuf>,
+        /// The secret key made by `berth repo key`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The suite: `dists/<SUITE>`, what clients name after the repository's address.
+        #[arg(long, default_value = "stable")]
+        suite: String,
+        /// The component.
+        #[arg(long, default_value = "main")]
+        component: String,
+        /// `Origin:` of the repository (who publishes it).
+        #[arg(long, default_value = "berth")]
+        origin: String,
+        /// `Label:` [default: the origin].
+        #[arg(long)]
+        label: Option<String>,
+        /// Architectures to list besides those of the packages (for `all` packages).
+        #[arg(long, value_delimiter = ',', value_name = "ARCH,…")]
+        architectures: Vec<String>,
+        /// `Date:` and the signatures' time; without it (or `SOURCE_DATE_EPOCH`) now.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u32>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -7,7 +7,7 @@ use berth_lifecycle::Locate;
 
 use crate::cli::{
     BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, PackageCommand, ReleaseCommand,
-    UpgradeCommand,
+    RepoCommand, UpgradeCommand,
 };
 use crate::embedded;
 
@@ -16,6 +16,7 @@ mod config;
 mod control;
 mod history;
 mod release;
+mod repo;
 mod up;
 mod upgrade;
 
@@ -146,6 +147,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }),
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
+        Command::Repo(RepoCommand::Key { out, name, json }) => repo::key(&out, &name, json),
+        Command::Repo(RepoCommand::Apt {
+            dir,
+            debs,
+            key,
+            suite,
+            component,
+            origin,
+            label,
+            architectures,
+            source_date_epoch,
+            json,
+        }) => repo::apt(
+            &dir,
+            &debs,
+            &key,
+            &berth_repo::apt::Meta {
+                label: label.unwrap_or_else(|| origin.clone()),
+                origin,
+                suite,
+                component,
+                architectures,
+                date: source_date_epoch.unwrap_or_else(repo::now),
+            },
+            json,
+        ),
         Command::Release(ReleaseCommand::Publish {
             bundle,
             channel,
