@@ -99,6 +99,9 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
     assert_eq!(field("Version"), "1.0.0");
     assert_eq!(field("Architecture"), "amd64");
     assert_eq!(field("Depends"), depends);
+    // Redis is an optional component: recommended, installed by default, not required.
+    assert_eq!(field("Recommends"), "redis-server");
+    assert!(!depends.contains("redis"), "{depends}");
     assert_eq!(field("Maintainer"), "Vendor <vendor@example.org>");
     assert!(field("Installed-Size").parse::<u64>().unwrap() > 20_000);
     let info = dpkg_deb(&["--info", d]);
@@ -130,6 +133,7 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
         ("-rw-r--r--", "./usr/share/doc/ministack/copyright"),
         ("-rw-r--r--", "./usr/share/doc/ministack/changelog.gz"),
         ("-rw-r--r--", "./usr/share/lintian/overrides/ministack"),
+        ("-rw-r--r--", "./lib/systemd/system/berth-ministack.service"),
     ] {
         assert!(
             contents
@@ -142,6 +146,15 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
     // Unpacked: every MD5 matches, the bundle is the one given, the scripts are sh.
     let x = tmp.path().join("x");
     dpkg_deb(&["--extract", d, x.to_str().unwrap()]);
+    // The unit runs the instance's own berth on the packaged prefix.
+    let unit =
+        std::fs::read_to_string(x.join("lib/systemd/system/berth-ministack.service")).unwrap();
+    assert!(
+        unit.contains(
+            "ExecStart=/var/opt/berth/ministack/bin/berth --prefix /var/opt/berth/ministack supervise --autostart\n"
+        ),
+        "{unit}"
+    );
     let ctrl = tmp.path().join("ctrl");
     dpkg_deb(&["--control", d, ctrl.to_str().unwrap()]);
     let check = Command::new("md5sum")
@@ -231,4 +244,63 @@ fn a_bundle_that_is_not_the_vendors_gives_no_package() {
     let r = package(&bad, &key, &tmp.path().join("p"));
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(std::fs::read_dir(tmp.path().join("p")).unwrap().count(), 0);
+}
+
+/// `berth package self`: berth's own package holds the stripped binary as
+/// `/usr/bin/berth`, depends on the libraries it links, passes lintian, and is the same
+/// bytes when built again.
+#[test]
+fn berth_packages_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |out: &Path| {
+        std::fs::create_dir_all(out).unwrap();
+        berth(&[
+            "package",
+            "self",
+            "--berth",
+            berth_tests::berth_bin().to_str().unwrap(),
+            "--maintainer",
+            "Vendor <vendor@example.org>",
+            "--architecture",
+            "amd64",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .expect(0);
+        out.join(format!("berth_{}_amd64.deb", env!("CARGO_PKG_VERSION")))
+    };
+    let deb = build(&tmp.path().join("a"));
+    let d = deb.to_str().unwrap();
+    let field = |name: &str| dpkg_deb(&["--field", d, name]).trim().to_owned();
+    assert_eq!(field("Package"), "berth");
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    assert!(
+        field("Depends").split(", ").any(|p| p == "libc6"),
+        "{}",
+        field("Depends")
+    );
+    let x = tmp.path().join("x");
+    dpkg_deb(&["--extract", d, x.to_str().unwrap()]);
+    let shipped = x.join("usr/bin/berth");
+    let version = Command::new(&shipped).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{version:?}"
+    );
+    // Stripped: far smaller than the test build it came from.
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&shipped) < size(&berth_tests::berth_bin()) / 2);
+    let lintian = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .expect("lintian (scripts/test.sh installs it)");
+    assert!(
+        lintian.status.success(),
+        "lintian: {}{}",
+        String::from_utf8_lossy(&lintian.stdout),
+        String::from_utf8_lossy(&lintian.stderr)
+    );
+    let again = build(&tmp.path().join("b"));
+    assert_eq!(std::fs::read(&deb).unwrap(), std::fs::read(&again).unwrap());
 }

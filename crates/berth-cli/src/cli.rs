@@ -329,6 +329,28 @@ pub enum PackageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// berth's own `.deb`: this berth (or `--berth FILE`) as `/usr/bin/berth`.
+    #[command(name = "self")]
+    Itself {
+        /// `Maintainer:` of the package, `Name <address>`.
+        #[arg(long, value_name = "NAME <ADDRESS>")]
+        maintainer: String,
+        /// The berth binary to ship [default: the one running].
+        #[arg(long, value_name = "FILE")]
+        berth: Option<PathBuf>,
+        /// Where to write `berth_<version>_<arch>.deb`.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// `Architecture:` [default: this machine's, as dpkg names it].
+        #[arg(long, value_name = "ARCH")]
+        architecture: Option<String>,
+        /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) 0.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `berth repo …`.

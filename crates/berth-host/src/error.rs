@@ -311,6 +311,21 @@ pub enum HostError {
         /// The end of its standard error.
         stderr: String,
     },
+    /// Packages are missing while berth runs inside a package's maintainer script,
+    /// where dpkg holds the lock apt-get needs.
+    #[error(
+        "{packages} must be installed, and berth runs inside the {during} package's \
+         maintainer script, where dpkg holds the package lock: run `{hint}` (or switch the \
+         components that need them off in the site config), then `dpkg --configure -a`"
+    )]
+    PackagesDuringDpkg {
+        /// The packages, space separated.
+        packages: String,
+        /// The package whose script runs.
+        during: String,
+        /// The exact command to run.
+        hint: String,
+    },
     /// Installing packages needs root.
     #[error("Installing {packages} needs root; run `{hint}`")]
     PackagesNeedRoot {

@@ -108,6 +108,9 @@ pub fn install(packages: &[String]) -> Result<Installed> {
     if packages.is_empty() {
         return Ok(Installed::default());
     }
+    // A maintainer script (a package's postinst running `up`): apt-get would wait for
+    // the lock its own dpkg holds, then fail. Say what to do instead.
+    refuse_during_dpkg(packages, std::env::var_os("DPKG_MAINTSCRIPT_PACKAGE"))?;
     if !users::is_root() {
         return Err(HostError::PackagesNeedRoot {
             packages: packages.join(" "),
@@ -258,6 +261,19 @@ fn install_error(packages: &[String], out: &Output) -> HostError {
     }
 }
 
+/// Refuses to run apt-get from a maintainer script (`during`: the package dpkg
+/// exports as `DPKG_MAINTSCRIPT_PACKAGE`).
+fn refuse_during_dpkg(packages: &[String], during: Option<std::ffi::OsString>) -> Result<()> {
+    match during {
+        Some(during) => Err(HostError::PackagesDuringDpkg {
+            packages: packages.join(" "),
+            during: during.to_string_lossy().into_owned(),
+            hint: install_hint(packages),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Whether `dpkg-query`'s `${db:Status-Status}` output says installed.
 fn is_installed_status(stdout: &[u8]) -> bool {
     String::from_utf8_lossy(stdout).trim() == "installed"
@@ -333,6 +349,21 @@ mod tests {
         ];
         assert_eq!(missing(&packages).unwrap(), ["berth-no-such-package-x9"]);
         assert!(missing(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn inside_a_maintainer_script_apt_get_is_not_run_and_the_fix_is_named() {
+        let packages = vec!["redis-server".to_owned()];
+        assert!(refuse_during_dpkg(&packages, None).is_ok());
+        let e = refuse_during_dpkg(&packages, Some("ministack".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ministack package's maintainer script")
+                && e.contains("apt-get install -y redis-server")
+                && e.contains("dpkg --configure -a"),
+            "{e}"
+        );
     }
 
     #[test]

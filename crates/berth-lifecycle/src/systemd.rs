@@ -44,6 +44,20 @@ pub fn unit_text(app: &str, paths: &Paths, berth_exe: &Path) -> String {
     )
 }
 
+/// Where a package puts the unit it ships (`berth package deb`): `up` then enables that
+/// one and writes none of its own.
+pub const PACKAGED_UNIT_DIRS: [&str; 2] = ["/lib/systemd/system", "/usr/lib/systemd/system"];
+
+/// The first line of a unit `up` writes (and may therefore remove).
+const WRITTEN_BY_UP: &str = "# Written by `berth up`";
+
+/// The unit a package ships for the instance at `paths`: the one `up` would write.
+pub fn packaged_unit_text(app: &str, paths: &Paths, berth_exe: &Path) -> String {
+    let text = unit_text(app, paths, berth_exe);
+    let rest = text.split_once('\n').map_or("", |(_, rest)| rest);
+    format!("# Shipped by the {app} package; `{app}-ctl up` enables and starts it.\n{rest}")
+}
+
 /// The systemd this host has: where unit files go and which `systemctl` drives them.
 #[derive(Debug, Clone)]
 pub struct Systemd {
@@ -69,7 +83,18 @@ impl Systemd {
         let name = unit_name(app);
         let path = self.unit_dir.join(&name);
         let text = unit_text(app, paths, berth_exe);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        let current = std::fs::read_to_string(&path).ok();
+        let packaged = PACKAGED_UNIT_DIRS
+            .iter()
+            .any(|dir| Path::new(dir).join(&name).is_file());
+        if packaged {
+            // The package's unit is the one to run; a copy `up` wrote before the package
+            // was installed would hide it.
+            if current.is_some_and(|t| t.starts_with(WRITTEN_BY_UP)) {
+                berth_host::fsutil::remove_file_if_exists(&path)?;
+                self.systemctl(&["daemon-reload"])?;
+            }
+        } else if current.as_deref() != Some(text.as_str()) {
             berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
             self.systemctl(&["daemon-reload"])?;
         }
@@ -117,5 +142,12 @@ mod tests {
         ));
         assert!(text.contains("KillMode=mixed\n"));
         assert_eq!(unit_name("demo"), "berth-demo.service");
+        let packaged = packaged_unit_text("demo", &paths, Path::new("/usr/bin/berth"));
+        assert!(packaged.starts_with("# Shipped by the demo package"));
+        assert!(text.starts_with(WRITTEN_BY_UP));
+        assert_eq!(
+            packaged.split_once('\n').unwrap().1,
+            text.split_once('\n').unwrap().1
+        );
     }
 }

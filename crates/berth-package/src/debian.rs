@@ -71,14 +71,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
     for stop in &manifest.upgrade.stops {
         check_plain("required stop", stop, true)?;
     }
-    if input.maintainer.contains(['\n', '\r']) || !input.maintainer.contains('<') {
-        return Err(PackageError::Input {
-            what: format!(
-                "the maintainer `{}` is not `Name <address>` on one line",
-                input.maintainer.escape_debug()
-            ),
-        });
-    }
+    check_maintainer(input.maintainer)?;
     check_plain("architecture", input.architecture, false)?;
     let bundle_file = berth_release::bundle_name(app, &manifest.app.version);
     let payload = tmp.path().join("payload");
@@ -149,6 +142,15 @@ fn files(
             content: Content::Bytes(format!("{}\n", input.key).into_bytes()),
         },
         DataFile {
+            // The supervisor at boot: `up` enables this unit where systemd runs.
+            path: format!(
+                "/lib/systemd/system/{}",
+                berth_lifecycle::systemd::unit_name(app)
+            ),
+            mode: 0o644,
+            content: Content::Bytes(unit(manifest).into_bytes()),
+        },
+        DataFile {
             path: format!("/usr/bin/{app}-ctl"),
             mode: 0o755,
             content: Content::Bytes(ctl(app).into_bytes()),
@@ -179,7 +181,7 @@ fn files(
 /// A value that goes into the maintainer scripts and file names as it is: letters,
 /// digits and `.+~` (and, when it need not be a Debian version, `-`), starting with a
 /// digit when it is a version.
-fn check_plain(what: &str, value: &str, version: bool) -> Result<(), PackageError> {
+pub(crate) fn check_plain(what: &str, value: &str, version: bool) -> Result<(), PackageError> {
     let ok = !value.is_empty()
         && value
             .chars()
@@ -201,6 +203,19 @@ fn check_plain(what: &str, value: &str, version: bool) -> Result<(), PackageErro
     })
 }
 
+/// `Maintainer:` is `Name <address>` on one line.
+pub(crate) fn check_maintainer(maintainer: &str) -> Result<(), PackageError> {
+    if maintainer.contains(['\n', '\r']) || !maintainer.contains('<') {
+        return Err(PackageError::Input {
+            what: format!(
+                "the maintainer `{}` is not `Name <address>` on one line",
+                maintainer.escape_debug()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Debian's rule for package names.
 fn valid_package_name(name: &str) -> bool {
     name.len() >= 2
@@ -210,21 +225,41 @@ fn valid_package_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
-/// The packages of the system components an instance runs by default, and those of
-/// the shared libraries the built components need (`libraries`): the bundled
-/// components' own `packages` are what building them needs, and the package carries
-/// them built. Optional components' packages are installed by `up` when switched on.
+/// The packages of the system components an instance always runs, and those of the
+/// shared libraries the built components need (`libraries`): the bundled components'
+/// own `packages` are what building them needs, and the package carries them built.
 fn depends(manifest: &Manifest, libraries: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = manifest
-        .components
-        .values()
-        .filter(|c| c.source == ComponentSource::System && !c.optional)
-        .flat_map(|c| c.packages.iter().cloned())
+    let mut out: Vec<String> = system_packages(manifest, false)
+        .into_iter()
         .chain(libraries.iter().cloned())
         .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// The packages of the optional system components (on unless the site config switches
+/// them off): recommended, so apt installs them with the package by default. The
+/// postinst cannot install them itself (dpkg holds the lock), so a component left on
+/// without its packages stops `up` with the command to run.
+fn recommends(manifest: &Manifest) -> Vec<String> {
+    let always = system_packages(manifest, false);
+    let mut out: Vec<String> = system_packages(manifest, true)
+        .into_iter()
+        .filter(|p| !always.contains(p))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn system_packages(manifest: &Manifest, optional: bool) -> Vec<String> {
+    manifest
+        .components
+        .values()
+        .filter(|c| c.source == ComponentSource::System && c.optional == optional)
+        .flat_map(|c| c.packages.iter().cloned())
+        .collect()
 }
 
 fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec<(String, String)> {
@@ -238,6 +273,10 @@ fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec
     ];
     if !depends.is_empty() {
         fields.push(("Depends".to_owned(), depends.join(", ")));
+    }
+    let recommends = recommends(manifest);
+    if !recommends.is_empty() {
+        fields.push(("Recommends".to_owned(), recommends.join(", ")));
     }
     fields.extend([
         ("Section".to_owned(), "misc".to_owned()),
@@ -265,7 +304,7 @@ fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec
 }
 
 /// The extended description: lines of at most 79 characters, each after one space.
-fn wrap(text: &str) -> String {
+pub(crate) fn wrap(text: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -324,6 +363,14 @@ fn ctl(app: &str) -> String {
     )
 }
 
+/// The systemd unit of the packaged instance (the one `up` would write for it).
+fn unit(manifest: &Manifest) -> String {
+    let app = &manifest.app.name;
+    let prefix = PathBuf::from(prefix(app));
+    let paths = berth_render::Paths::for_prefix(&prefix, &manifest.app.version);
+    berth_lifecycle::systemd::packaged_unit_text(app, &paths, &paths.installed_berth())
+}
+
 fn site_template(app: &str) -> String {
     format!(
         "# Site config of {app}: every setting you change from the defaults goes here.\n\
@@ -333,7 +380,7 @@ fn site_template(app: &str) -> String {
 }
 
 /// The year of the epoch, and the epoch as RFC 2822 (`Tue, 14 Nov 2023 22:13:20 +0000`).
-fn dates(epoch: u64) -> (i16, String) {
+pub(crate) fn dates(epoch: u64) -> (i16, String) {
     let t = jiff::Timestamp::from_second(i64::try_from(epoch).unwrap_or(0))
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let zoned = t.to_zoned_datetime(jiff::tz::TimeZone::UTC);

@@ -8,6 +8,8 @@
 //!   the key it is checked with again when the maintainer scripts install it;
 //! - `/usr/bin/<app>-ctl`: berth bound to this app's instance
 //!   (`--prefix /var/opt/berth/<app> --config /etc/<app>/site.toml`);
+//! - `/lib/systemd/system/berth-<app>.service`: the supervisor's unit, which `up`
+//!   enables and starts where systemd runs;
 //! - `/etc/<app>/site.toml`: the site config, a conffile (dpkg keeps the
 //!   administrator's edits across upgrades);
 //! - the copyright file, changelog and lintian overrides Debian's policy asks for;
@@ -20,6 +22,7 @@
 
 pub mod deb;
 pub mod debian;
+pub mod selfpkg;
 pub mod shlibs;
 
 use std::path::PathBuf;

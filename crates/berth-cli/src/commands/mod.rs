@@ -147,6 +147,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }),
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
+        Command::Package(PackageCommand::Itself {
+            maintainer,
+            berth,
+            out,
+            architecture,
+            source_date_epoch,
+            json,
+        }) => release::package_self(
+            &maintainer,
+            berth.as_deref(),
+            &out,
+            architecture.as_deref(),
+            source_date_epoch,
+            json,
+        ),
         Command::Repo(RepoCommand::Key { out, name, json }) => repo::key(&out, &name, json),
         Command::Repo(RepoCommand::Apt {
             dir,

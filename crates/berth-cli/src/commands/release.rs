@@ -133,15 +133,7 @@ pub struct DebArgs<'a> {
 /// `berth package deb`.
 pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
     let key = public_key(a.key)?;
-    let architecture = if let Some(arch) = a.architecture {
-        arch.to_owned()
-    } else {
-        let out = std::process::Command::new("dpkg")
-            .arg("--print-architecture")
-            .output()
-            .context("Failed to run `dpkg --print-architecture`: give `--architecture`")?;
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let architecture = architecture(a.architecture)?;
     let epoch = if let Some(e) = a.source_date_epoch {
         e
     } else {
@@ -167,6 +159,53 @@ pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
         println!(
             "Built {} {}: {} ({} bytes)",
             built.package,
+            built.version,
+            built.path.display(),
+            built.bytes
+        );
+        println!("  depends: {}", built.depends.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The architecture given, else this machine's as dpkg names it.
+fn architecture(given: Option<&str>) -> Result<String> {
+    if let Some(arch) = given {
+        return Ok(arch.to_owned());
+    }
+    let out = std::process::Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .context("Failed to run `dpkg --print-architecture`: give `--architecture`")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `berth package self`.
+pub fn package_self(
+    maintainer: &str,
+    berth: Option<&Path>,
+    out: &Path,
+    arch: Option<&str>,
+    source_date_epoch: Option<u64>,
+    json: bool,
+) -> Result<ExitCode> {
+    let exe = match berth {
+        Some(b) => b.to_owned(),
+        None => std::env::current_exe().context("Failed to find the running berth")?,
+    };
+    let built = berth_package::selfpkg::build(&berth_package::selfpkg::SelfInput {
+        berth: &exe,
+        version: env!("CARGO_PKG_VERSION"),
+        maintainer,
+        architecture: &architecture(arch)?,
+        source_date_epoch: source_date_epoch.unwrap_or(0),
+        out_dir: out,
+    })?;
+    if json {
+        print_json(&built)?;
+    } else {
+        println!(
+            "Built berth {}: {} ({} bytes)",
             built.version,
             built.path.display(),
             built.bytes
