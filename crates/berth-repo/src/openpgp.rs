@@ -89,9 +89,13 @@ impl RepoKey {
         }
     }
 
-    /// The hashed subpackets of a signature made at `at`, and the unhashed issuer.
+    /// The hashed subpackets of a signature made at `at`, and the unhashed issuer. A
+    /// signature older than its key does not verify (gpgv: "time conflict"), so one
+    /// asked for before the key was made (an old `SOURCE_DATE_EPOCH`) carries the key's
+    /// own time instead: still the same every time.
     fn subpackets(&self, at: u32) -> Result<(Vec<Subpacket>, Vec<Subpacket>), RepoError> {
         let key = &self.secret.primary_key;
+        let at = at.max(key.created_at().as_secs());
         Ok((
             vec![
                 Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
@@ -217,6 +221,10 @@ mod tests {
             key.sign_detached(b"x", 5).unwrap(),
             key.sign_detached(b"x", 5).unwrap()
         );
+        // Asked to sign before the key existed: signed at the key's time, and it verifies.
+        let early = key.clearsign(text, 5).unwrap();
+        assert_eq!(early, key.clearsign(text, 1_700_000_000).unwrap());
+        assert!(public.verify_clearsigned(&early).is_ok());
         assert!(RepoKey::generate("a\nb", 0).is_err());
         assert!(RepoKey::from_armored("junk").is_err());
     }

@@ -1,0 +1,241 @@
+//! `berth repo apt` against what could go wrong around it: a repository it did not
+//! sign, indexes changed behind its back, a package republished with other bytes, a
+//! crafted package name, a symlink planted in the tree, a run that stopped half-way.
+//! Each is refused (or finished) with the repository left as it was; `gpgv` checks
+//! the signatures it writes, and the same inputs give the same bytes.
+//!
+//! The packages are built here with `dpkg-deb` (whose control member is xz).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_tests::{Berth, Run, snapshot_tree};
+
+const EPOCH: &str = "1700000000";
+
+fn berth(args: &[&str]) -> Run {
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+        .run_env(args, &[("SOURCE_DATE_EPOCH", EPOCH)])
+}
+
+/// A package `name` `version` built by dpkg-deb, with `extra` in its description (so
+/// two builds of one version can differ).
+fn deb(dir: &Path, name: &str, version: &str, extra: &str) -> PathBuf {
+    let tree = dir.join(format!("tree-{name}-{version}-{extra}"));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/doc").join(name)).unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: amd64\n\
+             Maintainer: Vendor <vendor@example.org>\nDescription: a test package\n {extra}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(tree.join("usr/share/doc").join(name).join("README"), extra).unwrap();
+    let out = dir.join(format!("{name}_{version}_{extra}.deb"));
+    let built = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&tree)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    out
+}
+
+fn key(dir: &Path, name: &str) -> PathBuf {
+    let k = dir.join(name);
+    berth(&[
+        "repo",
+        "key",
+        "--out",
+        k.to_str().unwrap(),
+        "--name",
+        "Vendor Archive <archive@example.org>",
+    ])
+    .expect(0);
+    k
+}
+
+fn add(repo: &Path, key: &Path, debs: &[&Path]) -> Run {
+    let mut args = vec!["repo", "apt", repo.to_str().unwrap()];
+    args.extend(debs.iter().map(|d| d.to_str().unwrap()));
+    args.extend(["--key", key.to_str().unwrap()]);
+    berth(&args)
+}
+
+fn gpgv(keyring: &Path, args: &[&Path]) -> bool {
+    Command::new("gpgv")
+        .arg("--keyring")
+        .arg(keyring)
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_repository_grows_signed_and_gpgv_checks_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let k = key(t, "repo.key");
+    let keyring = t.join("repo.key.gpg");
+    let a1 = deb(t, "demo", "1.0", "one");
+    let a2 = deb(t, "demo", "1.1", "two");
+    let lib = deb(t, "libdemo1", "2.0", "lib");
+    let repo = t.join("repo");
+    let r = add(&repo, &k, &[&a1]).expect(0);
+    assert!(r.stdout.contains("Added demo 1.0 (amd64)"), "{}", r.stdout);
+    let r = add(&repo, &k, &[&a2, &lib]).expect(0);
+    assert!(
+        r.stdout.contains("demo 1.0 amd64") && r.stdout.contains("demo 1.1 amd64"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        repo.join("pool/main/libd/libdemo1/libdemo1_2.0_amd64.deb")
+            .is_file()
+    );
+    let dists = repo.join("dists/stable");
+    assert!(gpgv(&keyring, &[&dists.join("InRelease")]));
+    assert!(gpgv(
+        &keyring,
+        &[&dists.join("Release.gpg"), &dists.join("Release")]
+    ));
+    // The same package again: nothing changes.
+    let before = snapshot_tree(&repo);
+    let r = add(&repo, &k, &[&a1]).expect(0);
+    assert!(
+        r.stdout.contains("already (the same bytes)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(snapshot_tree(&repo), before);
+    // Another repository from the same packages and time: the same bytes.
+    let twin = t.join("twin");
+    add(&twin, &k, &[&a1]).expect(0);
+    add(&twin, &k, &[&a2, &lib]).expect(0);
+    assert_eq!(snapshot_tree(&twin), before);
+    // The keyring in the repository is the key's.
+    assert_eq!(
+        std::fs::read(repo.join("archive-keyring.gpg")).unwrap(),
+        std::fs::read(&keyring).unwrap()
+    );
+}
+
+#[test]
+fn what_the_repository_does_not_vouch_for_is_refused_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let k = key(t, "repo.key");
+    let other = key(t, "other.key");
+    let a1 = deb(t, "demo", "1.0", "one");
+    let a1_again = deb(t, "demo", "1.0", "rebuilt");
+    let a2 = deb(t, "demo", "1.1", "two");
+    let repo = t.join("repo");
+    add(&repo, &k, &[&a1]).expect(0);
+    let before = snapshot_tree(&repo);
+
+    // Signed by another key.
+    let r = add(&repo, &other, &[&a2]).expect(1);
+    assert!(
+        r.stderr.contains("is this the repository's key?"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(snapshot_tree(&repo), before);
+
+    // The same version with other bytes.
+    let r = add(&repo, &k, &[&a1_again]).expect(1);
+    assert!(r.stderr.contains("never replaced"), "{}", r.stderr);
+    assert_eq!(snapshot_tree(&repo), before);
+
+    // An index changed behind berth's back (plain name and by hash).
+    let index = repo.join("dists/stable/main/binary-amd64");
+    let by_hash: Vec<PathBuf> = std::fs::read_dir(index.join("by-hash/SHA256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let changed = std::fs::read_to_string(index.join("Packages"))
+        .unwrap()
+        .replace("Version: 1.0", "Version: 1.0+evil");
+    for f in by_hash.iter().chain([&index.join("Packages")]) {
+        if !std::fs::read(f).unwrap().starts_with(&[0x1f, 0x8b]) {
+            std::fs::write(f, &changed).unwrap();
+        }
+    }
+    let tampered = snapshot_tree(&repo);
+    let r = add(&repo, &k, &[&a2]).expect(1);
+    assert!(
+        r.stderr.contains("is not the file InRelease signed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(snapshot_tree(&repo), tampered);
+}
+
+#[test]
+fn crafted_names_and_planted_symlinks_write_nothing_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let k = key(t, "repo.key");
+    // A package whose name climbs out of the pool.
+    let evil = deb(t, "demo", "1.0", "x");
+    let tree = t.join("tree-demo-1.0-x");
+    let control = std::fs::read_to_string(tree.join("DEBIAN/control")).unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        control.replace("Version: 1.0", "Version: 1.0/../../../../escaped"),
+    )
+    .unwrap();
+    std::fs::remove_file(&evil).unwrap();
+    // dpkg-deb refuses such a version itself: write the control member by hand.
+    let built = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--nocheck", "--build"])
+        .arg(&tree)
+        .arg(&evil)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let repo = t.join("repo");
+    let r = add(&repo, &k, &[&evil]).expect(1);
+    assert!(
+        r.stderr.contains("cannot name a file in the pool"),
+        "{}",
+        r.stderr
+    );
+    assert!(!t.join("escaped").exists());
+
+    // A symlink planted where the pool goes: berth does not follow it.
+    let good = deb(t, "demo", "1.0", "good");
+    let outside = t.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("pool")).unwrap();
+    let r = add(&repo, &k, &[&good]).expect(1);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert!(!repo.join("dists").exists());
+}
+
+#[test]
+fn a_run_that_stopped_after_the_pool_is_finished_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let k = key(t, "repo.key");
+    let a1 = deb(t, "demo", "1.0", "one");
+    let a2 = deb(t, "demo", "1.1", "two");
+    let repo = t.join("repo");
+    add(&repo, &k, &[&a1]).expect(0);
+    // What a run that stopped after copying into the pool leaves: a file no index lists
+    // (here a partial copy).
+    let pool = repo.join("pool/main/d/demo/demo_1.1_amd64.deb");
+    std::fs::write(&pool, &std::fs::read(&a2).unwrap()[..100]).unwrap();
+    add(&repo, &k, &[&a2]).expect(0);
+    assert_eq!(std::fs::read(&pool).unwrap(), std::fs::read(&a2).unwrap());
+    let packages =
+        std::fs::read_to_string(repo.join("dists/stable/main/binary-amd64/Packages")).unwrap();
+    assert!(packages.contains("Version: 1.1"), "{packages}");
+}
