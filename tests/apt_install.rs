@@ -14,6 +14,8 @@
 //!   upgrade is still there. `apt-get remove` stops the instance and keeps its data.
 //! - A changed `Packages` file, or a keyring that is not the repository's, makes
 //!   `apt-get update` fail.
+//! - `berth package tar`'s archive, unpacked over `/` of a root with no instance, and
+//!   its `install.sh`: the app answers.
 //!
 //! The berth in the bundles is this build's, with its debug info stripped (`objcopy`),
 //! as a vendor would ship it. Root only (chroot, mounts, namespaces).
@@ -328,6 +330,23 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
         .expect(0);
         debs.push(dist.join(format!("ministack_{version}_amd64.deb")));
     }
+    // The same release as an archive, for machines without dpkg.
+    berth(&[
+        "package",
+        "tar",
+        dist.join("ministack-1.1.0.berth-release.tar.zst")
+            .to_str()
+            .unwrap(),
+        "--public-key",
+        &format!("{}.pub", vendor_key.display()),
+        "--maintainer",
+        "Vendor <vendor@example.org>",
+        "--architecture",
+        "amd64",
+        "--out",
+        dist.to_str().unwrap(),
+    ])
+    .expect(0);
     // berth's own package, from the same repository.
     berth(&[
         "package",
@@ -537,4 +556,23 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
             .is_dir()
     );
     assert!(!root.join("opt/ministack/bin/berth").exists());
+
+    // The archive on a root with no instance: unpacked over `/`, its install script
+    // brings the app up (the site config made from the example).
+    ok(&mut sandbox.chroot(&["rm", "-rf", "/var/opt/berth/ministack", "/etc/ministack"]));
+    ok(Command::new("tar")
+        .arg("-xzf")
+        .arg(dist.join("ministack-1.1.0-amd64.tar.gz"))
+        .arg("-C")
+        .arg(&root));
+    let out = run(&mut sandbox.chroot(&["/opt/ministack/install.sh"]));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sandbox.app_version(), "1.1.0");
+    assert!(root.join("etc/ministack/site.toml").is_file());
+    ok(&mut sandbox.chroot(&["ministack-ctl", "down"]));
 }

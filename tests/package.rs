@@ -304,3 +304,86 @@ fn berth_packages_itself() {
     let again = build(&tmp.path().join("b"));
     assert_eq!(std::fs::read(&deb).unwrap(), std::fs::read(&again).unwrap());
 }
+
+/// `berth package tar`: the `.deb`'s tree in a `.tar.gz` that unpacks over `/`, root's,
+/// with the site config as an example and `install.sh` (valid `sh`) in place of the
+/// maintainer scripts; the same bytes when built again.
+#[test]
+fn a_tarball_carries_the_packages_tree_and_its_install_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, key) = bundle(tmp.path());
+    let build = |out: &Path| {
+        std::fs::create_dir_all(out).unwrap();
+        berth(&[
+            "package",
+            "tar",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &key,
+            "--maintainer",
+            "Vendor <vendor@example.org>",
+            "--architecture",
+            "amd64",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .expect(0);
+        out.join("ministack-1.0.0-amd64.tar.gz")
+    };
+    let tar = build(&tmp.path().join("a"));
+    let listing = Command::new("tar").arg("-tvzf").arg(&tar).output().unwrap();
+    assert!(listing.status.success(), "{listing:?}");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./opt/ministack/bin/berth"),
+        ("-rwxr-xr-x", "./opt/ministack/install.sh"),
+        ("-rw-r--r--", "./opt/ministack/share/site.toml.example"),
+        ("-rw-r--r--", "./opt/ministack/vendor.pub"),
+        ("-rwxr-xr-x", "./usr/bin/ministack-ctl"),
+        ("-rw-r--r--", "./lib/systemd/system/berth-ministack.service"),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.contains("root/root") && l.ends_with(path)),
+            "{path} ({mode}) in\n{listing}"
+        );
+    }
+    // Unpacking over `/` never overwrites the administrator's site config.
+    assert!(!listing.contains("./etc/"), "{listing}");
+    assert!(!listing.contains("lintian"), "{listing}");
+    let x = tmp.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let unpacked = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let script = x.join("opt/ministack/install.sh");
+    assert!(
+        Command::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("[ ! -e /etc/ministack/site.toml ]")
+            && text.contains(
+                "up --bundle /opt/ministack/releases/ministack-1.0.0.berth-release.tar.zst"
+            ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(x.join("opt/ministack/releases/ministack-1.0.0.berth-release.tar.zst"))
+            .unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+    let again = build(&tmp.path().join("b"));
+    assert_eq!(std::fs::read(&tar).unwrap(), std::fs::read(&again).unwrap());
+}

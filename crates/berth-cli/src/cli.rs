@@ -329,6 +329,32 @@ pub enum PackageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A `.tar.gz` of the same tree as the `.deb`, for machines without dpkg: unpack
+    /// it over `/`, then run `/opt/<app>/install.sh`.
+    Tar {
+        /// The release bundle.
+        bundle: PathBuf,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it); the archive ships it to check the bundle again.
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: String,
+        /// Named in the copyright file, `Name <address>`.
+        #[arg(long, value_name = "NAME <ADDRESS>")]
+        maintainer: String,
+        /// Where to write `<app>-<version>-<arch>.tar.gz`.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The machine the bundle's components were built for [default: this
+        /// machine's, as dpkg names it].
+        #[arg(long, value_name = "ARCH")]
+        architecture: Option<String>,
+        /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// berth's own `.deb`: this berth (or `--berth FILE`) as `/usr/bin/berth`.
     #[command(name = "self")]
     Itself {

@@ -90,7 +90,10 @@ pub fn write(deb: &Deb, out: &Path) -> Result<(), PackageError> {
 }
 
 /// `data.tar.gz` into `dest`; returns the `md5sums` text and the installed size in KiB.
-fn write_data(deb: &Deb, out: &mut std::fs::File) -> Result<(String, u64), PackageError> {
+pub(crate) fn write_data(
+    deb: &Deb,
+    out: &mut std::fs::File,
+) -> Result<(String, u64), PackageError> {
     let dest = Path::new("data.tar.gz");
     let mut files: Vec<&DataFile> = deb.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

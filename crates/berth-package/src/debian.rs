@@ -47,8 +47,21 @@ pub fn prefix(app: &str) -> String {
     format!("/var/opt/berth/{app}")
 }
 
-/// Writes the `.deb` of `input.bundle`, once the bundle checks out against the key.
-pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
+/// A bundle checked and unpacked for packaging.
+pub(crate) struct Opened {
+    /// Where its manifest, berth and payload are (removed when dropped).
+    pub tmp: tempfile::TempDir,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its version.
+    pub version: String,
+    /// The bundle's file name.
+    pub bundle_file: String,
+}
+
+/// Checks `input.bundle` against the key and unpacks what a package carries of it;
+/// refuses names and versions a package cannot take.
+pub(crate) fn open(input: &DebInput<'_>) -> Result<Opened, PackageError> {
     let tmp = tempfile::tempdir().map_err(PackageError::io("create", std::env::temp_dir()))?;
     // Extracting checks every entry of the bundle against its signed index, those it
     // leaves out too: no separate verify pass.
@@ -74,6 +87,23 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
     check_maintainer(input.maintainer)?;
     check_plain("architecture", input.architecture, false)?;
     let bundle_file = berth_release::bundle_name(app, &manifest.app.version);
+    Ok(Opened {
+        tmp,
+        manifest,
+        version: info.version,
+        bundle_file,
+    })
+}
+
+/// Writes the `.deb` of `input.bundle`, once the bundle checks out against the key.
+pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
+    let Opened {
+        tmp,
+        manifest,
+        version,
+        bundle_file,
+    } = open(input)?;
+    let app = &manifest.app.name;
     let payload = tmp.path().join("payload");
     let libraries = if payload.is_dir() {
         crate::shlibs::library_packages(&payload)?
@@ -94,9 +124,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
         epoch: input.source_date_epoch,
     };
     let arch = input.architecture;
-    let path = input
-        .out_dir
-        .join(format!("{app}_{}_{arch}.deb", info.version));
+    let path = input.out_dir.join(format!("{app}_{version}_{arch}.deb"));
     if path.exists() {
         return Err(PackageError::Input {
             what: format!(
@@ -112,13 +140,13 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
             .unwrap_or_default(),
         path,
         package: app.clone(),
-        version: info.version,
+        version,
         depends,
     })
 }
 
 /// The files the package installs.
-fn files(
+pub(crate) fn files(
     manifest: &Manifest,
     input: &DebInput<'_>,
     berth: &Path,
@@ -429,7 +457,7 @@ fn lintian_overrides(app: &str) -> String {
 /// The maintainer scripts. Values in them are the app's name and version and the
 /// bundle's file name, all checked to be plain (`[a-z0-9+.-]`, the bundle's name
 /// berth made).
-fn scripts(manifest: &Manifest, bundle_file: &str) -> BTreeMap<String, String> {
+pub(crate) fn scripts(manifest: &Manifest, bundle_file: &str) -> BTreeMap<String, String> {
     let app = &manifest.app.name;
     let version = &manifest.app.version;
     let stops = manifest.upgrade.stops.join(" ");

@@ -24,6 +24,7 @@ pub mod deb;
 pub mod debian;
 pub mod selfpkg;
 pub mod shlibs;
+pub mod tarball;
 
 use std::path::PathBuf;
 

@@ -128,9 +128,11 @@ pub struct DebArgs<'a> {
     pub architecture: Option<&'a str>,
     pub source_date_epoch: Option<u64>,
     pub json: bool,
+    /// A `.tar.gz` instead of a `.deb`.
+    pub tar: bool,
 }
 
-/// `berth package deb`.
+/// `berth package deb` and `berth package tar`.
 pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
     let key = public_key(a.key)?;
     let architecture = architecture(a.architecture)?;
@@ -145,14 +147,35 @@ pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
             .and_then(|t| u64::try_from(t.as_second()).ok())
             .unwrap_or(0)
     };
-    let built = berth_package::debian::build(&berth_package::debian::DebInput {
+    let input = berth_package::debian::DebInput {
         bundle: a.bundle,
         key: &key,
         maintainer: a.maintainer,
         architecture: &architecture,
         source_date_epoch: epoch,
         out_dir: a.out,
-    })?;
+    };
+    if a.tar {
+        let built = berth_package::tarball::build(&input)?;
+        if a.json {
+            print_json(&built)?;
+        } else {
+            println!(
+                "Built {} {}: {} ({} bytes)",
+                built.app,
+                built.version,
+                built.path.display(),
+                built.bytes
+            );
+            println!(
+                "  install: tar -xzf {} -C / && /opt/{}/install.sh",
+                built.path.display(),
+                built.app
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let built = berth_package::debian::build(&input)?;
     if a.json {
         print_json(&built)?;
     } else {
