@@ -340,7 +340,10 @@ fn a_tarball_carries_the_packages_tree_and_its_install_script() {
         ("-rw-r--r--", "./opt/ministack/share/site.toml.example"),
         ("-rw-r--r--", "./opt/ministack/vendor.pub"),
         ("-rwxr-xr-x", "./usr/bin/ministack-ctl"),
-        ("-rw-r--r--", "./lib/systemd/system/berth-ministack.service"),
+        (
+            "-rw-r--r--",
+            "./usr/lib/systemd/system/berth-ministack.service",
+        ),
     ] {
         assert!(
             listing
@@ -348,6 +351,11 @@ fn a_tarball_carries_the_packages_tree_and_its_install_script() {
                 .any(|l| l.starts_with(mode) && l.contains("root/root") && l.ends_with(path)),
             "{path} ({mode}) in\n{listing}"
         );
+    }
+    // No entry for a system directory: tar would replace a `/lib` symlink (merged
+    // `/usr`) with a directory, or reset `/usr`'s mode and time.
+    for line in listing.lines().filter(|l| l.starts_with('d')) {
+        assert!(line.contains("./opt/ministack"), "{line}");
     }
     // Unpacking over `/` never overwrites the administrator's site config.
     assert!(!listing.contains("./etc/"), "{listing}");

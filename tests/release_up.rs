@@ -489,10 +489,54 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     assert_eq!(dbs, "app,postgres");
 }
 
+/// The port this file's HTTP server listens on.
+const HTTP_PORT: u16 = 55790;
+
+/// `python3 -m http.server` serving a directory on 127.0.0.1, stopped when dropped.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self(child);
+        let start = std::time::Instant::now();
+        while http_get(port, "/", "127.0.0.1").is_err() {
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "the HTTP server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A channel: three bundles published under one signed index. `up --channel
 /// --version` installs the version asked for; `upgrade apply --channel` goes to the
-/// newest through the required stop (1.2.0 is reached through 1.1.0). A changed index,
-/// a changed bundle and another vendor's key are refused before anything is made.
+/// newest through the required stop (1.2.0 is reached through 1.1.0), downloading the
+/// bundles from the channel served over HTTP. A changed index, a changed bundle and
+/// another vendor's key are refused before anything is made, from a directory and over
+/// HTTP, and so is an address with no channel.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test says why
 #[allow(clippy::too_many_lines)] // one channel, its refusals, then an install and an upgrade
@@ -560,26 +604,52 @@ fn a_channel_installs_and_upgrades_through_the_required_stop() {
     let n = bytes.len();
     bytes[n / 2] ^= 1;
     std::fs::write(&bundle, bytes).unwrap();
+    // The same trees served over HTTP (a static server, as a vendor's would be).
+    let _server = Server::start(tmp.path(), HTTP_PORT);
+    let url = |dir: &str| format!("http://127.0.0.1:{HTTP_PORT}/{dir}/");
     for (what, dir, public, expect) in [
         (
             "a changed index",
-            &changed_index,
+            changed_index.to_str().unwrap().to_owned(),
             &v.public,
             "not by a trusted key",
         ),
-        ("a changed bundle", &changed_bundle, &v.public, "SHA-256"),
+        (
+            "a changed bundle",
+            changed_bundle.to_str().unwrap().to_owned(),
+            &v.public,
+            "SHA-256",
+        ),
         (
             "another vendor's key",
-            &channel,
+            channel.to_str().unwrap().to_owned(),
             &v.other_public,
             "not by a trusted key",
+        ),
+        (
+            "a changed index over HTTP",
+            url("changed-index"),
+            &v.public,
+            "not by a trusted key",
+        ),
+        (
+            "a changed bundle over HTTP",
+            url("changed-bundle"),
+            &v.public,
+            "SHA-256",
+        ),
+        (
+            "an address with no channel",
+            url("nowhere"),
+            &v.public,
+            "404",
         ),
     ] {
         let prefix = tmp.path().join(format!("never-{}", what.len()));
         let r = Berth::without_manifest(&prefix).run(&[
             "up",
             "--channel",
-            dir.to_str().unwrap(),
+            &dir,
             "--app-version",
             "1.0.0",
             "--public-key",
@@ -609,12 +679,13 @@ fn a_channel_installs_and_upgrades_through_the_required_stop() {
     ]);
     let _down = Down(&berth);
     r.expect(0);
+    // The upgrade downloads both bundles of the path from the served channel.
     let r = berth
         .run(&[
             "upgrade",
             "apply",
             "--channel",
-            channel.to_str().unwrap(),
+            &url("channel"),
             "--public-key",
             &v.public,
             "--json",

@@ -49,14 +49,15 @@ pub enum Command {
         #[arg(long, value_name = "KEY|FILE")]
         public_key: Option<String>,
         /// Install from this channel (`berth release publish`) instead: the newest
-        /// release, or `--app-version`.
+        /// release, or `--app-version`. A directory, or the `http://` or `https://`
+        /// address it is served at.
         #[arg(
             long,
-            value_name = "DIR",
+            value_name = "DIR|URL",
             conflicts_with = "bundle",
             requires = "public_key"
         )]
-        channel: Option<PathBuf>,
+        channel: Option<String>,
         /// The app version to install from `--channel` [default: the newest].
         #[arg(long, value_name = "VERSION", requires = "channel")]
         app_version: Option<String>,
@@ -483,9 +484,10 @@ pub enum UpgradeCommand {
         #[arg(long, value_name = "KEY|FILE")]
         public_key: Option<String>,
         /// Upgrade from this channel instead: to its newest release (or
-        /// `--app-version`), through the newest release of every required stop.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["to", "bundle"], requires = "public_key")]
-        channel: Option<PathBuf>,
+        /// `--app-version`), through the newest release of every required stop. A
+        /// directory, or the `http://` or `https://` address it is served at.
+        #[arg(long, value_name = "DIR|URL", conflicts_with_all = ["to", "bundle"], requires = "public_key")]
+        channel: Option<String>,
         /// The app version to upgrade to from `--channel` [default: the newest].
         #[arg(long, value_name = "VERSION", requires = "channel")]
         app_version: Option<String>,

@@ -94,6 +94,18 @@ pub(crate) fn write_data(
     deb: &Deb,
     out: &mut std::fs::File,
 ) -> Result<(String, u64), PackageError> {
+    write_tree(deb, out, &|_| true)
+}
+
+/// Like [`write_data`], with entries only for the directories `keep_dir` names
+/// (`/opt/app`): an archive unpacked over `/` by tar then leaves the system's own
+/// directories as they are (tar would replace a `/lib` that is a symlink to `usr/lib`
+/// with a directory, and reset the modes and times of `/usr`).
+pub(crate) fn write_tree(
+    deb: &Deb,
+    out: &mut std::fs::File,
+    keep_dir: &dyn Fn(&str) -> bool,
+) -> Result<(String, u64), PackageError> {
     let dest = Path::new("data.tar.gz");
     let mut files: Vec<&DataFile> = deb.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -112,11 +124,16 @@ pub(crate) fn write_data(
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     // Entries in path order, each directory before what it holds ("./" first).
-    let mut entries: Vec<(String, Option<&DataFile>)> =
-        dirs.into_iter().map(|d| (d, None)).collect();
+    let mut entries: Vec<(String, Option<&DataFile>)> = dirs
+        .into_iter()
+        .filter(|d| keep_dir(d))
+        .map(|d| (d, None))
+        .collect();
     entries.extend(files.iter().map(|f| (f.path.clone(), Some(*f))));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    append(&mut tar, deb.epoch, "./", 0o755, None)?;
+    if keep_dir("/") {
+        append(&mut tar, deb.epoch, "./", 0o755, None)?;
+    }
     let mut md5sums = String::new();
     let mut bytes: u64 = 0;
     let mut count: u64 = 1;

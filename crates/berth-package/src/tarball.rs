@@ -2,7 +2,10 @@
 //! as the `.deb`, unpacked over `/`, then `/opt/<app>/install.sh` does what the
 //! package's postinst does. The site config ships as an example, which `install.sh`
 //! copies to `/etc/<app>/site.toml` only when there is none: unpacking a newer archive
-//! never overwrites the administrator's settings.
+//! never overwrites the administrator's settings. It holds no entries for the system's
+//! directories (`/usr`, `/lib`), which tar would otherwise change: a `/lib` that is a
+//! symlink to `usr/lib` would become a directory, and the system would stop starting
+//! programs. The unit goes to `/usr/lib/systemd/system`, which every systemd reads.
 
 use std::path::PathBuf;
 
@@ -45,6 +48,10 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltTar, PackageError> {
         if f.path == format!("/etc/{app}/site.toml") {
             f.path = format!("/opt/{app}/share/site.toml.example");
         }
+        // Where units go on every systemd system, `/lib` merged into `/usr` or not.
+        if let Some(unit) = f.path.strip_prefix("/lib/systemd/system/") {
+            f.path = format!("/usr/lib/systemd/system/{unit}");
+        }
         f
     })
     .collect();
@@ -72,16 +79,21 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltTar, PackageError> {
         });
     }
     let (parent, name) = berth_host::beneath::in_parent(&path)?;
+    // Directory entries for the app's own tree only: tar makes the others as needed
+    // and leaves the system's as they are.
+    let opt = format!("/opt/{app}");
     let mut failed = None;
     parent
         .write_new_with(
             &name,
             &mut |file| {
-                crate::deb::write_data(&deb, file).map(drop).map_err(|e| {
-                    let text = e.to_string();
-                    failed = Some(e);
-                    std::io::Error::other(text)
-                })
+                crate::deb::write_tree(&deb, file, &|dir| dir.starts_with(&opt))
+                    .map(drop)
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        failed = Some(e);
+                        std::io::Error::other(text)
+                    })
             },
             0o644,
             None,
@@ -105,7 +117,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltTar, PackageError> {
 fn install_script(app: &str, bundle_file: &str) -> String {
     let prefix = prefix(app);
     format!(
-        r#"#!/bin/sh
+        r"#!/bin/sh
 # Installs or upgrades the {app} instance from the bundle this archive carries:
 #   tar -xzf {app}-<version>-<arch>.tar.gz -C / && /opt/{app}/install.sh
 set -e
@@ -117,6 +129,6 @@ if [ -d {prefix}/state ]; then
     exec /usr/bin/{app}-ctl upgrade apply --bundle /opt/{app}/releases/{bundle_file} --public-key /opt/{app}/vendor.pub
 fi
 exec /usr/bin/{app}-ctl up --bundle /opt/{app}/releases/{bundle_file} --public-key /opt/{app}/vendor.pub
-"#
+"
     )
 }

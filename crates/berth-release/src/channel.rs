@@ -9,7 +9,10 @@
 //! file, replaced in one rename: a reader sees the old index or the new one, never half
 //! of each. A bundle once published is never replaced by other bytes.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
 
 use berth_archive::{PublicKey, SigningKey};
 use berth_model::version::compare_versions;
@@ -173,14 +176,24 @@ fn read_manifest(
 /// format, with no version twice and only plain file names.
 pub fn open_channel(dir: &Path, trusted: &[PublicKey]) -> Result<ChannelIndex, ReleaseError> {
     let path = dir.join(INDEX);
-    let bad = |reason: String| ReleaseError::NotABundle {
-        path: path.clone(),
-        reason,
-    };
     let bytes = std::fs::read(&path).map_err(|source| berth_host::HostError::Read {
         path: path.clone(),
         source,
     })?;
+    parse_index(&bytes, &path, trusted)
+}
+
+/// A channel index's bytes (read from `path`, for messages), checked as
+/// [`open_channel`] says.
+fn parse_index(
+    bytes: &[u8],
+    path: &Path,
+    trusted: &[PublicKey],
+) -> Result<ChannelIndex, ReleaseError> {
+    let bad = |reason: String| ReleaseError::NotABundle {
+        path: path.to_path_buf(),
+        reason,
+    };
     let newline = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -297,6 +310,114 @@ pub fn bundle_path(dir: &Path, release: &ChannelRelease) -> Result<PathBuf, Rele
         });
     }
     Ok(path)
+}
+
+/// Where a channel is: a directory, or a static HTTP(S) tree holding the same files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory.
+    Dir(PathBuf),
+    /// The address of the directory, ending in `/`.
+    Http(String),
+}
+
+/// The most a channel index may be: a bigger answer is not an index.
+const INDEX_LIMIT: u64 = 16 << 20;
+
+impl Source {
+    /// `http://…` and `https://…` are HTTP; anything else is a directory.
+    pub fn parse(given: &str) -> Self {
+        if given.starts_with("http://") || given.starts_with("https://") {
+            let mut base = given.to_owned();
+            if !base.ends_with('/') {
+                base.push('/');
+            }
+            Self::Http(base)
+        } else {
+            Self::Dir(PathBuf::from(given))
+        }
+    }
+
+    /// The channel's index, checked as [`open_channel`] says.
+    pub fn open(&self, trusted: &[PublicKey]) -> Result<ChannelIndex, ReleaseError> {
+        match self {
+            Self::Dir(dir) => open_channel(dir, trusted),
+            Self::Http(base) => {
+                let url = format!("{base}{INDEX}");
+                let mut bytes = Vec::new();
+                get(&url)?
+                    .take(INDEX_LIMIT)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| download_error(&url, &e))?;
+                parse_index(&bytes, Path::new(&url), trusted)
+            }
+        }
+    }
+
+    /// The bundle of `release`, once its bytes have the SHA-256 the signed index lists:
+    /// in the directory, or downloaded into `staging` (a directory berth made).
+    pub fn bundle(
+        &self,
+        release: &ChannelRelease,
+        staging: &Path,
+    ) -> Result<PathBuf, ReleaseError> {
+        match self {
+            Self::Dir(dir) => bundle_path(dir, release),
+            Self::Http(base) => {
+                let url = format!("{base}{}", release.file);
+                let dest = staging.join(&release.file);
+                let mut body = get(&url)?.take(release.bytes + 1);
+                let mut hasher = sha2::Sha256::new();
+                let mut copied = 0u64;
+                let (dir, name) = berth_host::beneath::in_parent(&dest)?;
+                dir.write_new_with(
+                    &name,
+                    &mut |file| {
+                        let mut buf = vec![0u8; 1 << 20];
+                        loop {
+                            let n = body.read(&mut buf)?;
+                            if n == 0 {
+                                return Ok(());
+                            }
+                            hasher.update(&buf[..n]);
+                            copied += n as u64;
+                            file.write_all(&buf[..n])?;
+                        }
+                    },
+                    0o600,
+                    None,
+                )
+                .map_err(|e| ReleaseError::Input {
+                    what: format!("Failed to download `{url}`: {e}"),
+                })?;
+                let sha = hex::encode(hasher.finalize());
+                if sha != release.sha256 || copied != release.bytes {
+                    berth_host::fsutil::remove_file_if_exists(&dest)?;
+                    return Err(ReleaseError::NotABundle {
+                        path: PathBuf::from(url),
+                        reason: format!(
+                            "its {copied} bytes have the SHA-256 {sha}, and the channel's signed \
+                             index says {} bytes with {}",
+                            release.bytes, release.sha256
+                        ),
+                    });
+                }
+                Ok(dest)
+            }
+        }
+    }
+}
+
+/// The body of `GET url`; an answer other than 200 is an error naming it.
+fn get(url: &str) -> Result<impl Read + use<>, ReleaseError> {
+    let answer = ureq::get(url).call().map_err(|e| download_error(url, &e))?;
+    Ok(answer.into_body().into_reader())
+}
+
+fn download_error(url: &str, e: &dyn std::fmt::Display) -> ReleaseError {
+    ReleaseError::Input {
+        what: format!("Failed to download `{url}`: {e}"),
+    }
 }
 
 fn write_index(dir: &Path, index: &ChannelIndex, key: &SigningKey) -> Result<(), ReleaseError> {

@@ -109,20 +109,26 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
     result
 }
 
-/// `berth up --channel DIR [--version V]`: the channel's index checked against the key,
+/// `berth up --channel DIR|URL [--version V]`: the channel's index checked against the key,
 /// the release picked, its bundle's bytes checked against the index, then
 /// [`up_from_bundle`].
 pub fn up_from_channel(
     loc: &Locate,
-    channel: &Path,
+    channel: &str,
     version: Option<&str>,
     key: &str,
     quiet: bool,
 ) -> Result<ExitCode> {
     let trusted = [super::release::public_key(key)?];
-    let index = berth_release::channel::open_channel(channel, &trusted)?;
+    let source = berth_release::channel::Source::parse(channel);
+    let index = source.open(&trusted)?;
     let release = index.pick(version)?;
-    let bundle = berth_release::channel::bundle_path(channel, release)?;
+    // A download lands in a directory of root's own, removed when done.
+    let staging = tempfile::Builder::new()
+        .prefix("berth-channel-")
+        .tempdir()
+        .context("Failed to make a directory for the download")?;
+    let bundle = source.bundle(release, staging.path())?;
     up_from_bundle(loc, &bundle, key, quiet)
 }
 

@@ -1,6 +1,6 @@
 //! `berth upgrade plan|apply|resume|abort`, `berth releases` and `berth config migrate`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -245,20 +245,25 @@ pub fn apply_bundles(
 /// against the index, then [`apply_bundles`].
 pub fn apply_channel(
     loc: &Locate,
-    channel: &Path,
+    channel: &str,
     version: Option<&str>,
     key: &str,
     json: bool,
     quiet: bool,
 ) -> Result<ExitCode> {
     let trusted = [super::release::public_key(key)?];
-    let index = berth_release::channel::open_channel(channel, &trusted)?;
+    let source = berth_release::channel::Source::parse(channel);
+    let index = source.open(&trusted)?;
+    let staging = tempfile::Builder::new()
+        .prefix("berth-channel-")
+        .tempdir()
+        .context("Failed to make a directory for the downloads")?;
     let inst = berth_lifecycle::instance::open(loc)?;
     let running = &inst.manifest.manifest.app.version;
     let target = index.pick(version)?.version.clone();
     let mut bundles = Vec::new();
     for release in index.upgrade_path(running, &target)? {
-        bundles.push(berth_release::channel::bundle_path(channel, release)?);
+        bundles.push(source.bundle(release, staging.path())?);
     }
     apply_bundles(loc, &bundles, key, json, quiet)
 }
