@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, Run, berth_bin, fixture, is_root};
+use berth_tests::{Berth, Run, berth_bin, is_root, ministack_at};
 
 const EPOCH: &str = "1700000000";
 /// The repository's HTTP server, inside the namespace.
@@ -51,26 +51,6 @@ fn ok(cmd: &mut Command) -> String {
 fn berth(args: &[&str]) -> Run {
     Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
         .run_env(args, &[("SOURCE_DATE_EPOCH", EPOCH)])
-}
-
-/// The ministack manifest at `version` under `dir`.
-fn manifest_at(dir: &Path, version: &str) -> PathBuf {
-    let from = fixture("ministack");
-    let to = dir.join(format!("ministack-{version}"));
-    std::fs::create_dir_all(to.join("templates")).unwrap();
-    for e in std::fs::read_dir(from.join("templates")).unwrap() {
-        let name = e.unwrap().file_name();
-        std::fs::copy(
-            from.join("templates").join(&name),
-            to.join("templates").join(&name),
-        )
-        .unwrap();
-    }
-    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
-    assert!(text.contains("version = \"1.0.0\""));
-    let text = text.replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    std::fs::write(to.join("berth.toml"), text).unwrap();
-    to
 }
 
 /// The namespace, the mounts, the repository's server and the instance in the root:
@@ -297,7 +277,7 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
     std::fs::create_dir(&dist).unwrap();
     let mut debs = Vec::new();
     for version in ["1.0.0", "1.1.0"] {
-        let manifest = manifest_at(&t.join("src"), version);
+        let manifest = ministack_at(&t.join("src"), version, |text| text);
         Berth::new(Path::new("/nonexistent-prefix"), &manifest)
             .run_env(
                 &[

@@ -64,6 +64,22 @@ fn package(bundle: &Path, key: &str, out: &Path) -> Run {
     ])
 }
 
+/// Debian's policy checker reports no error and no warning (what a package does on
+/// purpose is overridden in it, with the reason).
+fn lintian_passes(deb: &Path) {
+    let lintian = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(deb)
+        .output()
+        .expect("lintian (scripts/test.sh installs it)");
+    assert!(
+        lintian.status.success(),
+        "lintian: {}{}",
+        String::from_utf8_lossy(&lintian.stdout),
+        String::from_utf8_lossy(&lintian.stderr)
+    );
+}
+
 fn dpkg_deb(args: &[&str]) -> String {
     let out = Command::new("dpkg-deb").args(args).output().unwrap();
     assert!(out.status.success(), "dpkg-deb {args:?}: {out:?}");
@@ -192,17 +208,7 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
 
     // Debian's policy checker: no error and no warning (what the package does on
     // purpose, files under /opt, is overridden in it with the reason).
-    let lintian = Command::new("lintian")
-        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
-        .arg(&deb)
-        .output()
-        .expect("lintian (scripts/test.sh installs it)");
-    assert!(
-        lintian.status.success(),
-        "lintian: {}{}",
-        String::from_utf8_lossy(&lintian.stdout),
-        String::from_utf8_lossy(&lintian.stderr)
-    );
+    lintian_passes(&deb);
 
     // Reproducible: another build of the same bundle is the same bytes.
     package(&bundle, &key, &tmp.path().join("b")).expect(0);
@@ -290,17 +296,7 @@ fn berth_packages_itself() {
     // Stripped: far smaller than the test build it came from.
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(size(&shipped) < size(&berth_tests::berth_bin()) / 2);
-    let lintian = Command::new("lintian")
-        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
-        .arg(&deb)
-        .output()
-        .expect("lintian (scripts/test.sh installs it)");
-    assert!(
-        lintian.status.success(),
-        "lintian: {}{}",
-        String::from_utf8_lossy(&lintian.stdout),
-        String::from_utf8_lossy(&lintian.stderr)
-    );
+    lintian_passes(&deb);
     let again = build(&tmp.path().join("b"));
     assert_eq!(std::fs::read(&deb).unwrap(), std::fs::read(&again).unwrap());
 }

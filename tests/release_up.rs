@@ -51,31 +51,17 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 
 /// The ministack manifest at `version` under `dir`, its app also requiring `wheel`.
 fn manifest_with(dir: &Path, wheel: &Path, version: &str) -> PathBuf {
-    let from = fixture("ministack");
-    let to = dir.join(format!("ministack-{version}"));
-    std::fs::create_dir_all(to.join("templates")).unwrap();
-    for e in std::fs::read_dir(from.join("templates")).unwrap() {
-        let name = e.unwrap().file_name();
-        std::fs::copy(
-            from.join("templates").join(&name),
-            to.join("templates").join(&name),
-        )
-        .unwrap();
-    }
-    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
-    let old = "requirements = [] }";
-    assert!(text.contains(old));
-    let text = text
-        .replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()))
-        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    // 1.2 must be reached through a 1.1 release.
-    let text = if version.starts_with("1.2.") {
-        format!("{text}\n[upgrade]\nstops = [\"1.1\"]\n")
-    } else {
-        text
-    };
-    std::fs::write(to.join("berth.toml"), text).unwrap();
-    to
+    berth_tests::ministack_at(dir, version, |text| {
+        let old = "requirements = [] }";
+        assert!(text.contains(old));
+        let text = text.replace(old, &format!("requirements = [\"{}\"] }}", wheel.display()));
+        // 1.2 must be reached through a 1.1 release.
+        if version.starts_with("1.2.") {
+            format!("{text}\n[upgrade]\nstops = [\"1.1\"]\n")
+        } else {
+            text
+        }
+    })
 }
 
 /// `berth release …` (no instance).

@@ -61,6 +61,27 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
+/// A copy of the ministack fixture at `version` in `dir/ministack-<version>`, its
+/// `berth.toml` passed through `edit` as well; the copy's directory.
+pub fn ministack_at(dir: &Path, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let from = fixture("ministack");
+    let to = dir.join(format!("ministack-{version}"));
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for e in std::fs::read_dir(from.join("templates")).unwrap() {
+        let name = e.unwrap().file_name();
+        std::fs::copy(
+            from.join("templates").join(&name),
+            to.join("templates").join(&name),
+        )
+        .unwrap();
+    }
+    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+    assert!(text.contains("version = \"1.0.0\""));
+    let text = text.replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    std::fs::write(to.join("berth.toml"), edit(text)).unwrap();
+    to
+}
+
 /// Whether the tests run as root (system install: service users are created).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -306,56 +306,10 @@ pub enum ReleaseCommand {
 pub enum PackageCommand {
     /// A `.deb` that installs the bundle under `/opt/<app>/` and whose maintainer
     /// scripts run `berth up` or `berth upgrade apply` with it.
-    Deb {
-        /// The release bundle.
-        bundle: PathBuf,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it); the package ships it to check the bundle again.
-        #[arg(long, value_name = "KEY|FILE")]
-        public_key: String,
-        /// `Maintainer:` of the package, `Name <address>`.
-        #[arg(long, value_name = "NAME <ADDRESS>")]
-        maintainer: String,
-        /// Where to write `<app>_<version>_<arch>.deb`.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
-        /// `Architecture:` [default: this machine's, as dpkg names it]: the machine
-        /// the bundle's components were built for.
-        #[arg(long, value_name = "ARCH")]
-        architecture: Option<String>,
-        /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
-        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
-        source_date_epoch: Option<u64>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Deb(BundlePackageArgs),
     /// A `.tar.gz` of the same tree as the `.deb`, for machines without dpkg: unpack
     /// it over `/`, then run `/opt/<app>/install.sh`.
-    Tar {
-        /// The release bundle.
-        bundle: PathBuf,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it); the archive ships it to check the bundle again.
-        #[arg(long, value_name = "KEY|FILE")]
-        public_key: String,
-        /// Named in the copyright file, `Name <address>`.
-        #[arg(long, value_name = "NAME <ADDRESS>")]
-        maintainer: String,
-        /// Where to write `<app>-<version>-<arch>.tar.gz`.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
-        /// The machine the bundle's components were built for [default: this
-        /// machine's, as dpkg names it].
-        #[arg(long, value_name = "ARCH")]
-        architecture: Option<String>,
-        /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
-        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
-        source_date_epoch: Option<u64>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Tar(BundlePackageArgs),
     /// berth's own `.deb`: this berth (or `--berth FILE`) as `/usr/bin/berth`.
     #[command(name = "self")]
     Itself {
@@ -378,6 +332,33 @@ pub enum PackageCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `berth package deb` and `berth package tar` take.
+#[derive(Debug, Args)]
+pub struct BundlePackageArgs {
+    /// The release bundle.
+    pub bundle: PathBuf,
+    /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+    /// file holding it); the package ships it to check the bundle again.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub public_key: String,
+    /// `Maintainer:` of the package (and the copyright file's holder), `Name <address>`.
+    #[arg(long, value_name = "NAME <ADDRESS>")]
+    pub maintainer: String,
+    /// Where to write the package.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// The machine the bundle's components were built for [default: this machine's,
+    /// as dpkg names it].
+    #[arg(long, value_name = "ARCH")]
+    pub architecture: Option<String>,
+    /// Every entry's time; without it (or `SOURCE_DATE_EPOCH`) the bundle's own.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `berth repo …`.

@@ -119,28 +119,15 @@ pub fn build(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The arguments of `berth package deb`.
-pub struct DebArgs<'a> {
-    pub bundle: &'a Path,
-    pub key: &'a str,
-    pub maintainer: &'a str,
-    pub out: &'a Path,
-    pub architecture: Option<&'a str>,
-    pub source_date_epoch: Option<u64>,
-    pub json: bool,
-    /// A `.tar.gz` instead of a `.deb`.
-    pub tar: bool,
-}
-
 /// `berth package deb` and `berth package tar`.
-pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
-    let key = public_key(a.key)?;
-    let architecture = architecture(a.architecture)?;
+pub fn package_deb(a: &crate::cli::BundlePackageArgs, tar: bool) -> Result<ExitCode> {
+    let key = public_key(&a.public_key)?;
+    let architecture = architecture(a.architecture.as_deref())?;
     let epoch = if let Some(e) = a.source_date_epoch {
         e
     } else {
         // The bundle's own time: the package of one bundle is then always the same.
-        let (_, info) = berth_release::open(a.bundle, &[key])?;
+        let (_, info) = berth_release::open(&a.bundle, &[key])?;
         info.created
             .parse::<jiff::Timestamp>()
             .ok()
@@ -148,14 +135,14 @@ pub fn package_deb(a: &DebArgs<'_>) -> Result<ExitCode> {
             .unwrap_or(0)
     };
     let input = berth_package::debian::DebInput {
-        bundle: a.bundle,
+        bundle: &a.bundle,
         key: &key,
-        maintainer: a.maintainer,
+        maintainer: &a.maintainer,
         architecture: &architecture,
         source_date_epoch: epoch,
-        out_dir: a.out,
+        out_dir: &a.out,
     };
-    if a.tar {
+    if tar {
         let built = berth_package::tarball::build(&input)?;
         if a.json {
             print_json(&built)?;
