@@ -96,6 +96,10 @@ pub struct Component {
     /// Distribution packages that provide it (`system`), e.g. `["postgresql-15"]`.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// The same for RPM-based systems (`Requires:` of `berth package rpm`), e.g.
+    /// `["postgresql-server"]`.
+    #[serde(default)]
+    pub rpm_packages: Vec<String>,
     /// Named programs it provides: name → absolute path (checked after install).
     #[serde(default)]
     pub binaries: BTreeMap<String, String>,

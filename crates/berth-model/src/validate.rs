@@ -252,6 +252,37 @@ impl Validator<'_> {
     fn components_and_secrets(&mut self) {
         self.names();
         for (name, c) in &self.man.components {
+            // Package names go into apt-get's arguments and into the control fields of
+            // the packages berth writes (`Depends:`, `Requires:`): only what a name can be.
+            for (key, list, valid, rule) in [
+                (
+                    "packages",
+                    &c.packages,
+                    is_debian_package_name as fn(&str) -> bool,
+                    "a Debian package name: lowercase letters, digits, `+`, `-` and `.`, starting with a letter or digit",
+                ),
+                (
+                    "rpm_packages",
+                    &c.rpm_packages,
+                    is_rpm_package_name,
+                    "an RPM package name: letters, digits, `+`, `-`, `.` and `_`, starting with a letter or digit",
+                ),
+            ] {
+                for (i, p) in list.iter().enumerate() {
+                    if !valid(p) {
+                        self.at_value(
+                            &[
+                                Seg::Key("components"),
+                                Seg::Key(name),
+                                Seg::Key(key),
+                                Seg::Index(i),
+                            ],
+                            format!("`{}` is not a package name", crate::shown(p)),
+                            Some(format!("write {rule}")),
+                        );
+                    }
+                }
+            }
             if let Some(user) = &c.user
                 && !is_user_name(user)
             {
@@ -2035,6 +2066,23 @@ fn is_name(n: &str) -> bool {
 
 /// A POSIX-portable user name as `useradd` accepts it: `[a-z_][a-z0-9_-]{0,31}`
 /// (so never an option such as `-o`).
+/// Debian's rule for package names (policy 5.6.1).
+fn is_debian_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+/// What an RPM package name holds.
+fn is_rpm_package_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+}
+
 fn is_user_name(n: &str) -> bool {
     n.len() <= 32
         && n.chars()

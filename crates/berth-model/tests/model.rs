@@ -830,3 +830,14 @@ fn manifest_seed_errors() {
          [seed]\nhook = \"migrat\"\n";
     assert_snapshot!(manifest_errors(text).to_string());
 }
+
+/// Package names land in apt-get's arguments and in the control fields of the packages
+/// berth writes: a name that could carry another field, or another dependency, is refused.
+#[test]
+fn manifest_package_name_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.db]\nsource = \"system\"\n\
+         packages = [\"postgresql-15\", \"evil, other\", \"x\\nDepends: y\"]\n\
+         rpm_packages = [\"postgresql-server\", \"perl(Foo) >= 1\"]\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+}
