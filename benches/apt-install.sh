@@ -54,6 +54,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 export SOURCE_DATE_EPOCH=1700000000
@@ -111,7 +112,7 @@ cat >"$ROOT/benches/RESULTS-apt-install.md" <<EOF
 # apt-get install benchmark
 
 Command: \`$COMMAND_LINE\` ($BUILD of berth, stripped of debug info as shipped).
-App: $APP from \`$(realpath --relative-to="$ROOT" "$MANIFEST")\`; machine: $(nproc) CPUs, $(uname -r).
+App: $APP from \`$(realpath --relative-to="$ROOT" "$MANIFEST")\`; $(nproc) CPUs; run on $(date -u '+%Y-%m-%d %H:%M UTC'), load average at the start $LOAD.
 
 | step | seconds |
 | --- | --- |

@@ -46,6 +46,8 @@ WORK=$(mktemp -d /tmp/berth-package.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
 
+BENCH_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+export BENCH_LOAD
 echo "== release bundle" >&2
 objcopy --strip-debug "$BERTH" "$WORK/berth-shipped"
 "$BERTH" release key --out "$WORK/vendor.key" >/dev/null
@@ -105,7 +107,7 @@ hyperfine --runs "$RUNS" --export-json "$WORK/repo.json" \
 
 python3 - "$WORK" "$COMMAND_LINE" "$BUILD" "$BUNDLE_BYTES" "$DEB_BYTES" "$DPKG_GZIP_BYTES" \
   "$DPKG_XZ_BYTES" "$MANIFEST" "$RUNS" >"$ROOT/benches/RESULTS-package.md" <<'EOF'
-import json, os, platform, subprocess, sys
+import json, os, subprocess, sys
 work, command, build, bundle, deb, dpkg_gz, dpkg_xz, manifest, runs = sys.argv[1:]
 def rows(name):
     return json.load(open(os.path.join(work, name)))["results"]
@@ -113,11 +115,13 @@ def mean(r):
     return f"{r['mean']:.3f} s ± {r['stddev']:.3f}"
 deb_r, repo_r = rows("deb.json"), rows("repo.json")
 mb = lambda n: f"{int(n) / 1e6:.1f} MB"
+when = subprocess.run(["date", "-u", "+%Y-%m-%d %H:%M UTC"], capture_output=True, text=True).stdout.strip()
+load = os.environ.get("BENCH_LOAD", "?")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"""# Packaging benchmark
 
 Command: `{command}` ({build} of berth; {runs} runs per command, hyperfine means).
-Manifest: `{os.path.relpath(manifest)}`; machine: {os.cpu_count()} CPUs ({cpu}), {platform.release()}.
+Manifest: `{os.path.relpath(manifest)}`; {os.cpu_count()} CPUs ({cpu}); run on {when}, load average at the start {load}.
 
 The release bundle is {mb(bundle)}. `berth package deb` checks its signature and every
 byte, unpacks the manifest, berth and the payload, finds the libraries' packages, and

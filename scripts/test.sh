@@ -20,10 +20,11 @@ run_on_exit() { local c; for c in "${on_exit[@]}"; do eval "$c"; done; }
 trap run_on_exit EXIT
 
 # lintian checks the .deb packages berth writes; mmdebstrap makes the clean Debian root
-# they are installed into with apt-get (binutils: objcopy strips the berth it ships).
+# they are installed into with apt-get (binutils: objcopy strips the berth it ships);
+# rpm and rpmlint read back the .rpm packages.
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
-  binutils)
+  binutils rpm rpmlint)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

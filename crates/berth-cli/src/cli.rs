@@ -310,6 +310,10 @@ pub enum PackageCommand {
     /// A `.tar.gz` of the same tree as the `.deb`, for machines without dpkg: unpack
     /// it over `/`, then run `/opt/<app>/install.sh`.
     Tar(BundlePackageArgs),
+    /// An `.rpm` of the same tree, with scriptlets that do what the `.deb`'s
+    /// maintainer scripts do, for RPM-based systems (`--architecture` in Debian's or
+    /// RPM's names).
+    Rpm(BundlePackageArgs),
     /// berth's own `.deb`: this berth (or `--berth FILE`) as `/usr/bin/berth`.
     #[command(name = "self")]
     Itself {

@@ -314,21 +314,27 @@ fn control(manifest: &Manifest, input: &DebInput<'_>, depends: &[String]) -> Vec
             format!(
                 "{}\n{}",
                 one_line(&summary),
-                wrap(&format!(
-                    "{} {} with its own interpreter and libraries under /opt/{}, installed, \
-                     configured and kept running by berth. The instance lives in {}; its \
-                     site config is /etc/{}/site.toml; {}-ctl runs berth for it.",
-                    app.name,
-                    app.version,
-                    app.name,
-                    prefix(&app.name),
-                    app.name,
-                    app.name
-                ))
+                wrap(&description_text(manifest))
             ),
         ),
     ]);
     fields
+}
+
+/// What the package is, in a paragraph (the extended description).
+pub(crate) fn description_text(manifest: &Manifest) -> String {
+    let app = &manifest.app;
+    format!(
+        "{} {} with its own interpreter and libraries under /opt/{}, installed, \
+         configured and kept running by berth. The instance lives in {}; its \
+         site config is /etc/{}/site.toml; {}-ctl runs berth for it.",
+        app.name,
+        app.version,
+        app.name,
+        prefix(&app.name),
+        app.name,
+        app.name
+    )
 }
 
 /// The extended description: lines of at most 79 characters, each after one space.
@@ -356,7 +362,7 @@ pub(crate) fn wrap(text: &str) -> String {
 
 /// The description's first line: the summary without the app's name in front (Debian's
 /// policy: the synopsis does not repeat the package name), or a line of berth's.
-fn synopsis(name: &str, summary: &str) -> String {
+pub(crate) fn synopsis(name: &str, summary: &str) -> String {
     let summary = one_line(summary);
     let starts_with_name = summary
         .get(..name.len())

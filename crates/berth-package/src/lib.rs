@@ -19,9 +19,14 @@
 //! `up --bundle` on a first install and `upgrade apply --bundle` on an upgrade (unless
 //! `/etc/<app>/skip-auto-reconfigure` exists); `prerm` stops the instance on removal.
 //! Data is never removed by the package.
+//!
+//! The same tree also goes into an `.rpm` ([`rpm::build`], scriptlets doing what the
+//! maintainer scripts do) and a `.tar.gz` with an install script ([`tarball::build`]);
+//! [`selfpkg::build`] packages berth itself.
 
 pub mod deb;
 pub mod debian;
+pub mod rpm;
 pub mod selfpkg;
 pub mod shlibs;
 pub mod tarball;

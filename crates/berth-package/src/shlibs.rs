@@ -15,29 +15,9 @@ use crate::PackageError;
 /// The packages providing the libraries the ELF files under `tree` need, sorted.
 /// A library no package provides is an error naming it and the file that needs it.
 pub fn library_packages(tree: &Path) -> Result<Vec<String>, PackageError> {
-    let mut held = BTreeSet::new();
-    let mut needed: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut stack = vec![tree.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(PackageError::io("read", &dir))?;
-        for entry in entries {
-            let entry = entry.map_err(PackageError::io("read", &dir))?;
-            let kind = entry
-                .file_type()
-                .map_err(PackageError::io("read", entry.path()))?;
-            held.insert(entry.file_name().to_string_lossy().into_owned());
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                for name in needed_by(&entry.path())? {
-                    needed.entry(name).or_insert_with(|| entry.path());
-                }
-            }
-        }
-    }
     let known = ldconfig()?;
     let mut packages = BTreeSet::new();
-    for (name, user) in needed.iter().filter(|(n, _)| !held.contains(*n)) {
+    for (name, (user, _)) in &needed_from_outside(tree)? {
         let package = known
             .get(name)
             .and_then(|path| owner(path))
@@ -53,14 +33,43 @@ pub fn library_packages(tree: &Path) -> Result<Vec<String>, PackageError> {
     Ok(packages.into_iter().collect())
 }
 
-/// The `DT_NEEDED` names of `path` if it is an ELF file (none otherwise).
-fn needed_by(path: &Path) -> Result<Vec<String>, PackageError> {
+/// The shared libraries the ELF files under `tree` need and the tree does not hold:
+/// name → (a file that needs it, whether that file is 64-bit).
+pub fn needed_from_outside(tree: &Path) -> Result<BTreeMap<String, (PathBuf, bool)>, PackageError> {
+    let mut held = BTreeSet::new();
+    let mut needed: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(PackageError::io("read", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(PackageError::io("read", &dir))?;
+            let kind = entry
+                .file_type()
+                .map_err(PackageError::io("read", entry.path()))?;
+            held.insert(entry.file_name().to_string_lossy().into_owned());
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let (names, wide) = needed_by(&entry.path())?;
+                for name in names {
+                    needed.entry(name).or_insert_with(|| (entry.path(), wide));
+                }
+            }
+        }
+    }
+    needed.retain(|name, _| !held.contains(name));
+    Ok(needed)
+}
+
+/// The `DT_NEEDED` names of `path` if it is an ELF file (none otherwise), and whether
+/// it is 64-bit.
+fn needed_by(path: &Path) -> Result<(Vec<String>, bool), PackageError> {
     let mut magic = [0u8; 5];
     {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(PackageError::io("read", path))?;
         if f.read_exact(&mut magic).is_err() || &magic[..4] != b"\x7fELF" {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
     }
     let data = std::fs::read(path).map_err(PackageError::io("read", path))?;
@@ -71,9 +80,15 @@ fn needed_by(path: &Path) -> Result<Vec<String>, PackageError> {
         ),
     };
     match magic[4] {
-        2 => needed_in::<FileHeader64<Endianness>>(&data).map_err(bad),
-        1 => needed_in::<FileHeader32<Endianness>>(&data).map_err(bad),
-        _ => Ok(Vec::new()),
+        2 => Ok((
+            needed_in::<FileHeader64<Endianness>>(&data).map_err(bad)?,
+            true,
+        )),
+        1 => Ok((
+            needed_in::<FileHeader32<Endianness>>(&data).map_err(bad)?,
+            false,
+        )),
+        _ => Ok((Vec::new(), false)),
     }
 }
 
@@ -164,13 +179,19 @@ mod tests {
         assert!(packages.iter().any(|p| p == "libc6"), "{packages:?}");
         assert_eq!(
             super::needed_by(&dir.path().join("notes.txt")).unwrap(),
-            Vec::<String>::new()
+            (Vec::<String>::new(), false)
         );
         // `prog` needs libc.so.6; a file of that name in the tree is taken as provided.
         std::fs::write(dir.path().join("libc.so.6"), "").unwrap();
         std::fs::write(dir.path().join("libgcc_s.so.1"), "").unwrap();
         std::fs::write(dir.path().join("libm.so.6"), "").unwrap();
-        let needed = super::needed_by(&dir.path().join("prog")).unwrap();
-        assert!(needed.iter().any(|n| n == "libc.so.6"), "{needed:?}");
+        let (needed, wide) = super::needed_by(&dir.path().join("prog")).unwrap();
+        assert!(
+            wide && needed.iter().any(|n| n == "libc.so.6"),
+            "{needed:?}"
+        );
+        // As RPM names what the tree needs from outside: by soname, 64-bit.
+        let outside = super::needed_from_outside(dir.path()).unwrap();
+        assert!(!outside.contains_key("libc.so.6"), "{outside:?}");
     }
 }

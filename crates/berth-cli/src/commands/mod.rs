@@ -129,8 +129,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(UpgradeCommand::Abort { json }) => upgrade::abort(&loc, json, quiet),
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
-        Command::Package(PackageCommand::Deb(args)) => release::package_deb(&args, false),
-        Command::Package(PackageCommand::Tar(args)) => release::package_deb(&args, true),
+        Command::Package(PackageCommand::Deb(args)) => {
+            release::package_bundle(&args, release::Format::Deb)
+        }
+        Command::Package(PackageCommand::Tar(args)) => {
+            release::package_bundle(&args, release::Format::Tar)
+        }
+        Command::Package(PackageCommand::Rpm(args)) => {
+            release::package_bundle(&args, release::Format::Rpm)
+        }
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
         Command::Package(PackageCommand::Itself {
             maintainer,

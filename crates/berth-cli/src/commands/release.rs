@@ -119,8 +119,19 @@ pub fn build(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `berth package deb` and `berth package tar`.
-pub fn package_deb(a: &crate::cli::BundlePackageArgs, tar: bool) -> Result<ExitCode> {
+/// What `berth package` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A `.deb`.
+    Deb,
+    /// A `.tar.gz`.
+    Tar,
+    /// An `.rpm`.
+    Rpm,
+}
+
+/// `berth package deb`, `berth package tar` and `berth package rpm`.
+pub fn package_bundle(a: &crate::cli::BundlePackageArgs, format: Format) -> Result<ExitCode> {
     let key = public_key(&a.public_key)?;
     let architecture = architecture(a.architecture.as_deref())?;
     let epoch = if let Some(e) = a.source_date_epoch {
@@ -142,7 +153,26 @@ pub fn package_deb(a: &crate::cli::BundlePackageArgs, tar: bool) -> Result<ExitC
         source_date_epoch: epoch,
         out_dir: &a.out,
     };
-    if tar {
+    if format == Format::Rpm {
+        let built = berth_package::rpm::build(&input)?;
+        if a.json {
+            print_json(&built)?;
+        } else {
+            println!(
+                "Built {} {}: {} ({} bytes)",
+                built.name,
+                built.version,
+                built.path.display(),
+                built.bytes
+            );
+            println!("  requires: {}", built.requires.join(", "));
+            if !built.recommends.is_empty() {
+                println!("  recommends: {}", built.recommends.join(", "));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if format == Format::Tar {
         let built = berth_package::tarball::build(&input)?;
         if a.json {
             print_json(&built)?;
