@@ -239,3 +239,178 @@ fn a_run_that_stopped_after_the_pool_is_finished_by_the_next() {
         std::fs::read_to_string(repo.join("dists/stable/main/binary-amd64/Packages")).unwrap();
     assert!(packages.contains("Version: 1.1"), "{packages}");
 }
+
+/// `berth repo yum`, read by dnf itself (`--installroot`, the repository named on the
+/// command line, `repo_gpgcheck=1` with the key berth wrote): the package is listed
+/// with its fields, its `Requires` are what dnf resolves (nothing in an empty root
+/// provides them), a changed `repomd.xml` is refused as a bad signature, and berth
+/// refuses a republished version with other bytes and a record it did not sign.
+#[test]
+#[allow(clippy::too_many_lines)] // one repository, every way it is read
+fn a_yum_repository_that_dnf_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let k = key(t, "repo.key");
+    let vendor = t.join("vendor.key");
+    berth(&["release", "key", "--out", vendor.to_str().unwrap()]).expect(0);
+    let manifest = berth_tests::ministack_at(&t.join("src"), "1.0.0", |text| {
+        text.replace(
+            "packages = [\"postgresql-15\"]",
+            "packages = [\"postgresql-15\"]\nrpm_packages = [\"postgresql-server\"]",
+        )
+        .replace(
+            "packages = [\"redis-server\"]",
+            "packages = [\"redis-server\"]\nrpm_packages = [\"redis\"]",
+        )
+        .replace(
+            "packages = [\"nginx-light\"]",
+            "packages = [\"nginx-light\"]\nrpm_packages = [\"nginx\"]",
+        )
+    });
+    let dist = t.join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
+        .run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                vendor.to_str().unwrap(),
+                "--out",
+                dist.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+            &[("SOURCE_DATE_EPOCH", EPOCH)],
+        )
+        .expect(0);
+    let bundle = dist.join("ministack-1.0.0.berth-release.tar.zst");
+    let rpm_at = |out: &Path, epoch: &str| {
+        std::fs::create_dir_all(out).unwrap();
+        Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+            .run_env(
+                &[
+                    "package",
+                    "rpm",
+                    bundle.to_str().unwrap(),
+                    "--public-key",
+                    &format!("{}.pub", vendor.display()),
+                    "--maintainer",
+                    "Vendor <vendor@example.org>",
+                    "--architecture",
+                    "amd64",
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+                &[("SOURCE_DATE_EPOCH", epoch)],
+            )
+            .expect(0);
+        out.join("ministack-1.0.0-1.x86_64.rpm")
+    };
+    let rpm = rpm_at(&t.join("a"), EPOCH);
+    // The same version built at another time: other bytes.
+    let rebuilt = rpm_at(&t.join("b"), "1700000999");
+
+    let repo = t.join("yum");
+    let yum = |rpms: &[&Path], key: &Path| {
+        let mut args = vec!["repo", "yum", repo.to_str().unwrap()];
+        args.extend(rpms.iter().map(|r| r.to_str().unwrap()));
+        args.extend(["--key", key.to_str().unwrap()]);
+        berth(&args)
+    };
+    let r = yum(&[&rpm], &k).expect(0);
+    assert!(
+        r.stdout.contains("Added ministack-1.0.0-1.x86_64"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        repo.join("Packages/m/ministack-1.0.0-1.x86_64.rpm")
+            .is_file()
+    );
+    let before = snapshot_tree(&repo);
+    let r = yum(&[&rpm], &k).expect(0);
+    assert!(
+        r.stdout.contains("already (the same bytes)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(snapshot_tree(&repo), before);
+    let r = yum(&[&rebuilt], &k).expect(1);
+    assert!(r.stderr.contains("never replaced"), "{}", r.stderr);
+    let other = key(t, "other.key");
+    let r = yum(&[&rebuilt], &other).expect(1);
+    assert!(
+        r.stderr.contains("is this the repository's key?"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(snapshot_tree(&repo), before);
+
+    let dnf = |args: &[&str]| {
+        let root = tempfile::tempdir().unwrap();
+        let out = Command::new("dnf")
+            .arg("--installroot")
+            .arg(root.path())
+            .args([
+                "--releasever",
+                "12",
+                "--setopt=reposdir=/dev/null",
+                "-y",
+                &format!("--repofrompath=vendor,file://{}", repo.display()),
+                "--setopt=vendor.gpgcheck=0",
+                "--setopt=vendor.repo_gpgcheck=1",
+                "--setopt=vendor.skip_if_unavailable=False",
+                &format!(
+                    "--setopt=vendor.gpgkey=file://{}/RPM-GPG-KEY",
+                    repo.display()
+                ),
+            ])
+            .args(args)
+            .output()
+            .expect("dnf (scripts/test.sh installs it)");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = dnf(&["repoquery", "--info", "ministack"]);
+    assert!(ok, "{said}");
+    for field in [
+        "Name         : ministack",
+        "Version      : 1.0.0",
+        "Architecture : x86_64",
+    ] {
+        assert!(said.contains(field), "{field} in {said}");
+    }
+    let (ok, said) = dnf(&["repoquery", "--requires", "ministack"]);
+    assert!(
+        ok && said.contains("postgresql-server") && said.contains("libssl.so.3()(64bit)"),
+        "{said}"
+    );
+    // An empty root provides none of it: dnf resolves the Requires and says so.
+    let (ok, said) = dnf(&["install", "ministack"]);
+    assert!(
+        !ok && said.contains("nothing provides postgresql-server"),
+        "{said}"
+    );
+
+    // A changed repomd.xml: dnf refuses the repository.
+    let repomd = repo.join("repodata/repomd.xml");
+    let good = std::fs::read_to_string(&repomd).unwrap();
+    std::fs::write(&repomd, good.replace("<revision>", "<revision>1")).unwrap();
+    let (ok, said) = dnf(&["repoquery", "ministack"]);
+    assert!(!ok && said.contains("Bad GPG signature"), "{said}");
+    std::fs::write(&repomd, good).unwrap();
+
+    // A record berth did not sign: refused, nothing changes.
+    let record = repo.join("repodata/berth-packages.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("\"nginx\"", "\"nginx-evil\"")).unwrap();
+    let changed = snapshot_tree(&repo);
+    let r = yum(&[&rebuilt], &k).expect(1);
+    assert!(r.stderr.contains("not signed by the key"), "{}", r.stderr);
+    assert_eq!(snapshot_tree(&repo), changed);
+}

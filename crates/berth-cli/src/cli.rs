@@ -368,6 +368,24 @@ pub struct BundlePackageArgs {
 /// `berth repo …`.
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
+    /// Add `.rpm` packages to the yum/dnf repository in `DIR` (made if missing) and
+    /// sign its `repomd.xml`; the versions it holds already stay.
+    Yum {
+        /// The repository's directory (what clients fetch as `baseurl`).
+        dir: PathBuf,
+        /// The packages to add.
+        #[arg(required = true)]
+        rpms: Vec<PathBuf>,
+        /// The secret key made by `berth repo key`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// `revision` and the signatures' time; without it (or `SOURCE_DATE_EPOCH`) now.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+        source_date_epoch: Option<u32>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the OpenPGP key a repository is signed with: `OUT` (the secret key, mode
     /// 0600), `OUT.gpg` (the keyring for apt's `signed-by`) and `OUT.asc` (the same,
     /// armored).

@@ -129,7 +129,7 @@ pub fn add(dir: &Path, debs: &[PathBuf], key: &RepoKey, meta: &Meta) -> Result<A
     }
 
     for (deb, filename) in &new_files {
-        put_pool_file(&root, deb, filename, &entries)?;
+        put_pool_file(&root, deb, filename)?;
     }
     publish(&root, &meta, &entries, key)?;
     let mut holds: Vec<String> = entries
@@ -328,16 +328,10 @@ fn ensure_parent(root: &SafeDir, rel: &Path) -> Result<(), RepoError> {
 
 /// Copies `deb` to `filename` in the pool. A file already there that no signed index
 /// lists (left by a run that stopped) is replaced: no client was ever told of it.
-fn put_pool_file(
-    root: &SafeDir,
-    deb: &Path,
-    filename: &str,
-    entries: &[PoolEntry],
-) -> Result<(), RepoError> {
+pub(crate) fn put_pool_file(root: &SafeDir, deb: &Path, filename: &str) -> Result<(), RepoError> {
     let rel = Path::new(filename);
     ensure_parent(root, rel)?;
     if root.stat(rel)?.is_some() {
-        debug_assert!(entries.iter().any(|e| e.filename == filename));
         root.remove_file(rel)?;
     }
     let mut from = std::fs::File::open(deb).map_err(RepoError::io("open", deb))?;
@@ -351,7 +345,7 @@ fn put_pool_file(
 }
 
 /// The repository's lock, held while the returned file is open.
-fn lock(dir: &Path) -> Result<std::fs::File, RepoError> {
+pub(crate) fn lock(dir: &Path) -> Result<std::fs::File, RepoError> {
     let path = dir.join(".berth-repo.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -6,6 +6,10 @@
 //!   it holds (pure, snapshot-tested);
 //! - [`aptrepo`]: adding `.deb` files to a repository on disk, reading back only what
 //!   its signature covers;
+//! - [`yum`]: a yum/dnf repository's metadata (`primary`, `filelists`, `other`,
+//!   `repomd.xml`), rendered from what it holds (pure, snapshot-tested);
+//! - [`yumrepo`]: adding `.rpm` files to a repository on disk, with a signed record of
+//!   what it holds;
 //! - [`deb822`], [`debfile`]: Debian's control format, and the control file of a `.deb`.
 
 pub mod apt;
@@ -13,6 +17,8 @@ pub mod aptrepo;
 pub mod deb822;
 pub mod debfile;
 pub mod openpgp;
+pub mod yum;
+pub mod yumrepo;
 
 use std::path::PathBuf;
 

@@ -178,6 +178,22 @@ impl RepoPublicKey {
         hex::encode_upper(self.public.primary_key.fingerprint().as_bytes())
     }
 
+    /// Whether `signature` (armored, detached) is this key's over `data`.
+    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), RepoError> {
+        let text = std::str::from_utf8(signature).map_err(|_| RepoError::Signature {
+            what: "the signature is not armored text".to_owned(),
+        })?;
+        let (parsed, _) =
+            DetachedSignature::from_string(text).map_err(|e| RepoError::Signature {
+                what: format!("not a detached signature ({e})"),
+            })?;
+        parsed
+            .verify(&self.public.primary_key, data)
+            .map_err(|e| RepoError::Signature {
+                what: format!("not signed by the key {} ({e})", self.fingerprint()),
+            })
+    }
+
     /// The text of a cleartext-signed `message` once its signature by this key checks out.
     pub fn verify_clearsigned(&self, message: &str) -> Result<String, RepoError> {
         let (parsed, _) =

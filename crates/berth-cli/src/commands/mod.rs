@@ -155,6 +155,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         ),
         Command::Repo(RepoCommand::Key { out, name, json }) => repo::key(&out, &name, json),
+        Command::Repo(RepoCommand::Yum {
+            dir,
+            rpms,
+            key,
+            source_date_epoch,
+            json,
+        }) => repo::yum(
+            &dir,
+            &rpms,
+            &key,
+            source_date_epoch.unwrap_or_else(repo::now),
+            json,
+        ),
         Command::Repo(RepoCommand::Apt {
             dir,
             debs,

@@ -61,6 +61,50 @@ pub fn key(out: &Path, name: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The repository key in `key_file`.
+fn repo_key(key_file: &Path) -> Result<RepoKey> {
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
+    RepoKey::from_armored(&text)
+        .with_context(|| format!("`{}` is not a repository key", key_file.display()))
+}
+
+/// Add `rpms` to the yum repository in `dir`.
+pub fn yum(
+    dir: &Path,
+    rpms: &[PathBuf],
+    key_file: &Path,
+    date: u32,
+    json: bool,
+) -> Result<ExitCode> {
+    let key = repo_key(key_file)?;
+    let added = berth_repo::yumrepo::add(dir, rpms, &key, date)?;
+    if json {
+        print_json(&added)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &added.added {
+        if p.already {
+            println!("{} is in the repository already (the same bytes)", p.nevra);
+        } else {
+            println!("Added {}: {}", p.nevra, p.location);
+        }
+    }
+    println!("{} (signed by {}) holds:", dir.display(), added.fingerprint);
+    for h in &added.holds {
+        println!("  {h}");
+    }
+    println!(
+        "Clients: a file in /etc/yum.repos.d/ with
+  baseurl=<the repository's address>
+  \
+         repo_gpgcheck=1
+  gpgkey=<the repository's address>/{}",
+        berth_repo::yumrepo::KEY_FILE
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Add `debs` to the apt repository in `dir`.
 pub fn apt(
     dir: &Path,
@@ -69,10 +113,7 @@ pub fn apt(
     meta: &berth_repo::apt::Meta,
     json: bool,
 ) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(key_file)
-        .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
-    let key = RepoKey::from_armored(&text)
-        .with_context(|| format!("`{}` is not a repository key", key_file.display()))?;
+    let key = repo_key(key_file)?;
     let added = berth_repo::aptrepo::add(dir, debs, &key, meta)?;
     if json {
         print_json(&added)?;
