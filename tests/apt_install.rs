@@ -11,7 +11,9 @@
 //!   package carries (`up --bundle`): the app answers with 1.0.0. The next version
 //!   added to the repository is an `apt-get install` away: the postinst runs
 //!   `upgrade apply`, the app answers with 1.1.0, and the row written before the
-//!   upgrade is still there. `apt-get remove` stops the instance and keeps its data.
+//!   upgrade is still there. A 1.2.0 that must be reached through 1.1 is refused by
+//!   its preinst while 1.0.0 is installed, and 1.0.0 goes on serving. `apt-get
+//!   remove` stops the instance and keeps its data.
 //! - A changed `Packages` file, or a keyring that is not the repository's, makes
 //!   `apt-get update` fail.
 //! - `berth package tar`'s archive, unpacked over `/` of a root with no instance, and
@@ -276,8 +278,15 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
     let dist = t.join("dist");
     std::fs::create_dir(&dist).unwrap();
     let mut debs = Vec::new();
-    for version in ["1.0.0", "1.1.0"] {
-        let manifest = ministack_at(&t.join("src"), version, |text| text);
+    // 1.2.0 must be reached through a 1.1 release.
+    for version in ["1.0.0", "1.1.0", "1.2.0"] {
+        let manifest = ministack_at(&t.join("src"), version, |text| {
+            if version == "1.2.0" {
+                format!("{text}\n[upgrade]\nstops = [\"1.1\"]\n")
+            } else {
+                text
+            }
+        });
         Berth::new(Path::new("/nonexistent-prefix"), &manifest)
             .run_env(
                 &[
@@ -453,7 +462,42 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
     };
     psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the upgrade')");
 
-    // The next version in the same repository; the older one stays listed.
+    // 1.2.0 skips the required 1.1 stop: its preinst refuses before dpkg changes
+    // anything, and 1.0.0 goes on serving.
+    berth(&[
+        "repo",
+        "apt",
+        repo.to_str().unwrap(),
+        debs[2].to_str().unwrap(),
+        "--key",
+        repo_key.to_str().unwrap(),
+        "--origin",
+        "Vendor",
+    ])
+    .expect(0);
+    assert!(sandbox.apt_get(&["update"]).status.success());
+    let refused = sandbox.apt_get(&["install", "-y", "ministack=1.2.0"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("must be reached through a 1.1 release"),
+        "{said}"
+    );
+    let installed = ok(&mut sandbox.chroot(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Version} ${db:Status-Status}",
+        "ministack",
+    ]));
+    assert_eq!(installed, "1.0.0 installed");
+    assert_eq!(sandbox.app_version(), "1.0.0");
+
+    // The next version in the same repository; the older ones stay listed.
     berth(&[
         "repo",
         "apt",
@@ -501,7 +545,7 @@ fn apt_get_installs_upgrades_and_removes_the_package_from_a_signed_repository() 
     // Upgrade: the postinst runs `upgrade apply` with the new bundle.
     let out = sandbox.apt_get(&["update"]);
     assert!(out.status.success(), "{out:?}");
-    let out = sandbox.apt_get(&["install", "-y", "ministack"]);
+    let out = sandbox.apt_get(&["install", "-y", "ministack=1.1.0"]);
     assert!(
         out.status.success(),
         "{}\n{}",
