@@ -84,9 +84,14 @@ impl Systemd {
         let path = self.unit_dir.join(&name);
         let text = unit_text(app, paths, berth_exe);
         let current = std::fs::read_to_string(&path).ok();
-        let packaged = PACKAGED_UNIT_DIRS
-            .iter()
-            .any(|dir| Path::new(dir).join(&name).is_file());
+        // A package's unit counts only when it runs this very instance (same prefix,
+        // same berth): one for another prefix is left to the `/etc` unit, which wins.
+        let body = |t: &str| t.split_once('\n').map(|(_, rest)| rest.to_owned());
+        let packaged = PACKAGED_UNIT_DIRS.iter().any(|dir| {
+            std::fs::read_to_string(Path::new(dir).join(&name))
+                .ok()
+                .is_some_and(|t| body(&t) == body(&text))
+        });
         if packaged {
             // The package's unit is the one to run; a copy `up` wrote before the package
             // was installed would hide it.
