@@ -104,8 +104,22 @@ fn a_repository_grows_signed_and_gpgv_checks_it() {
         &keyring,
         &[&dists.join("Release.gpg"), &dists.join("Release")]
     ));
-    // The same package again: nothing changes.
+    // The same package again: nothing changes. Nor does a run for another component,
+    // which would drop this one from `Release`.
     let before = snapshot_tree(&repo);
+    let r = berth(&[
+        "repo",
+        "apt",
+        repo.to_str().unwrap(),
+        a1.to_str().unwrap(),
+        "--key",
+        k.to_str().unwrap(),
+        "--component",
+        "contrib",
+    ])
+    .expect(1);
+    assert!(r.stderr.contains("one component per suite"), "{}", r.stderr);
+    assert_eq!(snapshot_tree(&repo), before);
     let r = add(&repo, &k, &[&a1]).expect(0);
     assert!(
         r.stdout.contains("already (the same bytes)"),

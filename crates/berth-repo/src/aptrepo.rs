@@ -246,6 +246,18 @@ fn read_signed(
             ),
         })?;
     let (release, listed) = apt::read_release(&text)?;
+    // One component per suite: a run for another would drop the first from `Release`.
+    let components = release.get("Components").unwrap_or_default().trim();
+    if !components.is_empty() && components != meta.component {
+        return Err(RepoError::Input {
+            what: format!(
+                "suite `{}` of `{}` holds the component `{components}`: berth keeps one \
+                 component per suite; give `--component {components}`, or another `--suite`",
+                meta.suite,
+                root.path().display()
+            ),
+        });
+    }
     let archs: Vec<String> = release
         .get("Architectures")
         .unwrap_or_default()
