@@ -408,9 +408,16 @@ impl Source {
     }
 }
 
-/// The body of `GET url`; an answer other than 200 is an error naming it.
+/// The body of `GET url`; an answer other than 200 is an error naming it. A server
+/// that takes over 30 s to connect, or sends nothing for 60 s, is given up on (a big
+/// bundle may take as long as it needs while bytes keep coming).
 fn get(url: &str) -> Result<impl Read + use<>, ReleaseError> {
-    let answer = ureq::get(url).call().map_err(|e| download_error(url, &e))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .timeout_per_read(Some(std::time::Duration::from_mins(1)))
+        .build()
+        .into();
+    let answer = agent.get(url).call().map_err(|e| download_error(url, &e))?;
     Ok(answer.into_body().into_reader())
 }
 
