@@ -410,21 +410,11 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
     std::fs::create_dir(&dist).unwrap();
     let build_bundle = |version: &str, rpm_names: bool| {
         let manifest = berth_tests::ministack_at(&tmp.path().join("src"), version, |text| {
-            if !rpm_names {
-                return text;
+            if rpm_names {
+                berth_tests::with_rpm_names(&text)
+            } else {
+                text
             }
-            text.replace(
-                "packages = [\"postgresql-15\"]",
-                "packages = [\"postgresql-15\"]\nrpm_packages = [\"postgresql-server\"]",
-            )
-            .replace(
-                "packages = [\"redis-server\"]",
-                "packages = [\"redis-server\"]\nrpm_packages = [\"redis\"]",
-            )
-            .replace(
-                "packages = [\"nginx-light\"]",
-                "packages = [\"nginx-light\"]\nrpm_packages = [\"nginx\"]",
-            )
         });
         Berth::new(Path::new("/nonexistent-prefix"), &manifest)
             .run_env(

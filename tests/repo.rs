@@ -268,18 +268,7 @@ fn a_yum_repository_that_dnf_reads() {
     let vendor = t.join("vendor.key");
     berth(&["release", "key", "--out", vendor.to_str().unwrap()]).expect(0);
     let manifest = berth_tests::ministack_at(&t.join("src"), "1.0.0", |text| {
-        text.replace(
-            "packages = [\"postgresql-15\"]",
-            "packages = [\"postgresql-15\"]\nrpm_packages = [\"postgresql-server\"]",
-        )
-        .replace(
-            "packages = [\"redis-server\"]",
-            "packages = [\"redis-server\"]\nrpm_packages = [\"redis\"]",
-        )
-        .replace(
-            "packages = [\"nginx-light\"]",
-            "packages = [\"nginx-light\"]\nrpm_packages = [\"nginx\"]",
-        )
+        berth_tests::with_rpm_names(&text)
     });
     let dist = t.join("dist");
     std::fs::create_dir(&dist).unwrap();

@@ -82,6 +82,22 @@ pub fn ministack_at(dir: &Path, version: &str, edit: impl Fn(String) -> String) 
     to
 }
 
+/// ministack's `berth.toml` with its system components' RPM names added
+/// (`rpm_packages`), for `berth package rpm`.
+pub fn with_rpm_names(text: &str) -> String {
+    let mut out = text.to_owned();
+    for (deb, rpm) in [
+        ("postgresql-15", "postgresql-server"),
+        ("redis-server", "redis"),
+        ("nginx-light", "nginx"),
+    ] {
+        let line = format!("packages = [\"{deb}\"]");
+        assert!(out.contains(&line), "{line}");
+        out = out.replace(&line, &format!("{line}\nrpm_packages = [\"{rpm}\"]"));
+    }
+    out
+}
+
 /// Whether the tests run as root (system install: service users are created).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

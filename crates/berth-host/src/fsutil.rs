@@ -206,6 +206,32 @@ pub fn private_copy(
     Ok(scratch.join(name))
 }
 
+/// Takes the exclusive lock on the file `path` (made, mode 0644, if missing; a symlink
+/// there is refused, never followed) without waiting: the lock while the returned file
+/// lives, or `None` when another process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<nix::fcntl::Flock<File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| HostError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(HostError::Write {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;
@@ -307,5 +333,20 @@ mod tests {
         std::fs::write(&path, b"{}").unwrap();
         assert!(remove_file_if_exists(&path).unwrap());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_lock_is_held_once_and_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = super::try_lock(&path).unwrap();
+        assert!(held.is_some());
+        assert!(super::try_lock(&path).unwrap().is_none());
+        drop(held);
+        assert!(super::try_lock(&path).unwrap().is_some());
+        let link = dir.path().join("link.lock");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        assert!(super::try_lock(&link).is_err());
+        assert!(!dir.path().join("elsewhere").exists());
     }
 }

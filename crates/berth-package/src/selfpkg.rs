@@ -110,7 +110,7 @@ pub fn build(input: &SelfInput<'_>) -> Result<BuiltDeb, PackageError> {
     // holds only this binary.
     let tree = tempfile::tempdir().map_err(PackageError::io("create", std::env::temp_dir()))?;
     let binary = tree.path().join("berth");
-    std::fs::copy(input.berth, &binary).map_err(PackageError::io("read", input.berth))?;
+    berth_host::fsutil::install_copy(input.berth, &binary, 0o755)?;
     strip(&binary)?;
     let depends = crate::shlibs::library_packages(tree.path())?;
     let (year, date) = crate::debian::dates(input.source_date_epoch);

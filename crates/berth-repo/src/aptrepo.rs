@@ -356,23 +356,14 @@ pub(crate) fn put_pool_file(root: &SafeDir, deb: &Path, filename: &str) -> Resul
     Ok(())
 }
 
-/// The repository's lock, held while the returned file is open.
-pub(crate) fn lock(dir: &Path) -> Result<std::fs::File, RepoError> {
+/// The repository's lock, held while the returned value lives.
+pub(crate) fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, RepoError> {
     let path = dir.join(".berth-repo.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(RepoError::io("open", &path))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-        |_| RepoError::Input {
-            what: format!(
-                "another `berth repo` is changing `{}` (it holds `{}`); wait for it to finish",
-                dir.display(),
-                path.display()
-            ),
-        },
-    )?;
-    Ok(file)
+    berth_host::fsutil::try_lock(&path)?.ok_or_else(|| RepoError::Input {
+        what: format!(
+            "another `berth repo` is changing `{}` (it holds `{}`); wait for it to finish",
+            dir.display(),
+            path.display()
+        ),
+    })
 }
