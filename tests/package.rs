@@ -395,10 +395,12 @@ fn a_tarball_carries_the_packages_tree_and_its_install_script() {
 /// `berth package rpm`, read back by rpm's own tools: name, version, `Requires:` (the
 /// components' RPM names and the libraries by soname), `Recommends:` (the optional
 /// component), the site config `%config(noreplace)`, the scriptlets valid `sh`, the
-/// digests good (`rpm -K`), rpmlint with no error once the purposeful ones are
-/// filtered (each with its reason), installed into an empty root by rpm and verified
-/// there (`rpm -V`), and the same bytes when built again. A manifest with no RPM names
-/// for a component gives no package.
+/// header signed with the repository key (`rpm -K` says so once that key is imported,
+/// and refuses it before, with another key, or after a changed byte), rpmlint with no
+/// error once the purposeful ones are filtered (each with its reason), installed into
+/// an empty root by rpm, which checks the signature, and verified there (`rpm -V`), and
+/// the same bytes when built again. A manifest with no RPM names for a component gives
+/// no package.
 #[test]
 #[allow(clippy::too_many_lines)] // one package, every way rpm reads it
 fn an_rpm_reads_back_with_rpms_own_tools() {
@@ -433,9 +435,23 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
             .expect(0);
         dist.join(format!("ministack-{version}.berth-release.tar.zst"))
     };
-    let rpm_of = |bundle: &Path, out: &Path| {
-        std::fs::create_dir_all(out).unwrap();
+    let repo_key = |name: &str| {
+        let file = tmp.path().join(name);
         berth(&[
+            "repo",
+            "key",
+            "--out",
+            file.to_str().unwrap(),
+            "--name",
+            "Vendor <repo@example.org>",
+        ])
+        .expect(0);
+        file
+    };
+    let signing = repo_key("repo.key");
+    let rpm_of = |bundle: &Path, out: &Path, sign_with: Option<&Path>| {
+        std::fs::create_dir_all(out).unwrap();
+        let mut args = vec![
             "package",
             "rpm",
             bundle.to_str().unwrap(),
@@ -447,12 +463,16 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
             "amd64",
             "--out",
             out.to_str().unwrap(),
-        ])
+        ];
+        if let Some(key) = sign_with {
+            args.extend(["--sign-with", key.to_str().unwrap()]);
+        }
+        berth(&args)
     };
 
     // No RPM names for the components: refused, nothing written.
     let plain = build_bundle("1.0.0", false);
-    let r = rpm_of(&plain, &tmp.path().join("none")).expect(1);
+    let r = rpm_of(&plain, &tmp.path().join("none"), Some(&signing)).expect(1);
     assert!(
         r.stderr.contains("component `nginx`") && r.stderr.contains("rpm_packages"),
         "{}",
@@ -465,7 +485,22 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
     std::fs::remove_file(&plain).unwrap();
 
     let bundle = build_bundle("1.0.0", true);
-    rpm_of(&bundle, &tmp.path().join("a")).expect(0);
+    // A signing key that is not one: refused before anything is written.
+    let r = rpm_of(
+        &bundle,
+        &tmp.path().join("badkey"),
+        Some(Path::new(&public)),
+    )
+    .expect(1);
+    assert!(r.stderr.contains("is not a repository key"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("badkey"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let made = rpm_of(&bundle, &tmp.path().join("a"), Some(&signing)).expect(0);
+    assert!(made.stdout.contains("signed by: "), "{}", made.stdout);
     let pkg = tmp.path().join("a/ministack-1.0.0-1.x86_64.rpm");
     let rpm = |args: &[&str]| {
         let out = Command::new("rpm").args(args).arg(&pkg).output().unwrap();
@@ -528,7 +563,51 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
         assert!(check.success(), "{tag}: {script}");
     }
     assert!(rpm(&["-qp", "--qf", "%{POSTIN}"]).contains("up --bundle"));
-    assert!(rpm(&["-K"]).contains("digests OK"));
+
+    // The signature: rpm's keyring for these checks is an empty root's, so the host's
+    // is never touched. Before the key is imported rpm cannot vouch for the package.
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let rpm_root = |args: &[&str]| {
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let checked = |package: &Path| {
+        let out = rpm_root(&["-K", package.to_str().unwrap()]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(rpm_root(&["--initdb"]).status.success());
+    let (ok, said) = checked(&pkg);
+    assert!(!ok && said.contains("SIGNATURES NOT OK"), "{said}");
+    let imported = rpm_root(&["--import", &format!("{}.asc", signing.display())]);
+    assert!(imported.status.success(), "{imported:?}");
+    let (ok, said) = checked(&pkg);
+    assert!(ok && said.contains("digests signatures OK"), "{said}");
+    // Signed by another key: refused, though the digests are good.
+    let stranger = repo_key("stranger.key");
+    let other = tmp.path().join("other");
+    rpm_of(&bundle, &other, Some(&stranger)).expect(0);
+    let (ok, said) = checked(&other.join("ministack-1.0.0-1.x86_64.rpm"));
+    assert!(!ok && said.contains("SIGNATURES NOT OK"), "{said}");
+    // One byte of the header changed (a letter of the summary): refused.
+    let bytes = std::fs::read(&pkg).unwrap();
+    let at = bytes
+        .windows(b"ministack".len())
+        .rposition(|w| w == b"ministack")
+        .unwrap();
+    let mut tampered = bytes.clone();
+    tampered[at] = b'M';
+    let tampered_pkg = tmp.path().join("tampered.rpm");
+    std::fs::write(&tampered_pkg, tampered).unwrap();
+    let (ok, said) = checked(&tampered_pkg);
+    assert!(!ok, "{said}");
 
     // rpmlint: no error once what the package does on purpose is filtered.
     let filters = tmp.path().join("rpmlintrc");
@@ -536,8 +615,9 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
         &filters,
         "# An add-on package from the app's vendor, self-contained under /opt (the FHS).\n\
          addFilter(\"dir-or-file-in-opt\")\n\
-         # Not signed yet: a yum repository's signed metadata vouches for it.\n\
-         addFilter(\"no-signature\")\n",
+         # Signed with the vendor's key, which this machine's rpm keyring does not hold:\n\
+         # the signature is checked above against a keyring that has it imported.\n\
+         addFilter(\"unknown-key\")\n",
     )
     .unwrap();
     let lint = Command::new("rpmlint")
@@ -552,19 +632,8 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
         "{said}"
     );
 
-    // Installed by rpm into an empty root (no scriptlets, no dependencies there), and
-    // every file verifies.
-    let root = tmp.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let rpm_root = |args: &[&str]| {
-        Command::new("rpm")
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    assert!(rpm_root(&["--initdb"]).status.success());
+    // Installed by rpm into that root (no scriptlets, no dependencies there; the
+    // signature is checked against its keyring), and every file verifies.
     let installed = Command::new("rpm")
         .arg("--root")
         .arg(&root)
@@ -578,7 +647,7 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
     assert!(verified.status.success(), "{verified:?}");
 
     let again = tmp.path().join("b");
-    rpm_of(&bundle, &again).expect(0);
+    rpm_of(&bundle, &again, Some(&signing)).expect(0);
     assert_eq!(
         std::fs::read(&pkg).unwrap(),
         std::fs::read(again.join("ministack-1.0.0-1.x86_64.rpm")).unwrap()

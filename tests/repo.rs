@@ -255,7 +255,9 @@ fn a_run_that_stopped_after_the_pool_is_finished_by_the_next() {
 }
 
 /// `berth repo yum`, read by dnf itself (`--installroot`, the repository named on the
-/// command line, `repo_gpgcheck=1` with the key berth wrote): the package is listed
+/// command line, `repo_gpgcheck=1` and `gpgcheck=1` with the key berth wrote; the
+/// package is signed with it too, which `rpm -K` checks in tests/package.rs; dnf
+/// would check it on download, after resolving): the package is listed
 /// with its fields, its `Requires` are what dnf resolves (nothing in an empty root
 /// provides them), a changed `repomd.xml` is refused as a bad signature, and berth
 /// refuses a republished version with other bytes and a record it did not sign.
@@ -304,6 +306,8 @@ fn a_yum_repository_that_dnf_reads() {
                     "amd64",
                     "--out",
                     out.to_str().unwrap(),
+                    "--sign-with",
+                    k.to_str().unwrap(),
                 ],
                 &[("SOURCE_DATE_EPOCH", epoch)],
             )
@@ -361,7 +365,7 @@ fn a_yum_repository_that_dnf_reads() {
                 "--setopt=reposdir=/dev/null",
                 "-y",
                 &format!("--repofrompath=vendor,file://{}", repo.display()),
-                "--setopt=vendor.gpgcheck=0",
+                "--setopt=vendor.gpgcheck=1",
                 "--setopt=vendor.repo_gpgcheck=1",
                 "--setopt=vendor.skip_if_unavailable=False",
                 &format!(

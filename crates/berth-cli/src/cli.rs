@@ -313,7 +313,7 @@ pub enum PackageCommand {
     /// An `.rpm` of the same tree, with scriptlets that do what the `.deb`'s
     /// maintainer scripts do, for RPM-based systems (`--architecture` in Debian's or
     /// RPM's names).
-    Rpm(BundlePackageArgs),
+    Rpm(RpmPackageArgs),
     /// berth's own `.deb`: this berth (or `--berth FILE`) as `/usr/bin/berth`.
     #[command(name = "self")]
     Itself {
@@ -363,6 +363,17 @@ pub struct BundlePackageArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `berth package rpm` takes: the common arguments and the package's signing key.
+#[derive(Debug, Args)]
+pub struct RpmPackageArgs {
+    #[command(flatten)]
+    pub common: BundlePackageArgs,
+    /// Sign the package's header with this OpenPGP key (made by `berth repo key`), so
+    /// `rpm -K` and dnf's `gpgcheck=1` check it; without it the package is unsigned.
+    #[arg(long, value_name = "FILE")]
+    pub sign_with: Option<PathBuf>,
 }
 
 /// `berth repo …`.

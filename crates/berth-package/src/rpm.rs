@@ -14,8 +14,10 @@
 //!   `upgrade apply --bundle` on an upgrade, `%preun` stops the instance on an erase.
 //!
 //! Written with the `rpm` crate; every file's time is clamped to the epoch, so the same
-//! bundle gives the same package. Not signed (yet): a yum repository's signed
-//! metadata is what clients check.
+//! bundle gives the same package. Given a repository key, the header is signed with it
+//! (an OpenPGP signature in the signature header, as `rpmsign` makes): `rpm -K` and
+//! dnf's `gpgcheck=1` check it. ed25519 signatures are deterministic and carry the
+//! epoch as their time, so a signed package is the same bytes every time too.
 
 use std::path::PathBuf;
 
@@ -40,6 +42,8 @@ pub struct BuiltRpm {
     pub recommends: Vec<String>,
     /// Its size in bytes.
     pub bytes: u64,
+    /// The fingerprint of the key its header is signed with, if it is.
+    pub signed_by: Option<String>,
 }
 
 /// RPM's name of a Debian architecture (`amd64` → `x86_64`).
@@ -61,7 +65,10 @@ fn rpm_error(e: &rpm::Error) -> PackageError {
 }
 
 /// Writes `<app>-<version>-1.<arch>.rpm` of `input.bundle`, once the bundle checks out.
-pub fn build(input: &DebInput<'_>) -> Result<BuiltRpm, PackageError> {
+pub fn build(
+    input: &DebInput<'_>,
+    signer: Option<&berth_repo::openpgp::RepoKey>,
+) -> Result<BuiltRpm, PackageError> {
     let Opened {
         tmp,
         manifest,
@@ -134,7 +141,10 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltRpm, PackageError> {
     builder.pre_install_script(scripts.pre);
     builder.post_install_script(scripts.post);
     builder.pre_uninstall_script(scripts.preun);
-    let package = builder.build().map_err(|e| rpm_error(&e))?;
+    let mut package = builder.build().map_err(|e| rpm_error(&e))?;
+    if let Some(key) = signer {
+        sign(&mut package, key, input.source_date_epoch)?;
+    }
     drop(tmp);
     let path = write(
         &package,
@@ -150,7 +160,26 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltRpm, PackageError> {
         version,
         requires,
         recommends,
+        signed_by: signer.map(|k| k.public().fingerprint()),
     })
+}
+
+/// Signs `package`'s header with `key`, as of `epoch`: the signature header gains an
+/// OpenPGP signature of the main header's bytes (what `rpmsign --addsign` adds).
+fn sign(
+    package: &mut rpm::Package,
+    key: &berth_repo::openpgp::RepoKey,
+    epoch: u64,
+) -> Result<(), PackageError> {
+    let header = package.header_bytes().map_err(|e| rpm_error(&e))?;
+    let signature = key
+        .sign_detached_binary(&header, u32::try_from(epoch).unwrap_or(u32::MAX))
+        .map_err(|e| PackageError::Input {
+            what: format!("the RPM package cannot be signed: {e}"),
+        })?;
+    package
+        .apply_signature(signature)
+        .map_err(|e| rpm_error(&e))
 }
 
 /// Writes `package` as `file` in `dir`, never over an existing file.

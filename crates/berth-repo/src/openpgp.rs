@@ -127,10 +127,9 @@ impl RepoKey {
             .map_err(key_error)
     }
 
-    /// An armored detached signature of `data` (`Release.gpg`, `repomd.xml.asc`).
-    pub fn sign_detached(&self, data: &[u8], at: u32) -> Result<String, RepoError> {
+    fn detached(&self, data: &[u8], at: u32) -> Result<DetachedSignature, RepoError> {
         let (hashed, unhashed) = self.subpackets(at)?;
-        let signature = DetachedSignature::sign_binary_data_with_subpackets(
+        DetachedSignature::sign_binary_data_with_subpackets(
             OsRng,
             &self.secret.primary_key,
             &Password::empty(),
@@ -138,10 +137,19 @@ impl RepoKey {
             data,
             SubpacketConfig::UserDefined { hashed, unhashed },
         )
-        .map_err(key_error)?;
-        signature
+        .map_err(key_error)
+    }
+
+    /// An armored detached signature of `data` (`Release.gpg`, `repomd.xml.asc`).
+    pub fn sign_detached(&self, data: &[u8], at: u32) -> Result<String, RepoError> {
+        self.detached(data, at)?
             .to_armored_string(ArmorOptions::default())
             .map_err(key_error)
+    }
+
+    /// The same signature as a bare binary packet: what an RPM header carries.
+    pub fn sign_detached_binary(&self, data: &[u8], at: u32) -> Result<Vec<u8>, RepoError> {
+        self.detached(data, at)?.to_bytes().map_err(key_error)
     }
 }
 
@@ -241,6 +249,16 @@ mod tests {
         let early = key.clearsign(text, 5).unwrap();
         assert_eq!(early, key.clearsign(text, 1_700_000_000).unwrap());
         assert!(public.verify_clearsigned(&early).is_ok());
+        // The binary form (an RPM header's) is the same signature, and verifies.
+        let binary = key.sign_detached_binary(b"header", 5).unwrap();
+        assert_eq!(binary, key.sign_detached_binary(b"header", 5).unwrap());
+        let parsed = DetachedSignature::from_bytes(&binary[..]).unwrap();
+        assert!(parsed.verify(&public.public.primary_key, b"header").is_ok());
+        assert!(
+            parsed
+                .verify(&public.public.primary_key, b"headex")
+                .is_err()
+        );
         assert!(RepoKey::generate("a\nb", 0).is_err());
         assert!(RepoKey::from_armored("junk").is_err());
     }

@@ -130,14 +130,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(UpgradeCommand::Auto { json }) => upgrade::auto(&loc, json, quiet),
         Command::Releases { json } => upgrade::releases(&loc, json),
         Command::Package(PackageCommand::Deb(args)) => {
-            release::package_bundle(&args, release::Format::Deb)
+            release::package_bundle(&args, release::Format::Deb, None)
         }
         Command::Package(PackageCommand::Tar(args)) => {
-            release::package_bundle(&args, release::Format::Tar)
+            release::package_bundle(&args, release::Format::Tar, None)
         }
-        Command::Package(PackageCommand::Rpm(args)) => {
-            release::package_bundle(&args, release::Format::Rpm)
-        }
+        Command::Package(PackageCommand::Rpm(args)) => release::package_bundle(
+            &args.common,
+            release::Format::Rpm,
+            args.sign_with.as_deref(),
+        ),
         Command::Release(ReleaseCommand::Key { out, json }) => release::key(&out, json),
         Command::Package(PackageCommand::Itself {
             maintainer,

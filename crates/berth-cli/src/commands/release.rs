@@ -131,8 +131,14 @@ pub enum Format {
 }
 
 /// `berth package deb`, `berth package tar` and `berth package rpm`.
-pub fn package_bundle(a: &crate::cli::BundlePackageArgs, format: Format) -> Result<ExitCode> {
+pub fn package_bundle(
+    a: &crate::cli::BundlePackageArgs,
+    format: Format,
+    sign_with: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let key = public_key(&a.public_key)?;
+    // The signing key is read before anything is built: a wrong file fails fast.
+    let signer = sign_with.map(super::repo::repo_key).transpose()?;
     let architecture = architecture(a.architecture.as_deref())?;
     let epoch = if let Some(e) = a.source_date_epoch {
         e
@@ -154,7 +160,7 @@ pub fn package_bundle(a: &crate::cli::BundlePackageArgs, format: Format) -> Resu
         out_dir: &a.out,
     };
     if format == Format::Rpm {
-        let built = berth_package::rpm::build(&input)?;
+        let built = berth_package::rpm::build(&input, signer.as_ref())?;
         if a.json {
             print_json(&built)?;
         } else {
@@ -165,6 +171,10 @@ pub fn package_bundle(a: &crate::cli::BundlePackageArgs, format: Format) -> Resu
                 built.path.display(),
                 built.bytes
             );
+            match &built.signed_by {
+                Some(fingerprint) => println!("  signed by: {fingerprint}"),
+                None => println!("  not signed (give --sign-with to sign it)"),
+            }
             println!("  requires: {}", built.requires.join(", "));
             if !built.recommends.is_empty() {
                 println!("  recommends: {}", built.recommends.join(", "));

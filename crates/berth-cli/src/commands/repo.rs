@@ -62,7 +62,7 @@ pub fn key(out: &Path, name: &str, json: bool) -> Result<ExitCode> {
 }
 
 /// The repository key in `key_file`.
-fn repo_key(key_file: &Path) -> Result<RepoKey> {
+pub(crate) fn repo_key(key_file: &Path) -> Result<RepoKey> {
     let text = std::fs::read_to_string(key_file)
         .with_context(|| format!("Failed to read the key file `{}`", key_file.display()))?;
     RepoKey::from_armored(&text)
