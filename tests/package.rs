@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_tests::{Berth, Run, fixture};
-use sha2::{Digest, Sha256};
 
 const EPOCH: &str = "1700000000";
 
@@ -212,11 +211,7 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
 
     // Reproducible: another build of the same bundle is the same bytes.
     package(&bundle, &key, &tmp.path().join("b")).expect(0);
-    let sha = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
-    assert_eq!(
-        sha(&deb),
-        sha(&tmp.path().join("b/ministack_1.0.0_amd64.deb"))
-    );
+    berth_tests::assert_reproducible(&deb, &tmp.path().join("b/ministack_1.0.0_amd64.deb"));
     // Never over an existing package.
     let again = package(&bundle, &key, &tmp.path().join("a"));
     assert_eq!(again.code, 1, "{again:?}");
@@ -389,7 +384,7 @@ fn a_tarball_carries_the_packages_tree_and_its_install_script() {
         std::fs::read(&bundle).unwrap()
     );
     let again = build(&tmp.path().join("b"));
-    assert_eq!(std::fs::read(&tar).unwrap(), std::fs::read(&again).unwrap());
+    berth_tests::assert_reproducible(&tar, &again);
 }
 
 /// `berth package rpm`, read back by rpm's own tools: name, version, `Requires:` (the
@@ -648,8 +643,5 @@ fn an_rpm_reads_back_with_rpms_own_tools() {
 
     let again = tmp.path().join("b");
     rpm_of(&bundle, &again, Some(&signing)).expect(0);
-    assert_eq!(
-        std::fs::read(&pkg).unwrap(),
-        std::fs::read(again.join("ministack-1.0.0-1.x86_64.rpm")).unwrap()
-    );
+    berth_tests::assert_reproducible(&pkg, &again.join("ministack-1.0.0-1.x86_64.rpm"));
 }

@@ -303,6 +303,27 @@ pub fn http_get(port: u16, path: &str, host: &str) -> std::io::Result<(u16, Stri
     http_request("GET", port, path, &[("Host", host)], None)
 }
 
+/// Two builds are the same bytes, as diffoscope (the reproducible-builds tool) sees
+/// them: it exits 0 for identical files and otherwise says, member by member, what
+/// differs, which is what the failure shows.
+pub fn assert_reproducible(a: &Path, b: &Path) {
+    let out = Command::new("diffoscope")
+        .arg("--no-progress")
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("diffoscope (scripts/test.sh installs diffoscope-minimal)");
+    assert!(
+        out.status.success(),
+        "{} and {} differ:\n{}{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+}
+
 /// Every file (and symlink) below `dir`, sorted; directories are descended, links are not.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
