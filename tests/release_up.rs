@@ -315,8 +315,8 @@ fn a_bundle_that_is_not_the_vendors_changes_nothing() {
     assert!(r.stderr.contains("--manifest"), "{}", r.stderr);
 }
 
-/// ministack at 1.0.0 with a `migrate` hook that records where it ran (its database
-/// socket directory) and a `[seed]` naming it.
+/// ministack at 1.0.0 with a `migrate` hook that records when it ran and a `[seed]`
+/// naming it, whose build-time column is that time.
 fn seeded_manifest(dir: &Path) -> PathBuf {
     let from = fixture("ministack");
     let to = dir.join("ministack-seeded");
@@ -336,9 +336,9 @@ fn seeded_manifest(dir: &Path) -> PathBuf {
 component = "postgresql"
 description = "The release's database migrations"
 command = ["/bin/sh", "-c", '''
-exec "$PSQL" -X -q -v ON_ERROR_STOP=1 -v here="$PGHOST" -h "$PGHOST" -p "$PGPORT" -d app <<'SQL'
-CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY, ran_at text);
-INSERT INTO migrations VALUES ('0001', :'here') ON CONFLICT DO NOTHING;
+exec "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d app <<'SQL'
+CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY, ran_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO migrations (name) VALUES ('0001') ON CONFLICT DO NOTHING;
 SQL
 ''']
 environment = { PSQL = "{{ components.postgresql.bin.psql }}", PGHOST = "{{ paths.run }}/postgresql", PGPORT = "{{ settings.postgresql.port }}" }
@@ -348,6 +348,7 @@ before = ["app"]
 
 [seed]
 hook = "migrate"
+build_time_columns = ["migrations.ran_at"]
 "#,
     );
     std::fs::write(to.join("berth.toml"), text).unwrap();
@@ -356,8 +357,9 @@ hook = "migrate"
 
 /// A bundle with a seed: made at build time on a throwaway instance; a first install
 /// loads it where the database is created, and its own `migrate` then finds the work
-/// done (the one row is the build's, naming the throwaway instance's socket directory).
-/// The throwaway instance leaves nothing running, even when a build was killed.
+/// done (the one row is the build's: it ran at `SOURCE_DATE_EPOCH`, where a local run
+/// would have written the time of the install). Two builds are the same bytes. The
+/// throwaway instance leaves nothing running, even when a build was killed.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test says why
 #[allow(clippy::too_many_lines)] // a killed build, a build, then the install it makes
@@ -372,7 +374,7 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     let manifest = seeded_manifest(dir.path());
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let build = |env: &[(&str, &str)]| {
+    let build_into = |out: &Path, env: &[(&str, &str)]| {
         let b = Berth::new(Path::new("/nonexistent-prefix"), &manifest);
         let mut all = vec![("SOURCE_DATE_EPOCH", EPOCH)];
         all.extend_from_slice(env);
@@ -390,6 +392,7 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
             &all,
         )
     };
+    let build = |env: &[(&str, &str)]| build_into(&out, env);
     let throwaways = || {
         let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         String::from_utf8_lossy(&ps.stdout)
@@ -424,6 +427,15 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.lines().any(|l| l == "seed/toc.dat"), "{listing}");
+    // Built again (another throwaway instance, another time): the same bytes, seed
+    // included.
+    let again = dir.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    build_into(&again, &[]).expect(0);
+    berth_tests::assert_reproducible(
+        &bundle,
+        &again.join("ministack-1.0.0.berth-release.tar.zst"),
+    );
 
     let pdir = prefix_dir("bundle-seed");
     let prefix = pdir.path();
@@ -451,12 +463,9 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     let rows = sql(
         prefix,
         55932,
-        "SELECT name || ' ' || ran_at FROM migrations",
+        "SELECT name || ' ' || extract(epoch FROM ran_at)::bigint FROM migrations",
     );
-    let (name, ran_at) = rows.split_once(' ').unwrap();
-    assert_eq!(name, "0001", "{rows}");
-    assert!(ran_at.contains("/berth-seed."), "{rows}");
-    assert!(!ran_at.starts_with(prefix.to_str().unwrap()), "{rows}");
+    assert_eq!(rows, format!("0001 {EPOCH}"));
     // The database is the app's, as a migrated one would be.
     let owner = sql(
         prefix,

@@ -146,6 +146,31 @@ pub fn exists(db: &Database<'_>, name: &str) -> Result<bool> {
     Ok(out == "1")
 }
 
+/// Sets every value of each column (`table.column`, or `schema.table.column`) that is
+/// not null to the time `epoch`: what a seed does to the times its build ran at, so
+/// two builds dump the same data. Names are quoted as they are given (lower case, as
+/// PostgreSQL folds unquoted ones); a column that does not exist is an error.
+pub fn set_columns_to_time(db: &Database<'_>, columns: &[String], epoch: u64) -> Result<()> {
+    for column in columns {
+        let quoted: Vec<String> = column.split('.').map(ident).collect();
+        let Some((name, table)) = quoted.split_last().filter(|(_, t)| !t.is_empty()) else {
+            return Err(BackupError::Database {
+                what: format!("`{column}` is not `table.column`"),
+                stderr: String::new(),
+            });
+        };
+        sql(
+            db,
+            &db.name,
+            &format!(
+                "UPDATE {} SET {name} = to_timestamp({epoch}) WHERE {name} IS NOT NULL",
+                table.join(".")
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 /// `pg_dump --format=directory --jobs=N` into `dest` (which must not exist and whose
 /// parent the database user can write). All jobs share one snapshot, so the dump is
 /// consistent. Table data is left uncompressed: the archive compresses it once.

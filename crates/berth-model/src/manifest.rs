@@ -758,6 +758,11 @@ impl std::fmt::Display for RerunSource {
 pub struct SeedDecl {
     /// The hook whose work the dump holds (the migrations).
     pub hook: String,
+    /// Columns (`table.column` or `schema.table.column`) whose values are the time
+    /// the seed was made (when each migration ran, say): set to the build's
+    /// `SOURCE_DATE_EPOCH` before the dump, so two builds give the same seed.
+    #[serde(default)]
+    pub build_time_columns: Vec<String>,
 }
 
 /// `[upgrade]`: the upgrade rules of this version, as data. They are the vendor's

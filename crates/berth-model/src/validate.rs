@@ -1049,6 +1049,27 @@ impl Validator<'_> {
         let at = [Seg::Key("seed"), Seg::Key("hook")];
         let known = self.man.hooks.keys().map(String::as_str);
         self.reference(&at, &seed.hook, "hook", known);
+        for (i, column) in seed.build_time_columns.iter().enumerate() {
+            let parts: Vec<&str> = column.split('.').collect();
+            if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| is_identifier(p)) {
+                self.at_value(
+                    &[
+                        Seg::Key("seed"),
+                        Seg::Key("build_time_columns"),
+                        Seg::Index(i),
+                    ],
+                    format!(
+                        "`{}` is not a column: give `table.column` or `schema.table.column`",
+                        column.escape_debug()
+                    ),
+                    Some(
+                        "name them as PostgreSQL folds unquoted names: lower-case letters, \
+                         digits and `_`, e.g. `django_migrations.applied`"
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
         if self
             .man
             .backup

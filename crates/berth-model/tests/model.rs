@@ -821,13 +821,15 @@ fn manifest_secret_from_hook_errors() {
     assert_snapshot!(validate(&m).unwrap_err().to_string());
 }
 
-/// `[seed]` names a hook that exists (did-you-mean) and needs `[backup.database]`.
+/// `[seed]` names a hook that exists (did-you-mean) and needs `[backup.database]`; its
+/// build-time columns are `table.column` or `schema.table.column` in lower case.
 #[test]
 fn manifest_seed_errors() {
     let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
          [components.web]\nsource = \"system\"\nuser = \"web\"\n\n\
          [hooks.migrate]\ncomponent = \"web\"\ncommand = [\"m\"]\nwhen = \"release\"\n\n\
-         [seed]\nhook = \"migrat\"\n";
+         [seed]\nhook = \"migrat\"\n\
+         build_time_columns = [\"migrations.ran_at\", \"public.Migrations.ran_at\", \"ran_at\", \"a.b.c.d\"]\n";
     assert_snapshot!(manifest_errors(text).to_string());
 }
 

@@ -10,6 +10,8 @@
 //! [`up_seeded`]: the hooks that make the database, the dump loaded into it, then the
 //! normal `up`, whose seed hook finds nothing left to do. Upgrades never load a seed.
 
+mod stamp;
+
 use std::path::Path;
 
 use berth_backup::database::{self, Database};
@@ -24,11 +26,14 @@ const JOBS: u32 = 2;
 /// `pg_dump --format=directory` dump), running the components built in `payload`
 /// (one directory per component, left as they are) with `berth_exe` as the throwaway
 /// instance's berth. The instance is stopped and removed afterwards, whatever happened.
+/// The build's time `epoch` replaces the times the build ran at (the manifest's
+/// `build_time_columns`, the dump's header), so two builds make the same seed.
 pub fn capture(
     manifest_dir: &Path,
     payload: &Path,
     dest: &Path,
     berth_exe: &Path,
+    epoch: u64,
     progress: &dyn Progress,
 ) -> Result<()> {
     stop_orphans(progress);
@@ -80,7 +85,7 @@ pub fn capture(
         Vec::new()
     };
     let made = remove_leftover_users(&users)?;
-    let result = capture_in(&inst, &loc, dest, berth_exe, progress);
+    let result = capture_in(&inst, &loc, dest, berth_exe, epoch, progress);
     let stopped = berth_lifecycle::down(&inst.paths);
     for user in made
         .iter()
@@ -189,6 +194,7 @@ fn capture_in(
     loc: &Locate,
     dest: &Path,
     berth_exe: &Path,
+    epoch: u64,
     progress: &dyn Progress,
 ) -> Result<()> {
     let Some(seed) = inst.manifest.manifest.seed.clone() else {
@@ -209,6 +215,16 @@ fn capture_in(
                     .contains(&h.name)
                     && scheduled.unwrap_or(true))
         })?;
+        let children = inst.children();
+        let handle = Database {
+            plan: &db,
+            children: &children,
+        };
+        if !seed.build_time_columns.is_empty() {
+            progress.begin("Setting the build-time columns to the build's time");
+            database::set_columns_to_time(&handle, &seed.build_time_columns, epoch)?;
+            progress.end(&seed.build_time_columns.join(", "));
+        }
         progress.begin(&format!("Dumping database `{}`", db.name));
         // pg_dump runs as the database's user: it writes into a directory of its own.
         let work = inst.paths.tmp().join("seed-dump");
@@ -216,15 +232,19 @@ fn capture_in(
         berth_host::beneath::remove_tree_at(&work)?;
         berth_host::fsutil::ensure_dir(&work, 0o700)?;
         give_to(&work, db.user.as_deref())?;
-        let children = inst.children();
-        let handle = Database {
-            plan: &db,
-            children: &children,
-        };
         database::dump(&handle, &work.join("db"), JOBS)?;
         berth_lifecycle::fault::point("seed:dumped");
         berth_host::interpreter::copy_tree(&work.join("db"), dest, &|_, _| false)
             .map_err(BackupError::io("copy the dump to", dest))?;
+        // The copy is root's, in the bundle's staging tree: stamped there.
+        let toc = dest.join("toc.dat");
+        let mut header = std::fs::read(&toc).map_err(BackupError::io("read", &toc))?;
+        stamp::stamp_header(&mut header, epoch).map_err(|what| BackupError::Cannot {
+            what,
+            hint: "build the release with PostgreSQL tools berth knows (pg_dump 9.x to 17)"
+                .to_owned(),
+        })?;
+        berth_host::fsutil::write_atomic(&toc, &header, 0o644, None)?;
         progress.end("");
         Ok(())
     })();

@@ -94,7 +94,8 @@ pub fn build(
         seed: Some(&|payload: &Path, dest: &Path| {
             let running = std::env::current_exe()?;
             let progress = crate::output::Terminal::new(json);
-            berth_seed::capture(manifest, payload, dest, &running, &progress).map_err(Into::into)
+            berth_seed::capture(manifest, payload, dest, &running, epoch, &progress)
+                .map_err(Into::into)
         }),
     })?;
     if json {
