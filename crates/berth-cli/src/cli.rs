@@ -88,7 +88,7 @@ pub enum Command {
     /// Build an operating-system package of a release bundle.
     #[command(subcommand)]
     Package(PackageCommand),
-    /// Make a repository signing key, and add packages to a signed apt repository.
+    /// Make a repository signing key, and add packages to a signed apt or yum/dnf repository.
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
