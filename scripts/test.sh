@@ -46,6 +46,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The bills of materials berth writes are checked by the formats' own validators
+# (CycloneDX's Python library with its JSON schemas, SPDX's tools), from PyPI, in a
+# virtualenv of their own under target/.
+tools="$PWD/target/test-tools"
+if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' 2>/dev/null; then
+  echo "Installing the SBOM validators into $tools"
+  rm -rf "$tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check \
+    'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
+fi
+export BERTH_TEST_TOOLS="$tools/bin"
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Fault points (`BERTH_FAULT`) let the tests kill berth at exact moments; only test
 # builds have them.

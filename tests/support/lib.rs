@@ -82,6 +82,56 @@ pub fn ministack_at(dir: &Path, version: &str, edit: impl Fn(String) -> String) 
     to
 }
 
+/// A program from the test tools' virtualenv (`scripts/test.sh` makes it and names
+/// its `bin/` in `BERTH_TEST_TOOLS`; `target/test-tools/bin` otherwise).
+pub fn test_tool(name: &str) -> PathBuf {
+    let bin = std::env::var_os("BERTH_TEST_TOOLS")
+        .map_or_else(|| root().join("target/test-tools/bin"), PathBuf::from);
+    let tool = bin.join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: scripts/test.sh installs the test tools",
+        tool.display()
+    );
+    tool
+}
+
+/// A wheel of one module, `demo_pkg` at `version` (`License-Expression: MIT`, a
+/// licence file), written into `dir` with Python's `zipfile`: a requirement pip
+/// installs with no index. Its path.
+pub fn demo_wheel(dir: &Path, version: &str) -> PathBuf {
+    let name = format!("demo_pkg-{version}-py3-none-any.whl");
+    let path = dir.join(&name);
+    let script = format!(
+        r#"
+import base64, hashlib, sys, zipfile
+v = "{version}"
+di = f"demo_pkg-{{v}}.dist-info"
+files = {{
+    "demo_pkg/__init__.py": "VALUE = 1\n",
+    f"{{di}}/METADATA": f"Metadata-Version: 2.4\nName: demo_pkg\nVersion: {{v}}\nSummary: A demo\nLicense-Expression: MIT\nLicense-File: LICENSE\n",
+    f"{{di}}/licenses/LICENSE": "MIT License\n\nCopyright (c) demo\n",
+    f"{{di}}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}}
+record = []
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for n, t in files.items():
+        z.writestr(n, t)
+        d = base64.urlsafe_b64encode(hashlib.sha256(t.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{{n}},sha256={{d}},{{len(t.encode())}}")
+    record.append(f"{{di}}/RECORD,,")
+    z.writestr(f"{{di}}/RECORD", "\n".join(record) + "\n")
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    path
+}
+
 /// ministack's `berth.toml` with its system components' RPM names added
 /// (`rpm_packages`), for `berth package rpm`.
 pub fn with_rpm_names(text: &str) -> String {

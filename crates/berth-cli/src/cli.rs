@@ -91,6 +91,22 @@ pub enum Command {
     /// Make a repository signing key, and add packages to a signed apt or yum/dnf repository.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Write the bill of materials of a release bundle (CycloneDX 1.6 or SPDX 2.3 JSON):
+    /// berth, the interpreter and every Python distribution it carries, with licences.
+    Sbom {
+        /// The release bundle.
+        bundle: PathBuf,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: String,
+        /// The document's format.
+        #[arg(long, value_enum, default_value = "cyclonedx")]
+        format: SbomFormat,
+        /// Write it to this file (never over an existing one) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -299,6 +315,15 @@ pub enum ReleaseCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The formats `berth sbom` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SbomFormat {
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+    /// SPDX 2.3 JSON.
+    Spdx,
 }
 
 /// `berth package …`.

@@ -25,6 +25,13 @@ const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 /// The file a built tree keeps of what it was built from.
 pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 
+/// The file a built tree keeps of what pip installed into it: each distribution's
+/// name, version, artifact file name and SHA-256 (a bill of materials lists them).
+pub const INSTALLED_FILE: &str = "installed.json";
+
+/// The pip installation report's name in the build's home.
+const REPORT_FILE: &str = "pip-report.json";
+
 /// Builds the component at `dest` (which must not exist) from `python` (an interpreter
 /// with a prefix of its own, e.g. pyenv's) and `requirements` (pip requirement lines).
 /// `source_date_epoch` is handed to the build steps (wheels built from source use it).
@@ -158,7 +165,8 @@ fn install_and_compile(
             args.push("--require-hashes");
         }
         let file = file.to_string_lossy().into_owned();
-        args.extend(["-r", &file]);
+        let report = home.join(REPORT_FILE).to_string_lossy().into_owned();
+        args.extend(["--report", &report, "-r", &file]);
         step(
             dest,
             "install the requirements with pip",
@@ -194,6 +202,7 @@ fn install_and_compile(
         0o644,
         None,
     )?;
+    keep_installed(home, partial).map_err(&fail)?;
     // Hash-checked: the same bytes on every build, and a source edited in place is
     // still noticed. The build directory is stripped from the names the files
     // record; `-B` keeps the compiler's own imports from writing theirs first (with
@@ -368,9 +377,116 @@ fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Keeps pip's record of what it installed in the tree ([`INSTALLED_FILE`]); an empty
+/// one when there was nothing to install.
+fn keep_installed(home: &Path, partial: &Path) -> std::result::Result<(), String> {
+    let installed = match std::fs::read(home.join(REPORT_FILE)) {
+        Ok(bytes) => installed_record(&bytes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "[]\n".to_owned(),
+        Err(e) => return Err(e.to_string()),
+    };
+    fsutil::write_atomic(
+        &partial.join(INSTALLED_FILE),
+        installed.as_bytes(),
+        0o644,
+        None,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// What pip's installation report (`--report`) says it installed, as the tree keeps
+/// it: name, version, artifact file and SHA-256 (when the index gave one), sorted by
+/// name. Nothing of the build machine (pip's environment, the index's address) is
+/// kept: two builds give the same bytes.
+fn installed_record(report: &[u8]) -> std::result::Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        install: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        metadata: Meta,
+        download_info: Download,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: String,
+        version: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Download {
+        url: String,
+        #[serde(default)]
+        archive_info: Option<Archive>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Archive {
+        #[serde(default)]
+        hashes: std::collections::BTreeMap<String, String>,
+    }
+    let report: Report = serde_json::from_slice(report)
+        .map_err(|e| format!("pip's installation report is not what pip writes ({e})"))?;
+    let mut items: Vec<serde_json::Value> = report
+        .install
+        .into_iter()
+        .map(|i| {
+            let file = i
+                .download_info
+                .url
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .split(['#', '?'])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let sha256 = i
+                .download_info
+                .archive_info
+                .and_then(|a| a.hashes.get("sha256").cloned());
+            serde_json::json!({
+                "name": i.metadata.name,
+                "version": i.metadata.version,
+                "file": file,
+                "sha256": sha256,
+            })
+        })
+        .collect();
+    items.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_ascii_lowercase());
+    let mut text = serde_json::to_string_pretty(&items).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_installed_record_keeps_names_versions_files_and_hashes_only() {
+        let report = br#"{"version": "1", "pip_version": "24.2",
+            "install": [
+              {"download_info": {"url": "https://files.example/packages/aa/bb/redis-5.0.8-py3-none-any.whl",
+                 "archive_info": {"hash": "sha256=ab", "hashes": {"sha256": "ab"}}},
+               "is_direct": false, "requested": true,
+               "metadata": {"name": "redis", "version": "5.0.8"}},
+              {"download_info": {"url": "file:///tmp/build/Local_Pkg-1.0-py3-none-any.whl", "archive_info": {}},
+               "is_direct": true, "requested": true,
+               "metadata": {"name": "Local_Pkg", "version": "1.0"}}
+            ],
+            "environment": {"platform_release": "6.1.0-something"}}"#;
+        let text = installed_record(report).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"name": "Local_Pkg", "version": "1.0", "file": "Local_Pkg-1.0-py3-none-any.whl", "sha256": null},
+                {"name": "redis", "version": "5.0.8", "file": "redis-5.0.8-py3-none-any.whl", "sha256": "ab"}
+            ])
+        );
+        assert!(!text.contains("files.example") && !text.contains("platform_release"));
+        assert!(installed_record(b"{}").is_err());
+    }
 
     /// The trampoline is valid shell and valid Python: run by `sh` it starts the
     /// interpreter next to the script, which then skips the header as a string.

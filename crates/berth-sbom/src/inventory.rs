@@ -239,10 +239,11 @@ fn python_tree(within: &str, tree: &Path) -> Result<Vec<Component>, SbomError> {
                     python::normalize(&w.name) == python::normalize(&d.name)
                         && w.version == d.version
                 })
-                .map(|w| {
+                .and_then(|w| w.sha256.clone())
+                .map(|value| {
                     vec![Hash {
                         alg: "SHA-256",
-                        value: w.sha256.clone(),
+                        value,
                     }]
                 })
                 .unwrap_or_default();
@@ -268,7 +269,7 @@ fn python_tree(within: &str, tree: &Path) -> Result<Vec<Component>, SbomError> {
 struct Wheel {
     name: String,
     version: String,
-    sha256: String,
+    sha256: Option<String>,
 }
 
 /// The record the release build keeps of the artifacts pip installed
@@ -288,4 +289,4 @@ fn wheel_hashes(tree: &Path) -> Result<Vec<Wheel>, SbomError> {
 }
 
 /// The name of that record in a built Python tree.
-pub const INSTALLED_FILE: &str = "installed.json";
+pub use berth_host::portable::INSTALLED_FILE;

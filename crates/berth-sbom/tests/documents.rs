@@ -21,7 +21,11 @@ fn release_tree(root: &Path) {
         "payload/app/include/python3.12/patchlevel.h",
         "/* Version as a string */\n#define PY_VERSION              \"3.12.7\"\n",
     );
-    write(root, "payload/app/lib/python3.12/LICENSE.txt", "PSF LICENSE AGREEMENT\n");
+    write(
+        root,
+        "payload/app/lib/python3.12/LICENSE.txt",
+        "PSF LICENSE AGREEMENT\n",
+    );
     let site = "payload/app/lib/python3.12/site-packages";
     write(
         root,
@@ -61,7 +65,8 @@ fn release_tree(root: &Path) {
     write(
         root,
         "payload/app/installed.json",
-        r#"[{"name": "django", "version": "5.1.2", "file": "django-5.1.2-py3-none-any.whl", "sha256": "bd7376f90c99f96b643722eee676498706c9fd7dc759f55ebfaf2c08ebcdf4f0"}]"#,
+        r#"[{"name": "django", "version": "5.1.2", "file": "django-5.1.2-py3-none-any.whl", "sha256": "bd7376f90c99f96b643722eee676498706c9fd7dc759f55ebfaf2c08ebcdf4f0"},
+            {"name": "redis", "version": "5.0.8", "file": "redis-5.0.8.tar.gz", "sha256": null}]"#,
     );
 }
 
@@ -133,5 +138,8 @@ fn a_distribution_without_a_version_is_an_error_naming_it() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("broken-1.dist-info/METADATA") && e.contains("Version:"), "{e}");
+    assert!(
+        e.contains("broken-1.dist-info/METADATA") && e.contains("Version:"),
+        "{e}"
+    );
 }

@@ -17,6 +17,7 @@ mod control;
 mod history;
 mod release;
 mod repo;
+mod sbom;
 mod up;
 mod upgrade;
 
@@ -157,6 +158,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         ),
         Command::Repo(RepoCommand::Key { out, name, json }) => repo::key(&out, &name, json),
+        Command::Sbom {
+            bundle,
+            public_key,
+            format,
+            out,
+        } => sbom::write(&bundle, &public_key, format, out.as_deref()),
         Command::Repo(RepoCommand::Yum {
             dir,
             rpms,

@@ -1,0 +1,63 @@
+//! `berth sbom`: the bill of materials of a release bundle.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::cli::SbomFormat;
+
+/// Writes the bill of materials of `bundle` (checked against `key` first) in `format`
+/// to `out`, or to standard output.
+pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -> Result<ExitCode> {
+    let key = super::release::public_key(key)?;
+    let tmp = tempfile::tempdir().context("Failed to make a temporary directory")?;
+    // Extracting checks every entry against the bundle's signed index.
+    let (archive, info) = berth_release::open(bundle, &[key])?;
+    archive.extract(
+        tmp.path(),
+        &|p| p.starts_with("manifest/") || p == "bin/berth" || p.starts_with("payload/"),
+        &mut |_| {},
+    )?;
+    let manifest = berth_model::LoadedManifest::load(&tmp.path().join("manifest"))?.manifest;
+    let created = info
+        .created
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| u64::try_from(t.as_second()).ok())
+        .unwrap_or(0);
+    let inventory = berth_sbom::inventory::of_release(
+        tmp.path(),
+        berth_sbom::Subject {
+            name: manifest.app.name.clone(),
+            version: manifest.app.version.clone(),
+            summary: Some(manifest.app.summary.clone()).filter(|s| !s.is_empty()),
+        },
+        created,
+        &info.berth_version,
+    )?;
+    let text = match format {
+        SbomFormat::Cyclonedx => berth_sbom::cyclonedx::document(&inventory),
+        SbomFormat::Spdx => berth_sbom::spdx::document(&inventory),
+    };
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            let (parent, name) = berth_host::beneath::in_parent(path)?;
+            parent.write_new_with(
+                &name,
+                &mut |file| std::io::Write::write_all(file, text.as_bytes()),
+                0o644,
+                None,
+            )?;
+            eprintln!(
+                "Wrote the bill of materials of {} {} ({} components) to {}",
+                inventory.subject.name,
+                inventory.subject.version,
+                inventory.components.len(),
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

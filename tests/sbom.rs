@@ -1,0 +1,179 @@
+//! `berth sbom` of a real release bundle: ministack with a wheel installed into its
+//! bundled Python. The CycloneDX document validates against the CycloneDX 1.6 JSON
+//! schema (CycloneDX's own Python library) and the SPDX one with SPDX's tools; the
+//! Python distributions listed are those the bundled interpreter itself finds; two
+//! runs give the same bytes; a bundle signed by another key gives no document.
+#![allow(clippy::missing_panics_doc, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+
+use berth_tests::{Berth, Run};
+
+const EPOCH: &str = "1700000000";
+
+fn berth(args: &[&str]) -> Run {
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new("")).run(args)
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one bundle, read by every consumer
+fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let wheel = berth_tests::demo_wheel(t, "1.2.0");
+    let manifest = berth_tests::ministack_at(t, "1.0.0", |text| {
+        text.replace(
+            "requirements = []",
+            &format!("requirements = [\"{}\"]", wheel.display()),
+        )
+    });
+    let key = t.join("vendor.key");
+    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
+    let public = format!("{}.pub", key.display());
+    let dist = t.join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
+        .run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                dist.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+            &[("SOURCE_DATE_EPOCH", EPOCH)],
+        )
+        .expect(0);
+    let bundle = dist.join("ministack-1.0.0.berth-release.tar.zst");
+    let sbom = |format: &str, out: &Path| {
+        berth(&[
+            "sbom",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let cdx = t.join("bom.cdx.json");
+    let spdx = t.join("bom.spdx.json");
+    let r = sbom("cyclonedx", &cdx).expect(0);
+    assert!(r.stderr.contains("components"), "{}", r.stderr);
+    sbom("spdx", &spdx).expect(0);
+    // Never over an existing file.
+    let r = sbom("cyclonedx", &cdx).expect(1);
+    assert!(r.stderr.contains("exists"), "{}", r.stderr);
+
+    // The formats' own validators.
+    let check = Command::new(berth_tests::test_tool("python"))
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             from cyclonedx.schema import SchemaVersion\n\
+             e = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
+             sys.exit(str(e).splitlines()[0] if e else 0)\n",
+        )
+        .arg(&cdx)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let check = Command::new(berth_tests::test_tool("pyspdxtools"))
+        .arg("-i")
+        .arg(&spdx)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+
+    // What it lists is what is there: the interpreter's version, and the distributions
+    // the bundled interpreter itself finds.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cdx).unwrap()).unwrap();
+    let components = doc["components"].as_array().unwrap();
+    let purls: Vec<&str> = components
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    let x = t.join("x");
+    std::fs::create_dir(&x).unwrap();
+    let untar = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {} | tar -x -C {} payload",
+            bundle.display(),
+            x.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let python = x.join("payload/app/bin/python3");
+    let found = Command::new(&python)
+        .args([
+            "-I",
+            "-c",
+            "import importlib.metadata as m, platform\n\
+             print(platform.python_version())\n\
+             for d in sorted(m.distributions(), key=lambda d: d.metadata['Name'].lower()):\n    \
+             print(d.metadata['Name'], d.version)",
+        ])
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    let found = String::from_utf8_lossy(&found.stdout).into_owned();
+    let mut lines = found.lines();
+    let version = lines.next().unwrap();
+    assert!(
+        purls.contains(&format!("pkg:generic/python@{version}").as_str()),
+        "{purls:?}"
+    );
+    let mut listed: Vec<String> = components
+        .iter()
+        .filter(|c| c["purl"].as_str().unwrap().starts_with("pkg:pypi/"))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    listed.sort_by_key(|l| l.to_lowercase());
+    let installed: Vec<String> = lines.map(str::to_owned).collect();
+    assert_eq!(listed, installed);
+    assert!(
+        installed.iter().any(|l| l == "demo_pkg 1.2.0"),
+        "{installed:?}"
+    );
+    let demo = components.iter().find(|c| c["name"] == "demo_pkg").unwrap();
+    assert_eq!(demo["licenses"][0]["expression"], "MIT");
+    assert_eq!(demo["purl"], "pkg:pypi/demo-pkg@1.2.0");
+    assert!(purls.contains(&"pkg:generic/berth@0.1.0"), "{purls:?}");
+    assert_eq!(doc["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
+
+    // The same bundle gives the same bytes.
+    let again = t.join("again.cdx.json");
+    sbom("cyclonedx", &again).expect(0);
+    berth_tests::assert_reproducible(&cdx, &again);
+
+    // Another key: refused, nothing written.
+    let other = t.join("other.key");
+    berth(&["release", "key", "--out", other.to_str().unwrap()]).expect(0);
+    let refused = t.join("refused.json");
+    let r = berth(&[
+        "sbom",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{}.pub", other.display()),
+        "--out",
+        refused.to_str().unwrap(),
+    ])
+    .expect(1);
+    assert!(!refused.exists());
+    assert!(r.stderr.contains("sign"), "{}", r.stderr);
+}
