@@ -33,6 +33,16 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     let public = format!("{}.pub", key.display());
     let dist = t.join("dist");
     std::fs::create_dir(&dist).unwrap();
+    // The bundle carries this berth's record of its crates, without the debug build's
+    // 300 MB of code: the binary cut down to that one section.
+    let lite = t.join("berth-lite");
+    let cut = Command::new("objcopy")
+        .args(["--only-section=.berth-deps"])
+        .arg(berth_tests::berth_bin())
+        .arg(&lite)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{cut:?}");
     Berth::new(Path::new("/nonexistent-prefix"), &manifest)
         .run_env(
             &[
@@ -43,7 +53,7 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
                 "--out",
                 dist.to_str().unwrap(),
                 "--berth",
-                "/bin/true",
+                lite.to_str().unwrap(),
             ],
             &[("SOURCE_DATE_EPOCH", EPOCH)],
         )
@@ -154,6 +164,38 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     assert_eq!(demo["licenses"][0]["expression"], "MIT");
     assert_eq!(demo["purl"], "pkg:pypi/demo-pkg@1.2.0");
     assert!(purls.contains(&"pkg:generic/berth@0.1.0"), "{purls:?}");
+    // The crates compiled into berth, each with the checksum Cargo.lock pins.
+    let lock: toml::Table = std::fs::read_to_string(berth_tests::root().join("Cargo.lock"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let crates: Vec<&serde_json::Value> = components
+        .iter()
+        .filter(|c| c["purl"].as_str().unwrap().starts_with("pkg:cargo/"))
+        .collect();
+    assert!(crates.len() > 100, "{}", crates.len());
+    for name in ["clap", "serde", "tar"] {
+        let c = crates.iter().find(|c| c["name"] == name).unwrap();
+        let pinned = lock["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["name"].as_str() == Some(name) && p["version"].as_str() == c["version"].as_str()
+            })
+            .unwrap();
+        assert_eq!(
+            c["hashes"][0]["content"].as_str(),
+            pinned["checksum"].as_str()
+        );
+        assert!(
+            c["licenses"][0]["expression"]
+                .as_str()
+                .unwrap()
+                .contains("MIT"),
+            "{c}"
+        );
+    }
     assert_eq!(doc["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
 
     // The same bundle gives the same bytes.

@@ -13,6 +13,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The crates compiled into this binary, as `build.rs` recorded them (JSON), in a
+/// section of its own so a bill of materials can read them from the file
+/// (`berth_sbom::crates::of_binary`).
+#[used]
+#[unsafe(link_section = ".berth-deps")]
+static DEPENDENCIES: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/deps.json")).len()] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/deps.json"));
+
 /// The operation failed.
 const EXIT_FAILURE: u8 = 1;
 /// The input (config file, manifest, arguments) is invalid.

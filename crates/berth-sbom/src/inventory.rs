@@ -138,8 +138,9 @@ fn sha256_file(path: &Path) -> Result<String, SbomError> {
 }
 
 /// The inventory of an extracted release bundle in `root` (`bin/berth`, `payload/`)
-/// of `subject`, made at `created` by berth `berth_version`: berth, and in each
-/// bundled component the interpreter and every Python distribution installed.
+/// of `subject`, made at `created` by berth `berth_version`: berth and the crates
+/// compiled into it, and in each bundled component the interpreter and every Python
+/// distribution installed.
 pub fn of_release(
     root: &Path,
     subject: Subject,
@@ -168,6 +169,7 @@ pub fn of_release(
             author: None,
             within: None,
         });
+        components.extend(crate::crates::of_binary(&berth)?);
     }
     let payload = root.join("payload");
     let mut trees: Vec<_> = match std::fs::read_dir(&payload) {

@@ -9,6 +9,7 @@
 //! release gives the same bytes (serial numbers and namespaces are derived from the
 //! content, not drawn at random).
 
+pub mod crates;
 pub mod cyclonedx;
 pub mod inventory;
 pub mod licence;

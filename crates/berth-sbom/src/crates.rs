@@ -1,0 +1,80 @@
+//! The crates compiled into a berth binary, read from the binary itself: berth's
+//! build records them (name, version, licence, the checksum `Cargo.lock` pins) in an
+//! ELF section of their own, `.berth-deps`.
+
+use std::path::Path;
+
+use object::{Object as _, ObjectSection as _};
+
+use crate::inventory::{Component, Hash, Kind, cargo_purl};
+use crate::{SbomError, licence};
+
+/// The section berth's build writes them to.
+pub const SECTION: &str = ".berth-deps";
+
+#[derive(serde::Deserialize)]
+struct Recorded {
+    name: String,
+    version: String,
+    license: Option<String>,
+    checksum: Option<String>,
+}
+
+/// The crates recorded in the berth binary at `path`, as components inside it
+/// (`within`: `berth`). A binary without the section (a berth built before it
+/// existed, or not berth at all) has none; one whose section does not read is an error.
+pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
+    let bytes = std::fs::read(path).map_err(SbomError::io("read", path))?;
+    let Ok(file) = object::File::parse(&*bytes) else {
+        return Ok(Vec::new());
+    };
+    let Some(section) = file.section_by_name(SECTION) else {
+        return Ok(Vec::new());
+    };
+    let data = section.data().map_err(|e| SbomError::Input {
+        what: format!(
+            "`{}`: its {SECTION} section does not read ({e})",
+            path.display()
+        ),
+    })?;
+    let recorded: Vec<Recorded> = serde_json::from_slice(data).map_err(|e| SbomError::Input {
+        what: format!(
+            "`{}`: its {SECTION} section is not the list berth's build writes ({e})",
+            path.display()
+        ),
+    })?;
+    Ok(recorded
+        .into_iter()
+        .map(|r| {
+            let expression = r.license.as_deref().and_then(licence::expression);
+            Component {
+                kind: Kind::Library,
+                purl: cargo_purl(&r.name, &r.version),
+                licence: licence::Licence {
+                    declared_as: if expression.is_none() {
+                        r.license.clone()
+                    } else {
+                        None
+                    },
+                    expression,
+                    source: r.license.as_ref().map(|_| "Cargo.toml".to_owned()),
+                    texts: Vec::new(),
+                },
+                hashes: r
+                    .checksum
+                    .map(|value| Hash {
+                        alg: "SHA-256",
+                        value,
+                    })
+                    .into_iter()
+                    .collect(),
+                name: r.name,
+                version: r.version,
+                summary: None,
+                homepage: None,
+                author: None,
+                within: Some("berth".to_owned()),
+            }
+        })
+        .collect())
+}
