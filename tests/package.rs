@@ -149,6 +149,14 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
         ("-rw-r--r--", "./usr/share/doc/ministack/changelog.gz"),
         ("-rw-r--r--", "./usr/share/lintian/overrides/ministack"),
         ("-rw-r--r--", "./lib/systemd/system/berth-ministack.service"),
+        (
+            "-rw-r--r--",
+            "./opt/ministack/share/sbom/ministack-1.0.0.cdx.json",
+        ),
+        (
+            "-rw-r--r--",
+            "./opt/ministack/share/sbom/ministack-1.0.0.spdx.json",
+        ),
     ] {
         assert!(
             contents
@@ -169,6 +177,21 @@ fn a_deb_dpkg_reads_back_the_same_every_time() {
             "ExecStart=/var/opt/berth/ministack/bin/berth --prefix /var/opt/berth/ministack supervise --autostart\n"
         ),
         "{unit}"
+    );
+    // The bills of materials it ships describe it and list the interpreter it carries.
+    let cdx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(x.join("opt/ministack/share/sbom/ministack-1.0.0.cdx.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cdx["metadata"]["component"]["name"], "ministack");
+    assert!(
+        cdx["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "python" && c["properties"][0]["value"] == "app"),
+        "{cdx}"
     );
     let ctrl = tmp.path().join("ctrl");
     dpkg_deb(&["--control", d, ctrl.to_str().unwrap()]);

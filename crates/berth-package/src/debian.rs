@@ -57,6 +57,9 @@ pub(crate) struct Opened {
     pub version: String,
     /// The bundle's file name.
     pub bundle_file: String,
+    /// Its bills of materials, CycloneDX and SPDX, as the package ships them under
+    /// `/opt/<app>/share/sbom/`.
+    pub sbom: Vec<DataFile>,
 }
 
 /// Checks `input.bundle` against the key and unpacks what a package carries of it;
@@ -87,12 +90,52 @@ pub(crate) fn open(input: &DebInput<'_>) -> Result<Opened, PackageError> {
     check_maintainer(input.maintainer)?;
     check_plain("architecture", input.architecture, false)?;
     let bundle_file = berth_release::bundle_name(app, &manifest.app.version);
+    let sbom = sbom_files(&manifest, tmp.path(), input, &info.berth_version)?;
     Ok(Opened {
         tmp,
         manifest,
         version: info.version,
         bundle_file,
+        sbom,
     })
+}
+
+/// The bills of materials of the extracted bundle in `root`, as files the package ships:
+/// `/opt/<app>/share/sbom/<app>-<version>.cdx.json` (CycloneDX 1.6) and `.spdx.json`
+/// (SPDX 2.3), timed at the package's epoch.
+fn sbom_files(
+    manifest: &Manifest,
+    root: &Path,
+    input: &DebInput<'_>,
+    berth_version: &str,
+) -> Result<Vec<DataFile>, PackageError> {
+    let app = &manifest.app.name;
+    let version = &manifest.app.version;
+    let inventory = berth_sbom::inventory::of_release(
+        root,
+        berth_sbom::Subject {
+            name: app.clone(),
+            version: version.clone(),
+            summary: Some(manifest.app.summary.clone()).filter(|s| !s.is_empty()),
+        },
+        input.source_date_epoch,
+        berth_version,
+    )
+    .map_err(|e| PackageError::Input {
+        what: format!("the bill of materials cannot be made: {e}"),
+    })?;
+    Ok(vec![
+        DataFile {
+            path: format!("/opt/{app}/share/sbom/{app}-{version}.cdx.json"),
+            mode: 0o644,
+            content: Content::Bytes(berth_sbom::cyclonedx::document(&inventory).into_bytes()),
+        },
+        DataFile {
+            path: format!("/opt/{app}/share/sbom/{app}-{version}.spdx.json"),
+            mode: 0o644,
+            content: Content::Bytes(berth_sbom::spdx::document(&inventory).into_bytes()),
+        },
+    ])
 }
 
 /// Writes the `.deb` of `input.bundle`, once the bundle checks out against the key.
@@ -102,6 +145,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
         manifest,
         version,
         bundle_file,
+        sbom,
     } = open(input)?;
     let app = &manifest.app.name;
     let payload = tmp.path().join("payload");
@@ -120,7 +164,10 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltDeb, PackageError> {
             input,
             &tmp.path().join("bin/berth"),
             &bundle_file,
-        ),
+        )
+        .into_iter()
+        .chain(sbom)
+        .collect(),
         epoch: input.source_date_epoch,
     };
     let arch = input.architecture;

@@ -74,6 +74,7 @@ pub fn build(
         manifest,
         version,
         bundle_file,
+        sbom,
     } = crate::debian::open(input)?;
     let app = manifest.app.name.clone();
     let arch = rpm_arch(input.architecture);
@@ -115,7 +116,7 @@ pub fn build(
         &tmp.path().join("bin/berth"),
         &bundle_file,
     );
-    for f in files {
+    for f in files.into_iter().chain(sbom) {
         if f.path.starts_with("/usr/share/lintian/") || f.path.ends_with("/changelog.gz") {
             continue;
         }

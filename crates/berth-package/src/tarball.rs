@@ -34,6 +34,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltTar, PackageError> {
         manifest,
         version,
         bundle_file,
+        sbom,
     } = crate::debian::open(input)?;
     let app = manifest.app.name.clone();
     let mut files: Vec<DataFile> = crate::debian::files(
@@ -43,6 +44,7 @@ pub fn build(input: &DebInput<'_>) -> Result<BuiltTar, PackageError> {
         &bundle_file,
     )
     .into_iter()
+    .chain(sbom)
     .filter(|f| !f.path.starts_with("/usr/share/lintian/"))
     .map(|mut f| {
         if f.path == format!("/etc/{app}/site.toml") {
