@@ -221,17 +221,19 @@ fn affected_entry(affected: &DocAffected) -> (OsvAffected, usize) {
             skipped += 1;
         }
     }
-    let mut entry = OsvAffected {
-        ranges,
-        versions: Vec::new(),
-    };
-    for listed in &affected.versions {
-        let covered =
-            skipped == 0 && Version::from_str(listed).is_ok_and(|v| entry.ranges_affect(&v));
-        if !covered {
-            entry.versions.push(listed.clone());
-        }
-    }
+    let sorted: Vec<SortedRange> = ranges.iter().map(|r| SortedRange::new(r)).collect();
+    let versions = affected
+        .versions
+        .iter()
+        .filter(|listed| {
+            let covered = skipped == 0
+                && Version::from_str(listed).is_ok_and(|v| sorted.iter().any(|r| r.affects(&v)));
+            !covered
+        })
+        .cloned()
+        .collect();
+    drop(sorted);
+    let entry = OsvAffected { ranges, versions };
     (entry, skipped)
 }
 
@@ -295,40 +297,50 @@ fn bound(v: &str) -> Bound {
 
 /// The OSV evaluation of one range (the schema's `affected` pseudo-code).
 fn range_affects(events: &[Event], version: &Version) -> bool {
-    let at = Bound::At(version.clone());
-    let limits: Vec<Bound> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Limit(v) => Some(bound(v)),
-            _ => None,
-        })
-        .collect();
-    if !limits.is_empty() && !limits.iter().any(|limit| at < *limit) {
-        return false;
-    }
-    let mut sorted: Vec<(Bound, &Event)> =
-        events
-            .iter()
-            .filter(|e| !matches!(e, Event::Limit(_)))
-            .map(|e| {
-                let (Event::Introduced(v)
-                | Event::Fixed(v)
-                | Event::LastAffected(v)
-                | Event::Limit(v)) = e;
-                (bound(v), e)
-            })
-            .collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut affected = false;
-    for (b, event) in &sorted {
-        match event {
-            Event::Introduced(_) if at >= *b => affected = true,
-            Event::Fixed(_) if at >= *b => affected = false,
-            Event::LastAffected(_) if at > *b => affected = false,
-            _ => {}
+    SortedRange::new(events).affects(version)
+}
+
+/// A range with its versions parsed and its events sorted, to test many versions
+/// against.
+struct SortedRange<'a> {
+    limits: Vec<Bound>,
+    events: Vec<(Bound, &'a Event)>,
+}
+
+impl<'a> SortedRange<'a> {
+    fn new(events: &'a [Event]) -> Self {
+        let mut limits = Vec::new();
+        let mut sorted = Vec::with_capacity(events.len());
+        for e in events {
+            match e {
+                Event::Limit(v) => limits.push(bound(v)),
+                _ => sorted.push((bound(e.version()), e)),
+            }
+        }
+        // Stable: events at the same version keep the advisory's order.
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            limits,
+            events: sorted,
         }
     }
-    affected
+
+    fn affects(&self, version: &Version) -> bool {
+        let at = Bound::At(version.clone());
+        if !self.limits.is_empty() && !self.limits.iter().any(|limit| at < *limit) {
+            return false;
+        }
+        let mut affected = false;
+        for (b, event) in &self.events {
+            match event {
+                Event::Introduced(_) if at >= *b => affected = true,
+                Event::Fixed(_) if at >= *b => affected = false,
+                Event::LastAffected(_) if at > *b => affected = false,
+                _ => {}
+            }
+        }
+        affected
+    }
 }
 
 /// The summary, or else the details' first sentence or so, on one line.
