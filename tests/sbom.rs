@@ -219,3 +219,95 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     assert!(!refused.exists());
     assert!(r.stderr.contains("sign"), "{}", r.stderr);
 }
+
+/// A manifest whose licence policy denies a licence a bundled component has: the build
+/// fails naming the component and writes no bundle. Allowed, with a reviewed
+/// conclusion, it builds, and the bill of materials says what the vendor concluded.
+#[test]
+fn a_licence_the_policy_denies_fails_the_build_naming_the_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let wheel = berth_tests::demo_wheel(t, "1.2.0");
+    let key = t.join("vendor.key");
+    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
+    let build = |name: &str, policy: &str| {
+        let dir = t.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let manifest = berth_tests::ministack_at(&dir, "1.0.0", |text| {
+            format!(
+                "{}\n{policy}",
+                text.replace(
+                    "requirements = []",
+                    &format!("requirements = [\"{}\"]", wheel.display()),
+                )
+            )
+        });
+        let out = dir.join("dist");
+        std::fs::create_dir(&out).unwrap();
+        let r = Berth::new(Path::new("/nonexistent-prefix"), &manifest).run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--berth",
+                "/bin/true",
+            ],
+            &[("SOURCE_DATE_EPOCH", EPOCH)],
+        );
+        (r, out)
+    };
+    let (r, out) = build("denied", "[licences]\ndeny = [\"MIT\"]\n");
+    let r = r.expect(1);
+    assert!(
+        r.stderr.contains("demo_pkg 1.2.0 (in `app`): MIT") && r.stderr.contains("`MIT` is denied"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "a bundle was written"
+    );
+
+    // Allowed only by a review: it builds, and the review is in the documents.
+    let (r, out) = build(
+        "reviewed",
+        "[licences]\nallow = [\"Apache-2.0\", \"PSF-2.0\"]\n\n\
+         [licences.components.demo-pkg]\nconcluded = \"Apache-2.0\"\n\
+         reason = \"relicensed to us in writing\"\n",
+    );
+    let r = r.expect(0);
+    assert!(
+        r.stderr.contains("checked against the policy"),
+        "{}",
+        r.stderr
+    );
+    let bundle = out.join("ministack-1.0.0.berth-release.tar.zst");
+    let sbom = berth(&[
+        "sbom",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{}.pub", key.display()),
+        "--format",
+        "spdx",
+    ])
+    .expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&sbom.stdout).unwrap();
+    let demo = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "demo_pkg")
+        .unwrap();
+    assert_eq!(demo["licenseDeclared"], "MIT");
+    assert_eq!(demo["licenseConcluded"], "Apache-2.0");
+    assert!(
+        demo["licenseComments"]
+            .as_str()
+            .unwrap()
+            .contains("relicensed to us in writing")
+    );
+}

@@ -53,6 +53,11 @@ pub struct Manifest {
     /// release bundle load instead of migrating from nothing.
     #[serde(default)]
     pub seed: Option<SeedDecl>,
+    /// The licence policy every release of this app must pass: which licences the
+    /// components it ships may carry, and the vendor's conclusions where a component's
+    /// own declaration is not enough.
+    #[serde(default)]
+    pub licences: Option<LicencesDecl>,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -763,6 +768,39 @@ pub struct SeedDecl {
     /// `SOURCE_DATE_EPOCH` before the dump, so two builds give the same seed.
     #[serde(default)]
     pub build_time_columns: Vec<String>,
+}
+
+/// `[licences]`: the licence policy. A release build fails, naming the component,
+/// when a component's licence cannot be satisfied with the `allow`ed licences
+/// alone (when `allow` is given) without a `deny`ed one, or is not known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicencesDecl {
+    /// SPDX licence identifiers a component may be used under; empty: any not denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// SPDX licence identifiers no component may be used under.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// The vendor's word on single components, by name (a Python distribution's
+    /// normalized name, a crate's name).
+    #[serde(default)]
+    pub components: BTreeMap<String, LicenceException>,
+}
+
+/// `[licences.components.<name>]`: a reviewed component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceException {
+    /// The licence the vendor concluded from the component's licence text (an SPDX
+    /// expression), where what it declares is ambiguous (`BSD License`) or missing.
+    #[serde(default)]
+    pub concluded: Option<String>,
+    /// Ship it whatever the policy says of its licence.
+    #[serde(default)]
+    pub accept: bool,
+    /// Why: a review a later reader can check. Required.
+    pub reason: String,
 }
 
 /// `[upgrade]`: the upgrade rules of this version, as data. They are the vendor's

@@ -54,6 +54,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.backup();
     v.upgrade();
     v.seed();
+    v.licences();
     v.cycles();
     v.templates();
     v.diags.into_result(())
@@ -1039,6 +1040,110 @@ impl Validator<'_> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// `[licences]`: SPDX identifiers in `allow` and `deny` (none in both), and each
+    /// reviewed component with a reason and something to say: a `concluded` SPDX
+    /// expression or `accept`.
+    fn licences(&mut self) {
+        let Some(policy) = &self.man.licences else {
+            return;
+        };
+        let known = || {
+            spdx::identifiers::LICENSES
+                .iter()
+                .filter(|l| l.flags & spdx::flags::IS_DEPRECATED == 0)
+                .map(|l| l.name)
+        };
+        // `GPL` names a family: its current members, else the closest identifier.
+        let hint = |id: &str| {
+            let family: Vec<&str> = known()
+                .filter(|n| n.strip_prefix(id).is_some_and(|rest| rest.starts_with('-')))
+                .collect();
+            if !family.is_empty() && family.len() <= 6 {
+                return Some(format!(
+                    "it names several licences: {}",
+                    crate::suggest::backticked(family)
+                ));
+            }
+            crate::suggest::closest(id, known())
+                .map(|c| format!("did you mean `{c}`?"))
+                .or_else(|| {
+                    Some(
+                        "write the identifier of the SPDX licence list (`MIT`, `Apache-2.0`, \
+                         `BSD-3-Clause`), or `LicenseRef-<name>` for one of your own"
+                            .to_owned(),
+                    )
+                })
+        };
+        for (list, ids) in [("allow", &policy.allow), ("deny", &policy.deny)] {
+            for (i, id) in ids.iter().enumerate() {
+                let at = [Seg::Key("licences"), Seg::Key(list), Seg::Index(i)];
+                if id.starts_with("LicenseRef-") {
+                    continue;
+                }
+                if spdx::license_id(id).is_none_or(|l| l.name != id.as_str()) {
+                    self.at_value(
+                        &at,
+                        format!("`{}` is not an SPDX licence identifier", id.escape_debug()),
+                        hint(id),
+                    );
+                }
+                if list == "deny" && policy.allow.contains(id) {
+                    self.at_value(
+                        &at,
+                        format!("`{id}` is both allowed and denied"),
+                        Some("keep it in one of `allow` and `deny`".to_owned()),
+                    );
+                }
+            }
+        }
+        for (name, c) in &policy.components {
+            let base = [Seg::Key("licences"), Seg::Key("components"), Seg::Key(name)];
+            let normalized = name.to_ascii_lowercase().replace(['_', '.'], "-");
+            if normalized != *name {
+                self.at_key(
+                    &base,
+                    format!("`{name}` is not written as components are matched"),
+                    Some(format!(
+                        "write `{normalized}` (lower case, `-` for `_` and `.`, as Python \
+                         names compare; crates are named with `-` too)"
+                    )),
+                );
+            }
+            if c.reason.trim().is_empty() {
+                self.at_key(
+                    &[base[0], base[1], base[2], Seg::Key("reason")],
+                    "the reason is empty".to_owned(),
+                    Some("say what was reviewed: a later reader checks it".to_owned()),
+                );
+            }
+            match (&c.concluded, c.accept) {
+                (None, false) => self.at_key(
+                    &base,
+                    format!("`{name}` says neither `concluded` nor `accept`"),
+                    Some(
+                        "give `concluded = \"<SPDX expression>\"` (the licence you read in \
+                         its text) or `accept = true` (ship it whatever its licence)"
+                            .to_owned(),
+                    ),
+                ),
+                (Some(expr), _) => {
+                    if let Err(e) = spdx::Expression::parse(expr) {
+                        self.at_value(
+                            &[base[0], base[1], base[2], Seg::Key("concluded")],
+                            format!(
+                                "`{}` is not an SPDX expression: {}",
+                                expr.escape_debug(),
+                                e.reason
+                            ),
+                            Some("e.g. `BSD-3-Clause`, `MIT OR Apache-2.0`".to_owned()),
+                        );
+                    }
+                }
+                (None, true) => {}
             }
         }
     }

@@ -833,6 +833,22 @@ fn manifest_seed_errors() {
     assert_snapshot!(manifest_errors(text).to_string());
 }
 
+/// `[licences]`: SPDX identifiers (did-you-mean), none both allowed and denied; each
+/// reviewed component named as it is matched, with a reason and a valid conclusion.
+#[test]
+fn manifest_licence_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [licences]\nallow = [\"MIT\", \"Apache2.0\", \"BSD-3-Clause\", \"LicenseRef-vendor\"]\n\
+         deny = [\"AGPL-3.0-only\", \"MIT\", \"GPL\"]\n\n\
+         [licences.components.jinja2]\nconcluded = \"BSD-3-Clause\"\nreason = \"LICENSE.txt is BSD 3-clause\"\n\n\
+         [licences.components.Django_Filter]\nconcluded = \"BSD 3\"\nreason = \"\"\n\n\
+         [licences.components.psycopg]\nreason = \"LGPL, dynamically linked\"\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+    // Unknown keys get a did-you-mean, as everywhere in the manifest.
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n[licences]\nalow = [\"MIT\"]\n";
+    assert!(manifest_errors(text).to_string().contains("`allow`"));
+}
+
 /// Package names land in apt-get's arguments and in the control fields of the packages
 /// berth writes: a name that could carry another field, or another dependency, is refused.
 #[test]

@@ -111,7 +111,7 @@ fn sbom_files(
 ) -> Result<Vec<DataFile>, PackageError> {
     let app = &manifest.app.name;
     let version = &manifest.app.version;
-    let inventory = berth_sbom::inventory::of_release(
+    let mut inventory = berth_sbom::inventory::of_release(
         root,
         berth_sbom::Subject {
             name: app.clone(),
@@ -124,6 +124,9 @@ fn sbom_files(
     .map_err(|e| PackageError::Input {
         what: format!("the bill of materials cannot be made: {e}"),
     })?;
+    if let Some(policy) = &manifest.licences {
+        berth_sbom::policy::apply(&mut inventory, policy);
+    }
     Ok(vec![
         DataFile {
             path: format!("/opt/{app}/share/sbom/{app}-{version}.cdx.json"),

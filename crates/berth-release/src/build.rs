@@ -27,7 +27,19 @@ pub struct BuildInput<'a> {
     /// built components (one per component) and a directory to create, it writes the
     /// database dump there.
     pub seed: Option<&'a SeedFn<'a>>,
+    /// Checks what the bundle would carry against the manifest's licence policy, once
+    /// the components are built and before anything else (the seed takes minutes):
+    /// given the manifest and the directory of the built components, it refuses with
+    /// the components named.
+    pub licences: Option<&'a LicenceFn<'a>>,
 }
+
+/// See [`BuildInput::licences`].
+pub type LicenceFn<'a> = dyn Fn(
+        &berth_model::manifest::Manifest,
+        &Path,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    + 'a;
 
 /// See [`BuildInput::seed`].
 pub type SeedFn<'a> =
@@ -121,6 +133,11 @@ fn write_bundle(
     let payload = staging.join("payload");
     berth_host::fsutil::ensure_dir(&payload, 0o755)?;
     let components = crate::payload::build_all(&loaded.manifest, &payload, epoch, input.say)?;
+    if let Some(check) = input.licences {
+        check(&loaded.manifest, &payload).map_err(|e| ReleaseError::Input {
+            what: e.to_string(),
+        })?;
+    }
     let seed_dir = staging.join("seed");
     let seed = make_seed(input, loaded, &payload, &seed_dir)?;
     (input.say)("Writing the bundle");

@@ -33,7 +33,7 @@ mod error;
 mod open;
 mod payload;
 
-pub use build::{BuildInput, Built, SeedFn, build, bundle_name};
+pub use build::{BuildInput, Built, LicenceFn, SeedFn, build, bundle_name};
 pub use error::ReleaseError;
 pub use open::{BundleInfo, Extracted, extract, open, verify};
 pub use payload::payload_dir;

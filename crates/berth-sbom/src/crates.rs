@@ -6,7 +6,7 @@ use std::path::Path;
 
 use object::{Object as _, ObjectSection as _};
 
-use crate::inventory::{Component, Hash, Kind, cargo_purl};
+use crate::component::{Component, Hash, Kind, cargo_purl};
 use crate::{SbomError, licence};
 
 /// The section berth's build writes them to.
@@ -58,7 +58,7 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
                     },
                     expression,
                     source: r.license.as_ref().map(|_| "Cargo.toml".to_owned()),
-                    texts: Vec::new(),
+                    ..licence::Licence::default()
                 },
                 hashes: r
                     .checksum

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::inventory::{Component, Inventory};
+use crate::component::{Component, Inventory};
 
 /// The document for `inv`, pretty-printed with a final newline. Its serial number is
 /// derived from the rest of it.
@@ -57,10 +57,14 @@ fn component(c: &Component) -> Value {
         "version": c.version,
         "purl": c.purl,
     });
-    if let Some(expr) = &c.licence.expression {
-        v["licenses"] = json!([{ "expression": expr }]);
+    // One expression, or licence names: CycloneDX takes one or the other. A vendor's
+    // conclusion wins; what the component declared stays in a property.
+    if let Some(concluded) = &c.licence.concluded {
+        v["licenses"] = json!([{ "expression": concluded, "acknowledgement": "concluded" }]);
+    } else if let Some(expr) = &c.licence.expression {
+        v["licenses"] = json!([{ "expression": expr, "acknowledgement": "declared" }]);
     } else if let Some(words) = &c.licence.declared_as {
-        v["licenses"] = json!([{ "license": { "name": words } }]);
+        v["licenses"] = json!([{ "license": { "name": words, "acknowledgement": "declared" } }]);
     }
     if !c.hashes.is_empty() {
         v["hashes"] = c
@@ -84,6 +88,19 @@ fn component(c: &Component) -> Value {
     }
     if let Some(s) = &c.licence.source {
         properties.push(json!({ "name": "berth:licence-source", "value": s }));
+    }
+    if c.licence.concluded.is_some() {
+        let declared = c
+            .licence
+            .expression
+            .as_ref()
+            .or(c.licence.declared_as.as_ref());
+        if let Some(d) = declared {
+            properties.push(json!({ "name": "berth:licence-declared", "value": d }));
+        }
+        if let Some(why) = &c.licence.conclusion {
+            properties.push(json!({ "name": "berth:licence-conclusion", "value": why }));
+        }
     }
     if !properties.is_empty() {
         v["properties"] = Value::Array(properties);

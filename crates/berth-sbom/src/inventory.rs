@@ -2,125 +2,15 @@
 //! bundle): not from what the manifest asked for, which is what should be there, but
 //! from what is.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use sha2::Digest as _;
 
+pub use crate::component::{
+    Component, Hash, Inventory, Kind, Subject, cargo_purl, generic_purl, pypi_purl,
+};
 use crate::licence::{Licence, LicenceText};
 use crate::{SbomError, python};
-
-/// The thing a bill of materials describes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Subject {
-    /// The app's name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its one-line summary.
-    pub summary: Option<String>,
-}
-
-/// What kind of component (CycloneDX's `type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// A program that runs (berth, the interpreter).
-    Application,
-    /// A library (a Python distribution, a crate).
-    Library,
-}
-
-/// A checksum of a component's artifact.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Hash {
-    /// `SHA-256`, as CycloneDX names it.
-    pub alg: &'static str,
-    /// Lower-case hex.
-    pub value: String,
-}
-
-/// One component.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Component {
-    /// Its kind.
-    pub kind: Kind,
-    /// Its name as its ecosystem spells it.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its package URL (`pkg:pypi/django@5.1.2`).
-    pub purl: String,
-    /// Its licence.
-    pub licence: Licence,
-    /// Checksums, when the artifact is known.
-    pub hashes: Vec<Hash>,
-    /// Its summary.
-    pub summary: Option<String>,
-    /// Its home page.
-    pub homepage: Option<String>,
-    /// Its author.
-    pub author: Option<String>,
-    /// The bundled component it is part of (`payload/<name>/`), if any.
-    pub within: Option<String>,
-}
-
-impl Component {
-    /// A reference unique in one document: the package URL, qualified by the bundled
-    /// component it is in (two virtualenvs may hold the same distribution).
-    pub fn bom_ref(&self) -> String {
-        match &self.within {
-            Some(w) => format!("{w}/{}", self.purl),
-            None => self.purl.clone(),
-        }
-    }
-}
-
-/// A bill of materials, before it is written in a format.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Inventory {
-    /// What it describes.
-    pub subject: Subject,
-    /// When it was made (the build's `SOURCE_DATE_EPOCH`).
-    pub created: u64,
-    /// The berth that made it (`berth-0.1.0`).
-    pub tool_version: String,
-    /// Everything in it, sorted by (within, name, version).
-    pub components: Vec<Component>,
-}
-
-/// Characters a purl keeps as they are in a name or version; the rest are
-/// percent-encoded.
-fn purl_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// The package URL of a PyPI distribution (name normalized, as the purl spec says).
-pub fn pypi_purl(name: &str, version: &str) -> String {
-    format!(
-        "pkg:pypi/{}@{}",
-        purl_escape(&python::normalize(name)),
-        purl_escape(version)
-    )
-}
-
-/// The package URL of a crate.
-pub fn cargo_purl(name: &str, version: &str) -> String {
-    format!("pkg:cargo/{}@{}", purl_escape(name), purl_escape(version))
-}
-
-/// The package URL of something no package manager names.
-pub fn generic_purl(name: &str, version: &str) -> String {
-    format!("pkg:generic/{}@{}", purl_escape(name), purl_escape(version))
-}
 
 fn sha256_file(path: &Path) -> Result<String, SbomError> {
     use std::io::Read as _;
@@ -147,9 +37,26 @@ pub fn of_release(
     created: u64,
     berth_version: &str,
 ) -> Result<Inventory, SbomError> {
+    of_parts(
+        &root.join("bin/berth"),
+        &root.join("payload"),
+        subject,
+        created,
+        berth_version,
+    )
+}
+
+/// The same, from the berth binary and the directory of built components (one per
+/// component) apart, as a release build has them before the bundle is written.
+pub fn of_parts(
+    berth: &Path,
+    payload: &Path,
+    subject: Subject,
+    created: u64,
+    berth_version: &str,
+) -> Result<Inventory, SbomError> {
     let mut components = Vec::new();
-    let berth = root.join("bin/berth");
-    if std::fs::symlink_metadata(&berth).is_ok_and(|m| m.is_file()) {
+    if std::fs::metadata(berth).is_ok_and(|m| m.is_file()) {
         components.push(Component {
             kind: Kind::Application,
             name: "berth".to_owned(),
@@ -162,24 +69,23 @@ pub fn of_release(
             },
             hashes: vec![Hash {
                 alg: "SHA-256",
-                value: sha256_file(&berth)?,
+                value: sha256_file(berth)?,
             }],
             summary: Some("installs, runs, upgrades and backs up the app".to_owned()),
             homepage: None,
             author: None,
             within: None,
         });
-        components.extend(crate::crates::of_binary(&berth)?);
+        components.extend(crate::crates::of_binary(berth)?);
     }
-    let payload = root.join("payload");
-    let mut trees: Vec<_> = match std::fs::read_dir(&payload) {
+    let mut trees: Vec<_> = match std::fs::read_dir(payload) {
         Ok(entries) => entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(SbomError::io("read", &payload)(e)),
+        Err(e) => return Err(SbomError::io("read", payload)(e)),
     };
     trees.sort();
     for (name, tree) in trees {

@@ -9,16 +9,18 @@
 //! release gives the same bytes (serial numbers and namespaces are derived from the
 //! content, not drawn at random).
 
+pub mod component;
 pub mod crates;
 pub mod cyclonedx;
 pub mod inventory;
 pub mod licence;
+pub mod policy;
 pub mod python;
 pub mod spdx;
 
 use std::path::PathBuf;
 
-pub use inventory::{Component, Hash, Inventory, Kind, Subject};
+pub use component::{Component, Hash, Inventory, Kind, Subject};
 pub use licence::{Licence, LicenceText};
 
 /// A bill of materials could not be made.

@@ -13,6 +13,11 @@ pub struct Licence {
     /// Where the licence came from: `License-Expression`, `License`, `Classifier`,
     /// `Cargo.toml`, `copyright`.
     pub source: Option<String>,
+    /// The licence the vendor concluded from the licence text (the manifest's
+    /// `[licences.components.<name>] concluded`), an SPDX expression.
+    pub concluded: Option<String>,
+    /// The vendor's reason for that conclusion.
+    pub conclusion: Option<String>,
     /// The licence texts the component ships.
     #[serde(skip)]
     pub texts: Vec<LicenceText>,

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::inventory::{Component, Inventory};
+use crate::component::{Component, Inventory};
 
 /// An SPDX identifier: letters, digits, `.` and `-` only.
 fn spdx_id(prefix: &str, text: &str) -> String {
@@ -85,7 +85,7 @@ fn package(c: &Component, id: &str) -> Value {
         "versionInfo": c.version,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
-        "licenseConcluded": "NOASSERTION",
+        "licenseConcluded": c.licence.concluded.as_deref().unwrap_or("NOASSERTION"),
         "licenseDeclared": c.licence.expression.as_deref().unwrap_or("NOASSERTION"),
         "copyrightText": "NOASSERTION",
         "primaryPackagePurpose": match c.kind {
@@ -98,10 +98,17 @@ fn package(c: &Component, id: &str) -> Value {
             "referenceLocator": c.purl,
         }],
     });
+    let mut comments = Vec::new();
     if c.licence.expression.is_none()
         && let Some(words) = &c.licence.declared_as
     {
-        v["licenseComments"] = json!(format!("The component declares its licence as: {words}"));
+        comments.push(format!("The component declares its licence as: {words}."));
+    }
+    if let Some(why) = &c.licence.conclusion {
+        comments.push(format!("Concluded by the vendor: {why}"));
+    }
+    if !comments.is_empty() {
+        v["licenseComments"] = json!(comments.join(" "));
     }
     if !c.hashes.is_empty() {
         v["checksums"] = c

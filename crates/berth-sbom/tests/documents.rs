@@ -74,7 +74,7 @@ fn release_tree(root: &Path) {
 fn a_release_tree_in_both_formats() {
     let tmp = tempfile::tempdir().unwrap();
     release_tree(tmp.path());
-    let inv = inventory::of_release(
+    let mut inv = inventory::of_release(
         tmp.path(),
         Subject {
             name: "demo".to_owned(),
@@ -102,6 +102,16 @@ fn a_release_tree_in_both_formats() {
     assert!(odd.licence.texts.is_empty());
     assert_eq!(inv.components[1].licence.texts[0].file, "LICENSE");
     assert_eq!(inv.components[3].licence.texts[0].file, "LICENSE.txt");
+    // The vendor concluded one ambiguous licence; the documents say so.
+    let policy: berth_model::manifest::LicencesDecl = toml::from_str(
+        "[components.odd-ball]\nconcluded = \"BSD-2-Clause\"\nreason = \"its LICENSE is BSD 2-clause\"\n",
+    )
+    .unwrap();
+    let verdict = berth_sbom::policy::apply(&mut inv, &policy);
+    assert!(
+        verdict.refused.iter().all(|r| r.name == "zope.interface"),
+        "{verdict:?}"
+    );
     let cdx = cyclonedx::document(&inv);
     insta::assert_snapshot!("cyclonedx", cdx);
     insta::assert_snapshot!("spdx", spdx::document(&inv));

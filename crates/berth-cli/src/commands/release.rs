@@ -91,6 +91,11 @@ pub fn build(
                 eprintln!("{line}");
             }
         },
+        licences: Some(
+            &|manifest: &berth_model::manifest::Manifest, payload: &Path| {
+                check_licences(manifest, &exe, payload, epoch, json).map_err(Into::into)
+            },
+        ),
         seed: Some(&|payload: &Path, dest: &Path| {
             let running = std::env::current_exe()?;
             let progress = crate::output::Terminal::new(json);
@@ -118,6 +123,51 @@ pub fn build(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest's licence policy applied to what the bundle would carry: berth and
+/// its crates, each built component's interpreter and Python distributions. Refused
+/// components fail the build, named; reviews that match nothing are warned about.
+fn check_licences(
+    manifest: &berth_model::manifest::Manifest,
+    berth: &Path,
+    payload: &Path,
+    epoch: u64,
+    json: bool,
+) -> Result<()> {
+    let Some(policy) = &manifest.licences else {
+        return Ok(());
+    };
+    let mut inventory = berth_sbom::inventory::of_parts(
+        berth,
+        payload,
+        berth_sbom::Subject {
+            name: manifest.app.name.clone(),
+            version: manifest.app.version.clone(),
+            summary: None,
+        },
+        epoch,
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    let verdict = berth_sbom::policy::apply(&mut inventory, policy);
+    if !json {
+        for name in &verdict.unused {
+            eprintln!(
+                "warning: `[licences.components.{name}]` reviews a component this release does not carry"
+            );
+        }
+    }
+    if !verdict.refused.is_empty() {
+        anyhow::bail!("{}", verdict.message());
+    }
+    if !json {
+        eprintln!(
+            "Licences: {} components checked against the policy ({} accepted by review)",
+            inventory.components.len(),
+            verdict.accepted.len()
+        );
+    }
+    Ok(())
 }
 
 /// What `berth package` writes.

@@ -26,7 +26,7 @@ pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -
         .ok()
         .and_then(|t| u64::try_from(t.as_second()).ok())
         .unwrap_or(0);
-    let inventory = berth_sbom::inventory::of_release(
+    let mut inventory = berth_sbom::inventory::of_release(
         tmp.path(),
         berth_sbom::Subject {
             name: manifest.app.name.clone(),
@@ -36,6 +36,11 @@ pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -
         created,
         &info.berth_version,
     )?;
+    // The vendor's conclusions go into the document; the policy itself was enforced
+    // when the bundle was built.
+    if let Some(policy) = &manifest.licences {
+        berth_sbom::policy::apply(&mut inventory, policy);
+    }
     let text = match format {
         SbomFormat::Cyclonedx => berth_sbom::cyclonedx::document(&inventory),
         SbomFormat::Spdx => berth_sbom::spdx::document(&inventory),
