@@ -18,17 +18,21 @@
 //! for crates. Matching is pure; only [`AdvisoryDb::load`], [`AdvisoryDb::open_index`]
 //! and [`AdvisoryDb::write_index`] touch the disk.
 
+mod advisory;
 mod db;
 mod osv;
+mod osv_range;
 mod package;
 mod policy;
 mod rustsec;
+mod rustsec_req;
 mod scan;
 mod severity;
 
 use std::path::PathBuf;
 
-pub use db::{Advisory, AdvisoryDb, Kind, Source, SourceInfo};
+pub use advisory::{Advisory, Kind};
+pub use db::{AdvisoryDb, Source, SourceInfo};
 pub use package::{Ecosystem, Package, normalize_pypi_name};
 pub use policy::{IgnoreEntry, Ignored, Policy, Verdict, evaluate};
 pub use scan::{Finding, scan};

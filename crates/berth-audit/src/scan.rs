@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::db::{Affected, Kind};
+use crate::advisory::{Affected, Kind};
 use crate::package::ParsedVersion;
 use crate::severity::{Cvss, Severity};
 use crate::{AdvisoryDb, Ecosystem, Package};
@@ -82,7 +82,7 @@ pub fn scan(db: &AdvisoryDb, packages: &[Package]) -> Vec<Finding> {
                     },
                     ParsedVersion::Semver(v),
                 ) => {
-                    if !crate::rustsec::affects(patched, unaffected, v) {
+                    if !crate::rustsec_req::affects(patched, unaffected, v) {
                         continue;
                     }
                     patched.clone()
