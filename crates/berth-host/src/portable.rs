@@ -8,12 +8,16 @@
 //! to its `site-packages`), its ELF files are pointed at their own `lib/` by
 //! `$ORIGIN`, the requirements are installed into that copy with its own pip (which
 //! is then removed), console scripts start through `/bin/sh` and find the interpreter
-//! next to themselves, and every module is compiled once, with hashes rather than
+//! next to themselves (the distributions' `RECORD`s updated to match), and every module is compiled once, with hashes rather than
 //! times, so two builds give the same bytes and a read-only install never recompiles.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
 
 use crate::beneath::remove_tree_at;
 use crate::error::stderr_tail;
@@ -195,7 +199,13 @@ fn install_and_compile(
         ],
     )?;
     remove_pycache(partial)?;
-    trampoline_scripts(&bin, &[partial, prefix])?;
+    let rewritten = trampoline_scripts(&bin, &[partial, prefix])?;
+    // The interpreter `exe` is `bin/pythonX.Y`, its modules are in `lib/pythonX.Y`.
+    let site = partial
+        .join("lib")
+        .join(exe.file_name().unwrap_or_default())
+        .join("site-packages");
+    rerecord_scripts(&site, &rewritten)?;
     fsutil::write_atomic(
         &partial.join(REQUIREMENTS_FILE),
         text.as_bytes(),
@@ -336,8 +346,10 @@ pub fn trampoline(name: &str) -> String {
 
 /// Rewrites the `#!` line of every script in `bin` that names a Python under one of
 /// `roots` (the tree being built, the interpreter it was copied from) into a
-/// [`trampoline`] to the same interpreter name.
-fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<()> {
+/// [`trampoline`] to the same interpreter name; the scripts rewritten, each with its
+/// new content.
+fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut rewritten = BTreeMap::new();
     let entries = std::fs::read_dir(bin).map_err(|source| HostError::Read {
         path: bin.to_path_buf(),
         source,
@@ -373,8 +385,138 @@ fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<()> {
         let mut text = trampoline(name).into_bytes();
         text.extend_from_slice(rest.get(line_end + 1..).unwrap_or_default());
         fsutil::write_atomic(&path, &text, meta.permissions().mode() & 0o7777, None)?;
+        rewritten.insert(path, text);
+    }
+    Ok(rewritten)
+}
+
+/// Gives every line of a `RECORD` under `site` (the `site-packages` of the tree) that
+/// names one of the `rewritten` scripts the script's new hash and size: pip recorded
+/// those of the script it wrote, whose `#!` line named the build directory, so the
+/// record would be wrong and differ from build to build.
+fn rerecord_scripts(site: &Path, rewritten: &BTreeMap<PathBuf, Vec<u8>>) -> Result<()> {
+    if rewritten.is_empty() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(site).map_err(|source| HostError::Read {
+        path: site.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with(".dist-info")
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let path = entry.path().join("RECORD");
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|source| HostError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        // The wheel spec makes RECORD UTF-8; anything else pip did not write.
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        if let Some(text) = updated_record(text, site, rewritten) {
+            fsutil::write_atomic(
+                &path,
+                text.as_bytes(),
+                meta.permissions().mode() & 0o7777,
+                None,
+            )?;
+        }
     }
     Ok(())
+}
+
+/// `record` (a `RECORD` of a distribution installed in `site`) with the hash and size
+/// of every line naming one of `files` (absolute paths, with their content) made
+/// those of the content; every other line, the order and the line ends kept. `None`
+/// when no line names one of them.
+fn updated_record(record: &str, site: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) -> Option<String> {
+    let mut out = String::with_capacity(record.len());
+    let mut changed = false;
+    for line in record.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        let content = record_path(body)
+            .map(|(raw, path)| (raw, lexical_join(site, Path::new(&path))))
+            .and_then(|(raw, path)| files.get(&path).map(|c| (raw, c)));
+        let Some((raw, content)) = content else {
+            out.push_str(line);
+            continue;
+        };
+        changed = true;
+        let digest = urlsafe_base64(&Sha256::digest(content));
+        let _ = write!(out, "{raw},sha256={digest},{}{end}", content.len());
+    }
+    changed.then_some(out)
+}
+
+/// The path field of a `RECORD` line (a CSV row: quoted when it holds a comma or a
+/// quote, a quote doubled inside), as written and as meant; `None` for a line that is
+/// not a row with more fields.
+fn record_path(line: &str) -> Option<(&str, String)> {
+    let Some(quoted) = line.strip_prefix('"') else {
+        let (raw, _) = line.split_once(',')?;
+        return Some((raw, raw.to_owned()));
+    };
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '"' {
+            value.push(c);
+            continue;
+        }
+        if quoted[i + 1..].starts_with('"') {
+            value.push('"');
+            chars.next();
+            continue;
+        }
+        // `i + 1` in `quoted` is `i + 2` in `line`: the closing quote ends the field.
+        return line[i + 2..]
+            .starts_with(',')
+            .then(|| (&line[..i + 2], value));
+    }
+    None
+}
+
+/// `base` joined with `rel` with `..` and `.` resolved by name (RECORD names scripts
+/// as `../../../bin/<name>` from `site-packages`); `rel` itself when absolute.
+fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
+    let mut path = base.to_path_buf();
+    for part in rel.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                path.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => path.push(other),
+        }
+    }
+    path
+}
+
+/// `bytes` in URL-safe base64 without padding, as a wheel's RECORD gives hashes.
+fn urlsafe_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
 }
 
 /// Keeps pip's record of what it installed in the tree ([`INSTALLED_FILE`]); an empty
@@ -520,6 +662,104 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             format!("{}|x\nprint('hi')\n", link.display())
         );
+    }
+
+    #[test]
+    fn hashes_are_urlsafe_base64_without_padding() {
+        assert_eq!(urlsafe_base64(b""), "");
+        assert_eq!(urlsafe_base64(b"f"), "Zg");
+        assert_eq!(urlsafe_base64(b"fo"), "Zm8");
+        assert_eq!(urlsafe_base64(b"foo"), "Zm9v");
+        assert_eq!(urlsafe_base64(b"foob"), "Zm9vYg");
+        assert_eq!(urlsafe_base64(&[0xfb, 0xff]), "-_8");
+        // What pip writes for an empty file.
+        assert_eq!(
+            urlsafe_base64(&Sha256::digest(b"")),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
+
+    /// Only the lines naming a rewritten script change (quoted or not, CRLF as pip
+    /// writes them); everything else, the order and the line ends are kept.
+    #[test]
+    fn the_record_gives_rewritten_scripts_their_new_hash_and_size() {
+        let site = Path::new("/b/app.partial/lib/python3.13/site-packages");
+        let mut files = BTreeMap::new();
+        files.insert(
+            PathBuf::from("/b/app.partial/bin/django-admin"),
+            b"".to_vec(),
+        );
+        files.insert(
+            PathBuf::from("/b/app.partial/bin/odd,name"),
+            b"foo".to_vec(),
+        );
+        let record = "../../../bin/django-admin,sha256=Q3VAold,343\r\n\
+            \"../../../bin/odd,name\",sha256=old,12\r\n\
+            ../../../bin/other,sha256=keep,7\r\n\
+            django/__init__.py,sha256=keep,4\r\n\
+            Django-5.1.dist-info/RECORD,,\r\n\
+            \"unterminated,\r\n\
+            ./../../../bin/django-admin,sha256=old,1";
+        let new = updated_record(record, site, &files).unwrap();
+        let digest = Sha256::digest(b"foo");
+        assert_eq!(
+            new,
+            format!(
+                "../../../bin/django-admin,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0\r\n\
+                \"../../../bin/odd,name\",sha256={},3\r\n\
+                ../../../bin/other,sha256=keep,7\r\n\
+                django/__init__.py,sha256=keep,4\r\n\
+                Django-5.1.dist-info/RECORD,,\r\n\
+                \"unterminated,\r\n\
+                ./../../../bin/django-admin,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0",
+                urlsafe_base64(&digest)
+            )
+        );
+        assert_eq!(updated_record("a.py,sha256=x,1\n", site, &files), None);
+        assert_eq!(
+            record_path("\"a\"\"b,c\",x"),
+            Some(("\"a\"\"b,c\"", "a\"b,c".to_owned()))
+        );
+        assert_eq!(record_path("\"a\"b,x"), None);
+        assert_eq!(record_path("no-fields"), None);
+    }
+
+    /// After the scripts are rewritten, the RECORD naming them matches their bytes.
+    #[test]
+    fn rewritten_scripts_are_recorded_with_their_new_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        let info = dir
+            .path()
+            .join("lib/python3.13/site-packages/tool-1.0.dist-info");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&info).unwrap();
+        let old = format!("#!{}/python3.13\nprint('hi')\n", bin.display());
+        std::fs::write(bin.join("tool"), &old).unwrap();
+        let record = format!(
+            "../../../bin/tool,sha256={},{}\r\ntool.py,sha256=x,1\r\n",
+            urlsafe_base64(&Sha256::digest(old.as_bytes())),
+            old.len()
+        );
+        std::fs::write(info.join("RECORD"), &record).unwrap();
+        std::fs::set_permissions(info.join("RECORD"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let rewritten = trampoline_scripts(&bin, &[dir.path()]).unwrap();
+        rerecord_scripts(info.parent().unwrap(), &rewritten).unwrap();
+        let new = std::fs::read(bin.join("tool")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(info.join("RECORD")).unwrap(),
+            format!(
+                "../../../bin/tool,sha256={},{}\r\ntool.py,sha256=x,1\r\n",
+                urlsafe_base64(&Sha256::digest(&new)),
+                new.len()
+            )
+        );
+        let mode = std::fs::metadata(info.join("RECORD"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
     }
 
     /// Scripts naming another interpreter, and files that are not scripts, are left alone.
