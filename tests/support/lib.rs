@@ -100,16 +100,22 @@ pub fn test_tool(name: &str) -> PathBuf {
 /// licence file), written into `dir` with Python's `zipfile`: a requirement pip
 /// installs with no index. Its path.
 pub fn demo_wheel(dir: &Path, version: &str) -> PathBuf {
-    let name = format!("demo_pkg-{version}-py3-none-any.whl");
-    let path = dir.join(&name);
+    wheel(dir, "demo_pkg", version)
+}
+
+/// The same for a distribution named `name` (`Django`, say: what an advisory scan
+/// matches is the name and version the metadata gives).
+pub fn wheel(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let module = name.to_lowercase().replace('-', "_");
+    let path = dir.join(format!("{module}-{version}-py3-none-any.whl"));
     let script = format!(
         r#"
 import base64, hashlib, sys, zipfile
 v = "{version}"
-di = f"demo_pkg-{{v}}.dist-info"
+di = f"{module}-{{v}}.dist-info"
 files = {{
-    "demo_pkg/__init__.py": "VALUE = 1\n",
-    f"{{di}}/METADATA": f"Metadata-Version: 2.4\nName: demo_pkg\nVersion: {{v}}\nSummary: A demo\nLicense-Expression: MIT\nLicense-File: LICENSE\n",
+    "{module}/__init__.py": "VALUE = 1\n",
+    f"{{di}}/METADATA": f"Metadata-Version: 2.4\nName: {name}\nVersion: {{v}}\nSummary: A demo\nLicense-Expression: MIT\nLicense-File: LICENSE\n",
     f"{{di}}/licenses/LICENSE": "MIT License\n\nCopyright (c) demo\n",
     f"{{di}}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }}

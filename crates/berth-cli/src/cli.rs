@@ -91,6 +91,32 @@ pub enum Command {
     /// Make a repository signing key, and add packages to a signed apt or yum/dnf repository.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Scan a release bundle, a bill of materials or the installed instance for known
+    /// vulnerabilities, offline, against an advisory database on disk.
+    Audit {
+        /// A release bundle (`.berth-release.tar.zst`) or a CycloneDX or SPDX JSON file
+        /// [default: the installed instance].
+        #[arg(conflicts_with = "update_from")]
+        target: Option<PathBuf>,
+        /// The vendor's public key, for a bundle (`ed25519:…`, or a file holding it).
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+        /// The advisory data: an OSV snapshot directory (PyPA, RustSec) or an index
+        /// file [default: the instance's, installed by `--update-from`].
+        #[arg(long, value_name = "DIR|FILE")]
+        db: Option<PathBuf>,
+        /// The audit policy: `threshold`, `fail_on_unknown`, `fail_on_informational`,
+        /// and `[[ignore]]` entries with `id`, `reason`, `expires`.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Install the snapshot in DIR as the instance's advisory database instead of
+        /// scanning (nothing else is rebuilt).
+        #[arg(long, value_name = "DIR")]
+        update_from: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the bill of materials of a release bundle (CycloneDX 1.6 or SPDX 2.3 JSON):
     /// berth, the interpreter and every Python distribution it carries, with licences.
     Sbom {

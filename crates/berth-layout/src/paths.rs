@@ -207,6 +207,12 @@ impl Paths {
         self.state.join("ports.json")
     }
 
+    /// Row `state/advisories.idx`: the advisory database `berth audit` scans against,
+    /// as `berth audit --update-from` installed it.
+    pub fn advisories_index(&self) -> PathBuf {
+        self.state.join("advisories.idx")
+    }
+
     /// Row `state/autostart`: present while the services are to start at boot.
     pub fn autostart_marker(&self) -> PathBuf {
         self.state.join("autostart")

@@ -61,6 +61,7 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("managed_files", file(&p.managed_files())),
         ("ports_file", file(&p.ports_file())),
         ("autostart_marker", file(&p.autostart_marker())),
+        ("advisories_index", file(&p.advisories_index())),
         ("child_records", dir(&p.child_records())),
         ("unfinished_hook", file(&p.unfinished_hook("<hook>"))),
         ("backup_key", file(&p.backup_key())),

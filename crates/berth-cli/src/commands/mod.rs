@@ -11,6 +11,7 @@ use crate::cli::{
 };
 use crate::embedded;
 
+mod audit;
 mod backup;
 mod config;
 mod control;
@@ -158,6 +159,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         ),
         Command::Repo(RepoCommand::Key { out, name, json }) => repo::key(&out, &name, json),
+        Command::Audit {
+            target,
+            public_key,
+            db,
+            policy,
+            update_from,
+            json,
+        } => match update_from {
+            Some(from) => audit::update(&loc, &from, json),
+            None => audit::run(
+                &loc,
+                &audit::Request {
+                    target: target.as_deref(),
+                    public_key: public_key.as_deref(),
+                    db: db.as_deref(),
+                    policy: policy.as_deref(),
+                    json,
+                },
+            ),
+        },
         Command::Sbom {
             bundle,
             public_key,

@@ -10,6 +10,36 @@ use crate::cli::SbomFormat;
 /// Writes the bill of materials of `bundle` (checked against `key` first) in `format`
 /// to `out`, or to standard output.
 pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -> Result<ExitCode> {
+    let inventory = of_bundle(bundle, key)?;
+    let text = match format {
+        SbomFormat::Cyclonedx => berth_sbom::cyclonedx::document(&inventory),
+        SbomFormat::Spdx => berth_sbom::spdx::document(&inventory),
+    };
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            let (parent, name) = berth_host::beneath::in_parent(path)?;
+            parent.write_new_with(
+                &name,
+                &mut |file| std::io::Write::write_all(file, text.as_bytes()),
+                0o644,
+                None,
+            )?;
+            eprintln!(
+                "Wrote the bill of materials of {} {} ({} components) to {}",
+                inventory.subject.name,
+                inventory.subject.version,
+                inventory.components.len(),
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The inventory of `bundle`, once it checks out against `key`, with the vendor's
+/// licence conclusions recorded.
+pub fn of_bundle(bundle: &Path, key: &str) -> Result<berth_sbom::Inventory> {
     let key = super::release::public_key(key)?;
     let tmp = tempfile::tempdir().context("Failed to make a temporary directory")?;
     // Extracting checks every entry against the bundle's signed index.
@@ -41,28 +71,5 @@ pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -
     if let Some(policy) = &manifest.licences {
         berth_sbom::policy::apply(&mut inventory, policy);
     }
-    let text = match format {
-        SbomFormat::Cyclonedx => berth_sbom::cyclonedx::document(&inventory),
-        SbomFormat::Spdx => berth_sbom::spdx::document(&inventory),
-    };
-    match out {
-        None => print!("{text}"),
-        Some(path) => {
-            let (parent, name) = berth_host::beneath::in_parent(path)?;
-            parent.write_new_with(
-                &name,
-                &mut |file| std::io::Write::write_all(file, text.as_bytes()),
-                0o644,
-                None,
-            )?;
-            eprintln!(
-                "Wrote the bill of materials of {} {} ({} components) to {}",
-                inventory.subject.name,
-                inventory.subject.version,
-                inventory.components.len(),
-                path.display()
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(inventory)
 }

@@ -1,0 +1,197 @@
+//! `berth audit` against real advisory data (a subset of the PyPA and RustSec
+//! databases, copied unmodified into tests/fixtures/advisories): a bundle whose Python
+//! carries Django 3.2.0 has Django's real advisories and nothing else; its bill of
+//! materials gives the same findings; an ignore entry with a reason hides a finding
+//! until it expires, and then the finding fails the audit again; a Django that no
+//! advisory covers passes.
+#![allow(clippy::missing_panics_doc, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_tests::{Berth, Run};
+
+const EPOCH: &str = "1700000000";
+
+fn berth(args: &[&str]) -> Run {
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new("")).run(args)
+}
+
+fn advisories() -> PathBuf {
+    berth_tests::fixture("advisories")
+}
+
+/// A ministack bundle whose Python has `Django` at `version` installed (a wheel made
+/// here: what a scan matches is the name and version its metadata gives), and the
+/// public key it verifies with.
+fn bundle_with_django(t: &Path, version: &str) -> (PathBuf, String) {
+    let wheel = berth_tests::wheel(t, "Django", version);
+    let manifest = berth_tests::ministack_at(t, "1.0.0", |text| {
+        text.replace(
+            "requirements = []",
+            &format!("requirements = [\"{}\"]", wheel.display()),
+        )
+    });
+    let key = t.join("vendor.key");
+    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
+    let dist = t.join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    // With berth's record of its crates (the debug binary cut down to that section):
+    // they are scanned against RustSec too.
+    let lite = t.join("berth-lite");
+    let cut = Command::new("objcopy")
+        .args(["--only-section=.berth-deps"])
+        .arg(berth_tests::berth_bin())
+        .arg(&lite)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{cut:?}");
+    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
+        .run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                dist.to_str().unwrap(),
+                "--berth",
+                lite.to_str().unwrap(),
+            ],
+            &[("SOURCE_DATE_EPOCH", EPOCH)],
+        )
+        .expect(0);
+    (
+        dist.join("ministack-1.0.0.berth-release.tar.zst"),
+        format!("{}.pub", key.display()),
+    )
+}
+
+fn failing_ids(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut ids: Vec<String> = v["verdict"]["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one bundle, every way it is audited
+fn an_old_django_has_its_real_advisories_and_an_ignore_entry_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (bundle, public) = bundle_with_django(t, "3.2.0");
+    let db = advisories();
+    let audit = |target: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            target.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        berth(&args)
+    };
+    let r = audit(&bundle, &[]).expect(1);
+    // PYSEC-2021-7 (CVE-2021-31542): Django before 3.2.1; read in its file.
+    assert!(r.stdout.contains("PYSEC-2021-7 "), "{}", r.stdout);
+    assert!(r.stdout.contains("fixed in 3.2.1"), "{}", r.stdout);
+    assert!(r.stdout.contains("Failed:"), "{}", r.stdout);
+    let r = audit(&bundle, &["--json"]).expect(1);
+    let ids = failing_ids(&r.stdout);
+    assert!(ids.contains(&"PYSEC-2021-7".to_owned()), "{ids:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // Only Django's: nothing for the other distributions, nor the demo crates' versions
+    // the subset does not cover.
+    for f in v["verdict"]["failing"].as_array().unwrap() {
+        assert_eq!(f["package"], "django", "{f}");
+    }
+
+    // The bill of materials gives the same findings.
+    let cdx = t.join("bom.cdx.json");
+    berth(&[
+        "sbom",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--out",
+        cdx.to_str().unwrap(),
+    ])
+    .expect(0);
+    let r = audit(&cdx, &["--json"]).expect(1);
+    assert_eq!(failing_ids(&r.stdout), ids);
+
+    // An ignore entry with a reason, until a day to come: that finding is ignored,
+    // with the reason shown.
+    let policy = t.join("audit.toml");
+    std::fs::write(
+        &policy,
+        "[[ignore]]\nid = \"PYSEC-2021-7\"\nreason = \"MultiPartParser is not reachable here\"\nexpires = 2999-01-01\n",
+    )
+    .unwrap();
+    let r = audit(&bundle, &["--policy", policy.to_str().unwrap()]).expect(1);
+    assert!(
+        r.stdout
+            .contains("ignored until 2999-01-01: MultiPartParser is not reachable here"),
+        "{}",
+        r.stdout
+    );
+    let r = audit(&bundle, &["--policy", policy.to_str().unwrap(), "--json"]).expect(1);
+    assert!(!failing_ids(&r.stdout).contains(&"PYSEC-2021-7".to_owned()));
+    // Expired: it ignores nothing any more, and the audit says so.
+    std::fs::write(
+        &policy,
+        "[[ignore]]\nid = \"PYSEC-2021-7\"\nreason = \"MultiPartParser is not reachable here\"\nexpires = 2020-01-01\n",
+    )
+    .unwrap();
+    let r = audit(&bundle, &["--policy", policy.to_str().unwrap()]).expect(1);
+    assert!(
+        r.stdout
+            .contains("the ignore entry for PYSEC-2021-7 expired on 2020-01-01"),
+        "{}",
+        r.stdout
+    );
+    let r = audit(&bundle, &["--policy", policy.to_str().unwrap(), "--json"]).expect(1);
+    assert_eq!(failing_ids(&r.stdout), ids);
+    // A policy with no reason is refused before anything is scanned.
+    std::fs::write(
+        &policy,
+        "[[ignore]]\nid = \"PYSEC-2021-7\"\nreason = \"\"\nexpires = 2999-01-01\n",
+    )
+    .unwrap();
+    let r = audit(&bundle, &["--policy", policy.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("reason"), "{}", r.stderr);
+
+    // A bundle must be checked: no key, no scan.
+    let r = berth(&[
+        "audit",
+        bundle.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--public-key"), "{}", r.stderr);
+}
+
+#[test]
+fn a_django_no_advisory_covers_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, public) = bundle_with_django(tmp.path(), "5.1.2");
+    let r = berth(&[
+        "audit",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--db",
+        advisories().to_str().unwrap(),
+    ])
+    .expect(0);
+    assert!(r.stdout.contains("Passed"), "{}", r.stdout);
+}
