@@ -195,3 +195,56 @@ fn a_django_no_advisory_covers_passes() {
     .expect(0);
     assert!(r.stdout.contains("Passed"), "{}", r.stdout);
 }
+
+struct Down<'a>(&'a Berth);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        self.0.run(&["down"]);
+    }
+}
+
+/// The installed instance, audited against the database `--update-from` installed in
+/// it: before that, the audit says how to get one; after, it finds the real advisory
+/// of the Django its virtualenv holds.
+#[test]
+fn an_instance_is_audited_against_the_database_installed_in_it() {
+    if !berth_tests::is_root() {
+        eprintln!("skipped: an instance with service users needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = berth_tests::wheel(tmp.path(), "Django", "3.2.0");
+    let manifest = berth_tests::ministack_at(tmp.path(), "1.0.0", |text| {
+        text.replace(
+            "requirements = []",
+            &format!("requirements = [\"{}\"]", wheel.display()),
+        )
+    });
+    let pdir = berth_tests::prefix_dir("audit");
+    let b = Berth::new(pdir.path(), &manifest);
+    b.write_site(
+        "external_url = \"http://127.0.0.1:56580/\"\n\
+         [postgresql]\nport = 56532\n[redis]\nport = 56563\n\
+         [app]\nport = 56501\nspare_port = 56502\n",
+    );
+    let r = b.run(&["up"]);
+    let _down = Down(&b);
+    r.expect(0);
+    let r = b.run(&["audit"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--update-from"), "{}", r.stderr);
+    let r = b
+        .run(&["audit", "--update-from", advisories().to_str().unwrap()])
+        .expect(0);
+    assert!(
+        r.stdout.contains("Installed the advisory database"),
+        "{}",
+        r.stdout
+    );
+    let index = pdir.path().join("state/advisories.idx");
+    assert!(index.is_file());
+    let r = b.run(&["audit", "--json"]).expect(1);
+    let ids = failing_ids(&r.stdout);
+    assert!(ids.contains(&"PYSEC-2021-7".to_owned()), "{ids:?}");
+}

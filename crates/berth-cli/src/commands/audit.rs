@@ -25,7 +25,7 @@ pub struct Request<'a> {
 /// Installs the snapshot in `from` as the instance's advisory database.
 pub fn update(loc: &Locate, from: &Path, json: bool) -> Result<ExitCode> {
     let db = AdvisoryDb::load(from)?;
-    let paths = berth_render::Paths::unversioned(&prefix(loc)?);
+    let paths = berth_lifecycle::instance::open(loc)?.paths;
     berth_host::fsutil::ensure_dir(&paths.state, 0o700)?;
     let index = paths.advisories_index();
     db.write_index(&index)?;
@@ -44,11 +44,6 @@ pub fn update(loc: &Locate, from: &Path, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn prefix(loc: &Locate) -> Result<std::path::PathBuf> {
-    let installed = berth_lifecycle::upgrade::installed(loc)?;
-    Ok(installed.prefix)
 }
 
 fn source_line(s: &berth_audit::SourceInfo) -> String {
@@ -74,7 +69,9 @@ pub fn run(loc: &Locate, req: &Request<'_>) -> Result<ExitCode> {
         Some(path) if path.is_dir() => AdvisoryDb::load(path)?,
         Some(path) => AdvisoryDb::open_index(path)?,
         None => {
-            let index = berth_render::Paths::unversioned(&prefix(loc)?).advisories_index();
+            let index = berth_lifecycle::instance::open(loc)?
+                .paths
+                .advisories_index();
             if !index.exists() {
                 bail!(
                     "there is no advisory database at {}: install one with \
@@ -130,9 +127,9 @@ fn packages(loc: &Locate, req: &Request<'_>) -> Result<(String, Vec<Package>)> {
         Ok(out)
     };
     let Some(target) = req.target else {
-        let installed = berth_lifecycle::upgrade::installed(loc)?;
-        let app = &installed.manifest.manifest.app;
-        let paths = berth_render::Paths::unversioned(&installed.prefix);
+        let inst = berth_lifecycle::instance::open(loc)?;
+        let app = &inst.manifest.manifest.app;
+        let paths = &inst.paths;
         let inv = berth_sbom::inventory::of_parts(
             &paths.installed_berth(),
             &paths.releases().join(&app.version),
@@ -145,12 +142,7 @@ fn packages(loc: &Locate, req: &Request<'_>) -> Result<(String, Vec<Package>)> {
             env!("CARGO_PKG_VERSION"),
         )?;
         return Ok((
-            format!(
-                "{} {} in {}",
-                app.name,
-                app.version,
-                installed.prefix.display()
-            ),
+            format!("{} {} in {}", app.name, app.version, paths.prefix.display()),
             inventory_packages(&inv)?,
         ));
     };
