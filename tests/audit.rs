@@ -208,6 +208,7 @@ impl Drop for Down<'_> {
 /// it: before that, the audit says how to get one; after, it finds the real advisory
 /// of the Django its virtualenv holds.
 #[test]
+#[allow(clippy::print_stderr)] // a skipped test says why
 fn an_instance_is_audited_against_the_database_installed_in_it() {
     if !berth_tests::is_root() {
         eprintln!("skipped: an instance with service users needs root");
