@@ -198,6 +198,71 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     }
     assert_eq!(doc["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
 
+    // The licence page: every component of the bill of materials, with its licence
+    // texts (the wheel's own file, the crates' files berth's build recorded).
+    let page = t.join("page");
+    let r = berth(&[
+        "licences",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--out",
+        page.to_str().unwrap(),
+    ])
+    .expect(0);
+    assert!(r.stdout.contains("licences.html"), "{}", r.stdout);
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(page.join("licences.json")).unwrap())
+            .unwrap();
+    let entries = listed["components"].as_array().unwrap();
+    assert_eq!(entries.len(), components.len());
+    let texts = listed["texts"].as_array().unwrap();
+    let text_of = |name: &str| -> Vec<String> {
+        let c = entries.iter().find(|c| c["name"] == name).unwrap();
+        c["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                texts[usize::try_from(i.as_u64().unwrap()).unwrap()]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        text_of("demo_pkg"),
+        ["MIT License
+
+Copyright (c) demo
+"]
+    );
+    assert!(
+        text_of("clap")
+            .iter()
+            .any(|t| t.contains("Permission is hereby granted")),
+        "{:?}",
+        text_of("clap")
+    );
+    let html = std::fs::read_to_string(page.join("licences.html")).unwrap();
+    assert!(
+        html.contains("<td>demo_pkg</td><td>1.2.0</td><td>MIT"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"));
+    // Never over what is there.
+    let r = berth(&[
+        "licences",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--out",
+        page.to_str().unwrap(),
+    ])
+    .expect(1);
+    assert!(r.stderr.contains("exists already"), "{}", r.stderr);
+
     // The same bundle gives the same bytes.
     let again = t.join("again.cdx.json");
     sbom("cyclonedx", &again).expect(0);

@@ -1,7 +1,8 @@
 //! Records the crates compiled into berth (name, version, licence, the checksum
-//! `Cargo.lock` pins) in the binary itself, in an ELF section of its own
-//! (`.berth-deps`): a bill of materials can then list them for any berth binary, the
-//! one a bundle or an image carries included, without the source tree that built it.
+//! `Cargo.lock` pins, the licence files each ships) in the binary itself, in an ELF
+//! section of its own (`.berth-deps`, deflated JSON): a bill of materials and a licence
+//! page can then list them for any berth binary, the one a bundle or an image carries
+//! included, without the source tree that built it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,8 +20,57 @@ fn main() {
         println!("cargo:warning=the crates compiled into berth are not recorded: {e}");
         Vec::new()
     });
-    let text = serde_json::to_string(&deps).expect("plain JSON");
-    std::fs::write(&out, text).expect("OUT_DIR is writable");
+    // Licence texts are stored once each: most crates ship the same MIT and Apache
+    // texts, give or take a copyright line.
+    let mut texts: Vec<String> = Vec::new();
+    let mut crates = Vec::new();
+    for mut d in deps {
+        let files = d["licence_files"].take();
+        let mut refs = Vec::new();
+        for f in files.as_array().into_iter().flatten() {
+            let text = f["text"].as_str().unwrap_or_default().to_owned();
+            let at = texts.iter().position(|t| *t == text).unwrap_or_else(|| {
+                texts.push(text);
+                texts.len() - 1
+            });
+            refs.push(serde_json::json!({ "file": f["file"], "text": at }));
+        }
+        d["licence_files"] = serde_json::Value::Array(refs);
+        crates.push(d);
+    }
+    let doc = serde_json::json!({ "format": 1, "crates": crates, "texts": texts });
+    let json = serde_json::to_vec(&doc).expect("plain JSON");
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut z, &json).expect("in memory");
+    std::fs::write(&out, z.finish().expect("in memory")).expect("OUT_DIR is writable");
+}
+
+/// The licence files at the top of a crate's source (`LICENSE*`, `LICENCE*`,
+/// `COPYING*`, `NOTICE*`, `UNLICENSE`), by name.
+fn licence_files(manifest_path: &str) -> Vec<serde_json::Value> {
+    let Some(dir) = std::path::Path::new(manifest_path).parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let upper = name.to_ascii_uppercase();
+            let licence = ["LICENSE", "LICENCE", "COPYING", "NOTICE", "UNLICENSE"]
+                .iter()
+                .any(|p| upper.starts_with(p));
+            let text = std::fs::read(e.path()).ok()?;
+            licence.then(|| (name, String::from_utf8_lossy(&text).into_owned()))
+        })
+        .collect();
+    out.sort();
+    out.into_iter()
+        .map(|(file, text)| serde_json::json!({ "file": file, "text": text }))
+        .collect()
 }
 
 /// The crates the berth binary links: berth-cli's normal dependencies, followed
@@ -112,6 +162,7 @@ fn crates(dir: &std::path::Path, lock: &std::path::Path) -> Result<Vec<serde_jso
             "version": version,
             "license": p["license"],
             "checksum": checksums.get(&(name.clone(), version.clone())),
+            "licence_files": licence_files(p["manifest_path"].as_str().unwrap_or_default()),
         }));
     }
     out.sort_by(|a, b| {

@@ -117,6 +117,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the licence page of a release bundle: every component, its version and
+    /// licence, and each licence text once (`licences.html` and `licences.json`).
+    Licences {
+        /// The release bundle.
+        bundle: PathBuf,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: String,
+        /// The directory to write both files into (made if missing; existing files
+        /// are never overwritten).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
     /// Write the bill of materials of a release bundle (CycloneDX 1.6 or SPDX 2.3 JSON):
     /// berth, the interpreter and every Python distribution it carries, with licences.
     Sbom {

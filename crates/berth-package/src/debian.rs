@@ -102,7 +102,8 @@ pub(crate) fn open(input: &DebInput<'_>) -> Result<Opened, PackageError> {
 
 /// The bills of materials of the extracted bundle in `root`, as files the package ships:
 /// `/opt/<app>/share/sbom/<app>-<version>.cdx.json` (CycloneDX 1.6) and `.spdx.json`
-/// (SPDX 2.3), timed at the package's epoch.
+/// (SPDX 2.3), timed at the package's epoch; and its licence page,
+/// `/opt/<app>/share/licences/licences.html` and `.json`.
 fn sbom_files(
     manifest: &Manifest,
     root: &Path,
@@ -137,6 +138,16 @@ fn sbom_files(
             path: format!("/opt/{app}/share/sbom/{app}-{version}.spdx.json"),
             mode: 0o644,
             content: Content::Bytes(berth_sbom::spdx::document(&inventory).into_bytes()),
+        },
+        DataFile {
+            path: format!("/opt/{app}/share/licences/licences.html"),
+            mode: 0o644,
+            content: Content::Bytes(berth_sbom::licences::html(&inventory).into_bytes()),
+        },
+        DataFile {
+            path: format!("/opt/{app}/share/licences/licences.json"),
+            mode: 0o644,
+            content: Content::Bytes(berth_sbom::licences::json(&inventory).into_bytes()),
         },
     ])
 }

@@ -1,6 +1,7 @@
 //! The crates compiled into a berth binary, read from the binary itself: berth's
-//! build records them (name, version, licence, the checksum `Cargo.lock` pins) in an
-//! ELF section of their own, `.berth-deps`.
+//! build records them (name, version, licence, the checksum `Cargo.lock` pins, the
+//! licence files each ships, every text once) in an ELF section of their own,
+//! `.berth-deps`, as deflated JSON.
 
 use std::path::Path;
 
@@ -13,11 +14,26 @@ use crate::{SbomError, licence};
 pub const SECTION: &str = ".berth-deps";
 
 #[derive(serde::Deserialize)]
+struct Record {
+    format: u32,
+    crates: Vec<Recorded>,
+    texts: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
 struct Recorded {
     name: String,
     version: String,
     license: Option<String>,
     checksum: Option<String>,
+    #[serde(default)]
+    licence_files: Vec<FileRef>,
+}
+
+#[derive(serde::Deserialize)]
+struct FileRef {
+    file: String,
+    text: usize,
 }
 
 /// The crates recorded in the berth binary at `path`, as components inside it
@@ -37,17 +53,29 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
             path.display()
         ),
     })?;
-    let recorded: Vec<Recorded> = serde_json::from_slice(data).map_err(|e| SbomError::Input {
+    let bad = |e: &dyn std::fmt::Display| SbomError::Input {
         what: format!(
-            "`{}`: its {SECTION} section is not the list berth's build writes ({e})",
+            "`{}`: its {SECTION} section is not the record berth's build writes ({e})",
             path.display()
         ),
-    })?;
-    Ok(recorded
+    };
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(data), &mut json)
+        .map_err(|e| bad(&e))?;
+    let record: Record = serde_json::from_slice(&json).map_err(|e| bad(&e))?;
+    if record.format != 1 {
+        return Err(bad(&format!(
+            "format {}, this berth reads 1",
+            record.format
+        )));
+    }
+    let texts = record.texts;
+    record
+        .crates
         .into_iter()
         .map(|r| {
             let expression = r.license.as_deref().and_then(licence::expression);
-            Component {
+            Ok(Component {
                 kind: Kind::Library,
                 purl: cargo_purl(&r.name, &r.version),
                 licence: licence::Licence {
@@ -58,6 +86,19 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
                     },
                     expression,
                     source: r.license.as_ref().map(|_| "Cargo.toml".to_owned()),
+                    texts: r
+                        .licence_files
+                        .iter()
+                        .map(|f| {
+                            texts
+                                .get(f.text)
+                                .map(|text| licence::LicenceText {
+                                    file: f.file.clone(),
+                                    text: text.clone(),
+                                })
+                                .ok_or_else(|| bad(&format!("no text {}", f.text)))
+                        })
+                        .collect::<Result<_, _>>()?,
                     ..licence::Licence::default()
                 },
                 hashes: r
@@ -74,7 +115,7 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
                 homepage: None,
                 author: None,
                 within: Some("berth".to_owned()),
-            }
+            })
         })
-        .collect())
+        .collect()
 }

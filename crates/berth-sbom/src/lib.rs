@@ -14,6 +14,7 @@ pub mod crates;
 pub mod cyclonedx;
 pub mod inventory;
 pub mod licence;
+pub mod licences;
 pub mod policy;
 pub mod python;
 pub mod spdx;

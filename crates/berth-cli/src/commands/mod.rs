@@ -179,6 +179,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
             ),
         },
+        Command::Licences {
+            bundle,
+            public_key,
+            out,
+        } => sbom::licences(&bundle, &public_key, &out),
         Command::Sbom {
             bundle,
             public_key,

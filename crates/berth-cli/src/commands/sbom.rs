@@ -37,6 +37,42 @@ pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the licence page of `bundle` (checked against `key` first) into `out`.
+pub fn licences(bundle: &Path, key: &str, out: &Path) -> Result<ExitCode> {
+    let inventory = of_bundle(bundle, key)?;
+    berth_host::fsutil::ensure_dir(out, 0o755)?;
+    let files = [
+        ("licences.html", berth_sbom::licences::html(&inventory)),
+        ("licences.json", berth_sbom::licences::json(&inventory)),
+    ];
+    // Both or neither: refuse before writing if either exists.
+    for (name, _) in &files {
+        if out.join(name).exists() {
+            anyhow::bail!(
+                "`{}` exists already: it is never overwritten; move it away first",
+                out.join(name).display()
+            );
+        }
+    }
+    for (name, text) in &files {
+        let (parent, file) = berth_host::beneath::in_parent(&out.join(name))?;
+        parent.write_new_with(
+            &file,
+            &mut |f| std::io::Write::write_all(f, text.as_bytes()),
+            0o644,
+            None,
+        )?;
+    }
+    println!(
+        "Wrote the licence page of {} {} ({} components) to {} (licences.html, licences.json)",
+        inventory.subject.name,
+        inventory.subject.version,
+        inventory.components.len(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The inventory of `bundle`, once it checks out against `key`, with the vendor's
 /// licence conclusions recorded.
 pub fn of_bundle(bundle: &Path, key: &str) -> Result<berth_sbom::Inventory> {
