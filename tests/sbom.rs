@@ -375,4 +375,26 @@ fn a_licence_the_policy_denies_fails_the_build_naming_the_component() {
             .unwrap()
             .contains("relicensed to us in writing")
     );
+    // The licence page says the bundle's policy passes, and shows the conclusion.
+    let page = t.join("page");
+    let r = berth(&[
+        "licences",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{}.pub", key.display()),
+        "--out",
+        page.to_str().unwrap(),
+    ])
+    .expect(0);
+    assert!(
+        r.stdout
+            .contains("The licence policy passes (0 accepted by review)"),
+        "{}",
+        r.stdout
+    );
+    let html = std::fs::read_to_string(page.join("licences.html")).unwrap();
+    assert!(
+        html.contains("Apache-2.0 <small>(concluded: relicensed to us in writing)</small>"),
+        "{html}"
+    );
 }

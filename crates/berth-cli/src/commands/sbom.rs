@@ -39,7 +39,7 @@ pub fn write(bundle: &Path, key: &str, format: SbomFormat, out: Option<&Path>) -
 
 /// Writes the licence page of `bundle` (checked against `key` first) into `out`.
 pub fn licences(bundle: &Path, key: &str, out: &Path) -> Result<ExitCode> {
-    let inventory = of_bundle(bundle, key)?;
+    let (inventory, verdict) = checked_bundle(bundle, key)?;
     berth_host::fsutil::ensure_dir(out, 0o755)?;
     let files = [
         ("licences.html", berth_sbom::licences::html(&inventory)),
@@ -70,12 +70,33 @@ pub fn licences(bundle: &Path, key: &str, out: &Path) -> Result<ExitCode> {
         inventory.components.len(),
         out.display()
     );
+    // The bundle's policy, as a release build of it would apply it now (a bundle built
+    // before the policy changed may fail it).
+    match verdict {
+        None => println!("The manifest declares no licence policy."),
+        Some(v) if v.refused.is_empty() => println!(
+            "The licence policy passes ({} accepted by review).",
+            v.accepted.len()
+        ),
+        Some(v) => {
+            eprintln!("{}", v.message());
+            return Ok(ExitCode::from(1));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The inventory of `bundle`, once it checks out against `key`, with the vendor's
 /// licence conclusions recorded.
 pub fn of_bundle(bundle: &Path, key: &str) -> Result<berth_sbom::Inventory> {
+    Ok(checked_bundle(bundle, key)?.0)
+}
+
+/// The same, with what the bundle's own licence policy says of it (if it has one).
+fn checked_bundle(
+    bundle: &Path,
+    key: &str,
+) -> Result<(berth_sbom::Inventory, Option<berth_sbom::policy::Verdict>)> {
     let key = super::release::public_key(key)?;
     let tmp = tempfile::tempdir().context("Failed to make a temporary directory")?;
     // Extracting checks every entry against the bundle's signed index.
@@ -104,8 +125,9 @@ pub fn of_bundle(bundle: &Path, key: &str) -> Result<berth_sbom::Inventory> {
     )?;
     // The vendor's conclusions go into the document; the policy itself was enforced
     // when the bundle was built.
-    if let Some(policy) = &manifest.licences {
-        berth_sbom::policy::apply(&mut inventory, policy);
-    }
-    Ok(inventory)
+    let verdict = manifest
+        .licences
+        .as_ref()
+        .map(|policy| berth_sbom::policy::apply(&mut inventory, policy));
+    Ok((inventory, verdict))
 }
