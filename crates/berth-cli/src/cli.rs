@@ -109,8 +109,8 @@ pub enum Command {
         /// and `[[ignore]]` entries with `id`, `reason`, `expires`.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Install the snapshot in DIR as the instance's advisory database instead of
-        /// scanning (nothing else is rebuilt).
+        /// Install the snapshot in DIR as the instance's advisory database (or as the
+        /// index file `--db` names) instead of scanning; nothing else is rebuilt.
         #[arg(long, value_name = "DIR")]
         update_from: Option<PathBuf>,
         /// Machine-readable output.

@@ -22,12 +22,18 @@ pub struct Request<'a> {
     pub json: bool,
 }
 
-/// Installs the snapshot in `from` as the instance's advisory database.
-pub fn update(loc: &Locate, from: &Path, json: bool) -> Result<ExitCode> {
+/// Installs the snapshot in `from` as the instance's advisory database, or as the
+/// index file `to`.
+pub fn update(loc: &Locate, from: &Path, to: Option<&Path>, json: bool) -> Result<ExitCode> {
     let db = AdvisoryDb::load(from)?;
-    let paths = berth_lifecycle::instance::open(loc)?.paths;
-    berth_host::fsutil::ensure_dir(&paths.state, 0o700)?;
-    let index = paths.advisories_index();
+    let index = match to {
+        Some(file) => file.to_path_buf(),
+        None => {
+            let paths = berth_lifecycle::instance::open(loc)?.paths;
+            berth_host::fsutil::ensure_dir(&paths.state, 0o700)?;
+            paths.advisories_index()
+        }
+    };
     db.write_index(&index)?;
     if json {
         println!(

@@ -167,7 +167,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             update_from,
             json,
         } => match update_from {
-            Some(from) => audit::update(&loc, &from, json),
+            Some(from) => audit::update(&loc, &from, db.as_deref(), json),
             None => audit::run(
                 &loc,
                 &audit::Request {
