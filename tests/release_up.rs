@@ -10,7 +10,7 @@
 //!
 //! Ports 558xx are this file's.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -336,12 +336,17 @@ fn seeded_manifest(dir: &Path) -> PathBuf {
 component = "postgresql"
 description = "The release's database migrations"
 command = ["/bin/sh", "-c", '''
+if [ -d "$OID_SHIFT" ]; then
+  "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d app \
+    -c 'CREATE TABLE oid_shift (a int); DROP TABLE oid_shift' || exit 1
+  : > "$OID_SHIFT/shifted" || exit 1
+fi
 exec "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d app <<'SQL'
 CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY, ran_at timestamptz NOT NULL DEFAULT now());
 INSERT INTO migrations (name) VALUES ('0001') ON CONFLICT DO NOTHING;
 SQL
 ''']
-environment = { PSQL = "{{ components.postgresql.bin.psql }}", PGHOST = "{{ paths.run }}/postgresql", PGPORT = "{{ settings.postgresql.port }}" }
+environment = { PSQL = "{{ components.postgresql.bin.psql }}", PGHOST = "{{ paths.run }}/postgresql", PGPORT = "{{ settings.postgresql.port }}", OID_SHIFT = "__OID_SHIFT__" }
 when = "release"
 after = ["postgresql"]
 before = ["app"]
@@ -351,8 +356,21 @@ hook = "migrate"
 build_time_columns = ["migrations.ran_at"]
 "#,
     );
+    let text = text.replace(
+        "__OID_SHIFT__",
+        &oid_shift_marker(dir).display().to_string(),
+    );
     std::fs::write(to.join("berth.toml"), text).unwrap();
     to
+}
+
+/// While this directory exists, the seeded manifest's `migrate` first makes and drops a
+/// table, so the objects it then makes get other catalog OIDs. Outside the test's
+/// private directory: the hook runs as the database's user (and leaves `shifted` in
+/// it, to show it did).
+fn oid_shift_marker(dir: &Path) -> PathBuf {
+    let tag = dir.file_name().unwrap().to_string_lossy().into_owned();
+    std::env::temp_dir().join(format!("berth-oid-shift-{tag}"))
 }
 
 /// A bundle with a seed: made at build time on a throwaway instance; a first install
@@ -426,12 +444,19 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.lines().any(|l| l == "seed/toc.dat"), "{listing}");
-    // Built again (another throwaway instance, another time): the same bytes, seed
-    // included.
+    assert!(listing.lines().any(|l| l == "seed/seed.sql"), "{listing}");
+    // Built again (another throwaway instance, another time, and its objects with
+    // other catalog OIDs): the same bytes, seed included.
     let again = dir.path().join("again");
     std::fs::create_dir(&again).unwrap();
-    build_into(&again, &[]).expect(0);
+    let marker = oid_shift_marker(dir.path());
+    std::fs::create_dir(&marker).unwrap();
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = build_into(&again, &[]);
+    let shifted = marker.join("shifted").exists();
+    std::fs::remove_dir_all(&marker).unwrap();
+    r.expect(0);
+    assert!(shifted, "the second build's migrate did not shift the OIDs");
     berth_tests::assert_reproducible(
         &bundle,
         &again.join("ministack-1.0.0.berth-release.tar.zst"),

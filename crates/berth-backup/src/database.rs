@@ -193,6 +193,28 @@ pub fn dump(db: &Database<'_>, dest: &Path, jobs: u32) -> Result<()> {
     .map(|_| ())
 }
 
+/// `pg_dump --format=plain` into the file `dest` (whose directory the database user
+/// can write), without owners (the load makes everything the app's role's, as
+/// [`load_into_incoming`] says): SQL that names no catalog OID and, without
+/// `--verbose`, no time, so the same database gives the same bytes on any cluster.
+pub fn dump_sql(db: &Database<'_>, dest: &Path) -> Result<()> {
+    let dest = dest.to_string_lossy();
+    tool(
+        db,
+        "pg_dump",
+        &[
+            "--format=plain",
+            "--no-owner",
+            "--no-sync",
+            "-f",
+            &dest,
+            "-d",
+            &db.name,
+        ],
+    )
+    .map(|_| ())
+}
+
 /// Name of the database a restore fills before it is swapped in.
 pub fn incoming_name(db: &DatabasePlan) -> String {
     format!("{}__restoring", db.name)
@@ -206,21 +228,7 @@ pub fn previous_name(db: &DatabasePlan) -> String {
 /// Create the incoming database (dropping a leftover of an interrupted restore) and
 /// `pg_restore --jobs=N` the dump into it, objects owned by the app's role.
 pub fn restore_into_incoming(db: &Database<'_>, dump_dir: &Path, jobs: u32) -> Result<()> {
-    let incoming = incoming_name(db);
-    sql(
-        db,
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
-    )?;
-    sql(
-        db,
-        "postgres",
-        &format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'",
-            ident(&incoming),
-            ident(&db.owner)
-        ),
-    )?;
+    let incoming = create_incoming(db)?;
     let dir = dump_dir.to_string_lossy();
     tool(
         db,
@@ -236,6 +244,56 @@ pub fn restore_into_incoming(db: &Database<'_>, dump_dir: &Path, jobs: u32) -> R
         ],
     )
     .map(|_| ())
+}
+
+/// Create the incoming database (as [`restore_into_incoming`]) and run the SQL dump
+/// `file` (a [`dump_sql`] the database user can read) into it with psql, in one
+/// transaction that stops at the first error, as the app's role (`SET ROLE`, as
+/// `pg_restore --no-owner --role` does): every object it makes is that role's.
+pub fn load_into_incoming(db: &Database<'_>, file: &Path) -> Result<()> {
+    let incoming = create_incoming(db)?;
+    let file = file.to_string_lossy();
+    tool(
+        db,
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-d",
+            &incoming,
+            "-o",
+            "/dev/null",
+            "-c",
+            &format!("SET ROLE {}", ident(&db.owner)),
+            "-f",
+            &file,
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Creates the incoming database, owned by the app's role, dropping a leftover of an
+/// interrupted restore first; its name.
+fn create_incoming(db: &Database<'_>) -> Result<String> {
+    let incoming = incoming_name(db);
+    sql(
+        db,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
+    )?;
+    sql(
+        db,
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'",
+            ident(&incoming),
+            ident(&db.owner)
+        ),
+    )?;
+    Ok(incoming)
 }
 
 /// Swap the incoming database in: the current one (if any) becomes the previous one.

@@ -44,7 +44,8 @@ pub const BUNDLE_FORMAT: u64 = 1;
 /// The suffix of a bundle's file name.
 pub const BUNDLE_SUFFIX: &str = ".berth-release.tar.zst";
 
-/// Where a bundle keeps its seed: the database dump (`pg_dump --format=directory`).
+/// Where a bundle keeps its seed: a directory holding the database dump (`seed.sql`,
+/// `pg_dump --format=plain`).
 pub const SEED_DIR: &str = "seed";
 
 /// The `kind` a bundle's meta has (backups have none).

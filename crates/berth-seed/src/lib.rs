@@ -10,7 +10,7 @@
 //! [`up_seeded`]: the hooks that make the database, the dump loaded into it, then the
 //! normal `up`, whose seed hook finds nothing left to do. Upgrades never load a seed.
 
-mod stamp;
+mod restrict;
 
 use std::path::Path;
 
@@ -19,15 +19,16 @@ use berth_backup::{BackupError, Result};
 use berth_lifecycle::{Instance, Locate, Progress, Run, UpReport, hooks, instance, up};
 use berth_supervisor_protocol::{Request, Target};
 
-/// pg_dump and pg_restore jobs: a seed is small.
-const JOBS: u32 = 2;
+/// The file of a seed directory (the bundle's `seed/`) that holds the dump.
+pub const SEED_FILE: &str = "seed.sql";
 
-/// Makes the seed of the manifest in `manifest_dir` into `dest` (created; a
-/// `pg_dump --format=directory` dump), running the components built in `payload`
+/// Makes the seed of the manifest in `manifest_dir` into `dest` (a directory, created,
+/// holding [`SEED_FILE`], a `pg_dump --format=plain` dump), running the components built in `payload`
 /// (one directory per component, left as they are) with `berth_exe` as the throwaway
 /// instance's berth. The instance is stopped and removed afterwards, whatever happened.
 /// The build's time `epoch` replaces the times the build ran at (the manifest's
-/// `build_time_columns`, the dump's header), so two builds make the same seed.
+/// `build_time_columns`); a plain dump names no catalog OID (which another cluster
+/// assigns differently) and no time, so two builds make the same seed.
 pub fn capture(
     manifest_dir: &Path,
     payload: &Path,
@@ -232,19 +233,19 @@ fn capture_in(
         berth_host::beneath::remove_tree_at(&work)?;
         berth_host::fsutil::ensure_dir(&work, 0o700)?;
         give_to(&work, db.user.as_deref())?;
-        database::dump(&handle, &work.join("db"), JOBS)?;
+        let dumped = work.join(SEED_FILE);
+        database::dump_sql(&handle, &dumped)?;
         berth_lifecycle::fault::point("seed:dumped");
-        berth_host::interpreter::copy_tree(&work.join("db"), dest, &|_, _| false)
-            .map_err(BackupError::io("copy the dump to", dest))?;
-        // The copy is root's, in the bundle's staging tree: stamped there.
-        let toc = dest.join("toc.dat");
-        let mut header = std::fs::read(&toc).map_err(BackupError::io("read", &toc))?;
-        stamp::stamp_header(&mut header, epoch).map_err(|what| BackupError::Cannot {
-            what,
-            hint: "build the release with PostgreSQL tools berth knows (pg_dump 9.x to 17)"
-                .to_owned(),
-        })?;
-        berth_host::fsutil::write_atomic(&toc, &header, 0o644, None)?;
+        // Read without following a symlink: the directory is the database user's.
+        let bytes =
+            berth_host::beneath::in_parent(&dumped).and_then(|(dir, name)| dir.read(&name))?;
+        berth_host::fsutil::ensure_dir(dest, 0o755)?;
+        berth_host::fsutil::write_atomic(
+            &dest.join(SEED_FILE),
+            &restrict::unrestricted(&bytes),
+            0o644,
+            None,
+        )?;
         progress.end("");
         Ok(())
     })();
@@ -283,8 +284,8 @@ fn free_port() -> Result<u16> {
         .map_err(BackupError::io("find a free port on", "127.0.0.1"))
 }
 
-/// Sets up a new instance from a release bundle whose `seed` (a dump directory this
-/// process made and no one else can write) holds its database already migrated: the
+/// Sets up a new instance from a release bundle whose `seed` (a directory holding
+/// [`SEED_FILE`], which this process made and no one else can write) holds its database already migrated: the
 /// hooks that create the database (`backup.database.restore_after`, with what they
 /// follow), the dump loaded into it, then `up` as usual (whose seed hook finds nothing
 /// to do). Recorded as one `up` run. A database that already holds anything is left
@@ -314,10 +315,20 @@ pub fn up_seeded(
             children: &children,
         };
         if database::relation_count(&handle)? == 0 {
+            let file = seed.join(SEED_FILE);
+            if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+                return Err(BackupError::Cannot {
+                    what: format!(
+                        "the bundle's seed has no `{SEED_FILE}` (a bundle built by an older \
+                         berth carries a directory dump instead)"
+                    ),
+                    hint: "build the bundle again with this berth".to_owned(),
+                });
+            }
             progress.begin(&format!("Loading the seed into database `{}`", db.name));
-            // pg_restore runs as the database's user: the dump becomes readable to it.
+            // psql runs as the database's user: the dump becomes readable to it.
             readable_by(seed, db.user.as_deref())?;
-            database::restore_into_incoming(&handle, seed, JOBS)?;
+            database::load_into_incoming(&handle, &file)?;
             database::swap_in(&handle)?;
             database::drop_previous(&handle)?;
             progress.end("");
@@ -378,7 +389,7 @@ fn give_to(path: &Path, user: Option<&str>) -> Result<()> {
 }
 
 /// Makes the tree `path` (this process's) the database user's, and its parent
-/// traversable, so pg_restore can read it.
+/// traversable, so psql can read it.
 fn readable_by(path: &Path, user: Option<&str>) -> Result<()> {
     let Some(owner) = user.map(existing_user).transpose()? else {
         return Ok(());
