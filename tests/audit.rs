@@ -248,4 +248,15 @@ fn an_instance_is_audited_against_the_database_installed_in_it() {
     let r = b.run(&["audit", "--json"]).expect(1);
     let ids = failing_ids(&r.stdout);
     assert!(ids.contains(&"PYSEC-2021-7".to_owned()), "{ids:?}");
+    // `berth status` says so in one line, and stays healthy: the services run.
+    let r = b.run(&["status"]).expect(0);
+    assert!(
+        r.stdout
+            .contains(&format!("known vulnerabilities: {} in ", ids.len())),
+        "{}",
+        r.stdout
+    );
+    let r = b.run(&["status", "--json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["audit"]["failing"], ids.len());
 }

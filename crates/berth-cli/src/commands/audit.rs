@@ -68,6 +68,46 @@ fn source_line(s: &berth_audit::SourceInfo) -> String {
     )
 }
 
+/// What `berth status` says of the instance's known vulnerabilities: `None` when no
+/// advisory database is installed; the scan against it with the default policy
+/// otherwise (or why it could not run: status must still answer).
+pub fn status_summary(loc: &Locate) -> Option<std::result::Result<serde_json::Value, String>> {
+    let inst = berth_lifecycle::instance::open(loc).ok()?;
+    let index = inst.paths.advisories_index();
+    if !index.exists() {
+        return None;
+    }
+    Some(
+        (|| -> Result<serde_json::Value> {
+            let db = AdvisoryDb::open_index(&index)?;
+            let (_, packages) = packages(
+                loc,
+                &Request {
+                    target: None,
+                    public_key: None,
+                    db: None,
+                    policy: None,
+                    json: true,
+                },
+            )?;
+            let findings = berth_audit::scan(&db, &packages);
+            let verdict = berth_audit::evaluate(
+                &findings,
+                &Policy::default(),
+                jiff::ZonedDateTime::now().date(),
+            );
+            let newest = db.sources().iter().filter_map(|s| s.newest).max();
+            Ok(serde_json::json!({
+                "packages": packages.len(),
+                "failing": verdict.failing.len(),
+                "informational": verdict.informational.len(),
+                "advisories_newest": newest.map(|d| d.to_string()),
+            }))
+        })()
+        .map_err(|e| format!("{e:#}")),
+    )
+}
+
 /// Scans what `req` names and reports; exit 1 when the policy fails the audit.
 pub fn run(loc: &Locate, req: &Request<'_>) -> Result<ExitCode> {
     let (what, packages) = packages(loc, req)?;

@@ -23,6 +23,7 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     let unfinished =
         berth_upgrade_apply::journal::load(&berth_render::Paths::unversioned(&paths.prefix))?;
     let last_upgrade = last_upgrade(&paths);
+    let audit = super::audit::status_summary(loc);
     if json {
         let v = serde_json::json!({
             "supervisor_running": supervisor_pid.is_some(),
@@ -32,6 +33,11 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
             "upgrade": {
                 "unfinished": unfinished,
                 "last": last_upgrade,
+            },
+            "audit": match &audit {
+                None => serde_json::Value::Null,
+                Some(Ok(a)) => a.clone(),
+                Some(Err(e)) => serde_json::json!({ "error": e }),
             },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -73,6 +79,26 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         }
     }
     unhealthy |= print_upgrade(unfinished.as_ref(), last_upgrade.as_ref());
+    // Known vulnerabilities are reported, not counted as ill health: the services run.
+    match &audit {
+        None => {}
+        Some(Ok(a)) => {
+            println!();
+            println!(
+                "known vulnerabilities: {} in {} packages (advisories up to {}); `berth audit` for details",
+                a["failing"],
+                a["packages"],
+                a["advisories_newest"].as_str().unwrap_or("?")
+            );
+        }
+        Some(Err(e)) => {
+            println!();
+            println!(
+                "known vulnerabilities: the audit could not run: {}",
+                safe(e)
+            );
+        }
+    }
     println!();
     match supervisor_pid {
         Some(pid) => println!("supervisor pid {pid}, {}", paths.prefix.display()),
