@@ -273,8 +273,16 @@ compileall.compile_dir(sys.argv[1], quiet=1, force=True, stripdir=sys.argv[2], w
     invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 ";
 
-/// Runs one build step in a clean environment (`HOME` and `TMPDIR` from `dirs`); a
-/// failure carries the end of its standard error.
+/// `CFLAGS` and `CXXFLAGS` of the build's steps: no debug information. pip builds a
+/// source distribution in a directory of a random name (`pip-install-…/<name>_<uuid>`),
+/// which the compiler's debug information records (`DW_AT_comp_dir`, the line table),
+/// and the GNU build ID is a hash over all of it, so every build of a C extension gave
+/// other bytes; no prefix map can name a random directory. setuptools, meson-python
+/// and CMake put these after their own flags, so the last `-g` option wins.
+const BUILD_CFLAGS: &str = "-g0";
+
+/// Runs one build step in a clean environment (`HOME` and `TMPDIR` from `dirs`,
+/// [`BUILD_CFLAGS`]); a failure carries the end of its standard error.
 fn step(
     dest: &Path,
     what: &str,
@@ -292,6 +300,8 @@ fn step(
         .env("LC_ALL", "C.UTF-8")
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("PYTHONHASHSEED", "0")
+        .env("CFLAGS", BUILD_CFLAGS)
+        .env("CXXFLAGS", BUILD_CFLAGS)
         .current_dir(home)
         .stdin(Stdio::null())
         .output()
@@ -760,6 +770,34 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o644);
+    }
+
+    /// A step sees only the build's environment: C extensions are compiled without
+    /// debug information, which would record pip's random build directory.
+    #[test]
+    fn steps_compile_without_debug_information() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let script = format!("env > '{}'", out.display());
+        step(
+            dir.path(),
+            "show the environment",
+            (dir.path(), dir.path()),
+            1_700_000_000,
+            Path::new("/bin/sh"),
+            &["-c", &script],
+        )
+        .unwrap();
+        let env = std::fs::read_to_string(&out).unwrap();
+        let mut lines: Vec<&str> = env
+            .lines()
+            .filter(|l| l.contains("FLAGS=") || l.starts_with("SOURCE_DATE_EPOCH="))
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            ["CFLAGS=-g0", "CXXFLAGS=-g0", "SOURCE_DATE_EPOCH=1700000000"]
+        );
     }
 
     /// Scripts naming another interpreter, and files that are not scripts, are left alone.
