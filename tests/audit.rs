@@ -7,11 +7,8 @@
 #![allow(clippy::missing_panics_doc, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use berth_tests::{Berth, Run};
-
-const EPOCH: &str = "1700000000";
 
 fn berth(args: &[&str]) -> Run {
     Berth::new(Path::new("/nonexistent-prefix"), Path::new("")).run(args)
@@ -26,45 +23,7 @@ fn advisories() -> PathBuf {
 /// public key it verifies with.
 fn bundle_with_django(t: &Path, version: &str) -> (PathBuf, String) {
     let wheel = berth_tests::wheel(t, "Django", version);
-    let manifest = berth_tests::ministack_at(t, "1.0.0", |text| {
-        text.replace(
-            "requirements = []",
-            &format!("requirements = [\"{}\"]", wheel.display()),
-        )
-    });
-    let key = t.join("vendor.key");
-    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
-    let dist = t.join("dist");
-    std::fs::create_dir(&dist).unwrap();
-    // With berth's record of its crates (the debug binary cut down to that section):
-    // they are scanned against RustSec too.
-    let lite = t.join("berth-lite");
-    let cut = Command::new("objcopy")
-        .args(["--only-section=.berth-deps"])
-        .arg(berth_tests::berth_bin())
-        .arg(&lite)
-        .output()
-        .unwrap();
-    assert!(cut.status.success(), "{cut:?}");
-    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
-        .run_env(
-            &[
-                "release",
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                dist.to_str().unwrap(),
-                "--berth",
-                lite.to_str().unwrap(),
-            ],
-            &[("SOURCE_DATE_EPOCH", EPOCH)],
-        )
-        .expect(0);
-    (
-        dist.join("ministack-1.0.0.berth-release.tar.zst"),
-        format!("{}.pub", key.display()),
-    )
+    berth_tests::ministack_bundle_with(t, &wheel)
 }
 
 fn failing_ids(json: &str) -> Vec<String> {

@@ -22,43 +22,7 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let wheel = berth_tests::demo_wheel(t, "1.2.0");
-    let manifest = berth_tests::ministack_at(t, "1.0.0", |text| {
-        text.replace(
-            "requirements = []",
-            &format!("requirements = [\"{}\"]", wheel.display()),
-        )
-    });
-    let key = t.join("vendor.key");
-    berth(&["release", "key", "--out", key.to_str().unwrap()]).expect(0);
-    let public = format!("{}.pub", key.display());
-    let dist = t.join("dist");
-    std::fs::create_dir(&dist).unwrap();
-    // The bundle carries this berth's record of its crates, without the debug build's
-    // 300 MB of code: the binary cut down to that one section.
-    let lite = t.join("berth-lite");
-    let cut = Command::new("objcopy")
-        .args(["--only-section=.berth-deps"])
-        .arg(berth_tests::berth_bin())
-        .arg(&lite)
-        .output()
-        .unwrap();
-    assert!(cut.status.success(), "{cut:?}");
-    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
-        .run_env(
-            &[
-                "release",
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                dist.to_str().unwrap(),
-                "--berth",
-                lite.to_str().unwrap(),
-            ],
-            &[("SOURCE_DATE_EPOCH", EPOCH)],
-        )
-        .expect(0);
-    let bundle = dist.join("ministack-1.0.0.berth-release.tar.zst");
+    let (bundle, public) = berth_tests::ministack_bundle_with(t, &wheel);
     let sbom = |format: &str, out: &Path| {
         berth(&[
             "sbom",
@@ -289,6 +253,7 @@ Copyright (c) demo
 /// fails naming the component and writes no bundle. Allowed, with a reviewed
 /// conclusion, it builds, and the bill of materials says what the vendor concluded.
 #[test]
+#[allow(clippy::too_many_lines)] // two builds, and every document of the second
 fn a_licence_the_policy_denies_fails_the_build_naming_the_component() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();

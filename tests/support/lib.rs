@@ -138,6 +138,52 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
     path
 }
 
+/// A ministack bundle (1.0.0, built in `dir` with `SOURCE_DATE_EPOCH=1700000000`)
+/// whose bundled Python has `wheel` installed, and whose berth is this build's record
+/// of its crates alone (the debug binary cut down to its `.berth-deps` section: the
+/// crates are listed without 300 MB of code). The bundle and its public key file.
+pub fn ministack_bundle_with(dir: &Path, wheel: &Path) -> (PathBuf, String) {
+    let manifest = ministack_at(dir, "1.0.0", |text| {
+        text.replace(
+            "requirements = []",
+            &format!("requirements = [\"{}\"]", wheel.display()),
+        )
+    });
+    let key = dir.join("vendor.key");
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+        .run(&["release", "key", "--out", key.to_str().unwrap()])
+        .expect(0);
+    let dist = dir.join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    let lite = dir.join("berth-lite");
+    let cut = Command::new("objcopy")
+        .args(["--only-section=.berth-deps"])
+        .arg(berth_bin())
+        .arg(&lite)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{cut:?}");
+    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
+        .run_env(
+            &[
+                "release",
+                "build",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                dist.to_str().unwrap(),
+                "--berth",
+                lite.to_str().unwrap(),
+            ],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        )
+        .expect(0);
+    (
+        dist.join("ministack-1.0.0.berth-release.tar.zst"),
+        format!("{}.pub", key.display()),
+    )
+}
+
 /// ministack's `berth.toml` with its system components' RPM names added
 /// (`rpm_packages`), for `berth package rpm`.
 pub fn with_rpm_names(text: &str) -> String {
