@@ -26,13 +26,12 @@ pub struct Request<'a> {
 /// index file `to`.
 pub fn update(loc: &Locate, from: &Path, to: Option<&Path>, json: bool) -> Result<ExitCode> {
     let db = AdvisoryDb::load(from)?;
-    let index = match to {
-        Some(file) => file.to_path_buf(),
-        None => {
-            let paths = berth_lifecycle::instance::open(loc)?.paths;
-            berth_host::fsutil::ensure_dir(&paths.state, 0o700)?;
-            paths.advisories_index()
-        }
+    let index = if let Some(file) = to {
+        file.to_path_buf()
+    } else {
+        let paths = berth_lifecycle::instance::open(loc)?.paths;
+        berth_host::fsutil::ensure_dir(&paths.state, 0o700)?;
+        paths.advisories_index()
     };
     db.write_index(&index)?;
     if json {
