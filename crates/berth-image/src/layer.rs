@@ -302,3 +302,153 @@ impl Read for Exact {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    const EPOCH: u64 = 1_700_000_000;
+
+    fn tree(root: &Path, mtime: u64) {
+        let long = "a-rather-long-directory-name-that-goes-on".repeat(3);
+        for dir in ["b", "a/z", &format!("a/{long}")] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        std::fs::write(root.join("a/z/file"), "z").unwrap();
+        std::fs::write(root.join(format!("a/{long}/file")), "long").unwrap();
+        std::fs::write(root.join("b/old"), "old").unwrap();
+        std::fs::set_permissions(root.join("a.txt"), std::fs::Permissions::from_mode(0o4750))
+            .unwrap();
+        symlink("../a.txt", root.join("b/link")).unwrap();
+        std::fs::hard_link(root.join("a.txt"), root.join("b/hard")).unwrap();
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        for p in ["a.txt", "a/z/file", "a/z", "a", "b"] {
+            std::fs::File::open(root.join(p))
+                .unwrap()
+                .set_modified(at(mtime))
+                .unwrap();
+        }
+        // Older than the build: kept as it is.
+        std::fs::File::open(root.join("b/old"))
+            .unwrap()
+            .set_modified(at(1000))
+            .unwrap();
+    }
+
+    fn layer(root: &Path, owners: Vec<(PathBuf, Owner)>) -> Layer {
+        Layer::from_dir(
+            root,
+            LayerOptions {
+                source_date_epoch: EPOCH,
+                owners,
+                ..LayerOptions::default()
+            },
+        )
+    }
+
+    /// (path, type, mode, uid, gid, mtime) of every entry.
+    fn entries(tar: &[u8]) -> Vec<(String, u8, u32, u64, u64, u64)> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type().as_byte(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_tar_depends_on_the_content_only() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        tree(one.path(), EPOCH + 5);
+        tree(&two.path().join("elsewhere"), EPOCH + 50_000);
+        let a = layer(one.path(), Vec::new()).write_tar(Vec::new()).unwrap();
+        let b = layer(&two.path().join("elsewhere"), Vec::new())
+            .write_tar(Vec::new())
+            .unwrap();
+        assert!(
+            a == b,
+            "two trees with the same content gave different tars"
+        );
+        // No path of the build machine, no pax records (atime, ctime), no owner names.
+        let text = String::from_utf8_lossy(&a);
+        assert!(!text.contains(&*one.path().to_string_lossy()));
+        for e in entries(&a) {
+            assert!(!matches!(e.1, b'x' | b'g'), "pax header in {e:?}");
+        }
+        for e in tar::Archive::new(a.as_slice()).entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().username().unwrap(), Some(""));
+        }
+    }
+
+    #[test]
+    fn entries_are_sorted_owned_and_dated_as_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        tree(tmp.path(), EPOCH + 5);
+        let owners = vec![(
+            PathBuf::from("b"),
+            Owner {
+                uid: 1000,
+                gid: 1000,
+            },
+        )];
+        let tar = layer(tmp.path(), owners).write_tar(Vec::new()).unwrap();
+        let got = entries(&tar);
+        let long = "a-rather-long-directory-name-that-goes-on".repeat(3);
+        let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a",
+                &format!("a/{long}"),
+                &format!("a/{long}/file"),
+                "a/z",
+                "a/z/file",
+                "a.txt",
+                "b",
+                "b/hard",
+                "b/link",
+                "b/old",
+            ]
+        );
+        let by_name = |n: &str| got.iter().find(|e| e.0 == n).unwrap().clone();
+        // Modes kept (setuid too), root by default, clamped to the build's time.
+        assert_eq!(
+            by_name("a.txt"),
+            ("a.txt".into(), b'0', 0o4750, 0, 0, EPOCH)
+        );
+        assert_eq!(by_name("a").1, b'5');
+        // The subtree given to 1000:1000; an older time kept.
+        assert_eq!(
+            by_name("b/old"),
+            ("b/old".into(), b'0', 0o644, 1000, 1000, 1000)
+        );
+        assert_eq!(by_name("b/link").1, b'2');
+        // A hard link is a file of its own.
+        assert_eq!(by_name("b/hard").1, b'0');
+    }
+
+    #[test]
+    fn a_tree_that_is_not_a_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), "").unwrap();
+        let err = layer(&tmp.path().join("f"), Vec::new())
+            .write_tar(Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+}
