@@ -38,7 +38,16 @@ fn main() {
         d["licence_files"] = serde_json::Value::Array(refs);
         crates.push(d);
     }
-    let doc = serde_json::json!({ "format": 1, "crates": crates, "texts": texts });
+    // berth's own licence, for the licence page's berth row.
+    let own = dir.join("../../LICENSE");
+    println!("cargo:rerun-if-changed={}", own.display());
+    let own = std::fs::read_to_string(&own).unwrap_or_default();
+    let doc = serde_json::json!({
+        "format": 1,
+        "crates": crates,
+        "texts": texts,
+        "berth_licence": own,
+    });
     let json = serde_json::to_vec(&doc).expect("plain JSON");
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut z, &json).expect("in memory");

@@ -18,6 +18,8 @@ struct Record {
     format: u32,
     crates: Vec<Recorded>,
     texts: Vec<String>,
+    #[serde(default)]
+    berth_licence: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -37,15 +39,16 @@ struct FileRef {
 }
 
 /// The crates recorded in the berth binary at `path`, as components inside it
-/// (`within`: `berth`). A binary without the section (a berth built before it
-/// existed, or not berth at all) has none; one whose section does not read is an error.
-pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
+/// (`within`: `berth`), and berth's own licence text. A binary without the section (a
+/// berth built before it existed, or not berth at all) has none; one whose section
+/// does not read is an error.
+pub fn of_binary(path: &Path) -> Result<(Vec<Component>, Option<String>), SbomError> {
     let bytes = std::fs::read(path).map_err(SbomError::io("read", path))?;
     let Ok(file) = object::File::parse(&*bytes) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let Some(section) = file.section_by_name(SECTION) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let data = section.data().map_err(|e| SbomError::Input {
         what: format!(
@@ -70,7 +73,8 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
         )));
     }
     let texts = record.texts;
-    record
+    let own = Some(record.berth_licence).filter(|t| !t.is_empty());
+    let crates = record
         .crates
         .into_iter()
         .map(|r| {
@@ -117,5 +121,6 @@ pub fn of_binary(path: &Path) -> Result<Vec<Component>, SbomError> {
                 within: Some("berth".to_owned()),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((crates, own))
 }

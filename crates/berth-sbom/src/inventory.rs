@@ -57,6 +57,7 @@ pub fn of_parts(
 ) -> Result<Inventory, SbomError> {
     let mut components = Vec::new();
     if std::fs::metadata(berth).is_ok_and(|m| m.is_file()) {
+        let (crates, own) = crate::crates::of_binary(berth)?;
         components.push(Component {
             kind: Kind::Application,
             name: "berth".to_owned(),
@@ -65,6 +66,13 @@ pub fn of_parts(
             licence: Licence {
                 expression: Some("Apache-2.0".to_owned()),
                 source: Some("berth".to_owned()),
+                texts: own
+                    .map(|text| LicenceText {
+                        file: "LICENSE".to_owned(),
+                        text,
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Licence::default()
             },
             hashes: vec![Hash {
@@ -76,7 +84,7 @@ pub fn of_parts(
             author: None,
             within: None,
         });
-        components.extend(crate::crates::of_binary(berth)?);
+        components.extend(crates);
     }
     let mut trees: Vec<_> = match std::fs::read_dir(payload) {
         Ok(entries) => entries
