@@ -209,6 +209,7 @@ Copyright (c) demo
         "{:?}",
         text_of("clap")
     );
+    assert!(text_of("berth")[0].contains("Apache License"));
     let html = std::fs::read_to_string(page.join("licences.html")).unwrap();
     assert!(
         html.contains("<td>demo_pkg</td><td>1.2.0</td><td>MIT"),
