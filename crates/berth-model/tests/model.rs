@@ -366,7 +366,7 @@ fn manifest_requirements_are_hashed_all_or_not_at_all() {
     let text = format!(
         "{APP}\n[components.app]\nsource = \"bundled\"\n\
          build = {{ kind = \"python-venv\", python = \">=3.11\", requirements = [\
-         \"--index-url https://pypi.org/simple\", \"six==1.16.0 --hash=sha256:1e61c3\", \
+         \"--index-url https://packages.example/simple\", \"six==1.16.0 --hash=sha256:1e61c3\", \
          \"idna>=3 --hash=sha256:abc\", \"certifi\"] }}\n\n\
          [components.plain]\nsource = \"bundled\"\n\
          build = {{ kind = \"python-venv\", python = \">=3.11\", requirements = [\"netbox==4.7.3\", \"certifi\"] }}\n"
