@@ -165,15 +165,17 @@ fn a_bundles_bill_of_materials_validates_and_lists_what_python_finds() {
     // The licence page: every component of the bill of materials, with its licence
     // texts (the wheel's own file, the crates' files berth's build recorded).
     let page = t.join("page");
-    let r = berth(&[
-        "licences",
-        bundle.to_str().unwrap(),
-        "--public-key",
-        &public,
-        "--out",
-        page.to_str().unwrap(),
-    ])
-    .expect(0);
+    let licences = || {
+        berth(&[
+            "licences",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--out",
+            page.to_str().unwrap(),
+        ])
+    };
+    let r = licences().expect(0);
     assert!(r.stdout.contains("licences.html"), "{}", r.stdout);
     let listed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(page.join("licences.json")).unwrap())
@@ -217,15 +219,7 @@ Copyright (c) demo
     );
     assert!(!html.contains("<script"));
     // Never over what is there.
-    let r = berth(&[
-        "licences",
-        bundle.to_str().unwrap(),
-        "--public-key",
-        &public,
-        "--out",
-        page.to_str().unwrap(),
-    ])
-    .expect(1);
+    let r = licences().expect(1);
     assert!(r.stderr.contains("exists already"), "{}", r.stderr);
 
     // The same bundle gives the same bytes.

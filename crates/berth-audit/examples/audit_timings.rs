@@ -29,7 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{} advisory records", db.advisories().len());
 
-    let tmp = std::env::temp_dir().join(format!("berth-audit-index-{}", std::process::id()));
+    // A directory of its own (removed when dropped): never a guessable name in /tmp.
+    let dir = tempfile::tempdir()?;
+    let tmp = dir.path().join("advisories.idx");
     let t = Instant::now();
     db.write_index(&tmp)?;
     let write = t.elapsed();
@@ -37,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let db = AdvisoryDb::open_index(&tmp)?;
     let open = t.elapsed();
-    std::fs::remove_file(&tmp)?;
+    drop(dir);
 
     // Every package the data knows of, at an old version: the worst case for a scan.
     let mut packages = Vec::new();

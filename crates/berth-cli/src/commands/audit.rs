@@ -79,16 +79,7 @@ pub fn status_summary(loc: &Locate) -> Option<std::result::Result<serde_json::Va
     Some(
         (|| -> Result<serde_json::Value> {
             let db = AdvisoryDb::open_index(&index)?;
-            let (_, packages) = packages(
-                loc,
-                &Request {
-                    target: None,
-                    public_key: None,
-                    db: None,
-                    policy: None,
-                    json: true,
-                },
-            )?;
+            let (_, packages) = instance_packages(&inst)?;
             let findings = berth_audit::scan(&db, &packages);
             let verdict = berth_audit::evaluate(
                 &findings,
@@ -105,6 +96,39 @@ pub fn status_summary(loc: &Locate) -> Option<std::result::Result<serde_json::Va
         })()
         .map_err(|e| format!("{e:#}")),
     )
+}
+
+/// The packages of an inventory a scan can match (PyPI distributions, crates).
+fn inventory_packages(inv: &berth_sbom::Inventory) -> Result<Vec<Package>> {
+    let mut out = Vec::new();
+    for c in &inv.components {
+        if let Some(p) = Package::from_purl(&c.purl)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The installed instance's packages: its own berth and the components of its
+/// release. What it is, for the report.
+fn instance_packages(inst: &berth_lifecycle::Instance) -> Result<(String, Vec<Package>)> {
+    let app = &inst.manifest.manifest.app;
+    let paths = &inst.paths;
+    let inv = berth_sbom::inventory::of_parts(
+        &paths.installed_berth(),
+        &paths.releases().join(&app.version),
+        berth_sbom::Subject {
+            name: app.name.clone(),
+            version: app.version.clone(),
+            summary: None,
+        },
+        0,
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    Ok((
+        format!("{} {} in {}", app.name, app.version, paths.prefix.display()),
+        inventory_packages(&inv)?,
+    ))
 }
 
 /// Scans what `req` names and reports; exit 1 when the policy fails the audit.
@@ -162,34 +186,8 @@ pub fn run(loc: &Locate, req: &Request<'_>) -> Result<ExitCode> {
 
 /// The packages a scan matches: PyPI distributions and crates, from the target.
 fn packages(loc: &Locate, req: &Request<'_>) -> Result<(String, Vec<Package>)> {
-    let inventory_packages = |inv: &berth_sbom::Inventory| -> Result<Vec<Package>> {
-        let mut out = Vec::new();
-        for c in &inv.components {
-            if let Some(p) = Package::from_purl(&c.purl)? {
-                out.push(p);
-            }
-        }
-        Ok(out)
-    };
     let Some(target) = req.target else {
-        let inst = berth_lifecycle::instance::open(loc)?;
-        let app = &inst.manifest.manifest.app;
-        let paths = &inst.paths;
-        let inv = berth_sbom::inventory::of_parts(
-            &paths.installed_berth(),
-            &paths.releases().join(&app.version),
-            berth_sbom::Subject {
-                name: app.name.clone(),
-                version: app.version.clone(),
-                summary: None,
-            },
-            0,
-            env!("CARGO_PKG_VERSION"),
-        )?;
-        return Ok((
-            format!("{} {} in {}", app.name, app.version, paths.prefix.display()),
-            inventory_packages(&inv)?,
-        ));
+        return instance_packages(&berth_lifecycle::instance::open(loc)?);
     };
     let name = target.to_string_lossy();
     if name.ends_with(".tar.zst") {
