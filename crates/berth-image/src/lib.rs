@@ -16,6 +16,7 @@
 //! the next, so an upgrade ships only the layers that changed.
 
 pub mod archive;
+pub mod base;
 pub mod config;
 pub mod digest;
 pub mod json;
@@ -25,6 +26,7 @@ pub mod layout;
 use std::path::PathBuf;
 
 pub use archive::{write_docker_archive, write_oci_archive};
+pub use base::{BaseSpec, base_key, ensure_base};
 pub use config::{Healthcheck, ImageConfig};
 pub use layer::{Layer, LayerOptions, Owner, Ownership, WrittenLayer};
 pub use layout::{Written, write_layout};
@@ -71,6 +73,22 @@ pub enum ImageError {
     #[error("{what}")]
     Invalid {
         /// What is wrong and what to do.
+        what: String,
+    },
+    /// A tool berth runs failed (or could not start).
+    #[error("`{command}` failed ({status}){}", if output.is_empty() { String::new() } else { format!(":\n{output}") })]
+    Tool {
+        /// The command line.
+        command: String,
+        /// Its exit status, or why it could not start.
+        status: String,
+        /// The end of its output.
+        output: String,
+    },
+    /// Something needs root and berth is not root.
+    #[error("{what}")]
+    NotRoot {
+        /// What needs it and what to do.
         what: String,
     },
 }
