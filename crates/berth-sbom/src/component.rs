@@ -59,6 +59,11 @@ pub struct Component {
     pub author: Option<String>,
     /// The bundled component it is part of (`payload/<name>/`), if any.
     pub within: Option<String>,
+    /// Who supplies it, as `Name <address>` (a Debian package's maintainer).
+    pub supplier: Option<String>,
+    /// The package URL of the source it is built from (a Debian source package:
+    /// `pkg:deb/debian/postgresql-15@15.13-0%2Bdeb12u1?arch=source&distro=debian-12`).
+    pub source: Option<String>,
 }
 
 impl Component {
@@ -70,6 +75,19 @@ impl Component {
             None => self.purl.clone(),
         }
     }
+}
+
+/// `Name <address>` (a Debian `Maintainer:`) as its name and address; text without an
+/// address in angle brackets is all name.
+pub fn name_and_address(s: &str) -> (&str, Option<&str>) {
+    if let Some((name, rest)) = s.split_once('<')
+        && let Some(addr) = rest.strip_suffix('>')
+        && addr.contains('@')
+        && !name.trim().is_empty()
+    {
+        return (name.trim(), Some(addr.trim()));
+    }
+    (s.trim(), None)
 }
 
 /// A bill of materials, before it is written in a format.

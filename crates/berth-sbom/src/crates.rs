@@ -119,6 +119,8 @@ pub fn of_binary(path: &Path) -> Result<(Vec<Component>, Option<String>), SbomEr
                 homepage: None,
                 author: None,
                 within: Some("berth".to_owned()),
+                supplier: None,
+                source: None,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

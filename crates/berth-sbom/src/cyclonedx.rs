@@ -1,7 +1,8 @@
 //! CycloneDX 1.6, JSON: the metadata names the app as the component described and
 //! berth as the tool; every component carries its package URL, licence (an SPDX
-//! expression, or the component's own words as a licence name), hashes and, as a
-//! `berth:component` property, the bundled component it is in.
+//! expression, or the component's own words as a licence name), hashes, its supplier
+//! and, as properties, the bundled component it is in (`berth:component`) and the
+//! package URL of its source (`berth:source`).
 
 use serde_json::{Value, json};
 
@@ -79,6 +80,13 @@ fn component(c: &Component) -> Value {
     if let Some(a) = &c.author {
         v["author"] = json!(a);
     }
+    if let Some(s) = &c.supplier {
+        let (name, email) = crate::component::name_and_address(s);
+        v["supplier"] = match email {
+            Some(e) => json!({ "name": name, "contact": [{ "email": e }] }),
+            None => json!({ "name": name }),
+        };
+    }
     if let Some(h) = &c.homepage {
         v["externalReferences"] = json!([{ "type": "website", "url": h }]);
     }
@@ -88,6 +96,9 @@ fn component(c: &Component) -> Value {
     }
     if let Some(s) = &c.licence.source {
         properties.push(json!({ "name": "berth:licence-source", "value": s }));
+    }
+    if let Some(s) = &c.source {
+        properties.push(json!({ "name": "berth:source", "value": s }));
     }
     if c.licence.concluded.is_some() {
         let declared = c

@@ -83,6 +83,8 @@ pub fn of_parts(
             homepage: None,
             author: None,
             within: None,
+            supplier: None,
+            source: None,
         });
         components.extend(crates);
     }
@@ -144,6 +146,8 @@ fn python_tree(within: &str, tree: &Path) -> Result<Vec<Component>, SbomError> {
             homepage: Some("https://www.python.org/".to_owned()),
             author: Some("Python Software Foundation".to_owned()),
             within: Some(within.to_owned()),
+            supplier: None,
+            source: None,
         });
     }
     let wheels = wheel_hashes(tree)?;
@@ -174,6 +178,8 @@ fn python_tree(within: &str, tree: &Path) -> Result<Vec<Component>, SbomError> {
                 homepage: d.homepage,
                 author: d.author,
                 within: Some(within.to_owned()),
+                supplier: None,
+                source: None,
             });
         }
     }

@@ -12,6 +12,7 @@
 pub mod component;
 pub mod crates;
 pub mod cyclonedx;
+pub mod dpkg;
 pub mod inventory;
 pub mod licence;
 pub mod licences;

@@ -180,6 +180,8 @@ mod tests {
             homepage: None,
             author: None,
             within: Some("app".to_owned()),
+            supplier: None,
+            source: None,
         }
     }
 

@@ -126,6 +126,16 @@ fn package(c: &Component, id: &str) -> Value {
     if let Some(a) = &c.author {
         v["originator"] = json!(format!("Person: {a}"));
     }
+    if let Some(s) = &c.supplier {
+        let (name, email) = crate::component::name_and_address(s);
+        v["supplier"] = json!(match email {
+            Some(e) => format!("Person: {name} ({e})"),
+            None => format!("Person: {name}"),
+        });
+    }
+    if let Some(s) = &c.source {
+        v["sourceInfo"] = json!(format!("built from the source package {s}"));
+    }
     if let Some(w) = &c.within {
         v["comment"] = json!(format!("In the bundled component `{w}`."));
     }
