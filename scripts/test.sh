@@ -23,10 +23,11 @@ trap run_on_exit EXIT
 # they are installed into with apt-get (binutils: objcopy strips the berth it ships);
 # rpm and rpmlint read back the .rpm packages, and dnf the yum repositories;
 # diffoscope compares two builds that must be the same bytes.
-# skopeo and umoci read back the OCI images berth-image writes (layout and archives).
+# skopeo and umoci read back the OCI images berth-image writes (layout and archives);
+# podman (with runc: crun fails on this kernel's rlimits) runs the images berth builds.
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
-  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci)
+  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

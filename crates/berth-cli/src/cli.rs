@@ -147,6 +147,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Build container images of a release bundle: one per service, without a daemon.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// What runs inside the images: a service in the foreground, a hook, a health check.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Show every service: state, pid, uptime, restarts, last exit, readiness.
     Status {
         /// Machine-readable output.
@@ -609,4 +615,65 @@ mod tests {
     fn the_command_line_is_well_formed() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
+}
+
+/// `berth image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build one image per service of a release bundle into an OCI image layout: a
+    /// Debian 12 base with the service's packages, berth, the bundled components and
+    /// the instance's skeleton, each a layer; reproducible from the bundle alone.
+    Build {
+        /// The release bundle.
+        bundle: PathBuf,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: String,
+        /// The OCI image layout to write (made if missing; images already in it stay).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only this service's image (repeat for more) [default: every service].
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Also write the layout as one `oci-archive` file.
+        #[arg(long, value_name = "FILE")]
+        oci_archive: Option<PathBuf>,
+        /// Also write each image as a `docker-archive` (`docker load`, `podman load`)
+        /// into this directory, as `<app>-<service>-<version>.docker.tar`.
+        #[arg(long, value_name = "DIR")]
+        docker_archives: Option<PathBuf>,
+        /// Where the Debian base roots are kept between builds.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "/var/cache/berth/image-bases"
+        )]
+        cache: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `berth container …`: the entry point of the images `berth image build` makes.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Render the service's config and run it in the foreground, as the container's
+    /// first process (the image's default command).
+    Run {
+        /// The service.
+        service: String,
+    },
+    /// Run one lifecycle hook (`migrate`, `initdb`…) in the foreground and exit with
+    /// its status.
+    Hook {
+        /// The hook.
+        hook: String,
+    },
+    /// Probe the service's readiness once: exit 0 when ready (the image's health check).
+    Ready {
+        /// The service.
+        service: String,
+    },
 }

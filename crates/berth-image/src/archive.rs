@@ -75,25 +75,14 @@ pub fn write_docker_archive(
         repo_tags: vec![repo_tag.to_owned()],
         layers: manifest.layers.iter().map(as_path).collect(),
     }];
-    let one = Index {
-        schema_version: 2,
-        media_type: crate::MEDIA_INDEX.to_owned(),
-        manifests: vec![entry.clone()],
-    };
-    let files = vec![
-        (
-            "index.json".to_owned(),
-            Content::Bytes(crate::json::to_vec(&one)),
-        ),
-        (
-            "manifest.json".to_owned(),
-            Content::Bytes(crate::json::to_vec(&docker)),
-        ),
-        (
-            "oci-layout".to_owned(),
-            Content::Bytes(br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-        ),
-    ];
+    // Only `manifest.json`, no `index.json` or `oci-layout` beside it (which Docker 25
+    // also writes): `podman load` reads a tar that has them as an `oci-archive`, naming
+    // the image after the layout's tag and dropping its health check. Every `docker
+    // load` reads this form.
+    let files = vec![(
+        "manifest.json".to_owned(),
+        Content::Bytes(crate::json::to_vec(&docker)),
+    )];
     write_tar(&root, &blobs, &files, out_file)
 }
 

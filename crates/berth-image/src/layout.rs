@@ -47,6 +47,9 @@ pub struct Descriptor {
     /// Annotations (the tag, in `index.json`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// What kind of artifact a referrer manifest it points at carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -56,6 +59,7 @@ impl Descriptor {
             digest: digest.to_owned(),
             size,
             annotations: std::collections::BTreeMap::new(),
+            artifact_type: None,
         }
     }
 }
@@ -72,6 +76,15 @@ pub struct Manifest {
     pub config: Descriptor,
     /// The layer blobs, the base first.
     pub layers: Vec<Descriptor>,
+    /// For a referrer: what it carries (`application/vnd.cyclonedx+json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// For a referrer: the manifest it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// An image index: the layout's `index.json`.
@@ -120,6 +133,9 @@ pub fn write_layout(
             .iter()
             .map(|l| Descriptor::new(MEDIA_LAYER, &l.digest, l.size))
             .collect(),
+        artifact_type: None,
+        subject: None,
+        annotations: std::collections::BTreeMap::new(),
     };
     let manifest_json = crate::json::to_vec(&manifest);
     let manifest_digest = write_blob(&blobs, &manifest_json)?;
@@ -138,12 +154,19 @@ pub fn write_layout(
         .annotations
         .insert(REF_NAME.to_owned(), tag.to_owned());
     index.manifests.push(entry);
-    // Sorted by tag: the same set of images gives the same index, whatever the order
-    // they were written in.
+    write_index(&root, &mut index)?;
+    Ok(Written {
+        manifest_digest,
+        config_digest,
+        layers: written,
+    })
+}
+
+/// Sorted by tag, then digest (referrers have no tag): the same set of images gives the
+/// same index, whatever the order they were written in.
+fn write_index(root: &SafeDir, index: &mut Index) -> Result<()> {
     index.manifests.sort_by(|a, b| {
-        a.annotations
-            .get(REF_NAME)
-            .cmp(&b.annotations.get(REF_NAME))
+        (a.annotations.get(REF_NAME), &a.digest).cmp(&(b.annotations.get(REF_NAME), &b.digest))
     });
     root.write_atomic(
         Path::new("oci-layout"),
@@ -153,15 +176,100 @@ pub fn write_layout(
     )?;
     root.write_atomic(
         Path::new("index.json"),
-        &crate::json::to_vec(&index),
+        &crate::json::to_vec(index),
         0o644,
         None,
     )?;
-    Ok(Written {
-        manifest_digest,
-        config_digest,
-        layers: written,
-    })
+    Ok(())
+}
+
+/// Media type of the empty config of an artifact manifest (its blob is `{}`).
+pub const MEDIA_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// Writes `content` (of media type `artifact_type`) into the layout at `dir` as an OCI
+/// 1.1 referrer of the image whose manifest is `subject_digest`: an artifact manifest
+/// whose `subject` is that image, listed in `index.json` with its `artifactType`, the
+/// way a registry's referrers API lists it (`oras discover`, `cosign`). A referrer of
+/// the same type and subject written before is replaced. Returns the referrer
+/// manifest's digest.
+pub fn write_referrer(
+    dir: &Path,
+    subject_digest: &str,
+    artifact_type: &str,
+    content: &[u8],
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
+    let root = SafeDir::open_trusted(dir)?;
+    let mut index = read_index(&root)?.ok_or_else(|| ImageError::Invalid {
+        what: format!(
+            "`{}` has no index.json: write the image first",
+            dir.display()
+        ),
+    })?;
+    let subject = index
+        .manifests
+        .iter()
+        .find(|m| m.digest == subject_digest && m.artifact_type.is_none())
+        .map(|m| Descriptor::new(&m.media_type, &m.digest, m.size))
+        .ok_or_else(|| ImageError::Invalid {
+            what: format!(
+                "The layout `{}` has no image {subject_digest}: write it first",
+                dir.display()
+            ),
+        })?;
+    let blobs = root.create_dir_all(Path::new("blobs/sha256"), 0o755, None)?;
+    let empty = write_blob(&blobs, b"{}")?;
+    let content_digest = write_blob(&blobs, content)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: MEDIA_MANIFEST.to_owned(),
+        config: Descriptor::new(MEDIA_EMPTY, &empty, 2),
+        layers: vec![Descriptor::new(
+            artifact_type,
+            &content_digest,
+            content.len() as u64,
+        )],
+        artifact_type: Some(artifact_type.to_owned()),
+        subject: Some(subject),
+        annotations: annotations.clone(),
+    };
+    let json = crate::json::to_vec(&manifest);
+    let digest = write_blob(&blobs, &json)?;
+    let mut stale = Vec::new();
+    for m in &index.manifests {
+        if m.artifact_type.as_deref() == Some(artifact_type) {
+            let other = read_manifest(&root, &m.digest)?;
+            if other.subject.as_ref().map(|s| s.digest.as_str()) == Some(subject_digest) {
+                stale.push(m.digest.clone());
+            }
+        }
+    }
+    index.manifests.retain(|m| !stale.contains(&m.digest));
+    let mut entry = Descriptor::new(MEDIA_MANIFEST, &digest, json.len() as u64);
+    entry.artifact_type = Some(artifact_type.to_owned());
+    entry.annotations = annotations.clone();
+    index.manifests.push(entry);
+    write_index(&root, &mut index)?;
+    Ok(digest)
+}
+
+/// The referrers in the layout at `root` of the image `subject_digest`: each one's
+/// manifest digest and manifest.
+pub fn referrers(root: &SafeDir, subject_digest: &str) -> Result<Vec<(String, Manifest)>> {
+    let mut out = Vec::new();
+    for m in read_index(root)?.map(|i| i.manifests).unwrap_or_default() {
+        if m.artifact_type.is_some() {
+            let manifest = read_manifest(root, &m.digest)?;
+            if manifest
+                .subject
+                .as_ref()
+                .is_some_and(|s| s.digest == subject_digest)
+            {
+                out.push((m.digest.clone(), manifest));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The layout's `index.json`, if it has one.

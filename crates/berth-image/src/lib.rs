@@ -29,7 +29,7 @@ pub use archive::{write_docker_archive, write_oci_archive};
 pub use base::{BaseSpec, base_key, ensure_base};
 pub use config::{Healthcheck, ImageConfig};
 pub use layer::{Layer, LayerOptions, Owner, Ownership, WrittenLayer};
-pub use layout::{Written, write_layout};
+pub use layout::{Written, write_layout, write_referrer};
 
 /// Media type of a gzipped layer.
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -12,6 +12,10 @@ pub enum LifecycleError {
     /// The manifest or the site config is invalid (nothing was changed).
     #[error(transparent)]
     Invalid(#[from] berth_model::Diagnostics),
+    /// A setting given through the environment (a container's `BERTH_SET_…`) is not
+    /// one the manifest declares, or cannot be used: the message names it and the fix.
+    #[error("{0}")]
+    Environment(String),
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] berth_render::RenderError),

@@ -166,6 +166,19 @@ pub fn config_path(global: &Locate, prefix: &Path) -> Result<PathBuf> {
 
 /// Locate, load and resolve everything. Pure apart from reading files.
 pub fn open(global: &Locate) -> Result<Instance> {
+    open_amended(global, &|_, name, text| {
+        Ok((name.to_owned(), text.to_owned()))
+    })
+}
+
+/// What [`open_amended`] calls with the manifest, the site config's name and its text
+/// (empty when there is none): the name and text to parse instead.
+pub type SiteAmend<'a> = dyn Fn(&LoadedManifest, &str, &str) -> Result<(String, String)> + 'a;
+
+/// As [`open`], with the site config's text amended by `amend` before it is parsed
+/// (a container's settings from its environment): diagnostics point into the amended
+/// text, under the name `amend` gives it.
+pub fn open_amended(global: &Locate, amend: &SiteAmend<'_>) -> Result<Instance> {
     let facts = berth_host::facts::probe();
     let (prefix, manifest, origin) = locate(global, &facts)?;
     let config_path = config_path(global, &prefix)?;
@@ -185,7 +198,8 @@ pub fn open(global: &Locate) -> Result<Instance> {
         }
         Err(e) => return Err(e.into_diagnostics().into()),
     };
-    let site = berth_model::parse_site(&config_path.display().to_string(), &text, &manifest)?;
+    let (name, text) = amend(&manifest, &config_path.display().to_string(), &text)?;
+    let site = berth_model::parse_site(&name, &text, &manifest)?;
     // The paths first: a setting's `derive` may use them (`paths.data ~ '/images'`).
     let paths = Paths::for_prefix(&prefix, &manifest.manifest.app.version);
     let config = berth_model::resolve_at(

@@ -89,4 +89,4 @@ pub use logs::{
     Follower, LOG_DIR_MODE, LOG_FILE_MODE, LineSink, ServiceLog, last_lines, log_group,
     open_log_file, service_logs,
 };
-pub use probe::http_get_status;
+pub use probe::{http_get_status, probe_service_once};

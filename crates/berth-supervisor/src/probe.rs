@@ -84,6 +84,43 @@ async fn probe_once(probe: &Probe, launch: &Launch) -> Result<(), String> {
     }
 }
 
+/// One attempt of `spec`'s readiness probe from outside the daemon (a container's
+/// health check), its command started as the service would be, with
+/// `BERTH_MAIN_PID` = `main_pid`; given at most `within`. A service without a probe is
+/// ready.
+///
+/// # Errors
+/// What the attempt saw, as a sentence.
+pub fn probe_service_once(
+    spec: &berth_supervisor_protocol::ServiceSpec,
+    main_pid: Option<u32>,
+    within: Duration,
+) -> Result<(), String> {
+    let Some(readiness) = &spec.readiness else {
+        return Ok(());
+    };
+    let mut launch = Launch::service(spec);
+    if let Some(pid) = main_pid {
+        launch
+            .env
+            .insert("BERTH_MAIN_PID".to_owned(), pid.to_string());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("readiness probe: {err}"))?;
+    rt.block_on(async {
+        timeout(within, probe_once(&readiness.probe, &launch))
+            .await
+            .map_err(|_| {
+                format!(
+                    "the probe did not answer within {}",
+                    humantime::format_duration(within)
+                )
+            })?
+    })
+}
+
 /// One GET of `url` from outside the daemon (`berth up` waiting for the app's front
 /// door): the request the readiness probe makes, given at most `within`.
 ///

@@ -6,8 +6,8 @@ use anyhow::Result;
 use berth_lifecycle::Locate;
 
 use crate::cli::{
-    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, PackageCommand, ReleaseCommand,
-    RepoCommand, UpgradeCommand,
+    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, ImageCommand, PackageCommand,
+    ReleaseCommand, RepoCommand, UpgradeCommand,
 };
 use crate::embedded;
 
@@ -16,6 +16,7 @@ mod backup;
 mod config;
 mod control;
 mod history;
+mod image;
 mod release;
 mod repo;
 mod sbom;
@@ -179,6 +180,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
             ),
         },
+        Command::Image(ImageCommand::Build {
+            bundle,
+            public_key,
+            out,
+            services,
+            oci_archive,
+            docker_archives,
+            cache,
+            json,
+        }) => image::build(&image::BuildArgs {
+            bundle: &bundle,
+            key: &public_key,
+            out: &out,
+            services: &services,
+            oci_archive: oci_archive.as_deref(),
+            docker_archives: docker_archives.as_deref(),
+            cache: &cache,
+            json,
+        }),
         Command::Licences {
             bundle,
             public_key,
@@ -266,6 +286,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down { purge } => control::down(&loc, purge),
         Command::History { limit, json } => history::history(&loc, limit, json),
         Command::Supervise { autostart } => control::supervise(&loc, autostart),
+        Command::Container(c) => image::container(&loc, c),
         Command::Backup(BackupCommand::Create { to, prune, json }) => {
             backup::create(&loc, to, prune, json, quiet)
         }

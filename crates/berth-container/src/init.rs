@@ -1,0 +1,255 @@
+//! berth as a container's first process: it starts the service in the foreground and
+//! stays as its parent, so that the runtime's signals mean what the manifest says.
+//! `SIGTERM` and `SIGINT` (the runtime's stop) become the service's own stop signal
+//! (PostgreSQL's `SIGINT`, nginx's `SIGQUIT`), followed by `SIGKILL` of its process
+//! group after its stop timeout; `SIGHUP` becomes its reload signal; `SIGQUIT`,
+//! `SIGUSR1`, `SIGUSR2` and `SIGWINCH` are passed on as they are. As process 1 it also
+//! reaps the orphans the service leaves (what `tini` or `--init` would do). The
+//! container's exit status is the service's (128 + the signal that ended it), and 0
+//! when it stopped because it was asked to.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::{ContainerError, Result};
+
+/// The process to run and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Main {
+    /// What it is (`the web service`), for messages.
+    pub what: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment on top of the clean one berth gives every child.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// What asks it to stop.
+    pub stop_signal: Signal,
+    /// How long it may take before `SIGKILL`.
+    pub stop_timeout: Duration,
+    /// What makes it re-read its config, if anything does.
+    pub reload_signal: Option<Signal>,
+    /// Where its process id is written once it runs (the health check's
+    /// `BERTH_MAIN_PID`).
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The signals berth handles itself; blocked, and taken with `sigtimedwait`.
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// The next of `set`'s signals, waiting at most `within`.
+fn next_signal(set: &SigSet, within: Duration) -> Option<Signal> {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(within.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(within.subsec_nanos().min(999_999_999).cast_signed()),
+    };
+    // SAFETY: a valid signal set and timespec; no siginfo wanted.
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &raw const ts) };
+    if sig <= 0 {
+        return None;
+    }
+    Signal::try_from(sig).ok()
+}
+
+/// Run `main` to its end, as described in the module's documentation. Returns the
+/// exit status the container should end with.
+///
+/// # Errors
+/// It cannot be started (no such program, a bad working directory).
+pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
+    let set = handled();
+    set.thread_block()
+        .map_err(|e| ContainerError::Invalid(format!("block signals: {e}")))?;
+    let (program, args) = main
+        .argv
+        .split_first()
+        .ok_or_else(|| ContainerError::Invalid(format!("{} has an empty command", main.what)))?;
+    let mut cmd = berth_process::ChildCommand::new(program);
+    cmd.args(args)
+        .envs(&main.env)
+        .detach(berth_process::Detach::Group);
+    if let Some(dir) = &main.cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd
+        .build()
+        .map_err(|e| ContainerError::Invalid(format!("{}: {e}", main.what)))?
+        .spawn()
+        .map_err(|source| ContainerError::Io {
+            action: "start",
+            path: PathBuf::from(program),
+            source,
+        })?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    // The std handle must not reap it: `waitpid` below does, with every orphan.
+    std::mem::forget(child);
+    if let Some(file) = &main.pid_file {
+        berth_host::fsutil::write_atomic(file, format!("{pid}\n").as_bytes(), 0o644, None)?;
+    }
+    let mut stop_by: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        if let Some(status) = reap(pid) {
+            // What it started and left behind goes with it.
+            let _ = killpg(pid, Signal::SIGKILL);
+            if let Some(file) = &main.pid_file {
+                let _ = std::fs::remove_file(file);
+            }
+            return Ok(exit_status(status, main, stop_by.is_some(), say));
+        }
+        let wait = match stop_by {
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            None => Duration::from_secs(1),
+        };
+        match next_signal(&set, wait) {
+            Some(Signal::SIGTERM | Signal::SIGINT) if stop_by.is_none() => {
+                say(&format!(
+                    "berth: stopping {} ({}, then SIGKILL after {}s)",
+                    main.what,
+                    main.stop_signal.as_str(),
+                    main.stop_timeout.as_secs()
+                ));
+                let _ = kill(pid, main.stop_signal);
+                stop_by = Some(Instant::now() + main.stop_timeout);
+            }
+            Some(Signal::SIGHUP) => match main.reload_signal {
+                Some(sig) => {
+                    say(&format!(
+                        "berth: reloading {} ({})",
+                        main.what,
+                        sig.as_str()
+                    ));
+                    let _ = kill(pid, sig);
+                }
+                None => say(&format!(
+                    "berth: {} has no reload signal; restart the container to apply a change",
+                    main.what
+                )),
+            },
+            Some(
+                sig @ (Signal::SIGQUIT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH),
+            ) => {
+                let _ = kill(pid, sig);
+            }
+            _ => {}
+        }
+        if let Some(deadline) = stop_by
+            && !killed
+            && Instant::now() >= deadline
+        {
+            say(&format!(
+                "berth: {} did not stop in time: SIGKILL",
+                main.what
+            ));
+            let _ = killpg(pid, Signal::SIGKILL);
+            killed = true;
+        }
+    }
+}
+
+/// Reap every child that ended (orphans included); the main one's status if it did.
+fn reap(main: Pid) -> Option<WaitStatus> {
+    let mut found = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(status) => {
+                if status.pid() == Some(main) {
+                    found = Some(status);
+                }
+            }
+        }
+    }
+}
+
+fn exit_status(
+    status: WaitStatus,
+    main: &Main,
+    asked_to_stop: bool,
+    say: &mut dyn FnMut(&str),
+) -> u8 {
+    match status {
+        WaitStatus::Exited(_, code) => {
+            say(&format!("berth: {} exited with status {code}", main.what));
+            u8::try_from(code).unwrap_or(1)
+        }
+        WaitStatus::Signaled(_, sig, _) => {
+            say(&format!("berth: {} ended by {}", main.what, sig.as_str()));
+            if asked_to_stop && sig == main.stop_signal {
+                0
+            } else {
+                128_u8.saturating_add(u8::try_from(sig as i32).unwrap_or(0))
+            }
+        }
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn main_of(argv: &[&str], stop: Signal) -> Main {
+        Main {
+            what: "the test service".to_owned(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            env: std::collections::BTreeMap::new(),
+            cwd: None,
+            stop_signal: stop,
+            stop_timeout: Duration::from_secs(5),
+            reload_signal: None,
+            pid_file: None,
+        }
+    }
+
+    fn run_quiet(main: &Main) -> Result<u8> {
+        run(main, &mut |_| {})
+    }
+
+    /// One test: `run` reaps every child of the process (`waitpid(-1)`), so two
+    /// running at once in one test binary would take each other's.
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(
+            run_quiet(&main_of(&["/bin/sh", "-c", "exit 7"], Signal::SIGTERM)).unwrap(),
+            7
+        );
+        assert_eq!(
+            run_quiet(&main_of(&["/bin/true"], Signal::SIGTERM)).unwrap(),
+            0
+        );
+        // Ended by a signal: 128 + its number.
+        assert_eq!(
+            run_quiet(&main_of(
+                &["/bin/sh", "-c", "kill -USR1 $$"],
+                Signal::SIGTERM
+            ))
+            .unwrap(),
+            128 + 10
+        );
+        let err = run_quiet(&main_of(&["/nonexistent/prog"], Signal::SIGTERM)).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
+    }
+}
