@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_image::{Layer, LayerOptions, Owner, Ownership, Written};
+use berth_image::{Layer, LayerOptions, Owner, Ownership, Written, WrittenLayer};
 use berth_layout::Paths;
 use berth_lifecycle::Locate;
 
@@ -117,6 +117,14 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
         0o755,
     )?;
 
+    let berth_identity = format!(
+        "berth {}",
+        berth_host::fsutil::sha256_hex(
+            &std::fs::read(input.extracted.join("bin/berth"))
+                .map_err(io("read", &input.extracted.join("bin/berth")))?
+        )
+    );
+
     // Each bundled component once, where a host install puts it; its libraries'
     // packages join the base of each image that runs it.
     let mut payload_trees: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -149,6 +157,7 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
     }
 
     let mut built = Vec::new();
+    let mut payload_written: BTreeMap<String, WrittenLayer> = BTreeMap::new();
     for plan in plans {
         let spec = berth_image::base::BaseSpec {
             suite: "bookworm".to_owned(),
@@ -194,36 +203,55 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
             owners,
             created_by,
         };
+        // The base root and berth do not change between builds: their layers, once
+        // written, are remembered in the cache and not compressed again.
+        let base_memo = memo_path(
+            input.cache,
+            &berth_image::base::base_key(&spec),
+            input.source_date_epoch,
+        );
+        let berth_memo = memo_path(input.cache, &berth_identity, input.source_date_epoch);
         let mut layers = vec![
-            Layer::from_dir(
-                &base_root,
-                opts(
-                    format!(
-                        "berth: Debian 12 (bookworm) with {}",
-                        plan.packages.join(" ")
+            remembered(
+                Layer::from_dir(
+                    &base_root,
+                    opts(
+                        format!(
+                            "berth: Debian 12 (bookworm) with {}",
+                            plan.packages.join(" ")
+                        ),
+                        Ownership::KeepNumeric,
+                        Vec::new(),
                     ),
-                    Ownership::KeepNumeric,
-                    Vec::new(),
                 ),
+                &base_memo,
             ),
-            Layer::from_dir(
-                &berth_tree,
-                opts(
-                    format!("berth: {BERTH_IN_IMAGE}"),
-                    Ownership::Root,
-                    Vec::new(),
+            remembered(
+                Layer::from_dir(
+                    &berth_tree,
+                    opts(
+                        format!("berth: {BERTH_IN_IMAGE}"),
+                        Ownership::Root,
+                        Vec::new(),
+                    ),
                 ),
+                &berth_memo,
             ),
         ];
         for c in &plan.payload {
-            layers.push(Layer::from_dir(
+            let layer = Layer::from_dir(
                 &payload_trees[c],
                 opts(
                     format!("berth: the {c} component of {} {}", app.name, app.version),
                     Ownership::Root,
                     Vec::new(),
                 ),
-            ));
+            );
+            // Written once per build: the next image that runs it reuses the blob.
+            layers.push(match payload_written.get(c) {
+                Some(known) => layer.with_known(known.clone()),
+                None => layer,
+            });
         }
         layers.push(Layer::from_dir(
             &skeleton,
@@ -240,6 +268,11 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
         config.source_date_epoch = input.source_date_epoch;
         say(&format!("{}: writing the image {}", plan.service, plan.tag));
         let written = berth_image::write_layout(input.layout, &layers, &config, &plan.tag)?;
+        remember(&base_memo, &written.layers[0])?;
+        remember(&berth_memo, &written.layers[1])?;
+        for (c, layer) in plan.payload.iter().zip(&written.layers[2..]) {
+            payload_written.insert(c.clone(), layer.clone());
+        }
         let created: BTreeMap<String, String> = [(
             "org.opencontainers.image.created".to_owned(),
             plan.config
@@ -266,6 +299,38 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
         });
     }
     Ok(built)
+}
+
+/// Where the layer of an unchanging tree (`identity`: a base root's key, berth's hash)
+/// written at `epoch` is remembered: in the cache, which is root's alone.
+fn memo_path(cache: &Path, identity: &str, epoch: u64) -> PathBuf {
+    let key =
+        berth_host::fsutil::sha256_hex(format!("{MEMO_FORMAT}\n{identity}\n{epoch}").as_bytes());
+    cache.join("layers").join(format!("{key}.json"))
+}
+
+/// Changed when what a remembered layer depends on changes (the layer format).
+const MEMO_FORMAT: &str = "berth-layer-memo-1";
+
+/// `layer`, with what `memo` remembers of it if anything: the blob is then reused
+/// when the layout has it (its digest checked).
+fn remembered(layer: Layer, memo: &Path) -> Layer {
+    match std::fs::read(memo)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<WrittenLayer>(&b).ok())
+    {
+        Some(known) => layer.with_known(known),
+        None => layer,
+    }
+}
+
+fn remember(memo: &Path, written: &WrittenLayer) -> Result<()> {
+    if let Some(dir) = memo.parent() {
+        berth_host::fsutil::ensure_dir(dir, 0o700)?;
+    }
+    let json = serde_json::to_vec(written).map_err(|e| ContainerError::Invalid(e.to_string()))?;
+    berth_host::fsutil::write_atomic(memo, &json, 0o600, None)?;
+    Ok(())
 }
 
 /// Where an image carries its bills of materials (`<app>-<service>.cdx.json` and

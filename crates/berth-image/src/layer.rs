@@ -72,10 +72,11 @@ pub struct LayerOptions {
 pub struct Layer {
     dir: PathBuf,
     options: LayerOptions,
+    known: Option<WrittenLayer>,
 }
 
 /// A layer written into a layout's `blobs/sha256/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrittenLayer {
     /// `sha256:` of the gzipped blob: what manifests reference.
     pub digest: String,
@@ -93,7 +94,37 @@ impl Layer {
         Self {
             dir: dir.into(),
             options,
+            known: None,
         }
+    }
+
+    /// The same layer, known to have been written as `known` before (recorded by the
+    /// caller for a tree that does not change, such as a cached base root): when the
+    /// layout has that blob already, with that digest, it is not written again.
+    #[must_use]
+    pub fn with_known(mut self, known: WrittenLayer) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// `known`'s blob, when `blobs` has it with the right size and digest.
+    fn reuse(&self, blobs: &SafeDir) -> Result<Option<WrittenLayer>> {
+        let Some(known) = &self.known else {
+            return Ok(None);
+        };
+        if known.created_by != self.options.created_by {
+            return Ok(None);
+        }
+        let name = Path::new(crate::digest::hex_part(&known.digest));
+        match blobs.stat(name)? {
+            Some(st) if st.is_file() && st.size == known.size => {}
+            _ => return Ok(None),
+        }
+        let mut file = blobs.open_file(name)?;
+        let mut hashing = Hashing::new(io::sink());
+        io::copy(&mut file, &mut hashing).map_err(ImageError::io("read", name))?;
+        let (_, digest, _) = hashing.finish();
+        Ok((digest == known.digest).then(|| known.clone()))
     }
 
     /// The tree's directory.
@@ -130,6 +161,9 @@ impl Layer {
     /// kept as it is.
     pub fn write_blob(&self, blobs: &SafeDir) -> Result<WrittenLayer> {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if let Some(known) = self.reuse(blobs)? {
+            return Ok(known);
+        }
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = PathBuf::from(format!(".layer-{}-{n}.partial", std::process::id()));
         let mut failure: Option<ImageError> = None;
