@@ -139,6 +139,56 @@ fn an_old_django_has_its_real_advisories_and_an_ignore_entry_expires() {
     assert!(r.stderr.contains("--public-key"), "{}", r.stderr);
 }
 
+/// The crates compiled into berth match two RustSec advisories (through the `rpm`
+/// crate's `pgp`): a bundle berth builds has exactly those findings against them, and
+/// berth's own policy (`audit-policy.toml`) accepts both, each with its reason.
+#[test]
+fn berths_own_crates_have_the_findings_its_policy_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, public) = bundle_with_django(tmp.path(), "5.1.2");
+    let db = berth_tests::fixture("advisories-berth");
+    let policy = berth_tests::root().join("audit-policy.toml");
+    let audit = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--db",
+            db.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        berth(&args)
+    };
+    let r = audit(&[]).expect(1);
+    assert_eq!(
+        failing_ids(&r.stdout),
+        ["RUSTSEC-2023-0071", "RUSTSEC-2025-0144"],
+        "{}",
+        r.stdout
+    );
+    let r = audit(&["--policy", policy.to_str().unwrap()]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ignored: Vec<&str> = v["verdict"]["ignored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["finding"]["id"]
+                .as_str()
+                .or_else(|| f["id"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ignored.len(), 2, "{}", r.stdout);
+    assert!(
+        v["verdict"]["stale"].as_array().is_none_or(Vec::is_empty),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn a_django_no_advisory_covers_passes() {
     let tmp = tempfile::tempdir().unwrap();
