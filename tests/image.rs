@@ -469,6 +469,18 @@ fn images_are_reproducible_and_run_under_podman() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("did you mean `BERTH_SET_APP_PORT`?"), "{err}");
+    // Not as root.
+    let mut as_root = vec![
+        "run".to_owned(),
+        "--rm".to_owned(),
+        "--user".to_owned(),
+        "0".to_owned(),
+    ];
+    as_root.extend(args(&common("root"), &["localhost/ministack-app:1.0.0"]));
+    let out = run(as_root);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not as root"), "{err}");
 
     let mut app_run = vec!["run".to_owned(), "-d".to_owned()];
     app_run.extend(args(&common("app"), &["localhost/ministack-app:1.0.0"]));

@@ -37,6 +37,9 @@ pub struct Main {
     /// Where its process id is written once it runs (the health check's
     /// `BERTH_MAIN_PID`).
     pub pid_file: Option<PathBuf>,
+    /// How long it may run at all (a hook's `timeout`): then it is stopped as if the
+    /// runtime had asked, and the exit status says it failed.
+    pub run_timeout: Option<Duration>,
 }
 
 /// The signals berth handles itself; blocked, and taken with `sigtimedwait`.
@@ -108,6 +111,8 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
     }
     let mut stop_by: Option<Instant> = None;
     let mut killed = false;
+    let mut timed_out = false;
+    let ends_by = main.run_timeout.map(|t| Instant::now() + t);
     loop {
         if let Some(status) = reap(pid) {
             // What it started and left behind goes with it.
@@ -115,7 +120,22 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
             if let Some(file) = &main.pid_file {
                 let _ = std::fs::remove_file(file);
             }
-            return Ok(exit_status(status, main, stop_by.is_some(), say));
+            let code = exit_status(status, main, stop_by.is_some() && !timed_out, say);
+            return Ok(if timed_out { code.max(1) } else { code });
+        }
+        if let Some(end) = ends_by
+            && stop_by.is_none()
+            && Instant::now() >= end
+        {
+            say(&format!(
+                "berth: {} ran past its timeout of {}s: stopping it ({})",
+                main.what,
+                main.run_timeout.unwrap_or_default().as_secs(),
+                main.stop_signal.as_str()
+            ));
+            let _ = kill(pid, main.stop_signal);
+            stop_by = Some(Instant::now() + main.stop_timeout);
+            timed_out = true;
         }
         let wait = match stop_by {
             Some(deadline) => deadline
@@ -123,37 +143,8 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
-        match next_signal(&set, wait) {
-            Some(Signal::SIGTERM | Signal::SIGINT) if stop_by.is_none() => {
-                say(&format!(
-                    "berth: stopping {} ({}, then SIGKILL after {}s)",
-                    main.what,
-                    main.stop_signal.as_str(),
-                    main.stop_timeout.as_secs()
-                ));
-                let _ = kill(pid, main.stop_signal);
-                stop_by = Some(Instant::now() + main.stop_timeout);
-            }
-            Some(Signal::SIGHUP) => match main.reload_signal {
-                Some(sig) => {
-                    say(&format!(
-                        "berth: reloading {} ({})",
-                        main.what,
-                        sig.as_str()
-                    ));
-                    let _ = kill(pid, sig);
-                }
-                None => say(&format!(
-                    "berth: {} has no reload signal; restart the container to apply a change",
-                    main.what
-                )),
-            },
-            Some(
-                sig @ (Signal::SIGQUIT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH),
-            ) => {
-                let _ = kill(pid, sig);
-            }
-            _ => {}
+        if let Some(sig) = next_signal(&set, wait) {
+            pass_on(sig, main, pid, &mut stop_by, say);
         }
         if let Some(deadline) = stop_by
             && !killed
@@ -166,6 +157,47 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
             let _ = killpg(pid, Signal::SIGKILL);
             killed = true;
         }
+    }
+}
+
+/// What a signal berth received means for the service: its stop (once), its reload,
+/// or the signal itself. `SIGCHLD` only wakes the loop up.
+fn pass_on(
+    sig: Signal,
+    main: &Main,
+    pid: Pid,
+    stop_by: &mut Option<Instant>,
+    say: &mut dyn FnMut(&str),
+) {
+    match sig {
+        Signal::SIGTERM | Signal::SIGINT if stop_by.is_none() => {
+            say(&format!(
+                "berth: stopping {} ({}, then SIGKILL after {}s)",
+                main.what,
+                main.stop_signal.as_str(),
+                main.stop_timeout.as_secs()
+            ));
+            let _ = kill(pid, main.stop_signal);
+            *stop_by = Some(Instant::now() + main.stop_timeout);
+        }
+        Signal::SIGHUP => match main.reload_signal {
+            Some(reload) => {
+                say(&format!(
+                    "berth: reloading {} ({})",
+                    main.what,
+                    reload.as_str()
+                ));
+                let _ = kill(pid, reload);
+            }
+            None => say(&format!(
+                "berth: {} has no reload signal; restart the container to apply a change",
+                main.what
+            )),
+        },
+        Signal::SIGQUIT | Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH => {
+            let _ = kill(pid, sig);
+        }
+        _ => {}
     }
 }
 
@@ -221,6 +253,7 @@ mod tests {
             stop_timeout: Duration::from_secs(5),
             reload_signal: None,
             pid_file: None,
+            run_timeout: None,
         }
     }
 
@@ -251,5 +284,19 @@ mod tests {
         );
         let err = run_quiet(&main_of(&["/nonexistent/prog"], Signal::SIGTERM)).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
+        // Past its run timeout it is stopped (its stop signal, then SIGKILL of its
+        // group), and that is a failure.
+        let mut slow = main_of(
+            &["/bin/sh", "-c", "trap '' TERM; sleep 30"],
+            Signal::SIGTERM,
+        );
+        slow.run_timeout = Some(Duration::from_millis(300));
+        slow.stop_timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        assert_eq!(run_quiet(&slow).unwrap(), 128 + 9);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let mut stops = main_of(&["/bin/sleep", "30"], Signal::SIGTERM);
+        stops.run_timeout = Some(Duration::from_millis(300));
+        assert_eq!(run_quiet(&stops).unwrap(), 128 + 15);
     }
 }

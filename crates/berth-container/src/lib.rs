@@ -109,6 +109,7 @@ pub fn run_service(opts: &Options, service: &str, say: &mut dyn FnMut(&str)) -> 
         env: spec.env,
         cwd: spec.cwd,
         pid_file: Some(main_pid_file(&prepared)),
+        run_timeout: None,
         what,
     };
     init::run(&main, say)
@@ -135,6 +136,7 @@ pub fn run_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Result
         stop_timeout: Duration::from_secs(10),
         reload_signal: None,
         pid_file: None,
+        run_timeout: Some(spec.timeout),
     };
     init::run(&main, say)
 }

@@ -61,6 +61,15 @@ pub struct Prepared {
 /// The manifest or site config is invalid, a setting variable is unknown, a secret it
 /// uses is missing or invalid, or `what` is not in the manifest.
 pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
+    // As root, berth would make the service users a host install makes; an image has
+    // its one user already, and its files are that user's.
+    if nix::unistd::geteuid().is_root() {
+        return Err(ContainerError::Invalid(format!(
+            "berth container runs as the image's service user ({}), not as root: run the \
+             container without `--user 0` (or `runAsUser: 0`)",
+            crate::SERVICE_UID
+        )));
+    }
     let vars = opts.vars.clone();
     let instance = berth_lifecycle::instance::open_amended(&opts.locate, &|m, name, text| {
         settings::amend(&m.manifest, name, text, &vars)
