@@ -116,10 +116,13 @@ for s in $SERVICES; do
   tags+=("bench-$s")
 done
 PODMAN_BUILD=$(secs "$t")
+# podman saves one image per oci-archive: one file each, their sizes summed.
 t=$(now)
-podman_ save --format oci-archive -o "$WORK/podman.oci.tar" "${tags[@]}" 2>/dev/null ||
-  podman_ save --format oci-archive -o "$WORK/podman.oci.tar" "${tags[0]}"
+for tag in "${tags[@]}"; do
+  podman_ save --format oci-archive -o "$WORK/podman-$tag.oci.tar" "$tag"
+done
 PODMAN_SAVE=$(secs "$t")
+PODMAN_BYTES=$(cat "$WORK"/podman-*.oci.tar | wc -c)
 
 echo "== 4. app-only change, built into the warm layout" >&2
 t=$(now)
@@ -128,9 +131,10 @@ t=$(now)
 CHANGED_SECS=$(secs "$t")
 
 python3 - "$WORK" "$COMMAND_LINE" "$BUILD" "$COLD" "$WARM" "$PODMAN_BUILD" "$PODMAN_SAVE" \
-  "$CHANGED_SECS" "$(podman --version)" >"$ROOT/benches/RESULTS-image.md" <<'PY'
+  "$CHANGED_SECS" "$(podman --version)" "$PODMAN_BYTES" "$("$BERTH" --version)" \
+  >"$ROOT/benches/RESULTS-image.md" <<'PY'
 import json, os, subprocess, sys
-work, command, build, cold, warm, pbuild, psave, changed, podman = sys.argv[1:]
+work, command, build, cold, warm, pbuild, psave, changed, podman, pbytes, version = sys.argv[1:]
 w = json.load(open(os.path.join(work, "warm.json")))
 c = json.load(open(os.path.join(work, "changed.json")))
 when = subprocess.run(["date", "-u", "+%Y-%m-%d %H:%M UTC"], capture_output=True, text=True).stdout.strip()
@@ -139,7 +143,7 @@ mb = lambda n: f"{n / 1e6:.1f} MB"
 size = lambda p: os.path.getsize(os.path.join(work, p))
 print(f"""# Image build benchmark
 
-Command: `{command}` ({build} of berth; {podman}). {os.cpu_count()} CPUs ({cpu}); run on
+Command: `{command}` ({build}: {version}; {podman}). {os.cpu_count()} CPUs ({cpu}); run on
 {when}, load average at the start {os.environ.get("BENCH_LOAD", "?")}. One run each:
 the builds take minutes.
 
@@ -150,12 +154,14 @@ the builds take minutes.
 | 1. `berth image build`, cold (mmdebstrap makes the base roots) | {cold} s |
 | 2. `berth image build`, base roots cached (layout + `--oci-archive`) | {warm} s |
 | 3. `podman build` of the same layers (one `ADD` per layer), fresh storage | {pbuild} s |
-|    then `podman save --format oci-archive` | {psave} s |
+| 3. then `podman save --format oci-archive`, one per image | {psave} s |
 | 3. podman in all | {float(pbuild) + float(psave):.1f} s |
 | 4. `berth image build` of the app-only change into the layout of 2 | {changed} s |
 
 berth (2) against podman (3): {float(warm) / (float(pbuild) + float(psave)):.2f}x the time.
-The archives: berth's `oci-archive` {mb(size("warm.oci.tar"))}, podman's {mb(size("podman.oci.tar"))}.
+The archives: berth's one `oci-archive` of the layout (both images, shared blobs once,
+and their bills of materials) {mb(size("warm.oci.tar"))}; podman's, one per image,
+{mb(int(pbytes))} in all.
 
 Images (2):
 
