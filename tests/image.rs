@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use berth_tests::Berth;
 
-const EPOCH: &str = "1700000000";
 const PG_PORT: &str = "56601";
 const APP_PORT: &str = "56602";
 
@@ -25,39 +24,7 @@ const APP_PORT: &str = "56602";
 /// (the images run it).
 fn bundle(dir: &Path) -> (PathBuf, String) {
     let manifest = berth_tests::ministack_at(dir, "1.0.0", |t| t);
-    let key = dir.join("vendor.key");
-    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
-        .run(&["release", "key", "--out", key.to_str().unwrap()])
-        .expect(0);
-    let berth = dir.join("berth-stripped");
-    let out = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(berth_tests::berth_bin())
-        .arg(&berth)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let dist = dir.join("dist");
-    std::fs::create_dir(&dist).unwrap();
-    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
-        .run_env(
-            &[
-                "release",
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                dist.to_str().unwrap(),
-                "--berth",
-                berth.to_str().unwrap(),
-            ],
-            &[("SOURCE_DATE_EPOCH", EPOCH)],
-        )
-        .expect(0);
-    (
-        dist.join("ministack-1.0.0.berth-release.tar.zst"),
-        format!("{}.pub", key.display()),
-    )
+    berth_tests::ministack_bundle_of(dir, &manifest, &["--strip-debug"])
 }
 
 fn image_build(
@@ -291,25 +258,7 @@ fn images_are_reproducible_and_run_under_podman() {
     std::fs::write(&cdx, referrer(app_digest, "application/vnd.cyclonedx+json")).unwrap();
     let spdx = t.join("app.spdx.json");
     std::fs::write(&spdx, referrer(app_digest, "application/spdx+json")).unwrap();
-    let check = Command::new(berth_tests::test_tool("python"))
-        .arg("-c")
-        .arg(
-            "import sys\n\
-             from cyclonedx.validation.json import JsonStrictValidator\n\
-             from cyclonedx.schema import SchemaVersion\n\
-             e = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
-             sys.exit(str(e).splitlines()[0] if e else 0)\n",
-        )
-        .arg(&cdx)
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{check:?}");
-    let check = Command::new(berth_tests::test_tool("pyspdxtools"))
-        .arg("-i")
-        .arg(&spdx)
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{check:?}");
+    berth_tests::assert_valid_boms(&cdx, &spdx);
     let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
     let listed = |prefix: &str| -> Vec<String> {
         let mut v: Vec<String> = bom["components"]

@@ -149,21 +149,33 @@ pub fn ministack_bundle_with(dir: &Path, wheel: &Path) -> (PathBuf, String) {
             &format!("requirements = [\"{}\"]", wheel.display()),
         )
     });
+    ministack_bundle_of(dir, &manifest, &["--only-section=.berth-deps"])
+}
+
+/// A bundle of the ministack manifest in `manifest`, built in `dir` as
+/// [`ministack_bundle_with`] does, its berth this build's cut by `objcopy` with
+/// `objcopy_args` (`--strip-debug` for a berth that runs, in images). The bundle and
+/// its public key file.
+pub fn ministack_bundle_of(
+    dir: &Path,
+    manifest: &Path,
+    objcopy_args: &[&str],
+) -> (PathBuf, String) {
     let key = dir.join("vendor.key");
     Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
         .run(&["release", "key", "--out", key.to_str().unwrap()])
         .expect(0);
     let dist = dir.join("dist");
     std::fs::create_dir(&dist).unwrap();
-    let lite = dir.join("berth-lite");
+    let cut_berth = dir.join("berth-cut");
     let cut = Command::new("objcopy")
-        .args(["--only-section=.berth-deps"])
+        .args(objcopy_args)
         .arg(berth_bin())
-        .arg(&lite)
+        .arg(&cut_berth)
         .output()
         .unwrap();
     assert!(cut.status.success(), "{cut:?}");
-    Berth::new(Path::new("/nonexistent-prefix"), &manifest)
+    Berth::new(Path::new("/nonexistent-prefix"), manifest)
         .run_env(
             &[
                 "release",
@@ -173,7 +185,7 @@ pub fn ministack_bundle_with(dir: &Path, wheel: &Path) -> (PathBuf, String) {
                 "--out",
                 dist.to_str().unwrap(),
                 "--berth",
-                lite.to_str().unwrap(),
+                cut_berth.to_str().unwrap(),
             ],
             &[("SOURCE_DATE_EPOCH", "1700000000")],
         )
@@ -182,6 +194,30 @@ pub fn ministack_bundle_with(dir: &Path, wheel: &Path) -> (PathBuf, String) {
         dist.join("ministack-1.0.0.berth-release.tar.zst"),
         format!("{}.pub", key.display()),
     )
+}
+
+/// Checks `cdx` with CycloneDX's own validator (the 1.6 JSON schema, strict) and
+/// `spdx` with SPDX's tools, both from the test tools' virtualenv.
+pub fn assert_valid_boms(cdx: &Path, spdx: &Path) {
+    let check = Command::new(test_tool("python"))
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             from cyclonedx.schema import SchemaVersion\n\
+             e = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
+             sys.exit(str(e).splitlines()[0] if e else 0)\n",
+        )
+        .arg(cdx)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}: {check:?}", cdx.display());
+    let check = Command::new(test_tool("pyspdxtools"))
+        .arg("-i")
+        .arg(spdx)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}: {check:?}", spdx.display());
 }
 
 /// ministack's `berth.toml` with its system components' RPM names added
