@@ -44,8 +44,6 @@ pub struct BuiltImage {
     pub plan: RolePlan,
     /// Its digests and layers.
     pub written: Written,
-    /// The base root it was made on (for its bill of materials).
-    pub base_root: PathBuf,
 }
 
 /// The prefix an app's images put the instance at: the one a root install uses.
@@ -82,15 +80,7 @@ pub fn plans(extracted: &Path, only: &[String], source_date_epoch: u64) -> Resul
     .into_iter()
     .map(|s| (s.name, "secret".to_owned()))
     .collect();
-    let state = berth_render::render(&berth_render::RenderInput {
-        manifest: &instance.manifest,
-        config: &instance.config,
-        facts: &instance.facts,
-        secrets: &secrets,
-        paths: &instance.paths,
-        users: &instance.users,
-    })
-    .map_err(berth_lifecycle::LifecycleError::from)?;
+    let state = crate::render(&instance, &secrets)?;
     crate::plan::plan(&instance.manifest, &state, only, source_date_epoch)
         .map_err(ContainerError::Invalid)
 }
@@ -137,8 +127,12 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
             let src = input.extracted.join("payload").join(c);
             let tree = work.join(format!("payload-{c}"));
             let dest = tree.join(relative(&paths.bundle_dir(c)));
-            mkdir(dest.parent().unwrap_or(&tree))?;
-            std::fs::rename(&src, &dest).map_err(io("move the built component", &src))?;
+            let dest_parent = dest.parent().unwrap_or(&tree);
+            mkdir(dest_parent)?;
+            // Both directories are this build's own scratch; the move is by descriptors.
+            let (from, name) = berth_host::beneath::in_parent(&src)?;
+            let to = berth_host::beneath::SafeDir::open_trusted(dest_parent)?;
+            from.rename(&name, &to, Path::new(c))?;
             say(&format!(
                 "Finding the Debian packages of {c}'s shared libraries"
             ));
@@ -292,11 +286,7 @@ pub fn build(input: &BuildInput<'_>, say: &mut dyn FnMut(&str)) -> Result<Vec<Bu
                 &created,
             )?;
         }
-        built.push(BuiltImage {
-            plan,
-            written,
-            base_root,
-        });
+        built.push(BuiltImage { plan, written });
     }
     Ok(built)
 }
@@ -473,7 +463,7 @@ fn io(action: &'static str, path: &Path) -> impl Fn(std::io::Error) -> Container
 }
 
 fn mkdir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io("create the directory", dir))
+    Ok(berth_host::fsutil::ensure_dir(dir, 0o755)?)
 }
 
 fn copy_file(src: &Path, dest: &Path, mode: u32) -> Result<()> {

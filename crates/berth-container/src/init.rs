@@ -118,7 +118,7 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
             // What it started and left behind goes with it.
             let _ = killpg(pid, Signal::SIGKILL);
             if let Some(file) = &main.pid_file {
-                let _ = std::fs::remove_file(file);
+                let _ = berth_host::fsutil::remove_file_if_exists(file);
             }
             let code = exit_status(status, main, stop_by.is_some() && !timed_out, say);
             return Ok(if timed_out { code.max(1) } else { code });

@@ -70,6 +70,24 @@ pub enum ContainerError {
 /// What this crate's functions return.
 pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
 
+/// The instance's desired state, as on a host but without asking dpkg for package
+/// versions: in an image they only feed `when = "change"` hooks, which the
+/// orchestrator runs, and a health check renders every 30 seconds.
+fn render(
+    instance: &berth_lifecycle::Instance,
+    secrets: &std::collections::BTreeMap<String, String>,
+) -> Result<berth_render::DesiredState> {
+    berth_render::render(&berth_render::RenderInput {
+        manifest: &instance.manifest,
+        config: &instance.config,
+        facts: &instance.facts,
+        secrets,
+        paths: &instance.paths,
+        users: &instance.users,
+    })
+    .map_err(|e| berth_lifecycle::LifecycleError::from(e).into())
+}
+
 fn signal(name: &str, what: &str) -> Result<nix::sys::signal::Signal> {
     nix::sys::signal::Signal::from_str(name)
         .map_err(|_| ContainerError::Invalid(format!("{what}: `{name}` is not a signal")))

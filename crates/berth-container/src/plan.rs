@@ -42,6 +42,28 @@ pub struct RolePlan {
     pub config: ImageConfig,
 }
 
+/// The rendered files of `component` in `state`: those it owns, and those only rendered
+/// while it is enabled.
+pub fn component_files<'a>(
+    m: &berth_model::Manifest,
+    state: &'a DesiredState,
+    component: &str,
+) -> Vec<&'a berth_render::FileSpec> {
+    let wanted: Vec<std::path::PathBuf> = m
+        .files
+        .iter()
+        .filter(|f| {
+            f.owner.as_deref() == Some(component) || f.component.as_deref() == Some(component)
+        })
+        .map(|f| state.paths.etc.join(&f.path))
+        .collect();
+    state
+        .files
+        .iter()
+        .filter(|f| wanted.contains(&f.path))
+        .collect()
+}
+
 /// The texts of `state` a service's process sees or runs.
 fn texts_of<'a>(state: &'a DesiredState, service: &str, files_of: &[&'a str]) -> Vec<&'a str> {
     let mut out: Vec<&str> = files_of.to_vec();
@@ -86,18 +108,9 @@ pub fn plan(
             continue; // its component is turned off
         }
         let own = &decl.component;
-        let file_texts: Vec<&str> = m
-            .files
-            .iter()
-            .filter(|f| f.owner.as_deref() == Some(own) || f.component.as_deref() == Some(own))
-            .filter_map(|f| {
-                let path = paths.etc.join(&f.path);
-                state
-                    .files
-                    .iter()
-                    .find(|s| s.path == path)
-                    .map(|s| s.content.as_str())
-            })
+        let file_texts: Vec<&str> = component_files(m, state, own)
+            .into_iter()
+            .map(|f| f.content.as_str())
             .collect();
         let texts = texts_of(state, name, &file_texts);
         let names = |needle: &str| !needle.is_empty() && texts.iter().any(|t| t.contains(needle));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berth_lifecycle::{Instance, Locate};
-use berth_render::{DesiredState, FileSpec, HookSpec};
+use berth_render::{FileSpec, HookSpec};
 use berth_supervisor_protocol::{Probe, ServiceSpec};
 
 use crate::{ContainerError, Result, settings};
@@ -42,8 +42,6 @@ pub enum What<'a> {
 pub struct Prepared {
     /// The instance.
     pub instance: Instance,
-    /// Its whole desired state.
-    pub state: DesiredState,
     /// The component the service or hook belongs to.
     pub component: String,
     /// The config files of that component.
@@ -100,8 +98,12 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
         )));
     }
     let (secrets, missing) = read_secrets(&instance, &opts.secrets_dir)?;
-    let state = berth_lifecycle::desired::render(&instance, &secrets)?;
-    let files = component_files(&instance, &state, &component);
+    let state = crate::render(&instance, &secrets)?;
+    let files: Vec<FileSpec> =
+        crate::plan::component_files(&instance.manifest.manifest, &state, &component)
+            .into_iter()
+            .cloned()
+            .collect();
     let service = match what {
         What::Service(name) => state.services.iter().find(|s| s.name == name).cloned(),
         What::Hook(_) => None,
@@ -151,7 +153,6 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
     }
     Ok(Prepared {
         instance,
-        state,
         component,
         files,
         service,
@@ -248,27 +249,6 @@ fn read_secret(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// The rendered files of `component`: those it owns, and those only rendered while it
-/// is enabled.
-fn component_files(instance: &Instance, state: &DesiredState, component: &str) -> Vec<FileSpec> {
-    let wanted: Vec<PathBuf> = instance
-        .manifest
-        .manifest
-        .files
-        .iter()
-        .filter(|f| {
-            f.owner.as_deref() == Some(component) || f.component.as_deref() == Some(component)
-        })
-        .map(|f| instance.paths.etc.join(&f.path))
-        .collect();
-    state
-        .files
-        .iter()
-        .filter(|f| wanted.contains(&f.path))
-        .cloned()
-        .collect()
-}
-
 /// Write the component's files (as the container's user, mode as the manifest says)
 /// and make the directories the service needs: the files' directories, its working
 /// directory, the component's data and run directories. Inside the container's own
@@ -304,11 +284,7 @@ pub fn write(prepared: &Prepared) -> Result<()> {
         }
     }
     for dir in &dirs {
-        std::fs::create_dir_all(dir).map_err(|source| ContainerError::Io {
-            action: "create the directory",
-            path: dir.clone(),
-            source,
-        })?;
+        berth_host::fsutil::ensure_dir(dir, 0o755)?;
     }
     for f in &prepared.files {
         berth_host::fsutil::write_atomic(&f.path, f.content.as_bytes(), f.mode, None)?;
