@@ -392,25 +392,46 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     let manifest = seeded_manifest(dir.path());
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let build_into = |out: &Path, env: &[(&str, &str)]| {
+    let build_with = |out: &Path, env: &[(&str, &str)], more: &[&str]| {
         let b = Berth::new(Path::new("/nonexistent-prefix"), &manifest);
         let mut all = vec![("SOURCE_DATE_EPOCH", EPOCH)];
         all.extend_from_slice(env);
-        b.run_env(
-            &[
-                "release",
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--berth",
-                "/bin/true",
-            ],
-            &all,
-        )
+        let mut args = vec![
+            "release",
+            "build",
+            "--key",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--berth",
+            "/bin/true",
+        ];
+        args.extend_from_slice(more);
+        b.run_env(&args, &all)
     };
+    let build_into = |out: &Path, env: &[(&str, &str)]| build_with(out, env, &[]);
     let build = |env: &[(&str, &str)]| build_into(&out, env);
+    let listing_of = |bundle: &Path| {
+        let listing = Command::new("sh")
+            .arg("-c")
+            .arg(format!("zstd -dc {} | tar -t", bundle.display()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&listing.stdout).into_owned()
+    };
+    // `--no-seed`: no throwaway instance, a bundle without `seed/`.
+    let unseeded = dir.path().join("unseeded");
+    std::fs::create_dir(&unseeded).unwrap();
+    let r = build_with(&unseeded, &[], &["--no-seed"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("No seed: a first install runs hook `migrate` itself")
+            && !r.stderr.contains("Seeding the database")
+            && !r.stdout.contains("seed:"),
+        "{r:?}"
+    );
+    let listing = listing_of(&unseeded.join("ministack-1.0.0.berth-release.tar.zst"));
+    assert!(!listing.contains("seed/"), "{listing}");
     let throwaways = || {
         let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         String::from_utf8_lossy(&ps.stdout)
@@ -438,12 +459,7 @@ fn a_first_install_loads_the_seed_and_migrates_nothing() {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     assert!(!passwd.contains("berth-seed-"), "{passwd}");
     let bundle = out.join("ministack-1.0.0.berth-release.tar.zst");
-    let listing = Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc {} | tar -t", bundle.display()))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout);
+    let listing = listing_of(&bundle);
     assert!(listing.lines().any(|l| l == "seed/seed.sql"), "{listing}");
     // Built again (another throwaway instance, another time, and its objects with
     // other catalog OIDs): the same bytes, seed included.

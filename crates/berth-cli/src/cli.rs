@@ -62,6 +62,15 @@ pub enum Command {
         #[arg(long, value_name = "VERSION", requires = "channel")]
         app_version: Option<String>,
     },
+    /// Check the host against what the app and berth need (the manifest's `[preflight]`:
+    /// CPUs, memory, free disk, kernel, distribution, programs, clock, package
+    /// versions; and the services' ports), each check pass, warn or fail with its fix.
+    /// `up` and `upgrade apply` make the same checks first. Exit status 1 when one fails.
+    Preflight {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the site config: rewrite changed files, restart or reload only what they affect.
     Reconfigure {
         /// Show every file diff (secrets masked) and the services that would restart, change nothing.
@@ -330,6 +339,10 @@ pub enum ReleaseCommand {
         /// release build.
         #[arg(long, value_name = "FILE")]
         berth: Option<PathBuf>,
+        /// Leave out the database seed the manifest declares (`[seed]`): the build
+        /// skips the throwaway instance, and a first install runs the seed's hook.
+        #[arg(long)]
+        no_seed: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -56,6 +56,7 @@ pub mod interpreter;
 pub mod listeners;
 pub mod packages;
 pub mod portable;
+pub mod preflight;
 pub mod python;
 pub mod secrets;
 pub mod staging;

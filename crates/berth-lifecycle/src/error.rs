@@ -126,6 +126,9 @@ pub enum LifecycleError {
         /// What holds it.
         detail: String,
     },
+    /// The host does not have what the app or berth needs (`[preflight]`).
+    #[error("The host does not meet the app's requirements, nothing was changed:\n{}", .0.trim_end())]
+    Preflight(String),
     /// A port a service listens on is taken by another program.
     #[error("Ports needed by the app are already in use, nothing was started:\n{}", .0.join("\n"))]
     PortsInUse(Vec<String>),
@@ -233,6 +236,11 @@ impl LifecycleError {
             Self::NotSetUp(_) | Self::SupervisorDown { .. } => {
                 Some("run `berth up` first".to_owned())
             }
+            Self::Preflight(_) => Some(
+                "fix each check that failed (`berth preflight` shows them all), then run the \
+                 command again"
+                    .to_owned(),
+            ),
             Self::PortsInUse(_) => Some(
                 "stop the program using them, or change the port in the site config, then run the command again"
                     .to_owned(),

@@ -50,4 +50,4 @@ pub use instance::{Instance, Locate, paths};
 pub use progress::{Progress, Silent};
 pub use reconfigure::reconfigure;
 pub use run::{Outcome, Run};
-pub use up::{UpReport, up};
+pub use up::{UpReport, preflight_report, up};

@@ -58,6 +58,76 @@ pub(crate) fn record_ports(inst: &Instance, state: &DesiredState) -> Result<()> 
     Ok(())
 }
 
+/// The addresses the services will listen on, each with why it cannot be bound when
+/// another program holds it. A running service's own address is not "taken"; a
+/// running service that moves to another address needs that one free.
+fn ports(
+    inst: &Instance,
+    state: &DesiredState,
+    running: &BTreeSet<String>,
+) -> Vec<berth_preflight::PortFound> {
+    let recorded: Option<Vec<(String, SocketAddr)>> = std::fs::read(inst.paths.ports_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    listen_addresses(state)
+        .into_iter()
+        .map(|(service, addr)| {
+            let own = recorded
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|(s, a)| *s == service && *a == addr));
+            let taken = if running.contains(&service) && own {
+                None
+            } else {
+                TcpListener::bind(addr).err().map(|e| e.to_string())
+            };
+            berth_preflight::PortFound {
+                service,
+                address: addr.to_string(),
+                taken,
+            }
+        })
+        .collect()
+}
+
+/// The whole preflight report of the instance as `state` would run it: the manifest's
+/// `[preflight]` and berth's own checks (free space for its state, the clock, the
+/// services' ports), on this host.
+pub fn report(
+    inst: &Instance,
+    state: &DesiredState,
+    running: &BTreeSet<String>,
+) -> berth_preflight::Report {
+    let spec = berth_preflight::spec(&inst.manifest.manifest.preflight, &inst.paths);
+    let mut host = berth_host::preflight::probe(&spec, &inst.facts);
+    host.ports = ports(inst, state, running);
+    berth_preflight::evaluate(&spec, &host)
+}
+
+/// Refuse to change anything when a preflight check fails, naming each with its fix;
+/// warnings are said and do not stop.
+pub(crate) fn check_host(
+    inst: &Instance,
+    state: &DesiredState,
+    running: &BTreeSet<String>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let report = report(inst, state, running);
+    for c in report.with(berth_preflight::Status::Warn) {
+        progress.note(&format!(
+            "preflight: {}: {}{}",
+            c.name,
+            c.found,
+            c.fix.as_ref().map(|f| format!("; {f}")).unwrap_or_default()
+        ));
+    }
+    if report.worst() == berth_preflight::Status::Fail {
+        return Err(LifecycleError::Preflight(berth_preflight::Report::lines(
+            report.with(berth_preflight::Status::Fail),
+        )));
+    }
+    Ok(())
+}
+
 /// Refuse to start or change anything if a port a service needs is taken by another
 /// program. A running service's own address is not "taken"; a running service that
 /// moves to another address needs that one free.
@@ -66,21 +136,13 @@ pub(crate) fn check_ports(
     state: &DesiredState,
     running: &BTreeSet<String>,
 ) -> Result<()> {
-    let recorded: Option<Vec<(String, SocketAddr)>> = std::fs::read(inst.paths.ports_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let mut taken = Vec::new();
-    for (service, addr) in listen_addresses(state) {
-        let own = recorded
-            .as_ref()
-            .is_none_or(|r| r.iter().any(|(s, a)| *s == service && *a == addr));
-        if running.contains(&service) && own {
-            continue;
-        }
-        if let Err(e) = TcpListener::bind(addr) {
-            taken.push(format!("  {addr} (service `{service}`): {e}"));
-        }
-    }
+    let taken: Vec<String> = ports(inst, state, running)
+        .into_iter()
+        .filter_map(|p| {
+            p.taken
+                .map(|e| format!("  {} (service `{}`): {e}", p.address, p.service))
+        })
+        .collect();
     if !taken.is_empty() {
         return Err(LifecycleError::PortsInUse(taken));
     }

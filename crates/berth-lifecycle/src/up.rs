@@ -52,6 +52,15 @@ pub fn up(
     Ok(report)
 }
 
+/// `berth preflight`: every check `up` makes of the host before it changes anything
+/// (the manifest's `[preflight]`, free space for berth's state, the clock, the
+/// services' ports), for the instance as it is configured. Changes nothing.
+pub fn preflight_report(inst: &Instance) -> Result<berth_preflight::Report> {
+    let preview = preview(inst)?;
+    let running = supervisor::running_services(&inst.paths);
+    Ok(preflight::report(inst, &preview, &running))
+}
+
 /// Refuses an instance whose service users cannot reach the paths they use (a prefix
 /// inside a directory they cannot enter), before anything changes: `up` and
 /// `reconfigure` check it themselves, a restore into a new prefix before it moves
@@ -107,9 +116,10 @@ fn checks(
     // Users that cannot be named are refused before anything changes.
     inst.naming.usable()?;
     let preview = preview(inst)?;
-    preflight::check_reachable(inst, &preview)?;
     let running = supervisor::running_services(&inst.paths);
-    preflight::check_ports(inst, &preview, &running)?;
+    // The host's resources, system and ports first: the manifest's `[preflight]`.
+    preflight::check_host(inst, &preview, &running, progress)?;
+    preflight::check_reachable(inst, &preview)?;
     progress.begin("Checking system packages");
     let mut needed = preview.clone();
     needed.packages = packages_needed(inst, &preview, payload);

@@ -96,8 +96,9 @@ pub use site::{
     Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting, UserNaming,
 };
 pub use site_parse::{is_instance_name, parse_site};
+pub use validate::preflight::{DISK_PATHS, is_dotted_version, parse_distribution};
 pub use validate::validate;
-pub use value::{format_size, parse_size};
+pub use value::{SIZE_HELP, format_size, parse_size, size_value};
 
 /// A manifest together with the template sources it refers to, so rendering never reads files.
 #[derive(Debug, Clone, PartialEq)]

@@ -58,6 +58,10 @@ pub struct Manifest {
     /// own declaration is not enough.
     #[serde(default)]
     pub licences: Option<LicencesDecl>,
+    /// What the host must have before `up` or `upgrade` changes anything: CPUs,
+    /// memory, free disk, kernel, distribution, programs, clock, package versions.
+    #[serde(default)]
+    pub preflight: PreflightDecl,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -940,4 +944,92 @@ impl Profile {
         }
         out
     }
+}
+
+/// `[preflight]`: what the host must have before `up` or `upgrade` changes anything.
+/// Below a `min` the check fails; below a `recommended` it warns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightDecl {
+    /// CPUs berth may use (its affinity, then the cgroup's quota).
+    #[serde(default)]
+    pub cpus: Option<CountLimits>,
+    /// Memory the instance has (the cgroup's limit when one is set): sizes.
+    #[serde(default)]
+    pub memory: Option<SizeLimits>,
+    /// Free space where each named directory of the instance lives.
+    #[serde(default)]
+    pub disk: Vec<DiskDecl>,
+    /// The oldest kernel release the app runs on, e.g. `"5.10"`.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Where the app is supported: `"debian 12"`, `"ubuntu 24.04"`, or `"debian"` for
+    /// any release (`ID` and `VERSION_ID` of `/etc/os-release`). Empty: anywhere.
+    #[serde(default)]
+    pub distributions: Vec<String>,
+    /// What any other distribution gets: `warn` (the default) or `fail`.
+    #[serde(default)]
+    pub other_distributions: Option<PreflightLevel>,
+    /// Programs the app needs that no component provides: a name looked up on `PATH`,
+    /// or an absolute path.
+    #[serde(default)]
+    pub binaries: Vec<String>,
+    /// A clock not synchronised by NTP: `warn` (the default), `fail` or `off`.
+    #[serde(default)]
+    pub clock_sync: Option<PreflightLevel>,
+    /// Distribution packages and the oldest version of each the app works with (the
+    /// installed version, or the one the package manager would install).
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+}
+
+/// `{ min = 2, recommended = 4 }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountLimits {
+    /// Below it the check fails.
+    #[serde(default)]
+    pub min: Option<u32>,
+    /// Below it the check warns.
+    #[serde(default)]
+    pub recommended: Option<u32>,
+}
+
+/// `{ min = "2GiB", recommended = "4GiB" }`: sizes, a number of bytes or a string.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeLimits {
+    /// Below it the check fails.
+    #[serde(default)]
+    pub min: Option<toml::Value>,
+    /// Below it the check warns.
+    #[serde(default)]
+    pub recommended: Option<toml::Value>,
+}
+
+/// `[[preflight.disk]]`: free space where a directory of the instance lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskDecl {
+    /// Which directory: `prefix`, `data`, `data/<dir>` (one of the app's data
+    /// directories), `log`, `state` or `releases`.
+    pub path: String,
+    /// Below it the check fails.
+    #[serde(default)]
+    pub min: Option<toml::Value>,
+    /// Below it the check warns.
+    #[serde(default)]
+    pub recommended: Option<toml::Value>,
+}
+
+/// What a check that does not pass does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreflightLevel {
+    /// Stop `up` and `upgrade`.
+    Fail,
+    /// Say so, and go on.
+    Warn,
+    /// Do not check.
+    Off,
 }

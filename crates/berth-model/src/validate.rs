@@ -20,6 +20,8 @@ use crate::templates::{derive_context, render_context, unknown_names};
 use crate::value::{anchored, check_value, parse_duration};
 use crate::{Diagnostic, Diagnostics, LoadedManifest};
 
+pub mod preflight;
+
 /// The forms of a hook's `on` entries, for help lines.
 const FORMS: &str =
     "write `package:<name>`, `file:<path>`, `setting:<group>.<key>` or `app:version`";
@@ -55,6 +57,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.upgrade();
     v.seed();
     v.licences();
+    v.preflight();
     v.cycles();
     v.templates();
     v.diags.into_result(())

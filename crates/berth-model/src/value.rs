@@ -294,11 +294,26 @@ pub(crate) fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
-const SIZE_HELP: &str = "write a number of bytes (`1048576`) or a number and a unit: `512kB`, `128MB`, `1GiB` \
+/// How to write a size, for help lines.
+pub const SIZE_HELP: &str = "write a number of bytes (`1048576`) or a number and a unit: `512kB`, `128MB`, `1GiB` \
      (kB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024)";
 
 const DURATION_HELP: &str =
     "write a number and a unit, e.g. `30s`, `5m`, `1h 30m`, `500ms` (units: ms, s, m, h, d)";
+
+/// A size written in TOML: a number of bytes (0 or more) or a string [`parse_size`]
+/// reads.
+pub fn size_value(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) => {
+            u64::try_from(*n).map_err(|_| "a size is a number of bytes, 0 or more".to_owned())
+        }
+        toml::Value::String(s) => {
+            parse_size(s).and_then(|n| u64::try_from(n).map_err(|_| "it is negative".to_owned()))
+        }
+        other => Err(format!("found {}", other.type_str())),
+    }
+}
 
 /// Parses a size: `"1048576"`, `"512kB"`, `"128 MB"`, `"1GiB"` (no fractions).
 ///

@@ -62,6 +62,27 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     Ordering::Equal
 }
 
+/// A distribution package's `a` against `b`, both as dpkg writes them
+/// (`[epoch:]upstream[-revision]`): the epoch as a number, then the upstream version,
+/// then the revision, each in Debian's order. `15.8-0+deb12u1` > `15.4`.
+pub fn compare_package_versions(a: &str, b: &str) -> Ordering {
+    fn parts(v: &str) -> (u64, &str, &str) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, rest)) if !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()) => {
+                (e.parse().unwrap_or(u64::MAX), rest)
+            }
+            _ => (0, v),
+        };
+        let (upstream, revision) = rest.rsplit_once('-').unwrap_or((rest, ""));
+        (epoch, upstream, revision)
+    }
+    let (ea, ua, ra) = parts(a);
+    let (eb, ub, rb) = parts(b);
+    ea.cmp(&eb)
+        .then_with(|| compare_versions(ua, ub))
+        .then_with(|| compare_versions(ra, rb))
+}
+
 /// Whether `version` is `series` or one of its releases (`3.7` holds `3.7` and
 /// `3.7.12`, not `3.70`).
 pub fn in_series(version: &str, series: &str) -> bool {
@@ -81,7 +102,24 @@ pub fn at_least(version: &str, floor: &str) -> bool {
 mod tests {
     use std::cmp::Ordering::{Equal, Greater, Less};
 
-    use super::{at_least, compare_versions, in_series};
+    use super::{at_least, compare_package_versions, compare_versions, in_series};
+
+    #[test]
+    fn package_versions_order_epoch_then_upstream_then_revision() {
+        for (a, b, want) in [
+            ("15.8-0+deb12u1", "15.4", Greater),
+            ("15.4-1", "15.4", Greater),
+            ("15.4", "15.4", Equal),
+            ("1:1.0-1", "2.0-1", Greater),
+            ("1.22.1-9", "1.22.1-10", Less),
+            ("7:6.0.16-1+deb12u1", "7:6.0", Greater),
+            ("2.4.57-2", "2.4.57~rc1-1", Greater),
+            ("1.0-1~bpo12+1", "1.0-1", Less),
+        ] {
+            assert_eq!(compare_package_versions(a, b), want, "{a} vs {b}");
+            assert_eq!(compare_package_versions(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
 
     #[test]
     fn versions_order_as_debian_orders_them() {

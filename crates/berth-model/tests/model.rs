@@ -859,3 +859,36 @@ fn manifest_package_name_errors() {
          rpm_packages = [\"postgresql-server\", \"perl(Foo) >= 1\"]\n";
     assert_snapshot!(manifest_errors(text).to_string());
 }
+
+/// `[preflight]`: sizes that parse with the recommended figure not below the minimum,
+/// directories the instance has (did-you-mean), distributions, kernels, programs and
+/// packages written so they can be checked.
+#[test]
+fn manifest_preflight_errors() {
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.db]\nsource = \"system\"\nuser = \"db\"\ndata_dirs = [\"postgresql\"]\n\n\
+         [preflight]\ncpus = { min = 4, recommended = 2 }\n\
+         memory = { min = \"lots\", recommended = \"1GiB\" }\n\
+         kernel = \"5.x\"\n\
+         distributions = [\"debian 12\", \"Debian 12\", \"ubuntu 24.04 lts\"]\n\
+         binaries = [\"rsync\", \"bin/tool\", \"two words\"]\n\
+         packages = { \"postgresql-15\" = \"15.4\", \"Bad_Name\" = \"1\", \"redis-server\" = \"\" }\n\n\
+         [[preflight.disk]]\npath = \"data/postgres\"\nmin = \"1GiB\"\n\n\
+         [[preflight.disk]]\npath = \"logs\"\nmin = \"2GiB\"\nrecommended = \"1GiB\"\n\n\
+         [[preflight.disk]]\npath = \"state\"\n";
+    assert_snapshot!(manifest_errors(text).to_string());
+    // Unknown keys get a did-you-mean, as everywhere in the manifest.
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n[preflight]\nmemroy = { min = 1 }\n";
+    assert!(manifest_errors(text).to_string().contains("`memory`"));
+    // A valid one validates.
+    let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
+         [components.db]\nsource = \"system\"\nuser = \"db\"\ndata_dirs = [\"postgresql\"]\n\n\
+         [preflight]\ncpus = { min = 1, recommended = 2 }\nmemory = { min = \"2GiB\", recommended = 4294967296 }\n\
+         kernel = \"5.10\"\ndistributions = [\"debian 12\", \"debian\"]\nother_distributions = \"fail\"\n\
+         clock_sync = \"off\"\nbinaries = [\"rsync\", \"/usr/bin/ssh\"]\n\
+         packages = { \"postgresql-15\" = \"15.4\", \"redis-server\" = \"5:7.0\" }\n\n\
+         [[preflight.disk]]\npath = \"data/postgresql\"\nmin = \"1GiB\"\nrecommended = \"10GiB\"\n";
+    let m = LoadedManifest::from_sources("berth.toml", text, BTreeMap::new())
+        .unwrap_or_else(|d| panic!("{d}"));
+    validate(&m).unwrap_or_else(|d| panic!("{d}"));
+}

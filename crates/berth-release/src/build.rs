@@ -27,6 +27,9 @@ pub struct BuildInput<'a> {
     /// built components (one per component) and a directory to create, it writes the
     /// database dump there.
     pub seed: Option<&'a SeedFn<'a>>,
+    /// Leave the declared seed out: a first install from the bundle then runs the
+    /// seed's hook itself (slower), as it would from a manifest.
+    pub without_seed: bool,
     /// Checks what the bundle would carry against the manifest's licence policy, once
     /// the components are built and before anything else (the seed takes minutes):
     /// given the manifest and the directory of the built components, it refuses with
@@ -225,6 +228,15 @@ fn make_seed(
     payload: &Path,
     seed_dir: &Path,
 ) -> Result<Option<String>, ReleaseError> {
+    if input.without_seed {
+        if let Some(decl) = &loaded.manifest.seed {
+            (input.say)(&format!(
+                "No seed: a first install runs hook `{}` itself",
+                decl.hook
+            ));
+        }
+        return Ok(None);
+    }
     Ok(match (&loaded.manifest.seed, input.seed) {
         (Some(decl), Some(capture)) => {
             (input.say)(&format!(

@@ -259,6 +259,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out,
             source_date_epoch,
             berth,
+            no_seed,
             json,
         }) => release::build(
             cli.global.manifest.as_deref(),
@@ -266,6 +267,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             &out,
             source_date_epoch,
             berth.as_deref(),
+            no_seed,
             json,
         ),
         Command::Release(ReleaseCommand::Verify {
@@ -274,6 +276,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
+        Command::Preflight { json } => up::preflight(&loc, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),
         Command::Restart(s) => control::restart(&loc, s.service),

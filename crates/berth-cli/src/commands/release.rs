@@ -59,6 +59,7 @@ pub fn build(
     out: &Path,
     source_date_epoch: Option<u64>,
     berth: Option<&Path>,
+    no_seed: bool,
     json: bool,
 ) -> Result<ExitCode> {
     let Some(manifest) = manifest else {
@@ -102,6 +103,7 @@ pub fn build(
             berth_seed::capture(manifest, payload, dest, &running, epoch, &progress)
                 .map_err(Into::into)
         }),
+        without_seed: no_seed,
     })?;
     if json {
         print_json(&built)?;

@@ -18,6 +18,30 @@ pub fn up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `berth preflight`: every check, its verdict and fix; exit status 1 when one fails.
+pub fn preflight(loc: &Locate, json: bool) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let report = berth_lifecycle::preflight_report(&inst)?;
+    let failed = report.worst() == berth_preflight::Status::Fail;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "Preflight of {} {} on {}:",
+            inst.manifest.manifest.app.name,
+            inst.manifest.manifest.app.version,
+            inst.facts.hostname
+        );
+        print!("{}", berth_preflight::Report::lines(&report.checks));
+        println!("{}", report.summary());
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// `up` of a new instance from a bundle that carries a seed ([`berth_seed::up_seeded`]).
 fn up_seeded(loc: &Locate, seed: &Path, quiet: bool) -> Result<ExitCode> {
     let inst = instance::open(loc)?;
