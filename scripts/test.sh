@@ -49,15 +49,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The bills of materials berth writes are checked by the formats' own validators
-# (CycloneDX's Python library with its JSON schemas, SPDX's tools), from PyPI, in a
+# (CycloneDX's Python library with its JSON schemas, SPDX's tools), and the metrics
+# by Prometheus' own text-format parser (prometheus-client), from PyPI, in a
 # virtualenv of their own under target/.
 tools="$PWD/target/test-tools"
-if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' 2>/dev/null; then
-  echo "Installing the SBOM validators into $tools"
+if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools, prometheus_client.parser' 2>/dev/null; then
+  echo "Installing the SBOM validators and the metrics parser into $tools"
   rm -rf "$tools"
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check \
-    'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
+    'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5' \
+    'prometheus-client==0.21.1'
 fi
 export BERTH_TEST_TOOLS="$tools/bin"
 

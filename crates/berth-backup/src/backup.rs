@@ -555,6 +555,12 @@ pub(crate) fn create_archive(
         target.put(&written.path, &name, &mut advance)?;
         progress.end("");
     }
+    if let Err(e) = record_last_backup(inst, &name, written.size) {
+        warnings.push(format!(
+            "The backup is written, but its record for the metrics is not ({}): {e}",
+            inst.paths.last_backup_record().display()
+        ));
+    }
 
     Ok(CreateReport {
         archive: name,
@@ -569,6 +575,22 @@ pub(crate) fn create_archive(
         secrets_included,
         warnings,
     })
+}
+
+/// Remember the backup just written for the supervisor's metrics (its age and size).
+/// A failure here costs the metrics, never the backup: the caller warns.
+fn record_last_backup(inst: &Instance, name: &str, bytes: u64) -> std::result::Result<(), String> {
+    if !inst.paths.state.is_dir() {
+        return Ok(());
+    }
+    let record = berth_supervisor_protocol::LastBackup {
+        finished_unix: jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
+        bytes,
+        name: name.to_owned(),
+    };
+    let json = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+    berth_host::fsutil::write_atomic(&inst.paths.last_backup_record(), &json, 0o644, None)
+        .map_err(|e| e.to_string())
 }
 
 /// One archive in a target, as `berth backup list` shows it.

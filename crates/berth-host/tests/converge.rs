@@ -98,6 +98,8 @@ fn desired(prefix: &Path) -> DesiredState {
             check_every: std::time::Duration::from_hours(1),
             keep_releases: 2,
         },
+        metrics_listen: None,
+        metrics_endpoints: std::collections::BTreeMap::new(),
         paths,
     }
 }

@@ -201,6 +201,12 @@ impl Paths {
         self.state.join("managed-files.json")
     }
 
+    /// Row `state/last-backup.json`: when the last backup was written, its size and
+    /// name (the supervisor's metrics read it).
+    pub fn last_backup_record(&self) -> PathBuf {
+        self.state.join("last-backup.json")
+    }
+
     /// Row `state/ports.json`: the addresses the services listened on after the last
     /// successful `up` or `reconfigure`.
     pub fn ports_file(&self) -> PathBuf {

@@ -59,6 +59,7 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("host_files_record", file(&p.host_files_record())),
         ("users_record", file(&p.users_record())),
         ("managed_files", file(&p.managed_files())),
+        ("last_backup_record", file(&p.last_backup_record())),
         ("ports_file", file(&p.ports_file())),
         ("autostart_marker", file(&p.autostart_marker())),
         ("advisories_index", file(&p.advisories_index())),

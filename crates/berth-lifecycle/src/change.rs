@@ -576,6 +576,7 @@ mod tests {
         SupervisionPlan {
             services,
             jobs: vec![],
+            metrics: None,
         }
     }
 

@@ -261,6 +261,7 @@ mod tests {
                 })
                 .collect(),
             jobs: Vec::new(),
+            metrics: None,
         }
     }
 
@@ -394,6 +395,7 @@ mod tests {
                 restarts: 0,
                 last_exit: None,
                 ready: false,
+                ready_after_ms: None,
                 paused_since_unix: None,
                 resume_in_ms: None,
             }

@@ -269,6 +269,7 @@ fn stopped(name: &str) -> berth_supervisor_protocol::ServiceStatus {
         restarts: 0,
         last_exit: None,
         ready: false,
+        ready_after_ms: None,
         paused_since_unix: None,
         resume_in_ms: None,
     }
@@ -336,6 +337,7 @@ mod tests {
         let plan = SupervisionPlan {
             services: vec![service("web", &[]), service("db", &[])],
             jobs: vec![],
+            metrics: None,
         };
         std::fs::create_dir_all(paths.supervision_plan().parent().unwrap()).unwrap();
         std::fs::write(paths.supervision_plan(), serde_json::to_vec(&plan).unwrap()).unwrap();

@@ -104,6 +104,8 @@ pub fn state_on(prefix: &Path, services: Vec<ServiceSpec>, hooks: Vec<HookSpec>)
             check_every: std::time::Duration::from_hours(1),
             keep_releases: 2,
         },
+        metrics_listen: None,
+        metrics_endpoints: std::collections::BTreeMap::new(),
     }
 }
 

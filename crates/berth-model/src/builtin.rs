@@ -1,5 +1,5 @@
-//! Settings berth itself reads, present in every app's site config: `[backup]` and
-//! `[upgrade]`.
+//! Settings berth itself reads, present in every app's site config: `[backup]`,
+//! `[upgrade]` and `[metrics]`.
 //!
 //! They are ordinary typed settings (same validation, did-you-mean and `config show`
 //! as the manifest's own), added to the manifest when it is loaded. A manifest may not
@@ -15,6 +15,9 @@ pub const BACKUP_GROUP: &str = "backup";
 
 /// The settings group berth reserves for upgrades.
 pub const UPGRADE_GROUP: &str = "upgrade";
+
+/// The settings group berth reserves for its metrics endpoint.
+pub const METRICS_GROUP: &str = "metrics";
 
 fn decl(kind: SettingType, default: Option<toml::Value>, description: &str) -> SettingDecl {
     SettingDecl {
@@ -193,6 +196,27 @@ pub fn upgrade_settings() -> BTreeMap<String, SettingDecl> {
     m
 }
 
+/// The `[metrics]` settings.
+pub fn metrics_settings() -> BTreeMap<String, SettingDecl> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "listen".to_owned(),
+        string(
+            "",
+            Some(r"((\[[0-9a-fA-F:.]+\]|[0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,5})?"),
+            "Where the supervisor serves metrics in Prometheus' text format (`GET /metrics`), e.g. `127.0.0.1:9464`; empty: not served",
+        ),
+    );
+    m
+}
+
+/// The value `metrics.<key>` has when nobody set it; `None` for a key that is not a
+/// metrics setting.
+pub fn metrics_default(key: &str, facts: &Facts) -> Option<SettingValue> {
+    let decl = metrics_settings().remove(key)?;
+    crate::declared_default(&format!("{METRICS_GROUP}.{key}"), &decl, facts)
+}
+
 /// The value `upgrade.<key>` has when nobody set it; `None` for a key that is not an
 /// upgrade setting.
 pub fn upgrade_default(key: &str, facts: &Facts) -> Option<SettingValue> {
@@ -215,7 +239,7 @@ pub fn backup_default(key: &str, facts: &Facts) -> Option<SettingValue> {
 /// Adds berth's own settings groups to `m`. Returns the name of a group the manifest
 /// declared itself that clashes with one of them.
 pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str> {
-    for group in [BACKUP_GROUP, UPGRADE_GROUP] {
+    for group in [BACKUP_GROUP, UPGRADE_GROUP, METRICS_GROUP] {
         if m.settings.contains_key(group) {
             return Err(group);
         }
@@ -224,5 +248,7 @@ pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str>
         .insert(BACKUP_GROUP.to_owned(), backup_settings());
     m.settings
         .insert(UPGRADE_GROUP.to_owned(), upgrade_settings());
+    m.settings
+        .insert(METRICS_GROUP.to_owned(), metrics_settings());
     Ok(())
 }

@@ -433,6 +433,11 @@ pub struct ServiceDecl {
     pub description: String,
     /// Program and arguments; each a template.
     pub command: Vec<String>,
+    /// The service's own metrics endpoint (a template), e.g.
+    /// `http://127.0.0.1:{{ settings.web.port }}/metrics`: listed by berth's metrics
+    /// and linked from the console.
+    #[serde(default)]
+    pub metrics: Option<String>,
     /// Environment; values are templates.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,

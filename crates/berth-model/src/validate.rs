@@ -1896,6 +1896,7 @@ fn shared_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
 }
 
 /// Every string in the manifest that is rendered as a template, with its path.
+#[allow(clippy::too_many_lines)] // one entry per place a template can be
 fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
     let mut out = shared_templates(m);
     for (i, line) in m.app.next_steps.iter().enumerate() {
@@ -1936,7 +1937,9 @@ fn inline_templates(m: &Manifest) -> Vec<(Vec<Owned>, String)> {
             &s.command,
             &s.environment,
             &s.working_dir,
-            vec![("stop_timeout", &s.stop_timeout)],
+            std::iter::once(("stop_timeout", &s.stop_timeout))
+                .chain(s.metrics.as_ref().map(|m| ("metrics", m)))
+                .collect(),
         );
     }
     for (name, j) in &m.jobs {

@@ -149,6 +149,7 @@ mod tests {
         SupervisionPlan {
             services: services.to_vec(),
             jobs: Vec::new(),
+            metrics: None,
         }
     }
 

@@ -48,6 +48,12 @@ pub struct DesiredState {
     pub backup_policy: crate::BackupPolicy,
     /// Automatic upgrades and release retention (`[upgrade]` in the site config).
     pub upgrade_policy: crate::UpgradePolicy,
+    /// Where the supervisor serves metrics (`metrics.listen`), if anywhere.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// The services' own metrics endpoints (`metrics` of a service), by service.
+    #[serde(default)]
+    pub metrics_endpoints: BTreeMap<String, String>,
 }
 
 /// App identity.

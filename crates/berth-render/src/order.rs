@@ -207,6 +207,8 @@ mod tests {
                 check_every: std::time::Duration::from_hours(1),
                 keep_releases: 2,
             },
+            metrics_listen: None,
+            metrics_endpoints: std::collections::BTreeMap::new(),
         }
     }
 

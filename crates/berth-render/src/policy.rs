@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_model::builtin::{BACKUP_GROUP, UPGRADE_GROUP, backup_default, upgrade_default};
+use berth_model::builtin::{
+    BACKUP_GROUP, METRICS_GROUP, UPGRADE_GROUP, backup_default, metrics_default, upgrade_default,
+};
 use berth_model::{Facts, ResolvedConfig, SettingValue};
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +184,19 @@ pub fn upgrade_policy(
     })
 }
 
+/// Where the supervisor serves metrics (`metrics.listen`), if anywhere.
+pub fn metrics_listen(
+    config: &ResolvedConfig,
+    facts: &Facts,
+) -> Result<Option<String>, RenderError> {
+    let settings = Settings {
+        group: METRICS_GROUP,
+        config,
+        facts,
+    };
+    Ok(Some(settings.string("listen")?).filter(|s| !s.is_empty()))
+}
+
 /// The values of one of berth's own settings groups in a resolved config, with the
 /// built-in defaults behind them.
 struct Settings<'a> {
@@ -200,6 +215,8 @@ impl Settings<'_> {
             .or_else(|| {
                 if self.group == UPGRADE_GROUP {
                     upgrade_default(key, self.facts)
+                } else if self.group == METRICS_GROUP {
+                    metrics_default(key, self.facts)
                 } else {
                     backup_default(key, self.facts)
                 }

@@ -522,7 +522,27 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         backup,
         backup_policy: crate::backup_policy(input.config, input.facts, p)?,
         upgrade_policy: crate::upgrade_policy(input.config, input.facts)?,
+        metrics_listen: crate::policy::metrics_listen(input.config, input.facts)?,
+        metrics_endpoints: metrics_endpoints(&r, m, enabled)?,
     })
+}
+
+/// The `metrics` endpoints the enabled services declare, rendered, by service.
+fn metrics_endpoints(
+    r: &Renderer<'_>,
+    m: &berth_model::Manifest,
+    enabled: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>, RenderError> {
+    m.services
+        .iter()
+        .filter(|(_, s)| enabled.contains(&s.component))
+        .filter_map(|(name, s)| {
+            s.metrics.as_ref().map(|url| {
+                r.string(&format!("services.{name}.metrics"), url)
+                    .map(|u| (name.clone(), u))
+            })
+        })
+        .collect()
 }
 
 /// Hooks of enabled components, with the fingerprint of each `when = "change"` one.

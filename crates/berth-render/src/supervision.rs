@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_supervisor_protocol::{JobSpec, SupervisionPlan};
+use berth_supervisor_protocol::{JobSpec, MetricsSpec, SupervisionPlan};
 
 use crate::{DesiredState, Schedule};
 
@@ -26,6 +26,12 @@ pub fn supervision_plan(state: &DesiredState, berth: &Path, config: &Path) -> Su
     SupervisionPlan {
         services: state.services.clone(),
         jobs,
+        metrics: state.metrics_listen.as_ref().map(|listen| MetricsSpec {
+            listen: listen.clone(),
+            app: state.app.name.clone(),
+            last_backup: state.paths.last_backup_record(),
+            app_endpoints: state.metrics_endpoints.clone(),
+        }),
     }
 }
 

@@ -32,6 +32,37 @@ pub struct SupervisionPlan {
     pub services: Vec<ServiceSpec>,
     /// Periodic jobs.
     pub jobs: Vec<JobSpec>,
+    /// Where to serve metrics in Prometheus' text format, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+}
+
+/// The supervisor's metrics endpoint (`GET /metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// `127.0.0.1:9464`.
+    pub listen: String,
+    /// The app's name, a label on every series.
+    pub app: String,
+    /// The record `berth backup create` keeps of the last backup (JSON,
+    /// [`LastBackup`]): read at each scrape.
+    pub last_backup: PathBuf,
+    /// The app's own metrics endpoints, by service (the manifest's `metrics`): listed
+    /// as `berth_app_metrics_endpoint_info` for discovery.
+    #[serde(default)]
+    pub app_endpoints: BTreeMap<String, String>,
+}
+
+/// What `berth backup create` records of the last backup it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastBackup {
+    /// Unix time the backup was finished.
+    pub finished_unix: u64,
+    /// The archive's size in bytes.
+    pub bytes: u64,
+    /// The archive's name.
+    pub name: String,
 }
 
 /// One long-running service, fully rendered.
@@ -333,6 +364,9 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Whether the readiness probe last succeeded.
     pub ready: bool,
+    /// How long the current process took from its start to ready, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after_ms: Option<u64>,
     /// Unix time (seconds) the current pause began, when `paused`.
     #[serde(default)]
     pub paused_since_unix: Option<u64>,
@@ -354,6 +388,9 @@ pub struct JobStatus {
     pub last_result: Option<String>,
     /// Runs so far.
     pub runs: u32,
+    /// Runs that did not end with exit status 0 (timeouts included).
+    #[serde(default)]
+    pub failures: u32,
 }
 
 #[cfg(test)]

@@ -165,6 +165,7 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
         std::process::id()
     );
     let supervisor = Supervisor::new(plan, cfg.backoff);
+    let metrics = tokio::spawn(crate::metrics::serve(Arc::clone(&supervisor)));
     let quit = Arc::new(Notify::new());
     let mut next_holder = 0_u64;
     if cfg.autostart {
@@ -198,6 +199,7 @@ async fn serve(cfg: &DaemonConfig, plan: SupervisionPlan) -> Result<(), Supervis
         }
     }
     drop(listener);
+    metrics.abort();
     supervisor.close().await;
     let _ = fs::remove_file(&cfg.socket);
     let _ = fs::remove_file(&cfg.pid_file);

@@ -28,6 +28,7 @@ struct Record {
     last_run_unix: Option<u64>,
     last_result: Option<String>,
     runs: u32,
+    failures: u32,
 }
 
 /// A running job task. Dropping the handle (or [`JobHandle::cancel`]) ends the task
@@ -48,6 +49,7 @@ impl JobHandle {
             last_run_unix: None,
             last_result: None,
             runs: 0,
+            failures: 0,
         }));
         let (cancel, cancelled) = watch::channel(());
         let task = tokio::spawn(run(spec.clone(), Arc::clone(&record), ready, cancelled));
@@ -70,6 +72,7 @@ impl JobHandle {
             last_run_unix: record.last_run_unix,
             last_result: record.last_result.clone(),
             runs: record.runs,
+            failures: record.failures,
         }
     }
 
@@ -104,6 +107,9 @@ async fn run(
         let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
         if !result.starts_with("skipped") {
             record.runs += 1;
+            if result != "exit 0" {
+                record.failures += 1;
+            }
             record.last_run_unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .ok()

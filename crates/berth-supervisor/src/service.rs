@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) restarts: u32,
     pub(crate) last_exit: Option<String>,
     pub(crate) ready: bool,
+    /// From the current process's start to its first ready probe.
+    pub(crate) ready_after: Option<Duration>,
     pub(crate) pause: Option<Pause>,
 }
 
@@ -90,6 +92,9 @@ impl Shared {
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             ready: self.ready,
+            ready_after_ms: self
+                .ready_after
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             paused_since_unix: self.pause.map(|p| {
                 p.since
                     .duration_since(UNIX_EPOCH)
@@ -144,6 +149,7 @@ impl ServiceHandle {
             restarts: 0,
             last_exit: None,
             ready: false,
+            ready_after: None,
             pause: None,
         }));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -620,6 +626,7 @@ impl Actor {
             shared.pid = Some(pid);
             shared.started = Some(started);
             shared.ready = ready;
+            shared.ready_after = ready.then_some(Duration::ZERO);
         }
         say!("service `{}`: started, pid {pid}", spec.name);
         self.phase = Phase::Running(Box::new(Running {
@@ -654,6 +661,7 @@ impl Actor {
             shared.pid = None;
             shared.started = None;
             shared.ready = false;
+            shared.ready_after = None;
             shared.pause = None;
         }
         // Whole milliseconds: enough for the log, and humantime prints them short.
@@ -727,6 +735,9 @@ impl Actor {
                 let mut shared = lock(&self.shared);
                 shared.state = ServiceState::Ready;
                 shared.ready = true;
+                if shared.ready_after.is_none() {
+                    shared.ready_after = shared.started.map(|t| t.elapsed());
+                }
                 drop(shared);
                 say!("service `{}`: ready", self.spec.name);
                 self.answer_waiters(&Ok(()));

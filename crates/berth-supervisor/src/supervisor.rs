@@ -10,7 +10,10 @@ use std::process;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use berth_supervisor_protocol::{Request, Response, ServiceState, SupervisionPlan, Target};
+use berth_supervisor_protocol::{
+    JobStatus, MetricsSpec, Request, Response, ServiceState, ServiceStatus, SupervisionPlan, Target,
+};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -31,11 +34,14 @@ pub(crate) struct Supervisor {
     registry: Mutex<Registry>,
     backoff: BackoffConfig,
     me: Weak<Supervisor>,
+    /// The plan's metrics endpoint: the metrics task follows it (`crate::metrics`).
+    metrics: watch::Sender<Option<MetricsSpec>>,
 }
 
 impl Supervisor {
     /// Create the tasks for a validated plan (all services stopped). Needs a runtime.
     pub(crate) fn new(plan: SupervisionPlan, backoff: BackoffConfig) -> Arc<Self> {
+        let (metrics, _) = watch::channel(plan.metrics.clone());
         Arc::new_cyclic(|me: &Weak<Self>| {
             let mut registry = Registry::default();
             for spec in plan.services {
@@ -54,6 +60,7 @@ impl Supervisor {
                 registry: Mutex::new(registry),
                 backoff,
                 me: me.clone(),
+                metrics,
             }
         })
     }
@@ -101,16 +108,30 @@ impl Supervisor {
     }
 
     fn status(&self) -> Response {
-        let registry = self.registry();
+        let (services, jobs) = self.statuses();
         Response::Status {
             supervisor_pid: process::id(),
-            services: registry
+            services,
+            jobs,
+        }
+    }
+
+    /// Every service's and job's status, now.
+    pub(crate) fn statuses(&self) -> (Vec<ServiceStatus>, Vec<JobStatus>) {
+        let registry = self.registry();
+        (
+            registry
                 .services
                 .iter()
                 .map(|(name, handle)| handle.lock().status(name))
                 .collect(),
-            jobs: registry.jobs.values().map(JobHandle::status).collect(),
-        }
+            registry.jobs.values().map(JobHandle::status).collect(),
+        )
+    }
+
+    /// The metrics endpoint of the plan in force, as it changes.
+    pub(crate) fn metrics_spec(&self) -> watch::Receiver<Option<MetricsSpec>> {
+        self.metrics.subscribe()
     }
 
     /// Every service name.
@@ -399,10 +420,18 @@ impl Supervisor {
         let running_plan = SupervisionPlan {
             services: old.values().map(|h| h.spec.clone()).collect(),
             jobs: Vec::new(),
+            metrics: None,
         };
         let changes = berth_render::service_changes(Some(&running_plan), &plan, restart, reload);
         let removed = changes.stop;
 
+        self.metrics.send_if_modified(|m| {
+            let moved = *m != plan.metrics;
+            if moved {
+                m.clone_from(&plan.metrics);
+            }
+            moved
+        });
         // Removed services go first, in the old plan's reverse dependency order.
         self.stop(&removed).await;
         let (dropped_services, dropped_jobs) = self.swap_plan(plan, &removed);

@@ -197,6 +197,7 @@ fn plan(services: Vec<ServiceSpec>) -> SupervisionPlan {
     SupervisionPlan {
         services,
         jobs: vec![],
+        metrics: None,
     }
 }
 
@@ -712,6 +713,7 @@ fn jobs_run_periodically_and_skip_when_a_requirement_is_down() {
         &SupervisionPlan {
             services: vec![down],
             jobs: vec![tick, needs_down, slow],
+            metrics: None,
         },
     );
 
