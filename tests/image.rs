@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_tests::Berth;
+use berth_tests::{Berth, Podman, wait_for};
 
 const PG_PORT: &str = "56601";
 const APP_PORT: &str = "56602";
@@ -71,57 +71,6 @@ fn digests(v: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// podman with a storage and a config of the test's own.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    fn new(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir.join("root")).unwrap();
-        std::fs::create_dir_all(dir.join("runroot")).unwrap();
-        std::fs::write(
-            dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
-             [engine]\nruntime = \"runc\"\n",
-        )
-        .unwrap();
-        Self {
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(args)
-            .output()
-            .expect("podman is installed by scripts/test.sh")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "--force", "--all", "--time", "5"]);
-        let _ = self.run(&["system", "reset", "--force"]);
-    }
-}
-
 fn http_get(port: &str, path: &str) -> Option<(u16, String)> {
     let out = Command::new("curl")
         .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
@@ -131,17 +80,6 @@ fn http_get(port: &str, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n')?;
     Some((code.parse().ok()?, body.to_owned()))
-}
-
-fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("{what}: not within {within:?}");
 }
 
 #[test]

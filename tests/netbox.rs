@@ -14,7 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Berth, http_request, prefix_dir, root, run_as_service, snapshot_tree};
+use berth_tests::{
+    Berth, Podman, http_request, prefix_dir, release_bundle_of, root, run_as_service,
+    snapshot_tree, wait_for,
+};
 
 const PORT: u16 = 38180;
 
@@ -156,6 +159,7 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
 
     one_setting_restarts_only_web_and_worker(&b, &headers);
     killed_services_come_back(&b, &headers);
+    images_serve_the_same_netbox(&b, &auth);
     b.assert_secrets_private_and_unshown(5, &[&["config", "show"], &["history"]]);
 
     backup_destroy_restore(&b, &auth);
@@ -277,6 +281,151 @@ fn killed_services_come_back(b: &Berth, headers: &[(&str, &str)]) {
         assert_eq!(code, 200, "{body}");
         assert!(api_status(headers)["rq-workers-running"].as_u64() >= Some(1));
     }
+}
+
+/// The port NetBox's web image listens on (host network).
+const IMAGE_WEB_PORT: u16 = 38111;
+
+/// NetBox's web and worker images, built by `berth image build` from a release bundle
+/// of `examples/netbox` (4.7.3, without its seed), run under podman against this
+/// instance's PostgreSQL and Redis on 127.0.0.1, with its secrets mounted as files and
+/// the ports given as `BERTH_SET_*` variables: the migrate hook finds nothing to do,
+/// both containers become healthy (the worker only once it registered with Redis),
+/// the web image answers the login page and, with the admin token made on the host,
+/// the site made there; `podman stop` ends both with status 0.
+#[allow(clippy::too_many_lines)] // one build, then each consumer in turn
+fn images_serve_the_same_netbox(b: &Berth, auth: &str) {
+    let work = prefix_dir("netbox-images");
+    let w = work.path();
+    let (bundle, public) = release_bundle_of(
+        w,
+        &root().join("examples/netbox"),
+        &["--strip-debug"],
+        &["--no-seed"],
+    );
+    let archives = w.join("archives");
+    std::fs::create_dir(&archives).unwrap();
+    let layout = w.join("layout");
+    let cache = w.join("cache");
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+        .run(&[
+            "image",
+            "build",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--out",
+            layout.to_str().unwrap(),
+            "--service",
+            "web",
+            "--service",
+            "worker",
+            "--docker-archives",
+            archives.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+        .expect(0);
+
+    let podman = Podman::new(&w.join("podman"));
+    for service in ["web", "worker"] {
+        let file = archives.join(format!("netbox-{service}-4.7.3.docker.tar"));
+        podman.ok(&["load", "-i", file.to_str().unwrap()]);
+    }
+    // The instance's secrets, readable by the images' service user only.
+    let secrets = w.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    for entry in std::fs::read_dir(b.prefix.join("secrets")).unwrap() {
+        let entry = entry.unwrap();
+        let to = secrets.join(entry.file_name());
+        std::fs::copy(entry.path(), &to).unwrap();
+        nix::unistd::chown(&to, Some(10001.into()), Some(10001.into())).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    }
+    let volume = format!("{}:/run/secrets:ro", secrets.display());
+    let web_port = format!("BERTH_SET_WEB_PORT={IMAGE_WEB_PORT}");
+    let url = format!("BERTH_SET_EXTERNAL_URL=http://127.0.0.1:{IMAGE_WEB_PORT}/");
+    let run = |head: &[&str], tail: &[&str]| {
+        let mut args = head.to_vec();
+        args.extend_from_slice(&[
+            "--network",
+            "host",
+            "-e",
+            "BERTH_SET_POSTGRESQL_PORT=35533",
+            "-e",
+            "BERTH_SET_REDIS_PORT=36480",
+            "-e",
+            &web_port,
+            "-e",
+            "BERTH_SET_WEB_WORKERS=2",
+            "-e",
+            &url,
+            "-v",
+            &volume,
+        ]);
+        args.extend_from_slice(tail);
+        let out = podman.run(&args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "podman {args:?}: {text}");
+        text
+    };
+    // The database is 4.7.3's already: the hook, in a one-off container, has nothing to do.
+    let migrated = run(
+        &["run", "--rm"],
+        &["localhost/netbox-web:4.7.3", "hook", "migrate"],
+    );
+    assert!(migrated.contains("No migrations to apply"), "{migrated}");
+    run(
+        &["run", "-d", "--name", "web"],
+        &["localhost/netbox-web:4.7.3"],
+    );
+    run(
+        &["run", "-d", "--name", "worker"],
+        &["localhost/netbox-worker:4.7.3"],
+    );
+    for (name, within) in [("web", 4), ("worker", 3)] {
+        wait_for(
+            &format!("{name}'s health check"),
+            Duration::from_mins(within),
+            || podman.run(&["healthcheck", "run", name]).status.success(),
+        );
+    }
+    let (code, body) = http_request("GET", IMAGE_WEB_PORT, "/login/", &[], None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("NetBox"), "not NetBox's login page");
+    let headers = [("Authorization", auth), ("Accept", "application/json")];
+    let (code, body) = http_request(
+        "GET",
+        IMAGE_WEB_PORT,
+        "/api/dcim/sites/?slug=berth-test-site",
+        &headers,
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["results"][0]["name"], "Berth Test Site", "{body}");
+    // Both run as the service user, under berth as process 1.
+    for name in ["web", "worker"] {
+        let top = podman.ok(&["top", name, "user", "args"]);
+        assert!(
+            top.contains(&format!("berth container run {name}")),
+            "{top}"
+        );
+        assert!(!top.lines().skip(1).any(|l| l.starts_with("root")), "{top}");
+    }
+    podman.ok(&["stop", "--time", "90", "worker", "web"]);
+    for name in ["web", "worker"] {
+        let code = podman.ok(&["inspect", name, "--format", "{{.State.ExitCode}}"]);
+        assert_eq!(code.trim(), "0", "{name}");
+    }
+    // The instance on the host is as it was.
+    let (code, body) = http_request("GET", PORT, "/login/", &[], None).unwrap();
+    assert_eq!(code, 200, "{body}");
 }
 
 /// A small valid PNG (NetBox checks uploads with Pillow), made with the standard library.

@@ -161,6 +161,19 @@ pub fn ministack_bundle_of(
     manifest: &Path,
     objcopy_args: &[&str],
 ) -> (PathBuf, String) {
+    release_bundle_of(dir, manifest, objcopy_args, &[])
+}
+
+/// The release bundle of the manifest in `manifest`, built in `dir` (a new vendor key,
+/// `SOURCE_DATE_EPOCH=1700000000`, `more` given to `berth release build`), its berth
+/// this build's cut by `objcopy` with `objcopy_args`. The bundle and its public key
+/// file.
+pub fn release_bundle_of(
+    dir: &Path,
+    manifest: &Path,
+    objcopy_args: &[&str],
+    more: &[&str],
+) -> (PathBuf, String) {
     let key = dir.join("vendor.key");
     Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
         .run(&["release", "key", "--out", key.to_str().unwrap()])
@@ -175,25 +188,26 @@ pub fn ministack_bundle_of(
         .output()
         .unwrap();
     assert!(cut.status.success(), "{cut:?}");
+    let mut args = vec![
+        "release",
+        "build",
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        dist.to_str().unwrap(),
+        "--berth",
+        cut_berth.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
     Berth::new(Path::new("/nonexistent-prefix"), manifest)
-        .run_env(
-            &[
-                "release",
-                "build",
-                "--key",
-                key.to_str().unwrap(),
-                "--out",
-                dist.to_str().unwrap(),
-                "--berth",
-                cut_berth.to_str().unwrap(),
-            ],
-            &[("SOURCE_DATE_EPOCH", "1700000000")],
-        )
+        .run_env(&args, &[("SOURCE_DATE_EPOCH", "1700000000")])
         .expect(0);
-    (
-        dist.join("ministack-1.0.0.berth-release.tar.zst"),
-        format!("{}.pub", key.display()),
-    )
+    let mut built: Vec<PathBuf> = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    (built.remove(0), format!("{}.pub", key.display()))
 }
 
 /// Checks `cdx` with CycloneDX's own validator (the 1.6 JSON schema, strict) and
@@ -749,4 +763,69 @@ pub fn app_sql(prefix: &Path, port: u16, statement: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Debian's podman with a storage and a config of the test's own: `runc` (crun fails
+/// on this kernel's rlimits) and explicit limits. The host's images and containers are
+/// never touched; everything is removed when dropped.
+pub struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("runroot")).unwrap();
+        std::fs::write(
+            dir.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+             [engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(args)
+            .output()
+            .expect("podman is installed by scripts/test.sh")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "--force", "--all", "--time", "5"]);
+        let _ = self.run(&["system", "reset", "--force"]);
+    }
+}
+
+/// Waits until `ok` holds, polling; panics naming `what` past `within`.
+pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not within {within:?}");
 }
