@@ -71,6 +71,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a support bundle: host facts, status, history, the effective config, rendered
+    /// files, log tails, the supervisor's plan, package versions and preflight, every
+    /// file redacted (secret values, passwords, tokens, keys), with a report of what
+    /// was taken out.
+    Diagnose {
+        /// The archive to write [default: `berth-diagnose-<app>-<time>.tar.zst` here].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Lines kept from the end of each log.
+        #[arg(long, short = 'n', default_value_t = 500)]
+        lines: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the site config: rewrite changed files, restart or reload only what they affect.
     Reconfigure {
         /// Show every file diff (secrets masked) and the services that would restart, change nothing.

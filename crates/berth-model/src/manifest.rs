@@ -62,6 +62,9 @@ pub struct Manifest {
     /// memory, free disk, kernel, distribution, programs, clock, package versions.
     #[serde(default)]
     pub preflight: PreflightDecl,
+    /// What support bundles and error reports take out besides berth's own rules.
+    #[serde(default)]
+    pub diagnose: DiagnoseDecl,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then
@@ -1037,4 +1040,14 @@ pub enum PreflightLevel {
     Warn,
     /// Do not check.
     Off,
+}
+
+/// `[diagnose]`: the app's part in support bundles and error reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseDecl {
+    /// Regular expressions of what else is secret in the app's files and logs (a
+    /// licence key's format, a token prefix): every match is taken out.
+    #[serde(default)]
+    pub redact: Vec<String>,
 }

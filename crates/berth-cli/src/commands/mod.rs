@@ -277,6 +277,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Preflight { json } => up::preflight(&loc, json),
+        Command::Diagnose { out, lines, json } => up::diagnose(&loc, out, lines, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),
         Command::Restart(s) => control::restart(&loc, s.service),

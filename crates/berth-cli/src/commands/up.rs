@@ -42,6 +42,55 @@ pub fn preflight(loc: &Locate, json: bool) -> Result<ExitCode> {
     })
 }
 
+/// `berth diagnose`: the redacted support bundle.
+pub fn diagnose(
+    loc: &Locate,
+    out: Option<std::path::PathBuf>,
+    lines: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let inst = instance::open(loc)?;
+    let out = out.unwrap_or_else(|| {
+        std::path::PathBuf::from(berth_diagnose::default_name(
+            &inst.manifest.manifest.app.name,
+        ))
+    });
+    let report = berth_diagnose::diagnose(
+        &inst,
+        &berth_diagnose::Options {
+            out,
+            log_lines: lines,
+        },
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Wrote {} ({} bytes, {} files, mode 0600)",
+        report.path.display(),
+        report.bytes,
+        report.files
+    );
+    println!(
+        "  redacted: {} removal(s) in {} file(s); `redaction.json` in the bundle lists them",
+        report.removed,
+        report.redaction.len()
+    );
+    if !report.secrets_not_searched.is_empty() {
+        println!(
+            "  not searched for (shorter than {} characters): {}",
+            berth_redact::MIN_SECRET_LEN,
+            report.secrets_not_searched.join(", ")
+        );
+    }
+    println!(
+        "  Read it before you send it: `tar -I zstd -tvf {}`",
+        report.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `up` of a new instance from a bundle that carries a seed ([`berth_seed::up_seeded`]).
 fn up_seeded(loc: &Locate, seed: &Path, quiet: bool) -> Result<ExitCode> {
     let inst = instance::open(loc)?;

@@ -13,6 +13,35 @@ impl Validator<'_> {
     pub(super) fn preflight(&mut self) {
         self.preflight_resources();
         self.preflight_system();
+        self.diagnose();
+    }
+
+    /// `[diagnose] redact`: regular expressions that compile.
+    fn diagnose(&mut self) {
+        for (i, pattern) in self.man.diagnose.redact.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let why = e.to_string();
+                let why = why
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned();
+                self.at_value(
+                    &[Seg::Key("diagnose"), Seg::Key("redact"), Seg::Index(i)],
+                    format!(
+                        "`{}` is not a regular expression: {why}",
+                        pattern.escape_debug()
+                    ),
+                    Some(
+                        "write a Rust `regex` pattern, e.g. `LIC-[A-Z0-9]{20}`; every match is \
+                         taken out of support bundles and error reports"
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
     }
 
     /// CPUs, memory, disks.
