@@ -183,3 +183,144 @@ fn a_support_bundle_carries_no_secret() {
     assert_ne!(again.code, 0, "{again:?}");
     assert_eq!(std::fs::metadata(&out).unwrap().len(), meta.len());
 }
+
+const RECEIVER: u16 = 48795;
+const SITE2: &str = "external_url = \"http://127.0.0.1:48880/\"\n\
+    [postgresql]\nport = 48832\n[redis]\nport = 48879\n[app]\nport = 48801\n";
+
+/// A failed `reconfigure` (another program took the app's new port) leaves a redacted
+/// error report under `state/reports/`, with the error on top, and sends the same bytes
+/// to `diagnose.report_url`: the endpoint (a small HTTP server of the test's) gets an
+/// archive that holds the error and no secret.
+#[test]
+#[allow(clippy::too_many_lines)] // one instance, one failure, every consumer of its report
+fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
+    if !is_root() {
+        eprintln!("skipped: `up` of ministack makes service users (root only)");
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let manifest = ministack_at(src.path(), "1.0.0", |t| t);
+    let dir = prefix_dir("report");
+    let b = Berth::new(dir.path(), &manifest);
+    let with_url =
+        format!("{SITE2}[diagnose]\nreport_url = \"http://127.0.0.1:{RECEIVER}/reports\"\n");
+    b.write_site(&with_url);
+    let up = b.run(&["up"]);
+    let b = Berth::installed(dir.path());
+    let _down = Down(Berth::installed(dir.path()));
+    up.expect(0);
+    let db_password = std::fs::read_to_string(dir.path().join("secrets/db_password"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // The endpoint: saves each POST's body and headers.
+    let work = tempfile::tempdir().unwrap();
+    let received = work.path().join("received");
+    std::fs::create_dir(&received).unwrap();
+    let server = format!(
+        "import http.server, os\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_POST(self):\n\
+         \x20       n = int(self.headers['Content-Length'])\n\
+         \x20       body = self.rfile.read(n)\n\
+         \x20       d = {received:?}\n\
+         \x20       open(os.path.join(d, 'body'), 'wb').write(body)\n\
+         \x20       open(os.path.join(d, 'headers'), 'w').write(str(self.headers) + self.path)\n\
+         \x20       self.send_response(202); self.end_headers()\n\
+         \x20   def log_message(self, *a): pass\n\
+         http.server.HTTPServer(('127.0.0.1', {RECEIVER}), H).serve_forever()\n",
+        received = received.display().to_string()
+    );
+    let mut endpoint = Command::new("python3")
+        .args(["-c", &server])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // Another program on the port the app is to move to: the reconfigure fails.
+    let holder = std::net::TcpListener::bind("127.0.0.1:48802").unwrap();
+    b.write_site(&with_url.replace("port = 48801", "port = 48802"));
+    let r = b.run(&["reconfigure"]);
+    drop(holder);
+    let _ = endpoint.kill();
+    let _ = endpoint.wait();
+    assert_eq!(r.code, 1, "{r:?}");
+    let error_at = r.stderr.find("error: ").unwrap();
+    let note_at = r
+        .stderr
+        .find("note: a redacted error report is in ")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(error_at < note_at, "the error comes first: {}", r.stderr);
+    assert!(
+        r.stderr.contains("note: the report was sent (answer 202)"),
+        "{}",
+        r.stderr
+    );
+
+    let reports: Vec<_> = std::fs::read_dir(dir.path().join("state/reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert!(report.to_string_lossy().ends_with("-reconfigure.tar.zst"));
+    assert_eq!(std::fs::metadata(report).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read(received.join("body")).unwrap(),
+        std::fs::read(report).unwrap(),
+        "the endpoint got other bytes"
+    );
+    let headers = std::fs::read_to_string(received.join("headers")).unwrap();
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("x-berth-command: reconfigure"),
+        "{headers}"
+    );
+    assert!(headers.ends_with("/reports"), "{headers}");
+
+    let unpacked = work.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .args(["-I", "zstd", "-xf"])
+        .arg(report)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{tar:?}");
+    let error = std::fs::read_to_string(unpacked.join("berth-diagnose/error.txt")).unwrap();
+    assert!(error.contains("`reconfigure` failed"), "{error}");
+    assert!(error.contains("127.0.0.1:48802"), "{error}");
+    for f in files_under(&unpacked) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !text.contains(&db_password),
+            "{} holds the password",
+            f.display()
+        );
+    }
+
+    // Without an endpoint: written, not sent.
+    b.write_site(SITE2);
+    b.run(&["reconfigure"]).expect(0);
+    let holder = std::net::TcpListener::bind("127.0.0.1:48802").unwrap();
+    b.write_site(&SITE2.replace("port = 48801", "port = 48802"));
+    let r = b.run(&["reconfigure"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("note: a redacted error report is in "),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("sent"), "{}", r.stderr);
+    drop(holder);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("state/reports"))
+            .unwrap()
+            .count(),
+        2
+    );
+}

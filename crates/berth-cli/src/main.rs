@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     // Lets the test suite check that this build has fault points at all.
     berth_lifecycle::fault::point("cli:start");
     let args = cli::Cli::parse();
+    let after_failure = commands::after_failure(&args);
     match commands::run(args) {
         Ok(code) => code,
         Err(err) => {
@@ -65,6 +66,9 @@ fn main() -> ExitCode {
             });
             if let Some(h) = hint.flatten() {
                 eprintln!("hint: {h}");
+            }
+            if let Some(report) = after_failure {
+                report(&err);
             }
             ExitCode::from(if bad_input {
                 EXIT_BAD_INPUT

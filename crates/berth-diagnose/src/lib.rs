@@ -15,6 +15,9 @@
 //! `<name>.error.txt` in the bundle; the rest is still written.
 
 mod collect;
+mod report;
+
+pub use report::{ErrorReport, KEEP, error_report};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,13 +103,24 @@ pub fn default_name(app: &str) -> String {
 /// Only when nothing safe can be written: the secrets unreadable, a bad pattern, the
 /// archive not written. A section that fails is in the bundle as its error.
 pub fn diagnose(inst: &Instance, opts: &Options) -> Result<Report, DiagnoseError> {
+    write(inst, opts, Vec::new())
+}
+
+/// The bundle of `inst` with `first` (already text, redacted like the rest) before
+/// everything else.
+fn write(
+    inst: &Instance,
+    opts: &Options,
+    first: Vec<(String, Vec<u8>)>,
+) -> Result<Report, DiagnoseError> {
     let secrets = collect::secrets(&inst.paths).map_err(DiagnoseError::Secrets)?;
     let redactor = berth_redact::Redactor::new(secrets, &inst.manifest.manifest.diagnose.redact)
         .map_err(|e| DiagnoseError::Pattern {
             index: e.index,
             why: e.why,
         })?;
-    let files = collect::all(inst, opts.log_lines);
+    let mut files = first;
+    files.extend(collect::all(inst, opts.log_lines));
     let mut redaction = Vec::new();
     let mut packed = Vec::new();
     let mut removed = 0;

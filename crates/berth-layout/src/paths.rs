@@ -201,6 +201,12 @@ impl Paths {
         self.state.join("managed-files.json")
     }
 
+    /// Row `state/reports/`: the redacted error reports of failed operations (the
+    /// newest ten kept).
+    pub fn error_reports(&self) -> PathBuf {
+        self.state.join("reports")
+    }
+
     /// Row `state/last-backup.json`: when the last backup was written, its size and
     /// name (the supervisor's metrics read it).
     pub fn last_backup_record(&self) -> PathBuf {

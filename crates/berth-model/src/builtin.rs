@@ -1,5 +1,5 @@
 //! Settings berth itself reads, present in every app's site config: `[backup]`,
-//! `[upgrade]` and `[metrics]`.
+//! `[upgrade]`, `[metrics]` and `[diagnose]`.
 //!
 //! They are ordinary typed settings (same validation, did-you-mean and `config show`
 //! as the manifest's own), added to the manifest when it is loaded. A manifest may not
@@ -18,6 +18,9 @@ pub const UPGRADE_GROUP: &str = "upgrade";
 
 /// The settings group berth reserves for its metrics endpoint.
 pub const METRICS_GROUP: &str = "metrics";
+
+/// The settings group berth reserves for error reports.
+pub const DIAGNOSE_GROUP: &str = "diagnose";
 
 fn decl(kind: SettingType, default: Option<toml::Value>, description: &str) -> SettingDecl {
     SettingDecl {
@@ -210,6 +213,20 @@ pub fn metrics_settings() -> BTreeMap<String, SettingDecl> {
     m
 }
 
+/// The `[diagnose]` settings.
+pub fn diagnose_settings() -> BTreeMap<String, SettingDecl> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "report_url".to_owned(),
+        string(
+            "",
+            Some("(https?://[^ ]+)?"),
+            "Where berth sends the redacted error report of a failed `up`, `reconfigure`, `upgrade` or `restore` (an HTTP POST of the archive); empty: reports are only written under `state/reports/`",
+        ),
+    );
+    m
+}
+
 /// The value `metrics.<key>` has when nobody set it; `None` for a key that is not a
 /// metrics setting.
 pub fn metrics_default(key: &str, facts: &Facts) -> Option<SettingValue> {
@@ -239,7 +256,7 @@ pub fn backup_default(key: &str, facts: &Facts) -> Option<SettingValue> {
 /// Adds berth's own settings groups to `m`. Returns the name of a group the manifest
 /// declared itself that clashes with one of them.
 pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str> {
-    for group in [BACKUP_GROUP, UPGRADE_GROUP, METRICS_GROUP] {
+    for group in [BACKUP_GROUP, UPGRADE_GROUP, METRICS_GROUP, DIAGNOSE_GROUP] {
         if m.settings.contains_key(group) {
             return Err(group);
         }
@@ -250,5 +267,7 @@ pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str>
         .insert(UPGRADE_GROUP.to_owned(), upgrade_settings());
     m.settings
         .insert(METRICS_GROUP.to_owned(), metrics_settings());
+    m.settings
+        .insert(DIAGNOSE_GROUP.to_owned(), diagnose_settings());
     Ok(())
 }

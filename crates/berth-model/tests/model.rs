@@ -899,6 +899,9 @@ fn manifest_diagnose_pattern_errors() {
     let text = "[app]\nname = \"demo\"\nversion = \"1\"\n\n\
          [diagnose]\nredact = [\"LIC-[A-Z0-9]{20}\", \"(unclosed\"]\n";
     let err = manifest_errors(text).to_string();
-    assert!(err.contains("`(unclosed` is not a regular expression"), "{err}");
+    assert!(
+        err.contains("`(unclosed` is not a regular expression"),
+        "{err}"
+    );
     assert!(err.contains("berth.toml:6:31"), "{err}");
 }

@@ -79,6 +79,31 @@ fn refuse_manifest_with_bundle(cli: &Cli) {
     }
 }
 
+/// The name an error report of `command` goes by, for the commands that get one when
+/// they fail.
+fn reported_as(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Up { .. } => "up",
+        Command::Reconfigure { dry_run: false } => "reconfigure",
+        Command::Restore { .. } => "restore",
+        Command::Upgrade(
+            UpgradeCommand::Apply { .. }
+            | UpgradeCommand::Auto { .. }
+            | UpgradeCommand::Resume { .. },
+        ) => "upgrade",
+        _ => return None,
+    })
+}
+
+/// What to do once a command failed and its error is printed: a failed `up`,
+/// `reconfigure`, `upgrade` or `restore` leaves a redacted error report
+/// ([`berth_diagnose::error_report`]).
+pub fn after_failure(cli: &Cli) -> Option<impl FnOnce(&anyhow::Error) + use<>> {
+    let command = reported_as(&cli.command)?;
+    let loc = locate(&cli.global);
+    Some(move |err: &anyhow::Error| up::report_failure(&loc, command, err))
+}
+
 /// Run the parsed command line.
 #[allow(clippy::too_many_lines)] // one arm per command
 pub fn run(cli: Cli) -> Result<ExitCode> {

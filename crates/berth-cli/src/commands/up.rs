@@ -42,6 +42,40 @@ pub fn preflight(loc: &Locate, json: bool) -> Result<ExitCode> {
     })
 }
 
+/// After `command` failed with `err`: the redacted error report, written under the
+/// instance's state and sent when `diagnose.report_url` says where. Bad input (a config
+/// with positioned errors) gets none: the message says all there is. Nothing here may
+/// hide the command's own error, so every failure of its own is a note.
+pub fn report_failure(loc: &Locate, command: &str, err: &anyhow::Error) {
+    let bad_input = err.downcast_ref::<berth_model::Diagnostics>().is_some()
+        || matches!(
+            err.downcast_ref::<berth_lifecycle::LifecycleError>(),
+            Some(berth_lifecycle::LifecycleError::Invalid(_))
+        );
+    if bad_input {
+        return;
+    }
+    let Ok(inst) = instance::open(loc) else {
+        return;
+    };
+    match berth_diagnose::error_report(&inst, command, &format!("{err:#}")) {
+        Ok(Some(r)) => {
+            eprintln!(
+                "note: a redacted error report is in {} ({} removal(s))",
+                r.path.display(),
+                r.removed
+            );
+            match r.sent {
+                Some(Ok(status)) => eprintln!("note: the report was sent (answer {status})"),
+                Some(Err(why)) => eprintln!("note: the report could not be sent: {why}"),
+                None => {}
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("note: no error report could be written: {e}"),
+    }
+}
+
 /// `berth diagnose`: the redacted support bundle.
 pub fn diagnose(
     loc: &Locate,
