@@ -71,6 +71,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// First-run setup on a terminal: asks for the external URL, the profile, the
+    /// optional components and the backup target (each answer checked as `berth config
+    /// check` checks it), writes the site config, shows the plan, and with `--up`
+    /// brings the app up. Answers given as options are not asked.
+    Init {
+        /// `external_url`.
+        #[arg(long, value_name = "URL")]
+        external_url: Option<String>,
+        /// `profile` (`none` for none).
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Run this optional component.
+        #[arg(long, value_name = "COMPONENT")]
+        enable: Vec<String>,
+        /// Leave this optional component out.
+        #[arg(long, value_name = "COMPONENT")]
+        disable: Vec<String>,
+        /// `backup.target`: an absolute directory or `sftp://user@host/path`.
+        #[arg(long, value_name = "DIR|URL")]
+        backup_target: Option<String>,
+        /// `users`: `per-instance` (the default: OS users of this instance's own) or
+        /// `shared` (the manifest's names, shared by every instance of the app).
+        #[arg(long, value_name = "per-instance|shared")]
+        users: Option<String>,
+        /// Ask nothing: what no option gives keeps its default.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Bring the app up once the site config is written.
+        #[arg(long)]
+        up: bool,
+    },
     /// Write a support bundle: host facts, status, history, the effective config, rendered
     /// files, log tails, the supervisor's plan, package versions and preflight, every
     /// file redacted (secret values, passwords, tokens, keys), with a report of what

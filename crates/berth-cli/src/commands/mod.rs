@@ -17,6 +17,7 @@ mod config;
 mod control;
 mod history;
 mod image;
+mod init;
 mod release;
 mod repo;
 mod sbom;
@@ -302,6 +303,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Preflight { json } => up::preflight(&loc, json),
+        Command::Init {
+            external_url,
+            profile,
+            enable,
+            disable,
+            backup_target,
+            users,
+            yes,
+            up: then_up,
+        } => {
+            let mut given = berth_setup::Answers::new();
+            if let Some(u) = external_url {
+                given.insert(berth_setup::Field::ExternalUrl, u);
+            }
+            if let Some(p) = profile {
+                given.insert(berth_setup::Field::Profile, p);
+            }
+            for c in enable {
+                given.insert(berth_setup::Field::Component(c), "yes".to_owned());
+            }
+            for c in disable {
+                given.insert(berth_setup::Field::Component(c), "no".to_owned());
+            }
+            if let Some(t) = backup_target {
+                given.insert(berth_setup::Field::BackupTarget, t);
+            }
+            if let Some(u) = users {
+                given.insert(berth_setup::Field::Users, u);
+            }
+            init::init(&loc, &given, yes, then_up, quiet)
+        }
         Command::Diagnose { out, lines, json } => up::diagnose(&loc, out, lines, json),
         Command::Start(s) => control::start(&loc, s.service),
         Command::Stop(s) => control::stop(&loc, s.service),
