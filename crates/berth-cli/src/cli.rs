@@ -102,6 +102,14 @@ pub enum Command {
         #[arg(long)]
         up: bool,
     },
+    /// Serve the web console (status, logs, history) until interrupted. Sign in with
+    /// the console password: generated on first start into the secret store, its path
+    /// printed, never its value.
+    Console {
+        /// Where to listen (put the app's nginx in front to reach it from elsewhere).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9470")]
+        listen: std::net::SocketAddr,
+    },
     /// Write a support bundle: host facts, status, history, the effective config, rendered
     /// files, log tails, the supervisor's plan, package versions and preflight, every
     /// file redacted (secret values, passwords, tokens, keys), with a report of what

@@ -1,7 +1,6 @@
 //! What goes into a bundle, read the way root must read what others can change.
 
 use std::fmt::Write as _;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,23 +53,6 @@ pub(crate) fn secrets(paths: &Paths) -> Result<Vec<(String, String)>, HostError>
     Ok(out)
 }
 
-/// The end of `file`: its last `lines` lines (all of it for `None`), at most
-/// [`MAX_FILE`] bytes.
-fn tail(mut file: std::fs::File, lines: Option<usize>) -> std::io::Result<Vec<u8>> {
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(MAX_FILE);
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    file.take(MAX_FILE).read_to_end(&mut buf)?;
-    let Some(n) = lines else {
-        return Ok(buf);
-    };
-    let text = String::from_utf8_lossy(&buf);
-    let all: Vec<&str> = text.lines().collect();
-    let kept = all[all.len().saturating_sub(n)..].join("\n");
-    Ok(format!("{kept}\n").into_bytes())
-}
-
 /// Every regular file beneath `root` (no symlink followed, nothing but regular files
 /// opened), as `(bundle name, bytes)` under `prefix`: whole, or their last `lines`.
 fn tree(root: &Path, prefix: &str, lines: Option<usize>, out: &mut Vec<(String, Vec<u8>)>) {
@@ -110,13 +92,9 @@ fn tree(root: &Path, prefix: &str, lines: Option<usize>, out: &mut Vec<(String, 
                     ));
                     return;
                 }
-                match dir
-                    .open_file(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| tail(f, lines).map_err(|e| e.to_string()))
-                {
+                match dir.tail(&path, lines, MAX_FILE) {
                     Ok(bytes) => out.push((shown, bytes)),
-                    Err(e) => out.push((format!("{shown}.error.txt"), e.into_bytes())),
+                    Err(e) => out.push((format!("{shown}.error.txt"), e.to_string().into_bytes())),
                 }
             } else if st.is_symlink() {
                 // Named, not followed.

@@ -465,6 +465,30 @@ impl SafeDir {
         Ok(out)
     }
 
+    /// The end of the regular file `rel`: at most its last `max` bytes, cut to its last
+    /// `lines` lines when given (for logs others write: opened by descriptor, never
+    /// through a symlink, and never read whole however large it grew).
+    pub fn tail(&self, rel: &Path, lines: Option<usize>, max: u64) -> Result<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = self.open_file(rel)?;
+        let io = |source| HostError::Read {
+            path: self.shown(rel),
+            source,
+        };
+        let len = file.metadata().map_err(io)?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(max)))
+            .map_err(io)?;
+        let mut buf = Vec::new();
+        file.take(max).read_to_end(&mut buf).map_err(io)?;
+        let Some(n) = lines else {
+            return Ok(buf);
+        };
+        let text = String::from_utf8_lossy(&buf);
+        let all: Vec<&str> = text.lines().collect();
+        let kept = all[all.len().saturating_sub(n)..].join("\n");
+        Ok(format!("{kept}\n").into_bytes())
+    }
+
     /// What `rel` is, not following it if it is a symlink; `None` when it does not exist.
     pub fn stat(&self, rel: &Path) -> Result<Option<Stat>> {
         let rel = plain(&self.path, rel)?;

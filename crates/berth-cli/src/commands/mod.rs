@@ -303,6 +303,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Preflight { json } => up::preflight(&loc, json),
+        Command::Console { listen } => {
+            let paths = berth_lifecycle::paths(&loc)?;
+            let inst = berth_lifecycle::instance::open(&loc)?;
+            let config = berth_console::Config {
+                listen,
+                paths,
+                app: inst.manifest.manifest.app.name.clone(),
+            };
+            println!(
+                "Console of {} on http://{listen}/ (sign in with the password in {}; Ctrl-C stops it)",
+                config.app,
+                berth_console::password_file(&config.paths).display()
+            );
+            berth_console::serve(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init {
             external_url,
             profile,
