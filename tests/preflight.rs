@@ -198,3 +198,51 @@ fn warnings_do_not_stop_up_and_a_taken_port_does() {
     let r = Berth::installed(dir.path()).run(&["preflight"]).expect(0);
     line(&r.stdout, &format!("pass  port 127.0.0.1:{APP_PORT}"));
 }
+
+/// An upgrade to a version whose `[preflight]` this host does not meet stops in its
+/// own preflight step: no backup taken, nothing installed, the old version serving.
+#[test]
+fn an_upgrade_the_host_cannot_run_is_refused_before_its_backup() {
+    if !is_root() {
+        eprintln!("skipped: `up` of ministack makes service users (root only)");
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let v1 = ministack_at(src.path(), "1.0.0", |t| t);
+    let v2 = ministack_at(src.path(), "1.0.1", |t| {
+        format!("{t}\n[preflight]\nmemory = {{ min = \"64TiB\" }}\n")
+    });
+    let dir = prefix_dir("preflight-upgrade");
+    let b = Berth::new(dir.path(), &v1);
+    b.write_site(
+        "external_url = \"http://127.0.0.1:49180/\"\n\
+         [postgresql]\nport = 49132\n[redis]\nport = 49179\n[app]\nport = 49101\n",
+    );
+    let up = b.run(&["up"]);
+    let b = Berth::installed(dir.path());
+    let _down = Down(&b);
+    up.expect(0);
+    let r = b.run(&["upgrade", "apply", "--to", v2.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("The host does not meet the app's requirements, nothing was changed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("fail  memory"), "{}", r.stderr);
+    let history = b.run(&["history", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert!(
+        !runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "backup"),
+        "a backup was taken: {runs:#}"
+    );
+    assert!(!dir.path().join("releases/1.0.1").exists());
+    let releases = b.run(&["releases"]).expect(0);
+    assert!(releases.stdout.contains("1.0.0"), "{}", releases.stdout);
+    assert!(!releases.stdout.contains("1.0.1"), "{}", releases.stdout);
+}

@@ -61,6 +61,15 @@ pub fn preflight_report(inst: &Instance) -> Result<berth_preflight::Report> {
     Ok(preflight::report(inst, &preview, &running))
 }
 
+/// The preflight checks alone, refusing on a failure (warnings said): what an upgrade
+/// runs against the new version's instance before its backup, and anything else that
+/// must stop before it changes the host.
+pub fn preflight_check(inst: &Instance, progress: &dyn Progress) -> Result<()> {
+    let preview = preview(inst)?;
+    let running = supervisor::running_services(&inst.paths);
+    preflight::check_host(inst, &preview, &running, progress)
+}
+
 /// Refuses an instance whose service users cannot reach the paths they use (a prefix
 /// inside a directory they cannot enter), before anything changes: `up` and
 /// `reconfigure` check it themselves, a restore into a new prefix before it moves

@@ -147,6 +147,8 @@ fn hop_steps(
         // its users be usable, before anything changes.
         let inst_to = instance::open(loc_to)?;
         inst_to.naming.usable()?;
+        // The host against the new version's `[preflight]` (and berth's own checks).
+        berth_lifecycle::up::preflight_check(&inst_to, progress)?;
         if !berth_lifecycle::supervisor::is_running(paths) {
             return Err(BackupError::Cannot {
                 what: format!("{} is not running", j.app),
