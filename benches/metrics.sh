@@ -65,26 +65,30 @@ n() { ip netns exec "$NS" "$@"; }
 b() { n "$BERTH" --prefix "$P" "$@"; }
 
 say "berth up (metrics off)"
+# The manifest's user names, shared: a per-instance user named after this throwaway
+# prefix would be left behind by every run.
+mkdir -p "$P" && chmod 755 "$P"
+printf 'users = "shared"\n' >"$P/site.toml"
 b --manifest "$MANIFEST" up >"$WORK/up.txt" 2>&1 || { cat "$WORK/up.txt" >&2; exit 1; }
 SUP=$(cat "$P/run/supervisor.pid")
 
 kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-idle() {  # prints "rss_kB hwm_kB ticks" over the idle window
+idle() {  # prints "rss_kB hwm_kB anon_kB file_kB ticks" over the idle window
   local t0 t1
   t0=$(ticks "$SUP"); sleep "$IDLE"; t1=$(ticks "$SUP")
-  echo "$(kb "$SUP" VmRSS) $(kb "$SUP" VmHWM) $((t1 - t0))"
+  echo "$(kb "$SUP" VmRSS) $(kb "$SUP" VmHWM) $(kb "$SUP" RssAnon) $(kb "$SUP" RssFile) $((t1 - t0))"
 }
 
 say "idle ${IDLE} s, metrics off"
-read -r OFF_RSS OFF_HWM OFF_TICKS < <(idle)
+read -r OFF_RSS OFF_HWM OFF_ANON OFF_FILE OFF_TICKS < <(idle)
 
 say "metrics on ($METRICS), idle ${IDLE} s"
 printf '[metrics]\nlisten = "%s"\n' "$METRICS" >>"$P/site.toml"
 b reconfigure >"$WORK/reconfigure.txt" 2>&1 || { cat "$WORK/reconfigure.txt" >&2; exit 1; }
 for _ in $(seq 50); do n curl -sf "http://$METRICS/metrics" >/dev/null && break; sleep 0.1; done
 [ "$(cat "$P/run/supervisor.pid")" = "$SUP" ] || { echo "the supervisor was restarted" >&2; exit 1; }
-read -r ON_RSS ON_HWM ON_TICKS < <(idle)
+read -r ON_RSS ON_HWM ON_ANON ON_FILE ON_TICKS < <(idle)
 BYTES=$(n curl -s "http://$METRICS/metrics" | wc -c)
 SERIES=$(n curl -s "http://$METRICS/metrics" | grep -vc '^#')
 
@@ -98,7 +102,7 @@ import sys, urllib.request
 for _ in range(int(sys.argv[2])):
     urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read()
 EOF2
-AFTER_RSS=$(kb "$SUP" VmRSS); AFTER_HWM=$(kb "$SUP" VmHWM)
+AFTER_RSS=$(kb "$SUP" VmRSS); AFTER_HWM=$(kb "$SUP" VmHWM); AFTER_ANON=$(kb "$SUP" RssAnon); AFTER_FILE=$(kb "$SUP" RssFile)
 
 "$PY" - "$WORK/h.json" >"$WORK/timings.txt" <<'EOF2'
 import json, sys
@@ -120,11 +124,11 @@ $(cut -d' ' -f1-3 /proc/loadavg) at the end). The fixture is \`benches/fixtures/
 (one service); idle windows of $IDLE s; CPU in ticks of 1/$TICK_HZ s (utime + stime of the
 supervisor, all threads).
 
-| supervisor | VmRSS | VmHWM | CPU ticks while idle |
-| --- | --- | --- | --- |
-| metrics off | $OFF_RSS kB | $OFF_HWM kB | $OFF_TICKS |
-| metrics on, not scraped | $ON_RSS kB | $ON_HWM kB | $ON_TICKS |
-| after $SCRAPES scrapes | $AFTER_RSS kB | $AFTER_HWM kB | |
+| supervisor | VmRSS | of it anonymous | of it file-backed (the binary) | VmHWM | CPU ticks while idle |
+| --- | --- | --- | --- | --- | --- |
+| metrics off | $OFF_RSS kB | $OFF_ANON kB | $OFF_FILE kB | $OFF_HWM kB | $OFF_TICKS |
+| metrics on, not scraped | $ON_RSS kB | $ON_ANON kB | $ON_FILE kB | $ON_HWM kB | $ON_TICKS |
+| after $SCRAPES scrapes | $AFTER_RSS kB | $AFTER_ANON kB | $AFTER_FILE kB | $AFTER_HWM kB | |
 
 One scrape: $BYTES bytes, $SERIES samples.
 
