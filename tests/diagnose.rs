@@ -188,10 +188,32 @@ const RECEIVER: u16 = 48795;
 const SITE2: &str = "external_url = \"http://127.0.0.1:48880/\"\n\
     [postgresql]\nport = 48832\n[redis]\nport = 48879\n[app]\nport = 48801\n";
 
-/// A failed `reconfigure` (another program took the app's new port) leaves a redacted
-/// error report under `state/reports/`, with the error on top, and sends the same bytes
-/// to `diagnose.report_url`: the endpoint (a small HTTP server of the test's) gets an
-/// archive that holds the error and no secret.
+/// A hook that fails when the greeting becomes `hello there`.
+const FAILING_HOOK: &str = r#"
+[hooks.check_greeting]
+component = "app"
+description = "Refuses one greeting, to make a reconfigure fail half-way"
+command = ["/bin/sh", "-c", "[ \"$GREETING\" != 'hello there' ] || { echo 'greeting refused' >&2; exit 3; }"]
+environment = { GREETING = "{{ settings.app.greeting }}" }
+when = "change"
+on = ["setting:app.greeting"]
+after = ["postgresql"]
+before = ["app"]
+"#;
+
+/// `site` with the greeting the hook refuses.
+fn refused_greeting(site: &str) -> String {
+    site.replace(
+        "port = 48801\n",
+        "port = 48801\ngreeting = \"hello there\"\n",
+    )
+}
+
+/// A `reconfigure` that fails half-way (a hook fails; berth rolls back) leaves a
+/// redacted error report under `state/reports/`, with the error on top, and sends the
+/// same bytes to `diagnose.report_url`: the endpoint (a small HTTP server of the
+/// test's) gets an archive that holds the error and no secret. A refusal before
+/// anything changed (a taken port) leaves none.
 #[test]
 #[allow(clippy::too_many_lines)] // one instance, one failure, every consumer of its report
 fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
@@ -200,7 +222,7 @@ fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
         return;
     }
     let src = tempfile::tempdir().unwrap();
-    let manifest = ministack_at(src.path(), "1.0.0", |t| t);
+    let manifest = ministack_at(src.path(), "1.0.0", |t| format!("{t}{FAILING_HOOK}"));
     let dir = prefix_dir("report");
     let b = Berth::new(dir.path(), &manifest);
     let with_url =
@@ -239,11 +261,19 @@ fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
 
-    // Another program on the port the app is to move to: the reconfigure fails.
+    // A refusal before anything changed (another program on the port the app is to
+    // move to): no report.
     let holder = std::net::TcpListener::bind("127.0.0.1:48802").unwrap();
     b.write_site(&with_url.replace("port = 48801", "port = 48802"));
     let r = b.run(&["reconfigure"]);
     drop(holder);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(!r.stderr.contains("error report"), "{}", r.stderr);
+    assert!(!dir.path().join("state/reports").exists());
+
+    // The hook fails half-way through the reconfigure.
+    b.write_site(&refused_greeting(&with_url));
+    let r = b.run(&["reconfigure"]);
     let _ = endpoint.kill();
     let _ = endpoint.wait();
     assert_eq!(r.code, 1, "{r:?}");
@@ -293,7 +323,7 @@ fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
     assert!(tar.status.success(), "{tar:?}");
     let error = std::fs::read_to_string(unpacked.join("berth-diagnose/error.txt")).unwrap();
     assert!(error.contains("`reconfigure` failed"), "{error}");
-    assert!(error.contains("127.0.0.1:48802"), "{error}");
+    assert!(error.contains("check_greeting"), "{error}");
     for f in files_under(&unpacked) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         assert!(
@@ -304,10 +334,7 @@ fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
     }
 
     // Without an endpoint: written, not sent.
-    b.write_site(SITE2);
-    b.run(&["reconfigure"]).expect(0);
-    let holder = std::net::TcpListener::bind("127.0.0.1:48802").unwrap();
-    b.write_site(&SITE2.replace("port = 48801", "port = 48802"));
+    b.write_site(&refused_greeting(SITE2));
     let r = b.run(&["reconfigure"]);
     assert_eq!(r.code, 1);
     assert!(
@@ -316,7 +343,6 @@ fn a_failed_operation_leaves_a_redacted_report_and_sends_it_when_asked() {
         r.stderr
     );
     assert!(!r.stderr.contains("sent"), "{}", r.stderr);
-    drop(holder);
     assert_eq!(
         std::fs::read_dir(dir.path().join("state/reports"))
             .unwrap()

@@ -230,6 +230,28 @@ pub enum LifecycleError {
 }
 
 impl LifecycleError {
+    /// Whether this error refused the operation before it changed anything (bad
+    /// input, a host that does not meet the app's needs, a taken port): its message
+    /// is all there is to say, so no error report is written for it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid(_)
+                | Self::Environment(_)
+                | Self::NoManifest(_)
+                | Self::NoDefaultManifest
+                | Self::Users { .. }
+                | Self::NotSetUp(_)
+                | Self::UpgradeNeedsInstance { .. }
+                | Self::UpgradeRefused(_)
+                | Self::Preflight(_)
+                | Self::PortsInUse(_)
+                | Self::Unreachable { .. }
+                | Self::PackagesMissing { .. }
+                | Self::BinariesMissing(_)
+        )
+    }
+
     /// What to do next, as a command line or a short instruction.
     pub fn hint(&self) -> Option<String> {
         match self {

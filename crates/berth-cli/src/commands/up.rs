@@ -43,16 +43,26 @@ pub fn preflight(loc: &Locate, json: bool) -> Result<ExitCode> {
 }
 
 /// After `command` failed with `err`: the redacted error report, written under the
-/// instance's state and sent when `diagnose.report_url` says where. Bad input (a config
-/// with positioned errors) gets none: the message says all there is. Nothing here may
+/// instance's state and sent when `diagnose.report_url` says where. Nothing here may
 /// hide the command's own error, so every failure of its own is a note.
 pub fn report_failure(loc: &Locate, command: &str, err: &anyhow::Error) {
-    let bad_input = err.downcast_ref::<berth_model::Diagnostics>().is_some()
-        || matches!(
-            err.downcast_ref::<berth_lifecycle::LifecycleError>(),
-            Some(berth_lifecycle::LifecycleError::Invalid(_))
-        );
-    if bad_input {
+    // A refusal before anything changed (bad input, a host that does not meet the
+    // app's needs, an upgrade that cannot begin) is all in its message, and writing a
+    // report would change the host it promised to leave alone.
+    let refusal = err.chain().any(|e| {
+        e.downcast_ref::<berth_model::Diagnostics>().is_some()
+            || e.downcast_ref::<berth_lifecycle::LifecycleError>()
+                .is_some_and(berth_lifecycle::LifecycleError::is_refusal)
+            || match e.downcast_ref::<berth_backup::BackupError>() {
+                Some(
+                    berth_backup::BackupError::Cannot { .. }
+                    | berth_backup::BackupError::Invalid(_),
+                ) => true,
+                Some(berth_backup::BackupError::Lifecycle(l)) => l.is_refusal(),
+                _ => false,
+            }
+    });
+    if refusal {
         return;
     }
     let Ok(inst) = instance::open(loc) else {
