@@ -86,18 +86,30 @@ pub fn error_report(
 
 /// Keep the newest [`KEEP`] reports (their names sort by time).
 fn prune(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    // By descriptor, like every removal root makes: only regular files named as
+    // reports, in the directory opened once.
+    let Ok(reports) = berth_host::beneath::SafeDir::open_trusted(dir) else {
+        return;
+    };
+    let Ok(entries) = reports.names() else {
         return;
     };
     let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tar.zst"))
+        .filter(|n| {
+            reports
+                .stat(std::path::Path::new(n))
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.is_file())
+        })
         .collect();
     names.sort();
     let excess = names.len().saturating_sub(KEEP);
     for n in &names[..excess] {
-        let _ = berth_host::fsutil::remove_file_if_exists(&dir.join(n));
+        let _ = reports.remove_file(std::path::Path::new(n));
     }
 }
 
@@ -122,5 +134,34 @@ fn send(url: &str, path: &std::path::Path, inst: &Instance, command: &str) -> Re
         Ok(status)
     } else {
         Err(format!("the endpoint answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KEEP, prune};
+
+    /// The newest ten reports stay (names sort by time); other files and a directory
+    /// named like a report are left alone.
+    #[test]
+    fn only_the_newest_reports_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..12 {
+            std::fs::write(dir.path().join(format!("2026010{i:02}-up.tar.zst")), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("0-dir.tar.zst")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        prune(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), KEEP + 2, "{left:?}");
+        assert!(left.contains(&"0-dir.tar.zst".to_owned()));
+        assert!(left.contains(&"notes.txt".to_owned()));
+        assert!(!left.contains(&"202601000-up.tar.zst".to_owned()));
+        assert!(!left.contains(&"202601001-up.tar.zst".to_owned()));
+        assert!(left.contains(&"202601011-up.tar.zst".to_owned()));
     }
 }
