@@ -102,13 +102,19 @@ pub enum Command {
         #[arg(long)]
         up: bool,
     },
-    /// Serve the web console (status, logs, history) until interrupted. Sign in with
-    /// the console password: generated on first start into the secret store, its path
-    /// printed, never its value.
+    /// Serve the web console until interrupted: status, logs, history, backups,
+    /// upgrades, and first-run setup on an instance without a site config. Sign in
+    /// with the console password: generated on first start into the secret store, its
+    /// path printed, never its value.
     Console {
-        /// Where to listen (put the app's nginx in front to reach it from elsewhere).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9470")]
-        listen: std::net::SocketAddr,
+        /// Where to listen (put the app's nginx in front to reach it from elsewhere)
+        /// [default: `console.listen`, else 127.0.0.1:9470].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// The path the app's web server passes on to the console, e.g. `/berth/`
+        /// [default: `console.path` when the web server is in front, else `/`].
+        #[arg(long, value_name = "PATH")]
+        base_path: Option<String>,
     },
     /// Write a support bundle: host facts, status, history, the effective config, rendered
     /// files, log tails, the supervisor's plan, package versions and preflight, every

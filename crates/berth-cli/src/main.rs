@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     // Lets the test suite check that this build has fault points at all.
     berth_lifecycle::fault::point("cli:start");
     let args = cli::Cli::parse();
+    berth_lifecycle::run::set_actor(&commands::actor());
     let after_failure = commands::after_failure(&args);
     match commands::run(args) {
         Ok(code) => code,

@@ -56,8 +56,40 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub(crate) csrf: String,
+    /// The name given at sign-in (may be empty).
+    name: String,
+    /// The first hex digits of the token's SHA-256: tells sessions apart in the history
+    /// without being of any use to a reader of it.
+    short: String,
+    /// Where it signed in from.
+    client: String,
     created: Instant,
     last_seen: Instant,
+}
+
+impl Session {
+    /// Who the history says made a change from this session.
+    pub(crate) fn actor(&self) -> String {
+        let name = if self.name.is_empty() {
+            "signed-in user"
+        } else {
+            &self.name
+        };
+        format!(
+            "console: {name} (session {}, from {})",
+            self.short, self.client
+        )
+    }
+}
+
+/// A name given at sign-in, as the history keeps it: printable, short.
+fn clean_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// What a sign-in attempt came to.
@@ -88,8 +120,9 @@ impl Auth {
         }
     }
 
-    /// Check `password`, unless sign-in is locked.
-    pub(crate) fn sign_in(&self, password: &str) -> SignIn {
+    /// Check `password`, unless sign-in is locked; the session remembers `name` and
+    /// `client` for the history.
+    pub(crate) fn sign_in(&self, password: &str, name: &str, client: &str) -> SignIn {
         let now = Instant::now();
         let mut failures = self
             .failures
@@ -112,13 +145,17 @@ impl Auth {
         failures.clear();
         drop(failures);
         let token = token();
+        let key = digest(&token);
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(
-                digest(&token),
+                key,
                 Session {
                     csrf: self::token(),
+                    name: clean_name(name),
+                    short: hex::encode(&key[..4]),
+                    client: client.to_owned(),
                     created: now,
                     last_seen: now,
                 },
@@ -164,20 +201,28 @@ mod tests {
     fn five_failures_lock_even_the_right_password() {
         let auth = Auth::new("right");
         for _ in 0..LOCKOUT_FAILURES {
-            assert_eq!(auth.sign_in("wrong"), SignIn::Wrong);
+            assert_eq!(auth.sign_in("wrong", "", "127.0.0.1"), SignIn::Wrong);
         }
-        assert!(matches!(auth.sign_in("right"), SignIn::Locked(_)));
+        assert!(matches!(
+            auth.sign_in("right", "alice\u{1b}[2J", "127.0.0.1"),
+            SignIn::Locked(_)
+        ));
     }
 
     #[test]
     fn a_session_lives_until_sign_out_and_checks_its_csrf() {
         let auth = Auth::new("right");
-        let SignIn::Ok(token) = auth.sign_in("right") else {
+        let SignIn::Ok(token) = auth.sign_in("right", "alice\u{1b}[2J", "127.0.0.1") else {
             panic!()
         };
         let s = auth.session(&token).unwrap();
         assert!(csrf_ok(&s, &s.csrf.clone()));
         assert!(!csrf_ok(&s, "other"));
+        // The name is kept without its escape character, the token not at all.
+        let actor = s.actor();
+        assert!(actor.starts_with("console: alice[2J (session "), "{actor}");
+        assert!(actor.ends_with(", from 127.0.0.1)"), "{actor}");
+        assert!(!actor.contains(&token));
         assert!(auth.session("not-a-token").is_none());
         auth.sign_out(&token);
         assert!(auth.session(&token).is_none());

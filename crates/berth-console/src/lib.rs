@@ -13,11 +13,21 @@
 //! - **Lockout**: after 5 failed sign-ins within 15 minutes, every sign-in (the right
 //!   password too) is refused for 15 minutes.
 //! - **Pages**, rendered on the server (minijinja, HTML-escaped): the status of every
-//!   service (refreshed live by a small script, no build step), each service's log, the
-//!   history. Every answer carries a strict Content-Security-Policy and is not cached.
+//!   service (refreshed live by a small script, no build step) with links to the
+//!   metrics endpoints, each service's log (followed live on request), the history
+//!   with who made each change, backups (list, create, verify), the upgrades in
+//!   `upgrade.source` (plan, apply), and, on an instance without a site config, the
+//!   first-run setup. Every answer carries a strict Content-Security-Policy and is not
+//!   cached.
+//! - **Changes** are made by berth itself, the same commands a terminal would run, as
+//!   tasks whose output the browser follows ([`tasks`]); the history records the
+//!   console session that asked.
 
+mod actions;
 mod auth;
 mod pages;
+mod setup;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +45,15 @@ pub struct Config {
     pub paths: Paths,
     /// The app's name, for page titles.
     pub app: String,
+    /// How berth finds the instance (its manifest, its site config).
+    pub loc: berth_lifecycle::Locate,
+    /// Where the console is mounted: `/` alone, or a path such as `/berth/` when the
+    /// app's web server passes that path on to it.
+    pub base_path: String,
+    /// The berth program that carries out the console's changes.
+    pub berth: std::path::PathBuf,
+    /// The options that name the instance to it (`--prefix …`, `--config …`).
+    pub global_args: Vec<String>,
 }
 
 /// Why the console cannot run.

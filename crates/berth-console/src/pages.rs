@@ -1,19 +1,24 @@
 //! The routes: sign-in and sign-out, status (and its JSON for the live refresh),
 //! logs, history; the security headers every answer carries.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
-use axum::extract::{Form, Path as UrlPath, Request, State as Extract};
+use axum::extract::{ConnectInfo, Form, Path as UrlPath, Request, State as Extract};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use berth_layout::Paths;
 use serde::Deserialize;
 
 use crate::auth::{Auth, Session, SignIn, csrf_ok, token};
+use crate::tasks::Tasks;
 
 const SESSION_COOKIE: &str = "berth_session";
 const LOGIN_COOKIE: &str = "berth_login";
@@ -22,9 +27,15 @@ const LOG_LINES: usize = 200;
 
 /// Shared by every request.
 pub(crate) struct State {
-    paths: Paths,
+    pub(crate) paths: Paths,
+    pub(crate) loc: berth_lifecycle::Locate,
     app: String,
+    /// Where the console is mounted: empty, or `/berth` (no trailing slash).
+    pub(crate) base: String,
     auth: Auth,
+    pub(crate) tasks: Tasks,
+    /// Log pages being followed now ([`MAX_FOLLOWERS`] at most).
+    followers: AtomicUsize,
     templates: minijinja::Environment<'static>,
 }
 
@@ -37,20 +48,48 @@ impl State {
             ("status.html", include_str!("templates/status.html")),
             ("history.html", include_str!("templates/history.html")),
             ("log.html", include_str!("templates/log.html")),
+            ("backups.html", include_str!("templates/backups.html")),
+            ("upgrades.html", include_str!("templates/upgrades.html")),
+            ("tasks.html", include_str!("templates/tasks.html")),
+            ("task.html", include_str!("templates/task.html")),
+            ("setup.html", include_str!("templates/setup.html")),
+            (
+                "setup_review.html",
+                include_str!("templates/setup_review.html"),
+            ),
         ] {
             templates
                 .add_template(name, text)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
+        templates.add_filter("size", human_size);
         Self {
             paths: config.paths.clone(),
+            loc: config.loc.clone(),
             app: config.app.clone(),
+            base: config.base_path.trim_end_matches('/').to_owned(),
             auth: Auth::new(password),
+            tasks: Tasks::new(
+                config.berth.clone(),
+                config.global_args.clone(),
+                config.paths.console_tasks(),
+            ),
+            followers: AtomicUsize::new(0),
             templates,
         }
     }
 
-    fn page(&self, name: &str, ctx: minijinja::Value) -> Response {
+    /// `path` under the console's base path.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A redirect to `path` under the base path.
+    pub(crate) fn redirect(&self, path: &str) -> Response {
+        Redirect::to(&self.url(path)).into_response()
+    }
+
+    pub(crate) fn page(&self, name: &str, ctx: minijinja::Value) -> Response {
         match self
             .templates
             .get_template(name)
@@ -66,16 +105,35 @@ impl State {
     }
 }
 
-type Shared = Arc<State>;
+pub(crate) type Shared = Arc<State>;
+
+/// Log pages followed at once: each holds a thread while its browser is away.
+const MAX_FOLLOWERS: usize = 16;
 
 pub(crate) fn router(state: Shared) -> Router {
-    Router::new()
+    let base = state.base.clone();
+    let routes = Router::new()
         .route("/", get(status_page))
         .route("/api/status", get(status_json))
         .route("/history", get(history_page))
         .route("/logs/{service}", get(log_page))
+        .route("/logs/{service}/follow", get(follow_log))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/backups", get(crate::actions::backups_page))
+        .route("/backups/create", post(crate::actions::backup_create))
+        .route("/backups/verify", post(crate::actions::backup_verify))
+        .route("/upgrades", get(crate::actions::upgrades_page))
+        .route("/upgrades/plan", post(crate::actions::upgrade_plan))
+        .route("/upgrades/apply", post(crate::actions::upgrade_apply))
+        .route("/tasks", get(crate::actions::tasks_page))
+        .route("/tasks/{id}", get(crate::actions::task_page))
+        .route("/api/tasks/{id}", get(crate::actions::task_json))
+        .route(
+            "/setup",
+            get(crate::setup::setup_page).post(crate::setup::setup_check),
+        )
+        .route("/setup/apply", post(crate::setup::setup_apply))
         .route(
             "/static/console.css",
             get(|| async {
@@ -95,7 +153,16 @@ pub(crate) fn router(state: Shared) -> Router {
             }),
         )
         .layer(middleware::from_fn(headers))
-        .with_state(state)
+        .with_state(state);
+    if base.is_empty() {
+        routes
+    } else {
+        // Behind the app's web server under a path: `/berth` and `/berth/...`.
+        let home = format!("{base}/");
+        Router::new()
+            .route(&base, get(move || async move { Redirect::to(&home) }))
+            .nest(&base, routes)
+    }
 }
 
 /// What every answer carries: no framing, no inline script, no caching, no referrer.
@@ -131,6 +198,22 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
+/// Bytes as people read them: `512 B`, `3.4 MiB`.
+#[allow(clippy::cast_precision_loss)] // shown with one decimal
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 /// `Secure` when the browser reached us over HTTPS (a proxy in front says so).
 fn secure(headers: &HeaderMap) -> &'static str {
     if headers
@@ -145,6 +228,7 @@ fn secure(headers: &HeaderMap) -> &'static str {
 }
 
 fn set_cookie(
+    state: &State,
     name: &str,
     value: &str,
     max_age: Option<u64>,
@@ -156,25 +240,28 @@ fn set_cookie(
     (
         header::SET_COOKIE,
         format!(
-            "{name}={value}; HttpOnly; SameSite=Strict; Path=/{age}{}",
+            "{name}={value}; HttpOnly; SameSite=Strict; Path={}/{age}{}",
+            state.base,
             secure(headers)
         ),
     )
 }
 
 /// The session the request carries, and its token.
-fn signed_in(state: &State, headers: &HeaderMap) -> Option<(String, Session)> {
+pub(crate) fn signed_in(state: &State, headers: &HeaderMap) -> Option<(String, Session)> {
     let token = cookie(headers, SESSION_COOKIE)?;
     state.auth.session(token).map(|s| (token.to_owned(), s))
 }
 
-fn base(
+pub(crate) fn base(
     state: &State,
     title: &str,
     session: Option<&Session>,
 ) -> Vec<(&'static str, minijinja::Value)> {
     vec![
         ("app", state.app.clone().into()),
+        ("base", state.base.clone().into()),
+        ("configured", state_configured(state).into()),
         ("title", title.into()),
         ("signed_in", session.is_some().into()),
         (
@@ -184,7 +271,7 @@ fn base(
     ]
 }
 
-fn ctx(pairs: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
+pub(crate) fn ctx(pairs: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
     pairs
         .into_iter()
         .collect::<std::collections::BTreeMap<_, _>>()
@@ -205,7 +292,7 @@ fn login_form(state: &State, headers: &HeaderMap, message: &str, code: StatusCod
     ));
     let mut response = state.page("login.html", ctx(pairs));
     *response.status_mut() = code;
-    let (name, value) = set_cookie(LOGIN_COOKIE, &login_csrf, Some(600), headers);
+    let (name, value) = set_cookie(state, LOGIN_COOKIE, &login_csrf, Some(600), headers);
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().append(name, v);
     }
@@ -214,7 +301,7 @@ fn login_form(state: &State, headers: &HeaderMap, message: &str, code: StatusCod
 
 async fn login_page(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response {
     if signed_in(&state, &headers).is_some() {
-        return Redirect::to("/").into_response();
+        return state.redirect("/");
     }
     login_form(&state, &headers, "", StatusCode::OK)
 }
@@ -225,10 +312,14 @@ struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    /// Who signs in, for the history (a shared password names nobody).
+    #[serde(default)]
+    name: String,
 }
 
 async fn login(
     Extract(state): Extract<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -242,10 +333,13 @@ async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    match state.auth.sign_in(&form.password) {
+    match state
+        .auth
+        .sign_in(&form.password, &form.name, &client(peer, &headers))
+    {
         SignIn::Ok(token) => {
-            let (name, value) = set_cookie(SESSION_COOKIE, &token, None, &headers);
-            let mut response = Redirect::to("/").into_response();
+            let (name, value) = set_cookie(&state, SESSION_COOKIE, &token, None, &headers);
+            let mut response = state.redirect("/");
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().append(name, v);
             }
@@ -270,9 +364,34 @@ async fn login(
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
+}
+
+/// The answer to a form that did not carry the session's CSRF token: refused, nothing
+/// done.
+pub(crate) fn forged() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "The form did not come from this console: nothing was done.",
+    )
+        .into_response()
+}
+
+/// Who is at the other end: the peer, or, behind the app's web server on this
+/// machine, the client it names last in `X-Forwarded-For`. Only shown in the history.
+pub(crate) fn client(peer: SocketAddr, headers: &HeaderMap) -> String {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+    match forwarded {
+        Some(f) if peer.ip().is_loopback() => format!("{f} via the web server"),
+        _ => peer.ip().to_string(),
+    }
 }
 
 async fn logout(
@@ -281,18 +400,14 @@ async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let Some((token, session)) = signed_in(&state, &headers) else {
-        return Redirect::to("/login").into_response();
+        return state.redirect("/login");
     };
     if !csrf_ok(&session, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "The form did not come from this console.",
-        )
-            .into_response();
+        return forged();
     }
     state.auth.sign_out(&token);
-    let (name, value) = set_cookie(SESSION_COOKIE, "", Some(0), &headers);
-    let mut response = Redirect::to("/login").into_response();
+    let (name, value) = set_cookie(&state, SESSION_COOKIE, "", Some(0), &headers);
+    let mut response = state.redirect("/login");
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().append(name, v);
     }
@@ -325,8 +440,11 @@ async fn status_json(Extract(state): Extract<Shared>, headers: HeaderMap) -> Res
 
 async fn status_page(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response {
     let Some((_, session)) = signed_in(&state, &headers) else {
-        return Redirect::to("/login").into_response();
+        return state.redirect("/login");
     };
+    if !state_configured(&state) {
+        return state.redirect("/setup");
+    }
     let paths = state.paths.clone();
     let value = tokio::task::spawn_blocking(move || status_value(&paths))
         .await
@@ -337,15 +455,50 @@ async fn status_page(Extract(state): Extract<Shared>, headers: HeaderMap) -> Res
         minijinja::Value::from(minijinja::value::Serde(&value["services"])),
     ));
     pairs.push((
+        "jobs",
+        minijinja::Value::from(minijinja::value::Serde(&value["jobs"])),
+    ));
+    let metrics = metrics_links(&state.paths);
+    pairs.push((
+        "metrics",
+        minijinja::Value::from(minijinja::value::Serde(&metrics)),
+    ));
+    pairs.push((
         "supervisor_pid",
         minijinja::Value::from(minijinja::value::Serde(&value["supervisor_pid"])),
     ));
     state.page("status.html", ctx(pairs))
 }
 
+/// Whether the instance has a site config (else the console offers first-run setup).
+pub(crate) fn state_configured(state: &State) -> bool {
+    berth_lifecycle::instance::config_path(&state.loc, &state.paths.prefix)
+        .is_ok_and(|p| p.exists())
+}
+
+/// The metrics endpoints to link: berth's own (`metrics.listen`) and the app's
+/// (the manifest's `metrics` of each service), as the supervisor runs them now.
+fn metrics_links(paths: &Paths) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read(paths.supervision_plan()) else {
+        return Vec::new();
+    };
+    let Ok(plan) = serde_json::from_slice::<berth_supervisor_protocol::SupervisionPlan>(&text)
+    else {
+        return Vec::new();
+    };
+    let Some(m) = plan.metrics else {
+        return Vec::new();
+    };
+    let mut out = vec![("berth".to_owned(), format!("http://{}/metrics", m.listen))];
+    out.extend(m.app_endpoints);
+    // Only web addresses become links (a manifest's value is not a `javascript:` URL).
+    out.retain(|(_, url)| url.starts_with("http://") || url.starts_with("https://"));
+    out
+}
+
 async fn history_page(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response {
     let Some((_, session)) = signed_in(&state, &headers) else {
-        return Redirect::to("/login").into_response();
+        return state.redirect("/login");
     };
     let paths = state.paths.clone();
     let runs = tokio::task::spawn_blocking(move || {
@@ -372,6 +525,7 @@ async fn history_page(Extract(state): Extract<Shared>, headers: HeaderMap) -> Re
                 "kind": r.kind,
                 "detail": r.detail,
                 "result": result,
+                "actor": r.actor,
             })
         })
         .collect();
@@ -389,7 +543,7 @@ async fn log_page(
     UrlPath(service): UrlPath<String>,
 ) -> Response {
     let Some((_, session)) = signed_in(&state, &headers) else {
-        return Redirect::to("/login").into_response();
+        return state.redirect("/login");
     };
     let paths = state.paths.clone();
     let wanted = service.clone();
@@ -416,4 +570,61 @@ async fn log_page(
     pairs.push(("service", service.into()));
     pairs.push(("text", text.into()));
     state.page("log.html", ctx(pairs))
+}
+
+/// The log of `service` as it grows: Server-Sent Events, one line each, from the
+/// supervisor's log file followed across rotations (the same follower as `berth logs
+/// -f`). The thread that reads it ends at the first line after the browser left.
+async fn follow_log(
+    Extract(state): Extract<Shared>,
+    headers: HeaderMap,
+    UrlPath(service): UrlPath<String>,
+) -> Response {
+    if signed_in(&state, &headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let paths = state.paths.clone();
+    let wanted = service.clone();
+    let known = tokio::task::spawn_blocking(move || {
+        berth_lifecycle::supervisor::status(&paths)
+            .is_ok_and(|s| s.services.iter().any(|s| s.name == wanted))
+    })
+    .await
+    .unwrap_or(false);
+    if !known {
+        return (StatusCode::NOT_FOUND, "No such service.").into_response();
+    }
+    if state.followers.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWERS {
+        state.followers.fetch_sub(1, Ordering::SeqCst);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many logs are being followed: close one.",
+        )
+            .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    let log_root = state.paths.log.clone();
+    let done = Arc::clone(&state);
+    std::thread::spawn(move || {
+        let follow = || -> Result<(), berth_supervisor::SupervisorError> {
+            let logs = berth_supervisor::service_logs(&log_root, Some(&service))?;
+            let mut follower = berth_supervisor::Follower::new(&logs)?;
+            // From the end: the page shows the lines before.
+            follower.last(0, &mut |_: &str, _: &str| Ok(()))?;
+            let mut send = |_: &str, line: &str| {
+                tx.blocking_send(line.to_owned())
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            };
+            follower.run(&mut send)
+        };
+        let _ = follow();
+        done.followers.fetch_sub(1, Ordering::SeqCst);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Event::default().data(line)), rx))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -100,6 +100,7 @@ fn desired(prefix: &Path) -> DesiredState {
         },
         metrics_listen: None,
         metrics_endpoints: std::collections::BTreeMap::new(),
+        console: None,
         paths,
     }
 }

@@ -207,6 +207,12 @@ impl Paths {
         self.state.join("reports")
     }
 
+    /// Row `state/console/`: the output of each change the console started, one file
+    /// per task.
+    pub fn console_tasks(&self) -> PathBuf {
+        self.state.join("console")
+    }
+
     /// Row `state/last-backup.json`: when the last backup was written, its size and
     /// name (the supervisor's metrics read it).
     pub fn last_backup_record(&self) -> PathBuf {

@@ -61,6 +61,7 @@ fn produced() -> BTreeMap<&'static str, String> {
         ("managed_files", file(&p.managed_files())),
         ("last_backup_record", file(&p.last_backup_record())),
         ("error_reports", dir(&p.error_reports())),
+        ("console_tasks", dir(&p.console_tasks())),
         ("ports_file", file(&p.ports_file())),
         ("autostart_marker", file(&p.autostart_marker())),
         ("advisories_index", file(&p.advisories_index())),

@@ -126,3 +126,15 @@ pub(crate) fn mask_list(secrets: &BTreeMap<String, String>) -> Vec<String> {
 pub fn mask(text: &str, secrets: &BTreeMap<String, String>) -> String {
     berth_host::converge::Masker::new(&mask_list(secrets)).mask(text)
 }
+
+/// The console's address (`console.listen`, `None` when empty) and path
+/// (`console.path`, `/` when there is no address: no web server passes a path on then).
+///
+/// # Errors
+/// The settings cannot be read (the config did not resolve them).
+pub fn console_settings(inst: &Instance) -> Result<(Option<String>, String)> {
+    Ok(match berth_render::console(&inst.config, &inst.facts)? {
+        Some(c) => (Some(c.listen), c.path),
+        None => (None, "/".to_owned()),
+    })
+}

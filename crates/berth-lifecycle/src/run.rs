@@ -14,6 +14,19 @@ use crate::instance::Instance;
 use crate::progress::Progress;
 use crate::supervisor::{Socket, Supervisor};
 
+/// Who the history says started this process's runs ([`set_actor`]).
+static ACTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record `actor` as who starts this process's runs (`root`, `alice via sudo`,
+/// `console: …`). Set once, early; later calls are ignored.
+pub fn set_actor(actor: &str) {
+    let _ = ACTOR.set(actor.to_owned());
+}
+
+fn actor() -> &'static str {
+    ACTOR.get().map_or("", String::as_str)
+}
+
 /// What a run changed.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Outcome {
@@ -161,7 +174,7 @@ impl<'a> Run<'a> {
     ) -> Result<Self> {
         crate::leftovers::stop_leftover_children(inst, progress)?;
         let db = StateDb::open(inst.paths.state_db())?;
-        let id = db.begin_run(kind, detail)?;
+        let id = db.begin_run_by(kind, detail, actor())?;
         Ok(Self {
             inst,
             db,

@@ -106,6 +106,7 @@ pub fn state_on(prefix: &Path, services: Vec<ServiceSpec>, hooks: Vec<HookSpec>)
         },
         metrics_listen: None,
         metrics_endpoints: std::collections::BTreeMap::new(),
+        console: None,
     }
 }
 

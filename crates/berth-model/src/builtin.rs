@@ -1,5 +1,5 @@
 //! Settings berth itself reads, present in every app's site config: `[backup]`,
-//! `[upgrade]`, `[metrics]` and `[diagnose]`.
+//! `[upgrade]`, `[metrics]`, `[diagnose]` and `[console]`.
 //!
 //! They are ordinary typed settings (same validation, did-you-mean and `config show`
 //! as the manifest's own), added to the manifest when it is loaded. A manifest may not
@@ -21,6 +21,39 @@ pub const METRICS_GROUP: &str = "metrics";
 
 /// The settings group berth reserves for error reports.
 pub const DIAGNOSE_GROUP: &str = "diagnose";
+
+/// The settings group berth reserves for its web console.
+pub const CONSOLE_GROUP: &str = "console";
+
+/// What `console.path` must look like: `/`, or segments between slashes that do not
+/// begin with a dot (the value lands in the web server's config as a location).
+const CONSOLE_PATH_PATTERN: &str = "/([A-Za-z0-9_~-][A-Za-z0-9._~-]*/)*";
+
+/// Whether `path` is a path the console can be mounted at ([`CONSOLE_PATH_PATTERN`]).
+///
+/// ```
+/// use berth_model::builtin::is_console_path;
+/// assert!(is_console_path("/") && is_console_path("/berth/") && is_console_path("/ops/berth/"));
+/// assert!(!is_console_path("/berth") && !is_console_path("/../") && !is_console_path("/a b/"));
+/// ```
+pub fn is_console_path(path: &str) -> bool {
+    let Some(inner) = path.strip_prefix('/') else {
+        return false;
+    };
+    if inner.is_empty() {
+        return true;
+    }
+    let Some(inner) = inner.strip_suffix('/') else {
+        return false;
+    };
+    inner.split('/').all(|seg| {
+        !seg.is_empty()
+            && !seg.starts_with('.')
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+    })
+}
 
 fn decl(kind: SettingType, default: Option<toml::Value>, description: &str) -> SettingDecl {
     SettingDecl {
@@ -213,6 +246,28 @@ pub fn metrics_settings() -> BTreeMap<String, SettingDecl> {
     m
 }
 
+/// The `[console]` settings.
+pub fn console_settings() -> BTreeMap<String, SettingDecl> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "listen".to_owned(),
+        string(
+            "",
+            Some(r"((\[[0-9a-fA-F:.]+\]|[0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,5})?"),
+            "Where the supervisor runs `berth console`, e.g. `127.0.0.1:9470` (keep it on the loopback and let the app's web server pass `console.path` on to it); empty: the console is not run",
+        ),
+    );
+    m.insert(
+        "path".to_owned(),
+        string(
+            "/berth/",
+            Some(CONSOLE_PATH_PATTERN),
+            "The path under the app's address the app's web server passes on to the console, e.g. `/berth/` (templates read it as `settings.console.path`)",
+        ),
+    );
+    m
+}
+
 /// The `[diagnose]` settings.
 pub fn diagnose_settings() -> BTreeMap<String, SettingDecl> {
     let mut m = BTreeMap::new();
@@ -225,6 +280,13 @@ pub fn diagnose_settings() -> BTreeMap<String, SettingDecl> {
         ),
     );
     m
+}
+
+/// The value `console.<key>` has when nobody set it; `None` for a key that is not a
+/// console setting.
+pub fn console_default(key: &str, facts: &Facts) -> Option<SettingValue> {
+    let decl = console_settings().remove(key)?;
+    crate::declared_default(&format!("{CONSOLE_GROUP}.{key}"), &decl, facts)
 }
 
 /// The value `metrics.<key>` has when nobody set it; `None` for a key that is not a
@@ -256,7 +318,13 @@ pub fn backup_default(key: &str, facts: &Facts) -> Option<SettingValue> {
 /// Adds berth's own settings groups to `m`. Returns the name of a group the manifest
 /// declared itself that clashes with one of them.
 pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str> {
-    for group in [BACKUP_GROUP, UPGRADE_GROUP, METRICS_GROUP, DIAGNOSE_GROUP] {
+    for group in [
+        BACKUP_GROUP,
+        UPGRADE_GROUP,
+        METRICS_GROUP,
+        DIAGNOSE_GROUP,
+        CONSOLE_GROUP,
+    ] {
         if m.settings.contains_key(group) {
             return Err(group);
         }
@@ -269,5 +337,7 @@ pub(crate) fn add_builtin_settings(m: &mut Manifest) -> Result<(), &'static str>
         .insert(METRICS_GROUP.to_owned(), metrics_settings());
     m.settings
         .insert(DIAGNOSE_GROUP.to_owned(), diagnose_settings());
+    m.settings
+        .insert(CONSOLE_GROUP.to_owned(), console_settings());
     Ok(())
 }

@@ -674,6 +674,7 @@ impl Validator<'_> {
         for (name, s) in &self.man.services {
             let base = [Seg::Key("services"), Seg::Key(name)];
             let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+            self.not_reserved(&base, "service", name);
             self.component_ref(&p("component"), &s.component);
             for (i, dep) in s.depends_on.iter().enumerate() {
                 if dep == name {
@@ -784,10 +785,23 @@ impl Validator<'_> {
         self.duration(&at("drain"), &b.drain);
     }
 
+    /// Service and job names beginning `berth-` are berth's own (`berth-console`,
+    /// `berth-backup`, `berth-upgrade`): the supervisor runs them beside the app's.
+    fn not_reserved(&mut self, at: &[Seg<'_>], what: &str, name: &str) {
+        if name.starts_with("berth-") {
+            self.at_key(
+                at,
+                format!("{what} name `{name}` is reserved: names beginning `berth-` are berth's own services and jobs"),
+                Some(format!("rename the {what}, e.g. `{}`", name.trim_start_matches("berth-"))),
+            );
+        }
+    }
+
     fn jobs(&mut self) {
         for (name, j) in &self.man.jobs {
             let base = [Seg::Key("jobs"), Seg::Key(name)];
             let p = |k: &'static str| [base[0], base[1], Seg::Key(k)];
+            self.not_reserved(&base, "job", name);
             self.component_ref(&p("component"), &j.component);
             for (i, r) in j.requires.iter().enumerate() {
                 self.service_ref(&[base[0], base[1], Seg::Key("requires"), Seg::Index(i)], r);

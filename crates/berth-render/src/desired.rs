@@ -54,6 +54,18 @@ pub struct DesiredState {
     /// The services' own metrics endpoints (`metrics` of a service), by service.
     #[serde(default)]
     pub metrics_endpoints: BTreeMap<String, String>,
+    /// The web console the supervisor runs (`console.listen`), if any.
+    #[serde(default)]
+    pub console: Option<ConsoleSpec>,
+}
+
+/// The web console as the supervisor runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSpec {
+    /// `127.0.0.1:9470`.
+    pub listen: String,
+    /// The path the app's web server passes on to it, `/berth/`.
+    pub path: String,
 }
 
 /// App identity.

@@ -35,20 +35,21 @@ pub use berth_layout::Paths;
 pub use beside::{BesideService, Handover, beside_config, beside_name, handover};
 pub use changes::{ServiceChanges, service_changes};
 pub use desired::{
-    AppId, BackupPlan, BundleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec, HookSpec,
-    HostFileKind, HostFileSpec, RerunInput, SecretSpec, UserSpec,
+    AppId, BackupPlan, BundleSpec, ConsoleSpec, DatabasePlan, DesiredState, DirSpec, FileSpec,
+    HookSpec, HostFileKind, HostFileSpec, RerunInput, SecretSpec, UserSpec,
 };
 pub use error::RenderError;
 pub use escape::{escape, secret_encodings};
 pub use order::{hook_order, hook_prerequisites};
 pub use policy::{
-    AutoUpgrade, BackupPolicy, BackupTarget, Schedule, UpgradePolicy, backup_policy, upgrade_policy,
+    AutoUpgrade, BackupPolicy, BackupTarget, Schedule, UpgradePolicy, backup_policy, console,
+    upgrade_policy,
 };
 pub use render::{
     HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs, secret_specs_enabled,
 };
 pub use supervision::{
-    SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB, scheduled_backup_job, scheduled_upgrade_job,
-    supervision_plan,
+    CONSOLE_SERVICE, SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB, console_service,
+    scheduled_backup_job, scheduled_upgrade_job, supervision_plan,
 };
 pub use users::{MAX_USER_NAME, UserNames};

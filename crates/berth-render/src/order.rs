@@ -209,6 +209,7 @@ mod tests {
             },
             metrics_listen: None,
             metrics_endpoints: std::collections::BTreeMap::new(),
+            console: None,
         }
     }
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_model::builtin::{
-    BACKUP_GROUP, METRICS_GROUP, UPGRADE_GROUP, backup_default, metrics_default, upgrade_default,
+    BACKUP_GROUP, CONSOLE_GROUP, METRICS_GROUP, UPGRADE_GROUP, backup_default, console_default,
+    metrics_default, upgrade_default,
 };
 use berth_model::{Facts, ResolvedConfig, SettingValue};
 use serde::{Deserialize, Serialize};
@@ -197,6 +198,27 @@ pub fn metrics_listen(
     Ok(Some(settings.string("listen")?).filter(|s| !s.is_empty()))
 }
 
+/// Where the supervisor runs the web console (`console.listen`) and the path the
+/// app's web server passes on to it (`console.path`), if it runs at all.
+pub fn console(
+    config: &ResolvedConfig,
+    facts: &Facts,
+) -> Result<Option<crate::ConsoleSpec>, RenderError> {
+    let settings = Settings {
+        group: CONSOLE_GROUP,
+        config,
+        facts,
+    };
+    let listen = settings.string("listen")?;
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::ConsoleSpec {
+        listen,
+        path: settings.string("path")?,
+    }))
+}
+
 /// The values of one of berth's own settings groups in a resolved config, with the
 /// built-in defaults behind them.
 struct Settings<'a> {
@@ -217,6 +239,8 @@ impl Settings<'_> {
                     upgrade_default(key, self.facts)
                 } else if self.group == METRICS_GROUP {
                     metrics_default(key, self.facts)
+                } else if self.group == CONSOLE_GROUP {
+                    console_default(key, self.facts)
                 } else {
                     backup_default(key, self.facts)
                 }

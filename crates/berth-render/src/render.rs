@@ -524,6 +524,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
         upgrade_policy: crate::upgrade_policy(input.config, input.facts)?,
         metrics_listen: crate::policy::metrics_listen(input.config, input.facts)?,
         metrics_endpoints: metrics_endpoints(&r, m, enabled)?,
+        console: crate::policy::console(input.config, input.facts)?,
     })
 }
 

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use berth_supervisor_protocol::{JobSpec, MetricsSpec, SupervisionPlan};
+use berth_supervisor_protocol::{
+    JobSpec, MetricsSpec, Probe, Readiness, RestartPolicy, ServiceSpec, SupervisionPlan,
+};
 
 use crate::{DesiredState, Schedule};
 
@@ -13,6 +16,9 @@ pub const SCHEDULED_BACKUP_JOB: &str = "berth-backup";
 
 /// Name of the supervisor job that looks for and applies automatic upgrades.
 pub const SCHEDULED_UPGRADE_JOB: &str = "berth-upgrade";
+
+/// Name of the service that runs the web console when `console.listen` is set.
+pub const CONSOLE_SERVICE: &str = "berth-console";
 
 /// What the supervisor runs for `state`: its services, its jobs and, when
 /// `backup.schedule` is on, [`scheduled_backup_job`].
@@ -23,8 +29,10 @@ pub fn supervision_plan(state: &DesiredState, berth: &Path, config: &Path) -> Su
     let mut jobs = state.jobs.clone();
     jobs.extend(scheduled_backup_job(state, berth, config));
     jobs.extend(scheduled_upgrade_job(state, berth, config));
+    let mut services = state.services.clone();
+    services.extend(console_service(state, berth, config));
     SupervisionPlan {
-        services: state.services.clone(),
+        services,
         jobs,
         metrics: state.metrics_listen.as_ref().map(|listen| MetricsSpec {
             listen: listen.clone(),
@@ -46,7 +54,7 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
     Some(JobSpec {
         name: SCHEDULED_BACKUP_JOB.to_owned(),
         argv,
-        env: BTreeMap::new(),
+        env: actor("supervisor: scheduled backup"),
         cwd: Some(prefix.clone()),
         user: None,
         every,
@@ -61,6 +69,52 @@ pub fn scheduled_backup_job(state: &DesiredState, berth: &Path, config: &Path) -
             .unwrap_or_default(),
         log_dir: state.paths.job_log_dir(SCHEDULED_BACKUP_JOB),
     })
+}
+
+/// The web console as a service (`None` when `console.listen` is empty): `berth
+/// console` on that address under `console.path`, as the user berth runs as (its
+/// changes are berth's own commands), restarted whenever it ends. It depends on no
+/// app service: it is how an administrator sees why one does not start.
+pub fn console_service(state: &DesiredState, berth: &Path, config: &Path) -> Option<ServiceSpec> {
+    let console = state.console.as_ref()?;
+    let argv = berth_argv(
+        state,
+        berth,
+        config,
+        &[
+            "console",
+            "--listen",
+            &console.listen,
+            "--base-path",
+            &console.path,
+        ],
+    );
+    Some(ServiceSpec {
+        name: CONSOLE_SERVICE.to_owned(),
+        argv,
+        env: BTreeMap::new(),
+        cwd: Some(state.paths.prefix.clone()),
+        user: None,
+        depends_on: Vec::new(),
+        readiness: Some(Readiness {
+            probe: Probe::Tcp {
+                address: console.listen.clone(),
+            },
+            timeout: Duration::from_secs(30),
+        }),
+        stop_signal: "SIGTERM".to_owned(),
+        stop_timeout: Duration::from_secs(10),
+        reload_signal: None,
+        restart: RestartPolicy::Always,
+        log_dir: state.paths.service_log_dir(CONSOLE_SERVICE),
+        log_max_bytes: 10 << 20,
+        log_keep: 3,
+    })
+}
+
+/// The environment of one of berth's own jobs: who the history says started its runs.
+fn actor(who: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("BERTH_ACTOR".to_owned(), who.to_owned())])
 }
 
 /// `berth --prefix P [--config C] --quiet <command>` for one of berth's own jobs.
@@ -91,7 +145,7 @@ pub fn scheduled_upgrade_job(state: &DesiredState, berth: &Path, config: &Path) 
     Some(JobSpec {
         name: SCHEDULED_UPGRADE_JOB.to_owned(),
         argv: berth_argv(state, berth, config, &["upgrade", "auto"]),
-        env: BTreeMap::new(),
+        env: actor("supervisor: automatic upgrade"),
         cwd: Some(state.paths.prefix.clone()),
         user: None,
         every: policy.check_every,

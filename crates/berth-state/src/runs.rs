@@ -93,13 +93,17 @@ pub struct RunRecord {
     pub finished_at: Option<Timestamp>,
     /// Wall time in milliseconds, once finished.
     pub duration_ms: Option<i64>,
+    /// Who started it (`root`, `alice via sudo`, `console: …`); `None` for runs
+    /// recorded before berth kept it.
+    #[serde(default)]
+    pub actor: Option<String>,
     /// What it did, once finished.
     pub outcome: Option<RunOutcome>,
 }
 
 const RUN_COLUMNS: &str = "id, kind, detail, started_at, finished_at, duration_ms, status, error, \
      files_changed, services_restarted, services_reloaded, hooks_run, services_stopped, \
-     services_started, dirs_created, dirs_changed";
+     services_started, dirs_created, dirs_changed, actor";
 
 /// A row of `runs`, before its text columns are decoded.
 struct RawRun {
@@ -112,6 +116,7 @@ struct RawRun {
     status: Option<String>,
     error: Option<String>,
     lists: [Option<String>; 8],
+    actor: Option<String>,
 }
 
 impl RawRun {
@@ -135,6 +140,7 @@ impl RawRun {
                 row.get(14)?,
                 row.get(15)?,
             ],
+            actor: row.get(16)?,
         })
     }
 }
@@ -143,11 +149,17 @@ impl StateDb {
     /// Records the start of a run and returns its id. Call [`StateDb::finish_run`] when
     /// it ends; a run never finished stays in the history without an outcome.
     pub fn begin_run(&self, kind: &str, detail: &str) -> Result<RunId, StateError> {
+        self.begin_run_by(kind, detail, "")
+    }
+
+    /// [`StateDb::begin_run`], recording who started it (empty: unknown).
+    pub fn begin_run_by(&self, kind: &str, detail: &str, actor: &str) -> Result<RunId, StateError> {
         let now = Timestamp::now();
+        let actor = (!actor.is_empty()).then_some(actor);
         self.conn
             .execute(
-                "INSERT INTO runs (kind, detail, started_at) VALUES (?1, ?2, ?3)",
-                params![kind, detail, now.to_string()],
+                "INSERT INTO runs (kind, detail, started_at, actor) VALUES (?1, ?2, ?3, ?4)",
+                params![kind, detail, now.to_string(), actor],
             )
             .map_err(|e| self.query_err(format!("record the start of a `{kind}` run"), e))?;
         Ok(RunId(self.conn.last_insert_rowid()))
@@ -310,6 +322,7 @@ impl StateDb {
             started_at,
             finished_at,
             duration_ms: raw.duration_ms,
+            actor: raw.actor,
             outcome,
         })
     }

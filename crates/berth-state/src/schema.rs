@@ -77,4 +77,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN dirs_created TEXT;
     ALTER TABLE runs ADD COLUMN dirs_changed TEXT;
     ",
+    // 7: who started a run: the user at a terminal, or the console session.
+    "
+    ALTER TABLE runs ADD COLUMN actor TEXT;
+    ",
 ];

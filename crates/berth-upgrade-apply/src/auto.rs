@@ -58,7 +58,9 @@ pub fn auto(ctx: &Context<'_>, minute: u16) -> Result<AutoOutcome> {
         hint: "set `upgrade.source` in the site config to the directory holding the new versions' manifest directories, then `berth reconfigure`".to_owned(),
     })?;
     let app = &inst.manifest.manifest.app;
-    let found = candidates(&source, &app.name, &app.version, policy.auto, ctx.progress)?;
+    let found = candidates(&source, &app.name, &app.version, ctx.progress, |v| {
+        allowed(policy.auto, &app.version, v)
+    })?;
     let Some(newest) = found.last() else {
         return Ok(AutoOutcome::UpToDate {
             version: app.version.clone(),
@@ -75,15 +77,30 @@ pub fn auto(ctx: &Context<'_>, minute: u16) -> Result<AutoOutcome> {
     crate::apply(ctx, &dirs).map(AutoOutcome::Upgraded)
 }
 
-/// The manifest directories under `source` of `app` newer than `current` and allowed
-/// by `auto`, oldest first with their versions. A directory whose manifest does not
+/// Every version of `app` in `source` newer than `current`, whatever `upgrade.auto`
+/// allows, oldest first with its manifest directory: what an administrator may
+/// upgrade to by hand (the console lists them).
+///
+/// # Errors
+/// `source` cannot be read.
+pub fn available(
+    source: &Path,
+    app: &str,
+    current: &str,
+    progress: &dyn berth_lifecycle::Progress,
+) -> Result<Vec<(PathBuf, String)>> {
+    candidates(source, app, current, progress, |_| true)
+}
+
+/// The manifest directories under `source` of `app` newer than `current` that `keep`
+/// accepts, oldest first with their versions. A directory whose manifest does not
 /// load is skipped with a note (it may be half copied); so is another app's.
 fn candidates(
     source: &Path,
     app: &str,
     current: &str,
-    auto: AutoUpgrade,
     progress: &dyn berth_lifecycle::Progress,
+    keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<(PathBuf, String)>> {
     let entries =
         std::fs::read_dir(source).map_err(BackupError::io("read the upgrade source", source))?;
@@ -109,7 +126,7 @@ fn candidates(
         let version = m.manifest.app.version.clone();
         if m.manifest.app.name == app
             && compare_versions(&version, current).is_gt()
-            && allowed(auto, current, &version)
+            && keep(&version)
         {
             out.push((dir, version));
         }

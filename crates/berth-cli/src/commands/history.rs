@@ -35,8 +35,13 @@ fn line(r: &berth_state::RunRecord) -> String {
         .duration_ms
         .map_or_else(|| "-".to_owned(), |d| format!("{d} ms"));
     let mut s = format!("#{:<4} {when} {:<12}", r.id.0, r.kind);
+    let by = r
+        .actor
+        .as_deref()
+        .map(|a| format!("  by: {}", berth_model::terminal_safe(a)))
+        .unwrap_or_default();
     let Some(o) = &r.outcome else {
-        return format!("{s} unfinished (interrupted)");
+        return format!("{s} unfinished (interrupted){by}");
     };
     let status = match &o.status {
         RunStatus::Succeeded => "succeeded".to_owned(),
@@ -67,7 +72,7 @@ fn line(r: &berth_state::RunRecord) -> String {
             let _ = write!(s, "  {label}: {}", list.join(", "));
         }
     }
-    s
+    s + &by
 }
 
 #[cfg(test)]
@@ -83,6 +88,7 @@ mod tests {
             started_at: at,
             finished_at: outcome.as_ref().map(|_| at),
             duration_ms: outcome.as_ref().map(|_| 31),
+            actor: Some("alice via sudo".to_owned()),
             outcome,
         }
     }

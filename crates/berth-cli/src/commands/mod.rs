@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use berth_lifecycle::Locate;
 
 use crate::cli::{
@@ -94,6 +94,80 @@ fn reported_as(command: &Command) -> Option<&'static str> {
         ) => "upgrade",
         _ => return None,
     })
+}
+
+/// `berth console`: the address and path from the options, else from the site config
+/// (`console.listen`, and `console.path` when the app's web server is in front).
+fn console(
+    loc: &Locate,
+    listen: Option<std::net::SocketAddr>,
+    base_path: Option<String>,
+) -> Result<ExitCode> {
+    let paths = berth_lifecycle::paths(loc)?;
+    let inst = berth_lifecycle::instance::open(loc)?;
+    let (set_listen, set_path) = berth_lifecycle::desired::console_settings(&inst)?;
+    let listen = match (listen, set_listen) {
+        (Some(l), _) => l,
+        (None, Some(l)) => l.parse().context("`console.listen` is not an address")?,
+        (None, None) => std::net::SocketAddr::from(([127, 0, 0, 1], 9470)),
+    };
+    let base_path = base_path.unwrap_or(set_path);
+    if !berth_model::builtin::is_console_path(&base_path) {
+        anyhow::bail!(
+            "`--base-path {base_path}` is not a path the console can be mounted at: give `/`, or \
+             segments of letters, digits, `.`, `_`, `~` and `-` between slashes, e.g. `/berth/`"
+        );
+    }
+    // The children that carry out changes name the same instance.
+    let mut global_args = vec!["--prefix".to_owned(), paths.prefix.display().to_string()];
+    if let Some(m) = &loc.manifest {
+        global_args.push("--manifest".to_owned());
+        global_args.push(std::path::absolute(m)?.display().to_string());
+    }
+    if let Some(c) = &loc.config {
+        global_args.push("--config".to_owned());
+        global_args.push(std::path::absolute(c)?.display().to_string());
+    }
+    let config = berth_console::Config {
+        listen,
+        paths,
+        app: inst.manifest.manifest.app.name.clone(),
+        loc: loc.clone(),
+        base_path: base_path.clone(),
+        berth: std::env::current_exe().context("Failed to find the berth executable")?,
+        global_args,
+    };
+    println!(
+        "Console of {} on http://{listen}{base_path} (sign in with the password in {}; Ctrl-C stops it)",
+        config.app,
+        berth_console::password_file(&config.paths).display()
+    );
+    berth_console::serve(&config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who the history says ran this command: `BERTH_ACTOR` when berth's own console or
+/// supervisor started it, else the user (and, under sudo, the one behind it). Control
+/// characters are dropped and the text is kept short: it is printed and shown in pages.
+pub fn actor() -> String {
+    fn clean(s: &str) -> String {
+        s.chars().filter(|c| !c.is_control()).take(160).collect()
+    }
+    if let Ok(a) = std::env::var("BERTH_ACTOR") {
+        let a = clean(&a);
+        if !a.trim().is_empty() {
+            return a;
+        }
+    }
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    match std::env::var("SUDO_USER") {
+        Ok(s) if !s.is_empty() && s != name => format!("{} via sudo", clean(&s)),
+        _ => name,
+    }
 }
 
 /// What to do once a command failed and its error is printed: a failed `up`,
@@ -303,22 +377,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => release::verify(&bundle, &public_key, json),
         Command::Status { json } => control::status(&loc, json),
         Command::Preflight { json } => up::preflight(&loc, json),
-        Command::Console { listen } => {
-            let paths = berth_lifecycle::paths(&loc)?;
-            let inst = berth_lifecycle::instance::open(&loc)?;
-            let config = berth_console::Config {
-                listen,
-                paths,
-                app: inst.manifest.manifest.app.name.clone(),
-            };
-            println!(
-                "Console of {} on http://{listen}/ (sign in with the password in {}; Ctrl-C stops it)",
-                config.app,
-                berth_console::password_file(&config.paths).display()
-            );
-            berth_console::serve(&config)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Console { listen, base_path } => console(&loc, listen, base_path),
         Command::Init {
             external_url,
             profile,
