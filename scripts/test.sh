@@ -25,9 +25,12 @@ trap run_on_exit EXIT
 # diffoscope compares two builds that must be the same bytes.
 # skopeo and umoci read back the OCI images berth-image writes (layout and archives);
 # podman (with runc: crun fails on this kernel's rlimits) runs the images berth builds.
+# chromium and chromium-driver: the console's pages are tested in headless Chromium,
+# driven by Selenium through Debian's chromedriver (never a browser downloaded by a tool).
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
-  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc)
+  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc
+  chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -50,16 +53,16 @@ fi
 
 # The bills of materials berth writes are checked by the formats' own validators
 # (CycloneDX's Python library with its JSON schemas, SPDX's tools), and the metrics
-# by Prometheus' own text-format parser (prometheus-client), from PyPI, in a
-# virtualenv of their own under target/.
+# by Prometheus' own text-format parser (prometheus-client), and the console is driven
+# in the browser by Selenium, all from PyPI, in a virtualenv of their own under target/.
 tools="$PWD/target/test-tools"
-if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools, prometheus_client.parser' 2>/dev/null; then
-  echo "Installing the SBOM validators and the metrics parser into $tools"
+if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools, prometheus_client.parser, selenium' 2>/dev/null; then
+  echo "Installing the SBOM validators, the metrics parser and Selenium into $tools"
   rm -rf "$tools"
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check \
     'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5' \
-    'prometheus-client==0.21.1'
+    'prometheus-client==0.21.1' 'selenium==4.51.0'
 fi
 export BERTH_TEST_TOOLS="$tools/bin"
 

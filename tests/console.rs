@@ -49,8 +49,21 @@ impl Answer {
     }
 }
 
-/// A request with the cookies in `jar` (name → value), which it updates.
+/// A request to the console of the first test (see [`request_at`]).
 fn request(
+    jar: &mut BTreeMap<String, String>,
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    extra: &[&str],
+) -> Answer {
+    request_at(&format!("http://{CONSOLE}"), jar, method, path, form, extra)
+}
+
+/// A request to `base` + `path` with the cookies in `jar` (name → value), which it
+/// updates.
+fn request_at(
+    base: &str,
     jar: &mut BTreeMap<String, String>,
     method: &str,
     path: &str,
@@ -69,7 +82,7 @@ fn request(
     for (k, v) in form {
         cmd.args(["--data-urlencode", &format!("{k}={v}")]);
     }
-    cmd.arg(format!("http://{CONSOLE}{path}"));
+    cmd.arg(format!("{base}{path}"));
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -232,7 +245,11 @@ fn the_console_signs_in_keeps_its_rules_and_shows_the_instance() {
     );
     assert_eq!(request(&mut jar, "GET", "/logs/nosuch", &[], &[]).code, 404);
     let history = request(&mut jar, "GET", "/history", &[], &[]);
-    assert!(history.body.contains("<td>up</td>"), "{}", history.body);
+    assert!(
+        history.body.contains("<td class=\"kind\">up</td>"),
+        "{}",
+        history.body
+    );
     for page in [&status, &log, &history, &api] {
         assert!(!page.body.contains(password), "a page shows the password");
     }
@@ -279,4 +296,400 @@ fn the_console_signs_in_keeps_its_rules_and_shows_the_instance() {
     assert_eq!(r.code, 429, "{}", r.body);
     assert!(r.body.contains("locked"), "{}", r.body);
     assert!(!jar.contains_key("berth_session"));
+}
+
+/// `&amp;` and friends back to text (minijinja escapes for HTML).
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#96;", "`")
+        .replace("&amp;", "&")
+}
+
+/// Poll task `location` (`/tasks/<id>`) until it ends: its JSON.
+fn wait_task(
+    base: &str,
+    jar: &mut BTreeMap<String, String>,
+    location: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let id = location.rsplit('/').next().unwrap();
+    let mut last = serde_json::Value::Null;
+    wait_for(&format!("task {location}"), within, || {
+        let r = request_at(base, jar, "GET", &format!("/api/tasks/{id}"), &[], &[]);
+        last = serde_json::from_str(&r.body).unwrap_or_default();
+        last["running"] == false
+    });
+    last
+}
+
+const SETUP_CONSOLE: &str = "127.0.0.1:49146";
+const SUPERVISED_CONSOLE: &str = "127.0.0.1:49147";
+
+/// From an instance without a site config to a running app through the console's
+/// first-run setup (a refused answer first: the model's message, nothing written),
+/// then the changes the console makes: a backup taken and verified as tasks, recorded
+/// in the history with the session's name; a log followed as events; then the console
+/// run by the supervisor (`console.listen`) and reached through the app's nginx under
+/// `console.path`.
+#[test]
+#[allow(clippy::too_many_lines)] // one instance, from setup to the proxied console
+fn first_run_setup_backups_and_the_console_behind_nginx() {
+    if !is_root() {
+        eprintln!("skipped: `up` of ministack makes service users (root only)");
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    // Ports of its own: setup asks no ports, the manifest's defaults are used.
+    let manifest = ministack_at(src.path(), "1.0.0", |t| {
+        t.replace("default = 15432", "default = 49142")
+            .replace("default = 16379", "default = 49149")
+            .replace("default = 18001", "default = 49141")
+            .replace("127.0.0.1:18080", "127.0.0.1:49148")
+    });
+    let dir = prefix_dir("console-setup");
+    let b = Berth::new(dir.path(), &manifest);
+    let console = Command::new(berth_bin())
+        .arg("--prefix")
+        .arg(dir.path())
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["console", "--listen", SETUP_CONSOLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stop = Stop(console, Berth::installed(dir.path()));
+    wait_for("the console listening", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(SETUP_CONSOLE).is_ok()
+    });
+    let base = format!("http://{SETUP_CONSOLE}");
+    let password = std::fs::read_to_string(dir.path().join("secrets/berth-console-password"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut jar = BTreeMap::new();
+    let page = request_at(&base, &mut jar, "GET", "/login", &[], &[]);
+    let csrf = hidden(&page.body, "csrf");
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/login",
+        &[("password", &password), ("csrf", &csrf), ("name", "tester")],
+        &[],
+    );
+    assert_eq!(r.code, 303);
+
+    // No site config: the console offers setup.
+    let r = request_at(&base, &mut jar, "GET", "/", &[], &[]);
+    assert_eq!((r.code, r.header("location")), (303, Some("/setup")));
+    let form = request_at(&base, &mut jar, "GET", "/setup", &[], &[]);
+    assert_eq!(form.code, 200, "{}", form.body);
+    for field in [
+        "f.external_url",
+        "f.component.redis",
+        "f.backup.target",
+        "f.users",
+    ] {
+        assert!(
+            form.body.contains(&format!("name=\"{field}\"")),
+            "{field}: {}",
+            form.body
+        );
+    }
+    let csrf = hidden(&form.body, "csrf");
+
+    // A refused answer: the model's own message next to the field, nothing written.
+    let before = berth_tests::snapshot_tree(dir.path());
+    let bad = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/setup",
+        &[
+            ("csrf", &csrf),
+            ("f.external_url", "ftp://127.0.0.1/"),
+            ("f.users", "shared"),
+        ],
+        &[],
+    );
+    assert_eq!(bad.code, 422, "{}", bad.body);
+    let text = unescape(&bad.body);
+    let at = text
+        .find("id=\"error-external_url\">")
+        .expect("no message at the field");
+    let shown = &text[at + "id=\"error-external_url\">".len()..];
+    let shown = &shown[..shown.find('<').unwrap()];
+    // The same message `berth config check` gives for that value.
+    let check_dir = tempfile::tempdir().unwrap();
+    let check_site = check_dir.path().join("site.toml");
+    std::fs::write(&check_site, "external_url = \"ftp://127.0.0.1/\"\n").unwrap();
+    let check = Command::new(berth_bin())
+        .arg("--prefix")
+        .arg(dir.path())
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--config")
+        .arg(&check_site)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let check = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        check.contains(shown.trim()),
+        "the console says {shown:?}; config check says {check}"
+    );
+    assert!(!dir.path().join("site.toml").exists());
+    assert_eq!(berth_tests::snapshot_tree(dir.path()), before);
+    // Without the token nothing is even checked.
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/setup/apply",
+        &[("f.users", "shared")],
+        &[],
+    );
+    assert_eq!(r.code, 403);
+
+    // Valid answers: the review shows the file and the plan, and writes nothing yet.
+    let answers = [
+        ("csrf", csrf.as_str()),
+        ("f.external_url", "http://127.0.0.1:49148/"),
+        ("f.component.redis", "yes"),
+        ("f.backup.target", ""),
+        ("f.users", "shared"),
+    ];
+    let review = request_at(&base, &mut jar, "POST", "/setup", &answers, &[]);
+    assert_eq!(review.code, 200, "{}", review.body);
+    let text = unescape(&review.body);
+    assert!(
+        text.contains("external_url = \"http://127.0.0.1:49148/\""),
+        "{text}"
+    );
+    assert!(text.contains("<pre id=\"plan\">"), "{text}");
+    assert!(!dir.path().join("site.toml").exists());
+
+    // Confirmed: the site config is written and `berth up` runs as a task.
+    let r = request_at(&base, &mut jar, "POST", "/setup/apply", &answers, &[]);
+    assert_eq!(r.code, 303, "{}", r.body);
+    let task = r.header("location").unwrap().to_owned();
+    assert!(task.starts_with("/tasks/"), "{task}");
+    let done = wait_task(&base, &mut jar, &task, Duration::from_secs(600));
+    assert_eq!(done["exit"], 0, "{}", done["output"]);
+    let site = std::fs::read_to_string(dir.path().join("site.toml")).unwrap();
+    assert!(site.contains("users = \"shared\""), "{site}");
+    let (code, _) = berth_tests::http_get(49148, "/health", "127.0.0.1").unwrap();
+    assert_eq!(code, 200);
+
+    // A backup, asked for without the token: refused, no task.
+    let backups = request_at(&base, &mut jar, "GET", "/backups", &[], &[]);
+    assert_eq!(backups.code, 200, "{}", backups.body);
+    assert!(
+        backups.body.contains("No archives yet."),
+        "{}",
+        backups.body
+    );
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/backups/create",
+        &[("csrf", "x")],
+        &[],
+    );
+    assert_eq!(r.code, 403);
+    let csrf = hidden(&backups.body, "csrf");
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/backups/create",
+        &[("csrf", &csrf)],
+        &[],
+    );
+    assert_eq!(r.code, 303, "{}", r.body);
+    let done = wait_task(
+        &base,
+        &mut jar,
+        r.header("location").unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_eq!(done["exit"], 0, "{}", done["output"]);
+    let backups = request_at(&base, &mut jar, "GET", "/backups", &[], &[]);
+    let name = hidden(&backups.body, "archive");
+    assert!(name.starts_with("ministack-1.0.0-"), "{name}");
+    // Only an archive the page listed is verified: a path is not an archive name.
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/backups/verify",
+        &[("csrf", &csrf), ("archive", "../../../etc/passwd")],
+        &[],
+    );
+    assert_eq!(r.code, 404);
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/backups/verify",
+        &[("csrf", &csrf), ("archive", &name)],
+        &[],
+    );
+    let done = wait_task(
+        &base,
+        &mut jar,
+        r.header("location").unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_eq!(done["exit"], 0, "{}", done["output"]);
+
+    // The history says who: the name given at sign-in, the session, where from.
+    let history = b.run(&["history", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let by: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["actor"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for kind in ["up", "backup"] {
+        let (_, actor) = by
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap_or_else(|| panic!("{kind}: {by:?}"));
+        assert!(
+            actor.starts_with("console: tester (session ") && actor.ends_with("from 127.0.0.1)"),
+            "{kind}: {actor}"
+        );
+    }
+    let page = request_at(&base, &mut jar, "GET", "/history", &[], &[]);
+    assert!(
+        unescape(&page.body).contains("console: tester (session "),
+        "{}",
+        page.body
+    );
+
+    // A log followed as server-sent events: a request to the app shows up in nginx's.
+    let follow = Command::new("curl")
+        .args(["-sN", "-m", "6", "-H"])
+        .arg(format!("Cookie: berth_session={}", jar["berth_session"]))
+        .arg(format!("{base}/logs/nginx/follow"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = berth_tests::http_get(49148, "/health?follow-canary", "127.0.0.1");
+    let out = follow.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("data:") && l.contains("follow-canary")),
+        "{events}"
+    );
+    assert_eq!(
+        request_at(&base, &mut jar, "GET", "/logs/nosuch/follow", &[], &[]).code,
+        404
+    );
+    let upgrades = request_at(&base, &mut jar, "GET", "/upgrades", &[], &[]);
+    assert!(
+        upgrades.body.contains("id=\"no-source\""),
+        "{}",
+        upgrades.body
+    );
+
+    // Run by the supervisor, behind the app's nginx under /berth/.
+    std::fs::write(
+        dir.path().join("site.toml"),
+        format!("{site}\n[console]\nlisten = \"{SUPERVISED_CONSOLE}\"\n"),
+    )
+    .unwrap();
+    b.run(&["reconfigure"]).expect(0);
+    wait_for("the supervised console", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(SUPERVISED_CONSOLE).is_ok()
+    });
+    let status = b.status();
+    assert!(
+        status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "berth-console" && s["state"] == "ready"),
+        "{status}"
+    );
+    let proxied = "http://127.0.0.1:49148/berth";
+    let mut jar = BTreeMap::new();
+    let r = request_at(proxied, &mut jar, "GET", "/", &[], &[]);
+    assert_eq!((r.code, r.header("location")), (303, Some("/berth/login")));
+    let page = request_at(proxied, &mut jar, "GET", "/login", &[], &[]);
+    assert_eq!(page.code, 200, "{}", page.body);
+    assert!(
+        unescape(&page.body).contains("action=\"/berth/login\""),
+        "{}",
+        page.body
+    );
+    let csrf = hidden(&page.body, "csrf");
+    let r = request_at(
+        proxied,
+        &mut jar,
+        "POST",
+        "/login",
+        &[
+            ("password", &password),
+            ("csrf", &csrf),
+            ("name", "proxied"),
+        ],
+        &[],
+    );
+    assert_eq!((r.code, r.header("location")), (303, Some("/berth/")));
+    assert!(
+        r.cookies()
+            .iter()
+            .any(|c| c.starts_with("berth_session=") && c.contains("Path=/berth/")),
+        "{:?}",
+        r.cookies()
+    );
+    let api = request_at(proxied, &mut jar, "GET", "/api/status", &[], &[]);
+    assert_eq!(api.code, 200, "{}", api.body);
+    let backups = request_at(proxied, &mut jar, "GET", "/backups", &[], &[]);
+    let csrf = hidden(&backups.body, "csrf");
+    let r = request_at(
+        proxied,
+        &mut jar,
+        "POST",
+        "/backups/create",
+        &[("csrf", &csrf)],
+        &[],
+    );
+    assert_eq!(r.code, 303, "{}", r.body);
+    let location = r.header("location").unwrap().to_owned();
+    assert!(location.starts_with("/berth/tasks/"), "{location}");
+    let done = wait_task(
+        proxied,
+        &mut jar,
+        location.trim_start_matches("/berth"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(done["exit"], 0, "{}", done["output"]);
+    let runs: serde_json::Value =
+        serde_json::from_str(&b.run(&["history", "--json"]).stdout).unwrap();
+    let latest = &runs[0];
+    assert_eq!(latest["kind"], "backup");
+    let actor = latest["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with("console: proxied (session ")
+            && actor.ends_with("from 127.0.0.1 via the web server)"),
+        "{actor}"
+    );
 }

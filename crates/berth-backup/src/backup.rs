@@ -616,7 +616,12 @@ pub fn list(inst: &Instance, to: Option<&str>) -> Result<(String, Vec<Listed>)> 
     let target = berth_target::open(&spec, &ssh_options(inst)?);
     let app = &inst.manifest.manifest.app.name;
     let mut out = Vec::new();
-    for e in target.list()? {
+    // No directory yet: no backup was taken yet (the first one makes it).
+    let entries = match target.list() {
+        Err(berth_target::TargetError::MissingDirectory { .. }) => Vec::new(),
+        other => other?,
+    };
+    for e in entries {
         let Some((a, version, created)) = berth_archive::parse_archive_name(&e.name) else {
             continue;
         };

@@ -112,30 +112,33 @@ const MAX_FOLLOWERS: usize = 16;
 
 pub(crate) fn router(state: Shared) -> Router {
     let base = state.base.clone();
-    let routes = Router::new()
-        .route("/", get(status_page))
-        .route("/api/status", get(status_json))
-        .route("/history", get(history_page))
-        .route("/logs/{service}", get(log_page))
-        .route("/logs/{service}/follow", get(follow_log))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
-        .route("/backups", get(crate::actions::backups_page))
-        .route("/backups/create", post(crate::actions::backup_create))
-        .route("/backups/verify", post(crate::actions::backup_verify))
-        .route("/upgrades", get(crate::actions::upgrades_page))
-        .route("/upgrades/plan", post(crate::actions::upgrade_plan))
-        .route("/upgrades/apply", post(crate::actions::upgrade_apply))
-        .route("/tasks", get(crate::actions::tasks_page))
-        .route("/tasks/{id}", get(crate::actions::task_page))
-        .route("/api/tasks/{id}", get(crate::actions::task_json))
+    // Every route under the base path (`/berth/…`), and the base alone sent to its
+    // home page.
+    let at = |path: &str| format!("{base}{path}");
+    let mut routes = Router::new()
+        .route(&at("/"), get(status_page))
+        .route(&at("/api/status"), get(status_json))
+        .route(&at("/history"), get(history_page))
+        .route(&at("/logs/{service}"), get(log_page))
+        .route(&at("/logs/{service}/follow"), get(follow_log))
+        .route(&at("/login"), get(login_page).post(login))
+        .route(&at("/logout"), post(logout))
+        .route(&at("/backups"), get(crate::actions::backups_page))
+        .route(&at("/backups/create"), post(crate::actions::backup_create))
+        .route(&at("/backups/verify"), post(crate::actions::backup_verify))
+        .route(&at("/upgrades"), get(crate::actions::upgrades_page))
+        .route(&at("/upgrades/plan"), post(crate::actions::upgrade_plan))
+        .route(&at("/upgrades/apply"), post(crate::actions::upgrade_apply))
+        .route(&at("/tasks"), get(crate::actions::tasks_page))
+        .route(&at("/tasks/{id}"), get(crate::actions::task_page))
+        .route(&at("/api/tasks/{id}"), get(crate::actions::task_json))
         .route(
-            "/setup",
+            &at("/setup"),
             get(crate::setup::setup_page).post(crate::setup::setup_check),
         )
-        .route("/setup/apply", post(crate::setup::setup_apply))
+        .route(&at("/setup/apply"), post(crate::setup::setup_apply))
         .route(
-            "/static/console.css",
+            &at("/static/console.css"),
             get(|| async {
                 (
                     [(header::CONTENT_TYPE, "text/css")],
@@ -144,25 +147,19 @@ pub(crate) fn router(state: Shared) -> Router {
             }),
         )
         .route(
-            "/static/console.js",
+            &at("/static/console.js"),
             get(|| async {
                 (
                     [(header::CONTENT_TYPE, "text/javascript")],
                     include_str!("console.js"),
                 )
             }),
-        )
-        .layer(middleware::from_fn(headers))
-        .with_state(state);
-    if base.is_empty() {
-        routes
-    } else {
-        // Behind the app's web server under a path: `/berth` and `/berth/...`.
-        let home = format!("{base}/");
-        Router::new()
-            .route(&base, get(move || async move { Redirect::to(&home) }))
-            .nest(&base, routes)
+        );
+    if !base.is_empty() {
+        let home = at("/");
+        routes = routes.route(&base, get(move || async move { Redirect::to(&home) }));
     }
+    routes.layer(middleware::from_fn(headers)).with_state(state)
 }
 
 /// What every answer carries: no framing, no inline script, no caching, no referrer.

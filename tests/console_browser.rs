@@ -1,0 +1,203 @@
+//! `berth console` in a real browser: headless Chromium, driven by Selenium from the
+//! test tools' virtualenv (`tests/browser/console_flow.py`), signs in, watches the
+//! status page follow a kill -9 live, opens the history and a log, has a sign-out
+//! without its CSRF token refused, signs out, and runs into the lockout. Every page it
+//! reaches is saved as a PNG under `target/artefacts/console-browser/`.
+//!
+//! Skipped (saying why) when not root, or when Chromium, its driver or Selenium are
+//! missing; under `CI=true` a missing tool fails instead, since `scripts/test.sh`
+//! installs them all.
+#![allow(clippy::missing_panics_doc, clippy::print_stderr, missing_docs)] // a skipped test says why
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{Berth, berth_bin, is_root, ministack_at, prefix_dir, root, wait_for};
+
+const SITE: &str = "external_url = \"http://127.0.0.1:49280/\"\n\
+    [postgresql]\nport = 49232\n[redis]\nport = 49279\n[app]\nport = 49201\nspare_port = 49202\n";
+const CONSOLE: &str = "127.0.0.1:49290";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The fixture's services, and the one the driver kills.
+const SERVICES: &str = "app,postgresql,redis,nginx";
+const KILL: &str = "app";
+/// The screenshots the driver takes, in order (`console_flow.py` names them).
+const SHOTS: &[&str] = &[
+    "01-sign-in",
+    "02-wrong-password",
+    "03-status",
+    "04-status-after-restart",
+    "05-history",
+    "06-log-app",
+    "07-csrf-refused",
+    "08-status-after-refusal",
+    "09-signed-out",
+    "10-status-sends-to-sign-in",
+    "11-wrong-password-1",
+    "12-wrong-password-2",
+    "13-wrong-password-3",
+    "14-wrong-password-4",
+    "15-wrong-password-5",
+    "16-locked",
+];
+/// The whole browser run, at most (it takes well under a minute).
+const DRIVER_WITHIN: Duration = Duration::from_mins(5);
+
+struct Stop(Child, Berth);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        self.1.run(&["down"]);
+    }
+}
+
+/// The test tools' Python with Selenium, or why there is none.
+fn selenium_python() -> Result<PathBuf, String> {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(tool).exists() {
+            return Err(format!(
+                "{tool} is missing (Debian packages chromium and chromium-driver; scripts/test.sh installs them)"
+            ));
+        }
+    }
+    let bin = std::env::var_os("BERTH_TEST_TOOLS")
+        .ok_or("BERTH_TEST_TOOLS is not set (scripts/test.sh sets it to the test tools' bin/)")?;
+    let python = PathBuf::from(bin).join("python");
+    let selenium = Command::new(&python)
+        .args(["-c", "import selenium"])
+        .output()
+        .map_err(|e| format!("{} cannot be run: {e}", python.display()))?;
+    if !selenium.status.success() {
+        return Err(format!(
+            "{} has no selenium (scripts/test.sh installs it): {}",
+            python.display(),
+            String::from_utf8_lossy(&selenium.stderr).trim()
+        ));
+    }
+    Ok(python)
+}
+
+/// Width and height of a PNG file, or why it is not one.
+fn png_size(path: &Path) -> Result<(u32, u32), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() < 33 || !bytes.starts_with(b"\x89PNG\r\n\x1a\n") || &bytes[12..16] != b"IHDR" {
+        return Err(format!(
+            "{} is not a PNG ({} bytes)",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    let be =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    Ok((be(16), be(20)))
+}
+
+/// Waits for `child` until `within`, killing it past that; whether it exited 0.
+fn wait_or_kill(child: &mut Child, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the browser run did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_console_in_a_browser_signs_in_follows_a_restart_and_keeps_its_rules() {
+    if !is_root() {
+        eprintln!("skipped: `up` of ministack makes service users (root only)");
+        return;
+    }
+    let python = match selenium_python() {
+        Ok(python) => python,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must run the browser test: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let shots = root().join("target/artefacts/console-browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    // Only this run's pictures: the last run's go.
+    for entry in std::fs::read_dir(&shots).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "png" || e == "html") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    let src = tempfile::tempdir().unwrap();
+    let manifest = ministack_at(src.path(), "1.0.0", |t| t);
+    let dir = prefix_dir("console-browser");
+    let b = Berth::new(dir.path(), &manifest);
+    b.write_site(SITE);
+    b.run(&["up"]).expect(0);
+    let console_log = File::create(shots.join("console.log")).unwrap();
+    let child = Command::new(berth_bin())
+        .arg("--prefix")
+        .arg(dir.path())
+        .args(["console", "--listen", CONSOLE])
+        .stdout(console_log.try_clone().unwrap())
+        .stderr(console_log)
+        .spawn()
+        .unwrap();
+    let _stop = Stop(child, Berth::installed(dir.path()));
+    wait_for("the console listening", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(CONSOLE).is_ok()
+    });
+
+    let driver_log = shots.join("driver.log");
+    let out = File::create(&driver_log).unwrap();
+    let started = Instant::now();
+    // -B: no __pycache__ in the source tree.
+    let mut driver = Command::new(&python)
+        .arg("-B")
+        .arg(root().join("tests/browser/console_flow.py"))
+        .args(["--url", &format!("http://{CONSOLE}")])
+        .arg("--password-file")
+        .arg(dir.path().join("secrets/berth-console-password"))
+        .arg("--shots")
+        .arg(&shots)
+        .args(["--services", SERVICES, "--kill", KILL])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let ok = wait_or_kill(&mut driver, DRIVER_WITHIN);
+    let transcript = std::fs::read_to_string(&driver_log).unwrap_or_default();
+    eprintln!(
+        "{transcript}(browser run: {:.1} s; screenshots and logs in {})",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        ok,
+        "the browser run failed (see above, and {}):\n{transcript}",
+        shots.display()
+    );
+
+    for name in SHOTS {
+        let path = shots.join(format!("{name}.png"));
+        let (width, height) = png_size(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            width >= 800 && height >= 600,
+            "{}: {width}x{height}",
+            path.display()
+        );
+    }
+}
