@@ -479,7 +479,7 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
     assert_eq!(r.code, 303, "{}", r.body);
     let task = r.header("location").unwrap().to_owned();
     assert!(task.starts_with("/tasks/"), "{task}");
-    let done = wait_task(&base, &mut jar, &task, Duration::from_secs(600));
+    let done = wait_task(&base, &mut jar, &task, Duration::from_mins(10));
     assert_eq!(done["exit"], 0, "{}", done["output"]);
     let site = std::fs::read_to_string(dir.path().join("site.toml")).unwrap();
     assert!(site.contains("users = \"shared\""), "{site}");
@@ -517,7 +517,7 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
         &base,
         &mut jar,
         r.header("location").unwrap(),
-        Duration::from_secs(300),
+        Duration::from_mins(5),
     );
     assert_eq!(done["exit"], 0, "{}", done["output"]);
     let backups = request_at(&base, &mut jar, "GET", "/backups", &[], &[]);
@@ -545,7 +545,7 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
         &base,
         &mut jar,
         r.header("location").unwrap(),
-        Duration::from_secs(300),
+        Duration::from_mins(5),
     );
     assert_eq!(done["exit"], 0, "{}", done["output"]);
 
@@ -679,7 +679,7 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
         proxied,
         &mut jar,
         location.trim_start_matches("/berth"),
-        Duration::from_secs(300),
+        Duration::from_mins(5),
     );
     assert_eq!(done["exit"], 0, "{}", done["output"]);
     let runs: serde_json::Value =
