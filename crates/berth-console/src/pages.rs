@@ -625,3 +625,161 @@ async fn follow_log(
         .keep_alive(KeepAlive::default())
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+    use serde_json::json;
+
+    use super::{State, base, ctx, human_size};
+
+    fn state(dir: &std::path::Path) -> State {
+        let paths = berth_layout::Paths::unversioned(dir);
+        State::new(
+            &crate::Config {
+                listen: "127.0.0.1:9470".parse().unwrap(),
+                paths,
+                app: "demo".to_owned(),
+                loc: berth_lifecycle::Locate::default(),
+                base_path: "/berth/".to_owned(),
+                berth: "/usr/bin/berth".into(),
+                global_args: Vec::new(),
+            },
+            "password",
+        )
+    }
+
+    fn value(v: &serde_json::Value) -> minijinja::Value {
+        minijinja::Value::from(minijinja::value::Serde(v))
+    }
+
+    /// A page rendered with `extra` on top of what every page has: its status and HTML.
+    fn render(state: &State, name: &str, extra: &serde_json::Value) -> (u16, String) {
+        let mut pairs = base(state, "Title", None);
+        pairs.push(("signed_in", true.into()));
+        pairs.push(("csrf", "CSRF".into()));
+        for (k, v) in extra.as_object().unwrap() {
+            pairs.push((Box::leak(k.clone().into_boxed_str()), value(v)));
+        }
+        let response = state.page(name, ctx(pairs));
+        let code = response.status().as_u16();
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(to_bytes(response.into_body(), 1 << 20))
+            .unwrap();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Every page renders (a template error is a 500), under the base path, with what
+    /// the instance holds escaped: a service, an archive or a name that looks like
+    /// markup stays text.
+    #[test]
+    fn every_page_renders_under_its_base_path_with_values_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let evil = "<script>alert(1)</script>";
+        let pages = [
+            (
+                "login.html",
+                json!({"login_csrf": "L", "message": evil, "password_file": "/p/secrets/x"}),
+            ),
+            (
+                "status.html",
+                json!({
+                    "supervisor_pid": 7,
+                    "services": [{"name": evil, "state": "ready", "ready": true, "pid": 42, "uptime_secs": 5, "restarts": 1, "last_exit": 0}],
+                    "jobs": [{"name": "cleanup", "runs": 3, "failures": 1, "last_exit": 2}],
+                    "metrics": [["berth", "http://127.0.0.1:9464/metrics"]],
+                }),
+            ),
+            ("log.html", json!({"service": evil, "text": evil})),
+            (
+                "history.html",
+                json!({"runs": [{"id": 1, "started": "2026-12-05 05:00:00Z", "kind": "up", "detail": "", "result": "succeeded", "actor": evil}]}),
+            ),
+            (
+                "backups.html",
+                json!({"target": "/p/backups", "busy": false, "archives": [{"name": evil, "size": 3_500_000, "created": "2026-12-05 05:00:00 UTC", "app_version": "1.0", "secrets_included": true, "problem": null}]}),
+            ),
+            (
+                "upgrades.html",
+                json!({"current": "1.0", "source": "/srv/versions", "versions": ["1.2", evil], "busy": false}),
+            ),
+            (
+                "tasks.html",
+                json!({"tasks": [{"id": 1, "title": evil, "started": "t", "actor": "a", "result": "running"}]}),
+            ),
+            (
+                "task.html",
+                json!({"task": {"id": 1, "title": evil, "command": "berth backup create", "started": "t", "actor": "a", "running": true, "result": "running"}, "output": evil}),
+            ),
+            (
+                "setup.html",
+                json!({"config_path": "/p/site.toml", "invalid": true, "fields": [{"key": "external_url", "id": "external_url", "prompt": "URL", "value": evil, "choices": [], "errors": [["not a URL", "give http://…"]]}]}),
+            ),
+            (
+                "setup_review.html",
+                json!({"config_path": "/p/site.toml", "site": evil, "plan": evil, "answers": {"f.external_url": evil}}),
+            ),
+        ];
+        for (name, extra) in pages {
+            let (code, html) = render(&state, name, &extra);
+            assert_eq!(code, 200, "{name}: {html}");
+            assert!(!html.contains("<script>alert"), "{name}: {html}");
+            assert!(
+                html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+                "{name}: {html}"
+            );
+            // Links, forms and the script are under the base path.
+            assert!(
+                html.contains("src=\"&#x2f;berth/static/console.js\""),
+                "{name}: {html}"
+            );
+            assert!(!html.contains("action=\"/"), "{name}: {html}");
+            assert!(!html.contains("href=\"/"), "{name}: {html}");
+        }
+    }
+
+    /// The status page and the setup form, as a browser gets them.
+    #[test]
+    fn the_status_page_and_the_setup_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let (_, status) = render(
+            &state,
+            "status.html",
+            &json!({
+                "supervisor_pid": 7,
+                "services": [
+                    {"name": "web", "state": "ready", "ready": true, "pid": 42, "uptime_secs": 5, "restarts": 1, "last_exit": 0},
+                    {"name": "worker", "state": "backoff", "ready": false, "pid": null, "uptime_secs": null, "restarts": 4, "last_exit": 1},
+                ],
+                "jobs": [],
+                "metrics": [["berth", "http://127.0.0.1:9464/metrics"], ["web", "http://127.0.0.1:8001/metrics"]],
+            }),
+        );
+        insta::assert_snapshot!("status", status);
+        let (code, setup) = render(
+            &state,
+            "setup.html",
+            &json!({
+                "config_path": "/var/opt/berth/demo/site.toml",
+                "invalid": true,
+                "fields": [
+                    {"key": "external_url", "id": "external_url", "prompt": "The address users reach the app at (external_url)", "value": "ftp://x/", "choices": [], "errors": [["`external_url` must be an http or https URL", "e.g. `https://demo.example.com/`"]]},
+                    {"key": "component.docs", "id": "component-docs", "prompt": "Run the optional component `docs`", "value": "yes", "choices": [["yes", "run it"], ["no", "leave it out"]], "errors": []},
+                ],
+            }),
+        );
+        assert_eq!(code, 200);
+        insta::assert_snapshot!("setup", setup);
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3_500_000), "3.3 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
+}
