@@ -5,10 +5,11 @@
 #   benches/console.sh            (as root)
 #
 # Brings benches/fixtures/crash-restart up with the release `berth` in a network
-# namespace of its own, starts `berth console` there, signs in with curl, and times
-# with hyperfine: GET / (status page), GET /history, GET /api/status, and `berth
-# status --json`. Reads the supervisor's VmRSS and CPU ticks over an idle window before
-# and while the console runs (it is a process of its own). Writes
+# namespace of its own, then sets `console.listen` so the supervisor runs the console
+# (the service `berth-console`, under `/berth/`), signs in with curl, and times with
+# hyperfine: the status, history and backups pages, GET /api/status, and `berth status
+# --json`. Reads the supervisor's VmRSS and CPU ticks over an idle window before and
+# while the console runs (it is a process of its own), and the console's. Writes
 # benches/RESULTS-console.md (overwriting it).
 #
 # Environment:
@@ -40,11 +41,9 @@ WORK=$(mktemp -d /tmp/berth-console.XXXXXX)
 chmod 755 "$WORK"
 P=$WORK/p
 NS=berth-console-$$
-CONSOLE_PID=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  [ -n "$CONSOLE_PID" ] && kill "$CONSOLE_PID" 2>/dev/null || true
   [ -d "$P" ] && { "$BERTH" --prefix "$P" down >/dev/null 2>&1 || echo "warning: berth down failed" >&2; }
   ip netns delete "$NS" 2>/dev/null || true
   rm -rf "$WORK"
@@ -68,15 +67,16 @@ say "idle ${IDLE} s without the console"
 t0=$(ticks "$SUP"); sleep "$IDLE"; t1=$(ticks "$SUP")
 SUP_RSS=$(kb "$SUP" VmRSS); SUP_TICKS=$((t1 - t0))
 
-say "console"
-n "$BERTH" --prefix "$P" console --listen "$CONSOLE" >"$WORK/console.txt" 2>&1 &
-CONSOLE_PID=$!
-for _ in $(seq 100); do n curl -sf -o /dev/null "http://$CONSOLE/login" && break; sleep 0.1; done
+say "console as a service (console.listen)"
+printf '[console]\nlisten = "%s"\n' "$CONSOLE" >>"$P/site.toml"
+n "$BERTH" --prefix "$P" reconfigure >"$WORK/reconfigure.txt" 2>&1 || { cat "$WORK/reconfigure.txt" >&2; exit 1; }
+URL=http://$CONSOLE/berth
+for _ in $(seq 100); do n curl -sf -o /dev/null "$URL/login" && break; sleep 0.1; done
 PASSWORD=$(cat "$P/secrets/berth-console-password")
 JAR=$WORK/jar
-n curl -s -c "$JAR" -o "$WORK/login.html" "http://$CONSOLE/login"
+n curl -s -c "$JAR" -o "$WORK/login.html" "$URL/login"
 CSRF=$(grep -o 'name="csrf" value="[^"]*"' "$WORK/login.html" | head -1 | sed 's/.*value="//; s/"$//')
-n curl -s -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "password=$PASSWORD" --data-urlencode "csrf=$CSRF" "http://$CONSOLE/login"
+n curl -s -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "password=$PASSWORD" --data-urlencode "csrf=$CSRF" "$URL/login"
 SESSION=$(awk '$6 == "berth_session" { print $7 }' "$JAR")
 [ -n "$SESSION" ] || { echo "could not sign in" >&2; exit 1; }
 CPID=$(n pgrep -f "console --listen $CONSOLE" | head -1)
@@ -89,13 +89,14 @@ CON_RSS=$(kb "$CPID" VmRSS)
 say "hyperfine"
 H="Cookie: berth_session=$SESSION"
 n hyperfine -N --warmup 5 --runs 200 --export-json "$WORK/h.json" \
-  "curl -s -o /dev/null -H '$H' http://$CONSOLE/" \
-  "curl -s -o /dev/null -H '$H' http://$CONSOLE/history" \
-  "curl -s -o /dev/null -H '$H' http://$CONSOLE/api/status" \
+  "curl -s -o /dev/null -H '$H' $URL/" \
+  "curl -s -o /dev/null -H '$H' $URL/history" \
+  "curl -s -o /dev/null -H '$H' $URL/backups" \
+  "curl -s -o /dev/null -H '$H' $URL/api/status" \
   "$BERTH --prefix $P status --json" >"$WORK/hyperfine.txt" 2>&1
 "$PY" - "$WORK/h.json" >"$WORK/rows.md" <<'EOF2'
 import json, sys
-names = ["status page `GET /`", "history page `GET /history`", "`GET /api/status` (the live refresh)", "`berth status --json` (a new process, the control socket)"]
+names = ["status page `GET /berth/`", "history page `GET /berth/history`", "backups page `GET /berth/backups` (lists the target)", "`GET /berth/api/status` (the live refresh)", "`berth status --json` (a new process, the control socket)"]
 res = json.load(open(sys.argv[1]))["results"]
 base = res[-1]["median"]
 for name, r in zip(names, res):
@@ -117,10 +118,10 @@ $(cat "$WORK/rows.md")
 | idle ${IDLE} s | supervisor CPU ticks (1/$TICK_HZ s) | supervisor VmRSS | console CPU ticks | console VmRSS |
 | --- | --- | --- | --- | --- |
 | console not running | $SUP_TICKS | $SUP_RSS kB | | |
-| console running, no browser | $SUP_TICKS_ON | $(kb "$SUP" VmRSS) kB | $CON_TICKS | $CON_RSS kB |
+| console running (supervised), no browser | $SUP_TICKS_ON | $(kb "$SUP" VmRSS) kB | $CON_TICKS | $CON_RSS kB |
 
-The console is a process of its own: the supervisor does not change when it runs. A
-browser on the status page asks \`/api/status\` every two seconds; with none open it
-waits in the kernel.
+The console is a process of its own, the supervisor's service \`berth-console\`: the
+supervisor gains one more child to watch and nothing else. A browser on the status page
+asks \`/api/status\` every two seconds; with none open the console waits in the kernel.
 EOF2
 cat benches/RESULTS-console.md

@@ -609,6 +609,91 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
         upgrades.body
     );
 
+    // Upgrades: the versions in `upgrade.source`, a plan, then the upgrade itself.
+    let source = tempfile::tempdir().unwrap();
+    ministack_at(source.path(), "1.0.1", |t| {
+        t.replace("default = 15432", "default = 49142")
+            .replace("default = 16379", "default = 49149")
+            .replace("default = 18001", "default = 49141")
+            .replace("127.0.0.1:18080", "127.0.0.1:49148")
+    });
+    let site = format!(
+        "{site}\n[upgrade]\nsource = \"{}\"\n",
+        source.path().display()
+    );
+    std::fs::write(dir.path().join("site.toml"), &site).unwrap();
+    b.run(&["reconfigure"]).expect(0);
+    let upgrades = request_at(&base, &mut jar, "GET", "/upgrades", &[], &[]);
+    assert!(
+        upgrades.body.contains("data-version=\"1.0.1\""),
+        "{}",
+        upgrades.body
+    );
+    let csrf = hidden(&upgrades.body, "csrf");
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/upgrades/plan",
+        &[("csrf", &csrf), ("version", "9.9.9")],
+        &[],
+    );
+    assert_eq!(r.code, 404, "only a version the page listed");
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/upgrades/plan",
+        &[("csrf", &csrf), ("version", "1.0.1")],
+        &[],
+    );
+    let plan = wait_task(
+        &base,
+        &mut jar,
+        r.header("location").unwrap(),
+        Duration::from_mins(2),
+    );
+    assert_eq!(plan["exit"], 0, "{}", plan["output"]);
+    assert!(
+        plan["output"].as_str().unwrap().contains("1.0.1"),
+        "{}",
+        plan["output"]
+    );
+    let r = request_at(
+        &base,
+        &mut jar,
+        "POST",
+        "/upgrades/apply",
+        &[("csrf", &csrf), ("version", "1.0.1")],
+        &[],
+    );
+    let applied = wait_task(
+        &base,
+        &mut jar,
+        r.header("location").unwrap(),
+        Duration::from_mins(10),
+    );
+    assert_eq!(applied["exit"], 0, "{}", applied["output"]);
+    let upgrades = request_at(&base, &mut jar, "GET", "/upgrades", &[], &[]);
+    assert!(
+        upgrades.body.contains("id=\"current\">1.0.1<"),
+        "{}",
+        upgrades.body
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&b.run(&["history", "--json"]).stdout).unwrap();
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"].as_str().unwrap().starts_with("upgrade")
+                && r["actor"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("console: tester (session ")),
+        "{runs}"
+    );
+
     // Run by the supervisor, behind the app's nginx under /berth/.
     std::fs::write(
         dir.path().join("site.toml"),

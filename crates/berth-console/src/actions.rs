@@ -19,7 +19,7 @@ fn value<T: serde::Serialize>(v: &T) -> minijinja::Value {
 /// Start `berth <args>` for the session, then show its page; a refusal (another task
 /// running) is shown on the page it came from.
 fn start(state: &State, title: &str, args: &[String], actor: &str) -> Response {
-    match state.tasks.start(title, args, actor) {
+    match state.tasks.start(title, &state.berth_args(args), actor) {
         Ok(task) => state.redirect(&format!("/tasks/{}", task.id)),
         Err(message) => (StatusCode::CONFLICT, message).into_response(),
     }
@@ -27,7 +27,7 @@ fn start(state: &State, title: &str, args: &[String], actor: &str) -> Response {
 
 /// The archives of the instance's target: `(target, archives)` or why not.
 fn archives(state: &State) -> Result<(String, Vec<berth_backup::backup::Listed>), String> {
-    let inst = berth_lifecycle::instance::open(&state.loc).map_err(|e| e.to_string())?;
+    let inst = berth_lifecycle::instance::open(&state.locate()).map_err(|e| e.to_string())?;
     berth_backup::backup::list(&inst, None).map_err(|e| e.to_string())
 }
 
@@ -122,7 +122,7 @@ struct Upgrades {
 }
 
 fn upgrades(state: &State) -> Result<Upgrades, String> {
-    let inst = berth_lifecycle::instance::open(&state.loc).map_err(|e| e.to_string())?;
+    let inst = berth_lifecycle::instance::open(&state.locate()).map_err(|e| e.to_string())?;
     let desired = berth_lifecycle::desired::preview(&inst).map_err(|e| e.to_string())?;
     let app = &inst.manifest.manifest.app;
     let source = desired.upgrade_policy.source.clone();

@@ -79,6 +79,32 @@ impl State {
         }
     }
 
+    /// How to find the instance now. Once it is set up it keeps its manifest, and that
+    /// one counts (an upgrade replaces it), not the one the console was started with
+    /// (`--manifest`, for a first-run setup).
+    pub(crate) fn locate(&self) -> berth_lifecycle::Locate {
+        if self.paths.manifest_dir().join("berth.toml").is_file() {
+            berth_lifecycle::Locate {
+                manifest: None,
+                ..self.loc.clone()
+            }
+        } else {
+            self.loc.clone()
+        }
+    }
+
+    /// The arguments of `berth` for `command`: `--manifest` while the instance keeps
+    /// none (the instance's own options come from [`Tasks`]).
+    pub(crate) fn berth_args(&self, command: &[String]) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(m) = self.locate().manifest {
+            args.push("--manifest".to_owned());
+            args.push(m.display().to_string());
+        }
+        args.extend(command.iter().cloned());
+        args
+    }
+
     /// `path` under the console's base path.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -131,7 +131,7 @@ fn open_unconfigured(state: &State) -> Result<berth_lifecycle::Instance, Box<Res
     if state_configured(state) {
         return Err(Box::new(state.redirect("/")));
     }
-    berth_lifecycle::instance::open(&state.loc)
+    berth_lifecycle::instance::open(&state.locate())
         .map_err(|e| Box::new((StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()))
 }
 
@@ -158,7 +158,7 @@ fn plan_of(state: &State, text: &str) -> String {
             .map_err(|e| e.to_string())?;
         let loc = berth_lifecycle::Locate {
             config: Some(path),
-            ..state.loc.clone()
+            ..state.locate()
         };
         let inst = berth_lifecycle::instance::open(&loc).map_err(|e| e.to_string())?;
         berth_lifecycle::dry_run(&inst).map_err(|e| e.to_string())
@@ -245,10 +245,11 @@ pub(crate) async fn setup_apply(
             )
                 .into_response();
         }
-        match s
-            .tasks
-            .start("First up", &["up".to_owned()], &session.actor())
-        {
+        match s.tasks.start(
+            "First up",
+            &s.berth_args(&["up".to_owned()]),
+            &session.actor(),
+        ) {
             Ok(task) => s.redirect(&format!("/tasks/{}", task.id)),
             Err(message) => (StatusCode::CONFLICT, message).into_response(),
         }

@@ -118,11 +118,12 @@ fn console(
              segments of letters, digits, `.`, `_`, `~` and `-` between slashes, e.g. `/berth/`"
         );
     }
-    // The children that carry out changes name the same instance.
+    // The children that carry out changes name the same instance (the console adds
+    // `--manifest` while the instance keeps no manifest of its own).
     let mut global_args = vec!["--prefix".to_owned(), paths.prefix.display().to_string()];
+    let mut loc = loc.clone();
     if let Some(m) = &loc.manifest {
-        global_args.push("--manifest".to_owned());
-        global_args.push(std::path::absolute(m)?.display().to_string());
+        loc.manifest = Some(std::path::absolute(m)?);
     }
     if let Some(c) = &loc.config {
         global_args.push("--config".to_owned());
@@ -132,7 +133,7 @@ fn console(
         listen,
         paths,
         app: inst.manifest.manifest.app.name.clone(),
-        loc: loc.clone(),
+        loc,
         base_path: base_path.clone(),
         berth: std::env::current_exe().context("Failed to find the berth executable")?,
         global_args,
