@@ -4,6 +4,13 @@
 //! without its CSRF token refused, signs out, and runs into the lockout. Every page it
 //! reaches is saved as a PNG under `target/artefacts/console-browser/`.
 //!
+//! A second run (`tests/browser/setup_flow.py`) starts on an instance without a site
+//! config: first-run setup in the browser (a refused answer first, nothing written;
+//! then the review and `berth up` followed live on its task page), a backup and its
+//! verification as tasks, the history naming the session, nginx's log followed, the
+//! upgrades and tasks pages; its screenshots go to a directory of their own,
+//! `target/artefacts/console-browser/setup/`.
+//!
 //! Skipped (saying why) when not root, or when Chromium, its driver or Selenium are
 //! missing; under `CI=true` a missing tool fails instead, since `scripts/test.sh`
 //! installs them all.
@@ -46,6 +53,42 @@ const SHOTS: &[&str] = &[
 /// The whole browser run, at most (it takes well under a minute).
 const DRIVER_WITHIN: Duration = Duration::from_mins(5);
 
+/// The setup run's ports, a block of their own: setup asks no ports, so the copy of the
+/// manifest has these as its defaults.
+const SETUP_PORTS: [(&str, &str); 5] = [
+    ("default = 15432", "default = 49342"),
+    ("default = 16379", "default = 49349"),
+    ("default = 18001", "default = 49341"),
+    ("default = 18002", "default = 49343"),
+    ("127.0.0.1:18080", "127.0.0.1:49348"),
+];
+const SETUP_EXTERNAL_URL: &str = "http://127.0.0.1:49348/";
+const SETUP_CONSOLE: &str = "127.0.0.1:49346";
+/// The name the setup run signs in with, which the history records.
+const SETUP_NAME: &str = "browser-admin";
+/// The setup run's screenshots, in order (`setup_flow.py` names them).
+const SETUP_SHOTS: &[&str] = &[
+    "01-sign-in",
+    "02-setup-form",
+    "03-setup-refused",
+    "04-setup-answered",
+    "05-setup-review",
+    "06-task-up-started",
+    "07-task-up-succeeded",
+    "08-status",
+    "09-backups-empty",
+    "10-task-backup-succeeded",
+    "11-backups-one",
+    "12-task-verify-succeeded",
+    "13-history",
+    "14-log-nginx-followed",
+    "15-upgrades",
+    "16-tasks",
+];
+/// The setup run at most: `berth up` from nothing (10 minutes at most on its page), a
+/// backup and its verification (5 minutes each at most), the rest in seconds.
+const SETUP_DRIVER_WITHIN: Duration = Duration::from_mins(25);
+
 struct Stop(Child, Berth);
 
 impl Drop for Stop {
@@ -82,6 +125,87 @@ fn selenium_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// The Python to drive the browser with, or `None` when the test is skipped (it said
+/// why): not root, or a tool missing outside CI (under `CI=true` that fails).
+fn browser_python() -> Option<PathBuf> {
+    if !is_root() {
+        eprintln!("skipped: `up` of ministack makes service users (root only)");
+        return None;
+    }
+    match selenium_python() {
+        Ok(python) => Some(python),
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must run the browser test: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// `dir`, made, without the last run's pictures and pages.
+fn fresh_shots(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "png" || e == "html") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// Runs `python -B tests/browser/<script>` with the arguments `args` gives it (its
+/// output into `shots/driver.log`) for at most `within`, shows its transcript, and
+/// fails the test unless it exited 0.
+fn drive(
+    python: &Path,
+    script: &str,
+    shots: &Path,
+    within: Duration,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+) {
+    let driver_log = shots.join("driver.log");
+    let out = File::create(&driver_log).unwrap();
+    let started = Instant::now();
+    // -B: no __pycache__ in the source tree.
+    let mut cmd = Command::new(python);
+    cmd.arg("-B").arg(root().join("tests/browser").join(script));
+    let mut driver = args(&mut cmd)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let ok = wait_or_kill(&mut driver, within);
+    let transcript = std::fs::read_to_string(&driver_log).unwrap_or_default();
+    eprintln!(
+        "{transcript}(browser run: {:.1} s; screenshots and logs in {})",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        ok,
+        "the browser run failed (see above, and {}):\n{transcript}",
+        shots.display()
+    );
+}
+
+/// Every screenshot in `names` is a PNG of the browser's window (1280x900).
+fn assert_shots(shots: &Path, names: &[&str]) {
+    for name in names {
+        let path = shots.join(format!("{name}.png"));
+        let (width, height) = png_size(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            width >= 800 && height >= 600,
+            "{}: {width}x{height}",
+            path.display()
+        );
+    }
+}
+
 /// Width and height of a PNG file, or why it is not one.
 fn png_size(path: &Path) -> Result<(u32, u32), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -115,29 +239,11 @@ fn wait_or_kill(child: &mut Child, within: Duration) -> bool {
 
 #[test]
 fn the_console_in_a_browser_signs_in_follows_a_restart_and_keeps_its_rules() {
-    if !is_root() {
-        eprintln!("skipped: `up` of ministack makes service users (root only)");
+    let Some(python) = browser_python() else {
         return;
-    }
-    let python = match selenium_python() {
-        Ok(python) => python,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must run the browser test: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
     };
-    let shots = root().join("target/artefacts/console-browser");
-    std::fs::create_dir_all(&shots).unwrap();
     // Only this run's pictures: the last run's go.
-    for entry in std::fs::read_dir(&shots).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "png" || e == "html") {
-            std::fs::remove_file(&path).unwrap();
-        }
-    }
+    let shots = fresh_shots(&root().join("target/artefacts/console-browser"));
 
     let src = tempfile::tempdir().unwrap();
     let manifest = ministack_at(src.path(), "1.0.0", |t| t);
@@ -159,45 +265,76 @@ fn the_console_in_a_browser_signs_in_follows_a_restart_and_keeps_its_rules() {
         std::net::TcpStream::connect(CONSOLE).is_ok()
     });
 
-    let driver_log = shots.join("driver.log");
-    let out = File::create(&driver_log).unwrap();
-    let started = Instant::now();
-    // -B: no __pycache__ in the source tree.
-    let mut driver = Command::new(&python)
-        .arg("-B")
-        .arg(root().join("tests/browser/console_flow.py"))
-        .args(["--url", &format!("http://{CONSOLE}")])
-        .arg("--password-file")
-        .arg(dir.path().join("secrets/berth-console-password"))
-        .arg("--shots")
-        .arg(&shots)
-        .args(["--services", SERVICES, "--kill", KILL])
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
+    drive(&python, "console_flow.py", &shots, DRIVER_WITHIN, |c| {
+        c.args(["--url", &format!("http://{CONSOLE}")])
+            .arg("--password-file")
+            .arg(dir.path().join("secrets/berth-console-password"))
+            .arg("--shots")
+            .arg(&shots)
+            .args(["--services", SERVICES, "--kill", KILL])
+    });
+    assert_shots(&shots, SHOTS);
+}
+
+/// From an instance without a site config to a running app, backed up, through the
+/// console's pages in the browser (`setup_flow.py` says what each step checks).
+#[test]
+fn the_console_in_a_browser_sets_up_backs_up_and_follows() {
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let shots = fresh_shots(&root().join("target/artefacts/console-browser/setup"));
+
+    let src = tempfile::tempdir().unwrap();
+    let manifest = ministack_at(src.path(), "1.0.0", |t| {
+        SETUP_PORTS.iter().fold(t, |t, (from, to)| {
+            assert!(t.contains(from), "the fixture has no {from}");
+            t.replace(from, to)
+        })
+    });
+    let dir = prefix_dir("console-browser-setup");
+    let b = Berth::new(dir.path(), &manifest);
+    assert!(!b.site().exists());
+    let console_log = File::create(shots.join("console.log")).unwrap();
+    // Before any `up`: the manifest is named, as for `berth init`.
+    let child = Command::new(berth_bin())
+        .arg("--prefix")
+        .arg(dir.path())
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["console", "--listen", SETUP_CONSOLE])
+        .stdout(console_log.try_clone().unwrap())
+        .stderr(console_log)
         .spawn()
         .unwrap();
-    let ok = wait_or_kill(&mut driver, DRIVER_WITHIN);
-    let transcript = std::fs::read_to_string(&driver_log).unwrap_or_default();
-    eprintln!(
-        "{transcript}(browser run: {:.1} s; screenshots and logs in {})",
-        started.elapsed().as_secs_f64(),
-        shots.display()
-    );
-    assert!(
-        ok,
-        "the browser run failed (see above, and {}):\n{transcript}",
-        shots.display()
-    );
+    let _stop = Stop(child, Berth::installed(dir.path()));
+    wait_for("the console listening", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(SETUP_CONSOLE).is_ok()
+    });
 
-    for name in SHOTS {
-        let path = shots.join(format!("{name}.png"));
-        let (width, height) = png_size(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            width >= 800 && height >= 600,
-            "{}: {width}x{height}",
-            path.display()
-        );
-    }
+    let site = b.site();
+    drive(&python, "setup_flow.py", &shots, SETUP_DRIVER_WITHIN, |c| {
+        c.args(["--url", &format!("http://{SETUP_CONSOLE}")])
+            .arg("--password-file")
+            .arg(dir.path().join("secrets/berth-console-password"))
+            .arg("--shots")
+            .arg(&shots)
+            .arg("--prefix")
+            .arg(dir.path())
+            .arg("--site-config")
+            .arg(&site)
+            .args(["--external-url", SETUP_EXTERNAL_URL])
+            .args(["--services", SERVICES, "--name", SETUP_NAME])
+    });
+    assert_shots(&shots, SETUP_SHOTS);
+
+    // What the browser wrote is a site config like any other: shared users (none of
+    // this prefix's own left on the machine), the URL it was given.
+    let text = std::fs::read_to_string(&site).unwrap();
+    assert!(text.contains("users = \"shared\""), "{text}");
+    assert!(
+        text.contains(&format!("external_url = \"{SETUP_EXTERNAL_URL}\"")),
+        "{text}"
+    );
+    b.run(&["config", "check"]).expect(0);
 }

@@ -20,10 +20,10 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
@@ -46,6 +46,23 @@ def check(condition: bool, message: str) -> None:
     """Fail the step with `message` unless `condition` holds."""
     if not condition:
         raise Failed(message)
+
+
+def _gone(element: WebElement) -> bool:
+    """Whether `element` is no longer in the page (the browser left the document).
+
+    Selenium's `staleness_of` only knows the standard error; while a document is being
+    replaced (a redirect after a form, say) chromedriver may answer with an inspector
+    error about the node instead, which means the same."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e) or "No node with given id" in str(e):
+            return True
+        raise
 
 
 class Page(NamedTuple):
@@ -105,7 +122,7 @@ class Browser:
         old = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
         WebDriverWait(self.driver, self.timeout).until(
-            expected_conditions.staleness_of(old),
+            lambda _: _gone(old),
             "the click did not lead to another page",
         )
         self._wait_loaded()
