@@ -98,6 +98,9 @@ class Flow:
         self.name = args.name
         self.archive = ""
         self.tasks: list[str] = []
+        self.up_within = args.up_within
+        self.health_path = args.health_path
+        self.task_output = args.task_output
 
     def look(self, name: str) -> None:
         """Screenshot of the page, which never shows the password."""
@@ -227,8 +230,10 @@ class Flow:
         check(page.status == 200 and page.path.startswith("/tasks/"), f"apply led to {page.url} ({page.status})")
         check(self.site_config.exists(), f"apply did not write {self.site_config}")
         self.look("task-up-started")
-        self.follow_task("First up", "task-up-succeeded", UP_WITHIN)
-        health = self.external.rstrip("/") + "/health"
+        self.follow_task("First up", "task-up-succeeded", self.up_within)
+        if self.task_output:
+            self.task_output.write_text(self.b.text("#task-output"))
+        health = self.external.rstrip("/") + self.health_path
         status = http_status(health)
         check(status == 200, f"GET {health} answered {status}")
         print(f"  GET {health}: {status}")
@@ -309,7 +314,7 @@ class Flow:
         check(self.b.text("#follow") == "Stop following", f"the button says {self.b.text('#follow')!r}")
         # A request every few seconds until one shows: the follower may start at the
         # end of the file a moment after the stream opened.
-        url = f"{self.external.rstrip('/')}/health?{canary}"
+        url = f"{self.external.rstrip('/')}{self.health_path}?{canary}"
         sent = 0
         started = time.monotonic()
         end = started + LOG_WITHIN
@@ -354,6 +359,10 @@ def main() -> int:
     parser.add_argument("--external-url", required=True, help="the app's external URL to set up")
     parser.add_argument("--services", required=True, help="every service of the app, comma-separated")
     parser.add_argument("--name", required=True, help="the name to sign in with")
+    parser.add_argument("--steps", default="", help="only these steps, comma-separated (default: all)")
+    parser.add_argument("--up-within", type=float, default=UP_WITHIN, help="seconds the first up may take")
+    parser.add_argument("--health-path", default="/health", help="a path of the app that answers 200 once it is up")
+    parser.add_argument("--task-output", type=Path, help="write the first up's output, as its page shows it, here")
     args = parser.parse_args()
     check(urlsplit(args.external_url).scheme == "http", f"--external-url {args.external_url} is not http://")
 
@@ -373,6 +382,11 @@ def main() -> int:
             ("follow-log", flow.follow_log),
             ("upgrades-and-tasks", flow.upgrades_and_tasks),
         ]
+        if args.steps:
+            wanted = args.steps.split(",")
+            unknown = [w for w in wanted if w not in dict(steps)]
+            check(not unknown, f"no such steps: {unknown}")
+            steps = [(n, f) for n, f in steps if n in wanted]
         for name, step in steps:
             t = time.monotonic()
             try:

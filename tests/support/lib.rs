@@ -2,6 +2,8 @@
 //! prefix of its own, read the supervisor's status, snapshot a prefix's files.
 #![allow(clippy::missing_panics_doc, missing_docs)] // test support: panicking is the point
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};

@@ -204,24 +204,7 @@ pub(crate) async fn upgrade_plan(
     headers: HeaderMap,
     Form(form): Form<VersionForm>,
 ) -> Response {
-    let Some((_, session)) = signed_in(&state, &headers) else {
-        return state.redirect("/login");
-    };
-    if !csrf_ok(&session, &form.csrf) {
-        return forged();
-    }
-    let to = match upgrade_args(&state, &form.version).await {
-        Ok(to) => to,
-        Err(r) => return r,
-    };
-    let mut args = vec!["upgrade".to_owned(), "plan".to_owned()];
-    args.extend(to);
-    start(
-        &state,
-        &format!("Plan of the upgrade to {}", form.version),
-        &args,
-        &session.actor(),
-    )
+    upgrade_task(&state, &headers, &form, "plan", "Plan of the upgrade to").await
 }
 
 pub(crate) async fn upgrade_apply(
@@ -229,21 +212,32 @@ pub(crate) async fn upgrade_apply(
     headers: HeaderMap,
     Form(form): Form<VersionForm>,
 ) -> Response {
-    let Some((_, session)) = signed_in(&state, &headers) else {
+    upgrade_task(&state, &headers, &form, "apply", "Upgrade to").await
+}
+
+/// `berth upgrade <verb> --to …` up to the version the form names, as a task.
+async fn upgrade_task(
+    state: &Shared,
+    headers: &HeaderMap,
+    form: &VersionForm,
+    verb: &str,
+    title: &str,
+) -> Response {
+    let Some((_, session)) = signed_in(state, headers) else {
         return state.redirect("/login");
     };
     if !csrf_ok(&session, &form.csrf) {
         return forged();
     }
-    let to = match upgrade_args(&state, &form.version).await {
+    let to = match upgrade_args(state, &form.version).await {
         Ok(to) => to,
         Err(r) => return r,
     };
-    let mut args = vec!["upgrade".to_owned(), "apply".to_owned()];
+    let mut args = vec!["upgrade".to_owned(), verb.to_owned()];
     args.extend(to);
     start(
-        &state,
-        &format!("Upgrade to {}", form.version),
+        state,
+        &format!("{title} {}", form.version),
         &args,
         &session.actor(),
     )
