@@ -130,7 +130,24 @@ fn metrics_parse_and_follow_the_instance() {
         l.push(("state", "ready"));
         assert_eq!(value(&m, "berth_service_state", &l), Some(1.0), "{service}");
         assert!(value(&m, "berth_service_ready_seconds", &app(service)).is_some());
+        // Each service's memory, its whole process group: PostgreSQL's backends too.
+        let pss = value(&m, "berth_service_memory_pss_bytes", &app(service)).unwrap_or(0.0);
+        assert!(pss > 1_000_000.0, "{service}: {pss}");
     }
+    // `berth status` adds them up.
+    let status = b.status();
+    let total = status["memory_pss_bytes"].as_u64().unwrap();
+    let sum: u64 = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["pss_bytes"].as_u64())
+        .sum();
+    assert_eq!(total, sum, "{status}");
+    assert!(
+        b.run(&["status"]).stdout.contains(" in all"),
+        "the text has no total"
+    );
     // Counters end in `_total` and parse as counters.
     let (v, kind) = &m[&(
         "berth_service_restarts_total".to_owned(),

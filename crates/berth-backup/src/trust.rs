@@ -378,18 +378,21 @@ pub(crate) fn check_site_config(inst: &Instance, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks decrypted secrets: only regular files named after the manifest's secrets,
+/// Checks decrypted secrets: only regular files named after the manifest's secrets (or
+/// berth's own, [`berth_render::berth_secret_specs`]),
 /// each a value the secret can have ([`berth_render::SecretSpec::check_value`]): a
 /// generated one only the characters its alphabet produces, so a crafted value cannot
 /// bring quotes, newlines or other characters the generated ones never have into a
 /// rendered file; one a hook made, one line without control characters.
 pub(crate) fn check_secrets(inst: &Instance, dir: &Path) -> Result<()> {
-    let specs = berth_render::secret_specs_enabled(
+    let mut specs = berth_render::secret_specs_enabled(
         &inst.manifest,
         &inst.facts,
         &inst.users,
         &inst.config.enabled_components,
     );
+    // berth's own (the console password) come back too.
+    specs.extend(berth_render::berth_secret_specs());
     let bad = |what: String| BackupError::Cannot {
         what: format!("The archive's secrets are not this app's: {what}"),
         hint: "do not restore this archive (or restore it with `--without-secrets`)".to_owned(),
@@ -563,6 +566,24 @@ mod tests {
             );
             assert!(!err.contains("0.0.0.0") && !err.contains("C0FFEE"), "{err}");
         }
+        std::fs::write(secrets.join("admin_api_key"), "c0ffee\n").unwrap();
+        // berth's own console password comes back with the app's, checked the same way.
+        std::fs::write(secrets.join("berth-console-password"), "A".repeat(24)).unwrap();
+        super::check_secrets(&inst, &secrets).unwrap();
+        std::fs::write(secrets.join("berth-console-password"), "A\nB").unwrap();
+        let err = super::check_secrets(&inst, &secrets)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`berth-console-password` is not one it can have"),
+            "{err}"
+        );
+        std::fs::remove_file(secrets.join("berth-console-password")).unwrap();
+        std::fs::write(secrets.join("berth-other"), "x").unwrap();
+        let err = super::check_secrets(&inst, &secrets)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`berth-other` is not a secret"), "{err}");
     }
 
     /// Attack: a crafted dump exploits a bug in `pg_restore`'s parser. It must then run

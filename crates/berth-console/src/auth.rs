@@ -9,7 +9,7 @@ use rand::TryRng;
 use sha2::{Digest, Sha256};
 
 /// The name of the console password in the instance's secret store.
-pub const PASSWORD_SECRET: &str = "berth-console-password";
+pub const PASSWORD_SECRET: &str = berth_render::CONSOLE_PASSWORD_SECRET;
 /// Failed sign-ins within [`LOCKOUT_WINDOW`] that lock sign-in.
 pub const LOCKOUT_FAILURES: usize = 5;
 /// How far back failures count, and how long a lockout lasts.
@@ -21,14 +21,7 @@ const SESSION_IDLE: Duration = Duration::from_hours(1);
 /// The console password: made once (24 letters and digits), kept like any secret.
 pub(crate) fn ensure_password(paths: &Paths) -> Result<String, berth_host::HostError> {
     let store = berth_host::secrets::SecretStore::open(&paths.secrets)?;
-    let spec = berth_render::SecretSpec {
-        name: PASSWORD_SECRET.to_owned(),
-        length: 24,
-        alphabet: "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789".to_owned(),
-        owner: None,
-        from_hook: None,
-    };
-    let mut values = store.ensure(std::slice::from_ref(&spec))?;
+    let mut values = store.ensure(&berth_render::berth_secret_specs())?;
     Ok(values.remove(PASSWORD_SECRET).unwrap_or_default())
 }
 

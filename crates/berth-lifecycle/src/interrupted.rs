@@ -398,6 +398,7 @@ mod tests {
                 ready_after_ms: None,
                 paused_since_unix: None,
                 resume_in_ms: None,
+                pss_bytes: None,
             }
         }
 

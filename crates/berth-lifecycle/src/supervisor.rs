@@ -272,6 +272,7 @@ fn stopped(name: &str) -> berth_supervisor_protocol::ServiceStatus {
         ready_after_ms: None,
         paused_since_unix: None,
         resume_in_ms: None,
+        pss_bytes: None,
     }
 }
 

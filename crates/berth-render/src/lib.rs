@@ -46,7 +46,8 @@ pub use policy::{
     upgrade_policy,
 };
 pub use render::{
-    HOOK_SECRETS_OUT, RenderInput, derive_paths, render, secret_specs, secret_specs_enabled,
+    CONSOLE_PASSWORD_SECRET, HOOK_SECRETS_OUT, RenderInput, berth_secret_specs, derive_paths,
+    render, secret_specs, secret_specs_enabled,
 };
 pub use supervision::{
     CONSOLE_SERVICE, SCHEDULED_BACKUP_JOB, SCHEDULED_UPGRADE_JOB, console_service,

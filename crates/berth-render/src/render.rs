@@ -93,6 +93,23 @@ pub fn secret_specs(
         .collect()
 }
 
+/// The secret store's entry that holds the web console's password (`berth console`).
+/// Not a manifest's: its names have no `-`.
+pub const CONSOLE_PASSWORD_SECRET: &str = "berth-console-password";
+
+/// The secrets berth keeps in an instance's store for itself, beside the manifest's:
+/// the console password (24 letters and digits, root's). A backup carries them and a
+/// restore takes them back like the app's.
+pub fn berth_secret_specs() -> Vec<SecretSpec> {
+    vec![SecretSpec {
+        name: CONSOLE_PASSWORD_SECRET.to_owned(),
+        length: 24,
+        alphabet: "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789".to_owned(),
+        owner: None,
+        from_hook: None,
+    }]
+}
+
 /// [`secret_specs`] for an instance whose enabled components are `enabled`: a secret
 /// read by a component that is switched off is still made (a template may name it),
 /// but belongs to root, since that component's user is not made either.

@@ -373,6 +373,10 @@ pub struct ServiceStatus {
     /// Milliseconds until the supervisor resumes the service by itself, when `paused`.
     #[serde(default)]
     pub resume_in_ms: Option<u64>,
+    /// Memory its processes take, proportional set size in bytes (the whole process
+    /// group: workers and backends too), when running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pss_bytes: Option<u64>,
 }
 
 /// Status of one periodic job.

@@ -75,6 +75,7 @@ mod error;
 mod graph;
 mod jobs;
 mod logs;
+mod memory;
 pub mod metrics;
 mod probe;
 mod process;

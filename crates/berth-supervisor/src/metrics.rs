@@ -143,6 +143,13 @@ pub fn render(
     );
     per_service(
         &mut f,
+        "berth_service_memory_pss_bytes",
+        "gauge",
+        "Memory the service's processes take (proportional set size of its whole process group).",
+        &|s| s.pss_bytes.map(|b| b.to_string()),
+    );
+    per_service(
+        &mut f,
         "berth_service_last_exit_code",
         "gauge",
         "How the service's last process ended: its exit status, or 128 plus the signal's number.",
@@ -367,6 +374,7 @@ mod tests {
             ready_after_ms: None,
             paused_since_unix: None,
             resume_in_ms: None,
+            pss_bytes: None,
         }
     }
 
@@ -398,6 +406,7 @@ mod tests {
         web.uptime_secs = Some(3600);
         web.ready = true;
         web.ready_after_ms = Some(2_345);
+        web.pss_bytes = Some(52_428_800);
         web.restarts = 2;
         web.last_exit = Some("signal SIGKILL".to_owned());
         let mut worker = service("worker", ServiceState::Backoff);

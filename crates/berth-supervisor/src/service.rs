@@ -104,6 +104,8 @@ impl Shared {
                 let left = p.until.saturating_duration_since(Instant::now());
                 u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
             }),
+            // Filled in by the supervisor, from /proc, for every service at once.
+            pss_bytes: None,
         }
     }
 }

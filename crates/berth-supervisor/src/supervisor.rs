@@ -118,15 +118,24 @@ impl Supervisor {
 
     /// Every service's and job's status, now.
     pub(crate) fn statuses(&self) -> (Vec<ServiceStatus>, Vec<JobStatus>) {
-        let registry = self.registry();
-        (
-            registry
-                .services
-                .iter()
-                .map(|(name, handle)| handle.lock().status(name))
-                .collect(),
-            registry.jobs.values().map(JobHandle::status).collect(),
-        )
+        let (mut services, jobs) = {
+            let registry = self.registry();
+            (
+                registry
+                    .services
+                    .iter()
+                    .map(|(name, handle)| handle.lock().status(name))
+                    .collect::<Vec<_>>(),
+                registry.jobs.values().map(JobHandle::status).collect(),
+            )
+        };
+        // Read without holding the registry: /proc takes a moment.
+        let leaders: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
+        let pss = crate::memory::pss_of_groups(&leaders);
+        for s in &mut services {
+            s.pss_bytes = s.pid.and_then(|p| pss.get(&p).copied());
+        }
+        (services, jobs)
     }
 
     /// The metrics endpoint of the plan in force, as it changes.

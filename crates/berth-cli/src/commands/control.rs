@@ -24,10 +24,16 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         berth_upgrade_apply::journal::load(&berth_render::Paths::unversioned(&paths.prefix))?;
     let last_upgrade = last_upgrade(&paths);
     let audit = super::audit::status_summary(loc);
+    // What the whole stack takes: PSS adds up across processes, unlike RSS.
+    let memory: Option<u64> = services
+        .iter()
+        .filter_map(|s| s.pss_bytes)
+        .reduce(|a, b| a + b);
     if json {
         let v = serde_json::json!({
             "supervisor_running": supervisor_pid.is_some(),
             "supervisor_pid": supervisor_pid,
+            "memory_pss_bytes": memory,
             "services": services,
             "jobs": jobs,
             "upgrade": {
@@ -43,25 +49,7 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} LAST EXIT",
-        "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "READY"
-    );
-    let mut unhealthy = false;
-    for s in &services {
-        let state = format!("{:?}", s.state).to_lowercase();
-        unhealthy |= !matches!(s.state, ServiceState::Ready);
-        println!(
-            "{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} {}",
-            s.name,
-            state,
-            s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            s.uptime_secs.map_or_else(|| "-".to_owned(), human_secs),
-            s.restarts,
-            if s.ready { "yes" } else { "no" },
-            s.last_exit.as_deref().unwrap_or("-"),
-        );
-    }
+    let mut unhealthy = print_services(&services, memory);
     if !jobs.is_empty() {
         println!();
         println!(
@@ -113,6 +101,42 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The services' table of `status`, and the stack's memory; true when one is not ready.
+fn print_services(
+    services: &[berth_supervisor_protocol::ServiceStatus],
+    memory: Option<u64>,
+) -> bool {
+    println!(
+        "{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} {:>10}  LAST EXIT",
+        "SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "READY", "MEMORY"
+    );
+    let mut unhealthy = false;
+    for s in services {
+        let state = format!("{:?}", s.state).to_lowercase();
+        unhealthy |= !matches!(s.state, ServiceState::Ready);
+        println!(
+            "{:<14} {:<9} {:>8} {:>10} {:>8}  {:<6} {:>10}  {}",
+            s.name,
+            state,
+            s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            s.uptime_secs.map_or_else(|| "-".to_owned(), human_secs),
+            s.restarts,
+            if s.ready { "yes" } else { "no" },
+            s.pss_bytes
+                .map_or_else(|| "-".to_owned(), berth_preflight::human_size),
+            s.last_exit.as_deref().unwrap_or("-"),
+        );
+    }
+    if let Some(total) = memory {
+        println!(
+            "{:<14} {:>56}  (proportional set size of every service's processes)",
+            "",
+            format!("{} in all", berth_preflight::human_size(total))
+        );
+    }
+    unhealthy
 }
 
 /// The upgrade lines of `status`: an unfinished upgrade (then true: the instance is not
