@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::auth::csrf_ok;
-use crate::pages::{Shared, State, base, ctx, forged, signed_in};
+use crate::web::{Shared, State, base, ctx, forged, signed_in};
 
 fn value<T: serde::Serialize>(v: &T) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(v))
@@ -54,7 +54,7 @@ pub(crate) async fn backups_page(Extract(state): Extract<Shared>, headers: Heade
 pub(crate) async fn backup_create(
     Extract(state): Extract<Shared>,
     headers: HeaderMap,
-    Form(form): Form<crate::pages::CsrfForm>,
+    Form(form): Form<crate::web::CsrfForm>,
 ) -> Response {
     let Some((_, session)) = signed_in(&state, &headers) else {
         return state.redirect("/login");

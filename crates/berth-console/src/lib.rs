@@ -26,8 +26,10 @@
 mod actions;
 mod auth;
 mod pages;
+mod router;
 mod setup;
 mod tasks;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +86,7 @@ pub fn password_file(paths: &Paths) -> std::path::PathBuf {
 /// The password cannot be made, or the address cannot be bound.
 pub fn serve(config: &Config) -> Result<(), ConsoleError> {
     let password = auth::ensure_password(&config.paths)?;
-    let state = Arc::new(pages::State::new(config, &password));
+    let state = Arc::new(web::State::new(config, &password));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,7 +100,7 @@ pub fn serve(config: &Config) -> Result<(), ConsoleError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| ConsoleError::Listen { listen, source })?;
-        let app = pages::router(state);
+        let app = router::router(state);
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use berth_setup::{Answers, Field, Problem};
 
 use crate::auth::{Session, csrf_ok};
-use crate::pages::{Shared, State, base, ctx, forged, signed_in, state_configured};
+use crate::web::{Shared, State, base, ctx, forged, signed_in, state_configured};
 
 /// Form fields carry answers as `f.<key>` (`f.external_url`, `f.component.docs`).
 const PREFIX: &str = "f.";
