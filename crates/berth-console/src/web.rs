@@ -29,7 +29,7 @@ pub(crate) struct State {
     pub(crate) base: String,
     pub(crate) auth: Auth,
     pub(crate) tasks: Tasks,
-    /// Log pages being followed now ([`MAX_FOLLOWERS`] at most).
+    /// Log pages being followed now (16 at most, `pages::MAX_FOLLOWERS`).
     pub(crate) followers: AtomicUsize,
     templates: minijinja::Environment<'static>,
 }
