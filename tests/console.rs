@@ -2,7 +2,9 @@
 //! test's own): sign-in with the generated password and the login form's token, the
 //! session cookie's flags, CSRF on sign-out, the lockout after five failures, the
 //! status, log and history pages, the security headers, and the password in no page.
-//! (The same pages in headless Chromium are the next step.)
+//! A second test goes from an instance without a site config through first-run setup
+//! to backups, upgrades, a followed log and the supervised console behind nginx. (The
+//! same pages in headless Chromium: `tests/console_browser.rs`.)
 #![allow(clippy::missing_panics_doc, clippy::print_stderr, missing_docs)] // a skipped test says why
 
 use std::collections::BTreeMap;
