@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{Berth, berth_bin, is_root, ministack_at, prefix_dir, wait_for};
+use berth_tests::{Berth, berth_bin, is_root, ministack_at, prefix_dir, spawn_console, wait_for};
 
 const SITE: &str = "external_url = \"http://127.0.0.1:49080/\"\n\
     [postgresql]\nport = 49032\n[redis]\nport = 49079\n[app]\nport = 49001\n";
@@ -151,18 +151,8 @@ fn the_console_signs_in_keeps_its_rules_and_shows_the_instance() {
     let b = Berth::new(dir.path(), &manifest);
     b.write_site(SITE);
     b.run(&["up"]).expect(0);
-    let child = Command::new(berth_bin())
-        .arg("--prefix")
-        .arg(dir.path())
-        .args(["console", "--listen", CONSOLE])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_console(dir.path(), None, CONSOLE, None);
     let _stop = Stop(child, Berth::installed(dir.path()));
-    wait_for("the console listening", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(CONSOLE).is_ok()
-    });
     let password_file = dir.path().join("secrets/berth-console-password");
     let password = std::fs::read_to_string(&password_file).unwrap();
     let password = password.trim();
@@ -354,20 +344,8 @@ fn first_run_setup_backups_and_the_console_behind_nginx() {
     });
     let dir = prefix_dir("console-setup");
     let b = Berth::new(dir.path(), &manifest);
-    let console = Command::new(berth_bin())
-        .arg("--prefix")
-        .arg(dir.path())
-        .arg("--manifest")
-        .arg(&manifest)
-        .args(["console", "--listen", SETUP_CONSOLE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let console = spawn_console(dir.path(), Some(&manifest), SETUP_CONSOLE, None);
     let _stop = Stop(console, Berth::installed(dir.path()));
-    wait_for("the console listening", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(SETUP_CONSOLE).is_ok()
-    });
     let base = format!("http://{SETUP_CONSOLE}");
     let password = std::fs::read_to_string(dir.path().join("secrets/berth-console-password"))
         .unwrap()

@@ -16,12 +16,11 @@
 //! installs them all.
 #![allow(clippy::missing_panics_doc, clippy::print_stderr, missing_docs)] // a skipped test says why
 
-use std::fs::File;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use berth_tests::browser::{assert_shots, browser_python, drive, fresh_shots};
-use berth_tests::{Berth, berth_bin, ministack_at, prefix_dir, root, wait_for};
+use berth_tests::{Berth, ministack_at, prefix_dir, root, spawn_console};
 
 const SITE: &str = "external_url = \"http://127.0.0.1:49280/\"\n\
     [postgresql]\nport = 49232\n[redis]\nport = 49279\n[app]\nport = 49201\nspare_port = 49202\n";
@@ -111,19 +110,8 @@ fn the_console_in_a_browser_signs_in_follows_a_restart_and_keeps_its_rules() {
     let b = Berth::new(dir.path(), &manifest);
     b.write_site(SITE);
     b.run(&["up"]).expect(0);
-    let console_log = File::create(shots.join("console.log")).unwrap();
-    let child = Command::new(berth_bin())
-        .arg("--prefix")
-        .arg(dir.path())
-        .args(["console", "--listen", CONSOLE])
-        .stdout(console_log.try_clone().unwrap())
-        .stderr(console_log)
-        .spawn()
-        .unwrap();
+    let child = spawn_console(dir.path(), None, CONSOLE, Some(&shots.join("console.log")));
     let _stop = Stop(child, Berth::installed(dir.path()));
-    wait_for("the console listening", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(CONSOLE).is_ok()
-    });
 
     drive(&python, "console_flow.py", &shots, DRIVER_WITHIN, |c| {
         c.args(["--url", &format!("http://{CONSOLE}")])
@@ -155,22 +143,14 @@ fn the_console_in_a_browser_sets_up_backs_up_and_follows() {
     let dir = prefix_dir("console-browser-setup");
     let b = Berth::new(dir.path(), &manifest);
     assert!(!b.site().exists());
-    let console_log = File::create(shots.join("console.log")).unwrap();
     // Before any `up`: the manifest is named, as for `berth init`.
-    let child = Command::new(berth_bin())
-        .arg("--prefix")
-        .arg(dir.path())
-        .arg("--manifest")
-        .arg(&manifest)
-        .args(["console", "--listen", SETUP_CONSOLE])
-        .stdout(console_log.try_clone().unwrap())
-        .stderr(console_log)
-        .spawn()
-        .unwrap();
+    let child = spawn_console(
+        dir.path(),
+        Some(&manifest),
+        SETUP_CONSOLE,
+        Some(&shots.join("console.log")),
+    );
     let _stop = Stop(child, Berth::installed(dir.path()));
-    wait_for("the console listening", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(SETUP_CONSOLE).is_ok()
-    });
 
     let site = b.site();
     drive(&python, "setup_flow.py", &shots, SETUP_DRIVER_WITHIN, |c| {

@@ -19,7 +19,6 @@
 //! the command line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::browser::{assert_shots, browser_python, drive, fresh_shots};
@@ -69,21 +68,8 @@ fn first_up(dir: &Path, manifest: &Path, b: &Berth) -> String {
         let up = b.run(&["up"]).expect(0);
         return format!("{}{}", up.stdout, up.stderr);
     };
-    let console_log = std::fs::File::create(dir.join("console.log")).unwrap();
-    let mut console = Command::new(berth_tests::berth_bin())
-        .arg("--prefix")
-        .arg(dir)
-        .arg("--manifest")
-        .arg(manifest)
-        .args(["console", "--listen", CONSOLE])
-        .stdout(console_log.try_clone().unwrap())
-        .stderr(console_log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the console listening", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(CONSOLE).is_ok()
-    });
+    let mut console =
+        berth_tests::spawn_console(dir, Some(manifest), CONSOLE, Some(&dir.join("console.log")));
     let shots = fresh_shots(&root().join("target/artefacts/console-browser/netbox"));
     let output = shots.join("up-output.txt");
     drive(

@@ -14,7 +14,9 @@ from Chromium's own network log (Selenium has no API for it).
 """
 
 import json
+import sys
 import time
+import traceback
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -205,3 +207,25 @@ class Browser:
                 time.sleep(0.1)
         check(status is not None, f"no HTTP status seen for {url}")
         return Page(int(status), url)
+
+
+def run_steps(b: "Browser", steps: list, started: float) -> int:
+    """Run `steps` (name, callable) in order: stop at the first failure, saying what
+    failed (and keeping failed-<step>.png and .html); 0 when every step held."""
+    for name, step in steps:
+        t = time.monotonic()
+        try:
+            step()
+        except Exception as e:
+            if isinstance(e, Failed):
+                print(f"FAILED at step {name}: {e}")
+            else:
+                traceback.print_exc(file=sys.stdout)
+                first = (str(e).strip().splitlines() or [""])[0]
+                print(f"FAILED at step {name}: {type(e).__name__}: {first}")
+            for kept in b.keep_failure(name):
+                print(f"  kept {kept}")
+            return 1
+        print(f"ok   {name} ({time.monotonic() - t:.1f} s)")
+    print(f"{len(steps)} steps passed in {time.monotonic() - started:.1f} s, {len(b.taken)} screenshots")
+    return 0

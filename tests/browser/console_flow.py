@@ -23,10 +23,9 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from browser import Browser, Failed, check
+from browser import Browser, check, run_steps
 
 LOCKOUT_FAILURES = 5
 RESTART_WITHIN = 30.0
@@ -204,23 +203,7 @@ def main() -> int:
             ("sign-out", flow.sign_out),
             ("lockout", flow.lockout),
         ]
-        for name, step in steps:
-            t = time.monotonic()
-            try:
-                step()
-            except Exception as e:
-                if isinstance(e, Failed):
-                    print(f"FAILED at step {name}: {e}")
-                else:
-                    traceback.print_exc(file=sys.stdout)
-                    first = (str(e).strip().splitlines() or [""])[0]
-                    print(f"FAILED at step {name}: {type(e).__name__}: {first}")
-                for kept in b.keep_failure(name):
-                    print(f"  kept {kept}")
-                return 1
-            print(f"ok   {name} ({time.monotonic() - t:.1f} s)")
-        print(f"{len(steps)} steps passed in {time.monotonic() - started:.1f} s, {len(b.taken)} screenshots")
-    return 0
+        return run_steps(b, steps, started)
 
 
 if __name__ == "__main__":

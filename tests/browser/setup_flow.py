@@ -30,7 +30,6 @@ import os
 import stat
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 import uuid
@@ -39,7 +38,7 @@ from urllib.parse import urlsplit
 
 from selenium.webdriver.support.ui import Select
 
-from browser import Browser, Failed, check
+from browser import Browser, check, run_steps
 
 BAD_URL = "ftp://127.0.0.1/"
 UP_WITHIN = 600.0
@@ -387,23 +386,7 @@ def main() -> int:
             unknown = [w for w in wanted if w not in dict(steps)]
             check(not unknown, f"no such steps: {unknown}")
             steps = [(n, f) for n, f in steps if n in wanted]
-        for name, step in steps:
-            t = time.monotonic()
-            try:
-                step()
-            except Exception as e:
-                if isinstance(e, Failed):
-                    print(f"FAILED at step {name}: {e}")
-                else:
-                    traceback.print_exc(file=sys.stdout)
-                    first = (str(e).strip().splitlines() or [""])[0]
-                    print(f"FAILED at step {name}: {type(e).__name__}: {first}")
-                for kept in b.keep_failure(name):
-                    print(f"  kept {kept}")
-                return 1
-            print(f"ok   {name} ({time.monotonic() - t:.1f} s)")
-        print(f"{len(steps)} steps passed in {time.monotonic() - started:.1f} s, {len(b.taken)} screenshots")
-    return 0
+        return run_steps(b, steps, started)
 
 
 if __name__ == "__main__":

@@ -831,3 +831,35 @@ pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     }
     panic!("{what}: not within {within:?}");
 }
+
+/// `berth --prefix PREFIX [--manifest M] console --listen LISTEN`, started and listening
+/// (30 s at most), its output into `log` (or nowhere). The caller stops it.
+pub fn spawn_console(
+    prefix: &Path,
+    manifest: Option<&Path>,
+    listen: &str,
+    log: Option<&Path>,
+) -> std::process::Child {
+    let mut cmd = Command::new(berth_bin());
+    cmd.arg("--prefix").arg(prefix);
+    if let Some(m) = manifest {
+        cmd.arg("--manifest").arg(m);
+    }
+    cmd.args(["console", "--listen", listen])
+        .stdin(std::process::Stdio::null());
+    match log {
+        Some(path) => {
+            let file = std::fs::File::create(path).unwrap();
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+        }
+        None => {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    wait_for("the console listening", Duration::from_secs(30), || {
+        TcpStream::connect(listen).is_ok()
+    });
+    child
+}

@@ -18,7 +18,7 @@ fn value<T: serde::Serialize>(v: &T) -> minijinja::Value {
 
 /// Start `berth <args>` for the session, then show its page; a refusal (another task
 /// running) is shown on the page it came from.
-fn start(state: &State, title: &str, args: &[String], actor: &str) -> Response {
+pub(crate) fn start(state: &State, title: &str, args: &[String], actor: &str) -> Response {
     match state.tasks.start(title, &state.berth_args(args), actor) {
         Ok(task) => state.redirect(&format!("/tasks/{}", task.id)),
         Err(message) => (StatusCode::CONFLICT, message).into_response(),

@@ -166,45 +166,59 @@ fn plan_of(state: &State, text: &str) -> String {
     run().unwrap_or_else(|e| format!("(the plan cannot be shown: {e})"))
 }
 
-pub(crate) async fn setup_check(
-    Extract(state): Extract<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+/// What `/setup` and `/setup/apply` share: a signed-in session and its CSRF token, an
+/// instance still without a site config, and answers the model accepts (else the form
+/// again, with the problems at their fields); `then` gets the site config's text.
+async fn with_checked_answers(
+    state: Shared,
+    headers: &HeaderMap,
+    form: Vec<(String, String)>,
+    then: impl FnOnce(&State, &Session, &berth_lifecycle::Instance, &Answers, String) -> Response
+    + Send
+    + 'static,
 ) -> Response {
-    let Some((_, session)) = signed_in(&state, &headers) else {
+    let Some((_, session)) = signed_in(&state, headers) else {
         return state.redirect("/login");
     };
     if !csrf_ok(&session, csrf(&form)) {
         return forged();
     }
-    let s = std::sync::Arc::clone(&state);
     tokio::task::spawn_blocking(move || {
-        let inst = match open_unconfigured(&s) {
+        let inst = match open_unconfigured(&state) {
             Ok(inst) => inst,
             Err(r) => return *r,
         };
         let answers = answers(&form);
         match check(&inst, &answers) {
-            Err(problems) => form_page(&s, &session, &inst, &answers, &problems),
-            Ok(text) => {
-                let mut pairs = base(&s, "First-run setup: review", Some(&session));
-                let hidden: BTreeMap<String, String> = answers
-                    .iter()
-                    .map(|(f, v)| (format!("{PREFIX}{}", f.key()), v.clone()))
-                    .collect();
-                pairs.push((
-                    "answers",
-                    minijinja::Value::from(minijinja::value::Serde(&hidden)),
-                ));
-                pairs.push(("site", text.clone().into()));
-                pairs.push(("plan", plan_of(&s, &text).into()));
-                pairs.push(("config_path", inst.config_path.display().to_string().into()));
-                s.page("setup_review.html", ctx(pairs))
-            }
+            Ok(text) => then(&state, &session, &inst, &answers, text),
+            Err(problems) => form_page(&state, &session, &inst, &answers, &problems),
         }
     })
     .await
     .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+pub(crate) async fn setup_check(
+    Extract(state): Extract<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    with_checked_answers(state, &headers, form, |s, session, inst, answers, text| {
+        let mut pairs = base(s, "First-run setup: review", Some(session));
+        let hidden: BTreeMap<String, String> = answers
+            .iter()
+            .map(|(f, v)| (format!("{PREFIX}{}", f.key()), v.clone()))
+            .collect();
+        pairs.push((
+            "answers",
+            minijinja::Value::from(minijinja::value::Serde(&hidden)),
+        ));
+        pairs.push(("plan", plan_of(s, &text).into()));
+        pairs.push(("site", text.into()));
+        pairs.push(("config_path", inst.config_path.display().to_string().into()));
+        s.page("setup_review.html", ctx(pairs))
+    })
+    .await
 }
 
 pub(crate) async fn setup_apply(
@@ -212,23 +226,7 @@ pub(crate) async fn setup_apply(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Some((_, session)) = signed_in(&state, &headers) else {
-        return state.redirect("/login");
-    };
-    if !csrf_ok(&session, csrf(&form)) {
-        return forged();
-    }
-    let s = std::sync::Arc::clone(&state);
-    tokio::task::spawn_blocking(move || {
-        let inst = match open_unconfigured(&s) {
-            Ok(inst) => inst,
-            Err(r) => return *r,
-        };
-        let answers = answers(&form);
-        let text = match check(&inst, &answers) {
-            Ok(text) => text,
-            Err(problems) => return form_page(&s, &session, &inst, &answers, &problems),
-        };
+    with_checked_answers(state, &headers, form, |s, session, inst, _, text| {
         if let Some(dir) = inst.config_path.parent()
             && let Err(e) = berth_host::fsutil::ensure_dir(dir, 0o755)
         {
@@ -245,15 +243,7 @@ pub(crate) async fn setup_apply(
             )
                 .into_response();
         }
-        match s.tasks.start(
-            "First up",
-            &s.berth_args(&["up".to_owned()]),
-            &session.actor(),
-        ) {
-            Ok(task) => s.redirect(&format!("/tasks/{}", task.id)),
-            Err(message) => (StatusCode::CONFLICT, message).into_response(),
-        }
+        crate::actions::start(s, "First up", &["up".to_owned()], &session.actor())
     })
     .await
-    .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
