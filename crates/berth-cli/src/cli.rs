@@ -263,8 +263,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the desired state rendered from the manifest and site config (secrets masked).
-    Plan,
+    /// Print the desired state rendered from the manifest and site config (secrets
+    /// masked); `plan topology` plans a fleet instead.
+    Plan {
+        /// What else to plan.
+        #[command(subcommand)]
+        what: Option<PlanCommand>,
+    },
     /// Back up the instance; list, verify and prune archives; make the backup key.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -306,6 +311,43 @@ pub enum Command {
 }
 
 /// `berth backup …`.
+/// `berth plan <what>`.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Plan a fleet for a load: nodes per role, CPUs and memory of each, the order they
+    /// come up in, one site config per node (from the manifest's `[roles]` and
+    /// `[sizing]`, or a catalog's).
+    Topology(TopologyArgs),
+}
+
+/// `berth plan topology`.
+#[derive(Debug, Args)]
+pub struct TopologyArgs {
+    /// Plan for this many users (turned into requests per second by `sizing.users_per_rps`).
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "rps",
+        conflicts_with = "rps"
+    )]
+    pub users: Option<u64>,
+    /// Plan for this many requests per second at peak.
+    #[arg(long, value_name = "R")]
+    pub rps: Option<u64>,
+    /// Make every role that can be highly available so.
+    #[arg(long)]
+    pub ha: bool,
+    /// Plan from this sizing catalog instead of the app's manifest.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Write one site config per node into this directory (`<node>.toml`, new files only).
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
     /// Take a backup: database dump, data directories, site config, encrypted secrets.

@@ -131,6 +131,14 @@ pub fn paths(global: &Locate) -> Result<Paths> {
     Ok(Paths::for_prefix(&prefix, &manifest.manifest.app.version))
 }
 
+/// The manifest `global` names (`--manifest`, the instance's own copy, else the
+/// built-in one), validated, without reading any site config: for commands that only
+/// read the app (`plan topology`).
+pub fn manifest(global: &Locate) -> Result<LoadedManifest> {
+    let facts = berth_host::facts::probe();
+    Ok(locate(global, &facts)?.1)
+}
+
 /// The copy of the manifest an instance at `prefix` was set up with (the version is
 /// not known before it is read).
 fn stored_manifest(prefix: &Path) -> PathBuf {

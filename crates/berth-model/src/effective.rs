@@ -33,6 +33,10 @@ pub fn render_effective(m: &LoadedManifest, r: &ResolvedConfig) -> String {
     if let Some(u) = r.users {
         let _ = writeln!(out, "users = {}", quote(u.name()));
     }
+    if let Some(roles) = &r.roles {
+        let list: Vec<String> = roles.iter().map(|n| quote(n)).collect();
+        let _ = writeln!(out, "roles = [{}]", list.join(", "));
+    }
 
     let optional: Vec<&String> = m
         .manifest

@@ -62,6 +62,7 @@
 //! ```
 
 pub mod builtin;
+mod catalog;
 mod effective;
 pub mod facts;
 mod host_path;
@@ -77,6 +78,7 @@ mod site_parse;
 mod span;
 pub mod suggest;
 mod templates;
+pub mod topology;
 mod validate;
 mod value;
 pub mod version;
@@ -96,6 +98,7 @@ pub use site::{
     Origin, Resolved, ResolvedConfig, SettingValue, SiteConfig, SiteSetting, UserNaming,
 };
 pub use site_parse::{is_instance_name, parse_site};
+pub use topology::LoadedCatalog;
 pub use validate::preflight::{DISK_PATHS, is_dotted_version, parse_distribution};
 pub use validate::validate;
 pub use value::{SIZE_HELP, format_size, parse_size, size_value};

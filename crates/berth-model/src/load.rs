@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use serde::Deserialize as _;
 use std::borrow::Cow;
 
 use toml::Spanned;
@@ -155,7 +154,7 @@ fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
     let source = Source::new(name, text);
     syntax_errors(source)?;
     let locator = Locator::new(text);
-    let mut manifest = deserialize_all(source, &locator)?;
+    let mut manifest: Manifest = deserialize_all(source, &locator)?;
     if let Err(group) = crate::builtin::add_builtin_settings(&mut manifest) {
         let span = locator.key(&[Seg::Key("settings"), Seg::Key(group)]);
         return Err(source
@@ -173,12 +172,15 @@ fn parse_manifest(name: &str, text: &str) -> Result<Manifest, Diagnostics> {
 /// first one, so each is reported and then read as the key its did-you-mean names (or
 /// dropped when there is none), and the rest is read again. The first error of another
 /// kind (wrong type, missing key) ends the search.
-fn deserialize_all(source: Source<'_>, locator: &Locator<'_>) -> Result<Manifest, Diagnostics> {
+pub(crate) fn deserialize_all<T: serde::de::DeserializeOwned>(
+    source: Source<'_>,
+    locator: &Locator<'_>,
+) -> Result<T, Diagnostics> {
     let (mut root, _) = DeTable::parse_recoverable(source.text);
     let mut diags = Diagnostics::default();
     loop {
-        let e = match Manifest::deserialize(toml::de::Deserializer::from(root.clone())) {
-            Ok(manifest) => return diags.into_result(manifest),
+        let e = match T::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(parsed) => return diags.into_result(parsed),
             Err(e) => e,
         };
         let Some((key, span)) = unknown_key(&e, locator) else {

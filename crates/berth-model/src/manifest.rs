@@ -65,6 +65,13 @@ pub struct Manifest {
     /// What support bundles and error reports take out besides berth's own rules.
     #[serde(default)]
     pub diagnose: DiagnoseDecl,
+    /// The kinds of node the app can be spread over (`database`, `web`, ...): what each
+    /// runs, what comes up first, how each is made highly available and grows.
+    #[serde(default)]
+    pub roles: BTreeMap<String, crate::topology::RoleDecl>,
+    /// From users to requests per second, and the size of one node carrying it all.
+    #[serde(default)]
+    pub sizing: crate::topology::SizingDecl,
     /// The text this manifest was parsed from, so [`crate::validate`] can point at lines.
     /// Not a key of `berth.toml`: set by [`crate::LoadedManifest::load`] and
     /// [`crate::LoadedManifest::from_sources`]; empty when built another way (then

@@ -140,6 +140,7 @@ pub fn resolve_at(
         enabled_components,
         instance: site.instance.as_ref().map(|i| i.get_ref().clone()),
         users: site.users.as_ref().map(|u| *u.get_ref()),
+        roles: site.roles.as_ref().map(|r| r.get_ref().clone()),
     })
 }
 

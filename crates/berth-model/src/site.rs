@@ -76,6 +76,8 @@ pub struct ResolvedConfig {
     pub instance: Option<String>,
     /// `users`, if `site.toml` sets it (the default depends on the instance's state).
     pub users: Option<UserNaming>,
+    /// `roles`, if `site.toml` sets it: the roles this node of a fleet takes.
+    pub roles: Option<Vec<String>>,
 }
 
 /// One value the administrator set in `site.toml`, already checked against its declaration.
@@ -109,6 +111,9 @@ pub struct SiteConfig {
     pub instance: Option<Spanned<String>>,
     /// `users`: one set of OS users per instance, or the manifest's names shared.
     pub users: Option<Spanned<UserNaming>>,
+    /// `roles = ["database", ...]`: the roles (`[roles]` of the manifest) this node of a
+    /// fleet takes.
+    pub roles: Option<Spanned<Vec<String>>>,
 }
 
 /// How the OS users of an instance are named (`users` in `site.toml`).

@@ -20,6 +20,7 @@ const PROFILE: &str = "profile";
 const INSTANCE: &str = "instance";
 const USERS: &str = "users";
 const ENABLED: &str = "enabled";
+const ROLES: &str = "roles";
 
 /// Parses and checks the administrator's site config against the manifest.
 ///
@@ -76,6 +77,7 @@ impl SiteParser<'_> {
             PROFILE => self.profile(value),
             INSTANCE => self.instance(value),
             USERS => self.users(value),
+            ROLES => self.roles(value),
             _ => self.group(name, key.span(), value),
         }
     }
@@ -158,6 +160,91 @@ impl SiteParser<'_> {
         self.site.users = Some(Spanned::new(value.span(), naming));
     }
 
+    /// `roles = ["database", "cache"]`: declared roles, each once, a role placed
+    /// `with` another only beside it.
+    fn roles(&mut self, value: &Spanned<DeValue<'_>>) {
+        let declared = &self.manifest.roles;
+        let DeValue::Array(items) = value.get_ref() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a list of role names for `roles`, found {found}"),
+                Some("write roles = [\"database\", \"cache\"] (`berth plan topology --write` writes it)".to_owned()),
+            );
+            return;
+        };
+        if declared.is_empty() {
+            self.error(
+                value.span(),
+                "this app declares no roles, so a node cannot take some of them".to_owned(),
+                Some("remove the `roles` line: the node runs the whole app".to_owned()),
+            );
+            return;
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let Some(name) = item.get_ref().as_str() else {
+                self.error(
+                    item.span(),
+                    "a role is named by a string".to_owned(),
+                    Some(format!(
+                        "roles: {}",
+                        suggest::backticked(declared.keys().map(String::as_str))
+                    )),
+                );
+                ok = false;
+                continue;
+            };
+            if !declared.contains_key(name) {
+                let help = suggest::help(name, declared.keys().map(String::as_str), "roles");
+                self.error(
+                    item.span(),
+                    format!("unknown role `{}`", crate::shown(name)),
+                    help,
+                );
+                ok = false;
+            } else if names.iter().any(|n| n == name) {
+                self.error(
+                    item.span(),
+                    format!("role `{name}` is listed twice"),
+                    Some("list each role once".to_owned()),
+                );
+                ok = false;
+            } else {
+                names.push(name.to_owned());
+            }
+        }
+        for name in &names {
+            if let Some(host) = &declared[name].with
+                && !names.contains(host)
+            {
+                self.error(
+                    value.span(),
+                    format!(
+                        "role `{name}` runs on the nodes of `{host}`, which this node does not take"
+                    ),
+                    Some(format!("add `{host}` to `roles`, or leave `{name}` out")),
+                );
+                ok = false;
+            }
+        }
+        if names.is_empty() && ok {
+            self.error(
+                value.span(),
+                "`roles` is empty: the node would run nothing".to_owned(),
+                Some(
+                    "list the roles this node takes, or remove the line to run the whole app"
+                        .to_owned(),
+                ),
+            );
+            ok = false;
+        }
+        if ok {
+            self.site.roles = Some(Spanned::new(value.span(), names));
+        }
+    }
+
     fn profile(&mut self, value: &Spanned<DeValue<'_>>) {
         let profiles = &self.manifest.profiles;
         let Some(s) = value.get_ref().as_str() else {
@@ -205,7 +292,7 @@ impl SiteParser<'_> {
         let group = manifest.settings.get(name);
         let component = manifest.components.get(name);
         if group.is_none() && component.is_none() {
-            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS];
+            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS, ROLES];
             known.extend(manifest.settings.keys().map(String::as_str));
             known.extend(
                 manifest

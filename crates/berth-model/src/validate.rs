@@ -21,6 +21,7 @@ use crate::value::{anchored, check_value, parse_duration};
 use crate::{Diagnostic, Diagnostics, LoadedManifest};
 
 pub mod preflight;
+pub(crate) mod topology;
 
 /// The forms of a hook's `on` entries, for help lines.
 const FORMS: &str =
@@ -58,6 +59,7 @@ pub fn validate(m: &LoadedManifest) -> Result<(), Diagnostics> {
     v.seed();
     v.licences();
     v.preflight();
+    topology::check_manifest(m, &mut v.diags);
     v.cycles();
     v.templates();
     v.diags.into_result(())
@@ -444,7 +446,7 @@ impl Validator<'_> {
             if !is_identifier(group)
                 || matches!(
                     group.as_str(),
-                    "external_url" | "profile" | "instance" | "users"
+                    "external_url" | "profile" | "instance" | "users" | "roles"
                 )
             {
                 self.at_key(
@@ -452,8 +454,8 @@ impl Validator<'_> {
                     format!("`{group}` cannot be a settings group name"),
                     Some(
                         "use lowercase letters, digits and `_` (templates write \
-                         `settings.<group>.<key>`), and not `external_url`, `profile`, `instance` \
-                         or `users`"
+                         `settings.<group>.<key>`), and not `external_url`, `profile`, `instance`, \
+                         `users` or `roles`"
                             .to_owned(),
                     ),
                 );

@@ -315,17 +315,31 @@ pub fn size_value(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-/// Parses a size: `"1048576"`, `"512kB"`, `"128 MB"`, `"1GiB"` (no fractions).
+/// Parses a size: `"1048576"`, `"512kB"`, `"128 MB"`, `"1GiB"`, `"7.5GB"` (a fraction only
+/// where the result is a whole number of bytes).
 ///
 /// `B`; `kB`/`KB`, `MB`, `GB`, `TB` (powers of 1000); `KiB`, `MiB`, `GiB`, `TiB`
 /// (powers of 1024). Units are case-insensitive.
 pub fn parse_size(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
+    let (num, rest) = t.split_at(digits_end);
     if num.is_empty() {
         return Err("it does not start with a number".to_owned());
     }
+    // A decimal fraction, as published sizes are written (`7.5GB`).
+    let (fraction, unit) = match rest.strip_prefix('.') {
+        Some(after) => {
+            let end = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            if end == 0 || end > 9 {
+                return Err("write at most 9 digits after the decimal point".to_owned());
+            }
+            after.split_at(end)
+        }
+        None => ("", rest),
+    };
     let n: i64 = num
         .parse()
         .map_err(|_| "the number is too large".to_owned())?;
@@ -341,7 +355,20 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
         "tib" => 1 << 40,
         other => return Err(format!("unknown unit `{other}`")),
     };
-    n.checked_mul(factor)
+    let whole = n
+        .checked_mul(factor)
+        .ok_or_else(|| "the size is too large".to_owned())?;
+    if fraction.is_empty() {
+        return Ok(whole);
+    }
+    let scale = 10_i128.pow(u32::try_from(fraction.len()).unwrap_or(9));
+    let part = i128::from(fraction.parse::<i64>().unwrap_or(0)) * i128::from(factor);
+    if part % scale != 0 {
+        return Err("it is not a whole number of bytes".to_owned());
+    }
+    i64::try_from(part / scale)
+        .ok()
+        .and_then(|p| whole.checked_add(p))
         .ok_or_else(|| "the size is too large".to_owned())
 }
 
@@ -529,7 +556,12 @@ mod tests {
         assert_eq!(parse_size("512kB"), Ok(512_000));
         assert_eq!(parse_size(" 64 mib "), Ok(64 << 20));
         assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("1.5GB").is_err());
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("7.2GB"), Ok(7_200_000_000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert!(parse_size("0.5").is_err(), "half a byte");
+        assert!(parse_size("1.GB").is_err());
+        assert!(parse_size("1.0000000001GB").is_err());
         assert!(parse_size("GB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
         assert_eq!(format_size(1 << 30), "1GiB");

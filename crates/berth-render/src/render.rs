@@ -433,6 +433,35 @@ impl<'a> Renderer<'a> {
     }
 }
 
+/// A node's `roles` must take every role that runs services: running part of the
+/// app on a node needs the rest of the fleet's addresses, which a fleet provides.
+fn check_roles(input: &RenderInput<'_>) -> Result<(), RenderError> {
+    let Some(taken) = &input.config.roles else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = input
+        .manifest
+        .manifest
+        .roles
+        .iter()
+        .filter(|(name, r)| !r.services.is_empty() && !taken.contains(name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let ticked = |names: &mut dyn Iterator<Item = &str>| {
+        names
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(RenderError::PartialRoles {
+        taken: ticked(&mut taken.iter().map(String::as_str)),
+        missing: ticked(&mut missing.into_iter()),
+    })
+}
+
 /// Render the desired state.
 ///
 /// Only enabled components contribute packages, directories, files, services, jobs
@@ -445,6 +474,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let user_of = |c: &str| component_user(input.manifest, c, input.facts, input.users);
 
     check_secrets(input)?;
+    check_roles(input)?;
     let users = users(input);
     let mut dirs = dirs(input)?;
     let files = files(input, &r, &mut dirs)?;

@@ -60,6 +60,7 @@ fn config(workers: i64, cache: bool) -> ResolvedConfig {
         enabled_components: enabled,
         instance: None,
         users: None,
+        roles: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn render_one(format: &str, template: &str, secret: &str) -> Result<String, Stri
         enabled_components: BTreeSet::new(),
         instance: None,
         users: None,
+        roles: None,
     };
     let secrets = BTreeMap::from([("key".to_owned(), secret.to_owned())]);
     render(&RenderInput {

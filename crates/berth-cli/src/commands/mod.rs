@@ -7,7 +7,7 @@ use berth_lifecycle::Locate;
 
 use crate::cli::{
     BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, ImageCommand, PackageCommand,
-    ReleaseCommand, RepoCommand, UpgradeCommand,
+    PlanCommand, ReleaseCommand, RepoCommand, UpgradeCommand,
 };
 use crate::embedded;
 
@@ -21,6 +21,7 @@ mod init;
 mod release;
 mod repo;
 mod sbom;
+mod topology;
 mod up;
 mod upgrade;
 
@@ -206,7 +207,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => up::up_from_channel(&loc, &channel, app_version.as_deref(), &key, quiet),
         Command::Up { .. } => up::up(&loc, quiet),
         Command::Reconfigure { dry_run } => up::reconfigure(&loc, dry_run, quiet),
-        Command::Plan => up::plan(&loc),
+        Command::Plan { what: None } => up::plan(&loc),
+        Command::Plan {
+            what: Some(PlanCommand::Topology(args)),
+        } => topology::plan(&loc, &args),
         Command::Config(ConfigCommand::Check) => config::check(&loc),
         Command::Config(ConfigCommand::Show) => config::show(&loc),
         Command::Config(ConfigCommand::Migrate { to, dry_run }) => {

@@ -1,0 +1,262 @@
+//! `[roles]` and `[sizing]` of a manifest, and standalone sizing catalogs: every
+//! mistake reported at its line and column, with the fix.
+
+use std::collections::BTreeMap;
+
+use berth_model::{LoadedCatalog, LoadedManifest, validate};
+use insta::assert_snapshot;
+
+const APP: &str = r#"[app]
+name = "demo"
+version = "1"
+
+[components.app]
+source = "system"
+
+[services.postgresql]
+component = "app"
+command = ["pg"]
+
+[services.redis]
+component = "app"
+command = ["redis"]
+
+[services.web]
+component = "app"
+command = ["web"]
+"#;
+
+fn errors(roles: &str) -> String {
+    let text = format!("{APP}\n{roles}");
+    match LoadedManifest::from_sources("berth.toml", &text, BTreeMap::new()) {
+        Ok(m) => validate(&m).expect_err("expected errors").to_string(),
+        Err(d) => d.to_string(),
+    }
+}
+
+#[test]
+fn a_manifest_with_good_roles_is_valid() {
+    let text = format!(
+        "{APP}\n{}",
+        r#"
+[sizing]
+users_per_rps = 20
+single_node = { max_rps = 20, cpus = 4, memory = "8GiB" }
+
+[roles.consensus]
+engines = ["etcd"]
+with = "database"
+ha = "quorum"
+nodes = { min = 0, ha = 3 }
+
+[roles.database]
+services = ["postgresql"]
+after = ["consensus"]
+ha = "patroni"
+nodes = { min = 1, ha = 3 }
+cpus = 2
+memory = "4GiB"
+
+[roles.cache]
+services = ["redis"]
+with = "database"
+ha = "sentinel"
+nodes = { ha = 3 }
+
+[roles.web]
+services = ["web"]
+after = ["database", "cache"]
+ha = "replicas"
+capacity_rps = 25
+cpus = 4
+memory = "7.5GB"
+"#
+    );
+    let m = LoadedManifest::from_sources("berth.toml", &text, BTreeMap::new()).expect("parses");
+    validate(&m).expect("valid");
+    assert_eq!(m.manifest.roles.len(), 4);
+}
+
+#[test]
+fn references_and_placement() {
+    assert_snapshot!(errors(
+        r#"
+[roles.database]
+services = ["postgres"]
+after = ["cahce"]
+
+[roles.cache]
+services = ["redis", "postgresql"]
+with = "dtabase"
+
+[roles.web]
+services = ["web"]
+after = ["web"]
+fronts = "nowhere"
+"#
+    ));
+}
+
+#[test]
+fn a_service_in_no_role() {
+    assert_snapshot!(errors(
+        r#"
+[roles.database]
+services = ["postgresql", "redis"]
+"#
+    ));
+}
+
+#[test]
+fn roles_waiting_in_a_circle() {
+    assert_snapshot!(errors(
+        r#"
+[roles.database]
+services = ["postgresql"]
+after = ["web"]
+
+[roles.cache]
+services = ["redis"]
+after = ["database"]
+
+[roles.web]
+services = ["web"]
+after = ["cache"]
+"#
+    ));
+}
+
+#[test]
+fn availability_needs() {
+    assert_snapshot!(errors(
+        r#"
+[roles.database]
+services = ["postgresql", "redis"]
+ha = "patroni"
+nodes = { min = 1, ha = 1 }
+
+[roles.web]
+services = ["web"]
+ha = "replicas"
+nodes = { min = 2, ha = 4, max = 3 }
+capacity_rps = 0
+cpus = 0
+memory = "lots"
+
+[roles.consensus]
+engines = ["etcd", "etcd"]
+ha = "sentinel"
+nodes = { min = 0, ha = 4 }
+"#
+    ));
+}
+
+#[test]
+fn unknown_keys_and_values_get_a_did_you_mean() {
+    assert_snapshot!(errors(
+        r#"
+[roles.web]
+services = ["web", "postgresql", "redis"]
+capactiy_rps = 10
+engines = ["ha-proxy"]
+ha = "replica"
+"#
+    ));
+}
+
+#[test]
+fn catalog_tiers_in_order_naming_declared_roles() {
+    let text = r#"[catalog]
+name = "vendor"
+
+[roles.app]
+ha = "replicas"
+
+[roles.db]
+ha = "quorum"
+nodes = { ha = 3 }
+
+[roles.db-pooler]
+with = "db"
+
+[sizing]
+users_per_rps = 0
+
+[[sizing.tiers]]
+name = "small"
+rps = 20
+single_node = { cpus = 4, memory = "8.5.5GB" }
+
+[[sizing.tiers]]
+name = "small"
+rps = 10
+ha = true
+[sizing.tiers.roles]
+app = { nodes = 1, cpus = 4, memory = "8GB" }
+db = { nodes = 2, cpus = 2, memory = "4GB" }
+dbb = { nodes = 1, cpus = 2, memory = "4GB" }
+db-pooler = { nodes = 1, cpus = 1, memory = "1GB" }
+
+[[sizing.tiers]]
+name = "empty"
+rps = 30
+"#;
+    let err = LoadedCatalog::parse("vendor.toml", text).expect_err("errors");
+    assert_snapshot!(err.to_string());
+}
+
+#[test]
+fn the_shipped_catalog_and_manifests_are_valid() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let c = LoadedCatalog::load(
+        &std::path::Path::new(root).join("catalogs/gitlab-reference-architectures.toml"),
+    )
+    .expect("catalog valid");
+    assert_eq!(c.catalog.sizing.tiers.len(), 7);
+    for app in ["netbox", "mediawiki"] {
+        let m = LoadedManifest::load(&std::path::Path::new(root).join(app)).expect("loads");
+        validate(&m).expect("valid");
+    }
+}
+
+// ---- `roles` in the site config ---------------------------------------------------
+
+fn netbox() -> LoadedManifest {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/netbox");
+    LoadedManifest::load(std::path::Path::new(root)).expect("loads")
+}
+
+#[test]
+fn site_roles_name_declared_roles_with_their_hosts() {
+    let m = netbox();
+    let site = berth_model::parse_site(
+        "site.toml",
+        "roles = [\"database\", \"cache\", \"consensus\", \"pooler\"]\n",
+        &m,
+    )
+    .expect("valid");
+    let r = berth_model::resolve(&m, &site, &berth_model::Facts::fixture()).expect("resolves");
+    assert_eq!(
+        r.roles.as_deref(),
+        Some(&["database", "cache", "consensus", "pooler"].map(String::from)[..])
+    );
+    let mut out = String::new();
+    for text in [
+        "roles = [\"databse\", \"web\", \"web\"]\n",
+        "roles = [\"pooler\", \"web\"]\n",
+        "roles = \"web\"\n",
+        "roles = []\n",
+        "roles = [1]\n",
+    ] {
+        let err = berth_model::parse_site("site.toml", text, &m).expect_err("refused");
+        out.push_str(&err.to_string());
+        out.push_str("\n\n");
+    }
+    // An app without roles runs whole on every node.
+    let text = format!("{APP}\n[roles]\n");
+    let plain = LoadedManifest::from_sources("berth.toml", &text, BTreeMap::new()).expect("parses");
+    let err =
+        berth_model::parse_site("site.toml", "roles = [\"web\"]\n", &plain).expect_err("refused");
+    out.push_str(&err.to_string());
+    assert_snapshot!(out);
+}
