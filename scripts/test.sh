@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 # python3-venv: the per-user test builds its virtualenv with Debian's python3.
 # openssh-server and openssh-client: backups to an SFTP target go to a throwaway sshd
-# on 127.0.0.1; zstd and tar: archives are checked with the standard tools too.
+# on 127.0.0.1, and fleet tests reach machines that are network namespaces (iproute2),
+# each with an sshd of its own; zstd and tar: archives are checked with the standard tools too.
 # gcc and libc6-dev: the build compiles the C of bundled SQLite and zstd; the NetBox
 # example compiles psycopg's C extension (berth installs its libpq-dev itself).
 # php8.2-cli: PHP reads back the values injected into a rendered LocalSettings.php; the

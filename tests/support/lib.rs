@@ -3,6 +3,7 @@
 #![allow(clippy::missing_panics_doc, missing_docs)] // test support: panicking is the point
 
 pub mod browser;
+pub mod netns;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -270,6 +270,9 @@ pub enum Command {
         #[command(subcommand)]
         what: Option<PlanCommand>,
     },
+    /// Act on every node of a fleet at once, over SSH: check them, show their status.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Back up the instance; list, verify and prune archives; make the backup key.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -311,6 +314,32 @@ pub enum Command {
 }
 
 /// `berth backup …`.
+/// `berth fleet <what>`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Check every node before anything changes: the fleet file against the app,
+    /// then each node reachable over SSH with its recorded host key and the same berth.
+    Check(FleetArgs),
+    /// Every node's services, their state and memory, gathered at once.
+    Status(FleetArgs),
+}
+
+/// Options of `berth fleet` commands.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The fleet file.
+    #[arg(
+        long,
+        env = "BERTH_FLEET",
+        value_name = "FILE",
+        default_value = "fleet.toml"
+    )]
+    pub fleet: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `berth plan <what>`.
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {

@@ -65,6 +65,8 @@ pub mod builtin;
 mod catalog;
 mod effective;
 pub mod facts;
+pub mod fleet;
+mod fleet_file;
 mod host_path;
 mod load;
 mod locate;
@@ -88,6 +90,7 @@ use std::fmt;
 
 pub use effective::render_effective;
 pub use facts::Facts;
+pub use fleet::LoadedFleet;
 pub use host_path::{REFUSED_TREES, check_host_path};
 pub use manifest::{FileFormat, Manifest};
 pub use prefix::check_prefix;
@@ -101,7 +104,7 @@ pub use site_parse::{is_instance_name, parse_site};
 pub use topology::LoadedCatalog;
 pub use validate::preflight::{DISK_PATHS, is_dotted_version, parse_distribution};
 pub use validate::validate;
-pub use value::{SIZE_HELP, format_size, parse_size, size_value};
+pub use value::{SIZE_HELP, format_size, parse_duration, parse_size, size_value};
 
 /// A manifest together with the template sources it refers to, so rendering never reads files.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,6 +20,7 @@ use crate::templates::{derive_context, render_context, unknown_names};
 use crate::value::{anchored, check_value, parse_duration};
 use crate::{Diagnostic, Diagnostics, LoadedManifest};
 
+pub(crate) mod fleet;
 pub mod preflight;
 pub(crate) mod topology;
 
@@ -2231,7 +2232,7 @@ fn is_rpm_package_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
 }
 
-fn is_user_name(n: &str) -> bool {
+pub(crate) fn is_user_name(n: &str) -> bool {
     n.len() <= 32
         && n.chars()
             .next()

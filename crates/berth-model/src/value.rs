@@ -396,7 +396,7 @@ pub fn format_size(bytes: i64) -> String {
 }
 
 /// Parses a duration with humantime (`30s`, `5m`, `1h 30m`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
 }
 

@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use berth_lifecycle::Locate;
 
 use crate::cli::{
-    BackupCommand, Cli, Command, ConfigCommand, GlobalArgs, ImageCommand, PackageCommand,
-    PlanCommand, ReleaseCommand, RepoCommand, UpgradeCommand,
+    BackupCommand, Cli, Command, ConfigCommand, FleetCommand, GlobalArgs, ImageCommand,
+    PackageCommand, PlanCommand, ReleaseCommand, RepoCommand, UpgradeCommand,
 };
 use crate::embedded;
 
@@ -15,6 +15,7 @@ mod audit;
 mod backup;
 mod config;
 mod control;
+mod fleet;
 mod history;
 mod image;
 mod init;
@@ -211,6 +212,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan {
             what: Some(PlanCommand::Topology(args)),
         } => topology::plan(&loc, &args),
+        Command::Fleet(FleetCommand::Check(args)) => fleet::check(&loc, &args),
+        Command::Fleet(FleetCommand::Status(args)) => fleet::status(&loc, &args),
         Command::Config(ConfigCommand::Check) => config::check(&loc),
         Command::Config(ConfigCommand::Show) => config::show(&loc),
         Command::Config(ConfigCommand::Migrate { to, dry_run }) => {

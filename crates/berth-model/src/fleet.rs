@@ -1,0 +1,125 @@
+//! The fleet file: the machines of one installation of an app, which roles each takes,
+//! and how berth reaches them (the system's OpenSSH client, host keys checked).
+//!
+//! ```toml
+//! [fleet]
+//! name = "netbox-prod"
+//! identity = "id_ed25519"        # relative to this file
+//! known_hosts = "known_hosts"    # every node's host key, checked strictly
+//! site = "site.toml"             # the site config every node starts from
+//!
+//! [nodes.database-1]
+//! address = "10.0.0.11"
+//! roles = ["database", "cache", "consensus", "pooler"]
+//!
+//! [nodes.web-1]
+//! address = "10.0.0.21"
+//! roles = ["web"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole fleet file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// How berth reaches the nodes, and what every node shares.
+    pub fleet: FleetMeta,
+    /// The machines, by name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeDecl>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetMeta {
+    /// The fleet's name, shown by `fleet status` (lowercase letters, digits, `-`).
+    pub name: String,
+    /// The user berth logs in as over SSH (it runs berth there, so root or one allowed
+    /// to become root without a password).
+    #[serde(default = "root")]
+    pub user: String,
+    /// The SSH private key, relative to the fleet file.
+    pub identity: String,
+    /// The nodes' host keys (OpenSSH `known_hosts`), relative to the fleet file. A node
+    /// whose key is missing or different is refused.
+    pub known_hosts: String,
+    /// The site config every node starts from, relative to the fleet file; berth adds
+    /// each node's `roles` and the fleet's addresses.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// The instance's prefix on every node (default berth's own).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Where berth is on every node.
+    #[serde(default = "default_berth")]
+    pub berth: String,
+    /// How long to wait for a node to answer, e.g. `"5s"`.
+    #[serde(default = "default_timeout")]
+    pub connect_timeout: String,
+}
+
+fn root() -> String {
+    "root".to_owned()
+}
+
+fn default_berth() -> String {
+    "/usr/local/bin/berth".to_owned()
+}
+
+fn default_timeout() -> String {
+    "5s".to_owned()
+}
+
+/// `[nodes.<name>]`: one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDecl {
+    /// The address berth and the other nodes reach it at: an IP address or a DNS name.
+    pub address: String,
+    /// Its SSH port.
+    #[serde(default = "ssh_port")]
+    pub ssh_port: u16,
+    /// The roles it takes (the manifest's `[roles]`).
+    pub roles: Vec<String>,
+}
+
+fn ssh_port() -> u16 {
+    22
+}
+
+/// A fleet file with its text and directory (paths in it are relative to that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedFleet {
+    /// The parsed file.
+    pub fleet: FleetFile,
+    /// Display name of the file.
+    pub source_name: String,
+    /// Its text.
+    pub source_text: String,
+    /// The directory it is in.
+    pub dir: PathBuf,
+    /// The shared site config's text (empty when `site` is not given).
+    pub site_text: String,
+}
+
+impl LoadedFleet {
+    /// `path` from the fleet file, made absolute against its directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// The nodes taking `role`, by name.
+    pub fn nodes_with(&self, role: &str) -> Vec<&str> {
+        self.fleet
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.roles.iter().any(|r| r == role))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}

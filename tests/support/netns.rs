@@ -1,0 +1,264 @@
+//! Machines for fleet tests: network namespaces on a private bridge, each with its own
+//! address and, when asked, its own sshd; an "admin" namespace that berth runs in.
+//!
+//! Addresses exist only inside the namespaces this creates (never in the host's, so
+//! nothing leaves the machine). The filesystem is shared: each node gets a directory
+//! of its own under the lab's. Everything is torn down on drop, also after a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Run;
+
+/// One lab: a switch namespace with a bridge, node namespaces and an admin namespace.
+pub struct Lab {
+    /// Short prefix of every namespace name.
+    pub tag: String,
+    /// Where keys, configs and node directories live.
+    pub dir: PathBuf,
+    /// The nodes, 1-based addresses `.1`, `.2`, ...
+    pub nodes: Vec<LabNode>,
+    /// The admin's namespace (address `.250`).
+    pub admin: String,
+    subnet: String,
+    sshds: Vec<(usize, Child)>,
+}
+
+/// One machine.
+pub struct LabNode {
+    /// Its namespace.
+    pub ns: String,
+    /// Its address.
+    pub address: String,
+    /// Its own directory (keys, sshd config, instance prefix).
+    pub dir: PathBuf,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lab {
+    /// `n` node namespaces and an admin namespace on one bridge, with the admin's key.
+    pub fn new(n: usize, dir: &Path) -> Lab {
+        // Unique per lab: tests of one process run at once.
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = std::process::id() % 100_000;
+        let k = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("bf{id}x{k}");
+        // A subnet per process, so labs of tests running at once do not meet.
+        let subnet = format!("10.79.{}", id % 200 + 20);
+        let lab_dir = dir.join("lab");
+        std::fs::create_dir_all(&lab_dir).unwrap();
+        let mut lab = Lab {
+            admin: format!("{tag}a"),
+            tag: tag.clone(),
+            dir: lab_dir.clone(),
+            nodes: Vec::new(),
+            subnet,
+            sshds: Vec::new(),
+        };
+        let sw = format!("{tag}s");
+        ip(&["netns", "add", &sw]);
+        ip(&["-n", &sw, "link", "set", "lo", "up"]);
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        let plug = |ns: &str, host: u32, port: &str| {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            // Both ends are made inside the namespaces: none ever exists in the host's.
+            ip(&[
+                "link", "add", port, "netns", &sw, "type", "veth", "peer", "name", "eth0", "netns",
+                ns,
+            ]);
+            ip(&["-n", &sw, "link", "set", port, "master", "br0"]);
+            ip(&["-n", &sw, "link", "set", port, "up"]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}.{host}/24", lab.subnet),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        };
+        plug(&lab.admin.clone(), 250, "p-admin");
+        for i in 1..=n {
+            let ns = format!("{tag}n{i}");
+            plug(&ns, u32::try_from(i).unwrap(), &format!("p-n{i}"));
+            let node_dir = lab_dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&node_dir).unwrap();
+            lab.nodes.push(LabNode {
+                ns,
+                address: format!("{}.{i}", lab.subnet),
+                dir: node_dir,
+            });
+        }
+        keygen(&lab.identity(), "berth-fleet-test");
+        lab
+    }
+
+    /// An address in the lab's subnet that no machine has.
+    pub fn nobody(&self) -> String {
+        format!("{}.99", self.subnet)
+    }
+
+    /// The admin's private key.
+    pub fn identity(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+
+    /// Node `i`'s (1-based) host public key line (`ssh-ed25519 AAAA…`).
+    pub fn host_key(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i - 1].dir.join("ssh_host_ed25519_key.pub"))
+            .unwrap();
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// A known_hosts line for node `i` with the key it really has.
+    pub fn known_host(&self, i: usize) -> String {
+        format!("{} {}\n", self.nodes[i - 1].address, self.host_key(i))
+    }
+
+    /// Starts an sshd on node `i` (1-based) that lets the admin's key in as root.
+    pub fn start_sshd(&mut self, i: usize) {
+        let node = &self.nodes[i - 1];
+        let d = &node.dir;
+        if !d.join("ssh_host_ed25519_key").exists() {
+            keygen(&d.join("ssh_host_ed25519_key"), &node.ns);
+        }
+        std::fs::copy(
+            self.identity().with_extension("pub"),
+            d.join("authorized_keys"),
+        )
+        .unwrap();
+        // StrictModes off: the lab lives under /tmp, which is world-writable (sticky),
+        // and sshd would refuse keys below it.
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress {addr}\nPort 22\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\n\
+                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 StrictModes no\nLogLevel ERROR\n",
+                addr = node.address,
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        // sshd's privilege separation directory is compiled in and shared by all.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node.ns,
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+            ])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.sshds.push((i, child));
+        // Ready once it accepts a connection on port 22.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let probe = self.exec_in(
+                &self.admin,
+                &[
+                    "bash",
+                    "-c",
+                    &format!("exec 3<>/dev/tcp/{}/22", self.nodes[i - 1].address),
+                ],
+            );
+            if probe.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "sshd on node {i} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `argv` in namespace `ns`.
+    pub fn exec_in(&self, ns: &str, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs berth in the admin's namespace.
+    pub fn berth(&self, args: &[&str]) -> Run {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.admin])
+            .arg(crate::berth_bin())
+            .args(args)
+            .env_remove("BERTH_PREFIX")
+            .env_remove("BERTH_MANIFEST")
+            .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_FLEET")
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sshds {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // `ip netns exec` leaves sshd as the child's child: kill by pid file too.
+        for n in &self.nodes {
+            if let Ok(pid) = std::fs::read_to_string(n.dir.join("sshd.pid"))
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let mut names: Vec<String> = self.nodes.iter().map(|n| n.ns.clone()).collect();
+        names.push(self.admin.clone());
+        names.push(format!("{}s", self.tag));
+        for ns in names {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
