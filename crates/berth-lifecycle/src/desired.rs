@@ -63,6 +63,9 @@ pub fn render_with(
     config: &berth_model::ResolvedConfig,
     secrets: &BTreeMap<String, String>,
 ) -> Result<DesiredState> {
+    if let Some(refusal) = &inst.unplaced {
+        return Err(berth_model::Diagnostics::from(refusal.clone()).into());
+    }
     let mut facts = inst.facts.clone();
     let packages: Vec<String> = inst
         .manifest

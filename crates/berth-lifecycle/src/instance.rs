@@ -57,6 +57,10 @@ pub struct Instance {
     pub users: berth_render::UserNames,
     /// Those names, and why they cannot be used for making users, if they cannot.
     pub naming: crate::users::Naming,
+    /// Why this node cannot be brought up as it is configured: `roles` leaves out
+    /// roles that run services and no `[fleet]` says where they are. `config check`
+    /// accepts such a file (a plan writes them); rendering refuses it.
+    pub unplaced: Option<berth_model::Diagnostic>,
 }
 
 /// The default prefix for an app.
@@ -210,12 +214,13 @@ pub fn open_amended(global: &Locate, amend: &SiteAmend<'_>) -> Result<Instance> 
     let site = berth_model::parse_site(&name, &text, &manifest)?;
     // The paths first: a setting's `derive` may use them (`paths.data ~ '/images'`).
     let paths = Paths::for_prefix(&prefix, &manifest.manifest.app.version);
-    let config = berth_model::resolve_at(
+    let mut config = berth_model::resolve_at(
         &manifest,
         &site,
         &facts,
         Some(&berth_render::derive_paths(&paths)),
     )?;
+    let (manifest, unplaced) = node_app(manifest, &mut config, &name);
     let naming = crate::users::names(&paths, &manifest, &config, facts.is_root)?;
     Ok(Instance {
         paths,
@@ -227,7 +232,55 @@ pub fn open_amended(global: &Locate, amend: &SiteAmend<'_>) -> Result<Instance> 
         facts,
         users: naming.names.clone(),
         naming,
+        unplaced,
     })
+}
+
+/// The app as this node runs it: whole, or, on a node of a fleet (`roles` in the site
+/// config), narrowed to the services of its roles and the components they use, with
+/// the `once` hooks and jobs only on the one node that runs them.
+fn node_app(
+    manifest: LoadedManifest,
+    config: &mut berth_model::ResolvedConfig,
+    site_name: &str,
+) -> (LoadedManifest, Option<berth_model::Diagnostic>) {
+    let Some(roles) = config.roles.clone() else {
+        return (manifest, None);
+    };
+    let m = &manifest.manifest;
+    if config.fleet.is_none() && !berth_topology::node::takes_everything(m, &roles) {
+        let missing: Vec<&str> = m
+            .roles
+            .iter()
+            .filter(|(name, r)| !r.services.is_empty() && !roles.contains(name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let tick = |v: &[&str]| {
+            v.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let taken: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let refusal = berth_model::Diagnostic::without_position(
+            site_name,
+            format!(
+                "this node takes the roles {} but not {}, and the site config does not say where the nodes that do are",
+                tick(&taken),
+                tick(&missing)
+            ),
+        )
+        .with_help(
+            "a node that runs part of the app is set up by `berth fleet up`, which writes `[fleet]` with every node's address; list every role, or remove the `roles` line, to run the whole app here",
+        );
+        return (manifest, Some(refusal));
+    }
+    let app = berth_topology::node::localize(&manifest, &roles, config.fleet.as_ref());
+    config.app_components = Some(config.enabled_components.clone());
+    config
+        .enabled_components
+        .retain(|c| app.components.contains(c));
+    (app.manifest, None)
 }
 
 impl Instance {

@@ -123,3 +123,42 @@ impl LoadedFleet {
             .collect()
     }
 }
+
+/// `[fleet]` of a node's site config, written by `berth fleet up`: which node this is
+/// and where every node of the fleet is, so templates can point at the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetView {
+    /// The fleet's name.
+    pub name: String,
+    /// This node's name (a key of `nodes`).
+    pub node: String,
+    /// Every node of the fleet.
+    pub nodes: BTreeMap<String, FleetPeer>,
+}
+
+/// One node as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetPeer {
+    /// Its address.
+    pub address: String,
+    /// Its roles.
+    pub roles: Vec<String>,
+}
+
+impl FleetView {
+    /// This node's own entry.
+    pub fn me(&self) -> Option<&FleetPeer> {
+        self.nodes.get(&self.node)
+    }
+
+    /// Addresses of the nodes taking `role`, by node name.
+    pub fn hosts(&self, role: &str) -> Vec<&str> {
+        self.nodes
+            .values()
+            .filter(|n| n.roles.iter().any(|r| r == role))
+            .map(|n| n.address.as_str())
+            .collect()
+    }
+}

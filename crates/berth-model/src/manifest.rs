@@ -557,6 +557,10 @@ fn default_ready_timeout() -> String {
 pub struct JobDecl {
     /// The component it belongs to.
     pub component: String,
+    /// In a fleet: on every node that has its component (`every`), or on one only
+    /// (`once`: housekeeping of shared data).
+    #[serde(default)]
+    pub fleet: crate::topology::Placement,
     /// What it does.
     #[serde(default)]
     pub description: String,
@@ -591,6 +595,10 @@ fn default_job_timeout() -> String {
 pub struct HookDecl {
     /// The component it belongs to (user, enabled).
     pub component: String,
+    /// In a fleet: on every node that has its component (`every`), or on one only
+    /// (`once`: a migration, a first user).
+    #[serde(default)]
+    pub fleet: crate::topology::Placement,
     /// What it does, shown in progress and history.
     #[serde(default)]
     pub description: String,

@@ -141,6 +141,8 @@ pub fn resolve_at(
         instance: site.instance.as_ref().map(|i| i.get_ref().clone()),
         users: site.users.as_ref().map(|u| *u.get_ref()),
         roles: site.roles.as_ref().map(|r| r.get_ref().clone()),
+        fleet: site.fleet.as_ref().map(|f| f.get_ref().clone()),
+        app_components: None,
     })
 }
 

@@ -78,6 +78,12 @@ pub struct ResolvedConfig {
     pub users: Option<UserNaming>,
     /// `roles`, if `site.toml` sets it: the roles this node of a fleet takes.
     pub roles: Option<Vec<String>>,
+    /// `[fleet]`, if `site.toml` has it: this node and every other of its fleet.
+    pub fleet: Option<crate::fleet::FleetView>,
+    /// On a node of a fleet, `enabled_components` is narrowed to the components this
+    /// node runs; this keeps the app's own (what templates see as `enabled`).
+    #[serde(default)]
+    pub app_components: Option<BTreeSet<String>>,
 }
 
 /// One value the administrator set in `site.toml`, already checked against its declaration.
@@ -114,6 +120,8 @@ pub struct SiteConfig {
     /// `roles = ["database", ...]`: the roles (`[roles]` of the manifest) this node of a
     /// fleet takes.
     pub roles: Option<Spanned<Vec<String>>>,
+    /// `[fleet]`: written by `berth fleet up`.
+    pub fleet: Option<Spanned<crate::fleet::FleetView>>,
 }
 
 /// How the OS users of an instance are named (`users` in `site.toml`).

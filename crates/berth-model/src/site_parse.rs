@@ -21,6 +21,7 @@ const INSTANCE: &str = "instance";
 const USERS: &str = "users";
 const ENABLED: &str = "enabled";
 const ROLES: &str = "roles";
+const FLEET: &str = "fleet";
 
 /// Parses and checks the administrator's site config against the manifest.
 ///
@@ -49,6 +50,7 @@ pub fn parse_site(
     for (key, value) in root.get_ref() {
         parser.top_level(key, value);
     }
+    parser.fleet_matches_roles();
     let SiteParser { diags, site, .. } = parser;
     diags.into_result(site)
 }
@@ -78,6 +80,7 @@ impl SiteParser<'_> {
             INSTANCE => self.instance(value),
             USERS => self.users(value),
             ROLES => self.roles(value),
+            FLEET => self.fleet(value),
             _ => self.group(name, key.span(), value),
         }
     }
@@ -158,6 +161,95 @@ impl SiteParser<'_> {
             }
         };
         self.site.users = Some(Spanned::new(value.span(), naming));
+    }
+
+    /// `[fleet]`, as `berth fleet up` writes it: this node and every node's address
+    /// and roles.
+    fn fleet(&mut self, value: &Spanned<DeValue<'_>>) {
+        let view: crate::fleet::FleetView = match toml::Value::try_into(to_value(value.get_ref())) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!("`[fleet]` is not as `berth fleet up` writes it: {}", e.message()),
+                    Some("`[fleet]` names this node (`node`) and every node's `address` and `roles` (`[fleet.nodes.<name>]`); let `berth fleet up` write it".to_owned()),
+                );
+                return;
+            }
+        };
+        let declared = &self.manifest.roles;
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, peer) in &view.nodes {
+            let ok = peer.address.parse::<std::net::IpAddr>().is_ok()
+                || crate::validate::fleet::is_host_name(&peer.address);
+            if !ok {
+                self.error(value.span(), format!("`[fleet.nodes.{name}]` has the address `{}`, which is not an IP address or a host name", crate::shown(&peer.address)), None);
+            } else if let Some(first) = seen.insert(peer.address.clone(), name) {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`[fleet]` nodes `{first}` and `{name}` have the same address `{}`",
+                        peer.address
+                    ),
+                    None,
+                );
+            }
+            for r in &peer.roles {
+                if !declared.contains_key(r) {
+                    let help = suggest::help(r, declared.keys().map(String::as_str), "roles");
+                    self.error(
+                        value.span(),
+                        format!(
+                            "`[fleet.nodes.{name}]` takes the unknown role `{}`",
+                            crate::shown(r)
+                        ),
+                        help,
+                    );
+                }
+            }
+        }
+        if !view.nodes.contains_key(&view.node) {
+            let help = suggest::help(&view.node, view.nodes.keys().map(String::as_str), "nodes");
+            self.error(
+                value.span(),
+                format!(
+                    "`[fleet]` names this node `{}`, which is not among its nodes",
+                    crate::shown(&view.node)
+                ),
+                help,
+            );
+            return;
+        }
+        self.site.fleet = Some(Spanned::new(value.span(), view));
+    }
+
+    /// A node's `roles` are the ones `[fleet]` gives it.
+    fn fleet_matches_roles(&mut self) {
+        let Some(fleet) = &self.site.fleet else {
+            return;
+        };
+        let span = fleet.span();
+        let listed: Option<std::collections::BTreeSet<&String>> = self
+            .site
+            .roles
+            .as_ref()
+            .map(|r| r.get_ref().iter().collect());
+        let given: std::collections::BTreeSet<&String> = fleet
+            .get_ref()
+            .me()
+            .map(|m| m.roles.iter().collect())
+            .unwrap_or_default();
+        if listed.as_ref() != Some(&given) {
+            let message = format!(
+                "`roles` and `[fleet]` disagree on what node `{}` takes",
+                fleet.get_ref().node
+            );
+            self.diags.push(
+                self.source
+                    .diag(Some(span), message)
+                    .with_help("both are written by `berth fleet up` from the fleet file: run it again rather than editing them"),
+            );
+        }
     }
 
     /// `roles = ["database", "cache"]`: declared roles, each once, a role placed
@@ -292,7 +384,7 @@ impl SiteParser<'_> {
         let group = manifest.settings.get(name);
         let component = manifest.components.get(name);
         if group.is_none() && component.is_none() {
-            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS, ROLES];
+            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS, ROLES, FLEET];
             known.extend(manifest.settings.keys().map(String::as_str));
             known.extend(
                 manifest

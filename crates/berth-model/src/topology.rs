@@ -155,6 +155,17 @@ impl Engine {
     }
 }
 
+/// Where a hook or a job runs in a fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// On every node that has its component.
+    #[default]
+    Every,
+    /// On one node of the fleet: the first, in bring-up order, that has its component.
+    Once,
+}
+
 /// `[sizing]`: from users to load, and measured sizes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -447,7 +447,7 @@ impl Validator<'_> {
             if !is_identifier(group)
                 || matches!(
                     group.as_str(),
-                    "external_url" | "profile" | "instance" | "users" | "roles"
+                    "external_url" | "profile" | "instance" | "users" | "roles" | "fleet"
                 )
             {
                 self.at_key(
@@ -456,7 +456,7 @@ impl Validator<'_> {
                     Some(
                         "use lowercase letters, digits and `_` (templates write \
                          `settings.<group>.<key>`), and not `external_url`, `profile`, `instance`, \
-                         `users` or `roles`"
+                         `users`, `roles` or `fleet`"
                             .to_owned(),
                     ),
                 );

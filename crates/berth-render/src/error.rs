@@ -5,16 +5,6 @@
 /// that renders to an invalid duration).
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// `roles` in the site config leaves out roles that run the app's services.
-    #[error(
-        "this node takes the roles {taken} but not {missing}: a node that runs part of the app is set up as part of a fleet, which this version of berth cannot do yet; list every role, or remove the `roles` line to run the whole app here"
-    )]
-    PartialRoles {
-        /// The roles listed, backticked.
-        taken: String,
-        /// The roles with services left out, backticked.
-        missing: String,
-    },
     /// A template failed to render.
     #[error("Failed to render {what}")]
     Template {

@@ -214,7 +214,12 @@ fn context(input: &RenderInput<'_>) -> Value {
         .iter()
         .map(|(name, c)| {
             let ctx = ComponentCtx {
-                enabled: input.config.enabled_components.contains(name),
+                enabled: input
+                    .config
+                    .app_components
+                    .as_ref()
+                    .unwrap_or(&input.config.enabled_components)
+                    .contains(name),
                 user: component_user(input.manifest, name, input.facts, input.users)
                     .unwrap_or_else(|| input.facts.user.clone()),
                 bin: c.binaries.clone(),
@@ -254,7 +259,10 @@ fn context(input: &RenderInput<'_>) -> Value {
         package_versions: BTreeMap::new(),
         ..input.facts.clone()
     };
+    let (node, roles) = fleet_context(input);
     minijinja::context! {
+        node => node,
+        roles => roles,
         app => Value::from(Serde(&app)),
         paths => Value::from(Serde(&paths)),
         settings => Value::from(Serde(&settings)),
@@ -263,6 +271,62 @@ fn context(input: &RenderInput<'_>) -> Value {
         facts => Value::from(Serde(&template_facts)),
         external_url => Value::from(Serde(&url)),
         profile => Value::from(Serde(&input.config.profile)),
+    }
+}
+
+/// `node` and `roles` of the context: this node of a fleet and where each role's nodes
+/// are; alone, every role is here, at `127.0.0.1`.
+fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
+    let m = &input.manifest.manifest;
+    let local = "127.0.0.1".to_owned();
+    let Some(fleet) = &input.config.fleet else {
+        let node = minijinja::context! {
+            name => "", address => local.clone(), in_fleet => false, peers => vec![local.clone()],
+            peer_networks => vec![format!("{local}/32")],
+        };
+        let roles: BTreeMap<String, Value> = m
+            .roles
+            .keys()
+            .map(|r| {
+                let ctx = minijinja::context! {
+                    here => true, hosts => vec![local.clone()], host => local.clone(),
+                };
+                (r.clone(), ctx)
+            })
+            .collect();
+        return (node, Value::from(roles));
+    };
+    let me = fleet.me();
+    let node = minijinja::context! {
+        name => fleet.node.clone(),
+        address => me.map(|p| p.address.clone()).unwrap_or_default(),
+        in_fleet => true,
+        peers => fleet.nodes.values().map(|p| p.address.clone()).collect::<Vec<_>>(),
+        peer_networks => fleet.nodes.values().map(|p| network(&p.address)).collect::<Vec<_>>(),
+    };
+    let roles: BTreeMap<String, Value> = m
+        .roles
+        .keys()
+        .map(|r| {
+            let hosts: Vec<String> = fleet.hosts(r).into_iter().map(str::to_owned).collect();
+            let ctx = minijinja::context! {
+                here => me.is_some_and(|p| p.roles.contains(r)),
+                host => hosts.first().cloned().unwrap_or_default(),
+                hosts => hosts,
+            };
+            (r.clone(), ctx)
+        })
+        .collect();
+    (node, Value::from(roles))
+}
+
+/// An address as a network of one host for access lists (`pg_hba.conf`): `/32` or
+/// `/128` for an IP address, a host name as it is.
+fn network(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),
+        Err(_) => address.to_owned(),
     }
 }
 
@@ -433,35 +497,6 @@ impl<'a> Renderer<'a> {
     }
 }
 
-/// A node's `roles` must take every role that runs services: running part of the
-/// app on a node needs the rest of the fleet's addresses, which a fleet provides.
-fn check_roles(input: &RenderInput<'_>) -> Result<(), RenderError> {
-    let Some(taken) = &input.config.roles else {
-        return Ok(());
-    };
-    let missing: Vec<&str> = input
-        .manifest
-        .manifest
-        .roles
-        .iter()
-        .filter(|(name, r)| !r.services.is_empty() && !taken.contains(name))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let ticked = |names: &mut dyn Iterator<Item = &str>| {
-        names
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Err(RenderError::PartialRoles {
-        taken: ticked(&mut taken.iter().map(String::as_str)),
-        missing: ticked(&mut missing.into_iter()),
-    })
-}
-
 /// Render the desired state.
 ///
 /// Only enabled components contribute packages, directories, files, services, jobs
@@ -474,7 +509,6 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     let user_of = |c: &str| component_user(input.manifest, c, input.facts, input.users);
 
     check_secrets(input)?;
-    check_roles(input)?;
     let users = users(input);
     let mut dirs = dirs(input)?;
     let files = files(input, &r, &mut dirs)?;
@@ -703,7 +737,10 @@ fn files(
     let p = input.paths;
     let mut files = Vec::new();
     for f in &m.files {
-        if f.component.as_ref().is_some_and(|c| !enabled.contains(c)) {
+        // A file of a component switched off, or owned by one (whose user is not
+        // made): on a node of a fleet, the components of the roles it does not take.
+        let off = |c: &String| m.components.contains_key(c) && !enabled.contains(c);
+        if f.component.as_ref().is_some_and(off) || f.owner.as_ref().is_some_and(off) {
             continue;
         }
         let content = r.template(&f.template)?;

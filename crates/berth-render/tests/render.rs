@@ -61,6 +61,8 @@ fn config(workers: i64, cache: bool) -> ResolvedConfig {
         instance: None,
         users: None,
         roles: None,
+        fleet: None,
+        app_components: None,
     }
 }
 
@@ -233,6 +235,8 @@ fn render_one(format: &str, template: &str, secret: &str) -> Result<String, Stri
         instance: None,
         users: None,
         roles: None,
+        fleet: None,
+        app_components: None,
     };
     let secrets = BTreeMap::from([("key".to_owned(), secret.to_owned())]);
     render(&RenderInput {

@@ -42,7 +42,7 @@ struct Check<'a> {
 
 /// A DNS name as `ssh` should get it: dot-separated labels of letters, digits and
 /// `-`, none starting with `-` (so never read as an option).
-fn is_host_name(s: &str) -> bool {
+pub(crate) fn is_host_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

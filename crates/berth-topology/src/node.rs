@@ -1,0 +1,142 @@
+//! What one node of a fleet runs: the app narrowed to the roles it takes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_model::LoadedManifest;
+use berth_model::fleet::FleetView;
+use berth_model::topology::Placement;
+
+/// The app as one node runs it.
+#[derive(Debug, Clone)]
+pub struct NodeApp {
+    /// The manifest without the services of roles the node does not take, and without
+    /// the hooks and jobs placed `once` on another node.
+    pub manifest: LoadedManifest,
+    /// Components the node has: each with a service here, or with no service at all.
+    pub components: BTreeSet<String>,
+}
+
+/// How early each role comes up: 0 for a role after nothing, else one more than the
+/// latest role it comes after (a role placed `with` another comes up with it).
+pub fn role_ranks(m: &berth_model::Manifest) -> BTreeMap<String, usize> {
+    fn rank(
+        m: &berth_model::Manifest,
+        role: &str,
+        seen: &mut BTreeSet<String>,
+        memo: &mut BTreeMap<String, usize>,
+    ) -> usize {
+        if let Some(r) = memo.get(role) {
+            return *r;
+        }
+        // The model refuses circles; a circle reached anyway ends here.
+        if !seen.insert(role.to_owned()) {
+            return 0;
+        }
+        let Some(decl) = m.roles.get(role) else {
+            return 0;
+        };
+        let r = match &decl.with {
+            Some(host) => rank(m, host, seen, memo),
+            None => decl
+                .after
+                .iter()
+                .map(|a| rank(m, a, seen, memo) + 1)
+                .max()
+                .unwrap_or(0),
+        };
+        memo.insert(role.to_owned(), r);
+        r
+    }
+    let mut memo = BTreeMap::new();
+    for role in m.roles.keys() {
+        rank(m, role, &mut BTreeSet::new(), &mut memo);
+    }
+    memo
+}
+
+/// The services the roles in `roles` run.
+fn services_of<'a>(m: &'a berth_model::Manifest, roles: &[String]) -> BTreeSet<&'a str> {
+    m.roles
+        .iter()
+        .filter(|(name, _)| roles.contains(name))
+        .flat_map(|(_, r)| r.services.iter().map(String::as_str))
+        .collect()
+}
+
+/// The components a node taking `roles` has.
+fn components_of(m: &berth_model::Manifest, roles: &[String]) -> BTreeSet<String> {
+    let here = services_of(m, roles);
+    m.components
+        .keys()
+        .filter(|c| {
+            let mut services = m.services.iter().filter(|(_, s)| &s.component == *c);
+            let mut again = services.clone();
+            again.next().is_none() || services.any(|(name, _)| here.contains(name.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The node of `fleet` that runs the `once` hooks and jobs of `component`: the first,
+/// in bring-up order (then by name), that has the component.
+pub fn once_node<'f>(
+    m: &berth_model::Manifest,
+    fleet: &'f FleetView,
+    component: &str,
+) -> Option<&'f str> {
+    let ranks = role_ranks(m);
+    fleet
+        .nodes
+        .iter()
+        .filter(|(_, p)| components_of(m, &p.roles).contains(component))
+        .map(|(name, p)| {
+            let rank = p
+                .roles
+                .iter()
+                .filter_map(|r| ranks.get(r))
+                .min()
+                .copied()
+                .unwrap_or(usize::MAX);
+            (rank, name.as_str())
+        })
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Whether the roles in `roles` run every service of the app.
+pub fn takes_everything(m: &berth_model::Manifest, roles: &[String]) -> bool {
+    m.roles
+        .iter()
+        .all(|(name, r)| r.services.is_empty() || roles.contains(name))
+}
+
+/// The app as the node taking `roles` in `fleet` runs it (alone, with no fleet: the
+/// roles are all of them, and only the services are narrowed).
+pub fn localize(m: &LoadedManifest, roles: &[String], fleet: Option<&FleetView>) -> NodeApp {
+    let man = &m.manifest;
+    let here = services_of(man, roles);
+    let components = components_of(man, roles);
+    let mut local = m.clone();
+    local
+        .manifest
+        .services
+        .retain(|name, _| here.contains(name.as_str()));
+    if let Some(fleet) = fleet {
+        let mine = |component: &str, placement: Placement| {
+            placement == Placement::Every
+                || once_node(man, fleet, component) == Some(fleet.node.as_str())
+        };
+        local
+            .manifest
+            .hooks
+            .retain(|_, h| mine(&h.component, h.fleet));
+        local
+            .manifest
+            .jobs
+            .retain(|_, j| mine(&j.component, j.fleet));
+    }
+    NodeApp {
+        manifest: local,
+        components,
+    }
+}

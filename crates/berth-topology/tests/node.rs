@@ -1,0 +1,160 @@
+//! One node of a fleet: the app narrowed to its roles (services, the components they
+//! use, `once` hooks and jobs on one node only) and rendered with the fleet's
+//! addresses, through the same functions `berth up` uses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use berth_model::{Facts, LoadedManifest, parse_site, resolve};
+use berth_render::{Paths, RenderInput, UserNames, render};
+use berth_topology::node::{localize, once_node, takes_everything};
+
+fn load(dir: &str) -> LoadedManifest {
+    let m = LoadedManifest::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir),
+    )
+    .expect("loads");
+    berth_model::validate(&m).expect("valid");
+    m
+}
+
+/// A node's site config as `berth fleet up` writes it.
+fn node_site(node: &str, nodes: &[(&str, &str, &[&str])]) -> String {
+    let me = nodes.iter().find(|n| n.0 == node).unwrap();
+    let roles = |r: &[&str]| {
+        r.iter()
+            .map(|x| format!("\"{x}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!(
+        "roles = [{}]\n\n[fleet]\nname = \"lab\"\nnode = \"{node}\"\n",
+        roles(me.2)
+    );
+    for (name, address, r) in nodes {
+        let _ = write!(
+            s,
+            "\n[fleet.nodes.{name}]\naddress = \"{address}\"\nroles = [{}]\n",
+            roles(r)
+        );
+    }
+    s
+}
+
+const FLEET: &[(&str, &str, &[&str])] = &[
+    ("db", "10.0.0.1", &["database", "cache"]),
+    ("web-1", "10.0.0.2", &["web"]),
+    ("web-2", "10.0.0.3", &["web"]),
+];
+
+/// Renders node `node` of `FLEET` for the app in `dir`: its files by path and its
+/// services, hooks and jobs.
+fn render_node(
+    dir: &str,
+    node: &str,
+) -> (
+    BTreeMap<String, String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+) {
+    let m = load(dir);
+    let site = parse_site("site.toml", &node_site(node, FLEET), &m).expect("valid node config");
+    let mut config = resolve(&m, &site, &Facts::fixture()).expect("resolves");
+    let roles = config.roles.clone().unwrap();
+    let app = localize(&m, &roles, config.fleet.as_ref());
+    config.app_components = Some(config.enabled_components.clone());
+    config
+        .enabled_components
+        .retain(|c| app.components.contains(c));
+    let secrets: BTreeMap<String, String> =
+        berth_render::secret_specs(&app.manifest, &Facts::fixture(), &UserNames::shared())
+            .into_iter()
+            .map(|s| (s.name.clone(), format!("{}-value", s.name)))
+            .collect();
+    let paths = Paths::for_prefix(Path::new("/var/opt/berth/app"), "1.0.0");
+    let state = render(&RenderInput {
+        manifest: &app.manifest,
+        config: &config,
+        facts: &Facts::fixture(),
+        secrets: &secrets,
+        paths: &paths,
+        users: &UserNames::shared(),
+    })
+    .expect("renders");
+    let files = state
+        .files
+        .iter()
+        .map(|f| {
+            let rel = f
+                .path
+                .strip_prefix(&paths.etc)
+                .unwrap_or(&f.path)
+                .display()
+                .to_string();
+            (rel, f.content.clone())
+        })
+        .collect();
+    let services = state.services.iter().map(|s| s.name.clone()).collect();
+    let hooks = state.hooks.iter().map(|h| h.name.clone()).collect();
+    let jobs = state.jobs.iter().map(|j| j.name.clone()).collect();
+    (files, services, hooks, jobs)
+}
+
+#[test]
+fn a_database_node_runs_the_database_and_lets_the_fleet_in() {
+    let (files, services, hooks, jobs) = render_node("tests/fixtures/ministack", "db");
+    assert_eq!(services, ["postgresql", "redis"]);
+    assert_eq!(hooks, ["createdb", "initdb"]);
+    assert_eq!(jobs, ["vacuum"]);
+    assert!(
+        !files.contains_key("app/app.json"),
+        "no app here: {:?}",
+        files.keys()
+    );
+    assert!(!files.contains_key("nginx/nginx.conf"));
+    insta::assert_snapshot!("db_postgresql_conf", files["postgresql/postgresql.conf"]);
+    insta::assert_snapshot!("db_pg_hba", files["postgresql/pg_hba.conf"]);
+    insta::assert_snapshot!("db_redis_conf", files["redis/redis.conf"]);
+}
+
+#[test]
+fn a_web_node_runs_the_app_against_the_database_node() {
+    let (files, services, hooks, jobs) = render_node("tests/fixtures/ministack", "web-2");
+    assert_eq!(services, ["app", "nginx"]);
+    assert!(hooks.is_empty(), "{hooks:?}");
+    assert!(jobs.is_empty(), "{jobs:?}");
+    assert!(!files.contains_key("postgresql/postgresql.conf"));
+    insta::assert_snapshot!("web_app_json", files["app/app.json"]);
+    assert!(
+        files["nginx/nginx.conf"].contains("listen 10.0.0.3:18080;"),
+        "{}",
+        files["nginx/nginx.conf"]
+    );
+}
+
+#[test]
+fn netbox_runs_its_migrations_and_housekeeping_on_one_node() {
+    let m = load("examples/netbox");
+    let site = parse_site("site.toml", &node_site("web-2", FLEET), &m).unwrap();
+    let config = resolve(&m, &site, &Facts::fixture()).unwrap();
+    let fleet = config.fleet.as_ref().unwrap();
+    // The first node, in bring-up order, that has NetBox: web-1 (the database node
+    // comes up first but has no NetBox).
+    assert_eq!(once_node(&m.manifest, fleet, "netbox"), Some("web-1"));
+    let (_, services, hooks, jobs) = render_node("examples/netbox", "web-1");
+    assert_eq!(services, ["nginx", "web"]);
+    assert_eq!(hooks, ["collectstatic", "create_admin", "migrate"]);
+    assert_eq!(jobs, ["clearsessions"]);
+    let (_, _, hooks, jobs) = render_node("examples/netbox", "web-2");
+    assert_eq!(hooks, ["collectstatic"]);
+    assert!(jobs.is_empty());
+    assert!(!takes_everything(&m.manifest, &["web".to_owned()]));
+    assert!(takes_everything(
+        &m.manifest,
+        &["database", "cache", "web", "worker"].map(String::from)
+    ));
+}
