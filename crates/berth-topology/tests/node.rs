@@ -145,7 +145,14 @@ fn netbox_runs_its_migrations_and_housekeeping_on_one_node() {
     // The first node, in bring-up order, that has NetBox: web-1 (the database node
     // comes up first but has no NetBox).
     assert_eq!(once_node(&m.manifest, fleet, "netbox"), Some("web-1"));
-    let (_, services, hooks, jobs) = render_node("examples/netbox", "web-1");
+    let (files, services, hooks, jobs) = render_node("examples/netbox", "web-1");
+    let conf = &files["netbox/configuration.py"];
+    assert_eq!(conf.matches("'HOST': '10.0.0.1',").count(), 3, "{conf}");
+    assert!(
+        files["netbox/worker-ready.sh"].contains("-h 10.0.0.1 -p"),
+        "{}",
+        files["netbox/worker-ready.sh"]
+    );
     assert_eq!(services, ["nginx", "web"]);
     assert_eq!(hooks, ["collectstatic", "create_admin", "migrate"]);
     assert_eq!(jobs, ["clearsessions"]);
