@@ -7,6 +7,7 @@
 //! address are each refused, and no node is touched.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use berth_tests::netns::Lab;
@@ -253,4 +254,194 @@ fn two_nodes_with_one_address_are_refused_before_any_ssh() {
     );
     assert!(r.stderr.contains("fleet.toml:"), "{}", r.stderr);
     assert!(r.stdout.is_empty(), "no node was contacted: {}", r.stdout);
+}
+
+/// Stops the instances of a fleet test's nodes (before the lab's namespaces go).
+struct Nodes(Vec<PathBuf>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for prefix in &self.0 {
+            if prefix.join("site.toml").exists() {
+                let _ = std::process::Command::new(berth_bin())
+                    .arg("--prefix")
+                    .arg(prefix)
+                    .arg("down")
+                    .output();
+            }
+        }
+    }
+}
+
+/// `curl` from the admin's namespace.
+fn curl(lab: &Lab, url: &str) -> (String, String) {
+    let out = lab.exec_in(
+        &lab.admin,
+        &["curl", "-s", "-m", "10", "-w", "\n%{http_code}", url],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_owned(), body.to_owned())
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one fleet's life: up, status, secrets, two reconfigures
+fn fleet_up_brings_the_app_up_node_by_node_and_reconfigure_reaches_only_changed_nodes() {
+    let dir = prefix_dir("fleet");
+    let mut lab = Lab::new(2, dir.path());
+    lab.start_sshd(1);
+    lab.start_sshd(2);
+    let (a1, a2) = (lab.nodes[0].address.clone(), lab.nodes[1].address.clone());
+    let (p1, p2) = (
+        lab.nodes[0].dir.join("instance"),
+        lab.nodes[1].dir.join("instance"),
+    );
+    let _nodes = Nodes(vec![p1.clone(), p2.clone()]);
+    std::fs::write(
+        dir.path().join("site.toml"),
+        format!("users = \"shared\"\nexternal_url = \"http://{a2}:18080/\"\n"),
+    )
+    .unwrap();
+    let fleet_text = |web_settings: &str| {
+        format!(
+            "[fleet]\nname = \"lab\"\nidentity = \"{}\"\nknown_hosts = \"known_hosts\"\nsite = \"site.toml\"\n\
+             berth = \"{}\"\nconnect_timeout = \"2s\"\n\n\
+             [nodes.db]\naddress = \"{a1}\"\nroles = [\"database\", \"cache\"]\nprefix = \"{}\"\n\n\
+             [nodes.web]\naddress = \"{a2}\"\nroles = [\"web\"]\nprefix = \"{}\"\n{web_settings}",
+            lab.identity().display(),
+            berth_bin().display(),
+            p1.display(),
+            p2.display()
+        )
+    };
+    std::fs::write(
+        dir.path().join("known_hosts"),
+        format!("{}{}", lab.known_host(1), lab.known_host(2)),
+    )
+    .unwrap();
+    let fleet_file = dir.path().join("fleet.toml");
+    std::fs::write(&fleet_file, fleet_text("")).unwrap();
+    let ministack = root()
+        .join("tests/fixtures/ministack")
+        .display()
+        .to_string();
+    let run = |command: &str, json: bool| {
+        let f = fleet_file.display().to_string();
+        let mut args = vec![
+            "--manifest",
+            ministack.as_str(),
+            "fleet",
+            command,
+            "--fleet",
+            f.as_str(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        lab.berth(&args)
+    };
+
+    let logs = |dir: &Path| -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(dir.join("fleet-logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = write!(
+                out,
+                "\n--- {}:\n{}",
+                e.path().display(),
+                std::fs::read_to_string(e.path()).unwrap_or_default()
+            );
+        }
+        out
+    };
+    let r = run("up", true);
+    assert_eq!(r.code, 0, "{}\n{}{}", r.stdout, r.stderr, logs(dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // The database node first, then the web node that needs it.
+    let order: Vec<(&str, u64)> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap(), n["wave"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(order, [("db", 1), ("web", 2)], "{}", r.stdout);
+
+    // The app on the web node answers from the admin's machine, through nginx, and
+    // reaches PostgreSQL on the database node.
+    let (code, body) = curl(&lab, &format!("http://{a2}:18080/health"));
+    assert_eq!((code.as_str(), body.as_str()), ("200", "{\"ok\": true}"));
+
+    // Each node runs its roles' services only.
+    let r = run("status", true);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["healthy"], true, "{}", r.stdout);
+    let services = |i: usize| -> Vec<String> {
+        v["nodes"][i]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(services(0), ["postgresql", "redis"]);
+    assert_eq!(services(1), ["app", "nginx"]);
+    let site = std::fs::read_to_string(p2.join("site.toml")).unwrap();
+    assert!(site.contains("roles = [\"web\"]"), "{site}");
+    assert!(
+        site.contains(&format!("[fleet.nodes.db]\naddress = \"{a1}\"")),
+        "{site}"
+    );
+
+    // One set of secrets: the fleet's, on both nodes, never readable by others.
+    let fleet_secret = std::fs::read_to_string(dir.path().join("secrets/db_password")).unwrap();
+    for p in [&p1, &p2] {
+        assert_eq!(
+            std::fs::read_to_string(p.join("secrets/db_password")).unwrap(),
+            fleet_secret
+        );
+    }
+    let mode = std::fs::metadata(dir.path().join("secrets/db_password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!r.stdout.contains(&fleet_secret) && !r.stderr.contains(&fleet_secret));
+
+    // Nothing changed: no node is touched.
+    let r = run("reconfigure", false);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("0 node(s) brought up") && r.stdout.contains("2 unchanged"),
+        "{}",
+        r.stdout
+    );
+
+    // A setting of the web node only: only the web node is reconfigured.
+    std::fs::write(
+        &fleet_file,
+        fleet_text("[nodes.web.settings.app]\ngreeting = \"hello fleet\"\n"),
+    )
+    .unwrap();
+    let r = run("reconfigure", true);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let results: Vec<(&str, &str)> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap(), n["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        results,
+        [("db", "unchanged"), ("web", "up")],
+        "{}",
+        r.stdout
+    );
+    let (code, body) = curl(&lab, &format!("http://{a2}:18080/"));
+    assert_eq!(code, "200");
+    assert!(body.contains("\"greeting\": \"hello fleet\""), "{body}");
 }

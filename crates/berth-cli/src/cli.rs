@@ -322,6 +322,18 @@ pub enum FleetCommand {
     Check(FleetArgs),
     /// Every node's services, their state and memory, gathered at once.
     Status(FleetArgs),
+    /// Check every node, then bring each up with its own berth and site config, in
+    /// the order the roles need (independent nodes at once): the manifest, the node's
+    /// site config and the fleet's secrets are sent over SSH.
+    Up(FleetArgs),
+    /// As `up`, but only the nodes whose manifest or site config changed.
+    Reconfigure(FleetArgs),
+    /// On a node: read what `fleet up` sends on standard input and bring the node up.
+    #[command(hide = true)]
+    NodeUp,
+    /// On a node: print the digests of the manifest and site config it runs.
+    #[command(hide = true)]
+    NodeDigest,
 }
 
 /// Options of `berth fleet` commands.

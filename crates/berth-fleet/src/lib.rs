@@ -6,6 +6,9 @@
 //! there in this version; one node that is not, and nothing changes anywhere.
 //! [`status`] gathers `berth status --json` from every node.
 
+pub mod node;
+pub mod up;
+
 use std::time::Duration;
 
 use berth_model::LoadedFleet;
@@ -36,12 +39,14 @@ pub fn targets(f: &LoadedFleet) -> Vec<Target> {
         .collect()
 }
 
-/// The instance's prefix on every node: the fleet's, else berth's default for the app.
-pub fn prefix(f: &LoadedFleet, app: &str) -> String {
+/// The instance's prefix on node `node`: its own, the fleet's, else berth's default
+/// for the app.
+pub fn prefix(f: &LoadedFleet, app: &str, node: &str) -> String {
     f.fleet
-        .fleet
-        .prefix
-        .clone()
+        .nodes
+        .get(node)
+        .and_then(|n| n.prefix.clone())
+        .or_else(|| f.fleet.fleet.prefix.clone())
         .unwrap_or_else(|| format!("/var/opt/berth/{app}"))
 }
 
@@ -228,8 +233,8 @@ impl NodeStatus {
 pub fn status(f: &LoadedFleet, app: &str) -> Vec<NodeStatus> {
     let targets = targets(f);
     let berth = f.fleet.fleet.berth.clone();
-    let prefix = prefix(f, app);
     berth_remote::each(&targets, PARALLEL, |t| {
+        let prefix = prefix(f, app, &t.name);
         let mut s = NodeStatus {
             node: t.name.clone(),
             address: t.shown_address(),

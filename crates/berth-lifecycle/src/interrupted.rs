@@ -545,8 +545,9 @@ mod tests {
             let run = Run::begin(&inst, "up", "", &Silent)
                 .unwrap()
                 .with_supervisor(&sup);
-            // No URL to answer at: the health check fails at once.
-            let state = state_on(&inst.paths.prefix, vec![], vec![]);
+            // A URL that cannot be asked: the health check fails at once.
+            let mut state = state_on(&inst.paths.prefix, vec![], vec![]);
+            state.health_url = "not a url".to_owned();
             let err = super::super::finish(&run, &state, &mut Outcome::default()).unwrap_err();
             assert!(matches!(err, LifecycleError::HealthUrl(_)), "{err}");
             let left = run.db.pending_services(Some(run.id)).unwrap();

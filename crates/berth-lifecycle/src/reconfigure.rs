@@ -60,7 +60,7 @@ fn reconfigure_steps(run: &Run, loc: &Locate) -> Result<Outcome> {
             // stopped on purpose, when it may well not.
             let stopped = supervisor::stopped_services(run.supervisor());
             if stopped.is_empty() {
-                progress.begin(&format!("Waiting for {}", state.health_url));
+                progress.begin(&health::waiting_for(&state));
                 run.step("health", || health::wait_healthy(&state))?;
                 progress.end("");
             } else {

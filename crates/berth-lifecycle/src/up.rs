@@ -305,7 +305,7 @@ fn up_steps(
         progress.end("");
         started()?;
 
-        progress.begin(&format!("Waiting for {}", state.health_url));
+        progress.begin(&health::waiting_for(&state));
         run.step("health", || health::wait_healthy(&state))?;
         progress.end("");
         Ok(())

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// A whole fleet file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
     /// How berth reaches the nodes, and what every node shares.
@@ -76,7 +76,7 @@ fn default_timeout() -> String {
 }
 
 /// `[nodes.<name>]`: one machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDecl {
     /// The address berth and the other nodes reach it at: an IP address or a DNS name.
@@ -86,6 +86,13 @@ pub struct NodeDecl {
     pub ssh_port: u16,
     /// The roles it takes (the manifest's `[roles]`).
     pub roles: Vec<String>,
+    /// The instance's prefix on this node, if not the fleet's.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Settings of this node only, over the shared site config's:
+    /// `[nodes.web-1.settings.web] workers = 9`.
+    #[serde(default)]
+    pub settings: toml::Table,
 }
 
 fn ssh_port() -> u16 {
@@ -93,7 +100,7 @@ fn ssh_port() -> u16 {
 }
 
 /// A fleet file with its text and directory (paths in it are relative to that).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadedFleet {
     /// The parsed file.
     pub fleet: FleetFile,

@@ -50,6 +50,10 @@ pub struct RoleDecl {
     /// Memory one node of this role needs (`"4GiB"`, `"7.5GB"`).
     #[serde(default)]
     pub memory: Option<String>,
+    /// Its nodes answer at the app's URL: `up` on them waits for the health path
+    /// (asked of the node itself); a node without such a role waits for its services.
+    #[serde(default)]
+    pub health: bool,
 }
 
 /// `nodes = { min = 1, ha = 3, max = 9 }`.

@@ -497,6 +497,40 @@ impl<'a> Renderer<'a> {
     }
 }
 
+/// Where `up` asks whether the app answers: the external URL's health path; on a node
+/// of a fleet, asked of the node itself (the external URL may be a load balancer's),
+/// and empty on a node without a role that answers there.
+fn health_url(input: &RenderInput<'_>) -> String {
+    let m = &input.manifest.manifest;
+    let health_path = m.app.health_path.as_deref().unwrap_or("");
+    let mut front = input.config.external_url.clone();
+    // A node of a fleet is asked itself (the external URL may be a load balancer's);
+    // one without a role that answers there is not asked at all.
+    if let Some(fleet) = &input.config.fleet
+        && let Some(me) = fleet.me()
+    {
+        let _ = front.set_host(Some(&me.address));
+    }
+    let answers = match &input.config.roles {
+        None => true,
+        Some(roles) => {
+            m.roles
+                .iter()
+                .all(|(name, r)| r.services.is_empty() || roles.contains(name))
+                || m.roles
+                    .iter()
+                    .any(|(name, r)| r.health && roles.contains(name))
+        }
+    };
+    if answers {
+        front
+            .join(health_path.trim_start_matches('/'))
+            .map_or_else(|_| front.to_string(), |u| u.to_string())
+    } else {
+        String::new()
+    }
+}
+
 /// Render the desired state.
 ///
 /// Only enabled components contribute packages, directories, files, services, jobs
@@ -556,12 +590,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<DesiredState, RenderError> {
     }
     let hooks = hooks(input, &r, &files)?;
 
-    let health_path = m.app.health_path.as_deref().unwrap_or("");
-    let health_url = input
-        .config
-        .external_url
-        .join(health_path.trim_start_matches('/'))
-        .map_or_else(|_| input.config.external_url.to_string(), |u| u.to_string());
+    let health_url = health_url(input);
     let next_steps = m
         .app
         .next_steps

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use berth_fleet::{NodeCheck, NodeStatus};
 use berth_lifecycle::Locate;
 use berth_model::{LoadedFleet, LoadedManifest, terminal_safe};
@@ -191,4 +191,242 @@ pub fn status(loc: &Locate, args: &FleetArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `berth fleet up` and `berth fleet reconfigure` (`only_changed`).
+pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Result<ExitCode> {
+    use berth_fleet::up::Event;
+    let started = std::time::Instant::now();
+    let (manifest, fleet) = load(loc, args)?;
+    if let Some((name, _)) = manifest
+        .manifest
+        .secrets
+        .iter()
+        .find(|(_, s)| s.from_hook.is_some())
+    {
+        anyhow::bail!(
+            "secret `{name}` is made by a hook on the node that runs it; a fleet shares its secrets, and this version of berth cannot yet hand one made on a node to the others"
+        );
+    }
+    // Nothing changes anywhere unless every node is ready.
+    let checks = berth_fleet::check(&fleet, VERSION);
+    if checks.iter().any(|c| c.problem.is_some()) {
+        eprintln!("Not every node is ready; nothing was changed on any node:");
+        for c in &checks {
+            if let Some(p) = &c.problem {
+                let (message, hint) = p.explain();
+                eprintln!("  {}: {}", c.node, terminal_safe(&message));
+                eprintln!("    hint: {}", terminal_safe(&hint));
+            }
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let secrets = fleet_secrets(&fleet, &manifest)?;
+    let logs = fleet.dir.join("fleet-logs");
+    std::fs::create_dir_all(&logs)
+        .with_context(|| format!("Failed to create `{}`", logs.display()))?;
+    let talk = !quiet && !args.json;
+    let runs = berth_fleet::up::bring_up(
+        &fleet,
+        &manifest,
+        &secrets,
+        only_changed,
+        &logs,
+        &mut |e| match e {
+            Event::Wave(i, names) if talk => eprintln!("wave {i}: {}", names.join(", ")),
+            Event::Done(run, text) if talk => {
+                if run.result == "up" {
+                    eprintln!("  {}: up in {:.1} s", run.node, run.seconds);
+                } else {
+                    eprintln!(
+                        "  {}: FAILED after {:.1} s; the end of its output ({}):",
+                        run.node,
+                        run.seconds,
+                        run.log.as_deref().unwrap_or("-")
+                    );
+                    let lines: Vec<&str> = text.lines().collect();
+                    for line in &lines[lines.len().saturating_sub(15)..] {
+                        eprintln!("    {}", terminal_safe(line));
+                    }
+                }
+            }
+            _ => {}
+        },
+    );
+    let failed = runs.iter().any(|r| r.result == "failed");
+    let total = started.elapsed().as_secs_f64();
+    let sum: f64 = runs.iter().map(|r| r.seconds).sum();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "fleet": fleet.fleet.fleet.name,
+                "ok": !failed,
+                "seconds": total,
+                "node_seconds": sum,
+                "nodes": runs,
+            }))?
+        );
+    } else if failed {
+        eprintln!(
+            "\nerror: the fleet is not up: a node failed (the nodes of later waves were not touched)"
+        );
+    } else {
+        let reached = runs.iter().filter(|r| r.result == "up").count();
+        let unchanged = runs.len() - reached;
+        println!(
+            "Fleet `{}`: {reached} node(s) brought up in {total:.1} s ({sum:.1} s of node time){}",
+            fleet.fleet.fleet.name,
+            if only_changed {
+                format!("; {unchanged} unchanged")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The fleet's secrets, generated once into `secrets/` beside the fleet file (mode
+/// 0700, each file 0600) and the same on every node.
+fn fleet_secrets(
+    fleet: &LoadedFleet,
+    manifest: &LoadedManifest,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let facts = berth_model::Facts::fixture();
+    let specs: Vec<berth_render::SecretSpec> =
+        berth_render::secret_specs(manifest, &facts, &berth_render::UserNames::shared())
+            .into_iter()
+            .map(|mut s| {
+                // Owned by whoever runs `fleet up`: the nodes give each its owner.
+                s.owner = None;
+                s
+            })
+            .collect();
+    let store = berth_host::secrets::SecretStore::open(fleet.dir.join("secrets"))?;
+    Ok(store.ensure(&specs)?)
+}
+
+/// The most `fleet node-up` reads from its standard input.
+const MAX_PAYLOAD: u64 = 32 << 20;
+
+/// `berth fleet node-up`, on a node: the payload from standard input checked, the
+/// manifest staged in a private directory, the site config and the fleet's secrets
+/// put in place (a secret the node has already must be the fleet's), then `up`.
+pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
+    use std::io::Read as _;
+    let Some(prefix) = loc.prefix.clone() else {
+        anyhow::bail!("`fleet node-up` needs `--prefix`");
+    };
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .take(MAX_PAYLOAD + 1)
+        .read_to_end(&mut buf)
+        .context("Failed to read the fleet's payload")?;
+    if buf.len() as u64 > MAX_PAYLOAD {
+        anyhow::bail!(
+            "the fleet's payload is larger than {} MiB",
+            MAX_PAYLOAD >> 20
+        );
+    }
+    // serde's message could quote the input, which holds secrets: position only.
+    let payload: berth_fleet::node::NodePayload = serde_json::from_slice(&buf).map_err(|e| {
+        anyhow::anyhow!(
+            "the fleet's payload is not valid (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    drop(buf);
+    let staging = tempfile::Builder::new()
+        .prefix("berth-fleet-")
+        .tempdir()
+        .context("Failed to make a private directory for the manifest")?;
+    for (name, text) in &payload.manifest {
+        let plain = !name.is_empty()
+            && !name.starts_with('/')
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with('.'))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !plain {
+            anyhow::bail!(
+                "the fleet's manifest has a file named `{}`, which is not a plain relative path",
+                terminal_safe(name)
+            );
+        }
+        let path = staging.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        berth_host::fsutil::write_new(&path, text.as_bytes(), 0o600, None)?;
+    }
+    let manifest = LoadedManifest::load(staging.path())?;
+    berth_model::validate(&manifest)?;
+    for name in payload.secrets.keys() {
+        if !manifest.manifest.secrets.contains_key(name) {
+            anyhow::bail!(
+                "the fleet sent secret `{}`, which the manifest does not declare",
+                terminal_safe(name)
+            );
+        }
+    }
+    let paths =
+        berth_render::Paths::unversioned(&berth_lifecycle::instance::checked_prefix(&prefix)?);
+    berth_host::fsutil::ensure_dir(&paths.prefix, 0o755)?;
+    let site = paths.site_config();
+    if std::fs::read_to_string(&site).ok().as_deref() != Some(payload.site.as_str()) {
+        berth_host::fsutil::write_atomic(&site, payload.site.as_bytes(), 0o640, None)?;
+    }
+    let store = berth_host::secrets::SecretStore::open(&paths.secrets)?;
+    for (name, value) in &payload.secrets {
+        match store.get(name)? {
+            Some(v) if &v == value => {}
+            Some(_) => anyhow::bail!(
+                "secret `{name}` on this node differs from the fleet's: this node was set up apart from the fleet; nothing was replaced (compare {} with the fleet's secrets/{name})",
+                paths.secrets.join(name).display()
+            ),
+            None => berth_host::fsutil::write_new(
+                &paths.secrets.join(name),
+                value.as_bytes(),
+                0o600,
+                None,
+            )?,
+        }
+    }
+    let node = Locate {
+        prefix: Some(paths.prefix.clone()),
+        manifest: Some(staging.path().to_path_buf()),
+        config: None,
+        ..loc.clone()
+    };
+    super::up::up(&node, quiet)
+}
+
+/// `berth fleet node-digest`, on a node: what it runs, as digests (nothing set up:
+/// empty ones).
+pub fn node_digest(loc: &Locate) -> Result<ExitCode> {
+    let Some(prefix) = loc.prefix.clone() else {
+        anyhow::bail!("`fleet node-digest` needs `--prefix`");
+    };
+    let paths = berth_render::Paths::unversioned(&prefix);
+    let site = std::fs::read_to_string(paths.site_config()).unwrap_or_default();
+    let mut files = std::collections::BTreeMap::new();
+    let dir = paths.manifest_dir();
+    if dir.join("berth.toml").is_file() {
+        let m = LoadedManifest::load(&dir)?;
+        files = berth_fleet::node::manifest_files(&m);
+    }
+    let digest = berth_fleet::node::NodeDigest {
+        manifest: berth_fleet::node::digest_files(&files),
+        site: berth_fleet::node::digest_text(&site),
+    };
+    println!("{}", serde_json::to_string(&digest)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,7 @@ fn locate(g: &GlobalArgs) -> Locate {
 fn changes_instance(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Up { .. } => "up",
+        Command::Fleet(FleetCommand::NodeUp) => "fleet node-up",
         Command::Reconfigure { dry_run: false } => "reconfigure",
         Command::Down { .. } => "down",
         Command::Start(_) => "start",
@@ -214,6 +215,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => topology::plan(&loc, &args),
         Command::Fleet(FleetCommand::Check(args)) => fleet::check(&loc, &args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(&loc, &args),
+        Command::Fleet(FleetCommand::Up(args)) => fleet::up(&loc, &args, false, quiet),
+        Command::Fleet(FleetCommand::Reconfigure(args)) => fleet::up(&loc, &args, true, quiet),
+        Command::Fleet(FleetCommand::NodeUp) => fleet::node_up(&loc, quiet),
+        Command::Fleet(FleetCommand::NodeDigest) => fleet::node_digest(&loc),
         Command::Config(ConfigCommand::Check) => config::check(&loc),
         Command::Config(ConfigCommand::Show) => config::show(&loc),
         Command::Config(ConfigCommand::Migrate { to, dry_run }) => {

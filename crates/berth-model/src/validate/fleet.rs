@@ -29,6 +29,7 @@ pub(crate) fn check(f: &LoadedFleet, m: &LoadedManifest) -> Result<String, Diagn
     c.nodes();
     c.roles();
     let site = c.site();
+    c.node_settings();
     c.diags.into_result(site)
 }
 
@@ -184,6 +185,16 @@ impl Check<'_> {
                     "each node is one machine: give each its own address (two roles on one machine are two entries in its `roles`)",
                 );
             }
+            if let Some(prefix) = &node.prefix
+                && let Err(d) = crate::check_prefix(std::path::Path::new(prefix))
+            {
+                let why = d.0.first().map(|d| d.message.clone()).unwrap_or_default();
+                self.at_value(
+                    &at("prefix"),
+                    format!("`{}` cannot be the instance's prefix: {why}", crate::shown(prefix)),
+                    "write an absolute path of letters, digits and `._/+-`, e.g. `/var/opt/berth/app`",
+                );
+            }
             if node.ssh_port == 0 {
                 self.at_value(
                     &at("ssh_port"),
@@ -332,6 +343,31 @@ impl Check<'_> {
                     ),
                     format!("add `{role}` to the roles of a node"),
                 );
+            }
+        }
+    }
+
+    /// Each node's own settings: settings groups of the manifest (berth's own
+    /// included), checked as a site config would be.
+    fn node_settings(&mut self) {
+        for (name, node) in &self.f.fleet.nodes {
+            if node.settings.is_empty() {
+                continue;
+            }
+            let at = [Seg::Key("nodes"), Seg::Key(name), Seg::Key("settings")];
+            let is_group = |v: &toml::Value| v.is_table();
+            if let Some((key, _)) = node.settings.iter().find(|(_, v)| !is_group(v)) {
+                self.at_key(
+                    &at,
+                    format!("`nodes.{name}.settings.{key}` is not a settings group"),
+                    Some("give settings by group: `[nodes.<name>.settings.<group>]` with `<key> = <value>`".to_owned()),
+                );
+                continue;
+            }
+            let text = toml::to_string(&node.settings).unwrap_or_default();
+            let label = format!("{} (nodes.{name}.settings)", self.f.source_name);
+            if let Err(d) = crate::parse_site(&label, &text, self.m) {
+                self.diags.0.extend(d.0);
             }
         }
     }

@@ -1,0 +1,175 @@
+//! `fleet up` and `fleet reconfigure`: every node given the manifest, its own site
+//! config and the fleet's secrets, and brought up by its own berth, wave by wave.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_model::{LoadedFleet, LoadedManifest};
+use berth_remote::Target;
+use serde::Serialize;
+
+use crate::node::{NodeDigest, NodePayload, manifest_files, site_config, waves};
+use crate::{PARALLEL, prefix, targets};
+
+/// What happened on one node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRun {
+    /// The node.
+    pub node: String,
+    /// Its wave, from 1.
+    pub wave: usize,
+    /// `up`, `unchanged` (a reconfigure that did not reach it), `failed`, or
+    /// `not reached` (a node of an earlier wave failed).
+    pub result: &'static str,
+    /// How long its `up` took.
+    pub seconds: f64,
+    /// Where its output is.
+    pub log: Option<String>,
+}
+
+/// What the caller hears while nodes come up.
+pub enum Event<'a> {
+    /// A wave starts with these nodes.
+    Wave(usize, &'a [String]),
+    /// A node finished: its run and its whole output.
+    Done(&'a NodeRun, &'a str),
+}
+
+/// The nodes whose manifest or site config differ from what they run now (a node
+/// that cannot say counts as changed).
+fn changed_nodes(
+    f: &LoadedFleet,
+    app: &str,
+    targets: &BTreeMap<String, Target>,
+    payloads: &BTreeMap<String, NodePayload>,
+) -> BTreeSet<String> {
+    let berth = &f.fleet.fleet.berth;
+    let all: Vec<Target> = targets.values().cloned().collect();
+    let now = berth_remote::each(&all, PARALLEL, |t| {
+        t.run(
+            &[
+                berth,
+                "--prefix",
+                &prefix(f, app, &t.name),
+                "fleet",
+                "node-digest",
+            ],
+            None,
+        )
+        .ok()
+        .filter(|o| o.code == 0)
+        .and_then(|o| serde_json::from_str::<NodeDigest>(&o.stdout).ok())
+    });
+    all.iter()
+        .zip(now)
+        .filter(|(t, d)| d.as_ref() != Some(&payloads[&t.name].digest()))
+        .map(|(t, _)| t.name.clone())
+        .collect()
+}
+
+/// Brings the fleet up: every node (or, with `only_changed`, those whose manifest or
+/// site config differ from what they run) in waves, independent nodes at once; the
+/// first wave with a failed node ends it. Every node's output is kept in `logs`.
+pub fn bring_up(
+    f: &LoadedFleet,
+    m: &LoadedManifest,
+    secrets: &BTreeMap<String, String>,
+    only_changed: bool,
+    logs: &Path,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Vec<NodeRun> {
+    let app = &m.manifest.app.name;
+    let files = manifest_files(m);
+    let payloads: BTreeMap<String, NodePayload> = f
+        .fleet
+        .nodes
+        .keys()
+        .map(|n| {
+            let p = NodePayload {
+                manifest: files.clone(),
+                site: site_config(f, n),
+                secrets: secrets.clone(),
+            };
+            (n.clone(), p)
+        })
+        .collect();
+    let targets: BTreeMap<String, Target> = targets(f)
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let berth = f.fleet.fleet.berth.clone();
+    let changed = if only_changed {
+        changed_nodes(f, app, &targets, &payloads)
+    } else {
+        targets.keys().cloned().collect()
+    };
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for (i, wave) in waves(f, &m.manifest).iter().enumerate() {
+        let todo: Vec<Target> = wave
+            .iter()
+            .filter(|n| changed.contains(*n))
+            .map(|n| targets[n].clone())
+            .collect();
+        for n in wave.iter().filter(|n| !changed.contains(*n)) {
+            runs.push(NodeRun {
+                node: n.clone(),
+                wave: i + 1,
+                result: "unchanged",
+                seconds: 0.0,
+                log: None,
+            });
+        }
+        if failed {
+            for t in &todo {
+                runs.push(NodeRun {
+                    node: t.name.clone(),
+                    wave: i + 1,
+                    result: "not reached",
+                    seconds: 0.0,
+                    log: None,
+                });
+            }
+            continue;
+        }
+        if todo.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = todo.iter().map(|t| t.name.clone()).collect();
+        on(Event::Wave(i + 1, &names));
+        let results = berth_remote::each(&todo, PARALLEL, |t| {
+            let payload = serde_json::to_vec(&payloads[&t.name]).unwrap_or_default();
+            let started = Instant::now();
+            let argv = [
+                &berth,
+                "--prefix",
+                &prefix(f, app, &t.name),
+                "--quiet",
+                "fleet",
+                "node-up",
+            ];
+            let out = t.run(&argv, Some(&payload));
+            (out, started.elapsed())
+        });
+        for (t, (out, took)) in todo.iter().zip(results) {
+            let (ok, text) = match &out {
+                Ok(o) => (o.code == 0, format!("{}{}", o.stdout, o.stderr)),
+                Err(e) => (false, format!("{e}\nhint: {}\n", e.hint())),
+            };
+            let log = logs.join(format!("{}.log", t.name));
+            let _ = std::fs::write(&log, &text);
+            let run = NodeRun {
+                node: t.name.clone(),
+                wave: i + 1,
+                result: if ok { "up" } else { "failed" },
+                seconds: Duration::as_secs_f64(&took),
+                log: Some(log.display().to_string()),
+            };
+            on(Event::Done(&run, &text));
+            failed |= !ok;
+            runs.push(run);
+        }
+    }
+    runs
+}
