@@ -264,6 +264,10 @@ pub struct Profile {
     /// `"<group>.<key>" = value`.
     #[serde(default)]
     pub values: BTreeMap<String, toml::Value>,
+    /// The most memory the whole stack should take with this profile (the sum of every
+    /// service's proportional set size): `berth status` reports against it.
+    #[serde(default)]
+    pub memory_budget: Option<String>,
 }
 
 /// `[secrets.<name>]`: a value generated once (or handed over once by a hook) and

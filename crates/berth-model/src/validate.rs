@@ -627,6 +627,29 @@ impl Validator<'_> {
 
     fn profiles(&mut self) {
         for (profile, p) in &self.man.profiles {
+            if let Some(budget) = &p.memory_budget {
+                let path = [
+                    Seg::Key("profiles"),
+                    Seg::Key(profile),
+                    Seg::Key("memory_budget"),
+                ];
+                match crate::value::parse_size(budget) {
+                    Ok(n) if n > 0 => {}
+                    Ok(_) => self.at_value(
+                        &path,
+                        format!("profile `{profile}` has a memory budget of 0"),
+                        Some(
+                            "give the most memory the stack should take, e.g. `\"800MiB\"`"
+                                .to_owned(),
+                        ),
+                    ),
+                    Err(why) => self.at_value(
+                        &path,
+                        format!("`{}` is not a size: {why}", crate::shown(budget)),
+                        Some(crate::value::SIZE_HELP.to_owned()),
+                    ),
+                }
+            }
             for e in p.entries() {
                 let name = format!("{}.{}", e.group, e.key);
                 let quoted = [

@@ -29,11 +29,18 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         .iter()
         .filter_map(|s| s.pss_bytes)
         .reduce(|a, b| a + b);
+    let budget = memory_budget(loc);
+    let over = matches!((memory, &budget), (Some(m), Some((_, b))) if m > *b);
     if json {
         let v = serde_json::json!({
             "supervisor_running": supervisor_pid.is_some(),
             "supervisor_pid": supervisor_pid,
             "memory_pss_bytes": memory,
+            "memory_budget": budget.as_ref().map(|(profile, bytes)| serde_json::json!({
+                "profile": profile,
+                "bytes": bytes,
+                "within": memory.map(|m| m <= *bytes),
+            })),
             "services": services,
             "jobs": jobs,
             "upgrade": {
@@ -50,6 +57,8 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut unhealthy = print_services(&services, memory);
+    print_budget(memory, budget.as_ref());
+    unhealthy |= over;
     if !jobs.is_empty() {
         println!();
         println!(
@@ -101,6 +110,44 @@ pub fn status(loc: &Locate, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The stack's memory against its profile's budget, when it has one.
+fn print_budget(memory: Option<u64>, budget: Option<&(String, u64)>) {
+    let (Some(total), Some((profile, bytes))) = (memory, budget) else {
+        return;
+    };
+    let human = berth_preflight::human_size;
+    if total > *bytes {
+        println!(
+            "OVER the `{profile}` profile's memory budget of {}: {} more (the MEMORY column shows where)",
+            human(*bytes),
+            human(total - bytes)
+        );
+    } else {
+        println!(
+            "within the `{profile}` profile's memory budget of {} ({} to spare)",
+            human(*bytes),
+            human(bytes - total)
+        );
+    }
+}
+
+/// The memory budget of the instance's profile, if it has one: the profile's name and
+/// the budget in bytes. An instance whose config cannot be read has none here (its
+/// other commands report why).
+fn memory_budget(loc: &Locate) -> Option<(String, u64)> {
+    let inst = berth_lifecycle::instance::open(loc).ok()?;
+    let profile = inst.config.profile.clone()?;
+    let budget = inst
+        .manifest
+        .manifest
+        .profiles
+        .get(&profile)?
+        .memory_budget
+        .as_deref()?;
+    let bytes = u64::try_from(berth_model::parse_size(budget).ok()?).ok()?;
+    Some((profile, bytes))
 }
 
 /// The services' table of `status`, and the stack's memory; true when one is not ready.
