@@ -445,3 +445,118 @@ fn fleet_up_brings_the_app_up_node_by_node_and_reconfigure_reaches_only_changed_
     assert_eq!(code, "200");
     assert!(body.contains("\"greeting\": \"hello fleet\""), "{body}");
 }
+
+#[test]
+#[allow(clippy::too_many_lines)] // three machines, one cluster, asked from outside
+fn the_consensus_role_runs_a_three_member_etcd_cluster() {
+    let dir = prefix_dir("fleet");
+    let mut lab = Lab::new(3, dir.path());
+    for i in 1..=3 {
+        lab.start_sshd(i);
+    }
+    let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
+    let prefixes: Vec<PathBuf> = lab.nodes.iter().map(|n| n.dir.join("instance")).collect();
+    let _nodes = Nodes(prefixes.clone());
+    std::fs::write(
+        dir.path().join("site.toml"),
+        format!(
+            "users = \"shared\"\nexternal_url = \"http://{}:18080/\"\n",
+            addr[0]
+        ),
+    )
+    .unwrap();
+    let roles = [
+        "\"database\", \"consensus\", \"cache\", \"web\"",
+        "\"database\", \"consensus\"",
+        "\"database\", \"consensus\"",
+    ];
+    let mut text = format!(
+        "[fleet]\nname = \"lab\"\nidentity = \"{}\"\nknown_hosts = \"known_hosts\"\nsite = \"site.toml\"\n\
+         berth = \"{}\"\nconnect_timeout = \"2s\"\n",
+        lab.identity().display(),
+        berth_bin().display()
+    );
+    for i in 0..3 {
+        let _ = write!(
+            text,
+            "\n[nodes.db-{}]\naddress = \"{}\"\nroles = [{}]\nprefix = \"{}\"\n",
+            i + 1,
+            addr[i],
+            roles[i],
+            prefixes[i].display()
+        );
+    }
+    let fleet_file = dir.path().join("fleet.toml");
+    std::fs::write(&fleet_file, text).unwrap();
+    std::fs::write(
+        dir.path().join("known_hosts"),
+        (1..=3).map(|i| lab.known_host(i)).collect::<String>(),
+    )
+    .unwrap();
+    let ministack = root()
+        .join("tests/fixtures/ministack")
+        .display()
+        .to_string();
+    let r = lab.berth(&[
+        "--manifest",
+        &ministack,
+        "fleet",
+        "up",
+        "--fleet",
+        &fleet_file.display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    // One cluster of three, every member healthy, asked from the admin's machine.
+    let endpoints: Vec<String> = addr.iter().map(|a| format!("http://{a}:2379")).collect();
+    let etcdctl = |args: &[&str]| {
+        let endpoints = endpoints.join(",");
+        let mut argv = vec![
+            "env",
+            "ETCDCTL_API=3",
+            "etcdctl",
+            "--endpoints",
+            endpoints.as_str(),
+        ];
+        argv.extend(args);
+        let out = lab.exec_in(&lab.admin, &argv);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let health = etcdctl(&["endpoint", "health"]);
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    let members = etcdctl(&["member", "list"]);
+    for i in 1..=3 {
+        assert!(members.contains(&format!(", db-{i}, http://")), "{members}");
+    }
+    // It runs under each node's supervisor, as its own user, with its data private.
+    let r = lab.berth(&[
+        "--prefix",
+        &prefixes[1].display().to_string(),
+        "status",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["berth-etcd", "postgresql"]);
+    let data = prefixes[1].join("data/berth-etcd");
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        ))
+        .unwrap()
+        .unwrap()
+        .name,
+        "ministack-etcd"
+    );
+}

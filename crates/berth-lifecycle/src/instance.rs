@@ -277,9 +277,7 @@ fn node_app(
     }
     let app = berth_topology::node::localize(&manifest, &roles, config.fleet.as_ref());
     config.app_components = Some(config.enabled_components.clone());
-    config
-        .enabled_components
-        .retain(|c| app.components.contains(c));
+    app.narrow(&mut config.enabled_components);
     (app.manifest, None)
 }
 

@@ -12,8 +12,8 @@
 //! | `facts` | every field of [`Facts`] |
 //! | `external_url` | `url`, `scheme`, `host`, `port`, `path` |
 //! | `profile` | the selected profile's name, or none |
-//! | `node` | `name`, `address` (where the other nodes of a fleet reach this one; `127.0.0.1` alone), `in_fleet`, `peers` (every node's address), `peer_networks` (each as a one-host network: `10.0.0.1/32`) |
-//! | `roles` | `roles.<name>`: `here` (this node takes it), `hosts` (the addresses of the nodes that do), `host` (the first) |
+//! | `node` | `name` (`local` alone), `address` (where the other nodes of a fleet reach this one; `127.0.0.1` alone), `in_fleet`, `fleet` (its name), `peers` (every node's address), `peer_networks` (each as a one-host network: `10.0.0.1/32`) |
+//! | `roles` | `roles.<name>`: `here` (this node takes it), `hosts` (the addresses of the nodes that do), `host` (the first), `members` (`name` and `address` of each) |
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -129,14 +129,21 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
     top.insert("profile".to_owned(), Node::Leaf);
     top.insert(
         "node".to_owned(),
-        map(["name", "address", "in_fleet", "peers", "peer_networks"]),
+        map([
+            "name",
+            "address",
+            "in_fleet",
+            "fleet",
+            "peers",
+            "peer_networks",
+        ]),
     );
     top.insert(
         "roles".to_owned(),
         Node::Map(
             m.roles
                 .keys()
-                .map(|r| (r.clone(), map(["here", "hosts", "host"])))
+                .map(|r| (r.clone(), map(["here", "hosts", "host", "members"])))
                 .collect(),
         ),
     );

@@ -281,8 +281,8 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
     let local = "127.0.0.1".to_owned();
     let Some(fleet) = &input.config.fleet else {
         let node = minijinja::context! {
-            name => "", address => local.clone(), in_fleet => false, peers => vec![local.clone()],
-            peer_networks => vec![format!("{local}/32")],
+            name => "local", address => local.clone(), in_fleet => false, fleet => "",
+            peers => vec![local.clone()], peer_networks => vec![format!("{local}/32")],
         };
         let roles: BTreeMap<String, Value> = m
             .roles
@@ -290,6 +290,7 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
             .map(|r| {
                 let ctx = minijinja::context! {
                     here => true, hosts => vec![local.clone()], host => local.clone(),
+                    members => vec![minijinja::context! { name => "local", address => local.clone() }],
                 };
                 (r.clone(), ctx)
             })
@@ -301,6 +302,7 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
         name => fleet.node.clone(),
         address => me.map(|p| p.address.clone()).unwrap_or_default(),
         in_fleet => true,
+        fleet => fleet.name.clone(),
         peers => fleet.nodes.values().map(|p| p.address.clone()).collect::<Vec<_>>(),
         peer_networks => fleet.nodes.values().map(|p| network(&p.address)).collect::<Vec<_>>(),
     };
@@ -309,10 +311,17 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
         .keys()
         .map(|r| {
             let hosts: Vec<String> = fleet.hosts(r).into_iter().map(str::to_owned).collect();
+            let members: Vec<Value> = fleet
+                .nodes
+                .iter()
+                .filter(|(_, p)| p.roles.contains(r))
+                .map(|(name, p)| minijinja::context! { name => name.clone(), address => p.address.clone() })
+                .collect();
             let ctx = minijinja::context! {
                 here => me.is_some_and(|p| p.roles.contains(r)),
                 host => hosts.first().cloned().unwrap_or_default(),
                 hosts => hosts,
+                members => members,
             };
             (r.clone(), ctx)
         })

@@ -15,6 +15,7 @@
 //!
 //! [`show`] prints a plan as tables; [`site_config`] writes one node's `site.toml`.
 
+pub mod engines;
 pub mod node;
 mod plan;
 mod show;

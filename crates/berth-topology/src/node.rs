@@ -16,6 +16,19 @@ pub struct NodeApp {
     pub components: BTreeSet<String>,
 }
 
+impl NodeApp {
+    /// The app's enabled components narrowed to this node's, with berth's engines.
+    pub fn narrow(&self, enabled: &mut BTreeSet<String>) {
+        enabled.retain(|c| self.components.contains(c));
+        enabled.extend(
+            self.components
+                .iter()
+                .filter(|c| c.starts_with("berth-"))
+                .cloned(),
+        );
+    }
+}
+
 /// How early each role comes up: 0 for a role after nothing, else one more than the
 /// latest role it comes after (a role placed `with` another comes up with it).
 pub fn role_ranks(m: &berth_model::Manifest) -> BTreeMap<String, usize> {
@@ -121,6 +134,21 @@ pub fn localize(m: &LoadedManifest, roles: &[String], fleet: Option<&FleetView>)
         .manifest
         .services
         .retain(|name, _| here.contains(name.as_str()));
+    // The engines of its roles, as components and services of their own.
+    let mut components = components;
+    for (name, role) in man.roles.iter().filter(|(n, _)| roles.contains(n)) {
+        for engine in &role.engines {
+            crate::engines::add(&mut local, name, *engine);
+        }
+    }
+    components.extend(
+        local
+            .manifest
+            .components
+            .keys()
+            .filter(|c| c.starts_with("berth-"))
+            .cloned(),
+    );
     if let Some(fleet) = fleet {
         let mine = |component: &str, placement: Placement| {
             placement == Placement::Every

@@ -165,3 +165,58 @@ fn netbox_runs_its_migrations_and_housekeeping_on_one_node() {
         &["database", "cache", "web", "worker"].map(String::from)
     ));
 }
+
+#[test]
+fn a_consensus_node_runs_berths_etcd_with_every_member() {
+    let m = load("tests/fixtures/ministack");
+    let fleet: &[(&str, &str, &[&str])] = &[
+        (
+            "db-1",
+            "10.0.0.1",
+            &["database", "consensus", "cache", "web"],
+        ),
+        ("db-2", "10.0.0.2", &["database", "consensus"]),
+        ("db-3", "10.0.0.3", &["database", "consensus"]),
+    ];
+    let site = parse_site("site.toml", &node_site("db-2", fleet), &m).expect("valid");
+    let mut config = resolve(&m, &site, &Facts::fixture()).expect("resolves");
+    let roles = config.roles.clone().unwrap();
+    let app = localize(&m, &roles, config.fleet.as_ref());
+    assert!(app.components.contains("berth-etcd"));
+    config.app_components = Some(config.enabled_components.clone());
+    app.narrow(&mut config.enabled_components);
+    let paths = Paths::for_prefix(Path::new("/var/opt/berth/app"), "1.0.0");
+    let secrets: BTreeMap<String, String> =
+        berth_render::secret_specs(&app.manifest, &Facts::fixture(), &UserNames::shared())
+            .into_iter()
+            .map(|s| (s.name.clone(), "x".to_owned()))
+            .collect();
+    let state = render(&RenderInput {
+        manifest: &app.manifest,
+        config: &config,
+        facts: &Facts::fixture(),
+        secrets: &secrets,
+        paths: &paths,
+        users: &UserNames::shared(),
+    })
+    .expect("renders");
+    let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["berth-etcd", "postgresql"]);
+    assert!(
+        state.packages.contains(&"etcd-server".to_owned()),
+        "{:?}",
+        state.packages
+    );
+    assert_eq!(
+        app.manifest.manifest.components["berth-etcd"]
+            .user
+            .as_deref(),
+        Some("ministack-etcd")
+    );
+    let etcd = state
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("berth-etcd/etcd.yml"))
+        .expect("etcd.yml");
+    insta::assert_snapshot!("etcd_yml", etcd.content);
+}
