@@ -28,14 +28,8 @@ PY=/usr/bin/python3
 [ "$(id -u)" -eq 0 ] || { echo "benches/console.sh: run as root" >&2; exit 1; }
 say() { printf '\n== %s\n' "$*" >&2; }
 command -v hyperfine >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null
-if [ -n "${BENCH_BERTH:-}" ]; then
-  BERTH=$(realpath "$BENCH_BERTH"); BUILD="the binary BENCH_BERTH names"
-else
-  say "building the release binary"
-  cargo build --release --bin berth
-  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  BERTH=$TARGET_DIR/release/berth; BUILD="release build"
-fi
+. "$ROOT/benches/lib/berth.sh"
+find_berth
 
 WORK=$(mktemp -d /tmp/berth-console.XXXXXX)
 chmod 755 "$WORK"
