@@ -5,7 +5,8 @@
 #
 #   benches/memory.sh            (as root; NetBox from PyPI: about 10 minutes)
 #
-# Brings examples/netbox up in a fresh prefix (default profile), waits BENCH_SETTLE_SECS,
+# Brings examples/netbox up in a fresh prefix (default profile), sends 40 requests to
+# its login page (every worker loads what it holds in use), waits BENCH_SETTLE_SECS,
 # takes BENCH_SAMPLES samples BENCH_EVERY_SECS apart, then `profile = "small"` and
 # `berth reconfigure`, and the same again. Writes benches/RESULTS-memory.md.
 #
@@ -26,14 +27,8 @@ PY=/usr/bin/python3
 
 [ "$(id -u)" -eq 0 ] || { echo "benches/memory.sh: run as root" >&2; exit 1; }
 say() { printf '\n== %s\n' "$*" >&2; }
-if [ -n "${BENCH_BERTH:-}" ]; then
-  BERTH=$(realpath "$BENCH_BERTH"); BUILD="the binary BENCH_BERTH names"
-else
-  say "building the release binary"
-  cargo build --release --bin berth
-  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  BERTH=$TARGET_DIR/release/berth; BUILD="release build"
-fi
+. "$ROOT/benches/lib/berth.sh"
+find_berth
 
 WORK=$(mktemp -d /tmp/berth-memory.XXXXXX)
 chmod 755 "$WORK"
@@ -44,6 +39,9 @@ cleanup() { b down >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 sample() { # profile
+  # Warm: every gunicorn worker serves requests (each loads what it will hold) and the
+  # database gets connections, as in use; then the stack settles.
+  for i in $(seq 40); do curl -s -o /dev/null "http://127.0.0.1:8080/login/"; done
   sleep "$SETTLE"
   for i in $(seq "$SAMPLES"); do
     b status --json > "$WORK/$1-$i.json"
@@ -83,7 +81,7 @@ print(f"| date | {datetime.datetime.utcnow():%Y-%m-%d %H:%M:%S} UTC |")
 print(f"| commit | `{commit}` |")
 print(f"| machine | {os.cpu_count()} CPUs, {int(mem) / 1048576:.1f} GiB, {os.uname().release} |")
 print(f"| samples | {n} per profile, {every} s apart, after {settle} s to settle |\n")
-print("Proportional set size (PSS) of each service's whole process group, as `berth status --json` reports it; MiB, median of the samples.\n")
+print("Proportional set size (PSS) of each service's whole process group, as `berth status --json` reports it, after 40 requests to the login page; MiB, median of the samples.\n")
 print("| service | default | small | small / default |\n| --- | ---: | ---: | ---: |")
 for name in sorted(d_per):
     d, s = statistics.median(d_per[name]), statistics.median(s_per.get(name, [0]))

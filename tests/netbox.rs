@@ -247,8 +247,35 @@ fn netbox_comes_up_behind_nginx_and_serves_its_api() {
     killed_services_come_back(&b, &headers);
     images_serve_the_same_netbox(&b, &auth);
     b.assert_secrets_private_and_unshown(5, &[&["config", "show"], &["history"]]);
+    small_profile_fits_its_budget(&b, &headers);
 
     backup_destroy_restore(&b, &auth);
+}
+
+/// The `small` profile (fewer gunicorn workers and threads, smaller buffers): NetBox
+/// still answers and its worker still runs, and the whole stack's memory, as `berth
+/// status` adds it up, is within the budget the profile declares.
+fn small_profile_fits_its_budget(b: &Berth, headers: &[(&str, &str)]) {
+    b.write_site(&format!("profile = \"small\"\n{SITE}"));
+    b.run(&["reconfigure"]).expect(0);
+    // Every worker has served a request, so each has loaded what it will hold.
+    for _ in 0..8 {
+        let (code, body) = http_request("GET", PORT, "/api/status/", headers, None).unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    assert!(api_status(headers)["rq-workers-running"].as_u64() >= Some(1));
+    let status = b.status();
+    let small = status["memory_pss_bytes"].as_u64().unwrap();
+    assert_eq!(status["memory_budget"]["profile"], "small", "{status:#}");
+    assert_eq!(status["memory_budget"]["within"], true, "{status:#}");
+    assert!(small > 100 << 20, "NetBox takes more than {small} bytes");
+    let r = b.run(&["status"]);
+    assert!(
+        r.stdout
+            .contains("within the `small` profile's memory budget"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Objects and uploaded images made on 4.7.0, then `berth upgrade apply` to the 4.7.3
