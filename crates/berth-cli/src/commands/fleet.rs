@@ -1,4 +1,5 @@
-//! `berth fleet check` and `berth fleet status`.
+//! `berth fleet`: check, status, up and reconfigure on the admin's machine; `node-up` and
+//! `node-digest`, what they run on each node.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -297,7 +298,7 @@ fn fleet_secrets(
     fleet: &LoadedFleet,
     manifest: &LoadedManifest,
 ) -> Result<std::collections::BTreeMap<String, String>> {
-    let facts = berth_model::Facts::fixture();
+    let facts = berth_host::facts::probe();
     let specs: Vec<berth_render::SecretSpec> =
         berth_render::secret_specs(manifest, &facts, &berth_render::UserNames::shared())
             .into_iter()
