@@ -44,20 +44,23 @@ const WEB: &str = "\"web\"";
 const WORKER: &str = "\"worker\"";
 
 /// A lab of three machines, sshd on the first two (the third refuses connections).
-fn lab() -> (tempfile::TempDir, Lab) {
+struct Setup {
+    dir: tempfile::TempDir,
+    lab: Lab,
+    /// The three machines' addresses.
+    a: [String; 3],
+    /// known_hosts lines for the two machines with an sshd.
+    hosts: String,
+}
+
+fn lab() -> Setup {
     let dir = prefix_dir("fleet");
     let mut lab = Lab::new(3, dir.path());
     lab.start_sshd(1);
     lab.start_sshd(2);
-    (dir, lab)
-}
-
-fn addresses(lab: &Lab) -> (String, String, String) {
-    (
-        lab.nodes[0].address.clone(),
-        lab.nodes[1].address.clone(),
-        lab.nodes[2].address.clone(),
-    )
+    let a = [0, 1, 2].map(|i| lab.nodes[i].address.clone());
+    let hosts = format!("{}{}", lab.known_host(1), lab.known_host(2));
+    Setup { dir, lab, a, hosts }
 }
 
 fn fleet(lab: &Lab, command: &str, f: &Path, json: bool) -> berth_tests::Run {
@@ -83,9 +86,12 @@ const WEB_AND_WORKER: &str = "\"web\", \"worker\"";
 
 #[test]
 fn ready_nodes_pass_and_report_their_status() {
-    let (dir, lab) = lab();
-    let (a1, a2, _) = addresses(&lab);
-    let hosts = format!("{}{}", lab.known_host(1), lab.known_host(2));
+    let Setup {
+        dir,
+        lab,
+        a: [a1, a2, _],
+        hosts,
+    } = lab();
     let f = fleet_file(
         &lab,
         dir.path(),
@@ -127,9 +133,12 @@ fn ready_nodes_pass_and_report_their_status() {
 
 #[test]
 fn unreachable_nodes_are_refused() {
-    let (dir, lab) = lab();
-    let (a1, a2, a3) = addresses(&lab);
-    let hosts = format!("{}{}", lab.known_host(1), lab.known_host(2));
+    let Setup {
+        dir,
+        lab,
+        a: [a1, a2, a3],
+        hosts,
+    } = lab();
     // Nothing at one address; a machine without sshd at the other.
     let f = fleet_file(
         &lab,
@@ -172,8 +181,12 @@ fn unreachable_nodes_are_refused() {
 
 #[test]
 fn host_keys_are_checked_never_learnt() {
-    let (dir, lab) = lab();
-    let (a1, a2, _) = addresses(&lab);
+    let Setup {
+        dir,
+        lab,
+        a: [a1, a2, _],
+        ..
+    } = lab();
     // A key that is not the node's: refused, with what to find out first.
     let other = dir.path().join("other_key");
     let out = std::process::Command::new("ssh-keygen")
@@ -234,9 +247,12 @@ fn host_keys_are_checked_never_learnt() {
 
 #[test]
 fn two_nodes_with_one_address_are_refused_before_any_ssh() {
-    let (dir, lab) = lab();
-    let (a1, a2, _) = addresses(&lab);
-    let hosts = format!("{}{}", lab.known_host(1), lab.known_host(2));
+    let Setup {
+        dir,
+        lab,
+        a: [a1, a2, _],
+        hosts,
+    } = lab();
     let f = fleet_file(
         &lab,
         dir.path(),

@@ -50,26 +50,20 @@ const FLEET: &[(&str, &str, &[&str])] = &[
     ("web-2", "10.0.0.3", &["web"]),
 ];
 
-/// Renders node `node` of `FLEET` for the app in `dir`: its files by path and its
-/// services, hooks and jobs.
-fn render_node(
+/// Node `node` of `fleet` for the app in `dir`, narrowed and rendered as `berth up`
+/// does: what it runs, and its desired state.
+fn render_in(
     dir: &str,
+    fleet: &[(&str, &str, &[&str])],
     node: &str,
-) -> (
-    BTreeMap<String, String>,
-    Vec<String>,
-    Vec<String>,
-    Vec<String>,
-) {
+) -> (berth_topology::node::NodeApp, berth_render::DesiredState) {
     let m = load(dir);
-    let site = parse_site("site.toml", &node_site(node, FLEET), &m).expect("valid node config");
+    let site = parse_site("site.toml", &node_site(node, fleet), &m).expect("valid node config");
     let mut config = resolve(&m, &site, &Facts::fixture()).expect("resolves");
     let roles = config.roles.clone().unwrap();
     let app = localize(&m, &roles, config.fleet.as_ref());
     config.app_components = Some(config.enabled_components.clone());
-    config
-        .enabled_components
-        .retain(|c| app.components.contains(c));
+    app.narrow(&mut config.enabled_components);
     let secrets: BTreeMap<String, String> =
         berth_render::secret_specs(&app.manifest, &Facts::fixture(), &UserNames::shared())
             .into_iter()
@@ -85,13 +79,29 @@ fn render_node(
         users: &UserNames::shared(),
     })
     .expect("renders");
+    (app, state)
+}
+
+/// Renders node `node` of `FLEET` for the app in `dir`: its files by path (relative
+/// to `etc/`) and its services, hooks and jobs.
+fn render_node(
+    dir: &str,
+    node: &str,
+) -> (
+    BTreeMap<String, String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+) {
+    let (_, state) = render_in(dir, FLEET, node);
+    let etc = Path::new("/var/opt/berth/app/etc");
     let files = state
         .files
         .iter()
         .map(|f| {
             let rel = f
                 .path
-                .strip_prefix(&paths.etc)
+                .strip_prefix(etc)
                 .unwrap_or(&f.path)
                 .display()
                 .to_string();
@@ -168,7 +178,6 @@ fn netbox_runs_its_migrations_and_housekeeping_on_one_node() {
 
 #[test]
 fn a_consensus_node_runs_berths_etcd_with_every_member() {
-    let m = load("tests/fixtures/ministack");
     let fleet: &[(&str, &str, &[&str])] = &[
         (
             "db-1",
@@ -178,28 +187,8 @@ fn a_consensus_node_runs_berths_etcd_with_every_member() {
         ("db-2", "10.0.0.2", &["database", "consensus"]),
         ("db-3", "10.0.0.3", &["database", "consensus"]),
     ];
-    let site = parse_site("site.toml", &node_site("db-2", fleet), &m).expect("valid");
-    let mut config = resolve(&m, &site, &Facts::fixture()).expect("resolves");
-    let roles = config.roles.clone().unwrap();
-    let app = localize(&m, &roles, config.fleet.as_ref());
+    let (app, state) = render_in("tests/fixtures/ministack", fleet, "db-2");
     assert!(app.components.contains("berth-etcd"));
-    config.app_components = Some(config.enabled_components.clone());
-    app.narrow(&mut config.enabled_components);
-    let paths = Paths::for_prefix(Path::new("/var/opt/berth/app"), "1.0.0");
-    let secrets: BTreeMap<String, String> =
-        berth_render::secret_specs(&app.manifest, &Facts::fixture(), &UserNames::shared())
-            .into_iter()
-            .map(|s| (s.name.clone(), "x".to_owned()))
-            .collect();
-    let state = render(&RenderInput {
-        manifest: &app.manifest,
-        config: &config,
-        facts: &Facts::fixture(),
-        secrets: &secrets,
-        paths: &paths,
-        users: &UserNames::shared(),
-    })
-    .expect("renders");
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["berth-etcd", "postgresql"]);
     assert!(
