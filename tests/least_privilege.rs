@@ -30,6 +30,10 @@ component = "app"
 description = "Writes into its HOME, then waits"
 command = ["/bin/sh", "-c", 'echo service > "$HOME/from-service" && exec sleep 1000000']
 ready = { command = ["/bin/sh", "-c", 'test -s "$HOME/from-service"'], timeout = "10s" }
+
+# The fixture declares roles, so every service is in one.
+[roles.spying]
+services = ["homebody"]
 "#;
 
 /// The ministack fixture plus [`HOME_WRITERS`].
