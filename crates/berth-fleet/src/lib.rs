@@ -56,6 +56,9 @@ pub fn prefix(f: &LoadedFleet, app: &str, node: &str) -> String {
 pub enum Problem {
     /// SSH failed: unreachable, host key, login.
     Remote {
+        /// A few words for a table ([`RemoteError::short`]).
+        #[serde(skip)]
+        short: &'static str,
         /// What happened.
         message: String,
         /// What to do.
@@ -85,6 +88,7 @@ pub enum Problem {
 impl Problem {
     fn remote(e: &RemoteError) -> Self {
         Self::Remote {
+            short: e.short(),
             message: e.to_string(),
             hint: e.hint(),
         }
@@ -93,19 +97,7 @@ impl Problem {
     /// One line for a table.
     pub fn short(&self) -> String {
         match self {
-            Self::Remote { message, .. } => {
-                if message.contains("cannot be reached") {
-                    "unreachable".to_owned()
-                } else if message.contains("no host key") {
-                    "host key unknown".to_owned()
-                } else if message.contains("different host key") {
-                    "HOST KEY CHANGED".to_owned()
-                } else if message.contains("refused the login") {
-                    "login refused".to_owned()
-                } else {
-                    "ssh failed".to_owned()
-                }
-            }
+            Self::Remote { short, .. } => (*short).to_owned(),
             Self::BerthMissing { .. } => "berth missing".to_owned(),
             Self::BerthVersion { found, .. } => format!("berth {found}"),
             Self::Failed { code, .. } => format!("berth failed ({code})"),
@@ -115,7 +107,7 @@ impl Problem {
     /// The whole story, with what to do.
     pub fn explain(&self) -> (String, String) {
         match self {
-            Self::Remote { message, hint } => (message.clone(), hint.clone()),
+            Self::Remote { message, hint, .. } => (message.clone(), hint.clone()),
             Self::BerthMissing { path } => (
                 format!("berth is not installed at `{path}`"),
                 "install berth there (its package, or the binary), or set `berth` in the fleet file's [fleet] to where it is".to_owned(),

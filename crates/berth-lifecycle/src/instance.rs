@@ -248,13 +248,8 @@ fn node_app(
         return (manifest, None);
     };
     let m = &manifest.manifest;
-    if config.fleet.is_none() && !berth_topology::node::takes_everything(m, &roles) {
-        let missing: Vec<&str> = m
-            .roles
-            .iter()
-            .filter(|(name, r)| !r.services.is_empty() && !roles.contains(name))
-            .map(|(name, _)| name.as_str())
-            .collect();
+    let missing = m.roles_left_out(&roles);
+    if config.fleet.is_none() && !missing.is_empty() {
         let tick = |v: &[&str]| {
             v.iter()
                 .map(|n| format!("`{n}`"))

@@ -938,6 +938,18 @@ pub struct ProfileEntry<'a> {
     pub quoted: bool,
 }
 
+impl Manifest {
+    /// The roles that run services and are not in `roles`: what a node taking `roles`
+    /// leaves to other nodes (none: it runs the whole app).
+    pub fn roles_left_out<'a>(&'a self, roles: &[String]) -> Vec<&'a str> {
+        self.roles
+            .iter()
+            .filter(|(name, r)| !r.services.is_empty() && !roles.contains(name))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
 impl Profile {
     /// Every value as (group, key, value). Accepts `"web.workers" = 4`, `web.workers = 4`
     /// and `[profiles.<name>.values.web]` tables alike.

@@ -105,6 +105,17 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// A few words for a table: `unreachable`, `host key unknown`, …
+    pub fn short(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::UnknownHostKey { .. } => "host key unknown",
+            Self::ChangedHostKey { .. } => "HOST KEY CHANGED",
+            Self::LoginRefused { .. } => "login refused",
+            Self::Ssh { .. } => "ssh failed",
+        }
+    }
+
     /// What the administrator can do about it.
     pub fn hint(&self) -> String {
         match self {

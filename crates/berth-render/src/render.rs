@@ -523,9 +523,7 @@ fn health_url(input: &RenderInput<'_>) -> String {
     let answers = match &input.config.roles {
         None => true,
         Some(roles) => {
-            m.roles
-                .iter()
-                .all(|(name, r)| r.services.is_empty() || roles.contains(name))
+            m.roles_left_out(roles).is_empty()
                 || m.roles
                     .iter()
                     .any(|(name, r)| r.health && roles.contains(name))

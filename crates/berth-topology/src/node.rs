@@ -118,9 +118,7 @@ pub fn once_node<'f>(
 
 /// Whether the roles in `roles` run every service of the app.
 pub fn takes_everything(m: &berth_model::Manifest, roles: &[String]) -> bool {
-    m.roles
-        .iter()
-        .all(|(name, r)| r.services.is_empty() || roles.contains(name))
+    m.roles_left_out(roles).is_empty()
 }
 
 /// The app as the node taking `roles` in `fleet` runs it (alone, with no fleet: the
