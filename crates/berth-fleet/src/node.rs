@@ -121,7 +121,7 @@ pub fn site_config(f: &LoadedFleet, node: &str) -> String {
 /// The nodes in bring-up order: waves of nodes brought up together. A node comes
 /// after every role its roles come after (its latest role's rank); within a rank,
 /// each node that runs a `once` hook or job comes first, alone, so the rest find its
-/// work done (a migrated database).
+/// work done (a migrated database), unless it is a member of a quorum.
 pub fn waves(f: &LoadedFleet, m: &berth_model::Manifest) -> Vec<Vec<String>> {
     let ranks = berth_topology::node::role_ranks(m);
     let view = view(f, "");
@@ -147,8 +147,14 @@ pub fn waves(f: &LoadedFleet, m: &berth_model::Manifest) -> Vec<Vec<String>> {
             .max()
             .copied()
             .unwrap_or(0);
+        // A member of a quorum (etcd) never comes up alone: its store needs a majority.
+        let quorum = n.roles.iter().any(|r| {
+            m.roles
+                .get(r)
+                .is_some_and(|d| d.ha == berth_model::topology::HaKind::Quorum)
+        });
         let entry = by_rank.entry(rank).or_default();
-        if once.contains(name.as_str()) {
+        if once.contains(name.as_str()) && !quorum {
             entry.0.push(name.clone());
         } else {
             entry.1.push(name.clone());

@@ -160,6 +160,27 @@ impl FleetView {
         self.nodes.get(&self.node)
     }
 
+    /// Whether some node of the fleet takes a role of `m` that runs `engine`.
+    pub fn runs(&self, m: &crate::Manifest, engine: crate::topology::Engine) -> bool {
+        self.nodes.values().any(|n| {
+            n.roles
+                .iter()
+                .any(|r| m.roles.get(r).is_some_and(|d| d.engines.contains(&engine)))
+        })
+    }
+
+    /// The role of `m` whose PostgreSQL Patroni runs in this fleet: the one with
+    /// `ha = "patroni"`, once some node runs etcd for it to elect its leader in.
+    pub fn patroni_role<'m>(&self, m: &'m crate::Manifest) -> Option<&'m str> {
+        if !self.runs(m, crate::topology::Engine::Etcd) {
+            return None;
+        }
+        m.roles
+            .iter()
+            .find(|(_, d)| d.ha == crate::topology::HaKind::Patroni && d.patroni.is_some())
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Addresses of the nodes taking `role`, by node name.
     pub fn hosts(&self, role: &str) -> Vec<&str> {
         self.nodes

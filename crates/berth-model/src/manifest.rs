@@ -384,6 +384,10 @@ pub enum FileFormat {
     /// `redis.conf`: a string is written bare when it is a plain word, else in double
     /// quotes with `\x` escapes.
     Redis,
+    /// `haproxy.cfg`: a string is written bare when it is a plain word, else in single
+    /// quotes (where HAProxy expands nothing); a single quote or a control character is
+    /// refused.
+    Haproxy,
     /// Line-based `key = value` text without quoting (`ini`, `pg_hba.conf`): values are
     /// written as they are, but a control character (a line break) is refused.
     #[serde(alias = "ini")]
@@ -394,7 +398,7 @@ pub enum FileFormat {
 
 impl FileFormat {
     /// Every format, in the order the docs list them.
-    pub const ALL: [FileFormat; 10] = [
+    pub const ALL: [FileFormat; 11] = [
         FileFormat::Nginx,
         FileFormat::Python,
         FileFormat::Php,
@@ -403,6 +407,7 @@ impl FileFormat {
         FileFormat::Shell,
         FileFormat::Postgresql,
         FileFormat::Redis,
+        FileFormat::Haproxy,
         FileFormat::Conf,
         FileFormat::Plain,
     ];
@@ -418,6 +423,7 @@ impl FileFormat {
             FileFormat::Shell => "shell",
             FileFormat::Postgresql => "postgresql",
             FileFormat::Redis => "redis",
+            FileFormat::Haproxy => "haproxy",
             FileFormat::Conf => "conf",
             FileFormat::Plain => "plain",
         }

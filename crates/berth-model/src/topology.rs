@@ -54,6 +54,45 @@ pub struct RoleDecl {
     /// (asked of the node itself); a node without such a role waits for its services.
     #[serde(default)]
     pub health: bool,
+    /// With `ha = "patroni"`: where the role's PostgreSQL keeps its cluster, so that
+    /// Patroni can run it.
+    #[serde(default)]
+    pub patroni: Option<PatroniDecl>,
+}
+
+/// `[roles.<name>.patroni]`: what Patroni needs to know of the app's PostgreSQL. In a
+/// fleet with a consensus role, Patroni takes over the role's one service: it
+/// bootstraps the cluster on one node, clones it to the others and elects the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatroniDecl {
+    /// PostgreSQL's binaries (`initdb`, `pg_ctl`, `pg_rewind`, ...).
+    pub bin_dir: String,
+    /// The cluster's directory, relative to the instance's data directory.
+    pub data_dir: String,
+    /// The setting holding PostgreSQL's port (`"postgresql.port"`).
+    pub port: String,
+    /// A file of `[[files]]` (its `path`) with the app's PostgreSQL settings: Patroni
+    /// includes it, then sets what replication needs (addresses, port, WAL).
+    pub config_file: String,
+    /// A file of `[[files]]` (its `path`): the app's `pg_hba.conf`, which must let the
+    /// database nodes replicate from each other (`host replication all <peer> ...`).
+    pub hba_file: String,
+    /// Hooks that Patroni's bootstrap does instead (the one running `initdb`): they do
+    /// not run under Patroni.
+    #[serde(default)]
+    pub bootstrap_hooks: Vec<String>,
+    /// Port of Patroni's REST API on each database node (the load balancer asks it
+    /// which node leads).
+    #[serde(default = "PatroniDecl::default_rest_port")]
+    pub rest_port: u16,
+}
+
+impl PatroniDecl {
+    /// Patroni's own default.
+    fn default_rest_port() -> u16 {
+        8008
+    }
 }
 
 /// `nodes = { min = 1, ha = 3, max = 9 }`.

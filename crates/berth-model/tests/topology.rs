@@ -34,6 +34,74 @@ fn errors(roles: &str) -> String {
     }
 }
 
+/// `text` with what a Patroni table names: PostgreSQL's port setting and its two files.
+fn with_pg(text: &str) -> String {
+    format!(
+        "{text}\n{}",
+        r#"
+[settings.postgresql.port]
+type = "port"
+default = 5432
+
+[settings.postgresql.name]
+type = "string"
+default = "app"
+
+[[files]]
+path = "pg/postgresql.conf"
+template = "t.j2"
+format = "postgresql"
+owner = "app"
+
+[[files]]
+path = "pg/pg_hba.conf"
+template = "h.j2"
+format = "conf"
+owner = "app"
+"#
+    )
+}
+
+fn templates() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("t.j2".to_owned(), "# empty\n".to_owned()),
+        ("h.j2".to_owned(), "# empty\n".to_owned()),
+    ])
+}
+
+#[test]
+fn a_patroni_table_names_a_plain_directory_the_manifests_files_a_port_and_hooks() {
+    let text = with_pg(&format!(
+        "{APP}\n{}",
+        r#"
+[roles.consensus]
+engines = ["etcd"]
+with = "database"
+ha = "quorum"
+nodes = { min = 0, ha = 3 }
+
+[roles.database]
+services = ["postgresql"]
+ha = "patroni"
+nodes = { min = 1, ha = 3 }
+
+[roles.database.patroni]
+bin_dir = "usr/lib/postgresql"
+data_dir = "../pg"
+port = "postgresql.name"
+config_file = "pg/postgresq.conf"
+hba_file = "pg/pg_hba.conf"
+bootstrap_hooks = ["initdb"]
+
+[roles.web]
+services = ["web", "redis"]
+patroni = { bin_dir = "/x", data_dir = "x", port = "postgresql.port", config_file = "pg/pg_hba.conf", hba_file = "pg/pg_hba.conf" }
+"#
+    ));
+    let m = LoadedManifest::from_sources("berth.toml", &text, templates()).expect("parses");
+    assert_snapshot!(validate(&m).expect_err("invalid").to_string());
+}
+
 #[test]
 fn a_manifest_with_good_roles_is_valid() {
     let text = format!(
@@ -57,6 +125,13 @@ nodes = { min = 1, ha = 3 }
 cpus = 2
 memory = "4GiB"
 
+[roles.database.patroni]
+bin_dir = "/usr/lib/postgresql/15/bin"
+data_dir = "pg/main"
+port = "postgresql.port"
+config_file = "pg/postgresql.conf"
+hba_file = "pg/pg_hba.conf"
+
 [roles.cache]
 services = ["redis"]
 with = "database"
@@ -72,7 +147,8 @@ cpus = 4
 memory = "7.5GB"
 "#
     );
-    let m = LoadedManifest::from_sources("berth.toml", &text, BTreeMap::new()).expect("parses");
+    let m = LoadedManifest::from_sources("berth.toml", &with_pg(&text), templates())
+        .expect("parses");
     validate(&m).expect("valid");
     assert_eq!(m.manifest.roles.len(), 4);
 }

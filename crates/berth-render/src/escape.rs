@@ -53,6 +53,7 @@ pub fn escape(format: FileFormat, value: &Value) -> Result<String, Error> {
         FileFormat::Shell => word(format, value, shell_quote),
         FileFormat::Postgresql => word(format, value, pg_quote),
         FileFormat::Redis => word(format, value, redis_quote),
+        FileFormat::Haproxy => word(format, value, haproxy_quote),
         FileFormat::Conf => word(format, value, conf_text),
         FileFormat::Plain => Ok(value.to_string()),
     }
@@ -211,6 +212,25 @@ fn redis_quote(s: &str) -> Result<String, String> {
     }
     out.push('"');
     Ok(out)
+}
+
+/// HAProxy: `'...'`, inside which it expands no variable and reads no escape, so a
+/// value with a single quote (or a line break) cannot be written at all.
+fn haproxy_quote(s: &str) -> Result<String, String> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| *c == '\'' || berth_model::is_unsafe_char(*c))
+    {
+        return Err(if c == '\'' {
+            "it contains a single quote (HAProxy cannot quote it)".to_owned()
+        } else {
+            format!(
+                "it contains the control character U+{:04X} (HAProxy cannot quote it)",
+                u32::from(c)
+            )
+        });
+    }
+    Ok(format!("'{s}'"))
 }
 
 /// Line-based text without quoting: the value as it is, if it stays on its line.
@@ -376,13 +396,14 @@ fn php_str(out: &mut String, s: &str) {
 }
 
 /// The filters templates may use, by name, and the format each applies.
-pub(crate) const FILTERS: [(&str, FileFormat); 9] = [
+pub(crate) const FILTERS: [(&str, FileFormat); 10] = [
     ("nginx", FileFormat::Nginx),
     ("python", FileFormat::Python),
     ("php", FileFormat::Php),
     ("shell", FileFormat::Shell),
     ("pgconf", FileFormat::Postgresql),
     ("redis", FileFormat::Redis),
+    ("haproxy", FileFormat::Haproxy),
     ("yaml", FileFormat::Yaml),
     ("json", FileFormat::Json),
     ("conf", FileFormat::Conf),
@@ -454,7 +475,12 @@ mod tests {
 
     #[test]
     fn word_formats_write_plain_words_bare_and_quote_the_rest() {
-        for f in [FileFormat::Nginx, FileFormat::Shell, FileFormat::Redis] {
+        for f in [
+            FileFormat::Nginx,
+            FileFormat::Shell,
+            FileFormat::Redis,
+            FileFormat::Haproxy,
+        ] {
             assert_eq!(
                 esc(f, "/var/opt/berth/app/run").unwrap(),
                 "/var/opt/berth/app/run"
@@ -466,6 +492,15 @@ mod tests {
         assert_eq!(esc(FileFormat::Nginx, "a\nb").unwrap(), "\"a\\nb\"");
         assert!(esc(FileFormat::Nginx, "$host").unwrap_err().contains('$'));
         assert!(esc(FileFormat::Nginx, "a\0").is_err());
+        // HAProxy expands `${VAR}` and reads escapes inside double quotes, nothing
+        // inside single ones, where a single quote cannot be written at all.
+        assert_eq!(
+            esc(FileFormat::Haproxy, "/x ${HOME} \\\"").unwrap(),
+            "'/x ${HOME} \\\"'"
+        );
+        assert!(esc(FileFormat::Haproxy, "it's").unwrap_err().contains("single quote"));
+        assert!(esc(FileFormat::Haproxy, "a\nb").is_err());
+        assert!(esc(FileFormat::Haproxy, "a#b").unwrap().starts_with('\''));
         assert_eq!(esc(FileFormat::Shell, "it's").unwrap(), "'it'\\''s'");
         assert_eq!(esc(FileFormat::Shell, "$(id)").unwrap(), "'$(id)'");
         assert_eq!(esc(FileFormat::Shell, "").unwrap(), "''");

@@ -306,11 +306,22 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
         peers => fleet.nodes.values().map(|p| p.address.clone()).collect::<Vec<_>>(),
         peer_networks => fleet.nodes.values().map(|p| network(&p.address)).collect::<Vec<_>>(),
     };
+    // Under Patroni, database clients reach the leader through the load balancer.
+    let patroni = fleet.patroni_role(m);
+    let balancer: Option<String> = m
+        .roles
+        .iter()
+        .filter(|(_, d)| d.engines.contains(&berth_model::topology::Engine::Haproxy))
+        .find_map(|(r, _)| fleet.hosts(r).first().map(|h| (*h).to_owned()));
     let roles: BTreeMap<String, Value> = m
         .roles
         .keys()
         .map(|r| {
             let hosts: Vec<String> = fleet.hosts(r).into_iter().map(str::to_owned).collect();
+            let host = match &balancer {
+                Some(lb) if patroni == Some(r.as_str()) => lb.clone(),
+                _ => hosts.first().cloned().unwrap_or_default(),
+            };
             let members: Vec<Value> = fleet
                 .nodes
                 .iter()
@@ -319,7 +330,7 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
                 .collect();
             let ctx = minijinja::context! {
                 here => me.is_some_and(|p| p.roles.contains(r)),
-                host => hosts.first().cloned().unwrap_or_default(),
+                host => host,
                 hosts => hosts,
                 members => members,
             };

@@ -1,26 +1,102 @@
-//! The engines berth runs itself on the nodes of a fleet (`engines = [...]` of a role):
-//! each added to the node's app as a component, a service and its config files, so
-//! they get users, directories, escaping, supervision and restarts like the app's own.
-//! Their names begin `berth-`, which an app cannot use.
+//! The engines berth runs itself on the nodes of a fleet (`engines = [...]` of a role,
+//! and Patroni for a role with `ha = "patroni"`): each added to the node's app as a
+//! component, a service and its config files, so they get users, directories,
+//! escaping, supervision and restarts like the app's own. Their names begin `berth-`,
+//! which an app cannot use.
 
-use berth_model::LoadedManifest;
-use berth_model::topology::Engine;
+use std::collections::BTreeMap;
 
-/// The etcd config template; `ROLE` stands for the role that runs it.
+use berth_model::fleet::FleetView;
+use berth_model::topology::{Engine, PatroniDecl};
+use berth_model::manifest::{SecretDecl, ServiceDecl};
+use berth_model::{LoadedManifest, Manifest};
+
 const ETCD_YML: &str = include_str!("engines/etcd.yml.j2");
+const PATRONI_YML: &str = include_str!("engines/patroni.yml.j2");
+const HAPROXY_CFG: &str = include_str!("engines/haproxy.cfg.j2");
 
-/// Adds to `local` what engine `engine` of role `role` needs on a node.
+/// The secrets berth's engines use in a fleet of `m`, made once and shared by every
+/// node like the app's: PostgreSQL's superuser, replication and rewind passwords and
+/// the password of Patroni's REST API (readable by PostgreSQL's user).
+pub fn secrets(m: &Manifest) -> BTreeMap<String, SecretDecl> {
+    let mut out = BTreeMap::new();
+    if let Some((_, component)) = patroni_of(m) {
+        for (name, what) in [
+            ("berth_pg_superuser", "PostgreSQL's superuser under Patroni"),
+            ("berth_pg_replication", "PostgreSQL's replication user"),
+            ("berth_pg_rewind", "PostgreSQL's pg_rewind user"),
+            ("berth_patroni_api", "Patroni's REST API (changes)"),
+        ] {
+            out.insert(
+                name.to_owned(),
+                SecretDecl {
+                    description: what.to_owned(),
+                    length: Some(32),
+                    alphabet: None,
+                    readable_by: Some(component.clone()),
+                    from_hook: None,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The role with `ha = "patroni"` and the component of its one service.
+fn patroni_of(m: &Manifest) -> Option<(&str, String)> {
+    let (name, role) = m
+        .roles
+        .iter()
+        .find(|(_, r)| r.ha == berth_model::topology::HaKind::Patroni && r.patroni.is_some())?;
+    let service = role.services.first()?;
+    let component = m.services.get(service)?.component.clone();
+    Some((name.as_str(), component))
+}
+
+/// A string as a template's string literal (the values are checked plain words).
+fn lit(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// `settings["a"]["b"]` for the setting named `a.b`.
+fn setting_expr(name: &str) -> String {
+    let (group, key) = name.split_once('.').unwrap_or((name, ""));
+    format!("settings[{}][{}]", lit(group), lit(key))
+}
+
+/// Adds a component, its service and one config file to `local`.
+fn add_parts(local: &mut LoadedManifest, name: &str, component: &str, file: &str, service: &str) {
+    let m = &mut local.manifest;
+    m.components.insert(
+        name.to_owned(),
+        toml::from_str(component).expect("an engine's component"),
+    );
+    m.files
+        .push(toml::from_str(file).expect("an engine's file"));
+    m.services.insert(
+        name.to_owned(),
+        toml::from_str(service).expect("an engine's service"),
+    );
+}
+
+/// Adds to `local` what engine `engine` of role `role` needs on a node of `fleet`.
 ///
 /// # Panics
 ///
 /// Never: the declarations parsed here are constants of this crate.
-pub fn add(local: &mut LoadedManifest, role: &str, engine: Engine) {
-    let m = &mut local.manifest;
-    let app = m.app.name.clone();
+pub fn add(local: &mut LoadedManifest, role: &str, engine: Engine, fleet: Option<&FleetView>) {
+    let app = local.manifest.app.name.clone();
     match engine {
         Engine::Etcd => {
-            let component = toml::from_str(&format!(
-                r#"
+            let template = "berth/etcd.yml.j2";
+            local
+                .templates
+                .insert(template.to_owned(), ETCD_YML.replace("ROLE", role));
+            add_parts(
+                local,
+                "berth-etcd",
+                &format!(
+                    r#"
 source = "system"
 packages = ["etcd-server"]
 rpm_packages = ["etcd"]
@@ -28,16 +104,8 @@ binaries = {{ etcd = "/usr/bin/etcd", etcdctl = "/usr/bin/etcdctl" }}
 user = "{app}-etcd"
 data_dirs = [{{ path = "berth-etcd", mode = "0700" }}]
 "#
-            ))
-            .expect("etcd's component");
-            m.components.insert("berth-etcd".to_owned(), component);
-            let template = "berth/etcd.yml.j2".to_owned();
-            local
-                .templates
-                .insert(template.clone(), ETCD_YML.replace("ROLE", role));
-            let m = &mut local.manifest;
-            m.files.push(
-                toml::from_str(&format!(
+                ),
+                &format!(
                     r#"
 path = "berth-etcd/etcd.yml"
 template = "{template}"
@@ -47,13 +115,8 @@ mode = "0640"
 component = "berth-etcd"
 restarts = ["berth-etcd"]
 "#
-                ))
-                .expect("etcd's file"),
-            );
-            m.services.insert(
-                "berth-etcd".to_owned(),
-                toml::from_str(
-                    r#"
+                ),
+                r#"
 component = "berth-etcd"
 description = "etcd, the fleet's consensus store"
 command = ["/usr/bin/etcd", "--config-file", "{{ paths.etc }}/berth-etcd/etcd.yml"]
@@ -61,11 +124,162 @@ working_dir = "{{ paths.data }}/berth-etcd"
 ready = { http = "http://127.0.0.1:2379/health", timeout = "120s" }
 stop_timeout = "30s"
 "#,
-                )
-                .expect("etcd's service"),
             );
         }
-        // The other engines come with the high-availability work that needs them.
-        Engine::Pgbouncer | Engine::Haproxy => {}
+        Engine::Haproxy => {
+            let m = &local.manifest;
+            let fronts = m
+                .roles
+                .get(role)
+                .and_then(|r| r.fronts.clone())
+                .unwrap_or_default();
+            let database = fleet.and_then(|f| f.patroni_role(m)).and_then(|db| {
+                let p = m.roles.get(db)?.patroni.as_ref()?;
+                Some((db.to_owned(), p.clone()))
+            });
+            let text = HAPROXY_CFG
+                .replace("@ROLE@", role)
+                .replace("@FRONTS@", &fronts)
+                .replace("@HEALTH_PATH@", &lit(m.app.health_path.as_deref().unwrap_or("/")))
+                .replace("@DATABASE@", if database.is_some() { "true" } else { "false" });
+            let mut text = text;
+            // Without Patroni the database section is never rendered, but it still
+            // must parse.
+            let (db, rest, port) = match &database {
+                Some((db, p)) => (db.clone(), p.rest_port.to_string(), setting_expr(&p.port)),
+                None => (String::new(), "0".to_owned(), "0".to_owned()),
+            };
+            text = text
+                .replace("@DBROLE@", &db)
+                .replace("@REST_PORT@", &rest)
+                .replace("@PORT@", &port);
+            let template = "berth/haproxy.cfg.j2";
+            local.templates.insert(template.to_owned(), text);
+            add_parts(
+                local,
+                "berth-haproxy",
+                &format!(
+                    r#"
+source = "system"
+packages = ["haproxy"]
+rpm_packages = ["haproxy"]
+binaries = {{ haproxy = "/usr/sbin/haproxy" }}
+user = "{app}-haproxy"
+data_dirs = [{{ path = "berth-haproxy", mode = "0700" }}]
+"#
+                ),
+                &format!(
+                    r#"
+path = "berth-haproxy/haproxy.cfg"
+template = "{template}"
+format = "haproxy"
+owner = "berth-haproxy"
+mode = "0640"
+component = "berth-haproxy"
+reloads = ["berth-haproxy"]
+"#
+                ),
+                r#"
+component = "berth-haproxy"
+description = "HAProxy, in front of the web nodes and the PostgreSQL leader"
+command = ["/usr/sbin/haproxy", "-W", "-db", "-f", "{{ paths.etc }}/berth-haproxy/haproxy.cfg"]
+working_dir = "{{ paths.data }}/berth-haproxy"
+ready = { tcp = "{{ node.address }}:{{ external_url.port }}", timeout = "30s" }
+# The master process starts new workers on the new config; the old ones finish
+# their connections.
+reload_signal = "SIGUSR2"
+stop_timeout = "60s"
+"#,
+            );
+        }
+        // PgBouncer comes with the pooled database path.
+        Engine::Pgbouncer => {}
+    }
+}
+
+/// Hands the PostgreSQL of role `role` to Patroni on this node (the one that makes the
+/// cluster when `bootstrap`, the node that runs the role's `once` hooks): its service runs
+/// Patroni (which runs PostgreSQL), with Patroni's config file beside the app's, the
+/// hooks Patroni's bootstrap replaces dropped, and changes to PostgreSQL's own files
+/// reloaded through Patroni rather than restarting it (a restart would move the lead).
+///
+/// # Panics
+///
+/// Never: the declarations parsed here are constants of this crate.
+pub fn patroni(local: &mut LoadedManifest, role: &str, decl: &PatroniDecl, bootstrap: bool) {
+    let m = &mut local.manifest;
+    let Some(service) = m.roles.get(role).and_then(|r| r.services.first()).cloned() else {
+        return;
+    };
+    let Some(svc) = m.services.get_mut(&service) else {
+        return;
+    };
+    let component = svc.component.clone();
+    let consensus = m
+        .roles
+        .iter()
+        .find(|(_, r)| r.engines.contains(&Engine::Etcd))
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default();
+    let rest = decl.rest_port;
+    let patroni_svc: ServiceDecl = toml::from_str(&format!(
+        r#"
+component = "{component}"
+description = "PostgreSQL under Patroni (leader election, replication, failover)"
+command = ["/usr/bin/patroni", "{{{{ paths.etc }}}}/berth-patroni/patroni.yml"]
+ready = {{ http = "http://{{{{ node.address }}}}:{rest}/health", timeout = "600s" }}
+stop_timeout = "120s"
+reload_signal = "SIGHUP"
+"#
+    ))
+    .expect("Patroni's service");
+    let old = std::mem::replace(svc, patroni_svc);
+    svc.depends_on = old.depends_on;
+    svc.listen = old.listen;
+    svc.working_dir = old.working_dir;
+    for f in &mut m.files {
+        if f.restarts.contains(&service) {
+            f.restarts.retain(|s| s != &service);
+            if !f.reloads.contains(&service) {
+                f.reloads.push(service.clone());
+            }
+        }
+    }
+    m.hooks.retain(|name, _| !decl.bootstrap_hooks.contains(name));
+    let owner = m
+        .files
+        .iter()
+        .find(|f| f.path == decl.config_file)
+        .and_then(|f| f.owner.clone())
+        .unwrap_or_else(|| component.clone());
+    let template = "berth/patroni.yml.j2";
+    let text = PATRONI_YML
+        .replace("@ROLE@", role)
+        .replace("@BOOTSTRAP@", if bootstrap { "true" } else { "false" })
+        .replace("@CONSENSUS@", &consensus)
+        .replace("@COMPONENT@", &component)
+        .replace("@REST_PORT@", &rest.to_string())
+        .replace("@DATA_DIR@", &lit(&decl.data_dir))
+        .replace("@BIN_DIR@", &lit(&decl.bin_dir))
+        .replace("@CONFIG_FILE@", &lit(&decl.config_file))
+        .replace("@HBA_FILE@", &lit(&decl.hba_file))
+        .replace("@PORT@", &setting_expr(&decl.port));
+    local.templates.insert(template.to_owned(), text);
+    local.manifest.files.push(
+        toml::from_str(&format!(
+            r#"
+path = "berth-patroni/patroni.yml"
+template = "{template}"
+format = "yaml"
+owner = "{owner}"
+mode = "0600"
+component = "{component}"
+reloads = ["{service}"]
+"#
+        ))
+        .expect("Patroni's file"),
+    );
+    for (name, decl) in secrets(&local.manifest) {
+        local.manifest.secrets.entry(name).or_insert(decl);
     }
 }

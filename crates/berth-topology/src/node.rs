@@ -136,8 +136,23 @@ pub fn localize(m: &LoadedManifest, roles: &[String], fleet: Option<&FleetView>)
     let mut components = components;
     for (name, role) in man.roles.iter().filter(|(n, _)| roles.contains(n)) {
         for engine in &role.engines {
-            crate::engines::add(&mut local, name, *engine);
+            crate::engines::add(&mut local, name, *engine, fleet);
         }
+    }
+    // PostgreSQL under Patroni, where the fleet runs etcd for it.
+    if let Some(fleet) = fleet
+        && let Some(db) = fleet.patroni_role(man)
+        && roles.iter().any(|r| r == db)
+        && let Some(decl) = man.roles.get(db).and_then(|r| r.patroni.as_ref())
+    {
+        let component = man.roles[db]
+            .services
+            .first()
+            .and_then(|s| man.services.get(s))
+            .map(|s| s.component.as_str())
+            .unwrap_or_default();
+        let bootstrap = once_node(man, fleet, component) == Some(fleet.node.as_str());
+        crate::engines::patroni(&mut local, db, decl, bootstrap);
     }
     components.extend(
         local

@@ -209,3 +209,66 @@ fn a_consensus_node_runs_berths_etcd_with_every_member() {
         .expect("etcd.yml");
     insta::assert_snapshot!("etcd_yml", etcd.content);
 }
+
+/// Three database nodes with etcd, a load balancer and a web node.
+const HA_FLEET: &[(&str, &str, &[&str])] = &[
+    ("db-1", "10.0.0.1", &["database", "consensus", "cache"]),
+    ("db-2", "10.0.0.2", &["database", "consensus"]),
+    ("db-3", "10.0.0.3", &["database", "consensus"]),
+    ("lb", "10.0.0.4", &["load-balancer"]),
+    ("web", "10.0.0.5", &["web"]),
+];
+
+fn file_of<'s>(state: &'s berth_render::DesiredState, end: &str) -> &'s berth_render::FileSpec {
+    state
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(end))
+        .unwrap_or_else(|| panic!("no {end}"))
+}
+
+#[test]
+fn patroni_runs_postgresql_where_the_fleet_has_etcd_and_one_node_makes_the_cluster() {
+    let (app, state) = render_in("tests/fixtures/ministack", HA_FLEET, "db-1");
+    let pg = state.services.iter().find(|s| s.name == "postgresql").unwrap();
+    assert_eq!(pg.argv[0], "/usr/bin/patroni", "{:?}", pg.argv);
+    // Patroni makes the cluster (no initdb hook); the app's database is made once.
+    let hooks: Vec<&str> = state.hooks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(hooks, ["createdb"]);
+    // Its passwords are the fleet's, readable by PostgreSQL's user only.
+    for s in ["berth_pg_superuser", "berth_pg_replication", "berth_pg_rewind", "berth_patroni_api"] {
+        assert!(app.manifest.manifest.secrets.contains_key(s), "{s}");
+    }
+    let yml = file_of(&state, "berth-patroni/patroni.yml");
+    assert_eq!(yml.mode, 0o600);
+    insta::assert_snapshot!("patroni_bootstrap_yml", yml.content);
+    // A change to PostgreSQL's settings reloads Patroni, which reloads PostgreSQL:
+    // restarting it would hand the lead to another node.
+    let conf = file_of(&state, "postgresql/postgresql.conf");
+    assert!(conf.restarts.is_empty(), "{:?}", conf.restarts);
+    assert_eq!(conf.reloads, ["postgresql"]);
+
+    // The others wait for it and clone it.
+    let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "db-2");
+    assert!(state.hooks.is_empty(), "{:?}", state.hooks);
+    let yml = &file_of(&state, "berth-patroni/patroni.yml").content;
+    assert!(!yml.contains("bootstrap:"), "{yml}");
+    assert!(yml.contains("name: \"db-2\""), "{yml}");
+    assert!(
+        yml.contains("hosts: \"10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379\""),
+        "{yml}"
+    );
+}
+
+#[test]
+fn haproxy_fronts_the_web_nodes_and_sends_database_clients_to_the_leader() {
+    let (app, state) = render_in("tests/fixtures/ministack", HA_FLEET, "lb");
+    let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["berth-haproxy"]);
+    assert!(app.components.contains("berth-haproxy"));
+    insta::assert_snapshot!("haproxy_cfg", file_of(&state, "berth-haproxy/haproxy.cfg").content);
+    // The app reaches its database through the load balancer.
+    let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "web");
+    let json = &file_of(&state, "app/app.json").content;
+    assert!(json.contains("\"host\": \"10.0.0.4\""), "{json}");
+}

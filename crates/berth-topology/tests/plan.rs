@@ -209,8 +209,9 @@ fn netbox_small_to_highly_available() {
         p.waves,
         [
             vec!["database"],
-            vec!["web", "worker"],
-            vec!["load-balancer"]
+            // Under Patroni the app reaches the database through the load balancer.
+            vec!["load-balancer"],
+            vec!["web", "worker"]
         ]
     );
     assert_eq!(p.single_points, ["load-balancer", "worker"]);

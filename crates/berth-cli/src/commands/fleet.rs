@@ -299,8 +299,14 @@ fn fleet_secrets(
     manifest: &LoadedManifest,
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let facts = berth_host::facts::probe();
+    // With the secrets of berth's own engines (Patroni's users).
+    let mut manifest = manifest.clone();
+    manifest
+        .manifest
+        .secrets
+        .extend(berth_topology::engines::secrets(&manifest.manifest));
     let specs: Vec<berth_render::SecretSpec> =
-        berth_render::secret_specs(manifest, &facts, &berth_render::UserNames::shared())
+        berth_render::secret_specs(&manifest, &facts, &berth_render::UserNames::shared())
             .into_iter()
             .map(|mut s| {
                 // Owned by whoever runs `fleet up`: the nodes give each its owner.
@@ -370,8 +376,9 @@ pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     }
     let manifest = LoadedManifest::load(staging.path())?;
     berth_model::validate(&manifest)?;
+    let engines = berth_topology::engines::secrets(&manifest.manifest);
     for name in payload.secrets.keys() {
-        if !manifest.manifest.secrets.contains_key(name) {
+        if !manifest.manifest.secrets.contains_key(name) && !engines.contains_key(name) {
             anyhow::bail!(
                 "the fleet sent secret `{}`, which the manifest does not declare",
                 terminal_safe(name)

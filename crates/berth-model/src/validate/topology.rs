@@ -19,6 +19,7 @@ pub(crate) fn check_manifest(m: &LoadedManifest, diags: &mut Diagnostics) {
         roles: &man.roles,
         sizing: &man.sizing,
         services: Some(&man.services),
+        manifest: Some(man),
         loc: Locator::new(&man.source_text),
         src: Source::new(&m.source_name, &man.source_text),
         diags,
@@ -33,6 +34,7 @@ pub(crate) fn check_catalog(c: &LoadedCatalog) -> Result<(), Diagnostics> {
         roles: &c.catalog.roles,
         sizing: &c.catalog.sizing,
         services: None,
+        manifest: None,
         loc: Locator::new(&c.source_text),
         src: Source::new(&c.source_name, &c.source_text),
         diags: &mut diags,
@@ -53,6 +55,8 @@ struct Check<'a, 'd> {
     roles: &'a BTreeMap<String, RoleDecl>,
     sizing: &'a SizingDecl,
     services: Option<&'a BTreeMap<String, ServiceDecl>>,
+    /// The manifest the roles are of (none for a catalog).
+    manifest: Option<&'a crate::Manifest>,
     loc: Locator<'a>,
     src: Source<'a>,
     diags: &'d mut Diagnostics,
@@ -73,6 +77,15 @@ fn needs(kind: HaKind, least: u32) -> String {
 
 const NEEDS_HELP: &str = "losing one node must leave the role working: two copies for \
      replicas and Patroni, a majority of an odd number (3, 5) for a vote";
+
+/// `a/b.c`: no empty, `.`, `..` or hidden parts, nothing a template or a shell would read.
+fn is_plain_relative(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.'))
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+}
 
 fn is_role_name(n: &str) -> bool {
     n.len() <= 32
@@ -364,12 +377,90 @@ impl Check<'_, '_> {
             }
             HaKind::None | HaKind::Replicas => {}
         }
+        self.patroni(name, role);
         if role.engines.contains(&Engine::Etcd) && role.ha != HaKind::Quorum {
             self.at_value(
                 &at,
                 format!("role `{name}` runs etcd, which is made highly available by a quorum"),
                 Some("write `ha = \"quorum\"` and `nodes = { min = 0, ha = 3 }`".to_owned()),
             );
+        }
+    }
+
+    /// `[roles.<name>.patroni]`: present exactly with `ha = "patroni"`, naming a
+    /// plain directory, files the manifest renders, a port setting and its hooks.
+    fn patroni(&mut self, name: &str, role: &RoleDecl) {
+        let Some(m) = self.manifest else {
+            return;
+        };
+        let Some(p) = &role.patroni else {
+            if role.ha == HaKind::Patroni {
+                self.at_value(
+                    &role_key(name, "ha"),
+                    format!("role `{name}` is made highly available by Patroni, but says nothing of its PostgreSQL"),
+                    Some(format!("add `[roles.{name}.patroni]` with `bin_dir`, `data_dir`, `port`, `config_file` and `hba_file` (docs/fleet.md)")),
+                );
+            }
+            return;
+        };
+        let at = |key: &'static str| -> [Seg<'_>; 4] {
+            [Seg::Key("roles"), Seg::Key(name), Seg::Key("patroni"), Seg::Key(key)]
+        };
+        if role.ha != HaKind::Patroni {
+            self.at_key(
+                &role_key(name, "patroni"),
+                format!("role `{name}` declares `patroni` but is not made highly available by it"),
+                Some("write `ha = \"patroni\"`, or remove the table".to_owned()),
+            );
+        }
+        if !is_plain_relative(&p.data_dir) {
+            self.at_value(
+                &at("data_dir"),
+                format!("`roles.{name}.patroni.data_dir` (`{}`) is not a plain relative path", crate::shown(&p.data_dir)),
+                Some("a directory under the instance's data directory, such as `\"postgresql/main\"`".to_owned()),
+            );
+        }
+        if !p.bin_dir.starts_with('/') || !is_plain_relative(&p.bin_dir[1..]) {
+            self.at_value(
+                &at("bin_dir"),
+                format!("`roles.{name}.patroni.bin_dir` (`{}`) is not a plain absolute path", crate::shown(&p.bin_dir)),
+                Some("where the PostgreSQL package puts its binaries, such as `\"/usr/lib/postgresql/15/bin\"`".to_owned()),
+            );
+        }
+        let files: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        for (key, path) in [("config_file", &p.config_file), ("hba_file", &p.hba_file)] {
+            if !files.contains(&path.as_str()) {
+                let help = suggest::help(path, files.iter().copied(), "files the manifest renders");
+                self.at_value(
+                    &at(key),
+                    format!("`roles.{name}.patroni.{key}` names `{}`, which no `[[files]]` renders", crate::shown(path)),
+                    help.or_else(|| Some("give the `path` of one of the manifest's `[[files]]`".to_owned())),
+                );
+            }
+        }
+        let port = p.port.split_once('.').and_then(|(g, k)| m.settings.get(g)?.get(k));
+        if !port.is_some_and(|s| s.kind == crate::manifest::SettingType::Port) {
+            let names: Vec<String> = m
+                .settings
+                .iter()
+                .flat_map(|(g, ks)| ks.keys().map(move |k| format!("{g}.{k}")))
+                .collect();
+            let help = suggest::help(&p.port, names.iter().map(String::as_str), "declared settings");
+            self.at_value(
+                &at("port"),
+                format!("`roles.{name}.patroni.port` names `{}`, which is not a setting of type `port`", crate::shown(&p.port)),
+                help.or_else(|| Some("name the setting holding PostgreSQL's port, such as `\"postgresql.port\"`".to_owned())),
+            );
+        }
+        for hook in &p.bootstrap_hooks {
+            if !m.hooks.contains_key(hook) {
+                let help = suggest::help(hook, m.hooks.keys().map(String::as_str), "declared hooks");
+                self.at_value(
+                    &at("bootstrap_hooks"),
+                    format!("`roles.{name}.patroni.bootstrap_hooks` names hook `{}`, which is not declared", crate::shown(hook)),
+                    help,
+                );
+            }
         }
     }
 

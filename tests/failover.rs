@@ -1,0 +1,442 @@
+//! A highly available fleet, failing: three database nodes (PostgreSQL under Patroni,
+//! etcd beside it), a load balancer (HAProxy) and a web node, each a network namespace
+//! with its own sshd, brought up by `berth fleet up` with the test fixture's manifest.
+//!
+//! A client writes rows through the load balancer in a loop, one connection per write,
+//! and records every write the database acknowledged. The leader's node is then
+//! killed (every process in its namespace, SIGKILL: a machine that dies), and later
+//! the next leader's network link is cut: each time a new leader must take writes
+//! within 30 s, and afterwards every acknowledged row must be there.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_tests::netns::Lab;
+use berth_tests::{berth_bin, prefix_dir, root};
+
+/// Stops the nodes' instances before the lab's namespaces go.
+struct Nodes(Vec<PathBuf>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for prefix in &self.0 {
+            if prefix.join("site.toml").exists() {
+                let _ = Command::new(berth_bin())
+                    .arg("--prefix")
+                    .arg(prefix)
+                    .arg("down")
+                    .output();
+            }
+        }
+    }
+}
+
+const PG_PORT: u16 = 15432;
+
+struct Ha {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    addr: Vec<String>,
+    prefixes: Vec<PathBuf>,
+    fleet_file: PathBuf,
+    _nodes: Nodes,
+}
+
+/// `curl` from the admin's namespace: status code and body.
+fn curl(lab: &Lab, url: &str) -> (String, String) {
+    let out = lab.exec_in(
+        &lab.admin,
+        &["curl", "-s", "-m", "3", "-w", "\n%{http_code}", url],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_owned(), body.to_owned())
+}
+
+impl Ha {
+    fn up() -> Ha {
+        let dir = prefix_dir("failover");
+        let mut lab = Lab::new(5, dir.path());
+        for i in 1..=5 {
+            lab.start_sshd(i);
+        }
+        let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
+        let prefixes: Vec<PathBuf> = lab.nodes.iter().map(|n| n.dir.join("instance")).collect();
+        let nodes = Nodes(prefixes.clone());
+        std::fs::write(
+            dir.path().join("site.toml"),
+            format!(
+                "users = \"shared\"\nexternal_url = \"http://{}:18080/\"\n",
+                addr[3]
+            ),
+        )
+        .unwrap();
+        let roles = [
+            "\"database\", \"consensus\", \"cache\"",
+            "\"database\", \"consensus\"",
+            "\"database\", \"consensus\"",
+            "\"load-balancer\"",
+            "\"web\"",
+        ];
+        let names = ["db-1", "db-2", "db-3", "lb", "web"];
+        let mut text = format!(
+            "[fleet]\nname = \"ha\"\nidentity = \"{}\"\nknown_hosts = \"known_hosts\"\n\
+             site = \"site.toml\"\nberth = \"{}\"\nconnect_timeout = \"2s\"\n",
+            lab.identity().display(),
+            berth_bin().display()
+        );
+        for i in 0..5 {
+            let _ = write!(
+                text,
+                "\n[nodes.{}]\naddress = \"{}\"\nroles = [{}]\nprefix = \"{}\"\n",
+                names[i],
+                addr[i],
+                roles[i],
+                prefixes[i].display()
+            );
+        }
+        let fleet_file = dir.path().join("fleet.toml");
+        std::fs::write(&fleet_file, text).unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            (1..=5).map(|i| lab.known_host(i)).collect::<String>(),
+        )
+        .unwrap();
+        let ha = Ha {
+            lab,
+            dir,
+            addr,
+            prefixes,
+            fleet_file,
+            _nodes: nodes,
+        };
+        let r = ha.fleet("up");
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        ha
+    }
+
+    fn fleet(&self, command: &str) -> berth_tests::Run {
+        let ministack = root().join("tests/fixtures/ministack");
+        self.lab.berth(&[
+            "--manifest",
+            &ministack.display().to_string(),
+            "fleet",
+            command,
+            "--fleet",
+            &self.fleet_file.display().to_string(),
+        ])
+    }
+
+    /// Patroni's view of the cluster, asked of database node `i` (0-based).
+    fn cluster(&self, i: usize) -> Option<serde_json::Value> {
+        let (code, body) = curl(&self.lab, &format!("http://{}:8008/cluster", self.addr[i]));
+        (code == "200").then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// The leader's index, and how many members stream from it, asked of any node.
+    fn leader(&self, skip: Option<usize>) -> Option<(usize, usize)> {
+        for i in (0..3).filter(|i| Some(*i) != skip) {
+            let Some(c) = self.cluster(i) else { continue };
+            let members = c["members"].as_array()?;
+            let leader = members.iter().find(|m| m["role"] == "leader")?;
+            let host = leader["host"].as_str()?;
+            let streaming = members
+                .iter()
+                .filter(|m| m["role"] != "leader" && m["state"] == "running" && m["lag"].is_number())
+                .count();
+            return self
+                .addr
+                .iter()
+                .position(|a| a == host)
+                .map(|l| (l, streaming));
+        }
+        None
+    }
+
+    /// Waits until a leader has `replicas` replicas streaming from it.
+    fn healthy(&self, replicas: usize, skip: Option<usize>) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some((l, n)) = self.leader(skip)
+                && n >= replicas
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader with {replicas} streaming replicas: {:?}",
+                self.cluster(0)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Every process of node `i`'s namespace but its sshd, killed at once.
+    fn crash(&self, i: usize) -> usize {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.lab.nodes[i].ns])
+            .output()
+            .unwrap();
+        let mut killed = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                continue;
+            }
+            if let Ok(pid) = pid.parse::<i32>()
+                && nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// Node `i`'s cable, plugged in or out at the switch.
+    fn link(&self, i: usize, up: bool) {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &format!("{}s", self.lab.tag),
+                "link",
+                "set",
+                &format!("p-n{}", i + 1),
+                if up { "up" } else { "down" },
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `psql` through the load balancer as the app, from the admin's namespace.
+    fn psql(&self, sql: &str) -> std::process::Output {
+        psql(&self.lab.admin, &self.pgpass(), &self.addr[3], sql)
+    }
+
+    fn pgpass(&self) -> PathBuf {
+        let path = self.dir.path().join("pgpass");
+        if !path.exists() {
+            let pw = std::fs::read_to_string(self.dir.path().join("secrets/db_password")).unwrap();
+            std::fs::write(&path, format!("*:*:app:app:{}\n", pw.trim())).unwrap();
+            std::fs::set_permissions(
+                &path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        path
+    }
+}
+
+fn psql(ns: &str, pgpass: &Path, host: &str, sql: &str) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "env"])
+        .arg(format!("PGPASSFILE={}", pgpass.display()))
+        .args([
+            "PGCONNECT_TIMEOUT=2",
+            "/usr/lib/postgresql/15/bin/psql",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host,
+            "-p",
+            &PG_PORT.to_string(),
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// A client writing rows `1, 2, ...` one connection each, recording what the database
+/// acknowledged and when.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(i64, Instant)>>>,
+    failed: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(ha: &Ha) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let (ns, pgpass, host) = (ha.lab.admin.clone(), ha.pgpass(), ha.addr[3].clone());
+        let thread = {
+            let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut n: i64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let out = psql(
+                        &ns,
+                        &pgpass,
+                        &host,
+                        &format!("INSERT INTO acked (v) VALUES ({n}) RETURNING v"),
+                    );
+                    if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == n.to_string() {
+                        acked.lock().unwrap().push((n, Instant::now()));
+                    } else {
+                        failed.lock().unwrap().push(Instant::now());
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// The first acknowledged write after `t`, waiting for it at most `limit`.
+    fn first_ack_after(&self, t: Instant, limit: Duration) -> Option<Duration> {
+        let deadline = t + limit;
+        while Instant::now() < deadline {
+            if let Some((_, at)) = self.acked.lock().unwrap().iter().find(|(_, at)| *at > t) {
+                return Some(*at - t);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn finish(mut self) -> (BTreeSet<i64>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        let acked = self.acked.lock().unwrap().iter().map(|(n, _)| *n).collect();
+        (acked, self.failed.lock().unwrap().len())
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one fleet's life: up, a crash, a rejoin, a partition
+fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
+    let ha = Ha::up();
+    // One leader, two replicas streaming from it, one of them synchronous.
+    let leader = ha.healthy(2, None);
+    let c = ha.cluster(0).unwrap();
+    let sync = c["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "sync_standby")
+        .count();
+    assert_eq!(sync, 1, "{c}");
+    // PostgreSQL runs under Patroni, under each node's supervisor.
+    let r = ha.lab.berth(&[
+        "--prefix",
+        &ha.prefixes[leader].display().to_string(),
+        "status",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"postgresql") && names.contains(&"berth-etcd"), "{names:?}");
+    // The app answers through the load balancer, and reaches its database through it.
+    let (code, _) = curl(&ha.lab, &format!("http://{}:18080/health", ha.addr[3]));
+    assert_eq!(code, "200");
+    let out = ha.psql("CREATE TABLE acked (v bigint PRIMARY KEY)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let writer = Writer::start(&ha);
+    while writer.acked_count() < 20 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 1. The leader's machine dies.
+    let crashed = leader;
+    let killed = ha.crash(crashed);
+    assert!(killed >= 3, "killed {killed} processes");
+    let t = Instant::now();
+    let took = writer
+        .first_ack_after(t, Duration::from_secs(30))
+        .expect("no write was acknowledged within 30 s of the leader's crash");
+    eprintln!("crash: the first write on the new leader {took:?} after the kill");
+    let second = ha.healthy(1, Some(crashed));
+    assert_ne!(second, crashed);
+    let (code, _) = curl(&ha.lab, &format!("http://{}:18080/health", ha.addr[3]));
+    assert_eq!(code, "200");
+
+    // The machine comes back: its berth brings it up, and it rejoins as a replica.
+    let r = Command::new("ip")
+        .args(["netns", "exec", &ha.lab.nodes[crashed].ns])
+        .arg(berth_bin())
+        .arg("--prefix")
+        .arg(&ha.prefixes[crashed])
+        .args(["up", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        r.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let now = ha.healthy(2, None);
+    assert_eq!(now, second, "the lead stays where it went");
+
+    // 2. The new leader's cable is cut.
+    while writer.acked_count() < 40 + 20 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ha.link(second, false);
+    let t = Instant::now();
+    let took = writer
+        .first_ack_after(t, Duration::from_secs(30))
+        .expect("no write was acknowledged within 30 s of the leader's partition");
+    eprintln!("partition: the first write on the new leader {took:?} after the cut");
+    let third = ha.healthy(1, Some(second));
+    assert!(third != second, "{third}");
+    ha.link(second, true);
+    // The cut-off node rejoins (rewound if it had gone ahead alone).
+    ha.healthy(2, None);
+    std::thread::sleep(Duration::from_secs(1));
+    let (acked, failed) = writer.finish();
+
+    // Every acknowledged row is there, read back from the leader.
+    let out = ha.psql("SELECT v FROM acked ORDER BY v");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored: BTreeSet<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<&i64> = acked.difference(&stored).collect();
+    eprintln!(
+        "{} writes acknowledged, {} refused while there was no leader, {} lost",
+        acked.len(),
+        failed,
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(acked.len() > 60);
+}
