@@ -39,12 +39,13 @@ impl Drop for Nodes {
 const PG_PORT: u16 = 15432;
 
 struct Ha {
+    // Dropped first: the instances stop while their namespaces and files exist.
+    _nodes: Nodes,
     lab: Lab,
     dir: tempfile::TempDir,
     addr: Vec<String>,
     prefixes: Vec<PathBuf>,
     fleet_file: PathBuf,
-    _nodes: Nodes,
 }
 
 /// `curl` from the admin's namespace: status code and body.
@@ -108,12 +109,12 @@ impl Ha {
         )
         .unwrap();
         let ha = Ha {
+            _nodes: nodes,
             lab,
             dir,
             addr,
             prefixes,
             fleet_file,
-            _nodes: nodes,
         };
         let r = ha.fleet("up");
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -147,7 +148,9 @@ impl Ha {
             let host = leader["host"].as_str()?;
             let streaming = members
                 .iter()
-                .filter(|m| m["role"] != "leader" && m["state"] == "running" && m["lag"].is_number())
+                .filter(|m| {
+                    m["role"] != "leader" && m["state"] == "running" && m["lag"].is_number()
+                })
                 .count();
             return self
                 .addr
@@ -160,7 +163,7 @@ impl Ha {
 
     /// Waits until a leader has `replicas` replicas streaming from it.
     fn healthy(&self, replicas: usize, skip: Option<usize>) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let deadline = Instant::now() + Duration::from_mins(3);
         loop {
             if let Some((l, n)) = self.leader(skip)
                 && n >= replicas
@@ -171,6 +174,22 @@ impl Ha {
                 Instant::now() < deadline,
                 "no leader with {replicas} streaming replicas: {:?}",
                 self.cluster(0)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits until the app answers through the load balancer.
+    fn answers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, body) = curl(&self.lab, &format!("http://{}:18080/health", self.addr[3]));
+            if code == "200" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app does not answer: {code} {body}"
             );
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -214,7 +233,11 @@ impl Ha {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `psql` through the load balancer as the app, from the admin's namespace.
@@ -227,11 +250,8 @@ impl Ha {
         if !path.exists() {
             let pw = std::fs::read_to_string(self.dir.path().join("secrets/db_password")).unwrap();
             std::fs::write(&path, format!("*:*:app:app:{}\n", pw.trim())).unwrap();
-            std::fs::set_permissions(
-                &path,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            )
-            .unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
         }
         path
     }
@@ -292,7 +312,9 @@ impl Writer {
                         &host,
                         &format!("INSERT INTO acked (v) VALUES ({n}) RETURNING v"),
                     );
-                    if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == n.to_string() {
+                    if out.status.success()
+                        && String::from_utf8_lossy(&out.stdout).trim() == n.to_string()
+                    {
                         acked.lock().unwrap().push((n, Instant::now()));
                     } else {
                         failed.lock().unwrap().push(Instant::now());
@@ -335,6 +357,7 @@ impl Writer {
 
 #[test]
 #[allow(clippy::too_many_lines)] // one fleet's life: up, a crash, a rejoin, a partition
+#[allow(clippy::print_stderr)] // the failover times, for whoever reads the output
 fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
     let ha = Ha::up();
     // One leader, two replicas streaming from it, one of them synchronous.
@@ -361,12 +384,19 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"postgresql") && names.contains(&"berth-etcd"), "{names:?}");
-    // The app answers through the load balancer, and reaches its database through it.
-    let (code, _) = curl(&ha.lab, &format!("http://{}:18080/health", ha.addr[3]));
-    assert_eq!(code, "200");
+    assert!(
+        names.contains(&"postgresql") && names.contains(&"berth-etcd"),
+        "{names:?}"
+    );
+    // The app answers through the load balancer (once its checks find the web node
+    // up), and reaches its database through it.
+    ha.answers();
     let out = ha.psql("CREATE TABLE acked (v bigint PRIMARY KEY)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let writer = Writer::start(&ha);
     while writer.acked_count() < 20 {
@@ -384,8 +414,7 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
     eprintln!("crash: the first write on the new leader {took:?} after the kill");
     let second = ha.healthy(1, Some(crashed));
     assert_ne!(second, crashed);
-    let (code, _) = curl(&ha.lab, &format!("http://{}:18080/health", ha.addr[3]));
-    assert_eq!(code, "200");
+    ha.answers();
 
     // The machine comes back: its berth brings it up, and it rejoins as a replica.
     let r = Command::new("ip")
@@ -425,7 +454,11 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
 
     // Every acknowledged row is there, read back from the leader.
     let out = ha.psql("SELECT v FROM acked ORDER BY v");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stored: BTreeSet<i64> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().parse().ok())

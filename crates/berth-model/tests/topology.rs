@@ -147,8 +147,8 @@ cpus = 4
 memory = "7.5GB"
 "#
     );
-    let m = LoadedManifest::from_sources("berth.toml", &with_pg(&text), templates())
-        .expect("parses");
+    let m =
+        LoadedManifest::from_sources("berth.toml", &with_pg(&text), templates()).expect("parses");
     validate(&m).expect("valid");
     assert_eq!(m.manifest.roles.len(), 4);
 }

@@ -498,7 +498,11 @@ mod tests {
             esc(FileFormat::Haproxy, "/x ${HOME} \\\"").unwrap(),
             "'/x ${HOME} \\\"'"
         );
-        assert!(esc(FileFormat::Haproxy, "it's").unwrap_err().contains("single quote"));
+        assert!(
+            esc(FileFormat::Haproxy, "it's")
+                .unwrap_err()
+                .contains("single quote")
+        );
         assert!(esc(FileFormat::Haproxy, "a\nb").is_err());
         assert!(esc(FileFormat::Haproxy, "a#b").unwrap().starts_with('\''));
         assert_eq!(esc(FileFormat::Shell, "it's").unwrap(), "'it'\\''s'");

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use berth_model::fleet::FleetView;
-use berth_model::topology::{Engine, PatroniDecl};
 use berth_model::manifest::{SecretDecl, ServiceDecl};
+use berth_model::topology::{Engine, PatroniDecl};
 use berth_model::{LoadedManifest, Manifest};
 
 const ETCD_YML: &str = include_str!("engines/etcd.yml.j2");
@@ -80,23 +80,27 @@ fn add_parts(local: &mut LoadedManifest, name: &str, component: &str, file: &str
 }
 
 /// Adds to `local` what engine `engine` of role `role` needs on a node of `fleet`.
-///
-/// # Panics
-///
-/// Never: the declarations parsed here are constants of this crate.
 pub fn add(local: &mut LoadedManifest, role: &str, engine: Engine, fleet: Option<&FleetView>) {
-    let app = local.manifest.app.name.clone();
     match engine {
-        Engine::Etcd => {
-            let template = "berth/etcd.yml.j2";
-            local
-                .templates
-                .insert(template.to_owned(), ETCD_YML.replace("ROLE", role));
-            add_parts(
-                local,
-                "berth-etcd",
-                &format!(
-                    r#"
+        Engine::Etcd => etcd(local, role),
+        Engine::Haproxy => haproxy(local, role, fleet),
+        // PgBouncer comes with the pooled database path.
+        Engine::Pgbouncer => {}
+    }
+}
+
+/// etcd, a member of the fleet's consensus store.
+fn etcd(local: &mut LoadedManifest, role: &str) {
+    let app = local.manifest.app.name.clone();
+    let template = "berth/etcd.yml.j2";
+    local
+        .templates
+        .insert(template.to_owned(), ETCD_YML.replace("ROLE", role));
+    add_parts(
+        local,
+        "berth-etcd",
+        &format!(
+            r#"
 source = "system"
 packages = ["etcd-server"]
 rpm_packages = ["etcd"]
@@ -104,9 +108,9 @@ binaries = {{ etcd = "/usr/bin/etcd", etcdctl = "/usr/bin/etcdctl" }}
 user = "{app}-etcd"
 data_dirs = [{{ path = "berth-etcd", mode = "0700" }}]
 "#
-                ),
-                &format!(
-                    r#"
+        ),
+        &format!(
+            r#"
 path = "berth-etcd/etcd.yml"
 template = "{template}"
 format = "yaml"
@@ -115,8 +119,8 @@ mode = "0640"
 component = "berth-etcd"
 restarts = ["berth-etcd"]
 "#
-                ),
-                r#"
+        ),
+        r#"
 component = "berth-etcd"
 description = "etcd, the fleet's consensus store"
 command = ["/usr/bin/etcd", "--config-file", "{{ paths.etc }}/berth-etcd/etcd.yml"]
@@ -124,42 +128,51 @@ working_dir = "{{ paths.data }}/berth-etcd"
 ready = { http = "http://127.0.0.1:2379/health", timeout = "120s" }
 stop_timeout = "30s"
 "#,
-            );
-        }
-        Engine::Haproxy => {
-            let m = &local.manifest;
-            let fronts = m
-                .roles
-                .get(role)
-                .and_then(|r| r.fronts.clone())
-                .unwrap_or_default();
-            let database = fleet.and_then(|f| f.patroni_role(m)).and_then(|db| {
-                let p = m.roles.get(db)?.patroni.as_ref()?;
-                Some((db.to_owned(), p.clone()))
-            });
-            let text = HAPROXY_CFG
-                .replace("@ROLE@", role)
-                .replace("@FRONTS@", &fronts)
-                .replace("@HEALTH_PATH@", &lit(m.app.health_path.as_deref().unwrap_or("/")))
-                .replace("@DATABASE@", if database.is_some() { "true" } else { "false" });
-            let mut text = text;
-            // Without Patroni the database section is never rendered, but it still
-            // must parse.
-            let (db, rest, port) = match &database {
-                Some((db, p)) => (db.clone(), p.rest_port.to_string(), setting_expr(&p.port)),
-                None => (String::new(), "0".to_owned(), "0".to_owned()),
-            };
-            text = text
-                .replace("@DBROLE@", &db)
-                .replace("@REST_PORT@", &rest)
-                .replace("@PORT@", &port);
-            let template = "berth/haproxy.cfg.j2";
-            local.templates.insert(template.to_owned(), text);
-            add_parts(
-                local,
-                "berth-haproxy",
-                &format!(
-                    r#"
+    );
+}
+
+/// HAProxy: the web nodes at the app's URL and, under Patroni, the database leader.
+fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
+    let app = local.manifest.app.name.clone();
+    let m = &local.manifest;
+    let fronts = m
+        .roles
+        .get(role)
+        .and_then(|r| r.fronts.clone())
+        .unwrap_or_default();
+    let database = fleet.and_then(|f| f.patroni_role(m)).and_then(|db| {
+        let p = m.roles.get(db)?.patroni.as_ref()?;
+        Some((db.to_owned(), p.clone()))
+    });
+    let text = HAPROXY_CFG
+        .replace("@ROLE@", role)
+        .replace("@FRONTS@", &fronts)
+        .replace(
+            "@HEALTH_PATH@",
+            &lit(m.app.health_path.as_deref().unwrap_or("/")),
+        )
+        .replace(
+            "@DATABASE@",
+            if database.is_some() { "true" } else { "false" },
+        );
+    let mut text = text;
+    // Without Patroni the database section is never rendered, but it still
+    // must parse.
+    let (db, rest, port) = match &database {
+        Some((db, p)) => (db.clone(), p.rest_port.to_string(), setting_expr(&p.port)),
+        None => (String::new(), "0".to_owned(), "0".to_owned()),
+    };
+    text = text
+        .replace("@DBROLE@", &db)
+        .replace("@REST_PORT@", &rest)
+        .replace("@PORT@", &port);
+    let template = "berth/haproxy.cfg.j2";
+    local.templates.insert(template.to_owned(), text);
+    add_parts(
+        local,
+        "berth-haproxy",
+        &format!(
+            r#"
 source = "system"
 packages = ["haproxy"]
 rpm_packages = ["haproxy"]
@@ -167,9 +180,9 @@ binaries = {{ haproxy = "/usr/sbin/haproxy" }}
 user = "{app}-haproxy"
 data_dirs = [{{ path = "berth-haproxy", mode = "0700" }}]
 "#
-                ),
-                &format!(
-                    r#"
+        ),
+        &format!(
+            r#"
 path = "berth-haproxy/haproxy.cfg"
 template = "{template}"
 format = "haproxy"
@@ -178,8 +191,8 @@ mode = "0640"
 component = "berth-haproxy"
 reloads = ["berth-haproxy"]
 "#
-                ),
-                r#"
+        ),
+        r#"
 component = "berth-haproxy"
 description = "HAProxy, in front of the web nodes and the PostgreSQL leader"
 command = ["/usr/sbin/haproxy", "-W", "-db", "-f", "{{ paths.etc }}/berth-haproxy/haproxy.cfg"]
@@ -190,11 +203,7 @@ ready = { tcp = "{{ node.address }}:{{ external_url.port }}", timeout = "30s" }
 reload_signal = "SIGUSR2"
 stop_timeout = "60s"
 "#,
-            );
-        }
-        // PgBouncer comes with the pooled database path.
-        Engine::Pgbouncer => {}
-    }
+    );
 }
 
 /// Hands the PostgreSQL of role `role` to Patroni on this node (the one that makes the
@@ -211,6 +220,7 @@ pub fn patroni(local: &mut LoadedManifest, role: &str, decl: &PatroniDecl, boots
     let Some(service) = m.roles.get(role).and_then(|r| r.services.first()).cloned() else {
         return;
     };
+    let local_etcd = m.services.contains_key("berth-etcd");
     let Some(svc) = m.services.get_mut(&service) else {
         return;
     };
@@ -236,7 +246,19 @@ reload_signal = "SIGHUP"
     let old = std::mem::replace(svc, patroni_svc);
     svc.depends_on = old.depends_on;
     svc.listen = old.listen;
-    svc.working_dir = old.working_dir;
+    // Patroni's helper processes return to the directory it started in: one its user
+    // can enter.
+    svc.working_dir = old.working_dir.or_else(|| {
+        let parent = decl.data_dir.rsplit_once('/').map(|(p, _)| format!("/{p}"));
+        Some(format!(
+            "{{{{ paths.data }}}}{}",
+            parent.unwrap_or_default()
+        ))
+    });
+    // etcd on this node first: Patroni elects its leader there.
+    if local_etcd {
+        svc.depends_on.push("berth-etcd".to_owned());
+    }
     for f in &mut m.files {
         if f.restarts.contains(&service) {
             f.restarts.retain(|s| s != &service);
@@ -245,7 +267,8 @@ reload_signal = "SIGHUP"
             }
         }
     }
-    m.hooks.retain(|name, _| !decl.bootstrap_hooks.contains(name));
+    m.hooks
+        .retain(|name, _| !decl.bootstrap_hooks.contains(name));
     let owner = m
         .files
         .iter()

@@ -230,13 +230,22 @@ fn file_of<'s>(state: &'s berth_render::DesiredState, end: &str) -> &'s berth_re
 #[test]
 fn patroni_runs_postgresql_where_the_fleet_has_etcd_and_one_node_makes_the_cluster() {
     let (app, state) = render_in("tests/fixtures/ministack", HA_FLEET, "db-1");
-    let pg = state.services.iter().find(|s| s.name == "postgresql").unwrap();
+    let pg = state
+        .services
+        .iter()
+        .find(|s| s.name == "postgresql")
+        .unwrap();
     assert_eq!(pg.argv[0], "/usr/bin/patroni", "{:?}", pg.argv);
     // Patroni makes the cluster (no initdb hook); the app's database is made once.
     let hooks: Vec<&str> = state.hooks.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(hooks, ["createdb"]);
     // Its passwords are the fleet's, readable by PostgreSQL's user only.
-    for s in ["berth_pg_superuser", "berth_pg_replication", "berth_pg_rewind", "berth_patroni_api"] {
+    for s in [
+        "berth_pg_superuser",
+        "berth_pg_replication",
+        "berth_pg_rewind",
+        "berth_patroni_api",
+    ] {
         assert!(app.manifest.manifest.secrets.contains_key(s), "{s}");
     }
     let yml = file_of(&state, "berth-patroni/patroni.yml");
@@ -266,7 +275,10 @@ fn haproxy_fronts_the_web_nodes_and_sends_database_clients_to_the_leader() {
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["berth-haproxy"]);
     assert!(app.components.contains("berth-haproxy"));
-    insta::assert_snapshot!("haproxy_cfg", file_of(&state, "berth-haproxy/haproxy.cfg").content);
+    insta::assert_snapshot!(
+        "haproxy_cfg",
+        file_of(&state, "berth-haproxy/haproxy.cfg").content
+    );
     // The app reaches its database through the load balancer.
     let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "web");
     let json = &file_of(&state, "app/app.json").content;

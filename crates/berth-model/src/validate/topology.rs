@@ -81,8 +81,7 @@ const NEEDS_HELP: &str = "losing one node must leave the role working: two copie
 /// `a/b.c`: no empty, `.`, `..` or hidden parts, nothing a template or a shell would read.
 fn is_plain_relative(p: &str) -> bool {
     !p.is_empty()
-        && p.split('/')
-            .all(|c| !c.is_empty() && !c.starts_with('.'))
+        && p.split('/').all(|c| !c.is_empty() && !c.starts_with('.'))
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
 }
@@ -404,7 +403,12 @@ impl Check<'_, '_> {
             return;
         };
         let at = |key: &'static str| -> [Seg<'_>; 4] {
-            [Seg::Key("roles"), Seg::Key(name), Seg::Key("patroni"), Seg::Key(key)]
+            [
+                Seg::Key("roles"),
+                Seg::Key(name),
+                Seg::Key("patroni"),
+                Seg::Key(key),
+            ]
         };
         if role.ha != HaKind::Patroni {
             self.at_key(
@@ -433,28 +437,49 @@ impl Check<'_, '_> {
                 let help = suggest::help(path, files.iter().copied(), "files the manifest renders");
                 self.at_value(
                     &at(key),
-                    format!("`roles.{name}.patroni.{key}` names `{}`, which no `[[files]]` renders", crate::shown(path)),
-                    help.or_else(|| Some("give the `path` of one of the manifest's `[[files]]`".to_owned())),
+                    format!(
+                        "`roles.{name}.patroni.{key}` names `{}`, which no `[[files]]` renders",
+                        crate::shown(path)
+                    ),
+                    help.or_else(|| {
+                        Some("give the `path` of one of the manifest's `[[files]]`".to_owned())
+                    }),
                 );
             }
         }
-        let port = p.port.split_once('.').and_then(|(g, k)| m.settings.get(g)?.get(k));
+        let port = p
+            .port
+            .split_once('.')
+            .and_then(|(g, k)| m.settings.get(g)?.get(k));
         if !port.is_some_and(|s| s.kind == crate::manifest::SettingType::Port) {
             let names: Vec<String> = m
                 .settings
                 .iter()
                 .flat_map(|(g, ks)| ks.keys().map(move |k| format!("{g}.{k}")))
                 .collect();
-            let help = suggest::help(&p.port, names.iter().map(String::as_str), "declared settings");
+            let help = suggest::help(
+                &p.port,
+                names.iter().map(String::as_str),
+                "declared settings",
+            );
             self.at_value(
                 &at("port"),
-                format!("`roles.{name}.patroni.port` names `{}`, which is not a setting of type `port`", crate::shown(&p.port)),
-                help.or_else(|| Some("name the setting holding PostgreSQL's port, such as `\"postgresql.port\"`".to_owned())),
+                format!(
+                    "`roles.{name}.patroni.port` names `{}`, which is not a setting of type `port`",
+                    crate::shown(&p.port)
+                ),
+                help.or_else(|| {
+                    Some(
+                        "name the setting holding PostgreSQL's port, such as `\"postgresql.port\"`"
+                            .to_owned(),
+                    )
+                }),
             );
         }
         for hook in &p.bootstrap_hooks {
             if !m.hooks.contains_key(hook) {
-                let help = suggest::help(hook, m.hooks.keys().map(String::as_str), "declared hooks");
+                let help =
+                    suggest::help(hook, m.hooks.keys().map(String::as_str), "declared hooks");
                 self.at_value(
                     &at("bootstrap_hooks"),
                     format!("`roles.{name}.patroni.bootstrap_hooks` names hook `{}`, which is not declared", crate::shown(hook)),
