@@ -27,13 +27,14 @@ trap run_on_exit EXIT
 # skopeo and umoci read back the OCI images berth-image writes (layout and archives);
 # podman (with runc: crun fails on this kernel's rlimits) runs the images berth builds.
 # etcd-server and etcd-client: the etcd berth runs on a fleet's consensus nodes, and
-# etcdctl to ask it.
+# etcdctl to ask it; patroni, pgbouncer and haproxy: the engines of a highly available
+# fleet (the failover test).
 # chromium and chromium-driver: the console's pages are tested in headless Chromium,
 # driven by Selenium through Debian's chromedriver (never a browser downloaded by a tool).
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
   binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc
-  chromium chromium-driver etcd-server etcd-client)
+  chromium chromium-driver etcd-server etcd-client patroni pgbouncer haproxy)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

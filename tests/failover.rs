@@ -6,7 +6,9 @@
 //! and records every write the database acknowledged. The leader's node is then
 //! killed (every process in its namespace, SIGKILL: a machine that dies), and later
 //! the next leader's network link is cut: each time a new leader must take writes
-//! within 30 s, and afterwards every acknowledged row must be there.
+//! within 30 s, and afterwards every acknowledged row must be there. Then the Redis
+//! master's node is killed: Sentinel must promote a replica that takes writes within
+//! 30 s, with what the old master had.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -78,9 +80,9 @@ impl Ha {
         )
         .unwrap();
         let roles = [
-            "\"database\", \"consensus\", \"cache\"",
-            "\"database\", \"consensus\"",
-            "\"database\", \"consensus\"",
+            "\"database\", \"consensus\", \"pooler\", \"cache\"",
+            "\"database\", \"consensus\", \"pooler\", \"cache\"",
+            "\"database\", \"consensus\", \"pooler\", \"cache\"",
             "\"load-balancer\"",
             "\"web\"",
         ];
@@ -177,6 +179,22 @@ impl Ha {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The end of service `service`'s log on node `i`, for failure messages.
+    fn log(&self, i: usize, service: &str) -> String {
+        let text = std::fs::read_to_string(self.prefixes[i].join(format!("log/{service}/current")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// The end of every database node's Patroni and PostgreSQL log.
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| format!("--- db-{}:\n{}", i + 1, self.log(i, "postgresql")))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Waits until the app answers through the load balancer.
@@ -384,18 +402,42 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert!(
-        names.contains(&"postgresql") && names.contains(&"berth-etcd"),
-        "{names:?}"
-    );
+    for s in ["berth-etcd", "berth-pgbouncer", "postgresql"] {
+        assert!(names.contains(&s), "{names:?}");
+    }
     // The app answers through the load balancer (once its checks find the web node
     // up), and reaches its database through it.
     ha.answers();
     let out = ha.psql("CREATE TABLE acked (v bigint PRIMARY KEY)");
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{}\nPgBouncer of the leader:\n{}\nPostgreSQL:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        ha.log(leader, "berth-pgbouncer"),
+        ha.log(leader, "postgresql"),
+    );
+    // The app's sessions reach PostgreSQL from the leader's own PgBouncer.
+    let out = ha.psql("SELECT host(inet_client_addr())");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "127.0.0.1");
+    // PgBouncer never lets a superuser in, even with the right password.
+    let pw = std::fs::read_to_string(ha.dir.path().join("secrets/berth_pg_superuser")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ha.lab.admin, "env"])
+        .arg(format!("PGPASSWORD={}", pw.trim()))
+        .args([
+            "/usr/lib/postgresql/15/bin/psql",
+            "-X",
+            "-h",
+            &ha.addr[3],
+            "-p",
+        ])
+        .arg(PG_PORT.to_string())
+        .args(["-U", "ministack-pg", "-d", "postgres", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a superuser got in through PgBouncer"
     );
 
     let writer = Writer::start(&ha);
@@ -410,7 +452,12 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
     let t = Instant::now();
     let took = writer
         .first_ack_after(t, Duration::from_secs(30))
-        .expect("no write was acknowledged within 30 s of the leader's crash");
+        .unwrap_or_else(|| {
+            panic!(
+                "no write was acknowledged within 30 s of the leader's crash:\n{}",
+                ha.logs()
+            )
+        });
     eprintln!("crash: the first write on the new leader {took:?} after the kill");
     let second = ha.healthy(1, Some(crashed));
     assert_ne!(second, crashed);
@@ -442,7 +489,12 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
     let t = Instant::now();
     let took = writer
         .first_ack_after(t, Duration::from_secs(30))
-        .expect("no write was acknowledged within 30 s of the leader's partition");
+        .unwrap_or_else(|| {
+            panic!(
+                "no write was acknowledged within 30 s of the leader's partition:\n{}",
+                ha.logs()
+            )
+        });
     eprintln!("partition: the first write on the new leader {took:?} after the cut");
     let third = ha.healthy(1, Some(second));
     assert!(third != second, "{third}");
@@ -472,4 +524,79 @@ fn a_new_leader_takes_writes_within_30_s_and_no_acknowledged_write_is_lost() {
     );
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(acked.len() > 60);
+
+    // 3. Redis: the master's machine dies; Sentinel promotes a replica, and a client
+    // that asks the Sentinels where the master is carries on writing.
+    let master = ha.redis_master(None).expect("the Sentinels name a master");
+    assert_eq!(master, 0, "the first cache node starts as the master");
+    assert_eq!(ha.redis(master, &["SET", "before", "1"]), "OK");
+    ha.crash(master);
+    let t = Instant::now();
+    let promoted = loop {
+        if let Some(m) = ha.redis_master(Some(master))
+            && m != master
+            && ha.redis(m, &["SET", "after", "1"]) == "OK"
+        {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no Redis master took writes within 30 s: {}",
+            ha.log((master + 1) % 3, "berth-sentinel")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "redis: the new master took a write {:?} after the crash",
+        t.elapsed()
+    );
+    assert_eq!(ha.redis(promoted, &["GET", "before"]), "1");
+}
+
+impl Ha {
+    /// The node whose Redis the Sentinels name the master, asked of any node but `skip`.
+    fn redis_master(&self, skip: Option<usize>) -> Option<usize> {
+        for i in (0..3).filter(|i| Some(*i) != skip) {
+            let out = self.lab.exec_in(
+                &self.lab.admin,
+                &[
+                    "redis-cli",
+                    "-h",
+                    &self.addr[i],
+                    "-p",
+                    "26379",
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    "ministack",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(host) = text.lines().next()
+                && let Some(n) = self.addr.iter().position(|a| a == host.trim())
+            {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    /// `redis-cli` against node `i`'s Redis with the app's password: its answer.
+    fn redis(&self, i: usize, args: &[&str]) -> String {
+        let pw = std::fs::read_to_string(self.dir.path().join("secrets/redis_password")).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.lab.admin, "env"])
+            .arg(format!("REDISCLI_AUTH={}", pw.trim()))
+            .args([
+                "redis-cli",
+                "--no-auth-warning",
+                "-h",
+                &self.addr[i],
+                "-p",
+                "16379",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
 }

@@ -181,6 +181,16 @@ impl FleetView {
             .map(|(name, _)| name.as_str())
     }
 
+    /// The role of `m` whose Redis Sentinel watches in this fleet: the one with
+    /// `ha = "sentinel"` and a `sentinel` table, once more than one node takes it.
+    pub fn sentinel_role<'m>(&self, m: &'m crate::Manifest) -> Option<&'m str> {
+        m.roles
+            .iter()
+            .find(|(_, d)| d.ha == crate::topology::HaKind::Sentinel && d.sentinel.is_some())
+            .map(|(name, _)| name.as_str())
+            .filter(|r| self.hosts(r).len() > 1)
+    }
+
     /// Addresses of the nodes taking `role`, by node name.
     pub fn hosts(&self, role: &str) -> Vec<&str> {
         self.nodes

@@ -143,7 +143,12 @@ pub(crate) fn render_context(m: &Manifest) -> Node {
         Node::Map(
             m.roles
                 .keys()
-                .map(|r| (r.clone(), map(["here", "hosts", "host", "members"])))
+                .map(|r| {
+                    (
+                        r.clone(),
+                        map(["here", "hosts", "host", "members", "sentinel"]),
+                    )
+                })
                 .collect(),
         ),
     );

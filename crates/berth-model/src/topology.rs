@@ -58,6 +58,35 @@ pub struct RoleDecl {
     /// Patroni can run it.
     #[serde(default)]
     pub patroni: Option<PatroniDecl>,
+    /// With `ha = "sentinel"`: what Sentinel needs to know of the app's Redis.
+    #[serde(default)]
+    pub sentinel: Option<SentinelDecl>,
+}
+
+/// `[roles.<name>.sentinel]`: what Sentinel needs to know of the app's Redis. In a
+/// fleet where the role has several nodes, the first is the master, the others its
+/// replicas, and a Sentinel on each node promotes a replica when the master fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelDecl {
+    /// The setting holding Redis's port (`"redis.port"`).
+    pub port: String,
+    /// A file of `[[files]]` (its `path`): the app's `redis.conf`, which berth's own
+    /// includes before making the node a replica.
+    pub config_file: String,
+    /// The secret Redis asks its clients for (`requirepass`): replicas and Sentinel
+    /// log in to the master with it.
+    pub password: String,
+    /// The port Sentinel listens on, on each node of the role.
+    #[serde(default = "SentinelDecl::default_port")]
+    pub sentinel_port: u16,
+}
+
+impl SentinelDecl {
+    /// Sentinel's own default.
+    fn default_port() -> u16 {
+        26379
+    }
 }
 
 /// `[roles.<name>.patroni]`: what Patroni needs to know of the app's PostgreSQL. In a

@@ -47,6 +47,18 @@ default = 5432
 type = "string"
 default = "app"
 
+[settings.redis.port]
+type = "port"
+default = 6379
+
+[secrets.redis_password]
+
+[[files]]
+path = "redis.conf"
+template = "r.j2"
+format = "redis"
+owner = "app"
+
 [[files]]
 path = "pg/postgresql.conf"
 template = "t.j2"
@@ -66,6 +78,7 @@ fn templates() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("t.j2".to_owned(), "# empty\n".to_owned()),
         ("h.j2".to_owned(), "# empty\n".to_owned()),
+        ("r.j2".to_owned(), "# empty\n".to_owned()),
     ])
 }
 
@@ -137,6 +150,11 @@ services = ["redis"]
 with = "database"
 ha = "sentinel"
 nodes = { ha = 3 }
+
+[roles.cache.sentinel]
+port = "redis.port"
+config_file = "redis.conf"
+password = "redis_password"
 
 [roles.web]
 services = ["web"]

@@ -291,6 +291,7 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
                 let ctx = minijinja::context! {
                     here => true, hosts => vec![local.clone()], host => local.clone(),
                     members => vec![minijinja::context! { name => "local", address => local.clone() }],
+                    sentinel => Value::from(()),
                 };
                 (r.clone(), ctx)
             })
@@ -308,6 +309,7 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
     };
     // Under Patroni, database clients reach the leader through the load balancer.
     let patroni = fleet.patroni_role(m);
+    let sentinel_role = fleet.sentinel_role(m);
     let balancer: Option<String> = m
         .roles
         .iter()
@@ -328,7 +330,17 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
                 .filter(|(_, p)| p.roles.contains(r))
                 .map(|(name, p)| minijinja::context! { name => name.clone(), address => p.address.clone() })
                 .collect();
+            // Where the app finds the Redis master: Sentinel, when it watches this role.
+            let sentinel = match m.roles.get(r).and_then(|d| d.sentinel.as_ref()) {
+                Some(d) if sentinel_role == Some(r.as_str()) => minijinja::context! {
+                    master => m.app.name.clone(),
+                    port => d.sentinel_port,
+                    hosts => hosts.clone(),
+                },
+                _ => Value::from(()),
+            };
             let ctx = minijinja::context! {
+                sentinel => sentinel,
                 here => me.is_some_and(|p| p.roles.contains(r)),
                 host => host,
                 hosts => hosts,

@@ -8,18 +8,39 @@ use std::collections::BTreeMap;
 
 use berth_model::fleet::FleetView;
 use berth_model::manifest::{SecretDecl, ServiceDecl};
-use berth_model::topology::{Engine, PatroniDecl};
+use berth_model::topology::{Engine, PatroniDecl, SentinelDecl};
 use berth_model::{LoadedManifest, Manifest};
 
 const ETCD_YML: &str = include_str!("engines/etcd.yml.j2");
 const PATRONI_YML: &str = include_str!("engines/patroni.yml.j2");
 const HAPROXY_CFG: &str = include_str!("engines/haproxy.cfg.j2");
+const PGBOUNCER_INI: &str = include_str!("engines/pgbouncer.ini.j2");
+const PGBOUNCER_USERS: &str = include_str!("engines/pgbouncer-users.txt.j2");
+const POST_BOOTSTRAP: &str = include_str!("engines/post-bootstrap.sh.j2");
+const SENTINEL_CONF: &str = include_str!("engines/sentinel.conf.j2");
+const REDIS_REPLICA_CONF: &str = include_str!("engines/redis-replica.conf.j2");
+
+/// The port PgBouncer listens on, on every node of its role.
+pub const POOL_PORT: u16 = 6432;
 
 /// The secrets berth's engines use in a fleet of `m`, made once and shared by every
 /// node like the app's: PostgreSQL's superuser, replication and rewind passwords and
 /// the password of Patroni's REST API (readable by PostgreSQL's user).
 pub fn secrets(m: &Manifest) -> BTreeMap<String, SecretDecl> {
     let mut out = BTreeMap::new();
+    let secret = |what: &str, readable_by: Option<String>| SecretDecl {
+        description: what.to_owned(),
+        length: Some(32),
+        alphabet: None,
+        readable_by,
+        from_hook: None,
+    };
+    if patroni_of(m).is_some() && runs_pgbouncer(m) {
+        out.insert(
+            "berth_pgbouncer".to_owned(),
+            secret("PgBouncer's own PostgreSQL user", None),
+        );
+    }
     if let Some((_, component)) = patroni_of(m) {
         for (name, what) in [
             ("berth_pg_superuser", "PostgreSQL's superuser under Patroni"),
@@ -27,19 +48,17 @@ pub fn secrets(m: &Manifest) -> BTreeMap<String, SecretDecl> {
             ("berth_pg_rewind", "PostgreSQL's pg_rewind user"),
             ("berth_patroni_api", "Patroni's REST API (changes)"),
         ] {
-            out.insert(
-                name.to_owned(),
-                SecretDecl {
-                    description: what.to_owned(),
-                    length: Some(32),
-                    alphabet: None,
-                    readable_by: Some(component.clone()),
-                    from_hook: None,
-                },
-            );
+            out.insert(name.to_owned(), secret(what, Some(component.clone())));
         }
     }
     out
+}
+
+/// Whether a role of `m` runs PgBouncer.
+fn runs_pgbouncer(m: &Manifest) -> bool {
+    m.roles
+        .values()
+        .any(|r| r.engines.contains(&Engine::Pgbouncer))
 }
 
 /// The role with `ha = "patroni"` and the component of its one service.
@@ -84,8 +103,7 @@ pub fn add(local: &mut LoadedManifest, role: &str, engine: Engine, fleet: Option
     match engine {
         Engine::Etcd => etcd(local, role),
         Engine::Haproxy => haproxy(local, role, fleet),
-        // PgBouncer comes with the pooled database path.
-        Engine::Pgbouncer => {}
+        Engine::Pgbouncer => pgbouncer(local, role),
     }
 }
 
@@ -158,13 +176,20 @@ fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
     let mut text = text;
     // Without Patroni the database section is never rendered, but it still
     // must parse.
+    let pooled = fleet.is_some_and(|f| f.runs(&local.manifest, Engine::Pgbouncer));
     let (db, rest, port) = match &database {
         Some((db, p)) => (db.clone(), p.rest_port.to_string(), setting_expr(&p.port)),
         None => (String::new(), "0".to_owned(), "0".to_owned()),
     };
+    let server_port = if pooled {
+        POOL_PORT.to_string()
+    } else {
+        port.clone()
+    };
     text = text
         .replace("@DBROLE@", &db)
         .replace("@REST_PORT@", &rest)
+        .replace("@SERVER_PORT@", &server_port)
         .replace("@PORT@", &port);
     let template = "berth/haproxy.cfg.j2";
     local.templates.insert(template.to_owned(), text);
@@ -206,8 +231,90 @@ stop_timeout = "60s"
     );
 }
 
+/// PgBouncer, pooling the connections to this node's PostgreSQL (the database role's,
+/// under Patroni).
+fn pgbouncer(local: &mut LoadedManifest, role: &str) {
+    let app = local.manifest.app.name.clone();
+    let Some((_, decl)) = local
+        .manifest
+        .roles
+        .iter()
+        .find_map(|(n, r)| r.patroni.as_ref().map(|p| (n.clone(), p.clone())))
+    else {
+        return;
+    };
+    let ini = "berth/pgbouncer.ini.j2";
+    let users = "berth/pgbouncer-users.txt.j2";
+    local.templates.insert(
+        ini.to_owned(),
+        PGBOUNCER_INI
+            .replace("@ROLE@", role)
+            .replace("@POOL_PORT@", &POOL_PORT.to_string())
+            .replace("@PORT@", &setting_expr(&decl.port)),
+    );
+    local
+        .templates
+        .insert(users.to_owned(), PGBOUNCER_USERS.to_owned());
+    add_parts(
+        local,
+        "berth-pgbouncer",
+        &format!(
+            r#"
+source = "system"
+packages = ["pgbouncer"]
+rpm_packages = ["pgbouncer"]
+binaries = {{ pgbouncer = "/usr/sbin/pgbouncer" }}
+user = "{app}-pgbouncer"
+data_dirs = [{{ path = "berth-pgbouncer", mode = "0700" }}]
+"#
+        ),
+        &format!(
+            r#"
+path = "berth-pgbouncer/pgbouncer.ini"
+template = "{ini}"
+format = "conf"
+owner = "berth-pgbouncer"
+mode = "0640"
+component = "berth-pgbouncer"
+reloads = ["berth-pgbouncer"]
+"#
+        ),
+        &format!(
+            r#"
+component = "berth-pgbouncer"
+description = "PgBouncer, pooling connections to the PostgreSQL leader"
+command = ["/usr/sbin/pgbouncer", "{{{{ paths.etc }}}}/berth-pgbouncer/pgbouncer.ini"]
+working_dir = "{{{{ paths.data }}}}/berth-pgbouncer"
+ready = {{ tcp = "127.0.0.1:{POOL_PORT}", timeout = "30s" }}
+# SIGINT: no new connections, the current ones finish.
+stop_signal = "SIGINT"
+stop_timeout = "30s"
+reload_signal = "SIGHUP"
+"#
+        ),
+    );
+    local.manifest.files.push(
+        toml::from_str(&format!(
+            r#"
+path = "berth-pgbouncer/userlist.txt"
+template = "{users}"
+format = "conf"
+owner = "berth-pgbouncer"
+mode = "0600"
+component = "berth-pgbouncer"
+reloads = ["berth-pgbouncer"]
+"#
+        ))
+        .expect("PgBouncer's user list"),
+    );
+    for (name, decl) in secrets(&local.manifest) {
+        local.manifest.secrets.entry(name).or_insert(decl);
+    }
+}
+
 /// Hands the PostgreSQL of role `role` to Patroni on this node (the one that makes the
-/// cluster when `bootstrap`, the node that runs the role's `once` hooks): its service runs
+/// cluster when `bootstrap`, the node that runs the role's `once` hooks; with PgBouncer's
+/// user and lookup function when the fleet is `pooled`): its service runs
 /// Patroni (which runs PostgreSQL), with Patroni's config file beside the app's, the
 /// hooks Patroni's bootstrap replaces dropped, and changes to PostgreSQL's own files
 /// reloaded through Patroni rather than restarting it (a restart would move the lead).
@@ -215,7 +322,13 @@ stop_timeout = "60s"
 /// # Panics
 ///
 /// Never: the declarations parsed here are constants of this crate.
-pub fn patroni(local: &mut LoadedManifest, role: &str, decl: &PatroniDecl, bootstrap: bool) {
+pub fn patroni(
+    local: &mut LoadedManifest,
+    role: &str,
+    decl: &PatroniDecl,
+    bootstrap: bool,
+    pooled: bool,
+) {
     let m = &mut local.manifest;
     let Some(service) = m.roles.get(role).and_then(|r| r.services.first()).cloned() else {
         return;
@@ -279,6 +392,7 @@ reload_signal = "SIGHUP"
     let text = PATRONI_YML
         .replace("@ROLE@", role)
         .replace("@BOOTSTRAP@", if bootstrap { "true" } else { "false" })
+        .replace("@POOLER@", if pooled { "true" } else { "false" })
         .replace("@CONSENSUS@", &consensus)
         .replace("@COMPONENT@", &component)
         .replace("@REST_PORT@", &rest.to_string())
@@ -302,7 +416,124 @@ reloads = ["{service}"]
         ))
         .expect("Patroni's file"),
     );
+    if pooled {
+        let script = "berth/post-bootstrap.sh.j2";
+        local.templates.insert(
+            script.to_owned(),
+            POST_BOOTSTRAP.replace("@BIN_DIR@", &lit(&decl.bin_dir)),
+        );
+        local.manifest.files.push(
+            toml::from_str(&format!(
+                r#"
+path = "berth-patroni/post-bootstrap.sh"
+template = "{script}"
+format = "shell"
+owner = "{owner}"
+mode = "0700"
+component = "{component}"
+"#
+            ))
+            .expect("Patroni's post-bootstrap script"),
+        );
+    }
     for (name, decl) in secrets(&local.manifest) {
         local.manifest.secrets.entry(name).or_insert(decl);
     }
+}
+
+/// Makes the Redis of role `role` on this node one of a replicated set watched by
+/// Sentinel: its service runs on berth's config (the app's included, then
+/// `masterauth`, and `replicaof` the role's first node on every other node), and a
+/// Sentinel (`berth-sentinel`) runs beside it.
+///
+/// # Panics
+///
+/// Never: the declarations parsed here are constants of this crate.
+pub fn sentinel(local: &mut LoadedManifest, role: &str, decl: &SentinelDecl) {
+    let app = local.manifest.app.name.clone();
+    let m = &mut local.manifest;
+    let Some(service) = m.roles.get(role).and_then(|r| r.services.first()).cloned() else {
+        return;
+    };
+    let Some(svc) = m.services.get_mut(&service) else {
+        return;
+    };
+    let component = svc.component.clone();
+    let program = svc.command.first().cloned().unwrap_or_default();
+    svc.command = vec![
+        program,
+        "{{ paths.etc }}/berth-sentinel/redis.conf".to_owned(),
+    ];
+    let owner = m
+        .files
+        .iter()
+        .find(|f| f.path == decl.config_file)
+        .and_then(|f| f.owner.clone())
+        .unwrap_or_else(|| component.clone());
+    let fill = |t: &str| {
+        t.replace("@ROLE@", role)
+            .replace("@SENTINEL_PORT@", &decl.sentinel_port.to_string())
+            .replace("@PORT@", &setting_expr(&decl.port))
+            .replace("@PASSWORD@", &lit(&decl.password))
+            .replace("@CONFIG_FILE@", &lit(&decl.config_file))
+    };
+    let replica = "berth/redis-replica.conf.j2";
+    let seed = "berth/sentinel.conf.j2";
+    local
+        .templates
+        .insert(replica.to_owned(), fill(REDIS_REPLICA_CONF));
+    local.templates.insert(seed.to_owned(), fill(SENTINEL_CONF));
+    local.manifest.files.push(
+        toml::from_str(&format!(
+            r#"
+path = "berth-sentinel/redis.conf"
+template = "{replica}"
+format = "redis"
+owner = "{owner}"
+mode = "0640"
+component = "{component}"
+restarts = ["{service}"]
+"#
+        ))
+        .expect("Redis's replication file"),
+    );
+    let port = decl.sentinel_port;
+    add_parts(
+        local,
+        "berth-sentinel",
+        &format!(
+            r#"
+source = "system"
+packages = ["redis-server"]
+rpm_packages = ["redis"]
+binaries = {{ redis-server = "/usr/bin/redis-server" }}
+user = "{app}-sentinel"
+data_dirs = [{{ path = "berth-sentinel", mode = "0700" }}]
+"#
+        ),
+        &format!(
+            r#"
+path = "berth-sentinel/sentinel.conf"
+template = "{seed}"
+format = "redis"
+owner = "berth-sentinel"
+mode = "0640"
+component = "berth-sentinel"
+restarts = ["berth-sentinel"]
+"#
+        ),
+        &format!(
+            r#"
+component = "berth-sentinel"
+description = "Redis Sentinel: promotes a replica when the Redis master fails"
+# Sentinel rewrites its config as it learns: it runs on a copy, made again when
+# berth's changes.
+command = ["/bin/sh", "-c", 'cmp -s "$0" "$1.seed" || {{ cp "$0" "$1" && cp "$0" "$1.seed"; }}; exec /usr/bin/redis-server "$1" --sentinel', "{{{{ paths.etc }}}}/berth-sentinel/sentinel.conf", "{{{{ paths.data }}}}/berth-sentinel/sentinel.conf"]
+working_dir = "{{{{ paths.data }}}}/berth-sentinel"
+depends_on = ["{service}"]
+ready = {{ tcp = "127.0.0.1:{port}", timeout = "30s" }}
+stop_timeout = "10s"
+"#
+        ),
+    );
 }

@@ -139,6 +139,14 @@ pub fn localize(m: &LoadedManifest, roles: &[String], fleet: Option<&FleetView>)
             crate::engines::add(&mut local, name, *engine, fleet);
         }
     }
+    // Redis replicated and watched by Sentinel, where the role has several nodes.
+    if let Some(fleet) = fleet
+        && let Some(cache) = fleet.sentinel_role(man)
+        && roles.iter().any(|r| r == cache)
+        && let Some(decl) = man.roles.get(cache).and_then(|r| r.sentinel.as_ref())
+    {
+        crate::engines::sentinel(&mut local, cache, decl);
+    }
     // PostgreSQL under Patroni, where the fleet runs etcd for it.
     if let Some(fleet) = fleet
         && let Some(db) = fleet.patroni_role(man)
@@ -152,7 +160,8 @@ pub fn localize(m: &LoadedManifest, roles: &[String], fleet: Option<&FleetView>)
             .map(|s| s.component.as_str())
             .unwrap_or_default();
         let bootstrap = once_node(man, fleet, component) == Some(fleet.node.as_str());
-        crate::engines::patroni(&mut local, db, decl, bootstrap);
+        let pooled = fleet.runs(man, berth_model::topology::Engine::Pgbouncer);
+        crate::engines::patroni(&mut local, db, decl, bootstrap, pooled);
     }
     components.extend(
         local

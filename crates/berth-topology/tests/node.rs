@@ -212,9 +212,21 @@ fn a_consensus_node_runs_berths_etcd_with_every_member() {
 
 /// Three database nodes with etcd, a load balancer and a web node.
 const HA_FLEET: &[(&str, &str, &[&str])] = &[
-    ("db-1", "10.0.0.1", &["database", "consensus", "cache"]),
-    ("db-2", "10.0.0.2", &["database", "consensus"]),
-    ("db-3", "10.0.0.3", &["database", "consensus"]),
+    (
+        "db-1",
+        "10.0.0.1",
+        &["database", "consensus", "pooler", "cache"],
+    ),
+    (
+        "db-2",
+        "10.0.0.2",
+        &["database", "consensus", "pooler", "cache"],
+    ),
+    (
+        "db-3",
+        "10.0.0.3",
+        &["database", "consensus", "pooler", "cache"],
+    ),
     ("lb", "10.0.0.4", &["load-balancer"]),
     ("web", "10.0.0.5", &["web"]),
 ];
@@ -253,6 +265,19 @@ fn patroni_runs_postgresql_where_the_fleet_has_etcd_and_one_node_makes_the_clust
     insta::assert_snapshot!("patroni_bootstrap_yml", yml.content);
     // A change to PostgreSQL's settings reloads Patroni, which reloads PostgreSQL:
     // restarting it would hand the lead to another node.
+    // PgBouncer's user and its password lookup are made with the cluster.
+    insta::assert_snapshot!(
+        "post_bootstrap_sh",
+        file_of(&state, "berth-patroni/post-bootstrap.sh").content
+    );
+    let ini = file_of(&state, "berth-pgbouncer/pgbouncer.ini");
+    insta::assert_snapshot!("pgbouncer_ini", ini.content);
+    let users = file_of(&state, "berth-pgbouncer/userlist.txt");
+    assert_eq!(users.mode, 0o600);
+    assert_eq!(
+        users.content,
+        "\"berth_pgbouncer\" \"berth_pgbouncer-value\"\n"
+    );
     let conf = file_of(&state, "postgresql/postgresql.conf");
     assert!(conf.restarts.is_empty(), "{:?}", conf.restarts);
     assert_eq!(conf.reloads, ["postgresql"]);
@@ -283,4 +308,35 @@ fn haproxy_fronts_the_web_nodes_and_sends_database_clients_to_the_leader() {
     let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "web");
     let json = &file_of(&state, "app/app.json").content;
     assert!(json.contains("\"host\": \"10.0.0.4\""), "{json}");
+}
+
+#[test]
+fn redis_replicates_from_the_first_cache_node_and_sentinel_watches_it() {
+    let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "db-1");
+    let redis = state.services.iter().find(|s| s.name == "redis").unwrap();
+    assert!(
+        redis.argv[1].ends_with("etc/berth-sentinel/redis.conf"),
+        "{:?}",
+        redis.argv
+    );
+    let first = &file_of(&state, "berth-sentinel/redis.conf").content;
+    assert!(!first.contains("replicaof"), "{first}");
+    insta::assert_snapshot!(
+        "sentinel_conf",
+        file_of(&state, "berth-sentinel/sentinel.conf").content
+    );
+    let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "db-3");
+    insta::assert_snapshot!(
+        "redis_replica_conf",
+        file_of(&state, "berth-sentinel/redis.conf").content
+    );
+    let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"berth-sentinel"), "{names:?}");
+    // The app finds the master through the Sentinels.
+    let (_, state) = render_in("tests/fixtures/ministack", HA_FLEET, "web");
+    let json = &file_of(&state, "app/app.json").content;
+    assert!(
+        json.contains(r#""sentinel": {"master":"ministack","port":26379,"hosts":["10.0.0.1","10.0.0.2","10.0.0.3"]}"#),
+        "{json}"
+    );
 }

@@ -377,6 +377,16 @@ impl Check<'_, '_> {
             HaKind::None | HaKind::Replicas => {}
         }
         self.patroni(name, role);
+        self.sentinel(name, role);
+        if role.engines.contains(&Engine::Pgbouncer)
+            && !self.roles.values().any(|r| r.patroni.is_some())
+        {
+            self.at_value(
+                &role_key(name, "engines"),
+                format!("role `{name}` runs PgBouncer, which pools connections to PostgreSQL under Patroni, but no role declares one"),
+                Some("give the database role `ha = \"patroni\"` and a `[roles.<name>.patroni]` table".to_owned()),
+            );
+        }
         if role.engines.contains(&Engine::Etcd) && role.ha != HaKind::Quorum {
             self.at_value(
                 &at,
@@ -447,35 +457,13 @@ impl Check<'_, '_> {
                 );
             }
         }
-        let port = p
-            .port
-            .split_once('.')
-            .and_then(|(g, k)| m.settings.get(g)?.get(k));
-        if !port.is_some_and(|s| s.kind == crate::manifest::SettingType::Port) {
-            let names: Vec<String> = m
-                .settings
-                .iter()
-                .flat_map(|(g, ks)| ks.keys().map(move |k| format!("{g}.{k}")))
-                .collect();
-            let help = suggest::help(
-                &p.port,
-                names.iter().map(String::as_str),
-                "declared settings",
-            );
-            self.at_value(
-                &at("port"),
-                format!(
-                    "`roles.{name}.patroni.port` names `{}`, which is not a setting of type `port`",
-                    crate::shown(&p.port)
-                ),
-                help.or_else(|| {
-                    Some(
-                        "name the setting holding PostgreSQL's port, such as `\"postgresql.port\"`"
-                            .to_owned(),
-                    )
-                }),
-            );
-        }
+        self.port_setting(
+            m,
+            &at("port"),
+            &format!("roles.{name}.patroni.port"),
+            &p.port,
+            "PostgreSQL",
+        );
         for hook in &p.bootstrap_hooks {
             if !m.hooks.contains_key(hook) {
                 let help =
@@ -487,6 +475,121 @@ impl Check<'_, '_> {
                 );
             }
         }
+    }
+
+    /// `[roles.<name>.sentinel]`: present exactly with `ha = "sentinel"`, naming a port
+    /// setting, a file the manifest renders and a secret.
+    fn sentinel(&mut self, name: &str, role: &RoleDecl) {
+        let Some(m) = self.manifest else {
+            return;
+        };
+        let Some(d) = &role.sentinel else {
+            if role.ha == HaKind::Sentinel {
+                self.at_value(
+                    &role_key(name, "ha"),
+                    format!("role `{name}` is made highly available by Sentinel, but says nothing of its Redis"),
+                    Some(format!("add `[roles.{name}.sentinel]` with `port`, `config_file` and `password` (docs/topology.md)")),
+                );
+            }
+            return;
+        };
+        let at = |key: &'static str| -> [Seg<'_>; 4] {
+            [
+                Seg::Key("roles"),
+                Seg::Key(name),
+                Seg::Key("sentinel"),
+                Seg::Key(key),
+            ]
+        };
+        if role.ha != HaKind::Sentinel {
+            self.at_key(
+                &role_key(name, "sentinel"),
+                format!("role `{name}` declares `sentinel` but is not made highly available by it"),
+                Some("write `ha = \"sentinel\"`, or remove the table".to_owned()),
+            );
+        }
+        let files: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        if !files.contains(&d.config_file.as_str()) {
+            let help = suggest::help(
+                &d.config_file,
+                files.iter().copied(),
+                "files the manifest renders",
+            );
+            self.at_value(
+                &at("config_file"),
+                format!(
+                    "`roles.{name}.sentinel.config_file` names `{}`, which no `[[files]]` renders",
+                    crate::shown(&d.config_file)
+                ),
+                help.or_else(|| {
+                    Some("give the `path` of one of the manifest's `[[files]]`".to_owned())
+                }),
+            );
+        }
+        self.port_setting(
+            m,
+            &at("port"),
+            &format!("roles.{name}.sentinel.port"),
+            &d.port,
+            "Redis",
+        );
+        if !m.secrets.contains_key(&d.password) {
+            let help = suggest::help(
+                &d.password,
+                m.secrets.keys().map(String::as_str),
+                "declared secrets",
+            );
+            self.at_value(
+                &at("password"),
+                format!(
+                    "`roles.{name}.sentinel.password` names secret `{}`, which is not declared",
+                    crate::shown(&d.password)
+                ),
+                help.or_else(|| {
+                    Some("name the secret the app's redis.conf gives `requirepass`".to_owned())
+                }),
+            );
+        }
+    }
+
+    /// `setting` names a setting of type `port`.
+    fn port_setting(
+        &mut self,
+        m: &crate::Manifest,
+        at: &[Seg<'_>],
+        key: &str,
+        setting: &str,
+        what: &str,
+    ) {
+        let port = setting
+            .split_once('.')
+            .and_then(|(g, k)| m.settings.get(g)?.get(k));
+        if port.is_some_and(|s| s.kind == crate::manifest::SettingType::Port) {
+            return;
+        }
+        let names: Vec<String> = m
+            .settings
+            .iter()
+            .flat_map(|(g, ks)| ks.keys().map(move |k| format!("{g}.{k}")))
+            .collect();
+        let help = suggest::help(
+            setting,
+            names.iter().map(String::as_str),
+            "declared settings",
+        );
+        self.at_value(
+            at,
+            format!(
+                "`{key}` names `{}`, which is not a setting of type `port`",
+                crate::shown(setting)
+            ),
+            help.or_else(|| {
+                Some(format!(
+                    "name the setting holding {what}'s port, such as `\"{}.port\"`",
+                    what.to_lowercase()
+                ))
+            }),
+        );
     }
 
     /// Every service in exactly one role, once a manifest declares roles at all.
