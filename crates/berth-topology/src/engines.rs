@@ -20,12 +20,22 @@ const POST_BOOTSTRAP: &str = include_str!("engines/post-bootstrap.sh.j2");
 const SENTINEL_CONF: &str = include_str!("engines/sentinel.conf.j2");
 const REDIS_REPLICA_CONF: &str = include_str!("engines/redis-replica.conf.j2");
 
+/// Patroni's readiness, asked of its REST API (the URL is the first argument):
+/// PostgreSQL runs here (`/health`), and the cluster has a leader (`/cluster`).
+const PATRONI_READY: &str = "import json, sys, urllib.request as u
+api = sys.argv[1]
+u.urlopen(api + '/health', timeout=2)
+members = json.load(u.urlopen(api + '/cluster', timeout=2))['members']
+sys.exit(0 if any(m['role'] == 'leader' for m in members) else 1)
+";
+
 /// The port PgBouncer listens on, on every node of its role.
 pub const POOL_PORT: u16 = 6432;
 
 /// The secrets berth's engines use in a fleet of `m`, made once and shared by every
 /// node like the app's: PostgreSQL's superuser, replication and rewind passwords and
-/// the password of Patroni's REST API (readable by PostgreSQL's user).
+/// the password of Patroni's REST API (readable by PostgreSQL's user), and PgBouncer's
+/// own PostgreSQL password.
 pub fn secrets(m: &Manifest) -> BTreeMap<String, SecretDecl> {
     let mut out = BTreeMap::new();
     let secret = |what: &str, readable_by: Option<String>| SecretDecl {
@@ -312,6 +322,39 @@ reloads = ["berth-pgbouncer"]
     }
 }
 
+/// The service that runs Patroni in place of the app's PostgreSQL.
+///
+/// # Panics
+///
+/// Never: the declaration parsed here is a constant of this crate.
+fn patroni_service(component: &str, rest: u16) -> ServiceDecl {
+    let mut svc: ServiceDecl = toml::from_str(&format!(
+        r#"
+component = "{component}"
+description = "PostgreSQL under Patroni (leader election, replication, failover)"
+command = ["/usr/bin/patroni", "{{{{ paths.etc }}}}/berth-patroni/patroni.yml"]
+stop_timeout = "120s"
+reload_signal = "SIGHUP"
+"#
+    ))
+    .expect("Patroni's service");
+    // Ready once PostgreSQL runs here and the cluster has a leader: the node that
+    // makes the cluster takes the lead only after its post-bootstrap step, which the
+    // app's own hooks (creating its database from `template1`) must come after.
+    svc.ready = Some(berth_model::manifest::ReadyDecl {
+        tcp: None,
+        http: None,
+        command: Some(vec![
+            "/usr/bin/python3".to_owned(),
+            "-c".to_owned(),
+            PATRONI_READY.to_owned(),
+            format!("http://{{{{ node.address }}}}:{rest}"),
+        ]),
+        timeout: "600s".to_owned(),
+    });
+    svc
+}
+
 /// Hands the PostgreSQL of role `role` to Patroni on this node (the one that makes the
 /// cluster when `bootstrap`, the node that runs the role's `once` hooks; with PgBouncer's
 /// user and lookup function when the fleet is `pooled`): its service runs
@@ -344,18 +387,7 @@ pub fn patroni(
         .find(|(_, r)| r.engines.contains(&Engine::Etcd))
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
-    let rest = decl.rest_port;
-    let patroni_svc: ServiceDecl = toml::from_str(&format!(
-        r#"
-component = "{component}"
-description = "PostgreSQL under Patroni (leader election, replication, failover)"
-command = ["/usr/bin/patroni", "{{{{ paths.etc }}}}/berth-patroni/patroni.yml"]
-ready = {{ http = "http://{{{{ node.address }}}}:{rest}/health", timeout = "600s" }}
-stop_timeout = "120s"
-reload_signal = "SIGHUP"
-"#
-    ))
-    .expect("Patroni's service");
+    let patroni_svc = patroni_service(&component, decl.rest_port);
     let old = std::mem::replace(svc, patroni_svc);
     svc.depends_on = old.depends_on;
     svc.listen = old.listen;
@@ -395,7 +427,7 @@ reload_signal = "SIGHUP"
         .replace("@POOLER@", if pooled { "true" } else { "false" })
         .replace("@CONSENSUS@", &consensus)
         .replace("@COMPONENT@", &component)
-        .replace("@REST_PORT@", &rest.to_string())
+        .replace("@REST_PORT@", &decl.rest_port.to_string())
         .replace("@DATA_DIR@", &lit(&decl.data_dir))
         .replace("@BIN_DIR@", &lit(&decl.bin_dir))
         .replace("@CONFIG_FILE@", &lit(&decl.config_file))
@@ -417,14 +449,28 @@ reloads = ["{service}"]
         .expect("Patroni's file"),
     );
     if pooled {
-        let script = "berth/post-bootstrap.sh.j2";
-        local.templates.insert(
-            script.to_owned(),
-            POST_BOOTSTRAP.replace("@BIN_DIR@", &lit(&decl.bin_dir)),
-        );
-        local.manifest.files.push(
-            toml::from_str(&format!(
-                r#"
+        post_bootstrap(local, decl, &owner, &component);
+    }
+    for (name, decl) in secrets(&local.manifest) {
+        local.manifest.secrets.entry(name).or_insert(decl);
+    }
+}
+
+/// The script Patroni runs once the cluster is made, where the fleet runs PgBouncer:
+/// PgBouncer's user and its password lookup function.
+///
+/// # Panics
+///
+/// Never: the declaration parsed here is a constant of this crate.
+fn post_bootstrap(local: &mut LoadedManifest, decl: &PatroniDecl, owner: &str, component: &str) {
+    let script = "berth/post-bootstrap.sh.j2";
+    local.templates.insert(
+        script.to_owned(),
+        POST_BOOTSTRAP.replace("@BIN_DIR@", &lit(&decl.bin_dir)),
+    );
+    local.manifest.files.push(
+        toml::from_str(&format!(
+            r#"
 path = "berth-patroni/post-bootstrap.sh"
 template = "{script}"
 format = "shell"
@@ -432,13 +478,9 @@ owner = "{owner}"
 mode = "0700"
 component = "{component}"
 "#
-            ))
-            .expect("Patroni's post-bootstrap script"),
-        );
-    }
-    for (name, decl) in secrets(&local.manifest) {
-        local.manifest.secrets.entry(name).or_insert(decl);
-    }
+        ))
+        .expect("Patroni's post-bootstrap script"),
+    );
 }
 
 /// Makes the Redis of role `role` on this node one of a replicated set watched by
