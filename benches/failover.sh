@@ -112,8 +112,9 @@ failover() { # name run host port user password
   ip netns exec ${TAG}a "$PY" "$ROOT/benches/lib/writer.py" "$3" "$4" "$5" "$6" "$WORK/$name-$run.kill" > "$out" &
   local writer=$!
   sleep 5
-  date +%s.%N > "$WORK/$name-$run.kill.tmp"; mv "$WORK/$name-$run.kill.tmp" "$WORK/$name-$run.kill"
+  date +%s.%N > "$WORK/$name-$run.kill.tmp"
   crash "$l"
+  mv "$WORK/$name-$run.kill.tmp" "$WORK/$name-$run.kill"
   wait "$writer"
   say "$name run $run: $(cat "$out")"
 }

@@ -26,6 +26,7 @@ while time.time() < deadline:
     if kill_at is None and os.path.exists(kill_file):
         kill_at = float(open(kill_file).read())
     n += 1
+    started = time.time()
     try:
         conn = connect()
         with conn, conn.cursor() as cur:
@@ -33,7 +34,8 @@ while time.time() < deadline:
         conn.close()
         now = time.time()
         acked.append(n)
-        if kill_at is not None and now > kill_at:
+        # Only a write begun after the kill tells the new leader took over.
+        if kill_at is not None and started > kill_at:
             first = now - kill_at
             break
     except psycopg2.Error:
