@@ -18,31 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_tests::netns::Lab;
+use berth_tests::netns::{Instances, Lab};
 use berth_tests::{berth_bin, prefix_dir, root};
-
-/// Stops the nodes' instances before the lab's namespaces go.
-struct Nodes(Vec<PathBuf>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for prefix in &self.0 {
-            if prefix.join("site.toml").exists() {
-                let _ = Command::new(berth_bin())
-                    .arg("--prefix")
-                    .arg(prefix)
-                    .arg("down")
-                    .output();
-            }
-        }
-    }
-}
 
 const PG_PORT: u16 = 15432;
 
 struct Ha {
     // Dropped first: the instances stop while their namespaces and files exist.
-    _nodes: Nodes,
+    _nodes: Instances,
     lab: Lab,
     dir: tempfile::TempDir,
     addr: Vec<String>,
@@ -70,7 +53,7 @@ impl Ha {
         }
         let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
         let prefixes: Vec<PathBuf> = lab.nodes.iter().map(|n| n.dir.join("instance")).collect();
-        let nodes = Nodes(prefixes.clone());
+        let nodes = Instances(prefixes.clone());
         std::fs::write(
             dir.path().join("site.toml"),
             format!(

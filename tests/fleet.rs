@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use berth_tests::netns::Lab;
+use berth_tests::netns::{Instances, Lab};
 use berth_tests::{berth_bin, prefix_dir, root};
 
 fn netbox() -> String {
@@ -272,23 +272,6 @@ fn two_nodes_with_one_address_are_refused_before_any_ssh() {
     assert!(r.stdout.is_empty(), "no node was contacted: {}", r.stdout);
 }
 
-/// Stops the instances of a fleet test's nodes (before the lab's namespaces go).
-struct Nodes(Vec<PathBuf>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for prefix in &self.0 {
-            if prefix.join("site.toml").exists() {
-                let _ = std::process::Command::new(berth_bin())
-                    .arg("--prefix")
-                    .arg(prefix)
-                    .arg("down")
-                    .output();
-            }
-        }
-    }
-}
-
 /// `curl` from the admin's namespace.
 fn curl(lab: &Lab, url: &str) -> (String, String) {
     let out = lab.exec_in(
@@ -312,7 +295,7 @@ fn fleet_up_brings_the_app_up_node_by_node_and_reconfigure_reaches_only_changed_
         lab.nodes[0].dir.join("instance"),
         lab.nodes[1].dir.join("instance"),
     );
-    let _nodes = Nodes(vec![p1.clone(), p2.clone()]);
+    let _nodes = Instances(vec![p1.clone(), p2.clone()]);
     std::fs::write(
         dir.path().join("site.toml"),
         format!("users = \"shared\"\nexternal_url = \"http://{a2}:18080/\"\n"),
@@ -472,7 +455,7 @@ fn the_consensus_role_runs_a_three_member_etcd_cluster() {
     }
     let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
     let prefixes: Vec<PathBuf> = lab.nodes.iter().map(|n| n.dir.join("instance")).collect();
-    let _nodes = Nodes(prefixes.clone());
+    let _nodes = Instances(prefixes.clone());
     std::fs::write(
         dir.path().join("site.toml"),
         format!(

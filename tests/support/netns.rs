@@ -237,6 +237,24 @@ impl Lab {
     }
 }
 
+/// The berth instances of a lab's nodes, by prefix: stopped when this is dropped (put
+/// it where it drops before the [`Lab`], so they stop while their namespaces exist).
+pub struct Instances(pub Vec<PathBuf>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for prefix in &self.0 {
+            if prefix.join("site.toml").exists() {
+                let _ = Command::new(crate::berth_bin())
+                    .arg("--prefix")
+                    .arg(prefix)
+                    .arg("down")
+                    .output();
+            }
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for (_, child) in &mut self.sshds {

@@ -93,15 +93,67 @@ fn setting_expr(name: &str) -> String {
     format!("settings[{}][{}]", lit(group), lit(key))
 }
 
-/// Adds a component, its service and one config file to `local`.
-fn add_parts(local: &mut LoadedManifest, name: &str, component: &str, file: &str, service: &str) {
+/// One engine berth runs: a component from the distribution's package (its own user
+/// `<app>-<engine>`, a private data directory), one config file rendered from a
+/// template of this crate, and its service.
+struct Part<'a> {
+    /// `berth-<engine>`: the component's, the service's and the data directory's name.
+    name: &'a str,
+    /// Debian's package and the RPM one.
+    packages: (&'a str, &'a str),
+    /// The program, by name and path.
+    binary: (&'a str, &'a str),
+    /// The config file, relative to `etc/<name>/`, its template and format, and
+    /// whether a change `restarts` or `reloads` the service.
+    file: (&'a str, &'a str, &'a str, &'a str),
+    /// The service, as manifest TOML.
+    service: &'a str,
+}
+
+/// Adds `part`'s component, config file and service to `local`.
+///
+/// # Panics
+///
+/// Never: what is parsed here is made of this crate's constants.
+fn add_parts(local: &mut LoadedManifest, part: &Part<'_>) {
+    let app = local.manifest.app.name.clone();
+    let Part {
+        name,
+        packages: (deb, rpm),
+        binary: (bin, path),
+        file: (file, template, format, on_change),
+        service,
+    } = *part;
+    let engine = name.trim_start_matches("berth-");
     let m = &mut local.manifest;
     m.components.insert(
         name.to_owned(),
-        toml::from_str(component).expect("an engine's component"),
+        toml::from_str(&format!(
+            r#"
+source = "system"
+packages = ["{deb}"]
+rpm_packages = ["{rpm}"]
+binaries = {{ {bin} = "{path}" }}
+user = "{app}-{engine}"
+data_dirs = [{{ path = "{name}", mode = "0700" }}]
+"#
+        ))
+        .expect("an engine's component"),
     );
-    m.files
-        .push(toml::from_str(file).expect("an engine's file"));
+    m.files.push(
+        toml::from_str(&format!(
+            r#"
+path = "{name}/{file}"
+template = "{template}"
+format = "{format}"
+owner = "{name}"
+mode = "0640"
+component = "{name}"
+{on_change} = ["{name}"]
+"#
+        ))
+        .expect("an engine's file"),
+    );
     m.services.insert(
         name.to_owned(),
         toml::from_str(service).expect("an engine's service"),
@@ -119,36 +171,18 @@ pub fn add(local: &mut LoadedManifest, role: &str, engine: Engine, fleet: Option
 
 /// etcd, a member of the fleet's consensus store.
 fn etcd(local: &mut LoadedManifest, role: &str) {
-    let app = local.manifest.app.name.clone();
     let template = "berth/etcd.yml.j2";
     local
         .templates
         .insert(template.to_owned(), ETCD_YML.replace("ROLE", role));
     add_parts(
         local,
-        "berth-etcd",
-        &format!(
-            r#"
-source = "system"
-packages = ["etcd-server"]
-rpm_packages = ["etcd"]
-binaries = {{ etcd = "/usr/bin/etcd", etcdctl = "/usr/bin/etcdctl" }}
-user = "{app}-etcd"
-data_dirs = [{{ path = "berth-etcd", mode = "0700" }}]
-"#
-        ),
-        &format!(
-            r#"
-path = "berth-etcd/etcd.yml"
-template = "{template}"
-format = "yaml"
-owner = "berth-etcd"
-mode = "0640"
-component = "berth-etcd"
-restarts = ["berth-etcd"]
-"#
-        ),
-        r#"
+        &Part {
+            name: "berth-etcd",
+            packages: ("etcd-server", "etcd"),
+            binary: ("etcd", "/usr/bin/etcd"),
+            file: ("etcd.yml", template, "yaml", "restarts"),
+            service: r#"
 component = "berth-etcd"
 description = "etcd, the fleet's consensus store"
 command = ["/usr/bin/etcd", "--config-file", "{{ paths.etc }}/berth-etcd/etcd.yml"]
@@ -156,12 +190,12 @@ working_dir = "{{ paths.data }}/berth-etcd"
 ready = { http = "http://127.0.0.1:2379/health", timeout = "120s" }
 stop_timeout = "30s"
 "#,
+        },
     );
 }
 
 /// HAProxy: the web nodes at the app's URL and, under Patroni, the database leader.
 fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
-    let app = local.manifest.app.name.clone();
     let m = &local.manifest;
     let fronts = m
         .roles
@@ -205,29 +239,12 @@ fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
     local.templates.insert(template.to_owned(), text);
     add_parts(
         local,
-        "berth-haproxy",
-        &format!(
-            r#"
-source = "system"
-packages = ["haproxy"]
-rpm_packages = ["haproxy"]
-binaries = {{ haproxy = "/usr/sbin/haproxy" }}
-user = "{app}-haproxy"
-data_dirs = [{{ path = "berth-haproxy", mode = "0700" }}]
-"#
-        ),
-        &format!(
-            r#"
-path = "berth-haproxy/haproxy.cfg"
-template = "{template}"
-format = "haproxy"
-owner = "berth-haproxy"
-mode = "0640"
-component = "berth-haproxy"
-reloads = ["berth-haproxy"]
-"#
-        ),
-        r#"
+        &Part {
+            name: "berth-haproxy",
+            packages: ("haproxy", "haproxy"),
+            binary: ("haproxy", "/usr/sbin/haproxy"),
+            file: ("haproxy.cfg", template, "haproxy", "reloads"),
+            service: r#"
 component = "berth-haproxy"
 description = "HAProxy, in front of the web nodes and the PostgreSQL leader"
 command = ["/usr/sbin/haproxy", "-W", "-db", "-f", "{{ paths.etc }}/berth-haproxy/haproxy.cfg"]
@@ -238,13 +255,13 @@ ready = { tcp = "{{ node.address }}:{{ external_url.port }}", timeout = "30s" }
 reload_signal = "SIGUSR2"
 stop_timeout = "60s"
 "#,
+        },
     );
 }
 
 /// PgBouncer, pooling the connections to this node's PostgreSQL (the database role's,
 /// under Patroni).
 fn pgbouncer(local: &mut LoadedManifest, role: &str) {
-    let app = local.manifest.app.name.clone();
     let Some((_, decl)) = local
         .manifest
         .roles
@@ -267,30 +284,13 @@ fn pgbouncer(local: &mut LoadedManifest, role: &str) {
         .insert(users.to_owned(), PGBOUNCER_USERS.to_owned());
     add_parts(
         local,
-        "berth-pgbouncer",
-        &format!(
-            r#"
-source = "system"
-packages = ["pgbouncer"]
-rpm_packages = ["pgbouncer"]
-binaries = {{ pgbouncer = "/usr/sbin/pgbouncer" }}
-user = "{app}-pgbouncer"
-data_dirs = [{{ path = "berth-pgbouncer", mode = "0700" }}]
-"#
-        ),
-        &format!(
-            r#"
-path = "berth-pgbouncer/pgbouncer.ini"
-template = "{ini}"
-format = "conf"
-owner = "berth-pgbouncer"
-mode = "0640"
-component = "berth-pgbouncer"
-reloads = ["berth-pgbouncer"]
-"#
-        ),
-        &format!(
-            r#"
+        &Part {
+            name: "berth-pgbouncer",
+            packages: ("pgbouncer", "pgbouncer"),
+            binary: ("pgbouncer", "/usr/sbin/pgbouncer"),
+            file: ("pgbouncer.ini", ini, "conf", "reloads"),
+            service: &format!(
+                r#"
 component = "berth-pgbouncer"
 description = "PgBouncer, pooling connections to the PostgreSQL leader"
 command = ["/usr/sbin/pgbouncer", "{{{{ paths.etc }}}}/berth-pgbouncer/pgbouncer.ini"]
@@ -301,7 +301,8 @@ stop_signal = "SIGINT"
 stop_timeout = "30s"
 reload_signal = "SIGHUP"
 "#
-        ),
+            ),
+        },
     );
     local.manifest.files.push(
         toml::from_str(&format!(
@@ -492,7 +493,6 @@ component = "{component}"
 ///
 /// Never: the declarations parsed here are constants of this crate.
 pub fn sentinel(local: &mut LoadedManifest, role: &str, decl: &SentinelDecl) {
-    let app = local.manifest.app.name.clone();
     let m = &mut local.manifest;
     let Some(service) = m.roles.get(role).and_then(|r| r.services.first()).cloned() else {
         return;
@@ -542,30 +542,13 @@ restarts = ["{service}"]
     let port = decl.sentinel_port;
     add_parts(
         local,
-        "berth-sentinel",
-        &format!(
-            r#"
-source = "system"
-packages = ["redis-server"]
-rpm_packages = ["redis"]
-binaries = {{ redis-server = "/usr/bin/redis-server" }}
-user = "{app}-sentinel"
-data_dirs = [{{ path = "berth-sentinel", mode = "0700" }}]
-"#
-        ),
-        &format!(
-            r#"
-path = "berth-sentinel/sentinel.conf"
-template = "{seed}"
-format = "redis"
-owner = "berth-sentinel"
-mode = "0640"
-component = "berth-sentinel"
-restarts = ["berth-sentinel"]
-"#
-        ),
-        &format!(
-            r#"
+        &Part {
+            name: "berth-sentinel",
+            packages: ("redis-server", "redis"),
+            binary: ("redis-server", "/usr/bin/redis-server"),
+            file: ("sentinel.conf", seed, "redis", "restarts"),
+            service: &format!(
+                r#"
 component = "berth-sentinel"
 description = "Redis Sentinel: promotes a replica when the Redis master fails"
 # Sentinel rewrites its config as it learns: it runs on a copy, made again when
@@ -576,6 +559,7 @@ depends_on = ["{service}"]
 ready = {{ tcp = "127.0.0.1:{port}", timeout = "30s" }}
 stop_timeout = "10s"
 "#
-        ),
+            ),
+        },
     );
 }

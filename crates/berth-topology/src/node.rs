@@ -90,8 +90,9 @@ fn components_of(m: &berth_model::Manifest, roles: &[String]) -> BTreeSet<String
         .collect()
 }
 
-/// The node of `fleet` that runs the `once` hooks and jobs of `component`: the first,
-/// in bring-up order (then by name), that has the component.
+/// The node of `fleet` that runs the `once` hooks and jobs of `component` (and, for
+/// PostgreSQL under Patroni, makes the cluster): the first, in bring-up order (a node
+/// comes up with its latest role; then by name), that has the component.
 pub fn once_node<'f>(
     m: &berth_model::Manifest,
     fleet: &'f FleetView,
@@ -103,13 +104,14 @@ pub fn once_node<'f>(
         .iter()
         .filter(|(_, p)| components_of(m, &p.roles).contains(component))
         .map(|(name, p)| {
+            // A node comes up with its latest role (`fleet up`'s waves).
             let rank = p
                 .roles
                 .iter()
                 .filter_map(|r| ranks.get(r))
-                .min()
+                .max()
                 .copied()
-                .unwrap_or(usize::MAX);
+                .unwrap_or(0);
             (rank, name.as_str())
         })
         .min()
