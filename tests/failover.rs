@@ -134,9 +134,12 @@ impl Ha {
             .map(|c| self.view(&c))
             .collect();
         let first = *views.first()?;
+        // The node left out cannot be the leader: until its key expires the others
+        // still name it.
         (views.len() >= 2 && views.iter().all(|v| *v == first))
             .then_some(first)
             .flatten()
+            .filter(|(l, _)| Some(*l) != skip)
     }
 
     /// The leader's index and its replicas that stream from it, in one node's view.
@@ -307,7 +310,7 @@ fn psql(ns: &str, pgpass: &Path, host: &str, sql: &str) -> std::process::Output 
 /// acknowledged and when.
 struct Writer {
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(i64, Instant)>>>,
+    acked: Arc<Mutex<Vec<(i64, Instant, Instant)>>>,
     failed: Arc<Mutex<Vec<Instant>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -324,6 +327,7 @@ impl Writer {
                 let mut n: i64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
+                    let began = Instant::now();
                     let out = psql(
                         &ns,
                         &pgpass,
@@ -333,7 +337,7 @@ impl Writer {
                     if out.status.success()
                         && String::from_utf8_lossy(&out.stdout).trim() == n.to_string()
                     {
-                        acked.lock().unwrap().push((n, Instant::now()));
+                        acked.lock().unwrap().push((n, began, Instant::now()));
                     } else {
                         failed.lock().unwrap().push(Instant::now());
                         std::thread::sleep(Duration::from_millis(100));
@@ -353,11 +357,18 @@ impl Writer {
         self.acked.lock().unwrap().len()
     }
 
-    /// The first acknowledged write after `t`, waiting for it at most `limit`.
+    /// The first acknowledged write begun after `t` (one in flight at `t` may still
+    /// have reached the old leader), waiting for it at most `limit`.
     fn first_ack_after(&self, t: Instant, limit: Duration) -> Option<Duration> {
         let deadline = t + limit;
         while Instant::now() < deadline {
-            if let Some((_, at)) = self.acked.lock().unwrap().iter().find(|(_, at)| *at > t) {
+            if let Some((_, _, at)) = self
+                .acked
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, began, _)| *began > t)
+            {
                 return Some(*at - t);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -368,7 +379,13 @@ impl Writer {
     fn finish(mut self) -> (BTreeSet<i64>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        let acked = self.acked.lock().unwrap().iter().map(|(n, _)| *n).collect();
+        let acked = self
+            .acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect();
         (acked, self.failed.lock().unwrap().len())
     }
 }
