@@ -110,6 +110,54 @@ struct Part<'a> {
     service: &'a str,
 }
 
+/// A config file of an engine, rendered from one of this crate's templates.
+struct File<'a> {
+    /// Relative to `etc/`.
+    path: &'a str,
+    template: &'a str,
+    format: &'a str,
+    /// The component whose user owns it.
+    owner: &'a str,
+    mode: &'a str,
+    component: &'a str,
+    /// `("restarts" | "reloads", service)`: what a change to it does.
+    on_change: Option<(&'a str, &'a str)>,
+}
+
+/// Adds `file` to the manifest's `[[files]]`.
+///
+/// # Panics
+///
+/// Never: what is parsed here is made of this crate's constants.
+fn add_file(m: &mut Manifest, file: &File<'_>) {
+    let File {
+        path,
+        template,
+        format,
+        owner,
+        mode,
+        component,
+        on_change,
+    } = *file;
+    let change = on_change.map_or_else(String::new, |(how, service)| {
+        format!("{how} = [\"{service}\"]")
+    });
+    m.files.push(
+        toml::from_str(&format!(
+            r#"
+path = "{path}"
+template = "{template}"
+format = "{format}"
+owner = "{owner}"
+mode = "{mode}"
+component = "{component}"
+{change}
+"#
+        ))
+        .expect("an engine's file"),
+    );
+}
+
 /// Adds `part`'s component, config file and service to `local`.
 ///
 /// # Panics
@@ -140,19 +188,17 @@ data_dirs = [{{ path = "{name}", mode = "0700" }}]
         ))
         .expect("an engine's component"),
     );
-    m.files.push(
-        toml::from_str(&format!(
-            r#"
-path = "{name}/{file}"
-template = "{template}"
-format = "{format}"
-owner = "{name}"
-mode = "0640"
-component = "{name}"
-{on_change} = ["{name}"]
-"#
-        ))
-        .expect("an engine's file"),
+    add_file(
+        m,
+        &File {
+            path: &format!("{name}/{file}"),
+            template,
+            format,
+            owner: name,
+            mode: "0640",
+            component: name,
+            on_change: Some((on_change, name)),
+        },
     );
     m.services.insert(
         name.to_owned(),
@@ -206,7 +252,7 @@ fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
         let p = m.roles.get(db)?.patroni.as_ref()?;
         Some((db.to_owned(), p.clone()))
     });
-    let text = HAPROXY_CFG
+    let mut text = HAPROXY_CFG
         .replace("@ROLE@", role)
         .replace("@FRONTS@", &fronts)
         .replace(
@@ -217,7 +263,6 @@ fn haproxy(local: &mut LoadedManifest, role: &str, fleet: Option<&FleetView>) {
             "@DATABASE@",
             if database.is_some() { "true" } else { "false" },
         );
-    let mut text = text;
     // Without Patroni the database section is never rendered, but it still
     // must parse.
     let pooled = fleet.is_some_and(|f| f.runs(&local.manifest, Engine::Pgbouncer));
@@ -304,19 +349,17 @@ reload_signal = "SIGHUP"
             ),
         },
     );
-    local.manifest.files.push(
-        toml::from_str(&format!(
-            r#"
-path = "berth-pgbouncer/userlist.txt"
-template = "{users}"
-format = "conf"
-owner = "berth-pgbouncer"
-mode = "0600"
-component = "berth-pgbouncer"
-reloads = ["berth-pgbouncer"]
-"#
-        ))
-        .expect("PgBouncer's user list"),
+    add_file(
+        &mut local.manifest,
+        &File {
+            path: "berth-pgbouncer/userlist.txt",
+            template: users,
+            format: "conf",
+            owner: "berth-pgbouncer",
+            mode: "0600",
+            component: "berth-pgbouncer",
+            on_change: Some(("reloads", "berth-pgbouncer")),
+        },
     );
     for (name, decl) in secrets(&local.manifest) {
         local.manifest.secrets.entry(name).or_insert(decl);
@@ -435,19 +478,17 @@ pub fn patroni(
         .replace("@HBA_FILE@", &lit(&decl.hba_file))
         .replace("@PORT@", &setting_expr(&decl.port));
     local.templates.insert(template.to_owned(), text);
-    local.manifest.files.push(
-        toml::from_str(&format!(
-            r#"
-path = "berth-patroni/patroni.yml"
-template = "{template}"
-format = "yaml"
-owner = "{owner}"
-mode = "0600"
-component = "{component}"
-reloads = ["{service}"]
-"#
-        ))
-        .expect("Patroni's file"),
+    add_file(
+        &mut local.manifest,
+        &File {
+            path: "berth-patroni/patroni.yml",
+            template,
+            format: "yaml",
+            owner: &owner,
+            mode: "0600",
+            component: &component,
+            on_change: Some(("reloads", service.as_str())),
+        },
     );
     if pooled {
         post_bootstrap(local, decl, &owner, &component);
@@ -469,18 +510,17 @@ fn post_bootstrap(local: &mut LoadedManifest, decl: &PatroniDecl, owner: &str, c
         script.to_owned(),
         POST_BOOTSTRAP.replace("@BIN_DIR@", &lit(&decl.bin_dir)),
     );
-    local.manifest.files.push(
-        toml::from_str(&format!(
-            r#"
-path = "berth-patroni/post-bootstrap.sh"
-template = "{script}"
-format = "shell"
-owner = "{owner}"
-mode = "0700"
-component = "{component}"
-"#
-        ))
-        .expect("Patroni's post-bootstrap script"),
+    add_file(
+        &mut local.manifest,
+        &File {
+            path: "berth-patroni/post-bootstrap.sh",
+            template: script,
+            format: "shell",
+            owner,
+            mode: "0700",
+            component,
+            on_change: None,
+        },
     );
 }
 
@@ -525,19 +565,17 @@ pub fn sentinel(local: &mut LoadedManifest, role: &str, decl: &SentinelDecl) {
         .templates
         .insert(replica.to_owned(), fill(REDIS_REPLICA_CONF));
     local.templates.insert(seed.to_owned(), fill(SENTINEL_CONF));
-    local.manifest.files.push(
-        toml::from_str(&format!(
-            r#"
-path = "berth-sentinel/redis.conf"
-template = "{replica}"
-format = "redis"
-owner = "{owner}"
-mode = "0640"
-component = "{component}"
-restarts = ["{service}"]
-"#
-        ))
-        .expect("Redis's replication file"),
+    add_file(
+        &mut local.manifest,
+        &File {
+            path: "berth-sentinel/redis.conf",
+            template: replica,
+            format: "redis",
+            owner: &owner,
+            mode: "0640",
+            component: &component,
+            on_change: Some(("restarts", service.as_str())),
+        },
     );
     let port = decl.sentinel_port;
     add_parts(
