@@ -11,7 +11,6 @@
 //! 30 s, with what the old master had.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +51,7 @@ impl Ha {
             lab.start_sshd(i);
         }
         let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
-        let prefixes: Vec<PathBuf> = lab.nodes.iter().map(|n| n.dir.join("instance")).collect();
+        let prefixes = lab.prefixes();
         let nodes = Instances(prefixes.clone());
         std::fs::write(
             dir.path().join("site.toml"),
@@ -62,37 +61,18 @@ impl Ha {
             ),
         )
         .unwrap();
-        let roles = [
-            "\"database\", \"consensus\", \"pooler\", \"cache\"",
-            "\"database\", \"consensus\", \"pooler\", \"cache\"",
-            "\"database\", \"consensus\", \"pooler\", \"cache\"",
-            "\"load-balancer\"",
-            "\"web\"",
-        ];
-        let names = ["db-1", "db-2", "db-3", "lb", "web"];
-        let mut text = format!(
-            "[fleet]\nname = \"ha\"\nidentity = \"{}\"\nknown_hosts = \"known_hosts\"\n\
-             site = \"site.toml\"\nberth = \"{}\"\nconnect_timeout = \"2s\"\n",
-            lab.identity().display(),
-            berth_bin().display()
+        let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
+        let fleet_file = lab.fleet_file(
+            dir.path(),
+            "ha",
+            &[
+                ("db-1", db),
+                ("db-2", db),
+                ("db-3", db),
+                ("lb", "\"load-balancer\""),
+                ("web", "\"web\""),
+            ],
         );
-        for i in 0..5 {
-            let _ = write!(
-                text,
-                "\n[nodes.{}]\naddress = \"{}\"\nroles = [{}]\nprefix = \"{}\"\n",
-                names[i],
-                addr[i],
-                roles[i],
-                prefixes[i].display()
-            );
-        }
-        let fleet_file = dir.path().join("fleet.toml");
-        std::fs::write(&fleet_file, text).unwrap();
-        std::fs::write(
-            dir.path().join("known_hosts"),
-            (1..=5).map(|i| lab.known_host(i)).collect::<String>(),
-        )
-        .unwrap();
         let ha = Ha {
             _nodes: nodes,
             lab,

@@ -119,6 +119,42 @@ impl Lab {
         lab
     }
 
+    /// Each node's instance prefix (`instance` in its own directory).
+    pub fn prefixes(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(|n| n.dir.join("instance")).collect()
+    }
+
+    /// Writes `fleet.toml` in `dir` for fleet `name`: node `i` (0-based) of `nodes`
+    /// (`(name, roles)`, roles as TOML array items) is the lab's machine `i + 1` with its
+    /// prefix ([`Lab::prefixes`]); every machine's host key is in `known_hosts`, the
+    /// shared site config is `site.toml`, and berth is this build's. Its path.
+    pub fn fleet_file(&self, dir: &Path, name: &str, nodes: &[(&str, &str)]) -> PathBuf {
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "[fleet]\nname = \"{name}\"\nidentity = \"{}\"\nknown_hosts = \"known_hosts\"\n\
+             site = \"site.toml\"\nberth = \"{}\"\nconnect_timeout = \"2s\"\n",
+            self.identity().display(),
+            crate::berth_bin().display()
+        );
+        let prefixes = self.prefixes();
+        for (i, (node, roles)) in nodes.iter().enumerate() {
+            let _ = write!(
+                text,
+                "\n[nodes.{node}]\naddress = \"{}\"\nroles = [{roles}]\nprefix = \"{}\"\n",
+                self.nodes[i].address,
+                prefixes[i].display()
+            );
+        }
+        let path = dir.join("fleet.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(
+            dir.join("known_hosts"),
+            (1..=nodes.len()).map(|i| self.known_host(i)).collect::<String>(),
+        )
+        .unwrap();
+        path
+    }
+
     /// An address in the lab's subnet that no machine has.
     pub fn nobody(&self) -> String {
         format!("{}.99", self.subnet)

@@ -328,12 +328,68 @@ pub enum FleetCommand {
     Up(FleetArgs),
     /// As `up`, but only the nodes whose manifest or site config changed.
     Reconfigure(FleetArgs),
+    /// Take every node to the next version, one hop: a backup first, the new
+    /// release built beside the old on every app node, then nodes switched in the
+    /// roles' order; on an online hop one at a time, each behind the load balancer
+    /// taken out of it first and put back once it answers (no failed request).
+    Upgrade {
+        #[command(flatten)]
+        args: FleetArgs,
+        /// The new version's manifest directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
     /// On a node: read what `fleet up` sends on standard input and bring the node up.
     #[command(hide = true)]
     NodeUp,
+    /// On a node: one step of `fleet upgrade`, with what it sends on standard input.
+    #[command(hide = true)]
+    NodeUpgrade {
+        /// The step.
+        step: NodeUpgradeStep,
+        /// Leave the release's post-deploy hooks for the `post-deploy` step.
+        #[arg(long)]
+        hold_post_deploy: bool,
+    },
+    /// On a load-balancer node: take a server out of HAProxy's web backend (`maint`,
+    /// then wait until it has no requests) or put it back (`ready`, then wait until
+    /// HAProxy's checks find it up).
+    #[command(hide = true)]
+    NodeBalancer {
+        /// The server (a node's name).
+        #[arg(long)]
+        server: String,
+        /// `maint` or `ready`.
+        #[arg(long)]
+        state: BalancerState,
+    },
     /// On a node: print the digests of the manifest and site config it runs.
     #[command(hide = true)]
     NodeDigest,
+}
+
+/// A step of `fleet upgrade` on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeUpgradeStep {
+    /// Build the new release beside the running one.
+    Install,
+    /// The maintenance page up, the old release's app services stopped.
+    Maintenance,
+    /// `up` with the new manifest.
+    Switch,
+    /// `up` again, running the post-deploy hooks held back by the switch.
+    PostDeploy,
+    /// Back to the manifest sent (the old one): page down, `up`.
+    Back,
+}
+
+/// What `fleet node-balancer` does with a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BalancerState {
+    /// Out of the backend; its requests finish.
+    Maint,
+    /// Back in the backend.
+    Ready,
 }
 
 /// Options of `berth fleet` commands.

@@ -7,7 +7,9 @@
 //! [`status`] gathers `berth status --json` from every node.
 
 pub mod node;
+pub mod rolling;
 pub mod up;
+pub mod upgrade;
 
 use std::time::Duration;
 

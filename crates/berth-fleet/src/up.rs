@@ -36,16 +36,11 @@ pub enum Event<'a> {
     Done(&'a NodeRun, &'a str),
 }
 
-/// The nodes whose manifest or site config differ from what they run now (a node
-/// that cannot say counts as changed).
-fn changed_nodes(
-    f: &LoadedFleet,
-    app: &str,
-    targets: &BTreeMap<String, Target>,
-    payloads: &BTreeMap<String, NodePayload>,
-) -> BTreeSet<String> {
+/// What every node runs, as digests (`berth fleet node-digest`); `None` for a node
+/// that cannot say.
+pub fn digests(f: &LoadedFleet, app: &str) -> BTreeMap<String, Option<NodeDigest>> {
     let berth = &f.fleet.fleet.berth;
-    let all: Vec<Target> = targets.values().cloned().collect();
+    let all = targets(f);
     let now = berth_remote::each(&all, PARALLEL, |t| {
         t.run(
             &[
@@ -61,10 +56,20 @@ fn changed_nodes(
         .filter(|o| o.code == 0)
         .and_then(|o| serde_json::from_str::<NodeDigest>(&o.stdout).ok())
     });
-    all.iter()
-        .zip(now)
-        .filter(|(t, d)| d.as_ref() != Some(&payloads[&t.name].digest()))
-        .map(|(t, _)| t.name.clone())
+    all.into_iter().map(|t| t.name).zip(now).collect()
+}
+
+/// The nodes whose manifest or site config differ from what they run now (a node
+/// that cannot say counts as changed).
+fn changed_nodes(
+    f: &LoadedFleet,
+    app: &str,
+    payloads: &BTreeMap<String, NodePayload>,
+) -> BTreeSet<String> {
+    digests(f, app)
+        .into_iter()
+        .filter(|(n, d)| d.as_ref() != Some(&payloads[n].digest()))
+        .map(|(n, _)| n)
         .collect()
 }
 
@@ -100,7 +105,7 @@ pub fn bring_up(
         .collect();
     let berth = f.fleet.fleet.berth.clone();
     let changed = if only_changed {
-        changed_nodes(f, app, &targets, &payloads)
+        changed_nodes(f, app, &payloads)
     } else {
         targets.keys().cloned().collect()
     };

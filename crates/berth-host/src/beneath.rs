@@ -96,6 +96,11 @@ impl Stat {
         self.kind() == SFlag::S_IFLNK.bits()
     }
 
+    /// Whether it is a Unix socket.
+    pub fn is_socket(&self) -> bool {
+        self.kind() == SFlag::S_IFSOCK.bits()
+    }
+
     /// Whether it is a character or block device.
     pub fn is_device(&self) -> bool {
         self.kind() == SFlag::S_IFCHR.bits() || self.kind() == SFlag::S_IFBLK.bits()

@@ -45,7 +45,7 @@ pub fn up(
         &format!("{} {}", preview.app.name, preview.app.version),
         progress,
     )?;
-    let result = up_steps(&run, loc, berth_exe, &preview, false, &mut || Ok(()));
+    let result = up_steps(&run, loc, berth_exe, &preview, false, &|_| false, &mut || Ok(()));
     let duration = run.elapsed();
     let mut report = run.finish(result, |r| r.outcome.recorded())?;
     report.outcome.duration = duration;
@@ -98,7 +98,21 @@ pub fn up_within_then(
     started: &mut dyn FnMut() -> Result<()>,
 ) -> Result<UpReport> {
     let preview = checks(run.inst, loc.payload.as_deref(), run.progress)?;
-    up_steps(run, loc, berth_exe, &preview, beside, started)
+    up_steps(run, loc, berth_exe, &preview, beside, &|_| false, started)
+}
+
+/// As [`up_within_then`] without handing over, leaving the hooks `held` picks for a
+/// later `up` (they stay due): a fleet upgrade runs the release's post-deploy
+/// migrations only once every node runs the new release.
+pub fn up_holding(
+    run: &Run,
+    loc: &Locate,
+    berth_exe: &Path,
+    held: &dyn Fn(&berth_render::HookSpec) -> bool,
+    started: &mut dyn FnMut() -> Result<()>,
+) -> Result<UpReport> {
+    let preview = checks(run.inst, loc.payload.as_deref(), run.progress)?;
+    up_steps(run, loc, berth_exe, &preview, false, held, started)
 }
 
 /// What `up` checks and installs before it changes the instance (ports, system
@@ -265,6 +279,7 @@ fn up_steps(
     berth_exe: &Path,
     preview: &DesiredState,
     beside: bool,
+    held: &dyn Fn(&berth_render::HookSpec) -> bool,
     started: &mut dyn FnMut() -> Result<()>,
 ) -> Result<UpReport> {
     let (inst, progress) = (run.inst, run.progress);
@@ -283,7 +298,10 @@ fn up_steps(
         None
     };
     change.guard(run, |change| {
-        outcome.hooks_run = hooks::run_hooks(run, &state, true)?;
+        let due = hooks::due(run, &state, &|h, scheduled| {
+            scheduled.unwrap_or(true) && !held(h)
+        })?;
+        outcome.hooks_run = hooks::run_due(run, &due)?;
         let handed = match &handover {
             Some(h) => crate::handover::run(run, change, &state, h, &mut outcome)?,
             None => false,

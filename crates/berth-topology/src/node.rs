@@ -68,7 +68,7 @@ pub fn role_ranks(m: &berth_model::Manifest) -> BTreeMap<String, usize> {
 }
 
 /// The services the roles in `roles` run.
-fn services_of<'a>(m: &'a berth_model::Manifest, roles: &[String]) -> BTreeSet<&'a str> {
+pub fn services_of<'a>(m: &'a berth_model::Manifest, roles: &[String]) -> BTreeSet<&'a str> {
     m.roles
         .iter()
         .filter(|(name, _)| roles.contains(name))

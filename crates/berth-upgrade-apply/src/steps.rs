@@ -181,19 +181,8 @@ fn hop_steps(
     let page_down: Cell<Option<Instant>> = Cell::new(None);
     if hop.offline {
         step(paths, j, run, "maintenance", timings, |j| {
-            write_maintenance_page(paths, &j.app, &hop.to)?;
+            maintenance(inst_from, &inst_to, &j.app, progress)?;
             page_up.set(Some(Instant::now()));
-            let stop = bundled_services([inst_from, &inst_to], paths);
-            if !stop.is_empty() {
-                progress.begin(&format!("Stopping {}", stop.join(", ")));
-                request(
-                    paths,
-                    &Request::StopOnly {
-                        target: Target::Many(stop),
-                    },
-                )?;
-                progress.end("");
-            }
             Ok(())
         })?;
     }
@@ -228,6 +217,31 @@ fn hop_steps(
         (Some(up), Some(down)) => Some(down.duration_since(up).as_secs_f64()),
         _ => None,
     })
+}
+
+/// The maintenance page up, then the running services of bundled components (the
+/// release's own code, in the old manifest or the new) stopped: the front end keeps
+/// answering, with the page.
+pub fn maintenance(
+    from: &Instance,
+    to: &Instance,
+    app: &str,
+    progress: &dyn berth_lifecycle::Progress,
+) -> Result<()> {
+    let paths = &Paths::unversioned(&from.paths.prefix);
+    write_maintenance_page(paths, app, &to.manifest.manifest.app.version)?;
+    let stop = bundled_services([from, to], paths);
+    if !stop.is_empty() {
+        progress.begin(&format!("Stopping {}", stop.join(", ")));
+        request(
+            paths,
+            &Request::StopOnly {
+                target: Target::Many(stop),
+            },
+        )?;
+        progress.end("");
+    }
+    Ok(())
 }
 
 /// The releases beyond the `keep` newest (the current one always kept and counted),
@@ -323,7 +337,7 @@ pub(crate) fn write_maintenance_page(paths: &Paths, app: &str, to: &str) -> Resu
 }
 
 /// Take the maintenance page down (nothing to do when it is not up).
-pub(crate) fn remove_maintenance_page(paths: &Paths) -> berth_lifecycle::Result<()> {
+pub fn remove_maintenance_page(paths: &Paths) -> berth_lifecycle::Result<()> {
     let page = paths.maintenance_page();
     match std::fs::remove_file(&page) {
         Ok(()) => Ok(()),

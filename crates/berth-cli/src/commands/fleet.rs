@@ -12,9 +12,9 @@ use berth_model::{LoadedFleet, LoadedManifest, terminal_safe};
 use crate::cli::FleetArgs;
 
 /// This berth's version: every node must run the same.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn load(loc: &Locate, args: &FleetArgs) -> Result<(LoadedManifest, LoadedFleet)> {
+pub(super) fn load(loc: &Locate, args: &FleetArgs) -> Result<(LoadedManifest, LoadedFleet)> {
     let manifest = berth_lifecycle::instance::manifest(loc)?;
     let fleet = LoadedFleet::load(&args.fleet, &manifest)?;
     Ok((manifest, fleet))
@@ -199,27 +199,8 @@ pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Re
     use berth_fleet::up::Event;
     let started = std::time::Instant::now();
     let (manifest, fleet) = load(loc, args)?;
-    if let Some((name, _)) = manifest
-        .manifest
-        .secrets
-        .iter()
-        .find(|(_, s)| s.from_hook.is_some())
-    {
-        anyhow::bail!(
-            "secret `{name}` is made by a hook on the node that runs it; a fleet shares its secrets, and this version of berth cannot yet hand one made on a node to the others"
-        );
-    }
-    // Nothing changes anywhere unless every node is ready.
-    let checks = berth_fleet::check(&fleet, VERSION);
-    if checks.iter().any(|c| c.problem.is_some()) {
-        eprintln!("Not every node is ready; nothing was changed on any node:");
-        for c in &checks {
-            if let Some(p) = &c.problem {
-                let (message, hint) = p.explain();
-                eprintln!("  {}: {}", c.node, terminal_safe(&message));
-                eprintln!("    hint: {}", terminal_safe(&hint));
-            }
-        }
+    refuse_hook_secrets(&manifest)?;
+    if !every_node_ready(&fleet) {
         return Ok(ExitCode::FAILURE);
     }
     let secrets = fleet_secrets(&fleet, &manifest)?;
@@ -245,10 +226,7 @@ pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Re
                         run.seconds,
                         run.log.as_deref().unwrap_or("-")
                     );
-                    let lines: Vec<&str> = text.lines().collect();
-                    for line in &lines[lines.len().saturating_sub(15)..] {
-                        eprintln!("    {}", terminal_safe(line));
-                    }
+                    print_tail(text);
                 }
             }
             _ => {}
@@ -292,9 +270,50 @@ pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Re
     })
 }
 
+/// A secret made by a hook lives on the node that ran it; a fleet shares its secrets.
+pub(super) fn refuse_hook_secrets(manifest: &LoadedManifest) -> Result<()> {
+    if let Some((name, _)) = manifest
+        .manifest
+        .secrets
+        .iter()
+        .find(|(_, s)| s.from_hook.is_some())
+    {
+        anyhow::bail!(
+            "secret `{name}` is made by a hook on the node that runs it; a fleet shares its secrets, and this version of berth cannot yet hand one made on a node to the others"
+        );
+    }
+    Ok(())
+}
+
+/// `fleet check` of every node; false (each problem said) when one is not ready:
+/// nothing changes anywhere then.
+pub(super) fn every_node_ready(fleet: &LoadedFleet) -> bool {
+    let checks = berth_fleet::check(fleet, VERSION);
+    if checks.iter().all(|c| c.problem.is_none()) {
+        return true;
+    }
+    eprintln!("Not every node is ready; nothing was changed on any node:");
+    for c in &checks {
+        if let Some(p) = &c.problem {
+            let (message, hint) = p.explain();
+            eprintln!("  {}: {}", c.node, terminal_safe(&message));
+            eprintln!("    hint: {}", terminal_safe(&hint));
+        }
+    }
+    false
+}
+
+/// The last lines of a node's output, indented.
+pub(super) fn print_tail(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    for line in &lines[lines.len().saturating_sub(15)..] {
+        eprintln!("    {}", terminal_safe(line));
+    }
+}
+
 /// The fleet's secrets, generated once into `secrets/` beside the fleet file (mode
 /// 0700, each file 0600) and the same on every node.
-fn fleet_secrets(
+pub(super) fn fleet_secrets(
     fleet: &LoadedFleet,
     manifest: &LoadedManifest,
 ) -> Result<std::collections::BTreeMap<String, String>> {
@@ -321,13 +340,35 @@ fn fleet_secrets(
 /// The most `fleet node-up` reads from its standard input.
 const MAX_PAYLOAD: u64 = 32 << 20;
 
-/// `berth fleet node-up`, on a node: the payload from standard input checked, the
-/// manifest staged in a private directory, the site config and the fleet's secrets
-/// put in place (a secret the node has already must be the fleet's), then `up`.
-pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
+/// What a node was sent, checked, with the manifest staged in a private directory.
+pub(super) struct Staged {
+    /// The manifest's files (removed when this is dropped).
+    pub dir: tempfile::TempDir,
+    /// The instance's paths.
+    pub paths: berth_render::Paths,
+    /// The payload.
+    pub payload: berth_fleet::node::NodePayload,
+}
+
+impl Staged {
+    /// Where the instance is, with the manifest staged.
+    pub fn locate(&self, loc: &Locate) -> Locate {
+        Locate {
+            prefix: Some(self.paths.prefix.clone()),
+            manifest: Some(self.dir.path().to_path_buf()),
+            config: None,
+            ..loc.clone()
+        }
+    }
+}
+
+/// Reads what the fleet sends on standard input and stages its manifest: plain
+/// relative file names only, a valid manifest, only secrets it (or berth's engines)
+/// declares. Nothing of the instance changes.
+pub(super) fn stage(loc: &Locate, command: &str) -> Result<Staged> {
     use std::io::Read as _;
     let Some(prefix) = loc.prefix.clone() else {
-        anyhow::bail!("`fleet node-up` needs `--prefix`");
+        anyhow::bail!("`fleet {command}` needs `--prefix`");
     };
     let mut buf = Vec::new();
     std::io::stdin()
@@ -387,34 +428,53 @@ pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     }
     let paths =
         berth_render::Paths::unversioned(&berth_lifecycle::instance::checked_prefix(&prefix)?);
+    Ok(Staged {
+        dir: staging,
+        paths,
+        payload,
+    })
+}
+
+/// The node's site config and the fleet's secrets put in place: a secret the node
+/// has already must be the fleet's, or nothing is replaced.
+pub(super) fn put_site_and_secrets(s: &Staged) -> Result<()> {
+    let paths = &s.paths;
     berth_host::fsutil::ensure_dir(&paths.prefix, 0o755)?;
-    let site = paths.site_config();
-    if std::fs::read_to_string(&site).ok().as_deref() != Some(payload.site.as_str()) {
-        berth_host::fsutil::write_atomic(&site, payload.site.as_bytes(), 0o640, None)?;
-    }
     let store = berth_host::secrets::SecretStore::open(&paths.secrets)?;
-    for (name, value) in &payload.secrets {
-        match store.get(name)? {
-            Some(v) if &v == value => {}
-            Some(_) => anyhow::bail!(
+    for (name, value) in &s.payload.secrets {
+        if let Some(v) = store.get(name)?
+            && &v != value
+        {
+            anyhow::bail!(
                 "secret `{name}` on this node differs from the fleet's: this node was set up apart from the fleet; nothing was replaced (compare {} with the fleet's secrets/{name})",
                 paths.secrets.join(name).display()
-            ),
-            None => berth_host::fsutil::write_new(
+            );
+        }
+    }
+    let site = paths.site_config();
+    if std::fs::read_to_string(&site).ok().as_deref() != Some(s.payload.site.as_str()) {
+        berth_host::fsutil::write_atomic(&site, s.payload.site.as_bytes(), 0o640, None)?;
+    }
+    for (name, value) in &s.payload.secrets {
+        if store.get(name)?.is_none() {
+            berth_host::fsutil::write_new(
                 &paths.secrets.join(name),
                 value.as_bytes(),
                 0o600,
                 None,
-            )?,
+            )?;
         }
     }
-    let node = Locate {
-        prefix: Some(paths.prefix.clone()),
-        manifest: Some(staging.path().to_path_buf()),
-        config: None,
-        ..loc.clone()
-    };
-    super::up::up(&node, quiet)
+    Ok(())
+}
+
+/// `berth fleet node-up`, on a node: the payload from standard input checked, the
+/// manifest staged in a private directory, the site config and the fleet's secrets
+/// put in place (a secret the node has already must be the fleet's), then `up`.
+pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
+    let staged = stage(loc, "node-up")?;
+    put_site_and_secrets(&staged)?;
+    super::up::up(&staged.locate(loc), quiet)
 }
 
 /// `berth fleet node-digest`, on a node: what it runs, as digests (nothing set up:

@@ -16,6 +16,7 @@ mod backup;
 mod config;
 mod control;
 mod fleet;
+mod fleet_upgrade;
 mod history;
 mod image;
 mod init;
@@ -43,6 +44,7 @@ fn changes_instance(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Up { .. } => "up",
         Command::Fleet(FleetCommand::NodeUp) => "fleet node-up",
+        Command::Fleet(FleetCommand::NodeUpgrade { .. }) => "fleet node-upgrade",
         Command::Reconfigure { dry_run: false } => "reconfigure",
         Command::Down { .. } => "down",
         Command::Start(_) => "start",
@@ -218,6 +220,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fleet(FleetCommand::Up(args)) => fleet::up(&loc, &args, false, quiet),
         Command::Fleet(FleetCommand::Reconfigure(args)) => fleet::up(&loc, &args, true, quiet),
         Command::Fleet(FleetCommand::NodeUp) => fleet::node_up(&loc, quiet),
+        Command::Fleet(FleetCommand::Upgrade { args, to }) => {
+            fleet_upgrade::upgrade(&loc, &args, &to, quiet)
+        }
+        Command::Fleet(FleetCommand::NodeUpgrade {
+            step,
+            hold_post_deploy,
+        }) => fleet_upgrade::node_upgrade(&loc, step, hold_post_deploy, quiet),
+        Command::Fleet(FleetCommand::NodeBalancer { server, state }) => {
+            fleet_upgrade::node_balancer(&loc, &server, state)
+        }
         Command::Fleet(FleetCommand::NodeDigest) => fleet::node_digest(&loc),
         Command::Config(ConfigCommand::Check) => config::check(&loc),
         Command::Config(ConfigCommand::Show) => config::show(&loc),
