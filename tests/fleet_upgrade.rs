@@ -14,6 +14,8 @@
 //!   the maintenance page answers (503) while the first switches; the run stops half
 //!   way and says which node runs what. Once the cause is gone, the same command goes
 //!   on from there and every node runs 1.2.0.
+//! - An online hop (1.2.0 → 1.3.0) failing on the second web node: every node goes
+//!   back to 1.2.0, each web node out of HAProxy while it does; not one request fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,8 @@ use berth_tests::{ministack_at, prefix_dir};
 
 /// The fixture at `version`, with a release hook before the app (a migration) and
 /// one after it (post-deploy), each once per fleet on the first web node, recording
-/// the version and the time; 1.2.0's release also runs, on every web node, a check
-/// that fails where `refuse-1.2` is in the app's data directory.
+/// the version and the time; from 1.2.0 on, a release also runs, on every web node, a
+/// check that fails where `refuse-<version>` is in the app's data directory.
 fn manifest(dir: &Path, version: &str, extra: &str) -> PathBuf {
     let mut hooks = String::from(
         r#"
@@ -48,14 +50,14 @@ when = "release"
 after = ["app"]
 "#,
     );
-    if version == "1.2.0" {
+    if version != "1.0.0" && version != "1.1.0" {
         hooks.push_str(
             r#"
 [hooks.check]
 component = "app"
-description = "Refuses where refuse-1.2 exists"
-command = ["/bin/sh", "-c", "test ! -e \"$DATA/refuse-1.2\""]
-environment = { DATA = "{{ paths.data }}/app" }
+description = "Refuses where refuse-<version> exists"
+command = ["/bin/sh", "-c", "test ! -e \"$DATA/refuse-$VERSION\""]
+environment = { VERSION = "{{ app.version }}", DATA = "{{ paths.data }}/app" }
 when = "release"
 before = ["app"]
 "#,
@@ -232,6 +234,11 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     let failed: Vec<&(String, String)> = answers.iter().filter(|(c, _)| c != "200").collect();
     assert!(failed.is_empty(), "failed requests: {failed:?} of {}", answers.len());
     assert!(answers.len() > 40, "{answers:?}");
+    eprintln!(
+        "online hop: {} requests, 0 failed, {:.1} s",
+        answers.len(),
+        report["seconds"].as_f64().unwrap()
+    );
     let first_new = answers.iter().position(|(_, v)| v == "1.1.0").unwrap();
     let last_old = answers.iter().rposition(|(_, v)| v == "1.0.0").unwrap();
     assert_eq!(answers[0].1, "1.0.0");
@@ -270,7 +277,7 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     assert_eq!(before, after);
 
     // Offline, failing on web-2: stopped half way, then finished by the same command.
-    let refuse = prefixes[5].join("data/app/refuse-1.2");
+    let refuse = prefixes[5].join("data/app/refuse-1.2.0");
     std::fs::write(&refuse, "").unwrap();
     let client = Client::start(&lab, &url, dir.path());
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -297,6 +304,11 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     assert!(answers.iter().any(|(c, _)| c == "503"), "{answers:?}");
     assert!(answers.iter().all(|(c, _)| c == "200" || c == "503"), "{answers:?}");
     assert_eq!(answers.last().unwrap().1, "1.2.0");
+    eprintln!(
+        "offline hop (stopped, then resumed): {} requests, {} answered 503",
+        answers.len(),
+        answers.iter().filter(|(c, _)| c == "503").count()
+    );
     let kinds: Vec<String> = migrations(&prefixes[4])
         .iter()
         .map(|(v, k, _)| format!("{v} {k}"))
@@ -304,4 +316,60 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     assert_eq!(&kinds[4..], ["1.2.0 pre", "1.2.0 post"], "{kinds:?}");
     let r = fleet(&v12, &["status"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    // Online, failing on web-2: the whole fleet back on 1.2.0, no request failed.
+    let v13 = manifest(&scratch, "1.3.0", "[upgrade]\nonline_from = \"1.2\"\n");
+    let refuse = prefixes[5].join("data/app/refuse-1.3.0");
+    std::fs::write(&refuse, "").unwrap();
+    let client = Client::start(&lab, &url, dir.path());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let r = fleet(&v12, &["upgrade", "--to", &v13.display().to_string()]);
+    let answers = client.finish();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("failed and was rolled back; every node runs ministack 1.2.0"),
+        "{}",
+        r.stderr
+    );
+    assert!(versions(&prefixes).values().all(|v| v == "1.2.0"));
+    let failed: Vec<&(String, String)> = answers.iter().filter(|(c, _)| c != "200").collect();
+    assert!(failed.is_empty(), "failed requests: {failed:?} of {}", answers.len());
+    assert!(answers.iter().any(|(_, v)| v == "1.3.0"), "web-1 served 1.3.0 for a while");
+    eprintln!("online hop rolled back: {} requests, 0 failed", answers.len());
+    assert_eq!(answers.last().unwrap().1, "1.2.0");
+    let r = fleet(&v12, &["status"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// `fleet node-balancer` talks to HAProxy's admin socket as root, in a directory of
+/// the HAProxy user's: a symlink put there in the socket's place (to another socket
+/// root can reach) is refused without connecting, and a server name that would add a
+/// command to HAProxy's command line is refused before anything is opened.
+#[test]
+fn the_balancer_socket_is_never_followed_and_names_are_never_commands() {
+    use std::os::unix::net::UnixListener;
+    let dir = prefix_dir("fleet-balancer");
+    let prefix = dir.path().join("instance");
+    let haproxy = prefix.join("data/berth-haproxy");
+    std::fs::create_dir_all(&haproxy).unwrap();
+    let elsewhere = dir.path().join("other.sock");
+    let listener = UnixListener::bind(&elsewhere).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, haproxy.join("admin.sock")).unwrap();
+    let berth = berth_tests::Berth::installed(&prefix);
+    let r = berth.run(&["fleet", "node-balancer", "--server", "web-1", "--state", "maint"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("is not HAProxy's admin socket"), "{}", r.stderr);
+    assert!(listener.accept().is_err(), "berth connected through the symlink");
+
+    // A real socket there, but a name with a `;`: refused before it is reached.
+    std::fs::remove_file(haproxy.join("admin.sock")).unwrap();
+    let real = UnixListener::bind(haproxy.join("admin.sock")).unwrap();
+    real.set_nonblocking(true).unwrap();
+    for name in ["web-1;disable frontend web", "web-1\nshutdown", "Web-1", ""] {
+        let r = berth.run(&["fleet", "node-balancer", "--server", name, "--state", "maint"]);
+        assert_ne!(r.code, 0, "{name:?}");
+        assert!(r.stderr.contains("is not a node name"), "{}", r.stderr);
+    }
+    assert!(real.accept().is_err(), "berth connected with a bad name");
 }

@@ -300,9 +300,28 @@ pub fn carry_out(up: &Upgrade<'_>, plan: &Plan, on: &mut dyn FnMut(Event<'_>)) -
                 back.push(n.clone());
             }
         }
+        // A node behind the load balancer goes back out of it, as it switched.
+        let behind: BTreeMap<&String, &Vec<String>> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Drain { node, balancers } => Some((node, balancers)),
+                _ => None,
+            })
+            .collect();
         let mut all = true;
         for n in &back {
+            let balancers = behind.get(n).copied();
+            if let Some(b) = balancers
+                && !drained.iter().any(|(d, _)| d == n)
+            {
+                all &= r.balance("drain", n, b, "maint");
+            }
             all &= r.node_upgrade("back", "back", std::slice::from_ref(n), up.old, &[]);
+            if let Some(b) = balancers {
+                all &= r.balance("restore", n, b, "ready");
+                drained.retain(|(d, _)| d != n);
+            }
         }
         for (node, balancers) in &drained {
             all &= r.balance("restore", node, balancers, "ready");
