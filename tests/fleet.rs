@@ -559,3 +559,71 @@ fn the_consensus_role_runs_a_three_member_etcd_cluster() {
         "ministack-etcd"
     );
 }
+
+/// `fleet up --bundle`: the vendor's bundle is checked against the key before any node
+/// is touched (another vendor's key: refused, nothing anywhere); then the web node,
+/// which runs the app's own code, is sent the bundle over SSH and installs the
+/// interpreter and app the bundle carries, building nothing, and the database node
+/// gets the bundle's manifest alone. The received bundle is gone afterwards.
+#[test]
+fn fleet_up_from_a_bundle_builds_nothing_on_the_nodes() {
+    let dir = prefix_dir("fleet-bundle");
+    let mut lab = Lab::new(2, dir.path());
+    lab.start_sshd(1);
+    lab.start_sshd(2);
+    let prefixes = lab.prefixes();
+    let _nodes = Instances(prefixes.clone());
+    let web = lab.nodes[1].address.clone();
+    std::fs::write(
+        dir.path().join("site.toml"),
+        format!("users = \"shared\"\nexternal_url = \"http://{web}:18080/\"\n"),
+    )
+    .unwrap();
+    let fleet_file = lab.fleet_file(
+        dir.path(),
+        "bundle",
+        &[("db", "\"database\", \"cache\""), ("web", "\"web\"")],
+    );
+    let vendor = dir.path().join("vendor");
+    std::fs::create_dir(&vendor).unwrap();
+    let (bundle, public) = berth_tests::release_bundle_of(
+        &vendor,
+        &root().join("tests/fixtures/ministack"),
+        &["--strip-debug"],
+        &[],
+    );
+    let other = dir.path().join("other.key");
+    lab.berth(&["release", "key", "--out", other.to_str().unwrap()]);
+    let up = |key: &str| {
+        lab.berth(&[
+            "fleet",
+            "up",
+            "--fleet",
+            fleet_file.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            key,
+        ])
+    };
+    let r = up(&format!("{}.pub", other.display()));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.to_lowercase().contains("sign"), "{}", r.stderr);
+    assert!(prefixes.iter().all(|p| !p.exists()), "a node was touched");
+
+    let r = up(&public);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (code, body) = curl(&lab, &format!("http://{web}:18080/health"));
+    assert_eq!((code.as_str(), body.as_str()), ("200", "{\"ok\": true}"));
+    // The app runs the bundle's relocated interpreter, not a virtualenv built here.
+    let app = prefixes[1].join("releases/1.0.0/app");
+    assert!(app.join("bin/python3").exists(), "{}", app.display());
+    assert!(!app.join("pyvenv.cfg").exists(), "a virtualenv was built on the node");
+    assert!(!prefixes[0].join("releases/1.0.0/app").exists());
+    // Received, installed, removed; the database node never got it.
+    let received = prefixes[1].join("tmp/fleet");
+    assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
+    assert!(!prefixes[0].join("tmp/fleet").exists());
+    let stored = std::fs::read_to_string(prefixes[0].join("manifest/berth.toml")).unwrap();
+    assert!(stored.contains("name = \"ministack\""));
+}

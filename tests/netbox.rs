@@ -29,15 +29,6 @@ use berth_tests::{
 
 const PORT: u16 = 38180;
 
-/// Creates an API token for the initial admin through NetBox's own shell.
-const CREATE_TOKEN: &str = "\
-from users.models import Token, User
-u = User.objects.get(username='admin')
-t = Token(user=u, description='berth end-to-end test', write_enabled=True)
-t.full_clean()
-t.save()
-print('TOKEN=' + t.get_auth_header_prefix() + t.token)
-";
 
 const SITE: &str = "external_url = \"http://127.0.0.1:38180/\"\n\
     [postgresql]\nport = 35533\n[redis]\nport = 36480\n[web]\nport = 38101\nworkers = 2\n";
@@ -723,7 +714,7 @@ fn admin_token(prefix: &std::path::Path, version: &str) -> String {
             netbox.to_str().unwrap(),
             "nbshell",
             "--command",
-            CREATE_TOKEN,
+            berth_tests::NETBOX_CREATE_TOKEN,
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

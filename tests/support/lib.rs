@@ -584,6 +584,11 @@ pub fn http_request(
 /// Run a command as a service's user, with that service's environment and working
 /// directory, as the supervisor would (read from the instance's supervision plan).
 pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
+    run_as_service_in(None, prefix, service, argv)
+}
+
+/// [`run_as_service`] inside network namespace `ns` (a fleet node of a lab).
+pub fn run_as_service_in(ns: Option<&str>, prefix: &Path, service: &str, argv: &[&str]) -> Output {
     let plan: serde_json::Value = serde_json::from_slice(
         &std::fs::read(berth_render::Paths::unversioned(prefix).supervision_plan()).unwrap(),
     )
@@ -595,18 +600,18 @@ pub fn run_as_service(prefix: &Path, service: &str, argv: &[&str]) -> Output {
         .find(|s| s["name"] == service)
         .unwrap_or_else(|| panic!("no service `{service}` in the plan"))
         .clone();
-    let mut cmd = match spec["user"].as_str() {
-        Some(user) if is_root() => {
-            let mut c = Command::new("/usr/sbin/runuser");
-            c.args(["-u", user, "--"]).args(argv);
-            c
-        }
-        _ => {
-            let mut c = Command::new(argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
+    let mut argv: Vec<&str> = match spec["user"].as_str() {
+        Some(user) if is_root() => ["/usr/sbin/runuser", "-u", user, "--"]
+            .into_iter()
+            .chain(argv.iter().copied())
+            .collect(),
+        _ => argv.to_vec(),
     };
+    if let Some(ns) = ns {
+        argv.splice(0..0, ["/usr/sbin/ip", "netns", "exec", ns]);
+    }
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C.UTF-8");
@@ -864,3 +869,13 @@ pub fn spawn_console(
     });
     child
 }
+
+/// Creates an API token for the initial admin through NetBox's own shell.
+pub const NETBOX_CREATE_TOKEN: &str = "\
+from users.models import Token, User
+u = User.objects.get(username='admin')
+t = Token(user=u, description='berth end-to-end test', write_enabled=True)
+t.full_clean()
+t.save()
+print('TOKEN=' + t.get_auth_header_prefix() + t.token)
+";

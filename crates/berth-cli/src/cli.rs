@@ -325,7 +325,19 @@ pub enum FleetCommand {
     /// Check every node, then bring each up with its own berth and site config, in
     /// the order the roles need (independent nodes at once): the manifest, the node's
     /// site config and the fleet's secrets are sent over SSH.
-    Up(FleetArgs),
+    Up {
+        #[command(flatten)]
+        args: FleetArgs,
+        /// Install from this release bundle (`berth release build`): its manifest on
+        /// every node, its built components sent to the nodes that run them, where
+        /// nothing is built; checked against `--public-key` here and on each node.
+        #[arg(long, value_name = "BUNDLE", requires = "public_key")]
+        bundle: Option<PathBuf>,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY", requires = "bundle")]
+        public_key: Option<String>,
+    },
     /// As `up`, but only the nodes whose manifest or site config changed.
     Reconfigure(FleetArgs),
     /// Take every node to the next version, one hop: a backup first, the new
@@ -362,6 +374,13 @@ pub enum FleetCommand {
         /// `maint` or `ready`.
         #[arg(long)]
         state: BalancerState,
+    },
+    /// On a node: store the release bundle read from standard input for `node-up`.
+    #[command(hide = true)]
+    NodeReceive {
+        /// The bundle's file name.
+        #[arg(long)]
+        name: String,
     },
     /// On a node: print the digests of the manifest and site config it runs.
     #[command(hide = true)]

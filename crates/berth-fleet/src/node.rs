@@ -18,6 +18,19 @@ pub struct NodePayload {
     pub site: String,
     /// The fleet's secrets by name (the same on every node).
     pub secrets: BTreeMap<String, String>,
+    /// The release bundle the node installs from, sent before (`fleet node-receive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleRef>,
+}
+
+/// A release bundle a node was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRef {
+    /// Its file name (`<app>-<version>.berth-release.tar.zst`), as received.
+    pub file: String,
+    /// The vendor's public key it must be signed with (`ed25519:…`).
+    pub public_key: String,
 }
 
 impl NodePayload {

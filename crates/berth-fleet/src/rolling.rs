@@ -94,6 +94,7 @@ impl Runner<'_, '_> {
             manifest: manifest_files(m),
             site: site_config(self.up.fleet, node),
             secrets: self.up.secrets.clone(),
+            bundle: None,
         };
         serde_json::to_vec(&p).unwrap_or_default()
     }
@@ -228,6 +229,55 @@ impl Runner<'_, '_> {
     }
 }
 
+/// Every node that switched (the last first) and every node that stopped for the
+/// maintenance page back on the old release, each behind the load balancer out of it
+/// meanwhile; then every node into the load balancer again. True when all of it
+/// worked.
+fn roll_back(
+    r: &mut Runner<'_, '_>,
+    plan: &Plan,
+    switched: &[String],
+    stopped: &[String],
+    mut drained: Vec<(String, Vec<String>)>,
+) -> bool {
+    let up = r.up;
+    // Back to the old release, the last switched first; then every node that
+    // stopped for the maintenance page; then into the balancers again.
+    let mut back: Vec<String> = switched.iter().rev().cloned().collect();
+    for n in stopped {
+        if !back.contains(n) {
+            back.push(n.clone());
+        }
+    }
+    // A node behind the load balancer goes back out of it, as it switched.
+    let behind: BTreeMap<&String, &Vec<String>> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Drain { node, balancers } => Some((node, balancers)),
+            _ => None,
+        })
+        .collect();
+    let mut all = true;
+    for n in &back {
+        let balancers = behind.get(n).copied();
+        if let Some(b) = balancers
+            && !drained.iter().any(|(d, _)| d == n)
+        {
+            all &= r.balance("drain", n, b, "maint");
+        }
+        all &= r.node_upgrade("back", "back", std::slice::from_ref(n), up.old, &[]);
+        if let Some(b) = balancers {
+            all &= r.balance("restore", n, b, "ready");
+            drained.retain(|(d, _)| d != n);
+        }
+    }
+    for (node, balancers) in &drained {
+        all &= r.balance("restore", node, balancers, "ready");
+    }
+    all
+}
+
 /// Carries out `plan` (see the module's text for what a failure leaves).
 pub fn carry_out(up: &Upgrade<'_>, plan: &Plan, on: &mut dyn FnMut(Event<'_>)) -> Outcome {
     let mut r = Runner {
@@ -290,44 +340,9 @@ pub fn carry_out(up: &Upgrade<'_>, plan: &Plan, on: &mut dyn FnMut(Event<'_>)) -
             break;
         }
     }
-    let mut rolled_back = false;
-    if !ok && (plan.online || switched.is_empty()) {
-        // Back to the old release, the last switched first; then every node that
-        // stopped for the maintenance page; then into the balancers again.
-        let mut back: Vec<String> = switched.iter().rev().cloned().collect();
-        for n in &stopped {
-            if !back.contains(n) {
-                back.push(n.clone());
-            }
-        }
-        // A node behind the load balancer goes back out of it, as it switched.
-        let behind: BTreeMap<&String, &Vec<String>> = plan
-            .actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Drain { node, balancers } => Some((node, balancers)),
-                _ => None,
-            })
-            .collect();
-        let mut all = true;
-        for n in &back {
-            let balancers = behind.get(n).copied();
-            if let Some(b) = balancers
-                && !drained.iter().any(|(d, _)| d == n)
-            {
-                all &= r.balance("drain", n, b, "maint");
-            }
-            all &= r.node_upgrade("back", "back", std::slice::from_ref(n), up.old, &[]);
-            if let Some(b) = balancers {
-                all &= r.balance("restore", n, b, "ready");
-                drained.retain(|(d, _)| d != n);
-            }
-        }
-        for (node, balancers) in &drained {
-            all &= r.balance("restore", node, balancers, "ready");
-        }
-        rolled_back = all;
-    }
+    let rolled_back = !ok
+        && (plan.online || switched.is_empty())
+        && roll_back(&mut r, plan, &switched, &stopped, drained);
     // A node runs the new version once its switch succeeded, unless it went back.
     let mut upgraded: Vec<String> = plan.done.clone();
     for s in &r.steps {

@@ -73,6 +73,16 @@ fn changed_nodes(
         .collect()
 }
 
+/// A release bundle the nodes that run the app's own code install from.
+pub struct Bundle {
+    /// Its file name.
+    pub file: String,
+    /// Its bytes (sent to each of those nodes over SSH before its `up`).
+    pub bytes: Vec<u8>,
+    /// The vendor's public key it must be signed with (`ed25519:…`).
+    pub public_key: String,
+}
+
 /// Brings the fleet up: every node (or, with `only_changed`, those whose manifest or
 /// site config differ from what they run) in waves, independent nodes at once; the
 /// first wave with a failed node ends it. Every node's output is kept in `logs`.
@@ -81,6 +91,7 @@ pub fn bring_up(
     m: &LoadedManifest,
     secrets: &BTreeMap<String, String>,
     only_changed: bool,
+    bundle: Option<&Bundle>,
     logs: &Path,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Vec<NodeRun> {
@@ -89,12 +100,19 @@ pub fn bring_up(
     let payloads: BTreeMap<String, NodePayload> = f
         .fleet
         .nodes
-        .keys()
-        .map(|n| {
+        .iter()
+        .map(|(n, node)| {
             let p = NodePayload {
                 manifest: files.clone(),
                 site: site_config(f, n),
                 secrets: secrets.clone(),
+                // Only the nodes that run the app's own code need what it carries built.
+                bundle: bundle
+                    .filter(|_| crate::upgrade::runs_release(&m.manifest, &node.roles))
+                    .map(|b| crate::node::BundleRef {
+                        file: b.file.clone(),
+                        public_key: b.public_key.clone(),
+                    }),
             };
             (n.clone(), p)
         })
@@ -146,14 +164,15 @@ pub fn bring_up(
         let results = berth_remote::each(&todo, PARALLEL, |t| {
             let payload = serde_json::to_vec(&payloads[&t.name]).unwrap_or_default();
             let started = Instant::now();
-            let argv = [
-                &berth,
-                "--prefix",
-                &prefix(f, app, &t.name),
-                "--quiet",
-                "fleet",
-                "node-up",
-            ];
+            let at = prefix(f, app, &t.name);
+            if let (Some(b), Some(_)) = (bundle, &payloads[&t.name].bundle) {
+                let argv = [&berth, "--prefix", &at, "fleet", "node-receive", "--name", &b.file];
+                match t.run(&argv, Some(&b.bytes)) {
+                    Ok(o) if o.code == 0 => {}
+                    other => return (other, started.elapsed()),
+                }
+            }
+            let argv = [&berth, "--prefix", &at, "--quiet", "fleet", "node-up"];
             let out = t.run(&argv, Some(&payload));
             (out, started.elapsed())
         });

@@ -35,7 +35,7 @@ mod payload;
 
 pub use build::{BuildInput, Built, LicenceFn, SeedFn, build, bundle_name};
 pub use error::ReleaseError;
-pub use open::{BundleInfo, Extracted, extract, open, verify};
+pub use open::{BundleInfo, Extracted, extract, extract_manifest, open, verify};
 pub use payload::payload_dir;
 
 /// The version of the bundle layout (what entries it has and what they mean).

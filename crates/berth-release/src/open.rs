@@ -192,6 +192,33 @@ pub fn extract(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Extrac
     })
 }
 
+/// [`open`], then only the bundle's manifest (`manifest/`) extracted into `dest` (an
+/// empty directory only the caller can write), its bytes checked against the signed
+/// index: what a fleet plans with before it sends the bundle to its nodes, each of
+/// which checks the whole bundle again. The manifest must be of the app and version
+/// the index says.
+pub fn extract_manifest(
+    path: &Path,
+    trusted: &[PublicKey],
+    dest: &Path,
+) -> Result<(BundleInfo, PathBuf), ReleaseError> {
+    let (archive, info) = open(path, trusted)?;
+    archive.extract(dest, &|p| p == "manifest" || p.starts_with("manifest/"), &mut |_| {})?;
+    let manifest_dir = dest.join("manifest");
+    let loaded = berth_model::LoadedManifest::load(&manifest_dir)?;
+    let app = &loaded.manifest.app;
+    if app.name != info.app || app.version != info.version {
+        return Err(ReleaseError::NotABundle {
+            path: path.to_owned(),
+            reason: format!(
+                "its index says {} {} but its manifest is of {} {}",
+                info.app, info.version, app.name, app.version
+            ),
+        });
+    }
+    Ok((info, manifest_dir))
+}
+
 /// A name that is one plain path component: what component names are.
 fn is_component_name(name: &str) -> bool {
     !name.is_empty()

@@ -194,11 +194,62 @@ pub fn status(loc: &Locate, args: &FleetArgs) -> Result<ExitCode> {
     })
 }
 
-/// `berth fleet up` and `berth fleet reconfigure` (`only_changed`).
-pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Result<ExitCode> {
+/// The manifest a bundle carries (extracted into `dir`, checked against `key`), the
+/// fleet file loaded against it, and the bundle to send.
+fn from_bundle(
+    loc: &Locate,
+    args: &FleetArgs,
+    path: &std::path::Path,
+    key: &str,
+    dir: &std::path::Path,
+) -> Result<(LoadedManifest, LoadedFleet, berth_fleet::up::Bundle)> {
+    if loc.manifest.is_some() {
+        anyhow::bail!(
+            "`fleet up --bundle` installs the manifest the bundle carries: give `--manifest` or `--bundle`, not both"
+        );
+    }
+    let trusted = super::release::public_key(key)?;
+    let (info, dir) =
+        berth_release::extract_manifest(path, std::slice::from_ref(&trusted), dir)?;
+    let manifest = LoadedManifest::load(&dir)?;
+    berth_model::validate(&manifest)?;
+    let fleet = LoadedFleet::load(&args.fleet, &manifest)?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("Failed to read `{}`", path.display()))?;
+    let bundle = berth_fleet::up::Bundle {
+        file: berth_release::bundle_name(&info.app, &info.version),
+        bytes,
+        public_key: trusted.to_string(),
+    };
+    Ok((manifest, fleet, bundle))
+}
+
+/// `berth fleet up` (from a release bundle: `bundle` and its key) and `berth fleet
+/// reconfigure` (`only_changed`).
+pub fn up(
+    loc: &Locate,
+    args: &FleetArgs,
+    only_changed: bool,
+    quiet: bool,
+    bundle: Option<(&std::path::Path, &str)>,
+) -> Result<ExitCode> {
     use berth_fleet::up::Event;
     let started = std::time::Instant::now();
-    let (manifest, fleet) = load(loc, args)?;
+    // A bundle's manifest, checked against the key before anything is sent.
+    let unpacked = tempfile::Builder::new()
+        .prefix("berth-fleet-bundle-")
+        .tempdir()
+        .context("Failed to make a private directory for the bundle's manifest")?;
+    let (manifest, fleet, bundle) = match bundle {
+        None => {
+            let (m, f) = load(loc, args)?;
+            (m, f, None)
+        }
+        Some((path, key)) => {
+            let (m, f, b) = from_bundle(loc, args, path, key, unpacked.path())?;
+            (m, f, Some(b))
+        }
+    };
     refuse_hook_secrets(&manifest)?;
     if !every_node_ready(&fleet) {
         return Ok(ExitCode::FAILURE);
@@ -213,6 +264,7 @@ pub fn up(loc: &Locate, args: &FleetArgs, only_changed: bool, quiet: bool) -> Re
         &manifest,
         &secrets,
         only_changed,
+        bundle.as_ref(),
         &logs,
         &mut |e| match e {
             Event::Wave(i, names) if talk => eprintln!("wave {i}: {}", names.join(", ")),
@@ -473,8 +525,100 @@ pub(super) fn put_site_and_secrets(s: &Staged) -> Result<()> {
 /// put in place (a secret the node has already must be the fleet's), then `up`.
 pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     let staged = stage(loc, "node-up")?;
-    put_site_and_secrets(&staged)?;
-    super::up::up(&staged.locate(loc), quiet)
+    let Some(bundle) = staged.payload.bundle.clone() else {
+        put_site_and_secrets(&staged)?;
+        return super::up::up(&staged.locate(loc), quiet);
+    };
+    let received = received_dir(&staged.paths).join(checked_bundle_name(&bundle.file)?);
+    let result = (|| -> Result<ExitCode> {
+        // The bundle must carry the manifest the fleet sent every other node.
+        let trusted = super::release::public_key(&bundle.public_key)?;
+        let look = tempfile::Builder::new().prefix("berth-fleet-").tempdir()?;
+        let (_, dir) = berth_release::extract_manifest(&received, &[trusted], look.path())?;
+        let carried = berth_fleet::node::manifest_files(&LoadedManifest::load(&dir)?);
+        if berth_fleet::node::digest_files(&carried)
+            != berth_fleet::node::digest_files(&staged.payload.manifest)
+        {
+            anyhow::bail!(
+                "the bundle `{}` carries another manifest than the one the fleet sent; nothing was changed",
+                bundle.file
+            );
+        }
+        put_site_and_secrets(&staged)?;
+        let at = Locate {
+            prefix: Some(staged.paths.prefix.clone()),
+            manifest: None,
+            config: None,
+            ..loc.clone()
+        };
+        // A fleet's database is Patroni's: the bundle's seed is not loaded into it.
+        super::up::up_from_bundle_with(&at, &received, &bundle.public_key, quiet, false)
+    })();
+    let _ = std::fs::remove_file(&received);
+    result
+}
+
+/// Where `fleet node-receive` keeps a bundle until `node-up` installs it: root's
+/// alone, under the prefix's `tmp/`.
+fn received_dir(paths: &berth_render::Paths) -> std::path::PathBuf {
+    paths.tmp().join("fleet")
+}
+
+/// A bundle's file name as `fleet up` sends it: `<app>-<version>.berth-release.tar.zst`,
+/// one plain name.
+fn checked_bundle_name(name: &str) -> Result<&str> {
+    let plain = name.ends_with(".berth-release.tar.zst")
+        && !name.starts_with('.')
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+~".contains(c));
+    if !plain {
+        anyhow::bail!("`{}` is not a release bundle's file name", terminal_safe(name));
+    }
+    Ok(name)
+}
+
+/// The most `fleet node-receive` takes.
+const MAX_BUNDLE: u64 = 16 << 30;
+
+/// `berth fleet node-receive --name NAME`, on a node: the bundle on standard input
+/// written to `tmp/fleet/NAME` under the prefix (a directory only root can enter; the
+/// file is made new, never followed), for `node-up` to check and install.
+pub fn node_receive(loc: &Locate, name: &str) -> Result<ExitCode> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = checked_bundle_name(name)?;
+    let Some(prefix) = loc.prefix.clone() else {
+        anyhow::bail!("`fleet node-receive` needs `--prefix`");
+    };
+    let paths =
+        berth_render::Paths::unversioned(&berth_lifecycle::instance::checked_prefix(&prefix)?);
+    berth_host::fsutil::ensure_dir(&paths.prefix, 0o755)?;
+    let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
+    // `tmp/` as `up --bundle` makes it (others pass through to what is theirs).
+    let tmp = paths.beneath(&paths.tmp()).to_owned();
+    if top.stat(&tmp)?.is_none() {
+        top.create_dir(&tmp, 0o711, None)?;
+    }
+    let rel = paths.beneath(&received_dir(&paths)).to_owned();
+    let dir = top.create_dir_all(&rel, 0o700, None)?;
+    let _ = std::fs::remove_file(dir.fd_path().join(name));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dir.fd_path().join(name))
+        .with_context(|| format!("Failed to create `{}`", rel.join(name).display()))?;
+    let copied = std::io::copy(&mut std::io::stdin().take(MAX_BUNDLE + 1), &mut file)
+        .context("Failed to receive the bundle")?;
+    if copied > MAX_BUNDLE {
+        let _ = std::fs::remove_file(dir.fd_path().join(name));
+        anyhow::bail!("the bundle is larger than {} GiB", MAX_BUNDLE >> 30);
+    }
+    file.sync_all()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `berth fleet node-digest`, on a node: what it runs, as digests (nothing set up:

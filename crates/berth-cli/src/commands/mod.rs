@@ -217,8 +217,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => topology::plan(&loc, &args),
         Command::Fleet(FleetCommand::Check(args)) => fleet::check(&loc, &args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(&loc, &args),
-        Command::Fleet(FleetCommand::Up(args)) => fleet::up(&loc, &args, false, quiet),
-        Command::Fleet(FleetCommand::Reconfigure(args)) => fleet::up(&loc, &args, true, quiet),
+        Command::Fleet(FleetCommand::Up {
+            args,
+            bundle,
+            public_key,
+        }) => {
+            let bundle = bundle.as_deref().zip(public_key.as_deref());
+            fleet::up(&loc, &args, false, quiet, bundle)
+        }
+        Command::Fleet(FleetCommand::Reconfigure(args)) => {
+            fleet::up(&loc, &args, true, quiet, None)
+        }
+        Command::Fleet(FleetCommand::NodeReceive { name }) => fleet::node_receive(&loc, &name),
         Command::Fleet(FleetCommand::NodeUp) => fleet::node_up(&loc, quiet),
         Command::Fleet(FleetCommand::Upgrade { args, to }) => {
             fleet_upgrade::upgrade(&loc, &args, &to, quiet)

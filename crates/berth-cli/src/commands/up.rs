@@ -168,6 +168,18 @@ fn print_up(inst: &berth_lifecycle::Instance, report: &berth_lifecycle::UpReport
 /// afterwards, whatever happened; a prefix this made is removed again if `up` failed
 /// before putting anything in it.
 pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Result<ExitCode> {
+    up_from_bundle_with(loc, bundle, key, quiet, true)
+}
+
+/// [`up_from_bundle`], loading the bundle's seed into a new instance only with
+/// `seed` (a fleet node's database is not its own to load).
+pub fn up_from_bundle_with(
+    loc: &Locate,
+    bundle: &Path,
+    key: &str,
+    quiet: bool,
+    seed: bool,
+) -> Result<ExitCode> {
     let trusted = [super::release::public_key(key)?];
     let (_, info) = berth_release::open(bundle, &trusted)?;
     let prefix = match &loc.prefix {
@@ -210,7 +222,9 @@ pub fn up_from_bundle(loc: &Locate, bundle: &Path, key: &str, quiet: bool) -> Re
         };
         match &extracted.seed_dir {
             // A new instance starts from the bundle's migrated database.
-            Some(seed) if !paths.state_db().exists() => up_seeded(&from_bundle, seed, quiet),
+            Some(dump) if seed && !paths.state_db().exists() => {
+                up_seeded(&from_bundle, dump, quiet)
+            }
             _ => up(&from_bundle, quiet),
         }
     });

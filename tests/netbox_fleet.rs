@@ -1,0 +1,233 @@
+//! NetBox, the reference app, on a highly available fleet of seven machines (network
+//! namespaces, each with its own sshd): three database nodes (PostgreSQL under Patroni
+//! with etcd, PgBouncer, Redis with Sentinel), a load balancer (HAProxy), two web nodes
+//! and a worker node, brought up by `berth fleet up` from NetBox's signed release
+//! bundle (built once here; nothing is built on the nodes).
+//!
+//! NetBox answers through HAProxy and from each web node, `fleet status` is all
+//! green, an object made through one web node is seen through the other, and the RQ
+//! worker on its own node runs NetBox's jobs. Then the Redis master's machine is cut
+//! off the network: Sentinel promotes a replica, and the worker carries on (a data
+//! source sync it runs afterwards completes).
+
+use std::time::{Duration, Instant};
+
+use berth_tests::netns::{Instances, Lab};
+use berth_tests::{prefix_dir, release_bundle_of, root, run_as_service_in};
+
+/// `curl` from the admin's namespace: status code and body.
+fn curl(lab: &Lab, method: &str, url: &str, headers: &[&str], body: Option<&str>) -> (String, String) {
+    let mut argv = vec!["curl", "-s", "-m", "20", "-X", method, "-w", "\n%{http_code}"];
+    for h in headers {
+        argv.extend(["-H", h]);
+    }
+    if let Some(b) = body {
+        argv.extend(["--data", b]);
+    }
+    argv.push(url);
+    let out = lab.exec_in(&lab.admin, &argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_owned(), body.to_owned())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Asks `f` every half second until it gives a value, at most `limit`.
+fn wait<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines, clippy::print_stderr)] // one fleet's story; its times said
+fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_master() {
+    let dir = prefix_dir("netbox-fleet");
+    let mut lab = Lab::new(7, dir.path());
+    for i in 1..=7 {
+        lab.start_sshd(i);
+    }
+    let prefixes = lab.prefixes();
+    let _nodes = Instances(prefixes.clone());
+    let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
+    let lb = &addr[3];
+    std::fs::write(
+        dir.path().join("site.toml"),
+        format!("users = \"shared\"\nexternal_url = \"http://{lb}:18080/\"\n[web]\nworkers = 2\n"),
+    )
+    .unwrap();
+    let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
+    let fleet_file = lab.fleet_file(
+        dir.path(),
+        "netbox",
+        &[
+            ("db-1", db),
+            ("db-2", db),
+            ("db-3", db),
+            ("lb", "\"load-balancer\""),
+            ("web-1", "\"web\""),
+            ("web-2", "\"web\""),
+            ("worker", "\"worker\""),
+        ],
+    );
+    let vendor = dir.path().join("vendor");
+    std::fs::create_dir(&vendor).unwrap();
+    let started = Instant::now();
+    let (bundle, public) = release_bundle_of(
+        &vendor,
+        &root().join("examples/netbox"),
+        &["--strip-debug"],
+        &["--no-seed"],
+    );
+    let built = started.elapsed();
+    let r = lab.berth(&[
+        "fleet",
+        "up",
+        "--fleet",
+        fleet_file.to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let up: serde_json::Value = json(&r.stdout);
+    eprintln!(
+        "bundle built in {:.0} s; fleet up in {:.0} s ({:.0} s of node time)",
+        built.as_secs_f64(),
+        up["seconds"].as_f64().unwrap(),
+        up["node_seconds"].as_f64().unwrap()
+    );
+
+    // Through HAProxy, and from each web node itself.
+    for host in [lb, &addr[4], &addr[5]] {
+        let (code, body) = curl(&lab, "GET", &format!("http://{host}:18080/login/"), &[], None);
+        assert_eq!(code, "200", "{host}: {body}");
+        assert!(body.contains("NetBox"), "{host}: not NetBox's login page");
+    }
+    let (code, _) = curl(&lab, "GET", &format!("http://{lb}:18080/static/netbox.ico"), &[], None);
+    assert_eq!(code, "200", "static files through HAProxy");
+    let fleet = |command: &str| {
+        lab.berth(&["fleet", command, "--fleet", fleet_file.to_str().unwrap(), "--json"])
+    };
+    let r = fleet("status");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(json(&r.stdout)["healthy"], true);
+
+    // An API token for the admin, made on the worker's node with NetBox's own shell.
+    let netbox = prefixes[6].join("releases/4.7.3/netbox/bin/netbox");
+    let out = run_as_service_in(
+        Some(&lab.nodes[6].ns),
+        &prefixes[6],
+        "worker",
+        &[netbox.to_str().unwrap(), "nbshell", "--command", berth_tests::NETBOX_CREATE_TOKEN],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .unwrap_or_else(|| panic!("no token: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .to_owned();
+    let auth = format!("Authorization: {token}");
+    let headers = [auth.as_str(), "Content-Type: application/json", "Accept: application/json"];
+    let api = |method: &str, host: &str, path: &str, body: Option<&str>| {
+        curl(&lab, method, &format!("http://{host}:18080{path}"), &headers, body)
+    };
+
+    // Made through web-1, seen through web-2: one database behind both.
+    let (code, body) = api(
+        "POST",
+        &addr[4],
+        "/api/dcim/sites/",
+        Some(r#"{"name": "Fleet Site", "slug": "fleet-site", "status": "active"}"#),
+    );
+    assert_eq!(code, "201", "{body}");
+    let (code, body) = api("GET", &addr[5], "/api/dcim/sites/?slug=fleet-site", None);
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(json(&body)["count"], 1, "{body}");
+
+    // The worker runs NetBox's jobs: a data source of a local directory, synced.
+    let source = tempfile::Builder::new().prefix("berth-nb-source-").tempdir().unwrap();
+    std::fs::write(source.path().join("hello.txt"), "from the fleet test\n").unwrap();
+    std::fs::set_permissions(
+        source.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, body) = api(
+        "POST",
+        lb,
+        "/api/core/data-sources/",
+        Some(&format!(
+            r#"{{"name": "fleet", "type": "local", "source_url": "file://{}"}}"#,
+            source.path().display()
+        )),
+    );
+    assert_eq!(code, "201", "{body}");
+    let id = json(&body)["id"].as_u64().unwrap();
+    let synced = |since: &str| {
+        let (code, body) = api("POST", lb, &format!("/api/core/data-sources/{id}/sync/"), None);
+        assert!(code == "200" || code == "202", "{code} {body}");
+        wait(Duration::from_secs(60), "the worker syncs the data source", || {
+            let (_, body) = api("GET", lb, &format!("/api/core/data-sources/{id}/"), None);
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let done = v["status"]["value"] == "completed"
+                && v["last_synced"].as_str().is_some_and(|t| t > since);
+            done.then_some(v["last_synced"].as_str().unwrap().to_owned())
+        })
+    };
+    let first = synced("");
+
+    // The Redis master's machine cut off: Sentinel promotes a replica.
+    let sentinel_master = |i: usize| -> Option<String> {
+        let out = lab.exec_in(
+            &lab.admin,
+            &[
+                "redis-cli", "-h", &addr[i], "-p", "26379", "--raw",
+                "sentinel", "get-master-addr-by-name", "netbox",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().next().filter(|l| !l.is_empty()).map(str::to_owned)
+    };
+    let master = sentinel_master(0).expect("Sentinel names a master");
+    let m = addr.iter().position(|a| *a == master).unwrap();
+    let cut = Instant::now();
+    assert!(
+        lab.exec_in(&lab.nodes[m].ns, &["ip", "link", "set", "eth0", "down"])
+            .status
+            .success()
+    );
+    let others: Vec<usize> = (0..3).filter(|i| *i != m).collect();
+    let promoted = wait(Duration::from_secs(30), "Sentinel promotes a replica", || {
+        let views: Vec<Option<String>> = others.iter().map(|i| sentinel_master(*i)).collect();
+        let new = views[0].clone()?;
+        (new != master && views.iter().all(|v| v.as_deref() == Some(new.as_str()))).then_some(new)
+    });
+    eprintln!(
+        "Redis master {master} cut off; {promoted} promoted after {:.1} s",
+        cut.elapsed().as_secs_f64()
+    );
+    // The app answers again (the cut node may also have led PostgreSQL), and the
+    // worker, told the new master by Sentinel, runs the next sync.
+    wait(Duration::from_secs(60), "NetBox answers after the cut", || {
+        let (code, _) = api("GET", lb, "/api/dcim/sites/?slug=fleet-site", None);
+        (code == "200").then_some(())
+    });
+    let second = synced(&first);
+    eprintln!(
+        "the worker synced again {:.1} s after the cut",
+        cut.elapsed().as_secs_f64()
+    );
+    assert!(second > first);
+    let _ = lab.exec_in(&lab.nodes[m].ns, &["ip", "link", "set", "eth0", "up"]);
+}
