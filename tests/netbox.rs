@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::browser::{assert_shots, browser_python, drive, fresh_shots};
 use berth_tests::{
-    Berth, Podman, http_request, prefix_dir, release_bundle_of, root, run_as_service,
+    Berth, Podman, http_request, prefix_dir, root, run_as_service, shared_release_bundle,
     snapshot_tree, wait_for,
 };
 
@@ -405,8 +405,8 @@ const IMAGE_WEB_PORT: u16 = 38111;
 fn images_serve_the_same_netbox(b: &Berth, auth: &str) {
     let work = prefix_dir("netbox-images");
     let w = work.path();
-    let (bundle, public) = release_bundle_of(
-        w,
+    // The same bundle as `tests/netbox_fleet.rs`'s, built once.
+    let (bundle, public) = shared_release_bundle(
         &root().join("examples/netbox"),
         &["--strip-debug"],
         &["--no-seed"],

@@ -167,6 +167,55 @@ pub fn ministack_bundle_of(
     release_bundle_of(dir, manifest, objcopy_args, &[])
 }
 
+/// [`release_bundle_of`] built once per set of inputs and shared by the tests that
+/// need the same bundle (NetBox's takes minutes to build): kept under
+/// `target/test-cache/bundles/<SHA-256 of this berth, the manifest's files and the
+/// arguments>/`, made in a directory of its own and renamed into place, so tests
+/// running at once never see half a bundle. Builds are reproducible, so a bundle
+/// built by another test is the bundle this one would build.
+pub fn shared_release_bundle(
+    manifest: &Path,
+    objcopy_args: &[&str],
+    more: &[&str],
+) -> (PathBuf, String) {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(std::fs::read(berth_bin()).unwrap());
+    for a in objcopy_args.iter().chain(["--"].iter()).chain(more) {
+        h.update(a.as_bytes());
+        h.update([0]);
+    }
+    let mut files = files_under(manifest);
+    files.sort();
+    for f in files {
+        if f.is_file() {
+            h.update(f.strip_prefix(manifest).unwrap().to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update(std::fs::read(&f).unwrap());
+        }
+    }
+    let key = hex::encode(h.finalize());
+    let cache = root().join("target/test-cache/bundles");
+    let dir = cache.join(&key);
+    let found = |dir: &Path| -> Option<(PathBuf, String)> {
+        let dist = std::fs::read_dir(dir.join("dist")).ok()?;
+        let bundle = dist.map(|e| e.unwrap().path()).next()?;
+        Some((bundle, format!("{}.pub", dir.join("vendor.key").display())))
+    };
+    if let Some(hit) = found(&dir) {
+        return hit;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(&cache)
+        .unwrap();
+    release_bundle_of(work.path(), manifest, objcopy_args, more);
+    // Another test may have put the same bundle there meanwhile: either is right.
+    let _ = std::fs::rename(work.path(), &dir);
+    found(&dir).expect("the shared bundle is in place")
+}
+
 /// The release bundle of the manifest in `manifest`, built in `dir` (a new vendor key,
 /// `SOURCE_DATE_EPOCH=1700000000`, `more` given to `berth release build`), its berth
 /// this build's cut by `objcopy` with `objcopy_args`. The bundle and its public key
