@@ -46,33 +46,11 @@ fn curl(lab: &Lab, url: &str) -> (String, String) {
 impl Ha {
     fn up() -> Ha {
         let dir = prefix_dir("failover");
-        let mut lab = Lab::new(5, dir.path());
-        for i in 1..=5 {
-            lab.start_sshd(i);
-        }
+        let lab = Lab::with_sshds(5, dir.path());
         let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
         let prefixes = lab.prefixes();
         let nodes = Instances(prefixes.clone());
-        std::fs::write(
-            dir.path().join("site.toml"),
-            format!(
-                "users = \"shared\"\nexternal_url = \"http://{}:18080/\"\n",
-                addr[3]
-            ),
-        )
-        .unwrap();
-        let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
-        let fleet_file = lab.fleet_file(
-            dir.path(),
-            "ha",
-            &[
-                ("db-1", db),
-                ("db-2", db),
-                ("db-3", db),
-                ("lb", "\"load-balancer\""),
-                ("web", "\"web\""),
-            ],
-        );
+        let fleet_file = lab.ha_fleet(dir.path(), "ha", &[("web", "\"web\"")], "");
         let ha = Ha {
             _nodes: nodes,
             lab,

@@ -568,9 +568,7 @@ fn the_consensus_role_runs_a_three_member_etcd_cluster() {
 #[test]
 fn fleet_up_from_a_bundle_builds_nothing_on_the_nodes() {
     let dir = prefix_dir("fleet-bundle");
-    let mut lab = Lab::new(2, dir.path());
-    lab.start_sshd(1);
-    lab.start_sshd(2);
+    let lab = Lab::with_sshds(2, dir.path());
     let prefixes = lab.prefixes();
     let _nodes = Instances(prefixes.clone());
     let web = lab.nodes[1].address.clone();

@@ -156,30 +156,15 @@ fn versions(prefixes: &[PathBuf]) -> BTreeMap<&'static str, String> {
 #[allow(clippy::too_many_lines, clippy::print_stderr)] // one fleet through four upgrades in turn; the counts said
 fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     let dir = prefix_dir("fleet-upgrade");
-    let mut lab = Lab::new(6, dir.path());
-    for i in 1..=6 {
-        lab.start_sshd(i);
-    }
+    let lab = Lab::with_sshds(6, dir.path());
     let prefixes = lab.prefixes();
     let _nodes = Instances(prefixes.clone());
     let lb = lab.nodes[3].address.clone();
-    std::fs::write(
-        dir.path().join("site.toml"),
-        format!("users = \"shared\"\nexternal_url = \"http://{lb}:18080/\"\n"),
-    )
-    .unwrap();
-    let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
-    let fleet_file = lab.fleet_file(
+    let fleet_file = lab.ha_fleet(
         dir.path(),
         "up",
-        &[
-            ("db-1", db),
-            ("db-2", db),
-            ("db-3", db),
-            ("lb", "\"load-balancer\""),
-            ("web-1", "\"web\""),
-            ("web-2", "\"web\""),
-        ],
+        &[("web-1", "\"web\""), ("web-2", "\"web\"")],
+        "",
     );
     let scratch = dir.path().join("manifests");
     let v1 = manifest(&scratch, "1.0.0", "");

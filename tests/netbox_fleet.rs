@@ -51,32 +51,20 @@ fn wait<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 #[allow(clippy::too_many_lines, clippy::print_stderr)] // one fleet's story; its times said
 fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_master() {
     let dir = prefix_dir("netbox-fleet");
-    let mut lab = Lab::new(7, dir.path());
-    for i in 1..=7 {
-        lab.start_sshd(i);
-    }
+    let lab = Lab::with_sshds(7, dir.path());
     let prefixes = lab.prefixes();
     let _nodes = Instances(prefixes.clone());
     let addr: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
     let lb = &addr[3];
-    std::fs::write(
-        dir.path().join("site.toml"),
-        format!("users = \"shared\"\nexternal_url = \"http://{lb}:18080/\"\n[web]\nworkers = 2\n"),
-    )
-    .unwrap();
-    let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
-    let fleet_file = lab.fleet_file(
+    let fleet_file = lab.ha_fleet(
         dir.path(),
         "netbox",
         &[
-            ("db-1", db),
-            ("db-2", db),
-            ("db-3", db),
-            ("lb", "\"load-balancer\""),
             ("web-1", "\"web\""),
             ("web-2", "\"web\""),
             ("worker", "\"worker\""),
         ],
+        "[web]\nworkers = 2\n",
     );
     let started = Instant::now();
     // The same bundle as `tests/netbox.rs`'s images are built from, built once.
@@ -97,7 +85,13 @@ fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_m
         &public,
         "--json",
     ]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let logs: String = std::fs::read_dir(dir.path().join("fleet-logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| format!("\n--- {}:\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+        .collect();
+    assert_eq!(r.code, 0, "{}\n{}{logs}", r.stdout, r.stderr);
     let up: serde_json::Value = json(&r.stdout);
     eprintln!(
         "bundle ready (built or shared) in {:.0} s; fleet up in {:.0} s ({:.0} s of node time)",

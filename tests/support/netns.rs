@@ -119,6 +119,46 @@ impl Lab {
         lab
     }
 
+    /// [`Lab::new`] with an sshd started on every node.
+    pub fn with_sshds(n: usize, dir: &Path) -> Lab {
+        let mut lab = Lab::new(n, dir);
+        for i in 1..=n {
+            lab.start_sshd(i);
+        }
+        lab
+    }
+
+    /// The highly available shape the fleet tests share: `db-1`..`db-3` (database,
+    /// consensus, pooler, cache) on machines 1 to 3, `lb` (the load balancer) on
+    /// machine 4, then `more` on the next machines; `site.toml` beside it makes the
+    /// load balancer the app's address (port 18080), shared users, then `site_more`.
+    /// The fleet file's path.
+    pub fn ha_fleet(
+        &self,
+        dir: &Path,
+        name: &str,
+        more: &[(&str, &str)],
+        site_more: &str,
+    ) -> PathBuf {
+        let db = "\"database\", \"consensus\", \"pooler\", \"cache\"";
+        std::fs::write(
+            dir.join("site.toml"),
+            format!(
+                "users = \"shared\"\nexternal_url = \"http://{}:18080/\"\n{site_more}",
+                self.nodes[3].address
+            ),
+        )
+        .unwrap();
+        let mut nodes = vec![
+            ("db-1", db),
+            ("db-2", db),
+            ("db-3", db),
+            ("lb", "\"load-balancer\""),
+        ];
+        nodes.extend_from_slice(more);
+        self.fleet_file(dir, name, &nodes)
+    }
+
     /// Each node's instance prefix (`instance` in its own directory).
     pub fn prefixes(&self) -> Vec<PathBuf> {
         self.nodes.iter().map(|n| n.dir.join("instance")).collect()

@@ -354,6 +354,34 @@ pub fn trampoline(name: &str) -> String {
     )
 }
 
+/// The interpreter a script starts, and where the script's own text begins: its `#!`
+/// line's program, or, where the path was too long for a `#!` line (more than 127
+/// bytes) or held a space, the program of pip's own `/bin/sh` form of the same
+/// trampoline (`'''exec' /path/python "$0" "$@"` between `#!/bin/sh` and `' '''`).
+fn script_interpreter(bytes: &[u8]) -> Option<(String, usize)> {
+    let line = |from: usize| -> Option<(&str, usize)> {
+        let rest = bytes.get(from..)?;
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        Some((std::str::from_utf8(&rest[..end]).ok()?, from + end + 1))
+    };
+    let (first, next) = line(0)?;
+    let first = first.strip_prefix("#!")?;
+    if first.trim() == "/bin/sh"
+        && let Some((exec, after)) = line(next)
+        && let Some(words) = exec.strip_prefix("'''exec' ")
+        && let Some((close, body)) = line(after)
+        && close == "' '''"
+    {
+        let program = match words.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?,
+            None => words.split(' ').next()?,
+        };
+        return Some((program.to_owned(), body.min(bytes.len())));
+    }
+    let program = first.split_whitespace().next()?;
+    Some((program.to_owned(), next.min(bytes.len())))
+}
+
 /// Rewrites the `#!` line of every script in `bin` that names a Python under one of
 /// `roots` (the tree being built, the interpreter it was copied from) into a
 /// [`trampoline`] to the same interpreter name; the scripts rewritten, each with its
@@ -376,16 +404,10 @@ fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<BTreeMap<PathBuf, V
             path: path.clone(),
             source,
         })?;
-        let Some(rest) = bytes.strip_prefix(b"#!") else {
+        let Some((program, body)) = script_interpreter(&bytes) else {
             continue;
         };
-        let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        let Ok(line) = std::str::from_utf8(&rest[..line_end]) else {
-            continue;
-        };
-        let Some(program) = line.split_whitespace().next().map(Path::new) else {
-            continue;
-        };
+        let program = Path::new(&program);
         if !roots.iter().any(|r| program.starts_with(r)) {
             continue;
         }
@@ -393,7 +415,7 @@ fn trampoline_scripts(bin: &Path, roots: &[&Path]) -> Result<BTreeMap<PathBuf, V
             continue;
         };
         let mut text = trampoline(name).into_bytes();
-        text.extend_from_slice(rest.get(line_end + 1..).unwrap_or_default());
+        text.extend_from_slice(&bytes[body..]);
         fsutil::write_atomic(&path, &text, meta.permissions().mode() & 0o7777, None)?;
         rewritten.insert(path, text);
     }
@@ -798,6 +820,34 @@ mod tests {
             lines,
             ["CFLAGS=-g0", "CXXFLAGS=-g0", "SOURCE_DATE_EPOCH=1700000000"]
         );
+    }
+
+    /// pip writes a script whose interpreter's path is too long for a `#!` line (more
+    /// than 127 bytes: a deep build directory) in a `/bin/sh` form naming that path;
+    /// it becomes the same trampoline, or the tree would run only where it was built.
+    #[test]
+    fn the_long_path_form_of_pip_is_made_a_trampoline_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let long = format!("{}/{}/bin/python3.13", dir.path().display(), "x".repeat(120));
+        for (file, program) in [("plain", long.clone()), ("quoted", format!("\"{long}\""))] {
+            std::fs::write(
+                bin.join(file),
+                format!("#!/bin/sh\n'''exec' {program} \"$0\" \"$@\"\n' '''\n# -*- coding: utf-8 -*-\nimport sys\n"),
+            )
+            .unwrap();
+        }
+        let rewritten = trampoline_scripts(&bin, &[dir.path()]).unwrap();
+        assert_eq!(rewritten.len(), 2);
+        for file in ["plain", "quoted"] {
+            assert_eq!(
+                std::fs::read_to_string(bin.join(file)).unwrap(),
+                format!("{}# -*- coding: utf-8 -*-\nimport sys\n", trampoline("python3.13"))
+            );
+        }
+        // A trampoline already is one: nothing to do.
+        assert!(trampoline_scripts(&bin, &[dir.path()]).unwrap().is_empty());
     }
 
     /// Scripts naming another interpreter, and files that are not scripts, are left alone.
