@@ -176,27 +176,7 @@ impl Ha {
 
     /// Every process of node `i`'s namespace but its sshd, killed at once.
     fn crash(&self, i: usize) -> usize {
-        let out = Command::new("ip")
-            .args(["netns", "pids", &self.lab.nodes[i].ns])
-            .output()
-            .unwrap();
-        let mut killed = 0;
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "sshd" {
-                continue;
-            }
-            if let Ok(pid) = pid.parse::<i32>()
-                && nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok()
-            {
-                killed += 1;
-            }
-        }
-        killed
+        self.lab.crash(i)
     }
 
     /// Node `i`'s cable, plugged in or out at the switch.

@@ -159,6 +159,32 @@ impl Lab {
         self.fleet_file(dir, name, &nodes)
     }
 
+    /// Every process of node `i`'s (0-based) namespace but its sshd, killed at once
+    /// (SIGKILL): a machine that dies. How many were killed.
+    pub fn crash(&self, i: usize) -> usize {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.nodes[i].ns])
+            .output()
+            .unwrap();
+        let mut killed = 0;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                continue;
+            }
+            if let Ok(pid) = pid.parse::<i32>()
+                && nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     /// Each node's instance prefix (`instance` in its own directory).
     pub fn prefixes(&self) -> Vec<PathBuf> {
         self.nodes.iter().map(|n| n.dir.join("instance")).collect()
