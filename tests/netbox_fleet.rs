@@ -13,6 +13,7 @@
 //! no socket timeout (`SOCKET_TIMEOUT: None` in NetBox's settings), so it waits on
 //! the dead link.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use berth_tests::netns::{Instances, Lab};
@@ -88,12 +89,11 @@ fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_m
         &public,
         "--json",
     ]);
-    let logs: String = std::fs::read_dir(dir.path().join("fleet-logs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| format!("\n--- {}:\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default()))
-        .collect();
+    let mut logs = String::new();
+    for e in std::fs::read_dir(dir.path().join("fleet-logs")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let _ = write!(logs, "\n--- {}:\n{text}", e.path().display());
+    }
     assert_eq!(r.code, 0, "{}\n{}{logs}", r.stdout, r.stderr);
     let up: serde_json::Value = json(&r.stdout);
     eprintln!(
@@ -172,11 +172,11 @@ fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_m
     let synced = |since: &str| {
         // Right after a failover a request may meet a connection to the old master
         // and fail once: the next one asks Sentinel again.
-        wait(Duration::from_secs(60), "the sync is queued", || {
+        wait(Duration::from_mins(1), "the sync is queued", || {
             let (code, _) = api("POST", lb, &format!("/api/core/data-sources/{id}/sync/"), None);
             (code == "200" || code == "202").then_some(())
         });
-        wait(Duration::from_secs(60), "the worker syncs the data source", || {
+        wait(Duration::from_mins(1), "the worker syncs the data source", || {
             let (_, body) = api("GET", lb, &format!("/api/core/data-sources/{id}/"), None);
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             let done = v["status"]["value"] == "completed"
@@ -214,7 +214,7 @@ fn netbox_runs_on_seven_nodes_behind_haproxy_and_its_worker_outlives_the_redis_m
     );
     // The app answers again (the dead node may also have led PostgreSQL), and the
     // worker, told the new master by Sentinel, runs the next sync.
-    wait(Duration::from_secs(60), "NetBox answers after the crash", || {
+    wait(Duration::from_mins(1), "NetBox answers after the crash", || {
         let (code, _) = api("GET", lb, "/api/dcim/sites/?slug=fleet-site", None);
         (code == "200").then_some(())
     });
