@@ -1,4 +1,4 @@
-//! `fleet upgrade`, carried out: each action of an [`upgrade::Plan`] run on its nodes
+//! `fleet upgrade`, carried out: each action of a [`Plan`] run on its nodes
 //! over SSH by their own berth (`fleet node-upgrade`, `fleet node-balancer`,
 //! `backup create`), one action after the other; the first that fails ends the run.
 //!
