@@ -83,7 +83,7 @@ while not os.path.exists(stop):
 "#;
 
 struct Client {
-    child: Child,
+    child: Option<Child>,
     stop: PathBuf,
 }
 
@@ -97,15 +97,16 @@ impl Client {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        Client { child, stop }
+        Client {
+            child: Some(child),
+            stop,
+        }
     }
 
     /// Stops it: every answer, in order.
     fn finish(mut self) -> Vec<(String, String)> {
         std::fs::write(&self.stop, "").unwrap();
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once(' '))
@@ -117,7 +118,9 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         let _ = std::fs::write(&self.stop, "");
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
     }
 }
 

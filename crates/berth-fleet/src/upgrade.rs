@@ -169,13 +169,18 @@ fn balancers_of(f: &LoadedFleet, m: &Manifest, node: &str) -> Vec<String> {
         .collect()
 }
 
-/// The node that runs the `once` hooks of the first component with a bundled
-/// service: where the release's migrations run.
+/// Where the release's migrations run: the node that runs the `once` hooks of the
+/// first release hook of a bundled component (the app's own code).
 fn migrating_node(f: &LoadedFleet, m: &Manifest) -> Option<String> {
     let view = crate::node::view(f, "");
     m.hooks
         .values()
         .filter(|h| h.when == berth_model::manifest::HookWhen::Release)
+        .filter(|h| {
+            m.components
+                .get(&h.component)
+                .is_some_and(|c| c.source == ComponentSource::Bundled)
+        })
         .find_map(|h| berth_topology::node::once_node(m, &view, &h.component))
         .map(str::to_owned)
 }

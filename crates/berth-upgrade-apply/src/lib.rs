@@ -34,7 +34,7 @@ use berth_lifecycle::{Locate, Progress, upgrade};
 use berth_render::Paths;
 
 pub use journal::{Journal, refuse_if_unfinished};
-pub use steps::{maintenance, remove_maintenance_page};
+pub use steps::{copy_manifest, maintenance, remove_maintenance_page};
 
 /// What an upgrade did.
 #[derive(Debug, Clone, serde::Serialize)]

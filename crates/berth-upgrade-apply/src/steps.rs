@@ -19,7 +19,7 @@ use crate::{Context, HopReport};
 /// Copy the manifest `loaded` was read from (`dir`: its `berth.toml` and templates) to
 /// `dest`, then read the copy back: it must be the same app and version, and its
 /// templates the same, or the directory changed while it was read.
-pub(crate) fn copy_manifest(dir: &Path, loaded: &LoadedManifest, dest: &Path) -> Result<()> {
+pub fn copy_manifest(dir: &Path, loaded: &LoadedManifest, dest: &Path) -> Result<()> {
     berth_host::fsutil::ensure_dir(dest, 0o700)?;
     let mut names = vec!["berth.toml".to_owned()];
     names.extend(loaded.templates.keys().cloned());

@@ -194,14 +194,14 @@ pub fn status(loc: &Locate, args: &FleetArgs) -> Result<ExitCode> {
     })
 }
 
-/// The manifest a bundle carries (extracted into `dir`, checked against `key`), the
-/// fleet file loaded against it, and the bundle to send.
+/// The manifest a bundle carries (checked against `key`; read from a private
+/// directory removed afterwards), the fleet file loaded against it, and the bundle
+/// to send.
 fn from_bundle(
     loc: &Locate,
     args: &FleetArgs,
     path: &std::path::Path,
     key: &str,
-    dir: &std::path::Path,
 ) -> Result<(LoadedManifest, LoadedFleet, berth_fleet::up::Bundle)> {
     if loc.manifest.is_some() {
         anyhow::bail!(
@@ -209,8 +209,12 @@ fn from_bundle(
         );
     }
     let trusted = super::release::public_key(key)?;
+    let unpacked = tempfile::Builder::new()
+        .prefix("berth-fleet-bundle-")
+        .tempdir()
+        .context("Failed to make a private directory for the bundle's manifest")?;
     let (info, dir) =
-        berth_release::extract_manifest(path, std::slice::from_ref(&trusted), dir)?;
+        berth_release::extract_manifest(path, std::slice::from_ref(&trusted), unpacked.path())?;
     let manifest = LoadedManifest::load(&dir)?;
     berth_model::validate(&manifest)?;
     let fleet = LoadedFleet::load(&args.fleet, &manifest)?;
@@ -236,17 +240,13 @@ pub fn up(
     use berth_fleet::up::Event;
     let started = std::time::Instant::now();
     // A bundle's manifest, checked against the key before anything is sent.
-    let unpacked = tempfile::Builder::new()
-        .prefix("berth-fleet-bundle-")
-        .tempdir()
-        .context("Failed to make a private directory for the bundle's manifest")?;
     let (manifest, fleet, bundle) = match bundle {
         None => {
             let (m, f) = load(loc, args)?;
             (m, f, None)
         }
         Some((path, key)) => {
-            let (m, f, b) = from_bundle(loc, args, path, key, unpacked.path())?;
+            let (m, f, b) = from_bundle(loc, args, path, key)?;
             (m, f, Some(b))
         }
     };
@@ -596,11 +596,7 @@ pub fn node_receive(loc: &Locate, name: &str) -> Result<ExitCode> {
         berth_render::Paths::unversioned(&berth_lifecycle::instance::checked_prefix(&prefix)?);
     berth_host::fsutil::ensure_dir(&paths.prefix, 0o755)?;
     let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
-    // `tmp/` as `up --bundle` makes it (others pass through to what is theirs).
-    let tmp = paths.beneath(&paths.tmp()).to_owned();
-    if top.stat(&tmp)?.is_none() {
-        top.create_dir(&tmp, 0o711, None)?;
-    }
+    super::up::ensure_tmp(&top, &paths)?;
     let rel = paths.beneath(&received_dir(&paths)).to_owned();
     let dir = top.create_dir_all(&rel, 0o700, None)?;
     let _ = std::fs::remove_file(dir.fd_path().join(name));

@@ -260,13 +260,10 @@ pub fn node_upgrade(
                 .prefix("berth-fleet-old-")
                 .tempdir()
                 .context("Failed to make a private directory for the manifest")?;
-            for (name, text) in berth_fleet::node::manifest_files(&from.manifest) {
-                let path = kept.path().join(&name);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                berth_host::fsutil::write_new(&path, text.as_bytes(), 0o600, None)?;
-            }
+            // As stored (an instance's own manifest is narrowed to the node's roles).
+            let stored = paths.manifest_dir();
+            let whole = LoadedManifest::load(&stored)?;
+            berth_upgrade_apply::copy_manifest(&stored, &whole, kept.path())?;
             let from_loc = Locate {
                 manifest: Some(kept.path().to_path_buf()),
                 ..installed(loc, &paths)

@@ -162,6 +162,19 @@ fn print_up(inst: &berth_lifecycle::Instance, report: &berth_lifecycle::UpReport
     );
 }
 
+/// The prefix's `tmp/` (opened as `top`), made if missing: root's, 0711, so others
+/// pass through to what is theirs beneath it.
+pub(super) fn ensure_tmp(
+    top: &berth_host::beneath::SafeDir,
+    paths: &berth_render::Paths,
+) -> Result<()> {
+    let tmp = paths.beneath(&paths.tmp()).to_owned();
+    if top.stat(&tmp)?.is_none() {
+        top.create_dir(&tmp, 0o711, None)?;
+    }
+    Ok(())
+}
+
 /// `berth up --bundle`: the bundle's signature checked first (nothing is touched
 /// before), then the bundle extracted under the prefix with every byte checked, and
 /// `up` run with its manifest and its built components. The extracted copy is removed
@@ -194,10 +207,7 @@ pub fn up_from_bundle_with(
             berth_host::fsutil::ensure_dir(&prefix, 0o755)?;
         }
         let top = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
-        let tmp = paths.beneath(&paths.tmp()).to_owned();
-        if top.stat(&tmp)?.is_none() {
-            top.create_dir(&tmp, 0o711, None)?;
-        }
+        ensure_tmp(&top, &paths)?;
         let rel = paths.beneath(&staging).to_owned();
         top.remove_tree(&rel)?;
         top.create_dir(&rel, 0o700, None)?;
