@@ -564,8 +564,10 @@ fn the_consensus_role_runs_a_three_member_etcd_cluster() {
 /// is touched (another vendor's key: refused, nothing anywhere); then the web node,
 /// which runs the app's own code, is sent the bundle over SSH and installs the
 /// interpreter and app the bundle carries, building nothing, and the database node
-/// gets the bundle's manifest alone. The received bundle is gone afterwards.
+/// gets the bundle's manifest alone. The received bundle is gone afterwards. Then
+/// `fleet upgrade --bundle` takes both nodes to the next version the same way.
 #[test]
+#[allow(clippy::too_many_lines)] // one fleet from a bundle, then to the next from its own
 fn fleet_up_from_a_bundle_builds_nothing_on_the_nodes() {
     let dir = prefix_dir("fleet-bundle");
     let lab = Lab::with_sshds(2, dir.path());
@@ -616,7 +618,10 @@ fn fleet_up_from_a_bundle_builds_nothing_on_the_nodes() {
     // The app runs the bundle's relocated interpreter, not a virtualenv built here.
     let app = prefixes[1].join("releases/1.0.0/app");
     assert!(app.join("bin/python3").exists(), "{}", app.display());
-    assert!(!app.join("pyvenv.cfg").exists(), "a virtualenv was built on the node");
+    assert!(
+        !app.join("pyvenv.cfg").exists(),
+        "a virtualenv was built on the node"
+    );
     assert!(!prefixes[0].join("releases/1.0.0/app").exists());
     // Received, installed, removed; the database node never got it.
     let received = prefixes[1].join("tmp/fleet");
@@ -624,4 +629,55 @@ fn fleet_up_from_a_bundle_builds_nothing_on_the_nodes() {
     assert!(!prefixes[0].join("tmp/fleet").exists());
     let stored = std::fs::read_to_string(prefixes[0].join("manifest/berth.toml")).unwrap();
     assert!(stored.contains("name = \"ministack\""));
+
+    // Upgraded from the next version's bundle: another vendor's refused before a node
+    // changes; the vendor's sent to the web node alone, unpacked there, installed.
+    let next = berth_tests::ministack_at(dir.path(), "1.1.0", |t| t);
+    let next_vendor = dir.path().join("vendor-1.1.0");
+    std::fs::create_dir(&next_vendor).unwrap();
+    let (next_bundle, next_public) =
+        berth_tests::release_bundle_of(&next_vendor, &next, &["--strip-debug"], &[]);
+    let upgrade = |key: &str| {
+        lab.berth(&[
+            "--manifest",
+            root().join("tests/fixtures/ministack").to_str().unwrap(),
+            "fleet",
+            "upgrade",
+            "--fleet",
+            fleet_file.to_str().unwrap(),
+            "--bundle",
+            next_bundle.to_str().unwrap(),
+            "--public-key",
+            key,
+        ])
+    };
+    let before: Vec<_> = prefixes
+        .iter()
+        .map(|p| berth_tests::snapshot_tree(&p.join("manifest")))
+        .collect();
+    let r = upgrade(&public);
+    assert_ne!(r.code, 0, "a bundle of another key was taken");
+    assert!(r.stderr.to_lowercase().contains("sign"), "{}", r.stderr);
+    let after: Vec<_> = prefixes
+        .iter()
+        .map(|p| berth_tests::snapshot_tree(&p.join("manifest")))
+        .collect();
+    assert_eq!(before, after, "a node changed");
+    let r = upgrade(&next_public);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let app = prefixes[1].join("releases/1.1.0/app");
+    assert!(app.join("bin/python3").exists(), "{}", app.display());
+    assert!(
+        !app.join("pyvenv.cfg").exists(),
+        "a virtualenv was built on the node"
+    );
+    assert!(!prefixes[0].join("releases/1.1.0/app").exists());
+    assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
+    assert!(!prefixes[1].join("tmp/release-1.1.0").exists());
+    for p in &prefixes {
+        let stored = std::fs::read_to_string(p.join("manifest/berth.toml")).unwrap();
+        assert!(stored.contains("version = \"1.1.0\""), "{}", p.display());
+    }
+    let (code, _) = curl(&lab, &format!("http://{web}:18080/health"));
+    assert_eq!(code, "200");
 }

@@ -19,9 +19,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-use berth_tests::netns::{Instances, Lab};
+use berth_tests::netns::{Client, Instances, Lab};
 use berth_tests::{ministack_at, prefix_dir};
 
 /// The fixture at `version`, with a release hook before the app (a migration) and
@@ -64,64 +63,6 @@ before = ["app"]
         );
     }
     ministack_at(dir, version, |text| format!("{text}\n{hooks}\n{extra}"))
-}
-
-/// A client in the admin's namespace asking `url` every 50 ms until `stop` exists;
-/// prints `<status> <version>` per request (`000` when it got no answer).
-const CLIENT: &str = r#"
-import json, os, sys, time, urllib.request, urllib.error
-url, stop = sys.argv[1], sys.argv[2]
-while not os.path.exists(stop):
-    try:
-        with urllib.request.urlopen(url, timeout=3) as r:
-            print(r.status, json.loads(r.read())["version"], flush=True)
-    except urllib.error.HTTPError as e:
-        print(e.code, "-", flush=True)
-    except Exception as e:
-        print("000", type(e).__name__, flush=True)
-    time.sleep(0.05)
-"#;
-
-struct Client {
-    child: Option<Child>,
-    stop: PathBuf,
-}
-
-impl Client {
-    fn start(lab: &Lab, url: &str, dir: &Path) -> Client {
-        let stop = dir.join("client.stop");
-        let _ = std::fs::remove_file(&stop);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.admin, "python3", "-c", CLIENT, url])
-            .arg(&stop)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Client {
-            child: Some(child),
-            stop,
-        }
-    }
-
-    /// Stops it: every answer, in order.
-    fn finish(mut self) -> Vec<(String, String)> {
-        std::fs::write(&self.stop, "").unwrap();
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(c, v)| (c.to_owned(), v.to_owned()))
-            .collect()
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.stop, "");
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-    }
 }
 
 const NODES: [&str; 6] = ["db-1", "db-2", "db-3", "lb", "web-1", "web-2"];
@@ -189,7 +130,7 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     let url = format!("http://{lb}:18080/");
 
     // Online: not one failed request.
-    let client = Client::start(&lab, &url, dir.path());
+    let client = Client::start(Some(&lab.admin), &url, "version", &[], dir.path());
     std::thread::sleep(std::time::Duration::from_secs(2));
     let v11_dir = v11.display().to_string();
     let r = fleet(&v1, &["upgrade", "--to", &v11_dir, "--json"]);
@@ -202,9 +143,18 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{} {}", s["action"].as_str().unwrap(), s["node"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["action"].as_str().unwrap(),
+                s["node"].as_str().unwrap()
+            )
+        })
         .collect();
-    let tail: Vec<&str> = steps[steps.len() - 8..].iter().map(String::as_str).collect();
+    let tail: Vec<&str> = steps[steps.len() - 8..]
+        .iter()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         tail,
         [
@@ -220,7 +170,11 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
         "{steps:#?}"
     );
     let failed: Vec<&(String, String)> = answers.iter().filter(|(c, _)| c != "200").collect();
-    assert!(failed.is_empty(), "failed requests: {failed:?} of {}", answers.len());
+    assert!(
+        failed.is_empty(),
+        "failed requests: {failed:?} of {}",
+        answers.len()
+    );
     assert!(answers.len() > 40, "{answers:?}");
     eprintln!(
         "online hop: {} requests, 0 failed, {:.1} s",
@@ -256,18 +210,28 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     // Again: nothing to do. Backwards: refused, nothing changed.
     let r = fleet(&v11, &["upgrade", "--to", &v11_dir]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("runs ministack 1.1.0 already"), "{}", r.stdout);
-    let before: Vec<_> = prefixes.iter().map(|p| std::fs::read(p.join("manifest/berth.toml")).unwrap()).collect();
+    assert!(
+        r.stdout.contains("runs ministack 1.1.0 already"),
+        "{}",
+        r.stdout
+    );
+    let before: Vec<_> = prefixes
+        .iter()
+        .map(|p| std::fs::read(p.join("manifest/berth.toml")).unwrap())
+        .collect();
     let r = fleet(&v11, &["upgrade", "--to", &v1.display().to_string()]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("1.0.0"), "{}", r.stderr);
-    let after: Vec<_> = prefixes.iter().map(|p| std::fs::read(p.join("manifest/berth.toml")).unwrap()).collect();
+    let after: Vec<_> = prefixes
+        .iter()
+        .map(|p| std::fs::read(p.join("manifest/berth.toml")).unwrap())
+        .collect();
     assert_eq!(before, after);
 
     // Offline, failing on web-2: stopped half way, then finished by the same command.
     let refuse = prefixes[5].join("data/app/refuse-1.2.0");
     std::fs::write(&refuse, "").unwrap();
-    let client = Client::start(&lab, &url, dir.path());
+    let client = Client::start(Some(&lab.admin), &url, "version", &[], dir.path());
     std::thread::sleep(std::time::Duration::from_secs(1));
     let v12_dir = v12.display().to_string();
     let r = fleet(&v11, &["upgrade", "--to", &v12_dir]);
@@ -290,7 +254,10 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     assert!(versions(&prefixes).values().all(|v| v == "1.2.0"));
     // The client saw the maintenance page (503), never a refused connection, and 1.2.0 last.
     assert!(answers.iter().any(|(c, _)| c == "503"), "{answers:?}");
-    assert!(answers.iter().all(|(c, _)| c == "200" || c == "503"), "{answers:?}");
+    assert!(
+        answers.iter().all(|(c, _)| c == "200" || c == "503"),
+        "{answers:?}"
+    );
     assert_eq!(answers.last().unwrap().1, "1.2.0");
     eprintln!(
         "offline hop (stopped, then resumed): {} requests, {} answered 503",
@@ -309,21 +276,32 @@ fn a_fleet_upgrades_node_by_node_without_a_failed_request() {
     let v13 = manifest(&scratch, "1.3.0", "[upgrade]\nonline_from = \"1.2\"\n");
     let refuse = prefixes[5].join("data/app/refuse-1.3.0");
     std::fs::write(&refuse, "").unwrap();
-    let client = Client::start(&lab, &url, dir.path());
+    let client = Client::start(Some(&lab.admin), &url, "version", &[], dir.path());
     std::thread::sleep(std::time::Duration::from_secs(1));
     let r = fleet(&v12, &["upgrade", "--to", &v13.display().to_string()]);
     let answers = client.finish();
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("failed and was rolled back; every node runs ministack 1.2.0"),
+        r.stderr
+            .contains("failed and was rolled back; every node runs ministack 1.2.0"),
         "{}",
         r.stderr
     );
     assert!(versions(&prefixes).values().all(|v| v == "1.2.0"));
     let failed: Vec<&(String, String)> = answers.iter().filter(|(c, _)| c != "200").collect();
-    assert!(failed.is_empty(), "failed requests: {failed:?} of {}", answers.len());
-    assert!(answers.iter().any(|(_, v)| v == "1.3.0"), "web-1 served 1.3.0 for a while");
-    eprintln!("online hop rolled back: {} requests, 0 failed", answers.len());
+    assert!(
+        failed.is_empty(),
+        "failed requests: {failed:?} of {}",
+        answers.len()
+    );
+    assert!(
+        answers.iter().any(|(_, v)| v == "1.3.0"),
+        "web-1 served 1.3.0 for a while"
+    );
+    eprintln!(
+        "online hop rolled back: {} requests, 0 failed",
+        answers.len()
+    );
     assert_eq!(answers.last().unwrap().1, "1.2.0");
     let r = fleet(&v12, &["status"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
@@ -345,17 +323,38 @@ fn the_balancer_socket_is_never_followed_and_names_are_never_commands() {
     listener.set_nonblocking(true).unwrap();
     std::os::unix::fs::symlink(&elsewhere, haproxy.join("admin.sock")).unwrap();
     let berth = berth_tests::Berth::installed(&prefix);
-    let r = berth.run(&["fleet", "node-balancer", "--server", "web-1", "--state", "maint"]);
+    let r = berth.run(&[
+        "fleet",
+        "node-balancer",
+        "--server",
+        "web-1",
+        "--state",
+        "maint",
+    ]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("is not HAProxy's admin socket"), "{}", r.stderr);
-    assert!(listener.accept().is_err(), "berth connected through the symlink");
+    assert!(
+        r.stderr.contains("is not HAProxy's admin socket"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        listener.accept().is_err(),
+        "berth connected through the symlink"
+    );
 
     // A real socket there, but a name with a `;`: refused before it is reached.
     std::fs::remove_file(haproxy.join("admin.sock")).unwrap();
     let real = UnixListener::bind(haproxy.join("admin.sock")).unwrap();
     real.set_nonblocking(true).unwrap();
     for name in ["web-1;disable frontend web", "web-1\nshutdown", "Web-1", ""] {
-        let r = berth.run(&["fleet", "node-balancer", "--server", name, "--state", "maint"]);
+        let r = berth.run(&[
+            "fleet",
+            "node-balancer",
+            "--server",
+            name,
+            "--state",
+            "maint",
+        ]);
         assert_ne!(r.code, 0, "{name:?}");
         assert!(r.stderr.contains("is not a node name"), "{}", r.stderr);
     }

@@ -29,7 +29,6 @@ use berth_tests::{
 
 const PORT: u16 = 38180;
 
-
 const SITE: &str = "external_url = \"http://127.0.0.1:38180/\"\n\
     [postgresql]\nport = 35533\n[redis]\nport = 36480\n[web]\nport = 38101\nworkers = 2\n";
 
@@ -122,24 +121,11 @@ impl Drop for Down {
     }
 }
 
-/// `examples/netbox` as it would be at NetBox `version`, in `dir`.
+/// `examples/netbox` as it would be at NetBox `version`, in `dir`, with the test's
+/// ports as its defaults.
 fn netbox_at(dir: &Path, version: &str) -> PathBuf {
-    let from = root().join("examples/netbox");
-    let to = dir.join(format!("netbox-{version}"));
-    std::fs::create_dir_all(to.join("templates")).unwrap();
-    for entry in std::fs::read_dir(from.join("templates")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join("templates").join(entry.file_name())).unwrap();
-    }
-    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
-    let (current, pin) = ("version = \"4.7.3\"", "netbox==4.7.3");
-    assert!(
-        text.contains(current) && text.contains(pin),
-        "examples/netbox moved on"
-    );
-    let mut text = text
-        .replace(current, &format!("version = \"{version}\""))
-        .replace(pin, &format!("netbox=={version}"));
+    let to = berth_tests::netbox_manifest_at(dir, version);
+    let mut text = std::fs::read_to_string(to.join("berth.toml")).unwrap();
     // First-run setup asks no ports: the test's are the defaults (the site config
     // names them too, later).
     for (from, to) in DEFAULTS {
@@ -270,9 +256,11 @@ fn small_profile_fits_its_budget(b: &Berth, headers: &[(&str, &str)]) {
 }
 
 /// Objects and uploaded images made on 4.7.0, then `berth upgrade apply` to the 4.7.3
-/// of `examples/netbox`: an offline hop (NetBox declares no online migrations) behind
-/// the maintenance page, NetBox's migrations run, every object and file still there,
-/// the admin token still working, both releases listed. Returns the runner for 4.7.3.
+/// of `examples/netbox` under a client asking every 50 ms: an online hop (NetBox
+/// declares hops from 4.7.0 online), no failed request and no maintenance page,
+/// NetBox's migrations run, every object and file still there, the admin token still
+/// working, both releases listed. Returns the runner for 4.7.3.
+#[allow(clippy::print_stderr)] // the request count said
 fn upgrade_keeps_objects_files_and_token(prefix: &Path, auth: &str, scratch: &Path) -> Berth {
     let headers = [
         ("Authorization", auth),
@@ -287,6 +275,14 @@ fn upgrade_keeps_objects_files_and_token(prefix: &Path, auth: &str, scratch: &Pa
 
     let installed = Berth::installed(prefix);
     let target = root().join("examples/netbox");
+    let header = format!("Authorization: {auth}");
+    let client = berth_tests::netns::Client::start(
+        None,
+        &format!("http://127.0.0.1:{PORT}/api/status/"),
+        "netbox-version",
+        &[&header, "Accept: application/json"],
+        scratch,
+    );
     let r = installed
         .run(&[
             "upgrade",
@@ -302,8 +298,38 @@ fn upgrade_keeps_objects_files_and_token(prefix: &Path, auth: &str, scratch: &Pa
         (&hop["from"], &hop["to"]),
         (&"4.7.0".into(), &"4.7.3".into())
     );
-    assert_eq!(hop["offline"], true);
-    assert!(hop["maintenance_seconds"].as_f64().is_some(), "{report:#}");
+    let answers = client.finish();
+    assert_eq!(hop["offline"], false);
+    assert!(hop["maintenance_seconds"].is_null(), "{report:#}");
+    // Every answer a 200: 4.7.0's, then 4.7.3's (the process beside, then the
+    // service restarted on its own port). While nginx reloads, a worker of its old
+    // configuration may still take a new connection to the old release: a few
+    // requests at most, within the second after the first answer of 4.7.3.
+    let failed: Vec<_> = answers.iter().filter(|(c, _)| c != "200").collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    let first_new = answers
+        .iter()
+        .position(|(_, v)| v == "4.7.3")
+        .expect("4.7.3 answered");
+    assert!(answers[..first_new].iter().all(|(_, v)| v == "4.7.0"));
+    let late_old: Vec<usize> = (first_new..answers.len())
+        .filter(|i| answers[*i].1 != "4.7.3")
+        .collect();
+    assert!(
+        late_old.iter().all(|i| *i < first_new + 20),
+        "4.7.0 answered well after 4.7.3 did: at {late_old:?} of {}, 4.7.3 first at {first_new}",
+        answers.len()
+    );
+    eprintln!(
+        "online upgrade to 4.7.3: {} requests, none failed; {} answered by 4.7.0 after the first of 4.7.3",
+        answers.len(),
+        late_old.len()
+    );
     let hooks = std::fs::read_to_string(prefix.join("log/hooks/migrate.log")).unwrap_or_default();
     assert!(!hooks.is_empty(), "the migrations did not run");
 

@@ -189,7 +189,12 @@ pub fn shared_release_bundle(
     files.sort();
     for f in files {
         if f.is_file() {
-            h.update(f.strip_prefix(manifest).unwrap().to_string_lossy().as_bytes());
+            h.update(
+                f.strip_prefix(manifest)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             h.update([0]);
             h.update(std::fs::read(&f).unwrap());
         }
@@ -917,6 +922,29 @@ pub fn spawn_console(
         TcpStream::connect(listen).is_ok()
     });
     child
+}
+
+/// `examples/netbox` as it would be at NetBox `version` (its version and its pin of
+/// NetBox's package changed), in `dir/netbox-<version>`.
+pub fn netbox_manifest_at(dir: &Path, version: &str) -> PathBuf {
+    let from = root().join("examples/netbox");
+    let to = dir.join(format!("netbox-{version}"));
+    std::fs::create_dir_all(to.join("templates")).unwrap();
+    for entry in std::fs::read_dir(from.join("templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("templates").join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(from.join("berth.toml")).unwrap();
+    let (current, pin) = ("version = \"4.7.3\"", "netbox==4.7.3");
+    assert!(
+        text.contains(current) && text.contains(pin),
+        "examples/netbox moved on"
+    );
+    let text = text
+        .replace(current, &format!("version = \"{version}\""))
+        .replace(pin, &format!("netbox=={version}"));
+    std::fs::write(to.join("berth.toml"), text).unwrap();
+    to
 }
 
 /// Creates an API token for the initial admin through NetBox's own shell.

@@ -215,7 +215,9 @@ impl Lab {
         std::fs::write(&path, text).unwrap();
         std::fs::write(
             dir.join("known_hosts"),
-            (1..=nodes.len()).map(|i| self.known_host(i)).collect::<String>(),
+            (1..=nodes.len())
+                .map(|i| self.known_host(i))
+                .collect::<String>(),
         )
         .unwrap();
         path
@@ -335,6 +337,81 @@ impl Lab {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A client asking `url` every 50 ms until its stop file exists; prints
+/// `<status> <version>` per request (`000` when it got no answer), the version read
+/// from the JSON answer's `key`.
+const CLIENT: &str = r#"
+import json, os, sys, time, urllib.request, urllib.error
+url, stop, key = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = dict(h.split(": ", 1) for h in sys.argv[4:])
+while not os.path.exists(stop):
+    try:
+        req = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(req, timeout=3) as r:
+            print(r.status, json.loads(r.read())[key], flush=True)
+    except urllib.error.HTTPError as e:
+        print(e.code, "-", flush=True)
+    except Exception as e:
+        print("000", type(e).__name__, flush=True)
+    time.sleep(0.05)
+"#;
+
+/// A client in a namespace (the test's own when `None`) counting what a service
+/// answers while something changes under it.
+pub struct Client {
+    child: Option<Child>,
+    stop: PathBuf,
+}
+
+impl Client {
+    /// Starts asking `url` (with `headers`, `Name: value`); each answer's version is
+    /// its JSON's `key`. `dir` holds the stop file.
+    pub fn start(ns: Option<&str>, url: &str, key: &str, headers: &[&str], dir: &Path) -> Client {
+        let stop = dir.join("client.stop");
+        let _ = std::fs::remove_file(&stop);
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "python3"]);
+                c
+            }
+            None => Command::new("python3"),
+        };
+        let child = cmd
+            .args(["-c", CLIENT, url])
+            .arg(&stop)
+            .arg(key)
+            .args(headers)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client {
+            child: Some(child),
+            stop,
+        }
+    }
+
+    /// Stops it: every answer (status, version), in order.
+    pub fn finish(mut self) -> Vec<(String, String)> {
+        std::fs::write(&self.stop, "").unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(c, v)| (c.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop, "");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
         }
     }
 }

@@ -348,8 +348,22 @@ pub enum FleetCommand {
         #[command(flatten)]
         args: FleetArgs,
         /// The new version's manifest directory.
-        #[arg(long, value_name = "DIR")]
-        to: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "bundle",
+            conflicts_with = "bundle"
+        )]
+        to: Option<PathBuf>,
+        /// The new version's release bundle (`berth release build`): its manifest is the
+        /// new version's, and its built components are sent to the nodes that run them,
+        /// where nothing is built; checked against `--public-key` here and on each node.
+        #[arg(long, value_name = "BUNDLE", requires = "public_key")]
+        bundle: Option<PathBuf>,
+        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+        /// file holding it).
+        #[arg(long, value_name = "KEY", requires = "bundle")]
+        public_key: Option<String>,
     },
     /// On a node: read what `fleet up` sends on standard input and bring the node up.
     #[command(hide = true)]

@@ -11,6 +11,7 @@
 //! and names the backup made first, and `fleet upgrade` run again goes on from there
 //! (nodes that run the new version already are left alone).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -19,19 +20,20 @@ use berth_model::{LoadedFleet, LoadedManifest};
 use berth_remote::Target;
 use serde::Serialize;
 
-use crate::node::{NodePayload, manifest_files, site_config};
+use crate::node::{BundleRef, NodePayload, manifest_files, site_config};
+use crate::up::Bundle;
 use crate::upgrade::{Action, Plan};
 use crate::{PARALLEL, prefix, targets};
 
 /// The command run on a node, by its name.
 type Argv<'a> = &'a (dyn Fn(&str) -> Vec<String> + Sync);
 /// What a node is sent on its standard input, by its name.
-type Input<'a> = Option<&'a (dyn Fn(&str) -> Vec<u8> + Sync)>;
+type Input<'a> = Option<&'a (dyn Fn(&str) -> Cow<'a, [u8]> + Sync)>;
 
 /// One action done (or not) on one node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Done {
-    /// What: `backup`, `install`, `maintenance`, `drain`, `switch`, `restore`,
+    /// What: `backup`, `send` (a release bundle, before `install`), `install`, `maintenance`, `drain`, `switch`, `restore`,
     /// `post-deploy`, or `back` (put back on the old release after a failure).
     pub action: &'static str,
     /// The node.
@@ -77,6 +79,9 @@ pub struct Upgrade<'a> {
     pub new: &'a LoadedManifest,
     /// The fleet's secrets (the new manifest's, which hold the old one's).
     pub secrets: &'a BTreeMap<String, String>,
+    /// The new version's release bundle, when it comes in one: sent to the nodes
+    /// that install the release, which build nothing.
+    pub bundle: Option<&'a Bundle>,
     /// Where each node's output goes (`<node>.<action>.log`).
     pub logs: &'a Path,
 }
@@ -89,12 +94,15 @@ struct Runner<'a, 'e> {
 }
 
 impl Runner<'_, '_> {
-    fn payload(&self, node: &str, m: &LoadedManifest) -> Vec<u8> {
+    fn payload(&self, node: &str, m: &LoadedManifest, bundle: Option<&Bundle>) -> Vec<u8> {
         let p = NodePayload {
             manifest: manifest_files(m),
             site: site_config(self.up.fleet, node),
             secrets: self.up.secrets.clone(),
-            bundle: None,
+            bundle: bundle.map(|b| BundleRef {
+                file: b.file.clone(),
+                public_key: b.public_key.clone(),
+            }),
         };
         serde_json::to_vec(&p).unwrap_or_default()
     }
@@ -159,9 +167,11 @@ impl Runner<'_, '_> {
         more: &[&str],
     ) -> bool {
         let berth = self.up.fleet.fleet.fleet.berth.clone();
+        // Only `install` unpacks the bundle; the switch finds the release built.
+        let bundle = self.up.bundle.filter(|_| step == "install");
         let payloads: BTreeMap<String, Vec<u8>> = nodes
             .iter()
-            .map(|n| (n.clone(), self.payload(n, m)))
+            .map(|n| (n.clone(), self.payload(n, m, bundle)))
             .collect();
         let prefixes: BTreeMap<String, String> =
             nodes.iter().map(|n| (n.clone(), self.prefix(n))).collect();
@@ -179,12 +189,39 @@ impl Runner<'_, '_> {
             v.extend(more.iter().cloned());
             v
         };
-        let stdin = move |n: &str| payloads[n].clone();
+        let stdin = |n: &str| Cow::Borrowed(payloads[n].as_slice());
         self.on_nodes(what, nodes, &argv, Some(&stdin)).0
     }
 
+    /// The release bundle sent to `nodes` (`fleet node-receive`), for their `install`.
+    fn send(&mut self, nodes: &[String], bundle: &Bundle) -> bool {
+        let berth = self.up.fleet.fleet.fleet.berth.clone();
+        let prefixes: BTreeMap<String, String> =
+            nodes.iter().map(|n| (n.clone(), self.prefix(n))).collect();
+        let file = bundle.file.clone();
+        let argv = move |n: &str| {
+            vec![
+                berth.clone(),
+                "--prefix".into(),
+                prefixes[n].clone(),
+                "fleet".into(),
+                "node-receive".into(),
+                "--name".into(),
+                file.clone(),
+            ]
+        };
+        let stdin = |_: &str| Cow::Borrowed(bundle.bytes.as_slice());
+        self.on_nodes("send", nodes, &argv, Some(&stdin)).0
+    }
+
     /// Node `node` out of (`state` = `maint`) or back into (`ready`) every balancer.
-    fn balance(&mut self, what: &'static str, node: &str, balancers: &[String], state: &str) -> bool {
+    fn balance(
+        &mut self,
+        what: &'static str,
+        node: &str,
+        balancers: &[String],
+        state: &str,
+    ) -> bool {
         let berth = self.up.fleet.fleet.fleet.berth.clone();
         let prefixes: BTreeMap<String, String> = balancers
             .iter()
@@ -312,7 +349,10 @@ pub fn carry_out(up: &Upgrade<'_>, plan: &Plan, on: &mut dyn FnMut(Event<'_>)) -
                 }
                 None => false,
             },
-            Action::Install { nodes } => r.node_upgrade("install", "install", nodes, up.new, &[]),
+            Action::Install { nodes } => {
+                up.bundle.is_none_or(|b| r.send(nodes, b))
+                    && r.node_upgrade("install", "install", nodes, up.new, &[])
+            }
             Action::Maintenance { nodes } => {
                 stopped.clone_from(nodes);
                 r.node_upgrade("maintenance", "maintenance", nodes, up.new, &[])

@@ -84,12 +84,13 @@ fn lines(actions: &[Action]) -> String {
 
 const SITE: &str = "external_url = \"http://10.77.0.4/\"\n";
 
-/// 4.7.0 → 4.7.3 is offline (NetBox declares no online hop): the page on the app's
-/// nodes, then the waves, the migrating web node alone before the other app nodes.
+/// 4.6.5 → 4.7.3 is offline (NetBox declares hops from 4.7.0 on online): the page on
+/// the app's nodes, then the waves, the migrating web node alone before the other app
+/// nodes.
 #[test]
 fn an_offline_hop_puts_the_page_up_then_switches_wave_by_wave() {
     let (_d, f) = fleet(SITE);
-    let p = plan(&f, &at("4.7.0").manifest, &netbox(), &BTreeSet::new()).unwrap();
+    let p = plan(&f, &at("4.6.5").manifest, &netbox(), &BTreeSet::new()).unwrap();
     assert!(!p.online);
     assert_snapshot!(lines(&p.actions), @r"
     backup       db-1
@@ -102,14 +103,12 @@ fn an_offline_hop_puts_the_page_up_then_switches_wave_by_wave() {
     ");
 }
 
-/// With `online_from`, one node at a time; each web node out of the load balancer
-/// while it switches.
+/// 4.7.0 → 4.7.3 is online (NetBox's `online_from`): one node at a time; each web
+/// node out of the load balancer while it switches.
 #[test]
 fn an_online_hop_switches_one_node_at_a_time_each_web_node_drained() {
     let (_d, f) = fleet(SITE);
-    let mut new = netbox();
-    new.manifest.upgrade.online_from = Some("4.7".to_owned());
-    let p = plan(&f, &at("4.7.0").manifest, &new, &BTreeSet::new()).unwrap();
+    let p = plan(&f, &at("4.7.0").manifest, &netbox(), &BTreeSet::new()).unwrap();
     assert!(p.online);
     assert_snapshot!(lines(&p.actions), @r"
     backup       db-1
@@ -136,7 +135,7 @@ fn a_plan_run_again_leaves_the_upgraded_nodes_alone() {
     let done: BTreeSet<String> = ["db-1", "db-2", "db-3", "lb", "web-1"]
         .map(String::from)
         .into();
-    let p = plan(&f, &at("4.7.0").manifest, &netbox(), &done).unwrap();
+    let p = plan(&f, &at("4.6.5").manifest, &netbox(), &done).unwrap();
     assert_eq!(p.done, ["db-1", "db-2", "db-3", "lb", "web-1"]);
     assert_snapshot!(lines(&p.actions), @r"
     install      web-2, worker

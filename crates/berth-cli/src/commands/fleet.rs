@@ -208,6 +208,17 @@ fn from_bundle(
             "`fleet up --bundle` installs the manifest the bundle carries: give `--manifest` or `--bundle`, not both"
         );
     }
+    let (manifest, bundle) = open_bundle(path, key)?;
+    let fleet = LoadedFleet::load(&args.fleet, &manifest)?;
+    Ok((manifest, fleet, bundle))
+}
+
+/// The manifest the bundle at `path` carries, its signature checked against `key`
+/// (read from a private directory removed afterwards), and the bundle to send.
+pub(super) fn open_bundle(
+    path: &std::path::Path,
+    key: &str,
+) -> Result<(LoadedManifest, berth_fleet::up::Bundle)> {
     let trusted = super::release::public_key(key)?;
     let unpacked = tempfile::Builder::new()
         .prefix("berth-fleet-bundle-")
@@ -217,7 +228,6 @@ fn from_bundle(
         berth_release::extract_manifest(path, std::slice::from_ref(&trusted), unpacked.path())?;
     let manifest = LoadedManifest::load(&dir)?;
     berth_model::validate(&manifest)?;
-    let fleet = LoadedFleet::load(&args.fleet, &manifest)?;
     let bytes =
         std::fs::read(path).with_context(|| format!("Failed to read `{}`", path.display()))?;
     let bundle = berth_fleet::up::Bundle {
@@ -225,7 +235,7 @@ fn from_bundle(
         bytes,
         public_key: trusted.to_string(),
     };
-    Ok((manifest, fleet, bundle))
+    Ok((manifest, bundle))
 }
 
 /// `berth fleet up` (from a release bundle: `bundle` and its key) and `berth fleet
@@ -412,6 +422,20 @@ impl Staged {
             ..loc.clone()
         }
     }
+
+    /// Fails unless the manifest in `dir`, which the bundle `file` carries, is the one
+    /// the fleet sent (and so every other node).
+    pub fn carried_by(&self, dir: &std::path::Path, file: &str) -> Result<()> {
+        let carried = berth_fleet::node::manifest_files(&LoadedManifest::load(dir)?);
+        if berth_fleet::node::digest_files(&carried)
+            != berth_fleet::node::digest_files(&self.payload.manifest)
+        {
+            anyhow::bail!(
+                "the bundle `{file}` carries another manifest than the one the fleet sent; nothing was changed"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Reads what the fleet sends on standard input and stages its manifest: plain
@@ -531,19 +555,10 @@ pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
     };
     let received = received_dir(&staged.paths).join(checked_bundle_name(&bundle.file)?);
     let result = (|| -> Result<ExitCode> {
-        // The bundle must carry the manifest the fleet sent every other node.
         let trusted = super::release::public_key(&bundle.public_key)?;
         let look = tempfile::Builder::new().prefix("berth-fleet-").tempdir()?;
         let (_, dir) = berth_release::extract_manifest(&received, &[trusted], look.path())?;
-        let carried = berth_fleet::node::manifest_files(&LoadedManifest::load(&dir)?);
-        if berth_fleet::node::digest_files(&carried)
-            != berth_fleet::node::digest_files(&staged.payload.manifest)
-        {
-            anyhow::bail!(
-                "the bundle `{}` carries another manifest than the one the fleet sent; nothing was changed",
-                bundle.file
-            );
-        }
+        staged.carried_by(&dir, &bundle.file)?;
         put_site_and_secrets(&staged)?;
         let at = Locate {
             prefix: Some(staged.paths.prefix.clone()),
@@ -560,13 +575,13 @@ pub fn node_up(loc: &Locate, quiet: bool) -> Result<ExitCode> {
 
 /// Where `fleet node-receive` keeps a bundle until `node-up` installs it: root's
 /// alone, under the prefix's `tmp/`.
-fn received_dir(paths: &berth_render::Paths) -> std::path::PathBuf {
+pub(super) fn received_dir(paths: &berth_render::Paths) -> std::path::PathBuf {
     paths.tmp().join("fleet")
 }
 
 /// A bundle's file name as `fleet up` sends it: `<app>-<version>.berth-release.tar.zst`,
 /// one plain name.
-fn checked_bundle_name(name: &str) -> Result<&str> {
+pub(super) fn checked_bundle_name(name: &str) -> Result<&str> {
     let plain = name.ends_with(".berth-release.tar.zst")
         && !name.starts_with('.')
         && name.len() <= 200
@@ -574,7 +589,10 @@ fn checked_bundle_name(name: &str) -> Result<&str> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-+~".contains(c));
     if !plain {
-        anyhow::bail!("`{}` is not a release bundle's file name", terminal_safe(name));
+        anyhow::bail!(
+            "`{}` is not a release bundle's file name",
+            terminal_safe(name)
+        );
     }
     Ok(name)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -13,18 +13,35 @@ use berth_lifecycle::{Locate, Progress as _, instance};
 use berth_model::{LoadedFleet, LoadedManifest, terminal_safe};
 
 use super::fleet::{
-    every_node_ready, fleet_secrets, load, print_tail, put_site_and_secrets, refuse_hook_secrets,
-    stage,
+    Staged, checked_bundle_name, every_node_ready, fleet_secrets, load, open_bundle, print_tail,
+    put_site_and_secrets, received_dir, refuse_hook_secrets, stage,
 };
 use crate::cli::{BalancerState, FleetArgs, NodeUpgradeStep};
 use crate::output::Terminal;
 
-/// `berth fleet upgrade --to DIR`.
-pub fn upgrade(loc: &Locate, args: &FleetArgs, to: &Path, quiet: bool) -> Result<ExitCode> {
+/// Where the new version comes from.
+pub enum To {
+    /// A manifest directory: each app node builds the release.
+    Dir(PathBuf),
+    /// A release bundle and the vendor's key: its built components are sent.
+    Bundle(PathBuf, String),
+}
+
+/// `berth fleet upgrade --to DIR | --bundle B --public-key K`.
+pub fn upgrade(loc: &Locate, args: &FleetArgs, to: &To, quiet: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let (old, fleet) = load(loc, args)?;
-    let new = LoadedManifest::load(to)?;
-    berth_model::validate(&new)?;
+    let (new, bundle) = match to {
+        To::Dir(dir) => {
+            let new = LoadedManifest::load(dir)?;
+            berth_model::validate(&new)?;
+            (new, None)
+        }
+        To::Bundle(path, key) => {
+            let (new, bundle) = open_bundle(path, key)?;
+            (new, Some(bundle))
+        }
+    };
     // The fleet file must suit the new version too (a role it dropped or renamed).
     LoadedFleet::load(&args.fleet, &new)?;
     refuse_hook_secrets(&new)?;
@@ -53,11 +70,7 @@ pub fn upgrade(loc: &Locate, args: &FleetArgs, to: &Path, quiet: bool) -> Result
             if done.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; {} run(s) {} already",
-                    plan.done.join(", "),
-                    plan.to
-                )
+                format!("; {} run(s) {} already", plan.done.join(", "), plan.to)
             }
         );
     }
@@ -70,6 +83,7 @@ pub fn upgrade(loc: &Locate, args: &FleetArgs, to: &Path, quiet: bool) -> Result
         old: &old,
         new: &new,
         secrets: &secrets,
+        bundle: bundle.as_ref(),
         logs: &logs,
     };
     let outcome = berth_fleet::rolling::carry_out(&up, &plan, &mut |e| match e {
@@ -90,7 +104,13 @@ pub fn upgrade(loc: &Locate, args: &FleetArgs, to: &Path, quiet: bool) -> Result
         }
         _ => {}
     });
-    print_outcome(&fleet, &plan, &outcome, started.elapsed().as_secs_f64(), args.json)?;
+    print_outcome(
+        &fleet,
+        &plan,
+        &outcome,
+        started.elapsed().as_secs_f64(),
+        args.json,
+    )?;
     Ok(if outcome.ok {
         ExitCode::SUCCESS
     } else {
@@ -105,9 +125,8 @@ fn already_upgraded(
     new: &LoadedManifest,
 ) -> Result<BTreeSet<String>> {
     let app = &old.manifest.app.name;
-    let digest = |m: &LoadedManifest| {
-        berth_fleet::node::digest_files(&berth_fleet::node::manifest_files(m))
-    };
+    let digest =
+        |m: &LoadedManifest| berth_fleet::node::digest_files(&berth_fleet::node::manifest_files(m));
     let (old_digest, new_digest) = (digest(old), digest(new));
     let mut done = BTreeSet::new();
     let mut strays = Vec::new();
@@ -209,7 +228,10 @@ fn report_failure(
             plan.to,
             outcome.upgraded.join(", "),
             plan.to,
-            old.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            old.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             plan.from
         );
         eprintln!(
@@ -243,7 +265,12 @@ pub fn node_upgrade(
     match step {
         NodeUpgradeStep::Install => {
             let inst = instance::open(&staged_site()?)?;
-            berth_lifecycle::up::prepare_release(&inst, None, &progress)?;
+            match staged.payload.bundle.clone() {
+                None => {
+                    berth_lifecycle::up::prepare_release(&inst, None, &progress)?;
+                }
+                Some(bundle) => install_from_bundle(&staged, &inst, &bundle, &progress)?,
+            }
         }
         NodeUpgradeStep::Maintenance => {
             let from = instance::open(&installed(loc, &paths))?;
@@ -312,6 +339,35 @@ pub fn node_upgrade(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The new release installed from the bundle `fleet node-receive` stored: its
+/// signature and every byte checked as it is unpacked into `tmp/release-<version>/`,
+/// its manifest the one the fleet sent, then its built components put in place.
+/// The unpacked copy and the received bundle go afterwards, whatever happened.
+fn install_from_bundle(
+    staged: &Staged,
+    inst: &instance::Instance,
+    bundle: &berth_fleet::node::BundleRef,
+    progress: &Terminal,
+) -> Result<()> {
+    let paths = &staged.paths;
+    let received = received_dir(paths).join(checked_bundle_name(&bundle.file)?);
+    let staging = paths.release_staging(&inst.manifest.manifest.app.version);
+    let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
+    let rel = paths.beneath(&staging).to_owned();
+    let result = (|| -> Result<()> {
+        let trusted = [super::release::public_key(&bundle.public_key)?];
+        top.remove_tree(&rel)?;
+        top.create_dir(&rel, 0o700, None)?;
+        let extracted = berth_release::extract(&received, &trusted, &staging)?;
+        staged.carried_by(&extracted.manifest_dir, &bundle.file)?;
+        berth_lifecycle::up::prepare_release(inst, Some(&extracted.payload_dir), progress)?;
+        Ok(())
+    })();
+    let _ = top.remove_tree(&rel);
+    let _ = std::fs::remove_file(&received);
+    result
 }
 
 /// The instance as it is set up: its stored manifest and site config.

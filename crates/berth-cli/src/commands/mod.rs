@@ -230,7 +230,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Fleet(FleetCommand::NodeReceive { name }) => fleet::node_receive(&loc, &name),
         Command::Fleet(FleetCommand::NodeUp) => fleet::node_up(&loc, quiet),
-        Command::Fleet(FleetCommand::Upgrade { args, to }) => {
+        Command::Fleet(FleetCommand::Upgrade {
+            args,
+            to,
+            bundle,
+            public_key,
+        }) => {
+            let to = match (to, bundle.zip(public_key)) {
+                (Some(dir), _) => fleet_upgrade::To::Dir(dir),
+                (None, Some((bundle, key))) => fleet_upgrade::To::Bundle(bundle, key),
+                (None, None) => anyhow::bail!("`fleet upgrade` needs `--to DIR` or `--bundle B`"),
+            };
             fleet_upgrade::upgrade(&loc, &args, &to, quiet)
         }
         Command::Fleet(FleetCommand::NodeUpgrade {
