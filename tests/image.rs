@@ -329,6 +329,11 @@ fn images_are_reproducible_and_run_under_podman() {
         "SELECT current_user",
     ]);
     assert_eq!(who.trim(), "app");
+    // One run of a periodic job, as a CronJob's pod runs it; a misspelt one is named.
+    podman.ok(&["exec", "pg", "/usr/local/bin/berth", "container", "job", "vacuum"]);
+    let out = podman.run(&["exec", "pg", "/usr/local/bin/berth", "container", "job", "vacum"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("vacuum"), "{text}");
 
     // A container that lacks a secret its service uses says which, and starts nothing.
     let out = run(vec![

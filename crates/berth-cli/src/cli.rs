@@ -219,6 +219,9 @@ pub enum Command {
     /// Build container images of a release bundle: one per service, without a daemon.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The app on Kubernetes, from the same manifest and site config.
+    #[command(subcommand)]
+    K8s(K8sCommand),
     /// What runs inside the images: a service in the foreground, a hook, a health check.
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -901,6 +904,32 @@ pub enum ImageCommand {
     },
 }
 
+/// `berth k8s …`.
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Write the objects a cluster needs (a workload per role, Services, the site
+    /// config as a ConfigMap, volume claims, Jobs for the hooks, CronJobs for the
+    /// periodic jobs, an Ingress) as a kustomize base with an overlay per environment;
+    /// the secrets are made once, as files the base's secret generator reads.
+    Render {
+        /// The directory to write (`base/`, `overlays/<env>/`).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Where the images are: `<registry>/<app>-<service>:<version>`.
+        #[arg(long, value_name = "REGISTRY", default_value = "localhost")]
+        registry: String,
+        /// The storage class of every volume claim [default: the cluster's].
+        #[arg(long, value_name = "CLASS")]
+        storage_class: Option<String>,
+        /// An environment to write an overlay for (repeat for more) [default: production].
+        #[arg(long = "env", value_name = "NAME")]
+        environments: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `berth container …`: the entry point of the images `berth image build` makes.
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
@@ -915,6 +944,12 @@ pub enum ContainerCommand {
     Hook {
         /// The hook.
         hook: String,
+    },
+    /// Run one periodic job (`[jobs.<name>]`) once in the foreground and exit with its
+    /// status (what a Kubernetes CronJob's pod runs).
+    Job {
+        /// The job.
+        job: String,
     },
     /// Probe the service's readiness once: exit 0 when ready (the image's health check).
     Ready {

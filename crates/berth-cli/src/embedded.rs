@@ -27,3 +27,22 @@ fn collect(dir: &Dir<'_>, out: &mut BTreeMap<String, String>) {
         collect(d, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The built-in manifest is read as `--manifest examples/netbox` is (its README and
+    /// its podman script are no templates), and renders: what `berth up` with no
+    /// arguments does first.
+    #[test]
+    fn the_built_in_manifest_loads_as_its_directory_does_and_renders() {
+        let loc = berth_lifecycle::Locate {
+            embedded: Some(super::default_manifest()),
+            ..berth_lifecycle::Locate::default()
+        };
+        let built_in = berth_lifecycle::instance::manifest(&loc).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/netbox");
+        let from_dir = berth_model::LoadedManifest::load(&dir).unwrap();
+        assert_eq!(built_in.templates, from_dir.templates);
+        berth_k8s::render(&built_in, "site.toml", "", &berth_k8s::Options::default()).unwrap();
+    }
+}

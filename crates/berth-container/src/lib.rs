@@ -159,6 +159,33 @@ pub fn run_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Result
     init::run(&main, say)
 }
 
+/// `berth container job <job>`: render, write the job's component's files, run the
+/// periodic job once in the foreground (killed after its timeout), as a CronJob's pod
+/// does. Returns its exit status.
+///
+/// # Errors
+/// As [`run_service`].
+pub fn run_job(opts: &Options, job: &str, say: &mut dyn FnMut(&str)) -> Result<u8> {
+    let prepared = start::prepare(opts, What::Job(job))?;
+    start::write(&prepared)?;
+    let spec = prepared
+        .job
+        .clone()
+        .ok_or_else(|| ContainerError::Invalid(format!("no job `{job}`")))?;
+    let main = init::Main {
+        what: format!("the {job} job"),
+        argv: spec.argv,
+        env: spec.env,
+        cwd: spec.cwd,
+        stop_signal: nix::sys::signal::Signal::SIGTERM,
+        stop_timeout: Duration::from_secs(10),
+        reload_signal: None,
+        pid_file: None,
+        run_timeout: Some(spec.timeout),
+    };
+    init::run(&main, say)
+}
+
 /// `berth container ready <service>`: one attempt of the service's readiness probe,
 /// as the image's health check.
 ///

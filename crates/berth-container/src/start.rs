@@ -36,6 +36,8 @@ pub enum What<'a> {
     Service(&'a str),
     /// `berth container hook <hook>`.
     Hook(&'a str),
+    /// `berth container job <job>`: one run of a periodic job (a CronJob's).
+    Job(&'a str),
 }
 
 /// An instance rendered for one service or hook of a container.
@@ -50,6 +52,8 @@ pub struct Prepared {
     pub service: Option<ServiceSpec>,
     /// The hook, when a hook runs.
     pub hook: Option<HookSpec>,
+    /// The periodic job, when one of its runs runs.
+    pub job: Option<berth_supervisor_protocol::JobSpec>,
 }
 
 /// Open and render the instance for `what`, checking that every secret it uses is
@@ -58,6 +62,7 @@ pub struct Prepared {
 /// # Errors
 /// The manifest or site config is invalid, a setting variable is unknown, a secret it
 /// uses is missing or invalid, or `what` is not in the manifest.
+#[allow(clippy::too_many_lines)] // each kind of process found, then every secret it sees checked
 pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
     // As root, berth would make the service users a host install makes; an image has
     // its one user already, and its files are that user's.
@@ -91,6 +96,12 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
             })?;
             (decl.component.clone(), format!("the {name} hook"))
         }
+        What::Job(name) => {
+            let decl = manifest.jobs.get(name).ok_or_else(|| {
+                not_found("job", name, manifest.jobs.keys().map(String::as_str))
+            })?;
+            (decl.component.clone(), format!("the {name} job"))
+        }
     };
     if !instance.config.enabled_components.contains(&component) {
         return Err(ContainerError::Invalid(format!(
@@ -106,11 +117,15 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
             .collect();
     let service = match what {
         What::Service(name) => state.services.iter().find(|s| s.name == name).cloned(),
-        What::Hook(_) => None,
+        _ => None,
     };
     let hook = match what {
         What::Hook(name) => state.hooks.iter().find(|h| h.name == name).cloned(),
-        What::Service(_) => None,
+        _ => None,
+    };
+    let job = match what {
+        What::Job(name) => state.jobs.iter().find(|j| j.name == name).cloned(),
+        _ => None,
     };
     // What the process sees: its files, its command line and environment, its probe.
     let mut seen: Vec<&str> = files.iter().map(|f| f.content.as_str()).collect();
@@ -128,6 +143,10 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
     if let Some(h) = &hook {
         seen.extend(h.argv.iter().map(String::as_str));
         seen.extend(h.env.values().map(String::as_str));
+    }
+    if let Some(j) = &job {
+        seen.extend(j.argv.iter().map(String::as_str));
+        seen.extend(j.env.values().map(String::as_str));
     }
     let needed: Vec<&String> = missing
         .iter()
@@ -157,6 +176,7 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
         files,
         service,
         hook,
+        job,
     })
 }
 

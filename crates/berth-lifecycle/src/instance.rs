@@ -80,11 +80,17 @@ fn load_embedded(loc: &Locate) -> Result<LoadedManifest> {
     let Some((text, files)) = &loc.embedded else {
         return Err(LifecycleError::NoDefaultManifest);
     };
-    Ok(LoadedManifest::from_sources(
-        "<built-in>/berth.toml",
-        text,
-        files.clone(),
-    )?)
+    let mut loaded = LoadedManifest::from_sources("<built-in>/berth.toml", text, files.clone())?;
+    // As `--manifest DIR` reads them: the templates `[[files]]` name, nothing else
+    // beside them (a README, a script with its own braces).
+    let named: std::collections::BTreeSet<String> = loaded
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.template.clone())
+        .collect();
+    loaded.templates.retain(|name, _| named.contains(name));
+    Ok(loaded)
 }
 
 fn load_dir(dir: &Path) -> Result<LoadedManifest> {

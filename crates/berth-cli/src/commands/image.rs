@@ -164,6 +164,11 @@ pub fn container(loc: &Locate, command: ContainerCommand) -> Result<ExitCode> {
             &hook,
             &mut |m| eprintln!("{m}"),
         )?)),
+        ContainerCommand::Job { job } => Ok(ExitCode::from(berth_container::run_job(
+            &opts,
+            &job,
+            &mut |m| eprintln!("{m}"),
+        )?)),
         ContainerCommand::Ready { service } => {
             berth_container::ready(&opts, &service)?;
             Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use berth_lifecycle::Locate;
 
 use crate::cli::{
-    BackupCommand, Cli, Command, ConfigCommand, FleetCommand, GlobalArgs, ImageCommand,
+    BackupCommand, Cli, Command, ConfigCommand, FleetCommand, GlobalArgs, ImageCommand, K8sCommand,
     PackageCommand, PlanCommand, ReleaseCommand, RepoCommand, UpgradeCommand,
 };
 use crate::embedded;
@@ -20,6 +20,7 @@ mod fleet_upgrade;
 mod history;
 mod image;
 mod init;
+mod k8s;
 mod release;
 mod repo;
 mod sbom;
@@ -325,6 +326,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
             ),
         },
+        Command::K8s(K8sCommand::Render {
+            out,
+            registry,
+            storage_class,
+            environments,
+            json,
+        }) => k8s::render(
+            &loc,
+            &k8s::RenderArgs {
+                out: &out,
+                registry: &registry,
+                storage_class: storage_class.as_deref(),
+                environments: &environments,
+                json,
+            },
+        ),
         Command::Image(ImageCommand::Build {
             bundle,
             public_key,

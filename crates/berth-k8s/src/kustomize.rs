@@ -1,0 +1,44 @@
+//! The kustomize tree: a base holding every object and the secret generator, and an
+//! overlay per environment (its namespace, its name suffix-free labels).
+
+use std::fmt::Write as _;
+
+/// `base/kustomization.yaml`: every object, and the app's Secret generated from one
+/// file per secret beside it (`secrets/<name>`), so no value is ever in a YAML file.
+pub fn base(app: &str, objects: &[String], secrets: &[String]) -> String {
+    let mut out = String::from(
+        "# Written by `berth k8s render`: every object of the app, from its manifest and\n\
+         # site config. Change the site config and render again rather than editing these.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for o in objects {
+        let _ = writeln!(out, "  - {o}");
+    }
+    let _ = write!(
+        out,
+        "labels:\n  - pairs:\n      app.kubernetes.io/part-of: {app}\n"
+    );
+    if !secrets.is_empty() {
+        let _ = write!(
+            out,
+            "# The secrets, one file each under secrets/ (mode 0600, made once by\n\
+             # `berth k8s render`): never in a YAML file, a ConfigMap or a log.\n\
+             secretGenerator:\n  - name: {app}-secrets\n    files:\n"
+        );
+        for s in secrets {
+            let _ = writeln!(out, "      - {s}=secrets/{s}");
+        }
+        out.push_str("generatorOptions:\n  disableNameSuffixHash: true\n");
+    }
+    out
+}
+
+/// `overlays/<env>/kustomization.yaml`: the base in the namespace `<app>-<env>`.
+pub fn overlay(app: &str, env: &str) -> String {
+    format!(
+        "# The `{env}` environment: the base in its own namespace. Patches for this\n\
+         # environment go here (replicas, resources, the Ingress class).\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         namespace: {app}-{env}\nresources:\n  - ../../base\n"
+    )
+}

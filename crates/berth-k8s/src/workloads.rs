@@ -1,0 +1,904 @@
+//! Roles to workloads, and the workloads, their services, volumes, hooks, periodic
+//! jobs and the Ingress as Kubernetes objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use berth_container::plan::RolePlan;
+use berth_model::LoadedManifest;
+use berth_model::manifest::HookWhen;
+use berth_model::topology::HaKind;
+use berth_render::DesiredState;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, StatefulSet, StatefulSetSpec,
+};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::{K8sError, Options, data_path};
+
+/// The user every image of the app runs as.
+const UID: i64 = berth_container::SERVICE_UID as i64;
+
+/// What kind of workload a role becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Copies that share their volumes (`ReadWriteMany` claims).
+    Deployment,
+    /// One copy per volume set: a role with data of its own that is not copied
+    /// (PostgreSQL, Redis), each replica with its own claims.
+    StatefulSet,
+}
+
+/// Where a hook runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookPlace {
+    /// An init container of this workload, before its services start (it comes
+    /// before a service of the pod, and waits for nothing outside it).
+    Init(String),
+    /// Its own Job (it waits for services of other workloads, or for nothing).
+    Job,
+    /// Inside this service's container, once it is ready (it needs the service, in
+    /// the same pod: a socket, a first user).
+    InService(String),
+}
+
+/// One role of the app as a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// `<app>-<role>`: the workload's, its Service's and its pods' name.
+    pub name: String,
+    /// The role (or, for a service no role names, the service).
+    pub role: String,
+    /// Its services, one container each.
+    pub services: Vec<String>,
+    /// Deployment or StatefulSet.
+    pub kind: Kind,
+    /// Copies in the base; overlays may say more.
+    pub replicas: i32,
+    /// Copies that make it highly available (an overlay's `ha` patch), if it can be.
+    pub ha_replicas: Option<i32>,
+    /// CPUs and memory one pod asks for (the role's sizing).
+    pub cpus: Option<u32>,
+    /// Memory, as the manifest writes it.
+    pub memory: Option<String>,
+    /// Ports its services listen on: (service, port).
+    pub ports: Vec<(String, i32)>,
+    /// The data directories of its components, relative to `<prefix>/data`.
+    pub data_dirs: Vec<(String, String)>,
+    /// Hooks run as its init containers, in order.
+    pub init_hooks: Vec<String>,
+}
+
+/// The workloads of the app: one per role that runs services, one per service no
+/// role names.
+pub fn plan(
+    manifest: &LoadedManifest,
+    state: &DesiredState,
+    images: &[RolePlan],
+) -> Vec<Workload> {
+    let m = &manifest.manifest;
+    let app = &m.app.name;
+    let running: BTreeSet<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    let mut groups: Vec<(String, Vec<String>, Option<&berth_model::topology::RoleDecl>)> =
+        Vec::new();
+    let mut placed = BTreeSet::new();
+    for (role, decl) in &m.roles {
+        let services: Vec<String> = decl
+            .services
+            .iter()
+            .filter(|s| running.contains(s.as_str()))
+            .cloned()
+            .collect();
+        if services.is_empty() {
+            continue;
+        }
+        placed.extend(services.iter().cloned());
+        groups.push((role.clone(), services, Some(decl)));
+    }
+    for s in &running {
+        if !placed.contains(*s) {
+            groups.push(((*s).to_owned(), vec![(*s).to_owned()], None));
+        }
+    }
+    // Which workloads each component runs in: data a component shares across
+    // workloads must be one volume every pod mounts.
+    let component_of = |s: &str| m.services.get(s).map(|d| d.component.clone()).unwrap_or_default();
+    let mut homes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (role, services, _) in &groups {
+        for s in services {
+            homes.entry(component_of(s)).or_default().insert(role.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (role, services, decl) in groups {
+        let components: BTreeSet<String> = services.iter().map(|s| component_of(s)).collect();
+        let mut all_dirs = Vec::new();
+        for c in &components {
+            if let Some(comp) = m.components.get(c) {
+                for d in &comp.data_dirs {
+                    all_dirs.push((c.clone(), d.path().to_owned()));
+                }
+            }
+        }
+        // A directory inside another one lives on that one's volume.
+        let data_dirs: Vec<(String, String)> = all_dirs
+            .iter()
+            .filter(|(_, d)| {
+                !all_dirs
+                    .iter()
+                    .any(|(_, o)| o != d && d.starts_with(&format!("{o}/")))
+            })
+            .cloned()
+            .collect();
+        let ha = decl.map_or(HaKind::None, |d| d.ha);
+        let shared = components.iter().any(|c| homes[c].len() > 1);
+        let kind = if !data_dirs.is_empty() && ha != HaKind::Replicas && !shared {
+            Kind::StatefulSet
+        } else {
+            Kind::Deployment
+        };
+        let replicas = decl.map_or(1, |d| d.nodes.min.max(1));
+        let ha_replicas = match (ha, decl.and_then(|d| d.nodes.ha)) {
+            (HaKind::Replicas, Some(n)) => Some(n),
+            (HaKind::Replicas, None) => Some(2),
+            _ => None,
+        };
+        let mut ports = Vec::new();
+        for s in &services {
+            let Some(image) = images.iter().find(|p| &p.service == s) else {
+                continue;
+            };
+            for p in &image.config.exposed_ports {
+                if let Some(n) = p.strip_suffix("/tcp").and_then(|n| n.parse::<i32>().ok()) {
+                    ports.push((s.clone(), n));
+                }
+            }
+        }
+        out.push(Workload {
+            name: format!("{app}-{role}"),
+            role,
+            services,
+            kind,
+            replicas: i32::try_from(replicas).unwrap_or(1),
+            ha_replicas: ha_replicas.map(|n| i32::try_from(n).unwrap_or(2)),
+            cpus: decl.and_then(|d| d.cpus),
+            memory: decl.and_then(|d| d.memory.clone()),
+            ports,
+            data_dirs,
+            init_hooks: Vec::new(),
+        });
+    }
+    for (hook, place) in hook_places(manifest, state, &out) {
+        if let HookPlace::Init(w) = place
+            && let Some(w) = out.iter_mut().find(|x| x.name == w)
+        {
+            w.init_hooks.push(hook);
+        }
+    }
+    out
+}
+
+/// Where each hook of an enabled component runs, in the manifest's order.
+pub fn hook_places(
+    manifest: &LoadedManifest,
+    state: &DesiredState,
+    workloads: &[Workload],
+) -> Vec<(String, HookPlace)> {
+    let m = &manifest.manifest;
+    let home = |service: &str| workloads.iter().find(|w| w.services.iter().any(|s| s == service));
+    let component_in = |w: &Workload, c: &str| {
+        w.services
+            .iter()
+            .any(|s| m.services.get(s).is_some_and(|d| d.component == c))
+    };
+    let mut out = Vec::new();
+    for spec in &state.hooks {
+        let Some(decl) = m.hooks.get(&spec.name) else {
+            continue;
+        };
+        let services = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .filter(|x| !x.starts_with("hook:") && m.services.contains_key(x.as_str()))
+                .cloned()
+                .collect()
+        };
+        let after = services(&decl.after);
+        let before = services(&decl.before);
+        let after_homes: BTreeSet<String> =
+            after.iter().filter_map(|s| home(s)).map(|w| w.name.clone()).collect();
+        let place = match after_homes.len() {
+            0 => before
+                .iter()
+                .filter_map(|s| home(s))
+                .find(|w| component_in(w, &decl.component))
+                .map_or(HookPlace::Job, |w| HookPlace::Init(w.name.clone())),
+            1 => {
+                let w = home(&after[0]).expect("a home");
+                if component_in(w, &decl.component) {
+                    let service = after
+                        .iter()
+                        .find(|s| w.services.contains(s))
+                        .cloned()
+                        .unwrap_or_default();
+                    HookPlace::InService(service)
+                } else {
+                    HookPlace::Job
+                }
+            }
+            _ => HookPlace::Job,
+        };
+        out.push((spec.name.clone(), place));
+    }
+    out
+}
+
+/// What the objects are made from.
+pub struct Context<'a> {
+    pub options: &'a Options,
+    pub prefix: &'a Path,
+    pub site: &'a str,
+    pub external_url: &'a url::Url,
+    pub images: &'a [RolePlan],
+}
+
+fn labels(app: &str, version: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), app.to_owned()),
+        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
+        ("app.kubernetes.io/version".to_owned(), version.to_owned()),
+        ("app.kubernetes.io/managed-by".to_owned(), "berth".to_owned()),
+    ])
+}
+
+fn selector(app: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), app.to_owned()),
+        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
+    ])
+}
+
+fn meta(name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    }
+}
+
+/// `4GiB` as Kubernetes writes it (`4Gi`), from the manifest's size syntax.
+fn quantity(size: &str) -> Result<Quantity, K8sError> {
+    let bytes = berth_model::parse_size(size)
+        .map_err(|e| K8sError::Unsupported(format!("`{size}`: {e}")))?;
+    let mib = bytes >> 20;
+    Ok(Quantity(if mib % 1024 == 0 {
+        format!("{}Gi", mib / 1024)
+    } else {
+        format!("{mib}Mi")
+    }))
+}
+
+/// A data directory's volume name (`data-netbox-media`).
+fn volume_name(dir: &str) -> String {
+    let mut name = format!("data-{}", dir.replace(['/', '_', '.'], "-"));
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
+}
+
+/// A claim's size: what the manifest's `[[preflight.disk]]` recommends (else
+/// requires) for that directory and those inside it, added up; 1 GiB when it says
+/// nothing of them.
+fn claim_size(m: &berth_model::Manifest, dir: &str) -> Result<Quantity, K8sError> {
+    let wanted = format!("data/{dir}");
+    let mut total: i64 = 0;
+    for d in &m.preflight.disk {
+        if d.path != wanted && !d.path.starts_with(&format!("{wanted}/")) {
+            continue;
+        }
+        if let Some(size) = d.recommended.as_ref().or(d.min.as_ref()).and_then(|v| v.as_str()) {
+            total += berth_model::parse_size(size)
+                .map_err(|e| K8sError::Unsupported(format!("`{size}`: {e}")))?;
+        }
+    }
+    if total == 0 {
+        return quantity("1GiB");
+    }
+    quantity(&format!("{}MiB", (total + (1 << 20) - 1) >> 20))
+}
+
+fn claim_spec(
+    m: &berth_model::Manifest,
+    dir: &str,
+    mode: &str,
+    options: &Options,
+) -> Result<PersistentVolumeClaimSpec, K8sError> {
+    Ok(PersistentVolumeClaimSpec {
+        access_modes: Some(vec![mode.to_owned()]),
+        storage_class_name: options.storage_class.clone(),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([("storage".to_owned(), claim_size(m, dir)?)])),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    })
+}
+
+fn security() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(UID),
+        run_as_group: Some(UID),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn image_of(ctx: &Context<'_>, app: &str, version: &str, service: &str) -> String {
+    format!("{}/{app}-{service}:{version}", ctx.options.registry)
+}
+
+/// The mounts every container of a pod gets: the site config, the secrets, the
+/// pod's data directories.
+fn mounts(ctx: &Context<'_>, w: &Workload) -> Vec<VolumeMount> {
+    let mut v = vec![
+        VolumeMount {
+            name: "site".to_owned(),
+            mount_path: ctx.prefix.join("site.toml").display().to_string(),
+            sub_path: Some("site.toml".to_owned()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "secrets".to_owned(),
+            mount_path: berth_container::DEFAULT_SECRETS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    for (_, dir) in &w.data_dirs {
+        v.push(VolumeMount {
+            name: volume_name(dir),
+            mount_path: data_path(ctx.prefix, dir),
+            ..VolumeMount::default()
+        });
+    }
+    v
+}
+
+fn probe(argv: &[String], period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(argv.to_vec()),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn container(ctx: &Context<'_>, app: &str, version: &str, w: &Workload, service: &str) -> Container {
+    let plan = ctx.images.iter().find(|p| p.service == service);
+    let mut c = Container {
+        name: service.to_owned(),
+        image: Some(image_of(ctx, app, version, service)),
+        args: Some(vec!["run".to_owned(), service.to_owned()]),
+        ports: Some(
+            w.ports
+                .iter()
+                .filter(|(s, _)| s == service)
+                .map(|(_, p)| ContainerPort {
+                    container_port: *p,
+                    protocol: Some("TCP".to_owned()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        )
+        .filter(|p: &Vec<ContainerPort>| !p.is_empty()),
+        volume_mounts: Some(mounts(ctx, w)),
+        security_context: Some(security()),
+        ..Container::default()
+    };
+    // The image's health check is one attempt of the service's readiness probe.
+    if let Some(h) = plan.and_then(|p| p.config.healthcheck.as_ref())
+        && h.test.first().map(String::as_str) == Some("CMD")
+    {
+        let argv = &h.test[1..];
+        let timeout = i32::try_from(h.timeout.as_secs().max(1)).unwrap_or(30);
+        // Until it first answers, as long as the manifest lets it take.
+        let start = i32::try_from(h.start_period.as_secs() / 5 + 1).unwrap_or(60);
+        c.startup_probe = Some(probe(argv, 5, timeout, start));
+        c.readiness_probe = Some(probe(argv, 10, timeout, 3));
+        c.liveness_probe = Some(probe(argv, 30, timeout, 3));
+    }
+    c
+}
+
+fn pod(ctx: &Context<'_>, m: &berth_model::Manifest, w: &Workload, restart: Option<&str>) -> PodSpec {
+    let (app, version) = (&m.app.name, &m.app.version);
+    let mut containers: Vec<Container> =
+        w.services.iter().map(|s| container(ctx, app, version, w, s)).collect();
+    if let (Some(first), Some(cpus)) = (containers.first_mut(), w.cpus) {
+        let mut requests = BTreeMap::from([("cpu".to_owned(), Quantity(cpus.to_string()))]);
+        let mut limits = BTreeMap::new();
+        if let Some(mem) = w.memory.as_deref().and_then(|m| quantity(m).ok()) {
+            requests.insert("memory".to_owned(), mem.clone());
+            limits.insert("memory".to_owned(), mem);
+        }
+        first.resources = Some(ResourceRequirements {
+            requests: Some(requests),
+            limits: Some(limits).filter(|l| !l.is_empty()),
+            ..ResourceRequirements::default()
+        });
+    }
+    let init: Vec<Container> = w
+        .init_hooks
+        .iter()
+        .map(|h| hook_container(ctx, m, w, h))
+        .collect();
+    PodSpec {
+        containers,
+        init_containers: Some(init).filter(|i| !i.is_empty()),
+        volumes: Some(volumes(app, w)),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            fs_group: Some(UID),
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        restart_policy: restart.map(str::to_owned),
+        enable_service_links: Some(false),
+        ..PodSpec::default()
+    }
+}
+
+/// A container running hook `hook`, from the image of a service of its component
+/// (in `w` when it has one).
+fn hook_container(ctx: &Context<'_>, m: &berth_model::Manifest, w: &Workload, hook: &str) -> Container {
+    let component = m.hooks.get(hook).map(|h| h.component.as_str()).unwrap_or_default();
+    let service = w
+        .services
+        .iter()
+        .find(|s| m.services.get(*s).is_some_and(|d| d.component == component))
+        .cloned()
+        .or_else(|| {
+            m.services
+                .iter()
+                .find(|(_, d)| d.component == component)
+                .map(|(n, _)| n.clone())
+        })
+        .unwrap_or_default();
+    Container {
+        name: format!("hook-{}", hook.replace('_', "-")),
+        image: Some(image_of(ctx, &m.app.name, &m.app.version, &service)),
+        args: Some(vec!["hook".to_owned(), hook.to_owned()]),
+        volume_mounts: Some(mounts(ctx, w)),
+        security_context: Some(security()),
+        ..Container::default()
+    }
+}
+
+fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
+    let mut v = vec![
+        Volume {
+            name: "site".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{app}-site"),
+                items: Some(vec![KeyToPath {
+                    key: "site.toml".to_owned(),
+                    path: "site.toml".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "secrets".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(format!("{app}-secrets")),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    if w.kind == Kind::Deployment {
+        for (_, dir) in &w.data_dirs {
+            v.push(Volume {
+                name: volume_name(dir),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim_name(app, dir),
+                    ..PersistentVolumeClaimVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+    }
+    v
+}
+
+/// A shared claim's name: `<app>-data-<dir>`.
+fn claim_name(app: &str, dir: &str) -> String {
+    format!("{app}-{}", volume_name(dir))
+}
+
+/// A Kubernetes port name: at most 15 characters, a letter in it.
+fn port_name(service: &str, port: i32, several: bool) -> String {
+    let name = if several {
+        format!("{service}-{port}")
+    } else {
+        service.to_owned()
+    };
+    if name.len() <= 15 && name.chars().any(|c| c.is_ascii_lowercase()) {
+        name.replace('_', "-")
+    } else {
+        format!("p{port}")
+    }
+}
+
+fn to_yaml<T: serde::Serialize>(v: &T) -> Result<String, K8sError> {
+    serde_saphyr::to_string(v).map_err(|e| K8sError::Render(format!("YAML: {e}")))
+}
+
+/// Every object, as `<kind>-<name>.yaml` → its YAML.
+#[allow(clippy::too_many_lines)] // one kind of object after the other
+pub fn objects(
+    manifest: &LoadedManifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+) -> Result<BTreeMap<String, String>, K8sError> {
+    let m = &manifest.manifest;
+    let (app, version) = (&m.app.name, &m.app.version);
+    let mut out = BTreeMap::new();
+    let site = ConfigMap {
+        metadata: meta(&format!("{app}-site"), labels(app, version, "config")),
+        data: Some(BTreeMap::from([("site.toml".to_owned(), ctx.site.to_owned())])),
+        ..ConfigMap::default()
+    };
+    out.insert(format!("configmap-{app}-site.yaml"), to_yaml(&site)?);
+    let mut claims = BTreeSet::new();
+    for w in plan {
+        let labels_w = labels(app, version, &w.role);
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels_w.clone()),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(pod(ctx, m, w, None)),
+        };
+        let select = LabelSelector {
+            match_labels: Some(selector(app, &w.role)),
+            ..LabelSelector::default()
+        };
+        match w.kind {
+            Kind::Deployment => {
+                for (_, dir) in &w.data_dirs {
+                    let name = claim_name(app, dir);
+                    if claims.insert(name.clone()) {
+                        let pvc = PersistentVolumeClaim {
+                            metadata: meta(&name, labels(app, version, "data")),
+                            spec: Some(claim_spec(m, dir, "ReadWriteMany", ctx.options)?),
+                            ..PersistentVolumeClaim::default()
+                        };
+                        out.insert(format!("pvc-{name}.yaml"), to_yaml(&pvc)?);
+                    }
+                }
+                let d = Deployment {
+                    metadata: meta(&w.name, labels_w.clone()),
+                    spec: DeploymentSpec {
+                        replicas: Some(w.replicas),
+                        selector: select,
+                        // Pods of two releases share the volumes: one replaces the
+                        // other one pod at a time, never all at once.
+                        strategy: Some(DeploymentStrategy {
+                            type_: Some("RollingUpdate".to_owned()),
+                            ..DeploymentStrategy::default()
+                        }),
+                        template,
+                        ..DeploymentSpec::default()
+                    },
+                    ..Deployment::default()
+                };
+                out.insert(format!("deployment-{}.yaml", w.name), to_yaml(&d)?);
+            }
+            Kind::StatefulSet => {
+                let mut claims = Vec::new();
+                for (_, dir) in &w.data_dirs {
+                    claims.push(PersistentVolumeClaim {
+                        metadata: ObjectMeta {
+                            name: Some(volume_name(dir)),
+                            ..ObjectMeta::default()
+                        },
+                        spec: Some(claim_spec(m, dir, "ReadWriteOnce", ctx.options)?),
+                        ..PersistentVolumeClaim::default()
+                    });
+                }
+                let s = StatefulSet {
+                    metadata: meta(&w.name, labels_w.clone()),
+                    spec: StatefulSetSpec {
+                        replicas: Some(w.replicas),
+                        selector: select,
+                        service_name: Some(w.name.clone()),
+                        template,
+                        volume_claim_templates: Some(claims).filter(|c| !c.is_empty()),
+                        ..StatefulSetSpec::default()
+                    },
+                    ..StatefulSet::default()
+                };
+                out.insert(format!("statefulset-{}.yaml", w.name), to_yaml(&s)?);
+            }
+        }
+        if !w.ports.is_empty() {
+            let svc = Service {
+                metadata: meta(&w.name, labels_w),
+                spec: Some(ServiceSpec {
+                    selector: Some(selector(app, &w.role)),
+                    ports: Some(
+                        w.ports
+                            .iter()
+                            .map(|(s, p)| ServicePort {
+                                name: Some(port_name(
+                                    s,
+                                    *p,
+                                    w.ports.iter().filter(|(x, _)| x == s).count() > 1,
+                                )),
+                                port: *p,
+                                protocol: Some("TCP".to_owned()),
+                                ..ServicePort::default()
+                            })
+                            .collect(),
+                    ),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            };
+            out.insert(format!("service-{}.yaml", w.name), to_yaml(&svc)?);
+        }
+    }
+    jobs(manifest, plan, ctx, &mut out)?;
+    if let Some(ingress) = ingress(m, plan, ctx)? {
+        out.insert(format!("ingress-{app}.yaml"), to_yaml(&ingress)?);
+    }
+    Ok(out)
+}
+
+/// The hooks that run as Jobs, and the periodic jobs as CronJobs.
+fn jobs(
+    manifest: &LoadedManifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), K8sError> {
+    let m = &manifest.manifest;
+    let (app, version) = (&m.app.name, &m.app.version);
+    for (hook, decl) in &m.hooks {
+        let Some(w) = plan
+            .iter()
+            .find(|w| w.services.iter().any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component)))
+        else {
+            continue;
+        };
+        let placed = plan.iter().any(|x| x.init_hooks.contains(hook));
+        if placed || !runs_as_job(manifest, plan, hook) {
+            continue;
+        }
+        // A release's hook runs once per version: the version is in its name, so the
+        // next release's is a new Job.
+        let name = match decl.when {
+            HookWhen::Release => format!("{app}-{}-{}", hook.replace('_', "-"), version.replace(['.', '+', '~'], "-")),
+            _ => format!("{app}-{}", hook.replace('_', "-")),
+        };
+        let mut spec = pod(ctx, m, w, Some("Never"));
+        spec.containers = vec![hook_container(ctx, m, w, hook)];
+        spec.init_containers = None;
+        let timeout = berth_model::parse_duration(&decl.timeout)
+            .map_err(|e| K8sError::Unsupported(format!("hook `{hook}`: {e}")))?;
+        let job = Job {
+            metadata: meta(&name, labels(app, version, &format!("hook-{}", hook.replace('_', "-")))),
+            spec: Some(JobSpec {
+                backoff_limit: Some(3),
+                active_deadline_seconds: Some(i64::try_from(timeout.as_secs()).unwrap_or(3600)),
+                template: PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(spec),
+                },
+                ..JobSpec::default()
+            }),
+            ..Job::default()
+        };
+        out.insert(format!("job-{name}.yaml"), to_yaml(&job)?);
+    }
+    for (name, decl) in &m.jobs {
+        let Some(w) = plan
+            .iter()
+            .find(|w| w.services.iter().any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component)))
+        else {
+            continue;
+        };
+        let schedule = schedule(&decl.every).ok_or_else(|| {
+            K8sError::Unsupported(format!(
+                "job `{name}` runs every `{}`, which a CronJob's schedule cannot say: make it a whole number of minutes dividing an hour, of hours dividing a day, or `24h`",
+                decl.every
+            ))
+        })?;
+        let service = w
+            .services
+            .iter()
+            .find(|s| m.services.get(*s).is_some_and(|d| d.component == decl.component))
+            .cloned()
+            .unwrap_or_default();
+        let mut spec = pod(ctx, m, w, Some("Never"));
+        spec.init_containers = None;
+        spec.containers = vec![Container {
+            name: format!("job-{}", name.replace('_', "-")),
+            image: Some(image_of(ctx, app, version, &service)),
+            args: Some(vec!["job".to_owned(), name.clone()]),
+            volume_mounts: Some(mounts(ctx, w)),
+            security_context: Some(security()),
+            ..Container::default()
+        }];
+        let timeout = berth_model::parse_duration(&decl.timeout)
+            .map_err(|e| K8sError::Unsupported(format!("job `{name}`: {e}")))?;
+        let cron_name = format!("{app}-{}", name.replace('_', "-"));
+        let cron = CronJob {
+            metadata: meta(&cron_name, labels(app, version, &format!("job-{}", name.replace('_', "-")))),
+            spec: CronJobSpec {
+                schedule,
+                concurrency_policy: Some("Forbid".to_owned()),
+                job_template: JobTemplateSpec {
+                    metadata: None,
+                    spec: Some(JobSpec {
+                        backoff_limit: Some(0),
+                        active_deadline_seconds: Some(i64::try_from(timeout.as_secs()).unwrap_or(3600)),
+                        template: PodTemplateSpec {
+                            metadata: None,
+                            spec: Some(spec),
+                        },
+                        ..JobSpec::default()
+                    }),
+                },
+                ..CronJobSpec::default()
+            },
+            ..CronJob::default()
+        };
+        out.insert(format!("cronjob-{cron_name}.yaml"), to_yaml(&cron)?);
+    }
+    Ok(())
+}
+
+/// Whether `hook` runs as a Job (not in a pod's init containers or its service's
+/// container).
+fn runs_as_job(manifest: &LoadedManifest, plan: &[Workload], hook: &str) -> bool {
+    let m = &manifest.manifest;
+    let Some(decl) = m.hooks.get(hook) else {
+        return false;
+    };
+    let home = |service: &str| plan.iter().find(|w| w.services.iter().any(|s| s == service));
+    let after: Vec<&Workload> = decl
+        .after
+        .iter()
+        .filter(|x| m.services.contains_key(x.as_str()))
+        .filter_map(|s| home(s))
+        .collect();
+    let homes: BTreeSet<&str> = after.iter().map(|w| w.name.as_str()).collect();
+    // Waiting for one other workload's service only, of its own component: it runs
+    // in that service's container.
+    homes.len() != 1
+        || !after[0]
+            .services
+            .iter()
+            .any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component))
+}
+
+/// `every` as a CronJob schedule, when one can say it.
+fn schedule(every: &str) -> Option<String> {
+    let secs = berth_model::parse_duration(every).ok()?.as_secs();
+    if secs == 0 || secs % 60 != 0 {
+        return None;
+    }
+    let minutes = secs / 60;
+    match minutes {
+        1440 => Some("@daily".to_owned()),
+        60 => Some("@hourly".to_owned()),
+        m if m < 60 && 60 % m == 0 => Some(format!("*/{m} * * * *")),
+        m if m % 60 == 0 && m < 1440 && 1440 % m == 0 => Some(format!("0 */{} * * *", m / 60)),
+        _ => None,
+    }
+}
+
+/// The Ingress for `external_url`, to the workload of the role with the health path
+/// (the front), at the port `external_url` names if it listens there.
+fn ingress(
+    m: &berth_model::Manifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+) -> Result<Option<Ingress>, K8sError> {
+    let (app, version) = (&m.app.name, &m.app.version);
+    let front = m
+        .roles
+        .iter()
+        .find(|(_, d)| d.health)
+        .and_then(|(r, _)| plan.iter().find(|w| &w.role == r))
+        .or_else(|| plan.iter().find(|w| !w.ports.is_empty()));
+    let Some(front) = front else {
+        return Ok(None);
+    };
+    let url = ctx.external_url;
+    let Some(host) = url.host_str() else {
+        return Err(K8sError::Unsupported(format!(
+            "external_url `{url}` names no host for the Ingress"
+        )));
+    };
+    let port = url.port_or_known_default().map(i32::from);
+    let target = front
+        .ports
+        .iter()
+        .find(|(_, p)| Some(*p) == port)
+        .or_else(|| front.ports.first())
+        .map(|(_, p)| *p);
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    // An address is not a host name an Ingress rule can take: the rule then has none.
+    let named = host.parse::<std::net::IpAddr>().is_err() && host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err();
+    let path = url.path().to_owned();
+    Ok(Some(Ingress {
+        metadata: meta(app, labels(app, version, "front")),
+        spec: Some(IngressSpec {
+            tls: (url.scheme() == "https" && named).then(|| {
+                vec![IngressTLS {
+                    hosts: Some(vec![host.to_owned()]),
+                    secret_name: Some(format!("{app}-tls")),
+                }]
+            }),
+            rules: Some(vec![IngressRule {
+                host: named.then(|| host.to_owned()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(path),
+                        path_type: "Prefix".to_owned(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: front.name.clone(),
+                                port: Some(ServiceBackendPort {
+                                    number: Some(target),
+                                    ..ServiceBackendPort::default()
+                                }),
+                            }),
+                            ..IngressBackend::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }))
+}
