@@ -35,6 +35,9 @@ packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 cu
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
   binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc
   chromium chromium-driver etcd-server etcd-client patroni pgbouncer haproxy)
+# kubectl builds the kustomize trees `berth k8s render` writes (tests/k8s.rs): Debian's
+# kubernetes-client, unless the machine has a kubectl already.
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -57,16 +60,18 @@ fi
 
 # The bills of materials berth writes are checked by the formats' own validators
 # (CycloneDX's Python library with its JSON schemas, SPDX's tools), and the metrics
-# by Prometheus' own text-format parser (prometheus-client), and the console is driven
-# in the browser by Selenium, all from PyPI, in a virtualenv of their own under target/.
+# by Prometheus' own text-format parser (prometheus-client), the console is driven in
+# the browser by Selenium, and the Kubernetes objects are checked against the OpenAPI
+# schemas of each version (kubernetes-validate), all from PyPI, in a virtualenv of
+# their own under target/.
 tools="$PWD/target/test-tools"
-if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools, prometheus_client.parser, selenium' 2>/dev/null; then
-  echo "Installing the SBOM validators, the metrics parser and Selenium into $tools"
+if ! "$tools/bin/python" -c 'import cyclonedx.validation.json, spdx_tools, prometheus_client.parser, selenium, kubernetes_validate' 2>/dev/null; then
+  echo "Installing the SBOM validators, the metrics parser, Selenium and the Kubernetes schemas into $tools"
   rm -rf "$tools"
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check \
     'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5' \
-    'prometheus-client==0.21.1' 'selenium==4.51.0'
+    'prometheus-client==0.21.1' 'selenium==4.51.0' 'kubernetes-validate==1.37.0'
 fi
 export BERTH_TEST_TOOLS="$tools/bin"
 

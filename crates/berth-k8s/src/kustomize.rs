@@ -1,5 +1,5 @@
 //! The kustomize tree: a base holding every object and the secret generator, and an
-//! overlay per environment (its namespace, its name suffix-free labels).
+//! overlay per environment (its namespace).
 
 use std::fmt::Write as _;
 
@@ -14,10 +14,6 @@ pub fn base(app: &str, objects: &[String], secrets: &[String]) -> String {
     for o in objects {
         let _ = writeln!(out, "  - {o}");
     }
-    let _ = write!(
-        out,
-        "labels:\n  - pairs:\n      app.kubernetes.io/part-of: {app}\n"
-    );
     if !secrets.is_empty() {
         let _ = write!(
             out,
@@ -33,12 +29,15 @@ pub fn base(app: &str, objects: &[String], secrets: &[String]) -> String {
     out
 }
 
-/// `overlays/<env>/kustomization.yaml`: the base in the namespace `<app>-<env>`.
+/// `overlays/<env>/kustomization.yaml`: the base in the namespace `<app>-<env>`. The
+/// base is named under `bases`, which every kustomize reads (Debian 12's kubectl has
+/// kustomize 2.0, where `resources` takes files only); newer ones warn that it is
+/// deprecated, and build the same.
 pub fn overlay(app: &str, env: &str) -> String {
     format!(
         "# The `{env}` environment: the base in its own namespace. Patches for this\n\
          # environment go here (replicas, resources, the Ingress class).\n\
          apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-         namespace: {app}-{env}\nresources:\n  - ../../base\n"
+         namespace: {app}-{env}\nbases:\n  - ../../base\n"
     )
 }

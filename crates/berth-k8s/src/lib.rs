@@ -95,12 +95,8 @@ pub fn render(
     let config = berth_model::resolve(manifest, &parsed, &facts)
         .map_err(|d| K8sError::Site(d.to_string()))?;
     let users = UserNames::shared();
-    let mut specs = berth_render::secret_specs_enabled(
-        manifest,
-        &facts,
-        &users,
-        &config.enabled_components,
-    );
+    let mut specs =
+        berth_render::secret_specs_enabled(manifest, &facts, &users, &config.enabled_components);
     for s in &mut specs {
         if let Some(hook) = &s.from_hook {
             return Err(K8sError::Unsupported(format!(

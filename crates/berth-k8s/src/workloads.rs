@@ -15,10 +15,10 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -84,16 +84,15 @@ pub struct Workload {
 
 /// The workloads of the app: one per role that runs services, one per service no
 /// role names.
-pub fn plan(
-    manifest: &LoadedManifest,
-    state: &DesiredState,
-    images: &[RolePlan],
-) -> Vec<Workload> {
+pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]) -> Vec<Workload> {
     let m = &manifest.manifest;
     let app = &m.app.name;
     let running: BTreeSet<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
-    let mut groups: Vec<(String, Vec<String>, Option<&berth_model::topology::RoleDecl>)> =
-        Vec::new();
+    let mut groups: Vec<(
+        String,
+        Vec<String>,
+        Option<&berth_model::topology::RoleDecl>,
+    )> = Vec::new();
     let mut placed = BTreeSet::new();
     for (role, decl) in &m.roles {
         let services: Vec<String> = decl
@@ -115,11 +114,19 @@ pub fn plan(
     }
     // Which workloads each component runs in: data a component shares across
     // workloads must be one volume every pod mounts.
-    let component_of = |s: &str| m.services.get(s).map(|d| d.component.clone()).unwrap_or_default();
+    let component_of = |s: &str| {
+        m.services
+            .get(s)
+            .map(|d| d.component.clone())
+            .unwrap_or_default()
+    };
     let mut homes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (role, services, _) in &groups {
         for s in services {
-            homes.entry(component_of(s)).or_default().insert(role.clone());
+            homes
+                .entry(component_of(s))
+                .or_default()
+                .insert(role.clone());
         }
     }
     let mut out = Vec::new();
@@ -198,7 +205,11 @@ pub fn hook_places(
     workloads: &[Workload],
 ) -> Vec<(String, HookPlace)> {
     let m = &manifest.manifest;
-    let home = |service: &str| workloads.iter().find(|w| w.services.iter().any(|s| s == service));
+    let home = |service: &str| {
+        workloads
+            .iter()
+            .find(|w| w.services.iter().any(|s| s == service))
+    };
     let component_in = |w: &Workload, c: &str| {
         w.services
             .iter()
@@ -217,8 +228,11 @@ pub fn hook_places(
         };
         let after = services(&decl.after);
         let before = services(&decl.before);
-        let after_homes: BTreeSet<String> =
-            after.iter().filter_map(|s| home(s)).map(|w| w.name.clone()).collect();
+        let after_homes: BTreeSet<String> = after
+            .iter()
+            .filter_map(|s| home(s))
+            .map(|w| w.name.clone())
+            .collect();
         let place = match after_homes.len() {
             0 => before
                 .iter()
@@ -257,16 +271,25 @@ pub struct Context<'a> {
 fn labels(app: &str, version: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), app.to_owned()),
-        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.to_owned(),
+        ),
         ("app.kubernetes.io/version".to_owned(), version.to_owned()),
-        ("app.kubernetes.io/managed-by".to_owned(), "berth".to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "berth".to_owned(),
+        ),
     ])
 }
 
 fn selector(app: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), app.to_owned()),
-        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.to_owned(),
+        ),
     ])
 }
 
@@ -307,7 +330,12 @@ fn claim_size(m: &berth_model::Manifest, dir: &str) -> Result<Quantity, K8sError
         if d.path != wanted && !d.path.starts_with(&format!("{wanted}/")) {
             continue;
         }
-        if let Some(size) = d.recommended.as_ref().or(d.min.as_ref()).and_then(|v| v.as_str()) {
+        if let Some(size) = d
+            .recommended
+            .as_ref()
+            .or(d.min.as_ref())
+            .and_then(|v| v.as_str())
+        {
             total += berth_model::parse_size(size)
                 .map_err(|e| K8sError::Unsupported(format!("`{size}`: {e}")))?;
         }
@@ -328,7 +356,10 @@ fn claim_spec(
         access_modes: Some(vec![mode.to_owned()]),
         storage_class_name: options.storage_class.clone(),
         resources: Some(VolumeResourceRequirements {
-            requests: Some(BTreeMap::from([("storage".to_owned(), claim_size(m, dir)?)])),
+            requests: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                claim_size(m, dir)?,
+            )])),
             ..VolumeResourceRequirements::default()
         }),
         ..PersistentVolumeClaimSpec::default()
@@ -397,7 +428,13 @@ fn probe(argv: &[String], period: i32, timeout: i32, failures: i32) -> Probe {
     }
 }
 
-fn container(ctx: &Context<'_>, app: &str, version: &str, w: &Workload, service: &str) -> Container {
+fn container(
+    ctx: &Context<'_>,
+    app: &str,
+    version: &str,
+    w: &Workload,
+    service: &str,
+) -> Container {
     let plan = ctx.images.iter().find(|p| p.service == service);
     let mut c = Container {
         name: service.to_owned(),
@@ -434,10 +471,18 @@ fn container(ctx: &Context<'_>, app: &str, version: &str, w: &Workload, service:
     c
 }
 
-fn pod(ctx: &Context<'_>, m: &berth_model::Manifest, w: &Workload, restart: Option<&str>) -> PodSpec {
+fn pod(
+    ctx: &Context<'_>,
+    m: &berth_model::Manifest,
+    w: &Workload,
+    restart: Option<&str>,
+) -> PodSpec {
     let (app, version) = (&m.app.name, &m.app.version);
-    let mut containers: Vec<Container> =
-        w.services.iter().map(|s| container(ctx, app, version, w, s)).collect();
+    let mut containers: Vec<Container> = w
+        .services
+        .iter()
+        .map(|s| container(ctx, app, version, w, s))
+        .collect();
     if let (Some(first), Some(cpus)) = (containers.first_mut(), w.cpus) {
         let mut requests = BTreeMap::from([("cpu".to_owned(), Quantity(cpus.to_string()))]);
         let mut limits = BTreeMap::new();
@@ -480,8 +525,17 @@ fn pod(ctx: &Context<'_>, m: &berth_model::Manifest, w: &Workload, restart: Opti
 
 /// A container running hook `hook`, from the image of a service of its component
 /// (in `w` when it has one).
-fn hook_container(ctx: &Context<'_>, m: &berth_model::Manifest, w: &Workload, hook: &str) -> Container {
-    let component = m.hooks.get(hook).map(|h| h.component.as_str()).unwrap_or_default();
+fn hook_container(
+    ctx: &Context<'_>,
+    m: &berth_model::Manifest,
+    w: &Workload,
+    hook: &str,
+) -> Container {
+    let component = m
+        .hooks
+        .get(hook)
+        .map(|h| h.component.as_str())
+        .unwrap_or_default();
     let service = w
         .services
         .iter()
@@ -579,7 +633,10 @@ pub fn objects(
     let mut out = BTreeMap::new();
     let site = ConfigMap {
         metadata: meta(&format!("{app}-site"), labels(app, version, "config")),
-        data: Some(BTreeMap::from([("site.toml".to_owned(), ctx.site.to_owned())])),
+        data: Some(BTreeMap::from([(
+            "site.toml".to_owned(),
+            ctx.site.to_owned(),
+        )])),
         ..ConfigMap::default()
     };
     out.insert(format!("configmap-{app}-site.yaml"), to_yaml(&site)?);
@@ -699,10 +756,13 @@ fn jobs(
     let m = &manifest.manifest;
     let (app, version) = (&m.app.name, &m.app.version);
     for (hook, decl) in &m.hooks {
-        let Some(w) = plan
-            .iter()
-            .find(|w| w.services.iter().any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component)))
-        else {
+        let Some(w) = plan.iter().find(|w| {
+            w.services.iter().any(|s| {
+                m.services
+                    .get(s)
+                    .is_some_and(|d| d.component == decl.component)
+            })
+        }) else {
             continue;
         };
         let placed = plan.iter().any(|x| x.init_hooks.contains(hook));
@@ -712,7 +772,11 @@ fn jobs(
         // A release's hook runs once per version: the version is in its name, so the
         // next release's is a new Job.
         let name = match decl.when {
-            HookWhen::Release => format!("{app}-{}-{}", hook.replace('_', "-"), version.replace(['.', '+', '~'], "-")),
+            HookWhen::Release => format!(
+                "{app}-{}-{}",
+                hook.replace('_', "-"),
+                version.replace(['.', '+', '~'], "-")
+            ),
             _ => format!("{app}-{}", hook.replace('_', "-")),
         };
         let mut spec = pod(ctx, m, w, Some("Never"));
@@ -721,7 +785,10 @@ fn jobs(
         let timeout = berth_model::parse_duration(&decl.timeout)
             .map_err(|e| K8sError::Unsupported(format!("hook `{hook}`: {e}")))?;
         let job = Job {
-            metadata: meta(&name, labels(app, version, &format!("hook-{}", hook.replace('_', "-")))),
+            metadata: meta(
+                &name,
+                labels(app, version, &format!("hook-{}", hook.replace('_', "-"))),
+            ),
             spec: Some(JobSpec {
                 backoff_limit: Some(3),
                 active_deadline_seconds: Some(i64::try_from(timeout.as_secs()).unwrap_or(3600)),
@@ -736,10 +803,13 @@ fn jobs(
         out.insert(format!("job-{name}.yaml"), to_yaml(&job)?);
     }
     for (name, decl) in &m.jobs {
-        let Some(w) = plan
-            .iter()
-            .find(|w| w.services.iter().any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component)))
-        else {
+        let Some(w) = plan.iter().find(|w| {
+            w.services.iter().any(|s| {
+                m.services
+                    .get(s)
+                    .is_some_and(|d| d.component == decl.component)
+            })
+        }) else {
             continue;
         };
         let schedule = schedule(&decl.every).ok_or_else(|| {
@@ -751,7 +821,11 @@ fn jobs(
         let service = w
             .services
             .iter()
-            .find(|s| m.services.get(*s).is_some_and(|d| d.component == decl.component))
+            .find(|s| {
+                m.services
+                    .get(*s)
+                    .is_some_and(|d| d.component == decl.component)
+            })
             .cloned()
             .unwrap_or_default();
         let mut spec = pod(ctx, m, w, Some("Never"));
@@ -768,7 +842,10 @@ fn jobs(
             .map_err(|e| K8sError::Unsupported(format!("job `{name}`: {e}")))?;
         let cron_name = format!("{app}-{}", name.replace('_', "-"));
         let cron = CronJob {
-            metadata: meta(&cron_name, labels(app, version, &format!("job-{}", name.replace('_', "-")))),
+            metadata: meta(
+                &cron_name,
+                labels(app, version, &format!("job-{}", name.replace('_', "-"))),
+            ),
             spec: CronJobSpec {
                 schedule,
                 concurrency_policy: Some("Forbid".to_owned()),
@@ -776,7 +853,9 @@ fn jobs(
                     metadata: None,
                     spec: Some(JobSpec {
                         backoff_limit: Some(0),
-                        active_deadline_seconds: Some(i64::try_from(timeout.as_secs()).unwrap_or(3600)),
+                        active_deadline_seconds: Some(
+                            i64::try_from(timeout.as_secs()).unwrap_or(3600),
+                        ),
                         template: PodTemplateSpec {
                             metadata: None,
                             spec: Some(spec),
@@ -800,7 +879,10 @@ fn runs_as_job(manifest: &LoadedManifest, plan: &[Workload], hook: &str) -> bool
     let Some(decl) = m.hooks.get(hook) else {
         return false;
     };
-    let home = |service: &str| plan.iter().find(|w| w.services.iter().any(|s| s == service));
+    let home = |service: &str| {
+        plan.iter()
+            .find(|w| w.services.iter().any(|s| s == service))
+    };
     let after: Vec<&Workload> = decl
         .after
         .iter()
@@ -811,10 +893,11 @@ fn runs_as_job(manifest: &LoadedManifest, plan: &[Workload], hook: &str) -> bool
     // Waiting for one other workload's service only, of its own component: it runs
     // in that service's container.
     homes.len() != 1
-        || !after[0]
-            .services
-            .iter()
-            .any(|s| m.services.get(s).is_some_and(|d| d.component == decl.component))
+        || !after[0].services.iter().any(|s| {
+            m.services
+                .get(s)
+                .is_some_and(|d| d.component == decl.component)
+        })
 }
 
 /// `every` as a CronJob schedule, when one can say it.
@@ -867,7 +950,11 @@ fn ingress(
         return Ok(None);
     };
     // An address is not a host name an Ingress rule can take: the rule then has none.
-    let named = host.parse::<std::net::IpAddr>().is_err() && host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err();
+    let named = host.parse::<std::net::IpAddr>().is_err()
+        && host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_err();
     let path = url.path().to_owned();
     Ok(Some(Ingress {
         metadata: meta(app, labels(app, version, "front")),

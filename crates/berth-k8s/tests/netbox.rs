@@ -42,14 +42,24 @@ fn netbox_renders_a_workload_per_role_and_a_kustomize_tree() {
     let names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["admin_password", "api_token_pepper", "db_password", "redis_password", "secret_key"]
+        [
+            "admin_password",
+            "api_token_pepper",
+            "db_password",
+            "redis_password",
+            "secret_key"
+        ]
     );
     let _ = HookPlace::Job;
 }
 
 #[test]
 fn options_a_cluster_cannot_take_are_refused() {
-    let bad = |o: Options| render(&netbox(), "site.toml", SITE, &o).unwrap_err().to_string();
+    let bad = |o: Options| {
+        render(&netbox(), "site.toml", SITE, &o)
+            .unwrap_err()
+            .to_string()
+    };
     let e = bad(Options {
         storage_class: Some(String::new()),
         ..Options::default()
@@ -65,9 +75,14 @@ fn options_a_cluster_cannot_take_are_refused() {
         ..Options::default()
     });
     assert!(e.contains("not an environment name"), "{e}");
-    let e = render(&netbox(), "site.toml", "[web]\nwokers = 3\n", &Options::default())
-        .unwrap_err()
-        .to_string();
+    let e = render(
+        &netbox(),
+        "site.toml",
+        "[web]\nwokers = 3\n",
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("did you mean"), "{e}");
 }
 
@@ -76,7 +91,9 @@ fn options_a_cluster_cannot_take_are_refused() {
 fn a_job_a_cron_schedule_cannot_say_is_refused() {
     let mut m = netbox();
     m.manifest.jobs.get_mut("clearsessions").unwrap().every = "90m".to_owned();
-    let e = render(&m, "site.toml", SITE, &Options::default()).unwrap_err().to_string();
+    let e = render(&m, "site.toml", SITE, &Options::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("job `clearsessions` runs every `90m`"), "{e}");
 }
 
@@ -87,7 +104,11 @@ fn a_job_a_cron_schedule_cannot_say_is_refused() {
 fn each_hook_runs_where_what_it_waits_for_is() {
     let r = render(&netbox(), "site.toml", SITE, &Options::default()).unwrap();
     assert!(r.files.contains_key("base/job-netbox-migrate-4-7-3.yaml"));
-    let jobs: Vec<&String> = r.files.keys().filter(|k| k.starts_with("base/job-")).collect();
+    let jobs: Vec<&String> = r
+        .files
+        .keys()
+        .filter(|k| k.starts_with("base/job-"))
+        .collect();
     assert_eq!(jobs, ["base/job-netbox-migrate-4-7-3.yaml"]);
     let db = &r.files["base/statefulset-netbox-database.yaml"];
     assert!(db.contains("  - hook\n        - initdb\n"), "{db}");
