@@ -145,9 +145,10 @@ fn options_a_cluster_cannot_take_write_nothing() {
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
         assert!(!out.exists(), "{args:?} wrote something");
     }
+    // A site config error is bad input (exit 2), positioned as on a host.
     std::fs::write(&site, "[web]\nwokers = 3\n").unwrap();
     let r = render(&out, &site, &[]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("site.toml:2:1") || r.stderr.contains("site.toml:2"), "{}", r.stderr);
     assert!(r.stderr.contains("did you mean"), "{}", r.stderr);
     assert!(!out.exists());

@@ -105,6 +105,9 @@ fn invalid_input(err: &anyhow::Error) -> Option<&berth_model::Diagnostics> {
     {
         return Some(d);
     }
+    if let Some(berth_k8s::K8sError::Site(d)) = err.downcast_ref::<berth_k8s::K8sError>() {
+        return Some(d);
+    }
     match lifecycle_error(err) {
         Some(berth_lifecycle::LifecycleError::Invalid(d)) => Some(d),
         _ => None,

@@ -11,6 +11,7 @@
 //! left out; the Ingress takes the load balancer's place.
 
 mod kustomize;
+mod site_check;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -57,11 +58,12 @@ pub struct Rendered {
 }
 
 /// Why a render failed: each names what to change.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum K8sError {
-    /// The site config does not parse or does not fit the manifest.
+    /// The site config does not parse, does not fit the manifest, or sets what only a
+    /// host has: every problem with its position.
     #[error("{0}")]
-    Site(String),
+    Site(berth_model::Diagnostics),
     /// The manifest does not render.
     #[error("{0}")]
     Render(String),
@@ -90,10 +92,9 @@ pub fn render(
         is_root: true,
         ..Facts::fixture()
     };
-    let parsed = berth_model::parse_site(site_file, site, manifest)
-        .map_err(|d| K8sError::Site(d.to_string()))?;
-    let config = berth_model::resolve(manifest, &parsed, &facts)
-        .map_err(|d| K8sError::Site(d.to_string()))?;
+    let parsed = berth_model::parse_site(site_file, site, manifest).map_err(K8sError::Site)?;
+    site_check::refuse_host_settings(&parsed, site_file, site).map_err(K8sError::Site)?;
+    let config = berth_model::resolve(manifest, &parsed, &facts).map_err(K8sError::Site)?;
     let users = UserNames::shared();
     let mut specs =
         berth_render::secret_specs_enabled(manifest, &facts, &users, &config.enabled_components);

@@ -82,17 +82,17 @@ pub struct Workload {
     pub init_hooks: Vec<String>,
 }
 
-/// The workloads of the app: one per role that runs services, one per service no
-/// role names.
-pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]) -> Vec<Workload> {
-    let m = &manifest.manifest;
-    let app = &m.app.name;
+/// A role (or a lone service) with the services it runs.
+type Group<'m> = (
+    String,
+    Vec<String>,
+    Option<&'m berth_model::topology::RoleDecl>,
+);
+
+/// The services that run, by role; a service no role names is a group of its own.
+fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'m>> {
     let running: BTreeSet<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
-    let mut groups: Vec<(
-        String,
-        Vec<String>,
-        Option<&berth_model::topology::RoleDecl>,
-    )> = Vec::new();
+    let mut groups: Vec<Group<'m>> = Vec::new();
     let mut placed = BTreeSet::new();
     for (role, decl) in &m.roles {
         let services: Vec<String> = decl
@@ -112,6 +112,15 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
             groups.push(((*s).to_owned(), vec![(*s).to_owned()], None));
         }
     }
+    groups
+}
+
+/// The workloads of the app: one per role that runs services, one per service no
+/// role names.
+pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]) -> Vec<Workload> {
+    let m = &manifest.manifest;
+    let app = &m.app.name;
+    let groups = groups(m, state);
     // Which workloads each component runs in: data a component shares across
     // workloads must be one volume every pod mounts.
     let component_of = |s: &str| {
@@ -740,13 +749,14 @@ pub fn objects(
         }
     }
     jobs(manifest, plan, ctx, &mut out)?;
+    cron_jobs(manifest, plan, ctx, &mut out)?;
     if let Some(ingress) = ingress(m, plan, ctx)? {
         out.insert(format!("ingress-{app}.yaml"), to_yaml(&ingress)?);
     }
     Ok(out)
 }
 
-/// The hooks that run as Jobs, and the periodic jobs as CronJobs.
+/// The hooks that run as Jobs.
 fn jobs(
     manifest: &LoadedManifest,
     plan: &[Workload],
@@ -802,6 +812,18 @@ fn jobs(
         };
         out.insert(format!("job-{name}.yaml"), to_yaml(&job)?);
     }
+    Ok(())
+}
+
+/// The periodic jobs as CronJobs.
+fn cron_jobs(
+    manifest: &LoadedManifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), K8sError> {
+    let m = &manifest.manifest;
+    let (app, version) = (&m.app.name, &m.app.version);
     for (name, decl) in &m.jobs {
         let Some(w) = plan.iter().find(|w| {
             w.services.iter().any(|s| {

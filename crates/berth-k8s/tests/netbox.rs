@@ -115,3 +115,26 @@ fn each_hook_runs_where_what_it_waits_for_is() {
     let web = &r.files["base/deployment-netbox-web.yaml"];
     assert!(web.contains("- hook\n        - collectstatic"), "{web}");
 }
+
+/// Settings of a host are refused, each by its position, all at once: never ignored.
+#[test]
+fn settings_only_a_host_has_are_refused_by_position() {
+    let site = "users = \"shared\"\nexternal_url = \"https://netbox.example.com/\"\n\n[metrics]\nlisten = \"127.0.0.1:9100\"\n\n[upgrade]\nauto = \"patch\"\n";
+    let e = render(&netbox(), "site.toml", site, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("site.toml:1:"), "{e}");
+    assert!(
+        e.contains("`users` chooses how a host's OS users are named"),
+        "{e}"
+    );
+    assert!(
+        e.contains("site.toml:5:") && e.contains("`metrics.listen` does not apply"),
+        "{e}"
+    );
+    assert!(
+        e.contains("site.toml:8:") && e.contains("`upgrade.auto` does not apply"),
+        "{e}"
+    );
+    assert!(e.contains("help: remove `[upgrade]`"), "{e}");
+}
