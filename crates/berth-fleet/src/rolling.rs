@@ -33,8 +33,9 @@ type Input<'a> = Option<&'a (dyn Fn(&str) -> Cow<'a, [u8]> + Sync)>;
 /// One action done (or not) on one node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Done {
-    /// What: `backup`, `send` (a release bundle, before `install`), `install`, `maintenance`, `drain`, `switch`, `restore`,
-    /// `post-deploy`, or `back` (put back on the old release after a failure).
+    /// What: `backup`, `send` (a release bundle, before `install`), `install`,
+    /// `maintenance`, `drain`, `switch`, `restore`, `post-deploy`, or `back` (put back
+    /// on the old release after a failure).
     pub action: &'static str,
     /// The node.
     pub node: String,

@@ -55,6 +55,8 @@ pub struct Rendered {
     pub secrets: Vec<berth_render::SecretSpec>,
     /// The workloads, as planned.
     pub workloads: Vec<Workload>,
+    /// Where each hook of an enabled component runs.
+    pub hooks: Vec<(String, HookPlace)>,
 }
 
 /// Why a render failed: each names what to change.
@@ -125,6 +127,7 @@ pub fn render(
     .map_err(|e| K8sError::Render(e.to_string()))?;
     let images = berth_container::plan::plan(manifest, &state, &[], 0).map_err(K8sError::Render)?;
     let plan = workloads::plan(manifest, &state, &images);
+    let hooks = workloads::hook_places(manifest, &state, &plan);
     let mut files = BTreeMap::new();
     let objects = workloads::objects(
         manifest,
@@ -156,6 +159,7 @@ pub fn render(
         files,
         secrets: specs,
         workloads: plan,
+        hooks,
     })
 }
 

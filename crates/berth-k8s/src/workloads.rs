@@ -207,7 +207,7 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
     out
 }
 
-/// Where each hook of an enabled component runs, in the manifest's order.
+/// Where each hook of an enabled component runs.
 pub fn hook_places(
     manifest: &LoadedManifest,
     state: &DesiredState,

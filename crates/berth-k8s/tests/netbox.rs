@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use berth_k8s::{HookPlace, Options, render};
+use berth_k8s::{Options, render};
 use berth_model::LoadedManifest;
 
 fn netbox() -> LoadedManifest {
@@ -50,7 +50,6 @@ fn netbox_renders_a_workload_per_role_and_a_kustomize_tree() {
             "secret_key"
         ]
     );
-    let _ = HookPlace::Job;
 }
 
 #[test]
@@ -103,6 +102,14 @@ fn a_job_a_cron_schedule_cannot_say_is_refused() {
 #[test]
 fn each_hook_runs_where_what_it_waits_for_is() {
     let r = render(&netbox(), "site.toml", SITE, &Options::default()).unwrap();
+    let places: Vec<String> = r.hooks.iter().map(|(h, p)| format!("{h}: {p:?}")).collect();
+    insta::assert_snapshot!(places.join("\n"), @r#"
+    collectstatic: Init("netbox-web")
+    create_admin: InService("web")
+    createdb: InService("postgresql")
+    initdb: Init("netbox-database")
+    migrate: Job
+    "#);
     assert!(r.files.contains_key("base/job-netbox-migrate-4-7-3.yaml"));
     let jobs: Vec<&String> = r
         .files
