@@ -50,7 +50,11 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
     let site = dir.path().join("site.toml");
     std::fs::write(&site, "external_url = \"https://netbox.example.com/\"\n").unwrap();
     let out = dir.path().join("deploy");
-    let r = render(&out, &site, &["--env", "staging", "--env", "production", "--json"]);
+    let r = render(
+        &out,
+        &site,
+        &["--env", "staging", "--env", "production", "--pod-network", "10.244.0.0/16", "--json"],
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let kinds: Vec<(&str, &str)> = report["workloads"]
@@ -62,12 +66,15 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
     assert_eq!(
         kinds,
         [
-            ("netbox-cache", "StatefulSet"),
             ("netbox-database", "StatefulSet"),
             ("netbox-web", "Deployment"),
             ("netbox-worker", "Deployment"),
         ]
     );
+
+    // Each role's pods find the others at their Services; the pod network is let in.
+    let web = std::fs::read_to_string(out.join("base/configmap-netbox-web-site.yaml")).unwrap();
+    assert!(web.contains("address = \"netbox-database\"") && web.contains("10.244.0.0/16"), "{web}");
 
     // The secrets: one file each, 0600, in no YAML file; kept by the next render.
     let secrets = out.join("base/secrets");
@@ -83,7 +90,7 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml"))
         .collect();
-    assert!(objects.len() >= 12, "{objects:?}");
+    assert!(objects.len() >= 11, "{objects:?}");
     for o in &objects {
         let text = std::fs::read_to_string(o).unwrap();
         for v in &values {
@@ -139,6 +146,7 @@ fn options_a_cluster_cannot_take_write_nothing() {
         (&["--storage-class", ""][..], "storage class is empty"),
         (&["--env", "Prod"][..], "not an environment name"),
         (&["--registry", "registry.example.com/"][..], "not an image registry"),
+        (&["--pod-network", "10.0.0.0/8 md5"][..], "not a network"),
     ] {
         let r = render(&out, &site, args);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);

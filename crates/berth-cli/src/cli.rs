@@ -924,6 +924,10 @@ pub enum K8sCommand {
         /// An environment to write an overlay for (repeat for more) [default: production].
         #[arg(long = "env", value_name = "NAME")]
         environments: Vec<String>,
+        /// The cluster's pod network, which the services' access lists let in (repeat
+        /// for more) [default: every private range].
+        #[arg(long = "pod-network", value_name = "CIDR")]
+        pod_networks: Vec<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

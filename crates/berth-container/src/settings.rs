@@ -11,6 +11,11 @@ use berth_model::manifest::SettingType;
 /// What every setting variable starts with.
 pub const PREFIX: &str = "BERTH_SET_";
 
+/// This node's own address in the site config's `[fleet]`, known only once the
+/// container runs (a Kubernetes pod's IP, from the downward API): where its services
+/// listen for the other nodes.
+pub const NODE_ADDRESS: &str = "BERTH_NODE_ADDRESS";
+
 /// Where a variable's value goes in the site config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
@@ -103,13 +108,38 @@ pub fn amend(
 ) -> Result<(String, String), String> {
     let given: Vec<&(String, String)> =
         vars.iter().filter(|(k, _)| k.starts_with(PREFIX)).collect();
-    if given.is_empty() {
+    let address = vars.iter().find(|(k, _)| k == NODE_ADDRESS).map(|(_, v)| v);
+    if given.is_empty() && address.is_none() {
         return Ok((name.to_owned(), text.to_owned()));
     }
     let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
         // The parser reports the file's own syntax error, with its position.
         return Ok((name.to_owned(), text.to_owned()));
     };
+    if let Some(address) = address {
+        // Checked as every address of `[fleet]` is, when the text is parsed.
+        let node = doc
+            .get("fleet")
+            .and_then(|f| f.get("node"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                format!("`{NODE_ADDRESS}` gives this node's address in `[fleet]`, and {name} has no `[fleet]` naming this node")
+            })?;
+        let peer = doc
+            .get_mut("fleet")
+            .and_then(|f| f.get_mut("nodes"))
+            .and_then(|n| n.get_mut(&node))
+            .and_then(|p| p.as_table_like_mut())
+            .ok_or_else(|| format!("`[fleet]` in {name} has no node `{node}`"))?;
+        peer.insert("address", toml_edit::Item::Value(address.as_str().into()));
+    }
+    if given.is_empty() {
+        return Ok((
+            format!("{name} with {NODE_ADDRESS}"),
+            doc.to_string(),
+        ));
+    }
     let table = targets(manifest);
     let mut sorted = given;
     sorted.sort();
@@ -180,6 +210,21 @@ pub fn amend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `BERTH_NODE_ADDRESS` is this node's own address in `[fleet]`; without a
+    /// `[fleet]` naming the node it is refused.
+    #[test]
+    fn the_node_address_comes_from_the_environment() {
+        let text = "[fleet]\nname = \"demo\"\nnode = \"web\"\n[fleet.nodes.web]\naddress = \"demo-web\"\nroles = [\"web\"]\n[fleet.nodes.db]\naddress = \"demo-db\"\nroles = [\"db\"]\n";
+        let vars = [(NODE_ADDRESS.to_owned(), "10.244.1.7".to_owned())];
+        let (name, out) = amend(&manifest(), "site.toml", text, &vars).unwrap();
+        assert_eq!(name, "site.toml with BERTH_NODE_ADDRESS");
+        let doc: toml_edit::DocumentMut = out.parse().unwrap();
+        assert_eq!(doc["fleet"]["nodes"]["web"]["address"].as_str(), Some("10.244.1.7"));
+        assert_eq!(doc["fleet"]["nodes"]["db"]["address"].as_str(), Some("demo-db"));
+        let e = amend(&manifest(), "site.toml", "", &vars).unwrap_err();
+        assert!(e.contains("has no `[fleet]`"), "{e}");
+    }
 
     fn manifest() -> Manifest {
         let text = r#"

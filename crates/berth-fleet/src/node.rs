@@ -204,5 +204,6 @@ pub fn view(f: &LoadedFleet, node: &str) -> berth_model::fleet::FleetView {
                 )
             })
             .collect(),
+        networks: Vec::new(),
     }
 }

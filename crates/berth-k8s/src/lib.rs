@@ -11,6 +11,7 @@
 //! left out; the Ingress takes the load balancer's place.
 
 mod kustomize;
+mod site;
 mod site_check;
 mod workloads;
 
@@ -33,6 +34,9 @@ pub struct Options {
     /// The environments that get an overlay (`overlays/<name>/`), each with its own
     /// namespace `<app>-<name>`.
     pub environments: Vec<String>,
+    /// The networks pods connect from (the cluster's pod network), which the services'
+    /// access lists let in; every private range when empty.
+    pub pod_networks: Vec<String>,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
             registry: "localhost".to_owned(),
             storage_class: None,
             environments: vec!["production".to_owned()],
+            pod_networks: Vec::new(),
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct Rendered {
     pub workloads: Vec<Workload>,
     /// Where each hook of an enabled component runs.
     pub hooks: Vec<(String, HookPlace)>,
+    /// The site config each workload's pods see (its ConfigMap), by workload name.
+    pub sites: BTreeMap<String, String>,
 }
 
 /// Why a render failed: each names what to change.
@@ -129,13 +136,22 @@ pub fn render(
     let plan = workloads::plan(manifest, &state, &images);
     let hooks = workloads::hook_places(manifest, &state, &plan);
     let mut files = BTreeMap::new();
+    let networks: Vec<String> = if options.pod_networks.is_empty() {
+        site::PRIVATE_NETWORKS
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect()
+    } else {
+        options.pod_networks.clone()
+    };
+    let sites = site::per_workload(app, site, &plan, &networks);
     let objects = workloads::objects(
         manifest,
         &plan,
         &workloads::Context {
             options,
             prefix: &prefix,
-            site,
+            sites: &sites,
             external_url: &config.external_url,
             images: &images,
         },
@@ -160,6 +176,7 @@ pub fn render(
         secrets: specs,
         workloads: plan,
         hooks,
+        sites,
     })
 }
 
@@ -198,6 +215,14 @@ fn check_options(o: &Options) -> Result<(), K8sError> {
                 class.escape_default()
             )
         }));
+    }
+    for net in &o.pod_networks {
+        if !berth_model::fleet::is_network(net) {
+            return Err(K8sError::Option(format!(
+                "`{}` is not a network (`10.244.0.0/16`, `fd00::/8`)",
+                net.escape_default()
+            )));
+        }
     }
     for env in &o.environments {
         if !dns_label(env) || env.len() > 40 {

@@ -14,11 +14,11 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ExecAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -62,6 +62,8 @@ pub struct Workload {
     pub name: String,
     /// The role (or, for a service no role names, the service).
     pub role: String,
+    /// Every role its pods take: the role, and those the manifest puts `with` it.
+    pub roles: Vec<String>,
     /// Its services, one container each.
     pub services: Vec<String>,
     /// Deployment or StatefulSet.
@@ -82,34 +84,78 @@ pub struct Workload {
     pub init_hooks: Vec<String>,
 }
 
-/// A role (or a lone service) with the services it runs.
-type Group<'m> = (
-    String,
-    Vec<String>,
-    Option<&'m berth_model::topology::RoleDecl>,
-);
+/// A role (or a lone service) with the services it runs, and the roles the manifest
+/// puts `with` it.
+struct Group<'m> {
+    role: String,
+    roles: Vec<String>,
+    services: Vec<String>,
+    decls: Vec<&'m berth_model::topology::RoleDecl>,
+}
 
-/// The services that run, by role; a service no role names is a group of its own.
+/// The services that run, by role; a role `with` another one shares its pods, as it
+/// shares its machines in a fleet (NetBox's Redis beside PostgreSQL); a service no role
+/// names is a group of its own.
 fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'m>> {
     let running: BTreeSet<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     let mut groups: Vec<Group<'m>> = Vec::new();
     let mut placed = BTreeSet::new();
-    for (role, decl) in &m.roles {
-        let services: Vec<String> = decl
-            .services
+    let services_of = |decl: &berth_model::topology::RoleDecl| -> Vec<String> {
+        decl.services
             .iter()
             .filter(|s| running.contains(s.as_str()))
             .cloned()
-            .collect();
+            .collect()
+    };
+    // Where a role's pods are: the end of its `with` chain.
+    let host = |role: &str| -> String {
+        let mut at = role.to_owned();
+        for _ in 0..m.roles.len() {
+            match m.roles.get(&at).and_then(|d| d.with.clone()) {
+                Some(next) if m.roles.contains_key(&next) => at = next,
+                _ => break,
+            }
+        }
+        at
+    };
+    for (role, decl) in &m.roles {
+        let services = services_of(decl);
         if services.is_empty() {
             continue;
         }
         placed.extend(services.iter().cloned());
-        groups.push((role.clone(), services, Some(decl)));
+        let home = host(role);
+        if let Some(g) = groups.iter_mut().find(|g| g.role == home) {
+            g.roles.push(role.clone());
+            // The pod's own role's services first: its first container asks for the
+            // pod's size.
+            if *role == home {
+                g.services.splice(0..0, services);
+            } else {
+                g.services.extend(services);
+            }
+            g.decls.push(decl);
+        } else {
+            groups.push(Group {
+                role: home.clone(),
+                roles: vec![role.clone()],
+                services,
+                decls: vec![decl],
+            });
+        }
+    }
+    for g in &mut groups {
+        g.roles.sort();
+        g.roles.dedup();
     }
     for s in &running {
         if !placed.contains(*s) {
-            groups.push(((*s).to_owned(), vec![(*s).to_owned()], None));
+            groups.push(Group {
+                role: (*s).to_owned(),
+                roles: Vec::new(),
+                services: vec![(*s).to_owned()],
+                decls: Vec::new(),
+            });
         }
     }
     groups
@@ -130,16 +176,24 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
             .unwrap_or_default()
     };
     let mut homes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (role, services, _) in &groups {
-        for s in services {
+    for g in &groups {
+        for s in &g.services {
             homes
                 .entry(component_of(s))
                 .or_default()
-                .insert(role.clone());
+                .insert(g.role.clone());
         }
     }
     let mut out = Vec::new();
-    for (role, services, decl) in groups {
+    for g in groups {
+        let Group {
+            role,
+            roles,
+            services,
+            decls,
+        } = g;
+        // The pod's size and how it is made available are its own role's.
+        let decl = m.roles.get(&role).filter(|_| !decls.is_empty());
         let components: BTreeSet<String> = services.iter().map(|s| component_of(s)).collect();
         let mut all_dirs = Vec::new();
         for c in &components {
@@ -183,15 +237,23 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
                 }
             }
         }
+        // A pod asks for what each role in it needs.
+        let cpus: Option<u32> = decls.iter().filter_map(|d| d.cpus).reduce(|a, b| a + b);
+        let memory_bytes: i64 = decls
+            .iter()
+            .filter_map(|d| d.memory.as_deref())
+            .filter_map(|m| berth_model::parse_size(m).ok())
+            .sum();
         out.push(Workload {
             name: format!("{app}-{role}"),
             role,
+            roles,
             services,
             kind,
             replicas: i32::try_from(replicas).unwrap_or(1),
             ha_replicas: ha_replicas.map(|n| i32::try_from(n).unwrap_or(2)),
-            cpus: decl.and_then(|d| d.cpus),
-            memory: decl.and_then(|d| d.memory.clone()),
+            cpus,
+            memory: (memory_bytes > 0).then(|| format!("{}MiB", memory_bytes >> 20)),
             ports,
             data_dirs,
             init_hooks: Vec::new(),
@@ -272,7 +334,8 @@ pub fn hook_places(
 pub struct Context<'a> {
     pub options: &'a Options,
     pub prefix: &'a Path,
-    pub site: &'a str,
+    /// Each workload's site config, by its name.
+    pub sites: &'a BTreeMap<String, String>,
     pub external_url: &'a url::Url,
     pub images: &'a [RolePlan],
 }
@@ -375,6 +438,22 @@ fn claim_spec(
     })
 }
 
+/// The pod's own address, which `berth container` puts in as this node's address of
+/// `[fleet]`: where its services listen for the other pods.
+fn node_env() -> Vec<EnvVar> {
+    vec![EnvVar {
+        name: berth_container::settings::NODE_ADDRESS.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }]
+}
+
 fn security() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
@@ -463,6 +542,7 @@ fn container(
         .filter(|p: &Vec<ContainerPort>| !p.is_empty()),
         volume_mounts: Some(mounts(ctx, w)),
         security_context: Some(security()),
+        env: Some(node_env()),
         ..Container::default()
     };
     // The image's health check is one attempt of the service's readiness probe.
@@ -524,6 +604,14 @@ fn pod(
                 type_: "RuntimeDefault".to_owned(),
                 ..SeccompProfile::default()
             }),
+            // A port below 1024 (an `https` external URL's 443) without a capability:
+            // a namespaced sysctl Kubernetes counts as safe.
+            sysctls: w.ports.iter().any(|(_, p)| *p < 1024).then(|| {
+                vec![Sysctl {
+                    name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
+                    value: "0".to_owned(),
+                }]
+            }),
             ..PodSecurityContext::default()
         }),
         restart_policy: restart.map(str::to_owned),
@@ -563,6 +651,7 @@ fn hook_container(
         args: Some(vec!["hook".to_owned(), hook.to_owned()]),
         volume_mounts: Some(mounts(ctx, w)),
         security_context: Some(security()),
+        env: Some(node_env()),
         ..Container::default()
     }
 }
@@ -572,7 +661,7 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
         Volume {
             name: "site".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
-                name: format!("{app}-site"),
+                name: format!("{}-site", w.name),
                 items: Some(vec![KeyToPath {
                     key: "site.toml".to_owned(),
                     path: "site.toml".to_owned(),
@@ -640,15 +729,18 @@ pub fn objects(
     let m = &manifest.manifest;
     let (app, version) = (&m.app.name, &m.app.version);
     let mut out = BTreeMap::new();
-    let site = ConfigMap {
-        metadata: meta(&format!("{app}-site"), labels(app, version, "config")),
-        data: Some(BTreeMap::from([(
-            "site.toml".to_owned(),
-            ctx.site.to_owned(),
-        )])),
-        ..ConfigMap::default()
-    };
-    out.insert(format!("configmap-{app}-site.yaml"), to_yaml(&site)?);
+    for w in plan {
+        let name = format!("{}-site", w.name);
+        let site = ConfigMap {
+            metadata: meta(&name, labels(app, version, &w.role)),
+            data: Some(BTreeMap::from([(
+                "site.toml".to_owned(),
+                ctx.sites.get(&w.name).cloned().unwrap_or_default(),
+            )])),
+            ..ConfigMap::default()
+        };
+        out.insert(format!("configmap-{name}.yaml"), to_yaml(&site)?);
+    }
     let mut claims = BTreeSet::new();
     for w in plan {
         let labels_w = labels(app, version, &w.role);
@@ -858,6 +950,7 @@ fn cron_jobs(
             args: Some(vec!["job".to_owned(), name.clone()]),
             volume_mounts: Some(mounts(ctx, w)),
             security_context: Some(security()),
+            env: Some(node_env()),
             ..Container::default()
         }];
         let timeout = berth_model::parse_duration(&decl.timeout)

@@ -2,6 +2,7 @@
 //! external URL: every file of the kustomize tree, snapshotted; the workloads as
 //! planned; and what is refused.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -34,8 +35,7 @@ fn netbox_renders_a_workload_per_role_and_a_kustomize_tree() {
         })
         .collect();
     insta::assert_snapshot!(plan.join("\n"), @r#"
-    netbox-cache StatefulSet x1 ["redis"] init []
-    netbox-database StatefulSet x1 ["postgresql"] init ["initdb"]
+    netbox-database StatefulSet x1 ["postgresql", "redis"] init ["initdb"]
     netbox-web Deployment x1 ["web", "nginx"] init ["collectstatic"]
     netbox-worker Deployment x1 ["worker"] init []
     "#);
@@ -144,4 +144,101 @@ fn settings_only_a_host_has_are_refused_by_position() {
         "{e}"
     );
     assert!(e.contains("help: remove `[upgrade]`"), "{e}");
+}
+
+/// What a pod renders from its ConfigMap once `berth container` has put its own
+/// address in (`BERTH_NODE_ADDRESS`): each rendered file of the instance, by path.
+fn pod_files(r: &berth_k8s::Rendered, workload: &str, pod_ip: &str) -> BTreeMap<String, String> {
+    let m = netbox();
+    let vars = [(
+        berth_container::settings::NODE_ADDRESS.to_owned(),
+        pod_ip.to_owned(),
+    )];
+    let (name, text) =
+        berth_container::settings::amend(&m.manifest, "site.toml", &r.sites[workload], &vars)
+            .unwrap();
+    let site = berth_model::parse_site(&name, &text, &m).unwrap_or_else(|d| panic!("{d}"));
+    let facts = berth_model::Facts {
+        is_root: true,
+        ..berth_model::Facts::fixture()
+    };
+    let config = berth_model::resolve(&m, &site, &facts).unwrap_or_else(|d| panic!("{d}"));
+    let secrets: BTreeMap<String, String> = r
+        .secrets
+        .iter()
+        .map(|s| (s.name.clone(), format!("test-{}", s.name)))
+        .collect();
+    let paths = berth_render::Paths::for_prefix(Path::new("/var/opt/berth/netbox"), "4.7.3");
+    let state = berth_render::render(&berth_render::RenderInput {
+        manifest: &m,
+        config: &config,
+        facts: &facts,
+        secrets: &secrets,
+        paths: &paths,
+        users: &berth_render::UserNames::shared(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    state
+        .files
+        .into_iter()
+        .map(|f| (f.path.display().to_string(), f.content))
+        .collect()
+}
+
+/// Each pod finds the other roles at their Services and listens on its own address:
+/// NetBox's web pod reaches PostgreSQL and Redis at `netbox-database` (the manifest
+/// puts the cache role `with` the database, so Redis shares its pods), nginx listens
+/// on the pod's address too; PostgreSQL and Redis listen on their pod's address, and
+/// PostgreSQL lets the pod networks in (with the password).
+#[test]
+fn each_pod_finds_the_others_at_their_services_and_listens_on_its_own_address() {
+    let r = render(&netbox(), "site.toml", SITE, &Options::default()).unwrap();
+    let web = pod_files(&r, "netbox-web", "10.244.1.7");
+    let config = &web["/var/opt/berth/netbox/etc/netbox/configuration.py"];
+    assert!(config.contains("'HOST': 'netbox-database'"), "{config}");
+    assert_eq!(
+        config.matches("'HOST': 'netbox-database'").count(),
+        3,
+        "{config}"
+    );
+    assert!(config.contains("'10.244.1.7'"), "ALLOWED_HOSTS: {config}");
+    let nginx = &web["/var/opt/berth/netbox/etc/nginx/nginx.conf"];
+    assert!(nginx.contains("listen 10.244.1.7:443;"), "{nginx}");
+    let db = pod_files(&r, "netbox-database", "10.244.2.9");
+    let pg = &db["/var/opt/berth/netbox/etc/postgresql/postgresql.conf"];
+    assert!(
+        pg.contains("listen_addresses = '127.0.0.1,10.244.2.9'"),
+        "{pg}"
+    );
+    let hba = &db["/var/opt/berth/netbox/etc/postgresql/pg_hba.conf"];
+    assert!(
+        hba.contains("host    all       all   10.0.0.0/8   scram-sha-256"),
+        "{hba}"
+    );
+    let redis = &db["/var/opt/berth/netbox/etc/redis/redis.conf"];
+    assert!(redis.contains("bind 127.0.0.1 10.244.2.9"), "{redis}");
+    // The site config of the web pods, as its ConfigMap holds it.
+    insta::assert_snapshot!(r.sites["netbox-web"], @r#"
+    # The `web` pods' site config, written by `berth k8s render`: the site config
+    # given to it, with the pods' roles and where every role's Service is.
+    roles = ["web"]
+    external_url = "https://netbox.example.com/"
+
+    [fleet]
+    name = "netbox"
+    node = "web"
+    networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]
+
+    [fleet.nodes.database]
+    address = "netbox-database"
+    roles = ["cache", "database"]
+
+    [fleet.nodes.web]
+    address = "netbox-web"
+    roles = ["web"]
+
+    [fleet.nodes.worker]
+    address = "netbox-worker"
+    roles = ["worker"]
+    "#);
 }

@@ -142,6 +142,11 @@ pub struct FleetView {
     pub node: String,
     /// Every node of the fleet.
     pub nodes: BTreeMap<String, FleetPeer>,
+    /// The networks the other nodes connect from, for access lists
+    /// (`node.peer_networks`); each node's address as a one-host network when empty.
+    /// A cluster's pods connect from its pod network, not from their Services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 /// One node as the others see it.
@@ -152,6 +157,22 @@ pub struct FleetPeer {
     pub address: String,
     /// Its roles.
     pub roles: Vec<String>,
+}
+
+/// Whether `s` is a network as access lists take it: an IP address, `/`, a prefix
+/// length no longer than the address.
+pub fn is_network(s: &str) -> bool {
+    let Some((ip, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    !len.is_empty()
+        && len.len() <= 3
+        && len.chars().all(|c| c.is_ascii_digit())
+        && len.parse::<u8>().is_ok_and(|n| n <= max)
 }
 
 impl FleetView {
@@ -198,5 +219,20 @@ impl FleetView {
             .filter(|n| n.roles.iter().any(|r| r == role))
             .map(|n| n.address.as_str())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    /// Only an address with a prefix length that fits it: anything else could add a
+    /// method or an option to an access list line.
+    #[test]
+    fn only_networks_are_networks() {
+        for ok in ["10.244.0.0/16", "0.0.0.0/0", "fd00::/8", "10.0.0.1/32"] {
+            assert!(super::is_network(ok), "{ok}");
+        }
+        for bad in ["10.0.0.0", "10.0.0.0/33", "fd00::/129", "10.0.0.0/8 trust", "host/8", "10.0.0.0/", "10.0.0.0/+8"] {
+            assert!(!super::is_network(bad), "{bad}");
+        }
     }
 }

@@ -177,6 +177,19 @@ impl SiteParser<'_> {
                 return;
             }
         };
+        // They land in access lists (`pg_hba.conf`): a network, nothing else.
+        for net in &view.networks {
+            if !crate::fleet::is_network(net) {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`[fleet] networks` has `{}`, which is not a network (`10.244.0.0/16`, `fd00::/8`)",
+                        crate::shown(net)
+                    ),
+                    None,
+                );
+            }
+        }
         let declared = &self.manifest.roles;
         let mut seen = std::collections::BTreeMap::new();
         for (name, peer) in &view.nodes {

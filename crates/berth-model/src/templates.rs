@@ -12,7 +12,7 @@
 //! | `facts` | every field of [`Facts`] |
 //! | `external_url` | `url`, `scheme`, `host`, `port`, `path` |
 //! | `profile` | the selected profile's name, or none |
-//! | `node` | `name` (`local` alone), `address` (where the other nodes of a fleet reach this one; `127.0.0.1` alone), `in_fleet`, `fleet` (its name), `peers` (every node's address), `peer_networks` (each as a one-host network: `10.0.0.1/32`) |
+//! | `node` | `name` (`local` alone), `address` (where the other nodes of a fleet reach this one; `127.0.0.1` alone), `in_fleet`, `fleet` (its name), `peers` (every node's address), `peer_networks` (each as a one-host network: `10.0.0.1/32`, or `[fleet] networks` when given) |
 //! | `roles` | `roles.<name>`: `here` (this node takes it), `hosts` (the addresses of the nodes that do), `host` (the first), `members` (`name` and `address` of each) |
 
 use std::collections::{BTreeMap, HashSet};

@@ -305,7 +305,11 @@ fn fleet_context(input: &RenderInput<'_>) -> (Value, Value) {
         in_fleet => true,
         fleet => fleet.name.clone(),
         peers => fleet.nodes.values().map(|p| p.address.clone()).collect::<Vec<_>>(),
-        peer_networks => fleet.nodes.values().map(|p| network(&p.address)).collect::<Vec<_>>(),
+        peer_networks => if fleet.networks.is_empty() {
+            fleet.nodes.values().map(|p| network(&p.address)).collect::<Vec<_>>()
+        } else {
+            fleet.networks.clone()
+        },
     };
     // Under Patroni, database clients reach the leader through the load balancer.
     let patroni = fleet.patroni_role(m);

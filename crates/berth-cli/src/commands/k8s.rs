@@ -12,6 +12,7 @@ pub struct RenderArgs<'a> {
     pub registry: &'a str,
     pub storage_class: Option<&'a str>,
     pub environments: &'a [String],
+    pub pod_networks: &'a [String],
     pub json: bool,
 }
 
@@ -38,6 +39,7 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         } else {
             a.environments.to_vec()
         },
+        pod_networks: a.pod_networks.to_vec(),
     };
     let rendered = berth_k8s::render(&manifest, &site_file, &site, &options)?;
     let mut written = Vec::new();

@@ -331,6 +331,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             registry,
             storage_class,
             environments,
+            pod_networks,
             json,
         }) => k8s::render(
             &loc,
@@ -339,6 +340,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 registry: &registry,
                 storage_class: storage_class.as_deref(),
                 environments: &environments,
+                pod_networks: &pod_networks,
                 json,
             },
         ),
