@@ -19,27 +19,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 RUNS=${BENCH_RUNS:-20}
 
-command -v hyperfine >/dev/null || {
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+PY=/usr/bin/python3
+say() { printf '\n== %s\n' "$*" >&2; }
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+command -v hyperfine >/dev/null ||
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends hyperfine
-}
-command -v kubectl >/dev/null || {
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+command -v kubectl >/dev/null ||
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends kubernetes-client
-}
-
-if [ -n "${BENCH_BERTH:-}" ]; then
-  BERTH=$(realpath "$BENCH_BERTH")
-  BUILD="the binary BENCH_BERTH names"
-else
-  echo "== building the release binary" >&2
-  cargo build --release --bin berth
-  BERTH=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/berth
-  BUILD="release build"
-fi
+. "$ROOT/benches/lib/berth.sh"
+find_berth
 
 WORK=$(mktemp -d /tmp/berth-k8s.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

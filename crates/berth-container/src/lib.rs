@@ -145,18 +145,41 @@ pub fn run_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Result
         .hook
         .clone()
         .ok_or_else(|| ContainerError::Invalid(format!("no hook `{hook}`")))?;
-    let main = init::Main {
+    let run = OneShot {
         what: format!("the {hook} hook"),
         argv: spec.argv,
         env: spec.env,
         cwd: spec.cwd,
-        stop_signal: nix::sys::signal::Signal::SIGTERM,
-        stop_timeout: Duration::from_secs(10),
-        reload_signal: None,
-        pid_file: None,
-        run_timeout: Some(spec.timeout),
+        timeout: spec.timeout,
     };
-    init::run(&main, say)
+    run.run(say)
+}
+
+/// A process run once in the foreground, killed after its timeout: a hook, or one run
+/// of a periodic job.
+struct OneShot {
+    what: String,
+    argv: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    cwd: Option<std::path::PathBuf>,
+    timeout: Duration,
+}
+
+impl OneShot {
+    fn run(self, say: &mut dyn FnMut(&str)) -> Result<u8> {
+        let main = init::Main {
+            what: self.what,
+            argv: self.argv,
+            env: self.env,
+            cwd: self.cwd,
+            stop_signal: nix::sys::signal::Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            reload_signal: None,
+            pid_file: None,
+            run_timeout: Some(self.timeout),
+        };
+        init::run(&main, say)
+    }
 }
 
 /// `berth container job <job>`: render, write the job's component's files, run the
@@ -172,18 +195,14 @@ pub fn run_job(opts: &Options, job: &str, say: &mut dyn FnMut(&str)) -> Result<u
         .job
         .clone()
         .ok_or_else(|| ContainerError::Invalid(format!("no job `{job}`")))?;
-    let main = init::Main {
+    let run = OneShot {
         what: format!("the {job} job"),
         argv: spec.argv,
         env: spec.env,
         cwd: spec.cwd,
-        stop_signal: nix::sys::signal::Signal::SIGTERM,
-        stop_timeout: Duration::from_secs(10),
-        reload_signal: None,
-        pid_file: None,
-        run_timeout: Some(spec.timeout),
+        timeout: spec.timeout,
     };
-    init::run(&main, say)
+    run.run(say)
 }
 
 /// `berth container ready <service>`: one attempt of the service's readiness probe,

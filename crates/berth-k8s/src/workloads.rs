@@ -848,6 +848,20 @@ pub fn objects(
     Ok(out)
 }
 
+/// The first workload with a service of `component`: where its hooks and jobs find
+/// their image, volumes and site config.
+fn runs_component<'p>(
+    m: &berth_model::Manifest,
+    plan: &'p [Workload],
+    component: &str,
+) -> Option<&'p Workload> {
+    plan.iter().find(|w| {
+        w.services
+            .iter()
+            .any(|s| m.services.get(s).is_some_and(|d| d.component == component))
+    })
+}
+
 /// The hooks that run as Jobs.
 fn jobs(
     manifest: &LoadedManifest,
@@ -858,13 +872,7 @@ fn jobs(
     let m = &manifest.manifest;
     let (app, version) = (&m.app.name, &m.app.version);
     for (hook, decl) in &m.hooks {
-        let Some(w) = plan.iter().find(|w| {
-            w.services.iter().any(|s| {
-                m.services
-                    .get(s)
-                    .is_some_and(|d| d.component == decl.component)
-            })
-        }) else {
+        let Some(w) = runs_component(m, plan, &decl.component) else {
             continue;
         };
         let placed = plan.iter().any(|x| x.init_hooks.contains(hook));
@@ -917,13 +925,7 @@ fn cron_jobs(
     let m = &manifest.manifest;
     let (app, version) = (&m.app.name, &m.app.version);
     for (name, decl) in &m.jobs {
-        let Some(w) = plan.iter().find(|w| {
-            w.services.iter().any(|s| {
-                m.services
-                    .get(s)
-                    .is_some_and(|d| d.component == decl.component)
-            })
-        }) else {
+        let Some(w) = runs_component(m, plan, &decl.component) else {
             continue;
         };
         let schedule = schedule(&decl.every).ok_or_else(|| {
