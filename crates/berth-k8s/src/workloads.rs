@@ -675,7 +675,9 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
             name: "secrets".to_owned(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(format!("{app}-secrets")),
-                default_mode: Some(0o400),
+                // Root's files, of the pod's group (`fsGroup`): readable by the service's user
+                // through its group, and by no one else.
+                default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
