@@ -165,7 +165,7 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
             opts.secrets_dir.display()
         )));
     }
-    if service.is_none() && hook.is_none() {
+    if service.is_none() && hook.is_none() && job.is_none() {
         return Err(ContainerError::Invalid(format!(
             "{runs} is not rendered for this instance: its component is turned off"
         )));
