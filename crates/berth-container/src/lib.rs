@@ -139,18 +139,35 @@ pub fn run_service(opts: &Options, service: &str, say: &mut dyn FnMut(&str)) -> 
 /// # Errors
 /// As [`run_service`].
 pub fn run_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Result<u8> {
-    let prepared = start::prepare(opts, What::Hook(hook))?;
+    run_once(opts, What::Hook(hook), say)
+}
+
+/// A hook or one run of a periodic job: rendered, its component's files written, run
+/// once in the foreground and killed after its timeout.
+fn run_once(opts: &Options, what: What<'_>, say: &mut dyn FnMut(&str)) -> Result<u8> {
+    let prepared = start::prepare(opts, what)?;
     start::write(&prepared)?;
-    let spec = prepared
-        .hook
-        .clone()
-        .ok_or_else(|| ContainerError::Invalid(format!("no hook `{hook}`")))?;
-    let run = OneShot {
-        what: format!("the {hook} hook"),
-        argv: spec.argv,
-        env: spec.env,
-        cwd: spec.cwd,
-        timeout: spec.timeout,
+    let run = match (prepared.hook, prepared.job, what) {
+        (Some(h), _, What::Hook(name)) => OneShot {
+            what: format!("the {name} hook"),
+            argv: h.argv,
+            env: h.env,
+            cwd: h.cwd,
+            timeout: h.timeout,
+        },
+        (_, Some(j), What::Job(name)) => OneShot {
+            what: format!("the {name} job"),
+            argv: j.argv,
+            env: j.env,
+            cwd: j.cwd,
+            timeout: j.timeout,
+        },
+        (_, _, What::Hook(name)) => {
+            return Err(ContainerError::Invalid(format!("no hook `{name}`")));
+        }
+        (_, _, What::Job(name) | What::Service(name)) => {
+            return Err(ContainerError::Invalid(format!("no job `{name}`")));
+        }
     };
     run.run(say)
 }
@@ -189,20 +206,7 @@ impl OneShot {
 /// # Errors
 /// As [`run_service`].
 pub fn run_job(opts: &Options, job: &str, say: &mut dyn FnMut(&str)) -> Result<u8> {
-    let prepared = start::prepare(opts, What::Job(job))?;
-    start::write(&prepared)?;
-    let spec = prepared
-        .job
-        .clone()
-        .ok_or_else(|| ContainerError::Invalid(format!("no job `{job}`")))?;
-    let run = OneShot {
-        what: format!("the {job} job"),
-        argv: spec.argv,
-        env: spec.env,
-        cwd: spec.cwd,
-        timeout: spec.timeout,
-    };
-    run.run(say)
+    run_once(opts, What::Job(job), say)
 }
 
 /// `berth container ready <service>`: one attempt of the service's readiness probe,

@@ -135,10 +135,7 @@ pub fn amend(
         peer.insert("address", toml_edit::Item::Value(address.as_str().into()));
     }
     if given.is_empty() {
-        return Ok((
-            format!("{name} with {NODE_ADDRESS}"),
-            doc.to_string(),
-        ));
+        return Ok((format!("{name} with {NODE_ADDRESS}"), doc.to_string()));
     }
     let table = targets(manifest);
     let mut sorted = given;
@@ -220,8 +217,14 @@ mod tests {
         let (name, out) = amend(&manifest(), "site.toml", text, &vars).unwrap();
         assert_eq!(name, "site.toml with BERTH_NODE_ADDRESS");
         let doc: toml_edit::DocumentMut = out.parse().unwrap();
-        assert_eq!(doc["fleet"]["nodes"]["web"]["address"].as_str(), Some("10.244.1.7"));
-        assert_eq!(doc["fleet"]["nodes"]["db"]["address"].as_str(), Some("demo-db"));
+        assert_eq!(
+            doc["fleet"]["nodes"]["web"]["address"].as_str(),
+            Some("10.244.1.7")
+        );
+        assert_eq!(
+            doc["fleet"]["nodes"]["db"]["address"].as_str(),
+            Some("demo-db")
+        );
         let e = amend(&manifest(), "site.toml", "", &vars).unwrap_err();
         assert!(e.contains("has no `[fleet]`"), "{e}");
     }

@@ -97,9 +97,10 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
             (decl.component.clone(), format!("the {name} hook"))
         }
         What::Job(name) => {
-            let decl = manifest.jobs.get(name).ok_or_else(|| {
-                not_found("job", name, manifest.jobs.keys().map(String::as_str))
-            })?;
+            let decl = manifest
+                .jobs
+                .get(name)
+                .ok_or_else(|| not_found("job", name, manifest.jobs.keys().map(String::as_str)))?;
             (decl.component.clone(), format!("the {name} job"))
         }
     };

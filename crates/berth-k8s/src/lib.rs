@@ -133,8 +133,7 @@ pub fn render(
     })
     .map_err(|e| K8sError::Render(e.to_string()))?;
     let images = berth_container::plan::plan(manifest, &state, &[], 0).map_err(K8sError::Render)?;
-    let plan = workloads::plan(manifest, &state, &images);
-    let hooks = workloads::hook_places(manifest, &state, &plan);
+    let (plan, hooks) = workloads::plan(manifest, &state, &images);
     let mut files = BTreeMap::new();
     let networks: Vec<String> = if options.pod_networks.is_empty() {
         site::PRIVATE_NETWORKS
@@ -152,6 +151,7 @@ pub fn render(
             options,
             prefix: &prefix,
             sites: &sites,
+            hooks: &hooks,
             external_url: &config.external_url,
             images: &images,
         },

@@ -70,8 +70,6 @@ pub struct Workload {
     pub kind: Kind,
     /// Copies in the base; overlays may say more.
     pub replicas: i32,
-    /// Copies that make it highly available (an overlay's `ha` patch), if it can be.
-    pub ha_replicas: Option<i32>,
     /// CPUs and memory one pod asks for (the role's sizing).
     pub cpus: Option<u32>,
     /// Memory, as the manifest writes it.
@@ -163,7 +161,11 @@ fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'
 
 /// The workloads of the app: one per role that runs services, one per service no
 /// role names.
-pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]) -> Vec<Workload> {
+pub fn plan(
+    manifest: &LoadedManifest,
+    state: &DesiredState,
+    images: &[RolePlan],
+) -> (Vec<Workload>, Vec<(String, HookPlace)>) {
     let m = &manifest.manifest;
     let app = &m.app.name;
     let groups = groups(m, state);
@@ -221,11 +223,6 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
             Kind::Deployment
         };
         let replicas = decl.map_or(1, |d| d.nodes.min.max(1));
-        let ha_replicas = match (ha, decl.and_then(|d| d.nodes.ha)) {
-            (HaKind::Replicas, Some(n)) => Some(n),
-            (HaKind::Replicas, None) => Some(2),
-            _ => None,
-        };
         let mut ports = Vec::new();
         for s in &services {
             let Some(image) = images.iter().find(|p| &p.service == s) else {
@@ -251,7 +248,6 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
             services,
             kind,
             replicas: i32::try_from(replicas).unwrap_or(1),
-            ha_replicas: ha_replicas.map(|n| i32::try_from(n).unwrap_or(2)),
             cpus,
             memory: (memory_bytes > 0).then(|| format!("{}MiB", memory_bytes >> 20)),
             ports,
@@ -259,18 +255,19 @@ pub fn plan(manifest: &LoadedManifest, state: &DesiredState, images: &[RolePlan]
             init_hooks: Vec::new(),
         });
     }
-    for (hook, place) in hook_places(manifest, state, &out) {
+    let hooks = hook_places(manifest, state, &out);
+    for (hook, place) in &hooks {
         if let HookPlace::Init(w) = place
-            && let Some(w) = out.iter_mut().find(|x| x.name == w)
+            && let Some(w) = out.iter_mut().find(|x| &x.name == w)
         {
-            w.init_hooks.push(hook);
+            w.init_hooks.push(hook.clone());
         }
     }
-    out
+    (out, hooks)
 }
 
 /// Where each hook of an enabled component runs.
-pub fn hook_places(
+fn hook_places(
     manifest: &LoadedManifest,
     state: &DesiredState,
     workloads: &[Workload],
@@ -336,6 +333,8 @@ pub struct Context<'a> {
     pub prefix: &'a Path,
     /// Each workload's site config, by its name.
     pub sites: &'a BTreeMap<String, String>,
+    /// Where each hook runs.
+    pub hooks: &'a [(String, HookPlace)],
     pub external_url: &'a url::Url,
     pub images: &'a [RolePlan],
 }
@@ -873,14 +872,13 @@ fn jobs(
 ) -> Result<(), K8sError> {
     let m = &manifest.manifest;
     let (app, version) = (&m.app.name, &m.app.version);
-    for (hook, decl) in &m.hooks {
+    for (hook, _) in ctx.hooks.iter().filter(|(_, p)| *p == HookPlace::Job) {
+        let Some(decl) = m.hooks.get(hook) else {
+            continue;
+        };
         let Some(w) = runs_component(m, plan, &decl.component) else {
             continue;
         };
-        let placed = plan.iter().any(|x| x.init_hooks.contains(hook));
-        if placed || !runs_as_job(manifest, plan, hook) {
-            continue;
-        }
         // A release's hook runs once per version: the version is in its name, so the
         // next release's is a new Job.
         let name = match decl.when {
@@ -989,34 +987,6 @@ fn cron_jobs(
         out.insert(format!("cronjob-{cron_name}.yaml"), to_yaml(&cron)?);
     }
     Ok(())
-}
-
-/// Whether `hook` runs as a Job (not in a pod's init containers or its service's
-/// container).
-fn runs_as_job(manifest: &LoadedManifest, plan: &[Workload], hook: &str) -> bool {
-    let m = &manifest.manifest;
-    let Some(decl) = m.hooks.get(hook) else {
-        return false;
-    };
-    let home = |service: &str| {
-        plan.iter()
-            .find(|w| w.services.iter().any(|s| s == service))
-    };
-    let after: Vec<&Workload> = decl
-        .after
-        .iter()
-        .filter(|x| m.services.contains_key(x.as_str()))
-        .filter_map(|s| home(s))
-        .collect();
-    let homes: BTreeSet<&str> = after.iter().map(|w| w.name.as_str()).collect();
-    // Waiting for one other workload's service only, of its own component: it runs
-    // in that service's container.
-    homes.len() != 1
-        || !after[0].services.iter().any(|s| {
-            m.services
-                .get(s)
-                .is_some_and(|d| d.component == decl.component)
-        })
 }
 
 /// `every` as a CronJob schedule, when one can say it.
