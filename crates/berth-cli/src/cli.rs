@@ -942,12 +942,37 @@ pub enum ContainerCommand {
     Run {
         /// The service.
         service: String,
+        /// Once the service is ready, run this hook in the container beside it
+        /// (repeat for more, run in that order); each is started again after a
+        /// pause when it fails, and the service is not ready before all succeeded.
+        #[arg(long = "then", value_name = "HOOK")]
+        then: Vec<String>,
     },
     /// Run one lifecycle hook (`migrate`, `initdb`…) in the foreground and exit with
     /// its status.
     Hook {
         /// The hook.
         hook: String,
+        /// First wait until this service, in this container, is ready (10 minutes
+        /// at most).
+        #[arg(long = "when-ready", value_name = "SERVICE")]
+        when_ready: Option<String>,
+    },
+    /// Wait until the hook has nothing left to do (its `check` exits 0), at most its
+    /// timeout: exit 0 then, 1 past it.
+    WaitHook {
+        /// The hook.
+        hook: String,
+    },
+    /// Wait until a TCP connection to HOST:PORT succeeds: exit 0 then, 1 past the
+    /// timeout.
+    WaitFor {
+        /// The address.
+        #[arg(value_name = "HOST:PORT")]
+        address: String,
+        /// How long at most.
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        timeout: std::time::Duration,
     },
     /// Run one periodic job (`[jobs.<name>]`) once in the foreground and exit with its
     /// status (what a Kubernetes CronJob's pod runs).
@@ -960,4 +985,9 @@ pub enum ContainerCommand {
         /// The service.
         service: String,
     },
+}
+
+/// A duration as the manifest writes one (`90s`, `10m`).
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    berth_model::parse_duration(s)
 }

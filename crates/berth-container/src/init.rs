@@ -40,6 +40,124 @@ pub struct Main {
     /// How long it may run at all (a hook's `timeout`): then it is stopped as if the
     /// runtime had asked, and the exit status says it failed.
     pub run_timeout: Option<Duration>,
+    /// Run one after the other beside it (hooks that wait for it to be ready), each
+    /// started again after a pause when it fails.
+    pub followers: Vec<Follower>,
+    /// Exists, naming the followers, until every one of them has succeeded: the
+    /// service is not ready before.
+    pub pending_file: Option<PathBuf>,
+}
+
+/// A process started beside the main one.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    /// What it is, for messages.
+    pub what: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Its whole environment.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Where the followers are: the one running, the next to start and when.
+struct Followers<'m> {
+    list: &'m [Follower],
+    next: usize,
+    running: Option<Pid>,
+    start_at: Instant,
+    pause: Duration,
+}
+
+impl<'m> Followers<'m> {
+    /// The longest pause before a failed follower starts again.
+    const MAX_PAUSE: Duration = Duration::from_mins(5);
+
+    /// None has run yet: the pending file says so.
+    fn begin(main: &'m Main) -> Result<Self> {
+        if let Some(file) = main
+            .pending_file
+            .as_ref()
+            .filter(|_| !main.followers.is_empty())
+        {
+            let names: Vec<&str> = main.followers.iter().map(|f| f.what.as_str()).collect();
+            berth_host::fsutil::write_atomic(
+                file,
+                format!("{}\n", names.join(", ")).as_bytes(),
+                0o644,
+                None,
+            )?;
+        }
+        Ok(Self {
+            list: &main.followers,
+            next: 0,
+            running: None,
+            start_at: Instant::now(),
+            pause: Duration::from_secs(5),
+        })
+    }
+
+    fn start_due(&mut self, say: &mut dyn FnMut(&str)) {
+        if self.running.is_some() || Instant::now() < self.start_at {
+            return;
+        }
+        let Some(f) = self.list.get(self.next) else {
+            return;
+        };
+        let Some((program, args)) = f.argv.split_first() else {
+            return;
+        };
+        let mut cmd = berth_process::ChildCommand::new(program);
+        cmd.args(args)
+            .envs(&f.env)
+            .detach(berth_process::Detach::Group);
+        match cmd.build().map(|mut c| c.spawn()) {
+            Ok(Ok(child)) => {
+                self.running = Some(Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)));
+                // Reaped by `waitpid` with every other child.
+                std::mem::forget(child);
+            }
+            Ok(Err(e)) => self.failed(&format!("could not start: {e}"), say),
+            Err(e) => self.failed(&e.to_string(), say),
+        }
+    }
+
+    fn failed(&mut self, why: &str, say: &mut dyn FnMut(&str)) {
+        say(&format!(
+            "berth: {} failed ({why}): again in {}s",
+            self.list[self.next].what,
+            self.pause.as_secs()
+        ));
+        self.start_at = Instant::now() + self.pause;
+        self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
+    }
+
+    /// Takes a reaped child's status if it is the running follower's.
+    fn ended(&mut self, status: WaitStatus, main: &Main, say: &mut dyn FnMut(&str)) {
+        if self.running.is_none() || status.pid() != self.running {
+            return;
+        }
+        self.running = None;
+        if matches!(status, WaitStatus::Exited(_, 0)) {
+            say(&format!("berth: {} succeeded", self.list[self.next].what));
+            self.next += 1;
+            self.pause = Duration::from_secs(5);
+            if self.next == self.list.len()
+                && let Some(file) = &main.pending_file
+            {
+                let _ = berth_host::fsutil::remove_file_if_exists(file);
+            }
+        } else {
+            self.failed(&format!("{status:?}"), say);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(pid) = self.running.take() {
+            let _ = killpg(pid, Signal::SIGTERM);
+        }
+        // None starts again.
+        self.next = self.list.len();
+    }
 }
 
 /// The signals berth handles itself; blocked, and taken with `sigtimedwait`.
@@ -87,6 +205,7 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
         .argv
         .split_first()
         .ok_or_else(|| ContainerError::Invalid(format!("{} has an empty command", main.what)))?;
+    let mut followers = Followers::begin(main)?;
     let mut cmd = berth_process::ChildCommand::new(program);
     cmd.args(args)
         .envs(&main.env)
@@ -114,9 +233,18 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
     let mut timed_out = false;
     let ends_by = main.run_timeout.map(|t| Instant::now() + t);
     loop {
-        if let Some(status) = reap(pid) {
-            // What it started and left behind goes with it.
+        let mut main_status = None;
+        for status in reap() {
+            if status.pid() == Some(pid) {
+                main_status = Some(status);
+            } else {
+                followers.ended(status, main, say);
+            }
+        }
+        if let Some(status) = main_status {
+            // What it started and left behind goes with it, and so do the followers.
             let _ = killpg(pid, Signal::SIGKILL);
+            followers.stop();
             if let Some(file) = &main.pid_file {
                 let _ = berth_host::fsutil::remove_file_if_exists(file);
             }
@@ -143,8 +271,14 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        if stop_by.is_none() {
+            followers.start_due(say);
+        }
         if let Some(sig) = next_signal(&set, wait) {
             pass_on(sig, main, pid, &mut stop_by, say);
+            if stop_by.is_some() {
+                followers.stop();
+            }
         }
         if let Some(deadline) = stop_by
             && !killed
@@ -201,17 +335,13 @@ fn pass_on(
     }
 }
 
-/// Reap every child that ended (orphans included); the main one's status if it did.
-fn reap(main: Pid) -> Option<WaitStatus> {
-    let mut found = None;
+/// Reap every child that ended (orphans included), with its status.
+fn reap() -> Vec<WaitStatus> {
+    let mut found = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return found,
-            Ok(status) => {
-                if status.pid() == Some(main) {
-                    found = Some(status);
-                }
-            }
+            Ok(status) => found.push(status),
         }
     }
 }
@@ -254,6 +384,8 @@ mod tests {
             reload_signal: None,
             pid_file: None,
             run_timeout: None,
+            followers: Vec::new(),
+            pending_file: None,
         }
     }
 
@@ -298,5 +430,50 @@ mod tests {
         let mut stops = main_of(&["/bin/sleep", "30"], Signal::SIGTERM);
         stops.run_timeout = Some(Duration::from_millis(300));
         assert_eq!(run_quiet(&stops).unwrap(), 128 + 15);
+        followers_run_in_order_until_each_succeeds();
+    }
+
+    /// Followers run one after the other beside the main process, a failed one again
+    /// after a pause, and the pending file goes once all succeeded: the main process
+    /// here waits for that, then ends with the order they ran in.
+    fn followers_run_in_order_until_each_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let pending = dir.path().join("pending");
+        let mut main = main_of(
+            &[
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "sleep 0.2; while [ -e {d}/pending ]; do sleep 0.1; done; [ \"$(cat {d}/order)\" = 'first second' ]"
+                ),
+            ],
+            Signal::SIGTERM,
+        );
+        main.pending_file = Some(pending.clone());
+        let follower = |name: &str, script: String| Follower {
+            what: format!("the {name} hook"),
+            argv: vec!["/bin/sh".into(), "-c".into(), script],
+            env: std::collections::BTreeMap::new(),
+        };
+        main.followers = vec![
+            // Fails the first time.
+            follower(
+                "first",
+                format!(
+                    "[ -e {d}/tried ] || {{ touch {d}/tried; exit 1; }}; printf first >> {d}/order"
+                ),
+            ),
+            follower("second", format!("printf ' second' >> {d}/order")),
+        ];
+        let mut said = Vec::new();
+        let code = run(&main, &mut |m| said.push(m.to_owned())).unwrap();
+        assert_eq!(code, 0, "{said:#?}");
+        assert!(!pending.exists());
+        assert!(
+            said.iter()
+                .any(|m| m.contains("the first hook failed") && m.contains("again in 5s")),
+            "{said:#?}"
+        );
     }
 }

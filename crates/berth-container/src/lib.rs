@@ -102,13 +102,45 @@ fn main_pid_file(prepared: &Prepared) -> PathBuf {
         .join("berth-main.pid")
 }
 
-/// `berth container run <service>`: render, write the service's files, run it in the
-/// foreground until it ends. Returns the container's exit status.
+/// Where a container's service says which hooks it still waits for: its readiness
+/// probe fails while the file is there.
+fn pending_file(prepared: &Prepared) -> PathBuf {
+    prepared
+        .instance
+        .paths
+        .component_run_dir(&prepared.component)
+        .join("berth-pending")
+}
+
+/// `berth container run <service> [--then <hook>…]`: render, write the service's
+/// files, run it in the foreground until it ends, and once it is ready the hooks
+/// `then` names, one after the other (each started again after a pause when it
+/// fails); the service is not ready before they all succeeded. Returns the
+/// container's exit status.
 ///
 /// # Errors
-/// As [`start::prepare`] and [`start::write`]; the service cannot be started.
-pub fn run_service(opts: &Options, service: &str, say: &mut dyn FnMut(&str)) -> Result<u8> {
+/// As [`start::prepare`] and [`start::write`]; a hook `then` names is not the
+/// manifest's; the service cannot be started.
+pub fn run_service(
+    opts: &Options,
+    service: &str,
+    then: &[String],
+    say: &mut dyn FnMut(&str),
+) -> Result<u8> {
     let prepared = start::prepare(opts, What::Service(service))?;
+    let hooks = &prepared.instance.manifest.manifest.hooks;
+    let followers = then
+        .iter()
+        .map(|hook| {
+            if hooks.contains_key(hook) {
+                Ok(follower(opts, hook, service))
+            } else {
+                Err(ContainerError::Invalid(format!(
+                    "--then {hook}: the manifest has no hook `{hook}`"
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
     start::write(&prepared)?;
     let spec = prepared
         .service
@@ -128,9 +160,164 @@ pub fn run_service(opts: &Options, service: &str, say: &mut dyn FnMut(&str)) -> 
         cwd: spec.cwd,
         pid_file: Some(main_pid_file(&prepared)),
         run_timeout: None,
+        followers,
+        pending_file: Some(pending_file(&prepared)),
         what,
     };
     init::run(&main, say)
+}
+
+/// `berth container hook <hook> --when-ready <service>`, as this very berth with this
+/// process's environment.
+fn follower(opts: &Options, hook: &str, service: &str) -> init::Follower {
+    let exe = std::env::current_exe()
+        .map_or_else(|_| BERTH_IN_IMAGE.to_owned(), |p| p.display().to_string());
+    let mut argv = vec![exe];
+    let l = &opts.locate;
+    for (flag, value) in [
+        ("--prefix", &l.prefix),
+        ("--manifest", &l.manifest),
+        ("--config", &l.config),
+    ] {
+        if let Some(v) = value {
+            argv.push(flag.to_owned());
+            argv.push(v.display().to_string());
+        }
+    }
+    for a in ["container", "hook", hook, "--when-ready", service] {
+        argv.push(a.to_owned());
+    }
+    init::Follower {
+        what: format!("the {hook} hook"),
+        argv,
+        env: opts.vars.iter().cloned().collect(),
+    }
+}
+
+/// `berth container hook <hook> --when-ready <service>`: wait until the service (in
+/// this container) answers its readiness probe, at most `within`, then run the hook
+/// as [`run_hook`] does. Returns its exit status (1 when the service never became
+/// ready).
+///
+/// # Errors
+/// As [`run_hook`].
+pub fn run_hook_when_ready(
+    opts: &Options,
+    hook: &str,
+    service: &str,
+    within: Duration,
+    say: &mut dyn FnMut(&str),
+) -> Result<u8> {
+    let prepared = start::prepare(opts, What::Service(service))?;
+    let end = std::time::Instant::now() + within;
+    loop {
+        match probe(&prepared, service) {
+            Ok(()) => break,
+            Err(why) if std::time::Instant::now() >= end => {
+                say(&format!(
+                    "berth: the {hook} hook did not run: {why} (waited {}s)",
+                    within.as_secs()
+                ));
+                return Ok(1);
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+    run_hook(opts, hook, say)
+}
+
+/// `berth container wait-hook <hook>`: run the hook's `check` until it exits 0 (the
+/// hook has nothing left to do), every 5 seconds, at most the hook's timeout: what a
+/// pod that comes after a hook run as a Job waits with. Returns 0 once it did, 1 when
+/// the time ran out.
+///
+/// # Errors
+/// The hook has no `check`; as [`start::prepare`].
+pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Result<u8> {
+    let prepared = start::prepare(opts, What::Hook(hook))?;
+    let h = prepared
+        .hook
+        .clone()
+        .ok_or_else(|| ContainerError::Invalid(format!("no hook `{hook}`")))?;
+    let check = h.check.clone().ok_or_else(|| {
+        ContainerError::Invalid(format!(
+            "the {hook} hook has no `check`: nothing says when it has nothing left to do (give `[hooks.{hook}]` a `check` command)"
+        ))
+    })?;
+    start::write(&prepared)?;
+    let started = std::time::Instant::now();
+    for attempt in 0_u64.. {
+        // Its output once a minute, not every 5 seconds.
+        let loud = attempt % 12 == 0;
+        let run = OneShot {
+            what: format!("the {hook} hook's check"),
+            argv: check.clone(),
+            env: h.env.clone(),
+            cwd: h.cwd.clone(),
+            timeout: Duration::from_mins(5),
+        };
+        if run.run(&mut |m| {
+            if loud {
+                say(m);
+            }
+        })? == 0
+        {
+            say(&format!("berth: the {hook} hook has nothing left to do"));
+            return Ok(0);
+        }
+        if started.elapsed() >= h.timeout {
+            say(&format!(
+                "berth: the {hook} hook still had something to do after {}s",
+                h.timeout.as_secs()
+            ));
+            return Ok(1);
+        }
+        if loud {
+            say(&format!("berth: waiting for the {hook} hook to be done"));
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    Ok(1)
+}
+
+/// `berth container wait-for <host:port>`: until a TCP connection to it succeeds, at
+/// most `within` (in Kubernetes, a Service's address answers once one of its pods is
+/// ready). Returns 0 once it did, 1 when the time ran out.
+#[must_use]
+pub fn wait_for(address: &str, within: Duration, say: &mut dyn FnMut(&str)) -> u8 {
+    use std::net::ToSocketAddrs as _;
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let why = match address.to_socket_addrs() {
+            Ok(addrs) => {
+                let mut why = String::from("no address");
+                for a in addrs {
+                    match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                        Ok(_) => {
+                            say(&format!("berth: {address} answers"));
+                            return 0;
+                        }
+                        Err(e) => why = format!("{a}: {e}"),
+                    }
+                }
+                why
+            }
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= within {
+            say(&format!(
+                "berth: {address} did not answer within {}s ({why})",
+                within.as_secs()
+            ));
+            return 1;
+        }
+        if !said {
+            say(&format!("berth: waiting for {address} ({why})"));
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// `berth container hook <hook>`: render, write the hook's component's files, run the
@@ -194,6 +381,8 @@ impl OneShot {
             reload_signal: None,
             pid_file: None,
             run_timeout: Some(self.timeout),
+            followers: Vec::new(),
+            pending_file: None,
         };
         init::run(&main, say)
     }
@@ -210,20 +399,60 @@ pub fn run_job(opts: &Options, job: &str, say: &mut dyn FnMut(&str)) -> Result<u
 }
 
 /// `berth container ready <service>`: one attempt of the service's readiness probe,
-/// as the image's health check.
+/// as the image's health check; not ready while hooks it was started with (`--then`)
+/// have not all succeeded.
 ///
 /// # Errors
 /// The probe failed (the message says what it saw), or as [`start::prepare`].
 pub fn ready(opts: &Options, service: &str) -> Result<()> {
     let prepared = start::prepare(opts, What::Service(service))?;
+    if let Ok(waiting) = std::fs::read_to_string(pending_file(&prepared)) {
+        return Err(ContainerError::Invalid(format!(
+            "the {service} service is not ready: {} not done yet",
+            waiting.trim()
+        )));
+    }
+    probe(&prepared, service)
+}
+
+/// One attempt of the service's own readiness probe.
+fn probe(prepared: &Prepared, service: &str) -> Result<()> {
     let spec = prepared
         .service
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid(format!("no service `{service}`")))?;
-    let pid = std::fs::read_to_string(main_pid_file(&prepared))
+    let pid = std::fs::read_to_string(main_pid_file(prepared))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
     berth_supervisor::probe_service_once(spec, pid, Duration::from_secs(30)).map_err(|why| {
         ContainerError::Invalid(format!("the {service} service is not ready: {why}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wait-for` returns 0 once the address takes a connection, 1 when it did not
+    /// within the time given, naming why.
+    #[test]
+    fn wait_for_answers_when_something_listens() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert_eq!(wait_for(&open, Duration::from_secs(5), &mut |_| {}), 0);
+        drop(listener);
+        let mut said = Vec::new();
+        assert_eq!(
+            wait_for(&open, Duration::ZERO, &mut |m| said.push(m.to_owned())),
+            1
+        );
+        assert!(said[0].contains("did not answer within 0s"), "{said:?}");
+        let mut said = Vec::new();
+        assert_eq!(
+            wait_for("no-such-host.invalid:80", Duration::ZERO, &mut |m| said
+                .push(m.to_owned())),
+            1
+        );
+        assert!(said[0].contains("no-such-host.invalid:80"), "{said:?}");
+    }
 }

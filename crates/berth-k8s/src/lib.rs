@@ -21,7 +21,7 @@ use std::path::Path;
 use berth_model::{Facts, LoadedManifest};
 use berth_render::{Paths, RenderInput, UserNames};
 
-pub use workloads::{HookPlace, Workload};
+pub use workloads::{HookPlace, Wait, Workload};
 
 /// What a render needs besides the manifest and the site config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +133,11 @@ pub fn render(
     })
     .map_err(|e| K8sError::Render(e.to_string()))?;
     let images = berth_container::plan::plan(manifest, &state, &[], 0).map_err(K8sError::Render)?;
-    let (plan, hooks) = workloads::plan(manifest, &state, &images);
+    let workloads::Plan {
+        workloads: plan,
+        hooks,
+        job_waits,
+    } = workloads::plan(manifest, &state, &images)?;
     let mut files = BTreeMap::new();
     let networks: Vec<String> = if options.pod_networks.is_empty() {
         site::PRIVATE_NETWORKS
@@ -152,6 +156,7 @@ pub fn render(
             prefix: &prefix,
             sites: &sites,
             hooks: &hooks,
+            job_waits: &job_waits,
             external_url: &config.external_url,
             images: &images,
         },

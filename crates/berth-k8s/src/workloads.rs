@@ -80,6 +80,34 @@ pub struct Workload {
     pub data_dirs: Vec<(String, String)>,
     /// Hooks run as its init containers, in order.
     pub init_hooks: Vec<String>,
+    /// What its pods wait for before those hooks and its services start.
+    pub waits: Vec<Wait>,
+}
+
+/// What a pod waits for in an init container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// A hook run as a Job, until its `check` says it has nothing left to do.
+    Hook(String),
+    /// A service of another workload, until its Service answers (once a pod of it is
+    /// ready, and with it the hooks that run inside it): `<Service>:<port>`.
+    Service {
+        /// The service.
+        service: String,
+        /// Its Service's name and port.
+        address: String,
+    },
+}
+
+/// The workloads, where each hook runs, and what each hook run as a Job waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The workloads.
+    pub workloads: Vec<Workload>,
+    /// Where each hook of an enabled component runs, in the order they run.
+    pub hooks: Vec<(String, HookPlace)>,
+    /// The services each Job's hook waits for, by hook.
+    pub job_waits: BTreeMap<String, Vec<Wait>>,
 }
 
 /// A role (or a lone service) with the services it runs, and the roles the manifest
@@ -161,11 +189,15 @@ fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'
 
 /// The workloads of the app: one per role that runs services, one per service no
 /// role names.
+///
+/// # Errors
+/// A hook run as a Job comes before services of other pods and has no `check` to say
+/// when it is done; a hook waits for a service that listens on no port.
 pub fn plan(
     manifest: &LoadedManifest,
     state: &DesiredState,
     images: &[RolePlan],
-) -> (Vec<Workload>, Vec<(String, HookPlace)>) {
+) -> Result<Plan, K8sError> {
     let m = &manifest.manifest;
     let app = &m.app.name;
     let groups = groups(m, state);
@@ -223,17 +255,7 @@ pub fn plan(
             Kind::Deployment
         };
         let replicas = decl.map_or(1, |d| d.nodes.min.max(1));
-        let mut ports = Vec::new();
-        for s in &services {
-            let Some(image) = images.iter().find(|p| &p.service == s) else {
-                continue;
-            };
-            for p in &image.config.exposed_ports {
-                if let Some(n) = p.strip_suffix("/tcp").and_then(|n| n.parse::<i32>().ok()) {
-                    ports.push((s.clone(), n));
-                }
-            }
-        }
+        let ports = ports_of(&services, images);
         // A pod asks for what each role in it needs.
         let cpus: Option<u32> = decls.iter().filter_map(|d| d.cpus).reduce(|a, b| a + b);
         let memory_bytes: i64 = decls
@@ -253,6 +275,7 @@ pub fn plan(
             ports,
             data_dirs,
             init_hooks: Vec::new(),
+            waits: Vec::new(),
         });
     }
     let hooks = hook_places(manifest, state, &out);
@@ -263,7 +286,110 @@ pub fn plan(
             w.init_hooks.push(hook.clone());
         }
     }
-    (out, hooks)
+    let job_waits = job_waits(state, &hooks, &out)?;
+    for i in 0..out.len() {
+        let waits = waits_of(state, &hooks, &out[i], &out)?;
+        out[i].waits = waits;
+    }
+    Ok(Plan {
+        workloads: out,
+        hooks,
+        job_waits,
+    })
+}
+
+/// The TCP ports the services' images expose: (service, port).
+fn ports_of(services: &[String], images: &[RolePlan]) -> Vec<(String, i32)> {
+    let mut ports = Vec::new();
+    for s in services {
+        let Some(image) = images.iter().find(|p| &p.service == s) else {
+            continue;
+        };
+        for p in &image.config.exposed_ports {
+            if let Some(n) = p.strip_suffix("/tcp").and_then(|n| n.parse::<i32>().ok()) {
+                ports.push((s.clone(), n));
+            }
+        }
+    }
+    ports
+}
+
+/// What each hook run as a Job waits for: the services it comes after.
+fn job_waits(
+    state: &DesiredState,
+    hooks: &[(String, HookPlace)],
+    workloads: &[Workload],
+) -> Result<BTreeMap<String, Vec<Wait>>, K8sError> {
+    let mut out = BTreeMap::new();
+    for (hook, place) in hooks {
+        if *place == HookPlace::Job
+            && let Some(spec) = state.hooks.iter().find(|h| &h.name == hook)
+        {
+            let waits = spec
+                .after
+                .iter()
+                .map(|s| service_wait(hook, s, workloads))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert(hook.clone(), waits);
+        }
+    }
+    Ok(out)
+}
+
+/// A service of another workload, at its Service's name and the service's first port.
+fn service_wait(hook: &str, service: &str, workloads: &[Workload]) -> Result<Wait, K8sError> {
+    let port = workloads.iter().find_map(|w| {
+        w.ports
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, p)| (w, *p))
+    });
+    match port {
+        Some((w, p)) => Ok(Wait::Service {
+            service: service.to_owned(),
+            address: format!("{}:{p}", w.name),
+        }),
+        None => Err(K8sError::Unsupported(format!(
+            "hook `{hook}` waits for the {service} service, which listens on no port another pod could wait for: a pod cannot see when it is ready"
+        ))),
+    }
+}
+
+/// What `w`'s pods wait for: the hooks that come before its services and run
+/// elsewhere (a Job until its check passes; a hook inside another pod's service
+/// until that Service answers).
+fn waits_of(
+    state: &DesiredState,
+    hooks: &[(String, HookPlace)],
+    w: &Workload,
+    workloads: &[Workload],
+) -> Result<Vec<Wait>, K8sError> {
+    let mut waits = Vec::new();
+    for (hook, place) in hooks {
+        let Some(spec) = state.hooks.iter().find(|h| &h.name == hook) else {
+            continue;
+        };
+        if !spec.before.iter().any(|s| w.services.contains(s)) {
+            continue;
+        }
+        let wait = match place {
+            HookPlace::Init(_) => continue,
+            // Services of one pod start together: nothing to wait with.
+            HookPlace::InService(s) if w.services.contains(s) => continue,
+            HookPlace::InService(s) => service_wait(hook, s, workloads)?,
+            HookPlace::Job if spec.check.is_none() => {
+                return Err(K8sError::Unsupported(format!(
+                    "hook `{hook}` runs as a Job before the {} pods, which cannot see when it is done: give `[hooks.{hook}]` a `check`, a command that exits 0 once it has nothing left to do",
+                    w.name
+                )));
+            }
+            HookPlace::Job => Wait::Hook(hook.clone()),
+        };
+        if !waits.contains(&wait) {
+            waits.push(wait);
+        }
+    }
+    Ok(waits)
 }
 
 /// Where each hook of an enabled component runs.
@@ -284,7 +410,11 @@ fn hook_places(
             .any(|s| m.services.get(s).is_some_and(|d| d.component == c))
     };
     let mut out = Vec::new();
-    for spec in &state.hooks {
+    // In the order they run: a service's hooks run in this order inside it.
+    for name in berth_render::hook_order(state) {
+        let Some(spec) = state.hooks.iter().find(|h| h.name == name) else {
+            continue;
+        };
         let Some(decl) = m.hooks.get(&spec.name) else {
             continue;
         };
@@ -335,6 +465,8 @@ pub struct Context<'a> {
     pub sites: &'a BTreeMap<String, String>,
     /// Where each hook runs.
     pub hooks: &'a [(String, HookPlace)],
+    /// What each Job's hook waits for.
+    pub job_waits: &'a BTreeMap<String, Vec<Wait>>,
     pub external_url: &'a url::Url,
     pub images: &'a [RolePlan],
 }
@@ -523,10 +655,18 @@ fn container(
     service: &str,
 ) -> Container {
     let plan = ctx.images.iter().find(|p| p.service == service);
+    let mut run = vec!["run".to_owned(), service.to_owned()];
+    // The hooks that need it running, once it is ready; it is not ready before.
+    for (hook, place) in ctx.hooks {
+        if matches!(place, HookPlace::InService(s) if s == service) {
+            run.push("--then".to_owned());
+            run.push(hook.clone());
+        }
+    }
     let mut c = Container {
         name: service.to_owned(),
         image: Some(image_of(ctx, app, version, service)),
-        args: Some(vec!["run".to_owned(), service.to_owned()]),
+        args: Some(run),
         ports: Some(
             w.ports
                 .iter()
@@ -585,9 +725,10 @@ fn pod(
         });
     }
     let init: Vec<Container> = w
-        .init_hooks
+        .waits
         .iter()
-        .map(|h| hook_container(ctx, m, w, h))
+        .map(|wait| wait_container(ctx, m, w, wait))
+        .chain(w.init_hooks.iter().map(|h| hook_container(ctx, m, w, h)))
         .collect();
     PodSpec {
         containers,
@@ -616,6 +757,35 @@ fn pod(
         restart_policy: restart.map(str::to_owned),
         enable_service_links: Some(false),
         ..PodSpec::default()
+    }
+}
+
+/// An init container waiting for `wait`: a Job's hook to be done, in its
+/// component's image; a Service to answer, in the pod's own first image.
+fn wait_container(
+    ctx: &Context<'_>,
+    m: &berth_model::Manifest,
+    w: &Workload,
+    wait: &Wait,
+) -> Container {
+    match wait {
+        Wait::Hook(hook) => Container {
+            name: format!("wait-hook-{}", hook.replace('_', "-")),
+            args: Some(vec!["wait-hook".to_owned(), hook.clone()]),
+            ..hook_container(ctx, m, w, hook)
+        },
+        Wait::Service { service, address } => Container {
+            name: format!("wait-for-{}", service.replace('_', "-")),
+            image: Some(image_of(
+                ctx,
+                &m.app.name,
+                &m.app.version,
+                w.services.first().map_or("", String::as_str),
+            )),
+            args: Some(vec!["wait-for".to_owned(), address.clone()]),
+            security_context: Some(security()),
+            ..Container::default()
+        },
     }
 }
 
@@ -891,7 +1061,16 @@ fn jobs(
         };
         let mut spec = pod(ctx, m, w, Some("Never"));
         spec.containers = vec![hook_container(ctx, m, w, hook)];
-        spec.init_containers = None;
+        spec.init_containers = ctx
+            .job_waits
+            .get(hook)
+            .map(|waits| {
+                waits
+                    .iter()
+                    .map(|wait| wait_container(ctx, m, w, wait))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|c| !c.is_empty());
         let timeout = berth_model::parse_duration(&decl.timeout)
             .map_err(|e| K8sError::Unsupported(format!("hook `{hook}`: {e}")))?;
         let job = Job {

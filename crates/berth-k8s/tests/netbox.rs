@@ -105,11 +105,34 @@ fn each_hook_runs_where_what_it_waits_for_is() {
     let places: Vec<String> = r.hooks.iter().map(|(h, p)| format!("{h}: {p:?}")).collect();
     insta::assert_snapshot!(places.join("\n"), @r#"
     collectstatic: Init("netbox-web")
-    create_admin: InService("web")
-    createdb: InService("postgresql")
     initdb: Init("netbox-database")
+    createdb: InService("postgresql")
     migrate: Job
+    create_admin: InService("web")
     "#);
+    // What the pods wait for: the database's Service (it answers once PostgreSQL is
+    // ready and `createdb` ran in it) and the migration Job's check; the Job itself
+    // waits for the database and the cache.
+    let waits: Vec<String> = r
+        .workloads
+        .iter()
+        .map(|w| format!("{}: {:?}", w.name, w.waits))
+        .collect();
+    insta::assert_snapshot!(waits.join("\n"), @r#"
+    netbox-database: []
+    netbox-web: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook("migrate")]
+    netbox-worker: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook("migrate")]
+    "#);
+    let job = &r.files["base/job-netbox-migrate-4-7-3.yaml"];
+    assert!(
+        job.contains("- wait-for\n        - netbox-database:6380"),
+        "{job}"
+    );
+    let db = &r.files["base/statefulset-netbox-database.yaml"];
+    assert!(
+        db.contains("- run\n        - postgresql\n        - --then\n        - createdb\n"),
+        "{db}"
+    );
     assert!(r.files.contains_key("base/job-netbox-migrate-4-7-3.yaml"));
     let jobs: Vec<&String> = r
         .files
@@ -121,6 +144,22 @@ fn each_hook_runs_where_what_it_waits_for_is() {
     assert!(db.contains("  - hook\n        - initdb\n"), "{db}");
     let web = &r.files["base/deployment-netbox-web.yaml"];
     assert!(web.contains("- hook\n        - collectstatic"), "{web}");
+}
+
+/// A Job's hook the web pods come after, with no `check` to say when it is done: the
+/// pods could not wait for it, so the render refuses it, naming the fix.
+#[test]
+fn a_job_hook_with_no_check_is_refused() {
+    let mut m = netbox();
+    m.manifest.hooks.get_mut("migrate").unwrap().check = None;
+    let e = render(&m, "site.toml", SITE, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hook `migrate` runs as a Job before the netbox-web pods")
+            && e.contains("give `[hooks.migrate]` a `check`"),
+        "{e}"
+    );
 }
 
 /// Settings of a host are refused, each by its position, all at once: never ignored.

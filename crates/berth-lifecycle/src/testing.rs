@@ -45,6 +45,7 @@ pub fn hook(name: &str, after: &[&str], before: &[&str]) -> HookSpec {
         name: name.into(),
         description: String::new(),
         argv: vec!["/bin/true".into()],
+        check: None,
         env: BTreeMap::new(),
         cwd: None,
         user: None,

@@ -614,6 +614,12 @@ pub struct HookDecl {
     pub description: String,
     /// Program and arguments (templates).
     pub command: Vec<String>,
+    /// A command (templates) that exits 0 when the hook has nothing left to do (e.g.
+    /// no migration left to apply), run with the hook's environment and working
+    /// directory. Where the hook runs apart from the services it comes before (a
+    /// Kubernetes Job), their pods wait until it does.
+    #[serde(default)]
+    pub check: Option<Vec<String>>,
     /// Environment (templates).
     #[serde(default)]
     pub environment: BTreeMap<String, String>,

@@ -1307,6 +1307,9 @@ impl Validator<'_> {
         }
         for (name, h) in &self.man.hooks {
             commands.push((vec![key("hooks"), key(name), key("command")], &h.command));
+            if let Some(check) = &h.check {
+                commands.push((vec![key("hooks"), key(name), key("check")], check));
+            }
         }
         for (base, argv) in commands {
             let Some(i) = shell_script_index(argv) else {

@@ -222,6 +222,9 @@ pub struct HookSpec {
     pub description: String,
     /// Program and arguments.
     pub argv: Vec<String>,
+    /// What exits 0 when it has nothing left to do, with the same environment and
+    /// working directory.
+    pub check: Option<Vec<String>>,
     /// Environment (may hold secrets).
     pub env: BTreeMap<String, String>,
     /// Working directory.

@@ -149,6 +149,7 @@ mod tests {
             name: name.into(),
             description: String::new(),
             argv: vec!["/bin/true".into()],
+            check: None,
             env: BTreeMap::new(),
             cwd: None,
             user: None,

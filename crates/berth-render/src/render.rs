@@ -1201,6 +1201,11 @@ fn hook(
         name: name.to_owned(),
         description: h.description.clone(),
         argv: r.strings(&format!("{field}.command"), &h.command)?,
+        check: h
+            .check
+            .as_ref()
+            .map(|c| r.strings(&format!("{field}.check"), c))
+            .transpose()?,
         env,
         cwd: r.path(&format!("{field}.working_dir"), h.working_dir.as_ref())?,
         user,

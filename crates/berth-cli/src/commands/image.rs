@@ -154,16 +154,35 @@ pub fn container(loc: &Locate, command: ContainerCommand) -> Result<ExitCode> {
         ),
     };
     match command {
-        ContainerCommand::Run { service } => Ok(ExitCode::from(berth_container::run_service(
-            &opts,
-            &service,
-            &mut |m| eprintln!("{m}"),
-        )?)),
-        ContainerCommand::Hook { hook } => Ok(ExitCode::from(berth_container::run_hook(
+        ContainerCommand::Run { service, then } => Ok(ExitCode::from(
+            berth_container::run_service(&opts, &service, &then, &mut |m| eprintln!("{m}"))?,
+        )),
+        ContainerCommand::Hook {
+            hook,
+            when_ready: None,
+        } => Ok(ExitCode::from(berth_container::run_hook(
             &opts,
             &hook,
             &mut |m| eprintln!("{m}"),
         )?)),
+        ContainerCommand::Hook {
+            hook,
+            when_ready: Some(service),
+        } => Ok(ExitCode::from(berth_container::run_hook_when_ready(
+            &opts,
+            &hook,
+            &service,
+            std::time::Duration::from_mins(10),
+            &mut |m| eprintln!("{m}"),
+        )?)),
+        ContainerCommand::WaitHook { hook } => Ok(ExitCode::from(berth_container::wait_hook(
+            &opts,
+            &hook,
+            &mut |m| eprintln!("{m}"),
+        )?)),
+        ContainerCommand::WaitFor { address, timeout } => Ok(ExitCode::from(
+            berth_container::wait_for(&address, timeout, &mut |m| eprintln!("{m}")),
+        )),
         ContainerCommand::Job { job } => Ok(ExitCode::from(berth_container::run_job(
             &opts,
             &job,

@@ -89,12 +89,7 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         #[allow(clippy::print_stdout)]
         {
             for w in &rendered.workloads {
-                println!(
-                    "{:<24} {:?} of {}",
-                    w.name,
-                    w.kind,
-                    w.services.join(", ")
-                );
+                println!("{:<24} {:?} of {}", w.name, w.kind, w.services.join(", "));
             }
             println!(
                 "Wrote {} files to {}{}",
