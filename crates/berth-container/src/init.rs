@@ -46,6 +46,9 @@ pub struct Main {
     /// Exists, naming the followers, until every one of them has succeeded: the
     /// service is not ready before.
     pub pending_file: Option<PathBuf>,
+    /// Stopped on request is a failure (a hook, a job's run, a check: it did not
+    /// finish), not the 0 a service stopped on request ends with.
+    pub stop_fails: bool,
 }
 
 /// A process started beside the main one.
@@ -160,6 +163,34 @@ impl<'m> Followers<'m> {
     }
 }
 
+/// The exit status of what stopped because it was asked to and did not finish
+/// (128 + `SIGTERM`).
+pub const STOPPED: u8 = 143;
+
+/// Wait `within`, or less when asked to stop (`SIGTERM`, `SIGINT`): whether it was.
+/// As a container's process 1 berth must stop on those itself: no default action
+/// ends process 1.
+#[must_use]
+pub fn pause(within: Duration) -> bool {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if set.thread_block().is_err() {
+        std::thread::sleep(within);
+        return false;
+    }
+    let end = Instant::now() + within;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if next_signal(&set, left).is_some() {
+            return true;
+        }
+    }
+}
+
 /// The signals berth handles itself; blocked, and taken with `sigtimedwait`.
 fn handled() -> SigSet {
     let mut set = SigSet::empty();
@@ -248,8 +279,15 @@ pub fn run(main: &Main, say: &mut dyn FnMut(&str)) -> Result<u8> {
             if let Some(file) = &main.pid_file {
                 let _ = berth_host::fsutil::remove_file_if_exists(file);
             }
-            let code = exit_status(status, main, stop_by.is_some() && !timed_out, say);
-            return Ok(if timed_out { code.max(1) } else { code });
+            let asked = stop_by.is_some() && !timed_out;
+            let code = exit_status(status, main, asked, say);
+            return Ok(if asked && main.stop_fails {
+                STOPPED
+            } else if timed_out {
+                code.max(1)
+            } else {
+                code
+            });
         }
         if let Some(end) = ends_by
             && stop_by.is_none()
@@ -386,6 +424,7 @@ mod tests {
             run_timeout: None,
             followers: Vec::new(),
             pending_file: None,
+            stop_fails: false,
         }
     }
 

@@ -162,6 +162,7 @@ pub fn run_service(
         run_timeout: None,
         followers,
         pending_file: Some(pending_file(&prepared)),
+        stop_fails: false,
         what,
     };
     init::run(&main, say)
@@ -220,7 +221,11 @@ pub fn run_hook_when_ready(
                 ));
                 return Ok(1);
             }
-            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+            Err(_) => {
+                if init::pause(Duration::from_secs(2)) {
+                    return Ok(init::STOPPED);
+                }
+            }
         }
     }
     run_hook(opts, hook, say)
@@ -256,14 +261,17 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
             cwd: h.cwd.clone(),
             timeout: Duration::from_mins(5),
         };
-        if run.run(&mut |m| {
+        match run.run(&mut |m| {
             if loud {
                 say(m);
             }
-        })? == 0
-        {
-            say(&format!("berth: the {hook} hook has nothing left to do"));
-            return Ok(0);
+        })? {
+            0 => {
+                say(&format!("berth: the {hook} hook has nothing left to do"));
+                return Ok(0);
+            }
+            init::STOPPED => return Ok(init::STOPPED),
+            _ => {}
         }
         if started.elapsed() >= h.timeout {
             say(&format!(
@@ -275,7 +283,9 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
         if loud {
             say(&format!("berth: waiting for the {hook} hook to be done"));
         }
-        std::thread::sleep(Duration::from_secs(5));
+        if init::pause(Duration::from_secs(5)) {
+            return Ok(init::STOPPED);
+        }
     }
     Ok(1)
 }
@@ -316,7 +326,9 @@ pub fn wait_for(address: &str, within: Duration, say: &mut dyn FnMut(&str)) -> u
             say(&format!("berth: waiting for {address} ({why})"));
             said = true;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        if init::pause(Duration::from_secs(2)) {
+            return init::STOPPED;
+        }
     }
 }
 
@@ -383,6 +395,7 @@ impl OneShot {
             run_timeout: Some(self.timeout),
             followers: Vec::new(),
             pending_file: None,
+            stop_fails: true,
         };
         init::run(&main, say)
     }

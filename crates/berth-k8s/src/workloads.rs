@@ -569,20 +569,32 @@ fn claim_spec(
     })
 }
 
-/// The pod's own address, which `berth container` puts in as this node's address of
-/// `[fleet]`: where its services listen for the other pods.
+/// Where the site config's ConfigMap is mounted: a directory of its own, not a file
+/// over the image's (a `subPath` mount never sees the ConfigMap change).
+const SITE_DIR: &str = "/etc/berth/site";
+
+/// The site config's path, and the pod's own address, which `berth container` puts
+/// in as this node's address of `[fleet]`: where its services listen for the other
+/// pods.
 fn node_env() -> Vec<EnvVar> {
-    vec![EnvVar {
-        name: berth_container::settings::NODE_ADDRESS.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "status.podIP".to_owned(),
-                ..ObjectFieldSelector::default()
+    vec![
+        EnvVar {
+            name: "BERTH_CONFIG".to_owned(),
+            value: Some(format!("{SITE_DIR}/site.toml")),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: berth_container::settings::NODE_ADDRESS.to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
             }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }]
+            ..EnvVar::default()
+        },
+    ]
 }
 
 fn security() -> SecurityContext {
@@ -613,8 +625,7 @@ fn mounts(ctx: &Context<'_>, w: &Workload) -> Vec<VolumeMount> {
     let mut v = vec![
         VolumeMount {
             name: "site".to_owned(),
-            mount_path: ctx.prefix.join("site.toml").display().to_string(),
-            sub_path: Some("site.toml".to_owned()),
+            mount_path: SITE_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         },
