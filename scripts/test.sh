@@ -25,7 +25,9 @@ trap run_on_exit EXIT
 # rpm and rpmlint read back the .rpm packages, and dnf the yum repositories;
 # diffoscope compares two builds that must be the same bytes.
 # skopeo and umoci read back the OCI images berth-image writes (layout and archives);
-# podman (with runc: crun fails on this kernel's rlimits) runs the images berth builds.
+# podman (with runc: crun fails on this kernel's rlimits) runs the images berth builds,
+# and `podman kube play` the objects of `berth k8s render` (its pods' pause image is
+# built from catatonit).
 # etcd-server and etcd-client: the etcd berth runs on a fleet's consensus nodes, and
 # etcdctl to ask it; patroni, pgbouncer and haproxy: the engines of a highly available
 # fleet (the failover test).
@@ -33,7 +35,7 @@ trap run_on_exit EXIT
 # driven by Selenium through Debian's chromedriver (never a browser downloaded by a tool).
 packages=(postgresql-15 redis-server nginx-light python3-venv procps iproute2 curl
   openssh-server openssh-client zstd tar gcc libc6-dev php8.2-cli lintian mmdebstrap
-  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc
+  binutils rpm rpmlint dnf diffoscope-minimal skopeo umoci podman runc catatonit util-linux
   chromium chromium-driver etcd-server etcd-client patroni pgbouncer haproxy)
 # kubectl builds the kustomize trees `berth k8s render` writes (tests/k8s.rs): Debian's
 # kubernetes-client, unless the machine has a kubectl already.

@@ -23,9 +23,13 @@ use std::time::{Duration, Instant};
 
 use berth_tests::browser::{assert_shots, browser_python, drive, fresh_shots};
 use berth_tests::{
-    Berth, Podman, http_request, prefix_dir, root, run_as_service, shared_release_bundle,
-    snapshot_tree, wait_for,
+    Berth, Podman, http_request, prefix_dir, root, run_as_service, shared_images,
+    shared_release_bundle, snapshot_tree, wait_for,
 };
+
+/// NetBox from `berth k8s render`'s objects under `podman kube play`: a test of its own,
+/// beside this one, sharing its bundle and images.
+mod k8s_play;
 
 const PORT: u16 = 38180;
 
@@ -427,7 +431,7 @@ const IMAGE_WEB_PORT: u16 = 38111;
 /// both containers become healthy (the worker only once it registered with Redis),
 /// the web image answers the login page and, with the admin token made on the host,
 /// the site made there; `podman stop` ends both with status 0.
-#[allow(clippy::too_many_lines)] // one build, then each consumer in turn
+#[allow(clippy::too_many_lines)] // each consumer in turn
 fn images_serve_the_same_netbox(b: &Berth, auth: &str) {
     let work = prefix_dir("netbox-images");
     let w = work.path();
@@ -437,29 +441,8 @@ fn images_serve_the_same_netbox(b: &Berth, auth: &str) {
         &["--strip-debug"],
         &["--no-seed"],
     );
-    let archives = w.join("archives");
-    std::fs::create_dir(&archives).unwrap();
-    let layout = w.join("layout");
-    let cache = w.join("cache");
-    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
-        .run(&[
-            "image",
-            "build",
-            bundle.to_str().unwrap(),
-            "--public-key",
-            &public,
-            "--out",
-            layout.to_str().unwrap(),
-            "--service",
-            "web",
-            "--service",
-            "worker",
-            "--docker-archives",
-            archives.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ])
-        .expect(0);
+    // Every service's image, built once for this test and `k8s_play`'s.
+    let archives = shared_images(&bundle, &public);
 
     let podman = Podman::new(&w.join("podman"));
     for service in ["web", "worker"] {

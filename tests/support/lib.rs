@@ -221,6 +221,49 @@ pub fn shared_release_bundle(
     found(&dir).expect("the shared bundle is in place")
 }
 
+/// Every service's image of `bundle` (signed by `public`), as docker archives
+/// (`<app>-<service>-<version>.docker.tar`) in the directory returned: built once by
+/// `berth image build` and kept beside the bundle in the test cache, for every test
+/// of the run and the next runs (a test binary's tests build it one at a time).
+pub fn shared_images(bundle: &Path, public: &str) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = bundle
+        .parent()
+        .and_then(Path::parent)
+        .expect("a shared bundle's directory")
+        .join("images");
+    if dir.is_dir() {
+        return dir;
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".images-")
+        .tempdir_in(dir.parent().unwrap())
+        .unwrap();
+    let archives = work.path().join("archives");
+    std::fs::create_dir(&archives).unwrap();
+    Berth::new(Path::new("/nonexistent-prefix"), Path::new(""))
+        .run(&[
+            "image",
+            "build",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            public,
+            "--out",
+            work.path().join("layout").to_str().unwrap(),
+            "--docker-archives",
+            archives.to_str().unwrap(),
+            "--cache",
+            work.path().join("cache").to_str().unwrap(),
+            "--quiet",
+        ])
+        .expect(0);
+    let _ = std::fs::rename(&archives, &dir);
+    dir
+}
+
 /// The release bundle of the manifest in `manifest`, built in `dir` (a new vendor key,
 /// `SOURCE_DATE_EPOCH=1700000000`, `more` given to `berth release build`), its berth
 /// this build's cut by `objcopy` with `objcopy_args`. The bundle and its public key

@@ -232,7 +232,7 @@ pub fn run_hook_when_ready(
 }
 
 /// `berth container wait-hook <hook>`: run the hook's `check` until it exits 0 (the
-/// hook has nothing left to do), every 5 seconds, at most the hook's timeout: what a
+/// hook has nothing left to do), 15 seconds apart, at most the hook's timeout: what a
 /// pod that comes after a hook run as a Job waits with. Returns 0 once it did, 1 when
 /// the time ran out.
 ///
@@ -252,7 +252,7 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
     start::write(&prepared)?;
     let started = std::time::Instant::now();
     for attempt in 0_u64.. {
-        // Its output once a minute, not every 5 seconds.
+        // Its output every few minutes, not every time.
         let loud = attempt % 12 == 0;
         let run = OneShot {
             what: format!("the {hook} hook's check"),
@@ -283,7 +283,8 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
         if loud {
             say(&format!("berth: waiting for the {hook} hook to be done"));
         }
-        if init::pause(Duration::from_secs(5)) {
+        // A check starts the app (seconds of CPU): not too often.
+        if init::pause(Duration::from_secs(15)) {
             return Ok(init::STOPPED);
         }
     }

@@ -88,7 +88,13 @@ pub struct Workload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
     /// A hook run as a Job, until its `check` says it has nothing left to do.
-    Hook(String),
+    Hook {
+        /// The hook.
+        hook: String,
+        /// The workload whose pods the Job's is made from: its site config renders
+        /// the hook (a fleet's `once` hook is in that node's manifest only).
+        site: String,
+    },
     /// A service of another workload, until its Service answers (once a pod of it is
     /// ready, and with it the hooks that run inside it): `<Service>:<port>`.
     Service {
@@ -288,7 +294,7 @@ pub fn plan(
     }
     let job_waits = job_waits(state, &hooks, &out)?;
     for i in 0..out.len() {
-        let waits = waits_of(state, &hooks, &out[i], &out)?;
+        let waits = waits_of(m, state, &hooks, &out[i], &out)?;
         out[i].waits = waits;
     }
     Ok(Plan {
@@ -312,6 +318,13 @@ fn ports_of(services: &[String], images: &[RolePlan]) -> Vec<(String, i32)> {
         }
     }
     ports
+}
+
+/// The workload a Job's pod is made from: the first that runs a service of the hook's
+/// component.
+fn job_home(m: &berth_model::Manifest, hook: &str, workloads: &[Workload]) -> Option<String> {
+    let component = &m.hooks.get(hook)?.component;
+    runs_component(m, workloads, component).map(|w| w.name.clone())
 }
 
 /// What each hook run as a Job waits for: the services it comes after.
@@ -359,6 +372,7 @@ fn service_wait(hook: &str, service: &str, workloads: &[Workload]) -> Result<Wai
 /// elsewhere (a Job until its check passes; a hook inside another pod's service
 /// until that Service answers).
 fn waits_of(
+    m: &berth_model::Manifest,
     state: &DesiredState,
     hooks: &[(String, HookPlace)],
     w: &Workload,
@@ -383,7 +397,10 @@ fn waits_of(
                     w.name
                 )));
             }
-            HookPlace::Job => Wait::Hook(hook.clone()),
+            HookPlace::Job => Wait::Hook {
+                hook: hook.clone(),
+                site: job_home(m, hook, workloads).unwrap_or_else(|| w.name.clone()),
+            },
         };
         if !waits.contains(&wait) {
             waits.push(wait);
@@ -780,11 +797,21 @@ fn wait_container(
     wait: &Wait,
 ) -> Container {
     match wait {
-        Wait::Hook(hook) => Container {
-            name: format!("wait-hook-{}", hook.replace('_', "-")),
-            args: Some(vec!["wait-hook".to_owned(), hook.clone()]),
-            ..hook_container(ctx, m, w, hook)
-        },
+        Wait::Hook { hook, site } => {
+            let mut c = hook_container(ctx, m, w, hook);
+            if site != &w.name {
+                for mount in c.volume_mounts.iter_mut().flatten() {
+                    if mount.name == "site" {
+                        mount.name = site_volume(site);
+                    }
+                }
+            }
+            Container {
+                name: format!("wait-hook-{}", hook.replace('_', "-")),
+                args: Some(vec!["wait-hook".to_owned(), hook.clone()]),
+                ..c
+            }
+        }
         Wait::Service { service, address } => Container {
             name: format!("wait-for-{}", service.replace('_', "-")),
             image: Some(image_of(
@@ -863,6 +890,26 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
             ..Volume::default()
         },
     ];
+    for wait in &w.waits {
+        if let Wait::Hook { site, .. } = wait
+            && site != &w.name
+            && !v.iter().any(|x| x.name == site_volume(site))
+        {
+            v.push(Volume {
+                name: site_volume(site),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: format!("{site}-site"),
+                    items: Some(vec![KeyToPath {
+                        key: "site.toml".to_owned(),
+                        path: "site.toml".to_owned(),
+                        ..KeyToPath::default()
+                    }]),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+    }
     if w.kind == Kind::Deployment {
         for (_, dir) in &w.data_dirs {
             v.push(Volume {
@@ -876,6 +923,13 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
         }
     }
     v
+}
+
+/// The volume of another workload's site config (`site-netbox-web`).
+fn site_volume(workload: &str) -> String {
+    let mut name = format!("site-{workload}");
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
 }
 
 /// A shared claim's name: `<app>-data-<dir>`.

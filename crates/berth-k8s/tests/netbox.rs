@@ -111,8 +111,9 @@ fn each_hook_runs_where_what_it_waits_for_is() {
     create_admin: InService("web")
     "#);
     // What the pods wait for: the database's Service (it answers once PostgreSQL is
-    // ready and `createdb` ran in it) and the migration Job's check; the Job itself
-    // waits for the database and the cache.
+    // ready and `createdb` ran in it) and the migration Job's check, rendered with
+    // the site config of the web pods the Job is made from (a `once` hook is in that
+    // node's manifest only); the Job itself waits for the database and the cache.
     let waits: Vec<String> = r
         .workloads
         .iter()
@@ -120,8 +121,8 @@ fn each_hook_runs_where_what_it_waits_for_is() {
         .collect();
     insta::assert_snapshot!(waits.join("\n"), @r#"
     netbox-database: []
-    netbox-web: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook("migrate")]
-    netbox-worker: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook("migrate")]
+    netbox-web: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook { hook: "migrate", site: "netbox-web" }]
+    netbox-worker: [Service { service: "postgresql", address: "netbox-database:5433" }, Hook { hook: "migrate", site: "netbox-web" }]
     "#);
     let job = &r.files["base/job-netbox-migrate-4-7-3.yaml"];
     assert!(

@@ -1,0 +1,541 @@
+//! NetBox from `berth k8s render`'s objects, run for real: no Kubernetes API server can
+//! run on these machines, so the objects, as `kubectl kustomize` builds an overlay, are
+//! played by `podman kube play` with the images `berth image build` makes.
+//!
+//! What podman plays as it is: ConfigMaps, PersistentVolumeClaims (named volumes) and
+//! Deployments. What it does not, and how this test stands in for the controller or
+//! kubelet a cluster has (each checked by schema in `tests/k8s.rs`):
+//! - the Secret: podman 4.3 writes its values still base64-encoded, as the object
+//!   carries them, into the files it mounts; the test writes the files as the kubelet
+//!   does (root's, group 10001 for `fsGroup`, mode 0440) into a volume of that name;
+//! - a StatefulSet: its pod template played as the Pod the controller makes
+//!   (`<name>-0`), with the claims of its `volumeClaimTemplates` under the names the
+//!   controller gives them (`<template>-<name>-0`);
+//! - a Job: its pod template played as a Pod, whose exit status the test reads;
+//! - Services: every pod runs in one network namespace made for the test (podman's
+//!   host network inside it), and the Services' names resolve to its 127.0.0.1 (the
+//!   `/etc/hosts` podman copies into each container); the pods' `containerPort`s are
+//!   left out, which podman refuses with that network;
+//! - `status.podIP` (podman 4.3 has no such field): 127.0.0.1, the pods' address;
+//! - the Ingress and the CronJob: not run;
+//! - `restartPolicy: Always` (what a Deployment's and a StatefulSet's pods have):
+//!   podman 4.3 then restarts an init container that succeeded while it removes it,
+//!   and fails; the pods run with `OnFailure`, which restarts what fails all the same;
+//! - a readiness probe (podman 4.3 runs none): the test runs the probe's command, as
+//!   the kubelet would, before playing what waits for that Service;
+//! - podman plays one file's pods in turn and waits for their init containers, so the
+//!   test plays the workloads in the order the Services would let them through.
+//!
+//! Checked: the migration Job ran before the web pod served (the web pod's init
+//! container waited for it, and its web container started after the Job's ended);
+//! `createdb` ran inside PostgreSQL's container once it was ready, `create_admin`
+//! inside the web's; NetBox answers its login page through nginx and its API with a
+//! token the admin provisions with the password of the rendered Secret; an object
+//! made there survives `podman kube down` and `play` again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth_tests::{
+    Berth, http_request, prefix_dir, root, shared_images, shared_release_bundle, wait_for,
+};
+use serde_json::{Value, json};
+
+/// nginx's port, from the site config's `external_url`.
+const PORT: u16 = 38190;
+
+/// A network namespace of the test's own, with its loopback up; gone on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        let name = format!("berth-k8s-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ok(&["netns", "add", &name]);
+        ok(&["-n", &name, "link", "set", "lo", "up"]);
+        Self(name)
+    }
+
+    /// `f` run on a thread that entered the namespace.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(&path).unwrap();
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// podman with a store of its own, run in the namespace with `hosts` as its
+/// `/etc/hosts` (a mount namespace of its own, so the machine's stays as it is).
+struct Podman {
+    dir: PathBuf,
+    ns: String,
+    hosts: PathBuf,
+}
+
+impl Podman {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .args(["unshare", "-m", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(&self.hosts)
+            .arg("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["pod", "rm", "--all", "--force", "--time", "5"]);
+        let _ = self.run(&["system", "reset", "--force"]);
+    }
+}
+
+/// What a pod spec needs changed for podman (see the module's documentation).
+fn for_podman(spec: &mut Value) {
+    if spec["restartPolicy"].is_null() {
+        spec["restartPolicy"] = json!("OnFailure");
+    }
+    for list in ["containers", "initContainers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
+            c.as_object_mut().unwrap().remove("ports");
+            for e in c["env"].as_array_mut().into_iter().flatten() {
+                if e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP" {
+                    let e = e.as_object_mut().unwrap();
+                    e.remove("valueFrom");
+                    e.insert("value".into(), json!("127.0.0.1"));
+                }
+            }
+        }
+    }
+    // The Secret's files are the volume the test made of them.
+    for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+        if let Some(secret) = v.as_object_mut().unwrap().remove("secret") {
+            v["persistentVolumeClaim"] = json!({"claimName": secret["secretName"]});
+        }
+    }
+}
+
+/// The built overlay as files to play, in order: the database (with every claim), the
+/// migration Job, then each Deployment, and the database without the claims (to play
+/// it again); the ConfigMaps in each. The Secret's keys.
+fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(built).unwrap();
+    let of =
+        |kind: &str| -> Vec<Value> { docs.iter().filter(|d| d["kind"] == kind).cloned().collect() };
+    let mut kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "CronJob",
+            "Deployment",
+            "Ingress",
+            "Job",
+            "PersistentVolumeClaim",
+            "Secret",
+            "Service",
+            "StatefulSet"
+        ]
+    );
+    let config_maps = of("ConfigMap");
+    let secrets = of("Secret");
+    assert_eq!(secrets.len(), 1);
+    let keys: Vec<String> = secrets[0]["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut files: Vec<(String, Vec<Value>)> = Vec::new();
+    let sets = of("StatefulSet");
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    let name = set["metadata"]["name"].as_str().unwrap();
+    let mut spec = set["spec"]["template"]["spec"].clone();
+    // podman makes a claim's volume when a pod first names it: all of them first.
+    let mut objects = config_maps.clone();
+    objects.extend(of("PersistentVolumeClaim"));
+    for t in set["spec"]["volumeClaimTemplates"].as_array().unwrap() {
+        let template = t["metadata"]["name"].as_str().unwrap();
+        let claim = format!("{template}-{name}-0");
+        objects.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim}, "spec": t["spec"]}));
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": template, "persistentVolumeClaim": {"claimName": claim}}));
+    }
+    for_podman(&mut spec);
+    objects.push(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-0"), "labels": set["spec"]["template"]["metadata"]["labels"]},
+        "spec": spec}));
+    files.push((format!("{name}-0"), objects));
+    for job in of("Job") {
+        let name = job["metadata"]["name"].as_str().unwrap();
+        let mut spec = job["spec"]["template"]["spec"].clone();
+        for_podman(&mut spec);
+        let mut objects = config_maps.clone();
+        objects.push(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}),
+        );
+        files.push((name.to_owned(), objects));
+    }
+    for mut d in of("Deployment") {
+        let name = d["metadata"]["name"].as_str().unwrap().to_owned();
+        for_podman(&mut d["spec"]["template"]["spec"]);
+        let mut objects = config_maps.clone();
+        objects.push(d);
+        files.push((name, objects));
+    }
+    // Played again after `kube down`: the claims are there already (podman refuses
+    // to make them twice, where a cluster finds them unchanged).
+    let (db, objects) = files[0].clone();
+    let again: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["kind"] != "PersistentVolumeClaim")
+        .cloned()
+        .collect();
+    files.push((format!("{db}-again"), again));
+    let files = files
+        .into_iter()
+        .map(|(name, objects)| {
+            let path = dir.join(format!("play-{name}.yaml"));
+            // JSON documents are YAML documents.
+            let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+            std::fs::write(&path, text.join("\n---\n")).unwrap();
+            (name, path)
+        })
+        .collect();
+    (files, keys)
+}
+
+/// When a container started and ended, as podman says.
+fn times(podman: &Podman, container: &str) -> (jiff::Timestamp, jiff::Timestamp) {
+    let out = podman.ok(&[
+        "inspect",
+        container,
+        "--format",
+        "{{.State.StartedAt.Format \"2006-01-02T15:04:05.000000000Z07:00\"}} {{.State.FinishedAt.Format \"2006-01-02T15:04:05.000000000Z07:00\"}}",
+    ]);
+    let mut parts = out.split_whitespace();
+    let start = parts.next().unwrap().parse().unwrap();
+    let end = parts.next().unwrap().parse().unwrap();
+    (start, end)
+}
+
+/// A container's output, both streams (berth says what it does on stderr).
+fn logs(podman: &Podman, container: &str) -> String {
+    let out = podman.run(&["logs", container]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The kubelet's readiness probe of a container: the probe's command in it.
+fn ready(podman: &Podman, container: &str, service: &str) -> bool {
+    podman
+        .run(&["exec", container, "berth", "container", "ready", service])
+        .status
+        .success()
+}
+
+#[test]
+#[allow(clippy::too_many_lines, clippy::print_stderr)] // one deployment, brought up, used, brought down and up; its timing shown
+fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
+    let work = prefix_dir("k8s-play");
+    let w = work.path();
+    let (bundle, public) = shared_release_bundle(
+        &root().join("examples/netbox"),
+        &["--strip-debug"],
+        &["--no-seed"],
+    );
+    // Every service's image, built once for this test and the other NetBox test.
+    let archives = shared_images(&bundle, &public);
+
+    // The objects, for the images as they are named once loaded.
+    let site = w.join("site.toml");
+    std::fs::write(
+        &site,
+        format!("external_url = \"http://127.0.0.1:{PORT}/\"\n"),
+    )
+    .unwrap();
+    let deploy = w.join("deploy");
+    Berth::new(
+        Path::new("/nonexistent-prefix"),
+        &root().join("examples/netbox"),
+    )
+    .run(&[
+        "--config",
+        site.to_str().unwrap(),
+        "k8s",
+        "render",
+        "--out",
+        deploy.to_str().unwrap(),
+        "--registry",
+        "localhost",
+        "--env",
+        "test",
+    ])
+    .expect(0);
+    let built = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(deploy.join("overlays/test"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let (files, keys) = play_files(&String::from_utf8_lossy(&built.stdout), w);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "netbox-database-0",
+            "netbox-migrate-4-7-3",
+            "netbox-web",
+            "netbox-worker",
+            "netbox-database-0-again"
+        ]
+    );
+
+    let ns = Netns::new();
+    let hosts = w.join("hosts");
+    // Each Service's name at the pods' address.
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost netbox-database netbox-web netbox-worker\n::1 localhost\n",
+    )
+    .unwrap();
+    let pm = w.join("podman");
+    for d in ["root", "runroot"] {
+        std::fs::create_dir_all(pm.join(d)).unwrap();
+    }
+    std::fs::write(
+        pm.join("containers.conf"),
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+         [engine]\nruntime = \"runc\"\n",
+    )
+    .unwrap();
+    let podman = Podman {
+        dir: pm,
+        ns: ns.0.clone(),
+        hosts,
+    };
+    for entry in std::fs::read_dir(&archives).unwrap() {
+        podman.ok(&[
+            "load",
+            "--quiet",
+            "-i",
+            entry.unwrap().path().to_str().unwrap(),
+        ]);
+    }
+    // The Secret's files, as the kubelet writes them: root's, of the pods' group
+    // (`fsGroup`), mode 0440; from the files its generator made it of.
+    podman.ok(&["volume", "create", "netbox-secrets"]);
+    let at = PathBuf::from(
+        podman
+            .ok(&[
+                "volume",
+                "inspect",
+                "netbox-secrets",
+                "--format",
+                "{{.Mountpoint}}",
+            ])
+            .trim(),
+    );
+    for key in &keys {
+        let to = at.join(key);
+        std::fs::copy(deploy.join("base/secrets").join(key), &to).unwrap();
+        nix::unistd::chown(&to, Some(0.into()), Some(10001.into())).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o440)).unwrap();
+    }
+    let play =
+        |file: &Path| podman.ok(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+
+    // The database: `initdb` in an init container, then PostgreSQL and Redis; it is
+    // ready once `createdb` ran inside PostgreSQL's container.
+    let started = Instant::now();
+    play(&files[0].1);
+    wait_for("the database pod ready", Duration::from_mins(3), || {
+        ready(&podman, "netbox-database-0-postgresql", "postgresql")
+            && ready(&podman, "netbox-database-0-redis", "redis")
+    });
+    let db_log = logs(&podman, "netbox-database-0-postgresql");
+    assert!(db_log.contains("the createdb hook succeeded"), "{db_log}");
+
+    // The migration Job and the web pod at once: the web pod waits in its init
+    // container until the Job's hook has nothing left to do.
+    let job = &files[1].1;
+    let web_file = files[2].1.clone();
+    let web_played = std::thread::scope(|s| {
+        let web = s.spawn(|| {
+            play(&web_file);
+            Instant::now()
+        });
+        play(job);
+        // podman removes an init container once it succeeded: its word is read
+        // while it waits.
+        wait_for(
+            "the web pod waiting for the migrations",
+            Duration::from_mins(5),
+            || {
+                logs(&podman, "netbox-web-pod-0-wait-hook-migrate")
+                    .contains("waiting for the migrate hook to be done")
+            },
+        );
+        let code = podman.ok(&["wait", "netbox-migrate-4-7-3-hook-migrate"]);
+        assert_eq!(
+            code.trim(),
+            "0",
+            "{}",
+            logs(&podman, "netbox-migrate-4-7-3-hook-migrate")
+        );
+        web.join().unwrap()
+    });
+    let (_, migrated) = times(&podman, "netbox-migrate-4-7-3-hook-migrate");
+    let (web_started, _) = times(&podman, "netbox-web-pod-0-web");
+    assert!(migrated < web_started, "{migrated} {web_started}");
+    play(&files[3].1);
+    wait_for(
+        "the web and worker pods ready",
+        Duration::from_mins(5),
+        || {
+            ready(&podman, "netbox-web-pod-0-web", "web")
+                && ready(&podman, "netbox-web-pod-0-nginx", "nginx")
+                && ready(&podman, "netbox-worker-pod-0-worker", "worker")
+        },
+    );
+    let came_up = started.elapsed();
+    eprintln!(
+        "from the first play to the web and worker pods ready: {came_up:?} (the web pod's play returned after {:?})",
+        web_played.duration_since(started)
+    );
+    let web_log = logs(&podman, "netbox-web-pod-0-web");
+    assert!(
+        web_log.contains("the create_admin hook succeeded"),
+        "{web_log}"
+    );
+
+    // The login page through nginx, and the API with a token the admin provisions
+    // with the rendered Secret's password.
+    let (code, body) = ns.run(|| http_request("GET", PORT, "/login/", &[], None).unwrap());
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("NetBox"), "not NetBox's login page");
+    let password = std::fs::read_to_string(deploy.join("base/secrets/admin_password")).unwrap();
+    let auth = ns.run(|| provision_token(password.trim()));
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    let (code, body) = ns.run(|| {
+        http_request(
+            "POST",
+            PORT,
+            "/api/dcim/sites/",
+            &headers,
+            Some(r#"{"name": "Kube Site", "slug": "kube-site", "status": "active"}"#),
+        )
+        .unwrap()
+    });
+    assert_eq!(code, 201, "{body}");
+
+    // Down and up again: the data is on the claims.
+    for (_, file) in files[..4].iter().rev() {
+        podman.ok(&["kube", "down", file.to_str().unwrap()]);
+    }
+    assert!(
+        ns.run(|| http_request("GET", PORT, "/login/", &[], None))
+            .is_err()
+    );
+    play(&files[4].1);
+    wait_for(
+        "the database pod ready again",
+        Duration::from_mins(3),
+        || ready(&podman, "netbox-database-0-postgresql", "postgresql"),
+    );
+    play(&files[2].1);
+    wait_for("the web pod ready again", Duration::from_mins(5), || {
+        ready(&podman, "netbox-web-pod-0-web", "web")
+            && ready(&podman, "netbox-web-pod-0-nginx", "nginx")
+    });
+    let (code, body) = ns.run(|| {
+        http_request(
+            "GET",
+            PORT,
+            "/api/dcim/sites/?slug=kube-site",
+            &headers,
+            None,
+        )
+        .unwrap()
+    });
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["count"], 1, "{body}");
+}
+
+/// An API token of the admin's, made by NetBox's provisioning endpoint from the
+/// username and password: the `Authorization` header's value.
+fn provision_token(password: &str) -> String {
+    let body = json!({"username": "admin", "password": password}).to_string();
+    let (code, text) = http_request(
+        "POST",
+        PORT,
+        "/api/users/tokens/provision/",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+        ],
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(code, 201, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    match (
+        v["version"].as_u64(),
+        v["key"].as_str(),
+        v["token"].as_str(),
+    ) {
+        (Some(2), Some(key), Some(token)) => format!("Bearer nbt_{key}.{token}"),
+        (_, _, Some(token)) => format!("Token {token}"),
+        _ => panic!("no token in {text}"),
+    }
+}
