@@ -37,11 +37,11 @@
 //! made there survives `podman kube down` and `play` again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    Berth, http_request, prefix_dir, root, shared_images, shared_release_bundle, wait_for,
+    Berth, Podman, http_request, prefix_dir, root, shared_images, shared_release_bundle, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -81,51 +81,6 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// podman with a store of its own, run in the namespace with `hosts` as its
-/// `/etc/hosts` (a mount namespace of its own, so the machine's stays as it is).
-struct Podman {
-    dir: PathBuf,
-    ns: String,
-    hosts: PathBuf,
-}
-
-impl Podman {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .args(["unshare", "-m", "sh", "-c"])
-            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
-            .arg(&self.hosts)
-            .arg("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("runroot"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.run(&["pod", "rm", "--all", "--force", "--time", "5"]);
-        let _ = self.run(&["system", "reset", "--force"]);
     }
 }
 
@@ -347,21 +302,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
         "127.0.0.1 localhost netbox-database netbox-web netbox-worker\n::1 localhost\n",
     )
     .unwrap();
-    let pm = w.join("podman");
-    for d in ["root", "runroot"] {
-        std::fs::create_dir_all(pm.join(d)).unwrap();
-    }
-    std::fs::write(
-        pm.join("containers.conf"),
-        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
-         [engine]\nruntime = \"runc\"\n",
-    )
-    .unwrap();
-    let podman = Podman {
-        dir: pm,
-        ns: ns.0.clone(),
-        hosts,
-    };
+    let podman = Podman::in_netns(&w.join("podman"), &ns.0, &hosts);
     for entry in std::fs::read_dir(&archives).unwrap() {
         podman.ok(&[
             "load",

@@ -875,9 +875,19 @@ pub fn app_sql(prefix: &Path, port: u16, statement: &str) -> String {
 /// never touched; everything is removed when dropped.
 pub struct Podman {
     dir: PathBuf,
+    /// A network namespace to run in, with the file to use as its `/etc/hosts`.
+    netns: Option<(String, PathBuf)>,
 }
 
 impl Podman {
+    /// Run in network namespace `ns`, with `hosts` as `/etc/hosts` (bound in a mount
+    /// namespace of its own, so the machine's stays as it is).
+    pub fn in_netns(dir: &Path, ns: &str, hosts: &Path) -> Self {
+        let mut podman = Self::new(dir);
+        podman.netns = Some((ns.to_owned(), hosts.to_owned()));
+        podman
+    }
+
     pub fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir.join("root")).unwrap();
         std::fs::create_dir_all(dir.join("runroot")).unwrap();
@@ -889,12 +899,24 @@ impl Podman {
         .unwrap();
         Self {
             dir: dir.to_owned(),
+            netns: None,
         }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+        let mut cmd = match &self.netns {
+            None => Command::new("podman"),
+            Some((ns, hosts)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .args(["unshare", "-m", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(hosts)
+                    .arg("podman");
+                c
+            }
+        };
+        cmd.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
@@ -918,6 +940,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        let _ = self.run(&["pod", "rm", "--all", "--force", "--time", "5"]);
         let _ = self.run(&["rm", "--force", "--all", "--time", "5"]);
         let _ = self.run(&["system", "reset", "--force"]);
     }

@@ -93,23 +93,24 @@ fn signal(name: &str, what: &str) -> Result<nix::sys::signal::Signal> {
         .map_err(|_| ContainerError::Invalid(format!("{what}: `{name}` is not a signal")))
 }
 
-/// Where a container's service's process id is written for its health check.
-fn main_pid_file(prepared: &Prepared) -> PathBuf {
+/// A file of berth's in the run directory of the container's component.
+fn run_file(prepared: &Prepared, name: &str) -> PathBuf {
     prepared
         .instance
         .paths
         .component_run_dir(&prepared.component)
-        .join("berth-main.pid")
+        .join(name)
+}
+
+/// Where a container's service's process id is written for its health check.
+fn main_pid_file(prepared: &Prepared) -> PathBuf {
+    run_file(prepared, "berth-main.pid")
 }
 
 /// Where a container's service says which hooks it still waits for: its readiness
 /// probe fails while the file is there.
 fn pending_file(prepared: &Prepared) -> PathBuf {
-    prepared
-        .instance
-        .paths
-        .component_run_dir(&prepared.component)
-        .join("berth-pending")
+    run_file(prepared, "berth-pending")
 }
 
 /// `berth container run <service> [--then <hook>…]`: render, write the service's
@@ -251,9 +252,10 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
     })?;
     start::write(&prepared)?;
     let started = std::time::Instant::now();
-    for attempt in 0_u64.. {
+    let mut attempt = 0_u64;
+    loop {
         // Its output every few minutes, not every time.
-        let loud = attempt % 12 == 0;
+        let loud = attempt.is_multiple_of(12);
         let run = OneShot {
             what: format!("the {hook} hook's check"),
             argv: check.clone(),
@@ -287,8 +289,8 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
         if init::pause(Duration::from_secs(15)) {
             return Ok(init::STOPPED);
         }
+        attempt += 1;
     }
-    Ok(1)
 }
 
 /// `berth container wait-for <host:port>`: until a TCP connection to it succeeds, at

@@ -865,19 +865,7 @@ fn hook_container(
 
 fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
     let mut v = vec![
-        Volume {
-            name: "site".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: format!("{}-site", w.name),
-                items: Some(vec![KeyToPath {
-                    key: "site.toml".to_owned(),
-                    path: "site.toml".to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        site_config_volume("site".to_owned(), &w.name),
         Volume {
             name: "secrets".to_owned(),
             secret: Some(SecretVolumeSource {
@@ -895,19 +883,7 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
             && site != &w.name
             && !v.iter().any(|x| x.name == site_volume(site))
         {
-            v.push(Volume {
-                name: site_volume(site),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: format!("{site}-site"),
-                    items: Some(vec![KeyToPath {
-                        key: "site.toml".to_owned(),
-                        path: "site.toml".to_owned(),
-                        ..KeyToPath::default()
-                    }]),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            });
+            v.push(site_config_volume(site_volume(site), site));
         }
     }
     if w.kind == Kind::Deployment {
@@ -923,6 +899,23 @@ fn volumes(app: &str, w: &Workload) -> Vec<Volume> {
         }
     }
     v
+}
+
+/// Volume `name` of workload `workload`'s site config ConfigMap.
+fn site_config_volume(name: String, workload: &str) -> Volume {
+    Volume {
+        name,
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("{workload}-site"),
+            items: Some(vec![KeyToPath {
+                key: "site.toml".to_owned(),
+                path: "site.toml".to_owned(),
+                ..KeyToPath::default()
+            }]),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
 }
 
 /// The volume of another workload's site config (`site-netbox-web`).
