@@ -36,6 +36,7 @@
 //! token the admin provisions with the password of the rendered Secret; an object
 //! made there survives `podman kube down` and `play` again.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -231,10 +232,59 @@ fn logs(podman: &Podman, container: &str) -> String {
 
 /// The kubelet's readiness probe of a container: the probe's command in it.
 fn ready(podman: &Podman, container: &str, service: &str) -> bool {
-    podman
-        .run(&["exec", container, "berth", "container", "ready", service])
-        .status
-        .success()
+    probe(podman, container, service).is_ok()
+}
+
+/// The readiness probe's command in `container`; what it said when it failed.
+fn probe(podman: &Podman, container: &str, service: &str) -> Result<(), String> {
+    let out = podman.run(&["exec", container, "berth", "container", "ready", service]);
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Waits until every `(container, service)` passes its readiness probe; past `within`,
+/// fails with what the probes said, every container's state and its last lines.
+fn wait_ready(podman: &Podman, what: &str, within: Duration, probes: &[(&str, &str)]) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if probes.iter().all(|(c, s)| ready(podman, c, s)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut said = String::new();
+    for (c, s) in probes {
+        if let Err(e) = probe(podman, c, s) {
+            let _ = writeln!(said, "{c} not ready: {e}");
+        }
+    }
+    panic!(
+        "{what}: not within {within:?}\n{said}{}",
+        everything(podman)
+    );
+}
+
+/// Every container's state and last lines, to say why something did not happen.
+fn everything(podman: &Podman) -> String {
+    let ps = podman.run(&["ps", "--all", "--format", "{{.Names}} {{.Status}}"]);
+    let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+    let mut all = format!("containers:\n{ps}");
+    for name in ps.lines().filter_map(|l| l.split_whitespace().next()) {
+        let out = podman.run(&["logs", "--tail", "40", name]);
+        let _ = write!(
+            all,
+            "--- {name}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    all
 }
 
 #[test]
@@ -338,10 +388,15 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     // ready once `createdb` ran inside PostgreSQL's container.
     let started = Instant::now();
     play(&files[0].1);
-    wait_for("the database pod ready", Duration::from_mins(3), || {
-        ready(&podman, "netbox-database-0-postgresql", "postgresql")
-            && ready(&podman, "netbox-database-0-redis", "redis")
-    });
+    wait_ready(
+        &podman,
+        "the database pod ready",
+        Duration::from_mins(5),
+        &[
+            ("netbox-database-0-postgresql", "postgresql"),
+            ("netbox-database-0-redis", "redis"),
+        ],
+    );
     let db_log = logs(&podman, "netbox-database-0-postgresql");
     assert!(db_log.contains("the createdb hook succeeded"), "{db_log}");
 
@@ -389,14 +444,15 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let (web_started, _) = times(&podman, "netbox-web-pod-0-web");
     assert!(migrated < web_started, "{migrated} {web_started}");
     play(&files[3].1);
-    wait_for(
+    wait_ready(
+        &podman,
         "the web and worker pods ready",
-        Duration::from_mins(5),
-        || {
-            ready(&podman, "netbox-web-pod-0-web", "web")
-                && ready(&podman, "netbox-web-pod-0-nginx", "nginx")
-                && ready(&podman, "netbox-worker-pod-0-worker", "worker")
-        },
+        Duration::from_mins(10),
+        &[
+            ("netbox-web-pod-0-web", "web"),
+            ("netbox-web-pod-0-nginx", "nginx"),
+            ("netbox-worker-pod-0-worker", "worker"),
+        ],
     );
     let came_up = started.elapsed();
     eprintln!(
@@ -442,16 +498,22 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
             .is_err()
     );
     play(&files[4].1);
-    wait_for(
+    wait_ready(
+        &podman,
         "the database pod ready again",
-        Duration::from_mins(3),
-        || ready(&podman, "netbox-database-0-postgresql", "postgresql"),
+        Duration::from_mins(5),
+        &[("netbox-database-0-postgresql", "postgresql")],
     );
     play(&files[2].1);
-    wait_for("the web pod ready again", Duration::from_mins(5), || {
-        ready(&podman, "netbox-web-pod-0-web", "web")
-            && ready(&podman, "netbox-web-pod-0-nginx", "nginx")
-    });
+    wait_ready(
+        &podman,
+        "the web pod ready again",
+        Duration::from_mins(10),
+        &[
+            ("netbox-web-pod-0-web", "web"),
+            ("netbox-web-pod-0-nginx", "nginx"),
+        ],
+    );
     let (code, body) = ns.run(|| {
         http_request(
             "GET",

@@ -189,12 +189,8 @@ pub enum Command {
     /// Write the licence page of a release bundle: every component, its version and
     /// licence, and each licence text once (`licences.html` and `licences.json`).
     Licences {
-        /// The release bundle.
-        bundle: PathBuf,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY|FILE")]
-        public_key: String,
+        #[command(flatten)]
+        signed: SignedBundle,
         /// The directory to write both files into (made if missing; existing files
         /// are never overwritten).
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -203,12 +199,8 @@ pub enum Command {
     /// Write the bill of materials of a release bundle (CycloneDX 1.6 or SPDX 2.3 JSON):
     /// berth, the interpreter and every Python distribution it carries, with licences.
     Sbom {
-        /// The release bundle.
-        bundle: PathBuf,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY|FILE")]
-        public_key: String,
+        #[command(flatten)]
+        signed: SignedBundle,
         /// The document's format.
         #[arg(long, value_enum, default_value = "cyclonedx")]
         format: SbomFormat,
@@ -331,15 +323,8 @@ pub enum FleetCommand {
     Up {
         #[command(flatten)]
         args: FleetArgs,
-        /// Install from this release bundle (`berth release build`): its manifest on
-        /// every node, its built components sent to the nodes that run them, where
-        /// nothing is built; checked against `--public-key` here and on each node.
-        #[arg(long, value_name = "BUNDLE", requires = "public_key")]
-        bundle: Option<PathBuf>,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY", requires = "bundle")]
-        public_key: Option<String>,
+        #[command(flatten)]
+        release: FleetBundle,
     },
     /// As `up`, but only the nodes whose manifest or site config changed.
     Reconfigure(FleetArgs),
@@ -358,15 +343,8 @@ pub enum FleetCommand {
             conflicts_with = "bundle"
         )]
         to: Option<PathBuf>,
-        /// The new version's release bundle (`berth release build`): its manifest is the
-        /// new version's, and its built components are sent to the nodes that run them,
-        /// where nothing is built; checked against `--public-key` here and on each node.
-        #[arg(long, value_name = "BUNDLE", requires = "public_key")]
-        bundle: Option<PathBuf>,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY", requires = "bundle")]
-        public_key: Option<String>,
+        #[command(flatten)]
+        release: FleetBundle,
     },
     /// On a node: read what `fleet up` sends on standard input and bring the node up.
     #[command(hide = true)]
@@ -600,11 +578,8 @@ pub enum ReleaseCommand {
     /// Check a bundle: signed by the given key, a release of the app and version its
     /// name says, every byte as signed.
     Verify {
-        /// The bundle file.
-        bundle: PathBuf,
-        /// The vendor's public key (`ed25519:…`) or a file holding it (`<key>.pub`).
-        #[arg(long, value_name = "KEY")]
-        public_key: String,
+        #[command(flatten)]
+        signed: SignedBundle,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -657,15 +632,37 @@ pub enum PackageCommand {
     },
 }
 
+/// A release bundle and the vendor's key it must be signed with.
+#[derive(Debug, Args)]
+pub struct SignedBundle {
+    /// The release bundle (`berth release build`).
+    pub bundle: PathBuf,
+    /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+    /// file holding it, such as `<key>.pub`).
+    #[arg(long, value_name = "KEY|FILE")]
+    pub public_key: String,
+}
+
+/// The release bundle a fleet installs or upgrades to, if one.
+#[derive(Debug, Args)]
+pub struct FleetBundle {
+    /// Install this release bundle (`berth release build`): its manifest is every
+    /// node's, and its built components are sent to the nodes that run them, where
+    /// nothing is built; checked against `--public-key` here and on each node.
+    #[arg(long, value_name = "BUNDLE", requires = "public_key")]
+    pub bundle: Option<PathBuf>,
+    /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
+    /// file holding it).
+    #[arg(long, value_name = "KEY|FILE", requires = "bundle")]
+    pub public_key: Option<String>,
+}
+
 /// What `berth package deb` and `berth package tar` take.
 #[derive(Debug, Args)]
 pub struct BundlePackageArgs {
-    /// The release bundle.
-    pub bundle: PathBuf,
-    /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-    /// file holding it); the package ships it to check the bundle again.
-    #[arg(long, value_name = "KEY|FILE")]
-    pub public_key: String,
+    /// The bundle, and the key the package ships to check it again.
+    #[command(flatten)]
+    pub signed: SignedBundle,
     /// `Maintainer:` of the package (and the copyright file's holder), `Name <address>`.
     #[arg(long, value_name = "NAME <ADDRESS>")]
     pub maintainer: String,
@@ -872,12 +869,8 @@ pub enum ImageCommand {
     /// Debian 12 base with the service's packages, berth, the bundled components and
     /// the instance's skeleton, each a layer; reproducible from the bundle alone.
     Build {
-        /// The release bundle.
-        bundle: PathBuf,
-        /// The vendor's public key the bundle must be signed with (`ed25519:…`, or a
-        /// file holding it).
-        #[arg(long, value_name = "KEY|FILE")]
-        public_key: String,
+        #[command(flatten)]
+        signed: SignedBundle,
         /// The OCI image layout to write (made if missing; images already in it stay).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,

@@ -353,14 +353,12 @@ fn install_from_bundle(
 ) -> Result<()> {
     let paths = &staged.paths;
     let received = received_dir(paths).join(checked_bundle_name(&bundle.file)?);
-    let staging = paths.release_staging(&inst.manifest.manifest.app.version);
+    let version = &inst.manifest.manifest.app.version;
     let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
-    let rel = paths.beneath(&staging).to_owned();
+    let rel = paths.beneath(&paths.release_staging(version)).to_owned();
     let result = (|| -> Result<()> {
         let trusted = [super::release::public_key(&bundle.public_key)?];
-        top.remove_tree(&rel)?;
-        top.create_dir(&rel, 0o700, None)?;
-        let extracted = berth_release::extract(&received, &trusted, &staging)?;
+        let (extracted, _) = super::up::unpack_bundle(&top, paths, version, &received, &trusted)?;
         staged.carried_by(&extracted.manifest_dir, &bundle.file)?;
         berth_lifecycle::up::prepare_release(inst, Some(&extracted.payload_dir), progress)?;
         Ok(())

@@ -218,12 +218,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => topology::plan(&loc, &args),
         Command::Fleet(FleetCommand::Check(args)) => fleet::check(&loc, &args),
         Command::Fleet(FleetCommand::Status(args)) => fleet::status(&loc, &args),
-        Command::Fleet(FleetCommand::Up {
-            args,
-            bundle,
-            public_key,
-        }) => {
-            let bundle = bundle.as_deref().zip(public_key.as_deref());
+        Command::Fleet(FleetCommand::Up { args, release }) => {
+            let bundle = release.bundle.as_deref().zip(release.public_key.as_deref());
             fleet::up(&loc, &args, false, quiet, bundle)
         }
         Command::Fleet(FleetCommand::Reconfigure(args)) => {
@@ -231,13 +227,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Fleet(FleetCommand::NodeReceive { name }) => fleet::node_receive(&loc, &name),
         Command::Fleet(FleetCommand::NodeUp) => fleet::node_up(&loc, quiet),
-        Command::Fleet(FleetCommand::Upgrade {
-            args,
-            to,
-            bundle,
-            public_key,
-        }) => {
-            let to = match (to, bundle.zip(public_key)) {
+        Command::Fleet(FleetCommand::Upgrade { args, to, release }) => {
+            let to = match (to, release.bundle.zip(release.public_key)) {
                 (Some(dir), _) => fleet_upgrade::To::Dir(dir),
                 (None, Some((bundle, key))) => fleet_upgrade::To::Bundle(bundle, key),
                 (None, None) => anyhow::bail!("`fleet upgrade` needs `--to DIR` or `--bundle B`"),
@@ -345,8 +336,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Image(ImageCommand::Build {
-            bundle,
-            public_key,
+            signed,
             out,
             services,
             oci_archive,
@@ -354,8 +344,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             cache,
             json,
         }) => image::build(&image::BuildArgs {
-            bundle: &bundle,
-            key: &public_key,
+            bundle: &signed.bundle,
+            key: &signed.public_key,
             out: &out,
             services: &services,
             oci_archive: oci_archive.as_deref(),
@@ -363,17 +353,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             cache: &cache,
             json,
         }),
-        Command::Licences {
-            bundle,
-            public_key,
-            out,
-        } => sbom::licences(&bundle, &public_key, &out),
+        Command::Licences { signed, out } => {
+            sbom::licences(&signed.bundle, &signed.public_key, &out)
+        }
         Command::Sbom {
-            bundle,
-            public_key,
+            signed,
             format,
             out,
-        } => sbom::write(&bundle, &public_key, format, out.as_deref()),
+        } => sbom::write(&signed.bundle, &signed.public_key, format, out.as_deref()),
         Command::Repo(RepoCommand::Yum {
             dir,
             rpms,
@@ -434,11 +421,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             no_seed,
             json,
         ),
-        Command::Release(ReleaseCommand::Verify {
-            bundle,
-            public_key,
-            json,
-        }) => release::verify(&bundle, &public_key, json),
+        Command::Release(ReleaseCommand::Verify { signed, json }) => {
+            release::verify(&signed.bundle, &signed.public_key, json)
+        }
         Command::Status { json } => control::status(&loc, json),
         Command::Preflight { json } => up::preflight(&loc, json),
         Command::Console { listen, base_path } => console(&loc, listen, base_path),

@@ -189,7 +189,7 @@ pub fn package_bundle(
     format: Format,
     sign_with: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    let key = public_key(&a.public_key)?;
+    let key = public_key(&a.signed.public_key)?;
     // The signing key is read before anything is built: a wrong file fails fast.
     let signer = sign_with.map(super::repo::repo_key).transpose()?;
     let architecture = architecture(a.architecture.as_deref())?;
@@ -197,7 +197,7 @@ pub fn package_bundle(
         e
     } else {
         // The bundle's own time: the package of one bundle is then always the same.
-        let (_, info) = berth_release::open(&a.bundle, &[key])?;
+        let (_, info) = berth_release::open(&a.signed.bundle, &[key])?;
         info.created
             .parse::<jiff::Timestamp>()
             .ok()
@@ -205,7 +205,7 @@ pub fn package_bundle(
             .unwrap_or(0)
     };
     let input = berth_package::debian::DebInput {
-        bundle: &a.bundle,
+        bundle: &a.signed.bundle,
         key: &key,
         maintainer: &a.maintainer,
         architecture: &architecture,

@@ -175,6 +175,23 @@ pub(super) fn ensure_tmp(
     Ok(())
 }
 
+/// `bundle` unpacked, every byte checked against `trusted`, into the prefix's
+/// `tmp/release-<version>/` (opened as `top`), made anew and root's only. The caller
+/// removes it (its path beneath the prefix is returned) when done.
+pub(super) fn unpack_bundle(
+    top: &berth_host::beneath::SafeDir,
+    paths: &berth_render::Paths,
+    version: &str,
+    bundle: &Path,
+    trusted: &[berth_archive::PublicKey],
+) -> Result<(berth_release::Extracted, std::path::PathBuf)> {
+    let staging = paths.release_staging(version);
+    let rel = paths.beneath(&staging).to_owned();
+    top.remove_tree(&rel)?;
+    top.create_dir(&rel, 0o700, None)?;
+    Ok((berth_release::extract(bundle, trusted, &staging)?, rel))
+}
+
 /// `berth up --bundle`: the bundle's signature checked first (nothing is touched
 /// before), then the bundle extracted under the prefix with every byte checked, and
 /// `up` run with its manifest and its built components. The extracted copy is removed
@@ -202,18 +219,15 @@ pub fn up_from_bundle_with(
     let made_prefix = !prefix.exists();
     let paths = berth_render::Paths::for_prefix(&prefix, &info.version);
     let staging = paths.release_staging(&info.version);
-    let made = (|| -> Result<()> {
+    let made = (|| -> Result<berth_host::beneath::SafeDir> {
         if made_prefix {
             berth_host::fsutil::ensure_dir(&prefix, 0o755)?;
         }
         let top = berth_host::beneath::SafeDir::open_trusted(&prefix)?;
         ensure_tmp(&top, &paths)?;
-        let rel = paths.beneath(&staging).to_owned();
-        top.remove_tree(&rel)?;
-        top.create_dir(&rel, 0o700, None)?;
-        Ok(())
+        Ok(top)
     })();
-    let result = made.and_then(|()| {
+    let result = made.and_then(|top| {
         let progress = Terminal::new(quiet);
         progress.begin(&format!(
             "Checking and unpacking {} {} ({})",
@@ -221,7 +235,7 @@ pub fn up_from_bundle_with(
             info.version,
             bundle.display()
         ));
-        let extracted = berth_release::extract(bundle, &trusted, &staging)?;
+        let (extracted, _) = unpack_bundle(&top, &paths, &info.version, bundle, &trusted)?;
         progress.end(&format!("signed by {}", extracted.info.signer));
         drop(progress);
         let from_bundle = Locate {

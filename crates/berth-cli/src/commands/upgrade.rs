@@ -212,20 +212,19 @@ pub fn apply_bundles(
         infos.push(berth_release::open(b, &trusted)?.1);
     }
     let top = berth_host::beneath::SafeDir::open_trusted(&paths.prefix)?;
-    let tmp = paths.beneath(&paths.tmp()).to_owned();
-    if top.stat(&tmp)?.is_none() {
-        top.create_dir(&tmp, 0o711, None)?;
-    }
+    super::up::ensure_tmp(&top, &paths)?;
     let mut staged = Vec::new();
     let result = (|| -> Result<ExitCode> {
         let mut to = Vec::new();
         for (bundle, info) in bundles.iter().zip(&infos) {
-            let staging = paths.release_staging(&info.version);
-            let rel = paths.beneath(&staging).to_owned();
-            top.remove_tree(&rel)?;
-            top.create_dir(&rel, 0o700, None)?;
-            staged.push(rel);
-            let extracted = berth_release::extract(bundle, &trusted, &staging)?;
+            // Listed before unpacking, so a half-unpacked one is removed too.
+            staged.push(
+                paths
+                    .beneath(&paths.release_staging(&info.version))
+                    .to_owned(),
+            );
+            let (extracted, _) =
+                super::up::unpack_bundle(&top, &paths, &info.version, bundle, &trusted)?;
             to.push(extracted.manifest_dir);
         }
         apply(loc, &to, json, quiet)
