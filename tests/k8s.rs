@@ -104,18 +104,30 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
         assert!(values.contains(&std::fs::read_to_string(e.path()).unwrap()));
     }
 
-    // Every overlay builds, in its namespace, with the Secret made from the files.
-    for env in ["staging", "production"] {
+    // Every overlay builds, in its namespace, with the Secret made from the files; so
+    // does its restore overlay, with every workload scaled to 0 and the restore Job.
+    for env in ["staging", "production", "restore/staging", "restore/production"] {
         let built = Command::new("kubectl")
             .args(["kustomize"])
-            .arg(out.join("overlays").join(env))
+            .arg(out.join(if env.contains('/') { "" } else { "overlays" }).join(env))
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&built.stdout).into_owned();
         assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-        assert!(text.contains(&format!("namespace: netbox-{env}")), "{text}");
+        let ns = env.rsplit('/').next().unwrap();
+        assert!(text.contains(&format!("namespace: netbox-{ns}")), "{text}");
         assert!(text.contains("kind: Secret") && text.contains("name: netbox-secrets"));
-        let file = dir.path().join(format!("{env}.yaml"));
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let restoring = env.starts_with("restore/");
+        for d in &docs {
+            if d["kind"] == "Deployment" || d["kind"] == "StatefulSet" {
+                assert_eq!(d["spec"]["replicas"] == 0, restoring, "{env}: {d}");
+            }
+            assert_eq!(d["metadata"]["namespace"], format!("netbox-{ns}"), "{env}: {d}");
+        }
+        let jobs = docs.iter().filter(|d| d["metadata"]["name"] == "netbox-restore").count();
+        assert_eq!(jobs, if restoring { 2 } else { 0 }, "{env}: the restore Job and its claim");
+        let file = dir.path().join(format!("{}.yaml", env.replace('/', "-")));
         std::fs::write(&file, &text).unwrap();
         for v in VERSIONS {
             let (ok, said) = validate(v, std::slice::from_ref(&file));

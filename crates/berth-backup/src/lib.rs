@@ -16,6 +16,7 @@ pub mod database;
 mod error;
 pub mod leftovers;
 pub mod meta;
+pub mod offline;
 pub mod restore;
 #[cfg(test)]
 mod testing;

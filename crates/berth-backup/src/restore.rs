@@ -444,7 +444,7 @@ fn adopt_archive_manifest(
 
 /// Refuses an archive of another app or version than the manifest of the instance,
 /// saying where that manifest came from and the way out.
-fn check_same_app(inst: &Instance, meta: &crate::meta::BackupMeta, archive: &Path) -> Result<()> {
+pub(crate) fn check_same_app(inst: &Instance, meta: &crate::meta::BackupMeta, archive: &Path) -> Result<()> {
     let app = &inst.manifest.manifest.app;
     let prefix = &inst.paths.prefix;
     let (archived_app, archived_version) = (&meta.app, &meta.app_version);
@@ -990,7 +990,7 @@ fn wants_safety_backup(j: &Journal, running: bool) -> bool {
     !j.new_instance && !j.no_safety_backup && running
 }
 
-fn db_plan(inst: &Instance) -> Result<Option<berth_render::DatabasePlan>> {
+pub(crate) fn db_plan(inst: &Instance) -> Result<Option<berth_render::DatabasePlan>> {
     Ok(desired(inst)?.backup.and_then(|b| b.database))
 }
 

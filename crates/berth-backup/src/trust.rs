@@ -278,6 +278,16 @@ pub(crate) fn read_meta(manifest: &ArchiveManifest, archive: &Path) -> Result<Ba
     })
 }
 
+/// The data directories the manifest backs up (`[backup] data_dirs`).
+pub(crate) fn declared_dirs(inst: &Instance) -> Vec<String> {
+    inst.manifest
+        .manifest
+        .backup
+        .as_ref()
+        .map(|b| b.data_dirs.clone())
+        .unwrap_or_default()
+}
+
 /// Checks an authenticated archive's metadata against the manifest this berth runs.
 pub(crate) fn check_meta(
     inst: &Instance,
@@ -285,13 +295,7 @@ pub(crate) fn check_meta(
     manifest: &ArchiveManifest,
     archive: &Path,
 ) -> Result<ArchiveFacts> {
-    let declared = inst
-        .manifest
-        .manifest
-        .backup
-        .as_ref()
-        .map(|b| b.data_dirs.clone())
-        .unwrap_or_default();
+    let declared = declared_dirs(inst);
     let mut data_dirs = Vec::new();
     for d in &meta.data_dirs {
         if !plain_relative(d) {

@@ -973,6 +973,25 @@ pub enum ContainerCommand {
         /// The job.
         job: String,
     },
+    /// Restore a backup into this deployment's volumes (a restore Job's pod, while the
+    /// pods that use them are stopped): the archive's signature checked with the key
+    /// file, each data directory swapped in, the dump loaded by the database service
+    /// run here for the time of the restore; what was there is put back on failure.
+    Restore {
+        /// The archive (`berth backup create` on a host, or in another deployment).
+        archive: PathBuf,
+        /// The key file of the instance that made it (`berth backup key --export`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// First wait (an hour at most) for a file `ready` beside the archive, made
+        /// once the archive and the key file are copied in whole.
+        #[arg(long)]
+        wait: bool,
+        /// Refuse while HOST:PORT still answers after 5 minutes (a Service of the pods
+        /// that use the volumes); repeat for more.
+        #[arg(long = "not-while", value_name = "HOST:PORT")]
+        not_while: Vec<String>,
+    },
     /// Probe the service's readiness once: exit 0 when ready (the image's health check).
     Ready {
         /// The service.

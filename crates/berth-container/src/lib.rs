@@ -13,6 +13,7 @@
 pub mod build;
 pub mod init;
 pub mod plan;
+pub mod restore;
 pub mod settings;
 pub mod start;
 
@@ -169,12 +170,12 @@ pub fn run_service(
     init::run(&main, say)
 }
 
-/// `berth container hook <hook> --when-ready <service>`, as this very berth with this
-/// process's environment.
-fn follower(opts: &Options, hook: &str, service: &str) -> init::Follower {
+/// This very berth's command line for `args`, with the prefix, manifest and site
+/// config this one was given.
+fn berth_argv(opts: &Options, args: &[&str]) -> Vec<String> {
     let exe = std::env::current_exe()
         .map_or_else(|_| BERTH_IN_IMAGE.to_owned(), |p| p.display().to_string());
-    let mut argv = vec![exe];
+    let mut line = vec![exe];
     let l = &opts.locate;
     for (flag, value) in [
         ("--prefix", &l.prefix),
@@ -182,16 +183,20 @@ fn follower(opts: &Options, hook: &str, service: &str) -> init::Follower {
         ("--config", &l.config),
     ] {
         if let Some(v) = value {
-            argv.push(flag.to_owned());
-            argv.push(v.display().to_string());
+            line.push(flag.to_owned());
+            line.push(v.display().to_string());
         }
     }
-    for a in ["container", "hook", hook, "--when-ready", service] {
-        argv.push(a.to_owned());
-    }
+    line.extend(args.iter().map(|a| (*a).to_owned()));
+    line
+}
+
+/// `berth container hook <hook> --when-ready <service>`, as this very berth with this
+/// process's environment.
+fn follower(opts: &Options, hook: &str, service: &str) -> init::Follower {
     init::Follower {
         what: format!("the {hook} hook"),
-        argv,
+        argv: berth_argv(opts, &["container", "hook", hook, "--when-ready", service]),
         env: opts.vars.iter().cloned().collect(),
     }
 }

@@ -56,14 +56,11 @@ pub struct Prepared {
     pub job: Option<berth_supervisor_protocol::JobSpec>,
 }
 
-/// Open and render the instance for `what`, checking that every secret it uses is
-/// there. Writes nothing.
+/// The instance, with the settings the environment gives; never as root.
 ///
 /// # Errors
-/// The manifest or site config is invalid, a setting variable is unknown, a secret it
-/// uses is missing or invalid, or `what` is not in the manifest.
-#[allow(clippy::too_many_lines)] // each kind of process found, then every secret it sees checked
-pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
+/// Run as root; the manifest or site config is invalid.
+pub fn open(opts: &Options) -> Result<Instance> {
     // As root, berth would make the service users a host install makes; an image has
     // its one user already, and its files are that user's.
     if nix::unistd::geteuid().is_root() {
@@ -74,10 +71,24 @@ pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
         )));
     }
     let vars = opts.vars.clone();
-    let instance = berth_lifecycle::instance::open_amended(&opts.locate, &|m, name, text| {
-        settings::amend(&m.manifest, name, text, &vars)
-            .map_err(berth_lifecycle::LifecycleError::Environment)
-    })?;
+    Ok(berth_lifecycle::instance::open_amended(
+        &opts.locate,
+        &|m, name, text| {
+            settings::amend(&m.manifest, name, text, &vars)
+                .map_err(berth_lifecycle::LifecycleError::Environment)
+        },
+    )?)
+}
+
+/// Open and render the instance for `what`, checking that every secret it uses is
+/// there. Writes nothing.
+///
+/// # Errors
+/// The manifest or site config is invalid, a setting variable is unknown, a secret it
+/// uses is missing or invalid, or `what` is not in the manifest.
+#[allow(clippy::too_many_lines)] // each kind of process found, then every secret it sees checked
+pub fn prepare(opts: &Options, what: What<'_>) -> Result<Prepared> {
+    let instance = open(opts)?;
     let manifest = &instance.manifest.manifest;
     let (component, runs) = match what {
         What::Service(name) => {

@@ -41,3 +41,41 @@ pub fn overlay(app: &str, env: &str) -> String {
          namespace: {app}-{env}\nbases:\n  - ../../base\n"
     )
 }
+
+/// `restore-base/kustomization.yaml`: the restore Job and the claim its archive comes on.
+pub fn restore_base(objects: &[String]) -> String {
+    let mut out = String::from(
+        "# Written by `berth k8s render`: the restore Job and its archive's claim, used by
+\
+         # each environment's `restore/<env>/`.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for o in objects {
+        let _ = writeln!(out, "  - {o}");
+    }
+    out
+}
+
+/// `restore/<env>/kustomization.yaml`: the environment with every workload scaled to
+/// 0, and the restore Job (which waits for its archive in `dir`). Each stopped
+/// workload has its patch (`stop-<name>.yaml`, [`stop`]).
+pub fn restore_overlay(app: &str, env: &str, dir: &str, stopped: &[String]) -> String {
+    let mut out = format!(
+        "# Restores a backup into the `{env}` environment: `kubectl apply -k` this\n\
+         # directory scales every workload to 0 and starts the restore Job, which waits\n\
+         # for the archive, its key file and `ready` in {dir} (see\n\
+         # docs/kubernetes.md); once it succeeded, `kubectl apply -k overlays/{env}`\n\
+         # starts the workloads again.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         namespace: {app}-{env}\nbases:\n  - ../../overlays/{env}\n  - ../../restore-base\npatchesStrategicMerge:\n",
+    );
+    for name in stopped {
+        let _ = writeln!(out, "  - stop-{name}.yaml");
+    }
+    out
+}
+
+/// `stop-<name>.yaml`: the patch that scales a workload to 0.
+pub fn stop(kind: &str, name: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  replicas: 0\n")
+}

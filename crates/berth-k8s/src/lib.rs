@@ -148,19 +148,17 @@ pub fn render(
         options.pod_networks.clone()
     };
     let sites = site::per_workload(app, site, &plan, &networks);
-    let objects = workloads::objects(
-        manifest,
-        &plan,
-        &workloads::Context {
-            options,
-            prefix: &prefix,
-            sites: &sites,
-            hooks: &hooks,
-            job_waits: &job_waits,
-            external_url: &config.external_url,
-            images: &images,
-        },
-    )?;
+    let ctx = workloads::Context {
+        options,
+        prefix: &prefix,
+        sites: &sites,
+        hooks: &hooks,
+        job_waits: &job_waits,
+        external_url: &config.external_url,
+        images: &images,
+    };
+    let objects = workloads::objects(manifest, &plan, &ctx)?;
+    let restore = workloads::restore::objects(&manifest.manifest, &plan, &ctx)?;
     let names: Vec<String> = objects.keys().cloned().collect();
     for (name, text) in objects {
         files.insert(format!("base/{name}"), text);
@@ -176,6 +174,11 @@ pub fn render(
             kustomize::overlay(app, env),
         );
     }
+    files.extend(workloads::restore::files(
+        app,
+        &options.environments,
+        restore,
+    ));
     Ok(Rendered {
         files,
         secrets: specs,

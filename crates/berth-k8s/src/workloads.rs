@@ -29,6 +29,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::{K8sError, Options, data_path};
 
+pub mod restore;
+
 /// The user every image of the app runs as.
 const UID: i64 = berth_container::SERVICE_UID as i64;
 

@@ -188,6 +188,19 @@ pub fn container(loc: &Locate, command: ContainerCommand) -> Result<ExitCode> {
             &job,
             &mut |m| eprintln!("{m}"),
         )?)),
+        ContainerCommand::Restore {
+            archive,
+            key,
+            wait,
+            not_while,
+        } => Ok(ExitCode::from(berth_container::restore::restore(
+            &opts,
+            &archive,
+            &key,
+            wait,
+            &not_while,
+            &mut |m| eprintln!("{m}"),
+        )?)),
         ContainerCommand::Ready { service } => {
             berth_container::ready(&opts, &service)?;
             Ok(ExitCode::SUCCESS)

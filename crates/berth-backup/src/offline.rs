@@ -1,0 +1,301 @@
+//! A restore where no supervisor runs the instance: a container's volumes, whose pods
+//! are stopped (Kubernetes' restore Job). The archive is authenticated and checked as
+//! `berth restore` checks it; each data directory is unpacked beside its live copy (on
+//! the same volume) and the dump into `scratch`; the dump is loaded into an incoming
+//! database on a server the caller starts for the restore. Only once all of it is
+//! there are the directories and the database swapped in; a failure on the way puts
+//! back what was there, and so does the next attempt after an interruption.
+//!
+//! The archive's site config and secrets stay in it: the deployment's own (its
+//! ConfigMaps and Secret) are what it runs with.
+
+use std::path::{Path, PathBuf};
+
+use berth_lifecycle::{Instance, Progress};
+
+use crate::database::{self, Database};
+use crate::error::{BackupError, Result};
+
+/// What the place the restore runs in does for it.
+pub trait Site {
+    /// Start the database service here and wait until it is ready; dropping what is
+    /// returned stops it.
+    ///
+    /// # Errors
+    /// It could not be started, or did not become ready.
+    fn start_database(&mut self, service: &str) -> Result<Box<dyn std::any::Any>>;
+    /// Run a hook here, once, to its end.
+    ///
+    /// # Errors
+    /// It could not be run, or failed.
+    fn run_hook(&mut self, hook: &str) -> Result<()>;
+}
+
+/// What was restored.
+#[derive(Debug, Clone)]
+pub struct OfflineReport {
+    /// The archive's app and version.
+    pub app: String,
+    /// Its version.
+    pub app_version: String,
+    /// When the backup was made (signed metadata).
+    pub created: String,
+    /// The data directories put in place, relative to `<prefix>/data`.
+    pub data_dirs: Vec<String>,
+    /// The database loaded, if the archive has one.
+    pub database: Option<String>,
+}
+
+/// Where a data directory is unpacked: beside it, on its volume.
+fn staging_of(live: &Path) -> PathBuf {
+    live.with_file_name(format!(
+        ".berth-restore-{}",
+        live.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Where the live copy of a data directory is kept until the restore is committed.
+fn previous_of(live: &Path) -> PathBuf {
+    live.with_file_name(format!(
+        ".berth-before-restore-{}",
+        live.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Whether `path` exists, not following a symlink at its end.
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// A tree removed by descriptors (a symlink inside is removed, never followed).
+fn remove(path: &Path) -> Result<()> {
+    if exists(path) {
+        berth_host::beneath::remove_tree_at(path)?;
+    }
+    Ok(())
+}
+
+/// `path` made anew, empty and private.
+fn fresh_dir(path: &Path) -> Result<()> {
+    remove(path)?;
+    std::fs::create_dir(path).map_err(BackupError::io("create", path))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(BackupError::io("set the mode of", path))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(BackupError::io("rename", from))
+}
+
+/// The file in `scratch` that says a restore committed.
+const COMMITTED: &str = "committed";
+
+/// What a committed restore kept from before, and what it unpacked, removed.
+fn forget_previous(inst: &Instance, dirs: &[String]) -> Result<()> {
+    for d in dirs {
+        let live = inst.paths.data_dir(d);
+        remove(&previous_of(&live))?;
+        remove(&staging_of(&live))?;
+    }
+    Ok(())
+}
+
+/// What an interrupted attempt left: each data directory it had swapped goes back
+/// (the restored copy out, the kept one in), and what it unpacked goes.
+fn undo_files(inst: &Instance, dirs: &[String]) -> Result<()> {
+    for d in dirs {
+        let live = inst.paths.data_dir(d);
+        let previous = previous_of(&live);
+        if exists(&previous) {
+            remove(&live)?;
+            rename(&previous, &live)?;
+        }
+        remove(&staging_of(&live))?;
+    }
+    Ok(())
+}
+
+/// Each data directory of `wanted` the archive holds, unpacked beside the live one;
+/// those it held.
+fn unpack_dirs(
+    inst: &Instance,
+    opened: &berth_archive::Archive,
+    wanted: &[String],
+    progress: &dyn Progress,
+) -> Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    for d in wanted {
+        let live = inst.paths.data_dir(d);
+        let staging = staging_of(&live);
+        fresh_dir(&staging)?;
+        let entry = format!("data/{d}");
+        progress.begin(&format!("Unpacking {d}"));
+        opened.extract(
+            &staging,
+            &|p: &str| p == entry || p.starts_with(&format!("{entry}/")),
+            &mut crate::backup::progress_fn(progress),
+        )?;
+        berth_host::beneath::SafeDir::open_trusted(&staging)?
+            .clear_setid_tree(Path::new("data"))?;
+        progress.end("");
+        if std::fs::symlink_metadata(staging.join(&entry)).is_ok_and(|m| m.is_dir()) {
+            dirs.push(d.clone());
+        }
+    }
+    Ok(dirs)
+}
+
+/// The dump unpacked into `scratch` and checked, the database server started with
+/// what the dump needs (the hooks `restore_after` names), and the dump loaded beside
+/// the live database. Returns the running server.
+fn load_database(
+    db: &Database<'_>,
+    opened: &berth_archive::Archive,
+    dump: &str,
+    scratch: &Path,
+    committed: bool,
+    site: &mut dyn Site,
+    progress: &dyn Progress,
+) -> Result<Box<dyn std::any::Any>> {
+    progress.begin("Unpacking the database dump");
+    opened.extract(
+        scratch,
+        &|p: &str| p == dump || p.starts_with(&format!("{dump}/")),
+        &mut crate::backup::progress_fn(progress),
+    )?;
+    progress.end("");
+    crate::trust::list_dump(
+        Path::new(&db.bin_dir),
+        &scratch.join(dump).join("toc.dat"),
+        &scratch.join("toc-check"),
+    )?;
+    let server = site.start_database(&db.service)?;
+    for hook in &db.restore_after {
+        site.run_hook(hook)?;
+    }
+    // An interrupted attempt that swapped its database in: the one from before comes
+    // back first, unless that attempt had committed.
+    if database::exists(db, &database::previous_name(db.plan))? {
+        if committed {
+            database::drop_previous(db)?;
+        } else {
+            database::swap_back(db)?;
+        }
+    }
+    progress.begin(&format!("Restoring database `{}`", db.name));
+    database::restore_into_incoming(db, &scratch.join(dump), 2)?;
+    progress.end("");
+    Ok(server)
+}
+
+/// Restores `archive` (signed by the key in `key`) into the instance `inst`, whose
+/// services are stopped; `scratch` is a directory for the dump, on a volume with
+/// room for it.
+///
+/// # Errors
+/// The archive is not authentic, not of this app and version, or crafted; a data
+/// directory or the database could not be restored (what was there is put back).
+pub fn restore(
+    inst: &Instance,
+    archive: &Path,
+    key: &Path,
+    scratch: &Path,
+    site: &mut dyn Site,
+    progress: &dyn Progress,
+) -> Result<OfflineReport> {
+    let key_text = crate::trust::read_key_file(key)?;
+    // Only the key file vouches: the place restored into has no signing key of its own
+    // that an archive should be trusted for.
+    let trusted = crate::trust::trusted_keys_at(&inst.paths, Some(&key_text))?;
+    let opened = berth_archive::Archive::open(archive, &trusted)?;
+    let index = opened.manifest();
+    let meta = crate::trust::read_meta(index, archive)?;
+    progress.note(&format!(
+        "Restoring the backup made {} (signed metadata), signed by {}",
+        meta.created,
+        opened.signer()
+    ));
+    crate::restore::check_same_app(inst, &meta, archive)?;
+    let facts = crate::trust::check_meta(inst, &meta, index, archive)?;
+    if !facts.privileged_entries.is_empty() {
+        progress.note(&format!(
+            "The archive asks for setuid, setgid or sticky bits, which were dropped: {}",
+            facts.privileged_entries.join(", ")
+        ));
+    }
+    let declared = crate::trust::declared_dirs(inst);
+    // Whatever an interrupted attempt left, of every directory it could have touched:
+    // put back, unless it had committed (then only what it kept from before goes).
+    let committed = exists(&scratch.join(COMMITTED));
+    if committed {
+        forget_previous(inst, &declared)?;
+    } else {
+        undo_files(inst, &declared)?;
+    }
+    fresh_dir(scratch)?;
+    let db = crate::restore::db_plan(inst)?;
+    let children = inst.children();
+
+    let dirs = unpack_dirs(inst, &opened, &facts.data_dirs, progress)?;
+    let (loaded, server) = match (&facts.dump_path, &db) {
+        (Some(dump), Some(plan)) => {
+            let db = Database {
+                plan,
+                children: &children,
+            };
+            let server = load_database(&db, &opened, dump, scratch, committed, site, progress)?;
+            (Some(plan.name.clone()), Some(server))
+        }
+        _ => (None, None),
+    };
+
+    // All of it is there: swapped in, or everything put back.
+    progress.begin("Putting the data in place");
+    let swapped = (|| -> Result<()> {
+        for d in &dirs {
+            let live = inst.paths.data_dir(d);
+            if exists(&live) {
+                rename(&live, &previous_of(&live))?;
+            }
+            rename(&staging_of(&live).join("data").join(d), &live)?;
+        }
+        if let (Some(_), Some(plan)) = (&loaded, &db) {
+            database::swap_in(&Database {
+                plan,
+                children: &children,
+            })?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = swapped {
+        let _ = undo_files(inst, &dirs);
+        if let (Some(_), Some(plan)) = (&loaded, &db) {
+            let _ = database::swap_back(&Database {
+                plan,
+                children: &children,
+            });
+        }
+        return Err(e);
+    }
+    // Committed (the mark tells an attempt after an interruption from here on):
+    // what was kept from before goes.
+    std::fs::write(scratch.join(COMMITTED), b"")
+        .map_err(BackupError::io("write", scratch.join(COMMITTED)))?;
+    if let (Some(_), Some(plan)) = (&loaded, &db) {
+        database::drop_previous(&Database {
+            plan,
+            children: &children,
+        })?;
+    }
+    drop(server);
+    forget_previous(inst, &dirs)?;
+    remove(scratch)?;
+    progress.end("");
+    Ok(OfflineReport {
+        app: meta.app.clone(),
+        app_version: meta.app_version.clone(),
+        created: meta.created.clone(),
+        data_dirs: dirs,
+        database: loaded,
+    })
+}

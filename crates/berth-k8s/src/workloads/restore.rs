@@ -1,0 +1,241 @@
+//! The restore Job: a backup (`berth backup create` on a host, or in another
+//! deployment) restored into the deployment's volumes by one pod that mounts them
+//! all, in the database's image, while the workloads are scaled to 0 (their Services
+//! must stop answering before it begins). The archive and its key file come through a
+//! claim of their own; the pod waits for them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodTemplateSpec, Volume,
+    VolumeMount,
+};
+
+use super::{
+    Context, Kind, Workload, claim_name, claim_spec, data_path, hook_container, image_of, labels,
+    meta, mounts, node_env, pod, security, to_yaml, volume_name, volumes,
+};
+use crate::K8sError;
+
+/// Where the restore pod finds the archive (`archive`), its key file (`key`) and the
+/// word to begin (`ready`).
+pub const RESTORE_DIR: &str = "/var/opt/berth/restore";
+
+/// The workload the restore runs in: the database's (its image has the database
+/// server and tools), else the first with data.
+fn home<'p>(m: &berth_model::Manifest, plan: &'p [Workload]) -> Option<(&'p Workload, String)> {
+    let backup = m.backup.as_ref()?;
+    if let Some(db) = &backup.database {
+        let w = plan.iter().find(|w| w.services.contains(&db.service))?;
+        return Some((w, db.service.clone()));
+    }
+    let w = plan.iter().find(|w| !w.data_dirs.is_empty())?;
+    Some((w, w.services.first()?.clone()))
+}
+
+/// The claim a workload's data directory is on: the shared one of a Deployment, the
+/// first pod's of a StatefulSet.
+fn claim_of(app: &str, w: &Workload, dir: &str) -> String {
+    match w.kind {
+        Kind::Deployment => claim_name(app, dir),
+        Kind::StatefulSet => format!("{}-{}-0", volume_name(dir), w.name),
+    }
+}
+
+/// The restore pod's volumes and its containers' mounts: the site config and secrets
+/// of `home`, the data directories of `service` and those holding what the manifest
+/// backs up, each on its claim, and the restore claim.
+fn volumes_and_mounts(
+    m: &berth_model::Manifest,
+    plan: &[Workload],
+    (home, service): (&Workload, &str),
+    ctx: &Context<'_>,
+    claim: &str,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let app = m.app.name.as_str();
+    let component = m.services.get(service).map(|s| s.component.as_str());
+    let backed_up = m
+        .backup
+        .as_ref()
+        .map(|b| b.data_dirs.as_slice())
+        .unwrap_or_default();
+    // The service's own (the database's) and those holding a backed-up directory.
+    let needed = |c: &str, dir: &str| {
+        Some(c) == component
+            || backed_up
+                .iter()
+                .any(|b| b == dir || b.starts_with(&format!("{dir}/")))
+    };
+    let mut vols: Vec<Volume> = volumes(app, home)
+        .into_iter()
+        .filter(|v| v.persistent_volume_claim.is_none())
+        .collect();
+    let mut mounted = mounts(ctx, home);
+    mounted.retain(|v| !v.name.starts_with("data-"));
+    for w in plan {
+        for (c, dir) in &w.data_dirs {
+            let name = volume_name(dir);
+            if !needed(c, dir) || vols.iter().any(|v| v.name == name) {
+                continue;
+            }
+            vols.push(Volume {
+                name: name.clone(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim_of(app, w, dir),
+                    ..PersistentVolumeClaimVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounted.push(VolumeMount {
+                name,
+                mount_path: data_path(ctx.prefix, dir),
+                ..VolumeMount::default()
+            });
+        }
+    }
+    vols.push(Volume {
+        name: "restore".to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.to_owned(),
+            ..PersistentVolumeClaimVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    mounted.push(VolumeMount {
+        name: "restore".to_owned(),
+        mount_path: RESTORE_DIR.to_owned(),
+        ..VolumeMount::default()
+    });
+    (vols, mounted)
+}
+
+/// The restore's objects, and the workloads it stops.
+#[derive(Debug, Default)]
+pub struct Restore {
+    /// By file name: `job-<app>-restore.yaml`, `pvc-<app>-restore.yaml`.
+    pub objects: BTreeMap<String, String>,
+    /// Every workload, scaled to 0 while the restore runs.
+    pub stopped: Vec<(Kind, String)>,
+}
+
+/// The restore's objects; none when the manifest backs up nothing.
+///
+/// # Errors
+/// A claim's size cannot be worked out, or YAML fails.
+pub fn objects(
+    m: &berth_model::Manifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+) -> Result<Restore, K8sError> {
+    let mut out = BTreeMap::new();
+    let Some((home, service)) = home(m, plan) else {
+        return Ok(Restore::default());
+    };
+    let (app, version) = (&m.app.name, &m.app.version);
+    let claim = format!("{app}-restore");
+    let mut spec = pod(ctx, m, home, Some("Never"));
+    // What the database's pods run first (`initdb` on an empty volume); nothing to
+    // wait for.
+    spec.init_containers = Some(
+        home.init_hooks
+            .iter()
+            .map(|h| hook_container(ctx, m, home, h))
+            .collect::<Vec<_>>(),
+    )
+    .filter(|c| !c.is_empty());
+    let (vols, mounted) = volumes_and_mounts(m, plan, (home, &service), ctx, &claim);
+    for c in spec.init_containers.iter_mut().flatten() {
+        c.volume_mounts = Some(mounted.clone());
+    }
+    let mut args = vec![
+        "restore".to_owned(),
+        format!("{RESTORE_DIR}/archive"),
+        "--key".to_owned(),
+        format!("{RESTORE_DIR}/key"),
+        "--wait".to_owned(),
+    ];
+    // Each Service, which answers while a pod that uses the volumes runs.
+    for w in plan {
+        if let Some((_, port)) = w.ports.first() {
+            args.push("--not-while".to_owned());
+            args.push(format!("{}:{port}", w.name));
+        }
+    }
+    spec.containers = vec![Container {
+        name: "restore".to_owned(),
+        image: Some(image_of(ctx, app, version, &service)),
+        args: Some(args),
+        volume_mounts: Some(mounted),
+        security_context: Some(security()),
+        env: Some(node_env()),
+        ..Container::default()
+    }];
+    spec.volumes = Some(vols);
+    let job = Job {
+        metadata: meta(&claim, labels(app, version, "restore")),
+        spec: Some(JobSpec {
+            // A failed attempt puts back what it changed, and the next one begins anew.
+            backoff_limit: Some(2),
+            template: PodTemplateSpec {
+                metadata: None,
+                spec: Some(spec),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    };
+    out.insert(format!("job-{claim}.yaml"), to_yaml(&job)?);
+    // As large as the database's volume (the dump is smaller than the database).
+    let sized = home
+        .data_dirs
+        .first()
+        .map_or("restore", |(_, d)| d.as_str());
+    let pvc = PersistentVolumeClaim {
+        metadata: meta(&claim, labels(app, version, "restore")),
+        spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
+        ..PersistentVolumeClaim::default()
+    };
+    out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
+    Ok(Restore {
+        objects: out,
+        stopped: plan.iter().map(|w| (w.kind, w.name.clone())).collect(),
+    })
+}
+
+/// The restore's files of the kustomize tree: `restore-base/` with the objects, and
+/// for each environment `restore/<env>/`, which is the environment's overlay with
+/// every workload stopped and the objects added (kustomize takes no overlay inside
+/// the directory of one of its bases).
+pub fn files(app: &str, environments: &[String], r: Restore) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    if r.objects.is_empty() {
+        return files;
+    }
+    let names: Vec<String> = r.objects.keys().cloned().collect();
+    for (name, text) in r.objects {
+        files.insert(format!("restore-base/{name}"), text);
+    }
+    files.insert(
+        "restore-base/kustomization.yaml".to_owned(),
+        crate::kustomize::restore_base(&names),
+    );
+    let names: Vec<String> = r.stopped.iter().map(|(_, n)| n.clone()).collect();
+    for env in environments {
+        files.insert(
+            format!("restore/{env}/kustomization.yaml"),
+            crate::kustomize::restore_overlay(app, env, RESTORE_DIR, &names),
+        );
+        for (kind, name) in &r.stopped {
+            let kind = match kind {
+                Kind::Deployment => "Deployment",
+                Kind::StatefulSet => "StatefulSet",
+            };
+            files.insert(
+                format!("restore/{env}/stop-{name}.yaml"),
+                crate::kustomize::stop(kind, name),
+            );
+        }
+    }
+    files
+}
