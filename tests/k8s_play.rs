@@ -24,17 +24,22 @@
 //! - a readiness probe (podman 4.3 runs none): the test runs the probe's command, as
 //!   the kubelet would, before playing what waits for that Service;
 //! - podman plays one file's pods in turn and waits for their init containers, so the
-//!   test plays the workloads in the order the Services would let them through;
-//!   loaded, podman 4.3 may fail to start a pod's containers after a long init
-//!   container ("container with given ID already exists"): the web pod is then played
-//!   once more.
+//!   test plays the workloads in the order the Services would let them through, one
+//!   play at a time (two at once trip podman 4.3 under load); loaded, podman 4.3 may
+//!   fail to start a pod's containers after a long init container ("container with
+//!   given ID already exists"): the web pod is then played once more. After each
+//!   `kube down` the test waits until the pods' ports are free, and fails, saying what
+//!   still listens, when podman left something running.
 //!
-//! Checked: the migration Job ran before the web pod served (the web pod's init
-//! container waited for it, and its web container started after the Job's ended);
+//! Checked: the migration Job ran before the web pod served (the web pod was played
+//! while the Job ran, its init container waited, and its web container started after
+//! the Job's ended);
 //! `createdb` ran inside PostgreSQL's container once it was ready, `create_admin`
 //! inside the web's; NetBox answers its login page through nginx and its API with a
 //! token the admin provisions with the password of the rendered Secret; an object
-//! made there survives `podman kube down` and `play` again.
+//! made there survives `podman kube down` and `play` again. Then a backup of the
+//! other NetBox test's host instance is restored into the deployment by its restore
+//! Job (`restore/test`): the same objects through the API and the same uploaded files.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,7 +47,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    Berth, Podman, http_request, prefix_dir, root, shared_images, shared_release_bundle, wait_for,
+    Berth, Podman, http_request, prefix_dir, root, shared_images, shared_release_bundle,
+    snapshot_tree,
 };
 use serde_json::{Value, json};
 
@@ -204,6 +210,43 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) 
         })
         .collect();
     (files, keys)
+}
+
+/// `podman kube down` of `file`, then until nothing listens on `ports` any more.
+fn down(podman: &Podman, ns: &Netns, file: &Path, ports: &[u16]) {
+    podman.ok(&["kube", "down", file.to_str().unwrap()]);
+    ports_free(ns, ports);
+}
+
+/// Waits (a minute at most) until nothing in the pods' network namespace listens on
+/// `ports`: what `kube down` stopped is gone before the next play. Fails, saying what
+/// still listens, when podman left something running.
+fn ports_free(ns: &Netns, ports: &[u16]) {
+    let listening = || {
+        ns.run(|| {
+            ports
+                .iter()
+                .copied()
+                .filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                .collect::<Vec<u16>>()
+        })
+    };
+    let end = Instant::now() + Duration::from_mins(1);
+    let mut left = listening();
+    while !left.is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        left = listening();
+    }
+    if !left.is_empty() {
+        let ss = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "ss", "-ltnp"])
+            .output()
+            .unwrap();
+        panic!(
+            "still listening after `kube down`: {left:?}\n{}",
+            String::from_utf8_lossy(&ss.stdout)
+        );
+    }
 }
 
 /// When a container started and ended, as podman says.
@@ -400,48 +443,37 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let db_log = logs(&podman, "netbox-database-0-postgresql");
     assert!(db_log.contains("the createdb hook succeeded"), "{db_log}");
 
-    // The migration Job and the web pod at once: the web pod waits in its init
-    // container until the Job's hook has nothing left to do.
-    let job = &files[1].1;
-    let web_file = files[2].1.clone();
-    let web_played = std::thread::scope(|s| {
-        let web = s.spawn(|| {
-            let file = web_file.to_str().unwrap();
-            let first = podman.run(&["kube", "play", "--network", "host", file]);
-            if !first.status.success() {
-                // podman 4.3, loaded, may fail to start a pod's containers after a
-                // long init container ("container with given ID already exists"):
-                // the pod is played once more, its init containers find the
-                // migrations done.
-                let said = String::from_utf8_lossy(&first.stderr);
-                assert!(said.contains("already exists"), "{said}");
-                podman.ok(&["kube", "down", file]);
-                play(&web_file);
-            }
-            Instant::now()
-        });
-        play(job);
-        // podman removes an init container once it succeeded: its word is read
-        // while it waits.
-        wait_for(
-            "the web pod waiting for the migrations",
-            Duration::from_mins(5),
-            || {
-                logs(&podman, "netbox-web-pod-0-wait-hook-migrate")
-                    .contains("waiting for the migrate hook to be done")
-            },
-        );
-        let code = podman.ok(&["wait", "netbox-migrate-4-7-3-hook-migrate"]);
-        assert_eq!(
-            code.trim(),
-            "0",
-            "{}",
-            logs(&podman, "netbox-migrate-4-7-3-hook-migrate")
-        );
-        web.join().unwrap()
-    });
-    let (_, migrated) = times(&podman, "netbox-migrate-4-7-3-hook-migrate");
+    // The migration Job, then the web pod while the Job runs. podman plays one file at
+    // a time here (two plays at once trip podman 4.3 under load) and waits for a
+    // pod's init containers: the web pod's play returns once its init container saw
+    // the migrations done.
+    let job_container = "netbox-migrate-4-7-3-hook-migrate";
+    play(&files[1].1);
+    let web_begun = jiff::Timestamp::now();
+    let first = podman.run(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        files[2].1.to_str().unwrap(),
+    ]);
+    if !first.status.success() {
+        // podman 4.3, loaded, may fail to start a pod's containers after a long init
+        // container ("container with given ID already exists"): the pod is played
+        // once more, its init containers find the migrations done.
+        let said = String::from_utf8_lossy(&first.stderr);
+        assert!(said.contains("already exists"), "{said}");
+        down(&podman, &ns, &files[2].1, &[8001, PORT]);
+        play(&files[2].1);
+    }
+    let web_played = Instant::now();
+    let code = podman.ok(&["wait", job_container]);
+    assert_eq!(code.trim(), "0", "{}", logs(&podman, job_container));
+    let (_, migrated) = times(&podman, job_container);
     let (web_started, _) = times(&podman, "netbox-web-pod-0-web");
+    // The Job still ran when the web pod was played, and the web container started
+    // only once it had ended: the init container waited.
+    assert!(web_begun < migrated, "{web_begun} {migrated}");
     assert!(migrated < web_started, "{migrated} {web_started}");
     play(&files[3].1);
     wait_ready(
@@ -491,8 +523,9 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
 
     // Down and up again: the data is on the claims.
     for (_, file) in files[..4].iter().rev() {
-        podman.ok(&["kube", "down", file.to_str().unwrap()]);
+        down(&podman, &ns, file, &[]);
     }
+    ports_free(&ns, &[5433, 6380, 8001, PORT]);
     assert!(
         ns.run(|| http_request("GET", PORT, "/login/", &[], None))
             .is_err()
@@ -527,6 +560,147 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["count"], 1, "{body}");
+
+    restore_the_host_backup(&podman, &ns, &deploy, w, &files);
+}
+
+/// The restore Job of `restore/test` as a file to play: the ConfigMaps and the Job's
+/// pod; checks that the overlay stops every workload.
+fn restore_file(deploy: &Path, dir: &Path) -> PathBuf {
+    let built = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(deploy.join("restore/test"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&built.stdout)).unwrap();
+    let mut objects: Vec<Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap")
+        .cloned()
+        .collect();
+    for d in &docs {
+        if d["kind"] == "Deployment" || d["kind"] == "StatefulSet" {
+            assert_eq!(d["spec"]["replicas"], 0, "{d}");
+        }
+    }
+    let job = docs
+        .iter()
+        .find(|d| d["kind"] == "Job" && d["metadata"]["name"] == "netbox-restore")
+        .expect("the restore Job");
+    let mut spec = job["spec"]["template"]["spec"].clone();
+    for_podman(&mut spec);
+    objects.push(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "netbox-restore"}, "spec": spec}));
+    let path = dir.join("play-netbox-restore.yaml");
+    let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+    std::fs::write(&path, text.join("\n---\n")).unwrap();
+    path
+}
+
+/// A backup of the other NetBox test's host instance restored into the deployment by
+/// its restore Job: the same objects through the API (with a token the host's admin
+/// provisions with the host's password, which came with the database) and the same
+/// uploaded files on the deployment's volume.
+#[allow(clippy::print_stderr)] // its timing shown
+fn restore_the_host_backup(
+    podman: &Podman,
+    ns: &Netns,
+    deploy: &Path,
+    w: &Path,
+    files: &[(String, PathBuf)],
+) {
+    let host = super::host_backup(Duration::from_mins(40));
+    // Every workload stopped, as `restore/test` scales them to 0.
+    for (_, file) in [&files[2], &files[4]] {
+        down(podman, ns, file, &[]);
+    }
+    ports_free(ns, &[5433, 6380, 8001, PORT]);
+    // The archive's claim, filled as `kubectl cp` would: the archive, the key file,
+    // then `ready`, the pod's user's.
+    podman.ok(&["volume", "create", "netbox-restore"]);
+    let at = PathBuf::from(
+        podman
+            .ok(&[
+                "volume",
+                "inspect",
+                "netbox-restore",
+                "--format",
+                "{{.Mountpoint}}",
+            ])
+            .trim(),
+    );
+    std::fs::copy(&host.archive, at.join("archive")).unwrap();
+    std::fs::copy(&host.key, at.join("key")).unwrap();
+    std::fs::write(at.join("ready"), "").unwrap();
+    for name in ["", "archive", "key", "ready"] {
+        let p = at.join(name);
+        nix::unistd::chown(&p, Some(10001.into()), Some(10001.into())).unwrap();
+    }
+    let restore = restore_file(deploy, w);
+    let started = Instant::now();
+    podman.ok(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        restore.to_str().unwrap(),
+    ]);
+    let code = podman.ok(&["wait", "netbox-restore-restore"]);
+    let said = logs(podman, "netbox-restore-restore");
+    assert_eq!(code.trim(), "0", "{said}");
+    assert!(said.contains("restored netbox 4.7.3"), "{said}");
+    eprintln!("the restore Job's pod took {:?}", started.elapsed());
+    down(podman, ns, &restore, &[5433]);
+
+    // The workloads back, on the restored volumes.
+    podman.ok(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        files[4].1.to_str().unwrap(),
+    ]);
+    wait_ready(
+        podman,
+        "the database pod ready after the restore",
+        Duration::from_mins(5),
+        &[("netbox-database-0-postgresql", "postgresql")],
+    );
+    podman.ok(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        files[2].1.to_str().unwrap(),
+    ]);
+    wait_ready(
+        podman,
+        "the web pod ready after the restore",
+        Duration::from_mins(10),
+        &[
+            ("netbox-web-pod-0-web", "web"),
+            ("netbox-web-pod-0-nginx", "nginx"),
+        ],
+    );
+    let auth = ns.run(|| provision_token(&host.password));
+    let state = ns.run(|| super::api_state_at(PORT, &auth));
+    assert_eq!(state, host.state);
+    let media = PathBuf::from(
+        podman
+            .ok(&[
+                "volume",
+                "inspect",
+                "netbox-data-netbox",
+                "--format",
+                "{{.Mountpoint}}",
+            ])
+            .trim(),
+    )
+    .join("media");
+    assert_eq!(super::contents(&snapshot_tree(&media)), host.media);
+    drop(host);
 }
 
 /// An API token of the admin's, made by NetBox's provisioning endpoint from the

@@ -18,7 +18,9 @@
 //! until NetBox answers. Without a browser (outside CI only) the same `up` runs from
 //! the command line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_tests::browser::{assert_shots, browser_python, drive, fresh_shots};
@@ -117,6 +119,79 @@ fn first_up(dir: &Path, manifest: &Path, b: &Berth) -> String {
     std::fs::read_to_string(output).unwrap()
 }
 
+/// A backup of this test's instance, handed to the Kubernetes test (`k8s_play`), which
+/// restores it into its deployment: the archive, the key file, what the API and the
+/// uploads held when it was made, and the admin's password.
+struct HostBackup {
+    /// Holds the archive and the key file; removed with this.
+    _dir: tempfile::TempDir,
+    archive: PathBuf,
+    key: PathBuf,
+    state: serde_json::Value,
+    media: BTreeMap<PathBuf, String>,
+    password: String,
+}
+
+/// The hand-off: empty until this test made its backup (or ended without one).
+static HANDED: (Mutex<Option<Result<HostBackup, String>>>, Condvar) =
+    (Mutex::new(None), Condvar::new());
+
+fn hand_off(backup: Result<HostBackup, String>) {
+    let mut slot = HANDED
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if slot.is_none() {
+        *slot = Some(backup);
+        HANDED.1.notify_all();
+    }
+}
+
+/// This test's backup, once made (at most `within`); fails when this test ended
+/// without one.
+fn host_backup(within: Duration) -> HostBackup {
+    let slot = HANDED
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (mut slot, _) = HANDED
+        .1
+        .wait_timeout_while(slot, within, |s| s.is_none())
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match slot.take() {
+        Some(Ok(backup)) => backup,
+        Some(Err(why)) => panic!("no backup of the host instance: {why}"),
+        None => panic!("no backup of the host instance within {within:?}"),
+    }
+}
+
+/// Says, when this test ends without having handed its backup, that it never will.
+struct HandOffOrSay;
+
+impl Drop for HandOffOrSay {
+    fn drop(&mut self) {
+        hand_off(Err(
+            "the host NetBox test ended before its backup".to_owned()
+        ));
+    }
+}
+
+/// What of a [`snapshot_tree`] two machines share: each entry's kind and content,
+/// not its owner (each machine's service user) or mode.
+fn contents(tree: &BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
+    tree.iter()
+        .map(|(p, d)| {
+            let words: Vec<&str> = d.split_whitespace().collect();
+            let kept = match words.as_slice() {
+                ["file", _, _, hash] => format!("file {hash}"),
+                [kind, ..] => (*kind).to_owned(),
+                [] => String::new(),
+            };
+            (p.clone(), kept)
+        })
+        .collect()
+}
+
 struct Down(Berth);
 
 impl Drop for Down {
@@ -142,6 +217,7 @@ fn netbox_at(dir: &Path, version: &str) -> PathBuf {
 
 #[test]
 fn netbox_comes_up_behind_nginx_and_serves_its_api() {
+    let _handed = HandOffOrSay;
     let dir = prefix_dir("netbox");
     let scratch = prefix_dir("netbox-scratch");
     let old = netbox_at(scratch.path(), "4.7.0");
@@ -559,6 +635,11 @@ open(sys.argv[1], 'wb').write(png)
 
 /// What must survive a backup and restore, read through the API with `auth`.
 fn api_state(auth: &str) -> serde_json::Value {
+    api_state_at(PORT, auth)
+}
+
+/// [`api_state`] of the NetBox that answers on `port`.
+fn api_state_at(port: u16, auth: &str) -> serde_json::Value {
     let headers = [("Authorization", auth), ("Accept", "application/json")];
     let mut out = serde_json::Map::new();
     for (what, path) in [
@@ -569,7 +650,7 @@ fn api_state(auth: &str) -> serde_json::Value {
             "/api/extras/image-attachments/?limit=0&ordering=id",
         ),
     ] {
-        let (code, body) = http_request("GET", PORT, path, &headers, None).unwrap();
+        let (code, body) = http_request("GET", port, path, &headers, None).unwrap();
         assert_eq!(code, 200, "{path}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let items: Vec<serde_json::Value> = v["results"]
@@ -577,9 +658,13 @@ fn api_state(auth: &str) -> serde_json::Value {
             .unwrap()
             .iter()
             .map(|o| {
+                // An upload's address without the external URL it is served at.
+                let image = o["image"]
+                    .as_str()
+                    .map(|u| u.splitn(4, '/').nth(3).unwrap_or(u).to_owned());
                 serde_json::json!({
                     "id": o["id"], "name": o["name"], "slug": o["slug"],
-                    "image": o["image"], "status": o["status"]["value"],
+                    "image": image, "status": o["status"]["value"],
                     "tenant": o["tenant"]["id"],
                 })
             })
@@ -624,6 +709,22 @@ fn backup_destroy_restore(b: &Berth, auth: &str) {
         key.to_str().unwrap(),
     ])
     .expect(0);
+    // For the Kubernetes test, to restore into its deployment.
+    let handed = prefix_dir("netbox-handed");
+    let (to_archive, to_key) = (handed.path().join("archive"), handed.path().join("key"));
+    std::fs::copy(&archive, &to_archive).unwrap();
+    std::fs::copy(&key, &to_key).unwrap();
+    hand_off(Ok(HostBackup {
+        _dir: handed,
+        archive: to_archive,
+        key: to_key,
+        state: before_api.clone(),
+        media: contents(&before_media),
+        password: std::fs::read_to_string(b.prefix.join("secrets/admin_password"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    }));
 
     // The instance is destroyed.
     b.run(&["down"]).expect(0);

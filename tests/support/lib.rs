@@ -875,16 +875,34 @@ pub fn app_sql(prefix: &Path, port: u16, statement: &str) -> String {
 /// never touched; everything is removed when dropped.
 pub struct Podman {
     dir: PathBuf,
-    /// A network namespace to run in, with the file to use as its `/etc/hosts`.
-    netns: Option<(String, PathBuf)>,
+    /// The process holding the network and mount namespaces every command runs in.
+    holder: Option<std::process::Child>,
 }
 
 impl Podman {
-    /// Run in network namespace `ns`, with `hosts` as `/etc/hosts` (bound in a mount
-    /// namespace of its own, so the machine's stays as it is).
+    /// Run in network namespace `ns`, with `hosts` as `/etc/hosts`, bound in a mount
+    /// namespace of this instance's own (the machine's stays as it is). Every command
+    /// runs in that one mount namespace: the mounts podman makes for a container (its
+    /// root) are seen by the commands after the one that made them, as they are when
+    /// podman runs on a machine.
     pub fn in_netns(dir: &Path, ns: &str, hosts: &Path) -> Self {
         let mut podman = Self::new(dir);
-        podman.netns = Some((ns.to_owned(), hosts.to_owned()));
+        let holder = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec sleep infinity")
+            .arg(hosts)
+            .spawn()
+            .expect("util-linux is installed by scripts/test.sh");
+        let pid = holder.id().to_string();
+        podman.holder = Some(holder);
+        let wanted = std::fs::read(hosts).unwrap();
+        wait_for("the podman namespaces", Duration::from_secs(10), || {
+            Command::new("nsenter")
+                .args(["-t", &pid, "-m", "cat", "/etc/hosts"])
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout == wanted)
+        });
         podman
     }
 
@@ -899,20 +917,16 @@ impl Podman {
         .unwrap();
         Self {
             dir: dir.to_owned(),
-            netns: None,
+            holder: None,
         }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = match &self.netns {
+        let mut cmd = match &self.holder {
             None => Command::new("podman"),
-            Some((ns, hosts)) => {
+            Some(holder) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}"))
-                    .args(["unshare", "-m", "sh", "-c"])
-                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
-                    .arg(hosts)
-                    .arg("podman");
+                c.args(["-t", &holder.id().to_string(), "-m", "-n", "podman"]);
                 c
             }
         };
@@ -943,6 +957,10 @@ impl Drop for Podman {
         let _ = self.run(&["pod", "rm", "--all", "--force", "--time", "5"]);
         let _ = self.run(&["rm", "--force", "--all", "--time", "5"]);
         let _ = self.run(&["system", "reset", "--force"]);
+        if let Some(mut holder) = self.holder.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 

@@ -135,10 +135,11 @@ fn unpack_dirs(
             &|p: &str| p == entry || p.starts_with(&format!("{entry}/")),
             &mut crate::backup::progress_fn(progress),
         )?;
-        berth_host::beneath::SafeDir::open_trusted(&staging)?
-            .clear_setid_tree(Path::new("data"))?;
         progress.end("");
         if std::fs::symlink_metadata(staging.join(&entry)).is_ok_and(|m| m.is_dir()) {
+            // No setuid or setgid file ever comes out of an archive.
+            berth_host::beneath::SafeDir::open_trusted(&staging)?
+                .clear_setid_tree(Path::new("data"))?;
             dirs.push(d.clone());
         }
     }
