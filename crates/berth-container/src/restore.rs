@@ -39,11 +39,11 @@ pub fn restore(
     not_while: &[String],
     say: &mut dyn FnMut(&str),
 ) -> Result<u8> {
-    if wait && !wait_for_files(archive, key, say)? {
+    if wait && !wait_for_files(archive, key, WAITING, say)? {
         return Ok(crate::init::STOPPED);
     }
     for address in not_while {
-        still_answers(address, say)?;
+        still_answers(address, STOPPING, say)?;
     }
     let opened = start::open(opts)?;
     let manifest = &opened.manifest.manifest;
@@ -151,16 +151,21 @@ const WAITING: Duration = Duration::from_hours(1);
 /// `--wait`: until `ready` is beside the archive (once the archive and the key file
 /// were copied in whole), at most [`WAITING`]; says once how to put them there. False
 /// when stopped meanwhile.
-fn wait_for_files(archive: &Path, key: &Path, say: &mut dyn FnMut(&str)) -> Result<bool> {
+fn wait_for_files(
+    archive: &Path,
+    key: &Path,
+    within: Duration,
+    say: &mut dyn FnMut(&str),
+) -> Result<bool> {
     let ready = archive.with_file_name("ready");
     let started = Instant::now();
     let mut said = false;
     while !ready.exists() {
-        if started.elapsed() >= WAITING {
+        if started.elapsed() >= within {
             return Err(ContainerError::Invalid(format!(
-                "no {} after {} minutes: nothing was restored",
+                "no {} after {}s: nothing was restored",
                 ready.display(),
-                WAITING.as_secs() / 60
+                within.as_secs()
             )));
         }
         if !said {
@@ -181,9 +186,9 @@ fn wait_for_files(archive: &Path, key: &Path, say: &mut dyn FnMut(&str)) -> Resu
     Ok(true)
 }
 
-/// Waits until `address` no longer takes a connection, at most [`STOPPING`]; refused
-/// past it.
-fn still_answers(address: &str, say: &mut dyn FnMut(&str)) -> Result<()> {
+/// Waits until `address` no longer takes a connection, at most `within`; refused past
+/// it.
+fn still_answers(address: &str, within: Duration, say: &mut dyn FnMut(&str)) -> Result<()> {
     use std::net::ToSocketAddrs as _;
     let started = Instant::now();
     let mut said = false;
@@ -194,10 +199,10 @@ fn still_answers(address: &str, say: &mut dyn FnMut(&str)) -> Result<()> {
         if !answers {
             return Ok(());
         }
-        if started.elapsed() >= STOPPING {
+        if started.elapsed() >= within {
             return Err(ContainerError::Invalid(format!(
                 "{address} still answers after {}s: the pods that use the volumes run; stop them first (scale their workloads to 0), then restore",
-                STOPPING.as_secs()
+                within.as_secs()
             )));
         }
         if !said {
@@ -338,5 +343,63 @@ impl Drop for Running {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Service that still answers refuses the restore, naming it; one that does not
+    /// lets it begin.
+    #[test]
+    fn a_running_pod_refuses_the_restore() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        let mut said = Vec::new();
+        let e = still_answers(&open, Duration::ZERO, &mut |m| said.push(m.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&open) && e.contains("still answers"), "{e}");
+        drop(listener);
+        still_answers(&open, Duration::ZERO, &mut |_| {}).unwrap();
+    }
+
+    /// `--wait` waits for `ready` beside the archive and says how to put it there;
+    /// past its time, nothing is restored.
+    #[test]
+    fn the_restore_waits_for_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, key) = (dir.path().join("archive"), dir.path().join("key"));
+        let mut said = Vec::new();
+        let e = wait_for_files(&archive, &key, Duration::ZERO, &mut |m| {
+            said.push(m.to_owned());
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ready") && e.contains("nothing was restored"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("ready"), "").unwrap();
+        assert!(wait_for_files(&archive, &key, Duration::ZERO, &mut |_| {}).unwrap());
+    }
+
+    /// A directory on the container's own root is refused (a restore there would go
+    /// with the container); one on another file system is taken.
+    #[test]
+    fn only_a_mounted_volume_takes_a_restore() {
+        use std::os::unix::fs::MetadataExt as _;
+        let root = std::fs::metadata("/").unwrap().dev();
+        let on_root = ["/usr/lib", "/etc", "/var"]
+            .into_iter()
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == root))
+            .expect("a directory on the root file system");
+        let e = on_a_volume(&Path::new(on_root).join("no-such-dir/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not on a volume"), "{e}");
+        // /proc is a file system of its own everywhere.
+        on_a_volume(Path::new("/proc/self")).unwrap();
     }
 }
