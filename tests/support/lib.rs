@@ -909,6 +909,7 @@ impl Podman {
     pub fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir.join("root")).unwrap();
         std::fs::create_dir_all(dir.join("runroot")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         std::fs::write(
             dir.join("containers.conf"),
             "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
@@ -930,11 +931,17 @@ impl Podman {
                 c
             }
         };
+        // Its own libpod state directory too: the default (/run/libpod) is every
+        // podman's, and a `system reset` of another instance (a test beside this one)
+        // removes it, after which podman takes the machine for rebooted and forgets
+        // the containers that run (then left running, their exit codes lost).
         cmd.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
             .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
             .args(args)
             .output()
             .expect("podman is installed by scripts/test.sh")
