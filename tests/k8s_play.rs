@@ -25,14 +25,16 @@
 //!   the kubelet would, before playing what waits for that Service;
 //! - podman plays one file's pods in turn and waits for their init containers, so the
 //!   test plays the workloads in the order the Services would let them through, one
-//!   play at a time (two at once trip podman 4.3 under load); loaded, podman 4.3 may
-//!   fail to start a pod's containers after a long init container ("container with
-//!   given ID already exists"): the web pod is then played once more;
-//! - a deleted pod's processes gone (the kubelet's guarantee): podman 4.3 under load
-//!   may leave a container running after `kube down` (seen with the database pod's
-//!   Redis), so after each `kube down` the test waits a minute for the pods' ports to
-//!   be free, then kills what still listens, saying so; and when it ends, whatever is
-//!   left in its network namespace.
+//!   play at a time;
+//! - a deleted pod's processes gone (the kubelet's guarantee): after each `kube down`
+//!   the test waits a minute for the pods' ports to be free, then kills what still
+//!   listens, saying so; and when it ends, whatever is left in its network namespace.
+//!
+//! podman once forgot running containers here (left running after `kube down`, "no
+//! such exit code", "container with given ID already exists"): the podman of the
+//! other NetBox test, beside this one, removed the libpod state directory all podmans
+//! shared. Each has its own now (`tests/support`); the guards above and the web pod
+//! played once more after "already exists" stay, each saying when it acts.
 //!
 //! Checked: the migration Job ran before the web pod served (the web pod was played
 //! while the Job ran, its init container waited, and its web container started after
