@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use berth_lifecycle::{Instance, Progress};
 
 use crate::database::{self, Database};
-use crate::error::{BackupError, Result};
+use crate::error::Result;
 
 /// What the place the restore runs in does for it.
 pub trait Site {
@@ -75,16 +75,20 @@ fn remove(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `path` made anew, empty and private.
+/// `path` made anew, empty and private (through its parent's descriptor).
 fn fresh_dir(path: &Path) -> Result<()> {
     remove(path)?;
-    std::fs::create_dir(path).map_err(BackupError::io("create", path))?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .map_err(BackupError::io("set the mode of", path))
+    let (parent, name) = berth_host::beneath::in_parent(path)?;
+    parent.create_dir(&name, 0o700, None)?;
+    Ok(())
 }
 
+/// `from` moved to `to` by descriptors of their parents, never over something.
 fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(BackupError::io("rename", from))
+    let (from_dir, from_name) = berth_host::beneath::in_parent(from)?;
+    let (to_dir, to_name) = berth_host::beneath::in_parent(to)?;
+    from_dir.rename(&from_name, &to_dir, &to_name)?;
+    Ok(())
 }
 
 /// The file in `scratch` that says a restore committed.
@@ -280,8 +284,7 @@ pub fn restore(
     }
     // Committed (the mark tells an attempt after an interruption from here on):
     // what was kept from before goes.
-    std::fs::write(scratch.join(COMMITTED), b"")
-        .map_err(BackupError::io("write", scratch.join(COMMITTED)))?;
+    berth_host::fsutil::write_atomic(&scratch.join(COMMITTED), b"", 0o600, None)?;
     if let (Some(_), Some(plan)) = (&loaded, &db) {
         database::drop_previous(&Database {
             plan,
@@ -299,4 +302,33 @@ pub fn restore(
         data_dirs: dirs,
         database: loaded,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A staging directory is made anew and private; a move never replaces what is
+    /// at its destination.
+    #[test]
+    fn staging_is_fresh_and_moves_never_replace() {
+        let t = tempfile::tempdir().unwrap();
+        let live = t.path().join("media");
+        let staging = staging_of(&live);
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("old"), "x").unwrap();
+        fresh_dir(&staging).unwrap();
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+        let mode = std::fs::metadata(&staging).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::create_dir(&live).unwrap();
+        assert!(
+            rename(&staging, &live).is_err(),
+            "moved over a live directory"
+        );
+        rename(&live, &previous_of(&live)).unwrap();
+        rename(&staging, &live).unwrap();
+        assert!(live.is_dir() && previous_of(&live).is_dir() && !exists(&staging));
+    }
 }
