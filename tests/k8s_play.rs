@@ -332,6 +332,15 @@ fn exit_code(podman: &Podman, container: &str, within: Duration) -> i64 {
     }
 }
 
+/// Where podman keeps volume `name` on this machine.
+fn mountpoint(podman: &Podman, name: &str) -> PathBuf {
+    PathBuf::from(
+        podman
+            .ok(&["volume", "inspect", name, "--format", "{{.Mountpoint}}"])
+            .trim(),
+    )
+}
+
 /// When a container started and ended, as podman says.
 fn times(podman: &Podman, container: &str) -> (jiff::Timestamp, jiff::Timestamp) {
     let out = podman.ok(&[
@@ -490,17 +499,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     // The Secret's files, as the kubelet writes them: root's, of the pods' group
     // (`fsGroup`), mode 0440; from the files its generator made it of.
     podman.ok(&["volume", "create", "netbox-secrets"]);
-    let at = PathBuf::from(
-        podman
-            .ok(&[
-                "volume",
-                "inspect",
-                "netbox-secrets",
-                "--format",
-                "{{.Mountpoint}}",
-            ])
-            .trim(),
-    );
+    let at = mountpoint(&podman, "netbox-secrets");
     for key in &keys {
         let to = at.join(key);
         std::fs::copy(deploy.join("base/secrets").join(key), &to).unwrap();
@@ -703,17 +702,7 @@ fn restore_the_host_backup(
     // The archive's claim, filled as `kubectl cp` would: the archive, the key file,
     // then `ready`, the pod's user's.
     podman.ok(&["volume", "create", "netbox-restore"]);
-    let at = PathBuf::from(
-        podman
-            .ok(&[
-                "volume",
-                "inspect",
-                "netbox-restore",
-                "--format",
-                "{{.Mountpoint}}",
-            ])
-            .trim(),
-    );
+    let at = mountpoint(podman, "netbox-restore");
     std::fs::copy(&host.archive, at.join("archive")).unwrap();
     std::fs::copy(&host.key, at.join("key")).unwrap();
     std::fs::write(at.join("ready"), "").unwrap();
@@ -770,18 +759,7 @@ fn restore_the_host_backup(
     let auth = ns.run(|| provision_token(&host.password));
     let state = ns.run(|| super::api_state_at(PORT, &auth));
     assert_eq!(state, host.state);
-    let media = PathBuf::from(
-        podman
-            .ok(&[
-                "volume",
-                "inspect",
-                "netbox-data-netbox",
-                "--format",
-                "{{.Mountpoint}}",
-            ])
-            .trim(),
-    )
-    .join("media");
+    let media = mountpoint(podman, "netbox-data-netbox").join("media");
     assert_eq!(super::contents(&snapshot_tree(&media)), host.media);
     drop(host);
 }
