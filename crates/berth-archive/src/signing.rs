@@ -224,6 +224,25 @@ pub fn signing_key_file_text(key: &SigningKey, created: jiff::Timestamp) -> Stri
     )
 }
 
+/// A new key file holding both keys, as `berth backup key --export` writes one: a new
+/// backup key (age identity) and a new signing key. What a deployment without a host's
+/// instance (`berth k8s render`) signs and encrypts its archives with.
+///
+/// # Errors
+/// The system's random source fails.
+pub fn new_key_file_text(created: jiff::Timestamp) -> Result<String, ArchiveError> {
+    let (identity, recipient) = crate::secrets::generate_identity();
+    let signing = SigningKey::generate()?;
+    Ok(format!(
+        "{}{}",
+        crate::secrets::identity_file_text(&identity, &recipient, created)
+            .trim_end()
+            .to_owned()
+            + "\n",
+        signing_key_file_text(&signing, created)
+    ))
+}
+
 /// What a key file holds: the backup key (age identity) and the signing key, each if
 /// present.
 #[derive(Debug, Default)]
@@ -302,6 +321,14 @@ mod tests {
         assert_eq!(PublicKey::parse(&public).unwrap(), key.public_key());
         // Debug never shows the secret.
         assert!(!format!("{key:?}").contains(&key.to_secret_text()[19..]));
+    }
+
+    #[test]
+    fn a_new_key_file_holds_both_keys_and_parses() {
+        let text = new_key_file_text(jiff::Timestamp::UNIX_EPOCH).unwrap();
+        let parsed = parse_key_file(&text).unwrap();
+        assert!(parsed.identity.is_some() && parsed.signing.is_some());
+        assert_ne!(text, new_key_file_text(jiff::Timestamp::UNIX_EPOCH).unwrap());
     }
 
     #[test]

@@ -926,6 +926,10 @@ pub struct DatabaseBackupDecl {
     /// the one creating the owner role); hooks and services after them wait for it.
     #[serde(default)]
     pub restore_after: Vec<String>,
+    /// The secret holding `owner`'s password, for a dump over the network where no
+    /// local socket reaches the server (the backup CronJob of `berth k8s render`).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// Database engines berth can dump and restore.

@@ -1423,6 +1423,10 @@ impl Validator<'_> {
                     );
                 }
             }
+            if let Some(secret) = &db.password {
+                let known = self.man.secrets.keys().map(String::as_str);
+                self.reference(&[base[0], base[1], Seg::Key("password")], secret, "secret", known);
+            }
             if !db.bin_dir.starts_with('/') {
                 self.at_value(
                     &[base[0], base[1], Seg::Key("bin_dir")],
