@@ -84,7 +84,11 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
         assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
         values.push(std::fs::read_to_string(e.path()).unwrap());
     }
-    assert_eq!(values.len(), 5);
+    // The manifest's five, and the backup CronJob's key file (both keys).
+    assert_eq!(values.len(), 6);
+    let key = std::fs::read_to_string(secrets.join("backup-key")).unwrap();
+    assert!(key.contains("AGE-SECRET-KEY-1") && key.contains("BERTH-SIGNING-KEY-1"));
+    values.extend(key.lines().filter(|l| !l.starts_with('#')).map(str::to_owned));
     let objects: Vec<std::path::PathBuf> = std::fs::read_dir(out.join("base"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -101,7 +105,8 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     for e in std::fs::read_dir(&secrets).unwrap() {
         let e = e.unwrap();
-        assert!(values.contains(&std::fs::read_to_string(e.path()).unwrap()));
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        assert!(values.contains(&text), "{} was made again", e.path().display());
     }
 
     // Every overlay builds, in its namespace, with the Secret made from the files; so
@@ -117,6 +122,7 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
         let ns = env.rsplit('/').next().unwrap();
         assert!(text.contains(&format!("namespace: netbox-{ns}")), "{text}");
         assert!(text.contains("kind: Secret") && text.contains("name: netbox-secrets"));
+        assert!(text.contains("name: netbox-backup-key"), "{text}");
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
         let restoring = env.starts_with("restore/");
         for d in &docs {
@@ -127,6 +133,8 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
         }
         let jobs = docs.iter().filter(|d| d["metadata"]["name"] == "netbox-restore").count();
         assert_eq!(jobs, if restoring { 2 } else { 0 }, "{env}: the restore Job and its claim");
+        let cron = docs.iter().find(|d| d["kind"] == "CronJob" && d["metadata"]["name"] == "netbox-backup");
+        assert!(cron.is_some_and(|c| c["spec"]["suspend"] == true), "{env}: the backup CronJob, suspended");
         let file = dir.path().join(format!("{}.yaml", env.replace('/', "-")));
         std::fs::write(&file, &text).unwrap();
         for v in VERSIONS {

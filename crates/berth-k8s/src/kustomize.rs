@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 
 /// `base/kustomization.yaml`: every object, and the app's Secret generated from one
-/// file per secret beside it (`secrets/<name>`), so no value is ever in a YAML file.
-pub fn base(app: &str, objects: &[String], secrets: &[String]) -> String {
+/// file per secret beside it (`secrets/<name>`), so no value is ever in a YAML file;
+/// with `backup_key`, the Secret `<app>-backup-key` from `secrets/<backup_key>`, which
+/// only the backup CronJob mounts.
+pub fn base(app: &str, objects: &[String], secrets: &[String], backup_key: Option<&str>) -> String {
     let mut out = String::from(
         "# Written by `berth k8s render`: every object of the app, from its manifest and\n\
          # site config. Change the site config and render again rather than editing these.\n\
@@ -14,16 +16,28 @@ pub fn base(app: &str, objects: &[String], secrets: &[String]) -> String {
     for o in objects {
         let _ = writeln!(out, "  - {o}");
     }
-    if !secrets.is_empty() {
-        let _ = write!(
-            out,
+    if !secrets.is_empty() || backup_key.is_some() {
+        out.push_str(
             "# The secrets, one file each under secrets/ (mode 0600, made once by\n\
              # `berth k8s render`): never in a YAML file, a ConfigMap or a log.\n\
-             secretGenerator:\n  - name: {app}-secrets\n    files:\n"
+             secretGenerator:\n",
         );
+    }
+    if !secrets.is_empty() {
+        let _ = writeln!(out, "  - name: {app}-secrets\n    files:");
         for s in secrets {
             let _ = writeln!(out, "      - {s}=secrets/{s}");
         }
+    }
+    if let Some(file) = backup_key {
+        let _ = writeln!(
+            out,
+            "  # The backup CronJob's key file: it signs the archives and decrypts their\n  \
+             # secrets. Keep a copy off the cluster: `berth restore --key` takes it.\n  \
+             - name: {app}-backup-key\n    files:\n      - key=secrets/{file}"
+        );
+    }
+    if !secrets.is_empty() || backup_key.is_some() {
         out.push_str("generatorOptions:\n  disableNameSuffixHash: true\n");
     }
     out

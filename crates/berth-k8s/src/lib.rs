@@ -21,6 +21,7 @@ use std::path::Path;
 use berth_model::{Facts, LoadedManifest};
 use berth_render::{Paths, RenderInput, UserNames};
 
+pub use workloads::backup::KEY_FILE as BACKUP_KEY_FILE;
 pub use workloads::{HookPlace, Wait, Workload};
 
 /// What a render needs besides the manifest and the site config.
@@ -64,6 +65,10 @@ pub struct Rendered {
     pub hooks: Vec<(String, HookPlace)>,
     /// The site config each workload's pods see (its ConfigMap), by workload name.
     pub sites: BTreeMap<String, String>,
+    /// Whether the backup CronJob needs its key file `base/secrets/backup-key` (a new
+    /// backup key and signing key, as `berth backup key --export` writes, made once
+    /// by the caller).
+    pub backup_key: bool,
 }
 
 /// Why a render failed: each names what to change.
@@ -159,6 +164,19 @@ pub fn render(
     };
     let objects = workloads::objects(manifest, &plan, &ctx)?;
     let restore = workloads::restore::objects(&manifest.manifest, &plan, &ctx)?;
+    let asked = parsed
+        .settings
+        .get(berth_model::builtin::BACKUP_GROUP)
+        .is_some_and(|keys| !keys.is_empty());
+    let backup = workloads::backup::objects(
+        &manifest.manifest,
+        &plan,
+        &ctx,
+        (&state.backup_policy, asked),
+    )?;
+    let backup_key = !backup.is_empty();
+    let mut objects = objects;
+    objects.extend(backup);
     let names: Vec<String> = objects.keys().cloned().collect();
     for (name, text) in objects {
         files.insert(format!("base/{name}"), text);
@@ -166,7 +184,12 @@ pub fn render(
     let secret_names: Vec<String> = secrets.keys().cloned().collect();
     files.insert(
         "base/kustomization.yaml".to_owned(),
-        kustomize::base(app, &names, &secret_names),
+        kustomize::base(
+            app,
+            &names,
+            &secret_names,
+            backup_key.then_some(workloads::backup::KEY_FILE),
+        ),
     );
     for env in &options.environments {
         files.insert(
@@ -185,6 +208,7 @@ pub fn render(
         workloads: plan,
         hooks,
         sites,
+        backup_key,
     })
 }
 

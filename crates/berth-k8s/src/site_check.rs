@@ -4,16 +4,11 @@
 use berth_model::{Diagnostic, Diagnostics, SiteConfig};
 
 /// Why each of berth's own settings groups does not apply in a cluster, and what to do.
-const GROUPS: [(&str, &str, &str); 5] = [
+const GROUPS: [(&str, &str, &str); 4] = [
     (
         berth_model::builtin::UPGRADE_GROUP,
         "in a cluster an upgrade is the next version's render, with its images, applied by kubectl; berth's automatic upgrades and kept releases are a host's",
         "remove `[upgrade]` from the site config `berth k8s render` reads",
-    ),
-    (
-        berth_model::builtin::BACKUP_GROUP,
-        "`berth k8s render` makes no backup CronJob yet: a host's backup schedule and target would do nothing here",
-        "remove `[backup]` here; back up with `berth backup create` where berth runs the database",
     ),
     (
         berth_model::builtin::METRICS_GROUP,
@@ -31,6 +26,9 @@ const GROUPS: [(&str, &str, &str); 5] = [
         "remove `[diagnose]`",
     ),
 ];
+
+/// The `[backup]` settings that are a host's: the backup CronJob writes to its claim.
+const BACKUP_KEYS: [&str; 3] = ["target", "ssh_identity", "ssh_known_hosts"];
 
 /// Every setting of `site` (the text of `file`) that cannot apply in a cluster.
 pub fn refuse_host_settings(site: &SiteConfig, file: &str, text: &str) -> Result<(), Diagnostics> {
@@ -66,6 +64,20 @@ pub fn refuse_host_settings(site: &SiteConfig, file: &str, text: &str) -> Result
             "`[fleet]` is written by `berth fleet up` for one node; a cluster is not a fleet of machines".to_owned(),
             "render from the fleet's shared site config, without `[fleet]`",
         ));
+    }
+    if let Some(keys) = site.settings.get(berth_model::builtin::BACKUP_GROUP) {
+        for (key, s) in keys
+            .iter()
+            .filter(|(k, _)| BACKUP_KEYS.contains(&k.as_str()))
+        {
+            d.push(at(
+                s.span.clone(),
+                format!(
+                    "`backup.{key}` does not apply in a cluster: the backup CronJob keeps its archives in its claim (`<app>-backups`), not on a host's directory or SFTP server"
+                ),
+                "remove it; copy archives off the claim (docs/kubernetes.md), or let your cluster's volume backups take them",
+            ));
+        }
     }
     for (group, why, help) in GROUPS {
         if let Some(keys) = site.settings.get(group) {

@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::{K8sError, Options, data_path};
 
+pub mod backup;
 pub mod restore;
 
 /// The user every image of the app runs as.

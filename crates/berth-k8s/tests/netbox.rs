@@ -186,6 +186,98 @@ fn settings_only_a_host_has_are_refused_by_position() {
     assert!(e.contains("help: remove `[upgrade]`"), "{e}");
 }
 
+/// `[backup]` means on Kubernetes what it means on a host: `schedule` becomes the
+/// CronJob's (off: a suspended CronJob, for backups on demand), retention and the
+/// rest go to `berth container backup` through the pods' site config; where archives
+/// go is the CronJob's claim, so a host's target is refused by position.
+#[test]
+fn backup_settings_become_the_cronjobs_or_are_refused_by_position() {
+    let cron = |site: &str| {
+        let r = render(&netbox(), "site.toml", site, &Options::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.backup_key);
+        assert!(
+            r.files["base/kustomization.yaml"].contains("- key=secrets/backup-key"),
+            "{}",
+            r.files["base/kustomization.yaml"]
+        );
+        r.files["base/cronjob-netbox-backup.yaml"].clone()
+    };
+    let off = cron(SITE);
+    assert!(off.contains("suspend: true"), "{off}");
+    let daily = cron(&format!(
+        "{SITE}[backup]\nschedule = \"24h\"\nkeep_last = 3\n"
+    ));
+    assert!(
+        daily.contains("schedule: \"@daily\"") && daily.contains("suspend: false"),
+        "{daily}"
+    );
+    assert!(
+        cron(&format!("{SITE}[backup]\nschedule = \"6h\"\n")).contains("schedule: 0 */6 * * *")
+    );
+    // Retention reaches the pods as the administrator wrote it.
+    let r = render(
+        &netbox(),
+        "site.toml",
+        &format!("{SITE}[backup]\nkeep_last = 3\n"),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(r.sites["netbox-database"].contains("keep_last = 3"));
+
+    let e = render(
+        &netbox(),
+        "site.toml",
+        &format!("{SITE}\n[backup]\ntarget = \"/srv/backups\"\nschedule = \"24h\"\n"),
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("site.toml:4:") && e.contains("`backup.target` does not apply in a cluster"),
+        "{e}"
+    );
+    assert!(!e.contains("backup.schedule"), "{e}");
+    let e = render(
+        &netbox(),
+        "site.toml",
+        &format!("{SITE}[backup]\nschedule = \"7h\"\n"),
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`backup.schedule` of 420m is not a schedule a CronJob can say"),
+        "{e}"
+    );
+}
+
+/// A manifest whose database names no password for a dump over the network: no
+/// backup CronJob, and a site config asking for backups is refused, saying why.
+#[test]
+fn without_the_databases_password_there_is_no_backup_cronjob() {
+    let mut m = netbox();
+    if let Some(db) = m.manifest.backup.as_mut().and_then(|b| b.database.as_mut()) {
+        db.password = None;
+    }
+    let r = render(&m, "site.toml", SITE, &Options::default()).unwrap();
+    assert!(!r.backup_key);
+    assert!(
+        !r.files.keys().any(|f| f.contains("backup")),
+        "{:?}",
+        r.files.keys()
+    );
+    let e = render(
+        &m,
+        "site.toml",
+        &format!("{SITE}[backup]\nschedule = \"24h\"\n"),
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("names no `password` secret"), "{e}");
+}
+
 /// What a pod renders from its ConfigMap once `berth container` has put its own
 /// address in (`BERTH_NODE_ADDRESS`): each rendered file of the instance, by path.
 fn pod_files(r: &berth_k8s::Rendered, workload: &str, pod_ip: &str) -> BTreeMap<String, String> {

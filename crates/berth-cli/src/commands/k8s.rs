@@ -52,13 +52,22 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         written.push(path);
     }
     let store = berth_host::secrets::SecretStore::open(a.out.join("base/secrets"))?;
-    let made: Vec<String> = rendered
+    let mut made: Vec<String> = rendered
         .secrets
         .iter()
         .filter(|s| !store.contains(&s.name).unwrap_or(true))
         .map(|s| s.name.clone())
         .collect();
     store.ensure(&rendered.secrets)?;
+    if rendered.backup_key {
+        // The backup CronJob's key file: made once, like the secrets, never replaced.
+        let name = berth_k8s::BACKUP_KEY_FILE;
+        if !store.contains(name)? {
+            let text = berth_archive::signing::new_key_file_text(jiff::Timestamp::now())?;
+            berth_host::fsutil::write_new(&store.dir().join(name), text.as_bytes(), 0o600, None)?;
+            made.push(name.to_owned());
+        }
+    }
     let overlays: Vec<PathBuf> = options
         .environments
         .iter()

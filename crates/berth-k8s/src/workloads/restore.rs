@@ -24,7 +24,10 @@ pub const RESTORE_DIR: &str = "/var/opt/berth/restore";
 
 /// The workload the restore runs in: the database's (its image has the database
 /// server and tools), else the first with data.
-fn home<'p>(m: &berth_model::Manifest, plan: &'p [Workload]) -> Option<(&'p Workload, String)> {
+pub(super) fn home<'p>(
+    m: &berth_model::Manifest,
+    plan: &'p [Workload],
+) -> Option<(&'p Workload, String)> {
     let backup = m.backup.as_ref()?;
     if let Some(db) = &backup.database {
         let w = plan.iter().find(|w| w.services.contains(&db.service))?;
@@ -43,18 +46,23 @@ fn claim_of(app: &str, w: &Workload, dir: &str) -> String {
     }
 }
 
-/// The restore pod's volumes and its containers' mounts: the site config and secrets
-/// of `home`, the data directories of `service` and those holding what the manifest
-/// backs up, each on its claim, and the restore claim.
-fn volumes_and_mounts(
+/// A one-off pod's volumes and its containers' mounts (the restore's, the backup's):
+/// the site config and secrets of `home`, the data directories of the component of
+/// `own` (the database's own volume, `None`: not mounted) and those holding what the
+/// manifest backs up, each on its claim (read-only when `read_only`), and `extra`
+/// (volume, mount path, read-only).
+pub(super) fn volumes_and_mounts(
     m: &berth_model::Manifest,
     plan: &[Workload],
-    (home, service): (&Workload, &str),
+    (home, own): (&Workload, Option<&str>),
     ctx: &Context<'_>,
-    claim: &str,
+    read_only: bool,
+    extra: Vec<(Volume, String, bool)>,
 ) -> (Vec<Volume>, Vec<VolumeMount>) {
     let app = m.app.name.as_str();
-    let component = m.services.get(service).map(|s| s.component.as_str());
+    let component = own
+        .and_then(|s| m.services.get(s))
+        .map(|s| s.component.as_str());
     let backed_up = m
         .backup
         .as_ref()
@@ -83,31 +91,40 @@ fn volumes_and_mounts(
                 name: name.clone(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                     claim_name: claim_of(app, w, dir),
-                    ..PersistentVolumeClaimVolumeSource::default()
+                    read_only: Some(read_only).filter(|r| *r),
                 }),
                 ..Volume::default()
             });
             mounted.push(VolumeMount {
                 name,
                 mount_path: data_path(ctx.prefix, dir),
+                read_only: Some(read_only).filter(|r| *r),
                 ..VolumeMount::default()
             });
         }
     }
-    vols.push(Volume {
-        name: "restore".to_owned(),
+    for (volume, path, read_only) in extra {
+        mounted.push(VolumeMount {
+            name: volume.name.clone(),
+            mount_path: path,
+            read_only: Some(read_only).filter(|r| *r),
+            ..VolumeMount::default()
+        });
+        vols.push(volume);
+    }
+    (vols, mounted)
+}
+
+/// A volume of the claim `claim`, named `name`.
+pub(super) fn claim_volume(name: &str, claim: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
             claim_name: claim.to_owned(),
             ..PersistentVolumeClaimVolumeSource::default()
         }),
         ..Volume::default()
-    });
-    mounted.push(VolumeMount {
-        name: "restore".to_owned(),
-        mount_path: RESTORE_DIR.to_owned(),
-        ..VolumeMount::default()
-    });
-    (vols, mounted)
+    }
 }
 
 /// The restore's objects, and the workloads it stops.
@@ -144,7 +161,18 @@ pub fn objects(
             .collect::<Vec<_>>(),
     )
     .filter(|c| !c.is_empty());
-    let (vols, mounted) = volumes_and_mounts(m, plan, (home, &service), ctx, &claim);
+    let (vols, mounted) = volumes_and_mounts(
+        m,
+        plan,
+        (home, Some(&service)),
+        ctx,
+        false,
+        vec![(
+            claim_volume("restore", &claim),
+            RESTORE_DIR.to_owned(),
+            false,
+        )],
+    );
     for c in spec.init_containers.iter_mut().flatten() {
         c.volume_mounts = Some(mounted.clone());
     }

@@ -1,0 +1,177 @@
+//! The backup CronJob: `berth container backup` in the database's image, dumping the
+//! database over its Service as the role that owns it and copying the backed-up data
+//! directories from their claims (read-only), into a claim of its own; signed with the
+//! deployment's key file (a Secret of its own, made once by `berth k8s render`), so a
+//! host's `berth restore --key` takes it as it takes a host's archive.
+
+use std::collections::BTreeMap;
+
+use berth_render::{BackupPolicy, Schedule};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaim, PodTemplateSpec, SecretVolumeSource, Volume,
+};
+
+use super::restore::{claim_volume, home, volumes_and_mounts};
+use super::{
+    Context, Workload, claim_spec, image_of, labels, meta, node_env, pod, security, to_yaml,
+};
+use crate::K8sError;
+
+/// Where the backup pod writes its archives (the claim `<app>-backups`).
+pub const BACKUPS_DIR: &str = "/var/opt/berth/backups";
+
+/// Where the backup pod finds its key file (`key`, from the Secret `<app>-backup-key`).
+pub const KEY_DIR: &str = "/var/opt/berth/backup-key";
+
+/// The file under the base's `secrets/` the key file is generated from, and its key in
+/// the Secret `<app>-backup-key`.
+pub const KEY_FILE: &str = "backup-key";
+
+/// The schedule of a CronJob that is rendered suspended: it runs on demand only
+/// (`kubectl create job --from=cronjob/<app>-backup`).
+const ON_DEMAND: &str = "@daily";
+
+/// The backup's objects, by file name (`cronjob-<app>-backup.yaml`,
+/// `pvc-<app>-backups.yaml`); none when the manifest backs up nothing, or when its
+/// database names no `password` and the site config sets nothing of `[backup]`
+/// (`asked`).
+///
+/// # Errors
+/// `backup.schedule` is not one a CronJob can say; the site config sets `[backup]` and
+/// the manifest's database has no `password` for a dump over the network; a claim's
+/// size or YAML fails.
+pub fn objects(
+    m: &berth_model::Manifest,
+    plan: &[Workload],
+    ctx: &Context<'_>,
+    (policy, asked): (&BackupPolicy, bool),
+) -> Result<BTreeMap<String, String>, K8sError> {
+    let mut out = BTreeMap::new();
+    let Some((home, service)) = home(m, plan) else {
+        return Ok(out);
+    };
+    let (app, version) = (&m.app.name, &m.app.version);
+    let mut args = vec![
+        "backup".to_owned(),
+        "--to".to_owned(),
+        BACKUPS_DIR.to_owned(),
+        "--key".to_owned(),
+        format!("{KEY_DIR}/key"),
+    ];
+    if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {
+        if db.password.is_none() {
+            if !asked {
+                return Ok(out);
+            }
+            return Err(K8sError::Unsupported(format!(
+                "the site config sets `[backup]`, and the backup CronJob would dump the database over its Service as `{}`, for which the manifest's `[backup.database]` names no `password` secret: add one to the manifest, or remove `[backup]` from the site config",
+                db.owner
+            )));
+        }
+        let port = home
+            .ports
+            .iter()
+            .find(|(s, _)| s == &db.service)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                K8sError::Unsupported(format!(
+                    "the database service `{}` listens on no port its Service could offer the backup CronJob",
+                    db.service
+                ))
+            })?;
+        args.push("--database".to_owned());
+        args.push(format!("{}:{port}", home.name));
+    }
+    let (schedule, suspend) = match policy.schedule {
+        Schedule::Off => (ON_DEMAND.to_owned(), true),
+        Schedule::Every(every) => {
+            let secs = every.as_secs();
+            let text = if secs % 60 == 0 {
+                format!("{}m", secs / 60)
+            } else {
+                format!("{secs}s")
+            };
+            let schedule = super::schedule(&text).ok_or_else(|| {
+                K8sError::Unsupported(format!(
+                    "`backup.schedule` of {text} is not a schedule a CronJob can say: make it a whole number of minutes dividing an hour, of hours dividing a day, or `24h`"
+                ))
+            })?;
+            (schedule, false)
+        }
+    };
+    let claim = format!("{app}-backups");
+    let key = Volume {
+        name: "backup-key".to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(format!("{app}-backup-key")),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let (vols, mounted) = volumes_and_mounts(
+        m,
+        plan,
+        (home, None),
+        ctx,
+        true,
+        vec![
+            (
+                claim_volume("backups", &claim),
+                BACKUPS_DIR.to_owned(),
+                false,
+            ),
+            (key, KEY_DIR.to_owned(), true),
+        ],
+    );
+    let mut spec = pod(ctx, m, home, Some("Never"));
+    spec.init_containers = None;
+    spec.containers = vec![Container {
+        name: "backup".to_owned(),
+        image: Some(image_of(ctx, app, version, &service)),
+        args: Some(args),
+        volume_mounts: Some(mounted),
+        security_context: Some(security()),
+        env: Some(node_env()),
+        ..Container::default()
+    }];
+    spec.volumes = Some(vols);
+    let cron = CronJob {
+        metadata: meta(&format!("{app}-backup"), labels(app, version, "backup")),
+        spec: CronJobSpec {
+            schedule,
+            suspend: Some(suspend),
+            // One backup at a time; a failed one is not retried in a loop (the next
+            // scheduled one comes).
+            concurrency_policy: Some("Forbid".to_owned()),
+            job_template: JobTemplateSpec {
+                metadata: None,
+                spec: Some(JobSpec {
+                    backoff_limit: Some(1),
+                    template: PodTemplateSpec {
+                        metadata: None,
+                        spec: Some(spec),
+                    },
+                    ..JobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        },
+        ..CronJob::default()
+    };
+    out.insert(format!("cronjob-{app}-backup.yaml"), to_yaml(&cron)?);
+    // As large as the database's volume: room for a few archives, which are a
+    // compressed dump and the files.
+    let sized = home
+        .data_dirs
+        .first()
+        .map_or("backups", |(_, d)| d.as_str());
+    let pvc = PersistentVolumeClaim {
+        metadata: meta(&claim, labels(app, version, "backup")),
+        spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
+        ..PersistentVolumeClaim::default()
+    };
+    out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
+    Ok(out)
+}
