@@ -168,15 +168,8 @@ pub fn render(
         .settings
         .get(berth_model::builtin::BACKUP_GROUP)
         .is_some_and(|keys| !keys.is_empty());
-    let backup = workloads::backup::objects(
-        &manifest.manifest,
-        &plan,
-        &ctx,
-        (&state.backup_policy, asked),
-    )?;
-    let backup_key = !backup.is_empty();
     let mut objects = objects;
-    objects.extend(backup);
+    let backup_key = with_backup(&mut objects, manifest, &plan, &ctx, (&state, asked))?;
     let names: Vec<String> = objects.keys().cloned().collect();
     for (name, text) in objects {
         files.insert(format!("base/{name}"), text);
@@ -210,6 +203,22 @@ pub fn render(
         sites,
         backup_key,
     })
+}
+
+/// The backup CronJob's objects added to `objects`; whether there are any (and so a
+/// key file for them).
+fn with_backup(
+    objects: &mut BTreeMap<String, String>,
+    manifest: &LoadedManifest,
+    plan: &[Workload],
+    ctx: &workloads::Context<'_>,
+    (state, asked): (&berth_render::DesiredState, bool),
+) -> Result<bool, K8sError> {
+    let backup =
+        workloads::backup::objects(&manifest.manifest, plan, ctx, (&state.backup_policy, asked))?;
+    let any = !backup.is_empty();
+    objects.extend(backup);
+    Ok(any)
 }
 
 /// A name Kubernetes takes for an object or a namespace (RFC 1123 label).

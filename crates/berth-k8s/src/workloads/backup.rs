@@ -52,54 +52,10 @@ pub fn objects(
         return Ok(out);
     };
     let (app, version) = (&m.app.name, &m.app.version);
-    let mut args = vec![
-        "backup".to_owned(),
-        "--to".to_owned(),
-        BACKUPS_DIR.to_owned(),
-        "--key".to_owned(),
-        format!("{KEY_DIR}/key"),
-    ];
-    if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {
-        if db.password.is_none() {
-            if !asked {
-                return Ok(out);
-            }
-            return Err(K8sError::Unsupported(format!(
-                "the site config sets `[backup]`, and the backup CronJob would dump the database over its Service as `{}`, for which the manifest's `[backup.database]` names no `password` secret: add one to the manifest, or remove `[backup]` from the site config",
-                db.owner
-            )));
-        }
-        let port = home
-            .ports
-            .iter()
-            .find(|(s, _)| s == &db.service)
-            .map(|(_, p)| *p)
-            .ok_or_else(|| {
-                K8sError::Unsupported(format!(
-                    "the database service `{}` listens on no port its Service could offer the backup CronJob",
-                    db.service
-                ))
-            })?;
-        args.push("--database".to_owned());
-        args.push(format!("{}:{port}", home.name));
-    }
-    let (schedule, suspend) = match policy.schedule {
-        Schedule::Off => (ON_DEMAND.to_owned(), true),
-        Schedule::Every(every) => {
-            let secs = every.as_secs();
-            let text = if secs % 60 == 0 {
-                format!("{}m", secs / 60)
-            } else {
-                format!("{secs}s")
-            };
-            let schedule = super::schedule(&text).ok_or_else(|| {
-                K8sError::Unsupported(format!(
-                    "`backup.schedule` of {text} is not a schedule a CronJob can say: make it a whole number of minutes dividing an hour, of hours dividing a day, or `24h`"
-                ))
-            })?;
-            (schedule, false)
-        }
+    let Some(args) = args(m, home, asked)? else {
+        return Ok(out);
     };
+    let (schedule, suspend) = schedule(policy)?;
     let claim = format!("{app}-backups");
     let key = Volume {
         name: "backup-key".to_owned(),
@@ -174,4 +130,66 @@ pub fn objects(
     };
     out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
     Ok(out)
+}
+
+/// `berth container backup`'s arguments; `None` when the database names no password
+/// and nobody asked for backups.
+fn args(
+    m: &berth_model::Manifest,
+    home: &Workload,
+    asked: bool,
+) -> Result<Option<Vec<String>>, K8sError> {
+    let mut args = vec![
+        "backup".to_owned(),
+        "--to".to_owned(),
+        BACKUPS_DIR.to_owned(),
+        "--key".to_owned(),
+        format!("{KEY_DIR}/key"),
+    ];
+    if let Some(db) = m.backup.as_ref().and_then(|b| b.database.as_ref()) {
+        if db.password.is_none() {
+            if !asked {
+                return Ok(None);
+            }
+            return Err(K8sError::Unsupported(format!(
+                "the site config sets `[backup]`, and the backup CronJob would dump the database over its Service as `{}`, for which the manifest's `[backup.database]` names no `password` secret: add one to the manifest, or remove `[backup]` from the site config",
+                db.owner
+            )));
+        }
+        let port = home
+            .ports
+            .iter()
+            .find(|(s, _)| s == &db.service)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                K8sError::Unsupported(format!(
+                    "the database service `{}` listens on no port its Service could offer the backup CronJob",
+                    db.service
+                ))
+            })?;
+        args.push("--database".to_owned());
+        args.push(format!("{}:{port}", home.name));
+    }
+    Ok(Some(args))
+}
+
+/// The CronJob's schedule, and whether it is suspended (`backup.schedule` off).
+fn schedule(policy: &BackupPolicy) -> Result<(String, bool), K8sError> {
+    Ok(match policy.schedule {
+        Schedule::Off => (ON_DEMAND.to_owned(), true),
+        Schedule::Every(every) => {
+            let secs = every.as_secs();
+            let text = if secs % 60 == 0 {
+                format!("{}m", secs / 60)
+            } else {
+                format!("{secs}s")
+            };
+            let schedule = super::schedule(&text).ok_or_else(|| {
+                K8sError::Unsupported(format!(
+                    "`backup.schedule` of {text} is not a schedule a CronJob can say: make it a whole number of minutes dividing an hour, of hours dividing a day, or `24h`"
+                ))
+            })?;
+            (schedule, false)
+        }
+    })
 }
