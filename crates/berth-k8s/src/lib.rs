@@ -164,12 +164,8 @@ pub fn render(
     };
     let objects = workloads::objects(manifest, &plan, &ctx)?;
     let restore = workloads::restore::objects(&manifest.manifest, &plan, &ctx)?;
-    let asked = parsed
-        .settings
-        .get(berth_model::builtin::BACKUP_GROUP)
-        .is_some_and(|keys| !keys.is_empty());
     let mut objects = objects;
-    let backup_key = with_backup(&mut objects, manifest, &plan, &ctx, (&state, asked))?;
+    let backup_key = with_backup(&mut objects, manifest, &plan, &ctx, (&state, &parsed))?;
     let names: Vec<String> = objects.keys().cloned().collect();
     for (name, text) in objects {
         files.insert(format!("base/{name}"), text);
@@ -212,8 +208,12 @@ fn with_backup(
     manifest: &LoadedManifest,
     plan: &[Workload],
     ctx: &workloads::Context<'_>,
-    (state, asked): (&berth_render::DesiredState, bool),
+    (state, site): (&berth_render::DesiredState, &berth_model::SiteConfig),
 ) -> Result<bool, K8sError> {
+    let asked = site
+        .settings
+        .get(berth_model::builtin::BACKUP_GROUP)
+        .is_some_and(|keys| !keys.is_empty());
     let backup =
         workloads::backup::objects(&manifest.manifest, plan, ctx, (&state.backup_policy, asked))?;
     let any = !backup.is_empty();
