@@ -266,6 +266,221 @@ fn free_archive_name(
     (name, created)
 }
 
+/// Whether an archive at `path` is there, or being written (its `.partial`).
+fn in_use(path: &Path) -> bool {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(berth_target::PARTIAL_SUFFIX);
+    path.exists() || Path::new(&partial).exists()
+}
+
+/// The site config an archive carries.
+#[derive(Debug, Clone, Copy)]
+pub enum SiteConfig<'a> {
+    /// The instance's own file.
+    File(&'a Path),
+    /// This text (empty: the instance has none).
+    Text(&'a [u8]),
+}
+
+/// The database dump an archive carries: the directory `rel` beneath `base`, read by
+/// descriptors (the database's user may own it).
+#[derive(Debug, Clone)]
+pub struct Dump<'a> {
+    /// The database dumped.
+    pub plan: &'a berth_render::DatabasePlan,
+    /// A directory berth made, above the dump.
+    pub base: &'a Path,
+    /// The dump (`pg_dump --format=directory`), relative to `base`.
+    pub rel: &'a str,
+    /// The parallel jobs it was made with.
+    pub jobs: u32,
+    /// The server's version.
+    pub server_version: String,
+    /// How long the dump took.
+    pub seconds: f64,
+}
+
+/// What an archive holds and says about itself, however it was gathered: by
+/// `berth backup create` on a host, or by a deployment's backup pod (`berth container
+/// backup`: the dump made over the network, the pod's secrets).
+#[derive(Debug)]
+pub struct Contents<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// Its version.
+    pub version: &'a str,
+    /// The app's enabled components (all of them, not one node's).
+    pub components: Vec<String>,
+    /// `<prefix>/data`, which the data directories are relative to.
+    pub data_root: &'a Path,
+    /// The data directories backed up (relative, absolute); a missing one is left out.
+    pub data_dirs: &'a [(String, PathBuf)],
+    /// The database dump.
+    pub dump: Option<Dump<'a>>,
+    /// `config/site.toml`.
+    pub site_config: SiteConfig<'a>,
+    /// The manifest directory, stored as `manifest/`.
+    pub manifest_dir: Option<&'a Path>,
+    /// A directory holding only the secrets (plain files), and the age recipient they
+    /// are encrypted to; `None`: the archive holds no secrets, and says why.
+    pub secrets: Option<(&'a Path, &'a str)>,
+    /// The key that signs the archive.
+    pub signing_key: &'a berth_archive::SigningKey,
+}
+
+/// The writer of a new archive at `path` (`<path>.partial` until it is finished),
+/// compressed at `level` with every CPU.
+fn open_writer(path: &Path, level: i32) -> Result<ArchiveWriter> {
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
+    Ok(ArchiveWriter::create(
+        path,
+        WriteOptions {
+            level,
+            threads,
+            source_date_epoch: None,
+        },
+    )?)
+}
+
+/// Adds each data directory that exists as `data/<rel>`.
+fn add_data_dirs(writer: &mut ArchiveWriter, contents: &Contents<'_>) -> Result<()> {
+    for (rel, abs) in contents.data_dirs {
+        // Not followed if it is a symlink: `add_tree_beneath` refuses a link at any
+        // component below `data/`, whose directories service users own.
+        if std::fs::symlink_metadata(abs).is_ok() {
+            add_tree_beneath(writer, &format!("data/{rel}"), contents.data_root, rel)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the dump, the site config, the manifest and the secrets after the data
+/// directories, then the metadata, and signs the archive (renamed from `.partial`).
+fn finish_archive(
+    mut writer: ArchiveWriter,
+    contents: &Contents<'_>,
+    created: jiff::Timestamp,
+    quiesce: QuiesceMeta,
+) -> Result<berth_archive::Written> {
+    if let Some(dump) = &contents.dump {
+        // The database user owns this directory: read it like a data directory.
+        let dir = dump.base.join(dump.rel);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Err(BackupError::Cannot {
+                what: format!("pg_dump left no dump in `{}`", dir.display()),
+                hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
+            });
+        }
+        add_tree_beneath(
+            &mut writer,
+            &format!("database/{}", dump.plan.name),
+            dump.base,
+            dump.rel,
+        )?;
+    }
+    match contents.site_config {
+        SiteConfig::File(path) => writer.add_file("config/site.toml", path)?,
+        SiteConfig::Text(text) => writer.add_bytes("config/site.toml", text, 0o644)?,
+    }
+    if let Some(dir) = contents.manifest_dir {
+        writer.add_tree("manifest", dir)?;
+    }
+    if let Some((dir, recipient)) = contents.secrets {
+        let blob = berth_archive::secrets::encrypt_dir(dir, recipient)?;
+        writer.add_bytes("secrets.age", &blob, 0o600)?;
+    }
+    let meta = backup_meta(contents, created, quiesce).to_meta()?;
+    Ok(writer.finish(meta, contents.signing_key)?)
+}
+
+/// The metadata of an archive of `contents` made at `created`.
+fn backup_meta(
+    contents: &Contents<'_>,
+    created: jiff::Timestamp,
+    quiesce: QuiesceMeta,
+) -> BackupMeta {
+    let created_text = Meta::new(contents.app, contents.version, created)
+        .get("created")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    BackupMeta {
+        app: contents.app.to_owned(),
+        app_version: contents.version.to_owned(),
+        created: created_text,
+        berth_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        components: contents.components.clone(),
+        data_dirs: contents
+            .data_dirs
+            .iter()
+            .map(|(rel, _)| rel.clone())
+            .collect(),
+        database: contents.dump.as_ref().map(|dump| DatabaseMeta {
+            kind: dump.plan.kind,
+            name: dump.plan.name.clone(),
+            format: "directory".to_owned(),
+            path: format!("database/{}", dump.plan.name),
+            jobs: dump.jobs,
+            server_version: dump.server_version.clone(),
+            dump_seconds: dump.seconds,
+        }),
+        quiesce,
+        signed_by: contents.signing_key.public_key().to_string(),
+        secrets: match contents.secrets {
+            Some((_, r)) => SecretsMeta {
+                included: true,
+                encryption: Some("age".to_owned()),
+                recipient: Some(r.to_owned()),
+                warning: None,
+            },
+            None => SecretsMeta {
+                included: false,
+                encryption: None,
+                recipient: None,
+                warning: Some(NO_KEY_WARNING.to_owned()),
+            },
+        },
+    }
+}
+
+/// Writes an archive of `contents` into the local directory `dir` as `berth backup
+/// create` writes one there (the same name scheme, `.partial` until signed), for a
+/// backup gathered elsewhere: a deployment's backup pod, where no writer is paused.
+/// Returns its name and what was written.
+///
+/// # Errors
+/// A data directory has a symlink on its way, or the archive cannot be written
+/// (nothing of it is left in `dir` then).
+pub fn write_in_dir(
+    dir: &Path,
+    level: i32,
+    contents: &Contents<'_>,
+    progress: &dyn Progress,
+) -> Result<(String, berth_archive::Written)> {
+    let (name, created) = free_archive_name(
+        contents.app,
+        contents.version,
+        |name| in_use(&dir.join(name)),
+        jiff::Timestamp::now,
+        || std::thread::sleep(Duration::from_millis(200)),
+    );
+    let mut writer = open_writer(&dir.join(&name), level)?;
+    progress.begin(&format!("Writing {name}"));
+    writer.on_progress(progress_fn(progress));
+    add_data_dirs(&mut writer, contents)?;
+    let quiesce = QuiesceMeta {
+        services: Vec::new(),
+        milliseconds: 0,
+    };
+    let written = finish_archive(writer, contents, created, quiesce)?;
+    progress.end(&human(written.size));
+    Ok((name, written))
+}
+
 /// `berth backup create`, recorded in the instance's history (`berth history`) when
 /// it has one.
 pub fn create(
@@ -324,6 +539,7 @@ pub(crate) fn create_archive(
     let database = backup.database.as_ref().map(|plan| database::Database {
         plan,
         children: &children,
+        network: None,
     });
     let db_size = match &database {
         Some(db) => database::size(db)?,
@@ -356,11 +572,7 @@ pub(crate) fn create_archive(
     };
     let taken = |name: &str| {
         remote_names.iter().any(|n| n == name)
-            || target.local_path(name).is_some_and(|p| {
-                p.exists()
-                    || p.with_file_name(format!("{name}{}", berth_target::PARTIAL_SUFFIX))
-                        .exists()
-            })
+            || target.local_path(name).is_some_and(|p| in_use(&p))
     };
     let (name, created) = free_archive_name(
         &state.app.name,
@@ -402,17 +614,33 @@ pub(crate) fn create_archive(
     }
 
     // 2. The archive: data directories first, while writers are paused.
-    let level = state.backup_policy.compression_level;
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
-    let mut writer = ArchiveWriter::create(
-        &local_archive,
-        WriteOptions {
-            level,
-            threads,
-            source_date_epoch: None,
+    let manifest_dir = inst.paths.manifest_dir();
+    let contents = Contents {
+        app: &state.app.name,
+        version: &state.app.version,
+        components: inst.config.enabled_components.iter().cloned().collect(),
+        data_root: &inst.paths.data,
+        data_dirs: &backup.data_dirs,
+        dump: backup.database.as_ref().map(|db| Dump {
+            plan: db,
+            base: &dump_tmp.0,
+            rel: "db",
+            jobs: state.backup_policy.jobs,
+            server_version: server_version.clone(),
+            seconds: dump_seconds,
+        }),
+        site_config: if inst.config_exists {
+            SiteConfig::File(&inst.config_path)
+        } else {
+            SiteConfig::Text(b"")
         },
-    )?;
+        manifest_dir: manifest_dir.is_dir().then_some(manifest_dir.as_path()),
+        secrets: recipient
+            .as_deref()
+            .map(|r| (inst.paths.secrets.as_path(), r)),
+        signing_key: &signing_key,
+    };
+    let mut writer = open_writer(&local_archive, state.backup_policy.compression_level)?;
     if target.local_path(&name).is_some() {
         // The writer's documented name for the archive until it is finished.
         let mut partial = local_archive.clone().into_os_string();
@@ -440,16 +668,7 @@ pub(crate) fn create_archive(
         fault::point("backup:paused");
         Some(pause)
     };
-    let copied = (|| -> Result<()> {
-        for (rel, abs) in &backup.data_dirs {
-            // Not followed if it is a symlink: `add_tree_beneath` refuses a link at any
-            // component below `data/`, whose directories service users own.
-            if std::fs::symlink_metadata(abs).is_ok() {
-                add_tree_beneath(&mut writer, &format!("data/{rel}"), &inst.paths.data, rel)?;
-            }
-        }
-        Ok(())
-    })();
+    let copied = add_data_dirs(&mut writer, &contents);
     if let Some(pause) = pause {
         // Resume even when the copy failed.
         let resumed = pause
@@ -457,95 +676,20 @@ pub(crate) fn create_archive(
             .map_err(berth_lifecycle::LifecycleError::from);
         copied?;
         resumed?;
+    } else {
+        copied?;
     }
     let quiesce_ms = if paused.is_empty() {
         0
     } else {
         u64::try_from(quiesce_started.elapsed().as_millis()).unwrap_or(u64::MAX)
     };
-
-    if let Some(db) = &backup.database {
-        // The database user owns this directory: read it like a data directory.
-        if std::fs::symlink_metadata(&dump_dir).is_err() {
-            return Err(BackupError::Cannot {
-                what: format!("pg_dump left no dump in `{}`", dump_dir.display()),
-                hint: "run the backup again; `berth tail` shows the database's log".to_owned(),
-            });
-        }
-        add_tree_beneath(
-            &mut writer,
-            &format!("database/{}", db.name),
-            &dump_tmp.0,
-            "db",
-        )?;
-    }
-    if inst.config_exists {
-        writer.add_file("config/site.toml", &inst.config_path)?;
-    } else {
-        writer.add_bytes("config/site.toml", b"", 0o644)?;
-    }
-    let manifest_dir = inst.paths.manifest_dir();
-    if manifest_dir.is_dir() {
-        writer.add_tree("manifest", &manifest_dir)?;
-    }
-    let secrets_included = if let Some(r) = &recipient {
-        let blob = berth_archive::secrets::encrypt_dir(&inst.paths.secrets, r)?;
-        writer.add_bytes("secrets.age", &blob, 0o600)?;
-        true
-    } else {
-        false
+    let quiesce = QuiesceMeta {
+        services: paused.clone(),
+        milliseconds: quiesce_ms,
     };
-
-    let created_text = Meta::new(&state.app.name, &state.app.version, created)
-        .get("created")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let meta = BackupMeta {
-        app: state.app.name.clone(),
-        app_version: state.app.version.clone(),
-        created: created_text,
-        berth_version: env!("CARGO_PKG_VERSION").to_owned(),
-        hostname: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        components: inst.config.enabled_components.iter().cloned().collect(),
-        data_dirs: backup
-            .data_dirs
-            .iter()
-            .map(|(rel, _)| rel.clone())
-            .collect(),
-        database: backup.database.as_ref().map(|db| DatabaseMeta {
-            kind: db.kind,
-            name: db.name.clone(),
-            format: "directory".to_owned(),
-            path: format!("database/{}", db.name),
-            jobs: state.backup_policy.jobs,
-            server_version: server_version.clone(),
-            dump_seconds,
-        }),
-        quiesce: QuiesceMeta {
-            services: paused.clone(),
-            milliseconds: quiesce_ms,
-        },
-        signed_by: signing_key.public_key().to_string(),
-        secrets: match &recipient {
-            Some(r) => SecretsMeta {
-                included: true,
-                encryption: Some("age".to_owned()),
-                recipient: Some(r.clone()),
-                warning: None,
-            },
-            None => SecretsMeta {
-                included: false,
-                encryption: None,
-                recipient: None,
-                warning: Some(NO_KEY_WARNING.to_owned()),
-            },
-        },
-    }
-    .to_meta()?;
-    let written = writer.finish(meta, &signing_key)?;
+    let written = finish_archive(writer, &contents, created, quiesce)?;
+    let secrets_included = recipient.is_some();
     progress.end(&human(written.size));
 
     if target.local_path(&name).is_none() {
@@ -898,35 +1042,56 @@ pub struct PruneReport {
 
 /// The retention policy from the site config.
 pub fn policy(inst: &Instance) -> Result<berth_target::retention::Policy> {
-    let p = settings(inst)?;
-    Ok(berth_target::retention::Policy {
+    Ok(retention(&settings(inst)?))
+}
+
+/// The retention part of a backup policy.
+pub fn retention(p: &BackupPolicy) -> berth_target::retention::Policy {
+    berth_target::retention::Policy {
         keep_last: p.keep_last,
         keep_daily: p.keep_daily,
         keep_weekly: p.keep_weekly,
-    })
+    }
 }
 
 /// `berth backup prune`: delete this app's archives the retention policy does not keep.
 pub fn prune(inst: &Instance, to: Option<&str>, dry_run: bool) -> Result<PruneReport> {
     let spec = target_spec(inst, to)?;
     let target = berth_target::open(&spec, &ssh_options(inst)?);
-    let app = &inst.manifest.manifest.app.name;
+    prune_in(
+        target.as_ref(),
+        &inst.manifest.manifest.app.name,
+        &policy(inst)?,
+        dry_run,
+    )
+}
+
+/// Deletes the archives of `app` in `target` that `policy` does not keep (none on a
+/// dry run); other files, and other apps' archives, stay.
+///
+/// # Errors
+/// The target cannot be listed or an archive deleted; the policy keeps nothing.
+pub fn prune_in(
+    target: &dyn berth_target::Target,
+    app: &str,
+    policy: &berth_target::retention::Policy,
+    dry_run: bool,
+) -> Result<PruneReport> {
     let backups: Vec<(String, jiff::Timestamp)> = target
         .list()?
         .into_iter()
         .filter_map(|e| {
             let (a, _, created) = berth_archive::parse_archive_name(&e.name)?;
-            (&a == app).then_some((e.name, created))
+            (a == app).then_some((e.name, created))
         })
         .collect();
-    let decisions = berth_target::retention::decide(&backups, &policy(inst)?).map_err(|e| {
-        BackupError::Cannot {
+    let decisions =
+        berth_target::retention::decide(&backups, policy).map_err(|e| BackupError::Cannot {
             what: e.to_string(),
             hint:
                 "set `keep_last`, `keep_daily` or `keep_weekly` under [backup] in the site config"
                     .to_owned(),
-        }
-    })?;
+        })?;
     let mut deleted = Vec::new();
     if !dry_run {
         for d in decisions.iter().filter(|d| !d.keep) {

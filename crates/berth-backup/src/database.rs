@@ -1,9 +1,11 @@
 //! The app's database as backups see it: size, dump, dump listing, restore into a
 //! fresh database and the rename swap that makes a restore reversible.
 //!
-//! PostgreSQL only for now. Every tool runs as the database service's user, which
-//! is the cluster's superuser through the local socket (peer authentication), so no
-//! password is needed and none is ever put on a command line.
+//! PostgreSQL only for now. On a host every tool runs as the database service's user,
+//! which is the cluster's superuser through the local socket (peer authentication), so
+//! no password is needed. Where no local socket reaches the server (a deployment's
+//! backup pod), the tools connect over the network ([`Network`]) as the owning role,
+//! its password in a private password file: never on a command line.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,6 +24,28 @@ pub struct Database<'a> {
     pub plan: &'a DatabasePlan,
     /// The instance's child records.
     pub children: &'a ChildRecords,
+    /// Over the network as the owning role, rather than through the local socket as
+    /// the database user.
+    pub network: Option<Network<'a>>,
+}
+
+/// A server the tools reach over TCP, as the database's owning role.
+#[derive(Debug, Clone, Copy)]
+pub struct Network<'a> {
+    /// Host name or address.
+    pub host: &'a str,
+    /// Port.
+    pub port: &'a str,
+    /// A libpq password file ([`passfile_text`]) only this user can read.
+    pub passfile: &'a Path,
+}
+
+/// The text of a libpq password file giving `role` the password `password` on any
+/// server and database: libpq reads it through `PGPASSFILE`, so the password is never
+/// in a command line or an environment a process listing shows.
+pub fn passfile_text(role: &str, password: &str) -> String {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:{}:{}\n", escape(role), escape(password))
 }
 
 impl std::ops::Deref for Database<'_> {
@@ -42,13 +66,25 @@ fn tool(db: &Database<'_>, program: &str, args: &[&str]) -> Result<String> {
     };
     let mut cmd = ChildCommand::new(&path);
     cmd.args(args)
-        .user(db.user.as_deref())
-        .env("PGHOST", &db.host)
-        .env("PGPORT", &db.port)
-        .envs(db.home.iter().map(|home| ("HOME", home)))
         // The tools' own working directory must be readable by that user.
         .current_dir("/")
         .die_with_parent();
+    match &db.network {
+        None => {
+            cmd.user(db.user.as_deref())
+                .env("PGHOST", &db.host)
+                .env("PGPORT", &db.port)
+                .envs(db.home.iter().map(|home| ("HOME", home)));
+        }
+        Some(net) => {
+            cmd.env("PGHOST", net.host)
+                .env("PGPORT", net.port)
+                .env("PGUSER", &db.owner)
+                .env("PGPASSFILE", net.passfile)
+                // A server that stops answering fails the backup, not hangs it.
+                .env("PGCONNECT_TIMEOUT", "30");
+        }
+    }
     let mut cmd = cmd
         .build()
         .map_err(|e| failed(format!("{program} cannot be prepared: {e}")))?;
@@ -113,7 +149,13 @@ pub fn size(db: &Database<'_>) -> Result<u64> {
 
 /// The server's version, e.g. `15.10`.
 pub fn server_version(db: &Database<'_>) -> Result<String> {
-    sql(db, "postgres", "SHOW server_version")
+    // Over the network the owning role may be let into its own database only.
+    let database = if db.network.is_some() {
+        db.name.as_str()
+    } else {
+        "postgres"
+    };
+    sql(db, database, "SHOW server_version")
         .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
@@ -366,4 +408,17 @@ pub fn drop_previous(db: &Database<'_>) -> Result<()> {
         ),
     )
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A password with the file's separators and escapes reads back as itself: each
+    /// `:` and `\` is escaped, as libpq's password file wants.
+    #[test]
+    fn a_password_file_escapes_its_separators() {
+        assert_eq!(
+            super::passfile_text("app", r"a:b\c"),
+            "*:*:*:app:a\\:b\\\\c\n"
+        );
+    }
 }

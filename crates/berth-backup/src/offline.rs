@@ -247,6 +247,7 @@ pub fn restore(
             let db = Database {
                 plan,
                 children: &children,
+                network: None,
             };
             let server = load_database(&db, &opened, dump, scratch, committed, site, progress)?;
             (Some(plan.name.clone()), Some(server))
@@ -268,6 +269,7 @@ pub fn restore(
             database::swap_in(&Database {
                 plan,
                 children: &children,
+                network: None,
             })?;
         }
         Ok(())
@@ -278,6 +280,7 @@ pub fn restore(
             let _ = database::swap_back(&Database {
                 plan,
                 children: &children,
+                network: None,
             });
         }
         return Err(e);
@@ -289,6 +292,7 @@ pub fn restore(
         database::drop_previous(&Database {
             plan,
             children: &children,
+            network: None,
         })?;
     }
     drop(server);

@@ -444,7 +444,11 @@ fn adopt_archive_manifest(
 
 /// Refuses an archive of another app or version than the manifest of the instance,
 /// saying where that manifest came from and the way out.
-pub(crate) fn check_same_app(inst: &Instance, meta: &crate::meta::BackupMeta, archive: &Path) -> Result<()> {
+pub(crate) fn check_same_app(
+    inst: &Instance,
+    meta: &crate::meta::BackupMeta,
+    archive: &Path,
+) -> Result<()> {
     let app = &inst.manifest.manifest.app;
     let prefix = &inst.paths.prefix;
     let (archived_app, archived_version) = (&meta.app, &meta.app_version);
@@ -956,6 +960,7 @@ fn restore_step(
                 let db = database::Database {
                     plan: &db,
                     children: &children,
+                    network: None,
                 };
                 database::restore_into_incoming(&db, &dump, jobs)?;
                 progress.end("");
@@ -967,6 +972,7 @@ fn restore_step(
                 database::swap_in(&database::Database {
                     plan: &db,
                     children: &children,
+                    network: None,
                 })?;
             }
         }
@@ -1222,6 +1228,7 @@ fn commit(inst: &Instance, j: &Journal) -> Result<()> {
         database::drop_previous(&database::Database {
             plan: &db,
             children: &children,
+            network: None,
         })?;
     }
     remove_tree_at(&j.staging)
@@ -1383,6 +1390,7 @@ pub fn abort(loc: &Locate, berth_exe: &Path, progress: &dyn Progress) -> Result<
             database::swap_back(&database::Database {
                 plan: &db,
                 children: &children,
+                network: None,
             })?;
         }
         undo_files(inst, j)?;

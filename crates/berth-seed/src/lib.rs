@@ -220,6 +220,7 @@ fn capture_in(
         let handle = Database {
             plan: &db,
             children: &children,
+            network: None,
         };
         if !seed.build_time_columns.is_empty() {
             progress.begin("Setting the build-time columns to the build's time");
@@ -313,6 +314,7 @@ pub fn up_seeded(
         let handle = Database {
             plan: &db,
             children: &children,
+            network: None,
         };
         if database::relation_count(&handle)? == 0 {
             let file = seed.join(SEED_FILE);
