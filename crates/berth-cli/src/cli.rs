@@ -992,6 +992,22 @@ pub enum ContainerCommand {
         #[arg(long = "not-while", value_name = "HOST:PORT")]
         not_while: Vec<String>,
     },
+    /// Back up this deployment (the backup CronJob's pod, in the database service's
+    /// image): the database dumped over the network, the data directories read from
+    /// their volumes, written into DIR as `berth backup create` writes an archive (a
+    /// host's `berth restore` takes it), then DIR pruned by the retention policy.
+    Backup {
+        /// The directory the archive goes to (the CronJob's claim).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The key file whose signing key signs the archive and whose backup key its
+        /// secrets are encrypted to (`berth backup key --export`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The database's Service (waited for up to 5 minutes).
+        #[arg(long, value_name = "HOST:PORT")]
+        database: String,
+    },
     /// Probe the service's readiness once: exit 0 when ready (the image's health check).
     Ready {
         /// The service.

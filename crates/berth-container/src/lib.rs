@@ -10,6 +10,7 @@
 //! files written, the service started in the foreground under berth as process 1, and
 //! its readiness probe as the image's health check.
 
+pub mod backup;
 pub mod build;
 pub mod init;
 pub mod plan;

@@ -71,7 +71,7 @@ pub fn restore(
         .join(".berth-restore-dump");
     let declared = manifest_dirs(&prepared);
     for dir in declared.iter().chain([&scratch]) {
-        on_a_volume(dir)?;
+        on_a_volume(dir, RESTORE_ON_ROOT)?;
     }
     let said = std::cell::RefCell::new(say);
     let progress = Said(&said);
@@ -124,8 +124,9 @@ fn manifest_dirs(prepared: &Prepared) -> Vec<std::path::PathBuf> {
 
 /// Refuses `dir` when it is not on a volume mounted into the container (its closest
 /// existing directory is on the container's own root): what a restore put there
-/// would be gone with the container.
-fn on_a_volume(dir: &Path) -> Result<()> {
+/// would be gone with the container, and a backup of it would hold the image's
+/// directory. `why` says so, and what to mount.
+pub(crate) fn on_a_volume(dir: &Path, why: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let root = std::fs::metadata("/").map_err(|source| ContainerError::Io {
         action: "read",
@@ -138,12 +139,15 @@ fn on_a_volume(dir: &Path) -> Result<()> {
         .ok_or_else(|| ContainerError::Invalid(format!("{} is nowhere", dir.display())))?;
     if existing.dev() == root.dev() {
         return Err(ContainerError::Invalid(format!(
-            "{} is not on a volume: what a restore put there would be gone with the container; mount its volume (the restore Job `berth k8s render` writes mounts them all)",
+            "{} is not on a volume: {why}",
             dir.display()
         )));
     }
     Ok(())
 }
+
+/// Why a restore refuses a directory on the container's own root.
+const RESTORE_ON_ROOT: &str = "what a restore put there would be gone with the container; mount its volume (the restore Job `berth k8s render` writes mounts them all)";
 
 /// How long `--wait` waits for the archive.
 const WAITING: Duration = Duration::from_hours(1);
@@ -395,11 +399,11 @@ mod tests {
             .into_iter()
             .find(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == root))
             .expect("a directory on the root file system");
-        let e = on_a_volume(&Path::new(on_root).join("no-such-dir/x"))
+        let e = on_a_volume(&Path::new(on_root).join("no-such-dir/x"), RESTORE_ON_ROOT)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not on a volume"), "{e}");
         // /proc is a file system of its own everywhere.
-        on_a_volume(Path::new("/proc/self")).unwrap();
+        on_a_volume(Path::new("/proc/self"), RESTORE_ON_ROOT).unwrap();
     }
 }

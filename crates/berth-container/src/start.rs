@@ -211,9 +211,9 @@ fn not_found<'a>(
 /// marker value (returned with it) so that the render shows whether anything this
 /// container runs uses it. A secret a hook makes is never read here.
 /// Secret values by name, and the (name, marker) of each missing one.
-type ReadSecrets = (BTreeMap<String, String>, Vec<(String, String)>);
+pub(crate) type ReadSecrets = (BTreeMap<String, String>, Vec<(String, String)>);
 
-fn read_secrets(instance: &Instance, dir: &Path) -> Result<ReadSecrets> {
+pub(crate) fn read_secrets(instance: &Instance, dir: &Path) -> Result<ReadSecrets> {
     let specs = berth_render::secret_specs_enabled(
         &instance.manifest,
         &instance.facts,
@@ -258,7 +258,7 @@ fn letters(name: &str) -> String {
 
 /// A secret's value: the file's text, without one final newline (`echo value >`
 /// writes one). `None` when there is no such file.
-fn read_secret(path: &Path) -> Result<Option<String>> {
+pub(crate) fn read_secret(path: &Path) -> Result<Option<String>> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let mut text = String::from_utf8(bytes).map_err(|_| {

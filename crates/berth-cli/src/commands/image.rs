@@ -1,4 +1,4 @@
-//! `berth image build` and `berth container run|hook|ready`.
+//! `berth image build` and `berth container …`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -201,6 +201,11 @@ pub fn container(loc: &Locate, command: ContainerCommand) -> Result<ExitCode> {
             &not_while,
             &mut |m| eprintln!("{m}"),
         )?)),
+        ContainerCommand::Backup { to, key, database } => Ok(ExitCode::from(
+            berth_container::backup::backup(&opts, &to, &key, &database, &mut |m| {
+                eprintln!("{m}");
+            })?,
+        )),
         ContainerCommand::Ready { service } => {
             berth_container::ready(&opts, &service)?;
             Ok(ExitCode::SUCCESS)
