@@ -58,7 +58,17 @@ use berth_tests::{
 use serde_json::{Value, json};
 
 /// nginx's port, from the site config's `external_url`.
-const PORT: u16 = 38190;
+const PORT: u16 = 38280;
+
+/// PostgreSQL's, Redis's and gunicorn's ports, which the site config names: the
+/// deployment's backup is restored on this machine, outside the pods' network
+/// namespace, beside the other tests' services.
+const PG_PORT: u16 = 35633;
+const REDIS_PORT: u16 = 36580;
+const WEB_PORT: u16 = 38201;
+
+/// Every port the pods listen on.
+const PORTS: [u16; 4] = [PG_PORT, REDIS_PORT, WEB_PORT, PORT];
 
 /// A network namespace of the test's own, with its loopback up; gone on drop.
 struct Netns(String);
@@ -142,10 +152,13 @@ fn for_podman(spec: &mut Value) {
     }
 }
 
+/// Each Secret's name and its keys.
+type Secrets = Vec<(String, Vec<String>)>;
+
 /// The built overlay as files to play, in order: the database (with every claim), the
 /// migration Job, then each Deployment, and the database without the claims (to play
-/// it again); the ConfigMaps in each. The Secret's keys.
-fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
+/// it again), the backup CronJob's job; the ConfigMaps in each. The Secrets.
+fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Secrets) {
     let docs: Vec<Value> = serde_saphyr::from_multiple(built).unwrap();
     let of =
         |kind: &str| -> Vec<Value> { docs.iter().filter(|d| d["kind"] == kind).cloned().collect() };
@@ -167,14 +180,15 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) 
         ]
     );
     let config_maps = of("ConfigMap");
-    let secrets = of("Secret");
-    assert_eq!(secrets.len(), 1);
-    let keys: Vec<String> = secrets[0]["data"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
+    let secrets: Secrets = of("Secret")
+        .iter()
+        .map(|d| {
+            let keys = d["data"].as_object().unwrap().keys().cloned().collect();
+            (d["metadata"]["name"].as_str().unwrap().to_owned(), keys)
+        })
         .collect();
+    let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["netbox-backup-key", "netbox-secrets"]);
     let mut files: Vec<(String, Vec<Value>)> = Vec::new();
     let sets = of("StatefulSet");
     assert_eq!(sets.len(), 1);
@@ -225,6 +239,20 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) 
         .cloned()
         .collect();
     files.push((format!("{db}-again"), again));
+    // The backup CronJob's job, as `kubectl create job --from=cronjob/netbox-backup`
+    // makes it.
+    let crons = of("CronJob");
+    let cron = crons
+        .iter()
+        .find(|c| c["metadata"]["name"] == "netbox-backup")
+        .expect("the backup CronJob");
+    let mut spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"].clone();
+    for_podman(&mut spec);
+    let mut objects = config_maps.clone();
+    objects.push(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "netbox-backup"}, "spec": spec}),
+    );
+    files.push(("netbox-backup".to_owned(), objects));
     let files = files
         .into_iter()
         .map(|(name, objects)| {
@@ -235,7 +263,7 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) 
             (name, path)
         })
         .collect();
-    (files, keys)
+    (files, secrets)
 }
 
 /// `podman kube down` of `file`, then until nothing listens on `ports` any more.
@@ -439,7 +467,10 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let site = w.join("site.toml");
     std::fs::write(
         &site,
-        format!("external_url = \"http://127.0.0.1:{PORT}/\"\n"),
+        format!(
+            "external_url = \"http://127.0.0.1:{PORT}/\"\n[postgresql]\nport = {PG_PORT}\n\
+             [redis]\nport = {REDIS_PORT}\n[web]\nport = {WEB_PORT}\n"
+        ),
     )
     .unwrap();
     let deploy = w.join("deploy");
@@ -466,7 +497,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{built:?}");
-    let (files, keys) = play_files(&String::from_utf8_lossy(&built.stdout), w);
+    let (files, secrets) = play_files(&String::from_utf8_lossy(&built.stdout), w);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -475,7 +506,8 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
             "netbox-migrate-4-7-3",
             "netbox-web",
             "netbox-worker",
-            "netbox-database-0-again"
+            "netbox-database-0-again",
+            "netbox-backup"
         ]
     );
 
@@ -496,15 +528,24 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
             entry.unwrap().path().to_str().unwrap(),
         ]);
     }
-    // The Secret's files, as the kubelet writes them: root's, of the pods' group
-    // (`fsGroup`), mode 0440; from the files its generator made it of.
-    podman.ok(&["volume", "create", "netbox-secrets"]);
-    let at = mountpoint(&podman, "netbox-secrets");
-    for key in &keys {
-        let to = at.join(key);
-        std::fs::copy(deploy.join("base/secrets").join(key), &to).unwrap();
-        nix::unistd::chown(&to, Some(0.into()), Some(10001.into())).unwrap();
-        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o440)).unwrap();
+    // Each Secret's files, as the kubelet writes them: root's, of the pods' group
+    // (`fsGroup`), mode 0440; from the files its generator made it of (the backup key
+    // Secret's one key from `secrets/backup-key`).
+    for (secret, keys) in &secrets {
+        podman.ok(&["volume", "create", secret]);
+        let at = mountpoint(&podman, secret);
+        for key in keys {
+            let from = if secret == "netbox-backup-key" {
+                "backup-key"
+            } else {
+                key
+            };
+            let to = at.join(key);
+            std::fs::copy(deploy.join("base/secrets").join(from), &to).unwrap();
+            nix::unistd::chown(&to, Some(0.into()), Some(10001.into())).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+                .unwrap();
+        }
     }
     let play =
         |file: &Path| podman.ok(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
@@ -545,7 +586,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
         // once more, its init containers find the migrations done.
         let said = String::from_utf8_lossy(&first.stderr);
         assert!(said.contains("already exists"), "{said}");
-        down(&podman, &ns, &files[2].1, &[8001, PORT]);
+        down(&podman, &ns, &files[2].1, &[WEB_PORT, PORT]);
         play(&files[2].1);
     }
     let web_played = Instant::now();
@@ -607,7 +648,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     for (_, file) in files[..4].iter().rev() {
         down(&podman, &ns, file, &[]);
     }
-    ports_free(&ns, &[5433, 6380, 8001, PORT]);
+    ports_free(&ns, &PORTS);
     assert!(
         ns.run(|| http_request("GET", PORT, "/login/", &[], None))
             .is_err()
@@ -643,7 +684,8 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["count"], 1, "{body}");
 
-    restore_the_host_backup(&podman, &ns, &deploy, w, &files);
+    let auth = restore_the_host_backup(&podman, &ns, &deploy, w, &files);
+    back_up_to_a_host(&podman, &ns, &deploy, &files, &auth);
 }
 
 /// The restore Job of `restore/test` as a file to play: the ConfigMaps and the Job's
@@ -684,7 +726,7 @@ fn restore_file(deploy: &Path, dir: &Path) -> PathBuf {
 /// A backup of the other NetBox test's host instance restored into the deployment by
 /// its restore Job: the same objects through the API (with a token the host's admin
 /// provisions with the host's password, which came with the database) and the same
-/// uploaded files on the deployment's volume.
+/// uploaded files on the deployment's volume. The token's `Authorization` header.
 #[allow(clippy::print_stderr)] // its timing shown
 fn restore_the_host_backup(
     podman: &Podman,
@@ -692,13 +734,13 @@ fn restore_the_host_backup(
     deploy: &Path,
     w: &Path,
     files: &[(String, PathBuf)],
-) {
+) -> String {
     let host = super::host_backup(Duration::from_mins(40));
     // Every workload stopped, as `restore/test` scales them to 0.
     for (_, file) in [&files[2], &files[4]] {
         down(podman, ns, file, &[]);
     }
-    ports_free(ns, &[5433, 6380, 8001, PORT]);
+    ports_free(ns, &PORTS);
     // The archive's claim, filled as `kubectl cp` would: the archive, the key file,
     // then `ready`, the pod's user's.
     podman.ok(&["volume", "create", "netbox-restore"]);
@@ -724,7 +766,7 @@ fn restore_the_host_backup(
     assert_eq!(code, 0, "{said}");
     assert!(said.contains("restored netbox 4.7.3"), "{said}");
     eprintln!("the restore Job's pod took {:?}", started.elapsed());
-    down(podman, ns, &restore, &[5433]);
+    down(podman, ns, &restore, &[PG_PORT]);
 
     // The workloads back, on the restored volumes.
     podman.ok(&[
@@ -762,6 +804,87 @@ fn restore_the_host_backup(
     let media = mountpoint(podman, "netbox-data-netbox").join("media");
     assert_eq!(super::contents(&snapshot_tree(&media)), host.media);
     drop(host);
+    auth
+}
+
+/// The way back: a tenant made in the deployment, the backup CronJob's job played
+/// while the deployment runs (as a scheduled one would), and its archive restored on
+/// this machine into a new prefix by `berth restore --key` with the deployment's key
+/// file: the same objects through the API with the same token (the secrets came with
+/// the archive, NetBox's token pepper among them), the same uploaded files.
+#[allow(clippy::print_stderr)] // its timing shown
+fn back_up_to_a_host(
+    podman: &Podman,
+    ns: &Netns,
+    deploy: &Path,
+    files: &[(String, PathBuf)],
+    auth: &str,
+) {
+    let headers = [
+        ("Authorization", auth),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    let (code, body) = ns.run(|| {
+        http_request(
+            "POST",
+            PORT,
+            "/api/tenancy/tenants/",
+            &headers,
+            Some(r#"{"name": "Kube Tenant", "slug": "kube-tenant"}"#),
+        )
+        .unwrap()
+    });
+    assert_eq!(code, 201, "{body}");
+    let state = ns.run(|| super::api_state_at(PORT, auth));
+    let media = mountpoint(podman, "netbox-data-netbox").join("media");
+    let media = super::contents(&snapshot_tree(&media));
+
+    let (_, job) = files.iter().find(|(n, _)| n == "netbox-backup").unwrap();
+    let started = Instant::now();
+    podman.ok(&["kube", "play", "--network", "host", job.to_str().unwrap()]);
+    let code = exit_code(podman, "netbox-backup-backup", Duration::from_mins(10));
+    let said = logs(podman, "netbox-backup-backup");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("backed up netbox 4.7.3"), "{said}");
+    eprintln!("the backup job's pod took {:?}", started.elapsed());
+    podman.ok(&["kube", "down", job.to_str().unwrap()]);
+    // The archive, and nothing else: no scratch directory, no partial file.
+    let claim = mountpoint(podman, "netbox-backups");
+    let left: Vec<String> = std::fs::read_dir(&claim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 1 && left[0].starts_with("netbox-4.7.3-"),
+        "{left:?}"
+    );
+    // Copied off the claim, as `kubectl cp` would, with the deployment's key file.
+    let scratch = prefix_dir("k8s-backup");
+    let archive = scratch.path().join(&left[0]);
+    std::fs::copy(claim.join(&left[0]), &archive).unwrap();
+    let key = deploy.join("base/secrets/backup-key");
+
+    // Restored on this machine once the other NetBox test's instance is gone.
+    super::host_done(Duration::from_hours(1));
+    let dir = prefix_dir("k8s-to-host");
+    let b = Berth::new(dir.path(), &root().join("examples/netbox"));
+    let _down = super::Down(Berth::installed(dir.path()));
+    let started = Instant::now();
+    let r = b
+        .run(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert!(r.stdout.contains("Restored netbox 4.7.3"), "{}", r.stdout);
+    eprintln!("the host's restore took {:?}", started.elapsed());
+    // The same token works: the secrets came back.
+    assert_eq!(super::api_state_at(PORT, auth), state);
+    let restored = snapshot_tree(&dir.path().join("data/netbox/media"));
+    assert_eq!(super::contents(&restored), media);
 }
 
 /// An API token of the admin's, made by NetBox's provisioning endpoint from the

@@ -176,6 +176,37 @@ impl Drop for HandOffOrSay {
     }
 }
 
+/// Whether this test ended (its instances gone): the Kubernetes test restores its
+/// deployment's backup on this machine only then.
+static DONE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// Says, when this test ends however it ends, that it did.
+struct SayDone;
+
+impl Drop for SayDone {
+    fn drop(&mut self) {
+        let mut done = DONE
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *done = true;
+        DONE.1.notify_all();
+    }
+}
+
+/// Waits (at most `within`) until this test ended.
+fn host_done(within: Duration) {
+    let done = DONE
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (done, _) = DONE
+        .1
+        .wait_timeout_while(done, within, |d| !*d)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert!(*done, "the host NetBox test still ran after {within:?}");
+}
+
 /// What of a [`snapshot_tree`] two machines share: each entry's kind and content,
 /// not its owner (each machine's service user) or mode.
 fn contents(tree: &BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
@@ -217,6 +248,8 @@ fn netbox_at(dir: &Path, version: &str) -> PathBuf {
 
 #[test]
 fn netbox_comes_up_behind_nginx_and_serves_its_api() {
+    // Dropped last, once every instance of this test is down.
+    let _done = SayDone;
     let _handed = HandOffOrSay;
     let dir = prefix_dir("netbox");
     let scratch = prefix_dir("netbox-scratch");
