@@ -181,3 +181,113 @@ fn options_a_cluster_cannot_take_write_nothing() {
     assert!(r.stderr.contains("did you mean"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+/// A backup holding NetBox's secrets (and a host's console password), made as `berth
+/// backup create` makes one: signed with the key file's signing key, the secrets
+/// encrypted to its backup key. Its path.
+fn archive_with_secrets(dir: &Path, app: &str, key_file: &str, secrets: &[(&str, String)]) -> std::path::PathBuf {
+    let keys = berth_archive::signing::parse_key_file(key_file).unwrap();
+    let identity = berth_archive::secrets::parse_identity(key_file).unwrap();
+    let plain = dir.join(format!("plain-{app}"));
+    std::fs::create_dir_all(&plain).unwrap();
+    for (name, value) in secrets {
+        std::fs::write(plain.join(name), format!("{value}\n")).unwrap();
+    }
+    let out = dir.join(format!("archives-{app}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let contents = berth_backup::backup::Contents {
+        app,
+        version: "4.7.3",
+        components: Vec::new(),
+        data_root: dir,
+        data_dirs: &[],
+        dump: None,
+        site_config: berth_backup::backup::SiteConfig::Text(b""),
+        manifest_dir: None,
+        secrets: Some((&plain, identity.recipient())),
+        signing_key: keys.signing.as_ref().unwrap(),
+    };
+    let (name, _) =
+        berth_backup::backup::write_in_dir(&out, 3, &contents, &berth_lifecycle::Silent).unwrap();
+    std::fs::remove_dir_all(&plain).unwrap();
+    out.join(name)
+}
+
+/// `--secrets-from`: a host's backup gives the deployment its secrets, so an instance
+/// moved in keeps its sessions and tokens; what they replace is kept (mode 0600); a
+/// host's own console password is left out. A backup the key file did not sign, of
+/// another app, or with a value the secret cannot have is refused, and nothing is
+/// written.
+#[test]
+fn secrets_come_from_a_hosts_backup_or_nothing_is_written() {
+    let dir = prefix_dir("k8s-secrets-from");
+    let d = dir.path();
+    let site = d.join("site.toml");
+    std::fs::write(&site, "external_url = \"https://netbox.example.com/\"\n").unwrap();
+    let key_text = berth_archive::signing::new_key_file_text(jiff::Timestamp::now()).unwrap();
+    let key = d.join("backup.key");
+    std::fs::write(&key, &key_text).unwrap();
+    let an = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+    let host: Vec<(&str, String)> = vec![
+        ("admin_password", "0123456789abcdef0123456789abcdef".to_owned()),
+        ("api_token_pepper", an(64, 'P')),
+        ("db_password", an(32, 'D')),
+        ("redis_password", an(32, 'R')),
+        ("secret_key", format!("{}!#%", an(61, 'S'))),
+        ("berth-console-password", an(24, 'C')),
+    ];
+    let archive = archive_with_secrets(d, "netbox", &key_text, &host);
+
+    // A first render made its own; the host's replace them.
+    let out = d.join("deploy");
+    assert_eq!(render(&out, &site, &[]).code, 0);
+    let made = std::fs::read_to_string(out.join("base/secrets/db_password")).unwrap();
+    let r = render(
+        &out,
+        &site,
+        &["--secrets-from", archive.to_str().unwrap(), "--key", key.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["secrets_taken"].as_array().unwrap().len(), 5, "{report}");
+    assert_eq!(report["secrets_replaced"].as_array().unwrap().len(), 5, "{report}");
+    for (name, value) in &host[..5] {
+        let path = out.join("base/secrets").join(name);
+        assert_eq!(&std::fs::read_to_string(&path).unwrap(), value, "{name}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!out.join("base/secrets/berth-console-password").exists());
+    let kept: Vec<_> = std::fs::read_dir(out.join("base/secrets-replaced")).unwrap().collect();
+    assert_eq!(kept.len(), 1);
+    let kept = kept[0].as_ref().unwrap().path().join("db_password");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), made);
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+    // Taken again, nothing changes.
+    let r = render(&out, &site, &["--secrets-from", archive.to_str().unwrap(), "--key", key.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["secrets_replaced"], serde_json::json!([]), "{report}");
+
+    // Refused, and nothing written.
+    let other_key = d.join("other.key");
+    std::fs::write(&other_key, berth_archive::signing::new_key_file_text(jiff::Timestamp::now()).unwrap())
+        .unwrap();
+    let mut bad = host.clone();
+    bad[2].1 = format!("{}'", an(31, 'D'));
+    let crafted = archive_with_secrets(d, "netbox", &key_text, &bad[..5]);
+    let mut foreign = host.clone();
+    foreign.push(("ssh_key", an(32, 'K')));
+    let foreign = archive_with_secrets(d, "netbox", &key_text, &foreign);
+    let elsewhere = archive_with_secrets(d, "gitea", &key_text, &host);
+    for (archive, key, says) in [
+        (&archive, &other_key, "signed"),
+        (&crafted, &key, "`db_password` is not a value it can have"),
+        (&foreign, &key, "secret `ssh_key` the app does not declare"),
+        (&elsewhere, &key, "is a backup of `gitea`, not of `netbox`"),
+    ] {
+        let fresh = d.join("fresh");
+        let r = render(&fresh, &site, &["--secrets-from", archive.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{says}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+        assert!(!fresh.exists(), "{says}: something was written");
+    }
+}

@@ -18,6 +18,7 @@ pub mod leftovers;
 pub mod meta;
 pub mod offline;
 pub mod restore;
+pub mod secrets_from;
 #[cfg(test)]
 mod testing;
 pub mod trust;

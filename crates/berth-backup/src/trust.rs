@@ -199,23 +199,8 @@ pub(crate) fn trusted_keys_at(
     key_file: Option<&KeyFileText>,
 ) -> Result<Vec<PublicKey>> {
     let mut trusted = Vec::new();
-    if let Some(KeyFileText { path, text }) = key_file {
-        match parse_key_file(text)? {
-            KeyFile {
-                signing: Some(key), ..
-            } => trusted.push(key.public_key()),
-            KeyFile { signing: None, .. } => {
-                return Err(BackupError::Cannot {
-                    what: format!(
-                        "`{}` holds no archive signing key, so it cannot vouch for an archive",
-                        path.display()
-                    ),
-                    hint: "on the instance that made the backups, export its keys again: \
-                           `berth backup key --export NEW-FILE`"
-                        .to_owned(),
-                });
-            }
-        }
+    if let Some(key_file) = key_file {
+        trusted = trusted_keys_of(key_file)?;
     }
     if let Some(own) = signing_key_at(paths)? {
         let own = own.public_key();
@@ -234,6 +219,26 @@ pub(crate) fn trusted_keys_at(
         });
     }
     Ok(trusted)
+}
+
+/// The key `key_file` vouches for archives with: its signing key. Refuses a key file
+/// without one.
+pub(crate) fn trusted_keys_of(key_file: &KeyFileText) -> Result<Vec<PublicKey>> {
+    let KeyFileText { path, text } = key_file;
+    match parse_key_file(text)? {
+        KeyFile {
+            signing: Some(key), ..
+        } => Ok(vec![key.public_key()]),
+        KeyFile { signing: None, .. } => Err(BackupError::Cannot {
+            what: format!(
+                "`{}` holds no archive signing key, so it cannot vouch for an archive",
+                path.display()
+            ),
+            hint: "on the instance that made the backups, export its keys again: \
+                   `berth backup key --export NEW-FILE`"
+                .to_owned(),
+        }),
+    }
 }
 
 /// What an authenticated archive's metadata says, once checked against the manifest.

@@ -921,6 +921,16 @@ pub enum K8sCommand {
         /// for more) [default: every private range].
         #[arg(long = "pod-network", value_name = "CIDR")]
         pod_networks: Vec<String>,
+        /// Take the secrets from this backup (`berth backup create` on a host) rather
+        /// than making new ones, so the instance moved in keeps its sessions and tokens;
+        /// replaced ones are kept under `base/secrets-replaced/`.
+        #[arg(long, value_name = "ARCHIVE", requires = "key")]
+        secrets_from: Option<PathBuf>,
+        /// The key file of the instance that made the backup (`berth backup key
+        /// --export`): its signing key vouches for the archive, its backup key decrypts
+        /// the secrets.
+        #[arg(long, value_name = "FILE", requires = "secrets_from")]
+        key: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -13,6 +13,8 @@ pub struct RenderArgs<'a> {
     pub storage_class: Option<&'a str>,
     pub environments: &'a [String],
     pub pod_networks: &'a [String],
+    /// `--secrets-from ARCHIVE --key FILE`.
+    pub secrets_from: Option<(&'a Path, &'a Path)>,
     pub json: bool,
 }
 
@@ -42,6 +44,13 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         pod_networks: a.pod_networks.to_vec(),
     };
     let rendered = berth_k8s::render(&manifest, &site_file, &site, &options)?;
+    // Read and checked before anything is written.
+    let taken = match a.secrets_from {
+        Some((archive, key)) => {
+            secrets_from(archive, key, &manifest.manifest.app.name, &rendered.secrets)?
+        }
+        None => Vec::new(),
+    };
     let mut written = Vec::new();
     for (rel, text) in &rendered.files {
         let path = a.out.join(rel);
@@ -51,23 +60,7 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
         written.push(path);
     }
-    let store = berth_host::secrets::SecretStore::open(a.out.join("base/secrets"))?;
-    let mut made: Vec<String> = rendered
-        .secrets
-        .iter()
-        .filter(|s| !store.contains(&s.name).unwrap_or(true))
-        .map(|s| s.name.clone())
-        .collect();
-    store.ensure(&rendered.secrets)?;
-    if rendered.backup_key {
-        // The backup CronJob's key file: made once, like the secrets, never replaced.
-        let name = berth_k8s::BACKUP_KEY_FILE;
-        if !store.contains(name)? {
-            let text = berth_archive::signing::new_key_file_text(jiff::Timestamp::now())?;
-            berth_host::fsutil::write_new(&store.dir().join(name), text.as_bytes(), 0o600, None)?;
-            made.push(name.to_owned());
-        }
-    }
+    let (made, replaced) = write_secrets(a.out, &rendered, &taken)?;
     let overlays: Vec<PathBuf> = options
         .environments
         .iter()
@@ -82,6 +75,8 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
                     "out": a.out,
                     "files": written,
                     "secrets_made": made,
+                    "secrets_taken": taken.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+                    "secrets_replaced": replaced,
                     "overlays": overlays,
                     "workloads": rendered.workloads.iter().map(|w| serde_json::json!({
                         "name": w.name,
@@ -110,10 +105,115 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
                     format!("; made secret(s) {}", made.join(", "))
                 }
             );
+            if !taken.is_empty() {
+                let names: Vec<&str> = taken.iter().map(|(s, _)| s.name.as_str()).collect();
+                println!("Took secret(s) {} from the backup", names.join(", "));
+            }
+            if !replaced.is_empty() {
+                println!(
+                    "Replaced secret(s) {}; the values before are under {}",
+                    replaced.join(", "),
+                    a.out.join("base/secrets-replaced").display()
+                );
+            }
             if let Some(first) = overlays.first() {
                 println!("Apply with: kubectl apply -k {}", first.display());
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The secrets under `out/base/secrets/`: those taken from a backup put in (what they
+/// replace kept), the others made once, and the backup CronJob's key file made once.
+/// The names made and those replaced.
+fn write_secrets(
+    out: &Path,
+    rendered: &berth_k8s::Rendered,
+    taken: &[(berth_render::SecretSpec, String)],
+) -> Result<(Vec<String>, Vec<String>)> {
+    let store = berth_host::secrets::SecretStore::open(out.join("base/secrets"))?;
+    let replaced = take_secrets(&store, &out.join("base/secrets-replaced"), taken)?;
+    let mut made: Vec<String> = rendered
+        .secrets
+        .iter()
+        .filter(|s| !store.contains(&s.name).unwrap_or(true))
+        .map(|s| s.name.clone())
+        .collect();
+    store.ensure(&rendered.secrets)?;
+    if rendered.backup_key {
+        // The backup CronJob's key file: made once, like the secrets, never replaced.
+        let name = berth_k8s::BACKUP_KEY_FILE;
+        if !store.contains(name)? {
+            let text = berth_archive::signing::new_key_file_text(jiff::Timestamp::now())?;
+            berth_host::fsutil::write_new(&store.dir().join(name), text.as_bytes(), 0o600, None)?;
+            made.push(name.to_owned());
+        }
+    }
+    Ok((made, replaced))
+}
+
+/// The archive's value of each secret the deployment has, checked against its
+/// declaration; berth's own secrets of a host (the console's password) are left out, a
+/// name the app does not declare is refused.
+fn secrets_from(
+    archive: &Path,
+    key: &Path,
+    app: &str,
+    specs: &[berth_render::SecretSpec],
+) -> Result<Vec<(berth_render::SecretSpec, String)>> {
+    let values = berth_backup::secrets_from::read(archive, key, app)?;
+    let own: Vec<String> = berth_render::berth_secret_specs()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let mut taken = Vec::new();
+    for (name, value) in values {
+        if own.contains(&name) {
+            continue;
+        }
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            anyhow::bail!(
+                "`{}` holds a secret `{}` the app does not declare: do not take secrets from it",
+                archive.display(),
+                name.escape_debug()
+            );
+        };
+        spec.check_value(&value).map_err(|why| {
+            anyhow::anyhow!(
+                "`{}`'s secret `{name}` is not a value it can have ({why}): do not take secrets from it",
+                archive.display()
+            )
+        })?;
+        taken.push((spec.clone(), value));
+    }
+    Ok(taken)
+}
+
+/// Each taken secret into `store`; one that held another value is kept first under
+/// `replaced/<time>/` (mode 0600). The names replaced.
+fn take_secrets(
+    store: &berth_host::secrets::SecretStore,
+    replaced: &Path,
+    taken: &[(berth_render::SecretSpec, String)],
+) -> Result<Vec<String>> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut names = Vec::new();
+    for (spec, value) in taken {
+        match store.get(&spec.name)? {
+            Some(old) if &old == value => {}
+            Some(old) => {
+                let kept = replaced.join(&stamp);
+                berth_host::fsutil::ensure_dir(replaced, 0o700)?;
+                berth_host::fsutil::ensure_dir(&kept, 0o700)?;
+                berth_host::fsutil::write_new(&kept.join(&spec.name), old.as_bytes(), 0o600, None)?;
+                store.put(spec, value)?;
+                names.push(spec.name.clone());
+            }
+            None => store.put(spec, value)?,
+        }
+    }
+    Ok(names)
 }

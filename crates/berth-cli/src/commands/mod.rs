@@ -323,6 +323,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             storage_class,
             environments,
             pod_networks,
+            secrets_from,
+            key,
             json,
         }) => k8s::render(
             &loc,
@@ -332,6 +334,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 storage_class: storage_class.as_deref(),
                 environments: &environments,
                 pod_networks: &pod_networks,
+                secrets_from: secrets_from.as_deref().zip(key.as_deref()),
                 json,
             },
         ),

@@ -7,15 +7,11 @@
 use std::collections::BTreeMap;
 
 use berth_render::{BackupPolicy, Schedule};
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PodTemplateSpec, SecretVolumeSource, Volume,
-};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, SecretVolumeSource, Volume};
 
-use super::restore::{claim_volume, home, volumes_and_mounts};
-use super::{
-    Context, Workload, claim_spec, image_of, labels, meta, node_env, pod, security, to_yaml,
-};
+use super::restore::{claim_volume, home, job_spec, sized_like_home, volumes_and_mounts};
+use super::{Context, Workload, image_of, labels, meta, node_env, pod, security, to_yaml};
 use crate::K8sError;
 
 /// Where the backup pod writes its archives (the claim `<app>-backups`).
@@ -103,31 +99,15 @@ pub fn objects(
             concurrency_policy: Some("Forbid".to_owned()),
             job_template: JobTemplateSpec {
                 metadata: None,
-                spec: Some(JobSpec {
-                    backoff_limit: Some(1),
-                    template: PodTemplateSpec {
-                        metadata: None,
-                        spec: Some(spec),
-                    },
-                    ..JobSpec::default()
-                }),
+                spec: Some(job_spec(spec, 1)),
             },
             ..CronJobSpec::default()
         },
         ..CronJob::default()
     };
     out.insert(format!("cronjob-{app}-backup.yaml"), to_yaml(&cron)?);
-    // As large as the database's volume: room for a few archives, which are a
-    // compressed dump and the files.
-    let sized = home
-        .data_dirs
-        .first()
-        .map_or("backups", |(_, d)| d.as_str());
-    let pvc = PersistentVolumeClaim {
-        metadata: meta(&claim, labels(app, version, "backup")),
-        spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
-        ..PersistentVolumeClaim::default()
-    };
+    // Room for a few archives, each a compressed dump and the files.
+    let pvc = sized_like_home(m, home, (&claim, "backup"), ctx)?;
     out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
     Ok(out)
 }

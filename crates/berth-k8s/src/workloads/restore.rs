@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodTemplateSpec, Volume,
-    VolumeMount,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Volume, VolumeMount,
 };
 
 use super::{
@@ -127,6 +127,35 @@ pub(super) fn claim_volume(name: &str, claim: &str) -> Volume {
     }
 }
 
+/// A Job's spec: `spec`'s pod, retried `backoff` times.
+pub(super) fn job_spec(spec: PodSpec, backoff: i32) -> JobSpec {
+    JobSpec {
+        backoff_limit: Some(backoff),
+        template: PodTemplateSpec {
+            metadata: None,
+            spec: Some(spec),
+        },
+        ..JobSpec::default()
+    }
+}
+
+/// The claim `name` (labelled `component`) as large as `home`'s first volume: the
+/// database's, which a dump or an archive of it fits in.
+pub(super) fn sized_like_home(
+    m: &berth_model::Manifest,
+    home: &Workload,
+    (name, component): (&str, &str),
+    ctx: &Context<'_>,
+) -> Result<PersistentVolumeClaim, K8sError> {
+    let (app, version) = (&m.app.name, &m.app.version);
+    let sized = home.data_dirs.first().map_or(name, |(_, d)| d.as_str());
+    Ok(PersistentVolumeClaim {
+        metadata: meta(name, labels(app, version, component)),
+        spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
+        ..PersistentVolumeClaim::default()
+    })
+}
+
 /// The restore's objects, and the workloads it stops.
 #[derive(Debug, Default)]
 pub struct Restore {
@@ -202,28 +231,13 @@ pub fn objects(
     spec.volumes = Some(vols);
     let job = Job {
         metadata: meta(&claim, labels(app, version, "restore")),
-        spec: Some(JobSpec {
-            // A failed attempt puts back what it changed, and the next one begins anew.
-            backoff_limit: Some(2),
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: Some(spec),
-            },
-            ..JobSpec::default()
-        }),
+        // A failed attempt puts back what it changed, and the next one begins anew.
+        spec: Some(job_spec(spec, 2)),
         ..Job::default()
     };
     out.insert(format!("job-{claim}.yaml"), to_yaml(&job)?);
-    // As large as the database's volume (the dump is smaller than the database).
-    let sized = home
-        .data_dirs
-        .first()
-        .map_or("restore", |(_, d)| d.as_str());
-    let pvc = PersistentVolumeClaim {
-        metadata: meta(&claim, labels(app, version, "restore")),
-        spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
-        ..PersistentVolumeClaim::default()
-    };
+    // The dump is smaller than the database.
+    let pvc = sized_like_home(m, home, (&claim, "restore"), ctx)?;
     out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
     Ok(Restore {
         objects: out,
