@@ -17,7 +17,8 @@
 //!   `/etc/hosts` podman copies into each container); the pods' `containerPort`s are
 //!   left out, which podman refuses with that network;
 //! - `status.podIP` (podman 4.3 has no such field): 127.0.0.1, the pods' address;
-//! - the Ingress and the CronJob: not run;
+//! - the Ingress and the CronJobs: not run; the backup CronJob's job template is
+//!   played as a Pod, as `kubectl create job --from=cronjob/…` would make it;
 //! - `restartPolicy: Always` (what a Deployment's and a StatefulSet's pods have):
 //!   podman 4.3 then restarts an init container that succeeded while it removes it,
 //!   and fails; the pods run with `OnFailure`, which restarts what fails all the same;
@@ -44,7 +45,11 @@
 //! token the admin provisions with the password of the rendered Secret; an object
 //! made there survives `podman kube down` and `play` again. Then a backup of the
 //! other NetBox test's host instance is restored into the deployment by its restore
-//! Job (`restore/test`): the same objects through the API and the same uploaded files.
+//! Job (`restore/test`), the deployment rendered again with the backup's secrets
+//! (`--secrets-from`): the same objects through the API, with the host's own API token,
+//! and the same uploaded files. And back: the backup CronJob's job, played while the
+//! deployment runs, writes an archive that `berth restore --key` with the deployment's
+//! key file restores on this machine, with the same objects, token and files.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -266,6 +271,51 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Secrets) {
     (files, secrets)
 }
 
+/// `berth k8s render` of NetBox with the site config `site` into `deploy`, for the
+/// images as they are named once loaded, with the environment `test`; `more` arguments.
+fn render(site: &Path, deploy: &Path, more: &[&str]) {
+    let mut args = vec![
+        "--config",
+        site.to_str().unwrap(),
+        "k8s",
+        "render",
+        "--out",
+        deploy.to_str().unwrap(),
+        "--registry",
+        "localhost",
+        "--env",
+        "test",
+    ];
+    args.extend_from_slice(more);
+    Berth::new(
+        Path::new("/nonexistent-prefix"),
+        &root().join("examples/netbox"),
+    )
+    .run(&args)
+    .expect(0);
+}
+
+/// Each Secret's files, as the kubelet writes them: root's, of the pods' group
+/// (`fsGroup`), mode 0440; from the files its generator made it of (the backup key
+/// Secret's one key from `secrets/backup-key`), into the volume of its name.
+fn write_secrets(podman: &Podman, deploy: &Path, secrets: &Secrets) {
+    for (secret, keys) in secrets {
+        let at = mountpoint(podman, secret);
+        for key in keys {
+            let from = if secret == "netbox-backup-key" {
+                "backup-key"
+            } else {
+                key
+            };
+            let to = at.join(key);
+            std::fs::copy(deploy.join("base/secrets").join(from), &to).unwrap();
+            nix::unistd::chown(&to, Some(0.into()), Some(10001.into())).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+                .unwrap();
+        }
+    }
+}
+
 /// `podman kube down` of `file`, then until nothing listens on `ports` any more.
 fn down(podman: &Podman, ns: &Netns, file: &Path, ports: &[u16]) {
     podman.ok(&["kube", "down", file.to_str().unwrap()]);
@@ -474,23 +524,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     )
     .unwrap();
     let deploy = w.join("deploy");
-    Berth::new(
-        Path::new("/nonexistent-prefix"),
-        &root().join("examples/netbox"),
-    )
-    .run(&[
-        "--config",
-        site.to_str().unwrap(),
-        "k8s",
-        "render",
-        "--out",
-        deploy.to_str().unwrap(),
-        "--registry",
-        "localhost",
-        "--env",
-        "test",
-    ])
-    .expect(0);
+    render(&site, &deploy, &[]);
     let built = Command::new("kubectl")
         .args(["kustomize"])
         .arg(deploy.join("overlays/test"))
@@ -528,25 +562,10 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
             entry.unwrap().path().to_str().unwrap(),
         ]);
     }
-    // Each Secret's files, as the kubelet writes them: root's, of the pods' group
-    // (`fsGroup`), mode 0440; from the files its generator made it of (the backup key
-    // Secret's one key from `secrets/backup-key`).
-    for (secret, keys) in &secrets {
+    for (secret, _) in &secrets {
         podman.ok(&["volume", "create", secret]);
-        let at = mountpoint(&podman, secret);
-        for key in keys {
-            let from = if secret == "netbox-backup-key" {
-                "backup-key"
-            } else {
-                key
-            };
-            let to = at.join(key);
-            std::fs::copy(deploy.join("base/secrets").join(from), &to).unwrap();
-            nix::unistd::chown(&to, Some(0.into()), Some(10001.into())).unwrap();
-            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o440))
-                .unwrap();
-        }
     }
+    write_secrets(&podman, &deploy, &secrets);
     let play =
         |file: &Path| podman.ok(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
 
@@ -684,7 +703,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["count"], 1, "{body}");
 
-    let auth = restore_the_host_backup(&podman, &ns, &deploy, w, &files);
+    let auth = restore_the_host_backup(&podman, &ns, (&site, &deploy, &secrets), w, &files);
     back_up_to_a_host(&podman, &ns, &deploy, &files, &auth);
 }
 
@@ -724,14 +743,15 @@ fn restore_file(deploy: &Path, dir: &Path) -> PathBuf {
 }
 
 /// A backup of the other NetBox test's host instance restored into the deployment by
-/// its restore Job: the same objects through the API (with a token the host's admin
-/// provisions with the host's password, which came with the database) and the same
-/// uploaded files on the deployment's volume. The token's `Authorization` header.
+/// its restore Job, the deployment rendered again with the backup's secrets
+/// (`--secrets-from`): the same objects through the API with the host's own API token
+/// (its secrets came along: NetBox's token pepper among them), and the same uploaded
+/// files on the deployment's volume. The token's `Authorization` header.
 #[allow(clippy::print_stderr)] // its timing shown
 fn restore_the_host_backup(
     podman: &Podman,
     ns: &Netns,
-    deploy: &Path,
+    (site, deploy, secrets): (&Path, &Path, &Secrets),
     w: &Path,
     files: &[(String, PathBuf)],
 ) -> String {
@@ -741,6 +761,28 @@ fn restore_the_host_backup(
         down(podman, ns, file, &[]);
     }
     ports_free(ns, &PORTS);
+    // The host's secrets, for the Secret the workloads come back with.
+    render(
+        site,
+        deploy,
+        &[
+            "--secrets-from",
+            host.archive.to_str().unwrap(),
+            "--key",
+            host.key.to_str().unwrap(),
+        ],
+    );
+    let pepper = std::fs::read_to_string(deploy.join("base/secrets/api_token_pepper")).unwrap();
+    assert!(
+        deploy.join("base/secrets-replaced").is_dir(),
+        "the deployment's own secrets were not kept"
+    );
+    write_secrets(podman, deploy, secrets);
+    assert_eq!(
+        std::fs::read_to_string(mountpoint(podman, "netbox-secrets").join("api_token_pepper"))
+            .unwrap(),
+        pepper
+    );
     // The archive's claim, filled as `kubectl cp` would: the archive, the key file,
     // then `ready`, the pod's user's.
     podman.ok(&["volume", "create", "netbox-restore"]);
@@ -798,13 +840,14 @@ fn restore_the_host_backup(
             ("netbox-web-pod-0-nginx", "nginx"),
         ],
     );
-    let auth = ns.run(|| provision_token(&host.password));
-    let state = ns.run(|| super::api_state_at(PORT, &auth));
+    // The host's own token: the secrets came with the backup.
+    let state = ns.run(|| super::api_state_at(PORT, &host.auth));
     assert_eq!(state, host.state);
+    // The host's admin password too: it came with the database.
+    ns.run(|| provision_token(&host.password));
     let media = mountpoint(podman, "netbox-data-netbox").join("media");
     assert_eq!(super::contents(&snapshot_tree(&media)), host.media);
-    drop(host);
-    auth
+    host.auth.clone()
 }
 
 /// The way back: a tenant made in the deployment, the backup CronJob's job played

@@ -121,7 +121,7 @@ fn first_up(dir: &Path, manifest: &Path, b: &Berth) -> String {
 
 /// A backup of this test's instance, handed to the Kubernetes test (`k8s_play`), which
 /// restores it into its deployment: the archive, the key file, what the API and the
-/// uploads held when it was made, and the admin's password.
+/// uploads held when it was made, the admin's password and API token.
 struct HostBackup {
     /// Holds the archive and the key file; removed with this.
     _dir: tempfile::TempDir,
@@ -130,6 +130,8 @@ struct HostBackup {
     state: serde_json::Value,
     media: BTreeMap<PathBuf, String>,
     password: String,
+    /// The admin's API token there (`Authorization`'s value).
+    auth: String,
 }
 
 /// The hand-off: empty until this test made its backup (or ended without one).
@@ -757,6 +759,7 @@ fn backup_destroy_restore(b: &Berth, auth: &str) {
             .unwrap()
             .trim()
             .to_owned(),
+        auth: auth.to_owned(),
     }));
 
     // The instance is destroyed.
