@@ -39,6 +39,12 @@ pub fn backup(
     say: &mut dyn FnMut(&str),
 ) -> Result<u8> {
     check_dir(to)?;
+    for left in sweep(to, std::time::SystemTime::now()) {
+        say(&format!(
+            "berth: removed what an interrupted backup left: {}",
+            left.display()
+        ));
+    }
     let keys = read_keys(key)?;
     let inst = start::open(opts)?;
     let password_secret = check_manifest(&inst.manifest.manifest)?;
@@ -298,6 +304,32 @@ fn check_dir(to: &Path) -> Result<()> {
     }
 }
 
+/// How old what a backup leaves in `--to` while it runs (its scratch directory, its
+/// `.partial` archive) must be before another backup takes it for an interrupted
+/// one's: a pod killed outright leaves them, and no backup runs this long.
+const LEFT_AFTER: Duration = Duration::from_hours(12);
+
+/// Removes from `to` the scratch directories and partial archives of backups that
+/// were interrupted (older than [`LEFT_AFTER`] at `now`), by descriptors; what it
+/// removed.
+fn sweep(to: &Path, now: std::time::SystemTime) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(to).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(".berth-backup-") || name.ends_with(berth_target::PARTIAL_SUFFIX)) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > LEFT_AFTER));
+        if old && berth_host::beneath::remove_tree_at(&entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// The signing key in the key file, and the recipient of its backup key if it has one.
 fn read_keys(path: &Path) -> Result<(SigningKey, Option<String>)> {
     let bad = |why: String| {
@@ -451,6 +483,29 @@ impl Drop for Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an interrupted backup left goes once it is old; a running backup's, and
+    /// everything else, stays.
+    #[test]
+    fn what_an_interrupted_backup_left_goes_once_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join(".berth-backup-1-00aa")).unwrap();
+        std::fs::write(d.join(".berth-backup-1-00aa/dump"), "x").unwrap();
+        std::fs::write(d.join("app-1.0.0-2026-01-01T000000Z.tar.zst.partial"), "x").unwrap();
+        std::fs::write(d.join("app-1.0.0-2026-01-01T000000Z.tar.zst"), "x").unwrap();
+        std::fs::write(d.join("notes"), "x").unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(sweep(d, now).is_empty());
+        let removed = sweep(d, now + LEFT_AFTER + Duration::from_mins(1));
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["app-1.0.0-2026-01-01T000000Z.tar.zst", "notes"]);
+    }
 
     /// The text `berth k8s render` gives a role's pods: the administrator's, with its
     /// header, the pod's `roles` and the `[fleet]` naming every role's Service.
