@@ -162,9 +162,8 @@ pub fn render(
         external_url: &config.external_url,
         images: &images,
     };
-    let objects = workloads::objects(manifest, &plan, &ctx)?;
+    let mut objects = workloads::objects(manifest, &plan, &ctx)?;
     let restore = workloads::restore::objects(&manifest.manifest, &plan, &ctx)?;
-    let mut objects = objects;
     let backup_key = with_backup(&mut objects, manifest, &plan, &ctx, (&state, &parsed))?;
     let names: Vec<String> = objects.keys().cloned().collect();
     for (name, text) in objects {
