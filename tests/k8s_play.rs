@@ -910,9 +910,13 @@ fn back_up_to_a_host(
 
     // Restored on this machine once the other NetBox test's instance is gone.
     super::host_done(Duration::from_hours(1));
+    // The deployment's site config names no `instance` (a cluster has none), so the
+    // instance is named after the prefix's directory, as on a machine where NetBox
+    // lives in `/var/opt/netbox`; its users' names, `<instance>-<user>`, must fit.
     let dir = prefix_dir("k8s-to-host");
-    let b = Berth::new(dir.path(), &root().join("examples/netbox"));
-    let _down = super::Down(Berth::installed(dir.path()));
+    let prefix = dir.path().join("nb");
+    let b = Berth::new(&prefix, &root().join("examples/netbox"));
+    let _down = super::Down(Berth::installed(&prefix));
     let started = Instant::now();
     let r = b
         .run(&[
@@ -926,7 +930,7 @@ fn back_up_to_a_host(
     eprintln!("the host's restore took {:?}", started.elapsed());
     // The same token works: the secrets came back.
     assert_eq!(super::api_state_at(PORT, auth), state);
-    let restored = snapshot_tree(&dir.path().join("data/netbox/media"));
+    let restored = snapshot_tree(&prefix.join("data/netbox/media"));
     assert_eq!(super::contents(&restored), media);
 }
 
