@@ -6,8 +6,7 @@
 #   benches/k8s-play.sh [ARCHIVES_DIR]
 #
 # As root. ARCHIVES_DIR holds the docker-archives `berth image build --docker-archives`
-# writes; by default the ones the test suite built (target/test-cache/bundles/*/images/
-# archives). Writes benches/RESULTS-k8s-play.md (overwriting it).
+# writes; by default the ones the test suite built (target/test-cache/bundles/*/images). Writes benches/RESULTS-k8s-play.md (overwriting it).
 #
 # Both sides start from an empty podman storage of their own: the four images loaded,
 # then PostgreSQL's initdb, PostgreSQL and Redis, createdb, the migrations, gunicorn and
@@ -39,7 +38,7 @@ command -v kubectl >/dev/null || missing+=(kubernetes-client)
 . "$ROOT/benches/lib/berth.sh"
 find_berth
 
-ARCHIVES=${1:-$(ls -d "$ROOT"/target/test-cache/bundles/*/images/archives 2>/dev/null | head -1)}
+ARCHIVES=${1:-$(ls -d "$ROOT"/target/test-cache/bundles/*/images 2>/dev/null | head -1)}
 [ -n "$ARCHIVES" ] && [ -f "$ARCHIVES/netbox-web-4.7.3.docker.tar" ] || {
   echo "no NetBox images: run the test suite (it builds them) or pass the directory of \`berth image build --docker-archives\`" >&2
   exit 2
@@ -148,7 +147,7 @@ play_run() {
   ready() { p exec "$1" berth container ready "$2" >/dev/null 2>&1; }
   wait_ready() { for _ in $(seq 600); do ready "$1" "$2" && return 0; sleep 1; done; echo "$1 not ready" >&2; return 1; }
   local t0; t0=$(now)
-  for s in postgresql redis web worker; do p load -q -i "$ARCHIVES/netbox-$s-4.7.3.docker.tar" >/dev/null; done
+  for a in "$ARCHIVES"/*.docker.tar; do p load -q -i "$a" >/dev/null; done
   while read -r secret key from; do
     p volume exists "$secret" || p volume create "$secret" >/dev/null
     local at; at=$(p volume inspect "$secret" --format '{{.Mountpoint}}')
