@@ -635,6 +635,27 @@ fn security() -> SecurityContext {
     }
 }
 
+/// A container named `name` running `berth container <args>` in `service`'s image,
+/// with `mounts`, as every one-off pod of the app runs it (a Job's, the restore's,
+/// the backup's).
+fn one_off_container(
+    ctx: &Context<'_>,
+    m: &berth_model::Manifest,
+    (name, service): (&str, &str),
+    args: Vec<String>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    Container {
+        name: name.to_owned(),
+        image: Some(image_of(ctx, &m.app.name, &m.app.version, service)),
+        args: Some(args),
+        volume_mounts: Some(mounts),
+        security_context: Some(security()),
+        env: Some(node_env()),
+        ..Container::default()
+    }
+}
+
 fn image_of(ctx: &Context<'_>, app: &str, version: &str, service: &str) -> String {
     format!("{}/{app}-{service}:{version}", ctx.options.registry)
 }
@@ -1186,15 +1207,13 @@ fn cron_jobs(
             .unwrap_or_default();
         let mut spec = pod(ctx, m, w, Some("Never"));
         spec.init_containers = None;
-        spec.containers = vec![Container {
-            name: format!("job-{}", name.replace('_', "-")),
-            image: Some(image_of(ctx, app, version, &service)),
-            args: Some(vec!["job".to_owned(), name.clone()]),
-            volume_mounts: Some(mounts(ctx, w)),
-            security_context: Some(security()),
-            env: Some(node_env()),
-            ..Container::default()
-        }];
+        spec.containers = vec![one_off_container(
+            ctx,
+            m,
+            (&format!("job-{}", name.replace('_', "-")), &service),
+            vec!["job".to_owned(), name.clone()],
+            mounts(ctx, w),
+        )];
         let timeout = berth_model::parse_duration(&decl.timeout)
             .map_err(|e| K8sError::Unsupported(format!("job `{name}`: {e}")))?;
         let cron_name = format!("{app}-{}", name.replace('_', "-"));

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use berth_render::{BackupPolicy, Schedule};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{Container, SecretVolumeSource, Volume};
+use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume};
 
 use super::restore::{claim_volume, home, job_spec, sized_like_home, volumes_and_mounts};
-use super::{Context, Workload, image_of, labels, meta, node_env, pod, security, to_yaml};
+use super::{Context, Workload, labels, meta, one_off_container, pod, to_yaml};
 use crate::K8sError;
 
 /// Where the backup pod writes its archives (the claim `<app>-backups`).
@@ -79,15 +79,13 @@ pub fn objects(
     );
     let mut spec = pod(ctx, m, home, Some("Never"));
     spec.init_containers = None;
-    spec.containers = vec![Container {
-        name: "backup".to_owned(),
-        image: Some(image_of(ctx, app, version, &service)),
-        args: Some(args),
-        volume_mounts: Some(mounted),
-        security_context: Some(security()),
-        env: Some(node_env()),
-        ..Container::default()
-    }];
+    spec.containers = vec![one_off_container(
+        ctx,
+        m,
+        ("backup", &service),
+        args,
+        mounted,
+    )];
     spec.volumes = Some(vols);
     let cron = CronJob {
         metadata: meta(&format!("{app}-backup"), labels(app, version, "backup")),

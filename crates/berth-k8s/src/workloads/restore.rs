@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Volume, VolumeMount,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
+    VolumeMount,
 };
 
 use super::{
-    Context, Kind, Workload, claim_name, claim_spec, data_path, hook_container, image_of, labels,
-    meta, mounts, node_env, pod, security, to_yaml, volume_name, volumes,
+    Context, Kind, Workload, claim_name, claim_spec, data_path, hook_container, labels, meta,
+    mounts, one_off_container, pod, to_yaml, volume_name, volumes,
 };
 use crate::K8sError;
 
@@ -219,15 +219,13 @@ pub fn objects(
             args.push(format!("{}:{port}", w.name));
         }
     }
-    spec.containers = vec![Container {
-        name: "restore".to_owned(),
-        image: Some(image_of(ctx, app, version, &service)),
-        args: Some(args),
-        volume_mounts: Some(mounted),
-        security_context: Some(security()),
-        env: Some(node_env()),
-        ..Container::default()
-    }];
+    spec.containers = vec![one_off_container(
+        ctx,
+        m,
+        ("restore", &service),
+        args,
+        mounted,
+    )];
     spec.volumes = Some(vols);
     let job = Job {
         metadata: meta(&claim, labels(app, version, "restore")),
