@@ -251,6 +251,27 @@ fn invalid_external_url() {
     );
 }
 
+/// `[external]` is a Kubernetes deployment's: on a host it is refused by position,
+/// before anything is done, with the host's way to put a database elsewhere.
+#[test]
+fn external_roles_are_refused_on_a_host() {
+    rejects_with(
+        &stack(),
+        "[external]\ndatabase = \"pg.example.com\"\n",
+        &["up"],
+        &[
+            "error: `[external]` (`database`) is for a Kubernetes deployment (`berth k8s render`); on a host, berth runs every role itself",
+            "  --> <prefix>/site.toml:1:1",
+            "  |",
+            "1 | [external]",
+            "  | ^^^^^^^^^^",
+            "  = help: remove `[external]` from this host's site config; to run the database on another machine, make it a node of a fleet (`berth fleet up`, docs/fleet.md)",
+            "",
+            "1 error found",
+        ],
+    );
+}
+
 #[test]
 fn every_error_is_reported_at_once() {
     let site = "[app]\ngreting = \"hi\"\nport = 0\n[nginx]\nlisten = 5\n";

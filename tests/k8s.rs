@@ -156,6 +156,84 @@ fn netbox_renders_objects_kustomize_builds_and_every_schema_accepts() {
     assert!(!ok, "a property no schema has was taken: {said}");
 }
 
+/// The database elsewhere (`[external]`), rendered over an in-cluster render: its
+/// workload, its Service and the restore overlay (nothing to restore into) are gone
+/// from the tree, the render says where the database is and which hooks it leaves to
+/// the database's administrator, and what is left builds and validates.
+#[test]
+fn a_database_elsewhere_changes_the_objects_and_the_files_that_went_are_removed() {
+    let dir = prefix_dir("k8s-ext");
+    let site = dir.path().join("site.toml");
+    let out = dir.path().join("deploy");
+    std::fs::write(&site, "external_url = \"https://netbox.example.com/\"\n").unwrap();
+    let r = render(&out, &site, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(out.join("base/statefulset-netbox-database.yaml").exists());
+    assert!(out.join("restore/production/kustomization.yaml").exists());
+    // An administrator's own file beside them stays.
+    std::fs::write(out.join("base/notes.yaml"), "# mine\n").unwrap();
+
+    std::fs::write(
+        &site,
+        "external_url = \"https://netbox.example.com/\"\n\n[external]\ndatabase = \"pg.example.com\"\n",
+    )
+    .unwrap();
+    let r = render(&out, &site, &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        report["external"],
+        serde_json::json!([{"role": "database", "service": "postgresql", "address": "pg.example.com:5433"}])
+    );
+    assert_eq!(report["skipped_hooks"], serde_json::json!(["initdb", "createdb"]));
+    let removed: Vec<String> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().trim_start_matches(&format!("{}/", out.display())).to_owned())
+        .collect();
+    for gone in [
+        "base/statefulset-netbox-database.yaml",
+        "base/service-netbox-database.yaml",
+        "restore-base/job-netbox-restore.yaml",
+        "restore/production/kustomization.yaml",
+    ] {
+        assert!(removed.iter().any(|r| r == gone), "{gone} not in {removed:?}");
+        assert!(!out.join(gone).exists(), "{gone}");
+    }
+    assert!(out.join("base/notes.yaml").exists(), "a file no render wrote was removed");
+    assert!(out.join("base/secrets/db_password").exists());
+    let human = render(&out, &site, &[]);
+    assert!(
+        human.stdout.contains("postgresql               elsewhere ([external] database), reached at pg.example.com:5433")
+            && human.stdout.contains("hook(s) initdb, createdb"),
+        "{}",
+        human.stdout
+    );
+
+    let built = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(out.join("overlays/production"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let text = String::from_utf8_lossy(&built.stdout).into_owned();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let names: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["netbox-web", "netbox-worker", "netbox-cache"]);
+    assert!(text.contains("name: netbox-backup-site"), "{text}");
+    let file = dir.path().join("production.yaml");
+    std::fs::write(&file, &text).unwrap();
+    for v in VERSIONS {
+        let (ok, said) = validate(v, std::slice::from_ref(&file));
+        assert!(ok, "Kubernetes {v}: {said}");
+    }
+}
+
 #[test]
 fn options_a_cluster_cannot_take_write_nothing() {
     let dir = prefix_dir("k8s-bad");

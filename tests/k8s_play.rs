@@ -916,6 +916,8 @@ fn back_up_to_a_host(
     let dir = prefix_dir("k8s-to-host");
     let prefix = dir.path().join("nb");
     let b = Berth::new(&prefix, &root().join("examples/netbox"));
+    // Users named so on this machine by an earlier run are gone before and after.
+    let _users = HostUsers::remove();
     let _down = super::Down(Berth::installed(&prefix));
     let started = Instant::now();
     let r = b
@@ -932,6 +934,39 @@ fn back_up_to_a_host(
     assert_eq!(super::api_state_at(PORT, auth), state);
     let restored = snapshot_tree(&prefix.join("data/netbox/media"));
     assert_eq!(super::contents(&restored), media);
+}
+
+/// The users of the instance `nb` the deployment's backup is restored into: they
+/// outlive the temporary prefix, so a later run would find them taken.
+struct HostUsers;
+
+impl HostUsers {
+    const NAMES: [&str; 4] = [
+        "nb-netbox",
+        "nb-netbox-postgres",
+        "nb-netbox-redis",
+        "nb-netbox-web",
+    ];
+
+    fn remove() -> Self {
+        Self::userdel();
+        Self
+    }
+
+    fn userdel() {
+        for name in Self::NAMES {
+            let _ = Command::new("userdel")
+                .arg(name)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for HostUsers {
+    fn drop(&mut self) {
+        Self::userdel();
+    }
 }
 
 /// An API token of the admin's, made by NetBox's provisioning endpoint from the

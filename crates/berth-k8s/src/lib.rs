@@ -22,7 +22,7 @@ use berth_model::{Facts, LoadedManifest};
 use berth_render::{Paths, RenderInput, UserNames};
 
 pub use workloads::backup::KEY_FILE as BACKUP_KEY_FILE;
-pub use workloads::{HookPlace, Wait, Workload};
+pub use workloads::{HookPlace, Outside, Wait, Workload};
 
 /// What a render needs besides the manifest and the site config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,12 @@ pub struct Rendered {
     /// backup key and signing key, as `berth backup key --export` writes, made once
     /// by the caller).
     pub backup_key: bool,
+    /// The services the site config puts elsewhere (`[external]`), where the pods
+    /// reach them.
+    pub outside: Vec<Outside>,
+    /// The hooks of their components, which the deployment leaves to the external
+    /// server's administrator (creating the app's database role and database).
+    pub skipped_hooks: Vec<String>,
 }
 
 /// Why a render failed: each names what to change.
@@ -142,17 +148,12 @@ pub fn render(
         workloads: plan,
         hooks,
         job_waits,
-    } = workloads::plan(manifest, &state, &images)?;
+        outside,
+        skipped,
+    } = workloads::plan(manifest, &state, &images, &external_roles(&parsed))?;
     let mut files = BTreeMap::new();
-    let networks: Vec<String> = if options.pod_networks.is_empty() {
-        site::PRIVATE_NETWORKS
-            .iter()
-            .map(|n| (*n).to_owned())
-            .collect()
-    } else {
-        options.pod_networks.clone()
-    };
-    let sites = site::per_workload(app, site, &plan, &networks);
+    let sites = site::per_workload(app, site, (&plan, &outside), &pod_networks(options));
+    let whole = site::without_external(site);
     let ctx = workloads::Context {
         options,
         prefix: &prefix,
@@ -161,6 +162,8 @@ pub fn render(
         job_waits: &job_waits,
         external_url: &config.external_url,
         images: &images,
+        outside: &outside,
+        site: &whole,
     };
     let mut objects = workloads::objects(manifest, &plan, &ctx)?;
     let restore = workloads::restore::objects(&manifest.manifest, &plan, &ctx)?;
@@ -197,7 +200,34 @@ pub fn render(
         hooks,
         sites,
         backup_key,
+        skipped_hooks: skipped,
+        outside,
     })
+}
+
+/// The networks the pods connect from: the options', else every private range.
+fn pod_networks(options: &Options) -> Vec<String> {
+    if options.pod_networks.is_empty() {
+        site::PRIVATE_NETWORKS
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect()
+    } else {
+        options.pod_networks.clone()
+    }
+}
+
+/// `[external]`: each role's host, by role.
+fn external_roles(site: &berth_model::SiteConfig) -> BTreeMap<String, String> {
+    site.external
+        .as_ref()
+        .map(|e| {
+            e.get_ref()
+                .iter()
+                .map(|(role, host)| (role.clone(), host.get_ref().clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The backup CronJob's objects added to `objects`; whether there are any (and so a

@@ -117,6 +117,24 @@ pub struct Plan {
     pub hooks: Vec<(String, HookPlace)>,
     /// The services each Job's hook waits for, by hook.
     pub job_waits: BTreeMap<String, Vec<Wait>>,
+    /// The services of roles the site config puts elsewhere (`[external]`).
+    pub outside: Vec<Outside>,
+    /// The hooks of their components, which the deployment does not run (the
+    /// external server's administrator does what they do: a role, a database).
+    pub skipped: Vec<String>,
+}
+
+/// A service of a role the site config puts elsewhere (`[external] <role> = "<host>"`):
+/// no workload runs it; the others reach it at its host and the port its settings
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outside {
+    /// The role.
+    pub role: String,
+    /// The service.
+    pub service: String,
+    /// `<host>:<port>`.
+    pub address: String,
 }
 
 /// A role (or a lone service) with the services it runs, and the roles the manifest
@@ -131,8 +149,23 @@ struct Group<'m> {
 /// The services that run, by role; a role `with` another one shares its pods, as it
 /// shares its machines in a fleet (NetBox's Redis beside PostgreSQL); a service no role
 /// names is a group of its own.
-fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'m>> {
-    let running: BTreeSet<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+fn groups<'m>(
+    m: &'m berth_model::Manifest,
+    state: &DesiredState,
+    external: &BTreeMap<String, String>,
+) -> Vec<Group<'m>> {
+    // What runs elsewhere is no workload's.
+    let elsewhere: BTreeSet<&str> = external
+        .keys()
+        .filter_map(|r| m.roles.get(r))
+        .flat_map(|d| d.services.iter().map(String::as_str))
+        .collect();
+    let running: BTreeSet<&str> = state
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|s| !elsewhere.contains(s))
+        .collect();
     let mut groups: Vec<Group<'m>> = Vec::new();
     let mut placed = BTreeSet::new();
     let services_of = |decl: &berth_model::topology::RoleDecl| -> Vec<String> {
@@ -142,12 +175,15 @@ fn groups<'m>(m: &'m berth_model::Manifest, state: &DesiredState) -> Vec<Group<'
             .cloned()
             .collect()
     };
-    // Where a role's pods are: the end of its `with` chain.
+    // Where a role's pods are: the end of its `with` chain, short of a role that is
+    // elsewhere (Redis beside an external PostgreSQL has pods of its own).
     let host = |role: &str| -> String {
         let mut at = role.to_owned();
         for _ in 0..m.roles.len() {
             match m.roles.get(&at).and_then(|d| d.with.clone()) {
-                Some(next) if m.roles.contains_key(&next) => at = next,
+                Some(next) if m.roles.contains_key(&next) && !external.contains_key(&next) => {
+                    at = next;
+                }
                 _ => break,
             }
         }
@@ -206,10 +242,12 @@ pub fn plan(
     manifest: &LoadedManifest,
     state: &DesiredState,
     images: &[RolePlan],
+    external: &BTreeMap<String, String>,
 ) -> Result<Plan, K8sError> {
     let m = &manifest.manifest;
     let app = &m.app.name;
-    let groups = groups(m, state);
+    let groups = groups(m, state, external);
+    let outside = outside(m, state, images, external)?;
     // Which workloads each component runs in: data a component shares across
     // workloads must be one volume every pod mounts.
     let component_of = |s: &str| {
@@ -287,7 +325,7 @@ pub fn plan(
             waits: Vec::new(),
         });
     }
-    let hooks = hook_places(manifest, state, &out);
+    let (hooks, skipped) = hook_places(manifest, state, &out, &outside);
     for (hook, place) in &hooks {
         if let HookPlace::Init(w) = place
             && let Some(w) = out.iter_mut().find(|x| &x.name == w)
@@ -295,16 +333,57 @@ pub fn plan(
             w.init_hooks.push(hook.clone());
         }
     }
-    let job_waits = job_waits(state, &hooks, &out)?;
+    let job_waits = job_waits(state, &hooks, (&out, &outside))?;
     for i in 0..out.len() {
-        let waits = waits_of(m, state, &hooks, &out[i], &out)?;
+        let waits = waits_of(m, state, &hooks, &out[i], (&out, &outside))?;
         out[i].waits = waits;
     }
     Ok(Plan {
         workloads: out,
         hooks,
         job_waits,
+        outside,
+        skipped,
     })
+}
+
+/// The services of the roles `external` puts elsewhere, each at its host and the
+/// port its image exposes (the site's setting).
+fn outside(
+    m: &berth_model::Manifest,
+    state: &DesiredState,
+    images: &[RolePlan],
+    external: &BTreeMap<String, String>,
+) -> Result<Vec<Outside>, K8sError> {
+    let mut out = Vec::new();
+    for (role, host) in external {
+        let Some(decl) = m.roles.get(role) else {
+            continue;
+        };
+        for service in &decl.services {
+            if !state.services.iter().any(|s| &s.name == service) {
+                continue;
+            }
+            let ports = ports_of(std::slice::from_ref(service), images);
+            let Some((_, port)) = ports.first() else {
+                return Err(K8sError::Unsupported(format!(
+                    "`[external] {role}`: the {service} service listens on no TCP port, so the pods could not reach it elsewhere"
+                )));
+            };
+            // An IPv6 address in brackets, as an address with a port is written.
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            out.push(Outside {
+                role: role.clone(),
+                service: service.clone(),
+                address: format!("{host}:{port}"),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The TCP ports the services' images expose: (service, port).
@@ -334,7 +413,7 @@ fn job_home(m: &berth_model::Manifest, hook: &str, workloads: &[Workload]) -> Op
 fn job_waits(
     state: &DesiredState,
     hooks: &[(String, HookPlace)],
-    workloads: &[Workload],
+    workloads: (&[Workload], &[Outside]),
 ) -> Result<BTreeMap<String, Vec<Wait>>, K8sError> {
     let mut out = BTreeMap::new();
     for (hook, place) in hooks {
@@ -352,18 +431,31 @@ fn job_waits(
     Ok(out)
 }
 
-/// A service of another workload, at its Service's name and the service's first port.
-fn service_wait(hook: &str, service: &str, workloads: &[Workload]) -> Result<Wait, K8sError> {
-    let port = workloads.iter().find_map(|w| {
-        w.ports
-            .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, p)| (w, *p))
-    });
-    match port {
-        Some((w, p)) => Ok(Wait::Service {
+/// A service of another workload, at its Service's name and the service's first
+/// port; one that is elsewhere, at its address.
+fn service_wait(
+    hook: &str,
+    service: &str,
+    (workloads, outside): (&[Workload], &[Outside]),
+) -> Result<Wait, K8sError> {
+    let address = workloads
+        .iter()
+        .find_map(|w| {
+            w.ports
+                .iter()
+                .find(|(s, _)| s == service)
+                .map(|(_, p)| format!("{}:{p}", w.name))
+        })
+        .or_else(|| {
+            outside
+                .iter()
+                .find(|o| o.service == service)
+                .map(|o| o.address.clone())
+        });
+    match address {
+        Some(address) => Ok(Wait::Service {
             service: service.to_owned(),
-            address: format!("{}:{p}", w.name),
+            address,
         }),
         None => Err(K8sError::Unsupported(format!(
             "hook `{hook}` waits for the {service} service, which listens on no port another pod could wait for: a pod cannot see when it is ready"
@@ -379,7 +471,7 @@ fn waits_of(
     state: &DesiredState,
     hooks: &[(String, HookPlace)],
     w: &Workload,
-    workloads: &[Workload],
+    (workloads, outside): (&[Workload], &[Outside]),
 ) -> Result<Vec<Wait>, K8sError> {
     let mut waits = Vec::new();
     for (hook, place) in hooks {
@@ -393,7 +485,7 @@ fn waits_of(
             HookPlace::Init(_) => continue,
             // Services of one pod start together: nothing to wait with.
             HookPlace::InService(s) if w.services.contains(s) => continue,
-            HookPlace::InService(s) => service_wait(hook, s, workloads)?,
+            HookPlace::InService(s) => service_wait(hook, s, (workloads, outside))?,
             HookPlace::Job if spec.check.is_none() => {
                 return Err(K8sError::Unsupported(format!(
                     "hook `{hook}` runs as a Job before the {} pods, which cannot see when it is done: give `[hooks.{hook}]` a `check`, a command that exits 0 once it has nothing left to do",
@@ -412,12 +504,14 @@ fn waits_of(
     Ok(waits)
 }
 
-/// Where each hook of an enabled component runs.
+/// Where each hook of an enabled component runs, and the hooks of components that
+/// run only elsewhere (`[external]`), which do not run at all.
 fn hook_places(
     manifest: &LoadedManifest,
     state: &DesiredState,
     workloads: &[Workload],
-) -> Vec<(String, HookPlace)> {
+    outside: &[Outside],
+) -> (Vec<(String, HookPlace)>, Vec<String>) {
     let m = &manifest.manifest;
     let home = |service: &str| {
         workloads
@@ -429,7 +523,23 @@ fn hook_places(
             .iter()
             .any(|s| m.services.get(s).is_some_and(|d| d.component == c))
     };
+    let runs_here = |c: &str| workloads.iter().any(|w| component_in(w, c));
+    let runs_elsewhere = |c: &str| {
+        outside
+            .iter()
+            .any(|o| m.services.get(&o.service).is_some_and(|d| d.component == c))
+    };
+    // Where a service runs: its workload's name, or its role's outside.
+    let place_of = |service: &str| {
+        home(service).map(|w| w.name.clone()).or_else(|| {
+            outside
+                .iter()
+                .find(|o| o.service == service)
+                .map(|o| format!("[external] {}", o.role))
+        })
+    };
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     // In the order they run: a service's hooks run in this order inside it.
     for name in berth_render::hook_order(state) {
         let Some(spec) = state.hooks.iter().find(|h| h.name == name) else {
@@ -438,6 +548,10 @@ fn hook_places(
         let Some(decl) = m.hooks.get(&spec.name) else {
             continue;
         };
+        if !runs_here(&decl.component) && runs_elsewhere(&decl.component) {
+            skipped.push(spec.name.clone());
+            continue;
+        }
         let services = |list: &[String]| -> Vec<String> {
             list.iter()
                 .filter(|x| !x.starts_with("hook:") && m.services.contains_key(x.as_str()))
@@ -446,11 +560,7 @@ fn hook_places(
         };
         let after = services(&decl.after);
         let before = services(&decl.before);
-        let after_homes: BTreeSet<String> = after
-            .iter()
-            .filter_map(|s| home(s))
-            .map(|w| w.name.clone())
-            .collect();
+        let after_homes: BTreeSet<String> = after.iter().filter_map(|s| place_of(s)).collect();
         let place = match after_homes.len() {
             0 => before
                 .iter()
@@ -458,23 +568,25 @@ fn hook_places(
                 .find(|w| component_in(w, &decl.component))
                 .map_or(HookPlace::Job, |w| HookPlace::Init(w.name.clone())),
             1 => {
-                let w = home(&after[0]).expect("a home");
-                if component_in(w, &decl.component) {
-                    let service = after
-                        .iter()
-                        .find(|s| w.services.contains(s))
-                        .cloned()
-                        .unwrap_or_default();
-                    HookPlace::InService(service)
-                } else {
-                    HookPlace::Job
+                let only = after_homes.first().expect("one home");
+                match workloads.iter().find(|w| &w.name == only) {
+                    Some(w) if component_in(w, &decl.component) => {
+                        let service = after
+                            .iter()
+                            .find(|s| w.services.contains(s))
+                            .cloned()
+                            .unwrap_or_default();
+                        HookPlace::InService(service)
+                    }
+                    // Another workload's, or elsewhere.
+                    _ => HookPlace::Job,
                 }
             }
             _ => HookPlace::Job,
         };
         out.push((spec.name.clone(), place));
     }
-    out
+    (out, skipped)
 }
 
 /// What the objects are made from.
@@ -489,6 +601,10 @@ pub struct Context<'a> {
     pub job_waits: &'a BTreeMap<String, Vec<Wait>>,
     pub external_url: &'a url::Url,
     pub images: &'a [RolePlan],
+    /// The services that run elsewhere.
+    pub outside: &'a [Outside],
+    /// The administrator's site config without `[external]`: the whole app's.
+    pub site: &'a str,
 }
 
 fn labels(app: &str, version: &str, component: &str) -> BTreeMap<String, String> {

@@ -374,3 +374,6 @@ fn each_pod_finds_the_others_at_their_services_and_listens_on_its_own_address() 
     roles = ["worker"]
     "#);
 }
+
+#[path = "netbox/external.rs"]
+mod external;

@@ -218,6 +218,7 @@ pub fn open_amended(global: &Locate, amend: &SiteAmend<'_>) -> Result<Instance> 
     };
     let (name, text) = amend(&manifest, &config_path.display().to_string(), &text)?;
     let site = berth_model::parse_site(&name, &text, &manifest)?;
+    refuse_external(&site, &name, &text)?;
     // The paths first: a setting's `derive` may use them (`paths.data ~ '/images'`).
     let paths = Paths::for_prefix(&prefix, &manifest.manifest.app.version);
     let mut config = berth_model::resolve_at(
@@ -240,6 +241,34 @@ pub fn open_amended(global: &Locate, amend: &SiteAmend<'_>) -> Result<Instance> 
         naming,
         unplaced,
     })
+}
+
+/// `[external]` is a cluster's for now (`berth k8s render`): on a host, every role
+/// runs on this machine or on a node of its fleet.
+fn refuse_external(site: &berth_model::SiteConfig, file: &str, text: &str) -> Result<()> {
+    let Some(external) = &site.external else {
+        return Ok(());
+    };
+    let roles: Vec<String> = external
+        .get_ref()
+        .keys()
+        .map(|r| format!("`{r}`"))
+        .collect();
+    Err(berth_model::Diagnostics::from(
+        berth_model::Diagnostic::at(
+            file,
+            text,
+            external.span(),
+            format!(
+                "`[external]` ({}) is for a Kubernetes deployment (`berth k8s render`); on a host, berth runs every role itself",
+                roles.join(", ")
+            ),
+        )
+        .with_help(
+            "remove `[external]` from this host's site config; to run the database on another machine, make it a node of a fleet (`berth fleet up`, docs/fleet.md)",
+        ),
+    )
+    .into())
 }
 
 /// The app as this node runs it: whole, or, on a node of a fleet (`roles` in the site

@@ -122,6 +122,9 @@ pub struct SiteConfig {
     pub roles: Option<Spanned<Vec<String>>>,
     /// `[fleet]`: written by `berth fleet up`.
     pub fleet: Option<Spanned<crate::fleet::FleetView>>,
+    /// `[external]`: the host of each role whose services run elsewhere (a managed
+    /// PostgreSQL or Redis), by role; the ports are the site's settings.
+    pub external: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// How the OS users of an instance are named (`users` in `site.toml`).

@@ -22,6 +22,16 @@ const USERS: &str = "users";
 const ENABLED: &str = "enabled";
 const ROLES: &str = "roles";
 const FLEET: &str = "fleet";
+const EXTERNAL: &str = "external";
+const TOP_LEVEL: [&str; 7] = [
+    EXTERNAL_URL,
+    PROFILE,
+    INSTANCE,
+    USERS,
+    ROLES,
+    FLEET,
+    EXTERNAL,
+];
 
 /// Parses and checks the administrator's site config against the manifest.
 ///
@@ -51,6 +61,8 @@ pub fn parse_site(
         parser.top_level(key, value);
     }
     parser.fleet_matches_roles();
+    parser.roles_beside_their_hosts();
+    parser.external_not_taken();
     let SiteParser { diags, site, .. } = parser;
     diags.into_result(site)
 }
@@ -81,6 +93,7 @@ impl SiteParser<'_> {
             USERS => self.users(value),
             ROLES => self.roles(value),
             FLEET => self.fleet(value),
+            EXTERNAL => self.external(value),
             _ => self.group(name, key.span(), value),
         }
     }
@@ -236,6 +249,151 @@ impl SiteParser<'_> {
         self.site.fleet = Some(Spanned::new(value.span(), view));
     }
 
+    /// `[external]`: `<role> = "<host>"` for each role whose services the site runs
+    /// elsewhere (a managed PostgreSQL or Redis), reached at that host on the ports its
+    /// settings name.
+    fn external(&mut self, value: &Spanned<DeValue<'_>>) {
+        let help = "write `[external]` and below it `<role> = \"<host name or IP address>\"`, e.g. database = \"pg.example.com\"";
+        let DeValue::Table(table) = value.get_ref() else {
+            let found = found_phrase(&to_value(value.get_ref()));
+            self.error(
+                value.span(),
+                format!("expected a table for `external`, found {found}"),
+                Some(help.to_owned()),
+            );
+            return;
+        };
+        let declared = &self.manifest.roles;
+        let with_services = || {
+            declared
+                .iter()
+                .filter(|(_, d)| !d.services.is_empty() && !d.health)
+                .map(|(n, _)| n.as_str())
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, item) in table {
+            let role = key.get_ref().as_ref();
+            let Some(decl) = declared.get(role) else {
+                let help = suggest::help(role, with_services(), "roles");
+                self.error(
+                    key.span(),
+                    format!("unknown role `{}` in `[external]`", crate::shown(role)),
+                    help.or_else(|| {
+                        Some("this app declares no roles: remove `[external]`".to_owned())
+                    }),
+                );
+                ok = false;
+                continue;
+            };
+            if decl.services.is_empty() {
+                self.error(
+                    key.span(),
+                    format!("role `{role}` runs no service of the app's (only a fleet's machinery), so nothing of it can be elsewhere"),
+                    Some(format!("roles that can be external: {}", suggest::backticked(with_services()))),
+                );
+                ok = false;
+                continue;
+            }
+            if decl.health {
+                self.error(
+                    key.span(),
+                    format!("role `{role}` serves `external_url`: it is the app itself, and cannot run elsewhere"),
+                    Some(format!("roles that can be external: {}", suggest::backticked(with_services()))),
+                );
+                ok = false;
+                continue;
+            }
+            let Some(host) = item.get_ref().as_str() else {
+                let found = found_phrase(&to_value(item.get_ref()));
+                self.error(
+                    item.span(),
+                    format!(
+                        "expected a host name or IP address for `external.{role}`, found {found}"
+                    ),
+                    Some(help.to_owned()),
+                );
+                ok = false;
+                continue;
+            };
+            if host.parse::<std::net::IpAddr>().is_err()
+                && !crate::validate::fleet::is_host_name(host)
+            {
+                self.error(
+                    item.span(),
+                    format!("`{}` is not a host name or an IP address", crate::shown(host)),
+                    Some(format!("write where the {role} is, without a scheme or port (the port is the site's setting): e.g. {role} = \"db.example.com\"")),
+                );
+                ok = false;
+                continue;
+            }
+            out.insert(role.to_owned(), Spanned::new(item.span(), host.to_owned()));
+        }
+        if ok {
+            self.site.external = Some(Spanned::new(value.span(), out));
+        }
+    }
+
+    /// A role placed `with` another is taken only beside it, unless `[fleet]` puts
+    /// that one on other nodes (a cluster's pods, where PostgreSQL runs elsewhere and
+    /// Redis has pods of its own).
+    fn roles_beside_their_hosts(&mut self) {
+        let Some(roles) = &self.site.roles else {
+            return;
+        };
+        let names = roles.get_ref();
+        let elsewhere = |host: &String| {
+            self.site.fleet.as_ref().is_some_and(|f| {
+                let f = f.get_ref();
+                f.nodes
+                    .iter()
+                    .any(|(n, p)| n != &f.node && p.roles.contains(host))
+            })
+        };
+        let mut wrong = Vec::new();
+        for name in names {
+            if let Some(host) = &self.manifest.roles[name].with
+                && !names.contains(host)
+                && !elsewhere(host)
+            {
+                wrong.push((name.clone(), host.clone()));
+            }
+        }
+        let span = roles.span();
+        for (name, host) in wrong {
+            self.error(
+                span.clone(),
+                format!(
+                    "role `{name}` runs on the nodes of `{host}`, which this node does not take"
+                ),
+                Some(format!("add `{host}` to `roles`, or leave `{name}` out")),
+            );
+        }
+    }
+
+    /// A node does not take a role that is elsewhere.
+    fn external_not_taken(&mut self) {
+        let (Some(external), Some(roles)) = (&self.site.external, &self.site.roles) else {
+            return;
+        };
+        let taken: Vec<String> = roles
+            .get_ref()
+            .iter()
+            .filter(|r| external.get_ref().contains_key(*r))
+            .cloned()
+            .collect();
+        let span = roles.span();
+        for role in taken {
+            self.error(
+                span.clone(),
+                format!("`roles` has `{role}`, which `[external]` says runs elsewhere"),
+                Some(format!(
+                    "take `{role}` out of `roles`, or out of `[external]`"
+                )),
+            );
+        }
+    }
+
     /// A node's `roles` are the ones `[fleet]` gives it.
     fn fleet_matches_roles(&mut self) {
         let Some(fleet) = &self.site.fleet else {
@@ -320,20 +478,6 @@ impl SiteParser<'_> {
                 names.push(name.to_owned());
             }
         }
-        for name in &names {
-            if let Some(host) = &declared[name].with
-                && !names.contains(host)
-            {
-                self.error(
-                    value.span(),
-                    format!(
-                        "role `{name}` runs on the nodes of `{host}`, which this node does not take"
-                    ),
-                    Some(format!("add `{host}` to `roles`, or leave `{name}` out")),
-                );
-                ok = false;
-            }
-        }
         if names.is_empty() && ok {
             self.error(
                 value.span(),
@@ -397,7 +541,7 @@ impl SiteParser<'_> {
         let group = manifest.settings.get(name);
         let component = manifest.components.get(name);
         if group.is_none() && component.is_none() {
-            let mut known: Vec<&str> = vec![EXTERNAL_URL, PROFILE, INSTANCE, USERS, ROLES, FLEET];
+            let mut known: Vec<&str> = TOP_LEVEL.to_vec();
             known.extend(manifest.settings.keys().map(String::as_str));
             known.extend(
                 manifest

@@ -447,7 +447,13 @@ impl Validator<'_> {
             if !is_identifier(group)
                 || matches!(
                     group.as_str(),
-                    "external_url" | "profile" | "instance" | "users" | "roles" | "fleet"
+                    "external_url"
+                        | "profile"
+                        | "instance"
+                        | "users"
+                        | "roles"
+                        | "fleet"
+                        | "external"
                 )
             {
                 self.at_key(
@@ -456,7 +462,7 @@ impl Validator<'_> {
                     Some(
                         "use lowercase letters, digits and `_` (templates write \
                          `settings.<group>.<key>`), and not `external_url`, `profile`, `instance`, \
-                         `users`, `roles` or `fleet`"
+                         `users`, `roles`, `fleet` or `external`"
                             .to_owned(),
                     ),
                 );
@@ -1425,7 +1431,12 @@ impl Validator<'_> {
             }
             if let Some(secret) = &db.password {
                 let known = self.man.secrets.keys().map(String::as_str);
-                self.reference(&[base[0], base[1], Seg::Key("password")], secret, "secret", known);
+                self.reference(
+                    &[base[0], base[1], Seg::Key("password")],
+                    secret,
+                    "secret",
+                    known,
+                );
             }
             if !db.bin_dir.starts_with('/') {
                 self.at_value(

@@ -60,6 +60,7 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         berth_host::fsutil::write_atomic(&path, text.as_bytes(), 0o644, None)?;
         written.push(path);
     }
+    let removed = remove_stale(a.out, &rendered.files)?;
     let (made, replaced) = write_secrets(a.out, &rendered, &taken)?;
     let overlays: Vec<PathBuf> = options
         .environments
@@ -77,6 +78,13 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
                     "secrets_made": made,
                     "secrets_taken": taken.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
                     "secrets_replaced": replaced,
+                    "removed": removed,
+                    "external": rendered.outside.iter().map(|o| serde_json::json!({
+                        "role": o.role,
+                        "service": o.service,
+                        "address": o.address,
+                    })).collect::<Vec<_>>(),
+                    "skipped_hooks": rendered.skipped_hooks,
                     "overlays": overlays,
                     "workloads": rendered.workloads.iter().map(|w| serde_json::json!({
                         "name": w.name,
@@ -90,38 +98,113 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
             );
         }
     } else {
-        #[allow(clippy::print_stdout)]
-        {
-            for w in &rendered.workloads {
-                println!("{:<24} {:?} of {}", w.name, w.kind, w.services.join(", "));
-            }
-            println!(
-                "Wrote {} files to {}{}",
-                written.len(),
-                a.out.display(),
-                if made.is_empty() {
-                    String::new()
-                } else {
-                    format!("; made secret(s) {}", made.join(", "))
-                }
-            );
-            if !taken.is_empty() {
-                let names: Vec<&str> = taken.iter().map(|(s, _)| s.name.as_str()).collect();
-                println!("Took secret(s) {} from the backup", names.join(", "));
-            }
-            if !replaced.is_empty() {
-                println!(
-                    "Replaced secret(s) {}; the values before are under {}",
-                    replaced.join(", "),
-                    a.out.join("base/secrets-replaced").display()
-                );
-            }
-            if let Some(first) = overlays.first() {
-                println!("Apply with: kubectl apply -k {}", first.display());
-            }
-        }
+        say_rendered(
+            a.out,
+            &rendered,
+            (&written, &removed, &made),
+            (&taken, &replaced),
+            &overlays,
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a render did, for a person.
+#[allow(clippy::print_stdout)]
+fn say_rendered(
+    out: &Path,
+    rendered: &berth_k8s::Rendered,
+    (written, removed, made): (&[PathBuf], &[PathBuf], &[String]),
+    (taken, replaced): (&[(berth_render::SecretSpec, String)], &[String]),
+    overlays: &[PathBuf],
+) {
+    for w in &rendered.workloads {
+        println!("{:<24} {:?} of {}", w.name, w.kind, w.services.join(", "));
+    }
+    println!(
+        "Wrote {} files to {}{}",
+        written.len(),
+        out.display(),
+        if made.is_empty() {
+            String::new()
+        } else {
+            format!("; made secret(s) {}", made.join(", "))
+        }
+    );
+    if !removed.is_empty() {
+        println!(
+            "Removed {} file(s) an earlier render wrote and this one does not",
+            removed.len()
+        );
+    }
+    for o in &rendered.outside {
+        println!(
+            "{:<24} elsewhere ([external] {}), reached at {}",
+            o.service, o.role, o.address
+        );
+    }
+    if !rendered.skipped_hooks.is_empty() {
+        println!(
+            "Not run (the external server's administrator does what they do): hook(s) {}",
+            rendered.skipped_hooks.join(", ")
+        );
+    }
+    if !taken.is_empty() {
+        let names: Vec<&str> = taken.iter().map(|(s, _)| s.name.as_str()).collect();
+        println!("Took secret(s) {} from the backup", names.join(", "));
+    }
+    if !replaced.is_empty() {
+        println!(
+            "Replaced secret(s) {}; the values before are under {}",
+            replaced.join(", "),
+            out.join("base/secrets-replaced").display()
+        );
+    }
+    if let Some(first) = overlays.first() {
+        println!("Apply with: kubectl apply -k {}", first.display());
+    }
+}
+
+/// The list of the files a render wrote, under its `--out`, so the next one removes
+/// those it no longer writes (a workload gone elsewhere, a restore Job that is no
+/// more) and nothing else.
+const WRITTEN: &str = ".berth-rendered";
+
+/// The files the last render wrote (`out/.berth-rendered`) that this one does not,
+/// removed; the list written anew. Only plain relative paths of regular files are
+/// removed: the list is the out directory's, not berth's.
+fn remove_stale(
+    out: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<PathBuf>> {
+    let list = out.join(WRITTEN);
+    let before = match std::fs::read_to_string(&list) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("Failed to read `{}`", list.display())),
+    };
+    let mut removed = Vec::new();
+    for rel in before.lines().filter(|l| !files.contains_key(*l)) {
+        let plain = Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || rel.starts_with("base/secrets") {
+            continue;
+        }
+        let path = out.join(rel);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
+            && berth_host::fsutil::remove_file_if_exists(&path)?
+        {
+            removed.push(path);
+        }
+    }
+    let mut text = String::new();
+    for rel in files.keys() {
+        text.push_str(rel);
+        text.push('\n');
+    }
+    berth_host::fsutil::write_atomic(&list, text.as_bytes(), 0o644, None)?;
+    Ok(removed)
 }
 
 /// The secrets under `out/base/secrets/`: those taken from a backup put in (what they

@@ -2,16 +2,17 @@
 //! database over its Service as the role that owns it and copying the backed-up data
 //! directories from their claims (read-only), into a claim of its own; signed with the
 //! deployment's key file (a Secret of its own, made once by `berth k8s render`), so a
-//! host's `berth restore --key` takes it as it takes a host's archive.
+//! host's `berth restore --key` takes it as it takes a host's archive. A database
+//! elsewhere (`[external]`) is dumped at its address the same way.
 
 use std::collections::BTreeMap;
 
 use berth_render::{BackupPolicy, Schedule};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, SecretVolumeSource, Volume};
 
 use super::restore::{claim_volume, home, job_spec, sized_like_home, volumes_and_mounts};
-use super::{Context, Workload, labels, meta, one_off_container, pod, to_yaml};
+use super::{Context, Workload, labels, meta, one_off_container, pod, site_config_volume, to_yaml};
 use crate::K8sError;
 
 /// Where the backup pod writes its archives (the claim `<app>-backups`).
@@ -44,11 +45,11 @@ pub fn objects(
     (policy, asked): (&BackupPolicy, bool),
 ) -> Result<BTreeMap<String, String>, K8sError> {
     let mut out = BTreeMap::new();
-    let Some((home, service)) = home(m, plan) else {
+    let Some((home, service)) = home(m, plan).or_else(|| elsewhere(m, plan, ctx)) else {
         return Ok(out);
     };
     let (app, version) = (&m.app.name, &m.app.version);
-    let Some(args) = args(m, home, asked)? else {
+    let Some(args) = args(m, home, ctx, asked)? else {
         return Ok(out);
     };
     let (schedule, suspend) = schedule(policy)?;
@@ -77,6 +78,7 @@ pub fn objects(
             (key, KEY_DIR.to_owned(), true),
         ],
     );
+    let (vols, site) = own_site(m, home, ctx, (vols, &service))?;
     let mut spec = pod(ctx, m, home, Some("Never"));
     spec.init_containers = None;
     spec.containers = vec![one_off_container(
@@ -87,6 +89,7 @@ pub fn objects(
         mounted,
     )];
     spec.volumes = Some(vols);
+    out.extend(site);
     let cron = CronJob {
         metadata: meta(&format!("{app}-backup"), labels(app, version, "backup")),
         spec: CronJobSpec {
@@ -110,11 +113,66 @@ pub fn objects(
     Ok(out)
 }
 
+/// With the database elsewhere (`[external]`): the pod is made from the first
+/// workload with data (else the first), still in the database service's image, which
+/// has its dump tools.
+fn elsewhere<'p>(
+    m: &berth_model::Manifest,
+    plan: &'p [Workload],
+    ctx: &Context<'_>,
+) -> Option<(&'p Workload, String)> {
+    let db = m.backup.as_ref()?.database.as_ref()?;
+    ctx.outside.iter().find(|o| o.service == db.service)?;
+    let w = plan
+        .iter()
+        .find(|w| !w.data_dirs.is_empty())
+        .or_else(|| plan.first())?;
+    Some((w, db.service.clone()))
+}
+
+/// A pod's volumes, and a ConfigMap's file name and text.
+type WithSite = (Vec<Volume>, Option<(String, String)>);
+
+/// With the database elsewhere, the pod's site config of its own: the whole app's
+/// (the administrator's without `[external]`), in which the database service is on
+/// and so its dump is planned (`--database` says where it is); the ConfigMap
+/// `<app>-backup-site` in place of `home`'s, by file name.
+fn own_site(
+    m: &berth_model::Manifest,
+    home: &Workload,
+    ctx: &Context<'_>,
+    (mut vols, service): (Vec<Volume>, &str),
+) -> Result<WithSite, K8sError> {
+    if home.services.iter().any(|s| s == service) {
+        return Ok((vols, None));
+    }
+    let (app, version) = (&m.app.name, &m.app.version);
+    let name = format!("{app}-backup-site");
+    let map = ConfigMap {
+        metadata: meta(&name, labels(app, version, "backup")),
+        data: Some(BTreeMap::from([(
+            "site.toml".to_owned(),
+            ctx.site.to_owned(),
+        )])),
+        ..ConfigMap::default()
+    };
+    for v in &mut vols {
+        if v.name == "site" {
+            *v = site_config_volume("site".to_owned(), &format!("{app}-backup"));
+        }
+    }
+    Ok((
+        vols,
+        Some((format!("configmap-{name}.yaml"), to_yaml(&map)?)),
+    ))
+}
+
 /// `berth container backup`'s arguments; `None` when the database names no password
 /// and nobody asked for backups.
 fn args(
     m: &berth_model::Manifest,
     home: &Workload,
+    ctx: &Context<'_>,
     asked: bool,
 ) -> Result<Option<Vec<String>>, K8sError> {
     let mut args = vec![
@@ -134,11 +192,17 @@ fn args(
                 db.owner
             )));
         }
-        let port = home
+        let address = home
             .ports
             .iter()
             .find(|(s, _)| s == &db.service)
-            .map(|(_, p)| *p)
+            .map(|(_, p)| format!("{}:{p}", home.name))
+            .or_else(|| {
+                ctx.outside
+                    .iter()
+                    .find(|o| o.service == db.service)
+                    .map(|o| o.address.clone())
+            })
             .ok_or_else(|| {
                 K8sError::Unsupported(format!(
                     "the database service `{}` listens on no port its Service could offer the backup CronJob",
@@ -146,7 +210,7 @@ fn args(
                 ))
             })?;
         args.push("--database".to_owned());
-        args.push(format!("{}:{port}", home.name));
+        args.push(address);
     }
     Ok(Some(args))
 }
