@@ -251,6 +251,36 @@ fn options_a_cluster_cannot_take_write_nothing() {
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
         assert!(!out.exists(), "{args:?} wrote something");
     }
+    // An image the objects name that the layout of the built images does not have (an
+    // image layout as `berth image build --out` writes it, with the web image only,
+    // and another version's worker): refused, naming each one missing; a directory
+    // that is no layout too.
+    let layout = dir.path().join("images");
+    std::fs::create_dir(&layout).unwrap();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tagged = |tag: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", "0".repeat(64)),
+            "size": 1,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        })
+    };
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [tagged("web-4.7.3"), tagged("worker-4.7.2")]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let r = render(&out, &site, &["--images", layout.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    for missing in ["`localhost/netbox-postgresql:4.7.3` (`postgresql-4.7.3`)", "`localhost/netbox-worker:4.7.3`", "`localhost/netbox-nginx:4.7.3`"] {
+        assert!(r.stderr.contains(missing), "{missing}: {}", r.stderr);
+    }
+    assert!(!r.stderr.contains("netbox-web:"), "{}", r.stderr);
+    assert!(r.stderr.contains("it has web-4.7.3, worker-4.7.2") && r.stderr.contains("berth image build"), "{}", r.stderr);
+    assert!(!out.exists(), "a render naming missing images wrote something");
+    let r = render(&out, &site, &["--images", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("is not an OCI image layout"), "{}", r.stderr);
+    assert!(!out.exists());
+
     // A site config error is bad input (exit 2), positioned as on a host.
     std::fs::write(&site, "[web]\nwokers = 3\n").unwrap();
     let r = render(&out, &site, &[]);

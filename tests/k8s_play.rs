@@ -49,7 +49,9 @@
 //! (`--secrets-from`): the same objects through the API, with the host's own API token,
 //! and the same uploaded files. And back: the backup CronJob's job, played while the
 //! deployment runs, writes an archive that `berth restore --key` with the deployment's
-//! key file restores on this machine, with the same objects, token and files.
+//! key file restores on this machine, with the same objects, token and files. Last,
+//! the database moves out of the cluster (`external.rs`): a PostgreSQL outside the
+//! pods, `[external] database` in the site config, the same objects through the API.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,8 @@ use berth_tests::{
     snapshot_tree,
 };
 use serde_json::{Value, json};
+
+mod external;
 
 /// nginx's port, from the site config's `external_url`.
 const PORT: u16 = 38280;
@@ -524,7 +528,9 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     )
     .unwrap();
     let deploy = w.join("deploy");
-    render(&site, &deploy, &[]);
+    // Every image the objects name is among those built.
+    let layout = berth_tests::shared_image_layout(&archives);
+    render(&site, &deploy, &["--images", layout.to_str().unwrap()]);
     let built = Command::new("kubectl")
         .args(["kustomize"])
         .arg(deploy.join("overlays/test"))
@@ -550,7 +556,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     // Each Service's name at the pods' address.
     std::fs::write(
         &hosts,
-        "127.0.0.1 localhost netbox-database netbox-web netbox-worker\n::1 localhost\n",
+        "127.0.0.1 localhost netbox-database netbox-cache netbox-web netbox-worker\n::1 localhost\n",
     )
     .unwrap();
     let podman = Podman::in_netns(&w.join("podman"), &ns.0, &hosts);
@@ -592,22 +598,7 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     let job_container = "netbox-migrate-4-7-3-hook-migrate";
     play(&files[1].1);
     let web_begun = jiff::Timestamp::now();
-    let first = podman.run(&[
-        "kube",
-        "play",
-        "--network",
-        "host",
-        files[2].1.to_str().unwrap(),
-    ]);
-    if !first.status.success() {
-        // podman 4.3, loaded, may fail to start a pod's containers after a long init
-        // container ("container with given ID already exists"): the pod is played
-        // once more, its init containers find the migrations done.
-        let said = String::from_utf8_lossy(&first.stderr);
-        assert!(said.contains("already exists"), "{said}");
-        down(&podman, &ns, &files[2].1, &[WEB_PORT, PORT]);
-        play(&files[2].1);
-    }
+    play_web(&podman, &ns, &files[2].1);
     let web_played = Instant::now();
     let code = exit_code(&podman, job_container, Duration::from_mins(2));
     assert_eq!(code, 0, "{}", logs(&podman, job_container));
@@ -704,7 +695,32 @@ fn netbox_runs_from_the_rendered_objects_under_podman_kube_play() {
     assert_eq!(v["count"], 1, "{body}");
 
     let auth = restore_the_host_backup(&podman, &ns, (&site, &deploy, &secrets), w, &files);
-    back_up_to_a_host(&podman, &ns, &deploy, &files, &auth);
+    let taken = back_up(&podman, &ns, &deploy, &files, &auth);
+    // While the host NetBox test may still run: its instance must be gone before the
+    // host restore.
+    external::the_database_moves_out_of_the_cluster(
+        &podman,
+        &ns,
+        (&site, &deploy, &taken.archive),
+        &files,
+        &auth,
+    );
+    restore_on_the_host(&taken, &auth);
+}
+
+/// The web pod played while the migration Job runs: its play returns once its init
+/// container saw the migrations done.
+fn play_web(podman: &Podman, ns: &Netns, file: &Path) {
+    let first = podman.run(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+    if !first.status.success() {
+        // podman 4.3, loaded, may fail to start a pod's containers after a long init
+        // container ("container with given ID already exists"): the pod is played
+        // once more, its init containers find the migrations done.
+        let said = String::from_utf8_lossy(&first.stderr);
+        assert!(said.contains("already exists"), "{said}");
+        down(podman, ns, file, &[WEB_PORT, PORT]);
+        podman.ok(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+    }
 }
 
 /// The restore Job of `restore/test` as a file to play: the ConfigMaps and the Job's
@@ -851,18 +867,17 @@ fn restore_the_host_backup(
 }
 
 /// The way back: a tenant made in the deployment, the backup CronJob's job played
-/// while the deployment runs (as a scheduled one would), and its archive restored on
-/// this machine into a new prefix by `berth restore --key` with the deployment's key
-/// file: the same objects through the API with the same token (the secrets came with
-/// the archive, NetBox's token pepper among them), the same uploaded files.
+/// while the deployment runs (as a scheduled one would), leaving exactly one archive in
+/// its claim, copied off it with what the deployment held; [`restore_on_the_host`]
+/// restores it (the secrets come with the archive, NetBox's token pepper among them).
 #[allow(clippy::print_stderr)] // its timing shown
-fn back_up_to_a_host(
+fn back_up(
     podman: &Podman,
     ns: &Netns,
     deploy: &Path,
     files: &[(String, PathBuf)],
     auth: &str,
-) {
+) -> Taken {
     let headers = [
         ("Authorization", auth),
         ("Content-Type", "application/json"),
@@ -907,8 +922,37 @@ fn back_up_to_a_host(
     let archive = scratch.path().join(&left[0]);
     std::fs::copy(claim.join(&left[0]), &archive).unwrap();
     let key = deploy.join("base/secrets/backup-key");
+    Taken {
+        _scratch: scratch,
+        archive,
+        key,
+        state,
+        media,
+    }
+}
 
-    // Restored on this machine once the other NetBox test's instance is gone.
+/// The deployment's backup, copied off its claim, and what the deployment held.
+struct Taken {
+    _scratch: tempfile::TempDir,
+    archive: PathBuf,
+    key: PathBuf,
+    state: Value,
+    media: std::collections::BTreeMap<PathBuf, String>,
+}
+
+/// The deployment's backup restored on this machine into a new prefix by `berth
+/// restore --key` with the deployment's key file, once the other NetBox test's
+/// instance is gone: the same objects through the API with the same token, the same
+/// uploaded files.
+#[allow(clippy::print_stderr)] // its timing shown
+fn restore_on_the_host(taken: &Taken, auth: &str) {
+    let Taken {
+        archive,
+        key,
+        state,
+        media,
+        ..
+    } = taken;
     super::host_done(Duration::from_hours(1));
     // The deployment's site config names no `instance` (a cluster has none), so the
     // instance is named after the prefix's directory, as on a machine where NetBox
@@ -931,9 +975,9 @@ fn back_up_to_a_host(
     assert!(r.stdout.contains("Restored netbox 4.7.3"), "{}", r.stdout);
     eprintln!("the host's restore took {:?}", started.elapsed());
     // The same token works: the secrets came back.
-    assert_eq!(super::api_state_at(PORT, auth), state);
+    assert_eq!(&super::api_state_at(PORT, auth), state);
     let restored = snapshot_tree(&prefix.join("data/netbox/media"));
-    assert_eq!(super::contents(&restored), media);
+    assert_eq!(&super::contents(&restored), media);
 }
 
 /// The users of the instance `nb` the deployment's backup is restored into: they

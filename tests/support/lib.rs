@@ -260,8 +260,18 @@ pub fn shared_images(bundle: &Path, public: &str) -> PathBuf {
             "--quiet",
         ])
         .expect(0);
+    // The layout beside the archives (`berth k8s render --images` checks it), moved
+    // first: the archives' directory is what says the images are there.
+    let layout = shared_image_layout(&dir);
+    let _ = std::fs::remove_dir_all(&layout);
+    std::fs::rename(work.path().join("layout"), &layout).unwrap();
     let _ = std::fs::rename(&archives, &dir);
     dir
+}
+
+/// The OCI image layout of the images [`shared_images`] built, beside their archives.
+pub fn shared_image_layout(images: &Path) -> PathBuf {
+    images.parent().expect("the images' directory").join("layout")
 }
 
 /// The release bundle of the manifest in `manifest`, built in `dir` (a new vendor key,

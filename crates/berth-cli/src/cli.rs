@@ -931,6 +931,10 @@ pub enum K8sCommand {
         /// the secrets.
         #[arg(long, value_name = "FILE", requires = "secrets_from")]
         key: Option<PathBuf>,
+        /// The OCI image layout `berth image build --out` wrote: every image the
+        /// objects name must be in it (`<service>-<version>`), or nothing is written.
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

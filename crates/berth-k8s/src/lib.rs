@@ -75,6 +75,8 @@ pub struct Rendered {
     /// The hooks of their components, which the deployment leaves to the external
     /// server's administrator (creating the app's database role and database).
     pub skipped_hooks: Vec<String>,
+    /// Every image the objects name, with its service: `(reference, service)`.
+    pub images: Vec<(String, String)>,
 }
 
 /// Why a render failed: each names what to change.
@@ -193,7 +195,9 @@ pub fn render(
         &options.environments,
         restore,
     ));
+    let images = images_named(manifest, options, &files);
     Ok(Rendered {
+        images,
         files,
         secrets: specs,
         workloads: plan,
@@ -203,6 +207,29 @@ pub fn render(
         skipped_hooks: skipped,
         outside,
     })
+}
+
+/// The images the files name (`image: <reference>`, as the objects are written), each
+/// with its service.
+fn images_named(
+    manifest: &LoadedManifest,
+    options: &Options,
+    files: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let app = &manifest.manifest.app;
+    manifest
+        .manifest
+        .services
+        .keys()
+        .map(|s| {
+            let reference = format!("{}/{}-{s}:{}", options.registry, app.name, app.version);
+            (reference, s.clone())
+        })
+        .filter(|(reference, _)| {
+            let line = format!("image: {reference}\n");
+            files.values().any(|text| text.contains(&line))
+        })
+        .collect()
 }
 
 /// The networks the pods connect from: the options', else every private range.

@@ -354,3 +354,36 @@ fn site_roles_name_declared_roles_with_their_hosts() {
     out.push_str(&err.to_string());
     assert_snapshot!(out);
 }
+
+/// A role placed `with` another is taken without it when `[fleet]` puts that one on
+/// other nodes (a cluster's Redis pods, PostgreSQL elsewhere); not otherwise, and never
+/// a role `[external]` puts elsewhere.
+#[test]
+fn a_role_is_taken_without_its_host_only_where_the_fleet_puts_the_host() {
+    let m = netbox();
+    let fleet = "roles = [\"cache\"]\n[fleet]\nname = \"netbox\"\nnode = \"cache\"\n\
+                 [fleet.nodes.cache]\naddress = \"netbox-cache\"\nroles = [\"cache\"]\n\
+                 [fleet.nodes.database]\naddress = \"pg.example.com\"\nroles = [\"database\"]\n";
+    berth_model::parse_site("site.toml", fleet, &m).unwrap_or_else(|d| panic!("{d}"));
+    let alone = berth_model::parse_site("site.toml", "roles = [\"cache\"]\n", &m)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        alone.contains(
+            "role `cache` runs on the nodes of `database`, which this node does not take"
+        ),
+        "{alone}"
+    );
+    let taken = berth_model::parse_site(
+        "site.toml",
+        "roles = [\"database\", \"cache\"]\n[external]\ndatabase = \"pg.example.com\"\n",
+        &m,
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        taken.contains("site.toml:1:9")
+            && taken.contains("`roles` has `database`, which `[external]` says runs elsewhere"),
+        "{taken}"
+    );
+}

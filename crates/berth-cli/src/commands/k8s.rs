@@ -15,6 +15,8 @@ pub struct RenderArgs<'a> {
     pub pod_networks: &'a [String],
     /// `--secrets-from ARCHIVE --key FILE`.
     pub secrets_from: Option<(&'a Path, &'a Path)>,
+    /// `--images DIR`: the layout every image named must be in.
+    pub images: Option<&'a Path>,
     pub json: bool,
 }
 
@@ -44,6 +46,9 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         pod_networks: a.pod_networks.to_vec(),
     };
     let rendered = berth_k8s::render(&manifest, &site_file, &site, &options)?;
+    if let Some(dir) = a.images {
+        images_built(dir, &manifest.manifest.app.version, &rendered.images)?;
+    }
     // Read and checked before anything is written.
     let taken = match a.secrets_from {
         Some((archive, key)) => {
@@ -107,6 +112,44 @@ pub fn render(loc: &Locate, a: &RenderArgs<'_>) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every image in `images` (reference, service) is in the OCI layout `dir`, tagged
+/// `<service>-<version>` as `berth image build --out` tags it.
+fn images_built(dir: &Path, version: &str, images: &[(String, String)]) -> Result<()> {
+    let root = berth_host::beneath::SafeDir::open_trusted(dir)
+        .with_context(|| format!("Failed to open the image layout `{}`", dir.display()))?;
+    let index = berth_image::layout::read_index(&root)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "`{}` is not an OCI image layout (no index.json): name the directory `berth image build --out` wrote",
+            dir.display()
+        )
+    })?;
+    let tags: Vec<String> = index
+        .manifests
+        .iter()
+        .filter(|m| m.artifact_type.is_none())
+        .filter_map(|m| m.annotations.get(berth_image::layout::REF_NAME).cloned())
+        .collect();
+    let missing: Vec<String> = images
+        .iter()
+        .filter(|(_, service)| !tags.contains(&format!("{service}-{version}")))
+        .map(|(reference, service)| format!("`{reference}` (`{service}-{version}`)"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the objects name image(s) {} that `{}` does not have (it has {}): build them there with `berth image build … --out {}`, or render for the version whose images it holds",
+        missing.join(", "),
+        dir.display(),
+        if tags.is_empty() {
+            "none".to_owned()
+        } else {
+            tags.join(", ")
+        },
+        dir.display()
+    )
 }
 
 /// What a render did, for a person.

@@ -325,6 +325,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pod_networks,
             secrets_from,
             key,
+            images,
             json,
         }) => k8s::render(
             &loc,
@@ -335,6 +336,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 environments: &environments,
                 pod_networks: &pod_networks,
                 secrets_from: secrets_from.as_deref().zip(key.as_deref()),
+                images: images.as_deref(),
                 json,
             },
         ),
