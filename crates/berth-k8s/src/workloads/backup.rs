@@ -88,6 +88,15 @@ pub fn objects(
         args,
         mounted,
     )];
+    if site.is_some() {
+        // Its own site config is the whole app's, no node of a fleet: the pod's
+        // address has nothing to replace in it.
+        for c in &mut spec.containers {
+            if let Some(env) = &mut c.env {
+                env.retain(|e| e.name != berth_container::settings::NODE_ADDRESS);
+            }
+        }
+    }
     spec.volumes = Some(vols);
     out.extend(site);
     let cron = CronJob {

@@ -41,11 +41,25 @@ fn an_external_database_is_no_workload_and_the_pods_reach_it_at_its_host() {
     "#);
     // The migration waits for the database where it is, and the cache's Service.
     let job = &r.files["base/job-netbox-migrate-4-7-3.yaml"];
-    assert!(job.contains("- wait-for\n        - pg.example.com:5433"), "{job}");
-    assert!(job.contains("- wait-for\n        - netbox-cache:6380"), "{job}");
-    assert!(!r.files.keys().any(|k| k.contains("netbox-database")), "{:?}", r.files.keys());
+    assert!(
+        job.contains("- wait-for\n        - pg.example.com:5433"),
+        "{job}"
+    );
+    assert!(
+        job.contains("- wait-for\n        - netbox-cache:6380"),
+        "{job}"
+    );
+    assert!(
+        !r.files.keys().any(|k| k.contains("netbox-database")),
+        "{:?}",
+        r.files.keys()
+    );
     // Nothing to restore into: the database is not the deployment's.
-    assert!(!r.files.keys().any(|k| k.starts_with("restore")), "{:?}", r.files.keys());
+    assert!(
+        !r.files.keys().any(|k| k.starts_with("restore")),
+        "{:?}",
+        r.files.keys()
+    );
 
     // The pods see where the database is, as a node of their fleet at its host; no
     // pod's site config has `[external]` (a pod's berth runs what it is given).
@@ -81,8 +95,16 @@ fn an_external_database_is_no_workload_and_the_pods_reach_it_at_its_host() {
     "#);
     let web = pod_files(&r, "netbox-web", "10.244.1.7");
     let config = &web["/var/opt/berth/netbox/etc/netbox/configuration.py"];
-    assert_eq!(config.matches("'HOST': 'pg.example.com'").count(), 1, "{config}");
-    assert_eq!(config.matches("'HOST': 'netbox-cache'").count(), 2, "{config}");
+    assert_eq!(
+        config.matches("'HOST': 'pg.example.com'").count(),
+        1,
+        "{config}"
+    );
+    assert_eq!(
+        config.matches("'HOST': 'netbox-cache'").count(),
+        2,
+        "{config}"
+    );
     let cache = pod_files(&r, "netbox-cache", "10.244.2.9");
     let redis = &cache["/var/opt/berth/netbox/etc/redis/redis.conf"];
     assert!(redis.contains("bind 127.0.0.1 10.244.2.9"), "{redis}");
@@ -90,14 +112,35 @@ fn an_external_database_is_no_workload_and_the_pods_reach_it_at_its_host() {
     // The backup CronJob dumps it there, in the database's image (its dump tools),
     // with a site config of its own in which the database service is on.
     let cron = &r.files["base/cronjob-netbox-backup.yaml"];
-    assert!(cron.contains("- --database\n") && cron.contains("- pg.example.com:5433\n"), "{cron}");
-    assert!(cron.contains("image: localhost/netbox-postgresql:4.7.3"), "{cron}");
+    assert!(
+        cron.contains("- --database\n") && cron.contains("- pg.example.com:5433\n"),
+        "{cron}"
+    );
+    assert!(
+        cron.contains("image: localhost/netbox-postgresql:4.7.3"),
+        "{cron}"
+    );
     assert!(cron.contains("name: netbox-backup-site"), "{cron}");
+    // No node's address to give it: its site config names no fleet.
+    assert!(
+        !cron.contains("BERTH_NODE_ADDRESS") && cron.contains("BERTH_CONFIG"),
+        "{cron}"
+    );
     let own = &r.files["base/configmap-netbox-backup-site.yaml"];
-    assert!(own.contains("external_url = \\\"https://netbox.example.com/\\\"") || own.contains("external_url = \"https://netbox.example.com/\""), "{own}");
-    assert!(!own.contains("external]") && !own.contains("roles"), "{own}");
+    assert!(
+        own.contains("external_url = \\\"https://netbox.example.com/\\\"")
+            || own.contains("external_url = \"https://netbox.example.com/\""),
+        "{own}"
+    );
+    assert!(
+        !own.contains("external]") && !own.contains("roles"),
+        "{own}"
+    );
     let kustomization = &r.files["base/kustomization.yaml"];
-    assert!(kustomization.contains("- configmap-netbox-backup-site.yaml"), "{kustomization}");
+    assert!(
+        kustomization.contains("- configmap-netbox-backup-site.yaml"),
+        "{kustomization}"
+    );
 }
 
 /// Both of NetBox's stores at one host: one node of the pods' fleet (a node's address
@@ -113,14 +156,25 @@ fn a_database_and_a_cache_at_one_host_are_one_node() {
         .iter()
         .map(|o| format!("{} {} {}", o.role, o.service, o.address))
         .collect();
-    assert_eq!(outside, ["cache redis 10.0.5.7:6380", "database postgresql 10.0.5.7:5433"]);
+    assert_eq!(
+        outside,
+        [
+            "cache redis 10.0.5.7:6380",
+            "database postgresql 10.0.5.7:5433"
+        ]
+    );
     let web = &r.sites["netbox-web"];
     assert!(
-        web.contains("[fleet.nodes.cache]\naddress = \"10.0.5.7\"\nroles = [\"cache\", \"database\"]\n"),
+        web.contains(
+            "[fleet.nodes.cache]\naddress = \"10.0.5.7\"\nroles = [\"cache\", \"database\"]\n"
+        ),
         "{web}"
     );
     let job = &r.files["base/job-netbox-migrate-4-7-3.yaml"];
-    assert!(job.contains("- 10.0.5.7:5433") && job.contains("- 10.0.5.7:6380"), "{job}");
+    assert!(
+        job.contains("- 10.0.5.7:5433") && job.contains("- 10.0.5.7:6380"),
+        "{job}"
+    );
     let files = pod_files(&r, "netbox-worker", "10.244.3.3");
     let config = &files["/var/opt/berth/netbox/etc/netbox/configuration.py"];
     assert_eq!(config.matches("'HOST': '10.0.5.7'").count(), 3, "{config}");
@@ -136,16 +190,31 @@ fn an_external_role_must_be_one_that_can_run_elsewhere_at_a_host() {
             .to_string()
     };
     let e = refused("databse = \"pg.example.com\"");
-    assert!(e.contains("site.toml:4:1") && e.contains("unknown role `databse` in `[external]`"), "{e}");
+    assert!(
+        e.contains("site.toml:4:1") && e.contains("unknown role `databse` in `[external]`"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `database`?"), "{e}");
     let e = refused("web = \"web.example.com\"");
     assert!(e.contains("role `web` serves `external_url`"), "{e}");
     let e = refused("consensus = \"etcd.example.com\"");
-    assert!(e.contains("role `consensus` runs no service of the app's"), "{e}");
-    assert!(e.contains("roles that can be external: `cache`, `database`"), "{e}");
+    assert!(
+        e.contains("role `consensus` runs no service of the app's"),
+        "{e}"
+    );
+    assert!(
+        e.contains("roles that can be external: `cache`, `database`"),
+        "{e}"
+    );
     let e = refused("database = \"postgres://pg.example.com:5432\"");
-    assert!(e.contains("site.toml:4:12") && e.contains("is not a host name or an IP address"), "{e}");
+    assert!(
+        e.contains("site.toml:4:12") && e.contains("is not a host name or an IP address"),
+        "{e}"
+    );
     assert!(e.contains("the port is the site's setting"), "{e}");
     let e = refused("database = 5432");
-    assert!(e.contains("expected a host name or IP address for `external.database`"), "{e}");
+    assert!(
+        e.contains("expected a host name or IP address for `external.database`"),
+        "{e}"
+    );
 }
