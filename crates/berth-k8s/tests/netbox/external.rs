@@ -108,9 +108,14 @@ fn an_external_database_is_no_workload_and_the_pods_reach_it_at_its_host() {
     let cache = pod_files(&r, "netbox-cache", "10.244.2.9");
     let redis = &cache["/var/opt/berth/netbox/etc/redis/redis.conf"];
     assert!(redis.contains("bind 127.0.0.1 10.244.2.9"), "{redis}");
+}
 
-    // The backup CronJob dumps it there, in the database's image (its dump tools),
-    // with a site config of its own in which the database service is on.
+/// The backup CronJob dumps the database where it is, in the database's image (its
+/// dump tools), with a site config of its own in which the database service is on.
+#[test]
+fn the_backup_cronjob_dumps_an_external_database_where_it_is() {
+    let site = format!("{SITE}\n[external]\ndatabase = \"pg.example.com\"\n");
+    let r = render(&netbox(), "site.toml", &site, &Options::default()).unwrap();
     let cron = &r.files["base/cronjob-netbox-backup.yaml"];
     assert!(
         cron.contains("- --database\n") && cron.contains("- pg.example.com:5433\n"),
