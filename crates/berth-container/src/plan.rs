@@ -160,7 +160,7 @@ pub fn plan(
             payload,
             user: run_as,
             data_dirs,
-            tag: format!("{name}-{}", m.app.version),
+            tag: layout_tag(name, &m.app.version),
             repo_tag: format!("localhost/{}-{name}:{}", m.app.name, m.app.version),
             config,
         });
@@ -259,4 +259,10 @@ fn image_config(
         });
     }
     config
+}
+
+/// The tag of a service's image in the OCI layout `berth image build --out` writes:
+/// `<service>-<version>`.
+pub fn layout_tag(service: &str, version: &str) -> String {
+    format!("{service}-{version}")
 }

@@ -62,9 +62,7 @@ pub fn per_workload(
         // node's address is its own).
         let mut hosts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for o in outside {
-            let host = o.address.rsplit_once(':').map_or("", |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let roles = hosts.entry(host).or_default();
+            let roles = hosts.entry(o.host.as_str()).or_default();
             if !roles.contains(&o.role.as_str()) {
                 roles.push(&o.role);
             }

@@ -133,6 +133,8 @@ pub struct Outside {
     pub role: String,
     /// The service.
     pub service: String,
+    /// The host `[external]` names.
+    pub host: String,
     /// `<host>:<port>`.
     pub address: String,
 }
@@ -371,15 +373,16 @@ fn outside(
                 )));
             };
             // An IPv6 address in brackets, as an address with a port is written.
-            let host = if host.contains(':') {
-                format!("[{host}]")
+            let address = if host.contains(':') {
+                format!("[{host}]:{port}")
             } else {
-                host.clone()
+                format!("{host}:{port}")
             };
             out.push(Outside {
                 role: role.clone(),
                 service: service.clone(),
-                address: format!("{host}:{port}"),
+                host: host.clone(),
+                address,
             });
         }
     }

@@ -133,8 +133,14 @@ fn images_built(dir: &Path, version: &str, images: &[(String, String)]) -> Resul
         .collect();
     let missing: Vec<String> = images
         .iter()
-        .filter(|(_, service)| !tags.contains(&format!("{service}-{version}")))
-        .map(|(reference, service)| format!("`{reference}` (`{service}-{version}`)"))
+        .map(|(reference, service)| {
+            (
+                reference,
+                berth_container::plan::layout_tag(service, version),
+            )
+        })
+        .filter(|(_, tag)| !tags.contains(tag))
+        .map(|(reference, tag)| format!("`{reference}` (`{tag}`)"))
         .collect();
     if missing.is_empty() {
         return Ok(());
