@@ -198,7 +198,13 @@ fn still_answers(address: &str, within: Duration, say: &mut dyn FnMut(&str)) -> 
     let mut said = false;
     loop {
         let answers = address.to_socket_addrs().is_ok_and(|mut addrs| {
-            addrs.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+            // A connection to itself is no answer: with nothing listening on a port
+            // of the ephemeral range, TCP may give it as the local port and connect
+            // the socket to itself.
+            addrs.any(|a| {
+                std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2))
+                    .is_ok_and(|s| s.local_addr().ok() != Some(a))
+            })
         });
         if !answers {
             return Ok(());
@@ -353,6 +359,9 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
 
     /// A Service that still answers refuses the restore, naming it; one that does not
     /// lets it begin.
@@ -365,8 +374,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(&open) && e.contains("still answers"), "{e}");
+        // A port bound and not listening: closed, and no other test can take it.
+        let closed = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&closed),
+            &SockaddrIn::new(127, 0, 0, 1, 0),
+        )
+        .unwrap();
+        let at: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&closed)).unwrap();
         drop(listener);
-        still_answers(&open, Duration::ZERO, &mut |_| {}).unwrap();
+        still_answers(&at.to_string(), Duration::ZERO, &mut |_| {}).unwrap();
     }
 
     /// `--wait` waits for `ready` beside the archive and says how to put it there;
