@@ -264,7 +264,8 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Secrets) {
     files.push(("netbox-backup".to_owned(), objects));
     let files = files
         .into_iter()
-        .map(|(name, objects)| {
+        .map(|(name, mut objects)| {
+            own_config_maps(&mut objects, &name);
             let path = dir.join(format!("play-{name}.yaml"));
             // JSON documents are YAML documents.
             let text: Vec<String> = objects.iter().map(Value::to_string).collect();
@@ -273,6 +274,32 @@ fn play_files(built: &str, dir: &Path) -> (Vec<(String, PathBuf)>, Secrets) {
         })
         .collect();
     (files, secrets)
+}
+
+/// Each played file's ConfigMaps renamed after it (`<name>.<file>`), in its objects and
+/// in its pod's volumes. podman keeps a ConfigMap's files in a volume of the
+/// ConfigMap's name, shared by every pod that mounts it, and a play truncates and
+/// rewrites them in place: a pod played while another reads its site config could
+/// find it empty (seen once: the migration Job read no `[fleet]` as the web pod was
+/// played). A kubelet gives each pod its own copy, swapped in whole.
+fn own_config_maps(objects: &mut [Value], file: &str) {
+    for o in objects.iter_mut() {
+        if o["kind"] == "ConfigMap" {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            o["metadata"]["name"] = json!(format!("{name}.{file}"));
+            continue;
+        }
+        let spec = if o["kind"] == "Pod" {
+            &mut o["spec"]
+        } else {
+            &mut o["spec"]["template"]["spec"]
+        };
+        for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+            if let Some(name) = v["configMap"]["name"].as_str() {
+                v["configMap"]["name"] = json!(format!("{name}.{file}"));
+            }
+        }
+    }
 }
 
 /// `berth k8s render` of NetBox with the site config `site` into `deploy`, for the
@@ -752,6 +779,7 @@ fn restore_file(deploy: &Path, dir: &Path) -> PathBuf {
     for_podman(&mut spec);
     objects.push(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "netbox-restore"}, "spec": spec}));
+    own_config_maps(&mut objects, "netbox-restore");
     let path = dir.join("play-netbox-restore.yaml");
     let text: Vec<String> = objects.iter().map(Value::to_string).collect();
     std::fs::write(&path, text.join("\n---\n")).unwrap();
