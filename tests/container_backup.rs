@@ -3,6 +3,9 @@
 //! volume of its own, and PostgreSQL in another "pod", reached over TCP as the owning
 //! role with its password. The archive must be one a host takes: `berth backup verify`
 //! with the key file checks its signature, metadata, site config, dump and secrets.
+//! Then `berth container restore --database` loads it back into that PostgreSQL as a
+//! deployment whose database is elsewhere (`[external]`) does: over TCP as the owning
+//! role.
 //!
 //! Port 25632 (PostgreSQL).
 
@@ -134,30 +137,7 @@ fn start_postgresql(dir: &Path) -> Server {
     .spawn()
     .unwrap();
     let server = Server(server);
-    let psql = |sql: &str| {
-        as_user(
-            &[
-                &format!("{PG_BIN}/psql"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                sock.to_str().unwrap(),
-                "-p",
-                &PG.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            &[],
-        )
-        .output()
-        .unwrap()
-    };
+    let psql = |sql: &str| superuser_sql(dir, "postgres", sql);
     wait_for("PostgreSQL", std::time::Duration::from_secs(30), || {
         psql("SELECT 1").status.success()
     });
@@ -178,6 +158,35 @@ fn start_postgresql(dir: &Path) -> Server {
         .unwrap();
     ok("fill the table", &table);
     server
+}
+
+/// One SQL statement as the cluster's superuser (through the socket of the cluster
+/// [`start_postgresql`] made in `dir`) against `database`.
+fn superuser_sql(dir: &Path, database: &str, sql: &str) -> Output {
+    as_user(
+        &[
+            &format!("{PG_BIN}/psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            dir.join("sock").to_str().unwrap(),
+            "-p",
+            &PG.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ],
+        &[],
+    )
+    .output()
+    .unwrap()
 }
 
 fn chown_user(path: &Path) {
@@ -235,12 +244,14 @@ fn a_pods_backup_is_one_a_host_takes() {
 
     std::fs::create_dir(t.join("manifest")).unwrap();
     std::fs::write(t.join("manifest/berth.toml"), MANIFEST).unwrap();
-    // The data directory is a volume of its own, as in the pod.
+    // The data directory on a volume of its own, as in the pod (a restore unpacks
+    // beside it, on the same volume).
     let files = t.join("prefix/data/files");
-    let Some(_volume) = Tmpfs::mount(&files, "4m") else {
+    let Some(_volume) = Tmpfs::mount(&t.join("prefix/data"), "8m") else {
         eprintln!("skipped: no tmpfs can be mounted here");
         return;
     };
+    std::fs::create_dir(&files).unwrap();
     std::fs::write(files.join("upload.txt"), "kept\n").unwrap();
     let secrets = t.join("secrets");
     std::fs::create_dir(&secrets).unwrap();
@@ -328,4 +339,99 @@ fn a_pods_backup_is_one_a_host_takes() {
         "{stderr}"
     );
     assert_eq!(names_in(&t.join("backups")), archives);
+
+    std::fs::write(secrets.join("db_password"), format!("{PASSWORD}\n")).unwrap();
+    restore_elsewhere(t, &secrets, &path);
+}
+
+/// `berth container restore --database` as the pod's user; its output.
+fn restore(t: &Path, secrets: &Path, archive: &Path) -> Output {
+    let berth = berth_bin();
+    as_user(
+        &[
+            berth.to_str().unwrap(),
+            "--prefix",
+            t.join("prefix").to_str().unwrap(),
+            "--manifest",
+            t.join("manifest").to_str().unwrap(),
+            "container",
+            "restore",
+            archive.to_str().unwrap(),
+            "--key",
+            t.join("key").to_str().unwrap(),
+            "--database",
+            &format!("127.0.0.1:{PG}"),
+        ],
+        &[("BERTH_SECRETS_DIR", secrets.to_str().unwrap())],
+    )
+    .output()
+    .unwrap()
+}
+
+/// The archive restored into the database elsewhere: refused, changing nothing, while
+/// the owning role may not create databases (with the statement that allows it);
+/// then the table and the data directory are as they were backed up, and nothing of
+/// the restore is left (no other database, no dump beside the archive).
+fn restore_elsewhere(t: &Path, secrets: &Path, archive: &Path) {
+    let sql =
+        |database: &str, statement: &str| ok(statement, &superuser_sql(t, database, statement));
+    // The restore claim, a volume of its own: the archive, and the dump beside it.
+    let claim = t.join("restore");
+    let _volume = Tmpfs::mount(&claim, "16m").expect("a tmpfs, as the data directory got");
+    chown_user(&claim);
+    let copy = claim.join("archive");
+    std::fs::copy(archive, &copy).unwrap();
+    chown_user(&copy);
+    // What changed since the backup.
+    sql(
+        "app",
+        "DELETE FROM t WHERE id > 50; CREATE TABLE extra (x int)",
+    );
+    let upload = t.join("prefix/data/files/upload.txt");
+    std::fs::write(&upload, "changed\n").unwrap();
+
+    let out = restore(t, secrets, &copy);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("may not create databases")
+            && stderr.contains(r#"ALTER ROLE "app" CREATEDB"#),
+        "{stderr}"
+    );
+    assert_eq!(sql("app", "SELECT count(*) FROM t").trim(), "50");
+    assert_eq!(std::fs::read_to_string(&upload).unwrap(), "changed\n");
+    assert_eq!(names_in(&t.join("prefix/data/files")), ["upload.txt"]);
+
+    sql("postgres", "ALTER ROLE app CREATEDB");
+    let out = restore(t, secrets, &copy);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(PASSWORD),
+        "the password was shown: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "The database is at 127.0.0.1:{PG}, restored as its owner `app`"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("database `app`"), "{stderr}");
+    assert_eq!(sql("app", "SELECT count(*) FROM t").trim(), "100");
+    assert_eq!(
+        sql(
+            "app",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'extra'"
+        )
+        .trim(),
+        "0"
+    );
+    // Owned by the app's role, and the only database of the app.
+    assert_eq!(
+        sql("postgres", "SELECT string_agg(datname || ':' || pg_get_userbyid(datdba), ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'app%'").trim(),
+        "app:app"
+    );
+    assert_eq!(std::fs::read_to_string(&upload).unwrap(), "kept\n");
+    assert_eq!(names_in(&t.join("prefix/data/files")), ["upload.txt"]);
+    assert_eq!(names_in(&claim), ["archive"]);
 }

@@ -195,11 +195,16 @@ fn a_database_elsewhere_changes_the_objects_and_the_files_that_went_are_removed(
     for gone in [
         "base/statefulset-netbox-database.yaml",
         "base/service-netbox-database.yaml",
-        "restore-base/job-netbox-restore.yaml",
-        "restore/production/kustomization.yaml",
+        "base/configmap-netbox-database-site.yaml",
+        "restore/production/stop-netbox-database.yaml",
     ] {
         assert!(removed.iter().any(|r| r == gone), "{gone} not in {removed:?}");
         assert!(!out.join(gone).exists(), "{gone}");
+    }
+    // Written again: the restore loads the database where it is.
+    for kept in ["restore-base/job-netbox-restore.yaml", "restore/production/kustomization.yaml"] {
+        assert!(!removed.iter().any(|r| r == kept), "{kept} in {removed:?}");
+        assert!(out.join(kept).exists(), "{kept}");
     }
     assert!(out.join("base/notes.yaml").exists(), "a file no render wrote was removed");
     assert!(out.join("base/secrets/db_password").exists());
@@ -228,10 +233,34 @@ fn a_database_elsewhere_changes_the_objects_and_the_files_that_went_are_removed(
     assert!(text.contains("name: netbox-backup-site"), "{text}");
     let file = dir.path().join("production.yaml");
     std::fs::write(&file, &text).unwrap();
+    let restore = restore_of_production(&out);
+    let restore_file = dir.path().join("restore.yaml");
+    std::fs::write(&restore_file, &restore).unwrap();
     for v in VERSIONS {
-        let (ok, said) = validate(v, std::slice::from_ref(&file));
+        let (ok, said) = validate(v, &[file.clone(), restore_file.clone()]);
         assert!(ok, "Kubernetes {v}: {said}");
     }
+}
+
+/// The restore overlay of the deployment at `out` whose database is elsewhere, built:
+/// every workload stopped, the Job (with the backup's site config, from the base)
+/// loading the database where it is.
+fn restore_of_production(out: &Path) -> String {
+    let built = Command::new("kubectl").arg("kustomize").arg(out.join("restore/production")).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let text = String::from_utf8_lossy(&built.stdout).into_owned();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let job = docs
+        .iter()
+        .find(|d| d["kind"] == "Job" && d["metadata"]["name"] == "netbox-restore")
+        .expect("the restore Job");
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(args.windows(2).any(|w| w[0] == "--database" && w[1] == "pg.example.com:5433"), "{args:?}");
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet") {
+        assert_eq!(d["spec"]["replicas"], 0, "{d}");
+    }
+    assert!(docs.iter().any(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "netbox-backup-site"), "{text}");
+    text
 }
 
 #[test]

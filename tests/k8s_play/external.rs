@@ -5,7 +5,9 @@
 //! backup (the backup CronJob's archive); the deployment rendered again with `[external] database` over the same tree. The
 //! database's workload is gone, Redis has pods of its own, the migration Job waits for
 //! the external server, NetBox serves the same objects with the same token, what it
-//! writes lands in the external database, and the backup CronJob dumps it there.
+//! writes lands in the external database, and the backup CronJob dumps it there; its
+//! archive, restored by the restore Job over the network, brings back what was
+//! removed since.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -203,6 +205,8 @@ pub(super) fn the_database_moves_out_of_the_cluster(
         &format!("CREATE ROLE netbox LOGIN PASSWORD '{password}'"),
     );
     server.psql("postgres", "CREATE DATABASE netbox OWNER netbox");
+    // A restore makes a database and swaps it in by renaming.
+    server.psql("postgres", "ALTER ROLE netbox CREATEDB");
     let port = PG_PORT.to_string();
     let out = server.in_ns(
         &[
@@ -323,7 +327,13 @@ pub(super) fn the_database_moves_out_of_the_cluster(
 
     // The backup CronJob's job dumps the database where it is.
     let claim = mountpoint(podman, "netbox-backups");
-    let before = std::fs::read_dir(&claim).unwrap().count();
+    let names_in = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = names_in(&claim);
     podman.ok(&[
         "kube",
         "play",
@@ -336,14 +346,62 @@ pub(super) fn the_database_moves_out_of_the_cluster(
     assert_eq!(code, 0, "{said}");
     assert!(said.contains(&format!("from {HOST}:{PG_PORT}")), "{said}");
     podman.ok(&["kube", "down", ext[5].1.to_str().unwrap()]);
-    let after: Vec<String> = std::fs::read_dir(&claim)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(after.len(), before + 1, "{after:?}");
+    let after = names_in(&claim);
+    let new: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+    let [newest] = new.as_slice() else {
+        panic!("not one new archive: {before:?} then {after:?}");
+    };
 
     for i in [3, 2, 1, 4] {
         podman.ok(&["kube", "down", ext[i].1.to_str().unwrap()]);
     }
+    ports_free(ns, &[PORT, super::WEB_PORT, super::REDIS_PORT]);
+
+    // What was written since goes; the restore Job loads the archive into the
+    // database where it is, as its owner, and it is back.
+    server.psql(
+        "netbox",
+        "DELETE FROM tenancy_tenant WHERE slug = 'outside-tenant'",
+    );
+    let at = mountpoint(podman, "netbox-restore");
+    for name in ["archive", "ready"] {
+        let _ = std::fs::remove_file(at.join(name));
+    }
+    std::fs::copy(claim.join(newest), at.join("archive")).unwrap();
+    std::fs::copy(deploy.join("base/secrets/backup-key"), at.join("key")).unwrap();
+    std::fs::write(at.join("ready"), "").unwrap();
+    for name in ["archive", "key", "ready"] {
+        nix::unistd::chown(&at.join(name), Some(10001.into()), Some(10001.into())).unwrap();
+    }
+    let restore = super::restore_file(deploy, &dir);
+    let started = Instant::now();
+    podman.ok(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        restore.to_str().unwrap(),
+    ]);
+    let code = exit_code(podman, "netbox-restore-restore", Duration::from_mins(10));
+    let said = logs(podman, "netbox-restore-restore");
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains(&format!(
+            "The database is at {HOST}:{PG_PORT}, restored as its owner `netbox`"
+        )) && said.contains("database `netbox`"),
+        "{said}"
+    );
+    eprintln!(
+        "the restore Job's pod, loading the external database: {:?}",
+        started.elapsed()
+    );
+    podman.ok(&["kube", "down", restore.to_str().unwrap()]);
+    let names = server.psql("netbox", "SELECT name FROM tenancy_tenant ORDER BY name");
+    assert!(names.lines().any(|l| l == "Outside Tenant"), "{names}");
+    let databases = server.psql(
+        "postgres",
+        "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'netbox%'",
+    );
+    assert_eq!(databases.trim(), "netbox");
     drop(server);
 }

@@ -188,6 +188,31 @@ pub fn exists(db: &Database<'_>, name: &str) -> Result<bool> {
     Ok(out == "1")
 }
 
+/// Refuses a restore over the network as a role that cannot create databases: the
+/// dump is loaded into a new database that is then swapped in by renaming, which only
+/// a role allowed to create databases may do (it must own the app's database, too).
+pub fn check_can_create(db: &Database<'_>) -> Result<()> {
+    let out = sql(
+        db,
+        "postgres",
+        "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+    )?;
+    if out == "t" {
+        return Ok(());
+    }
+    Err(BackupError::Cannot {
+        what: format!(
+            "the role `{}` may not create databases: a restore loads the dump into a new database and swaps it in by renaming",
+            db.owner
+        ),
+        hint: format!(
+            "as the database server's administrator, run `ALTER ROLE {} CREATEDB` (the role must own the database `{}`, too); nothing was changed",
+            ident(&db.owner),
+            db.name
+        ),
+    })
+}
+
 /// Sets every value of each column (`table.column`, or `schema.table.column`) that is
 /// not null to the time `epoch`: what a seed does to the times its build ran at, so
 /// two builds dump the same data. Names are quoted as they are given (lower case, as

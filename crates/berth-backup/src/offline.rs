@@ -8,6 +8,10 @@
 //!
 //! The archive's site config and secrets stay in it: the deployment's own (its
 //! ConfigMaps and Secret) are what it runs with.
+//!
+//! A database elsewhere (a managed PostgreSQL, `[external]`) is restored the same way
+//! over the network, as its owning role: the incoming database made and swapped in by
+//! that role, which must be allowed to create databases.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +33,26 @@ pub trait Site {
     /// # Errors
     /// It could not be run, or failed.
     fn run_hook(&mut self, hook: &str) -> Result<()>;
+}
+
+/// The server the dump is loaded into.
+pub enum Server<'a> {
+    /// The database service, started here by the site for the time of the restore,
+    /// after the hooks `restore_after` names.
+    Here(&'a mut dyn Site),
+    /// A server elsewhere, reached over the network as the owning role. Its
+    /// administrator made the role and the database: no hook runs.
+    Elsewhere(database::Network<'a>),
+}
+
+impl<'a> Server<'a> {
+    /// How the tools reach it: over the network, or through the local socket.
+    fn network(&self) -> Option<database::Network<'a>> {
+        match self {
+            Self::Here(_) => None,
+            Self::Elsewhere(net) => Some(*net),
+        }
+    }
 }
 
 /// What was restored.
@@ -159,7 +183,7 @@ fn load_database(
     dump: &str,
     scratch: &Path,
     committed: bool,
-    site: &mut dyn Site,
+    server: &mut Server<'_>,
     progress: &dyn Progress,
 ) -> Result<Box<dyn std::any::Any>> {
     progress.begin("Unpacking the database dump");
@@ -174,10 +198,17 @@ fn load_database(
         &scratch.join(dump).join("toc.dat"),
         &scratch.join("toc-check"),
     )?;
-    let server = site.start_database(&db.service)?;
-    for hook in &db.restore_after {
-        site.run_hook(hook)?;
-    }
+    let running = match server {
+        Server::Here(site) => {
+            let running = site.start_database(&db.service)?;
+            for hook in &db.restore_after {
+                site.run_hook(hook)?;
+            }
+            running
+        }
+        // Checked before anything was unpacked.
+        Server::Elsewhere(_) => Box::new(()),
+    };
     // An interrupted attempt that swapped its database in: the one from before comes
     // back first, unless that attempt had committed.
     if database::exists(db, &database::previous_name(db.plan))? {
@@ -190,12 +221,31 @@ fn load_database(
     progress.begin(&format!("Restoring database `{}`", db.name));
     database::restore_into_incoming(db, &scratch.join(dump), 2)?;
     progress.end("");
-    Ok(server)
+    Ok(running)
+}
+
+/// Says where the database is, and refuses (before anything is unpacked) a role that
+/// cannot make the incoming database.
+fn check_elsewhere(
+    plan: &berth_render::DatabasePlan,
+    children: &berth_host::children::ChildRecords,
+    net: database::Network<'_>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    progress.note(&format!(
+        "The database is at {}:{}, restored as its owner `{}`",
+        net.host, net.port, plan.owner
+    ));
+    database::check_can_create(&Database {
+        plan,
+        children,
+        network: Some(net),
+    })
 }
 
 /// Restores `archive` (signed by the key in `key`) into the instance `inst`, whose
 /// services are stopped; `scratch` is a directory for the dump, on a volume with
-/// room for it.
+/// room for it; the dump is loaded into `server`.
 ///
 /// # Errors
 /// The archive is not authentic, not of this app and version, or crafted; a data
@@ -205,7 +255,7 @@ pub fn restore(
     archive: &Path,
     key: &Path,
     scratch: &Path,
-    site: &mut dyn Site,
+    mut server: Server<'_>,
     progress: &dyn Progress,
 ) -> Result<OfflineReport> {
     let key_text = crate::trust::read_key_file(key)?;
@@ -228,6 +278,11 @@ pub fn restore(
             facts.privileged_entries.join(", ")
         ));
     }
+    let db = crate::restore::db_plan(inst)?;
+    let children = inst.children();
+    if let (Server::Elsewhere(net), Some(plan), Some(_)) = (&server, &db, &facts.dump_path) {
+        check_elsewhere(plan, &children, *net, progress)?;
+    }
     let declared = crate::trust::declared_dirs(inst);
     // Whatever an interrupted attempt left, of every directory it could have touched:
     // put back, unless it had committed (then only what it kept from before goes).
@@ -238,19 +293,25 @@ pub fn restore(
         undo_files(inst, &declared)?;
     }
     fresh_dir(scratch)?;
-    let db = crate::restore::db_plan(inst)?;
-    let children = inst.children();
-
     let dirs = unpack_dirs(inst, &opened, &facts.data_dirs, progress)?;
-    let (loaded, server) = match (&facts.dump_path, &db) {
+    let network = server.network();
+    let reach = |plan| Database {
+        plan,
+        children: &children,
+        network,
+    };
+    let (loaded, running) = match (&facts.dump_path, &db) {
         (Some(dump), Some(plan)) => {
-            let db = Database {
-                plan,
-                children: &children,
-                network: None,
-            };
-            let server = load_database(&db, &opened, dump, scratch, committed, site, progress)?;
-            (Some(plan.name.clone()), Some(server))
+            let running = load_database(
+                &reach(plan),
+                &opened,
+                dump,
+                scratch,
+                committed,
+                &mut server,
+                progress,
+            )?;
+            (Some(plan.name.clone()), Some(running))
         }
         _ => (None, None),
     };
@@ -266,22 +327,14 @@ pub fn restore(
             rename(&staging_of(&live).join("data").join(d), &live)?;
         }
         if let (Some(_), Some(plan)) = (&loaded, &db) {
-            database::swap_in(&Database {
-                plan,
-                children: &children,
-                network: None,
-            })?;
+            database::swap_in(&reach(plan))?;
         }
         Ok(())
     })();
     if let Err(e) = swapped {
         let _ = undo_files(inst, &dirs);
         if let (Some(_), Some(plan)) = (&loaded, &db) {
-            let _ = database::swap_back(&Database {
-                plan,
-                children: &children,
-                network: None,
-            });
+            let _ = database::swap_back(&reach(plan));
         }
         return Err(e);
     }
@@ -289,13 +342,9 @@ pub fn restore(
     // what was kept from before goes.
     berth_host::fsutil::write_atomic(&scratch.join(COMMITTED), b"", 0o600, None)?;
     if let (Some(_), Some(plan)) = (&loaded, &db) {
-        database::drop_previous(&Database {
-            plan,
-            children: &children,
-            network: None,
-        })?;
+        database::drop_previous(&reach(plan))?;
     }
-    drop(server);
+    drop(running);
     forget_previous(inst, &dirs)?;
     remove(scratch)?;
     progress.end("");

@@ -990,7 +990,8 @@ pub enum ContainerCommand {
     /// Restore a backup into this deployment's volumes (a restore Job's pod, while the
     /// pods that use them are stopped): the archive's signature checked with the key
     /// file, each data directory swapped in, the dump loaded by the database service
-    /// run here for the time of the restore; what was there is put back on failure.
+    /// run here for the time of the restore (or by the server `--database` names);
+    /// what was there is put back on failure.
     Restore {
         /// The archive (`berth backup create` on a host, or in another deployment).
         archive: PathBuf,
@@ -1005,6 +1006,12 @@ pub enum ContainerCommand {
         /// that use the volumes); repeat for more.
         #[arg(long = "not-while", value_name = "HOST:PORT")]
         not_while: Vec<String>,
+        /// The database is elsewhere (`[external]`), at HOST:PORT: the dump is loaded
+        /// there over the network as the owning role (which must be allowed to create
+        /// databases), with its password from the app's secrets; waited for up to 5
+        /// minutes.
+        #[arg(long, value_name = "HOST:PORT")]
+        database: Option<String>,
     },
     /// Back up this deployment (the backup CronJob's pod, in the database service's
     /// image): the database dumped over the network, the data directories read from

@@ -15,11 +15,12 @@ use berth_backup::BackupError;
 use berth_backup::backup::{Contents, Dump, SiteConfig};
 use berth_lifecycle::Instance;
 
+use crate::remote::{Scratch, check_manifest, password_when_up, split_address};
 use crate::start::{self, Options};
 use crate::{ContainerError, Result};
 
-/// How long the database's Service may take to accept connections.
-const STARTING: Duration = Duration::from_mins(5);
+/// What a failed backup leaves.
+const NOTHING: &str = "nothing was backed up";
 
 /// `berth container backup --to DIR --key FILE --database HOST:PORT`: an archive of the
 /// instance written into `to` (an existing directory), signed with the signing key in
@@ -77,7 +78,7 @@ pub fn backup(
                     .to_owned(),
             )
         })?;
-        let Some(password) = password_when_up(opts, secret, database, say)? else {
+        let Some(password) = password_when_up(opts, secret, database, NOTHING, say)? else {
             return Ok(crate::init::STOPPED);
         };
         dump = Some(dump_over_network(
@@ -86,7 +87,7 @@ pub fn backup(
             &password,
             database,
             policy.jobs,
-            &private.0,
+            &private,
             &scratch.0,
             say,
         )?);
@@ -160,31 +161,6 @@ fn on_volumes(dirs: &[(String, PathBuf)]) -> Result<()> {
     Ok(())
 }
 
-/// The owner's password from the secret `secret`, once the database at `address`
-/// takes connections (5 minutes at most); `None` when stopped meanwhile.
-fn password_when_up(
-    opts: &Options,
-    secret: &str,
-    address: &str,
-    say: &mut dyn FnMut(&str),
-) -> Result<Option<String>> {
-    let password = start::read_secret(&opts.secrets_dir.join(secret))?.ok_or_else(|| {
-        ContainerError::Invalid(format!(
-            "the secret `{secret}` (the database owner's password) is not in {}: mount the \
-             app's Secret there, or point BERTH_SECRETS_DIR at it",
-            opts.secrets_dir.display()
-        ))
-    })?;
-    match crate::wait_for(address, STARTING, say) {
-        0 => Ok(Some(password)),
-        crate::init::STOPPED => Ok(None),
-        _ => Err(ContainerError::Invalid(format!(
-            "the database at {address} did not answer within {}s: nothing was backed up",
-            STARTING.as_secs()
-        ))),
-    }
-}
-
 /// The app's enabled components, all of them: in a pod of one role the instance's
 /// own are narrowed to that role's.
 fn app_components(inst: &Instance) -> &std::collections::BTreeSet<String> {
@@ -210,13 +186,11 @@ fn dump_over_network<'a>(
     password: &str,
     address: &str,
     jobs: u32,
-    private: &Path,
+    private: &Scratch,
     scratch: &'a Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<Dump<'a>> {
-    let passfile = private.join("pgpass");
-    let text = berth_backup::database::passfile_text(&db.owner, password);
-    berth_host::fsutil::write_new(&passfile, text.as_bytes(), 0o600, None)?;
+    let passfile = crate::remote::passfile(private, &db.owner, password)?;
     let (host, port) = split_address(address)?;
     let children = inst.children();
     let remote = berth_backup::database::Database {
@@ -350,50 +324,6 @@ fn read_keys(path: &Path) -> Result<(SigningKey, Option<String>)> {
     Ok((signing, file.identity.map(|i| i.recipient().to_owned())))
 }
 
-/// What the manifest backs up, checked: the name of the secret holding the database
-/// owner's password, when there is a database.
-fn check_manifest(m: &berth_model::Manifest) -> Result<Option<String>> {
-    let Some(b) = m
-        .backup
-        .as_ref()
-        .filter(|b| !b.data_dirs.is_empty() || b.database.is_some())
-    else {
-        return Err(ContainerError::Invalid(format!(
-            "the manifest of {} backs up nothing (no `[backup]` data_dirs or database): there \
-             is nothing to back up",
-            m.app.name
-        )));
-    };
-    match &b.database {
-        None => Ok(None),
-        Some(db) => db.password.clone().map(Some).ok_or_else(|| {
-            ContainerError::Invalid(format!(
-                "the manifest's `[backup.database]` has no `password`: a dump over the network \
-                 needs the secret holding the password of `{}`; add `password = \"SECRET\"` \
-                 naming it",
-                db.owner
-            ))
-        }),
-    }
-}
-
-/// `HOST:PORT` (or `[V6]:PORT`) as libpq takes them.
-fn split_address(address: &str) -> Result<(String, String)> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        .ok_or_else(|| {
-            ContainerError::Invalid(format!(
-                "--database {address}: not HOST:PORT (the database's Service and port)"
-            ))
-        })?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    Ok((host.to_owned(), port.to_owned()))
-}
-
 /// The site config a host restoring the archive gets: the pod's, without the `roles`
 /// and `[fleet]` that `berth k8s render` adds to each pod's copy (the administrator's
 /// config cannot have them).
@@ -453,36 +383,10 @@ fn copy_secrets(inst: &Instance, from: &Path, to: &Path) -> Result<Vec<String>> 
     Ok(missing)
 }
 
-/// A private directory (mode 0700) of this backup, made anew under `parent` and removed
-/// with everything in it when dropped, whether the backup succeeded or not.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(parent: &Path, label: &str) -> Result<Self> {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        // Random, so two pods' backups sharing a claim never meet.
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let name = format!("{label}-{}-{random:016x}", std::process::id());
-        berth_host::beneath::SafeDir::open_trusted(parent)?.create_dir(
-            Path::new(&name),
-            0o700,
-            None,
-        )?;
-        Ok(Self(parent.join(name)))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = berth_host::beneath::remove_tree_at(&self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::{check_manifest, split_address};
 
     /// What an interrupted backup left goes once it is old; a running backup's, and
     /// everything else, stays.

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod build;
 pub mod init;
 pub mod plan;
+mod remote;
 pub mod restore;
 pub mod settings;
 pub mod start;

@@ -22,21 +22,23 @@ const STOPPING: Duration = Duration::from_mins(5);
 /// How long the database service may take to become ready.
 const STARTING: Duration = Duration::from_mins(5);
 
-/// `berth container restore ARCHIVE --key FILE [--wait] [--not-while HOST:PORT]…`:
-/// with `wait`, first until a file `ready` is beside the archive; refused while any
-/// address `not_while` names still answers (the pods that use the volumes must be
-/// stopped); then the archive restored as [`berth_backup::offline::restore`]
-/// does, with the database service of the manifest's `[backup.database]` run here.
-/// Returns the exit status.
+/// `berth container restore ARCHIVE --key FILE [--wait] [--not-while HOST:PORT]…
+/// [--database HOST:PORT]`: with `wait`, first until a file `ready` is beside the
+/// archive; refused while any address `not_while` names still answers (the pods that
+/// use the volumes must be stopped); then the archive restored as
+/// [`berth_backup::offline::restore`] does, the dump loaded by the database service
+/// of the manifest's `[backup.database]` run here, or with `database`, by the server
+/// at that address (elsewhere: `[external]`) as the owning role. Returns the exit
+/// status.
 ///
 /// # Errors
 /// As [`start::prepare`]; the restore failed (what was there is put back).
 pub fn restore(
     opts: &Options,
-    archive: &Path,
-    key: &Path,
+    (archive, key): (&Path, &Path),
     wait: bool,
     not_while: &[String],
+    database: Option<&str>,
     say: &mut dyn FnMut(&str),
 ) -> Result<u8> {
     if wait && !wait_for_files(archive, key, WAITING, say)? {
@@ -45,6 +47,43 @@ pub fn restore(
     for address in not_while {
         still_answers(address, STOPPING, say)?;
     }
+    let said = std::cell::RefCell::new(say);
+    let progress = Said(&said);
+    let report = match database {
+        None => here(opts, (archive, key), &said, &progress)?,
+        Some(address) => match elsewhere(opts, (archive, key), address, &said, &progress)? {
+            Some(report) => report,
+            None => return Ok(crate::init::STOPPED),
+        },
+    };
+    (said.borrow_mut())(&format!(
+        "berth: restored {} {} (backup of {}): {}{}",
+        report.app,
+        report.app_version,
+        report.created,
+        if report.data_dirs.is_empty() {
+            "no data directory".to_owned()
+        } else {
+            report.data_dirs.join(", ")
+        },
+        report
+            .database
+            .map(|d| format!(", database `{d}`"))
+            .unwrap_or_default()
+    ));
+    Ok(0)
+}
+
+/// A message callback shared by the restore and its progress.
+type Say<'a> = std::cell::RefCell<&'a mut dyn FnMut(&str)>;
+
+/// The restore with the database service run in this container.
+fn here(
+    opts: &Options,
+    (archive, key): (&Path, &Path),
+    said: &Say<'_>,
+    progress: &Said<'_, '_>,
+) -> Result<berth_backup::offline::OfflineReport> {
     let opened = start::open(opts)?;
     let manifest = &opened.manifest.manifest;
     let service = manifest
@@ -68,51 +107,104 @@ pub fn restore(
             || prepared.instance.paths.tmp(),
             |d| prepared.instance.paths.data_dir(d.path()),
         )
-        .join(".berth-restore-dump");
-    let declared = manifest_dirs(&prepared);
+        .join(SCRATCH);
+    let declared = manifest_dirs(&prepared.instance);
     for dir in declared.iter().chain([&scratch]) {
         on_a_volume(dir, RESTORE_ON_ROOT)?;
     }
-    let said = std::cell::RefCell::new(say);
-    let progress = Said(&said);
     let mut site = Here {
         opts,
         prepared: &prepared,
-        say: &said,
+        say: said,
     };
-    let report = berth_backup::offline::restore(
+    berth_backup::offline::restore(
         &prepared.instance,
         archive,
         key,
         &scratch,
-        &mut site,
-        &progress,
+        berth_backup::offline::Server::Here(&mut site),
+        progress,
     )
-    .map_err(|e| {
-        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-        ContainerError::Invalid(format!("the restore failed: {e}{hint}"))
-    })?;
-    (said.borrow_mut())(&format!(
-        "berth: restored {} {} (backup of {}): {}{}",
-        report.app,
-        report.app_version,
-        report.created,
-        if report.data_dirs.is_empty() {
-            "no data directory".to_owned()
-        } else {
-            report.data_dirs.join(", ")
-        },
-        report
-            .database
-            .map(|d| format!(", database `{d}`"))
-            .unwrap_or_default()
-    ));
-    Ok(0)
+    .map_err(restore_failed)
+}
+
+/// The restore with the database at `address`, reached over the network as the
+/// owning role with its password (the app's secret); `None` when stopped while
+/// waiting for it.
+fn elsewhere(
+    opts: &Options,
+    (archive, key): (&Path, &Path),
+    address: &str,
+    said: &Say<'_>,
+    progress: &Said<'_, '_>,
+) -> Result<Option<berth_backup::offline::OfflineReport>> {
+    let (host, port) = crate::remote::split_address(address)?;
+    let inst = start::open(opts)?;
+    let Some(secret) = crate::remote::check_manifest(&inst.manifest.manifest)? else {
+        return Err(ContainerError::Invalid(format!(
+            "--database {address}: the manifest of {} backs up no database",
+            inst.manifest.manifest.app.name
+        )));
+    };
+    let Some(password) = crate::remote::password_when_up(
+        opts,
+        &secret,
+        address,
+        "nothing was restored",
+        *said.borrow_mut(),
+    )?
+    else {
+        return Ok(None);
+    };
+    // The dump goes beside the archive, on the restore's own volume: no volume of the
+    // database is here.
+    let scratch = archive
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(SCRATCH);
+    for dir in manifest_dirs(&inst).iter().chain([&scratch]) {
+        on_a_volume(dir, RESTORE_ON_ROOT)?;
+    }
+    // The password stays off the volumes, in a file only this user reads.
+    let private = crate::remote::Scratch::new(&std::env::temp_dir(), "berth-restore")?;
+    let owner = inst
+        .manifest
+        .manifest
+        .backup
+        .as_ref()
+        .and_then(|b| b.database.as_ref())
+        .map(|d| d.owner.clone())
+        .unwrap_or_default();
+    let passfile = crate::remote::passfile(&private, &owner, &password)?;
+    let report = berth_backup::offline::restore(
+        &inst,
+        archive,
+        key,
+        &scratch,
+        berth_backup::offline::Server::Elsewhere(berth_backup::database::Network {
+            host: &host,
+            port: &port,
+            passfile: &passfile,
+        }),
+        progress,
+    )
+    .map_err(restore_failed)?;
+    drop(private);
+    Ok(Some(report))
+}
+
+/// Where the dump is unpacked, on a volume: the same place every attempt, so one
+/// after an interruption finds what the last left.
+const SCRATCH: &str = ".berth-restore-dump";
+
+#[allow(clippy::needless_pass_by_value)] // taken as `map_err` hands it over
+fn restore_failed(e: berth_backup::BackupError) -> ContainerError {
+    let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+    ContainerError::Invalid(format!("the restore failed: {e}{hint}"))
 }
 
 /// Where the data directories the manifest backs up are.
-fn manifest_dirs(prepared: &Prepared) -> Vec<std::path::PathBuf> {
-    let inst = &prepared.instance;
+fn manifest_dirs(inst: &berth_lifecycle::Instance) -> Vec<std::path::PathBuf> {
     inst.manifest
         .manifest
         .backup
@@ -228,7 +320,7 @@ fn still_answers(address: &str, within: Duration, say: &mut dyn FnMut(&str)) -> 
 }
 
 /// The restore's progress, as lines on standard error.
-struct Said<'a, 'b>(&'a std::cell::RefCell<&'b mut dyn FnMut(&str)>);
+struct Said<'a, 'b>(&'a Say<'b>);
 
 impl Progress for Said<'_, '_> {
     fn begin(&self, step: &str) {
@@ -248,7 +340,7 @@ impl Progress for Said<'_, '_> {
 struct Here<'a, 'b, 'c> {
     opts: &'a Options,
     prepared: &'a Prepared,
-    say: &'b std::cell::RefCell<&'c mut dyn FnMut(&str)>,
+    say: &'b Say<'c>,
 }
 
 fn cannot(what: String) -> BackupError {

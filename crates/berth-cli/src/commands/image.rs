@@ -193,12 +193,13 @@ pub fn container(loc: &Locate, command: ContainerCommand) -> Result<ExitCode> {
             key,
             wait,
             not_while,
+            database,
         } => Ok(ExitCode::from(berth_container::restore::restore(
             &opts,
-            &archive,
-            &key,
+            (&archive, &key),
             wait,
             &not_while,
+            database.as_deref(),
             &mut |m| eprintln!("{m}"),
         )?)),
         ContainerCommand::Backup { to, key, database } => Ok(ExitCode::from(

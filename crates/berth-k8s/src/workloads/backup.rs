@@ -11,7 +11,9 @@ use berth_render::{BackupPolicy, Schedule};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, SecretVolumeSource, Volume};
 
-use super::restore::{claim_volume, home, job_spec, sized_like_home, volumes_and_mounts};
+use super::restore::{
+    claim_volume, elsewhere, home, job_spec, sized_like_database, volumes_and_mounts,
+};
 use super::{Context, Workload, labels, meta, one_off_container, pod, site_config_volume, to_yaml};
 use crate::K8sError;
 
@@ -45,7 +47,9 @@ pub fn objects(
     (policy, asked): (&BackupPolicy, bool),
 ) -> Result<BTreeMap<String, String>, K8sError> {
     let mut out = BTreeMap::new();
-    let Some((home, service)) = home(m, plan).or_else(|| elsewhere(m, plan, ctx)) else {
+    let Some((home, service)) =
+        home(m, plan).or_else(|| elsewhere(m, plan, ctx).map(|(w, s, _)| (w, s)))
+    else {
         return Ok(out);
     };
     let (app, version) = (&m.app.name, &m.app.version);
@@ -89,13 +93,7 @@ pub fn objects(
         mounted,
     )];
     if site.is_some() {
-        // Its own site config is the whole app's, no node of a fleet: the pod's
-        // address has nothing to replace in it.
-        for c in &mut spec.containers {
-            if let Some(env) = &mut c.env {
-                env.retain(|e| e.name != berth_container::settings::NODE_ADDRESS);
-            }
-        }
+        no_node_address(&mut spec);
     }
     spec.volumes = Some(vols);
     out.extend(site);
@@ -117,36 +115,19 @@ pub fn objects(
     };
     out.insert(format!("cronjob-{app}-backup.yaml"), to_yaml(&cron)?);
     // Room for a few archives, each a compressed dump and the files.
-    let pvc = sized_like_home(m, home, (&claim, "backup"), ctx)?;
+    let pvc = sized_like_database(m, (home, &service), (&claim, "backup"), ctx)?;
     out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
     Ok(out)
 }
 
-/// With the database elsewhere (`[external]`): the pod is made from the first
-/// workload with data (else the first), still in the database service's image, which
-/// has its dump tools.
-fn elsewhere<'p>(
-    m: &berth_model::Manifest,
-    plan: &'p [Workload],
-    ctx: &Context<'_>,
-) -> Option<(&'p Workload, String)> {
-    let db = m.backup.as_ref()?.database.as_ref()?;
-    ctx.outside.iter().find(|o| o.service == db.service)?;
-    let w = plan
-        .iter()
-        .find(|w| !w.data_dirs.is_empty())
-        .or_else(|| plan.first())?;
-    Some((w, db.service.clone()))
-}
-
 /// A pod's volumes, and a ConfigMap's file name and text.
-type WithSite = (Vec<Volume>, Option<(String, String)>);
+pub(super) type WithSite = (Vec<Volume>, Option<(String, String)>);
 
 /// With the database elsewhere, the pod's site config of its own: the whole app's
 /// (the administrator's without `[external]`), in which the database service is on
 /// and so its dump is planned (`--database` says where it is); the ConfigMap
 /// `<app>-backup-site` in place of `home`'s, by file name.
-fn own_site(
+pub(super) fn own_site(
     m: &berth_model::Manifest,
     home: &Workload,
     ctx: &Context<'_>,
@@ -174,6 +155,16 @@ fn own_site(
         vols,
         Some((format!("configmap-{name}.yaml"), to_yaml(&map)?)),
     ))
+}
+
+/// A pod of the whole app's site config, no node of a fleet: its address has nothing
+/// to replace in it.
+pub(super) fn no_node_address(spec: &mut k8s_openapi::api::core::v1::PodSpec) {
+    for c in &mut spec.containers {
+        if let Some(env) = &mut c.env {
+            env.retain(|e| e.name != berth_container::settings::NODE_ADDRESS);
+        }
+    }
 }
 
 /// `berth container backup`'s arguments; `None` when the database names no password

@@ -37,6 +37,23 @@ pub(super) fn home<'p>(
     Some((w, w.services.first()?.clone()))
 }
 
+/// With the database elsewhere (`[external]`): the one-off pod (the backup's, the
+/// restore's) is made from the first workload with data (else the first), still in
+/// the database service's image, which has its tools; the database's address.
+pub(super) fn elsewhere<'p>(
+    m: &berth_model::Manifest,
+    plan: &'p [Workload],
+    ctx: &Context<'_>,
+) -> Option<(&'p Workload, String, String)> {
+    let db = m.backup.as_ref()?.database.as_ref()?;
+    let outside = ctx.outside.iter().find(|o| o.service == db.service)?;
+    let w = plan
+        .iter()
+        .find(|w| !w.data_dirs.is_empty())
+        .or_else(|| plan.first())?;
+    Some((w, db.service.clone(), outside.address.clone()))
+}
+
 /// The claim a workload's data directory is on: the shared one of a Deployment, the
 /// first pod's of a StatefulSet.
 fn claim_of(app: &str, w: &Workload, dir: &str) -> String {
@@ -139,16 +156,36 @@ pub(super) fn job_spec(spec: PodSpec, backoff: i32) -> JobSpec {
     }
 }
 
-/// The claim `name` (labelled `component`) as large as `home`'s first volume: the
-/// database's, which a dump or an archive of it fits in.
-pub(super) fn sized_like_home(
+/// The claim `name` (labelled `component`) as large as the volume of the database
+/// service `service` (the manifest's first data directory of its component), which a
+/// dump or an archive of it fits in; else as `home`'s first volume.
+pub(super) fn sized_like_database(
     m: &berth_model::Manifest,
-    home: &Workload,
+    (home, service): (&Workload, &str),
+    (name, component): (&str, &str),
+    ctx: &Context<'_>,
+) -> Result<PersistentVolumeClaim, K8sError> {
+    let database = m
+        .services
+        .get(service)
+        .and_then(|s| m.components.get(&s.component))
+        .and_then(|c| c.data_dirs.first())
+        .map(|d| d.path().to_owned());
+    let sized = database
+        .or_else(|| home.data_dirs.first().map(|(_, d)| d.clone()))
+        .unwrap_or_else(|| name.to_owned());
+    sized_like(m, &sized, (name, component), ctx)
+}
+
+/// The claim `name` (labelled `component`) as large as the manifest's data directory
+/// `dir`.
+fn sized_like(
+    m: &berth_model::Manifest,
+    sized: &str,
     (name, component): (&str, &str),
     ctx: &Context<'_>,
 ) -> Result<PersistentVolumeClaim, K8sError> {
     let (app, version) = (&m.app.name, &m.app.version);
-    let sized = home.data_dirs.first().map_or(name, |(_, d)| d.as_str());
     Ok(PersistentVolumeClaim {
         metadata: meta(name, labels(app, version, component)),
         spec: Some(claim_spec(m, sized, "ReadWriteOnce", ctx.options)?),
@@ -175,8 +212,18 @@ pub fn objects(
     ctx: &Context<'_>,
 ) -> Result<Restore, K8sError> {
     let mut out = BTreeMap::new();
-    let Some((home, service)) = home(m, plan) else {
-        return Ok(Restore::default());
+    let (home, service, database) = match (home(m, plan), elsewhere(m, plan, ctx)) {
+        (Some((w, s)), _) => (w, s, None),
+        // Over the network as the owning role: with its password only.
+        (None, Some((w, s, address)))
+            if m.backup
+                .as_ref()
+                .and_then(|b| b.database.as_ref())
+                .is_some_and(|d| d.password.is_some()) =>
+        {
+            (w, s, Some(address))
+        }
+        _ => return Ok(Restore::default()),
     };
     let (app, version) = (&m.app.name, &m.app.version);
     let claim = format!("{app}-restore");
@@ -193,7 +240,7 @@ pub fn objects(
     let (vols, mounted) = volumes_and_mounts(
         m,
         plan,
-        (home, Some(&service)),
+        (home, Some(service.as_str()).filter(|_| database.is_none())),
         ctx,
         false,
         vec![(
@@ -202,6 +249,15 @@ pub fn objects(
             false,
         )],
     );
+    // Elsewhere, the whole app's site config (the backup's), in which the database
+    // service is on and so its dump planned; no hook of the server's runs here.
+    let (vols, _) = match database {
+        Some(_) => {
+            spec.init_containers = None;
+            super::backup::own_site(m, home, ctx, (vols, &service))?
+        }
+        None => (vols, None),
+    };
     for c in spec.init_containers.iter_mut().flatten() {
         c.volume_mounts = Some(mounted.clone());
     }
@@ -212,6 +268,10 @@ pub fn objects(
         format!("{RESTORE_DIR}/key"),
         "--wait".to_owned(),
     ];
+    if let Some(address) = &database {
+        args.push("--database".to_owned());
+        args.push(address.clone());
+    }
     // Each Service, which answers while a pod that uses the volumes runs.
     for w in plan {
         if let Some((_, port)) = w.ports.first() {
@@ -226,6 +286,9 @@ pub fn objects(
         args,
         mounted,
     )];
+    if database.is_some() {
+        super::backup::no_node_address(&mut spec);
+    }
     spec.volumes = Some(vols);
     let job = Job {
         metadata: meta(&claim, labels(app, version, "restore")),
@@ -235,7 +298,7 @@ pub fn objects(
     };
     out.insert(format!("job-{claim}.yaml"), to_yaml(&job)?);
     // The dump is smaller than the database.
-    let pvc = sized_like_home(m, home, (&claim, "restore"), ctx)?;
+    let pvc = sized_like_database(m, (home, &service), (&claim, "restore"), ctx)?;
     out.insert(format!("pvc-{claim}.yaml"), to_yaml(&pvc)?);
     Ok(Restore {
         objects: out,

@@ -54,12 +54,6 @@ fn an_external_database_is_no_workload_and_the_pods_reach_it_at_its_host() {
         "{:?}",
         r.files.keys()
     );
-    // Nothing to restore into: the database is not the deployment's.
-    assert!(
-        !r.files.keys().any(|k| k.starts_with("restore")),
-        "{:?}",
-        r.files.keys()
-    );
 
     // The pods see where the database is, as a node of their fleet at its host; no
     // pod's site config has `[external]` (a pod's berth runs what it is given).
@@ -146,6 +140,55 @@ fn the_backup_cronjob_dumps_an_external_database_where_it_is() {
         kustomization.contains("- configmap-netbox-backup-site.yaml"),
         "{kustomization}"
     );
+}
+
+/// The restore Job loads the dump into the database where it is, as its owner, in the
+/// database's image; it mounts the data the manifest backs up (no database volume is
+/// here), runs none of the database server's hooks, and its claim is sized as the
+/// manifest sizes the database's volume.
+#[test]
+fn the_restore_job_loads_an_external_database_where_it_is() {
+    let site = format!("{SITE}\n[external]\ndatabase = \"pg.example.com\"\n");
+    let r = render(&netbox(), "site.toml", &site, &Options::default()).unwrap();
+    let job = &r.files["restore-base/job-netbox-restore.yaml"];
+    assert!(
+        job.contains("- --database\n") && job.contains("- pg.example.com:5433\n"),
+        "{job}"
+    );
+    assert!(
+        job.contains("image: localhost/netbox-postgresql:4.7.3"),
+        "{job}"
+    );
+    assert!(job.contains("name: netbox-backup-site"), "{job}");
+    assert!(!job.contains("initContainers"), "{job}");
+    assert!(!job.contains("BERTH_NODE_ADDRESS"), "{job}");
+    assert!(!job.contains("data-postgresql"), "{job}");
+    assert!(
+        job.contains("mountPath: /var/opt/berth/netbox/data/netbox"),
+        "{job}"
+    );
+    // Every workload stops first, and its Service stops answering.
+    for w in ["netbox-cache:6380", "netbox-web:8001"] {
+        assert!(
+            job.contains(&format!("- --not-while\n        - {w}\n")),
+            "{job}"
+        );
+    }
+    let claim = &r.files["restore-base/pvc-netbox-restore.yaml"];
+    let database = &r.files["base/pvc-netbox-data-netbox.yaml"];
+    let storage = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("storage:"))
+            .map(str::to_owned)
+    };
+    insta::assert_snapshot!(storage(claim).unwrap(), @"      storage: 10Gi");
+    assert!(storage(database).is_some(), "{database}");
+    for env in [
+        "restore/production/stop-netbox-web.yaml",
+        "restore/production/stop-netbox-cache.yaml",
+    ] {
+        assert!(r.files.contains_key(env), "{:?}", r.files.keys());
+    }
 }
 
 /// Both of NetBox's stores at one host: one node of the pods' fleet (a node's address
