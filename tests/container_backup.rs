@@ -194,29 +194,41 @@ fn chown_user(path: &Path) {
     std::os::unix::fs::chown(path, Some(id), Some(id)).unwrap();
 }
 
+/// `berth container ARGS…` on the instance of `t` as the pod's user, the app's
+/// secrets in `secrets`, the database at `127.0.0.1:PG`; its output.
+fn container(t: &Path, secrets: &Path, args: &[&str]) -> Output {
+    let berth = berth_bin();
+    let (prefix, manifest) = (t.join("prefix"), t.join("manifest"));
+    let database = format!("127.0.0.1:{PG}");
+    let mut line = vec![
+        berth.to_str().unwrap(),
+        "--prefix",
+        prefix.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "container",
+    ];
+    line.extend_from_slice(args);
+    line.extend(["--database", &database]);
+    as_user(&line, &[("BERTH_SECRETS_DIR", secrets.to_str().unwrap())])
+        .output()
+        .unwrap()
+}
+
 /// `berth container backup` as the pod's user; its output.
 fn backup(t: &Path, secrets: &Path) -> Output {
-    let berth = berth_bin();
-    as_user(
+    let (to, key) = (t.join("backups"), t.join("key"));
+    container(
+        t,
+        secrets,
         &[
-            berth.to_str().unwrap(),
-            "--prefix",
-            t.join("prefix").to_str().unwrap(),
-            "--manifest",
-            t.join("manifest").to_str().unwrap(),
-            "container",
             "backup",
             "--to",
-            t.join("backups").to_str().unwrap(),
+            to.to_str().unwrap(),
             "--key",
-            t.join("key").to_str().unwrap(),
-            "--database",
-            &format!("127.0.0.1:{PG}"),
+            key.to_str().unwrap(),
         ],
-        &[("BERTH_SECRETS_DIR", secrets.to_str().unwrap())],
     )
-    .output()
-    .unwrap()
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -346,26 +358,17 @@ fn a_pods_backup_is_one_a_host_takes() {
 
 /// `berth container restore --database` as the pod's user; its output.
 fn restore(t: &Path, secrets: &Path, archive: &Path) -> Output {
-    let berth = berth_bin();
-    as_user(
+    let key = t.join("key");
+    container(
+        t,
+        secrets,
         &[
-            berth.to_str().unwrap(),
-            "--prefix",
-            t.join("prefix").to_str().unwrap(),
-            "--manifest",
-            t.join("manifest").to_str().unwrap(),
-            "container",
             "restore",
             archive.to_str().unwrap(),
             "--key",
-            t.join("key").to_str().unwrap(),
-            "--database",
-            &format!("127.0.0.1:{PG}"),
+            key.to_str().unwrap(),
         ],
-        &[("BERTH_SECRETS_DIR", secrets.to_str().unwrap())],
     )
-    .output()
-    .unwrap()
 }
 
 /// The archive restored into the database elsewhere: refused, changing nothing, while
