@@ -750,46 +750,6 @@ fn play_web(podman: &Podman, ns: &Netns, file: &Path) {
     }
 }
 
-/// The restore Job of `deploy`'s `restore/test` played (its file in `dir`) with
-/// `archive` and `key` in its claim, copied in as `kubectl cp` would (then `ready`,
-/// all the pod's user's), to its end with 0: the file, its log, and how long its pod
-/// took.
-fn play_restore(
-    podman: &Podman,
-    (deploy, dir): (&Path, &Path),
-    (archive, key): (&Path, &Path),
-) -> (PathBuf, String, Duration) {
-    if !podman
-        .run(&["volume", "exists", "netbox-restore"])
-        .status
-        .success()
-    {
-        podman.ok(&["volume", "create", "netbox-restore"]);
-    }
-    let at = mountpoint(podman, "netbox-restore");
-    let _ = std::fs::remove_file(at.join("ready"));
-    std::fs::copy(archive, at.join("archive")).unwrap();
-    std::fs::copy(key, at.join("key")).unwrap();
-    std::fs::write(at.join("ready"), "").unwrap();
-    for name in ["", "archive", "key", "ready"] {
-        let p = at.join(name);
-        nix::unistd::chown(&p, Some(10001.into()), Some(10001.into())).unwrap();
-    }
-    let restore = restore_file(deploy, dir);
-    let started = Instant::now();
-    podman.ok(&[
-        "kube",
-        "play",
-        "--network",
-        "host",
-        restore.to_str().unwrap(),
-    ]);
-    let code = exit_code(podman, "netbox-restore-restore", Duration::from_mins(15));
-    let said = logs(podman, "netbox-restore-restore");
-    assert_eq!(code, 0, "{said}");
-    (restore, said, started.elapsed())
-}
-
 /// The restore Job of `restore/test` as a file to play: the ConfigMaps and the Job's
 /// pod; checks that the overlay stops every workload.
 fn restore_file(deploy: &Path, dir: &Path) -> PathBuf {
@@ -867,9 +827,31 @@ fn restore_the_host_backup(
             .unwrap(),
         pepper
     );
-    let (restore, said, took) = play_restore(podman, (deploy, w), (&host.archive, &host.key));
+    // The archive's claim, filled as `kubectl cp` would: the archive, the key file,
+    // then `ready`, the pod's user's.
+    podman.ok(&["volume", "create", "netbox-restore"]);
+    let at = mountpoint(podman, "netbox-restore");
+    std::fs::copy(&host.archive, at.join("archive")).unwrap();
+    std::fs::copy(&host.key, at.join("key")).unwrap();
+    std::fs::write(at.join("ready"), "").unwrap();
+    for name in ["", "archive", "key", "ready"] {
+        let p = at.join(name);
+        nix::unistd::chown(&p, Some(10001.into()), Some(10001.into())).unwrap();
+    }
+    let restore = restore_file(deploy, w);
+    let started = Instant::now();
+    podman.ok(&[
+        "kube",
+        "play",
+        "--network",
+        "host",
+        restore.to_str().unwrap(),
+    ]);
+    let code = exit_code(podman, "netbox-restore-restore", Duration::from_mins(15));
+    let said = logs(podman, "netbox-restore-restore");
+    assert_eq!(code, 0, "{said}");
     assert!(said.contains("restored netbox 4.7.3"), "{said}");
-    eprintln!("the restore Job's pod took {took:?}");
+    eprintln!("the restore Job's pod took {:?}", started.elapsed());
     down(podman, ns, &restore, &[PG_PORT]);
 
     // The workloads back, on the restored volumes.
