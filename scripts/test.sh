@@ -96,44 +96,6 @@ if [ "$(id -u)" -eq 0 ] && [ -w "$reserved" ]; then
 fi
 case " $* " in
   # One package: the binary built above (with fault points) is the one its tests run.
-  *" -p "* | *" --package "*)
-    status=0
-    cargo test --locked --no-fail-fast "$@" || status=$?
-    exit "$status" ;;
+  *" -p "* | *" --package "*) cargo test --locked --no-fail-fast "$@" ;;
+  *) cargo test --workspace --locked --no-fail-fast "${features[@]}" "$@" ;;
 esac
-
-# NetBox on seven machines (tests/netbox_fleet.rs) mostly waits on its machines, and so
-# do many of the tests cargo runs first (backups, failovers, upgrades: a third to half
-# of the CPU used): it runs beside them, its own binary started here, rather than after
-# all of them. Its output is shown, and its status counts, once the others end.
-fleet_test=netbox_runs_on_seven_nodes
-fleet_log=$(mktemp)
-on_exit+=('rm -f "$fleet_log"')
-# Only for the whole suite (no arguments): the binary built above, found by name.
-fleet_bin=""
-if [ $# -eq 0 ]; then
-  fleet_bin=$(cargo test --workspace --locked "${features[@]}" --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "netbox_fleet" and m.get("executable"):
-        print(m["executable"])' || true)
-fi
-args=("$@")
-fleet_pid=""
-if [ -n "$fleet_bin" ]; then
-  # As cargo runs a test binary: from its package's directory.
-  (cd tests && exec "$fleet_bin" "$fleet_test") >"$fleet_log" 2>&1 &
-  fleet_pid=$!
-  args=(-- --skip "$fleet_test")
-fi
-status=0
-cargo test --workspace --locked --no-fail-fast "${features[@]}" "${args[@]}" || status=$?
-if [ -n "$fleet_pid" ]; then
-  fleet_status=0
-  wait "$fleet_pid" || fleet_status=$?
-  echo "     Running tests/netbox_fleet.rs beside the others ($fleet_bin)"
-  cat "$fleet_log"
-  [ "$fleet_status" -eq 0 ] || status=$fleet_status
-fi
-exit "$status"
