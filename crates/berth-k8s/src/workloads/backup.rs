@@ -47,13 +47,15 @@ pub fn objects(
     (policy, asked): (&BackupPolicy, bool),
 ) -> Result<BTreeMap<String, String>, K8sError> {
     let mut out = BTreeMap::new();
-    let Some((home, service)) =
-        home(m, plan).or_else(|| elsewhere(m, plan, ctx).map(|(w, s, _)| (w, s)))
+    // In the cluster, or elsewhere with its address.
+    let Some((home, service, outside)) = home(m, plan)
+        .map(|(w, s)| (w, s, None))
+        .or_else(|| elsewhere(m, plan, ctx).map(|(w, s, a)| (w, s, Some(a))))
     else {
         return Ok(out);
     };
     let (app, version) = (&m.app.name, &m.app.version);
-    let Some(args) = args(m, home, ctx, asked)? else {
+    let Some(args) = args(m, home, outside, asked)? else {
         return Ok(out);
     };
     let (schedule, suspend) = schedule(policy)?;
@@ -167,12 +169,13 @@ pub(super) fn no_node_address(spec: &mut k8s_openapi::api::core::v1::PodSpec) {
     }
 }
 
-/// `berth container backup`'s arguments; `None` when the database names no password
-/// and nobody asked for backups.
+/// `berth container backup`'s arguments, the database at `home`'s Service or at
+/// `outside` (its address elsewhere); `None` when the database names no password and
+/// nobody asked for backups.
 fn args(
     m: &berth_model::Manifest,
     home: &Workload,
-    ctx: &Context<'_>,
+    outside: Option<String>,
     asked: bool,
 ) -> Result<Option<Vec<String>>, K8sError> {
     let mut args = vec![
@@ -197,12 +200,7 @@ fn args(
             .iter()
             .find(|(s, _)| s == &db.service)
             .map(|(_, p)| format!("{}:{p}", home.name))
-            .or_else(|| {
-                ctx.outside
-                    .iter()
-                    .find(|o| o.service == db.service)
-                    .map(|o| o.address.clone())
-            })
+            .or(outside)
             .ok_or_else(|| {
                 K8sError::Unsupported(format!(
                     "the database service `{}` listens on no port its Service could offer the backup CronJob",
