@@ -96,6 +96,55 @@ if [ "$(id -u)" -eq 0 ] && [ -w "$reserved" ]; then
 fi
 case " $* " in
   # One package: the binary built above (with fault points) is the one its tests run.
-  *" -p "* | *" --package "*) cargo test --locked --no-fail-fast "$@" ;;
-  *) cargo test --workspace --locked --no-fail-fast "${features[@]}" "$@" ;;
+  *" -p "* | *" --package "*) status=0; cargo test --locked --no-fail-fast "$@" || status=$?; exit "$status" ;;
 esac
+if [ $# -gt 0 ]; then
+  status=0
+  cargo test --workspace --locked --no-fail-fast "${features[@]}" "$@" || status=$?
+  exit "$status"
+fi
+
+# The whole suite. Two test binaries take a quarter to half an hour each (NetBox on a
+# host and in pods; NetBox on seven machines) where every other one takes at most four
+# minutes, and the machine has two cores that one binary at a time leaves half idle
+# (most tests wait on services). Each of the two runs in a lane of its own, started
+# here, beside `cargo test` running the others, which skips their tests; their output
+# is shown, and their status counts, once all have ended.
+lanes=(netbox netbox_fleet)
+# The integration tests of the berth-tests package (tests/), by name.
+executables=$(cargo test --workspace --locked "${features[@]}" --no-run --message-format=json |
+  python3 -c 'import json, os, sys
+mine = os.path.realpath("tests/Cargo.toml")
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["kind"] == ["test"] and os.path.realpath(m["manifest_path"]) == mine):
+        print(m["target"]["name"], m["executable"])')
+skip=(--exact)
+pids=()
+logs=()
+for lane in "${lanes[@]}"; do
+  bin=$(awk -v name="$lane" '$1 == name { print $2 }' <<<"$executables")
+  [ -n "$bin" ] || { echo "test binary $lane not found among those cargo built" >&2; exit 1; }
+  # Its tests, by exact name, are those `cargo test` leaves out.
+  while IFS= read -r test; do
+    skip+=(--skip "$test")
+  done < <("$bin" --list --format terse | sed -n 's/: test$//p')
+  log=$(mktemp)
+  on_exit+=("rm -f '$log'")
+  # As cargo runs a test binary: from its package's directory.
+  (cd tests && exec "$bin") >"$log" 2>&1 &
+  pids+=($!)
+  logs+=("$log")
+  echo "     Running $lane ($bin) in a lane of its own; its output comes at the end"
+done
+status=0
+cargo test --workspace --locked --no-fail-fast "${features[@]}" -- "${skip[@]}" || status=$?
+for i in "${!lanes[@]}"; do
+  lane_status=0
+  wait "${pids[$i]}" || lane_status=$?
+  echo "     Ran ${lanes[$i]} in a lane of its own (exit $lane_status):"
+  cat "${logs[$i]}"
+  [ "$lane_status" -eq 0 ] || status=$lane_status
+done
+exit "$status"

@@ -171,7 +171,8 @@ pub fn ministack_bundle_of(
 /// need the same bundle (NetBox's takes minutes to build): kept under
 /// `target/test-cache/bundles/<SHA-256 of this berth, the manifest's files and the
 /// arguments>/`, made in a directory of its own and renamed into place, so tests
-/// running at once never see half a bundle. Builds are reproducible, so a bundle
+/// running at once never see half a bundle; one test at a time builds it (a lock file
+/// beside it), the others wait and take it. Builds are reproducible, so a bundle
 /// built by another test is the bundle this one would build.
 pub fn shared_release_bundle(
     manifest: &Path,
@@ -211,6 +212,13 @@ pub fn shared_release_bundle(
         return hit;
     }
     std::fs::create_dir_all(&cache).unwrap();
+    // One build of a bundle at a time, across the test binaries running at once
+    // (scripts/test.sh runs some beside the others): whoever waited finds it built.
+    let lock = std::fs::File::create(cache.join(format!("{key}.lock"))).unwrap();
+    lock.lock().unwrap();
+    if let Some(hit) = found(&dir) {
+        return hit;
+    }
     let work = tempfile::Builder::new()
         .prefix(".building-")
         .tempdir_in(&cache)

@@ -241,8 +241,13 @@ pub fn install_hint(packages: &[String]) -> String {
     format!("sudo apt-get install -y {}", packages.join(" "))
 }
 
+/// How long apt-get waits for dpkg's lock another package manager holds (an
+/// unattended upgrade, another berth) before it gives up, rather than failing at once.
+const LOCK_WAIT: &str = "DPkg::Lock::Timeout=600";
+
 fn apt_get(args: &[&str], packages: &[String]) -> Result<Output> {
     Command::new("apt-get")
+        .args(["-o", LOCK_WAIT])
         .args(args)
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
