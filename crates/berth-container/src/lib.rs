@@ -240,7 +240,8 @@ pub fn run_hook_when_ready(
 }
 
 /// `berth container wait-hook <hook>`: run the hook's `check` until it exits 0 (the
-/// hook has nothing left to do), 15 seconds apart, at most the hook's timeout: what a
+/// hook has nothing left to do), 15 seconds apart or more ([`check_pause`]), at most
+/// the hook's timeout: what a
 /// pod that comes after a hook run as a Job waits with. Returns 0 once it did, 1 when
 /// the time ran out.
 ///
@@ -270,6 +271,7 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
             cwd: h.cwd.clone(),
             timeout: Duration::from_mins(5),
         };
+        let checked = std::time::Instant::now();
         match run.run(&mut |m| {
             if loud {
                 say(m);
@@ -292,12 +294,20 @@ pub fn wait_hook(opts: &Options, hook: &str, say: &mut dyn FnMut(&str)) -> Resul
         if loud {
             say(&format!("berth: waiting for the {hook} hook to be done"));
         }
-        // A check starts the app (seconds of CPU): not too often.
-        if init::pause(Duration::from_secs(15)) {
+        // A check starts the app (seconds of CPU, taken from the hook it waits for
+        // when they share a machine): not too often.
+        if init::pause(check_pause(checked.elapsed())) {
             return Ok(init::STOPPED);
         }
         attempt += 1;
     }
+}
+
+/// The pause after a check that took `took`: 15 seconds, or three times as long as
+/// the check ran when that is longer (at most 5 minutes), so that checks keep at most
+/// a quarter of a core busy however slow the machine is.
+fn check_pause(took: Duration) -> Duration {
+    (took * 3).clamp(Duration::from_secs(15), Duration::from_mins(5))
 }
 
 /// `berth container wait-for <host:port>`: until a TCP connection to it succeeds, at
@@ -477,5 +487,18 @@ mod tests {
             1
         );
         assert!(said[0].contains("no-such-host.invalid:80"), "{said:?}");
+    }
+
+    /// A quick check is repeated every 15 s; a slow one (a loaded machine) waits three
+    /// times as long as it ran, never more than 5 minutes.
+    #[test]
+    fn slow_checks_are_run_less_often() {
+        assert_eq!(check_pause(Duration::from_secs(2)), Duration::from_secs(15));
+        assert_eq!(check_pause(Duration::from_secs(5)), Duration::from_secs(15));
+        assert_eq!(
+            check_pause(Duration::from_secs(12)),
+            Duration::from_secs(36)
+        );
+        assert_eq!(check_pause(Duration::from_mins(4)), Duration::from_mins(5));
     }
 }
