@@ -104,12 +104,13 @@ if [ $# -gt 0 ]; then
   exit "$status"
 fi
 
-# The whole suite. Two test binaries take a quarter to half an hour each (NetBox on a
-# host and in pods; NetBox on seven machines) where every other one takes at most four
-# minutes, and the machine has two cores that one binary at a time leaves half idle
-# (most tests wait on services). Each of the two runs in a lane of its own, started
-# here, beside `cargo test` running the others, which skips their tests; their output
-# is shown, and their status counts, once all have ended.
+# The whole suite. Two test binaries take 24 and 17 minutes alone (NetBox on a host
+# and in pods; NetBox on seven machines) where every other one takes at most four, and
+# one after the other they leave much of two cores idle (most tests wait on services):
+# the whole run took over 90 minutes that way, 70 with the lanes. Each of the two runs
+# in a lane of its own, started here, beside `cargo test` running the others, which
+# skips their tests; their output is shown, and their status counts, once all have
+# ended.
 lanes=(netbox netbox_fleet)
 # The integration tests of the berth-tests package (tests/), by name.
 executables=$(cargo test --workspace --locked "${features[@]}" --no-run --message-format=json |
