@@ -489,8 +489,10 @@ pub(crate) fn list_dump(bin_dir: &Path, toc: &Path, scratch: &Path) -> Result<us
     if !out.status.success() {
         return Err(BackupError::Database {
             what: format!(
-                "`pg_restore --list` cannot read the dump's table of contents `{}`",
-                toc.display()
+                "`pg_restore --list` cannot read the dump's table of contents `{}` ({})",
+                toc.display(),
+                // A signal is not a refusal of the file: say which it was.
+                out.status
             ),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
