@@ -241,9 +241,8 @@ pub fn run_hook_when_ready(
 
 /// `berth container wait-hook <hook>`: run the hook's `check` until it exits 0 (the
 /// hook has nothing left to do), 15 seconds apart or more ([`check_pause`]), at most
-/// the hook's timeout: what a
-/// pod that comes after a hook run as a Job waits with. Returns 0 once it did, 1 when
-/// the time ran out.
+/// the hook's timeout: what a pod that comes after a hook run as a Job waits with.
+/// Returns 0 once it did, 1 when the time ran out.
 ///
 /// # Errors
 /// The hook has no `check`; as [`start::prepare`].
